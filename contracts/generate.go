@@ -1,0 +1,6 @@
+// Package contracts holds what the services and the orchestrator agree on: the
+// Avro schemas of every command, reply, event and state record (schemas/), the
+// Go types generated from them, and the names of topics and headers.
+package contracts
+
+//go:generate sh -c "go tool avrogen -pkg contracts -o types_gen.go -encoders -fullschema schemas/*.avsc"

@@ -1,0 +1,3 @@
+module github.com/kafkasaga/kafkasaga/orchestrator
+
+go 1.26.8
