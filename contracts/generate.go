@@ -3,4 +3,4 @@
 // Go types generated from them, and the names of topics and headers.
 package contracts
 
-//go:generate sh -c "go tool avrogen -pkg contracts -o types_gen.go -encoders -fullschema schemas/*.avsc"
+//go:generate sh -c "go tool avrogen -pkg contracts -o types_gen.go -encoders -fullschema -tags json:camel schemas/*.avsc"

@@ -17,5 +17,14 @@ const (
 	HeaderPartitionKey = "partition_key"
 )
 
+// Headers a dead-lettered message carries besides its own.
+const (
+	HeaderDeadLetterTopic     = "dlq_topic"     // where the message was consumed from
+	HeaderDeadLetterPartition = "dlq_partition" // its partition there
+	HeaderDeadLetterOffset    = "dlq_offset"    // its offset there
+	HeaderDeadLetterHandler   = "dlq_handler"   // the handler that gave up on it
+	HeaderDeadLetterError     = "dlq_error"     // why
+)
+
 // SagaTypeCreateOrder names the Create Order saga in headers and records.
 const SagaTypeCreateOrder = "CreateOrder"

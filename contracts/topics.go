@@ -14,6 +14,11 @@ const (
 	TopicCustomerState    = "customer.state"    // compacted: CustomerRecord by customer id
 	TopicPaymentState     = "payment.state"     // compacted: PaymentRecord by order id
 	TopicCreateOrderSagas = "createorder.sagas" // compacted: SagaInstance by saga id
+
+	// TopicDeadLetter receives every message a consumer could not process
+	// (undecodable, unexpected type), with headers naming its origin and the
+	// error. Keyed by the original key.
+	TopicDeadLetter = "deadletter"
 )
 
 // Partitions is the partition count of every topic. Topics keyed by the same
@@ -42,5 +47,6 @@ func Topics() []TopicSpec {
 		state(TopicCustomerState),
 		state(TopicPaymentState),
 		state(TopicCreateOrderSagas),
+		log(TopicDeadLetter),
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 // Command to the order service: the saga succeeded.
 type ApproveOrder struct {
-	OrderID string `avro:"orderId"`
+	OrderID string `avro:"orderId" json:"orderId"`
 }
 
 var schemaApproveOrder = avro.MustParse(`{"name":"kafkasaga.order.ApproveOrder","doc":"Command to the order service: the saga succeeded.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
@@ -31,10 +31,10 @@ func (o *ApproveOrder) Marshal() ([]byte, error) {
 
 // Command to the payment service: authorize the order total.
 type AuthorizePayment struct {
-	OrderID    string `avro:"orderId"`
-	CustomerID string `avro:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
 	// Minor units (cents).
-	Amount int64 `avro:"amount"`
+	Amount int64 `avro:"amount" json:"amount"`
 }
 
 var schemaAuthorizePayment = avro.MustParse(`{"name":"kafkasaga.payment.AuthorizePayment","doc":"Command to the payment service: authorize the order total.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"amount","doc":"Minor units (cents).","type":"long"}]}`)
@@ -56,7 +56,7 @@ func (o *AuthorizePayment) Marshal() ([]byte, error) {
 
 // Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.
 type CancelPayment struct {
-	OrderID string `avro:"orderId"`
+	OrderID string `avro:"orderId" json:"orderId"`
 }
 
 var schemaCancelPayment = avro.MustParse(`{"name":"kafkasaga.payment.CancelPayment","doc":"Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
@@ -78,9 +78,9 @@ func (o *CancelPayment) Marshal() ([]byte, error) {
 
 // State: the Create Order saga's own data, kept inside its SagaInstance.
 type CreateOrderSagaData struct {
-	OrderID    string `avro:"orderId"`
-	CustomerID string `avro:"customerId"`
-	OrderTotal int64  `avro:"orderTotal"`
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderTotal int64  `avro:"orderTotal" json:"orderTotal"`
 }
 
 var schemaCreateOrderSagaData = avro.MustParse(`{"name":"kafkasaga.saga.CreateOrderSagaData","doc":"State: the Create Order saga's own data, kept inside its SagaInstance.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"}]}`)
@@ -102,9 +102,9 @@ func (o *CreateOrderSagaData) Marshal() ([]byte, error) {
 
 // Reply: the customer's available credit is lower than the amount.
 type CreditLimitExceeded struct {
-	CustomerID      string `avro:"customerId"`
-	OrderID         string `avro:"orderId"`
-	AvailableCredit int64  `avro:"availableCredit"`
+	CustomerID      string `avro:"customerId" json:"customerId"`
+	OrderID         string `avro:"orderId" json:"orderId"`
+	AvailableCredit int64  `avro:"availableCredit" json:"availableCredit"`
 }
 
 var schemaCreditLimitExceeded = avro.MustParse(`{"name":"kafkasaga.customer.CreditLimitExceeded","doc":"Reply: the customer's available credit is lower than the amount.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"orderId","type":"string"},{"name":"availableCredit","type":"long"}]}`)
@@ -126,8 +126,8 @@ func (o *CreditLimitExceeded) Marshal() ([]byte, error) {
 
 // Reply: the order holds no credit of the customer any more.
 type CreditReleased struct {
-	CustomerID string `avro:"customerId"`
-	OrderID    string `avro:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
 }
 
 var schemaCreditReleased = avro.MustParse(`{"name":"kafkasaga.customer.CreditReleased","doc":"Reply: the order holds no credit of the customer any more.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"orderId","type":"string"}]}`)
@@ -149,9 +149,9 @@ func (o *CreditReleased) Marshal() ([]byte, error) {
 
 // Reply: the credit is reserved.
 type CreditReserved struct {
-	CustomerID string `avro:"customerId"`
-	OrderID    string `avro:"orderId"`
-	Amount     int64  `avro:"amount"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
+	Amount     int64  `avro:"amount" json:"amount"`
 }
 
 var schemaCreditReserved = avro.MustParse(`{"name":"kafkasaga.customer.CreditReserved","doc":"Reply: the credit is reserved.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"orderId","type":"string"},{"name":"amount","type":"long"}]}`)
@@ -173,8 +173,8 @@ func (o *CreditReserved) Marshal() ([]byte, error) {
 
 // Reply: no customer has this id.
 type CustomerNotFound struct {
-	CustomerID string `avro:"customerId"`
-	OrderID    string `avro:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
 }
 
 var schemaCustomerNotFound = avro.MustParse(`{"name":"kafkasaga.customer.CustomerNotFound","doc":"Reply: no customer has this id.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"orderId","type":"string"}]}`)
@@ -196,9 +196,9 @@ func (o *CustomerNotFound) Marshal() ([]byte, error) {
 
 // CreditReservation is a generated struct.
 type CreditReservation struct {
-	Amount int64 `avro:"amount"`
+	Amount int64 `avro:"amount" json:"amount"`
 	// RESERVED, REJECTED or RELEASED.
-	Status string `avro:"status"`
+	Status string `avro:"status" json:"status"`
 }
 
 var schemaCreditReservation = avro.MustParse(`{"name":"kafkasaga.customer.CreditReservation","type":"record","fields":[{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED or RELEASED.","type":"string"}]}`)
@@ -220,11 +220,11 @@ func (o *CreditReservation) Marshal() ([]byte, error) {
 
 // State: one customer and its credit reservations, kept in the compacted topic customer.state.
 type CustomerRecord struct {
-	CustomerID  string `avro:"customerId"`
-	Name        string `avro:"name"`
-	CreditLimit int64  `avro:"creditLimit"`
+	CustomerID  string `avro:"customerId" json:"customerId"`
+	Name        string `avro:"name" json:"name"`
+	CreditLimit int64  `avro:"creditLimit" json:"creditLimit"`
 	// By order id: every order the customer was asked to reserve credit for, and what was decided.
-	Reservations map[string]CreditReservation `avro:"reservations"`
+	Reservations map[string]CreditReservation `avro:"reservations" json:"reservations"`
 }
 
 var schemaCustomerRecord = avro.MustParse(`{"name":"kafkasaga.customer.CustomerRecord","doc":"State: one customer and its credit reservations, kept in the compacted topic customer.state.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"name","type":"string"},{"name":"creditLimit","type":"long"},{"name":"reservations","doc":"By order id: every order the customer was asked to reserve credit for, and what was decided.","type":{"type":"map","values":{"name":"kafkasaga.customer.CreditReservation","type":"record","fields":[{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED or RELEASED.","type":"string"}]}},"default":{}}]}`)
@@ -246,7 +246,7 @@ func (o *CustomerRecord) Marshal() ([]byte, error) {
 
 // Reply: the order is APPROVED.
 type OrderApproved struct {
-	OrderID string `avro:"orderId"`
+	OrderID string `avro:"orderId" json:"orderId"`
 }
 
 var schemaOrderApproved = avro.MustParse(`{"name":"kafkasaga.order.OrderApproved","doc":"Reply: the order is APPROVED.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
@@ -268,10 +268,10 @@ func (o *OrderApproved) Marshal() ([]byte, error) {
 
 // Event on order.events: an order was stored as PENDING; starts a Create Order saga.
 type OrderCreated struct {
-	OrderID    string `avro:"orderId"`
-	CustomerID string `avro:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
 	// Minor units (cents).
-	OrderTotal int64 `avro:"orderTotal"`
+	OrderTotal int64 `avro:"orderTotal" json:"orderTotal"`
 }
 
 var schemaOrderCreated = avro.MustParse(`{"name":"kafkasaga.order.OrderCreated","doc":"Event on order.events: an order was stored as PENDING; starts a Create Order saga.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","doc":"Minor units (cents).","type":"long"}]}`)
@@ -293,13 +293,13 @@ func (o *OrderCreated) Marshal() ([]byte, error) {
 
 // State: one order, kept in the compacted topic order.state.
 type OrderRecord struct {
-	OrderID    string `avro:"orderId"`
-	CustomerID string `avro:"customerId"`
-	OrderTotal int64  `avro:"orderTotal"`
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderTotal int64  `avro:"orderTotal" json:"orderTotal"`
 	// PENDING, APPROVED or REJECTED.
-	State           string    `avro:"state"`
-	RejectionReason string    `avro:"rejectionReason"`
-	CreatedAt       time.Time `avro:"createdAt"`
+	State           string    `avro:"state" json:"state"`
+	RejectionReason string    `avro:"rejectionReason" json:"rejectionReason"`
+	CreatedAt       time.Time `avro:"createdAt" json:"createdAt"`
 }
 
 var schemaOrderRecord = avro.MustParse(`{"name":"kafkasaga.order.OrderRecord","doc":"State: one order, kept in the compacted topic order.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"},{"name":"state","doc":"PENDING, APPROVED or REJECTED.","type":"string"},{"name":"rejectionReason","type":"string","default":""},{"name":"createdAt","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
@@ -321,8 +321,8 @@ func (o *OrderRecord) Marshal() ([]byte, error) {
 
 // Reply: the order is REJECTED.
 type OrderRejected struct {
-	OrderID string `avro:"orderId"`
-	Reason  string `avro:"reason"`
+	OrderID string `avro:"orderId" json:"orderId"`
+	Reason  string `avro:"reason" json:"reason"`
 }
 
 var schemaOrderRejected = avro.MustParse(`{"name":"kafkasaga.order.OrderRejected","doc":"Reply: the order is REJECTED.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"reason","type":"string"}]}`)
@@ -344,8 +344,8 @@ func (o *OrderRejected) Marshal() ([]byte, error) {
 
 // Reply: the payment is authorized.
 type PaymentAuthorized struct {
-	OrderID   string `avro:"orderId"`
-	PaymentID string `avro:"paymentId"`
+	OrderID   string `avro:"orderId" json:"orderId"`
+	PaymentID string `avro:"paymentId" json:"paymentId"`
 }
 
 var schemaPaymentAuthorized = avro.MustParse(`{"name":"kafkasaga.payment.PaymentAuthorized","doc":"Reply: the payment is authorized.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"paymentId","type":"string"}]}`)
@@ -367,7 +367,7 @@ func (o *PaymentAuthorized) Marshal() ([]byte, error) {
 
 // Reply: the order holds no authorization any more.
 type PaymentCancelled struct {
-	OrderID string `avro:"orderId"`
+	OrderID string `avro:"orderId" json:"orderId"`
 }
 
 var schemaPaymentCancelled = avro.MustParse(`{"name":"kafkasaga.payment.PaymentCancelled","doc":"Reply: the order holds no authorization any more.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
@@ -389,8 +389,8 @@ func (o *PaymentCancelled) Marshal() ([]byte, error) {
 
 // Reply: the payment is declined.
 type PaymentDeclined struct {
-	OrderID string `avro:"orderId"`
-	Reason  string `avro:"reason"`
+	OrderID string `avro:"orderId" json:"orderId"`
+	Reason  string `avro:"reason" json:"reason"`
 }
 
 var schemaPaymentDeclined = avro.MustParse(`{"name":"kafkasaga.payment.PaymentDeclined","doc":"Reply: the payment is declined.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"reason","type":"string"}]}`)
@@ -412,14 +412,14 @@ func (o *PaymentDeclined) Marshal() ([]byte, error) {
 
 // State: the payment decision for one order, kept in the compacted topic payment.state.
 type PaymentRecord struct {
-	OrderID    string `avro:"orderId"`
-	CustomerID string `avro:"customerId"`
-	PaymentID  string `avro:"paymentId"`
-	Amount     int64  `avro:"amount"`
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	PaymentID  string `avro:"paymentId" json:"paymentId"`
+	Amount     int64  `avro:"amount" json:"amount"`
 	// AUTHORIZED, DECLINED or CANCELLED.
-	Status    string    `avro:"status"`
-	Reason    string    `avro:"reason"`
-	DecidedAt time.Time `avro:"decidedAt"`
+	Status    string    `avro:"status" json:"status"`
+	Reason    string    `avro:"reason" json:"reason"`
+	DecidedAt time.Time `avro:"decidedAt" json:"decidedAt"`
 }
 
 var schemaPaymentRecord = avro.MustParse(`{"name":"kafkasaga.payment.PaymentRecord","doc":"State: the payment decision for one order, kept in the compacted topic payment.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"paymentId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"AUTHORIZED, DECLINED or CANCELLED.","type":"string"},{"name":"reason","type":"string","default":""},{"name":"decidedAt","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
@@ -441,9 +441,9 @@ func (o *PaymentRecord) Marshal() ([]byte, error) {
 
 // Command to the order service (compensation of the saga's first step): reject the order.
 type RejectOrder struct {
-	OrderID string `avro:"orderId"`
+	OrderID string `avro:"orderId" json:"orderId"`
 	// INSUFFICIENT_CREDIT, UNKNOWN_CUSTOMER, PAYMENT_DECLINED, ...
-	Reason string `avro:"reason"`
+	Reason string `avro:"reason" json:"reason"`
 }
 
 var schemaRejectOrder = avro.MustParse(`{"name":"kafkasaga.order.RejectOrder","doc":"Command to the order service (compensation of the saga's first step): reject the order.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"reason","doc":"INSUFFICIENT_CREDIT, UNKNOWN_CUSTOMER, PAYMENT_DECLINED, ...","type":"string"}]}`)
@@ -465,8 +465,8 @@ func (o *RejectOrder) Marshal() ([]byte, error) {
 
 // Command to the customer service (compensation of ReserveCredit): release the order's reservation, if any.
 type ReleaseCredit struct {
-	CustomerID string `avro:"customerId"`
-	OrderID    string `avro:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
 }
 
 var schemaReleaseCredit = avro.MustParse(`{"name":"kafkasaga.customer.ReleaseCredit","doc":"Command to the customer service (compensation of ReserveCredit): release the order's reservation, if any.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"orderId","type":"string"}]}`)
@@ -488,10 +488,10 @@ func (o *ReleaseCredit) Marshal() ([]byte, error) {
 
 // Command to the customer service: reserve the order total against the customer's credit.
 type ReserveCredit struct {
-	CustomerID string `avro:"customerId"`
-	OrderID    string `avro:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderID    string `avro:"orderId" json:"orderId"`
 	// Minor units (cents).
-	Amount int64 `avro:"amount"`
+	Amount int64 `avro:"amount" json:"amount"`
 }
 
 var schemaReserveCredit = avro.MustParse(`{"name":"kafkasaga.customer.ReserveCredit","doc":"Command to the customer service: reserve the order total against the customer's credit.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"orderId","type":"string"},{"name":"amount","doc":"Minor units (cents).","type":"long"}]}`)
@@ -513,13 +513,13 @@ func (o *ReserveCredit) Marshal() ([]byte, error) {
 
 // SagaTransition is a generated struct.
 type SagaTransition struct {
-	At time.Time `avro:"at"`
+	At time.Time `avro:"at" json:"at"`
 	// What caused the transition: started, a reply's name, timeout.
-	Event string `avro:"event"`
+	Event string `avro:"event" json:"event"`
 	// The saga state after the transition.
-	State string `avro:"state"`
+	State string `avro:"state" json:"state"`
 	// The step after the transition, with its direction.
-	Step string `avro:"step"`
+	Step string `avro:"step" json:"step"`
 }
 
 var schemaSagaTransition = avro.MustParse(`{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}`)
@@ -541,25 +541,27 @@ func (o *SagaTransition) Marshal() ([]byte, error) {
 
 // State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).
 type SagaInstance struct {
-	SagaID   string `avro:"sagaId"`
-	SagaType string `avro:"sagaType"`
+	SagaID   string `avro:"sagaId" json:"sagaId"`
+	SagaType string `avro:"sagaType" json:"sagaType"`
 	// RUNNING, COMPENSATING, COMPLETED or REJECTED.
-	State string `avro:"state"`
+	State string `avro:"state" json:"state"`
 	// Index of the current step in the saga definition.
-	Step int `avro:"step"`
+	Step int `avro:"step" json:"step"`
 	// Id of the command awaiting its reply; empty once the saga has ended.
-	PendingCommandID string `avro:"pendingCommandId"`
+	PendingCommandID string `avro:"pendingCommandId" json:"pendingCommandId"`
 	// How many times the pending command has been sent.
-	Attempt int `avro:"attempt"`
+	Attempt int `avro:"attempt" json:"attempt"`
 	// When the pending command times out.
-	Deadline      time.Time `avro:"deadline"`
-	FailureReason string    `avro:"failureReason"`
+	Deadline      time.Time `avro:"deadline" json:"deadline"`
+	FailureReason string    `avro:"failureReason" json:"failureReason"`
 	// The saga type's own data, in the Confluent wire format.
-	Data    []byte           `avro:"data"`
-	History []SagaTransition `avro:"history"`
+	Data []byte `avro:"data" json:"data"`
+	// W3C trace context of the request that started the saga; every command carries it.
+	Traceparent string           `avro:"traceparent" json:"traceparent"`
+	History     []SagaTransition `avro:"history" json:"history"`
 }
 
-var schemaSagaInstance = avro.MustParse(`{"name":"kafkasaga.saga.SagaInstance","doc":"State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).","type":"record","fields":[{"name":"sagaId","type":"string"},{"name":"sagaType","type":"string"},{"name":"state","doc":"RUNNING, COMPENSATING, COMPLETED or REJECTED.","type":"string"},{"name":"step","doc":"Index of the current step in the saga definition.","type":"int"},{"name":"pendingCommandId","doc":"Id of the command awaiting its reply; empty once the saga has ended.","type":"string","default":""},{"name":"attempt","doc":"How many times the pending command has been sent.","type":"int","default":1},{"name":"deadline","doc":"When the pending command times out.","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},{"name":"failureReason","type":"string","default":""},{"name":"data","doc":"The saga type's own data, in the Confluent wire format.","type":"bytes"},{"name":"history","type":{"type":"array","items":{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}},"default":[]}]}`)
+var schemaSagaInstance = avro.MustParse(`{"name":"kafkasaga.saga.SagaInstance","doc":"State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).","type":"record","fields":[{"name":"sagaId","type":"string"},{"name":"sagaType","type":"string"},{"name":"state","doc":"RUNNING, COMPENSATING, COMPLETED or REJECTED.","type":"string"},{"name":"step","doc":"Index of the current step in the saga definition.","type":"int"},{"name":"pendingCommandId","doc":"Id of the command awaiting its reply; empty once the saga has ended.","type":"string","default":""},{"name":"attempt","doc":"How many times the pending command has been sent.","type":"int","default":1},{"name":"deadline","doc":"When the pending command times out.","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},{"name":"failureReason","type":"string","default":""},{"name":"data","doc":"The saga type's own data, in the Confluent wire format.","type":"bytes"},{"name":"traceparent","doc":"W3C trace context of the request that started the saga; every command carries it.","type":"string","default":""},{"name":"history","type":{"type":"array","items":{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}},"default":[]}]}`)
 
 // Schema returns the schema for SagaInstance.
 func (o *SagaInstance) Schema() avro.Schema {

@@ -1,0 +1,175 @@
+// Package devstack runs Kafka and a schema registry inside the process, for
+// development and tests without Docker or a JVM: a one-broker franz-go kfake
+// cluster and the registry of package registry, whose schemas live in the
+// broker's compacted _schemas topic as they would with Confluent's.
+//
+// Topics are not created automatically, as on a production cluster: the
+// code that uses a topic must create it.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry"
+)
+
+// Config configures a Stack.
+type Config struct {
+	KafkaAddr    string // default "127.0.0.1:9092"; "127.0.0.1:0" picks a free port
+	RegistryAddr string // default "127.0.0.1:8081"; "127.0.0.1:0" picks a free port
+	DataDir      string // "" keeps the broker's data in memory
+	Logger       *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.KafkaAddr == "" {
+		c.KafkaAddr = "127.0.0.1:9092"
+	}
+	if c.RegistryAddr == "" {
+		c.RegistryAddr = "127.0.0.1:8081"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ name, addr string }{{"kafka address", c.KafkaAddr}, {"registry address", c.RegistryAddr}} {
+		name, addr := a.name, a.addr
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+			continue
+		}
+		// The broker tells clients to reconnect to the address it listens
+		// on; an unspecified one would send them nowhere.
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			errs = append(errs, fmt.Errorf("%s %q: needs a concrete host, such as 127.0.0.1", name, addr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stack is a running broker and registry.
+type Stack struct {
+	cluster  *kfake.Cluster
+	registry *registry.Registry
+	regURL   string
+	stop     context.CancelFunc
+	served   chan error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts the broker and then the registry, which restores its schemas
+// from the broker before Start returns. ctx bounds the start-up; Close
+// stops the stack.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("devstack config: %w", err)
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, cfg.KafkaAddr) }),
+		kfake.WithLogger(kfakeLogger{cfg.Logger.With("component", "kfake")}),
+		// Kafka's default minimum is 6s; tests that watch a consumer
+		// group notice a dead member sooner with a shorter session.
+		kfake.GroupMinSessionTimeout(500 * time.Millisecond),
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.KafkaAddr, err)
+	}
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.RegistryAddr)
+	if err != nil {
+		cluster.Close()
+		return nil, fmt.Errorf("devstack: schema registry: %w", err)
+	}
+	reg, err := registry.New(ctx, registry.Config{Brokers: cluster.ListenAddrs()}, cfg.Logger.With("component", "schema-registry"))
+	if err != nil {
+		ln.Close()
+		cluster.Close()
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Stack{cluster: cluster, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1)}
+	go func() { s.served <- reg.Serve(serveCtx, ln) }()
+	return s, nil
+}
+
+// StartForTest starts a stack on free ports, with its data in memory, and
+// closes it when the test ends.
+func StartForTest(t testing.TB) *Stack {
+	t.Helper()
+	// Warnings only, to stderr: go test shows them for failing packages,
+	// and unlike t.Log they are safe from goroutines that outlive the test.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := Start(t.Context(), Config{KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", Logger: logger})
+	if err != nil {
+		t.Fatalf("start devstack: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close devstack: %v", err)
+		}
+	})
+	return s
+}
+
+// Brokers returns the address of the broker, for a client's seed brokers.
+func (s *Stack) Brokers() []string { return s.cluster.ListenAddrs() }
+
+// RegistryURL returns the base URL of the schema registry.
+func (s *Stack) RegistryURL() string { return s.regURL }
+
+// Cluster returns the broker, for tests that inject faults or inspect it.
+func (s *Stack) Cluster() *kfake.Cluster { return s.cluster }
+
+// Close stops the registry, then the broker, and frees their ports. With a
+// DataDir, the broker saves its data there first.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		s.closeErr = <-s.served
+		s.registry.Close()
+		s.cluster.Close()
+	})
+	return s.closeErr
+}
+
+var _ kfake.Logger = kfakeLogger{}
+
+// kfakeLogger passes kfake's logs to slog. kfake logs every request at info
+// level, which is debug detail here.
+type kfakeLogger struct{ logger *slog.Logger }
+
+func (l kfakeLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	lvl := slog.LevelDebug
+	switch level {
+	case kfake.LogLevelError:
+		lvl = slog.LevelError
+	case kfake.LogLevelWarn:
+		lvl = slog.LevelWarn
+	}
+	ctx := context.Background()
+	if l.logger.Enabled(ctx, lvl) {
+		l.logger.Log(ctx, lvl, fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,186 @@
+package registry_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// call sends one raw request and returns the status and the body.
+func call(t *testing.T, hc *http.Client, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/vnd.schemaregistry.v1+json" {
+		t.Errorf("%s %s: got Content-Type %q, want application/vnd.schemaregistry.v1+json", method, url, ct)
+	}
+	return resp.StatusCode, data
+}
+
+// schemaBody is a register, lookup or compatibility request for schema.
+func schemaBody(schema string) string {
+	b, _ := json.Marshal(map[string]string{"schema": schema})
+	return string(b)
+}
+
+func TestErrorBodies(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	if status, body := call(t, hc, "POST", url+"/subjects/raw-value/versions", schemaBody(record(fieldID))); status != 200 {
+		t.Fatalf("register: got %d %s, want 200", status, body)
+	}
+	cases := []struct {
+		method, path, body string
+		status, code       int
+	}{
+		{"GET", "/no/such/route", "", 404, 404},
+		{"GET", "/subjects/missing/versions", "", 404, 40401},
+		{"GET", "/subjects/missing/versions/latest", "", 404, 40401},
+		{"GET", "/subjects/raw-value/versions/99", "", 404, 40402},
+		{"GET", "/subjects/raw-value/versions/abc", "", 422, 42202},
+		{"GET", "/subjects/raw-value/versions/0", "", 422, 42202},
+		{"GET", "/schemas/ids/999", "", 404, 40403},
+		{"GET", "/schemas/ids/notanumber", "", 404, 40403},
+		{"POST", "/subjects/raw-value", schemaBody(record(fieldID, fieldNDefault)), 404, 40403},
+		{"POST", "/subjects/raw-value/versions", schemaBody(`{"type": "record"`), 422, 42201},
+		{"POST", "/subjects/raw-value/versions", `{"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}`, 422, 42201},
+		{"POST", "/subjects/raw-value/versions", `{"schema": "{\"type\": \"string\"}", "references": [{"name": "a", "subject": "b", "version": 1}]}`, 422, 42201},
+		{"POST", "/subjects/raw-value/versions", `not json`, 400, 400},
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(fieldID, fieldN)), 409, 409},
+		{"PUT", "/config", `{"compatibility": "SOMETIMES"}`, 422, 42203},
+		{"PUT", "/config/raw-value", `{"compatibility": ""}`, 422, 42203},
+		{"GET", "/config/raw-value", "", 404, 40408},
+		{"DELETE", "/config/raw-value", "", 404, 40408},
+		{"DELETE", "/subjects/raw-value?permanent=true", "", 404, 40405},
+		{"DELETE", "/subjects/raw-value/versions/1?permanent=true", "", 404, 40407},
+		{"DELETE", "/subjects/missing", "", 404, 40401},
+		{"PUT", "/mode", `{"mode": "IMPORT"}`, 422, 42204},
+	}
+	for _, tc := range cases {
+		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
+		var e struct {
+			ErrorCode int    `json:"error_code"`
+			Message   string `json:"message"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Errorf("%s %s: body %s is not a JSON error: %v", tc.method, tc.path, body, err)
+			continue
+		}
+		if status != tc.status || e.ErrorCode != tc.code || e.Message == "" {
+			t.Errorf("%s %s: got %d %s, want status %d with error_code %d and a message", tc.method, tc.path, status, body, tc.status, tc.code)
+		}
+	}
+}
+
+func TestRawEndpoints(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	text := `{"type": "record", "name": "Raw", "fields": [{"name": "id", "type": "string"}]}`
+	call(t, hc, "POST", url+"/subjects/raw-value/versions", schemaBody(text))
+	cases := []struct {
+		method, path, body, want string
+	}{
+		{"GET", "/schemas/types", "", `["AVRO"]`},
+		{"GET", "/subjects", "", `["raw-value"]`},
+		{"GET", "/schemas/ids/1", "", fmt.Sprintf(`{"schema":%q}`, text)},
+		{"GET", "/schemas/ids/1/schema", "", `{"type":"record","name":"Raw","fields":[{"name":"id","type":"string"}]}`},
+		{"GET", "/schemas/ids/1/versions", "", `[{"subject":"raw-value","version":1}]`},
+		{"GET", "/schemas/ids/1/subjects", "", `["raw-value"]`},
+		{"GET", "/subjects/raw-value/versions/latest", "", fmt.Sprintf(`{"subject":"raw-value","version":1,"id":1,"schema":%q}`, text)},
+		{"POST", "/subjects/raw-value?deleted=true", schemaBody(text), fmt.Sprintf(`{"subject":"raw-value","version":1,"id":1,"schema":%q}`, text)},
+		{"POST", "/compatibility/subjects/raw-value/versions/1", schemaBody(`{"type": "record", "name": "Raw", "fields": []}`), `{"is_compatible":true}`},
+		{"POST", "/compatibility/subjects/raw-value/versions/latest", schemaBody(`{"type": "record", "name": "Raw", "fields": [{"name": "id", "type": "int"}]}`), `{"is_compatible":false}`},
+		{"POST", "/compatibility/subjects/new-value/versions", schemaBody(text), `{"is_compatible":true}`},
+		{"PUT", "/config", `{"compatibility": "full"}`, `{"compatibility":"FULL"}`},
+		{"GET", "/config", "", `{"compatibilityLevel":"FULL"}`},
+		{"PUT", "/config/raw-value", `{"compatibility": "NONE"}`, `{"compatibility":"NONE"}`},
+		{"GET", "/config/raw-value", "", `{"compatibilityLevel":"NONE"}`},
+		{"DELETE", "/config/raw-value", "", `{"compatibilityLevel":"NONE"}`},
+		{"GET", "/config/raw-value?defaultToGlobal=true", "", `{"compatibilityLevel":"FULL"}`},
+		{"DELETE", "/config", "", `{"compatibilityLevel":"FULL"}`},
+		{"GET", "/config", "", `{"compatibilityLevel":"BACKWARD"}`},
+		{"GET", "/mode", "", `{"mode":"READWRITE"}`},
+		{"DELETE", "/subjects/raw-value/versions/latest", "", `1`},
+		{"GET", "/subjects", "", `[]`},
+		{"GET", "/subjects?deleted=true", "", `["raw-value"]`},
+		{"GET", "/subjects/raw-value/versions/1?deleted=true", "", fmt.Sprintf(`{"subject":"raw-value","version":1,"id":1,"schema":%q}`, text)},
+		{"DELETE", "/subjects/raw-value?permanent=true", "", `[1]`},
+	}
+	for _, tc := range cases {
+		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
+		if got := strings.TrimSpace(string(body)); status != 200 || got != tc.want {
+			t.Errorf("%s %s: got %d %s, want 200 %s", tc.method, tc.path, status, got, tc.want)
+		}
+	}
+	// No version uses schema 1 any more.
+	if status, body := call(t, hc, "GET", url+"/schemas/ids/1", ""); status != 404 {
+		t.Errorf("schema 1 after its only version was deleted permanently: got %d %s, want 404", status, body)
+	}
+}
+
+func TestVerboseCompatibility(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	call(t, hc, "POST", url+"/subjects/verbose-value/versions", schemaBody(record(fieldID)))
+	_, body := call(t, hc, "POST", url+"/compatibility/subjects/verbose-value/versions/latest?verbose=true", schemaBody(record(fieldIDInt)))
+	var res struct {
+		IsCompatible bool     `json:"is_compatible"`
+		Messages     []string `json:"messages"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	if res.IsCompatible || len(res.Messages) != 1 || !strings.Contains(res.Messages[0], "version 1") {
+		t.Errorf("verbose check of an incompatible schema: got %s, want is_compatible false and one message naming version 1", body)
+	}
+}
+
+// TestConcurrentRegistrations checks that racing registrations of one schema
+// agree on a single id and version.
+func TestConcurrentRegistrations(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		got []string
+	)
+	for range 16 {
+		wg.Go(func() {
+			status, body := call(t, hc, "POST", url+"/subjects/race-value/versions", schemaBody(record(fieldID)))
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, fmt.Sprintf("%d %s", status, strings.TrimSpace(string(body))))
+		})
+	}
+	wg.Wait()
+	for _, g := range got {
+		if g != `200 {"id":1}` {
+			t.Errorf("concurrent register: got %s, want 200 {\"id\":1}", g)
+		}
+	}
+	if status, body := call(t, hc, "GET", url+"/subjects/race-value/versions", ""); status != 200 || !slices.Equal(body, []byte("[1]\n")) {
+		t.Errorf("versions: got %d %s, want 200 [1]", status, body)
+	}
+}

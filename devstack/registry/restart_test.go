@@ -1,0 +1,91 @@
+package registry_test
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+)
+
+// TestRestartRestoresState checks that a registry started on the broker of a
+// stopped one serves the same subjects, versions, ids, texts and levels.
+func TestRestartRestoresState(t *testing.T) {
+	t.Parallel()
+	brokers := newCluster(t)
+	url, stop := startRegistry(t, brokers)
+	hc := newHTTPClient(t)
+	steps := []struct{ method, path, body string }{
+		{"POST", "/subjects/s1-value/versions", schemaBody(record(fieldID))},
+		{"POST", "/subjects/s1-value/versions", schemaBody(`{"type": "record", "name": "Rec", "namespace": "test", "fields": [` + fieldID + `, ` + fieldNDefault + `]}`)},
+		{"POST", "/subjects/s2-value/versions", schemaBody(record(fieldID))},
+		{"PUT", "/config/s2-value", `{"compatibility": "NONE"}`},
+		{"POST", "/subjects/s3-value/versions", schemaBody(otherSchemaDef)},
+		{"DELETE", "/subjects/s3-value", ""},
+		{"POST", "/subjects/s4-value/versions", schemaBody(record(fieldID))},
+		{"POST", "/subjects/s4-value/versions", schemaBody(record(fieldID, fieldNDefault))},
+		{"DELETE", "/subjects/s4-value/versions/2", ""},
+		{"DELETE", "/subjects/s4-value/versions/2?permanent=true", ""},
+		{"PUT", "/config", `{"compatibility": "FULL"}`},
+	}
+	for _, s := range steps {
+		if status, body := call(t, hc, s.method, url+s.path, s.body); status != 200 {
+			t.Fatalf("%s %s: got %d %s, want 200", s.method, s.path, status, body)
+		}
+	}
+	before, maxID := snapshot(t, hc, url)
+	stop()
+	hc.CloseIdleConnections()
+
+	url, _ = startRegistry(t, brokers)
+	after, _ := snapshot(t, hc, url)
+	for _, path := range slices.Sorted(maps.Keys(before)) {
+		if after[path] != before[path] {
+			t.Errorf("GET %s after restart: got %s, want %s", path, after[path], before[path])
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("resources after restart: got %d, want %d", len(after), len(before))
+	}
+	// Ids keep growing after a restart rather than starting again.
+	_, body := call(t, hc, "POST", url+"/subjects/s5-value/versions", schemaBody(`{"type": "enum", "name": "E", "symbols": ["A"]}`))
+	var reg struct{ ID int }
+	if err := json.Unmarshal(body, &reg); err != nil || reg.ID != maxID+1 {
+		t.Errorf("register after restart: got %s, want id %d", body, maxID+1)
+	}
+}
+
+// snapshot reads everything the registry serves, soft-deleted versions
+// included, by path, and returns the highest schema id it saw.
+func snapshot(t *testing.T, hc *http.Client, url string) (map[string]string, int) {
+	t.Helper()
+	out := make(map[string]string)
+	get := func(path string, into any) {
+		t.Helper()
+		status, body := call(t, hc, "GET", url+path, "")
+		out[path] = string(body)
+		if status != 200 {
+			return
+		}
+		if err := json.Unmarshal(body, into); err != nil {
+			t.Fatalf("GET %s: decode %s: %v", path, body, err)
+		}
+	}
+	var subjects []string
+	get("/subjects?deleted=true", &subjects)
+	get("/config", new(any))
+	maxID := 0
+	for _, s := range subjects {
+		get("/config/"+s, new(any))
+		var versions []int
+		get("/subjects/"+s+"/versions?deleted=true", &versions)
+		for _, v := range versions {
+			var sv struct{ ID int }
+			get("/subjects/"+s+"/versions/"+strconv.Itoa(v)+"?deleted=true", &sv)
+			get("/schemas/ids/"+strconv.Itoa(sv.ID), new(any))
+			maxID = max(maxID, sv.ID)
+		}
+	}
+	return out, maxID
+}

@@ -1,0 +1,372 @@
+package registry
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+)
+
+// Keys and values of the schemas topic, in Confluent Schema Registry's own
+// JSON format, so that either registry can read a topic the other wrote.
+// Field order matters: compaction works on the key bytes.
+type storeKey struct {
+	KeyType string  `json:"keytype"`
+	Subject *string `json:"subject"`
+	Version int     `json:"version,omitempty"`
+	Magic   int     `json:"magic"`
+}
+
+const (
+	keySchema        = "SCHEMA"
+	keyConfig        = "CONFIG"
+	keyDeleteSubject = "DELETE_SUBJECT" // written by Confluent on soft delete; we only read it
+)
+
+type schemaValue struct {
+	Subject    string `json:"subject"`
+	Version    int    `json:"version"`
+	ID         int    `json:"id"`
+	SchemaType string `json:"schemaType,omitempty"`
+	Schema     string `json:"schema"`
+	Deleted    bool   `json:"deleted"`
+}
+
+type configValue struct {
+	CompatibilityLevel string `json:"compatibilityLevel"`
+}
+
+type deleteSubjectValue struct {
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+// record is one write to the schemas topic; a nil value deletes the key.
+type record struct{ key, value []byte }
+
+func schemaKey(subject string, version int) storeKey {
+	return storeKey{KeyType: keySchema, Subject: &subject, Version: version, Magic: 1}
+}
+
+// configKey is the key of a subject's compatibility level, or of the global
+// one when subject is nil.
+func configKey(subject *string) storeKey {
+	return storeKey{KeyType: keyConfig, Subject: subject}
+}
+
+func newRecord(k storeKey, v any) (record, error) {
+	key, err := json.Marshal(k)
+	if err != nil {
+		return record{}, fmt.Errorf("encode key: %w", err)
+	}
+	if v == nil {
+		return record{key: key}, nil
+	}
+	value, err := json.Marshal(v)
+	if err != nil {
+		return record{}, fmt.Errorf("encode value: %w", err)
+	}
+	return record{key: key, value: value}, nil
+}
+
+// schema is one registered schema; every subject-version with the same
+// canonical form shares it and its id.
+type schema struct {
+	id int
+	parsedSchema
+}
+
+type version struct {
+	subject string
+	version int
+	schema  *schema
+	deleted bool
+}
+
+// state is the registry's whole content, rebuilt from the schemas topic.
+// Changes come only through apply, from records already written to Kafka,
+// so memory is always what a restart would rebuild.
+type state struct {
+	byID        map[int]*schema
+	byCanonical map[string]*schema
+	subjects    map[string][]*version // ascending by version
+	global      string                // "" means defaultLevel
+	levels      map[string]string     // per subject
+	maxID       int
+}
+
+func newState() *state {
+	return &state{
+		byID:        make(map[int]*schema),
+		byCanonical: make(map[string]*schema),
+		subjects:    make(map[string][]*version),
+		levels:      make(map[string]string),
+	}
+}
+
+// apply changes the state by one record of the schemas topic.
+func (st *state) apply(key, value []byte) error {
+	var k storeKey
+	if err := json.Unmarshal(key, &k); err != nil {
+		return fmt.Errorf("decode key %s: %w", key, err)
+	}
+	var subject string
+	if k.Subject != nil {
+		subject = *k.Subject
+	}
+	switch k.KeyType {
+	case keySchema:
+		if len(value) == 0 {
+			st.removeVersion(subject, k.Version)
+			return nil
+		}
+		var v schemaValue
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("decode schema value %s: %w", value, err)
+		}
+		return st.putVersion(v)
+	case keyConfig:
+		var v configValue
+		if len(value) > 0 {
+			if err := json.Unmarshal(value, &v); err != nil {
+				return fmt.Errorf("decode config value %s: %w", value, err)
+			}
+		}
+		switch {
+		case k.Subject == nil:
+			st.global = v.CompatibilityLevel
+		case v.CompatibilityLevel == "":
+			delete(st.levels, subject)
+		default:
+			st.levels[subject] = v.CompatibilityLevel
+		}
+	case keyDeleteSubject:
+		var v deleteSubjectValue
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("decode delete-subject value %s: %w", value, err)
+		}
+		for _, ver := range st.subjects[v.Subject] {
+			if ver.version <= v.Version {
+				ver.deleted = true
+			}
+		}
+	}
+	// Other key types (NOOP, MODE, ...) carry nothing this registry serves.
+	return nil
+}
+
+func (st *state) putVersion(v schemaValue) error {
+	if v.SchemaType != "" && v.SchemaType != "AVRO" {
+		return fmt.Errorf("subject %s version %d has schema type %s; only AVRO is supported", v.Subject, v.Version, v.SchemaType)
+	}
+	s := st.byID[v.ID]
+	if s == nil {
+		p, err := parseSchema(v.Schema)
+		if err != nil {
+			return fmt.Errorf("parse schema %d: %w", v.ID, err)
+		}
+		s = &schema{id: v.ID, parsedSchema: p}
+		st.byID[v.ID] = s
+		if _, ok := st.byCanonical[p.canonical]; !ok {
+			st.byCanonical[p.canonical] = s
+		}
+		st.maxID = max(st.maxID, v.ID)
+	}
+	vs := st.subjects[v.Subject]
+	nv := &version{subject: v.Subject, version: v.Version, schema: s, deleted: v.Deleted}
+	if i, found := findVersionIndex(vs, v.Version); found {
+		vs[i] = nv
+	} else {
+		st.subjects[v.Subject] = slices.Insert(vs, i, nv)
+	}
+	return nil
+}
+
+func (st *state) removeVersion(subject string, ver int) {
+	vs := st.subjects[subject]
+	i, found := findVersionIndex(vs, ver)
+	if !found {
+		return
+	}
+	gone := vs[i].schema
+	vs = slices.Delete(vs, i, i+1)
+	if len(vs) == 0 {
+		delete(st.subjects, subject)
+	} else {
+		st.subjects[subject] = vs
+	}
+	// A schema no version uses any more is gone, as it would be after a restart.
+	if len(st.usages(gone.id, true)) == 0 {
+		delete(st.byID, gone.id)
+		if st.byCanonical[gone.canonical] == gone {
+			delete(st.byCanonical, gone.canonical)
+		}
+	}
+}
+
+func findVersionIndex(vs []*version, ver int) (int, bool) {
+	return slices.BinarySearchFunc(vs, ver, func(v *version, target int) int { return cmp.Compare(v.version, target) })
+}
+
+// versions returns a subject's versions, oldest first, the soft-deleted ones
+// only withDeleted.
+func (st *state) versions(subject string, withDeleted bool) []*version {
+	if withDeleted {
+		return st.subjects[subject]
+	}
+	var live []*version
+	for _, v := range st.subjects[subject] {
+		if !v.deleted {
+			live = append(live, v)
+		}
+	}
+	return live
+}
+
+// usages returns the subject-versions that use schema id, by subject.
+func (st *state) usages(id int, withDeleted bool) []*version {
+	var out []*version
+	for _, vs := range st.subjects {
+		for _, v := range vs {
+			if v.schema.id == id && (withDeleted || !v.deleted) {
+				out = append(out, v)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *version) int {
+		return cmp.Or(cmp.Compare(a.subject, b.subject), cmp.Compare(a.version, b.version))
+	})
+	return out
+}
+
+// versionRef is a version as a URL names it: a number, or the latest.
+type versionRef struct {
+	number int
+	latest bool
+}
+
+// findVersion returns the version ref names among the subject's versions.
+func (st *state) findVersion(subject string, ref versionRef, withDeleted bool) (*version, error) {
+	vs := st.versions(subject, withDeleted)
+	if len(vs) == 0 {
+		return nil, errSubjectNotFound(subject)
+	}
+	if ref.latest {
+		return vs[len(vs)-1], nil
+	}
+	if i, found := findVersionIndex(vs, ref.number); found {
+		return vs[i], nil
+	}
+	return nil, errVersionNotFound(ref.number)
+}
+
+// level returns the compatibility level that applies to subject.
+func (st *state) level(subject string) string {
+	return cmp.Or(st.levels[subject], st.global, defaultLevel)
+}
+
+// The methods below plan changes: they check a request against the state
+// and return the records that carry it out, without changing anything.
+
+// register returns the id of s in subject and, if s is new there, the
+// record that registers it as the subject's next version.
+func (st *state) register(subject string, s parsedSchema) (int, []record, error) {
+	live := st.versions(subject, false)
+	for _, v := range live {
+		if v.schema.canonical == s.canonical {
+			return v.schema.id, nil, nil
+		}
+	}
+	if problems := incompatibilities(st.level(subject), s.avro, live); len(problems) > 0 {
+		return 0, nil, errIncompatible(subject, problems)
+	}
+	// The same schema gets the same id in every subject, as in Confluent's.
+	id, text := st.maxID+1, s.text
+	if known, ok := st.byCanonical[s.canonical]; ok {
+		id, text = known.id, known.text
+	}
+	next := 1
+	if all := st.subjects[subject]; len(all) > 0 {
+		next = all[len(all)-1].version + 1
+	}
+	rec, err := newRecord(schemaKey(subject, next), schemaValue{Subject: subject, Version: next, ID: id, Schema: text})
+	return id, []record{rec}, err
+}
+
+// deleteSubject plans a soft delete of every live version of subject or,
+// permanent, the removal of its versions, which must be soft deleted first.
+func (st *state) deleteSubject(subject string, permanent bool) ([]int, []record, error) {
+	all := st.subjects[subject]
+	if len(all) == 0 {
+		return nil, nil, errSubjectNotFound(subject)
+	}
+	deleted := []int{}
+	var recs []record
+	for _, v := range all {
+		if permanent && !v.deleted {
+			return nil, nil, errSubjectNotSoftDeleted(subject)
+		}
+		if !permanent && v.deleted {
+			continue
+		}
+		rec, err := v.deleteRecord(permanent)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs = append(recs, rec)
+		deleted = append(deleted, v.version)
+	}
+	if len(recs) == 0 {
+		return nil, nil, errSubjectSoftDeleted(subject)
+	}
+	return deleted, recs, nil
+}
+
+// deleteVersion plans a soft delete of one version or, permanent, its
+// removal, which needs a soft delete first.
+func (st *state) deleteVersion(subject string, ref versionRef, permanent bool) (int, []record, error) {
+	v, err := st.findVersion(subject, ref, permanent || !ref.latest)
+	if err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case permanent && !v.deleted:
+		return 0, nil, errVersionNotSoftDeleted(subject, v.version)
+	case !permanent && v.deleted:
+		return 0, nil, errVersionSoftDeleted(subject, v.version)
+	}
+	rec, err := v.deleteRecord(permanent)
+	return v.version, []record{rec}, err
+}
+
+func (v *version) deleteRecord(permanent bool) (record, error) {
+	key := schemaKey(v.subject, v.version)
+	if permanent {
+		return newRecord(key, nil)
+	}
+	return newRecord(key, schemaValue{Subject: v.subject, Version: v.version, ID: v.schema.id, Schema: v.schema.text, Deleted: true})
+}
+
+// setLevel plans setting the compatibility level of subject, or the global
+// one when subject is nil.
+func (st *state) setLevel(subject *string, level string) ([]record, error) {
+	if !validLevel(level) {
+		return nil, errInvalidLevel(level)
+	}
+	rec, err := newRecord(configKey(subject), configValue{CompatibilityLevel: level})
+	return []record{rec}, err
+}
+
+// deleteLevel plans removing the level of subject, or resetting the global
+// one when subject is nil, and returns the level it had.
+func (st *state) deleteLevel(subject *string) (string, []record, error) {
+	old := cmp.Or(st.global, defaultLevel)
+	if subject != nil {
+		var ok bool
+		if old, ok = st.levels[*subject]; !ok {
+			return "", nil, errSubjectConfigNotFound(*subject)
+		}
+	}
+	rec, err := newRecord(configKey(subject), nil)
+	return old, []record{rec}, err
+}

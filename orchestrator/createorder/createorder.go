@@ -1,0 +1,83 @@
+// Package createorder defines the Create Order saga: reserve the customer's
+// credit, authorize the payment, approve the order; on a failure, undo what
+// was done in reverse and reject the order.
+package createorder
+
+import (
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+)
+
+// Data is the saga's own data; the saga id is the order id.
+type Data = contracts.CreateOrderSagaData
+
+// Definition returns the Create Order saga. To add a step, add it here.
+func Definition() saga.Definition[Data] {
+	return saga.Definition[Data]{
+		Type:       contracts.SagaTypeCreateOrder,
+		ReplyTopic: contracts.TopicCreateOrderReplies,
+		Steps: []saga.Step[Data]{
+			{
+				Name:              "create_order", // the order exists already, as PENDING
+				Compensate:        rejectOrder,
+				CompensateReplies: saga.Replies{saga.On[contracts.OrderRejected](saga.Success)},
+			},
+			{
+				Name:   "reserve_credit",
+				Invoke: reserveCredit,
+				Replies: saga.Replies{
+					saga.On[contracts.CreditReserved](saga.Success),
+					saga.On[contracts.CreditLimitExceeded](saga.Failure("INSUFFICIENT_CREDIT")),
+					saga.On[contracts.CustomerNotFound](saga.Failure("UNKNOWN_CUSTOMER")),
+				},
+				Compensate:        releaseCredit,
+				CompensateReplies: saga.Replies{saga.On[contracts.CreditReleased](saga.Success)},
+			},
+			{
+				Name:   "authorize_payment",
+				Invoke: authorizePayment,
+				Replies: saga.Replies{
+					saga.On[contracts.PaymentAuthorized](saga.Success),
+					saga.On[contracts.PaymentDeclined](saga.Failure("PAYMENT_DECLINED")),
+				},
+				Compensate:        cancelPayment,
+				CompensateReplies: saga.Replies{saga.On[contracts.PaymentCancelled](saga.Success)},
+			},
+			{
+				Name:    "approve_order",
+				Invoke:  approveOrder,
+				Replies: saga.Replies{saga.On[contracts.OrderApproved](saga.Success)},
+			},
+		},
+	}
+}
+
+func rejectOrder(d *Data, reason string) saga.Command {
+	return saga.Command{Topic: contracts.TopicOrderCommands, Key: d.OrderID,
+		Body: &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}}
+}
+
+func reserveCredit(d *Data) saga.Command {
+	return saga.Command{Topic: contracts.TopicCustomerCommands, Key: d.CustomerID,
+		Body: &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}}
+}
+
+func releaseCredit(d *Data, _ string) saga.Command {
+	return saga.Command{Topic: contracts.TopicCustomerCommands, Key: d.CustomerID,
+		Body: &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}}
+}
+
+func authorizePayment(d *Data) saga.Command {
+	return saga.Command{Topic: contracts.TopicPaymentCommands, Key: d.OrderID,
+		Body: &contracts.AuthorizePayment{OrderID: d.OrderID, CustomerID: d.CustomerID, Amount: d.OrderTotal}}
+}
+
+func cancelPayment(d *Data, _ string) saga.Command {
+	return saga.Command{Topic: contracts.TopicPaymentCommands, Key: d.OrderID,
+		Body: &contracts.CancelPayment{OrderID: d.OrderID}}
+}
+
+func approveOrder(d *Data) saga.Command {
+	return saga.Command{Topic: contracts.TopicOrderCommands, Key: d.OrderID,
+		Body: &contracts.ApproveOrder{OrderID: d.OrderID}}
+}

@@ -1,0 +1,198 @@
+package createorder_test
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga/sagatest"
+)
+
+const (
+	orderID    = "order-1"
+	customerID = "customer-7"
+	total      = 1500
+)
+
+// exchange is one command the saga must send and the reply it then gets.
+type exchange struct {
+	topic, key, step string
+	command          saga.Record
+	reply            saga.Record // nil: let the command time out instead
+}
+
+func TestCreateOrderSaga(t *testing.T) {
+	var (
+		reserve   = &contracts.ReserveCredit{CustomerID: customerID, OrderID: orderID, Amount: total}
+		authorize = &contracts.AuthorizePayment{OrderID: orderID, CustomerID: customerID, Amount: total}
+		approve   = &contracts.ApproveOrder{OrderID: orderID}
+		release   = &contracts.ReleaseCredit{CustomerID: customerID, OrderID: orderID}
+		cancel    = &contracts.CancelPayment{OrderID: orderID}
+		reject    = func(reason string) *contracts.RejectOrder {
+			return &contracts.RejectOrder{OrderID: orderID, Reason: reason}
+		}
+		rejected = func(reason string) *contracts.OrderRejected {
+			return &contracts.OrderRejected{OrderID: orderID, Reason: reason}
+		}
+
+		reserveCredit = func(reply saga.Record) exchange {
+			return exchange{contracts.TopicCustomerCommands, customerID, "reserve_credit", reserve, reply}
+		}
+		authorizePayment = func(reply saga.Record) exchange {
+			return exchange{contracts.TopicPaymentCommands, orderID, "authorize_payment", authorize, reply}
+		}
+		releaseCredit = exchange{contracts.TopicCustomerCommands, customerID, "reserve_credit:compensate",
+			release, &contracts.CreditReleased{CustomerID: customerID, OrderID: orderID}}
+		cancelPayment = exchange{contracts.TopicPaymentCommands, orderID, "authorize_payment:compensate",
+			cancel, &contracts.PaymentCancelled{OrderID: orderID}}
+		rejectOrder = func(reason string) exchange {
+			return exchange{contracts.TopicOrderCommands, orderID, "create_order:compensate", reject(reason), rejected(reason)}
+		}
+	)
+	tests := []struct {
+		name       string
+		exchanges  []exchange
+		wantState  string
+		wantReason string
+		wantEvents []string
+	}{
+		{
+			name: "approved",
+			exchanges: []exchange{
+				reserveCredit(&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total}),
+				authorizePayment(&contracts.PaymentAuthorized{OrderID: orderID, PaymentID: "p-1"}),
+				{contracts.TopicOrderCommands, orderID, "approve_order", approve, &contracts.OrderApproved{OrderID: orderID}},
+			},
+			wantState:  saga.StateCompleted,
+			wantEvents: []string{"started", "CreditReserved", "PaymentAuthorized", "OrderApproved"},
+		},
+		{
+			name: "insufficient credit",
+			exchanges: []exchange{
+				reserveCredit(&contracts.CreditLimitExceeded{CustomerID: customerID, OrderID: orderID, AvailableCredit: 100}),
+				rejectOrder("INSUFFICIENT_CREDIT"),
+			},
+			wantState:  saga.StateRejected,
+			wantReason: "INSUFFICIENT_CREDIT",
+			wantEvents: []string{"started", "CreditLimitExceeded", "OrderRejected"},
+		},
+		{
+			name: "unknown customer",
+			exchanges: []exchange{
+				reserveCredit(&contracts.CustomerNotFound{CustomerID: customerID, OrderID: orderID}),
+				rejectOrder("UNKNOWN_CUSTOMER"),
+			},
+			wantState:  saga.StateRejected,
+			wantReason: "UNKNOWN_CUSTOMER",
+			wantEvents: []string{"started", "CustomerNotFound", "OrderRejected"},
+		},
+		{
+			name: "payment declined",
+			exchanges: []exchange{
+				reserveCredit(&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total}),
+				authorizePayment(&contracts.PaymentDeclined{OrderID: orderID, Reason: "over limit"}),
+				releaseCredit,
+				rejectOrder("PAYMENT_DECLINED"),
+			},
+			wantState:  saga.StateRejected,
+			wantReason: "PAYMENT_DECLINED",
+			wantEvents: []string{"started", "CreditReserved", "PaymentDeclined", "CreditReleased", "OrderRejected"},
+		},
+		{
+			name: "payment never answers",
+			exchanges: []exchange{
+				reserveCredit(&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total}),
+				authorizePayment(nil),
+				cancelPayment, // the authorization may have happened
+				releaseCredit,
+				rejectOrder("TIMEOUT_AUTHORIZE_PAYMENT"),
+			},
+			wantState:  saga.StateRejected,
+			wantReason: "TIMEOUT_AUTHORIZE_PAYMENT",
+			wantEvents: []string{"started", "CreditReserved", "timeout", "PaymentCancelled", "CreditReleased", "OrderRejected"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := sagatest.NewHarness(t, createorder.Definition(), saga.EngineConfig{StepTimeout: time.Second, MaxAttempts: 1})
+			h.Start(orderID, createorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total})
+
+			for i, want := range tt.exchanges {
+				if got := len(h.Sent()); got != i+1 {
+					t.Fatalf("before command %d (%s): got %d commands sent, want %d", i, want.step, got, i+1)
+				}
+				cmd := h.Last()
+				if got := cmd.Topic; got != want.topic {
+					t.Errorf("command %d topic: got %q, want %q", i, got, want.topic)
+				}
+				if got := cmd.Msg.Metadata.Get(contracts.HeaderPartitionKey); got != want.key {
+					t.Errorf("command %d key: got %q, want %q", i, got, want.key)
+				}
+				if got := cmd.Msg.Metadata.Get(contracts.HeaderStep); got != want.step {
+					t.Errorf("command %d step: got %q, want %q", i, got, want.step)
+				}
+				if got := h.Body(cmd); !reflect.DeepEqual(got, want.command) {
+					t.Errorf("command %d: got %#v, want %#v", i, got, want.command)
+				}
+				if want.reply == nil {
+					h.Clock.Advance(time.Second)
+					h.Engine.ResendOverdue(t.Context())
+					continue
+				}
+				if err := h.Reply(cmd, want.reply); err != nil {
+					t.Fatalf("reply to command %d: %v", i, err)
+				}
+			}
+			if got, want := len(h.Sent()), len(tt.exchanges); got != want {
+				t.Errorf("got %d commands sent, want %d", got, want)
+			}
+
+			v, _ := h.Engine.Instance(orderID)
+			if v.State != tt.wantState || v.FailureReason != tt.wantReason {
+				t.Errorf("got state %s reason %q, want %s reason %q", v.State, v.FailureReason, tt.wantState, tt.wantReason)
+			}
+			var events []string
+			for _, tr := range v.History {
+				events = append(events, tr.Event)
+			}
+			if !reflect.DeepEqual(events, tt.wantEvents) {
+				t.Errorf("history events: got %v, want %v", events, tt.wantEvents)
+			}
+		})
+	}
+}
+
+// Once the payment is authorized the saga must complete: approve_order is
+// re-sent until the order service answers, never compensated.
+func TestApproveOrderIsRetriedUntilAnswered(t *testing.T) {
+	h := sagatest.NewHarness(t, createorder.Definition(), saga.EngineConfig{StepTimeout: time.Second, MaxAttempts: 2})
+	h.Start(orderID, createorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total})
+	for _, reply := range []saga.Record{
+		&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total},
+		&contracts.PaymentAuthorized{OrderID: orderID, PaymentID: "p-1"},
+	} {
+		if err := h.Reply(h.Last(), reply); err != nil {
+			t.Fatalf("reply %T: %v", reply, err)
+		}
+	}
+	for range 10 {
+		h.Clock.Advance(time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	cmd := h.Last()
+	if got, want := cmd.Msg.Metadata.Get(contracts.HeaderStep), "approve_order"; got != want {
+		t.Fatalf("last command step: got %q, want %q", got, want)
+	}
+	if got, want := cmd.Msg.Metadata.Get(contracts.HeaderAttempt), "11"; got != want {
+		t.Errorf("last command attempt: got %s, want %s", got, want)
+	}
+	if err := h.Reply(cmd, &contracts.OrderApproved{OrderID: orderID}); err != nil {
+		t.Fatalf("reply OrderApproved: %v", err)
+	}
+	if v, _ := h.Engine.Instance(orderID); v.State != saga.StateCompleted {
+		t.Errorf("got state %s, want %s", v.State, saga.StateCompleted)
+	}
+}

@@ -1,0 +1,492 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+)
+
+// Saga states, as stored in contracts.SagaInstance.State.
+const (
+	StateRunning      = "RUNNING"      // a step's command is pending
+	StateCompensating = "COMPENSATING" // a step's compensation is pending
+	StateCompleted    = "COMPLETED"
+	StateRejected     = "REJECTED"
+)
+
+// History events besides the short names of replies (e.g. "CreditReserved").
+const (
+	EventStarted = "started"
+	EventTimeout = "timeout"
+)
+
+// ErrUnexpectedReply means a reply answers the pending command with a record
+// type its step does not list, or lacks the saga headers. Retrying cannot
+// help: dead-letter it.
+var ErrUnexpectedReply = errors.New("unexpected reply")
+
+// errStale aborts an Update whose instance moved on: the reply is a duplicate
+// or late, or another tick already handled the timeout.
+var errStale = errors.New("stale")
+
+// Codec encodes and decodes records; contracts/serde.Serde implements it
+// with the Confluent wire format.
+type Codec interface {
+	Encode(topic string, v Record) ([]byte, error)
+	Decode(data []byte) (Record, error)
+}
+
+// Instances stores saga instances by saga id.
+type Instances interface {
+	Get(id string) (contracts.SagaInstance, bool)
+	// Update loads the instance, lets fn change it and saves it before
+	// returning. An error from fn aborts the write and is returned. Calls for
+	// one id are serialized.
+	Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) error) error
+	Range(fn func(id string, v contracts.SagaInstance) bool)
+}
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	Instances Instances
+	Publisher message.Publisher
+	Codec     Codec
+	DataTopic string // names the subject of the saga data's schema; use the saga's state topic
+
+	Clock       func() time.Time // default time.Now
+	StepTimeout time.Duration    // how long the first send of a command waits for its reply; default 10s
+	MaxAttempts int              // sends of a forward command before the saga fails; default 5
+	MaxBackoff  time.Duration    // the longest wait for one reply; default 1m
+
+	Metrics prometheus.Registerer // optional
+}
+
+func (c *EngineConfig) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.StepTimeout == 0 {
+		c.StepTimeout = 10 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = time.Minute
+	}
+}
+
+// Validate reports every missing or invalid field at once.
+func (c EngineConfig) Validate() error {
+	var errs []error
+	if c.Instances == nil {
+		errs = append(errs, errors.New("Instances is nil"))
+	}
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("Publisher is nil"))
+	}
+	if c.Codec == nil {
+		errs = append(errs, errors.New("Codec is nil"))
+	}
+	if c.DataTopic == "" {
+		errs = append(errs, errors.New("DataTopic is empty"))
+	}
+	if c.StepTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("StepTimeout is %s, want > 0", c.StepTimeout))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("MaxAttempts is %d, want >= 1", c.MaxAttempts))
+	}
+	if c.MaxBackoff < c.StepTimeout {
+		errs = append(errs, fmt.Errorf("MaxBackoff %s is shorter than StepTimeout %s", c.MaxBackoff, c.StepTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Engine runs the instances of one saga definition.
+type Engine[D any] struct {
+	def     Definition[D]
+	cfg     EngineConfig
+	logger  *slog.Logger
+	metrics *metrics
+}
+
+// NewEngine checks the definition and the config and returns an engine.
+func NewEngine[D any](def Definition[D], cfg EngineConfig, logger *slog.Logger) (*Engine[D], error) {
+	if _, ok := any(new(D)).(Record); !ok {
+		return nil, fmt.Errorf("saga %q: data type %T is not an Avro record", def.Type, new(D))
+	}
+	if err := def.validate(); err != nil {
+		return nil, fmt.Errorf("saga %q: invalid definition: %w", def.Type, err)
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("saga %q: invalid config: %w", def.Type, err)
+	}
+	m, err := newMetrics(cfg.Metrics, def.Type)
+	if err != nil {
+		return nil, fmt.Errorf("saga %q: register metrics: %w", def.Type, err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Engine[D]{def: def, cfg: cfg, logger: logger.With("saga_type", def.Type), metrics: m}, nil
+}
+
+// Def returns the saga definition the engine runs.
+func (e *Engine[D]) Def() Definition[D] { return e.def }
+
+// Instance returns the saga instance with the given id.
+func (e *Engine[D]) Instance(id string) (contracts.SagaInstance, bool) {
+	return e.cfg.Instances.Get(id)
+}
+
+// Data decodes the saga data stored in an instance.
+func (e *Engine[D]) Data(v contracts.SagaInstance) (*D, error) {
+	rec, err := e.cfg.Codec.Decode(v.Data)
+	if err != nil {
+		return nil, fmt.Errorf("decode data of saga %s: %w", v.SagaID, err)
+	}
+	d, ok := any(rec).(*D)
+	if !ok {
+		return nil, fmt.Errorf("decode data of saga %s: got %T, want %T", v.SagaID, rec, new(D))
+	}
+	return d, nil
+}
+
+// StepName returns the pending step with its direction ("reserve_credit",
+// "reserve_credit:compensate"), or "" once the saga has ended.
+func (e *Engine[D]) StepName(v contracts.SagaInstance) string {
+	step, err := e.pendingStep(v)
+	switch {
+	case err != nil:
+		return ""
+	case v.State == StateCompensating:
+		return step.Name + ":compensate"
+	}
+	return step.Name
+}
+
+// pendingStep returns the step whose command the instance waits for. The
+// definition may have changed since the instance was saved; an instance
+// that no longer fits it is reported, not guessed at.
+func (e *Engine[D]) pendingStep(v contracts.SagaInstance) (Step[D], error) {
+	if v.PendingCommandID == "" {
+		return Step[D]{}, fmt.Errorf("saga %s has ended", v.SagaID)
+	}
+	if v.Step < 0 || v.Step >= len(e.def.Steps) || commandID(v.SagaID, e.def.Steps[v.Step].Name, v.State) != v.PendingCommandID {
+		return Step[D]{}, fmt.Errorf("saga %s waits for %s, which the definition has no step %d for", v.SagaID, v.PendingCommandID, v.Step)
+	}
+	return e.def.Steps[v.Step], nil
+}
+
+// commandID is deterministic, so a participant recognizes a re-sent command.
+func commandID(sagaID, step, state string) string {
+	direction := "invoke"
+	if state == StateCompensating {
+		direction = "compensate"
+	}
+	return sagaID + ":" + step + ":" + direction
+}
+
+// Start starts a saga with the given id and sends its first command. A saga
+// that already exists is left alone, so a duplicate start event is harmless.
+func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparent string) error {
+	if sagaID == "" {
+		return errors.New("start saga: empty saga id")
+	}
+	err := e.transition(ctx, sagaID, func(v *contracts.SagaInstance, exists bool, now time.Time) (string, error) {
+		if exists {
+			return "", errStale
+		}
+		encoded, err := e.cfg.Codec.Encode(e.cfg.DataTopic, any(&data).(Record))
+		if err != nil {
+			return "", fmt.Errorf("encode saga data: %w", err)
+		}
+		*v = contracts.SagaInstance{SagaID: sagaID, SagaType: e.def.Type, Data: encoded, Traceparent: traceparent}
+		e.forward(v, 0, now)
+		return EventStarted, nil
+	})
+	if errors.Is(err, errStale) {
+		e.logger.Debug("saga already started", "saga_id", sagaID)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("start saga %s: %w", sagaID, err)
+	}
+	return nil
+}
+
+// HandleReply applies a participant's reply. It is a watermill
+// NoPublishHandlerFunc for the saga's reply topic. A reply to anything but
+// the pending command is counted and acknowledged.
+func (e *Engine[D]) HandleReply(msg *message.Message) error {
+	sagaID := msg.Metadata.Get(contracts.HeaderSagaID)
+	cmdID := msg.Metadata.Get(contracts.HeaderCommandID)
+	if sagaID == "" || cmdID == "" {
+		return fmt.Errorf("reply %s lacks the %s or %s header: %w",
+			msg.UUID, contracts.HeaderSagaID, contracts.HeaderCommandID, ErrUnexpectedReply)
+	}
+	rec, err := e.cfg.Codec.Decode(msg.Payload)
+	if err != nil {
+		return fmt.Errorf("decode reply to %s: %w", cmdID, err)
+	}
+	name, event := recordName(rec.Schema(), true), recordName(rec.Schema(), false)
+
+	err = e.transition(msg.Context(), sagaID, func(v *contracts.SagaInstance, exists bool, now time.Time) (string, error) {
+		if !exists || v.PendingCommandID != cmdID {
+			return "", errStale
+		}
+		step, err := e.pendingStep(*v)
+		if err != nil {
+			return "", fmt.Errorf("%s to %s: %w: %w", event, cmdID, ErrUnexpectedReply, err)
+		}
+		replies := step.Replies
+		if v.State == StateCompensating {
+			replies = step.CompensateReplies
+		}
+		outcome, ok := replies.find(name)
+		switch {
+		case !ok:
+			return "", fmt.Errorf("%s to %s: %w", event, cmdID, ErrUnexpectedReply)
+		case v.State == StateCompensating:
+			e.backward(v, v.Step-1, now)
+		case outcome == Success:
+			e.forward(v, v.Step+1, now)
+		default:
+			v.FailureReason = string(outcome)
+			e.backward(v, v.Step-1, now)
+		}
+		return event, nil
+	})
+	if errors.Is(err, errStale) {
+		e.metrics.stale.Inc()
+		e.logger.Debug("stale reply ignored", "saga_id", sagaID, "command_id", cmdID, "reply", event)
+		return nil
+	}
+	return err
+}
+
+// Run re-sends every pending command at once, since the last run may have
+// stopped between persisting a transition and sending its command. Then,
+// until ctx ends, it calls ResendOverdue a few times per StepTimeout.
+func (e *Engine[D]) Run(ctx context.Context) error {
+	e.resend(ctx, true)
+	ticker := time.NewTicker(min(max(e.cfg.StepTimeout/4, 10*time.Millisecond), 5*time.Second))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			e.ResendOverdue(ctx)
+		}
+	}
+}
+
+// ResendOverdue handles the pending commands past their deadline: each is
+// re-sent as its next attempt, unless it is a forward command that has used
+// its MaxAttempts: then the saga fails and compensates.
+func (e *Engine[D]) ResendOverdue(ctx context.Context) { e.resend(ctx, false) }
+
+// resend times out the pending commands past their deadline, and with all
+// also sends the others again, as they are.
+func (e *Engine[D]) resend(ctx context.Context, all bool) {
+	now := e.cfg.Clock()
+	var due, pending []contracts.SagaInstance
+	e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
+		switch {
+		case v.PendingCommandID == "" || v.SagaType != e.def.Type:
+		case !v.Deadline.After(now):
+			due = append(due, v)
+		case all:
+			pending = append(pending, v)
+		}
+		return true
+	})
+	for _, v := range pending {
+		topic, msg, err := e.command(v)
+		if err == nil {
+			err = e.publish(topic, msg)
+		}
+		if err != nil {
+			e.logger.Warn("re-send pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
+		}
+	}
+	for _, v := range due {
+		if err := e.timeout(ctx, v); err != nil {
+			e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
+		}
+	}
+}
+
+// timeout handles the overdue command of seen, a snapshot of an instance:
+// re-sends it as the next attempt, or fails the saga when a forward step
+// has used its attempts.
+func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) error {
+	err := e.transition(ctx, seen.SagaID, func(v *contracts.SagaInstance, exists bool, now time.Time) (string, error) {
+		if !exists || v.PendingCommandID != seen.PendingCommandID || v.Attempt != seen.Attempt {
+			return "", errStale // answered, or timed out by another call, meanwhile
+		}
+		step, err := e.pendingStep(*v)
+		if err != nil {
+			return "", err
+		}
+		if v.State == StateRunning && v.Attempt >= e.cfg.MaxAttempts && !e.def.committed(v.Step) {
+			v.FailureReason = "TIMEOUT_" + strings.ToUpper(step.Name)
+			e.backward(v, v.Step, now) // its effect is unknown: undo it too
+			return EventTimeout, nil
+		}
+		v.Attempt++
+		v.Deadline = now.Add(e.backoff(v.Attempt))
+		return EventTimeout, nil
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	if err == nil {
+		e.metrics.timeouts.WithLabelValues(e.StepName(seen)).Inc()
+	}
+	return err
+}
+
+// transition changes one instance in a single Update, recording the change
+// in its history, and sends the command it leads to only after the instance
+// is saved (write-ahead). If the send fails, the timeout re-sends it.
+func (e *Engine[D]) transition(ctx context.Context, id string,
+	change func(v *contracts.SagaInstance, exists bool, now time.Time) (event string, err error),
+) error {
+	var (
+		event, topic string
+		after        contracts.SagaInstance
+		msg          *message.Message
+	)
+	err := e.cfg.Instances.Update(ctx, id, func(v *contracts.SagaInstance, exists bool) error {
+		now := e.cfg.Clock()
+		var err error
+		if event, err = change(v, exists, now); err != nil {
+			return err
+		}
+		v.History = append(v.History, contracts.SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v)})
+		// Encoding before saving means a codec failure leaves the saga untouched.
+		topic, msg, err = e.command(*v)
+		after = *v
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	e.metrics.transitions.WithLabelValues(event).Inc()
+	if after.PendingCommandID == "" {
+		e.metrics.ended.WithLabelValues(after.State).Inc()
+	}
+	e.logger.Info("saga transition", "saga_id", id, "step", e.StepName(after), "state", after.State, "event", event)
+	if msg == nil {
+		return nil
+	}
+	return e.publish(topic, msg)
+}
+
+// forward makes the first step from step i on that has a command pending;
+// with none left the saga has completed.
+func (e *Engine[D]) forward(v *contracts.SagaInstance, i int, now time.Time) {
+	for ; i < len(e.def.Steps); i++ {
+		if e.def.Steps[i].Invoke != nil {
+			e.pend(v, StateRunning, i, now)
+			return
+		}
+	}
+	e.end(v, StateCompleted)
+}
+
+// backward makes the first compensation from step i down pending; with none
+// left the saga is rejected.
+func (e *Engine[D]) backward(v *contracts.SagaInstance, i int, now time.Time) {
+	for ; i >= 0; i-- {
+		if e.def.Steps[i].Compensate != nil {
+			e.pend(v, StateCompensating, i, now)
+			return
+		}
+	}
+	e.end(v, StateRejected)
+}
+
+func (e *Engine[D]) pend(v *contracts.SagaInstance, state string, step int, now time.Time) {
+	v.State, v.Step, v.Attempt = state, step, 1
+	v.PendingCommandID = commandID(v.SagaID, e.def.Steps[step].Name, state)
+	v.Deadline = now.Add(e.backoff(1))
+}
+
+func (e *Engine[D]) end(v *contracts.SagaInstance, state string) {
+	v.State, v.PendingCommandID, v.Attempt, v.Deadline = state, "", 0, time.Time{}
+}
+
+// backoff is how long attempt n waits for its reply: StepTimeout doubled for
+// each earlier attempt, at most MaxBackoff.
+func (e *Engine[D]) backoff(attempt int) time.Duration {
+	d := e.cfg.StepTimeout
+	for range attempt - 1 {
+		if d >= e.cfg.MaxBackoff {
+			break
+		}
+		d *= 2
+	}
+	return min(d, e.cfg.MaxBackoff)
+}
+
+// command builds the message of the instance's pending command, if any.
+func (e *Engine[D]) command(v contracts.SagaInstance) (string, *message.Message, error) {
+	if v.PendingCommandID == "" {
+		return "", nil, nil
+	}
+	step, err := e.pendingStep(v)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := e.Data(v)
+	if err != nil {
+		return "", nil, err
+	}
+	var cmd Command
+	if v.State == StateCompensating {
+		cmd = step.Compensate(d, v.FailureReason)
+	} else {
+		cmd = step.Invoke(d)
+	}
+	payload, err := e.cfg.Codec.Encode(cmd.Topic, cmd.Body)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode command %s: %w", v.PendingCommandID, err)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg.Metadata.Set(contracts.HeaderSagaID, v.SagaID)
+	msg.Metadata.Set(contracts.HeaderSagaType, v.SagaType)
+	msg.Metadata.Set(contracts.HeaderStep, e.StepName(v))
+	msg.Metadata.Set(contracts.HeaderCommandID, v.PendingCommandID)
+	msg.Metadata.Set(contracts.HeaderAttempt, strconv.Itoa(v.Attempt))
+	msg.Metadata.Set(contracts.HeaderReplyTo, e.def.ReplyTopic)
+	msg.Metadata.Set(contracts.HeaderPartitionKey, cmd.Key)
+	if v.Traceparent != "" {
+		msg.Metadata.Set(contracts.HeaderTraceparent, v.Traceparent)
+	}
+	return cmd.Topic, msg, nil
+}
+
+func (e *Engine[D]) publish(topic string, msg *message.Message) error {
+	if err := e.cfg.Publisher.Publish(topic, msg); err != nil {
+		return fmt.Errorf("send %s to %s: %w", msg.Metadata.Get(contracts.HeaderCommandID), topic, err)
+	}
+	e.logger.Debug("command sent", "saga_id", msg.Metadata.Get(contracts.HeaderSagaID),
+		"step", msg.Metadata.Get(contracts.HeaderStep), "topic", topic,
+		"command_id", msg.Metadata.Get(contracts.HeaderCommandID), "attempt", msg.Metadata.Get(contracts.HeaderAttempt))
+	return nil
+}

@@ -1,0 +1,678 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga/sagatest"
+)
+
+type data = contracts.CreateOrderSagaData
+
+// testDef has the shapes the engine must handle: a first step with only a
+// compensation, a step that can fail, and a last step without compensation.
+func testDef() saga.Definition[data] {
+	return saga.Definition[data]{
+		Type:       "Test",
+		ReplyTopic: "test.replies",
+		Steps: []saga.Step[data]{
+			{
+				Name: "open",
+				Compensate: func(d *data, reason string) saga.Command {
+					return saga.Command{Topic: "order", Key: d.OrderID, Body: &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}}
+				},
+				CompensateReplies: saga.Replies{saga.On[contracts.OrderRejected](saga.Success)},
+			},
+			{
+				Name: "reserve",
+				Invoke: func(d *data) saga.Command {
+					return saga.Command{Topic: "customer", Key: d.CustomerID, Body: &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}}
+				},
+				Replies: saga.Replies{
+					saga.On[contracts.CreditReserved](saga.Success),
+					saga.On[contracts.CreditLimitExceeded](saga.Failure("NO_CREDIT")),
+				},
+				Compensate: func(d *data, _ string) saga.Command {
+					return saga.Command{Topic: "customer", Key: d.CustomerID, Body: &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}}
+				},
+				CompensateReplies: saga.Replies{saga.On[contracts.CreditReleased](saga.Success)},
+			},
+			{
+				Name: "approve",
+				Invoke: func(d *data) saga.Command {
+					return saga.Command{Topic: "order", Key: d.OrderID, Body: &contracts.ApproveOrder{OrderID: d.OrderID}}
+				},
+				Replies: saga.Replies{saga.On[contracts.OrderApproved](saga.Success)},
+			},
+		},
+	}
+}
+
+var (
+	sagaData = data{OrderID: "s1", CustomerID: "c1", OrderTotal: 10}
+	reserved = &contracts.CreditReserved{CustomerID: "c1", OrderID: "s1", Amount: 10}
+)
+
+func newHarness(t *testing.T) *sagatest.Harness[data] {
+	t.Helper()
+	return sagatest.NewHarness(t, testDef(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
+}
+
+func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(d *saga.Definition[data])
+		want   string
+	}{
+		{"no type", func(d *saga.Definition[data]) { d.Type = "" }, "saga type is empty"},
+		{"no reply topic", func(d *saga.Definition[data]) { d.ReplyTopic = "" }, "reply topic is empty"},
+		{"no steps", func(d *saga.Definition[data]) { d.Steps = nil }, "no steps"},
+		{"unnamed step", func(d *saga.Definition[data]) { d.Steps[1].Name = "" }, "name is empty"},
+		{"step name with colon", func(d *saga.Definition[data]) { d.Steps[1].Name = "a:b" }, "contains ':'"},
+		{"step name twice", func(d *saga.Definition[data]) { d.Steps[2].Name = "reserve" }, "used twice"},
+		{"command without replies", func(d *saga.Definition[data]) { d.Steps[2].Replies = nil }, "could never be answered"},
+		{"replies without command", func(d *saga.Definition[data]) { d.Steps[0].Replies = d.Steps[2].Replies }, "given without a command"},
+		{"compensation without replies", func(d *saga.Definition[data]) { d.Steps[0].CompensateReplies = nil }, "could never be answered"},
+		{"reply listed twice", func(d *saga.Definition[data]) {
+			d.Steps[2].Replies = append(d.Steps[2].Replies, saga.On[contracts.OrderApproved](saga.Failure("X")))
+		}, "listed twice"},
+		{"no successful reply", func(d *saga.Definition[data]) {
+			d.Steps[2].Replies = saga.Replies{saga.On[contracts.OrderApproved](saga.Failure("X"))}
+		}, "no reply succeeds"},
+		{"failing compensation reply", func(d *saga.Definition[data]) {
+			d.Steps[1].CompensateReplies = append(d.Steps[1].CompensateReplies, saga.On[contracts.CustomerNotFound](saga.Failure("X")))
+		}, "a compensation cannot fail"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			def := testDef()
+			tt.change(&def)
+			_, err := saga.NewEngine(def, validConfig(), slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func validConfig() saga.EngineConfig {
+	return saga.EngineConfig{Instances: sagatest.NewInstances(), Publisher: &sagatest.Publisher{},
+		Codec: sagatest.NewCodec(), DataTopic: "test.sagas"}
+}
+
+func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
+	_, err := saga.NewEngine(testDef(), saga.EngineConfig{MaxAttempts: -1}, nil)
+	if err == nil {
+		t.Fatal("got no error, want one")
+	}
+	for _, want := range []string{"Instances is nil", "Publisher is nil", "Codec is nil", "DataTopic is empty", "MaxAttempts is -1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("got error %q, want it to contain %q", err, want)
+		}
+	}
+}
+
+func TestNewEngineRejectsDataThatIsNotARecord(t *testing.T) {
+	def := saga.Definition[struct{}]{Type: "T", ReplyTopic: "r", Steps: []saga.Step[struct{}]{{Name: "only"}}}
+	if _, err := saga.NewEngine(def, validConfig(), nil); err == nil {
+		t.Error("got no error for data struct{}, want one")
+	}
+}
+
+func TestStartSendsTheFirstCommand(t *testing.T) {
+	h := newHarness(t)
+	if err := h.Engine.Start(t.Context(), "s1", sagaData, "00-trace-01"); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	sent := h.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("got %d commands sent, want 1", len(sent))
+	}
+	if sent[0].Topic != "customer" {
+		t.Errorf("topic: got %q, want %q", sent[0].Topic, "customer")
+	}
+	wantHeaders := message.Metadata{
+		contracts.HeaderSagaID:       "s1",
+		contracts.HeaderSagaType:     "Test",
+		contracts.HeaderStep:         "reserve",
+		contracts.HeaderCommandID:    "s1:reserve:invoke",
+		contracts.HeaderAttempt:      "1",
+		contracts.HeaderReplyTo:      "test.replies",
+		contracts.HeaderTraceparent:  "00-trace-01",
+		contracts.HeaderPartitionKey: "c1",
+	}
+	if got := sent[0].Msg.Metadata; !reflect.DeepEqual(got, wantHeaders) {
+		t.Errorf("headers: got %v, want %v", got, wantHeaders)
+	}
+	wantBody := &contracts.ReserveCredit{CustomerID: "c1", OrderID: "s1", Amount: 10}
+	if got := h.Body(sent[0]); !reflect.DeepEqual(got, wantBody) {
+		t.Errorf("body: got %#v, want %#v", got, wantBody)
+	}
+
+	v, ok := h.Engine.Instance("s1")
+	if !ok {
+		t.Fatal("got no instance s1, want one")
+	}
+	now := h.Clock.Now()
+	want := contracts.SagaInstance{SagaID: "s1", SagaType: "Test", State: saga.StateRunning, Step: 1,
+		PendingCommandID: "s1:reserve:invoke", Attempt: 1, Deadline: now.Add(10 * time.Second), Data: v.Data,
+		Traceparent: "00-trace-01",
+		History: []contracts.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("instance: got %+v, want %+v", v, want)
+	}
+	if got, err := h.Engine.Data(v); err != nil || *got != sagaData {
+		t.Errorf("data: got %+v (%v), want %+v", got, err, sagaData)
+	}
+	if got := h.Codec.Topics()[0]; got != sagatest.DataTopic {
+		t.Errorf("data encoded for topic %q, want %q", got, sagatest.DataTopic)
+	}
+}
+
+func TestStartTwiceStartsOneSaga(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	h.Start("s1", data{OrderID: "s1", CustomerID: "other", OrderTotal: 99})
+	if got := len(h.Sent()); got != 1 {
+		t.Errorf("got %d commands sent, want 1", got)
+	}
+	v, _ := h.Engine.Instance("s1")
+	if got, _ := h.Engine.Data(v); *got != sagaData {
+		t.Errorf("data: got %+v, want the first start's %+v", got, sagaData)
+	}
+}
+
+// checkingPublisher records, for each command, whether the store already
+// held the transition that sent it.
+type checkingPublisher struct {
+	sagatest.Publisher
+	instances *sagatest.Instances
+	mu        sync.Mutex
+	unsaved   []string
+}
+
+func (p *checkingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		v, _ := p.instances.Get(m.Metadata.Get(contracts.HeaderSagaID))
+		if v.PendingCommandID != m.Metadata.Get(contracts.HeaderCommandID) {
+			p.mu.Lock()
+			p.unsaved = append(p.unsaved, m.Metadata.Get(contracts.HeaderCommandID))
+			p.mu.Unlock()
+		}
+	}
+	return p.Publisher.Publish(topic, msgs...)
+}
+
+func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
+	cfg := validConfig()
+	instances := sagatest.NewInstances()
+	pub := &checkingPublisher{instances: instances}
+	codec := sagatest.NewCodec()
+	cfg.Instances, cfg.Publisher, cfg.Codec = instances, pub, codec
+	engine, err := saga.NewEngine(testDef(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, reply := range []saga.Record{&contracts.CreditLimitExceeded{CustomerID: "c1", OrderID: "s1"}, &contracts.OrderRejected{OrderID: "s1"}} {
+		sent := pub.Sent()
+		msg, err := sagatest.Reply(codec, sent[len(sent)-1].Msg, reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := engine.HandleReply(msg); err != nil {
+			t.Fatalf("reply %T: %v", reply, err)
+		}
+	}
+	if got := len(pub.Sent()); got != 2 {
+		t.Fatalf("got %d commands sent, want 2", got)
+	}
+	if len(pub.unsaved) > 0 {
+		t.Errorf("got commands %v sent before their transition was saved, want none", pub.unsaved)
+	}
+}
+
+// A command lost between the write and the send is sent by the timeout.
+func TestACommandThatFailedToSendIsSentOnTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.Publisher.Fail(errors.New("broker down"))
+	if err := h.Engine.Start(t.Context(), "s1", sagaData, ""); err == nil {
+		t.Fatal("start: got no error, want the publish error")
+	}
+	h.Publisher.Fail(nil)
+	h.Start("s1", sagaData) // the start event redelivered: the saga exists
+	if got := len(h.Sent()); got != 0 {
+		t.Fatalf("got %d commands sent, want 0", got)
+	}
+	h.Clock.Advance(10 * time.Second)
+	h.Engine.ResendOverdue(t.Context())
+	if got := len(h.Sent()); got != 1 {
+		t.Fatalf("got %d commands sent after the timeout, want 1", got)
+	}
+	if got := h.Last().Msg.Metadata.Get(contracts.HeaderCommandID); got != "s1:reserve:invoke" {
+		t.Errorf("command id: got %q, want %q", got, "s1:reserve:invoke")
+	}
+}
+
+func TestRepliesThatDoNotAnswerThePendingCommandAreIgnored(t *testing.T) {
+	tests := []struct {
+		name  string
+		reply func(h *sagatest.Harness[data]) *message.Message
+	}{
+		{"duplicate", func(h *sagatest.Harness[data]) *message.Message {
+			return reply(t, h, h.Sent()[0], reserved) // the saga moved on to approve
+		}},
+		{"other command", func(h *sagatest.Harness[data]) *message.Message {
+			m := reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
+			m.Metadata.Set(contracts.HeaderCommandID, "s1:reserve:compensate")
+			return m
+		}},
+		{"unknown saga", func(h *sagatest.Harness[data]) *message.Message {
+			m := reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
+			m.Metadata.Set(contracts.HeaderSagaID, "s2")
+			return m
+		}},
+		{"unexpected type to an old command", func(h *sagatest.Harness[data]) *message.Message {
+			return reply(t, h, h.Sent()[0], &contracts.PaymentDeclined{OrderID: "s1"})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.Start("s1", sagaData)
+			if err := h.Reply(h.Last(), reserved); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := h.Engine.Instance("s1")
+
+			if err := h.Engine.HandleReply(tt.reply(h)); err != nil {
+				t.Fatalf("got error %v, want nil (ack)", err)
+			}
+			if got := len(h.Sent()); got != 2 {
+				t.Errorf("got %d commands sent, want 2", got)
+			}
+			if after, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(after, before) {
+				t.Errorf("instance changed: got %+v, want %+v", after, before)
+			}
+			if got := h.Counter("saga_stale_replies_total", map[string]string{"saga_type": "Test"}); got != 1 {
+				t.Errorf("stale replies counted: got %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestRepliesToAnEndedSagaAreIgnored(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	for _, r := range []saga.Record{reserved, &contracts.OrderApproved{OrderID: "s1"}} {
+		if err := h.Reply(h.Last(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Reply(h.Last(), &contracts.OrderApproved{OrderID: "s1"}); err != nil {
+		t.Fatalf("got error %v, want nil", err)
+	}
+	if got := h.Counter("saga_stale_replies_total", nil); got != 1 {
+		t.Errorf("stale replies counted: got %v, want 1", got)
+	}
+	if got := h.Counter("saga_ended_total", map[string]string{"outcome": saga.StateCompleted}); got != 1 {
+		t.Errorf("completed sagas counted: got %v, want 1", got)
+	}
+}
+
+func reply(t *testing.T, h *sagatest.Harness[data], cmd sagatest.Sent, body saga.Record) *message.Message {
+	t.Helper()
+	m, err := sagatest.Reply(h.Codec, cmd.Msg, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestUnexpectedReplies(t *testing.T) {
+	tests := []struct {
+		name  string
+		reply func(h *sagatest.Harness[data]) *message.Message
+		want  error // nil: any error but ErrUnexpectedReply
+	}{
+		{"type not listed for the step", func(h *sagatest.Harness[data]) *message.Message {
+			return reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
+		}, saga.ErrUnexpectedReply},
+		{"forward reply to a compensation", func(h *sagatest.Harness[data]) *message.Message {
+			if err := h.Engine.HandleReply(reply(t, h, h.Last(), &contracts.CreditLimitExceeded{OrderID: "s1"})); err != nil {
+				t.Fatal(err)
+			}
+			return reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
+		}, saga.ErrUnexpectedReply},
+		{"no saga id", func(h *sagatest.Harness[data]) *message.Message {
+			m := reply(t, h, h.Last(), reserved)
+			delete(m.Metadata, contracts.HeaderSagaID)
+			return m
+		}, saga.ErrUnexpectedReply},
+		{"undecodable", func(h *sagatest.Harness[data]) *message.Message {
+			m := reply(t, h, h.Last(), reserved)
+			m.Payload = []byte("garbage")
+			return m
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.Start("s1", sagaData)
+			msg := tt.reply(h)
+			before, _ := h.Engine.Instance("s1")
+			sent := len(h.Sent())
+
+			err := h.Engine.HandleReply(msg)
+			switch {
+			case err == nil:
+				t.Fatal("got no error, want one")
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Errorf("got error %v, want %v", err, tt.want)
+			case tt.want == nil && errors.Is(err, saga.ErrUnexpectedReply):
+				t.Errorf("got error %v, want a decode error", err)
+			}
+			if after, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(after, before) {
+				t.Errorf("instance changed: got %+v, want %+v", after, before)
+			}
+			if got := len(h.Sent()); got != sent {
+				t.Errorf("got %d commands sent, want %d", got, sent)
+			}
+		})
+	}
+}
+
+// Every command of a saga carries the trace of the request that started it,
+// including commands re-sent after a timeout or a restart.
+func TestCommandsCarryTheSagaTraceparent(t *testing.T) {
+	h := newHarness(t)
+	if err := h.Engine.Start(t.Context(), "s1", sagaData, "00-trace-01"); err != nil {
+		t.Fatal(err)
+	}
+	m := reply(t, h, h.Last(), reserved)
+	m.Metadata.Set(contracts.HeaderTraceparent, "00-other-01")
+	if err := h.Engine.HandleReply(m); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Last().Msg.Metadata.Get(contracts.HeaderTraceparent); got != "00-trace-01" {
+		t.Errorf("after a reply: got traceparent %q, want %q", got, "00-trace-01")
+	}
+	h.Clock.Advance(time.Hour)
+	h.Engine.ResendOverdue(context.Background())
+	if got := h.Last().Msg.Metadata.Get(contracts.HeaderTraceparent); got != "00-trace-01" {
+		t.Errorf("after a timeout: got traceparent %q, want %q", got, "00-trace-01")
+	}
+}
+
+// sendState is what a test expects the last command and the instance to be.
+type sendState struct {
+	step     string
+	attempt  string
+	deadline time.Duration // after the clock's current time
+	state    string
+}
+
+func checkSent(t *testing.T, h *sagatest.Harness[data], want sendState, wantSent int) {
+	t.Helper()
+	if got := len(h.Sent()); got != wantSent {
+		t.Fatalf("got %d commands sent, want %d", got, wantSent)
+	}
+	md := h.Last().Msg.Metadata
+	if md.Get(contracts.HeaderStep) != want.step || md.Get(contracts.HeaderAttempt) != want.attempt {
+		t.Errorf("last command: got step %s attempt %s, want step %s attempt %s",
+			md.Get(contracts.HeaderStep), md.Get(contracts.HeaderAttempt), want.step, want.attempt)
+	}
+	v, _ := h.Engine.Instance("s1")
+	if got, wantAt := v.Deadline, h.Clock.Now().Add(want.deadline); !got.Equal(wantAt) || v.State != want.state {
+		t.Errorf("instance: got state %s deadline %s, want %s %s", v.State, got, want.state, wantAt)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	h := newHarness(t) // StepTimeout 10s, MaxBackoff 25s, MaxAttempts 3
+	h.Start("s1", sagaData)
+	checkSent(t, h, sendState{"reserve", "1", 10 * time.Second, saga.StateRunning}, 1)
+
+	h.Clock.Advance(10*time.Second - time.Millisecond)
+	h.Engine.ResendOverdue(t.Context())
+	if got := len(h.Sent()); got != 1 {
+		t.Fatalf("before the deadline: got %d commands sent, want 1", got)
+	}
+
+	steps := []sendState{
+		{"reserve", "2", 20 * time.Second, saga.StateRunning},
+		{"reserve", "3", 25 * time.Second, saga.StateRunning},
+		// out of attempts: undo reserve itself, since it may have happened
+		{"reserve:compensate", "1", 10 * time.Second, saga.StateCompensating},
+		// compensations are retried for ever
+		{"reserve:compensate", "2", 20 * time.Second, saga.StateCompensating},
+		{"reserve:compensate", "3", 25 * time.Second, saga.StateCompensating},
+		{"reserve:compensate", "4", 25 * time.Second, saga.StateCompensating},
+		{"reserve:compensate", "5", 25 * time.Second, saga.StateCompensating},
+	}
+	for i, want := range steps {
+		v, _ := h.Engine.Instance("s1")
+		h.Clock.Advance(v.Deadline.Sub(h.Clock.Now()))
+		h.Engine.ResendOverdue(t.Context())
+		checkSent(t, h, want, i+2)
+	}
+	if got := h.Counter("saga_timeouts_total", map[string]string{"step": "reserve"}); got != 3 {
+		t.Errorf("timeouts of reserve counted: got %v, want 3", got)
+	}
+
+	if err := h.Reply(h.Last(), &contracts.CreditReleased{OrderID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Body(h.Last()), (&contracts.RejectOrder{OrderID: "s1", Reason: "TIMEOUT_RESERVE"}); !reflect.DeepEqual(got, want) {
+		t.Errorf("last command: got %#v, want %#v", got, want)
+	}
+	if err := h.Reply(h.Last(), &contracts.OrderRejected{OrderID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := h.Engine.Instance("s1")
+	if v.State != saga.StateRejected || v.FailureReason != "TIMEOUT_RESERVE" || v.PendingCommandID != "" {
+		t.Errorf("got state %s reason %q pending %q, want %s TIMEOUT_RESERVE and none pending",
+			v.State, v.FailureReason, v.PendingCommandID, saga.StateRejected)
+	}
+}
+
+// A reply that arrives after its command was re-sent still counts: the
+// command id stays the same across attempts.
+func TestAReplyToAnEarlierAttemptIsAccepted(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	first := h.Last()
+	h.Clock.Advance(10 * time.Second)
+	h.Engine.ResendOverdue(t.Context())
+	if err := h.Reply(first, reserved); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Last().Msg.Metadata.Get(contracts.HeaderStep); got != "approve" {
+		t.Errorf("last command step: got %q, want %q", got, "approve")
+	}
+}
+
+func TestRunResendsPendingCommandsAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.Start("waiting", data{OrderID: "waiting", CustomerID: "c1"})
+	h.Start("overdue", data{OrderID: "overdue", CustomerID: "c2"})
+	h.Start("done", data{OrderID: "done", CustomerID: "c3"})
+	if err := h.Reply(h.Last(), &contracts.CreditLimitExceeded{OrderID: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Reply(h.Last(), &contracts.OrderRejected{OrderID: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	// "overdue" started 10s ago, "waiting" just now.
+	if err := h.Instances.Update(t.Context(), "overdue", func(v *contracts.SagaInstance, _ bool) error {
+		v.Deadline = h.Clock.Now()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(h.Sent())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.Engine.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.Sent()) < before+2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: got %v, want nil", err)
+	}
+
+	got := map[string]string{}
+	for _, s := range h.Sent()[before:] {
+		got[s.Msg.Metadata.Get(contracts.HeaderCommandID)] = s.Msg.Metadata.Get(contracts.HeaderAttempt)
+	}
+	want := map[string]string{"waiting:reserve:invoke": "1", "overdue:reserve:invoke": "2"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("re-sent commands (id: attempt): got %v, want %v", got, want)
+	}
+}
+
+func TestHistoryRecordsEveryTransition(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	start := h.Clock.Now()
+	h.Clock.Advance(10 * time.Second)
+	h.Engine.ResendOverdue(t.Context())
+	h.Clock.Advance(time.Second)
+	if err := h.Reply(h.Last(), reserved); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Reply(h.Last(), &contracts.OrderApproved{OrderID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := h.Engine.Instance("s1")
+	want := []contracts.SagaTransition{
+		{At: start, Event: "started", State: saga.StateRunning, Step: "reserve"},
+		{At: start.Add(10 * time.Second), Event: "timeout", State: saga.StateRunning, Step: "reserve"},
+		{At: start.Add(11 * time.Second), Event: "CreditReserved", State: saga.StateRunning, Step: "approve"},
+		{At: start.Add(11 * time.Second), Event: "OrderApproved", State: saga.StateCompleted, Step: ""},
+	}
+	if !reflect.DeepEqual(v.History, want) {
+		t.Errorf("history:\n got %+v\nwant %+v", v.History, want)
+	}
+	for event, want := range map[string]float64{"started": 1, "timeout": 1, "CreditReserved": 1, "OrderApproved": 1} {
+		if got := h.Counter("saga_transitions_total", map[string]string{"event": event}); got != want {
+			t.Errorf("transitions on %s: got %v, want %v", event, got, want)
+		}
+	}
+}
+
+// Run and HandleReply may race on one instance; the store serializes them
+// and each re-checks the state, so the saga takes exactly one path.
+func TestConcurrentRepliesAndTimeouts(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	cmd := h.Last()
+	h.Clock.Advance(10 * time.Second)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { h.Engine.ResendOverdue(t.Context()) })
+		wg.Go(func() {
+			if err := h.Reply(cmd, reserved); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	v, _ := h.Engine.Instance("s1")
+	if v.State != saga.StateRunning || h.Engine.StepName(v) != "approve" {
+		t.Errorf("got state %s step %s, want %s approve", v.State, h.Engine.StepName(v), saga.StateRunning)
+	}
+	if got := h.Counter("saga_transitions_total", map[string]string{"event": "CreditReserved"}); got != 1 {
+		t.Errorf("CreditReserved transitions: got %v, want 1", got)
+	}
+	if got := h.Counter("saga_timeouts_total", nil); got > 1 {
+		t.Errorf("timeouts: got %v, want at most 1", got)
+	}
+}
+
+// frozenRange returns the instances as they were when frozen, as a Range
+// that raced with an Update would.
+type frozenRange struct {
+	*sagatest.Instances
+	frozen map[string]contracts.SagaInstance
+}
+
+func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) {
+	for id, v := range f.frozen {
+		if !fn(id, v) {
+			return
+		}
+	}
+}
+
+func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
+	clock := sagatest.NewClock()
+	store := &frozenRange{Instances: sagatest.NewInstances()}
+	pub := &sagatest.Publisher{}
+	cfg := validConfig()
+	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
+	engine, err := saga.NewEngine(testDef(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := store.Get("s1")
+	store.frozen = map[string]contracts.SagaInstance{"s1": v}
+
+	clock.Advance(time.Second)
+	engine.ResendOverdue(t.Context())
+	clock.Advance(time.Second) // attempt 2 waits 2s: not overdue yet
+	engine.ResendOverdue(t.Context())
+
+	if got := len(pub.Sent()); got != 2 {
+		t.Errorf("got %d commands sent, want 2", got)
+	}
+	if v, _ := store.Get("s1"); v.Attempt != 2 {
+		t.Errorf("got attempt %d, want 2", v.Attempt)
+	}
+}
+
+// An instance saved under an older definition whose step is gone must not
+// be driven by a step that merely sits at the same index now.
+func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	cmd := h.Last()
+
+	def := testDef()
+	def.Steps[1].Name = "reserve_v2"
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Publisher, cfg.Clock = h.Instances, h.Codec, h.Publisher, h.Clock.Now
+	engine, err := saga.NewEngine(def, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.HandleReply(reply(t, h, cmd, reserved)); !errors.Is(err, saga.ErrUnexpectedReply) {
+		t.Errorf("reply: got error %v, want %v", err, saga.ErrUnexpectedReply)
+	}
+	h.Clock.Advance(time.Hour)
+	engine.ResendOverdue(t.Context())
+	if got := len(h.Sent()); got != 1 {
+		t.Errorf("got %d commands sent, want 1", got)
+	}
+	if v, _ := h.Engine.Instance("s1"); v.Step != 1 || v.PendingCommandID != "s1:reserve:invoke" || v.Attempt != 1 {
+		t.Errorf("got instance at step %d waiting for %s attempt %d, want it unchanged", v.Step, v.PendingCommandID, v.Attempt)
+	}
+}

@@ -1,0 +1,228 @@
+// Package sagatest holds in-memory fakes of what the saga engine needs, for
+// unit tests of the engine and of saga definitions: a store, a codec, a
+// recording publisher and a clock. Integration tests use the real ones.
+package sagatest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/hamba/avro/v2"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+)
+
+var (
+	_ saga.Instances    = (*Instances)(nil)
+	_ saga.Codec        = (*Codec)(nil)
+	_ message.Publisher = (*Publisher)(nil)
+)
+
+// Instances is a map-backed saga.Instances. It stores instances Avro-encoded,
+// as the Kafka-backed store does, so a value that would not survive the
+// round trip fails here too.
+type Instances struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// NewInstances returns an empty store.
+func NewInstances() *Instances { return &Instances{m: map[string][]byte{}} }
+
+// Get returns the instance with the given id.
+func (s *Instances) Get(id string) (contracts.SagaInstance, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.get(id)
+}
+
+func (s *Instances) get(id string) (contracts.SagaInstance, bool) {
+	var v contracts.SagaInstance
+	b, ok := s.m[id]
+	if !ok {
+		return v, false
+	}
+	if err := v.Unmarshal(b); err != nil {
+		return v, false // cannot happen: put stored it encoded
+	}
+	return v, true
+}
+
+// Update runs fn under the store's lock, so calls are serialized.
+func (s *Instances) Update(_ context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, exists := s.get(id)
+	if err := fn(&v, exists); err != nil {
+		return err
+	}
+	b, err := v.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode saga instance %s: %w", id, err)
+	}
+	s.m[id] = b
+	return nil
+}
+
+// Range calls fn for a snapshot of the instances, outside the lock, so fn may
+// update them.
+func (s *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) {
+	s.mu.Lock()
+	all := map[string]contracts.SagaInstance{}
+	for id := range s.m {
+		all[id], _ = s.get(id)
+	}
+	s.mu.Unlock()
+	for id, v := range all {
+		if !fn(id, v) {
+			return
+		}
+	}
+}
+
+// Codec encodes a record as its full name, a newline and its Avro binary.
+// It decodes the types it has encoded before, so a test encodes the replies
+// it sends with it.
+type Codec struct {
+	mu     sync.Mutex
+	types  map[string]reflect.Type
+	topics []string
+}
+
+// NewCodec returns a codec that knows no type yet.
+func NewCodec() *Codec { return &Codec{types: map[string]reflect.Type{}} }
+
+// Encode encodes v and remembers its type and the topic.
+func (c *Codec) Encode(topic string, v saga.Record) ([]byte, error) {
+	named, ok := v.Schema().(avro.NamedSchema)
+	if !ok {
+		return nil, fmt.Errorf("encode %T: not a named schema", v)
+	}
+	name := named.FullName()
+	b, err := avro.Marshal(v.Schema(), v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.types[name] = reflect.TypeOf(v).Elem()
+	c.topics = append(c.topics, topic)
+	return append([]byte(name+"\n"), b...), nil
+}
+
+// Decode decodes what Encode encoded.
+func (c *Codec) Decode(data []byte) (saga.Record, error) {
+	name, body, ok := bytes.Cut(data, []byte("\n"))
+	if !ok {
+		return nil, errors.New("decode: no type name")
+	}
+	c.mu.Lock()
+	t, ok := c.types[string(name)]
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("decode: unknown type %q", name)
+	}
+	v := reflect.New(t).Interface().(saga.Record)
+	if err := avro.Unmarshal(v.Schema(), body, v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// Topics returns the topics passed to Encode, in order.
+func (c *Codec) Topics() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.topics...)
+}
+
+// Sent is a message a Publisher published.
+type Sent struct {
+	Topic string
+	Msg   *message.Message
+}
+
+// Publisher records what it publishes.
+type Publisher struct {
+	mu   sync.Mutex
+	sent []Sent
+	err  error
+}
+
+// Publish records the messages, or returns the error set by Fail.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	for _, m := range msgs {
+		p.sent = append(p.sent, Sent{Topic: topic, Msg: m})
+	}
+	return nil
+}
+
+// Fail makes every later Publish return err; nil makes them succeed again.
+func (p *Publisher) Fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+// Close does nothing.
+func (p *Publisher) Close() error { return nil }
+
+// Sent returns the messages published so far, in order.
+func (p *Publisher) Sent() []Sent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Sent(nil), p.sent...)
+}
+
+// Clock is a clock that moves only when told to.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock set to a fixed instant, whole milliseconds, as
+// Avro timestamps keep.
+func NewClock() *Clock { return &Clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Reply builds a participant's reply to cmd: body, encoded with codec, with
+// the command's saga headers copied, as participants do.
+func Reply(codec *Codec, cmd *message.Message, body saga.Record) (*message.Message, error) {
+	payload, err := codec.Encode(cmd.Metadata.Get(contracts.HeaderReplyTo), body)
+	if err != nil {
+		return nil, err
+	}
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
+		contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
+		msg.Metadata.Set(h, cmd.Metadata.Get(h))
+	}
+	msg.Metadata.Set(contracts.HeaderPartitionKey, cmd.Metadata.Get(contracts.HeaderSagaID))
+	return msg, nil
+}

@@ -1,0 +1,70 @@
+// Package service wires the orchestrator: the saga engine running the Create
+// Order saga, its store, its ports and the process that runs them. main and
+// the all-in-one system call New.
+package service
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
+	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
+	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+)
+
+// Config is the orchestrator's configuration, read from the environment by main.
+type Config struct {
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8084"`
+	Kafka    config.Kafka
+	// StepTimeout is how long a step waits for its reply before its command
+	// is sent again; each further attempt waits twice as long.
+	StepTimeout time.Duration `env:"STEP_TIMEOUT" envDefault:"10s"`
+	// StepMaxAttempts is how many times a step's command is sent before the
+	// saga gives up on it and compensates.
+	StepMaxAttempts int `env:"STEP_MAX_ATTEMPTS" envDefault:"5"`
+}
+
+// New builds the orchestrator; Run the returned process to start it.
+func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
+	p, err := process.New(process.Config{
+		Name:     "orchestrator",
+		HTTPAddr: cfg.HTTPAddr,
+		Kafka:    cfg.Kafka,
+		Types: []serde.Record{
+			&contracts.OrderCreated{}, &contracts.SagaInstance{}, &contracts.CreateOrderSagaData{},
+			&contracts.CreditReserved{}, &contracts.CreditLimitExceeded{}, &contracts.CustomerNotFound{}, &contracts.CreditReleased{},
+			&contracts.PaymentAuthorized{}, &contracts.PaymentDeclined{}, &contracts.PaymentCancelled{},
+			&contracts.OrderApproved{}, &contracts.OrderRejected{},
+		},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: %w", err)
+	}
+	instances, err := process.NewStore[contracts.SagaInstance](p, contracts.TopicCreateOrderSagas)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := saga.NewEngine(createorder.Definition(), saga.EngineConfig{
+		Instances:   adapters.NewInstances(instances, logger),
+		Publisher:   p.Publisher,
+		Codec:       p.Serde,
+		DataTopic:   contracts.TopicCreateOrderSagas,
+		StepTimeout: cfg.StepTimeout,
+		MaxAttempts: cfg.StepMaxAttempts,
+		Metrics:     p.Metrics,
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	p.Subscribe(contracts.TopicOrderEvents, ports.OrderCreated(p.Serde, engine))
+	p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine))
+	p.Go(engine.Run)
+	ports.RegisterHTTP(p.HTTP, engine)
+	return p, nil
+}

@@ -1,0 +1,62 @@
+// Package config reads the settings every process shares from the
+// environment. Only main calls it; everything below main gets a struct.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Kafka holds the settings of the Kafka clients and the schema registry.
+type Kafka struct {
+	Brokers           []string `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" envSeparator:","`
+	SchemaRegistryURL string   `env:"SCHEMA_REGISTRY_URL" envDefault:"http://127.0.0.1:8081"`
+	// AutoRegisterSchemas registers a schema on first use. Production
+	// registries usually forbid it: set it to false and run `make schemas`.
+	AutoRegisterSchemas bool `env:"AUTO_REGISTER_SCHEMAS" envDefault:"true"`
+	// TLS and SASL settings for a secured cluster; empty means plaintext.
+	TLS           bool   `env:"KAFKA_TLS" envDefault:"false"`
+	TLSCAFile     string `env:"KAFKA_TLS_CA_FILE"`
+	SASLMechanism string `env:"KAFKA_SASL_MECHANISM"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	SASLUser      string `env:"KAFKA_SASL_USER"`
+	SASLPassword  string `env:"KAFKA_SASL_PASSWORD"`
+	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
+	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
+	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`
+}
+
+// Load fills cfg, a pointer to a struct with `env` tags, from the
+// environment, applying the defaults in the tags. Variables named in ignore
+// are treated as unset, so their defaults apply.
+func Load(cfg any, ignore ...string) error {
+	environ := env.ToMap(os.Environ())
+	for _, name := range ignore {
+		delete(environ, name)
+	}
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
+		return fmt.Errorf("read configuration from the environment: %w", err)
+	}
+	return nil
+}
+
+// Logger returns a JSON or text logger at the level named by LOG_LEVEL
+// (debug, info, warn, error), in the format named by LOG_FORMAT (text, json),
+// whose lines name the service (unless it is empty).
+func Logger(service string) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))) // unknown or empty: info
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if strings.EqualFold(os.Getenv("LOG_FORMAT"), "json") {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	logger := slog.New(h)
+	if service != "" {
+		logger = logger.With("service", service)
+	}
+	return logger
+}

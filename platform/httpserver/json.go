@@ -1,0 +1,50 @@
+package httpserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// WriteJSON writes v as JSON with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes {"error": msg} with the given status.
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// maxBody bounds a request body; the API's bodies are a few dozen bytes.
+const maxBody = 1 << 16
+
+// DecodeJSON reads one JSON object from the request body into v, rejecting
+// unknown fields, trailing data, and bodies over 64 KiB. Its error message is
+// meant for the client.
+func DecodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return errors.New("request body is empty")
+		case errors.As(err, &typeErr):
+			return fmt.Errorf("field %q must be a %s", typeErr.Field, typeErr.Type)
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+		default:
+			return fmt.Errorf("malformed JSON: %v", err)
+		}
+	}
+	if dec.More() {
+		return errors.New("malformed JSON: more than one value in the body")
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+// Package httpserver serves a process's HTTP API together with what every
+// process serves: /healthz, /readyz and /metrics. It also holds the JSON
+// helpers that keep every error a 4xx or 5xx with a body {"error": "..."}.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check tells whether a dependency answers.
+type Check func(ctx context.Context) error
+
+// Config configures New.
+type Config struct {
+	Addr    string
+	Metrics *prometheus.Registry
+	// Checks must all pass, after MarkReady, for /readyz to answer 200.
+	Checks map[string]Check
+}
+
+// Server is the HTTP server of one process.
+type Server struct {
+	cfg    Config
+	mux    *http.ServeMux
+	ready  atomic.Bool
+	logger *slog.Logger
+}
+
+// New returns a server with the health, readiness and metrics endpoints.
+// Register the API on Handle before Run.
+func New(cfg Config, logger *slog.Logger) (*Server, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("httpserver: Addr is required")
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	_ = cfg.Metrics.Register(collectors.NewGoCollector())
+	_ = cfg.Metrics.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), logger: logger}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return s, nil
+}
+
+// Handle registers an API route (a net/http pattern such as "GET /orders/{id}").
+func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+
+// Handler returns the server's routes, for tests.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// MarkReady is called once the process's state is restored.
+func (s *Server) MarkReady() { s.ready.Store(true) }
+
+// Ready reports whether the process is ready and its dependencies answer.
+func (s *Server) Ready(ctx context.Context) error {
+	if !s.ready.Load() {
+		return errors.New("state not restored yet")
+	}
+	var errs []error
+	for name, check := range s.cfg.Checks {
+		if err := check(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		WriteError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.logger.Info("http listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}

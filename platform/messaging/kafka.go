@@ -1,0 +1,164 @@
+// Package messaging connects a process to Kafka through Watermill: the Sarama
+// settings every client shares, publishers and subscribers, topic creation,
+// the router with its middleware, and the command/reply plumbing of a saga
+// participant.
+package messaging
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+)
+
+// SaramaConfig returns the client settings every producer and consumer of the
+// project uses: an idempotent producer that waits for all in-sync replicas,
+// consumers that start from the oldest offset, and TLS/SASL when configured.
+func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
+	c := sarama.NewConfig()
+	c.ClientID = clientID
+	// Kafka 4 dropped the protocol versions older clients speak by default.
+	c.Version = sarama.V3_6_0_0
+
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true // a retried produce is written once
+	c.Net.MaxOpenRequests = 1    // required by the idempotent producer
+	c.Producer.Retry.Max = 10
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Return.Successes = true
+	c.Producer.Partitioner = sarama.NewHashPartitioner // Java client compatible for keyed records
+
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Group.Session.Timeout = 10 * time.Second
+	c.Consumer.Group.Heartbeat.Interval = time.Second
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	c.Metadata.Retry.Backoff = 250 * time.Millisecond
+
+	if cfg.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read KAFKA_TLS_CA_FILE: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("KAFKA_TLS_CA_FILE %s holds no PEM certificate", cfg.TLSCAFile)
+			}
+		}
+		c.Net.TLS.Enable = true
+		c.Net.TLS.Config = tc
+	}
+	if cfg.SASLMechanism != "" {
+		c.Net.SASL.Enable = true
+		c.Net.SASL.User = cfg.SASLUser
+		c.Net.SASL.Password = cfg.SASLPassword
+		switch cfg.SASLMechanism {
+		case sarama.SASLTypePlaintext:
+			c.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		case sarama.SASLTypeSCRAMSHA256, sarama.SASLTypeSCRAMSHA512:
+			c.Net.SASL.Mechanism = sarama.SASLMechanism(cfg.SASLMechanism)
+			c.Net.SASL.SCRAMClientGeneratorFunc = scramClient(cfg.SASLMechanism)
+		default:
+			return nil, fmt.Errorf("KAFKA_SASL_MECHANISM %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.SASLMechanism)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka client settings: %w", err)
+	}
+	return c, nil
+}
+
+// marshaler writes watermill metadata as Kafka headers and moves the
+// partition key from the metadata to the record key, so that every record of
+// one aggregate lands on one partition.
+var marshaler = kafka.NewWithPartitioningMarshaler(func(topic string, msg *message.Message) (string, error) {
+	key := msg.Metadata.Get(contracts.HeaderPartitionKey)
+	if key == "" {
+		return "", fmt.Errorf("message %s to %s has no %s", msg.UUID, topic, contracts.HeaderPartitionKey)
+	}
+	return key, nil
+})
+
+// NewPublisher returns a Kafka publisher whose Publish returns once Kafka has
+// acknowledged every message.
+func NewPublisher(cfg config.Kafka, clientID string, logger watermill.LoggerAdapter) (*kafka.Publisher, error) {
+	sc, err := SaramaConfig(cfg, clientID)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
+		Brokers:               cfg.Brokers,
+		Marshaler:             marshaler,
+		OverwriteSaramaConfig: sc,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("create kafka publisher: %w", err)
+	}
+	return pub, nil
+}
+
+// NewSubscriber returns a Kafka subscriber in the consumer group group. A
+// message's offset is committed once its handler has acknowledged it.
+func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapter) (*kafka.Subscriber, error) {
+	sc, err := SaramaConfig(cfg, group)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{
+		Brokers:               cfg.Brokers,
+		Unmarshaler:           marshaler,
+		OverwriteSaramaConfig: sc,
+		ConsumerGroup:         group,
+		NackResendSleep:       100 * time.Millisecond,
+		ReconnectRetrySleep:   time.Second,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("create kafka subscriber: %w", err)
+	}
+	return sub, nil
+}
+
+// EnsureTopics creates the topics that do not exist yet, with their partition
+// counts and cleanup policies. Existing topics are left as they are.
+func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
+	sc, err := SaramaConfig(cfg, "topics")
+	if err != nil {
+		return err
+	}
+	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
+	}
+	defer admin.Close()
+	existing, err := admin.ListTopics()
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for _, t := range specs {
+		if _, ok := existing[t.Name]; ok {
+			continue
+		}
+		detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: -1}
+		if t.Compacted {
+			compact := "compact"
+			detail.ConfigEntries = map[string]*string{"cleanup.policy": &compact}
+		}
+		err := admin.CreateTopic(t.Name, detail, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}

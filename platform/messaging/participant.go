@@ -1,0 +1,83 @@
+package messaging
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+)
+
+// Commands is the message port of a saga participant: it decodes each
+// command, calls the handler registered for its type and publishes the
+// handler's reply to the topic the command names in its reply_to header,
+// carrying the saga headers back.
+type Commands struct {
+	serde    *serde.Serde
+	pub      message.Publisher
+	handlers map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error)
+}
+
+// NewCommands returns a command port with no handlers yet; add them with Handle.
+func NewCommands(s *serde.Serde, pub message.Publisher) *Commands {
+	return &Commands{serde: s, pub: pub, handlers: map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error){}}
+}
+
+// Handle registers fn for commands of type C. fn returns the reply, or an
+// error: wrapped ErrPoison if the command can never succeed, anything else
+// to have it retried.
+func Handle[C any](c *Commands, fn func(ctx context.Context, cmd *C) (serde.Record, error)) {
+	c.handlers[reflect.TypeFor[*C]()] = func(ctx context.Context, r serde.Record) (serde.Record, error) {
+		return fn(ctx, any(r).(*C))
+	}
+}
+
+// Handler is the watermill handler for the participant's command topic.
+func (c *Commands) Handler(msg *message.Message) error {
+	cmd, err := c.serde.Decode(msg.Payload)
+	if err != nil {
+		return fmt.Errorf("decode command: %w", err)
+	}
+	handle, ok := c.handlers[reflect.TypeOf(cmd)]
+	if !ok {
+		return fmt.Errorf("%w: no handler for %T", ErrPoison, cmd)
+	}
+	replyTo := msg.Metadata.Get(contracts.HeaderReplyTo)
+	for _, h := range []string{contracts.HeaderReplyTo, contracts.HeaderSagaID, contracts.HeaderCommandID} {
+		if msg.Metadata.Get(h) == "" {
+			return fmt.Errorf("%w: %T has no %s header", ErrPoison, cmd, h)
+		}
+	}
+	body, err := handle(msg.Context(), cmd)
+	if err != nil {
+		return fmt.Errorf("handle %T of saga %s: %w", cmd, msg.Metadata.Get(contracts.HeaderSagaID), err)
+	}
+	reply, err := c.reply(msg, replyTo, body)
+	if err != nil {
+		return err
+	}
+	if err := c.pub.Publish(replyTo, reply); err != nil {
+		return fmt.Errorf("publish %T to %s: %w", body, replyTo, err)
+	}
+	return nil
+}
+
+// reply builds the reply message: the body, and the command's saga headers so
+// the orchestrator can match it to the command it waits for.
+func (c *Commands) reply(cmd *message.Message, topic string, body serde.Record) (*message.Message, error) {
+	payload, err := c.serde.Encode(topic, body)
+	if err != nil {
+		return nil, fmt.Errorf("encode reply %T: %w", body, err)
+	}
+	reply := message.NewMessage(watermill.NewUUID(), payload)
+	for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
+		contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
+		reply.Metadata.Set(h, cmd.Metadata.Get(h))
+	}
+	reply.Metadata.Set(contracts.HeaderPartitionKey, cmd.Metadata.Get(contracts.HeaderSagaID))
+	return reply, nil
+}

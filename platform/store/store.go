@@ -1,0 +1,233 @@
+// Package store keeps a process's state in Kafka: a keyed map whose every
+// write goes first to a compacted changelog topic and whose content is
+// rebuilt from that topic on start. Kafka is the database; the map is a cache
+// of it that can always be thrown away.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+
+	"github.com/IBM/sarama"
+	"golang.org/x/sync/errgroup"
+)
+
+// Codec turns a state record into the bytes kept on the changelog and back.
+type Codec[T any] interface {
+	Encode(v *T) ([]byte, error)
+	Decode(b []byte) (*T, error)
+}
+
+// Config configures New.
+type Config[T any] struct {
+	Topic    string
+	Brokers  []string
+	Sarama   *sarama.Config // from messaging.SaramaConfig
+	Producer sarama.SyncProducer
+	Codec    Codec[T]
+}
+
+// Validate reports every missing setting at once.
+func (c Config[T]) Validate() error {
+	var errs []error
+	if c.Topic == "" {
+		errs = append(errs, errors.New("store: Topic is required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("store: Brokers are required"))
+	}
+	if c.Sarama == nil {
+		errs = append(errs, errors.New("store: Sarama config is required"))
+	}
+	if c.Producer == nil {
+		errs = append(errs, errors.New("store: Producer is required"))
+	}
+	if c.Codec == nil {
+		errs = append(errs, errors.New("store: Codec is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is a map of records of type T by key, persisted in a compacted topic.
+// It keeps the encoded bytes, so a value handed out never aliases the stored
+// one and a failed write leaves nothing half-changed.
+type Store[T any] struct {
+	cfg    Config[T]
+	logger *slog.Logger
+
+	mu    sync.RWMutex
+	data  map[string][]byte
+	locks [256]sync.Mutex // serialize Update per key (striped by hash)
+}
+
+// New returns an empty store; call Restore before serving.
+func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Store[T]{cfg: cfg, logger: logger, data: map[string][]byte{}}, nil
+}
+
+// Get returns the record stored under key.
+func (s *Store[T]) Get(key string) (*T, bool, error) {
+	s.mu.RLock()
+	b, ok := s.data[key]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, false, nil
+	}
+	v, err := s.cfg.Codec.Decode(b)
+	if err != nil {
+		return nil, false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
+	}
+	return v, true, nil
+}
+
+// Update loads the record under key (a zero T if there is none), lets fn
+// change it and writes the result to the changelog before it becomes visible.
+// An error from fn aborts the update and is returned as it is. Updates of one
+// key run one at a time; a record that fn left unchanged is not written again.
+func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists bool) error) error {
+	lock := &s.locks[stripe(key)]
+	lock.Lock()
+	defer lock.Unlock()
+
+	s.mu.RLock()
+	old, exists := s.data[key]
+	s.mu.RUnlock()
+	v := new(T)
+	if exists {
+		var err error
+		if v, err = s.cfg.Codec.Decode(old); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
+		}
+	}
+	if err := fn(v, exists); err != nil {
+		return err
+	}
+	b, err := s.cfg.Codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", s.cfg.Topic, key, err)
+	}
+	if exists && string(b) == string(old) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, _, err = s.cfg.Producer.SendMessage(&sarama.ProducerMessage{
+		Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b),
+	})
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
+	}
+	s.mu.Lock()
+	s.data[key] = b
+	s.mu.Unlock()
+	return nil
+}
+
+// Range calls fn for every record until fn returns false. Records that fail
+// to decode are logged and skipped.
+func (s *Store[T]) Range(fn func(key string, v *T) bool) {
+	s.mu.RLock()
+	keys := make([]string, 0, len(s.data))
+	for k := range s.data {
+		keys = append(keys, k)
+	}
+	s.mu.RUnlock()
+	for _, k := range keys {
+		v, ok, err := s.Get(k)
+		if err != nil {
+			s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", k, "error", err)
+			continue
+		}
+		if ok && !fn(k, v) {
+			return
+		}
+	}
+}
+
+// Len returns the number of records.
+func (s *Store[T]) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.data)
+}
+
+// Restore reads the changelog from its start to its current end, so the map
+// holds the latest record of every key. A tombstone (nil value) deletes a key.
+func (s *Store[T]) Restore(ctx context.Context) error {
+	client, err := sarama.NewClient(s.cfg.Brokers, s.cfg.Sarama)
+	if err != nil {
+		return fmt.Errorf("restore %s: connect: %w", s.cfg.Topic, err)
+	}
+	defer client.Close()
+	partitions, err := client.Partitions(s.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+	}
+	defer consumer.Close()
+
+	g, ctx := errgroup.WithContext(ctx)
+	for _, p := range partitions {
+		g.Go(func() error { return s.restorePartition(ctx, client, consumer, p) })
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+	}
+	s.logger.Info("state restored", "topic", s.cfg.Topic, "records", s.Len())
+	return nil
+}
+
+func (s *Store[T]) restorePartition(ctx context.Context, client sarama.Client, consumer sarama.Consumer, p int32) error {
+	end, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetNewest)
+	if err != nil {
+		return fmt.Errorf("partition %d: end offset: %w", p, err)
+	}
+	start, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return fmt.Errorf("partition %d: start offset: %w", p, err)
+	}
+	if start >= end {
+		return nil
+	}
+	pc, err := consumer.ConsumePartition(s.cfg.Topic, p, start)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	defer pc.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-pc.Errors():
+			return fmt.Errorf("partition %d: %w", p, err)
+		case m := <-pc.Messages():
+			s.mu.Lock()
+			if m.Value == nil {
+				delete(s.data, string(m.Key))
+			} else {
+				s.data[string(m.Key)] = m.Value
+			}
+			s.mu.Unlock()
+			if m.Offset >= end-1 {
+				return nil
+			}
+		}
+	}
+}
+
+func stripe(key string) uint8 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return uint8(h.Sum32())
+}

@@ -1,0 +1,116 @@
+// Package domain holds the customer's credit rules, free of Kafka, HTTP and
+// encodings.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrNotFound is returned for an unknown customer id.
+	ErrNotFound = errors.New("customer not found")
+	// ErrInvalid is wrapped by every error about input that can never be
+	// valid, as opposed to failures that a retry may cure.
+	ErrInvalid = errors.New("invalid")
+)
+
+// ReservationStatus is what was decided for one order's credit.
+type ReservationStatus string
+
+const (
+	Reserved ReservationStatus = "RESERVED" // the order's total is held
+	Rejected ReservationStatus = "REJECTED" // the total exceeded the available credit
+	Released ReservationStatus = "RELEASED" // the saga was compensated: nothing is held
+)
+
+// Reservation is the decision for one order.
+type Reservation struct {
+	Amount int64
+	Status ReservationStatus
+}
+
+// Customer has a credit limit and holds part of it for orders in flight or
+// approved. Every decision is recorded by order id, so a command delivered
+// twice gets the same answer and changes nothing.
+type Customer struct {
+	id           string
+	name         string
+	creditLimit  int64
+	reservations map[string]Reservation
+}
+
+// NewCustomer validates a new customer.
+func NewCustomer(id, name string, creditLimit int64) (*Customer, error) {
+	var errs []error
+	if id == "" {
+		errs = append(errs, errors.New("customer id is required"))
+	}
+	if strings.TrimSpace(name) == "" {
+		errs = append(errs, errors.New("name is required"))
+	}
+	if creditLimit <= 0 {
+		errs = append(errs, errors.New("creditLimit must be a positive number of cents"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w customer: %w", ErrInvalid, err)
+	}
+	return &Customer{id: id, name: name, creditLimit: creditLimit, reservations: map[string]Reservation{}}, nil
+}
+
+// UnmarshalCustomer rebuilds a customer from storage; it does not validate.
+func UnmarshalCustomer(id, name string, creditLimit int64, reservations map[string]Reservation) *Customer {
+	if reservations == nil {
+		reservations = map[string]Reservation{}
+	}
+	return &Customer{id: id, name: name, creditLimit: creditLimit, reservations: reservations}
+}
+
+func (c *Customer) ID() string                           { return c.id }
+func (c *Customer) Name() string                         { return c.name }
+func (c *Customer) CreditLimit() int64                   { return c.creditLimit }
+func (c *Customer) Reservations() map[string]Reservation { return c.reservations }
+
+// AvailableCredit is the limit less what reserved orders hold.
+func (c *Customer) AvailableCredit() int64 {
+	available := c.creditLimit
+	for _, r := range c.reservations {
+		if r.Status == Reserved {
+			available -= r.Amount
+		}
+	}
+	return available
+}
+
+// ReserveCredit holds amount for the order if the available credit covers it
+// and reports whether it did. A repeated call for the same order returns the
+// first decision. An order whose credit was already released (the saga moved
+// on) stays released and is answered as reserved: that answer is stale and
+// the orchestrator ignores it.
+func (c *Customer) ReserveCredit(orderID string, amount int64) (bool, error) {
+	if orderID == "" {
+		return false, fmt.Errorf("%w reservation: order id is required", ErrInvalid)
+	}
+	if amount <= 0 {
+		return false, fmt.Errorf("%w reservation for order %s: amount %d must be positive", ErrInvalid, orderID, amount)
+	}
+	if r, ok := c.reservations[orderID]; ok {
+		return r.Status != Rejected, nil
+	}
+	if amount > c.AvailableCredit() {
+		c.reservations[orderID] = Reservation{Amount: amount, Status: Rejected}
+		return false, nil
+	}
+	c.reservations[orderID] = Reservation{Amount: amount, Status: Reserved}
+	return true, nil
+}
+
+// ReleaseCredit gives back what the order holds. It records the release even
+// if nothing was reserved, so a ReserveCredit that arrives late (after its
+// saga timed out and compensated) cannot hold credit again.
+func (c *Customer) ReleaseCredit(orderID string) {
+	r := c.reservations[orderID]
+	r.Status = Released
+	c.reservations[orderID] = r
+}

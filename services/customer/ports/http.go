@@ -1,0 +1,54 @@
+// Package ports drives the customer application: the HTTP API and the
+// command handlers on customer.commands.
+package ports
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/services/customer/app"
+	"github.com/kafkasaga/kafkasaga/services/customer/app/command"
+	"github.com/kafkasaga/kafkasaga/services/customer/domain"
+)
+
+type createCustomerRequest struct {
+	Name        string `json:"name"`
+	CreditLimit int64  `json:"creditLimit"`
+}
+
+// RegisterHTTP adds POST /customers and GET /customers/{id}.
+func RegisterHTTP(s *httpserver.Server, application app.Application) {
+	s.Handle("POST /customers", func(w http.ResponseWriter, r *http.Request) {
+		var req createCustomerRequest
+		if err := httpserver.DecodeJSON(r, &req); err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		id, err := application.Commands.CreateCustomer.Handle(r.Context(), command.CreateCustomer(req))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"customerId": id})
+	})
+	s.Handle("GET /customers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		c, err := application.Queries.Customer.Handle(r.Context(), r.PathValue("id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		httpserver.WriteJSON(w, http.StatusOK, c)
+	})
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, domain.ErrInvalid):
+		httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, domain.ErrNotFound):
+		httpserver.WriteError(w, http.StatusNotFound, err.Error())
+	default:
+		httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
+	}
+}

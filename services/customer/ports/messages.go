@@ -1,0 +1,43 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/services/customer/app"
+	"github.com/kafkasaga/kafkasaga/services/customer/app/command"
+	"github.com/kafkasaga/kafkasaga/services/customer/domain"
+)
+
+// RegisterCommands handles ReserveCredit and ReleaseCredit and turns each
+// outcome into its reply.
+func RegisterCommands(c *messaging.Commands, application app.Application) {
+	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+		d, err := application.Commands.ReserveCredit.Handle(ctx, command.ReserveCredit{
+			CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount,
+		})
+		switch {
+		case errors.Is(err, domain.ErrNotFound):
+			return &contracts.CustomerNotFound{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
+		case errors.Is(err, domain.ErrInvalid):
+			return nil, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
+		case err != nil:
+			return nil, err
+		case d.Reserved:
+			return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
+		default:
+			return &contracts.CreditLimitExceeded{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, AvailableCredit: d.AvailableCredit}, nil
+		}
+	})
+	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ReleaseCredit) (serde.Record, error) {
+		err := application.Commands.ReleaseCredit.Handle(ctx, command.ReleaseCredit{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID})
+		if err != nil {
+			return nil, err
+		}
+		return &contracts.CreditReleased{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
+	})
+}

@@ -1,0 +1,47 @@
+// Package service wires the customer service: its store, application, ports
+// and the process that runs them. main and the all-in-one system call New.
+package service
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
+	"github.com/kafkasaga/kafkasaga/services/customer/app"
+	"github.com/kafkasaga/kafkasaga/services/customer/ports"
+)
+
+// Config is the customer service's configuration, read from the environment by main.
+type Config struct {
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
+	Kafka    config.Kafka
+}
+
+// New builds the customer service; Run the returned process to start it.
+func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
+	p, err := process.New(process.Config{
+		Name:     "customer",
+		HTTPAddr: cfg.HTTPAddr,
+		Kafka:    cfg.Kafka,
+		Types:    []serde.Record{&contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.CustomerRecord{}},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("customer service: %w", err)
+	}
+	customers, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
+	if err != nil {
+		return nil, err
+	}
+	application := app.New(adapters.NewCustomerRepository(customers))
+
+	commands := messaging.NewCommands(p.Serde, p.Publisher)
+	ports.RegisterCommands(commands, application)
+	p.Subscribe(contracts.TopicCustomerCommands, commands.Handler)
+	ports.RegisterHTTP(p.HTTP, application)
+	return p, nil
+}

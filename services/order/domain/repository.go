@@ -1,0 +1,19 @@
+package domain
+
+import "context"
+
+// Repository stores orders; Update loads, lets fn change, and saves.
+type Repository interface {
+	Add(ctx context.Context, o *Order) error
+	Get(ctx context.Context, id string) (*Order, error)
+	Update(ctx context.Context, id string, fn func(o *Order) error) error
+	// Pending returns every order still PENDING.
+	Pending(ctx context.Context) ([]*Order, error)
+}
+
+// Events publishes what happened to orders.
+type Events interface {
+	// OrderCreated announces a new order; it starts the order's saga. It may
+	// be published more than once for one order: the saga starts once.
+	OrderCreated(ctx context.Context, o *Order) error
+}

@@ -1,0 +1,63 @@
+// Package ports drives the order application: the HTTP API and the command
+// handlers on order.commands.
+package ports
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/services/order/app"
+	"github.com/kafkasaga/kafkasaga/services/order/app/command"
+	"github.com/kafkasaga/kafkasaga/services/order/domain"
+)
+
+type createOrderRequest struct {
+	CustomerID string `json:"customerId"`
+	OrderTotal int64  `json:"orderTotal"`
+}
+
+// RegisterHTTP adds POST /orders and GET /orders/{id}.
+func RegisterHTTP(s *httpserver.Server, application app.Application) {
+	s.Handle("POST /orders", func(w http.ResponseWriter, r *http.Request) {
+		var req createOrderRequest
+		if err := httpserver.DecodeJSON(r, &req); err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		// An order whose saga cannot start is not accepted.
+		if err := s.Ready(r.Context()); err != nil {
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return
+		}
+		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(contracts.HeaderTraceparent))
+		o, err := application.Commands.CreateOrder.Handle(ctx, command.CreateOrder(req))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"orderId": o.ID(), "state": string(o.State())})
+	})
+	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		o, err := application.Queries.Order.Handle(r.Context(), r.PathValue("id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		httpserver.WriteJSON(w, http.StatusOK, o)
+	})
+}
+
+
+func writeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, domain.ErrInvalid):
+		httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, domain.ErrNotFound):
+		httpserver.WriteError(w, http.StatusNotFound, err.Error())
+	default:
+		httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
+	}
+}

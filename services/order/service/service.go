@@ -1,0 +1,57 @@
+// Package service wires the order service: its store, application, ports
+// and the process that runs them. main and the all-in-one system call New.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/services/order/adapters"
+	"github.com/kafkasaga/kafkasaga/services/order/app"
+	"github.com/kafkasaga/kafkasaga/services/order/ports"
+)
+
+// Config is the order service's configuration, read from the environment by main.
+type Config struct {
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+	Kafka    config.Kafka
+}
+
+// New builds the order service; Run the returned process to start it.
+func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
+	p, err := process.New(process.Config{
+		Name:     "order",
+		HTTPAddr: cfg.HTTPAddr,
+		Kafka:    cfg.Kafka,
+		Types:    []serde.Record{&contracts.ApproveOrder{}, &contracts.RejectOrder{}, &contracts.OrderRecord{}},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("order service: %w", err)
+	}
+	orders, err := process.NewStore[contracts.OrderRecord](p, contracts.TopicOrderState)
+	if err != nil {
+		return nil, err
+	}
+	application := app.New(adapters.NewOrderRepository(orders), adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
+
+	commands := messaging.NewCommands(p.Serde, p.Publisher)
+	ports.RegisterCommands(commands, application)
+	p.Subscribe(contracts.TopicOrderCommands, commands.Handler)
+	ports.RegisterHTTP(p.HTTP, application)
+	p.Go(func(ctx context.Context) error {
+		n, err := application.Commands.RepublishPending.Handle(ctx)
+		if err != nil {
+			return fmt.Errorf("announce pending orders: %w", err)
+		}
+		logger.Info("announced pending orders again", "orders", n)
+		return nil
+	})
+	return p, nil
+}

@@ -1,0 +1,56 @@
+// Package adapters implements what the payment application uses: the
+// repository, on a Kafka-backed store of contracts.PaymentRecord.
+package adapters
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/services/payment/domain"
+)
+
+// PaymentRepository keeps each order's payment as one record of the
+// compacted topic payment.state, keyed by order id.
+type PaymentRepository struct {
+	store *store.Store[contracts.PaymentRecord]
+}
+
+var _ domain.Repository = (*PaymentRepository)(nil)
+
+func NewPaymentRepository(s *store.Store[contracts.PaymentRecord]) *PaymentRepository {
+	return &PaymentRepository{store: s}
+}
+
+func (r *PaymentRepository) Get(_ context.Context, orderID string) (*domain.Payment, error) {
+	rec, ok, err := r.store.Get(orderID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("payment of order %s: %w", orderID, domain.ErrNotFound)
+	}
+	return unmarshal(rec), nil
+}
+
+func (r *PaymentRepository) Update(ctx context.Context, orderID string, fn func(p *domain.Payment) error) error {
+	return r.store.Update(ctx, orderID, func(rec *contracts.PaymentRecord, exists bool) error {
+		p := domain.NewPayment(orderID)
+		if exists {
+			p = unmarshal(rec)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+		*rec = contracts.PaymentRecord{
+			OrderID: p.OrderID(), CustomerID: p.CustomerID(), PaymentID: p.PaymentID(), Amount: p.Amount(),
+			Status: string(p.Status()), Reason: p.Reason(), DecidedAt: p.DecidedAt(),
+		}
+		return nil
+	})
+}
+
+func unmarshal(rec *contracts.PaymentRecord) *domain.Payment {
+	return domain.UnmarshalPayment(rec.OrderID, rec.CustomerID, rec.PaymentID, rec.Amount, domain.Status(rec.Status), rec.Reason, rec.DecidedAt)
+}

@@ -1,0 +1,85 @@
+// Package domain holds the payment authorization rules, free of Kafka, HTTP
+// and encodings.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned when an order has no payment decision.
+	ErrNotFound = errors.New("payment not found")
+	// ErrInvalid is wrapped by every error about input that can never be valid.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Status is the decision on an order's payment.
+type Status string
+
+const (
+	Undecided  Status = ""           // no command seen for the order yet
+	Authorized Status = "AUTHORIZED" // the amount is authorized
+	Declined   Status = "DECLINED"   // see Reason
+	Cancelled  Status = "CANCELLED"  // compensated: nothing is authorized
+)
+
+// DeclinedOverLimit is the reason for declining an amount over the limit.
+const DeclinedOverLimit = "AMOUNT_OVER_LIMIT"
+
+// Payment is the payment decision for one order. The first decision sticks:
+// a command delivered twice gets the same answer and changes nothing.
+type Payment struct {
+	orderID    string
+	customerID string
+	paymentID  string
+	amount     int64
+	status     Status
+	reason     string
+	decidedAt  time.Time
+}
+
+// NewPayment is the undecided payment of an order.
+func NewPayment(orderID string) *Payment { return &Payment{orderID: orderID} }
+
+// UnmarshalPayment rebuilds a payment from storage; it does not validate.
+func UnmarshalPayment(orderID, customerID, paymentID string, amount int64, status Status, reason string, decidedAt time.Time) *Payment {
+	return &Payment{orderID: orderID, customerID: customerID, paymentID: paymentID, amount: amount, status: status, reason: reason, decidedAt: decidedAt}
+}
+
+func (p *Payment) OrderID() string      { return p.orderID }
+func (p *Payment) CustomerID() string   { return p.customerID }
+func (p *Payment) PaymentID() string    { return p.paymentID }
+func (p *Payment) Amount() int64        { return p.amount }
+func (p *Payment) Status() Status       { return p.status }
+func (p *Payment) Reason() string       { return p.reason }
+func (p *Payment) DecidedAt() time.Time { return p.decidedAt }
+
+// Authorize decides the payment: declined above limit, authorized otherwise.
+// An already decided payment keeps its decision; a cancelled one, whose saga
+// has moved on, stays cancelled.
+func (p *Payment) Authorize(customerID string, amount, limit int64, paymentID string, now time.Time) error {
+	if p.status != Undecided {
+		return nil
+	}
+	if amount <= 0 {
+		return fmt.Errorf("%w payment for order %s: amount %d must be positive", ErrInvalid, p.orderID, amount)
+	}
+	p.customerID, p.amount, p.decidedAt = customerID, amount, now
+	if amount > limit {
+		p.status, p.reason = Declined, DeclinedOverLimit
+		return nil
+	}
+	p.status, p.paymentID = Authorized, paymentID
+	return nil
+}
+
+// Cancel voids the authorization. It is recorded even for an undecided
+// payment, so an AuthorizePayment that arrives late authorizes nothing.
+func (p *Payment) Cancel(now time.Time) {
+	if p.status == Undecided {
+		p.decidedAt = now
+	}
+	p.status = Cancelled
+}

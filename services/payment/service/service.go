@@ -1,0 +1,54 @@
+// Package service wires the payment service: its store, application, ports
+// and the process that runs them. main and the all-in-one system call New.
+package service
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/services/payment/adapters"
+	"github.com/kafkasaga/kafkasaga/services/payment/app"
+	"github.com/kafkasaga/kafkasaga/services/payment/ports"
+)
+
+// Config is the payment service's configuration, read from the environment by main.
+type Config struct {
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8083"`
+	Kafka    config.Kafka
+	// PaymentLimit is the largest amount, in cents, one payment may
+	// authorize; larger ones are declined.
+	PaymentLimit int64 `env:"PAYMENT_LIMIT" envDefault:"1000000"`
+}
+
+// New builds the payment service; Run the returned process to start it.
+func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
+	if cfg.PaymentLimit <= 0 {
+		return nil, fmt.Errorf("payment service: PAYMENT_LIMIT %d must be positive", cfg.PaymentLimit)
+	}
+	p, err := process.New(process.Config{
+		Name:     "payment",
+		HTTPAddr: cfg.HTTPAddr,
+		Kafka:    cfg.Kafka,
+		Types:    []serde.Record{&contracts.AuthorizePayment{}, &contracts.CancelPayment{}, &contracts.PaymentRecord{}},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("payment service: %w", err)
+	}
+	payments, err := process.NewStore[contracts.PaymentRecord](p, contracts.TopicPaymentState)
+	if err != nil {
+		return nil, err
+	}
+	application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, time.Now)
+
+	commands := messaging.NewCommands(p.Serde, p.Publisher)
+	ports.RegisterCommands(commands, application)
+	p.Subscribe(contracts.TopicPaymentCommands, commands.Handler)
+	ports.RegisterHTTP(p.HTTP, application)
+	return p, nil
+}

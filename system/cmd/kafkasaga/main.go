@@ -1,0 +1,41 @@
+// Command kafkasaga runs the whole system in one process: the embedded Kafka
+// broker and schema registry (unless KAFKA_BROKERS is set), the order,
+// customer and payment services and the orchestrator. It is what `make run`
+// starts. Each service listens on its usual port (8080, 8082, 8083, 8084).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/system"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "kafkasaga:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg system.Config
+	// One process serves four HTTP APIs, so each keeps its default port.
+	for _, part := range []any{&cfg.Kafka, &cfg.Order, &cfg.Customer, &cfg.Payment, &cfg.Orchestrator} {
+		if err := config.Load(part, "HTTP_ADDR"); err != nil {
+			return err
+		}
+	}
+	_, external := os.LookupEnv("KAFKA_BROKERS")
+	cfg.Embedded = !external
+	cfg.Devstack.DataDir = os.Getenv("DEVSTACK_DATA_DIR")
+	logger := config.Logger("")
+	cfg.Devstack.Logger = logger.With("service", "devstack")
+	return system.Run(ctx, cfg, logger)
+}

@@ -1,0 +1,73 @@
+// Package system runs the whole system in one process: optionally the
+// embedded broker and registry, then the order, customer and payment services
+// and the orchestrator, each exactly as its own main would run it. `make run`
+// and the end-to-end tests use it.
+package system
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kafkasaga/kafkasaga/devstack"
+	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
+	order "github.com/kafkasaga/kafkasaga/services/order/service"
+	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
+)
+
+// Config configures Run. The zero value of each part is its service's default.
+type Config struct {
+	// Embedded starts the embedded broker and registry on the addresses in
+	// Devstack and points every service at them.
+	Embedded     bool
+	Devstack     devstack.Config
+	Kafka        config.Kafka
+	Order        order.Config
+	Customer     customer.Config
+	Payment      payment.Config
+	Orchestrator orchestrator.Config
+}
+
+// Run starts everything and blocks until ctx ends or a part fails.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if cfg.Embedded {
+		stack, err := devstack.Start(ctx, cfg.Devstack)
+		if err != nil {
+			return fmt.Errorf("start embedded kafka and registry: %w", err)
+		}
+		defer stack.Close()
+		cfg.Kafka.Brokers = stack.Brokers()
+		cfg.Kafka.SchemaRegistryURL = stack.RegistryURL()
+		logger.Info("embedded stack up", "kafka", stack.Brokers(), "schema_registry", stack.RegistryURL())
+	}
+	cfg.Order.Kafka, cfg.Customer.Kafka, cfg.Payment.Kafka, cfg.Orchestrator.Kafka = cfg.Kafka, cfg.Kafka, cfg.Kafka, cfg.Kafka
+
+	var procs []*process.Process
+	for _, build := range []func() (*process.Process, error){
+		func() (*process.Process, error) { return customer.New(cfg.Customer, logger.With("service", "customer")) },
+		func() (*process.Process, error) { return payment.New(cfg.Payment, logger.With("service", "payment")) },
+		func() (*process.Process, error) {
+			return orchestrator.New(cfg.Orchestrator, logger.With("service", "orchestrator"))
+		},
+		func() (*process.Process, error) { return order.New(cfg.Order, logger.With("service", "order")) },
+	} {
+		p, err := build()
+		if err != nil {
+			for _, p := range procs {
+				p.Close()
+			}
+			return err
+		}
+		procs = append(procs, p)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, p := range procs {
+		g.Go(func() error { return p.Run(ctx) })
+	}
+	return g.Wait()
+}
