@@ -9,8 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/orchestrator/service"
+	"github.com/kafkasaga/kafkasaga/platform/config"
 )
 
 func main() {

@@ -49,7 +49,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	var procs []*process.Process
 	for _, build := range []func() (*process.Process, error){
-		func() (*process.Process, error) { return customer.New(cfg.Customer, logger.With("service", "customer")) },
+		func() (*process.Process, error) {
+			return customer.New(cfg.Customer, logger.With("service", "customer"))
+		},
 		func() (*process.Process, error) { return payment.New(cfg.Payment, logger.With("service", "payment")) },
 		func() (*process.Process, error) {
 			return orchestrator.New(cfg.Orchestrator, logger.With("service", "orchestrator"))

@@ -13,14 +13,14 @@ import (
 
 // sagaView is the JSON of GET /sagas/{id}.
 type sagaView struct {
-	SagaID        string           `json:"sagaId"`
-	Type          string           `json:"type"`
-	State         string           `json:"state"`
-	Step          string           `json:"step"`
-	Attempt       int              `json:"attempt"`
-	FailureReason string           `json:"failureReason"`
+	SagaID        string            `json:"sagaId"`
+	Type          string            `json:"type"`
+	State         string            `json:"state"`
+	Step          string            `json:"step"`
+	Attempt       int               `json:"attempt"`
+	FailureReason string            `json:"failureReason"`
 	Data          *createorder.Data `json:"data"`
-	History       []transitionView `json:"history"`
+	History       []transitionView  `json:"history"`
 }
 
 type transitionView struct {
@@ -52,4 +52,3 @@ func RegisterHTTP(s *httpserver.Server, engine *saga.Engine[createorder.Data]) {
 		httpserver.WriteJSON(w, http.StatusOK, view)
 	})
 }
-

@@ -167,7 +167,7 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 	want := contracts.SagaInstance{SagaID: "s1", SagaType: "Test", State: saga.StateRunning, Step: 1,
 		PendingCommandID: "s1:reserve:invoke", Attempt: 1, Deadline: now.Add(10 * time.Second), Data: v.Data,
 		Traceparent: "00-trace-01",
-		History: []contracts.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
+		History:     []contracts.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
 	if !reflect.DeepEqual(v, want) {
 		t.Errorf("instance: got %+v, want %+v", v, want)
 	}

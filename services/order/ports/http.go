@@ -50,7 +50,6 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 	})
 }
 
-
 func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, domain.ErrInvalid):
