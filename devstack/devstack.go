@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,11 @@ type Config struct {
 	KafkaAddr    string // default "127.0.0.1:9092"; "127.0.0.1:0" picks a free port
 	RegistryAddr string // default "127.0.0.1:8081"; "127.0.0.1:0" picks a free port
 	DataDir      string // "" keeps the broker's data in memory
-	Logger       *slog.Logger
+	// Brokers, when set, names a running Kafka: no embedded broker starts,
+	// and the registry keeps its schemas on that Kafka. The real-Kafka test
+	// suite runs this way, since Confluent's registry is not at hand there.
+	Brokers []string
+	Logger  *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -64,7 +69,8 @@ func (c Config) Validate() error {
 
 // Stack is a running broker and registry.
 type Stack struct {
-	cluster  *kfake.Cluster
+	cluster  *kfake.Cluster // nil with Config.Brokers
+	brokers  []string
 	registry *registry.Registry
 	regURL   string
 	stop     context.CancelFunc
@@ -82,6 +88,38 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("devstack config: %w", err)
 	}
+	brokers := cfg.Brokers
+	var cluster *kfake.Cluster
+	if len(brokers) == 0 {
+		var err error
+		if cluster, err = startBroker(cfg); err != nil {
+			return nil, err
+		}
+		brokers = cluster.ListenAddrs()
+	}
+	closeBroker := func() {
+		if cluster != nil {
+			cluster.Close()
+		}
+	}
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.RegistryAddr)
+	if err != nil {
+		closeBroker()
+		return nil, fmt.Errorf("devstack: schema registry: %w", err)
+	}
+	reg, err := registry.New(ctx, registry.Config{Brokers: brokers}, cfg.Logger.With("component", "schema-registry"))
+	if err != nil {
+		ln.Close()
+		closeBroker()
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Stack{cluster: cluster, brokers: brokers, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1)}
+	go func() { s.served <- reg.Serve(serveCtx, ln) }()
+	return s, nil
+}
+
+func startBroker(cfg Config) (*kfake.Cluster, error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, cfg.KafkaAddr) }),
@@ -97,31 +135,22 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.KafkaAddr, err)
 	}
-	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.RegistryAddr)
-	if err != nil {
-		cluster.Close()
-		return nil, fmt.Errorf("devstack: schema registry: %w", err)
-	}
-	reg, err := registry.New(ctx, registry.Config{Brokers: cluster.ListenAddrs()}, cfg.Logger.With("component", "schema-registry"))
-	if err != nil {
-		ln.Close()
-		cluster.Close()
-		return nil, fmt.Errorf("devstack: %w", err)
-	}
-	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Stack{cluster: cluster, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1)}
-	go func() { s.served <- reg.Serve(serveCtx, ln) }()
-	return s, nil
+	return cluster, nil
 }
 
 // StartForTest starts a stack on free ports, with its data in memory, and
-// closes it when the test ends.
+// closes it when the test ends. If KAFKA_BROKERS is set, the registry runs on
+// that Kafka and no embedded broker starts.
 func StartForTest(t testing.TB) *Stack {
 	t.Helper()
 	// Warnings only, to stderr: go test shows them for failing packages,
 	// and unlike t.Log they are safe from goroutines that outlive the test.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := Start(t.Context(), Config{KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", Logger: logger})
+	cfg := Config{KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", Logger: logger}
+	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
+		cfg.Brokers = strings.Split(brokers, ",")
+	}
+	s, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("start devstack: %v", err)
 	}
@@ -134,12 +163,13 @@ func StartForTest(t testing.TB) *Stack {
 }
 
 // Brokers returns the address of the broker, for a client's seed brokers.
-func (s *Stack) Brokers() []string { return s.cluster.ListenAddrs() }
+func (s *Stack) Brokers() []string { return s.brokers }
 
 // RegistryURL returns the base URL of the schema registry.
 func (s *Stack) RegistryURL() string { return s.regURL }
 
-// Cluster returns the broker, for tests that inject faults or inspect it.
+// Cluster returns the embedded broker, for tests that inject faults or
+// inspect it; nil when the stack runs on an external Kafka.
 func (s *Stack) Cluster() *kfake.Cluster { return s.cluster }
 
 // Close stops the registry, then the broker, and frees their ports. With a
@@ -149,7 +179,9 @@ func (s *Stack) Close() error {
 		s.stop()
 		s.closeErr = <-s.served
 		s.registry.Close()
-		s.cluster.Close()
+		if s.cluster != nil {
+			s.cluster.Close()
+		}
 	})
 	return s.closeErr
 }

@@ -1,0 +1,259 @@
+package system_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/devstack"
+	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
+	order "github.com/kafkasaga/kafkasaga/services/order/service"
+	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
+	"github.com/kafkasaga/kafkasaga/system"
+)
+
+// paymentLimit is the payment service's limit in these tests: larger orders
+// are declined, whatever the customer's credit.
+const paymentLimit = 1_000_000
+
+// running is the whole system, started by startSystem, and how to reach it.
+type running struct {
+	stack                           *devstack.Stack
+	order, customer, payment, sagas string // base URLs
+	client                          *http.Client
+}
+
+// startSystem runs the embedded stack (or, with KAFKA_BROKERS set, the
+// registry on that Kafka) and the four processes on free ports, waits until
+// every one is ready, and stops them when the test ends.
+func startSystem(t *testing.T) *running {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	addrs := freeAddrs(t, 4)
+	cfg := system.Config{
+		Kafka:        kafka,
+		Order:        order.Config{HTTPAddr: addrs[0]},
+		Customer:     customer.Config{HTTPAddr: addrs[1]},
+		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit},
+		Orchestrator: orchestrator.Config{HTTPAddr: addrs[3], StepTimeout: 10 * time.Second, StepMaxAttempts: 5},
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- system.Run(ctx, cfg, logger) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("system stopped with: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("system did not stop within 30s of its context ending")
+		}
+	})
+	r := &running{stack: stack, order: "http://" + addrs[0], customer: "http://" + addrs[1],
+		payment: "http://" + addrs[2], sagas: "http://" + addrs[3], client: &http.Client{Timeout: 10 * time.Second}}
+	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
+		eventually(t, 60*time.Second, func() error {
+			select {
+			case err := <-done:
+				t.Fatalf("system stopped while starting: %v", err)
+			default:
+			}
+			status, body, err := r.try(http.MethodGet, base+"/readyz", nil)
+			if err != nil {
+				return err
+			}
+			if status != http.StatusOK {
+				return fmt.Errorf("%s/readyz: %d %s", base, status, body)
+			}
+			return nil
+		})
+	}
+	return r
+}
+
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		defer ln.Close()
+	}
+	return addrs
+}
+
+// eventually calls check until it returns nil, failing the test with the
+// last error when the deadline passes.
+func eventually(t *testing.T, within time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", within, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func (r *running) do(t *testing.T, method, url string, body []byte) (int, []byte) {
+	t.Helper()
+	status, b, err := r.try(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, b
+}
+
+// try is do for a caller that expects failures, such as a poll.
+func (r *running) try(method, url string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (r *running) get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	return r.do(t, http.MethodGet, url, nil)
+}
+
+// postJSON posts v and decodes the answer into out, failing unless the
+// status is 201.
+func (r *running) postJSON(t *testing.T, url string, v, out any) {
+	t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, resp := r.do(t, http.MethodPost, url, body)
+	if status != http.StatusCreated {
+		t.Fatalf("POST %s %s: got %d %s, want 201", url, body, status, resp)
+	}
+	if err := json.Unmarshal(resp, out); err != nil {
+		t.Fatalf("POST %s: decode %s: %v", url, resp, err)
+	}
+}
+
+// getJSON gets url into out, failing unless the status is 200.
+func (r *running) getJSON(t *testing.T, url string, out any) {
+	t.Helper()
+	status, body := r.get(t, url)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: got %d %s, want 200", url, status, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		t.Fatalf("GET %s: decode %s: %v", url, body, err)
+	}
+}
+
+type orderView struct {
+	OrderID         string `json:"orderId"`
+	CustomerID      string `json:"customerId"`
+	OrderTotal      int64  `json:"orderTotal"`
+	State           string `json:"state"`
+	RejectionReason string `json:"rejectionReason"`
+}
+
+type customerView struct {
+	CustomerID      string `json:"customerId"`
+	Name            string `json:"name"`
+	CreditLimit     int64  `json:"creditLimit"`
+	AvailableCredit int64  `json:"availableCredit"`
+}
+
+type sagaView struct {
+	SagaID  string `json:"sagaId"`
+	Type    string `json:"type"`
+	State   string `json:"state"`
+	History []struct {
+		At    time.Time `json:"at"`
+		Event string    `json:"event"`
+		State string    `json:"state"`
+		Step  string    `json:"step"`
+	} `json:"history"`
+}
+
+func (r *running) createCustomer(t *testing.T, name string, creditLimit int64) string {
+	t.Helper()
+	var out struct {
+		CustomerID string `json:"customerId"`
+	}
+	r.postJSON(t, r.customer+"/customers", map[string]any{"name": name, "creditLimit": creditLimit}, &out)
+	return out.CustomerID
+}
+
+func (r *running) createOrder(t *testing.T, customerID string, total int64) string {
+	t.Helper()
+	var out struct {
+		OrderID string `json:"orderId"`
+		State   string `json:"state"`
+	}
+	r.postJSON(t, r.order+"/orders", map[string]any{"customerId": customerID, "orderTotal": total}, &out)
+	if out.State != "PENDING" {
+		t.Fatalf("new order %s: got state %s, want PENDING", out.OrderID, out.State)
+	}
+	return out.OrderID
+}
+
+// awaitOrderEnd polls the order until it is APPROVED or REJECTED.
+func (r *running) awaitOrderEnd(t *testing.T, id string, within time.Duration) orderView {
+	t.Helper()
+	var o orderView
+	eventually(t, within, func() error {
+		r.getJSON(t, r.order+"/orders/"+id, &o)
+		if o.State == "PENDING" {
+			return fmt.Errorf("order %s still PENDING", id)
+		}
+		return nil
+	})
+	return o
+}
+
+// awaitSagaEnd polls the saga until it is COMPLETED or REJECTED.
+func (r *running) awaitSagaEnd(t *testing.T, id string, within time.Duration) sagaView {
+	t.Helper()
+	var s sagaView
+	eventually(t, within, func() error {
+		status, body := r.get(t, r.sagas+"/sagas/"+id)
+		if status != http.StatusOK {
+			return fmt.Errorf("saga %s: %d %s", id, status, body)
+		}
+		if err := json.Unmarshal(body, &s); err != nil {
+			return err
+		}
+		if s.State != "COMPLETED" && s.State != "REJECTED" {
+			return fmt.Errorf("saga %s still %s", id, s.State)
+		}
+		return nil
+	})
+	return s
+}
