@@ -84,14 +84,17 @@ func TestConcurrentSagasKeepTheCreditInvariant(t *testing.T) {
 	for i := range customers {
 		ids = append(ids, r.createCustomer(t, fmt.Sprintf("c%d", i), limit))
 	}
+	// Every tenth order goes to a customer whose credit always suffices and is
+	// declined by the payment service, so that branch races too.
+	big := r.createCustomer(t, "big", 100*paymentLimit)
+	ids = append(ids, big)
 	rng := rand.New(rand.NewPCG(1, 2))
 	type placed struct{ id, customer string }
 	var all []placed
-	for range orders {
-		c := ids[rng.IntN(customers)]
-		total := 1 + rng.Int64N(400_000)
-		if rng.IntN(10) == 0 {
-			total = paymentLimit + 1 // declined by the payment service
+	for i := range orders {
+		c, total := ids[rng.IntN(customers)], 1+rng.Int64N(400_000)
+		if i%10 == 0 {
+			c, total = big, paymentLimit+1
 		}
 		all = append(all, placed{r.createOrder(t, c, total), c})
 	}
@@ -108,8 +111,8 @@ func TestConcurrentSagasKeepTheCreditInvariant(t *testing.T) {
 	if counts["APPROVED "] == 0 || counts["REJECTED INSUFFICIENT_CREDIT"] == 0 || counts["REJECTED PAYMENT_DECLINED"] == 0 {
 		t.Errorf("outcomes %v: want approved, insufficient-credit and declined orders, so every path raced", counts)
 	}
-	want := map[string]int64{}
-	for _, c := range ids {
+	want := map[string]int64{big: 100 * paymentLimit}
+	for _, c := range ids[:customers] {
 		want[c] = limit - approved[c]
 	}
 	checkCredit(t, r, want)

@@ -28,13 +28,18 @@ const maxBody = 1 << 16
 // unknown fields, trailing data, and bodies over 64 KiB. Its error message is
 // meant for the client.
 func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
+		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.Is(err, io.EOF):
 			return errors.New("request body is empty")
+		case errors.As(err, &tooLarge):
+			return fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return errors.New("request body must be a JSON object")
 		case errors.As(err, &typeErr):
 			return fmt.Errorf("field %q must be a %s", typeErr.Field, typeErr.Type)
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
