@@ -1,0 +1,42 @@
+package createorder_test
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestDocShowsTheRealPaymentStep keeps docs/adding-a-saga-step.md true: the
+// step it shows must be the one the definition declares.
+func TestDocShowsTheRealPaymentStep(t *testing.T) {
+	code, err := os.ReadFile("createorder.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/adding-a-saga-step.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := regexp.MustCompile(`(?s)\{\s*Name:\s+"authorize_payment".*?\n\t\t\t\},`).Find(code)
+	if step == nil {
+		t.Fatal(`createorder.go declares no "authorize_payment" step`)
+	}
+	for _, part := range [][]byte{step, funcSource(t, code, "authorizePayment")} {
+		if !strings.Contains(normalize(string(doc)), normalize(string(part))) {
+			t.Errorf("docs/adding-a-saga-step.md does not show, as the code has it:\n%s", part)
+		}
+	}
+}
+
+func funcSource(t *testing.T, code []byte, name string) []byte {
+	t.Helper()
+	f := regexp.MustCompile(`(?s)func ` + name + `\(.*?\n\}`).Find(code)
+	if f == nil {
+		t.Fatalf("createorder.go has no func %s", name)
+	}
+	return f
+}
+
+// normalize folds indentation, which differs between Go and Markdown.
+func normalize(s string) string { return strings.Join(strings.Fields(s), " ") }
