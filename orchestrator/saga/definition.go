@@ -82,7 +82,11 @@ type Step[D any] struct {
 
 	// Compensate undoes the step; nil: nothing to undo. reason is the
 	// saga's failure reason. Compensations cannot fail: they are re-sent until
-	// one of CompensateReplies arrives, all of which must be Success.
+	// one of CompensateReplies arrives, all of which must be Success. The
+	// one exception is the compensation of a step that never answered: after
+	// MaxAttempts the saga stops waiting for it, since it is queued behind
+	// the step's own command. So Compensate must send to the same topic, with
+	// the same key, as Invoke.
 	Compensate        func(d *D, reason string) Command
 	CompensateReplies Replies
 }
@@ -120,6 +124,12 @@ func (def Definition[D]) validate() error {
 		seen[s.Name] = true
 		errs = append(errs, validateReplies(at+" Replies", s.Invoke != nil, s.Replies, false))
 		errs = append(errs, validateReplies(at+" CompensateReplies", s.Compensate != nil, s.CompensateReplies, true))
+		if s.Invoke != nil && s.Compensate != nil {
+			var d D // commands are pure functions of the data: zero data shows their topics
+			if in, out := s.Invoke(&d).Topic, s.Compensate(&d, "").Topic; in != out {
+				errs = append(errs, fmt.Errorf("%s: invokes on %s but compensates on %s: the undo must queue behind the do, on one topic", at, in, out))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

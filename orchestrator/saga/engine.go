@@ -342,9 +342,19 @@ func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) er
 		if err != nil {
 			return "", err
 		}
-		if v.State == StateRunning && v.Attempt >= e.cfg.MaxAttempts && !e.def.committed(v.Step) {
-			v.FailureReason = "TIMEOUT_" + strings.ToUpper(step.Name)
+		outOfAttempts := v.Attempt >= e.cfg.MaxAttempts
+		switch {
+		case v.State == StateRunning && outOfAttempts && !e.def.committed(v.Step):
+			v.FailureReason = timeoutReason(step.Name)
 			e.backward(v, v.Step, now) // its effect is unknown: undo it too
+			return EventTimeout, nil
+		case v.State == StateCompensating && outOfAttempts && v.FailureReason == timeoutReason(step.Name):
+			// The step never answered its command, and now not its
+			// compensation either: its participant is down. Both wait in
+			// Kafka, on one partition in that order (same topic and key),
+			// so the participant will undo the step once it is back.
+			// Waiting longer would hold the saga for nothing.
+			e.backward(v, v.Step-1, now)
 			return EventTimeout, nil
 		}
 		v.Attempt++
@@ -430,6 +440,9 @@ func (e *Engine[D]) pend(v *contracts.SagaInstance, state string, step int, now 
 func (e *Engine[D]) end(v *contracts.SagaInstance, state string) {
 	v.State, v.PendingCommandID, v.Attempt, v.Deadline = state, "", 0, time.Time{}
 }
+
+// timeoutReason is the failure reason of a saga whose step never answered.
+func timeoutReason(step string) string { return "TIMEOUT_" + strings.ToUpper(step) }
 
 // backoff is how long attempt n waits for its reply: StepTimeout doubled for
 // each earlier attempt, at most MaxBackoff.
