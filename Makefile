@@ -32,10 +32,15 @@ lint: vet
 contracts:
 	cd contracts && $(GO) generate ./...
 
+## schemas: create the topics and register every schema on KAFKA_BROKERS / SCHEMA_REGISTRY_URL
+## (the production path, where services run with AUTO_REGISTER_SCHEMAS=false)
+schemas:
+	$(GO) run ./system/cmd/provision
+
 ## build: one binary per process into bin/
 build:
 	mkdir -p bin
-	$(GO) build -o bin/ ./services/order ./services/customer ./services/payment ./orchestrator ./system/cmd/kafkasaga ./devstack/cmd/devstack
+	$(GO) build -o bin/ ./services/order ./services/customer ./services/payment ./orchestrator ./system/cmd/kafkasaga ./system/cmd/provision ./devstack/cmd/devstack
 
 ## clean: remove binaries and the embedded stack's data (customers, orders, sagas)
 clean:

@@ -1,5 +1,7 @@
 package contracts
 
+import "github.com/hamba/avro/v2"
+
 // Topic names. Commands go to one topic per participant, keyed by the
 // aggregate the participant serializes on; replies go to one topic per saga
 // type, keyed by saga id; state lives in compacted topics keyed by aggregate id.
@@ -26,27 +28,39 @@ const (
 // topic also owns partition p of the matching state topic.
 const Partitions = 8
 
-// TopicSpec says how a topic must be created.
+// Record is a generated Avro type; the types of this package implement it
+// on their pointers.
+type Record = interface{ Schema() avro.Schema }
+
+// TopicSpec says how a topic must be created and what is written to it.
 type TopicSpec struct {
 	Name       string
 	Partitions int32
 	Compacted  bool
+	// Records are the record types written to the topic: each has a subject
+	// <topic>-<record full name> in the schema registry.
+	Records []Record
 }
 
 // Topics lists every topic the system uses, with how it must be created.
 func Topics() []TopicSpec {
-	log := func(name string) TopicSpec { return TopicSpec{Name: name, Partitions: Partitions} }
-	state := func(name string) TopicSpec { return TopicSpec{Name: name, Partitions: Partitions, Compacted: true} }
+	log := func(name string, records ...Record) TopicSpec {
+		return TopicSpec{Name: name, Partitions: Partitions, Records: records}
+	}
+	state := func(name string, records ...Record) TopicSpec {
+		return TopicSpec{Name: name, Partitions: Partitions, Compacted: true, Records: records}
+	}
 	return []TopicSpec{
-		log(TopicOrderEvents),
-		log(TopicOrderCommands),
-		log(TopicCustomerCommands),
-		log(TopicPaymentCommands),
-		log(TopicCreateOrderReplies),
-		state(TopicOrderState),
-		state(TopicCustomerState),
-		state(TopicPaymentState),
-		state(TopicCreateOrderSagas),
-		log(TopicDeadLetter),
+		log(TopicOrderEvents, &OrderCreated{}),
+		log(TopicOrderCommands, &ApproveOrder{}, &RejectOrder{}),
+		log(TopicCustomerCommands, &ReserveCredit{}, &ReleaseCredit{}),
+		log(TopicPaymentCommands, &AuthorizePayment{}, &CancelPayment{}),
+		log(TopicCreateOrderReplies, &CreditReserved{}, &CreditLimitExceeded{}, &CustomerNotFound{}, &CreditReleased{},
+			&PaymentAuthorized{}, &PaymentDeclined{}, &PaymentCancelled{}, &OrderApproved{}, &OrderRejected{}),
+		state(TopicOrderState, &OrderRecord{}),
+		state(TopicCustomerState, &CustomerRecord{}),
+		state(TopicPaymentState, &PaymentRecord{}),
+		state(TopicCreateOrderSagas, &SagaInstance{}, &CreateOrderSagaData{}),
+		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

@@ -3,12 +3,15 @@ module github.com/kafkasaga/kafkasaga/system
 go 1.26.8
 
 require (
+	github.com/google/uuid v1.6.0
+	github.com/kafkasaga/kafkasaga/contracts v0.0.0
 	github.com/kafkasaga/kafkasaga/devstack v0.0.0
 	github.com/kafkasaga/kafkasaga/orchestrator v0.0.0
 	github.com/kafkasaga/kafkasaga/platform v0.0.0
 	github.com/kafkasaga/kafkasaga/services/customer v0.0.0
 	github.com/kafkasaga/kafkasaga/services/order v0.0.0
 	github.com/kafkasaga/kafkasaga/services/payment v0.0.0
+	github.com/riferrei/srclient v0.7.3
 	golang.org/x/sync v0.25.0
 )
 
@@ -28,7 +31,6 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/hamba/avro/v2 v2.31.0 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-multierror v1.1.1 // indirect
@@ -39,7 +41,6 @@ require (
 	github.com/jcmturner/gokrb5/v8 v8.4.4 // indirect
 	github.com/jcmturner/rpc/v2 v2.0.3 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/kafkasaga/kafkasaga/contracts v0.0.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/linkedin/goavro/v2 v2.13.1 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
@@ -54,7 +55,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
-	github.com/riferrei/srclient v0.7.3 // indirect
 	github.com/santhosh-tekuri/jsonschema/v5 v5.0.0 // indirect
 	github.com/sony/gobreaker v1.0.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
