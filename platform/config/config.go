@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -24,6 +25,10 @@ type Kafka struct {
 	SASLMechanism string `env:"KAFKA_SASL_MECHANISM"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
 	SASLUser      string `env:"KAFKA_SASL_USER"`
 	SASLPassword  string `env:"KAFKA_SASL_PASSWORD"`
+	// SessionTimeout is how long a consumer may be silent before the group
+	// hands its partitions to the others: how soon a crashed instance's
+	// work moves on. Kafka accepts 6s to 30m by default.
+	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"10s"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
 	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`

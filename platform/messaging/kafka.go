@@ -5,6 +5,7 @@
 package messaging
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -36,12 +37,12 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Producer.Retry.Max = 10
 	c.Producer.Retry.Backoff = 100 * time.Millisecond
 	c.Producer.Return.Successes = true
-	c.Producer.Partitioner = sarama.NewHashPartitioner // Java client compatible for keyed records
+	c.Producer.Partitioner = sarama.NewMurmur2Partitioner // keyed records land where the Java client puts them
 
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	c.Consumer.Group.Session.Timeout = 10 * time.Second
-	c.Consumer.Group.Heartbeat.Interval = time.Second
+	c.Consumer.Group.Session.Timeout = cmp.Or(cfg.SessionTimeout, 10*time.Second)
+	c.Consumer.Group.Heartbeat.Interval = c.Consumer.Group.Session.Timeout / 5
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 
