@@ -5,6 +5,7 @@
 //	DEVSTACK_KAFKA_ADDR     default 127.0.0.1:9092
 //	DEVSTACK_REGISTRY_ADDR  default 127.0.0.1:8081
 //	DEVSTACK_DATA_DIR       keep the broker's data there (default: in memory)
+//	DEVSTACK_KAFKA_BROKERS  run only the registry, on this Kafka (comma-separated)
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/kafkasaga/kafkasaga/devstack"
@@ -29,10 +31,15 @@ func main() {
 
 func run(ctx context.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var brokers []string
+	if b := os.Getenv("DEVSTACK_KAFKA_BROKERS"); b != "" {
+		brokers = strings.Split(b, ",")
+	}
 	stack, err := devstack.Start(ctx, devstack.Config{
 		KafkaAddr:    os.Getenv("DEVSTACK_KAFKA_ADDR"),
 		RegistryAddr: os.Getenv("DEVSTACK_REGISTRY_ADDR"),
 		DataDir:      os.Getenv("DEVSTACK_DATA_DIR"),
+		Brokers:      brokers,
 		Logger:       logger,
 	})
 	if err != nil {
