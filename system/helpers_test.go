@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,12 +36,20 @@ type running struct {
 	client                          *http.Client
 }
 
+// option changes how startSystem runs the system.
+type option func(*system.Config)
+
 // startSystem runs the embedded stack (or, with KAFKA_BROKERS set, the
-// registry on that Kafka) and the four processes on free ports, waits until
-// every one is ready, and stops them when the test ends.
-func startSystem(t *testing.T) *running {
+// registry on that Kafka) and the processes on free ports, waits until every
+// one is ready, and stops them when the test ends.
+func startSystem(t *testing.T, opts ...option) *running {
 	t.Helper()
-	stack := devstack.StartForTest(t)
+	return startSystemOn(t, devstack.StartForTest(t), opts...)
+}
+
+// startSystemOn is startSystem on a stack the test started itself.
+func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running {
+	t.Helper()
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
 	addrs := freeAddrs(t, 4)
 	cfg := system.Config{
@@ -49,24 +59,16 @@ func startSystem(t *testing.T) *running {
 		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit},
 		Orchestrator: orchestrator.Config{HTTPAddr: addrs[3], StepTimeout: 10 * time.Second, StepMaxAttempts: 5},
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- system.Run(ctx, cfg, logger) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("system stopped with: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("system did not stop within 30s of its context ending")
-		}
-	})
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	done := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
 	r := &running{stack: stack, order: "http://" + addrs[0], customer: "http://" + addrs[1],
 		payment: "http://" + addrs[2], sagas: "http://" + addrs[3], client: &http.Client{Timeout: 10 * time.Second}}
-	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
+	for name, base := range map[string]string{"order": r.order, "customer": r.customer, "payment": r.payment, "orchestrator": r.sagas} {
+		if len(cfg.Services) > 0 && !slices.Contains(cfg.Services, name) {
+			continue
+		}
 		eventually(t, 60*time.Second, func() error {
 			select {
 			case err := <-done:
@@ -84,6 +86,50 @@ func startSystem(t *testing.T) *running {
 		})
 	}
 	return r
+}
+
+// quietLogger logs warnings and errors only, to stderr, which go test shows
+// for failing packages.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// runInBackground runs fn until the test ends, then cancels its context and
+// waits for it to return. The channel reports an early return.
+func runInBackground(t *testing.T, fn func(ctx context.Context) error) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("stopped with: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop within 30s of its context ending")
+		}
+	})
+	return done
+}
+
+// metric sums the samples of a Prometheus counter on base's /metrics.
+func metric(t *testing.T, r *running, base, name string) float64 {
+	t.Helper()
+	_, body := r.get(t, base+"/metrics")
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			var v float64
+			if _, err := fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v); err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
 }
 
 func freeAddrs(t *testing.T, n int) []string {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -31,6 +32,9 @@ type Config struct {
 	Customer     customer.Config
 	Payment      payment.Config
 	Orchestrator orchestrator.Config
+	// Services names the processes to run, of "order", "customer",
+	// "payment" and "orchestrator"; empty runs all four.
+	Services []string
 }
 
 // Run starts everything and blocks until ctx ends or a part fails.
@@ -47,18 +51,21 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	cfg.Order.Kafka, cfg.Customer.Kafka, cfg.Payment.Kafka, cfg.Orchestrator.Kafka = cfg.Kafka, cfg.Kafka, cfg.Kafka, cfg.Kafka
 
+	builders := []struct {
+		name  string
+		build func(*slog.Logger) (*process.Process, error)
+	}{
+		{"customer", func(l *slog.Logger) (*process.Process, error) { return customer.New(cfg.Customer, l) }},
+		{"payment", func(l *slog.Logger) (*process.Process, error) { return payment.New(cfg.Payment, l) }},
+		{"orchestrator", func(l *slog.Logger) (*process.Process, error) { return orchestrator.New(cfg.Orchestrator, l) }},
+		{"order", func(l *slog.Logger) (*process.Process, error) { return order.New(cfg.Order, l) }},
+	}
 	var procs []*process.Process
-	for _, build := range []func() (*process.Process, error){
-		func() (*process.Process, error) {
-			return customer.New(cfg.Customer, logger.With("service", "customer"))
-		},
-		func() (*process.Process, error) { return payment.New(cfg.Payment, logger.With("service", "payment")) },
-		func() (*process.Process, error) {
-			return orchestrator.New(cfg.Orchestrator, logger.With("service", "orchestrator"))
-		},
-		func() (*process.Process, error) { return order.New(cfg.Order, logger.With("service", "order")) },
-	} {
-		p, err := build()
+	for _, b := range builders {
+		if len(cfg.Services) > 0 && !slices.Contains(cfg.Services, b.name) {
+			continue
+		}
+		p, err := b.build(logger.With("service", b.name))
 		if err != nil {
 			for _, p := range procs {
 				p.Close()

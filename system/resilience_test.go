@@ -1,0 +1,452 @@
+package system_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
+	"github.com/kafkasaga/kafkasaga/system"
+)
+
+// workload is a set of orders whose outcomes do not depend on timing:
+// rich customers have credit for all their orders, the poor one for none,
+// some customers do not exist, and some orders exceed the payment limit.
+type workload struct {
+	rich      []string
+	poor      string
+	richLimit int64
+	poorLimit int64
+	orders    []placedOrder
+}
+
+type placedOrder struct {
+	id, customer string
+	total        int64
+	wantState    string
+	wantReason   string
+}
+
+func newWorkload(t *testing.T, r *running, n int) *workload {
+	t.Helper()
+	w := &workload{richLimit: int64(n) * 50_000 * 10, poorLimit: 1}
+	for i := range 3 {
+		w.rich = append(w.rich, r.createCustomer(t, fmt.Sprintf("rich%d", i), w.richLimit))
+	}
+	w.poor = r.createCustomer(t, "poor", w.poorLimit)
+	return w
+}
+
+// place posts the i-th order of the workload.
+func (w *workload) place(t *testing.T, r *running, i int) {
+	t.Helper()
+	o := placedOrder{customer: w.rich[i%len(w.rich)], total: int64(1 + (i*7919)%50_000), wantState: "APPROVED"}
+	switch i % 8 {
+	case 3:
+		o.customer, o.wantState, o.wantReason = w.poor, "REJECTED", "INSUFFICIENT_CREDIT"
+	case 5:
+		o.customer, o.wantState, o.wantReason = uuid.NewString(), "REJECTED", "UNKNOWN_CUSTOMER"
+	case 7:
+		o.total, o.wantState, o.wantReason = paymentLimit+1, "REJECTED", "PAYMENT_DECLINED"
+	}
+	o.id = r.createOrder(t, o.customer, o.total)
+	w.orders = append(w.orders, o)
+}
+
+// check waits for every order to end and asserts its outcome, its saga's
+// end, and every customer's credit.
+func (w *workload) check(t *testing.T, r *running, within time.Duration) {
+	t.Helper()
+	approved := map[string]int64{}
+	for _, o := range w.orders {
+		got := r.awaitOrderEnd(t, o.id, within)
+		if got.State != o.wantState || got.RejectionReason != o.wantReason {
+			t.Errorf("order %s (%d cents for %s): got %s %q, want %s %q", o.id, o.total, o.customer, got.State, got.RejectionReason, o.wantState, o.wantReason)
+		}
+		if got.State == "APPROVED" {
+			approved[o.customer] += o.total
+		}
+		r.awaitSagaEnd(t, o.id, within)
+	}
+	want := map[string]int64{w.poor: w.poorLimit}
+	for _, c := range w.rich {
+		want[c] = w.richLimit - approved[c]
+	}
+	checkCredit(t, r, want)
+}
+
+// sagaTopics are the topics whose records a saga's progress depends on.
+var sagaTopics = []string{contracts.TopicOrderEvents, contracts.TopicOrderCommands, contracts.TopicCustomerCommands,
+	contracts.TopicPaymentCommands, contracts.TopicCreateOrderReplies}
+
+// TestDuplicateDeliveryChangesNothing has a second producer write every
+// event, command and reply once more: half of them right away, the other
+// half once every saga has ended, the latest a duplicate can come. The
+// outcomes and the credit are those of single delivery, before and after the
+// late duplicates, and the orchestrator shows it saw and ignored duplicate
+// replies.
+func TestDuplicateDeliveryChangesNothing(t *testing.T) {
+	r := startSystem(t)
+	dup := startDuplicator(t, r.stack.Brokers(), sagaTopics)
+	w := newWorkload(t, r, 40)
+	for i := range 40 {
+		w.place(t, r, i)
+	}
+	w.check(t, r, 60*time.Second)
+	for _, topic := range sagaTopics {
+		if dup.count(topic) == 0 {
+			t.Errorf("no record of %s was duplicated, so the test proved nothing for it", topic)
+		}
+	}
+
+	dup.flushLate(t)
+	awaitConsumed(t, r.stack.Brokers(), "order", "customer", "payment", "orchestrator")
+	w.check(t, r, time.Second)
+	if got := metric(t, r, r.sagas, "saga_stale_replies_total"); got == 0 {
+		t.Error("orchestrator: got no stale replies counted, want the duplicated replies counted and ignored")
+	}
+}
+
+// duplicator re-produces every record of its topics once, as a producer
+// retry or a consumer's redelivery after a crash would: records at even
+// offsets at once, the others when flushLate is called.
+type duplicator struct {
+	client *kgo.Client
+	mu     sync.Mutex
+	counts map[string]int
+	late   []*kgo.Record
+}
+
+func (d *duplicator) count(topic string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.counts[topic]
+}
+
+func startDuplicator(t *testing.T, brokers []string, topics []string) *duplicator {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumerGroup("duplicator-"+uuid.NewString()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &duplicator{client: client, counts: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			client.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+				for _, h := range rec.Headers {
+					if h.Key == "duplicate" {
+						return
+					}
+				}
+				copy := &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value,
+					Headers: append(append([]kgo.RecordHeader{}, rec.Headers...), kgo.RecordHeader{Key: "duplicate", Value: []byte("1")})}
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				d.counts[rec.Topic]++
+				if rec.Offset%2 == 1 {
+					d.late = append(d.late, copy)
+					return
+				}
+				if err := client.ProduceSync(ctx, copy).FirstErr(); err != nil && ctx.Err() == nil {
+					t.Errorf("duplicate %s/%d@%d: %v", rec.Topic, rec.Partition, rec.Offset, err)
+				}
+			})
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		client.Close()
+	})
+	return d
+}
+
+// flushLate produces the duplicates held back.
+func (d *duplicator) flushLate(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	late := d.late
+	d.late = nil
+	d.mu.Unlock()
+	if len(late) == 0 {
+		t.Fatal("no duplicate was held back for late delivery")
+	}
+	if err := d.client.ProduceSync(t.Context(), late...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitConsumed waits until every consumer group has committed the end of
+// every partition it reads.
+func awaitConsumed(t *testing.T, brokers []string, groups ...string) {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	adm := kadm.NewClient(client)
+	eventually(t, 30*time.Second, func() error {
+		lags, err := adm.Lag(t.Context(), groups...)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			l, ok := lags[g]
+			if !ok || l.Error() != nil || l.Lag.Total() > 0 {
+				return fmt.Errorf("group %s: lag %d (%v)", g, l.Lag.Total(), l.Error())
+			}
+		}
+		return nil
+	})
+}
+
+// TestPoisonMessagesAreDeadLettered writes, with a plain Kafka client, raw
+// bytes, a value with an unknown schema id and a valid record of a type its
+// consumer does not handle to every consumed topic. Each lands in the
+// dead-letter topic with headers naming its origin and the error, and the
+// sagas around them complete.
+func TestPoisonMessagesAreDeadLettered(t *testing.T) {
+	r := startSystem(t)
+	w := newWorkload(t, r, 16)
+	for i := range 8 {
+		w.place(t, r, i)
+	}
+
+	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	s, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{AutoRegister: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownID := binary.BigEndian.AppendUint32([]byte{0}, 1<<30)
+	unexpected := map[string]serde.Record{ // a type that the topic's consumer does not decode
+		contracts.TopicOrderEvents:        &contracts.ApproveOrder{OrderID: "x"},
+		contracts.TopicOrderCommands:      &contracts.ReserveCredit{OrderID: "x"},
+		contracts.TopicCustomerCommands:   &contracts.OrderCreated{OrderID: "x"},
+		contracts.TopicPaymentCommands:    &contracts.OrderCreated{OrderID: "x"},
+		contracts.TopicCreateOrderReplies: &contracts.ReserveCredit{OrderID: "x"},
+	}
+	type origin struct {
+		topic     string
+		partition int32
+		offset    int64
+	}
+	poisoned := map[origin][]byte{}
+	for _, topic := range sagaTopics {
+		valid, err := s.Encode(topic, unexpected[topic])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, value := range [][]byte{[]byte("not avro at all"), append(unknownID, 2, 'x'), valid} {
+			rec := &kgo.Record{Topic: topic, Key: []byte("poison"), Value: value}
+			if err := client.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			poisoned[origin{topic, rec.Partition, rec.Offset}] = value
+		}
+	}
+	for i := 8; i < 16; i++ {
+		w.place(t, r, i)
+	}
+	w.check(t, r, 60*time.Second)
+
+	// Read the dead-letter topic until every poison is found there.
+	dlq, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...), kgo.ConsumeTopics(contracts.TopicDeadLetter),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dlq.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	found := map[origin]bool{}
+	for len(found) < len(poisoned) && ctx.Err() == nil {
+		dlq.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			h := map[string]string{}
+			for _, hd := range rec.Headers {
+				h[hd.Key] = string(hd.Value)
+			}
+			var o origin
+			o.topic = h[contracts.HeaderDeadLetterTopic]
+			fmt.Sscan(h[contracts.HeaderDeadLetterPartition], &o.partition)
+			fmt.Sscan(h[contracts.HeaderDeadLetterOffset], &o.offset)
+			want, ok := poisoned[o]
+			if !ok {
+				t.Errorf("dead letter %v with headers %v: not one of the poisons written", o, h)
+				return
+			}
+			if string(rec.Value) != string(want) || h[contracts.HeaderDeadLetterError] == "" || h[contracts.HeaderDeadLetterHandler] == "" {
+				t.Errorf("dead letter %v: got value %q headers %v, want the original value %q, an error and a handler", o, rec.Value, h, want)
+			}
+			found[o] = true
+		})
+	}
+	for o := range poisoned {
+		if !found[o] {
+			t.Errorf("poison %v: not in %s", o, contracts.TopicDeadLetter)
+		}
+	}
+	var counted float64
+	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
+		counted += metric(t, r, base, "messages_dead_lettered_total")
+	}
+	if counted != float64(len(poisoned)) {
+		t.Errorf("messages_dead_lettered_total over all processes: got %v, want %d", counted, len(poisoned))
+	}
+}
+
+// TestSagasSurviveBrokerFaults fails every produce and fetch for a while,
+// with sagas in flight: they slow down, then all complete correctly.
+func TestSagasSurviveBrokerFaults(t *testing.T) {
+	r := startSystem(t)
+	if r.stack.Cluster() == nil {
+		t.Skip("fault injection needs the embedded broker")
+	}
+	w := newWorkload(t, r, 30)
+	for i := range 15 {
+		w.place(t, r, i)
+	}
+	fault := r.stack.Cluster().Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce, kmsg.Fetch},
+		Err:   kerr.NotLeaderForPartition,
+		Count: -1,
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := fault.Wait(ctx, 20); err != nil { // a while of failed requests, from every client
+		t.Fatalf("faults: %v after %d hits", err, fault.Hits())
+	}
+	fault.Remove()
+	for i := 15; i < 30; i++ {
+		w.place(t, r, i)
+	}
+	w.check(t, r, 90*time.Second)
+}
+
+// TestAParticipantThatNeverAnswersTimesOut runs without the payment service:
+// authorize_payment times out, the saga compensates and rejects the order,
+// and the credit reserved before is released. When the payment service
+// comes back, it cancels the authorization it had queued.
+func TestAParticipantThatNeverAnswersTimesOut(t *testing.T) {
+	r := startSystem(t, func(c *system.Config) {
+		c.Services = []string{"order", "customer", "orchestrator"}
+		c.Orchestrator.StepTimeout = 200 * time.Millisecond
+		c.Orchestrator.StepMaxAttempts = 3
+	})
+	const limit = 100_000
+	c := r.createCustomer(t, "Ada", limit)
+	id := r.createOrder(t, c, 5_000)
+	o := r.awaitOrderEnd(t, id, 30*time.Second)
+	if o.State != "REJECTED" || o.RejectionReason != "TIMEOUT_AUTHORIZE_PAYMENT" {
+		t.Errorf("order: got %s %q, want REJECTED TIMEOUT_AUTHORIZE_PAYMENT", o.State, o.RejectionReason)
+	}
+	s := r.awaitSagaEnd(t, id, 10*time.Second)
+	var events []string
+	for _, h := range s.History {
+		events = append(events, h.Event)
+	}
+	want := "started CreditReserved timeout timeout timeout timeout timeout timeout CreditReleased OrderRejected"
+	if got := strings.Join(events, " "); got != want {
+		t.Errorf("saga history: got %s, want %s", got, want)
+	}
+	checkCredit(t, r, map[string]int64{c: limit})
+
+	// The payment service comes back: it authorizes, then cancels, in the
+	// order the commands were queued.
+	addr := freeAddrs(t, 1)[0]
+	kafka := config.Kafka{Brokers: r.stack.Brokers(), SchemaRegistryURL: r.stack.RegistryURL(), AutoRegisterSchemas: true}
+	p, err := payment.New(payment.Config{HTTPAddr: addr, Kafka: kafka, PaymentLimit: paymentLimit}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInBackground(t, p.Run)
+	eventually(t, 30*time.Second, func() error {
+		status, body, err := r.try(http.MethodGet, "http://"+addr+"/payments/"+id, nil)
+		if err != nil || status != http.StatusOK || !strings.Contains(string(body), `"status":"CANCELLED"`) {
+			return fmt.Errorf("payment of %s: %d %s %v, want CANCELLED", id, status, body, err)
+		}
+		return nil
+	})
+}
+
+// TestDependenciesDownAndBack stops Kafka and the registry under running
+// services: they say they are not ready and refuse new orders with a 503;
+// when both come back, with their data, everything recovers by itself.
+func TestDependenciesDownAndBack(t *testing.T) {
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		t.Skip("needs the embedded broker, to stop and restart it")
+	}
+	dataDir := t.TempDir()
+	stack, err := devstack.Start(t.Context(), devstack.Config{KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", DataDir: dataDir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkaAddr, registryAddr := stack.Brokers()[0], strings.TrimPrefix(stack.RegistryURL(), "http://")
+	r := startSystemOn(t, stack)
+	c := r.createCustomer(t, "Ada", 100_000)
+	first := r.createOrder(t, c, 1_000)
+	if o := r.awaitOrderEnd(t, first, 30*time.Second); o.State != "APPROVED" {
+		t.Fatalf("order before the outage: got %s, want APPROVED", o.State)
+	}
+
+	if err := stack.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		status, body, err := r.try(http.MethodGet, r.order+"/readyz", nil)
+		if err != nil || status != http.StatusServiceUnavailable || !strings.HasPrefix(string(body), `{"error":`) {
+			return fmt.Errorf("order /readyz with kafka down: %d %s %v, want 503 with a JSON error", status, body, err)
+		}
+		return nil
+	})
+	status, body := r.do(t, http.MethodPost, r.order+"/orders", []byte(fmt.Sprintf(`{"customerId":%q,"orderTotal":5}`, c)))
+	if status != http.StatusServiceUnavailable || !strings.HasPrefix(string(body), `{"error":`) {
+		t.Errorf("POST /orders with kafka down: got %d %s, want 503 with a JSON error", status, body)
+	}
+
+	stack, err = devstack.Start(t.Context(), devstack.Config{KafkaAddr: kafkaAddr, RegistryAddr: registryAddr, DataDir: dataDir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stack.Close() })
+	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
+		eventually(t, 60*time.Second, func() error {
+			status, body, err := r.try(http.MethodGet, base+"/readyz", nil)
+			if err != nil || status != http.StatusOK {
+				return fmt.Errorf("%s/readyz after the outage: %d %s %v", base, status, body, err)
+			}
+			return nil
+		})
+	}
+	second := r.createOrder(t, c, 2_000)
+	if o := r.awaitOrderEnd(t, second, 60*time.Second); o.State != "APPROVED" {
+		t.Errorf("order after the outage: got %s %q, want APPROVED", o.State, o.RejectionReason)
+	}
+	checkCredit(t, r, map[string]int64{c: 100_000 - 3_000})
+}
