@@ -37,6 +37,10 @@ contracts:
 schemas:
 	$(GO) run ./system/cmd/provision
 
+## compose-check: check docker-compose.yml and the Dockerfile against the services' configuration (no Docker needed)
+compose-check:
+	$(GO) test -count=1 ./deploy/...
+
 ## build: one binary per process into bin/
 build:
 	mkdir -p bin

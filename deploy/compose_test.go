@@ -1,0 +1,267 @@
+package deploy
+
+import (
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
+	order "github.com/kafkasaga/kafkasaga/services/order/service"
+	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
+)
+
+// services is every container of docker-compose.yml and what it must be.
+var services = []struct {
+	name   string
+	port   string       // the published host port, as with `make run`; "" for none
+	config reflect.Type // what our process reads from the environment; nil for others' images
+	// oneShot runs to completion: others wait for its success, not its health.
+	oneShot bool
+}{
+	{name: "kafka", port: "9092"},
+	{name: "schema-registry", port: "8081"},
+	{name: "kafka-ui", port: "8090"},
+	{name: "provision", config: reflect.TypeFor[config.Kafka](), oneShot: true},
+	{name: "order", port: "8080", config: reflect.TypeFor[order.Config]()},
+	{name: "customer", port: "8082", config: reflect.TypeFor[customer.Config]()},
+	{name: "payment", port: "8083", config: reflect.TypeFor[payment.Config]()},
+	{name: "orchestrator", port: "8084", config: reflect.TypeFor[orchestrator.Config]()},
+}
+
+// connectionVars point into the compose network, so they differ from the
+// defaults (127.0.0.1) on purpose; every other variable keeps its default.
+var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"}
+
+// loadCompose loads docker-compose.yml as `docker compose` does, validating
+// it against the compose schema, with an empty environment so that every
+// ${VAR:-default} takes its default.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{"../docker-compose.yml"}, cli.WithWorkingDirectory(".."))
+	if err != nil {
+		t.Fatalf("compose options: %v", err)
+	}
+	project, err := opts.LoadProject(t.Context())
+	if err != nil {
+		t.Fatalf("load docker-compose.yml: %v", err)
+	}
+	return project
+}
+
+func TestComposeListsEveryService(t *testing.T) {
+	project := loadCompose(t)
+	var want []string
+	for _, s := range services {
+		want = append(want, s.name)
+	}
+	got := project.ServiceNames()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("services: got %v, want %v (add a new one to the table in this test)", got, want)
+	}
+}
+
+func TestComposeService(t *testing.T) {
+	project := loadCompose(t)
+	oneShot := map[string]bool{}
+	for _, s := range services {
+		oneShot[s.name] = s.oneShot
+	}
+	for _, s := range services {
+		t.Run(s.name, func(t *testing.T) {
+			svc, err := project.GetService(s.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkImage(t, svc)
+
+			if s.oneShot {
+				if svc.HealthCheck != nil && !svc.HealthCheck.Disable {
+					t.Errorf("healthcheck: got %v, want none on a one-shot", svc.HealthCheck.Test)
+				}
+			} else if svc.HealthCheck == nil || svc.HealthCheck.Disable || len(svc.HealthCheck.Test) == 0 {
+				t.Error("healthcheck: got none, want one")
+			}
+
+			for dep, d := range svc.DependsOn {
+				want := types.ServiceConditionHealthy
+				if oneShot[dep] {
+					want = types.ServiceConditionCompletedSuccessfully
+				}
+				if d.Condition != want {
+					t.Errorf("depends_on %s: got condition %q, want %q", dep, d.Condition, want)
+				}
+			}
+
+			var published, want []string
+			for _, p := range svc.Ports {
+				published = append(published, p.Published)
+			}
+			if s.port != "" {
+				want = []string{s.port}
+			}
+			if !slices.Equal(published, want) {
+				t.Errorf("published ports: got %v, want %v", published, want)
+			}
+
+			if s.config != nil {
+				checkOurProcess(t, project, svc, s.port, s.config)
+			}
+		})
+	}
+}
+
+// TestComposeKafkaCreatesNoTopics: with auto-creation on, a process that
+// starts before provision (or a typo) gets a one-partition topic that
+// deletes old records, and a state topic must be compacted.
+func TestComposeKafkaCreatesNoTopics(t *testing.T) {
+	kafka, err := loadCompose(t).GetService("kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := env(kafka, "KAFKA_AUTO_CREATE_TOPICS_ENABLE"); got != "false" {
+		t.Errorf("KAFKA_AUTO_CREATE_TOPICS_ENABLE: got %q, want \"false\"", got)
+	}
+}
+
+// checkImage: an image is pinned to a tag other than latest (or a digest),
+// or built from a Dockerfile of ours that declares every build arg it gets.
+func checkImage(t *testing.T, svc types.ServiceConfig) {
+	t.Helper()
+	if svc.Build == nil {
+		if tag := imageTag(svc.Image); tag == "" || tag == "latest" {
+			t.Errorf("image %q: got tag %q, want a pinned version", svc.Image, tag)
+		}
+		return
+	}
+	dockerfile := svc.Build.Dockerfile
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if !filepath.IsAbs(dockerfile) {
+		dockerfile = filepath.Join(svc.Build.Context, dockerfile)
+	}
+	text, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	declared := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)`).FindAllStringSubmatch(string(text), -1) {
+		declared[m[1]] = true
+	}
+	for arg := range svc.Build.Args {
+		if !declared[arg] {
+			t.Errorf("build arg %s: got no `ARG %s` in %s, want one", arg, arg, dockerfile)
+		}
+	}
+	// Each service builds its own binary, not a copy-pasted neighbour's.
+	if got := svc.Build.Args["SERVICE"]; got == nil || *got != svc.Name {
+		t.Errorf("build arg SERVICE: got %v, want %q", deref(got), svc.Name)
+	}
+}
+
+// checkOurProcess holds a service of ours to the Config it reads: only
+// variables it knows, its defaults, its port, and addresses in the network.
+func checkOurProcess(t *testing.T, project *types.Project, svc types.ServiceConfig, port string, cfg reflect.Type) {
+	t.Helper()
+	defaults := envDefaults(cfg)
+	reader := strings.TrimPrefix(cfg.PkgPath(), "github.com/kafkasaga/kafkasaga/") + "." + cfg.Name()
+	for name, value := range svc.Environment {
+		def, known := defaults[name]
+		switch {
+		case !known:
+			t.Errorf("environment %s: got a variable %s does not read, want only its own", name, reader)
+		case !slices.Contains(connectionVars, name) && deref(value) != def:
+			t.Errorf("environment %s: got %q, want the default of %s, %q", name, deref(value), reader, def)
+		}
+	}
+
+	// With AUTO_REGISTER_SCHEMAS=false a service only looks schemas up.
+	if got, want := svc.DependsOn["provision"].Condition, types.ServiceConditionCompletedSuccessfully; svc.Name != "provision" && got != want {
+		t.Errorf("depends_on provision: got condition %q, want %q", got, want)
+	}
+
+	if port != "" {
+		addr := defaults["HTTP_ADDR"]
+		if v, ok := svc.Environment["HTTP_ADDR"]; ok {
+			addr = deref(v)
+		}
+		if _, got, err := net.SplitHostPort(addr); err != nil || got != port {
+			t.Errorf("HTTP_ADDR %q: got port %q, want the published %s", addr, got, port)
+		}
+		for _, p := range svc.Ports {
+			if got := strconv.FormatUint(uint64(p.Target), 10); got != port {
+				t.Errorf("port %s: got container port %s, want %s, where HTTP_ADDR listens", p.Published, got, port)
+			}
+		}
+		var test []string
+		if svc.HealthCheck != nil {
+			test = svc.HealthCheck.Test
+		}
+		if !strings.Contains(strings.Join(test, " "), ":"+port+"/readyz") {
+			t.Errorf("healthcheck: got %q, want a GET of :%s/readyz", test, port)
+		}
+	}
+
+	kafka, err := project.GetService("kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	advertised := env(kafka, "KAFKA_ADVERTISED_LISTENERS")
+	for _, broker := range strings.Split(env(svc, "KAFKA_BROKERS"), ",") {
+		if host, _, _ := net.SplitHostPort(broker); host != kafka.Name || !strings.Contains(advertised, "//"+broker) {
+			t.Errorf("KAFKA_BROKERS %q: got an address the kafka service does not advertise (%s), want one that it does", broker, advertised)
+		}
+	}
+	if got, want := env(svc, "SCHEMA_REGISTRY_URL"), "http://schema-registry:8081"; got != want {
+		t.Errorf("SCHEMA_REGISTRY_URL: got %q, want %q", got, want)
+	}
+}
+
+// envDefaults returns every variable a config struct reads, by its `env`
+// tag, with its `envDefault`, descending into untagged nested structs as
+// the env library does.
+func envDefaults(t reflect.Type) map[string]string {
+	vars := map[string]string{}
+	for f := range t.Fields() {
+		name, ok := f.Tag.Lookup("env")
+		switch {
+		case ok:
+			vars[name] = f.Tag.Get("envDefault")
+		case f.Type.Kind() == reflect.Struct:
+			maps.Copy(vars, envDefaults(f.Type))
+		}
+	}
+	return vars
+}
+
+// imageTag returns the tag (or digest) of an image reference, "" if none.
+func imageTag(ref string) string {
+	if _, digest, ok := strings.Cut(ref, "@"); ok {
+		return digest
+	}
+	_, tag, _ := strings.Cut(ref[strings.LastIndex(ref, "/")+1:], ":")
+	return tag
+}
+
+func env(svc types.ServiceConfig, name string) string { return deref(svc.Environment[name]) }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
