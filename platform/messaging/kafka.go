@@ -147,6 +147,7 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
+	var created []string
 	for _, t := range specs {
 		if _, ok := existing[t.Name]; ok {
 			continue
@@ -160,6 +161,38 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t.Name, err)
 		}
+		created = append(created, t.Name)
+	}
+	return awaitLeaders(admin, created, 30*time.Second)
+}
+
+// awaitLeaders waits until every partition of the topics has a leader. Kafka
+// answers CreateTopics before it has elected them, and reading a partition
+// without a leader fails (kfake elects at once).
+func awaitLeaders(admin sarama.ClusterAdmin, topics []string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for len(topics) > 0 {
+		meta, err := admin.DescribeTopics(topics)
+		if err != nil {
+			return fmt.Errorf("describe topics: %w", err)
+		}
+		var waiting []string
+		for _, t := range meta {
+			ready := t.Err == sarama.ErrNoError && len(t.Partitions) > 0
+			for _, p := range t.Partitions {
+				ready = ready && p.Err == sarama.ErrNoError && p.Leader >= 0
+			}
+			if !ready {
+				waiting = append(waiting, t.Name)
+			}
+		}
+		if len(waiting) > 0 && time.Now().After(deadline) {
+			return fmt.Errorf("topics %v have partitions without a leader after %s", waiting, within)
+		}
+		if len(waiting) > 0 {
+			time.Sleep(100 * time.Millisecond) // polling interval
+		}
+		topics = waiting
 	}
 	return nil
 }

@@ -91,6 +91,9 @@ auto.create.topics.enable=false
 
 # Fast for tests: no rebalance delay, small internal topics, few threads.
 group.initial.rebalance.delay.ms=0
+# Processes under test run with a 2s session so a killed one's partitions
+# move on quickly; Kafka's default minimum is 6s.
+group.min.session.timeout.ms=1000
 offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
 share.coordinator.state.topic.num.partitions=1
