@@ -19,7 +19,7 @@ const (
 
 	// TopicDeadLetter receives every message a consumer could not process
 	// (undecodable, unexpected type), with headers naming its origin and the
-	// error. Keyed by the original key.
+	// error. Keyed by the original key, or the original topic if it had none.
 	TopicDeadLetter = "deadletter"
 )
 

@@ -62,8 +62,12 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Subscribe(contracts.TopicOrderEvents, ports.OrderCreated(p.Serde, engine))
-	p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine))
+	if err := p.Subscribe(contracts.TopicOrderEvents, ports.OrderCreated(p.Serde, engine)); err != nil {
+		return nil, err
+	}
+	if err := p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine)); err != nil {
+		return nil, err
+	}
 	p.Go(engine.Run)
 	ports.RegisterHTTP(p.HTTP, engine)
 	return p, nil

@@ -132,7 +132,8 @@ func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapte
 }
 
 // EnsureTopics creates the topics that do not exist yet, with their partition
-// counts and cleanup policies. Existing topics are left as they are.
+// counts and cleanup policies, and waits until every partition of them has a
+// leader. Existing topics are left as they are.
 func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	sc, err := SaramaConfig(cfg, "topics")
 	if err != nil {
@@ -147,8 +148,9 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
-	var created []string
+	var names []string
 	for _, t := range specs {
+		names = append(names, t.Name)
 		if _, ok := existing[t.Name]; ok {
 			continue
 		}
@@ -161,9 +163,9 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t.Name, err)
 		}
-		created = append(created, t.Name)
 	}
-	return awaitLeaders(admin, created, 30*time.Second)
+	// Also topics another process created a moment ago.
+	return awaitLeaders(admin, names, 30*time.Second)
 }
 
 // awaitLeaders waits until every partition of the topics has a leader. Kafka

@@ -56,6 +56,9 @@ func (c *Commands) Handler(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("handle %T of saga %s: %w", cmd, msg.Metadata.Get(contracts.HeaderSagaID), err)
 	}
+	if body == nil {
+		return fmt.Errorf("%w: the handler of %T returned no reply", ErrPoison, cmd)
+	}
 	reply, err := c.reply(msg, replyTo, body)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,7 +26,7 @@ import (
 var ErrPoison = errors.New("poison message")
 
 func isPoison(err error) bool {
-	var panicked *middleware.RecoveredPanicError
+	var panicked middleware.RecoveredPanicError // Recoverer returns it by value
 	return errors.Is(err, ErrPoison) || errors.Is(err, serde.ErrUndecodable) || errors.As(err, &panicked)
 }
 
@@ -124,7 +125,7 @@ func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *s
 			}
 			if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
 				key, _ := kafka.MessageKeyFromCtx(ctx)
-				dead.Metadata.Set(contracts.HeaderPartitionKey, string(key)+"@"+topic)
+				dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(key), topic))
 			}
 			if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
 				// Not acked: the message comes back and is tried again.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
@@ -69,13 +68,12 @@ type Process struct {
 	Router    *message.Router
 	HTTP      *httpserver.Server
 
-	sarama     *sarama.Config
-	client     sarama.Client
-	producer   sarama.SyncProducer
-	subscriber *kafka.Subscriber
-	restores   []func(context.Context) error
-	loops      []func(context.Context) error
-	closers    []func() error // in the order of creation; closed in reverse
+	sarama   *sarama.Config
+	client   sarama.Client
+	producer sarama.SyncProducer
+	restores []func(context.Context) error
+	loops    []func(context.Context) error
+	closers  []func() error // in the order of creation; closed in reverse
 }
 
 // New connects to Kafka and the registry and creates the topics that are
@@ -123,10 +121,6 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	}
 	p.Publisher = publisher
 	p.closers = append(p.closers, publisher.Close)
-	if p.subscriber, err = messaging.NewSubscriber(cfg.Kafka, cfg.Name, wlog); err != nil {
-		return nil, err
-	}
-	p.closers = append(p.closers, p.subscriber.Close)
 	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics}, logger); err != nil {
 		return nil, err
 	}
@@ -145,10 +139,18 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	return p, nil
 }
 
-// Subscribe routes every message of topic to handler, in the process's
-// consumer group.
-func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) {
-	p.Router.AddNoPublisherHandler(p.cfg.Name+"."+topic, topic, p.subscriber, handler)
+// Subscribe routes every message of topic to handler. Each topic has its own
+// consumer group, <process name>.<topic>, so a rebalance of one topic's
+// consumers never waits on a handler busy with another topic.
+func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) error {
+	group := p.cfg.Name + "." + topic
+	sub, err := messaging.NewSubscriber(p.cfg.Kafka, group, watermill.NewSlogLogger(p.Logger))
+	if err != nil {
+		return err
+	}
+	p.closers = append(p.closers, sub.Close)
+	p.Router.AddNoPublisherHandler(group, topic, sub, handler)
+	return nil
 }
 
 // Go runs loop beside the router and the HTTP server, after the state is
@@ -199,7 +201,9 @@ func (p *Process) Run(ctx context.Context) error {
 			p.Logger.Info("ready")
 		case <-ctx.Done():
 		}
-		return nil
+		<-ctx.Done()
+		// A router without handlers does not stop with its context.
+		return p.Router.Close()
 	})
 	return g.Wait()
 }

@@ -43,7 +43,9 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 
 	commands := messaging.NewCommands(p.Serde, p.Publisher)
 	ports.RegisterCommands(commands, application)
-	p.Subscribe(contracts.TopicOrderCommands, commands.Handler)
+	if err := p.Subscribe(contracts.TopicOrderCommands, commands.Handler); err != nil {
+		return nil, err
+	}
 	ports.RegisterHTTP(p.HTTP, application)
 	p.Go(func(ctx context.Context) error {
 		n, err := application.Commands.RepublishPending.Handle(ctx)

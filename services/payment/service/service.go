@@ -48,7 +48,9 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 
 	commands := messaging.NewCommands(p.Serde, p.Publisher)
 	ports.RegisterCommands(commands, application)
-	p.Subscribe(contracts.TopicPaymentCommands, commands.Handler)
+	if err := p.Subscribe(contracts.TopicPaymentCommands, commands.Handler); err != nil {
+		return nil, err
+	}
 	ports.RegisterHTTP(p.HTTP, application)
 	return p, nil
 }

@@ -1,0 +1,72 @@
+package httpserver_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+)
+
+type createOrder struct {
+	CustomerID string `json:"customerId"`
+	OrderTotal int64  `json:"orderTotal"`
+}
+
+func TestDecodeJSON(t *testing.T) {
+	tooLarge := `{"customerId":"` + strings.Repeat("x", 70_000) + `","orderTotal":1}`
+	for _, tc := range []struct {
+		name    string
+		body    string
+		want    createOrder
+		wantErr string // "" for success
+	}{
+		{name: "valid", body: `{"customerId":"c1","orderTotal":4200}`, want: createOrder{"c1", 4200}},
+		{name: "valid with trailing newline", body: "{\"customerId\":\"c1\",\"orderTotal\":1}\n", want: createOrder{"c1", 1}},
+		{name: "empty body", body: "", wantErr: "request body is empty"},
+		{name: "malformed", body: `{"customerId":`, wantErr: "malformed JSON: unexpected EOF"},
+		{name: "syntax error", body: `{customerId: "c1"}`, wantErr: "malformed JSON: invalid character 'c' looking for beginning of object key string"},
+		{name: "unknown field", body: `{"customerId":"c1","total":1}`, wantErr: `unknown field "total"`},
+		{name: "wrong type", body: `{"customerId":"c1","orderTotal":"much"}`, wantErr: `field "orderTotal" must be a int64`},
+		{name: "not an object", body: `["c1", 4200]`, wantErr: "request body must be a JSON object"},
+		{name: "two values", body: `{"customerId":"c1"}{"customerId":"c2"}`, wantErr: "malformed JSON: more than one value in the body"},
+		{name: "too large", body: tooLarge, wantErr: "request body is larger than 65536 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(tc.body))
+			var got createOrder
+			err := httpserver.DecodeJSON(r, &got)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("DecodeJSON(%.40q): got error %q, want none", tc.body, err)
+			case tc.wantErr != "" && err == nil:
+				t.Fatalf("DecodeJSON(%.40q): got no error, want %q", tc.body, tc.wantErr)
+			case tc.wantErr != "" && err.Error() != tc.wantErr:
+				t.Fatalf("DecodeJSON(%.40q): got error %q, want %q", tc.body, err, tc.wantErr)
+			}
+			if tc.wantErr == "" && got != tc.want {
+				t.Errorf("DecodeJSON(%.40q): got %+v, want %+v", tc.body, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWriteErrorWritesAJSONBody(t *testing.T) {
+	w := httptest.NewRecorder()
+	httpserver.WriteError(w, http.StatusConflict, `order "o1" exists`)
+	if w.Code != http.StatusConflict {
+		t.Errorf("status: got %d, want %d", w.Code, http.StatusConflict)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type: got %q, want application/json", ct)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatalf("body %q is not JSON: %v", w.Body, err)
+	}
+	if body["error"] != `order "o1" exists` {
+		t.Errorf("error: got %q, want %q", body["error"], `order "o1" exists`)
+	}
+}

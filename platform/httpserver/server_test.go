@@ -1,0 +1,202 @@
+package httpserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+)
+
+// serve runs s on a free port until the test ends and returns its base URL.
+func serve(t *testing.T, s *httpserver.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve after cancel: got %v, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Serve did not return within 10s of cancel")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func newServer(t *testing.T, cfg httpserver.Config) *httpserver.Server {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	s, err := httpserver.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("httpserver.New: %v", err)
+	}
+	return s
+}
+
+// get returns the status, Content-Type and body of GET url.
+func get(t *testing.T, url string) (int, string, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+func errorField(t *testing.T, body string) string {
+	t.Helper()
+	var v struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil || v.Error == "" {
+		t.Fatalf("body %q: want a JSON object with an error field", body)
+	}
+	return v.Error
+}
+
+func TestNewRequiresAddr(t *testing.T) {
+	if _, err := httpserver.New(httpserver.Config{}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Errorf("New without Addr: got nil error, want one")
+	}
+}
+
+func TestHealthzAndUnknownRoutes(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{})
+	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"orderId": r.PathValue("id")})
+	})
+	url := serve(t, s)
+
+	if status, ct, body := get(t, url+"/healthz"); status != http.StatusOK || ct != "application/json" {
+		t.Errorf("GET /healthz: got %d %q %s, want 200 application/json", status, ct, body)
+	}
+	if status, _, body := get(t, url+"/orders/o1"); status != http.StatusOK || !strings.Contains(body, `"orderId":"o1"`) {
+		t.Errorf("GET /orders/o1: got %d %s, want 200 with orderId o1", status, body)
+	}
+	status, ct, body := get(t, url+"/nowhere")
+	if status != http.StatusNotFound || ct != "application/json" {
+		t.Errorf("GET /nowhere: got %d %q, want 404 application/json", status, ct)
+	}
+	if msg := errorField(t, body); msg != "no route for GET /nowhere" {
+		t.Errorf("GET /nowhere: got error %q, want %q", msg, "no route for GET /nowhere")
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	t.Parallel()
+	var kafkaDown atomic.Bool
+	s := newServer(t, httpserver.Config{Checks: map[string]httpserver.Check{
+		"kafka": func(context.Context) error {
+			if kafkaDown.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		},
+	}})
+	url := serve(t, s)
+
+	status, _, body := get(t, url+"/readyz")
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz before MarkReady: got %d, want 503", status)
+	}
+	if msg := errorField(t, body); msg != "state not restored yet" {
+		t.Errorf("GET /readyz before MarkReady: got error %q, want %q", msg, "state not restored yet")
+	}
+
+	s.MarkReady()
+	if status, _, body := get(t, url+"/readyz"); status != http.StatusOK {
+		t.Errorf("GET /readyz after MarkReady: got %d %s, want 200", status, body)
+	}
+
+	kafkaDown.Store(true)
+	status, _, body = get(t, url+"/readyz")
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz with a failing check: got %d, want 503", status)
+	}
+	if msg := errorField(t, body); msg != "kafka: connection refused" {
+		t.Errorf("GET /readyz with a failing check: got error %q, want %q", msg, "kafka: connection refused")
+	}
+}
+
+func TestMetricsServesPrometheusText(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	sagas := prometheus.NewCounter(prometheus.CounterOpts{Name: "sagas_started_total", Help: "Sagas started."})
+	reg.MustRegister(sagas)
+	sagas.Add(3)
+	url := serve(t, newServer(t, httpserver.Config{Metrics: reg}))
+
+	status, ct, body := get(t, url+"/metrics")
+	if status != http.StatusOK || !strings.HasPrefix(ct, "text/plain") {
+		t.Fatalf("GET /metrics: got %d %q, want 200 text/plain", status, ct)
+	}
+	for _, want := range []string{"sagas_started_total 3", "go_goroutines ", "process_start_time_seconds "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /metrics: body lacks %q", want)
+		}
+	}
+}
+
+func TestGetCheck(t *testing.T) {
+	t.Parallel()
+	dep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(dep.Close)
+	ctx := t.Context()
+
+	if err := httpserver.GetCheck(dep.URL + "/up")(ctx); err != nil {
+		t.Errorf("check of a 200 answer: got %v, want nil", err)
+	}
+	if err := httpserver.GetCheck(dep.URL + "/down")(ctx); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Errorf("check of a 500 answer: got %v, want an error naming 500", err)
+	}
+	unreachable := httptest.NewServer(http.NotFoundHandler())
+	unreachable.Close()
+	if err := httpserver.GetCheck(unreachable.URL)(ctx); err == nil {
+		t.Errorf("check of a closed server: got nil, want an error")
+	}
+}
+
+func TestRunFailsOnABusyAddress(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	s := newServer(t, httpserver.Config{Addr: ln.Addr().String()})
+	if err := s.Run(t.Context()); err == nil {
+		t.Errorf("Run on %s, which is taken: got nil error, want one", ln.Addr())
+	}
+}

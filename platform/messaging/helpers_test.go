@@ -1,0 +1,137 @@
+package messaging_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+// quiet logs warnings and errors only, to stderr, where go test shows them
+// for a failing package; it is safe from goroutines that outlive a test.
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func wlog() watermill.LoggerAdapter { return watermill.NewSlogLogger(quiet()) }
+
+// startKafka starts an embedded broker and registry with the given topics.
+func startKafka(t *testing.T, topics ...contracts.TopicSpec) config.Kafka {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	if err := messaging.EnsureTopics(cfg, topics); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	return cfg
+}
+
+func newSerde(t *testing.T, cfg config.Kafka, types ...serde.Record) *serde.Serde {
+	t.Helper()
+	s, err := serde.New(srclient.NewSchemaRegistryClient(cfg.SchemaRegistryURL), serde.Config{AutoRegister: true}, types...)
+	if err != nil {
+		t.Fatalf("serde.New: %v", err)
+	}
+	return s
+}
+
+func kgoClient(t *testing.T, cfg config.Kafka, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// produce writes records as they are, with a plain client, and returns them
+// with their partitions and offsets.
+func produce(t *testing.T, cfg config.Kafka, records ...*kgo.Record) []*kgo.Record {
+	t.Helper()
+	results := kgoClient(t, cfg).ProduceSync(t.Context(), records...)
+	if err := results.FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	return records
+}
+
+// readUntil reads topic from its start until done says the records read so
+// far are enough, and fails the test if that takes more than 20 seconds.
+func readUntil(t *testing.T, cfg config.Kafka, topic string, done func([]*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
+	cl := kgoClient(t, cfg, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []*kgo.Record
+	for !done(got) {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: gave up after 20s with %d records: %s", topic, len(got), describe(got))
+		}
+		fetches.EachError(func(_ string, _ int32, err error) { t.Logf("fetch %s: %v", topic, err) })
+		got = append(got, fetches.Records()...)
+	}
+	return got
+}
+
+// readAll reads every record topic holds now.
+func readAll(t *testing.T, cfg config.Kafka, topic string) []*kgo.Record {
+	t.Helper()
+	ends, err := kadm.NewClient(kgoClient(t, cfg)).ListEndOffsets(t.Context(), topic)
+	if err != nil || ends.Error() != nil {
+		t.Fatalf("end offsets of %s: %v %v", topic, err, ends.Error())
+	}
+	var want int64
+	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	return readUntil(t, cfg, topic, func(got []*kgo.Record) bool { return int64(len(got)) >= want })
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func describe(records []*kgo.Record) string {
+	s := ""
+	for _, r := range records {
+		s += fmt.Sprintf("\n  %s/%d@%d key=%q", r.Topic, r.Partition, r.Offset, r.Key)
+		for _, h := range r.Headers {
+			s += fmt.Sprintf(" %s=%.60q", h.Key, h.Value)
+		}
+	}
+	return s
+}
+
+// eventually polls cond until it holds or 20 seconds pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after 20s waiting for %s", what)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("test ended while waiting for %s", what)
+		case <-time.After(10 * time.Millisecond): // poll interval, not synchronisation
+		}
+	}
+}

@@ -1,0 +1,250 @@
+package messaging_test
+
+import (
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSaramaConfig(t *testing.T) {
+	tlsServer := httptest.NewTLSServer(nil)
+	tlsServer.Close()
+	caFile := writeFile(t, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsServer.Certificate().Raw}))
+	notPEM := writeFile(t, "not.pem", []byte("hello"))
+
+	for _, tc := range []struct {
+		name    string
+		cfg     config.Kafka
+		wantErr string // "" for success
+		check   func(t *testing.T, c *sarama.Config)
+	}{
+		{name: "plaintext", check: func(t *testing.T, c *sarama.Config) {
+			if c.Net.TLS.Enable || c.Net.SASL.Enable {
+				t.Errorf("TLS %v SASL %v, want neither", c.Net.TLS.Enable, c.Net.SASL.Enable)
+			}
+			if !c.Producer.Idempotent || c.Producer.RequiredAcks != sarama.WaitForAll {
+				t.Errorf("producer idempotent %v acks %v, want idempotent with acks=all", c.Producer.Idempotent, c.Producer.RequiredAcks)
+			}
+			if c.Consumer.Offsets.Initial != sarama.OffsetOldest {
+				t.Errorf("consumer starts at %d, want the oldest offset", c.Consumer.Offsets.Initial)
+			}
+			if c.ClientID != "client-1" {
+				t.Errorf("ClientID: got %q, want client-1", c.ClientID)
+			}
+			if c.Consumer.Group.Session.Timeout != 10*time.Second {
+				t.Errorf("session timeout when unset: got %v, want 10s", c.Consumer.Group.Session.Timeout)
+			}
+		}},
+		{name: "session timeout", cfg: config.Kafka{SessionTimeout: 3 * time.Second}, check: func(t *testing.T, c *sarama.Config) {
+			if c.Consumer.Group.Session.Timeout != 3*time.Second || c.Consumer.Group.Heartbeat.Interval >= time.Second {
+				t.Errorf("session %v heartbeat %v, want 3s with a heartbeat well within it",
+					c.Consumer.Group.Session.Timeout, c.Consumer.Group.Heartbeat.Interval)
+			}
+		}},
+		{name: "TLS with a CA file", cfg: config.Kafka{TLS: true, TLSCAFile: caFile}, check: func(t *testing.T, c *sarama.Config) {
+			if !c.Net.TLS.Enable || c.Net.TLS.Config == nil || c.Net.TLS.Config.RootCAs == nil {
+				t.Errorf("TLS enabled %v with root CAs, want both", c.Net.TLS.Enable)
+			}
+		}},
+		{name: "TLS with the system CAs", cfg: config.Kafka{TLS: true}, check: func(t *testing.T, c *sarama.Config) {
+			if !c.Net.TLS.Enable || c.Net.TLS.Config.RootCAs != nil {
+				t.Errorf("TLS enabled %v, root CAs %v: want TLS with the system pool", c.Net.TLS.Enable, c.Net.TLS.Config.RootCAs)
+			}
+		}},
+		{name: "TLS CA file missing", cfg: config.Kafka{TLS: true, TLSCAFile: filepath.Join(t.TempDir(), "none.pem")}, wantErr: "KAFKA_TLS_CA_FILE"},
+		{name: "TLS CA file without PEM", cfg: config.Kafka{TLS: true, TLSCAFile: notPEM}, wantErr: "holds no PEM certificate"},
+		{name: "SASL PLAIN", cfg: config.Kafka{SASLMechanism: "PLAIN", SASLUser: "u", SASLPassword: "p"}, check: func(t *testing.T, c *sarama.Config) {
+			if !c.Net.SASL.Enable || c.Net.SASL.Mechanism != sarama.SASLTypePlaintext || c.Net.SASL.User != "u" {
+				t.Errorf("SASL %v %q user %q, want PLAIN as u", c.Net.SASL.Enable, c.Net.SASL.Mechanism, c.Net.SASL.User)
+			}
+		}},
+		{name: "SASL SCRAM-SHA-256", cfg: config.Kafka{SASLMechanism: "SCRAM-SHA-256", SASLUser: "u", SASLPassword: "p"}, check: checkSCRAM("SCRAM-SHA-256")},
+		{name: "SASL SCRAM-SHA-512", cfg: config.Kafka{SASLMechanism: "SCRAM-SHA-512", SASLUser: "u", SASLPassword: "p"}, check: checkSCRAM("SCRAM-SHA-512")},
+		{name: "SASL unknown mechanism", cfg: config.Kafka{SASLMechanism: "GSSAPI", SASLUser: "u"}, wantErr: `KAFKA_SASL_MECHANISM "GSSAPI"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := messaging.SaramaConfig(tc.cfg, "client-1")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("SaramaConfig: %v", err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+// checkSCRAM starts a SCRAM conversation with the configured client, which
+// must open with the RFC 5802 client-first message.
+func checkSCRAM(mechanism string) func(t *testing.T, c *sarama.Config) {
+	return func(t *testing.T, c *sarama.Config) {
+		if string(c.Net.SASL.Mechanism) != mechanism || c.Net.SASL.SCRAMClientGeneratorFunc == nil {
+			t.Fatalf("mechanism %q with generator %v, want %s with a generator", c.Net.SASL.Mechanism, c.Net.SASL.SCRAMClientGeneratorFunc != nil, mechanism)
+		}
+		client := c.Net.SASL.SCRAMClientGeneratorFunc()
+		if err := client.Begin("u", "p", ""); err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		first, err := client.Step("")
+		if err != nil || !strings.HasPrefix(first, "n,,n=u,r=") {
+			t.Errorf("client-first message: got %q %v, want n,,n=u,r=<nonce>", first, err)
+		}
+		if client.Done() {
+			t.Errorf("Done after the first message: got true, want false")
+		}
+	}
+}
+
+// Keyed records must land where the Java client (and every client that
+// copies it: franz-go, Kafka Streams, Connect) puts them, so records of one
+// key written by any tool share a partition, and co-partitioned topics line up.
+func TestProducerPartitionsKeysAsTheJavaClient(t *testing.T) {
+	c, err := messaging.SaramaConfig(config.Kafka{}, "client-1")
+	if err != nil {
+		t.Fatalf("SaramaConfig: %v", err)
+	}
+	ours := c.Producer.Partitioner("t")
+	java := kgo.StickyKeyPartitioner(nil).ForTopic("t")
+	for i := range 64 {
+		key := fmt.Sprintf("customer-%d", i)
+		got, err := ours.Partition(&sarama.ProducerMessage{Topic: "t", Key: sarama.StringEncoder(key)}, contracts.Partitions)
+		if err != nil {
+			t.Fatalf("Partition(%s): %v", key, err)
+		}
+		if want := java.Partition(&kgo.Record{Key: []byte(key)}, contracts.Partitions); int(got) != want {
+			t.Errorf("partition of key %q: got %d, want %d (Java's murmur2)", key, got, want)
+		}
+	}
+}
+
+func TestEnsureTopics(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t, contracts.TopicSpec{Name: "existing", Partitions: 2})
+	specs := []contracts.TopicSpec{
+		{Name: "events", Partitions: 3},
+		{Name: "state", Partitions: 5, Compacted: true},
+		{Name: "existing", Partitions: 7, Compacted: true}, // left as it is
+	}
+	for range 2 { // the second call finds them all
+		if err := messaging.EnsureTopics(cfg, specs); err != nil {
+			t.Fatalf("EnsureTopics: %v", err)
+		}
+	}
+
+	adm := kadm.NewClient(kgoClient(t, cfg))
+	details, err := adm.ListTopics(t.Context(), "events", "state", "existing")
+	if err != nil {
+		t.Fatalf("list topics: %v", err)
+	}
+	for name, want := range map[string]int{"events": 3, "state": 5, "existing": 2} {
+		if got := len(details[name].Partitions); got != want {
+			t.Errorf("%s partitions: got %d, want %d", name, got, want)
+		}
+	}
+	configs, err := adm.DescribeTopicConfigs(t.Context(), "events", "state", "existing")
+	if err != nil {
+		t.Fatalf("describe configs: %v", err)
+	}
+	for name, want := range map[string]string{"events": "delete", "state": "compact", "existing": "delete"} {
+		rc, err := configs.On(name, nil)
+		if err != nil {
+			t.Fatalf("configs of %s: %v", name, err)
+		}
+		got := "delete" // Kafka's default when the topic sets none
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" {
+				got = c.MaybeValue()
+			}
+		}
+		if got != want {
+			t.Errorf("%s cleanup.policy: got %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestEnsureTopicsFailsWithoutKafka(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t)
+	cfg.Brokers = []string{"127.0.0.1:1"} // nothing listens on port 1
+	if err := messaging.EnsureTopics(cfg, contracts.Topics()); err == nil {
+		t.Errorf("EnsureTopics against no broker: got nil error, want one")
+	}
+}
+
+func TestPublisherMovesThePartitionKeyToTheRecordKey(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicOrderEvents, Partitions: contracts.Partitions})
+	pub, err := messaging.NewPublisher(cfg, "order", wlog())
+	if err != nil {
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	defer pub.Close()
+
+	var sent []*message.Message
+	for i := range 16 {
+		msg := message.NewMessage(fmt.Sprintf("uuid-%d", i), fmt.Appendf(nil, "payload-%d", i))
+		msg.Metadata.Set(contracts.HeaderPartitionKey, fmt.Sprintf("order-%d", i))
+		msg.Metadata.Set(contracts.HeaderSagaID, fmt.Sprintf("saga-%d", i))
+		sent = append(sent, msg)
+	}
+	if err := pub.Publish(contracts.TopicOrderEvents, sent...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+
+	unkeyed := message.NewMessage("no-key", []byte("x"))
+	err = pub.Publish(contracts.TopicOrderEvents, unkeyed)
+	if err == nil || !strings.Contains(err.Error(), "has no "+contracts.HeaderPartitionKey) {
+		t.Errorf("Publish without %s: got %v, want an error naming it", contracts.HeaderPartitionKey, err)
+	}
+
+	records := readUntil(t, cfg, contracts.TopicOrderEvents, func(r []*kgo.Record) bool { return len(r) >= len(sent) })
+	if len(records) != len(sent) {
+		t.Fatalf("records on %s: got %d, want %d:%s", contracts.TopicOrderEvents, len(records), len(sent), describe(records))
+	}
+	java := kgo.StickyKeyPartitioner(nil).ForTopic(contracts.TopicOrderEvents)
+	for _, r := range records {
+		i := strings.TrimPrefix(string(r.Value), "payload-")
+		if got, want := string(r.Key), "order-"+i; got != want {
+			t.Errorf("record %s key: got %q, want %q", r.Value, got, want)
+		}
+		for key, want := range map[string]string{
+			contracts.HeaderPartitionKey: "order-" + i,
+			contracts.HeaderSagaID:       "saga-" + i,
+			"_watermill_message_uuid":    "uuid-" + i,
+		} {
+			if got := header(r, key); got != want {
+				t.Errorf("record %s header %s: got %q, want %q", r.Value, key, got, want)
+			}
+		}
+		if want := java.Partition(r, contracts.Partitions); int(r.Partition) != want {
+			t.Errorf("record %s partition: got %d, want %d, where a Java client puts key %s", r.Value, r.Partition, want, r.Key)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package process_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+)
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func newProcess(t *testing.T, kafka config.Kafka) *process.Process {
+	t.Helper()
+	p, err := process.New(process.Config{
+		Name:     "customer",
+		HTTPAddr: "127.0.0.1:0",
+		Kafka:    kafka,
+		Types:    []serde.Record{&contracts.CustomerRecord{}, &contracts.ReserveCredit{}},
+	}, quiet())
+	if err != nil {
+		t.Fatalf("process.New: %v", err)
+	}
+	return p
+}
+
+// run runs p until the test ends, and then checks that Run returns nil
+// within 5 seconds of the cancellation.
+func run(t *testing.T, p *process.Process) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		start := time.Now()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run after cancel: got %v, want nil", err)
+			}
+			t.Logf("Run returned %v after cancel", time.Since(start))
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return within 5s of cancel")
+		}
+	})
+}
+
+// readyz returns the status of GET /readyz.
+func readyz(p *process.Process) int {
+	w := httptest.NewRecorder()
+	p.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	return w.Code
+}
+
+func waitReady(t *testing.T, p *process.Process) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for readyz(p) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /readyz: still %d after 20s, want 200", readyz(p))
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal("test ended while waiting for readiness")
+		case <-time.After(20 * time.Millisecond): // poll interval, not synchronisation
+		}
+	}
+}
+
+func TestValidateReportsEveryMissingSetting(t *testing.T) {
+	_, err := process.New(process.Config{}, quiet())
+	if err == nil {
+		t.Fatal("New with an empty config: got nil error, want one")
+	}
+	for _, want := range []string{"Name", "HTTPAddr", "KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestNewFailsWithoutKafka(t *testing.T) {
+	_, err := process.New(process.Config{
+		Name: "customer", HTTPAddr: "127.0.0.1:0",
+		// Nothing listens on port 1.
+		Kafka: config.Kafka{Brokers: []string{"127.0.0.1:1"}, SchemaRegistryURL: "http://127.0.0.1:1"},
+	}, quiet())
+	if err == nil {
+		t.Errorf("New against no broker: got nil error, want one")
+	}
+}
+
+// A process restores its stores before it reports ready, and stops when its
+// context ends.
+func TestRunRestoresStateThenBecomesReady(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+
+	// A first process writes state and is closed without running.
+	first := newProcess(t, kafka)
+	customers, err := process.NewStore[contracts.CustomerRecord](first, contracts.TopicCustomerState)
+	if err != nil {
+		t.Fatalf("NewStore: %v", err)
+	}
+	want := &contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 500, Reservations: map[string]contracts.CreditReservation{}}
+	if err := customers.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error { *v = *want; return nil }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	first.Close()
+
+	// The second one finds it.
+	p := newProcess(t, kafka)
+	restored, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
+	if err != nil {
+		t.Fatalf("NewStore: %v", err)
+	}
+	if got := readyz(p); got != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz before Run: got %d, want 503", got)
+	}
+	run(t, p)
+	waitReady(t, p)
+	got, ok, err := restored.Get("c1")
+	if err != nil || !ok || !reflect.DeepEqual(got, want) {
+		t.Errorf("c1 once ready: got %+v ok=%v err=%v, want %+v", got, ok, err, want)
+	}
+}
+
+// A process's subscriptions consume what its own publisher sends.
+func TestRunDeliversSubscribedMessages(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	p := newProcess(t, config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true})
+	received := make(chan string, 1)
+	if err := p.Subscribe(contracts.TopicCustomerCommands, func(msg *message.Message) error {
+		received <- string(msg.Payload)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	looped := make(chan struct{})
+	p.Go(func(ctx context.Context) error {
+		close(looped)
+		<-ctx.Done()
+		return nil
+	})
+	run(t, p)
+	waitReady(t, p)
+
+	msg := message.NewMessage(watermill.NewUUID(), []byte("hello"))
+	msg.Metadata.Set(contracts.HeaderPartitionKey, "c1")
+	if err := p.Publisher.Publish(contracts.TopicCustomerCommands, msg); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	select {
+	case got := <-received:
+		if got != "hello" {
+			t.Errorf("received %q, want hello", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("subscribed handler got nothing within 20s")
+	}
+	select {
+	case <-looped:
+	case <-time.After(5 * time.Second):
+		t.Error("the loop added with Go did not start")
+	}
+}
+
+func TestRunReturnsTheErrorOfAFailedRestore(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	p := newProcess(t, config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true})
+	if _, err := process.NewStore[contracts.CustomerRecord](p, "no.such.topic"); err != nil {
+		t.Fatalf("NewStore: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(t.Context()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no.such.topic") {
+			t.Errorf("Run with a store on a missing topic: got %v, want an error naming the topic", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return within 20s of a failed restore")
+	}
+	if got := readyz(p); got != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz after a failed restore: got %d, want 503", got)
+	}
+}

@@ -1,0 +1,448 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
+)
+
+type customers = store.Store[contracts.CustomerRecord]
+
+// changelog is a compacted state topic on a fresh embedded broker, with the
+// producer a process would give its stores.
+type changelog struct {
+	topic    string
+	kafka    config.Kafka
+	sarama   *sarama.Config
+	producer sarama.SyncProducer
+}
+
+func newChangelog(t *testing.T, partitions int32) *changelog {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	c := &changelog{
+		topic: contracts.TopicCustomerState,
+		kafka: config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()},
+	}
+	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: c.topic, Partitions: partitions, Compacted: true}}); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	var err error
+	if c.sarama, err = messaging.SaramaConfig(c.kafka, "store-test"); err != nil {
+		t.Fatalf("SaramaConfig: %v", err)
+	}
+	if c.producer, err = sarama.NewSyncProducer(c.kafka.Brokers, c.sarama); err != nil {
+		t.Fatalf("NewSyncProducer: %v", err)
+	}
+	t.Cleanup(func() { c.producer.Close() })
+	return c
+}
+
+// newStore returns an empty store on the changelog with a serde of its own,
+// as a freshly started process has.
+func (c *changelog) newStore(t *testing.T) *customers {
+	t.Helper()
+	s, err := serde.New(srclient.NewSchemaRegistryClient(c.kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.CustomerRecord{})
+	if err != nil {
+		t.Fatalf("serde.New: %v", err)
+	}
+	codec, err := store.AvroCodec[contracts.CustomerRecord](s, c.topic)
+	if err != nil {
+		t.Fatalf("AvroCodec: %v", err)
+	}
+	st, err := store.New(store.Config[contracts.CustomerRecord]{
+		Topic: c.topic, Brokers: c.kafka.Brokers, Sarama: c.sarama, Producer: c.producer, Codec: codec,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("store.New: %v", err)
+	}
+	return st
+}
+
+// restored returns a new store restored from the changelog.
+func (c *changelog) restored(t *testing.T) *customers {
+	t.Helper()
+	s := c.newStore(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := s.Restore(ctx); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	return s
+}
+
+// records counts the records on the changelog, by partition.
+func (c *changelog) records(t *testing.T) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...))
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(t.Context(), c.topic)
+	if err != nil || ends.Error() != nil {
+		t.Fatalf("list end offsets of %s: %v %v", c.topic, err, ends.Error())
+	}
+	counts := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { counts[o.Partition] = o.Offset })
+	return counts
+}
+
+func total(counts map[int32]int64) int64 {
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
+
+func update(t *testing.T, s *customers, key string, fn func(v *contracts.CustomerRecord, exists bool) error) {
+	t.Helper()
+	if err := s.Update(t.Context(), key, fn); err != nil {
+		t.Fatalf("Update(%s): %v", key, err)
+	}
+}
+
+func mustGet(t *testing.T, s *customers, key string) *contracts.CustomerRecord {
+	t.Helper()
+	v, ok, err := s.Get(key)
+	if err != nil || !ok {
+		t.Fatalf("Get(%s): got ok=%v err=%v, want the record", key, ok, err)
+	}
+	return v
+}
+
+func customer(id string, limit int64) *contracts.CustomerRecord {
+	return &contracts.CustomerRecord{CustomerID: id, Name: "Ada " + id, CreditLimit: limit, Reservations: map[string]contracts.CreditReservation{
+		"o1": {Amount: limit / 2, Status: "RESERVED"},
+	}}
+}
+
+func set(want *contracts.CustomerRecord) func(*contracts.CustomerRecord, bool) error {
+	return func(v *contracts.CustomerRecord, _ bool) error {
+		*v = *want
+		v.Reservations = maps.Clone(want.Reservations)
+		return nil
+	}
+}
+
+func TestNewReportsEveryMissingSetting(t *testing.T) {
+	_, err := store.New(store.Config[contracts.CustomerRecord]{}, slog.New(slog.DiscardHandler))
+	if err == nil {
+		t.Fatal("New with an empty config: got nil error, want one")
+	}
+	for _, field := range []string{"Topic", "Brokers", "Sarama", "Producer", "Codec"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("New with an empty config: error %q does not name %s", err, field)
+		}
+	}
+}
+
+func TestAvroCodecRejectsANonRecordType(t *testing.T) {
+	if _, err := store.AvroCodec[struct{ N int }](nil, "t"); err == nil {
+		t.Errorf("AvroCodec of a struct without Schema: got nil error, want one")
+	}
+}
+
+func TestUpdateThenGet(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	s := c.newStore(t)
+
+	if _, ok, err := s.Get("c1"); ok || err != nil {
+		t.Fatalf("Get of a missing key: got ok=%v err=%v, want false nil", ok, err)
+	}
+	var sawExists []bool
+	want := customer("c1", 10_000)
+	update(t, s, "c1", func(v *contracts.CustomerRecord, exists bool) error {
+		sawExists = append(sawExists, exists)
+		if !reflect.DeepEqual(*v, contracts.CustomerRecord{}) {
+			t.Errorf("fn of a new key: got %+v, want a zero record", *v)
+		}
+		return set(want)(v, exists)
+	})
+	if got := mustGet(t, s, "c1"); !reflect.DeepEqual(got, want) {
+		t.Errorf("Get after Update: got %+v, want %+v", got, want)
+	}
+
+	update(t, s, "c1", func(v *contracts.CustomerRecord, exists bool) error {
+		sawExists = append(sawExists, exists)
+		if !reflect.DeepEqual(v, want) {
+			t.Errorf("fn of an existing key: got %+v, want %+v", v, want)
+		}
+		v.CreditLimit = 20_000
+		return nil
+	})
+	if got := mustGet(t, s, "c1").CreditLimit; got != 20_000 {
+		t.Errorf("CreditLimit after the second Update: got %d, want 20000", got)
+	}
+	if want := []bool{false, true}; !reflect.DeepEqual(sawExists, want) {
+		t.Errorf("exists passed to fn: got %v, want %v", sawExists, want)
+	}
+	if s.Len() != 1 {
+		t.Errorf("Len: got %d, want 1", s.Len())
+	}
+	if n := total(c.records(t)); n != 2 {
+		t.Errorf("records on the changelog: got %d, want 2", n)
+	}
+}
+
+func TestRestoreReturnsTheLatestValueOfEveryKey(t *testing.T) {
+	t.Parallel()
+	const keys, updates = 40, 3
+	c := newChangelog(t, contracts.Partitions)
+	s := c.newStore(t)
+	for round := 1; round <= updates; round++ {
+		for i := range keys {
+			key := fmt.Sprintf("customer-%d", i)
+			update(t, s, key, set(customer(key, int64(1000*round+i))))
+		}
+	}
+	counts := c.records(t)
+	if total(counts) != keys*updates {
+		t.Fatalf("records on the changelog: got %d, want %d", total(counts), keys*updates)
+	}
+	used := 0
+	for _, n := range counts {
+		if n > 0 {
+			used++
+		}
+	}
+	if used < 2 {
+		t.Fatalf("records are on %d partition(s), want them spread over several", used)
+	}
+
+	r := c.restored(t)
+	if r.Len() != keys {
+		t.Errorf("Len after Restore: got %d, want %d", r.Len(), keys)
+	}
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		if got, want := mustGet(t, r, key), customer(key, int64(1000*updates+i)); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s after Restore: got %+v, want %+v", key, got, want)
+		}
+	}
+	seen := map[string]bool{}
+	r.Range(func(key string, v *contracts.CustomerRecord) bool {
+		if v.CustomerID != key {
+			t.Errorf("Range: key %s holds customer %s", key, v.CustomerID)
+		}
+		seen[key] = true
+		return true
+	})
+	if len(seen) != keys {
+		t.Errorf("Range visited %d keys, want %d", len(seen), keys)
+	}
+	calls := 0
+	r.Range(func(string, *contracts.CustomerRecord) bool { calls++; return false })
+	if calls != 1 {
+		t.Errorf("Range after fn returned false: got %d calls, want 1", calls)
+	}
+}
+
+func TestUpdateErrorLeavesValueAndTopicUntouched(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	s := c.newStore(t)
+	want := customer("c1", 500)
+	update(t, s, "c1", set(want))
+	before := c.records(t)
+
+	declined := errors.New("credit limit exceeded")
+	err := s.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error {
+		v.CreditLimit = 0
+		v.Reservations["o2"] = contracts.CreditReservation{Amount: 1, Status: "RESERVED"}
+		return declined
+	})
+	if err != declined {
+		t.Errorf("Update whose fn fails: got %v, want fn's error as it is", err)
+	}
+	err = s.Update(t.Context(), "c2", func(v *contracts.CustomerRecord, _ bool) error {
+		v.CustomerID = "c2"
+		return declined
+	})
+	if !errors.Is(err, declined) {
+		t.Errorf("Update of a new key whose fn fails: got %v, want %v", err, declined)
+	}
+
+	if got := mustGet(t, s, "c1"); !reflect.DeepEqual(got, want) {
+		t.Errorf("c1 after a failed Update: got %+v, want %+v", got, want)
+	}
+	if _, ok, _ := s.Get("c2"); ok {
+		t.Errorf("c2 after a failed Update of a new key: got a record, want none")
+	}
+	if after := c.records(t); !maps.Equal(after, before) {
+		t.Errorf("changelog end offsets after failed Updates: got %v, want %v", after, before)
+	}
+}
+
+func TestUnchangedRecordIsNotWrittenAgain(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	s := c.newStore(t)
+	want := customer("c1", 500)
+	update(t, s, "c1", set(want))
+	before := c.records(t)
+
+	update(t, s, "c1", func(*contracts.CustomerRecord, bool) error { return nil })
+	update(t, s, "c1", set(want)) // the same content, written anew by fn
+	if after := c.records(t); !maps.Equal(after, before) {
+		t.Errorf("changelog end offsets after unchanging Updates: got %v, want %v", after, before)
+	}
+
+	update(t, s, "c1", func(v *contracts.CustomerRecord, _ bool) error { v.Name = "Grace"; return nil })
+	if got, want := total(c.records(t)), total(before)+1; got != want {
+		t.Errorf("records after a changing Update: got %d, want %d", got, want)
+	}
+}
+
+func TestConcurrentUpdatesOfOneKeySerialize(t *testing.T) {
+	t.Parallel()
+	const writers = 40
+	c := newChangelog(t, 2)
+	s := c.newStore(t)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Go(func() {
+			errs <- s.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error {
+				v.CustomerID = "c1"
+				v.CreditLimit++
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Update: %v", err)
+		}
+	}
+	if got := mustGet(t, s, "c1").CreditLimit; got != writers {
+		t.Errorf("counter after %d concurrent increments: got %d, want %d", writers, got, writers)
+	}
+	if got := mustGet(t, c.restored(t), "c1").CreditLimit; got != writers {
+		t.Errorf("counter after Restore: got %d, want %d", got, writers)
+	}
+	if got := total(c.records(t)); got != writers {
+		t.Errorf("records on the changelog: got %d, want %d", got, writers)
+	}
+}
+
+func TestValuesAreNotAliased(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 1)
+	s := c.newStore(t)
+	want := customer("c1", 500)
+
+	var kept *contracts.CustomerRecord
+	update(t, s, "c1", func(v *contracts.CustomerRecord, exists bool) error {
+		kept = v
+		return set(want)(v, exists)
+	})
+	kept.Reservations["leak-from-fn"] = contracts.CreditReservation{Amount: 1}
+
+	got := mustGet(t, s, "c1")
+	got.Reservations["o1"] = contracts.CreditReservation{Amount: 999, Status: "RELEASED"}
+	got.Reservations["leak-from-get"] = contracts.CreditReservation{Amount: 2}
+	got.CreditLimit = 0
+
+	if again := mustGet(t, s, "c1"); !reflect.DeepEqual(again, want) {
+		t.Errorf("Get after mutating earlier results: got %+v, want %+v", again, want)
+	}
+	s.Range(func(_ string, v *contracts.CustomerRecord) bool {
+		v.Reservations["leak-from-range"] = contracts.CreditReservation{Amount: 3}
+		return true
+	})
+	if again := mustGet(t, s, "c1"); !reflect.DeepEqual(again, want) {
+		t.Errorf("Get after mutating a Range value: got %+v, want %+v", again, want)
+	}
+}
+
+func TestRestoreOfAnEmptyTopic(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, contracts.Partitions)
+	s := c.newStore(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.Restore(ctx); err != nil {
+		t.Fatalf("Restore of an empty topic: %v", err)
+	}
+	if s.Len() != 0 {
+		t.Errorf("Len: got %d, want 0", s.Len())
+	}
+}
+
+func TestRestoreOfAMissingTopicFails(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 1)
+	c.topic = "no.such.topic"
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.newStore(t).Restore(ctx); err == nil {
+		t.Errorf("Restore of a missing topic: got nil error, want one")
+	}
+}
+
+// A tombstone from any Kafka client (here franz-go, which partitions keys as
+// the Java client does) deletes its key: it must land on the partition the
+// store wrote the key to.
+func TestTombstoneDeletesTheKeyOnRestore(t *testing.T) {
+	t.Parallel()
+	const keys = 16
+	c := newChangelog(t, contracts.Partitions)
+	s := c.newStore(t)
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		update(t, s, key, set(customer(key, 100)))
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...))
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	defer cl.Close()
+	var tombstones []*kgo.Record
+	for i := 0; i < keys; i += 2 {
+		tombstones = append(tombstones, &kgo.Record{Topic: c.topic, Key: fmt.Appendf(nil, "customer-%d", i)})
+	}
+	if err := cl.ProduceSync(t.Context(), tombstones...).FirstErr(); err != nil {
+		t.Fatalf("produce tombstones: %v", err)
+	}
+
+	r := c.restored(t)
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		_, ok, err := r.Get(key)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", key, err)
+		}
+		if deleted := i%2 == 0; ok == deleted {
+			t.Errorf("%s after Restore: got present=%v, want %v", key, ok, !deleted)
+		}
+	}
+	if r.Len() != keys/2 {
+		t.Errorf("Len after Restore: got %d, want %d", r.Len(), keys/2)
+	}
+}
