@@ -139,6 +139,21 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	return p, nil
 }
 
+// RunFromEnv is a service's main: it reads the service's configuration C
+// from the environment (its env tags and their defaults), builds the process
+// and runs it until ctx ends.
+func RunFromEnv[C any](ctx context.Context, name string, build func(C, *slog.Logger) (*Process, error)) error {
+	var cfg C
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	p, err := build(cfg, config.Logger(name))
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
 // Subscribe routes every message of topic to handler. Each topic has its own
 // consumer group, <process name>.<topic>, so a rebalance of one topic's
 // consumers never waits on a handler busy with another topic.

@@ -1,5 +1,6 @@
 // Command customer runs the customer service: customers, their credit, and
 // the ReserveCredit / ReleaseCredit commands of the Create Order saga.
+// Configuration comes from the environment: see docs/operations.md.
 package main
 
 import (
@@ -9,27 +10,15 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/services/customer/service"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := process.RunFromEnv(ctx, "customer", service.New); err != nil {
 		fmt.Fprintln(os.Stderr, "customer:", err)
 		os.Exit(1)
 	}
-}
-
-func run(ctx context.Context) error {
-	var cfg service.Config
-	if err := config.Load(&cfg); err != nil {
-		return err
-	}
-	p, err := service.New(cfg, config.Logger("customer"))
-	if err != nil {
-		return err
-	}
-	return p.Run(ctx)
 }
