@@ -12,6 +12,8 @@ trap 'scripts/kafka/stop.sh "${dir}" >/dev/null 2>&1 || true; rm -rf "${dir}"' E
 line="$(scripts/kafka/start.sh "${dir}")"
 export "${line?}"
 echo "test-kafka: Apache Kafka at ${KAFKA_BROKERS}"
-# One package, its tests one after the other: they share the broker's topics
-# and consumer groups, as consecutive deployments would.
-go test -race -count=1 -timeout 20m ./system/...
+# One test at a time (-p 1 across packages, no t.Parallel within): every
+# test runs the whole system on the broker's one set of topics and consumer
+# groups, as consecutive deployments would, and the embedded registry allows
+# one writing instance on its _schemas topic.
+go test -race -count=1 -p 1 -timeout 30m ./system/...
