@@ -18,9 +18,11 @@ test: vet
 test-kafka:
 	scripts/test-kafka.sh
 
-## bench: Go benchmarks of the hot paths
+## bench: Go benchmarks of the hot paths, then the whole system under load (SAGAS, CONCURRENCY, RATE,
+## PROFILE: see system/cmd/bench); its last line is one JSON object of the figures
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem work
+	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/...
+	$(GO) run ./system/cmd/bench
 
 vet:
 	$(GO) vet work

@@ -1,0 +1,72 @@
+package messaging_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/riferrei/srclient"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+// discardPublisher drops what it is given, so the benchmark measures the
+// participant's side of a command and not Kafka.
+type discardPublisher struct{ published int }
+
+func (p *discardPublisher) Publish(_ string, msgs ...*message.Message) error {
+	p.published += len(msgs)
+	return nil
+}
+
+func (p *discardPublisher) Close() error { return nil }
+
+// BenchmarkCommandsHandler: a participant handles one command: it decodes
+// it with the real serde, runs the handler, encodes the reply and publishes
+// it. The schemas come from the embedded registry on the first call and
+// from the serde's cache after that.
+func BenchmarkCommandsHandler(b *testing.B) {
+	stack := devstack.StartForTest(b)
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(stack.RegistryURL()), serde.Config{AutoRegister: true}, &contracts.ReserveCredit{})
+	if err != nil {
+		b.Fatalf("serde.New: %v", err)
+	}
+	pub := &discardPublisher{}
+	commands := messaging.NewCommands(sd, pub)
+	messaging.Handle(commands, func(_ context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+		return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
+	})
+
+	payload, err := sd.Encode(contracts.TopicCustomerCommands, &contracts.ReserveCredit{CustomerID: "c1", OrderID: "o1", Amount: 12_000})
+	if err != nil {
+		b.Fatalf("encode command: %v", err)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	for h, v := range map[string]string{
+		contracts.HeaderSagaID: "o1", contracts.HeaderSagaType: contracts.SagaTypeCreateOrder,
+		contracts.HeaderStep: "reserve_credit", contracts.HeaderCommandID: "o1:reserve_credit:invoke",
+		contracts.HeaderAttempt: "1", contracts.HeaderReplyTo: contracts.TopicCreateOrderReplies,
+		contracts.HeaderTraceparent: messaging.NewTraceparent(), contracts.HeaderPartitionKey: "c1",
+	} {
+		msg.Metadata.Set(h, v)
+	}
+	// The first call registers the reply's schema and fetches the command's.
+	if err := commands.Handler(msg); err != nil {
+		b.Fatalf("first command: %v", err)
+	}
+
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := commands.Handler(msg); err != nil {
+			b.Fatalf("command: %v", err)
+		}
+	}
+	b.StopTimer()
+	if pub.published != b.N+1 {
+		b.Fatalf("replies published: got %d, want one per command: %d", pub.published, b.N+1)
+	}
+}

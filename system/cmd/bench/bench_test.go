@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRun runs the whole bench on a small scale, in both loops, against the
+// embedded stack: every figure of the JSON line must be there and positive,
+// and the answers correct. It ignores KAFKA_BROKERS: on a shared Kafka its
+// processes would join the consumer groups of the system suite running
+// beside it (make test-kafka) and take over some of its partitions.
+func TestRun(t *testing.T) {
+	tests := []struct {
+		name string
+		rate float64
+	}{
+		{"closed loop", 0},
+		{"open loop", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			cfg.ExternalKafka, cfg.ExternalRegistry = false, false
+			cfg.Sagas, cfg.Concurrency, cfg.Rate, cfg.Profile = 200, 16, tt.rate, ""
+			cfg.BoundRecords, cfg.BoundRoundtrips = 2000, 1000
+			var out bytes.Buffer
+			if err := run(t.Context(), cfg, &out, io.Discard); err != nil {
+				t.Fatalf("run: %v\noutput:\n%s", err, &out)
+			}
+
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			last := lines[len(lines)-1]
+			var got map[string]float64
+			if err := json.Unmarshal([]byte(last), &got); err != nil {
+				t.Fatalf("last line %q: %v, want a JSON object of numbers", last, err)
+			}
+			want := []string{"sagas", "sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency"}
+			if tt.rate > 0 {
+				want = append(want, "rate")
+			}
+			for _, k := range want {
+				if v, ok := got[k]; !ok || v <= 0 {
+					t.Errorf("%s: got %v (present: %v), want a positive number", k, v, ok)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("JSON keys: got %d (%s), want %d", len(got), last, len(want))
+			}
+			if got["sagas"] != 200 || got["rate"] != tt.rate {
+				t.Errorf("sagas and rate: got %v and %v, want 200 and %v", got["sagas"], got["rate"], tt.rate)
+			}
+			if !regexp.MustCompile(`correctness\s+OK`).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant a line saying correctness OK", &out)
+			}
+		})
+	}
+}
+
+func TestPlanOrders(t *testing.T) {
+	rich, poor := []string{"r1", "r2"}, []string{"p1"}
+	plans := planOrders(1000, rich, poor, 500)
+	var counts [outcomes]int
+	for i, p := range plans {
+		counts[p.want]++
+		switch {
+		case p.want == approved && (p.total < 1 || p.total > 500 || !strings.HasPrefix(p.customerID, "r")):
+			t.Errorf("order %d approved: got %d for %s, want at most the payment limit for a rich customer", i, p.total, p.customerID)
+		case p.want == insufficientCredit && (p.customerID != "p1" || p.total <= poorCredit):
+			t.Errorf("order %d insufficient credit: got %d for %s, want more than %d for a poor customer", i, p.total, p.customerID, poorCredit)
+		case p.want == paymentDeclined && p.total != 501:
+			t.Errorf("order %d payment declined: got total %d, want the payment limit + 1", i, p.total)
+		}
+	}
+	if want := [outcomes]int{700, 100, 100, 100}; counts != want {
+		t.Errorf("outcomes: got %v, want %v", counts, want)
+	}
+	if again := planOrders(1000, rich, poor, 500); !reflect.DeepEqual(again, plans) {
+		t.Error("two plans of the same input differ, want the same")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	sorted := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 5}, {0.95, 10}, {0.1, 1}, {1, 10}, {0.01, 1}}
+	for _, tt := range tests {
+		if got := percentile(sorted, tt.q); got != tt.want {
+			t.Errorf("percentile(1..10, %v): got %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	if got := percentile(nil, 0.5); got != 0 {
+		t.Errorf("percentile(nil, 0.5): got %v, want 0", got)
+	}
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+const (
+	// partitions is the partition count of the bench's topics, as of the
+	// system's own.
+	partitions = contracts.Partitions
+	// recordSize is the value size of the bound's records, about that of
+	// a command or reply of the saga.
+	recordSize = 100
+	// inFlight bounds the requests awaiting their reply in the round-trip
+	// measurement.
+	inFlight = 256
+	// headerRequest names the request a bound reply answers.
+	headerRequest = "bench_request"
+)
+
+// bound is the ceiling: what the Kafka client the services use achieves
+// with nothing but Kafka in the way.
+type bound struct {
+	recordsPerS    float64
+	roundtripsPerS float64
+}
+
+// measureBound measures both parts of the ceiling on topics and consumer
+// groups named with the run's suffix, and deletes them afterwards.
+func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix string, logger *slog.Logger) (bound, error) {
+	var b bound
+	records, requests, replies := "bench."+suffix+".records", "bench."+suffix+".requests", "bench."+suffix+".replies"
+	group := "bench-" + suffix
+	defer deleteScratch(kafka, []string{records, requests, replies}, []string{group + "-responder", group + "-driver"}, logger)
+
+	var err error
+	if b.recordsPerS, err = measureRecords(ctx, kafka, records, cfg.BoundRecords, logger); err != nil {
+		return b, fmt.Errorf("measure records/s: %w", err)
+	}
+	if b.roundtripsPerS, err = measureRoundtrips(ctx, kafka, requests, replies, group, cfg.BoundRoundtrips, logger); err != nil {
+		return b, fmt.Errorf("measure roundtrips/s: %w", err)
+	}
+	return b, nil
+}
+
+// measureRecords writes n records of recordSize bytes to a fresh topic from
+// one goroutine per partition, each waiting for Kafka's acknowledgement of
+// every record before the next, through one shared publisher: the way a
+// process publishes.
+func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int, logger *slog.Logger) (float64, error) {
+	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: topic, Partitions: partitions}}); err != nil {
+		return 0, err
+	}
+	pub, err := messaging.NewPublisher(kafka, "bench-producer", watermill.NewSlogLogger(logger))
+	if err != nil {
+		return 0, err
+	}
+	defer pub.Close()
+	keys, err := partitionKeys()
+	if err != nil {
+		return 0, err
+	}
+	payload := make([]byte, recordSize)
+	_, _ = rand.Read(payload)
+	publish := func(key string) error {
+		msg := message.NewMessage(watermill.NewUUID(), payload)
+		msg.Metadata.Set(contracts.HeaderPartitionKey, key)
+		return pub.Publish(topic, msg)
+	}
+	// Connections and metadata are not what is measured.
+	for _, key := range keys {
+		if err := publish(key); err != nil {
+			return 0, err
+		}
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	start := time.Now()
+	for p, key := range keys {
+		count := n / partitions
+		if p < n%partitions {
+			count++
+		}
+		g.Go(func() error {
+			for range count {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if err := publish(key); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// measureRoundtrips runs two processes' worth of watermill routers: a
+// responder that answers every request on the reply topic, as a participant
+// answers a command, and a driver that consumes the replies. inFlight
+// clients each send a request and wait for its reply, n in all, keyed
+// across every partition.
+func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replies, group string, n int, logger *slog.Logger) (float64, error) {
+	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: requests, Partitions: partitions}, {Name: replies, Partitions: partitions}}); err != nil {
+		return 0, err
+	}
+	wlog := watermill.NewSlogLogger(logger)
+	responderPub, err := messaging.NewPublisher(kafka, group+"-responder", wlog)
+	if err != nil {
+		return 0, err
+	}
+	defer responderPub.Close()
+	driverPub, err := messaging.NewPublisher(kafka, group+"-driver", wlog)
+	if err != nil {
+		return 0, err
+	}
+	defer driverPub.Close()
+	responderSub, err := messaging.NewSubscriber(kafka, group+"-responder", wlog)
+	if err != nil {
+		return 0, err
+	}
+	driverSub, err := messaging.NewSubscriber(kafka, group+"-driver", wlog)
+	if err != nil {
+		responderSub.Close()
+		return 0, err
+	}
+	router, err := messaging.NewRouter(messaging.RouterConfig{DeadLetter: responderPub}, logger)
+	if err != nil {
+		responderSub.Close()
+		driverSub.Close()
+		return 0, err
+	}
+
+	router.AddNoPublisherHandler("responder", requests, responderSub, func(msg *message.Message) error {
+		reply := message.NewMessage(watermill.NewUUID(), msg.Payload)
+		reply.Metadata.Set(contracts.HeaderPartitionKey, msg.Metadata.Get(contracts.HeaderPartitionKey))
+		reply.Metadata.Set(headerRequest, msg.UUID)
+		return responderPub.Publish(replies, reply)
+	})
+	waiting := newWaiters()
+	router.AddNoPublisherHandler("driver", replies, driverSub, func(msg *message.Message) error {
+		waiting.done(msg.Metadata.Get(headerRequest))
+		return nil
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	routed := make(chan error, 1)
+	go func() { routed <- router.Run(runCtx) }() // closes the subscribers when it returns
+	defer func() {
+		stop()
+		<-routed
+	}()
+	select {
+	case <-router.Running():
+	case err := <-routed:
+		return 0, fmt.Errorf("router: %w", err)
+	}
+
+	keys, err := partitionKeys()
+	if err != nil {
+		return 0, err
+	}
+	payload := make([]byte, recordSize)
+	_, _ = rand.Read(payload)
+	exchange := func(ctx context.Context, key string, within time.Duration) error {
+		msg := message.NewMessage(watermill.NewUUID(), payload)
+		msg.Metadata.Set(contracts.HeaderPartitionKey, key)
+		replied := waiting.expect(msg.UUID)
+		if err := driverPub.Publish(requests, msg); err != nil {
+			return err
+		}
+		select {
+		case <-replied:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(within):
+			return fmt.Errorf("no reply to request %s within %s", msg.UUID, within)
+		}
+	}
+	// One exchange per partition first: it waits for both consumer groups
+	// to form, which is not what is measured.
+	for _, key := range keys {
+		if err := exchange(ctx, key, time.Minute); err != nil {
+			return 0, err
+		}
+	}
+
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	start := time.Now()
+	for c := range inFlight {
+		key := keys[c%partitions]
+		g.Go(func() error {
+			for next.Add(1) <= int64(n) {
+				if err := exchange(gctx, key, 30*time.Second); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// waiters hands each reply to the client waiting for it.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func newWaiters() *waiters { return &waiters{m: map[string]chan struct{}{}} }
+
+func (w *waiters) expect(id string) <-chan struct{} {
+	ch := make(chan struct{})
+	w.mu.Lock()
+	w.m[id] = ch
+	w.mu.Unlock()
+	return ch
+}
+
+// done releases the client waiting for id; a redelivered reply finds none.
+func (w *waiters) done(id string) {
+	w.mu.Lock()
+	ch, ok := w.m[id]
+	delete(w.m, id)
+	w.mu.Unlock()
+	if ok {
+		close(ch)
+	}
+}
+
+// partitionKeys returns one key per partition, key i landing on partition i
+// with the producer's partitioner, so each client writes to a partition of
+// its own.
+func partitionKeys() ([]string, error) {
+	partitioner := sarama.NewMurmur2Partitioner("")
+	keys := make([]string, partitions)
+	for i, found := 0, 0; found < partitions; i++ {
+		key := "key-" + strconv.Itoa(i)
+		p, err := partitioner.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, partitions)
+		if err != nil {
+			return nil, fmt.Errorf("partition of key %s: %w", key, err)
+		}
+		if keys[p] == "" {
+			keys[p] = key
+			found++
+		}
+	}
+	return keys, nil
+}

@@ -1,0 +1,151 @@
+// Command bench measures the whole system on this machine: it starts the
+// embedded broker and registry (or uses KAFKA_BROKERS and
+// SCHEMA_REGISTRY_URL) and the four processes in-process, measures the
+// ceiling of the Kafka client the services use, runs SAGAS Create Order
+// sagas over HTTP, checks that every one ended as its input dictates and
+// that the credit invariant holds, and prints a table, then one JSON object
+// as the last line of its output. `make bench` runs it.
+//
+// Environment: SAGAS (default 20000), CONCURRENCY (HTTP clients, default
+// 64), RATE (sagas per second: open loop; unset: closed loop), PROFILE (a
+// file for a CPU profile of the saga phase), BOUND_RECORDS and
+// BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
+// variables of `make run` (KAFKA_BROKERS, PAYMENT_LIMIT, ...).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/system"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := loadConfig()
+	if err == nil {
+		err = run(ctx, cfg, os.Stdout, os.Stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Config says what to measure and how hard to push.
+type Config struct {
+	Sagas       int     `env:"SAGAS" envDefault:"20000"`
+	Concurrency int     `env:"CONCURRENCY" envDefault:"64"` // HTTP clients posting orders
+	Rate        float64 `env:"RATE"`                        // sagas per second, open loop; 0: closed loop
+	// BoundRecords records are written to measure records_per_s, and
+	// BoundRoundtrips request/reply pairs exchanged for roundtrips_per_s.
+	BoundRecords    int `env:"BOUND_RECORDS" envDefault:"20000"`
+	BoundRoundtrips int `env:"BOUND_ROUNDTRIPS" envDefault:"20000"`
+	// Profile names a file to write a CPU profile of the whole process to,
+	// taken during the saga phase.
+	Profile string `env:"PROFILE"`
+	// Stall is how long the run waits without any saga ending before it
+	// gives up on the ones still running.
+	Stall time.Duration `env:"STALL_TIMEOUT" envDefault:"60s"`
+
+	// System configures the processes as `make run` does; HTTP addresses
+	// and Kafka are set by the bench.
+	System system.Config `env:"-"`
+	// ExternalKafka and ExternalRegistry: KAFKA_BROKERS and
+	// SCHEMA_REGISTRY_URL were set, so the bench runs on them instead of
+	// the embedded broker and registry.
+	ExternalKafka    bool `env:"-"`
+	ExternalRegistry bool `env:"-"`
+}
+
+// loadConfig reads the environment, as `make run` does for the system.
+func loadConfig() (Config, error) {
+	var cfg Config
+	if err := config.Load(&cfg); err != nil {
+		return cfg, err
+	}
+	for _, part := range []any{&cfg.System.Kafka, &cfg.System.Payment, &cfg.System.Orchestrator} {
+		if err := config.Load(part, "HTTP_ADDR"); err != nil {
+			return cfg, err
+		}
+	}
+	_, cfg.ExternalKafka = os.LookupEnv("KAFKA_BROKERS")
+	_, cfg.ExternalRegistry = os.LookupEnv("SCHEMA_REGISTRY_URL")
+	return cfg, cfg.Validate()
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Sagas < 1 {
+		errs = append(errs, fmt.Errorf("SAGAS is %d, want at least 1", c.Sagas))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("CONCURRENCY is %d, want at least 1", c.Concurrency))
+	}
+	if c.Rate < 0 {
+		errs = append(errs, fmt.Errorf("RATE is %g, want a positive number of sagas per second (or unset for a closed loop)", c.Rate))
+	}
+	if c.BoundRecords < partitions || c.BoundRoundtrips < partitions {
+		errs = append(errs, fmt.Errorf("BOUND_RECORDS %d and BOUND_ROUNDTRIPS %d must each be at least %d", c.BoundRecords, c.BoundRoundtrips, partitions))
+	}
+	if c.Stall <= 0 {
+		errs = append(errs, fmt.Errorf("STALL_TIMEOUT is %s, want > 0", c.Stall))
+	}
+	// The bench's own observers (franz-go) are not wired for a secured
+	// cluster; the services are.
+	if c.ExternalKafka && (c.System.Kafka.TLS || c.System.Kafka.SASLMechanism != "") {
+		errs = append(errs, errors.New("the bench does not support KAFKA_TLS or KAFKA_SASL_MECHANISM: run it on a plaintext cluster"))
+	}
+	return errors.Join(errs...)
+}
+
+// run starts the system, measures the bound and the sagas, checks the
+// answers and reports to out; the progress bar goes to progress.
+func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t, err := startTarget(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer t.stop(logger)
+
+	fmt.Fprintf(progress, "bench: system ready on %s; measuring the bound\n", t.kafkaName)
+	b, err := measureBound(ctx, t.kafka, cfg, runSuffix(), logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "bench: bound %.0f records/s, %.0f roundtrips/s; running %d sagas\n", b.recordsPerS, b.roundtripsPerS, cfg.Sagas)
+	a := newAPI(t, cfg.Concurrency)
+	defer a.close()
+	ph, err := runSagas(ctx, cfg, t, a, progress)
+	if err != nil {
+		return err
+	}
+	v, verr := verify(ctx, a, ph)
+	if verr != nil && !errors.Is(verr, errWrongAnswer) {
+		return fmt.Errorf("verify: %w", verr)
+	}
+	s := summarize(cfg, b, ph)
+	writeTable(out, cfg, t, b, ph, v, s, verr)
+	if verr != nil {
+		return verr
+	}
+	return writeJSON(out, s)
+}
+
+// runSuffix names this run's scratch topics and groups, so runs on one
+// cluster never share them.
+func runSuffix() string {
+	return strconv.FormatInt(time.Now().UnixNano(), 36)
+}

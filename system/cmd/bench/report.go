@@ -1,0 +1,156 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// summary is the JSON object that ends the output, for scripts and CI to
+// compare runs by.
+type summary struct {
+	Sagas          int     `json:"sagas"`
+	SagasPerS      float64 `json:"sagas_per_s"`
+	P50Ms          float64 `json:"p50_ms"`
+	P95Ms          float64 `json:"p95_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	MaxMs          float64 `json:"max_ms"`
+	RoundtripsPerS float64 `json:"roundtrips_per_s"`
+	RecordsPerS    float64 `json:"records_per_s"`
+	RecordsPerSaga float64 `json:"records_per_saga"`
+	// Efficiency is the share of the producers' ceiling that the sagas'
+	// records use: sagas_per_s * records_per_saga / records_per_s.
+	Efficiency float64 `json:"efficiency"`
+	Rate       float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
+}
+
+func summarize(cfg Config, b bound, ph *sagaPhase) summary {
+	lat := latencies(ph.runs)
+	var records int64
+	for _, n := range ph.written {
+		records += n
+	}
+	s := summary{
+		Sagas:          len(ph.runs),
+		SagasPerS:      round(float64(len(ph.runs))/ph.elapsed.Seconds(), 1),
+		P50Ms:          ms(percentile(lat, 0.50)),
+		P95Ms:          ms(percentile(lat, 0.95)),
+		P99Ms:          ms(percentile(lat, 0.99)),
+		MaxMs:          ms(percentile(lat, 1)),
+		RoundtripsPerS: round(b.roundtripsPerS, 1),
+		RecordsPerS:    round(b.recordsPerS, 1),
+		RecordsPerSaga: round(float64(records)/float64(len(ph.runs)), 3),
+		Rate:           cfg.Rate,
+	}
+	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
+	return s
+}
+
+// latencies returns, sorted, each saga's time from its order's POST (or,
+// in the open loop, from when it was due) to when its end was read.
+func latencies(runs []sagaRun) []time.Duration {
+	lat := make([]time.Duration, len(runs))
+	for i, r := range runs {
+		lat[i] = r.end.seen.Sub(r.sent)
+	}
+	slices.Sort(lat)
+	return lat
+}
+
+// percentile is the nearest-rank percentile of sorted, q in (0, 1].
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return round(float64(d)/float64(time.Millisecond), 2) }
+
+func round(x float64, digits int) float64 {
+	p := math.Pow10(digits)
+	return math.Round(x*p) / p
+}
+
+// writeTable writes the human-readable report.
+func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v verification, s summary, verr error) {
+	loop := fmt.Sprintf("closed loop, %d HTTP clients", cfg.Concurrency)
+	if cfg.Rate > 0 {
+		loop = fmt.Sprintf("open loop at %g sagas/s, %d HTTP clients", cfg.Rate, cfg.Concurrency)
+	}
+	fmt.Fprintf(w, "\nkafkasaga bench: %d Create Order sagas, %s\n", s.Sagas, loop)
+	fmt.Fprintf(w, "machine: %s/%s, %d CPUs, GOMAXPROCS %d, %s; kafka: %s\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), t.kafkaName)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...any) {
+		for i, c := range cells {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	row("bound: records/s", fmt.Sprintf("%.0f", s.RecordsPerS),
+		fmt.Sprintf("%d records of %d B from %d goroutines, one per partition, each waiting for acks=all", cfg.BoundRecords, recordSize, partitions))
+	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
+		fmt.Sprintf("%d request -> reply through two watermill routers, %d in flight, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
+	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
+		fmt.Sprintf("%d sagas ended %.1f s after the first POST; all posted after %.1f s", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds()))
+	if cfg.Rate > 0 {
+		row("posted/s", fmt.Sprintf("%.1f", float64(s.Sagas)/ph.posting.Seconds()), fmt.Sprintf("target %g", cfg.Rate))
+	}
+	row("latency ms", fmt.Sprintf("p50 %.1f", s.P50Ms), fmt.Sprintf("p95 %.1f  p99 %.1f  max %.1f (POST sent -> saga end read from %s)", s.P95Ms, s.P99Ms, s.MaxMs, "createorder.sagas"))
+	var outcomes []string
+	for o, n := range v.outcomes {
+		outcomes = append(outcomes, fmt.Sprintf("%s %d", outcome(o), n))
+	}
+	row("outcomes", s.Sagas, strings.Join(outcomes, ", "))
+	row("re-sent commands", v.timeouts, "after a step timeout")
+	row("records/saga", fmt.Sprintf("%.2f", s.RecordsPerSaga), perTopic(ph.written, s.Sagas))
+	row("efficiency", fmt.Sprintf("%.3f", s.Efficiency), "sagas/s x records/saga / bound records/s")
+	if verr != nil {
+		row("correctness", "FAILED", "see below")
+	} else {
+		row("correctness", "OK", fmt.Sprintf("every saga ended as its input dictates; %d orders read back; credit invariant holds for %d customers", v.sampled, v.customers))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// perTopic lists the records per saga each topic received, largest first.
+func perTopic(written map[string]int64, sagas int) string {
+	topics := make([]string, 0, len(written))
+	for topic, n := range written {
+		if n > 0 {
+			topics = append(topics, topic)
+		}
+	}
+	slices.SortFunc(topics, func(a, b string) int {
+		return cmp.Or(cmp.Compare(written[b], written[a]), strings.Compare(a, b))
+	})
+	var parts []string
+	for _, topic := range topics {
+		parts = append(parts, fmt.Sprintf("%s %.2f", topic, float64(written[topic])/float64(sagas)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeJSON writes the summary as one line.
+func writeJSON(w io.Writer, s summary) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// errWrongAnswer marks a run whose sagas did not all end as their input
+// dictates, or that broke the credit invariant: its figures are not worth
+// reporting.
+var errWrongAnswer = errors.New("wrong answer")
+
+// ordersSampled is how many orders verify reads back over HTTP.
+const ordersSampled = 200
+
+// verification is what verify checked.
+type verification struct {
+	outcomes  [outcomes]int // sagas per outcome
+	sampled   int           // orders read back over HTTP
+	customers int           // customers whose credit was checked
+	timeouts  int           // commands re-sent because their reply was late
+}
+
+// verify checks every saga's end against its plan, a sample of the orders
+// over HTTP, and the credit invariant of every customer:
+// availableCredit == creditLimit - sum(totals of its approved orders).
+func verify(ctx context.Context, a *api, ph *sagaPhase) (verification, error) {
+	var v verification
+	var problems []string
+	for i, r := range ph.runs {
+		p := ph.plans[i]
+		v.outcomes[p.want]++
+		v.timeouts += r.end.timeouts
+		if r.end.state != p.want.sagaState() || r.end.reason != p.want.reason() {
+			problems = append(problems, fmt.Sprintf("saga %s (order %d, %s): got %s %q, want %s %q",
+				r.id, i, p.want, r.end.state, r.end.reason, p.want.sagaState(), p.want.reason()))
+		}
+	}
+
+	step := (len(ph.runs) + ordersSampled - 1) / ordersSampled
+	for i := 0; i < len(ph.runs); i += step {
+		p, id := ph.plans[i], ph.runs[i].id
+		o, err := a.order(ctx, id)
+		if err != nil {
+			return v, err
+		}
+		want := orderView{OrderID: id, CustomerID: p.customerID, OrderTotal: p.total, State: p.want.orderState(), RejectionReason: p.want.reason()}
+		if o != want {
+			problems = append(problems, fmt.Sprintf("GET /orders/%s (%s): got %+v, want %+v", id, p.want, o, want))
+		}
+		v.sampled++
+	}
+
+	approvedTotal := map[string]int64{}
+	for _, p := range ph.plans {
+		if p.want == approved {
+			approvedTotal[p.customerID] += p.total
+		}
+	}
+	limits := map[string]int64{}
+	for _, id := range ph.rich {
+		limits[id] = richCredit
+	}
+	for _, id := range ph.poor {
+		limits[id] = poorCredit
+	}
+	for id, limit := range limits {
+		c, err := a.customer(ctx, id)
+		if err != nil {
+			return v, err
+		}
+		if want := limit - approvedTotal[id]; c.CreditLimit != limit || c.AvailableCredit != want {
+			problems = append(problems, fmt.Sprintf("customer %s: got credit limit %d and available credit %d, want %d and %d (limit less %d approved)",
+				id, c.CreditLimit, c.AvailableCredit, limit, want, approvedTotal[id]))
+		}
+		v.customers++
+	}
+
+	if len(problems) > 0 {
+		const shown = 20
+		total, more := len(problems), ""
+		if total > shown {
+			more = fmt.Sprintf("\n  ... and %d more", total-shown)
+			problems = problems[:shown]
+		}
+		return v, fmt.Errorf("%w: %d problems:\n  %s%s", errWrongAnswer, total, strings.Join(problems, "\n  "), more)
+	}
+	return v, nil
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+)
+
+// sagaEnd is how a saga ended, as its last record on the saga topic says.
+type sagaEnd struct {
+	state, reason string
+	seen          time.Time // when the bench read the record
+	timeouts      int       // commands re-sent because their reply was late
+}
+
+// sagaRun is one saga of the run: when its order was posted and how it ended.
+type sagaRun struct {
+	id    string
+	sent  time.Time
+	end   sagaEnd
+	ended bool
+	done  chan struct{} // closed when it ended
+}
+
+// tracker pairs each posted order with the end of its saga. A saga may end
+// before its POST has returned, so whichever comes second completes it.
+type tracker struct {
+	onEnd func() // called once per ended saga, for the progress bar
+
+	mu      sync.Mutex
+	runs    []sagaRun          // by order index
+	index   map[string]int     // order index by saga id, once posted
+	early   map[string]sagaEnd // ended, not yet posted
+	ended   int
+	lastEnd time.Time
+	all     chan struct{} // closed once every saga ended
+}
+
+func newTracker(n int, onEnd func()) *tracker {
+	t := &tracker{onEnd: onEnd, runs: make([]sagaRun, n), index: make(map[string]int, n),
+		early: map[string]sagaEnd{}, lastEnd: time.Now(), all: make(chan struct{})}
+	for i := range t.runs {
+		t.runs[i].done = make(chan struct{})
+	}
+	return t
+}
+
+// posted records that order i, whose saga id is id, was sent at sent.
+func (t *tracker) posted(i int, id string, sent time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.runs[i].id, t.runs[i].sent = id, sent
+	t.index[id] = i
+	if e, ok := t.early[id]; ok {
+		delete(t.early, id)
+		t.complete(i, e)
+	}
+}
+
+// sagaEnded records the end of saga id; only the first end counts.
+func (t *tracker) sagaEnded(id string, e sagaEnd) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.index[id]
+	switch {
+	case ok && !t.runs[i].ended:
+		t.complete(i, e)
+	case !ok:
+		if _, seen := t.early[id]; !seen {
+			t.early[id] = e
+		}
+	}
+}
+
+func (t *tracker) complete(i int, e sagaEnd) {
+	t.runs[i].end, t.runs[i].ended = e, true
+	close(t.runs[i].done)
+	t.ended++
+	t.lastEnd = e.seen
+	t.onEnd()
+	if t.ended == len(t.runs) {
+		close(t.all)
+	}
+}
+
+// endOf returns a channel closed when the saga of order i has ended.
+func (t *tracker) endOf(i int) <-chan struct{} { return t.runs[i].done }
+
+// wait returns once every saga has ended, or with an error once none has
+// ended for stall.
+func (t *tracker) wait(ctx context.Context, stall time.Duration) error {
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-t.all:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+			t.mu.Lock()
+			ended, last := t.ended, t.lastEnd
+			t.mu.Unlock()
+			if time.Since(last) > stall {
+				return fmt.Errorf("%d of %d sagas ended, and none in the last %s: the others are stuck", ended, len(t.runs), stall)
+			}
+		}
+	}
+}
+
+// results returns the runs; call it once wait has returned nil.
+func (t *tracker) results() []sagaRun {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]sagaRun(nil), t.runs...)
+}
+
+// watchSagas reads the saga topic from the given offsets until ctx ends and
+// reports every saga that reached COMPLETED or REJECTED to t. It is how the
+// bench sees sagas end without asking the orchestrator.
+func watchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets, t *tracker) error {
+	registry := srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
+	if kafka.RegistryUser != "" {
+		registry.SetCredentials(kafka.RegistryUser, kafka.RegistryPassword)
+	}
+	sd, err := serde.New(registry, serde.Config{}, &contracts.SagaInstance{})
+	if err != nil {
+		return err
+	}
+	start := map[int32]kgo.Offset{}
+	from.Each(func(o kadm.ListedOffset) {
+		if o.Topic == contracts.TopicCreateOrderSagas {
+			start[o.Partition] = kgo.NewOffset().At(o.Offset)
+		}
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{contracts.TopicCreateOrderSagas: start}),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to kafka %v: %w", kafka.Brokers, err)
+	}
+	defer cl.Close()
+
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errs := fetches.Errors(); len(errs) > 0 {
+			return fmt.Errorf("read %s: %w", contracts.TopicCreateOrderSagas, errs[0].Err)
+		}
+		seen := time.Now()
+		var decodeErr error
+		fetches.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil || decodeErr != nil {
+				return
+			}
+			rec, err := sd.Decode(r.Value)
+			if err != nil {
+				decodeErr = fmt.Errorf("decode saga %s: %w", r.Key, err)
+				return
+			}
+			v, ok := rec.(*contracts.SagaInstance)
+			if !ok {
+				decodeErr = fmt.Errorf("saga %s: got %T, want a SagaInstance", r.Key, rec)
+				return
+			}
+			if v.State != saga.StateCompleted && v.State != saga.StateRejected {
+				return
+			}
+			e := sagaEnd{state: v.State, reason: v.FailureReason, seen: seen}
+			for _, h := range v.History {
+				if h.Event == saga.EventTimeout {
+					e.timeouts++
+				}
+			}
+			t.sagaEnded(v.SagaID, e)
+		})
+		if decodeErr != nil {
+			return decodeErr
+		}
+	}
+}
