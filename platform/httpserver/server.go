@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,10 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Checks must all pass, after MarkReady, for /readyz to answer 200.
 	Checks map[string]Check
+	// CheckEvery is how long a result of the checks is reused (default 1s):
+	// POST /orders asks on every request, which must not cost a round trip
+	// to Kafka and the registry each time.
+	CheckEvery time.Duration
 }
 
 // Server is the HTTP server of one process.
@@ -35,6 +40,10 @@ type Server struct {
 	mux    *http.ServeMux
 	ready  atomic.Bool
 	logger *slog.Logger
+
+	mu        sync.Mutex // guards the last result of the checks
+	checkedAt time.Time
+	checkErr  error
 }
 
 // New returns a server with the health, readiness and metrics endpoints.
@@ -45,6 +54,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.CheckEvery == 0 {
+		cfg.CheckEvery = time.Second
 	}
 	_ = cfg.Metrics.Register(collectors.NewGoCollector())
 	_ = cfg.Metrics.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -74,13 +86,19 @@ func (s *Server) Ready(ctx context.Context) error {
 	if !s.ready.Load() {
 		return errors.New("state not restored yet")
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.checkedAt) < s.cfg.CheckEvery {
+		return s.checkErr
+	}
 	var errs []error
 	for name, check := range s.cfg.Checks {
 		if err := check(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
-	return errors.Join(errs...)
+	s.checkedAt, s.checkErr = time.Now(), errors.Join(errs...)
+	return s.checkErr
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

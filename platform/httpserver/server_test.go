@@ -113,7 +113,7 @@ func TestHealthzAndUnknownRoutes(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	t.Parallel()
 	var kafkaDown atomic.Bool
-	s := newServer(t, httpserver.Config{Checks: map[string]httpserver.Check{
+	s := newServer(t, httpserver.Config{CheckEvery: time.Nanosecond, Checks: map[string]httpserver.Check{
 		"kafka": func(context.Context) error {
 			if kafkaDown.Load() {
 				return errors.New("connection refused")
@@ -143,6 +143,25 @@ func TestReadyz(t *testing.T) {
 	}
 	if msg := errorField(t, body); msg != "kafka: connection refused" {
 		t.Errorf("GET /readyz with a failing check: got error %q, want %q", msg, "kafka: connection refused")
+	}
+}
+
+// Ready reuses the checks' result for CheckEvery, so that a request path
+// that asks on every request does not call Kafka and the registry each time.
+func TestReadyReusesCheckResults(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	s := newServer(t, httpserver.Config{CheckEvery: time.Hour, Checks: map[string]httpserver.Check{
+		"kafka": func(context.Context) error { calls.Add(1); return nil },
+	}})
+	s.MarkReady()
+	for range 3 {
+		if err := s.Ready(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("checks run for 3 calls within CheckEvery: got %d, want 1", got)
 	}
 }
 
