@@ -26,7 +26,7 @@ const (
 // Partitions is the partition count of every topic. Topics keyed by the same
 // id have the same count, so an instance that owns partition p of a command
 // topic also owns partition p of the matching state topic.
-const Partitions = 8
+const Partitions = 16
 
 // Record is a generated Avro type; the types of this package implement it
 // on their pointers.

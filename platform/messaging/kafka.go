@@ -17,6 +17,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
+	metrics "github.com/rcrowley/go-metrics"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -45,6 +46,7 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Consumer.Group.Heartbeat.Interval = c.Consumer.Group.Session.Timeout / 5
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
+	c.MetricRegistry = noMetrics{metrics.NewRegistry()}
 
 	if cfg.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}

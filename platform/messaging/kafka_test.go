@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
+	metrics "github.com/rcrowley/go-metrics"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -246,5 +247,24 @@ func TestPublisherMovesThePartitionKeyToTheRecordKey(t *testing.T) {
 		if want := java.Partition(r, contracts.Partitions); int(r.Partition) != want {
 			t.Errorf("record %s partition: got %d, want %d, where a Java client puts key %s", r.Value, r.Partition, want, r.Key)
 		}
+	}
+}
+
+// Sarama's own metrics cost CPU on every request and nothing reads them:
+// the registry it is given hands out metrics that record nothing.
+func TestSaramaKeepsNoMetrics(t *testing.T) {
+	cfg, err := messaging.SaramaConfig(config.Kafka{Brokers: []string{"127.0.0.1:9092"}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.MetricRegistry
+	h := metrics.GetOrRegisterHistogram("request-latency-in-ms", r, metrics.NewUniformSample(10))
+	h.Update(42)
+	m := metrics.GetOrRegisterMeter("record-send-rate", r)
+	m.Mark(7)
+	c := metrics.GetOrRegisterCounter("requests-in-flight", r)
+	c.Inc(3)
+	if h.Count() != 0 || m.Count() != 0 || c.Count() != 0 {
+		t.Errorf("got histogram %d, meter %d, counter %d samples, want none recorded", h.Count(), m.Count(), c.Count())
 	}
 }
