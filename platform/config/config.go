@@ -29,6 +29,12 @@ type Kafka struct {
 	// hands its partitions to the others: how soon a crashed instance's
 	// work moves on. Kafka accepts 6s to 30m by default.
 	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"10s"`
+	// FetchMinBytes and FetchMaxWait trade latency for throughput: a fetch
+	// answers once FetchMinBytes are ready or FetchMaxWait has passed. The
+	// defaults answer at once (lowest latency); docs/performance.md measures
+	// the other end.
+	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1"`
+	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
 	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`

@@ -41,6 +41,8 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Producer.Partitioner = sarama.NewMurmur2Partitioner // keyed records land where the Java client puts them
 
 	c.Consumer.Return.Errors = true
+	c.Consumer.Fetch.Min = max(cfg.FetchMinBytes, 1)
+	c.Consumer.MaxWaitTime = cmp.Or(cfg.FetchMaxWait, 500*time.Millisecond)
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Group.Session.Timeout = cmp.Or(cfg.SessionTimeout, 10*time.Second)
 	c.Consumer.Group.Heartbeat.Interval = c.Consumer.Group.Session.Timeout / 5
