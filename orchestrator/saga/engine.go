@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -119,6 +120,12 @@ type Engine[D any] struct {
 	cfg     EngineConfig
 	logger  *slog.Logger
 	metrics *metrics
+
+	// deadlines holds the deadline of every pending command by saga id, so
+	// the timeout ticks look at the sagas in flight only, not at every saga
+	// ever run. Run fills it from the store; every transition keeps it.
+	mu        sync.Mutex
+	deadlines map[string]time.Time
 }
 
 // NewEngine checks the definition and the config and returns an engine.
@@ -140,7 +147,8 @@ func NewEngine[D any](def Definition[D], cfg EngineConfig, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Engine[D]{def: def, cfg: cfg, logger: logger.With("saga_type", def.Type), metrics: m}, nil
+	return &Engine[D]{def: def, cfg: cfg, logger: logger.With("saga_type", def.Type), metrics: m,
+		deadlines: map[string]time.Time{}}, nil
 }
 
 // Def returns the saga definition the engine runs.
@@ -299,21 +307,28 @@ func (e *Engine[D]) Run(ctx context.Context) error {
 // its MaxAttempts: then the saga fails and compensates.
 func (e *Engine[D]) ResendOverdue(ctx context.Context) { e.resend(ctx, false) }
 
-// resend times out the pending commands past their deadline, and with all
-// also sends the others again, as they are.
+// resend times out the pending commands past their deadline. With all, it
+// first reads every instance from the store, to learn the pending commands
+// and their deadlines, and sends again those not yet due, as they are.
 func (e *Engine[D]) resend(ctx context.Context, all bool) {
 	now := e.cfg.Clock()
 	var due, pending []contracts.SagaInstance
-	e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
-		switch {
-		case v.PendingCommandID == "" || v.SagaType != e.def.Type:
-		case !v.Deadline.After(now):
+	if all {
+		e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
+			if v.PendingCommandID != "" && v.SagaType == e.def.Type {
+				e.track(v)
+				if v.Deadline.After(now) {
+					pending = append(pending, v)
+				}
+			}
+			return true
+		})
+	}
+	for _, id := range e.overdue(now) {
+		if v, ok := e.cfg.Instances.Get(id); ok && v.PendingCommandID != "" {
 			due = append(due, v)
-		case all:
-			pending = append(pending, v)
 		}
-		return true
-	})
+	}
 	for _, v := range pending {
 		topic, msg, err := e.command(v)
 		if err == nil {
@@ -328,6 +343,31 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) {
 			e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
 		}
 	}
+}
+
+// track records the deadline of v's pending command, or forgets v once it
+// has none.
+func (e *Engine[D]) track(v contracts.SagaInstance) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if v.PendingCommandID == "" {
+		delete(e.deadlines, v.SagaID)
+		return
+	}
+	e.deadlines[v.SagaID] = v.Deadline
+}
+
+// overdue returns the sagas whose pending command is past its deadline.
+func (e *Engine[D]) overdue(now time.Time) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ids []string
+	for id, deadline := range e.deadlines {
+		if !deadline.After(now) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // timeout handles the overdue command of seen, a snapshot of an instance:
@@ -396,6 +436,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	if err != nil {
 		return err
 	}
+	e.track(after)
 	e.metrics.transitions.WithLabelValues(event).Inc()
 	if after.PendingCommandID == "" {
 		e.metrics.ended.WithLabelValues(after.State).Inc()

@@ -679,3 +679,18 @@ func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 		t.Errorf("got instance at step %d waiting for %s attempt %d, want it unchanged", v.Step, v.PendingCommandID, v.Attempt)
 	}
 }
+
+// The timeout ticks look at the sagas in flight, not at every saga ever run:
+// only Run, at start, reads the whole store.
+func TestTimeoutTicksDoNotScanTheStore(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	h.Clock.Advance(time.Hour)
+	h.Engine.ResendOverdue(t.Context())
+	if got := h.Last().Msg.Metadata.Get(contracts.HeaderAttempt); got != "2" {
+		t.Errorf("overdue command: got attempt %q re-sent, want 2", got)
+	}
+	if got := h.Instances.Ranges.Load(); got != 0 {
+		t.Errorf("store scans by a timeout tick: got %d, want 0", got)
+	}
+}

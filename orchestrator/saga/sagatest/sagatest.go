@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -32,6 +33,8 @@ var (
 type Instances struct {
 	mu sync.Mutex
 	m  map[string][]byte
+	// Ranges counts the calls of Range: a scan of every saga ever run.
+	Ranges atomic.Int32
 }
 
 // NewInstances returns an empty store.
@@ -75,6 +78,7 @@ func (s *Instances) Update(_ context.Context, id string, fn func(v *contracts.Sa
 // Range calls fn for a snapshot of the instances, outside the lock, so fn may
 // update them.
 func (s *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) {
+	s.Ranges.Add(1)
 	s.mu.Lock()
 	all := map[string]contracts.SagaInstance{}
 	for id := range s.m {
