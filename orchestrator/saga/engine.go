@@ -325,7 +325,8 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) {
 		})
 	}
 	for _, id := range e.overdue(now) {
-		if v, ok := e.cfg.Instances.Get(id); ok && v.PendingCommandID != "" {
+		// Another tick may have handled it since: look again.
+		if v, ok := e.cfg.Instances.Get(id); ok && v.PendingCommandID != "" && !v.Deadline.After(now) {
 			due = append(due, v)
 		}
 	}
