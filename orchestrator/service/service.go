@@ -4,7 +4,6 @@
 package service
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -32,7 +31,7 @@ type Config struct {
 
 // New builds the orchestrator; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
-	p, err := process.New(process.Config{
+	return process.Build(process.Config{
 		Name:     "orchestrator",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
@@ -42,33 +41,31 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			&contracts.PaymentAuthorized{}, &contracts.PaymentDeclined{}, &contracts.PaymentCancelled{},
 			&contracts.OrderApproved{}, &contracts.OrderRejected{},
 		},
-	}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("orchestrator: %w", err)
-	}
-	instances, err := process.NewStore[contracts.SagaInstance](p, contracts.TopicCreateOrderSagas)
-	if err != nil {
-		return nil, err
-	}
-	engine, err := saga.NewEngine(createorder.Definition(), saga.EngineConfig{
-		Instances:   adapters.NewInstances(instances, logger),
-		Publisher:   p.Publisher,
-		Codec:       p.Serde,
-		DataTopic:   contracts.TopicCreateOrderSagas,
-		StepTimeout: cfg.StepTimeout,
-		MaxAttempts: cfg.StepMaxAttempts,
-		Metrics:     p.Metrics,
-	}, logger)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.Subscribe(contracts.TopicOrderEvents, ports.OrderCreated(p.Serde, engine)); err != nil {
-		return nil, err
-	}
-	if err := p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine)); err != nil {
-		return nil, err
-	}
-	p.Go(engine.Run)
-	ports.RegisterHTTP(p.HTTP, engine)
-	return p, nil
+	}, logger, func(p *process.Process) error {
+		instances, err := process.NewStore[contracts.SagaInstance](p, contracts.TopicCreateOrderSagas)
+		if err != nil {
+			return err
+		}
+		engine, err := saga.NewEngine(createorder.Definition(), saga.EngineConfig{
+			Instances:   adapters.NewInstances(instances, logger),
+			Publisher:   p.Publisher,
+			Codec:       p.Serde,
+			DataTopic:   contracts.TopicCreateOrderSagas,
+			StepTimeout: cfg.StepTimeout,
+			MaxAttempts: cfg.StepMaxAttempts,
+			Metrics:     p.Metrics,
+		}, logger)
+		if err != nil {
+			return err
+		}
+		if err := p.Subscribe(contracts.TopicOrderEvents, ports.OrderCreated(p.Serde, engine)); err != nil {
+			return err
+		}
+		if err := p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine)); err != nil {
+			return err
+		}
+		p.Go(engine.Run)
+		ports.RegisterHTTP(p.HTTP, engine)
+		return nil
+	})
 }

@@ -154,6 +154,20 @@ func RunFromEnv[C any](ctx context.Context, name string, build func(C, *slog.Log
 	return p.Run(ctx)
 }
 
+// Build creates a process and lets wire add its stores, handlers, routes and
+// loops. If anything fails, the process is closed and the error names it.
+func Build(cfg Config, logger *slog.Logger, wire func(p *Process) error) (*Process, error) {
+	p, err := New(cfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+	}
+	if err := wire(p); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+	}
+	return p, nil
+}
+
 // Subscribe routes every message of topic to handler. Each topic has its own
 // consumer group, <process name>.<topic>, so a rebalance of one topic's
 // consumers never waits on a handler busy with another topic.

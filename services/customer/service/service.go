@@ -3,7 +3,6 @@
 package service
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -24,26 +23,24 @@ type Config struct {
 
 // New builds the customer service; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
-	p, err := process.New(process.Config{
+	return process.Build(process.Config{
 		Name:     "customer",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
 		Types:    []serde.Record{&contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.CustomerRecord{}},
-	}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("customer service: %w", err)
-	}
-	customers, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
-	if err != nil {
-		return nil, err
-	}
-	application := app.New(adapters.NewCustomerRepository(customers))
+	}, logger, func(p *process.Process) error {
+		customers, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
+		if err != nil {
+			return err
+		}
+		application := app.New(adapters.NewCustomerRepository(customers))
 
-	commands := messaging.NewCommands(p.Serde, p.Publisher)
-	ports.RegisterCommands(commands, application)
-	if err := p.Subscribe(contracts.TopicCustomerCommands, commands.Handler); err != nil {
-		return nil, err
-	}
-	ports.RegisterHTTP(p.HTTP, application)
-	return p, nil
+		commands := messaging.NewCommands(p.Serde, p.Publisher)
+		ports.RegisterCommands(commands, application)
+		if err := p.Subscribe(contracts.TopicCustomerCommands, commands.Handler); err != nil {
+			return err
+		}
+		ports.RegisterHTTP(p.HTTP, application)
+		return nil
+	})
 }

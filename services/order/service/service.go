@@ -26,34 +26,32 @@ type Config struct {
 
 // New builds the order service; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
-	p, err := process.New(process.Config{
+	return process.Build(process.Config{
 		Name:     "order",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
 		Types:    []serde.Record{&contracts.ApproveOrder{}, &contracts.RejectOrder{}, &contracts.OrderRecord{}},
-	}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("order service: %w", err)
-	}
-	orders, err := process.NewStore[contracts.OrderRecord](p, contracts.TopicOrderState)
-	if err != nil {
-		return nil, err
-	}
-	application := app.New(adapters.NewOrderRepository(orders), adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
-
-	commands := messaging.NewCommands(p.Serde, p.Publisher)
-	ports.RegisterCommands(commands, application)
-	if err := p.Subscribe(contracts.TopicOrderCommands, commands.Handler); err != nil {
-		return nil, err
-	}
-	ports.RegisterHTTP(p.HTTP, application)
-	p.Go(func(ctx context.Context) error {
-		n, err := application.Commands.RepublishPending.Handle(ctx)
+	}, logger, func(p *process.Process) error {
+		orders, err := process.NewStore[contracts.OrderRecord](p, contracts.TopicOrderState)
 		if err != nil {
-			return fmt.Errorf("announce pending orders: %w", err)
+			return err
 		}
-		logger.Info("announced pending orders again", "orders", n)
+		application := app.New(adapters.NewOrderRepository(orders), adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
+
+		commands := messaging.NewCommands(p.Serde, p.Publisher)
+		ports.RegisterCommands(commands, application)
+		if err := p.Subscribe(contracts.TopicOrderCommands, commands.Handler); err != nil {
+			return err
+		}
+		ports.RegisterHTTP(p.HTTP, application)
+		p.Go(func(ctx context.Context) error {
+			n, err := application.Commands.RepublishPending.Handle(ctx)
+			if err != nil {
+				return fmt.Errorf("announce pending orders: %w", err)
+			}
+			logger.Info("announced pending orders again", "orders", n)
+			return nil
+		})
 		return nil
 	})
-	return p, nil
 }

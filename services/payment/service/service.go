@@ -31,26 +31,24 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	if cfg.PaymentLimit <= 0 {
 		return nil, fmt.Errorf("payment service: PAYMENT_LIMIT %d must be positive", cfg.PaymentLimit)
 	}
-	p, err := process.New(process.Config{
+	return process.Build(process.Config{
 		Name:     "payment",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
 		Types:    []serde.Record{&contracts.AuthorizePayment{}, &contracts.CancelPayment{}, &contracts.PaymentRecord{}},
-	}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("payment service: %w", err)
-	}
-	payments, err := process.NewStore[contracts.PaymentRecord](p, contracts.TopicPaymentState)
-	if err != nil {
-		return nil, err
-	}
-	application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, time.Now)
+	}, logger, func(p *process.Process) error {
+		payments, err := process.NewStore[contracts.PaymentRecord](p, contracts.TopicPaymentState)
+		if err != nil {
+			return err
+		}
+		application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, time.Now)
 
-	commands := messaging.NewCommands(p.Serde, p.Publisher)
-	ports.RegisterCommands(commands, application)
-	if err := p.Subscribe(contracts.TopicPaymentCommands, commands.Handler); err != nil {
-		return nil, err
-	}
-	ports.RegisterHTTP(p.HTTP, application)
-	return p, nil
+		commands := messaging.NewCommands(p.Serde, p.Publisher)
+		ports.RegisterCommands(commands, application)
+		if err := p.Subscribe(contracts.TopicPaymentCommands, commands.Handler); err != nil {
+			return err
+		}
+		ports.RegisterHTTP(p.HTTP, application)
+		return nil
+	})
 }
