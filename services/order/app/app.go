@@ -34,7 +34,7 @@ func New(repo domain.Repository, events domain.Events, now func() time.Time) App
 			CreateOrder:      command.NewCreateOrderHandler(repo, events, now),
 			ApproveOrder:     command.NewApproveOrderHandler(repo),
 			RejectOrder:      command.NewRejectOrderHandler(repo),
-			RepublishPending: command.NewRepublishPendingHandler(repo, events),
+			RepublishPending: command.NewRepublishPendingHandler(repo, events, now),
 		},
 		Queries: Queries{Order: query.NewOrderHandler(repo)},
 	}

@@ -4,7 +4,6 @@ package service
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -44,14 +43,34 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			return err
 		}
 		ports.RegisterHTTP(p.HTTP, application)
-		p.Go(func(ctx context.Context) error {
-			n, err := application.Commands.RepublishPending.Handle(ctx)
-			if err != nil {
-				return fmt.Errorf("announce pending orders: %w", err)
-			}
-			logger.Info("announced pending orders again", "orders", n)
-			return nil
-		})
+		p.Go(func(ctx context.Context) error { return announcePending(ctx, application, logger) })
 		return nil
 	})
+}
+
+// announceEvery is how often orders still PENDING are announced again, and
+// how old they must be: a saga normally ends within milliseconds.
+const announceEvery = time.Minute
+
+// announcePending announces every PENDING order once the state is restored,
+// then, periodically, those that stayed PENDING, until ctx ends. A failed
+// round is logged and tried again at the next tick.
+func announcePending(ctx context.Context, application app.Application, logger *slog.Logger) error {
+	olderThan := time.Duration(0)
+	ticker := time.NewTicker(announceEvery)
+	defer ticker.Stop()
+	for {
+		n, err := application.Commands.RepublishPending.Handle(ctx, olderThan)
+		if err != nil {
+			logger.Warn("announce pending orders", "announced", n, "error", err)
+		} else if n > 0 {
+			logger.Info("announced pending orders again", "orders", n)
+		}
+		olderThan = announceEvery
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
 }

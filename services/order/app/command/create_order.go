@@ -3,7 +3,6 @@ package command
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,8 +26,8 @@ func NewCreateOrderHandler(repo domain.Repository, events domain.Events, now fun
 }
 
 // Handle stores the order as PENDING, then announces it, which starts its
-// saga. If the announcement fails the order stays PENDING and is announced
-// again when the service restarts (RepublishPending).
+// saga. Once stored the order is accepted: if the announcement fails, the
+// periodic RepublishPending announces it again.
 func (h CreateOrderHandler) Handle(ctx context.Context, cmd CreateOrder) (*domain.Order, error) {
 	o, err := domain.NewOrder(uuid.NewString(), cmd.CustomerID, cmd.OrderTotal, h.now())
 	if err != nil {
@@ -37,8 +36,6 @@ func (h CreateOrderHandler) Handle(ctx context.Context, cmd CreateOrder) (*domai
 	if err := h.repo.Add(ctx, o); err != nil {
 		return nil, err
 	}
-	if err := h.events.OrderCreated(ctx, o); err != nil {
-		return nil, fmt.Errorf("order %s stored but not announced yet: %w", o.ID(), err)
-	}
+	_ = h.events.OrderCreated(ctx, o) // best effort: RepublishPending retries
 	return o, nil
 }

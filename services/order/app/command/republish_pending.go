@@ -2,33 +2,43 @@ package command
 
 import (
 	"context"
+	"time"
 
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 )
 
-// RepublishPendingHandler announces every PENDING order again. The service
-// runs it once its state is restored, so an order stored just before a crash,
-// and never announced, still gets its saga; the orchestrator ignores the
-// announcements of sagas it already runs.
+// RepublishPendingHandler announces again the orders that are still PENDING
+// some time after they were created. The service runs it when its state is
+// restored and then periodically, so an order stored and never announced
+// (a crash, or Kafka failing between the two writes) still gets its saga;
+// the orchestrator ignores the announcements of sagas it already runs.
 type RepublishPendingHandler struct {
 	repo   domain.Repository
 	events domain.Events
+	now    func() time.Time
 }
 
-func NewRepublishPendingHandler(repo domain.Repository, events domain.Events) RepublishPendingHandler {
-	return RepublishPendingHandler{repo: repo, events: events}
+func NewRepublishPendingHandler(repo domain.Repository, events domain.Events, now func() time.Time) RepublishPendingHandler {
+	return RepublishPendingHandler{repo: repo, events: events, now: now}
 }
 
-// Handle returns how many orders it announced.
-func (h RepublishPendingHandler) Handle(ctx context.Context) (int, error) {
+// Handle announces the orders PENDING for at least olderThan and returns
+// how many it announced.
+func (h RepublishPendingHandler) Handle(ctx context.Context, olderThan time.Duration) (int, error) {
 	pending, err := h.repo.Pending(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for i, o := range pending {
-		if err := h.events.OrderCreated(ctx, o); err != nil {
-			return i, err
+	cutoff := h.now().Add(-olderThan)
+	announced := 0
+	for _, o := range pending {
+		if o.CreatedAt().After(cutoff) {
+			continue
 		}
+		if err := h.events.OrderCreated(ctx, o); err != nil {
+			return announced, err
+		}
+		announced++
 	}
-	return len(pending), nil
+	return announced, nil
 }

@@ -1,0 +1,98 @@
+package command_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/services/order/app/command"
+	"github.com/kafkasaga/kafkasaga/services/order/domain"
+)
+
+// orders is an in-memory domain.Repository.
+type orders struct {
+	mu sync.Mutex
+	m  map[string]*domain.Order
+}
+
+func (r *orders) Add(_ context.Context, o *domain.Order) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[o.ID()] = o
+	return nil
+}
+
+func (r *orders) Get(_ context.Context, id string) (*domain.Order, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o, ok := r.m[id]; ok {
+		return o, nil
+	}
+	return nil, domain.ErrNotFound
+}
+
+func (r *orders) Update(ctx context.Context, id string, fn func(o *domain.Order) error) error {
+	o, err := r.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return fn(o)
+}
+
+func (r *orders) Pending(context.Context) ([]*domain.Order, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var pending []*domain.Order
+	for _, o := range r.m {
+		if o.State() == domain.Pending {
+			pending = append(pending, o)
+		}
+	}
+	return pending, nil
+}
+
+// events records the announced order ids, or fails while down.
+type events struct {
+	down      bool
+	announced []string
+}
+
+func (e *events) OrderCreated(_ context.Context, o *domain.Order) error {
+	if e.down {
+		return errors.New("kafka unreachable")
+	}
+	e.announced = append(e.announced, o.ID())
+	return nil
+}
+
+// An order stored but not announced is accepted, and announced again by
+// RepublishPending once it has been pending long enough.
+func TestAnOrderWhoseAnnouncementFailedIsAnnouncedLater(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	repo, ev := &orders{m: map[string]*domain.Order{}}, &events{down: true}
+	create := command.NewCreateOrderHandler(repo, ev, clock)
+	republish := command.NewRepublishPendingHandler(repo, ev, clock)
+
+	o, err := create.Handle(t.Context(), command.CreateOrder{CustomerID: "c1", OrderTotal: 100})
+	if err != nil {
+		t.Fatalf("create with the announcement failing: got %v, want the order accepted", err)
+	}
+	if _, err := repo.Get(t.Context(), o.ID()); err != nil {
+		t.Fatalf("the accepted order is not stored: %v", err)
+	}
+
+	ev.down = false
+	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 0 {
+		t.Fatalf("republish before a minute: got %d, %v; want 0 announced", n, err)
+	}
+	now = now.Add(time.Minute)
+	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 1 {
+		t.Fatalf("republish after a minute: got %d, %v; want 1 announced", n, err)
+	}
+	if len(ev.announced) != 1 || ev.announced[0] != o.ID() {
+		t.Errorf("announced: got %v, want [%s]", ev.announced, o.ID())
+	}
+}
