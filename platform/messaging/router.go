@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -72,7 +71,7 @@ func NewRouter(cfg RouterConfig, logger *slog.Logger) (*message.Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	wlog := watermill.NewSlogLogger(logger)
+	wlog := Logger(logger)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("create router: %w", err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
@@ -114,7 +113,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		return nil, fmt.Errorf("create producer: %w", err)
 	}
 	p.closers = append(p.closers, p.producer.Close)
-	wlog := watermill.NewSlogLogger(logger)
+	wlog := messaging.Logger(logger)
 	publisher, err := messaging.NewPublisher(cfg.Kafka, cfg.Name, wlog)
 	if err != nil {
 		return nil, err
@@ -173,7 +172,7 @@ func Build(cfg Config, logger *slog.Logger, wire func(p *Process) error) (*Proce
 // consumers never waits on a handler busy with another topic.
 func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) error {
 	group := p.cfg.Name + "." + topic
-	sub, err := messaging.NewSubscriber(p.cfg.Kafka, group, watermill.NewSlogLogger(p.Logger))
+	sub, err := messaging.NewSubscriber(p.cfg.Kafka, group, messaging.Logger(p.Logger))
 	if err != nil {
 		return err
 	}

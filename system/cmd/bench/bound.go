@@ -67,7 +67,7 @@ func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int
 	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: topic, Partitions: partitions}}); err != nil {
 		return 0, err
 	}
-	pub, err := messaging.NewPublisher(kafka, "bench-producer", watermill.NewSlogLogger(logger))
+	pub, err := messaging.NewPublisher(kafka, "bench-producer", messaging.Logger(logger))
 	if err != nil {
 		return 0, err
 	}
@@ -124,7 +124,7 @@ func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replie
 	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: requests, Partitions: partitions}, {Name: replies, Partitions: partitions}}); err != nil {
 		return 0, err
 	}
-	wlog := watermill.NewSlogLogger(logger)
+	wlog := messaging.Logger(logger)
 	responderPub, err := messaging.NewPublisher(kafka, group+"-responder", wlog)
 	if err != nil {
 		return 0, err
