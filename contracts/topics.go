@@ -1,6 +1,10 @@
 package contracts
 
-import "github.com/hamba/avro/v2"
+import (
+	"slices"
+
+	"github.com/hamba/avro/v2"
+)
 
 // Topic names. Commands go to one topic per participant, keyed by the
 // aggregate the participant serializes on; replies go to one topic per saga
@@ -63,4 +67,16 @@ func Topics() []TopicSpec {
 		state(TopicCreateOrderSagas, &SagaInstance{}, &CreateOrderSagaData{}),
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
+}
+
+// Records returns the record types written to the given topics: what a
+// process that reads them must be able to decode.
+func Records(topics ...string) []Record {
+	var records []Record
+	for _, t := range Topics() {
+		if slices.Contains(topics, t.Name) {
+			records = append(records, t.Records...)
+		}
+	}
+	return records
 }

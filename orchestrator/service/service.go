@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
@@ -35,12 +34,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Name:     "orchestrator",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
-		Types: []serde.Record{
-			&contracts.OrderCreated{}, &contracts.SagaInstance{}, &contracts.CreateOrderSagaData{},
-			&contracts.CreditReserved{}, &contracts.CreditLimitExceeded{}, &contracts.CustomerNotFound{}, &contracts.CreditReleased{},
-			&contracts.PaymentAuthorized{}, &contracts.PaymentDeclined{}, &contracts.PaymentCancelled{},
-			&contracts.OrderApproved{}, &contracts.OrderRejected{},
-		},
+		Types:    contracts.Records(contracts.TopicOrderEvents, contracts.TopicCreateOrderReplies, contracts.TopicCreateOrderSagas),
 	}, logger, func(p *process.Process) error {
 		instances, err := process.NewStore[contracts.SagaInstance](p, contracts.TopicCreateOrderSagas)
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
@@ -27,7 +26,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Name:     "customer",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
-		Types:    []serde.Record{&contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.CustomerRecord{}},
+		Types:    contracts.Records(contracts.TopicCustomerCommands, contracts.TopicCustomerState),
 	}, logger, func(p *process.Process) error {
 		customers, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
 		if err != nil {

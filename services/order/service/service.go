@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
@@ -29,7 +28,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Name:     "order",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
-		Types:    []serde.Record{&contracts.ApproveOrder{}, &contracts.RejectOrder{}, &contracts.OrderRecord{}},
+		Types:    contracts.Records(contracts.TopicOrderCommands, contracts.TopicOrderState),
 	}, logger, func(p *process.Process) error {
 		orders, err := process.NewStore[contracts.OrderRecord](p, contracts.TopicOrderState)
 		if err != nil {

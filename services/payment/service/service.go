@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
@@ -35,7 +34,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Name:     "payment",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
-		Types:    []serde.Record{&contracts.AuthorizePayment{}, &contracts.CancelPayment{}, &contracts.PaymentRecord{}},
+		Types:    contracts.Records(contracts.TopicPaymentCommands, contracts.TopicPaymentState),
 	}, logger, func(p *process.Process) error {
 		payments, err := process.NewStore[contracts.PaymentRecord](p, contracts.TopicPaymentState)
 		if err != nil {
