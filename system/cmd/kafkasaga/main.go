@@ -2,6 +2,8 @@
 // broker and schema registry (unless KAFKA_BROKERS is set), the order,
 // customer and payment services and the orchestrator. It is what `make run`
 // starts. Each service listens on its usual port (8080, 8082, 8083, 8084).
+// DEVSTACK_KAFKA_ADDR and DEVSTACK_REGISTRY_ADDR move the embedded broker and
+// registry; DEVSTACK_DATA_DIR keeps the broker's data across restarts.
 package main
 
 import (
@@ -34,6 +36,8 @@ func run(ctx context.Context) error {
 	}
 	_, external := os.LookupEnv("KAFKA_BROKERS")
 	cfg.Embedded = !external
+	cfg.Devstack.KafkaAddr = os.Getenv("DEVSTACK_KAFKA_ADDR")       // default 127.0.0.1:9092
+	cfg.Devstack.RegistryAddr = os.Getenv("DEVSTACK_REGISTRY_ADDR") // default 127.0.0.1:8081
 	cfg.Devstack.DataDir = os.Getenv("DEVSTACK_DATA_DIR")
 	logger := config.Logger("")
 	cfg.Devstack.Logger = logger.With("service", "devstack")
