@@ -96,6 +96,16 @@ var marshaler = kafka.NewWithPartitioningMarshaler(func(topic string, msg *messa
 	return key, nil
 })
 
+// ProducerMessage turns msg into the Kafka record the publisher would send
+// to topic, for a write that sends it itself (store.Store.UpdateAndSend).
+func ProducerMessage(topic string, msg *message.Message) (*sarama.ProducerMessage, error) {
+	pm, err := marshaler.Marshal(topic, msg)
+	if err != nil {
+		return nil, fmt.Errorf("marshal message %s to %s: %w", msg.UUID, topic, err)
+	}
+	return pm, nil
+}
+
 // NewPublisher returns a Kafka publisher whose Publish returns once Kafka has
 // acknowledged every message.
 func NewPublisher(cfg config.Kafka, clientID string, logger watermill.LoggerAdapter) (*kafka.Publisher, error) {

@@ -276,3 +276,36 @@ func TestSaramaKeepsNoMetrics(t *testing.T) {
 		t.Errorf("got histogram %d, meter %d, counter %d samples, want none recorded", h.Count(), m.Count(), c.Count())
 	}
 }
+
+// A message sent by a store write must reach Kafka as the publisher sends it.
+func TestProducerMessageIsWhatThePublisherSends(t *testing.T) {
+	msg := message.NewMessage("uuid-1", []byte("payload"))
+	msg.Metadata.Set(contracts.HeaderPartitionKey, "order-1")
+	msg.Metadata.Set(contracts.HeaderSagaID, "saga-1")
+	pm, err := messaging.ProducerMessage(contracts.TopicOrderEvents, msg)
+	if err != nil {
+		t.Fatalf("ProducerMessage: %v", err)
+	}
+	key, _ := pm.Key.Encode()
+	value, _ := pm.Value.Encode()
+	if pm.Topic != contracts.TopicOrderEvents || string(key) != "order-1" || string(value) != "payload" {
+		t.Errorf("got topic %q key %q value %q, want %q %q %q", pm.Topic, key, value, contracts.TopicOrderEvents, "order-1", "payload")
+	}
+	headers := map[string]string{}
+	for _, h := range pm.Headers {
+		headers[string(h.Key)] = string(h.Value)
+	}
+	for key, want := range map[string]string{
+		contracts.HeaderPartitionKey: "order-1",
+		contracts.HeaderSagaID:       "saga-1",
+		"_watermill_message_uuid":    "uuid-1",
+	} {
+		if got := headers[key]; got != want {
+			t.Errorf("header %s: got %q, want %q", key, got, want)
+		}
+	}
+
+	if _, err := messaging.ProducerMessage(contracts.TopicOrderEvents, message.NewMessage("no-key", nil)); err == nil {
+		t.Errorf("ProducerMessage without %s: got nil error, want one", contracts.HeaderPartitionKey)
+	}
+}

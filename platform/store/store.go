@@ -92,6 +92,24 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 // An error from fn aborts the update and is returned as it is. Updates of one
 // key run one at a time; a record that fn left unchanged is not written again.
 func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists bool) error) error {
+	return s.UpdateAndSend(ctx, key, func(v *T, exists bool) ([]*sarama.ProducerMessage, error) {
+		return nil, fn(v, exists)
+	})
+}
+
+// UpdateAndSend is Update whose fn may also return messages to send with the
+// record, in the same produce call, to save a round trip. The record and the
+// messages are not atomic: when the call fails, any part of it may have
+// landed, and the record is not visible. (Messages are sent even when the
+// record is unchanged.)
+//
+// Only a writer that tolerates either part landing alone may use it, such as
+// the saga orchestrator, which re-sends a pending command on its timeout and
+// ignores replies to anything else. A participant must not: its reply could
+// land without the decision it reports, and a redelivered command would then
+// be decided again, perhaps differently. A reply must never precede its
+// durable decision.
+func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) error {
 	lock := &s.locks[stripe(key)]
 	lock.Lock()
 	defer lock.Unlock()
@@ -106,28 +124,40 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 			return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 		}
 	}
-	if err := fn(v, exists); err != nil {
+	extra, err := fn(v, exists)
+	if err != nil {
 		return err
 	}
 	b, err := s.cfg.Codec.Encode(v)
 	if err != nil {
 		return fmt.Errorf("encode %s/%s: %w", s.cfg.Topic, key, err)
 	}
-	if exists && string(b) == string(old) {
+	changed := !exists || string(b) != string(old)
+	if !changed && len(extra) == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, _, err = s.cfg.Producer.SendMessage(&sarama.ProducerMessage{
-		Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b),
-	})
+	msgs := extra
+	if changed {
+		msgs = append([]*sarama.ProducerMessage{{
+			Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b),
+		}}, extra...)
+	}
+	if len(msgs) == 1 {
+		_, _, err = s.cfg.Producer.SendMessage(msgs[0])
+	} else {
+		err = s.cfg.Producer.SendMessages(msgs)
+	}
 	if err != nil {
 		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
-	s.mu.Lock()
-	s.data[key] = b
-	s.mu.Unlock()
+	if changed {
+		s.mu.Lock()
+		s.data[key] = b
+		s.mu.Unlock()
+	}
 	return nil
 }
 

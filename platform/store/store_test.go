@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -445,4 +446,77 @@ func TestTombstoneDeletesTheKeyOnRestore(t *testing.T) {
 	if r.Len() != keys/2 {
 		t.Errorf("Len after Restore: got %d, want %d", r.Len(), keys/2)
 	}
+}
+
+func TestUpdateAndSendWritesTheMessagesWithTheRecord(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	const extra = "store-test.commands"
+	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: extra, Partitions: 3}}); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	s := c.newStore(t)
+	want := customer("c1", 500)
+	send := func(values ...string) func(*contracts.CustomerRecord, bool) ([]*sarama.ProducerMessage, error) {
+		return func(v *contracts.CustomerRecord, exists bool) ([]*sarama.ProducerMessage, error) {
+			var msgs []*sarama.ProducerMessage
+			for _, value := range values {
+				msgs = append(msgs, &sarama.ProducerMessage{Topic: extra, Key: sarama.StringEncoder("k-" + value),
+					Value: sarama.StringEncoder(value), Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(value)}}})
+			}
+			return msgs, set(want)(v, exists)
+		}
+	}
+	if err := s.UpdateAndSend(t.Context(), "c1", send("m1", "m2")); err != nil {
+		t.Fatalf("UpdateAndSend: %v", err)
+	}
+	if got := mustGet(t, s, "c1"); !reflect.DeepEqual(got, want) {
+		t.Errorf("Get after UpdateAndSend: got %+v, want %+v", got, want)
+	}
+	if n := total(c.records(t)); n != 1 {
+		t.Errorf("records on the changelog: got %d, want 1", n)
+	}
+	// The record is unchanged now: only the message is written.
+	if err := s.UpdateAndSend(t.Context(), "c1", send("m3")); err != nil {
+		t.Fatalf("UpdateAndSend of an unchanged record: %v", err)
+	}
+	if n := total(c.records(t)); n != 1 {
+		t.Errorf("records on the changelog after an unchanged record: got %d, want 1", n)
+	}
+
+	got := readAll(t, c.kafka.Brokers, extra, 3)
+	slices.Sort(got)
+	if want := []string{"k-m1=m1 h=m1", "k-m2=m2 h=m2", "k-m3=m3 h=m3"}; !slices.Equal(got, want) {
+		t.Errorf("messages on %s: got %q, want %q", extra, got, want)
+	}
+}
+
+// readAll reads n records of topic from its start, as "key=value h=header".
+func readAll(t *testing.T, brokers []string, topic string, n int) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var got []string
+	for len(got) < n {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: got %d records %q, want %d", topic, len(got), got, n)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			var h string
+			for _, hd := range r.Headers {
+				if hd.Key == "h" {
+					h = string(hd.Value)
+				}
+			}
+			got = append(got, fmt.Sprintf("%s=%s h=%s", r.Key, r.Value, h))
+		})
+	}
+	return got
 }
