@@ -6,8 +6,11 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/IBM/sarama"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 )
 
@@ -35,8 +38,19 @@ func (i *Instances) Get(id string) (contracts.SagaInstance, bool) {
 	return *v, true
 }
 
-func (i *Instances) Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) error) error {
-	return i.store.Update(ctx, id, fn)
+// Update writes the instance and its command in one produce request.
+func (i *Instances) Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
+	return i.store.UpdateAndSend(ctx, id, func(v *contracts.SagaInstance, exists bool) ([]*sarama.ProducerMessage, error) {
+		out, err := fn(v, exists)
+		if err != nil || out == nil {
+			return nil, err
+		}
+		pm, err := messaging.ProducerMessage(out.Topic, out.Msg)
+		if err != nil {
+			return nil, err
+		}
+		return []*sarama.ProducerMessage{pm}, nil
+	})
 }
 
 func (i *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) {

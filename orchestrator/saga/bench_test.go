@@ -29,7 +29,7 @@ func benchEngine(b *testing.B) (*saga.Engine[data], *lastPublisher, *sagatest.Co
 	b.Helper()
 	pub, codec := &lastPublisher{}, sagatest.NewCodec()
 	e, err := saga.NewEngine(testDef(), saga.EngineConfig{
-		Instances: sagatest.NewInstances(), Publisher: pub, Codec: codec,
+		Instances: sagatest.NewInstances(pub), Publisher: pub, Codec: codec,
 		DataTopic: sagatest.DataTopic, Clock: sagatest.NewClock().Now,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {

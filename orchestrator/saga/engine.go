@@ -47,20 +47,29 @@ type Codec interface {
 	Decode(data []byte) (Record, error)
 }
 
+// Outgoing is a command to send with an instance's write.
+type Outgoing struct {
+	Topic string
+	Msg   *message.Message
+}
+
 // Instances stores saga instances by saga id.
 type Instances interface {
 	Get(id string) (contracts.SagaInstance, bool)
 	// Update loads the instance, lets fn change it and saves it before
-	// returning. An error from fn aborts the write and is returned. Calls for
-	// one id are serialized.
-	Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) error) error
+	// returning, and sends the command fn returns (nil for none) in the same
+	// request as the write. An error from fn aborts the write and is
+	// returned; a failed write or send is returned too, and leaves the stored
+	// instance unchanged (though either part may have reached Kafka). Calls
+	// for one id are serialized.
+	Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*Outgoing, error)) error
 	Range(fn func(id string, v contracts.SagaInstance) bool)
 }
 
 // EngineConfig configures an Engine.
 type EngineConfig struct {
-	Instances Instances
-	Publisher message.Publisher
+	Instances Instances         // saves each transition and sends its command
+	Publisher message.Publisher // re-sends the pending commands when Run starts
 	Codec     Codec
 	DataTopic string // names the subject of the saga data's schema; use the saga's state topic
 
@@ -285,8 +294,8 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 	return err
 }
 
-// Run re-sends every pending command at once, since the last run may have
-// stopped between persisting a transition and sending its command. Then,
+// Run re-sends every pending command at once, since the last run's last
+// writes may have landed without their commands. Then,
 // until ctx ends, it calls ResendOverdue a few times per StepTimeout.
 func (e *Engine[D]) Run(ctx context.Context) error {
 	e.resend(ctx, true)
@@ -412,27 +421,46 @@ func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) er
 }
 
 // transition changes one instance in a single Update, recording the change
-// in its history, and sends the command it leads to only after the instance
-// is saved (write-ahead). If the send fails, the timeout re-sends it.
+// in its history, and hands the command it leads to to that Update, which
+// sends it in the same produce request as the instance: one round trip per
+// transition. The two are not atomic, and need not be:
+//
+//   - if the command lands and the instance does not, the Update fails, so
+//     the reply or timeout that caused it is handled again; meanwhile the
+//     participant's reply to the new command is stale (not the pending
+//     command) and ignored, and the pending command is re-sent on its
+//     timeout, the participant answering it again from its recorded
+//     decision;
+//   - if the instance lands and the command does not, the timeout re-sends
+//     it (and Run re-sends every pending command on start);
+//   - Sarama retries the failed part of a request.
+//
+// So an instance is never acted on before it is saved (write-ahead).
 func (e *Engine[D]) transition(ctx context.Context, id string,
 	change func(v *contracts.SagaInstance, exists bool, now time.Time) (event string, err error),
 ) error {
 	var (
-		event, topic string
-		after        contracts.SagaInstance
-		msg          *message.Message
+		event string
+		after contracts.SagaInstance
+		out   *Outgoing
 	)
-	err := e.cfg.Instances.Update(ctx, id, func(v *contracts.SagaInstance, exists bool) error {
+	err := e.cfg.Instances.Update(ctx, id, func(v *contracts.SagaInstance, exists bool) (*Outgoing, error) {
 		now := e.cfg.Clock()
 		var err error
 		if event, err = change(v, exists, now); err != nil {
-			return err
+			return nil, err
 		}
 		v.History = append(v.History, contracts.SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v)})
 		// Encoding before saving means a codec failure leaves the saga untouched.
-		topic, msg, err = e.command(*v)
-		after = *v
-		return err
+		topic, msg, err := e.command(*v)
+		if err != nil {
+			return nil, err
+		}
+		after, out = *v, nil
+		if msg != nil {
+			out = &Outgoing{Topic: topic, Msg: msg}
+		}
+		return out, nil
 	})
 	if err != nil {
 		return err
@@ -443,10 +471,10 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		e.metrics.ended.WithLabelValues(after.State).Inc()
 	}
 	e.logger.Info("saga transition", "saga_id", id, "step", e.StepName(after), "state", after.State, "event", event)
-	if msg == nil {
-		return nil
+	if out != nil {
+		e.logSent(out.Topic, out.Msg)
 	}
-	return e.publish(topic, msg)
+	return nil
 }
 
 // forward makes the first step from step i on that has a command pending;
@@ -540,8 +568,12 @@ func (e *Engine[D]) publish(topic string, msg *message.Message) error {
 	if err := e.cfg.Publisher.Publish(topic, msg); err != nil {
 		return fmt.Errorf("send %s to %s: %w", msg.Metadata.Get(contracts.HeaderCommandID), topic, err)
 	}
+	e.logSent(topic, msg)
+	return nil
+}
+
+func (e *Engine[D]) logSent(topic string, msg *message.Message) {
 	e.logger.Debug("command sent", "saga_id", msg.Metadata.Get(contracts.HeaderSagaID),
 		"step", msg.Metadata.Get(contracts.HeaderStep), "topic", topic,
 		"command_id", msg.Metadata.Get(contracts.HeaderCommandID), "attempt", msg.Metadata.Get(contracts.HeaderAttempt))
-	return nil
 }

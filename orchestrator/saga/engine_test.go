@@ -109,7 +109,8 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 }
 
 func validConfig() saga.EngineConfig {
-	return saga.EngineConfig{Instances: sagatest.NewInstances(), Publisher: &sagatest.Publisher{},
+	pub := &sagatest.Publisher{}
+	return saga.EngineConfig{Instances: sagatest.NewInstances(pub), Publisher: pub,
 		Codec: sagatest.NewCodec(), DataTopic: "test.sagas"}
 }
 
@@ -218,8 +219,9 @@ func (p *checkingPublisher) Publish(topic string, msgs ...*message.Message) erro
 
 func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 	cfg := validConfig()
-	instances := sagatest.NewInstances()
-	pub := &checkingPublisher{instances: instances}
+	pub := &checkingPublisher{}
+	instances := sagatest.NewInstances(pub)
+	pub.instances = instances
 	codec := sagatest.NewCodec()
 	cfg.Instances, cfg.Publisher, cfg.Codec = instances, pub, codec
 	engine, err := saga.NewEngine(testDef(), cfg, nil)
@@ -247,25 +249,39 @@ func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 	}
 }
 
-// A command lost between the write and the send is sent by the timeout.
-func TestACommandThatFailedToSendIsSentOnTimeout(t *testing.T) {
+// A transition's command goes with its write: when the write fails, nothing
+// changes and the error is returned, so the start event or the reply is
+// redelivered and handled then.
+func TestATransitionWhoseWriteFailsChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	h.Publisher.Fail(errors.New("broker down"))
 	if err := h.Engine.Start(t.Context(), "s1", sagaData, ""); err == nil {
-		t.Fatal("start: got no error, want the publish error")
+		t.Fatal("start: got no error, want the write error")
+	}
+	if _, ok := h.Engine.Instance("s1"); ok {
+		t.Fatal("got the saga stored after a failed start, want none")
 	}
 	h.Publisher.Fail(nil)
-	h.Start("s1", sagaData) // the start event redelivered: the saga exists
-	if got := len(h.Sent()); got != 0 {
-		t.Fatalf("got %d commands sent, want 0", got)
+	h.Start("s1", sagaData) // the start event redelivered
+	cmd := h.Last()
+	before, _ := h.Engine.Instance("s1")
+
+	h.Publisher.Fail(errors.New("broker down"))
+	if err := h.Reply(cmd, reserved); err == nil {
+		t.Fatal("reply: got no error, want the write error")
 	}
-	h.Clock.Advance(10 * time.Second)
-	h.Engine.ResendOverdue(t.Context())
-	if got := len(h.Sent()); got != 1 {
-		t.Fatalf("got %d commands sent after the timeout, want 1", got)
+	if got, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(got, before) {
+		t.Fatalf("got instance %+v after a failed write, want it unchanged: %+v", got, before)
 	}
-	if got := h.Last().Msg.Metadata.Get(contracts.HeaderCommandID); got != "s1:reserve:invoke" {
-		t.Errorf("command id: got %q, want %q", got, "s1:reserve:invoke")
+	h.Publisher.Fail(nil)
+	if err := h.Reply(cmd, reserved); err != nil { // the reply redelivered
+		t.Fatalf("reply: %v", err)
+	}
+	if got := len(h.Sent()); got != 2 {
+		t.Fatalf("got %d commands sent, want 2", got)
+	}
+	if got := h.Last().Msg.Metadata.Get(contracts.HeaderCommandID); got != "s1:approve:invoke" {
+		t.Errorf("command id: got %q, want %q", got, "s1:approve:invoke")
 	}
 }
 
@@ -519,9 +535,9 @@ func TestRunResendsPendingCommandsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "overdue" started 10s ago, "waiting" just now.
-	if err := h.Instances.Update(t.Context(), "overdue", func(v *contracts.SagaInstance, _ bool) error {
+	if err := h.Instances.Update(t.Context(), "overdue", func(v *contracts.SagaInstance, _ bool) (*saga.Outgoing, error) {
 		v.Deadline = h.Clock.Now()
-		return nil
+		return nil, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -625,8 +641,8 @@ func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) {
 
 func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
 	clock := sagatest.NewClock()
-	store := &frozenRange{Instances: sagatest.NewInstances()}
 	pub := &sagatest.Publisher{}
+	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
 	cfg := validConfig()
 	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
 	engine, err := saga.NewEngine(testDef(), cfg, nil)

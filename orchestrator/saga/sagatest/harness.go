@@ -30,7 +30,8 @@ type Harness[D any] struct {
 // timing (StepTimeout, MaxAttempts, MaxBackoff); its other fields are replaced.
 func NewHarness[D any](t testing.TB, def saga.Definition[D], cfg saga.EngineConfig) *Harness[D] {
 	t.Helper()
-	h := &Harness[D]{t: t, Instances: NewInstances(), Codec: NewCodec(), Publisher: &Publisher{},
+	pub := &Publisher{}
+	h := &Harness[D]{t: t, Instances: NewInstances(pub), Codec: NewCodec(), Publisher: pub,
 		Clock: NewClock(), Metrics: prometheus.NewRegistry()}
 	cfg.Instances, cfg.Publisher, cfg.Codec, cfg.Clock = h.Instances, h.Publisher, h.Codec, h.Clock.Now
 	cfg.DataTopic, cfg.Metrics = DataTopic, h.Metrics

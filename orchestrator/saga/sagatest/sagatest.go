@@ -29,16 +29,22 @@ var (
 
 // Instances is a map-backed saga.Instances. It stores instances Avro-encoded,
 // as the Kafka-backed store does, so a value that would not survive the
-// round trip fails here too.
+// round trip fails here too. It sends the command of a write through its
+// publisher, after storing the instance; a failed send fails the write and
+// stores nothing.
 type Instances struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	pub     message.Publisher
+	updates sync.Mutex // serializes Update, which publishes outside mu
+	mu      sync.Mutex
+	m       map[string][]byte
 	// Ranges counts the calls of Range: a scan of every saga ever run.
 	Ranges atomic.Int32
 }
 
-// NewInstances returns an empty store.
-func NewInstances() *Instances { return &Instances{m: map[string][]byte{}} }
+// NewInstances returns an empty store that sends commands through pub.
+func NewInstances(pub message.Publisher) *Instances {
+	return &Instances{pub: pub, m: map[string][]byte{}}
+}
 
 // Get returns the instance with the given id.
 func (s *Instances) Get(id string) (contracts.SagaInstance, bool) {
@@ -59,20 +65,43 @@ func (s *Instances) get(id string) (contracts.SagaInstance, bool) {
 	return v, true
 }
 
-// Update runs fn under the store's lock, so calls are serialized.
-func (s *Instances) Update(_ context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) error) error {
+// Update runs fn, stores the instance and sends the command fn returned.
+// Calls are serialized; the publisher may read the instances meanwhile.
+func (s *Instances) Update(_ context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
+	s.updates.Lock()
+	defer s.updates.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	v, exists := s.get(id)
-	if err := fn(&v, exists); err != nil {
+	old := s.m[id]
+	s.mu.Unlock()
+	out, err := fn(&v, exists)
+	if err != nil {
 		return err
 	}
 	b, err := v.Marshal()
 	if err != nil {
 		return fmt.Errorf("encode saga instance %s: %w", id, err)
 	}
-	s.m[id] = b
+	s.put(id, b)
+	if out == nil {
+		return nil
+	}
+	if err := s.pub.Publish(out.Topic, out.Msg); err != nil {
+		s.put(id, old) // as if the write had failed
+		return fmt.Errorf("write saga instance %s: %w", id, err)
+	}
 	return nil
+}
+
+// put stores b under id; nil deletes id.
+func (s *Instances) put(id string, b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b == nil {
+		delete(s.m, id)
+		return
+	}
+	s.m[id] = b
 }
 
 // Range calls fn for a snapshot of the instances, outside the lock, so fn may
