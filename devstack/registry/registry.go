@@ -29,15 +29,11 @@ import (
 type Config struct {
 	Brokers []string // Kafka brokers that hold the schemas topic
 	Topic   string   // the compacted topic the state lives in; default "_schemas"
-	Addr    string   // where ListenAndServe listens; default "127.0.0.1:8081"
 }
 
 func (c *Config) setDefaults() {
 	if c.Topic == "" {
 		c.Topic = "_schemas"
-	}
-	if c.Addr == "" {
-		c.Addr = "127.0.0.1:8081"
 	}
 }
 
@@ -107,9 +103,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Registry, error
 	return r, nil
 }
 
-// Handler returns the REST API.
-func (r *Registry) Handler() http.Handler { return r.mux }
-
 // Serve serves the REST API on ln until ctx ends, then shuts down gracefully.
 func (r *Registry) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
@@ -134,15 +127,6 @@ func (r *Registry) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	<-errc
 	return nil
-}
-
-// ListenAndServe serves the REST API on Config.Addr until ctx ends.
-func (r *Registry) ListenAndServe(ctx context.Context) error {
-	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", r.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("schema registry: %w", err)
-	}
-	return r.Serve(ctx, ln)
 }
 
 // Close releases the Kafka clients. Stop Serve first.

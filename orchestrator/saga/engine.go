@@ -160,9 +160,6 @@ func NewEngine[D any](def Definition[D], cfg EngineConfig, logger *slog.Logger) 
 		deadlines: map[string]time.Time{}}, nil
 }
 
-// Def returns the saga definition the engine runs.
-func (e *Engine[D]) Def() Definition[D] { return e.def }
-
 // Instance returns the saga instance with the given id.
 func (e *Engine[D]) Instance(id string) (contracts.SagaInstance, bool) {
 	return e.cfg.Instances.Get(id)
