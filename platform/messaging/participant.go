@@ -69,18 +69,24 @@ func (c *Commands) Handler(msg *message.Message) error {
 	return nil
 }
 
-// reply builds the reply message: the body, and the command's saga headers so
-// the orchestrator can match it to the command it waits for.
+// reply encodes body as the reply to cmd on topic.
 func (c *Commands) reply(cmd *message.Message, topic string, body serde.Record) (*message.Message, error) {
 	payload, err := c.serde.Encode(topic, body)
 	if err != nil {
 		return nil, fmt.Errorf("encode reply %T: %w", body, err)
 	}
+	return NewReply(cmd, payload), nil
+}
+
+// NewReply returns the reply to cmd carrying payload: the command's saga
+// headers copied, so the orchestrator can match it to the command it waits
+// for, and keyed by saga id, so one saga's replies stay in order.
+func NewReply(cmd *message.Message, payload []byte) *message.Message {
 	reply := message.NewMessage(watermill.NewUUID(), payload)
 	for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
 		contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
 		reply.Metadata.Set(h, cmd.Metadata.Get(h))
 	}
 	reply.Metadata.Set(contracts.HeaderPartitionKey, cmd.Metadata.Get(contracts.HeaderSagaID))
-	return reply, nil
+	return reply
 }

@@ -13,12 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/hamba/avro/v2"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
 var (
@@ -251,11 +251,5 @@ func Reply(codec *Codec, cmd *message.Message, body saga.Record) (*message.Messa
 	if err != nil {
 		return nil, err
 	}
-	msg := message.NewMessage(watermill.NewUUID(), payload)
-	for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
-		contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
-		msg.Metadata.Set(h, cmd.Metadata.Get(h))
-	}
-	msg.Metadata.Set(contracts.HeaderPartitionKey, cmd.Metadata.Get(contracts.HeaderSagaID))
-	return msg, nil
+	return messaging.NewReply(cmd, payload), nil
 }
