@@ -53,3 +53,18 @@ func DecodeJSON(r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// WriteAppError answers an error of the application: 400 if it wraps
+// invalid (input that can never succeed), 404 if it wraps notFound, and 503
+// otherwise: an error the API does not know is a dependency failing, which a
+// retry may cure. Either sentinel may be nil.
+func WriteAppError(w http.ResponseWriter, err, invalid, notFound error) {
+	status := http.StatusServiceUnavailable
+	switch {
+	case invalid != nil && errors.Is(err, invalid):
+		status = http.StatusBadRequest
+	case notFound != nil && errors.Is(err, notFound):
+		status = http.StatusNotFound
+	}
+	WriteError(w, status, err.Error())
+}

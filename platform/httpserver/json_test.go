@@ -1,6 +1,8 @@
 package httpserver_test
 
 import (
+	"errors"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -68,5 +70,32 @@ func TestWriteErrorWritesAJSONBody(t *testing.T) {
 	}
 	if body["error"] != `order "o1" exists` {
 		t.Errorf("error: got %q, want %q", body["error"], `order "o1" exists`)
+	}
+}
+
+func TestWriteAppError(t *testing.T) {
+	invalid, notFound := errors.New("invalid"), errors.New("not found")
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"wraps invalid", fmt.Errorf("%w order: total", invalid), http.StatusBadRequest},
+		{"wraps not found", fmt.Errorf("order o1: %w", notFound), http.StatusNotFound},
+		{"anything else", errors.New("kafka: connection refused"), http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			httpserver.WriteAppError(rec, tt.err, invalid, notFound)
+			if rec.Code != tt.want || !strings.Contains(rec.Body.String(), `"error":"`+tt.err.Error()) {
+				t.Errorf("%v: got %d %s, want %d with the error", tt.err, rec.Code, rec.Body, tt.want)
+			}
+		})
+	}
+	rec := httptest.NewRecorder()
+	httpserver.WriteAppError(rec, notFound, nil, notFound)
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("nil invalid sentinel: got %d, want 404", rec.Code)
 	}
 }

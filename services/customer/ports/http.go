@@ -3,7 +3,6 @@
 package ports
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -43,12 +42,5 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, domain.ErrInvalid):
-		httpserver.WriteError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, domain.ErrNotFound):
-		httpserver.WriteError(w, http.StatusNotFound, err.Error())
-	default:
-		httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
-	}
+	httpserver.WriteAppError(w, err, domain.ErrInvalid, domain.ErrNotFound)
 }

@@ -3,7 +3,6 @@
 package ports
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -15,13 +14,10 @@ import (
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
 	s.Handle("GET /payments/{orderId}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := application.Queries.Payment.Handle(r.Context(), r.PathValue("orderId"))
-		switch {
-		case errors.Is(err, domain.ErrNotFound):
-			httpserver.WriteError(w, http.StatusNotFound, err.Error())
-		case err != nil:
-			httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
-		default:
-			httpserver.WriteJSON(w, http.StatusOK, p)
+		if err != nil {
+			httpserver.WriteAppError(w, err, nil, domain.ErrNotFound)
+			return
 		}
+		httpserver.WriteJSON(w, http.StatusOK, p)
 	})
 }
