@@ -1,9 +1,9 @@
 package httpserver_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
