@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -392,8 +393,14 @@ func TestAParticipantThatNeverAnswersTimesOut(t *testing.T) {
 		t.Errorf("order: got %s %q, want REJECTED TIMEOUT_AUTHORIZE_PAYMENT", o.State, o.RejectionReason)
 	}
 	s := r.awaitSagaEnd(t, id, 10*time.Second)
+	// On a loaded machine the customer service may answer after the first
+	// 200 ms deadline: reserve_credit is then re-sent, and answered, once
+	// more. Those timeouts are not the point; every one after is.
 	var events []string
 	for _, h := range s.History {
+		if h.Event == "timeout" && !slices.Contains(events, "CreditReserved") {
+			continue
+		}
 		events = append(events, h.Event)
 	}
 	want := "started CreditReserved timeout timeout timeout timeout timeout timeout CreditReleased OrderRejected"
