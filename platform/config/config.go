@@ -31,8 +31,9 @@ type Kafka struct {
 	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"10s"`
 	// FetchMinBytes and FetchMaxWait trade latency for throughput: a fetch
 	// answers once FetchMinBytes are ready or FetchMaxWait has passed. The
-	// defaults answer at once (lowest latency); docs/performance.md measures
-	// the other end.
+	// defaults answer at once (lowest latency) and cost nearly nothing when
+	// idle; a short FetchMaxWait means a fetch that often, busy or not.
+	// docs/performance.md measures both ends.
 	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1"`
 	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.

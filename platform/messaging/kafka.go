@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -106,22 +107,59 @@ func ProducerMessage(topic string, msg *message.Message) (*sarama.ProducerMessag
 	return pm, nil
 }
 
-// NewPublisher returns a Kafka publisher whose Publish returns once Kafka has
-// acknowledged every message.
-func NewPublisher(cfg config.Kafka, clientID string, logger watermill.LoggerAdapter) (*kafka.Publisher, error) {
+// Publisher publishes watermill messages to Kafka through a Sarama sync
+// producer. Publish sends all its messages in one produce call and returns
+// once Kafka has acknowledged every one.
+type Publisher struct {
+	producer sarama.SyncProducer
+	owned    bool // Close closes the producer
+	closed   atomic.Bool
+}
+
+// NewPublisher returns a publisher with a producer of its own.
+func NewPublisher(cfg config.Kafka, clientID string) (*Publisher, error) {
 	sc, err := SaramaConfig(cfg, clientID)
 	if err != nil {
 		return nil, err
 	}
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
-		Brokers:               cfg.Brokers,
-		Marshaler:             marshaler,
-		OverwriteSaramaConfig: sc,
-	}, logger)
+	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
 	if err != nil {
-		return nil, fmt.Errorf("create kafka publisher: %w", err)
+		return nil, fmt.Errorf("create kafka producer: %w", err)
 	}
-	return pub, nil
+	return &Publisher{producer: producer, owned: true}, nil
+}
+
+// PublisherOn returns a publisher that sends through producer, which stays
+// the caller's to close. A process shares one producer between its stores
+// and its publisher, so their records travel in the same produce requests.
+func PublisherOn(producer sarama.SyncProducer) *Publisher {
+	return &Publisher{producer: producer}
+}
+
+// Publish implements message.Publisher.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	if p.closed.Load() {
+		return errors.New("publisher closed")
+	}
+	records := make([]*sarama.ProducerMessage, len(msgs))
+	for i, msg := range msgs {
+		var err error
+		if records[i], err = ProducerMessage(topic, msg); err != nil {
+			return err
+		}
+	}
+	if err := p.producer.SendMessages(records); err != nil {
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Close stops the publisher, and closes its producer if it has its own.
+func (p *Publisher) Close() error {
+	if p.closed.Swap(true) || !p.owned {
+		return nil
+	}
+	return p.producer.Close()
 }
 
 // NewSubscriber returns a Kafka subscriber in the consumer group group. A

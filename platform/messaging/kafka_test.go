@@ -210,7 +210,7 @@ func TestEnsureTopicsFailsWithoutKafka(t *testing.T) {
 func TestPublisherMovesThePartitionKeyToTheRecordKey(t *testing.T) {
 	t.Parallel()
 	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicOrderEvents, Partitions: contracts.Partitions})
-	pub, err := messaging.NewPublisher(cfg, "order", wlog())
+	pub, err := messaging.NewPublisher(cfg, "order")
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}

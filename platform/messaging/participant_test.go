@@ -41,7 +41,7 @@ func startParticipant(t *testing.T) *participant {
 	p := &participant{kafka: startKafka(t, contracts.Topics()...), metrics: prometheus.NewRegistry()}
 	p.serde = newSerde(t, p.kafka, &contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.CreditReserved{})
 
-	pub, err := messaging.NewPublisher(p.kafka, "customer", wlog())
+	pub, err := messaging.NewPublisher(p.kafka, "customer")
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}

@@ -94,7 +94,7 @@ func (k *suiteKafka) pubSub(t *testing.T) (message.Publisher, message.Subscriber
 }
 
 func (k *suiteKafka) pubSubInGroup(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-	pub, err := messaging.NewPublisher(k.kafka, "suite", wlog())
+	pub, err := messaging.NewPublisher(k.kafka, "suite")
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}

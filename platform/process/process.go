@@ -1,8 +1,9 @@
 // Package process wires what every process of the system has: the schema
-// registry client and serde, the Kafka publisher and producer, the watermill
-// router with its subscriptions, the Kafka-backed stores, and the HTTP server
-// with health, readiness and metrics. A service's main builds one Process,
-// adds its stores, handlers and routes, and calls Run.
+// registry client and serde, one Kafka producer for its publisher and its
+// stores, the watermill router with its subscriptions, the Kafka-backed
+// stores, and the HTTP server with health, readiness and metrics. A
+// service's main builds one Process, adds its stores, handlers and routes,
+// and calls Run.
 package process
 
 import (
@@ -62,7 +63,8 @@ type Process struct {
 	Logger  *slog.Logger
 	Metrics *prometheus.Registry
 	Serde   *serde.Serde
-	// Publisher publishes messages (commands, replies, events) to Kafka.
+	// Publisher publishes messages (commands, replies, events) to Kafka
+	// through the producer the stores write with.
 	Publisher message.Publisher
 	Router    *message.Router
 	HTTP      *httpserver.Server
@@ -113,13 +115,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		return nil, fmt.Errorf("create producer: %w", err)
 	}
 	p.closers = append(p.closers, p.producer.Close)
-	wlog := messaging.Logger(logger)
-	publisher, err := messaging.NewPublisher(cfg.Kafka, cfg.Name, wlog)
-	if err != nil {
-		return nil, err
-	}
-	p.Publisher = publisher
-	p.closers = append(p.closers, publisher.Close)
+	p.Publisher = messaging.PublisherOn(p.producer)
 	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics}, logger); err != nil {
 		return nil, err
 	}
