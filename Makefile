@@ -19,10 +19,13 @@ test-kafka:
 	scripts/test-kafka.sh
 
 ## bench: Go benchmarks of the hot paths, then the whole system under load (SAGAS, CONCURRENCY, RATE,
-## PROFILE: see system/cmd/bench); its last line is one JSON object of the figures
+## PROFILE: see system/cmd/bench); its last line is one JSON object of the figures. Consumers are
+## tuned for throughput unless KAFKA_FETCH_MIN_BYTES/KAFKA_FETCH_MAX_WAIT say otherwise
+## (docs/performance.md has the latency-first defaults measured too)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/...
-	$(GO) run ./system/cmd/bench
+	KAFKA_FETCH_MIN_BYTES=$${KAFKA_FETCH_MIN_BYTES:-4096} KAFKA_FETCH_MAX_WAIT=$${KAFKA_FETCH_MAX_WAIT:-2ms} \
+		$(GO) run ./system/cmd/bench
 
 vet:
 	$(GO) vet work

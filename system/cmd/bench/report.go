@@ -87,8 +87,10 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 		loop = fmt.Sprintf("open loop at %g sagas/s, %d HTTP clients", cfg.Rate, cfg.Concurrency)
 	}
 	fmt.Fprintf(w, "\nkafkasaga bench: %d Create Order sagas, %s\n", s.Sagas, loop)
-	fmt.Fprintf(w, "machine: %s/%s, %d CPUs, GOMAXPROCS %d, %s; kafka: %s\n\n",
+	fmt.Fprintf(w, "machine: %s/%s, %d CPUs, GOMAXPROCS %d, %s; kafka: %s\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), t.kafkaName)
+	fmt.Fprintf(w, "consumers fetch once %d B are ready or after %s (KAFKA_FETCH_MIN_BYTES, KAFKA_FETCH_MAX_WAIT)\n\n",
+		t.kafka.FetchMinBytes, t.kafka.FetchMaxWait)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cells ...any) {
