@@ -309,3 +309,39 @@ func TestProducerMessageIsWhatThePublisherSends(t *testing.T) {
 		t.Errorf("ProducerMessage without %s: got nil error, want one", contracts.HeaderPartitionKey)
 	}
 }
+
+// A publisher on a shared producer leaves the producer to its owner: after
+// the publisher is closed, it refuses to publish, and the producer still
+// writes.
+func TestPublisherOnLeavesTheProducerOpen(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicOrderEvents, Partitions: contracts.Partitions})
+	sc, err := messaging.SaramaConfig(cfg, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
+	if err != nil {
+		t.Fatalf("NewSyncProducer: %v", err)
+	}
+	defer producer.Close()
+
+	keyed := func(uuid string) *message.Message {
+		msg := message.NewMessage(uuid, []byte("x"))
+		msg.Metadata.Set(contracts.HeaderPartitionKey, "order-1")
+		return msg
+	}
+	pub := messaging.PublisherOn(producer)
+	if err := pub.Publish(contracts.TopicOrderEvents, keyed("before")); err != nil {
+		t.Fatalf("Publish before Close: %v", err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := pub.Publish(contracts.TopicOrderEvents, keyed("after")); err == nil {
+		t.Errorf("Publish after Close: got nil error, want one")
+	}
+	if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: contracts.TopicOrderEvents, Value: sarama.StringEncoder("x")}); err != nil {
+		t.Errorf("the shared producer after the publisher's Close: %v", err)
+	}
+}
