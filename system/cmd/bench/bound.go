@@ -56,7 +56,7 @@ func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix st
 	defer deleteScratch(kafka, []string{records, requests, replies}, []string{group + "-responder", group + "-driver"}, logger)
 
 	for range boundRounds {
-		r, err := measureRecords(ctx, kafka, records, cfg.BoundRecords, logger)
+		r, err := measureRecords(ctx, kafka, records, cfg.BoundRecords)
 		if err != nil {
 			return b, fmt.Errorf("measure records/s: %w", err)
 		}
@@ -75,7 +75,7 @@ func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix st
 // one goroutine per partition, each waiting for Kafka's acknowledgement of
 // every record before the next, through one shared publisher: the way a
 // process publishes.
-func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int, logger *slog.Logger) (float64, error) {
+func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int) (float64, error) {
 	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: topic, Partitions: partitions}}); err != nil {
 		return 0, err
 	}
