@@ -145,12 +145,7 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 			Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b),
 		}}, extra...)
 	}
-	if len(msgs) == 1 {
-		_, _, err = s.cfg.Producer.SendMessage(msgs[0])
-	} else {
-		err = s.cfg.Producer.SendMessages(msgs)
-	}
-	if err != nil {
+	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
 		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	if changed {

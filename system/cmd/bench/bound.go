@@ -55,16 +55,12 @@ func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix st
 	group := "bench-" + suffix
 	defer deleteScratch(kafka, []string{records, requests, replies}, []string{group + "-responder", group + "-driver"}, logger)
 
-	for range boundRounds {
-		r, err := measureRecords(ctx, kafka, records, cfg.BoundRecords)
-		if err != nil {
-			return b, fmt.Errorf("measure records/s: %w", err)
-		}
-		b.rounds = append(b.rounds, r)
+	var err error
+	if b.rounds, err = measureRecords(ctx, kafka, records, cfg.BoundRecords); err != nil {
+		return b, fmt.Errorf("measure records/s: %w", err)
 	}
 	slices.Sort(b.rounds)
 	b.recordsPerS = b.rounds[len(b.rounds)/2]
-	var err error
 	if b.roundtripsPerS, err = measureRoundtrips(ctx, kafka, requests, replies, group, cfg.BoundRoundtrips, logger); err != nil {
 		return b, fmt.Errorf("measure roundtrips/s: %w", err)
 	}
@@ -74,19 +70,20 @@ func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix st
 // measureRecords writes n records of recordSize bytes to a fresh topic from
 // one goroutine per partition, each waiting for Kafka's acknowledgement of
 // every record before the next, through one shared publisher: the way a
-// process publishes.
-func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int) (float64, error) {
+// process publishes. It does so boundRounds times and returns the records/s
+// of each round.
+func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int) ([]float64, error) {
 	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: topic, Partitions: partitions}}); err != nil {
-		return 0, err
+		return nil, err
 	}
 	pub, err := messaging.NewPublisher(kafka, "bench-producer")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer pub.Close()
 	keys, err := partitionKeys()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	payload := make([]byte, recordSize)
 	_, _ = rand.Read(payload)
@@ -98,33 +95,37 @@ func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int
 	// Connections and metadata are not what is measured.
 	for _, key := range keys {
 		if err := publish(key); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 
-	g, ctx := errgroup.WithContext(ctx)
-	start := time.Now()
-	for p, key := range keys {
-		count := n / partitions
-		if p < n%partitions {
-			count++
-		}
-		g.Go(func() error {
-			for range count {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if err := publish(key); err != nil {
-					return err
-				}
+	rounds := make([]float64, boundRounds)
+	for r := range rounds {
+		g, gctx := errgroup.WithContext(ctx)
+		start := time.Now()
+		for p, key := range keys {
+			count := n / partitions
+			if p < n%partitions {
+				count++
 			}
-			return nil
-		})
+			g.Go(func() error {
+				for range count {
+					if err := gctx.Err(); err != nil {
+						return err
+					}
+					if err := publish(key); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		rounds[r] = float64(n) / time.Since(start).Seconds()
 	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return rounds, nil
 }
 
 // measureRoundtrips runs two processes' worth of watermill routers: a
