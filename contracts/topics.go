@@ -16,10 +16,11 @@ const (
 	TopicPaymentCommands    = "payment.commands"    // AuthorizePayment, CancelPayment, keyed by order id
 	TopicCreateOrderReplies = "createorder.replies" // every reply of the Create Order saga, keyed by saga id
 
-	TopicOrderState       = "order.state"       // compacted: OrderRecord by order id
-	TopicCustomerState    = "customer.state"    // compacted: CustomerRecord by customer id
-	TopicPaymentState     = "payment.state"     // compacted: PaymentRecord by order id
-	TopicCreateOrderSagas = "createorder.sagas" // compacted: SagaInstance by saga id
+	TopicOrderState           = "order.state"           // compacted: OrderRecord by order id
+	TopicCustomerState        = "customer.state"        // compacted: CustomerRecord by customer id
+	TopicCustomerReservations = "customer.reservations" // compacted: ReservationRecord by order id
+	TopicPaymentState         = "payment.state"         // compacted: PaymentRecord by order id
+	TopicCreateOrderSagas     = "createorder.sagas"     // compacted: SagaInstance by saga id
 
 	// TopicDeadLetter receives every message a consumer could not process
 	// (undecodable, unexpected type), with headers naming its origin and the
@@ -63,6 +64,7 @@ func Topics() []TopicSpec {
 			&PaymentAuthorized{}, &PaymentDeclined{}, &PaymentCancelled{}, &OrderApproved{}, &OrderRejected{}),
 		state(TopicOrderState, &OrderRecord{}),
 		state(TopicCustomerState, &CustomerRecord{}),
+		state(TopicCustomerReservations, &ReservationRecord{}),
 		state(TopicPaymentState, &PaymentRecord{}),
 		state(TopicCreateOrderSagas, &SagaInstance{}, &CreateOrderSagaData{}),
 		log(TopicDeadLetter), // anything, as it was consumed

@@ -194,40 +194,14 @@ func (o *CustomerNotFound) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 
-// CreditReservation is a generated struct.
-type CreditReservation struct {
-	Amount int64 `avro:"amount" json:"amount"`
-	// RESERVED, REJECTED or RELEASED.
-	Status string `avro:"status" json:"status"`
-}
-
-var schemaCreditReservation = avro.MustParse(`{"name":"kafkasaga.customer.CreditReservation","type":"record","fields":[{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED or RELEASED.","type":"string"}]}`)
-
-// Schema returns the schema for CreditReservation.
-func (o *CreditReservation) Schema() avro.Schema {
-	return schemaCreditReservation
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *CreditReservation) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *CreditReservation) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
-}
-
-// State: one customer and its credit reservations, kept in the compacted topic customer.state.
+// State: one customer, kept in the compacted topic customer.state. Its reservations are records of their own, in customer.reservations.
 type CustomerRecord struct {
 	CustomerID  string `avro:"customerId" json:"customerId"`
 	Name        string `avro:"name" json:"name"`
 	CreditLimit int64  `avro:"creditLimit" json:"creditLimit"`
-	// By order id: every order the customer was asked to reserve credit for, and what was decided.
-	Reservations map[string]CreditReservation `avro:"reservations" json:"reservations"`
 }
 
-var schemaCustomerRecord = avro.MustParse(`{"name":"kafkasaga.customer.CustomerRecord","doc":"State: one customer and its credit reservations, kept in the compacted topic customer.state.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"name","type":"string"},{"name":"creditLimit","type":"long"},{"name":"reservations","doc":"By order id: every order the customer was asked to reserve credit for, and what was decided.","type":{"type":"map","values":{"name":"kafkasaga.customer.CreditReservation","type":"record","fields":[{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED or RELEASED.","type":"string"}]}},"default":{}}]}`)
+var schemaCustomerRecord = avro.MustParse(`{"name":"kafkasaga.customer.CustomerRecord","doc":"State: one customer, kept in the compacted topic customer.state. Its reservations are records of their own, in customer.reservations.","type":"record","fields":[{"name":"customerId","type":"string"},{"name":"name","type":"string"},{"name":"creditLimit","type":"long"}]}`)
 
 // Schema returns the schema for CustomerRecord.
 func (o *CustomerRecord) Schema() avro.Schema {
@@ -483,6 +457,32 @@ func (o *ReleaseCredit) Unmarshal(b []byte) error {
 
 // Marshal encodes the receiver.
 func (o *ReleaseCredit) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// State: what was decided when a customer was asked to reserve credit for one order, kept in the compacted topic customer.reservations by order id. The customer's held credit is the sum of its RESERVED records.
+type ReservationRecord struct {
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	Amount     int64  `avro:"amount" json:"amount"`
+	// RESERVED, REJECTED or RELEASED.
+	Status string `avro:"status" json:"status"`
+}
+
+var schemaReservationRecord = avro.MustParse(`{"name":"kafkasaga.customer.ReservationRecord","doc":"State: what was decided when a customer was asked to reserve credit for one order, kept in the compacted topic customer.reservations by order id. The customer's held credit is the sum of its RESERVED records.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED or RELEASED.","type":"string"}]}`)
+
+// Schema returns the schema for ReservationRecord.
+func (o *ReservationRecord) Schema() avro.Schema {
+	return schemaReservationRecord
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *ReservationRecord) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *ReservationRecord) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 

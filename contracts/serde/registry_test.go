@@ -139,10 +139,8 @@ func sampleRecords() []serde.Record {
 	return []serde.Record{
 		&contracts.ReserveCredit{CustomerID: "c1", OrderID: "o1", Amount: 4200},
 		&contracts.ReleaseCredit{CustomerID: "c1", OrderID: "o1"},
-		&contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 10_000, Reservations: map[string]contracts.CreditReservation{
-			"o1": {Amount: 4200, Status: "RESERVED"},
-			"o2": {Amount: 100, Status: "RELEASED"},
-		}},
+		&contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 10_000},
+		&contracts.ReservationRecord{OrderID: "o1", CustomerID: "c1", Amount: 4200, Status: "RESERVED"},
 		&contracts.OrderRecord{OrderID: "o1", CustomerID: "c1", OrderTotal: 4200, State: "REJECTED", RejectionReason: "INSUFFICIENT_CREDIT", CreatedAt: at},
 		&contracts.SagaInstance{SagaID: "o1", SagaType: contracts.SagaTypeCreateOrder, State: "RUNNING", Step: 1,
 			PendingCommandID: "o1:reserve_credit", Attempt: 2, Deadline: at.Add(time.Minute), Data: []byte{0, 0, 0, 0, 7, 1, 2},

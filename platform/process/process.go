@@ -177,6 +177,11 @@ func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) 
 	return nil
 }
 
+// OnRestored runs fn at start, once the stores made before this call are
+// restored and before any message is handled: to rebuild what a service
+// derives from its stores.
+func (p *Process) OnRestored(fn func(ctx context.Context) error) { p.restores = append(p.restores, fn) }
+
 // Go runs loop beside the router and the HTTP server, after the state is
 // restored, until the process stops.
 func (p *Process) Go(loop func(ctx context.Context) error) { p.loops = append(p.loops, loop) }

@@ -119,7 +119,7 @@ func TestRunRestoresStateThenBecomesReady(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}
-	want := &contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 500, Reservations: map[string]contracts.CreditReservation{}}
+	want := &contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 500}
 	if err := customers.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error { *v = *want; return nil }); err != nil {
 		t.Fatalf("Update: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,7 +27,31 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/store"
 )
 
-type customers = store.Store[contracts.CustomerRecord]
+type customers = store.Store[account]
+
+// account is the store's test record. It has a map, so that a value the
+// store shared with its caller would show.
+type account struct {
+	CustomerID   string          `avro:"customerId"`
+	Name         string          `avro:"name"`
+	CreditLimit  int64           `avro:"creditLimit"`
+	Reservations map[string]hold `avro:"reservations"`
+}
+
+type hold struct {
+	Amount int64  `avro:"amount"`
+	Status string `avro:"status"`
+}
+
+var accountSchema = avro.MustParse(`{"type": "record", "name": "Account", "namespace": "kafkasaga.storetest", "fields": [
+	{"name": "customerId", "type": "string"},
+	{"name": "name", "type": "string"},
+	{"name": "creditLimit", "type": "long"},
+	{"name": "reservations", "type": {"type": "map", "values": {"type": "record", "name": "Hold", "fields": [
+		{"name": "amount", "type": "long"},
+		{"name": "status", "type": "string"}]}}}]}`)
+
+func (*account) Schema() avro.Schema { return accountSchema }
 
 // changelog is a compacted state topic on a fresh embedded broker, with the
 // producer a process would give its stores.
@@ -62,15 +87,15 @@ func newChangelog(t *testing.T, partitions int32) *changelog {
 // as a freshly started process has.
 func (c *changelog) newStore(t *testing.T) *customers {
 	t.Helper()
-	s, err := serde.New(srclient.NewSchemaRegistryClient(c.kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.CustomerRecord{})
+	s, err := serde.New(srclient.NewSchemaRegistryClient(c.kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &account{})
 	if err != nil {
 		t.Fatalf("serde.New: %v", err)
 	}
-	codec, err := store.AvroCodec[contracts.CustomerRecord](s, c.topic)
+	codec, err := store.AvroCodec[account](s, c.topic)
 	if err != nil {
 		t.Fatalf("AvroCodec: %v", err)
 	}
-	st, err := store.New(store.Config[contracts.CustomerRecord]{
+	st, err := store.New(store.Config[account]{
 		Topic: c.topic, Brokers: c.kafka.Brokers, Sarama: c.sarama, Producer: c.producer, Codec: codec,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -116,14 +141,14 @@ func total(counts map[int32]int64) int64 {
 	return n
 }
 
-func update(t *testing.T, s *customers, key string, fn func(v *contracts.CustomerRecord, exists bool) error) {
+func update(t *testing.T, s *customers, key string, fn func(v *account, exists bool) error) {
 	t.Helper()
 	if err := s.Update(t.Context(), key, fn); err != nil {
 		t.Fatalf("Update(%s): %v", key, err)
 	}
 }
 
-func mustGet(t *testing.T, s *customers, key string) *contracts.CustomerRecord {
+func mustGet(t *testing.T, s *customers, key string) *account {
 	t.Helper()
 	v, ok, err := s.Get(key)
 	if err != nil || !ok {
@@ -132,14 +157,14 @@ func mustGet(t *testing.T, s *customers, key string) *contracts.CustomerRecord {
 	return v
 }
 
-func customer(id string, limit int64) *contracts.CustomerRecord {
-	return &contracts.CustomerRecord{CustomerID: id, Name: "Ada " + id, CreditLimit: limit, Reservations: map[string]contracts.CreditReservation{
+func customer(id string, limit int64) *account {
+	return &account{CustomerID: id, Name: "Ada " + id, CreditLimit: limit, Reservations: map[string]hold{
 		"o1": {Amount: limit / 2, Status: "RESERVED"},
 	}}
 }
 
-func set(want *contracts.CustomerRecord) func(*contracts.CustomerRecord, bool) error {
-	return func(v *contracts.CustomerRecord, _ bool) error {
+func set(want *account) func(*account, bool) error {
+	return func(v *account, _ bool) error {
 		*v = *want
 		v.Reservations = maps.Clone(want.Reservations)
 		return nil
@@ -147,7 +172,7 @@ func set(want *contracts.CustomerRecord) func(*contracts.CustomerRecord, bool) e
 }
 
 func TestNewReportsEveryMissingSetting(t *testing.T) {
-	_, err := store.New(store.Config[contracts.CustomerRecord]{}, slog.New(slog.DiscardHandler))
+	_, err := store.New(store.Config[account]{}, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatal("New with an empty config: got nil error, want one")
 	}
@@ -174,9 +199,9 @@ func TestUpdateThenGet(t *testing.T) {
 	}
 	var sawExists []bool
 	want := customer("c1", 10_000)
-	update(t, s, "c1", func(v *contracts.CustomerRecord, exists bool) error {
+	update(t, s, "c1", func(v *account, exists bool) error {
 		sawExists = append(sawExists, exists)
-		if !reflect.DeepEqual(*v, contracts.CustomerRecord{}) {
+		if !reflect.DeepEqual(*v, account{}) {
 			t.Errorf("fn of a new key: got %+v, want a zero record", *v)
 		}
 		return set(want)(v, exists)
@@ -185,7 +210,7 @@ func TestUpdateThenGet(t *testing.T) {
 		t.Errorf("Get after Update: got %+v, want %+v", got, want)
 	}
 
-	update(t, s, "c1", func(v *contracts.CustomerRecord, exists bool) error {
+	update(t, s, "c1", func(v *account, exists bool) error {
 		sawExists = append(sawExists, exists)
 		if !reflect.DeepEqual(v, want) {
 			t.Errorf("fn of an existing key: got %+v, want %+v", v, want)
@@ -243,7 +268,7 @@ func TestRestoreReturnsTheLatestValueOfEveryKey(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
-	r.Range(func(key string, v *contracts.CustomerRecord) bool {
+	r.Range(func(key string, v *account) bool {
 		if v.CustomerID != key {
 			t.Errorf("Range: key %s holds customer %s", key, v.CustomerID)
 		}
@@ -254,7 +279,7 @@ func TestRestoreReturnsTheLatestValueOfEveryKey(t *testing.T) {
 		t.Errorf("Range visited %d keys, want %d", len(seen), keys)
 	}
 	calls := 0
-	r.Range(func(string, *contracts.CustomerRecord) bool { calls++; return false })
+	r.Range(func(string, *account) bool { calls++; return false })
 	if calls != 1 {
 		t.Errorf("Range after fn returned false: got %d calls, want 1", calls)
 	}
@@ -269,15 +294,15 @@ func TestUpdateErrorLeavesValueAndTopicUntouched(t *testing.T) {
 	before := c.records(t)
 
 	declined := errors.New("credit limit exceeded")
-	err := s.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error {
+	err := s.Update(t.Context(), "c1", func(v *account, _ bool) error {
 		v.CreditLimit = 0
-		v.Reservations["o2"] = contracts.CreditReservation{Amount: 1, Status: "RESERVED"}
+		v.Reservations["o2"] = hold{Amount: 1, Status: "RESERVED"}
 		return declined
 	})
 	if err != declined {
 		t.Errorf("Update whose fn fails: got %v, want fn's error as it is", err)
 	}
-	err = s.Update(t.Context(), "c2", func(v *contracts.CustomerRecord, _ bool) error {
+	err = s.Update(t.Context(), "c2", func(v *account, _ bool) error {
 		v.CustomerID = "c2"
 		return declined
 	})
@@ -304,13 +329,13 @@ func TestUnchangedRecordIsNotWrittenAgain(t *testing.T) {
 	update(t, s, "c1", set(want))
 	before := c.records(t)
 
-	update(t, s, "c1", func(*contracts.CustomerRecord, bool) error { return nil })
+	update(t, s, "c1", func(*account, bool) error { return nil })
 	update(t, s, "c1", set(want)) // the same content, written anew by fn
 	if after := c.records(t); !maps.Equal(after, before) {
 		t.Errorf("changelog end offsets after unchanging Updates: got %v, want %v", after, before)
 	}
 
-	update(t, s, "c1", func(v *contracts.CustomerRecord, _ bool) error { v.Name = "Grace"; return nil })
+	update(t, s, "c1", func(v *account, _ bool) error { v.Name = "Grace"; return nil })
 	if got, want := total(c.records(t)), total(before)+1; got != want {
 		t.Errorf("records after a changing Update: got %d, want %d", got, want)
 	}
@@ -326,7 +351,7 @@ func TestConcurrentUpdatesOfOneKeySerialize(t *testing.T) {
 	errs := make(chan error, writers)
 	for range writers {
 		wg.Go(func() {
-			errs <- s.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error {
+			errs <- s.Update(t.Context(), "c1", func(v *account, _ bool) error {
 				v.CustomerID = "c1"
 				v.CreditLimit++
 				return nil
@@ -357,23 +382,23 @@ func TestValuesAreNotAliased(t *testing.T) {
 	s := c.newStore(t)
 	want := customer("c1", 500)
 
-	var kept *contracts.CustomerRecord
-	update(t, s, "c1", func(v *contracts.CustomerRecord, exists bool) error {
+	var kept *account
+	update(t, s, "c1", func(v *account, exists bool) error {
 		kept = v
 		return set(want)(v, exists)
 	})
-	kept.Reservations["leak-from-fn"] = contracts.CreditReservation{Amount: 1}
+	kept.Reservations["leak-from-fn"] = hold{Amount: 1}
 
 	got := mustGet(t, s, "c1")
-	got.Reservations["o1"] = contracts.CreditReservation{Amount: 999, Status: "RELEASED"}
-	got.Reservations["leak-from-get"] = contracts.CreditReservation{Amount: 2}
+	got.Reservations["o1"] = hold{Amount: 999, Status: "RELEASED"}
+	got.Reservations["leak-from-get"] = hold{Amount: 2}
 	got.CreditLimit = 0
 
 	if again := mustGet(t, s, "c1"); !reflect.DeepEqual(again, want) {
 		t.Errorf("Get after mutating earlier results: got %+v, want %+v", again, want)
 	}
-	s.Range(func(_ string, v *contracts.CustomerRecord) bool {
-		v.Reservations["leak-from-range"] = contracts.CreditReservation{Amount: 3}
+	s.Range(func(_ string, v *account) bool {
+		v.Reservations["leak-from-range"] = hold{Amount: 3}
 		return true
 	})
 	if again := mustGet(t, s, "c1"); !reflect.DeepEqual(again, want) {
@@ -457,8 +482,8 @@ func TestUpdateAndSendWritesTheMessagesWithTheRecord(t *testing.T) {
 	}
 	s := c.newStore(t)
 	want := customer("c1", 500)
-	send := func(values ...string) func(*contracts.CustomerRecord, bool) ([]*sarama.ProducerMessage, error) {
-		return func(v *contracts.CustomerRecord, exists bool) ([]*sarama.ProducerMessage, error) {
+	send := func(values ...string) func(*account, bool) ([]*sarama.ProducerMessage, error) {
+		return func(v *account, exists bool) ([]*sarama.ProducerMessage, error) {
 			var msgs []*sarama.ProducerMessage
 			for _, value := range values {
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: extra, Key: sarama.StringEncoder("k-" + value),

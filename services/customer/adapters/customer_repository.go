@@ -1,10 +1,13 @@
 // Package adapters implements what the customer application uses: the
-// repository, on a Kafka-backed store of contracts.CustomerRecord.
+// repository, on Kafka-backed stores of contracts.CustomerRecord and
+// contracts.ReservationRecord.
 package adapters
 
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"sync"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/store"
@@ -12,64 +15,118 @@ import (
 )
 
 // CustomerRepository keeps each customer as one record of the compacted
-// topic customer.state, keyed by customer id.
+// topic customer.state, keyed by customer id, and each credit decision as
+// one record of customer.reservations, keyed by order id: a decision writes
+// one small record, however many orders the customer had. What a customer
+// holds, the sum of its RESERVED decisions, is derived: Restore rebuilds it
+// and every decision keeps it current.
 type CustomerRepository struct {
-	store *store.Store[contracts.CustomerRecord]
+	customers    *store.Store[contracts.CustomerRecord]
+	reservations *store.Store[contracts.ReservationRecord]
+	locks        [64]sync.Mutex // one decision at a time per customer (striped by id)
+
+	mu   sync.RWMutex
+	held map[string]int64 // by customer id
 }
 
 var _ domain.Repository = (*CustomerRepository)(nil)
 
-func NewCustomerRepository(s *store.Store[contracts.CustomerRecord]) *CustomerRepository {
-	return &CustomerRepository{store: s}
+func NewCustomerRepository(customers *store.Store[contracts.CustomerRecord], reservations *store.Store[contracts.ReservationRecord]) *CustomerRepository {
+	return &CustomerRepository{customers: customers, reservations: reservations, held: map[string]int64{}}
+}
+
+// Restore sums what every customer holds from the restored decisions; run
+// it after the stores' own restore, before the first command.
+func (r *CustomerRepository) Restore(context.Context) error {
+	held := map[string]int64{}
+	r.reservations.Range(func(_ string, res *contracts.ReservationRecord) bool {
+		if domain.ReservationStatus(res.Status) == domain.Reserved {
+			held[res.CustomerID] += res.Amount
+		}
+		return true
+	})
+	r.mu.Lock()
+	r.held = held
+	r.mu.Unlock()
+	return nil
 }
 
 func (r *CustomerRepository) Add(ctx context.Context, c *domain.Customer) error {
-	return r.store.Update(ctx, c.ID(), func(rec *contracts.CustomerRecord, exists bool) error {
+	return r.customers.Update(ctx, c.ID(), func(rec *contracts.CustomerRecord, exists bool) error {
 		if exists {
 			return fmt.Errorf("customer %s already exists", c.ID())
 		}
-		*rec = marshal(c)
+		*rec = contracts.CustomerRecord{CustomerID: c.ID(), Name: c.Name(), CreditLimit: c.CreditLimit()}
 		return nil
 	})
 }
 
 func (r *CustomerRepository) Get(_ context.Context, id string) (*domain.Customer, error) {
-	rec, ok, err := r.store.Get(id)
+	rec, err := r.customer(id)
+	if err != nil {
+		return nil, err
+	}
+	return domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, r.heldBy(id), nil), nil
+}
+
+func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, orderID string, fn func(c *domain.Customer) error) error {
+	lock := &r.locks[stripe(customerID)]
+	lock.Lock()
+	defer lock.Unlock()
+
+	rec, err := r.customer(customerID)
+	if err != nil {
+		return err
+	}
+	var held int64
+	err = r.reservations.Update(ctx, orderID, func(res *contracts.ReservationRecord, exists bool) error {
+		known := map[string]domain.Reservation{}
+		if exists {
+			if res.CustomerID != customerID {
+				return fmt.Errorf("%w: order %s was decided for customer %s, not %s", domain.ErrInvalid, orderID, res.CustomerID, customerID)
+			}
+			known[orderID] = domain.Reservation{Amount: res.Amount, Status: domain.ReservationStatus(res.Status)}
+		}
+		c := domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, r.heldBy(customerID), known)
+		if err := fn(c); err != nil {
+			return err
+		}
+		d, ok := c.Reservations()[orderID]
+		if !ok {
+			return fmt.Errorf("customer %s: nothing was decided on order %s", customerID, orderID)
+		}
+		*res = contracts.ReservationRecord{OrderID: orderID, CustomerID: customerID, Amount: d.Amount, Status: string(d.Status)}
+		held = c.HeldCredit()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.held[customerID] = held
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *CustomerRepository) customer(id string) (*contracts.CustomerRecord, error) {
+	rec, ok, err := r.customers.Get(id)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, fmt.Errorf("customer %s: %w", id, domain.ErrNotFound)
 	}
-	return unmarshal(rec), nil
+	return rec, nil
 }
 
-func (r *CustomerRepository) Update(ctx context.Context, id string, fn func(c *domain.Customer) error) error {
-	return r.store.Update(ctx, id, func(rec *contracts.CustomerRecord, exists bool) error {
-		if !exists {
-			return fmt.Errorf("customer %s: %w", id, domain.ErrNotFound)
-		}
-		c := unmarshal(rec)
-		if err := fn(c); err != nil {
-			return err
-		}
-		*rec = marshal(c)
-		return nil
-	})
+func (r *CustomerRepository) heldBy(id string) int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.held[id]
 }
 
-func marshal(c *domain.Customer) contracts.CustomerRecord {
-	rs := make(map[string]contracts.CreditReservation, len(c.Reservations()))
-	for order, r := range c.Reservations() {
-		rs[order] = contracts.CreditReservation{Amount: r.Amount, Status: string(r.Status)}
-	}
-	return contracts.CustomerRecord{CustomerID: c.ID(), Name: c.Name(), CreditLimit: c.CreditLimit(), Reservations: rs}
-}
-
-func unmarshal(rec *contracts.CustomerRecord) *domain.Customer {
-	rs := make(map[string]domain.Reservation, len(rec.Reservations))
-	for order, r := range rec.Reservations {
-		rs[order] = domain.Reservation{Amount: r.Amount, Status: domain.ReservationStatus(r.Status)}
-	}
-	return domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, rs)
+func stripe(id string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % 64)
 }

@@ -33,12 +33,15 @@ type Reservation struct {
 
 // Customer has a credit limit and holds part of it for orders in flight or
 // approved. Every decision is recorded by order id, so a command delivered
-// twice gets the same answer and changes nothing.
+// twice gets the same answer and changes nothing. A customer value carries
+// the total it holds and the decisions its caller loaded (those the next
+// decision is about), not its whole history.
 type Customer struct {
 	id           string
 	name         string
 	creditLimit  int64
-	reservations map[string]Reservation
+	held         int64                  // the total of its RESERVED decisions
+	reservations map[string]Reservation // by order id
 }
 
 // NewCustomer validates a new customer.
@@ -60,28 +63,25 @@ func NewCustomer(id, name string, creditLimit int64) (*Customer, error) {
 }
 
 // UnmarshalCustomer rebuilds a customer from storage; it does not validate.
-func UnmarshalCustomer(id, name string, creditLimit int64, reservations map[string]Reservation) *Customer {
+// held is the total of all its RESERVED decisions; reservations are the
+// decisions loaded with it, by order id, and must include the one on any
+// order it is next asked about.
+func UnmarshalCustomer(id, name string, creditLimit, held int64, reservations map[string]Reservation) *Customer {
 	if reservations == nil {
 		reservations = map[string]Reservation{}
 	}
-	return &Customer{id: id, name: name, creditLimit: creditLimit, reservations: reservations}
+	return &Customer{id: id, name: name, creditLimit: creditLimit, held: held, reservations: reservations}
 }
 
-func (c *Customer) ID() string                           { return c.id }
-func (c *Customer) Name() string                         { return c.name }
-func (c *Customer) CreditLimit() int64                   { return c.creditLimit }
+func (c *Customer) ID() string             { return c.id }
+func (c *Customer) Name() string           { return c.name }
+func (c *Customer) CreditLimit() int64     { return c.creditLimit }
+func (c *Customer) HeldCredit() int64      { return c.held }
+func (c *Customer) AvailableCredit() int64 { return c.creditLimit - c.held }
+
+// Reservations are the decisions loaded with the customer and those made on
+// it since, by order id.
 func (c *Customer) Reservations() map[string]Reservation { return c.reservations }
-
-// AvailableCredit is the limit less what reserved orders hold.
-func (c *Customer) AvailableCredit() int64 {
-	available := c.creditLimit
-	for _, r := range c.reservations {
-		if r.Status == Reserved {
-			available -= r.Amount
-		}
-	}
-	return available
-}
 
 // ReserveCredit holds amount for the order if the available credit covers it
 // and reports whether it did. A repeated call for the same order returns the
@@ -103,6 +103,7 @@ func (c *Customer) ReserveCredit(orderID string, amount int64) (bool, error) {
 		return false, nil
 	}
 	c.reservations[orderID] = Reservation{Amount: amount, Status: Reserved}
+	c.held += amount
 	return true, nil
 }
 
@@ -111,6 +112,9 @@ func (c *Customer) ReserveCredit(orderID string, amount int64) (bool, error) {
 // saga timed out and compensated) cannot hold credit again.
 func (c *Customer) ReleaseCredit(orderID string) {
 	r := c.reservations[orderID]
+	if r.Status == Reserved {
+		c.held -= r.Amount
+	}
 	r.Status = Released
 	c.reservations[orderID] = r
 }

@@ -2,11 +2,13 @@ package domain
 
 import "context"
 
-// Repository stores customers. Update loads the customer, lets fn change it
-// and saves the result, in one place: the rule lives in fn, the persistence
-// in the repository.
+// Repository stores customers and their credit decisions. UpdateCredit
+// loads the customer with what it holds and its decision on orderID, if
+// any, lets fn decide and saves the decision, in one place: the rule lives
+// in fn, the persistence in the repository. Decisions for one customer are
+// made one at a time.
 type Repository interface {
 	Add(ctx context.Context, c *Customer) error
 	Get(ctx context.Context, id string) (*Customer, error)
-	Update(ctx context.Context, id string, fn func(c *Customer) error) error
+	UpdateCredit(ctx context.Context, customerID, orderID string, fn func(c *Customer) error) error
 }

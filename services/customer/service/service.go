@@ -1,4 +1,4 @@
-// Package service wires the customer service: its store, application, ports
+// Package service wires the customer service: its stores, application, ports
 // and the process that runs them. main and the all-in-one system call New.
 package service
 
@@ -26,13 +26,19 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Name:     "customer",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(contracts.TopicCustomerCommands, contracts.TopicCustomerState),
+		Types:    contracts.Records(contracts.TopicCustomerCommands, contracts.TopicCustomerState, contracts.TopicCustomerReservations),
 	}, logger, func(p *process.Process) error {
 		customers, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
 		if err != nil {
 			return err
 		}
-		application := app.New(adapters.NewCustomerRepository(customers))
+		reservations, err := process.NewStore[contracts.ReservationRecord](p, contracts.TopicCustomerReservations)
+		if err != nil {
+			return err
+		}
+		repo := adapters.NewCustomerRepository(customers, reservations)
+		p.OnRestored(repo.Restore)
+		application := app.New(repo)
 
 		commands := messaging.NewCommands(p.Serde, p.Publisher)
 		ports.RegisterCommands(commands, application)

@@ -21,7 +21,7 @@ func NewReleaseCreditHandler(repo domain.Repository) ReleaseCreditHandler {
 // Handle releases the order's credit. An unknown customer holds nothing, so
 // there is nothing to release and it is not an error.
 func (h ReleaseCreditHandler) Handle(ctx context.Context, cmd ReleaseCredit) error {
-	err := h.repo.Update(ctx, cmd.CustomerID, func(c *domain.Customer) error {
+	err := h.repo.UpdateCredit(ctx, cmd.CustomerID, cmd.OrderID, func(c *domain.Customer) error {
 		c.ReleaseCredit(cmd.OrderID)
 		return nil
 	})

@@ -28,7 +28,7 @@ func NewReserveCreditHandler(repo domain.Repository) ReserveCreditHandler {
 // customer is domain.ErrNotFound.
 func (h ReserveCreditHandler) Handle(ctx context.Context, cmd ReserveCredit) (CreditDecision, error) {
 	var d CreditDecision
-	err := h.repo.Update(ctx, cmd.CustomerID, func(c *domain.Customer) error {
+	err := h.repo.UpdateCredit(ctx, cmd.CustomerID, cmd.OrderID, func(c *domain.Customer) error {
 		reserved, err := c.ReserveCredit(cmd.OrderID, cmd.Amount)
 		d = CreditDecision{Reserved: reserved, AvailableCredit: c.AvailableCredit()}
 		return err
