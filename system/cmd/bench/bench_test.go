@@ -60,6 +60,9 @@ func TestRun(t *testing.T) {
 			if got["sagas"] != 200 || got["rate"] != tt.rate {
 				t.Errorf("sagas and rate: got %v and %v, want 200 and %v", got["sagas"], got["rate"], tt.rate)
 			}
+			if !strings.Contains(out.String(), "median of 6 rounds, half before and half after the sagas") {
+				t.Errorf("table: got\n%s\nwant the bound measured in 6 rounds around the sagas", &out)
+			}
 			if !regexp.MustCompile(`correctness\s+OK`).MatchString(out.String()) {
 				t.Errorf("table: got\n%s\nwant a line saying correctness OK", &out)
 			}
@@ -103,5 +106,20 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := percentile(nil, 0.5); got != 0 {
 		t.Errorf("percentile(nil, 0.5): got %v, want 0", got)
+	}
+}
+
+func TestBoundAddRounds(t *testing.T) {
+	var b bound
+	b.addRounds([]float64{30, 10, 20})
+	if b.recordsPerS != 20 {
+		t.Errorf("median of 10, 20, 30: got %v, want 20", b.recordsPerS)
+	}
+	b.addRounds([]float64{60, 50, 40}) // the rounds after the sagas
+	if want := []float64{10, 20, 30, 40, 50, 60}; !reflect.DeepEqual(b.rounds, want) {
+		t.Errorf("rounds: got %v, want %v", b.rounds, want)
+	}
+	if b.recordsPerS != 35 {
+		t.Errorf("median of 10 to 60: got %v, want 35", b.recordsPerS)
 	}
 }

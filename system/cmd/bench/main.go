@@ -7,7 +7,7 @@
 // as the last line of its output. `make bench` runs it.
 //
 // Environment: SAGAS (default 20000), CONCURRENCY (HTTP clients, default
-// 64), RATE (sagas per second: open loop; unset: closed loop), PROFILE (a
+// 128), RATE (sagas per second: open loop; unset: closed loop), PROFILE (a
 // file for a CPU profile of the saga phase), BOUND_RECORDS and
 // BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
 // variables of `make run` (KAFKA_BROKERS, PAYMENT_LIMIT, ...).
@@ -45,8 +45,8 @@ func main() {
 // Config says what to measure and how hard to push.
 type Config struct {
 	Sagas       int     `env:"SAGAS" envDefault:"20000"`
-	Concurrency int     `env:"CONCURRENCY" envDefault:"64"` // HTTP clients posting orders
-	Rate        float64 `env:"RATE"`                        // sagas per second, open loop; 0: closed loop
+	Concurrency int     `env:"CONCURRENCY" envDefault:"128"` // HTTP clients posting orders
+	Rate        float64 `env:"RATE"`                         // sagas per second, open loop; 0: closed loop
 	// BoundRecords records are written to measure records_per_s, and
 	// BoundRoundtrips request/reply pairs exchanged for roundtrips_per_s.
 	BoundRecords    int `env:"BOUND_RECORDS" envDefault:"20000"`
@@ -121,7 +121,8 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	defer t.stop(logger)
 
 	fmt.Fprintf(progress, "bench: system ready on %s; measuring the bound\n", t.kafkaName)
-	b, err := measureBound(ctx, t.kafka, cfg, runSuffix(), logger)
+	suffix := runSuffix()
+	b, err := measureBound(ctx, t.kafka, cfg, suffix, logger)
 	if err != nil {
 		return err
 	}
@@ -130,6 +131,9 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	defer a.close()
 	ph, err := runSagas(ctx, cfg, t, a, progress)
 	if err != nil {
+		return err
+	}
+	if err := b.remeasureRecords(ctx, t.kafka, cfg, suffix, logger); err != nil {
 		return err
 	}
 	v, verr := verify(ctx, a, ph)
