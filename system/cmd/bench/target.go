@@ -24,15 +24,15 @@ type target struct {
 	paymentLimit                    int64
 	kafkaName                       string // what Kafka is, for the report
 
-	stopSystem context.CancelFunc
-	done       <-chan error // system.Run's result
-	stack      *devstack.Stack
+	cancelSystem context.CancelFunc // nil until startSystem, and again after stopSystem
+	done         <-chan error       // system.Run's result
+	stack        *devstack.Stack
 }
 
-// startTarget starts the embedded broker and registry unless the
-// environment names them, then the four processes on free HTTP ports, and
-// waits until every one is ready.
-func startTarget(ctx context.Context, cfg Config, logger *slog.Logger) (*target, error) {
+// startStack starts the embedded broker and registry unless the
+// environment names them. The processes start later (startSystem), so the
+// bound is measured with nothing but Kafka running.
+func startStack(ctx context.Context, cfg Config, logger *slog.Logger) (*target, error) {
 	t := &target{kafka: cfg.System.Kafka, kafkaName: "embedded kfake (in memory)"}
 	if !cfg.ExternalKafka || !cfg.ExternalRegistry {
 		dc := devstack.Config{KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", Logger: logger}
@@ -49,11 +49,15 @@ func startTarget(ctx context.Context, cfg Config, logger *slog.Logger) (*target,
 	if cfg.ExternalKafka {
 		t.kafkaName = "Kafka at " + strings.Join(t.kafka.Brokers, ",")
 	}
+	return t, nil
+}
 
+// startSystem starts the four processes on free HTTP ports and waits until
+// every one is ready.
+func (t *target) startSystem(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	addrs, err := freeAddrs(4)
 	if err != nil {
-		t.closeStack(logger)
-		return nil, err
+		return err
 	}
 	sys := cfg.System
 	sys.Embedded, sys.Services = false, nil
@@ -65,13 +69,13 @@ func startTarget(ctx context.Context, cfg Config, logger *slog.Logger) (*target,
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- system.Run(runCtx, sys, logger) }()
-	t.stopSystem, t.done = cancel, done
+	t.cancelSystem, t.done = cancel, done
 
 	if err := t.awaitReady(ctx, 60*time.Second); err != nil {
-		t.stop(logger)
-		return nil, err
+		t.stopSystem(logger)
+		return err
 	}
-	return t, nil
+	return nil
 }
 
 // awaitReady polls every process's /readyz until it answers 200.
@@ -117,10 +121,20 @@ func getOK(ctx context.Context, client *http.Client, url string) error {
 	return nil
 }
 
-// stop stops the processes, then the embedded stack. A slow or failed
-// shutdown is worth a warning, not a failed measurement.
+// stop stops the processes, then the embedded stack.
 func (t *target) stop(logger *slog.Logger) {
-	t.stopSystem()
+	t.stopSystem(logger)
+	t.closeStack(logger)
+}
+
+// stopSystem stops the processes, if running. A slow or failed shutdown is
+// worth a warning, not a failed measurement.
+func (t *target) stopSystem(logger *slog.Logger) {
+	if t.cancelSystem == nil {
+		return
+	}
+	t.cancelSystem()
+	t.cancelSystem = nil
 	select {
 	case err := <-t.done:
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -129,7 +143,6 @@ func (t *target) stop(logger *slog.Logger) {
 	case <-time.After(30 * time.Second):
 		logger.Warn("system did not stop within 30s")
 	}
-	t.closeStack(logger)
 }
 
 func (t *target) closeStack(logger *slog.Logger) {
