@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"reflect"
 	"regexp"
 	"strings"
@@ -121,5 +123,19 @@ func TestBoundAddRounds(t *testing.T) {
 	}
 	if b.recordsPerS != 35 {
 		t.Errorf("median of 10 to 60: got %v, want 35", b.recordsPerS)
+	}
+}
+
+// TestBoundNeedsTheSystemStopped: measured beside the running processes, the
+// bound would be lowered by their idle polling (2 ms in the throughput
+// profile), and the efficiency it divides flattered.
+func TestBoundNeedsTheSystemStopped(t *testing.T) {
+	running := &target{cancelSystem: func() {}}
+	if _, err := measureBound(t.Context(), running, Config{}, "x", slog.New(slog.DiscardHandler)); !errors.Is(err, errSystemRunning) {
+		t.Errorf("measureBound with the system running: got %v, want %v", err, errSystemRunning)
+	}
+	var b bound
+	if err := b.remeasureRecords(t.Context(), running, Config{}, "x", slog.New(slog.DiscardHandler)); !errors.Is(err, errSystemRunning) {
+		t.Errorf("remeasureRecords with the system running: got %v, want %v", err, errSystemRunning)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -48,10 +49,19 @@ type bound struct {
 	roundtripsPerS float64
 }
 
-// measureBound measures both parts of the ceiling on topics and consumer
-// groups named with the run's suffix, and deletes them afterwards.
-func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix string, logger *slog.Logger) (bound, error) {
+// errSystemRunning: the bound is the ceiling with nothing but Kafka
+// running; idle consumers polling beside it would lower it.
+var errSystemRunning = errors.New("the bound is measured with the processes stopped")
+
+// measureBound measures both parts of the ceiling on t's Kafka, on topics
+// and consumer groups named with the run's suffix, and deletes them
+// afterwards.
+func measureBound(ctx context.Context, t *target, cfg Config, suffix string, logger *slog.Logger) (bound, error) {
 	var b bound
+	if t.cancelSystem != nil {
+		return b, errSystemRunning
+	}
+	kafka := t.kafka
 	records, requests, replies := "bench."+suffix+".records", "bench."+suffix+".requests", "bench."+suffix+".replies"
 	group := "bench-" + suffix
 	defer deleteScratch(kafka, []string{records, requests, replies}, []string{group + "-responder", group + "-driver"}, logger)
@@ -69,7 +79,11 @@ func measureBound(ctx context.Context, kafka config.Kafka, cfg Config, suffix st
 
 // remeasureRecords measures records/s again, after the sagas, on a topic of
 // its own, and adds its rounds to the bound.
-func (b *bound) remeasureRecords(ctx context.Context, kafka config.Kafka, cfg Config, suffix string, logger *slog.Logger) error {
+func (b *bound) remeasureRecords(ctx context.Context, t *target, cfg Config, suffix string, logger *slog.Logger) error {
+	if t.cancelSystem != nil {
+		return errSystemRunning
+	}
+	kafka := t.kafka
 	topic := "bench." + suffix + ".records-after"
 	defer deleteScratch(kafka, []string{topic}, nil, logger)
 	rounds, err := measureRecords(ctx, kafka, topic, cfg.BoundRecords)

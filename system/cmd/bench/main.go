@@ -125,7 +125,7 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	// throughput profile) and would lower the ceiling they are held to.
 	fmt.Fprintf(progress, "bench: %s ready; measuring the bound\n", t.kafkaName)
 	suffix := runSuffix()
-	b, err := measureBound(ctx, t.kafka, cfg, suffix, logger)
+	b, err := measureBound(ctx, t, cfg, suffix, logger)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return fmt.Errorf("verify: %w", verr)
 	}
 	t.stopSystem(logger)
-	if err := b.remeasureRecords(ctx, t.kafka, cfg, suffix, logger); err != nil {
+	if err := b.remeasureRecords(ctx, t, cfg, suffix, logger); err != nil {
 		return err
 	}
 	s := summarize(cfg, b, ph)
