@@ -3,9 +3,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -43,16 +45,72 @@ type Kafka struct {
 
 // Load fills cfg, a pointer to a struct with `env` tags, from the
 // environment, applying the defaults in the tags. Variables named in ignore
-// are treated as unset, so their defaults apply.
+// are treated as unset, so their defaults apply. Lists are comma-separated;
+// spaces around an item and empty items are dropped ("a:9092, b:9092,").
+// An unparsable value is reported under its variable's name.
 func Load(cfg any, ignore ...string) error {
 	environ := env.ToMap(os.Environ())
 	for _, name := range ignore {
 		delete(environ, name)
 	}
-	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
-		return fmt.Errorf("read configuration from the environment: %w", err)
+	opts := env.Options{Environment: environ, FuncMap: map[reflect.Type]env.ParserFunc{
+		reflect.TypeFor[[]string](): func(v string) (any, error) { return splitList(v), nil },
+	}}
+	if err := env.ParseWithOptions(cfg, opts); err != nil {
+		return fmt.Errorf("read configuration from the environment: %w", nameVariables(err, reflect.TypeOf(cfg)))
 	}
 	return nil
+}
+
+func splitList(v string) []string {
+	var items []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
+
+// nameVariables rewrites env's parse errors, which name the Go field, to
+// name the variable a user set, where the field's name says which.
+func nameVariables(err error, cfg reflect.Type) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	errs := make([]error, len(agg.Errors))
+	for i, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if vars := variablesOf(cfg, pe.Name, map[string]bool{}, map[reflect.Type]bool{}); len(vars) == 1 {
+				for name := range vars {
+					e = fmt.Errorf("%s: %w", name, pe.Err)
+				}
+			}
+		}
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// variablesOf collects the variables of every field named field in t and
+// the structs it holds.
+func variablesOf(t reflect.Type, field string, vars map[string]bool, seen map[reflect.Type]bool) map[string]bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return vars
+	}
+	seen[t] = true
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); f.Name == field && name != "" {
+			vars[name] = true
+		}
+		variablesOf(f.Type, field, vars, seen)
+	}
+	return vars
 }
 
 // Logger returns a JSON or text logger at the level named by LOG_LEVEL

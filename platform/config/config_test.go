@@ -76,6 +76,18 @@ func TestLoadReadsTheEnvironment(t *testing.T) {
 	}
 }
 
+func TestLoadTrimsListItems(t *testing.T) {
+	clearKafkaEnv(t)
+	t.Setenv("KAFKA_BROKERS", " k1:9092 , k2:9093,,")
+	var got config.Kafka
+	if err := config.Load(&got); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := []string{"k1:9092", "k2:9093"}; !slices.Equal(got.Brokers, want) {
+		t.Errorf("Brokers: got %q, want %q", got.Brokers, want)
+	}
+}
+
 func TestLoadIgnoresTheNamedVariables(t *testing.T) {
 	clearKafkaEnv(t)
 	t.Setenv("KAFKA_BROKERS", "elsewhere:9092")
@@ -99,8 +111,9 @@ func TestLoadReportsUnparsableValues(t *testing.T) {
 			clearKafkaEnv(t)
 			t.Setenv(name, value)
 			var got config.Kafka
-			if err := config.Load(&got); err == nil || !strings.Contains(err.Error(), `"`+value+`"`) {
-				t.Errorf("Load with %s=%s: got %v, want an error quoting the value", name, value, err)
+			err := config.Load(&got)
+			if err == nil || !strings.Contains(err.Error(), `"`+value+`"`) || !strings.Contains(err.Error(), name+":") {
+				t.Errorf("Load with %s=%s: got %v, want an error naming the variable and quoting the value", name, value, err)
 			}
 		})
 	}
