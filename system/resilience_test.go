@@ -24,6 +24,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 	"github.com/kafkasaga/kafkasaga/system"
 )
@@ -377,6 +378,67 @@ func TestSagasSurviveBrokerFaults(t *testing.T) {
 		w.place(t, r, i)
 	}
 	w.check(t, r, 90*time.Second)
+}
+
+// TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart: the order is stored,
+// but the broker refuses its OrderCreated event, so no saga starts. The
+// order service restarts: it announces the PENDING orders it restored, and
+// the saga runs.
+func TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart(t *testing.T) {
+	r := startSystem(t, func(c *system.Config) { c.Services = []string{"customer", "payment", "orchestrator"} })
+	if r.stack.Cluster() == nil {
+		t.Skip("fault injection needs the embedded broker")
+	}
+	kafka := config.Kafka{Brokers: r.stack.Brokers(), SchemaRegistryURL: r.stack.RegistryURL(), AutoRegisterSchemas: true}
+	startOrder := func() (stop func()) {
+		p, err := order.New(order.Config{HTTPAddr: strings.TrimPrefix(r.order, "http://"), Kafka: kafka}, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		eventually(t, 60*time.Second, func() error {
+			if status, body, err := r.try(http.MethodGet, r.order+"/readyz", nil); err != nil || status != http.StatusOK {
+				return fmt.Errorf("order service not ready: %d %s %v", status, body, err)
+			}
+			return nil
+		})
+		return func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("order service did not stop within 30s")
+			}
+		}
+	}
+
+	stop := startOrder()
+	refused := r.stack.Cluster().Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Topic: contracts.TopicOrderEvents,
+		Err:   kerr.TopicAuthorizationFailed, // not retried by the producer
+		Count: -1,
+	})
+	c := r.createCustomer(t, "Ada", 100_000)
+	id := r.createOrder(t, c, 5_000)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := refused.Wait(ctx, 1); err != nil {
+		t.Fatalf("OrderCreated of %s was not refused: %v", id, err)
+	}
+	stop()
+	refused.Remove()
+	if status, _ := r.get(t, r.sagas+"/sagas/"+id); status != http.StatusNotFound {
+		t.Fatalf("saga of %s: got %d, want 404 before the restart", id, status)
+	}
+
+	stop = startOrder()
+	defer stop()
+	if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" {
+		t.Errorf("order %s after the restart: got %s %q, want APPROVED", id, o.State, o.RejectionReason)
+	}
 }
 
 // TestAParticipantThatNeverAnswersTimesOut runs without the payment service:

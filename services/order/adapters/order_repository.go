@@ -5,6 +5,9 @@ package adapters
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/store"
@@ -12,25 +15,55 @@ import (
 )
 
 // OrderRepository keeps each order as one record of the compacted topic
-// order.state, keyed by order id.
+// order.state, keyed by order id. It indexes the orders that may still be
+// PENDING, so the periodic re-announcement reads those, not every order
+// ever placed: Restore fills the index, Add adds to it, and Pending drops
+// the orders that have ended.
 type OrderRepository struct {
 	store *store.Store[contracts.OrderRecord]
+
+	mu      sync.Mutex
+	pending map[string]bool // order ids
 }
 
 var _ domain.Repository = (*OrderRepository)(nil)
 
 func NewOrderRepository(s *store.Store[contracts.OrderRecord]) *OrderRepository {
-	return &OrderRepository{store: s}
+	return &OrderRepository{store: s, pending: map[string]bool{}}
+}
+
+// Restore indexes the restored orders still PENDING; run it after the
+// store's own restore (process.OnRestored).
+func (r *OrderRepository) Restore(context.Context) error {
+	var ids []string
+	r.store.Range(func(id string, rec *contracts.OrderRecord) bool {
+		if domain.State(rec.State) == domain.Pending {
+			ids = append(ids, id)
+		}
+		return true
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		r.pending[id] = true
+	}
+	return nil
 }
 
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
-	return r.store.Update(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) error {
+	err := r.store.Update(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) error {
 		if exists {
 			return fmt.Errorf("order %s already exists", o.ID())
 		}
 		*rec = marshal(o)
 		return nil
 	})
+	if err == nil {
+		r.mu.Lock()
+		r.pending[o.ID()] = true
+		r.mu.Unlock()
+	}
+	return err
 }
 
 func (r *OrderRepository) Get(_ context.Context, id string) (*domain.Order, error) {
@@ -58,14 +91,26 @@ func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *doma
 	})
 }
 
+// Pending returns the indexed orders still PENDING and drops the others
+// from the index: an order never returns to PENDING.
 func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
+	r.mu.Lock()
+	ids := slices.Collect(maps.Keys(r.pending))
+	r.mu.Unlock()
 	var pending []*domain.Order
-	r.store.Range(func(_ string, rec *contracts.OrderRecord) bool {
-		if domain.State(rec.State) == domain.Pending {
-			pending = append(pending, unmarshal(rec))
+	for _, id := range ids {
+		rec, ok, err := r.store.Get(id)
+		if err != nil {
+			return pending, err
 		}
-		return true
-	})
+		if ok && domain.State(rec.State) == domain.Pending {
+			pending = append(pending, unmarshal(rec))
+			continue
+		}
+		r.mu.Lock()
+		delete(r.pending, id)
+		r.mu.Unlock()
+	}
 	return pending, nil
 }
 

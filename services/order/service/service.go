@@ -34,7 +34,9 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err != nil {
 			return err
 		}
-		application := app.New(adapters.NewOrderRepository(orders), adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
+		repo := adapters.NewOrderRepository(orders)
+		p.OnRestored(repo.Restore)
+		application := app.New(repo, adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
 
 		commands := messaging.NewCommands(p.Serde, p.Publisher)
 		ports.RegisterCommands(commands, application)
