@@ -62,7 +62,7 @@ func TestRun(t *testing.T) {
 			if got["sagas"] != 200 || got["rate"] != tt.rate {
 				t.Errorf("sagas and rate: got %v and %v, want 200 and %v", got["sagas"], got["rate"], tt.rate)
 			}
-			if !strings.Contains(out.String(), "median of 6 rounds, half before and half after the sagas") {
+			if !strings.Contains(out.String(), "median of 6 rounds with the processes stopped, half before and half after the sagas") {
 				t.Errorf("table: got\n%s\nwant the bound measured in 6 rounds around the sagas", &out)
 			}
 			if !regexp.MustCompile(`correctness\s+OK`).MatchString(out.String()) {

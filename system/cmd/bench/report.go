@@ -103,7 +103,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 		fmt.Fprintln(tw)
 	}
 	row("bound: records/s", fmt.Sprintf("%.0f", s.RecordsPerS),
-		fmt.Sprintf("median of %d rounds, half before and half after the sagas (%.0f to %.0f), each %d records of %d B from %d goroutines, one per partition, each waiting for acks=all",
+		fmt.Sprintf("median of %d rounds with the processes stopped, half before and half after the sagas (%.0f to %.0f), each %d records of %d B from %d goroutines, one per partition, each waiting for acks=all",
 			len(b.rounds), b.rounds[0], b.rounds[len(b.rounds)-1], cfg.BoundRecords, recordSize, partitions))
 	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
 		fmt.Sprintf("%d request -> reply through two watermill routers, %d in flight, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
