@@ -135,7 +135,7 @@ func TestBoundNeedsTheSystemStopped(t *testing.T) {
 		t.Errorf("measureBound with the system running: got %v, want %v", err, errSystemRunning)
 	}
 	var b bound
-	if err := b.remeasureRecords(t.Context(), running, Config{}, "x", slog.New(slog.DiscardHandler)); !errors.Is(err, errSystemRunning) {
-		t.Errorf("remeasureRecords with the system running: got %v, want %v", err, errSystemRunning)
+	if err := b.sampleRecords(t.Context(), running, Config{}, "x", slog.New(slog.DiscardHandler)); !errors.Is(err, errSystemRunning) {
+		t.Errorf("sampleRecords with the system running: got %v, want %v", err, errSystemRunning)
 	}
 }

@@ -58,37 +58,29 @@ var errSystemRunning = errors.New("the bound is measured with the processes stop
 // afterwards.
 func measureBound(ctx context.Context, t *target, cfg Config, suffix string, logger *slog.Logger) (bound, error) {
 	var b bound
-	if t.cancelSystem != nil {
-		return b, errSystemRunning
+	if err := b.sampleRecords(ctx, t, cfg, "bench."+suffix+".records", logger); err != nil {
+		return b, err
 	}
-	kafka := t.kafka
-	records, requests, replies := "bench."+suffix+".records", "bench."+suffix+".requests", "bench."+suffix+".replies"
-	group := "bench-" + suffix
-	defer deleteScratch(kafka, []string{records, requests, replies}, []string{group + "-responder", group + "-driver"}, logger)
-
-	rounds, err := measureRecords(ctx, kafka, records, cfg.BoundRecords)
-	if err != nil {
-		return b, fmt.Errorf("measure records/s: %w", err)
-	}
-	b.addRounds(rounds)
-	if b.roundtripsPerS, err = measureRoundtrips(ctx, kafka, requests, replies, group, cfg.BoundRoundtrips, logger); err != nil {
+	requests, replies, group := "bench."+suffix+".requests", "bench."+suffix+".replies", "bench-"+suffix
+	defer deleteScratch(t.kafka, []string{requests, replies}, []string{group + "-responder", group + "-driver"}, logger)
+	var err error
+	if b.roundtripsPerS, err = measureRoundtrips(ctx, t.kafka, requests, replies, group, cfg.BoundRoundtrips, logger); err != nil {
 		return b, fmt.Errorf("measure roundtrips/s: %w", err)
 	}
 	return b, nil
 }
 
-// remeasureRecords measures records/s again, after the sagas, on a topic of
-// its own, and adds its rounds to the bound.
-func (b *bound) remeasureRecords(ctx context.Context, t *target, cfg Config, suffix string, logger *slog.Logger) error {
+// sampleRecords measures records/s on a topic of its own, which it deletes
+// afterwards, and adds its rounds to the bound: before the sagas, and again
+// after them.
+func (b *bound) sampleRecords(ctx context.Context, t *target, cfg Config, topic string, logger *slog.Logger) error {
 	if t.cancelSystem != nil {
 		return errSystemRunning
 	}
-	kafka := t.kafka
-	topic := "bench." + suffix + ".records-after"
-	defer deleteScratch(kafka, []string{topic}, nil, logger)
-	rounds, err := measureRecords(ctx, kafka, topic, cfg.BoundRecords)
+	defer deleteScratch(t.kafka, []string{topic}, nil, logger)
+	rounds, err := measureRecords(ctx, t.kafka, topic, cfg.BoundRecords)
 	if err != nil {
-		return fmt.Errorf("measure records/s after the sagas: %w", err)
+		return fmt.Errorf("measure records/s: %w", err)
 	}
 	b.addRounds(rounds)
 	return nil

@@ -144,7 +144,7 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return fmt.Errorf("verify: %w", verr)
 	}
 	t.stopSystem(logger)
-	if err := b.remeasureRecords(ctx, t, cfg, suffix, logger); err != nil {
+	if err := b.sampleRecords(ctx, t, cfg, "bench."+suffix+".records-after", logger); err != nil {
 		return err
 	}
 	s := summarize(cfg, b, ph)
