@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,10 +84,10 @@ func nameVariables(err error, cfg reflect.Type) error {
 	for i, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
-			if vars := variablesOf(cfg, pe.Name, map[string]bool{}, map[reflect.Type]bool{}); len(vars) == 1 {
-				for name := range vars {
-					e = fmt.Errorf("%s: %w", name, pe.Err)
-				}
+			vars := variablesOf(cfg, pe.Name, map[reflect.Type]bool{})
+			slices.Sort(vars)
+			if vars = slices.Compact(vars); len(vars) == 1 {
+				e = fmt.Errorf("%s: %w", vars[0], pe.Err)
 			}
 		}
 		errs[i] = e
@@ -94,23 +95,24 @@ func nameVariables(err error, cfg reflect.Type) error {
 	return errors.Join(errs...)
 }
 
-// variablesOf collects the variables of every field named field in t and
-// the structs it holds.
-func variablesOf(t reflect.Type, field string, vars map[string]bool, seen map[reflect.Type]bool) map[string]bool {
+// variablesOf lists the variable of every field named field in t and the
+// structs it holds.
+func variablesOf(t reflect.Type, field string, seen map[reflect.Type]bool) []string {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct || seen[t] {
-		return vars
+		return nil
 	}
 	seen[t] = true
+	var names []string
 	for f := range t.Fields() {
 		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); f.Name == field && name != "" {
-			vars[name] = true
+			names = append(names, name)
 		}
-		variablesOf(f.Type, field, vars, seen)
+		names = append(names, variablesOf(f.Type, field, seen)...)
 	}
-	return vars
+	return names
 }
 
 // Logger returns a JSON or text logger at the level named by LOG_LEVEL
