@@ -75,17 +75,22 @@ func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running
 				t.Fatalf("system stopped while starting: %v", err)
 			default:
 			}
-			status, body, err := r.try(http.MethodGet, base+"/readyz", nil)
-			if err != nil {
-				return err
-			}
-			if status != http.StatusOK {
-				return fmt.Errorf("%s/readyz: %d %s", base, status, body)
-			}
-			return nil
+			return r.ready(base)
 		})
 	}
 	return r
+}
+
+// ready says whether the process at base answers /readyz with 200.
+func (r *running) ready(base string) error {
+	status, body, err := r.try(http.MethodGet, base+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("%s/readyz: %d %s", base, status, body)
+	}
+	return nil
 }
 
 // quietLogger logs warnings and errors only, to stderr, which go test shows

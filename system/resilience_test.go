@@ -398,12 +398,7 @@ func TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
-		eventually(t, 60*time.Second, func() error {
-			if status, body, err := r.try(http.MethodGet, r.order+"/readyz", nil); err != nil || status != http.StatusOK {
-				return fmt.Errorf("order service not ready: %d %s %v", status, body, err)
-			}
-			return nil
-		})
+		eventually(t, 60*time.Second, func() error { return r.ready(r.order) })
 		return func() {
 			cancel()
 			select {
@@ -534,13 +529,7 @@ func TestDependenciesDownAndBack(t *testing.T) {
 	}
 	t.Cleanup(func() { stack.Close() })
 	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
-		eventually(t, 60*time.Second, func() error {
-			status, body, err := r.try(http.MethodGet, base+"/readyz", nil)
-			if err != nil || status != http.StatusOK {
-				return fmt.Errorf("%s/readyz after the outage: %d %s %v", base, status, body, err)
-			}
-			return nil
-		})
+		eventually(t, 60*time.Second, func() error { return r.ready(base) })
 	}
 	second := r.createOrder(t, c, 2_000)
 	if o := r.awaitOrderEnd(t, second, 60*time.Second); o.State != "APPROVED" {
