@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	done := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
+	done, _ := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
 	r := &running{stack: stack, order: "http://" + addrs[0], customer: "http://" + addrs[1],
 		payment: "http://" + addrs[2], sagas: "http://" + addrs[3], client: &http.Client{Timeout: 10 * time.Second}}
 	for name, base := range map[string]string{"order": r.order, "customer": r.customer, "payment": r.payment, "orchestrator": r.sagas} {
@@ -99,17 +100,18 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// runInBackground runs fn until the test ends, then cancels its context and
-// waits for it to return. The channel reports an early return.
-func runInBackground(t *testing.T, fn func(ctx context.Context) error) <-chan error {
+// runInBackground runs fn until stop is called or the test ends: stop
+// cancels its context and waits for it to return. done reports an early
+// return.
+func runInBackground(t *testing.T, fn func(ctx context.Context) error) (done <-chan error, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	t.Cleanup(func() {
+	ch := make(chan error, 1)
+	go func() { ch <- fn(ctx) }()
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
-		case err := <-done:
+		case err := <-ch:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("stopped with: %v", err)
 			}
@@ -117,7 +119,8 @@ func runInBackground(t *testing.T, fn func(ctx context.Context) error) <-chan er
 			t.Error("did not stop within 30s of its context ending")
 		}
 	})
-	return done
+	t.Cleanup(stop)
+	return ch, stop
 }
 
 // metric sums the samples of a Prometheus counter on base's /metrics.

@@ -395,18 +395,9 @@ func TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
+		_, stop = runInBackground(t, p.Run)
 		eventually(t, 60*time.Second, func() error { return r.ready(r.order) })
-		return func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("order service did not stop within 30s")
-			}
-		}
+		return stop
 	}
 
 	stop := startOrder()
