@@ -98,18 +98,22 @@ func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
 	ids := slices.Collect(maps.Keys(r.pending))
 	r.mu.Unlock()
 	var pending []*domain.Order
+	var ended []string
 	for _, id := range ids {
 		rec, ok, err := r.store.Get(id)
 		if err != nil {
-			return pending, err
+			return nil, err
 		}
 		if ok && domain.State(rec.State) == domain.Pending {
 			pending = append(pending, unmarshal(rec))
-			continue
+		} else {
+			ended = append(ended, id)
 		}
-		r.mu.Lock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ended {
 		delete(r.pending, id)
-		r.mu.Unlock()
 	}
 	return pending, nil
 }
