@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	metrics "github.com/rcrowley/go-metrics"
@@ -160,27 +159,6 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	return p.producer.Close()
-}
-
-// NewSubscriber returns a Kafka subscriber in the consumer group group. A
-// message's offset is committed once its handler has acknowledged it.
-func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapter) (*kafka.Subscriber, error) {
-	sc, err := SaramaConfig(cfg, group)
-	if err != nil {
-		return nil, err
-	}
-	sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{
-		Brokers:               cfg.Brokers,
-		Unmarshaler:           marshaler,
-		OverwriteSaramaConfig: sc,
-		ConsumerGroup:         group,
-		NackResendSleep:       100 * time.Millisecond,
-		ReconnectRetrySleep:   time.Second,
-	}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("create kafka subscriber: %w", err)
-	}
-	return sub, nil
 }
 
 // EnsureTopics creates the topics that do not exist yet, with their partition

@@ -1,13 +1,13 @@
 package messaging_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"regexp"
 	"sync"
 	"testing"
 
-	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
@@ -28,20 +28,20 @@ func TestPubSub(t *testing.T) {
 	tests.TestPubSub(t, tests.Features{
 		ConsumerGroups:      true,
 		ExactlyOnceDelivery: false,
-		GuaranteedOrder:     false, // keys spread the suite's messages over 8 partitions
+		GuaranteedOrder:     false, // keys spread the suite's messages over the partitions
 		Persistent:          true,
 		ForceShort:          true, // hundreds of messages, not thousands: enough to show a broken client
 	}, k.pubSub, k.pubSubInGroup)
 }
 
-// The ordering tests of the suite, on one-partition topics: Kafka keeps the
-// order of a partition, with one consumer of the group at a time.
+// The ordering tests of the suite, with every message under one key: the
+// order Kafka and our Subscriber keep is that of a key.
 func TestPubSubOrdered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the universal Pub/Sub suite takes several seconds")
 	}
 	t.Parallel()
-	k := &suiteKafka{kafka: startKafka(t), partitions: 1, created: map[string]bool{}}
+	k := &suiteKafka{kafka: startKafka(t), partitions: contracts.Partitions, key: "one key", created: map[string]bool{}}
 	features := tests.Features{
 		ConsumerGroups:                      true,
 		GuaranteedOrder:                     true,
@@ -67,6 +67,7 @@ func TestPubSubOrdered(t *testing.T) {
 type suiteKafka struct {
 	kafka      config.Kafka
 	partitions int32
+	key        string // of every message; empty: each message's UUID
 
 	mu      sync.Mutex
 	created map[string]bool
@@ -98,7 +99,7 @@ func (k *suiteKafka) pubSubInGroup(t *testing.T, group string) (message.Publishe
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}
-	sub := &groupSubscriber{kafka: k, group: group, byTopic: map[string]*kafka.Subscriber{}}
+	sub := &groupSubscriber{kafka: k, group: group, byTopic: map[string]*messaging.Subscriber{}}
 	// The suite leaves some subscribers open; they must not outlive the broker.
 	t.Cleanup(func() {
 		_ = pub.Close()
@@ -107,7 +108,7 @@ func (k *suiteKafka) pubSubInGroup(t *testing.T, group string) (message.Publishe
 	return keyingPublisher{pub, k}, sub
 }
 
-// keyingPublisher keys each message by its UUID.
+// keyingPublisher keys each message by its UUID, or all by the suite's key.
 type keyingPublisher struct {
 	message.Publisher
 	kafka *suiteKafka
@@ -121,7 +122,7 @@ func (p keyingPublisher) Publish(topic string, msgs ...*message.Message) error {
 	for i, m := range msgs {
 		keyed[i] = m.Copy() // the suite keeps and compares the messages it publishes
 		keyed[i].SetContext(m.Context())
-		keyed[i].Metadata.Set(contracts.HeaderPartitionKey, m.UUID)
+		keyed[i].Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(p.kafka.key, m.UUID))
 	}
 	return p.Publisher.Publish(topic, keyed...)
 }
@@ -136,7 +137,7 @@ type groupSubscriber struct {
 	group string
 
 	mu      sync.Mutex
-	byTopic map[string]*kafka.Subscriber
+	byTopic map[string]*messaging.Subscriber
 }
 
 func (s *groupSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {

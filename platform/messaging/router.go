@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -116,15 +115,13 @@ func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *s
 			dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
 			dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
 			dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
-			if p, ok := kafka.MessagePartitionFromCtx(ctx); ok {
-				dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(p)))
-			}
-			if o, ok := kafka.MessagePartitionOffsetFromCtx(ctx); ok {
-				dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(o, 10))
+			record, ok := RecordFromCtx(ctx)
+			if ok {
+				dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
+				dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
 			}
 			if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
-				key, _ := kafka.MessageKeyFromCtx(ctx)
-				dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(key), topic))
+				dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
 			}
 			if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
 				// Not acked: the message comes back and is tried again.

@@ -1,0 +1,279 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/kafkasaga/kafkasaga/platform/config"
+)
+
+// MaxInFlight bounds the messages of one partition that a Subscriber has
+// handed out and that are not acknowledged yet.
+const MaxInFlight = 64
+
+// Subscriber is a watermill subscriber on a Kafka consumer group that keeps
+// Kafka's order per key, not per partition: the messages of one partition
+// are handed out as they arrive, up to MaxInFlight at a time, and a message
+// waits only for the earlier messages of its own key. A handler waiting for
+// a write then no longer holds up the rest of its partition, and the
+// replies of many handlers travel in one produce request.
+//
+// A partition's offset is committed up to its first message not yet
+// acknowledged, so a crash redelivers what was in flight (at least once, as
+// with one message at a time). A nacked message is handed out again after
+// a pause, and keeps the later messages of its key waiting.
+//
+// watermill-kafka's own subscriber hands out one message per partition and
+// waits for its ack; this one differs only there. It reads records with
+// the same marshaler and sets the same message context (see Record).
+type Subscriber struct {
+	brokers []string
+	group   string
+	sarama  *sarama.Config
+	logger  watermill.LoggerAdapter
+
+	nackResendSleep     time.Duration
+	reconnectRetrySleep time.Duration
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewSubscriber returns a subscriber in the consumer group group.
+func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapter) (*Subscriber, error) {
+	sc, err := SaramaConfig(cfg, group)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Subscriber{
+		brokers: cfg.Brokers, group: group, sarama: sc, logger: logger,
+		nackResendSleep: 100 * time.Millisecond, reconnectRetrySleep: time.Second,
+		ctx: ctx, cancel: cancel,
+	}, nil
+}
+
+// Subscribe implements message.Subscriber. The channel closes when ctx ends
+// or the subscriber is closed.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if s.ctx.Err() != nil {
+		return nil, errors.New("subscriber closed")
+	}
+	group, err := sarama.NewConsumerGroup(s.brokers, s.group, s.sarama)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer group %s: %w", s.group, err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	context.AfterFunc(s.ctx, stop)
+	out := make(chan *message.Message)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		defer stop()
+		s.consume(ctx, group, topic, out)
+	}()
+	return out, nil
+}
+
+// consume runs the group's sessions until ctx ends, reconnecting after an
+// error with a new consumer group client.
+func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, topic string, out chan<- *message.Message) {
+	fields := watermill.LogFields{"topic": topic, "consumer_group": s.group}
+	for {
+		go func() {
+			for err := range group.Errors() {
+				s.logger.Error("Kafka consumer error", err, fields)
+			}
+		}()
+		handler := claimHandler{sub: s, out: out}
+		var err error
+		for err == nil && ctx.Err() == nil {
+			err = group.Consume(ctx, []string{topic}, handler) // returns at every rebalance
+		}
+		if cerr := group.Close(); cerr != nil {
+			s.logger.Error("Closing the consumer group failed", cerr, fields)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.logger.Error("Consuming failed, reconnecting", err, fields)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.reconnectRetrySleep):
+			}
+			if group, err = sarama.NewConsumerGroup(s.brokers, s.group, s.sarama); err == nil {
+				break
+			}
+			s.logger.Error("Reconnecting failed", err, fields)
+		}
+	}
+}
+
+// Close stops every subscription and waits for them to end.
+func (s *Subscriber) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// claimHandler hands out the messages of the partitions a session claims.
+type claimHandler struct {
+	sub *Subscriber
+	out chan<- *message.Message
+}
+
+func (claimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (claimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// inFlight is a message handed out and not yet through.
+type inFlight struct {
+	record  *sarama.ConsumerMessage
+	through chan struct{} // closed when it is done with, acked or not
+	acked   bool          // set before through is closed
+	err     error         // it could not be read as a watermill message
+}
+
+// ConsumeClaim hands out the claim's messages in one goroutine each, a
+// message once the one before it of the same key is through, and marks the
+// partition's offset past every message acked in a row from the oldest.
+func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	var (
+		pending  []*inFlight                         // not yet marked, in offset order
+		last     = map[string]*inFlight{}            // the latest message of each key in flight
+		running  int                                 // goroutines not yet finished
+		finished = make(chan *inFlight, MaxInFlight) // a slot each, so a sender never blocks
+	)
+	defer func() { // no goroutine outlives its claim
+		for ; running > 0; running-- {
+			<-finished
+		}
+	}()
+	for {
+		in := claim.Messages()
+		if len(pending) >= MaxInFlight {
+			in = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case record, ok := <-in:
+			if !ok {
+				return nil
+			}
+			m := &inFlight{record: record, through: make(chan struct{})}
+			var after <-chan struct{}
+			if prev, ok := last[string(record.Key)]; ok {
+				after = prev.through
+			}
+			last[string(record.Key)] = m
+			pending = append(pending, m)
+			running++
+			go func() {
+				h.deliver(ctx, m, after)
+				close(m.through)
+				finished <- m
+			}()
+		case m := <-finished:
+			running--
+			if m.err != nil {
+				return m.err // reconnects; the message is read again
+			}
+			if !m.acked {
+				return nil // the session ended
+			}
+			if last[string(m.record.Key)] == m {
+				delete(last, string(m.record.Key))
+			}
+			next := int64(-1)
+			for len(pending) > 0 && isClosed(pending[0].through) && pending[0].acked {
+				next, pending = pending[0].record.Offset+1, pending[1:]
+			}
+			if next >= 0 {
+				sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
+			}
+		}
+	}
+}
+
+// deliver hands m out once after is closed, again after every nack, until
+// it is acked or ctx ends.
+func (h claimHandler) deliver(ctx context.Context, m *inFlight, after <-chan struct{}) {
+	if after != nil {
+		select {
+		case <-after:
+		case <-ctx.Done():
+			return
+		}
+	}
+	msg, err := marshaler.Unmarshal(m.record)
+	if err != nil {
+		m.err = fmt.Errorf("read message at %s/%d/%d: %w", m.record.Topic, m.record.Partition, m.record.Offset, err)
+		return
+	}
+	msgCtx, cancel := context.WithCancel(withRecord(ctx, m.record))
+	defer cancel() // a message's context ends when it is through, as watermill expects
+	for {
+		msg.SetContext(msgCtx)
+		select {
+		case h.out <- msg:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-msg.Acked():
+			m.acked = true
+			return
+		case <-msg.Nacked():
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-time.After(h.sub.nackResendSleep):
+		case <-ctx.Done():
+			return
+		}
+		msg = msg.Copy() // a message is acked or nacked once
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+type recordKey struct{}
+
+// Record is where a consumed message was read: a Subscriber puts it in the
+// message's context.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+}
+
+// RecordFromCtx returns the record a consumed message was read from.
+func RecordFromCtx(ctx context.Context) (Record, bool) {
+	r, ok := ctx.Value(recordKey{}).(Record)
+	return r, ok
+}
+
+func withRecord(ctx context.Context, m *sarama.ConsumerMessage) context.Context {
+	return context.WithValue(ctx, recordKey{}, Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key})
+}
