@@ -158,8 +158,8 @@ func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int
 // measureRoundtrips runs two processes' worth of watermill routers: a
 // responder that answers every request on the reply topic, as a participant
 // answers a command, and a driver that consumes the replies. inFlight
-// clients each send a request and wait for its reply, n in all, keyed
-// across every partition.
+// clients each send a request and wait for its reply, n in all, each
+// client under a key of its own, as each saga is.
 func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replies, group string, n int, logger *slog.Logger) (float64, error) {
 	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: requests, Partitions: partitions}, {Name: replies, Partitions: partitions}}); err != nil {
 		return 0, err
@@ -249,7 +249,7 @@ func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replie
 	g, gctx := errgroup.WithContext(ctx)
 	start := time.Now()
 	for c := range inFlight {
-		key := keys[c%partitions]
+		key := "client-" + strconv.Itoa(c)
 		g.Go(func() error {
 			for next.Add(1) <= int64(n) {
 				if err := exchange(gctx, key, 30*time.Second); err != nil {
