@@ -33,7 +33,7 @@ func TestRun(t *testing.T) {
 				t.Fatalf("loadConfig: %v", err)
 			}
 			cfg.ExternalKafka, cfg.ExternalRegistry = false, false
-			cfg.Sagas, cfg.Concurrency, cfg.Rate, cfg.Profile = 200, 16, tt.rate, ""
+			cfg.Sagas, cfg.Warmup, cfg.Concurrency, cfg.Rate, cfg.Profile = 200, 50, 16, tt.rate, ""
 			cfg.BoundRecords, cfg.BoundRoundtrips = 2000, 1000
 			var out bytes.Buffer
 			if err := run(t.Context(), cfg, &out, io.Discard); err != nil {
@@ -60,7 +60,10 @@ func TestRun(t *testing.T) {
 				t.Errorf("JSON keys: got %d (%s), want %d", len(got), last, len(want))
 			}
 			if got["sagas"] != 200 || got["rate"] != tt.rate {
-				t.Errorf("sagas and rate: got %v and %v, want 200 and %v", got["sagas"], got["rate"], tt.rate)
+				t.Errorf("sagas and rate: got %v and %v, want 200 (the warm-up left out) and %v", got["sagas"], got["rate"], tt.rate)
+			}
+			if !regexp.MustCompile(`outcomes\s+250\s`).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant the outcomes of all 250 sagas verified, warm-up included", &out)
 			}
 			if !strings.Contains(out.String(), "median of 6 rounds with the processes stopped, half before and half after the sagas") {
 				t.Errorf("table: got\n%s\nwant the bound measured in 6 rounds around the sagas", &out)

@@ -6,7 +6,8 @@
 // that the credit invariant holds, and prints a table, then one JSON object
 // as the last line of its output. `make bench` runs it.
 //
-// Environment: SAGAS (default 20000), CONCURRENCY (HTTP clients, default
+// Environment: SAGAS (default 20000), WARMUP (sagas run first and left out
+// of the figures, default 1000), CONCURRENCY (HTTP clients, default
 // 128), RATE (sagas per second: open loop; unset: closed loop), PROFILE (a
 // file for a CPU profile of the saga phase), BOUND_RECORDS and
 // BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
@@ -44,7 +45,10 @@ func main() {
 
 // Config says what to measure and how hard to push.
 type Config struct {
-	Sagas       int     `env:"SAGAS" envDefault:"20000"`
+	Sagas int `env:"SAGAS" envDefault:"20000"`
+	// Warmup sagas run first, the same way, and are verified but not
+	// measured.
+	Warmup      int     `env:"WARMUP" envDefault:"1000"`
 	Concurrency int     `env:"CONCURRENCY" envDefault:"128"` // HTTP clients posting orders
 	Rate        float64 `env:"RATE"`                         // sagas per second, open loop; 0: closed loop
 	// BoundRecords records are written to measure records_per_s, and
@@ -89,6 +93,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Sagas < 1 {
 		errs = append(errs, fmt.Errorf("SAGAS is %d, want at least 1", c.Sagas))
+	}
+	if c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("WARMUP is %d, want 0 or more", c.Warmup))
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("CONCURRENCY is %d, want at least 1", c.Concurrency))

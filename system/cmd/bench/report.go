@@ -32,21 +32,21 @@ type summary struct {
 }
 
 func summarize(cfg Config, b bound, ph *sagaPhase) summary {
-	lat := latencies(ph.runs)
+	lat := latencies(ph.measured())
 	var records int64
 	for _, n := range ph.written {
 		records += n
 	}
 	s := summary{
-		Sagas:          len(ph.runs),
-		SagasPerS:      round(float64(len(ph.runs))/ph.elapsed.Seconds(), 1),
+		Sagas:          len(ph.measured()),
+		SagasPerS:      round(float64(len(ph.measured()))/ph.elapsed.Seconds(), 1),
 		P50Ms:          ms(percentile(lat, 0.50)),
 		P95Ms:          ms(percentile(lat, 0.95)),
 		P99Ms:          ms(percentile(lat, 0.99)),
 		MaxMs:          ms(percentile(lat, 1)),
 		RoundtripsPerS: round(b.roundtripsPerS, 1),
 		RecordsPerS:    round(b.recordsPerS, 1),
-		RecordsPerSaga: round(float64(records)/float64(len(ph.runs)), 3),
+		RecordsPerSaga: round(float64(records)/float64(len(ph.measured())), 3),
 		Rate:           cfg.Rate,
 	}
 	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
@@ -108,7 +108,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
 		fmt.Sprintf("%d request -> reply through two watermill routers, %d in flight, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
 	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
-		fmt.Sprintf("%d sagas ended %.1f s after the first POST; all posted after %.1f s", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds()))
+		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {
 		row("posted/s", fmt.Sprintf("%.1f", float64(s.Sagas)/ph.posting.Seconds()), fmt.Sprintf("target %g", cfg.Rate))
 	}
@@ -117,7 +117,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 	for o, n := range v.outcomes {
 		outcomes = append(outcomes, fmt.Sprintf("%s %d", outcome(o), n))
 	}
-	row("outcomes", s.Sagas, strings.Join(outcomes, ", "))
+	row("outcomes", len(ph.runs), strings.Join(outcomes, ", ")+" (warm-up included)")
 	row("re-sent commands", v.timeouts, "after a step timeout")
 	row("records/saga", fmt.Sprintf("%.2f", s.RecordsPerSaga), perTopic(ph.written, s.Sagas))
 	row("efficiency", fmt.Sprintf("%.3f", s.Efficiency), "sagas/s x records/saga / bound records/s")

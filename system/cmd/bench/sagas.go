@@ -11,23 +11,31 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 )
 
 // sagaPhase is what the saga phase did and measured.
 type sagaPhase struct {
-	rich, poor []string // customer ids
-	plans      []orderPlan
-	runs       []sagaRun // by order index, every one ended
+	rich, poor []string    // customer ids
+	plans      []orderPlan // the warm-up's first, then the measured ones
+	runs       []sagaRun   // by order index, every one ended
+	warmup     int         // runs[:warmup] warmed the system up and are not measured
 	posting    time.Duration
-	elapsed    time.Duration    // from the first order posted to the last saga ended
-	written    map[string]int64 // records written per topic
+	elapsed    time.Duration    // from the first measured order posted to the last saga ended
+	written    map[string]int64 // records written per topic by the measured sagas
 }
 
-// runSagas creates the customers, then posts cfg.Sagas orders and waits
-// until every saga has ended, watching the saga topic.
+// measured returns the runs the figures are made of.
+func (ph *sagaPhase) measured() []sagaRun { return ph.runs[ph.warmup:] }
+
+// runSagas creates the customers, then runs cfg.Warmup sagas the same way
+// as the measured ones but outside the figures (the first sagas after a
+// start meet cold caches, fresh connections and consumers still settling),
+// then posts cfg.Sagas orders and waits until every saga has ended,
+// watching the saga topic.
 func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Writer) (*sagaPhase, error) {
-	ph := &sagaPhase{}
+	ph := &sagaPhase{warmup: cfg.Warmup}
 	for i := range richCustomers {
 		id, err := a.createCustomer(ctx, "rich-"+strconv.Itoa(i), richCredit)
 		if err != nil {
@@ -42,44 +50,51 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 		}
 		ph.poor = append(ph.poor, id)
 	}
-	ph.plans = planOrders(cfg.Sagas, ph.rich, ph.poor, t.paymentLimit)
+	ph.plans = planOrders(cfg.Warmup+cfg.Sagas, ph.rich, ph.poor, t.paymentLimit)
 
 	adm, err := newAdmin(t.kafka)
 	if err != nil {
 		return nil, err
 	}
 	defer adm.Close()
-	// The customers are written: every record from here on is the sagas'.
-	before, err := endOffsets(ctx, adm, systemTopics())
-	if err != nil {
-		return nil, err
-	}
 
-	bar := progressbar.NewOptions(cfg.Sagas, progressbar.OptionSetWriter(progress),
+	bar := progressbar.NewOptions(len(ph.plans), progressbar.OptionSetWriter(progress),
 		progressbar.OptionSetDescription("sagas"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("sagas"), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(progress) }))
-	tr := newTracker(cfg.Sagas, func() { _ = bar.Add(1) })
+	tr := newTracker(len(ph.plans), func() { _ = bar.Add(1) })
 
-	if cfg.Profile != "" {
-		f, err := os.Create(cfg.Profile)
-		if err != nil {
-			return nil, fmt.Errorf("PROFILE: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, fmt.Errorf("start the CPU profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	// The customers are written: every record from here on is the sagas'.
+	from, err := endOffsets(ctx, adm, systemTopics())
+	if err != nil {
+		return nil, err
 	}
-
+	var before kadm.ListedOffsets // the end offsets once the warm-up is over
+	var start time.Time
 	g, gctx := errgroup.WithContext(ctx)
 	watchCtx, stopWatching := context.WithCancel(gctx)
 	defer stopWatching()
-	start := time.Now()
-	g.Go(func() error { return watchSagas(watchCtx, t.kafka, before, tr) })
+	g.Go(func() error { return watchSagas(watchCtx, t.kafka, from, tr) })
 	g.Go(func() error {
-		if err := drive(gctx, cfg, a, ph.plans, tr); err != nil {
+		if err := drive(gctx, cfg, a, ph.plans[:ph.warmup], 0, tr); err != nil {
+			return err
+		}
+		if err := tr.wait(gctx, ph.warmup, cfg.Stall); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		var err error
+		if before, err = endOffsets(gctx, adm, systemTopics()); err != nil {
+			return err
+		}
+		if cfg.Profile != "" {
+			stop, err := startProfile(cfg.Profile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+		start = time.Now()
+		if err := drive(gctx, cfg, a, ph.plans, ph.warmup, tr); err != nil {
 			return err
 		}
 		ph.posting = time.Since(start)
@@ -87,7 +102,7 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 	})
 	g.Go(func() error {
 		defer stopWatching()
-		return tr.wait(gctx, cfg.Stall)
+		return tr.wait(gctx, len(ph.plans), cfg.Stall)
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -96,7 +111,7 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 
 	ph.runs = tr.results()
 	var last time.Time
-	for _, r := range ph.runs {
+	for _, r := range ph.measured() {
 		if r.end.seen.After(last) {
 			last = r.end.seen
 		}
@@ -110,7 +125,23 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 	return ph, nil
 }
 
-// drive posts every planned order: in a closed loop (each of
+// startProfile starts a CPU profile of the process into file.
+func startProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("PROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// drive posts the planned orders from index first on: in a closed loop (each of
 // cfg.Concurrency clients posts an order, waits for its saga to end, and
 // posts the next), or at cfg.Rate (open loop).
 //
@@ -118,11 +149,12 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 // service answers as soon as the order is stored and announced, several
 // times faster than sagas end, so clients that only waited for the POST
 // would queue up every order at once and measure the length of that queue.
-func drive(ctx context.Context, cfg Config, a *api, plans []orderPlan, tr *tracker) error {
+func drive(ctx context.Context, cfg Config, a *api, plans []orderPlan, first int, tr *tracker) error {
 	if cfg.Rate > 0 {
-		return driveOpen(ctx, cfg.Rate, cfg.Concurrency, a, plans, tr)
+		return driveOpen(ctx, cfg.Rate, cfg.Concurrency, a, plans, first, tr)
 	}
 	var next atomic.Int64
+	next.Store(int64(first))
 	g, ctx := errgroup.WithContext(ctx)
 	for range cfg.Concurrency {
 		g.Go(func() error {
@@ -146,7 +178,7 @@ func drive(ctx context.Context, cfg Config, a *api, plans []orderPlan, tr *track
 // system answers, through a pool of workers. A saga's latency counts from
 // when its order was due, so a system (or a client pool) that falls behind
 // shows as growing latency rather than as silently fewer orders.
-func driveOpen(ctx context.Context, rate float64, workers int, a *api, plans []orderPlan, tr *tracker) error {
+func driveOpen(ctx context.Context, rate float64, workers int, a *api, plans []orderPlan, first int, tr *tracker) error {
 	type job struct {
 		i   int
 		due time.Time
@@ -168,8 +200,8 @@ func driveOpen(ctx context.Context, rate float64, workers int, a *api, plans []o
 		start := time.Now()
 		timer := time.NewTimer(time.Hour)
 		defer timer.Stop()
-		for i := range plans {
-			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		for i := first; i < len(plans); i++ {
+			due := start.Add(time.Duration(float64(i-first) / rate * float64(time.Second)))
 			if wait := time.Until(due); wait > 0 {
 				timer.Reset(wait)
 				select {

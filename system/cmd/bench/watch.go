@@ -44,12 +44,11 @@ type tracker struct {
 	early   map[string]sagaEnd // ended, not yet posted
 	ended   int
 	lastEnd time.Time
-	all     chan struct{} // closed once every saga ended
 }
 
 func newTracker(n int, onEnd func()) *tracker {
 	t := &tracker{onEnd: onEnd, runs: make([]sagaRun, n), index: make(map[string]int, n),
-		early: map[string]sagaEnd{}, lastEnd: time.Now(), all: make(chan struct{})}
+		early: map[string]sagaEnd{}, lastEnd: time.Now()}
 	for i := range t.runs {
 		t.runs[i].done = make(chan struct{})
 	}
@@ -89,23 +88,20 @@ func (t *tracker) complete(i int, e sagaEnd) {
 	t.ended++
 	t.lastEnd = e.seen
 	t.onEnd()
-	if t.ended == len(t.runs) {
-		close(t.all)
-	}
 }
 
 // endOf returns a channel closed when the saga of order i has ended.
 func (t *tracker) endOf(i int) <-chan struct{} { return t.runs[i].done }
 
-// wait returns once every saga has ended, or with an error once none has
-// ended for stall.
-func (t *tracker) wait(ctx context.Context, stall time.Duration) error {
+// wait returns once the sagas of the first n orders have ended, or with an
+// error once none has ended for stall.
+func (t *tracker) wait(ctx context.Context, n int, stall time.Duration) error {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
-	for {
+	for i := 0; i < n; {
 		select {
-		case <-t.all:
-			return nil
+		case <-t.runs[i].done: // never replaced, so read without the lock
+			i++
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ticker.C:
@@ -113,10 +109,11 @@ func (t *tracker) wait(ctx context.Context, stall time.Duration) error {
 			ended, last := t.ended, t.lastEnd
 			t.mu.Unlock()
 			if time.Since(last) > stall {
-				return fmt.Errorf("%d of %d sagas ended, and none in the last %s: the others are stuck", ended, len(t.runs), stall)
+				return fmt.Errorf("%d of %d sagas ended, and none in the last %s: the others are stuck", ended, n, stall)
 			}
 		}
 	}
+	return nil
 }
 
 // results returns the runs; call it once wait has returned nil.
