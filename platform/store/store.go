@@ -196,6 +196,19 @@ func (s *Store[T]) Restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
 	}
+	// Offsets are looked up one partition at a time: Sarama's first
+	// requests to a broker, sent from several goroutines at once, can find
+	// its connection not yet open and fail with "broker not connected".
+	var spans []span
+	for _, p := range partitions {
+		sp, err := s.span(client, p)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+		}
+		if sp.start < sp.end {
+			spans = append(spans, sp)
+		}
+	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
@@ -203,8 +216,8 @@ func (s *Store[T]) Restore(ctx context.Context) error {
 	defer consumer.Close()
 
 	g, ctx := errgroup.WithContext(ctx)
-	for _, p := range partitions {
-		g.Go(func() error { return s.restorePartition(ctx, client, consumer, p) })
+	for _, sp := range spans {
+		g.Go(func() error { return s.restorePartition(ctx, consumer, sp) })
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
@@ -213,21 +226,28 @@ func (s *Store[T]) Restore(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store[T]) restorePartition(ctx context.Context, client sarama.Client, consumer sarama.Consumer, p int32) error {
+// span is the offsets of a partition's records at the start of a restore.
+type span struct {
+	partition  int32
+	start, end int64
+}
+
+func (s *Store[T]) span(client sarama.Client, p int32) (span, error) {
 	end, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetNewest)
 	if err != nil {
-		return fmt.Errorf("partition %d: end offset: %w", p, err)
+		return span{}, fmt.Errorf("partition %d: end offset: %w", p, err)
 	}
 	start, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetOldest)
 	if err != nil {
-		return fmt.Errorf("partition %d: start offset: %w", p, err)
+		return span{}, fmt.Errorf("partition %d: start offset: %w", p, err)
 	}
-	if start >= end {
-		return nil
-	}
-	pc, err := consumer.ConsumePartition(s.cfg.Topic, p, start)
+	return span{p, start, end}, nil
+}
+
+func (s *Store[T]) restorePartition(ctx context.Context, consumer sarama.Consumer, sp span) error {
+	pc, err := consumer.ConsumePartition(s.cfg.Topic, sp.partition, sp.start)
 	if err != nil {
-		return fmt.Errorf("partition %d: %w", p, err)
+		return fmt.Errorf("partition %d: %w", sp.partition, err)
 	}
 	defer pc.Close()
 	for {
@@ -235,7 +255,7 @@ func (s *Store[T]) restorePartition(ctx context.Context, client sarama.Client, c
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-pc.Errors():
-			return fmt.Errorf("partition %d: %w", p, err)
+			return fmt.Errorf("partition %d: %w", sp.partition, err)
 		case m := <-pc.Messages():
 			s.mu.Lock()
 			if m.Value == nil {
@@ -244,7 +264,7 @@ func (s *Store[T]) restorePartition(ctx context.Context, client sarama.Client, c
 				s.data[string(m.Key)] = m.Value
 			}
 			s.mu.Unlock()
-			if m.Offset >= end-1 {
+			if m.Offset >= sp.end-1 {
 				return nil
 			}
 		}

@@ -545,3 +545,18 @@ func readAll(t *testing.T, brokers []string, topic string, n int) []string {
 	}
 	return got
 }
+
+// Restore looks up every partition's offsets with a fresh client. Sent
+// from one goroutine per partition, Sarama's first requests could find the
+// broker's connection not yet open and fail with "broker not connected";
+// many restores in a row make that race likely.
+func TestRestoreWithAFreshClientEachTime(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, contracts.Partitions)
+	for i := range 100 {
+		s := c.newStore(t)
+		if err := s.Restore(t.Context()); err != nil {
+			t.Fatalf("restore %d: %v", i, err)
+		}
+	}
+}
