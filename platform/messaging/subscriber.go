@@ -31,8 +31,9 @@ const MaxInFlight = 64
 // a pause, and keeps the later messages of its key waiting.
 //
 // watermill-kafka's own subscriber hands out one message per partition and
-// waits for its ack; this one differs only there. It reads records with
-// the same marshaler and sets the same message context (see Record).
+// waits for its ack; this one differs there. It reads records with
+// watermill-kafka's marshaler, and puts where each came from in the
+// message's context (RecordFromCtx).
 type Subscriber struct {
 	brokers []string
 	group   string
@@ -188,7 +189,7 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 		case m := <-finished:
 			running--
 			if m.err != nil {
-				return m.err // reconnects; the message is read again
+				return m.err // the claim stops, as watermill-kafka's does, until the next rebalance
 			}
 			if !m.acked {
 				return nil // the session ended
