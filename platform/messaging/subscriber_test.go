@@ -103,8 +103,8 @@ func TestSubscriberCommitsNoFurtherThanTheOldestUnacked(t *testing.T) {
 			m.Ack() // a1 never is
 		}
 	}
-	// b1's ack reaches the subscriber after Ack returns; the in-flight
-	// message it leaves is what is committed, and a1 precedes it.
+	// Whether b1's ack was marked before Close or not, the commit must not
+	// pass a1, which precedes it.
 	if err := sub.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
