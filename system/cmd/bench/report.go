@@ -106,7 +106,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 		fmt.Sprintf("median of %d rounds with the processes stopped, half before and half after the sagas (%.0f to %.0f), each %d records of %d B from %d goroutines, one per partition, each waiting for acks=all",
 			len(b.rounds), b.rounds[0], b.rounds[len(b.rounds)-1], cfg.BoundRecords, recordSize, partitions))
 	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
-		fmt.Sprintf("%d request -> reply through two watermill routers, %d in flight, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
+		fmt.Sprintf("%d request -> reply through two watermill routers, %d clients in flight, each under a key of its own, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
 	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
 		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {
