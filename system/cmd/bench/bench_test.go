@@ -142,3 +142,17 @@ func TestBoundNeedsTheSystemStopped(t *testing.T) {
 		t.Errorf("sampleRecords with the system running: got %v, want %v", err, errSystemRunning)
 	}
 }
+
+// A bound the sagas outrun is no ceiling: the run fails rather than report
+// an efficiency above 1 (as a bound of 16 writers did on a real Kafka once
+// the handlers of a partition ran side by side).
+func TestARunThatOutrunsItsBoundFails(t *testing.T) {
+	outran := summary{SagasPerS: 1300, RecordsPerSaga: 14.5, RecordsPerS: 17200, Efficiency: 1.096}
+	if err := outran.check(); !errors.Is(err, errNoCeiling) {
+		t.Errorf("efficiency 1.096: got %v, want %v", err, errNoCeiling)
+	}
+	within := summary{SagasPerS: 2800, RecordsPerSaga: 14.5, RecordsPerS: 179000, Efficiency: 0.227}
+	if err := within.check(); err != nil {
+		t.Errorf("efficiency 0.227: got %v, want none", err)
+	}
+}

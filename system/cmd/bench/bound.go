@@ -29,8 +29,8 @@ const (
 	// recordSize is the value size of the bound's records, about that of
 	// a command or reply of the saga.
 	recordSize = 100
-	// inFlight bounds the requests awaiting their reply in the round-trip
-	// measurement.
+	// inFlight is the number of writers in the records measurement, and of
+	// requests awaiting their reply in the round-trip measurement.
 	inFlight = 256
 	// headerRequest names the request a bound reply answers.
 	headerRequest = "bench_request"
@@ -95,10 +95,12 @@ func (b *bound) addRounds(rounds []float64) {
 }
 
 // measureRecords writes n records of recordSize bytes to a fresh topic from
-// one goroutine per partition, each waiting for Kafka's acknowledgement of
-// every record before the next, through one shared publisher: the way a
-// process publishes. It does so boundRounds times and returns the records/s
-// of each round.
+// inFlight goroutines, as many on each partition, each waiting for Kafka's
+// acknowledgement of every record before the next, through one shared
+// publisher: the way a process publishes, with as many writes in flight as
+// its handlers have at most (a subscriber's 64 a partition), enough to
+// saturate the producer (more writers add nothing). It does so boundRounds
+// times and returns the records/s of each round.
 func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int) ([]float64, error) {
 	if err := messaging.EnsureTopics(kafka, []contracts.TopicSpec{{Name: topic, Partitions: partitions}}); err != nil {
 		return nil, err
@@ -128,15 +130,13 @@ func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int
 
 	rounds := make([]float64, boundRounds)
 	for r := range rounds {
+		var next atomic.Int64
 		g, gctx := errgroup.WithContext(ctx)
 		start := time.Now()
-		for p, key := range keys {
-			count := n / partitions
-			if p < n%partitions {
-				count++
-			}
+		for w := range inFlight {
+			key := keys[w%partitions]
 			g.Go(func() error {
-				for range count {
+				for next.Add(1) <= int64(n) {
 					if err := gctx.Err(); err != nil {
 						return err
 					}

@@ -159,6 +159,9 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	if verr != nil {
 		return verr
 	}
+	if err := s.check(); err != nil {
+		return err
+	}
 	return writeJSON(out, s)
 }
 
