@@ -53,7 +53,7 @@ type Config struct {
 	Rate        float64 `env:"RATE"`                         // sagas per second, open loop; 0: closed loop
 	// BoundRecords records are written to measure records_per_s, and
 	// BoundRoundtrips request/reply pairs exchanged for roundtrips_per_s.
-	BoundRecords    int `env:"BOUND_RECORDS" envDefault:"20000"`
+	BoundRecords    int `env:"BOUND_RECORDS" envDefault:"100000"`
 	BoundRoundtrips int `env:"BOUND_ROUNDTRIPS" envDefault:"20000"`
 	// Profile names a file to write a CPU profile of the whole process to,
 	// taken during the saga phase.
