@@ -398,7 +398,7 @@ func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) er
 		case v.State == StateCompensating && outOfAttempts && v.FailureReason == timeoutReason(step.Name):
 			// The step never answered its command, and now not its
 			// compensation either: its participant is down. Both wait in
-			// Kafka, on one partition in that order (same topic and key),
+			// Kafka in that order (same topic and key, which the consumer keeps),
 			// so the participant will undo the step once it is back.
 			// Waiting longer would hold the saga for nothing.
 			e.backward(v, v.Step-1, now)

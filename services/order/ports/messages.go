@@ -30,7 +30,7 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 }
 
 // classify marks the errors no retry can cure, so the command is
-// dead-lettered instead of blocking its partition.
+// dead-lettered instead of blocking its key (and its partition's commit).
 func classify(err error) error {
 	if errors.Is(err, domain.ErrNotFound) || errors.Is(err, domain.ErrInvalid) || errors.Is(err, domain.ErrConflict) {
 		return fmt.Errorf("%w: %w", messaging.ErrPoison, err)
