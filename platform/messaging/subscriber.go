@@ -18,6 +18,11 @@ import (
 // handed out and that are not acknowledged yet.
 const MaxInFlight = 64
 
+const (
+	nackResendSleep = 100 * time.Millisecond // before a nacked message is handed out again
+	reconnectSleep  = time.Second            // before a failed consumer group is made anew
+)
+
 // Subscriber is a watermill subscriber on a Kafka consumer group that keeps
 // Kafka's order per key, not per partition: the messages of one partition
 // are handed out as they arrive, up to MaxInFlight at a time, and a message
@@ -40,9 +45,6 @@ type Subscriber struct {
 	sarama  *sarama.Config
 	logger  watermill.LoggerAdapter
 
-	nackResendSleep     time.Duration
-	reconnectRetrySleep time.Duration
-
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -56,9 +58,7 @@ func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapte
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Subscriber{
-		brokers: cfg.Brokers, group: group, sarama: sc, logger: logger,
-		nackResendSleep: 100 * time.Millisecond, reconnectRetrySleep: time.Second,
-		ctx: ctx, cancel: cancel,
+		brokers: cfg.Brokers, group: group, sarama: sc, logger: logger, ctx: ctx, cancel: cancel,
 	}, nil
 }
 
@@ -95,7 +95,7 @@ func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, to
 				s.logger.Error("Kafka consumer error", err, fields)
 			}
 		}()
-		handler := claimHandler{sub: s, out: out}
+		handler := claimHandler{out: out}
 		var err error
 		for err == nil && ctx.Err() == nil {
 			err = group.Consume(ctx, []string{topic}, handler) // returns at every rebalance
@@ -111,7 +111,7 @@ func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, to
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(s.reconnectRetrySleep):
+			case <-time.After(reconnectSleep):
 			}
 			if group, err = sarama.NewConsumerGroup(s.brokers, s.group, s.sarama); err == nil {
 				break
@@ -130,7 +130,6 @@ func (s *Subscriber) Close() error {
 
 // claimHandler hands out the messages of the partitions a session claims.
 type claimHandler struct {
-	sub *Subscriber
 	out chan<- *message.Message
 }
 
@@ -241,7 +240,7 @@ func (h claimHandler) deliver(ctx context.Context, m *inFlight, after <-chan str
 			return
 		}
 		select {
-		case <-time.After(h.sub.nackResendSleep):
+		case <-time.After(nackResendSleep):
 		case <-ctx.Done():
 			return
 		}
