@@ -130,27 +130,12 @@ func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int
 
 	rounds := make([]float64, boundRounds)
 	for r := range rounds {
-		var next atomic.Int64
-		g, gctx := errgroup.WithContext(ctx)
-		start := time.Now()
-		for w := range inFlight {
-			key := keys[w%partitions]
-			g.Go(func() error {
-				for next.Add(1) <= int64(n) {
-					if err := gctx.Err(); err != nil {
-						return err
-					}
-					if err := publish(key); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
+		var err error
+		if rounds[r], err = perSecond(ctx, n, func(ctx context.Context, w int) error {
+			return publish(keys[w%partitions])
+		}); err != nil {
 			return nil, err
 		}
-		rounds[r] = float64(n) / time.Since(start).Seconds()
 	}
 	return rounds, nil
 }
@@ -245,14 +230,24 @@ func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replie
 		}
 	}
 
+	return perSecond(ctx, n, func(ctx context.Context, c int) error {
+		return exchange(ctx, "client-"+strconv.Itoa(c), 30*time.Second)
+	})
+}
+
+// perSecond runs op n times from inFlight goroutines, op(ctx, w) in
+// goroutine w, and returns how many it ran per second.
+func perSecond(ctx context.Context, n int, op func(ctx context.Context, w int) error) (float64, error) {
 	var next atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
+	g, ctx := errgroup.WithContext(ctx)
 	start := time.Now()
-	for c := range inFlight {
-		key := "client-" + strconv.Itoa(c)
+	for w := range inFlight {
 		g.Go(func() error {
 			for next.Add(1) <= int64(n) {
-				if err := exchange(gctx, key, 30*time.Second); err != nil {
+				if err := ctx.Err(); err != nil {
+					return err // another goroutine failed
+				}
+				if err := op(ctx, w); err != nil {
 					return err
 				}
 			}
