@@ -73,12 +73,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, fmt.Errorf("create consumer group %s: %w", s.group, err)
 	}
 	ctx, stop := context.WithCancel(ctx)
-	context.AfterFunc(s.ctx, stop)
+	unlink := context.AfterFunc(s.ctx, stop)
 	out := make(chan *message.Message)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(out)
+		defer unlink()
 		defer stop()
 		s.consume(ctx, group, topic, out)
 	}()
@@ -89,16 +90,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 // error with a new consumer group client.
 func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, topic string, out chan<- *message.Message) {
 	fields := watermill.LogFields{"topic": topic, "consumer_group": s.group}
-	for {
+	for group != nil {
 		go func() {
 			for err := range group.Errors() {
 				s.logger.Error("Kafka consumer error", err, fields)
 			}
 		}()
-		handler := claimHandler{out: out}
 		var err error
 		for err == nil && ctx.Err() == nil {
-			err = group.Consume(ctx, []string{topic}, handler) // returns at every rebalance
+			err = group.Consume(ctx, []string{topic}, claimHandler{out: out}) // returns at every rebalance
 		}
 		if cerr := group.Close(); cerr != nil {
 			s.logger.Error("Closing the consumer group failed", cerr, fields)
@@ -107,17 +107,24 @@ func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, to
 			return
 		}
 		s.logger.Error("Consuming failed, reconnecting", err, fields)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(reconnectSleep):
-			}
-			if group, err = sarama.NewConsumerGroup(s.brokers, s.group, s.sarama); err == nil {
-				break
-			}
-			s.logger.Error("Reconnecting failed", err, fields)
+		group = s.reconnect(ctx, fields)
+	}
+}
+
+// reconnect makes a new consumer group client, pausing before each try;
+// nil once ctx ends.
+func (s *Subscriber) reconnect(ctx context.Context, fields watermill.LogFields) sarama.ConsumerGroup {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(reconnectSleep):
 		}
+		group, err := sarama.NewConsumerGroup(s.brokers, s.group, s.sarama)
+		if err == nil {
+			return group
+		}
+		s.logger.Error("Reconnecting failed", err, fields)
 	}
 }
 
