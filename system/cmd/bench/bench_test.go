@@ -6,11 +6,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
 )
 
 // TestRun runs the whole bench on a small scale, in both loops, against the
@@ -47,7 +50,7 @@ func TestRun(t *testing.T) {
 				t.Fatalf("last line %q: %v, want a JSON object of numbers", last, err)
 			}
 			want := []string{"sagas", "sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency"}
+				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency", "efficiency_ceiling"}
 			if tt.rate > 0 {
 				want = append(want, "rate")
 			}
@@ -154,5 +157,29 @@ func TestARunThatOutrunsItsBoundFails(t *testing.T) {
 	within := summary{SagasPerS: 2800, RecordsPerSaga: 14.5, RecordsPerS: 179000, Efficiency: 0.227}
 	if err := within.check(); err != nil {
 		t.Errorf("efficiency 0.227: got %v, want none", err)
+	}
+}
+
+// The ceiling weighs each record by the bound that carries its kind: a
+// record handlers consume costs half a round trip, a state record one
+// record of the records bound.
+func TestCeiling(t *testing.T) {
+	const roundtrips, records = 30000.0, 180000.0
+	tests := []struct {
+		name    string
+		written map[string]int64
+		want    float64
+	}{
+		{"state only", map[string]int64{contracts.TopicOrderState: 10}, 1},
+		{"logs only", map[string]int64{contracts.TopicCustomerCommands: 10}, 2 * roundtrips / records},
+		// 10 log records take 10/60000 s, 10 state records 10/180000 s:
+		// 20 records in 4/18000 s, against 20/180000 s for the bound.
+		{"half and half", map[string]int64{contracts.TopicCreateOrderReplies: 10, contracts.TopicCreateOrderSagas: 10}, 0.5},
+		{"topics not of the system", map[string]int64{"elsewhere": 10}, 0},
+	}
+	for _, tt := range tests {
+		if got := ceiling(tt.written, roundtrips, records); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

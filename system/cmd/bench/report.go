@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
 )
 
 // summary is the JSON object that ends the output, for scripts and CI to
@@ -29,7 +31,10 @@ type summary struct {
 	// Efficiency is the share of the producers' ceiling that the sagas'
 	// records use: sagas_per_s * records_per_saga / records_per_s.
 	Efficiency float64 `json:"efficiency"`
-	Rate       float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
+	// EfficiencyCeiling is the efficiency the same mix of records would
+	// reach if only Kafka's client and broker cost anything (see ceiling).
+	EfficiencyCeiling float64 `json:"efficiency_ceiling"`
+	Rate              float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -64,7 +69,32 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 		Rate:           cfg.Rate,
 	}
 	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
+	s.EfficiencyCeiling = round(ceiling(ph.written, s.RoundtripsPerS, s.RecordsPerS), 4)
 	return s
+}
+
+// ceiling is the efficiency a system writing the sagas' records would
+// reach if everything but Kafka's client and broker (and watermill's
+// routers) cost nothing. A record of a log topic (an event, command or
+// reply) is consumed and answered by a handler: it costs what a record of
+// the round-trip bound costs, half a round trip. A record of a compacted
+// topic (state) is only written: it costs what a record of the records
+// bound costs. Efficiency is time-weighted, so the ceiling is the records
+// bound's time for the mix over the time both bounds take for it.
+func ceiling(written map[string]int64, roundtripsPerS, recordsPerS float64) float64 {
+	var logs, state float64
+	for _, t := range contracts.Topics() {
+		if t.Compacted {
+			state += float64(written[t.Name])
+		} else {
+			logs += float64(written[t.Name])
+		}
+	}
+	took := logs/(2*roundtripsPerS) + state/recordsPerS
+	if took == 0 {
+		return 0
+	}
+	return (logs + state) / recordsPerS / took
 }
 
 // latencies returns, sorted, each saga's time from its order's POST (or,
@@ -135,6 +165,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 	row("re-sent commands", v.timeouts, "after a step timeout")
 	row("records/saga", fmt.Sprintf("%.2f", s.RecordsPerSaga), perTopic(ph.written, s.Sagas))
 	row("efficiency", fmt.Sprintf("%.3f", s.Efficiency), "sagas/s x records/saga / bound records/s")
+	row("ceiling", fmt.Sprintf("%.3f", s.EfficiencyCeiling), "the efficiency of these records if only Kafka cost anything: a log record at half a round trip of the bound, a compacted one at a record of it")
 	if verr != nil {
 		row("correctness", "FAILED", "see below")
 	} else {
