@@ -32,7 +32,8 @@ type summary struct {
 	// records use: sagas_per_s * records_per_saga / records_per_s.
 	Efficiency float64 `json:"efficiency"`
 	// EfficiencyCeiling is the efficiency the same mix of records would
-	// reach if only Kafka's client and broker cost anything (see ceiling).
+	// reach if nothing but Kafka's client and broker and watermill's
+	// routers cost anything (see ceiling).
 	EfficiencyCeiling float64 `json:"efficiency_ceiling"`
 	Rate              float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
 }
@@ -165,7 +166,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 	row("re-sent commands", v.timeouts, "after a step timeout")
 	row("records/saga", fmt.Sprintf("%.2f", s.RecordsPerSaga), perTopic(ph.written, s.Sagas))
 	row("efficiency", fmt.Sprintf("%.3f", s.Efficiency), "sagas/s x records/saga / bound records/s")
-	row("ceiling", fmt.Sprintf("%.3f", s.EfficiencyCeiling), "the efficiency of these records if only Kafka cost anything: a log record at half a round trip of the bound, a compacted one at a record of it")
+	row("ceiling", fmt.Sprintf("%.3f", s.EfficiencyCeiling), "the efficiency of these records if nothing but Kafka and watermill cost anything: a log record at half a round trip of the bound, a compacted one at a record of it")
 	if verr != nil {
 		row("correctness", "FAILED", "see below")
 	} else {
