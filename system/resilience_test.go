@@ -23,7 +23,10 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
+	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
 	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 	"github.com/kafkasaga/kafkasaga/system"
@@ -527,4 +530,56 @@ func TestDependenciesDownAndBack(t *testing.T) {
 		t.Errorf("order after the outage: got %s %q, want APPROVED", o.State, o.RejectionReason)
 	}
 	checkCredit(t, r, map[string]int64{c: 100_000 - 3_000})
+}
+
+// TestAStartWithoutTheRegistryFails: a process restarted while the registry
+// is unreachable restores its topics' bytes but cannot decode them. It must
+// not start on part of its state: the customer service would hold less
+// credit than it has promised, the order service would forget its pending
+// orders, the orchestrator its pending sagas. Its start fails, and its
+// supervisor tries again.
+func TestAStartWithoutTheRegistryFails(t *testing.T) {
+	r := startSystem(t)
+	c := r.createCustomer(t, "Ada", 100_000)
+	id := r.createOrder(t, c, 5_000)
+	if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" {
+		t.Fatalf("order %s: got %s, want APPROVED", id, o.State)
+	}
+
+	// Nothing listens on port 1.
+	kafka := config.Kafka{Brokers: r.stack.Brokers(), SchemaRegistryURL: "http://127.0.0.1:1", AutoRegisterSchemas: true}
+	addrs := freeAddrs(t, 3)
+	restarts := map[string]func() (*process.Process, error){
+		"order": func() (*process.Process, error) {
+			return order.New(order.Config{HTTPAddr: addrs[0], Kafka: kafka}, quietLogger())
+		},
+		"customer": func() (*process.Process, error) {
+			return customer.New(customer.Config{HTTPAddr: addrs[1], Kafka: kafka}, quietLogger())
+		},
+		"orchestrator": func() (*process.Process, error) {
+			return orchestrator.New(orchestrator.Config{HTTPAddr: addrs[2], Kafka: kafka, StepTimeout: 10 * time.Second, StepMaxAttempts: 5}, quietLogger())
+		},
+	}
+	for name, restart := range restarts {
+		t.Run(name, func(t *testing.T) {
+			p, err := restart()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "registry") {
+					t.Errorf("Run: got %v, want an error saying the registry did not answer", err)
+				}
+			case <-time.After(30 * time.Second):
+				cancel()
+				<-done
+				t.Errorf("%s started without the registry: Run still running after 30s", name)
+			}
+		})
+	}
 }

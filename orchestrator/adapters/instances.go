@@ -53,6 +53,6 @@ func (i *Instances) Update(ctx context.Context, id string, fn func(v *contracts.
 	})
 }
 
-func (i *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) {
-	i.store.Range(func(id string, v *contracts.SagaInstance) bool { return fn(id, *v) })
+func (i *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) error {
+	return i.store.Range(func(id string, v *contracts.SagaInstance) bool { return fn(id, *v) })
 }

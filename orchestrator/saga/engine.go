@@ -63,7 +63,10 @@ type Instances interface {
 	// instance unchanged (though either part may have reached Kafka). Calls
 	// for one id are serialized.
 	Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*Outgoing, error)) error
-	Range(fn func(id string, v contracts.SagaInstance) bool)
+	// Range calls fn for every instance until fn returns false; an error
+	// means it could not read them all (the registry unreachable), and may
+	// come after some calls of fn.
+	Range(fn func(id string, v contracts.SagaInstance) bool) error
 }
 
 // EngineConfig configures an Engine.
@@ -291,11 +294,17 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 	return err
 }
 
-// Run re-sends every pending command at once, since the last run's last
-// writes may have landed without their commands. Then,
-// until ctx ends, it calls ResendOverdue a few times per StepTimeout.
+// Resume reads every instance, to learn the pending commands and their
+// deadlines, and re-sends each pending command at once, since the last
+// run's last writes may have landed without their commands. Call it once at
+// start, once the instances are restored and before any reply is handled
+// (process.OnRestored). An error means it could not read every instance
+// (the schema registry unreachable, say): the start must fail rather than
+// leave a saga that is never timed out again.
+func (e *Engine[D]) Resume(ctx context.Context) error { return e.resend(ctx, true) }
+
+// Run calls ResendOverdue a few times per StepTimeout until ctx ends.
 func (e *Engine[D]) Run(ctx context.Context) error {
-	e.resend(ctx, true)
 	ticker := time.NewTicker(min(max(e.cfg.StepTimeout/4, 10*time.Millisecond), 5*time.Second))
 	defer ticker.Stop()
 	for {
@@ -311,16 +320,17 @@ func (e *Engine[D]) Run(ctx context.Context) error {
 // ResendOverdue handles the pending commands past their deadline: each is
 // re-sent as its next attempt, unless it is a forward command that has used
 // its MaxAttempts: then the saga fails and compensates.
-func (e *Engine[D]) ResendOverdue(ctx context.Context) { e.resend(ctx, false) }
+func (e *Engine[D]) ResendOverdue(ctx context.Context) { _ = e.resend(ctx, false) }
 
 // resend times out the pending commands past their deadline. With all, it
 // first reads every instance from the store, to learn the pending commands
-// and their deadlines, and sends again those not yet due, as they are.
-func (e *Engine[D]) resend(ctx context.Context, all bool) {
+// and their deadlines, and sends again those not yet due, as they are; if
+// it cannot read them all, it sends nothing and returns why.
+func (e *Engine[D]) resend(ctx context.Context, all bool) error {
 	now := e.cfg.Clock()
 	var due, pending []contracts.SagaInstance
 	if all {
-		e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
+		err := e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
 			if v.PendingCommandID != "" && v.SagaType == e.def.Type {
 				e.track(v)
 				if v.Deadline.After(now) {
@@ -329,6 +339,9 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) {
 			}
 			return true
 		})
+		if err != nil {
+			return fmt.Errorf("read the saga instances: %w", err)
+		}
 	}
 	for _, id := range e.overdue(now) {
 		// Another tick may have handled it since: look again.
@@ -350,6 +363,7 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) {
 			e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
 		}
 	}
+	return nil
 }
 
 // track records the deadline of v's pending command, or forgets v once it

@@ -523,7 +523,7 @@ func TestAReplyToAnEarlierAttemptIsAccepted(t *testing.T) {
 	}
 }
 
-func TestRunResendsPendingCommandsAtOnce(t *testing.T) {
+func TestResumeResendsPendingCommandsAtOnce(t *testing.T) {
 	h := newHarness(t)
 	h.Start("waiting", data{OrderID: "waiting", CustomerID: "c1"})
 	h.Start("overdue", data{OrderID: "overdue", CustomerID: "c2"})
@@ -543,16 +543,8 @@ func TestRunResendsPendingCommandsAtOnce(t *testing.T) {
 	}
 	before := len(h.Sent())
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.Engine.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(h.Sent()) < before+2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("run: got %v, want nil", err)
+	if err := h.Engine.Resume(t.Context()); err != nil {
+		t.Fatalf("Resume: %v", err)
 	}
 
 	got := map[string]string{}
@@ -624,6 +616,34 @@ func TestConcurrentRepliesAndTimeouts(t *testing.T) {
 	}
 }
 
+// unreadable is a store whose Range cannot read every instance, as one
+// whose schema registry does not answer.
+type unreadable struct{ *sagatest.Instances }
+
+var errRegistryDown = errors.New("schema registry unreachable")
+
+func (unreadable) Range(func(string, contracts.SagaInstance) bool) error { return errRegistryDown }
+
+// A restarted orchestrator that cannot read every instance must not start:
+// a saga it did not read would never be timed out again.
+func TestResumeFailsUnlessItReadsEveryInstance(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	before := len(h.Sent())
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Publisher, cfg.Clock = unreadable{h.Instances}, h.Codec, h.Publisher, h.Clock.Now
+	restarted, err := saga.NewEngine(testDef(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Resume(t.Context()); !errors.Is(err, errRegistryDown) {
+		t.Errorf("Resume: got %v, want %v", err, errRegistryDown)
+	}
+	if got := len(h.Sent()) - before; got != 0 {
+		t.Errorf("commands sent by a Resume that failed: got %d, want 0", got)
+	}
+}
+
 // frozenRange returns the instances as they were when frozen, as a Range
 // that raced with an Update would.
 type frozenRange struct {
@@ -631,12 +651,13 @@ type frozenRange struct {
 	frozen map[string]contracts.SagaInstance
 }
 
-func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) {
+func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) error {
 	for id, v := range f.frozen {
 		if !fn(id, v) {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {

@@ -58,6 +58,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err := p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine)); err != nil {
 			return err
 		}
+		p.OnRestored(engine.Resume)
 		p.Go(engine.Run)
 		ports.RegisterHTTP(p.HTTP, engine)
 		return nil

@@ -209,12 +209,14 @@ func (p *Process) Run(ctx context.Context) error {
 	defer p.Close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.HTTP.Run(ctx) })
+	restored := make(chan struct{}) // closed before the router runs
 	g.Go(func() error {
 		for _, restore := range p.restores {
 			if err := restore(ctx); err != nil {
 				return err
 			}
 		}
+		close(restored)
 		for _, loop := range p.loops {
 			g.Go(func() error { return loop(ctx) })
 		}
@@ -231,8 +233,15 @@ func (p *Process) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		<-ctx.Done()
-		// A router without handlers does not stop with its context.
-		return p.Router.Close()
+		select {
+		case <-restored:
+			// A router without handlers does not stop with its context.
+			return p.Router.Close()
+		default:
+			// The router never ran: Close would wait its CloseTimeout for
+			// handlers that never started.
+			return nil
+		}
 	})
 	return g.Wait()
 }

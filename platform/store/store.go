@@ -14,6 +14,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
 )
 
 // Codec turns a state record into the bytes kept on the changelog and back.
@@ -156,9 +158,12 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	return nil
 }
 
-// Range calls fn for every record until fn returns false. Records that fail
-// to decode are logged and skipped.
-func (s *Store[T]) Range(fn func(key string, v *T) bool) {
+// Range calls fn for every record until fn returns false. A record that can
+// never be decoded (serde.ErrUndecodable) is logged and skipped; any other
+// failure to decode one, such as an unreachable schema registry, stops Range
+// and is returned, as a caller rebuilding what it derives from every record
+// must not miss one.
+func (s *Store[T]) Range(fn func(key string, v *T) bool) error {
 	s.mu.RLock()
 	keys := make([]string, 0, len(s.data))
 	for k := range s.data {
@@ -167,14 +172,18 @@ func (s *Store[T]) Range(fn func(key string, v *T) bool) {
 	s.mu.RUnlock()
 	for _, k := range keys {
 		v, ok, err := s.Get(k)
-		if err != nil {
+		if errors.Is(err, serde.ErrUndecodable) {
 			s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", k, "error", err)
 			continue
 		}
+		if err != nil {
+			return err
+		}
 		if ok && !fn(k, v) {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // Len returns the number of records.

@@ -87,7 +87,13 @@ func newChangelog(t *testing.T, partitions int32) *changelog {
 // as a freshly started process has.
 func (c *changelog) newStore(t *testing.T) *customers {
 	t.Helper()
-	s, err := serde.New(srclient.NewSchemaRegistryClient(c.kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &account{})
+	return c.newStoreOn(t, c.kafka.SchemaRegistryURL)
+}
+
+// newStoreOn is newStore with its serde on the registry at registryURL.
+func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
+	t.Helper()
+	s, err := serde.New(srclient.NewSchemaRegistryClient(registryURL), serde.Config{AutoRegister: true}, &account{})
 	if err != nil {
 		t.Fatalf("serde.New: %v", err)
 	}
@@ -268,20 +274,50 @@ func TestRestoreReturnsTheLatestValueOfEveryKey(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
-	r.Range(func(key string, v *account) bool {
+	err := r.Range(func(key string, v *account) bool {
 		if v.CustomerID != key {
 			t.Errorf("Range: key %s holds customer %s", key, v.CustomerID)
 		}
 		seen[key] = true
 		return true
 	})
-	if len(seen) != keys {
-		t.Errorf("Range visited %d keys, want %d", len(seen), keys)
+	if err != nil || len(seen) != keys {
+		t.Errorf("Range visited %d keys (error %v), want %d", len(seen), err, keys)
 	}
 	calls := 0
-	r.Range(func(string, *account) bool { calls++; return false })
-	if calls != 1 {
-		t.Errorf("Range after fn returned false: got %d calls, want 1", calls)
+	if err := r.Range(func(string, *account) bool { calls++; return false }); err != nil || calls != 1 {
+		t.Errorf("Range after fn returned false: got %d calls (error %v), want 1", calls, err)
+	}
+}
+
+// Range skips a record no registry will ever decode, but stops at one it
+// cannot decode now: a caller that derives state from every record (the
+// credit a customer holds) must not come up with less.
+func TestRangeSkipsTheUndecodableButStopsAtTheUnreachable(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 1)
+	update(t, c.newStore(t), "c1", set(customer("c1", 500)))
+	if _, _, err := c.producer.SendMessage(&sarama.ProducerMessage{
+		Topic: c.topic, Key: sarama.StringEncoder("junk"), Value: sarama.StringEncoder("not a framed Avro record"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	var seen []string
+	err := c.restored(t).Range(func(key string, _ *account) bool { seen = append(seen, key); return true })
+	if err != nil || !slices.Equal(seen, []string{"c1"}) {
+		t.Errorf("Range with the registry up: got keys %v and error %v, want [c1] and none (junk skipped)", seen, err)
+	}
+
+	// Nothing listens on port 1: the registry is down.
+	down := c.newStoreOn(t, "http://127.0.0.1:1")
+	if err := down.Restore(t.Context()); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	seen = nil
+	err = down.Range(func(key string, _ *account) bool { seen = append(seen, key); return true })
+	if err == nil || errors.Is(err, serde.ErrUndecodable) || len(seen) != 0 {
+		t.Errorf("Range with the registry down: got keys %v and error %v, want none and an error that is not ErrUndecodable", seen, err)
 	}
 }
 
@@ -397,10 +433,12 @@ func TestValuesAreNotAliased(t *testing.T) {
 	if again := mustGet(t, s, "c1"); !reflect.DeepEqual(again, want) {
 		t.Errorf("Get after mutating earlier results: got %+v, want %+v", again, want)
 	}
-	s.Range(func(_ string, v *account) bool {
+	if err := s.Range(func(_ string, v *account) bool {
 		v.Reservations["leak-from-range"] = hold{Amount: 3}
 		return true
-	})
+	}); err != nil {
+		t.Fatalf("Range: %v", err)
+	}
 	if again := mustGet(t, s, "c1"); !reflect.DeepEqual(again, want) {
 		t.Errorf("Get after mutating a Range value: got %+v, want %+v", again, want)
 	}

@@ -106,7 +106,7 @@ func (s *Instances) put(id string, b []byte) {
 
 // Range calls fn for a snapshot of the instances, outside the lock, so fn may
 // update them.
-func (s *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) {
+func (s *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) error {
 	s.Ranges.Add(1)
 	s.mu.Lock()
 	all := map[string]contracts.SagaInstance{}
@@ -116,9 +116,10 @@ func (s *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) {
 	s.mu.Unlock()
 	for id, v := range all {
 		if !fn(id, v) {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // Codec encodes a record as its full name, a newline and its Avro binary.

@@ -39,12 +39,15 @@ func NewCustomerRepository(customers *store.Store[contracts.CustomerRecord], res
 // it after the stores' own restore, before the first command.
 func (r *CustomerRepository) Restore(context.Context) error {
 	held := map[string]int64{}
-	r.reservations.Range(func(_ string, res *contracts.ReservationRecord) bool {
+	err := r.reservations.Range(func(_ string, res *contracts.ReservationRecord) bool {
 		if domain.ReservationStatus(res.Status) == domain.Reserved {
 			held[res.CustomerID] += res.Amount
 		}
 		return true
 	})
+	if err != nil {
+		return fmt.Errorf("sum the credit held: %w", err)
+	}
 	r.mu.Lock()
 	r.held = held
 	r.mu.Unlock()

@@ -36,12 +36,15 @@ func NewOrderRepository(s *store.Store[contracts.OrderRecord]) *OrderRepository 
 // store's own restore (process.OnRestored).
 func (r *OrderRepository) Restore(context.Context) error {
 	var ids []string
-	r.store.Range(func(id string, rec *contracts.OrderRecord) bool {
+	err := r.store.Range(func(id string, rec *contracts.OrderRecord) bool {
 		if domain.State(rec.State) == domain.Pending {
 			ids = append(ids, id)
 		}
 		return true
 	})
+	if err != nil {
+		return fmt.Errorf("index the pending orders: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range ids {
