@@ -258,9 +258,10 @@ func awaitConsumed(t *testing.T, brokers []string, groups ...string) {
 
 // TestPoisonMessagesAreDeadLettered writes, with a plain Kafka client, raw
 // bytes, a value with an unknown schema id and a valid record of a type its
-// consumer does not handle to every consumed topic. Each lands in the
-// dead-letter topic with headers naming its origin and the error, and the
-// sagas around them complete.
+// consumer does not handle to every consumed topic, and records of the
+// right type that can never succeed. Each lands in the dead-letter topic
+// with headers naming its origin and the error, and the sagas around them
+// complete.
 func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	r := startSystem(t)
 	w := newWorkload(t, r, 16)
@@ -306,6 +307,34 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 			poisoned[origin{topic, rec.Partition, rec.Offset}] = value
 		}
 	}
+	// The right types, but no order of the system could be this.
+	decided := w.orders[0] // approved for w.rich[0]
+	r.awaitOrderEnd(t, decided.id, 30*time.Second)
+	command := func(replyTo string) []kgo.RecordHeader {
+		return []kgo.RecordHeader{{Key: contracts.HeaderReplyTo, Value: []byte(replyTo)},
+			{Key: contracts.HeaderSagaID, Value: []byte("poison")}, {Key: contracts.HeaderCommandID, Value: []byte("poison:step:invoke")}}
+	}
+	invalid := []struct {
+		topic   string
+		rec     serde.Record
+		headers []kgo.RecordHeader
+	}{
+		{contracts.TopicOrderEvents, &contracts.OrderCreated{OrderID: uuid.NewString(), OrderTotal: 5}, nil}, // no customer
+		{contracts.TopicCustomerCommands, &contracts.ReleaseCredit{CustomerID: w.rich[1], OrderID: decided.id}, command(contracts.TopicCreateOrderReplies)},
+		{contracts.TopicCustomerCommands, &contracts.ReserveCredit{CustomerID: uuid.NewString(), OrderID: uuid.NewString(), Amount: 5}, command(contracts.TopicCustomerState)},
+	}
+	for _, p := range invalid {
+		value, err := s.Encode(p.topic, p.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Topic: p.topic, Key: []byte("poison"), Value: value, Headers: p.headers}
+		if err := client.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		poisoned[origin{p.topic, rec.Partition, rec.Offset}] = value
+	}
+
 	for i := 8; i < 16; i++ {
 		w.place(t, r, i)
 	}

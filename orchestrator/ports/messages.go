@@ -25,6 +25,10 @@ func OrderCreated(s *serde.Serde, engine *saga.Engine[createorder.Data]) message
 		if !ok {
 			return fmt.Errorf("%w: unexpected %T on %s", messaging.ErrPoison, rec, contracts.TopicOrderEvents)
 		}
+		if event.OrderID == "" || event.CustomerID == "" || event.OrderTotal <= 0 {
+			return fmt.Errorf("%w: order %q of customer %q for %d: an order needs both ids and a positive total",
+				messaging.ErrPoison, event.OrderID, event.CustomerID, event.OrderTotal)
+		}
 		data := createorder.Data{OrderID: event.OrderID, CustomerID: event.CustomerID, OrderTotal: event.OrderTotal}
 		return engine.Start(msg.Context(), event.OrderID, data, msg.Metadata.Get(contracts.HeaderTraceparent))
 	}

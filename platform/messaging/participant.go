@@ -20,11 +20,20 @@ type Commands struct {
 	serde    *serde.Serde
 	pub      message.Publisher
 	handlers map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error)
+	carries  map[string]map[reflect.Type]bool // by topic, the record types contracts.Topics says it carries
 }
 
 // NewCommands returns a command port with no handlers yet; add them with Handle.
 func NewCommands(s *serde.Serde, pub message.Publisher) *Commands {
-	return &Commands{serde: s, pub: pub, handlers: map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error){}}
+	carries := map[string]map[reflect.Type]bool{}
+	for _, t := range contracts.Topics() {
+		carries[t.Name] = map[reflect.Type]bool{}
+		for _, r := range t.Records {
+			carries[t.Name][reflect.TypeOf(r)] = true
+		}
+	}
+	return &Commands{serde: s, pub: pub, carries: carries,
+		handlers: map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error){}}
 }
 
 // Handle registers fn for commands of type C. fn returns the reply, or an
@@ -58,6 +67,11 @@ func (c *Commands) Handler(msg *message.Message) error {
 	}
 	if body == nil {
 		return fmt.Errorf("%w: the handler of %T returned no reply", ErrPoison, cmd)
+	}
+	// The decision stays recorded: the command, dead-lettered, can be
+	// replayed with a reply topic that carries its reply.
+	if !c.carries[replyTo][reflect.TypeOf(body)] {
+		return fmt.Errorf("%w: %T replies to %s, which does not carry %T", ErrPoison, cmd, replyTo, body)
 	}
 	reply, err := c.reply(msg, replyTo, body)
 	if err != nil {

@@ -35,6 +35,9 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 	})
 	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ReleaseCredit) (serde.Record, error) {
 		err := application.Commands.ReleaseCredit.Handle(ctx, command.ReleaseCredit{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID})
+		if errors.Is(err, domain.ErrInvalid) {
+			return nil, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
+		}
 		if err != nil {
 			return nil, err
 		}
