@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,13 @@ const (
 	EventStarted = "started"
 	EventTimeout = "timeout"
 )
+
+// maxHistory bounds an instance's history, which keeps its first transition
+// and its latest: a command re-sent until answered (a step after the last
+// that can fail, a compensation) adds a timeout each time, for as long as
+// its participant is down, and an instance must stay far below Kafka's
+// record size limit.
+const maxHistory = 64
 
 // ErrUnexpectedReply means a reply answers the pending command with a record
 // type its step does not list, or lacks the saga headers. Retrying cannot
@@ -443,7 +451,7 @@ func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) er
 //     timeout, the participant answering it again from its recorded
 //     decision;
 //   - if the instance lands and the command does not, the timeout re-sends
-//     it (and Run re-sends every pending command on start);
+//     it (and Resume re-sends every pending command on start);
 //   - Sarama retries the failed part of a request.
 //
 // So an instance is never acted on before it is saved (write-ahead).
@@ -460,6 +468,9 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		var err error
 		if event, err = change(v, exists, now); err != nil {
 			return nil, err
+		}
+		if len(v.History) >= maxHistory {
+			v.History = slices.Delete(v.History, 1, len(v.History)-maxHistory+2)
 		}
 		v.History = append(v.History, contracts.SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v)})
 		// Encoding before saving means a codec failure leaves the saga untouched.

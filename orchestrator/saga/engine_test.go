@@ -587,6 +587,36 @@ func TestHistoryRecordsEveryTransition(t *testing.T) {
 	}
 }
 
+// A command re-sent until answered adds a timeout to the history each time,
+// for as long as its participant is down: the history keeps its first
+// transition and its latest, so the instance stays small.
+func TestHistoryKeepsItsFirstAndLatestTransitions(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	if err := h.Reply(h.Last(), reserved); err != nil { // approve: re-sent until answered
+		t.Fatal(err)
+	}
+	const timeouts = 200
+	for range timeouts {
+		h.Clock.Advance(2 * time.Minute) // past the longest backoff
+		h.Engine.ResendOverdue(t.Context())
+	}
+	v, _ := h.Engine.Instance("s1")
+	if v.Attempt != timeouts+1 || v.State != saga.StateRunning {
+		t.Fatalf("got attempt %d in state %s, want %d in %s", v.Attempt, v.State, timeouts+1, saga.StateRunning)
+	}
+	if len(v.History) != 64 {
+		t.Fatalf("history: got %d transitions, want 64", len(v.History))
+	}
+	first, last := v.History[0], v.History[len(v.History)-1]
+	if first.Event != saga.EventStarted || last.Event != saga.EventTimeout || !last.At.Equal(h.Clock.Now()) {
+		t.Errorf("history: got first %+v and last %+v, want started and the timeout of now (%s)", first, last, h.Clock.Now())
+	}
+	if gap := last.At.Sub(v.History[1].At); gap != 62*2*time.Minute {
+		t.Errorf("history after its first: got %s between its oldest and newest, want the latest 63 timeouts (%s)", gap, 62*2*time.Minute)
+	}
+}
+
 // Run and HandleReply may race on one instance; the store serializes them
 // and each re-checks the state, so the saga takes exactly one path.
 func TestConcurrentRepliesAndTimeouts(t *testing.T) {
