@@ -352,8 +352,15 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) error {
 		}
 	}
 	for _, id := range e.overdue(now) {
-		// Another tick may have handled it since: look again.
-		if v, ok := e.cfg.Instances.Get(id); ok && v.PendingCommandID != "" && !v.Deadline.After(now) {
+		// A reply or another tick may have moved it on since, or recorded
+		// its deadline before an earlier transition recorded an older one:
+		// look again, and keep the index to what is stored.
+		v, ok := e.cfg.Instances.Get(id)
+		if !ok {
+			v = contracts.SagaInstance{SagaID: id} // nothing pending: forget it
+		}
+		e.track(v)
+		if v.PendingCommandID != "" && !v.Deadline.After(now) {
 			due = append(due, v)
 		}
 	}

@@ -719,6 +719,48 @@ func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
 	}
 }
 
+// A deadline recorded for a saga that has ended since (a transition that
+// recorded its deadline after a later one recorded the end) is dropped at
+// the first tick that reads the saga, not read again at every tick.
+func TestATickForgetsTheDeadlineOfAnEndedSaga(t *testing.T) {
+	clock := sagatest.NewClock()
+	pub := &sagatest.Publisher{}
+	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
+	cfg := validConfig()
+	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
+	engine, err := saga.NewEngine(testDef(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
+		t.Fatal(err)
+	}
+	pending, _ := store.Get("s1")
+	if err := store.Update(t.Context(), "s1", func(v *contracts.SagaInstance, _ bool) (*saga.Outgoing, error) {
+		v.State, v.PendingCommandID = saga.StateRejected, "" // ended
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	store.frozen = map[string]contracts.SagaInstance{"s1": pending}
+	if err := engine.Resume(t.Context()); err != nil { // records the stale deadline
+		t.Fatal(err)
+	}
+	sent := len(pub.Sent())
+
+	clock.Advance(time.Minute)
+	engine.ResendOverdue(t.Context())
+	before := store.Gets.Load()
+	clock.Advance(time.Minute)
+	engine.ResendOverdue(t.Context())
+	if got := store.Gets.Load() - before; got != 0 {
+		t.Errorf("reads of the ended saga by a later tick: got %d, want 0", got)
+	}
+	if got := len(pub.Sent()) - sent; got != 0 {
+		t.Errorf("commands sent by the ticks: got %d, want 0", got)
+	}
+}
+
 // An instance saved under an older definition whose step is gone must not
 // be driven by a step that merely sits at the same index now.
 func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {

@@ -39,6 +39,8 @@ type Instances struct {
 	m       map[string][]byte
 	// Ranges counts the calls of Range: a scan of every saga ever run.
 	Ranges atomic.Int32
+	// Gets counts the calls of Get.
+	Gets atomic.Int32
 }
 
 // NewInstances returns an empty store that sends commands through pub.
@@ -48,6 +50,7 @@ func NewInstances(pub message.Publisher) *Instances {
 
 // Get returns the instance with the given id.
 func (s *Instances) Get(id string) (contracts.SagaInstance, bool) {
+	s.Gets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.get(id)
