@@ -22,12 +22,18 @@ import (
 // newCluster starts a one-broker kfake cluster on a free port.
 func newCluster(t *testing.T) []string {
 	t.Helper()
+	return newKfake(t).ListenAddrs()
+}
+
+// newKfake is newCluster for a test that injects faults.
+func newKfake(t *testing.T) *kfake.Cluster {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return c
 }
 
 // startRegistry starts a registry on brokers and a free port; stop (also

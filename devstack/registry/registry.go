@@ -148,6 +148,11 @@ func (r *Registry) change(ctx context.Context, plan func(*state) ([]record, erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	if err := r.log.append(ctx, recs); err != nil {
+		// They may have landed all the same: hand out none of their schema
+		// ids again, or a restart could find two schemas under one id.
+		r.mu.Lock()
+		r.st.burnIDs(recs)
+		r.mu.Unlock()
 		return err
 	}
 	r.mu.Lock()

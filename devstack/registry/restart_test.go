@@ -6,7 +6,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestRestartRestoresState checks that a registry started on the broker of a
@@ -88,4 +94,52 @@ func snapshot(t *testing.T, hc *http.Client, url string) (map[string]string, int
 		}
 	}
 	return out, maxID
+}
+
+// A write to the schemas topic that fails may have landed all the same. Its
+// schema id must not go to the next new schema: after a restart the id
+// would name the schema of the failed write, not the one producers were
+// given it for.
+func TestAFailedWriteDoesNotHandOutItsSchemaIDAgain(t *testing.T) {
+	t.Parallel()
+	cluster := newKfake(t)
+	brokers := cluster.ListenAddrs()
+	url, stop := startRegistry(t, brokers)
+	hc := newHTTPClient(t)
+	if status, body := call(t, hc, "POST", url+"/subjects/a-value/versions", schemaBody(record(fieldID))); status != 200 || strings.TrimSpace(string(body)) != `{"id":1}` {
+		t.Fatalf("register a: got %d %s, want id 1", status, body)
+	}
+
+	cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "_schemas", Err: kerr.TopicAuthorizationFailed})
+	failed := record(fieldID, fieldN)
+	if status, body := call(t, hc, "POST", url+"/subjects/b-value/versions", schemaBody(failed)); status < 500 {
+		t.Fatalf("register b with its write refused: got %d %s, want a 5xx", status, body)
+	}
+	// It landed all the same, under the id it was planned with.
+	value, _ := json.Marshal(map[string]any{"subject": "b-value", "version": 1, "id": 2, "schema": failed, "deleted": false})
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.ProduceSync(t.Context(), &kgo.Record{Topic: "_schemas", Partition: 0,
+		Key: []byte(`{"keytype":"SCHEMA","subject":"b-value","version":1,"magic":1}`), Value: value}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	next := record(fieldID, fieldNString)
+	status, body := call(t, hc, "POST", url+"/subjects/c-value/versions", schemaBody(next))
+	var reg struct{ ID int }
+	if err := json.Unmarshal(body, &reg); status != 200 || err != nil || reg.ID == 2 {
+		t.Fatalf("register c: got %d %s, want 200 and an id other than 2", status, body)
+	}
+	stop()
+	hc.CloseIdleConnections()
+
+	url, _ = startRegistry(t, brokers)
+	_, body = call(t, hc, "GET", url+"/schemas/ids/"+strconv.Itoa(reg.ID), "")
+	var got struct{ Schema string }
+	if err := json.Unmarshal(body, &got); err != nil || got.Schema != next {
+		t.Errorf("GET /schemas/ids/%d after a restart: got %s, want c's schema %s", reg.ID, body, next)
+	}
 }

@@ -85,7 +85,8 @@ type version struct {
 
 // state is the registry's whole content, rebuilt from the schemas topic.
 // Changes come only through apply, from records already written to Kafka,
-// so memory is always what a restart would rebuild.
+// so memory is always what a restart would rebuild (but for the ids of
+// failed writes, which burnIDs keeps from being handed out).
 type state struct {
 	byID        map[int]*schema
 	byCanonical map[string]*schema
@@ -153,6 +154,20 @@ func (st *state) apply(key, value []byte) error {
 	}
 	// Other key types (NOOP, MODE, ...) carry nothing this registry serves.
 	return nil
+}
+
+// burnIDs makes the next new schema id higher than any in recs, records
+// whose write failed. It is the one change not from a written record: a
+// restart without them may hand those ids out again, as nothing refers to
+// them then.
+func (st *state) burnIDs(recs []record) {
+	for _, rec := range recs {
+		var k storeKey
+		var v schemaValue
+		if json.Unmarshal(rec.key, &k) == nil && k.KeyType == keySchema && json.Unmarshal(rec.value, &v) == nil {
+			st.maxID = max(st.maxID, v.ID)
+		}
+	}
 }
 
 func (st *state) putVersion(v schemaValue) error {
