@@ -73,7 +73,17 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 }
 
 // Handle registers an API route (a net/http pattern such as "GET /orders/{id}").
-func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+// It answers 503 until MarkReady: before the state is restored, a read
+// would miss records and a write could be decided on part of the state.
+func (s *Server) Handle(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			WriteError(w, http.StatusServiceUnavailable, "starting: state not restored yet")
+			return
+		}
+		h(w, r)
+	})
+}
 
 // Handler returns the server's routes, for tests.
 func (s *Server) Handler() http.Handler { return s.mux }

@@ -93,6 +93,7 @@ func TestHealthzAndUnknownRoutes(t *testing.T) {
 	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"orderId": r.PathValue("id")})
 	})
+	s.MarkReady()
 	url := serve(t, s)
 
 	if status, ct, body := get(t, url+"/healthz"); status != http.StatusOK || ct != "application/json" {
@@ -107,6 +108,33 @@ func TestHealthzAndUnknownRoutes(t *testing.T) {
 	}
 	if msg := errorField(t, body); msg != "no route for GET /nowhere" {
 		t.Errorf("GET /nowhere: got error %q, want %q", msg, "no route for GET /nowhere")
+	}
+}
+
+// Before the state is restored, the API answers 503 rather than from part
+// of it; health and readiness answer all along.
+func TestTheAPIWaitsForTheState(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{})
+	s.Handle("GET /customers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"customerId": r.PathValue("id")})
+	})
+	url := serve(t, s)
+
+	status, ct, body := get(t, url+"/customers/c1")
+	if status != http.StatusServiceUnavailable || ct != "application/json" {
+		t.Fatalf("GET /customers/c1 before MarkReady: got %d %q %s, want 503 application/json", status, ct, body)
+	}
+	if msg := errorField(t, body); msg != "starting: state not restored yet" {
+		t.Errorf("GET /customers/c1 before MarkReady: got error %q, want %q", msg, "starting: state not restored yet")
+	}
+	if status, _, body := get(t, url+"/healthz"); status != http.StatusOK {
+		t.Errorf("GET /healthz before MarkReady: got %d %s, want 200", status, body)
+	}
+
+	s.MarkReady()
+	if status, _, body := get(t, url+"/customers/c1"); status != http.StatusOK || !strings.Contains(body, `"customerId":"c1"`) {
+		t.Errorf("GET /customers/c1 after MarkReady: got %d %s, want 200", status, body)
 	}
 }
 
