@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -171,4 +172,53 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestARetriedOrderIsPlacedOnce: a client that did not learn the outcome of
+// its POST /orders sends it again with the same Idempotency-Key and gets
+// the same order, its credit taken once; the key with another total is a
+// 409, and a key too long a 400.
+func TestARetriedOrderIsPlacedOnce(t *testing.T) {
+	r := startSystem(t)
+	c := r.createCustomer(t, "Ada", 100_000)
+	post := func(total int64, key string) (int, string, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, r.order+"/orders",
+			strings.NewReader(fmt.Sprintf(`{"customerId":%q,"orderTotal":%d}`, c, total)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ OrderID, State, Error string }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("POST /orders: %d, body not JSON: %v", resp.StatusCode, err)
+		}
+		return resp.StatusCode, body.OrderID, body.State + body.Error
+	}
+
+	status, first, _ := post(5_000, "checkout-1")
+	if status != http.StatusCreated || first == "" {
+		t.Fatalf("POST /orders: got %d %q, want 201 and an order id", status, first)
+	}
+	if status, again, _ := post(5_000, "checkout-1"); status != http.StatusCreated || again != first {
+		t.Errorf("POST /orders again with its key: got %d order %q, want 201 order %s", status, again, first)
+	}
+	if o := r.awaitOrderEnd(t, first, 30*time.Second); o.State != "APPROVED" {
+		t.Fatalf("order %s: got %s, want APPROVED", first, o.State)
+	}
+	if status, again, state := post(5_000, "checkout-1"); status != http.StatusCreated || again != first || state != "APPROVED" {
+		t.Errorf("POST /orders once it ended: got %d order %q %s, want 201 order %s APPROVED", status, again, state, first)
+	}
+	if status, _, msg := post(6_000, "checkout-1"); status != http.StatusConflict || msg == "" {
+		t.Errorf("POST /orders with the key and another total: got %d %q, want 409 with an error", status, msg)
+	}
+	if status, _, msg := post(5_000, strings.Repeat("k", 256)); status != http.StatusBadRequest || msg == "" {
+		t.Errorf("POST /orders with a key of 256 characters: got %d %q, want 400 with an error", status, msg)
+	}
+	checkCredit(t, r, map[string]int64{c: 95_000})
 }

@@ -56,7 +56,7 @@ func (r *OrderRepository) Restore(context.Context) error {
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
 	err := r.store.Update(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) error {
 		if exists {
-			return fmt.Errorf("order %s already exists", o.ID())
+			return fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
 		}
 		*rec = marshal(o)
 		return nil

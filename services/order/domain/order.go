@@ -14,8 +14,11 @@ var (
 	// ErrInvalid is wrapped by every error about input that can never be valid.
 	ErrInvalid = errors.New("invalid")
 	// ErrConflict is returned for a transition the order's state forbids,
-	// such as approving a rejected order.
-	ErrConflict = errors.New("conflicting order transition")
+	// such as approving a rejected order, and for an idempotency key sent
+	// again with another order.
+	ErrConflict = errors.New("conflict")
+	// ErrExists is returned for adding an order whose id is taken.
+	ErrExists = errors.New("order exists")
 )
 
 // State is where an order is in its life.

@@ -3,6 +3,7 @@
 package ports
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -31,8 +32,15 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}
+		key := r.Header.Get("Idempotency-Key")
+		if len(key) > 255 {
+			httpserver.WriteError(w, http.StatusBadRequest, "Idempotency-Key is longer than 255 characters")
+			return
+		}
 		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(contracts.HeaderTraceparent))
-		o, err := application.Commands.CreateOrder.Handle(ctx, command.CreateOrder(req))
+		o, err := application.Commands.CreateOrder.Handle(ctx, command.CreateOrder{
+			CustomerID: req.CustomerID, OrderTotal: req.OrderTotal, IdempotencyKey: key,
+		})
 		if err != nil {
 			writeError(w, err)
 			return
@@ -50,5 +58,9 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, domain.ErrConflict) {
+		httpserver.WriteError(w, http.StatusConflict, err.Error())
+		return
+	}
 	httpserver.WriteAppError(w, err, domain.ErrInvalid, domain.ErrNotFound)
 }

@@ -3,6 +3,8 @@ package command
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,7 +15,16 @@ import (
 type CreateOrder struct {
 	CustomerID string
 	OrderTotal int64
+	// IdempotencyKey, if not empty, makes the command safe to send again:
+	// the same key of the same customer places one order, so a client
+	// that never learned the outcome (a timeout, a 503 whose write landed
+	// all the same) can retry.
+	IdempotencyKey string
 }
+
+// idempotencyKeys is the namespace of the order ids derived from
+// idempotency keys (a UUID of its own, fixed forever).
+var idempotencyKeys = uuid.MustParse("6f1d2c1e-6b1a-4c55-9a0e-2b7f3c1d8e44")
 
 type CreateOrderHandler struct {
 	repo   domain.Repository
@@ -27,15 +38,33 @@ func NewCreateOrderHandler(repo domain.Repository, events domain.Events, now fun
 
 // Handle stores the order as PENDING, then announces it, which starts its
 // saga. Once stored the order is accepted: if the announcement fails, the
-// periodic RepublishPending announces it again.
+// periodic RepublishPending announces it again. A command sent again with
+// its idempotency key returns the order the key placed, as it is now.
 func (h CreateOrderHandler) Handle(ctx context.Context, cmd CreateOrder) (*domain.Order, error) {
-	o, err := domain.NewOrder(uuid.NewString(), cmd.CustomerID, cmd.OrderTotal, h.now())
+	id := uuid.NewString()
+	if cmd.IdempotencyKey != "" {
+		id = uuid.NewSHA1(idempotencyKeys, []byte(cmd.CustomerID+"\x00"+cmd.IdempotencyKey)).String()
+	}
+	o, err := domain.NewOrder(id, cmd.CustomerID, cmd.OrderTotal, h.now())
 	if err != nil {
 		return nil, err
 	}
-	if err := h.repo.Add(ctx, o); err != nil {
+	err = h.repo.Add(ctx, o)
+	if errors.Is(err, domain.ErrExists) && cmd.IdempotencyKey != "" {
+		placed, err := h.repo.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if placed.Total() != o.Total() {
+			return nil, fmt.Errorf("%w: idempotency key %q placed order %s of %d, not of %d",
+				domain.ErrConflict, cmd.IdempotencyKey, id, placed.Total(), o.Total())
+		}
+		o = placed
+	} else if err != nil {
 		return nil, err
 	}
-	_ = h.events.OrderCreated(ctx, o) // best effort: RepublishPending retries
+	if o.State() == domain.Pending {
+		_ = h.events.OrderCreated(ctx, o) // best effort: RepublishPending retries; the saga starts once
+	}
 	return o, nil
 }

@@ -20,6 +20,9 @@ type orders struct {
 func (r *orders) Add(_ context.Context, o *domain.Order) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, ok := r.m[o.ID()]; ok {
+		return domain.ErrExists
+	}
 	r.m[o.ID()] = o
 	return nil
 }
@@ -94,5 +97,41 @@ func TestAnOrderWhoseAnnouncementFailedIsAnnouncedLater(t *testing.T) {
 	}
 	if len(ev.announced) != 1 || ev.announced[0] != o.ID() {
 		t.Errorf("announced: got %v, want [%s]", ev.announced, o.ID())
+	}
+}
+
+// The same idempotency key of the same customer places one order: sent
+// again, it returns that order; with another total, it is refused. Without
+// a key, every command places an order.
+func TestAnIdempotencyKeyPlacesOneOrder(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	repo, ev := &orders{m: map[string]*domain.Order{}}, &events{}
+	create := command.NewCreateOrderHandler(repo, ev, func() time.Time { return now })
+	place := func(customer string, total int64, key string) (*domain.Order, error) {
+		return create.Handle(t.Context(), command.CreateOrder{CustomerID: customer, OrderTotal: total, IdempotencyKey: key})
+	}
+
+	first, err := place("c1", 100, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := place("c1", 100, "k1")
+	if err != nil || again.ID() != first.ID() {
+		t.Errorf("the same key again: got order %v (error %v), want %s", again, err, first.ID())
+	}
+	if _, err := place("c1", 200, "k1"); !errors.Is(err, domain.ErrConflict) {
+		t.Errorf("the same key with another total: got %v, want %v", err, domain.ErrConflict)
+	}
+	other, err := place("c2", 100, "k1")
+	if err != nil || other.ID() == first.ID() {
+		t.Errorf("the same key of another customer: got order %v (error %v), want a new one", other, err)
+	}
+	a, errA := place("c1", 100, "")
+	b, errB := place("c1", 100, "")
+	if errA != nil || errB != nil || a.ID() == b.ID() || a.ID() == first.ID() {
+		t.Errorf("without a key: got orders %v and %v (errors %v, %v), want two new ones", a, b, errA, errB)
+	}
+	if len(repo.m) != 4 {
+		t.Errorf("orders stored: got %d, want 4", len(repo.m))
 	}
 }
