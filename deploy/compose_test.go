@@ -120,6 +120,11 @@ func TestComposeService(t *testing.T) {
 			if s.config != nil {
 				checkOurProcess(t, project, svc, s.port, s.config)
 			}
+			// A process that cannot restore its state at start exits,
+			// for its supervisor to start it again (docs/guarantees.md).
+			if s.config != nil && !s.oneShot && svc.Restart != types.RestartPolicyUnlessStopped {
+				t.Errorf("restart: got %q, want %q", svc.Restart, types.RestartPolicyUnlessStopped)
+			}
 		})
 	}
 }
