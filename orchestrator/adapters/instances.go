@@ -4,7 +4,6 @@ package adapters
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/IBM/sarama"
 
@@ -16,26 +15,21 @@ import (
 
 // Instances keeps each saga instance as one record keyed by saga id.
 type Instances struct {
-	store  *store.Store[contracts.SagaInstance]
-	logger *slog.Logger
+	store *store.Store[contracts.SagaInstance]
 }
 
 var _ saga.Instances = (*Instances)(nil)
 
-func NewInstances(s *store.Store[contracts.SagaInstance], logger *slog.Logger) *Instances {
-	return &Instances{store: s, logger: logger}
+func NewInstances(s *store.Store[contracts.SagaInstance]) *Instances {
+	return &Instances{store: s}
 }
 
-func (i *Instances) Get(id string) (contracts.SagaInstance, bool) {
+func (i *Instances) Get(id string) (contracts.SagaInstance, bool, error) {
 	v, ok, err := i.store.Get(id)
-	if err != nil {
-		i.logger.Error("read saga instance", "saga_id", id, "error", err)
-		return contracts.SagaInstance{}, false
+	if err != nil || !ok {
+		return contracts.SagaInstance{}, false, err
 	}
-	if !ok {
-		return contracts.SagaInstance{}, false
-	}
-	return *v, true
+	return *v, true, nil
 }
 
 // Update writes the instance and its command in one produce request.

@@ -150,7 +150,7 @@ func TestCreateOrderSaga(t *testing.T) {
 				t.Errorf("got %d commands sent, want %d", got, want)
 			}
 
-			v, _ := h.Engine.Instance(orderID)
+			v, _, _ := h.Engine.Instance(orderID)
 			if v.State != tt.wantState || v.FailureReason != tt.wantReason {
 				t.Errorf("got state %s reason %q, want %s reason %q", v.State, v.FailureReason, tt.wantState, tt.wantReason)
 			}
@@ -192,7 +192,7 @@ func TestApproveOrderIsRetriedUntilAnswered(t *testing.T) {
 	if err := h.Reply(cmd, &contracts.OrderApproved{OrderID: orderID}); err != nil {
 		t.Fatalf("reply OrderApproved: %v", err)
 	}
-	if v, _ := h.Engine.Instance(orderID); v.State != saga.StateCompleted {
+	if v, _, _ := h.Engine.Instance(orderID); v.State != saga.StateCompleted {
 		t.Errorf("got state %s, want %s", v.State, saga.StateCompleted)
 	}
 }

@@ -34,7 +34,11 @@ type transitionView struct {
 func RegisterHTTP(s *httpserver.Server, engine *saga.Engine[createorder.Data]) {
 	s.Handle("GET /sagas/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		v, ok := engine.Instance(id)
+		v, ok, err := engine.Instance(id)
+		if err != nil {
+			httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		if !ok {
 			httpserver.WriteError(w, http.StatusNotFound, "saga "+id+" not found")
 			return

@@ -80,7 +80,7 @@ func BenchmarkHandleReply(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	if v, _ := e.Instance("s0"); v.Step != 2 {
+	if v, _, _ := e.Instance("s0"); v.Step != 2 {
 		b.Fatalf("saga s0 after CreditReserved: got step %d, want 2 (approve)", v.Step)
 	}
 }

@@ -63,7 +63,9 @@ type Outgoing struct {
 
 // Instances stores saga instances by saga id.
 type Instances interface {
-	Get(id string) (contracts.SagaInstance, bool)
+	// Get returns the instance; ok is false if there is none, and an error
+	// says it could not be read (the schema registry unreachable, say).
+	Get(id string) (v contracts.SagaInstance, ok bool, err error)
 	// Update loads the instance, lets fn change it and saves it before
 	// returning, and sends the command fn returns (nil for none) in the same
 	// request as the write. An error from fn aborts the write and is
@@ -171,8 +173,9 @@ func NewEngine[D any](def Definition[D], cfg EngineConfig, logger *slog.Logger) 
 		deadlines: map[string]time.Time{}}, nil
 }
 
-// Instance returns the saga instance with the given id.
-func (e *Engine[D]) Instance(id string) (contracts.SagaInstance, bool) {
+// Instance returns the saga instance with the given id; ok is false if
+// there is none, and an error says it could not be read.
+func (e *Engine[D]) Instance(id string) (v contracts.SagaInstance, ok bool, err error) {
 	return e.cfg.Instances.Get(id)
 }
 
@@ -355,7 +358,11 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) error {
 		// A reply or another tick may have moved it on since, or recorded
 		// its deadline before an earlier transition recorded an older one:
 		// look again, and keep the index to what is stored.
-		v, ok := e.cfg.Instances.Get(id)
+		v, ok, err := e.cfg.Instances.Get(id)
+		if err != nil {
+			e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)
+			continue // keep its deadline
+		}
 		if !ok {
 			v = contracts.SagaInstance{SagaID: id} // nothing pending: forget it
 		}

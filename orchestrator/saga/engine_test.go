@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,7 +164,7 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 		t.Errorf("body: got %#v, want %#v", got, wantBody)
 	}
 
-	v, ok := h.Engine.Instance("s1")
+	v, ok, _ := h.Engine.Instance("s1")
 	if !ok {
 		t.Fatal("got no instance s1, want one")
 	}
@@ -190,7 +191,7 @@ func TestStartTwiceStartsOneSaga(t *testing.T) {
 	if got := len(h.Sent()); got != 1 {
 		t.Errorf("got %d commands sent, want 1", got)
 	}
-	v, _ := h.Engine.Instance("s1")
+	v, _, _ := h.Engine.Instance("s1")
 	if got, _ := h.Engine.Data(v); *got != sagaData {
 		t.Errorf("data: got %+v, want the first start's %+v", got, sagaData)
 	}
@@ -207,7 +208,7 @@ type checkingPublisher struct {
 
 func (p *checkingPublisher) Publish(topic string, msgs ...*message.Message) error {
 	for _, m := range msgs {
-		v, _ := p.instances.Get(m.Metadata.Get(contracts.HeaderSagaID))
+		v, _, _ := p.instances.Get(m.Metadata.Get(contracts.HeaderSagaID))
 		if v.PendingCommandID != m.Metadata.Get(contracts.HeaderCommandID) {
 			p.mu.Lock()
 			p.unsaved = append(p.unsaved, m.Metadata.Get(contracts.HeaderCommandID))
@@ -258,19 +259,19 @@ func TestATransitionWhoseWriteFailsChangesNothing(t *testing.T) {
 	if err := h.Engine.Start(t.Context(), "s1", sagaData, ""); err == nil {
 		t.Fatal("start: got no error, want the write error")
 	}
-	if _, ok := h.Engine.Instance("s1"); ok {
+	if _, ok, _ := h.Engine.Instance("s1"); ok {
 		t.Fatal("got the saga stored after a failed start, want none")
 	}
 	h.Publisher.Fail(nil)
 	h.Start("s1", sagaData) // the start event redelivered
 	cmd := h.Last()
-	before, _ := h.Engine.Instance("s1")
+	before, _, _ := h.Engine.Instance("s1")
 
 	h.Publisher.Fail(errors.New("broker down"))
 	if err := h.Reply(cmd, reserved); err == nil {
 		t.Fatal("reply: got no error, want the write error")
 	}
-	if got, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(got, before) {
+	if got, _, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(got, before) {
 		t.Fatalf("got instance %+v after a failed write, want it unchanged: %+v", got, before)
 	}
 	h.Publisher.Fail(nil)
@@ -314,7 +315,7 @@ func TestRepliesThatDoNotAnswerThePendingCommandAreIgnored(t *testing.T) {
 			if err := h.Reply(h.Last(), reserved); err != nil {
 				t.Fatal(err)
 			}
-			before, _ := h.Engine.Instance("s1")
+			before, _, _ := h.Engine.Instance("s1")
 
 			if err := h.Engine.HandleReply(tt.reply(h)); err != nil {
 				t.Fatalf("got error %v, want nil (ack)", err)
@@ -322,7 +323,7 @@ func TestRepliesThatDoNotAnswerThePendingCommandAreIgnored(t *testing.T) {
 			if got := len(h.Sent()); got != 2 {
 				t.Errorf("got %d commands sent, want 2", got)
 			}
-			if after, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(after, before) {
+			if after, _, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(after, before) {
 				t.Errorf("instance changed: got %+v, want %+v", after, before)
 			}
 			if got := h.Counter("saga_stale_replies_total", map[string]string{"saga_type": "Test"}); got != 1 {
@@ -391,7 +392,7 @@ func TestUnexpectedReplies(t *testing.T) {
 			h := newHarness(t)
 			h.Start("s1", sagaData)
 			msg := tt.reply(h)
-			before, _ := h.Engine.Instance("s1")
+			before, _, _ := h.Engine.Instance("s1")
 			sent := len(h.Sent())
 
 			err := h.Engine.HandleReply(msg)
@@ -403,7 +404,7 @@ func TestUnexpectedReplies(t *testing.T) {
 			case tt.want == nil && errors.Is(err, saga.ErrUnexpectedReply):
 				t.Errorf("got error %v, want a decode error", err)
 			}
-			if after, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(after, before) {
+			if after, _, _ := h.Engine.Instance("s1"); !reflect.DeepEqual(after, before) {
 				t.Errorf("instance changed: got %+v, want %+v", after, before)
 			}
 			if got := len(h.Sent()); got != sent {
@@ -453,7 +454,7 @@ func checkSent(t *testing.T, h *sagatest.Harness[data], want sendState, wantSent
 		t.Errorf("last command: got step %s attempt %s, want step %s attempt %s",
 			md.Get(contracts.HeaderStep), md.Get(contracts.HeaderAttempt), want.step, want.attempt)
 	}
-	v, _ := h.Engine.Instance("s1")
+	v, _, _ := h.Engine.Instance("s1")
 	if got, wantAt := v.Deadline, h.Clock.Now().Add(want.deadline); !got.Equal(wantAt) || v.State != want.state {
 		t.Errorf("instance: got state %s deadline %s, want %s %s", v.State, got, want.state, wantAt)
 	}
@@ -486,7 +487,7 @@ func TestTimeouts(t *testing.T) {
 		{"open:compensate", "4", 25 * time.Second, saga.StateCompensating},
 	}
 	for i, want := range steps {
-		v, _ := h.Engine.Instance("s1")
+		v, _, _ := h.Engine.Instance("s1")
 		h.Clock.Advance(v.Deadline.Sub(h.Clock.Now()))
 		h.Engine.ResendOverdue(t.Context())
 		checkSent(t, h, want, i+2)
@@ -500,7 +501,7 @@ func TestTimeouts(t *testing.T) {
 	if err := h.Reply(h.Last(), &contracts.OrderRejected{OrderID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := h.Engine.Instance("s1")
+	v, _, _ := h.Engine.Instance("s1")
 	if v.State != saga.StateRejected || v.FailureReason != "TIMEOUT_RESERVE" || v.PendingCommandID != "" {
 		t.Errorf("got state %s reason %q pending %q, want %s TIMEOUT_RESERVE and none pending",
 			v.State, v.FailureReason, v.PendingCommandID, saga.StateRejected)
@@ -570,7 +571,7 @@ func TestHistoryRecordsEveryTransition(t *testing.T) {
 	if err := h.Reply(h.Last(), &contracts.OrderApproved{OrderID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := h.Engine.Instance("s1")
+	v, _, _ := h.Engine.Instance("s1")
 	want := []contracts.SagaTransition{
 		{At: start, Event: "started", State: saga.StateRunning, Step: "reserve"},
 		{At: start.Add(10 * time.Second), Event: "timeout", State: saga.StateRunning, Step: "reserve"},
@@ -601,7 +602,7 @@ func TestHistoryKeepsItsFirstAndLatestTransitions(t *testing.T) {
 		h.Clock.Advance(2 * time.Minute) // past the longest backoff
 		h.Engine.ResendOverdue(t.Context())
 	}
-	v, _ := h.Engine.Instance("s1")
+	v, _, _ := h.Engine.Instance("s1")
 	if v.Attempt != timeouts+1 || v.State != saga.StateRunning {
 		t.Fatalf("got attempt %d in state %s, want %d in %s", v.Attempt, v.State, timeouts+1, saga.StateRunning)
 	}
@@ -634,7 +635,7 @@ func TestConcurrentRepliesAndTimeouts(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	v, _ := h.Engine.Instance("s1")
+	v, _, _ := h.Engine.Instance("s1")
 	if v.State != saga.StateRunning || h.Engine.StepName(v) != "approve" {
 		t.Errorf("got state %s step %s, want %s approve", v.State, h.Engine.StepName(v), saga.StateRunning)
 	}
@@ -703,7 +704,7 @@ func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
 	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := store.Get("s1")
+	v, _, _ := store.Get("s1")
 	store.frozen = map[string]contracts.SagaInstance{"s1": v}
 
 	clock.Advance(time.Second)
@@ -714,7 +715,7 @@ func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
 	if got := len(pub.Sent()); got != 2 {
 		t.Errorf("got %d commands sent, want 2", got)
 	}
-	if v, _ := store.Get("s1"); v.Attempt != 2 {
+	if v, _, _ := store.Get("s1"); v.Attempt != 2 {
 		t.Errorf("got attempt %d, want 2", v.Attempt)
 	}
 }
@@ -735,7 +736,7 @@ func TestATickForgetsTheDeadlineOfAnEndedSaga(t *testing.T) {
 	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
 		t.Fatal(err)
 	}
-	pending, _ := store.Get("s1")
+	pending, _, _ := store.Get("s1")
 	if err := store.Update(t.Context(), "s1", func(v *contracts.SagaInstance, _ bool) (*saga.Outgoing, error) {
 		v.State, v.PendingCommandID = saga.StateRejected, "" // ended
 		return nil, nil
@@ -758,6 +759,45 @@ func TestATickForgetsTheDeadlineOfAnEndedSaga(t *testing.T) {
 	}
 	if got := len(pub.Sent()) - sent; got != 0 {
 		t.Errorf("commands sent by the ticks: got %d, want 0", got)
+	}
+}
+
+// flaky is a store whose Get fails while down, as when the schema
+// registry does not answer.
+type flaky struct {
+	*sagatest.Instances
+	down atomic.Bool
+}
+
+func (f *flaky) Get(id string) (contracts.SagaInstance, bool, error) {
+	if f.down.Load() {
+		return contracts.SagaInstance{}, false, errRegistryDown
+	}
+	return f.Instances.Get(id)
+}
+
+// A tick that cannot read an overdue saga keeps its deadline: the next tick
+// times it out.
+func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
+	clock := sagatest.NewClock()
+	pub := &sagatest.Publisher{}
+	store := &flaky{Instances: sagatest.NewInstances(pub)}
+	cfg := validConfig()
+	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
+	engine, err := saga.NewEngine(testDef(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	store.down.Store(true)
+	engine.ResendOverdue(t.Context())
+	store.down.Store(false)
+	engine.ResendOverdue(t.Context())
+	if v, _, _ := store.Get("s1"); v.Attempt != 2 || len(pub.Sent()) != 2 {
+		t.Errorf("got attempt %d and %d commands sent, want attempt 2 re-sent once the saga could be read", v.Attempt, len(pub.Sent()))
 	}
 }
 
@@ -784,7 +824,7 @@ func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 	if got := len(h.Sent()); got != 1 {
 		t.Errorf("got %d commands sent, want 1", got)
 	}
-	if v, _ := h.Engine.Instance("s1"); v.Step != 1 || v.PendingCommandID != "s1:reserve:invoke" || v.Attempt != 1 {
+	if v, _, _ := h.Engine.Instance("s1"); v.Step != 1 || v.PendingCommandID != "s1:reserve:invoke" || v.Attempt != 1 {
 		t.Errorf("got instance at step %d waiting for %s attempt %d, want it unchanged", v.Step, v.PendingCommandID, v.Attempt)
 	}
 }

@@ -41,7 +41,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			return err
 		}
 		engine, err := saga.NewEngine(createorder.Definition(), saga.EngineConfig{
-			Instances:   adapters.NewInstances(instances, logger),
+			Instances:   adapters.NewInstances(instances),
 			Publisher:   p.Publisher,
 			Codec:       p.Serde,
 			DataTopic:   contracts.TopicCreateOrderSagas,

@@ -49,11 +49,12 @@ func NewInstances(pub message.Publisher) *Instances {
 }
 
 // Get returns the instance with the given id.
-func (s *Instances) Get(id string) (contracts.SagaInstance, bool) {
+func (s *Instances) Get(id string) (contracts.SagaInstance, bool, error) {
 	s.Gets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.get(id)
+	v, ok := s.get(id)
+	return v, ok, nil
 }
 
 func (s *Instances) get(id string) (contracts.SagaInstance, bool) {
