@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 )
 
 // Check tells whether a dependency answers.
@@ -32,6 +33,10 @@ type Config struct {
 	// POST /orders asks on every request, which must not cost a round trip
 	// to Kafka and the registry each time.
 	CheckEvery time.Duration
+	// CheckTimeout is how long a check may take before it counts as failed
+	// (default 3s), whether or not it honours its context: a dependency
+	// that hangs must give a 503, not a request that hangs with it.
+	CheckTimeout time.Duration
 }
 
 // Server is the HTTP server of one process.
@@ -44,6 +49,7 @@ type Server struct {
 	mu        sync.Mutex // guards the last result of the checks
 	checkedAt time.Time
 	checkErr  error
+	checking  singleflight.Group // one run of the checks at a time, its result shared
 }
 
 // New returns a server with the health, readiness and metrics endpoints.
@@ -57,6 +63,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	if cfg.CheckEvery == 0 {
 		cfg.CheckEvery = time.Second
+	}
+	if cfg.CheckTimeout == 0 {
+		cfg.CheckTimeout = 3 * time.Second
 	}
 	_ = cfg.Metrics.Register(collectors.NewGoCollector())
 	_ = cfg.Metrics.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,23 +101,59 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) MarkReady() { s.ready.Store(true) }
 
 // Ready reports whether the process is ready and its dependencies answer.
+// Callers within CheckEvery of the last run of the checks share its result;
+// callers while they run share theirs, and wait no longer than ctx allows.
 func (s *Server) Ready(ctx context.Context) error {
 	if !s.ready.Load() {
 		return errors.New("state not restored yet")
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if time.Since(s.checkedAt) < s.cfg.CheckEvery {
-		return s.checkErr
+	fresh, err := time.Since(s.checkedAt) < s.cfg.CheckEvery, s.checkErr
+	s.mu.Unlock()
+	if fresh {
+		return err
 	}
-	var errs []error
+	run := s.checking.DoChan("", func() (any, error) {
+		err := s.runChecks()
+		s.mu.Lock()
+		s.checkedAt, s.checkErr = time.Now(), err
+		s.mu.Unlock()
+		return nil, err
+	})
+	select {
+	case r := <-run:
+		return r.Err
+	case <-ctx.Done():
+		return fmt.Errorf("readiness checks: %w", ctx.Err())
+	}
+}
+
+// runChecks runs every check at once, each given CheckTimeout.
+func (s *Server) runChecks() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CheckTimeout)
+	defer cancel()
+	errs := make(chan error, len(s.cfg.Checks))
 	for name, check := range s.cfg.Checks {
-		if err := check(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
+		done := make(chan error, 1) // the check may outlive its timeout: never block it
+		go func() { done <- check(ctx) }()
+		go func() {
+			var err error
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				err = fmt.Errorf("no answer within %s", s.cfg.CheckTimeout)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			errs <- err
+		}()
 	}
-	s.checkedAt, s.checkErr = time.Now(), errors.Join(errs...)
-	return s.checkErr
+	var all []error
+	for range s.cfg.Checks {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -212,26 +211,35 @@ func TestMetricsServesPrometheusText(t *testing.T) {
 	}
 }
 
-func TestGetCheck(t *testing.T) {
+// A check that hangs, heedless of its context (as Sarama's metadata refresh
+// does against a frozen broker), fails after CheckTimeout: readiness gives
+// a 503 rather than hang, and no caller waits behind another.
+func TestAHangingCheckFails(t *testing.T) {
 	t.Parallel()
-	dep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/down" {
-			w.WriteHeader(http.StatusInternalServerError)
-		}
-	}))
-	t.Cleanup(dep.Close)
-	ctx := t.Context()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	s := newServer(t, httpserver.Config{CheckEvery: time.Nanosecond, CheckTimeout: 100 * time.Millisecond, Checks: map[string]httpserver.Check{
+		"kafka": func(context.Context) error { <-release; return nil },
+	}})
+	s.MarkReady()
+	url := serve(t, s)
 
-	if err := httpserver.GetCheck(dep.URL + "/up")(ctx); err != nil {
-		t.Errorf("check of a 200 answer: got %v, want nil", err)
+	results := make(chan error, 3)
+	for range cap(results) {
+		go func() { results <- s.Ready(context.Background()) }()
 	}
-	if err := httpserver.GetCheck(dep.URL + "/down")(ctx); err == nil || !strings.Contains(err.Error(), "500") {
-		t.Errorf("check of a 500 answer: got %v, want an error naming 500", err)
+	for range cap(results) {
+		select {
+		case err := <-results:
+			if err == nil || err.Error() != "kafka: no answer within 100ms" {
+				t.Errorf("Ready with a hanging check: got %v, want kafka: no answer within 100ms", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Ready still waiting 10s after a check hung, want an error after 100ms")
+		}
 	}
-	unreachable := httptest.NewServer(http.NotFoundHandler())
-	unreachable.Close()
-	if err := httpserver.GetCheck(unreachable.URL)(ctx); err == nil {
-		t.Errorf("check of a closed server: got nil, want an error")
+	if status, _, body := get(t, url+"/readyz"); status != http.StatusServiceUnavailable || errorField(t, body) != "kafka: no answer within 100ms" {
+		t.Errorf("GET /readyz with a hanging check: got %d %s, want 503 kafka: no answer within 100ms", status, body)
 	}
 }
 

@@ -123,8 +123,9 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		Addr:    cfg.HTTPAddr,
 		Metrics: p.Metrics,
 		Checks: map[string]httpserver.Check{
-			"kafka":           func(context.Context) error { return p.client.RefreshMetadata() },
-			"schema registry": httpserver.GetCheck(cfg.Kafka.SchemaRegistryURL + "/config"),
+			"kafka": func(context.Context) error { return p.client.RefreshMetadata() },
+			// Through the serde's client, so with its credentials.
+			"schema registry": func(context.Context) error { _, err := registry.GetGlobalCompatibilityLevel(); return err },
 		},
 	}, logger)
 	if err != nil {

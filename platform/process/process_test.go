@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -203,4 +205,30 @@ func TestRunReturnsTheErrorOfAFailedRestore(t *testing.T) {
 	if got := readyz(p); got != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz after a failed restore: got %d, want 503", got)
 	}
+}
+
+// A registry that asks for credentials gets them from the readiness check
+// too, not only from the serde: a process that can use its registry is
+// ready.
+func TestReadinessUsesTheRegistryCredentials(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	target, err := url.Parse(stack.RegistryURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	guarded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, password, ok := r.BasicAuth(); !ok || user != "saga" || password != "secret" {
+			http.Error(w, `{"error_code":401,"message":"Unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(guarded.Close)
+
+	p := newProcess(t, config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: guarded.URL,
+		RegistryUser: "saga", RegistryPassword: "secret", AutoRegisterSchemas: true})
+	run(t, p)
+	waitReady(t, p)
 }
