@@ -8,7 +8,7 @@ GO ?= go
 
 ## run: the whole system in one process on the embedded broker and registry
 run:
-	DEVSTACK_DATA_DIR=$(CURDIR)/.data/devstack $(GO) run ./system/cmd/kafkasaga
+	DEVSTACK_DATA_DIR=$${DEVSTACK_DATA_DIR:-$(CURDIR)/.data/devstack} $(GO) run ./system/cmd/kafkasaga
 
 ## test: every module's tests with the race detector (embedded broker and registry)
 test: vet
