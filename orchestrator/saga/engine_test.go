@@ -691,12 +691,12 @@ func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) e
 	return nil
 }
 
-func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
-	clock := sagatest.NewClock()
-	pub := &sagatest.Publisher{}
-	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
+// startS1 starts saga s1 on an engine over instances, whose steps time out
+// after a second of clock.
+func startS1(t *testing.T, instances saga.Instances, pub *sagatest.Publisher, clock *sagatest.Clock) *saga.Engine[data] {
+	t.Helper()
 	cfg := validConfig()
-	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
+	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = instances, pub, clock.Now, time.Second
 	engine, err := saga.NewEngine(testDef(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -704,6 +704,14 @@ func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
 	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
 		t.Fatal(err)
 	}
+	return engine
+}
+
+func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
+	clock := sagatest.NewClock()
+	pub := &sagatest.Publisher{}
+	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
+	engine := startS1(t, store, pub, clock)
 	v, _, _ := store.Get("s1")
 	store.frozen = map[string]contracts.SagaInstance{"s1": v}
 
@@ -727,15 +735,7 @@ func TestATickForgetsTheDeadlineOfAnEndedSaga(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
-	cfg := validConfig()
-	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
-	engine, err := saga.NewEngine(testDef(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
-		t.Fatal(err)
-	}
+	engine := startS1(t, store, pub, clock)
 	pending, _, _ := store.Get("s1")
 	if err := store.Update(t.Context(), "s1", func(v *contracts.SagaInstance, _ bool) (*saga.Outgoing, error) {
 		v.State, v.PendingCommandID = saga.StateRejected, "" // ended
@@ -782,15 +782,7 @@ func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &flaky{Instances: sagatest.NewInstances(pub)}
-	cfg := validConfig()
-	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = store, pub, clock.Now, time.Second
-	engine, err := saga.NewEngine(testDef(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
-		t.Fatal(err)
-	}
+	engine := startS1(t, store, pub, clock)
 	clock.Advance(time.Second)
 	store.down.Store(true)
 	engine.ResendOverdue(t.Context())
