@@ -128,32 +128,28 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 }
 
-// runChecks runs every check at once, each given CheckTimeout.
+// runChecks runs every check at once, all within CheckTimeout.
 func (s *Server) runChecks() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CheckTimeout)
 	defer cancel()
-	errs := make(chan error, len(s.cfg.Checks))
+	results := map[string]chan error{}
 	for name, check := range s.cfg.Checks {
-		done := make(chan error, 1) // the check may outlive its timeout: never block it
-		go func() { done <- check(ctx) }()
-		go func() {
-			var err error
-			select {
-			case err = <-done:
-			case <-ctx.Done():
-				err = fmt.Errorf("no answer within %s", s.cfg.CheckTimeout)
-			}
+		result := make(chan error, 1) // a check may outlive its timeout: never block it
+		go func() { result <- check(ctx) }()
+		results[name] = result
+	}
+	var errs []error
+	for name, result := range results {
+		select {
+		case err := <-result:
 			if err != nil {
-				err = fmt.Errorf("%s: %w", name, err)
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
-			errs <- err
-		}()
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("%s: no answer within %s", name, s.cfg.CheckTimeout))
+		}
 	}
-	var all []error
-	for range s.cfg.Checks {
-		all = append(all, <-errs)
-	}
-	return errors.Join(all...)
+	return errors.Join(errs...)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
