@@ -2,8 +2,10 @@ package messaging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -21,10 +23,14 @@ type Commands struct {
 	pub      message.Publisher
 	handlers map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error)
 	carries  map[string]map[reflect.Type]bool // by topic, the record types contracts.Topics says it carries
+	poison   []error
 }
 
-// NewCommands returns a command port with no handlers yet; add them with Handle.
-func NewCommands(s *serde.Serde, pub message.Publisher) *Commands {
+// NewCommands returns a command port with no handlers yet; add them with
+// Handle. A handler error that is one of poison (the domain's errors that no
+// retry can cure, such as invalid input) dead-letters the command instead of
+// retrying it, which would hold back every later command of its key.
+func NewCommands(s *serde.Serde, pub message.Publisher, poison ...error) *Commands {
 	carries := map[string]map[reflect.Type]bool{}
 	for _, t := range contracts.Topics() {
 		carries[t.Name] = map[reflect.Type]bool{}
@@ -32,13 +38,13 @@ func NewCommands(s *serde.Serde, pub message.Publisher) *Commands {
 			carries[t.Name][reflect.TypeOf(r)] = true
 		}
 	}
-	return &Commands{serde: s, pub: pub, carries: carries,
+	return &Commands{serde: s, pub: pub, carries: carries, poison: poison,
 		handlers: map[reflect.Type]func(context.Context, serde.Record) (serde.Record, error){}}
 }
 
 // Handle registers fn for commands of type C. fn returns the reply, or an
-// error: wrapped ErrPoison if the command can never succeed, anything else
-// to have it retried.
+// error: one of the port's poison errors, or a wrapped ErrPoison, if the
+// command can never succeed, anything else to have it retried.
 func Handle[C any](c *Commands, fn func(ctx context.Context, cmd *C) (serde.Record, error)) {
 	c.handlers[reflect.TypeFor[*C]()] = func(ctx context.Context, r serde.Record) (serde.Record, error) {
 		return fn(ctx, any(r).(*C))
@@ -63,7 +69,11 @@ func (c *Commands) Handler(msg *message.Message) error {
 	}
 	body, err := handle(msg.Context(), cmd)
 	if err != nil {
-		return fmt.Errorf("handle %T of saga %s: %w", cmd, msg.Metadata.Get(contracts.HeaderSagaID), err)
+		err = fmt.Errorf("handle %T of saga %s: %w", cmd, msg.Metadata.Get(contracts.HeaderSagaID), err)
+		if slices.ContainsFunc(c.poison, func(p error) bool { return errors.Is(err, p) }) {
+			err = fmt.Errorf("%w: %w", ErrPoison, err)
+		}
+		return err
 	}
 	if body == nil {
 		return fmt.Errorf("%w: the handler of %T returned no reply", ErrPoison, cmd)

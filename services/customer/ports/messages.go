@@ -3,7 +3,6 @@ package ports
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
@@ -23,8 +22,6 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 		switch {
 		case errors.Is(err, domain.ErrNotFound):
 			return &contracts.CustomerNotFound{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
-		case errors.Is(err, domain.ErrInvalid):
-			return nil, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
 		case err != nil:
 			return nil, err
 		case d.Reserved:
@@ -35,9 +32,6 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 	})
 	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ReleaseCredit) (serde.Record, error) {
 		err := application.Commands.ReleaseCredit.Handle(ctx, command.ReleaseCredit{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID})
-		if errors.Is(err, domain.ErrInvalid) {
-			return nil, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
-		}
 		if err != nil {
 			return nil, err
 		}

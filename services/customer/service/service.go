@@ -11,6 +11,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
 	"github.com/kafkasaga/kafkasaga/services/customer/app"
+	"github.com/kafkasaga/kafkasaga/services/customer/domain"
 	"github.com/kafkasaga/kafkasaga/services/customer/ports"
 )
 
@@ -40,7 +41,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo)
 
-		commands := messaging.NewCommands(p.Serde, p.Publisher)
+		commands := messaging.NewCommands(p.Serde, p.Publisher, domain.ErrInvalid)
 		ports.RegisterCommands(commands, application)
 		if err := p.Subscribe(contracts.TopicCustomerCommands, commands.Handler); err != nil {
 			return err

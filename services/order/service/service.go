@@ -13,6 +13,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/services/order/adapters"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
+	"github.com/kafkasaga/kafkasaga/services/order/domain"
 	"github.com/kafkasaga/kafkasaga/services/order/ports"
 )
 
@@ -38,7 +39,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo, adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
 
-		commands := messaging.NewCommands(p.Serde, p.Publisher)
+		commands := messaging.NewCommands(p.Serde, p.Publisher, domain.ErrNotFound, domain.ErrInvalid, domain.ErrConflict)
 		ports.RegisterCommands(commands, application)
 		if err := p.Subscribe(contracts.TopicOrderCommands, commands.Handler); err != nil {
 			return err

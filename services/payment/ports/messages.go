@@ -2,15 +2,12 @@ package ports
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/services/payment/app"
 	"github.com/kafkasaga/kafkasaga/services/payment/app/command"
-	"github.com/kafkasaga/kafkasaga/services/payment/domain"
 )
 
 // RegisterCommands handles AuthorizePayment and CancelPayment.
@@ -20,8 +17,6 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 			OrderID: cmd.OrderID, CustomerID: cmd.CustomerID, Amount: cmd.Amount,
 		})
 		switch {
-		case errors.Is(err, domain.ErrInvalid):
-			return nil, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
 		case err != nil:
 			return nil, err
 		case d.Authorized:

@@ -13,6 +13,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/services/payment/adapters"
 	"github.com/kafkasaga/kafkasaga/services/payment/app"
+	"github.com/kafkasaga/kafkasaga/services/payment/domain"
 	"github.com/kafkasaga/kafkasaga/services/payment/ports"
 )
 
@@ -42,7 +43,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		}
 		application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, time.Now)
 
-		commands := messaging.NewCommands(p.Serde, p.Publisher)
+		commands := messaging.NewCommands(p.Serde, p.Publisher, domain.ErrInvalid)
 		ports.RegisterCommands(commands, application)
 		if err := p.Subscribe(contracts.TopicPaymentCommands, commands.Handler); err != nil {
 			return err
