@@ -312,7 +312,33 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 // (process.OnRestored). An error means it could not read every instance
 // (the schema registry unreachable, say): the start must fail rather than
 // leave a saga that is never timed out again.
-func (e *Engine[D]) Resume(ctx context.Context) error { return e.resend(ctx, true) }
+func (e *Engine[D]) Resume(ctx context.Context) error {
+	now := e.cfg.Clock()
+	var pending []contracts.SagaInstance
+	err := e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
+		if v.PendingCommandID != "" && v.SagaType == e.def.Type {
+			e.track(v)
+			if v.Deadline.After(now) {
+				pending = append(pending, v)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("read the saga instances: %w", err)
+	}
+	for _, v := range pending {
+		topic, msg, err := e.command(v)
+		if err == nil {
+			err = e.publish(topic, msg)
+		}
+		if err != nil {
+			e.logger.Warn("re-send pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
+		}
+	}
+	e.ResendOverdue(ctx) // those past their deadline
+	return nil
+}
 
 // Run calls ResendOverdue a few times per StepTimeout until ctx ends.
 func (e *Engine[D]) Run(ctx context.Context) error {
@@ -331,29 +357,9 @@ func (e *Engine[D]) Run(ctx context.Context) error {
 // ResendOverdue handles the pending commands past their deadline: each is
 // re-sent as its next attempt, unless it is a forward command that has used
 // its MaxAttempts: then the saga fails and compensates.
-func (e *Engine[D]) ResendOverdue(ctx context.Context) { _ = e.resend(ctx, false) }
-
-// resend times out the pending commands past their deadline. With all, it
-// first reads every instance from the store, to learn the pending commands
-// and their deadlines, and sends again those not yet due, as they are; if
-// it cannot read them all, it sends nothing and returns why.
-func (e *Engine[D]) resend(ctx context.Context, all bool) error {
+func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	now := e.cfg.Clock()
-	var due, pending []contracts.SagaInstance
-	if all {
-		err := e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
-			if v.PendingCommandID != "" && v.SagaType == e.def.Type {
-				e.track(v)
-				if v.Deadline.After(now) {
-					pending = append(pending, v)
-				}
-			}
-			return true
-		})
-		if err != nil {
-			return fmt.Errorf("read the saga instances: %w", err)
-		}
-	}
+	var due []contracts.SagaInstance
 	for _, id := range e.overdue(now) {
 		// A reply or another tick may have moved it on since, or recorded
 		// its deadline before an earlier transition recorded an older one:
@@ -371,21 +377,11 @@ func (e *Engine[D]) resend(ctx context.Context, all bool) error {
 			due = append(due, v)
 		}
 	}
-	for _, v := range pending {
-		topic, msg, err := e.command(v)
-		if err == nil {
-			err = e.publish(topic, msg)
-		}
-		if err != nil {
-			e.logger.Warn("re-send pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
-		}
-	}
 	for _, v := range due {
 		if err := e.timeout(ctx, v); err != nil {
 			e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
 		}
 	}
-	return nil
 }
 
 // track records the deadline of v's pending command, or forgets v once it
