@@ -21,6 +21,14 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 	WriteJSON(w, status, map[string]string{"error": msg})
 }
 
+// WriteUnavailable writes a 503 {"error": msg} with Retry-After: 1, for a
+// condition that passes within seconds (a partition moving, a peer
+// restarting): the client should retry soon rather than give up.
+func WriteUnavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "1")
+	WriteError(w, http.StatusServiceUnavailable, msg)
+}
+
 // maxBody bounds a request body; the API's bodies are a few dozen bytes.
 const maxBody = 1 << 16
 

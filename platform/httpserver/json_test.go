@@ -73,6 +73,20 @@ func TestWriteErrorWritesAJSONBody(t *testing.T) {
 	}
 }
 
+func TestWriteUnavailableAsksForARetry(t *testing.T) {
+	w := httptest.NewRecorder()
+	httpserver.WriteUnavailable(w, "partition of key o1 is moving")
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("status: got %d, want %d", w.Code, http.StatusServiceUnavailable)
+	}
+	if ra := w.Header().Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After: got %q, want 1", ra)
+	}
+	if !strings.Contains(w.Body.String(), `"error":"partition of key o1 is moving"`) {
+		t.Errorf("body: got %s, want the error", w.Body)
+	}
+}
+
 func TestWriteAppError(t *testing.T) {
 	invalid, notFound := errors.New("invalid"), errors.New("not found")
 	tests := []struct {
