@@ -1,6 +1,8 @@
 // Package httpserver serves a process's HTTP API together with what every
 // process serves: /healthz, /readyz and /metrics. It also holds the JSON
 // helpers that keep every error a 4xx or 5xx with a body {"error": "..."}.
+// Routes registered with HandleKeyed are answered by any of a process's
+// instances: the one that does not own a key forwards to the one that does.
 package httpserver
 
 import (
@@ -37,6 +39,12 @@ type Config struct {
 	// (default 3s), whether or not it honours its context: a dependency
 	// that hangs must give a 503, not a request that hangs with it.
 	CheckTimeout time.Duration
+	// Owners finds the instance that owns a key, for HandleKeyed; nil
+	// means a single instance, which owns every key.
+	Owners Owners
+	// ForwardTimeout bounds a request forwarded to a key's owner (default
+	// 3s): an owner that hangs must give a 503, not a request that hangs.
+	ForwardTimeout time.Duration
 }
 
 // Server is the HTTP server of one process.
@@ -45,6 +53,8 @@ type Server struct {
 	mux    *http.ServeMux
 	ready  atomic.Bool
 	logger *slog.Logger
+	// forwarded counts keyed requests not served here, by outcome.
+	forwarded *prometheus.CounterVec
 
 	mu        sync.Mutex // guards the last result of the checks
 	checkedAt time.Time
@@ -67,9 +77,19 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if cfg.CheckTimeout == 0 {
 		cfg.CheckTimeout = 3 * time.Second
 	}
+	if cfg.ForwardTimeout == 0 {
+		cfg.ForwardTimeout = 3 * time.Second
+	}
 	_ = cfg.Metrics.Register(collectors.NewGoCollector())
 	_ = cfg.Metrics.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), logger: logger}
+	forwarded := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "http_forwarded_total",
+		Help: "Keyed requests not served by this instance: forwarded to the key's owner, or answered 503, by outcome.",
+	}, []string{"outcome"})
+	if err := cfg.Metrics.Register(forwarded); err != nil {
+		return nil, fmt.Errorf("httpserver: register http_forwarded_total: %w", err)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), logger: logger, forwarded: forwarded}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -21,10 +21,21 @@ import (
 // serve runs s on a free port until the test ends and returns its base URL.
 func serve(t *testing.T, s *httpserver.Server) string {
 	t.Helper()
+	return serveOn(t, s, listen(t))
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	return ln
+}
+
+// serveOn runs s on ln until the test ends and returns its base URL.
+func serveOn(t *testing.T, s *httpserver.Server, ln net.Listener) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()

@@ -1,0 +1,114 @@
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+)
+
+// HopHeader marks a request one instance forwarded to another. The
+// instance that receives it serves it or answers 503, never forwards it
+// again: a request travels one hop at most, even while ownership moves.
+const HopHeader = "X-Forwarded-Hop"
+
+// Owner says where a key is served.
+type Owner struct {
+	Self bool   // this instance owns the key now and has its state
+	Addr string // else the owner's advertised HTTP address, host:port
+}
+
+// Owners finds the instance that owns a key. ErrNoOwner (wrapped or not)
+// means the key's partition is moving or has no owner now.
+type Owners interface {
+	Owner(ctx context.Context, key string) (Owner, error)
+}
+
+// ErrNoOwner means a key's partition is moving or has no owner now.
+var ErrNoOwner = errors.New("no owner")
+
+// HandleKeyed registers an API route whose state is partitioned by key:
+// each instance holds the state of the keys it owns, and any instance
+// answers any key, forwarding the request to the key's owner when that is
+// another instance. Like Handle, it answers 503 until MarkReady.
+//
+// key returns the request's key; its error is answered 400 with the error.
+// If key reads the body it must put it back, e.g.
+// r.Body = io.NopCloser(bytes.NewReader(b)): h, or the owner the request
+// is forwarded to, reads it again.
+//
+// A key whose partition is moving, an owner that does not answer within
+// ForwardTimeout, and a forwarded request that reaches an instance which
+// no longer owns its key all get a 503 with Retry-After: 1.
+func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, error), h http.HandlerFunc) {
+	s.Handle(pattern, func(w http.ResponseWriter, r *http.Request) {
+		k, err := key(r)
+		if err != nil {
+			WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		owner, err := s.owner(r.Context(), k)
+		switch {
+		case errors.Is(err, ErrNoOwner):
+			s.unavailable(w, "no_owner", fmt.Sprintf("partition of key %s is moving", k))
+		case err != nil:
+			s.logger.Warn("owner lookup failed", "key", k, "err", err)
+			s.unavailable(w, "lookup_failed", fmt.Sprintf("owner of key %s: %v", k, err))
+		case owner.Self:
+			h(w, r)
+		case r.Header.Get(HopHeader) != "":
+			// The key moved while the request travelled; a second hop could loop.
+			s.unavailable(w, "moved", fmt.Sprintf("key %s moved to %s while the request was forwarded", k, owner.Addr))
+		default:
+			s.forward(w, r, k, owner.Addr)
+		}
+	})
+}
+
+func (s *Server) owner(ctx context.Context, key string) (Owner, error) {
+	if s.cfg.Owners == nil {
+		return Owner{Self: true}, nil
+	}
+	return s.cfg.Owners.Owner(ctx, key)
+}
+
+// unavailable answers 503 with Retry-After and counts it by outcome.
+func (s *Server) unavailable(w http.ResponseWriter, outcome, msg string) {
+	s.forwarded.WithLabelValues(outcome).Inc()
+	WriteUnavailable(w, msg)
+}
+
+// forward sends the request to the key's owner and its answer back, all
+// within ForwardTimeout. A 503 after a timeout does not mean the owner did
+// nothing: it may have made a write, which a client's retry must find
+// idempotent, as the API's writes by id are.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr string) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ForwardTimeout)
+	defer cancel()
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
+			pr.SetXForwarded()
+			pr.Out.Header.Set(HopHeader, "1")
+		},
+		ModifyResponse: func(*http.Response) error {
+			s.forwarded.WithLabelValues("forwarded").Inc()
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client left: no one to answer, and the owner is not to blame
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer within %s", s.cfg.ForwardTimeout)
+			}
+			s.logger.Warn("forward to the key's owner failed", "key", key, "owner", addr, "err", err)
+			s.unavailable(w, "unreachable", fmt.Sprintf("owner %s of key %s: %v", addr, key, err))
+		},
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	proxy.ServeHTTP(w, r.WithContext(ctx))
+}

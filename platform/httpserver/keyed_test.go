@@ -1,0 +1,231 @@
+package httpserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+)
+
+// owners is a fake Owners: the owner of each key as one instance sees it.
+// A key it lacks is moving; the key "broken" fails the lookup.
+type owners map[string]httpserver.Owner
+
+func (o owners) Owner(_ context.Context, key string) (httpserver.Owner, error) {
+	if key == "broken" {
+		return httpserver.Owner{}, errors.New("metadata: broker down")
+	}
+	owner, ok := o[key]
+	if !ok {
+		return httpserver.Owner{}, fmt.Errorf("key %s: %w", key, httpserver.ErrNoOwner)
+	}
+	return owner, nil
+}
+
+// served is what the test's handler answers: who served the request, and
+// what of it reached them.
+type served struct {
+	By    string `json:"by"`
+	Hop   string `json:"hop"`
+	Query string `json:"query"`
+	Body  string `json:"body"`
+}
+
+// echo serves a request on the named instance: 201 for a POST, 200 else.
+func echo(instance string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		status := http.StatusOK
+		if r.Method == http.MethodPost {
+			status = http.StatusCreated
+		}
+		w.Header().Set("X-Served-By", instance)
+		httpserver.WriteJSON(w, status, served{By: instance, Hop: r.Header.Get(httpserver.HopHeader), Query: r.URL.RawQuery, Body: string(body)})
+	}
+}
+
+func idInPath(r *http.Request) (string, error) { return r.PathValue("id"), nil }
+
+// orderIDInBody reads the key from the body, and puts the body back.
+func orderIDInBody(r *http.Request) (string, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return "", err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	var v struct {
+		OrderID string `json:"orderId"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.OrderID == "" {
+		return "", errors.New("orderId is required")
+	}
+	return v.OrderID, nil
+}
+
+// keyedServer serves GET /orders/{id} and POST /orders, keyed by order id,
+// on ln as the named instance, with a 300ms ForwardTimeout.
+func keyedServer(t *testing.T, instance string, ln net.Listener, o owners) string {
+	t.Helper()
+	s := newServer(t, httpserver.Config{Owners: o, ForwardTimeout: 300 * time.Millisecond})
+	s.HandleKeyed("GET /orders/{id}", idInPath, echo(instance))
+	s.HandleKeyed("POST /orders", orderIDInBody, echo(instance))
+	s.MarkReady()
+	return serveOn(t, s, ln)
+}
+
+// send returns the response to a request, its body read.
+func send(t *testing.T, method, url, body string, hop bool) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	if hop {
+		req.Header.Set(httpserver.HopHeader, "1")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return resp, string(b)
+}
+
+// Two instances, a and b, each owning some keys: every request goes to a,
+// which serves its keys, forwards b's, and answers 503 for the rest.
+func TestHandleKeyed(t *testing.T) {
+	t.Parallel()
+	lnA, lnB := listen(t), listen(t)
+	closed := listen(t) // an owner that is gone: nothing listens on its port
+	closed.Close()
+	silent := listen(t) // an owner that hangs: it accepts connections and never answers
+	t.Cleanup(func() { silent.Close() })
+	addrA, addrB := lnA.Addr().String(), lnB.Addr().String()
+
+	urlA := keyedServer(t, "a", lnA, owners{
+		"a1":     {Self: true},
+		"b1":     {Addr: addrB},
+		"gone":   {Addr: closed.Addr().String()},
+		"silent": {Addr: silent.Addr().String()},
+	})
+	keyedServer(t, "b", lnB, owners{"a1": {Addr: addrA}, "b1": {Self: true}})
+
+	tests := []struct {
+		name         string
+		method, path string
+		body         string
+		hop          bool // the request says it was forwarded already
+		wantStatus   int
+		want         served // for a 2xx
+		wantErr      string // prefix of the error, for a 4xx or 5xx
+	}{
+		{name: "self serves", method: "GET", path: "/orders/a1",
+			wantStatus: 200, want: served{By: "a"}},
+		{name: "non-owner forwards", method: "GET", path: "/orders/b1?expand=items",
+			wantStatus: 200, want: served{By: "b", Hop: "1", Query: "expand=items"}},
+		{name: "non-owner forwards a POST and its body", method: "POST", path: "/orders", body: `{"orderId":"b1","orderTotal":42}`,
+			wantStatus: 201, want: served{By: "b", Hop: "1", Body: `{"orderId":"b1","orderTotal":42}`}},
+		{name: "self serves a POST whose body the key func read", method: "POST", path: "/orders", body: `{"orderId":"a1"}`,
+			wantStatus: 201, want: served{By: "a", Body: `{"orderId":"a1"}`}},
+		{name: "a forwarded request to the owner is served", method: "GET", path: "/orders/a1", hop: true,
+			wantStatus: 200, want: served{By: "a", Hop: "1"}},
+		{name: "a forwarded request to a non-owner is not forwarded again", method: "GET", path: "/orders/b1", hop: true,
+			wantStatus: 503, wantErr: "key b1 moved to " + addrB + " while the request was forwarded"},
+		{name: "partition moving", method: "GET", path: "/orders/m1",
+			wantStatus: 503, wantErr: "partition of key m1 is moving"},
+		{name: "owner lookup fails", method: "GET", path: "/orders/broken",
+			wantStatus: 503, wantErr: "owner of key broken: metadata: broker down"},
+		{name: "owner unreachable", method: "GET", path: "/orders/gone",
+			wantStatus: 503, wantErr: "owner " + closed.Addr().String() + " of key gone: dial tcp "},
+		{name: "owner silent past ForwardTimeout", method: "GET", path: "/orders/silent",
+			wantStatus: 503, wantErr: "owner " + silent.Addr().String() + " of key silent: no answer within 300ms"},
+		{name: "key func error", method: "POST", path: "/orders", body: `{}`,
+			wantStatus: 400, wantErr: "orderId is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, tt.method, urlA+tt.path, tt.body, tt.hop)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("%s %s: got %d %s, want %d", tt.method, tt.path, resp.StatusCode, body, tt.wantStatus)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type: got %q, want application/json", ct)
+			}
+			wantRetry := ""
+			if tt.wantStatus == http.StatusServiceUnavailable {
+				wantRetry = "1"
+			}
+			if ra := resp.Header.Get("Retry-After"); ra != wantRetry {
+				t.Errorf("Retry-After: got %q, want %q", ra, wantRetry)
+			}
+			if tt.wantStatus >= 400 {
+				if msg := errorField(t, body); !strings.HasPrefix(msg, tt.wantErr) {
+					t.Errorf("error: got %q, want it to start with %q", msg, tt.wantErr)
+				}
+				return
+			}
+			if by := resp.Header.Get("X-Served-By"); by != tt.want.By {
+				t.Errorf("X-Served-By: got %q, want %q", by, tt.want.By)
+			}
+			var got served
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("body %q: %v", body, err)
+			}
+			if got != tt.want {
+				t.Errorf("served: got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+
+	_, _, metrics := get(t, urlA+"/metrics")
+	for _, want := range []string{
+		`http_forwarded_total{outcome="forwarded"} 2`,
+		`http_forwarded_total{outcome="moved"} 1`,
+		`http_forwarded_total{outcome="no_owner"} 1`,
+		`http_forwarded_total{outcome="lookup_failed"} 1`,
+		`http_forwarded_total{outcome="unreachable"} 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("GET /metrics: body lacks %q", want)
+		}
+	}
+}
+
+// A single instance (no Owners) serves every key, once its state is restored.
+func TestHandleKeyedAlone(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{})
+	s.HandleKeyed("GET /orders/{id}", idInPath, echo("alone"))
+	url := serve(t, s)
+
+	status, _, body := get(t, url+"/orders/o1")
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("GET /orders/o1 before MarkReady: got %d %s, want 503", status, body)
+	}
+	if msg := errorField(t, body); msg != "starting: state not restored yet" {
+		t.Errorf("GET /orders/o1 before MarkReady: got error %q, want %q", msg, "starting: state not restored yet")
+	}
+
+	s.MarkReady()
+	if status, _, body := get(t, url+"/orders/o1"); status != http.StatusOK || !strings.Contains(body, `"by":"alone"`) {
+		t.Errorf("GET /orders/o1 after MarkReady: got %d %s, want 200 served here", status, body)
+	}
+}
