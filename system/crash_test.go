@@ -35,26 +35,8 @@ func TestCrashesLoseNothing(t *testing.T) {
 	ps := startProcs(t, buildBinaries(t))
 	r := ps.r
 
-	// Rich customers can hold every order at once, payment-declined ones
-	// included, so whether an order is approved never depends on timing.
-	const orders, richLimit, maxTotal = 300, 1_000_000_000, 50_000
-	rich := []string{r.createCustomer(t, "rich0", richLimit), r.createCustomer(t, "rich1", richLimit), r.createCustomer(t, "rich2", richLimit)}
-	poor := r.createCustomer(t, "poor", 1)
-	rng := rand.New(rand.NewPCG(7, 11))
-	plan := make([]plannedOrder, orders)
-	for i := range plan {
-		total := 2 + rng.Int64N(maxTotal-1) // more than the poor customer's credit
-		switch i % 10 {
-		case 0:
-			plan[i] = plannedOrder{customer: uuid.NewString(), total: total, wantState: "REJECTED", wantReason: "UNKNOWN_CUSTOMER"}
-		case 1:
-			plan[i] = plannedOrder{customer: poor, total: total, wantState: "REJECTED", wantReason: "INSUFFICIENT_CREDIT"}
-		case 2:
-			plan[i] = plannedOrder{customer: rich[rng.IntN(len(rich))], total: paymentLimit + 1, wantState: "REJECTED", wantReason: "PAYMENT_DECLINED"}
-		default:
-			plan[i] = plannedOrder{customer: rich[rng.IntN(len(rich))], total: total, wantState: "APPROVED"}
-		}
-	}
+	const orders = 300
+	plan, checkPlan := newPlan(t, r, orders)
 	first, second := plan[:orders/3], plan[orders/3:2*orders/3]
 
 	// The orchestrator dies once it was seen driving the first third, and
@@ -76,25 +58,7 @@ func TestCrashesLoseNothing(t *testing.T) {
 	postOrders(t, r, plan[2*orders/3:])
 	ps.customer.awaitReady(60 * time.Second)
 
-	got := awaitOrdersEnd(t, r, plan, 120*time.Second)
-	for i, p := range plan {
-		want := orderView{OrderID: p.id, CustomerID: p.customer, OrderTotal: p.total, State: p.wantState, RejectionReason: p.wantReason}
-		if got[i] != want {
-			t.Errorf("order %d: got %+v, want %+v; saga: %s", i, got[i], want, sagaJSON(r, p.id))
-		}
-	}
-	awaitSagasEnd(t, r, plan, 30*time.Second)
-
-	want := map[string]int64{poor: 1}
-	for _, c := range rich {
-		want[c] = richLimit
-	}
-	for i, p := range plan {
-		if got[i].State == "APPROVED" {
-			want[p.customer] -= p.total
-		}
-	}
-	checkCredit(t, r, want)
+	checkPlan(120 * time.Second)
 
 	for _, p := range ps.all() {
 		if !p.running() {
@@ -105,6 +69,54 @@ func TestCrashesLoseNothing(t *testing.T) {
 		if p.kills != 1 || p.starts != 2 {
 			t.Errorf("%s: got %d kills and %d starts, want 1 and 2", p.name, p.kills, p.starts)
 		}
+	}
+}
+
+// newPlan creates customers and plans n orders across every branch of the
+// saga, whose outcomes do not depend on timing: rich customers can hold
+// every order at once, payment-declined ones included. checkPlan waits
+// for every posted order and its saga to end as planned, and checks every
+// customer's credit to the cent.
+func newPlan(t *testing.T, r *running, n int) (plan []plannedOrder, checkPlan func(within time.Duration)) {
+	t.Helper()
+	const richLimit, maxTotal = 1_000_000_000, 50_000
+	rich := []string{r.createCustomer(t, "rich0", richLimit), r.createCustomer(t, "rich1", richLimit), r.createCustomer(t, "rich2", richLimit)}
+	poor := r.createCustomer(t, "poor", 1)
+	rng := rand.New(rand.NewPCG(7, 11))
+	plan = make([]plannedOrder, n)
+	for i := range plan {
+		total := 2 + rng.Int64N(maxTotal-1) // more than the poor customer's credit
+		switch i % 10 {
+		case 0:
+			plan[i] = plannedOrder{customer: uuid.NewString(), total: total, wantState: "REJECTED", wantReason: "UNKNOWN_CUSTOMER"}
+		case 1:
+			plan[i] = plannedOrder{customer: poor, total: total, wantState: "REJECTED", wantReason: "INSUFFICIENT_CREDIT"}
+		case 2:
+			plan[i] = plannedOrder{customer: rich[rng.IntN(len(rich))], total: paymentLimit + 1, wantState: "REJECTED", wantReason: "PAYMENT_DECLINED"}
+		default:
+			plan[i] = plannedOrder{customer: rich[rng.IntN(len(rich))], total: total, wantState: "APPROVED"}
+		}
+	}
+	return plan, func(within time.Duration) {
+		t.Helper()
+		got := awaitOrdersEnd(t, r, plan, within)
+		for i, p := range plan {
+			want := orderView{OrderID: p.id, CustomerID: p.customer, OrderTotal: p.total, State: p.wantState, RejectionReason: p.wantReason}
+			if got[i] != want {
+				t.Errorf("order %d: got %+v, want %+v; saga: %s", i, got[i], want, sagaJSON(r, p.id))
+			}
+		}
+		awaitSagasEnd(t, r, plan, 30*time.Second)
+		want := map[string]int64{poor: 1}
+		for _, c := range rich {
+			want[c] = richLimit
+		}
+		for i, p := range plan {
+			if got[i].State == "APPROVED" {
+				want[p.customer] -= p.total
+			}
+		}
+		checkCredit(t, r, want)
 	}
 }
 
@@ -119,9 +131,20 @@ func postOrders(t *testing.T, r *running, plan []plannedOrder) {
 			if err != nil {
 				return err
 			}
-			status, resp, err := r.try(http.MethodPost, r.order+"/orders", body)
-			if err != nil {
-				return err
+			// As a client should: its own idempotency key, and a retry of
+			// a 503 (the key's owner is moving or down) with the same key.
+			key := uuid.NewString()
+			var status int
+			var resp []byte
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				status, resp, err = r.try(http.MethodPost, r.order+"/orders", body, "Idempotency-Key", key)
+				if err != nil {
+					return err
+				}
+				if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // as Retry-After asks, shorter
 			}
 			var out struct {
 				OrderID string `json:"orderId"`

@@ -35,6 +35,7 @@ type running struct {
 	stack                           *devstack.Stack
 	order, customer, payment, sagas string // base URLs
 	client                          *http.Client
+	stop                            func() // stops every process (not the stack) and waits for them
 }
 
 // option changes how startSystem runs the system.
@@ -63,8 +64,8 @@ func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	done, _ := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
-	r := &running{stack: stack, order: "http://" + addrs[0], customer: "http://" + addrs[1],
+	done, stop := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
+	r := &running{stop: stop, stack: stack, order: "http://" + addrs[0], customer: "http://" + addrs[1],
 		payment: "http://" + addrs[2], sagas: "http://" + addrs[3], client: &http.Client{Timeout: 10 * time.Second}}
 	for name, base := range map[string]string{"order": r.order, "customer": r.customer, "payment": r.payment, "orchestrator": r.sagas} {
 		if len(cfg.Services) > 0 && !slices.Contains(cfg.Services, name) {
@@ -181,10 +182,13 @@ func (r *running) do(t *testing.T, method, url string, body []byte) (int, []byte
 }
 
 // try is do for a caller that expects failures, such as a poll.
-func (r *running) try(method, url string, body []byte) (int, []byte, error) {
+func (r *running) try(method, url string, body []byte, headers ...string) (int, []byte, error) {
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {

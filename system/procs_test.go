@@ -121,6 +121,22 @@ func (p *proc) kill() {
 	p.kills++
 }
 
+// pause sends SIGSTOP: the process stays, silent, as after a long GC
+// pause or a network partition; resume sends SIGCONT.
+func (p *proc) pause() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		p.t.Fatalf("SIGSTOP %s: %v", p.name, err)
+	}
+}
+
+func (p *proc) resume() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		p.t.Fatalf("SIGCONT %s: %v", p.name, err)
+	}
+}
+
 // cleanup kills the process if it runs and, if the test failed, prints the
 // end of its log.
 func (p *proc) cleanup() {
@@ -146,19 +162,28 @@ func tail(path string, n int) string {
 	return string(bytes.Join(lines[max(0, len(lines)-n):], []byte("\n")))
 }
 
-// procs is the system run as separate processes: devstack (the embedded
+// procs is the system run from its binaries: devstack (the embedded
 // broker and the registry, or only the registry on the Kafka named by
-// KAFKA_BROKERS), the three services and the orchestrator.
+// KAFKA_BROKERS), and n instances of each service and of the orchestrator.
+// r reaches the first instance of each.
 type procs struct {
-	r                                                *running
-	devstack, order, customer, payment, orchestrator *proc
+	r                                      *running
+	devstack                               *proc
+	order, customer, payment, orchestrator *proc              // the first instances
+	instances                              map[string][]*proc // by process name
+	brokers                                string
 }
 
-// startProcs starts every process from the binaries in bin and waits until
-// each is ready.
-func startProcs(t *testing.T, bin string) *procs {
+// startProcs starts every process, one instance each, from the binaries in
+// bin and waits until each is ready.
+func startProcs(t *testing.T, bin string) *procs { return startInstances(t, bin, 1) }
+
+// startInstances is startProcs with n instances of every process but
+// devstack, each advertising its own HTTP address.
+func startInstances(t *testing.T, bin string, n int) *procs {
 	t.Helper()
-	addrs := freeAddrs(t, 6)
+	names := []string{"order", "customer", "payment", "orchestrator"}
+	addrs := freeAddrs(t, 2+len(names)*n)
 	client := &http.Client{Timeout: 10 * time.Second}
 	registryURL := "http://" + addrs[1]
 	brokers, devEnv := addrs[0], []string{"DEVSTACK_KAFKA_ADDR=" + addrs[0], "DEVSTACK_REGISTRY_ADDR=" + addrs[1]}
@@ -183,12 +208,13 @@ func startProcs(t *testing.T, bin string) *procs {
 	dev.start()
 	dev.awaitReady(60 * time.Second)
 
-	service := func(name, addr string) *proc {
+	const sessionTimeout = 2 * time.Second
+	service := func(name, instance, addr string) *proc {
 		env := []string{
-			"KAFKA_BROKERS=" + brokers, "SCHEMA_REGISTRY_URL=" + registryURL, "HTTP_ADDR=" + addr,
-			fmt.Sprintf("PAYMENT_LIMIT=%d", paymentLimit), "STEP_TIMEOUT=2s", "KAFKA_SESSION_TIMEOUT=2s", "LOG_LEVEL=warn",
+			"KAFKA_BROKERS=" + brokers, "SCHEMA_REGISTRY_URL=" + registryURL, "HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr,
+			fmt.Sprintf("PAYMENT_LIMIT=%d", paymentLimit), "STEP_TIMEOUT=2s", "KAFKA_SESSION_TIMEOUT=" + sessionTimeout.String(), "LOG_LEVEL=warn",
 		}
-		return newProc(t, name, filepath.Join(bin, name), env, func() error {
+		return newProc(t, instance, filepath.Join(bin, name), env, func() error {
 			resp, err := client.Get("http://" + addr + "/readyz")
 			if err != nil {
 				return err
@@ -200,15 +226,19 @@ func startProcs(t *testing.T, bin string) *procs {
 			return nil
 		})
 	}
-	ps := &procs{
-		r: &running{order: "http://" + addrs[2], customer: "http://" + addrs[3], payment: "http://" + addrs[4],
-			sagas: "http://" + addrs[5], client: client},
-		devstack:     dev,
-		order:        service("order", addrs[2]),
-		customer:     service("customer", addrs[3]),
-		payment:      service("payment", addrs[4]),
-		orchestrator: service("orchestrator", addrs[5]),
+	ps := &procs{devstack: dev, instances: map[string][]*proc{}, brokers: brokers}
+	base := map[string]string{}
+	for i, name := range names {
+		for j := range n {
+			addr := addrs[2+i*n+j]
+			if j == 0 {
+				base[name] = "http://" + addr
+			}
+			ps.instances[name] = append(ps.instances[name], service(name, fmt.Sprintf("%s-%d", name, j+1), addr))
+		}
 	}
+	ps.r = &running{order: base["order"], customer: base["customer"], payment: base["payment"], sagas: base["orchestrator"], client: client}
+	ps.order, ps.customer, ps.payment, ps.orchestrator = ps.instances["order"][0], ps.instances["customer"][0], ps.instances["payment"][0], ps.instances["orchestrator"][0]
 	for _, p := range ps.all()[1:] {
 		p.start()
 	}
@@ -218,6 +248,11 @@ func startProcs(t *testing.T, bin string) *procs {
 	return ps
 }
 
+// all returns devstack and then every instance.
 func (ps *procs) all() []*proc {
-	return []*proc{ps.devstack, ps.order, ps.customer, ps.payment, ps.orchestrator}
+	all := []*proc{ps.devstack}
+	for _, name := range []string{"order", "customer", "payment", "orchestrator"} {
+		all = append(all, ps.instances[name]...)
+	}
+	return all
 }

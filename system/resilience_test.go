@@ -127,8 +127,7 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	})
 
 	dup.flushLate(t)
-	awaitConsumed(t, r.stack.Brokers(), "order.order.commands", "customer.customer.commands", "payment.payment.commands",
-		"orchestrator.order.events", "orchestrator.createorder.replies")
+	awaitConsumed(t, r.stack.Brokers(), "order", "customer", "payment", "orchestrator")
 	w.check(t, r, time.Second)
 	if got := metric(t, r, r.sagas, "saga_stale_replies_total"); got == 0 {
 		t.Error("orchestrator: got no stale replies counted, want the duplicated replies counted and ignored")
@@ -248,12 +247,50 @@ func awaitConsumed(t *testing.T, brokers []string, groups ...string) {
 		}
 		for _, g := range groups {
 			l, ok := lags[g]
-			if !ok || l.Error() != nil || l.Lag.Total() > 0 {
-				return fmt.Errorf("group %s: lag %d (%v)", g, l.Lag.Total(), l.Error())
+			if !ok || l.Error() != nil {
+				return fmt.Errorf("group %s: %v", g, l.Error())
+			}
+			for _, m := range l.Lag.Sorted() {
+				if m.Lag > 0 && !onlyMarkers(t, brokers, m.Topic, m.Partition, m.Commit.At, m.End.Offset) {
+					return fmt.Errorf("group %s: %s/%d: lag %d", g, m.Topic, m.Partition, m.Lag)
+				}
 			}
 		}
 		return nil
 	})
+}
+
+// onlyMarkers says whether the records of a partition in [from, to) are all
+// transaction markers, which a consumer never receives and so never
+// commits past.
+func onlyMarkers(t *testing.T, brokers []string, topic string, partition int32, from, to int64) bool {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	for {
+		fetches := client.PollFetches(ctx)
+		if ctx.Err() != nil || len(fetches.Errors()) > 0 {
+			return false
+		}
+		for _, r := range fetches.Records() {
+			if r.Offset >= to {
+				return true
+			}
+			if !r.Attrs.IsControl() {
+				return false
+			}
+			if r.Offset == to-1 {
+				return true
+			}
+		}
+	}
 }
 
 // TestPoisonMessagesAreDeadLettered writes, with a plain Kafka client, raw
@@ -308,8 +345,6 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		}
 	}
 	// The right types, but no order of the system could be this.
-	decided := w.orders[0] // approved for w.rich[0]
-	r.awaitOrderEnd(t, decided.id, 30*time.Second)
 	command := func(replyTo string) []kgo.RecordHeader {
 		return []kgo.RecordHeader{{Key: contracts.HeaderReplyTo, Value: []byte(replyTo)},
 			{Key: contracts.HeaderSagaID, Value: []byte("poison")}, {Key: contracts.HeaderCommandID, Value: []byte("poison:step:invoke")}}
@@ -320,7 +355,6 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		headers []kgo.RecordHeader
 	}{
 		{contracts.TopicOrderEvents, &contracts.OrderCreated{OrderID: uuid.NewString(), OrderTotal: 5}, nil}, // no customer
-		{contracts.TopicCustomerCommands, &contracts.ReleaseCredit{CustomerID: w.rich[1], OrderID: decided.id}, command(contracts.TopicCreateOrderReplies)},
 		{contracts.TopicCustomerCommands, &contracts.ReserveCredit{CustomerID: uuid.NewString(), OrderID: uuid.NewString(), Amount: 5}, command(contracts.TopicCustomerState)},
 	}
 	for _, p := range invalid {
@@ -574,6 +608,7 @@ func TestAStartWithoutTheRegistryFails(t *testing.T) {
 	if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" {
 		t.Fatalf("order %s: got %s, want APPROVED", id, o.State)
 	}
+	r.stop() // each process starts alone, so it is assigned every partition
 
 	// Nothing listens on port 1.
 	kafka := config.Kafka{Brokers: r.stack.Brokers(), SchemaRegistryURL: "http://127.0.0.1:1", AutoRegisterSchemas: true}

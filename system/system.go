@@ -49,6 +49,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		cfg.Kafka.SchemaRegistryURL = stack.RegistryURL()
 		logger.Info("embedded stack up", "kafka", stack.Brokers(), "schema_registry", stack.RegistryURL())
 	}
+	// Four processes in one: each advertises its own HTTP address.
+	cfg.Kafka.AdvertisedHTTPAddr = ""
 	cfg.Order.Kafka, cfg.Customer.Kafka, cfg.Payment.Kafka, cfg.Orchestrator.Kafka = cfg.Kafka, cfg.Kafka, cfg.Kafka, cfg.Kafka
 
 	builders := []struct {

@@ -32,7 +32,7 @@ type transitionView struct {
 
 // RegisterHTTP adds GET /sagas/{id}; the id of a Create Order saga is its order id.
 func RegisterHTTP(s *httpserver.Server, engine *saga.Engine[createorder.Data]) {
-	s.Handle("GET /sagas/{id}", func(w http.ResponseWriter, r *http.Request) {
+	s.HandleKeyed("GET /sagas/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		v, ok, err := engine.Instance(id)
 		if err != nil {

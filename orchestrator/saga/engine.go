@@ -306,37 +306,23 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 }
 
 // Resume reads every instance, to learn the pending commands and their
-// deadlines, and re-sends each pending command at once, since the last
-// run's last writes may have landed without their commands. Call it once at
-// start, once the instances are restored and before any reply is handled
-// (process.OnRestored). An error means it could not read every instance
-// (the schema registry unreachable, say): the start must fail rather than
-// leave a saga that is never timed out again.
-func (e *Engine[D]) Resume(ctx context.Context) error {
-	now := e.cfg.Clock()
-	var pending []contracts.SagaInstance
+// deadlines, so the ticks of Run time them out. Call it whenever the
+// instances held change (process.OnRestored: at start and after each
+// rebalance), before any reply is handled. It sends nothing: an instance
+// and the command its transition leads to are written in one transaction,
+// so a stored pending command was sent. An error means it could not read
+// every instance (the schema registry unreachable, say): the start must
+// fail rather than leave a saga that is never timed out again.
+func (e *Engine[D]) Resume(context.Context) error {
 	err := e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
 		if v.PendingCommandID != "" && v.SagaType == e.def.Type {
 			e.track(v)
-			if v.Deadline.After(now) {
-				pending = append(pending, v)
-			}
 		}
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("read the saga instances: %w", err)
 	}
-	for _, v := range pending {
-		topic, msg, err := e.command(v)
-		if err == nil {
-			err = e.publish(topic, msg)
-		}
-		if err != nil {
-			e.logger.Warn("re-send pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
-		}
-	}
-	e.ResendOverdue(ctx) // those past their deadline
 	return nil
 }
 

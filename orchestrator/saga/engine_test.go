@@ -524,7 +524,7 @@ func TestAReplyToAnEarlierAttemptIsAccepted(t *testing.T) {
 	}
 }
 
-func TestResumeResendsPendingCommandsAtOnce(t *testing.T) {
+func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 	h := newHarness(t)
 	h.Start("waiting", data{OrderID: "waiting", CustomerID: "c1"})
 	h.Start("overdue", data{OrderID: "overdue", CustomerID: "c2"})
@@ -544,17 +544,27 @@ func TestResumeResendsPendingCommandsAtOnce(t *testing.T) {
 	}
 	before := len(h.Sent())
 
-	if err := h.Engine.Resume(t.Context()); err != nil {
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Publisher, cfg.Clock = h.Instances, h.Codec, h.Publisher, h.Clock.Now
+	restarted, err := saga.NewEngine(testDef(), cfg, nil) // has tracked nothing yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Resume(t.Context()); err != nil {
 		t.Fatalf("Resume: %v", err)
 	}
+	if got := len(h.Sent()) - before; got != 0 {
+		t.Errorf("commands Resume sent: got %d, want 0 (each was sent with its transition)", got)
+	}
+	restarted.ResendOverdue(t.Context())
 
 	got := map[string]string{}
 	for _, s := range h.Sent()[before:] {
 		got[s.Msg.Metadata.Get(contracts.HeaderCommandID)] = s.Msg.Metadata.Get(contracts.HeaderAttempt)
 	}
-	want := map[string]string{"waiting:reserve:invoke": "1", "overdue:reserve:invoke": "2"}
+	want := map[string]string{"overdue:reserve:invoke": "2"}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("re-sent commands (id: attempt): got %v, want %v", got, want)
+		t.Errorf("commands re-sent at the tick (id: attempt): got %v, want %v", got, want)
 	}
 }
 

@@ -39,6 +39,12 @@ type Kafka struct {
 	// docs/performance.md measures both ends.
 	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1"`
 	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms"`
+	// AdvertisedHTTPAddr is the HTTP address (host:port) at which the other
+	// instances of a process reach this one, to forward the requests for
+	// the keys it owns. Empty means HTTP_ADDR's port on this host's name.
+	// It also names the instance's transactions, so it must be unique
+	// among the instances and stay the same across a restart.
+	AdvertisedHTTPAddr string `env:"ADVERTISED_HTTP_ADDR"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
 	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`

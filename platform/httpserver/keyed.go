@@ -1,13 +1,17 @@
 package httpserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+
+	"github.com/google/uuid"
 )
 
 // HopHeader marks a request one instance forwarded to another. The
@@ -111,4 +115,42 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr strin
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// PathKey is the key func of a route whose key is a path value.
+func PathKey(name string) func(r *http.Request) (string, error) {
+	return func(r *http.Request) (string, error) { return r.PathValue(name), nil }
+}
+
+// HeaderIdempotencyKey names the header that makes a create safe to retry:
+// one key, one created thing.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// IdempotencyKey returns the request's Idempotency-Key, drawing one (and
+// setting it on the request, so a forwarded request carries it) when the
+// client sent none: the id of what a request creates derives from it, so
+// the instance that owns that id can be found before it is stored.
+func IdempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get(HeaderIdempotencyKey)
+	if len(key) > 255 {
+		return "", errors.New("Idempotency-Key is longer than 255 characters")
+	}
+	if key == "" {
+		key = uuid.NewString()
+		r.Header.Set(HeaderIdempotencyKey, key)
+	}
+	return key, nil
+}
+
+// PeekJSON decodes the request's JSON body into v as DecodeJSON does, and
+// puts the body back for the handler (or the owner it is forwarded to).
+func PeekJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("read request body: %w", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	peek := r.Clone(r.Context())
+	peek.Body = io.NopCloser(bytes.NewReader(body))
+	return DecodeJSON(peek, v)
 }

@@ -18,6 +18,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	metrics "github.com/rcrowley/go-metrics"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -38,29 +41,29 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Producer.Retry.Max = 10
 	c.Producer.Retry.Backoff = 100 * time.Millisecond
 	c.Producer.Return.Successes = true
-	c.Producer.Partitioner = sarama.NewMurmur2Partitioner // keyed records land where the Java client puts them
+	c.Producer.Partitioner = newPartitioner // keyed records land where the Java client puts them
 
 	c.Consumer.Return.Errors = true
 	c.Consumer.Fetch.Min = max(cfg.FetchMinBytes, 1)
 	c.Consumer.MaxWaitTime = cmp.Or(cfg.FetchMaxWait, 500*time.Millisecond)
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	// Only what transactions committed; offsets are committed in them
+	// (TxnProducer), never on their own.
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
+	c.Consumer.Offsets.AutoCommit.Enable = false
 	c.Consumer.Group.Session.Timeout = cmp.Or(cfg.SessionTimeout, 10*time.Second)
 	c.Consumer.Group.Heartbeat.Interval = c.Consumer.Group.Session.Timeout / 5
-	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	// Range gives every member the same partition numbers of every topic
+	// it reads (all have one count): the co-partitioning that lets an
+	// instance own a key's command, state and replies together.
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.MetricRegistry = noMetrics{metrics.NewRegistry()}
 
 	if cfg.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLSCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("read KAFKA_TLS_CA_FILE: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("KAFKA_TLS_CA_FILE %s holds no PEM certificate", cfg.TLSCAFile)
-			}
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
 		}
 		c.Net.TLS.Enable = true
 		c.Net.TLS.Config = tc
@@ -84,6 +87,65 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	}
 	return c, nil
 }
+
+func tlsConfig(cfg config.Kafka) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read KAFKA_TLS_CA_FILE: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE %s holds no PEM certificate", cfg.TLSCAFile)
+		}
+	}
+	return tc, nil
+}
+
+// KgoOptions returns the franz-go client options that match SaramaConfig's
+// connection settings (brokers, TLS, SASL), for what Sarama cannot do: a
+// restore that must see transaction markers to know where it ends.
+func KgoOptions(cfg config.Kafka) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
+	if cfg.TLS {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch cfg.SASLMechanism {
+	case "":
+	case sarama.SASLTypePlaintext:
+		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASLUser, Pass: cfg.SASLPassword}.AsMechanism()))
+	case sarama.SASLTypeSCRAMSHA256:
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUser, Pass: cfg.SASLPassword}.AsSha256Mechanism()))
+	case sarama.SASLTypeSCRAMSHA512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUser, Pass: cfg.SASLPassword}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.SASLMechanism)
+	}
+	return opts, nil
+}
+
+// partitioner puts a keyed record where the Java client's default
+// partitioner does (murmur2 of the key), unless its writer chose its
+// partition already (a record co-partitioned with another aggregate).
+type partitioner struct{ murmur2 sarama.Partitioner }
+
+func newPartitioner(topic string) sarama.Partitioner {
+	return partitioner{sarama.NewMurmur2Partitioner(topic)}
+}
+
+func (p partitioner) Partition(msg *sarama.ProducerMessage, n int32) (int32, error) {
+	if _, ok := msg.Metadata.(interface{ KeepPartition() }); ok {
+		return msg.Partition, nil
+	}
+	return p.murmur2.Partition(msg, n)
+}
+
+func (partitioner) RequiresConsistency() bool { return true }
 
 // marshaler writes watermill metadata as Kafka headers and moves the
 // partition key from the metadata to the record key, so that every record of
@@ -110,7 +172,7 @@ func ProducerMessage(topic string, msg *message.Message) (*sarama.ProducerMessag
 // producer. Publish sends all its messages in one produce call and returns
 // once Kafka has acknowledged every one.
 type Publisher struct {
-	producer sarama.SyncProducer
+	producer Sender
 	owned    bool // Close closes the producer
 	closed   atomic.Bool
 }
@@ -131,7 +193,7 @@ func NewPublisher(cfg config.Kafka, clientID string) (*Publisher, error) {
 // PublisherOn returns a publisher that sends through producer, which stays
 // the caller's to close. A process shares one producer between its stores
 // and its publisher, so their records travel in the same produce requests.
-func PublisherOn(producer sarama.SyncProducer) *Publisher {
+func PublisherOn(producer Sender) *Publisher {
 	return &Publisher{producer: producer}
 }
 
@@ -158,7 +220,12 @@ func (p *Publisher) Close() error {
 	if p.closed.Swap(true) || !p.owned {
 		return nil
 	}
-	return p.producer.Close()
+	return p.producer.(sarama.SyncProducer).Close()
+}
+
+// Sender sends records: a sarama.SyncProducer, or a process's TxnProducer.
+type Sender interface {
+	SendMessages(msgs []*sarama.ProducerMessage) error
 }
 
 // EnsureTopics creates the topics that do not exist yet, with their partition

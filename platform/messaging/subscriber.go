@@ -44,22 +44,74 @@ type Subscriber struct {
 	group   string
 	sarama  *sarama.Config
 	logger  watermill.LoggerAdapter
+	tracker Tracker
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	topics  map[string]chan *message.Message // of a shared group, by topic; nil if none
+	waiting int                              // topics of the shared group not subscribed yet
+	rejoin  context.CancelFunc               // ends the shared group's current session
 }
 
-// NewSubscriber returns a subscriber in the consumer group group.
+// Tracker follows the sessions of a consumer group that reads several
+// topics as one: which partitions a session claims, and how far each is
+// handled. A process implements it to own state by partition and to commit
+// the offsets in its transactions.
+type Tracker interface {
+	// Setup runs when a session starts, once its claims are known and
+	// before any message is handed out.
+	Setup(sess sarama.ConsumerGroupSession) error
+	// Claimed runs when a claim starts, with the offset it starts from (a
+	// committed offset, or sarama.OffsetOldest).
+	Claimed(topic string, partition int32, initial int64)
+	// Mark records that every message of the partition before next is
+	// handled.
+	Mark(topic string, partition int32, next int64)
+	// Cleanup runs when the session ends, once no claim hands out
+	// messages.
+	Cleanup(sess sarama.ConsumerGroupSession) error
+}
+
+// NewSubscriber returns a subscriber in the consumer group group. Each
+// Subscribe call joins the group for its topic alone, and offsets are
+// committed by Sarama.
 func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapter) (*Subscriber, error) {
 	sc, err := SaramaConfig(cfg, group)
 	if err != nil {
 		return nil, err
 	}
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	return newSubscriber(cfg.Brokers, group, sc, logger), nil
+}
+
+// NewGroupSubscriber returns a subscriber that reads the topics added with
+// AddTopic as one consumer group, so a member is assigned the same
+// partitions of each (they must have one partition count). It joins once
+// each topic has been subscribed, and tells tracker of its sessions, claims
+// and handled messages instead of committing offsets itself.
+func NewGroupSubscriber(sc *sarama.Config, brokers []string, group string, tracker Tracker, logger watermill.LoggerAdapter) *Subscriber {
+	s := newSubscriber(brokers, group, sc, logger)
+	s.tracker = tracker
+	s.topics = map[string]chan *message.Message{}
+	return s
+}
+
+// AddTopic adds a topic to the shared group; call it before Subscribe.
+func (s *Subscriber) AddTopic(topic string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.topics[topic]; !ok {
+		s.topics[topic] = nil
+		s.waiting++
+	}
+}
+
+func newSubscriber(brokers []string, group string, sc *sarama.Config, logger watermill.LoggerAdapter) *Subscriber {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Subscriber{
-		brokers: cfg.Brokers, group: group, sarama: sc, logger: logger, ctx: ctx, cancel: cancel,
-	}, nil
+	return &Subscriber{brokers: brokers, group: group, sarama: sc, logger: logger, ctx: ctx, cancel: cancel}
 }
 
 // Subscribe implements message.Subscriber. The channel closes when ctx ends
@@ -68,28 +120,73 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if s.ctx.Err() != nil {
 		return nil, errors.New("subscriber closed")
 	}
+	if s.topics == nil {
+		out := make(chan *message.Message)
+		return out, s.start(ctx, []string{topic}, map[string]chan<- *message.Message{topic: out})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.topics[topic]
+	if !ok {
+		return nil, fmt.Errorf("consumer group %s does not read %s", s.group, topic)
+	}
+	if ch != nil {
+		return nil, fmt.Errorf("consumer group %s: %s subscribed twice", s.group, topic)
+	}
+	ch = make(chan *message.Message)
+	s.topics[topic] = ch
+	if s.waiting--; s.waiting > 0 {
+		return ch, nil
+	}
+	outs := map[string]chan<- *message.Message{}
+	var topics []string
+	for t, c := range s.topics {
+		outs[t] = c
+		topics = append(topics, t)
+	}
+	return ch, s.start(ctx, topics, outs)
+}
+
+// start joins the group for topics and hands their messages to outs until
+// ctx ends or the subscriber is closed.
+func (s *Subscriber) start(ctx context.Context, topics []string, outs map[string]chan<- *message.Message) error {
 	group, err := sarama.NewConsumerGroup(s.brokers, s.group, s.sarama)
 	if err != nil {
-		return nil, fmt.Errorf("create consumer group %s: %w", s.group, err)
+		return fmt.Errorf("create consumer group %s: %w", s.group, err)
 	}
 	ctx, stop := context.WithCancel(ctx)
 	unlink := context.AfterFunc(s.ctx, stop)
-	out := make(chan *message.Message)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer close(out)
+		defer func() {
+			for _, out := range outs {
+				close(out)
+			}
+		}()
 		defer unlink()
 		defer stop()
-		s.consume(ctx, group, topic, out)
+		s.consume(ctx, group, topics, outs)
 	}()
-	return out, nil
+	return nil
+}
+
+// Rejoin ends the current session of the shared group: its claims stop,
+// the tracker's Cleanup runs, and the group is joined again (a new
+// session, a new Setup).
+func (s *Subscriber) Rejoin() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rejoin != nil {
+		s.rejoin()
+	}
 }
 
 // consume runs the group's sessions until ctx ends, reconnecting after an
 // error with a new consumer group client.
-func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, topic string, out chan<- *message.Message) {
-	fields := watermill.LogFields{"topic": topic, "consumer_group": s.group}
+func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, topics []string, outs map[string]chan<- *message.Message) {
+	fields := watermill.LogFields{"topics": topics, "consumer_group": s.group}
+	handler := claimHandler{outs: outs, tracker: s.tracker}
 	for group != nil {
 		go func() {
 			for err := range group.Errors() {
@@ -98,7 +195,12 @@ func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, to
 		}()
 		var err error
 		for err == nil && ctx.Err() == nil {
-			err = group.Consume(ctx, []string{topic}, claimHandler{out: out}) // returns at every rebalance
+			sessCtx, end := context.WithCancel(ctx)
+			s.mu.Lock()
+			s.rejoin = end
+			s.mu.Unlock()
+			err = group.Consume(sessCtx, topics, handler) // returns at every rebalance
+			end()
 		}
 		if cerr := group.Close(); cerr != nil {
 			s.logger.Error("Closing the consumer group failed", cerr, fields)
@@ -137,11 +239,31 @@ func (s *Subscriber) Close() error {
 
 // claimHandler hands out the messages of the partitions a session claims.
 type claimHandler struct {
-	out chan<- *message.Message
+	outs    map[string]chan<- *message.Message
+	tracker Tracker // nil: offsets are marked in the session
 }
 
-func (claimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
-func (claimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (h claimHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	if h.tracker == nil {
+		return nil
+	}
+	return h.tracker.Setup(sess)
+}
+
+func (h claimHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	if h.tracker == nil {
+		return nil
+	}
+	return h.tracker.Cleanup(sess)
+}
+
+func (h claimHandler) mark(sess sarama.ConsumerGroupSession, topic string, partition int32, next int64) {
+	if h.tracker == nil {
+		sess.MarkOffset(topic, partition, next, "")
+		return
+	}
+	h.tracker.Mark(topic, partition, next)
+}
 
 // inFlight is a message handed out and not yet through.
 type inFlight struct {
@@ -156,6 +278,10 @@ type inFlight struct {
 // partition's offset past every message acked in a row from the oldest.
 func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
+	if h.tracker != nil {
+		h.tracker.Claimed(claim.Topic(), claim.Partition(), claim.InitialOffset())
+	}
+	out := h.outs[claim.Topic()]
 	var (
 		pending  []*inFlight                         // not yet marked, in offset order
 		last     = map[string]*inFlight{}            // the latest message of each key in flight
@@ -188,7 +314,7 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			pending = append(pending, m)
 			running++
 			go func() {
-				h.deliver(ctx, m, after)
+				deliver(ctx, out, m, after)
 				close(m.through)
 				finished <- m
 			}()
@@ -208,7 +334,7 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 				next, pending = pending[0].record.Offset+1, pending[1:]
 			}
 			if next >= 0 {
-				sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
+				h.mark(sess, claim.Topic(), claim.Partition(), next)
 			}
 		}
 	}
@@ -216,7 +342,7 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 
 // deliver hands m out once after is closed, again after every nack, until
 // it is acked or ctx ends.
-func (h claimHandler) deliver(ctx context.Context, m *inFlight, after <-chan struct{}) {
+func deliver(ctx context.Context, out chan<- *message.Message, m *inFlight, after <-chan struct{}) {
 	if after != nil {
 		select {
 		case <-after:
@@ -234,7 +360,7 @@ func (h claimHandler) deliver(ctx context.Context, m *inFlight, after <-chan str
 	for {
 		msg.SetContext(msgCtx)
 		select {
-		case h.out <- msg:
+		case out <- msg:
 		case <-ctx.Done():
 			return
 		}

@@ -11,13 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -69,12 +73,22 @@ type Process struct {
 	Router    *message.Router
 	HTTP      *httpserver.Server
 
-	sarama   *sarama.Config
-	client   sarama.Client
-	producer sarama.SyncProducer
-	restores []func(context.Context) error
-	loops    []func(context.Context) error
-	closers  []func() error // in the order of creation; closed in reverse
+	sarama     *sarama.Config
+	kgo        []kgo.Opt
+	client     sarama.Client
+	txn        *messaging.TxnProducer
+	sub        *messaging.Subscriber // the process's one consumer group
+	topics     []string              // it reads
+	stores     []assignable
+	restores   []func(context.Context) error
+	loops      []func(context.Context) error
+	closers    []func() error // in the order of creation; closed in reverse
+	advertised string
+	ready      chan struct{} // closed once the first session's partitions are restored
+	failed     chan error    // a restore that failed: the process stops
+
+	partitions     *partitions
+	partitionCount int32 // of every topic the process reads or keeps state in
 }
 
 // New connects to Kafka and the registry and creates the topics that are
@@ -84,7 +98,8 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Process{cfg: cfg, Logger: logger, Metrics: prometheus.NewRegistry()}
+	p := &Process{cfg: cfg, Logger: logger, Metrics: prometheus.NewRegistry(), ready: make(chan struct{}), failed: make(chan error, 1)}
+	p.partitions = &partitions{p: p, gen: -1}
 	ok := false
 	defer func() {
 		if !ok {
@@ -101,7 +116,19 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if p.Serde, err = serde.New(registry, serde.Config{AutoRegister: cfg.Kafka.AutoRegisterSchemas}, cfg.Types...); err != nil {
 		return nil, err
 	}
+	if p.advertised, err = advertisedAddr(cfg.Kafka.AdvertisedHTTPAddr, cfg.HTTPAddr); err != nil {
+		return nil, err
+	}
 	if p.sarama, err = messaging.SaramaConfig(cfg.Kafka, cfg.Name); err != nil {
+		return nil, err
+	}
+	// One transactional id per instance, the same after a restart: the
+	// restarted instance aborts what its predecessor left open at once,
+	// instead of its readers waiting for the transaction to time out.
+	p.sarama.Producer.Transaction.ID = cfg.Name + "@" + p.advertised
+	p.sarama.Producer.Transaction.Timeout = 10 * time.Second
+	p.sarama.Consumer.Group.Member.UserData = []byte(p.advertised)
+	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err
 	}
 	if err = messaging.EnsureTopics(cfg.Kafka, contracts.Topics()); err != nil {
@@ -111,17 +138,20 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
 	p.closers = append(p.closers, p.client.Close)
-	if p.producer, err = sarama.NewSyncProducerFromClient(p.client); err != nil {
-		return nil, fmt.Errorf("create producer: %w", err)
+	if p.txn, err = messaging.NewTxnProducer(p.client, logger); err != nil {
+		return nil, err
 	}
-	p.closers = append(p.closers, p.producer.Close)
-	p.Publisher = messaging.PublisherOn(p.producer)
+	p.closers = append(p.closers, p.txn.CloseProducer)
+	p.Publisher = messaging.PublisherOn(p.txn)
+	p.sub = messaging.NewGroupSubscriber(p.sarama, cfg.Kafka.Brokers, cfg.Name, p.partitions, messaging.Logger(logger))
+	p.closers = append(p.closers, p.sub.Close)
 	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics}, logger); err != nil {
 		return nil, err
 	}
 	p.HTTP, err = httpserver.New(httpserver.Config{
 		Addr:    cfg.HTTPAddr,
 		Metrics: p.Metrics,
+		Owners:  p.partitions,
 		Checks: map[string]httpserver.Check{
 			"kafka": func(context.Context) error { return p.client.RefreshMetadata() },
 			// Through the serde's client, so with its credentials.
@@ -164,78 +194,100 @@ func Build(cfg Config, logger *slog.Logger, wire func(p *Process) error) (*Proce
 	return p, nil
 }
 
-// Subscribe routes every message of topic to handler. Each topic has its own
-// consumer group, <process name>.<topic>, so a rebalance of one topic's
-// consumers never waits on a handler busy with another topic.
+// Subscribe routes every message of topic to handler. The process reads
+// all its topics in one consumer group, named after it, so an instance is
+// assigned the same partitions of each: the commands, state and replies
+// of the keys it owns.
 func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) error {
-	group := p.cfg.Name + "." + topic
-	sub, err := messaging.NewSubscriber(p.cfg.Kafka, group, messaging.Logger(p.Logger))
-	if err != nil {
-		return err
-	}
-	p.closers = append(p.closers, sub.Close)
-	p.Router.AddNoPublisherHandler(group, topic, sub, handler)
+	p.sub.AddTopic(topic)
+	p.topics = append(p.topics, topic)
+	p.Router.AddNoPublisherHandler(p.cfg.Name+"."+topic, topic, p.sub, handler)
 	return nil
 }
 
-// OnRestored runs fn at start, once the stores made before this call are
-// restored and before any message is handled: to rebuild what a service
-// derives from its stores.
+// OnRestored runs fn whenever the owned partitions change, once the stores
+// hold the newly assigned ones and before any message of them is handled:
+// to rebuild what a service derives from its stores.
 func (p *Process) OnRestored(fn func(ctx context.Context) error) { p.restores = append(p.restores, fn) }
 
 // Go runs loop beside the router and the HTTP server, after the state is
 // restored, until the process stops.
 func (p *Process) Go(loop func(ctx context.Context) error) { p.loops = append(p.loops, loop) }
 
-// NewStore returns a store on the compacted topic, restored when Run starts.
-func NewStore[T any](p *Process, topic string) (*store.Store[T], error) {
+// NewStore returns a store on the compacted topic, holding the partitions
+// this instance is assigned. A record whose partition is chosen by another
+// key than its own (store.Config.PartitionKey) is set with opts.
+func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (*store.Store[T], error) {
 	codec, err := store.AvroCodec[T](p.Serde, topic)
 	if err != nil {
 		return nil, err
 	}
-	s, err := store.New(store.Config[T]{
-		Topic: topic, Brokers: p.cfg.Kafka.Brokers, Sarama: p.sarama, Producer: p.producer, Codec: codec,
-	}, p.Logger)
+	cfg := store.Config[T]{Topic: topic, Kgo: p.kgo, Producer: p.txn, Codec: codec}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	s, err := store.New(cfg, p.Logger)
 	if err != nil {
 		return nil, err
 	}
-	p.restores = append(p.restores, s.Restore)
+	p.stores = append(p.stores, s)
 	return s, nil
 }
 
-// Run restores every store, then consumes, serves HTTP and runs the loops
-// until ctx ends or one of them fails; then it stops them all and closes the
-// Kafka clients.
+// Run joins the process's consumer group, restores the partitions it is
+// assigned, then consumes, serves HTTP and runs the loops until ctx ends or
+// one of them fails; then it stops them all and closes the Kafka clients.
 func (p *Process) Run(ctx context.Context) error {
 	defer p.Close()
+	topics := slices.Clone(p.topics)
+	for _, s := range p.stores {
+		topics = append(topics, s.Topic())
+	}
+	if err := p.checkCoPartitioned(topics); err != nil {
+		return fmt.Errorf("%s: %w", p.cfg.Name, err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.HTTP.Run(ctx) })
-	restored := make(chan struct{}) // closed before the router runs
+	if len(p.topics) == 0 {
+		// Nothing to consume, so no group to share partitions in: it owns
+		// them all, as the one instance.
+		g.Go(func() error { return p.partitions.ownAll(ctx) })
+	}
 	g.Go(func() error {
-		for _, restore := range p.restores {
-			if err := restore(ctx); err != nil {
-				return err
-			}
+		select {
+		case err := <-p.failed:
+			return err
+		case <-ctx.Done():
+			return nil
 		}
-		close(restored)
+	})
+	g.Go(func() error {
+		return p.txn.Run(ctx, func(err error) {
+			p.partitions.distrust(err)
+			p.sub.Rejoin()
+		})
+	})
+	g.Go(func() error {
+		select {
+		case <-p.ready:
+		case <-ctx.Done():
+			return nil
+		}
 		for _, loop := range p.loops {
 			g.Go(func() error { return loop(ctx) })
 		}
+		return nil
+	})
+	g.Go(func() error {
 		if err := p.Router.Run(ctx); err != nil {
 			return fmt.Errorf("router: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		select {
-		case <-p.Router.Running():
-			p.HTTP.MarkReady()
-			p.Logger.Info("ready")
-		case <-ctx.Done():
-		}
 		<-ctx.Done()
 		select {
-		case <-restored:
+		case <-p.Router.Running():
 			// A router without handlers does not stop with its context.
 			return p.Router.Close()
 		default:
@@ -245,6 +297,39 @@ func (p *Process) Run(ctx context.Context) error {
 		}
 	})
 	return g.Wait()
+}
+
+// fail stops the process with err.
+func (p *Process) fail(err error) {
+	select {
+	case p.failed <- err:
+	default:
+	}
+}
+
+// becameReady runs once, when the first session's partitions are restored.
+func (p *Process) becameReady() {
+	p.HTTP.MarkReady()
+	close(p.ready)
+	p.Logger.Info("ready", "advertised", p.advertised)
+}
+
+// advertisedAddr is the address the other instances reach this one at:
+// the one configured, or the HTTP address's port on this host's name.
+func advertisedAddr(configured, httpAddr string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", fmt.Errorf("HTTP_ADDR %q: %w", httpAddr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("ADVERTISED_HTTP_ADDR unset and no host name: %w", err)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // Close closes the Kafka clients; Run calls it when it returns, so only a

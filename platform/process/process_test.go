@@ -121,11 +121,12 @@ func TestRunRestoresStateThenBecomesReady(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}
+	run(t, first)
+	waitReady(t, first)
 	want := &contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 500}
 	if err := customers.Update(t.Context(), "c1", func(v *contracts.CustomerRecord, _ bool) error { *v = *want; return nil }); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	first.Close()
 
 	// The second one finds it.
 	p := newProcess(t, kafka)

@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/IBM/sarama"
-	"golang.org/x/sync/errgroup"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 )
@@ -24,13 +27,30 @@ type Codec[T any] interface {
 	Decode(b []byte) (*T, error)
 }
 
+// Sender writes records to Kafka: a process's transactional producer
+// (messaging.TxnProducer), or any sarama.SyncProducer.
+type Sender interface {
+	SendMessages(msgs []*sarama.ProducerMessage) error
+}
+
+// ErrNotOwned is the error of a read or write of a key whose partition this
+// instance does not own now: another instance serves it.
+var ErrNotOwned = errors.New("key not owned by this instance")
+
 // Config configures New.
 type Config[T any] struct {
-	Topic    string
-	Brokers  []string
-	Sarama   *sarama.Config // from messaging.SaramaConfig
-	Producer sarama.SyncProducer
+	Topic string
+	// Kgo are the client options of the restore (messaging.KgoOptions): it
+	// reads the changelog with franz-go, which shows the transaction markers
+	// that tell where a transactional changelog ends.
+	Kgo      []kgo.Opt
+	Producer Sender
 	Codec    Codec[T]
+	// PartitionKey returns the key that chooses a record's partition, when
+	// it is not the record's key itself: a record co-partitioned with
+	// another aggregate (a credit decision with its customer) is keyed by
+	// "<aggregate id>/<own id>" and partitioned by the aggregate id.
+	PartitionKey func(key string) string
 }
 
 // Validate reports every missing setting at once.
@@ -39,11 +59,8 @@ func (c Config[T]) Validate() error {
 	if c.Topic == "" {
 		errs = append(errs, errors.New("store: Topic is required"))
 	}
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("store: Brokers are required"))
-	}
-	if c.Sarama == nil {
-		errs = append(errs, errors.New("store: Sarama config is required"))
+	if len(c.Kgo) == 0 {
+		errs = append(errs, errors.New("store: Kgo client options are required"))
 	}
 	if c.Producer == nil {
 		errs = append(errs, errors.New("store: Producer is required"))
@@ -55,34 +72,89 @@ func (c Config[T]) Validate() error {
 }
 
 // Store is a map of records of type T by key, persisted in a compacted topic.
+// It holds the records of the partitions it is assigned, and only those: a
+// process running as several instances shares a topic's partitions among
+// them, each instance restoring, reading and writing its own.
 // It keeps the encoded bytes, so a value handed out never aliases the stored
 // one and a failed write leaves nothing half-changed.
 type Store[T any] struct {
 	cfg    Config[T]
 	logger *slog.Logger
 
-	mu    sync.RWMutex
-	data  map[string][]byte
-	locks [256]sync.Mutex // serialize Update per key (striped by hash)
+	mu         sync.RWMutex
+	data       map[string]entry
+	owned      map[int32]bool
+	partitions int32           // the topic's partition count, once known
+	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
 }
 
-// New returns an empty store; call Restore before serving.
+// entry is a record as stored, with its partition.
+type entry struct {
+	value     []byte
+	partition int32
+}
+
+// New returns an empty store that owns no partition; call Assign (or
+// Restore, for all of them) before serving.
 func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Store[T]{cfg: cfg, logger: logger, data: map[string][]byte{}}, nil
+	if cfg.PartitionKey == nil {
+		cfg.PartitionKey = func(key string) string { return key }
+	}
+	return &Store[T]{cfg: cfg, logger: logger, data: map[string]entry{}, owned: map[int32]bool{}}, nil
 }
 
-// Get returns the record stored under key.
-func (s *Store[T]) Get(key string) (*T, bool, error) {
+// Topic is the store's changelog topic.
+func (s *Store[T]) Topic() string { return s.cfg.Topic }
+
+// Partition returns the partition of the changelog that holds key, as
+// Kafka's default partitioner (murmur2) chooses it; false before the
+// partition count is known.
+func (s *Store[T]) Partition(key string) (int32, bool) {
 	s.mu.RLock()
-	b, ok := s.data[key]
+	n := s.partitions
+	s.mu.RUnlock()
+	if n == 0 {
+		return 0, false
+	}
+	return PartitionOf(s.cfg.PartitionKey(key), n), true
+}
+
+// PartitionOf is the partition of key among n, as the Java client's and
+// Sarama's murmur2 partitioners choose it.
+func PartitionOf(key string, n int32) int32 {
+	p, _ := murmur2.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n)
+	return p
+}
+
+var murmur2 = sarama.NewMurmur2Partitioner("")
+
+// Owns reports whether key's partition is assigned to this store.
+func (s *Store[T]) Owns(key string) bool {
+	p, ok := s.Partition(key)
+	if !ok {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.owned[p]
+}
+
+// Get returns the record stored under key; ErrNotOwned if its partition is
+// not this store's.
+func (s *Store[T]) Get(key string) (*T, bool, error) {
+	if !s.Owns(key) {
+		return nil, false, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
+	}
+	s.mu.RLock()
+	e, ok := s.data[key]
 	s.mu.RUnlock()
 	if !ok {
 		return nil, false, nil
 	}
-	v, err := s.cfg.Codec.Decode(b)
+	v, err := s.cfg.Codec.Decode(e.value)
 	if err != nil {
 		return nil, false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 	}
@@ -100,29 +172,26 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 }
 
 // UpdateAndSend is Update whose fn may also return messages to send with the
-// record, in the same produce call, to save a round trip. The record and the
-// messages are not atomic: when the call fails, any part of it may have
-// landed, and the record is not visible. (Messages are sent even when the
-// record is unchanged.)
-//
-// Only a writer that tolerates either part landing alone may use it, such as
-// the saga orchestrator, which re-sends a pending command on its timeout and
-// ignores replies to anything else. A participant must not: its reply could
-// land without the decision it reports, and a redelivered command would then
-// be decided again, perhaps differently. A reply must never precede its
-// durable decision.
+// record, in the same produce call. Through a process's transactional
+// producer the record and the messages are atomic: a reader sees all of
+// them or none. (Messages are sent even when the record is unchanged.)
 func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) error {
 	lock := &s.locks[stripe(key)]
 	lock.Lock()
 	defer lock.Unlock()
 
+	p, _ := s.Partition(key)
 	s.mu.RLock()
+	owned := s.owned[p] && s.partitions > 0
 	old, exists := s.data[key]
 	s.mu.RUnlock()
+	if !owned {
+		return fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
+	}
 	v := new(T)
 	if exists {
 		var err error
-		if v, err = s.cfg.Codec.Decode(old); err != nil {
+		if v, err = s.cfg.Codec.Decode(old.value); err != nil {
 			return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 		}
 	}
@@ -134,7 +203,7 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if err != nil {
 		return fmt.Errorf("encode %s/%s: %w", s.cfg.Topic, key, err)
 	}
-	changed := !exists || string(b) != string(old)
+	changed := !exists || string(b) != string(old.value)
 	if !changed && len(extra) == 0 {
 		return nil
 	}
@@ -144,7 +213,8 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	msgs := extra
 	if changed {
 		msgs = append([]*sarama.ProducerMessage{{
-			Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b),
+			Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b), Partition: p,
+			Metadata: ExplicitPartition{},
 		}}, extra...)
 	}
 	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
@@ -152,11 +222,20 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	}
 	if changed {
 		s.mu.Lock()
-		s.data[key] = b
+		if s.owned[p] { // not revoked while it was written
+			s.data[key] = entry{b, p}
+		}
 		s.mu.Unlock()
 	}
 	return nil
 }
+
+// ExplicitPartition marks a record (in sarama.ProducerMessage.Metadata)
+// whose Partition is already chosen; messaging's partitioner keeps it.
+type ExplicitPartition struct{}
+
+// KeepPartition tells messaging's partitioner to keep the record's Partition.
+func (ExplicitPartition) KeepPartition() {}
 
 // Range calls fn for every record until fn returns false. A record that can
 // never be decoded (serde.ErrUndecodable) is logged and skipped; any other
@@ -164,10 +243,18 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 // and is returned, as a caller rebuilding what it derives from every record
 // must not miss one.
 func (s *Store[T]) Range(fn func(key string, v *T) bool) error {
+	return s.RangePartitions(nil, fn)
+}
+
+// RangePartitions is Range over the records of the given partitions only
+// (all of them if partitions is nil).
+func (s *Store[T]) RangePartitions(partitions []int32, fn func(key string, v *T) bool) error {
 	s.mu.RLock()
-	keys := make([]string, 0, len(s.data))
-	for k := range s.data {
-		keys = append(keys, k)
+	var keys []string
+	for k, e := range s.data {
+		if partitions == nil || slices.Contains(partitions, e.partition) {
+			keys = append(keys, k)
+		}
 	}
 	s.mu.RUnlock()
 	for _, k := range keys {
@@ -175,6 +262,9 @@ func (s *Store[T]) Range(fn func(key string, v *T) bool) error {
 		if errors.Is(err, serde.ErrUndecodable) {
 			s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", k, "error", err)
 			continue
+		}
+		if errors.Is(err, ErrNotOwned) {
+			continue // revoked meanwhile
 		}
 		if err != nil {
 			return err
@@ -193,89 +283,127 @@ func (s *Store[T]) Len() int {
 	return len(s.data)
 }
 
-// Restore reads the changelog from its start to its current end, so the map
-// holds the latest record of every key. A tombstone (nil value) deletes a key.
+// Restore assigns the store every partition of its topic: it reads the
+// whole changelog.
 func (s *Store[T]) Restore(ctx context.Context) error {
-	client, err := sarama.NewClient(s.cfg.Brokers, s.cfg.Sarama)
+	return s.Assign(ctx, nil)
+}
+
+// Assign restores the given partitions (all of them if nil) from the
+// changelog, up to its last stable offset, and owns them from then on. A
+// tombstone (nil value) deletes a key. Partitions the store owns already
+// are read again.
+func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
+	opts := append(slices.Clone(s.cfg.Kgo), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("restore %s: connect: %w", s.cfg.Topic, err)
 	}
 	defer client.Close()
-	partitions, err := client.Partitions(s.cfg.Topic)
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+	admin := kadm.NewClient(client)
+	ends, err := admin.ListCommittedOffsets(ctx, s.cfg.Topic) // the last stable offsets
+	if err == nil {
+		err = ends.Error()
 	}
-	// Offsets are looked up one partition at a time: Sarama's first
-	// requests to a broker, sent from several goroutines at once, can find
-	// its connection not yet open and fail with "broker not connected".
-	var spans []span
+	if err != nil {
+		return fmt.Errorf("restore %s: end offsets: %w", s.cfg.Topic, err)
+	}
+	starts, err := admin.ListStartOffsets(ctx, s.cfg.Topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: start offsets: %w", s.cfg.Topic, err)
+	}
+	n := int32(len(ends[s.cfg.Topic]))
+	if n == 0 {
+		return fmt.Errorf("restore %s: %w", s.cfg.Topic, kerr.UnknownTopicOrPartition)
+	}
+	if partitions == nil {
+		for p := range n {
+			partitions = append(partitions, p)
+		}
+	}
+	read := map[int32]map[string]entry{}
+	want := map[int32]int64{} // the last offset to read, by partition
+	consume := map[int32]kgo.Offset{}
 	for _, p := range partitions {
-		sp, err := s.span(client, p)
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+		if p >= n {
+			return fmt.Errorf("restore %s: partition %d of %d", s.cfg.Topic, p, n)
 		}
-		if sp.start < sp.end {
-			spans = append(spans, sp)
+		read[p] = map[string]entry{}
+		start, end := starts[s.cfg.Topic][p].Offset, ends[s.cfg.Topic][p].Offset
+		if start < end {
+			want[p] = end - 1
+			consume[p] = kgo.NewOffset().At(start)
 		}
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+	if len(want) > 0 {
+		client.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.cfg.Topic: consume})
+		for len(want) > 0 {
+			fetches := client.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+			}
+			var ferr error
+			fetches.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("partition %d: %w", p, err) })
+			if ferr != nil {
+				return fmt.Errorf("restore %s: %w", s.cfg.Topic, ferr)
+			}
+			fetches.EachRecord(func(r *kgo.Record) {
+				last, ok := want[r.Partition]
+				if !ok || r.Offset > last {
+					return // past the end taken at the start
+				}
+				if !r.Attrs.IsControl() {
+					if r.Value == nil {
+						delete(read[r.Partition], string(r.Key))
+					} else {
+						read[r.Partition][string(r.Key)] = entry{r.Value, r.Partition}
+					}
+				}
+				if r.Offset == last {
+					delete(want, r.Partition)
+				}
+			})
+			// A partition whose last record compaction removed ends at the
+			// first record past it.
+			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+				if last, ok := want[p.Partition]; ok && len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset > last {
+					delete(want, p.Partition)
+				}
+			})
+		}
 	}
-	defer consumer.Close()
-
-	g, ctx := errgroup.WithContext(ctx)
-	for _, sp := range spans {
-		g.Go(func() error { return s.restorePartition(ctx, consumer, sp) })
+	s.mu.Lock()
+	s.partitions = n
+	for _, p := range partitions {
+		s.dropLocked(p)
+		for k, e := range read[p] {
+			s.data[k] = e
+		}
+		s.owned[p] = true
 	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
-	}
-	s.logger.Info("state restored", "topic", s.cfg.Topic, "records", s.Len())
+	s.mu.Unlock()
+	s.logger.Info("state restored", "topic", s.cfg.Topic, "partitions", len(partitions), "records", s.Len())
 	return nil
 }
 
-// span is the offsets of a partition's records at the start of a restore.
-type span struct {
-	partition  int32
-	start, end int64
+// Revoke drops the records of the given partitions: another instance owns
+// them now.
+func (s *Store[T]) Revoke(partitions []int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range partitions {
+		s.dropLocked(p)
+		delete(s.owned, p)
+	}
 }
 
-func (s *Store[T]) span(client sarama.Client, p int32) (span, error) {
-	end, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetNewest)
-	if err != nil {
-		return span{}, fmt.Errorf("partition %d: end offset: %w", p, err)
-	}
-	start, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetOldest)
-	if err != nil {
-		return span{}, fmt.Errorf("partition %d: start offset: %w", p, err)
-	}
-	return span{p, start, end}, nil
-}
-
-func (s *Store[T]) restorePartition(ctx context.Context, consumer sarama.Consumer, sp span) error {
-	pc, err := consumer.ConsumePartition(s.cfg.Topic, sp.partition, sp.start)
-	if err != nil {
-		return fmt.Errorf("partition %d: %w", sp.partition, err)
-	}
-	defer pc.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-pc.Errors():
-			return fmt.Errorf("partition %d: %w", sp.partition, err)
-		case m := <-pc.Messages():
-			s.mu.Lock()
-			if m.Value == nil {
-				delete(s.data, string(m.Key))
-			} else {
-				s.data[string(m.Key)] = m.Value
-			}
-			s.mu.Unlock()
-			if m.Offset >= sp.end-1 {
-				return nil
-			}
+func (s *Store[T]) dropLocked(p int32) {
+	for k, e := range s.data {
+		if e.partition == p {
+			delete(s.data, k)
 		}
 	}
 }

@@ -102,7 +102,7 @@ func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
 		t.Fatalf("AvroCodec: %v", err)
 	}
 	st, err := store.New(store.Config[account]{
-		Topic: c.topic, Brokers: c.kafka.Brokers, Sarama: c.sarama, Producer: c.producer, Codec: codec,
+		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: c.producer, Codec: codec,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
@@ -182,7 +182,7 @@ func TestNewReportsEveryMissingSetting(t *testing.T) {
 	if err == nil {
 		t.Fatal("New with an empty config: got nil error, want one")
 	}
-	for _, field := range []string{"Topic", "Brokers", "Sarama", "Producer", "Codec"} {
+	for _, field := range []string{"Topic", "Kgo", "Producer", "Codec"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("New with an empty config: error %q does not name %s", err, field)
 		}
@@ -198,7 +198,7 @@ func TestAvroCodecRejectsANonRecordType(t *testing.T) {
 func TestUpdateThenGet(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 2)
-	s := c.newStore(t)
+	s := c.restored(t)
 
 	if _, ok, err := s.Get("c1"); ok || err != nil {
 		t.Fatalf("Get of a missing key: got ok=%v err=%v, want false nil", ok, err)
@@ -242,7 +242,7 @@ func TestRestoreReturnsTheLatestValueOfEveryKey(t *testing.T) {
 	t.Parallel()
 	const keys, updates = 40, 3
 	c := newChangelog(t, contracts.Partitions)
-	s := c.newStore(t)
+	s := c.restored(t)
 	for round := 1; round <= updates; round++ {
 		for i := range keys {
 			key := fmt.Sprintf("customer-%d", i)
@@ -296,7 +296,7 @@ func TestRestoreReturnsTheLatestValueOfEveryKey(t *testing.T) {
 func TestRangeSkipsTheUndecodableButStopsAtTheUnreachable(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 1)
-	update(t, c.newStore(t), "c1", set(customer("c1", 500)))
+	update(t, c.restored(t), "c1", set(customer("c1", 500)))
 	if _, _, err := c.producer.SendMessage(&sarama.ProducerMessage{
 		Topic: c.topic, Key: sarama.StringEncoder("junk"), Value: sarama.StringEncoder("not a framed Avro record"),
 	}); err != nil {
@@ -324,7 +324,7 @@ func TestRangeSkipsTheUndecodableButStopsAtTheUnreachable(t *testing.T) {
 func TestUpdateErrorLeavesValueAndTopicUntouched(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 2)
-	s := c.newStore(t)
+	s := c.restored(t)
 	want := customer("c1", 500)
 	update(t, s, "c1", set(want))
 	before := c.records(t)
@@ -360,7 +360,7 @@ func TestUpdateErrorLeavesValueAndTopicUntouched(t *testing.T) {
 func TestUnchangedRecordIsNotWrittenAgain(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 2)
-	s := c.newStore(t)
+	s := c.restored(t)
 	want := customer("c1", 500)
 	update(t, s, "c1", set(want))
 	before := c.records(t)
@@ -381,7 +381,7 @@ func TestConcurrentUpdatesOfOneKeySerialize(t *testing.T) {
 	t.Parallel()
 	const writers = 40
 	c := newChangelog(t, 2)
-	s := c.newStore(t)
+	s := c.restored(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -415,7 +415,7 @@ func TestConcurrentUpdatesOfOneKeySerialize(t *testing.T) {
 func TestValuesAreNotAliased(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 1)
-	s := c.newStore(t)
+	s := c.restored(t)
 	want := customer("c1", 500)
 
 	var kept *account
@@ -476,7 +476,7 @@ func TestTombstoneDeletesTheKeyOnRestore(t *testing.T) {
 	t.Parallel()
 	const keys = 16
 	c := newChangelog(t, contracts.Partitions)
-	s := c.newStore(t)
+	s := c.restored(t)
 	for i := range keys {
 		key := fmt.Sprintf("customer-%d", i)
 		update(t, s, key, set(customer(key, 100)))
@@ -518,7 +518,7 @@ func TestUpdateAndSendWritesTheMessagesWithTheRecord(t *testing.T) {
 	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: extra, Partitions: 3}}); err != nil {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
-	s := c.newStore(t)
+	s := c.restored(t)
 	want := customer("c1", 500)
 	send := func(values ...string) func(*account, bool) ([]*sarama.ProducerMessage, error) {
 		return func(v *account, exists bool) ([]*sarama.ProducerMessage, error) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -16,10 +17,12 @@ import (
 
 // CustomerRepository keeps each customer as one record of the compacted
 // topic customer.state, keyed by customer id, and each credit decision as
-// one record of customer.reservations, keyed by order id: a decision writes
-// one small record, however many orders the customer had. What a customer
-// holds, the sum of its RESERVED decisions, is derived: Restore rebuilds it
-// and every decision keeps it current.
+// one record of customer.reservations, keyed by "<customer id>/<order id>"
+// and partitioned by customer id (ReservationPartitionKey), so a customer's
+// decisions live in its partition: a decision writes one small record,
+// however many orders the customer had. What a customer holds, the sum of
+// its RESERVED decisions, is derived: Restore rebuilds it and every
+// decision keeps it current.
 type CustomerRepository struct {
 	customers    *store.Store[contracts.CustomerRecord]
 	reservations *store.Store[contracts.ReservationRecord]
@@ -57,7 +60,7 @@ func (r *CustomerRepository) Restore(context.Context) error {
 func (r *CustomerRepository) Add(ctx context.Context, c *domain.Customer) error {
 	return r.customers.Update(ctx, c.ID(), func(rec *contracts.CustomerRecord, exists bool) error {
 		if exists {
-			return fmt.Errorf("customer %s already exists", c.ID())
+			return fmt.Errorf("%w: %s", domain.ErrExists, c.ID())
 		}
 		*rec = contracts.CustomerRecord{CustomerID: c.ID(), Name: c.Name(), CreditLimit: c.CreditLimit()}
 		return nil
@@ -82,12 +85,9 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		return err
 	}
 	var held int64
-	err = r.reservations.Update(ctx, orderID, func(res *contracts.ReservationRecord, exists bool) error {
+	err = r.reservations.Update(ctx, customerID+"/"+orderID, func(res *contracts.ReservationRecord, exists bool) error {
 		known := map[string]domain.Reservation{}
 		if exists {
-			if res.CustomerID != customerID {
-				return fmt.Errorf("%w: order %s was decided for customer %s, not %s", domain.ErrInvalid, orderID, res.CustomerID, customerID)
-			}
 			known[orderID] = domain.Reservation{Amount: res.Amount, Status: domain.ReservationStatus(res.Status)}
 		}
 		c := domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, r.heldBy(customerID), known)
@@ -126,6 +126,13 @@ func (r *CustomerRepository) heldBy(id string) int64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.held[id]
+}
+
+// ReservationPartitionKey is the key that chooses a decision's partition:
+// its customer's id.
+func ReservationPartitionKey(key string) string {
+	customerID, _, _ := strings.Cut(key, "/")
+	return customerID
 }
 
 func stripe(id string) int {

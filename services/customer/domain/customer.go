@@ -14,6 +14,8 @@ var (
 	// ErrInvalid is wrapped by every error about input that can never be
 	// valid, as opposed to failures that a retry may cure.
 	ErrInvalid = errors.New("invalid")
+	// ErrExists means a customer with that id is stored already.
+	ErrExists = errors.New("customer exists")
 )
 
 // ReservationStatus is what was decided for one order's credit.

@@ -18,20 +18,28 @@ type createCustomerRequest struct {
 
 // RegisterHTTP adds POST /customers and GET /customers/{id}.
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
-	s.Handle("POST /customers", func(w http.ResponseWriter, r *http.Request) {
+	// A new customer's id derives from the request's Idempotency-Key; the
+	// instance that receives a request without one draws one, so that the
+	// instance owning the id, to which it forwards the request, stores it.
+	s.HandleKeyed("POST /customers", func(r *http.Request) (string, error) {
+		key, err := httpserver.IdempotencyKey(r)
+		return command.CustomerID(key), err
+	}, func(w http.ResponseWriter, r *http.Request) {
 		var req createCustomerRequest
 		if err := httpserver.DecodeJSON(r, &req); err != nil {
 			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		id, err := application.Commands.CreateCustomer.Handle(r.Context(), command.CreateCustomer(req))
+		id, err := application.Commands.CreateCustomer.Handle(r.Context(), command.CreateCustomer{
+			Name: req.Name, CreditLimit: req.CreditLimit, IdempotencyKey: r.Header.Get(httpserver.HeaderIdempotencyKey),
+		})
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"customerId": id})
 	})
-	s.Handle("GET /customers/{id}", func(w http.ResponseWriter, r *http.Request) {
+	s.HandleKeyed("GET /customers/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
 		c, err := application.Queries.Customer.Handle(r.Context(), r.PathValue("id"))
 		if err != nil {
 			writeError(w, err)

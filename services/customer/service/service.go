@@ -9,6 +9,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
 	"github.com/kafkasaga/kafkasaga/services/customer/app"
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
@@ -33,7 +34,8 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err != nil {
 			return err
 		}
-		reservations, err := process.NewStore[contracts.ReservationRecord](p, contracts.TopicCustomerReservations)
+		reservations, err := process.NewStore(p, contracts.TopicCustomerReservations,
+			func(c *store.Config[contracts.ReservationRecord]) { c.PartitionKey = adapters.ReservationPartitionKey })
 		if err != nil {
 			return err
 		}

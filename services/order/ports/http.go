@@ -21,7 +21,21 @@ type createOrderRequest struct {
 
 // RegisterHTTP adds POST /orders and GET /orders/{id}.
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
-	s.Handle("POST /orders", func(w http.ResponseWriter, r *http.Request) {
+	// A new order's id derives from its customer and the request's
+	// Idempotency-Key; the instance that receives a request without one
+	// draws one, so that the instance owning the id, to which it forwards
+	// the request, stores it.
+	s.HandleKeyed("POST /orders", func(r *http.Request) (string, error) {
+		key, err := httpserver.IdempotencyKey(r)
+		if err != nil {
+			return "", err
+		}
+		var req createOrderRequest
+		if err := httpserver.PeekJSON(r, &req); err != nil {
+			return "", err
+		}
+		return command.OrderID(req.CustomerID, key), nil
+	}, func(w http.ResponseWriter, r *http.Request) {
 		var req createOrderRequest
 		if err := httpserver.DecodeJSON(r, &req); err != nil {
 			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
@@ -32,11 +46,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}
-		key := r.Header.Get("Idempotency-Key")
-		if len(key) > 255 {
-			httpserver.WriteError(w, http.StatusBadRequest, "Idempotency-Key is longer than 255 characters")
-			return
-		}
+		key := r.Header.Get(httpserver.HeaderIdempotencyKey)
 		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(contracts.HeaderTraceparent))
 		o, err := application.Commands.CreateOrder.Handle(ctx, command.CreateOrder{
 			CustomerID: req.CustomerID, OrderTotal: req.OrderTotal, IdempotencyKey: key,
@@ -47,7 +57,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 		}
 		httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"orderId": o.ID(), "state": string(o.State())})
 	})
-	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+	s.HandleKeyed("GET /orders/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
 		o, err := application.Queries.Order.Handle(r.Context(), r.PathValue("id"))
 		if err != nil {
 			writeError(w, err)

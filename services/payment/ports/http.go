@@ -12,7 +12,7 @@ import (
 
 // RegisterHTTP adds GET /payments/{orderId}.
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
-	s.Handle("GET /payments/{orderId}", func(w http.ResponseWriter, r *http.Request) {
+	s.HandleKeyed("GET /payments/{orderId}", httpserver.PathKey("orderId"), func(w http.ResponseWriter, r *http.Request) {
 		p, err := application.Queries.Payment.Handle(r.Context(), r.PathValue("orderId"))
 		if err != nil {
 			httpserver.WriteAppError(w, err, nil, domain.ErrNotFound)

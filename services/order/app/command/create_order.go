@@ -26,6 +26,11 @@ type CreateOrder struct {
 // idempotency keys (a UUID of its own, fixed forever).
 var idempotencyKeys = uuid.MustParse("6f1d2c1e-6b1a-4c55-9a0e-2b7f3c1d8e44")
 
+// OrderID is the id of the order a customer's idempotency key places.
+func OrderID(customerID, idempotencyKey string) string {
+	return uuid.NewSHA1(idempotencyKeys, []byte(customerID+"\x00"+idempotencyKey)).String()
+}
+
 type CreateOrderHandler struct {
 	repo   domain.Repository
 	events domain.Events
@@ -43,7 +48,7 @@ func NewCreateOrderHandler(repo domain.Repository, events domain.Events, now fun
 func (h CreateOrderHandler) Handle(ctx context.Context, cmd CreateOrder) (*domain.Order, error) {
 	id := uuid.NewString()
 	if cmd.IdempotencyKey != "" {
-		id = uuid.NewSHA1(idempotencyKeys, []byte(cmd.CustomerID+"\x00"+cmd.IdempotencyKey)).String()
+		id = OrderID(cmd.CustomerID, cmd.IdempotencyKey)
 	}
 	o, err := domain.NewOrder(id, cmd.CustomerID, cmd.OrderTotal, h.now())
 	if err != nil {

@@ -1,0 +1,326 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
+)
+
+// partitions owns the process's state by partition, as Kafka Streams'
+// tasks do. Every topic the process reads or keeps state in has one
+// partition count and one partitioner, so partition p of each holds the
+// same keys; the consumer group (range assignor) gives an instance the same
+// partition numbers of every topic it reads. On each new session it
+// restores the state partitions it was newly assigned, drops the ones it
+// lost, rebuilds what the services derive, and only then opens the
+// transactions of that generation and hands out messages.
+type partitions struct {
+	p *Process
+
+	mu      sync.Mutex
+	owned   []int32 // restored and served, in the current generation
+	gen     int32   // generation of owned; -1 when what is held is not trusted
+	serving bool    // between Setup and Cleanup
+	ready   sync.Once
+
+	owners ownersCache
+}
+
+var _ messaging.Tracker = (*partitions)(nil)
+
+// assignable is a store as partitions sees it.
+type assignable interface {
+	Topic() string
+	Assign(ctx context.Context, partitions []int32) error
+	Revoke(partitions []int32)
+}
+
+// Setup restores the session's partitions. A restore that fails (the
+// registry down, a record that does not decode) stops the process, for its
+// supervisor to start it again, rather than serve part of its state.
+func (t *partitions) Setup(sess sarama.ConsumerGroupSession) error {
+	err := t.setup(sess)
+	if err != nil && sess.Context().Err() != nil {
+		// A rebalance ended the session while it restored: the next one
+		// restores again. Nothing is written meanwhile, as the
+		// transactions of this generation were never opened.
+		t.p.Logger.Info("session ended while restoring", "generation", sess.GenerationID())
+		return nil
+	}
+	if err != nil {
+		t.p.fail(fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err))
+	}
+	return err
+}
+
+func (t *partitions) setup(sess sarama.ConsumerGroupSession) error {
+	claimed, err := claimedPartitions(sess.Claims())
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var keep []int32
+	if t.gen >= 0 && sess.GenerationID() == t.gen+1 {
+		// Held without a gap: nobody else owned these since.
+		for _, p := range t.owned {
+			if slices.Contains(claimed, p) {
+				keep = append(keep, p)
+			}
+		}
+	}
+	var lost, fresh []int32
+	for _, p := range t.owned {
+		if !slices.Contains(keep, p) {
+			lost = append(lost, p)
+		}
+	}
+	for _, p := range claimed {
+		if !slices.Contains(keep, p) {
+			fresh = append(fresh, p)
+		}
+	}
+	start := time.Now()
+	for _, s := range t.p.stores {
+		s.Revoke(lost)
+	}
+	t.owned, t.gen = nil, -1
+	if len(fresh) > 0 {
+		g, ctx := errgroup.WithContext(sess.Context())
+		for _, s := range t.p.stores {
+			g.Go(func() error { return s.Assign(ctx, fresh) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	for _, restored := range t.p.restores {
+		if err := restored(sess.Context()); err != nil {
+			return err
+		}
+	}
+	if err := t.p.txn.Open(&sarama.ConsumerGroupMetadata{
+		GroupID: t.p.cfg.Name, GenerationID: sess.GenerationID(), MemberID: sess.MemberID(),
+	}); err != nil {
+		return err
+	}
+	t.owned, t.gen, t.serving = claimed, sess.GenerationID(), true
+	t.owners.invalidate()
+	t.p.Logger.Info("partitions assigned", "generation", t.gen, "partitions", claimed,
+		"restored", fresh, "dropped", lost, "took", time.Since(start).Round(time.Millisecond))
+	t.ready.Do(t.p.becameReady)
+	return nil
+}
+
+// ownAll restores every partition and owns it for good: the process reads
+// no topic, so there is no group to share them with.
+func (t *partitions) ownAll(ctx context.Context) error {
+	all := make([]int32, t.p.partitionCount)
+	for i := range all {
+		all[i] = int32(i)
+	}
+	for _, s := range t.p.stores {
+		if err := s.Assign(ctx, all); err != nil {
+			return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+		}
+	}
+	for _, restored := range t.p.restores {
+		if err := restored(ctx); err != nil {
+			return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+		}
+	}
+	if err := t.p.txn.Open(nil); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.owned, t.serving = all, true
+	t.mu.Unlock()
+	t.ready.Do(t.p.becameReady)
+	return nil
+}
+
+// claimedPartitions returns the partition numbers of a session's claims,
+// which the range assignor makes the same for every topic.
+func claimedPartitions(claims map[string][]int32) ([]int32, error) {
+	var first []int32
+	var firstTopic string
+	for topic, ps := range claims {
+		ps = slices.Sorted(slices.Values(ps))
+		if first == nil {
+			first, firstTopic = ps, topic
+			continue
+		}
+		if !slices.Equal(first, ps) {
+			return nil, fmt.Errorf("assigned partitions %v of %s but %v of %s: the topics must be co-partitioned", first, firstTopic, ps, topic)
+		}
+	}
+	return first, nil
+}
+
+func (t *partitions) Claimed(topic string, partition int32, initial int64) {
+	if initial < 0 { // nothing committed: the partition's first offset
+		var err error
+		if initial, err = t.p.client.GetOffset(topic, partition, sarama.OffsetOldest); err != nil {
+			t.p.Logger.Warn("first offset of a claimed partition", "topic", topic, "partition", partition, "error", err)
+			return
+		}
+	}
+	t.p.txn.Position(topic, partition, initial)
+}
+
+func (t *partitions) Mark(topic string, partition int32, next int64) {
+	t.p.txn.Position(topic, partition, next)
+}
+
+func (t *partitions) Cleanup(sarama.ConsumerGroupSession) error {
+	t.mu.Lock()
+	t.serving = false
+	t.mu.Unlock()
+	if err := t.p.txn.Close(); err != nil {
+		t.distrust(err)
+	}
+	return nil
+}
+
+// distrust drops every partition's state after a transaction was aborted:
+// what the stores hold may include its records. The next session restores
+// them from Kafka.
+func (t *partitions) distrust(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.p.Logger.Warn("dropping the state of every partition to restore it", "error", err)
+	for _, s := range t.p.stores {
+		s.Revoke(t.owned)
+	}
+	t.owned, t.gen, t.serving = nil, -1, false
+}
+
+// serves reports whether this instance serves partition p now.
+func (t *partitions) serves(p int32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.serving && slices.Contains(t.owned, p)
+}
+
+// Owner implements httpserver.Owners: the instance whose session holds the
+// key's partition, from the group's membership, where each member's
+// metadata carries its advertised HTTP address.
+func (t *partitions) Owner(ctx context.Context, key string) (httpserver.Owner, error) {
+	if t.p.partitionCount == 0 {
+		return httpserver.Owner{}, httpserver.ErrNoOwner
+	}
+	part := store.PartitionOf(key, t.p.partitionCount)
+	if t.serves(part) {
+		return httpserver.Owner{Self: true}, nil
+	}
+	owners, err := t.owners.get(ctx, t.p)
+	if err != nil {
+		return httpserver.Owner{}, err
+	}
+	addr, ok := owners[part]
+	if !ok || addr == t.p.advertised {
+		return httpserver.Owner{}, fmt.Errorf("partition %d: %w", part, httpserver.ErrNoOwner)
+	}
+	return httpserver.Owner{Addr: addr}, nil
+}
+
+// ownersCache keeps the group's partition owners for a moment: a forwarded
+// request should not cost a round trip to the group coordinator each.
+type ownersCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	owners map[int32]string
+}
+
+const ownersFresh = time.Second
+
+func (c *ownersCache) invalidate() {
+	c.mu.Lock()
+	c.owners = nil
+	c.mu.Unlock()
+}
+
+func (c *ownersCache) get(ctx context.Context, p *Process) (map[int32]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owners != nil && time.Since(c.at) < ownersFresh {
+		return c.owners, nil
+	}
+	owners, err := p.describeOwners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.owners, c.at = owners, time.Now()
+	return owners, nil
+}
+
+// describeOwners asks the group coordinator who holds each partition: only
+// a stable group's assignment is an answer.
+func (p *Process) describeOwners(ctx context.Context) (map[int32]string, error) {
+	admin, err := sarama.NewClusterAdminFromClient(p.client)
+	if err != nil {
+		return nil, err
+	}
+	// Not closed: it would close the process's client.
+	groups, err := admin.DescribeConsumerGroups([]string{p.cfg.Name})
+	if err != nil {
+		return nil, fmt.Errorf("describe group %s: %w", p.cfg.Name, err)
+	}
+	if len(groups) != 1 || groups[0].State != "Stable" {
+		return nil, fmt.Errorf("group %s is rebalancing: %w", p.cfg.Name, httpserver.ErrNoOwner)
+	}
+	owners := map[int32]string{}
+	for _, m := range groups[0].Members {
+		meta, err := m.GetMemberMetadata()
+		if err != nil {
+			continue
+		}
+		assignment, err := m.GetMemberAssignment()
+		if err != nil {
+			continue
+		}
+		for _, ps := range assignment.Topics {
+			for _, part := range ps {
+				owners[part] = string(meta.UserData)
+			}
+		}
+	}
+	return owners, ctx.Err()
+}
+
+// checkCoPartitioned fails unless every topic has the same partition
+// count: the state of a key must live in the partition whose commands its
+// owner handles.
+func (p *Process) checkCoPartitioned(topics []string) error {
+	counts := map[string]int{}
+	var n int
+	mismatch := false
+	for _, topic := range topics {
+		ps, err := p.client.Partitions(topic)
+		if err != nil {
+			return fmt.Errorf("partitions of %s: %w", topic, err)
+		}
+		counts[topic] = len(ps)
+		if n == 0 {
+			n = len(ps)
+		}
+		mismatch = mismatch || len(ps) != n
+	}
+	if mismatch {
+		return fmt.Errorf("%w: %v", errNotCoPartitioned, counts)
+	}
+	p.partitionCount = int32(n)
+	return nil
+}
+
+var errNotCoPartitioned = errors.New("the topics a process reads and keeps its state in must have one partition count")

@@ -1,0 +1,133 @@
+package system_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestSeveralInstancesShareTheWork runs two instances of every process from
+// their binaries, each owning part of the partitions. Under a steady stream
+// of orders, the second instance of each process is SIGKILLed and started
+// again, in turn; then an instance of the customer service is paused
+// (SIGSTOP) past its session timeout, so that its partitions move while it
+// does not know, and resumed. Every order ends as its inputs dictate, no
+// saga is stuck, no customer's credit is off by a cent (a credit reserved
+// twice, by the zombie and by the new owner, would show), and every
+// instance answers for every key, forwarding to the owner.
+func TestSeveralInstancesShareTheWork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs every binary; skipped with -short")
+	}
+	ps := startInstances(t, buildBinaries(t), 2)
+	r := ps.r
+	plan, checkPlan := newPlan(t, r, 240)
+	parts := make([][]plannedOrder, 7) // before, one per killed instance, while paused, after
+	for i := range parts {
+		parts[i] = plan[i*len(plan)/len(parts) : (i+1)*len(plan)/len(parts)]
+	}
+
+	postOrders(t, r, parts[0])
+	awaitAnyEnded(t, r, parts[0])
+	for i, name := range []string{"order", "customer", "payment", "orchestrator"} {
+		second := ps.instances[name][1]
+		second.kill()
+		postOrders(t, r, parts[1+i])
+		second.start()
+		second.awaitReady(60 * time.Second)
+	}
+
+	zombie := ps.instances["customer"][1]
+	zombie.pause()
+	postOrders(t, r, parts[5])
+	awaitMembers(t, ps.brokers, "customer", 1) // the group gave its partitions to the other instance
+	awaitAnyEnded(t, r, parts[5])
+	zombie.resume()
+	postOrders(t, r, parts[6])
+
+	checkPlan(120 * time.Second)
+	for _, p := range ps.all() {
+		if !p.running() {
+			t.Errorf("%s exited by itself: %s", p.name, p.cmd.ProcessState)
+		}
+	}
+
+	// Every instance answers for every key: the same body as the first.
+	for name, path := range map[string]func(p plannedOrder) string{
+		"order":        func(p plannedOrder) string { return "/orders/" + p.id },
+		"customer":     func(p plannedOrder) string { return "/customers/" + p.customer },
+		"orchestrator": func(p plannedOrder) string { return "/sagas/" + p.id },
+	} {
+		first, second := ps.instances[name][0], ps.instances[name][1]
+		for _, p := range plan[:40] {
+			if p.wantReason == "UNKNOWN_CUSTOMER" && name == "customer" {
+				continue
+			}
+			want := getBody(t, r, baseOf(t, first), path(p))
+			if got := getBody(t, r, baseOf(t, second), path(p)); got != want {
+				t.Errorf("%s: GET %s: got %s from %s, want %s as from %s", name, path(p), got, second.name, want, first.name)
+			}
+		}
+	}
+}
+
+// awaitMembers waits until the consumer group is stable with n members.
+func awaitMembers(t *testing.T, brokers, group string, n int) {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	eventually(t, 60*time.Second, func() error {
+		groups, err := kadm.NewClient(client).DescribeGroups(t.Context(), group)
+		if err != nil {
+			return err
+		}
+		g := groups[group]
+		if g.State != "Stable" || len(g.Members) != n {
+			return fmt.Errorf("group %s: %s with %d members, want Stable with %d", group, g.State, len(g.Members), n)
+		}
+		return nil
+	})
+}
+
+// baseOf returns the base URL of an instance, from its environment.
+func baseOf(t *testing.T, p *proc) string {
+	t.Helper()
+	for _, kv := range p.env {
+		if addr, ok := strings.CutPrefix(kv, "HTTP_ADDR="); ok {
+			return "http://" + addr
+		}
+	}
+	t.Fatalf("%s has no HTTP_ADDR", p.name)
+	return ""
+}
+
+// getBody returns the body of a 200 answer to GET base+path, re-encoded so
+// that two answers compare as values.
+func getBody(t *testing.T, r *running, base, path string) string {
+	t.Helper()
+	var v any
+	eventually(t, 10*time.Second, func() error {
+		status, body, err := r.try(http.MethodGet, base+path, nil)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return fmt.Errorf("GET %s%s: got %d %s, want 200", base, path, status, body)
+		}
+		return json.Unmarshal(body, &v)
+	})
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
