@@ -4,7 +4,9 @@
 // broker's compacted _schemas topic as they would with Confluent's.
 //
 // Topics are not created automatically, as on a production cluster: the
-// code that uses a topic must create it.
+// code that uses a topic must create it. The broker compacts compacted topics
+// and deletes what retention no longer keeps, as Kafka would
+// (Config.MaintainEvery).
 package devstack
 
 import (
@@ -34,6 +36,11 @@ type Config struct {
 	// suite runs this way, since Confluent's registry is not at hand there.
 	Brokers []string
 	Logger  *slog.Logger
+	// MaintainEvery is how often the embedded broker compacts its compacted
+	// topics and deletes the records their retention no longer keeps, as
+	// Kafka's log cleaner and retention would (see maintain.go). Default
+	// 30s; negative turns it off, leaving only kfake's own hourly pass.
+	MaintainEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -45,6 +52,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaintainEvery == 0 {
+		c.MaintainEvery = 30 * time.Second
 	}
 }
 
@@ -75,6 +85,8 @@ type Stack struct {
 	regURL   string
 	stop     context.CancelFunc
 	served   chan error
+	// maintained is closed when maintenance has stopped; nil without it.
+	maintained chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -113,9 +125,25 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		closeBroker()
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
+	var m *maintainer
+	if cluster != nil && cfg.MaintainEvery > 0 {
+		if m, err = newMaintainer(cluster, cfg); err != nil {
+			reg.Close()
+			ln.Close()
+			closeBroker()
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+	}
 	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Stack{cluster: cluster, brokers: brokers, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1)}
 	go func() { s.served <- reg.Serve(serveCtx, ln) }()
+	if m != nil {
+		s.maintained = make(chan struct{})
+		go func() {
+			defer close(s.maintained)
+			m.run(serveCtx, cfg.MaintainEvery)
+		}()
+	}
 	return s, nil
 }
 
@@ -172,13 +200,17 @@ func (s *Stack) RegistryURL() string { return s.regURL }
 // inspect it; nil when the stack runs on an external Kafka.
 func (s *Stack) Cluster() *kfake.Cluster { return s.cluster }
 
-// Close stops the registry, then the broker, and frees their ports. With a
-// DataDir, the broker saves its data there first.
+// Close stops the registry and the broker's maintenance, then the broker,
+// and frees their ports. With a DataDir, the broker saves its data there
+// first.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.closeErr = <-s.served
 		s.registry.Close()
+		if s.maintained != nil {
+			<-s.maintained
+		}
 		if s.cluster != nil {
 			s.cluster.Close()
 		}
