@@ -41,6 +41,10 @@ type Config struct {
 	// Kafka's log cleaner and retention would (see maintain.go). Default
 	// 30s; negative turns it off, leaving only kfake's own hourly pass.
 	MaintainEvery time.Duration
+	// Retention is how long the embedded broker keeps the records of the
+	// delete-policy topics that set no retention.ms: Kafka's
+	// log.retention.ms, 7 days by default; negative forever.
+	Retention time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -55,6 +59,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaintainEvery == 0 {
 		c.MaintainEvery = 30 * time.Second
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
 	}
 }
 
@@ -155,6 +162,10 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 		// Kafka's default minimum is 6s; tests that watch a consumer
 		// group notice a dead member sooner with a shorter session.
 		kfake.GroupMinSessionTimeout(500 * time.Millisecond),
+		// Retention of topics without their own retention.ms is the
+		// stack's (Config.Retention): kfake would apply it to compacted
+		// topics too.
+		kfake.BrokerConfigs(map[string]string{"log.retention.ms": "-1"}),
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))

@@ -30,6 +30,13 @@ package devstack
 //     (segment.bytes, 100 MiB by default; no roll by segment.ms) and leave the
 //     rest of the segment it falls in unreadable. kfake saves the log start
 //     offset at Close only: after a crash those records are readable again.
+//
+// So the stack sets the broker's log.retention.ms to -1, which leaves kfake
+// to apply only the retention.ms and retention.bytes topics set themselves,
+// and applies Config.Retention, Kafka's log.retention.ms, to the delete-policy
+// topics that set no retention.ms: with DeleteRecords up to the first record
+// younger than it. A compacted topic that sets retention.ms itself still
+// loses old keys.
 
 import (
 	"context"
@@ -51,9 +58,10 @@ const compactPause = 50
 
 // maintainer compacts and applies retention every so often.
 type maintainer struct {
-	cluster *kfake.Cluster
-	admin   *kadm.Client // on cluster
-	logger  *slog.Logger
+	cluster   *kfake.Cluster
+	admin     *kadm.Client // on cluster
+	retention time.Duration
+	logger    *slog.Logger
 
 	compactedAt      time.Time // the end of the last compaction
 	compactTook      time.Duration
@@ -68,7 +76,7 @@ func newMaintainer(cluster *kfake.Cluster, cfg Config) (*maintainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker maintenance client: %w", err)
 	}
-	return &maintainer{cluster: cluster, admin: kadm.NewClient(cl), logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
+	return &maintainer{cluster: cluster, admin: kadm.NewClient(cl), retention: cfg.Retention, logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
 }
 
 // run maintains the broker every interval until ctx ends, then closes its
@@ -100,6 +108,7 @@ func (m *maintainer) maintain(ctx context.Context) error {
 	var (
 		written      int64
 		tombstoneAge = time.Duration(math.MaxInt64) // the shortest delete.retention.ms
+		defaulted    []string                       // delete-policy topics without a retention.ms
 	)
 	for _, topic := range topics.Names() {
 		info := m.cluster.TopicInfo(topic)
@@ -115,6 +124,9 @@ func (m *maintainer) maintain(ctx context.Context) error {
 				tombstoneAge = min(tombstoneAge, time.Duration(ms)*time.Millisecond)
 			}
 		}
+		if _, own := info.Configs["retention.ms"]; strings.Contains(policy, "delete") && !own {
+			defaulted = append(defaulted, topic)
+		}
 	}
 	since := time.Since(m.compactedAt)
 	if since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge) {
@@ -124,6 +136,39 @@ func (m *maintainer) maintain(ctx context.Context) error {
 		m.logger.Debug("compacted", "took", m.compactTook)
 	} else {
 		m.cluster.ApplyRetention()
+	}
+	return m.expire(ctx, defaulted)
+}
+
+// expire deletes from the topics the records older than m.retention, up to
+// the first younger one.
+func (m *maintainer) expire(ctx context.Context, topics []string) error {
+	if m.retention < 0 || len(topics) == 0 {
+		return nil
+	}
+	starts, err := m.admin.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("list start offsets: %w", err)
+	}
+	younger, err := m.admin.ListOffsetsAfterMilli(ctx, time.Now().Add(-m.retention).UnixMilli(), topics...)
+	if err != nil {
+		return fmt.Errorf("list offsets by time: %w", err)
+	}
+	var expired kadm.Offsets
+	younger.Each(func(o kadm.ListedOffset) {
+		if start, ok := starts.Lookup(o.Topic, o.Partition); ok && o.Err == nil && start.Err == nil && o.Offset > start.Offset {
+			expired.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset})
+		}
+	})
+	if len(expired) == 0 {
+		return nil
+	}
+	resp, err := m.admin.DeleteRecords(ctx, expired)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("delete expired records: %w", err)
 	}
 	return nil
 }

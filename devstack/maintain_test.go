@@ -38,6 +38,32 @@ func TestMaintenanceCompactsToTheLatestRecordOfEachKey(t *testing.T) {
 	}
 }
 
+func TestMaintenanceDeletesRecordsPastRetention(t *testing.T) {
+	t.Parallel()
+	s, cl := startMaintained(t, "") // Config.Retention a minute
+	// Older than Kafka's default retention.ms, 7 days.
+	old, young := time.Now().Add(-8*24*time.Hour), time.Now()
+	createTopic(t, cl, "compacted", map[string]string{"cleanup.policy": "compact"})
+	createTopic(t, cl, "own-retention", map[string]string{"retention.ms": "60000"})
+	createTopic(t, cl, "stack-retention", nil)
+	for _, topic := range []string{"compacted", "own-retention", "stack-retention"} {
+		for i, at := range []time.Time{old, old, old, young, young} {
+			produce(t, cl, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), Timestamp: at})
+		}
+	}
+
+	for _, topic := range []string{"own-retention", "stack-retention"} {
+		awaitRecords(t, s.Brokers(), topic, "the 2 young records", func(recs []*kgo.Record) bool {
+			return len(recs) == 2 && recs[0].Offset == 3
+		})
+	}
+	// Both were maintained after compacted was written: Kafka deletes by
+	// time only from topics whose cleanup.policy includes delete.
+	if recs := records(t, s.Brokers(), "compacted"); len(recs) != 5 {
+		t.Errorf("compacted topic: got %d records, want all 5, the old ones too", len(recs))
+	}
+}
+
 func TestMaintenanceRemovesTombstonesPastDeleteRetention(t *testing.T) {
 	t.Parallel()
 	s, cl := startMaintained(t, "")
@@ -97,13 +123,13 @@ func TestMaintenanceShrinksDataDir(t *testing.T) {
 	}
 }
 
-// startMaintained starts a stack whose broker is maintained every 10ms, and a
-// client of it.
+// startMaintained starts a stack whose broker is maintained every 10ms, with
+// Config.Retention a minute, and a client of it.
 func startMaintained(t *testing.T, dataDir string) (*devstack.Stack, *kgo.Client) {
 	t.Helper()
 	s, err := devstack.Start(t.Context(), devstack.Config{
 		KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", DataDir: dataDir, Logger: quiet(),
-		MaintainEvery: 10 * time.Millisecond,
+		MaintainEvery: 10 * time.Millisecond, Retention: time.Minute,
 	})
 	if err != nil {
 		t.Fatalf("start: %v", err)
