@@ -4,7 +4,9 @@
 // broker's compacted _schemas topic as they would with Confluent's.
 //
 // Topics are not created automatically, as on a production cluster: the
-// code that uses a topic must create it.
+// code that uses a topic must create it. The broker compacts compacted topics
+// and deletes what retention no longer keeps, as Kafka would
+// (Config.MaintainEvery).
 package devstack
 
 import (
@@ -34,6 +36,15 @@ type Config struct {
 	// suite runs this way, since Confluent's registry is not at hand there.
 	Brokers []string
 	Logger  *slog.Logger
+	// MaintainEvery is how often the embedded broker compacts its compacted
+	// topics and deletes the records their retention no longer keeps, as
+	// Kafka's log cleaner and retention would (see maintain.go). Default
+	// 30s; negative turns it off, leaving only kfake's own hourly pass.
+	MaintainEvery time.Duration
+	// Retention is how long the embedded broker keeps the records of the
+	// delete-policy topics that set no retention.ms: Kafka's
+	// log.retention.ms, 7 days by default; negative forever.
+	Retention time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -45,6 +56,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaintainEvery == 0 {
+		c.MaintainEvery = 30 * time.Second
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
 	}
 }
 
@@ -75,6 +92,8 @@ type Stack struct {
 	regURL   string
 	stop     context.CancelFunc
 	served   chan error
+	// maintained is closed when maintenance has stopped; nil without it.
+	maintained chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -113,9 +132,25 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		closeBroker()
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
+	var m *maintainer
+	if cluster != nil && cfg.MaintainEvery > 0 {
+		if m, err = newMaintainer(cluster, cfg); err != nil {
+			reg.Close()
+			ln.Close()
+			closeBroker()
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+	}
 	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Stack{cluster: cluster, brokers: brokers, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1)}
 	go func() { s.served <- reg.Serve(serveCtx, ln) }()
+	if m != nil {
+		s.maintained = make(chan struct{})
+		go func() {
+			defer close(s.maintained)
+			m.run(serveCtx, cfg.MaintainEvery)
+		}()
+	}
 	return s, nil
 }
 
@@ -127,6 +162,10 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 		// Kafka's default minimum is 6s; tests that watch a consumer
 		// group notice a dead member sooner with a shorter session.
 		kfake.GroupMinSessionTimeout(500 * time.Millisecond),
+		// Retention of topics without their own retention.ms is the
+		// stack's (Config.Retention): kfake would apply it to compacted
+		// topics too.
+		kfake.BrokerConfigs(map[string]string{"log.retention.ms": "-1"}),
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -172,13 +211,17 @@ func (s *Stack) RegistryURL() string { return s.regURL }
 // inspect it; nil when the stack runs on an external Kafka.
 func (s *Stack) Cluster() *kfake.Cluster { return s.cluster }
 
-// Close stops the registry, then the broker, and frees their ports. With a
-// DataDir, the broker saves its data there first.
+// Close stops the registry and the broker's maintenance, then the broker,
+// and frees their ports. With a DataDir, the broker saves its data there
+// first.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.closeErr = <-s.served
 		s.registry.Close()
+		if s.maintained != nil {
+			<-s.maintained
+		}
 		if s.cluster != nil {
 			s.cluster.Close()
 		}

@@ -1,0 +1,182 @@
+package devstack
+
+// What Kafka's log cleaner and log retention do, for the embedded broker.
+//
+// What kfake (the version in go.mod) does, read from its source:
+//
+//   - Cluster.Compact compacts every partition of the topics whose
+//     cleanup.policy contains "compact": the latest record of each key stays,
+//     and a tombstone goes once its record timestamp is older than the
+//     topic's delete.retention.ms (default one day, as Kafka). The
+//     partition's last batch is neither compacted nor supersedes earlier
+//     records, as Kafka's active segment (up to 1 GiB or 7 days) is not and
+//     does not. min.compaction.lag.ms is accepted and ignored, as is
+//     min.cleanable.dirty.ratio: each call reads and rewrites every
+//     compacted log whole, inside the loop that serves requests, so the
+//     broker stalls meanwhile (about 0.2s per 100,000 keys).
+//   - The same call, and Cluster.ApplyRetention alone, then applies
+//     retention.ms and retention.bytes to every topic, whatever its
+//     cleanup.policy. Kafka applies them only to topics whose policy includes
+//     delete: left to kfake, a compacted topic loses the keys written more
+//     than 7 days ago, those of _schemas too.
+//   - kfake calls the same on its own every log.cleaner.backoff.ms (default
+//     one hour), but only from when a topic has been created or altered since
+//     it started: not after a restart from DataDir until then.
+//   - DeleteRecords (the request, or Cluster.DeleteRecords) moves the log
+//     start offset, as Kafka's does.
+//   - What is stored shrinks, on disk with DataDir or in memory without:
+//     compaction rewrites the partition's segment files; retention and
+//     DeleteRecords remove the segments wholly before the log start offset
+//     (segment.bytes, 100 MiB by default; no roll by segment.ms) and leave the
+//     rest of the segment it falls in unreadable. kfake saves the log start
+//     offset at Close only: after a crash those records are readable again.
+//
+// So the stack sets the broker's log.retention.ms to -1, which leaves kfake
+// to apply only the retention.ms and retention.bytes topics set themselves,
+// and applies Config.Retention, Kafka's log.retention.ms, to the delete-policy
+// topics that set no retention.ms: with DeleteRecords up to the first record
+// younger than it. A compacted topic that sets retention.ms itself still
+// loses old keys.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// compactPause spaces compactions: after one that took d, the next waits at
+// least compactPause·d, so compaction stalls the broker under 2% of the time.
+const compactPause = 50
+
+// maintainer compacts and applies retention every so often.
+type maintainer struct {
+	cluster   *kfake.Cluster
+	admin     *kadm.Client // on cluster
+	retention time.Duration
+	logger    *slog.Logger
+
+	compactedAt      time.Time // the end of the last compaction
+	compactTook      time.Duration
+	compactedWritten int64 // the compacted topics' high watermarks, summed, before it
+}
+
+func newMaintainer(cluster *kfake.Cluster, cfg Config) (*maintainer, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),
+		// kadm lists topics from metadata cached this long (default 5s):
+		// each round sees the topics created since the last.
+		kgo.MetadataMinAge(max(min(cfg.MaintainEvery, 5*time.Second), 10*time.Millisecond)))
+	if err != nil {
+		return nil, fmt.Errorf("broker maintenance client: %w", err)
+	}
+	return &maintainer{cluster: cluster, admin: kadm.NewClient(cl), retention: cfg.Retention, logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
+}
+
+// run maintains the broker every interval until ctx ends, then closes its
+// client.
+func (m *maintainer) run(ctx context.Context, every time.Duration) {
+	defer m.admin.Close()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := m.maintain(ctx); err != nil && ctx.Err() == nil {
+			m.logger.Warn("broker maintenance", "err", err)
+		}
+	}
+}
+
+// maintain compacts the compacted topics when they were written to since the
+// last compaction, or when a tombstone may have outlived its
+// delete.retention.ms since, and applies retention.
+func (m *maintainer) maintain(ctx context.Context) error {
+	topics, err := m.admin.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	var (
+		written      int64
+		tombstoneAge = time.Duration(math.MaxInt64) // the shortest delete.retention.ms
+		defaulted    []string                       // delete-policy topics without a retention.ms
+	)
+	for _, topic := range topics.Names() {
+		info := m.cluster.TopicInfo(topic)
+		if info == nil {
+			continue // deleted since
+		}
+		policy := topicConfig(info, "cleanup.policy", "delete")
+		if strings.Contains(policy, "compact") {
+			for _, p := range m.cluster.PartitionInfos(topic) {
+				written += p.HighWatermark
+			}
+			if ms, err := strconv.ParseInt(topicConfig(info, "delete.retention.ms", "86400000"), 10, 64); err == nil {
+				tombstoneAge = min(tombstoneAge, time.Duration(ms)*time.Millisecond)
+			}
+		}
+		if _, own := info.Configs["retention.ms"]; strings.Contains(policy, "delete") && !own {
+			defaulted = append(defaulted, topic)
+		}
+	}
+	since := time.Since(m.compactedAt)
+	if since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge) {
+		start := time.Now()
+		m.cluster.Compact() // and ApplyRetention
+		m.compactedAt, m.compactTook, m.compactedWritten = time.Now(), time.Since(start), written
+		m.logger.Debug("compacted", "took", m.compactTook)
+	} else {
+		m.cluster.ApplyRetention()
+	}
+	return m.expire(ctx, defaulted)
+}
+
+// expire deletes from the topics the records older than m.retention, up to
+// the first younger one.
+func (m *maintainer) expire(ctx context.Context, topics []string) error {
+	if m.retention < 0 || len(topics) == 0 {
+		return nil
+	}
+	starts, err := m.admin.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("list start offsets: %w", err)
+	}
+	younger, err := m.admin.ListOffsetsAfterMilli(ctx, time.Now().Add(-m.retention).UnixMilli(), topics...)
+	if err != nil {
+		return fmt.Errorf("list offsets by time: %w", err)
+	}
+	var expired kadm.Offsets
+	younger.Each(func(o kadm.ListedOffset) {
+		if start, ok := starts.Lookup(o.Topic, o.Partition); ok && o.Err == nil && start.Err == nil && o.Offset > start.Offset {
+			expired.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset})
+		}
+	})
+	if len(expired) == 0 {
+		return nil
+	}
+	resp, err := m.admin.DeleteRecords(ctx, expired)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("delete expired records: %w", err)
+	}
+	return nil
+}
+
+// topicConfig returns the value the topic sets for key, or def.
+func topicConfig(info *kfake.TopicInfo, key, def string) string {
+	if v := info.Configs[key]; v != nil {
+		return *v
+	}
+	return def
+}

@@ -1,0 +1,251 @@
+package devstack_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/devstack"
+)
+
+func TestMaintenanceCompactsToTheLatestRecordOfEachKey(t *testing.T) {
+	t.Parallel()
+	s, cl := startMaintained(t, "")
+	createTopic(t, cl, "compacted", map[string]string{"cleanup.policy": "compact"})
+	const keys, updates = 5, 200
+	for u := range updates {
+		var recs []*kgo.Record
+		for k := range keys {
+			recs = append(recs, &kgo.Record{Topic: "compacted", Key: fmt.Appendf(nil, "k%d", k), Value: fmt.Appendf(nil, "%d", u)})
+		}
+		produce(t, cl, recs...)
+	}
+	// Compaction spares the last batch, as Kafka its active segment.
+	produce(t, cl, &kgo.Record{Topic: "compacted", Key: []byte("last")})
+
+	recs := awaitRecords(t, s.Brokers(), "compacted", fmt.Sprintf("%d records, one per key, then the last", keys+1), func(recs []*kgo.Record) bool { return len(recs) == keys+1 })
+	for _, r := range recs[:keys] {
+		if want := fmt.Sprint(updates - 1); string(r.Value) != want {
+			t.Errorf("key %s: got value %s, want the latest, %s", r.Key, r.Value, want)
+		}
+	}
+}
+
+func TestMaintenanceDeletesRecordsPastRetention(t *testing.T) {
+	t.Parallel()
+	s, cl := startMaintained(t, "") // Config.Retention a minute
+	// Older than Kafka's default retention.ms, 7 days.
+	old, young := time.Now().Add(-8*24*time.Hour), time.Now()
+	createTopic(t, cl, "compacted", map[string]string{"cleanup.policy": "compact"})
+	createTopic(t, cl, "own-retention", map[string]string{"retention.ms": "60000"})
+	createTopic(t, cl, "stack-retention", nil)
+	for _, topic := range []string{"compacted", "own-retention", "stack-retention"} {
+		for i, at := range []time.Time{old, old, old, young, young} {
+			produce(t, cl, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), Timestamp: at})
+		}
+	}
+
+	for _, topic := range []string{"own-retention", "stack-retention"} {
+		awaitRecords(t, s.Brokers(), topic, "the 2 young records", func(recs []*kgo.Record) bool {
+			return len(recs) == 2 && recs[0].Offset == 3
+		})
+	}
+	// Both were maintained after compacted was written: Kafka deletes by
+	// time only from topics whose cleanup.policy includes delete.
+	if recs := records(t, s.Brokers(), "compacted"); len(recs) != 5 {
+		t.Errorf("compacted topic: got %d records, want all 5, the old ones too", len(recs))
+	}
+}
+
+func TestMaintenanceRemovesTombstonesPastDeleteRetention(t *testing.T) {
+	t.Parallel()
+	s, cl := startMaintained(t, "")
+	createTopic(t, cl, "compacted", map[string]string{"cleanup.policy": "compact", "delete.retention.ms": "60000"})
+	old := time.Now().Add(-time.Hour)
+	produce(t, cl, &kgo.Record{Topic: "compacted", Key: []byte("old"), Value: []byte("v"), Timestamp: old})
+	produce(t, cl, &kgo.Record{Topic: "compacted", Key: []byte("old"), Timestamp: old}) // tombstone
+	produce(t, cl, &kgo.Record{Topic: "compacted", Key: []byte("young")})               // tombstone
+	produce(t, cl, &kgo.Record{Topic: "compacted", Key: []byte("last"), Value: []byte("v")})
+
+	recs := awaitRecords(t, s.Brokers(), "compacted", "no record of key old", withoutKey("old"))
+	if len(recs) != 2 || string(recs[0].Key) != "young" || recs[0].Value != nil || string(recs[1].Key) != "last" {
+		t.Errorf("got %s, want the young tombstone and the last record", describe(recs))
+	}
+
+	// A tombstone goes when it has aged, with nothing written since.
+	createTopic(t, cl, "quick", map[string]string{"cleanup.policy": "compact", "delete.retention.ms": "300"})
+	produce(t, cl, &kgo.Record{Topic: "quick", Key: []byte("gone")}) // tombstone
+	produce(t, cl, &kgo.Record{Topic: "quick", Key: []byte("last"), Value: []byte("v")})
+	awaitRecords(t, s.Brokers(), "quick", "no record of key gone", withoutKey("gone"))
+}
+
+func withoutKey(key string) func([]*kgo.Record) bool {
+	return func(recs []*kgo.Record) bool {
+		for _, r := range recs {
+			if string(r.Key) == key {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestMaintenanceShrinksDataDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, cl := startMaintained(t, dir)
+	createTopic(t, cl, "compacted", map[string]string{"cleanup.policy": "compact"})
+	createTopic(t, cl, "expiring", map[string]string{"retention.ms": "60000", "segment.bytes": "4096"})
+	old := time.Now().Add(-time.Hour)
+	const n, size = 500, 1000 // half a megabyte a topic
+	for i := range n {
+		produce(t, cl,
+			&kgo.Record{Topic: "compacted", Key: fmt.Appendf(nil, "k%d", i%5), Value: random(size)},
+			&kgo.Record{Topic: "expiring", Value: random(size), Timestamp: old},
+		)
+	}
+	produce(t, cl, &kgo.Record{Topic: "expiring", Value: []byte("young")})
+
+	for _, topic := range []string{"compacted", "expiring"} {
+		pdir := filepath.Join(dir, "partitions", topic+"-0")
+		const want = 32 << 10
+		got := int64(-1)
+		if !poll(t, func() bool { got = dirSize(t, pdir); return got < want }) {
+			t.Errorf("%s on disk: %d bytes of %d written, want under %d", topic, got, n*size, want)
+		}
+	}
+}
+
+// startMaintained starts a stack whose broker is maintained every 10ms, with
+// Config.Retention a minute, and a client of it.
+func startMaintained(t *testing.T, dataDir string) (*devstack.Stack, *kgo.Client) {
+	t.Helper()
+	s, err := devstack.Start(t.Context(), devstack.Config{
+		KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", DataDir: dataDir, Logger: quiet(),
+		MaintainEvery: 10 * time.Millisecond, Retention: time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...))
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return s, cl
+}
+
+func createTopic(t *testing.T, cl *kgo.Client, topic string, configs map[string]string) {
+	t.Helper()
+	cfg := map[string]*string{}
+	for k, v := range configs {
+		cfg[k] = &v
+	}
+	if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), 1, -1, cfg, topic); err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+}
+
+// produce writes the records in one request, a batch a topic.
+func produce(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
+	t.Helper()
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// awaitRecords reads the topic until its records are as want says, and
+// returns them; the test fails if they are not within 10 seconds.
+func awaitRecords(t *testing.T, brokers []string, topic, want string, ok func([]*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
+	var recs []*kgo.Record
+	if !poll(t, func() bool { recs = records(t, brokers, topic); return ok(recs) }) {
+		t.Fatalf("%s: got %s, want %s", topic, describe(recs), want)
+	}
+	return recs
+}
+
+// poll calls cond until it holds, for up to 10 seconds.
+func poll(t *testing.T, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// records reads partition 0 of the topic from its start to its end.
+func records(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	starts, err := kadm.NewClient(cl).ListStartOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("start offsets of %s: %v", topic, err)
+	}
+	end, _ := ends.Lookup(topic, 0)
+	if start, _ := starts.Lookup(topic, 0); start.Offset == end.Offset {
+		return nil
+	}
+	var recs []*kgo.Record
+	for len(recs) == 0 || recs[len(recs)-1].Offset < end.Offset-1 {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s up to offset %d: got %s: %v", topic, end.Offset, describe(recs), ctx.Err())
+		}
+		recs = append(recs, fetches.Records()...)
+	}
+	return recs
+}
+
+func describe(recs []*kgo.Record) string {
+	s := fmt.Sprintf("%d records:", len(recs))
+	for _, r := range recs {
+		s += fmt.Sprintf(" %d:%s=%.8q", r.Offset, r.Key, r.Value)
+	}
+	return s
+}
+
+// random returns n random bytes, which compression leaves as large.
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("size of %s: %v", dir, err)
+	}
+	return n
+}
