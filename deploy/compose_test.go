@@ -67,8 +67,9 @@ func instances(name string, ports []string) []instance {
 }
 
 // connectionVars point into the compose network, so they differ from the
-// defaults (127.0.0.1) on purpose; every other variable keeps its default.
-var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"}
+// defaults (127.0.0.1 and the like) on purpose; every other variable keeps
+// its default.
+var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "ADVERTISED_HTTP_ADDR"}
 
 // loadCompose loads docker-compose.yml as `docker compose` does, validating
 // it against the compose schema, with an empty environment so that every
@@ -171,6 +172,44 @@ func TestComposeService(t *testing.T) {
 	}
 }
 
+// TestComposeInstancesAdvertiseThemselves: an instance forwards a request
+// for a key it does not own to the owner, at the owner's
+// ADVERTISED_HTTP_ADDR, so each instance advertises its own: its compose
+// service (its host name in the network) and the port it listens on.
+func TestComposeInstancesAdvertiseThemselves(t *testing.T) {
+	project := loadCompose(t)
+	for _, s := range services {
+		if s.config == nil || s.oneShot {
+			continue
+		}
+		owner := map[string]string{} // advertised address -> instance
+		for _, in := range instances(s.name, s.ports) {
+			svc, err := project.GetService(in.name)
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			advertised := env(svc, "ADVERTISED_HTTP_ADDR")
+			host, port, err := net.SplitHostPort(advertised)
+			if err != nil {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got %v, want host:port", in.name, advertised, err)
+				continue
+			}
+			if host != in.name {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got host %q, want its own service, %q", in.name, advertised, host, in.name)
+			}
+			listen := httpAddr(svc, envDefaults(s.config))
+			if _, want, err := net.SplitHostPort(listen); err != nil || port != want {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got port %q, want that of HTTP_ADDR %q", in.name, advertised, port, listen)
+			}
+			if other, ok := owner[advertised]; ok {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got that of %s too, want its own", in.name, advertised, other)
+			}
+			owner[advertised] = in.name
+		}
+	}
+}
+
 // TestComposeKafkaCreatesNoTopics: with auto-creation on, a process that
 // starts before provision (or a typo) gets a one-partition topic that
 // deletes old records, and a state topic must be compacted.
@@ -244,10 +283,7 @@ func checkOurProcess(t *testing.T, project *types.Project, svc types.ServiceConf
 	}
 
 	if port != "" {
-		addr := defaults["HTTP_ADDR"]
-		if v, ok := svc.Environment["HTTP_ADDR"]; ok {
-			addr = deref(v)
-		}
+		addr := httpAddr(svc, defaults)
 		if _, got, err := net.SplitHostPort(addr); err != nil || got != port {
 			t.Errorf("HTTP_ADDR %q: got port %q, want %s", addr, got, port)
 		}
@@ -278,6 +314,15 @@ func checkOurProcess(t *testing.T, project *types.Project, svc types.ServiceConf
 	if got, want := env(svc, "SCHEMA_REGISTRY_URL"), "http://schema-registry:8081"; got != want {
 		t.Errorf("SCHEMA_REGISTRY_URL: got %q, want %q", got, want)
 	}
+}
+
+// httpAddr returns where a service of ours listens: its HTTP_ADDR, else the
+// default of its Config (from envDefaults).
+func httpAddr(svc types.ServiceConfig, defaults map[string]string) string {
+	if v, ok := svc.Environment["HTTP_ADDR"]; ok {
+		return deref(v)
+	}
+	return defaults["HTTP_ADDR"]
 }
 
 // envDefaults returns every variable a config struct reads, by its `env`
