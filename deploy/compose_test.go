@@ -22,27 +22,54 @@ import (
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 )
 
-// services is every container of docker-compose.yml and what it must be.
+// services is every process of docker-compose.yml and what it must be.
 var services = []struct {
-	name   string
-	port   string       // the published host port, as with `make run`; "" for none
+	name string
+	// ports has one entry per instance: the host port it publishes, "" for
+	// none. The first is the port of `make run`, where our process listens
+	// in every instance. One instance is the compose service name; several
+	// are name-1, name-2 and so on.
+	ports  []string
 	config reflect.Type // what our process reads from the environment; nil for others' images
 	// oneShot runs to completion: others wait for its success, not its health.
 	oneShot bool
 }{
-	{name: "kafka", port: "9092"},
-	{name: "schema-registry", port: "8081"},
-	{name: "kafka-ui", port: "8090"},
-	{name: "provision", config: reflect.TypeFor[config.Kafka](), oneShot: true},
-	{name: "order", port: "8080", config: reflect.TypeFor[order.Config]()},
-	{name: "customer", port: "8082", config: reflect.TypeFor[customer.Config]()},
-	{name: "payment", port: "8083", config: reflect.TypeFor[payment.Config]()},
-	{name: "orchestrator", port: "8084", config: reflect.TypeFor[orchestrator.Config]()},
+	{name: "kafka", ports: []string{"9092"}},
+	{name: "schema-registry", ports: []string{"8081"}},
+	{name: "kafka-ui", ports: []string{"8090"}},
+	{name: "provision", ports: []string{""}, config: reflect.TypeFor[config.Kafka](), oneShot: true},
+	{name: "order", ports: []string{"8080", "18080"}, config: reflect.TypeFor[order.Config]()},
+	{name: "customer", ports: []string{"8082", "18082"}, config: reflect.TypeFor[customer.Config]()},
+	{name: "payment", ports: []string{"8083", "18083"}, config: reflect.TypeFor[payment.Config]()},
+	{name: "orchestrator", ports: []string{"8084", "18084"}, config: reflect.TypeFor[orchestrator.Config]()},
+}
+
+// replicas is how many instances docker-compose.yml runs of every
+// long-running process of ours, which share its work by Kafka partition.
+const replicas = 2
+
+// instance is one compose service running a process of the table.
+type instance struct {
+	name string // the compose service, also its host name in the network
+	port string // the host port it publishes; "" for none
+}
+
+// instances returns the compose services that run the process named name.
+func instances(name string, ports []string) []instance {
+	if len(ports) == 1 {
+		return []instance{{name: name, port: ports[0]}}
+	}
+	var all []instance
+	for i, port := range ports {
+		all = append(all, instance{name: name + "-" + strconv.Itoa(i+1), port: port})
+	}
+	return all
 }
 
 // connectionVars point into the compose network, so they differ from the
-// defaults (127.0.0.1) on purpose; every other variable keeps its default.
-var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"}
+// defaults (127.0.0.1 and the like) on purpose; every other variable keeps
+// its default.
+var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "ADVERTISED_HTTP_ADDR"}
 
 // loadCompose loads docker-compose.yml as `docker compose` does, validating
 // it against the compose schema, with an empty environment so that every
@@ -64,7 +91,9 @@ func TestComposeListsEveryService(t *testing.T) {
 	project := loadCompose(t)
 	var want []string
 	for _, s := range services {
-		want = append(want, s.name)
+		for _, in := range instances(s.name, s.ports) {
+			want = append(want, in.name)
+		}
 	}
 	got := project.ServiceNames()
 	slices.Sort(got)
@@ -74,58 +103,110 @@ func TestComposeListsEveryService(t *testing.T) {
 	}
 }
 
+// TestComposeRunsReplicas: every long-running process of ours runs as
+// several instances, so that compose exercises what one alone would not.
+func TestComposeRunsReplicas(t *testing.T) {
+	for _, s := range services {
+		if s.config != nil && !s.oneShot && len(s.ports) != replicas {
+			t.Errorf("%s: got %d instances, want %d", s.name, len(s.ports), replicas)
+		}
+	}
+}
+
 func TestComposeService(t *testing.T) {
 	project := loadCompose(t)
 	oneShot := map[string]bool{}
 	for _, s := range services {
-		oneShot[s.name] = s.oneShot
+		for _, in := range instances(s.name, s.ports) {
+			oneShot[in.name] = s.oneShot
+		}
 	}
 	for _, s := range services {
-		t.Run(s.name, func(t *testing.T) {
-			svc, err := project.GetService(s.name)
+		for _, in := range instances(s.name, s.ports) {
+			t.Run(in.name, func(t *testing.T) {
+				svc, err := project.GetService(in.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkImage(t, svc, s.name)
+
+				if s.oneShot {
+					if svc.HealthCheck != nil && !svc.HealthCheck.Disable {
+						t.Errorf("healthcheck: got %v, want none on a one-shot", svc.HealthCheck.Test)
+					}
+				} else if svc.HealthCheck == nil || svc.HealthCheck.Disable || len(svc.HealthCheck.Test) == 0 {
+					t.Error("healthcheck: got none, want one")
+				}
+
+				for dep, d := range svc.DependsOn {
+					want := types.ServiceConditionHealthy
+					if oneShot[dep] {
+						want = types.ServiceConditionCompletedSuccessfully
+					}
+					if d.Condition != want {
+						t.Errorf("depends_on %s: got condition %q, want %q", dep, d.Condition, want)
+					}
+				}
+
+				var published, want []string
+				for _, p := range svc.Ports {
+					published = append(published, p.Published)
+				}
+				if in.port != "" {
+					want = []string{in.port}
+				}
+				if !slices.Equal(published, want) {
+					t.Errorf("published ports: got %v, want %v", published, want)
+				}
+
+				if s.config != nil {
+					checkOurProcess(t, project, svc, s.ports[0], s.config)
+				}
+				// A process that cannot restore its state at start exits,
+				// for its supervisor to start it again (docs/guarantees.md).
+				if s.config != nil && !s.oneShot && svc.Restart != types.RestartPolicyUnlessStopped {
+					t.Errorf("restart: got %q, want %q", svc.Restart, types.RestartPolicyUnlessStopped)
+				}
+			})
+		}
+	}
+}
+
+// TestComposeInstancesAdvertiseThemselves: an instance forwards a request
+// for a key it does not own to the owner, at the owner's
+// ADVERTISED_HTTP_ADDR, so each instance advertises its own: its compose
+// service (its host name in the network) and the port it listens on.
+func TestComposeInstancesAdvertiseThemselves(t *testing.T) {
+	project := loadCompose(t)
+	for _, s := range services {
+		if s.config == nil || s.oneShot {
+			continue
+		}
+		owner := map[string]string{} // advertised address -> instance
+		for _, in := range instances(s.name, s.ports) {
+			svc, err := project.GetService(in.name)
 			if err != nil {
-				t.Fatal(err)
+				t.Error(err)
+				continue
 			}
-			checkImage(t, svc)
-
-			if s.oneShot {
-				if svc.HealthCheck != nil && !svc.HealthCheck.Disable {
-					t.Errorf("healthcheck: got %v, want none on a one-shot", svc.HealthCheck.Test)
-				}
-			} else if svc.HealthCheck == nil || svc.HealthCheck.Disable || len(svc.HealthCheck.Test) == 0 {
-				t.Error("healthcheck: got none, want one")
+			advertised := env(svc, "ADVERTISED_HTTP_ADDR")
+			host, port, err := net.SplitHostPort(advertised)
+			if err != nil {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got %v, want host:port", in.name, advertised, err)
+				continue
 			}
-
-			for dep, d := range svc.DependsOn {
-				want := types.ServiceConditionHealthy
-				if oneShot[dep] {
-					want = types.ServiceConditionCompletedSuccessfully
-				}
-				if d.Condition != want {
-					t.Errorf("depends_on %s: got condition %q, want %q", dep, d.Condition, want)
-				}
+			if host != in.name {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got host %q, want its own service, %q", in.name, advertised, host, in.name)
 			}
-
-			var published, want []string
-			for _, p := range svc.Ports {
-				published = append(published, p.Published)
+			listen := httpAddr(svc, envDefaults(s.config))
+			if _, want, err := net.SplitHostPort(listen); err != nil || port != want {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got port %q, want that of HTTP_ADDR %q", in.name, advertised, port, listen)
 			}
-			if s.port != "" {
-				want = []string{s.port}
+			if other, ok := owner[advertised]; ok {
+				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got that of %s too, want its own", in.name, advertised, other)
 			}
-			if !slices.Equal(published, want) {
-				t.Errorf("published ports: got %v, want %v", published, want)
-			}
-
-			if s.config != nil {
-				checkOurProcess(t, project, svc, s.port, s.config)
-			}
-			// A process that cannot restore its state at start exits,
-			// for its supervisor to start it again (docs/guarantees.md).
-			if s.config != nil && !s.oneShot && svc.Restart != types.RestartPolicyUnlessStopped {
-				t.Errorf("restart: got %q, want %q", svc.Restart, types.RestartPolicyUnlessStopped)
-			}
-		})
+			owner[advertised] = in.name
+		}
 	}
 }
 
@@ -143,8 +224,9 @@ func TestComposeKafkaCreatesNoTopics(t *testing.T) {
 }
 
 // checkImage: an image is pinned to a tag other than latest (or a digest),
-// or built from a Dockerfile of ours that declares every build arg it gets.
-func checkImage(t *testing.T, svc types.ServiceConfig) {
+// or built from a Dockerfile of ours that declares every build arg it gets
+// and builds the binary of process.
+func checkImage(t *testing.T, svc types.ServiceConfig, process string) {
 	t.Helper()
 	if svc.Build == nil {
 		if tag := imageTag(svc.Image); tag == "" || tag == "latest" {
@@ -173,13 +255,14 @@ func checkImage(t *testing.T, svc types.ServiceConfig) {
 		}
 	}
 	// Each service builds its own binary, not a copy-pasted neighbour's.
-	if got := svc.Build.Args["SERVICE"]; got == nil || *got != svc.Name {
-		t.Errorf("build arg SERVICE: got %v, want %q", deref(got), svc.Name)
+	if got := svc.Build.Args["SERVICE"]; got == nil || *got != process {
+		t.Errorf("build arg SERVICE: got %v, want %q", deref(got), process)
 	}
 }
 
 // checkOurProcess holds a service of ours to the Config it reads: only
-// variables it knows, its defaults, its port, and addresses in the network.
+// variables it knows, its defaults, its port (where it listens; "" for
+// none), and addresses in the network.
 func checkOurProcess(t *testing.T, project *types.Project, svc types.ServiceConfig, port string, cfg reflect.Type) {
 	t.Helper()
 	defaults := envDefaults(cfg)
@@ -200,12 +283,9 @@ func checkOurProcess(t *testing.T, project *types.Project, svc types.ServiceConf
 	}
 
 	if port != "" {
-		addr := defaults["HTTP_ADDR"]
-		if v, ok := svc.Environment["HTTP_ADDR"]; ok {
-			addr = deref(v)
-		}
+		addr := httpAddr(svc, defaults)
 		if _, got, err := net.SplitHostPort(addr); err != nil || got != port {
-			t.Errorf("HTTP_ADDR %q: got port %q, want the published %s", addr, got, port)
+			t.Errorf("HTTP_ADDR %q: got port %q, want %s", addr, got, port)
 		}
 		for _, p := range svc.Ports {
 			if got := strconv.FormatUint(uint64(p.Target), 10); got != port {
@@ -234,6 +314,15 @@ func checkOurProcess(t *testing.T, project *types.Project, svc types.ServiceConf
 	if got, want := env(svc, "SCHEMA_REGISTRY_URL"), "http://schema-registry:8081"; got != want {
 		t.Errorf("SCHEMA_REGISTRY_URL: got %q, want %q", got, want)
 	}
+}
+
+// httpAddr returns where a service of ours listens: its HTTP_ADDR, else the
+// default of its Config (from envDefaults).
+func httpAddr(svc types.ServiceConfig, defaults map[string]string) string {
+	if v, ok := svc.Environment["HTTP_ADDR"]; ok {
+		return deref(v)
+	}
+	return defaults["HTTP_ADDR"]
 }
 
 // envDefaults returns every variable a config struct reads, by its `env`
