@@ -25,7 +25,7 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs every binary; skipped with -short")
 	}
-	ps := startInstances(t, buildBinaries(t), 2)
+	ps := startInstances(t, buildBinaries(t), 2, 2)
 	r := ps.r
 	plan, checkPlan := newPlan(t, r, 240)
 	parts := make([][]plannedOrder, 7) // before, one per killed instance, while paused, after
@@ -57,7 +57,61 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 			t.Errorf("%s exited by itself: %s", p.name, p.cmd.ProcessState)
 		}
 	}
+	checkEveryInstanceAnswers(t, ps, plan)
+}
 
+// TestScaleOutRollAndScaleIn runs every process as one instance, scales
+// each to three under a stream of orders, replaces one instance the way a
+// rolling deploy does (the new instance starts, then the old one stops),
+// and scales back to one instance, the replacement. The orders end as
+// planned and the credit holds to the cent.
+func TestScaleOutRollAndScaleIn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs every binary; skipped with -short")
+	}
+	ps := startInstances(t, buildBinaries(t), 4, 1)
+	plan, checkPlan := newPlan(t, ps.r, 160)
+	parts := make([][]plannedOrder, 4) // at 1, at 3, while rolling, at 1 again
+	for i := range parts {
+		parts[i] = plan[i*len(plan)/len(parts) : (i+1)*len(plan)/len(parts)]
+	}
+	names := []string{"order", "customer", "payment", "orchestrator"}
+	each := func(i int, do func(p *proc)) {
+		for _, name := range names {
+			do(ps.instances[name][i])
+		}
+	}
+
+	postOrders(t, ps.r, parts[0])
+	for i := 1; i <= 2; i++ {
+		each(i, (*proc).start)
+	}
+	for i := 1; i <= 2; i++ {
+		each(i, func(p *proc) { p.awaitReady(60 * time.Second) })
+	}
+	postOrders(t, ps.r, parts[1])
+
+	// The first instances serve ps.r: the replacement is the fourth, and
+	// the requests go on reaching the system through the second.
+	each(3, (*proc).start)
+	each(3, func(p *proc) { p.awaitReady(60 * time.Second) })
+	ps.r.order, ps.r.customer, ps.r.sagas = baseOf(t, ps.instances["order"][1]), baseOf(t, ps.instances["customer"][1]), baseOf(t, ps.instances["orchestrator"][1])
+	each(0, (*proc).stop)
+	postOrders(t, ps.r, parts[2])
+
+	ps.r.order, ps.r.customer, ps.r.sagas = baseOf(t, ps.instances["order"][3]), baseOf(t, ps.instances["customer"][3]), baseOf(t, ps.instances["orchestrator"][3])
+	each(1, (*proc).stop)
+	each(2, (*proc).stop)
+	postOrders(t, ps.r, parts[3])
+	checkPlan(120 * time.Second)
+}
+
+// checkEveryInstanceAnswers asks the second instance of every process for
+// keys of the plan: it answers the same as the first, forwarding to the
+// owner where it is not.
+func checkEveryInstanceAnswers(t *testing.T, ps *procs, plan []plannedOrder) {
+	t.Helper()
+	r := ps.r
 	// Every instance answers for every key: the same body as the first.
 	for name, path := range map[string]func(p plannedOrder) string{
 		"order":        func(p plannedOrder) string { return "/orders/" + p.id },

@@ -121,6 +121,23 @@ func (p *proc) kill() {
 	p.kills++
 }
 
+// stop sends SIGTERM and waits for the process to exit cleanly, as a
+// supervisor stops it.
+func (p *proc) stop() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatalf("SIGTERM %s: %v", p.name, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s still running 30s after SIGTERM", p.name)
+	}
+	if !p.cmd.ProcessState.Success() {
+		p.t.Fatalf("%s after SIGTERM: got %s, want exit status 0", p.name, p.cmd.ProcessState)
+	}
+}
+
 // pause sends SIGSTOP: the process stays, silent, as after a long GC
 // pause or a network partition; resume sends SIGCONT.
 func (p *proc) pause() {
@@ -176,11 +193,12 @@ type procs struct {
 
 // startProcs starts every process, one instance each, from the binaries in
 // bin and waits until each is ready.
-func startProcs(t *testing.T, bin string) *procs { return startInstances(t, bin, 1) }
+func startProcs(t *testing.T, bin string) *procs { return startInstances(t, bin, 1, 1) }
 
 // startInstances is startProcs with n instances of every process but
-// devstack, each advertising its own HTTP address.
-func startInstances(t *testing.T, bin string, n int) *procs {
+// devstack, each advertising its own HTTP address, of which the first
+// started are started.
+func startInstances(t *testing.T, bin string, n, started int) *procs {
 	t.Helper()
 	names := []string{"order", "customer", "payment", "orchestrator"}
 	addrs := freeAddrs(t, 2+len(names)*n)
@@ -239,10 +257,14 @@ func startInstances(t *testing.T, bin string, n int) *procs {
 	}
 	ps.r = &running{order: base["order"], customer: base["customer"], payment: base["payment"], sagas: base["orchestrator"], client: client}
 	ps.order, ps.customer, ps.payment, ps.orchestrator = ps.instances["order"][0], ps.instances["customer"][0], ps.instances["payment"][0], ps.instances["orchestrator"][0]
-	for _, p := range ps.all()[1:] {
+	var run []*proc
+	for _, name := range names {
+		run = append(run, ps.instances[name][:started]...)
+	}
+	for _, p := range run {
 		p.start()
 	}
-	for _, p := range ps.all()[1:] {
+	for _, p := range run {
 		p.awaitReady(60 * time.Second)
 	}
 	return ps
