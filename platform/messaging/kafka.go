@@ -6,6 +6,7 @@ package messaging
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -187,7 +188,7 @@ func NewPublisher(cfg config.Kafka, clientID string) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create kafka producer: %w", err)
 	}
-	return &Publisher{producer: producer, owned: true}, nil
+	return &Publisher{producer: SyncSender{producer}, owned: true}, nil
 }
 
 // PublisherOn returns a publisher that sends through producer, which stays
@@ -209,7 +210,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			return err
 		}
 	}
-	if err := p.producer.SendMessages(records); err != nil {
+	ctx := context.Background()
+	if len(msgs) > 0 {
+		ctx = msgs[0].Context()
+	}
+	if err := p.producer.Send(ctx, records); err != nil {
 		return fmt.Errorf("publish to %s: %w", topic, err)
 	}
 	return nil
@@ -220,12 +225,23 @@ func (p *Publisher) Close() error {
 	if p.closed.Swap(true) || !p.owned {
 		return nil
 	}
-	return p.producer.(sarama.SyncProducer).Close()
+	return p.producer.(SyncSender).Close()
 }
 
-// Sender sends records: a sarama.SyncProducer, or a process's TxnProducer.
+// Sender sends records: a process's TxnProducer, or a SyncSender. ctx is
+// the context of the work that sends them (a consumed message's, for a
+// handler: see TxnProducer.Send).
 type Sender interface {
-	SendMessages(msgs []*sarama.ProducerMessage) error
+	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
+}
+
+// SyncSender is a Sender on a plain sarama.SyncProducer: Send returns once
+// Kafka has acknowledged every record.
+type SyncSender struct{ sarama.SyncProducer }
+
+// Send implements Sender.
+func (s SyncSender) Send(_ context.Context, msgs []*sarama.ProducerMessage) error {
+	return s.SendMessages(msgs)
 }
 
 // EnsureTopics creates the topics that do not exist yet, with their partition

@@ -331,7 +331,7 @@ func TestPublisherOnLeavesTheProducerOpen(t *testing.T) {
 		msg.Metadata.Set(contracts.HeaderPartitionKey, "order-1")
 		return msg
 	}
-	pub := messaging.PublisherOn(producer)
+	pub := messaging.PublisherOn(messaging.SyncSender{SyncProducer: producer})
 	if err := pub.Publish(contracts.TopicOrderEvents, keyed("before")); err != nil {
 		t.Fatalf("Publish before Close: %v", err)
 	}

@@ -107,6 +107,7 @@ func (c *Commands) reply(cmd *message.Message, topic string, body serde.Record) 
 // for, and keyed by saga id, so one saga's replies stay in order.
 func NewReply(cmd *message.Message, payload []byte) *message.Message {
 	reply := message.NewMessage(watermill.NewUUID(), payload)
+	reply.SetContext(cmd.Context()) // written on behalf of cmd, in its transaction
 	for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
 		contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
 		reply.Metadata.Set(h, cmd.Metadata.Get(h))

@@ -67,10 +67,25 @@ func NewTxnProducer(client sarama.Client, logger *slog.Logger) (*TxnProducer, er
 		offsets: map[string]map[int32]int64{}}, nil
 }
 
+// Send adds msgs to the open transaction. Written on behalf of a consumed
+// message (ctx is its handler's, RecordFromCtx), it returns once they are
+// in the transaction: the message's offset, marked once its handler is
+// done, is committed in the same transaction or a later one, so the
+// records and the offset become visible together, and an abort takes both
+// back. Otherwise (an HTTP request, a timer) it returns once the
+// transaction is committed: then they are durable and visible.
+func (t *TxnProducer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	_, handling := RecordFromCtx(ctx)
+	return t.send(msgs, !handling)
+}
+
 // SendMessages adds msgs to the open transaction and returns once it is
-// committed: then they are durable and visible, atomically with every other
-// record of that transaction.
+// committed.
 func (t *TxnProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
+	return t.send(msgs, true)
+}
+
+func (t *TxnProducer) send(msgs []*sarama.ProducerMessage, awaitCommit bool) error {
 	t.mu.RLock()
 	if t.open == nil {
 		t.mu.RUnlock()
@@ -86,6 +101,9 @@ func (t *TxnProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
 		return fmt.Errorf("produce in transaction: %w", err)
 	}
 	t.wake()
+	if !awaitCommit {
+		return nil
+	}
 	<-tx.done
 	return tx.err
 }
@@ -165,6 +183,11 @@ func (t *TxnProducer) Run(ctx context.Context, onAbort func(error)) error {
 		var err error
 		if t.open != nil && t.dirty.Load() {
 			err = t.commit()
+		}
+		if err != nil {
+			// What was written and marked since the aborted commit began
+			// must not be committed later: nothing is, until the next Open.
+			t.open = nil
 		}
 		t.mu.Unlock()
 		if err != nil && onAbort != nil {

@@ -28,9 +28,9 @@ type Codec[T any] interface {
 }
 
 // Sender writes records to Kafka: a process's transactional producer
-// (messaging.TxnProducer), or any sarama.SyncProducer.
+// (messaging.TxnProducer), or a messaging.SyncSender.
 type Sender interface {
-	SendMessages(msgs []*sarama.ProducerMessage) error
+	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
 }
 
 // ErrNotOwned is the error of a read or write of a key whose partition this
@@ -175,6 +175,11 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 // record, in the same produce call. Through a process's transactional
 // producer the record and the messages are atomic: a reader sees all of
 // them or none. (Messages are sent even when the record is unchanged.)
+//
+// On behalf of a consumed message (ctx is its handler's) the new value is
+// visible to this store's readers once it is in the transaction, before
+// the commit; if the commit fails, the process drops every partition's
+// state and restores it.
 func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) error {
 	lock := &s.locks[stripe(key)]
 	lock.Lock()
@@ -217,7 +222,7 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 			Metadata: ExplicitPartition{},
 		}}, extra...)
 	}
-	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
+	if err := s.cfg.Producer.Send(ctx, msgs); err != nil {
 		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	if changed {

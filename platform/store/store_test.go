@@ -102,7 +102,7 @@ func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
 		t.Fatalf("AvroCodec: %v", err)
 	}
 	st, err := store.New(store.Config[account]{
-		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: c.producer, Codec: codec,
+		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: messaging.SyncSender{SyncProducer: c.producer}, Codec: codec,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
