@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -117,7 +118,9 @@ func runInBackground(t *testing.T, fn func(ctx context.Context) error) (done <-c
 				t.Errorf("stopped with: %v", err)
 			}
 		case <-time.After(30 * time.Second):
-			t.Error("did not stop within 30s of its context ending")
+			var stacks strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Errorf("did not stop within 30s of its context ending; goroutines:\n%s", stacks.String())
 		}
 	})
 	t.Cleanup(stop)

@@ -45,6 +45,14 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 
 	zombie := ps.instances["customer"][1]
 	zombie.pause()
+	// Until the group notices, the zombie's keys are forwarded to an owner
+	// that does not answer: the client gets a 503 with Retry-After within
+	// a few seconds, never a hang or a wrong answer.
+	for _, p := range plan[:10] {
+		if p.wantReason != "UNKNOWN_CUSTOMER" {
+			checkAnswersOrRetryAfter(t, r, r.customer+"/customers/"+p.customer)
+		}
+	}
 	postOrders(t, r, parts[5])
 	awaitMembers(t, ps.brokers, "customer", 1) // the group gave its partitions to the other instance
 	awaitAnyEnded(t, r, parts[5])
@@ -128,6 +136,28 @@ func checkEveryInstanceAnswers(t *testing.T, ps *procs, plan []plannedOrder) {
 				t.Errorf("%s: GET %s: got %s from %s, want %s as from %s", name, path(p), got, second.name, want, first.name)
 			}
 		}
+	}
+}
+
+// checkAnswersOrRetryAfter checks that GET url answers 200, or 503 with
+// Retry-After, within 5 seconds.
+func checkAnswersOrRetryAfter(t *testing.T, r *running, url string) {
+	t.Helper()
+	start := time.Now()
+	resp, err := r.client.Get(url)
+	if err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return
+	}
+	resp.Body.Close()
+	took := time.Since(start)
+	switch {
+	case took > 5*time.Second:
+		t.Errorf("GET %s: answered after %s, want within 5s", url, took)
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "":
+		t.Errorf("GET %s: 503 without Retry-After", url)
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable:
+		t.Errorf("GET %s: got %d, want 200 or 503", url, resp.StatusCode)
 	}
 }
 

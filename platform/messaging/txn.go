@@ -36,14 +36,16 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // goroutine, Run, commits as soon as there is something to commit, so
 // under load a commit carries the records of many writers.
 type TxnProducer struct {
-	producer sarama.SyncProducer
+	client   sarama.Client
+	producer sarama.SyncProducer // replaced after a fatal error (renew)
 	logger   *slog.Logger
 	kick     chan struct{}
 
-	mu    sync.RWMutex // writers share it while they produce; a commit holds it alone
-	open  *sarama.ConsumerGroupMetadata
-	cur   *txn
-	dirty atomic.Bool // records or offsets not committed yet
+	mu     sync.RWMutex // writers share it while they produce; a commit holds it alone
+	open   *sarama.ConsumerGroupMetadata
+	cur    *txn
+	dirty  atomic.Bool // records or offsets not committed yet
+	broken atomic.Bool // a produce failed: the transaction must be aborted
 
 	posMu   sync.Mutex                 // positions change under mu's read side
 	offsets map[string]map[int32]int64 // next offset to consume, by topic and partition
@@ -63,7 +65,7 @@ func NewTxnProducer(client sarama.Client, logger *slog.Logger) (*TxnProducer, er
 	if err != nil {
 		return nil, fmt.Errorf("create transactional producer: %w", err)
 	}
-	return &TxnProducer{producer: producer, logger: logger, kick: make(chan struct{}, 1),
+	return &TxnProducer{client: client, producer: producer, logger: logger, kick: make(chan struct{}, 1),
 		offsets: map[string]map[int32]int64{}}, nil
 }
 
@@ -95,9 +97,12 @@ func (t *TxnProducer) send(msgs []*sarama.ProducerMessage, awaitCommit bool) err
 	err := t.producer.SendMessages(msgs)
 	if err == nil {
 		t.dirty.Store(true)
+	} else if t.producer.TxnStatus()&sarama.ProducerTxnFlagInError != 0 {
+		t.broken.Store(true) // the transaction cannot commit: Run aborts it
 	}
 	t.mu.RUnlock()
 	if err != nil {
+		t.wake()
 		return fmt.Errorf("produce in transaction: %w", err)
 	}
 	t.wake()
@@ -181,7 +186,10 @@ func (t *TxnProducer) Run(ctx context.Context, onAbort func(error)) error {
 		}
 		t.mu.Lock()
 		var err error
-		if t.open != nil && t.dirty.Load() {
+		switch {
+		case t.broken.Load():
+			err = t.abort(errors.New("a produce of the transaction failed"))
+		case t.open != nil && t.dirty.Load():
 			err = t.commit()
 		}
 		if err != nil {
@@ -243,12 +251,50 @@ func (t *TxnProducer) commitOrAbort() error {
 		return nil
 	}
 	t.logger.Warn("transaction aborted", "error", err)
-	if t.producer.TxnStatus()&sarama.ProducerTxnFlagInError != 0 {
-		if aerr := t.producer.AbortTxn(); aerr != nil {
-			t.logger.Error("abort transaction", "error", aerr)
+	t.recover()
+	return fmt.Errorf("%w: %w", ErrFenced, err)
+}
+
+// abort aborts the current transaction after a failed produce: its
+// writers get err, and so does the caller.
+func (t *TxnProducer) abort(cause error) error {
+	t.logger.Warn("transaction aborted", "error", cause)
+	t.recover()
+	t.dirty.Store(false)
+	err := fmt.Errorf("%w: %w", ErrFenced, cause)
+	if !isDone(t.cur.done) {
+		t.cur.err = err
+		close(t.cur.done)
+	}
+	if berr := t.begin(); berr != nil {
+		t.logger.Error("begin transaction", "error", berr)
+	}
+	return err
+}
+
+// recover makes the producer usable after a failed transaction: it aborts
+// an abortable one, and replaces a producer in a fatal state (fenced, as
+// when the broker timed its transaction out) with a new one of the same
+// transactional id. Called with mu held.
+func (t *TxnProducer) recover() {
+	t.broken.Store(false)
+	status := t.producer.TxnStatus()
+	if status&sarama.ProducerTxnFlagFatalError != 0 {
+		_ = t.producer.Close()
+		producer, err := sarama.NewSyncProducerFromClient(t.client)
+		if err != nil {
+			t.logger.Error("renew the transactional producer", "error", err)
+			t.broken.Store(true) // tried again at the next wake
+			return
+		}
+		t.producer = producer
+		return
+	}
+	if status&sarama.ProducerTxnFlagInError != 0 {
+		if err := t.producer.AbortTxn(); err != nil {
+			t.logger.Error("abort transaction", "error", err)
 		}
 	}
-	return fmt.Errorf("%w: %w", ErrFenced, err)
 }
 
 // begin opens the next transaction unless one is open.

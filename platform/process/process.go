@@ -127,6 +127,10 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	// instead of its readers waiting for the transaction to time out.
 	p.sarama.Producer.Transaction.ID = cfg.Name + "@" + p.advertised
 	p.sarama.Producer.Transaction.Timeout = 10 * time.Second
+	// A commit gives up within seconds when Kafka is gone (the default
+	// tries for about a minute): the transaction is aborted and the state
+	// restored once Kafka is back, and a process stopping meanwhile stops.
+	p.sarama.Producer.Transaction.Retry.Max = 10
 	p.sarama.Consumer.Group.Member.UserData = []byte(p.advertised)
 	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err

@@ -1,0 +1,111 @@
+package messaging_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+// startTxnProducer runs a TxnProducer with the transactional id id until
+// the test ends; aborted receives the error of every aborted commit.
+func startTxnProducer(t *testing.T, cfg config.Kafka, id string) (*messaging.TxnProducer, <-chan error) {
+	t.Helper()
+	sc, err := messaging.SaramaConfig(cfg, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Producer.Transaction.ID = id
+	client, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := messaging.NewTxnProducer(client, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted := make(chan error, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Run(ctx, func(err error) { aborted <- err })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = p.CloseProducer()
+		client.Close()
+	})
+	return p, aborted
+}
+
+// A member of an old generation, as an instance that was paused while its
+// partitions moved, cannot commit: its records are never read by a
+// read_committed consumer, and its writer learns it.
+func TestTxnProducerOfAnOldGenerationCannotCommit(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "fence.in", Partitions: 1}, contracts.TopicSpec{Name: "fence.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+
+	// The group "fence" has a member and a generation of its own.
+	member := kgoClient(t, cfg, kgo.ConsumerGroup("fence"), kgo.ConsumeTopics(in.Name))
+	groups := kadm.NewClient(kgoClient(t, cfg))
+	eventually(t, "the group to be stable", func() bool {
+		described, err := groups.DescribeGroups(t.Context(), "fence")
+		member.PollRecords(nil, 0) // keeps it joining, without waiting
+		return err == nil && described["fence"].State == "Stable"
+	})
+
+	zombie, aborted := startTxnProducer(t, cfg, "fence-zombie")
+	if err := zombie.Open(&sarama.ConsumerGroupMetadata{GroupID: "fence", GenerationID: 1000, MemberID: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	zombie.Position(in.Name, 0, 0)
+	err := zombie.SendMessages([]*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("zombie")}})
+	if !errors.Is(err, messaging.ErrFenced) {
+		t.Fatalf("write of an old generation: got %v, want ErrFenced", err)
+	}
+	select {
+	case <-aborted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no abort reported to Run's caller")
+	}
+	if err := zombie.SendMessages(nil); !errors.Is(err, messaging.ErrRebalancing) {
+		t.Errorf("write after the abort, before the next Open: got %v, want ErrRebalancing", err)
+	}
+
+	// A live producer writes after it; a read_committed reader sees its
+	// record only.
+	live, _ := startTxnProducer(t, cfg, "fence-live")
+	if err := live.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.SendMessages([]*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("live")}}); err != nil {
+		t.Fatalf("live write: %v", err)
+	}
+	reader := kgoClient(t, cfg, kgo.ConsumeTopics(out.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var values []string
+	for len(values) == 0 || values[len(values)-1] != "live" {
+		fetches := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read committed %s: got %v, want [live]", out.Name, values)
+		}
+		for _, r := range fetches.Records() {
+			values = append(values, string(r.Value))
+		}
+	}
+	if len(values) != 1 {
+		t.Errorf("read committed %s: got %v, want [live]: the zombie's record must never be read", out.Name, values)
+	}
+}
