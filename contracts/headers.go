@@ -17,6 +17,11 @@ const (
 	HeaderPartitionKey = "partition_key"
 )
 
+// HeaderArchivedAt marks a state record that stands for a record moved to
+// the state's archive topic: its value is empty and the header holds the
+// archived record's offset there (platform/store).
+const HeaderArchivedAt = "archived_at"
+
 // Headers a dead-lettered message carries besides its own.
 const (
 	HeaderDeadLetterTopic     = "dlq_topic"     // where the message was consumed from

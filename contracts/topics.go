@@ -21,6 +21,10 @@ const (
 	TopicCustomerReservations = "customer.reservations" // compacted: ReservationRecord by order id
 	TopicPaymentState         = "payment.state"         // compacted: PaymentRecord by order id
 	TopicCreateOrderSagas     = "createorder.sagas"     // compacted: SagaInstance by saga id
+	// TopicCreateOrderSagasEnded holds the ended sagas, by saga id, for
+	// their retention (SAGA_RETENTION): createorder.sagas keeps a pointer
+	// to each (platform/store's Archive).
+	TopicCreateOrderSagasEnded = "createorder.sagas.ended"
 
 	// TopicDeadLetter receives every message a consumer could not process
 	// (undecodable, unexpected type), with headers naming its origin and the
@@ -42,6 +46,8 @@ type TopicSpec struct {
 	Name       string
 	Partitions int32
 	Compacted  bool
+	// Configs are topic settings besides cleanup.policy, given at creation.
+	Configs map[string]string
 	// Records are the record types written to the topic: each has a subject
 	// <topic>-<record full name> in the schema registry.
 	Records []Record
@@ -52,8 +58,16 @@ func Topics() []TopicSpec {
 	log := func(name string, records ...Record) TopicSpec {
 		return TopicSpec{Name: name, Partitions: Partitions, Records: records}
 	}
+	// Compaction never touches the segment being written: small, young
+	// segments keep the part it has not reached small.
 	state := func(name string, records ...Record) TopicSpec {
-		return TopicSpec{Name: name, Partitions: Partitions, Compacted: true, Records: records}
+		return TopicSpec{Name: name, Partitions: Partitions, Compacted: true, Records: records,
+			Configs: map[string]string{"segment.ms": "3600000", "segment.bytes": "16777216"}}
+	}
+	// Retention deletes whole segments: a segment a day.
+	archive := func(name string, records ...Record) TopicSpec {
+		return TopicSpec{Name: name, Partitions: Partitions, Records: records,
+			Configs: map[string]string{"retention.ms": "604800000", "segment.ms": "86400000", "segment.bytes": "16777216"}}
 	}
 	return []TopicSpec{
 		log(TopicOrderEvents, &OrderCreated{}),
@@ -67,6 +81,7 @@ func Topics() []TopicSpec {
 		state(TopicCustomerReservations, &ReservationRecord{}),
 		state(TopicPaymentState, &PaymentRecord{}),
 		state(TopicCreateOrderSagas, &SagaInstance{}, &CreateOrderSagaData{}),
+		archive(TopicCreateOrderSagasEnded, &SagaInstance{}),
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

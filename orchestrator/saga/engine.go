@@ -26,6 +26,12 @@ const (
 	StateRejected     = "REJECTED"
 )
 
+// Ended reports whether a saga instance is over: completed or rejected,
+// with nothing pending. An ended instance never changes again.
+func Ended(v *contracts.SagaInstance) bool {
+	return v.PendingCommandID == "" && (v.State == StateCompleted || v.State == StateRejected)
+}
+
 // History events besides the short names of replies (e.g. "CreditReserved").
 const (
 	EventStarted = "started"

@@ -13,7 +13,9 @@ import (
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
 	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 )
 
 // Config is the orchestrator's configuration, read from the environment by main.
@@ -26,6 +28,10 @@ type Config struct {
 	// StepMaxAttempts is how many times a step's command is sent before the
 	// saga gives up on it and compensates.
 	StepMaxAttempts int `env:"STEP_MAX_ATTEMPTS" envDefault:"5"`
+	// SagaRetention is how long an ended saga stays readable (GET
+	// /sagas/{id}) after it ended; then it is gone. Ended sagas leave the
+	// orchestrator's memory at once: they are read from Kafka.
+	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h"`
 }
 
 // New builds the orchestrator; Run the returned process to start it.
@@ -36,7 +42,12 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Kafka:    cfg.Kafka,
 		Types:    contracts.Records(contracts.TopicOrderEvents, contracts.TopicCreateOrderReplies, contracts.TopicCreateOrderSagas),
 	}, logger, func(p *process.Process) error {
-		instances, err := process.NewStore[contracts.SagaInstance](p, contracts.TopicCreateOrderSagas)
+		if err := messaging.SetRetention(cfg.Kafka, contracts.TopicCreateOrderSagasEnded, cfg.SagaRetention); err != nil {
+			return err
+		}
+		instances, err := process.NewStore(p, contracts.TopicCreateOrderSagas, func(c *store.Config[contracts.SagaInstance]) {
+			c.Archive = &store.Archive[contracts.SagaInstance]{Topic: contracts.TopicCreateOrderSagasEnded, Ended: saga.Ended}
+		})
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -267,10 +268,13 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 		if _, ok := existing[t.Name]; ok {
 			continue
 		}
-		detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: -1}
+		detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: -1, ConfigEntries: map[string]*string{}}
+		for k, v := range t.Configs {
+			detail.ConfigEntries[k] = &v
+		}
 		if t.Compacted {
 			compact := "compact"
-			detail.ConfigEntries = map[string]*string{"cleanup.policy": &compact}
+			detail.ConfigEntries["cleanup.policy"] = &compact
 		}
 		err := admin.CreateTopic(t.Name, detail, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
@@ -279,6 +283,32 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	}
 	// Also topics another process created a moment ago.
 	return awaitLeaders(admin, names, 30*time.Second)
+}
+
+// SetRetention sets a topic's retention.ms, if it differs: the processes
+// create their topics with the defaults of contracts.Topics, and a setting
+// such as SAGA_RETENTION changes it at start.
+func SetRetention(cfg config.Kafka, topic string, retention time.Duration) error {
+	sc, err := SaramaConfig(cfg, "topics")
+	if err != nil {
+		return err
+	}
+	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
+	}
+	defer admin.Close()
+	want := strconv.FormatInt(retention.Milliseconds(), 10)
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
+	if err == nil && len(entries) == 1 && entries[0].Value == want {
+		return nil
+	}
+	err = admin.IncrementalAlterConfig(sarama.TopicResource, topic,
+		map[string]sarama.IncrementalAlterConfigsEntry{"retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &want}}, false)
+	if err != nil {
+		return fmt.Errorf("set retention.ms of %s to %s: %w", topic, retention, err)
+	}
+	return nil
 }
 
 // awaitLeaders waits until every partition of the topics has a leader. Kafka

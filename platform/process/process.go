@@ -80,6 +80,7 @@ type Process struct {
 	sub        *messaging.Subscriber // the process's one consumer group
 	topics     []string              // it reads
 	stores     []assignable
+	archives   []string // the archive topics of the stores
 	restores   []func(context.Context) error
 	loops      []func(context.Context) error
 	closers    []func() error // in the order of creation; closed in reverse
@@ -235,7 +236,33 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 		return nil, err
 	}
 	p.stores = append(p.stores, s)
+	if cfg.Archive != nil {
+		p.archives = append(p.archives, cfg.Archive.Topic)
+		p.loops = append(p.loops, func(ctx context.Context) error { return p.pruneEvery(ctx, time.Minute, s) })
+	}
 	return s, nil
+}
+
+// pruneEvery deletes, every interval, the pointers of the store's archived
+// records that their topic's retention dropped.
+func (p *Process) pruneEvery(ctx context.Context, interval time.Duration, s interface {
+	Topic() string
+	Prune(context.Context) (int, error)
+}) error {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			if n, err := s.Prune(ctx); err != nil {
+				p.Logger.Warn("prune archived records; again at the next tick", "topic", s.Topic(), "error", err)
+			} else if n > 0 {
+				p.Logger.Info("archived records past their retention forgotten", "topic", s.Topic(), "records", n)
+			}
+		}
+	}
 }
 
 // Run joins the process's consumer group, restores the partitions it is
@@ -243,7 +270,7 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 // one of them fails; then it stops them all and closes the Kafka clients.
 func (p *Process) Run(ctx context.Context) error {
 	defer p.Close()
-	topics := slices.Clone(p.topics)
+	topics := append(slices.Clone(p.topics), p.archives...)
 	for _, s := range p.stores {
 		topics = append(topics, s.Topic())
 	}

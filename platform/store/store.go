@@ -11,13 +11,16 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 )
 
@@ -51,6 +54,22 @@ type Config[T any] struct {
 	// another aggregate (a credit decision with its customer) is keyed by
 	// "<aggregate id>/<own id>" and partitioned by the aggregate id.
 	PartitionKey func(key string) string
+	// Archive, if set, moves the records that are over out of the live
+	// state (see Archive).
+	Archive *Archive[T]
+}
+
+// Archive moves a record that Ended says is over to Topic, a time-retained
+// topic (cleanup.policy=delete, retention.ms), in the same transaction
+// that replaces it in the changelog by a small pointer: an empty value
+// with a HeaderArchivedAt header holding the archived record's offset. The
+// store holds the pointer only, so memory and restores grow with what is
+// running, not with what ever ran; Get reads an archived record from Kafka.
+// Once Topic's retention has dropped the record, Prune deletes its pointer
+// and the key is gone. An ended record is never changed back.
+type Archive[T any] struct {
+	Topic string
+	Ended func(v *T) bool
 }
 
 // Validate reports every missing setting at once.
@@ -67,6 +86,9 @@ func (c Config[T]) Validate() error {
 	}
 	if c.Codec == nil {
 		errs = append(errs, errors.New("store: Codec is required"))
+	}
+	if c.Archive != nil && (c.Archive.Topic == "" || c.Archive.Ended == nil) {
+		errs = append(errs, errors.New("store: Archive needs a Topic and an Ended"))
 	}
 	return errors.Join(errs...)
 }
@@ -88,11 +110,15 @@ type Store[T any] struct {
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
 }
 
-// entry is a record as stored, with its partition.
+// entry is a record as stored, with its partition; an archived record's
+// value is nil and archivedAt its offset in the archive topic.
 type entry struct {
-	value     []byte
-	partition int32
+	value      []byte
+	partition  int32
+	archivedAt int64
 }
+
+func (e entry) archived() bool { return e.value == nil }
 
 // New returns an empty store that owns no partition; call Assign (or
 // Restore, for all of them) before serving.
@@ -154,11 +180,54 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 	if !ok {
 		return nil, false, nil
 	}
-	v, err := s.cfg.Codec.Decode(e.value)
+	b, ok, err := s.value(context.Background(), key, e)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	v, err := s.cfg.Codec.Decode(b)
 	if err != nil {
 		return nil, false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	return v, true, nil
+}
+
+// value returns the encoded record of e: its value, or, archived, the
+// record read from the archive topic (false once retention dropped it).
+func (s *Store[T]) value(ctx context.Context, key string, e entry) ([]byte, bool, error) {
+	if !e.archived() {
+		return e.value, true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topic := s.cfg.Archive.Topic
+	client, err := kgo.NewClient(append(slices.Clone(s.cfg.Kgo), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {e.partition: kgo.NewOffset().At(e.archivedAt)}}))...)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s/%s from %s: %w", s.cfg.Topic, key, topic, err)
+	}
+	defer client.Close()
+	for {
+		fetches := client.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, false, fmt.Errorf("read %s/%s from %s at %d: %w", s.cfg.Topic, key, topic, e.archivedAt, err)
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if errors.Is(ferr, kerr.OffsetOutOfRange) {
+			return nil, false, nil // past its retention
+		}
+		if ferr != nil {
+			return nil, false, fmt.Errorf("read %s/%s from %s: %w", s.cfg.Topic, key, topic, ferr)
+		}
+		for _, r := range fetches.Records() {
+			if r.Offset == e.archivedAt && string(r.Key) == key {
+				return r.Value, true, nil
+			}
+			if r.Offset >= e.archivedAt {
+				return nil, false, nil // compacted or retained away
+			}
+		}
+	}
 }
 
 // Update loads the record under key (a zero T if there is none), lets fn
@@ -193,10 +262,17 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if !owned {
 		return fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
+	var oldValue []byte
+	if exists {
+		var err error
+		if oldValue, exists, err = s.value(ctx, key, old); err != nil {
+			return err
+		}
+	}
 	v := new(T)
 	if exists {
 		var err error
-		if v, err = s.cfg.Codec.Decode(old.value); err != nil {
+		if v, err = s.cfg.Codec.Decode(oldValue); err != nil {
 			return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 		}
 	}
@@ -208,31 +284,53 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if err != nil {
 		return fmt.Errorf("encode %s/%s: %w", s.cfg.Topic, key, err)
 	}
-	changed := !exists || string(b) != string(old.value)
+	changed := !exists || string(b) != string(oldValue)
 	if !changed && len(extra) == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	msgs := extra
-	if changed {
-		msgs = append([]*sarama.ProducerMessage{{
-			Topic: s.cfg.Topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b), Partition: p,
-			Metadata: ExplicitPartition{},
-		}}, extra...)
+	e := entry{value: b, partition: p}
+	var records []*sarama.ProducerMessage
+	switch {
+	case changed && s.cfg.Archive != nil && s.cfg.Archive.Ended(v):
+		// The record first, to learn its offset, then its pointer. Until
+		// the pointer lands the changelog holds the record as it was, so
+		// a crash between the two leaves an orphan in the archive, which
+		// its retention removes, and the change is made again.
+		archived := s.record(s.cfg.Archive.Topic, key, p, b)
+		if err := s.cfg.Producer.Send(ctx, []*sarama.ProducerMessage{archived}); err != nil {
+			return fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
+		}
+		e = entry{partition: p, archivedAt: archived.Offset}
+		pointer := s.record(s.cfg.Topic, key, p, []byte{})
+		pointer.Headers = []sarama.RecordHeader{{Key: []byte(contracts.HeaderArchivedAt), Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
+		records = append(records, pointer)
+	case changed:
+		records = append(records, s.record(s.cfg.Topic, key, p, b))
 	}
-	if err := s.cfg.Producer.Send(ctx, msgs); err != nil {
+	if err := s.cfg.Producer.Send(ctx, append(records, extra...)); err != nil {
 		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	if changed {
 		s.mu.Lock()
 		if s.owned[p] { // not revoked while it was written
-			s.data[key] = entry{b, p}
+			s.data[key] = e
 		}
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// record is a record of key on partition p of topic; a nil value is a
+// tombstone.
+func (s *Store[T]) record(topic, key string, p int32, value []byte) *sarama.ProducerMessage {
+	m := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Partition: p, Metadata: ExplicitPartition{}}
+	if value != nil {
+		m.Value = sarama.ByteEncoder(value)
+	}
+	return m
 }
 
 // ExplicitPartition marks a record (in sarama.ProducerMessage.Metadata)
@@ -252,12 +350,13 @@ func (s *Store[T]) Range(fn func(key string, v *T) bool) error {
 }
 
 // RangePartitions is Range over the records of the given partitions only
-// (all of them if partitions is nil).
+// (all of them if partitions is nil). Neither visits archived records:
+// they are over, and reading them is a round trip to Kafka each.
 func (s *Store[T]) RangePartitions(partitions []int32, fn func(key string, v *T) bool) error {
 	s.mu.RLock()
 	var keys []string
 	for k, e := range s.data {
-		if partitions == nil || slices.Contains(partitions, e.partition) {
+		if !e.archived() && (partitions == nil || slices.Contains(partitions, e.partition)) {
 			keys = append(keys, k)
 		}
 	}
@@ -361,10 +460,12 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 					return // past the end taken at the start
 				}
 				if !r.Attrs.IsControl() {
-					if r.Value == nil {
+					if at, ok := archivedAt(r); ok {
+						read[r.Partition][string(r.Key)] = entry{partition: r.Partition, archivedAt: at}
+					} else if r.Value == nil {
 						delete(read[r.Partition], string(r.Key))
 					} else {
-						read[r.Partition][string(r.Key)] = entry{r.Value, r.Partition}
+						read[r.Partition][string(r.Key)] = entry{value: r.Value, partition: r.Partition}
 					}
 				}
 				if r.Offset == last {
@@ -411,6 +512,62 @@ func (s *Store[T]) dropLocked(p int32) {
 			delete(s.data, k)
 		}
 	}
+}
+
+// archivedAt returns the offset a pointer record (HeaderArchivedAt) points
+// to in the archive topic.
+func archivedAt(r *kgo.Record) (int64, bool) {
+	for _, h := range r.Headers {
+		if h.Key == contracts.HeaderArchivedAt {
+			at, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return at, err == nil
+		}
+	}
+	return 0, false
+}
+
+// Prune deletes the pointers of archived records that the archive topic's
+// retention has dropped: their keys are gone. It writes a tombstone for
+// each, through the store's producer, and returns how many it deleted.
+func (s *Store[T]) Prune(ctx context.Context) (int, error) {
+	if s.cfg.Archive == nil {
+		return 0, nil
+	}
+	client, err := kgo.NewClient(s.cfg.Kgo...)
+	if err != nil {
+		return 0, fmt.Errorf("prune %s: connect: %w", s.cfg.Topic, err)
+	}
+	defer client.Close()
+	starts, err := kadm.NewClient(client).ListStartOffsets(ctx, s.cfg.Archive.Topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("prune %s: start offsets of %s: %w", s.cfg.Topic, s.cfg.Archive.Topic, err)
+	}
+	var tombstones []*sarama.ProducerMessage
+	s.mu.RLock()
+	for k, e := range s.data {
+		if start, ok := starts.Lookup(s.cfg.Archive.Topic, e.partition); ok && e.archived() && e.archivedAt < start.Offset && s.owned[e.partition] {
+			tombstones = append(tombstones, s.record(s.cfg.Topic, k, e.partition, nil))
+		}
+	}
+	s.mu.RUnlock()
+	if len(tombstones) == 0 {
+		return 0, nil
+	}
+	if err := s.cfg.Producer.Send(ctx, tombstones); err != nil {
+		return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
+	}
+	s.mu.Lock()
+	for _, m := range tombstones {
+		key, _ := m.Key.Encode()
+		if e, ok := s.data[string(key)]; ok && e.archived() {
+			delete(s.data, string(key))
+		}
+	}
+	s.mu.Unlock()
+	return len(tombstones), nil
 }
 
 func stripe(key string) uint8 {

@@ -60,6 +60,7 @@ type changelog struct {
 	kafka    config.Kafka
 	sarama   *sarama.Config
 	producer sarama.SyncProducer
+	archive  *store.Archive[account] // given to the stores it makes
 }
 
 func newChangelog(t *testing.T, partitions int32) *changelog {
@@ -102,7 +103,7 @@ func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
 		t.Fatalf("AvroCodec: %v", err)
 	}
 	st, err := store.New(store.Config[account]{
-		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: messaging.SyncSender{SyncProducer: c.producer}, Codec: codec,
+		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: messaging.SyncSender{SyncProducer: c.producer}, Codec: codec, Archive: c.archive,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
@@ -595,6 +596,68 @@ func TestRestoreWithAFreshClientEachTime(t *testing.T) {
 		s := c.newStore(t)
 		if err := s.Restore(t.Context()); err != nil {
 			t.Fatalf("restore %d: %v", i, err)
+		}
+	}
+}
+
+// A record that is over moves to the archive topic: the store keeps a
+// pointer, reads it from Kafka, restores the pointer only, leaves it out of
+// Range, and forgets the key once the archive's retention dropped it.
+func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	const archiveTopic = "store-test.archive"
+	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: archiveTopic, Partitions: 2}}); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	c.archive = &store.Archive[account]{Topic: archiveTopic, Ended: func(v *account) bool { return v.Name == "closed" }}
+	s := c.restored(t)
+	update(t, s, "open", set(customer("open", 100)))
+	update(t, s, "closed-1", set(customer("closed-1", 200)))
+	closed := customer("closed-1", 200)
+	closed.Name = "closed"
+	update(t, s, "closed-1", set(closed))
+
+	for name, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
+		if got := mustGet(t, st, "closed-1"); got.CreditLimit != 200 || got.Name != "closed" {
+			t.Errorf("%s: Get of the archived record: got %+v, want %+v", name, got, closed)
+		}
+		var ranged []string
+		if err := st.Range(func(key string, _ *account) bool { ranged = append(ranged, key); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ranged, []string{"open"}) {
+			t.Errorf("%s: Range visited %v, want [open]: archived records are over", name, ranged)
+		}
+	}
+	if got := c.records(t); total(got) != 3 { // open, closed-1 running, the pointer replacing it
+		t.Errorf("changelog records: got %d, want 3", total(got))
+	}
+
+	// The archive's retention drops the record.
+	client, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ends, err := kadm.NewClient(client).ListEndOffsets(t.Context(), archiveTopic)
+	if err != nil || ends.Error() != nil {
+		t.Fatalf("end offsets: %v %v", err, ends.Error())
+	}
+	deleted, err := kadm.NewClient(client).DeleteRecords(t.Context(), kadm.Offsets(ends.Offsets()))
+	if err != nil || deleted.Error() != nil {
+		t.Fatalf("DeleteRecords: %v %v", err, deleted.Error())
+	}
+	n, err := s.Prune(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("Prune: got %d, %v, want 1 pointer deleted", n, err)
+	}
+	for name, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
+		if _, ok, err := st.Get("closed-1"); ok || err != nil {
+			t.Errorf("%s: Get after the retention: got present=%v err=%v, want absent", name, ok, err)
+		}
+		if got := mustGet(t, st, "open"); got.CreditLimit != 100 {
+			t.Errorf("%s: the live record: got %+v", name, got)
 		}
 	}
 }

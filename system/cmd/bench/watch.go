@@ -135,15 +135,16 @@ func watchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 	if err != nil {
 		return err
 	}
-	start := map[int32]kgo.Offset{}
+	// Running sagas are written to the saga topic, ended ones to its
+	// archive (the saga topic then gets an empty pointer).
+	start := map[string]map[int32]kgo.Offset{contracts.TopicCreateOrderSagas: {}, contracts.TopicCreateOrderSagasEnded: {}}
 	from.Each(func(o kadm.ListedOffset) {
-		if o.Topic == contracts.TopicCreateOrderSagas {
-			start[o.Partition] = kgo.NewOffset().At(o.Offset)
+		if _, ok := start[o.Topic]; ok {
+			start[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
 		}
 	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{contracts.TopicCreateOrderSagas: start}),
-		kgo.FetchMaxWait(100*time.Millisecond))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.Brokers...), kgo.ConsumePartitions(start),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("connect to kafka %v: %w", kafka.Brokers, err)
 	}
@@ -160,8 +161,8 @@ func watchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 		seen := time.Now()
 		var decodeErr error
 		fetches.EachRecord(func(r *kgo.Record) {
-			if r.Value == nil || decodeErr != nil {
-				return
+			if len(r.Value) == 0 || decodeErr != nil {
+				return // a tombstone, or the pointer to an archived saga
 			}
 			rec, err := sd.Decode(r.Value)
 			if err != nil {
