@@ -67,12 +67,12 @@ func DecodeJSON(r *http.Request, v any) error {
 // otherwise: an error the API does not know is a dependency failing, which a
 // retry may cure. Either sentinel may be nil.
 func WriteAppError(w http.ResponseWriter, err, invalid, notFound error) {
-	status := http.StatusServiceUnavailable
 	switch {
 	case invalid != nil && errors.Is(err, invalid):
-		status = http.StatusBadRequest
+		WriteError(w, http.StatusBadRequest, err.Error())
 	case notFound != nil && errors.Is(err, notFound):
-		status = http.StatusNotFound
+		WriteError(w, http.StatusNotFound, err.Error())
+	default: // Kafka or the registry, or a partition that moved: it passes
+		WriteUnavailable(w, err.Error())
 	}
-	WriteError(w, status, err.Error())
 }

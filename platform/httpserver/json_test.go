@@ -105,6 +105,9 @@ func TestWriteAppError(t *testing.T) {
 			if rec.Code != tt.want || !strings.Contains(rec.Body.String(), `"error":"`+tt.err.Error()) {
 				t.Errorf("%v: got %d %s, want %d with the error", tt.err, rec.Code, rec.Body, tt.want)
 			}
+			if retry := rec.Header().Get("Retry-After"); (retry == "1") != (tt.want == http.StatusServiceUnavailable) {
+				t.Errorf("%v: Retry-After %q with status %d, want 1 with 503 only", tt.err, retry, rec.Code)
+			}
 		})
 	}
 	rec := httptest.NewRecorder()

@@ -107,7 +107,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 func (s *Server) Handle(pattern string, h http.HandlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
-			WriteError(w, http.StatusServiceUnavailable, "starting: state not restored yet")
+			WriteUnavailable(w, "starting: state not restored yet")
 			return
 		}
 		h(w, r)

@@ -249,13 +249,9 @@ func (s SyncSender) Send(_ context.Context, msgs []*sarama.ProducerMessage) erro
 // counts and cleanup policies, and waits until every partition of them has a
 // leader. Existing topics are left as they are.
 func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
-	sc, err := SaramaConfig(cfg, "topics")
+	admin, err := clusterAdmin(cfg)
 	if err != nil {
 		return err
-	}
-	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
 	}
 	defer admin.Close()
 	existing, err := admin.ListTopics()
@@ -289,13 +285,9 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 // create their topics with the defaults of contracts.Topics, and a setting
 // such as SAGA_RETENTION changes it at start.
 func SetRetention(cfg config.Kafka, topic string, retention time.Duration) error {
-	sc, err := SaramaConfig(cfg, "topics")
+	admin, err := clusterAdmin(cfg)
 	if err != nil {
 		return err
-	}
-	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
 	}
 	defer admin.Close()
 	want := strconv.FormatInt(retention.Milliseconds(), 10)
@@ -309,6 +301,19 @@ func SetRetention(cfg config.Kafka, topic string, retention time.Duration) error
 		return fmt.Errorf("set retention.ms of %s to %s: %w", topic, retention, err)
 	}
 	return nil
+}
+
+// clusterAdmin connects an admin client for topic management.
+func clusterAdmin(cfg config.Kafka) (sarama.ClusterAdmin, error) {
+	sc, err := SaramaConfig(cfg, "topics")
+	if err != nil {
+		return nil, err
+	}
+	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
+	}
+	return admin, nil
 }
 
 // awaitLeaders waits until every partition of the topics has a leader. Kafka
