@@ -36,6 +36,8 @@ type summary struct {
 	// routers cost anything (see ceiling).
 	EfficiencyCeiling float64 `json:"efficiency_ceiling"`
 	Rate              float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
+	// Instances is how many instances of every process ran.
+	Instances int `json:"instances"`
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -68,6 +70,7 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 		RecordsPerS:    round(b.recordsPerS, 1),
 		RecordsPerSaga: round(float64(records)/float64(len(ph.measured())), 3),
 		Rate:           cfg.Rate,
+		Instances:      max(cfg.Instances, 1),
 	}
 	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
 	s.EfficiencyCeiling = round(ceiling(ph.written, s.RoundtripsPerS, s.RecordsPerS), 4)
@@ -152,6 +155,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 			len(b.rounds), b.rounds[0], b.rounds[len(b.rounds)-1], cfg.BoundRecords, recordSize, inFlight, inFlight/partitions))
 	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
 		fmt.Sprintf("%d request -> reply through two watermill routers, %d clients in flight, each under a key of its own, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
+	row("instances", s.Instances, "of each of the four processes, each a system.Run of its own sharing the work by partition; the HTTP clients send to them in turn")
 	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
 		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {
