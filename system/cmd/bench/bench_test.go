@@ -57,7 +57,7 @@ func TestRun(t *testing.T) {
 			}
 			want := []string{"sagas", "sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency", "efficiency_ceiling",
-				"instances"}
+				"instances", "cpu_us_per_saga"}
 			if tt.rate > 0 {
 				want = append(want, "rate")
 			}
@@ -78,6 +78,9 @@ func TestRun(t *testing.T) {
 			}
 			if !regexp.MustCompile(fmt.Sprintf(`instances\s+%d\s`, tt.instances)).MatchString(out.String()) {
 				t.Errorf("table: got\n%s\nwant a line saying %d instances", &out, tt.instances)
+			}
+			if !regexp.MustCompile(`CPU µs/saga\s+[1-9][0-9]*\s+user\+system CPU of this whole process`).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant the CPU time per saga, the bench's own included", &out)
 			}
 			if !strings.Contains(out.String(), "median of 6 rounds with the processes stopped, half before and half after the sagas") {
 				t.Errorf("table: got\n%s\nwant the bound measured in 6 rounds around the sagas", &out)

@@ -38,6 +38,11 @@ type summary struct {
 	Rate              float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
 	// Instances is how many instances of every process ran.
 	Instances int `json:"instances"`
+	// CPUUsPerSaga is the CPU time (user and system, in µs) the whole
+	// process used during the measured sagas, per saga: the system's
+	// instances and the bench's own HTTP clients and observers alike.
+	// Absent where the OS does not tell (getrusage is Unix's).
+	CPUUsPerSaga float64 `json:"cpu_us_per_saga,omitempty"`
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -71,6 +76,9 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 		RecordsPerSaga: round(float64(records)/float64(len(ph.measured())), 3),
 		Rate:           cfg.Rate,
 		Instances:      max(cfg.Instances, 1),
+	}
+	if ph.cpuOK {
+		s.CPUUsPerSaga = round(float64(ph.cpu.Microseconds())/float64(len(ph.measured())), 1)
 	}
 	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
 	s.EfficiencyCeiling = round(ceiling(ph.written, s.RoundtripsPerS, s.RecordsPerS), 4)
@@ -160,6 +168,12 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {
 		row("posted/s", fmt.Sprintf("%.1f", float64(s.Sagas)/ph.posting.Seconds()), fmt.Sprintf("target %g", cfg.Rate))
+	}
+	if ph.cpuOK {
+		row("CPU µs/saga", fmt.Sprintf("%.0f", s.CPUUsPerSaga),
+			fmt.Sprintf("user+system CPU of this whole process over the measured sagas (%.1f s, %.2f cores on average), the bench's HTTP clients and observers included", ph.cpu.Seconds(), ph.cpu.Seconds()/ph.elapsed.Seconds()))
+	} else {
+		row("CPU µs/saga", "-", "not measured on "+runtime.GOOS)
 	}
 	row("latency ms", fmt.Sprintf("p50 %.1f", s.P50Ms), fmt.Sprintf("p95 %.1f  p99 %.1f  max %.1f (POST sent -> saga end read from %s)", s.P95Ms, s.P99Ms, s.MaxMs, "createorder.sagas"))
 	var outcomes []string
