@@ -7,15 +7,24 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
 // api calls the system's HTTP endpoints with a client that keeps a
 // connection per concurrent caller open, so the bench measures the system
-// and not TCP handshakes.
+// and not TCP handshakes. It sends each request of a service to its
+// instances in turn, as a load balancer would: a request for a key another
+// instance owns is forwarded there.
 type api struct {
-	client *http.Client
-	t      *target
+	client            *http.Client
+	t                 *target
+	orders, customers atomic.Uint64 // requests sent, to pick the next instance
+}
+
+// pick returns the base URL of the instance the next request goes to.
+func pick(bases []string, sent *atomic.Uint64) string {
+	return bases[(sent.Add(1)-1)%uint64(len(bases))]
 }
 
 func newAPI(t *target, conns int) *api {
@@ -48,7 +57,7 @@ func (a *api) createCustomer(ctx context.Context, name string, creditLimit int64
 	var out struct {
 		CustomerID string `json:"customerId"`
 	}
-	err := a.do(ctx, http.MethodPost, a.t.customer+"/customers", map[string]any{"name": name, "creditLimit": creditLimit}, http.StatusCreated, &out)
+	err := a.do(ctx, http.MethodPost, pick(a.t.customer, &a.customers)+"/customers", map[string]any{"name": name, "creditLimit": creditLimit}, http.StatusCreated, &out)
 	return out.CustomerID, err
 }
 
@@ -62,7 +71,7 @@ func (a *api) createOrder(ctx context.Context, customerID string, total int64) (
 		CustomerID string `json:"customerId"`
 		OrderTotal int64  `json:"orderTotal"`
 	}{customerID, total}
-	if err := a.do(ctx, http.MethodPost, a.t.order+"/orders", body, http.StatusCreated, &out); err != nil {
+	if err := a.do(ctx, http.MethodPost, pick(a.t.order, &a.orders)+"/orders", body, http.StatusCreated, &out); err != nil {
 		return "", err
 	}
 	if out.OrderID == "" || out.State != "PENDING" {
@@ -73,13 +82,13 @@ func (a *api) createOrder(ctx context.Context, customerID string, total int64) (
 
 func (a *api) order(ctx context.Context, id string) (orderView, error) {
 	var o orderView
-	err := a.do(ctx, http.MethodGet, a.t.order+"/orders/"+id, nil, http.StatusOK, &o)
+	err := a.do(ctx, http.MethodGet, pick(a.t.order, &a.orders)+"/orders/"+id, nil, http.StatusOK, &o)
 	return o, err
 }
 
 func (a *api) customer(ctx context.Context, id string) (customerView, error) {
 	var c customerView
-	err := a.do(ctx, http.MethodGet, a.t.customer+"/customers/"+id, nil, http.StatusOK, &c)
+	err := a.do(ctx, http.MethodGet, pick(a.t.customer, &a.customers)+"/customers/"+id, nil, http.StatusOK, &c)
 	return c, err
 }
 

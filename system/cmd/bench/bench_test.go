@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -23,11 +24,15 @@ import (
 // beside it (make test-kafka) and take over some of its partitions.
 func TestRun(t *testing.T) {
 	tests := []struct {
-		name string
-		rate float64
+		name                     string
+		rate                     float64
+		instances, sagas, warmup int
 	}{
-		{"closed loop", 0},
-		{"open loop", 400},
+		{"closed loop", 0, 1, 200, 50},
+		{"open loop", 400, 1, 200, 50},
+		// Two instances of every process: each request lands on either,
+		// and is forwarded to the owner of its key.
+		{"two instances", 0, 2, 40, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,7 +41,8 @@ func TestRun(t *testing.T) {
 				t.Fatalf("loadConfig: %v", err)
 			}
 			cfg.ExternalKafka, cfg.ExternalRegistry = false, false
-			cfg.Sagas, cfg.Warmup, cfg.Concurrency, cfg.Rate, cfg.Profile = 200, 50, 16, tt.rate, ""
+			cfg.Sagas, cfg.Warmup, cfg.Concurrency, cfg.Rate, cfg.Profile = tt.sagas, tt.warmup, 16, tt.rate, ""
+			cfg.Instances = tt.instances
 			cfg.BoundRecords, cfg.BoundRoundtrips = 2000, 1000
 			var out bytes.Buffer
 			if err := run(t.Context(), cfg, &out, io.Discard); err != nil {
@@ -50,7 +56,8 @@ func TestRun(t *testing.T) {
 				t.Fatalf("last line %q: %v, want a JSON object of numbers", last, err)
 			}
 			want := []string{"sagas", "sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency", "efficiency_ceiling"}
+				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency", "efficiency_ceiling",
+				"instances", "cpu_us_per_saga"}
 			if tt.rate > 0 {
 				want = append(want, "rate")
 			}
@@ -62,11 +69,18 @@ func TestRun(t *testing.T) {
 			if len(got) != len(want) {
 				t.Errorf("JSON keys: got %d (%s), want %d", len(got), last, len(want))
 			}
-			if got["sagas"] != 200 || got["rate"] != tt.rate {
-				t.Errorf("sagas and rate: got %v and %v, want 200 (the warm-up left out) and %v", got["sagas"], got["rate"], tt.rate)
+			if got["sagas"] != float64(tt.sagas) || got["rate"] != tt.rate || got["instances"] != float64(tt.instances) {
+				t.Errorf("sagas, rate and instances: got %v, %v and %v, want %d (the warm-up left out), %v and %d",
+					got["sagas"], got["rate"], got["instances"], tt.sagas, tt.rate, tt.instances)
 			}
-			if !regexp.MustCompile(`outcomes\s+250\s`).MatchString(out.String()) {
-				t.Errorf("table: got\n%s\nwant the outcomes of all 250 sagas verified, warm-up included", &out)
+			if !regexp.MustCompile(fmt.Sprintf(`outcomes\s+%d\s`, tt.sagas+tt.warmup)).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant the outcomes of all %d sagas verified, warm-up included", &out, tt.sagas+tt.warmup)
+			}
+			if !regexp.MustCompile(fmt.Sprintf(`instances\s+%d\s`, tt.instances)).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant a line saying %d instances", &out, tt.instances)
+			}
+			if !regexp.MustCompile(`CPU µs/saga\s+[1-9][0-9]*\s+user\+system CPU of this whole process`).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant the CPU time per saga, the bench's own included", &out)
 			}
 			if !strings.Contains(out.String(), "median of 6 rounds with the processes stopped, half before and half after the sagas") {
 				t.Errorf("table: got\n%s\nwant the bound measured in 6 rounds around the sagas", &out)
@@ -75,6 +89,31 @@ func TestRun(t *testing.T) {
 				t.Errorf("table: got\n%s\nwant a line saying correctness OK", &out)
 			}
 		})
+	}
+}
+
+// TestValidate: a bad setting is reported with every other one, INSTANCES
+// among them.
+func TestValidate(t *testing.T) {
+	valid := Config{Sagas: 1, Concurrency: 1, Instances: 1, BoundRecords: partitions, BoundRoundtrips: partitions, Stall: time.Second}
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("valid config: got %v, want none", err)
+	}
+	for _, n := range []int{0, -1} {
+		cfg := valid
+		cfg.Instances = n
+		want := fmt.Sprintf("INSTANCES is %d, want at least 1", n)
+		if err := cfg.Validate(); err == nil || err.Error() != want {
+			t.Errorf("INSTANCES=%d: got %v, want %q", n, err, want)
+		}
+	}
+	cfg := valid
+	cfg.Sagas, cfg.Instances = 0, 0
+	err := cfg.Validate()
+	for _, want := range []string{"SAGAS is 0", "INSTANCES is 0"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("SAGAS=0 and INSTANCES=0: got %v, want both reported, %q among them", err, want)
+		}
 	}
 }
 

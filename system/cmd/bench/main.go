@@ -8,8 +8,9 @@
 //
 // Environment: SAGAS (default 20000), WARMUP (sagas run first and left out
 // of the figures, default 1000), CONCURRENCY (HTTP clients, default
-// 128), RATE (sagas per second: open loop; unset: closed loop), PROFILE (a
-// file for a CPU profile of the saga phase), BOUND_RECORDS and
+// 128), RATE (sagas per second: open loop; unset: closed loop), INSTANCES
+// (instances of every process, default 1), PROFILE (a file for a CPU
+// profile of the saga phase), BOUND_RECORDS and
 // BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
 // variables of `make run` (KAFKA_BROKERS, PAYMENT_LIMIT, ...).
 package main
@@ -51,6 +52,9 @@ type Config struct {
 	Warmup      int     `env:"WARMUP" envDefault:"1000"`
 	Concurrency int     `env:"CONCURRENCY" envDefault:"128"` // HTTP clients posting orders
 	Rate        float64 `env:"RATE"`                         // sagas per second, open loop; 0: closed loop
+	// Instances is how many instances of every process run, sharing the
+	// work by partition; the HTTP clients send to them in turn.
+	Instances int `env:"INSTANCES" envDefault:"1"`
 	// BoundRecords records are written to measure records_per_s, and
 	// BoundRoundtrips request/reply pairs exchanged for roundtrips_per_s.
 	BoundRecords    int `env:"BOUND_RECORDS" envDefault:"100000"`
@@ -99,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("CONCURRENCY is %d, want at least 1", c.Concurrency))
+	}
+	if c.Instances < 1 {
+		errs = append(errs, fmt.Errorf("INSTANCES is %d, want at least 1", c.Instances))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("RATE is %g, want a positive number of sagas per second (or unset for a closed loop)", c.Rate))

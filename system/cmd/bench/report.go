@@ -36,6 +36,13 @@ type summary struct {
 	// routers cost anything (see ceiling).
 	EfficiencyCeiling float64 `json:"efficiency_ceiling"`
 	Rate              float64 `json:"rate,omitempty"` // the open loop's target, sagas per second
+	// Instances is how many instances of every process ran.
+	Instances int `json:"instances"`
+	// CPUUsPerSaga is the CPU time (user and system, in µs) the whole
+	// process used during the measured sagas, per saga: the system's
+	// instances and the bench's own HTTP clients and observers alike.
+	// Absent where the OS does not tell (getrusage is Unix's).
+	CPUUsPerSaga float64 `json:"cpu_us_per_saga,omitempty"`
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -68,6 +75,10 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 		RecordsPerS:    round(b.recordsPerS, 1),
 		RecordsPerSaga: round(float64(records)/float64(len(ph.measured())), 3),
 		Rate:           cfg.Rate,
+		Instances:      max(cfg.Instances, 1),
+	}
+	if ph.cpuOK {
+		s.CPUUsPerSaga = round(float64(ph.cpu.Microseconds())/float64(len(ph.measured())), 1)
 	}
 	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
 	s.EfficiencyCeiling = round(ceiling(ph.written, s.RoundtripsPerS, s.RecordsPerS), 4)
@@ -152,10 +163,17 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 			len(b.rounds), b.rounds[0], b.rounds[len(b.rounds)-1], cfg.BoundRecords, recordSize, inFlight, inFlight/partitions))
 	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
 		fmt.Sprintf("%d request -> reply through two watermill routers, %d clients in flight, each under a key of its own, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
+	row("instances", s.Instances, "of each of the four processes, each a system.Run of its own sharing the work by partition; the HTTP clients send to them in turn")
 	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
 		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {
 		row("posted/s", fmt.Sprintf("%.1f", float64(s.Sagas)/ph.posting.Seconds()), fmt.Sprintf("target %g", cfg.Rate))
+	}
+	if ph.cpuOK {
+		row("CPU µs/saga", fmt.Sprintf("%.0f", s.CPUUsPerSaga),
+			fmt.Sprintf("user+system CPU of this whole process over the measured sagas (%.1f s, %.2f cores on average), the bench's HTTP clients and observers included", ph.cpu.Seconds(), ph.cpu.Seconds()/ph.elapsed.Seconds()))
+	} else {
+		row("CPU µs/saga", "-", "not measured on "+runtime.GOOS)
 	}
 	row("latency ms", fmt.Sprintf("p50 %.1f", s.P50Ms), fmt.Sprintf("p95 %.1f  p99 %.1f  max %.1f (POST sent -> saga end read from %s)", s.P95Ms, s.P99Ms, s.MaxMs, "createorder.sagas"))
 	var outcomes []string

@@ -24,6 +24,11 @@ type sagaPhase struct {
 	posting    time.Duration
 	elapsed    time.Duration    // from the first measured order posted to the last saga ended
 	written    map[string]int64 // records written per topic by the measured sagas
+	// cpu is the CPU time (user and system) the whole process used from
+	// the first measured order posted until every saga had ended; cpuOK is
+	// false where it cannot be measured.
+	cpu   time.Duration
+	cpuOK bool
 }
 
 // measured returns the runs the figures are made of.
@@ -71,6 +76,8 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 	}
 	var before kadm.ListedOffsets // the end offsets once the warm-up is over
 	var start time.Time
+	var cpuStart, cpuEnd time.Duration
+	var cpuStartOK, cpuEndOK bool
 	g, gctx := errgroup.WithContext(ctx)
 	watchCtx, stopWatching := context.WithCancel(gctx)
 	defer stopWatching()
@@ -93,6 +100,7 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 			}
 			defer stop()
 		}
+		cpuStart, cpuStartOK = processCPU()
 		start = time.Now()
 		if err := drive(gctx, cfg, a, ph.plans, ph.warmup, tr); err != nil {
 			return err
@@ -102,7 +110,11 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 	})
 	g.Go(func() error {
 		defer stopWatching()
-		return tr.wait(gctx, len(ph.plans), cfg.Stall)
+		if err := tr.wait(gctx, len(ph.plans), cfg.Stall); err != nil {
+			return err
+		}
+		cpuEnd, cpuEndOK = processCPU()
+		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -117,6 +129,7 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *api, progress io.Wr
 		}
 	}
 	ph.elapsed = last.Sub(start)
+	ph.cpu, ph.cpuOK = cpuEnd-cpuStart, cpuStartOK && cpuEndOK
 	after, err := endOffsets(ctx, adm, systemTopics())
 	if err != nil {
 		return nil, err

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -19,13 +22,15 @@ import (
 // target is the system under test, running in this process, and how to
 // reach it.
 type target struct {
-	kafka                           config.Kafka
-	order, customer, payment, sagas string // base URLs
+	kafka config.Kafka
+	// order, customer, payment and sagas hold the base URL of each
+	// instance of their process, the same index for one system.Run.
+	order, customer, payment, sagas []string
 	paymentLimit                    int64
 	kafkaName                       string // what Kafka is, for the report
 
 	cancelSystem context.CancelFunc // nil until startSystem, and again after stopSystem
-	done         <-chan error       // system.Run's result
+	done         <-chan error       // the instances' result, once every one has stopped
 	stack        *devstack.Stack
 }
 
@@ -52,56 +57,123 @@ func startStack(ctx context.Context, cfg Config, logger *slog.Logger) (*target, 
 	return t, nil
 }
 
-// startSystem starts the four processes on free HTTP ports and waits until
-// every one is ready.
+// startSystem starts cfg.Instances copies of the four processes, each copy
+// a system.Run of its own on free HTTP ports (each instance advertises its
+// own address to the others), all on the same Kafka and registry, and
+// waits until every instance is ready and every process's consumer group
+// holds all its instances. If one instance stops, the others are stopped
+// too.
 func (t *target) startSystem(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	addrs, err := freeAddrs(4)
+	n := max(cfg.Instances, 1)
+	addrs, err := freeAddrs(4 * n)
 	if err != nil {
 		return err
 	}
-	sys := cfg.System
-	sys.Embedded, sys.Services = false, nil
-	sys.Kafka = t.kafka
-	sys.Order.HTTPAddr, sys.Customer.HTTPAddr, sys.Payment.HTTPAddr, sys.Orchestrator.HTTPAddr = addrs[0], addrs[1], addrs[2], addrs[3]
-	t.order, t.customer, t.payment, t.sagas = "http://"+addrs[0], "http://"+addrs[1], "http://"+addrs[2], "http://"+addrs[3]
-	t.paymentLimit = sys.Payment.PaymentLimit
-
+	t.order, t.customer, t.payment, t.sagas = nil, nil, nil, nil
+	t.paymentLimit = cfg.System.Payment.PaymentLimit
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(runCtx)
+	for i := range n {
+		a := addrs[4*i : 4*i+4]
+		sys := cfg.System
+		sys.Embedded, sys.Services = false, nil
+		sys.Kafka = t.kafka
+		sys.Order.HTTPAddr, sys.Customer.HTTPAddr, sys.Payment.HTTPAddr, sys.Orchestrator.HTTPAddr = a[0], a[1], a[2], a[3]
+		t.order = append(t.order, "http://"+a[0])
+		t.customer = append(t.customer, "http://"+a[1])
+		t.payment = append(t.payment, "http://"+a[2])
+		t.sagas = append(t.sagas, "http://"+a[3])
+		l := logger
+		if n > 1 {
+			l = logger.With("instance", i)
+		}
+		g.Go(func() error { return system.Run(gctx, sys, l) })
+	}
 	done := make(chan error, 1)
-	go func() { done <- system.Run(runCtx, sys, logger) }()
+	go func() { done <- g.Wait() }()
 	t.cancelSystem, t.done = cancel, done
 
-	if err := t.awaitReady(ctx, 60*time.Second); err != nil {
+	deadline := time.Now().Add(readyWithin)
+	err = t.awaitReady(ctx, deadline)
+	if err == nil {
+		err = t.awaitGroups(ctx, n, deadline)
+	}
+	if err != nil {
 		t.stopSystem(logger)
 		return err
 	}
 	return nil
 }
 
-// awaitReady polls every process's /readyz until it answers 200.
-func (t *target) awaitReady(ctx context.Context, within time.Duration) error {
+// awaitReady polls every instance's /readyz until it answers 200.
+func (t *target) awaitReady(ctx context.Context, deadline time.Time) error {
 	client := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(within)
-	for _, base := range []string{t.order, t.customer, t.payment, t.sagas} {
-		for {
-			select {
-			case err := <-t.done:
-				return fmt.Errorf("the system stopped while starting: %w", err)
-			case <-ctx.Done():
-				return ctx.Err()
-			default:
-			}
-			err := getOK(ctx, client, base+"/readyz")
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("not ready within %s: %w", within, err)
-			}
-			time.Sleep(50 * time.Millisecond) // polling interval
+	for _, base := range slices.Concat(t.order, t.customer, t.payment, t.sagas) {
+		if err := t.poll(ctx, deadline, func() error { return getOK(ctx, client, base+"/readyz") }); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// readyWithin is how long the instances have to start.
+const readyWithin = 60 * time.Second
+
+// processGroups are the consumer groups of the four processes: each is
+// named after its process.
+var processGroups = []string{"order", "customer", "payment", "orchestrator"}
+
+// awaitGroups waits until the consumer group of every process is stable
+// with at least n members (more on a shared cluster that runs the system
+// too), so the measured sagas meet no rebalance of the start.
+func (t *target) awaitGroups(ctx context.Context, n int, deadline time.Time) error {
+	adm, err := newAdmin(t.kafka)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	return t.poll(ctx, deadline, func() error {
+		groups, err := adm.DescribeGroups(ctx, processGroups...)
+		if err != nil {
+			return err
+		}
+		for _, name := range processGroups {
+			g, ok := groups[name]
+			switch {
+			case !ok:
+				return fmt.Errorf("consumer group %s not described", name)
+			case g.Err != nil:
+				return fmt.Errorf("consumer group %s: %w", name, g.Err)
+			case g.State != "Stable" || len(g.Members) < n:
+				return fmt.Errorf("consumer group %s: %s with %d members, want Stable with %d", name, g.State, len(g.Members), n)
+			}
+		}
+		return nil
+	})
+}
+
+// poll calls check until it returns nil, failing once the deadline has
+// passed or the system has stopped.
+func (t *target) poll(ctx context.Context, deadline time.Time, check func() error) error {
+	for {
+		select {
+		case err := <-t.done:
+			t.cancelSystem() // every instance has stopped: nothing left to stop
+			t.cancelSystem, t.done = nil, nil
+			return fmt.Errorf("the system stopped while starting: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s: %w", readyWithin, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
 }
 
 func getOK(ctx context.Context, client *http.Client, url string) error {
