@@ -127,6 +127,9 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	// restarted instance aborts what its predecessor left open at once,
 	// instead of its readers waiting for the transaction to time out.
 	p.sarama.Producer.Transaction.ID = cfg.Name + "@" + p.advertised
+	// How long a crashed instance's open transaction holds up the readers
+	// of its partitions before the broker aborts it; commits follow writes
+	// within milliseconds, so no live transaction comes near it.
 	p.sarama.Producer.Transaction.Timeout = 10 * time.Second
 	// A commit gives up within seconds when Kafka is gone (the default
 	// tries for about a minute): the transaction is aborted and the state
