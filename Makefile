@@ -19,7 +19,7 @@ test-kafka:
 	scripts/test-kafka.sh
 
 ## bench: Go benchmarks of the hot paths, then the whole system under load (SAGAS, CONCURRENCY, RATE,
-## PROFILE: see system/cmd/bench); its last line is one JSON object of the figures. Consumers are
+## INSTANCES, PROFILE: see system/cmd/bench); its last line is one JSON object of the figures. Consumers are
 ## tuned for throughput unless KAFKA_FETCH_MIN_BYTES/KAFKA_FETCH_MAX_WAIT say otherwise
 ## (docs/performance.md has the latency-first defaults measured too)
 bench:
