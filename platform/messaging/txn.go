@@ -222,7 +222,7 @@ func (t *TxnProducer) stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.open = nil
-	if t.cur != nil && !isDone(t.cur.done) {
+	if t.cur != nil && !isClosed(t.cur.done) {
 		t.cur.err = errors.New("transactional producer stopped")
 		close(t.cur.done)
 	}
@@ -274,7 +274,7 @@ func (t *TxnProducer) abort(cause error) error {
 	t.recover()
 	t.dirty.Store(false)
 	err := fmt.Errorf("%w: %w", ErrFenced, cause)
-	if !isDone(t.cur.done) {
+	if !isClosed(t.cur.done) {
 		t.cur.err = err
 		close(t.cur.done)
 	}
@@ -311,7 +311,7 @@ func (t *TxnProducer) recover() {
 
 // begin opens the next transaction unless one is open.
 func (t *TxnProducer) begin() error {
-	if t.cur == nil || isDone(t.cur.done) {
+	if t.cur == nil || isClosed(t.cur.done) {
 		t.cur = &txn{done: make(chan struct{})}
 	}
 	if t.producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
@@ -334,15 +334,6 @@ func (t *TxnProducer) wake() {
 func (t *TxnProducer) CloseProducer() error {
 	t.stop()
 	return t.producer.Close()
-}
-
-func isDone(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // commitInterval is the least time between the starts of two commits.
