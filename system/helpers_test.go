@@ -255,6 +255,7 @@ type sagaView struct {
 	SagaID  string `json:"sagaId"`
 	Type    string `json:"type"`
 	State   string `json:"state"`
+	Step    string `json:"step"`
 	History []struct {
 		At    time.Time `json:"at"`
 		Event string    `json:"event"`
