@@ -31,24 +31,29 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // the broker refuses the offsets of an old generation, the transaction is
 // aborted, and no read_committed consumer sees its records.
 //
-// Writers do not each commit: SendMessages adds the records to the open
-// transaction and waits until a commit covers them (group commit). One
-// goroutine, Run, commits as soon as there is something to commit, so
-// under load a commit carries the records of many writers.
+// Writers do not each commit, nor wait for their records to be
+// acknowledged, nor for a commit in progress: Send hands the records to the
+// open transaction, or, while the one before it commits, queues them for
+// the next. One goroutine, Run, commits as soon as there is something to
+// commit, so under load a commit carries the records of many writers
+// (group commit). The commit waits for every record of its transaction; a
+// record Kafka refused fails it, which aborts the transaction.
 type TxnProducer struct {
-	client   sarama.Client
-	producer sarama.SyncProducer // replaced after a fatal error (renew)
-	logger   *slog.Logger
-	kick     chan struct{}
-
-	mu     sync.RWMutex // writers share it while they produce; a commit holds it alone
-	open   *sarama.ConsumerGroupMetadata
-	cur    *txn
-	dirty  atomic.Bool // records or offsets not committed yet
+	client sarama.Client
+	logger *slog.Logger
+	kick   chan struct{}
 	broken atomic.Bool // a produce failed: the transaction must be aborted
 
-	posMu   sync.Mutex                 // positions change under mu's read side
-	offsets map[string]map[int32]int64 // next offset to consume, by topic and partition
+	commitMu sync.Mutex // held through a commit, an abort, Open and Close
+
+	mu         sync.Mutex
+	producer   sarama.AsyncProducer // replaced after a fatal error (renew)
+	open       *sarama.ConsumerGroupMetadata
+	cur        *txn                       // the transaction new records belong to
+	committing bool                       // the transaction before cur is committing
+	queue      []*sarama.ProducerMessage  // cur's records, held until it begins
+	dirty      bool                       // records or offsets not committed yet
+	offsets    map[string]map[int32]int64 // next offset to consume, by topic and partition
 }
 
 // txn is one transaction: done closes once it is committed or aborted.
@@ -57,25 +62,60 @@ type txn struct {
 	err  error
 }
 
+func newTxn() *txn { return &txn{done: make(chan struct{})} }
+
+// end reports the transaction's outcome to its writers, once.
+func (x *txn) end(err error) {
+	if !isClosed(x.done) {
+		x.err = err
+		close(x.done)
+	}
+}
+
 // NewTxnProducer returns a transactional producer; its config must carry
 // a Producer.Transaction.ID unique to this instance (and stable across its
 // restarts, so a restart aborts what its predecessor left open).
 func NewTxnProducer(client sarama.Client, logger *slog.Logger) (*TxnProducer, error) {
-	producer, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		return nil, fmt.Errorf("create transactional producer: %w", err)
+	t := &TxnProducer{client: client, logger: logger, kick: make(chan struct{}, 1),
+		cur: newTxn(), offsets: map[string]map[int32]int64{}}
+	if err := t.renew(); err != nil {
+		return nil, err
 	}
-	return &TxnProducer{client: client, producer: producer, logger: logger, kick: make(chan struct{}, 1),
-		offsets: map[string]map[int32]int64{}}, nil
+	return t, nil
+}
+
+// renew starts a producer of the transactional id, and drains what it
+// returns: successes need nothing more (the commit waits for them), a
+// failure marks the transaction broken, so Run aborts it.
+func (t *TxnProducer) renew() error {
+	producer, err := sarama.NewAsyncProducerFromClient(t.client)
+	if err != nil {
+		return fmt.Errorf("create transactional producer: %w", err)
+	}
+	go func() {
+		for range producer.Successes() {
+		}
+	}()
+	go func() {
+		for perr := range producer.Errors() {
+			t.logger.Warn("produce in transaction", "topic", perr.Msg.Topic, "error", perr.Err)
+			t.broken.Store(true)
+			t.wake()
+		}
+	}()
+	t.mu.Lock()
+	t.producer = producer
+	t.mu.Unlock()
+	return nil
 }
 
 // Send adds msgs to the open transaction. Written on behalf of a consumed
-// message (ctx is its handler's, RecordFromCtx), it returns once they are
-// in the transaction: the message's offset, marked once its handler is
-// done, is committed in the same transaction or a later one, so the
-// records and the offset become visible together, and an abort takes both
-// back. Otherwise (an HTTP request, a timer) it returns once the
-// transaction is committed: then they are durable and visible.
+// message (ctx is its handler's, RecordFromCtx), it returns at once: the
+// message's offset, marked once its handler is done, is committed in the
+// same transaction or a later one, so the records and the offset become
+// visible together, and an abort takes both back. Otherwise (an HTTP
+// request, a timer) it returns once the transaction is committed: then
+// they are durable and visible.
 func (t *TxnProducer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
 	_, handling := RecordFromCtx(ctx)
 	return t.send(msgs, !handling)
@@ -88,23 +128,21 @@ func (t *TxnProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
 }
 
 func (t *TxnProducer) send(msgs []*sarama.ProducerMessage, awaitCommit bool) error {
-	t.mu.RLock()
+	t.mu.Lock()
 	if t.open == nil {
-		t.mu.RUnlock()
+		t.mu.Unlock()
 		return ErrRebalancing
 	}
 	tx := t.cur
-	err := t.producer.SendMessages(msgs)
-	if err == nil {
-		t.dirty.Store(true)
-	} else if t.producer.TxnStatus()&sarama.ProducerTxnFlagInError != 0 {
-		t.broken.Store(true) // the transaction cannot commit: Run aborts it
+	if t.committing {
+		t.queue = append(t.queue, msgs...)
+	} else {
+		for _, m := range msgs {
+			t.producer.Input() <- m
+		}
 	}
-	t.mu.RUnlock()
-	if err != nil {
-		t.wake()
-		return fmt.Errorf("produce in transaction: %w", err)
-	}
+	t.dirty = true
+	t.mu.Unlock()
 	t.wake()
 	if !awaitCommit {
 		return nil
@@ -123,6 +161,8 @@ func (t *TxnProducer) SendMessage(msg *sarama.ProducerMessage) (int32, int64, er
 // opens with a nil group: its commits carry no offsets, and nothing fences
 // it.
 func (t *TxnProducer) Open(group *sarama.ConsumerGroupMetadata) error {
+	t.commitMu.Lock()
+	defer t.commitMu.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.begin(); err != nil {
@@ -132,9 +172,7 @@ func (t *TxnProducer) Open(group *sarama.ConsumerGroupMetadata) error {
 		group = &sarama.ConsumerGroupMetadata{}
 	}
 	t.open = group
-	t.posMu.Lock()
 	clear(t.offsets)
-	t.posMu.Unlock()
 	return nil
 }
 
@@ -144,16 +182,14 @@ func (t *TxnProducer) Open(group *sarama.ConsumerGroupMetadata) error {
 // writes no message led to (an HTTP request, a timer), carries offsets and
 // is fenced by the generation.
 func (t *TxnProducer) Position(topic string, partition int32, next int64) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	t.posMu.Lock()
-	defer t.posMu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.offsets[topic] == nil {
 		t.offsets[topic] = map[int32]int64{}
 	}
 	if old, ok := t.offsets[topic][partition]; !ok || old != next {
 		t.offsets[topic][partition] = next
-		t.dirty.Store(true)
+		t.dirty = true
 		t.wake()
 	}
 }
@@ -162,13 +198,12 @@ func (t *TxnProducer) Position(topic string, partition int32, next int64) {
 // writes until the next Open. An error means the last transaction was
 // aborted: what the process holds in memory of it is not in Kafka.
 func (t *TxnProducer) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.open == nil {
-		return nil
-	}
+	t.commitMu.Lock()
+	defer t.commitMu.Unlock()
 	err := t.commit()
+	t.mu.Lock()
 	t.open = nil
+	t.mu.Unlock()
 	return err
 }
 
@@ -196,20 +231,9 @@ func (t *TxnProducer) Run(ctx context.Context, onAbort func(error)) error {
 			}
 		}
 		last = time.Now()
-		t.mu.Lock()
-		var err error
-		switch {
-		case t.broken.Load():
-			err = t.abort(errors.New("a produce of the transaction failed"))
-		case t.open != nil && t.dirty.Load():
-			err = t.commit()
-		}
-		if err != nil {
-			// What was written and marked since the aborted commit began
-			// must not be committed later: nothing is, until the next Open.
-			t.open = nil
-		}
-		t.mu.Unlock()
+		t.commitMu.Lock()
+		err := t.commit()
+		t.commitMu.Unlock()
 		if err != nil && onAbort != nil {
 			onAbort(err)
 		}
@@ -222,84 +246,88 @@ func (t *TxnProducer) stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.open = nil
-	if t.cur != nil && !isClosed(t.cur.done) {
-		t.cur.err = errors.New("transactional producer stopped")
-		close(t.cur.done)
-	}
+	t.queue = nil
+	t.cur.end(errors.New("transactional producer stopped"))
 }
 
-// commit commits the current transaction with the positions of every owned
-// partition and begins the next; on failure it aborts it. Called with mu
-// held.
+// commit commits the current transaction, if it holds anything, with the
+// positions of every owned partition, and begins the next; writes made
+// meanwhile wait in the queue for it. A failed commit, or a failed produce
+// (broken), aborts the transaction; then what was written since it began
+// is failed too, and nothing is written until the next Open. Called with
+// commitMu held.
 func (t *TxnProducer) commit() error {
-	tx := t.cur
-	var err error
-	if t.dirty.Swap(false) {
-		err = t.commitOrAbort()
+	broken := t.broken.Load()
+	t.mu.Lock()
+	if t.open == nil || !t.dirty && !broken {
+		t.mu.Unlock()
+		return nil
 	}
-	tx.err = err
-	close(tx.done)
-	if berr := t.begin(); berr != nil && err == nil {
-		err = berr
-	}
-	return err
-}
-
-func (t *TxnProducer) commitOrAbort() error {
+	tx, group := t.cur, t.open
 	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
 	for topic, parts := range t.offsets {
 		for p, next := range parts {
 			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: p, Offset: next})
 		}
 	}
-	var err error
-	if len(offsets) > 0 {
-		err = t.producer.AddOffsetsToTxnWithGroupMetadata(offsets, t.open)
-	}
-	if err == nil {
-		err = t.producer.CommitTxn()
-	}
-	if err == nil {
-		return nil
-	}
-	t.logger.Warn("transaction aborted", "error", err)
-	t.recover()
-	return fmt.Errorf("%w: %w", ErrFenced, err)
-}
+	t.cur, t.committing, t.dirty = newTxn(), true, false
+	producer := t.producer
+	t.mu.Unlock()
 
-// abort aborts the current transaction after a failed produce: its
-// writers get err, and so does the caller.
-func (t *TxnProducer) abort(cause error) error {
-	t.logger.Warn("transaction aborted", "error", cause)
-	t.recover()
-	t.dirty.Store(false)
-	err := fmt.Errorf("%w: %w", ErrFenced, cause)
-	if !isClosed(t.cur.done) {
-		t.cur.err = err
-		close(t.cur.done)
+	var err error
+	if broken {
+		err = errors.New("a produce of the transaction failed")
+	}
+	if err == nil && len(offsets) > 0 {
+		err = producer.AddOffsetsToTxnWithGroupMetadata(offsets, group)
+	}
+	if err == nil {
+		err = producer.CommitTxn()
+	}
+	if err != nil {
+		t.logger.Warn("transaction aborted", "error", err)
+		t.recover()
+		err = fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	tx.end(err)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.committing = false
+	queue := t.queue
+	t.queue = nil
+	if err != nil {
+		// What was written since the aborted transaction began derives
+		// from what it wrote: nothing of it is committed, until the next Open.
+		t.open = nil
+		t.cur.end(err)
+		t.cur = newTxn()
+		return err
 	}
 	if berr := t.begin(); berr != nil {
-		t.logger.Error("begin transaction", "error", berr)
+		t.open = nil
+		t.cur.end(berr)
+		return berr
 	}
-	return err
+	for _, m := range queue {
+		t.producer.Input() <- m
+	}
+	return nil
 }
 
 // recover makes the producer usable after a failed transaction: it aborts
 // an abortable one, and replaces a producer in a fatal state (fenced, as
 // when the broker timed its transaction out) with a new one of the same
-// transactional id. Called with mu held.
+// transactional id. Called with commitMu held.
 func (t *TxnProducer) recover() {
 	t.broken.Store(false)
 	status := t.producer.TxnStatus()
 	if status&sarama.ProducerTxnFlagFatalError != 0 {
 		_ = t.producer.Close()
-		producer, err := sarama.NewSyncProducerFromClient(t.client)
-		if err != nil {
+		if err := t.renew(); err != nil {
 			t.logger.Error("renew the transactional producer", "error", err)
 			t.broken.Store(true) // tried again at the next wake
-			return
 		}
-		t.producer = producer
 		return
 	}
 	if status&sarama.ProducerTxnFlagInError != 0 {
@@ -309,10 +337,10 @@ func (t *TxnProducer) recover() {
 	}
 }
 
-// begin opens the next transaction unless one is open.
+// begin opens the next transaction unless one is open. Called with mu held.
 func (t *TxnProducer) begin() error {
-	if t.cur == nil || isClosed(t.cur.done) {
-		t.cur = &txn{done: make(chan struct{})}
+	if isClosed(t.cur.done) {
+		t.cur = newTxn()
 	}
 	if t.producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
 		return nil
@@ -333,7 +361,10 @@ func (t *TxnProducer) wake() {
 // CloseProducer closes the Kafka producer; pending writers get an error.
 func (t *TxnProducer) CloseProducer() error {
 	t.stop()
-	return t.producer.Close()
+	t.mu.Lock()
+	producer := t.producer
+	t.mu.Unlock()
+	return producer.Close()
 }
 
 // commitInterval is the least time between the starts of two commits.

@@ -3,6 +3,8 @@ package messaging_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,5 +109,60 @@ func TestTxnProducerOfAnOldGenerationCannotCommit(t *testing.T) {
 	}
 	if len(values) != 1 {
 		t.Errorf("read committed %s: got %v, want [live]: the zombie's record must never be read", out.Name, values)
+	}
+}
+
+// Writers that do not wait for commits (handlers) write while commits are
+// in progress: their records wait for the next transaction, and every key's
+// records are read back in the order they were written, each once.
+func TestTxnProducerKeepsEachKeysOrderAcrossCommits(t *testing.T) {
+	out := contracts.TopicSpec{Name: "order.out", Partitions: 2}
+	cfg := startKafka(t, out)
+	p, aborted := startTxnProducer(t, cfg, "order-writer")
+	if err := p.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	const keys, writes = 8, 200
+	handling := messaging.WithRecord(t.Context(), &sarama.ConsumerMessage{Topic: "in"})
+	var wg sync.WaitGroup
+	for k := range keys {
+		wg.Go(func() {
+			for i := range writes {
+				msg := &sarama.ProducerMessage{Topic: out.Name, Key: sarama.StringEncoder(fmt.Sprint(k)), Value: sarama.StringEncoder(fmt.Sprint(i))}
+				if err := p.Send(handling, []*sarama.ProducerMessage{msg}); err != nil {
+					t.Errorf("key %d write %d: %v", k, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// A write that waits for its commit also waits for everything before it.
+	if err := p.SendMessages(nil); err != nil {
+		t.Fatalf("last commit: %v", err)
+	}
+	select {
+	case err := <-aborted:
+		t.Fatalf("a commit was aborted: %v", err)
+	default:
+	}
+
+	reader := kgoClient(t, cfg, kgo.ConsumeTopics(out.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	next := map[string]int{}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for read := 0; read < keys*writes; {
+		fetches := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", read, keys*writes)
+		}
+		for _, r := range fetches.Records() {
+			if got, want := string(r.Value), fmt.Sprint(next[string(r.Key)]); got != want {
+				t.Fatalf("key %s: read %s, want %s: records of a key out of order or repeated", r.Key, got, want)
+			}
+			next[string(r.Key)]++
+			read++
+		}
 	}
 }
