@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/kafkasaga/kafkasaga/devstack"
 	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -208,14 +210,41 @@ func (r *running) get(t *testing.T, url string) (int, []byte) {
 }
 
 // postJSON posts v and decodes the answer into out, failing unless the
-// status is 201.
+// status is 201. It does what the API asks of a client: a 503 with
+// Retry-After (the key's partition is moving) is sent again, with the same
+// Idempotency-Key, for up to 10 s.
 func (r *running) postJSON(t *testing.T, url string, v, out any) {
 	t.Helper()
 	body, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, resp := r.do(t, http.MethodPost, url, body)
+	key := uuid.NewString()
+	var (
+		status int
+		resp   []byte
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Idempotency-Key", key)
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		status = res.StatusCode
+		if status != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // as Retry-After asks, shorter
+	}
 	if status != http.StatusCreated {
 		t.Fatalf("POST %s %s: got %d %s, want 201", url, body, status, resp)
 	}
