@@ -4,14 +4,16 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 GO ?= go
 
-.PHONY: run test test-kafka bench lint vet contracts schemas compose-check build clean
+.PHONY: run test test-kafka bench lint vet contracts schemas schemas-check compose-check build clean
 
 ## run: the whole system in one process on the embedded broker and registry
 run:
 	DEVSTACK_DATA_DIR=$${DEVSTACK_DATA_DIR:-$(CURDIR)/.data/devstack} $(GO) run ./system/cmd/kafkasaga
 
-## test: every module's tests with the race detector (embedded broker and registry)
+## test: the schemas checked against main (schemas-check), then every module's tests with the race detector
+## (embedded broker and registry)
 test: vet
+	$(GO) run ./contracts/cmd/schemas-check -registry=
 	$(GO) test -race -count=1 -timeout 15m work
 
 ## test-kafka: the end-to-end suite against a real Apache Kafka broker (fetched from Maven Central)
@@ -41,6 +43,12 @@ contracts:
 ## (the production path, where services run with AUTO_REGISTER_SCHEMAS=false)
 schemas:
 	$(GO) run ./system/cmd/provision
+
+## schemas-check: check every contracts/schemas/*.avsc against its previous version with the registry's
+## compatibility checker: main's (the merge base), or with SCHEMA_REGISTRY_URL set the registry's, under each
+## subject's level (COMPATIBILITY overrides it; BACKWARD against main)
+schemas-check:
+	$(GO) run ./contracts/cmd/schemas-check $${COMPATIBILITY:+-level $$COMPATIBILITY}
 
 ## compose-check: check docker-compose.yml and the Dockerfile against the services' configuration (no Docker needed)
 compose-check:

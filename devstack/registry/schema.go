@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
 )
 
 // parsedSchema is a schema as a client sent it, with the parsed form the
@@ -29,9 +31,7 @@ func parseSchema(text string) (parsedSchema, error) {
 	if !json.Valid([]byte(text)) {
 		return parsedSchema{}, errors.New("the schema is not valid JSON")
 	}
-	// A cache per parse: hamba's default cache is process-wide, and with it a
-	// schema could use a named type that only some other schema defines.
-	s, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+	s, err := compat.Parse(text)
 	if err != nil {
 		return parsedSchema{}, err
 	}
@@ -42,55 +42,17 @@ func parseSchema(text string) (parsedSchema, error) {
 	return parsedSchema{text: text, canonical: string(canonical), avro: s}, nil
 }
 
-// Compatibility levels, as Confluent names them.
-const (
-	levelNone     = "NONE"
-	defaultLevel  = "BACKWARD"
-	transitiveSfx = "_TRANSITIVE"
-)
-
-func validLevel(level string) bool {
-	switch level {
-	case "NONE", "BACKWARD", "FORWARD", "FULL", "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE":
-		return true
-	}
-	return false
-}
-
 // incompatibilities checks candidate against previous (oldest first) under
-// level and describes every problem; none means compatible. BACKWARD: the
-// candidate can read what the previous schema wrote; FORWARD: the previous
-// schema can read what the candidate writes; FULL: both. Without
-// _TRANSITIVE only the latest previous schema counts.
+// level, with the checker schemas-check uses too, and describes every
+// problem; none means compatible.
 func incompatibilities(level string, candidate avro.Schema, previous []*version) []string {
-	if level == levelNone || len(previous) == 0 {
-		return nil
+	vs := make([]compat.Version, len(previous))
+	for i, v := range previous {
+		vs[i] = compat.Version{Number: v.version, Schema: v.schema.avro}
 	}
-	if !strings.HasSuffix(level, transitiveSfx) {
-		previous = previous[len(previous)-1:]
-	}
-	base := strings.TrimSuffix(level, transitiveSfx)
-	backward := base == "BACKWARD" || base == "FULL"
-	forward := base == "FORWARD" || base == "FULL"
 	var problems []string
-	for _, old := range previous {
-		if backward {
-			if err := compatible(candidate, old.schema.avro); err != nil {
-				problems = append(problems, fmt.Sprintf("the new schema cannot read data written with version %d: %v", old.version, err))
-			}
-		}
-		if forward {
-			if err := compatible(old.schema.avro, candidate); err != nil {
-				problems = append(problems, fmt.Sprintf("version %d cannot read data written with the new schema: %v", old.version, err))
-			}
-		}
+	for _, p := range compat.Check(level, candidate, vs) {
+		problems = append(problems, p.Error())
 	}
 	return problems
-}
-
-// compatible uses a fresh checker for every pair: avro.SchemaCompatibility
-// caches its verdicts by Parsing Canonical Form, which ignores defaults, so a
-// shared checker would reuse the verdict for a schema differing only there.
-func compatible(reader, writer avro.Schema) error {
-	return avro.NewSchemaCompatibility().Compatible(reader, writer)
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
 )
 
 // Keys and values of the schemas topic, in Confluent Schema Registry's own
@@ -91,7 +93,7 @@ type state struct {
 	byID        map[int]*schema
 	byCanonical map[string]*schema
 	subjects    map[string][]*version // ascending by version
-	global      string                // "" means defaultLevel
+	global      string                // "" means compat.Default
 	levels      map[string]string     // per subject
 	maxID       int
 }
@@ -277,7 +279,7 @@ func (st *state) findVersion(subject string, ref versionRef, withDeleted bool) (
 
 // level returns the compatibility level that applies to subject.
 func (st *state) level(subject string) string {
-	return cmp.Or(st.levels[subject], st.global, defaultLevel)
+	return cmp.Or(st.levels[subject], st.global, compat.Default)
 }
 
 // The methods below plan changes: they check a request against the state
@@ -365,7 +367,7 @@ func (v *version) deleteRecord(permanent bool) (record, error) {
 // setLevel plans setting the compatibility level of subject, or the global
 // one when subject is nil.
 func (st *state) setLevel(subject *string, level string) ([]record, error) {
-	if !validLevel(level) {
+	if !compat.ValidLevel(level) {
 		return nil, errInvalidLevel(level)
 	}
 	rec, err := newRecord(configKey(subject), configValue{CompatibilityLevel: level})
@@ -375,7 +377,7 @@ func (st *state) setLevel(subject *string, level string) ([]record, error) {
 // deleteLevel plans removing the level of subject, or resetting the global
 // one when subject is nil, and returns the level it had.
 func (st *state) deleteLevel(subject *string) (string, []record, error) {
-	old := cmp.Or(st.global, defaultLevel)
+	old := cmp.Or(st.global, compat.Default)
 	if subject != nil {
 		var ok bool
 		if old, ok = st.levels[*subject]; !ok {

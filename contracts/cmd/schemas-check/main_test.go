@@ -1,0 +1,256 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/riferrei/srclient"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+)
+
+// orderCreated is contracts' OrderCreated with the given fields, so that it
+// has the subject `make schemas` gives it.
+func orderCreated(fields ...string) string {
+	return `{"type": "record", "namespace": "kafkasaga.order", "name": "OrderCreated", "fields": [` + strings.Join(fields, ", ") + `]}`
+}
+
+const (
+	orderID         = `{"name": "orderId", "type": "string"}`
+	total           = `{"name": "orderTotal", "type": "long"}`
+	totalString     = `{"name": "orderTotal", "type": "string"}`
+	currency        = `{"name": "currency", "type": "string"}`
+	currencyDefault = `{"name": "currency", "type": "string", "default": "EUR"}`
+)
+
+var (
+	subject = serde.Subject(contracts.TopicOrderEvents, "kafkasaga.order.OrderCreated")
+	before  = orderCreated(orderID, total)
+)
+
+// changes are the changes of OrderCreated both modes check, from before.
+// An empty want means the change passes; otherwise the check fails with a
+// line that contains want.
+var changes = []struct {
+	name   string
+	level  string // the subject's level; empty: the registry's default
+	fields []string
+	want   string
+}{
+	{"a field removed without a default", "FULL", []string{orderID},
+		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: removed without a default; FULL forbids it: "},
+	// BACKWARD only asks the new schema to read old data, which it does by
+	// skipping the field: a removal breaks the readers of the old schema.
+	{"a field removed, under BACKWARD", "", []string{orderID}, ""},
+	{"a type changed", "", []string{orderID, totalString},
+		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: type changed from long to string; BACKWARD forbids it: the new schema cannot read data written with "},
+	{"a field added with a default", "FULL", []string{orderID, total, currencyDefault}, ""},
+	{"a field added without a default", "", []string{orderID, total, currency},
+		"field currency: added without a default; BACKWARD forbids it: "},
+}
+
+// check runs the command on dir and returns its output and error.
+func check(t *testing.T, o options) (string, error) {
+	t.Helper()
+	var out strings.Builder
+	err := run(o, &out)
+	t.Logf("output:\n%s", out.String())
+	return out.String(), err
+}
+
+// wantVerdict fails the test unless out and err say what want says.
+func wantVerdict(t *testing.T, out string, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("got %v, want the change to pass", err)
+	case want != "" && err == nil:
+		t.Errorf("the change passed, want it refused with %q", want)
+	case want != "" && !strings.Contains(out, want):
+		t.Errorf("got output %q, want a line with %q", out, want)
+	}
+}
+
+func TestGitMode(t *testing.T) {
+	for _, tc := range changes {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo := newRepo(t)
+			gitT(t, repo, "switch", "-q", "-c", "change")
+			writeSchema(t, repo, "OrderCreated.avsc", orderCreated(tc.fields...))
+			commit(t, repo, "change OrderCreated")
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas"), level: tc.level})
+			wantVerdict(t, out, err, tc.want)
+			mergeBase := gitT(t, repo, "rev-parse", "--short=7", "main")
+			if !strings.Contains(out, "main at the merge base "+mergeBase) {
+				t.Errorf("the output does not say it compared with main's %s", mergeBase)
+			}
+		})
+	}
+}
+
+// The previous version is the merge base's, not main's latest: main has
+// gone on to a version the branch's change is incompatible with.
+func TestGitModeComparesWithTheMergeBase(t *testing.T) {
+	repo := newRepo(t)
+	mergeBase := gitT(t, repo, "rev-parse", "--short=7", "main")
+	gitT(t, repo, "switch", "-q", "-c", "change")
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, total, currencyDefault))
+	commit(t, repo, "add currency")
+	gitT(t, repo, "switch", "-q", "main")
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, totalString))
+	commit(t, repo, "main goes on")
+	gitT(t, repo, "switch", "-q", "change")
+
+	out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+	if err != nil {
+		t.Fatalf("got %v, want the branch compared with the merge base %s, with which it is compatible", err, mergeBase)
+	}
+	if !strings.Contains(out, "merge base "+mergeBase) {
+		t.Errorf("the output does not name the merge base %s", mergeBase)
+	}
+}
+
+// On main, as in CI's clone, the previous version is HEAD's parent's,
+// whether main is a local branch or only origin/main.
+func TestGitModeOnMain(t *testing.T) {
+	repo := newRepo(t)
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, totalString))
+	commit(t, repo, "change the type of orderTotal")
+	parent := gitT(t, repo, "rev-parse", "--short=7", "HEAD^")
+	gitT(t, repo, "switch", "-q", "-c", "ci")
+
+	for _, c := range []struct{ name, clone, ref string }{
+		{"main", "main", "main"},
+		{"origin/main only", "ci", "origin/main"}, // a clone of another branch has no local main
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clone := filepath.Join(t.TempDir(), "clone")
+			gitT(t, "", "clone", "-q", "-b", c.clone, repo, clone)
+			out, err := check(t, options{dir: filepath.Join(clone, "schemas")})
+			wantVerdict(t, out, err, "field orderTotal: type changed from long to string")
+			if want := "HEAD's parent " + parent + " (HEAD is on " + c.ref + ")"; !strings.Contains(out, want) {
+				t.Errorf("the output does not say %q", want)
+			}
+		})
+	}
+}
+
+// Without history to compare with, or for a new schema, it says so and
+// passes.
+func TestGitModeWithNothingToCompareWith(t *testing.T) {
+	repo := newRepo(t)
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, totalString))
+	writeSchema(t, repo, "Brand.avsc", `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`)
+	commit(t, repo, "change the type of orderTotal, add Brand")
+
+	shallow := filepath.Join(t.TempDir(), "shallow")
+	gitT(t, "", "clone", "-q", "--depth", "1", "file://"+repo, shallow)
+	out, err := check(t, options{dir: filepath.Join(shallow, "schemas")})
+	if err != nil || !strings.Contains(out, "nothing to compare with: HEAD is on main, and HEAD has no parent here") {
+		t.Errorf("shallow clone: got %v, want a pass that says there was nothing to compare with", err)
+	}
+
+	gitT(t, repo, "reset", "-q", "--hard", "HEAD^")
+	gitT(t, repo, "switch", "-q", "-c", "brand")
+	writeSchema(t, repo, "Brand.avsc", `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`)
+	commit(t, repo, "add Brand")
+	out, err = check(t, options{dir: filepath.Join(repo, "schemas")})
+	if err != nil || !strings.Contains(out, "Brand.avsc: new; nothing to compare with") {
+		t.Errorf("new schema: got %v, want a pass that says Brand.avsc is new", err)
+	}
+}
+
+func TestRegistryMode(t *testing.T) {
+	for _, tc := range changes {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			stack := devstack.StartForTest(t)
+			client := srclient.NewSchemaRegistryClient(stack.RegistryURL())
+			if _, err := client.CreateSchema(subject, before, srclient.Avro); err != nil {
+				t.Fatalf("register the previous version: %v", err)
+			}
+			if tc.level != "" {
+				if _, err := client.ChangeSubjectCompatibilityLevel(subject, srclient.CompatibilityLevel(tc.level)); err != nil {
+					t.Fatalf("set the level of %s: %v", subject, err)
+				}
+			}
+			dir := t.TempDir()
+			after := orderCreated(tc.fields...)
+			if err := os.WriteFile(filepath.Join(dir, "OrderCreated.avsc"), []byte(after), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			out, err := check(t, options{dir: dir, registry: stack.RegistryURL()})
+			wantVerdict(t, out, err, tc.want)
+			if tc.want != "" && !strings.Contains(out, "version 1 of "+subject) {
+				t.Errorf("the output does not name version 1 of %s", subject)
+			}
+			// The registry's verdict is the same.
+			_, err = client.CreateSchema(subject, after, srclient.Avro)
+			if refused := err != nil; refused != (tc.want != "") {
+				t.Errorf("the registry refused it: %v (%v), schemas-check: %v", refused, err, tc.want != "")
+			}
+		})
+	}
+}
+
+// A subject the registry does not have yet is new: nothing to compare with.
+func TestRegistryModeWithANewSubject(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "OrderCreated.avsc"), []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := check(t, options{dir: dir, registry: stack.RegistryURL()})
+	if err != nil || !strings.Contains(out, "subject "+subject+" is new") {
+		t.Errorf("got %v, want a pass that says %s is new", err, subject)
+	}
+}
+
+// newRepo returns a git repository whose main branch has one commit, with
+// before in schemas/OrderCreated.avsc.
+func newRepo(t *testing.T) string {
+	t.Helper()
+	repo := t.TempDir()
+	gitT(t, repo, "init", "-q", "-b", "main")
+	writeSchema(t, repo, "OrderCreated.avsc", before)
+	commit(t, repo, "OrderCreated")
+	return repo
+}
+
+func writeSchema(t *testing.T, repo, name, text string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(repo, "schemas"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "schemas", name), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func commit(t *testing.T, repo, message string) {
+	t.Helper()
+	gitT(t, repo, "add", "-A")
+	gitT(t, repo, "commit", "-q", "-m", message)
+}
+
+// gitT runs git in dir, apart from the user's and the machine's git
+// configuration.
+func gitT(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@example.com", "GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,179 @@
+// Package compat decides whether an Avro schema may follow the earlier
+// versions of its subject under a Confluent compatibility level, with
+// hamba/avro's SchemaCompatibility. The embedded registry checks every
+// registration with it, and contracts/cmd/schemas-check checks the
+// contracts' schemas with it before they ship, so both give one verdict.
+package compat
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Compatibility levels, as Confluent names them.
+const (
+	None = "NONE"
+	// Default is the level of a subject when neither it nor the registry
+	// has one configured.
+	Default = "BACKWARD"
+
+	transitiveSuffix = "_TRANSITIVE"
+)
+
+// ValidLevel reports whether level is one of Confluent's levels.
+func ValidLevel(level string) bool {
+	switch level {
+	case "NONE", "BACKWARD", "FORWARD", "FULL", "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE":
+		return true
+	}
+	return false
+}
+
+// Parse parses one schema on its own. It uses a cache per parse: hamba's
+// default cache is process-wide, and with it a schema could use a named
+// type that only some other schema defines.
+func Parse(text string) (avro.Schema, error) {
+	return avro.ParseWithCache(text, "", &avro.SchemaCache{})
+}
+
+// Version is an earlier schema of a subject.
+type Version struct {
+	Number int
+	Schema avro.Schema
+}
+
+// Problem is one way a candidate schema breaks its level.
+type Problem struct {
+	Version int // the number of the earlier version it breaks with
+	// Backward: the new schema cannot read data written with the earlier
+	// version. Otherwise (forward) the earlier version cannot read data
+	// written with the new schema.
+	Backward bool
+	// Field is the field at fault, as a path from the record ("history[].at"),
+	// and Change what became of it ("added without a default"); both are
+	// empty when no one field is (a renamed record, a lost enum symbol).
+	Field, Change string
+	Err           error // the checker's verdict
+}
+
+func (p Problem) Error() string {
+	if p.Backward {
+		return fmt.Sprintf("the new schema cannot read data written with version %d: %v", p.Version, p.Err)
+	}
+	return fmt.Sprintf("version %d cannot read data written with the new schema: %v", p.Version, p.Err)
+}
+
+// Check checks candidate against previous (oldest first) under level and
+// returns every problem; none means compatible. BACKWARD: the candidate can
+// read what the previous schema wrote; FORWARD: the previous schema can read
+// what the candidate writes; FULL: both. Without _TRANSITIVE only the latest
+// previous schema counts.
+func Check(level string, candidate avro.Schema, previous []Version) []Problem {
+	if level == None || len(previous) == 0 {
+		return nil
+	}
+	if !strings.HasSuffix(level, transitiveSuffix) {
+		previous = previous[len(previous)-1:]
+	}
+	base := strings.TrimSuffix(level, transitiveSuffix)
+	backward := base == "BACKWARD" || base == "FULL"
+	forward := base == "FORWARD" || base == "FULL"
+	var problems []Problem
+	for _, old := range previous {
+		if backward {
+			if err := Compatible(candidate, old.Schema); err != nil {
+				field, change := locate(candidate, old.Schema, true, "")
+				problems = append(problems, Problem{Version: old.Number, Backward: true, Field: field, Change: change, Err: err})
+			}
+		}
+		if forward {
+			if err := Compatible(old.Schema, candidate); err != nil {
+				field, change := locate(old.Schema, candidate, false, "")
+				problems = append(problems, Problem{Version: old.Number, Field: field, Change: change, Err: err})
+			}
+		}
+	}
+	return problems
+}
+
+// Compatible reports why reader cannot read what writer wrote, or nil. It
+// uses a fresh checker for every pair: avro.SchemaCompatibility caches its
+// verdicts by Parsing Canonical Form, which ignores defaults, so a shared
+// checker would reuse the verdict for a schema differing only there.
+func Compatible(reader, writer avro.Schema) error {
+	return avro.NewSchemaCompatibility().Compatible(reader, writer)
+}
+
+// locate names the field that keeps reader from reading what writer wrote,
+// descending into records, arrays and maps, and says what became of it.
+// The verdict is Compatible's; this only points at its cause. readerIsNew
+// says which schema is the new one.
+func locate(reader, writer avro.Schema, readerIsNew bool, path string) (field, change string) {
+	switch r := reader.(type) {
+	case *avro.RecordSchema:
+		w, ok := writer.(*avro.RecordSchema)
+		if !ok || r.Name() != w.Name() && !slices.Contains(r.Aliases(), w.FullName()) {
+			return "", "" // the records themselves differ, as the checker says
+		}
+		for _, rf := range r.Fields() {
+			name := strings.TrimPrefix(path+"."+rf.Name(), ".")
+			wf := writerField(w, rf)
+			if wf == nil {
+				if rf.HasDefault() {
+					continue
+				}
+				if readerIsNew {
+					return name, "added without a default"
+				}
+				return name, "removed without a default"
+			}
+			if Compatible(rf.Type(), wf.Type()) == nil {
+				continue
+			}
+			if f, c := locate(rf.Type(), wf.Type(), readerIsNew, name); f != "" {
+				return f, c
+			}
+			before, after := wf.Type(), rf.Type()
+			if !readerIsNew {
+				before, after = after, before
+			}
+			return name, fmt.Sprintf("type changed from %s to %s", typeName(before), typeName(after))
+		}
+	case *avro.ArraySchema:
+		if w, ok := writer.(*avro.ArraySchema); ok {
+			return locate(r.Items(), w.Items(), readerIsNew, path+"[]")
+		}
+	case *avro.MapSchema:
+		if w, ok := writer.(*avro.MapSchema); ok {
+			return locate(r.Values(), w.Values(), readerIsNew, path+"{}")
+		}
+	}
+	return "", ""
+}
+
+// writerField is the field of w that hamba's checker reads f from: the
+// first of f's name or of one of f's aliases.
+func writerField(w *avro.RecordSchema, f *avro.Field) *avro.Field {
+	for _, wf := range w.Fields() {
+		if wf.Name() == f.Name() || slices.Contains(f.Aliases(), wf.Name()) {
+			return wf
+		}
+	}
+	return nil
+}
+
+func typeName(s avro.Schema) string {
+	switch s := s.(type) {
+	case avro.NamedSchema:
+		return s.FullName()
+	case *avro.PrimitiveSchema:
+		if l := s.Logical(); l != nil {
+			return fmt.Sprintf("%s (%s)", s.Type(), l.Type())
+		}
+		return string(s.Type())
+	}
+	return s.String()
+}

@@ -1,0 +1,83 @@
+package compat_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
+)
+
+func parse(t *testing.T, fields ...string) avro.Schema {
+	t.Helper()
+	s, err := compat.Parse(`{"type":"record","name":"Rec","namespace":"test","fields":[` + strings.Join(fields, ",") + `]}`)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return s
+}
+
+const (
+	id        = `{"name":"id","type":"string"}`
+	n         = `{"name":"n","type":"int"}`
+	nDefault  = `{"name":"n","type":"int","default":0}`
+	nString   = `{"name":"n","type":"string"}`
+	history   = `{"name":"history","type":{"type":"array","items":{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]}}}`
+	historyAt = `{"name":"history","type":{"type":"array","items":{"type":"record","name":"Step","fields":[{"name":"at","type":"string"}]}}}`
+)
+
+// Check gives the checker's verdict in each direction the level asks for
+// and names the field at fault.
+func TestCheck(t *testing.T) {
+	cases := []struct {
+		name     string
+		level    string
+		old, new []string
+		want     []string // "backward|forward field: change", in order
+	}{
+		{"added with a default", "FULL", []string{id}, []string{id, nDefault}, nil},
+		{"added without a default", "BACKWARD", []string{id}, []string{id, n}, []string{"backward n: added without a default"}},
+		{"added without a default, forward", "FORWARD", []string{id}, []string{id, n}, nil},
+		{"removed without a default", "BACKWARD", []string{id, n}, []string{id}, nil},
+		{"removed without a default, forward", "FORWARD", []string{id, n}, []string{id}, []string{"forward n: removed without a default"}},
+		{"removed with a default", "FULL", []string{id, nDefault}, []string{id}, nil},
+		{"type changed", "FULL", []string{id, n}, []string{id, nString},
+			[]string{"backward n: type changed from int to string", "forward n: type changed from int to string"}},
+		{"nested type changed", "BACKWARD", []string{history}, []string{historyAt},
+			[]string{"backward history[].at: type changed from long to string"}},
+		{"anything under NONE", "NONE", []string{id, n}, []string{nString}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			problems := compat.Check(tc.level, parse(t, tc.new...), []compat.Version{{Number: 1, Schema: parse(t, tc.old...)}})
+			var got []string
+			for _, p := range problems {
+				dir := "forward"
+				if p.Backward {
+					dir = "backward"
+				}
+				if p.Err == nil || p.Version != 1 {
+					t.Errorf("problem %+v: want the checker's error and version 1", p)
+				}
+				got = append(got, dir+" "+p.Field+": "+p.Change)
+			}
+			if strings.Join(got, "; ") != strings.Join(tc.want, "; ") {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Only the latest version counts unless the level is transitive.
+func TestCheckTransitive(t *testing.T) {
+	previous := []compat.Version{{Number: 1, Schema: parse(t, id)}, {Number: 2, Schema: parse(t, id, nDefault)}}
+	candidate := parse(t, id, n) // n lost its default: version 1 has nothing to fill it with
+	if p := compat.Check("BACKWARD", candidate, previous); len(p) != 0 {
+		t.Errorf("BACKWARD: got %v, want none", p)
+	}
+	p := compat.Check("BACKWARD_TRANSITIVE", candidate, previous)
+	if len(p) != 1 || p[0].Version != 1 || p[0].Field != "n" {
+		t.Errorf("BACKWARD_TRANSITIVE: got %+v, want one problem with version 1, field n", p)
+	}
+}
