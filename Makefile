@@ -42,7 +42,8 @@ contracts:
 schemas:
 	$(GO) run ./system/cmd/provision
 
-## compose-check: check docker-compose.yml and the Dockerfile against the services' configuration (no Docker needed)
+## compose-check: check docker-compose.yml and the Dockerfile against the services' configuration (no Docker needed),
+## and the docs' references (tests, paths, links, targets) against the repository
 compose-check:
 	$(GO) test -count=1 ./deploy/...
 
