@@ -292,7 +292,7 @@ func (r *repository) checkPath(doc, word string, relative, fenced bool) string {
 	for strings.HasPrefix(word, "./") {
 		word = word[2:]
 	}
-	if word == "" || strings.HasPrefix(word, "/") || strings.HasPrefix(word, "-") || strings.Trim(word, "*") == "" {
+	if word == "" || word == "." || strings.HasPrefix(word, "/") || strings.HasPrefix(word, "-") || strings.Trim(word, "*") == "" {
 		return ""
 	}
 	if dir {

@@ -129,7 +129,7 @@ func TestTheCheckerFindsEveryBrokenReference(t *testing.T) {
 		/* 9 */ "Images `apache/kafka:4.3.1`, `ghcr.io/kafbat/kafka-ui:v1`; outputs `bin/customer` and `.data/devstack`.",
 		/* 10 */ "```sh",
 		/* 11 */ "make test    # and make nothing, a comment",
-		/* 12 */ "go run ./system/cmd/bench && go test ./platform/... ./gone/... && curl localhost:8080/orders/$ID",
+		/* 12 */ "go run ./system/cmd/bench && go test ./... ./platform/... ./gone/... && curl localhost:8080/orders/$ID",
 		/* 13 */ "```",
 		/* 14 */ "A span across lines, `SAGAS=1",
 		/* 15 */ "make lint`, and Makefile, Dockerfile, txn.go, gone.yml, saga/gone_test.go, **messaging/txn.go**.",
