@@ -50,7 +50,8 @@ schemas:
 schemas-check:
 	$(GO) run ./contracts/cmd/schemas-check $${COMPATIBILITY:+-level $$COMPATIBILITY}
 
-## compose-check: check docker-compose.yml and the Dockerfile against the services' configuration (no Docker needed)
+## compose-check: check docker-compose.yml and the Dockerfile against the services' configuration (no Docker needed),
+## and the docs' references (tests, paths, links, targets) against the repository
 compose-check:
 	$(GO) test -count=1 ./deploy/...
 
