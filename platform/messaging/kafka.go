@@ -245,6 +245,11 @@ func (s SyncSender) Send(_ context.Context, msgs []*sarama.ProducerMessage) erro
 	return s.SendMessages(msgs)
 }
 
+// SendAcked is Send: it always waits for Kafka's acknowledgement.
+func (s SyncSender) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) error {
+	return s.SendMessages(msgs)
+}
+
 // EnsureTopics creates the topics that do not exist yet, with their partition
 // counts and cleanup policies, and waits until every partition of them has a
 // leader. Existing topics are left as they are.

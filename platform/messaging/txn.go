@@ -39,10 +39,13 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // (group commit). The commit waits for every record of its transaction; a
 // record Kafka refused fails it, which aborts the transaction.
 type TxnProducer struct {
-	client sarama.Client
-	logger *slog.Logger
-	kick   chan struct{}
-	broken atomic.Bool // a produce failed: the transaction must be aborted
+	client  sarama.Client
+	logger  *slog.Logger
+	kick    chan struct{}
+	broken  atomic.Bool // a produce failed: the transaction must be aborted
+	waiting sync.Map    // *sarama.ProducerMessage -> chan error, for SendAcked
+
+	duringCommit func() // tests' hook
 
 	commitMu sync.Mutex // held through a commit, an abort, Open and Close
 
@@ -51,6 +54,7 @@ type TxnProducer struct {
 	open       *sarama.ConsumerGroupMetadata
 	cur        *txn                       // the transaction new records belong to
 	committing bool                       // the transaction before cur is committing
+	closing    bool                       // the generation's last commit: writes are refused
 	queue      []*sarama.ProducerMessage  // cur's records, held until it begins
 	dirty      bool                       // records or offsets not committed yet
 	offsets    map[string]map[int32]int64 // next offset to consume, by topic and partition
@@ -93,7 +97,8 @@ func (t *TxnProducer) renew() error {
 		return fmt.Errorf("create transactional producer: %w", err)
 	}
 	go func() {
-		for range producer.Successes() {
+		for m := range producer.Successes() {
+			t.acked(m, nil)
 		}
 	}()
 	go func() {
@@ -101,6 +106,7 @@ func (t *TxnProducer) renew() error {
 			t.logger.Warn("produce in transaction", "topic", perr.Msg.Topic, "error", perr.Err)
 			t.broken.Store(true)
 			t.wake()
+			t.acked(perr.Msg, perr.Err)
 		}
 	}()
 	t.mu.Lock()
@@ -121,6 +127,41 @@ func (t *TxnProducer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) 
 	return t.send(msgs, !handling)
 }
 
+// SendAcked adds msgs to the open transaction and returns once Kafka has
+// acknowledged each of them (their Offset is set), before their commit:
+// a writer that must know where a record landed (store's Archive).
+func (t *TxnProducer) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) error {
+	waits := make([]chan error, len(msgs))
+	for i, m := range msgs {
+		waits[i] = make(chan error, 1)
+		t.waiting.Store(m, waits[i])
+	}
+	tx, err := t.add(msgs)
+	for _, w := range waits {
+		if err != nil {
+			break
+		}
+		select {
+		case err = <-w:
+		case <-tx.done: // aborted before it was sent, or committed, so acknowledged
+			if err = tx.err; err == nil {
+				err = <-w
+			}
+		}
+	}
+	for _, m := range msgs {
+		t.waiting.Delete(m)
+	}
+	return err
+}
+
+// acked reports a record's acknowledgement to its SendAcked.
+func (t *TxnProducer) acked(m *sarama.ProducerMessage, err error) {
+	if w, ok := t.waiting.LoadAndDelete(m); ok {
+		w.(chan error) <- err
+	}
+}
+
 // SendMessages adds msgs to the open transaction and returns once it is
 // committed.
 func (t *TxnProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
@@ -128,10 +169,21 @@ func (t *TxnProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
 }
 
 func (t *TxnProducer) send(msgs []*sarama.ProducerMessage, awaitCommit bool) error {
+	tx, err := t.add(msgs)
+	if err != nil || !awaitCommit {
+		return err
+	}
+	<-tx.done
+	return tx.err
+}
+
+// add hands msgs to the open transaction, or queues them for the next, and
+// returns the transaction they belong to.
+func (t *TxnProducer) add(msgs []*sarama.ProducerMessage) (*txn, error) {
 	t.mu.Lock()
-	if t.open == nil {
+	if t.open == nil || t.closing {
 		t.mu.Unlock()
-		return ErrRebalancing
+		return nil, ErrRebalancing
 	}
 	tx := t.cur
 	if t.committing {
@@ -144,11 +196,7 @@ func (t *TxnProducer) send(msgs []*sarama.ProducerMessage, awaitCommit bool) err
 	t.dirty = true
 	t.mu.Unlock()
 	t.wake()
-	if !awaitCommit {
-		return nil
-	}
-	<-tx.done
-	return tx.err
+	return tx, nil
 }
 
 // SendMessage sends one message; see SendMessages.
@@ -200,9 +248,12 @@ func (t *TxnProducer) Position(topic string, partition int32, next int64) {
 func (t *TxnProducer) Close() error {
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
+	t.mu.Lock()
+	t.closing = true // a write now would be carried into the next generation's first commit
+	t.mu.Unlock()
 	err := t.commit()
 	t.mu.Lock()
-	t.open = nil
+	t.open, t.closing = nil, false
 	t.mu.Unlock()
 	return err
 }
@@ -273,6 +324,9 @@ func (t *TxnProducer) commit() error {
 	t.cur, t.committing, t.dirty = newTxn(), true, false
 	producer := t.producer
 	t.mu.Unlock()
+	if t.duringCommit != nil {
+		t.duringCommit()
+	}
 
 	var err error
 	if broken {

@@ -129,7 +129,7 @@ func TestTxnProducerKeepsEachKeysOrderAcrossCommits(t *testing.T) {
 		wg.Go(func() {
 			for i := range writes {
 				msg := &sarama.ProducerMessage{Topic: out.Name, Key: sarama.StringEncoder(fmt.Sprint(k)), Value: sarama.StringEncoder(fmt.Sprint(i))}
-				if err := p.Send(handling, []*sarama.ProducerMessage{msg}); err != nil {
+				if err := p.SendAcked(handling, []*sarama.ProducerMessage{msg}); err != nil {
 					t.Errorf("key %d write %d: %v", k, i, err)
 					return
 				}
@@ -164,5 +164,102 @@ func TestTxnProducerKeepsEachKeysOrderAcrossCommits(t *testing.T) {
 			next[string(r.Key)]++
 			read++
 		}
+	}
+}
+
+// SendAcked returns once a record's offset is known, before its commit,
+// even for a handler, whose Send does not wait: the store's Archive writes
+// that offset into the pointer it leaves behind.
+func TestTxnProducerSendAckedKnowsWhereTheRecordLanded(t *testing.T) {
+	out := contracts.TopicSpec{Name: "acked.out", Partitions: 1}
+	cfg := startKafka(t, out)
+	p, _ := startTxnProducer(t, cfg, "acked-writer")
+	if err := p.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	handling := messaging.WithRecord(t.Context(), &sarama.ConsumerMessage{Topic: "in"})
+	offsets := map[string]int64{}
+	for i := range 50 {
+		filler := &sarama.ProducerMessage{Topic: out.Name, Value: sarama.StringEncoder("filler")}
+		msg := &sarama.ProducerMessage{Topic: out.Name, Value: sarama.StringEncoder(fmt.Sprint(i))}
+		if err := p.Send(handling, []*sarama.ProducerMessage{filler}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SendAcked(handling, []*sarama.ProducerMessage{msg}); err != nil {
+			t.Fatal(err)
+		}
+		offsets[fmt.Sprint(i)] = msg.Offset
+	}
+	if err := p.SendMessages(nil); err != nil {
+		t.Fatal(err)
+	}
+	reader := kgoClient(t, cfg, kgo.ConsumeTopics(out.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for len(offsets) > 0 {
+		fetches := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%d records not read back", len(offsets))
+		}
+		for _, r := range fetches.Records() {
+			want, ok := offsets[string(r.Value)]
+			if !ok {
+				continue
+			}
+			if r.Offset != want {
+				t.Errorf("record %s: SendAcked said offset %d, it is at %d", r.Value, want, r.Offset)
+			}
+			delete(offsets, string(r.Value))
+		}
+	}
+}
+
+// The last commit of a generation (Close) takes no write that arrives
+// while it runs: such a write would otherwise be carried into the next
+// generation's first commit, written for partitions that may have moved.
+// It is refused at once.
+func TestTxnProducerCloseRefusesWritesDuringItsCommit(t *testing.T) {
+	out := contracts.TopicSpec{Name: "close.out", Partitions: 1}
+	cfg := startKafka(t, out)
+	sc, err := messaging.SaramaConfig(cfg, "close-writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Producer.Transaction.ID = "close-writer"
+	client, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	p, err := messaging.NewTxnProducer(client, quiet()) // no Run: only Close commits
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.CloseProducer() })
+	if err := p.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	handling := messaging.WithRecord(t.Context(), &sarama.ConsumerMessage{Topic: "in"})
+	if err := p.Send(handling, []*sarama.ProducerMessage{{Topic: out.Name, Value: sarama.StringEncoder("before")}}); err != nil {
+		t.Fatal(err)
+	}
+	var during error
+	messaging.DuringCommit(p, func() {
+		res := make(chan error, 1)
+		go func() {
+			res <- p.SendMessages([]*sarama.ProducerMessage{{Topic: out.Name, Value: sarama.StringEncoder("during")}})
+		}()
+		select {
+		case during = <-res:
+		case <-time.After(5 * time.Second):
+			during = errors.New("still waiting: taken for a later commit")
+		}
+	})
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !errors.Is(during, messaging.ErrRebalancing) {
+		t.Errorf("a write during the generation's last commit: got %v, want ErrRebalancing", during)
 	}
 }

@@ -34,6 +34,9 @@ type Codec[T any] interface {
 // (messaging.TxnProducer), or a messaging.SyncSender.
 type Sender interface {
 	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
+	// SendAcked is Send that returns once Kafka has acknowledged every
+	// record, so that its Offset is known.
+	SendAcked(ctx context.Context, msgs []*sarama.ProducerMessage) error
 }
 
 // ErrNotOwned is the error of a read or write of a key whose partition this
@@ -300,7 +303,7 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 		// a crash between the two leaves an orphan in the archive, which
 		// its retention removes, and the change is made again.
 		archived := s.record(s.cfg.Archive.Topic, key, p, b)
-		if err := s.cfg.Producer.Send(ctx, []*sarama.ProducerMessage{archived}); err != nil {
+		if err := s.cfg.Producer.SendAcked(ctx, []*sarama.ProducerMessage{archived}); err != nil {
 			return fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
 		}
 		e = entry{partition: p, archivedAt: archived.Offset}
