@@ -28,20 +28,8 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	ps := startInstances(t, buildBinaries(t), 2, 2)
 	r := ps.r
 	plan, checkPlan := newPlan(t, r, 240)
-	parts := make([][]plannedOrder, 7) // before, one per killed instance, while paused, after
-	for i := range parts {
-		parts[i] = plan[i*len(plan)/len(parts) : (i+1)*len(plan)/len(parts)]
-	}
-
-	postOrders(t, r, parts[0])
-	awaitAnyEnded(t, r, parts[0])
-	for i, name := range []string{"order", "customer", "payment", "orchestrator"} {
-		second := ps.instances[name][1]
-		second.kill()
-		postOrders(t, r, parts[1+i])
-		second.start()
-		second.awaitReady(60 * time.Second)
-	}
+	parts := split(plan, 7) // before, one per killed instance, while paused, after
+	killInTurn(t, ps, 1, parts[:5])
 
 	zombie := ps.instances["customer"][1]
 	zombie.pause()
@@ -60,12 +48,58 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	postOrders(t, r, parts[6])
 
 	checkPlan(120 * time.Second)
+	checkAllRunning(t, ps)
+	checkEveryInstanceAnswers(t, ps, plan)
+}
+
+// TestThreeInstancesSurviveAKillEach runs three instances of every
+// process; under a stream of orders, the last instance of each process is
+// SIGKILLed and started again, in turn, so that its partitions move to two
+// owners and back. Every order ends as planned, the credit holds to the
+// cent.
+func TestThreeInstancesSurviveAKillEach(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs every binary; skipped with -short")
+	}
+	ps := startInstances(t, buildBinaries(t), 3, 3)
+	plan, checkPlan := newPlan(t, ps.r, 150)
+	killInTurn(t, ps, 2, split(plan, 5))
+	checkPlan(120 * time.Second)
+	checkAllRunning(t, ps)
+}
+
+// killInTurn posts parts[0], then, for each process in turn, SIGKILLs its
+// instance i, posts the next part while it is down, and starts it again.
+func killInTurn(t *testing.T, ps *procs, i int, parts [][]plannedOrder) {
+	t.Helper()
+	postOrders(t, ps.r, parts[0])
+	awaitAnyEnded(t, ps.r, parts[0])
+	for j, name := range []string{"order", "customer", "payment", "orchestrator"} {
+		p := ps.instances[name][i]
+		p.kill()
+		postOrders(t, ps.r, parts[1+j])
+		p.start()
+		p.awaitReady(60 * time.Second)
+	}
+}
+
+// split cuts plan into n parts of about the same size, in order.
+func split(plan []plannedOrder, n int) [][]plannedOrder {
+	parts := make([][]plannedOrder, n)
+	for i := range parts {
+		parts[i] = plan[i*len(plan)/n : (i+1)*len(plan)/n]
+	}
+	return parts
+}
+
+// checkAllRunning fails for every instance that exited by itself.
+func checkAllRunning(t *testing.T, ps *procs) {
+	t.Helper()
 	for _, p := range ps.all() {
 		if !p.running() {
 			t.Errorf("%s exited by itself: %s", p.name, p.cmd.ProcessState)
 		}
 	}
-	checkEveryInstanceAnswers(t, ps, plan)
 }
 
 // TestScaleOutRollAndScaleIn runs every process as one instance, scales
@@ -79,10 +113,7 @@ func TestScaleOutRollAndScaleIn(t *testing.T) {
 	}
 	ps := startInstances(t, buildBinaries(t), 4, 1)
 	plan, checkPlan := newPlan(t, ps.r, 160)
-	parts := make([][]plannedOrder, 4) // at 1, at 3, while rolling, at 1 again
-	for i := range parts {
-		parts[i] = plan[i*len(plan)/len(parts) : (i+1)*len(plan)/len(parts)]
-	}
+	parts := split(plan, 4) // at 1, at 3, while rolling, at 1 again
 	names := []string{"order", "customer", "payment", "orchestrator"}
 	each := func(i int, do func(p *proc)) {
 		for _, name := range names {
