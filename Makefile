@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 GO ?= go
 
-.PHONY: run test test-kafka bench lint vet contracts schemas schemas-check compose-check build clean
+.PHONY: run test test-kafka bench takeover lint vet contracts schemas schemas-check compose-check build clean
 
 ## run: the whole system in one process on the embedded broker and registry
 run:
@@ -28,6 +28,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/...
 	KAFKA_FETCH_MIN_BYTES=$${KAFKA_FETCH_MIN_BYTES:-4096} KAFKA_FETCH_MAX_WAIT=$${KAFKA_FETCH_MAX_WAIT:-2ms} \
 		$(GO) run ./system/cmd/bench
+
+## takeover: time from SIGKILL of an instance to its partitions answering on the other, and each instance's
+## memory, after SAGAS sagas (cumulative sizes, default 10000,100000,1000000) at SESSION_TIMEOUTS (default
+## 10s,2s); two instances of each process as OS processes (see system/cmd/takeover). Not part of make test
+takeover: build
+	$(GO) run ./system/cmd/takeover
 
 vet:
 	$(GO) vet work

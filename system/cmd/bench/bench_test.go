@@ -117,29 +117,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestPlanOrders(t *testing.T) {
-	rich, poor := []string{"r1", "r2"}, []string{"p1"}
-	plans := planOrders(1000, rich, poor, 500)
-	var counts [outcomes]int
-	for i, p := range plans {
-		counts[p.want]++
-		switch {
-		case p.want == approved && (p.total < 1 || p.total > 500 || !strings.HasPrefix(p.customerID, "r")):
-			t.Errorf("order %d approved: got %d for %s, want at most the payment limit for a rich customer", i, p.total, p.customerID)
-		case p.want == insufficientCredit && (p.customerID != "p1" || p.total <= poorCredit):
-			t.Errorf("order %d insufficient credit: got %d for %s, want more than %d for a poor customer", i, p.total, p.customerID, poorCredit)
-		case p.want == paymentDeclined && p.total != 501:
-			t.Errorf("order %d payment declined: got total %d, want the payment limit + 1", i, p.total)
-		}
-	}
-	if want := [outcomes]int{700, 100, 100, 100}; counts != want {
-		t.Errorf("outcomes: got %v, want %v", counts, want)
-	}
-	if again := planOrders(1000, rich, poor, 500); !reflect.DeepEqual(again, plans) {
-		t.Error("two plans of the same input differ, want the same")
-	}
-}
-
 func TestPercentile(t *testing.T) {
 	sorted := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	tests := []struct {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/system"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 func main() {
@@ -147,8 +148,8 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(progress, "bench: bound %.0f records/s, %.0f roundtrips/s; system ready, running %d sagas\n", b.recordsPerS, b.roundtripsPerS, cfg.Sagas)
-	a := newAPI(t, cfg.Concurrency)
-	defer a.close()
+	a := load.NewAPI(t.order, t.customer, cfg.Concurrency)
+	defer a.Close()
 	ph, err := runSagas(ctx, cfg, t, a, progress)
 	if err != nil {
 		return err
@@ -171,6 +172,9 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	}
 	return writeJSON(out, s)
 }
+
+// loop is how the sagas are posted.
+func (c Config) loop() load.Loop { return load.Loop{Concurrency: c.Concurrency, Rate: c.Rate} }
 
 // runSuffix names this run's scratch topics and groups, so runs on one
 // cluster never share them.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 // summary is the JSON object that ends the output, for scripts and CI to
@@ -111,10 +112,10 @@ func ceiling(written map[string]int64, roundtripsPerS, recordsPerS float64) floa
 
 // latencies returns, sorted, each saga's time from its order's POST (or,
 // in the open loop, from when it was due) to when its end was read.
-func latencies(runs []sagaRun) []time.Duration {
+func latencies(runs []load.SagaRun) []time.Duration {
 	lat := make([]time.Duration, len(runs))
 	for i, r := range runs {
-		lat[i] = r.end.seen.Sub(r.sent)
+		lat[i] = r.End.Seen.Sub(r.Sent)
 	}
 	slices.Sort(lat)
 	return lat
@@ -178,7 +179,7 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 	row("latency ms", fmt.Sprintf("p50 %.1f", s.P50Ms), fmt.Sprintf("p95 %.1f  p99 %.1f  max %.1f (POST sent -> saga end read from %s)", s.P95Ms, s.P99Ms, s.MaxMs, "createorder.sagas"))
 	var outcomes []string
 	for o, n := range v.outcomes {
-		outcomes = append(outcomes, fmt.Sprintf("%s %d", outcome(o), n))
+		outcomes = append(outcomes, fmt.Sprintf("%s %d", load.Outcome(o), n))
 	}
 	row("outcomes", len(ph.runs), strings.Join(outcomes, ", ")+" (warm-up included)")
 	row("re-sent commands", v.timeouts, "after a step timeout")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 // errWrongAnswer marks a run whose sagas did not all end as their input
@@ -17,57 +19,57 @@ const ordersSampled = 200
 
 // verification is what verify checked.
 type verification struct {
-	outcomes  [outcomes]int // sagas per outcome
-	sampled   int           // orders read back over HTTP
-	customers int           // customers whose credit was checked
-	timeouts  int           // commands re-sent because their reply was late
+	outcomes  [load.Outcomes]int // sagas per outcome
+	sampled   int                // orders read back over HTTP
+	customers int                // customers whose credit was checked
+	timeouts  int                // commands re-sent because their reply was late
 }
 
 // verify checks every saga's end against its plan, a sample of the orders
 // over HTTP, and the credit invariant of every customer:
 // availableCredit == creditLimit - sum(totals of its approved orders).
-func verify(ctx context.Context, a *api, ph *sagaPhase) (verification, error) {
+func verify(ctx context.Context, a *load.API, ph *sagaPhase) (verification, error) {
 	var v verification
 	var problems []string
 	for i, r := range ph.runs {
 		p := ph.plans[i]
-		v.outcomes[p.want]++
-		v.timeouts += r.end.timeouts
-		if r.end.state != p.want.sagaState() || r.end.reason != p.want.reason() {
+		v.outcomes[p.Want]++
+		v.timeouts += r.End.Timeouts
+		if r.End.State != p.Want.SagaState() || r.End.Reason != p.Want.Reason() {
 			problems = append(problems, fmt.Sprintf("saga %s (order %d, %s): got %s %q, want %s %q",
-				r.id, i, p.want, r.end.state, r.end.reason, p.want.sagaState(), p.want.reason()))
+				r.ID, i, p.Want, r.End.State, r.End.Reason, p.Want.SagaState(), p.Want.Reason()))
 		}
 	}
 
 	step := (len(ph.runs) + ordersSampled - 1) / ordersSampled
 	for i := 0; i < len(ph.runs); i += step {
-		p, id := ph.plans[i], ph.runs[i].id
-		o, err := a.order(ctx, id)
+		p, id := ph.plans[i], ph.runs[i].ID
+		o, err := a.Order(ctx, id)
 		if err != nil {
 			return v, err
 		}
-		want := orderView{OrderID: id, CustomerID: p.customerID, OrderTotal: p.total, State: p.want.orderState(), RejectionReason: p.want.reason()}
+		want := load.OrderView{OrderID: id, CustomerID: p.CustomerID, OrderTotal: p.Total, State: p.Want.OrderState(), RejectionReason: p.Want.Reason()}
 		if o != want {
-			problems = append(problems, fmt.Sprintf("GET /orders/%s (%s): got %+v, want %+v", id, p.want, o, want))
+			problems = append(problems, fmt.Sprintf("GET /orders/%s (%s): got %+v, want %+v", id, p.Want, o, want))
 		}
 		v.sampled++
 	}
 
 	approvedTotal := map[string]int64{}
 	for _, p := range ph.plans {
-		if p.want == approved {
-			approvedTotal[p.customerID] += p.total
+		if p.Want == load.Approved {
+			approvedTotal[p.CustomerID] += p.Total
 		}
 	}
 	limits := map[string]int64{}
 	for _, id := range ph.rich {
-		limits[id] = richCredit
+		limits[id] = load.RichCredit
 	}
 	for _, id := range ph.poor {
-		limits[id] = poorCredit
+		limits[id] = load.PoorCredit
 	}
 	for id, limit := range limits {
-		c, err := a.customer(ctx, id)
+		c, err := a.Customer(ctx, id)
 		if err != nil {
 			return v, err
 		}

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"context"
@@ -17,38 +17,41 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 )
 
-// sagaEnd is how a saga ended, as its last record on the saga topic says.
-type sagaEnd struct {
-	state, reason string
-	seen          time.Time // when the bench read the record
-	timeouts      int       // commands re-sent because their reply was late
+// SagaEnd is how a saga ended, as its last record on the saga topic says.
+type SagaEnd struct {
+	State, Reason string
+	Seen          time.Time // when the tracker read the record
+	Timeouts      int       // commands re-sent because their reply was late
 }
 
-// sagaRun is one saga of the run: when its order was posted and how it ended.
-type sagaRun struct {
-	id    string
-	sent  time.Time
-	end   sagaEnd
-	ended bool
+// SagaRun is one saga of the run: when its order was posted and how it ended.
+type SagaRun struct {
+	ID    string
+	Sent  time.Time
+	End   SagaEnd
+	Ended bool
 	done  chan struct{} // closed when it ended
 }
 
-// tracker pairs each posted order with the end of its saga. A saga may end
+// Tracker pairs each posted order with the end of its saga. A saga may end
 // before its POST has returned, so whichever comes second completes it.
-type tracker struct {
-	onEnd func() // called once per ended saga, for the progress bar
+type Tracker struct {
+	onEnd func() // called once per ended saga, for a progress bar
 
 	mu      sync.Mutex
-	runs    []sagaRun          // by order index
+	runs    []SagaRun          // by order index
 	index   map[string]int     // order index by saga id, once posted
-	early   map[string]sagaEnd // ended, not yet posted
+	early   map[string]SagaEnd // ended, not yet posted
 	ended   int
 	lastEnd time.Time
 }
 
-func newTracker(n int, onEnd func()) *tracker {
-	t := &tracker{onEnd: onEnd, runs: make([]sagaRun, n), index: make(map[string]int, n),
-		early: map[string]sagaEnd{}, lastEnd: time.Now()}
+func NewTracker(n int, onEnd func()) *Tracker {
+	if onEnd == nil {
+		onEnd = func() {}
+	}
+	t := &Tracker{onEnd: onEnd, runs: make([]SagaRun, n), index: make(map[string]int, n),
+		early: map[string]SagaEnd{}, lastEnd: time.Now()}
 	for i := range t.runs {
 		t.runs[i].done = make(chan struct{})
 	}
@@ -56,10 +59,10 @@ func newTracker(n int, onEnd func()) *tracker {
 }
 
 // posted records that order i, whose saga id is id, was sent at sent.
-func (t *tracker) posted(i int, id string, sent time.Time) {
+func (t *Tracker) Posted(i int, id string, sent time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.runs[i].id, t.runs[i].sent = id, sent
+	t.runs[i].ID, t.runs[i].Sent = id, sent
 	t.index[id] = i
 	if e, ok := t.early[id]; ok {
 		delete(t.early, id)
@@ -68,12 +71,12 @@ func (t *tracker) posted(i int, id string, sent time.Time) {
 }
 
 // sagaEnded records the end of saga id; only the first end counts.
-func (t *tracker) sagaEnded(id string, e sagaEnd) {
+func (t *Tracker) SagaEnded(id string, e SagaEnd) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i, ok := t.index[id]
 	switch {
-	case ok && !t.runs[i].ended:
+	case ok && !t.runs[i].Ended:
 		t.complete(i, e)
 	case !ok:
 		if _, seen := t.early[id]; !seen {
@@ -82,20 +85,20 @@ func (t *tracker) sagaEnded(id string, e sagaEnd) {
 	}
 }
 
-func (t *tracker) complete(i int, e sagaEnd) {
-	t.runs[i].end, t.runs[i].ended = e, true
+func (t *Tracker) complete(i int, e SagaEnd) {
+	t.runs[i].End, t.runs[i].Ended = e, true
 	close(t.runs[i].done)
 	t.ended++
-	t.lastEnd = e.seen
+	t.lastEnd = e.Seen
 	t.onEnd()
 }
 
 // endOf returns a channel closed when the saga of order i has ended.
-func (t *tracker) endOf(i int) <-chan struct{} { return t.runs[i].done }
+func (t *Tracker) EndOf(i int) <-chan struct{} { return t.runs[i].done }
 
 // wait returns once the sagas of the first n orders have ended, or with an
 // error once none has ended for stall.
-func (t *tracker) wait(ctx context.Context, n int, stall time.Duration) error {
+func (t *Tracker) Wait(ctx context.Context, n int, stall time.Duration) error {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for i := 0; i < n; {
@@ -117,16 +120,16 @@ func (t *tracker) wait(ctx context.Context, n int, stall time.Duration) error {
 }
 
 // results returns the runs; call it once wait has returned nil.
-func (t *tracker) results() []sagaRun {
+func (t *Tracker) Results() []SagaRun {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]sagaRun(nil), t.runs...)
+	return append([]SagaRun(nil), t.runs...)
 }
 
-// watchSagas reads the saga topic from the given offsets until ctx ends and
-// reports every saga that reached COMPLETED or REJECTED to t. It is how the
-// bench sees sagas end without asking the orchestrator.
-func watchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets, t *tracker) error {
+// WatchSagas reads the saga topic from the given offsets until ctx ends and
+// reports every saga that reached COMPLETED or REJECTED to t. It is how a
+// measurement sees sagas end without asking the orchestrator.
+func WatchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets, t *Tracker) error {
 	registry := srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
 	if kafka.RegistryUser != "" {
 		registry.SetCredentials(kafka.RegistryUser, kafka.RegistryPassword)
@@ -177,13 +180,13 @@ func watchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 			if v.State != saga.StateCompleted && v.State != saga.StateRejected {
 				return
 			}
-			e := sagaEnd{state: v.State, reason: v.FailureReason, seen: seen}
+			e := SagaEnd{State: v.State, Reason: v.FailureReason, Seen: seen}
 			for _, h := range v.History {
 				if h.Event == saga.EventTimeout {
-					e.timeouts++
+					e.Timeouts++
 				}
 			}
-			t.sagaEnded(v.SagaID, e)
+			t.SagaEnded(v.SagaID, e)
 		})
 		if decodeErr != nil {
 			return decodeErr

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"bytes"
@@ -7,18 +7,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
 
-// api calls the system's HTTP endpoints with a client that keeps a
-// connection per concurrent caller open, so the bench measures the system
-// and not TCP handshakes. It sends each request of a service to its
+// API calls the system's HTTP endpoints with a client that keeps a
+// connection per concurrent caller open, so a measurement measures the
+// system and not TCP handshakes. It sends each request of a service to its
 // instances in turn, as a load balancer would: a request for a key another
 // instance owns is forwarded there.
-type api struct {
+type API struct {
 	client            *http.Client
-	t                 *target
+	order, customer   []string      // base URLs of the instances
 	orders, customers atomic.Uint64 // requests sent, to pick the next instance
 }
 
@@ -27,19 +28,21 @@ func pick(bases []string, sent *atomic.Uint64) string {
 	return bases[(sent.Add(1)-1)%uint64(len(bases))]
 }
 
-func newAPI(t *target, conns int) *api {
+// NewAPI returns a client of the order and customer instances at the given
+// base URLs, keeping up to conns connections to each open.
+func NewAPI(order, customer []string, conns int) *API {
 	transport := &http.Transport{
 		Proxy:               nil, // loopback only
 		MaxIdleConns:        2 * conns,
 		MaxIdleConnsPerHost: 2 * conns,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &api{client: &http.Client{Transport: transport, Timeout: 30 * time.Second}, t: t}
+	return &API{client: &http.Client{Transport: transport, Timeout: 30 * time.Second}, order: order, customer: customer}
 }
 
-func (a *api) close() { a.client.CloseIdleConnections() }
+func (a *API) Close() { a.client.CloseIdleConnections() }
 
-type orderView struct {
+type OrderView struct {
 	OrderID         string `json:"orderId"`
 	CustomerID      string `json:"customerId"`
 	OrderTotal      int64  `json:"orderTotal"`
@@ -47,22 +50,41 @@ type orderView struct {
 	RejectionReason string `json:"rejectionReason"`
 }
 
-type customerView struct {
+type CustomerView struct {
 	CustomerID      string `json:"customerId"`
 	CreditLimit     int64  `json:"creditLimit"`
 	AvailableCredit int64  `json:"availableCredit"`
 }
 
-func (a *api) createCustomer(ctx context.Context, name string, creditLimit int64) (string, error) {
+func (a *API) CreateCustomer(ctx context.Context, name string, creditLimit int64) (string, error) {
 	var out struct {
 		CustomerID string `json:"customerId"`
 	}
-	err := a.do(ctx, http.MethodPost, pick(a.t.customer, &a.customers)+"/customers", map[string]any{"name": name, "creditLimit": creditLimit}, http.StatusCreated, &out)
+	err := a.do(ctx, http.MethodPost, pick(a.customer, &a.customers)+"/customers", map[string]any{"name": name, "creditLimit": creditLimit}, http.StatusCreated, &out)
 	return out.CustomerID, err
 }
 
-// createOrder posts an order and returns its id, which is its saga's id.
-func (a *api) createOrder(ctx context.Context, customerID string, total int64) (string, error) {
+// CreateCustomers creates the workload's rich and poor customers.
+func (a *API) CreateCustomers(ctx context.Context) (rich, poor []string, err error) {
+	for i := range RichCustomers {
+		id, err := a.CreateCustomer(ctx, "rich-"+strconv.Itoa(i), RichCredit)
+		if err != nil {
+			return nil, nil, err
+		}
+		rich = append(rich, id)
+	}
+	for i := range PoorCustomers {
+		id, err := a.CreateCustomer(ctx, "poor-"+strconv.Itoa(i), PoorCredit)
+		if err != nil {
+			return nil, nil, err
+		}
+		poor = append(poor, id)
+	}
+	return rich, poor, nil
+}
+
+// CreateOrder posts an order and returns its id, which is its saga's id.
+func (a *API) CreateOrder(ctx context.Context, customerID string, total int64) (string, error) {
 	var out struct {
 		OrderID string `json:"orderId"`
 		State   string `json:"state"`
@@ -71,7 +93,7 @@ func (a *api) createOrder(ctx context.Context, customerID string, total int64) (
 		CustomerID string `json:"customerId"`
 		OrderTotal int64  `json:"orderTotal"`
 	}{customerID, total}
-	if err := a.do(ctx, http.MethodPost, pick(a.t.order, &a.orders)+"/orders", body, http.StatusCreated, &out); err != nil {
+	if err := a.do(ctx, http.MethodPost, pick(a.order, &a.orders)+"/orders", body, http.StatusCreated, &out); err != nil {
 		return "", err
 	}
 	if out.OrderID == "" || out.State != "PENDING" {
@@ -80,22 +102,22 @@ func (a *api) createOrder(ctx context.Context, customerID string, total int64) (
 	return out.OrderID, nil
 }
 
-func (a *api) order(ctx context.Context, id string) (orderView, error) {
-	var o orderView
-	err := a.do(ctx, http.MethodGet, pick(a.t.order, &a.orders)+"/orders/"+id, nil, http.StatusOK, &o)
+func (a *API) Order(ctx context.Context, id string) (OrderView, error) {
+	var o OrderView
+	err := a.do(ctx, http.MethodGet, pick(a.order, &a.orders)+"/orders/"+id, nil, http.StatusOK, &o)
 	return o, err
 }
 
-func (a *api) customer(ctx context.Context, id string) (customerView, error) {
-	var c customerView
-	err := a.do(ctx, http.MethodGet, pick(a.t.customer, &a.customers)+"/customers/"+id, nil, http.StatusOK, &c)
+func (a *API) Customer(ctx context.Context, id string) (CustomerView, error) {
+	var c CustomerView
+	err := a.do(ctx, http.MethodGet, pick(a.customer, &a.customers)+"/customers/"+id, nil, http.StatusOK, &c)
 	return c, err
 }
 
 // do sends in as JSON (none if nil) and decodes the answer into out,
 // failing unless the status is want. It reads every answer to its end, so
 // the connection is reused.
-func (a *api) do(ctx context.Context, method, url string, in any, want int, out any) error {
+func (a *API) do(ctx context.Context, method, url string, in any, want int, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
