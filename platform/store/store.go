@@ -397,9 +397,14 @@ func (s *Store[T]) Restore(ctx context.Context) error {
 }
 
 // Assign restores the given partitions (all of them if nil) from the
-// changelog, up to its last stable offset, and owns them from then on. A
-// tombstone (nil value) deletes a key. Partitions the store owns already
-// are read again.
+// changelog, up to their end, and owns them from then on. A tombstone (nil
+// value) deletes a key. Partitions the store owns already are read again.
+//
+// The end is the high watermark, not the last stable offset: a transaction
+// left open by a dead writer holds the last stable offset back, and what
+// later writers committed after it would be missed. Reading committed
+// records up to the end waits until every transaction in the way is
+// committed or aborted.
 func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	opts := append(slices.Clone(s.cfg.Kgo), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	client, err := kgo.NewClient(opts...)
@@ -408,7 +413,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	}
 	defer client.Close()
 	admin := kadm.NewClient(client)
-	ends, err := admin.ListCommittedOffsets(ctx, s.cfg.Topic) // the last stable offsets
+	ends, err := admin.ListEndOffsets(ctx, s.cfg.Topic)
 	if err == nil {
 		err = ends.Error()
 	}

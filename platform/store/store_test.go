@@ -661,3 +661,35 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 		}
 	}
 }
+
+// A writer that died in a transaction holds the last stable offset back
+// until its transaction is aborted; a restore that stopped there would miss
+// what later writers committed after it. The restore reads to the end, so
+// it waits for the abort (here the broker's, after the dead writer's one
+// second timeout) and has the later record.
+func TestRestoreWaitsForATransactionLeftOpen(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 1)
+	later := c.restored(t) // owns the partition before the transaction begins
+	dead, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...), kgo.TransactionalID("dead-writer"),
+		kgo.TransactionTimeout(time.Second), kgo.DefaultProduceTopic(c.topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	if err := dead.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.ProduceSync(t.Context(), &kgo.Record{Key: []byte("never"), Value: []byte("aborted")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	update(t, later, "customer-1", set(customer("customer-1", 100)))
+
+	r := c.restored(t)
+	if got, ok, err := r.Get("customer-1"); err != nil || !ok || got.CreditLimit != 100 {
+		t.Errorf("customer-1 after a restore: got %+v %v %v, want the record committed after the open transaction", got, ok, err)
+	}
+	if _, ok, _ := r.Get("never"); ok {
+		t.Error("the aborted record was restored")
+	}
+}
