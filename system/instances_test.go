@@ -68,6 +68,37 @@ func TestThreeInstancesSurviveAKillEach(t *testing.T) {
 	checkAllRunning(t, ps)
 }
 
+// TestADeadInstanceLeavesItsGroupAtOnce runs instances whose session
+// timeout is five minutes, so that only their peers can make a dead one
+// leave its group in time: a SIGKILLed instance, whose port then refuses
+// connections, is evicted by the others; an instance restarted in place of
+// the only one, by itself. Both go on serving every order.
+func TestADeadInstanceLeavesItsGroupAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs every binary; skipped with -short")
+	}
+	ps := startInstances(t, buildBinaries(t), 2, 2, "KAFKA_SESSION_TIMEOUT=5m")
+	plan, checkPlan := newPlan(t, ps.r, 60)
+	parts := split(plan, 3)
+	names := []string{"order", "customer", "payment", "orchestrator"}
+	postOrders(t, ps.r, parts[0])
+	for _, name := range names {
+		ps.instances[name][1].kill()
+	}
+	for _, name := range names {
+		awaitMembers(t, ps.brokers, name, 1) // within a minute: not by the session timeout
+	}
+	postOrders(t, ps.r, parts[1])
+	for _, name := range names {
+		only := ps.instances[name][0]
+		only.kill()
+		only.start()
+		only.awaitReady(60 * time.Second) // its dead predecessor would hold every partition for five
+	}
+	postOrders(t, ps.r, parts[2])
+	checkPlan(120 * time.Second)
+}
+
 // killInTurn posts parts[0], then, for each process in turn, SIGKILLs its
 // instance i, posts the next part while it is down, and starts it again.
 func killInTurn(t *testing.T, ps *procs, i int, parts [][]plannedOrder) {

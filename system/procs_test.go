@@ -197,8 +197,8 @@ func startProcs(t *testing.T, bin string) *procs { return startInstances(t, bin,
 
 // startInstances is startProcs with n instances of every process but
 // devstack, each advertising its own HTTP address, of which the first
-// started are started.
-func startInstances(t *testing.T, bin string, n, started int) *procs {
+// started are started; extra environment (NAME=value) overrides theirs.
+func startInstances(t *testing.T, bin string, n, started int, extra ...string) *procs {
 	t.Helper()
 	names := []string{"order", "customer", "payment", "orchestrator"}
 	addrs := freeAddrs(t, 2+len(names)*n)
@@ -232,6 +232,7 @@ func startInstances(t *testing.T, bin string, n, started int) *procs {
 			"KAFKA_BROKERS=" + brokers, "SCHEMA_REGISTRY_URL=" + registryURL, "HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr,
 			fmt.Sprintf("PAYMENT_LIMIT=%d", paymentLimit), "STEP_TIMEOUT=2s", "KAFKA_SESSION_TIMEOUT=" + sessionTimeout.String(), "LOG_LEVEL=warn",
 		}
+		env = append(env, extra...) // the last of a name counts
 		return newProc(t, instance, filepath.Join(bin, name), env, func() error {
 			resp, err := client.Get("http://" + addr + "/readyz")
 			if err != nil {

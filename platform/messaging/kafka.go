@@ -54,7 +54,9 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	c.Consumer.Offsets.AutoCommit.Enable = false
 	c.Consumer.Group.Session.Timeout = cmp.Or(cfg.SessionTimeout, 10*time.Second)
-	c.Consumer.Group.Heartbeat.Interval = c.Consumer.Group.Session.Timeout / 5
+	// A member learns of a rebalance from a heartbeat's answer: frequent
+	// ones hand a dead instance's partitions over sooner.
+	c.Consumer.Group.Heartbeat.Interval = min(c.Consumer.Group.Session.Timeout/5, 300*time.Millisecond)
 	// Range gives every member the same partition numbers of every topic
 	// it reads (all have one count): the co-partitioning that lets an
 	// instance own a key's command, state and replies together.

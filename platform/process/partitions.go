@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -291,7 +292,7 @@ func (p *Process) describeOwners(ctx context.Context) (map[int32]string, error) 
 		}
 		for _, ps := range assignment.Topics {
 			for _, part := range ps {
-				owners[part] = string(meta.UserData)
+				owners[part], _, _ = strings.Cut(string(meta.UserData), "#")
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -126,7 +127,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	// One transactional id per instance, the same after a restart: the
 	// restarted instance aborts what its predecessor left open at once,
 	// instead of its readers waiting for the transaction to time out.
-	p.sarama.Producer.Transaction.ID = cfg.Name + "@" + p.advertised
+	p.sarama.Producer.Transaction.ID = transactionalID(cfg.Name, p.advertised)
 	// How long a crashed instance's open transaction holds up the readers
 	// of its partitions before the broker aborts it; commits follow writes
 	// within milliseconds, so no live transaction comes near it.
@@ -135,7 +136,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	// tries for about a minute): the transaction is aborted and the state
 	// restored once Kafka is back, and a process stopping meanwhile stops.
 	p.sarama.Producer.Transaction.Retry.Max = 10
-	p.sarama.Consumer.Group.Member.UserData = []byte(p.advertised)
+	p.sarama.Consumer.Group.Member.UserData = []byte(p.advertised + "#" + uuid.NewString())
 	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err
 	}
@@ -280,6 +281,11 @@ func (p *Process) Run(ctx context.Context) error {
 	if err := p.checkCoPartitioned(topics); err != nil {
 		return fmt.Errorf("%s: %w", p.cfg.Name, err)
 	}
+	if len(p.topics) > 0 {
+		// Before joining: a restarted instance's predecessor still holds
+		// its partitions, and only a stable group shows who it is.
+		p.evictDead(map[string]int{})
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.HTTP.Run(ctx) })
 	if len(p.topics) == 0 {
@@ -295,6 +301,9 @@ func (p *Process) Run(ctx context.Context) error {
 			return nil
 		}
 	})
+	if len(p.topics) > 0 {
+		g.Go(func() error { return p.watchPeers(ctx) })
+	}
 	g.Go(func() error {
 		return p.txn.Run(ctx, func(err error) {
 			p.partitions.distrust(err)

@@ -1,0 +1,159 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// watchPeers takes dead instances out of the process's consumer group at
+// once, instead of leaving their partitions unserved until their session
+// times out (KAFKA_SESSION_TIMEOUT, seconds). Each member advertises its
+// HTTP address and a start id of its own (Member.UserData). An instance is
+// certainly dead when its address refuses connections twice in a row (the
+// port is closed: the process is gone), or when it advertises this
+// instance's address under another start id (it is this instance's
+// predecessor, restarted in its place, as a supervisor does). Anything less
+// certain, such as a timeout, is left to the session timeout: evicting a
+// live member would only cost a rebalance, since the generation fences
+// what it writes afterwards, but it is not done on a guess.
+func (p *Process) watchPeers(ctx context.Context) error {
+	tick := time.NewTicker(peerCheckEvery)
+	defer tick.Stop()
+	refused := map[string]int{} // by member id: refusals in a row
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			p.evictDead(refused)
+		}
+	}
+}
+
+// evictDead looks at the group's members once and evicts the dead ones;
+// refused counts, by member id, the refusals in a row seen so far.
+func (p *Process) evictDead(refused map[string]int) {
+	members, err := p.describeMembers()
+	if err != nil {
+		return // the coordinator is busy or away: next time
+	}
+	me := string(p.sarama.Consumer.Group.Member.UserData)
+	for id, data := range members {
+		if data == me {
+			continue
+		}
+		addr, _, _ := strings.Cut(data, "#")
+		dead := addr == p.advertised
+		if !dead && refuses(addr) {
+			refused[id]++
+			dead = refused[id] >= 2
+		} else {
+			delete(refused, id)
+		}
+		if dead {
+			p.evict(id, addr)
+			delete(refused, id)
+		}
+	}
+}
+
+// peerCheckEvery is how often an instance looks for dead peers; with two
+// refusals in a row, a dead instance leaves the group within about twice
+// that.
+const peerCheckEvery = 250 * time.Millisecond
+
+// refuses reports whether nothing listens at addr.
+func refuses(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, peerCheckEvery)
+	if err != nil {
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	conn.Close()
+	return false
+}
+
+// describeMembers returns the group's members by id, with what each
+// advertises: its HTTP address and start id. Kafka shows what members
+// advertise only while the group is stable.
+func (p *Process) describeMembers() (map[string]string, error) {
+	admin, err := sarama.NewClusterAdminFromClient(p.client)
+	if err != nil {
+		return nil, err
+	}
+	// Not closed: it would close the process's client.
+	groups, err := admin.DescribeConsumerGroups([]string{p.cfg.Name})
+	if err != nil || len(groups) != 1 {
+		return nil, err
+	}
+	members := map[string]string{}
+	for id, m := range groups[0].Members {
+		if meta, err := m.GetMemberMetadata(); err == nil && meta != nil {
+			members[id] = string(meta.UserData)
+		}
+	}
+	return members, nil
+}
+
+// evict removes a member from the group, as its own LeaveGroup would: the
+// coordinator rebalances the group without it.
+func (p *Process) evict(id, addr string) {
+	coordinator, err := p.client.Coordinator(p.cfg.Name)
+	if err != nil {
+		p.Logger.Warn("evict a dead instance: no coordinator", "member", id, "error", err)
+		return
+	}
+	resp, err := coordinator.LeaveGroup(&sarama.LeaveGroupRequest{Version: 3, GroupId: p.cfg.Name,
+		Members: []sarama.MemberIdentity{{MemberId: id}}})
+	if err == nil && resp.Err != sarama.ErrNoError {
+		err = resp.Err
+	}
+	if err == nil && len(resp.Members) == 1 && resp.Members[0].Err != sarama.ErrNoError {
+		err = resp.Members[0].Err
+	}
+	if err != nil {
+		p.Logger.Warn("evict a dead instance", "member", id, "advertised", addr, "error", err)
+		return
+	}
+	p.partitions.owners.invalidate()
+	p.Logger.Info("evicted a dead instance from the group", "member", id, "advertised", addr)
+	p.fence(transactionalID(p.cfg.Name, addr))
+}
+
+// fence aborts the transaction a dead instance left open, as its restart
+// would, by taking its transactional id: until then its partitions' last
+// stable offset stays where the transaction began, and their new owner's
+// restore, which reads up to their end, waits for the broker to time the
+// transaction out.
+func (p *Process) fence(txnID string) {
+	for attempt := 0; attempt < 20; attempt++ {
+		coordinator, err := p.client.TransactionCoordinator(txnID)
+		if err != nil {
+			p.Logger.Warn("fence a dead instance's transactions: no coordinator", "transactional_id", txnID, "error", err)
+			return
+		}
+		resp, err := coordinator.InitProducerID(&sarama.InitProducerIDRequest{Version: 4, TransactionalID: &txnID,
+			TransactionTimeout: p.sarama.Producer.Transaction.Timeout, ProducerID: -1, ProducerEpoch: -1})
+		if err == nil && resp.Err == sarama.ErrConcurrentTransactions {
+			time.Sleep(50 * time.Millisecond) // the broker is aborting it: ask again
+			continue
+		}
+		if err == nil && resp.Err != sarama.ErrNoError {
+			err = resp.Err
+		}
+		if err != nil {
+			p.Logger.Warn("fence a dead instance's transactions", "transactional_id", txnID, "error", err)
+		}
+		return
+	}
+}
+
+// transactionalID is the transactional id of a process's instance: the
+// same after a restart at the same address, so the restart aborts what its
+// predecessor left open.
+func transactionalID(name, advertised string) string { return name + "@" + advertised }
