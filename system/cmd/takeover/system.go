@@ -174,7 +174,7 @@ func (s *system) describe(ctx context.Context, group string) (kadm.DescribedGrou
 func owned(g kadm.DescribedGroup, addr string) []int32 {
 	for _, m := range g.Members {
 		meta, ok := m.Join.AsConsumer()
-		if !ok || string(meta.UserData) != addr {
+		if !ok || advertised(meta.UserData) != addr {
 			continue
 		}
 		a, ok := m.Assigned.AsConsumer()
@@ -186,10 +186,17 @@ func owned(g kadm.DescribedGroup, addr string) []int32 {
 	return nil
 }
 
+// advertised is the HTTP address in a member's user data, which is the
+// address, '#' and the instance's start id.
+func advertised(userData []byte) string {
+	addr, _, _ := strings.Cut(string(userData), "#")
+	return addr
+}
+
 // hasMember says whether an instance advertising addr is in the group.
 func hasMember(g kadm.DescribedGroup, addr string) bool {
 	for _, m := range g.Members {
-		if meta, ok := m.Join.AsConsumer(); ok && string(meta.UserData) == addr {
+		if meta, ok := m.Join.AsConsumer(); ok && advertised(meta.UserData) == addr {
 			return true
 		}
 	}
