@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Topic names. Commands go to one topic per participant, keyed by the
@@ -80,8 +82,8 @@ func Topics() []TopicSpec {
 		state(TopicCustomerState, &CustomerRecord{}),
 		state(TopicCustomerReservations, &ReservationRecord{}),
 		state(TopicPaymentState, &PaymentRecord{}),
-		state(TopicCreateOrderSagas, &SagaInstance{}, &CreateOrderSagaData{}),
-		archive(TopicCreateOrderSagasEnded, &SagaInstance{}),
+		state(TopicCreateOrderSagas, &saga.SagaInstance{}, &CreateOrderSagaData{}),
+		archive(TopicCreateOrderSagasEnded, &saga.SagaInstance{}),
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

@@ -5,7 +5,7 @@ package createorder
 
 import (
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Data is the saga's own data; the saga id is the order id.

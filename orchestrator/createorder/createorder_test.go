@@ -7,8 +7,8 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga/sagatest"
+	"github.com/kafkasaga/kafkasaga/saga"
+	"github.com/kafkasaga/kafkasaga/saga/sagatest"
 )
 
 const (
@@ -128,10 +128,10 @@ func TestCreateOrderSaga(t *testing.T) {
 				if got := cmd.Topic; got != want.topic {
 					t.Errorf("command %d topic: got %q, want %q", i, got, want.topic)
 				}
-				if got := cmd.Msg.Metadata.Get(contracts.HeaderPartitionKey); got != want.key {
+				if got := cmd.Key; got != want.key {
 					t.Errorf("command %d key: got %q, want %q", i, got, want.key)
 				}
-				if got := cmd.Msg.Metadata.Get(contracts.HeaderStep); got != want.step {
+				if got := cmd.Msg.Metadata.Get(saga.HeaderStep); got != want.step {
 					t.Errorf("command %d step: got %q, want %q", i, got, want.step)
 				}
 				if got := h.Body(cmd); !reflect.DeepEqual(got, want.command) {
@@ -183,10 +183,10 @@ func TestApproveOrderIsRetriedUntilAnswered(t *testing.T) {
 		h.Engine.ResendOverdue(t.Context())
 	}
 	cmd := h.Last()
-	if got, want := cmd.Msg.Metadata.Get(contracts.HeaderStep), "approve_order"; got != want {
+	if got, want := cmd.Msg.Metadata.Get(saga.HeaderStep), "approve_order"; got != want {
 		t.Fatalf("last command step: got %q, want %q", got, want)
 	}
-	if got, want := cmd.Msg.Metadata.Get(contracts.HeaderAttempt), "11"; got != want {
+	if got, want := cmd.Msg.Metadata.Get(saga.HeaderAttempt), "11"; got != want {
 		t.Errorf("last command attempt: got %s, want %s", got, want)
 	}
 	if err := h.Reply(cmd, &contracts.OrderApproved{OrderID: orderID}); err != nil {

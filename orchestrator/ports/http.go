@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // sagaView is the JSON of GET /sagas/{id}.

@@ -9,8 +9,8 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // OrderCreated starts a Create Order saga for every OrderCreated event on
@@ -30,7 +30,7 @@ func OrderCreated(s *serde.Serde, engine *saga.Engine[createorder.Data]) message
 				messaging.ErrPoison, event.OrderID, event.CustomerID, event.OrderTotal)
 		}
 		data := createorder.Data{OrderID: event.OrderID, CustomerID: event.CustomerID, OrderTotal: event.OrderTotal}
-		return engine.Start(msg.Context(), event.OrderID, data, msg.Metadata.Get(contracts.HeaderTraceparent))
+		return engine.Start(msg.Context(), event.OrderID, data, msg.Metadata.Get(saga.HeaderTraceparent))
 	}
 }
 

@@ -11,11 +11,11 @@ import (
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Config is the orchestrator's configuration, read from the environment by main.
@@ -45,15 +45,14 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err := messaging.SetRetention(cfg.Kafka, contracts.TopicCreateOrderSagasEnded, cfg.SagaRetention); err != nil {
 			return err
 		}
-		instances, err := process.NewStore(p, contracts.TopicCreateOrderSagas, func(c *store.Config[contracts.SagaInstance]) {
-			c.Archive = &store.Archive[contracts.SagaInstance]{Topic: contracts.TopicCreateOrderSagasEnded, Ended: saga.Ended}
+		instances, err := process.NewStore(p, contracts.TopicCreateOrderSagas, func(c *store.Config[saga.SagaInstance]) {
+			c.Archive = &store.Archive[saga.SagaInstance]{Topic: contracts.TopicCreateOrderSagasEnded, Ended: saga.Ended}
 		})
 		if err != nil {
 			return err
 		}
 		engine, err := saga.NewEngine(createorder.Definition(), saga.EngineConfig{
 			Instances:   adapters.NewInstances(instances),
-			Publisher:   p.Publisher,
 			Codec:       p.Serde,
 			DataTopic:   contracts.TopicCreateOrderSagas,
 			StepTimeout: cfg.StepTimeout,

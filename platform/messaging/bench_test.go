@@ -12,6 +12,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // discardPublisher drops what it is given, so the benchmark measures the
@@ -47,10 +48,10 @@ func BenchmarkCommandsHandler(b *testing.B) {
 	}
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	for h, v := range map[string]string{
-		contracts.HeaderSagaID: "o1", contracts.HeaderSagaType: contracts.SagaTypeCreateOrder,
-		contracts.HeaderStep: "reserve_credit", contracts.HeaderCommandID: "o1:reserve_credit:invoke",
-		contracts.HeaderAttempt: "1", contracts.HeaderReplyTo: contracts.TopicCreateOrderReplies,
-		contracts.HeaderTraceparent: messaging.NewTraceparent(), contracts.HeaderPartitionKey: "c1",
+		saga.HeaderSagaID: "o1", saga.HeaderSagaType: contracts.SagaTypeCreateOrder,
+		saga.HeaderStep: "reserve_credit", saga.HeaderCommandID: "o1:reserve_credit:invoke",
+		saga.HeaderAttempt: "1", saga.HeaderReplyTo: contracts.TopicCreateOrderReplies,
+		saga.HeaderTraceparent: messaging.NewTraceparent(), contracts.HeaderPartitionKey: "c1",
 	} {
 		msg.Metadata.Set(h, v)
 	}

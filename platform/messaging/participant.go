@@ -7,11 +7,11 @@ import (
 	"reflect"
 	"slices"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Commands is the message port of a saga participant: it decodes each
@@ -61,15 +61,15 @@ func (c *Commands) Handler(msg *message.Message) error {
 	if !ok {
 		return fmt.Errorf("%w: no handler for %T", ErrPoison, cmd)
 	}
-	replyTo := msg.Metadata.Get(contracts.HeaderReplyTo)
-	for _, h := range []string{contracts.HeaderReplyTo, contracts.HeaderSagaID, contracts.HeaderCommandID} {
+	replyTo := msg.Metadata.Get(saga.HeaderReplyTo)
+	for _, h := range []string{saga.HeaderReplyTo, saga.HeaderSagaID, saga.HeaderCommandID} {
 		if msg.Metadata.Get(h) == "" {
 			return fmt.Errorf("%w: %T has no %s header", ErrPoison, cmd, h)
 		}
 	}
 	body, err := handle(msg.Context(), cmd)
 	if err != nil {
-		err = fmt.Errorf("handle %T of saga %s: %w", cmd, msg.Metadata.Get(contracts.HeaderSagaID), err)
+		err = fmt.Errorf("handle %T of saga %s: %w", cmd, msg.Metadata.Get(saga.HeaderSagaID), err)
 		if slices.ContainsFunc(c.poison, func(p error) bool { return errors.Is(err, p) }) {
 			err = fmt.Errorf("%w: %w", ErrPoison, err)
 		}
@@ -99,19 +99,7 @@ func (c *Commands) reply(cmd *message.Message, topic string, body serde.Record) 
 	if err != nil {
 		return nil, fmt.Errorf("encode reply %T: %w", body, err)
 	}
-	return NewReply(cmd, payload), nil
-}
-
-// NewReply returns the reply to cmd carrying payload: the command's saga
-// headers copied, so the orchestrator can match it to the command it waits
-// for, and keyed by saga id, so one saga's replies stay in order.
-func NewReply(cmd *message.Message, payload []byte) *message.Message {
-	reply := message.NewMessage(watermill.NewUUID(), payload)
-	reply.SetContext(cmd.Context()) // written on behalf of cmd, in its transaction
-	for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
-		contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
-		reply.Metadata.Set(h, cmd.Metadata.Get(h))
-	}
-	reply.Metadata.Set(contracts.HeaderPartitionKey, cmd.Metadata.Get(contracts.HeaderSagaID))
-	return reply
+	reply := saga.NewReply(cmd, payload)
+	reply.Metadata.Set(contracts.HeaderPartitionKey, cmd.Metadata.Get(saga.HeaderSagaID)) // one saga's replies in order
+	return reply, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 const handlerName = "customer.commands"
@@ -100,13 +101,13 @@ func startParticipant(t *testing.T) *participant {
 // sagaHeaders are the headers an orchestrator sends a command with.
 func sagaHeaders(sagaID, key string) map[string]string {
 	return map[string]string{
-		contracts.HeaderSagaID:       sagaID,
-		contracts.HeaderSagaType:     contracts.SagaTypeCreateOrder,
-		contracts.HeaderStep:         "reserve_credit",
-		contracts.HeaderCommandID:    sagaID + ":reserve_credit",
-		contracts.HeaderAttempt:      "2",
-		contracts.HeaderReplyTo:      contracts.TopicCreateOrderReplies,
-		contracts.HeaderTraceparent:  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		saga.HeaderSagaID:            sagaID,
+		saga.HeaderSagaType:          contracts.SagaTypeCreateOrder,
+		saga.HeaderStep:              "reserve_credit",
+		saga.HeaderCommandID:         sagaID + ":reserve_credit",
+		saga.HeaderAttempt:           "2",
+		saga.HeaderReplyTo:           contracts.TopicCreateOrderReplies,
+		saga.HeaderTraceparent:       "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		contracts.HeaderPartitionKey: key,
 	}
 }
@@ -144,7 +145,7 @@ func (p *participant) reply(t *testing.T, sagaID string) (*kgo.Record, serde.Rec
 	var found *kgo.Record
 	readUntil(t, p.kafka, contracts.TopicCreateOrderReplies, func(records []*kgo.Record) bool {
 		for _, r := range records {
-			if header(r, contracts.HeaderSagaID) == sagaID {
+			if header(r, saga.HeaderSagaID) == sagaID {
 				found = r
 			}
 		}
@@ -189,14 +190,14 @@ func TestCommands(t *testing.T) {
 		if string(r.Key) != "saga-1" {
 			t.Errorf("reply key: got %q, want the saga id saga-1", r.Key)
 		}
-		for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
-			contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
+		for _, h := range []string{saga.HeaderSagaID, saga.HeaderSagaType, saga.HeaderStep,
+			saga.HeaderCommandID, saga.HeaderAttempt, saga.HeaderTraceparent} {
 			if got := header(r, h); got != headers[h] {
 				t.Errorf("reply header %s: got %q, want %q", h, got, headers[h])
 			}
 		}
-		if got := header(r, contracts.HeaderReplyTo); got != "" {
-			t.Errorf("reply header %s: got %q, want none", contracts.HeaderReplyTo, got)
+		if got := header(r, saga.HeaderReplyTo); got != "" {
+			t.Errorf("reply header %s: got %q, want none", saga.HeaderReplyTo, got)
 		}
 	})
 
@@ -210,7 +211,7 @@ func TestCommands(t *testing.T) {
 			record  *kgo.Record
 			wantErr string
 		}{
-			{"missing header", p.command(t, key, without(headers, contracts.HeaderReplyTo), reserve), "has no reply_to header"},
+			{"missing header", p.command(t, key, without(headers, saga.HeaderReplyTo), reserve), "has no reply_to header"},
 			{"no handler for the type", p.command(t, key, headers, &contracts.ReleaseCredit{CustomerID: key, OrderID: "o2"}), "no handler for *contracts.ReleaseCredit"},
 			{"garbage bytes", raw(key, nil, []byte("definitely not avro")), "magic byte is 100"},
 			{"unknown schema id", raw(key, headers, unknownID), "schema id 12345 is not in the registry"},
@@ -279,7 +280,7 @@ func TestCommands(t *testing.T) {
 			t.Errorf("handler calls: got %d, want 3 (two failures, one success)", got)
 		}
 		for _, r := range readAll(t, p.kafka, contracts.TopicDeadLetter) {
-			if header(r, contracts.HeaderSagaID) == "saga-flaky" {
+			if header(r, saga.HeaderSagaID) == "saga-flaky" {
 				t.Errorf("the retried command was dead-lettered:%s", describe([]*kgo.Record{r}))
 			}
 		}

@@ -6,7 +6,7 @@
 //
 // The engine is generic over the saga's data D; *D must be an Avro record
 // (a generated contracts type), because the data is stored, encoded, inside
-// each contracts.SagaInstance.
+// each SagaInstance.
 package saga
 
 import (
