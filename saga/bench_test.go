@@ -27,7 +27,7 @@ func benchEngine(b *testing.B) (*saga.Engine[data], *lastPublisher, *sagatest.Co
 	pub, codec := &lastPublisher{}, sagatest.NewCodec()
 	e, err := saga.NewEngine(testDef(), saga.EngineConfig{
 		Instances: sagatest.NewInstances(pub), Codec: codec,
-		DataTopic: sagatest.DataTopic, Clock: sagatest.NewClock().Now,
+		Clock: sagatest.NewClock().Now,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatalf("new engine: %v", err)

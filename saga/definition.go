@@ -91,10 +91,11 @@ type Step[D any] struct {
 	CompensateReplies Replies
 }
 
-// Definition is a saga type: its steps, in order.
+// Definition is a saga type: its topics and its steps, in order.
 type Definition[D any] struct {
 	Type       string // e.g. contracts.SagaTypeCreateOrder
 	ReplyTopic string // where participants reply; the engine consumes it
+	StateTopic string // where the instances are kept; it names the subject of the data's schema
 	Steps      []Step[D]
 }
 
@@ -106,6 +107,9 @@ func (def Definition[D]) validate() error {
 	}
 	if def.ReplyTopic == "" {
 		errs = append(errs, errors.New("reply topic is empty"))
+	}
+	if def.StateTopic == "" {
+		errs = append(errs, errors.New("state topic is empty"))
 	}
 	if len(def.Steps) == 0 {
 		errs = append(errs, errors.New("no steps"))

@@ -88,7 +88,6 @@ type Instances interface {
 type EngineConfig struct {
 	Instances Instances // saves each transition and sends its command
 	Codec     Codec
-	DataTopic string // names the subject of the saga data's schema; use the saga's state topic
 
 	Clock       func() time.Time // default time.Now
 	StepTimeout time.Duration    // how long the first send of a command waits for its reply; default 10s
@@ -121,9 +120,6 @@ func (c EngineConfig) Validate() error {
 	}
 	if c.Codec == nil {
 		errs = append(errs, errors.New("Codec is nil"))
-	}
-	if c.DataTopic == "" {
-		errs = append(errs, errors.New("DataTopic is empty"))
 	}
 	if c.StepTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("StepTimeout is %s, want > 0", c.StepTimeout))
@@ -238,7 +234,7 @@ func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparen
 		if exists {
 			return "", errStale
 		}
-		encoded, err := e.cfg.Codec.Encode(e.cfg.DataTopic, any(&data).(Record))
+		encoded, err := e.cfg.Codec.Encode(e.def.StateTopic, any(&data).(Record))
 		if err != nil {
 			return "", fmt.Errorf("encode saga data: %w", err)
 		}

@@ -25,6 +25,7 @@ func testDef() saga.Definition[data] {
 	return saga.Definition[data]{
 		Type:       "Test",
 		ReplyTopic: "test.replies",
+		StateTopic: "test.sagas",
 		Steps: []saga.Step[data]{
 			{
 				Name: "open",
@@ -76,6 +77,7 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 	}{
 		{"no type", func(d *saga.Definition[data]) { d.Type = "" }, "saga type is empty"},
 		{"no reply topic", func(d *saga.Definition[data]) { d.ReplyTopic = "" }, "reply topic is empty"},
+		{"no state topic", func(d *saga.Definition[data]) { d.StateTopic = "" }, "state topic is empty"},
 		{"no steps", func(d *saga.Definition[data]) { d.Steps = nil }, "no steps"},
 		{"unnamed step", func(d *saga.Definition[data]) { d.Steps[1].Name = "" }, "name is empty"},
 		{"step name with colon", func(d *saga.Definition[data]) { d.Steps[1].Name = "a:b" }, "contains ':'"},
@@ -110,7 +112,7 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 
 func validConfig() saga.EngineConfig {
 	pub := &sagatest.Publisher{}
-	return saga.EngineConfig{Instances: sagatest.NewInstances(pub), Codec: sagatest.NewCodec(), DataTopic: "test.sagas"}
+	return saga.EngineConfig{Instances: sagatest.NewInstances(pub), Codec: sagatest.NewCodec()}
 }
 
 func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
@@ -118,7 +120,7 @@ func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("got no error, want one")
 	}
-	for _, want := range []string{"Instances is nil", "Codec is nil", "DataTopic is empty", "MaxAttempts is -1"} {
+	for _, want := range []string{"Instances is nil", "Codec is nil", "MaxAttempts is -1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
 		}
@@ -126,7 +128,7 @@ func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
 }
 
 func TestNewEngineRejectsDataThatIsNotARecord(t *testing.T) {
-	def := saga.Definition[struct{}]{Type: "T", ReplyTopic: "r", Steps: []saga.Step[struct{}]{{Name: "only"}}}
+	def := saga.Definition[struct{}]{Type: "T", ReplyTopic: "r", StateTopic: "s", Steps: []saga.Step[struct{}]{{Name: "only"}}}
 	if _, err := saga.NewEngine(def, validConfig(), nil); err == nil {
 		t.Error("got no error for data struct{}, want one")
 	}
@@ -176,8 +178,8 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 	if got, err := h.Engine.Data(v); err != nil || *got != sagaData {
 		t.Errorf("data: got %+v (%v), want %+v", got, err, sagaData)
 	}
-	if got := h.Codec.Topics()[0]; got != sagatest.DataTopic {
-		t.Errorf("data encoded for topic %q, want %q", got, sagatest.DataTopic)
+	if got := h.Codec.Topics()[0]; got != "test.sagas" {
+		t.Errorf("data encoded for topic %q, want the state topic %q", got, "test.sagas")
 	}
 }
 

@@ -4,6 +4,8 @@
 package createorder
 
 import (
+	"fmt"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
@@ -16,6 +18,7 @@ func Definition() saga.Definition[Data] {
 	return saga.Definition[Data]{
 		Type:       contracts.SagaTypeCreateOrder,
 		ReplyTopic: contracts.TopicCreateOrderReplies,
+		StateTopic: contracts.TopicCreateOrderSagas,
 		Steps: []saga.Step[Data]{
 			{
 				Name:              "create_order", // the order exists already, as PENDING
@@ -50,6 +53,16 @@ func Definition() saga.Definition[Data] {
 			},
 		},
 	}
+}
+
+// Start starts a Create Order saga for a created order; the saga id is the
+// order id. An error means the event can never start one.
+func Start(e *contracts.OrderCreated) (sagaID string, d Data, err error) {
+	if e.OrderID == "" || e.CustomerID == "" || e.OrderTotal <= 0 {
+		return "", Data{}, fmt.Errorf("order %q of customer %q for %d: an order needs both ids and a positive total",
+			e.OrderID, e.CustomerID, e.OrderTotal)
+	}
+	return e.OrderID, Data{OrderID: e.OrderID, CustomerID: e.CustomerID, OrderTotal: e.OrderTotal}, nil
 }
 
 func rejectOrder(d *Data, reason string) saga.Command {

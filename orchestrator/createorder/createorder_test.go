@@ -196,3 +196,15 @@ func TestApproveOrderIsRetriedUntilAnswered(t *testing.T) {
 		t.Errorf("got state %s, want %s", v.State, saga.StateCompleted)
 	}
 }
+
+func TestStartNeedsBothIDsAndAPositiveTotal(t *testing.T) {
+	id, d, err := createorder.Start(&contracts.OrderCreated{OrderID: orderID, CustomerID: customerID, OrderTotal: total})
+	if want := (createorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total}); err != nil || id != orderID || d != want {
+		t.Errorf("got %q %+v %v, want %q %+v", id, d, err, orderID, want)
+	}
+	for _, e := range []contracts.OrderCreated{{CustomerID: customerID, OrderTotal: total}, {OrderID: orderID, OrderTotal: total}, {OrderID: orderID, CustomerID: customerID}} {
+		if _, _, err := createorder.Start(&e); err == nil {
+			t.Errorf("start from %+v: got no error, want one", e)
+		}
+	}
+}

@@ -11,9 +11,6 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
-// DataTopic is the topic the harness encodes saga data for.
-const DataTopic = "test.sagas"
-
 // Harness runs a saga definition on the fakes, so a test can start a saga,
 // answer its commands one by one and look at what the engine did.
 type Harness[D any] struct {
@@ -34,7 +31,7 @@ func NewHarness[D any](t testing.TB, def saga.Definition[D], cfg saga.EngineConf
 	h := &Harness[D]{t: t, Instances: NewInstances(pub), Codec: NewCodec(), Publisher: pub,
 		Clock: NewClock(), Metrics: prometheus.NewRegistry()}
 	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
-	cfg.DataTopic, cfg.Metrics = DataTopic, h.Metrics
+	cfg.Metrics = h.Metrics
 	engine, err := saga.NewEngine(def, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("new engine: %v", err)
