@@ -1,12 +1,15 @@
-// Package saga is a small orchestration engine: a saga type is a Definition,
-// a list of steps, each with the command it sends, the replies it accepts and
-// the command that undoes it. The Engine runs instances of a definition:
-// forward step by step while replies succeed, and on a failure back through
-// the completed steps' compensations in reverse order.
+// Package saga is the saga protocol, knowing no particular saga. Each command
+// is an Interaction, declared once with its topic, key and replies. On the
+// orchestrator's side, a saga type is a Definition, a list of steps, each
+// with the command it sends, the replies it accepts and the command that
+// undoes it; the Engine runs its instances: forward step by step while
+// replies succeed, and on a failure back through the completed steps'
+// compensations in reverse order. On a participant's side, a Participant
+// hands each command to its typed handler and sends the reply back.
 //
 // The engine is generic over the saga's data D; *D must be an Avro record
-// (a generated contracts type), because the data is stored, encoded, inside
-// each SagaInstance.
+// (a generated type), because the data is stored, encoded, inside each
+// SagaInstance.
 package saga
 
 import (
@@ -17,17 +20,30 @@ import (
 	"github.com/hamba/avro/v2"
 )
 
-// Record is a value that has an Avro schema: the generated contracts types
-// (as pointers) are records. It is an alias, so a codec written against an
+// Record is a value that has an Avro schema: the generated types (as
+// pointers) are records. It is an alias, so a codec written against an
 // identical alias elsewhere satisfies Codec.
 type Record = interface{ Schema() avro.Schema }
 
-// Command is a message the saga sends to a participant.
-type Command struct {
-	Topic string // the participant's command topic
-	Key   string // the aggregate the participant serializes on
-	Body  Record
+// Call is a command a step sends: its interaction, and how to build it from
+// the saga's data. The zero Call sends nothing.
+type Call[D any] struct {
+	declared declaration
+	build    func(d *D, reason string) Record
 }
+
+// Invoke is a step's command of interaction i, built from the saga's data.
+func Invoke[D any, C, R Record](i Interaction[C, R], build func(d *D) C) Call[D] {
+	return Call[D]{declared: i.declared(), build: func(d *D, _ string) Record { return build(d) }}
+}
+
+// Compensate is a step's undo command of interaction i, built from the
+// saga's data and its failure reason.
+func Compensate[D any, C, R Record](i Interaction[C, R], build func(d *D, reason string) C) Call[D] {
+	return Call[D]{declared: i.declared(), build: func(d *D, reason string) Record { return build(d, reason) }}
+}
+
+func (c Call[D]) sends() bool { return c.build != nil }
 
 // Outcome is what a reply means for its step: Success, or a failure whose
 // reason the saga records and hands to the compensations.
@@ -66,8 +82,9 @@ func (rs Replies) find(name string) (Outcome, bool) {
 	return "", false
 }
 
-// Step is one step of a saga. Invoke and Compensate are pure functions of the
-// saga's data: the engine calls them again whenever it (re)sends a command.
+// Step is one step of a saga. Invoke and Compensate build their commands as
+// pure functions of the saga's data: the engine builds them again whenever
+// it (re)sends a command.
 //
 // A step that times out MaxAttempts times fails the saga, and is compensated
 // itself too, since whether it took effect is unknown. Steps after the last
@@ -77,17 +94,17 @@ func (rs Replies) find(name string) (Outcome, bool) {
 type Step[D any] struct {
 	Name string // unique within the saga, used in command ids, headers and logs
 
-	Invoke  func(d *D) Command // nil: the step has nothing to do going forward
-	Replies Replies            // what each reply to Invoke's command means
+	Invoke  Call[D] // the zero Call: the step has nothing to do going forward
+	Replies Replies // what each reply to Invoke's command means: the ones its interaction declares
 
-	// Compensate undoes the step; nil: nothing to undo. reason is the
-	// saga's failure reason. Compensations cannot fail: they are re-sent until
-	// one of CompensateReplies arrives, all of which must be Success. The
-	// one exception is the compensation of a step that never answered: after
-	// MaxAttempts the saga stops waiting for it, since it is queued behind
-	// the step's own command. So Compensate must send to the same topic, with
-	// the same key, as Invoke.
-	Compensate        func(d *D, reason string) Command
+	// Compensate undoes the step; the zero Call: nothing to undo. Its reason
+	// is the saga's failure reason. Compensations cannot fail: they are
+	// re-sent until one of CompensateReplies arrives, all of which must be
+	// Success. The one exception is the compensation of a step that never
+	// answered: after MaxAttempts the saga stops waiting for it, since it is
+	// queued behind the step's own command. So Compensate must send to the
+	// same topic, with the same key, as Invoke.
+	Compensate        Call[D]
 	CompensateReplies Replies
 }
 
@@ -126,11 +143,10 @@ func (def Definition[D]) validate() error {
 			errs = append(errs, fmt.Errorf("%s: name is used twice", at))
 		}
 		seen[s.Name] = true
-		errs = append(errs, validateReplies(at+" Replies", s.Invoke != nil, s.Replies, false))
-		errs = append(errs, validateReplies(at+" CompensateReplies", s.Compensate != nil, s.CompensateReplies, true))
-		if s.Invoke != nil && s.Compensate != nil {
-			var d D // commands are pure functions of the data: zero data shows their topics
-			if in, out := s.Invoke(&d).Topic, s.Compensate(&d, "").Topic; in != out {
+		errs = append(errs, validateReplies(at+" Replies", s.Invoke, s.Replies, false))
+		errs = append(errs, validateReplies(at+" CompensateReplies", s.Compensate, s.CompensateReplies, true))
+		if s.Invoke.sends() && s.Compensate.sends() {
+			if in, out := s.Invoke.declared.topic, s.Compensate.declared.topic; in != out {
 				errs = append(errs, fmt.Errorf("%s: invokes on %s but compensates on %s: the undo must queue behind the do, on one topic", at, in, out))
 			}
 		}
@@ -138,17 +154,37 @@ func (def Definition[D]) validate() error {
 	return errors.Join(errs...)
 }
 
-func validateReplies(at string, hasCommand bool, rs Replies, compensation bool) error {
-	if !hasCommand {
+// validateReplies checks what a step makes of the replies to its command c:
+// exactly those c's interaction declares, at least one a success.
+func validateReplies[D any](at string, c Call[D], rs Replies, compensation bool) error {
+	if !c.sends() {
 		if len(rs) > 0 {
 			return fmt.Errorf("%s: given without a command", at)
 		}
 		return nil
 	}
+	d := c.declared
+	if err := d.check(); err != nil {
+		return fmt.Errorf("%s: %w", at, err)
+	}
 	if len(rs) == 0 {
 		return fmt.Errorf("%s: missing: the command could never be answered", at)
 	}
 	var errs []error
+	declared := map[string]bool{}
+	for _, r := range d.replies {
+		declared[recordName(r.Schema(), true)] = true
+	}
+	for _, r := range rs {
+		if !declared[r.name] {
+			errs = append(errs, fmt.Errorf("%s: %s is not a reply interaction %s declares", at, r.name, d.name))
+		}
+	}
+	for name := range declared {
+		if _, ok := rs.find(name); !ok {
+			errs = append(errs, fmt.Errorf("%s: %s, a reply interaction %s declares, is missing: it would be dead-lettered", at, name, d.name))
+		}
+	}
 	seen := map[string]bool{}
 	succeeds := false
 	for _, r := range rs {

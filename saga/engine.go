@@ -493,7 +493,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 // with none left the saga has completed.
 func (e *Engine[D]) forward(v *SagaInstance, i int, now time.Time) {
 	for ; i < len(e.def.Steps); i++ {
-		if e.def.Steps[i].Invoke != nil {
+		if e.def.Steps[i].Invoke.sends() {
 			e.pend(v, StateRunning, i, now)
 			return
 		}
@@ -505,7 +505,7 @@ func (e *Engine[D]) forward(v *SagaInstance, i int, now time.Time) {
 // left the saga is rejected.
 func (e *Engine[D]) backward(v *SagaInstance, i int, now time.Time) {
 	for ; i >= 0; i-- {
-		if e.def.Steps[i].Compensate != nil {
+		if e.def.Steps[i].Compensate.sends() {
 			e.pend(v, StateCompensating, i, now)
 			return
 		}
@@ -552,13 +552,12 @@ func (e *Engine[D]) command(v SagaInstance) (*Outgoing, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cmd Command
+	call := step.Invoke
 	if v.State == StateCompensating {
-		cmd = step.Compensate(d, v.FailureReason)
-	} else {
-		cmd = step.Invoke(d)
+		call = step.Compensate
 	}
-	payload, err := e.cfg.Codec.Encode(cmd.Topic, cmd.Body)
+	cmd, declared := call.build(d, v.FailureReason), call.declared
+	payload, err := e.cfg.Codec.Encode(declared.topic, cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %s: %w", v.PendingCommandID, err)
 	}
@@ -572,5 +571,5 @@ func (e *Engine[D]) command(v SagaInstance) (*Outgoing, error) {
 	if v.Traceparent != "" {
 		msg.Metadata.Set(HeaderTraceparent, v.Traceparent)
 	}
-	return &Outgoing{Topic: cmd.Topic, Key: cmd.Key, Msg: msg}, nil
+	return &Outgoing{Topic: declared.topic, Key: declared.key(cmd), Msg: msg}, nil
 }

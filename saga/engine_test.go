@@ -28,36 +28,42 @@ func testDef() saga.Definition[data] {
 		StateTopic: "test.sagas",
 		Steps: []saga.Step[data]{
 			{
-				Name: "open",
-				Compensate: func(d *data, reason string) saga.Command {
-					return saga.Command{Topic: "order", Key: d.OrderID, Body: &RejectOrder{OrderID: d.OrderID, Reason: reason}}
-				},
+				Name:              "open",
+				Compensate:        saga.Compensate(RejectOrderInteraction, rejectOrder),
 				CompensateReplies: saga.Replies{saga.On[OrderRejected](saga.Success)},
 			},
 			{
-				Name: "reserve",
-				Invoke: func(d *data) saga.Command {
-					return saga.Command{Topic: "customer", Key: d.CustomerID, Body: &ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}}
-				},
+				Name:   "reserve",
+				Invoke: saga.Invoke(ReserveCreditInteraction, reserveCredit),
 				Replies: saga.Replies{
 					saga.On[CreditReserved](saga.Success),
 					saga.On[CreditLimitExceeded](saga.Failure("NO_CREDIT")),
 				},
-				Compensate: func(d *data, _ string) saga.Command {
-					return saga.Command{Topic: "customer", Key: d.CustomerID, Body: &ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}}
-				},
+				Compensate:        saga.Compensate(ReleaseCreditInteraction, releaseCredit),
 				CompensateReplies: saga.Replies{saga.On[CreditReleased](saga.Success)},
 			},
 			{
-				Name: "approve",
-				Invoke: func(d *data) saga.Command {
-					return saga.Command{Topic: "order", Key: d.OrderID, Body: &ApproveOrder{OrderID: d.OrderID}}
-				},
+				Name:    "approve",
+				Invoke:  saga.Invoke(ApproveOrderInteraction, approveOrder),
 				Replies: saga.Replies{saga.On[OrderApproved](saga.Success)},
 			},
 		},
 	}
 }
+
+func rejectOrder(d *data, reason string) *RejectOrder {
+	return &RejectOrder{OrderID: d.OrderID, Reason: reason}
+}
+
+func reserveCredit(d *data) *ReserveCredit {
+	return &ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}
+}
+
+func releaseCredit(d *data, _ string) *ReleaseCredit {
+	return &ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}
+}
+
+func approveOrder(d *data) *ApproveOrder { return &ApproveOrder{OrderID: d.OrderID} }
 
 var (
 	sagaData = data{OrderID: "s1", CustomerID: "c1", OrderTotal: 10}
@@ -82,8 +88,17 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 		{"unnamed step", func(d *saga.Definition[data]) { d.Steps[1].Name = "" }, "name is empty"},
 		{"step name with colon", func(d *saga.Definition[data]) { d.Steps[1].Name = "a:b" }, "contains ':'"},
 		{"compensation on another topic", func(d *saga.Definition[data]) {
-			d.Steps[1].Compensate = func(*data, string) saga.Command { return saga.Command{Topic: "elsewhere"} }
-		}, "invokes on customer but compensates on elsewhere"},
+			d.Steps[1].Compensate = saga.Compensate(RejectOrderInteraction, rejectOrder)
+		}, "invokes on customer but compensates on order"},
+		{"a reply the interaction does not declare", func(d *saga.Definition[data]) {
+			d.Steps[1].Replies = append(d.Steps[1].Replies, saga.On[CustomerNotFound](saga.Failure("X")))
+		}, `step 1 "reserve" Replies: kafkasaga.sagatest.CustomerNotFound is not a reply interaction ReserveCredit declares`},
+		{"a declared reply left out", func(d *saga.Definition[data]) {
+			d.Steps[1].Replies = d.Steps[1].Replies[:1]
+		}, `step 1 "reserve" Replies: kafkasaga.sagatest.CreditLimitExceeded, a reply interaction ReserveCredit declares, is missing`},
+		{"a compensation reply the interaction does not declare", func(d *saga.Definition[data]) {
+			d.Steps[0].CompensateReplies = saga.Replies{saga.On[OrderApproved](saga.Success)}
+		}, `step 0 "open" CompensateReplies: kafkasaga.sagatest.OrderApproved is not a reply interaction RejectOrder declares`},
 		{"step name twice", func(d *saga.Definition[data]) { d.Steps[2].Name = "reserve" }, "used twice"},
 		{"command without replies", func(d *saga.Definition[data]) { d.Steps[2].Replies = nil }, "could never be answered"},
 		{"replies without command", func(d *saga.Definition[data]) { d.Steps[0].Replies = d.Steps[2].Replies }, "given without a command"},

@@ -22,33 +22,33 @@ func Definition() saga.Definition[Data] {
 		Steps: []saga.Step[Data]{
 			{
 				Name:              "create_order", // the order exists already, as PENDING
-				Compensate:        rejectOrder,
+				Compensate:        saga.Compensate(contracts.RejectOrderInteraction, rejectOrder),
 				CompensateReplies: saga.Replies{saga.On[contracts.OrderRejected](saga.Success)},
 			},
 			{
 				Name:   "reserve_credit",
-				Invoke: reserveCredit,
+				Invoke: saga.Invoke(contracts.ReserveCreditInteraction, reserveCredit),
 				Replies: saga.Replies{
 					saga.On[contracts.CreditReserved](saga.Success),
 					saga.On[contracts.CreditLimitExceeded](saga.Failure("INSUFFICIENT_CREDIT")),
 					saga.On[contracts.CustomerNotFound](saga.Failure("UNKNOWN_CUSTOMER")),
 				},
-				Compensate:        releaseCredit,
+				Compensate:        saga.Compensate(contracts.ReleaseCreditInteraction, releaseCredit),
 				CompensateReplies: saga.Replies{saga.On[contracts.CreditReleased](saga.Success)},
 			},
 			{
 				Name:   "authorize_payment",
-				Invoke: authorizePayment,
+				Invoke: saga.Invoke(contracts.AuthorizePaymentInteraction, authorizePayment),
 				Replies: saga.Replies{
 					saga.On[contracts.PaymentAuthorized](saga.Success),
 					saga.On[contracts.PaymentDeclined](saga.Failure("PAYMENT_DECLINED")),
 				},
-				Compensate:        cancelPayment,
+				Compensate:        saga.Compensate(contracts.CancelPaymentInteraction, cancelPayment),
 				CompensateReplies: saga.Replies{saga.On[contracts.PaymentCancelled](saga.Success)},
 			},
 			{
 				Name:    "approve_order",
-				Invoke:  approveOrder,
+				Invoke:  saga.Invoke(contracts.ApproveOrderInteraction, approveOrder),
 				Replies: saga.Replies{saga.On[contracts.OrderApproved](saga.Success)},
 			},
 		},
@@ -65,32 +65,26 @@ func Start(e *contracts.OrderCreated) (sagaID string, d Data, err error) {
 	return e.OrderID, Data{OrderID: e.OrderID, CustomerID: e.CustomerID, OrderTotal: e.OrderTotal}, nil
 }
 
-func rejectOrder(d *Data, reason string) saga.Command {
-	return saga.Command{Topic: contracts.TopicOrderCommands, Key: d.OrderID,
-		Body: &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}}
+func rejectOrder(d *Data, reason string) *contracts.RejectOrder {
+	return &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}
 }
 
-func reserveCredit(d *Data) saga.Command {
-	return saga.Command{Topic: contracts.TopicCustomerCommands, Key: d.CustomerID,
-		Body: &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}}
+func reserveCredit(d *Data) *contracts.ReserveCredit {
+	return &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}
 }
 
-func releaseCredit(d *Data, _ string) saga.Command {
-	return saga.Command{Topic: contracts.TopicCustomerCommands, Key: d.CustomerID,
-		Body: &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}}
+func releaseCredit(d *Data, _ string) *contracts.ReleaseCredit {
+	return &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}
 }
 
-func authorizePayment(d *Data) saga.Command {
-	return saga.Command{Topic: contracts.TopicPaymentCommands, Key: d.OrderID,
-		Body: &contracts.AuthorizePayment{OrderID: d.OrderID, CustomerID: d.CustomerID, Amount: d.OrderTotal}}
+func authorizePayment(d *Data) *contracts.AuthorizePayment {
+	return &contracts.AuthorizePayment{OrderID: d.OrderID, CustomerID: d.CustomerID, Amount: d.OrderTotal}
 }
 
-func cancelPayment(d *Data, _ string) saga.Command {
-	return saga.Command{Topic: contracts.TopicPaymentCommands, Key: d.OrderID,
-		Body: &contracts.CancelPayment{OrderID: d.OrderID}}
+func cancelPayment(d *Data, _ string) *contracts.CancelPayment {
+	return &contracts.CancelPayment{OrderID: d.OrderID}
 }
 
-func approveOrder(d *Data) saga.Command {
-	return saga.Command{Topic: contracts.TopicOrderCommands, Key: d.OrderID,
-		Body: &contracts.ApproveOrder{OrderID: d.OrderID}}
+func approveOrder(d *Data) *contracts.ApproveOrder {
+	return &contracts.ApproveOrder{OrderID: d.OrderID}
 }

@@ -1,7 +1,6 @@
 package ports
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -29,17 +28,5 @@ func Starts[D, E any](s *serde.Serde, engine *saga.Engine[D], start func(*E) (sa
 			return fmt.Errorf("%w: %w", messaging.ErrPoison, err)
 		}
 		return engine.Start(msg.Context(), id, data, msg.Metadata.Get(saga.HeaderTraceparent))
-	}
-}
-
-// Replies applies each reply on the saga's reply topic. A reply no step
-// accepts is dead-lettered.
-func Replies[D any](engine *saga.Engine[D]) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		err := engine.HandleReply(msg)
-		if errors.Is(err, saga.ErrUnexpectedReply) {
-			return fmt.Errorf("%w: %w", messaging.ErrPoison, err)
-		}
-		return err
 	}
 }

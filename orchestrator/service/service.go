@@ -75,7 +75,8 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	if err := p.Subscribe(s.StartTopic, ports.Starts(p.Serde, engine, s.Start)); err != nil {
 		return nil, err
 	}
-	if err := p.Subscribe(def.ReplyTopic, ports.Replies(engine)); err != nil {
+	// A reply no step accepts is dead-lettered.
+	if err := p.Subscribe(def.ReplyTopic, messaging.Poison(engine.HandleReply, saga.ErrUnexpectedReply)); err != nil {
 		return nil, err
 	}
 	p.OnRestored(engine.Resume)

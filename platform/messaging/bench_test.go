@@ -15,16 +15,14 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
-// discardPublisher drops what it is given, so the benchmark measures the
+// discardPublisher drops what it is sent, so the benchmark measures the
 // participant's side of a command and not Kafka.
 type discardPublisher struct{ published int }
 
-func (p *discardPublisher) Publish(_ string, msgs ...*message.Message) error {
-	p.published += len(msgs)
+func (p *discardPublisher) Send(string, string, *message.Message) error {
+	p.published++
 	return nil
 }
-
-func (p *discardPublisher) Close() error { return nil }
 
 // BenchmarkCommandsHandler: a participant handles one command: it decodes
 // it with the real serde, runs the handler, encodes the reply and publishes
@@ -37,10 +35,17 @@ func BenchmarkCommandsHandler(b *testing.B) {
 		b.Fatalf("serde.New: %v", err)
 	}
 	pub := &discardPublisher{}
-	commands := messaging.NewCommands(sd, pub)
-	messaging.Handle(commands, func(_ context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), sd, pub.Send)
+	saga.Handle(commands, contracts.ReserveCreditInteraction, func(_ context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
 	})
+	saga.Handle(commands, contracts.ReleaseCreditInteraction, func(_ context.Context, cmd *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
+		return &contracts.CreditReleased{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
+	})
+	handle, err := commands.Handler()
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	payload, err := sd.Encode(contracts.TopicCustomerCommands, &contracts.ReserveCredit{CustomerID: "c1", OrderID: "o1", Amount: 12_000})
 	if err != nil {
@@ -56,13 +61,13 @@ func BenchmarkCommandsHandler(b *testing.B) {
 		msg.Metadata.Set(h, v)
 	}
 	// The first call registers the reply's schema and fetches the command's.
-	if err := commands.Handler(msg); err != nil {
+	if err := handle(msg); err != nil {
 		b.Fatalf("first command: %v", err)
 	}
 
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := commands.Handler(msg); err != nil {
+		if err := handle(msg); err != nil {
 			b.Fatalf("command: %v", err)
 		}
 	}

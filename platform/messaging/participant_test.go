@@ -33,14 +33,14 @@ type participant struct {
 	flakyCalls atomic.Int32
 }
 
-// startParticipant runs a router until the test ends. Its ReserveCredit
-// handler panics for customer "panics", returns no reply for "silent", fails
-// twice for customer "flaky",
-// and reserves the credit otherwise. It has no handler for ReleaseCredit.
+// startParticipant runs a customer participant behind a router until the
+// test ends. Its ReserveCredit handler panics for customer "panics", returns
+// no reply for "silent", fails twice for customer "flaky", and reserves the
+// credit otherwise.
 func startParticipant(t *testing.T) *participant {
 	t.Helper()
 	p := &participant{kafka: startKafka(t, contracts.Topics()...), metrics: prometheus.NewRegistry()}
-	p.serde = newSerde(t, p.kafka, &contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.CreditReserved{})
+	p.serde = newSerde(t, p.kafka, &contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.ApproveOrder{}, &contracts.CreditReserved{})
 
 	pub, err := messaging.NewPublisher(p.kafka, "customer")
 	if err != nil {
@@ -58,8 +58,12 @@ func startParticipant(t *testing.T) *participant {
 		t.Fatalf("NewRouter: %v", err)
 	}
 
-	commands := messaging.NewCommands(p.serde, pub)
-	messaging.Handle(commands, func(_ context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+	send := func(topic, key string, msg *message.Message) error {
+		msg.Metadata.Set(contracts.HeaderPartitionKey, key)
+		return pub.Publish(topic, msg)
+	}
+	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), p.serde, send)
+	saga.Handle(commands, contracts.ReserveCreditInteraction, func(_ context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		switch cmd.CustomerID {
 		case "panics":
 			panic("boom")
@@ -72,7 +76,14 @@ func startParticipant(t *testing.T) *participant {
 		}
 		return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
 	})
-	router.AddNoPublisherHandler(handlerName, contracts.TopicCustomerCommands, sub, commands.Handler)
+	saga.Handle(commands, contracts.ReleaseCreditInteraction, func(_ context.Context, cmd *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
+		return &contracts.CreditReleased{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
+	})
+	handler, err := commands.Handler()
+	if err != nil {
+		t.Fatalf("Handler: %v", err)
+	}
+	router.AddNoPublisherHandler(handlerName, contracts.TopicCustomerCommands, sub, messaging.Poison(handler, saga.ErrUnexpectedCommand))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -212,7 +223,7 @@ func TestCommands(t *testing.T) {
 			wantErr string
 		}{
 			{"missing header", p.command(t, key, without(headers, saga.HeaderReplyTo), reserve), "has no reply_to header"},
-			{"no handler for the type", p.command(t, key, headers, &contracts.ReleaseCredit{CustomerID: key, OrderID: "o2"}), "no handler for *contracts.ReleaseCredit"},
+			{"no handler for the type", p.command(t, key, headers, &contracts.ApproveOrder{OrderID: "o2"}), "no handler for *contracts.ApproveOrder"},
 			{"garbage bytes", raw(key, nil, []byte("definitely not avro")), "magic byte is 100"},
 			{"unknown schema id", raw(key, headers, unknownID), "schema id 12345 is not in the registry"},
 			{"handler panics", p.command(t, "panics", sagaHeaders("saga-panics", "panics"), &contracts.ReserveCredit{CustomerID: "panics"}), `panic occurred: "boom"`},

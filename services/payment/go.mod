@@ -6,6 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0
 	github.com/kafkasaga/kafkasaga/platform v0.0.0
+	github.com/kafkasaga/kafkasaga/saga v0.0.0
 )
 
 require (
@@ -34,7 +35,6 @@ require (
 	github.com/jcmturner/gokrb5/v8 v8.4.4 // indirect
 	github.com/jcmturner/rpc/v2 v2.0.3 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/kafkasaga/kafkasaga/saga v0.0.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/linkedin/goavro/v2 v2.13.1 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
