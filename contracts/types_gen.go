@@ -57,9 +57,11 @@ func (o *AuthorizePayment) Marshal() ([]byte, error) {
 // Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.
 type CancelPayment struct {
 	OrderID string `avro:"orderId" json:"orderId"`
+	// The authorization to void, as PaymentAuthorized named it; empty when the saga never heard of one (its AuthorizePayment went unanswered).
+	PaymentID string `avro:"paymentId" json:"paymentId"`
 }
 
-var schemaCancelPayment = avro.MustParse(`{"name":"kafkasaga.payment.CancelPayment","doc":"Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+var schemaCancelPayment = avro.MustParse(`{"name":"kafkasaga.payment.CancelPayment","doc":"Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"paymentId","doc":"The authorization to void, as PaymentAuthorized named it; empty when the saga never heard of one (its AuthorizePayment went unanswered).","type":"string","default":""}]}`)
 
 // Schema returns the schema for CancelPayment.
 func (o *CancelPayment) Schema() avro.Schema {
@@ -81,9 +83,11 @@ type CreateOrderSagaData struct {
 	OrderID    string `avro:"orderId" json:"orderId"`
 	CustomerID string `avro:"customerId" json:"customerId"`
 	OrderTotal int64  `avro:"orderTotal" json:"orderTotal"`
+	// The authorization PaymentAuthorized named; empty until then.
+	PaymentID string `avro:"paymentId" json:"paymentId"`
 }
 
-var schemaCreateOrderSagaData = avro.MustParse(`{"name":"kafkasaga.saga.CreateOrderSagaData","doc":"State: the Create Order saga's own data, kept inside its SagaInstance.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"}]}`)
+var schemaCreateOrderSagaData = avro.MustParse(`{"name":"kafkasaga.saga.CreateOrderSagaData","doc":"State: the Create Order saga's own data, kept inside its SagaInstance.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"},{"name":"paymentId","doc":"The authorization PaymentAuthorized named; empty until then.","type":"string","default":""}]}`)
 
 // Schema returns the schema for CreateOrderSagaData.
 func (o *CreateOrderSagaData) Schema() avro.Schema {

@@ -15,6 +15,7 @@ package saga
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -56,10 +57,13 @@ const Success Outcome = ""
 // Failure makes the saga compensate the steps completed before this one.
 func Failure(reason string) Outcome { return Outcome(reason) }
 
-// Reply is one record type a participant may answer with, and its outcome.
+// Reply is one record type a participant may answer with, its outcome, and
+// what it sets in the saga's data.
 type Reply struct {
 	name    string // the record's full name, e.g. kafkasaga.customer.CreditReserved
 	outcome Outcome
+	data    reflect.Type          // the data type set takes, a pointer; nil without set
+	set     func(d any, r Record) // nil: the reply sets nothing
 }
 
 // Replies lists the replies a command accepts. Any other reply is an error.
@@ -73,13 +77,26 @@ func On[T any, P interface {
 	return Reply{name: recordName(P(new(T)).Schema(), true), outcome: outcome}
 }
 
-func (rs Replies) find(name string) (Outcome, bool) {
+// OnReply says that a reply of record type T has the given outcome, and
+// that set copies what the saga keeps of it into its data, before the saga
+// moves on: the commands built after it see the data set.
+func OnReply[D, T any, P interface {
+	*T
+	Record
+}](outcome Outcome, set func(d *D, r P)) Reply {
+	r := On[T, P](outcome)
+	r.data = reflect.TypeFor[*D]()
+	r.set = func(d any, rec Record) { set(d.(*D), rec.(P)) }
+	return r
+}
+
+func (rs Replies) find(name string) (Reply, bool) {
 	for _, r := range rs {
 		if r.name == name {
-			return r.outcome, true
+			return r, true
 		}
 	}
-	return "", false
+	return Reply{}, false
 }
 
 // Step is one step of a saga. Invoke and Compensate build their commands as
@@ -195,6 +212,9 @@ func validateReplies[D any](at string, c Call[D], rs Replies, compensation bool)
 			errs = append(errs, fmt.Errorf("%s: %s is listed twice", at, r.name))
 		}
 		seen[r.name] = true
+		if want := reflect.TypeFor[*D](); r.data != nil && r.data != want {
+			errs = append(errs, fmt.Errorf("%s: %s sets data of type %s, not the saga's %s", at, r.name, r.data, want))
+		}
 		if r.outcome == Success {
 			succeeds = true
 		} else if compensation {

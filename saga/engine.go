@@ -189,6 +189,19 @@ func (e *Engine[D]) Data(v SagaInstance) (*D, error) {
 	return d, nil
 }
 
+// setData lets reply set what it keeps of rec in v's data.
+func (e *Engine[D]) setData(v *SagaInstance, reply Reply, rec Record) error {
+	d, err := e.Data(*v)
+	if err != nil {
+		return err
+	}
+	reply.set(d, rec)
+	if v.Data, err = e.cfg.Codec.Encode(e.def.StateTopic, any(d).(Record)); err != nil {
+		return fmt.Errorf("encode data of saga %s: %w", v.SagaID, err)
+	}
+	return nil
+}
+
 // StepName returns the pending step with its direction ("reserve_credit",
 // "reserve_credit:compensate"), or "" once the saga has ended.
 func (e *Engine[D]) StepName(v SagaInstance) string {
@@ -280,16 +293,22 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 		if v.State == StateCompensating {
 			replies = step.CompensateReplies
 		}
-		outcome, ok := replies.find(name)
-		switch {
-		case !ok:
+		reply, ok := replies.find(name)
+		if !ok {
 			return "", fmt.Errorf("%s to %s: %w", event, cmdID, ErrUnexpectedReply)
+		}
+		if reply.set != nil {
+			if err := e.setData(v, reply, rec); err != nil {
+				return "", err
+			}
+		}
+		switch {
 		case v.State == StateCompensating:
 			e.backward(v, v.Step-1, now)
-		case outcome == Success:
+		case reply.outcome == Success:
 			e.forward(v, v.Step+1, now)
 		default:
-			v.FailureReason = string(outcome)
+			v.FailureReason = string(reply.outcome)
 			e.backward(v, v.Step-1, now)
 		}
 		return event, nil

@@ -93,6 +93,9 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 		{"a reply the interaction does not declare", func(d *saga.Definition[data]) {
 			d.Steps[1].Replies = append(d.Steps[1].Replies, saga.On[CustomerNotFound](saga.Failure("X")))
 		}, `step 1 "reserve" Replies: kafkasaga.sagatest.CustomerNotFound is not a reply interaction ReserveCredit declares`},
+		{"a reply that sets another saga's data", func(d *saga.Definition[data]) {
+			d.Steps[1].Replies[0] = saga.OnReply(saga.Success, func(*ReserveCredit, *CreditReserved) {})
+		}, "kafkasaga.sagatest.CreditReserved sets data of type *saga_test.ReserveCredit, not the saga's *saga_test.OrderData"},
 		{"a declared reply left out", func(d *saga.Definition[data]) {
 			d.Steps[1].Replies = d.Steps[1].Replies[:1]
 		}, `step 1 "reserve" Replies: kafkasaga.sagatest.CreditLimitExceeded, a reply interaction ReserveCredit declares, is missing`},
@@ -195,6 +198,26 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 	}
 	if got := h.Codec.Topics()[0]; got != "test.sagas" {
 		t.Errorf("data encoded for topic %q, want the state topic %q", got, "test.sagas")
+	}
+}
+
+// A reply sets what the saga keeps of it in the data, which the commands
+// after it are built from.
+func TestAReplySetsTheSagaData(t *testing.T) {
+	def := testDef()
+	def.Steps[1].Replies[0] = saga.OnReply(saga.Success, func(d *data, r *CreditReserved) { d.CustomerID = r.CustomerID + "-reserved" })
+	def.Steps[2].Invoke = saga.Invoke(ApproveOrderInteraction, func(d *data) *ApproveOrder { return &ApproveOrder{OrderID: d.CustomerID} })
+	h := sagatest.NewHarness(t, def, saga.EngineConfig{StepTimeout: time.Second})
+	h.Start("s1", sagaData)
+	if err := h.Reply(h.Last(), reserved); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Body(h.Last()), (&ApproveOrder{OrderID: "c1-reserved"}); !reflect.DeepEqual(got, want) {
+		t.Errorf("next command: got %#v, want %#v", got, want)
+	}
+	v, _, _ := h.Engine.Instance("s1")
+	if got, err := h.Engine.Data(v); err != nil || got.CustomerID != "c1-reserved" {
+		t.Errorf("stored data: got %+v (%v), want customer c1-reserved", got, err)
 	}
 }
 

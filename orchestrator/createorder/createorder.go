@@ -40,7 +40,7 @@ func Definition() saga.Definition[Data] {
 				Name:   "authorize_payment",
 				Invoke: saga.Invoke(contracts.AuthorizePaymentInteraction, authorizePayment),
 				Replies: saga.Replies{
-					saga.On[contracts.PaymentAuthorized](saga.Success),
+					saga.OnReply(saga.Success, func(d *Data, r *contracts.PaymentAuthorized) { d.PaymentID = r.PaymentID }),
 					saga.On[contracts.PaymentDeclined](saga.Failure("PAYMENT_DECLINED")),
 				},
 				Compensate:        saga.Compensate(contracts.CancelPaymentInteraction, cancelPayment),
@@ -82,7 +82,7 @@ func authorizePayment(d *Data) *contracts.AuthorizePayment {
 }
 
 func cancelPayment(d *Data, _ string) *contracts.CancelPayment {
-	return &contracts.CancelPayment{OrderID: d.OrderID}
+	return &contracts.CancelPayment{OrderID: d.OrderID, PaymentID: d.PaymentID}
 }
 
 func approveOrder(d *Data) *contracts.ApproveOrder {

@@ -53,11 +53,12 @@ func TestCreateOrderSaga(t *testing.T) {
 		}
 	)
 	tests := []struct {
-		name       string
-		exchanges  []exchange
-		wantState  string
-		wantReason string
-		wantEvents []string
+		name          string
+		exchanges     []exchange
+		wantState     string
+		wantReason    string
+		wantEvents    []string
+		wantPaymentID string // what PaymentAuthorized named
 	}{
 		{
 			name: "approved",
@@ -66,8 +67,9 @@ func TestCreateOrderSaga(t *testing.T) {
 				authorizePayment(&contracts.PaymentAuthorized{OrderID: orderID, PaymentID: "p-1"}),
 				{contracts.TopicOrderCommands, orderID, "approve_order", approve, &contracts.OrderApproved{OrderID: orderID}},
 			},
-			wantState:  saga.StateCompleted,
-			wantEvents: []string{"started", "CreditReserved", "PaymentAuthorized", "OrderApproved"},
+			wantState:     saga.StateCompleted,
+			wantEvents:    []string{"started", "CreditReserved", "PaymentAuthorized", "OrderApproved"},
+			wantPaymentID: "p-1",
 		},
 		{
 			name: "insufficient credit",
@@ -160,6 +162,9 @@ func TestCreateOrderSaga(t *testing.T) {
 			}
 			if !reflect.DeepEqual(events, tt.wantEvents) {
 				t.Errorf("history events: got %v, want %v", events, tt.wantEvents)
+			}
+			if d, err := h.Engine.Data(v); err != nil || d.PaymentID != tt.wantPaymentID {
+				t.Errorf("payment id kept: got %+v (%v), want %q", d, err, tt.wantPaymentID)
 			}
 		})
 	}

@@ -25,7 +25,7 @@ func RegisterCommands(p *saga.Participant, application app.Application) {
 		}
 	})
 	saga.Handle(p, contracts.CancelPaymentInteraction, func(ctx context.Context, cmd *contracts.CancelPayment) (contracts.CancelPaymentReply, error) {
-		if err := application.Commands.CancelPayment.Handle(ctx, cmd.OrderID); err != nil {
+		if err := application.Commands.CancelPayment.Handle(ctx, cmd.OrderID, cmd.PaymentID); err != nil {
 			return nil, err
 		}
 		return &contracts.PaymentCancelled{OrderID: cmd.OrderID}, nil
