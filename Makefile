@@ -41,16 +41,17 @@ vet:
 
 lint: vet
 
-## contracts: regenerate the Go types from contracts/schemas/*.avsc
+## contracts: regenerate the Go types from contracts/schemas/*.avsc and saga/schemas/*.avsc
 contracts:
 	cd contracts && $(GO) generate ./...
+	cd saga && $(GO) generate ./...
 
 ## schemas: create the topics and register every schema on KAFKA_BROKERS / SCHEMA_REGISTRY_URL
 ## (the production path, where services run with AUTO_REGISTER_SCHEMAS=false)
 schemas:
 	$(GO) run ./system/cmd/provision
 
-## schemas-check: check every contracts/schemas/*.avsc against its previous version with the registry's
+## schemas-check: check every contracts/schemas/*.avsc and saga/schemas/*.avsc against its previous version with the registry's
 ## compatibility checker: main's (the merge base), or with SCHEMA_REGISTRY_URL set the registry's, under each
 ## subject's level (COMPATIBILITY overrides it; BACKWARD against main)
 schemas-check:

@@ -4,17 +4,20 @@ import (
 	"slices"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Topic names. Commands go to one topic per participant, keyed by the
-// aggregate the participant serializes on; replies go to one topic per saga
-// type, keyed by saga id; state lives in compacted topics keyed by aggregate id.
+// aggregate the participant serializes on, as interactions.go declares;
+// replies go to one topic per saga type, keyed by saga id; state lives in
+// compacted topics keyed by aggregate id.
 const (
-	TopicOrderEvents        = "order.events"        // OrderCreated, keyed by order id
-	TopicOrderCommands      = "order.commands"      // ApproveOrder, RejectOrder, keyed by order id
-	TopicCustomerCommands   = "customer.commands"   // ReserveCredit, ReleaseCredit, keyed by customer id
-	TopicPaymentCommands    = "payment.commands"    // AuthorizePayment, CancelPayment, keyed by order id
-	TopicCreateOrderReplies = "createorder.replies" // every reply of the Create Order saga, keyed by saga id
+	TopicOrderEvents        = "order.events" // OrderCreated, keyed by order id
+	TopicOrderCommands      = "order.commands"
+	TopicCustomerCommands   = "customer.commands"
+	TopicPaymentCommands    = "payment.commands"
+	TopicCreateOrderReplies = "createorder.replies"
 
 	TopicOrderState           = "order.state"           // compacted: OrderRecord by order id
 	TopicCustomerState        = "customer.state"        // compacted: CustomerRecord by customer id
@@ -71,17 +74,16 @@ func Topics() []TopicSpec {
 	}
 	return []TopicSpec{
 		log(TopicOrderEvents, &OrderCreated{}),
-		log(TopicOrderCommands, &ApproveOrder{}, &RejectOrder{}),
-		log(TopicCustomerCommands, &ReserveCredit{}, &ReleaseCredit{}),
-		log(TopicPaymentCommands, &AuthorizePayment{}, &CancelPayment{}),
-		log(TopicCreateOrderReplies, &CreditReserved{}, &CreditLimitExceeded{}, &CustomerNotFound{}, &CreditReleased{},
-			&PaymentAuthorized{}, &PaymentDeclined{}, &PaymentCancelled{}, &OrderApproved{}, &OrderRejected{}),
+		log(TopicOrderCommands, saga.Commands(TopicOrderCommands, Interactions()...)...),
+		log(TopicCustomerCommands, saga.Commands(TopicCustomerCommands, Interactions()...)...),
+		log(TopicPaymentCommands, saga.Commands(TopicPaymentCommands, Interactions()...)...),
+		log(TopicCreateOrderReplies, saga.RepliesOf(Interactions()...)...),
 		state(TopicOrderState, &OrderRecord{}),
 		state(TopicCustomerState, &CustomerRecord{}),
 		state(TopicCustomerReservations, &ReservationRecord{}),
 		state(TopicPaymentState, &PaymentRecord{}),
-		state(TopicCreateOrderSagas, &SagaInstance{}, &CreateOrderSagaData{}),
-		archive(TopicCreateOrderSagasEnded, &SagaInstance{}),
+		state(TopicCreateOrderSagas, &saga.SagaInstance{}, &CreateOrderSagaData{}),
+		archive(TopicCreateOrderSagasEnded, &saga.SagaInstance{}),
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

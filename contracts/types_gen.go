@@ -57,9 +57,11 @@ func (o *AuthorizePayment) Marshal() ([]byte, error) {
 // Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.
 type CancelPayment struct {
 	OrderID string `avro:"orderId" json:"orderId"`
+	// The authorization to void, as PaymentAuthorized named it; empty when the saga never heard of one (its AuthorizePayment went unanswered).
+	PaymentID string `avro:"paymentId" json:"paymentId"`
 }
 
-var schemaCancelPayment = avro.MustParse(`{"name":"kafkasaga.payment.CancelPayment","doc":"Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+var schemaCancelPayment = avro.MustParse(`{"name":"kafkasaga.payment.CancelPayment","doc":"Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"paymentId","doc":"The authorization to void, as PaymentAuthorized named it; empty when the saga never heard of one (its AuthorizePayment went unanswered).","type":"string","default":""}]}`)
 
 // Schema returns the schema for CancelPayment.
 func (o *CancelPayment) Schema() avro.Schema {
@@ -81,9 +83,11 @@ type CreateOrderSagaData struct {
 	OrderID    string `avro:"orderId" json:"orderId"`
 	CustomerID string `avro:"customerId" json:"customerId"`
 	OrderTotal int64  `avro:"orderTotal" json:"orderTotal"`
+	// The authorization PaymentAuthorized named; empty until then.
+	PaymentID string `avro:"paymentId" json:"paymentId"`
 }
 
-var schemaCreateOrderSagaData = avro.MustParse(`{"name":"kafkasaga.saga.CreateOrderSagaData","doc":"State: the Create Order saga's own data, kept inside its SagaInstance.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"}]}`)
+var schemaCreateOrderSagaData = avro.MustParse(`{"name":"kafkasaga.saga.CreateOrderSagaData","doc":"State: the Create Order saga's own data, kept inside its SagaInstance.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"},{"name":"paymentId","doc":"The authorization PaymentAuthorized named; empty until then.","type":"string","default":""}]}`)
 
 // Schema returns the schema for CreateOrderSagaData.
 func (o *CreateOrderSagaData) Schema() avro.Schema {
@@ -508,72 +512,5 @@ func (o *ReserveCredit) Unmarshal(b []byte) error {
 
 // Marshal encodes the receiver.
 func (o *ReserveCredit) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
-}
-
-// SagaTransition is a generated struct.
-type SagaTransition struct {
-	At time.Time `avro:"at" json:"at"`
-	// What caused the transition: started, a reply's name, timeout.
-	Event string `avro:"event" json:"event"`
-	// The saga state after the transition.
-	State string `avro:"state" json:"state"`
-	// The step after the transition, with its direction.
-	Step string `avro:"step" json:"step"`
-}
-
-var schemaSagaTransition = avro.MustParse(`{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}`)
-
-// Schema returns the schema for SagaTransition.
-func (o *SagaTransition) Schema() avro.Schema {
-	return schemaSagaTransition
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *SagaTransition) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *SagaTransition) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
-}
-
-// State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).
-type SagaInstance struct {
-	SagaID   string `avro:"sagaId" json:"sagaId"`
-	SagaType string `avro:"sagaType" json:"sagaType"`
-	// RUNNING, COMPENSATING, COMPLETED or REJECTED.
-	State string `avro:"state" json:"state"`
-	// Index of the current step in the saga definition.
-	Step int `avro:"step" json:"step"`
-	// Id of the command awaiting its reply; empty once the saga has ended.
-	PendingCommandID string `avro:"pendingCommandId" json:"pendingCommandId"`
-	// How many times the pending command has been sent.
-	Attempt int `avro:"attempt" json:"attempt"`
-	// When the pending command times out.
-	Deadline      time.Time `avro:"deadline" json:"deadline"`
-	FailureReason string    `avro:"failureReason" json:"failureReason"`
-	// The saga type's own data, in the Confluent wire format.
-	Data []byte `avro:"data" json:"data"`
-	// W3C trace context of the request that started the saga; every command carries it.
-	Traceparent string           `avro:"traceparent" json:"traceparent"`
-	History     []SagaTransition `avro:"history" json:"history"`
-}
-
-var schemaSagaInstance = avro.MustParse(`{"name":"kafkasaga.saga.SagaInstance","doc":"State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).","type":"record","fields":[{"name":"sagaId","type":"string"},{"name":"sagaType","type":"string"},{"name":"state","doc":"RUNNING, COMPENSATING, COMPLETED or REJECTED.","type":"string"},{"name":"step","doc":"Index of the current step in the saga definition.","type":"int"},{"name":"pendingCommandId","doc":"Id of the command awaiting its reply; empty once the saga has ended.","type":"string","default":""},{"name":"attempt","doc":"How many times the pending command has been sent.","type":"int","default":1},{"name":"deadline","doc":"When the pending command times out.","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},{"name":"failureReason","type":"string","default":""},{"name":"data","doc":"The saga type's own data, in the Confluent wire format.","type":"bytes"},{"name":"traceparent","doc":"W3C trace context of the request that started the saga; every command carries it.","type":"string","default":""},{"name":"history","type":{"type":"array","items":{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}},"default":[]}]}`)
-
-// Schema returns the schema for SagaInstance.
-func (o *SagaInstance) Schema() avro.Schema {
-	return schemaSagaInstance
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *SagaInstance) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *SagaInstance) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }

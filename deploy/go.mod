@@ -42,6 +42,7 @@ require (
 	github.com/jcmturner/rpc/v2 v2.0.3 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0 // indirect
+	github.com/kafkasaga/kafkasaga/saga v0.0.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/linkedin/goavro/v2 v2.13.1 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
@@ -63,6 +64,9 @@ require (
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.1 // indirect
 	github.com/sirupsen/logrus v1.10.1 // indirect
 	github.com/sony/gobreaker v1.0.0 // indirect
+	github.com/twmb/franz-go v1.22.3 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
 	github.com/xdg-go/scram v1.2.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
@@ -84,6 +88,7 @@ replace (
 	github.com/kafkasaga/kafkasaga/devstack => ../devstack
 	github.com/kafkasaga/kafkasaga/orchestrator => ../orchestrator
 	github.com/kafkasaga/kafkasaga/platform => ../platform
+	github.com/kafkasaga/kafkasaga/saga => ../saga
 	github.com/kafkasaga/kafkasaga/services/customer => ../services/customer
 	github.com/kafkasaga/kafkasaga/services/order => ../services/order
 	github.com/kafkasaga/kafkasaga/services/payment => ../services/payment

@@ -6,6 +6,7 @@ require (
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0
 	github.com/kafkasaga/kafkasaga/devstack v0.0.0
+	github.com/kafkasaga/kafkasaga/saga v0.0.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 )
@@ -77,4 +78,5 @@ require (
 replace (
 	github.com/kafkasaga/kafkasaga/contracts => ../contracts
 	github.com/kafkasaga/kafkasaga/devstack => ../devstack
+	github.com/kafkasaga/kafkasaga/saga => ../saga
 )

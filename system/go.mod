@@ -10,6 +10,7 @@ require (
 	github.com/kafkasaga/kafkasaga/devstack v0.0.0
 	github.com/kafkasaga/kafkasaga/orchestrator v0.0.0
 	github.com/kafkasaga/kafkasaga/platform v0.0.0
+	github.com/kafkasaga/kafkasaga/saga v0.0.0
 	github.com/kafkasaga/kafkasaga/services/customer v0.0.0
 	github.com/kafkasaga/kafkasaga/services/order v0.0.0
 	github.com/kafkasaga/kafkasaga/services/payment v0.0.0
@@ -83,6 +84,7 @@ replace (
 	github.com/kafkasaga/kafkasaga/devstack => ../devstack
 	github.com/kafkasaga/kafkasaga/orchestrator => ../orchestrator
 	github.com/kafkasaga/kafkasaga/platform => ../platform
+	github.com/kafkasaga/kafkasaga/saga => ../saga
 	github.com/kafkasaga/kafkasaga/services/customer => ../services/customer
 	github.com/kafkasaga/kafkasaga/services/order => ../services/order
 	github.com/kafkasaga/kafkasaga/services/payment => ../services/payment

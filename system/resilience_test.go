@@ -27,6 +27,7 @@ import (
 	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/saga"
 	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
 	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
@@ -347,8 +348,8 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 	// The right types, but no order of the system could be this.
 	command := func(replyTo string) []kgo.RecordHeader {
-		return []kgo.RecordHeader{{Key: contracts.HeaderReplyTo, Value: []byte(replyTo)},
-			{Key: contracts.HeaderSagaID, Value: []byte("poison")}, {Key: contracts.HeaderCommandID, Value: []byte("poison:step:invoke")}}
+		return []kgo.RecordHeader{{Key: saga.HeaderReplyTo, Value: []byte(replyTo)},
+			{Key: saga.HeaderSagaID, Value: []byte("poison")}, {Key: saga.HeaderCommandID, Value: []byte("poison:step:invoke")}}
 	}
 	invalid := []struct {
 		topic   string

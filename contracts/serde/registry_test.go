@@ -19,6 +19,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // countingClient is a registry client that counts the HTTP requests it sends.
@@ -142,9 +143,9 @@ func sampleRecords() []serde.Record {
 		&contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 10_000},
 		&contracts.ReservationRecord{OrderID: "o1", CustomerID: "c1", Amount: 4200, Status: "RESERVED"},
 		&contracts.OrderRecord{OrderID: "o1", CustomerID: "c1", OrderTotal: 4200, State: "REJECTED", RejectionReason: "INSUFFICIENT_CREDIT", CreatedAt: at},
-		&contracts.SagaInstance{SagaID: "o1", SagaType: contracts.SagaTypeCreateOrder, State: "RUNNING", Step: 1,
+		&saga.SagaInstance{SagaID: "o1", SagaType: contracts.SagaTypeCreateOrder, State: "RUNNING", Step: 1,
 			PendingCommandID: "o1:reserve_credit", Attempt: 2, Deadline: at.Add(time.Minute), Data: []byte{0, 0, 0, 0, 7, 1, 2},
-			History: []contracts.SagaTransition{
+			History: []saga.SagaTransition{
 				{At: at, Event: "started", State: "RUNNING", Step: "reserve_credit"},
 				{At: at.Add(time.Second), Event: "timeout", State: "RUNNING", Step: "reserve_credit"},
 			}},
@@ -281,7 +282,7 @@ func TestSchemaIDsAreCached(t *testing.T) {
 func TestSchemaEvolution(t *testing.T) {
 	stack := devstack.StartForTest(t)
 	producer := newSerde(t, stack.RegistryURL(), serde.Config{AutoRegister: true})
-	consumer := newSerde(t, stack.RegistryURL(), serde.Config{}, &contracts.ReserveCredit{}, &contracts.SagaInstance{})
+	consumer := newSerde(t, stack.RegistryURL(), serde.Config{}, &contracts.ReserveCredit{}, &saga.SagaInstance{})
 
 	t.Run("writer has a field the reader lacks", func(t *testing.T) {
 		data := encode(t, producer, "evolution.newer", &reserveCreditV2{CustomerID: "c1", OrderID: "o1", Amount: 300, Channel: "mobile"})
@@ -301,18 +302,18 @@ func TestSchemaEvolution(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Decode: %v", err)
 		}
-		saga, ok := got.(*contracts.SagaInstance)
+		v, ok := got.(*saga.SagaInstance)
 		if !ok {
-			t.Fatalf("got %T, want *contracts.SagaInstance", got)
+			t.Fatalf("got %T, want *saga.SagaInstance", got)
 		}
-		if saga.SagaID != "s1" || saga.State != "RUNNING" || saga.Step != 2 || !bytes.Equal(saga.Data, []byte{9}) {
-			t.Errorf("got %+v, want the writer's sagaId s1, state RUNNING, step 2, data 09", saga)
+		if v.SagaID != "s1" || v.State != "RUNNING" || v.Step != 2 || !bytes.Equal(v.Data, []byte{9}) {
+			t.Errorf("got %+v, want the writer's sagaId s1, state RUNNING, step 2, data 09", v)
 		}
-		if saga.Attempt != 1 {
-			t.Errorf("got attempt %d, want the reader's default 1", saga.Attempt)
+		if v.Attempt != 1 {
+			t.Errorf("got attempt %d, want the reader's default 1", v.Attempt)
 		}
-		if !saga.Deadline.Equal(time.UnixMilli(0)) {
-			t.Errorf("got deadline %v, want the reader's default, the epoch", saga.Deadline)
+		if !v.Deadline.Equal(time.UnixMilli(0)) {
+			t.Errorf("got deadline %v, want the reader's default, the epoch", v.Deadline)
 		}
 	})
 

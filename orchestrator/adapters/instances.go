@@ -8,37 +8,38 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Instances keeps each saga instance as one record keyed by saga id.
 type Instances struct {
-	store *store.Store[contracts.SagaInstance]
+	store *store.Store[saga.SagaInstance]
 }
 
 var _ saga.Instances = (*Instances)(nil)
 
-func NewInstances(s *store.Store[contracts.SagaInstance]) *Instances {
+func NewInstances(s *store.Store[saga.SagaInstance]) *Instances {
 	return &Instances{store: s}
 }
 
-func (i *Instances) Get(id string) (contracts.SagaInstance, bool, error) {
+func (i *Instances) Get(id string) (saga.SagaInstance, bool, error) {
 	v, ok, err := i.store.Get(id)
 	if err != nil || !ok {
-		return contracts.SagaInstance{}, false, err
+		return saga.SagaInstance{}, false, err
 	}
 	return *v, true, nil
 }
 
 // Update writes the instance and its command in one produce request.
-func (i *Instances) Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
-	return i.store.UpdateAndSend(ctx, id, func(v *contracts.SagaInstance, exists bool) ([]*sarama.ProducerMessage, error) {
+func (i *Instances) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
+	return i.store.UpdateAndSend(ctx, id, func(v *saga.SagaInstance, exists bool) ([]*sarama.ProducerMessage, error) {
 		out, err := fn(v, exists)
 		if err != nil || out == nil {
 			return nil, err
 		}
+		out.Msg.Metadata.Set(contracts.HeaderPartitionKey, out.Key)
 		pm, err := messaging.ProducerMessage(out.Topic, out.Msg)
 		if err != nil {
 			return nil, err
@@ -47,6 +48,6 @@ func (i *Instances) Update(ctx context.Context, id string, fn func(v *contracts.
 	})
 }
 
-func (i *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) error {
-	return i.store.Range(func(id string, v *contracts.SagaInstance) bool { return fn(id, *v) })
+func (i *Instances) Range(fn func(id string, v saga.SagaInstance) bool) error {
+	return i.store.Range(func(id string, v *saga.SagaInstance) bool { return fn(id, *v) })
 }

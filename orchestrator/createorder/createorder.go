@@ -4,8 +4,10 @@
 package createorder
 
 import (
+	"fmt"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Data is the saga's own data; the saga id is the order id.
@@ -16,68 +18,73 @@ func Definition() saga.Definition[Data] {
 	return saga.Definition[Data]{
 		Type:       contracts.SagaTypeCreateOrder,
 		ReplyTopic: contracts.TopicCreateOrderReplies,
+		StateTopic: contracts.TopicCreateOrderSagas,
 		Steps: []saga.Step[Data]{
 			{
 				Name:              "create_order", // the order exists already, as PENDING
-				Compensate:        rejectOrder,
+				Compensate:        saga.Compensate(contracts.RejectOrderInteraction, rejectOrder),
 				CompensateReplies: saga.Replies{saga.On[contracts.OrderRejected](saga.Success)},
 			},
 			{
 				Name:   "reserve_credit",
-				Invoke: reserveCredit,
+				Invoke: saga.Invoke(contracts.ReserveCreditInteraction, reserveCredit),
 				Replies: saga.Replies{
 					saga.On[contracts.CreditReserved](saga.Success),
 					saga.On[contracts.CreditLimitExceeded](saga.Failure("INSUFFICIENT_CREDIT")),
 					saga.On[contracts.CustomerNotFound](saga.Failure("UNKNOWN_CUSTOMER")),
 				},
-				Compensate:        releaseCredit,
+				Compensate:        saga.Compensate(contracts.ReleaseCreditInteraction, releaseCredit),
 				CompensateReplies: saga.Replies{saga.On[contracts.CreditReleased](saga.Success)},
 			},
 			{
 				Name:   "authorize_payment",
-				Invoke: authorizePayment,
+				Invoke: saga.Invoke(contracts.AuthorizePaymentInteraction, authorizePayment),
 				Replies: saga.Replies{
-					saga.On[contracts.PaymentAuthorized](saga.Success),
+					saga.OnReply(saga.Success, func(d *Data, r *contracts.PaymentAuthorized) { d.PaymentID = r.PaymentID }),
 					saga.On[contracts.PaymentDeclined](saga.Failure("PAYMENT_DECLINED")),
 				},
-				Compensate:        cancelPayment,
+				Compensate:        saga.Compensate(contracts.CancelPaymentInteraction, cancelPayment),
 				CompensateReplies: saga.Replies{saga.On[contracts.PaymentCancelled](saga.Success)},
 			},
 			{
 				Name:    "approve_order",
-				Invoke:  approveOrder,
+				Invoke:  saga.Invoke(contracts.ApproveOrderInteraction, approveOrder),
 				Replies: saga.Replies{saga.On[contracts.OrderApproved](saga.Success)},
 			},
 		},
 	}
 }
 
-func rejectOrder(d *Data, reason string) saga.Command {
-	return saga.Command{Topic: contracts.TopicOrderCommands, Key: d.OrderID,
-		Body: &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}}
+// Start starts a Create Order saga for a created order; the saga id is the
+// order id. An error means the event can never start one.
+func Start(e *contracts.OrderCreated) (sagaID string, d Data, err error) {
+	if e.OrderID == "" || e.CustomerID == "" || e.OrderTotal <= 0 {
+		return "", Data{}, fmt.Errorf("order %q of customer %q for %d: an order needs both ids and a positive total",
+			e.OrderID, e.CustomerID, e.OrderTotal)
+	}
+	return e.OrderID, Data{OrderID: e.OrderID, CustomerID: e.CustomerID, OrderTotal: e.OrderTotal}, nil
 }
 
-func reserveCredit(d *Data) saga.Command {
-	return saga.Command{Topic: contracts.TopicCustomerCommands, Key: d.CustomerID,
-		Body: &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}}
+func rejectOrder(d *Data, reason string) *contracts.RejectOrder {
+	return &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}
 }
 
-func releaseCredit(d *Data, _ string) saga.Command {
-	return saga.Command{Topic: contracts.TopicCustomerCommands, Key: d.CustomerID,
-		Body: &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}}
+func reserveCredit(d *Data) *contracts.ReserveCredit {
+	return &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}
 }
 
-func authorizePayment(d *Data) saga.Command {
-	return saga.Command{Topic: contracts.TopicPaymentCommands, Key: d.OrderID,
-		Body: &contracts.AuthorizePayment{OrderID: d.OrderID, CustomerID: d.CustomerID, Amount: d.OrderTotal}}
+func releaseCredit(d *Data, _ string) *contracts.ReleaseCredit {
+	return &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}
 }
 
-func cancelPayment(d *Data, _ string) saga.Command {
-	return saga.Command{Topic: contracts.TopicPaymentCommands, Key: d.OrderID,
-		Body: &contracts.CancelPayment{OrderID: d.OrderID}}
+func authorizePayment(d *Data) *contracts.AuthorizePayment {
+	return &contracts.AuthorizePayment{OrderID: d.OrderID, CustomerID: d.CustomerID, Amount: d.OrderTotal}
 }
 
-func approveOrder(d *Data) saga.Command {
-	return saga.Command{Topic: contracts.TopicOrderCommands, Key: d.OrderID,
-		Body: &contracts.ApproveOrder{OrderID: d.OrderID}}
+func cancelPayment(d *Data, _ string) *contracts.CancelPayment {
+	return &contracts.CancelPayment{OrderID: d.OrderID, PaymentID: d.PaymentID}
+}
+
+func approveOrder(d *Data) *contracts.ApproveOrder {
+	return &contracts.ApproveOrder{OrderID: d.OrderID}
 }

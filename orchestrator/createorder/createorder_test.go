@@ -7,8 +7,8 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga/sagatest"
+	"github.com/kafkasaga/kafkasaga/saga"
+	"github.com/kafkasaga/kafkasaga/saga/sagatest"
 )
 
 const (
@@ -53,11 +53,12 @@ func TestCreateOrderSaga(t *testing.T) {
 		}
 	)
 	tests := []struct {
-		name       string
-		exchanges  []exchange
-		wantState  string
-		wantReason string
-		wantEvents []string
+		name          string
+		exchanges     []exchange
+		wantState     string
+		wantReason    string
+		wantEvents    []string
+		wantPaymentID string // what PaymentAuthorized named
 	}{
 		{
 			name: "approved",
@@ -66,8 +67,9 @@ func TestCreateOrderSaga(t *testing.T) {
 				authorizePayment(&contracts.PaymentAuthorized{OrderID: orderID, PaymentID: "p-1"}),
 				{contracts.TopicOrderCommands, orderID, "approve_order", approve, &contracts.OrderApproved{OrderID: orderID}},
 			},
-			wantState:  saga.StateCompleted,
-			wantEvents: []string{"started", "CreditReserved", "PaymentAuthorized", "OrderApproved"},
+			wantState:     saga.StateCompleted,
+			wantEvents:    []string{"started", "CreditReserved", "PaymentAuthorized", "OrderApproved"},
+			wantPaymentID: "p-1",
 		},
 		{
 			name: "insufficient credit",
@@ -128,10 +130,10 @@ func TestCreateOrderSaga(t *testing.T) {
 				if got := cmd.Topic; got != want.topic {
 					t.Errorf("command %d topic: got %q, want %q", i, got, want.topic)
 				}
-				if got := cmd.Msg.Metadata.Get(contracts.HeaderPartitionKey); got != want.key {
+				if got := cmd.Key; got != want.key {
 					t.Errorf("command %d key: got %q, want %q", i, got, want.key)
 				}
-				if got := cmd.Msg.Metadata.Get(contracts.HeaderStep); got != want.step {
+				if got := cmd.Msg.Metadata.Get(saga.HeaderStep); got != want.step {
 					t.Errorf("command %d step: got %q, want %q", i, got, want.step)
 				}
 				if got := h.Body(cmd); !reflect.DeepEqual(got, want.command) {
@@ -161,6 +163,9 @@ func TestCreateOrderSaga(t *testing.T) {
 			if !reflect.DeepEqual(events, tt.wantEvents) {
 				t.Errorf("history events: got %v, want %v", events, tt.wantEvents)
 			}
+			if d, err := h.Engine.Data(v); err != nil || d.PaymentID != tt.wantPaymentID {
+				t.Errorf("payment id kept: got %+v (%v), want %q", d, err, tt.wantPaymentID)
+			}
 		})
 	}
 }
@@ -183,10 +188,10 @@ func TestApproveOrderIsRetriedUntilAnswered(t *testing.T) {
 		h.Engine.ResendOverdue(t.Context())
 	}
 	cmd := h.Last()
-	if got, want := cmd.Msg.Metadata.Get(contracts.HeaderStep), "approve_order"; got != want {
+	if got, want := cmd.Msg.Metadata.Get(saga.HeaderStep), "approve_order"; got != want {
 		t.Fatalf("last command step: got %q, want %q", got, want)
 	}
-	if got, want := cmd.Msg.Metadata.Get(contracts.HeaderAttempt), "11"; got != want {
+	if got, want := cmd.Msg.Metadata.Get(saga.HeaderAttempt), "11"; got != want {
 		t.Errorf("last command attempt: got %s, want %s", got, want)
 	}
 	if err := h.Reply(cmd, &contracts.OrderApproved{OrderID: orderID}); err != nil {
@@ -194,5 +199,17 @@ func TestApproveOrderIsRetriedUntilAnswered(t *testing.T) {
 	}
 	if v, _, _ := h.Engine.Instance(orderID); v.State != saga.StateCompleted {
 		t.Errorf("got state %s, want %s", v.State, saga.StateCompleted)
+	}
+}
+
+func TestStartNeedsBothIDsAndAPositiveTotal(t *testing.T) {
+	id, d, err := createorder.Start(&contracts.OrderCreated{OrderID: orderID, CustomerID: customerID, OrderTotal: total})
+	if want := (createorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total}); err != nil || id != orderID || d != want {
+		t.Errorf("got %q %+v %v, want %q %+v", id, d, err, orderID, want)
+	}
+	for _, e := range []contracts.OrderCreated{{CustomerID: customerID, OrderTotal: total}, {OrderID: orderID, OrderTotal: total}, {OrderID: orderID, CustomerID: customerID}} {
+		if _, _, err := createorder.Start(&e); err == nil {
+			t.Errorf("start from %+v: got no error, want one", e)
+		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // TestDocShowsTheRealPaymentStep keeps docs/adding-a-saga-step.md true: the
-// step it shows must be the one the definition declares.
+// step and the interaction it shows must be the ones the code declares.
 func TestDocShowsTheRealPaymentStep(t *testing.T) {
 	code, err := os.ReadFile("createorder.go")
 	if err != nil {
@@ -22,7 +22,15 @@ func TestDocShowsTheRealPaymentStep(t *testing.T) {
 	if step == nil {
 		t.Fatal(`createorder.go declares no "authorize_payment" step`)
 	}
-	for _, part := range [][]byte{step, funcSource(t, code, "authorizePayment")} {
+	interactions, err := os.ReadFile("../../contracts/interactions.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	interaction := regexp.MustCompile(`(?s)AuthorizePaymentInteraction = .*?\n\t\}`).Find(interactions)
+	if interaction == nil {
+		t.Fatal("contracts/interactions.go declares no AuthorizePaymentInteraction")
+	}
+	for _, part := range [][]byte{step, funcSource(t, code, "authorizePayment"), interaction} {
 		if !strings.Contains(normalize(string(doc)), normalize(string(part))) {
 			t.Errorf("docs/adding-a-saga-step.md does not show, as the code has it:\n%s", part)
 		}

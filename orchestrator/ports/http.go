@@ -6,21 +6,20 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // sagaView is the JSON of GET /sagas/{id}.
 type sagaView struct {
-	SagaID        string            `json:"sagaId"`
-	Type          string            `json:"type"`
-	State         string            `json:"state"`
-	Step          string            `json:"step"`
-	Attempt       int               `json:"attempt"`
-	FailureReason string            `json:"failureReason"`
-	Data          *createorder.Data `json:"data"`
-	History       []transitionView  `json:"history"`
+	SagaID        string           `json:"sagaId"`
+	Type          string           `json:"type"`
+	State         string           `json:"state"`
+	Step          string           `json:"step"`
+	Attempt       int              `json:"attempt"`
+	FailureReason string           `json:"failureReason"`
+	Data          any              `json:"data"`
+	History       []transitionView `json:"history"`
 }
 
 type transitionView struct {
@@ -30,29 +29,46 @@ type transitionView struct {
 	Step  string    `json:"step"`
 }
 
-// RegisterHTTP adds GET /sagas/{id}; the id of a Create Order saga is its order id.
-func RegisterHTTP(s *httpserver.Server, engine *saga.Engine[createorder.Data]) {
-	s.HandleKeyed("GET /sagas/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+// Lookup finds the saga with the given id among the sagas of one type.
+type Lookup func(id string) (view *sagaView, ok bool, err error)
+
+// Look finds sagas in engine.
+func Look[D any](engine *saga.Engine[D]) Lookup {
+	return func(id string) (*sagaView, bool, error) {
 		v, ok, err := engine.Instance(id)
-		if err != nil {
-			httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
-			return
-		}
-		if !ok {
-			httpserver.WriteError(w, http.StatusNotFound, "saga "+id+" not found")
-			return
+		if err != nil || !ok {
+			return nil, false, err
 		}
 		data, err := engine.Data(v)
 		if err != nil {
-			httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
-			return
+			return nil, false, err
 		}
-		view := sagaView{SagaID: v.SagaID, Type: v.SagaType, State: v.State, Step: engine.StepName(v),
+		view := &sagaView{SagaID: v.SagaID, Type: v.SagaType, State: v.State, Step: engine.StepName(v),
 			Attempt: v.Attempt, FailureReason: v.FailureReason, Data: data, History: make([]transitionView, len(v.History))}
 		for i, t := range v.History {
 			view.History[i] = transitionView{At: t.At, Event: t.Event, State: t.State, Step: t.Step}
 		}
-		httpserver.WriteJSON(w, http.StatusOK, view)
+		return view, true, nil
+	}
+}
+
+// RegisterHTTP adds GET /sagas/{id}, answered by the first saga type that
+// has the id; the id of a Create Order saga is its order id. Every saga
+// type's instances are keyed, and so partitioned, by saga id.
+func RegisterHTTP(s *httpserver.Server, sagas []Lookup) {
+	s.HandleKeyed("GET /sagas/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		for _, look := range sagas {
+			view, ok, err := look(id)
+			if err != nil {
+				httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			if ok {
+				httpserver.WriteJSON(w, http.StatusOK, view)
+				return
+			}
+		}
+		httpserver.WriteError(w, http.StatusNotFound, "saga "+id+" not found")
 	})
 }

@@ -1,5 +1,5 @@
-// Package service wires the orchestrator: the saga engine running the Create
-// Order saga, its store, its ports and the process that runs them. main and
+// Package service wires the orchestrator: one saga engine per saga type,
+// each with its store and ports, and the process that runs them. main and
 // the all-in-one system call New.
 package service
 
@@ -11,12 +11,78 @@ import (
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
+
+// sagas are the saga types the orchestrator runs: another is one more entry.
+func sagas() []runner {
+	return []runner{
+		sagaType[createorder.Data, contracts.OrderCreated]{
+			Definition: createorder.Definition(),
+			EndedTopic: contracts.TopicCreateOrderSagasEnded,
+			StartTopic: contracts.TopicOrderEvents,
+			Start:      createorder.Start,
+		},
+	}
+}
+
+// sagaType is a saga type as the orchestrator runs it: its definition, the
+// topic its ended instances are archived to, and the event of type E that
+// starts one.
+type sagaType[D, E any] struct {
+	Definition saga.Definition[D]
+	EndedTopic string
+	StartTopic string
+	Start      func(event *E) (sagaID string, data D, err error)
+}
+
+// runner is a sagaType whatever its types.
+type runner interface {
+	topics() []string // what the orchestrator reads and keeps for it
+	run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, error)
+}
+
+func (s sagaType[D, E]) topics() []string {
+	return []string{s.StartTopic, s.Definition.ReplyTopic, s.Definition.StateTopic}
+}
+
+// run starts the saga type's engine on p.
+func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, error) {
+	def := s.Definition
+	if err := messaging.SetRetention(cfg.Kafka, s.EndedTopic, cfg.SagaRetention); err != nil {
+		return nil, err
+	}
+	instances, err := process.NewStore(p, def.StateTopic, func(c *store.Config[saga.SagaInstance]) {
+		c.Archive = &store.Archive[saga.SagaInstance]{Topic: s.EndedTopic, Ended: saga.Ended}
+	})
+	if err != nil {
+		return nil, err
+	}
+	engine, err := saga.NewEngine(def, saga.EngineConfig{
+		Instances:   adapters.NewInstances(instances),
+		Codec:       p.Serde,
+		StepTimeout: cfg.StepTimeout,
+		MaxAttempts: cfg.StepMaxAttempts,
+		Metrics:     p.Metrics,
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Subscribe(s.StartTopic, ports.Starts(p.Serde, engine, s.Start)); err != nil {
+		return nil, err
+	}
+	// A reply no step accepts is dead-lettered.
+	if err := p.Subscribe(def.ReplyTopic, messaging.Poison(engine.HandleReply, saga.ErrUnexpectedReply)); err != nil {
+		return nil, err
+	}
+	p.OnRestored(engine.Resume)
+	p.Go(engine.Run)
+	return ports.Look(engine), nil
+}
 
 // Config is the orchestrator's configuration, read from the environment by main.
 type Config struct {
@@ -36,42 +102,26 @@ type Config struct {
 
 // New builds the orchestrator; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
+	all := sagas()
+	var topics []string
+	for _, s := range all {
+		topics = append(topics, s.topics()...)
+	}
 	return process.Build(process.Config{
 		Name:     "orchestrator",
 		HTTPAddr: cfg.HTTPAddr,
 		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(contracts.TopicOrderEvents, contracts.TopicCreateOrderReplies, contracts.TopicCreateOrderSagas),
+		Types:    contracts.Records(topics...),
 	}, logger, func(p *process.Process) error {
-		if err := messaging.SetRetention(cfg.Kafka, contracts.TopicCreateOrderSagasEnded, cfg.SagaRetention); err != nil {
-			return err
+		var lookups []ports.Lookup
+		for _, s := range all {
+			look, err := s.run(p, cfg, logger)
+			if err != nil {
+				return err
+			}
+			lookups = append(lookups, look)
 		}
-		instances, err := process.NewStore(p, contracts.TopicCreateOrderSagas, func(c *store.Config[contracts.SagaInstance]) {
-			c.Archive = &store.Archive[contracts.SagaInstance]{Topic: contracts.TopicCreateOrderSagasEnded, Ended: saga.Ended}
-		})
-		if err != nil {
-			return err
-		}
-		engine, err := saga.NewEngine(createorder.Definition(), saga.EngineConfig{
-			Instances:   adapters.NewInstances(instances),
-			Publisher:   p.Publisher,
-			Codec:       p.Serde,
-			DataTopic:   contracts.TopicCreateOrderSagas,
-			StepTimeout: cfg.StepTimeout,
-			MaxAttempts: cfg.StepMaxAttempts,
-			Metrics:     p.Metrics,
-		}, logger)
-		if err != nil {
-			return err
-		}
-		if err := p.Subscribe(contracts.TopicOrderEvents, ports.OrderCreated(p.Serde, engine)); err != nil {
-			return err
-		}
-		if err := p.Subscribe(contracts.TopicCreateOrderReplies, ports.Replies(engine)); err != nil {
-			return err
-		}
-		p.OnRestored(engine.Resume)
-		p.Go(engine.Run)
-		ports.RegisterHTTP(p.HTTP, engine)
+		ports.RegisterHTTP(p.HTTP, lookups)
 		return nil
 	})
 }

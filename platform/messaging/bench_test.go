@@ -12,18 +12,17 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
-// discardPublisher drops what it is given, so the benchmark measures the
+// discardPublisher drops what it is sent, so the benchmark measures the
 // participant's side of a command and not Kafka.
 type discardPublisher struct{ published int }
 
-func (p *discardPublisher) Publish(_ string, msgs ...*message.Message) error {
-	p.published += len(msgs)
+func (p *discardPublisher) Send(string, string, *message.Message) error {
+	p.published++
 	return nil
 }
-
-func (p *discardPublisher) Close() error { return nil }
 
 // BenchmarkCommandsHandler: a participant handles one command: it decodes
 // it with the real serde, runs the handler, encodes the reply and publishes
@@ -36,10 +35,17 @@ func BenchmarkCommandsHandler(b *testing.B) {
 		b.Fatalf("serde.New: %v", err)
 	}
 	pub := &discardPublisher{}
-	commands := messaging.NewCommands(sd, pub)
-	messaging.Handle(commands, func(_ context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), sd, pub.Send)
+	saga.Handle(commands, contracts.ReserveCreditInteraction, func(_ context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
 	})
+	saga.Handle(commands, contracts.ReleaseCreditInteraction, func(_ context.Context, cmd *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
+		return &contracts.CreditReleased{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
+	})
+	handle, err := commands.Handler()
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	payload, err := sd.Encode(contracts.TopicCustomerCommands, &contracts.ReserveCredit{CustomerID: "c1", OrderID: "o1", Amount: 12_000})
 	if err != nil {
@@ -47,21 +53,21 @@ func BenchmarkCommandsHandler(b *testing.B) {
 	}
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	for h, v := range map[string]string{
-		contracts.HeaderSagaID: "o1", contracts.HeaderSagaType: contracts.SagaTypeCreateOrder,
-		contracts.HeaderStep: "reserve_credit", contracts.HeaderCommandID: "o1:reserve_credit:invoke",
-		contracts.HeaderAttempt: "1", contracts.HeaderReplyTo: contracts.TopicCreateOrderReplies,
-		contracts.HeaderTraceparent: messaging.NewTraceparent(), contracts.HeaderPartitionKey: "c1",
+		saga.HeaderSagaID: "o1", saga.HeaderSagaType: contracts.SagaTypeCreateOrder,
+		saga.HeaderStep: "reserve_credit", saga.HeaderCommandID: "o1:reserve_credit:invoke",
+		saga.HeaderAttempt: "1", saga.HeaderReplyTo: contracts.TopicCreateOrderReplies,
+		saga.HeaderTraceparent: messaging.NewTraceparent(), contracts.HeaderPartitionKey: "c1",
 	} {
 		msg.Metadata.Set(h, v)
 	}
 	// The first call registers the reply's schema and fetches the command's.
-	if err := commands.Handler(msg); err != nil {
+	if err := handle(msg); err != nil {
 		b.Fatalf("first command: %v", err)
 	}
 
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := commands.Handler(msg); err != nil {
+		if err := handle(msg); err != nil {
 			b.Fatalf("command: %v", err)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 func writeFile(t *testing.T, name string, data []byte) string {
@@ -220,7 +221,7 @@ func TestPublisherMovesThePartitionKeyToTheRecordKey(t *testing.T) {
 	for i := range 16 {
 		msg := message.NewMessage(fmt.Sprintf("uuid-%d", i), fmt.Appendf(nil, "payload-%d", i))
 		msg.Metadata.Set(contracts.HeaderPartitionKey, fmt.Sprintf("order-%d", i))
-		msg.Metadata.Set(contracts.HeaderSagaID, fmt.Sprintf("saga-%d", i))
+		msg.Metadata.Set(saga.HeaderSagaID, fmt.Sprintf("saga-%d", i))
 		sent = append(sent, msg)
 	}
 	if err := pub.Publish(contracts.TopicOrderEvents, sent...); err != nil {
@@ -245,7 +246,7 @@ func TestPublisherMovesThePartitionKeyToTheRecordKey(t *testing.T) {
 		}
 		for key, want := range map[string]string{
 			contracts.HeaderPartitionKey: "order-" + i,
-			contracts.HeaderSagaID:       "saga-" + i,
+			saga.HeaderSagaID:            "saga-" + i,
 			"_watermill_message_uuid":    "uuid-" + i,
 		} {
 			if got := header(r, key); got != want {
@@ -281,7 +282,7 @@ func TestSaramaKeepsNoMetrics(t *testing.T) {
 func TestProducerMessageIsWhatThePublisherSends(t *testing.T) {
 	msg := message.NewMessage("uuid-1", []byte("payload"))
 	msg.Metadata.Set(contracts.HeaderPartitionKey, "order-1")
-	msg.Metadata.Set(contracts.HeaderSagaID, "saga-1")
+	msg.Metadata.Set(saga.HeaderSagaID, "saga-1")
 	pm, err := messaging.ProducerMessage(contracts.TopicOrderEvents, msg)
 	if err != nil {
 		t.Fatalf("ProducerMessage: %v", err)
@@ -297,7 +298,7 @@ func TestProducerMessageIsWhatThePublisherSends(t *testing.T) {
 	}
 	for key, want := range map[string]string{
 		contracts.HeaderPartitionKey: "order-1",
-		contracts.HeaderSagaID:       "saga-1",
+		saga.HeaderSagaID:            "saga-1",
 		"_watermill_message_uuid":    "uuid-1",
 	} {
 		if got := headers[key]; got != want {

@@ -19,6 +19,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 const handlerName = "customer.commands"
@@ -32,14 +33,14 @@ type participant struct {
 	flakyCalls atomic.Int32
 }
 
-// startParticipant runs a router until the test ends. Its ReserveCredit
-// handler panics for customer "panics", returns no reply for "silent", fails
-// twice for customer "flaky",
-// and reserves the credit otherwise. It has no handler for ReleaseCredit.
+// startParticipant runs a customer participant behind a router until the
+// test ends. Its ReserveCredit handler panics for customer "panics", returns
+// no reply for "silent", fails twice for customer "flaky", and reserves the
+// credit otherwise.
 func startParticipant(t *testing.T) *participant {
 	t.Helper()
 	p := &participant{kafka: startKafka(t, contracts.Topics()...), metrics: prometheus.NewRegistry()}
-	p.serde = newSerde(t, p.kafka, &contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.CreditReserved{})
+	p.serde = newSerde(t, p.kafka, &contracts.ReserveCredit{}, &contracts.ReleaseCredit{}, &contracts.ApproveOrder{}, &contracts.CreditReserved{})
 
 	pub, err := messaging.NewPublisher(p.kafka, "customer")
 	if err != nil {
@@ -57,8 +58,12 @@ func startParticipant(t *testing.T) *participant {
 		t.Fatalf("NewRouter: %v", err)
 	}
 
-	commands := messaging.NewCommands(p.serde, pub)
-	messaging.Handle(commands, func(_ context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+	send := func(topic, key string, msg *message.Message) error {
+		msg.Metadata.Set(contracts.HeaderPartitionKey, key)
+		return pub.Publish(topic, msg)
+	}
+	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), p.serde, send)
+	saga.Handle(commands, contracts.ReserveCreditInteraction, func(_ context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		switch cmd.CustomerID {
 		case "panics":
 			panic("boom")
@@ -71,7 +76,14 @@ func startParticipant(t *testing.T) *participant {
 		}
 		return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
 	})
-	router.AddNoPublisherHandler(handlerName, contracts.TopicCustomerCommands, sub, commands.Handler)
+	saga.Handle(commands, contracts.ReleaseCreditInteraction, func(_ context.Context, cmd *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
+		return &contracts.CreditReleased{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}, nil
+	})
+	handler, err := commands.Handler()
+	if err != nil {
+		t.Fatalf("Handler: %v", err)
+	}
+	router.AddNoPublisherHandler(handlerName, contracts.TopicCustomerCommands, sub, messaging.Poison(handler, saga.ErrUnexpectedCommand))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -100,13 +112,13 @@ func startParticipant(t *testing.T) *participant {
 // sagaHeaders are the headers an orchestrator sends a command with.
 func sagaHeaders(sagaID, key string) map[string]string {
 	return map[string]string{
-		contracts.HeaderSagaID:       sagaID,
-		contracts.HeaderSagaType:     contracts.SagaTypeCreateOrder,
-		contracts.HeaderStep:         "reserve_credit",
-		contracts.HeaderCommandID:    sagaID + ":reserve_credit",
-		contracts.HeaderAttempt:      "2",
-		contracts.HeaderReplyTo:      contracts.TopicCreateOrderReplies,
-		contracts.HeaderTraceparent:  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		saga.HeaderSagaID:            sagaID,
+		saga.HeaderSagaType:          contracts.SagaTypeCreateOrder,
+		saga.HeaderStep:              "reserve_credit",
+		saga.HeaderCommandID:         sagaID + ":reserve_credit",
+		saga.HeaderAttempt:           "2",
+		saga.HeaderReplyTo:           contracts.TopicCreateOrderReplies,
+		saga.HeaderTraceparent:       "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		contracts.HeaderPartitionKey: key,
 	}
 }
@@ -144,7 +156,7 @@ func (p *participant) reply(t *testing.T, sagaID string) (*kgo.Record, serde.Rec
 	var found *kgo.Record
 	readUntil(t, p.kafka, contracts.TopicCreateOrderReplies, func(records []*kgo.Record) bool {
 		for _, r := range records {
-			if header(r, contracts.HeaderSagaID) == sagaID {
+			if header(r, saga.HeaderSagaID) == sagaID {
 				found = r
 			}
 		}
@@ -189,14 +201,14 @@ func TestCommands(t *testing.T) {
 		if string(r.Key) != "saga-1" {
 			t.Errorf("reply key: got %q, want the saga id saga-1", r.Key)
 		}
-		for _, h := range []string{contracts.HeaderSagaID, contracts.HeaderSagaType, contracts.HeaderStep,
-			contracts.HeaderCommandID, contracts.HeaderAttempt, contracts.HeaderTraceparent} {
+		for _, h := range []string{saga.HeaderSagaID, saga.HeaderSagaType, saga.HeaderStep,
+			saga.HeaderCommandID, saga.HeaderAttempt, saga.HeaderTraceparent} {
 			if got := header(r, h); got != headers[h] {
 				t.Errorf("reply header %s: got %q, want %q", h, got, headers[h])
 			}
 		}
-		if got := header(r, contracts.HeaderReplyTo); got != "" {
-			t.Errorf("reply header %s: got %q, want none", contracts.HeaderReplyTo, got)
+		if got := header(r, saga.HeaderReplyTo); got != "" {
+			t.Errorf("reply header %s: got %q, want none", saga.HeaderReplyTo, got)
 		}
 	})
 
@@ -210,8 +222,8 @@ func TestCommands(t *testing.T) {
 			record  *kgo.Record
 			wantErr string
 		}{
-			{"missing header", p.command(t, key, without(headers, contracts.HeaderReplyTo), reserve), "has no reply_to header"},
-			{"no handler for the type", p.command(t, key, headers, &contracts.ReleaseCredit{CustomerID: key, OrderID: "o2"}), "no handler for *contracts.ReleaseCredit"},
+			{"missing header", p.command(t, key, without(headers, saga.HeaderReplyTo), reserve), "has no reply_to header"},
+			{"no handler for the type", p.command(t, key, headers, &contracts.ApproveOrder{OrderID: "o2"}), "no handler for *contracts.ApproveOrder"},
 			{"garbage bytes", raw(key, nil, []byte("definitely not avro")), "magic byte is 100"},
 			{"unknown schema id", raw(key, headers, unknownID), "schema id 12345 is not in the registry"},
 			{"handler panics", p.command(t, "panics", sagaHeaders("saga-panics", "panics"), &contracts.ReserveCredit{CustomerID: "panics"}), `panic occurred: "boom"`},
@@ -279,7 +291,7 @@ func TestCommands(t *testing.T) {
 			t.Errorf("handler calls: got %d, want 3 (two failures, one success)", got)
 		}
 		for _, r := range readAll(t, p.kafka, contracts.TopicDeadLetter) {
-			if header(r, contracts.HeaderSagaID) == "saga-flaky" {
+			if header(r, saga.HeaderSagaID) == "saga-flaky" {
 				t.Errorf("the retried command was dead-lettered:%s", describe([]*kgo.Record{r}))
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,6 +23,19 @@ import (
 // fmt.Errorf("%w: ...", ErrPoison). Undecodable messages (serde.ErrUndecodable)
 // and handler panics count as poison too; every other error is retried.
 var ErrPoison = errors.New("poison message")
+
+// Poison returns h, with every error of it that is one of errs marked
+// ErrPoison: the errors a handler's domain knows no retry can cure, such as
+// invalid input.
+func Poison(h message.NoPublishHandlerFunc, errs ...error) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		err := h(msg)
+		if err != nil && slices.ContainsFunc(errs, func(e error) bool { return errors.Is(err, e) }) {
+			return fmt.Errorf("%w: %w", ErrPoison, err)
+		}
+		return err
+	}
+}
 
 func isPoison(err error) bool {
 	var panicked middleware.RecoveredPanicError // Recoverer returns it by value

@@ -214,6 +214,12 @@ func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) 
 	return nil
 }
 
+// Send publishes msg to topic as a record keyed by key: a saga.Send.
+func (p *Process) Send(topic, key string, msg *message.Message) error {
+	msg.Metadata.Set(contracts.HeaderPartitionKey, key)
+	return p.Publisher.Publish(topic, msg)
+}
+
 // OnRestored runs fn whenever the owned partitions change, once the stores
 // hold the newly assigned ones and before any message of them is handled:
 // to rebuild what a service derives from its stores.

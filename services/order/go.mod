@@ -7,6 +7,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0
 	github.com/kafkasaga/kafkasaga/platform v0.0.0
+	github.com/kafkasaga/kafkasaga/saga v0.0.0
 )
 
 require (
@@ -51,6 +52,9 @@ require (
 	github.com/riferrei/srclient v0.7.3 // indirect
 	github.com/santhosh-tekuri/jsonschema/v5 v5.0.0 // indirect
 	github.com/sony/gobreaker v1.0.0 // indirect
+	github.com/twmb/franz-go v1.22.3 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
 	github.com/xdg-go/scram v1.2.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
@@ -69,4 +73,5 @@ replace (
 	github.com/kafkasaga/kafkasaga/contracts => ../../contracts
 	github.com/kafkasaga/kafkasaga/devstack => ../../devstack
 	github.com/kafkasaga/kafkasaga/platform => ../../platform
+	github.com/kafkasaga/kafkasaga/saga => ../../saga
 )

@@ -1,8 +1,9 @@
-// Command schemas-check checks every Avro schema in contracts/schemas against
-// its previous version, under its subject's compatibility level, with the
-// embedded registry's own checker (devstack/registry/compat). A change it
-// fails is one a registry refuses at `make schemas`, or one that breaks the
-// consumers still reading the previous version.
+// Command schemas-check checks every Avro schema in contracts/schemas and
+// saga/schemas against its previous version, under its subject's
+// compatibility level, with the embedded registry's own checker
+// (devstack/registry/compat). A change it fails is one a registry refuses at
+// `make schemas`, or one that breaks the consumers still reading the
+// previous version.
 //
 // The previous version is main's, from git: the merge base of HEAD and main
 // (else origin/main), or HEAD's parent when HEAD is on main. With -registry,
@@ -34,7 +35,7 @@ import (
 )
 
 type options struct {
-	dir            string // where the .avsc files are
+	dir            string // where the .avsc files are: a list of directories, as in PATH
 	registry       string // the registry's URL; empty compares with git
 	base           string // git ref of the main branch; empty tries main, then origin/main
 	level          string // overrides the subject's level; empty: the registry's, or compat.Default with git
@@ -43,7 +44,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.dir, "dir", "contracts/schemas", "the directory of the .avsc files")
+	flag.StringVar(&o.dir, "dir", strings.Join([]string{"contracts/schemas", "saga/schemas"}, string(filepath.ListSeparator)),
+		"the directories of the .avsc files, a list as in PATH")
 	flag.StringVar(&o.registry, "registry", os.Getenv("SCHEMA_REGISTRY_URL"),
 		"compare with the latest versions in this schema registry instead of git (default $SCHEMA_REGISTRY_URL)")
 	flag.StringVar(&o.base, "base", "", "the git ref of the main branch (default main, else origin/main)")
@@ -78,18 +80,24 @@ func run(o options, out io.Writer) error {
 	if o.level != "" && !compat.ValidLevel(o.level) {
 		return fmt.Errorf("-level %s: not a compatibility level", o.level)
 	}
-	files, err := readSchemas(o.dir)
-	if err != nil {
-		return err
-	}
 	var cmps []comparison
-	if o.registry != "" {
-		cmps, err = fromRegistry(o, files, out)
-	} else {
-		cmps, err = fromGit(o, files, out)
-	}
-	if err != nil {
-		return err
+	for _, dir := range filepath.SplitList(o.dir) {
+		o := o
+		o.dir = dir
+		files, err := readSchemas(dir)
+		if err != nil {
+			return err
+		}
+		var c []comparison
+		if o.registry != "" {
+			c, err = fromRegistry(o, files, out)
+		} else {
+			c, err = fromGit(o, files, out)
+		}
+		if err != nil {
+			return err
+		}
+		cmps = append(cmps, c...)
 	}
 	var problems int
 	for _, c := range cmps {

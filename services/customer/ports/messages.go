@@ -5,8 +5,7 @@ import (
 	"errors"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/customer/app"
 	"github.com/kafkasaga/kafkasaga/services/customer/app/command"
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
@@ -14,8 +13,8 @@ import (
 
 // RegisterCommands handles ReserveCredit and ReleaseCredit and turns each
 // outcome into its reply.
-func RegisterCommands(c *messaging.Commands, application app.Application) {
-	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ReserveCredit) (serde.Record, error) {
+func RegisterCommands(p *saga.Participant, application app.Application) {
+	saga.Handle(p, contracts.ReserveCreditInteraction, func(ctx context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		d, err := application.Commands.ReserveCredit.Handle(ctx, command.ReserveCredit{
 			CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount,
 		})
@@ -30,7 +29,7 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 			return &contracts.CreditLimitExceeded{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, AvailableCredit: d.AvailableCredit}, nil
 		}
 	})
-	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ReleaseCredit) (serde.Record, error) {
+	saga.Handle(p, contracts.ReleaseCreditInteraction, func(ctx context.Context, cmd *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
 		err := application.Commands.ReleaseCredit.Handle(ctx, command.ReleaseCredit{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID})
 		if err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
 	"github.com/kafkasaga/kafkasaga/services/customer/app"
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
@@ -43,9 +44,15 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo)
 
-		commands := messaging.NewCommands(p.Serde, p.Publisher, domain.ErrInvalid)
-		ports.RegisterCommands(commands, application)
-		if err := p.Subscribe(contracts.TopicCustomerCommands, commands.Handler); err != nil {
+		participant := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), p.Serde, p.Send)
+		ports.RegisterCommands(participant, application)
+		commands, err := participant.Handler()
+		if err != nil {
+			return err
+		}
+		// Domain errors no retry can cure are dead-lettered, rather than
+		// holding back every later command of their key.
+		if err := p.Subscribe(contracts.TopicCustomerCommands, messaging.Poison(commands, saga.ErrUnexpectedCommand, domain.ErrInvalid)); err != nil {
 			return err
 		}
 		ports.RegisterHTTP(p.HTTP, application)

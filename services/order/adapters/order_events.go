@@ -10,6 +10,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 )
 
@@ -34,7 +35,7 @@ func (e *OrderEvents) OrderCreated(ctx context.Context, o *domain.Order) error {
 	}
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	msg.Metadata.Set(contracts.HeaderPartitionKey, o.ID())
-	msg.Metadata.Set(contracts.HeaderTraceparent, messaging.TraceparentFrom(ctx))
+	msg.Metadata.Set(saga.HeaderTraceparent, messaging.TraceparentFrom(ctx))
 	if err := e.pub.Publish(contracts.TopicOrderEvents, msg); err != nil {
 		return fmt.Errorf("publish OrderCreated %s: %w", o.ID(), err)
 	}

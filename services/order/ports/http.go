@@ -6,9 +6,9 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
 	"github.com/kafkasaga/kafkasaga/services/order/app/command"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
@@ -47,7 +47,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 			return
 		}
 		key := r.Header.Get(httpserver.HeaderIdempotencyKey)
-		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(contracts.HeaderTraceparent))
+		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(saga.HeaderTraceparent))
 		o, err := application.Commands.CreateOrder.Handle(ctx, command.CreateOrder{
 			CustomerID: req.CustomerID, OrderTotal: req.OrderTotal, IdempotencyKey: key,
 		})

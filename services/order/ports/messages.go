@@ -4,21 +4,20 @@ import (
 	"context"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
 	"github.com/kafkasaga/kafkasaga/services/order/app/command"
 )
 
 // RegisterCommands handles ApproveOrder and RejectOrder.
-func RegisterCommands(c *messaging.Commands, application app.Application) {
-	messaging.Handle(c, func(ctx context.Context, cmd *contracts.ApproveOrder) (serde.Record, error) {
+func RegisterCommands(p *saga.Participant, application app.Application) {
+	saga.Handle(p, contracts.ApproveOrderInteraction, func(ctx context.Context, cmd *contracts.ApproveOrder) (contracts.ApproveOrderReply, error) {
 		if err := application.Commands.ApproveOrder.Handle(ctx, cmd.OrderID); err != nil {
 			return nil, err
 		}
 		return &contracts.OrderApproved{OrderID: cmd.OrderID}, nil
 	})
-	messaging.Handle(c, func(ctx context.Context, cmd *contracts.RejectOrder) (serde.Record, error) {
+	saga.Handle(p, contracts.RejectOrderInteraction, func(ctx context.Context, cmd *contracts.RejectOrder) (contracts.RejectOrderReply, error) {
 		if err := application.Commands.RejectOrder.Handle(ctx, command.RejectOrder{OrderID: cmd.OrderID, Reason: cmd.Reason}); err != nil {
 			return nil, err
 		}

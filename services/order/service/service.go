@@ -11,6 +11,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/adapters"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
@@ -39,9 +40,15 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo, adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
 
-		commands := messaging.NewCommands(p.Serde, p.Publisher, domain.ErrNotFound, domain.ErrInvalid, domain.ErrConflict)
-		ports.RegisterCommands(commands, application)
-		if err := p.Subscribe(contracts.TopicOrderCommands, commands.Handler); err != nil {
+		participant := saga.NewParticipant(contracts.TopicOrderCommands, contracts.Interactions(), p.Serde, p.Send)
+		ports.RegisterCommands(participant, application)
+		commands, err := participant.Handler()
+		if err != nil {
+			return err
+		}
+		// Domain errors no retry can cure are dead-lettered, rather than
+		// holding back every later command of their key.
+		if err := p.Subscribe(contracts.TopicOrderCommands, messaging.Poison(commands, saga.ErrUnexpectedCommand, domain.ErrNotFound, domain.ErrInvalid, domain.ErrConflict)); err != nil {
 			return err
 		}
 		ports.RegisterHTTP(p.HTTP, application)

@@ -77,9 +77,15 @@ func (p *Payment) Authorize(customerID string, amount, limit int64, paymentID st
 
 // Cancel voids the authorization. It is recorded even for an undecided
 // payment, so an AuthorizePayment that arrives late authorizes nothing.
-func (p *Payment) Cancel(now time.Time) {
+// paymentID, when the caller knows it, names the authorization to void: it
+// must be this payment's.
+func (p *Payment) Cancel(paymentID string, now time.Time) error {
+	if paymentID != "" && p.status == Authorized && paymentID != p.paymentID {
+		return fmt.Errorf("%w cancellation of payment %s for order %s, authorized as %s", ErrInvalid, paymentID, p.orderID, p.paymentID)
+	}
 	if p.status == Undecided {
 		p.decidedAt = now
 	}
 	p.status = Cancelled
+	return nil
 }

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -30,7 +31,9 @@ func TestPayment(t *testing.T) {
 			p := domain.NewPayment("o1")
 			for i, amount := range tt.ops {
 				if amount < 0 {
-					p.Cancel(now)
+					if err := p.Cancel("", now); err != nil {
+						t.Fatalf("Cancel: %v", err)
+					}
 					continue
 				}
 				if err := p.Authorize("c1", amount, limit, "p"+string(rune('1'+i)), now); err != nil {
@@ -41,6 +44,19 @@ func TestPayment(t *testing.T) {
 				t.Fatalf("%v: got %s/%q/%q, want %s/%q/%q", tt.ops, p.Status(), p.Reason(), p.PaymentID(), tt.wantStatus, tt.wantReason, tt.wantID)
 			}
 		})
+	}
+}
+
+func TestCancelNamingAnotherPaymentIsRefused(t *testing.T) {
+	p := domain.NewPayment("o1")
+	if err := p.Authorize("c1", 10, 1000, "p1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cancel("p2", time.Now()); !errors.Is(err, domain.ErrInvalid) || p.Status() != domain.Authorized {
+		t.Errorf("Cancel(p2) of p1: got %v and %s, want ErrInvalid and the authorization kept", err, p.Status())
+	}
+	if err := p.Cancel("p1", time.Now()); err != nil || p.Status() != domain.Cancelled {
+		t.Errorf("Cancel(p1) of p1: got %v and %s, want it cancelled", err, p.Status())
 	}
 }
 

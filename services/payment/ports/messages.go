@@ -4,15 +4,14 @@ import (
 	"context"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/payment/app"
 	"github.com/kafkasaga/kafkasaga/services/payment/app/command"
 )
 
 // RegisterCommands handles AuthorizePayment and CancelPayment.
-func RegisterCommands(c *messaging.Commands, application app.Application) {
-	messaging.Handle(c, func(ctx context.Context, cmd *contracts.AuthorizePayment) (serde.Record, error) {
+func RegisterCommands(p *saga.Participant, application app.Application) {
+	saga.Handle(p, contracts.AuthorizePaymentInteraction, func(ctx context.Context, cmd *contracts.AuthorizePayment) (contracts.AuthorizePaymentReply, error) {
 		d, err := application.Commands.AuthorizePayment.Handle(ctx, command.AuthorizePayment{
 			OrderID: cmd.OrderID, CustomerID: cmd.CustomerID, Amount: cmd.Amount,
 		})
@@ -25,8 +24,8 @@ func RegisterCommands(c *messaging.Commands, application app.Application) {
 			return &contracts.PaymentDeclined{OrderID: cmd.OrderID, Reason: d.Reason}, nil
 		}
 	})
-	messaging.Handle(c, func(ctx context.Context, cmd *contracts.CancelPayment) (serde.Record, error) {
-		if err := application.Commands.CancelPayment.Handle(ctx, cmd.OrderID); err != nil {
+	saga.Handle(p, contracts.CancelPaymentInteraction, func(ctx context.Context, cmd *contracts.CancelPayment) (contracts.CancelPaymentReply, error) {
+		if err := application.Commands.CancelPayment.Handle(ctx, cmd.OrderID, cmd.PaymentID); err != nil {
 			return nil, err
 		}
 		return &contracts.PaymentCancelled{OrderID: cmd.OrderID}, nil

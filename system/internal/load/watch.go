@@ -13,8 +13,8 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // SagaEnd is how a saga ended, as its last record on the saga topic says.
@@ -134,7 +134,7 @@ func WatchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 	if kafka.RegistryUser != "" {
 		registry.SetCredentials(kafka.RegistryUser, kafka.RegistryPassword)
 	}
-	sd, err := serde.New(registry, serde.Config{}, &contracts.SagaInstance{})
+	sd, err := serde.New(registry, serde.Config{}, &saga.SagaInstance{})
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func WatchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 				decodeErr = fmt.Errorf("decode saga %s: %w", r.Key, err)
 				return
 			}
-			v, ok := rec.(*contracts.SagaInstance)
+			v, ok := rec.(*saga.SagaInstance)
 			if !ok {
 				decodeErr = fmt.Errorf("saga %s: got %T, want a SagaInstance", r.Key, rec)
 				return

@@ -16,9 +16,10 @@ func NewCancelPaymentHandler(repo domain.Repository, now func() time.Time) Cance
 	return CancelPaymentHandler{repo: repo, now: now}
 }
 
-func (h CancelPaymentHandler) Handle(ctx context.Context, orderID string) error {
+// Handle voids the payment of the order; paymentID, if not empty, must be
+// the one authorized.
+func (h CancelPaymentHandler) Handle(ctx context.Context, orderID, paymentID string) error {
 	return h.repo.Update(ctx, orderID, func(p *domain.Payment) error {
-		p.Cancel(h.now())
-		return nil
+		return p.Cancel(paymentID, h.now())
 	})
 }

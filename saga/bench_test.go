@@ -8,29 +8,26 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga/sagatest"
+	"github.com/kafkasaga/kafkasaga/saga"
+	"github.com/kafkasaga/kafkasaga/saga/sagatest"
 )
 
-// lastPublisher keeps only the last message published, so a benchmark's
-// memory does not grow with b.N as the recording fake's would.
+// lastPublisher keeps only the last message sent, so a benchmark's memory
+// does not grow with b.N as the recording fake's would.
 type lastPublisher struct{ last *message.Message }
 
-func (p *lastPublisher) Publish(_ string, msgs ...*message.Message) error {
-	p.last = msgs[len(msgs)-1]
+func (p *lastPublisher) Send(_, _ string, msg *message.Message) error {
+	p.last = msg
 	return nil
 }
-
-func (p *lastPublisher) Close() error { return nil }
 
 // benchEngine is an engine of testDef on the sagatest fakes.
 func benchEngine(b *testing.B) (*saga.Engine[data], *lastPublisher, *sagatest.Codec) {
 	b.Helper()
 	pub, codec := &lastPublisher{}, sagatest.NewCodec()
 	e, err := saga.NewEngine(testDef(), saga.EngineConfig{
-		Instances: sagatest.NewInstances(pub), Publisher: pub, Codec: codec,
-		DataTopic: sagatest.DataTopic, Clock: sagatest.NewClock().Now,
+		Instances: sagatest.NewInstances(pub), Codec: codec,
+		Clock: sagatest.NewClock().Now,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatalf("new engine: %v", err)
@@ -66,7 +63,7 @@ func BenchmarkHandleReply(b *testing.B) {
 		if err := e.Start(ctx, d.OrderID, d, ""); err != nil {
 			b.Fatalf("start saga %s: %v", d.OrderID, err)
 		}
-		r, err := sagatest.Reply(codec, pub.last, &contracts.CreditReserved{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal})
+		r, err := sagatest.Reply(codec, pub.last, &CreditReserved{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal})
 		if err != nil {
 			b.Fatalf("reply: %v", err)
 		}

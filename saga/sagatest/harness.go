@@ -8,11 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
-
-// DataTopic is the topic the harness encodes saga data for.
-const DataTopic = "test.sagas"
 
 // Harness runs a saga definition on the fakes, so a test can start a saga,
 // answer its commands one by one and look at what the engine did.
@@ -33,8 +30,8 @@ func NewHarness[D any](t testing.TB, def saga.Definition[D], cfg saga.EngineConf
 	pub := &Publisher{}
 	h := &Harness[D]{t: t, Instances: NewInstances(pub), Codec: NewCodec(), Publisher: pub,
 		Clock: NewClock(), Metrics: prometheus.NewRegistry()}
-	cfg.Instances, cfg.Publisher, cfg.Codec, cfg.Clock = h.Instances, h.Publisher, h.Codec, h.Clock.Now
-	cfg.DataTopic, cfg.Metrics = DataTopic, h.Metrics
+	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
+	cfg.Metrics = h.Metrics
 	engine, err := saga.NewEngine(def, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("new engine: %v", err)

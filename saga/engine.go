@@ -14,11 +14,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/kafkasaga/kafkasaga/contracts"
 )
 
-// Saga states, as stored in contracts.SagaInstance.State.
+// Saga states, as stored in SagaInstance.State.
 const (
 	StateRunning      = "RUNNING"      // a step's command is pending
 	StateCompensating = "COMPENSATING" // a step's compensation is pending
@@ -28,7 +26,7 @@ const (
 
 // Ended reports whether a saga instance is over: completed or rejected,
 // with nothing pending. An ended instance never changes again.
-func Ended(v *contracts.SagaInstance) bool {
+func Ended(v *SagaInstance) bool {
 	return v.PendingCommandID == "" && (v.State == StateCompleted || v.State == StateRejected)
 }
 
@@ -64,6 +62,7 @@ type Codec interface {
 // Outgoing is a command to send with an instance's write.
 type Outgoing struct {
 	Topic string
+	Key   string // the Kafka record key: the aggregate the participant serializes on
 	Msg   *message.Message
 }
 
@@ -71,26 +70,24 @@ type Outgoing struct {
 type Instances interface {
 	// Get returns the instance; ok is false if there is none, and an error
 	// says it could not be read (the schema registry unreachable, say).
-	Get(id string) (v contracts.SagaInstance, ok bool, err error)
+	Get(id string) (v SagaInstance, ok bool, err error)
 	// Update loads the instance, lets fn change it and saves it before
 	// returning, and sends the command fn returns (nil for none) in the same
 	// request as the write. An error from fn aborts the write and is
 	// returned; a failed write or send is returned too, and leaves the stored
 	// instance unchanged (though either part may have reached Kafka). Calls
 	// for one id are serialized.
-	Update(ctx context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*Outgoing, error)) error
+	Update(ctx context.Context, id string, fn func(v *SagaInstance, exists bool) (*Outgoing, error)) error
 	// Range calls fn for every instance until fn returns false; an error
 	// means it could not read them all (the registry unreachable), and may
 	// come after some calls of fn.
-	Range(fn func(id string, v contracts.SagaInstance) bool) error
+	Range(fn func(id string, v SagaInstance) bool) error
 }
 
 // EngineConfig configures an Engine.
 type EngineConfig struct {
-	Instances Instances         // saves each transition and sends its command
-	Publisher message.Publisher // re-sends the pending commands when Run starts
+	Instances Instances // saves each transition and sends its command
 	Codec     Codec
-	DataTopic string // names the subject of the saga data's schema; use the saga's state topic
 
 	Clock       func() time.Time // default time.Now
 	StepTimeout time.Duration    // how long the first send of a command waits for its reply; default 10s
@@ -121,14 +118,8 @@ func (c EngineConfig) Validate() error {
 	if c.Instances == nil {
 		errs = append(errs, errors.New("Instances is nil"))
 	}
-	if c.Publisher == nil {
-		errs = append(errs, errors.New("Publisher is nil"))
-	}
 	if c.Codec == nil {
 		errs = append(errs, errors.New("Codec is nil"))
-	}
-	if c.DataTopic == "" {
-		errs = append(errs, errors.New("DataTopic is empty"))
 	}
 	if c.StepTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("StepTimeout is %s, want > 0", c.StepTimeout))
@@ -181,12 +172,12 @@ func NewEngine[D any](def Definition[D], cfg EngineConfig, logger *slog.Logger) 
 
 // Instance returns the saga instance with the given id; ok is false if
 // there is none, and an error says it could not be read.
-func (e *Engine[D]) Instance(id string) (v contracts.SagaInstance, ok bool, err error) {
+func (e *Engine[D]) Instance(id string) (v SagaInstance, ok bool, err error) {
 	return e.cfg.Instances.Get(id)
 }
 
 // Data decodes the saga data stored in an instance.
-func (e *Engine[D]) Data(v contracts.SagaInstance) (*D, error) {
+func (e *Engine[D]) Data(v SagaInstance) (*D, error) {
 	rec, err := e.cfg.Codec.Decode(v.Data)
 	if err != nil {
 		return nil, fmt.Errorf("decode data of saga %s: %w", v.SagaID, err)
@@ -198,9 +189,22 @@ func (e *Engine[D]) Data(v contracts.SagaInstance) (*D, error) {
 	return d, nil
 }
 
+// setData lets reply set what it keeps of rec in v's data.
+func (e *Engine[D]) setData(v *SagaInstance, reply Reply, rec Record) error {
+	d, err := e.Data(*v)
+	if err != nil {
+		return err
+	}
+	reply.set(d, rec)
+	if v.Data, err = e.cfg.Codec.Encode(e.def.StateTopic, any(d).(Record)); err != nil {
+		return fmt.Errorf("encode data of saga %s: %w", v.SagaID, err)
+	}
+	return nil
+}
+
 // StepName returns the pending step with its direction ("reserve_credit",
 // "reserve_credit:compensate"), or "" once the saga has ended.
-func (e *Engine[D]) StepName(v contracts.SagaInstance) string {
+func (e *Engine[D]) StepName(v SagaInstance) string {
 	step, err := e.pendingStep(v)
 	switch {
 	case err != nil:
@@ -214,7 +218,7 @@ func (e *Engine[D]) StepName(v contracts.SagaInstance) string {
 // pendingStep returns the step whose command the instance waits for. The
 // definition may have changed since the instance was saved; an instance
 // that no longer fits it is reported, not guessed at.
-func (e *Engine[D]) pendingStep(v contracts.SagaInstance) (Step[D], error) {
+func (e *Engine[D]) pendingStep(v SagaInstance) (Step[D], error) {
 	if v.PendingCommandID == "" {
 		return Step[D]{}, fmt.Errorf("saga %s has ended", v.SagaID)
 	}
@@ -239,15 +243,15 @@ func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparen
 	if sagaID == "" {
 		return errors.New("start saga: empty saga id")
 	}
-	err := e.transition(ctx, sagaID, func(v *contracts.SagaInstance, exists bool, now time.Time) (string, error) {
+	err := e.transition(ctx, sagaID, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if exists {
 			return "", errStale
 		}
-		encoded, err := e.cfg.Codec.Encode(e.cfg.DataTopic, any(&data).(Record))
+		encoded, err := e.cfg.Codec.Encode(e.def.StateTopic, any(&data).(Record))
 		if err != nil {
 			return "", fmt.Errorf("encode saga data: %w", err)
 		}
-		*v = contracts.SagaInstance{SagaID: sagaID, SagaType: e.def.Type, Data: encoded, Traceparent: traceparent}
+		*v = SagaInstance{SagaID: sagaID, SagaType: e.def.Type, Data: encoded, Traceparent: traceparent}
 		e.forward(v, 0, now)
 		return EventStarted, nil
 	})
@@ -265,11 +269,11 @@ func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparen
 // NoPublishHandlerFunc for the saga's reply topic. A reply to anything but
 // the pending command is counted and acknowledged.
 func (e *Engine[D]) HandleReply(msg *message.Message) error {
-	sagaID := msg.Metadata.Get(contracts.HeaderSagaID)
-	cmdID := msg.Metadata.Get(contracts.HeaderCommandID)
+	sagaID := msg.Metadata.Get(HeaderSagaID)
+	cmdID := msg.Metadata.Get(HeaderCommandID)
 	if sagaID == "" || cmdID == "" {
 		return fmt.Errorf("reply %s lacks the %s or %s header: %w",
-			msg.UUID, contracts.HeaderSagaID, contracts.HeaderCommandID, ErrUnexpectedReply)
+			msg.UUID, HeaderSagaID, HeaderCommandID, ErrUnexpectedReply)
 	}
 	rec, err := e.cfg.Codec.Decode(msg.Payload)
 	if err != nil {
@@ -277,7 +281,7 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 	}
 	name, event := recordName(rec.Schema(), true), recordName(rec.Schema(), false)
 
-	err = e.transition(msg.Context(), sagaID, func(v *contracts.SagaInstance, exists bool, now time.Time) (string, error) {
+	err = e.transition(msg.Context(), sagaID, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if !exists || v.PendingCommandID != cmdID {
 			return "", errStale
 		}
@@ -289,16 +293,22 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 		if v.State == StateCompensating {
 			replies = step.CompensateReplies
 		}
-		outcome, ok := replies.find(name)
-		switch {
-		case !ok:
+		reply, ok := replies.find(name)
+		if !ok {
 			return "", fmt.Errorf("%s to %s: %w", event, cmdID, ErrUnexpectedReply)
+		}
+		if reply.set != nil {
+			if err := e.setData(v, reply, rec); err != nil {
+				return "", err
+			}
+		}
+		switch {
 		case v.State == StateCompensating:
 			e.backward(v, v.Step-1, now)
-		case outcome == Success:
+		case reply.outcome == Success:
 			e.forward(v, v.Step+1, now)
 		default:
-			v.FailureReason = string(outcome)
+			v.FailureReason = string(reply.outcome)
 			e.backward(v, v.Step-1, now)
 		}
 		return event, nil
@@ -320,7 +330,7 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 // every instance (the schema registry unreachable, say): the start must
 // fail rather than leave a saga that is never timed out again.
 func (e *Engine[D]) Resume(context.Context) error {
-	err := e.cfg.Instances.Range(func(_ string, v contracts.SagaInstance) bool {
+	err := e.cfg.Instances.Range(func(_ string, v SagaInstance) bool {
 		if v.PendingCommandID != "" && v.SagaType == e.def.Type {
 			e.track(v)
 		}
@@ -351,7 +361,7 @@ func (e *Engine[D]) Run(ctx context.Context) error {
 // its MaxAttempts: then the saga fails and compensates.
 func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	now := e.cfg.Clock()
-	var due []contracts.SagaInstance
+	var due []SagaInstance
 	for _, id := range e.overdue(now) {
 		// A reply or another tick may have moved it on since, or recorded
 		// its deadline before an earlier transition recorded an older one:
@@ -362,7 +372,7 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 			continue // keep its deadline
 		}
 		if !ok {
-			v = contracts.SagaInstance{SagaID: id} // nothing pending: forget it
+			v = SagaInstance{SagaID: id} // nothing pending: forget it
 		}
 		e.track(v)
 		if v.PendingCommandID != "" && !v.Deadline.After(now) {
@@ -378,7 +388,7 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 
 // track records the deadline of v's pending command, or forgets v once it
 // has none.
-func (e *Engine[D]) track(v contracts.SagaInstance) {
+func (e *Engine[D]) track(v SagaInstance) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if v.PendingCommandID == "" {
@@ -404,8 +414,8 @@ func (e *Engine[D]) overdue(now time.Time) []string {
 // timeout handles the overdue command of seen, a snapshot of an instance:
 // re-sends it as the next attempt, or fails the saga when a forward step
 // has used its attempts.
-func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) error {
-	err := e.transition(ctx, seen.SagaID, func(v *contracts.SagaInstance, exists bool, now time.Time) (string, error) {
+func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
+	err := e.transition(ctx, seen.SagaID, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if !exists || v.PendingCommandID != seen.PendingCommandID || v.Attempt != seen.Attempt {
 			return "", errStale // answered, or timed out by another call, meanwhile
 		}
@@ -453,19 +463,19 @@ func (e *Engine[D]) timeout(ctx context.Context, seen contracts.SagaInstance) er
 //     timeout, the participant answering it again from its recorded
 //     decision;
 //   - if the instance lands and the command does not, the timeout re-sends
-//     it (and Resume re-sends every pending command on start);
+//     it;
 //   - Sarama retries the failed part of a request.
 //
 // So an instance is never acted on before it is saved (write-ahead).
 func (e *Engine[D]) transition(ctx context.Context, id string,
-	change func(v *contracts.SagaInstance, exists bool, now time.Time) (event string, err error),
+	change func(v *SagaInstance, exists bool, now time.Time) (event string, err error),
 ) error {
 	var (
 		event string
-		after contracts.SagaInstance
+		after SagaInstance
 		out   *Outgoing
 	)
-	err := e.cfg.Instances.Update(ctx, id, func(v *contracts.SagaInstance, exists bool) (*Outgoing, error) {
+	err := e.cfg.Instances.Update(ctx, id, func(v *SagaInstance, exists bool) (*Outgoing, error) {
 		now := e.cfg.Clock()
 		var err error
 		if event, err = change(v, exists, now); err != nil {
@@ -474,16 +484,12 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if len(v.History) >= maxHistory {
 			v.History = slices.Delete(v.History, 1, len(v.History)-maxHistory+2)
 		}
-		v.History = append(v.History, contracts.SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v)})
+		v.History = append(v.History, SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v)})
 		// Encoding before saving means a codec failure leaves the saga untouched.
-		topic, msg, err := e.command(*v)
-		if err != nil {
+		if out, err = e.command(*v); err != nil {
 			return nil, err
 		}
-		after, out = *v, nil
-		if msg != nil {
-			out = &Outgoing{Topic: topic, Msg: msg}
-		}
+		after = *v
 		return out, nil
 	})
 	if err != nil {
@@ -496,16 +502,17 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	}
 	e.logger.Info("saga transition", "saga_id", id, "step", e.StepName(after), "state", after.State, "event", event)
 	if out != nil {
-		e.logSent(out.Topic, out.Msg)
+		e.logger.Debug("command sent", "saga_id", id, "step", e.StepName(after), "topic", out.Topic,
+			"command_id", after.PendingCommandID, "attempt", after.Attempt)
 	}
 	return nil
 }
 
 // forward makes the first step from step i on that has a command pending;
 // with none left the saga has completed.
-func (e *Engine[D]) forward(v *contracts.SagaInstance, i int, now time.Time) {
+func (e *Engine[D]) forward(v *SagaInstance, i int, now time.Time) {
 	for ; i < len(e.def.Steps); i++ {
-		if e.def.Steps[i].Invoke != nil {
+		if e.def.Steps[i].Invoke.sends() {
 			e.pend(v, StateRunning, i, now)
 			return
 		}
@@ -515,9 +522,9 @@ func (e *Engine[D]) forward(v *contracts.SagaInstance, i int, now time.Time) {
 
 // backward makes the first compensation from step i down pending; with none
 // left the saga is rejected.
-func (e *Engine[D]) backward(v *contracts.SagaInstance, i int, now time.Time) {
+func (e *Engine[D]) backward(v *SagaInstance, i int, now time.Time) {
 	for ; i >= 0; i-- {
-		if e.def.Steps[i].Compensate != nil {
+		if e.def.Steps[i].Compensate.sends() {
 			e.pend(v, StateCompensating, i, now)
 			return
 		}
@@ -525,13 +532,13 @@ func (e *Engine[D]) backward(v *contracts.SagaInstance, i int, now time.Time) {
 	e.end(v, StateRejected)
 }
 
-func (e *Engine[D]) pend(v *contracts.SagaInstance, state string, step int, now time.Time) {
+func (e *Engine[D]) pend(v *SagaInstance, state string, step int, now time.Time) {
 	v.State, v.Step, v.Attempt = state, step, 1
 	v.PendingCommandID = commandID(v.SagaID, e.def.Steps[step].Name, state)
 	v.Deadline = now.Add(e.backoff(1))
 }
 
-func (e *Engine[D]) end(v *contracts.SagaInstance, state string) {
+func (e *Engine[D]) end(v *SagaInstance, state string) {
 	v.State, v.PendingCommandID, v.Attempt, v.Deadline = state, "", 0, time.Time{}
 }
 
@@ -551,53 +558,37 @@ func (e *Engine[D]) backoff(attempt int) time.Duration {
 	return min(d, e.cfg.MaxBackoff)
 }
 
-// command builds the message of the instance's pending command, if any.
-func (e *Engine[D]) command(v contracts.SagaInstance) (string, *message.Message, error) {
+// command builds the instance's pending command, if any.
+func (e *Engine[D]) command(v SagaInstance) (*Outgoing, error) {
 	if v.PendingCommandID == "" {
-		return "", nil, nil
+		return nil, nil
 	}
 	step, err := e.pendingStep(v)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	d, err := e.Data(v)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	var cmd Command
+	call := step.Invoke
 	if v.State == StateCompensating {
-		cmd = step.Compensate(d, v.FailureReason)
-	} else {
-		cmd = step.Invoke(d)
+		call = step.Compensate
 	}
-	payload, err := e.cfg.Codec.Encode(cmd.Topic, cmd.Body)
+	cmd, declared := call.build(d, v.FailureReason), call.declared
+	payload, err := e.cfg.Codec.Encode(declared.topic, cmd)
 	if err != nil {
-		return "", nil, fmt.Errorf("encode command %s: %w", v.PendingCommandID, err)
+		return nil, fmt.Errorf("encode command %s: %w", v.PendingCommandID, err)
 	}
 	msg := message.NewMessage(watermill.NewUUID(), payload)
-	msg.Metadata.Set(contracts.HeaderSagaID, v.SagaID)
-	msg.Metadata.Set(contracts.HeaderSagaType, v.SagaType)
-	msg.Metadata.Set(contracts.HeaderStep, e.StepName(v))
-	msg.Metadata.Set(contracts.HeaderCommandID, v.PendingCommandID)
-	msg.Metadata.Set(contracts.HeaderAttempt, strconv.Itoa(v.Attempt))
-	msg.Metadata.Set(contracts.HeaderReplyTo, e.def.ReplyTopic)
-	msg.Metadata.Set(contracts.HeaderPartitionKey, cmd.Key)
+	msg.Metadata.Set(HeaderSagaID, v.SagaID)
+	msg.Metadata.Set(HeaderSagaType, v.SagaType)
+	msg.Metadata.Set(HeaderStep, e.StepName(v))
+	msg.Metadata.Set(HeaderCommandID, v.PendingCommandID)
+	msg.Metadata.Set(HeaderAttempt, strconv.Itoa(v.Attempt))
+	msg.Metadata.Set(HeaderReplyTo, e.def.ReplyTopic)
 	if v.Traceparent != "" {
-		msg.Metadata.Set(contracts.HeaderTraceparent, v.Traceparent)
+		msg.Metadata.Set(HeaderTraceparent, v.Traceparent)
 	}
-	return cmd.Topic, msg, nil
-}
-
-func (e *Engine[D]) publish(topic string, msg *message.Message) error {
-	if err := e.cfg.Publisher.Publish(topic, msg); err != nil {
-		return fmt.Errorf("send %s to %s: %w", msg.Metadata.Get(contracts.HeaderCommandID), topic, err)
-	}
-	e.logSent(topic, msg)
-	return nil
-}
-
-func (e *Engine[D]) logSent(topic string, msg *message.Message) {
-	e.logger.Debug("command sent", "saga_id", msg.Metadata.Get(contracts.HeaderSagaID),
-		"step", msg.Metadata.Get(contracts.HeaderStep), "topic", topic,
-		"command_id", msg.Metadata.Get(contracts.HeaderCommandID), "attempt", msg.Metadata.Get(contracts.HeaderAttempt))
+	return &Outgoing{Topic: declared.topic, Key: declared.key(cmd), Msg: msg}, nil
 }

@@ -13,12 +13,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga/sagatest"
+	"github.com/kafkasaga/kafkasaga/saga"
+	"github.com/kafkasaga/kafkasaga/saga/sagatest"
 )
 
-type data = contracts.CreateOrderSagaData
+type data = OrderData
 
 // testDef has the shapes the engine must handle: a first step with only a
 // compensation, a step that can fail, and a last step without compensation.
@@ -26,42 +25,49 @@ func testDef() saga.Definition[data] {
 	return saga.Definition[data]{
 		Type:       "Test",
 		ReplyTopic: "test.replies",
+		StateTopic: "test.sagas",
 		Steps: []saga.Step[data]{
 			{
-				Name: "open",
-				Compensate: func(d *data, reason string) saga.Command {
-					return saga.Command{Topic: "order", Key: d.OrderID, Body: &contracts.RejectOrder{OrderID: d.OrderID, Reason: reason}}
-				},
-				CompensateReplies: saga.Replies{saga.On[contracts.OrderRejected](saga.Success)},
+				Name:              "open",
+				Compensate:        saga.Compensate(RejectOrderInteraction, rejectOrder),
+				CompensateReplies: saga.Replies{saga.On[OrderRejected](saga.Success)},
 			},
 			{
-				Name: "reserve",
-				Invoke: func(d *data) saga.Command {
-					return saga.Command{Topic: "customer", Key: d.CustomerID, Body: &contracts.ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}}
-				},
+				Name:   "reserve",
+				Invoke: saga.Invoke(ReserveCreditInteraction, reserveCredit),
 				Replies: saga.Replies{
-					saga.On[contracts.CreditReserved](saga.Success),
-					saga.On[contracts.CreditLimitExceeded](saga.Failure("NO_CREDIT")),
+					saga.On[CreditReserved](saga.Success),
+					saga.On[CreditLimitExceeded](saga.Failure("NO_CREDIT")),
 				},
-				Compensate: func(d *data, _ string) saga.Command {
-					return saga.Command{Topic: "customer", Key: d.CustomerID, Body: &contracts.ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}}
-				},
-				CompensateReplies: saga.Replies{saga.On[contracts.CreditReleased](saga.Success)},
+				Compensate:        saga.Compensate(ReleaseCreditInteraction, releaseCredit),
+				CompensateReplies: saga.Replies{saga.On[CreditReleased](saga.Success)},
 			},
 			{
-				Name: "approve",
-				Invoke: func(d *data) saga.Command {
-					return saga.Command{Topic: "order", Key: d.OrderID, Body: &contracts.ApproveOrder{OrderID: d.OrderID}}
-				},
-				Replies: saga.Replies{saga.On[contracts.OrderApproved](saga.Success)},
+				Name:    "approve",
+				Invoke:  saga.Invoke(ApproveOrderInteraction, approveOrder),
+				Replies: saga.Replies{saga.On[OrderApproved](saga.Success)},
 			},
 		},
 	}
 }
 
+func rejectOrder(d *data, reason string) *RejectOrder {
+	return &RejectOrder{OrderID: d.OrderID, Reason: reason}
+}
+
+func reserveCredit(d *data) *ReserveCredit {
+	return &ReserveCredit{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal}
+}
+
+func releaseCredit(d *data, _ string) *ReleaseCredit {
+	return &ReleaseCredit{CustomerID: d.CustomerID, OrderID: d.OrderID}
+}
+
+func approveOrder(d *data) *ApproveOrder { return &ApproveOrder{OrderID: d.OrderID} }
+
 var (
 	sagaData = data{OrderID: "s1", CustomerID: "c1", OrderTotal: 10}
-	reserved = &contracts.CreditReserved{CustomerID: "c1", OrderID: "s1", Amount: 10}
+	reserved = &CreditReserved{CustomerID: "c1", OrderID: "s1", Amount: 10}
 )
 
 func newHarness(t *testing.T) *sagatest.Harness[data] {
@@ -77,24 +83,37 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 	}{
 		{"no type", func(d *saga.Definition[data]) { d.Type = "" }, "saga type is empty"},
 		{"no reply topic", func(d *saga.Definition[data]) { d.ReplyTopic = "" }, "reply topic is empty"},
+		{"no state topic", func(d *saga.Definition[data]) { d.StateTopic = "" }, "state topic is empty"},
 		{"no steps", func(d *saga.Definition[data]) { d.Steps = nil }, "no steps"},
 		{"unnamed step", func(d *saga.Definition[data]) { d.Steps[1].Name = "" }, "name is empty"},
 		{"step name with colon", func(d *saga.Definition[data]) { d.Steps[1].Name = "a:b" }, "contains ':'"},
 		{"compensation on another topic", func(d *saga.Definition[data]) {
-			d.Steps[1].Compensate = func(*data, string) saga.Command { return saga.Command{Topic: "elsewhere"} }
-		}, "invokes on customer but compensates on elsewhere"},
+			d.Steps[1].Compensate = saga.Compensate(RejectOrderInteraction, rejectOrder)
+		}, "invokes on customer but compensates on order"},
+		{"a reply the interaction does not declare", func(d *saga.Definition[data]) {
+			d.Steps[1].Replies = append(d.Steps[1].Replies, saga.On[CustomerNotFound](saga.Failure("X")))
+		}, `step 1 "reserve" Replies: kafkasaga.sagatest.CustomerNotFound is not a reply interaction ReserveCredit declares`},
+		{"a reply that sets another saga's data", func(d *saga.Definition[data]) {
+			d.Steps[1].Replies[0] = saga.OnReply(saga.Success, func(*ReserveCredit, *CreditReserved) {})
+		}, "kafkasaga.sagatest.CreditReserved sets data of type *saga_test.ReserveCredit, not the saga's *saga_test.OrderData"},
+		{"a declared reply left out", func(d *saga.Definition[data]) {
+			d.Steps[1].Replies = d.Steps[1].Replies[:1]
+		}, `step 1 "reserve" Replies: kafkasaga.sagatest.CreditLimitExceeded, a reply interaction ReserveCredit declares, is missing`},
+		{"a compensation reply the interaction does not declare", func(d *saga.Definition[data]) {
+			d.Steps[0].CompensateReplies = saga.Replies{saga.On[OrderApproved](saga.Success)}
+		}, `step 0 "open" CompensateReplies: kafkasaga.sagatest.OrderApproved is not a reply interaction RejectOrder declares`},
 		{"step name twice", func(d *saga.Definition[data]) { d.Steps[2].Name = "reserve" }, "used twice"},
 		{"command without replies", func(d *saga.Definition[data]) { d.Steps[2].Replies = nil }, "could never be answered"},
 		{"replies without command", func(d *saga.Definition[data]) { d.Steps[0].Replies = d.Steps[2].Replies }, "given without a command"},
 		{"compensation without replies", func(d *saga.Definition[data]) { d.Steps[0].CompensateReplies = nil }, "could never be answered"},
 		{"reply listed twice", func(d *saga.Definition[data]) {
-			d.Steps[2].Replies = append(d.Steps[2].Replies, saga.On[contracts.OrderApproved](saga.Failure("X")))
+			d.Steps[2].Replies = append(d.Steps[2].Replies, saga.On[OrderApproved](saga.Failure("X")))
 		}, "listed twice"},
 		{"no successful reply", func(d *saga.Definition[data]) {
-			d.Steps[2].Replies = saga.Replies{saga.On[contracts.OrderApproved](saga.Failure("X"))}
+			d.Steps[2].Replies = saga.Replies{saga.On[OrderApproved](saga.Failure("X"))}
 		}, "no reply succeeds"},
 		{"failing compensation reply", func(d *saga.Definition[data]) {
-			d.Steps[1].CompensateReplies = append(d.Steps[1].CompensateReplies, saga.On[contracts.CustomerNotFound](saga.Failure("X")))
+			d.Steps[1].CompensateReplies = append(d.Steps[1].CompensateReplies, saga.On[CustomerNotFound](saga.Failure("X")))
 		}, "a compensation cannot fail"},
 	}
 	for _, tt := range tests {
@@ -111,8 +130,7 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 
 func validConfig() saga.EngineConfig {
 	pub := &sagatest.Publisher{}
-	return saga.EngineConfig{Instances: sagatest.NewInstances(pub), Publisher: pub,
-		Codec: sagatest.NewCodec(), DataTopic: "test.sagas"}
+	return saga.EngineConfig{Instances: sagatest.NewInstances(pub), Codec: sagatest.NewCodec()}
 }
 
 func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
@@ -120,7 +138,7 @@ func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("got no error, want one")
 	}
-	for _, want := range []string{"Instances is nil", "Publisher is nil", "Codec is nil", "DataTopic is empty", "MaxAttempts is -1"} {
+	for _, want := range []string{"Instances is nil", "Codec is nil", "MaxAttempts is -1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
 		}
@@ -128,7 +146,7 @@ func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
 }
 
 func TestNewEngineRejectsDataThatIsNotARecord(t *testing.T) {
-	def := saga.Definition[struct{}]{Type: "T", ReplyTopic: "r", Steps: []saga.Step[struct{}]{{Name: "only"}}}
+	def := saga.Definition[struct{}]{Type: "T", ReplyTopic: "r", StateTopic: "s", Steps: []saga.Step[struct{}]{{Name: "only"}}}
 	if _, err := saga.NewEngine(def, validConfig(), nil); err == nil {
 		t.Error("got no error for data struct{}, want one")
 	}
@@ -143,23 +161,22 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 	if len(sent) != 1 {
 		t.Fatalf("got %d commands sent, want 1", len(sent))
 	}
-	if sent[0].Topic != "customer" {
-		t.Errorf("topic: got %q, want %q", sent[0].Topic, "customer")
+	if sent[0].Topic != "customer" || sent[0].Key != "c1" {
+		t.Errorf("topic and key: got %q %q, want %q %q", sent[0].Topic, sent[0].Key, "customer", "c1")
 	}
 	wantHeaders := message.Metadata{
-		contracts.HeaderSagaID:       "s1",
-		contracts.HeaderSagaType:     "Test",
-		contracts.HeaderStep:         "reserve",
-		contracts.HeaderCommandID:    "s1:reserve:invoke",
-		contracts.HeaderAttempt:      "1",
-		contracts.HeaderReplyTo:      "test.replies",
-		contracts.HeaderTraceparent:  "00-trace-01",
-		contracts.HeaderPartitionKey: "c1",
+		saga.HeaderSagaID:      "s1",
+		saga.HeaderSagaType:    "Test",
+		saga.HeaderStep:        "reserve",
+		saga.HeaderCommandID:   "s1:reserve:invoke",
+		saga.HeaderAttempt:     "1",
+		saga.HeaderReplyTo:     "test.replies",
+		saga.HeaderTraceparent: "00-trace-01",
 	}
 	if got := sent[0].Msg.Metadata; !reflect.DeepEqual(got, wantHeaders) {
 		t.Errorf("headers: got %v, want %v", got, wantHeaders)
 	}
-	wantBody := &contracts.ReserveCredit{CustomerID: "c1", OrderID: "s1", Amount: 10}
+	wantBody := &ReserveCredit{CustomerID: "c1", OrderID: "s1", Amount: 10}
 	if got := h.Body(sent[0]); !reflect.DeepEqual(got, wantBody) {
 		t.Errorf("body: got %#v, want %#v", got, wantBody)
 	}
@@ -169,18 +186,38 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 		t.Fatal("got no instance s1, want one")
 	}
 	now := h.Clock.Now()
-	want := contracts.SagaInstance{SagaID: "s1", SagaType: "Test", State: saga.StateRunning, Step: 1,
+	want := saga.SagaInstance{SagaID: "s1", SagaType: "Test", State: saga.StateRunning, Step: 1,
 		PendingCommandID: "s1:reserve:invoke", Attempt: 1, Deadline: now.Add(10 * time.Second), Data: v.Data,
 		Traceparent: "00-trace-01",
-		History:     []contracts.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
+		History:     []saga.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
 	if !reflect.DeepEqual(v, want) {
 		t.Errorf("instance: got %+v, want %+v", v, want)
 	}
 	if got, err := h.Engine.Data(v); err != nil || *got != sagaData {
 		t.Errorf("data: got %+v (%v), want %+v", got, err, sagaData)
 	}
-	if got := h.Codec.Topics()[0]; got != sagatest.DataTopic {
-		t.Errorf("data encoded for topic %q, want %q", got, sagatest.DataTopic)
+	if got := h.Codec.Topics()[0]; got != "test.sagas" {
+		t.Errorf("data encoded for topic %q, want the state topic %q", got, "test.sagas")
+	}
+}
+
+// A reply sets what the saga keeps of it in the data, which the commands
+// after it are built from.
+func TestAReplySetsTheSagaData(t *testing.T) {
+	def := testDef()
+	def.Steps[1].Replies[0] = saga.OnReply(saga.Success, func(d *data, r *CreditReserved) { d.CustomerID = r.CustomerID + "-reserved" })
+	def.Steps[2].Invoke = saga.Invoke(ApproveOrderInteraction, func(d *data) *ApproveOrder { return &ApproveOrder{OrderID: d.CustomerID} })
+	h := sagatest.NewHarness(t, def, saga.EngineConfig{StepTimeout: time.Second})
+	h.Start("s1", sagaData)
+	if err := h.Reply(h.Last(), reserved); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Body(h.Last()), (&ApproveOrder{OrderID: "c1-reserved"}); !reflect.DeepEqual(got, want) {
+		t.Errorf("next command: got %#v, want %#v", got, want)
+	}
+	v, _, _ := h.Engine.Instance("s1")
+	if got, err := h.Engine.Data(v); err != nil || got.CustomerID != "c1-reserved" {
+		t.Errorf("stored data: got %+v (%v), want customer c1-reserved", got, err)
 	}
 }
 
@@ -206,16 +243,14 @@ type checkingPublisher struct {
 	unsaved   []string
 }
 
-func (p *checkingPublisher) Publish(topic string, msgs ...*message.Message) error {
-	for _, m := range msgs {
-		v, _, _ := p.instances.Get(m.Metadata.Get(contracts.HeaderSagaID))
-		if v.PendingCommandID != m.Metadata.Get(contracts.HeaderCommandID) {
-			p.mu.Lock()
-			p.unsaved = append(p.unsaved, m.Metadata.Get(contracts.HeaderCommandID))
-			p.mu.Unlock()
-		}
+func (p *checkingPublisher) Send(topic, key string, m *message.Message) error {
+	v, _, _ := p.instances.Get(m.Metadata.Get(saga.HeaderSagaID))
+	if v.PendingCommandID != m.Metadata.Get(saga.HeaderCommandID) {
+		p.mu.Lock()
+		p.unsaved = append(p.unsaved, m.Metadata.Get(saga.HeaderCommandID))
+		p.mu.Unlock()
 	}
-	return p.Publisher.Publish(topic, msgs...)
+	return p.Publisher.Send(topic, key, m)
 }
 
 func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
@@ -224,7 +259,7 @@ func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 	instances := sagatest.NewInstances(pub)
 	pub.instances = instances
 	codec := sagatest.NewCodec()
-	cfg.Instances, cfg.Publisher, cfg.Codec = instances, pub, codec
+	cfg.Instances, cfg.Codec = instances, codec
 	engine, err := saga.NewEngine(testDef(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +267,7 @@ func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, reply := range []saga.Record{&contracts.CreditLimitExceeded{CustomerID: "c1", OrderID: "s1"}, &contracts.OrderRejected{OrderID: "s1"}} {
+	for _, reply := range []saga.Record{&CreditLimitExceeded{CustomerID: "c1", OrderID: "s1"}, &OrderRejected{OrderID: "s1"}} {
 		sent := pub.Sent()
 		msg, err := sagatest.Reply(codec, sent[len(sent)-1].Msg, reply)
 		if err != nil {
@@ -281,7 +316,7 @@ func TestATransitionWhoseWriteFailsChangesNothing(t *testing.T) {
 	if got := len(h.Sent()); got != 2 {
 		t.Fatalf("got %d commands sent, want 2", got)
 	}
-	if got := h.Last().Msg.Metadata.Get(contracts.HeaderCommandID); got != "s1:approve:invoke" {
+	if got := h.Last().Msg.Metadata.Get(saga.HeaderCommandID); got != "s1:approve:invoke" {
 		t.Errorf("command id: got %q, want %q", got, "s1:approve:invoke")
 	}
 }
@@ -295,17 +330,17 @@ func TestRepliesThatDoNotAnswerThePendingCommandAreIgnored(t *testing.T) {
 			return reply(t, h, h.Sent()[0], reserved) // the saga moved on to approve
 		}},
 		{"other command", func(h *sagatest.Harness[data]) *message.Message {
-			m := reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
-			m.Metadata.Set(contracts.HeaderCommandID, "s1:reserve:compensate")
+			m := reply(t, h, h.Last(), &OrderApproved{OrderID: "s1"})
+			m.Metadata.Set(saga.HeaderCommandID, "s1:reserve:compensate")
 			return m
 		}},
 		{"unknown saga", func(h *sagatest.Harness[data]) *message.Message {
-			m := reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
-			m.Metadata.Set(contracts.HeaderSagaID, "s2")
+			m := reply(t, h, h.Last(), &OrderApproved{OrderID: "s1"})
+			m.Metadata.Set(saga.HeaderSagaID, "s2")
 			return m
 		}},
 		{"unexpected type to an old command", func(h *sagatest.Harness[data]) *message.Message {
-			return reply(t, h, h.Sent()[0], &contracts.PaymentDeclined{OrderID: "s1"})
+			return reply(t, h, h.Sent()[0], &PaymentDeclined{OrderID: "s1"})
 		}},
 	}
 	for _, tt := range tests {
@@ -336,12 +371,12 @@ func TestRepliesThatDoNotAnswerThePendingCommandAreIgnored(t *testing.T) {
 func TestRepliesToAnEndedSagaAreIgnored(t *testing.T) {
 	h := newHarness(t)
 	h.Start("s1", sagaData)
-	for _, r := range []saga.Record{reserved, &contracts.OrderApproved{OrderID: "s1"}} {
+	for _, r := range []saga.Record{reserved, &OrderApproved{OrderID: "s1"}} {
 		if err := h.Reply(h.Last(), r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := h.Reply(h.Last(), &contracts.OrderApproved{OrderID: "s1"}); err != nil {
+	if err := h.Reply(h.Last(), &OrderApproved{OrderID: "s1"}); err != nil {
 		t.Fatalf("got error %v, want nil", err)
 	}
 	if got := h.Counter("saga_stale_replies_total", nil); got != 1 {
@@ -368,17 +403,17 @@ func TestUnexpectedReplies(t *testing.T) {
 		want  error // nil: any error but ErrUnexpectedReply
 	}{
 		{"type not listed for the step", func(h *sagatest.Harness[data]) *message.Message {
-			return reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
+			return reply(t, h, h.Last(), &OrderApproved{OrderID: "s1"})
 		}, saga.ErrUnexpectedReply},
 		{"forward reply to a compensation", func(h *sagatest.Harness[data]) *message.Message {
-			if err := h.Engine.HandleReply(reply(t, h, h.Last(), &contracts.CreditLimitExceeded{OrderID: "s1"})); err != nil {
+			if err := h.Engine.HandleReply(reply(t, h, h.Last(), &CreditLimitExceeded{OrderID: "s1"})); err != nil {
 				t.Fatal(err)
 			}
-			return reply(t, h, h.Last(), &contracts.OrderApproved{OrderID: "s1"})
+			return reply(t, h, h.Last(), &OrderApproved{OrderID: "s1"})
 		}, saga.ErrUnexpectedReply},
 		{"no saga id", func(h *sagatest.Harness[data]) *message.Message {
 			m := reply(t, h, h.Last(), reserved)
-			delete(m.Metadata, contracts.HeaderSagaID)
+			delete(m.Metadata, saga.HeaderSagaID)
 			return m
 		}, saga.ErrUnexpectedReply},
 		{"undecodable", func(h *sagatest.Harness[data]) *message.Message {
@@ -422,16 +457,16 @@ func TestCommandsCarryTheSagaTraceparent(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := reply(t, h, h.Last(), reserved)
-	m.Metadata.Set(contracts.HeaderTraceparent, "00-other-01")
+	m.Metadata.Set(saga.HeaderTraceparent, "00-other-01")
 	if err := h.Engine.HandleReply(m); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.Last().Msg.Metadata.Get(contracts.HeaderTraceparent); got != "00-trace-01" {
+	if got := h.Last().Msg.Metadata.Get(saga.HeaderTraceparent); got != "00-trace-01" {
 		t.Errorf("after a reply: got traceparent %q, want %q", got, "00-trace-01")
 	}
 	h.Clock.Advance(time.Hour)
 	h.Engine.ResendOverdue(context.Background())
-	if got := h.Last().Msg.Metadata.Get(contracts.HeaderTraceparent); got != "00-trace-01" {
+	if got := h.Last().Msg.Metadata.Get(saga.HeaderTraceparent); got != "00-trace-01" {
 		t.Errorf("after a timeout: got traceparent %q, want %q", got, "00-trace-01")
 	}
 }
@@ -450,9 +485,9 @@ func checkSent(t *testing.T, h *sagatest.Harness[data], want sendState, wantSent
 		t.Fatalf("got %d commands sent, want %d", got, wantSent)
 	}
 	md := h.Last().Msg.Metadata
-	if md.Get(contracts.HeaderStep) != want.step || md.Get(contracts.HeaderAttempt) != want.attempt {
+	if md.Get(saga.HeaderStep) != want.step || md.Get(saga.HeaderAttempt) != want.attempt {
 		t.Errorf("last command: got step %s attempt %s, want step %s attempt %s",
-			md.Get(contracts.HeaderStep), md.Get(contracts.HeaderAttempt), want.step, want.attempt)
+			md.Get(saga.HeaderStep), md.Get(saga.HeaderAttempt), want.step, want.attempt)
 	}
 	v, _, _ := h.Engine.Instance("s1")
 	if got, wantAt := v.Deadline, h.Clock.Now().Add(want.deadline); !got.Equal(wantAt) || v.State != want.state {
@@ -495,10 +530,10 @@ func TestTimeouts(t *testing.T) {
 	if got := h.Counter("saga_timeouts_total", map[string]string{"step": "reserve"}); got != 3 {
 		t.Errorf("timeouts of reserve counted: got %v, want 3", got)
 	}
-	if got, want := h.Body(h.Last()), (&contracts.RejectOrder{OrderID: "s1", Reason: "TIMEOUT_RESERVE"}); !reflect.DeepEqual(got, want) {
+	if got, want := h.Body(h.Last()), (&RejectOrder{OrderID: "s1", Reason: "TIMEOUT_RESERVE"}); !reflect.DeepEqual(got, want) {
 		t.Errorf("last command: got %#v, want %#v", got, want)
 	}
-	if err := h.Reply(h.Last(), &contracts.OrderRejected{OrderID: "s1"}); err != nil {
+	if err := h.Reply(h.Last(), &OrderRejected{OrderID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	v, _, _ := h.Engine.Instance("s1")
@@ -519,7 +554,7 @@ func TestAReplyToAnEarlierAttemptIsAccepted(t *testing.T) {
 	if err := h.Reply(first, reserved); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.Last().Msg.Metadata.Get(contracts.HeaderStep); got != "approve" {
+	if got := h.Last().Msg.Metadata.Get(saga.HeaderStep); got != "approve" {
 		t.Errorf("last command step: got %q, want %q", got, "approve")
 	}
 }
@@ -529,14 +564,14 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 	h.Start("waiting", data{OrderID: "waiting", CustomerID: "c1"})
 	h.Start("overdue", data{OrderID: "overdue", CustomerID: "c2"})
 	h.Start("done", data{OrderID: "done", CustomerID: "c3"})
-	if err := h.Reply(h.Last(), &contracts.CreditLimitExceeded{OrderID: "done"}); err != nil {
+	if err := h.Reply(h.Last(), &CreditLimitExceeded{OrderID: "done"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Reply(h.Last(), &contracts.OrderRejected{OrderID: "done"}); err != nil {
+	if err := h.Reply(h.Last(), &OrderRejected{OrderID: "done"}); err != nil {
 		t.Fatal(err)
 	}
 	// "overdue" started 10s ago, "waiting" just now.
-	if err := h.Instances.Update(t.Context(), "overdue", func(v *contracts.SagaInstance, _ bool) (*saga.Outgoing, error) {
+	if err := h.Instances.Update(t.Context(), "overdue", func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
 		v.Deadline = h.Clock.Now()
 		return nil, nil
 	}); err != nil {
@@ -545,7 +580,7 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 	before := len(h.Sent())
 
 	cfg := validConfig()
-	cfg.Instances, cfg.Codec, cfg.Publisher, cfg.Clock = h.Instances, h.Codec, h.Publisher, h.Clock.Now
+	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
 	restarted, err := saga.NewEngine(testDef(), cfg, nil) // has tracked nothing yet
 	if err != nil {
 		t.Fatal(err)
@@ -560,7 +595,7 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 
 	got := map[string]string{}
 	for _, s := range h.Sent()[before:] {
-		got[s.Msg.Metadata.Get(contracts.HeaderCommandID)] = s.Msg.Metadata.Get(contracts.HeaderAttempt)
+		got[s.Msg.Metadata.Get(saga.HeaderCommandID)] = s.Msg.Metadata.Get(saga.HeaderAttempt)
 	}
 	want := map[string]string{"overdue:reserve:invoke": "2"}
 	if !reflect.DeepEqual(got, want) {
@@ -578,11 +613,11 @@ func TestHistoryRecordsEveryTransition(t *testing.T) {
 	if err := h.Reply(h.Last(), reserved); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Reply(h.Last(), &contracts.OrderApproved{OrderID: "s1"}); err != nil {
+	if err := h.Reply(h.Last(), &OrderApproved{OrderID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	v, _, _ := h.Engine.Instance("s1")
-	want := []contracts.SagaTransition{
+	want := []saga.SagaTransition{
 		{At: start, Event: "started", State: saga.StateRunning, Step: "reserve"},
 		{At: start.Add(10 * time.Second), Event: "timeout", State: saga.StateRunning, Step: "reserve"},
 		{At: start.Add(11 * time.Second), Event: "CreditReserved", State: saga.StateRunning, Step: "approve"},
@@ -663,7 +698,7 @@ type unreadable struct{ *sagatest.Instances }
 
 var errRegistryDown = errors.New("schema registry unreachable")
 
-func (unreadable) Range(func(string, contracts.SagaInstance) bool) error { return errRegistryDown }
+func (unreadable) Range(func(string, saga.SagaInstance) bool) error { return errRegistryDown }
 
 // A restarted orchestrator that cannot read every instance must not start:
 // a saga it did not read would never be timed out again.
@@ -672,7 +707,7 @@ func TestResumeFailsUnlessItReadsEveryInstance(t *testing.T) {
 	h.Start("s1", sagaData)
 	before := len(h.Sent())
 	cfg := validConfig()
-	cfg.Instances, cfg.Codec, cfg.Publisher, cfg.Clock = unreadable{h.Instances}, h.Codec, h.Publisher, h.Clock.Now
+	cfg.Instances, cfg.Codec, cfg.Clock = unreadable{h.Instances}, h.Codec, h.Clock.Now
 	restarted, err := saga.NewEngine(testDef(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -689,10 +724,10 @@ func TestResumeFailsUnlessItReadsEveryInstance(t *testing.T) {
 // that raced with an Update would.
 type frozenRange struct {
 	*sagatest.Instances
-	frozen map[string]contracts.SagaInstance
+	frozen map[string]saga.SagaInstance
 }
 
-func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) error {
+func (f *frozenRange) Range(fn func(id string, v saga.SagaInstance) bool) error {
 	for id, v := range f.frozen {
 		if !fn(id, v) {
 			return nil
@@ -703,10 +738,10 @@ func (f *frozenRange) Range(fn func(id string, v contracts.SagaInstance) bool) e
 
 // startS1 starts saga s1 on an engine over instances, whose steps time out
 // after a second of clock.
-func startS1(t *testing.T, instances saga.Instances, pub *sagatest.Publisher, clock *sagatest.Clock) *saga.Engine[data] {
+func startS1(t *testing.T, instances saga.Instances, clock *sagatest.Clock) *saga.Engine[data] {
 	t.Helper()
 	cfg := validConfig()
-	cfg.Instances, cfg.Publisher, cfg.Clock, cfg.StepTimeout = instances, pub, clock.Now, time.Second
+	cfg.Instances, cfg.Clock, cfg.StepTimeout = instances, clock.Now, time.Second
 	engine, err := saga.NewEngine(testDef(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -721,9 +756,9 @@ func TestATimeoutSeenTwiceIsHandledOnce(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
-	engine := startS1(t, store, pub, clock)
+	engine := startS1(t, store, clock)
 	v, _, _ := store.Get("s1")
-	store.frozen = map[string]contracts.SagaInstance{"s1": v}
+	store.frozen = map[string]saga.SagaInstance{"s1": v}
 
 	clock.Advance(time.Second)
 	engine.ResendOverdue(t.Context())
@@ -745,15 +780,15 @@ func TestATickForgetsTheDeadlineOfAnEndedSaga(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &frozenRange{Instances: sagatest.NewInstances(pub)}
-	engine := startS1(t, store, pub, clock)
+	engine := startS1(t, store, clock)
 	pending, _, _ := store.Get("s1")
-	if err := store.Update(t.Context(), "s1", func(v *contracts.SagaInstance, _ bool) (*saga.Outgoing, error) {
+	if err := store.Update(t.Context(), "s1", func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
 		v.State, v.PendingCommandID = saga.StateRejected, "" // ended
 		return nil, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	store.frozen = map[string]contracts.SagaInstance{"s1": pending}
+	store.frozen = map[string]saga.SagaInstance{"s1": pending}
 	if err := engine.Resume(t.Context()); err != nil { // records the stale deadline
 		t.Fatal(err)
 	}
@@ -779,9 +814,9 @@ type flaky struct {
 	down atomic.Bool
 }
 
-func (f *flaky) Get(id string) (contracts.SagaInstance, bool, error) {
+func (f *flaky) Get(id string) (saga.SagaInstance, bool, error) {
 	if f.down.Load() {
-		return contracts.SagaInstance{}, false, errRegistryDown
+		return saga.SagaInstance{}, false, errRegistryDown
 	}
 	return f.Instances.Get(id)
 }
@@ -792,7 +827,7 @@ func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &flaky{Instances: sagatest.NewInstances(pub)}
-	engine := startS1(t, store, pub, clock)
+	engine := startS1(t, store, clock)
 	clock.Advance(time.Second)
 	store.down.Store(true)
 	engine.ResendOverdue(t.Context())
@@ -813,7 +848,7 @@ func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 	def := testDef()
 	def.Steps[1].Name = "reserve_v2"
 	cfg := validConfig()
-	cfg.Instances, cfg.Codec, cfg.Publisher, cfg.Clock = h.Instances, h.Codec, h.Publisher, h.Clock.Now
+	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
 	engine, err := saga.NewEngine(def, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -838,7 +873,7 @@ func TestTimeoutTicksDoNotScanTheStore(t *testing.T) {
 	h.Start("s1", sagaData)
 	h.Clock.Advance(time.Hour)
 	h.Engine.ResendOverdue(t.Context())
-	if got := h.Last().Msg.Metadata.Get(contracts.HeaderAttempt); got != "2" {
+	if got := h.Last().Msg.Metadata.Get(saga.HeaderAttempt); got != "2" {
 		t.Errorf("overdue command: got attempt %q re-sent, want 2", got)
 	}
 	if got := h.Instances.Ranges.Load(); got != 0 {

@@ -16,24 +16,26 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/hamba/avro/v2"
 
-	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/orchestrator/saga"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 var (
-	_ saga.Instances    = (*Instances)(nil)
-	_ saga.Codec        = (*Codec)(nil)
-	_ message.Publisher = (*Publisher)(nil)
+	_ saga.Instances = (*Instances)(nil)
+	_ saga.Codec     = (*Codec)(nil)
 )
+
+// Sender sends a message to a topic as a record with the given key.
+type Sender interface {
+	Send(topic, key string, msg *message.Message) error
+}
 
 // Instances is a map-backed saga.Instances. It stores instances Avro-encoded,
 // as the Kafka-backed store does, so a value that would not survive the
 // round trip fails here too. It sends the command of a write through its
-// publisher, after storing the instance; a failed send fails the write and
+// sender, after storing the instance; a failed send fails the write and
 // stores nothing.
 type Instances struct {
-	pub     message.Publisher
+	pub     Sender
 	updates sync.Mutex // serializes Update, which publishes outside mu
 	mu      sync.Mutex
 	m       map[string][]byte
@@ -44,12 +46,12 @@ type Instances struct {
 }
 
 // NewInstances returns an empty store that sends commands through pub.
-func NewInstances(pub message.Publisher) *Instances {
+func NewInstances(pub Sender) *Instances {
 	return &Instances{pub: pub, m: map[string][]byte{}}
 }
 
 // Get returns the instance with the given id.
-func (s *Instances) Get(id string) (contracts.SagaInstance, bool, error) {
+func (s *Instances) Get(id string) (saga.SagaInstance, bool, error) {
 	s.Gets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,8 +59,8 @@ func (s *Instances) Get(id string) (contracts.SagaInstance, bool, error) {
 	return v, ok, nil
 }
 
-func (s *Instances) get(id string) (contracts.SagaInstance, bool) {
-	var v contracts.SagaInstance
+func (s *Instances) get(id string) (saga.SagaInstance, bool) {
+	var v saga.SagaInstance
 	b, ok := s.m[id]
 	if !ok {
 		return v, false
@@ -71,7 +73,7 @@ func (s *Instances) get(id string) (contracts.SagaInstance, bool) {
 
 // Update runs fn, stores the instance and sends the command fn returned.
 // Calls are serialized; the publisher may read the instances meanwhile.
-func (s *Instances) Update(_ context.Context, id string, fn func(v *contracts.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
+func (s *Instances) Update(_ context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
 	s.updates.Lock()
 	defer s.updates.Unlock()
 	s.mu.Lock()
@@ -90,7 +92,7 @@ func (s *Instances) Update(_ context.Context, id string, fn func(v *contracts.Sa
 	if out == nil {
 		return nil
 	}
-	if err := s.pub.Publish(out.Topic, out.Msg); err != nil {
+	if err := s.pub.Send(out.Topic, out.Key, out.Msg); err != nil {
 		s.put(id, old) // as if the write had failed
 		return fmt.Errorf("write saga instance %s: %w", id, err)
 	}
@@ -110,10 +112,10 @@ func (s *Instances) put(id string, b []byte) {
 
 // Range calls fn for a snapshot of the instances, outside the lock, so fn may
 // update them.
-func (s *Instances) Range(fn func(id string, v contracts.SagaInstance) bool) error {
+func (s *Instances) Range(fn func(id string, v saga.SagaInstance) bool) error {
 	s.Ranges.Add(1)
 	s.mu.Lock()
-	all := map[string]contracts.SagaInstance{}
+	all := map[string]saga.SagaInstance{}
 	for id := range s.m {
 		all[id], _ = s.get(id)
 	}
@@ -182,41 +184,37 @@ func (c *Codec) Topics() []string {
 	return append([]string(nil), c.topics...)
 }
 
-// Sent is a message a Publisher published.
+// Sent is a message a Publisher sent.
 type Sent struct {
 	Topic string
+	Key   string // the record key
 	Msg   *message.Message
 }
 
-// Publisher records what it publishes.
+// Publisher records what it is sent.
 type Publisher struct {
 	mu   sync.Mutex
 	sent []Sent
 	err  error
 }
 
-// Publish records the messages, or returns the error set by Fail.
-func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+// Send records the message, or returns the error set by Fail.
+func (p *Publisher) Send(topic, key string, msg *message.Message) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
 		return p.err
 	}
-	for _, m := range msgs {
-		p.sent = append(p.sent, Sent{Topic: topic, Msg: m})
-	}
+	p.sent = append(p.sent, Sent{Topic: topic, Key: key, Msg: msg})
 	return nil
 }
 
-// Fail makes every later Publish return err; nil makes them succeed again.
+// Fail makes every later Send return err; nil makes them succeed again.
 func (p *Publisher) Fail(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.err = err
 }
-
-// Close does nothing.
-func (p *Publisher) Close() error { return nil }
 
 // Sent returns the messages published so far, in order.
 func (p *Publisher) Sent() []Sent {
@@ -252,9 +250,9 @@ func (c *Clock) Advance(d time.Duration) {
 // Reply builds a participant's reply to cmd: body, encoded with codec, with
 // the command's saga headers copied, as participants do.
 func Reply(codec *Codec, cmd *message.Message, body saga.Record) (*message.Message, error) {
-	payload, err := codec.Encode(cmd.Metadata.Get(contracts.HeaderReplyTo), body)
+	payload, err := codec.Encode(cmd.Metadata.Get(saga.HeaderReplyTo), body)
 	if err != nil {
 		return nil, err
 	}
-	return messaging.NewReply(cmd, payload), nil
+	return saga.NewReply(cmd, payload), nil
 }
