@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"reflect"
 	"slices"
 
 	"github.com/hamba/avro/v2"
@@ -98,4 +99,14 @@ func Records(topics ...string) []Record {
 		}
 	}
 	return records
+}
+
+// Carries reports whether topic takes records of r's type.
+func Carries(topic string, r Record) bool {
+	for _, t := range Topics() {
+		if t.Name == topic {
+			return slices.ContainsFunc(t.Records, func(c Record) bool { return reflect.TypeOf(c) == reflect.TypeOf(r) })
+		}
+	}
+	return false
 }

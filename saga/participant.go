@@ -24,7 +24,8 @@ type Send = func(topic, key string, msg *message.Message) error
 // header, keyed by saga id, with the saga headers carried back.
 type Participant struct {
 	topic    string
-	declared []declaration // the interactions on topic
+	carries  func(topic string, r Record) bool // whether topic takes records of r's type
+	declared []declaration                     // the interactions on topic
 	codec    Codec
 	send     Send
 	handlers map[reflect.Type]func(context.Context, Record) (Record, error) // by command type
@@ -34,8 +35,10 @@ type Participant struct {
 // NewParticipant returns the command port of topic with no handlers yet;
 // add them with Handle. declared are the interactions declared (for
 // example contracts.Interactions()): each one on topic needs a handler.
-func NewParticipant(topic string, declared []Declared, codec Codec, send Send) *Participant {
-	p := &Participant{topic: topic, codec: codec, send: send,
+// carries says whether a topic takes a record's type (contracts.Carries):
+// a reply goes only to a reply_to topic that takes it.
+func NewParticipant(topic string, declared []Declared, carries func(topic string, r Record) bool, codec Codec, send Send) *Participant {
+	p := &Participant{topic: topic, carries: carries, codec: codec, send: send,
 		handlers: map[reflect.Type]func(context.Context, Record) (Record, error){}}
 	for _, i := range declared {
 		if d := i.declared(); d.topic == topic {
@@ -104,6 +107,13 @@ func (p *Participant) handle(msg *message.Message) error {
 	}
 	if body == nil {
 		return fmt.Errorf("%w: the handler of %T returned no reply", ErrUnexpectedCommand, cmd)
+	}
+	// The header is input: a command naming a state topic, say, must not
+	// get its reply written there. The decision stays recorded, so the
+	// command, dead-lettered, can be replayed with a reply topic that
+	// takes its reply.
+	if !p.carries(replyTo, body) {
+		return fmt.Errorf("%w: %T replies to %s, which does not carry %T", ErrUnexpectedCommand, cmd, replyTo, body)
 	}
 	payload, err := p.codec.Encode(replyTo, body)
 	if err != nil {

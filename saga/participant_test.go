@@ -44,7 +44,8 @@ func command(t *testing.T, codec *sagatest.Codec, cmd saga.Record, headers messa
 
 func TestParticipantRepliesWithTheSagaHeaders(t *testing.T) {
 	codec, pub := sagatest.NewCodec(), &sagatest.Publisher{}
-	p := saga.NewParticipant("customer", declared, codec, pub.Send)
+	carries := func(topic string, _ saga.Record) bool { return topic == "test.replies" }
+	p := saga.NewParticipant("customer", declared, carries, codec, pub.Send)
 	saga.Handle(p, ReserveCreditInteraction, reserve)
 	saga.Handle(p, ReleaseCreditInteraction, release)
 	handle, err := p.Handler()
@@ -80,6 +81,8 @@ func TestParticipantRepliesWithTheSagaHeaders(t *testing.T) {
 		"no handler for its type":     {&ApproveOrder{OrderID: "s1"}, headers, saga.ErrUnexpectedCommand},
 		"the handler returns nothing": {&ReserveCredit{CustomerID: "silent"}, headers, saga.ErrUnexpectedCommand},
 		"the handler fails":           {&ReserveCredit{CustomerID: "down"}, headers, nil},
+		"reply_to a topic that does not take the reply": {&ReserveCredit{CustomerID: "c1"},
+			message.Metadata{saga.HeaderSagaID: "s1", saga.HeaderCommandID: "x", saga.HeaderReplyTo: "customer.state"}, saga.ErrUnexpectedCommand},
 	} {
 		err := handle(command(t, codec, tc.cmd, tc.headers))
 		switch {
@@ -113,10 +116,12 @@ func TestParticipantHandlersMustFitItsTopic(t *testing.T) {
 			saga.Handle(p, ReleaseCreditInteraction, release)
 		}, "two handlers for ReserveCredit"},
 	} {
-		p := saga.NewParticipant("customer", declared, sagatest.NewCodec(), (&sagatest.Publisher{}).Send)
+		p := saga.NewParticipant("customer", declared, carriesAll, sagatest.NewCodec(), (&sagatest.Publisher{}).Send)
 		tc.register(p)
 		if _, err := p.Handler(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
 		}
 	}
 }
+
+func carriesAll(string, saga.Record) bool { return true }

@@ -35,7 +35,7 @@ func BenchmarkCommandsHandler(b *testing.B) {
 		b.Fatalf("serde.New: %v", err)
 	}
 	pub := &discardPublisher{}
-	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), sd, pub.Send)
+	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), contracts.Carries, sd, pub.Send)
 	saga.Handle(commands, contracts.ReserveCreditInteraction, func(_ context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		return &contracts.CreditReserved{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID, Amount: cmd.Amount}, nil
 	})

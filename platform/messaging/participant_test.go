@@ -62,7 +62,7 @@ func startParticipant(t *testing.T) *participant {
 		msg.Metadata.Set(contracts.HeaderPartitionKey, key)
 		return pub.Publish(topic, msg)
 	}
-	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), p.serde, send)
+	commands := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), contracts.Carries, p.serde, send)
 	saga.Handle(commands, contracts.ReserveCreditInteraction, func(_ context.Context, cmd *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
 		switch cmd.CustomerID {
 		case "panics":

@@ -282,12 +282,14 @@ func (p *Process) describeOwners(ctx context.Context) (map[int32]string, error) 
 	}
 	owners := map[int32]string{}
 	for _, m := range groups[0].Members {
+		// A member that has not synced yet (the group just restarted, a
+		// member just evicted) describes itself with nothing.
 		meta, err := m.GetMemberMetadata()
-		if err != nil {
+		if err != nil || meta == nil {
 			continue
 		}
 		assignment, err := m.GetMemberAssignment()
-		if err != nil {
+		if err != nil || assignment == nil {
 			continue
 		}
 		for _, ps := range assignment.Topics {

@@ -44,7 +44,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo)
 
-		participant := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), p.Serde, p.Send)
+		participant := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
 		ports.RegisterCommands(participant, application)
 		commands, err := participant.Handler()
 		if err != nil {

@@ -40,7 +40,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo, adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
 
-		participant := saga.NewParticipant(contracts.TopicOrderCommands, contracts.Interactions(), p.Serde, p.Send)
+		participant := saga.NewParticipant(contracts.TopicOrderCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
 		ports.RegisterCommands(participant, application)
 		commands, err := participant.Handler()
 		if err != nil {

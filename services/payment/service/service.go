@@ -44,7 +44,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		}
 		application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, time.Now)
 
-		participant := saga.NewParticipant(contracts.TopicPaymentCommands, contracts.Interactions(), p.Serde, p.Send)
+		participant := saga.NewParticipant(contracts.TopicPaymentCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
 		ports.RegisterCommands(participant, application)
 		commands, err := participant.Handler()
 		if err != nil {
