@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/system"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 // target is the system under test, running in this process, and how to
@@ -65,7 +65,7 @@ func startStack(ctx context.Context, cfg Config, logger *slog.Logger) (*target, 
 // too.
 func (t *target) startSystem(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	n := max(cfg.Instances, 1)
-	addrs, err := freeAddrs(4 * n)
+	addrs, err := load.FreeAddrs(4 * n)
 	if err != nil {
 		return err
 	}
@@ -224,18 +224,4 @@ func (t *target) closeStack(logger *slog.Logger) {
 	if err := t.stack.Close(); err != nil {
 		logger.Warn("close the embedded stack", "error", err)
 	}
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment ago.
-func freeAddrs(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		defer ln.Close()
-	}
-	return addrs, nil
 }

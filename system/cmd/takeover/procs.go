@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -190,20 +189,6 @@ func getOK(ctx context.Context, client *http.Client, url string) error {
 		return fmt.Errorf("GET %s: %d %s", url, status, bytes.TrimSpace(body))
 	}
 	return nil
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment ago.
-func freeAddrs(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		defer ln.Close()
-	}
-	return addrs, nil
 }
 
 // binary is the path of a built binary, failing early if it is missing.

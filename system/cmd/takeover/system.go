@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 // processes are the system's four processes, each its own consumer group
@@ -37,7 +38,7 @@ type system struct {
 // given session timeout, and waits until every group is stable with all
 // of them.
 func startSystem(ctx context.Context, cfg Config, session time.Duration) (*system, error) {
-	addrs, err := freeAddrs(2 + len(processes)*cfg.Instances)
+	addrs, err := load.FreeAddrs(2 + len(processes)*cfg.Instances)
 	if err != nil {
 		return nil, err
 	}
