@@ -22,26 +22,47 @@ import (
 // certain, such as a timeout, is left to the session timeout: evicting a
 // live member would only cost a rebalance, since the generation fences
 // what it writes afterwards, but it is not done on a guess.
-func (p *Process) watchPeers(ctx context.Context) error {
+func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 	tick := time.NewTicker(peerCheckEvery)
 	defer tick.Stop()
-	refused := map[string]int{} // by member id: refusals in a row
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			p.evictDead(refused)
+			p.evictDead(w)
 		}
 	}
 }
 
-// evictDead looks at the group's members once and evicts the dead ones;
-// refused counts, by member id, the refusals in a row seen so far.
-func (p *Process) evictDead(refused map[string]int) {
-	members, err := p.describeMembers()
+// peers is what an instance remembers of its group's members between two
+// looks at them.
+type peers struct {
+	advertised map[string]string // by member id, as last seen while the group was stable
+	refused    map[string]int    // by member id: refusals in a row
+}
+
+func newPeers() *peers {
+	return &peers{advertised: map[string]string{}, refused: map[string]int{}}
+}
+
+// evictBeforeJoining looks at the group twice, a check apart, before this
+// instance joins it: the dead members a stable group shows (a predecessor,
+// the instances of a deployment that all died) are evicted now, while
+// Kafka still shows what they advertise, rather than hold up the join.
+func (p *Process) evictBeforeJoining(w *peers) {
+	if p.evictDead(w) {
+		time.Sleep(peerCheckEvery) // the second refusal that makes one certain
+		p.evictDead(w)
+	}
+}
+
+// evictDead looks at the group's members once and evicts the dead ones. It
+// reports whether a member is suspect (refused once).
+func (p *Process) evictDead(w *peers) (suspect bool) {
+	members, err := p.describeMembers(w)
 	if err != nil {
-		return // the coordinator is busy or away: next time
+		return false // the coordinator is busy or away: next time
 	}
 	me := string(p.sarama.Consumer.Group.Member.UserData)
 	for id, data := range members {
@@ -51,16 +72,19 @@ func (p *Process) evictDead(refused map[string]int) {
 		addr, _, _ := strings.Cut(data, "#")
 		dead := addr == p.advertised
 		if !dead && refuses(addr) {
-			refused[id]++
-			dead = refused[id] >= 2
+			w.refused[id]++
+			dead = w.refused[id] >= 2
+			suspect = suspect || !dead
 		} else {
-			delete(refused, id)
+			delete(w.refused, id)
 		}
 		if dead {
 			p.evict(id, addr)
-			delete(refused, id)
+			delete(w.refused, id)
+			delete(w.advertised, id)
 		}
 	}
+	return suspect
 }
 
 // peerCheckEvery is how often an instance looks for dead peers; with two
@@ -80,8 +104,10 @@ func refuses(addr string) bool {
 
 // describeMembers returns the group's members by id, with what each
 // advertises: its HTTP address and start id. Kafka shows what members
-// advertise only while the group is stable.
-func (p *Process) describeMembers() (map[string]string, error) {
+// advertise only while the group is stable; while it rebalances, a member
+// is known by what it advertised when last seen stable, so a dead member
+// that holds up a rebalance can be evicted too.
+func (p *Process) describeMembers(w *peers) (map[string]string, error) {
 	admin, err := sarama.NewClusterAdminFromClient(p.client)
 	if err != nil {
 		return nil, err
@@ -94,7 +120,15 @@ func (p *Process) describeMembers() (map[string]string, error) {
 	members := map[string]string{}
 	for id, m := range groups[0].Members {
 		if meta, err := m.GetMemberMetadata(); err == nil && meta != nil {
-			members[id] = string(meta.UserData)
+			w.advertised[id] = string(meta.UserData)
+		}
+		if data, ok := w.advertised[id]; ok {
+			members[id] = data
+		}
+	}
+	for id := range w.advertised {
+		if _, ok := groups[0].Members[id]; !ok {
+			delete(w.advertised, id) // gone
 		}
 	}
 	return members, nil

@@ -287,10 +287,9 @@ func (p *Process) Run(ctx context.Context) error {
 	if err := p.checkCoPartitioned(topics); err != nil {
 		return fmt.Errorf("%s: %w", p.cfg.Name, err)
 	}
+	watch := newPeers()
 	if len(p.topics) > 0 {
-		// Before joining: a restarted instance's predecessor still holds
-		// its partitions, and only a stable group shows who it is.
-		p.evictDead(map[string]int{})
+		p.evictBeforeJoining(watch)
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.HTTP.Run(ctx) })
@@ -308,7 +307,7 @@ func (p *Process) Run(ctx context.Context) error {
 		}
 	})
 	if len(p.topics) > 0 {
-		g.Go(func() error { return p.watchPeers(ctx) })
+		g.Go(func() error { return p.watchPeers(ctx, watch) })
 	}
 	g.Go(func() error {
 		return p.txn.Run(ctx, func(err error) {
