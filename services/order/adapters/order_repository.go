@@ -4,6 +4,7 @@ package adapters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -95,7 +96,8 @@ func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *doma
 }
 
 // Pending returns the indexed orders still PENDING and drops the others
-// from the index: an order never returns to PENDING.
+// from the index: an order never returns to PENDING, and one whose
+// partition another instance owns now is that instance's to announce.
 func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
 	r.mu.Lock()
 	ids := slices.Collect(maps.Keys(r.pending))
@@ -104,6 +106,10 @@ func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
 	var ended []string
 	for _, id := range ids {
 		rec, ok, err := r.store.Get(id)
+		if errors.Is(err, store.ErrNotOwned) {
+			ended = append(ended, id) // its partition moved: its new owner announces it
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

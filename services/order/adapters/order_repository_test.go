@@ -1,0 +1,93 @@
+package adapters_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/services/order/adapters"
+	"github.com/kafkasaga/kafkasaga/services/order/domain"
+)
+
+// Pending orders whose partition moved to another instance are that
+// instance's to announce: the ones left are still returned, not an error
+// that stops every announcement of this instance.
+func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := messaging.SaramaConfig(kafka, "order-repository-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := sarama.NewSyncProducer(kafka.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := store.AvroCodec[contracts.OrderRecord](sd, contracts.TopicOrderState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
+		Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: messaging.SyncSender{SyncProducer: producer}, Codec: codec},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := adapters.NewOrderRepository(s)
+	byPartition := map[int32]string{}
+	for i := 0; len(byPartition) < 2; i++ {
+		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := store.PartitionOf(o.ID(), contracts.Partitions)
+		if _, seen := byPartition[p]; seen {
+			continue
+		}
+		if err := r.Add(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		byPartition[p] = o.ID()
+	}
+	var moved, kept int32 = -1, -1
+	for p := range byPartition {
+		if moved < 0 {
+			moved = p
+		} else {
+			kept = p
+		}
+	}
+	s.Revoke([]int32{moved})
+
+	pending, err := r.Pending(ctx)
+	if err != nil {
+		t.Fatalf("Pending after a partition moved away: %v", err)
+	}
+	if len(pending) != 1 || pending[0].ID() != byPartition[kept] {
+		t.Errorf("Pending: got %d orders, want the one of the partition still owned (%s)", len(pending), byPartition[kept])
+	}
+}
