@@ -25,7 +25,7 @@ func (p *lastPublisher) Send(_, _ string, msg *message.Message) error {
 func benchEngine(b *testing.B) (*saga.Engine[data], *lastPublisher, *sagatest.Codec) {
 	b.Helper()
 	pub, codec := &lastPublisher{}, sagatest.NewCodec()
-	e, err := saga.NewEngine(testDef(), saga.EngineConfig{
+	e, err := saga.NewEngine(saga.Versions[data]{testDef()}, saga.EngineConfig{
 		Instances: sagatest.NewInstances(pub), Codec: codec,
 		Clock: sagatest.NewClock().Now,
 	}, slog.New(slog.DiscardHandler))

@@ -4,7 +4,10 @@
 // with the command it sends, the replies it accepts and the command that
 // undoes it; the Engine runs its instances: forward step by step while
 // replies succeed, and on a failure back through the completed steps'
-// compensations in reverse order. On a participant's side, a Participant
+// compensations in reverse order. A Definition has versions: an instance
+// runs to its end under the version it started under, so the engine is
+// given every version that still has instances running. On a
+// participant's side, a Participant
 // hands each command to its typed handler and sends the reply back.
 //
 // The engine is generic over the saga's data D; *D must be an Avro record
@@ -125,12 +128,57 @@ type Step[D any] struct {
 	CompensateReplies Replies
 }
 
-// Definition is a saga type: its topics and its steps, in order.
+// Definition is one version of a saga type: its topics and its steps, in
+// order.
 type Definition[D any] struct {
-	Type       string // e.g. contracts.SagaTypeCreateOrder
+	Type string // e.g. contracts.SagaTypeCreateOrder
+	// Version numbers the definitions of one saga type, from 1. An instance
+	// records the version it started under and runs to its end under it, so
+	// a change to the steps while instances run is a new version, given to
+	// the engine beside the ones that still have instances running.
+	Version    int
 	ReplyTopic string // where participants reply; the engine consumes it
 	StateTopic string // where the instances are kept; it names the subject of the data's schema
 	Steps      []Step[D]
+}
+
+// Versions are the versions of one saga type an engine runs: all of one
+// type, reply topic and state topic, each version once. New instances start
+// under the highest; each stored instance runs under the version it records.
+type Versions[D any] []Definition[D]
+
+// validate reports every mistake in the versions at once.
+func (vs Versions[D]) validate() error {
+	if len(vs) == 0 {
+		return errors.New("no definition")
+	}
+	var errs []error
+	first, seen := vs[0], map[int]bool{}
+	for _, def := range vs {
+		if err := def.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("version %d: %w", def.Version, err))
+		}
+		if seen[def.Version] {
+			errs = append(errs, fmt.Errorf("version %d is given twice", def.Version))
+		}
+		seen[def.Version] = true
+		if def.Type != first.Type || def.ReplyTopic != first.ReplyTopic || def.StateTopic != first.StateTopic {
+			errs = append(errs, fmt.Errorf("version %d is of type %q on %s and %s, version %d of %q on %s and %s: the versions of one engine share their type and topics",
+				def.Version, def.Type, def.ReplyTopic, def.StateTopic, first.Version, first.Type, first.ReplyTopic, first.StateTopic))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// latest returns the highest version.
+func (vs Versions[D]) latest() Definition[D] {
+	latest := vs[0]
+	for _, def := range vs[1:] {
+		if def.Version > latest.Version {
+			latest = def
+		}
+	}
+	return latest
 }
 
 // validate reports every mistake in the definition at once.
@@ -138,6 +186,9 @@ func (def Definition[D]) validate() error {
 	var errs []error
 	if def.Type == "" {
 		errs = append(errs, errors.New("saga type is empty"))
+	}
+	if def.Version < 1 {
+		errs = append(errs, fmt.Errorf("version is %d, want 1 or more", def.Version))
 	}
 	if def.ReplyTopic == "" {
 		errs = append(errs, errors.New("reply topic is empty"))

@@ -48,6 +48,15 @@ const maxHistory = 64
 // help: dead-letter it.
 var ErrUnexpectedReply = errors.New("unexpected reply")
 
+// ErrUnknownVersion means an instance runs under a version of its saga's
+// definition that the engine was not given. The engine leaves such an
+// instance as it is, neither timed out nor re-sent, and reports it
+// (saga_instances_unknown_version and an error log naming the saga) until
+// an engine given that version runs it. A reply to it is an
+// ErrUnexpectedReply too: it is dead-lettered, and answered again once
+// the version is back, as the first tick re-sends the overdue command.
+var ErrUnknownVersion = errors.New("saga definition version not given to the engine")
+
 // errStale aborts an Update whose instance moved on: the reply is a duplicate
 // or late, or another tick already handled the timeout.
 var errStale = errors.New("stale")
@@ -133,41 +142,68 @@ func (c EngineConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Engine runs the instances of one saga definition.
+// Engine runs the instances of one saga type, each under the version of
+// the definition it started under.
 type Engine[D any] struct {
-	def     Definition[D]
-	cfg     EngineConfig
-	logger  *slog.Logger
-	metrics *metrics
+	versions map[int]*Definition[D]
+	latest   *Definition[D] // new instances start under it
+	cfg      EngineConfig
+	logger   *slog.Logger
+	metrics  *metrics
 
-	// deadlines holds the deadline of every pending command by saga id, so
-	// the timeout ticks look at the sagas in flight only, not at every saga
-	// ever run. Run fills it from the store; every transition keeps it.
-	mu        sync.Mutex
-	deadlines map[string]time.Time
+	// resuming is held by every transition and every tick's read, and by
+	// Resume alone, so the index Resume rebuilds misses no change.
+	resuming sync.RWMutex
+
+	// inFlight indexes the sagas with a pending command by saga id: its
+	// deadline, so the timeout ticks look at the sagas in flight only, not
+	// at every saga ever run, and its version; running counts them by
+	// version. Resume rebuilds both from the store; every transition keeps
+	// them.
+	mu       sync.Mutex
+	inFlight map[string]inFlight
+	running  map[int]int
 }
 
-// NewEngine checks the definition and the config and returns an engine.
-func NewEngine[D any](def Definition[D], cfg EngineConfig, logger *slog.Logger) (*Engine[D], error) {
-	if _, ok := any(new(D)).(Record); !ok {
-		return nil, fmt.Errorf("saga %q: data type %T is not an Avro record", def.Type, new(D))
+// inFlight is what the engine keeps in memory of a saga in flight.
+type inFlight struct {
+	deadline time.Time
+	version  int
+}
+
+// NewEngine checks the versions of a saga type and the config and returns
+// an engine that starts new instances under the highest version and runs
+// every stored instance under the version it records.
+func NewEngine[D any](versions Versions[D], cfg EngineConfig, logger *slog.Logger) (*Engine[D], error) {
+	var sagaType string
+	if len(versions) > 0 {
+		sagaType = versions[0].Type
 	}
-	if err := def.validate(); err != nil {
-		return nil, fmt.Errorf("saga %q: invalid definition: %w", def.Type, err)
+	if _, ok := any(new(D)).(Record); !ok {
+		return nil, fmt.Errorf("saga %q: data type %T is not an Avro record", sagaType, new(D))
+	}
+	if err := versions.validate(); err != nil {
+		return nil, fmt.Errorf("saga %q: invalid definition: %w", sagaType, err)
 	}
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("saga %q: invalid config: %w", def.Type, err)
+		return nil, fmt.Errorf("saga %q: invalid config: %w", sagaType, err)
 	}
-	m, err := newMetrics(cfg.Metrics, def.Type)
+	m, err := newMetrics(cfg.Metrics, sagaType)
 	if err != nil {
-		return nil, fmt.Errorf("saga %q: register metrics: %w", def.Type, err)
+		return nil, fmt.Errorf("saga %q: register metrics: %w", sagaType, err)
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Engine[D]{def: def, cfg: cfg, logger: logger.With("saga_type", def.Type), metrics: m,
-		deadlines: map[string]time.Time{}}, nil
+	e := &Engine[D]{versions: map[int]*Definition[D]{}, cfg: cfg, logger: logger.With("saga_type", sagaType), metrics: m,
+		inFlight: map[string]inFlight{}, running: map[int]int{}}
+	for _, def := range versions {
+		e.versions[def.Version] = &def
+	}
+	latest := versions.latest()
+	e.latest = e.versions[latest.Version]
+	return e, nil
 }
 
 // Instance returns the saga instance with the given id; ok is false if
@@ -196,16 +232,17 @@ func (e *Engine[D]) setData(v *SagaInstance, reply Reply, rec Record) error {
 		return err
 	}
 	reply.set(d, rec)
-	if v.Data, err = e.cfg.Codec.Encode(e.def.StateTopic, any(d).(Record)); err != nil {
+	if v.Data, err = e.cfg.Codec.Encode(e.latest.StateTopic, any(d).(Record)); err != nil {
 		return fmt.Errorf("encode data of saga %s: %w", v.SagaID, err)
 	}
 	return nil
 }
 
 // StepName returns the pending step with its direction ("reserve_credit",
-// "reserve_credit:compensate"), or "" once the saga has ended.
+// "reserve_credit:compensate"), or "" once the saga has ended, or if the
+// engine lacks its version.
 func (e *Engine[D]) StepName(v SagaInstance) string {
-	step, err := e.pendingStep(v)
+	_, step, err := e.pendingStep(v)
 	switch {
 	case err != nil:
 		return ""
@@ -215,17 +252,31 @@ func (e *Engine[D]) StepName(v SagaInstance) string {
 	return step.Name
 }
 
-// pendingStep returns the step whose command the instance waits for. The
-// definition may have changed since the instance was saved; an instance
-// that no longer fits it is reported, not guessed at.
-func (e *Engine[D]) pendingStep(v SagaInstance) (Step[D], error) {
+// definition returns the version of the definition v runs under.
+func (e *Engine[D]) definition(v SagaInstance) (*Definition[D], error) {
+	def, ok := e.versions[v.Version]
+	if !ok {
+		return nil, fmt.Errorf("saga %s runs under version %d of %s: %w", v.SagaID, v.Version, e.latest.Type, ErrUnknownVersion)
+	}
+	return def, nil
+}
+
+// pendingStep returns the step whose command the instance waits for, in
+// the version it runs under. That version may have been changed in place
+// since the instance was saved; an instance that no longer fits it is
+// reported, not guessed at.
+func (e *Engine[D]) pendingStep(v SagaInstance) (*Definition[D], Step[D], error) {
 	if v.PendingCommandID == "" {
-		return Step[D]{}, fmt.Errorf("saga %s has ended", v.SagaID)
+		return nil, Step[D]{}, fmt.Errorf("saga %s has ended", v.SagaID)
 	}
-	if v.Step < 0 || v.Step >= len(e.def.Steps) || commandID(v.SagaID, e.def.Steps[v.Step].Name, v.State) != v.PendingCommandID {
-		return Step[D]{}, fmt.Errorf("saga %s waits for %s, which the definition has no step %d for", v.SagaID, v.PendingCommandID, v.Step)
+	def, err := e.definition(v)
+	if err != nil {
+		return nil, Step[D]{}, err
 	}
-	return e.def.Steps[v.Step], nil
+	if v.Step < 0 || v.Step >= len(def.Steps) || commandID(v.SagaID, def.Steps[v.Step].Name, v.State) != v.PendingCommandID {
+		return nil, Step[D]{}, fmt.Errorf("saga %s waits for %s, which version %d has no step %d for", v.SagaID, v.PendingCommandID, v.Version, v.Step)
+	}
+	return def, def.Steps[v.Step], nil
 }
 
 // commandID is deterministic, so a participant recognizes a re-sent command.
@@ -237,8 +288,9 @@ func commandID(sagaID, step, state string) string {
 	return sagaID + ":" + step + ":" + direction
 }
 
-// Start starts a saga with the given id and sends its first command. A saga
-// that already exists is left alone, so a duplicate start event is harmless.
+// Start starts a saga with the given id under the latest version and sends
+// its first command. A saga that already exists is left alone, so a
+// duplicate start event is harmless.
 func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparent string) error {
 	if sagaID == "" {
 		return errors.New("start saga: empty saga id")
@@ -247,12 +299,13 @@ func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparen
 		if exists {
 			return "", errStale
 		}
-		encoded, err := e.cfg.Codec.Encode(e.def.StateTopic, any(&data).(Record))
+		def := e.latest
+		encoded, err := e.cfg.Codec.Encode(def.StateTopic, any(&data).(Record))
 		if err != nil {
 			return "", fmt.Errorf("encode saga data: %w", err)
 		}
-		*v = SagaInstance{SagaID: sagaID, SagaType: e.def.Type, Data: encoded, Traceparent: traceparent}
-		e.forward(v, 0, now)
+		*v = SagaInstance{SagaID: sagaID, SagaType: def.Type, Version: def.Version, Data: encoded, Traceparent: traceparent}
+		e.forward(def, v, 0, now)
 		return EventStarted, nil
 	})
 	if errors.Is(err, errStale) {
@@ -285,7 +338,11 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 		if !exists || v.PendingCommandID != cmdID {
 			return "", errStale
 		}
-		step, err := e.pendingStep(*v)
+		def, step, err := e.pendingStep(*v)
+		if errors.Is(err, ErrUnknownVersion) {
+			e.logger.Error("reply to a saga whose version this engine was not given: dead-lettered, the saga waits untouched",
+				"saga_id", sagaID, "version", v.Version, "reply", event)
+		}
 		if err != nil {
 			return "", fmt.Errorf("%s to %s: %w: %w", event, cmdID, ErrUnexpectedReply, err)
 		}
@@ -304,12 +361,12 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 		}
 		switch {
 		case v.State == StateCompensating:
-			e.backward(v, v.Step-1, now)
+			e.backward(def, v, v.Step-1, now)
 		case reply.outcome == Success:
-			e.forward(v, v.Step+1, now)
+			e.forward(def, v, v.Step+1, now)
 		default:
 			v.FailureReason = string(reply.outcome)
-			e.backward(v, v.Step-1, now)
+			e.backward(def, v, v.Step-1, now)
 		}
 		return event, nil
 	})
@@ -321,23 +378,54 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 	return err
 }
 
-// Resume reads every instance, to learn the pending commands and their
-// deadlines, so the ticks of Run time them out. Call it whenever the
-// instances held change (process.OnRestored: at start and after each
-// rebalance), before any reply is handled. It sends nothing: an instance
-// and the command its transition leads to are written in one transaction,
-// so a stored pending command was sent. An error means it could not read
-// every instance (the schema registry unreachable, say): the start must
-// fail rather than leave a saga that is never timed out again.
+// Resume reads every instance held, to learn the pending commands, their
+// deadlines and versions, so the ticks of Run time them out and
+// saga_instances_running counts them. It forgets the sagas no longer held.
+// Call it whenever the instances held change (process.OnRestored: at start
+// and after each rebalance), before any reply is handled; transitions wait
+// while it runs. It sends nothing: an instance and the command its
+// transition leads to are written in one transaction, so a stored pending
+// command was sent. An instance of a version the engine was not given is
+// logged as an error and counted, and left as it is. An error means it
+// could not read every instance (the schema registry unreachable, say):
+// the start must fail rather than leave a saga that is never timed out
+// again.
 func (e *Engine[D]) Resume(context.Context) error {
+	e.resuming.Lock()
+	defer e.resuming.Unlock()
+	index := map[string]inFlight{}
 	err := e.cfg.Instances.Range(func(_ string, v SagaInstance) bool {
-		if v.PendingCommandID != "" && v.SagaType == e.def.Type {
-			e.track(v)
+		if v.PendingCommandID != "" && v.SagaType == e.latest.Type {
+			index[v.SagaID] = inFlight{deadline: v.Deadline, version: v.Version}
 		}
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("read the saga instances: %w", err)
+	}
+	for id, f := range index {
+		if e.versions[f.version] == nil {
+			e.logger.Error("saga runs under a version this engine was not given: it waits untouched until an engine given the version runs it",
+				"saga_id", id, "version", f.version)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.inFlight = index
+	versions := map[int]bool{}
+	for v := range e.versions {
+		versions[v] = true
+	}
+	for v := range e.running {
+		versions[v] = true // a version counted before: back to 0 if none is left
+	}
+	clear(e.running)
+	for _, f := range index {
+		e.running[f.version]++
+		versions[f.version] = true
+	}
+	for v := range versions {
+		e.count(v)
 	}
 	return nil
 }
@@ -363,19 +451,7 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	now := e.cfg.Clock()
 	var due []SagaInstance
 	for _, id := range e.overdue(now) {
-		// A reply or another tick may have moved it on since, or recorded
-		// its deadline before an earlier transition recorded an older one:
-		// look again, and keep the index to what is stored.
-		v, ok, err := e.cfg.Instances.Get(id)
-		if err != nil {
-			e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)
-			continue // keep its deadline
-		}
-		if !ok {
-			v = SagaInstance{SagaID: id} // nothing pending: forget it
-		}
-		e.track(v)
-		if v.PendingCommandID != "" && !v.Deadline.After(now) {
+		if v, ok := e.reread(id, now); ok {
 			due = append(due, v)
 		}
 	}
@@ -386,25 +462,68 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	}
 }
 
-// track records the deadline of v's pending command, or forgets v once it
-// has none.
+// reread reads an overdue saga again, keeps the index to what is stored,
+// and returns the saga if it is overdue still. A reply or another tick may
+// have moved it on since, or recorded its deadline before an earlier
+// transition recorded an older one.
+func (e *Engine[D]) reread(id string, now time.Time) (SagaInstance, bool) {
+	e.resuming.RLock()
+	defer e.resuming.RUnlock()
+	v, ok, err := e.cfg.Instances.Get(id)
+	if err != nil {
+		e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)
+		return v, false // keep its deadline
+	}
+	if !ok {
+		v = SagaInstance{SagaID: id} // nothing pending: forget it
+	}
+	e.track(v)
+	return v, v.PendingCommandID != "" && !v.Deadline.After(now) && e.versions[v.Version] != nil
+}
+
+// track records the deadline and version of v's pending command, or
+// forgets v once it has none.
 func (e *Engine[D]) track(v SagaInstance) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if v.PendingCommandID == "" {
-		delete(e.deadlines, v.SagaID)
-		return
+	old, had := e.inFlight[v.SagaID]
+	pending := v.PendingCommandID != ""
+	if pending {
+		e.inFlight[v.SagaID] = inFlight{deadline: v.Deadline, version: v.Version}
+	} else {
+		delete(e.inFlight, v.SagaID)
 	}
-	e.deadlines[v.SagaID] = v.Deadline
+	if had && pending && old.version == v.Version {
+		return // counted already
+	}
+	if had {
+		e.running[old.version]--
+		e.count(old.version)
+	}
+	if pending {
+		e.running[v.Version]++
+		e.count(v.Version)
+	}
 }
 
-// overdue returns the sagas whose pending command is past its deadline.
+// count sets the gauges of a version to the sagas in flight under it.
+// Called with mu held.
+func (e *Engine[D]) count(version int) {
+	label := strconv.Itoa(version)
+	e.metrics.running.WithLabelValues(label).Set(float64(e.running[version]))
+	if e.versions[version] == nil {
+		e.metrics.unknown.WithLabelValues(label).Set(float64(e.running[version]))
+	}
+}
+
+// overdue returns the sagas whose pending command is past its deadline,
+// but those of versions the engine was not given: they wait.
 func (e *Engine[D]) overdue(now time.Time) []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var ids []string
-	for id, deadline := range e.deadlines {
-		if !deadline.After(now) {
+	for id, f := range e.inFlight {
+		if !f.deadline.After(now) && e.versions[f.version] != nil {
 			ids = append(ids, id)
 		}
 	}
@@ -419,15 +538,15 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
 		if !exists || v.PendingCommandID != seen.PendingCommandID || v.Attempt != seen.Attempt {
 			return "", errStale // answered, or timed out by another call, meanwhile
 		}
-		step, err := e.pendingStep(*v)
+		def, step, err := e.pendingStep(*v)
 		if err != nil {
 			return "", err
 		}
 		outOfAttempts := v.Attempt >= e.cfg.MaxAttempts
 		switch {
-		case v.State == StateRunning && outOfAttempts && !e.def.committed(v.Step):
+		case v.State == StateRunning && outOfAttempts && !def.committed(v.Step):
 			v.FailureReason = timeoutReason(step.Name)
-			e.backward(v, v.Step, now) // its effect is unknown: undo it too
+			e.backward(def, v, v.Step, now) // its effect is unknown: undo it too
 			return EventTimeout, nil
 		case v.State == StateCompensating && outOfAttempts && v.FailureReason == timeoutReason(step.Name):
 			// The step never answered its command, and now not its
@@ -435,7 +554,7 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
 			// Kafka in that order (same topic and key, which the consumer keeps),
 			// so the participant will undo the step once it is back.
 			// Waiting longer would hold the saga for nothing.
-			e.backward(v, v.Step-1, now)
+			e.backward(def, v, v.Step-1, now)
 			return EventTimeout, nil
 		}
 		v.Attempt++
@@ -475,6 +594,8 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		after SagaInstance
 		out   *Outgoing
 	)
+	e.resuming.RLock()
+	defer e.resuming.RUnlock()
 	err := e.cfg.Instances.Update(ctx, id, func(v *SagaInstance, exists bool) (*Outgoing, error) {
 		now := e.cfg.Clock()
 		var err error
@@ -508,33 +629,33 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	return nil
 }
 
-// forward makes the first step from step i on that has a command pending;
-// with none left the saga has completed.
-func (e *Engine[D]) forward(v *SagaInstance, i int, now time.Time) {
-	for ; i < len(e.def.Steps); i++ {
-		if e.def.Steps[i].Invoke.sends() {
-			e.pend(v, StateRunning, i, now)
+// forward makes the first step of def from step i on that has a command
+// pending; with none left the saga has completed.
+func (e *Engine[D]) forward(def *Definition[D], v *SagaInstance, i int, now time.Time) {
+	for ; i < len(def.Steps); i++ {
+		if def.Steps[i].Invoke.sends() {
+			e.pend(def, v, StateRunning, i, now)
 			return
 		}
 	}
 	e.end(v, StateCompleted)
 }
 
-// backward makes the first compensation from step i down pending; with none
-// left the saga is rejected.
-func (e *Engine[D]) backward(v *SagaInstance, i int, now time.Time) {
+// backward makes the first compensation of def from step i down pending;
+// with none left the saga is rejected.
+func (e *Engine[D]) backward(def *Definition[D], v *SagaInstance, i int, now time.Time) {
 	for ; i >= 0; i-- {
-		if e.def.Steps[i].Compensate.sends() {
-			e.pend(v, StateCompensating, i, now)
+		if def.Steps[i].Compensate.sends() {
+			e.pend(def, v, StateCompensating, i, now)
 			return
 		}
 	}
 	e.end(v, StateRejected)
 }
 
-func (e *Engine[D]) pend(v *SagaInstance, state string, step int, now time.Time) {
+func (e *Engine[D]) pend(def *Definition[D], v *SagaInstance, state string, step int, now time.Time) {
 	v.State, v.Step, v.Attempt = state, step, 1
-	v.PendingCommandID = commandID(v.SagaID, e.def.Steps[step].Name, state)
+	v.PendingCommandID = commandID(v.SagaID, def.Steps[step].Name, state)
 	v.Deadline = now.Add(e.backoff(1))
 }
 
@@ -563,7 +684,7 @@ func (e *Engine[D]) command(v SagaInstance) (*Outgoing, error) {
 	if v.PendingCommandID == "" {
 		return nil, nil
 	}
-	step, err := e.pendingStep(v)
+	_, step, err := e.pendingStep(v)
 	if err != nil {
 		return nil, err
 	}
@@ -586,7 +707,7 @@ func (e *Engine[D]) command(v SagaInstance) (*Outgoing, error) {
 	msg.Metadata.Set(HeaderStep, e.StepName(v))
 	msg.Metadata.Set(HeaderCommandID, v.PendingCommandID)
 	msg.Metadata.Set(HeaderAttempt, strconv.Itoa(v.Attempt))
-	msg.Metadata.Set(HeaderReplyTo, e.def.ReplyTopic)
+	msg.Metadata.Set(HeaderReplyTo, e.latest.ReplyTopic)
 	if v.Traceparent != "" {
 		msg.Metadata.Set(HeaderTraceparent, v.Traceparent)
 	}

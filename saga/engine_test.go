@@ -24,6 +24,7 @@ type data = OrderData
 func testDef() saga.Definition[data] {
 	return saga.Definition[data]{
 		Type:       "Test",
+		Version:    1,
 		ReplyTopic: "test.replies",
 		StateTopic: "test.sagas",
 		Steps: []saga.Step[data]{
@@ -82,6 +83,7 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 		want   string
 	}{
 		{"no type", func(d *saga.Definition[data]) { d.Type = "" }, "saga type is empty"},
+		{"no version", func(d *saga.Definition[data]) { d.Version = 0 }, "version 0: version is 0, want 1 or more"},
 		{"no reply topic", func(d *saga.Definition[data]) { d.ReplyTopic = "" }, "reply topic is empty"},
 		{"no state topic", func(d *saga.Definition[data]) { d.StateTopic = "" }, "state topic is empty"},
 		{"no steps", func(d *saga.Definition[data]) { d.Steps = nil }, "no steps"},
@@ -120,7 +122,7 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			def := testDef()
 			tt.change(&def)
-			_, err := saga.NewEngine(def, validConfig(), slog.New(slog.DiscardHandler))
+			_, err := saga.NewEngine(saga.Versions[data]{def}, validConfig(), slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got error %v, want one containing %q", err, tt.want)
 			}
@@ -134,7 +136,7 @@ func validConfig() saga.EngineConfig {
 }
 
 func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
-	_, err := saga.NewEngine(testDef(), saga.EngineConfig{MaxAttempts: -1}, nil)
+	_, err := saga.NewEngine(saga.Versions[data]{testDef()}, saga.EngineConfig{MaxAttempts: -1}, nil)
 	if err == nil {
 		t.Fatal("got no error, want one")
 	}
@@ -146,8 +148,8 @@ func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
 }
 
 func TestNewEngineRejectsDataThatIsNotARecord(t *testing.T) {
-	def := saga.Definition[struct{}]{Type: "T", ReplyTopic: "r", StateTopic: "s", Steps: []saga.Step[struct{}]{{Name: "only"}}}
-	if _, err := saga.NewEngine(def, validConfig(), nil); err == nil {
+	def := saga.Definition[struct{}]{Type: "T", Version: 1, ReplyTopic: "r", StateTopic: "s", Steps: []saga.Step[struct{}]{{Name: "only"}}}
+	if _, err := saga.NewEngine(saga.Versions[struct{}]{def}, validConfig(), nil); err == nil {
 		t.Error("got no error for data struct{}, want one")
 	}
 }
@@ -186,7 +188,7 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 		t.Fatal("got no instance s1, want one")
 	}
 	now := h.Clock.Now()
-	want := saga.SagaInstance{SagaID: "s1", SagaType: "Test", State: saga.StateRunning, Step: 1,
+	want := saga.SagaInstance{SagaID: "s1", SagaType: "Test", Version: 1, State: saga.StateRunning, Step: 1,
 		PendingCommandID: "s1:reserve:invoke", Attempt: 1, Deadline: now.Add(10 * time.Second), Data: v.Data,
 		Traceparent: "00-trace-01",
 		History:     []saga.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
@@ -260,7 +262,7 @@ func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 	pub.instances = instances
 	codec := sagatest.NewCodec()
 	cfg.Instances, cfg.Codec = instances, codec
-	engine, err := saga.NewEngine(testDef(), cfg, nil)
+	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,7 +583,7 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 
 	cfg := validConfig()
 	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
-	restarted, err := saga.NewEngine(testDef(), cfg, nil) // has tracked nothing yet
+	restarted, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil) // has tracked nothing yet
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +710,7 @@ func TestResumeFailsUnlessItReadsEveryInstance(t *testing.T) {
 	before := len(h.Sent())
 	cfg := validConfig()
 	cfg.Instances, cfg.Codec, cfg.Clock = unreadable{h.Instances}, h.Codec, h.Clock.Now
-	restarted, err := saga.NewEngine(testDef(), cfg, nil)
+	restarted, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -742,7 +744,7 @@ func startS1(t *testing.T, instances saga.Instances, clock *sagatest.Clock) *sag
 	t.Helper()
 	cfg := validConfig()
 	cfg.Instances, cfg.Clock, cfg.StepTimeout = instances, clock.Now, time.Second
-	engine, err := saga.NewEngine(testDef(), cfg, nil)
+	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -838,8 +840,9 @@ func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
 	}
 }
 
-// An instance saved under an older definition whose step is gone must not
-// be driven by a step that merely sits at the same index now.
+// An instance whose version was changed in place since it was saved, its
+// step gone, must not be driven by a step that merely sits at the same
+// index now.
 func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 	h := newHarness(t)
 	h.Start("s1", sagaData)
@@ -849,7 +852,7 @@ func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 	def.Steps[1].Name = "reserve_v2"
 	cfg := validConfig()
 	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
-	engine, err := saga.NewEngine(def, cfg, nil)
+	engine, err := saga.NewEngine(saga.Versions[data]{def}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,14 @@ type ReleaseCreditReply interface {
 
 func (*CreditReleased) isReleaseCreditReply() {}
 
+// AuthorizePaymentReply is a reply AuthorizePaymentInteraction declares.
+type AuthorizePaymentReply interface {
+	saga.Record
+	isAuthorizePaymentReply()
+}
+
+func (*PaymentAuthorized) isAuthorizePaymentReply() {}
+
 // ApproveOrderReply is a reply ApproveOrderInteraction declares.
 type ApproveOrderReply interface {
 	saga.Record
@@ -43,6 +51,7 @@ func Interactions() []saga.Declared {
 		RejectOrderInteraction,
 		ReserveCreditInteraction,
 		ReleaseCreditInteraction,
+		AuthorizePaymentInteraction,
 		ApproveOrderInteraction,
 	}
 }

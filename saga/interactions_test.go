@@ -19,6 +19,11 @@ var (
 		Key:     func(c *ReleaseCredit) string { return c.CustomerID },
 		Replies: []ReleaseCreditReply{&CreditReleased{}},
 	}
+	AuthorizePaymentInteraction = saga.Interaction[*AuthorizePayment, AuthorizePaymentReply]{
+		Topic:   "payment",
+		Key:     func(c *AuthorizePayment) string { return c.OrderID },
+		Replies: []AuthorizePaymentReply{&PaymentAuthorized{}},
+	}
 	ApproveOrderInteraction = saga.Interaction[*ApproveOrder, ApproveOrderReply]{
 		Topic:   "order",
 		Key:     func(c *ApproveOrder) string { return c.OrderID },

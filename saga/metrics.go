@@ -13,6 +13,8 @@ type metrics struct {
 	stale       prometheus.Counter
 	timeouts    *prometheus.CounterVec // by step
 	ended       *prometheus.CounterVec // by outcome: the final state
+	running     *prometheus.GaugeVec   // by version
+	unknown     *prometheus.GaugeVec   // by version, of the versions the engine was not given
 }
 
 func newMetrics(reg prometheus.Registerer, sagaType string) (*metrics, error) {
@@ -29,7 +31,13 @@ func newMetrics(reg prometheus.Registerer, sagaType string) (*metrics, error) {
 	ended, err4 := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "saga_ended_total", Help: "Sagas that ended, by final state.",
 	}, []string{"saga_type", "outcome"}))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	running, err5 := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "saga_instances_running", Help: "Sagas in flight (a command pending), by the version of the saga definition they run under.",
+	}, []string{"saga_type", "version"}))
+	unknown, err6 := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "saga_instances_unknown_version", Help: "Sagas in flight under a version of the saga definition the orchestrator was not given: they wait until it is.",
+	}, []string{"saga_type", "version"}))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return nil, err
 	}
 	return &metrics{
@@ -37,19 +45,21 @@ func newMetrics(reg prometheus.Registerer, sagaType string) (*metrics, error) {
 		stale:       stale.With(labels),
 		timeouts:    timeouts.MustCurryWith(labels),
 		ended:       ended.MustCurryWith(labels),
+		running:     running.MustCurryWith(labels),
+		unknown:     unknown.MustCurryWith(labels),
 	}, nil
 }
 
 // register registers c, or returns the collector registered before it under
 // the same name, as a second engine on the same registry finds it.
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if reg == nil {
 		return c, nil
 	}
 	err := reg.Register(c)
 	var already prometheus.AlreadyRegisteredError
 	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
+		if existing, ok := already.ExistingCollector.(C); ok {
 			return existing, nil
 		}
 	}

@@ -27,6 +27,29 @@ func (o *ApproveOrder) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 
+// Command: authorize the payment; the step a later version of the test saga inserts.
+type AuthorizePayment struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+	Amount  int64  `avro:"amount" json:"amount"`
+}
+
+var schemaAuthorizePayment = avro.MustParse(`{"name":"kafkasaga.sagatest.AuthorizePayment","doc":"Command: authorize the payment; the step a later version of the test saga inserts.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"amount","type":"long"}]}`)
+
+// Schema returns the schema for AuthorizePayment.
+func (o *AuthorizePayment) Schema() avro.Schema {
+	return schemaAuthorizePayment
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *AuthorizePayment) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *AuthorizePayment) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
 // Reply to ReserveCredit: not enough credit.
 type CreditLimitExceeded struct {
 	CustomerID      string `avro:"customerId" json:"customerId"`
@@ -187,6 +210,28 @@ func (o *OrderRejected) Unmarshal(b []byte) error {
 
 // Marshal encodes the receiver.
 func (o *OrderRejected) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Reply: the payment is authorized.
+type PaymentAuthorized struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+}
+
+var schemaPaymentAuthorized = avro.MustParse(`{"name":"kafkasaga.sagatest.PaymentAuthorized","doc":"Reply: the payment is authorized.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+
+// Schema returns the schema for PaymentAuthorized.
+func (o *PaymentAuthorized) Schema() avro.Schema {
+	return schemaPaymentAuthorized
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *PaymentAuthorized) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *PaymentAuthorized) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 

@@ -39,9 +39,11 @@ func (o *SagaTransition) Marshal() ([]byte, error) {
 type SagaInstance struct {
 	SagaID   string `avro:"sagaId" json:"sagaId"`
 	SagaType string `avro:"sagaType" json:"sagaType"`
+	// The version of the saga definition the instance started under, and runs under to its end.
+	Version int `avro:"version" json:"version"`
 	// RUNNING, COMPENSATING, COMPLETED or REJECTED.
 	State string `avro:"state" json:"state"`
-	// Index of the current step in the saga definition.
+	// Index of the current step in its version of the saga definition.
 	Step int `avro:"step" json:"step"`
 	// Id of the command awaiting its reply; empty once the saga has ended.
 	PendingCommandID string `avro:"pendingCommandId" json:"pendingCommandId"`
@@ -57,7 +59,7 @@ type SagaInstance struct {
 	History     []SagaTransition `avro:"history" json:"history"`
 }
 
-var schemaSagaInstance = avro.MustParse(`{"name":"kafkasaga.saga.SagaInstance","doc":"State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).","type":"record","fields":[{"name":"sagaId","type":"string"},{"name":"sagaType","type":"string"},{"name":"state","doc":"RUNNING, COMPENSATING, COMPLETED or REJECTED.","type":"string"},{"name":"step","doc":"Index of the current step in the saga definition.","type":"int"},{"name":"pendingCommandId","doc":"Id of the command awaiting its reply; empty once the saga has ended.","type":"string","default":""},{"name":"attempt","doc":"How many times the pending command has been sent.","type":"int","default":1},{"name":"deadline","doc":"When the pending command times out.","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},{"name":"failureReason","type":"string","default":""},{"name":"data","doc":"The saga type's own data, in the Confluent wire format.","type":"bytes"},{"name":"traceparent","doc":"W3C trace context of the request that started the saga; every command carries it.","type":"string","default":""},{"name":"history","type":{"type":"array","items":{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}},"default":[]}]}`)
+var schemaSagaInstance = avro.MustParse(`{"name":"kafkasaga.saga.SagaInstance","doc":"State: one saga instance of any type, kept in the compacted topic of its saga type. Written before each command is sent (write-ahead).","type":"record","fields":[{"name":"sagaId","type":"string"},{"name":"sagaType","type":"string"},{"name":"version","doc":"The version of the saga definition the instance started under, and runs under to its end.","type":"int","default":1},{"name":"state","doc":"RUNNING, COMPENSATING, COMPLETED or REJECTED.","type":"string"},{"name":"step","doc":"Index of the current step in its version of the saga definition.","type":"int"},{"name":"pendingCommandId","doc":"Id of the command awaiting its reply; empty once the saga has ended.","type":"string","default":""},{"name":"attempt","doc":"How many times the pending command has been sent.","type":"int","default":1},{"name":"deadline","doc":"When the pending command times out.","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},{"name":"failureReason","type":"string","default":""},{"name":"data","doc":"The saga type's own data, in the Confluent wire format.","type":"bytes"},{"name":"traceparent","doc":"W3C trace context of the request that started the saga; every command carries it.","type":"string","default":""},{"name":"history","type":{"type":"array","items":{"name":"kafkasaga.saga.SagaTransition","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"event","doc":"What caused the transition: started, a reply's name, timeout.","type":"string"},{"name":"state","doc":"The saga state after the transition.","type":"string"},{"name":"step","doc":"The step after the transition, with its direction.","type":"string"}]}},"default":[]}]}`)
 
 // Schema returns the schema for SagaInstance.
 func (o *SagaInstance) Schema() avro.Schema {

@@ -19,8 +19,10 @@ import (
 // (SIGSTOP) past its session timeout, so that its partitions move while it
 // does not know, and resumed. Every order ends as its inputs dictate, no
 // saga is stuck, no customer's credit is off by a cent (a credit reserved
-// twice, by the zombie and by the new owner, would show), and every
-// instance answers for every key, forwarding to the owner.
+// twice, by the zombie and by the new owner, would show), every
+// instance answers for every key, forwarding to the owner, and the
+// orchestrator's instances, between which the partitions moved, count no
+// saga in flight (saga_instances_running) once every saga ended.
 func TestSeveralInstancesShareTheWork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs every binary; skipped with -short")
@@ -50,6 +52,26 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	checkPlan(120 * time.Second)
 	checkAllRunning(t, ps)
 	checkEveryInstanceAnswers(t, ps, plan)
+	checkNoSagaInFlight(t, ps)
+}
+
+// checkNoSagaInFlight checks that every orchestrator instance shows
+// saga_instances_running of the Create Order saga's version 1, and that
+// they count no saga in flight: every saga has ended.
+func checkNoSagaInFlight(t *testing.T, ps *procs) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		for _, p := range ps.instances["orchestrator"] {
+			base := baseOf(t, p)
+			if _, body := ps.r.get(t, base+"/metrics"); !strings.Contains(string(body), `saga_instances_running{saga_type="CreateOrder",version="1"}`) {
+				return fmt.Errorf("%s: /metrics has no saga_instances_running of CreateOrder version 1", p.name)
+			}
+			if n := metric(t, ps.r, base, "saga_instances_running"); n != 0 {
+				return fmt.Errorf("%s: saga_instances_running sums to %v, want 0 once every saga ended", p.name, n)
+			}
+		}
+		return nil
+	})
 }
 
 // TestThreeInstancesSurviveAKillEach runs three instances of every

@@ -143,7 +143,7 @@ func sampleRecords() []serde.Record {
 		&contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 10_000},
 		&contracts.ReservationRecord{OrderID: "o1", CustomerID: "c1", Amount: 4200, Status: "RESERVED"},
 		&contracts.OrderRecord{OrderID: "o1", CustomerID: "c1", OrderTotal: 4200, State: "REJECTED", RejectionReason: "INSUFFICIENT_CREDIT", CreatedAt: at},
-		&saga.SagaInstance{SagaID: "o1", SagaType: contracts.SagaTypeCreateOrder, State: "RUNNING", Step: 1,
+		&saga.SagaInstance{SagaID: "o1", SagaType: contracts.SagaTypeCreateOrder, Version: 2, State: "RUNNING", Step: 1,
 			PendingCommandID: "o1:reserve_credit", Attempt: 2, Deadline: at.Add(time.Minute), Data: []byte{0, 0, 0, 0, 7, 1, 2},
 			History: []saga.SagaTransition{
 				{At: at, Event: "started", State: "RUNNING", Step: "reserve_credit"},
@@ -311,6 +311,9 @@ func TestSchemaEvolution(t *testing.T) {
 		}
 		if v.Attempt != 1 {
 			t.Errorf("got attempt %d, want the reader's default 1", v.Attempt)
+		}
+		if v.Version != 1 {
+			t.Errorf("got version %d, want the reader's default 1: an instance stored before versions runs under the first", v.Version)
 		}
 		if !v.Deadline.Equal(time.UnixMilli(0)) {
 			t.Errorf("got deadline %v, want the reader's default, the epoch", v.Deadline)

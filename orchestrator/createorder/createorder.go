@@ -13,10 +13,13 @@ import (
 // Data is the saga's own data; the saga id is the order id.
 type Data = contracts.CreateOrderSagaData
 
-// Definition returns the Create Order saga. To add a step, add it here.
+// Definition returns the current version of the Create Order saga: new
+// sagas start under it. To change its steps while sagas run, keep a copy
+// of it in Previous and bump its Version (docs/adding-a-saga-step.md).
 func Definition() saga.Definition[Data] {
 	return saga.Definition[Data]{
 		Type:       contracts.SagaTypeCreateOrder,
+		Version:    1,
 		ReplyTopic: contracts.TopicCreateOrderReplies,
 		StateTopic: contracts.TopicCreateOrderSagas,
 		Steps: []saga.Step[Data]{
@@ -53,6 +56,14 @@ func Definition() saga.Definition[Data] {
 			},
 		},
 	}
+}
+
+// Previous returns the earlier versions of the Create Order saga that may
+// still have sagas running: each runs to its end under the version it
+// started under. A version leaves the list once saga_instances_running
+// shows none of it.
+func Previous() saga.Versions[Data] {
+	return nil
 }
 
 // Start starts a Create Order saga for a created order; the saga id is the

@@ -213,3 +213,21 @@ func TestStartNeedsBothIDsAndAPositiveTotal(t *testing.T) {
 		}
 	}
 }
+
+// The versions run side by side in one engine, and new sagas start under
+// the current one: a previous version kept without the current one
+// bumped past it, or with another type or topics, fails here.
+func TestTheVersionsRunSideBySide(t *testing.T) {
+	current := createorder.Definition()
+	for _, p := range createorder.Previous() {
+		if p.Version >= current.Version {
+			t.Errorf("previous version %d: want it below the current one, %d", p.Version, current.Version)
+		}
+	}
+	h := sagatest.NewHarness(t, current, saga.EngineConfig{StepTimeout: time.Second})
+	h.Deploy(append(createorder.Previous(), current)...)
+	h.Start(orderID, createorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total})
+	if v, _, _ := h.Engine.Instance(orderID); v.Version != current.Version {
+		t.Errorf("a new saga: got version %d, want the current one, %d", v.Version, current.Version)
+	}
+}

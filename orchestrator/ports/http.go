@@ -14,6 +14,7 @@ import (
 type sagaView struct {
 	SagaID        string           `json:"sagaId"`
 	Type          string           `json:"type"`
+	Version       int              `json:"version"` // of the saga definition it runs under
 	State         string           `json:"state"`
 	Step          string           `json:"step"`
 	Attempt       int              `json:"attempt"`
@@ -43,7 +44,7 @@ func Look[D any](engine *saga.Engine[D]) Lookup {
 		if err != nil {
 			return nil, false, err
 		}
-		view := &sagaView{SagaID: v.SagaID, Type: v.SagaType, State: v.State, Step: engine.StepName(v),
+		view := &sagaView{SagaID: v.SagaID, Type: v.SagaType, Version: v.Version, State: v.State, Step: engine.StepName(v),
 			Attempt: v.Attempt, FailureReason: v.FailureReason, Data: data, History: make([]transitionView, len(v.History))}
 		for i, t := range v.History {
 			view.History[i] = transitionView{At: t.At, Event: t.Event, State: t.State, Step: t.Step}

@@ -4,6 +4,7 @@
 package service
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -23,6 +24,7 @@ func sagas() []runner {
 	return []runner{
 		sagaType[createorder.Data, contracts.OrderCreated]{
 			Definition: createorder.Definition(),
+			Previous:   createorder.Previous(),
 			EndedTopic: contracts.TopicCreateOrderSagasEnded,
 			StartTopic: contracts.TopicOrderEvents,
 			Start:      createorder.Start,
@@ -34,7 +36,10 @@ func sagas() []runner {
 // topic its ended instances are archived to, and the event of type E that
 // starts one.
 type sagaType[D, E any] struct {
-	Definition saga.Definition[D]
+	Definition saga.Definition[D] // the current version: new sagas start under it
+	// Previous are the earlier versions that may still have sagas running,
+	// each under the version it started under; none by default.
+	Previous   saga.Versions[D]
 	EndedTopic string
 	StartTopic string
 	Start      func(event *E) (sagaID string, data D, err error)
@@ -53,6 +58,11 @@ func (s sagaType[D, E]) topics() []string {
 // run starts the saga type's engine on p.
 func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, error) {
 	def := s.Definition
+	for _, p := range s.Previous {
+		if p.Version >= def.Version {
+			return nil, fmt.Errorf("saga %q: previous version %d is not below the current one, %d", def.Type, p.Version, def.Version)
+		}
+	}
 	if err := messaging.SetRetention(cfg.Kafka, s.EndedTopic, cfg.SagaRetention); err != nil {
 		return nil, err
 	}
@@ -62,7 +72,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	engine, err := saga.NewEngine(def, saga.EngineConfig{
+	engine, err := saga.NewEngine(append(saga.Versions[D]{def}, s.Previous...), saga.EngineConfig{
 		Instances:   adapters.NewInstances(instances),
 		Codec:       p.Serde,
 		StepTimeout: cfg.StepTimeout,

@@ -15,6 +15,7 @@ import (
 // answer its commands one by one and look at what the engine did.
 type Harness[D any] struct {
 	t         testing.TB
+	cfg       saga.EngineConfig
 	Engine    *saga.Engine[D]
 	Instances *Instances
 	Codec     *Codec
@@ -23,21 +24,39 @@ type Harness[D any] struct {
 	Metrics   *prometheus.Registry
 }
 
-// NewHarness returns an engine for def that uses new fakes. cfg sets the
-// timing (StepTimeout, MaxAttempts, MaxBackoff); its other fields are replaced.
+// NewHarness returns an engine for def, its only version, that uses new
+// fakes. cfg sets the timing (StepTimeout, MaxAttempts, MaxBackoff); its
+// other fields are replaced.
 func NewHarness[D any](t testing.TB, def saga.Definition[D], cfg saga.EngineConfig) *Harness[D] {
 	t.Helper()
 	pub := &Publisher{}
-	h := &Harness[D]{t: t, Instances: NewInstances(pub), Codec: NewCodec(), Publisher: pub,
-		Clock: NewClock(), Metrics: prometheus.NewRegistry()}
-	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
-	cfg.Metrics = h.Metrics
-	engine, err := saga.NewEngine(def, cfg, slog.New(slog.DiscardHandler))
+	h := &Harness[D]{t: t, cfg: cfg, Instances: NewInstances(pub), Codec: NewCodec(), Publisher: pub, Clock: NewClock()}
+	h.newEngine(saga.Versions[D]{def})
+	return h
+}
+
+// Deploy replaces the engine with one for the given versions, on the same
+// store, codec, publisher and clock, as a deploy of a new orchestrator
+// would: with a new metrics registry, and resumed (Engine.Resume) from the
+// instances stored.
+func (h *Harness[D]) Deploy(versions ...saga.Definition[D]) {
+	h.t.Helper()
+	h.newEngine(versions)
+	if err := h.Engine.Resume(context.Background()); err != nil {
+		h.t.Fatalf("resume: %v", err)
+	}
+}
+
+func (h *Harness[D]) newEngine(versions saga.Versions[D]) {
+	h.t.Helper()
+	cfg := h.cfg
+	h.Metrics = prometheus.NewRegistry()
+	cfg.Instances, cfg.Codec, cfg.Clock, cfg.Metrics = h.Instances, h.Codec, h.Clock.Now, h.Metrics
+	engine, err := saga.NewEngine(versions, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		t.Fatalf("new engine: %v", err)
+		h.t.Fatalf("new engine: %v", err)
 	}
 	h.Engine = engine
-	return h
 }
 
 // Start starts a saga and fails the test if that fails.
@@ -86,6 +105,21 @@ func (h *Harness[D]) Reply(cmd Sent, body saga.Record) error {
 // 0 if it has not counted yet.
 func (h *Harness[D]) Counter(name string, labels map[string]string) float64 {
 	h.t.Helper()
+	m, _ := h.metric(name, labels)
+	return m.GetCounter().GetValue()
+}
+
+// Gauge returns the value of the gauge with the given name and labels; ok
+// is false if there is none.
+func (h *Harness[D]) Gauge(name string, labels map[string]string) (v float64, ok bool) {
+	h.t.Helper()
+	m, ok := h.metric(name, labels)
+	return m.GetGauge().GetValue(), ok
+}
+
+// metric returns the first sample with the given name and labels.
+func (h *Harness[D]) metric(name string, labels map[string]string) (*dto.Metric, bool) {
+	h.t.Helper()
 	families, err := h.Metrics.Gather()
 	if err != nil {
 		h.t.Fatalf("gather metrics: %v", err)
@@ -96,11 +130,11 @@ func (h *Harness[D]) Counter(name string, labels map[string]string) float64 {
 		}
 		for _, m := range f.GetMetric() {
 			if hasLabels(m, labels) {
-				return m.GetCounter().GetValue()
+				return m, true
 			}
 		}
 	}
-	return 0
+	return nil, false
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {
