@@ -33,6 +33,10 @@ import (
 // are declined, whatever the customer's credit.
 const paymentLimit = 1_000_000
 
+// refundLimit is the payment service's refund limit in these tests: the
+// cancellation of a larger order is refused.
+const refundLimit = 500_000
+
 // running is the whole system, started by startSystem, and how to reach it.
 type running struct {
 	stack                           *devstack.Stack
@@ -61,7 +65,7 @@ func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running
 		Kafka:        kafka,
 		Order:        order.Config{HTTPAddr: addrs[0]},
 		Customer:     customer.Config{HTTPAddr: addrs[1]},
-		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit},
+		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit, RefundLimit: refundLimit},
 		Orchestrator: orchestrator.Config{HTTPAddr: addrs[3], StepTimeout: 10 * time.Second, StepMaxAttempts: 5},
 	}
 	for _, opt := range opts {
