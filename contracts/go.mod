@@ -3,6 +3,7 @@ module github.com/kafkasaga/kafkasaga/contracts
 go 1.26.8
 
 require (
+	github.com/google/uuid v1.6.0
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/kafkasaga/kafkasaga/devstack v0.0.0
 	github.com/kafkasaga/kafkasaga/saga v0.0.0
@@ -16,7 +17,6 @@ require (
 	github.com/ettle/strcase v0.2.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/linkedin/goavro/v2 v2.13.1 // indirect

@@ -22,3 +22,6 @@ const (
 
 // SagaTypeCreateOrder names the Create Order saga in headers and records.
 const SagaTypeCreateOrder = "CreateOrder"
+
+// SagaTypeCancelOrder names the Cancel Order saga in headers and records.
+const SagaTypeCancelOrder = "CancelOrder"

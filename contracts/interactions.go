@@ -38,4 +38,24 @@ var (
 		Key:     func(c *RejectOrder) string { return c.OrderID },
 		Replies: []RejectOrderReply{&OrderRejected{}},
 	}
+	RefundPaymentInteraction = saga.Interaction[*RefundPayment, RefundPaymentReply]{
+		Topic:   TopicPaymentCommands,
+		Key:     func(c *RefundPayment) string { return c.OrderID },
+		Replies: []RefundPaymentReply{&PaymentRefunded{}, &RefundRefused{}},
+	}
+	CancelRefundInteraction = saga.Interaction[*CancelRefund, CancelRefundReply]{
+		Topic:   TopicPaymentCommands,
+		Key:     func(c *CancelRefund) string { return c.OrderID },
+		Replies: []CancelRefundReply{&RefundCancelled{}},
+	}
+	CancelOrderInteraction = saga.Interaction[*CancelOrder, CancelOrderReply]{
+		Topic:   TopicOrderCommands,
+		Key:     func(c *CancelOrder) string { return c.OrderID },
+		Replies: []CancelOrderReply{&OrderCancelled{}},
+	}
+	RefuseCancelInteraction = saga.Interaction[*RefuseCancel, RefuseCancelReply]{
+		Topic:   TopicOrderCommands,
+		Key:     func(c *RefuseCancel) string { return c.OrderID },
+		Replies: []RefuseCancelReply{&CancelRefused{}},
+	}
 )

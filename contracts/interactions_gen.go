@@ -55,6 +55,39 @@ type RejectOrderReply interface {
 
 func (*OrderRejected) isRejectOrderReply() {}
 
+// RefundPaymentReply is a reply RefundPaymentInteraction declares.
+type RefundPaymentReply interface {
+	saga.Record
+	isRefundPaymentReply()
+}
+
+func (*PaymentRefunded) isRefundPaymentReply() {}
+func (*RefundRefused) isRefundPaymentReply()   {}
+
+// CancelRefundReply is a reply CancelRefundInteraction declares.
+type CancelRefundReply interface {
+	saga.Record
+	isCancelRefundReply()
+}
+
+func (*RefundCancelled) isCancelRefundReply() {}
+
+// CancelOrderReply is a reply CancelOrderInteraction declares.
+type CancelOrderReply interface {
+	saga.Record
+	isCancelOrderReply()
+}
+
+func (*OrderCancelled) isCancelOrderReply() {}
+
+// RefuseCancelReply is a reply RefuseCancelInteraction declares.
+type RefuseCancelReply interface {
+	saga.Record
+	isRefuseCancelReply()
+}
+
+func (*CancelRefused) isRefuseCancelReply() {}
+
 // Interactions lists every interaction interactions.go declares.
 func Interactions() []saga.Declared {
 	return []saga.Declared{
@@ -64,5 +97,9 @@ func Interactions() []saga.Declared {
 		CancelPaymentInteraction,
 		ApproveOrderInteraction,
 		RejectOrderInteraction,
+		RefundPaymentInteraction,
+		CancelRefundInteraction,
+		CancelOrderInteraction,
+		RefuseCancelInteraction,
 	}
 }

@@ -14,11 +14,15 @@ import (
 // replies go to one topic per saga type, keyed by saga id; state lives in
 // compacted topics keyed by aggregate id.
 const (
-	TopicOrderEvents        = "order.events" // OrderCreated, keyed by order id
+	// TopicOrderEvents holds the events that start sagas, each keyed by
+	// the id of the saga it starts: OrderCreated by order id,
+	// OrderCancelRequested by CancelOrderSagaID.
+	TopicOrderEvents        = "order.events"
 	TopicOrderCommands      = "order.commands"
 	TopicCustomerCommands   = "customer.commands"
 	TopicPaymentCommands    = "payment.commands"
 	TopicCreateOrderReplies = "createorder.replies"
+	TopicCancelOrderReplies = "cancelorder.replies"
 
 	TopicOrderState           = "order.state"           // compacted: OrderRecord by order id
 	TopicCustomerState        = "customer.state"        // compacted: CustomerRecord by customer id
@@ -29,6 +33,8 @@ const (
 	// their retention (SAGA_RETENTION): createorder.sagas keeps a pointer
 	// to each (platform/store's Archive).
 	TopicCreateOrderSagasEnded = "createorder.sagas.ended"
+	TopicCancelOrderSagas      = "cancelorder.sagas"       // compacted: SagaInstance by saga id
+	TopicCancelOrderSagasEnded = "cancelorder.sagas.ended" // the ended ones, as createorder.sagas.ended
 
 	// TopicDeadLetter receives every message a consumer could not process
 	// (undecodable, unexpected type), with headers naming its origin and the
@@ -74,17 +80,20 @@ func Topics() []TopicSpec {
 			Configs: map[string]string{"retention.ms": "604800000", "segment.ms": "86400000", "segment.bytes": "16777216"}}
 	}
 	return []TopicSpec{
-		log(TopicOrderEvents, &OrderCreated{}),
+		log(TopicOrderEvents, &OrderCreated{}, &OrderCancelRequested{}),
 		log(TopicOrderCommands, saga.Commands(TopicOrderCommands, Interactions()...)...),
 		log(TopicCustomerCommands, saga.Commands(TopicCustomerCommands, Interactions()...)...),
 		log(TopicPaymentCommands, saga.Commands(TopicPaymentCommands, Interactions()...)...),
 		log(TopicCreateOrderReplies, saga.RepliesOf(Interactions()...)...),
+		log(TopicCancelOrderReplies, saga.RepliesOf(Interactions()...)...),
 		state(TopicOrderState, &OrderRecord{}),
 		state(TopicCustomerState, &CustomerRecord{}),
 		state(TopicCustomerReservations, &ReservationRecord{}),
 		state(TopicPaymentState, &PaymentRecord{}),
 		state(TopicCreateOrderSagas, &saga.SagaInstance{}, &CreateOrderSagaData{}),
 		archive(TopicCreateOrderSagasEnded, &saga.SagaInstance{}),
+		state(TopicCancelOrderSagas, &saga.SagaInstance{}, &CancelOrderSagaData{}),
+		archive(TopicCancelOrderSagasEnded, &saga.SagaInstance{}),
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

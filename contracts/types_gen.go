@@ -54,6 +54,56 @@ func (o *AuthorizePayment) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 
+// Command to the order service (last step of the Cancel Order saga): mark the CANCELLING order CANCELLED.
+type CancelOrder struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+	// The cancel attempt the saga runs for.
+	Attempt int `avro:"attempt" json:"attempt"`
+}
+
+var schemaCancelOrder = avro.MustParse(`{"name":"kafkasaga.order.CancelOrder","doc":"Command to the order service (last step of the Cancel Order saga): mark the CANCELLING order CANCELLED.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"attempt","doc":"The cancel attempt the saga runs for.","type":"int"}]}`)
+
+// Schema returns the schema for CancelOrder.
+func (o *CancelOrder) Schema() avro.Schema {
+	return schemaCancelOrder
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *CancelOrder) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *CancelOrder) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// State: the Cancel Order saga's own data, kept inside its SagaInstance.
+type CancelOrderSagaData struct {
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	OrderTotal int64  `avro:"orderTotal" json:"orderTotal"`
+	// The order's cancel attempt this saga runs for.
+	Attempt int `avro:"attempt" json:"attempt"`
+}
+
+var schemaCancelOrderSagaData = avro.MustParse(`{"name":"kafkasaga.saga.CancelOrderSagaData","doc":"State: the Cancel Order saga's own data, kept inside its SagaInstance.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"},{"name":"attempt","doc":"The order's cancel attempt this saga runs for.","type":"int"}]}`)
+
+// Schema returns the schema for CancelOrderSagaData.
+func (o *CancelOrderSagaData) Schema() avro.Schema {
+	return schemaCancelOrderSagaData
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *CancelOrderSagaData) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *CancelOrderSagaData) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
 // Command to the payment service (compensation of AuthorizePayment): void the order's authorization, if any.
 type CancelPayment struct {
 	OrderID string `avro:"orderId" json:"orderId"`
@@ -75,6 +125,51 @@ func (o *CancelPayment) Unmarshal(b []byte) error {
 
 // Marshal encodes the receiver.
 func (o *CancelPayment) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Command to the payment service (compensation of a refund that timed out): the refund is undone, the payment AUTHORIZED again.
+type CancelRefund struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+}
+
+var schemaCancelRefund = avro.MustParse(`{"name":"kafkasaga.payment.CancelRefund","doc":"Command to the payment service (compensation of a refund that timed out): the refund is undone, the payment AUTHORIZED again.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+
+// Schema returns the schema for CancelRefund.
+func (o *CancelRefund) Schema() avro.Schema {
+	return schemaCancelRefund
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *CancelRefund) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *CancelRefund) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Reply: the order is APPROVED again, its cancel refusal reason recorded.
+type CancelRefused struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+	Reason  string `avro:"reason" json:"reason"`
+}
+
+var schemaCancelRefused = avro.MustParse(`{"name":"kafkasaga.order.CancelRefused","doc":"Reply: the order is APPROVED again, its cancel refusal reason recorded.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"reason","type":"string"}]}`)
+
+// Schema returns the schema for CancelRefused.
+func (o *CancelRefused) Schema() avro.Schema {
+	return schemaCancelRefused
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *CancelRefused) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *CancelRefused) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 
@@ -244,6 +339,55 @@ func (o *OrderApproved) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 
+// Event on order.events: an APPROVED order was marked CANCELLING; starts a Cancel Order saga, keyed by its saga id (contracts.CancelOrderSagaID of the order id and the attempt).
+type OrderCancelRequested struct {
+	OrderID    string `avro:"orderId" json:"orderId"`
+	CustomerID string `avro:"customerId" json:"customerId"`
+	// Minor units (cents).
+	OrderTotal int64 `avro:"orderTotal" json:"orderTotal"`
+	// The order's cancel attempt, from 1: an order whose cancellation was refused may be cancelled again, by a new saga.
+	Attempt int `avro:"attempt" json:"attempt"`
+}
+
+var schemaOrderCancelRequested = avro.MustParse(`{"name":"kafkasaga.order.OrderCancelRequested","doc":"Event on order.events: an APPROVED order was marked CANCELLING; starts a Cancel Order saga, keyed by its saga id (contracts.CancelOrderSagaID of the order id and the attempt).","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","doc":"Minor units (cents).","type":"long"},{"name":"attempt","doc":"The order's cancel attempt, from 1: an order whose cancellation was refused may be cancelled again, by a new saga.","type":"int"}]}`)
+
+// Schema returns the schema for OrderCancelRequested.
+func (o *OrderCancelRequested) Schema() avro.Schema {
+	return schemaOrderCancelRequested
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *OrderCancelRequested) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *OrderCancelRequested) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Reply: the order is CANCELLED.
+type OrderCancelled struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+}
+
+var schemaOrderCancelled = avro.MustParse(`{"name":"kafkasaga.order.OrderCancelled","doc":"Reply: the order is CANCELLED.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+
+// Schema returns the schema for OrderCancelled.
+func (o *OrderCancelled) Schema() avro.Schema {
+	return schemaOrderCancelled
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *OrderCancelled) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *OrderCancelled) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
 // Event on order.events: an order was stored as PENDING; starts a Create Order saga.
 type OrderCreated struct {
 	OrderID    string `avro:"orderId" json:"orderId"`
@@ -274,13 +418,19 @@ type OrderRecord struct {
 	OrderID    string `avro:"orderId" json:"orderId"`
 	CustomerID string `avro:"customerId" json:"customerId"`
 	OrderTotal int64  `avro:"orderTotal" json:"orderTotal"`
-	// PENDING, APPROVED or REJECTED.
+	// PENDING, APPROVED, REJECTED, CANCELLING or CANCELLED.
 	State           string    `avro:"state" json:"state"`
 	RejectionReason string    `avro:"rejectionReason" json:"rejectionReason"`
 	CreatedAt       time.Time `avro:"createdAt" json:"createdAt"`
+	// How many times a cancellation was accepted: the attempt of the latest Cancel Order saga; 0 for none.
+	CancelAttempt int `avro:"cancelAttempt" json:"cancelAttempt"`
+	// When the latest cancellation was accepted; 0 for none.
+	CancelRequestedAt time.Time `avro:"cancelRequestedAt" json:"cancelRequestedAt"`
+	// Why the latest cancellation was refused (the order is APPROVED again); empty for none.
+	CancelRefusalReason string `avro:"cancelRefusalReason" json:"cancelRefusalReason"`
 }
 
-var schemaOrderRecord = avro.MustParse(`{"name":"kafkasaga.order.OrderRecord","doc":"State: one order, kept in the compacted topic order.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"},{"name":"state","doc":"PENDING, APPROVED or REJECTED.","type":"string"},{"name":"rejectionReason","type":"string","default":""},{"name":"createdAt","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
+var schemaOrderRecord = avro.MustParse(`{"name":"kafkasaga.order.OrderRecord","doc":"State: one order, kept in the compacted topic order.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"orderTotal","type":"long"},{"name":"state","doc":"PENDING, APPROVED, REJECTED, CANCELLING or CANCELLED.","type":"string"},{"name":"rejectionReason","type":"string","default":""},{"name":"createdAt","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"cancelAttempt","doc":"How many times a cancellation was accepted: the attempt of the latest Cancel Order saga; 0 for none.","type":"int","default":0},{"name":"cancelRequestedAt","doc":"When the latest cancellation was accepted; 0 for none.","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},{"name":"cancelRefusalReason","doc":"Why the latest cancellation was refused (the order is APPROVED again); empty for none.","type":"string","default":""}]}`)
 
 // Schema returns the schema for OrderRecord.
 func (o *OrderRecord) Schema() avro.Schema {
@@ -394,13 +544,13 @@ type PaymentRecord struct {
 	CustomerID string `avro:"customerId" json:"customerId"`
 	PaymentID  string `avro:"paymentId" json:"paymentId"`
 	Amount     int64  `avro:"amount" json:"amount"`
-	// AUTHORIZED, DECLINED or CANCELLED.
+	// AUTHORIZED, DECLINED, CANCELLED or REFUNDED.
 	Status    string    `avro:"status" json:"status"`
 	Reason    string    `avro:"reason" json:"reason"`
 	DecidedAt time.Time `avro:"decidedAt" json:"decidedAt"`
 }
 
-var schemaPaymentRecord = avro.MustParse(`{"name":"kafkasaga.payment.PaymentRecord","doc":"State: the payment decision for one order, kept in the compacted topic payment.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"paymentId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"AUTHORIZED, DECLINED or CANCELLED.","type":"string"},{"name":"reason","type":"string","default":""},{"name":"decidedAt","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
+var schemaPaymentRecord = avro.MustParse(`{"name":"kafkasaga.payment.PaymentRecord","doc":"State: the payment decision for one order, kept in the compacted topic payment.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"paymentId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"AUTHORIZED, DECLINED, CANCELLED or REFUNDED.","type":"string"},{"name":"reason","type":"string","default":""},{"name":"decidedAt","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
 
 // Schema returns the schema for PaymentRecord.
 func (o *PaymentRecord) Schema() avro.Schema {
@@ -414,6 +564,123 @@ func (o *PaymentRecord) Unmarshal(b []byte) error {
 
 // Marshal encodes the receiver.
 func (o *PaymentRecord) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Reply: the order's payment is REFUNDED.
+type PaymentRefunded struct {
+	OrderID   string `avro:"orderId" json:"orderId"`
+	PaymentID string `avro:"paymentId" json:"paymentId"`
+}
+
+var schemaPaymentRefunded = avro.MustParse(`{"name":"kafkasaga.payment.PaymentRefunded","doc":"Reply: the order's payment is REFUNDED.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"paymentId","type":"string"}]}`)
+
+// Schema returns the schema for PaymentRefunded.
+func (o *PaymentRefunded) Schema() avro.Schema {
+	return schemaPaymentRefunded
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *PaymentRefunded) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *PaymentRefunded) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Reply: the order's payment is not refunded.
+type RefundCancelled struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+}
+
+var schemaRefundCancelled = avro.MustParse(`{"name":"kafkasaga.payment.RefundCancelled","doc":"Reply: the order's payment is not refunded.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+
+// Schema returns the schema for RefundCancelled.
+func (o *RefundCancelled) Schema() avro.Schema {
+	return schemaRefundCancelled
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *RefundCancelled) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *RefundCancelled) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Command to the payment service: refund the order's authorized payment.
+type RefundPayment struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+}
+
+var schemaRefundPayment = avro.MustParse(`{"name":"kafkasaga.payment.RefundPayment","doc":"Command to the payment service: refund the order's authorized payment.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+
+// Schema returns the schema for RefundPayment.
+func (o *RefundPayment) Schema() avro.Schema {
+	return schemaRefundPayment
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *RefundPayment) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *RefundPayment) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Reply: the payment service cannot refund the order's payment; it is unchanged.
+type RefundRefused struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+	// AMOUNT_OVER_REFUND_LIMIT, NOT_AUTHORIZED.
+	Reason string `avro:"reason" json:"reason"`
+}
+
+var schemaRefundRefused = avro.MustParse(`{"name":"kafkasaga.payment.RefundRefused","doc":"Reply: the payment service cannot refund the order's payment; it is unchanged.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"reason","doc":"AMOUNT_OVER_REFUND_LIMIT, NOT_AUTHORIZED.","type":"string"}]}`)
+
+// Schema returns the schema for RefundRefused.
+func (o *RefundRefused) Schema() avro.Schema {
+	return schemaRefundRefused
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *RefundRefused) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *RefundRefused) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// Command to the order service (compensation of the Cancel Order saga's first step): the cancellation was refused; the CANCELLING order is APPROVED again, with the reason.
+type RefuseCancel struct {
+	OrderID string `avro:"orderId" json:"orderId"`
+	// The cancel attempt the saga runs for: a command of an earlier attempt changes nothing.
+	Attempt int `avro:"attempt" json:"attempt"`
+	// REFUND_REFUSED, TIMEOUT_REFUND_PAYMENT, ...
+	Reason string `avro:"reason" json:"reason"`
+}
+
+var schemaRefuseCancel = avro.MustParse(`{"name":"kafkasaga.order.RefuseCancel","doc":"Command to the order service (compensation of the Cancel Order saga's first step): the cancellation was refused; the CANCELLING order is APPROVED again, with the reason.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"attempt","doc":"The cancel attempt the saga runs for: a command of an earlier attempt changes nothing.","type":"int"},{"name":"reason","doc":"REFUND_REFUSED, TIMEOUT_REFUND_PAYMENT, ...","type":"string"}]}`)
+
+// Schema returns the schema for RefuseCancel.
+func (o *RefuseCancel) Schema() avro.Schema {
+	return schemaRefuseCancel
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *RefuseCancel) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *RefuseCancel) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 

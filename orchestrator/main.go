@@ -1,5 +1,6 @@
 // Command orchestrator runs the saga orchestrator: it starts a Create Order
-// saga for every new order, drives it to its end and serves GET /sagas/{id}.
+// saga for every new order and a Cancel Order saga for every cancellation
+// accepted, drives them to their end and serves GET /sagas/{id}.
 // Configuration comes from the environment: see docs/operations.md.
 package main
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/kafkasaga/kafkasaga/system"
 )
 
 // TestCreateOrderSagaBranches drives every branch of the saga over HTTP and
@@ -74,10 +76,165 @@ func TestCreateOrderSagaBranches(t *testing.T) {
 	checkCredit(t, r, map[string]int64{rich: 5_000_000 - 10_000, poor: 1_000})
 }
 
+// TestCancelOrderSagaBranches drives every branch of the Cancel Order saga
+// over HTTP: an approved order cancelled (payment refunded, credit back), a
+// cancellation refused by the refund rule (the order APPROVED again with
+// the reason, its credit still held, and cancelled again as a new attempt,
+// refused again), a cancellation sent twice (one saga), and the orders
+// that cannot be cancelled (unknown: 404; REJECTED or CANCELLED: 409 with
+// the state).
+func TestCancelOrderSagaBranches(t *testing.T) {
+	r := startSystem(t)
+	const limit = 5_000_000
+	c := r.createCustomer(t, "Ada", limit)
+	approved := func(total int64) string {
+		t.Helper()
+		id := r.createOrder(t, c, total)
+		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" {
+			t.Fatalf("order %s: got %s %q, want APPROVED", id, o.State, o.RejectionReason)
+		}
+		return id
+	}
+	// accepted cancels id and checks the 202: the order CANCELLING, with the
+	// id of its saga.
+	accepted := func(id string) string {
+		t.Helper()
+		status, a := r.cancelOrder(t, id)
+		if status != http.StatusAccepted || a.OrderID != id || a.State != "CANCELLING" || a.CancelSagaID == "" || a.CancelSagaID == id {
+			t.Fatalf("cancel %s: got %d %+v, want 202 with the order CANCELLING and its cancel saga's id", id, status, a)
+		}
+		return a.CancelSagaID
+	}
+	conflict := func(id, state string) {
+		t.Helper()
+		if status, a := r.cancelOrder(t, id); status != http.StatusConflict || a.State != state || a.Error == "" {
+			t.Errorf("cancel %s: got %d %+v, want 409 with state %s and an error", id, status, a, state)
+		}
+	}
+	events := func(s sagaView) []string {
+		var events []string
+		for _, h := range s.History {
+			events = append(events, h.Event)
+		}
+		return events
+	}
+	payment := func(id, want string) {
+		t.Helper()
+		status, body := r.get(t, r.payment+"/payments/"+id)
+		if status != http.StatusOK || !strings.Contains(string(body), `"status":"`+want+`"`) {
+			t.Errorf("payment of %s: got %d %s, want status %s", id, status, body, want)
+		}
+	}
+	var orders []orderView
+
+	t.Run("cancelled, payment refunded, credit released", func(t *testing.T) {
+		id := approved(10_000)
+		sagaID := accepted(id)
+		o := r.awaitOrderEnd(t, id, 30*time.Second)
+		if o.State != "CANCELLED" || o.CancelSagaID != sagaID || o.CancelRefusalReason != "" {
+			t.Errorf("order: got %+v, want CANCELLED by saga %s", o, sagaID)
+		}
+		s := r.awaitSagaEnd(t, sagaID, 30*time.Second)
+		if want := []string{"started", "PaymentRefunded", "CreditReleased", "OrderCancelled"}; s.Type != "CancelOrder" || s.State != "COMPLETED" || !reflect.DeepEqual(events(s), want) {
+			t.Errorf("saga: got %s %s %v, want CancelOrder COMPLETED %v", s.Type, s.State, events(s), want)
+		}
+		if s := r.awaitSagaEnd(t, id, 30*time.Second); s.Type != "CreateOrder" {
+			t.Errorf("saga %s: got %s, want the order's CreateOrder saga", id, s.Type)
+		}
+		payment(id, "REFUNDED")
+		conflict(id, "CANCELLED")
+		orders = append(orders, o)
+	})
+
+	t.Run("refund refused, order approved again with the reason, credit held", func(t *testing.T) {
+		id := approved(refundLimit + 1) // within the payment limit, above the refund limit
+		first := accepted(id)
+		o := r.awaitOrderEnd(t, id, 30*time.Second)
+		if o.State != "APPROVED" || o.CancelRefusalReason != "REFUND_REFUSED" || o.CancelSagaID != first {
+			t.Errorf("order: got %+v, want APPROVED with cancel refusal REFUND_REFUSED by saga %s", o, first)
+		}
+		s := r.awaitSagaEnd(t, first, 30*time.Second)
+		if want := []string{"started", "RefundRefused", "CancelRefused"}; s.Type != "CancelOrder" || s.State != "REJECTED" || !reflect.DeepEqual(events(s), want) {
+			t.Errorf("saga: got %s %s %v, want CancelOrder REJECTED %v", s.Type, s.State, events(s), want)
+		}
+		payment(id, "AUTHORIZED")
+
+		// Cancelled again: a new attempt, a new saga, refused again.
+		second := accepted(id)
+		if second == first {
+			t.Errorf("the second cancellation runs saga %s again, want a new one", first)
+		}
+		if o = r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" || o.CancelRefusalReason != "REFUND_REFUSED" {
+			t.Errorf("order after the second cancellation: got %+v, want APPROVED with REFUND_REFUSED", o)
+		}
+		if s := r.awaitSagaEnd(t, second, 30*time.Second); s.State != "REJECTED" {
+			t.Errorf("second saga: got %s, want REJECTED", s.State)
+		}
+		orders = append(orders, o)
+	})
+
+	t.Run("sent twice, one saga", func(t *testing.T) {
+		id := approved(20_000)
+		sagaID := accepted(id)
+		// Sent again at once: CANCELLING still (202) or CANCELLED by now (409).
+		switch status, a := r.cancelOrder(t, id); {
+		case status == http.StatusAccepted && a.State == "CANCELLING" && a.CancelSagaID == sagaID:
+		case status == http.StatusConflict && a.State == "CANCELLED":
+		default:
+			t.Errorf("cancel again: got %d %+v, want 202 CANCELLING by saga %s, or 409 CANCELLED", status, a, sagaID)
+		}
+		o := r.awaitOrderEnd(t, id, 30*time.Second)
+		if o.State != "CANCELLED" || o.CancelSagaID != sagaID {
+			t.Errorf("order: got %+v, want CANCELLED by saga %s", o, sagaID)
+		}
+		if s := r.awaitSagaEnd(t, sagaID, 30*time.Second); !reflect.DeepEqual(events(s), []string{"started", "PaymentRefunded", "CreditReleased", "OrderCancelled"}) {
+			t.Errorf("saga: got %v, want it started once and completed", events(s))
+		}
+		orders = append(orders, o)
+	})
+
+	t.Run("unknown order", func(t *testing.T) {
+		if status, a := r.cancelOrder(t, uuid.NewString()); status != http.StatusNotFound || a.Error == "" {
+			t.Errorf("cancel an unknown order: got %d %+v, want 404 with an error", status, a)
+		}
+	})
+
+	t.Run("rejected order", func(t *testing.T) {
+		id := r.createOrder(t, uuid.NewString(), 100) // an unknown customer
+		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "REJECTED" {
+			t.Fatalf("order %s: got %s, want REJECTED", id, o.State)
+		}
+		conflict(id, "REJECTED")
+	})
+
+	checkCredit(t, r, map[string]int64{c: creditLeft(limit, orders...)})
+	if got, want := creditLeft(limit, orders...), int64(limit-refundLimit-1); got != want {
+		t.Errorf("credit left by the orders: got %d, want %d (only the order whose cancellation was refused holds credit)", got, want)
+	}
+}
+
+// TestCancelOfAPendingOrderIsAConflict runs without the orchestrator, so an
+// order stays PENDING: its cancellation is a 409 naming the state, and
+// changes nothing.
+func TestCancelOfAPendingOrderIsAConflict(t *testing.T) {
+	r := startSystem(t, func(c *system.Config) { c.Services = []string{"order", "customer"} })
+	c := r.createCustomer(t, "Ada", 100_000)
+	id := r.createOrder(t, c, 5_000)
+	if status, a := r.cancelOrder(t, id); status != http.StatusConflict || a.State != "PENDING" || a.Error == "" {
+		t.Errorf("cancel a PENDING order: got %d %+v, want 409 with state PENDING and an error", status, a)
+	}
+	var o orderView
+	r.getJSON(t, r.order+"/orders/"+id, &o)
+	if o.State != "PENDING" || o.CancelSagaID != "" {
+		t.Errorf("order after the refused cancellation: got %+v, want PENDING, never cancelled", o)
+	}
+}
+
 // TestConcurrentSagasKeepTheCreditInvariant runs many sagas at once over a few
-// customers, so reservations for one customer race, and checks that every
-// order ends and that each customer's available credit is its limit less the
-// totals of its approved orders.
+// customers, so reservations for one customer race, cancels some approved
+// orders while later ones run, so releases race them too, and checks that
+// every order ends and that each customer's available credit is its limit
+// less the totals of its orders approved and not cancelled.
 func TestConcurrentSagasKeepTheCreditInvariant(t *testing.T) {
 	r := startSystem(t)
 	const customers, orders, limit = 4, 80, 2_000_000
@@ -92,34 +249,55 @@ func TestConcurrentSagasKeepTheCreditInvariant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	type placed struct{ id, customer string }
 	var all []placed
-	for i := range orders {
+	place := func(i int) {
 		c, total := ids[rng.IntN(customers)], 1+rng.Int64N(400_000)
 		if i%10 == 0 {
 			c, total = big, paymentLimit+1
 		}
 		all = append(all, placed{r.createOrder(t, c, total), c})
 	}
-	approved := map[string]int64{}
+	// The first half, to its end; then the second half, while every third
+	// approved order of the first is cancelled, one with every other order
+	// placed, so releases race reservations.
+	for i := range orders / 2 {
+		place(i)
+	}
+	var cancel []string
+	for i, p := range all {
+		if o := r.awaitOrderEnd(t, p.id, 60*time.Second); o.State == "APPROVED" && i%3 == 0 {
+			cancel = append(cancel, p.id)
+		}
+	}
+	for i := orders / 2; i < orders; i++ {
+		place(i)
+		if len(cancel) > 0 && i%2 == 0 {
+			if status, a := r.cancelOrder(t, cancel[0]); status != http.StatusAccepted {
+				t.Errorf("cancel %s: got %d %+v, want 202", cancel[0], status, a)
+			}
+			cancel = cancel[1:]
+		}
+	}
+	held := map[string][]orderView{}
 	counts := map[string]int{}
 	for _, p := range all {
 		o := r.awaitOrderEnd(t, p.id, 60*time.Second)
 		counts[o.State+" "+o.RejectionReason]++
-		if o.State == "APPROVED" {
-			approved[p.customer] += o.OrderTotal
-		}
+		held[p.customer] = append(held[p.customer], o)
 	}
 	t.Logf("outcomes: %v", counts)
-	if counts["APPROVED "] == 0 || counts["REJECTED INSUFFICIENT_CREDIT"] == 0 || counts["REJECTED PAYMENT_DECLINED"] == 0 {
-		t.Errorf("outcomes %v: want approved, insufficient-credit and declined orders, so every path raced", counts)
+	if counts["APPROVED "] == 0 || counts["CANCELLED "] == 0 || counts["REJECTED INSUFFICIENT_CREDIT"] == 0 || counts["REJECTED PAYMENT_DECLINED"] == 0 {
+		t.Errorf("outcomes %v: want approved, cancelled, insufficient-credit and declined orders, so every path raced", counts)
 	}
 	want := map[string]int64{big: 100 * paymentLimit}
 	for _, c := range ids[:customers] {
-		want[c] = limit - approved[c]
+		want[c] = creditLeft(limit, held[c]...)
 	}
 	checkCredit(t, r, want)
 }
 
-// checkCredit asserts each customer's available credit.
+// checkCredit asserts each customer's available credit. Once every saga has
+// ended, it is the customer's limit less the totals of its orders APPROVED
+// and not CANCELLED (creditLeft).
 func checkCredit(t *testing.T, r *running, want map[string]int64) {
 	t.Helper()
 	for id, available := range want {
@@ -129,6 +307,20 @@ func checkCredit(t *testing.T, r *running, want map[string]int64) {
 			t.Errorf("customer %s (%s, limit %d): got available credit %d, want %d", id, c.Name, c.CreditLimit, c.AvailableCredit, available)
 		}
 	}
+}
+
+// creditLeft is the credit a customer of the given limit has left with the
+// given orders: an APPROVED order holds its total; a CANCELLING one still
+// does, until its Cancel Order saga releases it and ends it CANCELLED; a
+// PENDING one holds what its saga reserved so far, so call it once every
+// saga has ended.
+func creditLeft(limit int64, orders ...orderView) int64 {
+	for _, o := range orders {
+		if o.State == "APPROVED" || o.State == "CANCELLING" {
+			limit -= o.OrderTotal
+		}
+	}
+	return limit
 }
 
 // TestBadRequests: malformed or invalid input gets a 4xx with a JSON error,

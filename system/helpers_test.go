@@ -33,6 +33,10 @@ import (
 // are declined, whatever the customer's credit.
 const paymentLimit = 1_000_000
 
+// refundLimit is the payment service's refund limit in these tests: the
+// cancellation of a larger order is refused.
+const refundLimit = 500_000
+
 // running is the whole system, started by startSystem, and how to reach it.
 type running struct {
 	stack                           *devstack.Stack
@@ -61,7 +65,7 @@ func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running
 		Kafka:        kafka,
 		Order:        order.Config{HTTPAddr: addrs[0]},
 		Customer:     customer.Config{HTTPAddr: addrs[1]},
-		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit},
+		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit, RefundLimit: refundLimit},
 		Orchestrator: orchestrator.Config{HTTPAddr: addrs[3], StepTimeout: 10 * time.Second, StepMaxAttempts: 5},
 	}
 	for _, opt := range opts {
@@ -266,11 +270,13 @@ func (r *running) getJSON(t *testing.T, url string, out any) {
 }
 
 type orderView struct {
-	OrderID         string `json:"orderId"`
-	CustomerID      string `json:"customerId"`
-	OrderTotal      int64  `json:"orderTotal"`
-	State           string `json:"state"`
-	RejectionReason string `json:"rejectionReason"`
+	OrderID             string `json:"orderId"`
+	CustomerID          string `json:"customerId"`
+	OrderTotal          int64  `json:"orderTotal"`
+	State               string `json:"state"`
+	RejectionReason     string `json:"rejectionReason"`
+	CancelSagaID        string `json:"cancelSagaId"`
+	CancelRefusalReason string `json:"cancelRefusalReason"`
 }
 
 type customerView struct {
@@ -315,18 +321,62 @@ func (r *running) createOrder(t *testing.T, customerID string, total int64) stri
 	return out.OrderID
 }
 
-// awaitOrderEnd polls the order until it is APPROVED or REJECTED.
+// awaitOrderEnd polls the order until its saga has ended: until it is
+// neither PENDING nor CANCELLING.
 func (r *running) awaitOrderEnd(t *testing.T, id string, within time.Duration) orderView {
 	t.Helper()
 	var o orderView
 	eventually(t, within, func() error {
 		r.getJSON(t, r.order+"/orders/"+id, &o)
-		if o.State == "PENDING" {
-			return fmt.Errorf("order %s still PENDING", id)
+		if o.State == "PENDING" || o.State == "CANCELLING" {
+			return fmt.Errorf("order %s still %s", id, o.State)
 		}
 		return nil
 	})
 	return o
+}
+
+// cancelOrder posts POST /orders/{id}/cancel, retrying a 503 with
+// Retry-After for up to 10 s as the API asks, and returns the status and
+// the body: the order, or an error with the order's state.
+func (r *running) cancelOrder(t *testing.T, id string) (int, cancelAnswer) {
+	t.Helper()
+	var (
+		status int
+		body   []byte
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		req, err := http.NewRequest(http.MethodPost, r.order+"/orders/"+id+"/cancel", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		status = res.StatusCode
+		if status != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // as Retry-After asks, shorter
+	}
+	var a cancelAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("POST /orders/%s/cancel: %d, body not JSON: %s", id, status, body)
+	}
+	return status, a
+}
+
+// cancelAnswer is the body of POST /orders/{id}/cancel: the order (202),
+// or an error and, for a 409, the order's state.
+type cancelAnswer struct {
+	orderView
+	Error string `json:"error"`
 }
 
 // awaitSagaEnd polls the saga until it is COMPLETED or REJECTED.

@@ -230,7 +230,7 @@ func startInstances(t *testing.T, bin string, n, started int, extra ...string) *
 	service := func(name, instance, addr string) *proc {
 		env := []string{
 			"KAFKA_BROKERS=" + brokers, "SCHEMA_REGISTRY_URL=" + registryURL, "HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr,
-			fmt.Sprintf("PAYMENT_LIMIT=%d", paymentLimit), "STEP_TIMEOUT=2s", "KAFKA_SESSION_TIMEOUT=" + sessionTimeout.String(), "LOG_LEVEL=warn",
+			fmt.Sprintf("PAYMENT_LIMIT=%d", paymentLimit), fmt.Sprintf("REFUND_LIMIT=%d", refundLimit), "STEP_TIMEOUT=2s", "KAFKA_SESSION_TIMEOUT=" + sessionTimeout.String(), "LOG_LEVEL=warn",
 		}
 		env = append(env, extra...) // the last of a name counts
 		return newProc(t, instance, filepath.Join(bin, name), env, func() error {

@@ -533,7 +533,7 @@ func TestAParticipantThatNeverAnswersTimesOut(t *testing.T) {
 	// order the commands were queued.
 	addr := freeAddrs(t, 1)[0]
 	kafka := config.Kafka{Brokers: r.stack.Brokers(), SchemaRegistryURL: r.stack.RegistryURL(), AutoRegisterSchemas: true}
-	p, err := payment.New(payment.Config{HTTPAddr: addr, Kafka: kafka, PaymentLimit: paymentLimit}, quietLogger())
+	p, err := payment.New(payment.Config{HTTPAddr: addr, Kafka: kafka, PaymentLimit: paymentLimit, RefundLimit: refundLimit}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,9 @@ func Look[D any](engine *saga.Engine[D]) Lookup {
 }
 
 // RegisterHTTP adds GET /sagas/{id}, answered by the first saga type that
-// has the id; the id of a Create Order saga is its order id. Every saga
+// has the id; the id of a Create Order saga is its order id, that of a
+// Cancel Order saga contracts.CancelOrderSagaID of the order id and the
+// cancel attempt (the order's cancelSagaId), so no id names two sagas. Every saga
 // type's instances are keyed, and so partitioned, by saga id.
 func RegisterHTTP(s *httpserver.Server, sagas []Lookup) {
 	s.HandleKeyed("GET /sagas/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package ports
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -10,23 +11,42 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
-// Starts starts a saga for every event of type E on its topic; a saga that
-// exists already is left alone. An event start refuses, or of another type,
-// is dead-lettered.
-func Starts[D, E any](s *serde.Serde, engine *saga.Engine[D], start func(*E) (sagaID string, data D, err error)) message.NoPublishHandlerFunc {
+// Starter starts a saga of one type from an event of the type that starts
+// it; ok is false for an event of another type, which it leaves alone.
+type Starter func(ctx context.Context, event saga.Record, traceparent string) (ok bool, err error)
+
+// Start is the Starter of engine's saga type, started by events of type E:
+// start turns one into the saga's id and data, or refuses it, which can
+// never succeed.
+func Start[D, E any](engine *saga.Engine[D], start func(*E) (sagaID string, data D, err error)) Starter {
+	return func(ctx context.Context, rec saga.Record, traceparent string) (bool, error) {
+		event, ok := any(rec).(*E)
+		if !ok {
+			return false, nil
+		}
+		id, data, err := start(event)
+		if err != nil {
+			return true, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
+		}
+		return true, engine.Start(ctx, id, data, traceparent)
+	}
+}
+
+// Starts starts a saga for every event on a topic, through the starter of
+// its type: several saga types may start from one topic, each from its own
+// event. A saga that exists already is left alone. An event no starter
+// takes, or one its starter refuses, is dead-lettered.
+func Starts(s *serde.Serde, starters ...Starter) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		rec, err := s.Decode(msg.Payload)
 		if err != nil {
 			return fmt.Errorf("decode event: %w", err)
 		}
-		event, ok := any(rec).(*E)
-		if !ok {
-			return fmt.Errorf("%w: unexpected %T, want %T", messaging.ErrPoison, rec, event)
+		for _, start := range starters {
+			if ok, err := start(msg.Context(), rec, msg.Metadata.Get(saga.HeaderTraceparent)); ok {
+				return err
+			}
 		}
-		id, data, err := start(event)
-		if err != nil {
-			return fmt.Errorf("%w: %w", messaging.ErrPoison, err)
-		}
-		return engine.Start(msg.Context(), id, data, msg.Metadata.Get(saga.HeaderTraceparent))
+		return fmt.Errorf("%w: unexpected %T: no saga starts from it", messaging.ErrPoison, rec)
 	}
 }

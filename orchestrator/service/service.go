@@ -6,10 +6,12 @@ package service
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
+	"github.com/kafkasaga/kafkasaga/orchestrator/cancelorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -29,12 +31,20 @@ func sagas() []runner {
 			StartTopic: contracts.TopicOrderEvents,
 			Start:      createorder.Start,
 		},
+		sagaType[cancelorder.Data, contracts.OrderCancelRequested]{
+			Definition: cancelorder.Definition(),
+			EndedTopic: contracts.TopicCancelOrderSagasEnded,
+			StartTopic: contracts.TopicOrderEvents,
+			Start:      cancelorder.Start,
+		},
 	}
 }
 
 // sagaType is a saga type as the orchestrator runs it: its definition, the
 // topic its ended instances are archived to, and the event of type E that
-// starts one.
+// starts one. Saga types may share a start topic, each started by its own
+// event type; the event is keyed by the saga's id, as its replies and
+// instance are, so one instance owns all three.
 type sagaType[D, E any] struct {
 	Definition saga.Definition[D] // the current version: new sagas start under it
 	// Previous are the earlier versions that may still have sagas running,
@@ -48,15 +58,19 @@ type sagaType[D, E any] struct {
 // runner is a sagaType whatever its types.
 type runner interface {
 	topics() []string // what the orchestrator reads and keeps for it
-	run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, error)
+	startTopic() string
+	// run starts the saga type's engine on p, and returns how to find its
+	// sagas and how to start one from its start topic's events.
+	run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Starter, error)
 }
 
 func (s sagaType[D, E]) topics() []string {
 	return []string{s.StartTopic, s.Definition.ReplyTopic, s.Definition.StateTopic}
 }
 
-// run starts the saga type's engine on p.
-func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, error) {
+func (s sagaType[D, E]) startTopic() string { return s.StartTopic }
+
+func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Starter, error) {
 	def := s.Definition
 	for _, p := range s.Previous {
 		if p.Version >= def.Version {
@@ -64,13 +78,13 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 		}
 	}
 	if err := messaging.SetRetention(cfg.Kafka, s.EndedTopic, cfg.SagaRetention); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	instances, err := process.NewStore(p, def.StateTopic, func(c *store.Config[saga.SagaInstance]) {
 		c.Archive = &store.Archive[saga.SagaInstance]{Topic: s.EndedTopic, Ended: saga.Ended}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	engine, err := saga.NewEngine(append(saga.Versions[D]{def}, s.Previous...), saga.EngineConfig{
 		Instances:   adapters.NewInstances(instances),
@@ -80,18 +94,15 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 		Metrics:     p.Metrics,
 	}, logger)
 	if err != nil {
-		return nil, err
-	}
-	if err := p.Subscribe(s.StartTopic, ports.Starts(p.Serde, engine, s.Start)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A reply no step accepts is dead-lettered.
 	if err := p.Subscribe(def.ReplyTopic, messaging.Poison(engine.HandleReply, saga.ErrUnexpectedReply)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.OnRestored(engine.Resume)
 	p.Go(engine.Run)
-	return ports.Look(engine), nil
+	return ports.Look(engine), ports.Start(engine, s.Start), nil
 }
 
 // Config is the orchestrator's configuration, read from the environment by main.
@@ -123,13 +134,28 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Kafka:    cfg.Kafka,
 		Types:    contracts.Records(topics...),
 	}, logger, func(p *process.Process) error {
-		var lookups []ports.Lookup
+		var (
+			lookups     []ports.Lookup
+			startTopics []string                       // in the order of the list
+			starters    = map[string][]ports.Starter{} // by start topic
+		)
 		for _, s := range all {
-			look, err := s.run(p, cfg, logger)
+			look, start, err := s.run(p, cfg, logger)
 			if err != nil {
 				return err
 			}
 			lookups = append(lookups, look)
+			if !slices.Contains(startTopics, s.startTopic()) {
+				startTopics = append(startTopics, s.startTopic())
+			}
+			starters[s.startTopic()] = append(starters[s.startTopic()], start)
+		}
+		// One subscription a start topic, which hands each event to the
+		// saga type it starts.
+		for _, topic := range startTopics {
+			if err := p.Subscribe(topic, ports.Starts(p.Serde, starters[topic]...)); err != nil {
+				return err
+			}
 		}
 		ports.RegisterHTTP(p.HTTP, lookups)
 		return nil

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/IBM/sarama"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
@@ -17,39 +19,48 @@ import (
 
 // OrderRepository keeps each order as one record of the compacted topic
 // order.state, keyed by order id. It indexes the orders that may still be
-// PENDING, so the periodic re-announcement reads those, not every order
-// ever placed: Restore fills the index, Add adds to it, and Pending drops
-// the orders that have ended.
+// PENDING or CANCELLING, so the periodic re-announcement reads those, not
+// every order ever placed: Restore fills the indexes, Add and
+// UpdateAnnouncingCancel add to them, and Pending and Cancelling drop the
+// orders that have moved on.
 type OrderRepository struct {
-	store *store.Store[contracts.OrderRecord]
+	store  *store.Store[contracts.OrderRecord]
+	events *OrderEvents // the announcements written with an order
 
-	mu      sync.Mutex
-	pending map[string]bool // order ids
+	mu         sync.Mutex
+	pending    map[string]bool // order ids
+	cancelling map[string]bool // order ids
 }
 
 var _ domain.Repository = (*OrderRepository)(nil)
 
-func NewOrderRepository(s *store.Store[contracts.OrderRecord]) *OrderRepository {
-	return &OrderRepository{store: s, pending: map[string]bool{}}
+func NewOrderRepository(s *store.Store[contracts.OrderRecord], events *OrderEvents) *OrderRepository {
+	return &OrderRepository{store: s, events: events, pending: map[string]bool{}, cancelling: map[string]bool{}}
 }
 
-// Restore indexes the restored orders still PENDING; run it after the
-// store's own restore (process.OnRestored).
+// Restore indexes the restored orders still PENDING or CANCELLING; run it
+// after the store's own restore (process.OnRestored).
 func (r *OrderRepository) Restore(context.Context) error {
-	var ids []string
+	var pending, cancelling []string
 	err := r.store.Range(func(id string, rec *contracts.OrderRecord) bool {
-		if domain.State(rec.State) == domain.Pending {
-			ids = append(ids, id)
+		switch domain.State(rec.State) {
+		case domain.Pending:
+			pending = append(pending, id)
+		case domain.Cancelling:
+			cancelling = append(cancelling, id)
 		}
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("index the pending orders: %w", err)
+		return fmt.Errorf("index the pending and cancelling orders: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, id := range ids {
+	for _, id := range pending {
 		r.pending[id] = true
+	}
+	for _, id := range cancelling {
+		r.cancelling[id] = true
 	}
 	return nil
 }
@@ -95,15 +106,59 @@ func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *doma
 	})
 }
 
+// UpdateAnnouncingCancel is Update that, when fn asks, writes
+// OrderCancelRequested with the order, in the same transaction.
+func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
+	var announced bool
+	err := r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*sarama.ProducerMessage, error) {
+		if !exists {
+			return nil, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
+		}
+		o := unmarshal(rec)
+		announce, err := fn(o)
+		if err != nil {
+			return nil, err
+		}
+		*rec = marshal(o)
+		if !announce {
+			return nil, nil
+		}
+		event, err := r.events.cancelRequestedRecord(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		announced = true
+		return []*sarama.ProducerMessage{event}, nil
+	})
+	if err == nil && announced {
+		r.mu.Lock()
+		r.cancelling[id] = true
+		r.mu.Unlock()
+	}
+	return err
+}
+
 // Pending returns the indexed orders still PENDING and drops the others
 // from the index: an order never returns to PENDING, and one whose
 // partition another instance owns now is that instance's to announce.
 func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
+	return r.indexed(r.pending, domain.Pending)
+}
+
+// Cancelling returns the indexed orders still CANCELLING and drops the
+// others from the index: an order CANCELLING again is indexed again when
+// its new attempt is announced.
+func (r *OrderRepository) Cancelling(context.Context) ([]*domain.Order, error) {
+	return r.indexed(r.cancelling, domain.Cancelling)
+}
+
+// indexed returns the orders of index still in state, and drops the others.
+func (r *OrderRepository) indexed(index map[string]bool, state domain.State) ([]*domain.Order, error) {
 	r.mu.Lock()
-	ids := slices.Collect(maps.Keys(r.pending))
+	ids := slices.Collect(maps.Keys(index))
 	r.mu.Unlock()
-	var pending []*domain.Order
-	var ended []string
+	var still []*domain.Order
+	var moved []string
 	for _, id := range ids {
 		rec, ok, err := r.store.Get(id)
 		if errors.Is(err, store.ErrNotOwned) {
@@ -113,27 +168,29 @@ func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ok && domain.State(rec.State) == domain.Pending {
-			pending = append(pending, unmarshal(rec))
+		if ok && domain.State(rec.State) == state {
+			still = append(still, unmarshal(rec))
 		} else {
-			ended = append(ended, id)
+			moved = append(moved, id)
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, id := range ended {
-		delete(r.pending, id)
+	for _, id := range moved {
+		delete(index, id)
 	}
-	return pending, nil
+	return still, nil
 }
 
 func marshal(o *domain.Order) contracts.OrderRecord {
 	return contracts.OrderRecord{
 		OrderID: o.ID(), CustomerID: o.CustomerID(), OrderTotal: o.Total(),
 		State: string(o.State()), RejectionReason: o.RejectionReason(), CreatedAt: o.CreatedAt(),
+		CancelAttempt: o.CancelAttempt(), CancelRequestedAt: o.CancelRequestedAt(), CancelRefusalReason: o.CancelRefusalReason(),
 	}
 }
 
 func unmarshal(rec *contracts.OrderRecord) *domain.Order {
-	return domain.UnmarshalOrder(rec.OrderID, rec.CustomerID, rec.OrderTotal, domain.State(rec.State), rec.RejectionReason, rec.CreatedAt)
+	return domain.UnmarshalOrder(rec.OrderID, rec.CustomerID, rec.OrderTotal, domain.State(rec.State), rec.RejectionReason, rec.CreatedAt).
+		WithCancellation(rec.CancelAttempt, rec.CancelRequestedAt, rec.CancelRefusalReason)
 }

@@ -21,6 +21,9 @@ type Commands struct {
 	ApproveOrder     command.ApproveOrderHandler
 	RejectOrder      command.RejectOrderHandler
 	RepublishPending command.RepublishPendingHandler
+	RequestCancel    command.RequestCancelHandler
+	CancelOrder      command.CancelOrderHandler
+	RefuseCancel     command.RefuseCancelHandler
 }
 
 type Queries struct {
@@ -35,6 +38,9 @@ func New(repo domain.Repository, events domain.Events, now func() time.Time) App
 			ApproveOrder:     command.NewApproveOrderHandler(repo),
 			RejectOrder:      command.NewRejectOrderHandler(repo),
 			RepublishPending: command.NewRepublishPendingHandler(repo, events, now),
+			RequestCancel:    command.NewRequestCancelHandler(repo, now),
+			CancelOrder:      command.NewCancelOrderHandler(repo),
+			RefuseCancel:     command.NewRefuseCancelHandler(repo),
 		},
 		Queries: Queries{Order: query.NewOrderHandler(repo)},
 	}

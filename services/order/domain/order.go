@@ -28,11 +28,16 @@ const (
 	Pending  State = "PENDING"  // stored; its Create Order saga runs
 	Approved State = "APPROVED" // the saga completed
 	Rejected State = "REJECTED" // the saga was compensated; see RejectionReason
+
+	Cancelling State = "CANCELLING" // an APPROVED order whose Cancel Order saga runs; its credit is held
+	Cancelled  State = "CANCELLED"  // its payment refunded and its credit released
 )
 
 // Order is a customer's order. It is created PENDING and ends APPROVED or
-// REJECTED; repeating the transition it already made is a no-op, so a
-// command delivered twice changes nothing.
+// REJECTED; an APPROVED order may then be cancelled: it is CANCELLING while
+// its Cancel Order saga runs, and ends CANCELLED, or APPROVED again with
+// the reason the cancellation was refused. Repeating the transition it
+// already made is a no-op, so a command delivered twice changes nothing.
 type Order struct {
 	id              string
 	customerID      string
@@ -40,6 +45,10 @@ type Order struct {
 	state           State
 	rejectionReason string
 	createdAt       time.Time
+
+	cancelAttempt       int       // cancellations accepted: the attempt of the latest Cancel Order saga
+	cancelRequestedAt   time.Time // when the latest was accepted
+	cancelRefusalReason string    // why the latest was refused, if it was
 }
 
 // NewOrder validates a new PENDING order. total is in cents.
@@ -65,6 +74,12 @@ func UnmarshalOrder(id, customerID string, total int64, state State, rejectionRe
 	return &Order{id: id, customerID: customerID, total: total, state: state, rejectionReason: rejectionReason, createdAt: createdAt}
 }
 
+// WithCancellation rebuilds the cancellation of an order from storage.
+func (o *Order) WithCancellation(attempt int, requestedAt time.Time, refusalReason string) *Order {
+	o.cancelAttempt, o.cancelRequestedAt, o.cancelRefusalReason = attempt, requestedAt, refusalReason
+	return o
+}
+
 func (o *Order) ID() string              { return o.id }
 func (o *Order) CustomerID() string      { return o.customerID }
 func (o *Order) Total() int64            { return o.total }
@@ -72,13 +87,20 @@ func (o *Order) State() State            { return o.state }
 func (o *Order) RejectionReason() string { return o.rejectionReason }
 func (o *Order) CreatedAt() time.Time    { return o.createdAt }
 
-// Approve moves a PENDING order to APPROVED.
+// CancelAttempt is the attempt of the order's latest Cancel Order saga; 0
+// if it was never cancelled.
+func (o *Order) CancelAttempt() int           { return o.cancelAttempt }
+func (o *Order) CancelRequestedAt() time.Time { return o.cancelRequestedAt }
+func (o *Order) CancelRefusalReason() string  { return o.cancelRefusalReason }
+
+// Approve moves a PENDING order to APPROVED. An order approved before
+// (then perhaps cancelled) is left as it is.
 func (o *Order) Approve() error {
 	switch o.state {
 	case Pending:
 		o.state = Approved
 		return nil
-	case Approved:
+	case Approved, Cancelling, Cancelled:
 		return nil
 	default:
 		return fmt.Errorf("%w: approve order %s in state %s", ErrConflict, o.id, o.state)
@@ -98,5 +120,61 @@ func (o *Order) Reject(reason string) error {
 		return nil
 	default:
 		return fmt.Errorf("%w: reject order %s in state %s", ErrConflict, o.id, o.state)
+	}
+}
+
+// RequestCancel marks an APPROVED order CANCELLING, as its next cancel
+// attempt, and reports that it did: its Cancel Order saga is to start. An
+// order CANCELLING already is left as it is (a request sent twice runs one
+// saga); in any other state the order cannot be cancelled.
+func (o *Order) RequestCancel(now time.Time) (started bool, err error) {
+	switch o.state {
+	case Approved:
+		o.state, o.cancelRefusalReason = Cancelling, ""
+		o.cancelAttempt++
+		o.cancelRequestedAt = now
+		return true, nil
+	case Cancelling:
+		return false, nil
+	default:
+		return false, fmt.Errorf("%w: cancel order %s in state %s", ErrConflict, o.id, o.state)
+	}
+}
+
+// Cancel marks the order CANCELLED: the Cancel Order saga of its cancel
+// attempt has refunded its payment and released its credit.
+func (o *Order) Cancel(attempt int) error {
+	switch {
+	case attempt != o.cancelAttempt:
+		return fmt.Errorf("%w: cancel order %s as attempt %d, its attempt is %d", ErrConflict, o.id, attempt, o.cancelAttempt)
+	case o.state == Cancelling:
+		o.state = Cancelled
+		return nil
+	case o.state == Cancelled:
+		return nil
+	default:
+		return fmt.Errorf("%w: cancel order %s in state %s", ErrConflict, o.id, o.state)
+	}
+}
+
+// RefuseCancel makes a CANCELLING order APPROVED again, recording why its
+// cancellation was refused. A refusal of an earlier attempt changes
+// nothing: the order has moved on.
+func (o *Order) RefuseCancel(attempt int, reason string) error {
+	if reason == "" {
+		return fmt.Errorf("%w: refuse the cancellation of order %s without a reason", ErrInvalid, o.id)
+	}
+	switch {
+	case attempt < o.cancelAttempt:
+		return nil
+	case attempt > o.cancelAttempt:
+		return fmt.Errorf("%w: refuse cancel attempt %d of order %s, whose attempt is %d", ErrConflict, attempt, o.id, o.cancelAttempt)
+	case o.state == Cancelling:
+		o.state, o.cancelRefusalReason = Approved, reason
+		return nil
+	case o.state == Approved:
+		return nil
+	default:
+		return fmt.Errorf("%w: refuse the cancellation of order %s in state %s", ErrConflict, o.id, o.state)
 	}
 }

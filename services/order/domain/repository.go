@@ -10,6 +10,12 @@ type Repository interface {
 	Update(ctx context.Context, id string, fn func(o *Order) error) error
 	// Pending returns every order still PENDING.
 	Pending(ctx context.Context) ([]*Order, error)
+	// UpdateAnnouncingCancel is Update whose fn may ask to announce the
+	// order's cancellation (Events.OrderCancelRequested): the order and the
+	// announcement are written in one transaction, both or neither.
+	UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *Order) (announce bool, err error)) error
+	// Cancelling returns every order still CANCELLING.
+	Cancelling(ctx context.Context) ([]*Order, error)
 }
 
 // Events publishes what happened to orders.
@@ -17,4 +23,8 @@ type Events interface {
 	// OrderCreated announces a new order; it starts the order's saga. It may
 	// be published more than once for one order: the saga starts once.
 	OrderCreated(ctx context.Context, o *Order) error
+	// OrderCancelRequested announces an order's cancel attempt; it starts
+	// the attempt's Cancel Order saga. It may be published more than once
+	// for one attempt: the saga starts once.
+	OrderCancelRequested(ctx context.Context, o *Order) error
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
 	"github.com/kafkasaga/kafkasaga/services/order/app/command"
+	"github.com/kafkasaga/kafkasaga/services/order/app/query"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 )
 
@@ -19,7 +20,8 @@ type createOrderRequest struct {
 	OrderTotal int64  `json:"orderTotal"`
 }
 
-// RegisterHTTP adds POST /orders and GET /orders/{id}.
+// RegisterHTTP adds POST /orders, GET /orders/{id} and
+// POST /orders/{id}/cancel.
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
 	// A new order's id derives from its customer and the request's
 	// Idempotency-Key; the instance that receives a request without one
@@ -64,6 +66,26 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 			return
 		}
 		httpserver.WriteJSON(w, http.StatusOK, o)
+	})
+	// An APPROVED order is marked CANCELLING and its Cancel Order saga
+	// started: 202 with the order, whose cancelSagaId names the saga. Sent
+	// again while the saga runs, it answers the same and starts nothing.
+	s.HandleKeyed("POST /orders/{id}/cancel", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
+		// A cancellation whose saga cannot start is not accepted.
+		if err := s.Ready(r.Context()); err != nil {
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return
+		}
+		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(saga.HeaderTraceparent))
+		o, err := application.Commands.RequestCancel.Handle(ctx, r.PathValue("id"))
+		switch {
+		case errors.Is(err, domain.ErrConflict):
+			httpserver.WriteJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "state": string(o.State())})
+		case err != nil:
+			writeError(w, err)
+		default:
+			httpserver.WriteJSON(w, http.StatusAccepted, query.View(o))
+		}
 	})
 }
 

@@ -9,7 +9,8 @@ import (
 	"github.com/kafkasaga/kafkasaga/services/order/app/command"
 )
 
-// RegisterCommands handles ApproveOrder and RejectOrder.
+// RegisterCommands handles ApproveOrder and RejectOrder (Create Order),
+// CancelOrder and RefuseCancel (Cancel Order).
 func RegisterCommands(p *saga.Participant, application app.Application) {
 	saga.Handle(p, contracts.ApproveOrderInteraction, func(ctx context.Context, cmd *contracts.ApproveOrder) (contracts.ApproveOrderReply, error) {
 		if err := application.Commands.ApproveOrder.Handle(ctx, cmd.OrderID); err != nil {
@@ -22,5 +23,17 @@ func RegisterCommands(p *saga.Participant, application app.Application) {
 			return nil, err
 		}
 		return &contracts.OrderRejected{OrderID: cmd.OrderID, Reason: cmd.Reason}, nil
+	})
+	saga.Handle(p, contracts.CancelOrderInteraction, func(ctx context.Context, cmd *contracts.CancelOrder) (contracts.CancelOrderReply, error) {
+		if err := application.Commands.CancelOrder.Handle(ctx, command.CancelOrder{OrderID: cmd.OrderID, Attempt: cmd.Attempt}); err != nil {
+			return nil, err
+		}
+		return &contracts.OrderCancelled{OrderID: cmd.OrderID}, nil
+	})
+	saga.Handle(p, contracts.RefuseCancelInteraction, func(ctx context.Context, cmd *contracts.RefuseCancel) (contracts.RefuseCancelReply, error) {
+		if err := application.Commands.RefuseCancel.Handle(ctx, command.RefuseCancel{OrderID: cmd.OrderID, Attempt: cmd.Attempt, Reason: cmd.Reason}); err != nil {
+			return nil, err
+		}
+		return &contracts.CancelRefused{OrderID: cmd.OrderID, Reason: cmd.Reason}, nil
 	})
 }

@@ -36,9 +36,10 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err != nil {
 			return err
 		}
-		repo := adapters.NewOrderRepository(orders)
+		events := adapters.NewOrderEvents(p.Serde, p.Publisher)
+		repo := adapters.NewOrderRepository(orders, events)
 		p.OnRestored(repo.Restore)
-		application := app.New(repo, adapters.NewOrderEvents(p.Serde, p.Publisher), time.Now)
+		application := app.New(repo, events, time.Now)
 
 		participant := saga.NewParticipant(contracts.TopicOrderCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
 		ports.RegisterCommands(participant, application)
@@ -57,12 +58,14 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	})
 }
 
-// announceEvery is how often orders still PENDING are announced again, and
-// how old they must be: a saga normally ends within milliseconds.
+// announceEvery is how often orders still PENDING or CANCELLING are
+// announced again, and how long they must have been so: a saga normally
+// ends within milliseconds.
 const announceEvery = time.Minute
 
-// announcePending announces every PENDING order once the state is restored,
-// then, periodically, those that stayed PENDING, until ctx ends. A failed
+// announcePending announces every PENDING or CANCELLING order once the
+// state is restored, then, periodically, those that stayed so, until ctx
+// ends. A failed
 // round is logged and tried again at the next tick.
 func announcePending(ctx context.Context, application app.Application, logger *slog.Logger) error {
 	olderThan := time.Duration(0)

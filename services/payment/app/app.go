@@ -19,6 +19,8 @@ type Application struct {
 type Commands struct {
 	AuthorizePayment command.AuthorizePaymentHandler
 	CancelPayment    command.CancelPaymentHandler
+	RefundPayment    command.RefundPaymentHandler
+	CancelRefund     command.CancelRefundHandler
 }
 
 type Queries struct {
@@ -26,12 +28,14 @@ type Queries struct {
 }
 
 // New wires the use cases. limit is the largest amount, in cents, that one
-// payment may authorize.
-func New(repo domain.Repository, limit int64, now func() time.Time) Application {
+// payment may authorize; refundLimit the largest that one may refund.
+func New(repo domain.Repository, limit, refundLimit int64, now func() time.Time) Application {
 	return Application{
 		Commands: Commands{
 			AuthorizePayment: command.NewAuthorizePaymentHandler(repo, limit, now),
 			CancelPayment:    command.NewCancelPaymentHandler(repo, now),
+			RefundPayment:    command.NewRefundPaymentHandler(repo, refundLimit),
+			CancelRefund:     command.NewCancelRefundHandler(repo),
 		},
 		Queries: Queries{Payment: query.NewPaymentHandler(repo)},
 	}

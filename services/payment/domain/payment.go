@@ -23,10 +23,17 @@ const (
 	Authorized Status = "AUTHORIZED" // the amount is authorized
 	Declined   Status = "DECLINED"   // see Reason
 	Cancelled  Status = "CANCELLED"  // compensated: nothing is authorized
+	Refunded   Status = "REFUNDED"   // the order was cancelled: the authorized amount is refunded
 )
 
 // DeclinedOverLimit is the reason for declining an amount over the limit.
 const DeclinedOverLimit = "AMOUNT_OVER_LIMIT"
+
+// Reasons for refusing a refund.
+const (
+	RefusedOverRefundLimit = "AMOUNT_OVER_REFUND_LIMIT" // the amount is above the refund limit
+	RefusedNotAuthorized   = "NOT_AUTHORIZED"           // nothing is authorized to refund
+)
 
 // Payment is the payment decision for one order. The first decision sticks:
 // a command delivered twice gets the same answer and changes nothing.
@@ -88,4 +95,30 @@ func (p *Payment) Cancel(paymentID string, now time.Time) error {
 	}
 	p.status = Cancelled
 	return nil
+}
+
+// Refund refunds an AUTHORIZED payment whose amount is at most limit, and
+// returns "" once it is REFUNDED, or the reason it refuses, leaving the
+// payment as it was. The rule is a pure function of the payment and the
+// limit, so a command delivered twice gets the same answer; a REFUNDED
+// payment stays refunded.
+func (p *Payment) Refund(limit int64) (refusal string) {
+	switch {
+	case p.status == Refunded:
+		return ""
+	case p.status != Authorized:
+		return RefusedNotAuthorized
+	case p.amount > limit:
+		return RefusedOverRefundLimit
+	}
+	p.status = Refunded
+	return ""
+}
+
+// CancelRefund undoes a refund whose outcome its saga never learned: a
+// REFUNDED payment is AUTHORIZED again; any other is left as it is.
+func (p *Payment) CancelRefund() {
+	if p.status == Refunded {
+		p.status = Authorized
+	}
 }

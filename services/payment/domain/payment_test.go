@@ -67,3 +67,67 @@ func TestAuthorizeRejectsNonPositiveAmounts(t *testing.T) {
 		}
 	}
 }
+
+// The refund rule: an AUTHORIZED payment up to the refund limit is
+// REFUNDED; above it, or of a payment not authorized, the refund is refused
+// with a reason and the payment is left as it was. CancelRefund undoes a
+// refund and nothing else.
+func TestRefund(t *testing.T) {
+	const limit, refundLimit = 1000, 500
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	authorized := func(amount int64) func() *domain.Payment {
+		return func() *domain.Payment {
+			p := domain.NewPayment("o1")
+			if err := p.Authorize("c1", amount, limit, "p1", now); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
+	refund := func(p *domain.Payment) string { return p.Refund(refundLimit) }
+	cancelRefund := func(p *domain.Payment) string { p.CancelRefund(); return "" }
+	tests := []struct {
+		name        string
+		payment     func() *domain.Payment
+		ops         []func(*domain.Payment) string
+		wantRefused []string // what each op returns
+		wantStatus  domain.Status
+	}{
+		{"refund within the refund limit", authorized(500), []func(*domain.Payment) string{refund},
+			[]string{""}, domain.Refunded},
+		{"refund above the refund limit is refused", authorized(501), []func(*domain.Payment) string{refund},
+			[]string{domain.RefusedOverRefundLimit}, domain.Authorized},
+		{"refund twice", authorized(10), []func(*domain.Payment) string{refund, refund},
+			[]string{"", ""}, domain.Refunded},
+		{"a refused refund is refused again", authorized(900), []func(*domain.Payment) string{refund, refund},
+			[]string{domain.RefusedOverRefundLimit, domain.RefusedOverRefundLimit}, domain.Authorized},
+		{"refund of a declined payment", authorized(5000), []func(*domain.Payment) string{refund},
+			[]string{domain.RefusedNotAuthorized}, domain.Declined},
+		{"refund of an undecided payment", func() *domain.Payment { return domain.NewPayment("o1") }, []func(*domain.Payment) string{refund},
+			[]string{domain.RefusedNotAuthorized}, domain.Undecided},
+		{"refund of a cancelled payment", func() *domain.Payment {
+			p := authorized(10)()
+			_ = p.Cancel("", now)
+			return p
+		}, []func(*domain.Payment) string{refund}, []string{domain.RefusedNotAuthorized}, domain.Cancelled},
+		{"cancel a refund", authorized(10), []func(*domain.Payment) string{refund, cancelRefund},
+			[]string{"", ""}, domain.Authorized},
+		{"cancel a refund never made", authorized(10), []func(*domain.Payment) string{cancelRefund},
+			[]string{""}, domain.Authorized},
+		{"refund again after a cancelled refund", authorized(10), []func(*domain.Payment) string{refund, cancelRefund, refund},
+			[]string{"", "", ""}, domain.Refunded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.payment()
+			for i, op := range tt.ops {
+				if got := op(p); got != tt.wantRefused[i] {
+					t.Errorf("op %d: got refusal %q, want %q", i, got, tt.wantRefused[i])
+				}
+			}
+			if p.Status() != tt.wantStatus {
+				t.Errorf("status: got %s, want %s", p.Status(), tt.wantStatus)
+			}
+		})
+	}
+}

@@ -9,7 +9,8 @@ import (
 	"github.com/kafkasaga/kafkasaga/services/payment/app/command"
 )
 
-// RegisterCommands handles AuthorizePayment and CancelPayment.
+// RegisterCommands handles AuthorizePayment and CancelPayment (Create Order),
+// RefundPayment and CancelRefund (Cancel Order).
 func RegisterCommands(p *saga.Participant, application app.Application) {
 	saga.Handle(p, contracts.AuthorizePaymentInteraction, func(ctx context.Context, cmd *contracts.AuthorizePayment) (contracts.AuthorizePaymentReply, error) {
 		d, err := application.Commands.AuthorizePayment.Handle(ctx, command.AuthorizePayment{
@@ -29,5 +30,22 @@ func RegisterCommands(p *saga.Participant, application app.Application) {
 			return nil, err
 		}
 		return &contracts.PaymentCancelled{OrderID: cmd.OrderID}, nil
+	})
+	saga.Handle(p, contracts.RefundPaymentInteraction, func(ctx context.Context, cmd *contracts.RefundPayment) (contracts.RefundPaymentReply, error) {
+		d, err := application.Commands.RefundPayment.Handle(ctx, cmd.OrderID)
+		switch {
+		case err != nil:
+			return nil, err
+		case d.Refused != "":
+			return &contracts.RefundRefused{OrderID: cmd.OrderID, Reason: d.Refused}, nil
+		default:
+			return &contracts.PaymentRefunded{OrderID: cmd.OrderID, PaymentID: d.PaymentID}, nil
+		}
+	})
+	saga.Handle(p, contracts.CancelRefundInteraction, func(ctx context.Context, cmd *contracts.CancelRefund) (contracts.CancelRefundReply, error) {
+		if err := application.Commands.CancelRefund.Handle(ctx, cmd.OrderID); err != nil {
+			return nil, err
+		}
+		return &contracts.RefundCancelled{OrderID: cmd.OrderID}, nil
 	})
 }

@@ -25,12 +25,19 @@ type Config struct {
 	// PaymentLimit is the largest amount, in cents, one payment may
 	// authorize; larger ones are declined.
 	PaymentLimit int64 `env:"PAYMENT_LIMIT" envDefault:"1000000"`
+	// RefundLimit is the largest amount, in cents, one payment may refund
+	// when its order is cancelled; the cancellation of a larger one is
+	// refused.
+	RefundLimit int64 `env:"REFUND_LIMIT" envDefault:"500000"`
 }
 
 // New builds the payment service; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	if cfg.PaymentLimit <= 0 {
 		return nil, fmt.Errorf("payment service: PAYMENT_LIMIT %d must be positive", cfg.PaymentLimit)
+	}
+	if cfg.RefundLimit <= 0 {
+		return nil, fmt.Errorf("payment service: REFUND_LIMIT %d must be positive", cfg.RefundLimit)
 	}
 	return process.Build(process.Config{
 		Name:     "payment",
@@ -42,7 +49,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err != nil {
 			return err
 		}
-		application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, time.Now)
+		application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, cfg.RefundLimit, time.Now)
 
 		participant := saga.NewParticipant(contracts.TopicPaymentCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
 		ports.RegisterCommands(participant, application)

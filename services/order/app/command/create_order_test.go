@@ -3,6 +3,8 @@ package command_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,8 +15,9 @@ import (
 
 // orders is an in-memory domain.Repository.
 type orders struct {
-	mu sync.Mutex
-	m  map[string]*domain.Order
+	mu      sync.Mutex
+	m       map[string]*domain.Order
+	cancels *events // announces cancellations in UpdateAnnouncingCancel, if set
 }
 
 func (r *orders) Add(_ context.Context, o *domain.Order) error {
@@ -56,10 +59,52 @@ func (r *orders) Pending(context.Context) ([]*domain.Order, error) {
 	return pending, nil
 }
 
+func (r *orders) Cancelling(context.Context) ([]*domain.Order, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var cancelling []*domain.Order
+	for _, o := range r.m {
+		if o.State() == domain.Cancelling {
+			cancelling = append(cancelling, o)
+		}
+	}
+	return cancelling, nil
+}
+
+// UpdateAnnouncingCancel announces through cancels, whose failure fails the
+// whole write, as a transaction does.
+func (r *orders) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
+	o, err := r.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	changed := *o
+	announce, err := fn(&changed)
+	if err != nil {
+		return err
+	}
+	if announce && r.cancels != nil {
+		if err := r.cancels.OrderCancelRequested(ctx, &changed); err != nil {
+			return err
+		}
+	}
+	*o = changed
+	return nil
+}
+
 // events records the announced order ids, or fails while down.
 type events struct {
 	down      bool
 	announced []string
+	cancels   []string // order id/attempt
+}
+
+func (e *events) OrderCancelRequested(_ context.Context, o *domain.Order) error {
+	if e.down {
+		return errors.New("kafka unreachable")
+	}
+	e.cancels = append(e.cancels, fmt.Sprintf("%s/%d", o.ID(), o.CancelAttempt()))
+	return nil
 }
 
 func (e *events) OrderCreated(_ context.Context, o *domain.Order) error {
@@ -133,5 +178,60 @@ func TestAnIdempotencyKeyPlacesOneOrder(t *testing.T) {
 	}
 	if len(repo.m) != 4 {
 		t.Errorf("orders stored: got %d, want 4", len(repo.m))
+	}
+}
+
+// A cancellation is accepted with its announcement, in one write: with
+// Kafka failing, neither happens. Sent twice, it announces once. An order
+// that stays CANCELLING is announced again by RepublishPending once its
+// cancellation is old enough.
+func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ev := &events{}
+	repo := &orders{m: map[string]*domain.Order{}, cancels: ev}
+	create := command.NewCreateOrderHandler(repo, ev, clock)
+	cancel := command.NewRequestCancelHandler(repo, clock)
+	republish := command.NewRepublishPendingHandler(repo, ev, clock)
+
+	o, err := create.Handle(t.Context(), command.CreateOrder{CustomerID: "c1", OrderTotal: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cancel.Handle(t.Context(), o.ID()); !errors.Is(err, domain.ErrConflict) || got.State() != domain.Pending {
+		t.Fatalf("cancel a PENDING order: got %v, %v; want the order PENDING and ErrConflict", got, err)
+	}
+	if err := repo.Update(t.Context(), o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+
+	ev.down = true
+	if _, err := cancel.Handle(t.Context(), o.ID()); err == nil {
+		t.Fatal("cancel with Kafka down: got nil error, want the write refused")
+	}
+	if got, _ := repo.Get(t.Context(), o.ID()); got.State() != domain.Approved {
+		t.Fatalf("after a cancel whose announcement failed: got %s, want APPROVED", got.State())
+	}
+
+	ev.down = false
+	for range 2 {
+		got, err := cancel.Handle(t.Context(), o.ID())
+		if err != nil || got.State() != domain.Cancelling || got.CancelAttempt() != 1 {
+			t.Fatalf("cancel: got %v, %v; want the order CANCELLING, attempt 1", got, err)
+		}
+	}
+	want := []string{o.ID() + "/1"}
+	if !slices.Equal(ev.cancels, want) {
+		t.Fatalf("announced: got %v, want %v", ev.cancels, want)
+	}
+	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 0 {
+		t.Fatalf("republish before a minute: got %d, %v; want 0 announced", n, err)
+	}
+	now = now.Add(time.Minute)
+	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 1 {
+		t.Fatalf("republish after a minute: got %d, %v; want 1 announced", n, err)
+	}
+	if want = append(want, o.ID()+"/1"); !slices.Equal(ev.cancels, want) {
+		t.Errorf("announced: got %v, want %v", ev.cancels, want)
 	}
 }

@@ -8,8 +8,9 @@ import (
 )
 
 // RepublishPendingHandler announces again the orders that are still PENDING
-// some time after they were created. The service runs it when its state is
-// restored and then periodically, so an order stored and never announced
+// some time after they were created, and those still CANCELLING some time
+// after their cancellation was accepted. The service runs it when its state
+// is restored and then periodically, so an order stored and never announced
 // (a crash, or Kafka failing between the two writes) still gets its saga;
 // the orchestrator ignores the announcements of sagas it already runs.
 type RepublishPendingHandler struct {
@@ -22,8 +23,8 @@ func NewRepublishPendingHandler(repo domain.Repository, events domain.Events, no
 	return RepublishPendingHandler{repo: repo, events: events, now: now}
 }
 
-// Handle announces the orders PENDING for at least olderThan and returns
-// how many it announced.
+// Handle announces the orders PENDING, or CANCELLING, for at least
+// olderThan and returns how many it announced.
 func (h RepublishPendingHandler) Handle(ctx context.Context, olderThan time.Duration) (int, error) {
 	pending, err := h.repo.Pending(ctx)
 	if err != nil {
@@ -36,6 +37,19 @@ func (h RepublishPendingHandler) Handle(ctx context.Context, olderThan time.Dura
 			continue
 		}
 		if err := h.events.OrderCreated(ctx, o); err != nil {
+			return announced, err
+		}
+		announced++
+	}
+	cancelling, err := h.repo.Cancelling(ctx)
+	if err != nil {
+		return announced, err
+	}
+	for _, o := range cancelling {
+		if o.CancelRequestedAt().After(cutoff) {
+			continue
+		}
+		if err := h.events.OrderCancelRequested(ctx, o); err != nil {
 			return announced, err
 		}
 		announced++

@@ -4,6 +4,7 @@ package query
 import (
 	"context"
 
+	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 )
 
@@ -14,6 +15,10 @@ type Order struct {
 	OrderTotal      int64  `json:"orderTotal"`
 	State           string `json:"state"`
 	RejectionReason string `json:"rejectionReason"`
+	// CancelSagaID is the id of the order's latest Cancel Order saga (GET
+	// /sagas/{id} of the orchestrator), if it was ever cancelled.
+	CancelSagaID        string `json:"cancelSagaId,omitempty"`
+	CancelRefusalReason string `json:"cancelRefusalReason"` // why its latest cancellation was refused, if it was
 }
 
 type OrderHandler struct{ repo domain.Repository }
@@ -30,5 +35,10 @@ func (h OrderHandler) Handle(ctx context.Context, id string) (Order, error) {
 
 // View is the read model of o.
 func View(o *domain.Order) Order {
-	return Order{OrderID: o.ID(), CustomerID: o.CustomerID(), OrderTotal: o.Total(), State: string(o.State()), RejectionReason: o.RejectionReason()}
+	v := Order{OrderID: o.ID(), CustomerID: o.CustomerID(), OrderTotal: o.Total(), State: string(o.State()),
+		RejectionReason: o.RejectionReason(), CancelRefusalReason: o.CancelRefusalReason()}
+	if o.CancelAttempt() > 0 {
+		v.CancelSagaID = contracts.CancelOrderSagaID(o.ID(), o.CancelAttempt())
+	}
+	return v
 }
