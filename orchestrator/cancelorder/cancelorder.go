@@ -20,6 +20,7 @@ type Data = contracts.CancelOrderSagaData
 // and the order cancelled, re-sent until answered.
 func Definition() saga.Definition[Data] {
 	return saga.Definition[Data]{
+		Version:    1,
 		Type:       contracts.SagaTypeCancelOrder,
 		ReplyTopic: contracts.TopicCancelOrderReplies,
 		StateTopic: contracts.TopicCancelOrderSagas,

@@ -74,7 +74,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	def := s.Definition
 	for _, p := range s.Previous {
 		if p.Version >= def.Version {
-			return nil, fmt.Errorf("saga %q: previous version %d is not below the current one, %d", def.Type, p.Version, def.Version)
+			return nil, nil, fmt.Errorf("saga %q: previous version %d is not below the current one, %d", def.Type, p.Version, def.Version)
 		}
 	}
 	if err := messaging.SetRetention(cfg.Kafka, s.EndedTopic, cfg.SagaRetention); err != nil {

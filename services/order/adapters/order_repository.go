@@ -162,7 +162,7 @@ func (r *OrderRepository) indexed(index map[string]bool, state domain.State) ([]
 	for _, id := range ids {
 		rec, ok, err := r.store.Get(id)
 		if errors.Is(err, store.ErrNotOwned) {
-			ended = append(ended, id) // its partition moved: its new owner announces it
+			moved = append(moved, id) // its partition moved: its new owner announces it
 			continue
 		}
 		if err != nil {

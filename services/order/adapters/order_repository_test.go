@@ -57,7 +57,7 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 	if err := s.Restore(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := adapters.NewOrderRepository(s)
+	r := adapters.NewOrderRepository(s, nil) // no cancellation is announced here
 	byPartition := map[int32]string{}
 	for i := 0; len(byPartition) < 2; i++ {
 		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
