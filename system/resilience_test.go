@@ -586,7 +586,10 @@ func TestDependenciesDownAndBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stack.Close() })
+	t.Cleanup(func() {
+		r.stop() // before the broker it writes to: its handlers would retry until the router gives up
+		stack.Close()
+	})
 	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
 		eventually(t, 60*time.Second, func() error { return r.ready(base) })
 	}
