@@ -131,9 +131,11 @@ func (o *CancelPayment) Marshal() ([]byte, error) {
 // Command to the payment service (compensation of a refund that timed out): the refund is undone, the payment AUTHORIZED again.
 type CancelRefund struct {
 	OrderID string `avro:"orderId" json:"orderId"`
+	// The cancel attempt whose refund is undone.
+	Attempt int `avro:"attempt" json:"attempt"`
 }
 
-var schemaCancelRefund = avro.MustParse(`{"name":"kafkasaga.payment.CancelRefund","doc":"Command to the payment service (compensation of a refund that timed out): the refund is undone, the payment AUTHORIZED again.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+var schemaCancelRefund = avro.MustParse(`{"name":"kafkasaga.payment.CancelRefund","doc":"Command to the payment service (compensation of a refund that timed out): the refund is undone, the payment AUTHORIZED again.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"attempt","doc":"The cancel attempt whose refund is undone.","type":"int","default":0}]}`)
 
 // Schema returns the schema for CancelRefund.
 func (o *CancelRefund) Schema() avro.Schema {
@@ -548,9 +550,13 @@ type PaymentRecord struct {
 	Status    string    `avro:"status" json:"status"`
 	Reason    string    `avro:"reason" json:"reason"`
 	DecidedAt time.Time `avro:"decidedAt" json:"decidedAt"`
+	// The last cancel attempt a refund was decided for.
+	RefundAttempt int `avro:"refundAttempt" json:"refundAttempt"`
+	// What was decided for refundAttempt: REFUNDED, a refusal reason, or CANCELLED (the refund was undone, or cancelled before it came).
+	RefundOutcome string `avro:"refundOutcome" json:"refundOutcome"`
 }
 
-var schemaPaymentRecord = avro.MustParse(`{"name":"kafkasaga.payment.PaymentRecord","doc":"State: the payment decision for one order, kept in the compacted topic payment.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"paymentId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"AUTHORIZED, DECLINED, CANCELLED or REFUNDED.","type":"string"},{"name":"reason","type":"string","default":""},{"name":"decidedAt","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
+var schemaPaymentRecord = avro.MustParse(`{"name":"kafkasaga.payment.PaymentRecord","doc":"State: the payment decision for one order, kept in the compacted topic payment.state.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"paymentId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"AUTHORIZED, DECLINED, CANCELLED or REFUNDED.","type":"string"},{"name":"reason","type":"string","default":""},{"name":"decidedAt","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"refundAttempt","doc":"The last cancel attempt a refund was decided for.","type":"int","default":0},{"name":"refundOutcome","doc":"What was decided for refundAttempt: REFUNDED, a refusal reason, or CANCELLED (the refund was undone, or cancelled before it came).","type":"string","default":""}]}`)
 
 // Schema returns the schema for PaymentRecord.
 func (o *PaymentRecord) Schema() avro.Schema {
@@ -615,9 +621,11 @@ func (o *RefundCancelled) Marshal() ([]byte, error) {
 // Command to the payment service: refund the order's authorized payment.
 type RefundPayment struct {
 	OrderID string `avro:"orderId" json:"orderId"`
+	// The order's cancel attempt the refund is for: a refund is decided once per attempt.
+	Attempt int `avro:"attempt" json:"attempt"`
 }
 
-var schemaRefundPayment = avro.MustParse(`{"name":"kafkasaga.payment.RefundPayment","doc":"Command to the payment service: refund the order's authorized payment.","type":"record","fields":[{"name":"orderId","type":"string"}]}`)
+var schemaRefundPayment = avro.MustParse(`{"name":"kafkasaga.payment.RefundPayment","doc":"Command to the payment service: refund the order's authorized payment.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"attempt","doc":"The order's cancel attempt the refund is for: a refund is decided once per attempt.","type":"int","default":0}]}`)
 
 // Schema returns the schema for RefundPayment.
 func (o *RefundPayment) Schema() avro.Schema {

@@ -71,11 +71,11 @@ func refuseCancel(d *Data, reason string) *contracts.RefuseCancel {
 }
 
 func refundPayment(d *Data) *contracts.RefundPayment {
-	return &contracts.RefundPayment{OrderID: d.OrderID}
+	return &contracts.RefundPayment{OrderID: d.OrderID, Attempt: d.Attempt}
 }
 
 func cancelRefund(d *Data, _ string) *contracts.CancelRefund {
-	return &contracts.CancelRefund{OrderID: d.OrderID}
+	return &contracts.CancelRefund{OrderID: d.OrderID, Attempt: d.Attempt}
 }
 
 func releaseCredit(d *Data) *contracts.ReleaseCredit {

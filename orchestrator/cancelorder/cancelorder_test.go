@@ -28,10 +28,10 @@ type exchange struct {
 func TestCancelOrderSaga(t *testing.T) {
 	var (
 		refundPayment = func(reply saga.Record) exchange {
-			return exchange{contracts.TopicPaymentCommands, orderID, "refund_payment", &contracts.RefundPayment{OrderID: orderID}, reply}
+			return exchange{contracts.TopicPaymentCommands, orderID, "refund_payment", &contracts.RefundPayment{OrderID: orderID, Attempt: attempt}, reply}
 		}
 		cancelRefund = exchange{contracts.TopicPaymentCommands, orderID, "refund_payment:compensate",
-			&contracts.CancelRefund{OrderID: orderID}, &contracts.RefundCancelled{OrderID: orderID}}
+			&contracts.CancelRefund{OrderID: orderID, Attempt: attempt}, &contracts.RefundCancelled{OrderID: orderID}}
 		releaseCredit = exchange{contracts.TopicCustomerCommands, customerID, "release_credit",
 			&contracts.ReleaseCredit{CustomerID: customerID, OrderID: orderID}, &contracts.CreditReleased{CustomerID: customerID, OrderID: orderID}}
 		cancelOrder = exchange{contracts.TopicOrderCommands, orderID, "cancel_order",

@@ -46,11 +46,13 @@ func (r *PaymentRepository) Update(ctx context.Context, orderID string, fn func(
 		*rec = contracts.PaymentRecord{
 			OrderID: p.OrderID(), CustomerID: p.CustomerID(), PaymentID: p.PaymentID(), Amount: p.Amount(),
 			Status: string(p.Status()), Reason: p.Reason(), DecidedAt: p.DecidedAt(),
+			RefundAttempt: p.RefundAttempt(), RefundOutcome: p.RefundOutcome(),
 		}
 		return nil
 	})
 }
 
 func unmarshal(rec *contracts.PaymentRecord) *domain.Payment {
-	return domain.UnmarshalPayment(rec.OrderID, rec.CustomerID, rec.PaymentID, rec.Amount, domain.Status(rec.Status), rec.Reason, rec.DecidedAt)
+	return domain.UnmarshalPayment(rec.OrderID, rec.CustomerID, rec.PaymentID, rec.Amount, domain.Status(rec.Status), rec.Reason, rec.DecidedAt,
+		rec.RefundAttempt, rec.RefundOutcome)
 }

@@ -3,6 +3,7 @@
 package domain
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -33,6 +34,14 @@ const DeclinedOverLimit = "AMOUNT_OVER_LIMIT"
 const (
 	RefusedOverRefundLimit = "AMOUNT_OVER_REFUND_LIMIT" // the amount is above the refund limit
 	RefusedNotAuthorized   = "NOT_AUTHORIZED"           // nothing is authorized to refund
+	RefusedCancelled       = "REFUND_CANCELLED"         // the attempt's refund was cancelled before it came
+	RefusedSuperseded      = "SUPERSEDED"               // a later cancel attempt has been decided
+)
+
+// Refund outcomes recorded besides the refusal reasons.
+const (
+	RefundedOutcome = "REFUNDED"
+	RefundCancelled = "CANCELLED"
 )
 
 // Payment is the payment decision for one order. The first decision sticks:
@@ -45,15 +54,25 @@ type Payment struct {
 	status     Status
 	reason     string
 	decidedAt  time.Time
+
+	refundAttempt int    // the last cancel attempt a refund was decided for
+	refundOutcome string // its decision: RefundedOutcome, a refusal reason, or RefundCancelled
 }
 
 // NewPayment is the undecided payment of an order.
 func NewPayment(orderID string) *Payment { return &Payment{orderID: orderID} }
 
 // UnmarshalPayment rebuilds a payment from storage; it does not validate.
-func UnmarshalPayment(orderID, customerID, paymentID string, amount int64, status Status, reason string, decidedAt time.Time) *Payment {
-	return &Payment{orderID: orderID, customerID: customerID, paymentID: paymentID, amount: amount, status: status, reason: reason, decidedAt: decidedAt}
+func UnmarshalPayment(orderID, customerID, paymentID string, amount int64, status Status, reason string, decidedAt time.Time,
+	refundAttempt int, refundOutcome string) *Payment {
+	return &Payment{orderID: orderID, customerID: customerID, paymentID: paymentID, amount: amount, status: status, reason: reason,
+		decidedAt: decidedAt, refundAttempt: refundAttempt, refundOutcome: refundOutcome}
 }
+
+// RefundAttempt is the last cancel attempt a refund was decided for, and
+// RefundOutcome that decision.
+func (p *Payment) RefundAttempt() int    { return p.refundAttempt }
+func (p *Payment) RefundOutcome() string { return p.refundOutcome }
 
 func (p *Payment) OrderID() string      { return p.orderID }
 func (p *Payment) CustomerID() string   { return p.customerID }
@@ -97,28 +116,48 @@ func (p *Payment) Cancel(paymentID string, now time.Time) error {
 	return nil
 }
 
-// Refund refunds an AUTHORIZED payment whose amount is at most limit, and
-// returns "" once it is REFUNDED, or the reason it refuses, leaving the
-// payment as it was. The rule is a pure function of the payment and the
-// limit, so a command delivered twice gets the same answer; a REFUNDED
-// payment stays refunded.
-func (p *Payment) Refund(limit int64) (refusal string) {
+// Refund decides the refund of a cancel attempt and returns "" once the
+// payment is REFUNDED, or the reason it refuses, the payment left as it
+// was: refused above limit, or when nothing is authorized. The decision is
+// recorded with its attempt, so the attempt's command delivered again gets
+// the same answer even if the limit changed meanwhile, and one that comes
+// after its attempt's CancelRefund (a dead letter replayed) refunds
+// nothing.
+func (p *Payment) Refund(attempt int, limit int64) (refusal string) {
 	switch {
-	case p.status == Refunded:
-		return ""
-	case p.status != Authorized:
-		return RefusedNotAuthorized
-	case p.amount > limit:
-		return RefusedOverRefundLimit
+	case attempt < p.refundAttempt:
+		return RefusedSuperseded
+	case attempt == p.refundAttempt && p.refundOutcome != "":
+		switch p.refundOutcome {
+		case RefundedOutcome:
+			return ""
+		case RefundCancelled:
+			return RefusedCancelled
+		}
+		return p.refundOutcome
 	}
-	p.status = Refunded
-	return ""
+	switch {
+	case p.status != Authorized:
+		refusal = RefusedNotAuthorized
+	case p.amount > limit:
+		refusal = RefusedOverRefundLimit
+	default:
+		p.status = Refunded
+	}
+	p.refundAttempt, p.refundOutcome = attempt, cmp.Or(refusal, RefundedOutcome)
+	return refusal
 }
 
-// CancelRefund undoes a refund whose outcome its saga never learned: a
-// REFUNDED payment is AUTHORIZED again; any other is left as it is.
-func (p *Payment) CancelRefund() {
-	if p.status == Refunded {
+// CancelRefund undoes the refund of a cancel attempt whose outcome its saga
+// never learned: a payment that attempt refunded is AUTHORIZED again. It
+// is recorded even when the refund has not come yet, so that it refunds
+// nothing when it does.
+func (p *Payment) CancelRefund(attempt int) {
+	if attempt < p.refundAttempt {
+		return // a later attempt has been decided since
+	}
+	if attempt == p.refundAttempt && p.refundOutcome == RefundedOutcome {
 		p.status = Authorized
 	}
+	p.refundAttempt, p.refundOutcome = attempt, RefundCancelled
 }

@@ -70,8 +70,10 @@ func TestAuthorizeRejectsNonPositiveAmounts(t *testing.T) {
 
 // The refund rule: an AUTHORIZED payment up to the refund limit is
 // REFUNDED; above it, or of a payment not authorized, the refund is refused
-// with a reason and the payment is left as it was. CancelRefund undoes a
-// refund and nothing else.
+// with a reason and the payment is left as it was. A decision is recorded
+// per cancel attempt: the attempt's command again gets the same answer, and
+// after its CancelRefund it refunds nothing. CancelRefund undoes its
+// attempt's refund and nothing else.
 func TestRefund(t *testing.T) {
 	const limit, refundLimit = 1000, 500
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -84,8 +86,14 @@ func TestRefund(t *testing.T) {
 			return p
 		}
 	}
-	refund := func(p *domain.Payment) string { return p.Refund(refundLimit) }
-	cancelRefund := func(p *domain.Payment) string { p.CancelRefund(); return "" }
+	refund := func(p *domain.Payment) string { return p.Refund(1, refundLimit) }
+	cancelRefund := func(p *domain.Payment) string { p.CancelRefund(1); return "" }
+	refundAt := func(attempt int, limit int64) func(p *domain.Payment) string {
+		return func(p *domain.Payment) string { return p.Refund(attempt, limit) }
+	}
+	cancelRefundAt := func(attempt int) func(p *domain.Payment) string {
+		return func(p *domain.Payment) string { p.CancelRefund(attempt); return "" }
+	}
 	tests := []struct {
 		name        string
 		payment     func() *domain.Payment
@@ -114,8 +122,18 @@ func TestRefund(t *testing.T) {
 			[]string{"", ""}, domain.Authorized},
 		{"cancel a refund never made", authorized(10), []func(*domain.Payment) string{cancelRefund},
 			[]string{""}, domain.Authorized},
-		{"refund again after a cancelled refund", authorized(10), []func(*domain.Payment) string{refund, cancelRefund, refund},
+		{"the refund of a cancelled refund's attempt, replayed, refunds nothing", authorized(10), []func(*domain.Payment) string{refund, cancelRefund, refund},
+			[]string{"", "", domain.RefusedCancelled}, domain.Authorized},
+		{"a refund cancelled before it came refunds nothing", authorized(10), []func(*domain.Payment) string{cancelRefund, refund},
+			[]string{"", domain.RefusedCancelled}, domain.Authorized},
+		{"a later attempt refunds after a cancelled one", authorized(10), []func(*domain.Payment) string{refund, cancelRefund, refundAt(2, refundLimit)},
 			[]string{"", "", ""}, domain.Refunded},
+		{"a refusal sticks to its attempt when the limit rises", authorized(900), []func(*domain.Payment) string{refund, refundAt(1, 1000)},
+			[]string{domain.RefusedOverRefundLimit, domain.RefusedOverRefundLimit}, domain.Authorized},
+		{"a later attempt is decided under the limit of its time", authorized(900), []func(*domain.Payment) string{refund, refundAt(2, 1000)},
+			[]string{domain.RefusedOverRefundLimit, ""}, domain.Refunded},
+		{"an earlier attempt after a later one changes nothing", authorized(10), []func(*domain.Payment) string{refundAt(2, refundLimit), refund, cancelRefundAt(1)},
+			[]string{"", domain.RefusedSuperseded, ""}, domain.Refunded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,7 +32,7 @@ func RegisterCommands(p *saga.Participant, application app.Application) {
 		return &contracts.PaymentCancelled{OrderID: cmd.OrderID}, nil
 	})
 	saga.Handle(p, contracts.RefundPaymentInteraction, func(ctx context.Context, cmd *contracts.RefundPayment) (contracts.RefundPaymentReply, error) {
-		d, err := application.Commands.RefundPayment.Handle(ctx, cmd.OrderID)
+		d, err := application.Commands.RefundPayment.Handle(ctx, cmd.OrderID, int(cmd.Attempt))
 		switch {
 		case err != nil:
 			return nil, err
@@ -43,7 +43,7 @@ func RegisterCommands(p *saga.Participant, application app.Application) {
 		}
 	})
 	saga.Handle(p, contracts.CancelRefundInteraction, func(ctx context.Context, cmd *contracts.CancelRefund) (contracts.CancelRefundReply, error) {
-		if err := application.Commands.CancelRefund.Handle(ctx, cmd.OrderID); err != nil {
+		if err := application.Commands.CancelRefund.Handle(ctx, cmd.OrderID, int(cmd.Attempt)); err != nil {
 			return nil, err
 		}
 		return &contracts.RefundCancelled{OrderID: cmd.OrderID}, nil

@@ -2,7 +2,6 @@ package command
 
 import (
 	"context"
-	"errors"
 
 	"github.com/kafkasaga/kafkasaga/services/payment/domain"
 )
@@ -13,20 +12,11 @@ func NewCancelRefundHandler(repo domain.Repository) CancelRefundHandler {
 	return CancelRefundHandler{repo: repo}
 }
 
-// errNotRefunded aborts the write of a CancelRefund with nothing to undo.
-var errNotRefunded = errors.New("not refunded")
-
-// Handle undoes the refund of the order's payment, if it was refunded.
-func (h CancelRefundHandler) Handle(ctx context.Context, orderID string) error {
-	err := h.repo.Update(ctx, orderID, func(p *domain.Payment) error {
-		if p.Status() != domain.Refunded {
-			return errNotRefunded
-		}
-		p.CancelRefund()
+// Handle undoes the refund of a cancel attempt, if it was made, and
+// records that it is cancelled, so that it is not made afterwards.
+func (h CancelRefundHandler) Handle(ctx context.Context, orderID string, attempt int) error {
+	return h.repo.Update(ctx, orderID, func(p *domain.Payment) error {
+		p.CancelRefund(attempt)
 		return nil
 	})
-	if errors.Is(err, errNotRefunded) {
-		return nil
-	}
-	return err
 }

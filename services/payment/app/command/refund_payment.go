@@ -2,7 +2,6 @@ package command
 
 import (
 	"context"
-	"errors"
 
 	"github.com/kafkasaga/kafkasaga/services/payment/domain"
 )
@@ -22,21 +21,14 @@ func NewRefundPaymentHandler(repo domain.Repository, limit int64) RefundPaymentH
 	return RefundPaymentHandler{repo: repo, limit: limit}
 }
 
-// errRefused aborts the write of a refused refund: it changes nothing.
-var errRefused = errors.New("refund refused")
-
-// Handle refunds the order's payment, or says why it cannot.
-func (h RefundPaymentHandler) Handle(ctx context.Context, orderID string) (Refund, error) {
+// Handle decides the refund of the order's payment for a cancel attempt,
+// and records the decision, a refusal too: the attempt's command
+// delivered again gets the same answer.
+func (h RefundPaymentHandler) Handle(ctx context.Context, orderID string, attempt int) (Refund, error) {
 	var r Refund
 	err := h.repo.Update(ctx, orderID, func(p *domain.Payment) error {
-		r = Refund{PaymentID: p.PaymentID(), Refused: p.Refund(h.limit)}
-		if r.Refused != "" {
-			return errRefused
-		}
+		r = Refund{PaymentID: p.PaymentID(), Refused: p.Refund(attempt, h.limit)}
 		return nil
 	})
-	if errors.Is(err, errRefused) {
-		return r, nil
-	}
 	return r, err
 }
