@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 GO ?= go
 
-.PHONY: run test test-kafka bench takeover lint vet contracts schemas schemas-check compose-check build clean
+.PHONY: run test test-kafka bench takeover lint vet contracts docs schemas schemas-check compose-check build clean
 
 ## run: the whole system in one process on the embedded broker and registry
 run:
@@ -45,6 +45,11 @@ lint: vet
 contracts:
 	cd contracts && $(GO) generate ./...
 	cd saga && $(GO) generate ./...
+
+## docs: write docs/sagas/<type>.md, each saga's diagram and steps, from the definitions the orchestrator runs
+## (orchestrator/cmd/diagrams); a test fails when the committed pages differ
+docs:
+	$(GO) run ./orchestrator/cmd/diagrams -dir docs/sagas
 
 ## schemas: create the topics and register every schema on KAFKA_BROKERS / SCHEMA_REGISTRY_URL
 ## (the production path, where services run with AUTO_REGISTER_SCHEMAS=false)

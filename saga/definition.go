@@ -136,10 +136,13 @@ type Definition[D any] struct {
 	// records the version it started under and runs to its end under it, so
 	// a change to the steps while instances run is a new version, given to
 	// the engine beside the ones that still have instances running.
-	Version    int
-	ReplyTopic string // where participants reply; the engine consumes it
-	StateTopic string // where the instances are kept; it names the subject of the data's schema
-	Steps      []Step[D]
+	Version int
+	// Description says in a sentence what the saga does, for its docs and
+	// diagram (Outline); the engine does not read it.
+	Description string
+	ReplyTopic  string // where participants reply; the engine consumes it
+	StateTopic  string // where the instances are kept; it names the subject of the data's schema
+	Steps       []Step[D]
 }
 
 // Versions are the versions of one saga type an engine runs: all of one

@@ -20,8 +20,10 @@ type Data = contracts.CancelOrderSagaData
 // and the order cancelled, re-sent until answered.
 func Definition() saga.Definition[Data] {
 	return saga.Definition[Data]{
-		Version:    1,
-		Type:       contracts.SagaTypeCancelOrder,
+		Version: 1,
+		Type:    contracts.SagaTypeCancelOrder,
+		Description: "Refunds the payment of an APPROVED order the order service has marked CANCELLING, releases its credit " +
+			"and marks it CANCELLED; when the refund is refused, makes the order APPROVED again with the reason.",
 		ReplyTopic: contracts.TopicCancelOrderReplies,
 		StateTopic: contracts.TopicCancelOrderSagas,
 		Steps: []saga.Step[Data]{

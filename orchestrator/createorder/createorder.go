@@ -18,8 +18,10 @@ type Data = contracts.CreateOrderSagaData
 // of it in Previous and bump its Version (docs/adding-a-saga-step.md).
 func Definition() saga.Definition[Data] {
 	return saga.Definition[Data]{
-		Type:       contracts.SagaTypeCreateOrder,
-		Version:    1,
+		Type:    contracts.SagaTypeCreateOrder,
+		Version: 1,
+		Description: "Reserves the customer's credit for a new PENDING order, authorizes its payment and approves it; " +
+			"when a step fails, undoes what was done in reverse and rejects the order with the reason.",
 		ReplyTopic: contracts.TopicCreateOrderReplies,
 		StateTopic: contracts.TopicCreateOrderSagas,
 		Steps: []saga.Step[Data]{

@@ -6,6 +6,7 @@ package service
 import (
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"time"
 
@@ -55,8 +56,30 @@ type sagaType[D, E any] struct {
 	Start      func(event *E) (sagaID string, data D, err error)
 }
 
+// Outline is a saga type the orchestrator runs, as its docs and the console
+// show it: the outline of its current definition, the earlier versions that
+// still run, and what starts it.
+type Outline struct {
+	saga.Outline
+	Previous   []int  // the earlier versions given to the engine, highest first
+	StartTopic string // where the event that starts one arrives
+	StartEvent string // its record name, e.g. OrderCreated
+	EndedTopic string // where its ended instances are archived
+}
+
+// Outlines returns every saga type the orchestrator runs, in the order it
+// runs them.
+func Outlines() []Outline {
+	var outlines []Outline
+	for _, s := range sagas() {
+		outlines = append(outlines, s.outline())
+	}
+	return outlines
+}
+
 // runner is a sagaType whatever its types.
 type runner interface {
+	outline() Outline
 	topics() []string // what the orchestrator reads and keeps for it
 	startTopic() string
 	// run starts the saga type's engine on p, and returns how to find its
@@ -69,6 +92,17 @@ func (s sagaType[D, E]) topics() []string {
 }
 
 func (s sagaType[D, E]) startTopic() string { return s.StartTopic }
+
+func (s sagaType[D, E]) outline() Outline {
+	o := Outline{Outline: s.Definition.Outline(), StartTopic: s.StartTopic,
+		StartEvent: reflect.TypeFor[E]().Name(), EndedTopic: s.EndedTopic}
+	for _, p := range s.Previous {
+		o.Previous = append(o.Previous, p.Version)
+	}
+	slices.Sort(o.Previous)
+	slices.Reverse(o.Previous)
+	return o
+}
 
 func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Starter, error) {
 	def := s.Definition
