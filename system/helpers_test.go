@@ -223,37 +223,42 @@ func (r *running) postJSON(t *testing.T, url string, v, out any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := uuid.NewString()
-	var (
-		status int
-		resp   []byte
-	)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Idempotency-Key", key)
-		res, err := r.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err = io.ReadAll(res.Body)
-		res.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		status = res.StatusCode
-		if status != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // as Retry-After asks, shorter
-	}
+	status, resp := r.postRetrying(t, url, body, "Idempotency-Key", uuid.NewString())
 	if status != http.StatusCreated {
 		t.Fatalf("POST %s %s: got %d %s, want 201", url, body, status, resp)
 	}
 	if err := json.Unmarshal(resp, out); err != nil {
 		t.Fatalf("POST %s: decode %s: %v", url, resp, err)
+	}
+}
+
+// postRetrying posts body with the given headers (name, value, ...) and
+// does what the API asks of a client: a 503 with Retry-After (the key's
+// partition is moving) is sent again, the same, for up to 10 s. It returns
+// the last answer's status and body.
+func (r *running) postRetrying(t *testing.T, url string, body []byte, headers ...string) (int, []byte) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || time.Now().After(deadline) {
+			return res.StatusCode, resp
+		}
+		time.Sleep(100 * time.Millisecond) // as Retry-After asks, shorter
 	}
 }
 
@@ -341,30 +346,7 @@ func (r *running) awaitOrderEnd(t *testing.T, id string, within time.Duration) o
 // the body: the order, or an error with the order's state.
 func (r *running) cancelOrder(t *testing.T, id string) (int, cancelAnswer) {
 	t.Helper()
-	var (
-		status int
-		body   []byte
-	)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		req, err := http.NewRequest(http.MethodPost, r.order+"/orders/"+id+"/cancel", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := r.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err = io.ReadAll(res.Body)
-		res.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		status = res.StatusCode
-		if status != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // as Retry-After asks, shorter
-	}
+	status, body := r.postRetrying(t, r.order+"/orders/"+id+"/cancel", nil)
 	var a cancelAnswer
 	if err := json.Unmarshal(body, &a); err != nil {
 		t.Fatalf("POST /orders/%s/cancel: %d, body not JSON: %s", id, status, body)

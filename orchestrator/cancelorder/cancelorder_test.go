@@ -18,39 +18,38 @@ const (
 	attempt    = 2
 )
 
-// exchange is one command the saga must send and the reply it then gets.
-type exchange struct {
-	topic, key, step string
-	command          saga.Record
-	reply            saga.Record // nil: let the command time out instead
+// exchange is a command the saga must send and the reply it gets (nil: it
+// times out).
+func exchange(topic, key, step string, command, reply saga.Record) sagatest.Exchange {
+	return sagatest.Exchange{Topic: topic, Key: key, Step: step, Command: command, Reply: reply}
 }
 
 func TestCancelOrderSaga(t *testing.T) {
 	var (
-		refundPayment = func(reply saga.Record) exchange {
-			return exchange{contracts.TopicPaymentCommands, orderID, "refund_payment", &contracts.RefundPayment{OrderID: orderID, Attempt: attempt}, reply}
+		refundPayment = func(reply saga.Record) sagatest.Exchange {
+			return exchange(contracts.TopicPaymentCommands, orderID, "refund_payment", &contracts.RefundPayment{OrderID: orderID, Attempt: attempt}, reply)
 		}
-		cancelRefund = exchange{contracts.TopicPaymentCommands, orderID, "refund_payment:compensate",
-			&contracts.CancelRefund{OrderID: orderID, Attempt: attempt}, &contracts.RefundCancelled{OrderID: orderID}}
-		releaseCredit = exchange{contracts.TopicCustomerCommands, customerID, "release_credit",
-			&contracts.ReleaseCredit{CustomerID: customerID, OrderID: orderID}, &contracts.CreditReleased{CustomerID: customerID, OrderID: orderID}}
-		cancelOrder = exchange{contracts.TopicOrderCommands, orderID, "cancel_order",
-			&contracts.CancelOrder{OrderID: orderID, Attempt: attempt}, &contracts.OrderCancelled{OrderID: orderID}}
-		refuseCancel = func(reason string) exchange {
-			return exchange{contracts.TopicOrderCommands, orderID, "request_cancel:compensate",
-				&contracts.RefuseCancel{OrderID: orderID, Attempt: attempt, Reason: reason}, &contracts.CancelRefused{OrderID: orderID, Reason: reason}}
+		cancelRefund = exchange(contracts.TopicPaymentCommands, orderID, "refund_payment:compensate",
+			&contracts.CancelRefund{OrderID: orderID, Attempt: attempt}, &contracts.RefundCancelled{OrderID: orderID})
+		releaseCredit = exchange(contracts.TopicCustomerCommands, customerID, "release_credit",
+			&contracts.ReleaseCredit{CustomerID: customerID, OrderID: orderID}, &contracts.CreditReleased{CustomerID: customerID, OrderID: orderID})
+		cancelOrder = exchange(contracts.TopicOrderCommands, orderID, "cancel_order",
+			&contracts.CancelOrder{OrderID: orderID, Attempt: attempt}, &contracts.OrderCancelled{OrderID: orderID})
+		refuseCancel = func(reason string) sagatest.Exchange {
+			return exchange(contracts.TopicOrderCommands, orderID, "request_cancel:compensate",
+				&contracts.RefuseCancel{OrderID: orderID, Attempt: attempt, Reason: reason}, &contracts.CancelRefused{OrderID: orderID, Reason: reason})
 		}
 	)
 	tests := []struct {
 		name       string
-		exchanges  []exchange
+		exchanges  []sagatest.Exchange
 		wantState  string
 		wantReason string
 		wantEvents []string
 	}{
 		{
 			name: "cancelled",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				refundPayment(&contracts.PaymentRefunded{OrderID: orderID, PaymentID: "p-1"}),
 				releaseCredit,
 				cancelOrder,
@@ -60,7 +59,7 @@ func TestCancelOrderSaga(t *testing.T) {
 		},
 		{
 			name: "refund refused",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				refundPayment(&contracts.RefundRefused{OrderID: orderID, Reason: "AMOUNT_OVER_REFUND_LIMIT"}),
 				refuseCancel("REFUND_REFUSED"),
 			},
@@ -70,7 +69,7 @@ func TestCancelOrderSaga(t *testing.T) {
 		},
 		{
 			name: "payment never answers",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				refundPayment(nil),
 				cancelRefund, // the refund may have happened
 				refuseCancel("TIMEOUT_REFUND_PAYMENT"),
@@ -86,38 +85,7 @@ func TestCancelOrderSaga(t *testing.T) {
 			sagaID := contracts.CancelOrderSagaID(orderID, attempt)
 			h.Start(sagaID, cancelorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total, Attempt: attempt})
 
-			for i, want := range tt.exchanges {
-				if got := len(h.Sent()); got != i+1 {
-					t.Fatalf("before command %d (%s): got %d commands sent, want %d", i, want.step, got, i+1)
-				}
-				cmd := h.Last()
-				if got := cmd.Topic; got != want.topic {
-					t.Errorf("command %d topic: got %q, want %q", i, got, want.topic)
-				}
-				if got := cmd.Key; got != want.key {
-					t.Errorf("command %d key: got %q, want %q", i, got, want.key)
-				}
-				if got := cmd.Msg.Metadata.Get(saga.HeaderStep); got != want.step {
-					t.Errorf("command %d step: got %q, want %q", i, got, want.step)
-				}
-				if got := cmd.Msg.Metadata.Get(saga.HeaderReplyTo); got != contracts.TopicCancelOrderReplies {
-					t.Errorf("command %d reply_to: got %q, want %q", i, got, contracts.TopicCancelOrderReplies)
-				}
-				if got := h.Body(cmd); !reflect.DeepEqual(got, want.command) {
-					t.Errorf("command %d: got %#v, want %#v", i, got, want.command)
-				}
-				if want.reply == nil {
-					h.Clock.Advance(time.Second)
-					h.Engine.ResendOverdue(t.Context())
-					continue
-				}
-				if err := h.Reply(cmd, want.reply); err != nil {
-					t.Fatalf("reply to command %d: %v", i, err)
-				}
-			}
-			if got, want := len(h.Sent()), len(tt.exchanges); got != want {
-				t.Errorf("got %d commands sent, want %d", got, want)
-			}
+			h.Play(contracts.TopicCancelOrderReplies, tt.exchanges)
 			v, _, _ := h.Engine.Instance(sagaID)
 			if v.State != tt.wantState || v.FailureReason != tt.wantReason || v.SagaType != contracts.SagaTypeCancelOrder {
 				t.Errorf("got %s state %s reason %q, want %s state %s reason %q", v.SagaType, v.State, v.FailureReason,

@@ -17,11 +17,10 @@ const (
 	total      = 1500
 )
 
-// exchange is one command the saga must send and the reply it then gets.
-type exchange struct {
-	topic, key, step string
-	command          saga.Record
-	reply            saga.Record // nil: let the command time out instead
+// exchange is a command the saga must send and the reply it gets (nil: it
+// times out).
+func exchange(topic, key, step string, command, reply saga.Record) sagatest.Exchange {
+	return sagatest.Exchange{Topic: topic, Key: key, Step: step, Command: command, Reply: reply}
 }
 
 func TestCreateOrderSaga(t *testing.T) {
@@ -38,23 +37,23 @@ func TestCreateOrderSaga(t *testing.T) {
 			return &contracts.OrderRejected{OrderID: orderID, Reason: reason}
 		}
 
-		reserveCredit = func(reply saga.Record) exchange {
-			return exchange{contracts.TopicCustomerCommands, customerID, "reserve_credit", reserve, reply}
+		reserveCredit = func(reply saga.Record) sagatest.Exchange {
+			return exchange(contracts.TopicCustomerCommands, customerID, "reserve_credit", reserve, reply)
 		}
-		authorizePayment = func(reply saga.Record) exchange {
-			return exchange{contracts.TopicPaymentCommands, orderID, "authorize_payment", authorize, reply}
+		authorizePayment = func(reply saga.Record) sagatest.Exchange {
+			return exchange(contracts.TopicPaymentCommands, orderID, "authorize_payment", authorize, reply)
 		}
-		releaseCredit = exchange{contracts.TopicCustomerCommands, customerID, "reserve_credit:compensate",
-			release, &contracts.CreditReleased{CustomerID: customerID, OrderID: orderID}}
-		cancelPayment = exchange{contracts.TopicPaymentCommands, orderID, "authorize_payment:compensate",
-			cancel, &contracts.PaymentCancelled{OrderID: orderID}}
-		rejectOrder = func(reason string) exchange {
-			return exchange{contracts.TopicOrderCommands, orderID, "create_order:compensate", reject(reason), rejected(reason)}
+		releaseCredit = exchange(contracts.TopicCustomerCommands, customerID, "reserve_credit:compensate",
+			release, &contracts.CreditReleased{CustomerID: customerID, OrderID: orderID})
+		cancelPayment = exchange(contracts.TopicPaymentCommands, orderID, "authorize_payment:compensate",
+			cancel, &contracts.PaymentCancelled{OrderID: orderID})
+		rejectOrder = func(reason string) sagatest.Exchange {
+			return exchange(contracts.TopicOrderCommands, orderID, "create_order:compensate", reject(reason), rejected(reason))
 		}
 	)
 	tests := []struct {
 		name          string
-		exchanges     []exchange
+		exchanges     []sagatest.Exchange
 		wantState     string
 		wantReason    string
 		wantEvents    []string
@@ -62,10 +61,10 @@ func TestCreateOrderSaga(t *testing.T) {
 	}{
 		{
 			name: "approved",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				reserveCredit(&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total}),
 				authorizePayment(&contracts.PaymentAuthorized{OrderID: orderID, PaymentID: "p-1"}),
-				{contracts.TopicOrderCommands, orderID, "approve_order", approve, &contracts.OrderApproved{OrderID: orderID}},
+				exchange(contracts.TopicOrderCommands, orderID, "approve_order", approve, &contracts.OrderApproved{OrderID: orderID}),
 			},
 			wantState:     saga.StateCompleted,
 			wantEvents:    []string{"started", "CreditReserved", "PaymentAuthorized", "OrderApproved"},
@@ -73,7 +72,7 @@ func TestCreateOrderSaga(t *testing.T) {
 		},
 		{
 			name: "insufficient credit",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				reserveCredit(&contracts.CreditLimitExceeded{CustomerID: customerID, OrderID: orderID, AvailableCredit: 100}),
 				rejectOrder("INSUFFICIENT_CREDIT"),
 			},
@@ -83,7 +82,7 @@ func TestCreateOrderSaga(t *testing.T) {
 		},
 		{
 			name: "unknown customer",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				reserveCredit(&contracts.CustomerNotFound{CustomerID: customerID, OrderID: orderID}),
 				rejectOrder("UNKNOWN_CUSTOMER"),
 			},
@@ -93,7 +92,7 @@ func TestCreateOrderSaga(t *testing.T) {
 		},
 		{
 			name: "payment declined",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				reserveCredit(&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total}),
 				authorizePayment(&contracts.PaymentDeclined{OrderID: orderID, Reason: "over limit"}),
 				releaseCredit,
@@ -105,7 +104,7 @@ func TestCreateOrderSaga(t *testing.T) {
 		},
 		{
 			name: "payment never answers",
-			exchanges: []exchange{
+			exchanges: []sagatest.Exchange{
 				reserveCredit(&contracts.CreditReserved{CustomerID: customerID, OrderID: orderID, Amount: total}),
 				authorizePayment(nil),
 				cancelPayment, // the authorization may have happened
@@ -122,35 +121,7 @@ func TestCreateOrderSaga(t *testing.T) {
 			h := sagatest.NewHarness(t, createorder.Definition(), saga.EngineConfig{StepTimeout: time.Second, MaxAttempts: 1})
 			h.Start(orderID, createorder.Data{OrderID: orderID, CustomerID: customerID, OrderTotal: total})
 
-			for i, want := range tt.exchanges {
-				if got := len(h.Sent()); got != i+1 {
-					t.Fatalf("before command %d (%s): got %d commands sent, want %d", i, want.step, got, i+1)
-				}
-				cmd := h.Last()
-				if got := cmd.Topic; got != want.topic {
-					t.Errorf("command %d topic: got %q, want %q", i, got, want.topic)
-				}
-				if got := cmd.Key; got != want.key {
-					t.Errorf("command %d key: got %q, want %q", i, got, want.key)
-				}
-				if got := cmd.Msg.Metadata.Get(saga.HeaderStep); got != want.step {
-					t.Errorf("command %d step: got %q, want %q", i, got, want.step)
-				}
-				if got := h.Body(cmd); !reflect.DeepEqual(got, want.command) {
-					t.Errorf("command %d: got %#v, want %#v", i, got, want.command)
-				}
-				if want.reply == nil {
-					h.Clock.Advance(time.Second)
-					h.Engine.ResendOverdue(t.Context())
-					continue
-				}
-				if err := h.Reply(cmd, want.reply); err != nil {
-					t.Fatalf("reply to command %d: %v", i, err)
-				}
-			}
-			if got, want := len(h.Sent()), len(tt.exchanges); got != want {
-				t.Errorf("got %d commands sent, want %d", got, want)
-			}
+			h.Play(contracts.TopicCreateOrderReplies, tt.exchanges)
 
 			v, _, _ := h.Engine.Instance(orderID)
 			if v.State != tt.wantState || v.FailureReason != tt.wantReason {

@@ -3,6 +3,7 @@ package sagatest
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,50 @@ func (h *Harness[D]) Reply(cmd Sent, body saga.Record) error {
 		h.t.Fatalf("encode reply: %v", err)
 	}
 	return h.Engine.HandleReply(msg)
+}
+
+// Exchange is one command a saga is expected to send, and the reply it
+// gets.
+type Exchange struct {
+	Topic, Key, Step string
+	Command          saga.Record
+	Reply            saga.Record // nil: the command times out instead
+}
+
+// Play checks that the saga sends the commands of exchanges in order, each
+// on its topic with its key, step and reply topic, answering each with its
+// Reply or letting it time out, and that it sends nothing more.
+func (h *Harness[D]) Play(replyTopic string, exchanges []Exchange) {
+	h.t.Helper()
+	for i, want := range exchanges {
+		if got := len(h.Sent()); got != i+1 {
+			h.t.Fatalf("before command %d (%s): got %d commands sent, want %d", i, want.Step, got, i+1)
+		}
+		cmd := h.Last()
+		if cmd.Topic != want.Topic || cmd.Key != want.Key {
+			h.t.Errorf("command %d: got topic %q key %q, want %q %q", i, cmd.Topic, cmd.Key, want.Topic, want.Key)
+		}
+		if got := cmd.Msg.Metadata.Get(saga.HeaderStep); got != want.Step {
+			h.t.Errorf("command %d step: got %q, want %q", i, got, want.Step)
+		}
+		if got := cmd.Msg.Metadata.Get(saga.HeaderReplyTo); got != replyTopic {
+			h.t.Errorf("command %d reply_to: got %q, want %q", i, got, replyTopic)
+		}
+		if got := h.Body(cmd); !reflect.DeepEqual(got, want.Command) {
+			h.t.Errorf("command %d: got %#v, want %#v", i, got, want.Command)
+		}
+		if want.Reply == nil {
+			h.Clock.Advance(h.cfg.StepTimeout)
+			h.Engine.ResendOverdue(context.Background())
+			continue
+		}
+		if err := h.Reply(cmd, want.Reply); err != nil {
+			h.t.Fatalf("reply to command %d: %v", i, err)
+		}
+	}
+	if got, want := len(h.Sent()), len(exchanges); got != want {
+		h.t.Errorf("got %d commands sent, want %d", got, want)
+	}
 }
 
 // Counter returns the value of the counter with the given name and labels,
