@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image recipe for every process; SERVICE picks the binary:
 #   docker build --build-arg SERVICE=order .
-# SERVICE: order | customer | payment | orchestrator | provision.
+# SERVICE: a service of services/ (order, customer, payment), orchestrator or
+# provision; deploy's tests check it builds every process of system.Processes.
 # PORT only documents the HTTP port (EXPOSE); HTTP_ADDR sets the real one.
 
 # The builder's Go must be at least go.work's `go` line (1.26.8).
@@ -15,10 +16,12 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     set -eu; \
     case "${SERVICE}" in \
-      order|customer|payment) pkg="./services/${SERVICE}" ;; \
       orchestrator) pkg="./orchestrator" ;; \
       provision) pkg="./system/cmd/provision" ;; \
-      *) echo "SERVICE='${SERVICE}': want order, customer, payment, orchestrator or provision" >&2; exit 1 ;; \
+      *) pkg="./services/${SERVICE}"; \
+         if [ -z "${SERVICE}" ] || [ ! -f "${pkg}/main.go" ]; then \
+           echo "SERVICE='${SERVICE}': want orchestrator, provision or one of services/:" $(ls services) >&2; exit 1; \
+         fi ;; \
     esac; \
     CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags='-s -w' -o /out/app "${pkg}"
 

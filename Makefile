@@ -67,10 +67,11 @@ schemas-check:
 compose-check:
 	$(GO) test -count=1 ./deploy/...
 
-## build: one binary per process into bin/
+## build: one binary per process into bin/: every service of services/, the orchestrator, kafkasaga, provision
+## and devstack (deploy's tests check it builds every process of system.Processes)
 build:
 	mkdir -p bin
-	$(GO) build -o bin/ ./services/order ./services/customer ./services/payment ./orchestrator ./system/cmd/kafkasaga ./system/cmd/provision ./devstack/cmd/devstack
+	$(GO) build -o bin/ $(patsubst %/main.go,./%,$(wildcard services/*/main.go)) ./orchestrator ./system/cmd/kafkasaga ./system/cmd/provision ./devstack/cmd/devstack
 
 ## clean: remove binaries and the embedded stack's data (customers, orders, sagas)
 clean:

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -15,15 +16,20 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
-	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
-	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
-	order "github.com/kafkasaga/kafkasaga/services/order/service"
-	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
+	"github.com/kafkasaga/kafkasaga/system"
 )
 
-// services is every process of docker-compose.yml and what it must be.
-var services = []struct {
+// services is every process of docker-compose.yml and what it must be:
+// others' images and provision, then every process of system.Processes.
+var services = append([]service{
+	{name: "kafka", ports: []string{"9092"}},
+	{name: "schema-registry", ports: []string{"8081"}},
+	{name: "kafka-ui", ports: []string{"8090"}},
+	{name: "provision", ports: []string{""}, config: reflect.TypeFor[config.Kafka](), oneShot: true},
+}, ours()...)
+
+type service struct {
 	name string
 	// ports has one entry per instance: the host port it publishes, "" for
 	// none. The first is the port of `make run`, where our process listens
@@ -33,15 +39,20 @@ var services = []struct {
 	config reflect.Type // what our process reads from the environment; nil for others' images
 	// oneShot runs to completion: others wait for its success, not its health.
 	oneShot bool
-}{
-	{name: "kafka", ports: []string{"9092"}},
-	{name: "schema-registry", ports: []string{"8081"}},
-	{name: "kafka-ui", ports: []string{"8090"}},
-	{name: "provision", ports: []string{""}, config: reflect.TypeFor[config.Kafka](), oneShot: true},
-	{name: "order", ports: []string{"8080", "18080"}, config: reflect.TypeFor[order.Config]()},
-	{name: "customer", ports: []string{"8082", "18082"}, config: reflect.TypeFor[customer.Config]()},
-	{name: "payment", ports: []string{"8083", "18083"}, config: reflect.TypeFor[payment.Config]()},
-	{name: "orchestrator", ports: []string{"8084", "18084"}, config: reflect.TypeFor[orchestrator.Config]()},
+}
+
+// ours returns the long-running processes of system.Processes: replicas
+// instances each, the first on its port, each next 10000 higher.
+func ours() []service {
+	var all []service
+	for _, p := range system.Processes {
+		s := service{name: p.Name, config: reflect.TypeOf(p.Config(&system.Config{})).Elem()}
+		for i := range replicas {
+			s.ports = append(s.ports, strconv.Itoa(p.Port+10000*i))
+		}
+		all = append(all, s)
+	}
+	return all
 }
 
 // replicas is how many instances docker-compose.yml runs of every
@@ -99,7 +110,7 @@ func TestComposeListsEveryService(t *testing.T) {
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Errorf("services: got %v, want %v (add a new one to the table in this test)", got, want)
+		t.Errorf("services: got %v, want %v (a process of system.Processes runs as name-1 and name-2; others are in this test's table)", got, want)
 	}
 }
 
@@ -358,4 +369,48 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// TestEveryProcessIsBuilt: the Dockerfile (by compose's build arg SERVICE)
+// and `make build` build every process of system.Processes, one of
+// services/ by the rule for all of them, any other by a rule of its own.
+func TestEveryProcessIsBuilt(t *testing.T) {
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := recipe(string(makefile), "build")
+	if build == "" {
+		t.Fatal("Makefile: got no build target, want one")
+	}
+	for _, p := range system.Processes {
+		service := path.Dir(p.Main) == "services"
+		if own := p.Name + `) pkg="./` + p.Main + `"`; !(service && strings.Contains(string(dockerfile), `pkg="./services/${SERVICE}"`)) && !strings.Contains(string(dockerfile), own) {
+			t.Errorf("Dockerfile: got no rule that builds %s (SERVICE=%s), want its case, %s", p.Main, p.Name, own)
+		}
+		if !(service && strings.Contains(build, "$(wildcard services/*/main.go)")) && !slices.Contains(strings.Fields(build), "./"+p.Main) {
+			t.Errorf("Makefile: build: got no ./%s, want it built", p.Main)
+		}
+	}
+}
+
+// recipe returns the lines of a Makefile's target's recipe, "" if none.
+func recipe(makefile, target string) string {
+	var lines []string
+	in := false
+	for line := range strings.SplitSeq(makefile, "\n") {
+		switch {
+		case strings.HasPrefix(line, target+":"):
+			in = true
+		case in && strings.HasPrefix(line, "\t"):
+			lines = append(lines, line)
+		case in:
+			return strings.Join(lines, "\n")
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -4,11 +4,8 @@ go 1.26.8
 
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
-	github.com/kafkasaga/kafkasaga/orchestrator v0.0.0
 	github.com/kafkasaga/kafkasaga/platform v0.0.0
-	github.com/kafkasaga/kafkasaga/services/customer v0.0.0
-	github.com/kafkasaga/kafkasaga/services/order v0.0.0
-	github.com/kafkasaga/kafkasaga/services/payment v0.0.0
+	github.com/kafkasaga/kafkasaga/system v0.0.0
 )
 
 require (
@@ -42,7 +39,12 @@ require (
 	github.com/jcmturner/rpc/v2 v2.0.3 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0 // indirect
+	github.com/kafkasaga/kafkasaga/devstack v0.0.0 // indirect
+	github.com/kafkasaga/kafkasaga/orchestrator v0.0.0 // indirect
 	github.com/kafkasaga/kafkasaga/saga v0.0.0 // indirect
+	github.com/kafkasaga/kafkasaga/services/customer v0.0.0 // indirect
+	github.com/kafkasaga/kafkasaga/services/order v0.0.0 // indirect
+	github.com/kafkasaga/kafkasaga/services/payment v0.0.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/linkedin/goavro/v2 v2.13.1 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
@@ -66,6 +68,7 @@ require (
 	github.com/sony/gobreaker v1.0.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
 	github.com/xdg-go/scram v1.2.0 // indirect
@@ -92,4 +95,5 @@ replace (
 	github.com/kafkasaga/kafkasaga/services/customer => ../services/customer
 	github.com/kafkasaga/kafkasaga/services/order => ../services/order
 	github.com/kafkasaga/kafkasaga/services/payment => ../services/payment
+	github.com/kafkasaga/kafkasaga/system => ../system
 )

@@ -23,8 +23,6 @@ import (
 	"github.com/kafkasaga/kafkasaga/devstack"
 	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
-	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
-	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 	"github.com/kafkasaga/kafkasaga/system"
 )
@@ -60,24 +58,28 @@ func startSystem(t *testing.T, opts ...option) *running {
 func startSystemOn(t *testing.T, stack *devstack.Stack, opts ...option) *running {
 	t.Helper()
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
-	addrs := freeAddrs(t, 4)
 	cfg := system.Config{
 		Kafka:        kafka,
-		Order:        order.Config{HTTPAddr: addrs[0]},
-		Customer:     customer.Config{HTTPAddr: addrs[1]},
-		Payment:      payment.Config{HTTPAddr: addrs[2], PaymentLimit: paymentLimit, RefundLimit: refundLimit},
-		Orchestrator: orchestrator.Config{HTTPAddr: addrs[3], StepTimeout: 10 * time.Second, StepMaxAttempts: 5},
+		Payment:      payment.Config{PaymentLimit: paymentLimit, RefundLimit: refundLimit},
+		Orchestrator: orchestrator.Config{StepTimeout: 10 * time.Second, StepMaxAttempts: 5},
+	}
+	base := map[string]string{} // by process
+	for i, addr := range freeAddrs(t, len(system.Processes)) {
+		p := system.Processes[i]
+		*p.HTTPAddr(&cfg) = addr
+		base[p.Name] = "http://" + addr
 	}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	done, stop := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
-	r := &running{stop: stop, stack: stack, order: "http://" + addrs[0], customer: "http://" + addrs[1],
-		payment: "http://" + addrs[2], sagas: "http://" + addrs[3], client: &http.Client{Timeout: 10 * time.Second}}
-	for name, base := range map[string]string{"order": r.order, "customer": r.customer, "payment": r.payment, "orchestrator": r.sagas} {
+	r := &running{stop: stop, stack: stack, order: base["order"], customer: base["customer"],
+		payment: base["payment"], sagas: base["orchestrator"], client: &http.Client{Timeout: 10 * time.Second}}
+	for _, name := range system.Names() {
 		if len(cfg.Services) > 0 && !slices.Contains(cfg.Services, name) {
 			continue
 		}
+		base := base[name]
 		eventually(t, 60*time.Second, func() error {
 			select {
 			case err := <-done:

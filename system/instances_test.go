@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/system"
 )
 
 // TestSeveralInstancesShareTheWork runs two instances of every process from
@@ -30,8 +32,9 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	ps := startInstances(t, buildBinaries(t), 2, 2)
 	r := ps.r
 	plan, checkPlan := newPlan(t, r, 240)
-	parts := split(plan, 7) // before, one per killed instance, while paused, after
-	killInTurn(t, ps, 1, parts[:5])
+	k := 1 + len(system.Processes) // before, and one per killed instance
+	parts := split(plan, k+2)      // then while paused, after
+	killInTurn(t, ps, 1, parts[:k])
 
 	zombie := ps.instances["customer"][1]
 	zombie.pause()
@@ -43,11 +46,11 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 			checkAnswersOrRetryAfter(t, r, r.customer+"/customers/"+p.customer)
 		}
 	}
-	postOrders(t, r, parts[5])
+	postOrders(t, r, parts[k])
 	awaitMembers(t, ps.brokers, "customer", 1) // the group gave its partitions to the other instance
-	awaitAnyEnded(t, r, parts[5])
+	awaitAnyEnded(t, r, parts[k])
 	zombie.resume()
-	postOrders(t, r, parts[6])
+	postOrders(t, r, parts[k+1])
 
 	checkPlan(120 * time.Second)
 	checkAllRunning(t, ps)
@@ -85,7 +88,7 @@ func TestThreeInstancesSurviveAKillEach(t *testing.T) {
 	}
 	ps := startInstances(t, buildBinaries(t), 3, 3)
 	plan, checkPlan := newPlan(t, ps.r, 150)
-	killInTurn(t, ps, 2, split(plan, 5))
+	killInTurn(t, ps, 2, split(plan, 1+len(system.Processes)))
 	checkPlan(120 * time.Second)
 	checkAllRunning(t, ps)
 }
@@ -102,7 +105,7 @@ func TestADeadInstanceLeavesItsGroupAtOnce(t *testing.T) {
 	ps := startInstances(t, buildBinaries(t), 2, 2, "KAFKA_SESSION_TIMEOUT=5m")
 	plan, checkPlan := newPlan(t, ps.r, 60)
 	parts := split(plan, 3)
-	names := []string{"order", "customer", "payment", "orchestrator"}
+	names := system.Names()
 	postOrders(t, ps.r, parts[0])
 	for _, name := range names {
 		ps.instances[name][1].kill()
@@ -127,7 +130,7 @@ func killInTurn(t *testing.T, ps *procs, i int, parts [][]plannedOrder) {
 	t.Helper()
 	postOrders(t, ps.r, parts[0])
 	awaitAnyEnded(t, ps.r, parts[0])
-	for j, name := range []string{"order", "customer", "payment", "orchestrator"} {
+	for j, name := range system.Names() {
 		p := ps.instances[name][i]
 		p.kill()
 		postOrders(t, ps.r, parts[1+j])
@@ -167,7 +170,7 @@ func TestScaleOutRollAndScaleIn(t *testing.T) {
 	ps := startInstances(t, buildBinaries(t), 4, 1)
 	plan, checkPlan := newPlan(t, ps.r, 160)
 	parts := split(plan, 4) // at 1, at 3, while rolling, at 1 again
-	names := []string{"order", "customer", "payment", "orchestrator"}
+	names := system.Names()
 	each := func(i int, do func(p *proc)) {
 		for _, name := range names {
 			do(ps.instances[name][i])

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kafkasaga/kafkasaga/system"
 )
 
 // buildBinaries builds devstack, the three services and the orchestrator
@@ -21,8 +23,11 @@ import (
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", dir,
-		"../devstack/cmd/devstack", "../services/order", "../services/customer", "../services/payment", "../orchestrator")
+	pkgs := []string{"../devstack/cmd/devstack"}
+	for _, p := range system.Processes {
+		pkgs = append(pkgs, "../"+p.Main)
+	}
+	cmd := exec.CommandContext(t.Context(), "go", append([]string{"build", "-o", dir}, pkgs...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -200,7 +205,7 @@ func startProcs(t *testing.T, bin string) *procs { return startInstances(t, bin,
 // started are started; extra environment (NAME=value) overrides theirs.
 func startInstances(t *testing.T, bin string, n, started int, extra ...string) *procs {
 	t.Helper()
-	names := []string{"order", "customer", "payment", "orchestrator"}
+	names := system.Names()
 	addrs := freeAddrs(t, 2+len(names)*n)
 	client := &http.Client{Timeout: 10 * time.Second}
 	registryURL := "http://" + addrs[1]
@@ -274,7 +279,7 @@ func startInstances(t *testing.T, bin string, n, started int, extra ...string) *
 // all returns devstack and then every instance.
 func (ps *procs) all() []*proc {
 	all := []*proc{ps.devstack}
-	for _, name := range []string{"order", "customer", "payment", "orchestrator"} {
+	for _, name := range system.Names() {
 		all = append(all, ps.instances[name]...)
 	}
 	return all

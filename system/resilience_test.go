@@ -129,7 +129,7 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	})
 
 	dup.flushLate(t)
-	awaitConsumed(t, r.stack.Brokers(), "order", "customer", "payment", "orchestrator")
+	awaitConsumed(t, r.stack.Brokers(), system.Names()...)
 	w.check(t, r, time.Second)
 	if got := metric(t, r, r.sagas, "saga_stale_replies_total"); got == 0 {
 		t.Error("orchestrator: got no stale replies counted, want the duplicated replies counted and ignored")

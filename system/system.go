@@ -1,7 +1,7 @@
 // Package system runs the whole system in one process: optionally the
-// embedded broker and registry, then the order, customer and payment services
-// and the orchestrator, each exactly as its own main would run it. `make run`
-// and the end-to-end tests use it.
+// embedded broker and registry, then every process of Processes (the order,
+// customer and payment services and the orchestrator), each exactly as its
+// own main would run it. `make run` and the end-to-end tests use it.
 package system
 
 import (
@@ -32,8 +32,8 @@ type Config struct {
 	Customer     customer.Config
 	Payment      payment.Config
 	Orchestrator orchestrator.Config
-	// Services names the processes to run, of "order", "customer",
-	// "payment" and "orchestrator"; empty runs all four.
+	// Services names the processes to run, of the names in Processes;
+	// empty runs them all.
 	Services []string
 }
 
@@ -49,25 +49,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		cfg.Kafka.SchemaRegistryURL = stack.RegistryURL()
 		logger.Info("embedded stack up", "kafka", stack.Brokers(), "schema_registry", stack.RegistryURL())
 	}
-	// Four processes in one: each advertises its own HTTP address.
+	// Several processes in one: each advertises its own HTTP address.
 	cfg.Kafka.AdvertisedHTTPAddr = ""
-	cfg.Order.Kafka, cfg.Customer.Kafka, cfg.Payment.Kafka, cfg.Orchestrator.Kafka = cfg.Kafka, cfg.Kafka, cfg.Kafka, cfg.Kafka
-
-	builders := []struct {
-		name  string
-		build func(*slog.Logger) (*process.Process, error)
-	}{
-		{"customer", func(l *slog.Logger) (*process.Process, error) { return customer.New(cfg.Customer, l) }},
-		{"payment", func(l *slog.Logger) (*process.Process, error) { return payment.New(cfg.Payment, l) }},
-		{"orchestrator", func(l *slog.Logger) (*process.Process, error) { return orchestrator.New(cfg.Orchestrator, l) }},
-		{"order", func(l *slog.Logger) (*process.Process, error) { return order.New(cfg.Order, l) }},
+	for _, p := range Processes {
+		*p.Kafka(&cfg) = cfg.Kafka
 	}
+
 	var procs []*process.Process
-	for _, b := range builders {
-		if len(cfg.Services) > 0 && !slices.Contains(cfg.Services, b.name) {
+	for _, b := range Processes {
+		if len(cfg.Services) > 0 && !slices.Contains(cfg.Services, b.Name) {
 			continue
 		}
-		p, err := b.build(logger.With("service", b.name))
+		p, err := b.New(&cfg, logger.With("service", b.Name))
 		if err != nil {
 			for _, p := range procs {
 				p.Close()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,8 +22,10 @@ import (
 // reach it.
 type target struct {
 	kafka config.Kafka
-	// order, customer, payment and sagas hold the base URL of each
-	// instance of their process, the same index for one system.Run.
+	// urls holds the base URL of each instance of every process, by its
+	// name, the same index for one system.Run; order, customer, payment and
+	// sagas are those of the processes the load drives.
+	urls                            map[string][]string
 	order, customer, payment, sagas []string
 	paymentLimit                    int64
 	kafkaName                       string // what Kafka is, for the report
@@ -57,7 +58,7 @@ func startStack(ctx context.Context, cfg Config, logger *slog.Logger) (*target, 
 	return t, nil
 }
 
-// startSystem starts cfg.Instances copies of the four processes, each copy
+// startSystem starts cfg.Instances copies of every process, each copy
 // a system.Run of its own on free HTTP ports (each instance advertises its
 // own address to the others), all on the same Kafka and registry, and
 // waits until every instance is ready and every process's consumer group
@@ -65,30 +66,30 @@ func startStack(ctx context.Context, cfg Config, logger *slog.Logger) (*target, 
 // too.
 func (t *target) startSystem(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	n := max(cfg.Instances, 1)
-	addrs, err := load.FreeAddrs(4 * n)
+	addrs, err := load.FreeAddrs(len(system.Processes) * n)
 	if err != nil {
 		return err
 	}
-	t.order, t.customer, t.payment, t.sagas = nil, nil, nil, nil
+	t.urls = map[string][]string{}
 	t.paymentLimit = cfg.System.Payment.PaymentLimit
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
 	for i := range n {
-		a := addrs[4*i : 4*i+4]
 		sys := cfg.System
 		sys.Embedded, sys.Services = false, nil
 		sys.Kafka = t.kafka
-		sys.Order.HTTPAddr, sys.Customer.HTTPAddr, sys.Payment.HTTPAddr, sys.Orchestrator.HTTPAddr = a[0], a[1], a[2], a[3]
-		t.order = append(t.order, "http://"+a[0])
-		t.customer = append(t.customer, "http://"+a[1])
-		t.payment = append(t.payment, "http://"+a[2])
-		t.sagas = append(t.sagas, "http://"+a[3])
+		for j, p := range system.Processes {
+			addr := addrs[i*len(system.Processes)+j]
+			*p.HTTPAddr(&sys) = addr
+			t.urls[p.Name] = append(t.urls[p.Name], "http://"+addr)
+		}
 		l := logger
 		if n > 1 {
 			l = logger.With("instance", i)
 		}
 		g.Go(func() error { return system.Run(gctx, sys, l) })
 	}
+	t.order, t.customer, t.payment, t.sagas = t.urls["order"], t.urls["customer"], t.urls["payment"], t.urls["orchestrator"]
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
 	t.cancelSystem, t.done = cancel, done
@@ -108,9 +109,11 @@ func (t *target) startSystem(ctx context.Context, cfg Config, logger *slog.Logge
 // awaitReady polls every instance's /readyz until it answers 200.
 func (t *target) awaitReady(ctx context.Context, deadline time.Time) error {
 	client := &http.Client{Timeout: 5 * time.Second}
-	for _, base := range slices.Concat(t.order, t.customer, t.payment, t.sagas) {
-		if err := t.poll(ctx, deadline, func() error { return getOK(ctx, client, base+"/readyz") }); err != nil {
-			return err
+	for _, name := range system.Names() {
+		for _, base := range t.urls[name] {
+			if err := t.poll(ctx, deadline, func() error { return getOK(ctx, client, base+"/readyz") }); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -119,14 +122,11 @@ func (t *target) awaitReady(ctx context.Context, deadline time.Time) error {
 // readyWithin is how long the instances have to start.
 const readyWithin = 60 * time.Second
 
-// processGroups are the consumer groups of the four processes: each is
-// named after its process.
-var processGroups = []string{"order", "customer", "payment", "orchestrator"}
-
 // awaitGroups waits until the consumer group of every process is stable
 // with at least n members (more on a shared cluster that runs the system
 // too), so the measured sagas meet no rebalance of the start.
 func (t *target) awaitGroups(ctx context.Context, n int, deadline time.Time) error {
+	processGroups := system.Names() // each process's group is named after it
 	adm, err := newAdmin(t.kafka)
 	if err != nil {
 		return err

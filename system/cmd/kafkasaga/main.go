@@ -28,8 +28,12 @@ func main() {
 
 func run(ctx context.Context) error {
 	var cfg system.Config
-	// One process serves four HTTP APIs, so each keeps its default port.
-	for _, part := range []any{&cfg.Kafka, &cfg.Order, &cfg.Customer, &cfg.Payment, &cfg.Orchestrator} {
+	// One process serves every process's HTTP API, so each keeps its default port.
+	parts := []any{&cfg.Kafka}
+	for _, p := range system.Processes {
+		parts = append(parts, p.Config(&cfg))
+	}
+	for _, part := range parts {
 		if err := config.Load(part, "HTTP_ADDR"); err != nil {
 			return err
 		}

@@ -16,12 +16,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	kafkasaga "github.com/kafkasaga/kafkasaga/system"
 	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
-// processes are the system's four processes, each its own consumer group
-// and binary.
-var processes = []string{"order", "customer", "payment", "orchestrator"}
+// processes are the system's processes (kafkasaga.Processes), each its own
+// consumer group and binary.
+var processes = kafkasaga.Names()
 
 // system is devstack (the embedded broker and registry) and two instances
 // of each process, every one an OS process of its binary.
@@ -74,8 +75,9 @@ func startSystem(ctx context.Context, cfg Config, session time.Duration) (*syste
 	}
 	s.admin = kadm.NewClient(cl)
 
-	for i, name := range processes {
-		bin, err := binary(cfg.Bin, name)
+	for i, p := range kafkasaga.Processes {
+		name := p.Name
+		bin, err := binary(cfg.Bin, filepath.Base(p.Main))
 		if err != nil {
 			s.close()
 			return nil, err
