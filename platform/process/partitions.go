@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -268,37 +269,76 @@ func (c *ownersCache) get(ctx context.Context, p *Process) (map[int32]string, er
 // describeOwners asks the group coordinator who holds each partition: only
 // a stable group's assignment is an answer.
 func (p *Process) describeOwners(ctx context.Context) (map[int32]string, error) {
+	g, err := p.describeGroup()
+	if err != nil {
+		return nil, fmt.Errorf("describe group %s: %w", p.cfg.Name, err)
+	}
+	if !g.stable {
+		return nil, fmt.Errorf("group %s is rebalancing: %w", p.cfg.Name, httpserver.ErrNoOwner)
+	}
+	owners := map[int32]string{}
+	for _, m := range g.members {
+		for _, part := range m.partitions {
+			owners[part] = AdvertisedAddr(m.data)
+		}
+	}
+	return owners, ctx.Err()
+}
+
+// group is the process's consumer group as its coordinator describes it.
+type group struct {
+	stable  bool
+	members map[string]member // by member id
+}
+
+// member is what a group member advertises (its user data, "" until the
+// group is stable again) and the partitions it is assigned.
+type member struct {
+	data       string
+	partitions []int32 // the same numbers of every topic (range assignor)
+}
+
+func (p *Process) describeGroup() (group, error) {
 	admin, err := sarama.NewClusterAdminFromClient(p.client)
 	if err != nil {
-		return nil, err
+		return group{}, err
 	}
 	// Not closed: it would close the process's client.
 	groups, err := admin.DescribeConsumerGroups([]string{p.cfg.Name})
 	if err != nil {
-		return nil, fmt.Errorf("describe group %s: %w", p.cfg.Name, err)
+		return group{}, err
 	}
-	if len(groups) != 1 || groups[0].State != "Stable" {
-		return nil, fmt.Errorf("group %s is rebalancing: %w", p.cfg.Name, httpserver.ErrNoOwner)
+	if len(groups) != 1 {
+		return group{}, fmt.Errorf("%d groups described, want 1", len(groups))
 	}
-	owners := map[int32]string{}
-	for _, m := range groups[0].Members {
-		// A member that has not synced yet (the group just restarted, a
-		// member just evicted) describes itself with nothing.
-		meta, err := m.GetMemberMetadata()
-		if err != nil || meta == nil {
-			continue
+	g := group{stable: groups[0].State == "Stable", members: map[string]member{}}
+	for id, m := range groups[0].Members {
+		var mb member
+		// A member that has not synced yet (the group rebalances, or just
+		// restarted) describes itself with nothing.
+		if meta, err := m.GetMemberMetadata(); err == nil && meta != nil {
+			mb.data = string(meta.UserData)
 		}
-		assignment, err := m.GetMemberAssignment()
-		if err != nil || assignment == nil {
-			continue
-		}
-		for _, ps := range assignment.Topics {
-			for _, part := range ps {
-				owners[part], _, _ = strings.Cut(string(meta.UserData), "#")
+		if a, err := m.GetMemberAssignment(); err == nil && a != nil {
+			for _, ps := range a.Topics {
+				mb.partitions = ps
+				break
 			}
 		}
+		g.members[id] = mb
 	}
-	return owners, ctx.Err()
+	return g, nil
+}
+
+// memberData is what an instance advertises in its group membership: its
+// HTTP address and a start id of its own, so that a restart at the same
+// address is told from its predecessor.
+func memberData(advertised string) string { return advertised + "#" + uuid.NewString() }
+
+// AdvertisedAddr is the HTTP address in a member's advertised data.
+func AdvertisedAddr(data string) string {
+	addr, _, _ := strings.Cut(data, "#")
+	return addr
 }
 
 // checkCoPartitioned fails unless every topic has the same partition

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
@@ -69,7 +68,7 @@ func (p *Process) evictDead(w *peers) (suspect bool) {
 		if data == me {
 			continue
 		}
-		addr, _, _ := strings.Cut(data, "#")
+		addr := AdvertisedAddr(data)
 		dead := addr == p.advertised
 		if !dead && refuses(addr) {
 			w.refused[id]++
@@ -103,31 +102,25 @@ func refuses(addr string) bool {
 }
 
 // describeMembers returns the group's members by id, with what each
-// advertises: its HTTP address and start id. Kafka shows what members
-// advertise only while the group is stable; while it rebalances, a member
-// is known by what it advertised when last seen stable, so a dead member
-// that holds up a rebalance can be evicted too.
+// advertises. Kafka shows it only while the group is stable; while it
+// rebalances, a member is known by what it advertised when last seen
+// stable, so a dead member that holds up a rebalance can be evicted too.
 func (p *Process) describeMembers(w *peers) (map[string]string, error) {
-	admin, err := sarama.NewClusterAdminFromClient(p.client)
+	g, err := p.describeGroup()
 	if err != nil {
 		return nil, err
 	}
-	// Not closed: it would close the process's client.
-	groups, err := admin.DescribeConsumerGroups([]string{p.cfg.Name})
-	if err != nil || len(groups) != 1 {
-		return nil, err
-	}
 	members := map[string]string{}
-	for id, m := range groups[0].Members {
-		if meta, err := m.GetMemberMetadata(); err == nil && meta != nil {
-			w.advertised[id] = string(meta.UserData)
+	for id, m := range g.members {
+		if m.data != "" {
+			w.advertised[id] = m.data
 		}
 		if data, ok := w.advertised[id]; ok {
 			members[id] = data
 		}
 	}
 	for id := range w.advertised {
-		if _, ok := groups[0].Members[id]; !ok {
+		if _, ok := g.members[id]; !ok {
 			delete(w.advertised, id) // gone
 		}
 	}

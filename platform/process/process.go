@@ -19,7 +19,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -136,7 +135,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	// tries for about a minute): the transaction is aborted and the state
 	// restored once Kafka is back, and a process stopping meanwhile stops.
 	p.sarama.Producer.Transaction.Retry.Max = 10
-	p.sarama.Consumer.Group.Member.UserData = []byte(p.advertised + "#" + uuid.NewString())
+	p.sarama.Consumer.Group.Member.UserData = []byte(memberData(p.advertised))
 	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err
 	}

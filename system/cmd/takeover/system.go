@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
 	kafkasaga "github.com/kafkasaga/kafkasaga/system"
 	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
@@ -177,7 +178,7 @@ func (s *system) describe(ctx context.Context, group string) (kadm.DescribedGrou
 func owned(g kadm.DescribedGroup, addr string) []int32 {
 	for _, m := range g.Members {
 		meta, ok := m.Join.AsConsumer()
-		if !ok || advertised(meta.UserData) != addr {
+		if !ok || process.AdvertisedAddr(string(meta.UserData)) != addr {
 			continue
 		}
 		a, ok := m.Assigned.AsConsumer()
@@ -189,17 +190,10 @@ func owned(g kadm.DescribedGroup, addr string) []int32 {
 	return nil
 }
 
-// advertised is the HTTP address in a member's user data, which is the
-// address, '#' and the instance's start id.
-func advertised(userData []byte) string {
-	addr, _, _ := strings.Cut(string(userData), "#")
-	return addr
-}
-
 // hasMember says whether an instance advertising addr is in the group.
 func hasMember(g kadm.DescribedGroup, addr string) bool {
 	for _, m := range g.Members {
-		if meta, ok := m.Join.AsConsumer(); ok && advertised(meta.UserData) == addr {
+		if meta, ok := m.Join.AsConsumer(); ok && process.AdvertisedAddr(string(meta.UserData)) == addr {
 			return true
 		}
 	}
