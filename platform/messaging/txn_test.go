@@ -17,9 +17,9 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
-// startTxnProducer runs a TxnProducer with the transactional id id until
-// the test ends; aborted receives the error of every aborted commit.
-func startTxnProducer(t *testing.T, cfg config.Kafka, id string) (*messaging.TxnProducer, <-chan error) {
+// newTxnProducer returns a TxnProducer with the transactional id id,
+// closed when the test ends; nothing commits until Run does, or Close.
+func newTxnProducer(t *testing.T, cfg config.Kafka, id string) *messaging.TxnProducer {
 	t.Helper()
 	sc, err := messaging.SaramaConfig(cfg, id)
 	if err != nil {
@@ -34,6 +34,18 @@ func startTxnProducer(t *testing.T, cfg config.Kafka, id string) (*messaging.Txn
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = p.CloseProducer()
+		client.Close()
+	})
+	return p
+}
+
+// startTxnProducer is newTxnProducer with Run running until the test
+// ends; aborted receives the error of every aborted commit.
+func startTxnProducer(t *testing.T, cfg config.Kafka, id string) (*messaging.TxnProducer, <-chan error) {
+	t.Helper()
+	p := newTxnProducer(t, cfg, id)
 	aborted := make(chan error, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -41,13 +53,32 @@ func startTxnProducer(t *testing.T, cfg config.Kafka, id string) (*messaging.Txn
 		defer close(done)
 		_ = p.Run(ctx, func(err error) { aborted <- err })
 	}()
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the producer closes (cleanups run last first)
 		cancel()
 		<-done
-		_ = p.CloseProducer()
-		client.Close()
 	})
 	return p, aborted
+}
+
+// readCommitted reads topic from its start, committed records only, handing
+// each to fn until fn returns true; it fails the test after 10 s.
+func readCommitted(t *testing.T, cfg config.Kafka, topic string, fn func(r *kgo.Record) (done bool)) {
+	t.Helper()
+	reader := kgoClient(t, cfg, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		fetches := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read committed %s: not done within 10 s", topic)
+		}
+		for _, r := range fetches.Records() {
+			if fn(r) {
+				return
+			}
+		}
+	}
 }
 
 // A member of an old generation, as an instance that was paused while its
@@ -93,20 +124,11 @@ func TestTxnProducerOfAnOldGenerationCannotCommit(t *testing.T) {
 	if err := live.SendMessages([]*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("live")}}); err != nil {
 		t.Fatalf("live write: %v", err)
 	}
-	reader := kgoClient(t, cfg, kgo.ConsumeTopics(out.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
 	var values []string
-	for len(values) == 0 || values[len(values)-1] != "live" {
-		fetches := reader.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read committed %s: got %v, want [live]", out.Name, values)
-		}
-		for _, r := range fetches.Records() {
-			values = append(values, string(r.Value))
-		}
-	}
+	readCommitted(t, cfg, out.Name, func(r *kgo.Record) bool {
+		values = append(values, string(r.Value))
+		return string(r.Value) == "live"
+	})
 	if len(values) != 1 {
 		t.Errorf("read committed %s: got %v, want [live]: the zombie's record must never be read", out.Name, values)
 	}
@@ -124,12 +146,15 @@ func TestTxnProducerKeepsEachKeysOrderAcrossCommits(t *testing.T) {
 	}
 	const keys, writes = 8, 200
 	handling := messaging.WithRecord(t.Context(), &sarama.ConsumerMessage{Topic: "in"})
+	// Every commit takes a moment, so that writes pile up in the queue of
+	// the next transaction.
+	messaging.DuringCommit(p, func() { time.Sleep(time.Millisecond) })
 	var wg sync.WaitGroup
 	for k := range keys {
 		wg.Go(func() {
 			for i := range writes {
 				msg := &sarama.ProducerMessage{Topic: out.Name, Key: sarama.StringEncoder(fmt.Sprint(k)), Value: sarama.StringEncoder(fmt.Sprint(i))}
-				if err := p.SendAcked(handling, []*sarama.ProducerMessage{msg}); err != nil {
+				if err := p.Send(handling, []*sarama.ProducerMessage{msg}); err != nil {
 					t.Errorf("key %d write %d: %v", k, i, err)
 					return
 				}
@@ -147,24 +172,16 @@ func TestTxnProducerKeepsEachKeysOrderAcrossCommits(t *testing.T) {
 	default:
 	}
 
-	reader := kgoClient(t, cfg, kgo.ConsumeTopics(out.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	next := map[string]int{}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for read := 0; read < keys*writes; {
-		fetches := reader.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records", read, keys*writes)
+	read := 0
+	readCommitted(t, cfg, out.Name, func(r *kgo.Record) bool {
+		if got, want := string(r.Value), fmt.Sprint(next[string(r.Key)]); got != want {
+			t.Fatalf("key %s: read %s, want %s: records of a key out of order or repeated", r.Key, got, want)
 		}
-		for _, r := range fetches.Records() {
-			if got, want := string(r.Value), fmt.Sprint(next[string(r.Key)]); got != want {
-				t.Fatalf("key %s: read %s, want %s: records of a key out of order or repeated", r.Key, got, want)
-			}
-			next[string(r.Key)]++
-			read++
-		}
-	}
+		next[string(r.Key)]++
+		read++
+		return read == keys*writes
+	})
 }
 
 // SendAcked returns once a record's offset is known, before its commit,
@@ -193,26 +210,15 @@ func TestTxnProducerSendAckedKnowsWhereTheRecordLanded(t *testing.T) {
 	if err := p.SendMessages(nil); err != nil {
 		t.Fatal(err)
 	}
-	reader := kgoClient(t, cfg, kgo.ConsumeTopics(out.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for len(offsets) > 0 {
-		fetches := reader.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("%d records not read back", len(offsets))
-		}
-		for _, r := range fetches.Records() {
-			want, ok := offsets[string(r.Value)]
-			if !ok {
-				continue
-			}
+	readCommitted(t, cfg, out.Name, func(r *kgo.Record) bool {
+		if want, ok := offsets[string(r.Value)]; ok {
 			if r.Offset != want {
 				t.Errorf("record %s: SendAcked said offset %d, it is at %d", r.Value, want, r.Offset)
 			}
 			delete(offsets, string(r.Value))
 		}
-	}
+		return len(offsets) == 0
+	})
 }
 
 // The last commit of a generation (Close) takes no write that arrives
@@ -222,21 +228,7 @@ func TestTxnProducerSendAckedKnowsWhereTheRecordLanded(t *testing.T) {
 func TestTxnProducerCloseRefusesWritesDuringItsCommit(t *testing.T) {
 	out := contracts.TopicSpec{Name: "close.out", Partitions: 1}
 	cfg := startKafka(t, out)
-	sc, err := messaging.SaramaConfig(cfg, "close-writer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Producer.Transaction.ID = "close-writer"
-	client, err := sarama.NewClient(cfg.Brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	p, err := messaging.NewTxnProducer(client, quiet()) // no Run: only Close commits
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.CloseProducer() })
+	p := newTxnProducer(t, cfg, "close-writer") // no Run: only Close commits
 	if err := p.Open(nil); err != nil {
 		t.Fatal(err)
 	}
