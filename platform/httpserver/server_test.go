@@ -266,3 +266,75 @@ func TestRunFailsOnABusyAddress(t *testing.T) {
 		t.Errorf("Run on %s, which is taken: got nil error, want one", ln.Addr())
 	}
 }
+
+// A client may open a connection and send nothing on it yet (Go's HTTP
+// client parks a connection it dialed for a request another one served).
+// net/http counts such a connection as busy for its first 5 seconds, as
+// long as the whole grace period: the stop must not wait for it, nor fail.
+func TestStopDoesNotWaitForAConnectionWithoutARequest(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{Addr: "127.0.0.1:0"})
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	// The server has accepted it once a request on another connection is answered.
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz: %v", err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve after its context ended with an idle new connection open: %v, want nil", err)
+	}
+}
+
+// A request in progress when the server stops is answered before it stops.
+func TestStopWaitsForARequestInProgress(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{Addr: "127.0.0.1:0"})
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.Handle("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"status": "done"})
+	})
+	s.MarkReady()
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	answer := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		answer <- err
+	}()
+	<-entered
+	cancel()
+	// Release the request once the server has begun to stop: it then
+	// refuses new connections.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err != nil {
+			break
+		} else {
+			c.Close()
+		}
+	}
+	close(release)
+	if err := <-answer; err != nil {
+		t.Errorf("GET /slow in progress when the server stopped: %v, want its answer", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v, want nil", err)
+	}
+}
