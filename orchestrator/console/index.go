@@ -294,11 +294,12 @@ type Page struct {
 	Total int     // the sagas matching the filters, on every page
 }
 
-// List returns the page q asks for.
+// List returns the page q asks for; a Limit below 1 is 1.
 func (x *Index) List(q Query) Page {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var page Page
+	q.Limit = max(q.Limit, 1)
 	if q.Prefix != "" {
 		return x.search(q)
 	}

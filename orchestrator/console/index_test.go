@@ -142,6 +142,17 @@ func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 	}
 }
 
+func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
+	x := NewIndex()
+	x.Put(instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
+	x.Put(instance("b", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1))
+	for _, q := range []Query{{Limit: 0}, {Limit: -1, Prefix: "a"}, {Limit: 0, Prefix: "b"}} {
+		if p := x.List(q); len(p.Sagas) != 1 {
+			t.Errorf("%+v: got %d sagas, want 1", q, len(p.Sagas))
+		}
+	}
+}
+
 func TestOverdueIsTheDeadlinePassed(t *testing.T) {
 	x := NewIndex()
 	x.Put(instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)) // deadline t0+1m
