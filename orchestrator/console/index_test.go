@@ -168,14 +168,29 @@ func TestOverdueIsTheDeadlinePassed(t *testing.T) {
 
 const million = 1_000_000
 
+// sagasFilled is how many sagas fillMillion puts in: a million, or a tenth
+// of that under the race detector (make test), which makes each insert ten
+// times slower; the bound a page is held to grows with the log of it.
+var sagasFilled = million
+
+// spacing is the time between two sagas' starts: a million sagas, or a
+// tenth of them, span the same 1,000 s.
+func spacing() time.Duration { return time.Duration(million/sagasFilled) * time.Millisecond }
+
+func init() {
+	if raceEnabled {
+		sagasFilled = million / 10
+	}
+}
+
 var (
 	filled     *Index
 	fillOnce   sync.Once
 	fillMemory float64 // bytes of heap per summary
 )
 
-// fillMillion returns an index of a million sagas over 2 types, 4 states
-// and 4 steps, one started every millisecond, built once per test binary.
+// fillMillion returns an index of sagasFilled sagas over 2 types, 4 states
+// and 4 steps, one started every spacing(), built once per test binary.
 func fillMillion() *Index {
 	fillOnce.Do(func() {
 		types := []string{"CreateOrder", "CancelOrder"}
@@ -186,10 +201,10 @@ func fillMillion() *Index {
 		runtime.ReadMemStats(&before)
 		x := NewIndex()
 		v := &saga.SagaInstance{Version: 1, History: make([]saga.SagaTransition, 2)}
-		for i := range million {
+		for i := range sagasFilled {
 			v.SagaID = fmt.Sprintf("%08x-0000-4000-8000-%012x", i*2654435761%(1<<32), i)
 			v.SagaType, v.State = types[i%2], states[i/2%4]
-			at := t0.Add(time.Duration(i) * time.Millisecond)
+			at := t0.Add(time.Duration(i) * spacing())
 			v.History[0] = saga.SagaTransition{At: at, Event: saga.EventStarted, State: saga.StateRunning, Step: steps[0]}
 			v.History[1] = saga.SagaTransition{At: at.Add(time.Second), Event: "Reply", State: v.State, Step: steps[i/8%4]}
 			v.PendingCommandID, v.Attempt, v.Deadline = "", 0, time.Time{}
@@ -200,14 +215,14 @@ func fillMillion() *Index {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		fillMemory = float64(after.HeapAlloc-before.HeapAlloc) / million
+		fillMemory = float64(after.HeapAlloc-before.HeapAlloc) / float64(sagasFilled)
 		filled = x
 	})
 	return filled
 }
 
 // TestAFilteredPageOfAMillionVisitsFewEntries lists pages of a million
-// sagas, filtered every way the index has a tree for, and counts the
+// sagas (a tenth under the race detector), filtered every way the index has a tree for, and counts the
 // entries each page reads: the page, the one after it, and the probes of
 // the binary search for the total, never a scan.
 func TestAFilteredPageOfAMillionVisitsFewEntries(t *testing.T) {
@@ -215,12 +230,12 @@ func TestAFilteredPageOfAMillionVisitsFewEntries(t *testing.T) {
 		t.Skip("fills an index of a million sagas; skipped with -short")
 	}
 	x := fillMillion()
-	if x.Len() != million {
-		t.Fatalf("index holds %d sagas, want %d", x.Len(), million)
+	if x.Len() != sagasFilled {
+		t.Fatalf("index holds %d sagas, want %d", x.Len(), sagasFilled)
 	}
 	const limit = 50
-	bound := int64(limit + 2 + 2*bits.Len(million)) // the page, the next and the cursor's own, the rank's probes
-	now := t0.Add(million * time.Millisecond)
+	bound := int64(limit + 2 + 2*bits.Len(uint(sagasFilled))) // the page, the next and the cursor's own, the rank's probes
+	now := t0.Add(time.Duration(sagasFilled) * spacing())
 	queries := map[string]Query{
 		"none":                 {},
 		"type":                 {Type: "CancelOrder"},
@@ -260,8 +275,8 @@ func TestAFilteredPageOfAMillionVisitsFewEntries(t *testing.T) {
 	// The totals are exact: a count by hand of one combination.
 	q := Query{Type: "CreateOrder", State: saga.StateRunning, MinAge: 300 * time.Second, Limit: 1, Now: now}
 	want := 0
-	for i := range million {
-		if i%2 == 0 && i/2%4 == 0 && now.Sub(t0.Add(time.Duration(i)*time.Millisecond)) >= q.MinAge {
+	for i := range sagasFilled {
+		if i%2 == 0 && i/2%4 == 0 && now.Sub(t0.Add(time.Duration(i)*spacing())) >= q.MinAge {
 			want++
 		}
 	}
@@ -274,7 +289,7 @@ func TestAFilteredPageOfAMillionVisitsFewEntries(t *testing.T) {
 // million sagas, and reports the index's heap per saga (B/summary).
 func BenchmarkListFilteredOfAMillion(b *testing.B) {
 	x := fillMillion()
-	q := Query{Type: "CreateOrder", State: saga.StateRunning, MinAge: 300 * time.Second, Limit: 50, Now: t0.Add(million * time.Millisecond)}
+	q := Query{Type: "CreateOrder", State: saga.StateRunning, MinAge: 300 * time.Second, Limit: 50, Now: t0.Add(time.Duration(sagasFilled) * spacing())}
 	b.ResetTimer()
 	for b.Loop() {
 		if p := x.List(q); len(p.Sagas) != 50 {
