@@ -19,6 +19,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -126,6 +127,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 		StepTimeout: cfg.StepTimeout,
 		MaxAttempts: cfg.StepMaxAttempts,
 		Metrics:     p.Metrics,
+		Traces:      p.Traces,
 	}, logger)
 	if err != nil {
 		return nil, nil, err
@@ -153,6 +155,8 @@ type Config struct {
 	// /sagas/{id}) after it ended; then it is gone. Ended sagas leave the
 	// orchestrator's memory at once: they are read from Kafka.
 	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h"`
+	// Telemetry says where traces go (OTEL_ variables); by default nowhere.
+	Telemetry telemetry.Config
 }
 
 // New builds the orchestrator; Run the returned process to start it.
@@ -163,10 +167,11 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		topics = append(topics, s.topics()...)
 	}
 	return process.Build(process.Config{
-		Name:     "orchestrator",
-		HTTPAddr: cfg.HTTPAddr,
-		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(topics...),
+		Name:      "orchestrator",
+		HTTPAddr:  cfg.HTTPAddr,
+		Kafka:     cfg.Kafka,
+		Types:     contracts.Records(topics...),
+		Telemetry: cfg.Telemetry,
 	}, logger, func(p *process.Process) error {
 		var (
 			lookups     []ports.Lookup
