@@ -19,7 +19,8 @@ import (
 // TestOneTraceFollowsASaga runs the system with an in-memory span recorder
 // in every process's tracer provider, places one order and, once its saga
 // has completed, checks its trace: one trace id; spans of every process,
-// each reporting its own service.name; one tree rooted at the POST /orders
+// each reporting its own service.name (the all-in-one system ignores one
+// set for all); one tree rooted at the POST /orders
 // server span, through the order event, the saga's start, each command,
 // its handling, its reply and the transition the reply leads to; and every
 // handling span a child of the span that sent its message, in another
@@ -30,6 +31,8 @@ func TestOneTraceFollowsASaga(t *testing.T) {
 		for _, p := range system.Processes {
 			recorders[p.Name] = tracetest.NewSpanRecorder()
 			p.Telemetry(cfg).Processor = recorders[p.Name]
+			// As OTEL_SERVICE_NAME would: each process still names itself.
+			p.Telemetry(cfg).ServiceName = "kafkasaga"
 		}
 	})
 	customer := r.createCustomer(t, "Ada", 500_000)
