@@ -26,6 +26,7 @@ var services = append([]service{
 	{name: "kafka", ports: []string{"9092"}},
 	{name: "schema-registry", ports: []string{"8081"}},
 	{name: "kafka-ui", ports: []string{"8090"}},
+	{name: "jaeger", ports: []string{"16686"}, more: []string{"4317", "4318"}},
 	{name: "provision", ports: []string{""}, config: reflect.TypeFor[config.Kafka](), oneShot: true},
 }, ours()...)
 
@@ -35,7 +36,9 @@ type service struct {
 	// none. The first is the port of `make run`, where our process listens
 	// in every instance. One instance is the compose service name; several
 	// are name-1, name-2 and so on.
-	ports  []string
+	ports []string
+	// more are further host ports of a one-instance service.
+	more   []string
 	config reflect.Type // what our process reads from the environment; nil for others' images
 	// oneShot runs to completion: others wait for its success, not its health.
 	oneShot bool
@@ -77,10 +80,11 @@ func instances(name string, ports []string) []instance {
 	return all
 }
 
-// connectionVars point into the compose network, so they differ from the
-// defaults (127.0.0.1 and the like) on purpose; every other variable keeps
-// its default.
-var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "ADVERTISED_HTTP_ADDR"}
+// connectionVars point into the compose network, or name the process in
+// its traces, so they differ from the defaults (127.0.0.1, none and the
+// like) on purpose; every other variable keeps its default.
+var connectionVars = []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "ADVERTISED_HTTP_ADDR",
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}
 
 // loadCompose loads docker-compose.yml as `docker compose` does, validating
 // it against the compose schema, with an empty environment so that every
@@ -164,7 +168,7 @@ func TestComposeService(t *testing.T) {
 					published = append(published, p.Published)
 				}
 				if in.port != "" {
-					want = []string{in.port}
+					want = append([]string{in.port}, s.more...)
 				}
 				if !slices.Equal(published, want) {
 					t.Errorf("published ports: got %v, want %v", published, want)
@@ -217,6 +221,39 @@ func TestComposeInstancesAdvertiseThemselves(t *testing.T) {
 				t.Errorf("%s: ADVERTISED_HTTP_ADDR %q: got that of %s too, want its own", in.name, advertised, other)
 			}
 			owner[advertised] = in.name
+		}
+	}
+}
+
+// TestComposeProcessesSendTracesToJaeger: every instance of a long-running
+// process of ours sends its traces to the jaeger service, on the port
+// where it takes OTLP over HTTP, under its process's name.
+func TestComposeProcessesSendTracesToJaeger(t *testing.T) {
+	project := loadCompose(t)
+	jaeger, err := project.GetService("jaeger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const otlpHTTP = 4318
+	if !slices.ContainsFunc(jaeger.Ports, func(p types.ServicePortConfig) bool { return p.Target == otlpHTTP }) {
+		t.Errorf("jaeger: got ports %v, want %d, OTLP over HTTP", jaeger.Ports, otlpHTTP)
+	}
+	for _, s := range services {
+		if s.config == nil || s.oneShot {
+			continue
+		}
+		for _, in := range instances(s.name, s.ports) {
+			svc, err := project.GetService(in.name)
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			if got, want := env(svc, "OTEL_EXPORTER_OTLP_ENDPOINT"), "http://jaeger:"+strconv.Itoa(otlpHTTP); got != want {
+				t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT: got %q, want %q", in.name, got, want)
+			}
+			if got := env(svc, "OTEL_SERVICE_NAME"); got != s.name {
+				t.Errorf("%s: OTEL_SERVICE_NAME: got %q, want its process's name, %q", in.name, got, s.name)
+			}
 		}
 	}
 }

@@ -44,7 +44,7 @@ func BenchmarkStart(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		d := sagaData
 		d.OrderID = "s" + strconv.Itoa(i)
-		if err := e.Start(ctx, d.OrderID, d, ""); err != nil {
+		if err := e.Start(ctx, d.OrderID, d); err != nil {
 			b.Fatalf("start saga %s: %v", d.OrderID, err)
 		}
 	}
@@ -60,7 +60,7 @@ func BenchmarkHandleReply(b *testing.B) {
 	for i := range b.N {
 		d := sagaData
 		d.OrderID = "s" + strconv.Itoa(i)
-		if err := e.Start(ctx, d.OrderID, d, ""); err != nil {
+		if err := e.Start(ctx, d.OrderID, d); err != nil {
 			b.Fatalf("start saga %s: %v", d.OrderID, err)
 		}
 		r, err := sagatest.Reply(codec, pub.last, &CreditReserved{CustomerID: d.CustomerID, OrderID: d.OrderID, Amount: d.OrderTotal})

@@ -14,6 +14,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Saga states, as stored in SagaInstance.State.
@@ -104,6 +108,8 @@ type EngineConfig struct {
 	MaxBackoff  time.Duration    // the longest wait for one reply; default 1m
 
 	Metrics prometheus.Registerer // optional
+	// Traces, when set, traces every transition (nil: no spans, at no cost).
+	Traces trace.TracerProvider
 }
 
 func (c *EngineConfig) setDefaults() {
@@ -150,6 +156,7 @@ type Engine[D any] struct {
 	cfg      EngineConfig
 	logger   *slog.Logger
 	metrics  *metrics
+	tracer   trace.Tracer // nil: no spans
 
 	// resuming is held by every transition and every tick's read, and by
 	// Resume alone, so the index Resume rebuilds misses no change.
@@ -200,6 +207,9 @@ func NewEngine[D any](versions Versions[D], cfg EngineConfig, logger *slog.Logge
 		inFlight: map[string]inFlight{}, running: map[int]int{}}
 	for _, def := range versions {
 		e.versions[def.Version] = &def
+	}
+	if cfg.Traces != nil {
+		e.tracer = cfg.Traces.Tracer("github.com/kafkasaga/kafkasaga/saga")
 	}
 	latest := versions.latest()
 	e.latest = e.versions[latest.Version]
@@ -290,8 +300,9 @@ func commandID(sagaID, step, state string) string {
 
 // Start starts a saga with the given id under the latest version and sends
 // its first command. A saga that already exists is left alone, so a
-// duplicate start event is harmless.
-func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparent string) error {
+// duplicate start event is harmless. The saga's trace continues the span
+// of ctx (the handling of the event that starts it).
+func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D) error {
 	if sagaID == "" {
 		return errors.New("start saga: empty saga id")
 	}
@@ -304,7 +315,7 @@ func (e *Engine[D]) Start(ctx context.Context, sagaID string, data D, traceparen
 		if err != nil {
 			return "", fmt.Errorf("encode saga data: %w", err)
 		}
-		*v = SagaInstance{SagaID: sagaID, SagaType: def.Type, Version: def.Version, Data: encoded, Traceparent: traceparent}
+		*v = SagaInstance{SagaID: sagaID, SagaType: def.Type, Version: def.Version, Data: encoded}
 		e.forward(def, v, 0, now)
 		return EventStarted, nil
 	})
@@ -534,6 +545,10 @@ func (e *Engine[D]) overdue(now time.Time) []string {
 // re-sends it as the next attempt, or fails the saga when a forward step
 // has used its attempts.
 func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
+	if e.tracer != nil {
+		// No message led here: the re-send continues the saga's trace.
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: seen.Traceparent})
+	}
 	err := e.transition(ctx, seen.SagaID, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if !exists || v.PendingCommandID != seen.PendingCommandID || v.Attempt != seen.Attempt {
 			return "", errStale // answered, or timed out by another call, meanwhile
@@ -588,6 +603,12 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
 //   - Sarama retries the failed part of a request.
 //
 // So an instance is never acted on before it is saved (write-ahead).
+//
+// A transition is traced, when the engine traces, as a child of ctx's span
+// (the handling of a reply or start event, or the saga's stored trace
+// context for a timeout), and its command is sent as the transition's
+// child. The instance keeps the transition's trace context, for the next
+// timeout to continue.
 func (e *Engine[D]) transition(ctx context.Context, id string,
 	change func(v *SagaInstance, exists bool, now time.Time) (event string, err error),
 ) error {
@@ -596,6 +617,8 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		after SagaInstance
 		out   *Outgoing
 	)
+	ctx, span := e.startSpan(ctx, id)
+	defer span.End()
 	e.resuming.RLock()
 	defer e.resuming.RUnlock()
 	err := e.cfg.Instances.Update(ctx, id, func(v *SagaInstance, exists bool) (*Outgoing, error) {
@@ -603,6 +626,11 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		var err error
 		if event, err = change(v, exists, now); err != nil {
 			return nil, err
+		}
+		if span.IsRecording() {
+			carrier := propagation.MapCarrier{}
+			propagation.TraceContext{}.Inject(ctx, carrier)
+			v.Traceparent = carrier[HeaderTraceparent]
 		}
 		if len(v.History) >= maxHistory {
 			v.History = slices.Delete(v.History, 1, len(v.History)-maxHistory+2)
@@ -612,9 +640,15 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if out, err = e.command(*v); err != nil {
 			return nil, err
 		}
+		if out != nil {
+			out.Msg.SetContext(ctx) // sent on behalf of the transition
+		}
 		after = *v
 		return out, nil
 	})
+	if span.IsRecording() {
+		e.endSpan(span, after, event, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -629,6 +663,33 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 			"command_id", after.PendingCommandID, "attempt", after.Attempt)
 	}
 	return nil
+}
+
+// startSpan starts the span of a transition of saga id, a child of ctx's
+// span; a span that records nothing when the engine does not trace.
+func (e *Engine[D]) startSpan(ctx context.Context, id string) (context.Context, trace.Span) {
+	if e.tracer == nil {
+		return ctx, trace.SpanFromContext(context.Background())
+	}
+	return e.tracer.Start(ctx, e.latest.Type+" transition", trace.WithAttributes(
+		attribute.String("saga.id", id), attribute.String("saga.type", e.latest.Type)))
+}
+
+// endSpan names a transition's span after its event (e.g. "CreateOrder
+// CreditReserved") and records where it led, or why it led nowhere.
+func (e *Engine[D]) endSpan(span trace.Span, after SagaInstance, event string, err error) {
+	switch {
+	case errors.Is(err, errStale):
+		span.SetAttributes(attribute.Bool("saga.stale", true))
+	case err != nil:
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	default:
+		span.SetName(e.latest.Type + " " + event)
+		span.SetAttributes(attribute.String("saga.event", event), attribute.String("saga.state", after.State),
+			attribute.String("saga.step", e.StepName(after)), attribute.Int("saga.version", after.Version),
+			attribute.Int("saga.attempt", after.Attempt))
+	}
 }
 
 // forward makes the first step of def from step i on that has a command
@@ -710,8 +771,5 @@ func (e *Engine[D]) command(v SagaInstance) (*Outgoing, error) {
 	msg.Metadata.Set(HeaderCommandID, v.PendingCommandID)
 	msg.Metadata.Set(HeaderAttempt, strconv.Itoa(v.Attempt))
 	msg.Metadata.Set(HeaderReplyTo, e.latest.ReplyTopic)
-	if v.Traceparent != "" {
-		msg.Metadata.Set(HeaderTraceparent, v.Traceparent)
-	}
 	return &Outgoing{Topic: declared.topic, Key: declared.key(cmd), Msg: msg}, nil
 }

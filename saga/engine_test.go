@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/saga/sagatest"
@@ -156,7 +160,7 @@ func TestNewEngineRejectsDataThatIsNotARecord(t *testing.T) {
 
 func TestStartSendsTheFirstCommand(t *testing.T) {
 	h := newHarness(t)
-	if err := h.Engine.Start(t.Context(), "s1", sagaData, "00-trace-01"); err != nil {
+	if err := h.Engine.Start(t.Context(), "s1", sagaData); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	sent := h.Sent()
@@ -167,13 +171,12 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 		t.Errorf("topic and key: got %q %q, want %q %q", sent[0].Topic, sent[0].Key, "customer", "c1")
 	}
 	wantHeaders := message.Metadata{
-		saga.HeaderSagaID:      "s1",
-		saga.HeaderSagaType:    "Test",
-		saga.HeaderStep:        "reserve",
-		saga.HeaderCommandID:   "s1:reserve:invoke",
-		saga.HeaderAttempt:     "1",
-		saga.HeaderReplyTo:     "test.replies",
-		saga.HeaderTraceparent: "00-trace-01",
+		saga.HeaderSagaID:    "s1",
+		saga.HeaderSagaType:  "Test",
+		saga.HeaderStep:      "reserve",
+		saga.HeaderCommandID: "s1:reserve:invoke",
+		saga.HeaderAttempt:   "1",
+		saga.HeaderReplyTo:   "test.replies",
 	}
 	if got := sent[0].Msg.Metadata; !reflect.DeepEqual(got, wantHeaders) {
 		t.Errorf("headers: got %v, want %v", got, wantHeaders)
@@ -190,8 +193,7 @@ func TestStartSendsTheFirstCommand(t *testing.T) {
 	now := h.Clock.Now()
 	want := saga.SagaInstance{SagaID: "s1", SagaType: "Test", Version: 1, State: saga.StateRunning, Step: 1,
 		PendingCommandID: "s1:reserve:invoke", Attempt: 1, Deadline: now.Add(10 * time.Second), Data: v.Data,
-		Traceparent: "00-trace-01",
-		History:     []saga.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
+		History: []saga.SagaTransition{{At: now, Event: saga.EventStarted, State: saga.StateRunning, Step: "reserve"}}}
 	if !reflect.DeepEqual(v, want) {
 		t.Errorf("instance: got %+v, want %+v", v, want)
 	}
@@ -266,7 +268,7 @@ func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
+	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
 		t.Fatal(err)
 	}
 	for _, reply := range []saga.Record{&CreditLimitExceeded{CustomerID: "c1", OrderID: "s1"}, &OrderRejected{OrderID: "s1"}} {
@@ -293,7 +295,7 @@ func TestTransitionsAreSavedBeforeTheirCommandIsSent(t *testing.T) {
 func TestATransitionWhoseWriteFailsChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	h.Publisher.Fail(errors.New("broker down"))
-	if err := h.Engine.Start(t.Context(), "s1", sagaData, ""); err == nil {
+	if err := h.Engine.Start(t.Context(), "s1", sagaData); err == nil {
 		t.Fatal("start: got no error, want the write error")
 	}
 	if _, ok, _ := h.Engine.Instance("s1"); ok {
@@ -451,26 +453,68 @@ func TestUnexpectedReplies(t *testing.T) {
 	}
 }
 
-// Every command of a saga carries the trace of the request that started it,
-// including commands re-sent after a timeout or a restart.
-func TestCommandsCarryTheSagaTraceparent(t *testing.T) {
-	h := newHarness(t)
-	if err := h.Engine.Start(t.Context(), "s1", sagaData, "00-trace-01"); err != nil {
+// TestTransitionsAreTraced: a transition's span is a child of the span of
+// the handling that led to it (a start event's, a reply's), or, for a
+// timeout, of the saga's previous transition, whose trace context the
+// instance keeps; each command is sent on behalf of its transition, whose
+// span is in its context.
+func TestTransitionsAreTraced(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	h := sagatest.NewHarness(t, testDef(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second, Traces: tp})
+	tracer := tp.Tracer("test")
+
+	// last returns the latest transition span, and checks that its command
+	// and the stored instance carry its context.
+	last := func(what string) sdktrace.ReadOnlySpan {
+		t.Helper()
+		var transition sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			if strings.HasPrefix(s.Name(), "Test ") {
+				transition = s
+			}
+		}
+		if transition == nil {
+			t.Fatalf("%s: got no transition span", what)
+		}
+		if got := trace.SpanContextFromContext(h.Last().Msg.Context()); got.SpanID() != transition.SpanContext().SpanID() {
+			t.Errorf("%s: command's context: got span %s, want the transition's, %s", what, got.SpanID(), transition.SpanContext().SpanID())
+		}
+		v, _, _ := h.Engine.Instance("s1")
+		want := fmt.Sprintf("00-%s-%s-01", transition.SpanContext().TraceID(), transition.SpanContext().SpanID())
+		if v.Traceparent != want {
+			t.Errorf("%s: stored traceparent: got %q, want the transition's, %q", what, v.Traceparent, want)
+		}
+		return transition
+	}
+	checkParent := func(what string, span sdktrace.ReadOnlySpan, name string, parent trace.SpanContext) {
+		t.Helper()
+		if span.Name() != name || span.Parent().SpanID() != parent.SpanID() || span.SpanContext().TraceID() != parent.TraceID() {
+			t.Errorf("%s: got span %q with parent %s in trace %s, want %q with parent %s in trace %s", what,
+				span.Name(), span.Parent().SpanID(), span.SpanContext().TraceID(), name, parent.SpanID(), parent.TraceID())
+		}
+	}
+
+	ctx, event := tracer.Start(t.Context(), "process events")
+	if err := h.Engine.Start(ctx, "s1", sagaData); err != nil {
 		t.Fatal(err)
 	}
+	event.End()
+	checkParent("start", last("start"), "Test started", event.SpanContext())
+
 	m := reply(t, h, h.Last(), reserved)
-	m.Metadata.Set(saga.HeaderTraceparent, "00-other-01")
+	ctx, handling := tracer.Start(t.Context(), "process replies")
+	m.SetContext(ctx)
 	if err := h.Engine.HandleReply(m); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.Last().Msg.Metadata.Get(saga.HeaderTraceparent); got != "00-trace-01" {
-		t.Errorf("after a reply: got traceparent %q, want %q", got, "00-trace-01")
-	}
+	handling.End()
+	replied := last("reply")
+	checkParent("reply", replied, "Test CreditReserved", handling.SpanContext())
+
 	h.Clock.Advance(time.Hour)
 	h.Engine.ResendOverdue(context.Background())
-	if got := h.Last().Msg.Metadata.Get(saga.HeaderTraceparent); got != "00-trace-01" {
-		t.Errorf("after a timeout: got traceparent %q, want %q", got, "00-trace-01")
-	}
+	checkParent("timeout", last("timeout"), "Test timeout", replied.SpanContext())
 }
 
 // sendState is what a test expects the last command and the instance to be.
@@ -748,7 +792,7 @@ func startS1(t *testing.T, instances saga.Instances, clock *sagatest.Clock) *sag
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.Start(t.Context(), "s1", sagaData, ""); err != nil {
+	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
 		t.Fatal(err)
 	}
 	return engine

@@ -10,5 +10,5 @@ const (
 	HeaderCommandID   = "command_id"  // deterministic: saga id + step + direction
 	HeaderAttempt     = "attempt"     // 1 for the first send, 2 for the first re-send, ...
 	HeaderReplyTo     = "reply_to"    // the topic the participant replies on
-	HeaderTraceparent = "traceparent" // W3C trace context of the request that started the saga
+	HeaderTraceparent = "traceparent" // W3C trace context of the span that sent the record, when its process traces
 )

@@ -8,6 +8,7 @@ import (
 	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
 	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
@@ -38,10 +39,12 @@ type Process struct {
 	// second's is 10000 higher).
 	Port int
 	// Config returns the process's part of cfg, a pointer to its service's
-	// Config; HTTPAddr and Kafka return that part's fields of those names.
-	Config   func(cfg *Config) any
-	HTTPAddr func(cfg *Config) *string
-	Kafka    func(cfg *Config) *config.Kafka
+	// Config; HTTPAddr, Kafka and Telemetry return that part's fields of
+	// those names.
+	Config    func(cfg *Config) any
+	HTTPAddr  func(cfg *Config) *string
+	Kafka     func(cfg *Config) *config.Kafka
+	Telemetry func(cfg *Config) *telemetry.Config
 	// New builds the process from its part of cfg, as its own main does.
 	New func(cfg *Config, logger *slog.Logger) (*process.Process, error)
 }
@@ -56,11 +59,12 @@ func Names() []string {
 }
 
 // define makes a row of Processes from the process's part of Config, a
-// service Config C with the fields HTTPAddr (a string) and Kafka, and its
-// service's New.
+// service Config C with the fields HTTPAddr (a string), Kafka and
+// Telemetry, and its service's New.
 func define[C any](name, main string, port int, part func(*Config) *C, build func(C, *slog.Logger) (*process.Process, error)) Process {
 	t := reflect.TypeFor[C]()
-	for field, want := range map[string]reflect.Type{"HTTPAddr": reflect.TypeFor[string](), "Kafka": reflect.TypeFor[config.Kafka]()} {
+	for field, want := range map[string]reflect.Type{"HTTPAddr": reflect.TypeFor[string](), "Kafka": reflect.TypeFor[config.Kafka](),
+		"Telemetry": reflect.TypeFor[telemetry.Config]()} {
 		if f, ok := t.FieldByName(field); !ok || f.Type != want {
 			panic(fmt.Sprintf("system: process %s: %s has no field %s %s", name, t, field, want))
 		}
@@ -69,12 +73,13 @@ func define[C any](name, main string, port int, part func(*Config) *C, build fun
 		return reflect.ValueOf(part(c)).Elem().FieldByName(name).Addr().Interface()
 	}
 	return Process{
-		Name:     name,
-		Main:     main,
-		Port:     port,
-		Config:   func(c *Config) any { return part(c) },
-		HTTPAddr: func(c *Config) *string { return field(c, "HTTPAddr").(*string) },
-		Kafka:    func(c *Config) *config.Kafka { return field(c, "Kafka").(*config.Kafka) },
-		New:      func(c *Config, l *slog.Logger) (*process.Process, error) { return build(*part(c), l) },
+		Name:      name,
+		Main:      main,
+		Port:      port,
+		Config:    func(c *Config) any { return part(c) },
+		HTTPAddr:  func(c *Config) *string { return field(c, "HTTPAddr").(*string) },
+		Kafka:     func(c *Config) *config.Kafka { return field(c, "Kafka").(*config.Kafka) },
+		Telemetry: func(c *Config) *telemetry.Config { return field(c, "Telemetry").(*telemetry.Config) },
+		New:       func(c *Config, l *slog.Logger) (*process.Process, error) { return build(*part(c), l) },
 	}
 }

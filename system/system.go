@@ -53,6 +53,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cfg.Kafka.AdvertisedHTTPAddr = ""
 	for _, p := range Processes {
 		*p.Kafka(&cfg) = cfg.Kafka
+		// Each names itself in its traces, whatever OTEL_SERVICE_NAME says.
+		p.Telemetry(&cfg).ServiceName = ""
 	}
 
 	var procs []*process.Process

@@ -13,13 +13,14 @@ import (
 
 // Starter starts a saga of one type from an event of the type that starts
 // it; ok is false for an event of another type, which it leaves alone.
-type Starter func(ctx context.Context, event saga.Record, traceparent string) (ok bool, err error)
+// The saga's trace continues ctx's span, the event's handling.
+type Starter func(ctx context.Context, event saga.Record) (ok bool, err error)
 
 // Start is the Starter of engine's saga type, started by events of type E:
 // start turns one into the saga's id and data, or refuses it, which can
 // never succeed.
 func Start[D, E any](engine *saga.Engine[D], start func(*E) (sagaID string, data D, err error)) Starter {
-	return func(ctx context.Context, rec saga.Record, traceparent string) (bool, error) {
+	return func(ctx context.Context, rec saga.Record) (bool, error) {
 		event, ok := any(rec).(*E)
 		if !ok {
 			return false, nil
@@ -28,7 +29,7 @@ func Start[D, E any](engine *saga.Engine[D], start func(*E) (sagaID string, data
 		if err != nil {
 			return true, fmt.Errorf("%w: %w", messaging.ErrPoison, err)
 		}
-		return true, engine.Start(ctx, id, data, traceparent)
+		return true, engine.Start(ctx, id, data)
 	}
 }
 
@@ -43,7 +44,7 @@ func Starts(s *serde.Serde, starters ...Starter) message.NoPublishHandlerFunc {
 			return fmt.Errorf("decode event: %w", err)
 		}
 		for _, start := range starters {
-			if ok, err := start(msg.Context(), rec, msg.Metadata.Get(saga.HeaderTraceparent)); ok {
+			if ok, err := start(msg.Context(), rec); ok {
 				return err
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -146,6 +147,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 		StepTimeout: cfg.StepTimeout,
 		MaxAttempts: cfg.StepMaxAttempts,
 		Metrics:     p.Metrics,
+		Traces:      p.Traces,
 	}, logger)
 	if err != nil {
 		return nil, nil, nil, err
@@ -180,6 +182,8 @@ type Config struct {
 	// AdminToken is the bearer token of the operator actions (retry or
 	// abort a saga, replay a dead letter); unset, they are disabled.
 	AdminToken string `env:"ADMIN_TOKEN"`
+	// Telemetry says where traces go (OTEL_ variables); by default nowhere.
+	Telemetry telemetry.Config
 }
 
 // New builds the orchestrator; Run the returned process to start it.
@@ -190,10 +194,11 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		topics = append(topics, s.topics()...)
 	}
 	return process.Build(process.Config{
-		Name:     "orchestrator",
-		HTTPAddr: cfg.HTTPAddr,
-		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(topics...),
+		Name:      "orchestrator",
+		HTTPAddr:  cfg.HTTPAddr,
+		Kafka:     cfg.Kafka,
+		Types:     contracts.Records(topics...),
+		Telemetry: cfg.Telemetry,
 	}, logger, func(p *process.Process) error {
 		var (
 			lookups     []ports.Lookup

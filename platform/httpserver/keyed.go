@@ -12,6 +12,9 @@ import (
 	"net/url"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 )
 
 // HopHeader marks a request one instance forwarded to another. The
@@ -113,6 +116,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr strin
 			s.unavailable(w, "unreachable", fmt.Sprintf("owner %s of key %s: %v", addr, key, err))
 		},
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.Traces != nil {
+		// The owner's span is then a child of this hop's, not of the caller's.
+		proxy.Transport = otelhttp.NewTransport(http.DefaultTransport,
+			otelhttp.WithTracerProvider(s.cfg.Traces), otelhttp.WithPropagators(telemetry.Propagator()))
 	}
 	proxy.ServeHTTP(w, r.WithContext(ctx))
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -56,7 +55,7 @@ func BenchmarkCommandsHandler(b *testing.B) {
 		saga.HeaderSagaID: "o1", saga.HeaderSagaType: contracts.SagaTypeCreateOrder,
 		saga.HeaderStep: "reserve_credit", saga.HeaderCommandID: "o1:reserve_credit:invoke",
 		saga.HeaderAttempt: "1", saga.HeaderReplyTo: contracts.TopicCreateOrderReplies,
-		saga.HeaderTraceparent: messaging.NewTraceparent(), contracts.HeaderPartitionKey: "c1",
+		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", contracts.HeaderPartitionKey: "c1",
 	} {
 		msg.Metadata.Set(h, v)
 	}

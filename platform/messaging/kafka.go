@@ -164,7 +164,10 @@ var marshaler = kafka.NewWithPartitioningMarshaler(func(topic string, msg *messa
 
 // ProducerMessage turns msg into the Kafka record the publisher would send
 // to topic, for a write that sends it itself (store.Store.UpdateAndSend).
+// When msg's context holds a span, the send is traced as its child and
+// the record carries the trace context in its headers.
 func ProducerMessage(topic string, msg *message.Message) (*sarama.ProducerMessage, error) {
+	traceSend(topic, msg)
 	pm, err := marshaler.Marshal(topic, msg)
 	if err != nil {
 		return nil, fmt.Errorf("marshal message %s to %s: %w", msg.UUID, topic, err)

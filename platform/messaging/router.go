@@ -13,6 +13,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
@@ -53,6 +55,9 @@ type RouterConfig struct {
 	// transient failure (broker or registry down) must not lose the message.
 	RetryInterval    time.Duration
 	MaxRetryInterval time.Duration
+	// Traces, when set, traces the handling of every message (nil: no
+	// spans, at no cost).
+	Traces trace.TracerProvider
 }
 
 func (c *RouterConfig) setDefaults() {
@@ -98,6 +103,10 @@ func NewRouter(cfg RouterConfig, logger *slog.Logger) (*message.Router, error) {
 	}
 	metrics.NewPrometheusMetricsBuilder(cfg.Metrics, "", "").AddPrometheusRouterMetrics(r)
 
+	if cfg.Traces != nil {
+		// Outermost: one span a delivery, its retries and dead-lettering within.
+		r.AddMiddleware(traceHandling(cfg.Traces))
+	}
 	r.AddMiddleware(
 		deadLetter(cfg.DeadLetter, deadLettered, logger),
 		middleware.Retry{
@@ -142,6 +151,7 @@ func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *s
 				return nil, fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
 			}
 			counter.WithLabelValues(topic).Inc()
+			trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
 			logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
 			return nil, nil
 		}

@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -30,6 +32,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 )
 
 // Config configures New.
@@ -41,6 +44,8 @@ type Config struct {
 	// Types are the records this process decodes (commands, replies, events
 	// and its state records).
 	Types []serde.Record
+	// Telemetry says where the process's traces go; by default nowhere.
+	Telemetry telemetry.Config
 }
 
 // Validate reports every missing setting at once.
@@ -72,6 +77,10 @@ type Process struct {
 	Publisher message.Publisher
 	Router    *message.Router
 	HTTP      *httpserver.Server
+	// Traces is the process's own tracer provider, which names it
+	// (service.name); nil when it exports no traces, and then nothing
+	// starts a span.
+	Traces trace.TracerProvider
 
 	registry   srclient.ISchemaRegistryClient
 	sarama     *sarama.Config
@@ -122,6 +131,19 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if p.advertised, err = advertisedAddr(cfg.Kafka.AdvertisedHTTPAddr, cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
+	traces, err := telemetry.NewTracerProvider(context.Background(), cfg.Telemetry, cfg.Name, semconv.ServiceInstanceID(p.advertised))
+	if err != nil {
+		return nil, err
+	}
+	if traces != nil {
+		p.Traces = traces
+		// Closed last: it sends the spans of everything closed before it.
+		p.closers = append(p.closers, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return traces.Shutdown(ctx)
+		})
+	}
 	if p.sarama, err = messaging.SaramaConfig(cfg.Kafka, cfg.Name); err != nil {
 		return nil, err
 	}
@@ -155,13 +177,14 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	p.Publisher = messaging.PublisherOn(p.txn)
 	p.sub = messaging.NewGroupSubscriber(p.sarama, cfg.Kafka.Brokers, cfg.Name, p.partitions, messaging.Logger(logger))
 	p.closers = append(p.closers, p.sub.Close)
-	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics}, logger); err != nil {
+	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics, Traces: p.Traces}, logger); err != nil {
 		return nil, err
 	}
 	p.HTTP, err = httpserver.New(httpserver.Config{
 		Addr:    cfg.HTTPAddr,
 		Metrics: p.Metrics,
 		Owners:  p.partitions,
+		Traces:  p.Traces,
 		Checks: map[string]httpserver.Check{
 			"kafka": func(context.Context) error { return p.client.RefreshMetadata() },
 			// Through the serde's client, so with its credentials.

@@ -63,7 +63,7 @@ func (h *Harness[D]) newEngine(versions saga.Versions[D]) {
 // Start starts a saga and fails the test if that fails.
 func (h *Harness[D]) Start(sagaID string, data D) {
 	h.t.Helper()
-	if err := h.Engine.Start(context.Background(), sagaID, data, ""); err != nil {
+	if err := h.Engine.Start(context.Background(), sagaID, data); err != nil {
 		h.t.Fatalf("start saga %s: %v", sagaID, err)
 	}
 }

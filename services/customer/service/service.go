@@ -10,6 +10,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
 	"github.com/kafkasaga/kafkasaga/services/customer/app"
@@ -21,15 +22,18 @@ import (
 type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8082"`
 	Kafka    config.Kafka
+	// Telemetry says where traces go (OTEL_ variables); by default nowhere.
+	Telemetry telemetry.Config
 }
 
 // New builds the customer service; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	return process.Build(process.Config{
-		Name:     "customer",
-		HTTPAddr: cfg.HTTPAddr,
-		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(contracts.TopicCustomerCommands, contracts.TopicCustomerState, contracts.TopicCustomerReservations),
+		Name:      "customer",
+		HTTPAddr:  cfg.HTTPAddr,
+		Kafka:     cfg.Kafka,
+		Types:     contracts.Records(contracts.TopicCustomerCommands, contracts.TopicCustomerState, contracts.TopicCustomerReservations),
+		Telemetry: cfg.Telemetry,
 	}, logger, func(p *process.Process) error {
 		customers, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState)
 		if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
-	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 )
 
@@ -38,7 +37,7 @@ func (e *OrderEvents) OrderCreated(ctx context.Context, o *domain.Order) error {
 	}
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	msg.Metadata.Set(contracts.HeaderPartitionKey, o.ID())
-	msg.Metadata.Set(saga.HeaderTraceparent, messaging.TraceparentFrom(ctx))
+	msg.SetContext(ctx) // the event continues the trace of the request
 	if err := e.pub.Publish(contracts.TopicOrderEvents, msg); err != nil {
 		return fmt.Errorf("publish OrderCreated %s: %w", o.ID(), err)
 	}
@@ -75,6 +74,6 @@ func (e *OrderEvents) cancelRequested(ctx context.Context, o *domain.Order) (*me
 	}
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	msg.Metadata.Set(contracts.HeaderPartitionKey, contracts.CancelOrderSagaID(o.ID(), o.CancelAttempt()))
-	msg.Metadata.Set(saga.HeaderTraceparent, messaging.TraceparentFrom(ctx))
+	msg.SetContext(ctx) // the event continues the trace of the request
 	return msg, nil
 }

@@ -7,8 +7,6 @@ import (
 	"net/http"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
-	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
 	"github.com/kafkasaga/kafkasaga/services/order/app/command"
 	"github.com/kafkasaga/kafkasaga/services/order/app/query"
@@ -49,8 +47,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 			return
 		}
 		key := r.Header.Get(httpserver.HeaderIdempotencyKey)
-		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(saga.HeaderTraceparent))
-		o, err := application.Commands.CreateOrder.Handle(ctx, command.CreateOrder{
+		o, err := application.Commands.CreateOrder.Handle(r.Context(), command.CreateOrder{
 			CustomerID: req.CustomerID, OrderTotal: req.OrderTotal, IdempotencyKey: key,
 		})
 		if err != nil {
@@ -76,8 +73,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}
-		ctx := messaging.WithTraceparent(r.Context(), r.Header.Get(saga.HeaderTraceparent))
-		o, err := application.Commands.RequestCancel.Handle(ctx, r.PathValue("id"))
+		o, err := application.Commands.RequestCancel.Handle(r.Context(), r.PathValue("id"))
 		switch {
 		case errors.Is(err, domain.ErrConflict):
 			httpserver.WriteJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "state": string(o.State())})

@@ -11,6 +11,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/adapters"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
@@ -22,15 +23,18 @@ import (
 type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
 	Kafka    config.Kafka
+	// Telemetry says where traces go (OTEL_ variables); by default nowhere.
+	Telemetry telemetry.Config
 }
 
 // New builds the order service; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	return process.Build(process.Config{
-		Name:     "order",
-		HTTPAddr: cfg.HTTPAddr,
-		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(contracts.TopicOrderCommands, contracts.TopicOrderState),
+		Name:      "order",
+		HTTPAddr:  cfg.HTTPAddr,
+		Kafka:     cfg.Kafka,
+		Types:     contracts.Records(contracts.TopicOrderCommands, contracts.TopicOrderState),
+		Telemetry: cfg.Telemetry,
 	}, logger, func(p *process.Process) error {
 		orders, err := process.NewStore[contracts.OrderRecord](p, contracts.TopicOrderState)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/payment/adapters"
 	"github.com/kafkasaga/kafkasaga/services/payment/app"
@@ -22,6 +23,8 @@ import (
 type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8083"`
 	Kafka    config.Kafka
+	// Telemetry says where traces go (OTEL_ variables); by default nowhere.
+	Telemetry telemetry.Config
 	// PaymentLimit is the largest amount, in cents, one payment may
 	// authorize; larger ones are declined.
 	PaymentLimit int64 `env:"PAYMENT_LIMIT" envDefault:"1000000"`
@@ -40,10 +43,11 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		return nil, fmt.Errorf("payment service: REFUND_LIMIT %d must be positive", cfg.RefundLimit)
 	}
 	return process.Build(process.Config{
-		Name:     "payment",
-		HTTPAddr: cfg.HTTPAddr,
-		Kafka:    cfg.Kafka,
-		Types:    contracts.Records(contracts.TopicPaymentCommands, contracts.TopicPaymentState),
+		Name:      "payment",
+		HTTPAddr:  cfg.HTTPAddr,
+		Kafka:     cfg.Kafka,
+		Types:     contracts.Records(contracts.TopicPaymentCommands, contracts.TopicPaymentState),
+		Telemetry: cfg.Telemetry,
 	}, logger, func(p *process.Process) error {
 		payments, err := process.NewStore[contracts.PaymentRecord](p, contracts.TopicPaymentState)
 		if err != nil {
