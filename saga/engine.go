@@ -641,7 +641,9 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 			return nil, err
 		}
 		if out != nil {
-			out.Msg.SetContext(ctx) // sent on behalf of the transition
+			// Sent on behalf of the transition: its trace, not who asked
+			// for it, which a reply handled in this process would inherit.
+			out.Msg.SetContext(withOperator(ctx, ""))
 		}
 		after = *v
 		return out, nil
