@@ -22,6 +22,7 @@ var Processes = []Process{
 	define("order", "services/order", 8080, func(c *Config) *order.Config { return &c.Order }, order.New),
 	define("customer", "services/customer", 8082, func(c *Config) *customer.Config { return &c.Customer }, customer.New),
 	define("payment", "services/payment", 8083, func(c *Config) *payment.Config { return &c.Payment }, payment.New),
+	// make participant adds rows above
 	define("orchestrator", "orchestrator", 8084, func(c *Config) *orchestrator.Config { return &c.Orchestrator }, orchestrator.New),
 }
 

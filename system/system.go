@@ -25,12 +25,13 @@ import (
 type Config struct {
 	// Embedded starts the embedded broker and registry on the addresses in
 	// Devstack and points every service at them.
-	Embedded     bool
-	Devstack     devstack.Config
-	Kafka        config.Kafka
-	Order        order.Config
-	Customer     customer.Config
-	Payment      payment.Config
+	Embedded bool
+	Devstack devstack.Config
+	Kafka    config.Kafka
+	Order    order.Config
+	Customer customer.Config
+	Payment  payment.Config
+	// make participant adds Config fields above
 	Orchestrator orchestrator.Config
 	// Services names the processes to run, of the names in Processes;
 	// empty runs them all.
