@@ -7,6 +7,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,4 +88,98 @@ func TestThePatchIsSmall(t *testing.T) {
 		t.Errorf("the patch adds %d lines, want about 150, at most 170", added)
 	}
 	t.Logf("%d files, %d lines added", len(files), added)
+}
+
+// TestDocShowsTheScaffoldAndThePatch keeps the walkthrough of
+// docs/adding-a-saga-step.md true: each code block of its section "A new
+// participant" is what make participant NAME=inventory writes or what the
+// patch leaves, and every run of lines the patch adds outside tests is
+// shown, but for imports.
+func TestDocShowsTheScaffoldAndThePatch(t *testing.T) {
+	text, err := os.ReadFile(root + "/docs/adding-a-saga-step.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(text)
+	start := strings.Index(doc, "\n## A new participant")
+	if start < 0 {
+		t.Fatal(`docs/adding-a-saga-step.md has no section "A new participant"`)
+	}
+	section := doc[start+1:]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+
+	scaffold, err := plan(root, "inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written []string // normalized: each file the scaffold writes, and each file's lines after the patch
+	for _, text := range scaffold {
+		written = append(written, normalize(string(text)))
+	}
+	patch := readPatch(t, patchFile)
+	for _, f := range patch {
+		written = append(written, normalize(strings.Join(f.after, "\n")))
+	}
+
+	blocks := fencedBlocks(section, strings.Count(doc[:start+1], "\n"))
+	var shown []string
+	commands := false
+	for _, b := range blocks {
+		if b.lang == "sh" {
+			commands = commands || strings.Contains(b.text, "make participant NAME=inventory")
+			continue
+		}
+		shown = append(shown, normalize(b.text))
+		if !slices.ContainsFunc(written, func(w string) bool { return strings.Contains(w, normalize(b.text)) }) {
+			t.Errorf("docs/adding-a-saga-step.md:%d: a %s block that neither make participant nor the patch writes:\n%s", b.line, b.lang, b.text)
+		}
+	}
+	if !commands {
+		t.Error("the section shows no `make participant NAME=inventory`")
+	}
+	for _, f := range patch {
+		if strings.HasSuffix(f.path, "_test.go") {
+			continue // the tests are described, in part
+		}
+		for _, run := range f.added {
+			text := normalize(strings.Join(run, "\n"))
+			if importSpec.MatchString(text) {
+				continue // what the compiler asks for
+			}
+			if text != "" && !slices.ContainsFunc(shown, func(s string) bool { return strings.Contains(s, text) }) {
+				t.Errorf("%s: the section does not show the lines the patch adds:\n%s", f.path, strings.Join(run, "\n"))
+			}
+		}
+	}
+}
+
+// importSpec is a line of an import block, normalized.
+var importSpec = regexp.MustCompile(`^(\w+ )?"[^"]+"$`)
+
+// block is a fenced code block of a Markdown document.
+type block struct {
+	lang, text string
+	line       int // of the opening fence
+}
+
+// fencedBlocks returns the fenced blocks of doc, a part of a document that
+// starts after its line offset.
+func fencedBlocks(doc string, offset int) []block {
+	var blocks []block
+	var cur *block
+	for i, line := range strings.Split(doc, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case cur == nil && strings.HasPrefix(trimmed, "```"):
+			cur = &block{lang: strings.TrimPrefix(trimmed, "```"), line: offset + i + 1}
+		case cur != nil && trimmed == "```":
+			blocks = append(blocks, *cur)
+			cur = nil
+		case cur != nil:
+			cur.text += line + "\n"
+		}
+	}
+	return blocks
 }

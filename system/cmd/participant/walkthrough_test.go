@@ -14,9 +14,11 @@ import (
 // NAME=inventory, the hand-written patch that adds the ReserveInventory
 // step to the Create Order saga, make docs; then it builds the copy and
 // runs there the participant's domain test, the saga definition's tests,
-// deploy's checks of docker-compose.yml and the docs, and the patch's
-// end-to-end test, which drives one approved and one compensated saga
-// through the new participant on the embedded broker and registry.
+// deploy's checks of docker-compose.yml and the docs, and the end-to-end
+// test of the saga's branches as the patch leaves it, which drives an
+// approved saga and two compensated ones (out of stock; payment declined,
+// stock released) through the new participant on the embedded broker and
+// registry.
 func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests a copy of the repository: a few minutes")
@@ -42,8 +44,13 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 	goCommand(t, dir, "build", "work")
 	goCommand(t, dir, "vet", "./services/inventory/...", "./orchestrator/...", "./system/...")
 	goCommand(t, dir, "test", "-count=1", "./services/inventory/...", "./orchestrator/...", "./deploy/...")
-	out := goCommand(t, dir, "test", "-count=1", "-v", "-run", "^(TestReserveInventoryStep|TestProcessesTable)$", "./system")
-	for _, test := range []string{"TestReserveInventoryStep/within_the_stock", "TestReserveInventoryStep/over_the_stock,_compensated", "TestProcessesTable"} {
+	out := goCommand(t, dir, "test", "-count=1", "-v", "-run", "^(TestCreateOrderSagaBranches|TestProcessesTable)$", "./system")
+	for _, test := range []string{
+		"TestCreateOrderSagaBranches/approved",
+		"TestCreateOrderSagaBranches/out_of_stock,_credit_released",
+		"TestCreateOrderSagaBranches/payment_declined,_stock_and_credit_released",
+		"TestProcessesTable",
+	} {
 		if !bytes.Contains(out, []byte("--- PASS: "+test+" ")) {
 			t.Errorf("%s did not pass in the copy:\n%s", test, out)
 		}
