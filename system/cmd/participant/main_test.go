@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -94,7 +95,7 @@ func TestThePatchIsSmall(t *testing.T) {
 // docs/adding-a-saga-step.md true: each code block of its section "A new
 // participant" is what make participant NAME=inventory writes or what the
 // patch leaves, and every run of lines the patch adds outside tests is
-// shown, but for imports.
+// shown, but for imports; its table says how many lines each file gets.
 func TestDocShowsTheScaffoldAndThePatch(t *testing.T) {
 	text, err := os.ReadFile(root + "/docs/adding-a-saga-step.md")
 	if err != nil {
@@ -138,6 +139,21 @@ func TestDocShowsTheScaffoldAndThePatch(t *testing.T) {
 	}
 	if !commands {
 		t.Error("the section shows no `make participant NAME=inventory`")
+	}
+	// The section's figures: the lines each file gets, and all of them.
+	var total int
+	for _, f := range patch {
+		added := 0
+		for _, run := range f.added {
+			added += len(run)
+		}
+		total += added
+		if row := fmt.Sprintf("| `%s` | %d |", f.path, added); !strings.Contains(section, row) {
+			t.Errorf("the section's table has no row %q: the patch adds %d lines to %s", row, added, f.path)
+		}
+	}
+	if want := fmt.Sprintf("%d lines", total); !strings.Contains(section, want) {
+		t.Errorf("the section does not say %q, what the patch adds", want)
 	}
 	for _, f := range patch {
 		if strings.HasSuffix(f.path, "_test.go") {
