@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"errors"
 	"fmt"
@@ -84,6 +85,10 @@ func plan(root, name string) (map[string][]byte, error) {
 	Name := strings.ToUpper(name[:1]) + name[1:]
 	if _, taken := reflect.TypeFor[system.Config]().FieldByName(Name); taken {
 		return nil, fmt.Errorf("name %q: system.Config has a field %s already", name, Name)
+	}
+	// The service package is imported as name into package system.
+	if taken, err := declares(filepath.Join(root, "system"), name); err != nil || taken {
+		return nil, cmp.Or(err, fmt.Errorf("name %q: package system declares %s already", name, name))
 	}
 	if _, err := os.Stat(filepath.Join(root, "services", name)); !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("name %q: services/%s exists already", name, name)
@@ -221,6 +226,46 @@ func workGoVersion(root string) (string, error) {
 		return "", errors.New("go.work has no go directive")
 	}
 	return string(m[1]), nil
+}
+
+// declares reports whether the package in dir, tests aside, declares name
+// at its top level.
+func declares(dir, name string) (bool, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return false, err
+	}
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), p, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return false, err
+		}
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if d.Recv == nil && d.Name.Name == name {
+					return true, nil
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					switch spec := spec.(type) {
+					case *ast.TypeSpec:
+						if spec.Name.Name == name {
+							return true, nil
+						}
+					case *ast.ValueSpec:
+						if slices.ContainsFunc(spec.Names, func(n *ast.Ident) bool { return n.Name == name }) {
+							return true, nil
+						}
+					}
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // insertBefore inserts add before the one line that holds anchor.
