@@ -25,14 +25,15 @@ import (
 type Config struct {
 	// Embedded starts the embedded broker and registry on the addresses in
 	// Devstack and points every service at them.
-	Embedded bool
-	Devstack devstack.Config
-	Kafka    config.Kafka
-	Order    order.Config
-	Customer customer.Config
-	Payment  payment.Config
-	// make participant adds Config fields above
+	Embedded     bool
+	Devstack     devstack.Config
+	Kafka        config.Kafka
+	Order        order.Config
+	Customer     customer.Config
+	Payment      payment.Config
 	Orchestrator orchestrator.Config
+	// make participant adds Config fields above
+
 	// Services names the processes to run, of the names in Processes;
 	// empty runs them all.
 	Services []string
