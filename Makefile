@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 GO ?= go
 
-.PHONY: run test test-kafka bench takeover lint vet contracts docs schemas schemas-check compose-check build clean
+.PHONY: run test test-kafka bench takeover lint vet contracts docs participant schemas schemas-check compose-check build clean
 
 ## run: the whole system in one process on the embedded broker and registry
 run:
@@ -50,6 +50,12 @@ contracts:
 ## (orchestrator/cmd/diagrams); a test fails when the committed pages differ
 docs:
 	$(GO) run ./orchestrator/cmd/diagrams -dir docs/sagas
+
+## participant: a new saga participant NAME (e.g. make participant NAME=inventory): services/NAME, its topics,
+## schemas and interactions, its row of system.Processes and its compose services (system/cmd/participant;
+## docs/adding-a-saga-step.md)
+participant:
+	$(GO) run ./system/cmd/participant -name "$(NAME)"
 
 ## schemas: create the topics and register every schema on KAFKA_BROKERS / SCHEMA_REGISTRY_URL
 ## (the production path, where services run with AUTO_REGISTER_SCHEMAS=false)

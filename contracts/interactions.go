@@ -58,4 +58,5 @@ var (
 		Key:     func(c *RefuseCancel) string { return c.OrderID },
 		Replies: []RefuseCancelReply{&CancelRefused{}},
 	}
+	// make participant adds interactions above
 )

@@ -35,6 +35,7 @@ const (
 	TopicCreateOrderSagasEnded = "createorder.sagas.ended"
 	TopicCancelOrderSagas      = "cancelorder.sagas"       // compacted: SagaInstance by saga id
 	TopicCancelOrderSagasEnded = "cancelorder.sagas.ended" // the ended ones, as createorder.sagas.ended
+	// make participant adds topics above
 
 	// TopicDeadLetter receives every message a consumer could not process
 	// (undecodable, unexpected type), with headers naming its origin and the
@@ -94,6 +95,7 @@ func Topics() []TopicSpec {
 		archive(TopicCreateOrderSagasEnded, &saga.SagaInstance{}),
 		state(TopicCancelOrderSagas, &saga.SagaInstance{}, &CancelOrderSagaData{}),
 		archive(TopicCancelOrderSagasEnded, &saga.SagaInstance{}),
+		// make participant adds topic specs above
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

@@ -108,6 +108,9 @@ func loadRepository(root string) (*repository, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.addPatches(); err != nil {
+		return nil, err
+	}
 	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -120,6 +123,41 @@ func loadRepository(root string) (*repository, error) {
 		}
 	}
 	return r, nil
+}
+
+// patchTest is a test func a patch adds.
+var patchTest = regexp.MustCompile(`^\+func ((?:Test|Benchmark|Fuzz)\w*)\(`)
+
+// addPatches adds what each patch of the docs (docs/**/*.patch, a worked
+// example) creates, its files, their directories and its tests: the
+// document that walks through it names them.
+func (r *repository) addPatches() error {
+	var patches []string
+	for p, isDir := range r.paths {
+		if !isDir && strings.HasPrefix(p, "docs/") && strings.HasSuffix(p, ".patch") {
+			patches = append(patches, p)
+		}
+	}
+	for _, p := range patches {
+		text, err := os.ReadFile(filepath.Join(r.root, filepath.FromSlash(p)))
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(text), "\n") {
+			if file, ok := strings.CutPrefix(line, "+++ b/"); ok {
+				segs := strings.Split(file, "/")
+				for i := range segs {
+					if _, seen := r.paths[strings.Join(segs[:i+1], "/")]; !seen {
+						r.paths[strings.Join(segs[:i+1], "/")] = i < len(segs)-1
+					}
+				}
+			}
+			if m := patchTest.FindStringSubmatch(line); m != nil && testName.MatchString(m[1]) {
+				r.tests[m[1]] = true
+			}
+		}
+	}
+	return nil
 }
 
 // problem is a broken reference of a document, at a line (1-based).

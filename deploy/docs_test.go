@@ -185,6 +185,28 @@ func TestTheCheckerFindsEveryBrokenReference(t *testing.T) {
 	}
 }
 
+// TestAPatchOfTheDocsNamesWhatItCreates: a document that walks through a
+// patch of docs/ may name the files, directories and tests it adds, and
+// nothing else that does not exist.
+func TestAPatchOfTheDocsNamesWhatItCreates(t *testing.T) {
+	repo := newRepository(t, map[string]string{
+		"docs/example/stock.patch": "diff --git a/services/stock/stock_test.go b/services/stock/stock_test.go\n" +
+			"new file mode 100644\n--- /dev/null\n+++ b/services/stock/stock_test.go\n@@ -0,0 +1,2 @@\n" +
+			"+func TestStockIsKept(t *testing.T) {}\n+func helper() {}\n",
+	})
+	doc := "See services/stock/stock_test.go in `services/stock/` and TestStockIsKept; services/gone.go and TestGone are not.\n"
+	var got []string
+	for _, p := range repo.checkDoc("docs/x.md", doc) {
+		got = append(got, fmt.Sprintf("%d: %s", p.line, p.msg))
+	}
+	want := []string{"1: services/gone.go: no such file or directory", "1: TestGone: no func TestGone in any *_test.go"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestAnchorsAreGitHubs(t *testing.T) {
 	doc := strings.Join([]string{
 		"# Two corrections to the bench",

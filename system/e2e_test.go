@@ -217,7 +217,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 // order stays PENDING: its cancellation is a 409 naming the state, and
 // changes nothing.
 func TestCancelOfAPendingOrderIsAConflict(t *testing.T) {
-	r := startSystem(t, func(c *system.Config) { c.Services = []string{"order", "customer"} })
+	r := startSystem(t, func(c *system.Config) { c.Services = without("orchestrator") })
 	c := r.createCustomer(t, "Ada", 100_000)
 	id := r.createOrder(t, c, 5_000)
 	if status, a := r.cancelOrder(t, id); status != http.StatusConflict || a.State != "PENDING" || a.Error == "" {

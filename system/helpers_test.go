@@ -46,6 +46,13 @@ type running struct {
 // option changes how startSystem runs the system.
 type option func(*system.Config)
 
+// without returns the name of every process but names, for a test that
+// runs the system without them: a process added to system.Processes runs
+// in it too.
+func without(names ...string) []string {
+	return slices.DeleteFunc(system.Names(), func(n string) bool { return slices.Contains(names, n) })
+}
+
 // startSystem runs the embedded stack (or, with KAFKA_BROKERS set, the
 // registry on that Kafka) and the processes on free ports, waits until every
 // one is ready, and stops them when the test ends.

@@ -18,11 +18,12 @@ import (
 // starts, tests, builds or deploys them reads it: Run (and so `make run`),
 // cmd/bench, cmd/takeover, the system tests, and deploy's checks of
 // docker-compose.yml, the Dockerfile and the Makefile. A new process is a
-// row here and a field of Config.
+// row here and a field of Config: `make participant` writes both.
 var Processes = []Process{
 	define("order", "services/order", 8080, func(c *Config) *order.Config { return &c.Order }, order.New),
 	define("customer", "services/customer", 8082, func(c *Config) *customer.Config { return &c.Customer }, customer.New),
 	define("payment", "services/payment", 8083, func(c *Config) *payment.Config { return &c.Payment }, payment.New),
+	// make participant adds rows above
 	define("orchestrator", "orchestrator", 8084, func(c *Config) *orchestrator.Config { return &c.Orchestrator }, orchestrator.New),
 }
 

@@ -453,7 +453,7 @@ func TestSagasSurviveBrokerFaults(t *testing.T) {
 // order service restarts: it announces the PENDING orders it restored, and
 // the saga runs.
 func TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart(t *testing.T) {
-	r := startSystem(t, func(c *system.Config) { c.Services = []string{"customer", "payment", "orchestrator"} })
+	r := startSystem(t, func(c *system.Config) { c.Services = without("order") })
 	if r.stack.Cluster() == nil {
 		t.Skip("fault injection needs the embedded broker")
 	}
@@ -501,7 +501,7 @@ func TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart(t *testing.T) {
 // comes back, it cancels the authorization it had queued.
 func TestAParticipantThatNeverAnswersTimesOut(t *testing.T) {
 	r := startSystem(t, func(c *system.Config) {
-		c.Services = []string{"order", "customer", "orchestrator"}
+		c.Services = without("payment")
 		c.Orchestrator.StepTimeout = 200 * time.Millisecond
 		c.Orchestrator.StepMaxAttempts = 3
 	})
@@ -523,9 +523,13 @@ func TestAParticipantThatNeverAnswersTimesOut(t *testing.T) {
 		}
 		events = append(events, h.Event)
 	}
-	want := "started CreditReserved timeout timeout timeout timeout timeout timeout CreditReleased OrderRejected"
-	if got := strings.Join(events, " "); got != want {
-		t.Errorf("saga history: got %s, want %s", got, want)
+	// Between the credit and the timeouts, and between them and the
+	// credit's release, come the replies of the steps in between, if any.
+	got := strings.Join(events, " ")
+	if !strings.HasPrefix(got, "started CreditReserved ") || strings.Count(got, "timeout") != 6 ||
+		!strings.Contains(got, " timeout timeout timeout timeout timeout timeout ") || strings.Contains(got, "Payment") ||
+		!strings.HasSuffix(got, " CreditReleased OrderRejected") {
+		t.Errorf("saga history: got %s, want started CreditReserved, six timeouts of authorize_payment, no payment, then CreditReleased OrderRejected", got)
 	}
 	checkCredit(t, r, map[string]int64{c: limit})
 
@@ -610,7 +614,7 @@ func TestAStartWithoutTheRegistryFails(t *testing.T) {
 	// Without the payment service the saga waits on it, running: each
 	// process has live state to decode (an ended saga would be archived,
 	// and a restore reads its pointer only).
-	r := startSystem(t, func(c *system.Config) { c.Services = []string{"order", "customer", "orchestrator"} })
+	r := startSystem(t, func(c *system.Config) { c.Services = without("payment") })
 	c := r.createCustomer(t, "Ada", 100_000)
 	id := r.createOrder(t, c, 5_000)
 	eventually(t, 30*time.Second, func() error {

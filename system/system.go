@@ -32,6 +32,8 @@ type Config struct {
 	Customer     customer.Config
 	Payment      payment.Config
 	Orchestrator orchestrator.Config
+	// make participant adds Config fields above
+
 	// Services names the processes to run, of the names in Processes;
 	// empty runs them all.
 	Services []string

@@ -7,7 +7,6 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/platform/telemetry"
@@ -48,15 +47,8 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo)
 
-		participant := saga.NewParticipant(contracts.TopicCustomerCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
-		ports.RegisterCommands(participant, application)
-		commands, err := participant.Handler()
-		if err != nil {
-			return err
-		}
-		// Domain errors no retry can cure are dead-lettered, rather than
-		// holding back every later command of their key.
-		if err := p.Subscribe(contracts.TopicCustomerCommands, messaging.Poison(commands, saga.ErrUnexpectedCommand, domain.ErrInvalid)); err != nil {
+		register := func(sp *saga.Participant) { ports.RegisterCommands(sp, application) }
+		if err := p.Participate(contracts.TopicCustomerCommands, register, domain.ErrInvalid); err != nil {
 			return err
 		}
 		ports.RegisterHTTP(p.HTTP, application)

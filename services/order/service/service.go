@@ -9,7 +9,6 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
@@ -45,15 +44,8 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		p.OnRestored(repo.Restore)
 		application := app.New(repo, events, time.Now)
 
-		participant := saga.NewParticipant(contracts.TopicOrderCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
-		ports.RegisterCommands(participant, application)
-		commands, err := participant.Handler()
-		if err != nil {
-			return err
-		}
-		// Domain errors no retry can cure are dead-lettered, rather than
-		// holding back every later command of their key.
-		if err := p.Subscribe(contracts.TopicOrderCommands, messaging.Poison(commands, saga.ErrUnexpectedCommand, domain.ErrNotFound, domain.ErrInvalid, domain.ErrConflict)); err != nil {
+		register := func(sp *saga.Participant) { ports.RegisterCommands(sp, application) }
+		if err := p.Participate(contracts.TopicOrderCommands, register, domain.ErrNotFound, domain.ErrInvalid, domain.ErrConflict); err != nil {
 			return err
 		}
 		ports.RegisterHTTP(p.HTTP, application)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
@@ -55,15 +54,8 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		}
 		application := app.New(adapters.NewPaymentRepository(payments), cfg.PaymentLimit, cfg.RefundLimit, time.Now)
 
-		participant := saga.NewParticipant(contracts.TopicPaymentCommands, contracts.Interactions(), contracts.Carries, p.Serde, p.Send)
-		ports.RegisterCommands(participant, application)
-		commands, err := participant.Handler()
-		if err != nil {
-			return err
-		}
-		// Domain errors no retry can cure are dead-lettered, rather than
-		// holding back every later command of their key.
-		if err := p.Subscribe(contracts.TopicPaymentCommands, messaging.Poison(commands, saga.ErrUnexpectedCommand, domain.ErrInvalid)); err != nil {
+		register := func(sp *saga.Participant) { ports.RegisterCommands(sp, application) }
+		if err := p.Participate(contracts.TopicPaymentCommands, register, domain.ErrInvalid); err != nil {
 			return err
 		}
 		ports.RegisterHTTP(p.HTTP, application)
