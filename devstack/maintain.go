@@ -150,14 +150,27 @@ func (m *maintainer) expire(ctx context.Context, topics []string) error {
 	if err != nil {
 		return fmt.Errorf("list start offsets: %w", err)
 	}
+	// Where no record is young enough, ListOffsetsAfterMilli answers the
+	// end offset, which it lists after its search: a record written in
+	// between is past it. Every record below the end listed before the
+	// search is one the search saw, so that end bounds what expires.
+	ends, err := m.admin.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("list end offsets: %w", err)
+	}
 	younger, err := m.admin.ListOffsetsAfterMilli(ctx, time.Now().Add(-m.retention).UnixMilli(), topics...)
 	if err != nil {
 		return fmt.Errorf("list offsets by time: %w", err)
 	}
 	var expired kadm.Offsets
 	younger.Each(func(o kadm.ListedOffset) {
-		if start, ok := starts.Lookup(o.Topic, o.Partition); ok && o.Err == nil && start.Err == nil && o.Offset > start.Offset {
-			expired.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset})
+		start, ok1 := starts.Lookup(o.Topic, o.Partition)
+		end, ok2 := ends.Lookup(o.Topic, o.Partition)
+		if !ok1 || !ok2 || o.Err != nil || start.Err != nil || end.Err != nil {
+			return
+		}
+		if at := min(o.Offset, end.Offset); at > start.Offset {
+			expired.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: at})
 		}
 	})
 	if len(expired) == 0 {
