@@ -15,7 +15,7 @@ export function drawChart(box, minutes) {
   const max = Math.max(1, ...minutes.flatMap((m) => series.map(([k]) => m[k] || 0)));
   const slot = (w - left) / Math.max(1, minutes.length), bar = Math.max(2, (slot - 4) / series.length);
   const y = (v) => top + (h - top - bottom) * (1 - v / max);
-  const chart = svg("svg", { viewBox: `0 0 ${w} ${h + 18}`, width: "100%", role: "img", "aria-label": "sagas a minute" });
+  const chart = svg("svg", { viewBox: `0 0 ${w} ${h + 18}`, width: "100%", role: "img", "aria-label": "sagas a minute", preserveAspectRatio: "xMinYMin meet" });
   chart.append(svg("line", { x1: left, x2: w, y1: y(0), y2: y(0), stroke: "#999" }));
   chart.append(svg("text", { x: left - 4, y: y(max) + 4, "text-anchor": "end", "font-size": 10 }, String(max)));
   chart.append(svg("text", { x: left - 4, y: y(0), "text-anchor": "end", "font-size": 10 }, "0"));

@@ -7,11 +7,21 @@ const more = document.getElementById("more");
 let next = "";
 let actionsEnabled = false;
 
+// readable shows an undecoded payload as text when it is printable, else
+// as the base64 it came in.
+function readable(raw) {
+  try {
+    const text = atob(raw);
+    if (/^[\x20-\x7e\t\r\n]*$/.test(text)) return `as text: ${text}`;
+  } catch { /* not base64: shown as it is */ }
+  return `base64: ${raw}`;
+}
+
 function card(d) {
   const headers = Object.entries(d.headers || {});
   const payload = d.value !== null && d.value !== undefined
     ? el("pre", { class: "value" }, JSON.stringify(d.value, null, 2))
-    : el("pre", { class: "raw" }, d.raw ? `not decoded (base64): ${d.raw}` : "empty");
+    : el("pre", { class: "raw" }, d.raw ? `not decoded; ${readable(d.raw)}` : "empty");
   const replay = el("button", { type: "button", class: "replay" }, "Replay to its topic");
   const result = el("span", { class: "status" });
   replay.addEventListener("click", async () => {
