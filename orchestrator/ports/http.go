@@ -19,6 +19,11 @@ type sagaView struct {
 	Step          string           `json:"step"`
 	Attempt       int              `json:"attempt"`
 	FailureReason string           `json:"failureReason"`
+	StartedAt     time.Time        `json:"startedAt"`
+	UpdatedAt     time.Time        `json:"updatedAt"`
+	Deadline      string           `json:"deadline"`   // RFC 3339; "" once ended
+	WaitingFor    string           `json:"waitingFor"` // the record name of the pending command; "" once ended
+	Overdue       bool             `json:"overdue"`    // the deadline has passed
 	Data          any              `json:"data"`
 	History       []transitionView `json:"history"`
 }
@@ -28,13 +33,18 @@ type transitionView struct {
 	Event string    `json:"event"`
 	State string    `json:"state"`
 	Step  string    `json:"step"`
+	// Attempt is the send of the step's command the transition made, 1
+	// for the first; 0 once ended, and omitted where the history kept
+	// too little to tell.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Lookup finds the saga with the given id among the sagas of one type.
 type Lookup func(id string) (view *sagaView, ok bool, err error)
 
-// Look finds sagas in engine.
-func Look[D any](engine *saga.Engine[D]) Lookup {
+// Look finds sagas in engine, whose versions' outlines tell the command a
+// saga waits for.
+func Look[D any](engine *saga.Engine[D], versions ...saga.Outline) Lookup {
 	return func(id string) (*sagaView, bool, error) {
 		v, ok, err := engine.Instance(id)
 		if err != nil || !ok {
@@ -49,9 +59,73 @@ func Look[D any](engine *saga.Engine[D]) Lookup {
 		for i, t := range v.History {
 			view.History[i] = transitionView{At: t.At, Event: t.Event, State: t.State, Step: t.Step}
 		}
+		attempts(view.History, v.Attempt)
+		if n := len(v.History); n > 0 {
+			view.StartedAt, view.UpdatedAt = v.History[0].At, v.History[n-1].At
+		}
+		if v.PendingCommandID != "" {
+			view.Deadline = v.Deadline.UTC().Format(time.RFC3339Nano)
+			view.Overdue = time.Now().After(v.Deadline)
+			view.WaitingFor = waitingFor(v, versions)
+		}
 		return view, true, nil
 	}
 }
+
+// waitingFor returns the record name of the command v waits a reply to.
+func waitingFor(v saga.SagaInstance, versions []saga.Outline) string {
+	for _, o := range versions {
+		if o.Version != v.Version || v.Step < 0 || v.Step >= len(o.Steps) {
+			continue
+		}
+		call := o.Steps[v.Step].Command
+		if v.State == saga.StateCompensating {
+			call = o.Steps[v.Step].Compensation
+		}
+		if call != nil {
+			return call.Name
+		}
+	}
+	return ""
+}
+
+// attempts sets each transition's attempt: a transition that leaves the
+// saga on the step it was on sent that step's command again (a timeout, a
+// retry), any other sent a command for the first time. The history keeps
+// its first transition and its latest, so the run of sends the gap cut
+// is counted from the end (the saga's attempt now), or, when the saga has
+// moved on since, left unknown.
+func attempts(h []transitionView, attempt int) {
+	for i := range h {
+		switch {
+		case h[i].Step == "":
+			h[i].Attempt = 0
+		case i > 0 && h[i].Step == h[i-1].Step:
+			h[i].Attempt = h[i-1].Attempt + 1
+		default:
+			h[i].Attempt = 1
+		}
+	}
+	if len(h) < historyKept || h[1].Step == "" {
+		return
+	}
+	// Maybe cut after the first: the run of one step from h[1] on may have
+	// begun in the cut.
+	end := 2
+	for end < len(h) && h[end].Step == h[1].Step {
+		end++
+	}
+	for i := 1; i < end; i++ {
+		h[i].Attempt = 0
+		if end == len(h) {
+			h[i].Attempt = attempt - (end - 1 - i)
+		}
+	}
+}
+
+// historyKept is how many transitions a saga instance keeps at most: its
+// first and its latest (package saga's maxHistory).
+const historyKept = 64
 
 // RegisterHTTP adds GET /sagas/{id}, answered by the first saga type that
 // has the id; the id of a Create Order saga is its order id, that of a

@@ -13,6 +13,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
 	"github.com/kafkasaga/kafkasaga/orchestrator/cancelorder"
+	"github.com/kafkasaga/kafkasaga/orchestrator/console"
 	"github.com/kafkasaga/kafkasaga/orchestrator/console/web"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
@@ -90,6 +91,7 @@ func outlines(sagas []runner) []saga.Outline {
 // runner is a sagaType whatever its types.
 type runner interface {
 	outline() Outline
+	console() console.SagaType
 	topics() []string // what the orchestrator reads and keeps for it
 	startTopic() string
 	// run starts the saga type's engine on p, and returns how to find its
@@ -112,6 +114,22 @@ func (s sagaType[D, E]) outline() Outline {
 	slices.Sort(o.Previous)
 	slices.Reverse(o.Previous)
 	return o
+}
+
+func (s sagaType[D, E]) console() console.SagaType {
+	t := console.SagaType{Type: s.Definition.Type, Version: s.Definition.Version,
+		StateTopic: s.Definition.StateTopic, EndedTopic: s.EndedTopic}
+	for _, step := range s.Definition.Steps {
+		t.Steps = append(t.Steps, step.Name)
+	}
+	for _, p := range s.Previous {
+		for _, step := range p.Steps {
+			if !slices.Contains(t.Steps, step.Name) && !slices.Contains(t.OtherSteps, step.Name) {
+				t.OtherSteps = append(t.OtherSteps, step.Name)
+			}
+		}
+	}
+	return t
 }
 
 func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Starter, error) {
@@ -146,7 +164,11 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	}
 	p.OnRestored(engine.Resume)
 	p.Go(engine.Run)
-	return ports.Look(engine), ports.Start(engine, s.Start), nil
+	outlines := []saga.Outline{def.Outline()}
+	for _, p := range s.Previous {
+		outlines = append(outlines, p.Outline())
+	}
+	return ports.Look(engine, outlines...), ports.Start(engine, s.Start), nil
 }
 
 // Config is the orchestrator's configuration, read from the environment by main.
@@ -203,6 +225,34 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		}
 		ports.RegisterHTTP(p.HTTP, lookups)
 		web.Register(p.HTTP, outlines(all))
-		return nil
+		return runConsole(p, all, logger)
 	})
+}
+
+// runConsole serves the console's API on every instance, each reading
+// every saga of every type.
+func runConsole(p *process.Process, all []runner, logger *slog.Logger) error {
+	var (
+		types     []console.SagaType
+		topicsAll []string
+	)
+	for _, s := range all {
+		types = append(types, s.console())
+	}
+	for _, t := range contracts.Topics() {
+		topicsAll = append(topicsAll, t.Name)
+	}
+	// Dead letters come from every topic: decode whatever record they hold.
+	letters, err := p.NewSerde(contracts.Records(topicsAll...)...)
+	if err != nil {
+		return err
+	}
+	c, err := console.New(console.Config{Types: types, Kgo: p.KgoOptions(), Sagas: p.Serde, DeadLetters: letters,
+		Logger: logger})
+	if err != nil {
+		return err
+	}
+	c.Register(p.HTTP)
+	p.Go(c.Run)
+	return nil
 }

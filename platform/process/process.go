@@ -73,6 +73,7 @@ type Process struct {
 	Router    *message.Router
 	HTTP      *httpserver.Server
 
+	registry   srclient.ISchemaRegistryClient
 	sarama     *sarama.Config
 	kgo        []kgo.Opt
 	client     sarama.Client
@@ -113,6 +114,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if cfg.Kafka.RegistryUser != "" {
 		registry.SetCredentials(cfg.Kafka.RegistryUser, cfg.Kafka.RegistryPassword)
 	}
+	p.registry = registry
 	var err error
 	if p.Serde, err = serde.New(registry, serde.Config{AutoRegister: cfg.Kafka.AutoRegisterSchemas}, cfg.Types...); err != nil {
 		return nil, err
@@ -201,6 +203,18 @@ func Build(cfg Config, logger *slog.Logger, wire func(p *Process) error) (*Proce
 	}
 	return p, nil
 }
+
+// NewSerde returns a serde on the process's registry client that decodes
+// into types, for a reader of records the process does not consume (the
+// dead letters of every topic, say). It encodes as the process's does.
+func (p *Process) NewSerde(types ...serde.Record) (*serde.Serde, error) {
+	return serde.New(p.registry, serde.Config{AutoRegister: p.cfg.Kafka.AutoRegisterSchemas}, types...)
+}
+
+// KgoOptions are the franz-go client options of the process's Kafka
+// connection (messaging.KgoOptions), for a reader outside its consumer
+// group.
+func (p *Process) KgoOptions() []kgo.Opt { return slices.Clone(p.kgo) }
 
 // Subscribe routes every message of topic to handler. The process reads
 // all its topics in one consumer group, named after it, so an instance is

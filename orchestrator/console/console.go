@@ -1,0 +1,177 @@
+// Package console is the server side of the orchestrator's web console:
+// an index of every saga of every type, a page of it newest first with
+// filters, the dead letters, the counts per minute, and streams of their
+// changes (Server-Sent Events), under /api/ on the orchestrator's HTTP
+// port. Each orchestrator instance reads every partition of the saga
+// types' state and archive topics and of the dead-letter topic, outside
+// its consumer group, so whichever instance serves a page lists every
+// saga.
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/saga"
+)
+
+// SagaType is a saga type the console lists: GET /api/sagatypes shows
+// Type, Version and Steps.
+type SagaType struct {
+	Type    string
+	Version int      // the current one
+	Steps   []string // of the current version, in order
+	// OtherSteps are the steps of earlier versions that still run and the
+	// current one lacks: a filter may name them too.
+	OtherSteps []string
+	StateTopic string // where its running sagas are kept
+	EndedTopic string // where its ended sagas are archived
+}
+
+// Config configures New.
+type Config struct {
+	Types []SagaType
+	// Kgo are the client options of the Kafka connection
+	// (process.KgoOptions).
+	Kgo []kgo.Opt
+	// Sagas decodes the saga instances (the process's serde); DeadLetters
+	// decodes the dead letters, whatever topic they came from (a serde of
+	// every record of the contracts).
+	Sagas       Decoder
+	DeadLetters Decoder
+	// KeepDeadLetters is how many of the newest dead letters are kept;
+	// default 1000.
+	KeepDeadLetters int
+	Logger          *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.KeepDeadLetters == 0 {
+		c.KeepDeadLetters = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every missing setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Types) == 0 {
+		errs = append(errs, errors.New("console: Types is empty"))
+	}
+	if len(c.Kgo) == 0 {
+		errs = append(errs, errors.New("console: Kgo client options are required"))
+	}
+	if c.Sagas == nil || c.DeadLetters == nil {
+		errs = append(errs, errors.New("console: Sagas and DeadLetters decoders are required"))
+	}
+	if c.KeepDeadLetters < 1 {
+		errs = append(errs, fmt.Errorf("console: KeepDeadLetters is %d, want >= 1", c.KeepDeadLetters))
+	}
+	return errors.Join(errs...)
+}
+
+// Console is the index and its API; Run feeds it, Register serves it.
+type Console struct {
+	cfg         Config
+	index       *Index
+	deadLetters *deadLetters
+	sagaEvents  *hub
+	deadEvents  *hub
+	caughtUp    atomic.Bool
+	read        atomic.Int64 // records read, reported while catching up
+
+	states, ended map[string]bool // the saga types' topics
+}
+
+// New returns a console whose index is empty until Run reads the topics.
+func New(cfg Config) (*Console, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Console{cfg: cfg, index: NewIndex(), deadLetters: &deadLetters{max: cfg.KeepDeadLetters, dec: cfg.DeadLetters},
+		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}}
+	for _, t := range cfg.Types {
+		c.states[t.StateTopic], c.ended[t.EndedTopic] = true, true
+	}
+	return c, nil
+}
+
+// Run reads the saga types' state and archive topics from their start, and
+// the newest dead letters, then follows them until ctx ends; then it
+// closes the streams.
+func (c *Console) Run(ctx context.Context) error {
+	defer c.deadEvents.close()
+	defer c.sagaEvents.close()
+	var topics []string
+	for _, t := range c.cfg.Types {
+		topics = append(topics, t.StateTopic, t.EndedTopic)
+	}
+	topics = append(topics, contracts.TopicDeadLetter)
+	keep := int64(c.cfg.KeepDeadLetters)
+	from := func(topic string, start, end int64) int64 {
+		if topic == contracts.TopicDeadLetter {
+			return max(start, end-keep) // the newest of every partition: enough for the newest of all
+		}
+		return start
+	}
+	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, c.apply, func() {
+		c.caughtUp.Store(true)
+		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
+	}, c.cfg.Logger.Warn)
+}
+
+// apply adds what a record says to the index or the dead letters; an error
+// means it must be read again (the registry did not answer).
+func (c *Console) apply(r *kgo.Record) error {
+	c.read.Add(1)
+	switch {
+	case r.Topic == contracts.TopicDeadLetter:
+		if d := newDeadLetter(r, c.cfg.DeadLetters); c.deadLetters.add(d) && c.caughtUp.Load() {
+			c.publish(c.deadEvents, d)
+		}
+		return nil
+	case r.Value == nil && c.states[r.Topic]: // a tombstone: past its archive's retention
+		c.index.Remove(string(r.Key))
+		return nil
+	case len(r.Value) == 0: // a pointer to the archive, which holds the saga
+		return nil
+	}
+	rec, err := c.cfg.Sagas.Decode(r.Value)
+	if errors.Is(err, serde.ErrUndecodable) {
+		c.cfg.Logger.Error("console: skip an undecodable saga", "topic", r.Topic, "key", string(r.Key), "error", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v, ok := rec.(*saga.SagaInstance)
+	if !ok {
+		c.cfg.Logger.Error("console: skip a record that is no saga", "topic", r.Topic, "key", string(r.Key), "record", fmt.Sprintf("%T", rec))
+		return nil
+	}
+	if s, changed := c.index.Put(v); changed && c.caughtUp.Load() {
+		c.publish(c.sagaEvents, s)
+	}
+	return nil
+}
+
+func (c *Console) publish(h *hub, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		c.cfg.Logger.Error("console: encode an event", "error", err)
+		return
+	}
+	h.publish(data)
+}

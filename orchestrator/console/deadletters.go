@@ -1,0 +1,150 @@
+package console
+
+import (
+	"cmp"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+)
+
+// DeadLetter is a message of the dead-letter topic: the JSON of GET
+// /api/deadletters and of its stream's events.
+type DeadLetter struct {
+	Partition       int32             `json:"partition"` // in the dead-letter topic
+	Offset          int64             `json:"offset"`
+	Timestamp       time.Time         `json:"timestamp"`
+	Key             string            `json:"key"`
+	Headers         map[string]string `json:"headers"`
+	SourceTopic     string            `json:"sourceTopic"`     // where it was consumed from
+	SourcePartition int32             `json:"sourcePartition"` // -1 if the header is missing
+	SourceOffset    int64             `json:"sourceOffset"`    // -1 if the header is missing
+	Handler         string            `json:"handler"`         // that gave up on it
+	Error           string            `json:"error"`           // why
+	Record          string            `json:"record"`          // its record name; "" if it could not be decoded
+	Value           json.RawMessage   `json:"value"`           // the record decoded, or null
+	Raw             string            `json:"raw"`             // base64 of the payload when it could not be decoded
+
+	payload []byte // kept until decoded, to try again when the registry did not answer
+}
+
+// Decoder decodes a payload in the Confluent wire format: a serde.Serde
+// that knows every record of the contracts.
+type Decoder interface {
+	Decode(data []byte) (serde.Record, error)
+}
+
+func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
+	d := &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: string(r.Key),
+		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, payload: r.Value}
+	for _, h := range r.Headers {
+		d.Headers[h.Key] = string(h.Value)
+	}
+	d.SourceTopic = d.Headers[contracts.HeaderDeadLetterTopic]
+	d.Handler = d.Headers[contracts.HeaderDeadLetterHandler]
+	d.Error = d.Headers[contracts.HeaderDeadLetterError]
+	if p, err := strconv.ParseInt(d.Headers[contracts.HeaderDeadLetterPartition], 10, 32); err == nil {
+		d.SourcePartition = int32(p)
+	}
+	if o, err := strconv.ParseInt(d.Headers[contracts.HeaderDeadLetterOffset], 10, 64); err == nil {
+		d.SourceOffset = o
+	}
+	d.decode(dec)
+	return d
+}
+
+// decode decodes the payload when its schema is known; a payload that can
+// never be decoded is kept as raw, and one the registry did not answer for
+// is tried again on the next read.
+func (d *DeadLetter) decode(dec Decoder) {
+	if d.payload == nil {
+		return
+	}
+	d.Raw = base64.StdEncoding.EncodeToString(d.payload)
+	rec, err := dec.Decode(d.payload)
+	if err != nil {
+		if errors.Is(err, serde.ErrUndecodable) {
+			d.payload = nil
+		}
+		return
+	}
+	value, err := json.Marshal(rec)
+	if err != nil {
+		d.payload = nil
+		return
+	}
+	if named, ok := rec.Schema().(avro.NamedSchema); ok {
+		d.Record = named.Name()
+	}
+	d.Value, d.Raw, d.payload = value, "", nil
+}
+
+// DeadLetterCursor is where a page of dead letters ends.
+type DeadLetterCursor struct {
+	Timestamp int64 // Unix milliseconds
+	Partition int32
+	Offset    int64
+}
+
+// deadLetters keeps the newest dead letters, newest first.
+type deadLetters struct {
+	mu   sync.Mutex
+	max  int
+	list []*DeadLetter
+	dec  Decoder
+}
+
+func newestLetterFirst(a, b *DeadLetter) int {
+	return cmp.Or(-a.Timestamp.Compare(b.Timestamp), -cmp.Compare(a.Partition, b.Partition), -cmp.Compare(a.Offset, b.Offset))
+}
+
+// add keeps d if it is among the newest, and reports whether it did.
+func (l *deadLetters) add(d *DeadLetter) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, found := slices.BinarySearchFunc(l.list, d, newestLetterFirst)
+	if found || i >= l.max {
+		return false
+	}
+	l.list = slices.Insert(l.list, i, d)
+	if len(l.list) > l.max {
+		l.list[len(l.list)-1] = nil
+		l.list = l.list[:l.max]
+	}
+	return true
+}
+
+// page returns up to limit dead letters after the cursor, newest first,
+// and the cursor of the next page, nil on the last.
+func (l *deadLetters) page(after *DeadLetterCursor, limit int) ([]DeadLetter, *DeadLetterCursor) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := 0
+	if after != nil {
+		pivot := &DeadLetter{Timestamp: time.UnixMilli(after.Timestamp).UTC(), Partition: after.Partition, Offset: after.Offset}
+		var found bool
+		i, found = slices.BinarySearchFunc(l.list, pivot, newestLetterFirst)
+		if found {
+			i++
+		}
+	}
+	out := []DeadLetter{}
+	for ; i < len(l.list) && len(out) < limit; i++ {
+		l.list[i].decode(l.dec) // if the registry did not answer before
+		out = append(out, *l.list[i])
+	}
+	if i == len(l.list) || len(out) == 0 {
+		return out, nil
+	}
+	last := out[len(out)-1]
+	return out, &DeadLetterCursor{Timestamp: last.Timestamp.UnixMilli(), Partition: last.Partition, Offset: last.Offset}
+}

@@ -1,0 +1,397 @@
+package console
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unique"
+
+	"github.com/tidwall/btree"
+
+	"github.com/kafkasaga/kafkasaga/saga"
+)
+
+// Summary is a saga as the console lists it: the JSON of GET /api/sagas
+// and of the stream's events.
+type Summary struct {
+	SagaID        string    `json:"sagaId"`
+	Type          string    `json:"type"`
+	Version       int       `json:"version"`
+	State         string    `json:"state"`
+	Step          string    `json:"step"` // with its direction, e.g. reserve_credit:compensate; "" once ended
+	Attempt       int       `json:"attempt"`
+	FailureReason string    `json:"failureReason"`
+	StartedAt     time.Time `json:"startedAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
+	Deadline      string    `json:"deadline"` // RFC 3339; "" once ended
+	Overdue       bool      `json:"overdue"`  // the deadline has passed
+	Retrying      bool      `json:"retrying"` // attempt > 1 and not ended
+}
+
+// entry is what the index keeps of a saga: small, with the strings that
+// repeat (type, state, step, reason) interned, so a million sagas share a
+// handful of them.
+type entry struct {
+	id                         string
+	typ, state, step, reason   string
+	version, attempt           int32
+	started, updated, deadline int64 // Unix milliseconds; deadline 0 once ended
+}
+
+func (e *entry) ended() bool { return e.deadline == 0 }
+
+// stepName is the step without its direction: what the step filter matches.
+func (e *entry) stepName() string {
+	name, _, _ := strings.Cut(e.step, ":")
+	return name
+}
+
+// newEntry summarizes a stored saga instance.
+func newEntry(v *saga.SagaInstance) entry {
+	e := entry{id: v.SagaID, typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
+		version: int32(v.Version), attempt: int32(v.Attempt)}
+	if n := len(v.History); n > 0 {
+		e.started, e.updated = v.History[0].At.UnixMilli(), v.History[n-1].At.UnixMilli()
+		e.step = intern(v.History[n-1].Step) // the step after the latest transition, as GET /sagas/{id} shows it
+	}
+	if v.PendingCommandID != "" {
+		e.deadline = max(v.Deadline.UnixMilli(), 1)
+	} else {
+		e.step, e.attempt = "", 0
+	}
+	return e
+}
+
+func intern(s string) string { return unique.Make(s).Value() }
+
+func (e *entry) summary(now time.Time) Summary {
+	s := Summary{SagaID: e.id, Type: e.typ, Version: int(e.version), State: e.state, Step: e.step, Attempt: int(e.attempt),
+		FailureReason: e.reason, StartedAt: time.UnixMilli(e.started).UTC(), UpdatedAt: time.UnixMilli(e.updated).UTC()}
+	if !e.ended() {
+		deadline := time.UnixMilli(e.deadline).UTC()
+		s.Deadline = deadline.Format(time.RFC3339Nano)
+		s.Overdue = now.After(deadline)
+		s.Retrying = e.attempt > 1
+	}
+	return s
+}
+
+// newestFirst orders the sagas newest first: by start time, then by id.
+func newestFirst(a, b *entry) bool {
+	if a.started != b.started {
+		return a.started > b.started
+	}
+	return a.id < b.id
+}
+
+// order is newestFirst as a comparison.
+func order(a, b *entry) int {
+	return cmp.Or(-cmp.Compare(a.started, b.started), cmp.Compare(a.id, b.id))
+}
+
+// filter is a combination of the filters the index answers from a tree of
+// its own: "" matches any value.
+type filter struct{ typ, state, step string }
+
+// filters are the 8 combinations e is listed under.
+func (e *entry) filters() [8]filter {
+	var fs [8]filter
+	for mask := range 8 {
+		if mask&1 != 0 {
+			fs[mask].typ = e.typ
+		}
+		if mask&2 != 0 {
+			fs[mask].state = e.state
+		}
+		if mask&4 != 0 {
+			fs[mask].step = e.stepName()
+		}
+	}
+	return fs
+}
+
+// Index holds a summary of every saga and answers a filtered page newest
+// first in O(page + log² n): every saga is in one B-tree per combination
+// of its type, state and step (8 trees, each ordered newest first), so a
+// page of any combination is a walk from a seek, and its total the size of
+// its tree, less, with a minimum age, the rank of the first saga old
+// enough. A search by id prefix walks the prefix's range of an index by id
+// instead: it costs the sagas whose id has the prefix.
+type Index struct {
+	mu      sync.RWMutex
+	byID    map[string]*entry
+	trees   map[filter]*btree.BTreeG[*entry]
+	ids     *btree.BTreeG[*entry] // by id, for the prefix search
+	minutes map[int64]*Minute     // by the minute's Unix time
+	// visits counts the entries the lists read (walked or probed), for the
+	// test that holds a page's cost to its size.
+	visits atomic.Int64
+}
+
+// Minute is what happened in one minute: the JSON of /api/stats.
+type Minute struct {
+	At        time.Time `json:"at"`
+	Started   int       `json:"started"`
+	Completed int       `json:"completed"`
+	Rejected  int       `json:"rejected"`
+}
+
+// statsKept is how far back the minutes' counts go.
+const statsKept = 24 * time.Hour
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{byID: map[string]*entry{}, trees: map[filter]*btree.BTreeG[*entry]{},
+		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}}
+}
+
+func newTree(less func(a, b *entry) bool) *btree.BTreeG[*entry] {
+	return btree.NewBTreeGOptions(less, btree.Options{NoLocks: true}) // the index's lock guards it
+}
+
+// Len returns the number of sagas held.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byID)
+}
+
+// Put records the saga's latest state and reports whether it changed. An
+// ended saga never changes again, and an older state than the one held
+// (a state topic read behind its archive) is ignored.
+func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
+	e := newEntry(v)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old, ok := x.byID[e.id]
+	switch {
+	case ok && (*old == e || old.ended() || e.updated < old.updated):
+		return Summary{}, false
+	case ok:
+		x.unlist(old)
+		if !old.ended() && e.ended() {
+			x.count(&e)
+		}
+		*old = e
+	default:
+		old = &e
+		x.byID[e.id] = old
+		x.ids.Set(old)
+		x.minute(e.started).Started++
+		if e.ended() {
+			x.count(&e)
+		}
+	}
+	x.list(old)
+	return old.summary(time.Now()), true
+}
+
+// Remove forgets a saga: its archive's retention dropped it.
+func (x *Index) Remove(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e, ok := x.byID[id]; ok {
+		x.unlist(e)
+		x.ids.Delete(e)
+		delete(x.byID, id)
+	}
+}
+
+func (x *Index) list(e *entry) {
+	for _, f := range e.filters() {
+		t, ok := x.trees[f]
+		if !ok {
+			t = newTree(newestFirst)
+			x.trees[f] = t
+		}
+		t.Set(e)
+	}
+}
+
+func (x *Index) unlist(e *entry) {
+	for _, f := range e.filters() {
+		if t, ok := x.trees[f]; ok {
+			t.Delete(e)
+			if t.Len() == 0 {
+				delete(x.trees, f)
+			}
+		}
+	}
+}
+
+// count adds an ended saga to its minute's outcomes.
+func (x *Index) count(e *entry) {
+	switch e.state {
+	case saga.StateCompleted:
+		x.minute(e.updated).Completed++
+	case saga.StateRejected:
+		x.minute(e.updated).Rejected++
+	}
+}
+
+func (x *Index) minute(ms int64) *Minute {
+	at := time.UnixMilli(ms).UTC().Truncate(time.Minute)
+	m, ok := x.minutes[at.Unix()]
+	if !ok {
+		m = &Minute{At: at}
+		x.minutes[at.Unix()] = m
+		x.forget(at.Add(-statsKept)) // once a new minute starts
+	}
+	return m
+}
+
+// forget drops the minutes before t.
+func (x *Index) forget(t time.Time) {
+	for k := range x.minutes {
+		if k < t.Unix() {
+			delete(x.minutes, k)
+		}
+	}
+}
+
+// Stats returns the last n minutes up to now's, oldest first, zeroes
+// included.
+func (x *Index) Stats(now time.Time, n int) []Minute {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	last := now.UTC().Truncate(time.Minute)
+	out := make([]Minute, n)
+	for i := range out {
+		at := last.Add(-time.Duration(n-1-i) * time.Minute)
+		out[i] = Minute{At: at}
+		if m, ok := x.minutes[at.Unix()]; ok {
+			out[i] = *m
+		}
+	}
+	return out
+}
+
+// Query is a page to list.
+type Query struct {
+	Type, State, Step string        // "" for any
+	MinAge            time.Duration // started at least this long before Now
+	Prefix            string        // of the saga id
+	Limit             int
+	After             *Cursor // the last saga of the page before
+	Now               time.Time
+}
+
+// Cursor is where a page ends: the last saga it holds.
+type Cursor struct {
+	Started int64 // Unix milliseconds
+	ID      string
+}
+
+// Page is a page of sagas, newest first.
+type Page struct {
+	Sagas []Summary
+	Next  *Cursor // nil on the last page
+	Total int     // the sagas matching the filters, on every page
+}
+
+// List returns the page q asks for.
+func (x *Index) List(q Query) Page {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var page Page
+	if q.Prefix != "" {
+		return x.search(q)
+	}
+	tree, ok := x.trees[filter{q.Type, q.State, q.Step}]
+	if !ok {
+		return Page{Sagas: []Summary{}}
+	}
+	// The first saga old enough: the newest started at or before Now-MinAge.
+	from := &entry{started: q.Now.Add(-q.MinAge).UnixMilli()}
+	if q.MinAge <= 0 {
+		from = nil
+	}
+	page.Total = tree.Len()
+	if from != nil {
+		page.Total -= x.rank(tree, from)
+	}
+	var after *entry
+	if q.After != nil {
+		after = &entry{started: q.After.Started, id: q.After.ID}
+		if from == nil || newestFirst(from, after) {
+			from = after
+		}
+	}
+	page.Sagas = make([]Summary, 0, q.Limit)
+	walk := func(e *entry) bool {
+		x.visits.Add(1)
+		if after != nil && e.started == after.started && e.id == after.id {
+			return true // the cursor's own saga, on the page before
+		}
+		if len(page.Sagas) == q.Limit {
+			last := page.Sagas[len(page.Sagas)-1]
+			page.Next = &Cursor{Started: last.StartedAt.UnixMilli(), ID: last.SagaID}
+			return false
+		}
+		page.Sagas = append(page.Sagas, e.summary(q.Now))
+		return true
+	}
+	if from == nil {
+		tree.Scan(walk)
+	} else {
+		tree.Ascend(from, walk)
+	}
+	return page
+}
+
+// rank returns how many entries of tree come before pivot, by a binary
+// search of positions: O(log² n).
+func (x *Index) rank(tree *btree.BTreeG[*entry], pivot *entry) int {
+	lo, hi := 0, tree.Len()
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		e, _ := tree.GetAt(mid)
+		x.visits.Add(1)
+		if newestFirst(e, pivot) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// search lists the sagas whose id starts with q.Prefix: it reads every one
+// of them, to order them newest first and count them.
+func (x *Index) search(q Query) Page {
+	var found []*entry
+	cutoff := q.Now.Add(-q.MinAge).UnixMilli()
+	x.ids.Ascend(&entry{id: q.Prefix}, func(e *entry) bool {
+		x.visits.Add(1)
+		if !strings.HasPrefix(e.id, q.Prefix) {
+			return false
+		}
+		if (q.Type == "" || e.typ == q.Type) && (q.State == "" || e.state == q.State) &&
+			(q.Step == "" || e.stepName() == q.Step) && (q.MinAge <= 0 || e.started <= cutoff) {
+			found = append(found, e)
+		}
+		return true
+	})
+	slices.SortFunc(found, order)
+	page := Page{Total: len(found), Sagas: make([]Summary, 0, min(q.Limit, len(found)))}
+	if q.After != nil {
+		after := &entry{started: q.After.Started, id: q.After.ID}
+		i, _ := slices.BinarySearchFunc(found, after, order)
+		if i < len(found) && found[i].id == after.id {
+			i++
+		}
+		found = found[i:]
+	}
+	for i, e := range found {
+		if i == q.Limit {
+			last := page.Sagas[i-1]
+			page.Next = &Cursor{Started: last.StartedAt.UnixMilli(), ID: last.SagaID}
+			break
+		}
+		page.Sagas = append(page.Sagas, e.summary(q.Now))
+	}
+	return page
+}

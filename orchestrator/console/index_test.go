@@ -1,0 +1,266 @@
+package console
+
+import (
+	"fmt"
+	"math/bits"
+	"reflect"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kafkasaga/kafkasaga/saga"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+
+// instance is a saga started at t0 plus started seconds, its latest
+// transition a second later, on step (with its direction) in state;
+// COMPLETED and REJECTED ones have ended.
+func instance(id, typ, state, step string, started int, attempt int) *saga.SagaInstance {
+	at := t0.Add(time.Duration(started) * time.Second)
+	v := &saga.SagaInstance{SagaID: id, SagaType: typ, Version: 1, State: state, Attempt: attempt,
+		History: []saga.SagaTransition{{At: at, Event: saga.EventStarted, State: saga.StateRunning, Step: "first"},
+			{At: at.Add(time.Second), Event: "Reply", State: state, Step: step}}}
+	if state == saga.StateRunning || state == saga.StateCompensating {
+		v.PendingCommandID = id + ":" + step
+		v.Deadline = at.Add(time.Minute)
+	}
+	return v
+}
+
+// listAll reads every page of q, limit by limit, following the cursors.
+func listAll(t *testing.T, x *Index, q Query) (ids []string, total int) {
+	t.Helper()
+	for pages := 0; ; pages++ {
+		if pages > 100 {
+			t.Fatal("more than 100 pages: the cursor does not move")
+		}
+		p := x.List(q)
+		if len(p.Sagas) > q.Limit {
+			t.Fatalf("page of %d, want at most %d", len(p.Sagas), q.Limit)
+		}
+		for _, s := range p.Sagas {
+			ids = append(ids, s.SagaID)
+		}
+		total = p.Total
+		if p.Next == nil {
+			return ids, total
+		}
+		q.After = p.Next
+	}
+}
+
+func TestListFiltersPagesAndCounts(t *testing.T) {
+	x := NewIndex()
+	put := []*saga.SagaInstance{
+		instance("a1", "CreateOrder", saga.StateRunning, "reserve_credit", 10, 1),
+		instance("a2", "CreateOrder", saga.StateRunning, "authorize_payment", 20, 3),
+		instance("a3", "CreateOrder", saga.StateCompensating, "reserve_credit:compensate", 30, 1),
+		instance("a4", "CreateOrder", saga.StateCompleted, "", 40, 0),
+		instance("b1", "CancelOrder", saga.StateRunning, "release_credit", 20, 1), // same start as a2: by id
+		instance("b2", "CancelOrder", saga.StateRejected, "", 50, 0),
+		instance("b3", "CancelOrder", saga.StateRunning, "refund_payment", 60, 1),
+	}
+	for _, v := range put {
+		if _, changed := x.Put(v); !changed {
+			t.Fatalf("put %s: not changed", v.SagaID)
+		}
+	}
+	now := t0.Add(100 * time.Second)
+	tests := []struct {
+		name string
+		q    Query
+		want []string
+	}{
+		{"all, newest first, ties by id", Query{}, []string{"b3", "b2", "a4", "a3", "a2", "b1", "a1"}},
+		{"type", Query{Type: "CreateOrder"}, []string{"a4", "a3", "a2", "a1"}},
+		{"state", Query{State: saga.StateRunning}, []string{"b3", "a2", "b1", "a1"}},
+		{"step, either direction", Query{Step: "reserve_credit"}, []string{"a3", "a1"}},
+		{"type and state", Query{Type: "CancelOrder", State: saga.StateRunning}, []string{"b3", "b1"}},
+		{"type, state and step", Query{Type: "CreateOrder", State: saga.StateRunning, Step: "authorize_payment"}, []string{"a2"}},
+		{"min age", Query{MinAge: 70 * time.Second}, []string{"a3", "a2", "b1", "a1"}}, // started at or before 30s
+		{"min age and state", Query{MinAge: 70 * time.Second, State: saga.StateRunning}, []string{"a2", "b1", "a1"}},
+		{"prefix", Query{Prefix: "a"}, []string{"a4", "a3", "a2", "a1"}},
+		{"prefix and filters", Query{Prefix: "b", State: saga.StateRunning, MinAge: 50 * time.Second}, []string{"b1"}},
+		{"no match", Query{Type: "CreateOrder", State: saga.StateRejected}, nil},
+		{"prefix, no match", Query{Prefix: "c"}, nil},
+	}
+	for _, tt := range tests {
+		for _, limit := range []int{1, 2, 50} {
+			t.Run(fmt.Sprintf("%s, limit %d", tt.name, limit), func(t *testing.T) {
+				q := tt.q
+				q.Limit, q.Now = limit, now
+				got, total := listAll(t, x, q)
+				if !slices.Equal(got, tt.want) || total != len(tt.want) {
+					t.Errorf("got %v (total %d), want %v (total %d)", got, total, tt.want, len(tt.want))
+				}
+			})
+		}
+	}
+}
+
+func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
+	x := NewIndex()
+	running := instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 2)
+	ended := instance("s", "CreateOrder", saga.StateCompleted, "", 0, 0)
+	ended.History = append(ended.History, saga.SagaTransition{At: t0.Add(5 * time.Second), Event: "OrderApproved", State: saga.StateCompleted})
+	s, changed := x.Put(running)
+	if !changed || !s.Retrying || s.Attempt != 2 || s.Step != "authorize_payment" || s.Deadline == "" {
+		t.Fatalf("running: got %+v changed %v, want retrying attempt 2 on authorize_payment with a deadline", s, changed)
+	}
+	if _, changed := x.Put(running); changed {
+		t.Error("the same state again: changed, want unchanged")
+	}
+	if s, changed = x.Put(ended); !changed || s.State != saga.StateCompleted || s.Step != "" || s.Deadline != "" || s.Retrying || s.Overdue {
+		t.Errorf("ended: got %+v changed %v, want COMPLETED with no step, deadline or flags", s, changed)
+	}
+	// The state topic read behind the archive: the saga stays ended.
+	if _, changed := x.Put(running); changed {
+		t.Error("a running state after the ended one: changed, want ignored")
+	}
+	if p := x.List(Query{State: saga.StateRunning, Limit: 10, Now: t0}); p.Total != 0 {
+		t.Errorf("RUNNING after the end: total %d, want 0", p.Total)
+	}
+	stats := x.Stats(t0.Add(time.Minute), 2)
+	want := []Minute{{At: t0, Started: 1, Completed: 1}, {At: t0.Add(time.Minute)}}
+	if !reflect.DeepEqual(stats, want) {
+		t.Errorf("stats: got %+v, want %+v", stats, want)
+	}
+	x.Remove("s")
+	if p := x.List(Query{Limit: 10, Now: t0}); p.Total != 0 || len(p.Sagas) != 0 {
+		t.Errorf("after Remove: got %+v, want nothing", p)
+	}
+}
+
+func TestOverdueIsTheDeadlinePassed(t *testing.T) {
+	x := NewIndex()
+	x.Put(instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)) // deadline t0+1m
+	for _, tt := range []struct {
+		now  time.Time
+		want bool
+	}{{t0.Add(59 * time.Second), false}, {t0.Add(61 * time.Second), true}} {
+		if p := x.List(Query{Limit: 1, Now: tt.now}); p.Sagas[0].Overdue != tt.want {
+			t.Errorf("at %s: overdue %v, want %v", tt.now, p.Sagas[0].Overdue, tt.want)
+		}
+	}
+}
+
+const million = 1_000_000
+
+var (
+	filled     *Index
+	fillOnce   sync.Once
+	fillMemory float64 // bytes of heap per summary
+)
+
+// fillMillion returns an index of a million sagas over 2 types, 4 states
+// and 4 steps, one started every millisecond, built once per test binary.
+func fillMillion() *Index {
+	fillOnce.Do(func() {
+		types := []string{"CreateOrder", "CancelOrder"}
+		states := []string{saga.StateRunning, saga.StateCompensating, saga.StateCompleted, saga.StateRejected}
+		steps := []string{"reserve_credit", "authorize_payment", "approve_order", "refund_payment"}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		x := NewIndex()
+		v := &saga.SagaInstance{Version: 1, History: make([]saga.SagaTransition, 2)}
+		for i := range million {
+			v.SagaID = fmt.Sprintf("%08x-0000-4000-8000-%012x", i*2654435761%(1<<32), i)
+			v.SagaType, v.State = types[i%2], states[i/2%4]
+			at := t0.Add(time.Duration(i) * time.Millisecond)
+			v.History[0] = saga.SagaTransition{At: at, Event: saga.EventStarted, State: saga.StateRunning, Step: steps[0]}
+			v.History[1] = saga.SagaTransition{At: at.Add(time.Second), Event: "Reply", State: v.State, Step: steps[i/8%4]}
+			v.PendingCommandID, v.Attempt, v.Deadline = "", 0, time.Time{}
+			if v.State == saga.StateRunning || v.State == saga.StateCompensating {
+				v.PendingCommandID, v.Attempt, v.Deadline = "x", 1+i%3, at.Add(time.Minute)
+			}
+			x.Put(v)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		fillMemory = float64(after.HeapAlloc-before.HeapAlloc) / million
+		filled = x
+	})
+	return filled
+}
+
+// TestAFilteredPageOfAMillionVisitsFewEntries lists pages of a million
+// sagas, filtered every way the index has a tree for, and counts the
+// entries each page reads: the page, the one after it, and the probes of
+// the binary search for the total, never a scan.
+func TestAFilteredPageOfAMillionVisitsFewEntries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills an index of a million sagas; skipped with -short")
+	}
+	x := fillMillion()
+	if x.Len() != million {
+		t.Fatalf("index holds %d sagas, want %d", x.Len(), million)
+	}
+	const limit = 50
+	bound := int64(limit + 2 + 2*bits.Len(million)) // the page, the next and the cursor's own, the rank's probes
+	now := t0.Add(million * time.Millisecond)
+	queries := map[string]Query{
+		"none":                 {},
+		"type":                 {Type: "CancelOrder"},
+		"state":                {State: saga.StateRunning},
+		"step":                 {Step: "approve_order"},
+		"type, state and step": {Type: "CreateOrder", State: saga.StateCompensating, Step: "authorize_payment"},
+		"state and min age":    {State: saga.StateRunning, MinAge: 400 * time.Second},
+		"type, step, min age":  {Type: "CreateOrder", Step: "reserve_credit", MinAge: 900 * time.Second},
+	}
+	for name, q := range queries {
+		t.Run(name, func(t *testing.T) {
+			q.Limit, q.Now = limit, now
+			var seen []string
+			for page := range 3 {
+				x.visits.Store(0)
+				p := x.List(q)
+				if visits := x.visits.Load(); visits > bound {
+					t.Errorf("page %d visited %d entries, want at most %d", page, visits, bound)
+				}
+				if len(p.Sagas) != limit || p.Next == nil || p.Total < 3*limit {
+					t.Fatalf("page %d: got %d sagas, next %v, total %d; want %d, a next and more", page, len(p.Sagas), p.Next, p.Total, limit)
+				}
+				for _, s := range p.Sagas {
+					if (q.Type != "" && s.Type != q.Type) || (q.State != "" && s.State != q.State) || (q.Step != "" && s.Step != q.Step) ||
+						(q.MinAge > 0 && now.Sub(s.StartedAt) < q.MinAge) {
+						t.Fatalf("page %d: %+v does not match %+v", page, s, q)
+					}
+					if n := len(seen); n > 0 && seen[n-1] == s.SagaID {
+						t.Fatalf("page %d: %s twice", page, s.SagaID)
+					}
+					seen = append(seen, s.SagaID)
+				}
+				q.After = p.Next
+			}
+		})
+	}
+	// The totals are exact: a count by hand of one combination.
+	q := Query{Type: "CreateOrder", State: saga.StateRunning, MinAge: 300 * time.Second, Limit: 1, Now: now}
+	want := 0
+	for i := range million {
+		if i%2 == 0 && i/2%4 == 0 && now.Sub(t0.Add(time.Duration(i)*time.Millisecond)) >= q.MinAge {
+			want++
+		}
+	}
+	if got := x.List(q).Total; got != want {
+		t.Errorf("total of %+v: got %d, want %d", q, got, want)
+	}
+}
+
+// BenchmarkListFilteredOfAMillion lists a filtered page of 50 from a
+// million sagas, and reports the index's heap per saga (B/summary).
+func BenchmarkListFilteredOfAMillion(b *testing.B) {
+	x := fillMillion()
+	q := Query{Type: "CreateOrder", State: saga.StateRunning, MinAge: 300 * time.Second, Limit: 50, Now: t0.Add(million * time.Millisecond)}
+	b.ResetTimer()
+	for b.Loop() {
+		if p := x.List(q); len(p.Sagas) != 50 {
+			b.Fatalf("got %d sagas, want 50", len(p.Sagas))
+		}
+	}
+	b.ReportMetric(fillMemory, "B/summary")
+}
