@@ -40,12 +40,18 @@ func TestConsole(t *testing.T) {
 		b.open(t, r.sagas+"/ui/")
 		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
 		id := r.createOrder(t, ada, 12_000)
-		b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
-			"the new saga's row shows COMPLETED")
+		declined := r.createOrder(t, ada, paymentLimit+1)
+		unknown := r.createOrder(t, uuid.NewString(), 100)
+		for id, state := range map[string]string{id: "COMPLETED", declined: "REJECTED", unknown: "REJECTED"} {
+			b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state=%q]') !== null`, id, state),
+				fmt.Sprintf("the row of saga %s to show %s", id, state))
+		}
+		b.await(t, `["started 3", "completed 1", "rejected 2"].every(want =>
+			[...document.querySelectorAll("#chart text")].some(t => t.textContent === want))`, "the chart to count the three sagas")
 		b.stillLoaded(t)
 		b.screenshot(t, "list.png")
 
-		b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-saga-id=%q] a`, id))))
+		b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-saga-id=%q] a`, id))), chromedp.WaitReady(chromedp.CSS("#timeline")))
 		b.await(t, `document.querySelector('#state[data-state="COMPLETED"]') !== null`, "the saga page shows COMPLETED")
 		events := b.eval(t, `[...document.querySelectorAll("#timeline li")].map(li => li.dataset.event).join(" ")`)
 		if want := "started CreditReserved PaymentAuthorized OrderApproved"; events != want {

@@ -48,10 +48,12 @@ export function show(msg, isError = false) {
   s.className = isError ? "status error" : "status";
 }
 
-export function time(iso) {
+// time shows iso in the browser's time zone, to the millisecond if precise.
+export function time(iso, precise = false) {
   if (!iso) return "";
   const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toLocaleString(undefined, { hour12: false });
+  if (isNaN(d)) return String(iso);
+  return d.toLocaleString(undefined, { hour12: false, ...(precise ? { fractionalSecondDigits: 3 } : {}) });
 }
 
 // ago says how long ago iso was, roughly.

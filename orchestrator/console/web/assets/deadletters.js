@@ -18,7 +18,8 @@ function readable(raw) {
 }
 
 function card(d) {
-  const headers = Object.entries(d.headers || {});
+  // The dlq_* headers say what From, Handler and Error show.
+  const headers = Object.entries(d.headers || {}).filter(([k]) => !k.startsWith("dlq_"));
   const payload = d.value !== null && d.value !== undefined
     ? el("pre", { class: "value" }, JSON.stringify(d.value, null, 2))
     : el("pre", { class: "raw" }, d.raw ? `not decoded; ${readable(d.raw)}` : "empty");

@@ -44,7 +44,7 @@ function row(s) {
     el("td", {}, `${s.type} v${s.version}`),
     el("td", {}, badge(s.state)),
     el("td", {}, s.step || ""),
-    el("td", { class: "num" }, String(s.attempt ?? "")),
+    el("td", { class: "num" }, s.attempt ? String(s.attempt) : ""),
     el("td", { title: time(s.startedAt) }, ago(s.startedAt)),
     el("td", { title: time(s.updatedAt) }, ago(s.updatedAt)),
     el("td", {}, marks));
@@ -114,7 +114,12 @@ more.addEventListener("click", () => load(true));
 
 await fillFilters();
 await load();
-follow("/api/sagas/stream", "saga", place);
+// The chart is read again a second after sagas change, and every 15 s.
+let statsDue = null;
+follow("/api/sagas/stream", "saga", (s) => {
+  place(s);
+  statsDue ??= setTimeout(() => { statsDue = null; stats(); }, 1000);
+});
 adminEnabled();
 stats();
 setInterval(stats, 15000);

@@ -25,7 +25,7 @@ function summary(s) {
 function timeline(history) {
   document.getElementById("timeline").replaceChildren(...(history || []).map((h) =>
     el("li", { data: { event: h.event, state: h.state } },
-      el("time", { datetime: h.at }, time(h.at)),
+      el("time", { datetime: h.at }, time(h.at, true)),
       el("strong", {}, h.event), " ", badge(h.state),
       h.step ? el("span", { class: "step" }, ` step ${h.step}`) : "",
       h.attempt ? el("span", { class: "attempt" }, `, attempt ${h.attempt}`) : "",
