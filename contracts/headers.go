@@ -20,6 +20,11 @@ const (
 	HeaderDeadLetterError     = "dlq_error"     // why
 )
 
+// HeaderReplayedFrom marks a dead letter replayed to the topic it came
+// from (POST /deadletters/{partition}/{offset}/replay): where it was,
+// "deadletter/<partition>/<offset>". The replay drops the dlq_* headers.
+const HeaderReplayedFrom = "replayed_from"
+
 // SagaTypeCreateOrder names the Create Order saga in headers and records.
 const SagaTypeCreateOrder = "CreateOrder"
 

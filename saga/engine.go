@@ -548,8 +548,10 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
 			v.FailureReason = timeoutReason(step.Name)
 			e.backward(def, v, v.Step, now) // its effect is unknown: undo it too
 			return EventTimeout, nil
-		case v.State == StateCompensating && outOfAttempts && v.FailureReason == timeoutReason(step.Name):
-			// The step never answered its command, and now not its
+		case v.State == StateCompensating && outOfAttempts &&
+			(v.FailureReason == timeoutReason(step.Name) || abortedUnanswered(*v, step.Name)):
+			// The step never answered its command (it timed out, or an
+			// operator aborted it while it waited), and now not its
 			// compensation either: its participant is down. Both wait in
 			// Kafka in that order (same topic and key, which the consumer keeps),
 			// so the participant will undo the step once it is back.
@@ -605,7 +607,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if len(v.History) >= maxHistory {
 			v.History = slices.Delete(v.History, 1, len(v.History)-maxHistory+2)
 		}
-		v.History = append(v.History, SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v)})
+		v.History = append(v.History, SagaTransition{At: now, Event: event, State: v.State, Step: e.StepName(*v), By: operator(ctx)})
 		// Encoding before saving means a codec failure leaves the saga untouched.
 		if out, err = e.command(*v); err != nil {
 			return nil, err

@@ -36,7 +36,8 @@ type transitionView struct {
 	// Attempt is the send of the step's command the transition made, 1
 	// for the first; 0 once ended, and omitted where the history kept
 	// too little to tell.
-	Attempt int `json:"attempt,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	By      string `json:"by"` // who asked for an operator action; "" for the engine's own transitions
 }
 
 // Lookup finds the saga with the given id among the sagas of one type.
@@ -57,7 +58,7 @@ func Look[D any](engine *saga.Engine[D], versions ...saga.Outline) Lookup {
 		view := &sagaView{SagaID: v.SagaID, Type: v.SagaType, Version: v.Version, State: v.State, Step: engine.StepName(v),
 			Attempt: v.Attempt, FailureReason: v.FailureReason, Data: data, History: make([]transitionView, len(v.History))}
 		for i, t := range v.History {
-			view.History[i] = transitionView{At: t.At, Event: t.Event, State: t.State, Step: t.Step}
+			view.History[i] = transitionView{At: t.At, Event: t.Event, State: t.State, Step: t.Step, By: t.By}
 		}
 		attempts(view.History, v.Attempt)
 		if n := len(v.History); n > 0 {
@@ -134,18 +135,23 @@ const historyKept = 64
 // type's instances are keyed, and so partitioned, by saga id.
 func RegisterHTTP(s *httpserver.Server, sagas []Lookup) {
 	s.HandleKeyed("GET /sagas/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		for _, look := range sagas {
-			view, ok, err := look(id)
-			if err != nil {
-				httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
-				return
-			}
-			if ok {
-				httpserver.WriteJSON(w, http.StatusOK, view)
-				return
-			}
-		}
-		httpserver.WriteError(w, http.StatusNotFound, "saga "+id+" not found")
+		writeSaga(w, sagas, r.PathValue("id"))
 	})
+}
+
+// writeSaga answers the saga with the given id, found by the first saga
+// type that has it: 200 with its view, or 404.
+func writeSaga(w http.ResponseWriter, sagas []Lookup, id string) {
+	for _, look := range sagas {
+		view, ok, err := look(id)
+		if err != nil {
+			httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		if ok {
+			httpserver.WriteJSON(w, http.StatusOK, view)
+			return
+		}
+	}
+	httpserver.WriteError(w, http.StatusNotFound, "saga "+id+" not found")
 }

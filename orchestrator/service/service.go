@@ -4,6 +4,7 @@
 package service
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -95,8 +96,9 @@ type runner interface {
 	topics() []string // what the orchestrator reads and keeps for it
 	startTopic() string
 	// run starts the saga type's engine on p, and returns how to find its
-	// sagas and how to start one from its start topic's events.
-	run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Starter, error)
+	// sagas, how an operator acts on them, and how to start one from its
+	// start topic's events.
+	run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Actor, ports.Starter, error)
 }
 
 func (s sagaType[D, E]) topics() []string {
@@ -132,21 +134,21 @@ func (s sagaType[D, E]) console() console.SagaType {
 	return t
 }
 
-func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Starter, error) {
+func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger) (ports.Lookup, ports.Actor, ports.Starter, error) {
 	def := s.Definition
 	for _, p := range s.Previous {
 		if p.Version >= def.Version {
-			return nil, nil, fmt.Errorf("saga %q: previous version %d is not below the current one, %d", def.Type, p.Version, def.Version)
+			return nil, nil, nil, fmt.Errorf("saga %q: previous version %d is not below the current one, %d", def.Type, p.Version, def.Version)
 		}
 	}
 	if err := messaging.SetRetention(cfg.Kafka, s.EndedTopic, cfg.SagaRetention); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	instances, err := process.NewStore(p, def.StateTopic, func(c *store.Config[saga.SagaInstance]) {
 		c.Archive = &store.Archive[saga.SagaInstance]{Topic: s.EndedTopic, Ended: saga.Ended}
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	engine, err := saga.NewEngine(append(saga.Versions[D]{def}, s.Previous...), saga.EngineConfig{
 		Instances:   adapters.NewInstances(instances),
@@ -156,11 +158,11 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 		Metrics:     p.Metrics,
 	}, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// A reply no step accepts is dead-lettered.
 	if err := p.Subscribe(def.ReplyTopic, messaging.Poison(engine.HandleReply, saga.ErrUnexpectedReply)); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p.OnRestored(engine.Resume)
 	p.Go(engine.Run)
@@ -168,7 +170,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	for _, p := range s.Previous {
 		outlines = append(outlines, p.Outline())
 	}
-	return ports.Look(engine, outlines...), ports.Start(engine, s.Start), nil
+	return ports.Look(engine, outlines...), engine, ports.Start(engine, s.Start), nil
 }
 
 // Config is the orchestrator's configuration, read from the environment by main.
@@ -185,6 +187,9 @@ type Config struct {
 	// /sagas/{id}) after it ended; then it is gone. Ended sagas leave the
 	// orchestrator's memory at once: they are read from Kafka.
 	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h"`
+	// AdminToken is the bearer token of the operator actions (retry or
+	// abort a saga, replay a dead letter); unset, they are disabled.
+	AdminToken string `env:"ADMIN_TOKEN"`
 }
 
 // New builds the orchestrator; Run the returned process to start it.
@@ -202,15 +207,17 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	}, logger, func(p *process.Process) error {
 		var (
 			lookups     []ports.Lookup
+			actors      []ports.Actor
 			startTopics []string                       // in the order of the list
 			starters    = map[string][]ports.Starter{} // by start topic
 		)
 		for _, s := range all {
-			look, start, err := s.run(p, cfg, logger)
+			look, actor, start, err := s.run(p, cfg, logger)
 			if err != nil {
 				return err
 			}
 			lookups = append(lookups, look)
+			actors = append(actors, actor)
 			if !slices.Contains(startTopics, s.startTopic()) {
 				startTopics = append(startTopics, s.startTopic())
 			}
@@ -224,6 +231,15 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			}
 		}
 		ports.RegisterHTTP(p.HTTP, lookups)
+		ports.RegisterActions(p.HTTP, ports.ActionsConfig{
+			AdminToken: cfg.AdminToken,
+			Sagas:      lookups,
+			Actors:     actors,
+			Replay: func(ctx context.Context, partition int32, offset int64) (messaging.Replayed, error) {
+				return messaging.ReplayDeadLetter(ctx, cfg.Kafka, partition, offset)
+			},
+			Logger: logger,
+		})
 		web.Register(p.HTTP, outlines(all))
 		return runConsole(p, all, logger)
 	})

@@ -1,0 +1,83 @@
+package messaging_test
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+// A dead letter, as the router writes it, goes back to the partition of
+// the topic it came from, with its key, value and own headers, the dlq_*
+// ones replaced by where it was replayed from.
+func TestReplayDeadLetter(t *testing.T) {
+	t.Parallel()
+	const origin = "replay.origin"
+	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicDeadLetter, Partitions: 4},
+		contracts.TopicSpec{Name: origin, Partitions: 4})
+	own := []kgo.RecordHeader{{Key: contracts.HeaderPartitionKey, Value: []byte("k1")}, {Key: "saga_id", Value: []byte("s1")}}
+	dead := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte("k1"), Value: []byte("payload"),
+		Headers: append(append([]kgo.RecordHeader{}, own...),
+			kgo.RecordHeader{Key: contracts.HeaderDeadLetterTopic, Value: []byte(origin)},
+			kgo.RecordHeader{Key: contracts.HeaderDeadLetterPartition, Value: []byte("3")}, // not where k1 hashes to
+			kgo.RecordHeader{Key: contracts.HeaderDeadLetterOffset, Value: []byte("41")},
+			kgo.RecordHeader{Key: contracts.HeaderDeadLetterHandler, Value: []byte("h")},
+			kgo.RecordHeader{Key: contracts.HeaderDeadLetterError, Value: []byte("poison message: boom")})})[0]
+
+	got, err := messaging.ReplayDeadLetter(t.Context(), cfg, dead.Partition, dead.Offset)
+	if err != nil {
+		t.Fatalf("replay %d/%d: %v", dead.Partition, dead.Offset, err)
+	}
+	if want := (messaging.Replayed{Topic: origin, Partition: 3, Offset: 0}); got != want {
+		t.Errorf("replayed to: got %+v, want %+v", got, want)
+	}
+	replayed := readUntil(t, cfg, origin, func(rs []*kgo.Record) bool { return len(rs) > 0 })[0]
+	wantHeaders := append(own, kgo.RecordHeader{Key: contracts.HeaderReplayedFrom, Value: fmt.Appendf(nil, "deadletter/%d/%d", dead.Partition, dead.Offset)})
+	if replayed.Partition != 3 || string(replayed.Key) != "k1" || string(replayed.Value) != "payload" || !reflect.DeepEqual(replayed.Headers, wantHeaders) {
+		t.Errorf("replayed record: got%s, want on partition 3, key k1, value payload, headers %v", describe([]*kgo.Record{replayed}), wantHeaders)
+	}
+}
+
+func TestReplayDeadLetterRefuses(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicDeadLetter, Partitions: 2})
+	noOrigin := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte("k"), Value: []byte("v")})[0]
+
+	// A record of an aborted transaction is in the log, but no dead letter.
+	txn := kgoClient(t, cfg, kgo.TransactionalID("replay-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	aborted := &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 1, Value: []byte("v"),
+		Headers: []kgo.RecordHeader{{Key: contracts.HeaderDeadLetterTopic, Value: []byte("anywhere")}}}
+	if err := txn.ProduceSync(t.Context(), aborted).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.EndTransaction(t.Context(), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name      string
+		partition int32
+		offset    int64
+		want      error
+	}{
+		{"an offset not written yet", 0, noOrigin.Offset + 1, messaging.ErrNoDeadLetter},
+		{"a partition the topic lacks", 7, 0, messaging.ErrNoDeadLetter},
+		{"an aborted record", 1, aborted.Offset, messaging.ErrNoDeadLetter},
+		{"a record that does not say where it came from", 0, noOrigin.Offset, messaging.ErrNotReplayable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := messaging.ReplayDeadLetter(t.Context(), cfg, tt.partition, tt.offset)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("replay %d/%d: got error %v, want %v", tt.partition, tt.offset, err, tt.want)
+			}
+		})
+	}
+}

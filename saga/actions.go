@@ -1,0 +1,130 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// What an operator may do to a saga in flight, beside what the engine does
+// by itself. Each action is a transition like any other, written with the
+// command it leads to, and recorded in the saga's history with who asked.
+const (
+	EventRetry = "retry" // the pending command sent again now
+	EventAbort = "abort" // the saga failed on purpose, and compensates
+
+	// ReasonAborted is the failure reason of a saga an operator aborted.
+	ReasonAborted = "ABORTED"
+)
+
+// ErrNoSaga means the engine holds no saga with the given id.
+var ErrNoSaga = errors.New("no such saga")
+
+// StateError means a saga's state does not allow an operator action: it
+// has ended, say. State is the saga's state.
+type StateError struct {
+	SagaID, Action, State string
+	Err                   error // why
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("%s saga %s: %v", e.Action, e.SagaID, e.Err)
+}
+
+func (e *StateError) Unwrap() error { return e.Err }
+
+// Retry sends the saga's pending command again now, as its next attempt
+// with a new deadline: what its timeout would do, without waiting for it.
+// A forward command that has used its MaxAttempts gets this one more.
+// by is who asked, for the history. An ended saga is a *StateError.
+func (e *Engine[D]) Retry(ctx context.Context, id, by string) error {
+	return e.act(ctx, id, EventRetry, by, func(v *SagaInstance, now time.Time) error {
+		if _, _, err := e.pendingStep(*v); err != nil {
+			return err
+		}
+		v.Attempt++
+		v.Deadline = now.Add(e.backoff(v.Attempt))
+		return nil
+	})
+}
+
+// Abort fails a running saga with ReasonAborted, as its pending step would
+// fail after its last attempt: the step, whose effect is unknown, and every
+// step before it are compensated, in reverse, and the saga ends REJECTED.
+// The reply to the aborted command, should it still come, is stale. As for
+// a step that timed out, the step's own compensation is given up after
+// MaxAttempts: it waits in Kafka behind the command, for its participant.
+// by is who asked, for the history.
+//
+// A saga that is compensating already is left as it is (a *StateError):
+// it ends REJECTED once its compensations are answered. So is one past its
+// last step that can fail: it is committed to completing.
+func (e *Engine[D]) Abort(ctx context.Context, id, by string) error {
+	return e.act(ctx, id, EventAbort, by, func(v *SagaInstance, now time.Time) error {
+		def, _, err := e.pendingStep(*v)
+		switch {
+		case err != nil:
+			return err
+		case v.State == StateCompensating:
+			return errors.New("it is compensating already, and ends REJECTED once its compensations are answered")
+		case def.committed(v.Step):
+			return errors.New("it is past its last step that can fail, so it completes; retry sends its command again")
+		}
+		v.FailureReason = ReasonAborted
+		e.backward(def, v, v.Step, now)
+		return nil
+	})
+}
+
+// act runs an operator's action on the saga with the given id. change
+// returns why the saga's state does not allow the action, if it does not.
+func (e *Engine[D]) act(ctx context.Context, id, action, by string, change func(v *SagaInstance, now time.Time) error) error {
+	err := e.transition(withOperator(ctx, by), id, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
+		if !exists {
+			return "", fmt.Errorf("%s saga %s: %w", action, id, ErrNoSaga)
+		}
+		if Ended(v) {
+			return "", &StateError{SagaID: id, Action: action, State: v.State, Err: errors.New("it has ended")}
+		}
+		if err := change(v, now); err != nil {
+			return "", &StateError{SagaID: id, Action: action, State: v.State, Err: err}
+		}
+		return action, nil
+	})
+	if err != nil {
+		return err
+	}
+	e.logger.Info("operator action", "saga_id", id, "action", action, "by", by)
+	return nil
+}
+
+// abortedUnanswered reports whether v compensates the step that an
+// operator aborted while its command was pending: like a step that timed
+// out, it may never have answered, and its compensation queues behind its
+// command. The history entry before the latest abort names that step.
+func abortedUnanswered(v SagaInstance, step string) bool {
+	if v.FailureReason != ReasonAborted {
+		return false
+	}
+	for i := len(v.History) - 1; i > 0; i-- {
+		if v.History[i].Event == EventAbort {
+			return v.History[i-1].Step == step
+		}
+	}
+	return false
+}
+
+// operatorKey is the context key of who asked for an operator action.
+type operatorKey struct{}
+
+func withOperator(ctx context.Context, by string) context.Context {
+	return context.WithValue(ctx, operatorKey{}, by)
+}
+
+// operator returns who asked for the transition ctx is of: "" for the
+// engine's own.
+func operator(ctx context.Context) string {
+	by, _ := ctx.Value(operatorKey{}).(string)
+	return by
+}
