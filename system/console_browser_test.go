@@ -9,7 +9,9 @@ package system_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,17 +24,21 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 )
 
 // TestConsole opens the console while the system runs and checks that
-// it follows the sagas and the dead letters live, and shows what it is
-// given as text, never as markup.
+// it follows the sagas and the dead letters live, that its operator
+// actions act, and that it shows what it is given as text, never as
+// markup.
 func TestConsole(t *testing.T) {
-	r := startSystem(t)
+	r := startSystem(t, withAdminToken)
 	b := openBrowser(t)
 	ada := r.createCustomer(t, "Ada", 5_000_000)
 
@@ -64,6 +70,57 @@ func TestConsole(t *testing.T) {
 			t.Errorf("data: got %q, want the customer id %s in it", data, ada)
 		}
 		b.screenshot(t, "saga.png")
+	})
+
+	t.Run("a retry and an abort from the saga's page, the saga compensating live", func(t *testing.T) {
+		if r.stack.Cluster() == nil {
+			t.Skip("holding the payment service's commands back needs the embedded broker")
+		}
+		// The payment service reads no command while this holds: the saga
+		// waits on authorize_payment.
+		held := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: contracts.TopicPaymentCommands,
+			Err: kerr.NotLeaderForPartition, Count: -1})
+		defer held.Remove()
+		id := r.createOrder(t, ada, 7_000)
+		eventually(t, 30*time.Second, func() error {
+			var s sagaView
+			status, body, err := r.try(http.MethodGet, r.sagas+"/sagas/"+id, nil)
+			if err == nil && status == http.StatusOK {
+				err = json.Unmarshal(body, &s)
+			}
+			if err != nil || s.Step != "authorize_payment" {
+				return fmt.Errorf("saga %s: %d %s %v, want it waiting on authorize_payment", id, status, body, err)
+			}
+			return nil
+		})
+
+		b.open(t, r.sagas+"/ui/sagas/"+id)
+		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null && !document.getElementById("actions").hidden &&
+			document.getElementById("summary").textContent.includes("a reply to AuthorizePayment")`, "the saga page to show it waiting, with its actions")
+		b.signIn(t)
+		b.do(t, chromedp.Click(chromedp.CSS("#retry")))
+		b.await(t, `document.getElementById("action-result").textContent === "Retry: done" &&
+			[...document.querySelectorAll("#timeline li")].some(li => li.dataset.event === "retry" && li.textContent.includes("by ops-carol"))`,
+			"the retry in the timeline, by ops-carol")
+		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
+		b.await(t, `document.getElementById("abort").dataset.armed === "1"`, "the abort button to ask for a second click")
+		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
+		b.await(t, `document.getElementById("action-result").textContent === "Abort: done"`, "the abort answered")
+		held.Remove()
+		b.await(t, `document.querySelector('#state[data-state="REJECTED"]') !== null && document.getElementById("actions").hidden`,
+			"the saga page to show the saga REJECTED, as it compensated")
+		b.stillLoaded(t)
+		events := b.eval(t, `[...document.querySelectorAll("#timeline li")].map(li => li.dataset.event).filter(e => e !== "timeout").join(" ")`)
+		if want := "started CreditReserved retry abort PaymentCancelled CreditReleased OrderRejected"; events != want {
+			t.Errorf("timeline: got %q, want %q", events, want)
+		}
+		b.await(t, `(() => { const img = document.getElementById("diagram");
+			return img.complete && img.naturalWidth > 0 && img.src.endsWith("CreateOrder.svg?step=REJECTED"); })()`,
+			"the diagram with REJECTED highlighted")
+		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "REJECTED" || o.RejectionReason != "ABORTED" {
+			t.Errorf("order: got %s %q, want REJECTED ABORTED", o.State, o.RejectionReason)
+		}
+		b.screenshot(t, "saga-aborted.png")
 	})
 
 	t.Run("an unknown saga id is a 404 page", func(t *testing.T) {
@@ -116,6 +173,24 @@ func TestConsole(t *testing.T) {
 		}
 		b.stillLoaded(t)
 		b.screenshot(t, "deadletters.png")
+
+		// Replayed from the page: back to order.events, where it is
+		// dead-lettered again, now marked replayed_from. The new dead
+		// letter comes first at once, so the one replayed is found by its
+		// place in the dead-letter topic.
+		at := b.eval(t, fmt.Sprintf(`(() => { const a = [...document.querySelectorAll("#deadletters article")].find(a =>
+			a.querySelector("pre.value") && a.querySelector("pre.value").textContent.includes(%q));
+			return "article[data-partition=\"" + a.dataset.partition + "\"][data-offset=\"" + a.dataset.offset + "\"]"; })()`, orderID))
+		b.signIn(t)
+		b.do(t, chromedp.Click(chromedp.CSS(at+" button.replay")))
+		status := fmt.Sprintf(`document.querySelector(%q).querySelector(".status").textContent`, at)
+		b.await(t, status+` !== ""`, "the replay answered")
+		if got := b.eval(t, status); !strings.HasPrefix(got, "replayed to order.events") {
+			t.Fatalf("replay: got %q, want replayed to order.events", got)
+		}
+		b.await(t, fmt.Sprintf(`[...document.querySelectorAll("#deadletters article")].some(a =>
+			a.querySelector("pre.value") && a.querySelector("pre.value").textContent.includes(%q) && a.textContent.includes(%q))`,
+			orderID, contracts.HeaderReplayedFrom), "the replayed message dead-lettered again, marked "+contracts.HeaderReplayedFrom)
 	})
 
 	b.noExceptions(t)
@@ -180,6 +255,16 @@ func (b *browser) stillLoaded(t *testing.T) {
 	t.Helper()
 	if got := b.eval(t, `String(window.__loadedOnce)`); got != "true" {
 		t.Errorf("the page was loaded again (its mark is %s): it should update in place", got)
+	}
+}
+
+// signIn types the admin token and the operator's name, ops-carol, into
+// the page's header, unless this tab has them already.
+func (b *browser) signIn(t *testing.T) {
+	t.Helper()
+	if b.eval(t, `document.querySelector('#admin input[type="password"]').value`) == "" {
+		b.do(t, chromedp.SendKeys(chromedp.CSS(`#admin input[type="password"]`), adminToken),
+			chromedp.SendKeys(chromedp.CSS(`#admin input[aria-label="operator"]`), "ops-carol"))
 	}
 }
 

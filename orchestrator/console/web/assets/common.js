@@ -53,7 +53,8 @@ export function time(iso, precise = false) {
   if (!iso) return "";
   const d = new Date(iso);
   if (isNaN(d)) return String(iso);
-  return d.toLocaleString(undefined, { hour12: false, ...(precise ? { fractionalSecondDigits: 3 } : {}) });
+  return d.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+    minute: "2-digit", second: "2-digit", hour12: false, ...(precise ? { fractionalSecondDigits: 3 } : {}) });
 }
 
 // ago says how long ago iso was, roughly.
