@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,16 @@ func TestConsole(t *testing.T) {
 			[...document.querySelectorAll("#chart text")].some(t => t.textContent === want))`, "the chart to count the three sagas")
 		b.stillLoaded(t)
 		b.screenshot(t, "list.png")
+
+		// Filtered by state, then searched by the start of an id.
+		rows := `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId + " " + tr.dataset.state).sort().join(", ")`
+		b.do(t, chromedp.SetValue(chromedp.CSS(`#filters select[name="state"]`), "REJECTED"), chromedp.Click(chromedp.CSS(`#filters button`)))
+		want := []string{declined + " REJECTED", unknown + " REJECTED"}
+		slices.Sort(want)
+		b.await(t, fmt.Sprintf(`%s === %q && location.search === "?state=REJECTED"`, rows, strings.Join(want, ", ")), "the list to show the two REJECTED sagas only")
+		b.do(t, chromedp.SetValue(chromedp.CSS(`#filters select[name="state"]`), ""), chromedp.SendKeys(chromedp.CSS(`#filters input[name="q"]`), id[:8]),
+			chromedp.Click(chromedp.CSS(`#filters button`)))
+		b.await(t, fmt.Sprintf(`%s === %q`, rows, id+" COMPLETED"), "the search by id to find the approved order's saga")
 
 		b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-saga-id=%q] a`, id))), chromedp.WaitReady(chromedp.CSS("#timeline")))
 		b.await(t, `document.querySelector('#state[data-state="COMPLETED"]') !== null`, "the saga page shows COMPLETED")
