@@ -142,10 +142,12 @@ func (c *Console) apply(r *kgo.Record) error {
 			c.publish(c.deadEvents, d)
 		}
 		return nil
+	case slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderArchivedAt }):
+		return nil // a pointer to the archive, which holds the saga
 	case r.Value == nil && c.states[r.Topic]: // a tombstone: past its archive's retention
 		c.index.Remove(string(r.Key))
 		return nil
-	case len(r.Value) == 0: // a pointer to the archive, which holds the saga
+	case len(r.Value) == 0:
 		return nil
 	}
 	rec, err := c.cfg.Sagas.Decode(r.Value)

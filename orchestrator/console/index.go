@@ -126,6 +126,7 @@ type Index struct {
 	trees   map[filter]*btree.BTreeG[*entry]
 	ids     *btree.BTreeG[*entry] // by id, for the prefix search
 	minutes map[int64]*Minute     // by the minute's Unix time
+	now     func() time.Time
 	// visits counts the entries the lists read (walked or probed), for the
 	// test that holds a page's cost to its size.
 	visits atomic.Int64
@@ -145,7 +146,7 @@ const statsKept = 24 * time.Hour
 // NewIndex returns an empty index.
 func NewIndex() *Index {
 	return &Index{byID: map[string]*entry{}, trees: map[filter]*btree.BTreeG[*entry]{},
-		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}}
+		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}, now: time.Now}
 }
 
 func newTree(less func(a, b *entry) bool) *btree.BTreeG[*entry] {
@@ -186,7 +187,7 @@ func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
 		}
 	}
 	x.list(old)
-	return old.summary(time.Now()), true
+	return old.summary(x.now()), true
 }
 
 // Remove forgets a saga: its archive's retention dropped it.
@@ -232,24 +233,25 @@ func (x *Index) count(e *entry) {
 	}
 }
 
+// minute returns the counts of the minute of ms; those of a minute past
+// statsKept are not kept.
 func (x *Index) minute(ms int64) *Minute {
 	at := time.UnixMilli(ms).UTC().Truncate(time.Minute)
+	oldest := x.now().Add(-statsKept).Unix()
+	if at.Unix() < oldest {
+		return &Minute{}
+	}
 	m, ok := x.minutes[at.Unix()]
 	if !ok {
 		m = &Minute{At: at}
 		x.minutes[at.Unix()] = m
-		x.forget(at.Add(-statsKept)) // once a new minute starts
-	}
-	return m
-}
-
-// forget drops the minutes before t.
-func (x *Index) forget(t time.Time) {
-	for k := range x.minutes {
-		if k < t.Unix() {
-			delete(x.minutes, k)
+		for k := range x.minutes { // once a minute: forget the minutes past
+			if k < oldest {
+				delete(x.minutes, k)
+			}
 		}
 	}
+	return m
 }
 
 // Stats returns the last n minutes up to now's, oldest first, zeroes
@@ -292,11 +294,12 @@ type Page struct {
 	Total int     // the sagas matching the filters, on every page
 }
 
-// List returns the page q asks for.
+// List returns the page q asks for; a Limit below 1 is 1.
 func (x *Index) List(q Query) Page {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var page Page
+	q.Limit = max(q.Limit, 1)
 	if q.Prefix != "" {
 		return x.search(q)
 	}

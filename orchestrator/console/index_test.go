@@ -103,6 +103,7 @@ func TestListFiltersPagesAndCounts(t *testing.T) {
 
 func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 	x := NewIndex()
+	x.now = func() time.Time { return t0.Add(time.Minute) }
 	running := instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 2)
 	ended := instance("s", "CreateOrder", saga.StateCompleted, "", 0, 0)
 	ended.History = append(ended.History, saga.SagaTransition{At: t0.Add(5 * time.Second), Event: "OrderApproved", State: saga.StateCompleted})
@@ -131,6 +132,24 @@ func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 	x.Remove("s")
 	if p := x.List(Query{Limit: 10, Now: t0}); p.Total != 0 || len(p.Sagas) != 0 {
 		t.Errorf("after Remove: got %+v, want nothing", p)
+	}
+	// A day later, that minute is forgotten, and a saga of then not counted.
+	x.now = func() time.Time { return t0.Add(statsKept + 2*time.Minute) }
+	x.Put(instance("new", "CreateOrder", saga.StateRunning, "reserve_credit", int(statsKept/time.Second)+60, 1))
+	x.Put(instance("old", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
+	if len(x.minutes) != 1 {
+		t.Errorf("a day later: %d minutes kept, want the one of the new saga", len(x.minutes))
+	}
+}
+
+func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
+	x := NewIndex()
+	x.Put(instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
+	x.Put(instance("b", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1))
+	for _, q := range []Query{{Limit: 0}, {Limit: -1, Prefix: "a"}, {Limit: 0, Prefix: "b"}} {
+		if p := x.List(q); len(p.Sagas) != 1 {
+			t.Errorf("%+v: got %d sagas, want 1", q, len(p.Sagas))
+		}
 	}
 }
 

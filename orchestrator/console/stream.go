@@ -11,6 +11,10 @@ import (
 // proxies and browsers keep it open.
 const keepAlive = 15 * time.Second
 
+// writeTimeout bounds each write to a stream: a client that stopped
+// reading (its TCP window full) is cut rather than hold a goroutine.
+const writeTimeout = 10 * time.Second
+
 // subscriberBuffer is how many events a stream may lag behind. One that
 // lags more is closed rather than let it hold up the index; its client
 // reconnects (EventSource does by itself) and reads the pages again.
@@ -83,26 +87,28 @@ func serveEvents(w http.ResponseWriter, r *http.Request, h *hub, event string) {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not hold events back
 	w.WriteHeader(http.StatusOK)
+	write := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // where the server allows it
+		_, err := fmt.Fprintf(w, format, args...)
+		return err == nil && rc.Flush() == nil
+	}
 	// A client that lost its stream reconnects after a second.
-	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil || rc.Flush() != nil {
+	if !write("retry: 1000\n\n") {
 		return
 	}
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
 	for {
-		var err error
+		ok := true
 		select {
 		case <-r.Context().Done():
 			return
-		case data, ok := <-events:
-			if !ok {
-				return
-			}
-			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data)
+		case data, open := <-events:
+			ok = open && write("event: %s\ndata: %s\n\n", event, data)
 		case <-tick.C:
-			_, err = fmt.Fprint(w, ": keep-alive\n\n")
+			ok = write(": keep-alive\n\n")
 		}
-		if err != nil || rc.Flush() != nil {
+		if !ok {
 			return
 		}
 	}

@@ -1,7 +1,8 @@
 // Command kafkasaga runs the whole system in one process: the embedded Kafka
 // broker and schema registry (unless KAFKA_BROKERS is set), the order,
 // customer and payment services and the orchestrator. It is what `make run`
-// starts. Each service listens on its usual port (8080, 8082, 8083, 8084).
+// starts. Each service listens on its usual port (8080, 8082, 8083, 8084),
+// and it logs the address of the console (http://localhost:8084/ui/).
 // DEVSTACK_KAFKA_ADDR and DEVSTACK_REGISTRY_ADDR move the embedded broker and
 // registry; DEVSTACK_DATA_DIR keeps the broker's data across restarts.
 package main
@@ -9,6 +10,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,5 +47,19 @@ func run(ctx context.Context) error {
 	cfg.Devstack.DataDir = os.Getenv("DEVSTACK_DATA_DIR")
 	logger := config.Logger("")
 	cfg.Devstack.Logger = logger.With("service", "devstack")
+	logger.Info("console: open it in a browser once the orchestrator is ready", "url", consoleURL(cfg.Orchestrator.HTTPAddr))
 	return system.Run(ctx, cfg, logger)
+}
+
+// consoleURL is where a browser on this machine finds the console served
+// on the orchestrator's HTTP address.
+func consoleURL(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "http://" + httpAddr + "/ui/"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/ui/"
 }

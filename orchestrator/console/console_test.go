@@ -1,0 +1,73 @@
+package console
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/saga"
+)
+
+// sagas decodes a payload that names one of its instances.
+type sagas map[string]*saga.SagaInstance
+
+func (s sagas) Decode(b []byte) (serde.Record, error) {
+	if v, ok := s[string(b)]; ok {
+		return v, nil
+	}
+	return nil, serde.ErrUndecodable
+}
+
+// TestApplyReadsTheStateAndArchiveTopics hands the console the records a
+// saga leaves on its topics, in the order a reader of both may see them:
+// its running state, its end in the archive, the state topic's pointer
+// to it, a running state read late, and at last the pointer's tombstone.
+func TestApplyReadsTheStateAndArchiveTopics(t *testing.T) {
+	s := sagas{
+		"running": instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
+		"ended":   instance("s", "CreateOrder", saga.StateRejected, "", 0, 0),
+	}
+	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		p := c.index.List(Query{Limit: 1, Now: t0})
+		if len(p.Sagas) == 0 {
+			return "gone"
+		}
+		return p.Sagas[0].State
+	}
+	steps := []struct {
+		name string
+		rec  *kgo.Record
+		want string
+	}{
+		{"running", &kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("running")}, saga.StateRunning},
+		{"archived", &kgo.Record{Topic: "x.sagas.ended", Key: []byte("s"), Value: []byte("ended")}, saga.StateRejected},
+		{"pointer", &kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte{},
+			Headers: []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("7")}}}, saga.StateRejected},
+		{"pointer with a null value", &kgo.Record{Topic: "x.sagas", Key: []byte("s"),
+			Headers: []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("7")}}}, saga.StateRejected},
+		{"running, read late", &kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("running")}, saga.StateRejected},
+		{"undecodable", &kgo.Record{Topic: "x.sagas", Key: []byte("t"), Value: []byte("??")}, saga.StateRejected},
+		{"tombstone", &kgo.Record{Topic: "x.sagas", Key: []byte("s")}, "gone"},
+	}
+	for _, step := range steps {
+		if err := c.apply(step.rec); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := state(); got != step.want {
+			t.Errorf("after %s: got %s, want %s", step.name, got, step.want)
+		}
+	}
+	if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Key: []byte("k"), Value: []byte("ended")}); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := c.deadLetters.page(nil, 10); len(list) != 1 || list[0].Record != "SagaInstance" {
+		t.Errorf("dead letters: got %+v, want the one applied, decoded", list)
+	}
+}

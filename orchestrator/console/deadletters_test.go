@@ -1,0 +1,71 @@
+package console
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+)
+
+type undecodable struct{}
+
+func (undecodable) Decode([]byte) (serde.Record, error) { return nil, serde.ErrUndecodable }
+
+// TestDeadLettersKeepTheNewestAndPage adds dead letters out of order, from
+// several partitions, to a list that keeps 5: it keeps the 5 newest, newest
+// first, and pages through them with the cursor.
+func TestDeadLettersKeepTheNewestAndPage(t *testing.T) {
+	l := &deadLetters{max: 5, dec: undecodable{}}
+	for _, i := range []int{3, 0, 7, 1, 6, 2, 5, 4} {
+		r := &kgo.Record{Partition: int32(i % 2), Offset: int64(i), Timestamp: t0.Add(time.Duration(i) * time.Second), Value: []byte{byte(i)}}
+		l.add(newDeadLetter(r, l.dec))
+	}
+	var got []int64
+	var after *DeadLetterCursor
+	for page := 0; page < 5; page++ {
+		list, next := l.page(after, 2)
+		for _, d := range list {
+			got = append(got, d.Offset)
+		}
+		if next == nil {
+			break
+		}
+		after = next
+	}
+	if want := []int64{7, 6, 5, 4, 3}; !slices.Equal(got, want) {
+		t.Errorf("pages of 2: got offsets %v, want %v", got, want)
+	}
+}
+
+// TestADeadLetterIsDecodedOnceTheRegistryAnswers decodes with a registry
+// that fails, then answers: the dead letter is raw until then, and
+// decoded on the next read.
+func TestADeadLetterIsDecodedOnceTheRegistryAnswers(t *testing.T) {
+	dec := &flaky{err: errors.New("registry unreachable")}
+	l := &deadLetters{max: 10, dec: dec}
+	l.add(newDeadLetter(&kgo.Record{Value: []byte("payload"), Timestamp: t0}, dec))
+	list, _ := l.page(nil, 10)
+	if list[0].Raw == "" || list[0].Value != nil {
+		t.Fatalf("registry down: got raw %q value %s, want raw and no value", list[0].Raw, list[0].Value)
+	}
+	dec.err = nil
+	list, _ = l.page(nil, 10)
+	if list[0].Raw != "" || string(list[0].Value) != `{"customerId":"","orderId":"o","amount":0}` || list[0].Record != "ReserveCredit" {
+		t.Errorf("registry back: got record %q raw %q value %s, want ReserveCredit decoded", list[0].Record, list[0].Raw, list[0].Value)
+	}
+}
+
+// flaky decodes every payload as a ReserveCredit, or fails with err.
+type flaky struct{ err error }
+
+func (f *flaky) Decode([]byte) (serde.Record, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &contracts.ReserveCredit{OrderID: "o"}, nil
+}

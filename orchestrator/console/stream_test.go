@@ -1,0 +1,95 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestASubscriberThatLagsIsDropped publishes to two subscribers, one that
+// reads between rounds and one that never reads: publishing never waits,
+// the one that never reads is dropped (its channel closed) once its buffer
+// is full, and the other gets every event.
+func TestASubscriberThatLagsIsDropped(t *testing.T) {
+	h := newHub()
+	lagging, _ := h.subscribe()
+	reading, leave := h.subscribe()
+	defer leave()
+	read := 0
+	for range 3 {
+		for range subscriberBuffer {
+			h.publish([]byte("{}")) // would block here if a subscriber could hold it up
+		}
+		for range subscriberBuffer {
+			if _, ok := <-reading; !ok {
+				t.Fatalf("the reading subscriber was dropped after %d events", read)
+			}
+			read++
+		}
+	}
+	n := 0
+	for range lagging {
+		n++
+	}
+	if n != subscriberBuffer {
+		t.Errorf("the lagging subscriber got %d events before it was dropped, want its buffer's %d", n, subscriberBuffer)
+	}
+	h.close()
+	if _, open := <-reading; open {
+		t.Error("after close: the reading subscriber's channel is open, want closed")
+	}
+	if late, _ := h.subscribe(); func() bool { _, open := <-late; return open }() {
+		t.Error("a subscriber after close: its channel is open, want closed")
+	}
+}
+
+// TestServeEventsWritesEachEventAndEndsWithTheHub streams over HTTP: each
+// published event arrives as "event: saga" and its data, and the stream
+// ends when the hub closes.
+func TestServeEventsWritesEachEventAndEndsWithTheHub(t *testing.T) {
+	h := newHub()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveEvents(w, r, h, "saga") }))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type: got %q, want text/event-stream", ct)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	next := func() string {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("stream ended: %v", lines.Err())
+		}
+		return lines.Text()
+	}
+	if got := next(); got != "retry: 1000" {
+		t.Fatalf("first line: got %q, want the retry delay", got)
+	}
+	next()
+	// The handler has subscribed once its first lines are out.
+	h.publish([]byte(`{"sagaId":"a"}`))
+	h.publish([]byte(`{"sagaId":"b"}`))
+	var got []string
+	for range 6 {
+		got = append(got, next())
+	}
+	want := []string{"event: saga", `data: {"sagaId":"a"}`, "", "event: saga", `data: {"sagaId":"b"}`, ""}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events: got %q, want %q", got, want)
+	}
+	h.close()
+	if lines.Scan() {
+		t.Errorf("after the hub closed: got %q, want the stream to end", lines.Text())
+	}
+}

@@ -1,0 +1,57 @@
+package ports
+
+import (
+	"slices"
+	"testing"
+)
+
+// history makes transitions on the given steps, n of each, in order.
+func history(runs ...any) []transitionView {
+	var h []transitionView
+	for i := 0; i < len(runs); i += 2 {
+		for range runs[i+1].(int) {
+			h = append(h, transitionView{Step: runs[i].(string)})
+		}
+	}
+	return h
+}
+
+func TestAttemptsCountTheSendsOfEachStep(t *testing.T) {
+	tests := []struct {
+		name    string
+		h       []transitionView
+		attempt int // the saga's now
+		want    []int
+	}{
+		{"answered at once", history("a", 1, "b", 1, "", 1), 0, []int{1, 1, 0}},
+		{"re-sent twice, then answered", history("a", 3, "b", 1), 1, []int{1, 2, 3, 1}},
+		{"compensated after timeouts", history("a", 2, "a:compensate", 2, "", 1), 0, []int{1, 2, 1, 2, 0}},
+		{"kept whole, one short of the cut", history("a", 1, "b", historyKept-2), historyKept - 2,
+			slices.Concat([]int{1}, seq(1, historyKept-2))},
+		{"cut, still on the step the cut ran through", history("a", 1, "b", historyKept-1), 500,
+			slices.Concat([]int{1}, seq(500-(historyKept-2), historyKept-1))},
+		{"cut, then moved on: the run the cut ran through is unknown", history("a", 1, "b", 10, "c", historyKept-11), historyKept - 11,
+			slices.Concat([]int{1}, make([]int, 10), seq(1, historyKept-11))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			attempts(tt.h, tt.attempt)
+			var got []int
+			for _, v := range tt.h {
+				got = append(got, v.Attempt)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// seq returns n numbers from first on.
+func seq(first, n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = first + i
+	}
+	return s
+}
