@@ -24,9 +24,10 @@ function minAgeMs(d) {
   return ms;
 }
 
+// matches filters as the API does: a step whatever its direction.
 function matches(s, f) {
   return (!f.type || s.type === f.type) && (!f.state || s.state === f.state) &&
-    (!f.step || s.step === f.step) && (!f.q || s.sagaId.startsWith(f.q)) &&
+    (!f.step || (s.step || "").split(":")[0] === f.step) && (!f.q || s.sagaId.startsWith(f.q)) &&
     (!f.minAge || Date.now() - Date.parse(s.startedAt) >= minAgeMs(f.minAge));
 }
 
