@@ -4,7 +4,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 GO ?= go
 
-.PHONY: run test test-kafka bench takeover lint vet contracts docs participant schemas schemas-check compose-check build clean
+.PHONY: run test test-ui test-kafka bench takeover lint vet contracts docs participant schemas schemas-check compose-check build clean
 
 ## run: the whole system in one process on the embedded broker and registry
 run:
@@ -15,6 +15,11 @@ run:
 test: vet
 	$(GO) run ./contracts/cmd/schemas-check -registry=
 	$(GO) test -race -count=1 -timeout 15m work
+
+## test-ui: the console in headless Chromium (installed from Debian's packages when missing) against the whole
+## system on the embedded broker and registry; screenshots under UI_ARTIFACTS (default .data/test-ui)
+test-ui:
+	scripts/test-ui.sh
 
 ## test-kafka: the end-to-end suite against a real Apache Kafka broker (fetched from Maven Central)
 test-kafka:

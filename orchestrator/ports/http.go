@@ -33,11 +33,11 @@ type transitionView struct {
 	Event string    `json:"event"`
 	State string    `json:"state"`
 	Step  string    `json:"step"`
-	By    string    `json:"by"` // who asked for an operator action; "" for the engine's own transitions
 	// Attempt is the send of the step's command the transition made, 1
 	// for the first; 0 once ended, and omitted where the history kept
 	// too little to tell.
-	Attempt int `json:"attempt,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	By      string `json:"by"` // who asked for an operator action; "" for the engine's own transitions
 }
 
 // Lookup finds the saga with the given id among the sagas of one type.

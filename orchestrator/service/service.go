@@ -15,6 +15,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
 	"github.com/kafkasaga/kafkasaga/orchestrator/cancelorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/console"
+	"github.com/kafkasaga/kafkasaga/orchestrator/console/web"
 	"github.com/kafkasaga/kafkasaga/orchestrator/createorder"
 	"github.com/kafkasaga/kafkasaga/orchestrator/ports"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -78,6 +79,15 @@ func Outlines() []Outline {
 		outlines = append(outlines, s.outline())
 	}
 	return outlines
+}
+
+// outlines returns the current outline of each of sagas.
+func outlines(sagas []runner) []saga.Outline {
+	var o []saga.Outline
+	for _, s := range sagas {
+		o = append(o, s.outline().Outline)
+	}
+	return o
 }
 
 // runner is a sagaType whatever its types.
@@ -235,6 +245,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			},
 			Logger: logger,
 		})
+		web.Register(p.HTTP, outlines(all))
 		return runConsole(p, all, logger)
 	})
 }

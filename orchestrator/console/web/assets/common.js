@@ -1,0 +1,105 @@
+// What every page of the console shares. Everything shown is built with
+// createElement and textContent, never parsed as markup: saga data and
+// dead-letter payloads are user input.
+
+// el builds an element: props sets its class, data-* and other attributes;
+// children are elements or strings (made text nodes).
+export function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "data") Object.entries(v).forEach(([dk, dv]) => { e.dataset[dk] = dv; });
+    else e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+// getJSON fetches path and decodes its JSON, throwing the API's error.
+export async function getJSON(path) {
+  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
+  return body;
+}
+
+// follow calls onData with each event's decoded data from the server-sent
+// events at path, and shows in #live whether the stream is connected; the
+// browser reconnects by itself.
+export function follow(path, event, onData) {
+  const live = document.getElementById("live");
+  const src = new EventSource(path);
+  src.onopen = () => { live.textContent = "live"; live.className = "live on"; };
+  src.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
+  src.addEventListener(event, (e) => {
+    try { onData(JSON.parse(e.data)); } catch (err) { console.error(event, err); }
+  });
+  return src;
+}
+
+// show writes a message (or nothing) into #status.
+export function show(msg, isError = false) {
+  const s = document.getElementById("status");
+  s.textContent = msg || "";
+  s.className = isError ? "status error" : "status";
+}
+
+// time shows iso in the browser's time zone, to the millisecond if precise.
+export function time(iso, precise = false) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return String(iso);
+  return d.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+    minute: "2-digit", second: "2-digit", hour12: false, ...(precise ? { fractionalSecondDigits: 3 } : {}) });
+}
+
+// ago says how long ago iso was, roughly.
+export function ago(iso) {
+  const ms = Date.now() - Date.parse(iso);
+  if (isNaN(ms)) return "";
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+export const ended = (state) => state === "COMPLETED" || state === "REJECTED";
+
+export function badge(state) {
+  return el("span", { class: `badge ${String(state).toLowerCase()}`, data: { state } }, state);
+}
+
+// Operator actions: shown only when the orchestrator has ADMIN_TOKEN set.
+// The token is typed in once and kept for this tab only.
+const tokenKey = "kafkasaga.adminToken", operatorKey = "kafkasaga.operator";
+
+export async function adminEnabled() {
+  let enabled = false;
+  try { enabled = (await getJSON("/api/admin")).actionsEnabled === true; } catch { /* no actions */ }
+  if (!enabled) return false;
+  const token = el("input", { type: "password", placeholder: "admin token", size: "14", "aria-label": "admin token" });
+  token.value = sessionStorage.getItem(tokenKey) || "";
+  token.addEventListener("input", () => sessionStorage.setItem(tokenKey, token.value));
+  const who = el("input", { placeholder: "your name", size: "10", maxlength: "64", "aria-label": "operator" });
+  who.value = sessionStorage.getItem(operatorKey) || "";
+  who.addEventListener("input", () => sessionStorage.setItem(operatorKey, who.value));
+  document.getElementById("admin").replaceChildren(token, who);
+  return true;
+}
+
+// act posts an operator action and returns its decoded answer, throwing
+// the API's error.
+export async function act(path) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(tokenKey) || ""}` };
+  const who = sessionStorage.getItem(operatorKey);
+  if (who) headers["X-Operator"] = who;
+  const res = await fetch(path, { method: "POST", headers });
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
+  return body;
+}

@@ -1,0 +1,71 @@
+// The dead-letter topic: each message with where it came from, why it was
+// set aside and its payload, newest first, new ones added live.
+import { el, getJSON, follow, show, time, adminEnabled, act } from "./common.js";
+
+const list = document.getElementById("deadletters");
+const more = document.getElementById("more");
+let next = "";
+let actionsEnabled = false;
+
+// readable shows an undecoded payload as text when it is printable, else
+// as the base64 it came in.
+function readable(raw) {
+  try {
+    const text = atob(raw);
+    if (/^[\x20-\x7e\t\r\n]*$/.test(text)) return `as text: ${text}`;
+  } catch { /* not base64: shown as it is */ }
+  return `base64: ${raw}`;
+}
+
+function card(d) {
+  // The dlq_* headers say what From, Handler and Error show.
+  const headers = Object.entries(d.headers || {}).filter(([k]) => !k.startsWith("dlq_"));
+  const payload = d.value !== null && d.value !== undefined
+    ? el("pre", { class: "value" }, JSON.stringify(d.value, null, 2))
+    : el("pre", { class: "raw" }, d.raw ? `not decoded; ${readable(d.raw)}` : "empty");
+  const replay = el("button", { type: "button", class: "replay" }, "Replay to its topic");
+  const result = el("span", { class: "status" });
+  replay.addEventListener("click", async () => {
+    try {
+      const at = await act(`/deadletters/${d.partition}/${d.offset}/replay`);
+      result.textContent = `replayed to ${at.topic} [${at.partition}] @ ${at.offset}`;
+      result.className = "status";
+    } catch (err) {
+      result.textContent = err.message;
+      result.className = "status error";
+    }
+  });
+  return el("article", { class: "panel deadletter", data: { partition: String(d.partition), offset: String(d.offset) } },
+    el("h2", {}, d.record || "unknown record", " ", el("small", {}, `${time(d.timestamp)}, dead letter ${d.partition}/${d.offset}`)),
+    el("dl", { class: "summary" },
+      el("dt", {}, "From"), el("dd", {}, `${d.sourceTopic} [${d.sourcePartition}] @ ${d.sourceOffset}`),
+      el("dt", {}, "Handler"), el("dd", {}, d.handler || ""),
+      el("dt", {}, "Error"), el("dd", { class: "error" }, d.error || ""),
+      el("dt", {}, "Key"), el("dd", {}, el("code", { class: "key" }, d.key ?? ""))),
+    headers.length ? el("table", { class: "headers" },
+      el("tbody", {}, headers.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, el("code", {}, v)))))) : "",
+    payload,
+    actionsEnabled ? el("p", {}, replay, " ", result) : "");
+}
+
+async function load(append = false) {
+  try {
+    const page = await getJSON(`/api/deadletters${append ? `?before=${encodeURIComponent(next)}` : ""}`);
+    const cards = page.deadLetters.map(card);
+    if (append) list.append(...cards); else list.replaceChildren(...cards);
+    next = page.next || "";
+    more.hidden = !next;
+    show(list.children.length ? "" : "No dead letters.");
+  } catch (err) {
+    show(err.message, true);
+  }
+}
+
+more.addEventListener("click", () => load(true));
+actionsEnabled = await adminEnabled();
+await load();
+follow("/api/deadletters/stream", "deadletter", (d) => {
+  const seen = list.querySelector(`article[data-partition="${CSS.escape(String(d.partition))}"][data-offset="${CSS.escape(String(d.offset))}"]`);
+  if (!seen) list.prepend(card(d));
+  show("");
+});

@@ -1,0 +1,128 @@
+// The list of sagas: filters, newest first, updated live from the saga
+// stream, and a chart of the last minutes.
+import { el, getJSON, follow, show, time, ago, ended, badge, adminEnabled } from "./common.js";
+import { drawChart } from "./chart.js";
+
+const form = document.getElementById("filters");
+const tbody = document.querySelector("#sagas tbody");
+const more = document.getElementById("more");
+const shown = new Map(); // saga id -> its summary, for the rows on the page
+let next = "";
+let total = 0;
+
+// filters are the form's non-empty fields, also kept in the page's URL.
+function filters() {
+  return Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ""));
+}
+
+// minAgeMs reads a Go duration such as 90s, 5m or 1h30m.
+function minAgeMs(d) {
+  let ms = 0;
+  for (const [, n, unit] of String(d).matchAll(/([\d.]+)(ms|h|m|s)/g)) {
+    ms += Number(n) * { ms: 1, s: 1e3, m: 6e4, h: 36e5 }[unit];
+  }
+  return ms;
+}
+
+// matches filters as the API does: a step whatever its direction.
+function matches(s, f) {
+  return (!f.type || s.type === f.type) && (!f.state || s.state === f.state) &&
+    (!f.step || (s.step || "").split(":")[0] === f.step) && (!f.q || s.sagaId.startsWith(f.q)) &&
+    (!f.minAge || Date.now() - Date.parse(s.startedAt) >= minAgeMs(f.minAge));
+}
+
+function overdue(s) {
+  return s.overdue || (!ended(s.state) && s.deadline && Date.parse(s.deadline) < Date.now());
+}
+
+function row(s) {
+  const marks = [];
+  if (overdue(s)) marks.push(el("span", { class: "mark overdue" }, "overdue"));
+  if (s.retrying) marks.push(el("span", { class: "mark retrying" }, `retrying, attempt ${s.attempt}`));
+  if (s.failureReason) marks.push(el("span", { class: "mark reason" }, s.failureReason));
+  return el("tr", { data: { sagaId: s.sagaId, state: s.state } },
+    el("td", {}, el("a", { href: `/ui/sagas/${encodeURIComponent(s.sagaId)}` }, s.sagaId)),
+    el("td", {}, `${s.type} v${s.version}`),
+    el("td", {}, badge(s.state)),
+    el("td", {}, s.step || ""),
+    el("td", { class: "num" }, s.attempt ? String(s.attempt) : ""),
+    el("td", { title: time(s.startedAt) }, ago(s.startedAt)),
+    el("td", { title: time(s.updatedAt) }, ago(s.updatedAt)),
+    el("td", {}, marks));
+}
+
+// newer orders summaries newest first (by start, then id), as the API does.
+const newer = (a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || (a.sagaId < b.sagaId ? 1 : -1);
+
+function place(s) {
+  const old = tbody.querySelector(`tr[data-saga-id="${CSS.escape(s.sagaId)}"]`);
+  if (!matches(s, filters())) {
+    if (old) { old.remove(); shown.delete(s.sagaId); }
+    return;
+  }
+  if (old) { old.replaceWith(row(s)); shown.set(s.sagaId, s); return; }
+  const after = [...shown.values()].find((o) => newer(s, o) < 0);
+  if (!after && next) return; // older than the rows shown: on a later page
+  shown.set(s.sagaId, s);
+  total++;
+  const tr = row(s);
+  if (after) tbody.querySelector(`tr[data-saga-id="${CSS.escape(after.sagaId)}"]`).before(tr);
+  else tbody.append(tr);
+  counted();
+}
+
+function counted() {
+  show(`${total} saga${total === 1 ? "" : "s"} match, ${shown.size} shown`);
+}
+
+async function load(append = false) {
+  const q = new URLSearchParams(filters());
+  if (append) q.set("before", next);
+  try {
+    const page = await getJSON(`/api/sagas?${q}`);
+    if (!append) { tbody.replaceChildren(); shown.clear(); }
+    for (const s of page.sagas) { shown.set(s.sagaId, s); tbody.append(row(s)); }
+    next = page.next || "";
+    total = page.total ?? shown.size;
+    more.hidden = !next;
+    counted();
+  } catch (err) {
+    show(err.message, true);
+  }
+}
+
+async function fillFilters() {
+  const params = new URLSearchParams(location.search);
+  const types = await getJSON("/api/sagatypes").catch(() => []);
+  const options = (name, values) => form.elements[name].append(...values.map((v) => el("option", { value: v }, v)));
+  options("type", types.map((t) => t.type));
+  options("state", ["RUNNING", "COMPENSATING", "COMPLETED", "REJECTED"]);
+  options("step", [...new Set(types.flatMap((t) => t.steps))]);
+  for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+}
+
+async function stats() {
+  try { drawChart(document.getElementById("chart"), (await getJSON("/api/stats?minutes=15")).minutes); }
+  catch (err) { document.getElementById("chart").replaceChildren(el("p", { class: "status error" }, err.message)); }
+}
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  history.replaceState(null, "", `?${new URLSearchParams(filters())}`);
+  load();
+});
+more.addEventListener("click", () => load(true));
+
+await fillFilters();
+await load();
+// The chart is read again a second after sagas change, and every 15 s.
+let statsDue = null;
+follow("/api/sagas/stream", "saga", (s) => {
+  place(s);
+  statsDue ??= setTimeout(() => { statsDue = null; stats(); }, 1000);
+});
+adminEnabled();
+stats();
+setInterval(stats, 15000);
+// Ages and overdue marks move with the clock.
+setInterval(() => { for (const s of shown.values()) place(s); }, 5000);

@@ -1,0 +1,93 @@
+// One saga: its summary, its history as a timeline, its diagram with the
+// current step highlighted and its data, updated live from the saga stream.
+import { el, getJSON, follow, show, time, ended, badge, adminEnabled, act } from "./common.js";
+
+const id = decodeURIComponent(location.pathname.split("/").pop());
+const actions = document.getElementById("actions");
+let actionsEnabled = false;
+let saga = null;
+
+function summary(s) {
+  const rows = [
+    ["Type", `${s.type}, version ${s.version}`],
+    ["Step", s.step || "none: ended"],
+    ["Waiting for", s.waitingFor ? `a reply to ${s.waitingFor}` : ""],
+    ["Attempt", s.attempt ? String(s.attempt) : ""],
+    ["Deadline", s.deadline ? [time(s.deadline), s.overdue ? el("span", { class: "mark overdue" }, "overdue") : ""] : ""],
+    ["Failure reason", s.failureReason],
+    ["Started", time(s.startedAt)],
+    ["Updated", time(s.updatedAt)],
+  ];
+  document.getElementById("summary").replaceChildren(...rows.filter(([, v]) => v && v.length !== 0)
+    .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+function timeline(history) {
+  document.getElementById("timeline").replaceChildren(...(history || []).map((h) =>
+    el("li", { data: { event: h.event, state: h.state } },
+      el("time", { datetime: h.at }, time(h.at, true)),
+      el("strong", {}, h.event), " ", badge(h.state),
+      h.step ? el("span", { class: "step" }, ` step ${h.step}`) : "",
+      h.attempt ? el("span", { class: "attempt" }, `, attempt ${h.attempt}`) : "",
+      h.by ? el("span", { class: "by" }, `, by ${h.by}`) : "")));
+}
+
+function render(s) {
+  saga = s;
+  document.title = `${s.sagaId} · ${s.type} · kafkasaga console`;
+  const state = document.getElementById("state");
+  state.replaceWith(Object.assign(badge(s.state), { id: "state" }));
+  summary(s);
+  timeline(s.history);
+  document.getElementById("data").textContent = JSON.stringify(s.data, null, 2);
+  const step = ended(s.state) ? s.state : s.step;
+  const img = document.getElementById("diagram");
+  const src = `/ui/diagrams/${encodeURIComponent(s.type)}.svg${step ? `?step=${encodeURIComponent(step)}` : ""}`;
+  if (img.getAttribute("src") !== src) img.src = src;
+  img.alt = `The ${s.type} saga, ${step || "no step"} highlighted`;
+  actions.hidden = !actionsEnabled || ended(s.state);
+}
+
+let loading = null;
+async function load() {
+  if (loading) return loading; // one request at a time; a change during it is read by the next
+  loading = (async () => {
+    try { render(await getJSON(`/sagas/${encodeURIComponent(id)}`)); show(""); }
+    catch (err) { show(err.message, true); }
+    finally { loading = null; }
+  })();
+  return loading;
+}
+
+async function run(path, what) {
+  const out = document.getElementById("action-result");
+  out.textContent = `${what}…`;
+  out.className = "status";
+  try {
+    render(await act(path));
+    out.textContent = `${what}: done`;
+  } catch (err) {
+    out.textContent = `${what}: ${err.message}`;
+    out.className = "status error";
+  }
+}
+
+document.getElementById("saga-id").textContent = id;
+document.getElementById("retry").addEventListener("click", () => run(`/sagas/${encodeURIComponent(id)}/retry`, "Retry"));
+// Abort asks to be clicked twice: it cannot be taken back.
+const abort = document.getElementById("abort");
+abort.addEventListener("click", () => {
+  if (abort.dataset.armed) {
+    delete abort.dataset.armed;
+    abort.textContent = "Abort: compensate and reject";
+    run(`/sagas/${encodeURIComponent(id)}/abort`, "Abort");
+    return;
+  }
+  abort.dataset.armed = "1";
+  abort.textContent = "Click again to abort";
+  setTimeout(() => { delete abort.dataset.armed; abort.textContent = "Abort: compensate and reject"; }, 5000);
+});
+
+actionsEnabled = await adminEnabled();
+await load();
+follow("/api/sagas/stream", "saga", (s) => { if (s.sagaId === id) load(); });

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make test-ui: the console in a real browser. TestConsole (system/, build
+# tag browser) runs the whole system on the embedded broker and registry and
+# drives the console in headless Chromium, which this script installs from
+# Debian's packages when it is missing. The test's screenshots are kept under
+# UI_ARTIFACTS (default .data/test-ui).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "test-ui: chromium is missing; as root: apt-get install chromium" >&2
+		exit 1
+	fi
+	echo "test-ui: installing chromium"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+fi
+export CHROMIUM="$(command -v chromium)"
+"${CHROMIUM}" --version
+
+out="${UI_ARTIFACTS:-${PWD}/.data/test-ui}"
+mkdir -p "${out}"
+go test -count=1 -tags browser -timeout 10m -run '^TestConsole$' -artifacts -outputdir "${out}" -v ./system/ 2>&1 |
+	grep -v '^=== \(RUN\|PAUSE\|CONT\)'
+echo "test-ui: screenshots under ${out}"

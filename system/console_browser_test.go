@@ -1,0 +1,330 @@
+//go:build browser
+
+package system_test
+
+// The console in a real browser: headless Chromium, driven by chromedp,
+// against the whole system on the embedded broker and registry. Run by
+// `make test-ui` (scripts/test-ui.sh), which installs Chromium when it is
+// missing; CHROMIUM names the browser's binary.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+)
+
+// TestConsole opens the console while the system runs and checks that
+// it follows the sagas and the dead letters live, that its operator
+// actions act, and that it shows what it is given as text, never as
+// markup.
+func TestConsole(t *testing.T) {
+	r := startSystem(t, withAdminToken)
+	b := openBrowser(t)
+	ada := r.createCustomer(t, "Ada", 5_000_000)
+
+	t.Run("a saga reaches COMPLETED in the list and on its page without a reload", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/")
+		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
+		id := r.createOrder(t, ada, 12_000)
+		declined := r.createOrder(t, ada, paymentLimit+1)
+		unknown := r.createOrder(t, uuid.NewString(), 100)
+		for id, state := range map[string]string{id: "COMPLETED", declined: "REJECTED", unknown: "REJECTED"} {
+			b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state=%q]') !== null`, id, state),
+				fmt.Sprintf("the row of saga %s to show %s", id, state))
+		}
+		b.await(t, `["started 3", "completed 1", "rejected 2"].every(want =>
+			[...document.querySelectorAll("#chart text")].some(t => t.textContent === want))`, "the chart to count the three sagas")
+		b.stillLoaded(t)
+		b.screenshot(t, "list.png")
+
+		// Filtered by state, then searched by the start of an id.
+		rows := `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId + " " + tr.dataset.state).sort().join(", ")`
+		b.do(t, chromedp.SetValue(chromedp.CSS(`#filters select[name="state"]`), "REJECTED"), chromedp.Click(chromedp.CSS(`#filters button`)))
+		want := []string{declined + " REJECTED", unknown + " REJECTED"}
+		slices.Sort(want)
+		b.await(t, fmt.Sprintf(`%s === %q && location.search === "?state=REJECTED"`, rows, strings.Join(want, ", ")), "the list to show the two REJECTED sagas only")
+		b.do(t, chromedp.SetValue(chromedp.CSS(`#filters select[name="state"]`), ""), chromedp.SendKeys(chromedp.CSS(`#filters input[name="q"]`), id[:8]),
+			chromedp.Click(chromedp.CSS(`#filters button`)))
+		b.await(t, fmt.Sprintf(`%s === %q`, rows, id+" COMPLETED"), "the search by id to find the approved order's saga")
+
+		b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-saga-id=%q] a`, id))), chromedp.WaitReady(chromedp.CSS("#timeline")))
+		b.await(t, `document.querySelector('#state[data-state="COMPLETED"]') !== null`, "the saga page shows COMPLETED")
+		events := b.eval(t, `[...document.querySelectorAll("#timeline li")].map(li => li.dataset.event).join(" ")`)
+		if want := "started CreditReserved PaymentAuthorized OrderApproved"; events != want {
+			t.Errorf("timeline: got %q, want %q", events, want)
+		}
+		b.await(t, `(() => { const img = document.getElementById("diagram");
+			return img.complete && img.naturalWidth > 0 && img.src.endsWith("CreateOrder.svg?step=COMPLETED"); })()`,
+			"the diagram is drawn with COMPLETED highlighted")
+		if data := b.eval(t, `document.getElementById("data").textContent`); !strings.Contains(data, ada) {
+			t.Errorf("data: got %q, want the customer id %s in it", data, ada)
+		}
+		b.screenshot(t, "saga.png")
+	})
+
+	t.Run("a retry and an abort from the saga's page, the saga compensating live", func(t *testing.T) {
+		if r.stack.Cluster() == nil {
+			t.Skip("holding the payment service's commands back needs the embedded broker")
+		}
+		// The payment service reads no command while this holds: the saga
+		// waits on authorize_payment.
+		held := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: contracts.TopicPaymentCommands,
+			Err: kerr.NotLeaderForPartition, Count: -1})
+		defer held.Remove()
+		id := r.createOrder(t, ada, 7_000)
+		eventually(t, 30*time.Second, func() error {
+			var s sagaView
+			status, body, err := r.try(http.MethodGet, r.sagas+"/sagas/"+id, nil)
+			if err == nil && status == http.StatusOK {
+				err = json.Unmarshal(body, &s)
+			}
+			if err != nil || s.Step != "authorize_payment" {
+				return fmt.Errorf("saga %s: %d %s %v, want it waiting on authorize_payment", id, status, body, err)
+			}
+			return nil
+		})
+
+		b.open(t, r.sagas+"/ui/sagas/"+id)
+		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null && !document.getElementById("actions").hidden &&
+			document.getElementById("summary").textContent.includes("a reply to AuthorizePayment")`, "the saga page to show it waiting, with its actions")
+		b.signIn(t)
+		b.do(t, chromedp.Click(chromedp.CSS("#retry")))
+		b.await(t, `document.getElementById("action-result").textContent === "Retry: done" &&
+			[...document.querySelectorAll("#timeline li")].some(li => li.dataset.event === "retry" && li.textContent.includes("by ops-carol"))`,
+			"the retry in the timeline, by ops-carol")
+		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
+		b.await(t, `document.getElementById("abort").dataset.armed === "1"`, "the abort button to ask for a second click")
+		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
+		b.await(t, `document.getElementById("action-result").textContent === "Abort: done"`, "the abort answered")
+		held.Remove()
+		b.await(t, `document.querySelector('#state[data-state="REJECTED"]') !== null && document.getElementById("actions").hidden`,
+			"the saga page to show the saga REJECTED, as it compensated")
+		b.stillLoaded(t)
+		events := b.eval(t, `[...document.querySelectorAll("#timeline li")].map(li => li.dataset.event).filter(e => e !== "timeout").join(" ")`)
+		if want := "started CreditReserved retry abort PaymentCancelled CreditReleased OrderRejected"; events != want {
+			t.Errorf("timeline: got %q, want %q", events, want)
+		}
+		b.await(t, `(() => { const img = document.getElementById("diagram");
+			return img.complete && img.naturalWidth > 0 && img.src.endsWith("CreateOrder.svg?step=REJECTED"); })()`,
+			"the diagram with REJECTED highlighted")
+		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "REJECTED" || o.RejectionReason != "ABORTED" {
+			t.Errorf("order: got %s %q, want REJECTED ABORTED", o.State, o.RejectionReason)
+		}
+		b.screenshot(t, "saga-aborted.png")
+	})
+
+	t.Run("an unknown saga id is a 404 page", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/sagas/"+uuid.NewString())
+		if got := b.eval(t, `document.querySelector("h1").textContent`); got != "Not found" {
+			t.Errorf("heading: got %q, want Not found", got)
+		}
+	})
+
+	t.Run("dead letters appear live, their payload decoded, their key and headers as text", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/deadletters")
+		b.await(t, `document.querySelector("#live.on") !== null`, "the page follows the dead-letter stream")
+		script := `<script>window.__xss=1</script>`
+		img := `<img src=x onerror="window.__xss=2">`
+		orderID := "xss-" + uuid.NewString()
+		s, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{AutoRegister: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A record its consumer (the orchestrator's start of sagas) does not
+		// take: dead-lettered, and decoded by the console.
+		unexpected, err := s.Encode(contracts.TopicOrderEvents, &contracts.ApproveOrder{OrderID: orderID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		headers := []kgo.RecordHeader{{Key: "note", Value: []byte(img)}, {Key: img, Value: []byte(script)}}
+		for _, rec := range []*kgo.Record{
+			{Topic: contracts.TopicOrderEvents, Key: []byte(script), Value: []byte("not avro " + img), Headers: headers},
+			{Topic: contracts.TopicOrderEvents, Key: []byte(img), Value: unexpected, Headers: headers},
+		} {
+			if err := client.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		keys := `[...document.querySelectorAll("#deadletters code.key")].map(e => e.textContent)`
+		b.await(t, fmt.Sprintf(`%s.includes(%q) && %s.includes(%q)`, keys, script, keys, img), "both dead letters, their keys shown as written")
+		decoded := fmt.Sprintf(`[...document.querySelectorAll("#deadletters article")].some(a =>
+			a.querySelector("h2").textContent.startsWith("ApproveOrder") && a.querySelector("pre.value").textContent.includes(%q))`, orderID)
+		b.await(t, decoded, "the ApproveOrder dead letter decoded")
+		headerText := fmt.Sprintf(`[...document.querySelectorAll("#deadletters table.headers")].some(t => t.textContent.includes(%q) && t.textContent.includes(%q))`, img, script)
+		b.await(t, headerText, "the headers shown as written")
+		if got := b.eval(t, `String(window.__xss) + " " + document.querySelectorAll("#deadletters img, #deadletters script").length`); got != "undefined 0" {
+			t.Errorf("window.__xss and the img and script elements among the dead letters: got %s, want undefined 0", got)
+		}
+		b.stillLoaded(t)
+		b.screenshot(t, "deadletters.png")
+
+		// Replayed from the page: back to order.events, where it is
+		// dead-lettered again, now marked replayed_from. The new dead
+		// letter comes first at once, so the one replayed is found by its
+		// place in the dead-letter topic.
+		at := b.eval(t, fmt.Sprintf(`(() => { const a = [...document.querySelectorAll("#deadletters article")].find(a =>
+			a.querySelector("pre.value") && a.querySelector("pre.value").textContent.includes(%q));
+			return "article[data-partition=\"" + a.dataset.partition + "\"][data-offset=\"" + a.dataset.offset + "\"]"; })()`, orderID))
+		b.signIn(t)
+		b.do(t, chromedp.Click(chromedp.CSS(at+" button.replay")))
+		status := fmt.Sprintf(`document.querySelector(%q).querySelector(".status").textContent`, at)
+		b.await(t, status+` !== ""`, "the replay answered")
+		if got := b.eval(t, status); !strings.HasPrefix(got, "replayed to order.events") {
+			t.Fatalf("replay: got %q, want replayed to order.events", got)
+		}
+		b.await(t, fmt.Sprintf(`[...document.querySelectorAll("#deadletters article")].some(a =>
+			a.querySelector("pre.value") && a.querySelector("pre.value").textContent.includes(%q) && a.textContent.includes(%q))`,
+			orderID, contracts.HeaderReplayedFrom), "the replayed message dead-lettered again, marked "+contracts.HeaderReplayedFrom)
+	})
+
+	b.noExceptions(t)
+}
+
+// browser is one headless Chromium tab.
+type browser struct {
+	ctx        context.Context
+	mu         sync.Mutex
+	exceptions []string // uncaught in any page
+}
+
+func openBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := os.Getenv("CHROMIUM")
+	if path == "" {
+		var err error
+		if path, err = exec.LookPath("chromium"); err != nil {
+			t.Fatal("no chromium on PATH and CHROMIUM unset: make test-ui installs it")
+		}
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1280, 900))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	b := &browser{ctx: ctx}
+	err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			d := e.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			b.exceptions = append(b.exceptions, fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber+1, msg))
+		}
+	})
+	if err != nil {
+		t.Fatalf("start chromium %s: %v", path, err)
+	}
+	return b
+}
+
+func (b *browser) do(t *testing.T, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// open loads url and marks the page, so that stillLoaded can tell it was
+// not loaded again.
+func (b *browser) open(t *testing.T, url string) {
+	t.Helper()
+	b.do(t, chromedp.Navigate(url), chromedp.Evaluate[chromedp.Void](`window.__loadedOnce = true`))
+}
+
+func (b *browser) stillLoaded(t *testing.T) {
+	t.Helper()
+	if got := b.eval(t, `String(window.__loadedOnce)`); got != "true" {
+		t.Errorf("the page was loaded again (its mark is %s): it should update in place", got)
+	}
+}
+
+// signIn types the admin token and the operator's name, ops-carol, into
+// the page's header, unless this tab has them already.
+func (b *browser) signIn(t *testing.T) {
+	t.Helper()
+	if b.eval(t, `document.querySelector('#admin input[type="password"]').value`) == "" {
+		b.do(t, chromedp.SendKeys(chromedp.CSS(`#admin input[type="password"]`), adminToken),
+			chromedp.SendKeys(chromedp.CSS(`#admin input[aria-label="operator"]`), "ops-carol"))
+	}
+}
+
+func (b *browser) eval(t *testing.T, expr string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// await polls the page until predicate is true, failing with what it
+// waited for.
+func (b *browser) await(t *testing.T, predicate, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate, chromedp.WithPollingInterval(50*time.Millisecond),
+		chromedp.WithPollingTimeout(45*time.Second))); err != nil {
+		status := b.eval(t, `document.getElementById("status") ? document.getElementById("status").textContent : ""`)
+		t.Fatalf("waiting for %s: %v (the page's status line: %q)", what, err, status)
+	}
+}
+
+// screenshot saves the whole page as name under the test's artifacts
+// (go test -artifacts keeps them; scripts/test-ui.sh passes it).
+func (b *browser) screenshot(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+func (b *browser) noExceptions(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.exceptions {
+		t.Errorf("uncaught in a page: %s", e)
+	}
+}
