@@ -83,6 +83,60 @@ func TestConsole(t *testing.T) {
 		b.screenshot(t, "saga.png")
 	})
 
+	// Each page follows a stream; a browser opens six connections to a
+	// host at most, so a page left for another must close its own.
+	t.Run("the console still answers after more pages than a browser has connections", func(t *testing.T) {
+		for i := range 8 {
+			b.open(t, r.sagas+[]string{"/ui/", "/ui/deadletters"}[i%2])
+			b.await(t, `document.querySelector("#live.on") !== null`, "the page to follow its stream")
+		}
+		b.do(t, chromedp.Evaluate[chromedp.Void](`fetch("/api/admin").then(r => { window.__answered = r.status; })`))
+		b.await(t, `window.__answered === 200`, "GET /api/admin answered")
+	})
+
+	t.Run("a change announced while the saga's page reads the saga is shown", func(t *testing.T) {
+		if r.stack.Cluster() == nil {
+			t.Skip("holding the payment service's commands back needs the embedded broker")
+		}
+		held := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: contracts.TopicPaymentCommands,
+			Err: kerr.NotLeaderForPartition, Count: -1})
+		defer held.Remove()
+		id := r.createOrder(t, ada, 6_000)
+		awaitStep(t, r, id, "authorize_payment")
+		b.open(t, r.sagas+"/ui/sagas/"+id)
+		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null`, "the saga page to show it waiting")
+		// The page's next read of the saga is held back until the test lets
+		// it go; a stream of the test's own sees the abort's event arrive.
+		b.do(t, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+			const real = window.fetch;
+			window.__reads = 0;
+			window.__release = null;
+			const released = new Promise(ok => { window.__release = ok; });
+			window.fetch = async (...args) => {
+				const res = await real(...args);
+				if (String(args[0]).startsWith("/sagas/") && (args[1] || {}).method !== "POST" && window.__reads++ === 0) await released;
+				return res;
+			};
+			const own = new EventSource("/api/sagas/stream");
+			addEventListener("pagehide", () => own.close());
+			own.addEventListener("saga", e => {
+				const s = JSON.parse(e.data);
+				if (s.sagaId === %q && s.state === "COMPENSATING") window.__sawAbort = true;
+			});
+		})()`, id)))
+		if status, body := r.act(t, r.sagas+"/sagas/"+id+"/retry", "ops-dave"); status != http.StatusOK {
+			t.Fatalf("retry: %d %s", status, body)
+		}
+		b.await(t, `window.__reads === 1`, "the page to read the saga after the retry")
+		if status, body := r.act(t, r.sagas+"/sagas/"+id+"/abort", "ops-dave"); status != http.StatusOK {
+			t.Fatalf("abort: %d %s", status, body)
+		}
+		b.await(t, `window.__sawAbort === true`, "the abort's event to reach the page")
+		b.do(t, chromedp.Evaluate[chromedp.Void](`window.__release()`))
+		b.await(t, `document.querySelector('#state[data-state="COMPENSATING"]') !== null`,
+			"the saga page to show the abort announced while it read the retry")
+	})
+
 	t.Run("a retry and an abort from the saga's page, the saga compensating live", func(t *testing.T) {
 		if r.stack.Cluster() == nil {
 			t.Skip("holding the payment service's commands back needs the embedded broker")
@@ -93,17 +147,7 @@ func TestConsole(t *testing.T) {
 			Err: kerr.NotLeaderForPartition, Count: -1})
 		defer held.Remove()
 		id := r.createOrder(t, ada, 7_000)
-		eventually(t, 30*time.Second, func() error {
-			var s sagaView
-			status, body, err := r.try(http.MethodGet, r.sagas+"/sagas/"+id, nil)
-			if err == nil && status == http.StatusOK {
-				err = json.Unmarshal(body, &s)
-			}
-			if err != nil || s.Step != "authorize_payment" {
-				return fmt.Errorf("saga %s: %d %s %v, want it waiting on authorize_payment", id, status, body, err)
-			}
-			return nil
-		})
+		awaitStep(t, r, id, "authorize_payment")
 
 		b.open(t, r.sagas+"/ui/sagas/"+id)
 		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null && !document.getElementById("actions").hidden &&
@@ -327,4 +371,20 @@ func (b *browser) noExceptions(t *testing.T) {
 	for _, e := range b.exceptions {
 		t.Errorf("uncaught in a page: %s", e)
 	}
+}
+
+// awaitStep polls GET /sagas/{id} until the saga waits on step.
+func awaitStep(t *testing.T, r *running, id, step string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		var s sagaView
+		status, body, err := r.try(http.MethodGet, r.sagas+"/sagas/"+id, nil)
+		if err == nil && status == http.StatusOK {
+			err = json.Unmarshal(body, &s)
+		}
+		if err != nil || s.Step != step {
+			return fmt.Errorf("saga %s: %d %s %v, want it waiting on %s", id, status, body, err, step)
+		}
+		return nil
+	})
 }

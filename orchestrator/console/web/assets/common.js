@@ -29,12 +29,24 @@ export async function getJSON(path) {
 
 // follow calls onData with each event's decoded data from the server-sent
 // events at path, and shows in #live whether the stream is connected; the
-// browser reconnects by itself.
-export function follow(path, event, onData) {
+// browser reconnects by itself, and then calls onReconnect, if given: what
+// happened while it was away sent no event.
+export function follow(path, event, onData, onReconnect) {
   const live = document.getElementById("live");
   const src = new EventSource(path);
-  src.onopen = () => { live.textContent = "live"; live.className = "live on"; };
+  let opened = false;
+  src.onopen = () => {
+    live.textContent = "live"; live.className = "live on";
+    if (opened && onReconnect) onReconnect();
+    opened = true;
+  };
   src.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
+  // A page left open in the back-forward cache would keep its stream, and
+  // a browser opens six connections to a host at most: after a few pages
+  // nothing else would load. Close it on leaving; a page shown again from
+  // that cache is read anew.
+  addEventListener("pagehide", () => src.close());
+  addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
   src.addEventListener(event, (e) => {
     try { onData(JSON.parse(e.data)); } catch (err) { console.error(event, err); }
   });

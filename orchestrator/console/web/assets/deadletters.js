@@ -68,4 +68,4 @@ follow("/api/deadletters/stream", "deadletter", (d) => {
   const seen = list.querySelector(`article[data-partition="${CSS.escape(String(d.partition))}"][data-offset="${CSS.escape(String(d.offset))}"]`);
   if (!seen) list.prepend(card(d));
   show("");
-});
+}, () => load());

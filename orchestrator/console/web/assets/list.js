@@ -120,7 +120,7 @@ let statsDue = null;
 follow("/api/sagas/stream", "saga", (s) => {
   place(s);
   statsDue ??= setTimeout(() => { statsDue = null; stats(); }, 1000);
-});
+}, () => { load(); stats(); });
 adminEnabled();
 stats();
 setInterval(stats, 15000);

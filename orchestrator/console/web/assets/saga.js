@@ -49,12 +49,19 @@ function render(s) {
 }
 
 let loading = null;
+let reloadAfter = false;
+// load reads the saga and shows it. One request at a time: a change
+// announced during one is read by another right after it, so the last
+// change is never missed.
 async function load() {
-  if (loading) return loading; // one request at a time; a change during it is read by the next
+  if (loading) { reloadAfter = true; return loading; }
   loading = (async () => {
-    try { render(await getJSON(`/sagas/${encodeURIComponent(id)}`)); show(""); }
-    catch (err) { show(err.message, true); }
-    finally { loading = null; }
+    do {
+      reloadAfter = false;
+      try { render(await getJSON(`/sagas/${encodeURIComponent(id)}`)); show(""); }
+      catch (err) { show(err.message, true); }
+    } while (reloadAfter);
+    loading = null;
   })();
   return loading;
 }
@@ -90,4 +97,5 @@ abort.addEventListener("click", () => {
 
 actionsEnabled = await adminEnabled();
 await load();
-follow("/api/sagas/stream", "saga", (s) => { if (s.sagaId === id) load(); });
+// A reconnected stream may have missed changes: read the saga again.
+follow("/api/sagas/stream", "saga", (s) => { if (s.sagaId === id) load(); }, load);
