@@ -24,14 +24,12 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
-	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
 )
 
 // TestConsole opens the console while the system runs and checks that
@@ -95,14 +93,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("a change announced while the saga's page reads the saga is shown", func(t *testing.T) {
-		if r.stack.Cluster() == nil {
-			t.Skip("holding the payment service's commands back needs the embedded broker")
-		}
-		held := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: contracts.TopicPaymentCommands,
-			Err: kerr.NotLeaderForPartition, Count: -1})
-		defer held.Remove()
-		id := r.createOrder(t, ada, 6_000)
-		awaitStep(t, r, id, "authorize_payment")
+		id, _ := aSagaWaitingOnPayment(t, r, ada, 6_000)
 		b.open(t, r.sagas+"/ui/sagas/"+id)
 		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null`, "the saga page to show it waiting")
 		// The page's next read of the saga is held back until the test lets
@@ -138,16 +129,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("a retry and an abort from the saga's page, the saga compensating live", func(t *testing.T) {
-		if r.stack.Cluster() == nil {
-			t.Skip("holding the payment service's commands back needs the embedded broker")
-		}
-		// The payment service reads no command while this holds: the saga
-		// waits on authorize_payment.
-		held := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: contracts.TopicPaymentCommands,
-			Err: kerr.NotLeaderForPartition, Count: -1})
-		defer held.Remove()
-		id := r.createOrder(t, ada, 7_000)
-		awaitStep(t, r, id, "authorize_payment")
+		id, release := aSagaWaitingOnPayment(t, r, ada, 7_000)
 
 		b.open(t, r.sagas+"/ui/sagas/"+id)
 		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null && !document.getElementById("actions").hidden &&
@@ -161,7 +143,7 @@ func TestConsole(t *testing.T) {
 		b.await(t, `document.getElementById("abort").dataset.armed === "1"`, "the abort button to ask for a second click")
 		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
 		b.await(t, `document.getElementById("action-result").textContent === "Abort: done"`, "the abort answered")
-		held.Remove()
+		release()
 		b.await(t, `document.querySelector('#state[data-state="REJECTED"]') !== null && document.getElementById("actions").hidden`,
 			"the saga page to show the saga REJECTED, as it compensated")
 		b.stillLoaded(t)
@@ -191,21 +173,13 @@ func TestConsole(t *testing.T) {
 		script := `<script>window.__xss=1</script>`
 		img := `<img src=x onerror="window.__xss=2">`
 		orderID := "xss-" + uuid.NewString()
-		s, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{AutoRegister: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, s := rawClients(t, r)
 		// A record its consumer (the orchestrator's start of sagas) does not
 		// take: dead-lettered, and decoded by the console.
 		unexpected, err := s.Encode(contracts.TopicOrderEvents, &contracts.ApproveOrder{OrderID: orderID})
 		if err != nil {
 			t.Fatal(err)
 		}
-		client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
 		headers := []kgo.RecordHeader{{Key: "note", Value: []byte(img)}, {Key: img, Value: []byte(script)}}
 		for _, rec := range []*kgo.Record{
 			{Topic: contracts.TopicOrderEvents, Key: []byte(script), Value: []byte("not avro " + img), Headers: headers},
@@ -371,6 +345,22 @@ func (b *browser) noExceptions(t *testing.T) {
 	for _, e := range b.exceptions {
 		t.Errorf("uncaught in a page: %s", e)
 	}
+}
+
+// aSagaWaitingOnPayment places an order whose saga then waits on
+// authorize_payment: the payment service reads no command until release is
+// called or the test ends.
+func aSagaWaitingOnPayment(t *testing.T, r *running, customer string, total int64) (id string, release func()) {
+	t.Helper()
+	if r.stack.Cluster() == nil {
+		t.Skip("holding the payment service's commands back needs the embedded broker")
+	}
+	held := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: contracts.TopicPaymentCommands,
+		Err: kerr.NotLeaderForPartition, Count: -1})
+	t.Cleanup(held.Remove)
+	id = r.createOrder(t, customer, total)
+	awaitStep(t, r, id, "authorize_payment")
+	return id, held.Remove
 }
 
 // awaitStep polls GET /sagas/{id} until the saga waits on step.

@@ -15,11 +15,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/system"
 )
 
@@ -423,15 +421,7 @@ func TestConsoleShowsDeadLetters(t *testing.T) {
 	eventually(t, 30*time.Second, func() error { _, err := listSagas(r, r.sagas, ""); return err })
 	events := openStream(t, r.sagas+"/api/deadletters/stream")
 
-	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	s, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{AutoRegister: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, s := rawClients(t, r)
 	command, err := s.Encode(contracts.TopicCreateOrderReplies, &contracts.ReserveCredit{OrderID: "dead-order", CustomerID: "c", Amount: 7})
 	if err != nil {
 		t.Fatal(err)

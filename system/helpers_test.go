@@ -19,7 +19,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	orchestrator "github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -388,4 +391,20 @@ func (r *running) awaitSagaEnd(t *testing.T, id string, within time.Duration) sa
 		return nil
 	})
 	return s
+}
+
+// rawClients returns a Kafka client and an auto-registering serde on the
+// running stack, for a test that writes records as no service would.
+func rawClients(t *testing.T, r *running) (*kgo.Client, *serde.Serde) {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	s, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{AutoRegister: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, s
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -310,15 +309,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 
 	// Only this test's dead letters: a shared broker may hold others.
 	dlqStart := endOffsets(t, r.stack.Brokers(), []string{contracts.TopicDeadLetter})
-	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	s, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{AutoRegister: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, s := rawClients(t, r)
 	unknownID := binary.BigEndian.AppendUint32([]byte{0}, 1<<30)
 	unexpected := map[string]serde.Record{ // a type that the topic's consumer does not decode
 		contracts.TopicOrderEvents:        &contracts.ApproveOrder{OrderID: "x"},
