@@ -3,6 +3,7 @@ package web_test
 import (
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -236,11 +237,21 @@ func TestDiagramMatchesTheOutline(t *testing.T) {
 // have, or a type it does not run, is refused with what it could be.
 func TestDiagramHighlightsTheStep(t *testing.T) {
 	srv := serve(t)
+	// A step's node is named by its place in the definition, which a
+	// step inserted before it moves.
+	at := map[string]int{}
+	for _, o := range service.Outlines() {
+		if o.Type == "CreateOrder" {
+			for i, s := range o.Steps {
+				at[s.Name] = i
+			}
+		}
+	}
 	for _, tt := range []struct{ step, want string }{
 		{"", ""},
-		{"reserve_credit", "step1"},
-		{"authorize_payment", "step2"},
-		{"reserve_credit:compensate", "undo1"},
+		{"reserve_credit", fmt.Sprintf("step%d", at["reserve_credit"])},
+		{"authorize_payment", fmt.Sprintf("step%d", at["authorize_payment"])},
+		{"reserve_credit:compensate", fmt.Sprintf("undo%d", at["reserve_credit"])},
 		{"COMPLETED", "completed"},
 		{"REJECTED", "rejected"},
 	} {
