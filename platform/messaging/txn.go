@@ -17,6 +17,16 @@ import (
 // until the process knows which partitions it owns. Retry it.
 var ErrRebalancing = errors.New("consumer group rebalancing: writes wait for the next generation")
 
+// ErrCommitPending is the error of a write that waited AwaitCommit for its
+// transaction to commit: it may still commit, or abort. An HTTP request
+// answers 503 rather than hang; the client's retry must find the write
+// idempotent, as the API's writes by id are.
+var ErrCommitPending = errors.New("transaction not committed in time: it may still be")
+
+// AwaitCommit is how long a write made outside a handler (an HTTP request,
+// a timer) waits for its transaction to commit.
+const AwaitCommit = 5 * time.Second
+
 // ErrFenced is the error of a write whose transaction Kafka refused to
 // commit: this instance lost its partitions (its generation is over, or a
 // newer instance with its transactional id started). Nothing it wrote in
@@ -45,7 +55,8 @@ type TxnProducer struct {
 	broken  atomic.Bool // a produce failed: the transaction must be aborted
 	waiting sync.Map    // *sarama.ProducerMessage -> chan error, for SendAcked
 
-	duringCommit func() // tests' hook
+	duringCommit func()        // tests' hook
+	awaitCommit  time.Duration // AwaitCommit; shorter in tests
 
 	commitMu sync.Mutex // held through a commit, an abort, Open and Close
 
@@ -81,7 +92,7 @@ func (x *txn) end(err error) {
 // restarts, so a restart aborts what its predecessor left open).
 func NewTxnProducer(client sarama.Client, logger *slog.Logger) (*TxnProducer, error) {
 	t := &TxnProducer{client: client, logger: logger, kick: make(chan struct{}, 1),
-		cur: newTxn(), offsets: map[string]map[int32]int64{}}
+		cur: newTxn(), offsets: map[string]map[int32]int64{}, awaitCommit: AwaitCommit}
 	if err := t.renew(); err != nil {
 		return nil, err
 	}
@@ -124,7 +135,7 @@ func (t *TxnProducer) renew() error {
 // they are durable and visible.
 func (t *TxnProducer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
 	_, handling := RecordFromCtx(ctx)
-	return t.send(msgs, !handling)
+	return t.send(ctx, msgs, !handling)
 }
 
 // SendAcked adds msgs to the open transaction and returns once Kafka has
@@ -165,16 +176,26 @@ func (t *TxnProducer) acked(m *sarama.ProducerMessage, err error) {
 // SendMessages adds msgs to the open transaction and returns once it is
 // committed.
 func (t *TxnProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
-	return t.send(msgs, true)
+	return t.send(context.Background(), msgs, true)
 }
 
-func (t *TxnProducer) send(msgs []*sarama.ProducerMessage, awaitCommit bool) error {
+// send adds msgs to the open transaction and, if awaitCommit, waits for
+// its commit: until ctx ends or for awaitCommit at most (ErrCommitPending).
+func (t *TxnProducer) send(ctx context.Context, msgs []*sarama.ProducerMessage, awaitCommit bool) error {
 	tx, err := t.add(msgs)
 	if err != nil || !awaitCommit {
 		return err
 	}
-	<-tx.done
-	return tx.err
+	limit := time.NewTimer(t.awaitCommit)
+	defer limit.Stop()
+	select {
+	case <-tx.done:
+		return tx.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-limit.C:
+		return fmt.Errorf("%w (waited %s)", ErrCommitPending, t.awaitCommit)
+	}
 }
 
 // add hands msgs to the open transaction, or queues them for the next, and

@@ -255,3 +255,47 @@ func TestTxnProducerCloseRefusesWritesDuringItsCommit(t *testing.T) {
 		t.Errorf("a write during the generation's last commit: got %v, want ErrRebalancing", during)
 	}
 }
+
+// A write made outside a handler (an HTTP request, a timer) waits for its
+// commit, but not for ever: a commit that hangs gives ErrCommitPending, so
+// a request answers 503 rather than hang past its client's patience.
+func TestTxnProducerWaitsForACommitAWhileOnly(t *testing.T) {
+	out := contracts.TopicSpec{Name: "await.out", Partitions: 1}
+	cfg := startKafka(t, out)
+	p, _ := startTxnProducer(t, cfg, "await-writer")
+	if err := p.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	messaging.SetAwaitCommit(p, 50*time.Millisecond)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	messaging.DuringCommit(p, func() {
+		once.Do(func() {
+			close(held)
+			<-release
+		})
+	})
+	res := make(chan error, 1)
+	go func() {
+		res <- p.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Value: sarama.StringEncoder("slow")}})
+	}()
+	select {
+	case err := <-res:
+		select {
+		case <-held:
+		default:
+			t.Fatalf("Send returned %v before its commit began", err)
+		}
+		if !errors.Is(err, messaging.ErrCommitPending) {
+			t.Errorf("a write whose commit hangs: got %v, want ErrCommitPending", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("a write whose commit hangs: still waiting after 5 s, want ErrCommitPending after 50 ms")
+	}
+	close(release)
+	// Once the commit is done, writes wait for theirs again and succeed.
+	messaging.SetAwaitCommit(p, messaging.AwaitCommit)
+	if err := p.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Value: sarama.StringEncoder("next")}}); err != nil {
+		t.Errorf("the next write: %v", err)
+	}
+}
