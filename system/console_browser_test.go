@@ -73,7 +73,7 @@ func TestConsole(t *testing.T) {
 			t.Errorf("timeline: got %q, want %q", events, want)
 		}
 		b.await(t, `(() => { const img = document.getElementById("diagram");
-			return img.complete && img.naturalWidth > 0 && img.src.endsWith("CreateOrder.svg?step=COMPLETED"); })()`,
+			return img.complete && img.naturalWidth > 0 && img.src.includes("CreateOrder.svg?version=") && img.src.endsWith("&step=COMPLETED"); })()`,
 			"the diagram is drawn with COMPLETED highlighted")
 		if data := b.eval(t, `document.getElementById("data").textContent`); !strings.Contains(data, ada) {
 			t.Errorf("data: got %q, want the customer id %s in it", data, ada)
@@ -152,7 +152,7 @@ func TestConsole(t *testing.T) {
 			t.Errorf("timeline: got %q, want %q", events, want)
 		}
 		b.await(t, `(() => { const img = document.getElementById("diagram");
-			return img.complete && img.naturalWidth > 0 && img.src.endsWith("CreateOrder.svg?step=REJECTED"); })()`,
+			return img.complete && img.naturalWidth > 0 && img.src.includes("CreateOrder.svg?version=") && img.src.endsWith("&step=REJECTED"); })()`,
 			"the diagram with REJECTED highlighted")
 		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "REJECTED" || o.RejectionReason != "ABORTED" {
 			t.Errorf("order: got %s %q, want REJECTED ABORTED", o.State, o.RejectionReason)

@@ -85,7 +85,7 @@ func Outlines() []Outline {
 func outlines(sagas []runner) []saga.Outline {
 	var o []saga.Outline
 	for _, s := range sagas {
-		o = append(o, s.outline().Outline)
+		o = append(o, s.versions()...)
 	}
 	return o
 }
@@ -93,6 +93,7 @@ func outlines(sagas []runner) []saga.Outline {
 // runner is a sagaType whatever its types.
 type runner interface {
 	outline() Outline
+	versions() []saga.Outline // every version it runs, the current first
 	console() console.SagaType
 	topics() []string // what the orchestrator reads and keeps for it
 	startTopic() string
@@ -116,6 +117,14 @@ func (s sagaType[D, E]) outline() Outline {
 	}
 	slices.Sort(o.Previous)
 	slices.Reverse(o.Previous)
+	return o
+}
+
+func (s sagaType[D, E]) versions() []saga.Outline {
+	o := []saga.Outline{s.Definition.Outline()}
+	for _, p := range s.Previous {
+		o = append(o, p.Outline())
+	}
 	return o
 }
 
@@ -168,11 +177,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	}
 	p.OnRestored(engine.Resume)
 	p.Go(engine.Run)
-	outlines := []saga.Outline{def.Outline()}
-	for _, p := range s.Previous {
-		outlines = append(outlines, p.Outline())
-	}
-	return ports.Look(engine, outlines...), engine, ports.Start(engine, s.Start), nil
+	return ports.Look(engine, s.versions()...), engine, ports.Start(engine, s.Start), nil
 }
 
 // Config is the orchestrator's configuration, read from the environment by main.

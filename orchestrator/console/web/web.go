@@ -10,9 +10,11 @@ import (
 	"embed"
 	"html/template"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -35,11 +37,15 @@ var notFoundPage = template.Must(template.ParseFS(assets, "assets/notfound.html"
 // GET /sagas/{id} first, wherever the saga is kept, so that an unknown id
 // gets a 404 page.
 func Register(s *httpserver.Server, outlines []saga.Outline) {
-	graphs := map[string]graph{}
+	graphs := map[string]map[int]graph{} // by type and version
+	current := map[string]int{}          // each type's first version given
 	var types []string
 	for _, o := range outlines {
-		graphs[o.Type] = outlineGraph(o)
-		types = append(types, o.Type)
+		if graphs[o.Type] == nil {
+			graphs[o.Type], current[o.Type] = map[int]graph{}, o.Version
+			types = append(types, o.Type)
+		}
+		graphs[o.Type][o.Version] = outlineGraph(o)
 	}
 	static, _ := fs.Sub(assets, "assets") // a constant name: cannot fail
 	files := http.StripPrefix("/ui/assets/", http.FileServerFS(static))
@@ -62,12 +68,26 @@ func Register(s *httpserver.Server, outlines []saga.Outline) {
 	})
 	s.Handle("GET /ui/diagrams/{file}", func(w http.ResponseWriter, r *http.Request) {
 		sagaType, ok := strings.CutSuffix(r.PathValue("file"), ".svg")
-		g, known := graphs[sagaType]
+		versions, known := graphs[sagaType]
 		if !ok || !known {
 			httpserver.WriteJSON(w, http.StatusNotFound, map[string]any{
 				"error": "no saga type " + r.PathValue("file") + ": the diagrams are <type>.svg", "allowed": types})
 			return
 		}
+		// A saga runs under the version it started under, which may be an
+		// earlier one with other steps: ?version= draws that one.
+		version := current[sagaType]
+		if v := r.URL.Query().Get("version"); v != "" {
+			n, err := strconv.Atoi(v)
+			if _, has := versions[n]; err != nil || !has {
+				allowed := slices.Sorted(maps.Keys(versions))
+				httpserver.WriteJSON(w, http.StatusBadRequest, map[string]any{
+					"error": "saga type " + sagaType + " has no version " + v, "allowed": allowed})
+				return
+			}
+			version = n
+		}
+		g := versions[version]
 		step := r.URL.Query().Get("step")
 		if step != "" && !slices.Contains(g.steps(), step) {
 			httpserver.WriteJSON(w, http.StatusBadRequest, map[string]any{

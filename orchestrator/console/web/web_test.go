@@ -24,7 +24,7 @@ import (
 
 // serve runs the console's pages for the orchestrator's saga types, beside
 // a GET /sagas/{id} that knows the one saga id "known".
-func serve(t *testing.T) *httptest.Server {
+func serve(t *testing.T, outlines ...saga.Outline) *httptest.Server {
 	t.Helper()
 	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -37,9 +37,10 @@ func serve(t *testing.T) *httptest.Server {
 		}
 		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"sagaId": "known"})
 	})
-	var outlines []saga.Outline
-	for _, o := range service.Outlines() {
-		outlines = append(outlines, o.Outline)
+	if len(outlines) == 0 {
+		for _, o := range service.Outlines() {
+			outlines = append(outlines, o.Outline)
+		}
 	}
 	web.Register(s, outlines)
 	s.MarkReady()
@@ -284,5 +285,41 @@ func TestDiagramHighlightsTheStep(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &e); err != nil || res.StatusCode != tt.wantStatus || e.Error == "" || !slices.Contains(e.Allowed, tt.wantAllowed) {
 			t.Errorf("GET %s: got %d %s, want %d JSON with an error and %s allowed", tt.path, res.StatusCode, body, tt.wantStatus, tt.wantAllowed)
 		}
+	}
+}
+
+// A saga runs under the version of the definition it started under: the
+// diagram of that version is drawn with ?version=, the current one without.
+func TestDiagramOfAnEarlierVersion(t *testing.T) {
+	current := service.Outlines()[0].Outline
+	earlier := current
+	earlier.Version = current.Version - 1
+	earlier.Steps = slices.Clone(current.Steps)
+	earlier.Steps[1].Name = "an_old_step"
+	srv := serve(t, current, earlier)
+	base := srv.URL + "/ui/diagrams/" + current.Type + ".svg"
+
+	doc := diagram(t, fmt.Sprintf("%s?version=%d&step=an_old_step", base, earlier.Version))
+	var marked []string
+	for _, g := range doc.Groups {
+		if g.Current == "true" {
+			marked = append(marked, g.ID)
+		}
+	}
+	if !slices.Equal(marked, []string{"step1"}) {
+		t.Errorf("version %d, step an_old_step: got %v current, want [step1]", earlier.Version, marked)
+	}
+	for _, q := range []string{"?step=an_old_step", fmt.Sprintf("?version=%d&step=an_old_step", current.Version)} {
+		if res, body := get(t, base+q); res.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET %s: got %d %s, want 400: the current version has no an_old_step", q, res.StatusCode, body)
+		}
+	}
+	res, body := get(t, base+"?version=99")
+	var refused struct {
+		Allowed []int `json:"allowed"`
+	}
+	if err := json.Unmarshal([]byte(body), &refused); res.StatusCode != http.StatusBadRequest || err != nil ||
+		!slices.Equal(refused.Allowed, []int{earlier.Version, current.Version}) {
+		t.Errorf("GET ?version=99: got %d %s, want 400 with the versions %d and %d allowed", res.StatusCode, body, earlier.Version, current.Version)
 	}
 }

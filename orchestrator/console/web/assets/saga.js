@@ -42,7 +42,9 @@ function render(s) {
   document.getElementById("data").textContent = JSON.stringify(s.data, null, 2);
   const step = ended(s.state) ? s.state : s.step;
   const img = document.getElementById("diagram");
-  const src = `/ui/diagrams/${encodeURIComponent(s.type)}.svg${step ? `?step=${encodeURIComponent(step)}` : ""}`;
+  const q = new URLSearchParams({ version: String(s.version) });
+  if (step) q.set("step", step);
+  const src = `/ui/diagrams/${encodeURIComponent(s.type)}.svg?${q}`;
   if (img.getAttribute("src") !== src) img.src = src;
   img.alt = `The ${s.type} saga, ${step || "no step"} highlighted`;
   actions.hidden = !actionsEnabled || ended(s.state);
