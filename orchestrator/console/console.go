@@ -51,6 +51,9 @@ type Config struct {
 	// KeepDeadLetters is how many of the newest dead letters are kept;
 	// default 1000.
 	KeepDeadLetters int
+	// MaxEnded is how many ended sagas the index keeps, the newest; the
+	// running ones are all kept. 0 keeps every ended saga of the retention.
+	MaxEnded int
 	Logger          *slog.Logger
 }
 
@@ -100,7 +103,7 @@ func New(cfg Config) (*Console, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, index: NewIndex(), deadLetters: &deadLetters{max: cfg.KeepDeadLetters, dec: cfg.DeadLetters},
+	c := &Console{cfg: cfg, index: NewIndex(cfg.MaxEnded), deadLetters: &deadLetters{max: cfg.KeepDeadLetters, dec: cfg.DeadLetters},
 		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}}
 	for _, t := range cfg.Types {
 		c.states[t.StateTopic], c.ended[t.EndedTopic] = true, true

@@ -121,8 +121,12 @@ func (e *entry) filters() [8]filter {
 // enough. A search by id prefix walks the prefix's range of an index by id
 // instead: it costs the sagas whose id has the prefix.
 type Index struct {
-	mu      sync.RWMutex
-	byID    map[string]*entry
+	mu sync.RWMutex
+	// maxEnded is how many ended sagas it keeps, the newest; 0 keeps all.
+	// Running sagas are all kept.
+	maxEnded int
+	ended    int // how many it holds
+	byID     map[string]*entry
 	trees   map[filter]*btree.BTreeG[*entry]
 	ids     *btree.BTreeG[*entry] // by id, for the prefix search
 	minutes map[int64]*Minute     // by the minute's Unix time
@@ -143,9 +147,10 @@ type Minute struct {
 // statsKept is how far back the minutes' counts go.
 const statsKept = 24 * time.Hour
 
-// NewIndex returns an empty index.
-func NewIndex() *Index {
-	return &Index{byID: map[string]*entry{}, trees: map[filter]*btree.BTreeG[*entry]{},
+// NewIndex returns an empty index that keeps every running saga and the
+// newest maxEnded ended ones (all of them if maxEnded is 0).
+func NewIndex(maxEnded int) *Index {
+	return &Index{maxEnded: maxEnded, byID: map[string]*entry{}, trees: map[filter]*btree.BTreeG[*entry]{},
 		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}, now: time.Now}
 }
 
@@ -187,7 +192,27 @@ func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
 		}
 	}
 	x.list(old)
-	return old.summary(x.now()), true
+	summary := old.summary(x.now())
+	if old.ended() {
+		x.ended++
+		for x.maxEnded > 0 && x.ended > x.maxEnded {
+			x.forget(x.oldestEnded())
+		}
+	}
+	return summary, true
+}
+
+// oldestEnded returns the ended saga that started first.
+func (x *Index) oldestEnded() *entry {
+	var oldest *entry
+	for _, state := range []string{saga.StateCompleted, saga.StateRejected} {
+		if t, ok := x.trees[filter{state: state}]; ok {
+			if e, ok := t.Max(); ok && (oldest == nil || newestFirst(oldest, e)) { // Max: the oldest of the tree
+				oldest = e
+			}
+		}
+	}
+	return oldest
 }
 
 // Remove forgets a saga: its archive's retention dropped it.
@@ -195,9 +220,16 @@ func (x *Index) Remove(id string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if e, ok := x.byID[id]; ok {
-		x.unlist(e)
-		x.ids.Delete(e)
-		delete(x.byID, id)
+		x.forget(e)
+	}
+}
+
+func (x *Index) forget(e *entry) {
+	x.unlist(e)
+	x.ids.Delete(e)
+	delete(x.byID, e.id)
+	if e.ended() {
+		x.ended--
 	}
 }
 

@@ -53,7 +53,7 @@ func listAll(t *testing.T, x *Index, q Query) (ids []string, total int) {
 }
 
 func TestListFiltersPagesAndCounts(t *testing.T) {
-	x := NewIndex()
+	x := NewIndex(0)
 	put := []*saga.SagaInstance{
 		instance("a1", "CreateOrder", saga.StateRunning, "reserve_credit", 10, 1),
 		instance("a2", "CreateOrder", saga.StateRunning, "authorize_payment", 20, 3),
@@ -102,7 +102,7 @@ func TestListFiltersPagesAndCounts(t *testing.T) {
 }
 
 func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
-	x := NewIndex()
+	x := NewIndex(0)
 	x.now = func() time.Time { return t0.Add(time.Minute) }
 	running := instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 2)
 	ended := instance("s", "CreateOrder", saga.StateCompleted, "", 0, 0)
@@ -142,8 +142,30 @@ func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 	}
 }
 
+// With a limit on ended sagas, the index keeps the newest ended ones and
+// every running one, however old: memory bounded by the limit and what runs.
+func TestTheIndexKeepsTheNewestEndedSagas(t *testing.T) {
+	x := NewIndex(3)
+	x.Put(instance("running-old", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
+	for i := range 6 { // started a second apart, newest last
+		state := []string{saga.StateCompleted, saga.StateRejected}[i%2]
+		x.Put(instance(fmt.Sprintf("ended-%d", i), "CreateOrder", state, "", 10+i, 0))
+	}
+	// One running saga ends: the oldest ended one left goes.
+	x.Put(instance("running-old", "CreateOrder", saga.StateCompleted, "", 0, 0))
+	ids, total := listAll(t, x, Query{Limit: 10, Now: t0})
+	if want := []string{"ended-5", "ended-4", "ended-3"}; !slices.Equal(ids, want) || total != 3 || x.Len() != 3 {
+		t.Errorf("got %v (total %d, %d held), want the 3 newest ended: %v", ids, total, x.Len(), want)
+	}
+	x.Put(instance("running-new", "CreateOrder", saga.StateRunning, "reserve_credit", 100, 1))
+	x.Put(instance("running-older", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1))
+	if got := x.List(Query{State: saga.StateRunning, Limit: 10, Now: t0}).Total; got != 2 || x.Len() != 5 {
+		t.Errorf("running: got %d (%d held), want both, whatever their age", got, x.Len())
+	}
+}
+
 func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
-	x := NewIndex()
+	x := NewIndex(0)
 	x.Put(instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
 	x.Put(instance("b", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1))
 	for _, q := range []Query{{Limit: 0}, {Limit: -1, Prefix: "a"}, {Limit: 0, Prefix: "b"}} {
@@ -154,7 +176,7 @@ func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
 }
 
 func TestOverdueIsTheDeadlinePassed(t *testing.T) {
-	x := NewIndex()
+	x := NewIndex(0)
 	x.Put(instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)) // deadline t0+1m
 	for _, tt := range []struct {
 		now  time.Time
@@ -199,7 +221,7 @@ func fillMillion() *Index {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		x := NewIndex()
+		x := NewIndex(0)
 		v := &saga.SagaInstance{Version: 1, History: make([]saga.SagaTransition, 2)}
 		for i := range sagasFilled {
 			v.SagaID = fmt.Sprintf("%08x-0000-4000-8000-%012x", i*2654435761%(1<<32), i)

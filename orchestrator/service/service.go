@@ -194,6 +194,11 @@ type Config struct {
 	// /sagas/{id}) after it ended; then it is gone. Ended sagas leave the
 	// orchestrator's memory at once: they are read from Kafka.
 	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h"`
+	// ConsoleMaxEnded is how many ended sagas the console lists, the
+	// newest, beside every running one: each costs about 340 bytes of every
+	// orchestrator instance's memory. An older one is still shown by id
+	// (GET /sagas/{id}, /ui/sagas/{id}) within SAGA_RETENTION. 0 lists all.
+	ConsoleMaxEnded int `env:"CONSOLE_MAX_ENDED" envDefault:"200000"`
 	// AdminToken is the bearer token of the operator actions (retry or
 	// abort a saga, replay a dead letter); unset, they are disabled.
 	AdminToken string `env:"ADMIN_TOKEN"`
@@ -251,13 +256,13 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			Logger: logger,
 		})
 		web.Register(p.HTTP, outlines(all))
-		return runConsole(p, all, logger)
+		return runConsole(p, all, cfg.ConsoleMaxEnded, logger)
 	})
 }
 
 // runConsole serves the console's API on every instance, each reading
 // every saga of every type.
-func runConsole(p *process.Process, all []runner, logger *slog.Logger) error {
+func runConsole(p *process.Process, all []runner, maxEnded int, logger *slog.Logger) error {
 	var (
 		types     []console.SagaType
 		topicsAll []string
@@ -273,7 +278,7 @@ func runConsole(p *process.Process, all []runner, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	c, err := console.New(console.Config{Types: types, Kgo: p.KgoOptions(), Sagas: p.Serde, DeadLetters: letters,
+	c, err := console.New(console.Config{Types: types, Kgo: p.KgoOptions(), Sagas: p.Serde, DeadLetters: letters, MaxEnded: maxEnded,
 		Logger: logger})
 	if err != nil {
 		return err
