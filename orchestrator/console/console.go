@@ -54,7 +54,7 @@ type Config struct {
 	// MaxEnded is how many ended sagas the index keeps, the newest; the
 	// running ones are all kept. 0 keeps every ended saga of the retention.
 	MaxEnded int
-	Logger          *slog.Logger
+	Logger   *slog.Logger
 }
 
 func (c *Config) setDefaults() {

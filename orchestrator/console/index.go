@@ -127,10 +127,10 @@ type Index struct {
 	maxEnded int
 	ended    int // how many it holds
 	byID     map[string]*entry
-	trees   map[filter]*btree.BTreeG[*entry]
-	ids     *btree.BTreeG[*entry] // by id, for the prefix search
-	minutes map[int64]*Minute     // by the minute's Unix time
-	now     func() time.Time
+	trees    map[filter]*btree.BTreeG[*entry]
+	ids      *btree.BTreeG[*entry] // by id, for the prefix search
+	minutes  map[int64]*Minute     // by the minute's Unix time
+	now      func() time.Time
 	// visits counts the entries the lists read (walked or probed), for the
 	// test that holds a page's cost to its size.
 	visits atomic.Int64
