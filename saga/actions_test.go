@@ -106,9 +106,7 @@ func TestRetryAfterTheLastAttemptIsOneMore(t *testing.T) {
 	h := newHarness(t)
 	h.Start("s1", sagaData)
 	for range 2 {
-		v, _, _ := h.Engine.Instance("s1")
-		h.Clock.Advance(v.Deadline.Sub(h.Clock.Now()))
-		h.Engine.ResendOverdue(t.Context())
+		timeOut(t, h)
 	}
 	if err := h.Engine.Retry(t.Context(), "s1", "alice"); err != nil {
 		t.Fatal(err)
@@ -260,10 +258,5 @@ func TestAnAbortedStepsCompensationIsGivenUpAfterItsAttempts(t *testing.T) {
 		{"reserve:compensate", "4", 25 * time.Second, saga.StateCompensating},
 		{"reserve:compensate", "5", 25 * time.Second, saga.StateCompensating},
 	}
-	for i, want := range steps {
-		v, _, _ := h.Engine.Instance("s1")
-		h.Clock.Advance(v.Deadline.Sub(h.Clock.Now()))
-		h.Engine.ResendOverdue(t.Context())
-		checkSent(t, h, want, i+4)
-	}
+	timeOutEach(t, h, steps, 4)
 }

@@ -525,6 +525,25 @@ type sendState struct {
 	state    string
 }
 
+// timeOut lets saga s1's pending command time out.
+func timeOut(t *testing.T, h *sagatest.Harness[data]) {
+	t.Helper()
+	v, _, _ := h.Engine.Instance("s1")
+	h.Clock.Advance(v.Deadline.Sub(h.Clock.Now()))
+	h.Engine.ResendOverdue(t.Context())
+}
+
+// timeOutEach lets saga s1's pending command time out again and again,
+// checking each send that follows against want in turn, the first of them
+// being the sent-th command sent.
+func timeOutEach(t *testing.T, h *sagatest.Harness[data], want []sendState, sent int) {
+	t.Helper()
+	for i, w := range want {
+		timeOut(t, h)
+		checkSent(t, h, w, sent+i)
+	}
+}
+
 func checkSent(t *testing.T, h *sagatest.Harness[data], want sendState, wantSent int) {
 	t.Helper()
 	if got := len(h.Sent()); got != wantSent {
@@ -567,12 +586,7 @@ func TestTimeouts(t *testing.T) {
 		{"open:compensate", "3", 25 * time.Second, saga.StateCompensating},
 		{"open:compensate", "4", 25 * time.Second, saga.StateCompensating},
 	}
-	for i, want := range steps {
-		v, _, _ := h.Engine.Instance("s1")
-		h.Clock.Advance(v.Deadline.Sub(h.Clock.Now()))
-		h.Engine.ResendOverdue(t.Context())
-		checkSent(t, h, want, i+2)
-	}
+	timeOutEach(t, h, steps, 2)
 	if got := h.Counter("saga_timeouts_total", map[string]string{"step": "reserve"}); got != 3 {
 		t.Errorf("timeouts of reserve counted: got %v, want 3", got)
 	}
