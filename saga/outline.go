@@ -96,94 +96,140 @@ func (o Outline) UndoFrom(i int, included bool) int {
 // Outline.Mermaid.
 func (def Definition[D]) Mermaid() string { return def.Outline().Mermaid() }
 
-// Mermaid returns the saga drawn as a Mermaid flowchart, the same text for
-// the same outline. Forward steps (stepN, N the step's index) are boxes
-// labelled with their name and command, the pivot drawn thick; each reply
-// is an edge labelled with its record name: a success to the next step or
-// COMPLETED, a failure, with its reason, to the first compensation it
-// runs (undoN, of step N) or REJECTED. Dotted edges are timeouts: a step
-// before or at the pivot that never answers fails and is undone itself
-// too; when its compensation does not answer either, the saga goes on
-// without it. The compensations run in reverse order, from undoN down to
-// REJECTED.
-func (o Outline) Mermaid() string {
-	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, "    "+format+"\n", args...) }
-	b.WriteString("flowchart TD\n")
-	line("start([%s])", label(fmt.Sprintf("start: %s v%d", o.Type, o.Version)))
+// Graph is an outline as the nodes and edges of its drawing: what Mermaid
+// writes and the console draws, so that both show one diagram.
+type Graph struct {
+	Nodes []GraphNode // start, the steps, completed, the compensations (last step first), rejected
+	Edges []GraphEdge
+}
+
+// GraphNode is a node of a Graph.
+type GraphNode struct {
+	ID    string   // start, stepN or undoN (N the step's index), completed, rejected
+	Step  string   // what it stands for: a step's name, name:compensate, COMPLETED or REJECTED; "" for start
+	Index int      // N of stepN and undoN
+	Kind  string   // start, step, pivot, undo or ended
+	Lines []string // its label, the first line its name
+}
+
+// GraphEdge is an edge of a Graph: a reply, or a command left unanswered
+// (Timeout, drawn dotted).
+type GraphEdge struct {
+	From, To string
+	Label    string
+	Timeout  bool
+}
+
+// Graph returns the saga's nodes and edges. Forward steps are labelled
+// with their name and command, the pivot marked; each reply is an edge
+// labelled with its record name: a success to the next step or COMPLETED,
+// a failure, with its reason, to the first compensation it runs or
+// REJECTED. A timeout of a step before or at the pivot fails it and undoes
+// it too; when its compensation does not answer either, the saga goes on
+// without it. The compensations run in reverse order, down to REJECTED.
+func (o Outline) Graph() Graph {
+	var g Graph
+	g.Nodes = append(g.Nodes, GraphNode{ID: "start", Kind: "start", Lines: []string{fmt.Sprintf("start: %s v%d", o.Type, o.Version)}})
 	for i, s := range o.Steps {
-		parts := []string{s.Name}
+		lines := []string{s.Name}
 		if s.Command == nil {
-			parts = append(parts, "no command")
+			lines = append(lines, "no command")
 		} else {
-			parts = append(parts, s.Command.Name+" on "+s.Command.Topic)
+			lines = append(lines, s.Command.Name+" on "+s.Command.Topic)
 		}
+		kind := "step"
 		switch {
 		case i == o.Pivot:
-			parts = append(parts, "pivot: the last step that can fail")
+			kind = "pivot"
+			lines = append(lines, "pivot: the last step that can fail")
 		case i > o.Pivot && s.Command != nil:
-			parts = append(parts, "re-sent until answered")
+			lines = append(lines, "re-sent until answered")
 		}
-		line("%s[%s]", stepID(i), label(parts...))
+		g.Nodes = append(g.Nodes, GraphNode{ID: stepID(i), Step: s.Name, Index: i, Kind: kind, Lines: lines})
 	}
-	line("completed([%s])", label("COMPLETED"))
+	g.Nodes = append(g.Nodes, GraphNode{ID: "completed", Step: StateCompleted, Kind: "ended", Lines: []string{"COMPLETED"}})
 	undone := o.undone()
 	for _, i := range undone {
 		c := o.Steps[i].Compensation
-		line("%s[%s]", undoID(i), label("undo "+o.Steps[i].Name, c.Name+" on "+c.Topic))
+		g.Nodes = append(g.Nodes, GraphNode{ID: undoID(i), Step: o.Steps[i].Name + ":compensate", Index: i, Kind: "undo",
+			Lines: []string{"undo " + o.Steps[i].Name, c.Name + " on " + c.Topic}})
 	}
 	if o.Pivot >= 0 {
-		line("rejected([%s])", label("REJECTED", "with the failure reason"))
+		g.Nodes = append(g.Nodes, GraphNode{ID: "rejected", Step: StateRejected, Kind: "ended", Lines: []string{"REJECTED", "with the failure reason"}})
 	}
 
-	line("start --> %s", stepID(0))
+	edge := func(from, to, label string, timeout bool) {
+		g.Edges = append(g.Edges, GraphEdge{From: from, To: to, Label: label, Timeout: timeout})
+	}
+	edge("start", stepID(0), "", false)
 	for i, s := range o.Steps {
 		next := "completed"
 		if i+1 < len(o.Steps) {
 			next = stepID(i + 1)
 		}
 		if s.Command == nil {
-			line("%s --> %s", stepID(i), next)
+			edge(stepID(i), next, "", false)
 			continue
 		}
 		for _, r := range s.Command.Replies {
 			if r.Failure == "" {
-				line("%s -->|%s| %s", stepID(i), label(r.Name), next)
+				edge(stepID(i), next, r.Name, false)
 			} else {
-				line("%s -->|%s| %s", stepID(i), label(r.Name+": fail "+r.Failure), o.undoNode(o.UndoFrom(i, false)))
+				edge(stepID(i), o.undoNode(o.UndoFrom(i, false)), r.Name+": fail "+r.Failure, false)
 			}
 		}
 		if s.Timeout != "" {
-			line("%s -.->|%s| %s", stepID(i), label("no answer: fail "+s.Timeout), o.undoNode(o.UndoFrom(i, true)))
+			edge(stepID(i), o.undoNode(o.UndoFrom(i, true)), "no answer: fail "+s.Timeout, true)
 		}
 	}
 	for _, i := range undone {
 		s, next := o.Steps[i], o.undoNode(o.UndoFrom(i, false))
 		for _, r := range s.Compensation.Replies {
-			line("%s -->|%s| %s", undoID(i), label(r.Name), next)
+			edge(undoID(i), next, r.Name, false)
 		}
 		if s.Timeout != "" {
-			line("%s -.->|%s| %s", undoID(i), label("no answer either: go on"), next)
+			edge(undoID(i), next, "no answer either: go on", true)
+		}
+	}
+	return g
+}
+
+// Mermaid returns the saga's Graph as a Mermaid flowchart, the same text
+// for the same outline: steps and compensations are boxes, start and the
+// ends rounded, the pivot thick, the compensations dashed, timeouts dotted.
+func (o Outline) Mermaid() string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, "    "+format+"\n", args...) }
+	b.WriteString("flowchart TD\n")
+	g := o.Graph()
+	classes := map[string][]string{}
+	for _, n := range g.Nodes {
+		if n.Kind == "start" || n.Kind == "ended" {
+			line("%s([%s])", n.ID, label(n.Lines...))
+		} else {
+			line("%s[%s]", n.ID, label(n.Lines...))
+		}
+		classes[n.Kind] = append(classes[n.Kind], n.ID)
+	}
+	for _, e := range g.Edges {
+		arrow := "-->"
+		if e.Timeout {
+			arrow = "-.->"
+		}
+		if e.Label == "" {
+			line("%s %s %s", e.From, arrow, e.To)
+		} else {
+			line("%s %s|%s| %s", e.From, arrow, label(e.Label), e.To)
 		}
 	}
 
 	line("classDef pivot stroke-width:4px")
 	line("classDef undo stroke-dasharray:4 3")
 	line("classDef ended font-weight:bold")
-	if o.Pivot >= 0 {
-		line("class %s pivot", stepID(o.Pivot))
-	}
-	if len(undone) > 0 {
-		ids := make([]string, len(undone))
-		for k, i := range undone {
-			ids[k] = undoID(i)
+	for _, kind := range []string{"pivot", "undo", "ended"} {
+		if ids := classes[kind]; len(ids) > 0 {
+			line("class %s %s", strings.Join(ids, ","), kind)
 		}
-		line("class %s undo", strings.Join(ids, ","))
-	}
-	if o.Pivot >= 0 {
-		line("class completed,rejected ended")
-	} else {
-		line("class completed ended")
 	}
 	return b.String()
 }
