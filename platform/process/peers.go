@@ -22,16 +22,7 @@ import (
 // live member would only cost a rebalance, since the generation fences
 // what it writes afterwards, but it is not done on a guess.
 func (p *Process) watchPeers(ctx context.Context, w *peers) error {
-	tick := time.NewTicker(peerCheckEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			p.evictDead(w)
-		}
-	}
+	return Every(ctx, peerCheckEvery, func() { p.evictDead(w) })
 }
 
 // peers is what an instance remembers of its group's members between two

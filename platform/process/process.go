@@ -284,17 +284,16 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 	p.stores = append(p.stores, s)
 	if cfg.Archive != nil {
 		p.archives = append(p.archives, cfg.Archive.Topic)
-		p.loops = append(p.loops, func(ctx context.Context) error { return p.pruneEvery(ctx, time.Minute, s) })
+		p.loops = append(p.loops, func(ctx context.Context) error {
+			return Every(ctx, time.Minute, func() { p.prune(ctx, s) })
+		})
 	}
 	return s, nil
 }
 
-// pruneEvery deletes, every interval, the pointers of the store's archived
-// records that their topic's retention dropped.
-func (p *Process) pruneEvery(ctx context.Context, interval time.Duration, s interface {
-	Topic() string
-	Prune(context.Context) (int, error)
-}) error {
+// Every calls fn every interval until ctx ends, the first time one
+// interval from now: the loop of a process's periodic work.
+func Every(ctx context.Context, interval time.Duration, fn func()) error {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
@@ -302,12 +301,21 @@ func (p *Process) pruneEvery(ctx context.Context, interval time.Duration, s inte
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
-			if n, err := s.Prune(ctx); err != nil {
-				p.Logger.Warn("prune archived records; again at the next tick", "topic", s.Topic(), "error", err)
-			} else if n > 0 {
-				p.Logger.Info("archived records past their retention forgotten", "topic", s.Topic(), "records", n)
-			}
+			fn()
 		}
+	}
+}
+
+// prune deletes the pointers of the store's archived records that their
+// topic's retention dropped; a failure is tried again at the next call.
+func (p *Process) prune(ctx context.Context, s interface {
+	Topic() string
+	Prune(context.Context) (int, error)
+}) {
+	if n, err := s.Prune(ctx); err != nil {
+		p.Logger.Warn("prune archived records; again at the next tick", "topic", s.Topic(), "error", err)
+	} else if n > 0 {
+		p.Logger.Info("archived records past their retention forgotten", "topic", s.Topic(), "records", n)
 	}
 }
 

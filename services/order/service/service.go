@@ -61,24 +61,16 @@ const announceEvery = time.Minute
 
 // announcePending announces every PENDING or CANCELLING order once the
 // state is restored, then, periodically, those that stayed so, until ctx
-// ends. A failed
-// round is logged and tried again at the next tick.
+// ends. A failed round is logged and tried again at the next tick.
 func announcePending(ctx context.Context, application app.Application, logger *slog.Logger) error {
-	olderThan := time.Duration(0)
-	ticker := time.NewTicker(announceEvery)
-	defer ticker.Stop()
-	for {
+	announce := func(olderThan time.Duration) {
 		n, err := application.Commands.RepublishPending.Handle(ctx, olderThan)
 		if err != nil {
 			logger.Warn("announce pending orders", "announced", n, "error", err)
 		} else if n > 0 {
 			logger.Info("announced pending orders again", "orders", n)
 		}
-		olderThan = announceEvery
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
 	}
+	announce(0)
+	return process.Every(ctx, announceEvery, func() { announce(announceEvery) })
 }
