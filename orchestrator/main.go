@@ -5,21 +5,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/kafkasaga/kafkasaga/orchestrator/service"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := process.RunFromEnv(ctx, "orchestrator", service.New); err != nil {
-		fmt.Fprintln(os.Stderr, "orchestrator:", err)
-		os.Exit(1)
-	}
-}
+func main() { process.Main("orchestrator", service.New) }

@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -198,10 +200,21 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	return p, nil
 }
 
-// RunFromEnv is a service's main: it reads the service's configuration C
-// from the environment (its env tags and their defaults), builds the process
-// and runs it until ctx ends.
-func RunFromEnv[C any](ctx context.Context, name string, build func(C, *slog.Logger) (*Process, error)) error {
+// Main is a service's main: it reads the service's configuration C from
+// the environment (its env tags and their defaults), builds the process and
+// runs it until SIGINT or SIGTERM; if anything fails, it prints why and
+// exits 1.
+func Main[C any](name string, build func(C, *slog.Logger) (*Process, error)) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := runFromEnv(ctx, name, build)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+func runFromEnv[C any](ctx context.Context, name string, build func(C, *slog.Logger) (*Process, error)) error {
 	var cfg C
 	if err := config.Load(&cfg); err != nil {
 		return err
