@@ -234,9 +234,9 @@ func (p *Publisher) Close() error {
 	return p.producer.(SyncSender).Close()
 }
 
-// Sender sends records: a process's TxnProducer, or a SyncSender. ctx is
-// the context of the work that sends them (a consumed message's, for a
-// handler: see TxnProducer.Send).
+// Sender sends records: a process's Session, or a SyncSender. ctx is the
+// context of the work that sends them (a consumed message's, for a
+// handler: see Session.Send).
 type Sender interface {
 	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
 }
@@ -248,6 +248,11 @@ type SyncSender struct{ sarama.SyncProducer }
 // Send implements Sender.
 func (s SyncSender) Send(_ context.Context, msgs []*sarama.ProducerMessage) error {
 	return s.SendMessages(msgs)
+}
+
+// Add is Send, with nothing left to wait for.
+func (s SyncSender) Add(ctx context.Context, msgs []*sarama.ProducerMessage) (func() error, error) {
+	return func() error { return nil }, s.Send(ctx, msgs)
 }
 
 // SendAcked is Send: it always waits for Kafka's acknowledgement.

@@ -23,56 +23,25 @@ const (
 	reconnectSleep  = time.Second            // before a failed consumer group is made anew
 )
 
-// Subscriber is a watermill subscriber on a Kafka consumer group that keeps
-// Kafka's order per key, not per partition: the messages of one partition
-// are handed out as they arrive, up to MaxInFlight at a time, and a message
-// waits only for the earlier messages of its own key. A handler waiting for
-// a write then no longer holds up the rest of its partition, and the
-// replies of many handlers travel in one produce request.
-//
-// A partition's offset is committed up to its first message not yet
-// acknowledged, so a crash redelivers what was in flight (at least once, as
-// with one message at a time). A nacked message is handed out again after
-// a pause, and keeps the later messages of its key waiting.
-//
-// watermill-kafka's own subscriber hands out one message per partition and
-// waits for its ack; this one differs there. It reads records with
-// watermill-kafka's marshaler, and puts where each came from in the
-// message's context (RecordFromCtx).
+// Subscriber is a watermill subscriber on a Kafka consumer group of its
+// own, with Sarama, for a reader outside a process's transactions (the
+// bench's, tests'). It keeps Kafka's order per key, not per partition: the
+// messages of one partition are handed out as they arrive, up to
+// MaxInFlight at a time, and a message waits only for the earlier messages
+// of its own key. A partition's offset is committed up to its first
+// message not yet acknowledged, so a crash redelivers what was in flight. A
+// nacked message is handed out again after a pause, and keeps the later
+// messages of its key waiting. It puts where each message came from in
+// the message's context (RecordFromCtx).
 type Subscriber struct {
 	brokers []string
 	group   string
 	sarama  *sarama.Config
 	logger  watermill.LoggerAdapter
-	tracker Tracker
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	mu      sync.Mutex
-	topics  map[string]chan *message.Message // of a shared group, by topic; nil if none
-	waiting int                              // topics of the shared group not subscribed yet
-	rejoin  context.CancelFunc               // ends the shared group's current session
-}
-
-// Tracker follows the sessions of a consumer group that reads several
-// topics as one: which partitions a session claims, and how far each is
-// handled. A process implements it to own state by partition and to commit
-// the offsets in its transactions.
-type Tracker interface {
-	// Setup runs when a session starts, once its claims are known and
-	// before any message is handed out.
-	Setup(sess sarama.ConsumerGroupSession) error
-	// Claimed runs when a claim starts, with the offset it starts from (a
-	// committed offset, or sarama.OffsetOldest).
-	Claimed(topic string, partition int32, initial int64)
-	// Mark records that every message of the partition before next is
-	// handled.
-	Mark(topic string, partition int32, next int64)
-	// Cleanup runs when the session ends, once no claim hands out
-	// messages.
-	Cleanup(sess sarama.ConsumerGroupSession) error
 }
 
 // NewSubscriber returns a subscriber in the consumer group group. Each
@@ -84,34 +53,8 @@ func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapte
 		return nil, err
 	}
 	sc.Consumer.Offsets.AutoCommit.Enable = true
-	return newSubscriber(cfg.Brokers, group, sc, logger), nil
-}
-
-// NewGroupSubscriber returns a subscriber that reads the topics added with
-// AddTopic as one consumer group, so a member is assigned the same
-// partitions of each (they must have one partition count). It joins once
-// each topic has been subscribed, and tells tracker of its sessions, claims
-// and handled messages instead of committing offsets itself.
-func NewGroupSubscriber(sc *sarama.Config, brokers []string, group string, tracker Tracker, logger watermill.LoggerAdapter) *Subscriber {
-	s := newSubscriber(brokers, group, sc, logger)
-	s.tracker = tracker
-	s.topics = map[string]chan *message.Message{}
-	return s
-}
-
-// AddTopic adds a topic to the shared group; call it before Subscribe.
-func (s *Subscriber) AddTopic(topic string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.topics[topic]; !ok {
-		s.topics[topic] = nil
-		s.waiting++
-	}
-}
-
-func newSubscriber(brokers []string, group string, sc *sarama.Config, logger watermill.LoggerAdapter) *Subscriber {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Subscriber{brokers: brokers, group: group, sarama: sc, logger: logger, ctx: ctx, cancel: cancel}
+	return &Subscriber{brokers: cfg.Brokers, group: group, sarama: sc, logger: logger, ctx: ctx, cancel: cancel}, nil
 }
 
 // Subscribe implements message.Subscriber. The channel closes when ctx ends
@@ -120,73 +63,29 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if s.ctx.Err() != nil {
 		return nil, errors.New("subscriber closed")
 	}
-	if s.topics == nil {
-		out := make(chan *message.Message)
-		return out, s.start(ctx, []string{topic}, map[string]chan<- *message.Message{topic: out})
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch, ok := s.topics[topic]
-	if !ok {
-		return nil, fmt.Errorf("consumer group %s does not read %s", s.group, topic)
-	}
-	if ch != nil {
-		return nil, fmt.Errorf("consumer group %s: %s subscribed twice", s.group, topic)
-	}
-	ch = make(chan *message.Message)
-	s.topics[topic] = ch
-	if s.waiting--; s.waiting > 0 {
-		return ch, nil
-	}
-	outs := map[string]chan<- *message.Message{}
-	var topics []string
-	for t, c := range s.topics {
-		outs[t] = c
-		topics = append(topics, t)
-	}
-	return ch, s.start(ctx, topics, outs)
-}
-
-// start joins the group for topics and hands their messages to outs until
-// ctx ends or the subscriber is closed.
-func (s *Subscriber) start(ctx context.Context, topics []string, outs map[string]chan<- *message.Message) error {
 	group, err := sarama.NewConsumerGroup(s.brokers, s.group, s.sarama)
 	if err != nil {
-		return fmt.Errorf("create consumer group %s: %w", s.group, err)
+		return nil, fmt.Errorf("create consumer group %s: %w", s.group, err)
 	}
+	out := make(chan *message.Message)
 	ctx, stop := context.WithCancel(ctx)
 	unlink := context.AfterFunc(s.ctx, stop)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer func() {
-			for _, out := range outs {
-				close(out)
-			}
-		}()
+		defer close(out)
 		defer unlink()
 		defer stop()
-		s.consume(ctx, group, topics, outs)
+		s.consume(ctx, group, topic, out)
 	}()
-	return nil
-}
-
-// Rejoin ends the current session of the shared group: its claims stop,
-// the tracker's Cleanup runs, and the group is joined again (a new
-// session, a new Setup).
-func (s *Subscriber) Rejoin() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rejoin != nil {
-		s.rejoin()
-	}
+	return out, nil
 }
 
 // consume runs the group's sessions until ctx ends, reconnecting after an
 // error with a new consumer group client.
-func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, topics []string, outs map[string]chan<- *message.Message) {
-	fields := watermill.LogFields{"topics": topics, "consumer_group": s.group}
-	handler := claimHandler{outs: outs, tracker: s.tracker}
+func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, topic string, out chan<- *message.Message) {
+	fields := watermill.LogFields{"topic": topic, "consumer_group": s.group}
+	handler := claimHandler{out: out}
 	for group != nil {
 		go func() {
 			for err := range group.Errors() {
@@ -195,12 +94,7 @@ func (s *Subscriber) consume(ctx context.Context, group sarama.ConsumerGroup, to
 		}()
 		var err error
 		for err == nil && ctx.Err() == nil {
-			sessCtx, end := context.WithCancel(ctx)
-			s.mu.Lock()
-			s.rejoin = end
-			s.mu.Unlock()
-			err = group.Consume(sessCtx, topics, handler) // returns at every rebalance
-			end()
+			err = group.Consume(ctx, []string{topic}, handler) // returns at every rebalance
 		}
 		if cerr := group.Close(); cerr != nil {
 			s.logger.Error("Closing the consumer group failed", cerr, fields)
@@ -238,39 +132,16 @@ func (s *Subscriber) Close() error {
 }
 
 // claimHandler hands out the messages of the partitions a session claims.
-type claimHandler struct {
-	outs    map[string]chan<- *message.Message
-	tracker Tracker // nil: offsets are marked in the session
-}
+type claimHandler struct{ out chan<- *message.Message }
 
-func (h claimHandler) Setup(sess sarama.ConsumerGroupSession) error {
-	if h.tracker == nil {
-		return nil
-	}
-	return h.tracker.Setup(sess)
-}
+func (claimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (claimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-func (h claimHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
-	if h.tracker == nil {
-		return nil
-	}
-	return h.tracker.Cleanup(sess)
-}
-
-func (h claimHandler) mark(sess sarama.ConsumerGroupSession, topic string, partition int32, next int64) {
-	if h.tracker == nil {
-		sess.MarkOffset(topic, partition, next, "")
-		return
-	}
-	h.tracker.Mark(topic, partition, next)
-}
-
-// inFlight is a message handed out and not yet through.
-type inFlight struct {
+// claimed is a message of a claim handed out and not yet through.
+type claimed struct {
 	record  *sarama.ConsumerMessage
 	through chan struct{} // closed when it is done with, acked or not
 	acked   bool          // set before through is closed
-	err     error         // it could not be read as a watermill message
 }
 
 // ConsumeClaim hands out the claim's messages in one goroutine each, a
@@ -278,15 +149,11 @@ type inFlight struct {
 // partition's offset past every message acked in a row from the oldest.
 func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
-	if h.tracker != nil {
-		h.tracker.Claimed(claim.Topic(), claim.Partition(), claim.InitialOffset())
-	}
-	out := h.outs[claim.Topic()]
 	var (
-		pending  []*inFlight                         // not yet marked, in offset order
-		last     = map[string]*inFlight{}            // the latest message of each key in flight
-		running  int                                 // goroutines not yet finished
-		finished = make(chan *inFlight, MaxInFlight) // a slot each, so a sender never blocks
+		pending  []*claimed                         // not yet marked, in offset order
+		last     = map[string]*claimed{}            // the latest message of each key in flight
+		running  int                                // goroutines not yet finished
+		finished = make(chan *claimed, MaxInFlight) // a slot each, so a sender never blocks
 	)
 	defer func() { // no goroutine outlives its claim
 		for ; running > 0; running-- {
@@ -305,7 +172,7 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			if !ok {
 				return nil
 			}
-			m := &inFlight{record: record, through: make(chan struct{})}
+			m := &claimed{record: record, through: make(chan struct{})}
 			var after <-chan struct{}
 			if prev, ok := last[string(record.Key)]; ok {
 				after = prev.through
@@ -314,15 +181,14 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			pending = append(pending, m)
 			running++
 			go func() {
-				deliver(ctx, out, m, after)
+				msg, _ := marshaler.Unmarshal(m.record) // never fails: headers become metadata
+				rec := Record{Topic: record.Topic, Partition: record.Partition, Offset: record.Offset, Key: record.Key}
+				m.acked = deliver(ctx, h.out, msg, withRecord(ctx, rec), after)
 				close(m.through)
 				finished <- m
 			}()
 		case m := <-finished:
 			running--
-			if m.err != nil {
-				return m.err // the claim stops, as watermill-kafka's does, until the next rebalance
-			}
 			if !m.acked {
 				return nil // the session ended
 			}
@@ -334,50 +200,9 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 				next, pending = pending[0].record.Offset+1, pending[1:]
 			}
 			if next >= 0 {
-				h.mark(sess, claim.Topic(), claim.Partition(), next)
+				sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
 			}
 		}
-	}
-}
-
-// deliver hands m out once after is closed, again after every nack, until
-// it is acked or ctx ends.
-func deliver(ctx context.Context, out chan<- *message.Message, m *inFlight, after <-chan struct{}) {
-	if after != nil {
-		select {
-		case <-after:
-		case <-ctx.Done():
-			return
-		}
-	}
-	msg, err := marshaler.Unmarshal(m.record)
-	if err != nil {
-		m.err = fmt.Errorf("read message at %s/%d/%d: %w", m.record.Topic, m.record.Partition, m.record.Offset, err)
-		return
-	}
-	msgCtx, cancel := context.WithCancel(withRecord(ctx, m.record))
-	defer cancel() // a message's context ends when it is through, as watermill expects
-	for {
-		msg.SetContext(msgCtx)
-		select {
-		case out <- msg:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-msg.Acked():
-			m.acked = true
-			return
-		case <-msg.Nacked():
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-time.After(nackResendSleep):
-		case <-ctx.Done():
-			return
-		}
-		msg = msg.Copy() // a message is acked or nacked once
 	}
 }
 
@@ -392,8 +217,8 @@ func isClosed(ch <-chan struct{}) bool {
 
 type recordKey struct{}
 
-// Record is where a consumed message was read: a Subscriber puts it in the
-// message's context.
+// Record is where a consumed message was read: a Subscriber and a Session
+// put it in the message's context.
 type Record struct {
 	Topic     string
 	Partition int32
@@ -407,6 +232,6 @@ func RecordFromCtx(ctx context.Context) (Record, bool) {
 	return r, ok
 }
 
-func withRecord(ctx context.Context, m *sarama.ConsumerMessage) context.Context {
-	return context.WithValue(ctx, recordKey{}, Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key})
+func withRecord(ctx context.Context, r Record) context.Context {
+	return context.WithValue(ctx, recordKey{}, r)
 }

@@ -22,23 +22,24 @@ import (
 // tasks do. Every topic the process reads or keeps state in has one
 // partition count and one partitioner, so partition p of each holds the
 // same keys; the consumer group (range assignor) gives an instance the same
-// partition numbers of every topic it reads. On each new session it
-// restores the state partitions it was newly assigned, drops the ones it
-// lost, rebuilds what the services derive, and only then opens the
-// transactions of that generation and hands out messages.
+// partition numbers of every topic it reads. On each assignment it restores
+// the state partitions it was newly assigned and drops the ones it lost,
+// rebuilds what the services derive, and only then lets the process's
+// session begin the generation's transactions and hand out records.
 type partitions struct {
 	p *Process
 
-	mu      sync.Mutex
-	owned   []int32 // restored and served, in the current generation
-	gen     int32   // generation of owned; -1 when what is held is not trusted
-	serving bool    // between Setup and Cleanup
-	ready   sync.Once
+	mu       sync.Mutex
+	assigned []int32 // by the group, in generation assignedGen
+	gen      int32   // generation of owned; -1 when what is held is not trusted
+	owned    []int32 // restored and served
+	serving  bool    // between an assignment and the next revocation
+	ready    sync.Once
 
 	owners ownersCache
 }
 
-var _ messaging.Tracker = (*partitions)(nil)
+var _ messaging.Owner = (*partitions)(nil)
 
 // assignable is a store as partitions sees it.
 type assignable interface {
@@ -47,33 +48,24 @@ type assignable interface {
 	Revoke(partitions []int32)
 }
 
-// Setup restores the session's partitions. A restore that fails (the
-// registry down, a record that does not decode) stops the process, for its
-// supervisor to start it again, rather than serve part of its state.
-func (t *partitions) Setup(sess sarama.ConsumerGroupSession) error {
-	err := t.setup(sess)
-	if err != nil && sess.Context().Err() != nil {
-		// A rebalance ended the session while it restored: the next one
-		// restores again. Nothing is written meanwhile, as the
-		// transactions of this generation were never opened.
-		t.p.Logger.Info("session ended while restoring", "generation", sess.GenerationID())
-		return nil
-	}
-	if err != nil {
-		t.p.fail(fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err))
-	}
-	return err
-}
-
-func (t *partitions) setup(sess sarama.ConsumerGroupSession) error {
-	claimed, err := claimedPartitions(sess.Claims())
-	if err != nil {
-		return err
-	}
+// Assigned restores the partitions the group assigned. A restore that
+// fails (the registry down, a record that does not decode) stops the
+// process, for its supervisor to start it again, rather than serve part of
+// its state.
+func (t *partitions) Assigned(ctx context.Context, claimed []int32, generation int32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.assigned = claimed
+	if err := t.assign(ctx, claimed, generation); err != nil {
+		return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+	}
+	return nil
+}
+
+// assign makes the owned partitions claimed. Called with mu held.
+func (t *partitions) assign(ctx context.Context, claimed []int32, generation int32) error {
 	var keep []int32
-	if t.gen >= 0 && sess.GenerationID() == t.gen+1 {
+	if t.gen >= 0 && generation == t.gen+1 {
 		// Held without a gap: nobody else owned these since.
 		for _, p := range t.owned {
 			if slices.Contains(claimed, p) {
@@ -98,27 +90,22 @@ func (t *partitions) setup(sess sarama.ConsumerGroupSession) error {
 	}
 	t.owned, t.gen = nil, -1
 	if len(fresh) > 0 {
-		g, ctx := errgroup.WithContext(sess.Context())
+		g, gctx := errgroup.WithContext(ctx)
 		for _, s := range t.p.stores {
-			g.Go(func() error { return s.Assign(ctx, fresh) })
+			g.Go(func() error { return s.Assign(gctx, fresh) })
 		}
 		if err := g.Wait(); err != nil {
 			return err
 		}
 	}
 	for _, restored := range t.p.restores {
-		if err := restored(sess.Context()); err != nil {
+		if err := restored(ctx); err != nil {
 			return err
 		}
 	}
-	if err := t.p.txn.Open(&sarama.ConsumerGroupMetadata{
-		GroupID: t.p.cfg.Name, GenerationID: sess.GenerationID(), MemberID: sess.MemberID(),
-	}); err != nil {
-		return err
-	}
-	t.owned, t.gen, t.serving = claimed, sess.GenerationID(), true
+	t.owned, t.gen, t.serving = claimed, generation, true
 	t.owners.invalidate()
-	t.p.Logger.Info("partitions assigned", "generation", t.gen, "partitions", claimed,
+	t.p.Logger.Info("partitions assigned", "generation", generation, "partitions", claimed,
 		"restored", fresh, "dropped", lost, "took", time.Since(start).Round(time.Millisecond))
 	t.ready.Do(t.p.becameReady)
 	return nil
@@ -131,80 +118,46 @@ func (t *partitions) ownAll(ctx context.Context) error {
 	for i := range all {
 		all[i] = int32(i)
 	}
-	for _, s := range t.p.stores {
-		if err := s.Assign(ctx, all); err != nil {
-			return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
-		}
-	}
-	for _, restored := range t.p.restores {
-		if err := restored(ctx); err != nil {
-			return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
-		}
-	}
-	if err := t.p.txn.Open(nil); err != nil {
-		return err
-	}
+	return t.Assigned(ctx, all, 0)
+}
+
+// Revoked stops serving: a rebalance takes the partitions away. Their
+// state is kept for the next generation, unless the group went on without
+// this instance (lost).
+func (t *partitions) Revoked(lost bool) {
 	t.mu.Lock()
-	t.owned, t.serving = all, true
-	t.mu.Unlock()
-	t.ready.Do(t.p.becameReady)
-	return nil
-}
-
-// claimedPartitions returns the partition numbers of a session's claims,
-// which the range assignor makes the same for every topic.
-func claimedPartitions(claims map[string][]int32) ([]int32, error) {
-	var first []int32
-	var firstTopic string
-	for topic, ps := range claims {
-		ps = slices.Sorted(slices.Values(ps))
-		if first == nil {
-			first, firstTopic = ps, topic
-			continue
-		}
-		if !slices.Equal(first, ps) {
-			return nil, fmt.Errorf("assigned partitions %v of %s but %v of %s: the topics must be co-partitioned", first, firstTopic, ps, topic)
-		}
-	}
-	return first, nil
-}
-
-func (t *partitions) Claimed(topic string, partition int32, initial int64) {
-	if initial < 0 { // nothing committed: the partition's first offset
-		var err error
-		if initial, err = t.p.client.GetOffset(topic, partition, sarama.OffsetOldest); err != nil {
-			t.p.Logger.Warn("first offset of a claimed partition", "topic", topic, "partition", partition, "error", err)
-			return
-		}
-	}
-	t.p.txn.Position(topic, partition, initial)
-}
-
-func (t *partitions) Mark(topic string, partition int32, next int64) {
-	t.p.txn.Position(topic, partition, next)
-}
-
-func (t *partitions) Cleanup(sarama.ConsumerGroupSession) error {
-	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.serving = false
-	t.mu.Unlock()
-	if err := t.p.txn.Close(); err != nil {
-		t.distrust(err)
+	if lost {
+		t.drop()
 	}
-	return nil
 }
 
-// distrust drops every partition's state after a transaction was aborted:
-// what the stores hold may include its records. The next session restores
-// them from Kafka.
-func (t *partitions) distrust(err error) {
+// Distrust drops every partition's state after a transaction with writes
+// was aborted: what the stores hold may include them.
+func (t *partitions) Distrust(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.p.Logger.Warn("dropping the state of every partition to restore it", "error", err)
+	t.drop()
+}
+
+// drop forgets every partition's state. Called with mu held.
+func (t *partitions) drop() {
 	for _, s := range t.p.stores {
 		s.Revoke(t.owned)
 	}
 	t.owned, t.gen, t.serving = nil, -1, false
+}
+
+// Restore restores the partitions assigned, after Distrust.
+func (t *partitions) Restore(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.assign(ctx, t.assigned, -1); err != nil {
+		return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+	}
+	return nil
 }
 
 // serves reports whether this instance serves partition p now.

@@ -156,7 +156,7 @@ func (p *Process) fence(txnID string) {
 			return
 		}
 		resp, err := coordinator.InitProducerID(&sarama.InitProducerIDRequest{Version: 4, TransactionalID: &txnID,
-			TransactionTimeout: p.sarama.Producer.Transaction.Timeout, ProducerID: -1, ProducerEpoch: -1})
+			TransactionTimeout: transactionTimeout, ProducerID: -1, ProducerEpoch: -1})
 		if err == nil && resp.Err == sarama.ErrConcurrentTransactions {
 			time.Sleep(50 * time.Millisecond) // the broker is aborting it: ask again
 			continue
@@ -170,6 +170,12 @@ func (p *Process) fence(txnID string) {
 		return
 	}
 }
+
+// transactionTimeout is how long a crashed instance's open transaction
+// holds up the readers of its partitions before the broker aborts it
+// (when no eviction fenced it sooner); commits follow writes within
+// milliseconds, so no live transaction comes near it.
+const transactionTimeout = 10 * time.Second
 
 // transactionalID is the transactional id of a process's instance: the
 // same after a restart at the same address, so the restart aborts what its

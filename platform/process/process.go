@@ -87,10 +87,9 @@ type Process struct {
 	registry   srclient.ISchemaRegistryClient
 	sarama     *sarama.Config
 	kgo        []kgo.Opt
-	client     sarama.Client
-	txn        *messaging.TxnProducer
-	sub        *messaging.Subscriber // the process's one consumer group
-	topics     []string              // it reads
+	client     sarama.Client      // for the group's description and the evictions
+	session    *messaging.Session // the process's one consumer group and producer
+	topics     []string           // it reads
 	stores     []assignable
 	archives   []string // the archive topics of the stores
 	restores   []func(context.Context) error
@@ -98,7 +97,6 @@ type Process struct {
 	closers    []func() error // in the order of creation; closed in reverse
 	advertised string
 	ready      chan struct{} // closed once the first session's partitions are restored
-	failed     chan error    // a restore that failed: the process stops
 
 	partitions     *partitions
 	partitionCount int32 // of every topic the process reads or keeps state in
@@ -111,7 +109,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Process{cfg: cfg, Logger: logger, Metrics: prometheus.NewRegistry(), ready: make(chan struct{}), failed: make(chan error, 1)}
+	p := &Process{cfg: cfg, Logger: logger, Metrics: prometheus.NewRegistry(), ready: make(chan struct{})}
 	p.partitions = &partitions{p: p, gen: -1}
 	ok := false
 	defer func() {
@@ -149,18 +147,6 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if p.sarama, err = messaging.SaramaConfig(cfg.Kafka, cfg.Name); err != nil {
 		return nil, err
 	}
-	// One transactional id per instance, the same after a restart: the
-	// restarted instance aborts what its predecessor left open at once,
-	// instead of its readers waiting for the transaction to time out.
-	p.sarama.Producer.Transaction.ID = transactionalID(cfg.Name, p.advertised)
-	// How long a crashed instance's open transaction holds up the readers
-	// of its partitions before the broker aborts it; commits follow writes
-	// within milliseconds, so no live transaction comes near it.
-	p.sarama.Producer.Transaction.Timeout = 10 * time.Second
-	// A commit gives up within seconds when Kafka is gone (the default
-	// tries for about a minute): the transaction is aborted and the state
-	// restored once Kafka is back, and a process stopping meanwhile stops.
-	p.sarama.Producer.Transaction.Retry.Max = 10
 	p.sarama.Consumer.Group.Member.UserData = []byte(memberData(p.advertised))
 	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err
@@ -172,13 +158,20 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
 	p.closers = append(p.closers, p.client.Close)
-	if p.txn, err = messaging.NewTxnProducer(p.client, logger); err != nil {
-		return nil, err
-	}
-	p.closers = append(p.closers, p.txn.CloseProducer)
-	p.Publisher = messaging.PublisherOn(p.txn)
-	p.sub = messaging.NewGroupSubscriber(p.sarama, cfg.Kafka.Brokers, cfg.Name, p.partitions, messaging.Logger(logger))
-	p.closers = append(p.closers, p.sub.Close)
+	p.session = messaging.NewSession(messaging.SessionConfig{
+		Kafka: cfg.Kafka,
+		Group: cfg.Name,
+		// One transactional id per instance, the same after a restart:
+		// the restarted instance aborts what its predecessor left open at
+		// once, instead of its readers waiting for the transaction to
+		// time out.
+		TransactionalID:    transactionalID(cfg.Name, p.advertised),
+		TransactionTimeout: transactionTimeout,
+		UserData:           p.sarama.Consumer.Group.Member.UserData,
+		Owner:              p.partitions,
+	}, logger)
+	p.closers = append(p.closers, p.session.Close)
+	p.Publisher = messaging.PublisherOn(p.session)
 	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics, Traces: p.Traces}, logger); err != nil {
 		return nil, err
 	}
@@ -257,9 +250,9 @@ func (p *Process) KgoOptions() []kgo.Opt { return slices.Clone(p.kgo) }
 // assigned the same partitions of each: the commands, state and replies
 // of the keys it owns.
 func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) error {
-	p.sub.AddTopic(topic)
+	p.session.AddTopic(topic)
 	p.topics = append(p.topics, topic)
-	p.Router.AddNoPublisherHandler(p.cfg.Name+"."+topic, topic, p.sub, handler)
+	p.Router.AddNoPublisherHandler(p.cfg.Name+"."+topic, topic, p.session, handler)
 	return nil
 }
 
@@ -286,7 +279,7 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 	if err != nil {
 		return nil, err
 	}
-	cfg := store.Config[T]{Topic: topic, Kgo: p.kgo, Producer: p.txn, Codec: codec}
+	cfg := store.Config[T]{Topic: topic, Kgo: p.kgo, Producer: p.session, Codec: codec}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -355,22 +348,14 @@ func (p *Process) Run(ctx context.Context) error {
 		// them all, as the one instance.
 		g.Go(func() error { return p.partitions.ownAll(ctx) })
 	}
-	g.Go(func() error {
-		select {
-		case err := <-p.failed:
-			return err
-		case <-ctx.Done():
-			return nil
-		}
-	})
 	if len(p.topics) > 0 {
 		g.Go(func() error { return p.watchPeers(ctx, watch) })
 	}
 	g.Go(func() error {
-		return p.txn.Run(ctx, func(err error) {
-			p.partitions.distrust(err)
-			p.sub.Rejoin()
-		})
+		if err := p.session.Run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", p.cfg.Name, err)
+		}
+		return nil
 	})
 	g.Go(func() error {
 		select {
@@ -402,14 +387,6 @@ func (p *Process) Run(ctx context.Context) error {
 		}
 	})
 	return g.Wait()
-}
-
-// fail stops the process with err.
-func (p *Process) fail(err error) {
-	select {
-	case p.failed <- err:
-	default:
-	}
 }
 
 // becameReady runs once, when the first session's partitions are restored.

@@ -30,10 +30,13 @@ type Codec[T any] interface {
 	Decode(b []byte) (*T, error)
 }
 
-// Sender writes records to Kafka: a process's transactional producer
-// (messaging.TxnProducer), or a messaging.SyncSender.
+// Sender writes records to Kafka: a process's messaging.Session, or a
+// messaging.SyncSender.
 type Sender interface {
-	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
+	// Add writes msgs and returns a function that waits until they are
+	// durable and visible (committed): the store holds no lock while it
+	// waits, so the handlers whose records share the commit can go on.
+	Add(ctx context.Context, msgs []*sarama.ProducerMessage) (wait func() error, err error)
 	// SendAcked is Send that returns once Kafka has acknowledged every
 	// record, so that its Offset is known.
 	SendAcked(ctx context.Context, msgs []*sarama.ProducerMessage) error
@@ -253,6 +256,22 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 // the commit; if the commit fails, the process drops every partition's
 // state and restores it.
 func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) error {
+	wait, err := s.updateAndSend(ctx, key, fn)
+	if err != nil {
+		return err
+	}
+	if err := wait(); err != nil {
+		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
+	}
+	return nil
+}
+
+func noWait() error { return nil }
+
+// updateAndSend makes the change under the key's lock and returns the wait
+// for its commit, which is not the lock's: a handler of the same stripe of
+// keys must be able to run, as the commit waits for it.
+func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) (func() error, error) {
 	lock := &s.locks[stripe(key)]
 	lock.Lock()
 	defer lock.Unlock()
@@ -263,36 +282,36 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	old, exists := s.data[key]
 	s.mu.RUnlock()
 	if !owned {
-		return fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
+		return nil, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
 	var oldValue []byte
 	if exists {
 		var err error
 		if oldValue, exists, err = s.value(ctx, key, old); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	v := new(T)
 	if exists {
 		var err error
 		if v, err = s.cfg.Codec.Decode(oldValue); err != nil {
-			return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
+			return nil, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 		}
 	}
 	extra, err := fn(v, exists)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := s.cfg.Codec.Encode(v)
 	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", s.cfg.Topic, key, err)
+		return nil, fmt.Errorf("encode %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	changed := !exists || string(b) != string(oldValue)
 	if !changed && len(extra) == 0 {
-		return nil
+		return noWait, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	e := entry{value: b, partition: p}
 	var records []*sarama.ProducerMessage
@@ -304,7 +323,7 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 		// its retention removes, and the change is made again.
 		archived := s.record(s.cfg.Archive.Topic, key, p, b)
 		if err := s.cfg.Producer.SendAcked(ctx, []*sarama.ProducerMessage{archived}); err != nil {
-			return fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
+			return nil, fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
 		}
 		e = entry{partition: p, archivedAt: archived.Offset}
 		pointer := s.record(s.cfg.Topic, key, p, []byte{})
@@ -313,8 +332,9 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 	case changed:
 		records = append(records, s.record(s.cfg.Topic, key, p, b))
 	}
-	if err := s.cfg.Producer.Send(ctx, append(records, extra...)); err != nil {
-		return fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
+	wait, err := s.cfg.Producer.Add(ctx, append(records, extra...))
+	if err != nil {
+		return nil, fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	if changed {
 		s.mu.Lock()
@@ -323,7 +343,7 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 		}
 		s.mu.Unlock()
 	}
-	return nil
+	return wait, nil
 }
 
 // record is a record of key on partition p of topic; a nil value is a
@@ -564,7 +584,7 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	if len(tombstones) == 0 {
 		return 0, nil
 	}
-	if err := s.cfg.Producer.Send(ctx, tombstones); err != nil {
+	if err := send(ctx, s.cfg.Producer, tombstones); err != nil {
 		return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 	}
 	s.mu.Lock()
@@ -582,4 +602,13 @@ func stripe(key string) uint8 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
 	return uint8(h.Sum32())
+}
+
+// send writes msgs and waits for their commit.
+func send(ctx context.Context, producer Sender, msgs []*sarama.ProducerMessage) error {
+	wait, err := producer.Add(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	return wait()
 }

@@ -1,0 +1,941 @@
+package messaging
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkasaga/kafkasaga/platform/config"
+)
+
+// ErrRebalancing is the error of a write made while the process's consumer
+// group is between two generations, or before it joined: no write may land
+// until the process knows which partitions it owns. Retry it.
+var ErrRebalancing = errors.New("consumer group rebalancing: writes wait for the next generation")
+
+// ErrCommitPending is the error of a write that waited AwaitCommit for its
+// transaction to commit: it may still commit, or abort. An HTTP request
+// answers 503 rather than hang; the client's retry must find the write
+// idempotent, as the API's writes by id are.
+var ErrCommitPending = errors.New("transaction not committed in time: it may still be")
+
+// ErrFenced is the error of a write whose transaction Kafka refused to
+// commit: this instance lost its partitions (its generation is over), or a
+// record of it failed. Nothing it wrote in that transaction is ever seen by
+// a read_committed consumer.
+var ErrFenced = errors.New("transaction aborted: this instance no longer owns its partitions")
+
+// AwaitCommit is how long a write made outside a handler (an HTTP request,
+// a timer) waits for its transaction to commit.
+const AwaitCommit = 5 * time.Second
+
+// Owner takes and gives up the partitions the consumer group assigns: a
+// process's state by partition. The group's range assignor gives a member
+// the same partition numbers of every topic it reads.
+type Owner interface {
+	// Assigned runs when the group assigns partitions, before any record
+	// of them is handed out and before any write of the generation: the
+	// owner restores their state. An error stops the process.
+	Assigned(ctx context.Context, partitions []int32, generation int32) error
+	// Revoked runs when a rebalance takes the partitions away (lost: the
+	// group went on without this instance, as after a long pause).
+	Revoked(lost bool)
+	// Distrust drops every partition's state: a transaction that held
+	// writes was aborted, and the state holds what they changed.
+	Distrust(err error)
+	// Restore restores the partitions still assigned after Distrust.
+	Restore(ctx context.Context) error
+}
+
+// SessionConfig configures NewSession.
+type SessionConfig struct {
+	Kafka config.Kafka
+	// Group is the consumer group, and the client id; with no topic added,
+	// the session joins no group and owns every partition.
+	Group string
+	// TransactionalID is unique to the instance and the same after its
+	// restart, so the restart aborts what its predecessor left open.
+	TransactionalID string
+	// TransactionTimeout is how long a crashed instance's open transaction
+	// holds up the readers of its partitions before the broker aborts it.
+	TransactionTimeout time.Duration
+	// UserData is what the instance advertises in its group membership.
+	UserData []byte
+	Owner    Owner
+}
+
+// Session is a process's one Kafka client, on franz-go's
+// GroupTransactSession: it reads the process's topics in its consumer
+// group and writes every record (state, commands, replies, events) in Kafka
+// transactions that commit the consumed offsets with the group's
+// generation (KIP-447). An instance that lost its partitions without
+// knowing it (a long pause, a network partition) cannot commit afterwards:
+// the broker refuses the offsets of an old generation, the transaction is
+// aborted, and no read_committed consumer sees its records.
+//
+// One loop polls what is fetched, hands every record out to the
+// subscribers (watermill's router), a record once the one before it of
+// the same key is through, waits for all of them, and commits their
+// writes and offsets in one transaction. Under load a poll returns many
+// records, so a commit carries many handlers' writes; idle, a record is
+// handed out as soon as it is fetched. Writes outside a handler (an HTTP
+// request, a timer) join the open transaction and wake the loop, which
+// commits them at once.
+type Session struct {
+	cfg         SessionConfig
+	logger      *slog.Logger
+	awaitCommit time.Duration // AwaitCommit; shorter in tests
+
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	started atomic.Bool
+	done    chan struct{} // closed when Run returns
+
+	topics     []string
+	outs       map[string]chan *message.Message // by topic, once subscribed
+	waiting    int                              // topics not subscribed yet
+	subscribed chan struct{}                    // closed once every topic is subscribed
+
+	mu     sync.RWMutex // shared by writers while they produce; the loop's to end and begin
+	cl     txnClient
+	begun  bool // a transaction is begun (the loop's)
+	cur    *txn // the transaction writes join
+	open   atomic.Bool
+	dirty  atomic.Bool // cur holds records
+	broken atomic.Bool // a record of cur failed: it must abort
+
+	assignedParts []int32 // by the group, under mu
+
+	reopen   atomic.Bool // partitions were assigned: begin the generation's transactions
+	revoking atomic.Bool // partitions were revoked: abort the open transaction
+	failed   chan error  // an assignment that could not be restored
+
+	pollMu     sync.Mutex
+	cancelPoll context.CancelFunc
+}
+
+// txnClient is what the loop needs of franz-go: a GroupTransactSession, or
+// a transactional producer alone for a process that reads nothing.
+type txnClient interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	Begin() error
+	End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error)
+	PollRecords(ctx context.Context, max int) kgo.Fetches
+	AllowRebalance()
+	CommittedOffsets() map[string]map[int32]kgo.EpochOffset
+	Close()
+}
+
+// txn is one transaction: done closes once it is committed or aborted.
+type txn struct {
+	done chan struct{}
+	err  error
+}
+
+func newTxn() *txn { return &txn{done: make(chan struct{})} }
+
+func (x *txn) end(err error) {
+	if !isClosed(x.done) {
+		x.err = err
+		close(x.done)
+	}
+}
+
+// NewSession returns a session; add the topics it reads with AddTopic,
+// subscribe to each, and Run it.
+func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, ctx: ctx, cancel: cancel,
+		done: make(chan struct{}), outs: map[string]chan *message.Message{}, subscribed: make(chan struct{}),
+		cur: newTxn(), failed: make(chan error, 1)}
+	return s
+}
+
+// AddTopic adds a topic the group reads; call it before Subscribe and Run.
+func (s *Session) AddTopic(topic string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.outs[topic]; !ok {
+		s.outs[topic] = nil
+		s.topics = append(s.topics, topic)
+		s.waiting++
+	}
+}
+
+// Subscribe implements message.Subscriber for the topics added. The
+// channel closes when the session stops.
+func (s *Session) Subscribe(_ context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.outs[topic]
+	if !ok {
+		return nil, fmt.Errorf("consumer group %s does not read %s", s.cfg.Group, topic)
+	}
+	if ch != nil {
+		return nil, fmt.Errorf("consumer group %s: %s subscribed twice", s.cfg.Group, topic)
+	}
+	ch = make(chan *message.Message)
+	s.outs[topic] = ch
+	if s.waiting--; s.waiting == 0 {
+		close(s.subscribed)
+	}
+	return ch, nil
+}
+
+// Close stops the session and waits for Run to return.
+func (s *Session) Close() error {
+	s.cancel()
+	if s.started.Load() {
+		<-s.done
+	}
+	return nil
+}
+
+// Run joins the group once every topic is subscribed, and consumes and
+// commits until ctx ends or the session is closed. A client that fails
+// (Kafka gone past its retries) is replaced by a new one, after the state
+// is dropped: what it held may include aborted writes.
+func (s *Session) Run(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return errors.New("session run twice")
+	}
+	defer close(s.done)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
+	defer s.closeOuts()
+	if len(s.topics) > 0 {
+		select {
+		case <-s.subscribed:
+		case <-ctx.Done():
+			return nil
+		}
+	} else {
+		s.reopen.Store(true) // no group: it owns every partition, now
+	}
+	for {
+		err := s.runClient(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var failed restoreError
+		if errors.As(err, &failed) {
+			return failed.err
+		}
+		s.logger.Warn("kafka client failed; connecting a new one", "error", err)
+		s.cfg.Owner.Distrust(err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		if len(s.topics) == 0 {
+			if err := s.cfg.Owner.Restore(ctx); err != nil {
+				return err
+			}
+			s.reopen.Store(true)
+		}
+	}
+}
+
+// restoreError is an assignment that could not be restored: the process
+// stops rather than serve part of its state.
+type restoreError struct{ err error }
+
+func (e restoreError) Error() string { return e.err.Error() }
+
+func (s *Session) closeOuts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for topic, ch := range s.outs {
+		if ch != nil {
+			close(ch)
+			s.outs[topic] = nil
+		}
+	}
+}
+
+// runClient connects a client and runs the loop on it until ctx ends or
+// the client fails.
+func (s *Session) runClient(ctx context.Context) error {
+	cl, err := s.connect()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.cl = cl
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.open.Store(false)
+		s.begun = false
+		s.cur.end(errors.New("kafka client stopped"))
+		s.cur = newTxn()
+		s.cl = nil
+		s.mu.Unlock()
+		cl.Close() // leaves the group
+	}()
+	for {
+		if err := s.step(ctx, cl); err != nil || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				s.finish(cl)
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// pollMax bounds the records one transaction carries.
+const pollMax = 2000
+
+// pollWhileDirty is how long a poll waits for records when writes wait to
+// be committed.
+const pollWhileDirty = time.Millisecond
+
+// step polls once, hands out what it got and commits.
+func (s *Session) step(ctx context.Context, cl txnClient) error {
+	select {
+	case err := <-s.failed:
+		return restoreError{err}
+	default:
+	}
+	if err := s.transitions(cl); err != nil {
+		return err
+	}
+	records := s.poll(ctx, cl)
+	if err := s.transitions(cl); err != nil {
+		return err
+	}
+	if len(records) > 0 && !s.begun {
+		// Not owned any more, or not yet restored: the records come
+		// again from the committed offsets.
+		_, err := cl.End(context.Background(), kgo.TryAbort)
+		cl.AllowRebalance()
+		return err
+	}
+	through := true
+	if len(records) > 0 {
+		through = s.handle(ctx, records)
+	}
+	if len(records) > 0 || s.dirty.Load() {
+		if err := s.commit(ctx, cl, through, len(records) > 0); err != nil {
+			return err
+		}
+	}
+	cl.AllowRebalance()
+	return nil
+}
+
+// transitions aborts the open transaction when the partitions were
+// revoked, and begins the generation's first once they are assigned.
+func (s *Session) transitions(cl txnClient) error {
+	if s.revoking.Swap(false) {
+		s.mu.Lock()
+		var dirty bool
+		var err error
+		if s.begun {
+			dirty = s.dirty.Swap(false)
+			s.broken.Store(false)
+			_, err = cl.End(context.Background(), kgo.TryAbort)
+			s.begun = false
+			s.cur.end(ErrRebalancing)
+			s.cur = newTxn()
+		}
+		s.mu.Unlock()
+		if dirty { // the state holds the aborted writes
+			s.cfg.Owner.Distrust(ErrRebalancing)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if s.reopen.Swap(false) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.begun { // clears what a revocation left marked, writes none
+			if _, err := cl.End(context.Background(), kgo.TryAbort); err != nil {
+				return err
+			}
+			s.begun = false
+			s.cur.end(ErrRebalancing)
+			s.cur = newTxn()
+		}
+		if err := cl.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		s.begun = true
+		s.dirty.Store(false)
+		s.broken.Store(false)
+		s.open.Store(true)
+	}
+	return nil
+}
+
+// poll returns what is fetched, waiting for it unless writes wait for a
+// commit; a write wakes it.
+func (s *Session) poll(ctx context.Context, cl txnClient) []*kgo.Record {
+	pollCtx, cancel := context.WithCancel(ctx)
+	s.pollMu.Lock()
+	s.cancelPoll = cancel
+	s.pollMu.Unlock()
+	if s.dirty.Load() || s.revoking.Load() || s.reopen.Load() {
+		cancel()
+		pollCtx, cancel = context.WithTimeout(ctx, pollWhileDirty)
+	}
+	fetches := cl.PollRecords(pollCtx, pollMax)
+	cancel()
+	s.pollMu.Lock()
+	s.cancelPoll = nil
+	s.pollMu.Unlock()
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			s.logger.Warn("fetch", "topic", topic, "partition", partition, "error", err)
+		}
+	})
+	return fetches.Records()
+}
+
+// wake makes a waiting poll return.
+func (s *Session) wake() {
+	s.pollMu.Lock()
+	if s.cancelPoll != nil {
+		s.cancelPoll()
+	}
+	s.pollMu.Unlock()
+}
+
+// inFlight is a record handed out and not yet through.
+type inFlight struct {
+	record  *kgo.Record
+	through chan struct{} // closed when it is done with, acked or not
+	acked   bool          // set before through is closed
+}
+
+// handle hands every record out, a record once the one before it of its
+// key is through, and reports whether all were acked (not: the session is
+// stopping).
+func (s *Session) handle(ctx context.Context, records []*kgo.Record) bool {
+	type key struct{ topic, key string }
+	last := make(map[key]*inFlight, len(records))
+	all := make([]*inFlight, len(records))
+	var wg sync.WaitGroup
+	for i, r := range records {
+		m := &inFlight{record: r, through: make(chan struct{})}
+		all[i] = m
+		k := key{r.Topic, string(r.Key)}
+		var after <-chan struct{}
+		if prev, ok := last[k]; ok {
+			after = prev.through
+		}
+		last[k] = m
+		out := s.outs[r.Topic]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(m.through)
+			m.acked = deliver(ctx, out, toMessage(r), withRecord(ctx, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key}), after)
+		}()
+	}
+	wg.Wait()
+	return !slices.ContainsFunc(all, func(m *inFlight) bool { return !m.acked })
+}
+
+// deliver hands msg out once after is closed, again after every nack,
+// until it is acked (true) or ctx ends.
+func deliver(ctx context.Context, out chan<- *message.Message, msg *message.Message, msgCtx context.Context, after <-chan struct{}) bool {
+	if after != nil {
+		select {
+		case <-after:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	msgCtx, cancel := context.WithCancel(msgCtx)
+	defer cancel() // a message's context ends when it is through, as watermill expects
+	for {
+		msg.SetContext(msgCtx)
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-msg.Acked():
+			return true
+		case <-msg.Nacked():
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-time.After(nackResendSleep):
+		case <-ctx.Done():
+			return false
+		}
+		msg = msg.Copy() // a message is acked or nacked once
+	}
+}
+
+// toMessage reads a record as watermill-kafka's marshaler does: the
+// message's uuid and metadata from its headers.
+func toMessage(r *kgo.Record) *message.Message {
+	var uuid string
+	metadata := make(message.Metadata, len(r.Headers))
+	for _, h := range r.Headers {
+		if h.Key == kafka.UUIDHeaderKey {
+			uuid = string(h.Value)
+		} else {
+			metadata[h.Key] = string(h.Value)
+		}
+	}
+	msg := message.NewMessage(uuid, r.Value)
+	msg.Metadata = metadata
+	return msg
+}
+
+// endTimeout bounds the end of a transaction; canceling it leaves the
+// client unusable, so it is long, and a client that overruns it is
+// replaced.
+const endTimeout = 30 * time.Second
+
+// commit ends the open transaction: with a commit if every record was
+// through and every write of it landed, otherwise with an abort, after
+// which the records come again from the committed offsets. It begins the
+// next one, unless the partitions were revoked meanwhile. consumed says
+// whether the transaction carries consumed offsets.
+func (s *Session) commit(ctx context.Context, cl txnClient, through, consumed bool) error {
+	s.mu.Lock()
+	tx, dirty := s.cur, s.dirty.Swap(false)
+	try := kgo.TryCommit
+	if s.broken.Swap(false) || !through {
+		try = kgo.TryAbort
+	}
+	endCtx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	if !consumed && len(s.topics) > 0 {
+		endCtx = s.fenceContext(endCtx, cl.CommittedOffsets())
+	}
+	committed, err := cl.End(endCtx, try)
+	cancel()
+	s.begun = false
+	var txErr error
+	if err != nil {
+		txErr = fmt.Errorf("%w: %w", ErrFenced, err)
+	} else if !committed {
+		txErr = ErrFenced
+	}
+	tx.end(txErr)
+	s.cur = newTxn()
+	if err != nil {
+		s.open.Store(false)
+		s.mu.Unlock()
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if committed || !dirty {
+		if s.open.Load() {
+			if err := cl.Begin(); err != nil {
+				s.open.Store(false)
+				s.mu.Unlock()
+				return fmt.Errorf("begin transaction: %w", err)
+			}
+			s.begun = true
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	// Aborted, with writes the state already holds: drop it and, if no
+	// rebalance is under way, restore what is still assigned.
+	owned := s.open.Swap(false)
+	s.mu.Unlock()
+	s.logger.Warn("transaction aborted", "error", txErr)
+	s.cfg.Owner.Distrust(txErr)
+	if owned && ctx.Err() == nil {
+		if err := s.cfg.Owner.Restore(ctx); err != nil {
+			return restoreError{err}
+		}
+		s.reopen.Store(true)
+	}
+	return nil
+}
+
+// fenceContext makes a transaction that consumed nothing (the writes of an
+// HTTP request or a timer) still commit offsets, the committed ones again,
+// so that the broker checks the group's generation and refuses the commit
+// of an instance that lost its partitions. Where nothing was ever
+// committed, it commits the start (offset 0, or the log's start, which a
+// reader resets to): what the group reads from anyway. Without offsets,
+// franz-go would also hold the next commit back for half a second, as it
+// does for brokers older than KIP-447.
+func (s *Session) fenceContext(ctx context.Context, committed map[string]map[int32]kgo.EpochOffset) context.Context {
+	if len(committed) == 0 {
+		parts := s.assignedParts // mu is held by commit
+		if len(parts) == 0 {
+			return ctx
+		}
+		committed = map[string]map[int32]kgo.EpochOffset{s.topics[0]: {}}
+		for _, p := range parts {
+			committed[s.topics[0]][p] = kgo.EpochOffset{Epoch: -1, Offset: 0}
+		}
+	}
+	return kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		if len(req.Topics) > 0 {
+			return nil
+		}
+		for topic, parts := range committed {
+			t := kmsg.NewTxnOffsetCommitRequestTopic()
+			t.Topic = topic
+			for p, eo := range parts {
+				rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				rp.Partition, rp.Offset, rp.LeaderEpoch = p, eo.Offset, eo.Epoch
+				rp.Metadata = &req.MemberID
+				t.Partitions = append(t.Partitions, rp)
+			}
+			req.Topics = append(req.Topics, t)
+		}
+		return nil
+	})
+}
+
+// finish commits what waits to be committed when the session stops.
+func (s *Session) finish(cl txnClient) {
+	if s.begun && s.dirty.Load() {
+		if err := s.commit(context.Background(), cl, true, false); err != nil {
+			s.logger.Warn("last commit", "error", err)
+		}
+	}
+	if s.begun {
+		s.mu.Lock()
+		_, _ = cl.End(context.Background(), kgo.TryAbort)
+		s.begun = false
+		s.mu.Unlock()
+	}
+}
+
+// Send adds msgs to the open transaction. Written on behalf of a consumed
+// message (ctx is its handler's, RecordFromCtx), it returns at once: the
+// message's offset is committed in the same transaction, so the records
+// and the offset become visible together, and an abort takes both back.
+// Otherwise (an HTTP request, a timer) it returns once the transaction is
+// committed (ErrCommitPending after AwaitCommit): then they are durable
+// and visible.
+func (s *Session) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	wait, err := s.Add(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// Add adds msgs to the open transaction and returns the wait that Send
+// does: at once for a handler's, for the commit otherwise. A writer that
+// holds a lock releases it before it waits, since the commit may wait for
+// a handler that needs it.
+func (s *Session) Add(ctx context.Context, msgs []*sarama.ProducerMessage) (func() error, error) {
+	_, handling := RecordFromCtx(ctx)
+	tx, err := s.add(msgs, nil)
+	if err != nil {
+		return nil, err
+	}
+	if handling {
+		return func() error { return nil }, nil
+	}
+	return func() error { return s.awaitTxn(ctx, tx) }, nil
+}
+
+// awaitTxn waits for tx to end, AwaitCommit at most.
+func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
+	limit := time.NewTimer(s.awaitCommit)
+	defer limit.Stop()
+	select {
+	case <-tx.done:
+		return tx.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-limit.C:
+		return fmt.Errorf("%w (waited %s)", ErrCommitPending, s.awaitCommit)
+	}
+}
+
+// SendAcked adds msgs to the open transaction and returns once Kafka has
+// acknowledged each of them (their Partition and Offset are set), before
+// their commit: a writer that must know where a record landed (store's
+// Archive).
+func (s *Session) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) error {
+	acks := make(chan error, len(msgs))
+	if _, err := s.add(msgs, acks); err != nil {
+		return err
+	}
+	var errs []error
+	for range msgs {
+		errs = append(errs, <-acks)
+	}
+	return errors.Join(errs...)
+}
+
+// add produces msgs into the open transaction and returns it; acks, if
+// set, receives each record's outcome.
+func (s *Session) add(msgs []*sarama.ProducerMessage, acks chan<- error) (*txn, error) {
+	records := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if records[i], err = toRecord(m); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	if !s.open.Load() || s.cl == nil {
+		s.mu.RUnlock()
+		return nil, ErrRebalancing
+	}
+	tx := s.cur
+	for i, r := range records {
+		m := msgs[i]
+		s.cl.Produce(r.Context, r, func(r *kgo.Record, err error) {
+			if err != nil {
+				s.logger.Warn("produce in transaction", "topic", r.Topic, "error", err)
+				s.broken.Store(true)
+				s.wake()
+			}
+			if acks != nil {
+				m.Partition, m.Offset = r.Partition, r.Offset
+				acks <- err
+			}
+		})
+	}
+	s.dirty.Store(true)
+	s.mu.RUnlock()
+	s.wake()
+	return tx, nil
+}
+
+// keepPartition marks, in its context, a record whose writer chose its
+// partition (partitioner).
+type keepPartition struct{}
+
+var keepPartitionCtx = context.WithValue(context.Background(), keepPartition{}, true)
+
+// toRecord turns a record as Sarama's producer takes it into franz-go's.
+func toRecord(m *sarama.ProducerMessage) (*kgo.Record, error) {
+	r := &kgo.Record{Topic: m.Topic, Context: context.Background()}
+	var err error
+	if m.Key != nil {
+		if r.Key, err = m.Key.Encode(); err != nil {
+			return nil, fmt.Errorf("encode key of a record to %s: %w", m.Topic, err)
+		}
+	}
+	if m.Value != nil {
+		if r.Value, err = m.Value.Encode(); err != nil {
+			return nil, fmt.Errorf("encode value of a record to %s: %w", m.Topic, err)
+		}
+	}
+	if len(m.Headers) > 0 {
+		r.Headers = make([]kgo.RecordHeader, len(m.Headers))
+		for i, h := range m.Headers {
+			r.Headers[i] = kgo.RecordHeader{Key: string(h.Key), Value: h.Value}
+		}
+	}
+	if _, ok := m.Metadata.(interface{ KeepPartition() }); ok {
+		r.Partition, r.Context = m.Partition, keepPartitionCtx
+	}
+	return r, nil
+}
+
+// kgoPartitioner puts a keyed record where the Java client's default
+// partitioner does (murmur2 of the key), unless its writer chose its
+// partition (a record co-partitioned with another aggregate).
+var kgoPartitioner = kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
+	keyed := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+	return func(r *kgo.Record, n int) int {
+		if r.Context != nil && r.Context.Value(keepPartition{}) != nil {
+			return int(r.Partition)
+		}
+		return keyed.Partition(r, n)
+	}
+})
+
+// connect makes the franz-go client: a GroupTransactSession on the group's
+// topics, or a transactional producer alone when there are none.
+func (s *Session) connect() (txnClient, error) {
+	k := s.cfg.Kafka
+	opts, err := KgoOptions(k)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.ClientID(s.cfg.Group),
+		kgo.WithLogger(kgoLogger{s.logger}),
+		kgo.TransactionalID(s.cfg.TransactionalID),
+		kgo.TransactionTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
+		// A record that cannot be written within the transaction's time
+		// fails, and its transaction aborts.
+		kgo.RecordDeliveryTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
+		kgo.RecordPartitioner(kgoPartitioner),
+		// Records go out as they are written: the commit flushes anyway,
+		// and under load the requests in flight batch what follows.
+		kgo.ProducerLinger(0),
+	)
+	if len(s.topics) == 0 {
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to kafka: %w", err)
+		}
+		return producerOnly{cl}, nil
+	}
+	sessionTimeout := cmp.Or(k.SessionTimeout, 10*time.Second)
+	opts = append(opts,
+		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.ConsumeTopics(s.topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		// A fetch answers as soon as anything is there; under load, what
+		// arrives while a batch is handled is the next batch.
+		kgo.FetchMinBytes(int32(max(k.FetchMinBytes, 1))),
+		kgo.FetchMaxWait(max(cmp.Or(k.FetchMaxWait, 500*time.Millisecond), 10*time.Millisecond)),
+		// No rebalance while a polled batch is handled and committed.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(sessionTimeout),
+		// A member learns of a rebalance from a heartbeat's answer:
+		// frequent ones hand a dead instance's partitions over sooner.
+		kgo.HeartbeatInterval(min(sessionTimeout/5, 300*time.Millisecond)),
+		// Range gives every member the same partition numbers of every
+		// topic it reads (all have one count): the co-partitioning that
+		// lets an instance own a key's command, state and replies together.
+		kgo.Balancers(advertising{kgo.RangeBalancer(), s.cfg.UserData}),
+		kgo.OnPartitionsAssigned(s.assigned),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { s.revoked(false) }),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { s.revoked(true) }),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to kafka: %w", err)
+	}
+	return groupClient{sess}, nil
+}
+
+// assigned restores the newly assigned partitions, then lets the loop
+// begin the generation's transactions.
+func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	partitions, err := samePartitions(assigned)
+	if err == nil {
+		s.mu.Lock()
+		s.assignedParts = partitions
+		s.mu.Unlock()
+		_, generation := cl.GroupMetadata()
+		err = s.cfg.Owner.Assigned(ctx, partitions, generation)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return // the client is closing
+		}
+		select {
+		case s.failed <- err:
+		default:
+		}
+		s.wake()
+		return
+	}
+	s.reopen.Store(true)
+	s.wake()
+}
+
+// revoked stops writes at once and lets the loop abort what is open.
+func (s *Session) revoked(lost bool) {
+	s.open.Store(false)
+	s.cfg.Owner.Revoked(lost)
+	s.revoking.Store(true)
+	s.wake()
+}
+
+// samePartitions returns the partition numbers assigned, which the range
+// assignor makes the same for every topic.
+func samePartitions(assigned map[string][]int32) ([]int32, error) {
+	var first []int32
+	var firstTopic string
+	for topic, ps := range assigned {
+		ps = slices.Sorted(slices.Values(ps))
+		if first == nil {
+			first, firstTopic = ps, topic
+			continue
+		}
+		if !slices.Equal(first, ps) {
+			return nil, fmt.Errorf("assigned partitions %v of %s but %v of %s: the topics must be co-partitioned", first, firstTopic, ps, topic)
+		}
+	}
+	if first == nil {
+		first = []int32{}
+	}
+	return first, nil
+}
+
+type groupClient struct{ *kgo.GroupTransactSession }
+
+func (c groupClient) CommittedOffsets() map[string]map[int32]kgo.EpochOffset {
+	return c.Client().CommittedOffsets()
+}
+
+// producerOnly is the transactional producer of a process that reads
+// nothing: its transactions commit no offsets, and nothing fences them.
+type producerOnly struct{ *kgo.Client }
+
+func (c producerOnly) Begin() error { return c.BeginTransaction() }
+
+func (c producerOnly) End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error) {
+	if commit {
+		if err := c.Flush(ctx); err != nil {
+			return false, err
+		}
+	} else if err := c.AbortBufferedRecords(ctx); err != nil {
+		return false, err
+	}
+	err := c.EndTransaction(ctx, commit)
+	return err == nil && bool(commit), err
+}
+
+func (c producerOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
+	<-ctx.Done()
+	return nil
+}
+
+func (c producerOnly) CommittedOffsets() map[string]map[int32]kgo.EpochOffset { return nil }
+
+// advertising is a group balancer that puts the instance's advertised data
+// in its membership (the consumer protocol's user data), where the other
+// instances read it.
+type advertising struct {
+	kgo.GroupBalancer
+	userData []byte
+}
+
+func (b advertising) JoinGroupMetadata(topics []string, current map[string][]int32, generation int32) []byte {
+	meta := kmsg.NewConsumerMemberMetadata()
+	if err := meta.ReadFrom(b.GroupBalancer.JoinGroupMetadata(topics, current, generation)); err != nil {
+		meta.Topics = topics
+	}
+	meta.UserData = b.userData
+	return meta.AppendTo(nil)
+}
+
+// kgoLogger passes franz-go's warnings and errors to the process's log.
+type kgoLogger struct{ l *slog.Logger }
+
+func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level == kgo.LogLevelError {
+		k.l.Error("kafka client: "+msg, keyvals...)
+	} else if level == kgo.LogLevelWarn {
+		k.l.Warn("kafka client: "+msg, keyvals...)
+	}
+}
