@@ -55,8 +55,10 @@ type Owner interface {
 	// Distrust drops every partition's state: a transaction that held
 	// writes was aborted, and the state holds what they changed.
 	Distrust(err error)
-	// Restore restores the partitions still assigned after Distrust.
-	Restore(ctx context.Context) error
+	// Restore restores the partitions still assigned after Distrust, and
+	// reports whether it serves them (false: a rebalance is under way, and
+	// Assigned will restore what it is given).
+	Restore(ctx context.Context) (bool, error)
 }
 
 // SessionConfig configures NewSession.
@@ -117,6 +119,10 @@ type Session struct {
 	broken atomic.Bool // a record of cur failed: it must abort
 
 	assignedParts []int32 // by the group, under mu
+
+	// batch is held while a polled batch is handed out: a revocation
+	// waits for the handlers before the state they use is given up.
+	batch sync.Mutex
 
 	reopen   atomic.Bool // partitions were assigned: begin the generation's transactions
 	revoking atomic.Bool // partitions were revoked: abort the open transaction
@@ -242,7 +248,7 @@ func (s *Session) Run(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 		if len(s.topics) == 0 {
-			if err := s.cfg.Owner.Restore(ctx); err != nil {
+			if _, err := s.cfg.Owner.Restore(ctx); err != nil {
 				return err
 			}
 			s.reopen.Store(true)
@@ -328,7 +334,9 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	}
 	through := true
 	if len(records) > 0 {
+		s.batch.Lock()
 		through = s.handle(ctx, records)
+		s.batch.Unlock()
 	}
 	if len(records) > 0 || s.dirty.Load() {
 		if err := s.commit(ctx, cl, through, len(records) > 0); err != nil {
@@ -355,11 +363,13 @@ func (s *Session) transitions(cl txnClient) error {
 			s.cur = newTxn()
 		}
 		s.mu.Unlock()
-		if dirty { // the state holds the aborted writes
-			s.cfg.Owner.Distrust(ErrRebalancing)
-		}
 		if err != nil {
 			return err
+		}
+		if dirty { // the state holds the aborted writes
+			if err := s.restoreAfterAbort(context.Background(), ErrRebalancing); err != nil {
+				return err
+			}
 		}
 	}
 	if s.reopen.Swap(false) {
@@ -554,16 +564,27 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through, consumed bo
 		s.mu.Unlock()
 		return nil
 	}
-	// Aborted, with writes the state already holds: drop it and, if no
-	// rebalance is under way, restore what is still assigned.
-	owned := s.open.Swap(false)
+	// Aborted, with writes the state already holds.
+	s.open.Store(false)
 	s.mu.Unlock()
 	s.logger.Warn("transaction aborted", "error", txErr)
-	s.cfg.Owner.Distrust(txErr)
-	if owned && ctx.Err() == nil {
-		if err := s.cfg.Owner.Restore(ctx); err != nil {
-			return restoreError{err}
-		}
+	if ctx.Err() != nil {
+		s.cfg.Owner.Distrust(txErr)
+		return nil
+	}
+	return s.restoreAfterAbort(ctx, txErr)
+}
+
+// restoreAfterAbort drops the state, which holds the writes of an aborted
+// transaction, and restores what is still assigned; the transactions
+// begin again once it is, unless a rebalance is under way.
+func (s *Session) restoreAfterAbort(ctx context.Context, cause error) error {
+	s.cfg.Owner.Distrust(cause)
+	serving, err := s.cfg.Owner.Restore(ctx)
+	if err != nil {
+		return restoreError{err}
+	}
+	if serving {
 		s.reopen.Store(true)
 	}
 	return nil
@@ -803,8 +824,6 @@ func (s *Session) connect() (txnClient, error) {
 		// arrives while a batch is handled is the next batch.
 		kgo.FetchMinBytes(int32(max(k.FetchMinBytes, 1))),
 		kgo.FetchMaxWait(max(cmp.Or(k.FetchMaxWait, 500*time.Millisecond), 10*time.Millisecond)),
-		// No rebalance while a polled batch is handled and committed.
-		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(sessionTimeout),
 		// A member learns of a rebalance from a heartbeat's answer:
 		// frequent ones hand a dead instance's partitions over sooner.
@@ -850,10 +869,15 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[str
 	s.wake()
 }
 
-// revoked stops writes at once and lets the loop abort what is open.
+// revoked stops writes at once, waits for the handlers of the batch in
+// hand, gives the partitions up and lets the loop abort what is open: a
+// transaction begun before a rebalance never commits (franz-go's session
+// refuses it), and its records come again to their next owner.
 func (s *Session) revoked(lost bool) {
 	s.open.Store(false)
+	s.batch.Lock()
 	s.cfg.Owner.Revoked(lost)
+	s.batch.Unlock()
 	s.revoking.Store(true)
 	s.wake()
 }

@@ -34,6 +34,7 @@ type partitions struct {
 	gen      int32   // generation of owned; -1 when what is held is not trusted
 	owned    []int32 // restored and served
 	serving  bool    // between an assignment and the next revocation
+	revoked  bool    // between a revocation and the next assignment
 	ready    sync.Once
 
 	owners ownersCache
@@ -55,7 +56,7 @@ type assignable interface {
 func (t *partitions) Assigned(ctx context.Context, claimed []int32, generation int32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.assigned = claimed
+	t.assigned, t.revoked = claimed, false
 	if err := t.assign(ctx, claimed, generation); err != nil {
 		return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
 	}
@@ -127,7 +128,7 @@ func (t *partitions) ownAll(ctx context.Context) error {
 func (t *partitions) Revoked(lost bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.serving = false
+	t.serving, t.revoked = false, true
 	if lost {
 		t.drop()
 	}
@@ -150,14 +151,18 @@ func (t *partitions) drop() {
 	t.owned, t.gen, t.serving = nil, -1, false
 }
 
-// Restore restores the partitions assigned, after Distrust.
-func (t *partitions) Restore(ctx context.Context) error {
+// Restore restores the partitions assigned, after Distrust, unless a
+// rebalance is under way: then the assignment restores them.
+func (t *partitions) Restore(ctx context.Context) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.assign(ctx, t.assigned, -1); err != nil {
-		return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+	if t.revoked {
+		return false, nil
 	}
-	return nil
+	if err := t.assign(ctx, t.assigned, -1); err != nil {
+		return false, fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+	}
+	return true, nil
 }
 
 // serves reports whether this instance serves partition p now.
