@@ -255,6 +255,9 @@ func (s SyncSender) Add(ctx context.Context, msgs []*sarama.ProducerMessage) (fu
 	return func() error { return nil }, s.Send(ctx, msgs)
 }
 
+// AfterCommit calls fn: what was sent is written already.
+func (SyncSender) AfterCommit(fn func()) { fn() }
+
 // SendAcked is Send: it always waits for Kafka's acknowledgement.
 func (s SyncSender) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) error {
 	return s.SendMessages(msgs)

@@ -135,6 +135,7 @@ func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *s
 			ctx := msg.Context()
 			topic := message.SubscribeTopicFromCtx(ctx)
 			dead := msg.Copy()
+			dead.SetContext(ctx) // written on behalf of msg, in its transaction
 			dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
 			dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
 			dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())

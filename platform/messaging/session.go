@@ -146,8 +146,10 @@ type txnClient interface {
 
 // txn is one transaction: done closes once it is committed or aborted.
 type txn struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	err   error
+	mu    sync.Mutex
+	after []func()
 }
 
 func newTxn() *txn { return &txn{done: make(chan struct{})} }
@@ -156,7 +158,29 @@ func (x *txn) end(err error) {
 	if !isClosed(x.done) {
 		x.err = err
 		close(x.done)
+		x.mu.Lock()
+		after := x.after
+		x.after = nil
+		x.mu.Unlock()
+		for _, fn := range after {
+			fn()
+		}
 	}
+}
+
+// AfterCommit calls fn once the open transaction is committed or aborted.
+func (s *Session) AfterCommit(fn func()) {
+	s.mu.RLock()
+	tx := s.cur
+	s.mu.RUnlock()
+	tx.mu.Lock()
+	if isClosed(tx.done) {
+		tx.mu.Unlock()
+		fn()
+		return
+	}
+	tx.after = append(tx.after, fn)
+	tx.mu.Unlock()
 }
 
 // NewSession returns a session; add the topics it reads with AddTopic,

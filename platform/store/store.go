@@ -37,6 +37,9 @@ type Sender interface {
 	// durable and visible (committed): the store holds no lock while it
 	// waits, so the handlers whose records share the commit can go on.
 	Add(ctx context.Context, msgs []*sarama.ProducerMessage) (wait func() error, err error)
+	// AfterCommit calls fn once what was added so far is committed (or
+	// aborted).
+	AfterCommit(fn func())
 	// SendAcked is Send that returns once Kafka has acknowledged every
 	// record, so that its Offset is known.
 	SendAcked(ctx context.Context, msgs []*sarama.ProducerMessage) error
@@ -117,11 +120,14 @@ type Store[T any] struct {
 }
 
 // entry is a record as stored, with its partition; an archived record's
-// value is nil and archivedAt its offset in the archive topic.
+// value is nil and archivedAt its offset in the archive topic. An archived
+// record keeps its value in pending until its transaction commits: until
+// then a read-committed read of the archive would wait for it.
 type entry struct {
 	value      []byte
 	partition  int32
 	archivedAt int64
+	pending    []byte
 }
 
 func (e entry) archived() bool { return e.value == nil }
@@ -202,6 +208,9 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 func (s *Store[T]) value(ctx context.Context, key string, e entry) ([]byte, bool, error) {
 	if !e.archived() {
 		return e.value, true, nil
+	}
+	if e.pending != nil {
+		return e.pending, true, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -325,7 +334,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		if err := s.cfg.Producer.SendAcked(ctx, []*sarama.ProducerMessage{archived}); err != nil {
 			return nil, fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
 		}
-		e = entry{partition: p, archivedAt: archived.Offset}
+		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
 		pointer := s.record(s.cfg.Topic, key, p, []byte{})
 		pointer.Headers = []sarama.RecordHeader{{Key: []byte(contracts.HeaderArchivedAt), Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
 		records = append(records, pointer)
@@ -343,7 +352,21 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		}
 		s.mu.Unlock()
 	}
+	if e.pending != nil {
+		s.cfg.Producer.AfterCommit(func() { s.settle(key, e.archivedAt) })
+	}
 	return wait, nil
+}
+
+// settle forgets the value of a record archived at offset once its
+// transaction is over: the archive topic serves it from now on.
+func (s *Store[T]) settle(key string, offset int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.data[key]; ok && e.archived() && e.archivedAt == offset {
+		e.pending = nil
+		s.data[key] = e
+	}
 }
 
 // record is a record of key on partition p of topic; a nil value is a
