@@ -898,8 +898,8 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[str
 // transaction begun before a rebalance never commits (franz-go's session
 // refuses it), and its records come again to their next owner.
 func (s *Session) revoked(lost bool) {
+	s.batch.Lock() // its handlers' writes go to a transaction that aborts
 	s.open.Store(false)
-	s.batch.Lock()
 	s.cfg.Owner.Revoked(lost)
 	s.batch.Unlock()
 	s.revoking.Store(true)
