@@ -3,6 +3,7 @@ module github.com/kafkasaga/kafkasaga/platform
 go 1.26.8
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0
 	github.com/kafkasaga/kafkasaga/devstack v0.0.0
@@ -19,7 +20,6 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dnwe/otelsarama v0.0.0-20240308230250-9388d9d40bc0 // indirect
 	github.com/felixge/httpsnoop v1.1.0 // indirect
