@@ -659,10 +659,15 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	if after.PendingCommandID == "" {
 		e.metrics.ended.WithLabelValues(after.State).Inc()
 	}
-	e.logger.Info("saga transition", "saga_id", id, "step", e.StepName(after), "state", after.State, "event", event)
-	if out != nil {
-		e.logger.Debug("command sent", "saga_id", id, "step", e.StepName(after), "topic", out.Topic,
-			"command_id", after.PendingCommandID, "attempt", after.Attempt)
+	// Checked first: the arguments of a line that is not logged would still
+	// be built, a dozen allocations per transition.
+	if e.logger.Enabled(ctx, slog.LevelInfo) {
+		step := e.StepName(after)
+		e.logger.Info("saga transition", "saga_id", id, "step", step, "state", after.State, "event", event)
+		if out != nil && e.logger.Enabled(ctx, slog.LevelDebug) {
+			e.logger.Debug("command sent", "saga_id", id, "step", step, "topic", out.Topic,
+				"command_id", after.PendingCommandID, "attempt", after.Attempt)
+		}
 	}
 	return nil
 }
