@@ -132,30 +132,36 @@ func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *s
 			if err == nil || !isPoison(err) {
 				return out, err
 			}
-			ctx := msg.Context()
-			topic := message.SubscribeTopicFromCtx(ctx)
-			dead := msg.Copy()
-			dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
-			dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
-			dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
-			record, ok := RecordFromCtx(ctx)
-			if ok {
-				dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
-				dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
-			}
-			if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
-				dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
-			}
-			if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
-				// Not acked: the message comes back and is tried again.
-				return nil, fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
-			}
-			counter.WithLabelValues(topic).Inc()
-			trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
-			logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
-			return nil, nil
+			return nil, sendDeadLetter(pub, counter, logger, msg, err)
 		}
 	}
+}
+
+// sendDeadLetter is deadLetter's rare path, a function of its own so that
+// the frame every message's goroutine stacks stays small.
+func sendDeadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *slog.Logger, msg *message.Message, err error) error {
+	ctx := msg.Context()
+	topic := message.SubscribeTopicFromCtx(ctx)
+	dead := msg.Copy()
+	dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
+	dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
+	dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
+	record, ok := RecordFromCtx(ctx)
+	if ok {
+		dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
+		dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
+	}
+	if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
+		dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
+	}
+	if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
+		// Not acked: the message comes back and is tried again.
+		return fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
+	}
+	counter.WithLabelValues(topic).Inc()
+	trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
+	logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
+	return nil
 }
 
 // maxRetries is how many times a failing handler is called again before its
@@ -169,34 +175,43 @@ const maxRetries = 10
 func retry(interval, maxInterval time.Duration, logger watermill.LoggerAdapter) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			ctx := msg.Context()
-			if err := ctx.Err(); err != nil {
+			if err := msg.Context().Err(); err != nil {
 				return nil, err // revoked or closing before it was handled: it comes back
 			}
 			out, err := h(msg)
 			if err == nil || isPoison(err) {
 				return out, err
 			}
-			waits := backoff.ExponentialBackOff{InitialInterval: interval, Multiplier: 2, MaxInterval: maxInterval}
-			waits.Reset()
-			for n := 1; n <= maxRetries; n++ {
-				wait := waits.NextBackOff()
-				logger.Error("Error occurred, retrying", err, watermill.LogFields{
-					"retry_no": n, "max_retries": maxRetries, "wait_time": wait})
-				timer := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					timer.Stop()
-					return nil, ctx.Err()
-				case <-timer.C:
-				}
-				if out, err = h(msg); err == nil || isPoison(err) {
-					return out, err
-				}
-			}
+			return retryFailed(h, msg, err, interval, maxInterval, logger)
+		}
+	}
+}
+
+// retryFailed is retry's path after a first failure, a function of its own
+// so that the frame every message's goroutine stacks stays small.
+func retryFailed(h message.HandlerFunc, msg *message.Message, err error, interval, maxInterval time.Duration,
+	logger watermill.LoggerAdapter,
+) ([]*message.Message, error) {
+	ctx := msg.Context()
+	waits := backoff.ExponentialBackOff{InitialInterval: interval, Multiplier: 2, MaxInterval: maxInterval}
+	waits.Reset()
+	var out []*message.Message
+	for n := 1; n <= maxRetries; n++ {
+		wait := waits.NextBackOff()
+		logger.Error("Error occurred, retrying", err, watermill.LogFields{
+			"retry_no": n, "max_retries": maxRetries, "wait_time": wait})
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+		if out, err = h(msg); err == nil || isPoison(err) {
 			return out, err
 		}
 	}
+	return out, err
 }
 
 // handlerMetrics are the metrics watermill's Prometheus builder gives a
