@@ -3,6 +3,7 @@ package contracts
 import (
 	"reflect"
 	"slices"
+	"sync"
 
 	"github.com/hamba/avro/v2"
 
@@ -114,10 +115,19 @@ func Records(topics ...string) []Record {
 
 // Carries reports whether topic takes records of r's type.
 func Carries(topic string, r Record) bool {
-	for _, t := range Topics() {
-		if t.Name == topic {
-			return slices.ContainsFunc(t.Records, func(c Record) bool { return reflect.TypeOf(c) == reflect.TypeOf(r) })
-		}
-	}
-	return false
+	return carried()[topic][reflect.TypeOf(r)]
 }
+
+// carried is the record types of every topic, built once: Carries runs for
+// every reply a participant sends.
+var carried = sync.OnceValue(func() map[string]map[reflect.Type]bool {
+	m := map[string]map[reflect.Type]bool{}
+	for _, t := range Topics() {
+		types := map[reflect.Type]bool{}
+		for _, r := range t.Records {
+			types[reflect.TypeOf(r)] = true
+		}
+		m[t.Name] = types
+	}
+	return m
+})

@@ -31,3 +31,36 @@ func TestEveryTopicButTheDeadLetterListsItsRecords(t *testing.T) {
 		}
 	}
 }
+
+func TestCarries(t *testing.T) {
+	cases := []struct {
+		topic string
+		r     contracts.Record
+		want  bool
+	}{
+		{contracts.TopicCreateOrderReplies, &contracts.CreditReserved{}, true},
+		{contracts.TopicCancelOrderReplies, &contracts.OrderCancelled{}, true},
+		{contracts.TopicCustomerCommands, &contracts.ReserveCredit{}, true},
+		{contracts.TopicCustomerCommands, &contracts.AuthorizePayment{}, false},
+		{contracts.TopicOrderState, &contracts.CreditReserved{}, false},
+		{contracts.TopicDeadLetter, &contracts.CreditReserved{}, false},
+		{"no.such.topic", &contracts.CreditReserved{}, false},
+		{contracts.TopicCreateOrderReplies, nil, false},
+	}
+	for _, c := range cases {
+		if got := contracts.Carries(c.topic, c.r); got != c.want {
+			t.Errorf("Carries(%s, %T): got %v, want %v", c.topic, c.r, got, c.want)
+		}
+	}
+}
+
+// BenchmarkCarries: a participant checks that the reply_to topic of each
+// command takes its reply.
+func BenchmarkCarries(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if !contracts.Carries(contracts.TopicCreateOrderReplies, &contracts.CreditReserved{}) {
+			b.Fatal("createorder.replies does not carry CreditReserved")
+		}
+	}
+}

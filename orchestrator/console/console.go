@@ -166,7 +166,8 @@ func (c *Console) apply(r *kgo.Record) error {
 		c.cfg.Logger.Error("console: skip a record that is no saga", "topic", r.Topic, "key", string(r.Key), "record", fmt.Sprintf("%T", rec))
 		return nil
 	}
-	if s, changed := c.index.Put(v); changed && c.caughtUp.Load() {
+	stream := c.caughtUp.Load() && c.sagaEvents.listened()
+	if s, changed := c.index.put(v, stream); changed && stream {
 		c.publish(c.sagaEvents, s)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -69,5 +70,42 @@ func TestApplyReadsTheStateAndArchiveTopics(t *testing.T) {
 	}
 	if list, _ := c.deadLetters.page(nil, 10); len(list) != 1 || list[0].Record != "SagaInstance" {
 		t.Errorf("dead letters: got %+v, want the one applied, decoded", list)
+	}
+}
+
+// Once caught up, the console streams each change of a saga to the open
+// streams; with none open it makes no event.
+func TestApplyStreamsChangesToOpenStreams(t *testing.T) {
+	s := sagas{
+		"reserve":   instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
+		"authorize": instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 1),
+	}
+	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.caughtUp.Store(true)
+	if err := c.apply(&kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("reserve")}); err != nil {
+		t.Fatal(err)
+	}
+	events, leave := c.sagaEvents.subscribe()
+	defer leave()
+	if err := c.apply(&kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("authorize")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case data := <-events:
+		var got Summary
+		if err := json.Unmarshal(data, &got); err != nil || got.SagaID != "s" || got.Step != "authorize_payment" || got.Deadline == "" {
+			t.Errorf("event: got %s (%v), want saga s on authorize_payment with its deadline", data, err)
+		}
+	default:
+		t.Fatal("no event for the change applied while a stream was open")
+	}
+	select {
+	case data := <-events:
+		t.Errorf("a second event: %s, want only the change made while the stream was open", data)
+	default:
 	}
 }

@@ -169,6 +169,12 @@ func (x *Index) Len() int {
 // ended saga never changes again, and an older state than the one held
 // (a state topic read behind its archive) is ignored.
 func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
+	return x.put(v, true)
+}
+
+// put is Put, which summarizes the saga only if asked: a console nobody
+// watches has no use for the summary of every transition.
+func (x *Index) put(v *saga.SagaInstance, summarize bool) (Summary, bool) {
 	e := newEntry(v)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -177,11 +183,10 @@ func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
 	case ok && (*old == e || old.ended() || e.updated < old.updated):
 		return Summary{}, false
 	case ok:
-		x.unlist(old)
 		if !old.ended() && e.ended() {
 			x.count(&e)
 		}
-		*old = e
+		x.relist(old, e)
 	default:
 		old = &e
 		x.byID[e.id] = old
@@ -190,9 +195,12 @@ func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
 		if e.ended() {
 			x.count(&e)
 		}
+		x.list(old)
 	}
-	x.list(old)
-	summary := old.summary(x.now())
+	var summary Summary
+	if summarize {
+		summary = old.summary(x.now())
+	}
 	if old.ended() {
 		x.ended++
 		for x.maxEnded > 0 && x.ended > x.maxEnded {
@@ -235,23 +243,56 @@ func (x *Index) forget(e *entry) {
 
 func (x *Index) list(e *entry) {
 	for _, f := range e.filters() {
-		t, ok := x.trees[f]
-		if !ok {
-			t = newTree(newestFirst)
-			x.trees[f] = t
-		}
-		t.Set(e)
+		x.listIn(f, e)
 	}
 }
 
 func (x *Index) unlist(e *entry) {
 	for _, f := range e.filters() {
-		if t, ok := x.trees[f]; ok {
-			t.Delete(e)
-			if t.Len() == 0 {
-				delete(x.trees, f)
-			}
+		x.unlistFrom(f, e)
+	}
+}
+
+// relist changes what the index holds of a saga, old, to e. A saga keeps
+// its place in a tree (by start, then id), so it moves only between the
+// trees of the filters that changed: a transition changes the state or the
+// step, rarely the type, so it leaves two to eight of its trees alone.
+func (x *Index) relist(old *entry, e entry) {
+	if old.started != e.started {
+		x.unlist(old)
+		*old = e
+		x.list(old)
+		return
+	}
+	was, is := old.filters(), e.filters()
+	for i := range was {
+		if was[i] != is[i] {
+			x.unlistFrom(was[i], old)
 		}
+	}
+	*old = e
+	for i := range is {
+		if was[i] != is[i] {
+			x.listIn(is[i], old)
+		}
+	}
+}
+
+func (x *Index) listIn(f filter, e *entry) {
+	t, ok := x.trees[f]
+	if !ok {
+		t = newTree(newestFirst)
+		x.trees[f] = t
+	}
+	t.Set(e)
+}
+
+// unlistFrom leaves an emptied tree in place: the combinations of type,
+// state and step are few, and each saga would otherwise make again the
+// trees of the steps no other saga is on.
+func (x *Index) unlistFrom(f filter, e *entry) {
+	if t, ok := x.trees[f]; ok {
+		t.Delete(e)
 	}
 }
 

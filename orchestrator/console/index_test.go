@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -319,4 +320,57 @@ func BenchmarkListFilteredOfAMillion(b *testing.B) {
 		}
 	}
 	b.ReportMetric(fillMemory, "B/summary")
+}
+
+// BenchmarkPutSaga: the index follows one Create Order saga through its
+// transitions, as the console does for every record of the saga topics
+// (each iteration: 4 Puts, the instances built included).
+func BenchmarkPutSaga(b *testing.B) {
+	x := NewIndex(1000)
+	steps := []struct{ state, step string }{
+		{saga.StateRunning, "reserve_credit"}, {saga.StateRunning, "authorize_payment"},
+		{saga.StateRunning, "approve_order"}, {saga.StateCompleted, ""},
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("s%d", i)
+		for _, s := range steps {
+			if _, changed := x.Put(instance(id, "CreateOrder", s.state, s.step, i, 1)); !changed {
+				b.Fatalf("saga %s to %s %s: unchanged", id, s.state, s.step)
+			}
+		}
+	}
+}
+
+// A saga moves between the trees of its filters as it changes: after each
+// transition it is listed under every combination of its latest type,
+// state and step, and under no other.
+func TestASagaIsListedUnderItsLatestFiltersOnly(t *testing.T) {
+	x := NewIndex(0)
+	path := []struct{ state, step string }{
+		{saga.StateRunning, "reserve_credit"}, {saga.StateRunning, "authorize_payment"},
+		{saga.StateCompensating, "reserve_credit:compensate"}, {saga.StateRejected, ""},
+	}
+	for i, p := range path {
+		v := instance("s", "CreateOrder", p.state, p.step, 0, 1)
+		v.History[1].At = v.History[1].At.Add(time.Duration(i) * time.Second)
+		if _, changed := x.Put(v); !changed {
+			t.Fatalf("%s %s: unchanged", p.state, p.step)
+		}
+		step, _, _ := strings.Cut(p.step, ":")
+		for _, typ := range []string{"", "CreateOrder", "CancelOrder"} {
+			for _, state := range []string{"", saga.StateRunning, saga.StateCompensating, saga.StateRejected} {
+				for _, st := range []string{"", "reserve_credit", "authorize_payment"} {
+					want := 0
+					if (typ == "" || typ == "CreateOrder") && (state == "" || state == p.state) && (st == "" || st == step) {
+						want = 1
+					}
+					if got := x.List(Query{Type: typ, State: state, Step: st, Limit: 5, Now: t0}); got.Total != want || len(got.Sagas) != want {
+						t.Errorf("at %s %s, list type %q state %q step %q: got total %d and %d sagas, want %d",
+							p.state, p.step, typ, state, st, got.Total, len(got.Sagas), want)
+					}
+				}
+			}
+		}
+	}
 }

@@ -50,6 +50,14 @@ func (h *hub) subscribe() (<-chan []byte, func()) {
 	}
 }
 
+// listened reports whether a stream is open: if none is, an event need not
+// be made.
+func (h *hub) listened() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs) > 0
+}
+
 // publish sends data to every subscriber without waiting: one whose
 // buffer is full is dropped.
 func (h *hub) publish(data []byte) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -296,6 +297,42 @@ func TestCommands(t *testing.T) {
 			}
 		}
 	})
+
+	// The names, labels and values of watermill's router metrics.
+	t.Run("router metrics count the messages by handler and outcome", func(t *testing.T) {
+		for _, c := range []struct {
+			metric string
+			labels map[string]string
+		}{
+			{"handler_execution_time_seconds", map[string]string{"handler_name": handlerName, "success": "true"}},
+			{"subscriber_messages_received_total", map[string]string{"handler_name": handlerName, "subscriber_name": "messaging.Subscriber", "acked": "acked"}},
+		} {
+			eventually(t, fmt.Sprintf("%s%v to count", c.metric, c.labels), func() bool { return p.counted(c.metric, c.labels) > 0 })
+		}
+	})
+}
+
+// counted returns the value of a counter, or the sample count of a
+// histogram, of the series of metric name with the given labels.
+func (p *participant) counted(name string, labels map[string]string) float64 {
+	families, _ := p.metrics.Gather()
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			matched := 0
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
+					matched++
+				}
+			}
+			if matched == len(labels) && len(m.GetLabel()) == len(labels) {
+				return m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return 0
 }
 
 func TestNewRouterRequiresADeadLetterPublisher(t *testing.T) {

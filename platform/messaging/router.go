@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/components/metrics"
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -101,22 +103,20 @@ func NewRouter(cfg RouterConfig, logger *slog.Logger) (*message.Router, error) {
 	if err := cfg.Metrics.Register(deadLettered); err != nil {
 		return nil, fmt.Errorf("register dead-letter metric: %w", err)
 	}
-	metrics.NewPrometheusMetricsBuilder(cfg.Metrics, "", "").AddPrometheusRouterMetrics(r)
+	handled, err := newHandlerMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	r.AddMiddleware(handled.middleware)
 
 	if cfg.Traces != nil {
-		// Outermost: one span a delivery, its retries and dead-lettering within.
+		// Outermost but the metrics: one span a delivery, its retries and
+		// dead-lettering within.
 		r.AddMiddleware(traceHandling(cfg.Traces))
 	}
 	r.AddMiddleware(
 		deadLetter(cfg.DeadLetter, deadLettered, logger),
-		middleware.Retry{
-			MaxRetries:      10,
-			InitialInterval: cfg.RetryInterval,
-			MaxInterval:     cfg.MaxRetryInterval,
-			Multiplier:      2,
-			ShouldRetry:     func(p middleware.RetryParams) bool { return !isPoison(p.Err) },
-			Logger:          wlog,
-		}.Middleware,
+		retry(cfg.RetryInterval, cfg.MaxRetryInterval, wlog),
 		middleware.Recoverer,
 	)
 	return r, nil
@@ -132,29 +132,165 @@ func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *s
 			if err == nil || !isPoison(err) {
 				return out, err
 			}
-			ctx := msg.Context()
-			topic := message.SubscribeTopicFromCtx(ctx)
-			dead := msg.Copy()
-			dead.SetContext(ctx) // written on behalf of msg, in its transaction
-			dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
-			dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
-			dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
-			record, ok := RecordFromCtx(ctx)
-			if ok {
-				dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
-				dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
-			}
-			if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
-				dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
-			}
-			if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
-				// Not acked: the message comes back and is tried again.
-				return nil, fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
-			}
-			counter.WithLabelValues(topic).Inc()
-			trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
-			logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
-			return nil, nil
+			return nil, sendDeadLetter(pub, counter, logger, msg, err)
 		}
+	}
+}
+
+// sendDeadLetter is deadLetter's rare path, a function of its own so that
+// the frame every message's goroutine stacks stays small.
+func sendDeadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *slog.Logger, msg *message.Message, err error) error {
+	ctx := msg.Context()
+	topic := message.SubscribeTopicFromCtx(ctx)
+	dead := msg.Copy()
+	dead.SetContext(ctx) // written on behalf of msg, in its transaction
+	dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
+	dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
+	dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
+	record, ok := RecordFromCtx(ctx)
+	if ok {
+		dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
+		dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
+	}
+	if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
+		dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
+	}
+	if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
+		// Not acked: the message comes back and is tried again.
+		return fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
+	}
+	counter.WithLabelValues(topic).Inc()
+	trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
+	logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
+	return nil
+}
+
+// maxRetries is how many times a failing handler is called again before its
+// message is nacked, to come back from the subscriber.
+const maxRetries = 10
+
+// retry calls a handler that failed with anything but poison again, up to
+// maxRetries times, after a wait that starts at interval and doubles up to
+// maxInterval. A message handled at the first call, the common case, costs
+// one check: the backoff is made at the first failure.
+func retry(interval, maxInterval time.Duration, logger watermill.LoggerAdapter) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if err := msg.Context().Err(); err != nil {
+				return nil, err // revoked or closing before it was handled: it comes back
+			}
+			out, err := h(msg)
+			if err == nil || isPoison(err) {
+				return out, err
+			}
+			return retryFailed(h, msg, err, interval, maxInterval, logger)
+		}
+	}
+}
+
+// retryFailed is retry's path after a first failure, a function of its own
+// so that the frame every message's goroutine stacks stays small.
+func retryFailed(h message.HandlerFunc, msg *message.Message, err error, interval, maxInterval time.Duration,
+	logger watermill.LoggerAdapter,
+) ([]*message.Message, error) {
+	ctx := msg.Context()
+	waits := backoff.ExponentialBackOff{InitialInterval: interval, Multiplier: 2, MaxInterval: maxInterval}
+	waits.Reset()
+	var out []*message.Message
+	for n := 1; n <= maxRetries; n++ {
+		wait := waits.NextBackOff()
+		logger.Error("Error occurred, retrying", err, watermill.LogFields{
+			"retry_no": n, "max_retries": maxRetries, "wait_time": wait})
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+		if out, err = h(msg); err == nil || isPoison(err) {
+			return out, err
+		}
+	}
+	return out, err
+}
+
+// handlerMetrics are the metrics watermill's Prometheus builder gives a
+// router, with its names, labels and buckets, taken at less cost per
+// message: it builds a map of labels and looks the series up for each
+// observation, and its subscriber decorator passes every message through
+// one more channel and starts a goroutine for it that waits for its ack.
+type handlerMetrics struct {
+	seconds  *prometheus.HistogramVec // by handler_name, success
+	received *prometheus.CounterVec   // by handler_name, subscriber_name, acked
+}
+
+func newHandlerMetrics(reg prometheus.Registerer) (handlerMetrics, error) {
+	m := handlerMetrics{
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "handler_execution_time_seconds",
+			Help:    "The total time elapsed while executing the handler function in seconds",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		}, []string{"handler_name", "success"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "subscriber_messages_received_total",
+			Help: "The total number of messages received by the subscriber",
+		}, []string{"handler_name", "subscriber_name", "acked"}),
+	}
+	for _, c := range []prometheus.Collector{m.seconds, m.received} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("register router metric: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// middleware times a handler and counts its messages as the router acks or
+// nacks them. A router wraps each of its handlers once, so the series are
+// looked up at the handler's first message only.
+func (m handlerMetrics) middleware(h message.HandlerFunc) message.HandlerFunc {
+	var (
+		once              sync.Once
+		succeeded, failed prometheus.Observer
+		acked, nacked     prometheus.Counter
+	)
+	return func(msg *message.Message) (out []*message.Message, err error) {
+		once.Do(func() {
+			ctx := msg.Context()
+			handler, subscriber := message.HandlerNameFromCtx(ctx), message.SubscriberNameFromCtx(ctx)
+			succeeded, failed = m.seconds.WithLabelValues(handler, "true"), m.seconds.WithLabelValues(handler, "false")
+			if handler == "" {
+				handler = "<no handler>" // as watermill's subscriber metrics name it
+			}
+			acked, nacked = m.received.WithLabelValues(handler, subscriber, "acked"), m.received.WithLabelValues(handler, subscriber, "nacked")
+		})
+		start := time.Now()
+		panicked := true
+		defer func() {
+			if err != nil {
+				failed.Observe(time.Since(start).Seconds())
+			} else {
+				succeeded.Observe(time.Since(start).Seconds())
+			}
+			switch {
+			case panicked || err != nil:
+				nacked.Inc() // the router nacks it
+			case len(out) == 0:
+				acked.Inc()
+			default:
+				// The router acks it once what it produced is published.
+				go func() {
+					select {
+					case <-msg.Acked():
+						acked.Inc()
+					case <-msg.Nacked():
+						nacked.Inc()
+					}
+				}()
+			}
+		}()
+		out, err = h(msg)
+		panicked = false
+		return out, err
 	}
 }

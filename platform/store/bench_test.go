@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -8,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
@@ -81,3 +85,70 @@ type nopCodec struct{}
 
 func (nopCodec) Encode(*account) ([]byte, error) { return nil, fmt.Errorf("not used") }
 func (nopCodec) Decode([]byte) (*account, error) { return nil, fmt.Errorf("not used") }
+
+// discardSender drops what it is sent, so the benchmarks measure the store
+// and its codec, not Kafka.
+type discardSender struct{}
+
+func (discardSender) Add(context.Context, []*sarama.ProducerMessage) (func() error, error) {
+	return func() error { return nil }, nil
+}
+func (discardSender) SendAcked(context.Context, []*sarama.ProducerMessage) error { return nil }
+func (discardSender) AfterCommit(fn func())                                      { fn() }
+
+// benchStore is a store of accounts, with the real Avro codec, that owns
+// every partition of an empty changelog and sends nowhere.
+func benchStore(b *testing.B) *customers {
+	b.Helper()
+	c := newChangelog(b, contracts.Partitions)
+	s, err := serde.New(srclient.NewSchemaRegistryClient(c.kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &account{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	codec, err := store.AvroCodec[account](s, c.topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.New(store.Config[account]{
+		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: discardSender{}, Codec: codec,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Restore(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// BenchmarkUpdate: a handler changes a record, as a participant does for
+// each command: read, decode, change, encode, send, keep.
+func BenchmarkUpdate(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		err := s.Update(ctx, "c"+strconv.Itoa(i%1000), func(v *account, _ bool) error {
+			v.CreditLimit++
+			v.Name = "customer"
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGet: a record is read and decoded.
+func BenchmarkGet(b *testing.B) {
+	s := benchStore(b)
+	if err := s.Update(context.Background(), "c1", func(v *account, _ bool) error { v.Name = "customer"; return nil }); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, err := s.Get("c1"); err != nil || !ok {
+			b.Fatalf("get c1: %v %v", ok, err)
+		}
+	}
+}

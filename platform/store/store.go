@@ -161,13 +161,46 @@ func (s *Store[T]) Partition(key string) (int32, bool) {
 }
 
 // PartitionOf is the partition of key among n, as the Java client's and
-// Sarama's murmur2 partitioners choose it.
+// Sarama's murmur2 partitioners choose it: the positive part of the key's
+// murmur2 hash, modulo n. It hashes the string in place: a store computes
+// it for every read and write.
 func PartitionOf(key string, n int32) int32 {
-	p, _ := murmur2.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n)
-	return p
+	return int32(murmur2(key)&0x7fffffff) % n
 }
 
-var murmur2 = sarama.NewMurmur2Partitioner("")
+// murmur2 is Kafka's (org.apache.kafka.common.utils.Utils.murmur2).
+func murmur2(b string) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	h := seed ^ uint32(len(b))
+	for len(b) >= 4 {
+		k := uint32(b[3])<<24 | uint32(b[2])<<16 | uint32(b[1])<<8 | uint32(b[0])
+		b = b[4:]
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
 
 // Owns reports whether key's partition is assigned to this store.
 func (s *Store[T]) Owns(key string) bool {
@@ -183,12 +216,10 @@ func (s *Store[T]) Owns(key string) bool {
 // Get returns the record stored under key; ErrNotOwned if its partition is
 // not this store's.
 func (s *Store[T]) Get(key string) (*T, bool, error) {
-	if !s.Owns(key) {
+	_, e, owned, ok := s.lookup(key)
+	if !owned {
 		return nil, false, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
-	s.mu.RLock()
-	e, ok := s.data[key]
-	s.mu.RUnlock()
 	if !ok {
 		return nil, false, nil
 	}
@@ -201,6 +232,22 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 		return nil, false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	return v, true, nil
+}
+
+// lookup returns key's partition, whether the store owns it, and its
+// entry, under one read lock.
+func (s *Store[T]) lookup(key string) (p int32, e entry, owned, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.partitions == 0 {
+		return 0, e, false, false
+	}
+	p = PartitionOf(s.cfg.PartitionKey(key), s.partitions)
+	if !s.owned[p] {
+		return p, e, false, false
+	}
+	e, ok = s.data[key]
+	return p, e, true, ok
 }
 
 // value returns the encoded record of e: its value, or, archived, the
@@ -285,11 +332,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	lock.Lock()
 	defer lock.Unlock()
 
-	p, _ := s.Partition(key)
-	s.mu.RLock()
-	owned := s.owned[p] && s.partitions > 0
-	old, exists := s.data[key]
-	s.mu.RUnlock()
+	p, old, owned, exists := s.lookup(key)
 	if !owned {
 		return nil, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
@@ -300,12 +343,14 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 			return nil, err
 		}
 	}
-	v := new(T)
+	var v *T
 	if exists {
 		var err error
 		if v, err = s.cfg.Codec.Decode(oldValue); err != nil {
 			return nil, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
 		}
+	} else {
+		v = new(T)
 	}
 	extra, err := fn(v, exists)
 	if err != nil {
@@ -323,7 +368,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		return nil, err
 	}
 	e := entry{value: b, partition: p}
-	var records []*sarama.ProducerMessage
+	records := make([]*sarama.ProducerMessage, 0, 1+len(extra))
 	switch {
 	case changed && s.cfg.Archive != nil && s.cfg.Archive.Ended(v):
 		// The record first, to learn its offset, then its pointer. Until

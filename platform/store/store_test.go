@@ -63,7 +63,7 @@ type changelog struct {
 	archive  *store.Archive[account] // given to the stores it makes
 }
 
-func newChangelog(t *testing.T, partitions int32) *changelog {
+func newChangelog(t testing.TB, partitions int32) *changelog {
 	t.Helper()
 	stack := devstack.StartForTest(t)
 	c := &changelog{
@@ -691,5 +691,27 @@ func TestRestoreWaitsForATransactionLeftOpen(t *testing.T) {
 	}
 	if _, ok, _ := r.Get("never"); ok {
 		t.Error("the aborted record was restored")
+	}
+}
+
+// A store's partition of a key is the one the producers write it to: the
+// Java client's (franz-go's copy of it) and Sarama's murmur2 partitioners.
+func TestPartitionOfIsTheProducersPartition(t *testing.T) {
+	java := kgo.StickyKeyPartitioner(nil).ForTopic("t")
+	sar := sarama.NewMurmur2Partitioner("t")
+	keys := []string{"", "a", "ab", "abc", "abcd", "abcde", "héllo wörld", "4f1c0b7e-9a2d-4c55-8e0f-1b2c3d4e5f60"}
+	for i := range 2000 {
+		keys = append(keys, fmt.Sprintf("customer-%d", i), strings.Repeat("x", i%37)+fmt.Sprint(i))
+	}
+	for _, n := range []int32{1, 3, contracts.Partitions} {
+		for _, key := range keys {
+			got := store.PartitionOf(key, n)
+			if want := java.Partition(&kgo.Record{Key: []byte(key)}, int(n)); int(got) != want {
+				t.Fatalf("PartitionOf(%q, %d): got %d, want %d (Java's murmur2)", key, n, got, want)
+			}
+			if want, _ := sar.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n); got != want {
+				t.Fatalf("PartitionOf(%q, %d): got %d, want %d (Sarama's murmur2)", key, n, got, want)
+			}
+		}
 	}
 }

@@ -1,0 +1,136 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// failing is a handler that fails its first n calls with err, then succeeds.
+type failing struct {
+	n     int
+	err   error
+	calls int
+}
+
+func (f *failing) handle(*message.Message) ([]*message.Message, error) {
+	f.calls++
+	if f.calls <= f.n {
+		return nil, f.err
+	}
+	return nil, nil
+}
+
+func TestRetry(t *testing.T) {
+	const interval = 2 * time.Millisecond
+	transient := errors.New("registry unavailable")
+	cases := []struct {
+		name      string
+		fails     int
+		err       error
+		wantCalls int
+		wantErr   error
+		minWait   time.Duration
+	}{
+		{"success is not retried", 0, transient, 1, nil, 0},
+		{"a transient error is retried after doubling waits", 2, transient, 3, nil, interval + 2*interval},
+		{"poison is not retried", 5, fmt.Errorf("%w: bad input", ErrPoison), 1, ErrPoison, 0},
+		{"retries stop after maxRetries", 100, transient, maxRetries + 1, transient, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := &failing{n: c.fails, err: c.err}
+			h := retry(interval, 4*interval, watermill.NopLogger{})(f.handle)
+			start := time.Now()
+			_, err := h(message.NewMessage(watermill.NewUUID(), nil))
+			if !errors.Is(err, c.wantErr) || (c.wantErr == nil) != (err == nil) {
+				t.Errorf("error: got %v, want %v", err, c.wantErr)
+			}
+			if f.calls != c.wantCalls {
+				t.Errorf("calls: got %d, want %d", f.calls, c.wantCalls)
+			}
+			if took := time.Since(start); took < c.minWait {
+				t.Errorf("took %s, want at least the waits %s", took, c.minWait)
+			}
+		})
+	}
+
+	t.Run("a message whose context ended is not handled", func(t *testing.T) {
+		f := &failing{}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		msg := message.NewMessage(watermill.NewUUID(), nil)
+		msg.SetContext(ctx)
+		if _, err := retry(interval, interval, watermill.NopLogger{})(f.handle)(msg); !errors.Is(err, context.Canceled) {
+			t.Errorf("error: got %v, want context.Canceled", err)
+		}
+		if f.calls != 0 {
+			t.Errorf("calls: got %d, want 0", f.calls)
+		}
+	})
+}
+
+func TestHandlerMetricsCountAsTheRouterAcks(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newHandlerMetrics(reg)
+	if err != nil {
+		t.Fatalf("newHandlerMetrics: %v", err)
+	}
+	results := []error{nil, nil, errors.New("transient"), nil}
+	calls := 0
+	h := m.middleware(middleware.Recoverer(func(*message.Message) ([]*message.Message, error) {
+		calls++
+		if calls == 5 {
+			panic("boom")
+		}
+		return nil, results[calls-1]
+	}))
+	for range 5 {
+		_, _ = h(message.NewMessage(watermill.NewUUID(), nil))
+	}
+	// Outside a router the handler and subscriber names are empty, as
+	// watermill's own metrics would record them.
+	if got := testutil.ToFloat64(m.received.WithLabelValues("<no handler>", "", "acked")); got != 3 {
+		t.Errorf("acked: got %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.received.WithLabelValues("<no handler>", "", "nacked")); got != 2 {
+		t.Errorf("nacked (an error, a panic): got %v, want 2", got)
+	}
+	if got := testutil.CollectAndCount(m.seconds, "handler_execution_time_seconds"); got != 2 {
+		t.Errorf("handler_execution_time_seconds series: got %d, want 2 (success true and false)", got)
+	}
+}
+
+// BenchmarkRouterChain: the middleware every consumed message goes through
+// (metrics, dead-letter, retry, recoverer), around a handler that succeeds.
+func BenchmarkRouterChain(b *testing.B) {
+	logger := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	m, err := newHandlerMetrics(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dl := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dead"}, []string{"topic"})
+	chain := []message.HandlerMiddleware{m.middleware, deadLetter(nil, dl, logger),
+		retry(time.Millisecond, time.Millisecond, Logger(logger)), middleware.Recoverer}
+	var h message.HandlerFunc = func(*message.Message) ([]*message.Message, error) { return nil, nil }
+	for i := len(chain) - 1; i >= 0; i-- {
+		h = chain[i](h)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), []byte("x"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
