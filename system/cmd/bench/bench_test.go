@@ -2,20 +2,125 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
+
+// TestHarnessLabelReachesItsClientsGoroutines checks what the harness's
+// share rests on: the goroutines that the HTTP client and the Kafka client
+// start for a labelled caller (connections, fetches, metadata) carry its
+// label, and the goroutines of the servers they talk to, started
+// elsewhere, do not. It is the first test of the package, so no other
+// test's clients are left to be counted.
+func TestHarnessLabelReachesItsClientsGoroutines(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"orderId":"o1","state":"PENDING"}`)
+	}))
+	defer srv.Close()
+	const topic = "harness-label"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	defer cluster.Close()
+
+	var goroutines *profile.Profile
+	asHarness(t.Context(), func(ctx context.Context) {
+		a := load.NewAPI([]string{srv.URL}, nil, 1)
+		defer a.Close()
+		if _, err := a.CreateOrder(ctx, "c1", 100); err != nil {
+			t.Fatalf("POST /orders: %v", err)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topic))
+		if err != nil {
+			t.Fatalf("kafka client: %v", err)
+		}
+		defer cl.Close()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if fetches := cl.PollRecords(pollCtx, 1); fetches.NumRecords() != 1 {
+			t.Fatalf("fetch: got %d records (%v), want 1", fetches.NumRecords(), fetches.Errors())
+		}
+		// The clients are still open: their goroutines are all there.
+		var buf bytes.Buffer
+		if err := pprof.Lookup("goroutine").WriteTo(&buf, 0); err != nil {
+			t.Fatalf("goroutine profile: %v", err)
+		}
+		if goroutines, err = profile.Parse(&buf); err != nil {
+			t.Fatalf("parse the goroutine profile: %v", err)
+		}
+	})
+
+	tests := []struct {
+		frame   string // a function name prefix in the goroutine's stack
+		harness bool   // whether those goroutines are the harness's
+		ownedBy string
+	}{
+		{"net/http.(*persistConn).", true, "the HTTP client's connections"},
+		{"github.com/twmb/franz-go/pkg/kgo.", true, "the Kafka client"},
+		{"net/http.(*conn).serve", false, "the HTTP server"},
+		{"github.com/twmb/franz-go/pkg/kfake.", false, "the broker"},
+	}
+	for _, tt := range tests {
+		labelled, unlabelled := 0, 0
+		for _, s := range goroutines.Sample {
+			if !inStack(s, tt.frame) {
+				continue
+			}
+			if slices.Contains(s.Label[harnessKey], harnessValue) {
+				labelled += int(s.Value[0])
+			} else {
+				unlabelled += int(s.Value[0])
+			}
+		}
+		switch {
+		case labelled+unlabelled == 0:
+			t.Errorf("%s (%s*): got no goroutine, want some", tt.ownedBy, tt.frame)
+		case tt.harness && unlabelled > 0:
+			t.Errorf("%s (%s*): got %d goroutines without the harness's label, %d with it; want all with it", tt.ownedBy, tt.frame, unlabelled, labelled)
+		case !tt.harness && labelled > 0:
+			t.Errorf("%s (%s*): got %d goroutines with the harness's label, want none", tt.ownedBy, tt.frame, labelled)
+		}
+	}
+}
+
+// inStack reports whether a function whose name starts with prefix is in
+// the sample's stack.
+func inStack(s *profile.Sample, prefix string) bool {
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function != nil && strings.HasPrefix(line.Function.Name, prefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // TestRun runs the whole bench on a small scale, in both loops, against the
 // embedded stack: every figure of the JSON line must be there and positive,
@@ -57,7 +162,7 @@ func TestRun(t *testing.T) {
 			}
 			want := []string{"sagas", "sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency", "efficiency_ceiling",
-				"instances", "cpu_us_per_saga"}
+				"instances", "cpu_us_per_saga", "system_cpu_us_per_saga"}
 			if tt.rate > 0 {
 				want = append(want, "rate")
 			}
@@ -65,6 +170,14 @@ func TestRun(t *testing.T) {
 				if v, ok := got[k]; !ok || v <= 0 {
 					t.Errorf("%s: got %v (present: %v), want a positive number", k, v, ok)
 				}
+			}
+			// A small run's profile may hold no sample of the harness.
+			want = append(want, "harness_cpu_us_per_saga")
+			if v, ok := got["harness_cpu_us_per_saga"]; !ok || v < 0 || v >= got["cpu_us_per_saga"] {
+				t.Errorf("harness_cpu_us_per_saga: got %v (present: %v), want a share of cpu_us_per_saga %v", v, ok, got["cpu_us_per_saga"])
+			}
+			if sum := got["harness_cpu_us_per_saga"] + got["system_cpu_us_per_saga"]; math.Abs(sum-got["cpu_us_per_saga"]) > 0.15 {
+				t.Errorf("harness and system CPU µs/saga: got %v in all, want cpu_us_per_saga %v", sum, got["cpu_us_per_saga"])
 			}
 			if len(got) != len(want) {
 				t.Errorf("JSON keys: got %d (%s), want %d", len(got), last, len(want))
@@ -81,6 +194,9 @@ func TestRun(t *testing.T) {
 			}
 			if !regexp.MustCompile(`CPU µs/saga\s+[1-9][0-9]*\s+user\+system CPU of this whole process`).MatchString(out.String()) {
 				t.Errorf("table: got\n%s\nwant the CPU time per saga, the bench's own included", &out)
+			}
+			if !regexp.MustCompile(`system CPU µs/saga\s+[1-9][0-9]*\s+the processes.*\n\s+harness CPU µs/saga\s+[0-9]+\s+the bench's`).MatchString(out.String()) {
+				t.Errorf("table: got\n%s\nwant the CPU time per saga of the system and of the harness", &out)
 			}
 			if !strings.Contains(out.String(), "median of 6 rounds with the processes stopped, half before and half after the sagas") {
 				t.Errorf("table: got\n%s\nwant the bound measured in 6 rounds around the sagas", &out)

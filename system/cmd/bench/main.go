@@ -9,8 +9,9 @@
 // Environment: SAGAS (default 20000), WARMUP (sagas run first and left out
 // of the figures, default 1000), CONCURRENCY (HTTP clients, default
 // 128), RATE (sagas per second: open loop; unset: closed loop), INSTANCES
-// (instances of every process, default 1), PROFILE (a file for a CPU
-// profile of the saga phase), BOUND_RECORDS and
+// (instances of every process, default 1), PROFILE (a file for the CPU
+// profile of the saga phase, which is taken anyway to tell the bench's own
+// share of the CPU), BOUND_RECORDS and
 // BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
 // variables of `make run` (KAFKA_BROKERS, PAYMENT_LIMIT, ...).
 package main
@@ -150,7 +151,8 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	fmt.Fprintf(progress, "bench: bound %.0f records/s, %.0f roundtrips/s; system ready, running %d sagas\n", b.recordsPerS, b.roundtripsPerS, cfg.Sagas)
 	a := load.NewAPI(t.order, t.customer, cfg.Concurrency)
 	defer a.Close()
-	ph, err := runSagas(ctx, cfg, t, a, progress)
+	var ph *sagaPhase
+	asHarness(ctx, func(ctx context.Context) { ph, err = runSagas(ctx, cfg, t, a, progress) })
 	if err != nil {
 		return err
 	}

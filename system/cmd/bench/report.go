@@ -44,6 +44,14 @@ type summary struct {
 	// instances and the bench's own HTTP clients and observers alike.
 	// Absent where the OS does not tell (getrusage is Unix's).
 	CPUUsPerSaga float64 `json:"cpu_us_per_saga,omitempty"`
+	// HarnessCPUUsPerSaga is the bench's own part of CPUUsPerSaga (its HTTP
+	// clients, the reader that sees sagas end, the progress bar and the
+	// profiler), by the share of a CPU profile's samples that carry its
+	// label; SystemCPUUsPerSaga is the rest: the processes, the broker
+	// and the registry. Absent with CPUUsPerSaga, or when the profile
+	// holds no sample; zero is a figure.
+	HarnessCPUUsPerSaga *float64 `json:"harness_cpu_us_per_saga,omitempty"`
+	SystemCPUUsPerSaga  *float64 `json:"system_cpu_us_per_saga,omitempty"`
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -79,7 +87,12 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 		Instances:      max(cfg.Instances, 1),
 	}
 	if ph.cpuOK {
-		s.CPUUsPerSaga = round(float64(ph.cpu.Microseconds())/float64(len(ph.measured())), 1)
+		perSaga := float64(ph.cpu.Microseconds()) / float64(len(ph.measured()))
+		s.CPUUsPerSaga = round(perSaga, 1)
+		if ph.shareErr == nil {
+			harness, system := round(ph.share.harness*perSaga, 1), round((1-ph.share.harness)*perSaga, 1)
+			s.HarnessCPUUsPerSaga, s.SystemCPUUsPerSaga = &harness, &system
+		}
 	}
 	s.Efficiency = round(s.SagasPerS*s.RecordsPerSaga/s.RecordsPerS, 4)
 	s.EfficiencyCeiling = round(ceiling(ph.written, s.RoundtripsPerS, s.RecordsPerS), 4)
@@ -175,6 +188,14 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 			fmt.Sprintf("user+system CPU of this whole process over the measured sagas (%.1f s, %.2f cores on average), the bench's HTTP clients and observers included", ph.cpu.Seconds(), ph.cpu.Seconds()/ph.elapsed.Seconds()))
 	} else {
 		row("CPU µs/saga", "-", "not measured on "+runtime.GOOS)
+	}
+	switch {
+	case s.HarnessCPUUsPerSaga != nil:
+		row("  system CPU µs/saga", fmt.Sprintf("%.0f", *s.SystemCPUUsPerSaga), "the processes, the broker and the registry: the whole less the harness")
+		row("  harness CPU µs/saga", fmt.Sprintf("%.0f", *s.HarnessCPUUsPerSaga),
+			fmt.Sprintf("the bench's HTTP clients, saga-end reader, progress bar and profiler: %.1f%% of the CPU in a profile of %d samples, by their pprof label", 100*ph.share.harness, ph.share.samples))
+	case ph.shareErr != nil:
+		row("  harness CPU µs/saga", "-", ph.shareErr)
 	}
 	row("latency ms", fmt.Sprintf("p50 %.1f", s.P50Ms), fmt.Sprintf("p95 %.1f  p99 %.1f  max %.1f (POST sent -> saga end read from %s)", s.P95Ms, s.P99Ms, s.MaxMs, "createorder.sagas"))
 	var outcomes []string

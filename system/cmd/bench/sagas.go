@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -29,6 +28,10 @@ type sagaPhase struct {
 	// false where it cannot be measured.
 	cpu   time.Duration
 	cpuOK bool
+	// share is the harness's part of cpu, from a CPU profile of the same
+	// span; shareErr says why there is none.
+	share    cpuShare
+	shareErr error
 }
 
 // measured returns the runs the figures are made of.
@@ -38,9 +41,21 @@ func (ph *sagaPhase) measured() []load.SagaRun { return ph.runs[ph.warmup:] }
 // as the measured ones but outside the figures (the first sagas after a
 // start meet cold caches, fresh connections and consumers still settling),
 // then posts cfg.Sagas orders and waits until every saga has ended,
-// watching the saga topic.
+// watching the saga topic. It profiles the CPU from the first measured
+// order posted until every saga has ended, into cfg.Profile too if set.
+// Call it as the harness (asHarness), so that every goroutine it starts
+// carries the harness's label.
 func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress io.Writer) (*sagaPhase, error) {
 	ph := &sagaPhase{warmup: cfg.Warmup}
+	var profileFile *os.File
+	if cfg.Profile != "" { // opened first, so a bad path fails before the sagas
+		f, err := os.Create(cfg.Profile)
+		if err != nil {
+			return nil, fmt.Errorf("PROFILE: %w", err)
+		}
+		defer f.Close()
+		profileFile = f
+	}
 	var err error
 	if ph.rich, ph.poor, err = a.CreateCustomers(ctx); err != nil {
 		return nil, err
@@ -68,6 +83,18 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 	var start time.Time
 	var cpuStart, cpuEnd time.Duration
 	var cpuStartOK, cpuEndOK bool
+	var profiled []byte
+	// The profile goes from the goroutine that starts it, with the
+	// measured sagas, to the one that sees them end; a phase that fails
+	// between the two stops it on return.
+	running := make(chan *cpuProfile, 1)
+	defer func() {
+		select {
+		case p := <-running:
+			p.stop()
+		default:
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	watchCtx, stopWatching := context.WithCancel(gctx)
 	defer stopWatching()
@@ -83,13 +110,11 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 		if before, err = endOffsets(gctx, adm, systemTopics()); err != nil {
 			return err
 		}
-		if cfg.Profile != "" {
-			stop, err := startProfile(cfg.Profile)
-			if err != nil {
-				return err
-			}
-			defer stop()
+		p, err := startCPUProfile()
+		if err != nil {
+			return err
 		}
+		running <- p
 		cpuStart, cpuStartOK = processCPU()
 		start = time.Now()
 		if err := load.Drive(gctx, cfg.loop(), a, ph.plans, ph.warmup, tr); err != nil {
@@ -104,6 +129,12 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 			return err
 		}
 		cpuEnd, cpuEndOK = processCPU()
+		select {
+		case p := <-running: // sent before the first measured order was posted
+			profiled = p.stop()
+		case <-gctx.Done():
+			return gctx.Err()
+		}
 		return nil
 	})
 	if err := g.Wait(); err != nil {
@@ -120,26 +151,19 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 	}
 	ph.elapsed = last.Sub(start)
 	ph.cpu, ph.cpuOK = cpuEnd-cpuStart, cpuStartOK && cpuEndOK
+	ph.share, ph.shareErr = harnessShare(profiled)
+	if profileFile != nil {
+		if _, err := profileFile.Write(profiled); err != nil {
+			return nil, fmt.Errorf("PROFILE: %w", err)
+		}
+		if err := profileFile.Close(); err != nil {
+			return nil, fmt.Errorf("PROFILE: %w", err)
+		}
+	}
 	after, err := endOffsets(ctx, adm, systemTopics())
 	if err != nil {
 		return nil, err
 	}
 	ph.written = written(before, after)
 	return ph, nil
-}
-
-// startProfile starts a CPU profile of the process into file.
-func startProfile(file string) (stop func(), err error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, fmt.Errorf("PROFILE: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start the CPU profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }
