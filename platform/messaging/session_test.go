@@ -1,0 +1,275 @@
+package messaging_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+)
+
+// owner is a messaging.Owner that remembers what it was assigned.
+type owner struct {
+	mu       sync.Mutex
+	assigned []int32
+	revoked  int
+}
+
+func (o *owner) Assigned(_ context.Context, partitions []int32, _ int32) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.assigned = partitions
+	return nil
+}
+
+func (o *owner) Revoked(bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.revoked++
+	o.assigned = nil
+}
+
+func (o *owner) Distrust(error)                       {}
+func (o *owner) Restore(context.Context) (bool, error) { return true, nil }
+
+func (o *owner) owns() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.assigned) > 0
+}
+
+// startSession runs a session of group on topic in, whose handler is
+// handle, until the test ends.
+func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handle func(s *messaging.Session, msg *message.Message) error) (*messaging.Session, *owner) {
+	t.Helper()
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: txnID, Owner: o}, quiet())
+	s.AddTopic(in)
+	msgs, err := s.Subscribe(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
+	go func() {
+		for msg := range msgs {
+			if err := handle(s, msg); err != nil {
+				msg.Nack()
+				continue
+			}
+			msg.Ack()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return s, o
+}
+
+// reply writes the message's payload to out, keyed as it was, on behalf of
+// the message: in its transaction.
+func reply(out string) func(s *messaging.Session, msg *message.Message) error {
+	return func(s *messaging.Session, msg *message.Message) error {
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		return s.Send(msg.Context(), []*sarama.ProducerMessage{{Topic: out, Key: sarama.ByteEncoder(r.Key), Value: sarama.ByteEncoder(msg.Payload)}})
+	}
+}
+
+// readCommitted reads topic from its start, committed records only, until
+// done says it has enough.
+func readCommitted(t *testing.T, cfg config.Kafka, topic string, done func([]*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
+	reader := kgoClient(t, cfg, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []*kgo.Record
+	for !done(got) {
+		fetches := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read committed %s: gave up after 20s with %s", topic, describe(got))
+		}
+		got = append(got, fetches.Records()...)
+	}
+	return got
+}
+
+// A batch's replies and its consumed offsets commit together: every
+// record is answered once, in its key's order, and the group's committed
+// offsets reach the end of the input.
+func TestSessionCommitsRepliesWithTheOffsets(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "session.in", Partitions: 4}, contracts.TopicSpec{Name: "session.out", Partitions: 4}
+	cfg := startKafka(t, in, out)
+	startSession(t, cfg, "session", "session-1", in.Name, reply(out.Name))
+
+	const keys, each = 8, 25
+	var records []*kgo.Record
+	for i := range each {
+		for k := range keys {
+			records = append(records, &kgo.Record{Topic: in.Name, Key: fmt.Appendf(nil, "k%d", k), Value: fmt.Appendf(nil, "%d", i),
+				Headers: []kgo.RecordHeader{{Key: "_watermill_message_uuid", Value: fmt.Appendf(nil, "%d-%d", k, i)}}})
+		}
+	}
+	produce(t, cfg, records...)
+
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= keys*each })
+	byKey := map[string][]string{}
+	for _, r := range got {
+		byKey[string(r.Key)] = append(byKey[string(r.Key)], string(r.Value))
+	}
+	for k := range keys {
+		want := make([]string, each)
+		for i := range want {
+			want[i] = fmt.Sprint(i)
+		}
+		if key := fmt.Sprintf("k%d", k); !slices.Equal(byKey[key], want) {
+			t.Errorf("replies of %s: got %v, want %v: once each, in order", key, byKey[key], want)
+		}
+	}
+
+	admin := kadm.NewClient(kgoClient(t, cfg))
+	eventually(t, "the group's offsets to reach the end of "+in.Name, func() bool {
+		committed, err := admin.FetchOffsets(t.Context(), "session")
+		ends, eerr := admin.ListEndOffsets(t.Context(), in.Name)
+		if err != nil || eerr != nil {
+			return false
+		}
+		ok := true
+		ends.Each(func(e kadm.ListedOffset) {
+			c, found := committed.Lookup(in.Name, e.Partition)
+			ok = ok && (e.Offset == 0 || found && c.At == e.Offset) // an empty partition has nothing to commit
+		})
+		return ok
+	})
+}
+
+// A write outside a handler (an HTTP request's) returns once committed.
+func TestSessionWriteOutsideAHandlerReturnsOnceCommitted(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "outside.in", Partitions: 2}, contracts.TopicSpec{Name: "outside.out", Partitions: 2}
+	cfg := startKafka(t, in, out)
+	s, o := startSession(t, cfg, "outside", "outside-1", in.Name, reply(out.Name))
+	eventually(t, "the partitions to be assigned", o.owns)
+	eventually(t, "a write to be accepted", func() bool {
+		err := s.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("outside")}})
+		if err != nil && !errors.Is(err, messaging.ErrRebalancing) {
+			t.Fatalf("write outside a handler: %v", err)
+		}
+		return err == nil
+	})
+	// Committed when Send returned: a read_committed reader sees it now.
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if string(got[0].Value) != "outside" {
+		t.Errorf("got %s, want the write", describe(got))
+	}
+}
+
+// An instance that lost its partitions while it handled a record (a long
+// pause: the group went on without it) cannot commit what it wrote for
+// it: a read_committed reader sees only the new owner's reply.
+func TestAZombieSessionCannotCommit(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "zombie.in", Partitions: 1}, contracts.TopicSpec{Name: "zombie.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	_, zombie := startSession(t, cfg, "zombie", "zombie-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
+		once.Do(func() { close(paused) })
+		<-resume // paused, mid-handler
+		return reply(out.Name)(s, msg)
+	})
+	eventually(t, "the first instance to own the partition", zombie.owns)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	<-paused
+
+	// The group goes on without the paused instance, as after its session
+	// timed out, and a second instance takes the partition and answers.
+	admin := kadm.NewClient(kgoClient(t, cfg))
+	described, err := admin.DescribeGroups(t.Context(), "zombie")
+	if err != nil || described.Error() != nil {
+		t.Fatalf("describe group: %v %v", err, described.Error())
+	}
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group = "zombie"
+	for _, m := range described["zombie"].Members {
+		lm := kmsg.NewLeaveGroupRequestMember()
+		lm.MemberID = m.MemberID
+		leave.Members = append(leave.Members, lm)
+	}
+	if _, err := leave.RequestWith(t.Context(), kgoClient(t, cfg)); err != nil {
+		t.Fatalf("evict the paused instance: %v", err)
+	}
+	startSession(t, cfg, "zombie", "zombie-2", in.Name, func(s *messaging.Session, msg *message.Message) error {
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		return s.Send(msg.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.ByteEncoder(r.Key), Value: sarama.StringEncoder("live")}})
+	})
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+
+	close(resume) // the zombie writes its reply, and tries to commit
+	eventually(t, "the zombie to learn it lost its partition", func() bool { return !zombie.owns() })
+	// A marker after the zombie's try: once it is read, so would be
+	// anything the zombie committed before it.
+	produce(t, cfg, &kgo.Record{Topic: out.Name, Key: []byte("k"), Value: []byte("marker")})
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool {
+		return slices.ContainsFunc(got, func(r *kgo.Record) bool { return string(r.Value) == "marker" })
+	})
+	var values []string
+	for _, r := range got {
+		values = append(values, string(r.Value))
+	}
+	if !slices.Equal(values, []string{"live", "marker"}) {
+		t.Errorf("read committed %s: got %v, want [live marker]: the zombie's reply must never be read", out.Name, values)
+	}
+}
+
+// A write made outside a handler (an HTTP request, a timer) waits for its
+// commit, but not for ever: a commit held up (here by a handler that does
+// not finish) gives ErrCommitPending, so a request answers 503 rather than
+// hang past its client's patience.
+func TestSessionWaitsForACommitAWhileOnly(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "await.in", Partitions: 1}, contracts.TopicSpec{Name: "await.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s, o := startSession(t, cfg, "await", "await-1", in.Name, func(*messaging.Session, *message.Message) error {
+		once.Do(func() { close(held) })
+		<-release
+		return nil
+	})
+	eventually(t, "the partition to be assigned", o.owns)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	<-held
+	messaging.SetAwaitCommit(s, 50*time.Millisecond)
+	write := func(value string) error {
+		return s.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(value)}})
+	}
+	start := time.Now()
+	if err := write("slow"); !errors.Is(err, messaging.ErrCommitPending) {
+		t.Errorf("a write whose commit is held up: got %v, want ErrCommitPending", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("a write whose commit is held up returned after %s, want about 50 ms", waited)
+	}
+	close(release)
+	// Once the batch is through, writes wait for their commit and succeed.
+	messaging.SetAwaitCommit(s, messaging.AwaitCommit)
+	if err := write("next"); err != nil {
+		t.Errorf("the next write: %v", err)
+	}
+}
