@@ -26,13 +26,11 @@ test-kafka:
 	scripts/test-kafka.sh
 
 ## bench: Go benchmarks of the hot paths, then the whole system under load (SAGAS, CONCURRENCY, RATE,
-## INSTANCES, PROFILE: see system/cmd/bench); its last line is one JSON object of the figures. Consumers are
-## tuned for throughput unless KAFKA_FETCH_MIN_BYTES/KAFKA_FETCH_MAX_WAIT say otherwise
-## (docs/performance.md has the latency-first defaults measured too)
+## INSTANCES, PROFILE: see system/cmd/bench), with the services' own settings; its last line is one JSON
+## object of the figures
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/...
-	KAFKA_FETCH_MIN_BYTES=$${KAFKA_FETCH_MIN_BYTES:-4096} KAFKA_FETCH_MAX_WAIT=$${KAFKA_FETCH_MAX_WAIT:-2ms} \
-		$(GO) run ./system/cmd/bench
+	$(GO) run ./system/cmd/bench
 
 ## takeover: time from SIGKILL of an instance to its partitions answering on the other, and each instance's
 ## memory, after SAGAS sagas (cumulative sizes, default 10000,100000,1000000) at SESSION_TIMEOUTS (default

@@ -137,8 +137,7 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	defer t.stop(logger)
 
 	// The bound is measured with the processes stopped, before the sagas
-	// and again after them: idle consumers poll (every 2 ms in the
-	// throughput profile) and would lower the ceiling they are held to.
+	// and again after them, so that nothing else shares the cores.
 	fmt.Fprintf(progress, "bench: %s ready; measuring the bound\n", t.kafkaName)
 	suffix := runSuffix()
 	b, err := measureBound(ctx, t, cfg, suffix, logger)
