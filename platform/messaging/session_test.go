@@ -41,7 +41,7 @@ func (o *owner) Revoked(bool) {
 	o.assigned = nil
 }
 
-func (o *owner) Distrust(error)                       {}
+func (o *owner) Distrust(error)                        {}
 func (o *owner) Restore(context.Context) (bool, error) { return true, nil }
 
 func (o *owner) owns() bool {
