@@ -71,9 +71,9 @@ func produce(t *testing.T, cfg config.Kafka, records ...*kgo.Record) []*kgo.Reco
 
 // readUntil reads topic from its start until done says the records read so
 // far are enough, and fails the test if that takes more than 20 seconds.
-func readUntil(t *testing.T, cfg config.Kafka, topic string, done func([]*kgo.Record) bool) []*kgo.Record {
+func readUntil(t *testing.T, cfg config.Kafka, topic string, done func([]*kgo.Record) bool, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl := kgoClient(t, cfg, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl := kgoClient(t, cfg, append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	var got []*kgo.Record

@@ -96,19 +96,7 @@ func reply(out string) func(s *messaging.Session, msg *message.Message) error {
 // done says it has enough.
 func readCommitted(t *testing.T, cfg config.Kafka, topic string, done func([]*kgo.Record) bool) []*kgo.Record {
 	t.Helper()
-	reader := kgoClient(t, cfg, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	var got []*kgo.Record
-	for !done(got) {
-		fetches := reader.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read committed %s: gave up after 20s with %s", topic, describe(got))
-		}
-		got = append(got, fetches.Records()...)
-	}
-	return got
+	return readUntil(t, cfg, topic, done, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 }
 
 // A batch's replies and its consumed offsets commit together: every
@@ -188,11 +176,18 @@ func TestAZombieSessionCannotCommit(t *testing.T) {
 	cfg := startKafka(t, in, out)
 
 	paused, resume := make(chan struct{}), make(chan struct{})
+	wrote := make(chan error, 1)
 	var once sync.Once
 	_, zombie := startSession(t, cfg, "zombie", "zombie-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
-		once.Do(func() { close(paused) })
+		first := false
+		once.Do(func() { first = true; close(paused) })
+		if !first {
+			return nil // the record again, after the abort: this instance no longer writes
+		}
 		<-resume // paused, mid-handler
-		return reply(out.Name)(s, msg)
+		err := reply(out.Name)(s, msg)
+		wrote <- err
+		return err
 	})
 	eventually(t, "the first instance to own the partition", zombie.owns)
 	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
@@ -200,21 +195,7 @@ func TestAZombieSessionCannotCommit(t *testing.T) {
 
 	// The group goes on without the paused instance, as after its session
 	// timed out, and a second instance takes the partition and answers.
-	admin := kadm.NewClient(kgoClient(t, cfg))
-	described, err := admin.DescribeGroups(t.Context(), "zombie")
-	if err != nil || described.Error() != nil {
-		t.Fatalf("describe group: %v %v", err, described.Error())
-	}
-	leave := kmsg.NewPtrLeaveGroupRequest()
-	leave.Group = "zombie"
-	for _, m := range described["zombie"].Members {
-		lm := kmsg.NewLeaveGroupRequestMember()
-		lm.MemberID = m.MemberID
-		leave.Members = append(leave.Members, lm)
-	}
-	if _, err := leave.RequestWith(t.Context(), kgoClient(t, cfg)); err != nil {
-		t.Fatalf("evict the paused instance: %v", err)
-	}
+	evict(t, cfg, "zombie")
 	startSession(t, cfg, "zombie", "zombie-2", in.Name, func(s *messaging.Session, msg *message.Message) error {
 		r, _ := messaging.RecordFromCtx(msg.Context())
 		return s.Send(msg.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.ByteEncoder(r.Key), Value: sarama.StringEncoder("live")}})
@@ -222,6 +203,9 @@ func TestAZombieSessionCannotCommit(t *testing.T) {
 	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 
 	close(resume) // the zombie writes its reply, and tries to commit
+	if err := <-wrote; err != nil {
+		t.Fatalf("the zombie's write was refused before its commit (%v): the test would prove nothing", err)
+	}
 	eventually(t, "the zombie to learn it lost its partition", func() bool { return !zombie.owns() })
 	// A marker after the zombie's try: once it is read, so would be
 	// anything the zombie committed before it.
@@ -271,5 +255,55 @@ func TestSessionWaitsForACommitAWhileOnly(t *testing.T) {
 	messaging.SetAwaitCommit(s, messaging.AwaitCommit)
 	if err := write("next"); err != nil {
 		t.Errorf("the next write: %v", err)
+	}
+}
+
+// A write outside a handler by an instance that lost its partitions and
+// does not know it yet is fenced too, although its transaction consumed
+// nothing: it is refused, and never read.
+func TestAZombieSessionCannotCommitAWriteOutsideAHandler(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "outzombie.in", Partitions: 1}, contracts.TopicSpec{Name: "outzombie.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	s, o := startSession(t, cfg, "outzombie", "outzombie-1", in.Name, reply(out.Name))
+	eventually(t, "the partition to be assigned", o.owns)
+	// Something consumed and committed, so the group has offsets.
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("first"),
+		Headers: []kgo.RecordHeader{{Key: "_watermill_message_uuid", Value: []byte("1")}}})
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+
+	evict(t, cfg, "outzombie")
+	err := s.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("zombie")}})
+	if !errors.Is(err, messaging.ErrFenced) && !errors.Is(err, messaging.ErrRebalancing) {
+		t.Fatalf("a write of an evicted instance: got %v, want ErrFenced (or ErrRebalancing, had it learned first)", err)
+	}
+	produce(t, cfg, &kgo.Record{Topic: out.Name, Key: []byte("k"), Value: []byte("marker")})
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool {
+		return slices.ContainsFunc(got, func(r *kgo.Record) bool { return string(r.Value) == "marker" })
+	})
+	for _, r := range got {
+		if string(r.Value) == "zombie" {
+			t.Errorf("read committed %s: the evicted instance's write was read: %s", out.Name, describe(got))
+		}
+	}
+}
+
+// evict takes every member out of group, as the coordinator does with a
+// member whose session timed out.
+func evict(t *testing.T, cfg config.Kafka, group string) {
+	t.Helper()
+	admin := kadm.NewClient(kgoClient(t, cfg))
+	described, err := admin.DescribeGroups(t.Context(), group)
+	if err != nil || described.Error() != nil {
+		t.Fatalf("describe group %s: %v %v", group, err, described.Error())
+	}
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group = group
+	for _, m := range described[group].Members {
+		lm := kmsg.NewLeaveGroupRequestMember()
+		lm.MemberID = m.MemberID
+		leave.Members = append(leave.Members, lm)
+	}
+	if _, err := leave.RequestWith(t.Context(), kgoClient(t, cfg)); err != nil {
+		t.Fatalf("evict the members of %s: %v", group, err)
 	}
 }
