@@ -49,18 +49,8 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Consumer.Fetch.Min = max(cfg.FetchMinBytes, 1)
 	c.Consumer.MaxWaitTime = cmp.Or(cfg.FetchMaxWait, 500*time.Millisecond)
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	// Only what transactions committed; offsets are committed in them
-	// (TxnProducer), never on their own.
+	// Only what transactions committed: every process writes in them.
 	c.Consumer.IsolationLevel = sarama.ReadCommitted
-	c.Consumer.Offsets.AutoCommit.Enable = false
-	c.Consumer.Group.Session.Timeout = cmp.Or(cfg.SessionTimeout, 10*time.Second)
-	// A member learns of a rebalance from a heartbeat's answer: frequent
-	// ones hand a dead instance's partitions over sooner.
-	c.Consumer.Group.Heartbeat.Interval = min(c.Consumer.Group.Session.Timeout/5, 300*time.Millisecond)
-	// Range gives every member the same partition numbers of every topic
-	// it reads (all have one count): the co-partitioning that lets an
-	// instance own a key's command, state and replies together.
-	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.MetricRegistry = noMetrics{metrics.NewRegistry()}
 

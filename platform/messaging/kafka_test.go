@@ -56,17 +56,8 @@ func TestSaramaConfig(t *testing.T) {
 			if c.ClientID != "client-1" {
 				t.Errorf("ClientID: got %q, want client-1", c.ClientID)
 			}
-			if c.Consumer.Group.Session.Timeout != 10*time.Second {
-				t.Errorf("session timeout when unset: got %v, want 10s", c.Consumer.Group.Session.Timeout)
-			}
 			if c.Consumer.Fetch.Min != 1 || c.Consumer.MaxWaitTime != 500*time.Millisecond {
 				t.Errorf("fetch when unset: min %d max wait %v, want 1 byte and 500ms (answer at once)", c.Consumer.Fetch.Min, c.Consumer.MaxWaitTime)
-			}
-		}},
-		{name: "session timeout", cfg: config.Kafka{SessionTimeout: 3 * time.Second}, check: func(t *testing.T, c *sarama.Config) {
-			if c.Consumer.Group.Session.Timeout != 3*time.Second || c.Consumer.Group.Heartbeat.Interval >= time.Second {
-				t.Errorf("session %v heartbeat %v, want 3s with a heartbeat well within it",
-					c.Consumer.Group.Session.Timeout, c.Consumer.Group.Heartbeat.Interval)
 			}
 		}},
 		{name: "fetch batching", cfg: config.Kafka{FetchMinBytes: 4096, FetchMaxWait: 5 * time.Millisecond}, check: func(t *testing.T, c *sarama.Config) {

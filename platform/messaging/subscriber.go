@@ -52,7 +52,6 @@ func NewSubscriber(cfg config.Kafka, group string, logger watermill.LoggerAdapte
 	if err != nil {
 		return nil, err
 	}
-	sc.Consumer.Offsets.AutoCommit.Enable = true
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Subscriber{brokers: cfg.Brokers, group: group, sarama: sc, logger: logger, ctx: ctx, cancel: cancel}, nil
 }
