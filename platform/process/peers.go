@@ -13,7 +13,7 @@ import (
 // watchPeers takes dead instances out of the process's consumer group at
 // once, instead of leaving their partitions unserved until their session
 // times out (KAFKA_SESSION_TIMEOUT, seconds). Each member advertises its
-// HTTP address and a start id of its own (Member.UserData). An instance is
+// HTTP address and a start id of its own (memberData). An instance is
 // certainly dead when its address refuses connections twice in a row (the
 // port is closed: the process is gone), or when it advertises this
 // instance's address under another start id (it is this instance's
@@ -54,9 +54,8 @@ func (p *Process) evictDead(w *peers) (suspect bool) {
 	if err != nil {
 		return false // the coordinator is busy or away: next time
 	}
-	me := string(p.sarama.Consumer.Group.Member.UserData)
 	for id, data := range members {
-		if data == me {
+		if data == p.member {
 			continue
 		}
 		addr := AdvertisedAddr(data)

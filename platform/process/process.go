@@ -96,6 +96,7 @@ type Process struct {
 	loops      []func(context.Context) error
 	closers    []func() error // in the order of creation; closed in reverse
 	advertised string
+	member     string        // what it advertises in its group membership (memberData)
 	ready      chan struct{} // closed once the first session's partitions are restored
 
 	partitions     *partitions
@@ -147,7 +148,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if p.sarama, err = messaging.SaramaConfig(cfg.Kafka, cfg.Name); err != nil {
 		return nil, err
 	}
-	p.sarama.Consumer.Group.Member.UserData = []byte(memberData(p.advertised))
+	p.member = memberData(p.advertised)
 	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		// time out.
 		TransactionalID:    transactionalID(cfg.Name, p.advertised),
 		TransactionTimeout: transactionTimeout,
-		UserData:           p.sarama.Consumer.Group.Member.UserData,
+		UserData:           []byte(p.member),
 		Owner:              p.partitions,
 	}, logger)
 	p.closers = append(p.closers, p.session.Close)
