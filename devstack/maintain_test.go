@@ -3,7 +3,9 @@ package devstack_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -239,6 +241,9 @@ func dirSize(t *testing.T, dir string) int64 {
 	t.Helper()
 	var n int64
 	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a segment the maintainer removed while the walk listed it
+		}
 		if err == nil && !fi.IsDir() {
 			n += fi.Size()
 		}
