@@ -71,13 +71,7 @@ func TestRetryInEachState(t *testing.T) {
 
 			err := h.Engine.Retry(t.Context(), "s1", "alice")
 			if w.step == "" {
-				var se *saga.StateError
-				if !errors.As(err, &se) || se.State != w.state {
-					t.Fatalf("got error %v, want a StateError with state %s", err, w.state)
-				}
-				if after, _, _ := h.Engine.Instance("s1"); len(h.Sent()) != sent || !reflect.DeepEqual(after, before) {
-					t.Errorf("refused retry: got %d commands sent and instance %+v, want %d and %+v", len(h.Sent()), after, sent, before)
-				}
+				checkRefused(t, h, "retry", err, w.state, before, sent)
 				return
 			}
 			if err != nil {
@@ -143,13 +137,7 @@ func TestAbortInEachState(t *testing.T) {
 
 			err := h.Engine.Abort(t.Context(), "s1", "bob")
 			if w.step == "" {
-				var se *saga.StateError
-				if !errors.As(err, &se) || se.State != w.state {
-					t.Fatalf("got error %v, want a StateError with state %s", err, w.state)
-				}
-				if after, _, _ := h.Engine.Instance("s1"); len(h.Sent()) != sent || !reflect.DeepEqual(after, before) {
-					t.Errorf("refused abort: got %d commands sent and instance %+v, want %d and %+v", len(h.Sent()), after, sent, before)
-				}
+				checkRefused(t, h, "abort", err, w.state, before, sent)
 				return
 			}
 			if err != nil {
@@ -259,4 +247,18 @@ func TestAnAbortedStepsCompensationIsGivenUpAfterItsAttempts(t *testing.T) {
 		{"reserve:compensate", "5", 25 * time.Second, saga.StateCompensating},
 	}
 	timeOutEach(t, h, steps, 4)
+}
+
+// checkRefused checks that an action on a saga in state was refused with a
+// StateError, and changed nothing: no command sent since sent, the
+// instance as it was before.
+func checkRefused(t *testing.T, h *sagatest.Harness[data], action string, err error, state string, before saga.SagaInstance, sent int) {
+	t.Helper()
+	var se *saga.StateError
+	if !errors.As(err, &se) || se.State != state {
+		t.Fatalf("refused %s: got error %v, want a StateError with state %s", action, err, state)
+	}
+	if after, _, _ := h.Engine.Instance("s1"); len(h.Sent()) != sent || !reflect.DeepEqual(after, before) {
+		t.Errorf("refused %s: got %d commands sent and instance %+v, want %d and %+v", action, len(h.Sent()), after, sent, before)
+	}
 }

@@ -30,11 +30,7 @@ func TestApplyReadsTheStateAndArchiveTopics(t *testing.T) {
 		"running": instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
 		"ended":   instance("s", "CreateOrder", saga.StateRejected, "", 0, 0),
 	}
-	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newApplying(t, s)
 	state := func() string {
 		p := c.index.List(Query{Limit: 1, Now: t0})
 		if len(p.Sagas) == 0 {
@@ -73,6 +69,19 @@ func TestApplyReadsTheStateAndArchiveTopics(t *testing.T) {
 	}
 }
 
+// newApplying returns a console of the CreateOrder saga on the topics
+// x.sagas and x.sagas.ended, decoding with s, for tests that hand it
+// records themselves (its broker address is never dialled).
+func newApplying(t *testing.T, s sagas) *Console {
+	t.Helper()
+	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // Once caught up, the console streams each change of a saga to the open
 // streams; with none open it makes no event.
 func TestApplyStreamsChangesToOpenStreams(t *testing.T) {
@@ -80,11 +89,7 @@ func TestApplyStreamsChangesToOpenStreams(t *testing.T) {
 		"reserve":   instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
 		"authorize": instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 1),
 	}
-	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newApplying(t, s)
 	c.caughtUp.Store(true)
 	if err := c.apply(&kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("reserve")}); err != nil {
 		t.Fatal(err)
