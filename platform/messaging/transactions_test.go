@@ -161,7 +161,17 @@ func TestSessionWriteOutsideAHandlerReturnsOnceCommitted(t *testing.T) {
 		}
 		return err == nil
 	})
-	// Committed when Send returned: a read_committed reader sees it now.
+	// Committed when Send returned: the last stable offset, up to which
+	// read_committed readers read, is past it already.
+	stable, err := kadm.NewClient(kgoClient(t, cfg)).ListCommittedOffsets(t.Context(), out.Name)
+	if err != nil || stable.Error() != nil {
+		t.Fatalf("last stable offsets of %s: %v %v", out.Name, err, stable.Error())
+	}
+	var readable int64
+	stable.Each(func(o kadm.ListedOffset) { readable += o.Offset })
+	if readable == 0 {
+		t.Errorf("when Send returned, nothing of %s was committed", out.Name)
+	}
 	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 	if string(got[0].Value) != "outside" {
 		t.Errorf("got %s, want the write", describe(got))
