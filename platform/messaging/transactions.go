@@ -375,18 +375,7 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 // revoked, and begins the generation's first once they are assigned.
 func (s *Session) transitions(cl txnClient) error {
 	if s.revoking.Swap(false) {
-		s.mu.Lock()
-		var dirty bool
-		var err error
-		if s.begun {
-			dirty = s.dirty.Swap(false)
-			s.broken.Store(false)
-			_, err = cl.End(context.Background(), kgo.TryAbort)
-			s.begun = false
-			s.cur.end(ErrRebalancing)
-			s.cur = newTxn()
-		}
-		s.mu.Unlock()
+		dirty, err := s.abortOpen(cl)
 		if err != nil {
 			return err
 		}
@@ -397,16 +386,13 @@ func (s *Session) transitions(cl txnClient) error {
 		}
 	}
 	if s.reopen.Swap(false) {
+		// An open transaction here wrote nothing (writes were closed), but
+		// franz-go still marks it to abort for the revocation before.
+		if _, err := s.abortOpen(cl); err != nil {
+			return err
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.begun { // clears what a revocation left marked, writes none
-			if _, err := cl.End(context.Background(), kgo.TryAbort); err != nil {
-				return err
-			}
-			s.begun = false
-			s.cur.end(ErrRebalancing)
-			s.cur = newTxn()
-		}
 		if err := cl.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
@@ -416,6 +402,23 @@ func (s *Session) transitions(cl txnClient) error {
 		s.open.Store(true)
 	}
 	return nil
+}
+
+// abortOpen aborts the open transaction, if one is begun, failing its
+// writers, and reports whether it held writes.
+func (s *Session) abortOpen(cl txnClient) (dirty bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.begun {
+		return false, nil
+	}
+	dirty = s.dirty.Swap(false)
+	s.broken.Store(false)
+	_, err = cl.End(context.Background(), kgo.TryAbort)
+	s.begun = false
+	s.cur.end(ErrRebalancing)
+	s.cur = newTxn()
+	return dirty, err
 }
 
 // poll returns what is fetched, waiting for it unless writes wait for a
