@@ -137,6 +137,7 @@ type Session struct {
 type txnClient interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 	Begin() error
+	Flush(ctx context.Context) error
 	End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error)
 	PollRecords(ctx context.Context, max int) kgo.Fetches
 	AllowRebalance()
@@ -555,15 +556,26 @@ const endTimeout = 30 * time.Second
 func (s *Session) commit(ctx context.Context, cl txnClient, through, consumed bool) error {
 	s.mu.Lock()
 	tx, dirty := s.cur, s.dirty.Swap(false)
-	try := kgo.TryCommit
-	if s.broken.Swap(false) || !through {
+	endCtx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	try := kgo.TryAbort
+	var err error
+	if through {
+		// Every write's outcome must be known before the choice: End
+		// flushes too, but does not look at the outcomes, and would
+		// commit the writes that landed without the one that failed.
+		err = cl.Flush(endCtx)
+		try = kgo.TryCommit
+	}
+	if s.broken.Swap(false) {
 		try = kgo.TryAbort
 	}
-	endCtx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	if !consumed && len(s.topics) > 0 {
 		endCtx = s.fenceContext(endCtx, cl.CommittedOffsets())
 	}
-	committed, err := cl.End(endCtx, try)
+	var committed bool
+	if err == nil {
+		committed, err = cl.End(endCtx, try)
+	}
 	cancel()
 	s.begun = false
 	var txErr error
@@ -935,6 +947,8 @@ func samePartitions(assigned map[string][]int32) ([]int32, error) {
 
 type groupClient struct{ *kgo.GroupTransactSession }
 
+func (c groupClient) Flush(ctx context.Context) error { return c.Client().Flush(ctx) }
+
 func (c groupClient) CommittedOffsets() map[string]map[int32]kgo.EpochOffset {
 	return c.Client().CommittedOffsets()
 }
@@ -946,12 +960,10 @@ type producerOnly struct{ *kgo.Client }
 func (c producerOnly) Begin() error { return c.BeginTransaction() }
 
 func (c producerOnly) End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error) {
-	if commit {
-		if err := c.Flush(ctx); err != nil {
+	if !commit {
+		if err := c.AbortBufferedRecords(ctx); err != nil {
 			return false, err
 		}
-	} else if err := c.AbortBufferedRecords(ctx); err != nil {
-		return false, err
 	}
 	err := c.EndTransaction(ctx, commit)
 	return err == nil && bool(commit), err

@@ -12,10 +12,13 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
@@ -315,5 +318,46 @@ func evict(t *testing.T, cfg config.Kafka, group string) {
 	}
 	if _, err := leave.RequestWith(t.Context(), kgoClient(t, cfg)); err != nil {
 		t.Fatalf("evict the members of %s: %v", group, err)
+	}
+}
+
+// A transaction's writes commit all or none: a write the broker refuses
+// aborts the others of its transaction, and Send says so.
+func TestSessionWritesAllOrNothing(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("fault injection needs the embedded broker")
+	}
+	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	in, kept, refused := contracts.TopicSpec{Name: "all.in", Partitions: 1}, contracts.TopicSpec{Name: "all.kept", Partitions: 1},
+		contracts.TopicSpec{Name: "all.refused", Partitions: 1}
+	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, kept, refused}); err != nil {
+		t.Fatal(err)
+	}
+	s, o := startSession(t, cfg, "all", "all-1", in.Name, reply(kept.Name))
+	eventually(t, "the partitions to be assigned", o.owns)
+	write := func(value string, topics ...string) error {
+		var msgs []*sarama.ProducerMessage
+		for _, topic := range topics {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(value)})
+		}
+		return s.Send(t.Context(), msgs)
+	}
+
+	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: refused.Name, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	if err := write("refused", kept.Name, refused.Name); err == nil {
+		t.Fatal("Send with one of its writes refused: got nil, want an error")
+	}
+	fault.Remove()
+	eventually(t, "a write to be accepted", func() bool {
+		err := write("accepted", kept.Name)
+		if err != nil && !errors.Is(err, messaging.ErrRebalancing) {
+			t.Fatalf("write after the fault: %v", err)
+		}
+		return err == nil
+	})
+	got := readCommitted(t, cfg, kept.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if len(got) != 1 || string(got[0].Value) != "accepted" {
+		t.Errorf("%s: got %s, want the accepted write alone", kept.Name, describe(got))
 	}
 }
