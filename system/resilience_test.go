@@ -28,6 +28,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/process"
 	"github.com/kafkasaga/kafkasaga/saga"
 	customer "github.com/kafkasaga/kafkasaga/services/customer/service"
+	"github.com/kafkasaga/kafkasaga/services/order/app/command"
 	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 	"github.com/kafkasaga/kafkasaga/system"
@@ -439,50 +440,46 @@ func TestSagasSurviveBrokerFaults(t *testing.T) {
 	w.check(t, r, 90*time.Second)
 }
 
-// TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart: the order is stored,
-// but the broker refuses its OrderCreated event, so no saga starts. The
-// order service restarts: it announces the PENDING orders it restored, and
-// the saga runs.
-func TestAnOrderNeverAnnouncedIsAnnouncedAfterARestart(t *testing.T) {
-	r := startSystem(t, func(c *system.Config) { c.Services = without("order") })
+// TestAnOrderWhoseAnnouncementIsRefusedIsNotAccepted: the broker refuses
+// the OrderCreated event. The order and its announcement are one
+// transaction, so both are refused: a 503, and no order stored. Sent again
+// with its Idempotency-Key once the broker accepts, the order is placed and
+// its saga runs.
+func TestAnOrderWhoseAnnouncementIsRefusedIsNotAccepted(t *testing.T) {
+	r := startSystem(t)
 	if r.stack.Cluster() == nil {
 		t.Skip("fault injection needs the embedded broker")
 	}
-	kafka := config.Kafka{Brokers: r.stack.Brokers(), SchemaRegistryURL: r.stack.RegistryURL(), AutoRegisterSchemas: true}
-	startOrder := func() (stop func()) {
-		p, err := order.New(order.Config{HTTPAddr: strings.TrimPrefix(r.order, "http://"), Kafka: kafka}, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, stop = runInBackground(t, p.Run)
-		eventually(t, 60*time.Second, func() error { return r.ready(r.order) })
-		return stop
-	}
-
-	stop := startOrder()
+	c := r.createCustomer(t, "Ada", 100_000)
 	refused := r.stack.Cluster().Fault(kfake.Fault{
 		Keys:  []kmsg.Key{kmsg.Produce},
 		Topic: contracts.TopicOrderEvents,
 		Err:   kerr.TopicAuthorizationFailed, // not retried by the producer
 		Count: -1,
 	})
-	c := r.createCustomer(t, "Ada", 100_000)
-	id := r.createOrder(t, c, 5_000)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := refused.Wait(ctx, 1); err != nil {
-		t.Fatalf("OrderCreated of %s was not refused: %v", id, err)
+	key := uuid.NewString()
+	body, err := json.Marshal(map[string]any{"customerId": c, "orderTotal": 5_000})
+	if err != nil {
+		t.Fatal(err)
 	}
-	stop()
-	refused.Remove()
-	if status, _ := r.get(t, r.sagas+"/sagas/"+id); status != http.StatusNotFound {
-		t.Fatalf("saga of %s: got %d, want 404 before the restart", id, status)
+	status, resp, err := r.try(http.MethodPost, r.order+"/orders", body, "Idempotency-Key", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("POST /orders with its announcement refused: got %d %s, want 503", status, resp)
+	}
+	id := command.OrderID(c, key)
+	if status, resp := r.get(t, r.order+"/orders/"+id); status != http.StatusNotFound {
+		t.Fatalf("order %s after the refusal: got %d %s, want 404", id, status, resp)
 	}
 
-	stop = startOrder()
-	defer stop()
+	refused.Remove()
+	if status, resp := r.postRetrying(t, r.order+"/orders", body, "Idempotency-Key", key); status != http.StatusCreated {
+		t.Fatalf("POST /orders again: got %d %s, want 201", status, resp)
+	}
 	if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" {
-		t.Errorf("order %s after the restart: got %s %q, want APPROVED", id, o.State, o.RejectionReason)
+		t.Errorf("order %s: got %s %q, want APPROVED", id, o.State, o.RejectionReason)
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 // orders that have moved on.
 type OrderRepository struct {
 	store  *store.Store[contracts.OrderRecord]
-	events *OrderEvents // the announcements written with an order
+	events *OrderEvents // the announcements written with an order, in its transaction
 
 	mu         sync.Mutex
 	pending    map[string]bool // order ids
@@ -65,13 +65,18 @@ func (r *OrderRepository) Restore(context.Context) error {
 	return nil
 }
 
+// Add writes the order and its OrderCreated, in one transaction.
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
-	err := r.store.Update(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) error {
+	err := r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*sarama.ProducerMessage, error) {
 		if exists {
-			return fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
+			return nil, fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
+		}
+		event, err := record(r.events.created(ctx, o))
+		if err != nil {
+			return nil, err
 		}
 		*rec = marshal(o)
-		return nil
+		return []*sarama.ProducerMessage{event}, nil
 	})
 	if err == nil {
 		r.mu.Lock()
@@ -123,7 +128,7 @@ func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string,
 		if !announce {
 			return nil, nil
 		}
-		event, err := r.events.cancelRequestedRecord(ctx, o)
+		event, err := record(r.events.cancelRequested(ctx, o))
 		if err != nil {
 			return nil, err
 		}

@@ -39,7 +39,7 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { producer.Close() })
-	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{})
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{}, &contracts.OrderCreated{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 	if err := s.Restore(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := adapters.NewOrderRepository(s, nil) // no cancellation is announced here
+	r := adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil)) // events are written with their orders: no publisher
 	byPartition := map[int32]string{}
 	for i := 0; len(byPartition) < 2; i++ {
 		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())

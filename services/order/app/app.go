@@ -34,7 +34,7 @@ type Queries struct {
 func New(repo domain.Repository, events domain.Events, now func() time.Time) Application {
 	return Application{
 		Commands: Commands{
-			CreateOrder:      command.NewCreateOrderHandler(repo, events, now),
+			CreateOrder:      command.NewCreateOrderHandler(repo, now),
 			ApproveOrder:     command.NewApproveOrderHandler(repo),
 			RejectOrder:      command.NewRejectOrderHandler(repo),
 			RepublishPending: command.NewRepublishPendingHandler(repo, events, now),

@@ -4,7 +4,8 @@ import "context"
 
 // Repository stores orders; Update loads, lets fn change, and saves.
 type Repository interface {
-	// Add stores a new order; ErrExists if its id is taken.
+	// Add stores a new order with its announcement (Events.OrderCreated),
+	// in one transaction, both or neither; ErrExists if its id is taken.
 	Add(ctx context.Context, o *Order) error
 	Get(ctx context.Context, id string) (*Order, error)
 	Update(ctx context.Context, id string, fn func(o *Order) error) error

@@ -32,19 +32,17 @@ func OrderID(customerID, idempotencyKey string) string {
 }
 
 type CreateOrderHandler struct {
-	repo   domain.Repository
-	events domain.Events
-	now    func() time.Time
+	repo domain.Repository
+	now  func() time.Time
 }
 
-func NewCreateOrderHandler(repo domain.Repository, events domain.Events, now func() time.Time) CreateOrderHandler {
-	return CreateOrderHandler{repo: repo, events: events, now: now}
+func NewCreateOrderHandler(repo domain.Repository, now func() time.Time) CreateOrderHandler {
+	return CreateOrderHandler{repo: repo, now: now}
 }
 
-// Handle stores the order as PENDING, then announces it, which starts its
-// saga. Once stored the order is accepted: if the announcement fails, the
-// periodic RepublishPending announces it again. A command sent again with
-// its idempotency key returns the order the key placed, as it is now.
+// Handle stores the order as PENDING with its announcement, which starts
+// its saga: both or neither. A command sent again with its idempotency key
+// returns the order the key placed, as it is now.
 func (h CreateOrderHandler) Handle(ctx context.Context, cmd CreateOrder) (*domain.Order, error) {
 	id := uuid.NewString()
 	if cmd.IdempotencyKey != "" {
@@ -67,9 +65,6 @@ func (h CreateOrderHandler) Handle(ctx context.Context, cmd CreateOrder) (*domai
 		o = placed
 	} else if err != nil {
 		return nil, err
-	}
-	if o.State() == domain.Pending {
-		_ = h.events.OrderCreated(ctx, o) // best effort: RepublishPending retries; the saga starts once
 	}
 	return o, nil
 }

@@ -15,16 +15,23 @@ import (
 
 // orders is an in-memory domain.Repository.
 type orders struct {
-	mu      sync.Mutex
-	m       map[string]*domain.Order
-	cancels *events // announces cancellations in UpdateAnnouncingCancel, if set
+	mu     sync.Mutex
+	m      map[string]*domain.Order
+	events *events // announces in Add and UpdateAnnouncingCancel, if set
 }
 
-func (r *orders) Add(_ context.Context, o *domain.Order) error {
+// Add announces through events, whose failure fails the whole write, as a
+// transaction does.
+func (r *orders) Add(ctx context.Context, o *domain.Order) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[o.ID()]; ok {
 		return domain.ErrExists
+	}
+	if r.events != nil {
+		if err := r.events.OrderCreated(ctx, o); err != nil {
+			return err
+		}
 	}
 	r.m[o.ID()] = o
 	return nil
@@ -71,8 +78,7 @@ func (r *orders) Cancelling(context.Context) ([]*domain.Order, error) {
 	return cancelling, nil
 }
 
-// UpdateAnnouncingCancel announces through cancels, whose failure fails the
-// whole write, as a transaction does.
+// UpdateAnnouncingCancel announces through events, as Add does.
 func (r *orders) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
 	o, err := r.Get(ctx, id)
 	if err != nil {
@@ -83,8 +89,8 @@ func (r *orders) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(
 	if err != nil {
 		return err
 	}
-	if announce && r.cancels != nil {
-		if err := r.cancels.OrderCancelRequested(ctx, &changed); err != nil {
+	if announce && r.events != nil {
+		if err := r.events.OrderCancelRequested(ctx, &changed); err != nil {
 			return err
 		}
 	}
@@ -115,24 +121,35 @@ func (e *events) OrderCreated(_ context.Context, o *domain.Order) error {
 	return nil
 }
 
-// An order stored but not announced is accepted, and announced again by
-// RepublishPending once it has been pending long enough.
-func TestAnOrderWhoseAnnouncementFailedIsAnnouncedLater(t *testing.T) {
+// An order is accepted with its announcement, in one write: with Kafka
+// failing, neither happens. An order that stays PENDING is announced again
+// by RepublishPending once it has been pending long enough.
+func TestAnOrderIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	clock := func() time.Time { return now }
-	repo, ev := &orders{m: map[string]*domain.Order{}}, &events{down: true}
-	create := command.NewCreateOrderHandler(repo, ev, clock)
+	ev := &events{down: true}
+	repo := &orders{m: map[string]*domain.Order{}, events: ev}
+	create := command.NewCreateOrderHandler(repo, clock)
 	republish := command.NewRepublishPendingHandler(repo, ev, clock)
 
-	o, err := create.Handle(t.Context(), command.CreateOrder{CustomerID: "c1", OrderTotal: 100})
-	if err != nil {
-		t.Fatalf("create with the announcement failing: got %v, want the order accepted", err)
+	cmd := command.CreateOrder{CustomerID: "c1", OrderTotal: 100, IdempotencyKey: "k1"}
+	if _, err := create.Handle(t.Context(), cmd); err == nil {
+		t.Fatal("create with Kafka down: got nil error, want the write refused")
 	}
-	if _, err := repo.Get(t.Context(), o.ID()); err != nil {
-		t.Fatalf("the accepted order is not stored: %v", err)
+	if len(repo.m) != 0 {
+		t.Fatalf("after a create whose announcement failed: %d orders stored, want none", len(repo.m))
 	}
 
 	ev.down = false
+	for range 2 {
+		if _, err := create.Handle(t.Context(), cmd); err != nil {
+			t.Fatalf("create, then again with its key: %v", err)
+		}
+	}
+	id := command.OrderID("c1", "k1")
+	if !slices.Equal(ev.announced, []string{id}) {
+		t.Fatalf("announced: got %v, want [%s]", ev.announced, id)
+	}
 	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 0 {
 		t.Fatalf("republish before a minute: got %d, %v; want 0 announced", n, err)
 	}
@@ -140,8 +157,8 @@ func TestAnOrderWhoseAnnouncementFailedIsAnnouncedLater(t *testing.T) {
 	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 1 {
 		t.Fatalf("republish after a minute: got %d, %v; want 1 announced", n, err)
 	}
-	if len(ev.announced) != 1 || ev.announced[0] != o.ID() {
-		t.Errorf("announced: got %v, want [%s]", ev.announced, o.ID())
+	if !slices.Equal(ev.announced, []string{id, id}) {
+		t.Errorf("announced: got %v, want [%s %s]", ev.announced, id, id)
 	}
 }
 
@@ -150,8 +167,8 @@ func TestAnOrderWhoseAnnouncementFailedIsAnnouncedLater(t *testing.T) {
 // a key, every command places an order.
 func TestAnIdempotencyKeyPlacesOneOrder(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	repo, ev := &orders{m: map[string]*domain.Order{}}, &events{}
-	create := command.NewCreateOrderHandler(repo, ev, func() time.Time { return now })
+	repo := &orders{m: map[string]*domain.Order{}}
+	create := command.NewCreateOrderHandler(repo, func() time.Time { return now })
 	place := func(customer string, total int64, key string) (*domain.Order, error) {
 		return create.Handle(t.Context(), command.CreateOrder{CustomerID: customer, OrderTotal: total, IdempotencyKey: key})
 	}
@@ -189,8 +206,8 @@ func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	clock := func() time.Time { return now }
 	ev := &events{}
-	repo := &orders{m: map[string]*domain.Order{}, cancels: ev}
-	create := command.NewCreateOrderHandler(repo, ev, clock)
+	repo := &orders{m: map[string]*domain.Order{}, events: ev}
+	create := command.NewCreateOrderHandler(repo, clock)
 	cancel := command.NewRequestCancelHandler(repo, clock)
 	republish := command.NewRepublishPendingHandler(repo, ev, clock)
 

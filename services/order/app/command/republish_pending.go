@@ -9,10 +9,12 @@ import (
 
 // RepublishPendingHandler announces again the orders that are still PENDING
 // some time after they were created, and those still CANCELLING some time
-// after their cancellation was accepted. The service runs it when its state
-// is restored and then periodically, so an order stored and never announced
-// (a crash, or Kafka failing between the two writes) still gets its saga;
-// the orchestrator ignores the announcements of sagas it already runs.
+// after their cancellation was accepted. Each is written with its
+// announcement, in one transaction; the service runs this when its state is
+// restored and then periodically, so an order whose announcement was lost
+// after all (order.events' retention ran out before the orchestrator read
+// it) still gets its saga. The orchestrator ignores the announcements of
+// sagas it already runs.
 type RepublishPendingHandler struct {
 	repo   domain.Repository
 	events domain.Events
