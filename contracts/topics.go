@@ -44,10 +44,13 @@ const (
 	TopicDeadLetter = "deadletter"
 )
 
-// Partitions is the partition count of every topic. Topics keyed by the same
-// id have the same count, so an instance that owns partition p of a command
-// topic also owns partition p of the matching state topic.
-const Partitions = 16
+// Partitions is the partition count every topic is created with. Topics
+// keyed by the same id have the same count, so an instance that owns
+// partition p of a command topic also owns partition p of the matching
+// state topic. It bounds the busy instances of a process; fewer partitions
+// mean fewer of them in each transaction, each with a marker to write and a
+// place in every fetch (docs/operations.md, "Sizing").
+const Partitions = 8
 
 // Record is a generated Avro type; the types of this package implement it
 // on their pointers.
