@@ -381,7 +381,8 @@ func (s *Session) transitions(cl txnClient) error {
 			return err
 		}
 		if dirty { // the state holds the aborted writes
-			if err := s.restoreAfterAbort(context.Background(), ErrRebalancing); err != nil {
+			s.cfg.Owner.Distrust(ErrRebalancing)
+			if err := s.restoreAfterAbort(context.Background()); err != nil {
 				return err
 			}
 		}
@@ -584,41 +585,37 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through, consumed bo
 	} else if !committed {
 		txErr = ErrFenced
 	}
-	tx.end(txErr)
 	s.cur = newTxn()
 	if err != nil {
-		s.open.Store(false)
-		s.mu.Unlock()
-		return fmt.Errorf("end transaction: %w", err)
-	}
-	if committed || !dirty {
-		if s.open.Load() {
-			if err := cl.Begin(); err != nil {
-				s.open.Store(false)
-				s.mu.Unlock()
-				return fmt.Errorf("begin transaction: %w", err)
-			}
+		err = fmt.Errorf("end transaction: %w", err)
+	} else if (committed || !dirty) && s.open.Load() {
+		if err = cl.Begin(); err != nil {
+			err = fmt.Errorf("begin transaction: %w", err)
+		} else {
 			s.begun = true
 		}
-		s.mu.Unlock()
-		return nil
 	}
-	// Aborted, with writes the state already holds.
-	s.open.Store(false)
+	failed := !committed && dirty // the state holds writes that did not commit
+	if err != nil || failed {
+		s.open.Store(false)
+	}
 	s.mu.Unlock()
-	s.logger.Warn("transaction aborted", "error", txErr)
-	if ctx.Err() != nil {
+	if failed {
+		// Dropped before their writers learn of the failure, so that none
+		// of them reads its own write afterwards.
+		s.logger.Warn("transaction aborted", "error", txErr)
 		s.cfg.Owner.Distrust(txErr)
-		return nil
 	}
-	return s.restoreAfterAbort(ctx, txErr)
+	tx.end(txErr)
+	if err != nil || !failed || ctx.Err() != nil {
+		return err
+	}
+	return s.restoreAfterAbort(ctx)
 }
 
-// restoreAfterAbort drops the state, which holds the writes of an aborted
-// transaction, and restores what is still assigned; the transactions
-// begin again once it is, unless a rebalance is under way.
-func (s *Session) restoreAfterAbort(ctx context.Context, cause error) error {
-	s.cfg.Owner.Distrust(cause)
+// restoreAfterAbort restores what is still assigned after Distrust; the
+// transactions begin again once it is, unless a rebalance is under way.
+func (s *Session) restoreAfterAbort(ctx context.Context) error {
 	serving, err := s.cfg.Owner.Restore(ctx)
 	if err != nil {
 		return restoreError{err}

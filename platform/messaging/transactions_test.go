@@ -25,9 +25,10 @@ import (
 
 // owner is a messaging.Owner that remembers what it was assigned.
 type owner struct {
-	mu       sync.Mutex
-	assigned []int32
-	revoked  int
+	mu        sync.Mutex
+	assigned  []int32
+	revoked   int
+	distrusts int
 }
 
 func (o *owner) Assigned(_ context.Context, partitions []int32, _ int32) error {
@@ -44,8 +45,19 @@ func (o *owner) Revoked(bool) {
 	o.assigned = nil
 }
 
-func (o *owner) Distrust(error)                        {}
+func (o *owner) Distrust(error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.distrusts++
+}
+
 func (o *owner) Restore(context.Context) (bool, error) { return true, nil }
+
+func (o *owner) distrusted() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.distrusts
+}
 
 func (o *owner) owns() bool {
 	o.mu.Lock()
@@ -322,7 +334,9 @@ func evict(t *testing.T, cfg config.Kafka, group string) {
 }
 
 // A transaction's writes commit all or none: a write the broker refuses
-// aborts the others of its transaction, and Send says so.
+// aborts the others of its transaction, and Send says so, once the state
+// that holds them is dropped (Owner.Distrust): the writer must not read
+// them back.
 func TestSessionWritesAllOrNothing(t *testing.T) {
 	stack := devstack.StartForTest(t)
 	if stack.Cluster() == nil {
@@ -347,6 +361,9 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: refused.Name, Err: kerr.TopicAuthorizationFailed, Count: -1})
 	if err := write("refused", kept.Name, refused.Name); err == nil {
 		t.Fatal("Send with one of its writes refused: got nil, want an error")
+	}
+	if o.distrusted() == 0 {
+		t.Error("Send returned its error before the state that holds its writes was dropped")
 	}
 	fault.Remove()
 	eventually(t, "a write to be accepted", func() bool {
