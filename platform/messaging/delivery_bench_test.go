@@ -32,6 +32,7 @@ func BenchmarkSessionDelivery(b *testing.B) {
 	go func() { _ = router.Run(ctx) }()
 	<-router.Running()
 	defer s.closeOuts()
+	defer s.startWorkers()()
 
 	records := make([]*kgo.Record, pollMax)
 	for i := range records {
