@@ -1,7 +1,6 @@
 package messaging
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -22,17 +21,15 @@ func BenchmarkSessionDelivery(b *testing.B) {
 	logger := slog.New(slog.DiscardHandler)
 	s := NewSession(SessionConfig{Group: "bench"}, logger)
 	s.AddTopic("in")
-	router, err := NewRouter(RouterConfig{DeadLetter: nopDeadLetter{}}, logger)
+	hs, err := NewHandlers(HandlersConfig{DeadLetter: nopDeadLetter{}}, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
-	router.AddNoPublisherHandler("bench.in", "in", s, func(*message.Message) error { return nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = router.Run(ctx) }()
-	<-router.Running()
-	defer s.closeOuts()
+	if err := s.Handle("in", hs.Wrap("bench.in", "in", func(*message.Message) error { return nil })); err != nil {
+		b.Fatal(err)
+	}
 	defer s.startWorkers()()
+	ctx := b.Context()
 
 	records := make([]*kgo.Record, pollMax)
 	for i := range records {
