@@ -106,11 +106,11 @@ type Session struct {
 	started atomic.Bool
 	done    chan struct{} // closed when Run returns
 
-	topics     []string
-	handlers   map[string]func(*message.Message) error // by topic, once handled
-	outs       []chan *message.Message                 // of Subscribe, closed when Run returns
-	waiting    int                                     // topics without a handler yet
-	subscribed chan struct{}                           // closed once every topic has a handler
+	topics   []string
+	handlers map[string]func(*message.Message) error // by topic, once handled
+	outs     []chan *message.Message                 // of Subscribe, closed when Run returns
+	waiting  int                                     // topics without a handler yet
+	handled  chan struct{}                           // a handler was registered (one slot: a wake-up)
 
 	workers []chan job      // started by Run
 	shares  [][]*kgo.Record // a batch's records by worker, reused
@@ -193,7 +193,7 @@ func (s *Session) AfterCommit(fn func()) {
 func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, subscribed: make(chan struct{}),
+		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
 		cur: newTxn(), failed: make(chan error, 1)}
 	return s
 }
@@ -234,8 +234,10 @@ func (s *Session) register(topic string, h func(*message.Message) error, out cha
 	if out != nil {
 		s.outs = append(s.outs, out)
 	}
-	if s.waiting--; s.waiting == 0 {
-		close(s.subscribed)
+	s.waiting--
+	select {
+	case s.handled <- struct{}{}:
+	default:
 	}
 	return nil
 }
@@ -282,7 +284,7 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// Run joins the group once every topic is subscribed, and consumes and
+// Run joins the group once every topic has its handler, and consumes and
 // commits until ctx ends or the session is closed. A client that fails
 // (Kafka gone past its retries) is replaced by a new one, after the state
 // is dropped: what it held may include aborted writes.
@@ -296,10 +298,13 @@ func (s *Session) Run(ctx context.Context) error {
 	defer context.AfterFunc(s.ctx, stop)()
 	defer s.closeOuts()
 	if len(s.topics) > 0 {
-		select {
-		case <-s.subscribed:
-		case <-ctx.Done():
-			return nil
+		// A watermill router subscribes when it runs, maybe after this.
+		for !s.allHandled() {
+			select {
+			case <-s.handled:
+			case <-ctx.Done():
+				return nil
+			}
 		}
 		defer s.startWorkers()() // stopped before the channels of Subscribe close
 	} else {
@@ -328,6 +333,13 @@ func (s *Session) Run(ctx context.Context) error {
 			s.reopen.Store(true)
 		}
 	}
+}
+
+// allHandled reports whether every topic added has its handler.
+func (s *Session) allHandled() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.waiting == 0
 }
 
 // restoreError is an assignment that could not be restored: the process

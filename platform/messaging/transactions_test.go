@@ -431,3 +431,37 @@ func TestSessionHandlesAKeyInOrderAndKeysInParallel(t *testing.T) {
 		}
 	}
 }
+
+// A topic added after another got its handler (as a process subscribes
+// one topic after the other) is read too, once it has its own.
+func TestSessionReadsTopicsAddedOneAfterAnother(t *testing.T) {
+	a, b := contracts.TopicSpec{Name: "added.a", Partitions: 1}, contracts.TopicSpec{Name: "added.b", Partitions: 1}
+	cfg := startKafka(t, a, b)
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "added", TransactionalID: "added-1", Owner: &owner{}}, quiet())
+	got := make(chan string, 2)
+	for _, topic := range []string{a.Name, b.Name} {
+		s.AddTopic(topic)
+		if err := s.Handle(topic, func(*message.Message) error { got <- topic; return nil }); err != nil {
+			t.Fatalf("Handle %s: %v", topic, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	produce(t, cfg, &kgo.Record{Topic: a.Name, Value: []byte("a")}, &kgo.Record{Topic: b.Name, Value: []byte("b")})
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case topic := <-got:
+			seen[topic] = true
+		case err := <-done:
+			t.Fatalf("Run returned %v before both topics were read", err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("read within 20s: %v, want both %s and %s", seen, a.Name, b.Name)
+		}
+	}
+}
