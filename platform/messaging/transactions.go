@@ -91,9 +91,9 @@ type SessionConfig struct {
 // topic on one of a fixed set of workers, the one its key hashes to, so
 // that the records of a key are handled in order and the keys in
 // parallel, waits for all of them, and commits their writes and offsets
-// in one transaction. Under load a poll returns many
-// records, so a commit carries many handlers' writes; idle, a record is
-// handed out as soon as it is fetched. Writes outside a handler (an HTTP
+// in one transaction. Under load a poll returns many records, so a commit
+// carries many handlers' writes; idle, a record is handed out as soon as
+// it is fetched. Writes outside a handler (an HTTP
 // request, a timer) join the open transaction and wake the loop, which
 // commits them at once.
 type Session struct {
