@@ -587,7 +587,7 @@ func TestDependenciesDownAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		r.stop() // before the broker it writes to: its handlers would retry until the router gives up
+		r.stop() // before the broker it writes to: its handlers would retry until it stops
 		stack.Close()
 	})
 	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {

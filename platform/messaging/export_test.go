@@ -1,7 +1,14 @@
 package messaging
 
-import "time"
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
 
 // SetAwaitCommit sets how long s's writes outside a handler wait for their
 // commit.
 func SetAwaitCommit(s *Session, d time.Duration) { s.awaitCommit = d }
+
+// WorkerOf returns the worker that handles the records of key in topic.
+func WorkerOf(topic, key string) int { return workerOf(&kgo.Record{Topic: topic, Key: []byte(key)}) }

@@ -25,7 +25,8 @@ import (
 
 const handlerName = "customer.commands"
 
-// participant is a customer service's command port behind a real router.
+// participant is a customer service's command port behind the handler
+// chain, fed by a Subscriber.
 type participant struct {
 	kafka   config.Kafka
 	serde   *serde.Serde
@@ -34,7 +35,7 @@ type participant struct {
 	flakyCalls atomic.Int32
 }
 
-// startParticipant runs a customer participant behind a router until the
+// startParticipant runs a customer participant behind the chain until the
 // test ends. Its ReserveCredit handler panics for customer "panics", returns
 // no reply for "silent", fails twice for customer "flaky", and reserves the
 // credit otherwise.
@@ -52,9 +53,15 @@ func startParticipant(t *testing.T) *participant {
 	if err != nil {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
-	router, err := messaging.NewRouter(messaging.RouterConfig{
-		DeadLetter: pub, Metrics: p.metrics, RetryInterval: 10 * time.Millisecond, MaxRetryInterval: 50 * time.Millisecond,
+	handlers, err := messaging.NewHandlers(messaging.HandlersConfig{
+		DeadLetter: pub, Metrics: p.metrics, Subscriber: "messaging.Subscriber",
+		RetryInterval: 10 * time.Millisecond, MaxRetryInterval: 50 * time.Millisecond,
 	}, quiet())
+	if err != nil {
+		t.Fatalf("NewHandlers: %v", err)
+	}
+	// A plain router feeds the wrapped handler from the Subscriber.
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog())
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}
@@ -84,7 +91,8 @@ func startParticipant(t *testing.T) *participant {
 	if err != nil {
 		t.Fatalf("Handler: %v", err)
 	}
-	router.AddNoPublisherHandler(handlerName, contracts.TopicCustomerCommands, sub, messaging.Poison(handler, saga.ErrUnexpectedCommand))
+	router.AddNoPublisherHandler(handlerName, contracts.TopicCustomerCommands, sub,
+		handlers.Wrap(handlerName, contracts.TopicCustomerCommands, messaging.Poison(handler, saga.ErrUnexpectedCommand)))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -299,7 +307,7 @@ func TestCommands(t *testing.T) {
 	})
 
 	// The names, labels and values of watermill's router metrics.
-	t.Run("router metrics count the messages by handler and outcome", func(t *testing.T) {
+	t.Run("handler metrics count the messages by handler and outcome", func(t *testing.T) {
 		for _, c := range []struct {
 			metric string
 			labels map[string]string
@@ -335,22 +343,22 @@ func (p *participant) counted(name string, labels map[string]string) float64 {
 	return 0
 }
 
-func TestNewRouterRequiresADeadLetterPublisher(t *testing.T) {
-	_, err := messaging.NewRouter(messaging.RouterConfig{}, quiet())
+func TestNewHandlersRequiresADeadLetterPublisher(t *testing.T) {
+	_, err := messaging.NewHandlers(messaging.HandlersConfig{}, quiet())
 	if err == nil || !strings.Contains(err.Error(), "DeadLetter") {
-		t.Errorf("NewRouter without DeadLetter: got %v, want an error naming DeadLetter", err)
+		t.Errorf("NewHandlers without DeadLetter: got %v, want an error naming DeadLetter", err)
 	}
 }
 
-func TestNewRouterRegistersItsMetrics(t *testing.T) {
+func TestNewHandlersRegistersItsMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := messaging.NewRouter(messaging.RouterConfig{DeadLetter: nopPublisher{}, Metrics: reg}, quiet()); err != nil {
-		t.Fatalf("NewRouter: %v", err)
+	if _, err := messaging.NewHandlers(messaging.HandlersConfig{DeadLetter: nopPublisher{}, Metrics: reg}, quiet()); err != nil {
+		t.Fatalf("NewHandlers: %v", err)
 	}
-	// A second router on the same registry would count into the same
+	// A second chain on the same registry would count into the same
 	// series; it is refused rather than silently shared.
-	if _, err := messaging.NewRouter(messaging.RouterConfig{DeadLetter: nopPublisher{}, Metrics: reg}, quiet()); err == nil {
-		t.Errorf("second NewRouter on one registry: got nil error, want one")
+	if _, err := messaging.NewHandlers(messaging.HandlersConfig{DeadLetter: nopPublisher{}, Metrics: reg}, quiet()); err == nil {
+		t.Errorf("second NewHandlers on one registry: got nil error, want one")
 	}
 }
 

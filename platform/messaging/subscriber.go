@@ -205,6 +205,41 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	}
 }
 
+// deliver hands msg out once after is closed, again after every nack,
+// until it is acked (true) or ctx ends.
+func deliver(ctx context.Context, out chan<- *message.Message, msg *message.Message, msgCtx context.Context, after <-chan struct{}) bool {
+	if after != nil {
+		select {
+		case <-after:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	msgCtx, cancel := context.WithCancel(msgCtx)
+	defer cancel() // a message's context ends when it is through, as watermill expects
+	for {
+		msg.SetContext(msgCtx)
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-msg.Acked():
+			return true
+		case <-msg.Nacked():
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-time.After(nackResendSleep):
+		case <-ctx.Done():
+			return false
+		}
+		msg = msg.Copy() // a message is acked or nacked once
+	}
+}
+
 func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:

@@ -42,15 +42,17 @@ func traceSend(topic string, msg *message.Message) {
 }
 
 // traceHandling continues, in a span of its handling, the trace of each
-// consumed message: a child of the span that sent it, in another process.
-// The handler gets the span in msg.Context(), so what it sends is the
-// span's child.
-func traceHandling(traces trace.TracerProvider) message.HandlerMiddleware {
+// consumed message of topic: a child of the span that sent it, in another
+// process. The handler gets the span in msg.Context(), so what it sends is
+// the span's child. With no traces, it leaves the handler as it is.
+func traceHandling(traces trace.TracerProvider, topic string) message.HandlerMiddleware {
+	if traces == nil {
+		return func(h message.HandlerFunc) message.HandlerFunc { return h }
+	}
 	tracer := traces.Tracer(tracerName)
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			ctx := telemetry.Propagator().Extract(msg.Context(), propagation.MapCarrier(msg.Metadata))
-			topic := message.SubscribeTopicFromCtx(ctx)
 			record, _ := RecordFromCtx(ctx)
 			attrs := append(messageAttributes(topic, msg, semconv.MessagingOperationTypeProcess, string(record.Key)),
 				semconv.MessagingDestinationPartitionID(strconv.Itoa(int(record.Partition))),

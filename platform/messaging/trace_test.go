@@ -111,19 +111,23 @@ func awaitHandled(t *testing.T, handled <-chan trace.SpanContext) trace.SpanCont
 	}
 }
 
-// startRouter runs a router that traces with traces and hands topic's
-// messages to handler, until the test ends.
+// startRouter runs a router that hands topic's messages to handler behind
+// the chain, which traces with traces, until the test ends.
 func startRouter(t *testing.T, kafka config.Kafka, traces trace.TracerProvider, topic string, handler message.NoPublishHandlerFunc) {
 	t.Helper()
 	sub, err := messaging.NewSubscriber(kafka, "receiver", wlog())
 	if err != nil {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
-	router, err := messaging.NewRouter(messaging.RouterConfig{DeadLetter: nopPublisher{}, Traces: traces}, quiet())
+	handlers, err := messaging.NewHandlers(messaging.HandlersConfig{DeadLetter: nopPublisher{}, Traces: traces}, quiet())
+	if err != nil {
+		t.Fatalf("NewHandlers: %v", err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog())
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}
-	router.AddNoPublisherHandler("traced", topic, sub, handler)
+	router.AddNoPublisherHandler("traced", topic, sub, handlers.Wrap("traced", topic, handler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- router.Run(ctx) }()

@@ -87,12 +87,13 @@ type SessionConfig struct {
 // the broker refuses the offsets of an old generation, the transaction is
 // aborted, and no read_committed consumer sees its records.
 //
-// One loop polls what is fetched, hands every record out to the
-// subscribers (watermill's router), a record once the one before it of
-// the same key is through, waits for all of them, and commits their
-// writes and offsets in one transaction. Under load a poll returns many
-// records, so a commit carries many handlers' writes; idle, a record is
-// handed out as soon as it is fetched. Writes outside a handler (an HTTP
+// One loop polls what is fetched, hands every record to the handler of its
+// topic on one of a fixed set of workers, the one its key hashes to, so
+// that the records of a key are handled in order and the keys in
+// parallel, waits for all of them, and commits their writes and offsets
+// in one transaction. Under load a poll returns many records, so a commit
+// carries many handlers' writes; idle, a record is handed out as soon as
+// it is fetched. Writes outside a handler (an HTTP
 // request, a timer) join the open transaction and wake the loop, which
 // commits them at once.
 type Session struct {
@@ -105,10 +106,14 @@ type Session struct {
 	started atomic.Bool
 	done    chan struct{} // closed when Run returns
 
-	topics     []string
-	outs       map[string]chan *message.Message // by topic, once subscribed
-	waiting    int                              // topics not subscribed yet
-	subscribed chan struct{}                    // closed once every topic is subscribed
+	topics   []string
+	handlers map[string]func(*message.Message) error // by topic, once handled
+	outs     []chan *message.Message                 // of Subscribe, closed when Run returns
+	waiting  int                                     // topics without a handler yet
+	handled  chan struct{}                           // a handler was registered (one slot: a wake-up)
+
+	workers []chan job      // started by Run
+	shares  [][]*kgo.Record // a batch's records by worker, reused
 
 	mu     sync.RWMutex // shared by writers while they produce; the loop's to end and begin
 	cl     txnClient
@@ -189,40 +194,86 @@ func (s *Session) AfterCommit(fn func()) {
 func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), outs: map[string]chan *message.Message{}, subscribed: make(chan struct{}),
+		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
 		cur: newTxn(), failed: make(chan error, 1)}
 	return s
 }
 
-// AddTopic adds a topic the group reads; call it before Subscribe and Run.
+// AddTopic adds a topic the group reads; call it before Handle (or
+// Subscribe) and Run.
 func (s *Session) AddTopic(topic string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.outs[topic]; !ok {
-		s.outs[topic] = nil
+	if _, ok := s.handlers[topic]; !ok {
+		s.handlers[topic] = nil
 		s.topics = append(s.topics, topic)
 		s.waiting++
 	}
 }
 
-// Subscribe implements message.Subscriber for the topics added. The
-// channel closes when the session stops.
-func (s *Session) Subscribe(_ context.Context, topic string) (<-chan *message.Message, error) {
+// Handle makes h the handler of the records of topic, one of the topics
+// added; call it before Run, which waits for every topic's. The loop calls
+// h with each record as a message (RecordFromCtx in its context, which
+// ends once the record is through): nil acks it, an error nacks it and h
+// is called again, with a copy, after a pause, until it acks or the
+// session stops. h must return once the message's context ends.
+func (s *Session) Handle(topic string, h func(*message.Message) error) error {
+	return s.register(topic, h, nil)
+}
+
+func (s *Session) register(topic string, h func(*message.Message) error, out chan *message.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.outs[topic]
+	cur, ok := s.handlers[topic]
 	if !ok {
-		return nil, fmt.Errorf("consumer group %s does not read %s", s.cfg.Group, topic)
+		return fmt.Errorf("consumer group %s does not read %s", s.cfg.Group, topic)
 	}
-	if ch != nil {
-		return nil, fmt.Errorf("consumer group %s: %s subscribed twice", s.cfg.Group, topic)
+	if cur != nil {
+		return fmt.Errorf("consumer group %s: %s subscribed twice", s.cfg.Group, topic)
 	}
-	ch = make(chan *message.Message)
-	s.outs[topic] = ch
-	if s.waiting--; s.waiting == 0 {
-		close(s.subscribed)
+	s.handlers[topic] = h
+	if out != nil {
+		s.outs = append(s.outs, out)
 	}
-	return ch, nil
+	s.waiting--
+	select {
+	case s.handled <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Subscribe implements message.Subscriber for the topics added, on
+// Handle: each record is handed out on the channel, and its handler
+// returns once the message is acked or nacked. The channel closes when
+// the session stops.
+func (s *Session) Subscribe(_ context.Context, topic string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	if err := s.register(topic, func(msg *message.Message) error { return handOut(out, msg) }, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// errNacked is a message its subscriber nacked: it is handed out again.
+var errNacked = errors.New("message nacked")
+
+// handOut hands msg out on out and waits for its subscriber's answer.
+func handOut(out chan<- *message.Message, msg *message.Message) error {
+	ctx := msg.Context() // ends with the session
+	select {
+	case out <- msg:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-msg.Acked():
+		return nil
+	case <-msg.Nacked():
+		return errNacked
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close stops the session and waits for Run to return.
@@ -234,7 +285,7 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// Run joins the group once every topic is subscribed, and consumes and
+// Run joins the group once every topic has its handler, and consumes and
 // commits until ctx ends or the session is closed. A client that fails
 // (Kafka gone past its retries) is replaced by a new one, after the state
 // is dropped: what it held may include aborted writes.
@@ -248,11 +299,15 @@ func (s *Session) Run(ctx context.Context) error {
 	defer context.AfterFunc(s.ctx, stop)()
 	defer s.closeOuts()
 	if len(s.topics) > 0 {
-		select {
-		case <-s.subscribed:
-		case <-ctx.Done():
-			return nil
+		// A watermill router subscribes when it runs, maybe after this.
+		for !s.allHandled() {
+			select {
+			case <-s.handled:
+			case <-ctx.Done():
+				return nil
+			}
 		}
+		defer s.startWorkers()() // stopped before the channels of Subscribe close
 	} else {
 		s.reopen.Store(true) // no group: it owns every partition, now
 	}
@@ -281,6 +336,13 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 }
 
+// allHandled reports whether every topic added has its handler.
+func (s *Session) allHandled() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.waiting == 0
+}
+
 // restoreError is an assignment that could not be restored: the process
 // stops rather than serve part of its state.
 type restoreError struct{ err error }
@@ -290,12 +352,10 @@ func (e restoreError) Error() string { return e.err.Error() }
 func (s *Session) closeOuts() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for topic, ch := range s.outs {
-		if ch != nil {
-			close(ch)
-			s.outs[topic] = nil
-		}
+	for _, ch := range s.outs {
+		close(ch)
 	}
+	s.outs = nil
 }
 
 // runClient connects a client and runs the loop on it until ctx ends or
@@ -456,71 +516,114 @@ func (s *Session) wake() {
 	s.pollMu.Unlock()
 }
 
-// inFlight is a record handed out and not yet through.
-type inFlight struct {
-	record  *kgo.Record
-	through chan struct{} // closed when it is done with, acked or not
-	acked   bool          // set before through is closed
+// workerCount is how many records are handled at once, at most: a
+// record's worker is the one its key hashes to. As many as a Subscriber
+// keeps in flight per partition (MaxInFlight): enough for the handlers
+// that wait on Kafka or the registry to overlap, while an idle worker
+// costs one parked goroutine, whose stack, grown once, serves every record.
+const workerCount = 64
+
+// job is a batch's share of records for one worker, in the batch's order.
+type job struct {
+	ctx     context.Context // the batch's: once it ends, the records left are not acked
+	records []*kgo.Record
+	missed  *atomic.Bool // set if a record was not acked
+	done    *sync.WaitGroup
 }
 
-// handle hands every record out, a record once the one before it of its
-// key is through, and reports whether all were acked (not: the session is
-// stopping).
-func (s *Session) handle(ctx context.Context, records []*kgo.Record) bool {
-	type key struct{ topic, key string }
-	last := make(map[key]*inFlight, len(records))
-	all := make([]*inFlight, len(records))
+// startWorkers starts the workers, and returns what stops them and waits
+// for them to end.
+func (s *Session) startWorkers() (stop func()) {
+	s.workers = make([]chan job, workerCount)
+	s.shares = make([][]*kgo.Record, workerCount)
 	var wg sync.WaitGroup
-	for i, r := range records {
-		m := &inFlight{record: r, through: make(chan struct{})}
-		all[i] = m
-		k := key{r.Topic, string(r.Key)}
-		var after <-chan struct{}
-		if prev, ok := last[k]; ok {
-			after = prev.through
-		}
-		last[k] = m
-		out := s.outs[r.Topic]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(m.through)
-			m.acked = deliver(ctx, out, toMessage(r), withRecord(ctx, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key}), after)
-		}()
+	for i := range s.workers {
+		// One slot: a worker has one job at most, as the loop waits
+		// for the batch before the next, so handing it out never blocks.
+		s.workers[i] = make(chan job, 1)
+		wg.Go(func() {
+			for j := range s.workers[i] {
+				for _, r := range j.records {
+					if !s.deliver(j.ctx, r) {
+						j.missed.Store(true)
+					}
+				}
+				j.done.Done()
+			}
+		})
 	}
-	wg.Wait()
-	return !slices.ContainsFunc(all, func(m *inFlight) bool { return !m.acked })
+	return func() {
+		for _, w := range s.workers {
+			close(w)
+		}
+		wg.Wait()
+	}
 }
 
-// deliver hands msg out once after is closed, again after every nack,
-// until it is acked (true) or ctx ends.
-func deliver(ctx context.Context, out chan<- *message.Message, msg *message.Message, msgCtx context.Context, after <-chan struct{}) bool {
-	if after != nil {
-		select {
-		case <-after:
-		case <-ctx.Done():
-			return false
+// handle hands every record to its worker, and reports whether all were
+// acked (not: the session is stopping).
+func (s *Session) handle(ctx context.Context, records []*kgo.Record) bool {
+	for i := range s.shares {
+		clear(s.shares[i])
+		s.shares[i] = s.shares[i][:0]
+	}
+	for _, r := range records {
+		i := workerOf(r)
+		s.shares[i] = append(s.shares[i], r)
+	}
+	var (
+		missed atomic.Bool
+		done   sync.WaitGroup
+	)
+	for i, share := range s.shares {
+		if len(share) > 0 {
+			done.Add(1)
+			s.workers[i] <- job{ctx: ctx, records: share, missed: &missed, done: &done}
 		}
 	}
-	msgCtx, cancel := context.WithCancel(msgCtx)
+	done.Wait()
+	return !missed.Load()
+}
+
+// workerOf returns the worker of r: by topic and key (FNV-1a), so a
+// key's records are handled in order. A record without a key goes by its
+// partition, keeping the order Kafka gives it, which is per partition.
+func workerOf(r *kgo.Record) int {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := range len(r.Topic) {
+		h = (h ^ uint64(r.Topic[i])) * prime
+	}
+	if len(r.Key) > 0 {
+		for _, b := range r.Key {
+			h = (h ^ uint64(b)) * prime
+		}
+	} else {
+		h = (h ^ uint64(uint32(r.Partition))) * prime
+	}
+	return int(h % workerCount)
+}
+
+// deliver calls the handler of r's topic until it acks the record (true)
+// or ctx ends, pausing after every nack.
+func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	h := s.handlers[r.Topic]
+	msgCtx, cancel := context.WithCancel(withRecord(ctx, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key}))
 	defer cancel() // a message's context ends when it is through, as watermill expects
+	msg := toMessage(r)
 	for {
 		msg.SetContext(msgCtx)
-		select {
-		case out <- msg:
-		case <-ctx.Done():
-			return false
-		}
-		select {
-		case <-msg.Acked():
+		if h(msg) == nil {
 			return true
-		case <-msg.Nacked():
-		case <-ctx.Done():
-			return false
 		}
+		pause := time.NewTimer(nackResendSleep)
 		select {
-		case <-time.After(nackResendSleep):
+		case <-pause.C:
 		case <-ctx.Done():
+			pause.Stop()
 			return false
 		}
 		msg = msg.Copy() // a message is acked or nacked once

@@ -378,3 +378,151 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 		t.Errorf("%s: got %s, want the accepted write alone", kept.Name, describe(got))
 	}
 }
+
+// The records of a key are handled one at a time, in offset order, by the
+// handler given to Handle, while a handler held up on another key does not
+// hold them back; a nacked record is handled again before its key's next.
+func TestSessionHandlesAKeyInOrderAndKeysInParallel(t *testing.T) {
+	in := contracts.TopicSpec{Name: "workers.in", Partitions: 1} // every key in one partition, one batch
+	cfg := startKafka(t, in)
+	var (
+		mu      sync.Mutex
+		handled = map[string][]int64{} // acked offsets by key
+		busy    = map[string]bool{}    // a handler of the key is running
+		nacked  bool
+	)
+	release := make(chan struct{})
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "workers", TransactionalID: "workers-1", Owner: o}, quiet())
+	s.AddTopic(in.Name)
+	err := s.Handle(in.Name, func(msg *message.Message) error {
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		key := string(r.Key)
+		mu.Lock()
+		if busy[key] {
+			t.Errorf("two handlers of key %s at once (offset %d)", key, r.Offset)
+		}
+		busy[key] = true
+		fail := key == "flaky" && !nacked
+		nacked = nacked || fail
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			busy[key] = false
+			mu.Unlock()
+		}()
+		if key == "slow" {
+			select {
+			case <-release:
+			case <-msg.Context().Done():
+				return msg.Context().Err()
+			}
+		}
+		if fail {
+			return errors.New("nacked once")
+		}
+		mu.Lock()
+		handled[key] = append(handled[key], r.Offset)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if err := s.Handle(in.Name, func(*message.Message) error { return nil }); err == nil {
+		t.Errorf("a second Handle of %s: got nil error, want one", in.Name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	// slow first: its handler holds on while the other keys, on other
+	// workers, go on.
+	keys := []string{"slow", "flaky"}
+	taken := map[int]bool{messaging.WorkerOf(in.Name, "slow"): true, messaging.WorkerOf(in.Name, "flaky"): true}
+	if len(taken) != 2 {
+		t.Fatalf("slow and flaky on one worker: the test needs other keys")
+	}
+	for i := 0; len(keys) < 5; i++ {
+		if k := fmt.Sprintf("k%d", i); !taken[messaging.WorkerOf(in.Name, k)] {
+			taken[messaging.WorkerOf(in.Name, k)] = true
+			keys = append(keys, k)
+		}
+	}
+	const each = 10
+	var records []*kgo.Record
+	want := map[string][]int64{}
+	for i := range each {
+		for _, k := range keys {
+			want[k] = append(want[k], int64(len(records)))
+			records = append(records, &kgo.Record{Topic: in.Name, Key: []byte(k), Value: fmt.Appendf(nil, "%d", i)})
+		}
+	}
+	produce(t, cfg, records...)
+
+	count := func(key string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled[key])
+	}
+	for _, k := range keys[1:] {
+		eventually(t, "the records of "+k+" to be handled while slow's first is held", func() bool { return count(k) == each })
+	}
+	if got := count("slow"); got != 0 {
+		t.Errorf("records of slow handled while its first was held: %d, want 0", got)
+	}
+	close(release)
+	eventually(t, "the records of slow to be handled once released", func() bool { return count("slow") == each })
+
+	mu.Lock()
+	defer mu.Unlock()
+	if !nacked {
+		t.Error("flaky's first record was never nacked: the test proves nothing of a nack")
+	}
+	for _, k := range keys {
+		if !slices.Equal(handled[k], want[k]) {
+			t.Errorf("offsets handled of %s: got %v, want %v: each once, in order", k, handled[k], want[k])
+		}
+	}
+}
+
+// A topic added after another got its handler (as a process subscribes
+// one topic after the other) is read too, once it has its own.
+func TestSessionReadsTopicsAddedOneAfterAnother(t *testing.T) {
+	a, b := contracts.TopicSpec{Name: "added.a", Partitions: 1}, contracts.TopicSpec{Name: "added.b", Partitions: 1}
+	cfg := startKafka(t, a, b)
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "added", TransactionalID: "added-1", Owner: &owner{}}, quiet())
+	got := make(chan string, 2)
+	for _, topic := range []string{a.Name, b.Name} {
+		s.AddTopic(topic)
+		if err := s.Handle(topic, func(*message.Message) error { got <- topic; return nil }); err != nil {
+			t.Fatalf("Handle %s: %v", topic, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	produce(t, cfg, &kgo.Record{Topic: a.Name, Value: []byte("a")}, &kgo.Record{Topic: b.Name, Value: []byte("b")})
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case topic := <-got:
+			seen[topic] = true
+		case err := <-done:
+			t.Fatalf("Run returned %v before both topics were read", err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("read within 20s: %v, want both %s and %s", seen, a.Name, b.Name)
+		}
+	}
+}

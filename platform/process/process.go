@@ -1,6 +1,6 @@
 // Package process wires what every process of the system has: the schema
 // registry client and serde, one Kafka producer for its publisher and its
-// stores, the watermill router with its subscriptions, the Kafka-backed
+// stores, its watermill handlers behind the middleware chain, the Kafka-backed
 // stores, and the HTTP server with health, readiness and metrics. A
 // service's main builds one Process, adds its stores, handlers and routes,
 // and calls Run.
@@ -77,7 +77,6 @@ type Process struct {
 	// Publisher publishes messages (commands, replies, events) to Kafka
 	// through the producer the stores write with.
 	Publisher message.Publisher
-	Router    *message.Router
 	HTTP      *httpserver.Server
 	// Traces is the process's own tracer provider, which names it
 	// (service.name); nil when it exports no traces, and then nothing
@@ -87,9 +86,10 @@ type Process struct {
 	registry   srclient.ISchemaRegistryClient
 	sarama     *sarama.Config
 	kgo        []kgo.Opt
-	client     sarama.Client      // for the group's description and the evictions
-	session    *messaging.Session // the process's one consumer group and producer
-	topics     []string           // it reads
+	client     sarama.Client       // for the group's description and the evictions
+	session    *messaging.Session  // the process's one consumer group and producer
+	handlers   *messaging.Handlers // the chain every handler runs behind
+	topics     []string            // it reads
 	stores     []assignable
 	archives   []string // the archive topics of the stores
 	restores   []func(context.Context) error
@@ -173,7 +173,8 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	}, logger)
 	p.closers = append(p.closers, p.session.Close)
 	p.Publisher = messaging.PublisherOn(p.session)
-	if p.Router, err = messaging.NewRouter(messaging.RouterConfig{DeadLetter: p.Publisher, Metrics: p.Metrics, Traces: p.Traces}, logger); err != nil {
+	if p.handlers, err = messaging.NewHandlers(messaging.HandlersConfig{DeadLetter: p.Publisher, Metrics: p.Metrics,
+		Subscriber: "messaging.Session", Traces: p.Traces}, logger); err != nil {
 		return nil, err
 	}
 	p.HTTP, err = httpserver.New(httpserver.Config{
@@ -246,14 +247,17 @@ func (p *Process) NewSerde(types ...serde.Record) (*serde.Serde, error) {
 // group.
 func (p *Process) KgoOptions() []kgo.Opt { return slices.Clone(p.kgo) }
 
-// Subscribe routes every message of topic to handler. The process reads
-// all its topics in one consumer group, named after it, so an instance is
-// assigned the same partitions of each: the commands, state and replies
-// of the keys it owns.
+// Subscribe hands every message of topic to handler, behind the
+// middleware chain (messaging.Handlers). The process reads all its topics
+// in one consumer group, named after it, so an instance is assigned the
+// same partitions of each: the commands, state and replies of the keys it
+// owns.
 func (p *Process) Subscribe(topic string, handler message.NoPublishHandlerFunc) error {
 	p.session.AddTopic(topic)
+	if err := p.session.Handle(topic, p.handlers.Wrap(p.cfg.Name+"."+topic, topic, handler)); err != nil {
+		return err
+	}
 	p.topics = append(p.topics, topic)
-	p.Router.AddNoPublisherHandler(p.cfg.Name+"."+topic, topic, p.session, handler)
 	return nil
 }
 
@@ -268,7 +272,7 @@ func (p *Process) Send(topic, key string, msg *message.Message) error {
 // to rebuild what a service derives from its stores.
 func (p *Process) OnRestored(fn func(ctx context.Context) error) { p.restores = append(p.restores, fn) }
 
-// Go runs loop beside the router and the HTTP server, after the state is
+// Go runs loop beside the consumer and the HTTP server, after the state is
 // restored, until the process stops.
 func (p *Process) Go(loop func(ctx context.Context) error) { p.loops = append(p.loops, loop) }
 
@@ -368,24 +372,6 @@ func (p *Process) Run(ctx context.Context) error {
 			g.Go(func() error { return loop(ctx) })
 		}
 		return nil
-	})
-	g.Go(func() error {
-		if err := p.Router.Run(ctx); err != nil {
-			return fmt.Errorf("router: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		select {
-		case <-p.Router.Running():
-			// A router without handlers does not stop with its context.
-			return p.Router.Close()
-		default:
-			// The router never ran: Close would wait its CloseTimeout for
-			// handlers that never started.
-			return nil
-		}
 	})
 	return g.Wait()
 }

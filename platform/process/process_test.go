@@ -200,7 +200,7 @@ func TestRunReturnsTheErrorOfAFailedRestore(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "no.such.topic") {
 			t.Errorf("Run with a store on a missing topic: got %v, want an error naming the topic", err)
 		}
-	case <-time.After(5 * time.Second): // not the router's CloseTimeout (10s), which never ran
+	case <-time.After(5 * time.Second): // a failed restore stops Run at once
 		t.Fatal("Run did not return within 5s of a failed restore")
 	}
 	if got := readyz(p); got != http.StatusServiceUnavailable {

@@ -169,24 +169,28 @@ func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replie
 		responderSub.Close()
 		return 0, err
 	}
-	router, err := messaging.NewRouter(messaging.RouterConfig{DeadLetter: responderPub}, logger)
+	handlers, err := messaging.NewHandlers(messaging.HandlersConfig{DeadLetter: responderPub, Subscriber: "messaging.Subscriber"}, logger)
+	var router *message.Router
+	if err == nil {
+		router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	}
 	if err != nil {
 		responderSub.Close()
 		driverSub.Close()
 		return 0, err
 	}
 
-	router.AddNoPublisherHandler("responder", requests, responderSub, func(msg *message.Message) error {
+	router.AddNoPublisherHandler("responder", requests, responderSub, handlers.Wrap("responder", requests, func(msg *message.Message) error {
 		reply := message.NewMessage(watermill.NewUUID(), msg.Payload)
 		reply.Metadata.Set(contracts.HeaderPartitionKey, msg.Metadata.Get(contracts.HeaderPartitionKey))
 		reply.Metadata.Set(headerRequest, msg.UUID)
 		return responderPub.Publish(replies, reply)
-	})
+	}))
 	waiting := newWaiters()
-	router.AddNoPublisherHandler("driver", replies, driverSub, func(msg *message.Message) error {
+	router.AddNoPublisherHandler("driver", replies, driverSub, handlers.Wrap("driver", replies, func(msg *message.Message) error {
 		waiting.done(msg.Metadata.Get(headerRequest))
 		return nil
-	})
+	}))
 	runCtx, stop := context.WithCancel(ctx)
 	routed := make(chan error, 1)
 	go func() { routed <- router.Run(runCtx) }() // closes the subscribers when it returns

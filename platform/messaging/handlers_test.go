@@ -79,7 +79,7 @@ func TestRetry(t *testing.T) {
 	})
 }
 
-func TestHandlerMetricsCountAsTheRouterAcks(t *testing.T) {
+func TestHandlerMetricsCountAcksAndNacks(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := newHandlerMetrics(reg)
 	if err != nil {
@@ -87,7 +87,7 @@ func TestHandlerMetricsCountAsTheRouterAcks(t *testing.T) {
 	}
 	results := []error{nil, nil, errors.New("transient"), nil}
 	calls := 0
-	h := m.middleware(middleware.Recoverer(func(*message.Message) ([]*message.Message, error) {
+	h := m.middleware("", "")(middleware.Recoverer(func(*message.Message) ([]*message.Message, error) {
 		calls++
 		if calls == 5 {
 			panic("boom")
@@ -97,8 +97,8 @@ func TestHandlerMetricsCountAsTheRouterAcks(t *testing.T) {
 	for range 5 {
 		_, _ = h(message.NewMessage(watermill.NewUUID(), nil))
 	}
-	// Outside a router the handler and subscriber names are empty, as
-	// watermill's own metrics would record them.
+	// With no handler name, the handler is named as watermill's own
+	// metrics name it.
 	if got := testutil.ToFloat64(m.received.WithLabelValues("<no handler>", "", "acked")); got != 3 {
 		t.Errorf("acked: got %v, want 3", got)
 	}
@@ -110,26 +110,19 @@ func TestHandlerMetricsCountAsTheRouterAcks(t *testing.T) {
 	}
 }
 
-// BenchmarkRouterChain: the middleware every consumed message goes through
-// (metrics, dead-letter, retry, recoverer), around a handler that succeeds.
-func BenchmarkRouterChain(b *testing.B) {
-	logger := slog.New(slog.DiscardHandler)
-	reg := prometheus.NewRegistry()
-	m, err := newHandlerMetrics(reg)
+// BenchmarkHandlerChain: the middleware every consumed message goes
+// through (metrics, dead-letter, retry, recoverer), around a handler that
+// succeeds.
+func BenchmarkHandlerChain(b *testing.B) {
+	hs, err := NewHandlers(HandlersConfig{DeadLetter: nopDeadLetter{}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
-	dl := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dead"}, []string{"topic"})
-	chain := []message.HandlerMiddleware{m.middleware, deadLetter(nil, dl, logger),
-		retry(time.Millisecond, time.Millisecond, Logger(logger)), middleware.Recoverer}
-	var h message.HandlerFunc = func(*message.Message) ([]*message.Message, error) { return nil, nil }
-	for i := len(chain) - 1; i >= 0; i-- {
-		h = chain[i](h)
-	}
+	h := hs.Wrap("bench.in", "in", func(*message.Message) error { return nil })
 	msg := message.NewMessage(watermill.NewUUID(), []byte("x"))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := h(msg); err != nil {
+		if err := h(msg); err != nil {
 			b.Fatal(err)
 		}
 	}

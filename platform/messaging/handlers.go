@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -46,12 +45,16 @@ func isPoison(err error) bool {
 	return errors.Is(err, ErrPoison) || errors.Is(err, serde.ErrUndecodable) || errors.As(err, &panicked)
 }
 
-// RouterConfig configures NewRouter.
-type RouterConfig struct {
+// HandlersConfig configures NewHandlers.
+type HandlersConfig struct {
 	// DeadLetter publishes poison messages to contracts.TopicDeadLetter.
 	DeadLetter message.Publisher
-	// Metrics receives the router's and the dead letter's metrics.
+	// Metrics receives the handlers' and the dead letter's metrics.
 	Metrics prometheus.Registerer
+	// Subscriber names what hands the messages in, the subscriber_name
+	// label of subscriber_messages_received_total: its type, as watermill's
+	// router names it (messaging.Session in a process).
+	Subscriber string
 	// RetryInterval is the first wait before retrying a failed handler; the
 	// wait doubles up to MaxRetryInterval, and retries never stop: a
 	// transient failure (broker or registry down) must not lose the message.
@@ -62,7 +65,7 @@ type RouterConfig struct {
 	Traces trace.TracerProvider
 }
 
-func (c *RouterConfig) setDefaults() {
+func (c *HandlersConfig) setDefaults() {
 	if c.RetryInterval == 0 {
 		c.RetryInterval = 100 * time.Millisecond
 	}
@@ -75,26 +78,32 @@ func (c *RouterConfig) setDefaults() {
 }
 
 // Validate reports every missing setting at once.
-func (c RouterConfig) Validate() error {
+func (c HandlersConfig) Validate() error {
 	var errs []error
 	if c.DeadLetter == nil {
-		errs = append(errs, errors.New("messaging: RouterConfig.DeadLetter is required"))
+		errs = append(errs, errors.New("messaging: HandlersConfig.DeadLetter is required"))
 	}
 	return errors.Join(errs...)
 }
 
-// NewRouter returns a watermill router whose handlers run behind one visible
-// chain of middleware: dead-lettering of poison messages, retries with
-// backoff for everything else, and recovery from panics.
-func NewRouter(cfg RouterConfig, logger *slog.Logger) (*message.Router, error) {
+// Handlers wraps a process's watermill handlers in one chain of
+// middleware: dead-lettering of poison messages, retries with backoff for
+// everything else, and recovery from panics. A wrapped handler is called
+// directly by whatever delivers the messages (a Session's workers), with
+// no router and no goroutine of its own per message.
+type Handlers struct {
+	cfg          HandlersConfig
+	logger       *slog.Logger
+	wlog         watermill.LoggerAdapter
+	deadLettered *prometheus.CounterVec // by topic
+	metrics      handlerMetrics
+}
+
+// NewHandlers registers the handlers' metrics with cfg.Metrics.
+func NewHandlers(cfg HandlersConfig, logger *slog.Logger) (*Handlers, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	wlog := Logger(logger)
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
-	if err != nil {
-		return nil, fmt.Errorf("create router: %w", err)
 	}
 	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "messages_dead_lettered_total",
@@ -107,45 +116,57 @@ func NewRouter(cfg RouterConfig, logger *slog.Logger) (*message.Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.AddMiddleware(handled.middleware)
+	return &Handlers{cfg: cfg, logger: logger, wlog: Logger(logger), deadLettered: deadLettered, metrics: handled}, nil
+}
 
-	if cfg.Traces != nil {
+// Wrap returns fn, the handler named name of the messages of topic,
+// behind the chain; nil from it acks the message, an error nacks it. The
+// metrics' series are looked up here, once.
+func (h *Handlers) Wrap(name, topic string, fn message.NoPublishHandlerFunc) func(*message.Message) error {
+	chain := []message.HandlerMiddleware{
+		h.metrics.middleware(name, h.cfg.Subscriber),
 		// Outermost but the metrics: one span a delivery, its retries and
 		// dead-lettering within.
-		r.AddMiddleware(traceHandling(cfg.Traces))
-	}
-	r.AddMiddleware(
-		deadLetter(cfg.DeadLetter, deadLettered, logger),
-		retry(cfg.RetryInterval, cfg.MaxRetryInterval, wlog),
+		traceHandling(h.cfg.Traces, topic),
+		deadLetter(h.cfg.DeadLetter, h.deadLettered.WithLabelValues(topic), h.logger, name, topic),
+		retry(h.cfg.RetryInterval, h.cfg.MaxRetryInterval, h.wlog),
 		middleware.Recoverer,
-	)
-	return r, nil
+	}
+	wrapped := func(msg *message.Message) ([]*message.Message, error) { return nil, fn(msg) }
+	for _, m := range slices.Backward(chain) {
+		wrapped = m(wrapped)
+	}
+	return func(msg *message.Message) error {
+		_, err := wrapped(msg)
+		return err
+	}
 }
 
 // deadLetter publishes a poison message, headers and payload untouched, to the
 // dead-letter topic with headers naming its origin and the error, then acks
 // it. Other errors pass through, so the message is redelivered.
-func deadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *slog.Logger) message.HandlerMiddleware {
+func deadLetter(pub message.Publisher, counter prometheus.Counter, logger *slog.Logger, handler, topic string) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			out, err := h(msg)
 			if err == nil || !isPoison(err) {
 				return out, err
 			}
-			return nil, sendDeadLetter(pub, counter, logger, msg, err)
+			return nil, sendDeadLetter(pub, counter, logger, handler, topic, msg, err)
 		}
 	}
 }
 
 // sendDeadLetter is deadLetter's rare path, a function of its own so that
-// the frame every message's goroutine stacks stays small.
-func sendDeadLetter(pub message.Publisher, counter *prometheus.CounterVec, logger *slog.Logger, msg *message.Message, err error) error {
+// the frame every message's call stacks stays small.
+func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *slog.Logger, handler, topic string,
+	msg *message.Message, err error,
+) error {
 	ctx := msg.Context()
-	topic := message.SubscribeTopicFromCtx(ctx)
 	dead := msg.Copy()
 	dead.SetContext(ctx) // written on behalf of msg, in its transaction
 	dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
-	dead.Metadata.Set(contracts.HeaderDeadLetterHandler, message.HandlerNameFromCtx(ctx))
+	dead.Metadata.Set(contracts.HeaderDeadLetterHandler, handler)
 	dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
 	record, ok := RecordFromCtx(ctx)
 	if ok {
@@ -159,7 +180,7 @@ func sendDeadLetter(pub message.Publisher, counter *prometheus.CounterVec, logge
 		// Not acked: the message comes back and is tried again.
 		return fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
 	}
-	counter.WithLabelValues(topic).Inc()
+	counter.Inc()
 	trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
 	logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
 	return nil
@@ -189,7 +210,7 @@ func retry(interval, maxInterval time.Duration, logger watermill.LoggerAdapter) 
 }
 
 // retryFailed is retry's path after a first failure, a function of its own
-// so that the frame every message's goroutine stacks stays small.
+// so that the frame every message's call stacks stays small.
 func retryFailed(h message.HandlerFunc, msg *message.Message, err error, interval, maxInterval time.Duration,
 	logger watermill.LoggerAdapter,
 ) ([]*message.Message, error) {
@@ -239,58 +260,39 @@ func newHandlerMetrics(reg prometheus.Registerer) (handlerMetrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.seconds, m.received} {
 		if err := reg.Register(c); err != nil {
-			return m, fmt.Errorf("register router metric: %w", err)
+			return m, fmt.Errorf("register handler metric: %w", err)
 		}
 	}
 	return m, nil
 }
 
-// middleware times a handler and counts its messages as the router acks or
-// nacks them. A router wraps each of its handlers once, so the series are
-// looked up at the handler's first message only.
-func (m handlerMetrics) middleware(h message.HandlerFunc) message.HandlerFunc {
-	var (
-		once              sync.Once
-		succeeded, failed prometheus.Observer
-		acked, nacked     prometheus.Counter
-	)
-	return func(msg *message.Message) (out []*message.Message, err error) {
-		once.Do(func() {
-			ctx := msg.Context()
-			handler, subscriber := message.HandlerNameFromCtx(ctx), message.SubscriberNameFromCtx(ctx)
-			succeeded, failed = m.seconds.WithLabelValues(handler, "true"), m.seconds.WithLabelValues(handler, "false")
-			if handler == "" {
-				handler = "<no handler>" // as watermill's subscriber metrics name it
-			}
-			acked, nacked = m.received.WithLabelValues(handler, subscriber, "acked"), m.received.WithLabelValues(handler, subscriber, "nacked")
-		})
-		start := time.Now()
-		panicked := true
-		defer func() {
-			if err != nil {
-				failed.Observe(time.Since(start).Seconds())
-			} else {
-				succeeded.Observe(time.Since(start).Seconds())
-			}
-			switch {
-			case panicked || err != nil:
-				nacked.Inc() // the router nacks it
-			case len(out) == 0:
-				acked.Inc()
-			default:
-				// The router acks it once what it produced is published.
-				go func() {
-					select {
-					case <-msg.Acked():
-						acked.Inc()
-					case <-msg.Nacked():
-						nacked.Inc()
-					}
-				}()
-			}
-		}()
-		out, err = h(msg)
-		panicked = false
-		return out, err
+// middleware times the handler named handler and counts its messages as
+// they are acked (nil) or nacked (an error, or a panic).
+func (m handlerMetrics) middleware(handler, subscriber string) message.HandlerMiddleware {
+	succeeded, failed := m.seconds.WithLabelValues(handler, "true"), m.seconds.WithLabelValues(handler, "false")
+	if handler == "" {
+		handler = "<no handler>" // as watermill's subscriber metrics name it
+	}
+	acked, nacked := m.received.WithLabelValues(handler, subscriber, "acked"), m.received.WithLabelValues(handler, subscriber, "nacked")
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) (out []*message.Message, err error) {
+			start := time.Now()
+			panicked := true
+			defer func() {
+				if err != nil {
+					failed.Observe(time.Since(start).Seconds())
+				} else {
+					succeeded.Observe(time.Since(start).Seconds())
+				}
+				if panicked || err != nil {
+					nacked.Inc()
+				} else {
+					acked.Inc()
+				}
+			}()
+			out, err = h(msg)
+			panicked = false
+			return out, err
+		}
 	}
 }
