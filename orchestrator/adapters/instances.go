@@ -5,7 +5,7 @@ package adapters
 import (
 	"context"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
@@ -32,19 +32,19 @@ func (i *Instances) Get(id string) (saga.SagaInstance, bool, error) {
 	return *v, true, nil
 }
 
-// Update writes the instance and its command in one produce request.
+// Update writes the instance and its command in one transaction.
 func (i *Instances) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
-	return i.store.UpdateAndSend(ctx, id, func(v *saga.SagaInstance, exists bool) ([]*sarama.ProducerMessage, error) {
+	return i.store.UpdateAndSend(ctx, id, func(v *saga.SagaInstance, exists bool) ([]*kgo.Record, error) {
 		out, err := fn(v, exists)
 		if err != nil || out == nil {
 			return nil, err
 		}
 		out.Msg.Metadata.Set(contracts.HeaderPartitionKey, out.Key)
-		pm, err := messaging.ProducerMessage(out.Topic, out.Msg)
+		pm, err := messaging.NewRecord(out.Topic, out.Msg)
 		if err != nil {
 			return nil, err
 		}
-		return []*sarama.ProducerMessage{pm}, nil
+		return []*kgo.Record{pm}, nil
 	})
 }
 

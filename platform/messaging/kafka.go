@@ -28,22 +28,16 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 )
 
-// SaramaConfig returns the client settings every producer and consumer of the
-// project uses: an idempotent producer that waits for all in-sync replicas,
-// consumers that start from the oldest offset, and TLS/SASL when configured.
+// SaramaConfig returns the settings of the project's Sarama clients, which
+// administer topics and groups and consume outside a process's transactions
+// (NewSubscriber): consumers that start from the oldest offset and read
+// what transactions committed, and TLS/SASL when configured. Writes go
+// through franz-go (Session, SyncSender).
 func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c := sarama.NewConfig()
 	c.ClientID = clientID
 	// Kafka 4 dropped the protocol versions older clients speak by default.
 	c.Version = sarama.V3_6_0_0
-
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true // a retried produce is written once
-	c.Net.MaxOpenRequests = 1    // required by the idempotent producer
-	c.Producer.Retry.Max = 10
-	c.Producer.Retry.Backoff = 100 * time.Millisecond
-	c.Producer.Return.Successes = true
-	c.Producer.Partitioner = newPartitioner // keyed records land where the Java client puts them
 
 	c.Consumer.Return.Errors = true
 	c.Consumer.Fetch.Min = max(cfg.FetchMinBytes, 1)
@@ -123,51 +117,33 @@ func KgoOptions(cfg config.Kafka) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// partitioner puts a keyed record where the Java client's default
-// partitioner does (murmur2 of the key), unless its writer chose its
-// partition already (a record co-partitioned with another aggregate).
-type partitioner struct{ murmur2 sarama.Partitioner }
-
-func newPartitioner(topic string) sarama.Partitioner {
-	return partitioner{sarama.NewMurmur2Partitioner(topic)}
-}
-
-func (p partitioner) Partition(msg *sarama.ProducerMessage, n int32) (int32, error) {
-	if _, ok := msg.Metadata.(interface{ KeepPartition() }); ok {
-		return msg.Partition, nil
-	}
-	return p.murmur2.Partition(msg, n)
-}
-
-func (partitioner) RequiresConsistency() bool { return true }
-
-// marshaler writes watermill metadata as Kafka headers and moves the
-// partition key from the metadata to the record key, so that every record of
-// one aggregate lands on one partition.
-var marshaler = kafka.NewWithPartitioningMarshaler(func(topic string, msg *message.Message) (string, error) {
+// NewRecord turns msg into the Kafka record the publisher would send to
+// topic, for a write that sends it itself (store.Store.UpdateAndSend), as
+// watermill-kafka's marshaler does: the message's uuid and metadata as
+// headers, and its partition key (contracts.HeaderPartitionKey, required) as
+// the record's key, so that every record of one aggregate lands on one
+// partition. When msg's context holds a span, the send is traced as its
+// child and the record carries the trace context in its headers.
+func NewRecord(topic string, msg *message.Message) (*kgo.Record, error) {
 	key := msg.Metadata.Get(contracts.HeaderPartitionKey)
 	if key == "" {
-		return "", fmt.Errorf("message %s to %s has no %s", msg.UUID, topic, contracts.HeaderPartitionKey)
+		return nil, fmt.Errorf("message %s to %s has no %s", msg.UUID, topic, contracts.HeaderPartitionKey)
 	}
-	return key, nil
-})
-
-// ProducerMessage turns msg into the Kafka record the publisher would send
-// to topic, for a write that sends it itself (store.Store.UpdateAndSend).
-// When msg's context holds a span, the send is traced as its child and
-// the record carries the trace context in its headers.
-func ProducerMessage(topic string, msg *message.Message) (*sarama.ProducerMessage, error) {
+	if msg.Metadata.Get(kafka.UUIDHeaderKey) != "" {
+		return nil, fmt.Errorf("message %s to %s: metadata %s is reserved for the message's uuid", msg.UUID, topic, kafka.UUIDHeaderKey)
+	}
 	traceSend(topic, msg)
-	pm, err := marshaler.Marshal(topic, msg)
-	if err != nil {
-		return nil, fmt.Errorf("marshal message %s to %s: %w", msg.UUID, topic, err)
+	headers := make([]kgo.RecordHeader, 1, 1+len(msg.Metadata))
+	headers[0] = kgo.RecordHeader{Key: kafka.UUIDHeaderKey, Value: []byte(msg.UUID)}
+	for k, v := range msg.Metadata {
+		headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 	}
-	return pm, nil
+	return &kgo.Record{Topic: topic, Key: []byte(key), Value: msg.Payload, Headers: headers}, nil
 }
 
-// Publisher publishes watermill messages to Kafka through a Sarama sync
-// producer. Publish sends all its messages in one produce call and returns
-// once Kafka has acknowledged every one.
+// Publisher publishes watermill messages to Kafka through a Sender.
+// Publish sends all its messages in one produce call and returns once Kafka
+// has acknowledged every one.
 type Publisher struct {
 	producer Sender
 	owned    bool // Close closes the producer
@@ -176,15 +152,11 @@ type Publisher struct {
 
 // NewPublisher returns a publisher with a producer of its own.
 func NewPublisher(cfg config.Kafka, clientID string) (*Publisher, error) {
-	sc, err := SaramaConfig(cfg, clientID)
+	producer, err := NewSyncSender(cfg, clientID)
 	if err != nil {
 		return nil, err
 	}
-	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
-	if err != nil {
-		return nil, fmt.Errorf("create kafka producer: %w", err)
-	}
-	return &Publisher{producer: SyncSender{producer}, owned: true}, nil
+	return &Publisher{producer: producer, owned: true}, nil
 }
 
 // PublisherOn returns a publisher that sends through producer, which stays
@@ -199,10 +171,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.closed.Load() {
 		return errors.New("publisher closed")
 	}
-	records := make([]*sarama.ProducerMessage, len(msgs))
+	records := make([]*kgo.Record, len(msgs))
 	for i, msg := range msgs {
 		var err error
-		if records[i], err = ProducerMessage(topic, msg); err != nil {
+		if records[i], err = NewRecord(topic, msg); err != nil {
 			return err
 		}
 	}
@@ -228,29 +200,49 @@ func (p *Publisher) Close() error {
 // context of the work that sends them (a consumed message's, for a
 // handler: see Session.Send).
 type Sender interface {
-	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
+	Send(ctx context.Context, records []*kgo.Record) error
 }
 
-// SyncSender is a Sender on a plain sarama.SyncProducer: Send returns once
-// Kafka has acknowledged every record.
-type SyncSender struct{ sarama.SyncProducer }
+// SyncSender is a Sender outside any transaction, on an idempotent franz-go
+// producer of its own: Send returns once Kafka has acknowledged every
+// record.
+type SyncSender struct{ *kgo.Client }
+
+// NewSyncSender connects a SyncSender; Close closes it.
+func NewSyncSender(cfg config.Kafka, clientID string) (SyncSender, error) {
+	opts, err := KgoOptions(cfg)
+	if err != nil {
+		return SyncSender{}, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ClientID(clientID), kgo.RecordPartitioner(kgoPartitioner))...)
+	if err != nil {
+		return SyncSender{}, fmt.Errorf("create kafka producer: %w", err)
+	}
+	return SyncSender{cl}, nil
+}
 
 // Send implements Sender.
-func (s SyncSender) Send(_ context.Context, msgs []*sarama.ProducerMessage) error {
-	return s.SendMessages(msgs)
+func (s SyncSender) Send(ctx context.Context, records []*kgo.Record) error {
+	return s.ProduceSync(context.WithoutCancel(ctx), records...).FirstErr()
 }
 
 // Add is Send, with nothing left to wait for.
-func (s SyncSender) Add(ctx context.Context, msgs []*sarama.ProducerMessage) (func() error, error) {
-	return func() error { return nil }, s.Send(ctx, msgs)
+func (s SyncSender) Add(ctx context.Context, records []*kgo.Record) (func() error, error) {
+	return func() error { return nil }, s.Send(ctx, records)
 }
 
 // AfterCommit calls fn: what was sent is written already.
 func (SyncSender) AfterCommit(fn func()) { fn() }
 
 // SendAcked is Send: it always waits for Kafka's acknowledgement.
-func (s SyncSender) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) error {
-	return s.SendMessages(msgs)
+func (s SyncSender) SendAcked(ctx context.Context, records []*kgo.Record) error {
+	return s.Send(ctx, records)
+}
+
+// Close closes the producer.
+func (s SyncSender) Close() error {
+	s.Client.Close()
+	return nil
 }
 
 // EnsureTopics creates the topics that do not exist yet, with their partition

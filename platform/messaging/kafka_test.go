@@ -47,9 +47,6 @@ func TestSaramaConfig(t *testing.T) {
 			if c.Net.TLS.Enable || c.Net.SASL.Enable {
 				t.Errorf("TLS %v SASL %v, want neither", c.Net.TLS.Enable, c.Net.SASL.Enable)
 			}
-			if !c.Producer.Idempotent || c.Producer.RequiredAcks != sarama.WaitForAll {
-				t.Errorf("producer idempotent %v acks %v, want idempotent with acks=all", c.Producer.Idempotent, c.Producer.RequiredAcks)
-			}
 			if c.Consumer.Offsets.Initial != sarama.OffsetOldest {
 				t.Errorf("consumer starts at %d, want the oldest offset", c.Consumer.Offsets.Initial)
 			}
@@ -119,28 +116,6 @@ func checkSCRAM(mechanism string) func(t *testing.T, c *sarama.Config) {
 		}
 		if client.Done() {
 			t.Errorf("Done after the first message: got true, want false")
-		}
-	}
-}
-
-// Keyed records must land where the Java client (and every client that
-// copies it: franz-go, Kafka Streams, Connect) puts them, so records of one
-// key written by any tool share a partition, and co-partitioned topics line up.
-func TestProducerPartitionsKeysAsTheJavaClient(t *testing.T) {
-	c, err := messaging.SaramaConfig(config.Kafka{}, "client-1")
-	if err != nil {
-		t.Fatalf("SaramaConfig: %v", err)
-	}
-	ours := c.Producer.Partitioner("t")
-	java := kgo.StickyKeyPartitioner(nil).ForTopic("t")
-	for i := range 64 {
-		key := fmt.Sprintf("customer-%d", i)
-		got, err := ours.Partition(&sarama.ProducerMessage{Topic: "t", Key: sarama.StringEncoder(key)}, contracts.Partitions)
-		if err != nil {
-			t.Fatalf("Partition(%s): %v", key, err)
-		}
-		if want := java.Partition(&kgo.Record{Key: []byte(key)}, contracts.Partitions); int(got) != want {
-			t.Errorf("partition of key %q: got %d, want %d (Java's murmur2)", key, got, want)
 		}
 	}
 }
@@ -270,35 +245,35 @@ func TestSaramaKeepsNoMetrics(t *testing.T) {
 }
 
 // A message sent by a store write must reach Kafka as the publisher sends it.
-func TestProducerMessageIsWhatThePublisherSends(t *testing.T) {
+func TestNewRecordIsWhatThePublisherSends(t *testing.T) {
 	msg := message.NewMessage("uuid-1", []byte("payload"))
 	msg.Metadata.Set(contracts.HeaderPartitionKey, "order-1")
 	msg.Metadata.Set(saga.HeaderSagaID, "saga-1")
-	pm, err := messaging.ProducerMessage(contracts.TopicOrderEvents, msg)
+	r, err := messaging.NewRecord(contracts.TopicOrderEvents, msg)
 	if err != nil {
-		t.Fatalf("ProducerMessage: %v", err)
+		t.Fatalf("NewRecord: %v", err)
 	}
-	key, _ := pm.Key.Encode()
-	value, _ := pm.Value.Encode()
-	if pm.Topic != contracts.TopicOrderEvents || string(key) != "order-1" || string(value) != "payload" {
-		t.Errorf("got topic %q key %q value %q, want %q %q %q", pm.Topic, key, value, contracts.TopicOrderEvents, "order-1", "payload")
-	}
-	headers := map[string]string{}
-	for _, h := range pm.Headers {
-		headers[string(h.Key)] = string(h.Value)
+	if r.Topic != contracts.TopicOrderEvents || string(r.Key) != "order-1" || string(r.Value) != "payload" {
+		t.Errorf("got topic %q key %q value %q, want %q %q %q", r.Topic, r.Key, r.Value, contracts.TopicOrderEvents, "order-1", "payload")
 	}
 	for key, want := range map[string]string{
 		contracts.HeaderPartitionKey: "order-1",
 		saga.HeaderSagaID:            "saga-1",
 		"_watermill_message_uuid":    "uuid-1",
 	} {
-		if got := headers[key]; got != want {
+		if got := header(r, key); got != want {
 			t.Errorf("header %s: got %q, want %q", key, got, want)
 		}
 	}
 
-	if _, err := messaging.ProducerMessage(contracts.TopicOrderEvents, message.NewMessage("no-key", nil)); err == nil {
-		t.Errorf("ProducerMessage without %s: got nil error, want one", contracts.HeaderPartitionKey)
+	if _, err := messaging.NewRecord(contracts.TopicOrderEvents, message.NewMessage("no-key", nil)); err == nil {
+		t.Errorf("NewRecord without %s: got nil error, want one", contracts.HeaderPartitionKey)
+	}
+	reserved := message.NewMessage("uuid-2", nil)
+	reserved.Metadata.Set(contracts.HeaderPartitionKey, "order-2")
+	reserved.Metadata.Set("_watermill_message_uuid", "another")
+	if _, err := messaging.NewRecord(contracts.TopicOrderEvents, reserved); err == nil {
+		t.Errorf("NewRecord with the uuid header in its metadata: got nil error, want one")
 	}
 }
 
@@ -308,13 +283,9 @@ func TestProducerMessageIsWhatThePublisherSends(t *testing.T) {
 func TestPublisherOnLeavesTheProducerOpen(t *testing.T) {
 	t.Parallel()
 	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicOrderEvents, Partitions: contracts.Partitions})
-	sc, err := messaging.SaramaConfig(cfg, "shared")
+	producer, err := messaging.NewSyncSender(cfg, "shared")
 	if err != nil {
-		t.Fatal(err)
-	}
-	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
-	if err != nil {
-		t.Fatalf("NewSyncProducer: %v", err)
+		t.Fatalf("NewSyncSender: %v", err)
 	}
 	defer producer.Close()
 
@@ -323,7 +294,7 @@ func TestPublisherOnLeavesTheProducerOpen(t *testing.T) {
 		msg.Metadata.Set(contracts.HeaderPartitionKey, "order-1")
 		return msg
 	}
-	pub := messaging.PublisherOn(messaging.SyncSender{SyncProducer: producer})
+	pub := messaging.PublisherOn(producer)
 	if err := pub.Publish(contracts.TopicOrderEvents, keyed("before")); err != nil {
 		t.Fatalf("Publish before Close: %v", err)
 	}
@@ -333,7 +304,7 @@ func TestPublisherOnLeavesTheProducerOpen(t *testing.T) {
 	if err := pub.Publish(contracts.TopicOrderEvents, keyed("after")); err == nil {
 		t.Errorf("Publish after Close: got nil error, want one")
 	}
-	if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: contracts.TopicOrderEvents, Value: sarama.StringEncoder("x")}); err != nil {
+	if err := producer.Send(t.Context(), []*kgo.Record{{Topic: contracts.TopicOrderEvents, Key: []byte("k"), Value: []byte("x")}}); err != nil {
 		t.Errorf("the shared producer after the publisher's Close: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -180,7 +181,7 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			pending = append(pending, m)
 			running++
 			go func() {
-				msg, _ := marshaler.Unmarshal(m.record) // never fails: headers become metadata
+				msg, _ := kafka.DefaultMarshaler{}.Unmarshal(m.record) // never fails: headers become metadata
 				rec := Record{Topic: record.Topic, Partition: record.Partition, Offset: record.Offset, Key: record.Key}
 				m.acked = deliver(ctx, h.out, msg, withRecord(ctx, rec), after)
 				close(m.through)

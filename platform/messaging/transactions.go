@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -789,7 +788,7 @@ func (s *Session) finish(cl txnClient) {
 // Otherwise (an HTTP request, a timer) it returns once the transaction is
 // committed (ErrCommitPending after AwaitCommit): then they are durable
 // and visible.
-func (s *Session) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
 	wait, err := s.Add(ctx, msgs)
 	if err != nil {
 		return err
@@ -801,7 +800,7 @@ func (s *Session) Send(ctx context.Context, msgs []*sarama.ProducerMessage) erro
 // does: at once for a handler's, for the commit otherwise. A writer that
 // holds a lock releases it before it waits, since the commit may wait for
 // a handler that needs it.
-func (s *Session) Add(ctx context.Context, msgs []*sarama.ProducerMessage) (func() error, error) {
+func (s *Session) Add(ctx context.Context, msgs []*kgo.Record) (func() error, error) {
 	_, handling := RecordFromCtx(ctx)
 	tx, err := s.add(msgs, nil)
 	if err != nil {
@@ -831,7 +830,7 @@ func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
 // acknowledged each of them (their Partition and Offset are set), before
 // their commit: a writer that must know where a record landed (store's
 // Archive).
-func (s *Session) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) error {
+func (s *Session) SendAcked(_ context.Context, msgs []*kgo.Record) error {
 	acks := make(chan error, len(msgs))
 	if _, err := s.add(msgs, acks); err != nil {
 		return err
@@ -843,24 +842,20 @@ func (s *Session) SendAcked(_ context.Context, msgs []*sarama.ProducerMessage) e
 	return errors.Join(errs...)
 }
 
-// add produces msgs into the open transaction and returns it; acks, if
-// set, receives each record's outcome.
-func (s *Session) add(msgs []*sarama.ProducerMessage, acks chan<- error) (*txn, error) {
-	records := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		var err error
-		if records[i], err = toRecord(m); err != nil {
-			return nil, err
-		}
-	}
+// add produces records into the open transaction and returns it; acks, if
+// set, receives each record's outcome (franz-go sets its Partition and
+// Offset).
+func (s *Session) add(records []*kgo.Record, acks chan<- error) (*txn, error) {
 	s.mu.RLock()
 	if !s.open.Load() || s.cl == nil {
 		s.mu.RUnlock()
 		return nil, ErrRebalancing
 	}
 	tx := s.cur
-	for i, r := range records {
-		m := msgs[i]
+	for _, r := range records {
+		if r.Context == nil {
+			r.Context = context.Background()
+		}
 		s.cl.Produce(r.Context, r, func(r *kgo.Record, err error) {
 			if err != nil {
 				s.logger.Warn("produce in transaction", "topic", r.Topic, "error", err)
@@ -868,7 +863,6 @@ func (s *Session) add(msgs []*sarama.ProducerMessage, acks chan<- error) (*txn, 
 				s.wake()
 			}
 			if acks != nil {
-				m.Partition, m.Offset = r.Partition, r.Offset
 				acks <- err
 			}
 		})
@@ -880,35 +874,17 @@ func (s *Session) add(msgs []*sarama.ProducerMessage, acks chan<- error) (*txn, 
 }
 
 // keepPartition marks, in its context, a record whose writer chose its
-// partition (partitioner).
+// partition (WithPartition).
 type keepPartition struct{}
 
 var keepPartitionCtx = context.WithValue(context.Background(), keepPartition{}, true)
 
-// toRecord turns a record as Sarama's producer takes it into franz-go's.
-func toRecord(m *sarama.ProducerMessage) (*kgo.Record, error) {
-	r := &kgo.Record{Topic: m.Topic, Context: context.Background()}
-	var err error
-	if m.Key != nil {
-		if r.Key, err = m.Key.Encode(); err != nil {
-			return nil, fmt.Errorf("encode key of a record to %s: %w", m.Topic, err)
-		}
-	}
-	if m.Value != nil {
-		if r.Value, err = m.Value.Encode(); err != nil {
-			return nil, fmt.Errorf("encode value of a record to %s: %w", m.Topic, err)
-		}
-	}
-	if len(m.Headers) > 0 {
-		r.Headers = make([]kgo.RecordHeader, len(m.Headers))
-		for i, h := range m.Headers {
-			r.Headers[i] = kgo.RecordHeader{Key: string(h.Key), Value: h.Value}
-		}
-	}
-	if _, ok := m.Metadata.(interface{ KeepPartition() }); ok {
-		r.Partition, r.Context = m.Partition, keepPartitionCtx
-	}
-	return r, nil
+// WithPartition marks r to be written to partition p, whatever its key: a
+// record co-partitioned with another aggregate than its key's
+// (store.Config.PartitionKey), or archived beside its changelog record.
+func WithPartition(r *kgo.Record, p int32) *kgo.Record {
+	r.Partition, r.Context = p, keepPartitionCtx
+	return r
 }
 
 // kgoPartitioner puts a keyed record where the Java client's default

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -103,7 +102,7 @@ func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handl
 func reply(out string) func(s *messaging.Session, msg *message.Message) error {
 	return func(s *messaging.Session, msg *message.Message) error {
 		r, _ := messaging.RecordFromCtx(msg.Context())
-		return s.Send(msg.Context(), []*sarama.ProducerMessage{{Topic: out, Key: sarama.ByteEncoder(r.Key), Value: sarama.ByteEncoder(msg.Payload)}})
+		return s.Send(msg.Context(), []*kgo.Record{{Topic: out, Key: r.Key, Value: msg.Payload}})
 	}
 }
 
@@ -170,7 +169,7 @@ func TestSessionWriteOutsideAHandlerReturnsOnceCommitted(t *testing.T) {
 	s, o := startSession(t, cfg, "outside", "outside-1", in.Name, reply(out.Name))
 	eventually(t, "the partitions to be assigned", o.owns)
 	eventually(t, "a write to be accepted", func() bool {
-		err := s.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("outside")}})
+		err := s.Send(t.Context(), []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte("outside")}})
 		if err != nil && !errors.Is(err, messaging.ErrRebalancing) {
 			t.Fatalf("write outside a handler: %v", err)
 		}
@@ -223,7 +222,7 @@ func TestAZombieSessionCannotCommit(t *testing.T) {
 	evict(t, cfg, "zombie")
 	startSession(t, cfg, "zombie", "zombie-2", in.Name, func(s *messaging.Session, msg *message.Message) error {
 		r, _ := messaging.RecordFromCtx(msg.Context())
-		return s.Send(msg.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.ByteEncoder(r.Key), Value: sarama.StringEncoder("live")}})
+		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: []byte("live")}})
 	})
 	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 
@@ -266,7 +265,7 @@ func TestSessionWaitsForACommitAWhileOnly(t *testing.T) {
 	<-held
 	messaging.SetAwaitCommit(s, 50*time.Millisecond)
 	write := func(value string) error {
-		return s.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(value)}})
+		return s.Send(t.Context(), []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte(value)}})
 	}
 	start := time.Now()
 	if err := write("slow"); !errors.Is(err, messaging.ErrCommitPending) {
@@ -297,7 +296,7 @@ func TestAZombieSessionCannotCommitAWriteOutsideAHandler(t *testing.T) {
 	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 
 	evict(t, cfg, "outzombie")
-	err := s.Send(t.Context(), []*sarama.ProducerMessage{{Topic: out.Name, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("zombie")}})
+	err := s.Send(t.Context(), []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte("zombie")}})
 	if !errors.Is(err, messaging.ErrFenced) && !errors.Is(err, messaging.ErrRebalancing) {
 		t.Fatalf("a write of an evicted instance: got %v, want ErrFenced (or ErrRebalancing, had it learned first)", err)
 	}
@@ -351,9 +350,9 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 	s, o := startSession(t, cfg, "all", "all-1", in.Name, reply(kept.Name))
 	eventually(t, "the partitions to be assigned", o.owns)
 	write := func(value string, topics ...string) error {
-		var msgs []*sarama.ProducerMessage
+		var msgs []*kgo.Record
 		for _, topic := range topics {
-			msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(value)})
+			msgs = append(msgs, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte(value)})
 		}
 		return s.Send(t.Context(), msgs)
 	}

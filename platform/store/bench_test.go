@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/google/uuid"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,11 +89,11 @@ func (nopCodec) Decode([]byte) (*account, error) { return nil, fmt.Errorf("not u
 // and its codec, not Kafka.
 type discardSender struct{}
 
-func (discardSender) Add(context.Context, []*sarama.ProducerMessage) (func() error, error) {
+func (discardSender) Add(context.Context, []*kgo.Record) (func() error, error) {
 	return func() error { return nil }, nil
 }
-func (discardSender) SendAcked(context.Context, []*sarama.ProducerMessage) error { return nil }
-func (discardSender) AfterCommit(fn func())                                      { fn() }
+func (discardSender) SendAcked(context.Context, []*kgo.Record) error { return nil }
+func (discardSender) AfterCommit(fn func())                          { fn() }
 
 // benchStore is a store of accounts, with the real Avro codec, that owns
 // every partition of an empty changelog and sends nowhere.

@@ -15,13 +15,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
 // Codec turns a state record into the bytes kept on the changelog and back.
@@ -36,13 +36,13 @@ type Sender interface {
 	// Add writes msgs and returns a function that waits until they are
 	// durable and visible (committed): the store holds no lock while it
 	// waits, so the handlers whose records share the commit can go on.
-	Add(ctx context.Context, msgs []*sarama.ProducerMessage) (wait func() error, err error)
+	Add(ctx context.Context, msgs []*kgo.Record) (wait func() error, err error)
 	// AfterCommit calls fn once what was added so far is committed (or
 	// aborted).
 	AfterCommit(fn func())
 	// SendAcked is Send that returns once Kafka has acknowledged every
 	// record, so that its Offset is known.
-	SendAcked(ctx context.Context, msgs []*sarama.ProducerMessage) error
+	SendAcked(ctx context.Context, msgs []*kgo.Record) error
 }
 
 // ErrNotOwned is the error of a read or write of a key whose partition this
@@ -297,7 +297,7 @@ func (s *Store[T]) value(ctx context.Context, key string, e entry) ([]byte, bool
 // An error from fn aborts the update and is returned as it is. Updates of one
 // key run one at a time; a record that fn left unchanged is not written again.
 func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists bool) error) error {
-	return s.UpdateAndSend(ctx, key, func(v *T, exists bool) ([]*sarama.ProducerMessage, error) {
+	return s.UpdateAndSend(ctx, key, func(v *T, exists bool) ([]*kgo.Record, error) {
 		return nil, fn(v, exists)
 	})
 }
@@ -311,7 +311,7 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 // visible to this store's readers once it is in the transaction, before
 // the commit; if the commit fails, the process drops every partition's
 // state and restores it.
-func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) error {
+func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error)) error {
 	wait, err := s.updateAndSend(ctx, key, fn)
 	if err != nil {
 		return err
@@ -327,7 +327,7 @@ func noWait() error { return nil }
 // updateAndSend makes the change under the key's lock and returns the wait
 // for its commit, which is not the lock's: a handler of the same stripe of
 // keys must be able to run, as the commit waits for it.
-func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*sarama.ProducerMessage, error)) (func() error, error) {
+func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error)) (func() error, error) {
 	lock := &s.locks[stripe(key)]
 	lock.Lock()
 	defer lock.Unlock()
@@ -368,7 +368,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		return nil, err
 	}
 	e := entry{value: b, partition: p}
-	records := make([]*sarama.ProducerMessage, 0, 1+len(extra))
+	records := make([]*kgo.Record, 0, 1+len(extra))
 	switch {
 	case changed && s.cfg.Archive != nil && s.cfg.Archive.Ended(v):
 		// The record first, to learn its offset, then its pointer. Until
@@ -376,12 +376,12 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		// a crash between the two leaves an orphan in the archive, which
 		// its retention removes, and the change is made again.
 		archived := s.record(s.cfg.Archive.Topic, key, p, b)
-		if err := s.cfg.Producer.SendAcked(ctx, []*sarama.ProducerMessage{archived}); err != nil {
+		if err := s.cfg.Producer.SendAcked(ctx, []*kgo.Record{archived}); err != nil {
 			return nil, fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
 		}
 		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
 		pointer := s.record(s.cfg.Topic, key, p, []byte{})
-		pointer.Headers = []sarama.RecordHeader{{Key: []byte(contracts.HeaderArchivedAt), Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
+		pointer.Headers = []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
 		records = append(records, pointer)
 	case changed:
 		records = append(records, s.record(s.cfg.Topic, key, p, b))
@@ -416,20 +416,9 @@ func (s *Store[T]) settle(key string, offset int64) {
 
 // record is a record of key on partition p of topic; a nil value is a
 // tombstone.
-func (s *Store[T]) record(topic, key string, p int32, value []byte) *sarama.ProducerMessage {
-	m := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Partition: p, Metadata: ExplicitPartition{}}
-	if value != nil {
-		m.Value = sarama.ByteEncoder(value)
-	}
-	return m
+func (s *Store[T]) record(topic, key string, p int32, value []byte) *kgo.Record {
+	return messaging.WithPartition(&kgo.Record{Topic: topic, Key: []byte(key), Value: value}, p)
 }
-
-// ExplicitPartition marks a record (in sarama.ProducerMessage.Metadata)
-// whose Partition is already chosen; messaging's partitioner keeps it.
-type ExplicitPartition struct{}
-
-// KeepPartition tells messaging's partitioner to keep the record's Partition.
-func (ExplicitPartition) KeepPartition() {}
 
 // Range calls fn for every record until fn returns false. A record that can
 // never be decoded (serde.ErrUndecodable) is logged and skipped; any other
@@ -641,7 +630,7 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("prune %s: start offsets of %s: %w", s.cfg.Topic, s.cfg.Archive.Topic, err)
 	}
-	var tombstones []*sarama.ProducerMessage
+	var tombstones []*kgo.Record
 	s.mu.RLock()
 	for k, e := range s.data {
 		if start, ok := starts.Lookup(s.cfg.Archive.Topic, e.partition); ok && e.archived() && e.archivedAt < start.Offset && s.owned[e.partition] {
@@ -657,7 +646,7 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	}
 	s.mu.Lock()
 	for _, m := range tombstones {
-		key, _ := m.Key.Encode()
+		key := m.Key
 		if e, ok := s.data[string(key)]; ok && e.archived() {
 			delete(s.data, string(key))
 		}
@@ -673,7 +662,7 @@ func stripe(key string) uint8 {
 }
 
 // send writes msgs and waits for their commit.
-func send(ctx context.Context, producer Sender, msgs []*sarama.ProducerMessage) error {
+func send(ctx context.Context, producer Sender, msgs []*kgo.Record) error {
 	wait, err := producer.Add(ctx, msgs)
 	if err != nil {
 		return err

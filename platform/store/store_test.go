@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -58,8 +57,7 @@ func (*account) Schema() avro.Schema { return accountSchema }
 type changelog struct {
 	topic    string
 	kafka    config.Kafka
-	sarama   *sarama.Config
-	producer sarama.SyncProducer
+	producer messaging.SyncSender
 	archive  *store.Archive[account] // given to the stores it makes
 }
 
@@ -74,11 +72,8 @@ func newChangelog(t testing.TB, partitions int32) *changelog {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
 	var err error
-	if c.sarama, err = messaging.SaramaConfig(c.kafka, "store-test"); err != nil {
-		t.Fatalf("SaramaConfig: %v", err)
-	}
-	if c.producer, err = sarama.NewSyncProducer(c.kafka.Brokers, c.sarama); err != nil {
-		t.Fatalf("NewSyncProducer: %v", err)
+	if c.producer, err = messaging.NewSyncSender(c.kafka, "store-test"); err != nil {
+		t.Fatalf("NewSyncSender: %v", err)
 	}
 	t.Cleanup(func() { c.producer.Close() })
 	return c
@@ -103,7 +98,7 @@ func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
 		t.Fatalf("AvroCodec: %v", err)
 	}
 	st, err := store.New(store.Config[account]{
-		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: messaging.SyncSender{SyncProducer: c.producer}, Codec: codec, Archive: c.archive,
+		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: c.producer, Codec: codec, Archive: c.archive,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
@@ -298,9 +293,9 @@ func TestRangeSkipsTheUndecodableButStopsAtTheUnreachable(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 1)
 	update(t, c.restored(t), "c1", set(customer("c1", 500)))
-	if _, _, err := c.producer.SendMessage(&sarama.ProducerMessage{
-		Topic: c.topic, Key: sarama.StringEncoder("junk"), Value: sarama.StringEncoder("not a framed Avro record"),
-	}); err != nil {
+	if err := c.producer.Send(t.Context(), []*kgo.Record{{
+		Topic: c.topic, Key: []byte("junk"), Value: []byte("not a framed Avro record"),
+	}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -521,12 +516,12 @@ func TestUpdateAndSendWritesTheMessagesWithTheRecord(t *testing.T) {
 	}
 	s := c.restored(t)
 	want := customer("c1", 500)
-	send := func(values ...string) func(*account, bool) ([]*sarama.ProducerMessage, error) {
-		return func(v *account, exists bool) ([]*sarama.ProducerMessage, error) {
-			var msgs []*sarama.ProducerMessage
+	send := func(values ...string) func(*account, bool) ([]*kgo.Record, error) {
+		return func(v *account, exists bool) ([]*kgo.Record, error) {
+			var msgs []*kgo.Record
 			for _, value := range values {
-				msgs = append(msgs, &sarama.ProducerMessage{Topic: extra, Key: sarama.StringEncoder("k-" + value),
-					Value: sarama.StringEncoder(value), Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(value)}}})
+				msgs = append(msgs, &kgo.Record{Topic: extra, Key: []byte("k-" + value),
+					Value: []byte(value), Headers: []kgo.RecordHeader{{Key: "h", Value: []byte(value)}}})
 			}
 			return msgs, set(want)(v, exists)
 		}
@@ -695,10 +690,9 @@ func TestRestoreWaitsForATransactionLeftOpen(t *testing.T) {
 }
 
 // A store's partition of a key is the one the producers write it to: the
-// Java client's (franz-go's copy of it) and Sarama's murmur2 partitioners.
+// Java client's murmur2 partitioner (franz-go's copy of it).
 func TestPartitionOfIsTheProducersPartition(t *testing.T) {
 	java := kgo.StickyKeyPartitioner(nil).ForTopic("t")
-	sar := sarama.NewMurmur2Partitioner("t")
 	keys := []string{"", "a", "ab", "abc", "abcd", "abcde", "héllo wörld", "4f1c0b7e-9a2d-4c55-8e0f-1b2c3d4e5f60"}
 	for i := range 2000 {
 		keys = append(keys, fmt.Sprintf("customer-%d", i), strings.Repeat("x", i%37)+fmt.Sprint(i))
@@ -708,9 +702,6 @@ func TestPartitionOfIsTheProducersPartition(t *testing.T) {
 			got := store.PartitionOf(key, n)
 			if want := java.Partition(&kgo.Record{Key: []byte(key)}, int(n)); int(got) != want {
 				t.Fatalf("PartitionOf(%q, %d): got %d, want %d (Java's murmur2)", key, n, got, want)
-			}
-			if want, _ := sar.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n); got != want {
-				t.Fatalf("PartitionOf(%q, %d): got %d, want %d (Sarama's murmur2)", key, n, got, want)
 			}
 		}
 	}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
@@ -52,11 +52,11 @@ func (e *OrderEvents) publish(msg *message.Message, err error) error {
 
 // record is an event as a record to write with its order, in its
 // transaction.
-func record(msg *message.Message, err error) (*sarama.ProducerMessage, error) {
+func record(msg *message.Message, err error) (*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return messaging.ProducerMessage(contracts.TopicOrderEvents, msg)
+	return messaging.NewRecord(contracts.TopicOrderEvents, msg)
 }
 
 func (e *OrderEvents) created(ctx context.Context, o *domain.Order) (*message.Message, error) {

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/store"
@@ -67,7 +67,7 @@ func (r *OrderRepository) Restore(context.Context) error {
 
 // Add writes the order and its OrderCreated, in one transaction.
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
-	err := r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*sarama.ProducerMessage, error) {
+	err := r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if exists {
 			return nil, fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
 		}
@@ -76,7 +76,7 @@ func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
 			return nil, err
 		}
 		*rec = marshal(o)
-		return []*sarama.ProducerMessage{event}, nil
+		return []*kgo.Record{event}, nil
 	})
 	if err == nil {
 		r.mu.Lock()
@@ -115,7 +115,7 @@ func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *doma
 // OrderCancelRequested with the order, in the same transaction.
 func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
 	var announced bool
-	err := r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*sarama.ProducerMessage, error) {
+	err := r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if !exists {
 			return nil, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
 		}
@@ -133,7 +133,7 @@ func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string,
 			return nil, err
 		}
 		announced = true
-		return []*sarama.ProducerMessage{event}, nil
+		return []*kgo.Record{event}, nil
 	})
 	if err == nil && announced {
 		r.mu.Lock()

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/google/uuid"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -30,11 +29,7 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
 		t.Fatal(err)
 	}
-	sc, err := messaging.SaramaConfig(kafka, "order-repository-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	producer, err := sarama.NewSyncProducer(kafka.Brokers, sc)
+	producer, err := messaging.NewSyncSender(kafka, "order-repository-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +43,7 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
-		Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: messaging.SyncSender{SyncProducer: producer}, Codec: codec},
+		Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer, Codec: codec},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"golang.org/x/sync/errgroup"
@@ -20,6 +19,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 )
 
 const (
@@ -110,10 +110,7 @@ func measureRecords(ctx context.Context, kafka config.Kafka, topic string, n int
 		return nil, err
 	}
 	defer pub.Close()
-	keys, err := partitionKeys()
-	if err != nil {
-		return nil, err
-	}
+	keys := partitionKeys()
 	payload := make([]byte, recordSize)
 	_, _ = rand.Read(payload)
 	publish := func(key string) error {
@@ -204,10 +201,7 @@ func measureRoundtrips(ctx context.Context, kafka config.Kafka, requests, replie
 		return 0, fmt.Errorf("router: %w", err)
 	}
 
-	keys, err := partitionKeys()
-	if err != nil {
-		return 0, err
-	}
+	keys := partitionKeys()
 	payload := make([]byte, recordSize)
 	_, _ = rand.Read(payload)
 	exchange := func(ctx context.Context, key string, within time.Duration) error {
@@ -294,19 +288,15 @@ func (w *waiters) done(id string) {
 // partitionKeys returns one key per partition, key i landing on partition i
 // with the producer's partitioner, so each client writes to a partition of
 // its own.
-func partitionKeys() ([]string, error) {
-	partitioner := sarama.NewMurmur2Partitioner("")
+func partitionKeys() []string {
 	keys := make([]string, partitions)
-	for i, found := 0, 0; found < partitions; i++ {
+	for i, found := 0, int32(0); found < partitions; i++ {
 		key := "key-" + strconv.Itoa(i)
-		p, err := partitioner.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, partitions)
-		if err != nil {
-			return nil, fmt.Errorf("partition of key %s: %w", key, err)
-		}
+		p := store.PartitionOf(key, partitions)
 		if keys[p] == "" {
 			keys[p] = key
 			found++
 		}
 	}
-	return keys, nil
+	return keys
 }
