@@ -1,7 +1,8 @@
-// Package messaging connects a process to Kafka through Watermill: the Sarama
-// settings every client shares, publishers and subscribers, topic creation,
-// the router with its middleware, and the command/reply plumbing of a saga
-// participant.
+// Package messaging connects a process to Kafka through Watermill: the
+// transactional Session every process consumes and writes through, the
+// client settings (franz-go's and Sarama's), publishers and subscribers,
+// topic creation, the middleware of the handlers, and the command/reply
+// plumbing of a saga participant.
 package messaging
 
 import (
