@@ -49,9 +49,12 @@ func (e *entry) stepName() string {
 	return name
 }
 
-// newEntry summarizes a stored saga instance.
+// newEntry summarizes a stored saga instance. Its strings are copies: a
+// decoded string shares a block of the decoder's (Avro's 1 KB slab) with
+// the rest of the record and of the records decoded before it, and would
+// keep all of it alive as long as the index keeps the saga.
 func newEntry(v *saga.SagaInstance) entry {
-	e := entry{id: v.SagaID, typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
+	e := entry{id: strings.Clone(v.SagaID), typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
 		version: int32(v.Version), attempt: int32(v.Attempt)}
 	if n := len(v.History); n > 0 {
 		e.started, e.updated = v.History[0].At.UnixMilli(), v.History[n-1].At.UnixMilli()

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/kafkasaga/kafkasaga/saga"
 )
@@ -372,5 +373,20 @@ func TestASagaIsListedUnderItsLatestFiltersOnly(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The index keeps a copy of a saga's id, not the decoded string: that
+// shares the decoder's block (Avro's 1 KB slab) with the rest of the
+// record, which it would keep alive as long as the index keeps the saga.
+func TestTheIndexKeepsNoDecodedString(t *testing.T) {
+	block := strings.Repeat("x", 1024) + "a1" // as a decoder's slab holds it
+	v := instance(block[1024:], "CreateOrder", saga.StateRunning, "reserve_credit", 10, 1)
+	e := newEntry(v)
+	if unsafe.StringData(e.id) == unsafe.StringData(v.SagaID) {
+		t.Error("the entry's id is the decoded string itself, and keeps its block alive")
+	}
+	if e.id != "a1" {
+		t.Errorf("id: got %q, want a1", e.id)
 	}
 }

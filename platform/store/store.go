@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -393,6 +394,12 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if changed {
 		s.mu.Lock()
 		if s.owned[p] { // not revoked while it was written
+			if _, held := s.data[key]; !held {
+				// A copy: a key decoded from a message shares a block of
+				// the decoder's (Avro's 1 KB slab), which the map would
+				// keep alive as long as the key.
+				key = strings.Clone(key)
+			}
 			s.data[key] = e
 		}
 		s.mu.Unlock()
