@@ -44,7 +44,7 @@ func (r *CustomerRepository) Restore(context.Context) error {
 	held := map[string]int64{}
 	err := r.reservations.Range(func(_ string, res *contracts.ReservationRecord) bool {
 		if domain.ReservationStatus(res.Status) == domain.Reserved {
-			held[res.CustomerID] += res.Amount
+			held[strings.Clone(res.CustomerID)] += res.Amount // not the decoder's slab, which it would keep
 		}
 		return true
 	})
@@ -106,6 +106,9 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		return err
 	}
 	r.mu.Lock()
+	if _, ok := r.held[customerID]; !ok {
+		customerID = strings.Clone(customerID) // the id may be decoded: not its decoder's slab
+	}
 	r.held[customerID] = held
 	r.mu.Unlock()
 	return nil
