@@ -215,14 +215,17 @@ func NewSyncSender(cfg config.Kafka, clientID string) (SyncSender, error) {
 	if err != nil {
 		return SyncSender{}, err
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.ClientID(clientID), kgo.RecordPartitioner(kgoPartitioner))...)
+	cl, err := kgo.NewClient(append(opts, kgo.ClientID(clientID), kgo.RecordPartitioner(kgoPartitioner),
+		kgo.RecordDeliveryTimeout(30*time.Second))...)
 	if err != nil {
 		return SyncSender{}, fmt.Errorf("create kafka producer: %w", err)
 	}
 	return SyncSender{cl}, nil
 }
 
-// Send implements Sender.
+// Send implements Sender. The caller's context does not cut a write
+// short (a handler's ends as soon as its message is through); the
+// producer's retries and delivery timeout bound it.
 func (s SyncSender) Send(ctx context.Context, records []*kgo.Record) error {
 	return s.ProduceSync(context.WithoutCancel(ctx), records...).FirstErr()
 }
