@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ type owner struct {
 	assigned  []int32
 	revoked   int
 	distrusts int
+	// onDistrust, if set, runs in Distrust, before it returns.
+	onDistrust func()
 }
 
 func (o *owner) Assigned(_ context.Context, partitions []int32, _ int32) error {
@@ -46,8 +49,12 @@ func (o *owner) Revoked(bool) {
 
 func (o *owner) Distrust(error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.distrusts++
+	hook := o.onDistrust
+	o.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 }
 
 func (o *owner) Restore(context.Context) (bool, error) { return true, nil }
@@ -357,12 +364,27 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 		return s.Send(t.Context(), msgs)
 	}
 
+	// While the state is being dropped, Send must not return: give it a
+	// while to do so wrongly.
+	returned := make(chan struct{})
+	var early atomic.Bool
+	o.mu.Lock()
+	o.onDistrust = func() {
+		select {
+		case <-returned:
+			early.Store(true)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	o.mu.Unlock()
 	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: refused.Name, Err: kerr.TopicAuthorizationFailed, Count: -1})
-	if err := write("refused", kept.Name, refused.Name); err == nil {
+	err := write("refused", kept.Name, refused.Name)
+	close(returned)
+	if err == nil {
 		t.Fatal("Send with one of its writes refused: got nil, want an error")
 	}
-	if o.distrusted() == 0 {
-		t.Error("Send returned its error before the state that holds its writes was dropped")
+	if o.distrusted() == 0 || early.Load() {
+		t.Errorf("Send returned its error before the state that holds its writes was dropped (dropped %d times)", o.distrusted())
 	}
 	fault.Remove()
 	eventually(t, "a write to be accepted", func() bool {
