@@ -49,12 +49,10 @@ func (e *entry) stepName() string {
 	return name
 }
 
-// newEntry summarizes a stored saga instance. Its strings are copies: a
-// decoded string shares a block of the decoder's (Avro's 1 KB slab) with
-// the rest of the record and of the records decoded before it, and would
-// keep all of it alive as long as the index keeps the saga.
+// newEntry summarizes a stored saga instance. Its id is v's own: the
+// index keeps a copy of it (put).
 func newEntry(v *saga.SagaInstance) entry {
-	e := entry{id: strings.Clone(v.SagaID), typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
+	e := entry{id: v.SagaID, typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
 		version: int32(v.Version), attempt: int32(v.Attempt)}
 	if n := len(v.History); n > 0 {
 		e.started, e.updated = v.History[0].At.UnixMilli(), v.History[n-1].At.UnixMilli()
@@ -191,6 +189,11 @@ func (x *Index) put(v *saga.SagaInstance, summarize bool) (Summary, bool) {
 		}
 		x.relist(old, e)
 	default:
+		// A copy of the id: a decoded string shares a block of the
+		// decoder's (Avro's 1 KB slab) with the rest of the record and of
+		// the records decoded before it, and would keep all of it alive
+		// as long as the index keeps the saga.
+		e.id = strings.Clone(e.id)
 		old = &e
 		x.byID[e.id] = old
 		x.ids.Set(old)
@@ -261,6 +264,7 @@ func (x *Index) unlist(e *entry) {
 // trees of the filters that changed: a transition changes the state or the
 // step, rarely the type, so it leaves two to eight of its trees alone.
 func (x *Index) relist(old *entry, e entry) {
+	e.id = old.id // the index's copy
 	if old.started != e.started {
 		x.unlist(old)
 		*old = e

@@ -44,7 +44,7 @@ func (r *CustomerRepository) Restore(context.Context) error {
 	held := map[string]int64{}
 	err := r.reservations.Range(func(_ string, res *contracts.ReservationRecord) bool {
 		if domain.ReservationStatus(res.Status) == domain.Reserved {
-			held[strings.Clone(res.CustomerID)] += res.Amount // not the decoder's slab, which it would keep
+			held[own(held, res.CustomerID)] += res.Amount
 		}
 		return true
 	})
@@ -106,10 +106,7 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		return err
 	}
 	r.mu.Lock()
-	if _, ok := r.held[customerID]; !ok {
-		customerID = strings.Clone(customerID) // the id may be decoded: not its decoder's slab
-	}
-	r.held[customerID] = held
+	r.held[own(r.held, customerID)] = held
 	r.mu.Unlock()
 	return nil
 }
@@ -142,4 +139,14 @@ func stripe(id string) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(id))
 	return int(h.Sum32() % 64)
+}
+
+// own returns id as held's key: the key it has already, or a copy of id.
+// A decoded id shares a block of the decoder's (Avro's 1 KB slab), which
+// the map would keep alive as long as the customer.
+func own(held map[string]int64, id string) string {
+	if _, ok := held[id]; ok {
+		return id
+	}
+	return strings.Clone(id)
 }
