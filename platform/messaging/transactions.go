@@ -121,6 +121,12 @@ type Session struct {
 	open   atomic.Bool
 	dirty  atomic.Bool // cur holds records
 	broken atomic.Bool // a record of cur failed: it must abort
+	// abandon ends the context of the batch in hand (nil between
+	// batches). A failed write calls it: the batch's handlers stop rather
+	// than retry in a transaction that can only abort (whose producer
+	// franz-go may not recover before the transaction ends), the batch
+	// aborts, and its records come again.
+	abandon atomic.Pointer[context.CancelFunc]
 
 	assignedParts []int32 // by the group, under mu
 
@@ -418,9 +424,16 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	}
 	through := true
 	if len(records) > 0 {
+		batchCtx, cancel := context.WithCancel(ctx)
+		s.abandon.Store(&cancel)
+		if s.broken.Load() { // a write failed while the loop polled
+			cancel()
+		}
 		s.batch.Lock()
-		through = s.handle(ctx, records)
+		through = s.handle(batchCtx, records)
 		s.batch.Unlock()
+		s.abandon.Store(nil)
+		cancel()
 	}
 	if len(records) > 0 || s.dirty.Load() {
 		if err := s.commit(ctx, cl, through, len(records) > 0); err != nil {
@@ -860,6 +873,9 @@ func (s *Session) add(records []*kgo.Record, acks chan<- error) (*txn, error) {
 			if err != nil {
 				s.logger.Warn("produce in transaction", "topic", r.Topic, "error", err)
 				s.broken.Store(true)
+				if abandon := s.abandon.Load(); abandon != nil {
+					(*abandon)()
+				}
 				s.wake()
 			}
 			if acks != nil {

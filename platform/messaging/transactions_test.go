@@ -547,3 +547,37 @@ func TestSessionReadsTopicsAddedOneAfterAnother(t *testing.T) {
 		}
 	}
 }
+
+// A write that fails the transaction's producer (Kafka answers
+// OUT_OF_ORDER_SEQUENCE_NUMBER, which franz-go recovers from only by
+// ending the transaction) abandons the batch in hand: its handlers stop
+// instead of retrying in a transaction that can only abort, it aborts,
+// and its records come again, to be written in the next. The reply is
+// read once, well within the transaction's timeout.
+func TestSessionAbandonsABatchWhoseTransactionFailed(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("fault injection needs the embedded broker")
+	}
+	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	in, out := contracts.TopicSpec{Name: "abandon.in", Partitions: 1}, contracts.TopicSpec{Name: "abandon.out", Partitions: 1}
+	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, out}); err != nil {
+		t.Fatal(err)
+	}
+	_, o := startSession(t, cfg, "abandon", "abandon-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		// As a store archives: the write must be acknowledged to go on.
+		return s.SendAcked(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
+	})
+	eventually(t, "the partitions to be assigned", o.owns)
+	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out.Name, Err: kerr.OutOfOrderSequenceNumber, Count: 1})
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	start := time.Now()
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("the reply took %s, want well within the 10 s transaction timeout", elapsed.Round(time.Millisecond))
+	}
+	if len(got) != 1 || string(got[0].Value) != "v" {
+		t.Errorf("%s: got %s, want the reply once", out.Name, describe(got))
+	}
+}
