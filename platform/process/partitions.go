@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -33,10 +34,13 @@ type partitions struct {
 	assigned []int32 // by the group, in generation assignedGen
 	gen      int32   // generation of owned; -1 when what is held is not trusted
 	owned    []int32 // restored and served
-	serving  bool    // between an assignment and the next revocation
 	revoked  bool    // between a revocation and the next assignment
 	ready    sync.Once
 
+	// served is owned between an assignment and the next revocation, nil
+	// otherwise: what Owner reads, without mu, which a restore holds for
+	// as long as it reads.
+	served atomic.Pointer[[]int32]
 	owners ownersCache
 }
 
@@ -90,6 +94,7 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 		s.Revoke(lost)
 	}
 	t.owned, t.gen = nil, -1
+	t.served.Store(nil)
 	if len(fresh) > 0 {
 		g, gctx := errgroup.WithContext(ctx)
 		for _, s := range t.p.stores {
@@ -104,7 +109,8 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 			return err
 		}
 	}
-	t.owned, t.gen, t.serving = claimed, generation, true
+	t.owned, t.gen = claimed, generation
+	t.served.Store(&claimed)
 	t.owners.invalidate()
 	t.p.Logger.Info("partitions assigned", "generation", generation, "partitions", claimed,
 		"restored", fresh, "dropped", lost, "took", time.Since(start).Round(time.Millisecond))
@@ -128,7 +134,8 @@ func (t *partitions) ownAll(ctx context.Context) error {
 func (t *partitions) Revoked(lost bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.serving, t.revoked = false, true
+	t.revoked = true
+	t.served.Store(nil)
 	if lost {
 		t.drop()
 	}
@@ -148,7 +155,8 @@ func (t *partitions) drop() {
 	for _, s := range t.p.stores {
 		s.Revoke(t.owned)
 	}
-	t.owned, t.gen, t.serving = nil, -1, false
+	t.owned, t.gen = nil, -1
+	t.served.Store(nil)
 }
 
 // Restore restores the partitions assigned, after Distrust, unless a
@@ -165,11 +173,12 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// serves reports whether this instance serves partition p now.
+// serves reports whether this instance serves partition p now. It does
+// not wait for a restore: a request for a key of a partition being
+// restored is answered at once, by its owner or with a 503.
 func (t *partitions) serves(p int32) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.serving && slices.Contains(t.owned, p)
+	owned := t.served.Load()
+	return owned != nil && slices.Contains(*owned, p)
 }
 
 // Owner implements httpserver.Owners: the instance whose session holds the

@@ -2,7 +2,9 @@ package process_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,6 +22,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/platform/process"
 )
 
@@ -232,4 +235,80 @@ func TestReadinessUsesTheRegistryCredentials(t *testing.T) {
 		RegistryUser: "saga", RegistryPassword: "secret", AutoRegisterSchemas: true})
 	run(t, p)
 	waitReady(t, p)
+}
+
+// A keyed request is answered while a rebalance restores the partitions,
+// however long the restore takes: by the key's owner, or with a 503 that
+// says to come again, never after the restore.
+func TestAKeyedRequestIsAnsweredWhileARebalanceRestores(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
+		SessionTimeout: 6 * time.Second}
+	restoring := make(chan struct{}, 1)
+	gate := make(chan struct{})
+	start := func(hold bool) *process.Process {
+		addr := freeAddr(t)
+		k := kafka
+		k.AdvertisedHTTPAddr = addr
+		p, err := process.New(process.Config{Name: "customer", HTTPAddr: addr, Kafka: k,
+			Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
+		if err != nil {
+			t.Fatalf("process.New: %v", err)
+		}
+		if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		p.HTTP.HandleKeyed("GET /things/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusOK)
+		})
+		restores := 0
+		p.OnRestored(func(ctx context.Context) error {
+			if restores++; hold && restores > 1 { // the rebalance the second instance brings
+				restoring <- struct{}{}
+				select {
+				case <-gate:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+		run(t, p)
+		return p
+	}
+	first := start(true)
+	defer close(gate) // before run's cleanup, which waits for Run to return
+	waitReady(t, first)
+	start(false)
+	select {
+	case <-restoring:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second instance brought no rebalance within 30s")
+	}
+	for i := range 8 {
+		answered := make(chan int, 1)
+		go func() {
+			w := httptest.NewRecorder()
+			first.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/things/k%d", i), nil))
+			answered <- w.Code
+		}()
+		select {
+		case code := <-answered:
+			if code != http.StatusOK && code != http.StatusServiceUnavailable {
+				t.Errorf("GET /things/k%d while restoring: got %d, want 200 or 503", i, code)
+			}
+		case <-time.After(5 * time.Second): // the forward times out after 3s
+			t.Fatalf("GET /things/k%d: no answer within 5s while a restore holds", i)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
