@@ -13,7 +13,9 @@
 // 10000,100000,1000000), SESSION_TIMEOUTS (default 10s,2s: the sagas run
 // under the first), CONCURRENCY (HTTP clients, default 128), BIN (the
 // binaries, default bin), LOGS (the processes' logs, default a new
-// temporary directory).
+// temporary directory), KAFKA_BROKERS (a Kafka to run on instead of the
+// embedded broker, which keeps every record in memory: devstack then runs
+// only the registry).
 package main
 
 import (
@@ -65,6 +67,7 @@ type Config struct {
 	Concurrency int             `env:"CONCURRENCY" envDefault:"128"`
 	Bin         string          `env:"BIN" envDefault:"bin"`
 	Logs        string          `env:"LOGS"`
+	Brokers     string          `env:"KAFKA_BROKERS"`
 	Instances   int             `env:"-"` // of each process; the last is killed, the first takes over
 }
 

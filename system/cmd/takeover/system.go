@@ -34,6 +34,7 @@ type system struct {
 	admin     *kadm.Client
 	client    *http.Client
 	logs      string
+	state     string // every instance's STATE_DIR, removed by close
 }
 
 // startSystem starts devstack, then n instances of each process with the
@@ -45,13 +46,21 @@ func startSystem(ctx context.Context, cfg Config, session time.Duration) (*syste
 		return nil, err
 	}
 	s := &system{instances: map[string][]*proc{}, client: &http.Client{Timeout: 10 * time.Second}, logs: cfg.Logs}
+	// A killed instance leaves its local state behind: all of it goes at the end.
+	if s.state, err = os.MkdirTemp("", "takeover-state-"); err != nil {
+		return nil, err
+	}
 	s.kafka = config.Kafka{Brokers: []string{addrs[0]}, SchemaRegistryURL: "http://" + addrs[1]}
+	devEnv := []string{"DEVSTACK_KAFKA_ADDR=" + addrs[0], "DEVSTACK_REGISTRY_ADDR=" + addrs[1], "PATH=" + os.Getenv("PATH")}
+	if cfg.Brokers != "" {
+		s.kafka.Brokers = strings.Split(cfg.Brokers, ",")
+		devEnv = []string{"DEVSTACK_KAFKA_BROKERS=" + cfg.Brokers, "DEVSTACK_REGISTRY_ADDR=" + addrs[1], "PATH=" + os.Getenv("PATH")}
+	}
 	bin, err := binary(cfg.Bin, "devstack")
 	if err != nil {
 		return nil, err
 	}
-	s.devstack = &proc{name: "devstack", bin: bin, log: filepath.Join(cfg.Logs, "devstack.log"),
-		env: []string{"DEVSTACK_KAFKA_ADDR=" + addrs[0], "DEVSTACK_REGISTRY_ADDR=" + addrs[1], "PATH=" + os.Getenv("PATH")}}
+	s.devstack = &proc{name: "devstack", bin: bin, log: filepath.Join(cfg.Logs, "devstack.log"), env: devEnv}
 	if err := s.devstack.start(); err != nil {
 		return nil, err
 	}
@@ -59,7 +68,7 @@ func startSystem(ctx context.Context, cfg Config, session time.Duration) (*syste
 		if err := getOK(ctx, s.client, s.kafka.SchemaRegistryURL+"/subjects"); err != nil {
 			return err
 		}
-		conn, err := net.DialTimeout("tcp", addrs[0], time.Second)
+		conn, err := net.DialTimeout("tcp", s.kafka.Brokers[0], time.Second)
 		if err != nil {
 			return err
 		}
@@ -89,8 +98,8 @@ func startSystem(ctx context.Context, cfg Config, session time.Duration) (*syste
 			s.instances[name] = append(s.instances[name], &proc{
 				name: instance, bin: bin, base: "http://" + addr, log: filepath.Join(cfg.Logs, instance+".log"),
 				env: []string{
-					"KAFKA_BROKERS=" + addrs[0], "SCHEMA_REGISTRY_URL=" + s.kafka.SchemaRegistryURL,
-					"HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr, "LOG_LEVEL=info",
+					"KAFKA_BROKERS=" + strings.Join(s.kafka.Brokers, ","), "SCHEMA_REGISTRY_URL=" + s.kafka.SchemaRegistryURL,
+					"HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr, "LOG_LEVEL=info", "STATE_DIR=" + s.state,
 				},
 			})
 		}
@@ -211,6 +220,7 @@ func (s *system) close() {
 		_ = s.devstack.stop()
 		s.devstack.killQuietly()
 	}
+	os.RemoveAll(s.state)
 }
 
 // memory is what an instance holds: its resident set (VmRSS) and the Go
