@@ -232,10 +232,12 @@ func startInstances(t *testing.T, bin string, n, started int, extra ...string) *
 	dev.awaitReady(60 * time.Second)
 
 	const sessionTimeout = 2 * time.Second
+	state := t.TempDir() // where a killed instance leaves its local state
 	service := func(name, instance, addr string) *proc {
 		env := []string{
 			"KAFKA_BROKERS=" + brokers, "SCHEMA_REGISTRY_URL=" + registryURL, "HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr,
 			fmt.Sprintf("PAYMENT_LIMIT=%d", paymentLimit), fmt.Sprintf("REFUND_LIMIT=%d", refundLimit), "STEP_TIMEOUT=2s", "KAFKA_SESSION_TIMEOUT=" + sessionTimeout.String(), "LOG_LEVEL=warn",
+			"STATE_DIR=" + state,
 		}
 		env = append(env, extra...) // the last of a name counts
 		return newProc(t, instance, filepath.Join(bin, name), env, func() error {

@@ -45,6 +45,13 @@ type Kafka struct {
 	// It also names the instance's transactions, so it must be unique
 	// among the instances and stay the same across a restart.
 	AdvertisedHTTPAddr string `env:"ADVERTISED_HTTP_ADDR"`
+	// StateDir is where an instance keeps the records of the state
+	// partitions it owns, on local disk, so that its memory does not grow
+	// with them: a directory of its own under StateDir (the system's
+	// temporary directory if empty), emptied at start and removed at exit.
+	// It is a cache of Kafka's changelogs, rebuilt from them on every
+	// start and assignment: an ephemeral volume will do.
+	StateDir string `env:"STATE_DIR"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
 	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`

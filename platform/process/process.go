@@ -90,6 +90,7 @@ type Process struct {
 	session    *messaging.Session  // the process's one consumer group and producer
 	handlers   *messaging.Handlers // the chain every handler runs behind
 	topics     []string            // it reads
+	db         *store.DB           // the local state of every store
 	stores     []assignable
 	archives   []string // the archive topics of the stores
 	restores   []func(context.Context) error
@@ -155,6 +156,11 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if err = messaging.EnsureTopics(cfg.Kafka, contracts.Topics()); err != nil {
 		return nil, err
 	}
+	// Opened before the session, so closed after it.
+	if p.db, err = store.OpenDB(cfg.Kafka.StateDir, "kafkasaga-"+cfg.Name, false); err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, p.db.Close)
 	if p.client, err = sarama.NewClient(cfg.Kafka.Brokers, p.sarama); err != nil {
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
@@ -284,7 +290,7 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 	if err != nil {
 		return nil, err
 	}
-	cfg := store.Config[T]{Topic: topic, Kgo: p.kgo, Producer: p.session, Codec: codec}
+	cfg := store.Config[T]{Topic: topic, Kgo: p.kgo, Producer: p.session, Codec: codec, DB: p.db}
 	for _, opt := range opts {
 		opt(&cfg)
 	}

@@ -312,3 +312,31 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// A process keeps its stores' records in a directory of its own under
+// STATE_DIR, and takes it away when it stops.
+func TestTheLocalStateLeavesWithTheProcess(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	dir := t.TempDir()
+	p := newProcess(t, config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
+		StateDir: dir})
+	if _, err := process.NewStore[contracts.CustomerRecord](p, contracts.TopicCustomerState); err != nil {
+		t.Fatalf("NewStore: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "kafkasaga-customer-") {
+		t.Fatalf("STATE_DIR after New: got %v (%v), want one kafkasaga-customer-* directory", entries, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitReady(t, p)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("STATE_DIR after Run returned: got %v (%v), want it empty", entries, err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,6 +68,10 @@ type Config[T any] struct {
 	// Archive, if set, moves the records that are over out of the live
 	// state (see Archive).
 	Archive *Archive[T]
+	// DB is the local database the store keeps its records in, shared by
+	// a process's stores (process.NewStore passes the process's); nil: a
+	// DB of the store's own, in memory, for tests.
+	DB *DB
 }
 
 // Archive moves a record that Ended says is over to Topic, a time-retained
@@ -107,14 +112,18 @@ func (c Config[T]) Validate() error {
 // It holds the records of the partitions it is assigned, and only those: a
 // process running as several instances shares a topic's partitions among
 // them, each instance restoring, reading and writing its own.
-// It keeps the encoded bytes, so a value handed out never aliases the stored
-// one and a failed write leaves nothing half-changed.
+// It keeps the encoded bytes, in its DB, so a value handed out never
+// aliases the stored one and a failed write leaves nothing half-changed.
 type Store[T any] struct {
 	cfg    Config[T]
 	logger *slog.Logger
+	db     *DB
+	prefix string // of the store's keys in db
 
+	// mu guards owned, partitions and pending, and orders the writes of a
+	// partition's records to db (read-locked) against its drop (locked).
 	mu         sync.RWMutex
-	data       map[string]entry
+	pending    map[string]entry // archived records whose transaction is not over, with their value
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
@@ -142,7 +151,15 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 	if cfg.PartitionKey == nil {
 		cfg.PartitionKey = func(key string) string { return key }
 	}
-	return &Store[T]{cfg: cfg, logger: logger, data: map[string]entry{}, owned: map[int32]bool{}}, nil
+	db := cfg.DB
+	if db == nil {
+		var err error
+		if db, err = OpenDB("", "", true); err != nil {
+			return nil, err
+		}
+	}
+	return &Store[T]{cfg: cfg, logger: logger, db: db, prefix: cfg.Topic + "\x00",
+		pending: map[string]entry{}, owned: map[int32]bool{}}, nil
 }
 
 // Topic is the store's changelog topic.
@@ -217,12 +234,12 @@ func (s *Store[T]) Owns(key string) bool {
 // Get returns the record stored under key; ErrNotOwned if its partition is
 // not this store's.
 func (s *Store[T]) Get(key string) (*T, bool, error) {
-	_, e, owned, ok := s.lookup(key)
+	_, e, owned, ok, err := s.lookup(key)
 	if !owned {
 		return nil, false, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
-	if !ok {
-		return nil, false, nil
+	if err != nil || !ok {
+		return nil, false, err
 	}
 	b, ok, err := s.value(context.Background(), key, e)
 	if err != nil || !ok {
@@ -237,18 +254,29 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 
 // lookup returns key's partition, whether the store owns it, and its
 // entry, under one read lock.
-func (s *Store[T]) lookup(key string) (p int32, e entry, owned, ok bool) {
+func (s *Store[T]) lookup(key string) (p int32, e entry, owned, ok bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.partitions == 0 {
-		return 0, e, false, false
+		return 0, e, false, false, nil
 	}
 	p = PartitionOf(s.cfg.PartitionKey(key), s.partitions)
 	if !s.owned[p] {
-		return p, e, false, false
+		return p, e, false, false, nil
 	}
-	e, ok = s.data[key]
-	return p, e, true, ok
+	if e, ok = s.pending[key]; ok {
+		return p, e, true, true, nil
+	}
+	v, closer, err := s.db.db.Get(dbKey(s.prefix, p, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return p, e, true, false, nil
+	}
+	if err != nil {
+		return p, e, true, false, fmt.Errorf("%s/%s: local state: %w", s.cfg.Topic, key, err)
+	}
+	defer closer.Close()
+	e, err = decodeEntry(p, v)
+	return p, e, true, err == nil, err
 }
 
 // value returns the encoded record of e: its value, or, archived, the
@@ -333,9 +361,12 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	lock.Lock()
 	defer lock.Unlock()
 
-	p, old, owned, exists := s.lookup(key)
+	p, old, owned, exists, err := s.lookup(key)
 	if !owned {
 		return nil, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
+	}
+	if err != nil {
+		return nil, err
 	}
 	var oldValue []byte
 	if exists {
@@ -394,15 +425,15 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if changed {
 		s.mu.Lock()
 		if s.owned[p] { // not revoked while it was written
-			if _, held := s.data[key]; !held {
-				// A copy: a key decoded from a message shares a block of
-				// the decoder's (Avro's 1 KB slab), which the map would
-				// keep alive as long as the key.
-				key = strings.Clone(key)
+			err = s.db.db.Set(dbKey(s.prefix, p, key), encodeEntry(e), pebble.NoSync)
+			if e.pending != nil {
+				s.pending[strings.Clone(key)] = e // a copy: a decoded key shares the decoder's slab
 			}
-			s.data[key] = e
 		}
 		s.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: local state: %w", s.cfg.Topic, key, err)
+		}
 	}
 	if e.pending != nil {
 		s.cfg.Producer.AfterCommit(func() { s.settle(key, e.archivedAt) })
@@ -415,9 +446,8 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 func (s *Store[T]) settle(key string, offset int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.data[key]; ok && e.archived() && e.archivedAt == offset {
-		e.pending = nil
-		s.data[key] = e
+	if e, ok := s.pending[key]; ok && e.archivedAt == offset {
+		delete(s.pending, key)
 	}
 }
 
@@ -440,38 +470,100 @@ func (s *Store[T]) Range(fn func(key string, v *T) bool) error {
 // (all of them if partitions is nil). Neither visits archived records:
 // they are over, and reading them is a round trip to Kafka each.
 func (s *Store[T]) RangePartitions(partitions []int32, fn func(key string, v *T) bool) error {
-	s.mu.RLock()
-	var keys []string
-	for k, e := range s.data {
-		if !e.archived() && (partitions == nil || slices.Contains(partitions, e.partition)) {
-			keys = append(keys, k)
+	if partitions == nil {
+		s.mu.RLock()
+		for p := range s.owned {
+			partitions = append(partitions, p)
 		}
+		s.mu.RUnlock()
+		slices.Sort(partitions)
 	}
-	s.mu.RUnlock()
-	for _, k := range keys {
-		v, ok, err := s.Get(k)
-		if errors.Is(err, serde.ErrUndecodable) {
-			s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", k, "error", err)
-			continue
-		}
-		if errors.Is(err, ErrNotOwned) {
-			continue // revoked meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		if ok && !fn(k, v) {
-			return nil
+	for _, p := range partitions {
+		from, to := partitionRange(s.prefix, p)
+		for from != nil {
+			var page []kv
+			var err error
+			// A page at a time, without the lock while fn runs: fn may
+			// write to the store.
+			if page, from, err = s.scan(p, from, to, func(e entry) bool { return !e.archived() }); err != nil {
+				return err
+			}
+			for _, r := range page {
+				v, err := s.cfg.Codec.Decode(r.e.value)
+				if errors.Is(err, serde.ErrUndecodable) {
+					s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", r.key, "error", err)
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, r.key, err)
+				}
+				if !fn(r.key, v) {
+					return nil
+				}
+			}
 		}
 	}
 	return nil
 }
 
-// Len returns the number of records.
-func (s *Store[T]) Len() int {
+// kv is a record as scan finds it.
+type kv struct {
+	key string
+	e   entry
+}
+
+// scanPage is how many records scan returns at most.
+const scanPage = 1024
+
+// scan returns the entries of partition p from key from (inclusive) to
+// to (exclusive) that keep says to, a page at a time, and the key to go
+// on from (nil at the end); nothing once p is no longer owned.
+func (s *Store[T]) scan(p int32, from, to []byte, keep func(entry) bool) (page []kv, next []byte, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.data)
+	if !s.owned[p] {
+		return nil, nil, nil
+	}
+	it, err := s.db.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: to})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: local state: %w", s.cfg.Topic, err)
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		if n == scanPage {
+			return page, slices.Clone(it.Key()), nil
+		}
+		n++
+		e, err := decodeEntry(p, it.Value())
+		if err != nil {
+			return nil, nil, err
+		}
+		if keep(e) {
+			page = append(page, kv{key: string(it.Key()[len(s.prefix)+4:]), e: e})
+		}
+	}
+	return page, nil, it.Error()
+}
+
+// Len returns the number of records, archived ones included.
+func (s *Store[T]) Len() int {
+	s.mu.RLock()
+	var partitions []int32
+	for p := range s.owned {
+		partitions = append(partitions, p)
+	}
+	s.mu.RUnlock()
+	n := 0
+	for _, p := range partitions {
+		from, to := partitionRange(s.prefix, p)
+		for from != nil {
+			var page []kv
+			page, from, _ = s.scan(p, from, to, func(entry) bool { return true })
+			n += len(page)
+		}
+	}
+	return n
 }
 
 // Restore assigns the store every partition of its topic: it reads the
@@ -520,14 +612,28 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 			partitions = append(partitions, p)
 		}
 	}
-	read := map[int32]map[string]entry{}
 	want := map[int32]int64{} // the last offset to read, by partition
 	consume := map[int32]kgo.Offset{}
 	for _, p := range partitions {
 		if p >= n {
 			return fmt.Errorf("restore %s: partition %d of %d", s.cfg.Topic, p, n)
 		}
-		read[p] = map[string]entry{}
+	}
+	// Read again from the start: what was held is dropped, and the
+	// partitions are not served until they are read to their end.
+	s.mu.Lock()
+	for _, p := range partitions {
+		delete(s.owned, p)
+		if err := s.dropLocked(p); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+		}
+	}
+	s.mu.Unlock()
+	batch := s.db.db.NewBatch()
+	defer func() { batch.Close() }()
+	restored := 0
+	for _, p := range partitions {
 		start, end := starts[s.cfg.Topic][p].Offset, ends[s.cfg.Topic][p].Offset
 		if start < end {
 			want[p] = end - 1
@@ -548,22 +654,32 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 			}
 			fetches.EachRecord(func(r *kgo.Record) {
 				last, ok := want[r.Partition]
-				if !ok || r.Offset > last {
+				if !ok || r.Offset > last || ferr != nil {
 					return // past the end taken at the start
 				}
 				if !r.Attrs.IsControl() {
+					restored++
+					k := dbKey(s.prefix, r.Partition, string(r.Key))
 					if at, ok := archivedAt(r); ok {
-						read[r.Partition][string(r.Key)] = entry{partition: r.Partition, archivedAt: at}
+						ferr = batch.Set(k, encodeEntry(entry{archivedAt: at}), nil)
 					} else if r.Value == nil {
-						delete(read[r.Partition], string(r.Key))
+						ferr = batch.Delete(k, nil)
 					} else {
-						read[r.Partition][string(r.Key)] = entry{value: r.Value, partition: r.Partition}
+						ferr = batch.Set(k, encodeEntry(entry{value: r.Value}), nil)
 					}
 				}
 				if r.Offset == last {
 					delete(want, r.Partition)
 				}
 			})
+			if ferr == nil && batch.Len() >= dbMemTable/4 {
+				ferr = batch.Commit(pebble.NoSync)
+				batch.Close()
+				batch = s.db.db.NewBatch()
+			}
+			if ferr != nil {
+				return fmt.Errorf("restore %s: local state: %w", s.cfg.Topic, ferr)
+			}
 			// A partition whose last record compaction removed ends at the
 			// first record past it.
 			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -573,17 +689,16 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 			})
 		}
 	}
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("restore %s: local state: %w", s.cfg.Topic, err)
+	}
 	s.mu.Lock()
 	s.partitions = n
 	for _, p := range partitions {
-		s.dropLocked(p)
-		for k, e := range read[p] {
-			s.data[k] = e
-		}
 		s.owned[p] = true
 	}
 	s.mu.Unlock()
-	s.logger.Info("state restored", "topic", s.cfg.Topic, "partitions", len(partitions), "records", s.Len())
+	s.logger.Info("state restored", "topic", s.cfg.Topic, "partitions", len(partitions), "records read", restored)
 	return nil
 }
 
@@ -593,17 +708,23 @@ func (s *Store[T]) Revoke(partitions []int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range partitions {
-		s.dropLocked(p)
 		delete(s.owned, p)
+		if err := s.dropLocked(p); err != nil {
+			// Not owned, so never read: the next Assign drops it again.
+			s.logger.Warn("drop a revoked partition's local state", "topic", s.cfg.Topic, "partition", p, "error", err)
+		}
 	}
 }
 
-func (s *Store[T]) dropLocked(p int32) {
-	for k, e := range s.data {
+// dropLocked deletes partition p's records. Called with mu held.
+func (s *Store[T]) dropLocked(p int32) error {
+	for k, e := range s.pending {
 		if e.partition == p {
-			delete(s.data, k)
+			delete(s.pending, k)
 		}
 	}
+	from, to := partitionRange(s.prefix, p)
+	return s.db.db.DeleteRange(from, to, pebble.NoSync)
 }
 
 // archivedAt returns the offset a pointer record (HeaderArchivedAt) points
@@ -639,12 +760,28 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	}
 	var tombstones []*kgo.Record
 	s.mu.RLock()
-	for k, e := range s.data {
-		if start, ok := starts.Lookup(s.cfg.Archive.Topic, e.partition); ok && e.archived() && e.archivedAt < start.Offset && s.owned[e.partition] {
-			tombstones = append(tombstones, s.record(s.cfg.Topic, k, e.partition, nil))
-		}
+	var partitions []int32
+	for p := range s.owned {
+		partitions = append(partitions, p)
 	}
 	s.mu.RUnlock()
+	for _, p := range partitions {
+		start, ok := starts.Lookup(s.cfg.Archive.Topic, p)
+		if !ok {
+			continue
+		}
+		gone := func(e entry) bool { return e.archived() && e.archivedAt < start.Offset }
+		from, to := partitionRange(s.prefix, p)
+		for from != nil {
+			var page []kv
+			if page, from, err = s.scan(p, from, to, gone); err != nil {
+				return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
+			}
+			for _, r := range page {
+				tombstones = append(tombstones, s.record(s.cfg.Topic, r.key, p, nil))
+			}
+		}
+	}
 	if len(tombstones) == 0 {
 		return 0, nil
 	}
@@ -652,13 +789,21 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 	}
 	s.mu.Lock()
-	for _, m := range tombstones {
-		key := m.Key
-		if e, ok := s.data[string(key)]; ok && e.archived() {
-			delete(s.data, string(key))
+	defer s.mu.Unlock()
+	for _, r := range tombstones {
+		k := dbKey(s.prefix, r.Partition, string(r.Key))
+		v, closer, err := s.db.db.Get(k)
+		if err != nil {
+			continue // gone already
+		}
+		e, err := decodeEntry(r.Partition, v)
+		closer.Close()
+		if err == nil && e.archived() && s.owned[r.Partition] {
+			if err := s.db.db.Delete(k, pebble.NoSync); err != nil {
+				return 0, fmt.Errorf("prune %s: local state: %w", s.cfg.Topic, err)
+			}
 		}
 	}
-	s.mu.Unlock()
 	return len(tombstones), nil
 }
 

@@ -706,21 +706,3 @@ func TestPartitionOfIsTheProducersPartition(t *testing.T) {
 		}
 	}
 }
-
-// The store keeps a copy of a new key, not the caller's string: a key
-// decoded from a message shares the decoder's block (Avro's 1 KB slab)
-// with the rest of the message, which the store would keep alive as long
-// as the record.
-func TestTheStoreKeepsNoCallersKey(t *testing.T) {
-	t.Parallel()
-	s := newChangelog(t, 1).restored(t)
-	block := strings.Repeat("x", 1024) + "c1" // as a decoder's slab holds it
-	key := block[1024:]
-	update(t, s, key, set(customer("c1", 500)))
-	if store.KeyIsShared(s, key) {
-		t.Error("the store keeps the caller's key string, and with it the block it is part of")
-	}
-	if _, ok, err := s.Get("c1"); err != nil || !ok {
-		t.Errorf("Get(c1): found %v, %v; want the record", ok, err)
-	}
-}
