@@ -113,7 +113,7 @@ func (discardSender) AfterCommit(fn func())                          { fn() }
 
 // benchStore is a store of accounts, with the real Avro codec, that owns
 // every partition of an empty changelog and sends nowhere.
-func benchStore(b *testing.B) *customers {
+func benchStore(b testing.TB) *customers {
 	b.Helper()
 	c := newChangelog(b, contracts.Partitions)
 	s, err := serde.New(srclient.NewSchemaRegistryClient(c.kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &account{})

@@ -5,6 +5,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -120,10 +121,11 @@ type Store[T any] struct {
 	db     *DB
 	prefix string // of the store's keys in db
 
-	// mu guards owned, partitions and pending, and orders the writes of a
-	// partition's records to db (read-locked) against its drop (locked).
+	// mu guards owned, partitions, pending and recent, and orders the
+	// writes of a partition's records against its drop.
 	mu         sync.RWMutex
 	pending    map[string]entry // archived records whose transaction is not over, with their value
+	recent     recent
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
@@ -138,6 +140,7 @@ type entry struct {
 	partition  int32
 	archivedAt int64
 	pending    []byte
+	dirty      bool // in recent, not yet written to the DB
 }
 
 func (e entry) archived() bool { return e.value == nil }
@@ -159,7 +162,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 		}
 	}
 	return &Store[T]{cfg: cfg, logger: logger, db: db, prefix: cfg.Topic + "\x00",
-		pending: map[string]entry{}, owned: map[int32]bool{}}, nil
+		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}}, nil
 }
 
 // Topic is the store's changelog topic.
@@ -265,6 +268,9 @@ func (s *Store[T]) lookup(key string) (p int32, e entry, owned, ok bool, err err
 		return p, e, false, false, nil
 	}
 	if e, ok = s.pending[key]; ok {
+		return p, e, true, true, nil
+	}
+	if e, ok = s.recent.get(key); ok {
 		return p, e, true, true, nil
 	}
 	v, closer, err := s.db.db.Get(dbKey(s.prefix, p, key))
@@ -425,9 +431,11 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if changed {
 		s.mu.Lock()
 		if s.owned[p] { // not revoked while it was written
-			err = s.db.db.Set(dbKey(s.prefix, p, key), encodeEntry(e), pebble.NoSync)
+			// A copy: a decoded key shares the decoder's slab (Avro's 1 KB).
+			key = strings.Clone(key)
+			err = s.keepLocked(key, e)
 			if e.pending != nil {
-				s.pending[strings.Clone(key)] = e // a copy: a decoded key shares the decoder's slab
+				s.pending[key] = e
 			}
 		}
 		s.mu.Unlock()
@@ -517,12 +525,19 @@ const scanPage = 1024
 
 // scan returns the entries of partition p from key from (inclusive) to
 // to (exclusive) that keep says to, a page at a time, and the key to go
-// on from (nil at the end); nothing once p is no longer owned.
+// on from (nil at the end); nothing once p is no longer owned. The first
+// page writes what recent holds of p to the DB first: a change made
+// while the scan goes on may be missed.
 func (s *Store[T]) scan(p int32, from, to []byte, keep func(entry) bool) (page []kv, next []byte, err error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.owned[p] {
 		return nil, nil, nil
+	}
+	if start, _ := partitionRange(s.prefix, p); bytes.Equal(from, start) {
+		if err := s.flushLocked(p); err != nil {
+			return nil, nil, err
+		}
 	}
 	it, err := s.db.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: to})
 	if err != nil {
@@ -718,6 +733,7 @@ func (s *Store[T]) Revoke(partitions []int32) {
 
 // dropLocked deletes partition p's records. Called with mu held.
 func (s *Store[T]) dropLocked(p int32) error {
+	s.forgetLocked(p)
 	for k, e := range s.pending {
 		if e.partition == p {
 			delete(s.pending, k)
@@ -791,14 +807,21 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range tombstones {
-		k := dbKey(s.prefix, r.Partition, string(r.Key))
-		v, closer, err := s.db.db.Get(k)
-		if err != nil {
-			continue // gone already
+		key := string(r.Key)
+		k := dbKey(s.prefix, r.Partition, key)
+		e, ok := s.recent.get(key)
+		if !ok {
+			v, closer, err := s.db.db.Get(k)
+			if err != nil {
+				continue // gone already
+			}
+			e, err = decodeEntry(r.Partition, v)
+			closer.Close()
+			ok = err == nil
 		}
-		e, err := decodeEntry(r.Partition, v)
-		closer.Close()
-		if err == nil && e.archived() && s.owned[r.Partition] {
+		if ok && e.archived() && s.owned[r.Partition] { // not changed meanwhile
+			delete(s.recent.young, key)
+			delete(s.recent.old, key)
 			if err := s.db.db.Delete(k, pebble.NoSync); err != nil {
 				return 0, fmt.Errorf("prune %s: local state: %w", s.cfg.Topic, err)
 			}

@@ -706,3 +706,44 @@ func TestPartitionOfIsTheProducersPartition(t *testing.T) {
 		}
 	}
 }
+
+// A store keeps its latest writes in memory and moves them to its DB a
+// generation at a time: wherever a record's latest version is, in memory
+// or in the DB under an older one, a read finds that version, and a scan
+// finds every record once.
+func TestEveryRecordIsFoundAcrossTheGenerationsInMemory(t *testing.T) {
+	t.Parallel()
+	s := benchStore(t)
+	n := 3*store.RecentSize + 1
+	want := map[string]int64{}
+	write := func(i int, limit int64) {
+		key := fmt.Sprintf("c%d", i)
+		update(t, s, key, func(v *account, _ bool) error { v.CustomerID, v.CreditLimit = key, limit; return nil })
+		want[key] = limit
+	}
+	for i := range n {
+		write(i, int64(i))
+	}
+	for i := 0; i < n; i += 7 {
+		write(i, int64(i)+1_000_000) // the DB has the first version of the oldest ones
+	}
+	for key, limit := range want {
+		v, ok, err := s.Get(key)
+		if err != nil || !ok || v.CreditLimit != limit {
+			t.Fatalf("Get(%s): got %+v, %v, %v; want credit limit %d", key, v, ok, err, limit)
+		}
+	}
+	seen := map[string]bool{}
+	if err := s.Range(func(key string, v *account) bool {
+		if seen[key] || v.CreditLimit != want[key] {
+			t.Errorf("Range: %s again (%v) or with credit limit %d, want %d", key, seen[key], v.CreditLimit, want[key])
+		}
+		seen[key] = true
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n || s.Len() != n {
+		t.Errorf("Range saw %d records and Len says %d, want %d", len(seen), s.Len(), n)
+	}
+}
