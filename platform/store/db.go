@@ -25,8 +25,8 @@ type DB struct {
 // Sizes of what a DB holds in memory: its block cache, and up to two
 // memtables being written or flushed.
 const (
-	dbCache    = 32 << 20
-	dbMemTable = 8 << 20
+	dbCache    = 16 << 20
+	dbMemTable = 4 << 20
 )
 
 // OpenDB opens an empty DB in a new directory under parent (the system's

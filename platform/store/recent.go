@@ -18,7 +18,7 @@ type recent struct {
 
 // recentSize bounds each generation: far more than the records in flight
 // at once, so that what a saga reads again is still here.
-const recentSize = 4096
+const recentSize = 2048
 
 func newRecent() recent {
 	return recent{young: make(map[string]entry, recentSize), old: map[string]entry{}}
