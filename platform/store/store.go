@@ -433,7 +433,9 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		if s.owned[p] { // not revoked while it was written
 			// A copy: a decoded key shares the decoder's slab (Avro's 1 KB).
 			key = strings.Clone(key)
-			err = s.keepLocked(key, e)
+			kept := e
+			kept.pending = nil // pending holds it, for its transaction only
+			err = s.keepLocked(key, kept)
 			if e.pending != nil {
 				s.pending[key] = e
 			}
