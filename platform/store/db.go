@@ -95,7 +95,10 @@ const (
 )
 
 func dbKey(prefix string, p int32, key string) []byte {
-	b := make([]byte, 0, len(prefix)+4+len(key))
+	return appendKey(make([]byte, 0, len(prefix)+4+len(key)), prefix, p, key)
+}
+
+func appendKey[K string | []byte](b []byte, prefix string, p int32, key K) []byte {
 	b = append(b, prefix...)
 	b = binary.BigEndian.AppendUint32(b, uint32(p))
 	return append(b, key...)
@@ -106,11 +109,13 @@ func partitionRange(prefix string, p int32) (start, end []byte) {
 	return dbKey(prefix, p, ""), dbKey(prefix, p+1, "")
 }
 
-func encodeEntry(e entry) []byte {
+func encodeEntry(e entry) []byte { return appendEntry(nil, e) }
+
+func appendEntry(b []byte, e entry) []byte {
 	if e.archived() {
-		return binary.BigEndian.AppendUint64([]byte{kindArchived}, uint64(e.archivedAt))
+		return binary.BigEndian.AppendUint64(append(b, kindArchived), uint64(e.archivedAt))
 	}
-	return append([]byte{kindValue}, e.value...)
+	return append(append(b, kindValue), e.value...)
 }
 
 // decodeEntry reads an entry of partition p from v, which it copies.

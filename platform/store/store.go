@@ -5,7 +5,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -490,30 +489,61 @@ func (s *Store[T]) RangePartitions(partitions []int32, fn func(key string, v *T)
 	}
 	for _, p := range partitions {
 		from, to := partitionRange(s.prefix, p)
-		for from != nil {
-			var page []kv
-			var err error
-			// A page at a time, without the lock while fn runs: fn may
-			// write to the store.
-			if page, from, err = s.scan(p, from, to, func(e entry) bool { return !e.archived() }); err != nil {
-				return err
-			}
-			for _, r := range page {
-				v, err := s.cfg.Codec.Decode(r.e.value)
-				if errors.Is(err, serde.ErrUndecodable) {
-					s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", r.key, "error", err)
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, r.key, err)
-				}
-				if !fn(r.key, v) {
-					return nil
-				}
-			}
+		if more, err := s.rangeOf(p, from, to, fn); err != nil || !more {
+			return err
 		}
 	}
 	return nil
+}
+
+// RangePrefix is Range over the records whose keys begin with prefix, a
+// prefix that chooses their partition (PartitionKey): the records of one
+// co-partitioned aggregate, "<customer id>/" say. ErrNotOwned if the
+// partition is not this store's.
+func (s *Store[T]) RangePrefix(prefix string, fn func(key string, v *T) bool) error {
+	p, ok := s.Partition(prefix)
+	if !ok || !s.Owns(prefix) {
+		return fmt.Errorf("%s/%s: %w", s.cfg.Topic, prefix, ErrNotOwned)
+	}
+	from := dbKey(s.prefix, p, prefix)
+	to := slices.Clone(from)
+	for i := len(to) - 1; i >= 0; i-- { // the first key past the prefix
+		if to[i]++; to[i] != 0 {
+			break
+		}
+		to = to[:i]
+	}
+	_, err := s.rangeOf(p, from, to, fn)
+	return err
+}
+
+// rangeOf calls fn for the live records of partition p from key from to
+// key to, a page at a time, without the lock while fn runs (fn may write
+// to the store); false if fn stopped it.
+func (s *Store[T]) rangeOf(p int32, from, to []byte, fn func(key string, v *T) bool) (bool, error) {
+	first := true
+	for from != nil {
+		var page []kv
+		var err error
+		if page, from, err = s.scan(p, from, to, first, func(e entry) bool { return !e.archived() }); err != nil {
+			return false, err
+		}
+		first = false
+		for _, r := range page {
+			v, err := s.cfg.Codec.Decode(r.e.value)
+			if errors.Is(err, serde.ErrUndecodable) {
+				s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", r.key, "error", err)
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, r.key, err)
+			}
+			if !fn(r.key, v) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // kv is a record as scan finds it.
@@ -530,13 +560,13 @@ const scanPage = 1024
 // on from (nil at the end); nothing once p is no longer owned. The first
 // page writes what recent holds of p to the DB first: a change made
 // while the scan goes on may be missed.
-func (s *Store[T]) scan(p int32, from, to []byte, keep func(entry) bool) (page []kv, next []byte, err error) {
+func (s *Store[T]) scan(p int32, from, to []byte, first bool, keep func(entry) bool) (page []kv, next []byte, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.owned[p] {
 		return nil, nil, nil
 	}
-	if start, _ := partitionRange(s.prefix, p); bytes.Equal(from, start) {
+	if first {
 		if err := s.flushLocked(p); err != nil {
 			return nil, nil, err
 		}
@@ -574,9 +604,9 @@ func (s *Store[T]) Len() int {
 	n := 0
 	for _, p := range partitions {
 		from, to := partitionRange(s.prefix, p)
-		for from != nil {
+		for first := true; from != nil; first = false {
 			var page []kv
-			page, from, _ = s.scan(p, from, to, func(entry) bool { return true })
+			page, from, _ = s.scan(p, from, to, first, func(entry) bool { return true })
 			n += len(page)
 		}
 	}
@@ -650,6 +680,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	batch := s.db.db.NewBatch()
 	defer func() { batch.Close() }()
 	restored := 0
+	var kbuf, vbuf []byte
 	for _, p := range partitions {
 		start, end := starts[s.cfg.Topic][p].Offset, ends[s.cfg.Topic][p].Offset
 		if start < end {
@@ -676,13 +707,16 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 				}
 				if !r.Attrs.IsControl() {
 					restored++
-					k := dbKey(s.prefix, r.Partition, string(r.Key))
+					// The batch copies what it is given: one buffer will do.
+					kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
 					if at, ok := archivedAt(r); ok {
-						ferr = batch.Set(k, encodeEntry(entry{archivedAt: at}), nil)
+						vbuf = appendEntry(vbuf[:0], entry{archivedAt: at})
+						ferr = batch.Set(kbuf, vbuf, nil)
 					} else if r.Value == nil {
-						ferr = batch.Delete(k, nil)
+						ferr = batch.Delete(kbuf, nil)
 					} else {
-						ferr = batch.Set(k, encodeEntry(entry{value: r.Value}), nil)
+						vbuf = appendEntry(vbuf[:0], entry{value: r.Value})
+						ferr = batch.Set(kbuf, vbuf, nil)
 					}
 				}
 				if r.Offset == last {
@@ -790,9 +824,9 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 		}
 		gone := func(e entry) bool { return e.archived() && e.archivedAt < start.Offset }
 		from, to := partitionRange(s.prefix, p)
-		for from != nil {
+		for first := true; from != nil; first = false {
 			var page []kv
-			if page, from, err = s.scan(p, from, to, gone); err != nil {
+			if page, from, err = s.scan(p, from, to, first, gone); err != nil {
 				return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 			}
 			for _, r := range page {

@@ -21,15 +21,16 @@ import (
 // and partitioned by customer id (ReservationPartitionKey), so a customer's
 // decisions live in its partition: a decision writes one small record,
 // however many orders the customer had. What a customer holds, the sum of
-// its RESERVED decisions, is derived: Restore rebuilds it and every
-// decision keeps it current.
+// its RESERVED decisions, is derived: summed from its decisions when first
+// needed (they are one range of keys in its partition), then kept current
+// by every decision.
 type CustomerRepository struct {
 	customers    *store.Store[contracts.CustomerRecord]
 	reservations *store.Store[contracts.ReservationRecord]
 	locks        [64]sync.Mutex // one decision at a time per customer (striped by id)
 
 	mu   sync.RWMutex
-	held map[string]int64 // by customer id
+	held map[string]int64 // by customer id, once summed
 }
 
 var _ domain.Repository = (*CustomerRepository)(nil)
@@ -38,21 +39,13 @@ func NewCustomerRepository(customers *store.Store[contracts.CustomerRecord], res
 	return &CustomerRepository{customers: customers, reservations: reservations, held: map[string]int64{}}
 }
 
-// Restore sums what every customer holds from the restored decisions; run
-// it after the stores' own restore, before the first command.
+// Restore forgets what customers hold, after the stores' own restore
+// (process.OnRestored): the partitions changed, and each customer's sum is
+// made again from its decisions when first needed, rather than every
+// decision of every partition read before the first command.
 func (r *CustomerRepository) Restore(context.Context) error {
-	held := map[string]int64{}
-	err := r.reservations.Range(func(_ string, res *contracts.ReservationRecord) bool {
-		if domain.ReservationStatus(res.Status) == domain.Reserved {
-			held[own(held, res.CustomerID)] += res.Amount
-		}
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("sum the credit held: %w", err)
-	}
 	r.mu.Lock()
-	r.held = held
+	r.held = map[string]int64{}
 	r.mu.Unlock()
 	return nil
 }
@@ -68,11 +61,18 @@ func (r *CustomerRepository) Add(ctx context.Context, c *domain.Customer) error 
 }
 
 func (r *CustomerRepository) Get(_ context.Context, id string) (*domain.Customer, error) {
+	lock := &r.locks[stripe(id)]
+	lock.Lock()
+	defer lock.Unlock()
 	rec, err := r.customer(id)
 	if err != nil {
 		return nil, err
 	}
-	return domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, r.heldBy(id), nil), nil
+	held, err := r.heldBy(id)
+	if err != nil {
+		return nil, err
+	}
+	return domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, held, nil), nil
 }
 
 func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, orderID string, fn func(c *domain.Customer) error) error {
@@ -84,13 +84,17 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	if err != nil {
 		return err
 	}
+	before, err := r.heldBy(customerID)
+	if err != nil {
+		return err
+	}
 	var held int64
 	err = r.reservations.Update(ctx, customerID+"/"+orderID, func(res *contracts.ReservationRecord, exists bool) error {
 		known := map[string]domain.Reservation{}
 		if exists {
 			known[orderID] = domain.Reservation{Amount: res.Amount, Status: domain.ReservationStatus(res.Status)}
 		}
-		c := domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, r.heldBy(customerID), known)
+		c := domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, before, known)
 		if err := fn(c); err != nil {
 			return err
 		}
@@ -122,10 +126,29 @@ func (r *CustomerRepository) customer(id string) (*contracts.CustomerRecord, err
 	return rec, nil
 }
 
-func (r *CustomerRepository) heldBy(id string) int64 {
+// heldBy returns what the customer holds, summing it from its decisions
+// the first time. Called with the customer's lock held, so that no
+// decision changes the sum meanwhile.
+func (r *CustomerRepository) heldBy(id string) (int64, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.held[id]
+	held, ok := r.held[id]
+	r.mu.RUnlock()
+	if ok {
+		return held, nil
+	}
+	err := r.reservations.RangePrefix(id+"/", func(_ string, res *contracts.ReservationRecord) bool {
+		if domain.ReservationStatus(res.Status) == domain.Reserved {
+			held += res.Amount
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sum the credit customer %s holds: %w", id, err)
+	}
+	r.mu.Lock()
+	r.held[own(r.held, id)] = held
+	r.mu.Unlock()
+	return held, nil
 }
 
 // ReservationPartitionKey is the key that chooses a decision's partition:

@@ -30,6 +30,7 @@ type OrderRepository struct {
 	mu         sync.Mutex
 	pending    map[string]bool // order ids
 	cancelling map[string]bool // order ids
+	restored   bool            // the partitions changed since the store was last read for them
 }
 
 var _ domain.Repository = (*OrderRepository)(nil)
@@ -38,9 +39,27 @@ func NewOrderRepository(s *store.Store[contracts.OrderRecord], events *OrderEven
 	return &OrderRepository{store: s, events: events, pending: map[string]bool{}, cancelling: map[string]bool{}}
 }
 
-// Restore indexes the restored orders still PENDING or CANCELLING; run it
-// after the store's own restore (process.OnRestored).
+// Restore notes that the store's partitions changed (process.OnRestored):
+// the next Pending or Cancelling indexes the orders still PENDING or
+// CANCELLING, off the restore's path, which need not read every order.
 func (r *OrderRepository) Restore(context.Context) error {
+	r.mu.Lock()
+	r.restored = true
+	r.mu.Unlock()
+	return nil
+}
+
+// reindex indexes the orders still PENDING or CANCELLING once the
+// partitions changed. An order indexed while it changed is dropped by
+// indexed, which reads it again.
+func (r *OrderRepository) reindex() error {
+	r.mu.Lock()
+	restored := r.restored
+	r.restored = false
+	r.mu.Unlock()
+	if !restored {
+		return nil
+	}
 	var pending, cancelling []string
 	err := r.store.Range(func(id string, rec *contracts.OrderRecord) bool {
 		switch domain.State(rec.State) {
@@ -52,6 +71,9 @@ func (r *OrderRepository) Restore(context.Context) error {
 		return true
 	})
 	if err != nil {
+		r.mu.Lock()
+		r.restored = true
+		r.mu.Unlock()
 		return fmt.Errorf("index the pending and cancelling orders: %w", err)
 	}
 	r.mu.Lock()
@@ -159,6 +181,9 @@ func (r *OrderRepository) Cancelling(context.Context) ([]*domain.Order, error) {
 
 // indexed returns the orders of index still in state, and drops the others.
 func (r *OrderRepository) indexed(index map[string]bool, state domain.State) ([]*domain.Order, error) {
+	if err := r.reindex(); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	ids := slices.Collect(maps.Keys(index))
 	r.mu.Unlock()

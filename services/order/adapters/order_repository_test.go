@@ -86,3 +86,65 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 		t.Errorf("Pending: got %d orders, want the one of the partition still owned (%s)", len(pending), byPartition[kept])
 	}
 }
+
+// An instance that restored the partitions announces the orders still
+// PENDING, and only those, though its restore read none of them.
+func TestPendingOrdersAreFoundAfterARestore(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := messaging.NewSyncSender(kafka, "order-repository-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{}, &contracts.OrderCreated{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	restored := func() *adapters.OrderRepository {
+		t.Helper()
+		codec, err := store.AvroCodec[contracts.OrderRecord](sd, contracts.TopicOrderState)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
+			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer, Codec: codec}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil))
+		if err := r.Restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := restored()
+	var ids []string
+	for range 2 {
+		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Add(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, o.ID())
+	}
+	if err := r.Update(ctx, ids[0], func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := restored().Pending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || pending[0].ID() != ids[1] {
+		t.Errorf("Pending after a restore: got %d orders, want only %s", len(pending), ids[1])
+	}
+}

@@ -1,0 +1,103 @@
+package adapters_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
+	"github.com/kafkasaga/kafkasaga/services/customer/domain"
+)
+
+// What a customer holds is the sum of its RESERVED decisions, found again
+// by an instance that restores the partitions: a released decision counts
+// for nothing, and another customer's decisions are not summed with it.
+func TestWhatACustomerHoldsIsFoundAgainAfterARestore(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := messaging.NewSyncSender(kafka, "customer-repository-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true},
+		&contracts.CustomerRecord{}, &contracts.ReservationRecord{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	restored := func() *adapters.CustomerRepository {
+		t.Helper()
+		customers := newStore[contracts.CustomerRecord](t, kafka, producer, sd, contracts.TopicCustomerState, nil)
+		reservations := newStore[contracts.ReservationRecord](t, kafka, producer, sd, contracts.TopicCustomerReservations,
+			adapters.ReservationPartitionKey)
+		r := adapters.NewCustomerRepository(customers, reservations)
+		if err := r.Restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	r := restored()
+	for _, id := range []string{"ada", "bob"} {
+		c, err := domain.NewCustomer(id, id, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decide := func(customer, order string, fn func(c *domain.Customer) error) {
+		t.Helper()
+		if err := r.UpdateCredit(ctx, customer, order, fn); err != nil {
+			t.Fatalf("UpdateCredit(%s, %s): %v", customer, order, err)
+		}
+	}
+	for _, d := range []struct {
+		customer, order string
+		amount          int64
+	}{{"ada", "o1", 300}, {"ada", "o2", 200}, {"ada", "o3", 50}, {"bob", "o4", 100}} {
+		decide(d.customer, d.order, func(c *domain.Customer) error { _, err := c.ReserveCredit(d.order, d.amount); return err })
+	}
+	decide("ada", "o3", func(c *domain.Customer) error { c.ReleaseCredit("o3"); return nil })
+
+	want := map[string]int64{"ada": 500, "bob": 100}
+	for name, r := range map[string]*adapters.CustomerRepository{"the same instance": r, "an instance that restored": restored()} {
+		for id, held := range want {
+			c, err := r.Get(ctx, id)
+			if err != nil || c.HeldCredit() != held {
+				t.Errorf("%s: customer %s holds %v (%v), want %d", name, id, c, err, held)
+			}
+		}
+	}
+}
+
+func newStore[T any](t *testing.T, kafka config.Kafka, producer store.Sender, sd *serde.Serde, topic string, partitionKey func(string) string) *store.Store[T] {
+	t.Helper()
+	codec, err := store.AvroCodec[T](sd, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.New(store.Config[T]{Topic: topic, Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer,
+		Codec: codec, PartitionKey: partitionKey}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
