@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -600,13 +601,16 @@ func TestDependenciesDownAndBack(t *testing.T) {
 	checkCredit(t, r, map[string]int64{c: 100_000 - 3_000})
 }
 
-// TestAStartWithoutTheRegistryFails: a process restarted while the registry
-// is unreachable restores its topics' bytes but cannot decode them. It must
-// not start on part of its state: the customer service would hold less
-// credit than it has promised, the order service would forget its pending
-// orders, the orchestrator its pending sagas. Its start fails, and its
-// supervisor tries again.
-func TestAStartWithoutTheRegistryFails(t *testing.T) {
+// TestWithoutTheRegistryNothingIsDecidedOnPartOfTheState: a process
+// restarted while the registry is unreachable restores its topics' bytes
+// but cannot decode them. It must not act on part of its state: the
+// customer service would hold less credit than it has promised, the order
+// service would forget its pending orders, the orchestrator its pending
+// sagas. The orchestrator derives its pending sagas from every running one
+// at start: its start fails, and its supervisor tries again. The order and
+// customer services derive what they need when they need it: they start,
+// and a request for what they cannot decode gets a 503 with Retry-After.
+func TestWithoutTheRegistryNothingIsDecidedOnPartOfTheState(t *testing.T) {
 	// Without the payment service the saga waits on it, running: each
 	// process has live state to decode (an ended saga would be archived,
 	// and a restore reads its pointer only).
@@ -637,6 +641,7 @@ func TestAStartWithoutTheRegistryFails(t *testing.T) {
 			return orchestrator.New(orchestrator.Config{HTTPAddr: addrs[2], Kafka: kafka, StepTimeout: 10 * time.Second, StepMaxAttempts: 5}, quietLogger())
 		},
 	}
+	reads := map[string]string{"order": "/orders/" + id, "customer": "/customers/" + c}
 	for name, restart := range restarts {
 		t.Run(name, func(t *testing.T) {
 			p, err := restart()
@@ -647,6 +652,25 @@ func TestAStartWithoutTheRegistryFails(t *testing.T) {
 			defer cancel()
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
+			if path, ok := reads[name]; ok {
+				eventually(t, 30*time.Second, func() error {
+					w := httptest.NewRecorder()
+					p.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+					body := w.Body.String()
+					switch {
+					case strings.Contains(body, "state not restored yet"):
+						return fmt.Errorf("GET %s: still restoring", path)
+					case w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "":
+						t.Fatalf("GET %s without the registry: got %d %s, want 503 with Retry-After", path, w.Code, body)
+					}
+					return nil
+				})
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				return
+			}
 			select {
 			case err := <-done:
 				if err == nil || !strings.Contains(err.Error(), "registry") {
