@@ -198,7 +198,7 @@ type Config struct {
 	// newest, beside every running one: each costs about 340 bytes of every
 	// orchestrator instance's memory. An older one is still shown by id
 	// (GET /sagas/{id}, /ui/sagas/{id}) within SAGA_RETENTION. 0 lists all.
-	ConsoleMaxEnded int `env:"CONSOLE_MAX_ENDED" envDefault:"200000"`
+	ConsoleMaxEnded int `env:"CONSOLE_MAX_ENDED" envDefault:"50000"`
 	// AdminToken is the bearer token of the operator actions (retry or
 	// abort a saga, replay a dead letter); unset, they are disabled.
 	AdminToken string `env:"ADMIN_TOKEN"`
