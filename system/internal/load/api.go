@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // API calls the system's HTTP endpoints with a client that keeps a
@@ -114,36 +116,76 @@ func (a *API) Customer(ctx context.Context, id string) (CustomerView, error) {
 	return c, err
 }
 
+// unavailableTries is how many times do sends a request the system
+// answers 503 with Retry-After, as a client of the API should.
+const unavailableTries = 5
+
 // do sends in as JSON (none if nil) and decodes the answer into out,
-// failing unless the status is want. It reads every answer to its end, so
-// the connection is reused.
+// failing unless the status is want. A 503 with Retry-After (a partition
+// moving, an owner slow to answer) is sent again after the time it says,
+// a POST with the same Idempotency-Key, so that it creates one thing. It
+// reads every answer to its end, so the connection is reused.
 func (a *API) do(ctx context.Context, method, url string, in any, want int, out any) error {
-	var body io.Reader
+	var payload []byte
 	if in != nil {
-		b, err := json.Marshal(in)
+		var err error
+		if payload, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	key := ""
+	if method == http.MethodPost {
+		key = uuid.NewString()
+	}
+	for try := 1; ; try++ {
+		status, b, retryAfter, err := a.send(ctx, method, url, payload, key)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		if status == http.StatusServiceUnavailable && retryAfter > 0 && try < unavailableTries {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(retryAfter):
+				continue
+			}
+		}
+		if status != want {
+			return fmt.Errorf("%s %s: got %d %s, want %d", method, url, status, bytes.TrimSpace(b), want)
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: decode %s: %w", method, url, b, err)
+		}
+		return nil
+	}
+}
+
+// send sends one request and reads its answer, and how long it says to
+// wait before the next (0 if it does not).
+func (a *API) send(ctx context.Context, method, url string, payload []byte, key string) (int, []byte, time.Duration, error) {
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return err
+		return 0, nil, 0, err
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("%s %s: read the answer: %w", method, url, err)
+		return 0, nil, 0, fmt.Errorf("%s %s: read the answer: %w", method, url, err)
 	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: got %d %s, want %d", method, url, resp.StatusCode, bytes.TrimSpace(b), want)
+	var retryAfter time.Duration
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		retryAfter = max(time.Duration(s)*time.Second, 100*time.Millisecond)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: decode %s: %w", method, url, b, err)
-	}
-	return nil
+	return resp.StatusCode, b, retryAfter, nil
 }

@@ -1,0 +1,46 @@
+package load
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+)
+
+// A POST answered 503 with Retry-After is sent again, with the same
+// Idempotency-Key, and its next answer counts; a 503 without Retry-After
+// is an error at once.
+func TestCreateOrderComesAgainAfterA503WithRetryAfter(t *testing.T) {
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		n := len(keys)
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"error":"moving"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if n > 2 { // the second order: a 503 without Retry-After
+			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"orderId":"o1","state":"PENDING"}`))
+	}))
+	defer srv.Close()
+	a := NewAPI([]string{srv.URL}, []string{srv.URL}, 1)
+	defer a.Close()
+	id, err := a.CreateOrder(t.Context(), "c1", 100)
+	if err != nil || id != "o1" {
+		t.Fatalf("CreateOrder after a 503 with Retry-After: got %q, %v; want o1", id, err)
+	}
+	if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+		t.Errorf("Idempotency-Keys sent: got %q, want the same one twice", keys)
+	}
+	if _, err := a.CreateOrder(t.Context(), "c1", 100); err == nil || len(keys) != 3 {
+		t.Errorf("CreateOrder answered 503 without Retry-After: got %v after %d requests, want an error after one", err, len(keys)-2)
+	}
+}
