@@ -24,35 +24,8 @@ import (
 // instance's to announce: the ones left are still returned, not an error
 // that stops every announcement of this instance.
 func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
-	stack := devstack.StartForTest(t)
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
-	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	producer, err := messaging.NewSyncSender(kafka, "order-repository-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { producer.Close() })
-	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{}, &contracts.OrderCreated{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := store.AvroCodec[contracts.OrderRecord](sd, contracts.TopicOrderState)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
-		Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer, Codec: codec},
-		slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r := newRepository(t)()
 	ctx := context.Background()
-	if err := s.Restore(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r := adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil)) // events are written with their orders: no publisher
 	byPartition := map[int32]string{}
 	for i := 0; len(byPartition) < 2; i++ {
 		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
@@ -90,42 +63,9 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 // An instance that restored the partitions announces the orders still
 // PENDING, and only those, though its restore read none of them.
 func TestPendingOrdersAreFoundAfterARestore(t *testing.T) {
-	stack := devstack.StartForTest(t)
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
-	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	producer, err := messaging.NewSyncSender(kafka, "order-repository-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { producer.Close() })
-	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{}, &contracts.OrderCreated{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	restored := newRepository(t)
 	ctx := context.Background()
-	restored := func() *adapters.OrderRepository {
-		t.Helper()
-		codec, err := store.AvroCodec[contracts.OrderRecord](sd, contracts.TopicOrderState)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
-			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer, Codec: codec}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Restore(ctx); err != nil {
-			t.Fatal(err)
-		}
-		r := adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil))
-		if err := r.Restore(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	r := restored()
+	_, r := restored()
 	var ids []string
 	for range 2 {
 		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
@@ -140,11 +80,54 @@ func TestPendingOrdersAreFoundAfterARestore(t *testing.T) {
 	if err := r.Update(ctx, ids[0], func(o *domain.Order) error { return o.Approve() }); err != nil {
 		t.Fatal(err)
 	}
-	pending, err := restored().Pending(ctx)
+	_, again := restored()
+	pending, err := again.Pending(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pending) != 1 || pending[0].ID() != ids[1] {
 		t.Errorf("Pending after a restore: got %d orders, want only %s", len(pending), ids[1])
+	}
+}
+
+// newRepository starts the embedded stack and returns a function that
+// builds a store of order.state restored from it and its repository,
+// restored too: another instance each time.
+func newRepository(t *testing.T) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := messaging.NewSyncSender(kafka, "order-repository-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{}, &contracts.OrderCreated{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := store.AvroCodec[contracts.OrderRecord](sd, contracts.TopicOrderState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
+		t.Helper()
+		s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
+			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer, Codec: codec}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := s.Restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil)) // events are written with their orders: no publisher
+		if err := r.Restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s, r
 	}
 }
