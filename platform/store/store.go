@@ -430,8 +430,11 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if changed {
 		s.mu.Lock()
 		if s.owned[p] { // not revoked while it was written
-			// A copy: a decoded key shares the decoder's slab (Avro's 1 KB).
-			key = strings.Clone(key)
+			if _, held := s.recent.young[key]; !held {
+				// A copy: a decoded key shares the decoder's slab (Avro's
+				// 1 KB). A key the map holds already keeps its own.
+				key = strings.Clone(key)
+			}
 			kept := e
 			kept.pending = nil // pending holds it, for its transaction only
 			err = s.keepLocked(key, kept)
