@@ -52,6 +52,12 @@ type Kafka struct {
 	// It is a cache of Kafka's changelogs, rebuilt from them on every
 	// start and assignment: an ephemeral volume will do.
 	StateDir string `env:"STATE_DIR"`
+	// Standby keeps, in StateDir, a copy of the state of the partitions
+	// the other instances own, following their changelogs as they are
+	// committed (Kafka Streams' standby replicas), so that an instance
+	// that takes partitions over reads only what it has not followed yet.
+	// It costs each instance the reading of the others' state writes.
+	Standby bool `env:"STANDBY" envDefault:"true"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
 	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`

@@ -51,6 +51,8 @@ type assignable interface {
 	Topic() string
 	Assign(ctx context.Context, partitions []int32) error
 	Revoke(partitions []int32)
+	Standby(partitions []int32) error
+	Follow(ctx context.Context) error
 }
 
 // Assigned restores the partitions the group assigned. A restore that
@@ -102,6 +104,19 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 		}
 		if err := g.Wait(); err != nil {
 			return err
+		}
+	}
+	if t.p.cfg.Kafka.Standby {
+		var others []int32
+		for p := range t.p.partitionCount {
+			if !slices.Contains(claimed, p) {
+				others = append(others, p)
+			}
+		}
+		for _, s := range t.p.stores {
+			if err := s.Standby(others); err != nil {
+				return err
+			}
 		}
 	}
 	for _, restored := range t.p.restores {

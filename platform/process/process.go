@@ -361,6 +361,11 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 	if len(p.topics) > 0 {
 		g.Go(func() error { return p.watchPeers(ctx, watch) })
+		if p.cfg.Kafka.Standby {
+			for _, s := range p.stores {
+				g.Go(func() error { return s.Follow(ctx) })
+			}
+		}
 	}
 	g.Go(func() error {
 		if err := p.session.Run(ctx); err != nil {

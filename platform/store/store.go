@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -128,6 +129,9 @@ type Store[T any] struct {
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
+
+	standby standby
+	read    atomic.Int64 // changelog records the restores read
 }
 
 // entry is a record as stored, with its partition; an archived record's
@@ -669,14 +673,24 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 			return fmt.Errorf("restore %s: partition %d of %d", s.cfg.Topic, p, n)
 		}
 	}
-	// Read again from the start: what was held is dropped, and the
-	// partitions are not served until they are read to their end.
+	// A partition followed (Standby) is read on from where the standby
+	// is; any other is read again from the start: what was held is
+	// dropped, and the partitions are not served until they are read to
+	// their end.
+	followed := s.take(partitions)
 	s.mu.Lock()
 	for _, p := range partitions {
 		delete(s.owned, p)
-		if err := s.dropLocked(p); err != nil {
+		start, end := starts[s.cfg.Topic][p].Offset, ends[s.cfg.Topic][p].Offset
+		if next, ok := followed[p]; ok && next >= start && next <= end {
+			start = next
+		} else if err := s.dropLocked(p); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+		}
+		if start < end {
+			want[p] = end - 1
+			consume[p] = kgo.NewOffset().At(start)
 		}
 	}
 	s.mu.Unlock()
@@ -684,13 +698,6 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	defer func() { batch.Close() }()
 	restored := 0
 	var kbuf, vbuf []byte
-	for _, p := range partitions {
-		start, end := starts[s.cfg.Topic][p].Offset, ends[s.cfg.Topic][p].Offset
-		if start < end {
-			want[p] = end - 1
-			consume[p] = kgo.NewOffset().At(start)
-		}
-	}
 	if len(want) > 0 {
 		client.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.cfg.Topic: consume})
 		for len(want) > 0 {
@@ -710,17 +717,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 				}
 				if !r.Attrs.IsControl() {
 					restored++
-					// The batch copies what it is given: one buffer will do.
-					kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
-					if at, ok := archivedAt(r); ok {
-						vbuf = appendEntry(vbuf[:0], entry{archivedAt: at})
-						ferr = batch.Set(kbuf, vbuf, nil)
-					} else if r.Value == nil {
-						ferr = batch.Delete(kbuf, nil)
-					} else {
-						vbuf = appendEntry(vbuf[:0], entry{value: r.Value})
-						ferr = batch.Set(kbuf, vbuf, nil)
-					}
+					kbuf, vbuf, ferr = s.put(batch, kbuf, vbuf, r)
 				}
 				if r.Offset == last {
 					delete(want, r.Partition)
@@ -752,8 +749,25 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 		s.owned[p] = true
 	}
 	s.mu.Unlock()
-	s.logger.Info("state restored", "topic", s.cfg.Topic, "partitions", len(partitions), "records read", restored)
+	s.read.Add(int64(restored))
+	s.logger.Info("state restored", "topic", s.cfg.Topic, "partitions", len(partitions), "from standby", len(followed), "records read", restored)
 	return nil
+}
+
+// put adds changelog record r to batch: the record, the pointer of an
+// archived one, or the deletion of a tombstone's key. The batch copies
+// what it is given, so kbuf and vbuf are reused.
+func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record) ([]byte, []byte, error) {
+	kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
+	if at, ok := archivedAt(r); ok {
+		vbuf = appendEntry(vbuf[:0], entry{archivedAt: at})
+		return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
+	}
+	if r.Value == nil {
+		return kbuf, vbuf, batch.Delete(kbuf, nil)
+	}
+	vbuf = appendEntry(vbuf[:0], entry{value: r.Value})
+	return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
 }
 
 // Revoke drops the records of the given partitions: another instance owns

@@ -747,3 +747,90 @@ func TestEveryRecordIsFoundAcrossTheGenerationsInMemory(t *testing.T) {
 		t.Errorf("Range saw %d records and Len says %d, want %d", len(seen), s.Len(), n)
 	}
 }
+
+// A store that follows the partitions another instance owns (its standby)
+// reads, when it is assigned them, only the records it has not followed
+// yet, and then holds what a restore from the start would.
+func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
+	t.Parallel()
+	const keys, later = 48, 4
+	c := newChangelog(t, 2)
+	owner := c.restored(t)
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		update(t, owner, key, set(customer(key, int64(i))))
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	standby := c.newStore(t)
+	if err := standby.Standby([]int32{0, 1}); err != nil {
+		t.Fatalf("Standby: %v", err)
+	}
+	followed := make(chan error, 1)
+	go func() { followed <- standby.Follow(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-followed; err != nil {
+			t.Errorf("Follow: %v", err)
+		}
+	})
+	ends := c.records(t)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		caughtUp := true
+		for p, end := range ends {
+			if next, ok := standby.Following(p); !ok || next < end {
+				caughtUp = false
+			}
+		}
+		if caughtUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not follow the changelog to its end %v within 10s", ends)
+		}
+	}
+	if standby.Len() != 0 {
+		t.Errorf("Len of a store that owns nothing: got %d, want 0", standby.Len())
+	}
+
+	// What is written after the standby caught up, and a key deleted.
+	for i := range later {
+		key := fmt.Sprintf("customer-%d", keys+i)
+		update(t, owner, key, set(customer(key, 7)))
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...))
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: c.topic, Key: []byte("customer-0")}).FirstErr(); err != nil {
+		t.Fatalf("produce a tombstone: %v", err)
+	}
+
+	if err := standby.Assign(t.Context(), []int32{0, 1}); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	if n := standby.RecordsRestored(); n > later+1 {
+		t.Errorf("records the takeover read: got %d, want at most the %d written after the standby caught up", n, later+1)
+	}
+	for p := range ends {
+		if _, ok := standby.Following(p); ok {
+			t.Errorf("partition %d is still followed once owned", p)
+		}
+	}
+	fresh := c.restored(t)
+	if n := fresh.RecordsRestored(); n != keys+later+1 {
+		t.Errorf("records a restore from the start read: got %d, want %d", n, keys+later+1)
+	}
+	if standby.Len() != fresh.Len() || fresh.Len() != keys+later-1 {
+		t.Errorf("Len: got %d after the takeover and %d after a restore, want %d", standby.Len(), fresh.Len(), keys+later-1)
+	}
+	for i := range keys + later {
+		key := fmt.Sprintf("customer-%d", i)
+		got, gok, gerr := standby.Get(key)
+		want, wok, werr := fresh.Get(key)
+		if gerr != nil || werr != nil || gok != wok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: after the takeover %+v (found %v, error %v), after a restore %+v (found %v, error %v)", key, got, gok, gerr, want, wok, werr)
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// standby is what a store follows of the partitions it does not own, as
+// Kafka Streams' standby replicas: their changelog records, read into the
+// DB as they are committed, so that when one of them is assigned to this
+// instance (its owner died or left) the restore reads only the tail this
+// instance has not followed yet instead of the whole partition.
+type standby struct {
+	mu     sync.Mutex
+	next   map[int32]int64 // the offset to read next, by partition followed
+	client *kgo.Client     // while Follow runs
+}
+
+// followWait is how long a fetch of the standby waits for records: it
+// needs no low latency (a takeover reads the tail it missed), and a long
+// wait costs nothing when the changelog is quiet.
+const followWait = 250 * time.Millisecond
+
+// Standby sets the partitions the store follows (Follow): those it does
+// not own. A partition it starts following is read from its start; the
+// records of one it no longer follows are dropped.
+func (s *Store[T]) Standby(partitions []int32) error {
+	s.standby.mu.Lock()
+	defer s.standby.mu.Unlock()
+	if s.standby.next == nil {
+		s.standby.next = map[int32]int64{}
+	}
+	var stop []int32
+	for p := range s.standby.next {
+		if !slices.Contains(partitions, p) {
+			stop = append(stop, p)
+		}
+	}
+	start := map[int32]kgo.Offset{}
+	for _, p := range partitions {
+		if _, ok := s.standby.next[p]; !ok && !s.ownsPartition(p) {
+			start[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	if c := s.standby.client; c != nil {
+		c.RemoveConsumePartitions(map[string][]int32{s.cfg.Topic: stop})
+		c.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.cfg.Topic: start})
+	}
+	var errs []error
+	for _, p := range stop {
+		delete(s.standby.next, p)
+		errs = append(errs, s.dropFollowed(p))
+	}
+	for p := range start {
+		s.standby.next[p] = 0
+		errs = append(errs, s.dropFollowed(p)) // what an owner left: read it again
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("standby %s: %w", s.cfg.Topic, err)
+	}
+	return nil
+}
+
+// dropFollowed deletes the records of partition p, which the store does
+// not own. Called with standby.mu held.
+func (s *Store[T]) dropFollowed(p int32) error {
+	from, to := partitionRange(s.prefix, p)
+	return s.db.db.DeleteRange(from, to, pebble.NoSync)
+}
+
+// ownsPartition reports whether the store owns partition p.
+func (s *Store[T]) ownsPartition(p int32) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.owned[p]
+}
+
+// take stops following the given partitions and returns where each of
+// those it followed was read up to: their records before that offset are
+// in the DB.
+func (s *Store[T]) take(partitions []int32) map[int32]int64 {
+	s.standby.mu.Lock()
+	defer s.standby.mu.Unlock()
+	taken := map[int32]int64{}
+	for _, p := range partitions {
+		if next, ok := s.standby.next[p]; ok {
+			taken[p] = next
+			delete(s.standby.next, p)
+		}
+	}
+	if c := s.standby.client; c != nil && len(taken) > 0 {
+		c.RemoveConsumePartitions(map[string][]int32{s.cfg.Topic: slices.Collect(maps.Keys(taken))})
+	}
+	return taken
+}
+
+// Follow reads the committed records of the partitions Standby set into
+// the DB until ctx ends.
+func (s *Store[T]) Follow(ctx context.Context) error {
+	opts := append(slices.Clone(s.cfg.Kgo), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(followWait))
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("standby %s: connect: %w", s.cfg.Topic, err)
+	}
+	defer client.Close()
+	s.standby.mu.Lock()
+	s.standby.client = client
+	from := map[int32]kgo.Offset{}
+	for p, next := range s.standby.next {
+		from[p] = kgo.NewOffset().At(next)
+	}
+	client.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.cfg.Topic: from})
+	s.standby.mu.Unlock()
+	defer func() {
+		s.standby.mu.Lock()
+		s.standby.client = nil
+		s.standby.mu.Unlock()
+	}()
+	batch := s.db.db.NewBatch()
+	defer func() { batch.Close() }()
+	var kbuf, vbuf []byte
+	for {
+		fetches := client.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(_ string, p int32, err error) {
+			s.logger.Warn("standby fetch", "topic", s.cfg.Topic, "partition", p, "error", err)
+		})
+		s.standby.mu.Lock()
+		fetches.EachRecord(func(r *kgo.Record) {
+			next, ok := s.standby.next[r.Partition]
+			if !ok || r.Offset < next || err != nil {
+				return // taken or stopped meanwhile, or read already
+			}
+			s.standby.next[r.Partition] = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				kbuf, vbuf, err = s.put(batch, kbuf, vbuf, r)
+			}
+		})
+		if err == nil && !batch.Empty() {
+			err = batch.Commit(pebble.NoSync)
+			batch.Reset()
+		}
+		s.standby.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("standby %s: local state: %w", s.cfg.Topic, err)
+		}
+	}
+}
