@@ -24,10 +24,13 @@ type standby struct {
 	client *kgo.Client     // while Follow runs
 }
 
-// followWait is how long a fetch of the standby waits for records: it
-// needs no low latency (a takeover reads the tail it missed), and a long
-// wait costs nothing when the changelog is quiet.
-const followWait = 250 * time.Millisecond
+// A fetch of the standby waits for followBytes of records, or followWait:
+// it needs no low latency (a takeover reads the tail it missed), and few
+// large fetches cost less than many small ones.
+const (
+	followWait  = 500 * time.Millisecond
+	followBytes = 1 << 20
+)
 
 // Standby sets the partitions the store follows (Follow): those it does
 // not own. A partition it starts following is read from its start; the
@@ -106,7 +109,7 @@ func (s *Store[T]) take(partitions []int32) map[int32]int64 {
 // the DB until ctx ends.
 func (s *Store[T]) Follow(ctx context.Context) error {
 	opts := append(slices.Clone(s.cfg.Kgo), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(followWait))
+		kgo.FetchMaxWait(followWait), kgo.FetchMinBytes(followBytes))
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("standby %s: connect: %w", s.cfg.Topic, err)
