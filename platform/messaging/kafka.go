@@ -230,13 +230,15 @@ func (s SyncSender) Send(ctx context.Context, records []*kgo.Record) error {
 	return s.ProduceSync(context.WithoutCancel(ctx), records...).FirstErr()
 }
 
-// Add is Send, with nothing left to wait for.
-func (s SyncSender) Add(ctx context.Context, records []*kgo.Record) (func() error, error) {
-	return func() error { return nil }, s.Send(ctx, records)
+// Add is Send, with nothing left to wait for: over learns at once
+// whether the records were written.
+func (s SyncSender) Add(ctx context.Context, records []*kgo.Record, over func(committed bool)) (func() error, error) {
+	err := s.Send(ctx, records)
+	if over != nil {
+		over(err == nil)
+	}
+	return func() error { return nil }, err
 }
-
-// AfterCommit calls fn: what was sent is written already.
-func (SyncSender) AfterCommit(fn func()) { fn() }
 
 // SendAcked is Send: it always waits for Kafka's acknowledgement.
 func (s SyncSender) SendAcked(ctx context.Context, records []*kgo.Record) error {

@@ -36,6 +36,14 @@ var ErrCommitPending = errors.New("transaction not committed in time: it may sti
 // a read_committed consumer.
 var ErrFenced = errors.New("transaction aborted: this instance no longer owns its partitions")
 
+// ErrAborted marks the error given to Owner.Distrust when the transaction
+// is known to be aborted (Kafka answered the end of the transaction, or it
+// was aborted on purpose): the writers' callbacks (Add's over) have been
+// told, so a state that rolls its writes back in them holds only what
+// committed. Without it, whether the transaction committed is not known,
+// and the state must be read again.
+var ErrAborted = errors.New("transaction known to be aborted")
+
 // AwaitCommit is how long a write made outside a handler (an HTTP request,
 // a timer) waits for its transaction to commit.
 const AwaitCommit = 5 * time.Second
@@ -51,10 +59,14 @@ type Owner interface {
 	// Revoked runs when a rebalance takes the partitions away (lost: the
 	// group went on without this instance, as after a long pause).
 	Revoked(lost bool)
-	// Distrust drops every partition's state: a transaction that held
-	// writes was aborted, and the state holds what they changed.
+	// Distrust runs when a transaction that held writes did not commit:
+	// the state holds what they changed. If err is ErrAborted, the
+	// transaction is over and the writers were told (Add's over), or are
+	// about to be, before Restore; otherwise its outcome is unknown and
+	// every partition's state must be dropped.
 	Distrust(err error)
-	// Restore restores the partitions still assigned after Distrust, and
+	// Restore serves again, or restores, the partitions still assigned
+	// after Distrust, and
 	// reports whether it serves them (false: a rebalance is under way, and
 	// Assigned will restore what it is given).
 	Restore(ctx context.Context) (bool, error)
@@ -160,7 +172,7 @@ type txn struct {
 	done  chan struct{}
 	err   error
 	mu    sync.Mutex
-	after []func()
+	after []func(committed bool)
 }
 
 func newTxn() *txn { return &txn{done: make(chan struct{})} }
@@ -174,24 +186,21 @@ func (x *txn) end(err error) {
 		x.after = nil
 		x.mu.Unlock()
 		for _, fn := range after {
-			fn()
+			fn(err == nil)
 		}
 	}
 }
 
-// AfterCommit calls fn once the open transaction is committed or aborted.
-func (s *Session) AfterCommit(fn func()) {
-	s.mu.RLock()
-	tx := s.cur
-	s.mu.RUnlock()
-	tx.mu.Lock()
-	if isClosed(tx.done) {
-		tx.mu.Unlock()
-		fn()
+// then calls fn once x is committed or aborted.
+func (x *txn) then(fn func(committed bool)) {
+	x.mu.Lock()
+	if isClosed(x.done) {
+		x.mu.Unlock()
+		fn(x.err == nil)
 		return
 	}
-	tx.after = append(tx.after, fn)
-	tx.mu.Unlock()
+	x.after = append(x.after, fn)
+	x.mu.Unlock()
 }
 
 // NewSession returns a session; add the topics it reads with AddTopic,
@@ -453,7 +462,7 @@ func (s *Session) transitions(cl txnClient) error {
 			return err
 		}
 		if dirty { // the state holds the aborted writes
-			s.cfg.Owner.Distrust(ErrRebalancing)
+			s.cfg.Owner.Distrust(fmt.Errorf("%w: %w", ErrRebalancing, ErrAborted))
 			if err := s.restoreAfterAbort(context.Background()); err != nil {
 				return err
 			}
@@ -698,7 +707,7 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through, consumed bo
 	if err != nil {
 		txErr = fmt.Errorf("%w: %w", ErrFenced, err)
 	} else if !committed {
-		txErr = ErrFenced
+		txErr = fmt.Errorf("%w (%w)", ErrFenced, ErrAborted)
 	}
 	s.cur = newTxn()
 	if err != nil {
@@ -802,7 +811,7 @@ func (s *Session) finish(cl txnClient) {
 // committed (ErrCommitPending after AwaitCommit): then they are durable
 // and visible.
 func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
-	wait, err := s.Add(ctx, msgs)
+	wait, err := s.Add(ctx, msgs, nil)
 	if err != nil {
 		return err
 	}
@@ -812,12 +821,17 @@ func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
 // Add adds msgs to the open transaction and returns the wait that Send
 // does: at once for a handler's, for the commit otherwise. A writer that
 // holds a lock releases it before it waits, since the commit may wait for
-// a handler that needs it.
-func (s *Session) Add(ctx context.Context, msgs []*kgo.Record) (func() error, error) {
+// a handler that needs it. over, if not nil, is called once the
+// transaction msgs joined is committed or aborted, before a Restore after
+// its abort.
+func (s *Session) Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (func() error, error) {
 	_, handling := RecordFromCtx(ctx)
 	tx, err := s.add(msgs, nil)
 	if err != nil {
 		return nil, err
+	}
+	if over != nil {
+		tx.then(over)
 	}
 	if handling {
 		return func() error { return nil }, nil

@@ -29,6 +29,8 @@ type owner struct {
 	assigned  []int32
 	revoked   int
 	distrusts int
+	lastErr   error // Distrust's
+	restores  int
 	// onDistrust, if set, runs in Distrust, before it returns.
 	onDistrust func()
 }
@@ -47,9 +49,10 @@ func (o *owner) Revoked(bool) {
 	o.assigned = nil
 }
 
-func (o *owner) Distrust(error) {
+func (o *owner) Distrust(err error) {
 	o.mu.Lock()
 	o.distrusts++
+	o.lastErr = err
 	hook := o.onDistrust
 	o.mu.Unlock()
 	if hook != nil {
@@ -57,7 +60,12 @@ func (o *owner) Distrust(error) {
 	}
 }
 
-func (o *owner) Restore(context.Context) (bool, error) { return true, nil }
+func (o *owner) Restore(context.Context) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.restores++
+	return true, nil
+}
 
 func (o *owner) distrusted() int {
 	o.mu.Lock()
@@ -397,6 +405,60 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 	got := readCommitted(t, cfg, kept.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 	if len(got) != 1 || string(got[0].Value) != "accepted" {
 		t.Errorf("%s: got %s, want the accepted write alone", kept.Name, describe(got))
+	}
+}
+
+// A transaction known to be aborted says so to Distrust (ErrAborted), and
+// tells each writer's over that it did not commit before the owner is
+// asked to serve again (Restore): a state can put the writes back in over.
+func TestAnAbortedTransactionTellsItsWritersBeforeRestore(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("fault injection needs the embedded broker")
+	}
+	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	in, kept, refused := contracts.TopicSpec{Name: "told.in", Partitions: 1}, contracts.TopicSpec{Name: "told.kept", Partitions: 1},
+		contracts.TopicSpec{Name: "told.refused", Partitions: 1}
+	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, kept, refused}); err != nil {
+		t.Fatal(err)
+	}
+	s, o := startSession(t, cfg, "told", "told-1", in.Name, reply(kept.Name))
+	eventually(t, "the partitions to be assigned", o.owns)
+
+	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: refused.Name, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	defer fault.Remove()
+	type told struct {
+		committed      bool
+		restoresBefore int
+	}
+	overs := make(chan told, 1)
+	o.mu.Lock()
+	restoresAtStart := o.restores
+	o.mu.Unlock()
+	wait, err := s.Add(t.Context(), []*kgo.Record{{Topic: kept.Name, Value: []byte("a")}, {Topic: refused.Name, Value: []byte("b")}},
+		func(committed bool) {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			overs <- told{committed, o.restores}
+		})
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if err := wait(); err == nil {
+		t.Fatal("the wait of a transaction with a refused write: got nil, want an error")
+	}
+	select {
+	case got := <-overs:
+		if got.committed || got.restoresBefore != restoresAtStart {
+			t.Errorf("over: got committed=%v after %d Restores, want false before any", got.committed, got.restoresBefore-restoresAtStart)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("over was not called within 10s")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !errors.Is(o.lastErr, messaging.ErrAborted) {
+		t.Errorf("Distrust: got %v, want ErrAborted", o.lastErr)
 	}
 }
 

@@ -35,7 +35,10 @@ type partitions struct {
 	gen      int32   // generation of owned; -1 when what is held is not trusted
 	owned    []int32 // restored and served
 	revoked  bool    // between a revocation and the next assignment
-	ready    sync.Once
+	// rolledBack: an aborted transaction's writes were put back, and what
+	// the services derive must be derived again before serving.
+	rolledBack bool
+	ready      sync.Once
 
 	// served is owned between an assignment and the next revocation, nil
 	// otherwise: what Owner reads, without mu, which a restore holds for
@@ -119,17 +122,27 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 			}
 		}
 	}
-	for _, restored := range t.p.restores {
-		if err := restored(ctx); err != nil {
-			return err
-		}
+	if err := t.derive(ctx); err != nil {
+		return err
 	}
+	t.rolledBack = false
 	t.owned, t.gen = claimed, generation
 	t.served.Store(&claimed)
 	t.owners.invalidate()
 	t.p.Logger.Info("partitions assigned", "generation", generation, "partitions", claimed,
 		"restored", fresh, "dropped", lost, "took", time.Since(start).Round(time.Millisecond))
 	t.ready.Do(t.p.becameReady)
+	return nil
+}
+
+// derive lets the services derive again what they derive from the state
+// (process.OnRestored). Called with mu held.
+func (t *partitions) derive(ctx context.Context) error {
+	for _, restored := range t.p.restores {
+		if err := restored(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -156,11 +169,21 @@ func (t *partitions) Revoked(lost bool) {
 	}
 }
 
-// Distrust drops every partition's state after a transaction with writes
-// was aborted: what the stores hold may include them.
+// Distrust stops serving after a transaction with writes did not commit.
+// Known to be aborted (messaging.ErrAborted), its writes are put back by
+// the stores as their writers learn of it, and Restore serves again once
+// the services derived what they derive again. Otherwise, whether it
+// committed is not known, and every partition's state is dropped, to be
+// restored from Kafka.
 func (t *partitions) Distrust(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.served.Store(nil)
+	if errors.Is(err, messaging.ErrAborted) && t.gen >= 0 {
+		t.p.Logger.Info("putting back what an aborted transaction wrote", "error", err)
+		t.rolledBack = true
+		return
+	}
 	t.p.Logger.Warn("dropping the state of every partition to restore it", "error", err)
 	t.drop()
 }
@@ -170,7 +193,7 @@ func (t *partitions) drop() {
 	for _, s := range t.p.stores {
 		s.Revoke(t.owned)
 	}
-	t.owned, t.gen = nil, -1
+	t.owned, t.gen, t.rolledBack = nil, -1, false
 	t.served.Store(nil)
 }
 
@@ -181,6 +204,15 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 	defer t.mu.Unlock()
 	if t.revoked {
 		return false, nil
+	}
+	if t.rolledBack {
+		t.rolledBack = false
+		if err := t.derive(ctx); err != nil {
+			return false, fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
+		}
+		owned := t.owned
+		t.served.Store(&owned)
+		return true, nil
 	}
 	if err := t.assign(ctx, t.assigned, -1); err != nil {
 		return false, fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)

@@ -39,10 +39,9 @@ type Sender interface {
 	// Add writes msgs and returns a function that waits until they are
 	// durable and visible (committed): the store holds no lock while it
 	// waits, so the handlers whose records share the commit can go on.
-	Add(ctx context.Context, msgs []*kgo.Record) (wait func() error, err error)
-	// AfterCommit calls fn once what was added so far is committed (or
-	// aborted).
-	AfterCommit(fn func())
+	// over, if not nil, is called once their transaction is committed or
+	// aborted.
+	Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (wait func() error, err error)
 	// SendAcked is Send that returns once Kafka has acknowledged every
 	// record, so that its Offset is known.
 	SendAcked(ctx context.Context, msgs []*kgo.Record) error
@@ -121,11 +120,12 @@ type Store[T any] struct {
 	db     *DB
 	prefix string // of the store's keys in db
 
-	// mu guards owned, partitions, pending and recent, and orders the
-	// writes of a partition's records against its drop.
+	// mu guards owned, partitions, pending, recent and undo, and orders
+	// the writes of a partition's records against its drop.
 	mu         sync.RWMutex
 	pending    map[string]entry // archived records whose transaction is not over, with their value
 	recent     recent
+	undo       map[string]*undo // keys written in a transaction not over yet
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
@@ -165,7 +165,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 		}
 	}
 	return &Store[T]{cfg: cfg, logger: logger, db: db, prefix: cfg.Topic + "\x00",
-		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}}, nil
+		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}}, nil
 }
 
 // Topic is the store's changelog topic.
@@ -377,6 +377,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	if err != nil {
 		return nil, err
 	}
+	had := exists
 	var oldValue []byte
 	if exists {
 		var err error
@@ -427,13 +428,18 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	case changed:
 		records = append(records, s.record(s.cfg.Topic, key, p, b))
 	}
-	wait, err := s.cfg.Producer.Add(ctx, append(records, extra...))
+	var over func(bool)
+	w := &write{partition: p, archivedAt: -1}
+	if changed {
+		over = func(committed bool) { s.over(w, committed) }
+	}
+	wait, err := s.cfg.Producer.Add(ctx, append(records, extra...), over)
 	if err != nil {
 		return nil, fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	if changed {
 		s.mu.Lock()
-		if s.owned[p] { // not revoked while it was written
+		if s.owned[p] && (!w.over || w.committed) { // not revoked, nor aborted, meanwhile
 			if _, held := s.recent.young[key]; !held {
 				// A copy: a decoded key shares the decoder's slab (Avro's
 				// 1 KB). A key the map holds already keeps its own.
@@ -442,8 +448,12 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 			kept := e
 			kept.pending = nil // pending holds it, for its transaction only
 			err = s.keepLocked(key, kept)
-			if e.pending != nil {
+			if e.pending != nil && !w.over {
 				s.pending[key] = e
+				w.archivedAt = e.archivedAt
+			}
+			if err == nil && !w.over {
+				s.trackLocked(w, key, undo{before: old, existed: had}, kept)
 			}
 		}
 		s.mu.Unlock()
@@ -451,20 +461,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 			return nil, fmt.Errorf("%s/%s: local state: %w", s.cfg.Topic, key, err)
 		}
 	}
-	if e.pending != nil {
-		s.cfg.Producer.AfterCommit(func() { s.settle(key, e.archivedAt) })
-	}
 	return wait, nil
-}
-
-// settle forgets the value of a record archived at offset once its
-// transaction is over: the archive topic serves it from now on.
-func (s *Store[T]) settle(key string, offset int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.pending[key]; ok && e.archivedAt == offset {
-		delete(s.pending, key)
-	}
 }
 
 // record is a record of key on partition p of topic; a nil value is a
@@ -792,6 +789,11 @@ func (s *Store[T]) dropLocked(p int32) error {
 			delete(s.pending, k)
 		}
 	}
+	for k, u := range s.undo {
+		if u.partition == p {
+			delete(s.undo, k)
+		}
+	}
 	from, to := partitionRange(s.prefix, p)
 	return s.db.db.DeleteRange(from, to, pebble.NoSync)
 }
@@ -891,7 +893,7 @@ func stripe(key string) uint8 {
 
 // send writes msgs and waits for their commit.
 func send(ctx context.Context, producer Sender, msgs []*kgo.Record) error {
-	wait, err := producer.Add(ctx, msgs)
+	wait, err := producer.Add(ctx, msgs, nil)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,7 @@ type changelog struct {
 	kafka    config.Kafka
 	producer messaging.SyncSender
 	archive  *store.Archive[account] // given to the stores it makes
+	sender   store.Sender            // the stores' producer, if not producer
 }
 
 func newChangelog(t testing.TB, partitions int32) *changelog {
@@ -97,8 +98,12 @@ func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
 	if err != nil {
 		t.Fatalf("AvroCodec: %v", err)
 	}
+	var producer store.Sender = c.producer
+	if c.sender != nil {
+		producer = c.sender
+	}
 	st, err := store.New(store.Config[account]{
-		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: c.producer, Codec: codec, Archive: c.archive,
+		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: producer, Codec: codec, Archive: c.archive,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
@@ -832,5 +837,92 @@ func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
 		if gerr != nil || werr != nil || gok != wok || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: after the takeover %+v (found %v, error %v), after a restore %+v (found %v, error %v)", key, got, gok, gerr, want, wok, werr)
 		}
+	}
+}
+
+// heldSender holds what it is given, as an open transaction does, until
+// the test ends it: committed, the records are written to Kafka.
+type heldSender struct {
+	to      messaging.SyncSender
+	records []*kgo.Record
+	overs   []func(bool)
+}
+
+func (h *heldSender) Add(_ context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	h.records = append(h.records, msgs...)
+	if over != nil {
+		h.overs = append(h.overs, over)
+	}
+	return func() error { return nil }, nil
+}
+
+func (h *heldSender) SendAcked(context.Context, []*kgo.Record) error {
+	return errors.New("heldSender: not for archived records")
+}
+
+func (h *heldSender) end(t *testing.T, commit bool) {
+	t.Helper()
+	if commit {
+		if err := h.to.Send(t.Context(), h.records); err != nil {
+			t.Fatalf("write the committed records: %v", err)
+		}
+	}
+	for _, over := range h.overs {
+		over(commit)
+	}
+	h.records, h.overs = nil, nil
+}
+
+// A write is read back before its transaction ends; once it aborts, the
+// store holds again what committed, in memory and on disk, without
+// reading Kafka again.
+func TestAnAbortedWriteIsPutBack(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	held := &heldSender{to: c.producer}
+	c.sender = held
+	s := c.restored(t)
+	update(t, s, "a", set(customer("a", 1)))
+	update(t, s, "b", set(customer("b", 1)))
+	held.end(t, true)
+
+	update(t, s, "a", set(customer("a", 2)))
+	update(t, s, "c", set(customer("c", 2)))
+	update(t, s, "a", set(customer("a", 3)))
+	// Enough keys that the older ones go from memory to disk.
+	many := 2*store.RecentSize + 1
+	for i := range many {
+		key := fmt.Sprintf("new-%d", i)
+		update(t, s, key, set(customer(key, 9)))
+	}
+	if got := mustGet(t, s, "a"); got.CreditLimit != 3 {
+		t.Fatalf("a before the abort: got limit %d, want 3 (its own write)", got.CreditLimit)
+	}
+	held.end(t, false)
+
+	if got := mustGet(t, s, "a"); got.CreditLimit != 1 {
+		t.Errorf("a after the abort: got limit %d, want 1", got.CreditLimit)
+	}
+	for _, key := range []string{"c", "new-0", fmt.Sprintf("new-%d", many-1)} {
+		if _, ok, err := s.Get(key); ok || err != nil {
+			t.Errorf("%s, written only in the aborted transaction: got found=%v error=%v, want it absent", key, ok, err)
+		}
+	}
+	if s.Len() != 2 {
+		t.Errorf("Len after the abort: got %d, want 2", s.Len())
+	}
+
+	update(t, s, "a", set(customer("a", 4)))
+	held.end(t, true)
+	fresh := c.restored(t)
+	for _, key := range []string{"a", "b", "c", "new-1"} {
+		got, gok, gerr := s.Get(key)
+		want, wok, werr := fresh.Get(key)
+		if gerr != nil || werr != nil || gok != wok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: held %+v (found %v, error %v), restored %+v (found %v, error %v)", key, got, gok, gerr, want, wok, werr)
+		}
+	}
+	if s.Len() != fresh.Len() {
+		t.Errorf("Len: held %d, restored %d", s.Len(), fresh.Len())
 	}
 }
