@@ -347,23 +347,32 @@ func evict(t *testing.T, cfg config.Kafka, group string) {
 	}
 }
 
-// A transaction's writes commit all or none: a write the broker refuses
-// aborts the others of its transaction, and Send says so, once the state
-// that holds them is dropped (Owner.Distrust): the writer must not read
-// them back.
-func TestSessionWritesAllOrNothing(t *testing.T) {
+// startRefusing starts a session of group name on the embedded broker,
+// whose fault injection can refuse the writes to the topic refused, once
+// it owns its partitions; it replies on kept.
+func startRefusing(t *testing.T, name string) (*devstack.Stack, config.Kafka, *messaging.Session, *owner, contracts.TopicSpec, contracts.TopicSpec) {
+	t.Helper()
 	stack := devstack.StartForTest(t)
 	if stack.Cluster() == nil {
 		t.Skip("fault injection needs the embedded broker")
 	}
 	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
-	in, kept, refused := contracts.TopicSpec{Name: "all.in", Partitions: 1}, contracts.TopicSpec{Name: "all.kept", Partitions: 1},
-		contracts.TopicSpec{Name: "all.refused", Partitions: 1}
+	in, kept, refused := contracts.TopicSpec{Name: name + ".in", Partitions: 1}, contracts.TopicSpec{Name: name + ".kept", Partitions: 1},
+		contracts.TopicSpec{Name: name + ".refused", Partitions: 1}
 	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, kept, refused}); err != nil {
 		t.Fatal(err)
 	}
-	s, o := startSession(t, cfg, "all", "all-1", in.Name, reply(kept.Name))
+	s, o := startSession(t, cfg, name, name+"-1", in.Name, reply(kept.Name))
 	eventually(t, "the partitions to be assigned", o.owns)
+	return stack, cfg, s, o, kept, refused
+}
+
+// A transaction's writes commit all or none: a write the broker refuses
+// aborts the others of its transaction, and Send says so, once the state
+// that holds them is dropped (Owner.Distrust): the writer must not read
+// them back.
+func TestSessionWritesAllOrNothing(t *testing.T) {
+	stack, cfg, s, o, kept, refused := startRefusing(t, "all")
 	write := func(value string, topics ...string) error {
 		var msgs []*kgo.Record
 		for _, topic := range topics {
@@ -412,18 +421,7 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 // tells each writer's over that it did not commit before the owner is
 // asked to serve again (Restore): a state can put the writes back in over.
 func TestAnAbortedTransactionTellsItsWritersBeforeRestore(t *testing.T) {
-	stack := devstack.StartForTest(t)
-	if stack.Cluster() == nil {
-		t.Skip("fault injection needs the embedded broker")
-	}
-	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
-	in, kept, refused := contracts.TopicSpec{Name: "told.in", Partitions: 1}, contracts.TopicSpec{Name: "told.kept", Partitions: 1},
-		contracts.TopicSpec{Name: "told.refused", Partitions: 1}
-	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, kept, refused}); err != nil {
-		t.Fatal(err)
-	}
-	s, o := startSession(t, cfg, "told", "told-1", in.Name, reply(kept.Name))
-	eventually(t, "the partitions to be assigned", o.owns)
+	stack, _, s, o, kept, refused := startRefusing(t, "told")
 
 	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: refused.Name, Err: kerr.TopicAuthorizationFailed, Count: -1})
 	defer fault.Remove()
