@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -46,6 +48,7 @@ func OpenDB(parent, name string, inMemory bool) (*DB, error) {
 	if inMemory {
 		opts.FS = vfs.NewMem()
 	} else {
+		removeAbandoned(parent, name)
 		var err error
 		if dir, err = os.MkdirTemp(parent, name+"-"); err != nil {
 			return nil, fmt.Errorf("state directory: %w", err)
@@ -61,6 +64,34 @@ func OpenDB(parent, name string, inMemory bool) (*DB, error) {
 	}
 	d.db = db
 	return d, nil
+}
+
+// abandonedAfter is how old the lock of a directory nobody holds must be
+// for removeAbandoned to remove it: a younger one may be that of a DB
+// being opened.
+const abandonedAfter = time.Minute
+
+// removeAbandoned removes the directories under parent of the DBs called
+// name that no process holds: those of instances that were killed before
+// they could remove their own. Pebble holds a lock on its directory while
+// it is open; one whose lock is free is abandoned.
+func removeAbandoned(parent, name string) {
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(parent, name+"-*"))
+	for _, dir := range dirs {
+		lock := filepath.Join(dir, "LOCK")
+		if info, err := os.Stat(lock); err != nil || time.Since(info.ModTime()) < abandonedAfter {
+			continue
+		}
+		held, err := vfs.Default.Lock(lock)
+		if err != nil {
+			continue // open, by a live process
+		}
+		held.Close()
+		os.RemoveAll(dir)
+	}
 }
 
 // Dir is the DB's directory; "" in memory.

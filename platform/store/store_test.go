@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -924,5 +926,44 @@ func TestAnAbortedWriteIsPutBack(t *testing.T) {
 	}
 	if s.Len() != fresh.Len() {
 		t.Errorf("Len: held %d, restored %d", s.Len(), fresh.Len())
+	}
+}
+
+// An instance killed before it could remove its local state leaves its
+// directory behind; the next DB opened under the same parent removes it,
+// but not one an open DB holds, nor one being opened.
+func TestADirectoryAKilledInstanceLeftIsRemoved(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	live, err := store.OpenDB(parent, "p", false)
+	if err != nil {
+		t.Fatalf("OpenDB: %v", err)
+	}
+	defer live.Close()
+	abandoned, opening := filepath.Join(parent, "p-killed"), filepath.Join(parent, "p-opening")
+	for _, dir := range []string{abandoned, opening} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "LOCK"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, lock := range []string{filepath.Join(abandoned, "LOCK"), filepath.Join(live.Dir(), "LOCK")} {
+		if err := os.Chtimes(lock, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	next, err := store.OpenDB(parent, "p", false)
+	if err != nil {
+		t.Fatalf("OpenDB: %v", err)
+	}
+	defer next.Close()
+	for dir, want := range map[string]bool{abandoned: false, opening: true, live.Dir(): true, next.Dir(): true} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s: got present=%v, want %v", filepath.Base(dir), err == nil, want)
+		}
 	}
 }
