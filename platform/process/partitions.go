@@ -56,6 +56,7 @@ type assignable interface {
 	Revoke(partitions []int32)
 	Standby(partitions []int32) error
 	Follow(ctx context.Context) error
+	OwnsPartition(p int32) bool
 }
 
 // Assigned restores the partitions the group assigned. A restore that
@@ -135,6 +136,19 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 	return nil
 }
 
+// holdsOwned reports whether every store still holds every partition
+// owned: one whose put back failed dropped it. Called with mu held.
+func (t *partitions) holdsOwned() bool {
+	for _, s := range t.p.stores {
+		for _, p := range t.owned {
+			if !s.OwnsPartition(p) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // derive lets the services derive again what they derive from the state
 // (process.OnRestored). Called with mu held.
 func (t *partitions) derive(ctx context.Context) error {
@@ -205,7 +219,7 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 	if t.revoked {
 		return false, nil
 	}
-	if t.rolledBack {
+	if t.rolledBack && t.holdsOwned() {
 		t.rolledBack = false
 		if err := t.derive(ctx); err != nil {
 			return false, fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)

@@ -49,7 +49,7 @@ func (s *Store[T]) Standby(partitions []int32) error {
 	}
 	start := map[int32]kgo.Offset{}
 	for _, p := range partitions {
-		if _, ok := s.standby.next[p]; !ok && !s.ownsPartition(p) {
+		if _, ok := s.standby.next[p]; !ok && !s.OwnsPartition(p) {
 			start[p] = kgo.NewOffset().AtStart()
 		}
 	}
@@ -77,13 +77,6 @@ func (s *Store[T]) Standby(partitions []int32) error {
 func (s *Store[T]) dropFollowed(p int32) error {
 	from, to := partitionRange(s.prefix, p)
 	return s.db.db.DeleteRange(from, to, pebble.NoSync)
-}
-
-// ownsPartition reports whether the store owns partition p.
-func (s *Store[T]) ownsPartition(p int32) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.owned[p]
 }
 
 // take stops following the given partitions and returns where each of

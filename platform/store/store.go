@@ -237,6 +237,13 @@ func (s *Store[T]) Owns(key string) bool {
 	return s.owned[p]
 }
 
+// OwnsPartition reports whether the store owns partition p.
+func (s *Store[T]) OwnsPartition(p int32) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.owned[p]
+}
+
 // Get returns the record stored under key; ErrNotOwned if its partition is
 // not this store's.
 func (s *Store[T]) Get(key string) (*T, bool, error) {
