@@ -56,6 +56,8 @@ type assignable interface {
 	Revoke(partitions []int32)
 	Standby(partitions []int32) error
 	Follow(ctx context.Context) error
+	Mark(ctx context.Context) error
+	Demote(partitions []int32)
 	OwnsPartition(p int32) bool
 }
 
@@ -76,7 +78,8 @@ func (t *partitions) Assigned(ctx context.Context, claimed []int32, generation i
 // assign makes the owned partitions claimed. Called with mu held.
 func (t *partitions) assign(ctx context.Context, claimed []int32, generation int32) error {
 	var keep []int32
-	if t.gen >= 0 && generation == t.gen+1 {
+	held := t.gen >= 0 && generation == t.gen+1
+	if held {
 		// Held without a gap: nobody else owned these since.
 		for _, p := range t.owned {
 			if slices.Contains(claimed, p) {
@@ -97,7 +100,11 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 	}
 	start := time.Now()
 	for _, s := range t.p.stores {
-		s.Revoke(lost)
+		if held && t.p.cfg.Kafka.Standby {
+			s.Demote(lost) // what it held until the revocation, followed from there
+		} else {
+			s.Revoke(lost)
+		}
 	}
 	t.owned, t.gen = nil, -1
 	t.served.Store(nil)
@@ -180,6 +187,18 @@ func (t *partitions) Revoked(lost bool) {
 	t.served.Store(nil)
 	if lost {
 		t.drop()
+		return
+	}
+	if t.p.cfg.Kafka.Standby {
+		// Nobody writes to them before this instance rejoins: where their
+		// changelogs end now is where a standby of what it holds goes on.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, s := range t.p.stores {
+			if err := s.Mark(ctx); err != nil {
+				t.p.Logger.Warn("revoked partitions will be followed from their start", "error", err)
+			}
+		}
 	}
 }
 

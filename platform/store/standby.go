@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -22,6 +23,7 @@ type standby struct {
 	mu     sync.Mutex
 	next   map[int32]int64 // the offset to read next, by partition followed
 	client *kgo.Client     // while Follow runs
+	marked map[int32]int64 // the changelog's ends when Mark was called
 }
 
 // A fetch of the standby waits for followBytes of records, or followWait:
@@ -152,4 +154,86 @@ func (s *Store[T]) Follow(ctx context.Context) error {
 			return fmt.Errorf("standby %s: local state: %w", s.cfg.Topic, err)
 		}
 	}
+}
+
+// Mark notes where the changelog of each partition ends now. A process
+// calls it when a rebalance revokes its partitions, before any other
+// instance may write to them, so that Demote can follow them from there.
+func (s *Store[T]) Mark(ctx context.Context) error {
+	s.standby.mu.Lock()
+	defer s.standby.mu.Unlock()
+	s.standby.marked = nil
+	if s.standby.client == nil {
+		return fmt.Errorf("standby %s: not following (Follow)", s.cfg.Topic)
+	}
+	ends, err := kadm.NewClient(s.standby.client).ListEndOffsets(ctx, s.cfg.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("standby %s: end offsets: %w", s.cfg.Topic, err)
+	}
+	s.standby.marked = map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { s.standby.marked[o.Partition] = o.Offset })
+	return nil
+}
+
+// Demote gives partitions up, as Revoke does, but keeps their records and
+// follows them from where Mark saw their changelog end: what they hold is
+// what was committed up to there, unless one of their writes is not over
+// yet (its transaction still to abort), and then they are dropped.
+func (s *Store[T]) Demote(partitions []int32) {
+	s.standby.mu.Lock()
+	marked := s.standby.marked
+	s.standby.marked = nil
+	s.standby.mu.Unlock()
+	kept := map[int32]int64{}
+	s.mu.Lock()
+	for _, p := range partitions {
+		delete(s.owned, p)
+		end, ok := marked[p]
+		if ok && !s.writingLocked(p) {
+			if err := s.flushLocked(p); err == nil {
+				s.forgetLocked(p)
+				kept[p] = end
+				continue
+			}
+		}
+		if err := s.dropLocked(p); err != nil {
+			s.logger.Warn("drop a revoked partition's local state", "topic", s.cfg.Topic, "partition", p, "error", err)
+		}
+	}
+	s.mu.Unlock()
+	if len(kept) == 0 {
+		return
+	}
+	s.standby.mu.Lock()
+	defer s.standby.mu.Unlock()
+	if s.standby.next == nil {
+		s.standby.next = map[int32]int64{}
+	}
+	from := map[int32]kgo.Offset{}
+	for p, end := range kept {
+		s.standby.next[p] = end
+		from[p] = kgo.NewOffset().At(end)
+	}
+	if c := s.standby.client; c != nil {
+		c.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.cfg.Topic: from})
+	}
+}
+
+// writingLocked reports whether a write to partition p is not over yet.
+// Called with mu held.
+func (s *Store[T]) writingLocked(p int32) bool {
+	for _, u := range s.undo {
+		if u.partition == p {
+			return true
+		}
+	}
+	for _, e := range s.pending {
+		if e.partition == p {
+			return true
+		}
+	}
+	return false
 }

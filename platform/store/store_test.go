@@ -967,3 +967,88 @@ func TestADirectoryAKilledInstanceLeftIsRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A store that gives its partitions up in a rebalance keeps their records
+// and follows them from where their changelogs ended then (Mark, Demote):
+// taking them back reads only what their owner wrote meanwhile. A
+// partition whose write is not over yet is dropped instead.
+func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
+	t.Parallel()
+	const keys = 40
+	c := newChangelog(t, 2)
+	held := &heldSender{to: c.producer}
+	c.sender = held
+	first := c.restored(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	followed := make(chan error, 1)
+	go func() { followed <- first.Follow(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-followed; err != nil {
+			t.Errorf("Follow: %v", err)
+		}
+	})
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		update(t, first, key, set(customer(key, int64(i))))
+	}
+	held.end(t, true)
+	// customer-0's partition has a write whose transaction is not over.
+	open, _ := first.Partition("customer-0")
+	update(t, first, "customer-0", set(customer("customer-0", 99)))
+
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if err = first.Mark(t.Context()); err == nil || time.Now().After(deadline) {
+			break // Follow has its client, or it is too late
+		}
+	}
+	if err != nil {
+		t.Fatalf("Mark: %v", err)
+	}
+	first.Demote([]int32{0, 1})
+	if _, ok := first.Following(open); ok {
+		t.Errorf("partition %d, with a write not over, is followed; want it dropped", open)
+	}
+	if _, ok := first.Following(1 - open); !ok {
+		t.Errorf("partition %d is not followed after Demote", 1-open)
+	}
+	held.end(t, false)
+	if first.Len() != 0 {
+		t.Errorf("Len after Demote: got %d, want 0", first.Len())
+	}
+
+	c.sender = nil
+	second := c.restored(t)
+	for i := range keys / 2 {
+		key := fmt.Sprintf("customer-%d", i)
+		update(t, second, key, set(customer(key, int64(1000+i))))
+	}
+	ends := c.records(t)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if next, ok := first.Following(1 - open); ok && next >= ends[1-open] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby of partition %d did not reach its end %d within 10s", 1-open, ends[1-open])
+		}
+	}
+	before := first.RecordsRestored()
+	if err := first.Assign(t.Context(), []int32{1 - open}); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	if n := first.RecordsRestored() - before; n != 0 {
+		t.Errorf("records read to take partition %d back: got %d, want 0", 1-open, n)
+	}
+	fresh := c.restored(t)
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		if p, _ := first.Partition(key); p != 1-open {
+			continue
+		}
+		got, want := mustGet(t, first, key), mustGet(t, fresh, key)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s taken back: got %+v, want %+v", key, got, want)
+		}
+	}
+}
