@@ -58,6 +58,7 @@ type assignable interface {
 	Follow(ctx context.Context) error
 	Mark(ctx context.Context) error
 	Demote(partitions []int32)
+	StandbyLag(ctx context.Context) (int64, error)
 	OwnsPartition(p int32) bool
 }
 

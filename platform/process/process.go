@@ -365,6 +365,13 @@ func (p *Process) Run(ctx context.Context) error {
 			for _, s := range p.stores {
 				g.Go(func() error { return s.Follow(ctx) })
 			}
+			lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "standby_lag_records",
+				Help: "Records of the partitions other instances own that this one's standby replicas have not read yet (-1: unknown).",
+			}, p.standbyLag)
+			if err := p.Metrics.Register(lag); err != nil {
+				p.Logger.Warn("register the standby lag metric", "error", err)
+			}
 		}
 	}
 	g.Go(func() error {
@@ -385,6 +392,22 @@ func (p *Process) Run(ctx context.Context) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// standbyLag sums what the stores' standby replicas have not read yet;
+// -1 if one of them cannot say.
+func (p *Process) standbyLag() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var sum int64
+	for _, s := range p.stores {
+		lag, err := s.StandbyLag(ctx)
+		if err != nil {
+			return -1
+		}
+		sum += lag
+	}
+	return float64(sum)
 }
 
 // becameReady runs once, when the first session's partitions are restored.

@@ -237,3 +237,33 @@ func (s *Store[T]) writingLocked(p int32) bool {
 	}
 	return false
 }
+
+// StandbyLag is how many records the partitions the store follows hold
+// past what it has read of them: what a takeover of all of them would read
+// now. An error if it does not follow (Follow) or Kafka does not answer.
+func (s *Store[T]) StandbyLag(ctx context.Context) (int64, error) {
+	s.standby.mu.Lock()
+	client := s.standby.client
+	next := maps.Clone(s.standby.next)
+	s.standby.mu.Unlock()
+	if client == nil {
+		return 0, fmt.Errorf("standby %s: not following (Follow)", s.cfg.Topic)
+	}
+	if len(next) == 0 {
+		return 0, nil
+	}
+	ends, err := kadm.NewClient(client).ListEndOffsets(ctx, s.cfg.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("standby %s: end offsets: %w", s.cfg.Topic, err)
+	}
+	var lag int64
+	for p, at := range next {
+		if end, ok := ends.Lookup(s.cfg.Topic, p); ok && end.Offset > at {
+			lag += end.Offset - at
+		}
+	}
+	return lag, nil
+}

@@ -71,6 +71,10 @@ func (s *system) answer(ctx context.Context, p *proc, path string) (string, erro
 	return string(b), err
 }
 
+// caughtUp is how many records the survivor's standby replicas may lag
+// behind when the kill comes: a few transactions' worth.
+const caughtUp = 100
+
 // measureTakeover SIGKILLs the last instance of the process and measures
 // how long the first takes to answer for every partition the killed one
 // held: detection (the group leaves Stable or drops the member, as the
@@ -104,6 +108,21 @@ func (s *system) measureTakeover(ctx context.Context, name string, probes []prob
 		return r, err
 	}
 	r.Partitions = len(parts)
+	// An instance dies long after it started, as a rule: its partitions'
+	// standby replicas on the survivor have caught up by then.
+	err = poll(ctx, 5*time.Minute, func() error {
+		lag, err := s.metric(ctx, survivor, "standby_lag_records")
+		if err != nil {
+			return err
+		}
+		if lag < 0 || lag > caughtUp {
+			return fmt.Errorf("%s: standby replicas %v records behind", survivor.name, lag)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
 	logFrom := survivor.logSize()
 
 	killed, err := victim.kill()
