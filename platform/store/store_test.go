@@ -799,6 +799,9 @@ func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
 	if standby.Len() != 0 {
 		t.Errorf("Len of a store that owns nothing: got %d, want 0", standby.Len())
 	}
+	if lag, err := standby.StandbyLag(t.Context()); lag != 0 || err != nil {
+		t.Errorf("StandbyLag once caught up: got %d (error %v), want 0", lag, err)
+	}
 
 	// What is written after the standby caught up, and a key deleted.
 	for i := range later {
@@ -812,6 +815,9 @@ func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
 	defer cl.Close()
 	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: c.topic, Key: []byte("customer-0")}).FirstErr(); err != nil {
 		t.Fatalf("produce a tombstone: %v", err)
+	}
+	if lag, err := standby.StandbyLag(t.Context()); lag < 0 || lag > later+1 || err != nil {
+		t.Errorf("StandbyLag after %d more records: got %d (error %v), want at most %d", later+1, lag, err, later+1)
 	}
 
 	if err := standby.Assign(t.Context(), []int32{0, 1}); err != nil {
