@@ -166,10 +166,7 @@ func (s *Store[T]) Mark(ctx context.Context) error {
 	if s.standby.client == nil {
 		return fmt.Errorf("standby %s: not following (Follow)", s.cfg.Topic)
 	}
-	ends, err := kadm.NewClient(s.standby.client).ListEndOffsets(ctx, s.cfg.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := listed(kadm.NewClient(s.standby.client).ListEndOffsets(ctx, s.cfg.Topic))
 	if err != nil {
 		return fmt.Errorf("standby %s: end offsets: %w", s.cfg.Topic, err)
 	}
@@ -252,10 +249,7 @@ func (s *Store[T]) StandbyLag(ctx context.Context) (int64, error) {
 	if len(next) == 0 {
 		return 0, nil
 	}
-	ends, err := kadm.NewClient(client).ListEndOffsets(ctx, s.cfg.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := listed(kadm.NewClient(client).ListEndOffsets(ctx, s.cfg.Topic))
 	if err != nil {
 		return 0, fmt.Errorf("standby %s: end offsets: %w", s.cfg.Topic, err)
 	}

@@ -647,17 +647,11 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	}
 	defer client.Close()
 	admin := kadm.NewClient(client)
-	ends, err := admin.ListEndOffsets(ctx, s.cfg.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := listed(admin.ListEndOffsets(ctx, s.cfg.Topic))
 	if err != nil {
 		return fmt.Errorf("restore %s: end offsets: %w", s.cfg.Topic, err)
 	}
-	starts, err := admin.ListStartOffsets(ctx, s.cfg.Topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, err := listed(admin.ListStartOffsets(ctx, s.cfg.Topic))
 	if err != nil {
 		return fmt.Errorf("restore %s: start offsets: %w", s.cfg.Topic, err)
 	}
@@ -805,6 +799,14 @@ func (s *Store[T]) dropLocked(p int32) error {
 	return s.db.db.DeleteRange(from, to, pebble.NoSync)
 }
 
+// listed is the offsets kadm listed, with the error of any partition.
+func listed(offsets kadm.ListedOffsets, err error) (kadm.ListedOffsets, error) {
+	if err == nil {
+		err = offsets.Error()
+	}
+	return offsets, err
+}
+
 // archivedAt returns the offset a pointer record (HeaderArchivedAt) points
 // to in the archive topic.
 func archivedAt(r *kgo.Record) (int64, bool) {
@@ -829,10 +831,7 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("prune %s: connect: %w", s.cfg.Topic, err)
 	}
 	defer client.Close()
-	starts, err := kadm.NewClient(client).ListStartOffsets(ctx, s.cfg.Archive.Topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, err := listed(kadm.NewClient(client).ListStartOffsets(ctx, s.cfg.Archive.Topic))
 	if err != nil {
 		return 0, fmt.Errorf("prune %s: start offsets of %s: %w", s.cfg.Topic, s.cfg.Archive.Topic, err)
 	}
