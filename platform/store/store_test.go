@@ -755,6 +755,32 @@ func TestEveryRecordIsFoundAcrossTheGenerationsInMemory(t *testing.T) {
 	}
 }
 
+// follow runs s's standby until the test ends.
+func follow(t *testing.T, s *customers) {
+	ctx, cancel := context.WithCancel(t.Context())
+	followed := make(chan error, 1)
+	go func() { followed <- s.Follow(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-followed; err != nil {
+			t.Errorf("Follow: %v", err)
+		}
+	})
+}
+
+// awaitFollowed waits until s's standby has read partition p up to end.
+func awaitFollowed(t *testing.T, s *customers, p int32, end int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if next, ok := s.Following(p); ok && next >= end {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not read partition %d up to %d within 10s", p, end)
+		}
+	}
+}
+
 // A store that follows the partitions another instance owns (its standby)
 // reads, when it is assigned them, only the records it has not followed
 // yet, and then holds what a restore from the start would.
@@ -768,33 +794,14 @@ func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
 		update(t, owner, key, set(customer(key, int64(i))))
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
 	standby := c.newStore(t)
 	if err := standby.Standby([]int32{0, 1}); err != nil {
 		t.Fatalf("Standby: %v", err)
 	}
-	followed := make(chan error, 1)
-	go func() { followed <- standby.Follow(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-followed; err != nil {
-			t.Errorf("Follow: %v", err)
-		}
-	})
+	follow(t, standby)
 	ends := c.records(t)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		caughtUp := true
-		for p, end := range ends {
-			if next, ok := standby.Following(p); !ok || next < end {
-				caughtUp = false
-			}
-		}
-		if caughtUp {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the standby did not follow the changelog to its end %v within 10s", ends)
-		}
+	for p, end := range ends {
+		awaitFollowed(t, standby, p, end)
 	}
 	if standby.Len() != 0 {
 		t.Errorf("Len of a store that owns nothing: got %d, want 0", standby.Len())
@@ -985,15 +992,7 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 	held := &heldSender{to: c.producer}
 	c.sender = held
 	first := c.restored(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	followed := make(chan error, 1)
-	go func() { followed <- first.Follow(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-followed; err != nil {
-			t.Errorf("Follow: %v", err)
-		}
-	})
+	follow(t, first)
 	for i := range keys {
 		key := fmt.Sprintf("customer-%d", i)
 		update(t, first, key, set(customer(key, int64(i))))
@@ -1030,15 +1029,7 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 		key := fmt.Sprintf("customer-%d", i)
 		update(t, second, key, set(customer(key, int64(1000+i))))
 	}
-	ends := c.records(t)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if next, ok := first.Following(1 - open); ok && next >= ends[1-open] {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the standby of partition %d did not reach its end %d within 10s", 1-open, ends[1-open])
-		}
-	}
+	awaitFollowed(t, first, 1-open, c.records(t)[1-open])
 	before := first.RecordsRestored()
 	if err := first.Assign(t.Context(), []int32{1 - open}); err != nil {
 		t.Fatalf("Assign: %v", err)
