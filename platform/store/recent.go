@@ -35,6 +35,7 @@ func (r *recent) get(key string) (entry, bool) {
 // keepLocked puts e, a change not yet in the DB, under key. Called with mu
 // held.
 func (s *Store[T]) keepLocked(key string, e entry) error {
+	s.setRunning(e.partition, key, !e.archived())
 	e.dirty = true
 	delete(s.recent.old, key)
 	s.recent.young[key] = e

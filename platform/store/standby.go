@@ -77,6 +77,7 @@ func (s *Store[T]) Standby(partitions []int32) error {
 // dropFollowed deletes the records of partition p, which the store does
 // not own. Called with standby.mu held.
 func (s *Store[T]) dropFollowed(p int32) error {
+	s.forgetRunning(p)
 	from, to := partitionRange(s.prefix, p)
 	return s.db.db.DeleteRange(from, to, pebble.NoSync)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,6 +133,14 @@ type Store[T any] struct {
 
 	standby standby
 	read    atomic.Int64 // changelog records the restores read
+
+	// running holds, in a store that archives, the keys of the live
+	// records of each partition it holds or follows: the records not over
+	// yet, which Range visits without reading the pointers of the ended
+	// ones, however many ran within the retention. Memory grows with what
+	// is running only.
+	runMu   sync.Mutex
+	running map[int32]map[string]struct{}
 }
 
 // entry is a record as stored, with its partition; an archived record's
@@ -164,8 +173,42 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 			return nil, err
 		}
 	}
-	return &Store[T]{cfg: cfg, logger: logger, db: db, prefix: cfg.Topic + "\x00",
-		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}}, nil
+	s := &Store[T]{cfg: cfg, logger: logger, db: db, prefix: cfg.Topic + "\x00",
+		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}}
+	if cfg.Archive != nil {
+		s.running = map[int32]map[string]struct{}{}
+	}
+	return s, nil
+}
+
+// setRunning notes whether key, of partition p, is a live record (in a
+// store that archives).
+func (s *Store[T]) setRunning(p int32, key string, live bool) {
+	if s.running == nil {
+		return
+	}
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	keys := s.running[p]
+	switch {
+	case live && keys == nil:
+		s.running[p] = map[string]struct{}{key: {}}
+	case live:
+		keys[key] = struct{}{}
+	default:
+		delete(keys, key)
+	}
+}
+
+// forgetRunning drops what running holds of partition p, whose records
+// are dropped.
+func (s *Store[T]) forgetRunning(p int32) {
+	if s.running == nil {
+		return
+	}
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	delete(s.running, p)
 }
 
 // Topic is the store's changelog topic.
@@ -499,12 +542,54 @@ func (s *Store[T]) RangePartitions(partitions []int32, fn func(key string, v *T)
 		slices.Sort(partitions)
 	}
 	for _, p := range partitions {
-		from, to := partitionRange(s.prefix, p)
-		if more, err := s.rangeOf(p, from, to, fn); err != nil || !more {
+		var more bool
+		var err error
+		if s.running != nil {
+			more, err = s.rangeRunning(p, fn)
+		} else {
+			from, to := partitionRange(s.prefix, p)
+			more, err = s.rangeOf(p, from, to, fn)
+		}
+		if err != nil || !more {
 			return err
 		}
 	}
 	return nil
+}
+
+// rangeRunning is rangeOf over the live records of partition p in a store
+// that archives: those running holds, read one by one.
+func (s *Store[T]) rangeRunning(p int32, fn func(key string, v *T) bool) (bool, error) {
+	s.runMu.Lock()
+	keys := slices.Sorted(maps.Keys(s.running[p]))
+	s.runMu.Unlock()
+	for _, key := range keys {
+		_, e, owned, ok, err := s.lookup(key)
+		if err != nil || !owned {
+			return true, err // not owned: as a scan, nothing of p
+		}
+		if !ok || e.archived() {
+			continue // over meanwhile
+		}
+		if more, err := s.visit(key, e.value, fn); err != nil || !more {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// visit decodes record b of key and calls fn with it, for Range: a record
+// that can never be decoded is logged and skipped.
+func (s *Store[T]) visit(key string, b []byte, fn func(key string, v *T) bool) (bool, error) {
+	v, err := s.cfg.Codec.Decode(b)
+	if errors.Is(err, serde.ErrUndecodable) {
+		s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", key, "error", err)
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
+	}
+	return fn(key, v), nil
 }
 
 // RangePrefix is Range over the records whose keys begin with prefix, a
@@ -541,16 +626,8 @@ func (s *Store[T]) rangeOf(p int32, from, to []byte, fn func(key string, v *T) b
 		}
 		first = false
 		for _, r := range page {
-			v, err := s.cfg.Codec.Decode(r.e.value)
-			if errors.Is(err, serde.ErrUndecodable) {
-				s.logger.Error("skip undecodable record", "topic", s.cfg.Topic, "key", r.key, "error", err)
-				continue
-			}
-			if err != nil {
-				return false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, r.key, err)
-			}
-			if !fn(r.key, v) {
-				return false, nil
+			if more, err := s.visit(r.key, r.e.value, fn); err != nil || !more {
+				return false, err
 			}
 		}
 	}
@@ -757,6 +834,10 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 // what it is given, so kbuf and vbuf are reused.
 func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record) ([]byte, []byte, error) {
 	kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
+	if s.running != nil {
+		_, archived := archivedAt(r)
+		s.setRunning(r.Partition, string(r.Key), r.Value != nil && !archived)
+	}
 	if at, ok := archivedAt(r); ok {
 		vbuf = appendEntry(vbuf[:0], entry{archivedAt: at})
 		return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
@@ -785,6 +866,7 @@ func (s *Store[T]) Revoke(partitions []int32) {
 // dropLocked deletes partition p's records. Called with mu held.
 func (s *Store[T]) dropLocked(p int32) error {
 	s.forgetLocked(p)
+	s.forgetRunning(p)
 	for k, e := range s.pending {
 		if e.partition == p {
 			delete(s.pending, k)

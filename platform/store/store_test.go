@@ -620,7 +620,7 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 	closed.Name = "closed"
 	update(t, s, "closed-1", set(closed))
 
-	for name, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
+	for name, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t), "a standby assigned": c.takenOver(t)} {
 		if got := mustGet(t, st, "closed-1"); got.CreditLimit != 200 || got.Name != "closed" {
 			t.Errorf("%s: Get of the archived record: got %+v, want %+v", name, got, closed)
 		}
@@ -636,20 +636,7 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 		t.Errorf("changelog records: got %d, want 3", total(got))
 	}
 
-	// The archive's retention drops the record.
-	client, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	ends, err := kadm.NewClient(client).ListEndOffsets(t.Context(), archiveTopic)
-	if err != nil || ends.Error() != nil {
-		t.Fatalf("end offsets: %v %v", err, ends.Error())
-	}
-	deleted, err := kadm.NewClient(client).DeleteRecords(t.Context(), kadm.Offsets(ends.Offsets()))
-	if err != nil || deleted.Error() != nil {
-		t.Fatalf("DeleteRecords: %v %v", err, deleted.Error())
-	}
+	c.expireArchive(t)
 	n, err := s.Prune(t.Context())
 	if err != nil || n != 1 {
 		t.Fatalf("Prune: got %d, %v, want 1 pointer deleted", n, err)
@@ -660,6 +647,68 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 		}
 		if got := mustGet(t, st, "open"); got.CreditLimit != 100 {
 			t.Errorf("%s: the live record: got %+v", name, got)
+		}
+	}
+}
+
+// expireArchive deletes every record of the archive topic, as its
+// retention would.
+func (c *changelog) expireArchive(t *testing.T) {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(c.kafka.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ends, err := kadm.NewClient(client).ListEndOffsets(t.Context(), c.archive.Topic)
+	if err != nil || ends.Error() != nil {
+		t.Fatalf("end offsets: %v %v", err, ends.Error())
+	}
+	deleted, err := kadm.NewClient(client).DeleteRecords(t.Context(), kadm.Offsets(ends.Offsets()))
+	if err != nil || deleted.Error() != nil {
+		t.Fatalf("DeleteRecords: %v %v", err, deleted.Error())
+	}
+}
+
+// A record whose archiving aborted is live again, whether or not its
+// pointer reached the disk meanwhile: the archive's retention does not
+// prune it.
+func TestARecordWhoseArchivingAbortedIsNotPruned(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	const archiveTopic = "store-test.archive"
+	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: archiveTopic, Partitions: 2}}); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	c.archive = &store.Archive[account]{Topic: archiveTopic, Ended: func(v *account) bool { return v.Name == "closed" }}
+	held := &heldSender{to: c.producer}
+	c.sender = held
+	s := c.restored(t)
+	update(t, s, "x", set(customer("x", 1)))
+	held.end(t, true)
+
+	closed := customer("x", 1)
+	closed.Name = "closed"
+	update(t, s, "x", set(closed))
+	for i := range 2*store.RecentSize + 1 { // the pointer goes from memory to disk
+		key := fmt.Sprintf("new-%d", i)
+		update(t, s, key, set(customer(key, 9)))
+	}
+	held.end(t, false)
+	c.expireArchive(t)
+	if n, err := s.Prune(t.Context()); err != nil || n != 0 {
+		t.Errorf("Prune: got %d, %v, want nothing pruned", n, err)
+	}
+	for name, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
+		if got := mustGet(t, st, "x"); got.Name == "closed" || got.CreditLimit != 1 {
+			t.Errorf("%s: x: got %+v, want it as committed before the aborted archiving", name, got)
+		}
+		var ranged []string
+		if err := st.Range(func(key string, _ *account) bool { ranged = append(ranged, key); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ranged, []string{"x"}) {
+			t.Errorf("%s: Range visited %v, want [x]: its archiving aborted, as did the other writes", name, ranged)
 		}
 	}
 }
@@ -753,6 +802,25 @@ func TestEveryRecordIsFoundAcrossTheGenerationsInMemory(t *testing.T) {
 	if len(seen) != n || s.Len() != n {
 		t.Errorf("Range saw %d records and Len says %d, want %d", len(seen), s.Len(), n)
 	}
+}
+
+// takenOver returns a new store that followed every partition of the
+// changelog (its standby) up to its end, then was assigned them all.
+func (c *changelog) takenOver(t *testing.T) *customers {
+	t.Helper()
+	s := c.newStore(t)
+	ends := c.records(t)
+	if err := s.Standby(slices.Collect(maps.Keys(ends))); err != nil {
+		t.Fatalf("Standby: %v", err)
+	}
+	follow(t, s)
+	for p, end := range ends {
+		awaitFollowed(t, s, p, end)
+	}
+	if err := s.Assign(t.Context(), nil); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	return s
 }
 
 // follow runs s's standby until the test ends.
@@ -871,8 +939,10 @@ func (h *heldSender) Add(_ context.Context, msgs []*kgo.Record, over func(bool))
 	return func() error { return nil }, nil
 }
 
-func (h *heldSender) SendAcked(context.Context, []*kgo.Record) error {
-	return errors.New("heldSender: not for archived records")
+// SendAcked writes at once: an archived record is written before its
+// transaction, and stays if the transaction aborts.
+func (h *heldSender) SendAcked(ctx context.Context, msgs []*kgo.Record) error {
+	return h.to.SendAcked(ctx, msgs)
 }
 
 func (h *heldSender) end(t *testing.T, commit bool) {

@@ -84,6 +84,7 @@ func (s *Store[T]) putBackLocked(key string, u *undo) error {
 	if u.existed {
 		return s.keepLocked(key, u.before)
 	}
+	s.setRunning(u.partition, key, false)
 	delete(s.recent.young, key)
 	delete(s.recent.old, key)
 	err := s.db.db.Delete(dbKey(s.prefix, u.partition, key), pebble.NoSync)
