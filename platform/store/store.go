@@ -834,11 +834,11 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 // what it is given, so kbuf and vbuf are reused.
 func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record) ([]byte, []byte, error) {
 	kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
+	at, archived := archivedAt(r)
 	if s.running != nil {
-		_, archived := archivedAt(r)
 		s.setRunning(r.Partition, string(r.Key), r.Value != nil && !archived)
 	}
-	if at, ok := archivedAt(r); ok {
+	if archived {
 		vbuf = appendEntry(vbuf[:0], entry{archivedAt: at})
 		return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
 	}
