@@ -607,12 +607,7 @@ func TestRestoreWithAFreshClientEachTime(t *testing.T) {
 // Range, and forgets the key once the archive's retention dropped it.
 func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 	t.Parallel()
-	c := newChangelog(t, 2)
-	const archiveTopic = "store-test.archive"
-	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: archiveTopic, Partitions: 2}}); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	c.archive = &store.Archive[account]{Topic: archiveTopic, Ended: func(v *account) bool { return v.Name == "closed" }}
+	c := newArchivingChangelog(t)
 	s := c.restored(t)
 	update(t, s, "open", set(customer("open", 100)))
 	update(t, s, "closed-1", set(customer("closed-1", 200)))
@@ -624,11 +619,7 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 		if got := mustGet(t, st, "closed-1"); got.CreditLimit != 200 || got.Name != "closed" {
 			t.Errorf("%s: Get of the archived record: got %+v, want %+v", name, got, closed)
 		}
-		var ranged []string
-		if err := st.Range(func(key string, _ *account) bool { ranged = append(ranged, key); return true }); err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(ranged, []string{"open"}) {
+		if ranged := rangedKeys(t, st); !slices.Equal(ranged, []string{"open"}) {
 			t.Errorf("%s: Range visited %v, want [open]: archived records are over", name, ranged)
 		}
 	}
@@ -649,6 +640,29 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 			t.Errorf("%s: the live record: got %+v", name, got)
 		}
 	}
+}
+
+// newArchivingChangelog is a changelog of two partitions whose stores
+// archive the records named "closed".
+func newArchivingChangelog(t *testing.T) *changelog {
+	t.Helper()
+	c := newChangelog(t, 2)
+	const archiveTopic = "store-test.archive"
+	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: archiveTopic, Partitions: 2}}); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	c.archive = &store.Archive[account]{Topic: archiveTopic, Ended: func(v *account) bool { return v.Name == "closed" }}
+	return c
+}
+
+// rangedKeys is the keys st.Range visits, in its order.
+func rangedKeys(t *testing.T, st *customers) []string {
+	t.Helper()
+	var ranged []string
+	if err := st.Range(func(key string, _ *account) bool { ranged = append(ranged, key); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return ranged
 }
 
 // expireArchive deletes every record of the archive topic, as its
@@ -675,12 +689,7 @@ func (c *changelog) expireArchive(t *testing.T) {
 // prune it.
 func TestARecordWhoseArchivingAbortedIsNotPruned(t *testing.T) {
 	t.Parallel()
-	c := newChangelog(t, 2)
-	const archiveTopic = "store-test.archive"
-	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: archiveTopic, Partitions: 2}}); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	c.archive = &store.Archive[account]{Topic: archiveTopic, Ended: func(v *account) bool { return v.Name == "closed" }}
+	c := newArchivingChangelog(t)
 	held := &heldSender{to: c.producer}
 	c.sender = held
 	s := c.restored(t)
@@ -703,11 +712,7 @@ func TestARecordWhoseArchivingAbortedIsNotPruned(t *testing.T) {
 		if got := mustGet(t, st, "x"); got.Name == "closed" || got.CreditLimit != 1 {
 			t.Errorf("%s: x: got %+v, want it as committed before the aborted archiving", name, got)
 		}
-		var ranged []string
-		if err := st.Range(func(key string, _ *account) bool { ranged = append(ranged, key); return true }); err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(ranged, []string{"x"}) {
+		if ranged := rangedKeys(t, st); !slices.Equal(ranged, []string{"x"}) {
 			t.Errorf("%s: Range visited %v, want [x]: its archiving aborted, as did the other writes", name, ranged)
 		}
 	}
