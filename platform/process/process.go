@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"syscall"
 	"time"
@@ -206,12 +207,31 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 // runs it until SIGINT or SIGTERM; if anything fails, it prints why and
 // exits 1.
 func Main[C any](name string, build func(C, *slog.Logger) (*Process, error)) {
+	limitMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := runFromEnv(ctx, name, build)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
+	}
+}
+
+// MemoryLimit is the soft limit of the Go runtime's memory that a process
+// started on its own sets when GOMEMLIMIT does not. What it holds for
+// good is small (its records live in Pebble, on disk: 20 to 60 MB with
+// Pebble's cache); without a limit the runtime lets the heap grow to twice
+// that between collections and gives freed pages back slowly, so that a
+// restart's reads, a burst of garbage, leave the process at two to four
+// times what it holds. Near the limit the runtime collects more often
+// instead. GOMEMLIMIT=off lifts it; set GOMEMLIMIT to about three
+// quarters of a container's memory limit when that is larger.
+const MemoryLimit = 160 << 20
+
+// limitMemory sets MemoryLimit unless GOMEMLIMIT is set.
+func limitMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(MemoryLimit)
 	}
 }
 
