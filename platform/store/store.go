@@ -191,12 +191,12 @@ func (s *Store[T]) setRunning(p int32, key string, live bool) {
 	defer s.runMu.Unlock()
 	keys := s.running[p]
 	switch {
-	case live && keys == nil:
-		s.running[p] = map[string]struct{}{key: {}}
-	case live:
-		keys[key] = struct{}{}
-	default:
+	case !live:
 		delete(keys, key)
+	case keys == nil:
+		s.running[p] = map[string]struct{}{key: {}}
+	default:
+		keys[key] = struct{}{}
 	}
 }
 
@@ -835,7 +835,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record) ([]byte, []byte, error) {
 	kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
 	at, archived := archivedAt(r)
-	if s.running != nil {
+	if s.running != nil { // not otherwise: the key's string is a copy, for every record a restore reads
 		s.setRunning(r.Partition, string(r.Key), r.Value != nil && !archived)
 	}
 	if archived {
