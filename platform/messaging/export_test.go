@@ -12,3 +12,9 @@ func SetAwaitCommit(s *Session, d time.Duration) { s.awaitCommit = d }
 
 // WorkerOf returns the worker that handles the records of key in topic.
 func WorkerOf(topic, key string) int { return workerOf(&kgo.Record{Topic: topic, Key: []byte(key)}) }
+
+// WithHooks returns cfg with franz-go hooks on its session's client.
+func WithHooks(cfg SessionConfig, hooks ...kgo.Hook) SessionConfig {
+	cfg.hooks = hooks
+	return cfg
+}

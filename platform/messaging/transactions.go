@@ -87,6 +87,8 @@ type SessionConfig struct {
 	// UserData is what the instance advertises in its group membership.
 	UserData []byte
 	Owner    Owner
+
+	hooks []kgo.Hook // a test's view of the client
 }
 
 // Session is a process's one Kafka client, on franz-go's
@@ -431,8 +433,8 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		cl.AllowRebalance()
 		return err
 	}
-	through := true
-	if len(records) > 0 {
+	through, consumed := true, len(records) > 0
+	for handled := 0; len(records) > 0; {
 		batchCtx, cancel := context.WithCancel(ctx)
 		s.abandon.Store(&cancel)
 		if s.broken.Load() { // a write failed while the loop polled
@@ -443,9 +445,19 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		s.batch.Unlock()
 		s.abandon.Store(nil)
 		cancel()
+		handled += len(records)
+		if !through || handled >= pollMax || s.broken.Load() || s.revoking.Load() {
+			break
+		}
+		// What was fetched meanwhile joins this transaction rather than
+		// wait for one of its own: under load, fewer commits, each
+		// carrying more. Idle, nothing was, and the batch commits at
+		// once. (No rebalance comes between: it waits for
+		// AllowRebalance.)
+		records = s.fetched(cl.PollRecords(nil, pollMax-handled))
 	}
-	if len(records) > 0 || s.dirty.Load() {
-		if err := s.commit(ctx, cl, through, len(records) > 0); err != nil {
+	if consumed || s.dirty.Load() {
+		if err := s.commit(ctx, cl, through, consumed); err != nil {
 			return err
 		}
 	}
@@ -520,6 +532,12 @@ func (s *Session) poll(ctx context.Context, cl txnClient) []*kgo.Record {
 	s.pollMu.Lock()
 	s.cancelPoll = nil
 	s.pollMu.Unlock()
+	return s.fetched(fetches)
+}
+
+// fetched returns the records of fetches, and logs their errors but a
+// poll's end.
+func (s *Session) fetched(fetches kgo.Fetches) []*kgo.Record {
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			s.logger.Warn("fetch", "topic", topic, "partition", partition, "error", err)
@@ -953,6 +971,7 @@ func (s *Session) connect() (txnClient, error) {
 		// Small records on a local network: compressing costs more CPU
 		// than the bytes it saves.
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.WithHooks(s.cfg.hooks...),
 	)
 	if len(s.topics) == 0 {
 		cl, err := kgo.NewClient(opts...)
@@ -1076,7 +1095,9 @@ func (c producerOnly) End(ctx context.Context, commit kgo.TransactionEndTry) (bo
 }
 
 func (c producerOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
-	<-ctx.Done()
+	if ctx != nil { // nil: what is fetched already, as franz-go's
+		<-ctx.Done()
+	}
 	return nil
 }
 

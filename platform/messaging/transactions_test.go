@@ -177,6 +177,77 @@ func TestSessionCommitsRepliesWithTheOffsets(t *testing.T) {
 	})
 }
 
+// bufferedHook tells when the client has fetched a record, before any
+// poll hands it out.
+type bufferedHook chan *kgo.Record
+
+func (h bufferedHook) OnFetchRecordBuffered(r *kgo.Record) {
+	select {
+	case h <- r:
+	default: // more than the test reads
+	}
+}
+
+// A record fetched while a batch is handled joins the batch's
+// transaction: one commit carries both, rather than one each.
+func TestARecordFetchedWhileABatchIsHandledJoinsItsTransaction(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "joins.in", Partitions: 1}, contracts.TopicSpec{Name: "joins.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	buffered := make(bufferedHook, 16)
+	o := &owner{}
+	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "joins", TransactionalID: "joins-1", Owner: o}, buffered), quiet())
+	s.AddTopic(in.Name)
+	started := make(chan struct{})
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		if string(msg.Payload) == "a" {
+			close(started)
+			// Handled once b is fetched: b then waits for no poll.
+			for deadline := time.After(10 * time.Second); ; {
+				select {
+				case r := <-buffered:
+					if string(r.Value) != "b" {
+						continue
+					}
+				case <-deadline:
+				}
+				break
+			}
+		}
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	eventually(t, "the partitions to be assigned", o.owns)
+
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("a"), Value: []byte("a")})
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a was not handled")
+	}
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("b"), Value: []byte("b")})
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 2 })
+	if len(got) != 2 || string(got[0].Value) != "a" || string(got[1].Value) != "b" {
+		t.Fatalf("%s: got %s, want a then b", out.Name, describe(got))
+	}
+	// A transaction's records are followed by its commit marker, which
+	// takes an offset: b right after a is one transaction.
+	if got[1].Offset != got[0].Offset+1 {
+		t.Errorf("a's reply at offset %d, b's at %d: two transactions, want one", got[0].Offset, got[1].Offset)
+	}
+}
+
 // A write outside a handler (an HTTP request's) returns once committed.
 func TestSessionWriteOutsideAHandlerReturnsOnceCommitted(t *testing.T) {
 	in, out := contracts.TopicSpec{Name: "outside.in", Partitions: 2}, contracts.TopicSpec{Name: "outside.out", Partitions: 2}
