@@ -90,12 +90,7 @@ func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handl
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Run(ctx)
-	}()
+	runSession(t, s)
 	go func() {
 		for msg := range msgs {
 			if err := handle(s, msg); err != nil {
@@ -105,11 +100,21 @@ func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handl
 			msg.Ack()
 		}
 	}()
+	return s, o
+}
+
+// runSession runs s until the test ends.
+func runSession(t *testing.T, s *messaging.Session) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 	})
-	return s, o
 }
 
 // reply writes the message's payload to out, keyed as it was, on behalf of
@@ -218,16 +223,7 @@ func TestARecordFetchedWhileABatchIsHandledJoinsItsTransaction(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runSession(t, s)
 	eventually(t, "the partitions to be assigned", o.owns)
 
 	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("a"), Value: []byte("a")})
@@ -584,16 +580,7 @@ func TestSessionHandlesAKeyInOrderAndKeysInParallel(t *testing.T) {
 	if err := s.Handle(in.Name, func(*message.Message) error { return nil }); err == nil {
 		t.Errorf("a second Handle of %s: got nil error, want one", in.Name)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runSession(t, s)
 
 	// slow first: its handler holds on while the other keys, on other
 	// workers, go on.
