@@ -103,12 +103,12 @@ type SessionConfig struct {
 // One loop polls what is fetched, hands every record to the handler of its
 // topic on one of a fixed set of workers, the one its key hashes to, so
 // that the records of a key are handled in order and the keys in
-// parallel, waits for all of them, and commits their writes and offsets
-// in one transaction. Under load a poll returns many records, so a commit
+// parallel, waits for all of them, handles in the same way what was
+// fetched meanwhile, and commits their writes and offsets in one
+// transaction. Under load a poll returns many records, so a commit
 // carries many handlers' writes; idle, a record is handed out as soon as
-// it is fetched. Writes outside a handler (an HTTP
-// request, a timer) join the open transaction and wake the loop, which
-// commits them at once.
+// it is fetched. Writes outside a handler (an HTTP request, a timer) join
+// the open transaction and wake the loop, which commits them at once.
 type Session struct {
 	cfg         SessionConfig
 	logger      *slog.Logger
