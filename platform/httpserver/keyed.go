@@ -47,9 +47,9 @@ var ErrNoOwner = errors.New("no owner")
 // r.Body = io.NopCloser(bytes.NewReader(b)): h, or the owner the request
 // is forwarded to, reads it again.
 //
-// A key whose partition is moving, an owner that does not answer within
-// ForwardTimeout, and a forwarded request that reaches an instance which
-// no longer owns its key all get a 503 with Retry-After: 1.
+// A key whose partition is moving, an owner that cannot be learnt or does
+// not answer within ForwardTimeout, and a forwarded request that reaches an
+// instance which no longer owns its key all get a 503 with Retry-After: 1.
 func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, error), h http.HandlerFunc) {
 	s.Handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 		k, err := key(r)
@@ -57,7 +57,9 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		owner, err := s.owner(r.Context(), k)
+		lookup, cancel := context.WithTimeout(r.Context(), s.cfg.ForwardTimeout)
+		owner, err := s.owner(lookup, k)
+		cancel()
 		switch {
 		case errors.Is(err, ErrNoOwner):
 			s.unavailable(w, "no_owner", fmt.Sprintf("partition of key %s is moving", k))

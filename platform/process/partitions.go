@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
@@ -285,14 +286,22 @@ func (t *partitions) Owner(ctx context.Context, key string) (httpserver.Owner, e
 }
 
 // ownersCache keeps the group's partition owners for a moment: a forwarded
-// request should not cost a round trip to the group coordinator each.
+// request should not cost a round trip to the group coordinator each. The
+// requests that find it stale share one description of the group, and
+// each waits for it only as long as its context lets it.
 type ownersCache struct {
-	mu     sync.Mutex
-	at     time.Time
-	owners map[int32]string
+	mu       sync.Mutex
+	at       time.Time
+	owners   map[int32]string
+	describe singleflight.Group
 }
 
 const ownersFresh = time.Second
+
+// adminTimeout bounds each of the process's own requests to Kafka (the
+// group's description, an eviction, a fence): a coordinator that does not
+// answer must not hold up what waits for it.
+const adminTimeout = 5 * time.Second
 
 func (c *ownersCache) invalidate() {
 	c.mu.Lock()
@@ -302,22 +311,38 @@ func (c *ownersCache) invalidate() {
 
 func (c *ownersCache) get(ctx context.Context, p *Process) (map[int32]string, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.owners != nil && time.Since(c.at) < ownersFresh {
-		return c.owners, nil
+	owners, at := c.owners, c.at
+	c.mu.Unlock()
+	if owners != nil && time.Since(at) < ownersFresh {
+		return owners, nil
 	}
-	owners, err := p.describeOwners(ctx)
-	if err != nil {
-		return nil, err
+	described := c.describe.DoChan("", func() (any, error) {
+		// Shared by several requests: none of their contexts ends it.
+		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		defer cancel()
+		owners, err := p.describeOwners(ctx)
+		if err == nil {
+			c.mu.Lock()
+			c.owners, c.at = owners, time.Now()
+			c.mu.Unlock()
+		}
+		return owners, err
+	})
+	select {
+	case r := <-described:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(map[int32]string), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	c.owners, c.at = owners, time.Now()
-	return owners, nil
 }
 
 // describeOwners asks the group coordinator who holds each partition: only
 // a stable group's assignment is an answer.
 func (p *Process) describeOwners(ctx context.Context) (map[int32]string, error) {
-	g, err := p.describeGroup()
+	g, err := p.describeGroup(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("describe group %s: %w", p.cfg.Name, err)
 	}
@@ -346,34 +371,30 @@ type member struct {
 	partitions []int32 // the same numbers of every topic (range assignor)
 }
 
-func (p *Process) describeGroup() (group, error) {
-	admin, err := sarama.NewClusterAdminFromClient(p.client)
+func (p *Process) describeGroup(ctx context.Context) (group, error) {
+	groups, err := kadm.NewClient(p.admin).DescribeGroups(ctx, p.cfg.Name)
 	if err != nil {
 		return group{}, err
 	}
-	// Not closed: it would close the process's client.
-	groups, err := admin.DescribeConsumerGroups([]string{p.cfg.Name})
-	if err != nil {
-		return group{}, err
+	d, ok := groups[p.cfg.Name]
+	if !ok {
+		return group{}, fmt.Errorf("group %s not described", p.cfg.Name)
 	}
-	if len(groups) != 1 {
-		return group{}, fmt.Errorf("%d groups described, want 1", len(groups))
+	if d.Err != nil {
+		return group{}, d.Err
 	}
-	g := group{stable: groups[0].State == "Stable", members: map[string]member{}}
-	for id, m := range groups[0].Members {
+	g := group{stable: d.State == "Stable", members: map[string]member{}}
+	for _, m := range d.Members {
 		var mb member
 		// A member that has not synced yet (the group rebalances, or just
 		// restarted) describes itself with nothing.
-		if meta, err := m.GetMemberMetadata(); err == nil && meta != nil {
+		if meta, ok := m.Join.AsConsumer(); ok {
 			mb.data = string(meta.UserData)
 		}
-		if a, err := m.GetMemberAssignment(); err == nil && a != nil {
-			for _, ps := range a.Topics {
-				mb.partitions = ps
-				break
-			}
+		if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 {
+			mb.partitions = a.Topics[0].Partitions
 		}
-		g.members[id] = mb
+		g.members[m.MemberID] = mb
 	}
 	return g, nil
 }
@@ -392,20 +413,24 @@ func AdvertisedAddr(data string) string {
 // checkCoPartitioned fails unless every topic has the same partition
 // count: the state of a key must live in the partition whose commands its
 // owner handles.
-func (p *Process) checkCoPartitioned(topics []string) error {
+func (p *Process) checkCoPartitioned(ctx context.Context, topics []string) error {
+	listed, err := kadm.NewClient(p.admin).ListTopics(ctx, topics...)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("partitions of %v: %w", topics, err)
+	}
 	counts := map[string]int{}
 	var n int
 	mismatch := false
 	for _, topic := range topics {
-		ps, err := p.client.Partitions(topic)
-		if err != nil {
-			return fmt.Errorf("partitions of %s: %w", topic, err)
-		}
-		counts[topic] = len(ps)
+		ps := len(listed[topic].Partitions)
+		counts[topic] = ps
 		if n == 0 {
-			n = len(ps)
+			n = ps
 		}
-		mismatch = mismatch || len(ps) != n
+		mismatch = mismatch || ps != n
 	}
 	if mismatch {
 		return fmt.Errorf("%w: %v", errNotCoPartitioned, counts)

@@ -7,7 +7,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // watchPeers takes dead instances out of the process's consumer group at
@@ -22,7 +23,11 @@ import (
 // live member would only cost a rebalance, since the generation fences
 // what it writes afterwards, but it is not done on a guess.
 func (p *Process) watchPeers(ctx context.Context, w *peers) error {
-	return Every(ctx, peerCheckEvery, func() { p.evictDead(w) })
+	return Every(ctx, peerCheckEvery, func() {
+		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+		defer cancel()
+		p.evictDead(ctx, w)
+	})
 }
 
 // peers is what an instance remembers of its group's members between two
@@ -40,17 +45,17 @@ func newPeers() *peers {
 // instance joins it: the dead members a stable group shows (a predecessor,
 // the instances of a deployment that all died) are evicted now, while
 // Kafka still shows what they advertise, rather than hold up the join.
-func (p *Process) evictBeforeJoining(w *peers) {
-	if p.evictDead(w) {
+func (p *Process) evictBeforeJoining(ctx context.Context, w *peers) {
+	if p.evictDead(ctx, w) {
 		time.Sleep(peerCheckEvery) // the second refusal that makes one certain
-		p.evictDead(w)
+		p.evictDead(ctx, w)
 	}
 }
 
 // evictDead looks at the group's members once and evicts the dead ones. It
 // reports whether a member is suspect (refused once).
-func (p *Process) evictDead(w *peers) (suspect bool) {
-	members, err := p.describeMembers(w)
+func (p *Process) evictDead(ctx context.Context, w *peers) (suspect bool) {
+	members, err := p.describeMembers(ctx, w)
 	if err != nil {
 		return false // the coordinator is busy or away: next time
 	}
@@ -68,7 +73,7 @@ func (p *Process) evictDead(w *peers) (suspect bool) {
 			delete(w.refused, id)
 		}
 		if dead {
-			p.evict(id, addr)
+			p.evict(ctx, id, addr)
 			delete(w.refused, id)
 			delete(w.advertised, id)
 		}
@@ -95,8 +100,8 @@ func refuses(addr string) bool {
 // advertises. Kafka shows it only while the group is stable; while it
 // rebalances, a member is known by what it advertised when last seen
 // stable, so a dead member that holds up a rebalance can be evicted too.
-func (p *Process) describeMembers(w *peers) (map[string]string, error) {
-	g, err := p.describeGroup()
+func (p *Process) describeMembers(ctx context.Context, w *peers) (map[string]string, error) {
+	g, err := p.describeGroup(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -119,19 +124,18 @@ func (p *Process) describeMembers(w *peers) (map[string]string, error) {
 
 // evict removes a member from the group, as its own LeaveGroup would: the
 // coordinator rebalances the group without it.
-func (p *Process) evict(id, addr string) {
-	coordinator, err := p.client.Coordinator(p.cfg.Name)
-	if err != nil {
-		p.Logger.Warn("evict a dead instance: no coordinator", "member", id, "error", err)
-		return
+func (p *Process) evict(ctx context.Context, id, addr string) {
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = p.cfg.Name
+	leaving := kmsg.NewLeaveGroupRequestMember()
+	leaving.MemberID = id
+	req.Members = append(req.Members, leaving)
+	resp, err := req.RequestWith(ctx, p.admin) // to the group's coordinator
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
 	}
-	resp, err := coordinator.LeaveGroup(&sarama.LeaveGroupRequest{Version: 3, GroupId: p.cfg.Name,
-		Members: []sarama.MemberIdentity{{MemberId: id}}})
-	if err == nil && resp.Err != sarama.ErrNoError {
-		err = resp.Err
-	}
-	if err == nil && len(resp.Members) == 1 && resp.Members[0].Err != sarama.ErrNoError {
-		err = resp.Members[0].Err
+	if err == nil && len(resp.Members) == 1 {
+		err = kerr.ErrorForCode(resp.Members[0].ErrorCode)
 	}
 	if err != nil {
 		p.Logger.Warn("evict a dead instance", "member", id, "advertised", addr, "error", err)
@@ -139,7 +143,7 @@ func (p *Process) evict(id, addr string) {
 	}
 	p.partitions.owners.invalidate()
 	p.Logger.Info("evicted a dead instance from the group", "member", id, "advertised", addr)
-	p.fence(transactionalID(p.cfg.Name, addr))
+	p.fence(ctx, transactionalID(p.cfg.Name, addr))
 }
 
 // fence aborts the transaction a dead instance left open, as its restart
@@ -147,21 +151,19 @@ func (p *Process) evict(id, addr string) {
 // stable offset stays where the transaction began, and their new owner's
 // restore, which reads up to their end, waits for the broker to time the
 // transaction out.
-func (p *Process) fence(txnID string) {
+func (p *Process) fence(ctx context.Context, txnID string) {
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID = &txnID
+	req.TransactionTimeoutMillis = int32(transactionTimeout.Milliseconds())
+	req.ProducerID, req.ProducerEpoch = -1, -1
 	for attempt := 0; attempt < 20; attempt++ {
-		coordinator, err := p.client.TransactionCoordinator(txnID)
-		if err != nil {
-			p.Logger.Warn("fence a dead instance's transactions: no coordinator", "transactional_id", txnID, "error", err)
-			return
+		resp, err := req.RequestWith(ctx, p.admin) // to the transaction's coordinator
+		if err == nil {
+			err = kerr.ErrorForCode(resp.ErrorCode)
 		}
-		resp, err := coordinator.InitProducerID(&sarama.InitProducerIDRequest{Version: 4, TransactionalID: &txnID,
-			TransactionTimeout: transactionTimeout, ProducerID: -1, ProducerEpoch: -1})
-		if err == nil && resp.Err == sarama.ErrConcurrentTransactions {
+		if errors.Is(err, kerr.ConcurrentTransactions) {
 			time.Sleep(50 * time.Millisecond) // the broker is aborting it: ask again
 			continue
-		}
-		if err == nil && resp.Err != sarama.ErrNoError {
-			err = resp.Err
 		}
 		if err != nil {
 			p.Logger.Warn("fence a dead instance's transactions", "transactional_id", txnID, "error", err)

@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riferrei/srclient"
@@ -85,9 +84,8 @@ type Process struct {
 	Traces trace.TracerProvider
 
 	registry   srclient.ISchemaRegistryClient
-	sarama     *sarama.Config
 	kgo        []kgo.Opt
-	client     sarama.Client       // for the group's description and the evictions
+	admin      *kgo.Client         // for the group's description, the evictions and the topics' partitions
 	session    *messaging.Session  // the process's one consumer group and producer
 	handlers   *messaging.Handlers // the chain every handler runs behind
 	topics     []string            // it reads
@@ -147,9 +145,6 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 			return traces.Shutdown(ctx)
 		})
 	}
-	if p.sarama, err = messaging.SaramaConfig(cfg.Kafka, cfg.Name); err != nil {
-		return nil, err
-	}
 	p.member = memberData(p.advertised)
 	if p.kgo, err = messaging.KgoOptions(cfg.Kafka); err != nil {
 		return nil, err
@@ -162,10 +157,10 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		return nil, err
 	}
 	p.closers = append(p.closers, p.db.Close)
-	if p.client, err = sarama.NewClient(cfg.Kafka.Brokers, p.sarama); err != nil {
+	if p.admin, err = kgo.NewClient(append(slices.Clone(p.kgo), kgo.ClientID(cfg.Name+"-admin"))...); err != nil {
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
-	p.closers = append(p.closers, p.client.Close)
+	p.closers = append(p.closers, func() error { p.admin.Close(); return nil })
 	p.session = messaging.NewSession(messaging.SessionConfig{
 		Kafka: cfg.Kafka,
 		Group: cfg.Name,
@@ -190,7 +185,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		Owners:  p.partitions,
 		Traces:  p.Traces,
 		Checks: map[string]httpserver.Check{
-			"kafka": func(context.Context) error { return p.client.RefreshMetadata() },
+			"kafka": func(ctx context.Context) error { return p.admin.Ping(ctx) },
 			// Through the serde's client, so with its credentials.
 			"schema registry": func(context.Context) error { _, err := registry.GetGlobalCompatibilityLevel(); return err },
 		},
@@ -365,12 +360,14 @@ func (p *Process) Run(ctx context.Context) error {
 	for _, s := range p.stores {
 		topics = append(topics, s.Topic())
 	}
-	if err := p.checkCoPartitioned(topics); err != nil {
+	if err := p.checkCoPartitioned(ctx, topics); err != nil {
 		return fmt.Errorf("%s: %w", p.cfg.Name, err)
 	}
 	watch := newPeers()
 	if len(p.topics) > 0 {
-		p.evictBeforeJoining(watch)
+		look, cancel := context.WithTimeout(ctx, 2*adminTimeout)
+		p.evictBeforeJoining(look, watch)
+		cancel()
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.HTTP.Run(ctx) })

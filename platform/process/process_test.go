@@ -17,6 +17,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
@@ -299,6 +300,97 @@ func TestAKeyedRequestIsAnsweredWhileARebalanceRestores(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second): // the forward times out after 3s
 			t.Fatalf("GET /things/k%d: no answer within 5s while a restore holds", i)
+		}
+	}
+}
+
+// A request for a key another instance owns is answered within the
+// forward timeout when the group's coordinator does not say who owns it:
+// 503 with Retry-After, not a wait for the coordinator.
+func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("holding the coordinator's answers needs the embedded broker")
+	}
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
+		SessionTimeout: 6 * time.Second}
+	start := func() (*process.Process, string) {
+		addr := freeAddr(t)
+		k := kafka
+		k.AdvertisedHTTPAddr = addr
+		p, err := process.New(process.Config{Name: "customer", HTTPAddr: addr, Kafka: k,
+			Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
+		if err != nil {
+			t.Fatalf("process.New: %v", err)
+		}
+		if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		p.HTTP.HandleKeyed("GET /things/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-Answered-By", addr)
+			w.WriteHeader(http.StatusOK)
+		})
+		run(t, p)
+		return p, addr
+	}
+	first, _ := start()
+	waitReady(t, first)
+	second, secondAddr := start()
+	waitReady(t, second)
+	get := func(key string) *httptest.ResponseRecorder {
+		t.Helper()
+		answered := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			w := httptest.NewRecorder()
+			first.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/things/"+key, nil))
+			answered <- w
+		}()
+		select {
+		case w := <-answered:
+			return w
+		case <-time.After(5 * time.Second): // the forward's timeout is 3 s
+			t.Fatalf("GET /things/%s: no answer within 5s", key)
+			return nil
+		}
+	}
+
+	var theirs string // a key the second instance owns
+	for deadline := time.Now().Add(30 * time.Second); theirs == ""; {
+		for i := range 32 {
+			if w := get(fmt.Sprint("k", i)); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
+				theirs = fmt.Sprint("k", i)
+				break
+			}
+		}
+		if theirs == "" && time.Now().After(deadline) {
+			t.Fatal("no key was answered by the second instance within 30s")
+		}
+	}
+
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the processes stop
+	cluster := stack.Cluster()
+	cluster.ControlKey(int16(kmsg.DescribeGroups), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	// Forwarded while the owners learnt before are fresh (a second), then
+	// refused, each request within the forward's timeout.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		w := get(theirs)
+		if w.Code == http.StatusServiceUnavailable {
+			if w.Header().Get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After: %s", w.Body)
+			}
+			break
+		}
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET /things/%s: got %d %s, want 200 or 503", theirs, w.Code, w.Body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still forwarded 20s after the coordinator stopped answering")
 		}
 	}
 }
