@@ -118,8 +118,10 @@ func (c *Console) Run(ctx context.Context) error {
 	defer c.deadEvents.close()
 	defer c.sagaEvents.close()
 	var topics []string
+	ended := map[string]bool{}
 	for _, t := range c.cfg.Types {
 		topics = append(topics, t.StateTopic, t.EndedTopic)
+		ended[t.EndedTopic] = true
 	}
 	topics = append(topics, contracts.TopicDeadLetter)
 	keep := int64(c.cfg.KeepDeadLetters)
@@ -129,7 +131,11 @@ func (c *Console) Run(ctx context.Context) error {
 		}
 		return start
 	}
-	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, c.apply, func() {
+	// A saga's transitions before its archived end, when one fetch brings
+	// both: read after the end, they would be no news, and a saga that ran
+	// within a fetch's wait would show in the stream as ended at once.
+	later := func(topic string) bool { return ended[topic] }
+	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, later, c.apply, func() {
 		c.caughtUp.Store(true)
 		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
 	}, c.cfg.Logger.Warn)

@@ -10,16 +10,26 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// A fetch of the console waits for followBytes of records, or followWait:
+// a few fetches a second, however many commits write sagas, rather than
+// one a commit. A person watching sees a transition that much later.
+const (
+	followWait  = 250 * time.Millisecond
+	followBytes = 1 << 20
+)
+
 // follow reads every partition of topics outside any consumer group, the
 // committed records only, from where from says (given a partition's topic,
 // start and end offsets) and then as they come, handing each record to apply in
-// the order of its partition. caughtUp is called once every partition was
+// the order of its partition; of the records one fetch brings, those of the
+// topics later names come after the others. caughtUp is called once every partition was
 // read to the end it had when follow started. An apply that fails (the
 // registry unreachable) is tried again until it succeeds or ctx ends.
 func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topic string, start, end int64) int64,
-	apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
+	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
 ) error {
 	opts = append(slices.Clone(opts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(followWait), kgo.FetchMinBytes(followBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())) // past retention: from the oldest left
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -89,7 +99,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 			continue
 		}
 		var stop bool
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		inOrder(fetches, later, func(p kgo.FetchTopicPartition) {
 			for _, r := range p.Records {
 				if stop {
 					return
@@ -116,5 +126,17 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 			return nil
 		}
 		check()
+	}
+}
+
+// inOrder calls fn with each partition of fetches, those of the topics
+// later names last.
+func inOrder(fetches kgo.Fetches, later func(topic string) bool, fn func(kgo.FetchTopicPartition)) {
+	for _, last := range []bool{false, true} {
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if later(p.Topic) == last {
+				fn(p)
+			}
+		})
 	}
 }
