@@ -10,14 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A fetch of the console waits for followBytes of records, or followWait:
-// a few fetches a second, however many commits write sagas, rather than
-// one a commit. A person watching sees a transition that much later.
-const (
-	followWait  = 250 * time.Millisecond
-	followBytes = 1 << 20
-)
-
 // follow reads every partition of topics outside any consumer group, the
 // committed records only, from where from says (given a partition's topic,
 // start and end offsets) and then as they come, handing each record to apply in
@@ -29,7 +21,6 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
 ) error {
 	opts = append(slices.Clone(opts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(followWait), kgo.FetchMinBytes(followBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())) // past retention: from the oldest left
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
