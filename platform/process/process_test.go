@@ -249,32 +249,19 @@ func TestAKeyedRequestIsAnsweredWhileARebalanceRestores(t *testing.T) {
 	restoring := make(chan struct{}, 1)
 	gate := make(chan struct{})
 	start := func(hold bool) *process.Process {
-		addr := freeAddr(t)
-		k := kafka
-		k.AdvertisedHTTPAddr = addr
-		p, err := process.New(process.Config{Name: "customer", HTTPAddr: addr, Kafka: k,
-			Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
-		if err != nil {
-			t.Fatalf("process.New: %v", err)
-		}
-		if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
-		p.HTTP.HandleKeyed("GET /things/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, _ *http.Request) {
-			w.WriteHeader(http.StatusOK)
-		})
-		restores := 0
-		p.OnRestored(func(ctx context.Context) error {
-			if restores++; hold && restores > 1 { // the rebalance the second instance brings
-				restoring <- struct{}{}
-				select {
-				case <-gate:
-				case <-ctx.Done():
+		p, _ := startKeyed(t, kafka, func(p *process.Process) {
+			restores := 0
+			p.OnRestored(func(ctx context.Context) error {
+				if restores++; hold && restores > 1 { // the rebalance the second instance brings
+					restoring <- struct{}{}
+					select {
+					case <-gate:
+					case <-ctx.Done():
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		})
-		run(t, p)
 		return p
 	}
 	first := start(true)
@@ -315,28 +302,9 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 	}
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
 		SessionTimeout: 6 * time.Second}
-	start := func() (*process.Process, string) {
-		addr := freeAddr(t)
-		k := kafka
-		k.AdvertisedHTTPAddr = addr
-		p, err := process.New(process.Config{Name: "customer", HTTPAddr: addr, Kafka: k,
-			Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
-		if err != nil {
-			t.Fatalf("process.New: %v", err)
-		}
-		if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
-		p.HTTP.HandleKeyed("GET /things/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("X-Answered-By", addr)
-			w.WriteHeader(http.StatusOK)
-		})
-		run(t, p)
-		return p, addr
-	}
-	first, _ := start()
+	first, _ := startKeyed(t, kafka, nil)
 	waitReady(t, first)
-	second, secondAddr := start()
+	second, secondAddr := startKeyed(t, kafka, nil)
 	waitReady(t, second)
 	get := func(key string) *httptest.ResponseRecorder {
 		t.Helper()
@@ -393,6 +361,33 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 			t.Fatal("still forwarded 20s after the coordinator stopped answering")
 		}
 	}
+}
+
+// startKeyed runs an instance of a process on kafka at an address of its
+// own, which it returns. It reads customer.commands and answers
+// GET /things/{id} of the keys it owns 200, its address in X-Answered-By;
+// setup, if not nil, adds to it before it runs.
+func startKeyed(t *testing.T, kafka config.Kafka, setup func(*process.Process)) (*process.Process, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	kafka.AdvertisedHTTPAddr = addr
+	p, err := process.New(process.Config{Name: "customer", HTTPAddr: addr, Kafka: kafka,
+		Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
+	if err != nil {
+		t.Fatalf("process.New: %v", err)
+	}
+	if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	p.HTTP.HandleKeyed("GET /things/{id}", httpserver.PathKey("id"), func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Answered-By", addr)
+		w.WriteHeader(http.StatusOK)
+	})
+	if setup != nil {
+		setup(p)
+	}
+	run(t, p)
+	return p, addr
 }
 
 func freeAddr(t *testing.T) string {
