@@ -274,19 +274,8 @@ func TestAKeyedRequestIsAnsweredWhileARebalanceRestores(t *testing.T) {
 		t.Fatal("the second instance brought no rebalance within 30s")
 	}
 	for i := range 8 {
-		answered := make(chan int, 1)
-		go func() {
-			w := httptest.NewRecorder()
-			first.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/things/k%d", i), nil))
-			answered <- w.Code
-		}()
-		select {
-		case code := <-answered:
-			if code != http.StatusOK && code != http.StatusServiceUnavailable {
-				t.Errorf("GET /things/k%d while restoring: got %d, want 200 or 503", i, code)
-			}
-		case <-time.After(5 * time.Second): // the forward times out after 3s
-			t.Fatalf("GET /things/k%d: no answer within 5s while a restore holds", i)
+		if code := getThing(t, first, fmt.Sprint("k", i)).Code; code != http.StatusOK && code != http.StatusServiceUnavailable {
+			t.Errorf("GET /things/k%d while restoring: got %d, want 200 or 503", i, code)
 		}
 	}
 }
@@ -306,27 +295,11 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 	waitReady(t, first)
 	second, secondAddr := startKeyed(t, kafka, nil)
 	waitReady(t, second)
-	get := func(key string) *httptest.ResponseRecorder {
-		t.Helper()
-		answered := make(chan *httptest.ResponseRecorder, 1)
-		go func() {
-			w := httptest.NewRecorder()
-			first.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/things/"+key, nil))
-			answered <- w
-		}()
-		select {
-		case w := <-answered:
-			return w
-		case <-time.After(5 * time.Second): // the forward's timeout is 3 s
-			t.Fatalf("GET /things/%s: no answer within 5s", key)
-			return nil
-		}
-	}
 
 	var theirs string // a key the second instance owns
 	for deadline := time.Now().Add(30 * time.Second); theirs == ""; {
 		for i := range 32 {
-			if w := get(fmt.Sprint("k", i)); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
+			if w := getThing(t, first, fmt.Sprint("k", i)); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
 				theirs = fmt.Sprint("k", i)
 				break
 			}
@@ -347,7 +320,7 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 	// Forwarded while the owners learnt before are fresh (a second), then
 	// refused, each request within the forward's timeout.
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		w := get(theirs)
+		w := getThing(t, first, theirs)
 		if w.Code == http.StatusServiceUnavailable {
 			if w.Header().Get("Retry-After") == "" {
 				t.Errorf("503 without Retry-After: %s", w.Body)
@@ -388,6 +361,25 @@ func startKeyed(t *testing.T, kafka config.Kafka, setup func(*process.Process)) 
 	}
 	run(t, p)
 	return p, addr
+}
+
+// getThing asks p for GET /things/{key} and fails the test unless it
+// answers within 5 s: a forward to the key's owner gives up after 3.
+func getThing(t *testing.T, p *process.Process, key string) *httptest.ResponseRecorder {
+	t.Helper()
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		p.HTTP.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/things/"+key, nil))
+		answered <- w
+	}()
+	select {
+	case w := <-answered:
+		return w
+	case <-time.After(5 * time.Second):
+		t.Fatalf("GET /things/%s: no answer within 5s", key)
+		return nil
+	}
 }
 
 func freeAddr(t *testing.T) string {
