@@ -12,10 +12,11 @@ import (
 
 // follow reads every partition of topics outside any consumer group, the
 // committed records only, from where from says (given a partition's topic,
-// start and end offsets) and then as they come, handing each record to apply in
-// the order of its partition; of the records one fetch brings, those of the
-// topics later names come after the others. caughtUp is called once every partition was
-// read to the end it had when follow started. An apply that fails (the
+// start and end offsets) and then as they come, handing each record to
+// apply in the order of its partition; of the records one fetch brings,
+// those of the topics later names come after the others. caughtUp is
+// called once every partition was read to the end it had when follow
+// started. An apply that fails (the
 // registry unreachable) is tried again until it succeeds or ctx ends.
 func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topic string, start, end int64) int64,
 	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
