@@ -91,14 +91,14 @@ type SessionConfig struct {
 	hooks []kgo.Hook // a test's view of the client
 }
 
-// Session is a process's one Kafka client, on franz-go's
-// GroupTransactSession: it reads the process's topics in its consumer
-// group and writes every record (state, commands, replies, events) in Kafka
-// transactions that commit the consumed offsets with the group's
-// generation (KIP-447). An instance that lost its partitions without
-// knowing it (a long pause, a network partition) cannot commit afterwards:
-// the broker refuses the offsets of an old generation, the transaction is
-// aborted, and no read_committed consumer sees its records.
+// Session is a process's one Kafka client, on franz-go (groupTxn): it
+// reads the process's topics in its consumer group and writes every record
+// (state, commands, replies, events) in Kafka transactions that commit the
+// consumed offsets with the group's generation (KIP-447). An instance that
+// lost its partitions without knowing it (a long pause, a network
+// partition) cannot commit afterwards: the broker refuses the offsets of
+// an old generation, the transaction is aborted, and no read_committed
+// consumer sees its records.
 //
 // One loop polls what is fetched, hands every record to the handler of its
 // topic on one of a fixed set of workers, the one its key hashes to, so
@@ -142,8 +142,6 @@ type Session struct {
 	// aborts, and its records come again.
 	abandon atomic.Pointer[context.CancelFunc]
 
-	assignedParts []int32 // by the group, under mu
-
 	// batch is held while a polled batch is handed out: a revocation
 	// waits for the handlers before the state they use is given up.
 	batch sync.Mutex
@@ -156,16 +154,17 @@ type Session struct {
 	cancelPoll context.CancelFunc
 }
 
-// txnClient is what the loop needs of franz-go: a GroupTransactSession, or
-// a transactional producer alone for a process that reads nothing.
+// txnClient is what the loop needs of franz-go: a groupTxn, or a
+// transactional producer alone for a process that reads nothing.
 type txnClient interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 	Begin() error
-	Flush(ctx context.Context) error
+	// Prepare flushes the transaction's records (produced: it has any)
+	// and, in a group, sends its offsets: the outcome of every write is
+	// known before End chooses to commit.
+	Prepare(ctx context.Context, produced bool) error
 	End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error)
 	PollRecords(ctx context.Context, max int) kgo.Fetches
-	AllowRebalance()
-	CommittedOffsets() map[string]map[int32]kgo.EpochOffset
 	Close()
 }
 
@@ -430,7 +429,6 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		// Not owned any more, or not yet restored: the records come
 		// again from the committed offsets.
 		_, err := cl.End(context.Background(), kgo.TryAbort)
-		cl.AllowRebalance()
 		return err
 	}
 	through, consumed := true, len(records) > 0
@@ -452,16 +450,14 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		// What was fetched meanwhile joins this transaction rather than
 		// wait for one of its own: under load, fewer commits, each
 		// carrying more. Idle, nothing was, and the batch commits at
-		// once. (No rebalance comes between: it waits for
-		// AllowRebalance.)
+		// once. (A revocation meanwhile aborts the transaction.)
 		records = s.fetched(cl.PollRecords(nil, pollMax-handled))
 	}
 	if consumed || s.dirty.Load() {
-		if err := s.commit(ctx, cl, through, consumed); err != nil {
+		if err := s.commit(ctx, cl, through); err != nil {
 			return err
 		}
 	}
-	cl.AllowRebalance()
 	return nil
 }
 
@@ -694,26 +690,22 @@ const endTimeout = 30 * time.Second
 // commit ends the open transaction: with a commit if every record was
 // through and every write of it landed, otherwise with an abort, after
 // which the records come again from the committed offsets. It begins the
-// next one, unless the partitions were revoked meanwhile. consumed says
-// whether the transaction carries consumed offsets.
-func (s *Session) commit(ctx context.Context, cl txnClient, through, consumed bool) error {
+// next one, unless the partitions were revoked meanwhile.
+func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error {
 	s.mu.Lock()
 	tx, dirty := s.cur, s.dirty.Swap(false)
 	endCtx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	try := kgo.TryAbort
 	var err error
 	if through {
-		// Every write's outcome must be known before the choice: End
-		// flushes too, but does not look at the outcomes, and would
-		// commit the writes that landed without the one that failed.
-		err = cl.Flush(endCtx)
+		// Every write's outcome must be known before the choice (Prepare
+		// flushes): a commit would keep the writes that landed without
+		// the one that failed.
+		err = cl.Prepare(endCtx, dirty)
 		try = kgo.TryCommit
 	}
 	if s.broken.Swap(false) {
 		try = kgo.TryAbort
-	}
-	if !consumed && len(s.topics) > 0 {
-		endCtx = s.fenceContext(endCtx, cl.CommittedOffsets())
 	}
 	var committed bool
 	if err == nil {
@@ -768,48 +760,10 @@ func (s *Session) restoreAfterAbort(ctx context.Context) error {
 	return nil
 }
 
-// fenceContext makes a transaction that consumed nothing (the writes of an
-// HTTP request or a timer) still commit offsets, the committed ones again,
-// so that the broker checks the group's generation and refuses the commit
-// of an instance that lost its partitions. Where nothing was ever
-// committed, it commits the start (offset 0, or the log's start, which a
-// reader resets to): what the group reads from anyway. Without offsets,
-// franz-go would also hold the next commit back for half a second, as it
-// does for brokers older than KIP-447.
-func (s *Session) fenceContext(ctx context.Context, committed map[string]map[int32]kgo.EpochOffset) context.Context {
-	if len(committed) == 0 {
-		parts := s.assignedParts // mu is held by commit
-		if len(parts) == 0 {
-			return ctx
-		}
-		committed = map[string]map[int32]kgo.EpochOffset{s.topics[0]: {}}
-		for _, p := range parts {
-			committed[s.topics[0]][p] = kgo.EpochOffset{Epoch: -1, Offset: 0}
-		}
-	}
-	return kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
-		if len(req.Topics) > 0 {
-			return nil
-		}
-		for topic, parts := range committed {
-			t := kmsg.NewTxnOffsetCommitRequestTopic()
-			t.Topic = topic
-			for p, eo := range parts {
-				rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
-				rp.Partition, rp.Offset, rp.LeaderEpoch = p, eo.Offset, eo.Epoch
-				rp.Metadata = &req.MemberID
-				t.Partitions = append(t.Partitions, rp)
-			}
-			req.Topics = append(req.Topics, t)
-		}
-		return nil
-	})
-}
-
 // finish commits what waits to be committed when the session stops.
 func (s *Session) finish(cl txnClient) {
 	if s.begun && s.dirty.Load() {
-		if err := s.commit(context.Background(), cl, true, false); err != nil {
+		if err := s.commit(context.Background(), cl, true); err != nil {
 			s.logger.Warn("last commit", "error", err)
 		}
 	}
@@ -948,8 +902,9 @@ var kgoPartitioner = kgo.BasicConsistentPartitioner(func(topic string) func(*kgo
 	}
 })
 
-// connect makes the franz-go client: a GroupTransactSession on the group's
-// topics, or a transactional producer alone when there are none.
+// connect makes the franz-go client: a consumer group on the group's
+// topics whose transactions commit their offsets (groupTxn), or a
+// transactional producer alone when there are none.
 func (s *Session) connect() (txnClient, error) {
 	k := s.cfg.Kafka
 	opts, err := KgoOptions(k)
@@ -999,25 +954,41 @@ func (s *Session) connect() (txnClient, error) {
 		// topic it reads (all have one count): the co-partitioning that
 		// lets an instance own a key's command, state and replies together.
 		kgo.Balancers(advertising{kgo.RangeBalancer(), s.cfg.UserData}),
-		kgo.OnPartitionsAssigned(s.assigned),
-		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { s.revoked(false) }),
-		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { s.revoked(true) }),
+		kgo.MaxVersions(groupVersions()),
 	)
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	g := &groupTxn{group: s.cfg.Group, txnID: s.cfg.TransactionalID, logger: s.logger}
+	opts = append(opts,
+		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+			s.assigned(ctx, cl, assigned, func(ctx context.Context, assigned map[string][]int32) error {
+				return g.assign(ctx, cl, assigned)
+			})
+		}),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) {
+			g.fail()
+			s.revoked(false)
+		}),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) {
+			g.fail()
+			s.revoked(true)
+		}),
+	)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
-	return groupClient{sess}, nil
+	g.Client = cl
+	return g, nil
 }
 
-// assigned restores the newly assigned partitions, then lets the loop
-// begin the generation's transactions.
-func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+// assigned restores the newly assigned partitions, once the client takes
+// them (take: once no former owner's transaction is open on them), then
+// lets the loop begin the generation's transactions.
+func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32, take func(context.Context, map[string][]int32) error) {
 	partitions, err := samePartitions(assigned)
 	if err == nil {
-		s.mu.Lock()
-		s.assignedParts = partitions
-		s.mu.Unlock()
+		err = take(ctx, assigned)
+	}
+	if err == nil {
 		_, generation := cl.GroupMetadata()
 		err = s.cfg.Owner.Assigned(ctx, partitions, generation)
 	}
@@ -1038,8 +1009,8 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[str
 
 // revoked stops writes at once, waits for the handlers of the batch in
 // hand, gives the partitions up and lets the loop abort what is open: a
-// transaction begun before a rebalance never commits (franz-go's session
-// refuses it), and its records come again to their next owner.
+// transaction begun before a rebalance never commits (groupTxn.fail), and
+// its records come again to their next owner.
 func (s *Session) revoked(lost bool) {
 	s.batch.Lock() // its handlers' writes go to a transaction that aborts
 	s.open.Store(false)
@@ -1070,19 +1041,13 @@ func samePartitions(assigned map[string][]int32) ([]int32, error) {
 	return first, nil
 }
 
-type groupClient struct{ *kgo.GroupTransactSession }
-
-func (c groupClient) Flush(ctx context.Context) error { return c.Client().Flush(ctx) }
-
-func (c groupClient) CommittedOffsets() map[string]map[int32]kgo.EpochOffset {
-	return c.Client().CommittedOffsets()
-}
-
 // producerOnly is the transactional producer of a process that reads
 // nothing: its transactions commit no offsets, and nothing fences them.
 type producerOnly struct{ *kgo.Client }
 
 func (c producerOnly) Begin() error { return c.BeginTransaction() }
+
+func (c producerOnly) Prepare(ctx context.Context, _ bool) error { return c.Flush(ctx) }
 
 func (c producerOnly) End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error) {
 	if !commit {
@@ -1100,8 +1065,6 @@ func (c producerOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
 	}
 	return nil
 }
-
-func (c producerOnly) CommittedOffsets() map[string]map[int32]kgo.EpochOffset { return nil }
 
 // advertising is a group balancer that puts the instance's advertised data
 // in its membership (the consumer protocol's user data), where the other

@@ -699,3 +699,172 @@ func TestSessionAbandonsABatchWhoseTransactionFailed(t *testing.T) {
 		t.Errorf("%s: got %s, want the reply once", out.Name, describe(got))
 	}
 }
+
+// writesHook records the keys of the requests a client writes.
+type writesHook struct {
+	mu   sync.Mutex
+	keys []kmsg.Key
+}
+
+func (h *writesHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.keys = append(h.keys, kmsg.Key(key))
+}
+
+// heartbeatsInCommits counts the heartbeats written between a
+// transaction's offsets and its end, and the commits.
+func (h *writesHook) heartbeatsInCommits() (heartbeats, commits int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	in := false
+	for _, k := range h.keys {
+		switch k {
+		case kmsg.TxnOffsetCommit:
+			in = true
+		case kmsg.Heartbeat:
+			if in {
+				heartbeats++
+			}
+		case kmsg.EndTxn:
+			if in {
+				commits++
+			}
+			in = false
+		}
+	}
+	return heartbeats, commits
+}
+
+// A commit is three requests in a row: the flush of its records, its
+// offsets, its end. It does not force a heartbeat before the end, as
+// franz-go's GroupTransactSession does (KIP-447's generation, which the
+// offsets carry, fences it already).
+func TestACommitWaitsForNoHeartbeat(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "trips.in", Partitions: 1}, contracts.TopicSpec{Name: "trips.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	writes := &writesHook{}
+	o := &owner{}
+	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "trips", TransactionalID: "trips-1", Owner: o}, writes), quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partitions to be assigned", o.owns)
+
+	const n = 5
+	for i := range n { // one at a time: a commit each
+		produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: fmt.Appendf(nil, "%d", i)})
+		readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) > i })
+	}
+	// A heartbeat of the client's own rhythm (every 300 ms) may fall
+	// within a commit, now and then; a heartbeat awaited by every commit
+	// is in each. (The hook hears of a write once it is written, maybe
+	// after the broker has answered it.)
+	eventually(t, fmt.Sprintf("%d commits to be written", n), func() bool {
+		_, commits := writes.heartbeatsInCommits()
+		return commits >= n
+	})
+	if heartbeats, commits := writes.heartbeatsInCommits(); heartbeats > commits/2 {
+		t.Errorf("%d heartbeats within %d commits: want most without one", heartbeats, commits)
+	}
+}
+
+// A commit made before franz-go has learnt the group's committed offsets
+// (it asks for them once the partitions are assigned) commits them as
+// they were, not the log's start.
+func TestACommitBeforeTheOffsetsAreFetchedKeepsThem(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("holding requests needs the embedded broker")
+	}
+	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	in, out := contracts.TopicSpec{Name: "keep.in", Partitions: 1}, contracts.TopicSpec{Name: "keep.out", Partitions: 1}
+	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, out}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Value: []byte("0")}, &kgo.Record{Topic: in.Name, Value: []byte("1")})
+	admin := kadm.NewClient(kgoClient(t, cfg))
+	committed := func() int64 {
+		t.Helper()
+		offsets, err := admin.FetchOffsets(t.Context(), "keep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, ok := offsets.Lookup(in.Name, 0)
+		if !ok {
+			return -1
+		}
+		return o.At
+	}
+	var set kadm.Offsets
+	set.AddOffset(in.Name, 0, 2, -1)
+	if _, err := admin.CommitOffsets(t.Context(), "keep", set); err != nil || committed() != 2 {
+		t.Fatalf("commit the group's offset 2: %v", err)
+	}
+
+	// The session's first OffsetFetch waits for stable offsets before its
+	// restore; the next ones, franz-go's, are refused (its coordinator is
+	// loading) until the session has sent the write's offsets.
+	cluster := stack.Cluster()
+	release := make(chan struct{})
+	var once sync.Once
+	sentOffsets := writeHook{key: kmsg.TxnOffsetCommit, do: func() { once.Do(func() { close(release) }) }}
+	var fetches atomic.Int32
+	cluster.ControlKey(int16(kmsg.OffsetFetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		r := req.(*kmsg.OffsetFetchRequest)
+		if r.Group != "keep" && (len(r.Groups) == 0 || r.Groups[0].Group != "keep") || fetches.Add(1) == 1 {
+			return nil, nil, false
+		}
+		select {
+		case <-release:
+			return nil, nil, false
+		default:
+		}
+		resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
+		resp.Version = r.Version
+		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+		if r.Version >= 8 {
+			g := kmsg.NewOffsetFetchResponseGroup()
+			g.Group, g.ErrorCode = "keep", kerr.CoordinatorLoadInProgress.Code
+			resp.Groups = append(resp.Groups, g)
+		}
+		return resp, nil, true
+	})
+	o := &owner{}
+	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "keep", TransactionalID: "keep-1", Owner: o}, sentOffsets), quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(*message.Message) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partitions to be assigned", o.owns)
+	var err error
+	eventually(t, "a write outside a handler to commit", func() bool {
+		err = s.Send(t.Context(), []*kgo.Record{{Topic: out.Name, Value: []byte("w")}})
+		return !errors.Is(err, messaging.ErrRebalancing)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(); got != 2 {
+		t.Errorf("the group's committed offset after a commit made before franz-go fetched it: got %d, want 2", got)
+	}
+}
+
+// writeHook calls do when its client writes a request of key.
+type writeHook struct {
+	key kmsg.Key
+	do  func()
+}
+
+func (h writeHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
+	if kmsg.Key(key) == h.key {
+		h.do()
+	}
+}

@@ -1,0 +1,332 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// groupTxn is the client of a process that reads topics in a consumer
+// group: franz-go's client, whose transactions it ends itself.
+//
+// A transaction that wrote records commits the offsets of every partition
+// assigned: those polled at their position, the others again at their last
+// commit. The broker takes them only from a member of the group's current
+// generation (KIP-447), so an instance that lost its partitions cannot
+// commit. The end is three requests in a row: the flush of the records,
+// the offsets, the end. franz-go's GroupTransactSession forces a heartbeat
+// between the last two: once the offsets are taken, the transaction may
+// commit whatever the group does next, since a new owner's restore reads
+// its partitions to the log's end and waits for a transaction in the way.
+// (Sending the offsets during the flush would save another round trip;
+// Apache Kafka then refuses them with CONCURRENT_TRANSACTIONS now and then,
+// and the transactions that follow fail.)
+type groupTxn struct {
+	*kgo.Client
+	group, txnID string
+	logger       *slog.Logger
+
+	mu       sync.Mutex // held while a transaction ends: revocations wait for it
+	failed   bool       // revoked or lost since the last end: abort
+	assigned map[string][]int32
+	last     map[string]map[int32]kgo.EpochOffset // committed in this generation
+	sent     map[string]map[int32]kgo.EpochOffset // by Prepare, for End
+	sendErr  error                                // of Prepare's offsets: End aborts
+}
+
+// groupVersions caps TxnOffsetCommit at v5, which names topics: v6 wants
+// their ids.
+func groupVersions() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(kmsg.TxnOffsetCommit.Int16(), 5)
+	return v
+}
+
+// assign takes the partitions assigned with their committed offsets, read
+// once no former owner's transaction holds them open (stableOffsets):
+// franz-go learns them only after the assignment, and a commit before it
+// has must not set them back. (cl is the client: the callback may come
+// before NewClient returns it.)
+func (g *groupTxn) assign(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
+	committed, err := stableOffsets(ctx, cl, g.group, assigned)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.assigned, g.last = maps.Clone(assigned), committed
+	return nil
+}
+
+// fail makes the open transaction abort: the partitions were revoked or
+// lost. It waits for a transaction that is ending.
+func (g *groupTxn) fail() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failed, g.assigned, g.last = true, nil, nil
+}
+
+func (g *groupTxn) Begin() error { return g.BeginTransaction() }
+
+// Prepare flushes the transaction's records and, when it wrote any, sends
+// its offsets. Nothing is visible before End.
+func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
+	offsets := g.positions(true)
+	if !produced {
+		// A transaction that wrote nothing is not one to the broker
+		// (franz-go would not end it): its offsets are committed alone,
+		// with the group's generation, as they would be in it.
+		var err error
+		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
+			if err = cerr; err == nil {
+				err = offsetCommitError(resp)
+			}
+		})
+		g.mu.Lock()
+		g.sent, g.sendErr = offsets, err
+		g.mu.Unlock()
+		return nil
+	}
+	if err := g.Flush(ctx); err != nil {
+		return err
+	}
+	err := g.commitOffsets(ctx, offsets)
+	g.mu.Lock()
+	g.sent, g.sendErr = offsets, err
+	g.mu.Unlock()
+	return nil
+}
+
+// positions returns the offset of every partition assigned: where it is
+// polled to (polled), or its last commit (when not, or when rewinding).
+// Where nothing was ever committed, that is the log's start (offset 0, or
+// the start a reader resets to): what the group reads from anyway.
+func (g *groupTxn) positions(polled bool) map[string]map[int32]kgo.EpochOffset {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.positionsLocked(polled)
+}
+
+func (g *groupTxn) positionsLocked(polled bool) map[string]map[int32]kgo.EpochOffset {
+	var pos map[string]map[int32]kgo.EpochOffset
+	if polled {
+		pos = g.UncommittedOffsets()
+	}
+	committed := g.CommittedOffsets()
+	out := make(map[string]map[int32]kgo.EpochOffset, len(g.assigned))
+	for topic, parts := range g.assigned {
+		out[topic] = make(map[int32]kgo.EpochOffset, len(parts))
+		for _, p := range parts {
+			eo, ok := pos[topic][p]
+			if !ok {
+				eo, ok = g.last[topic][p]
+			}
+			if !ok {
+				eo, ok = committed[topic][p]
+			}
+			if !ok {
+				eo = kgo.EpochOffset{Epoch: -1, Offset: 0}
+			}
+			out[topic][p] = eo
+		}
+	}
+	return out
+}
+
+// commitOffsets sends offsets in the open transaction, with the group's
+// generation.
+func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	id, epoch, err := g.ProducerID(ctx)
+	if err != nil {
+		return err
+	}
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID = g.txnID
+	req.Group = g.group
+	req.ProducerID, req.ProducerEpoch = id, epoch
+	req.MemberID, req.Generation = g.GroupMetadata()
+	for topic, parts := range offsets {
+		t := kmsg.NewTxnOffsetCommitRequestTopic()
+		t.Topic = topic
+		for p, eo := range parts {
+			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = p, eo.Offset, eo.Epoch
+			rp.Metadata = &req.MemberID
+			t.Partitions = append(t.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, t)
+	}
+	resp, err := req.RequestWith(ctx, g.Client)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				errs = append(errs, fmt.Errorf("offset of %s partition %d: %w", t.Topic, p.Partition, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// End commits the transaction if asked to, if Prepare's offsets were taken
+// and if no rebalance came since it began; otherwise it aborts, and the
+// records polled since the last commit come again. An error leaves the
+// client in a state to replace.
+func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	sent, sendErr := g.sent, g.sendErr
+	commit := try == kgo.TryCommit && !g.failed && sendErr == nil
+	if try == kgo.TryCommit && sendErr != nil {
+		g.logger.Warn("offsets refused: the transaction aborts", "error", sendErr)
+	}
+	g.sent, g.sendErr, g.failed = nil, nil, false
+	if !commit {
+		if err := g.AbortBufferedRecords(ctx); err != nil {
+			return false, err
+		}
+	}
+	var err error
+	for range 10 {
+		err = g.EndTransaction(ctx, kgo.TransactionEndTry(commit))
+		// franz-go's answers after which the transaction can still be
+		// aborted, as GroupTransactSession does.
+		if err == nil || !(errors.Is(err, kerr.OperationNotAttempted) ||
+			errors.Is(err, kerr.TransactionAbortable) || errors.Is(err, kerr.UnknownServerError)) {
+			break
+		}
+		commit = false
+	}
+	if err == nil && commit {
+		if sent != nil {
+			if g.last == nil {
+				g.last = map[string]map[int32]kgo.EpochOffset{}
+			}
+			for topic, parts := range sent {
+				if g.last[topic] == nil {
+					g.last[topic] = map[int32]kgo.EpochOffset{}
+				}
+				maps.Copy(g.last[topic], parts)
+			}
+		}
+		return true, nil
+	}
+	g.SetOffsets(g.positionsLocked(false))
+	if err != nil {
+		return false, err
+	}
+	if sendErr != nil && !abortable(sendErr) {
+		return false, sendErr
+	}
+	return false, nil
+}
+
+// offsetCommitError returns the errors of resp's partitions.
+func offsetCommitError(resp *kmsg.OffsetCommitResponse) error {
+	var errs []error
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				errs = append(errs, fmt.Errorf("offset of %s partition %d: %w", t.Topic, p.Partition, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// abortable reports whether a refused offset commit only means that the
+// transaction must abort: the group moved on (a rebalance, this member
+// forgotten) or its coordinator is busy.
+func abortable(err error) bool {
+	for _, e := range []error{
+		kerr.IllegalGeneration, kerr.UnknownMemberID, kerr.StaleMemberEpoch, kerr.GroupIDNotFound,
+		kerr.RebalanceInProgress, kerr.CoordinatorNotAvailable, kerr.CoordinatorLoadInProgress,
+		kerr.NotCoordinator, kerr.ConcurrentTransactions, kerr.UnknownServerError, kerr.TransactionAbortable,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// stableOffsets returns the offsets committed of the assigned partitions,
+// once no transaction holds them open (a former owner's commit). It tries
+// again while the broker says to, until ctx ends.
+func stableOffsets(ctx context.Context, cl *kgo.Client, group string, assigned map[string][]int32) (map[string]map[int32]kgo.EpochOffset, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group, req.RequireStable = group, true
+	for topic, parts := range assigned {
+		t := kmsg.NewOffsetFetchRequestTopic()
+		t.Topic, t.Partitions = topic, parts
+		req.Topics = append(req.Topics, t)
+	}
+	for {
+		resp, err := req.RequestWith(ctx, cl)
+		var committed map[string]map[int32]kgo.EpochOffset
+		if err == nil {
+			committed, err = fetchedOffsets(resp)
+		}
+		if err == nil {
+			return committed, nil
+		}
+		if !kerr.IsRetriable(err) { // retriable: unstable, or the coordinator moving
+			return nil, fmt.Errorf("stable offsets of group %s: %w", group, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// fetchedOffsets returns the offsets resp holds (of either format), or
+// its first error.
+func fetchedOffsets(resp *kmsg.OffsetFetchResponse) (map[string]map[int32]kgo.EpochOffset, error) {
+	code, topics := resp.ErrorCode, resp.Topics
+	if len(resp.Groups) > 0 { // v8+
+		code, topics = resp.Groups[0].ErrorCode, nil
+		for _, t := range resp.Groups[0].Topics {
+			ft := kmsg.NewOffsetFetchResponseTopic()
+			ft.Topic = t.Topic
+			for _, p := range t.Partitions {
+				fp := kmsg.NewOffsetFetchResponseTopicPartition()
+				fp.Partition, fp.Offset, fp.LeaderEpoch, fp.ErrorCode = p.Partition, p.Offset, p.LeaderEpoch, p.ErrorCode
+				ft.Partitions = append(ft.Partitions, fp)
+			}
+			topics = append(topics, ft)
+		}
+	}
+	if err := kerr.ErrorForCode(code); err != nil {
+		return nil, err
+	}
+	out := map[string]map[int32]kgo.EpochOffset{}
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return nil, fmt.Errorf("offset of %s partition %d: %w", t.Topic, p.Partition, err)
+			}
+			if p.Offset < 0 { // none committed
+				continue
+			}
+			if out[t.Topic] == nil {
+				out[t.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			out[t.Topic][p.Partition] = kgo.EpochOffset{Epoch: p.LeaderEpoch, Offset: p.Offset}
+		}
+	}
+	return out, nil
+}
