@@ -18,11 +18,11 @@ import (
 // groupTxn is the client of a process that reads topics in a consumer
 // group: franz-go's client, whose transactions it ends itself.
 //
-// A transaction that wrote records commits the offsets of every partition
-// assigned: those polled at their position, the others again at their last
-// commit. The broker takes them only from a member of the group's current
-// generation (KIP-447), so an instance that lost its partitions cannot
-// commit. The end is three requests in a row: the flush of the records,
+// A transaction that wrote records commits the offsets of the partitions
+// read since the last commit or, when none was (the writes of an HTTP
+// request or a timer), the last commits again. The broker takes them only
+// from a member of the group's current generation (KIP-447), so an
+// instance that lost its partitions cannot commit. The end is three requests in a row: the flush of the records,
 // the offsets, the end. franz-go's GroupTransactSession forces a heartbeat
 // between the last two: once the offsets are taken, the transaction may
 // commit whatever the group does next, since a new owner's restore reads
@@ -80,7 +80,7 @@ func (g *groupTxn) Begin() error { return g.BeginTransaction() }
 // Prepare flushes the transaction's records and, when it wrote any, sends
 // its offsets. Nothing is visible before End.
 func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
-	offsets := g.positions(true)
+	offsets := g.offsets()
 	if !produced {
 		// A transaction that wrote nothing is not one to the broker
 		// (franz-go would not end it): its offsets are committed alone,
@@ -88,7 +88,13 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 		var err error
 		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
 			if err = cerr; err == nil {
-				err = offsetCommitError(resp)
+				err = offsetErrors(func(add func(string, int32, int16)) {
+					for _, t := range resp.Topics {
+						for _, p := range t.Partitions {
+							add(t.Topic, p.Partition, p.ErrorCode)
+						}
+					}
+				})
 			}
 		})
 		g.mu.Lock()
@@ -106,30 +112,47 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	return nil
 }
 
-// positions returns the offset of every partition assigned: where it is
-// polled to (polled), or its last commit (when not, or when rewinding).
-// Where nothing was ever committed, that is the log's start (offset 0, or
-// the start a reader resets to): what the group reads from anyway.
-func (g *groupTxn) positions(polled bool) map[string]map[int32]kgo.EpochOffset {
+// offsets returns what a commit sends: the position of every partition
+// assigned that was read past its last commit; if none was, the last
+// commit of every partition assigned, which the broker takes only from
+// the group's current generation all the same (the fence of a write of
+// an HTTP request or a timer).
+func (g *groupTxn) offsets() map[string]map[int32]kgo.EpochOffset {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.positionsLocked(polled)
+	last := g.lastLocked()
+	var out map[string]map[int32]kgo.EpochOffset
+	for topic, parts := range g.UncommittedOffsets() {
+		for p, eo := range parts {
+			if was, ok := last[topic][p]; ok && was.Offset == eo.Offset {
+				continue
+			}
+			if out == nil {
+				out = map[string]map[int32]kgo.EpochOffset{}
+			}
+			if out[topic] == nil {
+				out[topic] = map[int32]kgo.EpochOffset{}
+			}
+			out[topic][p] = eo
+		}
+	}
+	if out == nil {
+		return last
+	}
+	return out
 }
 
-func (g *groupTxn) positionsLocked(polled bool) map[string]map[int32]kgo.EpochOffset {
-	var pos map[string]map[int32]kgo.EpochOffset
-	if polled {
-		pos = g.UncommittedOffsets()
-	}
+// lastLocked returns the last commit of every partition assigned: of this
+// generation, or fetched on assignment, or by franz-go. Where nothing was
+// ever committed, that is the log's start (offset 0, or the start a reader
+// resets to): what the group reads from anyway.
+func (g *groupTxn) lastLocked() map[string]map[int32]kgo.EpochOffset {
 	committed := g.CommittedOffsets()
 	out := make(map[string]map[int32]kgo.EpochOffset, len(g.assigned))
 	for topic, parts := range g.assigned {
 		out[topic] = make(map[int32]kgo.EpochOffset, len(parts))
 		for _, p := range parts {
-			eo, ok := pos[topic][p]
-			if !ok {
-				eo, ok = g.last[topic][p]
-			}
+			eo, ok := g.last[topic][p]
 			if !ok {
 				eo, ok = committed[topic][p]
 			}
@@ -169,15 +192,13 @@ func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				errs = append(errs, fmt.Errorf("offset of %s partition %d: %w", t.Topic, p.Partition, err))
+	return offsetErrors(func(add func(string, int32, int16)) {
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				add(t.Topic, p.Partition, p.ErrorCode)
 			}
 		}
-	}
-	return errors.Join(errs...)
+	})
 }
 
 // End commits the transaction if asked to, if Prepare's offsets were taken
@@ -223,7 +244,7 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 		}
 		return true, nil
 	}
-	g.SetOffsets(g.positionsLocked(false))
+	g.SetOffsets(g.lastLocked())
 	if err != nil {
 		return false, err
 	}
@@ -233,16 +254,15 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 	return false, nil
 }
 
-// offsetCommitError returns the errors of resp's partitions.
-func offsetCommitError(resp *kmsg.OffsetCommitResponse) error {
+// offsetErrors joins the errors of the partitions an offset commit's
+// answer lists (each calls add for each).
+func offsetErrors(each func(add func(topic string, partition int32, code int16))) error {
 	var errs []error
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				errs = append(errs, fmt.Errorf("offset of %s partition %d: %w", t.Topic, p.Partition, err))
-			}
+	each(func(topic string, partition int32, code int16) {
+		if err := kerr.ErrorForCode(code); err != nil {
+			errs = append(errs, fmt.Errorf("offset of %s partition %d: %w", topic, partition, err))
 		}
-	}
+	})
 	return errors.Join(errs...)
 }
 

@@ -80,11 +80,11 @@ func (o *owner) owns() bool {
 }
 
 // startSession runs a session of group on topic in, whose handler is
-// handle, until the test ends.
-func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handle func(s *messaging.Session, msg *message.Message) error) (*messaging.Session, *owner) {
+// handle, until the test ends; hooks see its client.
+func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handle func(s *messaging.Session, msg *message.Message) error, hooks ...kgo.Hook) (*messaging.Session, *owner) {
 	t.Helper()
 	o := &owner{}
-	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: txnID, Owner: o}, quiet())
+	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: txnID, Owner: o}, hooks...), quiet())
 	s.AddTopic(in)
 	msgs, err := s.Subscribe(t.Context(), in)
 	if err != nil {
@@ -419,19 +419,28 @@ func evict(t *testing.T, cfg config.Kafka, group string) {
 // it owns its partitions; it replies on kept.
 func startRefusing(t *testing.T, name string) (*devstack.Stack, config.Kafka, *messaging.Session, *owner, contracts.TopicSpec, contracts.TopicSpec) {
 	t.Helper()
-	stack := devstack.StartForTest(t)
-	if stack.Cluster() == nil {
-		t.Skip("fault injection needs the embedded broker")
-	}
-	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
 	in, kept, refused := contracts.TopicSpec{Name: name + ".in", Partitions: 1}, contracts.TopicSpec{Name: name + ".kept", Partitions: 1},
 		contracts.TopicSpec{Name: name + ".refused", Partitions: 1}
-	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, kept, refused}); err != nil {
-		t.Fatal(err)
-	}
+	stack, cfg := startEmbedded(t, in, kept, refused)
 	s, o := startSession(t, cfg, name, name+"-1", in.Name, reply(kept.Name))
 	eventually(t, "the partitions to be assigned", o.owns)
 	return stack, cfg, s, o, kept, refused
+}
+
+// startEmbedded starts the embedded broker and registry with the given
+// topics, for a test that injects faults or reads the requests; with
+// KAFKA_BROKERS set, the test is skipped.
+func startEmbedded(t *testing.T, topics ...contracts.TopicSpec) (*devstack.Stack, config.Kafka) {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("needs the embedded broker")
+	}
+	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	if err := messaging.EnsureTopics(cfg, topics); err != nil {
+		t.Fatal(err)
+	}
+	return stack, cfg
 }
 
 // A transaction's writes commit all or none: a write the broker refuses
@@ -673,15 +682,8 @@ func TestSessionReadsTopicsAddedOneAfterAnother(t *testing.T) {
 // and its records come again, to be written in the next. The reply is
 // read once, well within the transaction's timeout.
 func TestSessionAbandonsABatchWhoseTransactionFailed(t *testing.T) {
-	stack := devstack.StartForTest(t)
-	if stack.Cluster() == nil {
-		t.Skip("fault injection needs the embedded broker")
-	}
-	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
 	in, out := contracts.TopicSpec{Name: "abandon.in", Partitions: 1}, contracts.TopicSpec{Name: "abandon.out", Partitions: 1}
-	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, out}); err != nil {
-		t.Fatal(err)
-	}
+	stack, cfg := startEmbedded(t, in, out)
 	_, o := startSession(t, cfg, "abandon", "abandon-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
 		r, _ := messaging.RecordFromCtx(msg.Context())
 		// As a store archives: the write must be acknowledged to go on.
@@ -744,16 +746,7 @@ func TestACommitWaitsForNoHeartbeat(t *testing.T) {
 	in, out := contracts.TopicSpec{Name: "trips.in", Partitions: 1}, contracts.TopicSpec{Name: "trips.out", Partitions: 1}
 	cfg := startKafka(t, in, out)
 	writes := &writesHook{}
-	o := &owner{}
-	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "trips", TransactionalID: "trips-1", Owner: o}, writes), quiet())
-	s.AddTopic(in.Name)
-	if err := s.Handle(in.Name, func(msg *message.Message) error {
-		r, _ := messaging.RecordFromCtx(msg.Context())
-		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	runSession(t, s)
+	_, o := startSession(t, cfg, "trips", "trips-1", in.Name, reply(out.Name), writes)
 	eventually(t, "the partitions to be assigned", o.owns)
 
 	const n = 5
@@ -778,15 +771,8 @@ func TestACommitWaitsForNoHeartbeat(t *testing.T) {
 // (it asks for them once the partitions are assigned) commits them as
 // they were, not the log's start.
 func TestACommitBeforeTheOffsetsAreFetchedKeepsThem(t *testing.T) {
-	stack := devstack.StartForTest(t)
-	if stack.Cluster() == nil {
-		t.Skip("holding requests needs the embedded broker")
-	}
-	cfg := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
 	in, out := contracts.TopicSpec{Name: "keep.in", Partitions: 1}, contracts.TopicSpec{Name: "keep.out", Partitions: 1}
-	if err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{in, out}); err != nil {
-		t.Fatal(err)
-	}
+	stack, cfg := startEmbedded(t, in, out)
 	produce(t, cfg, &kgo.Record{Topic: in.Name, Value: []byte("0")}, &kgo.Record{Topic: in.Name, Value: []byte("1")})
 	admin := kadm.NewClient(kgoClient(t, cfg))
 	committed := func() int64 {
@@ -836,13 +822,7 @@ func TestACommitBeforeTheOffsetsAreFetchedKeepsThem(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	o := &owner{}
-	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "keep", TransactionalID: "keep-1", Owner: o}, sentOffsets), quiet())
-	s.AddTopic(in.Name)
-	if err := s.Handle(in.Name, func(*message.Message) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	runSession(t, s)
+	s, o := startSession(t, cfg, "keep", "keep-1", in.Name, func(*messaging.Session, *message.Message) error { return nil }, sentOffsets)
 	eventually(t, "the partitions to be assigned", o.owns)
 	var err error
 	eventually(t, "a write outside a handler to commit", func() bool {
@@ -866,5 +846,35 @@ type writeHook struct {
 func (h writeHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
 	if kmsg.Key(key) == h.key {
 		h.do()
+	}
+}
+
+// A commit sends the offsets of the partitions read since the last one,
+// not those of every partition the session is assigned.
+func TestACommitSendsTheOffsetsThatMoved(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "moved.in", Partitions: 4}, contracts.TopicSpec{Name: "moved.out", Partitions: 4}
+	stack, cfg := startEmbedded(t, in, out)
+	cluster := stack.Cluster()
+	var mu sync.Mutex
+	var sent []int // partitions of each TxnOffsetCommit
+	cluster.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		n := 0
+		for _, t := range req.(*kmsg.TxnOffsetCommitRequest).Topics {
+			n += len(t.Partitions)
+		}
+		mu.Lock()
+		sent = append(sent, n)
+		mu.Unlock()
+		return nil, nil, false
+	})
+	_, o := startSession(t, cfg, "moved", "moved-1", in.Name, reply(out.Name))
+	eventually(t, "the partitions to be assigned", o.owns)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 || sent[0] != 1 {
+		t.Errorf("partitions of each offset commit: got %v, want [1]: the one read", sent)
 	}
 }
