@@ -22,14 +22,17 @@ import (
 // read since the last commit or, when none was (the writes of an HTTP
 // request or a timer), the last commits again. The broker takes them only
 // from a member of the group's current generation (KIP-447), so an
-// instance that lost its partitions cannot commit. The end is three requests in a row: the flush of the records,
-// the offsets, the end. franz-go's GroupTransactSession forces a heartbeat
-// between the last two: once the offsets are taken, the transaction may
-// commit whatever the group does next, since a new owner's restore reads
-// its partitions to the log's end and waits for a transaction in the way.
-// (Sending the offsets during the flush would save another round trip;
-// Apache Kafka then refuses them with CONCURRENT_TRANSACTIONS now and then,
-// and the transactions that follow fail.)
+// instance that lost its partitions cannot commit.
+//
+// The end is three requests in a row: the flush of the records, the
+// offsets, the end. franz-go's GroupTransactSession forces a heartbeat
+// before the end; this does not: once the offsets are taken, the
+// transaction may commit whatever the group does next, since a new
+// owner's restore reads its partitions to the log's end and waits for a
+// transaction in the way. (Sending the offsets during the flush would save
+// another round trip; Apache Kafka then refuses them with
+// CONCURRENT_TRANSACTIONS now and then, and the transactions that follow
+// fail.)
 type groupTxn struct {
 	*kgo.Client
 	group, txnID string
@@ -77,8 +80,9 @@ func (g *groupTxn) fail() {
 
 func (g *groupTxn) Begin() error { return g.BeginTransaction() }
 
-// Prepare flushes the transaction's records and, when it wrote any, sends
-// its offsets. Nothing is visible before End.
+// Prepare flushes the transaction's records and sends its offsets: within
+// the transaction, or, when it wrote nothing, committed at once. Nothing
+// written is visible before End.
 func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	offsets := g.offsets()
 	if !produced {
@@ -166,8 +170,11 @@ func (g *groupTxn) lastLocked() map[string]map[int32]kgo.EpochOffset {
 }
 
 // commitOffsets sends offsets in the open transaction, with the group's
-// generation.
+// generation. An instance assigned no partition has none to send.
 func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	if len(offsets) == 0 {
+		return nil
+	}
 	id, epoch, err := g.ProducerID(ctx)
 	if err != nil {
 		return err
