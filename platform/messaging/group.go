@@ -41,7 +41,7 @@ type groupTxn struct {
 	mu       sync.Mutex // held while a transaction ends: revocations wait for it
 	failed   bool       // revoked or lost since the last end: abort
 	assigned map[string][]int32
-	last     map[string]map[int32]kgo.EpochOffset // committed in this generation
+	last     map[string]map[int32]kgo.EpochOffset // committed: read on assignment, then each commit
 	sent     map[string]map[int32]kgo.EpochOffset // by Prepare, for End
 	sendErr  error                                // of Prepare's offsets: End aborts
 }
@@ -146,20 +146,16 @@ func (g *groupTxn) offsets() map[string]map[int32]kgo.EpochOffset {
 	return out
 }
 
-// lastLocked returns the last commit of every partition assigned: of this
-// generation, or fetched on assignment, or by franz-go. Where nothing was
-// ever committed, that is the log's start (offset 0, or the start a reader
-// resets to): what the group reads from anyway.
+// lastLocked returns the last commit of every partition assigned: read on
+// assignment, or made since. Where nothing was ever committed, that is the
+// log's start (offset 0, or the start a reader resets to): what the group
+// reads from anyway.
 func (g *groupTxn) lastLocked() map[string]map[int32]kgo.EpochOffset {
-	committed := g.CommittedOffsets()
 	out := make(map[string]map[int32]kgo.EpochOffset, len(g.assigned))
 	for topic, parts := range g.assigned {
 		out[topic] = make(map[int32]kgo.EpochOffset, len(parts))
 		for _, p := range parts {
 			eo, ok := g.last[topic][p]
-			if !ok {
-				eo, ok = committed[topic][p]
-			}
 			if !ok {
 				eo = kgo.EpochOffset{Epoch: -1, Offset: 0}
 			}
