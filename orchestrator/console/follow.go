@@ -10,6 +10,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// A fetch of the console's reader waits for followBytes of records, or
+// followWait: a page needs no fresher data than that, and a reader that
+// answered each commit at once would cost the broker a fetch for every
+// saga's every transition.
+const (
+	followWait  = 100 * time.Millisecond
+	followBytes = 1 << 20
+)
+
 // follow reads every partition of topics outside any consumer group, the
 // committed records only, from where from says (given a partition's topic,
 // start and end offsets) and then as they come, handing each record to
@@ -22,6 +31,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
 ) error {
 	opts = append(slices.Clone(opts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(followWait), kgo.FetchMinBytes(followBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())) // past retention: from the oldest left
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
