@@ -10,6 +10,9 @@ import (
 // commit.
 func SetAwaitCommit(s *Session, d time.Duration) { s.awaitCommit = d }
 
+// SetLinger sets how long s's records wait to be sent; call it before Run.
+func SetLinger(s *Session, d time.Duration) { s.linger = d }
+
 // WorkerOf returns the worker that handles the records of key in topic.
 func WorkerOf(topic, key string) int { return workerOf(&kgo.Record{Topic: topic, Key: []byte(key)}) }
 

@@ -113,6 +113,7 @@ type Session struct {
 	cfg         SessionConfig
 	logger      *slog.Logger
 	awaitCommit time.Duration // AwaitCommit; shorter in tests
+	linger      time.Duration // linger; longer in tests
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -158,6 +159,9 @@ type Session struct {
 // transactional producer alone for a process that reads nothing.
 type txnClient interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	// Flush sends what is produced and waits for it; done already, ctx
+	// makes it send without waiting (kick).
+	Flush(ctx context.Context) error
 	Begin() error
 	// Prepare flushes the transaction's records (produced: it has any)
 	// and, in a group, sends its offsets: the outcome of every write is
@@ -208,7 +212,7 @@ func (x *txn) then(fn func(committed bool)) {
 // subscribe to each, and Run it.
 func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, ctx: ctx, cancel: cancel,
+	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
 		cur: newTxn(), failed: make(chan error, 1)}
 	return s
@@ -841,9 +845,28 @@ func (s *Session) SendAcked(_ context.Context, msgs []*kgo.Record) error {
 	return errors.Join(errs...)
 }
 
+// linger is how long a produced record waits before it is sent. The
+// commit sends what waits (Flush), so a transaction's records go out
+// together, in one produce request, where records sent as they are
+// written went out in two or more, one per handler that wrote while the
+// previous request was in flight. A batch handled for longer sends its
+// records every linger, and a writer that awaits its records
+// (SendAcked) sends them at once.
+const linger = 5 * time.Millisecond
+
+// kick makes cl send what it holds, without waiting: a Flush whose
+// context is done stops every linger and returns. A record whose topic
+// the client has not written to yet waits for its metadata first, and
+// then for its linger.
+func kick(cl txnClient) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = cl.Flush(ctx)
+}
+
 // add produces records into the open transaction and returns it; acks, if
 // set, receives each record's outcome (franz-go sets its Partition and
-// Offset).
+// Offset), and the records are sent at once.
 func (s *Session) add(records []*kgo.Record, acks chan<- error) (*txn, error) {
 	s.mu.RLock()
 	if !s.open.Load() || s.cl == nil {
@@ -868,6 +891,9 @@ func (s *Session) add(records []*kgo.Record, acks chan<- error) (*txn, error) {
 				acks <- err
 			}
 		})
+	}
+	if acks != nil {
+		kick(s.cl)
 	}
 	s.dirty.Store(true)
 	s.mu.RUnlock()
@@ -920,9 +946,7 @@ func (s *Session) connect() (txnClient, error) {
 		// fails, and its transaction aborts.
 		kgo.RecordDeliveryTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
 		kgo.RecordPartitioner(kgoPartitioner),
-		// Records go out as they are written: the commit flushes anyway,
-		// and under load the requests in flight batch what follows.
-		kgo.ProducerLinger(0),
+		kgo.ProducerLinger(s.linger),
 		// Small records on a local network: compressing costs more CPU
 		// than the bytes it saves.
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
