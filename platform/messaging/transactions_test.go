@@ -879,26 +879,14 @@ func TestACommitSendsTheOffsetsThatMoved(t *testing.T) {
 	}
 }
 
-// lingering starts a session whose records wait a minute to be sent
-// unless something sends them, reading name.in with handle and counting
-// in produced the produce requests of its transactions. It returns once
-// one record was handled: its writes loaded name.out's metadata, so a
-// record written from then on waits for nothing but its linger.
-func lingering(t *testing.T, name string, produced *atomic.Int32, handle func(s *messaging.Session, msg *message.Message) error) config.Kafka {
+// lingering starts a session, reading name.in with handle, whose records
+// wait a minute to be sent unless something sends them.
+func lingering(t *testing.T, name string, handle func(s *messaging.Session, msg *message.Message) error) (*devstack.Stack, config.Kafka) {
 	t.Helper()
 	in, out := contracts.TopicSpec{Name: name + ".in", Partitions: 1}, contracts.TopicSpec{Name: name + ".out", Partitions: 1}
 	stack, cfg := startEmbedded(t, in, out)
-	cluster := stack.Cluster()
-	txnID := name + "-1"
-	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		if id := req.(*kmsg.ProduceRequest).TransactionID; id != nil && *id == txnID {
-			produced.Add(1)
-		}
-		return nil, nil, false
-	})
 	o := &owner{}
-	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: name, TransactionalID: txnID, Owner: o}, quiet())
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: name, TransactionalID: name + "-1", Owner: o}, quiet())
 	messaging.SetLinger(s, time.Minute)
 	s.AddTopic(in.Name)
 	if err := s.Handle(in.Name, func(msg *message.Message) error { return handle(s, msg) }); err != nil {
@@ -906,31 +894,50 @@ func lingering(t *testing.T, name string, produced *atomic.Int32, handle func(s 
 	}
 	runSession(t, s)
 	eventually(t, "the partitions to be assigned", o.owns)
-	produce(t, cfg, &kgo.Record{Topic: in.Name, Value: []byte("first")})
-	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
-	return cfg
+	return stack, cfg
 }
 
 // A transaction's records wait for its commit and go out together: a
-// handler that writes, and writes twice more once its first record could
+// handler that writes once, and twice more once the first record could
 // have reached the broker, makes one produce request.
 func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 	var produced atomic.Int32
-	cfg := lingering(t, "together", &produced, func(s *messaging.Session, msg *message.Message) error {
-		before := produced.Load()
+	arrived := make(chan struct{}, 1) // a produce request of the session reached the broker
+	stack, cfg := lingering(t, "together", func(s *messaging.Session, msg *message.Message) error {
 		for i := range 3 {
 			if err := s.Send(msg.Context(), []*kgo.Record{{Topic: "together.out", Value: msg.Payload}}); err != nil {
 				return err
 			}
-			if i == 0 { // sent as it is written, it reaches the broker in far less
-				for deadline := time.Now().Add(100 * time.Millisecond); produced.Load() == before && time.Now().Before(deadline); {
-					time.Sleep(time.Millisecond)
+			if i == 0 && string(msg.Payload) != "first" { // the first loads the topic's metadata
+				// Sent as it is written, the record reaches the broker
+				// in far less; left for the commit, it does not.
+				select {
+				case <-arrived:
+				case <-time.After(100 * time.Millisecond):
 				}
 			}
 		}
 		return nil
 	})
+	cluster := stack.Cluster()
+	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if id := req.(*kmsg.ProduceRequest).TransactionID; id != nil && *id == "together-1" {
+			produced.Add(1)
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+		return nil, nil, false
+	})
+	produce(t, cfg, &kgo.Record{Topic: "together.in", Value: []byte("first")})
+	readCommitted(t, cfg, "together.out", func(got []*kgo.Record) bool { return len(got) >= 3 })
 	before := produced.Load()
+	select { // the first transaction's
+	case <-arrived:
+	default:
+	}
 	produce(t, cfg, &kgo.Record{Topic: "together.in", Value: []byte("second")})
 	readCommitted(t, cfg, "together.out", func(got []*kgo.Record) bool { return len(got) >= 6 })
 	if n := produced.Load() - before; n != 1 {
@@ -942,9 +949,8 @@ func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 // than after the linger: its offset is known before its handler returns,
 // and so before the commit that would send it otherwise.
 func TestAnAwaitedWriteIsSentAtOnce(t *testing.T) {
-	var produced atomic.Int32
-	offsets := make(chan int64, 2)
-	cfg := lingering(t, "awaited", &produced, func(s *messaging.Session, msg *message.Message) error {
+	offsets := make(chan int64, 1)
+	_, cfg := lingering(t, "awaited", func(s *messaging.Session, msg *message.Message) error {
 		r := &kgo.Record{Topic: "awaited.out", Value: msg.Payload}
 		if string(msg.Payload) == "first" { // loads the topic's metadata
 			return s.Send(msg.Context(), []*kgo.Record{r})
@@ -955,11 +961,13 @@ func TestAnAwaitedWriteIsSentAtOnce(t *testing.T) {
 		offsets <- r.Offset
 		return nil
 	})
+	produce(t, cfg, &kgo.Record{Topic: "awaited.in", Value: []byte("first")})
+	readCommitted(t, cfg, "awaited.out", func(got []*kgo.Record) bool { return len(got) >= 1 })
 	produce(t, cfg, &kgo.Record{Topic: "awaited.in", Value: []byte("second")})
 	select {
 	case off := <-offsets:
 		if off < 1 {
-			t.Errorf("offset of the second awaited record: got %d, want past the first's", off)
+			t.Errorf("offset of the awaited record: got %d, want past the first record's", off)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("an awaited write still waits after 20s: it is left to linger")
