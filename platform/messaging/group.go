@@ -85,11 +85,16 @@ func (g *groupTxn) Begin() error { return g.BeginTransaction() }
 // written is visible before End.
 func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	offsets := g.offsets()
-	if !produced {
+	var err error
+	if produced {
+		if err := g.Flush(ctx); err != nil {
+			return err
+		}
+		err = g.commitOffsets(ctx, offsets)
+	} else {
 		// A transaction that wrote nothing is not one to the broker
 		// (franz-go would not end it): its offsets are committed alone,
 		// with the group's generation, as they would be in it.
-		var err error
 		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
 			if err = cerr; err == nil {
 				err = offsetErrors(func(add func(string, int32, int16)) {
@@ -101,15 +106,7 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 				})
 			}
 		})
-		g.mu.Lock()
-		g.sent, g.sendErr = offsets, err
-		g.mu.Unlock()
-		return nil
 	}
-	if err := g.Flush(ctx); err != nil {
-		return err
-	}
-	err := g.commitOffsets(ctx, offsets)
 	g.mu.Lock()
 	g.sent, g.sendErr = offsets, err
 	g.mu.Unlock()
@@ -287,7 +284,9 @@ func abortable(err error) bool {
 
 // stableOffsets returns the offsets committed of the assigned partitions,
 // once no transaction holds them open (a former owner's commit). It tries
-// again while the broker says to, until ctx ends.
+// again while the broker says to, until ctx ends. It names the partitions,
+// where kadm's FetchOffsets asks for the whole group: with RequireStable,
+// that waits for the other members' open transactions too.
 func stableOffsets(ctx context.Context, cl *kgo.Client, group string, assigned map[string][]int32) (map[string]map[int32]kgo.EpochOffset, error) {
 	req := kmsg.NewPtrOffsetFetchRequest()
 	req.Group, req.RequireStable = group, true

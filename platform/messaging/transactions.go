@@ -983,9 +983,7 @@ func (s *Session) connect() (txnClient, error) {
 	g := &groupTxn{group: s.cfg.Group, txnID: s.cfg.TransactionalID, logger: s.logger}
 	opts = append(opts,
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-			s.assigned(ctx, cl, assigned, func(ctx context.Context, assigned map[string][]int32) error {
-				return g.assign(ctx, cl, assigned)
-			})
+			s.assigned(ctx, cl, g, assigned)
 		}),
 		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) {
 			g.fail()
@@ -1004,13 +1002,14 @@ func (s *Session) connect() (txnClient, error) {
 	return g, nil
 }
 
-// assigned restores the newly assigned partitions, once the client takes
-// them (take: once no former owner's transaction is open on them), then
-// lets the loop begin the generation's transactions.
-func (s *Session) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32, take func(context.Context, map[string][]int32) error) {
+// assigned restores the newly assigned partitions, once g takes them
+// (once no former owner's transaction is open on them), then lets the
+// loop begin the generation's transactions. (cl is g's client: the
+// callback may come before NewClient returns it.)
+func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, assigned map[string][]int32) {
 	partitions, err := samePartitions(assigned)
 	if err == nil {
-		err = take(ctx, assigned)
+		err = g.assign(ctx, cl, assigned)
 	}
 	if err == nil {
 		_, generation := cl.GroupMetadata()

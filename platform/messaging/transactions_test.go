@@ -702,16 +702,31 @@ func TestSessionAbandonsABatchWhoseTransactionFailed(t *testing.T) {
 	}
 }
 
-// writesHook records the keys of the requests a client writes.
+// writesHook records the keys of the requests a client writes, and
+// calls written, if set, with each.
 type writesHook struct {
-	mu   sync.Mutex
-	keys []kmsg.Key
+	mu      sync.Mutex
+	keys    []kmsg.Key
+	written func(kmsg.Key)
 }
 
 func (h *writesHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.keys = append(h.keys, kmsg.Key(key))
+	h.mu.Unlock()
+	if h.written != nil {
+		h.written(kmsg.Key(key))
+	}
+}
+
+// observe calls fn with every request of key the embedded broker gets,
+// which it then answers as usual.
+func observe(cluster *kfake.Cluster, key kmsg.Key, fn func(kmsg.Request)) {
+	cluster.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		fn(req)
+		return nil, nil, false
+	})
 }
 
 // heartbeatsInCommits counts the heartbeats written between a
@@ -799,7 +814,11 @@ func TestACommitBeforeTheOffsetsAreFetchedKeepsThem(t *testing.T) {
 	cluster := stack.Cluster()
 	release := make(chan struct{})
 	var once sync.Once
-	sentOffsets := writeHook{key: kmsg.TxnOffsetCommit, do: func() { once.Do(func() { close(release) }) }}
+	sentOffsets := &writesHook{written: func(k kmsg.Key) {
+		if k == kmsg.TxnOffsetCommit {
+			once.Do(func() { close(release) })
+		}
+	}}
 	var fetches atomic.Int32
 	cluster.ControlKey(int16(kmsg.OffsetFetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
@@ -837,28 +856,14 @@ func TestACommitBeforeTheOffsetsAreFetchedKeepsThem(t *testing.T) {
 	}
 }
 
-// writeHook calls do when its client writes a request of key.
-type writeHook struct {
-	key kmsg.Key
-	do  func()
-}
-
-func (h writeHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
-	if kmsg.Key(key) == h.key {
-		h.do()
-	}
-}
-
 // A commit sends the offsets of the partitions read since the last one,
 // not those of every partition the session is assigned.
 func TestACommitSendsTheOffsetsThatMoved(t *testing.T) {
 	in, out := contracts.TopicSpec{Name: "moved.in", Partitions: 4}, contracts.TopicSpec{Name: "moved.out", Partitions: 4}
 	stack, cfg := startEmbedded(t, in, out)
-	cluster := stack.Cluster()
 	var mu sync.Mutex
 	var sent []int // partitions of each TxnOffsetCommit
-	cluster.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
+	observe(stack.Cluster(), kmsg.TxnOffsetCommit, func(req kmsg.Request) {
 		n := 0
 		for _, t := range req.(*kmsg.TxnOffsetCommitRequest).Topics {
 			n += len(t.Partitions)
@@ -866,7 +871,6 @@ func TestACommitSendsTheOffsetsThatMoved(t *testing.T) {
 		mu.Lock()
 		sent = append(sent, n)
 		mu.Unlock()
-		return nil, nil, false
 	})
 	_, o := startSession(t, cfg, "moved", "moved-1", in.Name, reply(out.Name))
 	eventually(t, "the partitions to be assigned", o.owns)
@@ -919,9 +923,7 @@ func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 		}
 		return nil
 	})
-	cluster := stack.Cluster()
-	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
+	observe(stack.Cluster(), kmsg.Produce, func(req kmsg.Request) {
 		if id := req.(*kmsg.ProduceRequest).TransactionID; id != nil && *id == "together-1" {
 			produced.Add(1)
 			select {
@@ -929,7 +931,6 @@ func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 			default:
 			}
 		}
-		return nil, nil, false
 	})
 	produce(t, cfg, &kgo.Record{Topic: "together.in", Value: []byte("first")})
 	readCommitted(t, cfg, "together.out", func(got []*kgo.Record) bool { return len(got) >= 3 })
