@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +229,90 @@ func TestHandleKeyedAlone(t *testing.T) {
 	s.MarkReady()
 	if status, _, body := get(t, url+"/orders/o1"); status != http.StatusOK || !strings.Contains(body, `"by":"alone"`) {
 		t.Errorf("GET /orders/o1 after MarkReady: got %d %s, want 200 served here", status, body)
+	}
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// barrier holds each arrival until want have arrived, then lets them all
+// go and starts over.
+type barrier struct {
+	mu   sync.Mutex
+	n    int
+	want int
+	open chan struct{}
+}
+
+func (b *barrier) arrive() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch := b.open
+	if b.n++; b.n == b.want {
+		close(b.open)
+		b.n, b.open = 0, make(chan struct{})
+	}
+	return ch
+}
+
+// Requests forwarded to an owner reuse their connections: waves of
+// requests in flight at once open connections for the first wave only,
+// not one a request beyond the transport's idle ones.
+func TestHandleKeyedKeepsItsConnectionsToTheOwner(t *testing.T) {
+	t.Parallel()
+	const inFlight, waves = 16, 3
+	lnA, lnB := listen(t), listen(t)
+	counted := &countingListener{Listener: lnB}
+	urlA := keyedServer(t, "a", lnA, owners{"b1": {Addr: lnB.Addr().String()}})
+	b := newServer(t, httpserver.Config{Owners: owners{"b1": {Self: true}}})
+	wave := &barrier{want: inFlight, open: make(chan struct{})}
+	b.HandleKeyed("GET /orders/{id}", idInPath, func(w http.ResponseWriter, r *http.Request) {
+		select { // every request of the wave in flight at once
+		case <-wave.arrive():
+		case <-time.After(5 * time.Second):
+		}
+		echo("b")(w, r)
+	})
+	b.MarkReady()
+	serveOn(t, b, counted)
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: inFlight}}
+	for range waves {
+		var wg sync.WaitGroup
+		errs := make(chan error, inFlight)
+		for range inFlight {
+			wg.Go(func() {
+				resp, err := client.Get(urlA + "/orders/b1")
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer resp.Body.Close()
+				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+					errs <- err
+				} else if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Served-By") != "b" {
+					errs <- fmt.Errorf("got %d from %q, want 200 from b", resp.StatusCode, resp.Header.Get("X-Served-By"))
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	if got := counted.accepted.Load(); got > inFlight {
+		t.Errorf("the owner accepted %d connections for %d waves of %d requests, want %d at most", got, waves, inFlight, inFlight)
 	}
 }

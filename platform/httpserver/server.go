@@ -65,6 +65,8 @@ type Server struct {
 	forwarded *prometheus.CounterVec
 	// inProgress counts the requests being served, for the stop.
 	inProgress atomic.Int64
+	// forwarder carries the requests forwarded to keys' owners.
+	forwarder http.RoundTripper
 
 	mu        sync.Mutex // guards the last result of the checks
 	checkedAt time.Time
@@ -99,7 +101,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Metrics.Register(forwarded); err != nil {
 		return nil, fmt.Errorf("httpserver: register http_forwarded_total: %w", err)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), logger: logger, forwarded: forwarded}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), logger: logger, forwarded: forwarded, forwarder: forwarder(cfg.Traces)}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
