@@ -7,6 +7,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
@@ -73,5 +75,27 @@ func BenchmarkCommandsHandler(b *testing.B) {
 	b.StopTimer()
 	if pub.published != b.N+1 {
 		b.Fatalf("replies published: got %d, want one per command: %d", pub.published, b.N+1)
+	}
+}
+
+// BenchmarkEmbeddedBrokerRoundTrip: one request to the embedded broker and
+// its answer, over TCP, with nothing else running: the floor under each of
+// a commit's three requests in a row (docs/performance.md, "Where a
+// saga's time goes").
+func BenchmarkEmbeddedBrokerRoundTrip(b *testing.B) {
+	stack := devstack.StartForTest(b)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrApiVersionsRequest()
+	if _, err := req.RequestWith(b.Context(), cl); err != nil { // connects
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := req.RequestWith(b.Context(), cl); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
@@ -21,4 +22,43 @@ func (r noMetrics) GetOrRegister(name string, metric any) any {
 		return metrics.NilCounter{}
 	}
 	return r.Registry.GetOrRegister(name, metric)
+}
+
+// transactionMetrics describe the Session's transactions, the unit of its
+// work: how many records each carries, and how long it takes to handle
+// them and to commit (transaction_seconds by phase: handle, the batch's
+// handlers; prepare, the flush of its records and its offsets; end).
+// Under load a transaction carries many records and each phase grows
+// with the others' load; idle, one record a transaction, and a phase is
+// its requests' round trips.
+type transactionMetrics struct {
+	records              prometheus.Histogram
+	seconds              *prometheus.HistogramVec
+	handle, prepare, end prometheus.Observer
+}
+
+func newTransactionMetrics() transactionMetrics {
+	m := transactionMetrics{
+		records: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "transaction_records",
+			Help:    "Records consumed and handled in a transaction (0: writes of HTTP requests or timers only).",
+			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
+		}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "transaction_seconds",
+			Help:    "Time a transaction spends in each phase: handle (its records' handlers), prepare (the flush of its records and its offsets), end.",
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
+		}, []string{"phase"}),
+	}
+	m.handle, m.prepare, m.end = m.seconds.WithLabelValues("handle"), m.seconds.WithLabelValues("prepare"), m.seconds.WithLabelValues("end")
+	return m
+}
+
+func (m transactionMetrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.records, m.seconds} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

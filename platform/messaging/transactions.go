@@ -13,6 +13,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -87,6 +88,8 @@ type SessionConfig struct {
 	// UserData is what the instance advertises in its group membership.
 	UserData []byte
 	Owner    Owner
+	// Metrics, if set, gets the transactions' metrics (transactionMetrics).
+	Metrics prometheus.Registerer
 
 	hooks []kgo.Hook // a test's view of the client
 }
@@ -112,6 +115,7 @@ type SessionConfig struct {
 type Session struct {
 	cfg         SessionConfig
 	logger      *slog.Logger
+	metrics     transactionMetrics
 	awaitCommit time.Duration // AwaitCommit; shorter in tests
 	linger      time.Duration // linger; longer in tests
 
@@ -214,7 +218,12 @@ func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
-		cur: newTxn(), failed: make(chan error, 1)}
+		cur: newTxn(), failed: make(chan error, 1), metrics: newTransactionMetrics()}
+	if cfg.Metrics != nil {
+		if err := s.metrics.register(cfg.Metrics); err != nil {
+			logger.Warn("transaction metrics not registered", "error", err)
+		}
+	}
 	return s
 }
 
@@ -436,14 +445,17 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		return err
 	}
 	through, consumed := true, len(records) > 0
-	for handled := 0; len(records) > 0; {
+	handled, handling := 0, time.Duration(0)
+	for len(records) > 0 {
 		batchCtx, cancel := context.WithCancel(ctx)
 		s.abandon.Store(&cancel)
 		if s.broken.Load() { // a write failed while the loop polled
 			cancel()
 		}
 		s.batch.Lock()
+		began := time.Now()
 		through = s.handle(batchCtx, records)
+		handling += time.Since(began)
 		s.batch.Unlock()
 		s.abandon.Store(nil)
 		cancel()
@@ -458,6 +470,8 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		records = s.fetched(cl.PollRecords(nil, pollMax-handled))
 	}
 	if consumed || s.dirty.Load() {
+		s.metrics.records.Observe(float64(handled))
+		s.metrics.handle.Observe(handling.Seconds())
 		if err := s.commit(ctx, cl, through); err != nil {
 			return err
 		}
@@ -705,7 +719,9 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 		// Every write's outcome must be known before the choice (Prepare
 		// flushes): a commit would keep the writes that landed without
 		// the one that failed.
+		began := time.Now()
 		err = cl.Prepare(endCtx, dirty)
+		s.metrics.prepare.Observe(time.Since(began).Seconds())
 		try = kgo.TryCommit
 	}
 	if s.broken.Swap(false) {
@@ -713,7 +729,9 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 	}
 	var committed bool
 	if err == nil {
+		began := time.Now()
 		committed, err = cl.End(endCtx, try)
+		s.metrics.end.Observe(time.Since(began).Seconds())
 	}
 	cancel()
 	s.begun = false

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -973,4 +975,72 @@ func TestAnAwaitedWriteIsSentAtOnce(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("an awaited write still waits after 20s: it is left to linger")
 	}
+}
+
+// The session's metrics describe each transaction: the records it
+// carried and the time of its phases, one observation of each a commit.
+func TestSessionMetricsDescribeItsTransactions(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "metrics.in", Partitions: 2}, contracts.TopicSpec{Name: "metrics.out", Partitions: 2}
+	cfg := startKafka(t, in, out)
+	reg := prometheus.NewRegistry()
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "metrics", TransactionalID: "metrics-1", Owner: o, Metrics: reg}, quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		return reply(out.Name)(s, msg)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partitions to be assigned", o.owns)
+
+	const n = 10
+	for i := range n {
+		produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
+	}
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= n })
+
+	// The last commit's end is observed once Kafka answers it, which may be
+	// after its records are read.
+	var histograms map[string]*dto.Histogram
+	consistent := func() bool {
+		histograms = gatherHistograms(t, reg)
+		records := histograms["transaction_records"]
+		if records.GetSampleSum() != n {
+			return false
+		}
+		for _, phase := range []string{"handle", "prepare", "end"} {
+			if histograms["transaction_seconds/"+phase].GetSampleCount() != records.GetSampleCount() {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, fmt.Sprintf("transaction_records to sum to %d and every phase to be observed once a transaction", n), consistent)
+	for _, phase := range []string{"handle", "prepare", "end"} {
+		if h := histograms["transaction_seconds/"+phase]; h.GetSampleSum() <= 0 {
+			t.Errorf("transaction_seconds{phase=%q}: %d observations summing to %gs, want a positive sum", phase, h.GetSampleCount(), h.GetSampleSum())
+		}
+	}
+}
+
+// gatherHistograms returns reg's histograms by name and label values
+// ("name/value").
+func gatherHistograms(t *testing.T, reg *prometheus.Registry) map[string]*dto.Histogram {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.Histogram{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			out[name] = m.GetHistogram()
+		}
+	}
+	return out
 }

@@ -172,6 +172,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		TransactionTimeout: transactionTimeout,
 		UserData:           []byte(p.member),
 		Owner:              p.partitions,
+		Metrics:            p.Metrics,
 	}, logger)
 	p.closers = append(p.closers, p.session.Close)
 	p.Publisher = messaging.PublisherOn(p.session)

@@ -162,7 +162,8 @@ func TestRun(t *testing.T) {
 			}
 			want := []string{"sagas", "sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 				"roundtrips_per_s", "records_per_s", "records_per_saga", "efficiency", "efficiency_ceiling",
-				"instances", "cpu_us_per_saga", "system_cpu_us_per_saga"}
+				"instances", "cpu_us_per_saga", "system_cpu_us_per_saga",
+				"transactions_per_saga", "records_per_transaction", "handle_ms", "prepare_ms", "end_ms"}
 			if tt.rate > 0 {
 				want = append(want, "rate")
 			}
@@ -191,6 +192,11 @@ func TestRun(t *testing.T) {
 			}
 			if !regexp.MustCompile(fmt.Sprintf(`instances\s+%d\s`, tt.instances)).MatchString(out.String()) {
 				t.Errorf("table: got\n%s\nwant a line saying %d instances", &out, tt.instances)
+			}
+			for _, name := range []string{"order", "customer", "payment", "orchestrator"} {
+				if !regexp.MustCompile(`transactions/saga\s+[0-9.]+\s+` + name + `: [0-9.]+ records each; handle [0-9.]+ ms, prepare \(flush, offsets\) [0-9.]+ ms, end [0-9.]+ ms`).MatchString(out.String()) {
+					t.Errorf("table: got\n%s\nwant a line of %s's transactions", &out, name)
+				}
 			}
 			if !regexp.MustCompile(`CPU µs/saga\s+[1-9][0-9]*\s+user\+system CPU of this whole process`).MatchString(out.String()) {
 				t.Errorf("table: got\n%s\nwant the CPU time per saga, the bench's own included", &out)

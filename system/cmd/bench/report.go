@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/system"
 	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
@@ -52,6 +53,16 @@ type summary struct {
 	// holds no sample; zero is a figure.
 	HarnessCPUUsPerSaga *float64 `json:"harness_cpu_us_per_saga,omitempty"`
 	SystemCPUUsPerSaga  *float64 `json:"system_cpu_us_per_saga,omitempty"`
+	// TransactionsPerSaga is the Kafka transactions of every process a
+	// saga; RecordsPerTransaction the records each handled, and HandleMs,
+	// PrepareMs (the flush of its records and its offsets) and EndMs the
+	// mean time of each phase of one, over all processes (the table has
+	// them by process).
+	TransactionsPerSaga   float64 `json:"transactions_per_saga"`
+	RecordsPerTransaction float64 `json:"records_per_transaction"`
+	HandleMs              float64 `json:"handle_ms"`
+	PrepareMs             float64 `json:"prepare_ms"`
+	EndMs                 float64 `json:"end_ms"`
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -86,6 +97,9 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 		Rate:           cfg.Rate,
 		Instances:      max(cfg.Instances, 1),
 	}
+	all := ph.transactions[allProcesses]
+	s.TransactionsPerSaga, s.RecordsPerTransaction = all.PerSaga, all.Records
+	s.HandleMs, s.PrepareMs, s.EndMs = all.HandleMs, all.PrepareMs, all.EndMs
 	if ph.cpuOK {
 		perSaga := float64(ph.cpu.Microseconds()) / float64(len(ph.measured()))
 		s.CPUUsPerSaga = round(perSaga, 1)
@@ -205,6 +219,12 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 	row("outcomes", len(ph.runs), strings.Join(outcomes, ", ")+" (warm-up included)")
 	row("re-sent commands", v.timeouts, "after a step timeout")
 	row("records/saga", fmt.Sprintf("%.2f", s.RecordsPerSaga), perTopic(ph.written, s.Sagas))
+	for _, name := range system.Names() {
+		if x, ok := ph.transactions[name]; ok {
+			row("transactions/saga", fmt.Sprintf("%.2f", x.PerSaga),
+				fmt.Sprintf("%s: %.1f records each; handle %.2f ms, prepare (flush, offsets) %.2f ms, end %.2f ms on average", name, x.Records, x.HandleMs, x.PrepareMs, x.EndMs))
+		}
+	}
 	row("efficiency", fmt.Sprintf("%.3f", s.Efficiency), "sagas/s x records/saga / bound records/s")
 	row("ceiling", fmt.Sprintf("%.3f", s.EfficiencyCeiling), "the efficiency of these records if nothing but Kafka and watermill cost anything: a log record at half a round trip of the bound, a compacted one at a record of it")
 	if verr != nil {

@@ -32,6 +32,9 @@ type sagaPhase struct {
 	// span; shareErr says why there is none.
 	share    cpuShare
 	shareErr error
+	// transactions is what each process's transactions did over the
+	// measured sagas, from the instances' metrics.
+	transactions map[string]txnStats
 }
 
 // measured returns the runs the figures are made of.
@@ -80,6 +83,7 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 		return nil, err
 	}
 	var before kadm.ListedOffsets // the end offsets once the warm-up is over
+	var txnsBefore map[string]txnTotals
 	var start time.Time
 	var cpuStart, cpuEnd time.Duration
 	var cpuStartOK, cpuEndOK bool
@@ -108,6 +112,9 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 		}
 		var err error
 		if before, err = endOffsets(gctx, adm, systemTopics()); err != nil {
+			return err
+		}
+		if txnsBefore, err = scrapeTransactions(gctx, t); err != nil {
 			return err
 		}
 		p, err := startCPUProfile()
@@ -165,5 +172,10 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 		return nil, err
 	}
 	ph.written = written(before, after)
+	txnsAfter, err := scrapeTransactions(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	ph.transactions = transactionStats(txnsBefore, txnsAfter, len(ph.measured()))
 	return ph, nil
 }
