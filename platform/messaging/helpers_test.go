@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -134,4 +136,31 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		case <-time.After(10 * time.Millisecond): // poll interval, not synchronisation
 		}
 	}
+}
+
+// series returns the series of metric name with exactly the given labels
+// that g holds, or nil (whose getters answer zero).
+func series(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			matched := 0
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
+					matched++
+				}
+			}
+			if matched == len(labels) && len(m.GetLabel()) == len(labels) {
+				return m
+			}
+		}
+	}
+	return nil
 }

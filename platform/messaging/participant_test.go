@@ -178,21 +178,8 @@ func (p *participant) reply(t *testing.T, sagaID string) (*kgo.Record, serde.Rec
 	return found, body
 }
 
-func (p *participant) deadLettered(topic string) float64 {
-	families, _ := p.metrics.Gather()
-	for _, f := range families {
-		if f.GetName() != "messages_dead_lettered_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "topic" && l.GetValue() == topic {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+func (p *participant) deadLettered(t *testing.T, topic string) float64 {
+	return series(t, p.metrics, "messages_dead_lettered_total", map[string]string{"topic": topic}).GetCounter().GetValue()
 }
 
 func TestCommands(t *testing.T) {
@@ -287,7 +274,7 @@ func TestCommands(t *testing.T) {
 			})
 		}
 		eventually(t, "the dead-letter counter to reach 5", func() bool {
-			return p.deadLettered(contracts.TopicCustomerCommands) == float64(len(cases))
+			return p.deadLettered(t, contracts.TopicCustomerCommands) == float64(len(cases))
 		})
 	})
 
@@ -315,32 +302,16 @@ func TestCommands(t *testing.T) {
 			{"handler_execution_time_seconds", map[string]string{"handler_name": handlerName, "success": "true"}},
 			{"subscriber_messages_received_total", map[string]string{"handler_name": handlerName, "subscriber_name": "messaging.Subscriber", "acked": "acked"}},
 		} {
-			eventually(t, fmt.Sprintf("%s%v to count", c.metric, c.labels), func() bool { return p.counted(c.metric, c.labels) > 0 })
+			eventually(t, fmt.Sprintf("%s%v to count", c.metric, c.labels), func() bool { return p.counted(t, c.metric, c.labels) > 0 })
 		}
 	})
 }
 
 // counted returns the value of a counter, or the sample count of a
 // histogram, of the series of metric name with the given labels.
-func (p *participant) counted(name string, labels map[string]string) float64 {
-	families, _ := p.metrics.Gather()
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			matched := 0
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
-					matched++
-				}
-			}
-			if matched == len(labels) && len(m.GetLabel()) == len(labels) {
-				return m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return 0
+func (p *participant) counted(t *testing.T, name string, labels map[string]string) float64 {
+	m := series(t, p.metrics, name, labels)
+	return m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
 }
 
 func TestNewHandlersRequiresADeadLetterPublisher(t *testing.T) {

@@ -1002,45 +1002,25 @@ func TestSessionMetricsDescribeItsTransactions(t *testing.T) {
 
 	// The last commit's end is observed once Kafka answers it, which may be
 	// after its records are read.
-	var histograms map[string]*dto.Histogram
-	consistent := func() bool {
-		histograms = gatherHistograms(t, reg)
-		records := histograms["transaction_records"]
+	phase := func(name string) *dto.Histogram {
+		return series(t, reg, "transaction_seconds", map[string]string{"phase": name}).GetHistogram()
+	}
+	phases := []string{"handle", "prepare", "end"}
+	eventually(t, fmt.Sprintf("transaction_records to sum to %d and every phase to be observed once a transaction", n), func() bool {
+		records := series(t, reg, "transaction_records", nil).GetHistogram()
 		if records.GetSampleSum() != n {
 			return false
 		}
-		for _, phase := range []string{"handle", "prepare", "end"} {
-			if histograms["transaction_seconds/"+phase].GetSampleCount() != records.GetSampleCount() {
+		for _, name := range phases {
+			if phase(name).GetSampleCount() != records.GetSampleCount() {
 				return false
 			}
 		}
 		return true
-	}
-	eventually(t, fmt.Sprintf("transaction_records to sum to %d and every phase to be observed once a transaction", n), consistent)
-	for _, phase := range []string{"handle", "prepare", "end"} {
-		if h := histograms["transaction_seconds/"+phase]; h.GetSampleSum() <= 0 {
-			t.Errorf("transaction_seconds{phase=%q}: %d observations summing to %gs, want a positive sum", phase, h.GetSampleCount(), h.GetSampleSum())
+	})
+	for _, name := range phases {
+		if h := phase(name); h.GetSampleSum() <= 0 {
+			t.Errorf("transaction_seconds{phase=%q}: %d observations summing to %gs, want a positive sum", name, h.GetSampleCount(), h.GetSampleSum())
 		}
 	}
-}
-
-// gatherHistograms returns reg's histograms by name and label values
-// ("name/value").
-func gatherHistograms(t *testing.T, reg *prometheus.Registry) map[string]*dto.Histogram {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*dto.Histogram{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			name := f.GetName()
-			for _, l := range m.GetLabel() {
-				name += "/" + l.GetValue()
-			}
-			out[name] = m.GetHistogram()
-		}
-	}
-	return out
 }
