@@ -8,7 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"slices"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -20,6 +23,34 @@ import (
 	order "github.com/kafkasaga/kafkasaga/services/order/service"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 )
+
+// SpareP gives the process, once, one more P than the Go runtime chose
+// (procs); Run calls it. Every process of the system, the embedded broker's single loop
+// and every client's network I/O share one Go scheduler, which has no
+// priorities and looks at the network only when a P runs out of work:
+// while the handlers keep every P busy, a request's answer waits in its
+// socket. The spare P, which the OS shares out with the others, runs the
+// network and the broker's loop meanwhile (docs/architecture.md, "One
+// spare P").
+func SpareP() {
+	spareP.Do(func() {
+		if n := procs(runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS")); n > 0 {
+			runtime.GOMAXPROCS(n)
+		}
+	})
+}
+
+var spareP sync.Once
+
+// procs returns the GOMAXPROCS the whole system runs with, given the
+// runtime's choice and the GOMAXPROCS environment variable: one more than
+// the runtime's choice, or 0 to keep the environment's.
+func procs(chosen int, env string) int {
+	if env != "" {
+		return 0
+	}
+	return chosen + 1
+}
 
 // Config configures Run. The zero value of each part is its service's default.
 type Config struct {
@@ -41,6 +72,7 @@ type Config struct {
 
 // Run starts everything and blocks until ctx ends or a part fails.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	SpareP()
 	if cfg.Embedded {
 		stack, err := devstack.Start(ctx, cfg.Devstack)
 		if err != nil {

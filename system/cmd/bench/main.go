@@ -129,6 +129,9 @@ func (c Config) Validate() error {
 // run measures the bound, starts the system, runs the sagas, checks the
 // answers and reports to out; the progress bar goes to progress.
 func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
+	// The system runs with a spare P (system.Run); the bound, measured
+	// before and after it, with the same.
+	system.SpareP()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	t, err := startStack(ctx, cfg, logger)
 	if err != nil {

@@ -1,0 +1,22 @@
+package system
+
+import "testing"
+
+// The whole system runs with one P more than the runtime chose, unless
+// GOMAXPROCS says how many.
+func TestProcs(t *testing.T) {
+	for _, tt := range []struct {
+		chosen int
+		env    string
+		want   int
+	}{
+		{chosen: 2, want: 3},
+		{chosen: 1, want: 2},
+		{chosen: 2, env: "2", want: 0},
+		{chosen: 4, env: "1", want: 0},
+	} {
+		if got := procs(tt.chosen, tt.env); got != tt.want {
+			t.Errorf("procs(%d, %q): got %d, want %d", tt.chosen, tt.env, got, tt.want)
+		}
+	}
+}
