@@ -25,13 +25,13 @@ import (
 )
 
 // SpareP gives the process, once, one more P than the Go runtime chose
-// (procs); Run calls it. Every process of the system, the embedded broker's single loop
-// and every client's network I/O share one Go scheduler, which has no
-// priorities and looks at the network only when a P runs out of work:
-// while the handlers keep every P busy, a request's answer waits in its
-// socket. The spare P, which the OS shares out with the others, runs the
-// network and the broker's loop meanwhile (docs/architecture.md, "One
-// spare P").
+// (procs); Run calls it. Every process of the system, the embedded
+// broker's single loop and every client's network I/O share one Go
+// scheduler, which has no priorities and looks at the network only when a
+// P runs out of work: while the handlers keep every P busy, a request's
+// answer waits in its socket. The spare P, which the OS shares out with
+// the others, runs the network and the broker's loop meanwhile
+// (docs/architecture.md, "One spare P").
 func SpareP() {
 	spareP.Do(func() {
 		if n := procs(runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS")); n > 0 {
