@@ -78,7 +78,7 @@ func TestAnOperatorAbortsASagaWaitingOnASilentParticipant(t *testing.T) {
 		return nil
 	})
 	forwarded := func() float64 {
-		return metric(t, r, r.sagas, "http_forwarded_total") + metric(t, r, second, "http_forwarded_total")
+		return metric(t, r.sagas, "http_forwarded_total") + metric(t, second, "http_forwarded_total")
 	}
 	before := forwarded()
 
@@ -122,7 +122,7 @@ func TestAnOperatorAbortsASagaWaitingOnASilentParticipant(t *testing.T) {
 		t.Errorf("saga: got %s %s, history (event/by) %v; want REJECTED ABORTED, %v", s.State, s.FailureReason, got, want)
 	}
 	checkCredit(t, r, map[string]int64{c: limit})
-	if stale := metric(t, r, r.sagas, "saga_stale_replies_total") + metric(t, r, second, "saga_stale_replies_total"); stale < 1 {
+	if stale := metric(t, r.sagas, "saga_stale_replies_total") + metric(t, second, "saga_stale_replies_total"); stale < 1 {
 		t.Errorf("stale replies: got %v, want the late PaymentAuthorized counted", stale)
 	}
 }

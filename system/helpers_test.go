@@ -28,6 +28,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	payment "github.com/kafkasaga/kafkasaga/services/payment/service"
 	"github.com/kafkasaga/kafkasaga/system"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 // paymentLimit is the payment service's limit in these tests: larger orders
@@ -146,20 +147,13 @@ func runInBackground(t *testing.T, fn func(ctx context.Context) error) (done <-c
 }
 
 // metric sums the samples of a Prometheus counter on base's /metrics.
-func metric(t *testing.T, r *running, base, name string) float64 {
+func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
-	_, body := r.get(t, base+"/metrics")
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
-			var v float64
-			if _, err := fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v); err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
-			}
-			sum += v
-		}
+	families, err := load.Metrics(t.Context(), http.DefaultClient, base)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sum
+	return load.Total(families, name)
 }
 
 func freeAddrs(t *testing.T, n int) []string {

@@ -69,7 +69,7 @@ func checkNoSagaInFlight(t *testing.T, ps *procs) {
 			if _, body := ps.r.get(t, base+"/metrics"); !strings.Contains(string(body), `saga_instances_running{saga_type="CreateOrder",version="1"}`) {
 				return fmt.Errorf("%s: /metrics has no saga_instances_running of CreateOrder version 1", p.name)
 			}
-			if n := metric(t, ps.r, base, "saga_instances_running"); n != 0 {
+			if n := metric(t, base, "saga_instances_running"); n != 0 {
 				return fmt.Errorf("%s: saga_instances_running sums to %v, want 0 once every saga ended", p.name, n)
 			}
 		}

@@ -132,7 +132,7 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	dup.flushLate(t)
 	awaitConsumed(t, r.stack.Brokers(), system.Names()...)
 	w.check(t, r, time.Second)
-	if got := metric(t, r, r.sagas, "saga_stale_replies_total"); got == 0 {
+	if got := metric(t, r.sagas, "saga_stale_replies_total"); got == 0 {
 		t.Error("orchestrator: got no stale replies counted, want the duplicated replies counted and ignored")
 	}
 }
@@ -406,7 +406,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 	var counted float64
 	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
-		counted += metric(t, r, base, "messages_dead_lettered_total")
+		counted += metric(t, base, "messages_dead_lettered_total")
 	}
 	if counted != float64(len(poisoned)) {
 		t.Errorf("messages_dead_lettered_total over all processes: got %v, want %d", counted, len(poisoned))

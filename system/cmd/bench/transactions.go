@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/kafkasaga/kafkasaga/system"
+	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
 // txnTotals adds up the transaction metrics of a process's instances
@@ -42,7 +40,7 @@ func scrapeTransactions(ctx context.Context, t *target) (map[string]txnTotals, e
 	for _, name := range system.Names() {
 		var sum txnTotals
 		for _, base := range t.urls[name] {
-			families, err := scrapeMetrics(ctx, client, base+"/metrics")
+			families, err := load.Metrics(ctx, client, base)
 			if err != nil {
 				return nil, err
 			}
@@ -78,27 +76,6 @@ func phase(m *dto.Metric) string {
 		}
 	}
 	return ""
-}
-
-func scrapeMetrics(ctx context.Context, client *http.Client, url string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	return families, nil
 }
 
 // allProcesses names, in transactionStats, the processes together.

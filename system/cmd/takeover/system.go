@@ -256,21 +256,16 @@ func vmRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("process %d: no VmRSS in /proc/%d/status", pid, pid)
 }
 
-// metric reads one unlabelled sample from the instance's /metrics.
+// metric reads a gauge from the instance's /metrics.
 func (s *system) metric(ctx context.Context, p *proc, name string) (float64, error) {
-	status, body, err := get(ctx, s.client, p.base+"/metrics")
+	families, err := load.Metrics(ctx, s.client, p.base)
 	if err != nil {
 		return 0, err
 	}
-	if status != http.StatusOK {
-		return 0, fmt.Errorf("GET %s/metrics: %d", p.base, status)
+	if families[name] == nil {
+		return 0, fmt.Errorf("%s/metrics has no %s", p.base, name)
 	}
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		}
-	}
-	return 0, fmt.Errorf("%s/metrics has no %s", p.base, name)
+	return load.Total(families, name), nil
 }
 
 // get returns the status and body of GET url.
