@@ -4,7 +4,7 @@ import "testing"
 
 // The whole system runs with one P more than the runtime chose, unless
 // GOMAXPROCS says how many.
-func TestProcs(t *testing.T) {
+func TestGomaxprocs(t *testing.T) {
 	for _, tt := range []struct {
 		chosen int
 		env    string
@@ -15,8 +15,8 @@ func TestProcs(t *testing.T) {
 		{chosen: 2, env: "2", want: 0},
 		{chosen: 4, env: "1", want: 0},
 	} {
-		if got := procs(tt.chosen, tt.env); got != tt.want {
-			t.Errorf("procs(%d, %q): got %d, want %d", tt.chosen, tt.env, got, tt.want)
+		if got := gomaxprocs(tt.chosen, tt.env); got != tt.want {
+			t.Errorf("gomaxprocs(%d, %q): got %d, want %d", tt.chosen, tt.env, got, tt.want)
 		}
 	}
 }

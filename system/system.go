@@ -25,7 +25,7 @@ import (
 )
 
 // SpareP gives the process, once, one more P than the Go runtime chose
-// (procs); Run calls it. Every process of the system, the embedded
+// (gomaxprocs); Run calls it. Every process of the system, the embedded
 // broker's single loop and every client's network I/O share one Go
 // scheduler, which has no priorities and looks at the network only when a
 // P runs out of work: while the handlers keep every P busy, a request's
@@ -34,7 +34,7 @@ import (
 // (docs/architecture.md, "One spare P").
 func SpareP() {
 	spareP.Do(func() {
-		if n := procs(runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS")); n > 0 {
+		if n := gomaxprocs(runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS")); n > 0 {
 			runtime.GOMAXPROCS(n)
 		}
 	})
@@ -42,10 +42,10 @@ func SpareP() {
 
 var spareP sync.Once
 
-// procs returns the GOMAXPROCS the whole system runs with, given the
+// gomaxprocs returns the GOMAXPROCS the whole system runs with, given the
 // runtime's choice and the GOMAXPROCS environment variable: one more than
 // the runtime's choice, or 0 to keep the environment's.
-func procs(chosen int, env string) int {
+func gomaxprocs(chosen int, env string) int {
 	if env != "" {
 		return 0
 	}

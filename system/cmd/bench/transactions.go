@@ -10,19 +10,32 @@ import (
 	"github.com/kafkasaga/kafkasaga/system/internal/load"
 )
 
+// histo is a histogram's sum and count, added up over series and
+// instances.
+type histo struct{ sum, count float64 }
+
+// add adds o to h, times k (-1 takes it away).
+func (h *histo) add(o histo, k float64) { h.sum, h.count = h.sum+k*o.sum, h.count+k*o.count }
+
 // txnTotals adds up the transaction metrics of a process's instances
-// (messaging.Session's transaction_records and transaction_seconds).
+// (messaging.Session's transaction_records, whose count is the
+// transactions, and transaction_seconds by phase).
 type txnTotals struct {
-	count, records           float64
-	handle, prepare, end     float64 // seconds
-	handled, prepared, ended float64 // observations
+	records histo
+	phases  map[string]histo
 }
 
 // add adds o to t, times k (-1 takes it away).
 func (t *txnTotals) add(o txnTotals, k float64) {
-	t.count, t.records = t.count+k*o.count, t.records+k*o.records
-	t.handle, t.prepare, t.end = t.handle+k*o.handle, t.prepare+k*o.prepare, t.end+k*o.end
-	t.handled, t.prepared, t.ended = t.handled+k*o.handled, t.prepared+k*o.prepared, t.ended+k*o.ended
+	t.records.add(o.records, k)
+	if t.phases == nil {
+		t.phases = map[string]histo{}
+	}
+	for name, h := range o.phases {
+		sum := t.phases[name]
+		sum.add(h, k)
+		t.phases[name] = sum
+	}
 }
 
 // txnStats is what a process's transactions did over the measured sagas.
@@ -44,29 +57,22 @@ func scrapeTransactions(ctx context.Context, t *target) (map[string]txnTotals, e
 			if err != nil {
 				return nil, err
 			}
-			if f := families["transaction_records"]; f != nil {
-				for _, m := range f.GetMetric() {
-					sum.count += float64(m.GetHistogram().GetSampleCount())
-					sum.records += m.GetHistogram().GetSampleSum()
-				}
+			instance := txnTotals{phases: map[string]histo{}} // one series each
+			for _, m := range families["transaction_records"].GetMetric() {
+				instance.records = histogramOf(m)
 			}
-			if f := families["transaction_seconds"]; f != nil {
-				for _, m := range f.GetMetric() {
-					h := m.GetHistogram()
-					switch phase(m) {
-					case "handle":
-						sum.handle, sum.handled = sum.handle+h.GetSampleSum(), sum.handled+float64(h.GetSampleCount())
-					case "prepare":
-						sum.prepare, sum.prepared = sum.prepare+h.GetSampleSum(), sum.prepared+float64(h.GetSampleCount())
-					case "end":
-						sum.end, sum.ended = sum.end+h.GetSampleSum(), sum.ended+float64(h.GetSampleCount())
-					}
-				}
+			for _, m := range families["transaction_seconds"].GetMetric() {
+				instance.phases[phase(m)] = histogramOf(m)
 			}
+			sum.add(instance, 1)
 		}
 		out[name] = sum
 	}
 	return out, nil
+}
+
+func histogramOf(m *dto.Metric) histo {
+	return histo{sum: m.GetHistogram().GetSampleSum(), count: float64(m.GetHistogram().GetSampleCount())}
 }
 
 func phase(m *dto.Metric) string {
@@ -87,7 +93,9 @@ const allProcesses = ""
 func transactionStats(before, after map[string]txnTotals, sagas int) map[string]txnStats {
 	out := map[string]txnStats{}
 	var all txnTotals
-	for name, d := range after {
+	for name, a := range after {
+		var d txnTotals // a less before, in maps of its own
+		d.add(a, 1)
 		d.add(before[name], -1)
 		all.add(d, 1)
 		if x, ok := d.stats(sagas); ok {
@@ -103,20 +111,20 @@ func transactionStats(before, after map[string]txnTotals, sagas int) map[string]
 // stats returns the means of t over sagas sagas; false if t counted no
 // transaction.
 func (t txnTotals) stats(sagas int) (txnStats, bool) {
-	if t.count <= 0 || sagas == 0 {
+	if t.records.count <= 0 || sagas == 0 {
 		return txnStats{}, false
 	}
-	mean := func(sum, n float64) float64 {
-		if n <= 0 {
-			return 0
+	ms := func(phase string) float64 {
+		if h := t.phases[phase]; h.count > 0 {
+			return round(h.sum/h.count*1000, 3)
 		}
-		return round(sum/n*1000, 3)
+		return 0
 	}
 	return txnStats{
-		PerSaga:   round(t.count/float64(sagas), 3),
-		Records:   round(t.records/t.count, 1),
-		HandleMs:  mean(t.handle, t.handled),
-		PrepareMs: mean(t.prepare, t.prepared),
-		EndMs:     mean(t.end, t.ended),
+		PerSaga:   round(t.records.count/float64(sagas), 3),
+		Records:   round(t.records.sum/t.records.count, 1),
+		HandleMs:  ms("handle"),
+		PrepareMs: ms("prepare"),
+		EndMs:     ms("end"),
 	}, true
 }
