@@ -34,9 +34,15 @@ import (
 // CONCURRENT_TRANSACTIONS now and then, and the transactions that follow
 // fail.)
 type groupTxn struct {
-	*kgo.Client
-	group, txnID string
-	logger       *slog.Logger
+	*kgo.Client // the group's consumer
+	group       string
+	logger      *slog.Logger
+	// producers write the transactions in turn, cur the open one's: a
+	// producer begins its next transaction once the others have had
+	// theirs, its previous one complete by then (see producers). The
+	// loop's lock orders the turns with the writes.
+	producers []txnProducer
+	cur       int
 
 	mu       sync.Mutex // held while a transaction ends: revocations wait for it
 	failed   bool       // revoked or lost since the last end: abort
@@ -44,6 +50,34 @@ type groupTxn struct {
 	last     map[string]map[int32]kgo.EpochOffset // committed: read on assignment, then each commit
 	sent     map[string]map[int32]kgo.EpochOffset // by Prepare, for End
 	sendErr  error                                // of Prepare's offsets: End aborts
+}
+
+// txnProducer is a transactional producer and its id.
+type txnProducer struct {
+	*kgo.Client
+	txnID string
+}
+
+func (g *groupTxn) producer() txnProducer { return g.producers[g.cur] }
+
+// Produce adds r to the open transaction.
+func (g *groupTxn) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	g.producer().Produce(ctx, r, promise)
+}
+
+// Flush sends what the open transaction's producer holds and waits for it.
+func (g *groupTxn) Flush(ctx context.Context) error { return g.producer().Flush(ctx) }
+
+// Close leaves the group, then closes the producers.
+func (g *groupTxn) Close() {
+	g.Client.Close()
+	g.closeProducers()
+}
+
+func (g *groupTxn) closeProducers() {
+	for _, p := range g.producers {
+		p.Close()
+	}
 }
 
 // groupVersions caps TxnOffsetCommit at v5, which names topics: v6 wants
@@ -78,7 +112,7 @@ func (g *groupTxn) fail() {
 	g.failed, g.assigned, g.last = true, nil, nil
 }
 
-func (g *groupTxn) Begin() error { return g.BeginTransaction() }
+func (g *groupTxn) Begin() error { return g.producer().BeginTransaction() }
 
 // Prepare flushes the transaction's records and sends its offsets: within
 // the transaction, or, when it wrote nothing, committed at once. Nothing
@@ -87,7 +121,7 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	offsets := g.offsets()
 	var err error
 	if produced {
-		if err := g.Flush(ctx); err != nil {
+		if err := g.producer().Flush(ctx); err != nil {
 			return err
 		}
 		err = g.commitOffsets(ctx, offsets)
@@ -168,12 +202,13 @@ func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int
 	if len(offsets) == 0 {
 		return nil
 	}
-	id, epoch, err := g.ProducerID(ctx)
+	p := g.producer()
+	id, epoch, err := p.ProducerID(ctx)
 	if err != nil {
 		return err
 	}
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
-	req.TransactionalID = g.txnID
+	req.TransactionalID = p.txnID
 	req.Group = g.group
 	req.ProducerID, req.ProducerEpoch = id, epoch
 	req.MemberID, req.Generation = g.GroupMetadata()
@@ -188,7 +223,7 @@ func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int
 		}
 		req.Topics = append(req.Topics, t)
 	}
-	resp, err := req.RequestWith(ctx, g.Client)
+	resp, err := req.RequestWith(ctx, p.Client)
 	if err != nil {
 		return err
 	}
@@ -214,14 +249,15 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 		g.logger.Warn("offsets refused: the transaction aborts", "error", sendErr)
 	}
 	g.sent, g.sendErr, g.failed = nil, nil, false
+	p := g.producer()
 	if !commit {
-		if err := g.AbortBufferedRecords(ctx); err != nil {
+		if err := p.AbortBufferedRecords(ctx); err != nil {
 			return false, err
 		}
 	}
 	var err error
 	for range 10 {
-		err = g.EndTransaction(ctx, kgo.TransactionEndTry(commit))
+		err = p.EndTransaction(ctx, kgo.TransactionEndTry(commit))
 		// franz-go's answers after which the transaction can still be
 		// aborted, as GroupTransactSession does.
 		if err == nil || !(errors.Is(err, kerr.OperationNotAttempted) ||
@@ -229,6 +265,9 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 			break
 		}
 		commit = false
+	}
+	if err == nil { // the next transaction is the next producer's
+		g.cur = (g.cur + 1) % len(g.producers)
 	}
 	if err == nil && commit {
 		if sent != nil {

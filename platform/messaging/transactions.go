@@ -946,9 +946,31 @@ var kgoPartitioner = kgo.BasicConsistentPartitioner(func(topic string) func(*kgo
 	}
 })
 
-// connect makes the franz-go client: a consumer group on the group's
-// topics whose transactions commit their offsets (groupTxn), or a
-// transactional producer alone when there are none.
+// producers is how many transactional producers a session that reads
+// topics writes with, one transaction each, in turn. Apache Kafka adds a
+// partition to a producer's transaction (KIP-890) only once the
+// producer's previous transaction is complete, its markers written, which
+// is after its commit is answered; a producer that begins its next
+// transaction at once waits for that, and the broker tries again only
+// every 20 ms by default (add.partitions.to.txn.retry.backoff.ms). The
+// next producer in turn ended its transaction one commit earlier.
+const producers = 2
+
+// TransactionalIDs returns the transactional ids of the producers of a
+// session whose TransactionalID is base: base itself, then base-1, and so
+// on. Taking them all aborts what an instance left open.
+func TransactionalIDs(base string) []string {
+	ids := []string{base}
+	for i := 1; i < producers; i++ {
+		ids = append(ids, fmt.Sprintf("%s-%d", base, i))
+	}
+	return ids
+}
+
+// connect makes the franz-go clients: a consumer group on the group's
+// topics whose transactions, written by producers in turn, commit its
+// offsets (groupTxn), or a transactional producer alone when there are
+// none.
 func (s *Session) connect() (txnClient, error) {
 	k := s.cfg.Kafka
 	opts, err := KgoOptions(k)
@@ -958,24 +980,43 @@ func (s *Session) connect() (txnClient, error) {
 	opts = append(opts,
 		kgo.ClientID(s.cfg.Group),
 		kgo.WithLogger(kgoLogger{s.logger}),
-		kgo.TransactionalID(s.cfg.TransactionalID),
-		kgo.TransactionTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
-		// A record that cannot be written within the transaction's time
-		// fails, and its transaction aborts.
-		kgo.RecordDeliveryTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
-		kgo.RecordPartitioner(kgoPartitioner),
-		kgo.ProducerLinger(s.linger),
-		// Small records on a local network: compressing costs more CPU
-		// than the bytes it saves.
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.WithHooks(s.cfg.hooks...),
 	)
-	if len(s.topics) == 0 {
-		cl, err := kgo.NewClient(opts...)
+	producer := func(txnID string) (*kgo.Client, error) {
+		cl, err := kgo.NewClient(append(slices.Clone(opts),
+			kgo.TransactionalID(txnID),
+			kgo.TransactionTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
+			// A record that cannot be written within the transaction's
+			// time fails, and its transaction aborts.
+			kgo.RecordDeliveryTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
+			kgo.RecordPartitioner(kgoPartitioner),
+			kgo.ProducerLinger(s.linger),
+			// Small records on a local network: compressing costs more CPU
+			// than the bytes it saves.
+			kgo.ProducerBatchCompression(kgo.NoCompression()),
+			// It sends the group's offsets (groupTxn.commitOffsets).
+			kgo.MaxVersions(groupVersions()),
+		)...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to kafka: %w", err)
 		}
+		return cl, nil
+	}
+	if len(s.topics) == 0 {
+		cl, err := producer(s.cfg.TransactionalID)
+		if err != nil {
+			return nil, err
+		}
 		return producerOnly{cl}, nil
+	}
+	g := &groupTxn{group: s.cfg.Group, logger: s.logger}
+	for _, id := range TransactionalIDs(s.cfg.TransactionalID) {
+		cl, err := producer(id)
+		if err != nil {
+			g.closeProducers()
+			return nil, err
+		}
+		g.producers = append(g.producers, txnProducer{cl, id})
 	}
 	sessionTimeout := cmp.Or(k.SessionTimeout, 10*time.Second)
 	opts = append(opts,
@@ -984,6 +1025,8 @@ func (s *Session) connect() (txnClient, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
+		// Offsets are committed in the producers' transactions only.
+		kgo.DisableAutoCommit(),
 		// A fetch answers as soon as anything is there; under load, what
 		// arrives while a batch is handled is the next batch.
 		kgo.FetchMinBytes(int32(max(k.FetchMinBytes, 1))),
@@ -996,10 +1039,6 @@ func (s *Session) connect() (txnClient, error) {
 		// topic it reads (all have one count): the co-partitioning that
 		// lets an instance own a key's command, state and replies together.
 		kgo.Balancers(advertising{kgo.RangeBalancer(), s.cfg.UserData}),
-		kgo.MaxVersions(groupVersions()),
-	)
-	g := &groupTxn{group: s.cfg.Group, txnID: s.cfg.TransactionalID, logger: s.logger}
-	opts = append(opts,
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 			s.assigned(ctx, cl, g, assigned)
 		}),
@@ -1014,6 +1053,7 @@ func (s *Session) connect() (txnClient, error) {
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		g.closeProducers()
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
 	g.Client = cl

@@ -903,6 +903,18 @@ func lingering(t *testing.T, name string, handle func(s *messaging.Session, msg 
 	return stack, cfg
 }
 
+// warm has every producer of a lingering session load name.out's metadata
+// (a record of a topic its client has not written to yet waits for it,
+// then for the linger): it sends "first" once a producer, each after the
+// last one's perMessage records are read.
+func warm(t *testing.T, cfg config.Kafka, name string, perMessage int) {
+	t.Helper()
+	for i := range messaging.TransactionalIDs(name + "-1") {
+		produce(t, cfg, &kgo.Record{Topic: name + ".in", Value: []byte("first")})
+		readCommitted(t, cfg, name+".out", func(got []*kgo.Record) bool { return len(got) >= (i+1)*perMessage })
+	}
+}
+
 // A transaction's records wait for its commit and go out together: a
 // handler that writes once, and twice more once the first record could
 // have reached the broker, makes one produce request.
@@ -925,8 +937,9 @@ func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 		}
 		return nil
 	})
+	ids := messaging.TransactionalIDs("together-1")
 	observe(stack.Cluster(), kmsg.Produce, func(req kmsg.Request) {
-		if id := req.(*kmsg.ProduceRequest).TransactionID; id != nil && *id == "together-1" {
+		if id := req.(*kmsg.ProduceRequest).TransactionID; id != nil && slices.Contains(ids, *id) {
 			produced.Add(1)
 			select {
 			case arrived <- struct{}{}:
@@ -934,15 +947,14 @@ func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 			}
 		}
 	})
-	produce(t, cfg, &kgo.Record{Topic: "together.in", Value: []byte("first")})
-	readCommitted(t, cfg, "together.out", func(got []*kgo.Record) bool { return len(got) >= 3 })
+	warm(t, cfg, "together", 3)
 	before := produced.Load()
-	select { // the first transaction's
+	select { // the warm-up's
 	case <-arrived:
 	default:
 	}
 	produce(t, cfg, &kgo.Record{Topic: "together.in", Value: []byte("second")})
-	readCommitted(t, cfg, "together.out", func(got []*kgo.Record) bool { return len(got) >= 6 })
+	readCommitted(t, cfg, "together.out", func(got []*kgo.Record) bool { return len(got) >= 3*(len(ids)+1) })
 	if n := produced.Load() - before; n != 1 {
 		t.Errorf("produce requests of a transaction of three records: got %d, want 1", n)
 	}
@@ -964,8 +976,7 @@ func TestAnAwaitedWriteIsSentAtOnce(t *testing.T) {
 		offsets <- r.Offset
 		return nil
 	})
-	produce(t, cfg, &kgo.Record{Topic: "awaited.in", Value: []byte("first")})
-	readCommitted(t, cfg, "awaited.out", func(got []*kgo.Record) bool { return len(got) >= 1 })
+	warm(t, cfg, "awaited", 1)
 	produce(t, cfg, &kgo.Record{Topic: "awaited.in", Value: []byte("second")})
 	select {
 	case off := <-offsets:

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
 // watchPeers takes dead instances out of the process's consumer group at
@@ -143,11 +145,13 @@ func (p *Process) evict(ctx context.Context, id, addr string) {
 	}
 	p.partitions.owners.invalidate()
 	p.Logger.Info("evicted a dead instance from the group", "member", id, "advertised", addr)
-	p.fence(ctx, transactionalID(p.cfg.Name, addr))
+	for _, id := range messaging.TransactionalIDs(transactionalID(p.cfg.Name, addr)) {
+		p.fence(ctx, id)
+	}
 }
 
-// fence aborts the transaction a dead instance left open, as its restart
-// would, by taking its transactional id: until then its partitions' last
+// fence aborts the transaction a dead instance left open under txnID (one
+// of its producers'), as its restart would, by taking the id: until then its partitions' last
 // stable offset stays where the transaction began, and their new owner's
 // restore, which reads up to their end, waits for the broker to time the
 // transaction out.
