@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1032,6 +1033,46 @@ func TestSessionMetricsDescribeItsTransactions(t *testing.T) {
 	for _, name := range phases {
 		if h := phase(name); h.GetSampleSum() <= 0 {
 			t.Errorf("transaction_seconds{phase=%q}: %d observations summing to %gs, want a positive sum", name, h.GetSampleCount(), h.GetSampleSum())
+		}
+	}
+}
+
+// Consecutive transactions are written by the session's producers in
+// turn: a producer's next transaction begins only once the others have
+// had theirs, by when Apache Kafka has completed its previous one.
+func TestConsecutiveTransactionsTakeTurnsAmongTheProducers(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "turns.in", Partitions: 1}, contracts.TopicSpec{Name: "turns.out", Partitions: 1}
+	stack, cfg := startEmbedded(t, in, out)
+	ids := messaging.TransactionalIDs("turns-1")
+	if len(ids) < 2 {
+		t.Fatalf("transactional ids of a session: got %v, want two or more", ids)
+	}
+	var (
+		mu    sync.Mutex
+		ended []string
+	)
+	observe(stack.Cluster(), kmsg.EndTxn, func(req kmsg.Request) {
+		if id := req.(*kmsg.EndTxnRequest).TransactionalID; slices.Contains(ids, id) {
+			mu.Lock()
+			ended = append(ended, id)
+			mu.Unlock()
+		}
+	})
+	_, o := startSession(t, cfg, "turns", "turns-1", in.Name, reply(out.Name))
+	eventually(t, "the partitions to be assigned", o.owns)
+	const n = 4
+	for i := range n { // one transaction each: the next is sent once the last is read
+		produce(t, cfg, &kgo.Record{Topic: in.Name, Value: []byte(strconv.Itoa(i))})
+		readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) > i })
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) < n {
+		t.Fatalf("transactions ended: got %v, want %d or more", ended, n)
+	}
+	for i := 1; i < len(ended); i++ {
+		if ended[i] == ended[i-1] {
+			t.Errorf("transactions ended by %v: %s ended two in a row", ended, ended[i])
 		}
 	}
 }
