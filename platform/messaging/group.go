@@ -16,7 +16,9 @@ import (
 )
 
 // groupTxn is the client of a process that reads topics in a consumer
-// group: franz-go's client, whose transactions it ends itself.
+// group: franz-go's consumer in the group, and franz-go's transactional
+// producers, which write the transactions in turn and which it ends
+// itself.
 //
 // A transaction that wrote records commits the offsets of the partitions
 // read since the last commit or, when none was (the writes of an HTTP
