@@ -94,10 +94,11 @@ type SessionConfig struct {
 	hooks []kgo.Hook // a test's view of the client
 }
 
-// Session is a process's one Kafka client, on franz-go (groupTxn): it
-// reads the process's topics in its consumer group and writes every record
-// (state, commands, replies, events) in Kafka transactions that commit the
-// consumed offsets with the group's generation (KIP-447). An instance that
+// Session is a process's reads and writes on Kafka, on franz-go
+// (groupTxn): it reads the process's topics in its consumer group and
+// writes every record (state, commands, replies, events) in Kafka
+// transactions that commit the consumed offsets with the group's
+// generation (KIP-447). An instance that
 // lost its partitions without knowing it (a long pause, a network
 // partition) cannot commit afterwards: the broker refuses the offsets of
 // an old generation, the transaction is aborted, and no read_committed
