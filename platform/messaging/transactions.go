@@ -983,19 +983,21 @@ func (s *Session) connect() (txnClient, error) {
 		kgo.WithLogger(kgoLogger{s.logger}),
 		kgo.WithHooks(s.cfg.hooks...),
 	)
+	txnTimeout := cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
 	producer := func(txnID string) (*kgo.Client, error) {
 		cl, err := kgo.NewClient(append(slices.Clone(opts),
 			kgo.TransactionalID(txnID),
-			kgo.TransactionTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
+			kgo.TransactionTimeout(txnTimeout),
 			// A record that cannot be written within the transaction's
 			// time fails, and its transaction aborts.
-			kgo.RecordDeliveryTimeout(cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)),
+			kgo.RecordDeliveryTimeout(txnTimeout),
 			kgo.RecordPartitioner(kgoPartitioner),
 			kgo.ProducerLinger(s.linger),
 			// Small records on a local network: compressing costs more CPU
 			// than the bytes it saves.
 			kgo.ProducerBatchCompression(kgo.NoCompression()),
-			// It sends the group's offsets (groupTxn.commitOffsets).
+			// In a group, it sends the group's offsets
+			// (groupTxn.commitOffsets).
 			kgo.MaxVersions(groupVersions()),
 		)...)
 		if err != nil {
