@@ -32,9 +32,9 @@ import (
 // transaction may commit whatever the group does next, since a new
 // owner's restore reads its partitions to the log's end and waits for a
 // transaction in the way. (Sending the offsets during the flush would save
-// another round trip; Apache Kafka then refuses them with
-// CONCURRENT_TRANSACTIONS now and then, and the transactions that follow
-// fail.)
+// another round trip on the embedded broker; Apache Kafka refuses the
+// second of the two to add its partition, and a refused produce waits
+// for a metadata refresh: docs/architecture.md.)
 type groupTxn struct {
 	*kgo.Client // the group's consumer
 	group       string
