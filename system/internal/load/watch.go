@@ -138,9 +138,12 @@ func WatchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 	if err != nil {
 		return err
 	}
-	// Running sagas are written to the saga topic, ended ones to its
-	// archive (the saga topic then gets an empty pointer).
-	start := map[string]map[int32]kgo.Offset{contracts.TopicCreateOrderSagas: {}, contracts.TopicCreateOrderSagasEnded: {}}
+	// An ended saga is written to the saga topic's archive, in the
+	// transaction of its last step (the saga topic gets an empty pointer),
+	// so the archive alone shows every end as soon as it is committed:
+	// reading the saga topic too would fetch and decode every running
+	// saga's steps.
+	start := map[string]map[int32]kgo.Offset{contracts.TopicCreateOrderSagasEnded: {}}
 	from.Each(func(o kadm.ListedOffset) {
 		if _, ok := start[o.Topic]; ok {
 			start[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
@@ -159,13 +162,13 @@ func WatchSagas(ctx context.Context, kafka config.Kafka, from kadm.ListedOffsets
 			return nil
 		}
 		if errs := fetches.Errors(); len(errs) > 0 {
-			return fmt.Errorf("read %s: %w", contracts.TopicCreateOrderSagas, errs[0].Err)
+			return fmt.Errorf("read %s: %w", contracts.TopicCreateOrderSagasEnded, errs[0].Err)
 		}
 		seen := time.Now()
 		var decodeErr error
 		fetches.EachRecord(func(r *kgo.Record) {
-			if len(r.Value) == 0 || decodeErr != nil {
-				return // a tombstone, or the pointer to an archived saga
+			if decodeErr != nil {
+				return
 			}
 			rec, err := sd.Decode(r.Value)
 			if err != nil {
