@@ -21,3 +21,7 @@ func WithHooks(cfg SessionConfig, hooks ...kgo.Hook) SessionConfig {
 	cfg.hooks = hooks
 	return cfg
 }
+
+// TakesWrites reports whether s's transactions take writes: once its
+// partitions are assigned, restored and its first transaction begun.
+func TakesWrites(s *Session) bool { return s.open.Load() }

@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -82,12 +83,57 @@ func readUntil(t *testing.T, cfg config.Kafka, topic string, done func([]*kgo.Re
 	for !done(got) {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("reading %s: gave up after 20s with %d records: %s", topic, len(got), describe(got))
+			t.Fatalf("reading %s: gave up after 20s with %d records: %s (%s)", topic, len(got), describe(got), ends(cl, topic))
 		}
 		fetches.EachError(func(_ string, _ int32, err error) { t.Logf("fetch %s: %v", topic, err) })
 		got = append(got, fetches.Records()...)
 	}
 	return got
+}
+
+// ends describes where topic's partitions end, where their committed
+// records end, and every record they hold with its producer and, for a
+// transaction's marker, whether it commits or aborts: what a reader of
+// committed records that found nothing needs to know.
+func ends(cl *kgo.Client, topic string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	high, herr := adm.ListEndOffsets(ctx, topic)
+	stable, serr := adm.ListCommittedOffsets(ctx, topic)
+	if err := errors.Join(herr, serr, high.Error(), stable.Error()); err != nil {
+		return "end offsets: " + err.Error()
+	}
+	s := "end offsets, committed ones in brackets:"
+	high.Each(func(o kadm.ListedOffset) {
+		s += fmt.Sprintf(" %d: %d [%d]", o.Partition, o.Offset, stable[o.Topic][o.Partition].Offset)
+	})
+	raw, err := kgo.NewClient(kgo.SeedBrokers(cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
+	if err != nil {
+		return s
+	}
+	defer raw.Close()
+	left := map[int32]int64{} // partitions not read to their end, and their ends
+	high.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	s += "; records:"
+	for len(left) > 0 && ctx.Err() == nil {
+		raw.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			what := fmt.Sprintf("%q", r.Value)
+			if r.Attrs.IsControl() { // its key's type: 0 abort, 1 commit
+				what = map[bool]string{true: "commit", false: "abort"}[len(r.Key) == 4 && r.Key[3] == 1]
+			}
+			s += fmt.Sprintf(" %d@%d producer %d: %s;", r.Partition, r.Offset, r.ProducerID, what)
+			if r.Offset+1 >= left[r.Partition] {
+				delete(left, r.Partition)
+			}
+		})
+	}
+	return s
 }
 
 // readAll reads every record topic holds now.

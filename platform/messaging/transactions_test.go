@@ -426,7 +426,9 @@ func startRefusing(t *testing.T, name string) (*devstack.Stack, config.Kafka, *m
 		contracts.TopicSpec{Name: name + ".refused", Partitions: 1}
 	stack, cfg := startEmbedded(t, in, kept, refused)
 	s, o := startSession(t, cfg, name, name+"-1", in.Name, reply(kept.Name))
-	eventually(t, "the partitions to be assigned", o.owns)
+	// Assigned, a session takes writes once its first transaction begins;
+	// before, a write is refused with ErrRebalancing.
+	eventually(t, "the session to take writes", func() bool { return messaging.TakesWrites(s) })
 	return stack, cfg, s, o, kept, refused
 }
 
@@ -480,7 +482,7 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 		t.Fatal("Send with one of its writes refused: got nil, want an error")
 	}
 	if o.distrusted() == 0 || early.Load() {
-		t.Errorf("Send returned its error before the state that holds its writes was dropped (dropped %d times)", o.distrusted())
+		t.Errorf("Send returned its error (%v) before the state that holds its writes was dropped (dropped %d times)", err, o.distrusted())
 	}
 	fault.Remove()
 	eventually(t, "a write to be accepted", func() bool {
