@@ -1,9 +1,13 @@
 package messaging
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/platform/config"
 )
 
 // SetAwaitCommit sets how long s's writes outside a handler wait for their
@@ -25,3 +29,16 @@ func WithHooks(cfg SessionConfig, hooks ...kgo.Hook) SessionConfig {
 // TakesWrites reports whether s's transactions take writes: once its
 // partitions are assigned, restored and its first transaction begun.
 func TakesWrites(s *Session) bool { return s.open.Load() }
+
+// Producer makes a transactional producer as a session that reads nothing
+// does, and returns its client and the end the session gives its
+// transactions, which reports whether one committed.
+func Producer(cfg config.Kafka, txnID string) (*kgo.Client, func(context.Context, kgo.TransactionEndTry) (bool, error), error) {
+	s := NewSession(SessionConfig{Kafka: cfg, Group: txnID, TransactionalID: txnID}, slog.New(slog.DiscardHandler))
+	cl, err := s.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	p := cl.(producerOnly)
+	return p.Client, p.End, nil
+}

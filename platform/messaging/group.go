@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -57,7 +58,18 @@ type groupTxn struct {
 // txnProducer is a transactional producer and its id.
 type txnProducer struct {
 	*kgo.Client
-	txnID string
+	txnID   string
+	aborted *atomic.Bool // set by its logger: see end
+}
+
+// end ends the open transaction, and reports whether it committed. A
+// nil from franz-go's EndTransaction does not say so: asked to commit a
+// transaction none of whose produces it saw acknowledged, it aborts
+// instead and says so only in its log (kgoLogger).
+func (p txnProducer) end(ctx context.Context, commit kgo.TransactionEndTry) (bool, error) {
+	p.aborted.Store(false)
+	err := p.EndTransaction(ctx, commit)
+	return err == nil && bool(commit) && !p.aborted.Load(), err
 }
 
 func (g *groupTxn) producer() txnProducer { return g.producers[g.cur] }
@@ -259,14 +271,13 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 	}
 	var err error
 	for range 10 {
-		err = p.EndTransaction(ctx, kgo.TransactionEndTry(commit))
+		commit, err = p.end(ctx, kgo.TransactionEndTry(commit))
 		// franz-go's answers after which the transaction can still be
 		// aborted, as GroupTransactSession does.
 		if err == nil || !(errors.Is(err, kerr.OperationNotAttempted) ||
 			errors.Is(err, kerr.TransactionAbortable) || errors.Is(err, kerr.UnknownServerError)) {
 			break
 		}
-		commit = false
 	}
 	if err == nil { // the next transaction is the next producer's
 		g.cur = (g.cur + 1) % len(g.producers)

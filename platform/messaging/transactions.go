@@ -980,12 +980,14 @@ func (s *Session) connect() (txnClient, error) {
 	}
 	opts = append(opts,
 		kgo.ClientID(s.cfg.Group),
-		kgo.WithLogger(kgoLogger{s.logger}),
+		kgo.WithLogger(kgoLogger{l: s.logger}),
 		kgo.WithHooks(s.cfg.hooks...),
 	)
 	txnTimeout := cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
-	producer := func(txnID string) (*kgo.Client, error) {
+	producer := func(txnID string) (txnProducer, error) {
+		aborted := new(atomic.Bool)
 		cl, err := kgo.NewClient(append(slices.Clone(opts),
+			kgo.WithLogger(kgoLogger{s.logger, aborted}),
 			kgo.TransactionalID(txnID),
 			kgo.TransactionTimeout(txnTimeout),
 			// A record that cannot be written within the transaction's
@@ -1001,25 +1003,25 @@ func (s *Session) connect() (txnClient, error) {
 			kgo.MaxVersions(groupVersions()),
 		)...)
 		if err != nil {
-			return nil, fmt.Errorf("connect to kafka: %w", err)
+			return txnProducer{}, fmt.Errorf("connect to kafka: %w", err)
 		}
-		return cl, nil
+		return txnProducer{cl, txnID, aborted}, nil
 	}
 	if len(s.topics) == 0 {
-		cl, err := producer(s.cfg.TransactionalID)
+		p, err := producer(s.cfg.TransactionalID)
 		if err != nil {
 			return nil, err
 		}
-		return producerOnly{cl}, nil
+		return producerOnly{p}, nil
 	}
 	g := &groupTxn{group: s.cfg.Group, logger: s.logger}
 	for _, id := range TransactionalIDs(s.cfg.TransactionalID) {
-		cl, err := producer(id)
+		p, err := producer(id)
 		if err != nil {
 			g.closeProducers()
 			return nil, err
 		}
-		g.producers = append(g.producers, txnProducer{cl, id})
+		g.producers = append(g.producers, p)
 	}
 	sessionTimeout := cmp.Or(k.SessionTimeout, 10*time.Second)
 	opts = append(opts,
@@ -1127,7 +1129,7 @@ func samePartitions(assigned map[string][]int32) ([]int32, error) {
 
 // producerOnly is the transactional producer of a process that reads
 // nothing: its transactions commit no offsets, and nothing fences them.
-type producerOnly struct{ *kgo.Client }
+type producerOnly struct{ txnProducer }
 
 func (c producerOnly) Begin() error { return c.BeginTransaction() }
 
@@ -1139,8 +1141,7 @@ func (c producerOnly) End(ctx context.Context, commit kgo.TransactionEndTry) (bo
 			return false, err
 		}
 	}
-	err := c.EndTransaction(ctx, commit)
-	return err == nil && bool(commit), err
+	return c.end(ctx, commit)
 }
 
 func (c producerOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
@@ -1167,15 +1168,34 @@ func (b advertising) JoinGroupMetadata(topics []string, current map[string][]int
 	return meta.AppendTo(nil)
 }
 
-// kgoLogger passes franz-go's warnings and errors to the process's log.
-type kgoLogger struct{ l *slog.Logger }
+// kgoLogger passes franz-go's warnings and errors to the process's log;
+// a transactional producer's also notes when franz-go aborts a
+// transaction it was asked to commit (txnProducer.end).
+type kgoLogger struct {
+	l       *slog.Logger
+	aborted *atomic.Bool // a producer's; nil for a consumer
+}
 
-func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+// abortedInstead is what franz-go logs when it ends with an abort a
+// transaction asked to commit, none of whose produces it saw
+// acknowledged (KIP-890: the broker may hold the transaction open);
+// EndTransaction then returns nil all the same.
+const abortedInstead = "no produce succeeded in this transaction but produces were attempted; issuing an abort to clear any server-side partition registrations"
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.aborted != nil {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	if level == kgo.LogLevelError {
+	switch {
+	case level == kgo.LogLevelError:
 		k.l.Error("kafka client: "+msg, keyvals...)
-	} else if level == kgo.LogLevelWarn {
+	case level == kgo.LogLevelWarn:
 		k.l.Warn("kafka client: "+msg, keyvals...)
+	case k.aborted != nil && msg == abortedInstead:
+		k.aborted.Store(true)
 	}
 }

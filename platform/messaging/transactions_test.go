@@ -485,9 +485,12 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 		t.Errorf("Send returned its error (%v) before the state that holds its writes was dropped (dropped %d times)", err, o.distrusted())
 	}
 	fault.Remove()
+	// Refused while the session restores, or aborted (now and then
+	// franz-go aborts a first transaction it was asked to commit:
+	// TestACommitThatFranzGoAbortsIsNoCommit), a write is tried again.
 	eventually(t, "a write to be accepted", func() bool {
 		err := write("accepted", kept.Name)
-		if err != nil && !errors.Is(err, messaging.ErrRebalancing) {
+		if err != nil && !errors.Is(err, messaging.ErrRebalancing) && !errors.Is(err, messaging.ErrAborted) {
 			t.Fatalf("write after the fault: %v", err)
 		}
 		return err == nil
@@ -1076,5 +1079,29 @@ func TestConsecutiveTransactionsTakeTurnsAmongTheProducers(t *testing.T) {
 		if ended[i] == ended[i-1] {
 			t.Errorf("transactions ended by %v: %s ended two in a row", ended, ended[i])
 		}
+	}
+}
+
+// franz-go ends a transaction it is asked to commit with an abort, and
+// returns nil, when it saw none of its produces acknowledged: the end a
+// session gives its transactions reports that as no commit, so that no
+// writer is told its writes are in.
+func TestACommitThatFranzGoAbortsIsNoCommit(t *testing.T) {
+	out := contracts.TopicSpec{Name: "instead.out", Partitions: 1}
+	stack, cfg := startEmbedded(t, out)
+	cl, end, err := messaging.Producer(cfg, "instead-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out.Name, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: out.Name, Value: []byte("refused")}).FirstErr(); err == nil {
+		t.Fatal("produce to a refused topic: got nil, want an error")
+	}
+	if committed, err := end(t.Context(), kgo.TryCommit); err != nil || committed {
+		t.Errorf("end asked to commit a transaction franz-go aborts: got committed %v, error %v; want not committed", committed, err)
 	}
 }
