@@ -124,8 +124,11 @@ func ends(cl *kgo.Client, topic string) string {
 	for len(left) > 0 && ctx.Err() == nil {
 		raw.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			what := fmt.Sprintf("%q", r.Value)
-			if r.Attrs.IsControl() { // its key's type: 0 abort, 1 commit
-				what = map[bool]string{true: "commit", false: "abort"}[len(r.Key) == 4 && r.Key[3] == 1]
+			if r.Attrs.IsControl() { // a marker: its key's type is 0 for an abort, 1 for a commit
+				what = "abort"
+				if len(r.Key) == 4 && r.Key[3] == 1 {
+					what = "commit"
+				}
 			}
 			s += fmt.Sprintf(" %d@%d producer %d: %s;", r.Partition, r.Offset, r.ProducerID, what)
 			if r.Offset+1 >= left[r.Partition] {
