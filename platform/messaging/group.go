@@ -135,7 +135,7 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	offsets := g.offsets()
 	var err error
 	if produced {
-		if err := g.producer().Flush(ctx); err != nil {
+		if err := g.Flush(ctx); err != nil {
 			return err
 		}
 		err = g.commitOffsets(ctx, offsets)

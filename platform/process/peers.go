@@ -151,10 +151,10 @@ func (p *Process) evict(ctx context.Context, id, addr string) {
 }
 
 // fence aborts the transaction a dead instance left open under txnID (one
-// of its producers'), as its restart would, by taking the id: until then its partitions' last
-// stable offset stays where the transaction began, and their new owner's
-// restore, which reads up to their end, waits for the broker to time the
-// transaction out.
+// of its producers'), as its restart would, by taking the id: until then
+// its partitions' last stable offset stays where the transaction began,
+// and their new owner's restore, which reads up to their end, waits for
+// the broker to time the transaction out.
 func (p *Process) fence(ctx context.Context, txnID string) {
 	req := kmsg.NewPtrInitProducerIDRequest()
 	req.TransactionalID = &txnID
