@@ -454,6 +454,18 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 			cancel()
 		}
 		s.batch.Lock()
+		if !s.open.Load() {
+			// The partitions were revoked since these records were
+			// polled (revoked holds the batch while it gives them up):
+			// their handlers' writes could only be refused. The
+			// transaction aborts, and the records come again to the
+			// partitions' next owner.
+			s.batch.Unlock()
+			s.abandon.Store(nil)
+			cancel()
+			through = false
+			break
+		}
 		began := time.Now()
 		through = s.handle(batchCtx, records)
 		handling += time.Since(began)
@@ -515,13 +527,15 @@ func (s *Session) transitions(cl txnClient) error {
 }
 
 // abortOpen aborts the open transaction, if one is begun, failing its
-// writers, and reports whether it held writes.
+// writers, and reports whether it held writes. Writes are refused until
+// the next transaction begins.
 func (s *Session) abortOpen(cl txnClient) (dirty bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.begun {
 		return false, nil
 	}
+	s.open.Store(false)
 	dirty = s.dirty.Swap(false)
 	s.broken.Store(false)
 	_, err = cl.End(context.Background(), kgo.TryAbort)
@@ -538,7 +552,8 @@ func (s *Session) poll(ctx context.Context, cl txnClient) []*kgo.Record {
 	s.pollMu.Lock()
 	s.cancelPoll = cancel
 	s.pollMu.Unlock()
-	if s.dirty.Load() || s.revoking.Load() || s.reopen.Load() {
+	// A flag set before cancelPoll was, whose wake found no poll to end.
+	if s.dirty.Load() || s.revoking.Load() || s.reopen.Load() || len(s.failed) > 0 {
 		cancel()
 		pollCtx, cancel = context.WithTimeout(ctx, pollWhileDirty)
 	}

@@ -1105,3 +1105,89 @@ func TestACommitThatFranzGoAbortsIsNoCommit(t *testing.T) {
 		t.Errorf("end asked to commit a transaction franz-go aborts: got committed %v, error %v; want not committed", committed, err)
 	}
 }
+
+// polledHook runs when a poll hands a record out, on the polling
+// goroutine, before the poll returns.
+type polledHook func(r *kgo.Record)
+
+func (h polledHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
+	if polled {
+		h(r)
+	}
+}
+
+// Records a revocation overtook (polled while the batch before them was
+// handled, their partition taken away before their handlers ran) are not
+// handled: their handlers' writes could only be refused, and the loop
+// would wait for them for ever. The transaction aborts, and the records
+// come again once the partition is assigned again.
+func TestRecordsARevocationOvertookAreNotHandled(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "overtaken.in", Partitions: 1}, contracts.TopicSpec{Name: "overtaken.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	buffered := make(bufferedHook, 16)
+	polledB, revoked := make(chan struct{}), make(chan struct{})
+	var polledOnce sync.Once
+	polled := polledHook(func(r *kgo.Record) {
+		if string(r.Value) != "b" {
+			return
+		}
+		polledOnce.Do(func() {
+			close(polledB)
+			<-revoked // b is in the loop's hands, its handler not called yet
+		})
+	})
+	o := &owner{}
+	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "overtaken", TransactionalID: "overtaken-1", Owner: o}, buffered, polled), quiet())
+	s.AddTopic(in.Name)
+	started := make(chan struct{})
+	var startedOnce sync.Once
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		first := false
+		if string(msg.Payload) == "a" {
+			startedOnce.Do(func() { first = true; close(started) })
+		}
+		if first { // handled once b is fetched: the loop's next poll hands b out
+			for deadline := time.After(10 * time.Second); ; {
+				select {
+				case r := <-buffered:
+					if string(r.Value) != "b" {
+						continue
+					}
+				case <-deadline:
+				}
+				break
+			}
+		}
+		r, _ := messaging.RecordFromCtx(msg.Context())
+		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partitions to be assigned", o.owns)
+
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("a"), Value: []byte("a")})
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a was not handled")
+	}
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("b"), Value: []byte("b")})
+	select {
+	case <-polledB:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b was not polled")
+	}
+	evict(t, cfg, "overtaken")
+	eventually(t, "the partition to be taken away", func() bool { return !o.owns() && !messaging.TakesWrites(s) })
+	close(revoked)
+
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 2 })
+	values := []string{}
+	for _, r := range got {
+		values = append(values, string(r.Value))
+	}
+	if slices.Sort(values); !slices.Equal(values, []string{"a", "b"}) {
+		t.Fatalf("%s: got %s, want a and b, once each", out.Name, describe(got))
+	}
+}

@@ -1,0 +1,70 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// endOnly is a txnClient that records what it is asked and does nothing;
+// its polls wait for their context to end.
+type endOnly struct{ produced, ended int }
+
+func (c *endOnly) Produce(context.Context, *kgo.Record, func(*kgo.Record, error)) { c.produced++ }
+func (c *endOnly) Flush(context.Context) error                                    { return nil }
+func (c *endOnly) Begin() error                                                   { return nil }
+func (c *endOnly) Prepare(context.Context, bool) error                            { return nil }
+func (c *endOnly) End(context.Context, kgo.TransactionEndTry) (bool, error) {
+	c.ended++
+	return false, nil
+}
+func (c *endOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
+	<-ctx.Done()
+	return nil
+}
+func (c *endOnly) Close() {}
+
+// Once the loop aborts the open transaction for a rebalance, nothing is
+// written until the next transaction begins: a write in between would go
+// to no transaction, and its writer could be told it committed.
+func TestAnAbortedTransactionTakesNoWrites(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	cl := &endOnly{}
+	s.cl, s.begun = cl, true
+	s.open.Store(true)
+	if _, err := s.abortOpen(cl); err != nil {
+		t.Fatal(err)
+	}
+	if cl.ended != 1 {
+		t.Fatalf("abortOpen ended %d transactions, want 1", cl.ended)
+	}
+	if _, err := s.add([]*kgo.Record{{Topic: "t", Value: []byte("v")}}, nil); !errors.Is(err, ErrRebalancing) {
+		t.Errorf("a write after the abort: got %v, want ErrRebalancing", err)
+	}
+	if cl.produced != 0 {
+		t.Errorf("%d records produced with no transaction open, want none", cl.produced)
+	}
+}
+
+// An assignment whose restore failed stops the loop even when it fails
+// while the loop is not polling yet (wake then has no poll to end): the
+// next poll does not wait for records that may never come.
+func TestAFailedAssignmentIsNotMissedByTheNextPoll(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	s.failed <- errors.New("restore failed")
+	s.wake() // no poll to end yet
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		s.poll(t.Context(), &endOnly{})
+	}()
+	select {
+	case <-polled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the poll still waits 5s after the assignment failed")
+	}
+}
