@@ -45,6 +45,32 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // and the state must be read again.
 var ErrAborted = errors.New("transaction known to be aborted")
 
+// ErrReadAborted is the error of a write made from what a transaction
+// that has aborted since had written (ReadAt): the writer reads again.
+var ErrReadAborted = fmt.Errorf("%w: the write was made from what it had written", ErrAborted)
+
+type readAt struct{}
+
+// ReadAt marks ctx as that of a write made from a state read when Aborts
+// was n. Add and SendAcked refuse it (ErrReadAborted) once a transaction
+// with writes has aborted since: what was read may have been one of its
+// writes, visible before its commit, which the abort took back. A write
+// made from it in a later transaction would commit what never did.
+func ReadAt(ctx context.Context, n uint64) context.Context {
+	return context.WithValue(ctx, readAt{}, n)
+}
+
+// Stale reports whether ctx is that of a write made from a state read
+// before the count of aborts reached aborts (ReadAt): a Sender refuses it.
+func Stale(ctx context.Context, aborts uint64) bool {
+	n, ok := ctx.Value(readAt{}).(uint64)
+	return ok && n != aborts
+}
+
+// Aborts counts the transactions that aborted with writes in them, each
+// once its writers' callbacks have run (ReadAt).
+func (s *Session) Aborts() uint64 { return s.aborts.Load() }
+
 // AwaitCommit is how long a write made outside a handler (an HTTP request,
 // a timer) waits for its transaction to commit.
 const AwaitCommit = 5 * time.Second
@@ -141,6 +167,9 @@ type Session struct {
 	open   atomic.Bool
 	dirty  atomic.Bool // cur holds records
 	broken atomic.Bool // a record of cur failed: it must abort
+	// aborts counts the transactions that aborted with writes in them,
+	// once their writers' callbacks put the state back (ReadAt).
+	aborts atomic.Uint64
 	// abandon ends the context of the batch in hand (nil between
 	// batches). A failed write calls it: the batch's handlers stop rather
 	// than retry in a transaction that can only abort (whose producer
@@ -177,34 +206,39 @@ type txnClient interface {
 	Close()
 }
 
-// txn is one transaction: done closes once it is committed or aborted.
+// txn is one transaction: done closes once it is committed or aborted,
+// after its callbacks ran, so that a writer that waited for an abort
+// does not read its own write before the state put it back.
 type txn struct {
 	done  chan struct{}
 	err   error
 	mu    sync.Mutex
+	ended bool
 	after []func(committed bool)
 }
 
 func newTxn() *txn { return &txn{done: make(chan struct{})} }
 
 func (x *txn) end(err error) {
-	if !isClosed(x.done) {
-		x.err = err
-		close(x.done)
-		x.mu.Lock()
-		after := x.after
-		x.after = nil
+	x.mu.Lock()
+	if x.ended {
 		x.mu.Unlock()
-		for _, fn := range after {
-			fn(err == nil)
-		}
+		return
 	}
+	x.ended, x.err = true, err
+	after := x.after
+	x.after = nil
+	x.mu.Unlock()
+	for _, fn := range after {
+		fn(err == nil)
+	}
+	close(x.done)
 }
 
 // then calls fn once x is committed or aborted.
 func (x *txn) then(fn func(committed bool)) {
 	x.mu.Lock()
-	if isClosed(x.done) {
+	if x.ended {
 		x.mu.Unlock()
 		fn(x.err == nil)
 		return
@@ -542,6 +576,9 @@ func (s *Session) abortOpen(cl txnClient) (dirty bool, err error) {
 	s.begun = false
 	s.cur.end(ErrRebalancing)
 	s.cur = newTxn()
+	if dirty {
+		s.aborts.Add(1)
+	}
 	return dirty, err
 }
 
@@ -779,6 +816,9 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 		s.cfg.Owner.Distrust(txErr)
 	}
 	tx.end(txErr)
+	if failed {
+		s.aborts.Add(1)
+	}
 	if err != nil || !failed || ctx.Err() != nil {
 		return err
 	}
@@ -836,7 +876,7 @@ func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
 // its abort.
 func (s *Session) Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (func() error, error) {
 	_, handling := RecordFromCtx(ctx)
-	tx, err := s.add(msgs, nil)
+	tx, err := s.add(ctx, msgs, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -867,9 +907,9 @@ func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
 // acknowledged each of them (their Partition and Offset are set), before
 // their commit: a writer that must know where a record landed (store's
 // Archive).
-func (s *Session) SendAcked(_ context.Context, msgs []*kgo.Record) error {
+func (s *Session) SendAcked(ctx context.Context, msgs []*kgo.Record) error {
 	acks := make(chan error, len(msgs))
-	if _, err := s.add(msgs, acks); err != nil {
+	if _, err := s.add(ctx, msgs, acks); err != nil {
 		return err
 	}
 	var errs []error
@@ -901,11 +941,15 @@ func kick(cl txnClient) {
 // add produces records into the open transaction and returns it; acks, if
 // set, receives each record's outcome (franz-go sets its Partition and
 // Offset), and the records are sent at once.
-func (s *Session) add(records []*kgo.Record, acks chan<- error) (*txn, error) {
+func (s *Session) add(ctx context.Context, records []*kgo.Record, acks chan<- error) (*txn, error) {
 	s.mu.RLock()
 	if !s.open.Load() || s.cl == nil {
 		s.mu.RUnlock()
 		return nil, ErrRebalancing
+	}
+	if Stale(ctx, s.aborts.Load()) {
+		s.mu.RUnlock()
+		return nil, ErrReadAborted
 	}
 	tx := s.cur
 	for _, r := range records {

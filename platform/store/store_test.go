@@ -929,14 +929,22 @@ func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
 }
 
 // heldSender holds what it is given, as an open transaction does, until
-// the test ends it: committed, the records are written to Kafka.
+// the test ends it: committed, the records are written to Kafka. As a
+// session does, it refuses a write made from what an aborted transaction
+// had written.
 type heldSender struct {
 	to      messaging.SyncSender
 	records []*kgo.Record
 	overs   []func(bool)
+	aborts  uint64
 }
 
-func (h *heldSender) Add(_ context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+func (h *heldSender) Aborts() uint64 { return h.aborts }
+
+func (h *heldSender) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	if messaging.Stale(ctx, h.aborts) {
+		return nil, messaging.ErrReadAborted
+	}
 	h.records = append(h.records, msgs...)
 	if over != nil {
 		h.overs = append(h.overs, over)
@@ -960,7 +968,48 @@ func (h *heldSender) end(t *testing.T, commit bool) {
 	for _, over := range h.overs {
 		over(commit)
 	}
+	if !commit && len(h.records) > 0 {
+		h.aborts++
+	}
 	h.records, h.overs = nil, nil
+}
+
+// A write made from a record that a transaction wrote (visible before
+// its commit) is not made in a later transaction once that one aborted:
+// it would commit what was derived from a record that never was. It is
+// made again from what the key holds after the abort.
+func TestAWriteMadeFromAnAbortedRecordIsMadeAgain(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	held := &heldSender{to: c.producer}
+	c.sender = held
+	s := c.restored(t)
+	update(t, s, "a", set(customer("a", 1)))
+	held.end(t, true)
+	update(t, s, "a", set(customer("a", 2))) // not committed yet
+
+	var seen []int64
+	err := s.Update(t.Context(), "a", func(v *account, _ bool) error {
+		seen = append(seen, v.CreditLimit)
+		if len(seen) == 1 {
+			held.end(t, false) // the transaction that wrote 2 aborts meanwhile
+		}
+		v.CreditLimit += 10
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if !slices.Equal(seen, []int64{2, 1}) {
+		t.Errorf("the values the update was made from: got %v, want [2 1] (the aborted one, then the committed one)", seen)
+	}
+	held.end(t, true)
+	if got := mustGet(t, s, "a"); got.CreditLimit != 11 {
+		t.Errorf("a: got limit %d, want 11 (1 + 10: the aborted 2 never was)", got.CreditLimit)
+	}
+	if got := mustGet(t, c.restored(t), "a"); got.CreditLimit != 11 {
+		t.Errorf("a restored from the changelog: got limit %d, want 11", got.CreditLimit)
+	}
 }
 
 // A write is read back before its transaction ends; once it aborts, the
