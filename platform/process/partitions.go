@@ -82,9 +82,10 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 	var keep []int32
 	held := t.gen >= 0 && generation == t.gen+1
 	if held {
-		// Held without a gap: nobody else owned these since.
+		// Held without a gap: nobody else owned these since. A store
+		// that dropped one (a write it could not put back) restores it.
 		for _, p := range t.owned {
-			if slices.Contains(claimed, p) {
+			if slices.Contains(claimed, p) && t.holdsPartition(p) {
 				keep = append(keep, p)
 			}
 		}
@@ -148,14 +149,12 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 // holdsOwned reports whether every store still holds every partition
 // owned: one whose put back failed dropped it. Called with mu held.
 func (t *partitions) holdsOwned() bool {
-	for _, s := range t.p.stores {
-		for _, p := range t.owned {
-			if !s.OwnsPartition(p) {
-				return false
-			}
-		}
-	}
-	return true
+	return !slices.ContainsFunc(t.owned, func(p int32) bool { return !t.holdsPartition(p) })
+}
+
+// holdsPartition reports whether every store still holds partition p.
+func (t *partitions) holdsPartition(p int32) bool {
+	return !slices.ContainsFunc(t.p.stores, func(s assignable) bool { return !s.OwnsPartition(p) })
 }
 
 // derive lets the services derive again what they derive from the state

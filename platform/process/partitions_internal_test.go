@@ -1,0 +1,54 @@
+package process
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"testing"
+)
+
+// heldStore is an assignable that holds what it is assigned, and can
+// drop a partition as a store does when it cannot put back a write.
+type heldStore struct {
+	owned    []int32
+	restored [][]int32 // what each Assign was asked to restore
+}
+
+func (s *heldStore) Topic() string { return "held" }
+func (s *heldStore) Assign(_ context.Context, ps []int32) error {
+	s.restored = append(s.restored, slices.Clone(ps))
+	s.owned = append(s.owned, ps...)
+	return nil
+}
+func (s *heldStore) Revoke(ps []int32) {
+	s.owned = slices.DeleteFunc(s.owned, func(p int32) bool { return slices.Contains(ps, p) })
+}
+func (s *heldStore) Standby([]int32) error                     { return nil }
+func (s *heldStore) Follow(context.Context) error              { return nil }
+func (s *heldStore) Mark(context.Context) error                { return nil }
+func (s *heldStore) Demote(ps []int32)                         { s.Revoke(ps) }
+func (s *heldStore) StandbyLag(context.Context) (int64, error) { return 0, nil }
+func (s *heldStore) OwnsPartition(p int32) bool                { return slices.Contains(s.owned, p) }
+
+// A partition held across a rebalance is kept without a restore only if
+// every store still holds it: one that a store dropped (a write it could
+// not put back) is restored, not served with no state.
+func TestAPartitionAStoreDroppedIsRestoredWhenKept(t *testing.T) {
+	s := &heldStore{}
+	tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1}
+	tp.ready.Do(func() {}) // no HTTP server to mark ready
+	if err := tp.assign(t.Context(), []int32{0, 1}, 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Revoke([]int32{0}) // the store could not put back a write of partition 0
+
+	if err := tp.assign(t.Context(), []int32{0, 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.restored) != 2 || !slices.Equal(s.restored[1], []int32{0}) {
+		t.Errorf("restores: got %v, want [[0 1] [0]]: partition 0 restored again, 1 kept", s.restored)
+	}
+	if !s.OwnsPartition(0) || !s.OwnsPartition(1) {
+		t.Errorf("the store holds %v, want 0 and 1", s.owned)
+	}
+}
