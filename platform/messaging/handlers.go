@@ -23,8 +23,9 @@ import (
 
 // ErrPoison marks an error that retrying cannot cure: the message goes to the
 // dead-letter topic and the consumer moves on. Wrap it with
-// fmt.Errorf("%w: ...", ErrPoison). Undecodable messages (serde.ErrUndecodable)
-// and handler panics count as poison too; every other error is retried.
+// fmt.Errorf("%w: ...", ErrPoison). Undecodable messages (serde.ErrUndecodable),
+// keys of another partition (ErrNotOwned) and handler panics count as
+// poison too; every other error is retried.
 var ErrPoison = errors.New("poison message")
 
 // Poison returns h, with every error of it that is one of errs marked
@@ -40,9 +41,19 @@ func Poison(h message.NoPublishHandlerFunc, errs ...error) message.NoPublishHand
 	}
 }
 
+// ErrNotOwned is the error of a read or write of a key whose partition
+// this instance does not own now: another instance serves it. A handler
+// meets it only for a message whose key belongs to another partition than
+// the one it was consumed from (its producer partitioned it otherwise than
+// by murmur2 of the key, as Kafka's Java client does): the partitions of
+// the message in hand are this instance's until its handlers finish, so
+// no retry would move it, and it is poison.
+var ErrNotOwned = errors.New("key not owned by this instance")
+
 func isPoison(err error) bool {
 	var panicked middleware.RecoveredPanicError // Recoverer returns it by value
-	return errors.Is(err, ErrPoison) || errors.Is(err, serde.ErrUndecodable) || errors.As(err, &panicked)
+	return errors.Is(err, ErrPoison) || errors.Is(err, serde.ErrUndecodable) || errors.Is(err, ErrNotOwned) ||
+		errors.As(err, &panicked)
 }
 
 // HandlersConfig configures NewHandlers.

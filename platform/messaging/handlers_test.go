@@ -127,3 +127,39 @@ func BenchmarkHandlerChain(b *testing.B) {
 		}
 	}
 }
+
+// recordingDeadLetter remembers what it is given to publish.
+type recordingDeadLetter struct{ got []*message.Message }
+
+func (d *recordingDeadLetter) Publish(_ string, msgs ...*message.Message) error {
+	d.got = append(d.got, msgs...)
+	return nil
+}
+func (*recordingDeadLetter) Close() error { return nil }
+
+// A message whose handler meets a key of a partition this instance does
+// not own was keyed for another partition than it came from: no retry
+// moves it, and retried, it would hold its partition's every later
+// message. It is dead-lettered.
+func TestAMessageKeyedForAnotherPartitionIsDeadLettered(t *testing.T) {
+	dead := &recordingDeadLetter{}
+	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead, RetryInterval: time.Millisecond, MaxRetryInterval: time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	h := hs.Wrap("misrouted.in", "in", func(*message.Message) error {
+		calls++
+		return fmt.Errorf("createorder.sagas/s1: %w", ErrNotOwned)
+	})
+	msg := message.NewMessage(watermill.NewUUID(), []byte("x"))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	msg.SetContext(ctx)
+	if err := h(msg); err != nil {
+		t.Fatalf("handled: %v (after %d calls), want nil: dead-lettered", err, calls)
+	}
+	if len(dead.got) != 1 || calls != 1 {
+		t.Errorf("dead-lettered %d messages after %d calls, want 1 after 1", len(dead.got), calls)
+	}
+}

@@ -53,8 +53,10 @@ type Sender interface {
 }
 
 // ErrNotOwned is the error of a read or write of a key whose partition this
-// instance does not own now: another instance serves it.
-var ErrNotOwned = errors.New("key not owned by this instance")
+// instance does not own now: another instance serves it. (It is
+// messaging.ErrNotOwned, which a handler's message that meets it is
+// dead-lettered for.)
+var ErrNotOwned = messaging.ErrNotOwned
 
 // Config configures New.
 type Config[T any] struct {
