@@ -240,8 +240,9 @@ func (s SyncSender) Add(ctx context.Context, records []*kgo.Record, over func(co
 	return func() error { return nil }, err
 }
 
-// Aborts is always 0: nothing a SyncSender writes is taken back.
-func (SyncSender) Aborts() uint64 { return 0 }
+// Epoch is always 0: nothing a SyncSender writes is taken back, and it
+// owns no partitions.
+func (SyncSender) Epoch() uint64 { return 0 }
 
 // SendAcked is Send: it always waits for Kafka's acknowledgement.
 func (s SyncSender) SendAcked(ctx context.Context, records []*kgo.Record) error {

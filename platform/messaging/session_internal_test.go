@@ -70,40 +70,40 @@ func TestAFailedAssignmentIsNotMissedByTheNextPoll(t *testing.T) {
 }
 
 // An aborted transaction's callbacks run before its writers learn of the
-// abort, and the count of aborts moves after them, before the next
-// transaction takes writes: a write made from what was read before the
+// abort, and the epoch moves after them, before the next transaction
+// takes writes: a write made from what was read before the
 // abort (perhaps an aborted write) is refused, one read after is taken.
 func TestAWriteReadBeforeAnAbortIsRefused(t *testing.T) {
 	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
 	cl := &endOnly{}
 	s.cl, s.begun = cl, true
 	s.open.Store(true)
-	before := ReadAt(t.Context(), s.Aborts())
+	before := ReadAt(t.Context(), s.Epoch())
 	tx, err := s.add(before, []*kgo.Record{{Topic: "t"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inCallback := struct {
-		aborts uint64
-		done   bool
-	}{aborts: 99}
-	tx.then(func(bool) { inCallback.aborts, inCallback.done = s.Aborts(), isClosed(tx.done) })
+		epoch uint64
+		done  bool
+	}{epoch: 99}
+	tx.then(func(bool) { inCallback.epoch, inCallback.done = s.Epoch(), isClosed(tx.done) })
 	if dirty, err := s.abortOpen(cl); err != nil || !dirty {
 		t.Fatalf("abortOpen: dirty %v, error %v; want a transaction with writes aborted", dirty, err)
 	}
-	if inCallback.aborts != 0 || inCallback.done {
-		t.Errorf("in the transaction's callback: aborts %d, writers told %v; want 0 and false (the state is put back first)", inCallback.aborts, inCallback.done)
+	if inCallback.epoch != 0 || inCallback.done {
+		t.Errorf("in the transaction's callback: epoch %d, writers told %v; want 0 and false (the state is put back first)", inCallback.epoch, inCallback.done)
 	}
-	if !isClosed(tx.done) || s.Aborts() != 1 {
-		t.Fatalf("after the abort: writers told %v, aborts %d; want true and 1", isClosed(tx.done), s.Aborts())
+	if !isClosed(tx.done) || s.Epoch() != 1 {
+		t.Fatalf("after the abort: writers told %v, epoch %d; want true and 1", isClosed(tx.done), s.Epoch())
 	}
 
 	s.begun = true // the next transaction, as transitions begins it
 	s.open.Store(true)
-	if _, err := s.add(before, []*kgo.Record{{Topic: "t"}}, nil); !errors.Is(err, ErrReadAborted) {
-		t.Errorf("a write read before the abort: got %v, want ErrReadAborted", err)
+	if _, err := s.add(before, []*kgo.Record{{Topic: "t"}}, nil); !errors.Is(err, ErrStaleRead) {
+		t.Errorf("a write read before the abort: got %v, want ErrStaleRead", err)
 	}
-	if _, err := s.add(ReadAt(t.Context(), s.Aborts()), []*kgo.Record{{Topic: "t"}}, nil); err != nil {
+	if _, err := s.add(ReadAt(t.Context(), s.Epoch()), []*kgo.Record{{Topic: "t"}}, nil); err != nil {
 		t.Errorf("a write read after the abort: %v", err)
 	}
 }

@@ -45,31 +45,35 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // and the state must be read again.
 var ErrAborted = errors.New("transaction known to be aborted")
 
-// ErrReadAborted is the error of a write made from what a transaction
-// that has aborted since had written (ReadAt): the writer reads again.
-var ErrReadAborted = fmt.Errorf("%w: the write was made from what it had written", ErrAborted)
+// ErrStaleRead is the error of a write made from a state read before it
+// changed under the writer (ReadAt): the writer reads again.
+var ErrStaleRead = errors.New("the state the write was made from changed since it was read: an aborted transaction had written it, or the partitions were assigned again")
 
 type readAt struct{}
 
-// ReadAt marks ctx as that of a write made from a state read when Aborts
-// was n. Add and SendAcked refuse it (ErrReadAborted) once a transaction
-// with writes has aborted since: what was read may have been one of its
-// writes, visible before its commit, which the abort took back. A write
-// made from it in a later transaction would commit what never did.
-func ReadAt(ctx context.Context, n uint64) context.Context {
-	return context.WithValue(ctx, readAt{}, n)
+// ReadAt marks ctx as that of a write made from a state read at epoch
+// (Epoch). Add and SendAcked refuse it (ErrStaleRead) once the epoch
+// moved: a transaction with writes aborted, and what was read may have
+// been one of them, visible before its commit and taken back since; or
+// the partitions were assigned again, and the key may be another
+// instance's now. Made in a later transaction, the write would commit
+// what never was, or what its new owner does not know.
+func ReadAt(ctx context.Context, epoch uint64) context.Context {
+	return context.WithValue(ctx, readAt{}, epoch)
 }
 
 // Stale reports whether ctx is that of a write made from a state read
-// before the count of aborts reached aborts (ReadAt): a Sender refuses it.
-func Stale(ctx context.Context, aborts uint64) bool {
+// before the epoch reached epoch (ReadAt): a Sender refuses it.
+func Stale(ctx context.Context, epoch uint64) bool {
 	n, ok := ctx.Value(readAt{}).(uint64)
-	return ok && n != aborts
+	return ok && n != epoch
 }
 
-// Aborts counts the transactions that aborted with writes in them, each
-// once its writers' callbacks have run (ReadAt).
-func (s *Session) Aborts() uint64 { return s.aborts.Load() }
+// Epoch moves when a transaction with writes aborted (once its writers'
+// callbacks have put the state back) and when partitions are assigned
+// (once they are restored), each time before the next transaction takes
+// writes (ReadAt).
+func (s *Session) Epoch() uint64 { return s.epoch.Load() }
 
 // AwaitCommit is how long a write made outside a handler (an HTTP request,
 // a timer) waits for its transaction to commit.
@@ -165,11 +169,9 @@ type Session struct {
 	begun  bool // a transaction is begun (the loop's)
 	cur    *txn // the transaction writes join
 	open   atomic.Bool
-	dirty  atomic.Bool // cur holds records
-	broken atomic.Bool // a record of cur failed: it must abort
-	// aborts counts the transactions that aborted with writes in them,
-	// once their writers' callbacks put the state back (ReadAt).
-	aborts atomic.Uint64
+	dirty  atomic.Bool   // cur holds records
+	broken atomic.Bool   // a record of cur failed: it must abort
+	epoch  atomic.Uint64 // Epoch
 	// abandon ends the context of the batch in hand (nil between
 	// batches). A failed write calls it: the batch's handlers stop rather
 	// than retry in a transaction that can only abort (whose producer
@@ -577,7 +579,7 @@ func (s *Session) abortOpen(cl txnClient) (dirty bool, err error) {
 	s.cur.end(ErrRebalancing)
 	s.cur = newTxn()
 	if dirty {
-		s.aborts.Add(1)
+		s.epoch.Add(1)
 	}
 	return dirty, err
 }
@@ -817,7 +819,7 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 	}
 	tx.end(txErr)
 	if failed {
-		s.aborts.Add(1)
+		s.epoch.Add(1)
 	}
 	if err != nil || !failed || ctx.Err() != nil {
 		return err
@@ -947,9 +949,9 @@ func (s *Session) add(ctx context.Context, records []*kgo.Record, acks chan<- er
 		s.mu.RUnlock()
 		return nil, ErrRebalancing
 	}
-	if Stale(ctx, s.aborts.Load()) {
+	if Stale(ctx, s.epoch.Load()) {
 		s.mu.RUnlock()
-		return nil, ErrReadAborted
+		return nil, ErrStaleRead
 	}
 	tx := s.cur
 	for _, r := range records {
@@ -1148,6 +1150,7 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, ass
 		s.wake()
 		return
 	}
+	s.epoch.Add(1) // what was read before the assignment may be another's now
 	s.reopen.Store(true)
 	s.wake()
 }

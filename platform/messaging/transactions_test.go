@@ -1191,3 +1191,33 @@ func TestRecordsARevocationOvertookAreNotHandled(t *testing.T) {
 		t.Fatalf("%s: got %s, want a and b, once each", out.Name, describe(got))
 	}
 }
+
+// A write made outside a handler from what was read before the partitions
+// were assigned again is refused, however the assignment turned out: the
+// key may be another instance's now, and written here, its new owner would
+// not know of it. One read after the assignment is taken.
+func TestAWriteReadBeforeAnAssignmentIsRefused(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "epoch.in", Partitions: 1}, contracts.TopicSpec{Name: "epoch.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	s, o := startSession(t, cfg, "epoch", "epoch-1", in.Name, reply(out.Name))
+	eventually(t, "the first transaction to take writes", func() bool { return o.owns() && messaging.TakesWrites(s) })
+	before := messaging.ReadAt(t.Context(), s.Epoch())
+
+	evict(t, cfg, "epoch") // it rejoins, and is assigned the partition again
+	eventually(t, "the partition to be taken away", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return o.revoked > 0 })
+	eventually(t, "the partition to be assigned again", func() bool { return o.owns() && messaging.TakesWrites(s) })
+
+	rec := func(v string) []*kgo.Record {
+		return []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte(v)}}
+	}
+	if err := s.Send(before, rec("stale")); !errors.Is(err, messaging.ErrStaleRead) {
+		t.Errorf("a write read before the assignment: got %v, want ErrStaleRead", err)
+	}
+	if err := s.Send(messaging.ReadAt(t.Context(), s.Epoch()), rec("fresh")); err != nil {
+		t.Fatalf("a write read after the assignment: %v", err)
+	}
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if len(got) != 1 || string(got[0].Value) != "fresh" {
+		t.Errorf("%s: got %s, want the fresh write only", out.Name, describe(got))
+	}
+}

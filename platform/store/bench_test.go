@@ -121,7 +121,7 @@ func (discardSender) Add(_ context.Context, _ []*kgo.Record, over func(bool)) (f
 	return func() error { return nil }, nil
 }
 func (discardSender) SendAcked(context.Context, []*kgo.Record) error { return nil }
-func (discardSender) Aborts() uint64                                 { return 0 }
+func (discardSender) Epoch() uint64                                  { return 0 }
 
 // benchStore is a store of accounts, with the real Avro codec, that owns
 // every partition of an empty changelog and sends nowhere.

@@ -46,10 +46,11 @@ type Sender interface {
 	// SendAcked is Send that returns once Kafka has acknowledged every
 	// record, so that its Offset is known.
 	SendAcked(ctx context.Context, msgs []*kgo.Record) error
-	// Aborts counts the transactions that aborted with writes in them.
-	// Add and SendAcked refuse a write whose context carries an older
-	// count (messaging.ReadAt) with messaging.ErrReadAborted.
-	Aborts() uint64
+	// Epoch moves when what was read may no longer hold (a transaction
+	// with writes aborted, partitions were assigned): Add and SendAcked
+	// refuse a write whose context carries an older one
+	// (messaging.ReadAt) with messaging.ErrStaleRead.
+	Epoch() uint64
 }
 
 // ErrNotOwned is the error of a read or write of a key whose partition this
@@ -406,13 +407,13 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 // the commit; if the commit fails, the process drops every partition's
 // state and restores it.
 //
-// A write made from a record that an aborted transaction had written (a
-// write outside a handler that read it before the abort) is refused by
-// the producer, and made again from what the key holds after the abort:
-// fn may run more than once.
+// A write made from a state that changed under it (outside a handler, a
+// record an aborted transaction had written, or a key whose partition was
+// assigned again) is refused by the producer, and made again from what
+// the key holds now: fn may run more than once.
 func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error)) error {
 	wait, err := s.updateAndSend(ctx, key, fn)
-	for try := 1; errors.Is(err, messaging.ErrReadAborted) && try < readAbortedTries; try++ {
+	for try := 1; errors.Is(err, messaging.ErrStaleRead) && try < staleReadTries; try++ {
 		wait, err = s.updateAndSend(ctx, key, fn)
 	}
 	if err != nil {
@@ -426,10 +427,10 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 
 func noWait() error { return nil }
 
-// readAbortedTries bounds how many times a write is made again because
-// what it was made from was taken back by an abort; each try needs
-// another transaction to abort meanwhile.
-const readAbortedTries = 3
+// staleReadTries bounds how many times a write is made again because
+// what it was made from changed under it; each try needs another abort
+// or assignment meanwhile.
+const staleReadTries = 3
 
 // updateAndSend makes the change under the key's lock and returns the wait
 // for its commit, which is not the lock's: a handler of the same stripe of
@@ -439,8 +440,9 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	lock.Lock()
 	defer lock.Unlock()
 
-	// Counted before the read: an abort after it refuses the write.
-	ctx = messaging.ReadAt(ctx, s.cfg.Producer.Aborts())
+	// Read before the read: an abort or an assignment after it refuses
+	// the write.
+	ctx = messaging.ReadAt(ctx, s.cfg.Producer.Epoch())
 	p, old, owned, exists, err := s.lookup(key)
 	if !owned {
 		return nil, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)

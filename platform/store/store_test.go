@@ -936,14 +936,14 @@ type heldSender struct {
 	to      messaging.SyncSender
 	records []*kgo.Record
 	overs   []func(bool)
-	aborts  uint64
+	epoch   uint64
 }
 
-func (h *heldSender) Aborts() uint64 { return h.aborts }
+func (h *heldSender) Epoch() uint64 { return h.epoch }
 
 func (h *heldSender) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
-	if messaging.Stale(ctx, h.aborts) {
-		return nil, messaging.ErrReadAborted
+	if messaging.Stale(ctx, h.epoch) {
+		return nil, messaging.ErrStaleRead
 	}
 	h.records = append(h.records, msgs...)
 	if over != nil {
@@ -969,7 +969,7 @@ func (h *heldSender) end(t *testing.T, commit bool) {
 		over(commit)
 	}
 	if !commit && len(h.records) > 0 {
-		h.aborts++
+		h.epoch++
 	}
 	h.records, h.overs = nil, nil
 }
