@@ -152,6 +152,7 @@ type Session struct {
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
+	running context.Context // Run's, which ends with it; ctx before Run
 	started atomic.Bool
 	done    chan struct{} // closed when Run returns
 
@@ -253,7 +254,7 @@ func (x *txn) then(fn func(committed bool)) {
 // subscribe to each, and Run it.
 func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, ctx: ctx, cancel: cancel,
+	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, ctx: ctx, cancel: cancel, running: ctx,
 		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
 		cur: newTxn(), failed: make(chan error, 1), metrics: newTransactionMetrics()}
 	if cfg.Metrics != nil {
@@ -362,6 +363,7 @@ func (s *Session) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
+	s.running = ctx
 	defer s.closeOuts()
 	if len(s.topics) > 0 {
 		// A watermill router subscribes when it runs, maybe after this.
@@ -1106,6 +1108,11 @@ func (s *Session) connect() (txnClient, error) {
 		// lets an instance own a key's command, state and replies together.
 		kgo.Balancers(advertising{kgo.RangeBalancer(), s.cfg.UserData}),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+			// franz-go ends ctx only once this returns, and closing the
+			// client waits for it: a restore under way ends with Run.
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			defer context.AfterFunc(s.running, stop)()
 			s.assigned(ctx, cl, g, assigned)
 		}),
 		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) {

@@ -1221,3 +1221,45 @@ func TestAWriteReadBeforeAnAssignmentIsRefused(t *testing.T) {
 		t.Errorf("%s: got %s, want the fresh write only", out.Name, describe(got))
 	}
 }
+
+// stuckOwner's restores wait for their context to end.
+type stuckOwner struct {
+	owner
+	restoring chan struct{}
+	once      sync.Once
+}
+
+func (o *stuckOwner) Assigned(ctx context.Context, _ []int32, _ int32) error {
+	o.once.Do(func() { close(o.restoring) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A restore under way when the session stops (Kafka unreachable, say)
+// ends with it: franz-go ends its callback's context only once the
+// callback has returned, and a process told to stop would wait for ever.
+func TestARestoreUnderWayEndsWithTheSession(t *testing.T) {
+	in := contracts.TopicSpec{Name: "stopping.in", Partitions: 1}
+	cfg := startKafka(t, in)
+	o := &stuckOwner{restoring: make(chan struct{})}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "stopping", TransactionalID: "stopping-1", Owner: o}, quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(*message.Message) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	select {
+	case <-o.restoring:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no partition was assigned")
+	}
+	cancel()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run has not returned 10s after its context ended, with a restore under way")
+	}
+}
