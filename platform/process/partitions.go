@@ -32,7 +32,8 @@ type partitions struct {
 	p *Process
 
 	mu       sync.Mutex
-	assigned []int32 // by the group, in generation assignedGen
+	assigned    []int32 // by the group, in generation assignedGen
+	assignedGen int32   // -1 before the first assignment
 	gen      int32   // generation of owned; -1 when what is held is not trusted
 	owned    []int32 // restored and served
 	revoked  bool    // between a revocation and the next assignment
@@ -70,7 +71,7 @@ type assignable interface {
 func (t *partitions) Assigned(ctx context.Context, claimed []int32, generation int32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.assigned, t.revoked = claimed, false
+	t.assigned, t.assignedGen, t.revoked = claimed, generation, false
 	if err := t.assign(ctx, claimed, generation); err != nil {
 		return fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
 	}
@@ -248,7 +249,9 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 		t.served.Store(&owned)
 		return true, nil
 	}
-	if err := t.assign(ctx, t.assigned, -1); err != nil {
+	// Read again from Kafka, in the generation they were assigned in: a
+	// later abort is put back, and the next generation keeps them.
+	if err := t.assign(ctx, t.assigned, t.assignedGen); err != nil {
 		return false, fmt.Errorf("%s: restore: %w", t.p.cfg.Name, err)
 	}
 	return true, nil

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -50,5 +51,32 @@ func TestAPartitionAStoreDroppedIsRestoredWhenKept(t *testing.T) {
 	}
 	if !s.OwnsPartition(0) || !s.OwnsPartition(1) {
 		t.Errorf("the store holds %v, want 0 and 1", s.owned)
+	}
+}
+
+// After a transaction whose outcome is unknown, every partition is read
+// again from Kafka, in the generation it was assigned in: the next
+// abort's writes are put back rather than every partition read again,
+// and the next generation keeps what it still assigns.
+func TestARestoreAfterAnUnknownOutcomeKeepsTheGeneration(t *testing.T) {
+	s := &heldStore{}
+	tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
+	tp.ready.Do(func() {})
+	if err := tp.Assigned(t.Context(), []int32{0, 1}, 5); err != nil {
+		t.Fatal(err)
+	}
+	tp.Distrust(errors.New("end transaction: broker unreachable")) // outcome unknown: dropped
+	if ok, err := tp.Restore(t.Context()); !ok || err != nil {
+		t.Fatalf("Restore: %v %v", ok, err)
+	}
+	if tp.gen != 5 {
+		t.Errorf("generation after the restore: got %d, want 5", tp.gen)
+	}
+	restores := len(s.restored)
+	if err := tp.Assigned(t.Context(), []int32{0, 1}, 6); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.restored) != restores {
+		t.Errorf("the next generation read %v again, want both kept", s.restored[restores:])
 	}
 }

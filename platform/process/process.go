@@ -111,7 +111,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		return nil, err
 	}
 	p := &Process{cfg: cfg, Logger: logger, Metrics: prometheus.NewRegistry(), ready: make(chan struct{})}
-	p.partitions = &partitions{p: p, gen: -1}
+	p.partitions = &partitions{p: p, gen: -1, assignedGen: -1}
 	ok := false
 	defer func() {
 		if !ok {
