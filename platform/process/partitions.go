@@ -31,12 +31,12 @@ import (
 type partitions struct {
 	p *Process
 
-	mu       sync.Mutex
+	mu          sync.Mutex
 	assigned    []int32 // by the group, in generation assignedGen
 	assignedGen int32   // -1 before the first assignment
-	gen      int32   // generation of owned; -1 when what is held is not trusted
-	owned    []int32 // restored and served
-	revoked  bool    // between a revocation and the next assignment
+	gen         int32   // generation of owned; -1 when what is held is not trusted
+	owned       []int32 // restored and served
+	revoked     bool    // between a revocation and the next assignment
 	// rolledBack: an aborted transaction's writes were put back, and what
 	// the services derive must be derived again before serving.
 	rolledBack bool
