@@ -145,7 +145,7 @@ func writeSaga(w http.ResponseWriter, sagas []Lookup, id string) {
 	for _, look := range sagas {
 		view, ok, err := look(id)
 		if err != nil {
-			httpserver.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			httpserver.WriteUnavailable(w, err.Error())
 			return
 		}
 		if ok {

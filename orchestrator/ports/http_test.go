@@ -1,8 +1,14 @@
 package ports
 
 import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 )
 
 // history makes transitions on the given steps, n of each, in order.
@@ -54,4 +60,27 @@ func seq(first, n int) []int {
 		s[i] = first + i
 	}
 	return s
+}
+
+// A saga that cannot be read now (its partition moving, the registry
+// down) is answered 503 with Retry-After: the client tries again soon.
+func TestASagaThatCannotBeReadAsksForARetry(t *testing.T) {
+	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	RegisterHTTP(s, []Lookup{func(string) (*sagaView, bool, error) {
+		return nil, false, errors.New("createorder.sagas/o1: key not owned by this instance")
+	}})
+	s.MarkReady()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/sagas/o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("GET /sagas/o1 that cannot be read: got %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
 }

@@ -38,9 +38,9 @@ const maxBody = 1 << 16
 func DecodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
 	dec.DisallowUnknownFields()
+	var tooLarge *http.MaxBytesError
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.Is(err, io.EOF):
 			return errors.New("request body is empty")
@@ -56,10 +56,17 @@ func DecodeJSON(r *http.Request, v any) error {
 			return fmt.Errorf("malformed JSON: %v", err)
 		}
 	}
-	if dec.More() {
+	// Nothing but white space may follow, up to the body's end.
+	switch _, err := dec.Token(); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
+	case err == nil:
 		return errors.New("malformed JSON: more than one value in the body")
+	default:
+		return fmt.Errorf("malformed JSON: %s after the value", strings.TrimSuffix(err.Error(), " looking for beginning of value"))
 	}
-	return nil
 }
 
 // WriteAppError answers an error of the application: 400 if it wraps

@@ -35,6 +35,9 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "not an object", body: `["c1", 4200]`, wantErr: "request body must be a JSON object"},
 		{name: "two values", body: `{"customerId":"c1"}{"customerId":"c2"}`, wantErr: "malformed JSON: more than one value in the body"},
 		{name: "too large", body: tooLarge, wantErr: "request body is larger than 65536 bytes"},
+		{name: "a closing brace after the object", body: `{"customerId":"c1","orderTotal":1}}`, wantErr: "malformed JSON: invalid character '}' after the value"},
+		{name: "a closing bracket after the object", body: `{"customerId":"c1","orderTotal":1}]`, wantErr: "malformed JSON: invalid character ']' after the value"},
+		{name: "too large after padding", body: `{"customerId":"c1","orderTotal":1}` + strings.Repeat(" ", 70_000) + "x", wantErr: "request body is larger than 65536 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(tc.body))

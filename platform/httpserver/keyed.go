@@ -58,6 +58,10 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		if ik := r.Header.Get(HeaderIdempotencyKey); ik != "" {
+			// Whatever the answer, the client can retry under it.
+			w.Header().Set(HeaderIdempotencyKey, ik)
+		}
 		lookup, cancel := context.WithTimeout(r.Context(), s.cfg.ForwardTimeout)
 		owner, err := s.owner(lookup, k)
 		cancel()
@@ -103,9 +107,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr strin
 			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
 			pr.SetXForwarded()
 			pr.Out.Header.Set(HopHeader, "1")
+			// What the request means, even if the client named them in
+			// its Connection header, which the proxy drops them for.
+			for _, h := range endToEnd {
+				if v := pr.In.Header.Values(h); len(v) > 0 {
+					pr.Out.Header[h] = v
+				}
+			}
 		},
-		ModifyResponse: func(*http.Response) error {
+		ModifyResponse: func(resp *http.Response) error {
 			s.forwarded.WithLabelValues("forwarded").Inc()
+			resp.Header.Del(HeaderIdempotencyKey) // set already
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -123,6 +135,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr strin
 	proxy.Transport = s.forwarder
 	proxy.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// endToEnd are the headers a forwarded request keeps whatever its client
+// sent: the API reads them.
+var endToEnd = []string{HeaderIdempotencyKey, "Authorization", HeaderOperator}
 
 // forwardIdle is how many idle connections to each owner the forwarding
 // transport keeps: one for each request in flight to it under load.
@@ -157,6 +173,7 @@ const HeaderIdempotencyKey = "Idempotency-Key"
 // setting it on the request, so a forwarded request carries it) when the
 // client sent none: the id of what a request creates derives from it, so
 // the instance that owns that id can be found before it is stored.
+// HandleKeyed answers with it, so that a client that sent none can retry.
 func IdempotencyKey(r *http.Request) (string, error) {
 	key := r.Header.Get(HeaderIdempotencyKey)
 	if len(key) > 255 {
@@ -176,7 +193,7 @@ func PeekJSON(r *http.Request, v any) error {
 	if err != nil {
 		return fmt.Errorf("read request body: %w", err)
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	peek := r.Clone(r.Context())
 	peek.Body = io.NopCloser(bytes.NewReader(body))
 	return DecodeJSON(peek, v)

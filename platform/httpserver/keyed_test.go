@@ -316,3 +316,37 @@ func TestHandleKeyedKeepsItsConnectionsToTheOwner(t *testing.T) {
 		t.Errorf("the owner accepted %d connections for %d waves of %d requests, want %d at most", got, waves, inFlight, inFlight)
 	}
 }
+
+// A create's answer carries the Idempotency-Key it was made under, drawn
+// if the client sent none: a client that learns no outcome (a timeout, a
+// 503 after its write may have landed) retries under it, and creates one
+// thing.
+func TestACreateAnswersWithItsIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{})
+	s.HandleKeyed("POST /customers", httpserver.IdempotencyKey, func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"key": r.Header.Get(httpserver.HeaderIdempotencyKey)})
+	})
+	s.MarkReady()
+	url := serve(t, s)
+	for _, sent := range []string{"", "k-1"} {
+		req, err := http.NewRequest(http.MethodPost, url+"/customers", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent != "" {
+			req.Header.Set(httpserver.HeaderIdempotencyKey, sent)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		got := resp.Header.Values(httpserver.HeaderIdempotencyKey)
+		if len(got) != 1 || got[0] == "" || got[0] != body["key"] || (sent != "" && got[0] != sent) {
+			t.Errorf("sent Idempotency-Key %q: the answer carries %q, the create was made under %q", sent, got, body["key"])
+		}
+	}
+}

@@ -43,7 +43,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 		}
 		// An order whose saga cannot start is not accepted.
 		if err := s.Ready(r.Context()); err != nil {
-			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			httpserver.WriteUnavailable(w, "not ready: "+err.Error())
 			return
 		}
 		key := r.Header.Get(httpserver.HeaderIdempotencyKey)
@@ -70,7 +70,7 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 	s.HandleKeyed("POST /orders/{id}/cancel", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
 		// A cancellation whose saga cannot start is not accepted.
 		if err := s.Ready(r.Context()); err != nil {
-			httpserver.WriteError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			httpserver.WriteUnavailable(w, "not ready: "+err.Error())
 			return
 		}
 		o, err := application.Commands.RequestCancel.Handle(r.Context(), r.PathValue("id"))
