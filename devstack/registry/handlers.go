@@ -343,11 +343,20 @@ func (r *Registry) checkCompatibility(req *http.Request) (any, error) {
 		subject := req.PathValue("subject")
 		against := st.versions(subject, false)
 		if req.PathValue("version") != "" {
-			v, err := findVersionParam(st, req)
+			ref, err := parseVersion(req.PathValue("version"))
 			if err != nil {
 				return nil, err
 			}
-			against = []*version{v}
+			switch {
+			case len(st.versions(subject, flag(req, "deleted"))) > 0:
+				v, err := st.findVersion(subject, ref, flag(req, "deleted"))
+				if err != nil {
+					return nil, err
+				}
+				against = []*version{v}
+			case !ref.latest:
+				return nil, errVersionNotFound(ref.number)
+			} // the latest of none: nothing to be incompatible with, as Confluent's
 		}
 		problems := incompatibilities(st.level(subject), s.avro, against)
 		result := struct {

@@ -184,3 +184,42 @@ func TestConcurrentRegistrations(t *testing.T) {
 		t.Errorf("versions: got %d %s, want 200 [1]", status, body)
 	}
 }
+
+// As Confluent's: a subject deleted for good takes its compatibility level
+// with it (one made again under its name is checked at the global level),
+// and a compatibility check against the latest version of a subject that
+// has none passes.
+func TestASubjectDeletedForGoodTakesItsLevel(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string // the body, or the error_code
+	}{
+		{"POST", "/compatibility/subjects/gone-value/versions/latest", schemaBody(record(fieldID)), 200, `{"is_compatible":true}`},
+		{"POST", "/compatibility/subjects/gone-value/versions/1", schemaBody(record(fieldID)), 404, "40402"},
+		{"PUT", "/config/gone-value", `{"compatibility": "NONE"}`, 200, `{"compatibility":"NONE"}`},
+		{"POST", "/subjects/gone-value/versions", schemaBody(record(fieldID)), 200, `{"id":1}`},
+		{"DELETE", "/subjects/gone-value", "", 200, `[1]`},
+		{"DELETE", "/subjects/gone-value?permanent=true", "", 200, `[1]`},
+		{"GET", "/config/gone-value", "", 404, "40408"},
+	} {
+		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
+		got := strings.TrimSpace(string(body))
+		if status != tc.status {
+			t.Errorf("%s %s: got %d %s, want %d", tc.method, tc.path, status, got, tc.status)
+			continue
+		}
+		if status == 200 && got != tc.want {
+			t.Errorf("%s %s: got %s, want %s", tc.method, tc.path, got, tc.want)
+		}
+		var e struct {
+			ErrorCode int `json:"error_code"`
+		}
+		if status != 200 && (json.Unmarshal(body, &e) != nil || fmt.Sprint(e.ErrorCode) != tc.want) {
+			t.Errorf("%s %s: got %s, want error_code %s", tc.method, tc.path, got, tc.want)
+		}
+	}
+}

@@ -336,7 +336,25 @@ func (st *state) deleteSubject(subject string, permanent bool) ([]int, []record,
 	if len(recs) == 0 {
 		return nil, nil, errSubjectSoftDeleted(subject)
 	}
+	if permanent {
+		rec, err := st.forgetLevel(subject)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs = append(recs, rec...)
+	}
 	return deleted, recs, nil
+}
+
+// forgetLevel plans removing the level of a subject deleted for good, as
+// Confluent's does: one made again under its name starts at the global
+// level.
+func (st *state) forgetLevel(subject string) ([]record, error) {
+	if _, ok := st.levels[subject]; !ok {
+		return nil, nil
+	}
+	rec, err := newRecord(configKey(&subject), nil)
+	return []record{rec}, err
 }
 
 // deleteVersion plans a soft delete of one version or, permanent, its
@@ -353,7 +371,11 @@ func (st *state) deleteVersion(subject string, ref versionRef, permanent bool) (
 		return 0, nil, errVersionSoftDeleted(subject, v.version)
 	}
 	rec, err := v.deleteRecord(permanent)
-	return v.version, []record{rec}, err
+	if err != nil || !permanent || len(st.subjects[subject]) > 1 {
+		return v.version, []record{rec}, err
+	}
+	level, err := st.forgetLevel(subject) // its last version
+	return v.version, append([]record{rec}, level...), err
 }
 
 func (v *version) deleteRecord(permanent bool) (record, error) {
