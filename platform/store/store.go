@@ -318,31 +318,39 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 // lookup returns key's partition, whether the store owns it, and its
 // entry, under one read lock.
 func (s *Store[T]) lookup(key string) (p int32, e entry, owned, ok bool, err error) {
+	p, e, owned, ok, _, err = s.lookupOpen(key)
+	return p, e, owned, ok, err
+}
+
+// lookupOpen is lookup that also reports whether the entry is a write
+// whose transaction is not over: not committed yet.
+func (s *Store[T]) lookupOpen(key string) (p int32, e entry, owned, ok, open bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	_, open = s.undo[key]
 	if s.partitions == 0 {
-		return 0, e, false, false, nil
+		return 0, e, false, false, false, nil
 	}
 	p = PartitionOf(s.cfg.PartitionKey(key), s.partitions)
 	if !s.owned[p] {
-		return p, e, false, false, nil
+		return p, e, false, false, false, nil
 	}
 	if e, ok = s.pending[key]; ok {
-		return p, e, true, true, nil
+		return p, e, true, true, open, nil
 	}
 	if e, ok = s.recent.get(key); ok {
-		return p, e, true, true, nil
+		return p, e, true, true, open, nil
 	}
 	v, closer, err := s.db.db.Get(dbKey(s.prefix, p, key))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return p, e, true, false, nil
+		return p, e, true, false, open, nil
 	}
 	if err != nil {
-		return p, e, true, false, fmt.Errorf("%s/%s: local state: %w", s.cfg.Topic, key, err)
+		return p, e, true, false, open, fmt.Errorf("%s/%s: local state: %w", s.cfg.Topic, key, err)
 	}
 	defer closer.Close()
 	e, err = decodeEntry(p, v)
-	return p, e, true, err == nil, err
+	return p, e, true, err == nil, open, err
 }
 
 // value returns the encoded record of e: its value, or, archived, the
@@ -443,7 +451,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	// Read before the read: an abort or an assignment after it refuses
 	// the write.
 	ctx = messaging.ReadAt(ctx, s.cfg.Producer.Epoch())
-	p, old, owned, exists, err := s.lookup(key)
+	p, old, owned, exists, open, err := s.lookupOpen(key)
 	if !owned {
 		return nil, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
@@ -467,8 +475,16 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	} else {
 		v = new(T)
 	}
+	// Outside a handler, an answer made from a write not committed yet
+	// (a create sent again while the first is in flight) waits for that
+	// write's transaction: it may abort.
+	_, handling := messaging.RecordFromCtx(ctx)
+	open = open && !handling
 	extra, err := fn(v, exists)
 	if err != nil {
+		if open {
+			return s.after(ctx, err)
+		}
 		return nil, err
 	}
 	b, err := s.cfg.Codec.Encode(v)
@@ -477,6 +493,9 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	}
 	changed := !exists || string(b) != string(oldValue)
 	if !changed && len(extra) == 0 {
+		if open {
+			return s.after(ctx, nil)
+		}
 		return noWait, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -535,6 +554,23 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		}
 	}
 	return wait, nil
+}
+
+// after joins the open transaction, writing nothing, and returns the wait
+// for its commit, then for answer: that of a write whose outcome was read
+// from a write of that transaction. If that one aborted meanwhile, the
+// join is refused (ErrStaleRead) and the write is made again.
+func (s *Store[T]) after(ctx context.Context, answer error) (func() error, error) {
+	wait, err := s.cfg.Producer.Add(ctx, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		if err := wait(); err != nil {
+			return err
+		}
+		return answer
+	}, nil
 }
 
 // record is a record of key on partition p of topic; a nil value is a

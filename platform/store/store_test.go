@@ -937,6 +937,7 @@ type heldSender struct {
 	records []*kgo.Record
 	overs   []func(bool)
 	epoch   uint64
+	adds    int // Add's calls
 }
 
 func (h *heldSender) Epoch() uint64 { return h.epoch }
@@ -945,6 +946,7 @@ func (h *heldSender) Add(ctx context.Context, msgs []*kgo.Record, over func(bool
 	if messaging.Stale(ctx, h.epoch) {
 		return nil, messaging.ErrStaleRead
 	}
+	h.adds++
 	h.records = append(h.records, msgs...)
 	if over != nil {
 		h.overs = append(h.overs, over)
@@ -1171,5 +1173,40 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s taken back: got %+v, want %+v", key, got, want)
 		}
+	}
+}
+
+// Outside a handler, an answer made from a write whose transaction is not
+// over joins that transaction and waits for it: a create sent again while
+// the first is in flight does not answer that it exists before it does.
+// Made from a committed write, it answers at once.
+func TestAnAnswerMadeFromAnOpenWriteWaitsForIt(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	held := &heldSender{to: c.producer}
+	c.sender = held
+	s := c.restored(t)
+	update(t, s, "a", set(customer("a", 1))) // not committed yet
+	exists := errors.New("exists")
+	create := func(_ *account, found bool) error {
+		if found {
+			return exists
+		}
+		return nil
+	}
+	adds := held.adds
+	if err := s.Update(t.Context(), "a", create); !errors.Is(err, exists) {
+		t.Fatalf("a created again while its write is open: got %v, want the answer that it exists", err)
+	}
+	if held.adds != adds+1 {
+		t.Errorf("the answer joined %d transactions, want 1: the open write's", held.adds-adds)
+	}
+	held.end(t, true)
+	adds = held.adds
+	if err := s.Update(t.Context(), "a", create); !errors.Is(err, exists) {
+		t.Fatalf("a created again once committed: got %v, want the answer that it exists", err)
+	}
+	if held.adds != adds {
+		t.Errorf("an answer from a committed write joined %d transactions, want none", held.adds-adds)
 	}
 }
