@@ -744,11 +744,11 @@ type ReservationRecord struct {
 	OrderID    string `avro:"orderId" json:"orderId"`
 	CustomerID string `avro:"customerId" json:"customerId"`
 	Amount     int64  `avro:"amount" json:"amount"`
-	// RESERVED, REJECTED or RELEASED.
+	// RESERVED, REJECTED, RELEASED, or NO_CUSTOMER: the customer did not exist when asked.
 	Status string `avro:"status" json:"status"`
 }
 
-var schemaReservationRecord = avro.MustParse(`{"name":"kafkasaga.customer.ReservationRecord","doc":"State: what was decided when a customer was asked to reserve credit for one order, kept in the compacted topic customer.reservations by order id. The customer's held credit is the sum of its RESERVED records.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED or RELEASED.","type":"string"}]}`)
+var schemaReservationRecord = avro.MustParse(`{"name":"kafkasaga.customer.ReservationRecord","doc":"State: what was decided when a customer was asked to reserve credit for one order, kept in the compacted topic customer.reservations by order id. The customer's held credit is the sum of its RESERVED records.","type":"record","fields":[{"name":"orderId","type":"string"},{"name":"customerId","type":"string"},{"name":"amount","type":"long"},{"name":"status","doc":"RESERVED, REJECTED, RELEASED, or NO_CUSTOMER: the customer did not exist when asked.","type":"string"}]}`)
 
 // Schema returns the schema for ReservationRecord.
 func (o *ReservationRecord) Schema() avro.Schema {

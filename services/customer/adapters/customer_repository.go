@@ -5,6 +5,7 @@ package adapters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
@@ -80,22 +81,34 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	lock.Lock()
 	defer lock.Unlock()
 
+	// A customer that does not exist is asked all the same: its decision
+	// is recorded (domain.NoCustomer, or a release), so that the command
+	// sent again gets the same answer once the customer exists.
 	rec, err := r.customer(customerID)
-	if err != nil {
+	missing := errors.Is(err, domain.ErrNotFound)
+	if err != nil && !missing {
 		return err
 	}
-	before, err := r.heldBy(customerID)
-	if err != nil {
-		return err
+	var before int64
+	if !missing {
+		if before, err = r.heldBy(customerID); err != nil {
+			return err
+		}
 	}
 	var held int64
+	var notFound error
 	err = r.reservations.Update(ctx, customerID+"/"+orderID, func(res *contracts.ReservationRecord, exists bool) error {
 		known := map[string]domain.Reservation{}
 		if exists {
 			known[orderID] = domain.Reservation{Amount: res.Amount, Status: domain.ReservationStatus(res.Status)}
 		}
-		c := domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, before, known)
-		if err := fn(c); err != nil {
+		c := domain.MissingCustomer(customerID, known)
+		if !missing {
+			c = domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, before, known)
+		}
+		if err := fn(c); errors.Is(err, domain.ErrNotFound) {
+			notFound = err // an answer: recorded, and given once it is
+		} else if err != nil {
 			return err
 		}
 		d, ok := c.Reservations()[orderID]
@@ -109,10 +122,12 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.held[own(r.held, customerID)] = held
-	r.mu.Unlock()
-	return nil
+	if !missing {
+		r.mu.Lock()
+		r.held[own(r.held, customerID)] = held
+		r.mu.Unlock()
+	}
+	return notFound
 }
 
 func (r *CustomerRepository) customer(id string) (*contracts.CustomerRecord, error) {

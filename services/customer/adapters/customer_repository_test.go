@@ -2,6 +2,7 @@ package adapters_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 
@@ -81,6 +82,29 @@ func TestWhatACustomerHoldsIsFoundAgainAfterARestore(t *testing.T) {
 			if err != nil || c.HeldCredit() != held {
 				t.Errorf("%s: customer %s holds %v (%v), want %d", name, id, c, err, held)
 			}
+		}
+	}
+
+	// An order asked about before its customer existed is answered the
+	// same once the customer exists (its saga was told, and rejected the
+	// order), and holds nothing.
+	reserve := func(c *domain.Customer) error { _, err := c.ReserveCredit("o9", 100); return err }
+	if err := r.UpdateCredit(ctx, "cyd", "o9", reserve); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("ReserveCredit for a customer that does not exist: got %v, want ErrNotFound", err)
+	}
+	cyd, err := domain.NewCustomer("cyd", "cyd", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, cyd); err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]*adapters.CustomerRepository{"the same instance": r, "an instance that restored": restored()} {
+		if err := r.UpdateCredit(ctx, "cyd", "o9", reserve); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("%s: the same ReserveCredit once the customer exists: got %v, want ErrNotFound, as the first time", name, err)
+		}
+		if c, err := r.Get(ctx, "cyd"); err != nil || c.HeldCredit() != 0 {
+			t.Errorf("%s: customer cyd holds %v (%v), want nothing", name, c, err)
 		}
 	}
 }

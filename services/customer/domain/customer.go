@@ -25,6 +25,10 @@ const (
 	Reserved ReservationStatus = "RESERVED" // the order's total is held
 	Rejected ReservationStatus = "REJECTED" // the total exceeded the available credit
 	Released ReservationStatus = "RELEASED" // the saga was compensated: nothing is held
+	// NoCustomer: the customer did not exist when asked. Recorded, so that
+	// the command sent again gets the same answer even once the customer
+	// exists: its saga was told, and rejected the order.
+	NoCustomer ReservationStatus = "NO_CUSTOMER"
 )
 
 // Reservation is the decision for one order.
@@ -44,6 +48,7 @@ type Customer struct {
 	creditLimit  int64
 	held         int64                  // the total of its RESERVED decisions
 	reservations map[string]Reservation // by order id
+	missing      bool                   // it does not exist: only its decisions do
 }
 
 // NewCustomer validates a new customer.
@@ -75,6 +80,15 @@ func UnmarshalCustomer(id, name string, creditLimit, held int64, reservations ma
 	return &Customer{id: id, name: name, creditLimit: creditLimit, held: held, reservations: reservations}
 }
 
+// MissingCustomer is a customer that does not exist, with the decisions
+// loaded on its orders: what it is asked is answered ErrNotFound, and
+// recorded (NoCustomer), as a release is.
+func MissingCustomer(id string, reservations map[string]Reservation) *Customer {
+	c := UnmarshalCustomer(id, "", 0, 0, reservations)
+	c.missing = true
+	return c
+}
+
 func (c *Customer) ID() string             { return c.id }
 func (c *Customer) Name() string           { return c.name }
 func (c *Customer) CreditLimit() int64     { return c.creditLimit }
@@ -98,7 +112,14 @@ func (c *Customer) ReserveCredit(orderID string, amount int64) (bool, error) {
 		return false, fmt.Errorf("%w reservation for order %s: amount %d must be positive", ErrInvalid, orderID, amount)
 	}
 	if r, ok := c.reservations[orderID]; ok {
+		if r.Status == NoCustomer {
+			return false, fmt.Errorf("customer %s: %w", c.id, ErrNotFound)
+		}
 		return r.Status != Rejected, nil
+	}
+	if c.missing {
+		c.reservations[orderID] = Reservation{Amount: amount, Status: NoCustomer}
+		return false, fmt.Errorf("customer %s: %w", c.id, ErrNotFound)
 	}
 	if amount > c.AvailableCredit() {
 		c.reservations[orderID] = Reservation{Amount: amount, Status: Rejected}
