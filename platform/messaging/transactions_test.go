@@ -196,46 +196,65 @@ func (h bufferedHook) OnFetchRecordBuffered(r *kgo.Record) {
 	}
 }
 
-// A record fetched while a batch is handled joins the batch's
-// transaction: one commit carries both, rather than one each.
-func TestARecordFetchedWhileABatchIsHandledJoinsItsTransaction(t *testing.T) {
-	in, out := contracts.TopicSpec{Name: "joins.in", Partitions: 1}, contracts.TopicSpec{Name: "joins.out", Partitions: 1}
-	cfg := startKafka(t, in, out)
+// await returns once the client has fetched the record of that value, or
+// after 10 s.
+func (h bufferedHook) await(value string) {
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case r := <-h:
+			if string(r.Value) != value {
+				continue
+			}
+		case <-deadline:
+		}
+		return
+	}
+}
+
+// startJoined runs a session of group (transactional id group-1) that
+// answers each record of in on out, the first "a" once "b" is fetched too.
+// It produces a, then b while a is in hand: b is fetched while a's batch
+// is handled, and handed out by the loop's next poll, without waiting.
+func startJoined(t *testing.T, cfg config.Kafka, group, in, out string, hooks ...kgo.Hook) (*messaging.Session, *owner) {
+	t.Helper()
 	buffered := make(bufferedHook, 16)
 	o := &owner{}
-	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "joins", TransactionalID: "joins-1", Owner: o}, buffered), quiet())
-	s.AddTopic(in.Name)
+	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: group + "-1", Owner: o},
+		append(hooks, buffered)...), quiet())
+	s.AddTopic(in)
 	started := make(chan struct{})
-	if err := s.Handle(in.Name, func(msg *message.Message) error {
+	var once sync.Once
+	if err := s.Handle(in, func(msg *message.Message) error {
+		first := false
 		if string(msg.Payload) == "a" {
-			close(started)
-			// Handled once b is fetched: b then waits for no poll.
-			for deadline := time.After(10 * time.Second); ; {
-				select {
-				case r := <-buffered:
-					if string(r.Value) != "b" {
-						continue
-					}
-				case <-deadline:
-				}
-				break
-			}
+			once.Do(func() { first = true; close(started) })
+		}
+		if first {
+			buffered.await("b")
 		}
 		r, _ := messaging.RecordFromCtx(msg.Context())
-		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
+		return s.Send(msg.Context(), []*kgo.Record{{Topic: out, Key: r.Key, Value: msg.Payload}})
 	}); err != nil {
 		t.Fatal(err)
 	}
 	runSession(t, s)
 	eventually(t, "the partitions to be assigned", o.owns)
-
-	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("a"), Value: []byte("a")})
+	produce(t, cfg, &kgo.Record{Topic: in, Key: []byte("a"), Value: []byte("a")})
 	select {
 	case <-started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a was not handled")
 	}
-	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("b"), Value: []byte("b")})
+	produce(t, cfg, &kgo.Record{Topic: in, Key: []byte("b"), Value: []byte("b")})
+	return s, o
+}
+
+// A record fetched while a batch is handled joins the batch's
+// transaction: one commit carries both, rather than one each.
+func TestARecordFetchedWhileABatchIsHandledJoinsItsTransaction(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "joins.in", Partitions: 1}, contracts.TopicSpec{Name: "joins.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	startJoined(t, cfg, "joins", in.Name, out.Name)
 	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 2 })
 	if len(got) != 2 || string(got[0].Value) != "a" || string(got[1].Value) != "b" {
 		t.Fatalf("%s: got %s, want a then b", out.Name, describe(got))
@@ -1128,7 +1147,6 @@ func (h polledHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 func TestRecordsARevocationOvertookAreNotHandled(t *testing.T) {
 	in, out := contracts.TopicSpec{Name: "overtaken.in", Partitions: 1}, contracts.TopicSpec{Name: "overtaken.out", Partitions: 1}
 	cfg := startKafka(t, in, out)
-	buffered := make(bufferedHook, 16)
 	polledB, revoked := make(chan struct{}), make(chan struct{})
 	var polledOnce sync.Once
 	polled := polledHook(func(r *kgo.Record) {
@@ -1140,43 +1158,7 @@ func TestRecordsARevocationOvertookAreNotHandled(t *testing.T) {
 			<-revoked // b is in the loop's hands, its handler not called yet
 		})
 	})
-	o := &owner{}
-	s := messaging.NewSession(messaging.WithHooks(messaging.SessionConfig{Kafka: cfg, Group: "overtaken", TransactionalID: "overtaken-1", Owner: o}, buffered, polled), quiet())
-	s.AddTopic(in.Name)
-	started := make(chan struct{})
-	var startedOnce sync.Once
-	if err := s.Handle(in.Name, func(msg *message.Message) error {
-		first := false
-		if string(msg.Payload) == "a" {
-			startedOnce.Do(func() { first = true; close(started) })
-		}
-		if first { // handled once b is fetched: the loop's next poll hands b out
-			for deadline := time.After(10 * time.Second); ; {
-				select {
-				case r := <-buffered:
-					if string(r.Value) != "b" {
-						continue
-					}
-				case <-deadline:
-				}
-				break
-			}
-		}
-		r, _ := messaging.RecordFromCtx(msg.Context())
-		return s.Send(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	runSession(t, s)
-	eventually(t, "the partitions to be assigned", o.owns)
-
-	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("a"), Value: []byte("a")})
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a was not handled")
-	}
-	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("b"), Value: []byte("b")})
+	s, o := startJoined(t, cfg, "overtaken", in.Name, out.Name, polled)
 	select {
 	case <-polledB:
 	case <-time.After(10 * time.Second):

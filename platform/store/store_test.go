@@ -928,6 +928,14 @@ func TestATakeoverReadsOnlyWhatTheStandbyHasNotFollowed(t *testing.T) {
 	}
 }
 
+// newHeld returns a changelog whose stores write through a heldSender.
+func newHeld(t *testing.T) (*changelog, *heldSender) {
+	c := newChangelog(t, 2)
+	held := &heldSender{to: c.producer}
+	c.sender = held
+	return c, held
+}
+
 // heldSender holds what it is given, as an open transaction does, until
 // the test ends it: committed, the records are written to Kafka. As a
 // session does, it refuses a write made from what an aborted transaction
@@ -982,9 +990,7 @@ func (h *heldSender) end(t *testing.T, commit bool) {
 // made again from what the key holds after the abort.
 func TestAWriteMadeFromAnAbortedRecordIsMadeAgain(t *testing.T) {
 	t.Parallel()
-	c := newChangelog(t, 2)
-	held := &heldSender{to: c.producer}
-	c.sender = held
+	c, held := newHeld(t)
 	s := c.restored(t)
 	update(t, s, "a", set(customer("a", 1)))
 	held.end(t, true)
@@ -1019,9 +1025,7 @@ func TestAWriteMadeFromAnAbortedRecordIsMadeAgain(t *testing.T) {
 // reading Kafka again.
 func TestAnAbortedWriteIsPutBack(t *testing.T) {
 	t.Parallel()
-	c := newChangelog(t, 2)
-	held := &heldSender{to: c.producer}
-	c.sender = held
+	c, held := newHeld(t)
 	s := c.restored(t)
 	update(t, s, "a", set(customer("a", 1)))
 	update(t, s, "b", set(customer("b", 1)))
@@ -1182,9 +1186,7 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 // Made from a committed write, it answers at once.
 func TestAnAnswerMadeFromAnOpenWriteWaitsForIt(t *testing.T) {
 	t.Parallel()
-	c := newChangelog(t, 2)
-	held := &heldSender{to: c.producer}
-	c.sender = held
+	c, held := newHeld(t)
 	s := c.restored(t)
 	update(t, s, "a", set(customer("a", 1))) // not committed yet
 	exists := errors.New("exists")
