@@ -210,7 +210,11 @@ func (x *Index) put(v *saga.SagaInstance, summarize bool) (Summary, bool) {
 	if old.ended() {
 		x.ended++
 		for x.maxEnded > 0 && x.ended > x.maxEnded {
-			x.forget(x.oldestEnded())
+			oldest := x.oldestEnded()
+			if oldest == nil {
+				break // ended in a state of no tree: kept
+			}
+			x.forget(oldest)
 		}
 	}
 	return summary, true

@@ -400,3 +400,23 @@ func TestTheIndexKeepsNoDecodedString(t *testing.T) {
 		}
 	}
 }
+
+// A saga with no command pending in a state other than COMPLETED or
+// REJECTED (a corrupt record, a state a later version added) counts as
+// ended, but no tree of ended sagas holds it: the index keeps it rather
+// than look for an oldest ended saga that is not there, and goes on.
+func TestAnEndedSagaOfAnotherStateDoesNotStopTheIndex(t *testing.T) {
+	x := NewIndex(1)
+	for i, id := range []string{"s1", "s2"} {
+		v := instance(id, "CreateOrder", "STALLED", "second", i, 1) // no command pending
+		if _, ok := x.Put(v); !ok {
+			t.Fatalf("Put(%s) changed nothing", id)
+		}
+	}
+	if _, ok := x.Put(instance("s3", "CreateOrder", saga.StateCompleted, "second", 3, 1)); !ok {
+		t.Fatal("Put(s3) changed nothing")
+	}
+	if x.Len() == 0 {
+		t.Error("the index holds nothing")
+	}
+}
