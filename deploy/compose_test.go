@@ -451,3 +451,18 @@ func recipe(makefile, target string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Every long-running service comes back with the Docker daemon or after a
+// crash, the infrastructure too: instances that come back without Kafka
+// and the registry would only fail their starts until someone ran
+// `docker compose up` again.
+func TestComposeEveryServiceRestarts(t *testing.T) {
+	for _, svc := range loadCompose(t).Services {
+		if svc.Name == "provision" { // runs once and exits
+			continue
+		}
+		if svc.Restart != types.RestartPolicyUnlessStopped {
+			t.Errorf("%s: restart %q, want %q", svc.Name, svc.Restart, types.RestartPolicyUnlessStopped)
+		}
+	}
+}
