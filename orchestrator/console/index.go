@@ -181,7 +181,9 @@ func (x *Index) put(v *saga.SagaInstance, summarize bool) (Summary, bool) {
 	defer x.mu.Unlock()
 	old, ok := x.byID[e.id]
 	switch {
-	case ok && (*old == e || old.ended() || e.updated < old.updated):
+	// A saga's records come in the order they were written, whatever
+	// their clocks said: only its end is final.
+	case ok && (*old == e || old.ended()):
 		return Summary{}, false
 	case ok:
 		if !old.ended() && e.ended() {

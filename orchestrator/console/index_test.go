@@ -420,3 +420,18 @@ func TestAnEndedSagaOfAnotherStateDoesNotStopTheIndex(t *testing.T) {
 		t.Error("the index holds nothing")
 	}
 }
+
+// A saga's records come in the order they were written (one partition of
+// its state topic, then its archive): a transition stamped earlier than
+// the one before it (a new owner whose clock is behind the old one's)
+// still replaces it.
+func TestALaterTransitionStampedEarlierReplacesTheOneBefore(t *testing.T) {
+	x := NewIndex(10)
+	x.Put(instance("s1", "CreateOrder", saga.StateRunning, "authorize_payment", 10, 1))
+	ended := instance("s1", "CreateOrder", saga.StateCompleted, "approve_order", 10, 1)
+	ended.History[len(ended.History)-1].At = t0.Add(9 * time.Second) // before the RUNNING one's
+	x.Put(ended)
+	if ids, _ := listAll(t, x, Query{State: saga.StateCompleted, Limit: 10}); !slices.Equal(ids, []string{"s1"}) {
+		t.Errorf("COMPLETED sagas: got %v, want [s1]", ids)
+	}
+}
