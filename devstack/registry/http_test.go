@@ -223,3 +223,37 @@ func TestASubjectDeletedForGoodTakesItsLevel(t *testing.T) {
 		}
 	}
 }
+
+// As Confluent's, "latest" is the newest live version, even when deleted
+// ones are asked for too: a permanent delete of "latest" names it, and is
+// refused until it is soft deleted.
+func TestLatestIsTheNewestLiveVersion(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string // the body, or the error_code
+	}{
+		{"POST", "/subjects/latest-value/versions", schemaBody(record(fieldID)), 200, `{"id":1}`},
+		{"POST", "/subjects/latest-value/versions", schemaBody(record(fieldID, fieldNDefault)), 200, `{"id":2}`},
+		{"DELETE", "/subjects/latest-value/versions/2", "", 200, `2`},
+		{"GET", "/subjects/latest-value/versions/latest?deleted=true", "", 200, fmt.Sprintf(`{"subject":"latest-value","version":1,"id":1,"schema":%q}`, record(fieldID))},
+		{"DELETE", "/subjects/latest-value/versions/latest?permanent=true", "", 404, "40407"},
+	} {
+		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
+		got := strings.TrimSpace(string(body))
+		var e struct {
+			ErrorCode int `json:"error_code"`
+		}
+		switch {
+		case status != tc.status:
+			t.Errorf("%s %s: got %d %s, want %d", tc.method, tc.path, status, got, tc.status)
+		case status == 200 && got != tc.want:
+			t.Errorf("%s %s: got %s, want %s", tc.method, tc.path, got, tc.want)
+		case status != 200 && (json.Unmarshal(body, &e) != nil || fmt.Sprint(e.ErrorCode) != tc.want):
+			t.Errorf("%s %s: got %s, want error_code %s", tc.method, tc.path, got, tc.want)
+		}
+	}
+}

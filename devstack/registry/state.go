@@ -262,9 +262,11 @@ type versionRef struct {
 	latest bool
 }
 
-// findVersion returns the version ref names among the subject's versions.
+// findVersion returns the version ref names among the subject's versions;
+// "latest" is the newest live one whatever withDeleted says, as
+// Confluent's.
 func (st *state) findVersion(subject string, ref versionRef, withDeleted bool) (*version, error) {
-	vs := st.versions(subject, withDeleted)
+	vs := st.versions(subject, withDeleted && !ref.latest)
 	if len(vs) == 0 {
 		return nil, errSubjectNotFound(subject)
 	}
