@@ -127,7 +127,6 @@ func (l *deadLetters) add(d *DeadLetter) bool {
 // and the cursor of the next page, nil on the last.
 func (l *deadLetters) page(after *DeadLetterCursor, limit int) ([]DeadLetter, *DeadLetterCursor) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	i := 0
 	if after != nil {
 		pivot := &DeadLetter{Timestamp: time.UnixMilli(after.Timestamp).UTC(), Partition: after.Partition, Offset: after.Offset}
@@ -137,14 +136,44 @@ func (l *deadLetters) page(after *DeadLetterCursor, limit int) ([]DeadLetter, *D
 			i++
 		}
 	}
-	out := []DeadLetter{}
+	out, listed := []DeadLetter{}, []*DeadLetter{}
 	for ; i < len(l.list) && len(out) < limit; i++ {
-		l.list[i].decode(l.dec) // if the registry did not answer before
-		out = append(out, *l.list[i])
+		out, listed = append(out, *l.list[i]), append(listed, l.list[i])
 	}
-	if i == len(l.list) || len(out) == 0 {
+	last := i == len(l.list) || len(out) == 0
+	l.mu.Unlock()
+	l.decode(out, listed)
+	if last {
 		return out, nil
 	}
-	last := out[len(out)-1]
-	return out, &DeadLetterCursor{Timestamp: last.Timestamp.UnixMilli(), Partition: last.Partition, Offset: last.Offset}
+	end := out[len(out)-1]
+	return out, &DeadLetterCursor{Timestamp: end.Timestamp.UnixMilli(), Partition: end.Partition, Offset: end.Offset}
+}
+
+// decode decodes the copies in out of the letters listed whose registry
+// did not answer before, outside the list's lock: the registry may take
+// seconds, and the follower adds letters meanwhile. A listed letter is
+// never changed (the stream may be encoding it): a decoded copy replaces
+// it.
+func (l *deadLetters) decode(out []DeadLetter, listed []*DeadLetter) {
+	var decoded []int
+	for j := range out {
+		if out[j].payload != nil {
+			out[j].decode(l.dec)
+			if out[j].payload == nil {
+				decoded = append(decoded, j)
+			}
+		}
+	}
+	if len(decoded) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, j := range decoded {
+		if k := slices.Index(l.list, listed[j]); k >= 0 {
+			d := out[j]
+			l.list[k] = &d
+		}
+	}
 }

@@ -69,3 +69,47 @@ func (f *flaky) Decode([]byte) (serde.Record, error) {
 	}
 	return &contracts.ReserveCredit{OrderID: "o"}, nil
 }
+
+// stalled's decodes wait until it is released, as a registry that does not
+// answer makes them (5 s each).
+type stalled struct {
+	calling chan struct{}
+	release chan struct{}
+}
+
+func (s stalled) Decode([]byte) (serde.Record, error) {
+	s.calling <- struct{}{}
+	<-s.release
+	return nil, errors.New("registry unreachable")
+}
+
+// A page that waits on the registry to decode its letters does not hold up
+// the follower, which adds the next dead letter meanwhile: it decodes
+// outside the list's lock.
+func TestAPageWaitingOnTheRegistryDoesNotHoldUpTheFollower(t *testing.T) {
+	dec := stalled{calling: make(chan struct{}), release: make(chan struct{})}
+	l := &deadLetters{max: 10, dec: undecodable{}}
+	l.add(newDeadLetter(&kgo.Record{Value: []byte("old"), Timestamp: t0}, flakyDown))
+	l.dec = dec
+	paged := make(chan struct{})
+	go func() {
+		defer close(paged)
+		l.page(nil, 10)
+	}()
+	<-dec.calling // the page is decoding
+	added := make(chan struct{})
+	go func() {
+		defer close(added)
+		l.add(newDeadLetter(&kgo.Record{Value: nil, Offset: 1, Timestamp: t0.Add(time.Second)}, undecodable{}))
+	}()
+	select {
+	case <-added:
+	case <-time.After(5 * time.Second):
+		t.Error("the follower's add waited 5s for a page decoding its letters")
+	}
+	close(dec.release)
+	<-paged
+	<-added
+}
+
+var flakyDown = &flaky{err: errors.New("registry unreachable")}
