@@ -193,11 +193,7 @@ func TestASubjectDeletedForGoodTakesItsLevel(t *testing.T) {
 	t.Parallel()
 	url, _ := startRegistry(t, newCluster(t))
 	hc := newHTTPClient(t)
-	for _, tc := range []struct {
-		method, path, body string
-		status             int
-		want               string // the body, or the error_code
-	}{
+	exchange(t, hc, url, []step{
 		{"POST", "/compatibility/subjects/gone-value/versions/latest", schemaBody(record(fieldID)), 200, `{"is_compatible":true}`},
 		{"POST", "/compatibility/subjects/gone-value/versions/1", schemaBody(record(fieldID)), 404, "40402"},
 		{"PUT", "/config/gone-value", `{"compatibility": "NONE"}`, 200, `{"compatibility":"NONE"}`},
@@ -205,23 +201,7 @@ func TestASubjectDeletedForGoodTakesItsLevel(t *testing.T) {
 		{"DELETE", "/subjects/gone-value", "", 200, `[1]`},
 		{"DELETE", "/subjects/gone-value?permanent=true", "", 200, `[1]`},
 		{"GET", "/config/gone-value", "", 404, "40408"},
-	} {
-		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
-		got := strings.TrimSpace(string(body))
-		if status != tc.status {
-			t.Errorf("%s %s: got %d %s, want %d", tc.method, tc.path, status, got, tc.status)
-			continue
-		}
-		if status == 200 && got != tc.want {
-			t.Errorf("%s %s: got %s, want %s", tc.method, tc.path, got, tc.want)
-		}
-		var e struct {
-			ErrorCode int `json:"error_code"`
-		}
-		if status != 200 && (json.Unmarshal(body, &e) != nil || fmt.Sprint(e.ErrorCode) != tc.want) {
-			t.Errorf("%s %s: got %s, want error_code %s", tc.method, tc.path, got, tc.want)
-		}
-	}
+	})
 }
 
 // As Confluent's, "latest" is the newest live version, even when deleted
@@ -231,17 +211,27 @@ func TestLatestIsTheNewestLiveVersion(t *testing.T) {
 	t.Parallel()
 	url, _ := startRegistry(t, newCluster(t))
 	hc := newHTTPClient(t)
-	for _, tc := range []struct {
-		method, path, body string
-		status             int
-		want               string // the body, or the error_code
-	}{
+	exchange(t, hc, url, []step{
 		{"POST", "/subjects/latest-value/versions", schemaBody(record(fieldID)), 200, `{"id":1}`},
 		{"POST", "/subjects/latest-value/versions", schemaBody(record(fieldID, fieldNDefault)), 200, `{"id":2}`},
 		{"DELETE", "/subjects/latest-value/versions/2", "", 200, `2`},
 		{"GET", "/subjects/latest-value/versions/latest?deleted=true", "", 200, fmt.Sprintf(`{"subject":"latest-value","version":1,"id":1,"schema":%q}`, record(fieldID))},
 		{"DELETE", "/subjects/latest-value/versions/latest?permanent=true", "", 404, "40407"},
-	} {
+	})
+}
+
+// step is a request and its expected answer: the body of a 200, or the
+// error_code of an error.
+type step struct {
+	method, path, body string
+	status             int
+	want               string
+}
+
+// exchange sends each step's request in turn and checks its answer.
+func exchange(t *testing.T, hc *http.Client, url string, steps []step) {
+	t.Helper()
+	for _, tc := range steps {
 		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
 		got := strings.TrimSpace(string(body))
 		var e struct {
