@@ -448,8 +448,8 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	lock.Lock()
 	defer lock.Unlock()
 
-	// Read before the read: an abort or an assignment after it refuses
-	// the write.
+	// The epoch is taken before the key is read: an abort or an
+	// assignment after the read refuses the write.
 	ctx = messaging.ReadAt(ctx, s.cfg.Producer.Epoch())
 	p, old, owned, exists, open, err := s.lookupOpen(key)
 	if !owned {
