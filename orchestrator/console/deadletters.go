@@ -43,8 +43,20 @@ type Decoder interface {
 	Decode(data []byte) (serde.Record, error)
 }
 
+// latestJSONTime is the latest time JSON can write (RFC 3339 has four
+// digits of year).
+var latestJSONTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
 func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
-	d := &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: string(r.Key),
+	// A producer may write any timestamp (microseconds for milliseconds,
+	// say): one JSON cannot write would break every page it is on.
+	ts := r.Timestamp.UTC()
+	if ts.After(latestJSONTime) {
+		ts = latestJSONTime
+	} else if ts.Year() < 0 {
+		ts = time.Time{}
+	}
+	d := &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts, Key: string(r.Key),
 		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, payload: r.Value}
 	for _, h := range r.Headers {
 		d.Headers[h.Key] = string(h.Value)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -113,3 +114,15 @@ func TestAPageWaitingOnTheRegistryDoesNotHoldUpTheFollower(t *testing.T) {
 }
 
 var flakyDown = &flaky{err: errors.New("registry unreachable")}
+
+// A dead letter whose timestamp is past what JSON can write (a producer
+// that wrote microseconds for milliseconds) is listed with the latest
+// time it can write, rather than break the page it is on.
+func TestADeadLetterFromTheFarFutureCanBeShown(t *testing.T) {
+	l := &deadLetters{max: 10, dec: undecodable{}}
+	l.add(newDeadLetter(&kgo.Record{Value: []byte("x"), Timestamp: time.UnixMilli(t0.UnixMicro())}, undecodable{}))
+	list, _ := l.page(nil, 10)
+	if _, err := json.Marshal(list); err != nil {
+		t.Fatalf("the page does not encode: %v", err)
+	}
+}
