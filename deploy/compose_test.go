@@ -466,3 +466,21 @@ func TestComposeEveryServiceRestarts(t *testing.T) {
 		}
 	}
 }
+
+// Kafka is healthy once the listener the other services use answers, not
+// only the one published to the host.
+func TestComposeKafkaIsHealthyOnTheListenerTheServicesUse(t *testing.T) {
+	project := loadCompose(t)
+	kafka, err := project.GetService("kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, err := project.GetService("order-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := env(order, "KAFKA_BROKERS")
+	if kafka.HealthCheck == nil || !slices.Contains(kafka.HealthCheck.Test, brokers) {
+		t.Errorf("kafka's healthcheck %v does not probe %s, the services' KAFKA_BROKERS", kafka.HealthCheck, brokers)
+	}
+}
