@@ -478,8 +478,10 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	// Outside a handler, an answer made from a write not committed yet
 	// (a create sent again while the first is in flight) waits for that
 	// write's transaction: it may abort.
-	_, handling := messaging.RecordFromCtx(ctx)
-	open = open && !handling
+	if open {
+		_, handling := messaging.RecordFromCtx(ctx)
+		open = !handling
+	}
 	extra, err := fn(v, exists)
 	if err != nil {
 		if open {

@@ -102,8 +102,10 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		if exists {
 			known[orderID] = domain.Reservation{Amount: res.Amount, Status: domain.ReservationStatus(res.Status)}
 		}
-		c := domain.MissingCustomer(customerID, known)
-		if !missing {
+		var c *domain.Customer
+		if missing {
+			c = domain.MissingCustomer(customerID, known)
+		} else {
 			c = domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, before, known)
 		}
 		if err := fn(c); errors.Is(err, domain.ErrNotFound) {

@@ -2,7 +2,6 @@ package command
 
 import (
 	"context"
-	"errors"
 
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
 )
@@ -18,15 +17,12 @@ func NewReleaseCreditHandler(repo domain.Repository) ReleaseCreditHandler {
 	return ReleaseCreditHandler{repo: repo}
 }
 
-// Handle releases the order's credit. An unknown customer holds nothing, so
-// there is nothing to release and it is not an error.
+// Handle releases the order's credit. An unknown customer holds nothing:
+// the release is recorded all the same (domain.MissingCustomer), so that
+// a late reservation of the order holds nothing once it exists.
 func (h ReleaseCreditHandler) Handle(ctx context.Context, cmd ReleaseCredit) error {
-	err := h.repo.UpdateCredit(ctx, cmd.CustomerID, cmd.OrderID, func(c *domain.Customer) error {
+	return h.repo.UpdateCredit(ctx, cmd.CustomerID, cmd.OrderID, func(c *domain.Customer) error {
 		c.ReleaseCredit(cmd.OrderID)
 		return nil
 	})
-	if errors.Is(err, domain.ErrNotFound) {
-		return nil
-	}
-	return err
 }
