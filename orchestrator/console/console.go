@@ -152,7 +152,8 @@ func (c *Console) apply(r *kgo.Record) error {
 		}
 		return nil
 	case slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderArchivedAt }):
-		return nil // a pointer to the archive, which holds the saga
+		c.index.Archived(string(r.Key)) // the archive holds the saga
+		return nil
 	case r.Value == nil && c.states[r.Topic]: // a tombstone: past its archive's retention
 		c.index.Remove(string(r.Key))
 		return nil

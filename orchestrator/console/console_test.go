@@ -2,7 +2,9 @@ package console
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -112,5 +114,46 @@ func TestApplyStreamsChangesToOpenStreams(t *testing.T) {
 	case data := <-events:
 		t.Errorf("a second event: %s, want only the change made while the stream was open", data)
 	default:
+	}
+}
+
+// An ended saga the index let go (past MaxEnded) whose running states are
+// read after its archived end, as a restarted instance may read the state
+// topic behind the archive, shows no more once its pointer is read, and
+// its start counts once.
+func TestAnEndedSagaLetGoIsNotShownRunningWhenReadLate(t *testing.T) {
+	s := sagas{
+		"a ended":   instance("a", "CreateOrder", saga.StateCompleted, "", 0, 0),
+		"b ended":   instance("b", "CreateOrder", saga.StateCompleted, "", 1, 0),
+		"a running": instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
+	}
+	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s, MaxEnded: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.index.now = func() time.Time { return t0.Add(time.Minute) }
+	pointer := []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("7")}}
+	for _, r := range []*kgo.Record{
+		{Topic: "x.sagas.ended", Key: []byte("a"), Value: []byte("a ended")},
+		{Topic: "x.sagas.ended", Key: []byte("b"), Value: []byte("b ended")}, // lets a go
+		{Topic: "x.sagas", Key: []byte("a"), Value: []byte("a running")},
+		{Topic: "x.sagas", Key: []byte("a"), Value: []byte{}, Headers: pointer},
+		{Topic: "x.sagas", Key: []byte("b"), Value: []byte{}, Headers: pointer},
+	} {
+		if err := c.apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, _ := listAll(t, c.index, Query{Limit: 10, Now: t0})
+	if !slices.Equal(ids, []string{"b"}) {
+		t.Errorf("the index lists %q, want only b", ids)
+	}
+	started := 0
+	for _, m := range c.index.Stats(t0.Add(time.Minute), 2) {
+		started += m.Started
+	}
+	if started != 2 {
+		t.Errorf("%d sagas started, want 2", started)
 	}
 }

@@ -244,12 +244,26 @@ func (x *Index) Remove(id string) {
 	}
 }
 
+// Archived says that a saga's pointer to its archived copy was read: it
+// ended, as that copy says. Held as running, it is a saga whose copy the
+// index read and let go (past MaxEnded) before its running states, read
+// late, or one whose copy is yet to be read: not running, either way.
+func (x *Index) Archived(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e, ok := x.byID[id]; ok && !e.ended() {
+		x.forget(e)
+	}
+}
+
 func (x *Index) forget(e *entry) {
 	x.unlist(e)
 	x.ids.Delete(e)
 	delete(x.byID, e.id)
 	if e.ended() {
 		x.ended--
+	} else if m := x.minute(e.started); m.Started > 0 {
+		m.Started-- // its start counts again when it is read again
 	}
 }
 
