@@ -30,9 +30,14 @@ type CustomerRepository struct {
 	reservations *store.Store[contracts.ReservationRecord]
 	locks        [64]sync.Mutex // one decision at a time per customer (striped by id)
 
-	mu   sync.RWMutex
-	held map[string]int64 // by customer id, once summed
+	mu       sync.RWMutex
+	held     map[string]int64 // by customer id, once summed
+	restores uint64           // Restores so far: a sum read before one is not kept
 }
+
+// summed, if set (by tests), runs between a sum of what a customer holds
+// and its keeping.
+var summed func()
 
 var _ domain.Repository = (*CustomerRepository)(nil)
 
@@ -47,6 +52,7 @@ func NewCustomerRepository(customers *store.Store[contracts.CustomerRecord], res
 func (r *CustomerRepository) Restore(context.Context) error {
 	r.mu.Lock()
 	r.held = map[string]int64{}
+	r.restores++
 	r.mu.Unlock()
 	return nil
 }
@@ -89,6 +95,7 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	if err != nil && !missing {
 		return err
 	}
+	restores := r.restoresSoFar()
 	var before int64
 	if !missing {
 		if before, err = r.heldBy(customerID); err != nil {
@@ -125,9 +132,7 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		return err
 	}
 	if !missing {
-		r.mu.Lock()
-		r.held[own(r.held, customerID)] = held
-		r.mu.Unlock()
+		r.keep(customerID, held, restores)
 	}
 	return notFound
 }
@@ -149,6 +154,7 @@ func (r *CustomerRepository) customer(id string) (*contracts.CustomerRecord, err
 func (r *CustomerRepository) heldBy(id string) (int64, error) {
 	r.mu.RLock()
 	held, ok := r.held[id]
+	restores := r.restores
 	r.mu.RUnlock()
 	if ok {
 		return held, nil
@@ -162,10 +168,28 @@ func (r *CustomerRepository) heldBy(id string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sum the credit customer %s holds: %w", id, err)
 	}
-	r.mu.Lock()
-	r.held[own(r.held, id)] = held
-	r.mu.Unlock()
+	if summed != nil {
+		summed()
+	}
+	r.keep(id, held, restores)
 	return held, nil
+}
+
+func (r *CustomerRepository) restoresSoFar() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.restores
+}
+
+// keep keeps what customer id holds, unless the stores were restored
+// since it was read (a GET that summed while a rebalance or an abort put
+// the partitions back): then the next read sums it again.
+func (r *CustomerRepository) keep(id string, held int64, restores uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.restores == restores {
+		r.held[own(r.held, id)] = held
+	}
 }
 
 // ReservationPartitionKey is the key that chooses a decision's partition:
