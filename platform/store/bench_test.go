@@ -181,3 +181,19 @@ func BenchmarkGet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetOfAnArchivedRecord: an ended record is read from the
+// archive topic, as a GET of an ended saga reads it.
+func BenchmarkGetOfAnArchivedRecord(b *testing.B) {
+	c := newArchivingChangelog(b)
+	s := c.restored(b)
+	closed := customer("closed-1", 200)
+	closed.Name = "closed"
+	update(b, s, "closed-1", set(closed))
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := mustGet(b, s, "closed-1"); got.Name != "closed" {
+			b.Fatalf("got %+v", got)
+		}
+	}
+}

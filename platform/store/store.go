@@ -139,6 +139,7 @@ type Store[T any] struct {
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
 
 	standby standby
+	archive archiveReader
 	read    atomic.Int64 // changelog records the restores read
 
 	// running holds, in a store that archives, the keys of the live
@@ -364,35 +365,11 @@ func (s *Store[T]) value(ctx context.Context, key string, e entry) ([]byte, bool
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	topic := s.cfg.Archive.Topic
-	client, err := kgo.NewClient(append(slices.Clone(s.cfg.Kgo), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {e.partition: kgo.NewOffset().At(e.archivedAt)}}))...)
+	b, ok, err := s.archive.read(ctx, s.cfg.Kgo, s.cfg.Archive.Topic, e.partition, e.archivedAt, key)
 	if err != nil {
-		return nil, false, fmt.Errorf("read %s/%s from %s: %w", s.cfg.Topic, key, topic, err)
+		return nil, false, fmt.Errorf("read %s/%s from %s at %d: %w", s.cfg.Topic, key, s.cfg.Archive.Topic, e.archivedAt, err)
 	}
-	defer client.Close()
-	for {
-		fetches := client.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, false, fmt.Errorf("read %s/%s from %s at %d: %w", s.cfg.Topic, key, topic, e.archivedAt, err)
-		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if errors.Is(ferr, kerr.OffsetOutOfRange) {
-			return nil, false, nil // past its retention
-		}
-		if ferr != nil {
-			return nil, false, fmt.Errorf("read %s/%s from %s: %w", s.cfg.Topic, key, topic, ferr)
-		}
-		for _, r := range fetches.Records() {
-			if r.Offset == e.archivedAt && string(r.Key) == key {
-				return r.Value, true, nil
-			}
-			if r.Offset >= e.archivedAt {
-				return nil, false, nil // compacted or retained away
-			}
-		}
-	}
+	return b, ok, nil
 }
 
 // Update loads the record under key (a zero T if there is none), lets fn

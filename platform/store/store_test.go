@@ -84,13 +84,13 @@ func newChangelog(t testing.TB, partitions int32) *changelog {
 
 // newStore returns an empty store on the changelog with a serde of its own,
 // as a freshly started process has.
-func (c *changelog) newStore(t *testing.T) *customers {
+func (c *changelog) newStore(t testing.TB) *customers {
 	t.Helper()
 	return c.newStoreOn(t, c.kafka.SchemaRegistryURL)
 }
 
 // newStoreOn is newStore with its serde on the registry at registryURL.
-func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
+func (c *changelog) newStoreOn(t testing.TB, registryURL string) *customers {
 	t.Helper()
 	s, err := serde.New(srclient.NewSchemaRegistryClient(registryURL), serde.Config{AutoRegister: true}, &account{})
 	if err != nil {
@@ -114,7 +114,7 @@ func (c *changelog) newStoreOn(t *testing.T, registryURL string) *customers {
 }
 
 // restored returns a new store restored from the changelog.
-func (c *changelog) restored(t *testing.T) *customers {
+func (c *changelog) restored(t testing.TB) *customers {
 	t.Helper()
 	s := c.newStore(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
@@ -150,14 +150,14 @@ func total(counts map[int32]int64) int64 {
 	return n
 }
 
-func update(t *testing.T, s *customers, key string, fn func(v *account, exists bool) error) {
+func update(t testing.TB, s *customers, key string, fn func(v *account, exists bool) error) {
 	t.Helper()
 	if err := s.Update(t.Context(), key, fn); err != nil {
 		t.Fatalf("Update(%s): %v", key, err)
 	}
 }
 
-func mustGet(t *testing.T, s *customers, key string) *account {
+func mustGet(t testing.TB, s *customers, key string) *account {
 	t.Helper()
 	v, ok, err := s.Get(key)
 	if err != nil || !ok {
@@ -644,7 +644,7 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 
 // newArchivingChangelog is a changelog of two partitions whose stores
 // archive the records named "closed".
-func newArchivingChangelog(t *testing.T) *changelog {
+func newArchivingChangelog(t testing.TB) *changelog {
 	t.Helper()
 	c := newChangelog(t, 2)
 	const archiveTopic = "store-test.archive"
