@@ -272,6 +272,12 @@ func (r *running) postRetrying(t *testing.T, url string, body []byte, headers ..
 func (r *running) getJSON(t *testing.T, url string, out any) {
 	t.Helper()
 	status, body := r.get(t, url)
+	// As the API asks of a client: a 503 (the key's partition moving) is
+	// asked again, for up to 10 s.
+	for deadline := time.Now().Add(10 * time.Second); status == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		status, body = r.get(t, url)
+	}
 	if status != http.StatusOK {
 		t.Fatalf("GET %s: got %d %s, want 200", url, status, body)
 	}

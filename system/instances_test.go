@@ -1,8 +1,11 @@
 package system_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,14 +51,87 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	}
 	postOrders(t, r, parts[k])
 	awaitMembers(t, ps.brokers, "customer", 1) // the group gave its partitions to the other instance
-	awaitAnyEnded(t, r, parts[k])
-	zombie.resume()
+	awaitOrdersEnd(t, r, parts[k], 60*time.Second)
+	checkAZombieAnswersNothingStale(t, ps, zombie, plan)
 	postOrders(t, r, parts[k+1])
 
 	checkPlan(120 * time.Second)
 	checkAllRunning(t, ps)
 	checkEveryInstanceAnswers(t, ps, plan)
 	checkNoSagaInFlight(t, ps)
+}
+
+// checkAZombieAnswersNothingStale resumes the zombie with a GET of every
+// customer of the plan waiting on its socket, sent before it runs again: it
+// answers each as the instance that owns them now does (it forwards the
+// request), or 503 with Retry-After, never from the credit it held before
+// its pause. Its group went on without it; it learns so only at its next
+// heartbeat.
+func checkAZombieAnswersNothingStale(t *testing.T, ps *procs, zombie *proc, plan []plannedOrder) {
+	t.Helper()
+	owner := baseOf(t, ps.instances["customer"][0])
+	customers := map[string]bool{}
+	for _, p := range plan {
+		if p.wantReason != "UNKNOWN_CUSTOMER" {
+			customers[p.customer] = true
+		}
+	}
+	type asked struct {
+		customer, now string
+		conn          net.Conn
+	}
+	var sent []asked
+	for c := range customers {
+		a := asked{customer: c, now: getBody(t, ps.r, owner, "/customers/"+c)}
+		// The kernel accepts the connection and keeps the request for the
+		// paused process.
+		conn, err := net.Dial("tcp", strings.TrimPrefix(baseOf(t, zombie), "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := fmt.Fprintf(conn, "GET /customers/%s HTTP/1.1\r\nHost: zombie\r\nConnection: close\r\n\r\n", c); err != nil {
+			t.Fatal(err)
+		}
+		a.conn = conn
+		sent = append(sent, a)
+	}
+	zombie.resume()
+	for _, a := range sent {
+		if err := a.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(a.conn), nil)
+		if err != nil {
+			t.Errorf("GET /customers/%s of the zombie: %v", a.customer, err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			t.Errorf("GET /customers/%s of the zombie: %v", a.customer, err)
+		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		case resp.StatusCode != http.StatusOK:
+			t.Errorf("GET /customers/%s of the zombie: %d %s, want 200 or 503 with Retry-After", a.customer, resp.StatusCode, body)
+		case reencoded(t, body) != a.now:
+			t.Errorf("GET /customers/%s of the zombie: %s, want what its owner answers, %s", a.customer, body, a.now)
+		}
+	}
+}
+
+// reencoded is a JSON body re-encoded as getBody returns it.
+func reencoded(t *testing.T, body []byte) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // checkNoSagaInFlight checks that every orchestrator instance shows

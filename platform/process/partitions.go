@@ -29,7 +29,8 @@ import (
 // rebuilds what the services derive, and only then lets the process's
 // session begin the generation's transactions and hand out records.
 type partitions struct {
-	p *Process
+	p      *Process
+	pauses *pauseWatch // nil without a group
 
 	mu          sync.Mutex
 	assigned    []int32 // by the group, in generation assignedGen
@@ -259,10 +260,11 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 
 // serves reports whether this instance serves partition p now. It does
 // not wait for a restore: a request for a key of a partition being
-// restored is answered at once, by its owner or with a 503.
+// restored is answered at once, by its owner or with a 503. Nor does it
+// serve one right after a pause, which the group may have taken it from.
 func (t *partitions) serves(p int32) bool {
 	owned := t.served.Load()
-	return owned != nil && slices.Contains(*owned, p)
+	return owned != nil && slices.Contains(*owned, p) && t.pauses.trusted()
 }
 
 // Owner implements httpserver.Owners: the instance whose session holds the

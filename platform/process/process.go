@@ -7,6 +7,7 @@
 package process
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -366,6 +367,7 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 	watch := newPeers()
 	if len(p.topics) > 0 {
+		p.partitions.pauses = newPauseWatch(cmp.Or(p.cfg.Kafka.SessionTimeout, 10*time.Second), p.Logger)
 		look, cancel := context.WithTimeout(ctx, 2*adminTimeout)
 		p.evictBeforeJoining(look, watch)
 		cancel()
@@ -379,6 +381,7 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 	if len(p.topics) > 0 {
 		g.Go(func() error { return p.watchPeers(ctx, watch) })
+		g.Go(func() error { return p.partitions.pauses.run(ctx) })
 		if p.cfg.Kafka.Standby {
 			for _, s := range p.stores {
 				g.Go(func() error { return s.Follow(ctx) })
