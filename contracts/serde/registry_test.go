@@ -2,6 +2,7 @@ package serde_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -125,6 +126,20 @@ var reserveCreditAmountTextSchema = mustParse(`{"type":"record","name":"ReserveC
 	{"name":"customerId","type":"string"},
 	{"name":"orderId","type":"string"},
 	{"name":"amount","type":"string"}]}`)
+
+// listed has an array, whose length a payload may claim to be anything.
+type listed struct {
+	Items []listItem `avro:"items"`
+}
+
+type listItem struct {
+	N int64 `avro:"n"`
+}
+
+func (*listed) Schema() avro.Schema { return listedSchema }
+
+var listedSchema = mustParse(`{"type":"record","name":"Listed","namespace":"kafkasaga.serdetest","fields":[
+	{"name":"items","type":{"type":"array","items":{"type":"record","name":"Item","fields":[{"name":"n","type":"long"}]}}}]}`)
 
 type colored struct {
 	Color string `avro:"color"`
@@ -371,6 +386,13 @@ func TestUndecodable(t *testing.T) {
 	valid := encode(t, producer, "undecodable", &contracts.ReserveCredit{CustomerID: "c1", OrderID: "o1", Amount: 7})
 	if _, err := consumer.Decode(valid); err != nil {
 		t.Fatalf("Decode of a valid message: %v", err)
+	}
+
+	lists := newSerde(t, stack.RegistryURL(), serde.Config{}, &contracts.ReserveCredit{}, &listed{})
+	empty := encode(t, producer, "undecodable.listed", &listed{}) // the last byte is the array's count, 0
+	huge := binary.AppendVarint(slices.Clone(empty[:len(empty)-1]), 1<<41)
+	if _, err := lists.Decode(huge); !errors.Is(err, serde.ErrUndecodable) {
+		t.Errorf("Decode of an array of 2^41 items: got %v, want an error wrapping ErrUndecodable", err)
 	}
 
 	tests := []struct {

@@ -90,7 +90,6 @@ func New(client srclient.ISchemaRegistryClient, cfg Config, types ...Record) (*S
 	client.CachingEnabled(true)
 	client.CodecCreationEnabled(false)
 
-	api := avro.DefaultConfig
 	s := &Serde{
 		client:   client,
 		cfg:      cfg,
@@ -102,6 +101,16 @@ func New(client srclient.ISchemaRegistryClient, cfg Config, types ...Record) (*S
 	s.readerPool.New = func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(api)) }
 	return s, nil
 }
+
+// api is hamba/avro's default configuration but for the items an array
+// may claim: a payload that claims more than maxItems is undecodable,
+// where the decoder would first allocate them all, and a count of 2^41
+// stopped the process (out of memory) at every delivery of the record.
+// One byte encodes an item at least (but for nulls and empty records), so
+// this is about what a 1 MiB record can hold.
+var api = avro.Config{MaxSliceAllocSize: maxItems}.Freeze()
+
+const maxItems = 1 << 20
 
 func readerTypes(types []Record) (map[string]readerType, error) {
 	readers := make(map[string]readerType, len(types))
