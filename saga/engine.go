@@ -105,7 +105,7 @@ type EngineConfig struct {
 	Clock       func() time.Time // default time.Now
 	StepTimeout time.Duration    // how long the first send of a command waits for its reply; default 10s
 	MaxAttempts int              // sends of a forward command before the saga fails; default 5
-	MaxBackoff  time.Duration    // the longest wait for one reply; default 1m
+	MaxBackoff  time.Duration    // the longest wait for one reply; default 1m, or StepTimeout if longer
 
 	Metrics prometheus.Registerer // optional
 	// Traces, when set, traces every transition (nil: no spans, at no cost).
@@ -123,7 +123,7 @@ func (c *EngineConfig) setDefaults() {
 		c.MaxAttempts = 5
 	}
 	if c.MaxBackoff == 0 {
-		c.MaxBackoff = time.Minute
+		c.MaxBackoff = max(time.Minute, c.StepTimeout)
 	}
 }
 
@@ -286,7 +286,15 @@ func (e *Engine[D]) pendingStep(v SagaInstance) (*Definition[D], Step[D], error)
 	if v.Step < 0 || v.Step >= len(def.Steps) || commandID(v.SagaID, def.Steps[v.Step].Name, v.State) != v.PendingCommandID {
 		return nil, Step[D]{}, fmt.Errorf("saga %s waits for %s, which version %d has no step %d for", v.SagaID, v.PendingCommandID, v.Version, v.Step)
 	}
-	return def, def.Steps[v.Step], nil
+	step := def.Steps[v.Step]
+	call := step.Invoke
+	if v.State == StateCompensating {
+		call = step.Compensate
+	}
+	if !call.sends() {
+		return nil, Step[D]{}, fmt.Errorf("saga %s waits for %s, which step %s of version %d no longer sends", v.SagaID, v.PendingCommandID, step.Name, v.Version)
+	}
+	return def, step, nil
 }
 
 // commandID is deterministic, so a participant recognizes a re-sent command.

@@ -151,6 +151,16 @@ func TestNewEngineReportsEveryConfigProblem(t *testing.T) {
 	}
 }
 
+// A first wait longer than the default longest one (STEP_TIMEOUT=2m) is
+// taken as the longest too, not refused.
+func TestAStepTimeoutPastAMinuteIsTheLongestWaitToo(t *testing.T) {
+	cfg := validConfig()
+	cfg.StepTimeout = 2 * time.Minute
+	if _, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil); err != nil {
+		t.Errorf("NewEngine with a StepTimeout of 2m and no MaxBackoff: %v", err)
+	}
+}
+
 func TestNewEngineRejectsDataThatIsNotARecord(t *testing.T) {
 	def := saga.Definition[struct{}]{Type: "T", Version: 1, ReplyTopic: "r", StateTopic: "s", Steps: []saga.Step[struct{}]{{Name: "only"}}}
 	if _, err := saga.NewEngine(saga.Versions[struct{}]{def}, validConfig(), nil); err == nil {
@@ -902,28 +912,39 @@ func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
 // step gone, must not be driven by a step that merely sits at the same
 // index now.
 func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
-	h := newHarness(t)
-	h.Start("s1", sagaData)
-	cmd := h.Last()
+	for name, edit := range map[string]func(def *saga.Definition[data]){
+		"its step renamed":            func(def *saga.Definition[data]) { def.Steps[1].Name = "reserve_v2" },
+		"its step's command taken out": func(def *saga.Definition[data]) { def.Steps[1].Invoke, def.Steps[1].Replies = saga.Call[data]{}, nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.Start("s1", sagaData)
+			cmd := h.Last()
 
-	def := testDef()
-	def.Steps[1].Name = "reserve_v2"
-	cfg := validConfig()
-	cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
-	engine, err := saga.NewEngine(saga.Versions[data]{def}, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := engine.HandleReply(reply(t, h, cmd, reserved)); !errors.Is(err, saga.ErrUnexpectedReply) {
-		t.Errorf("reply: got error %v, want %v", err, saga.ErrUnexpectedReply)
-	}
-	h.Clock.Advance(time.Hour)
-	engine.ResendOverdue(t.Context())
-	if got := len(h.Sent()); got != 1 {
-		t.Errorf("got %d commands sent, want 1", got)
-	}
-	if v, _, _ := h.Engine.Instance("s1"); v.Step != 1 || v.PendingCommandID != "s1:reserve:invoke" || v.Attempt != 1 {
-		t.Errorf("got instance at step %d waiting for %s attempt %d, want it unchanged", v.Step, v.PendingCommandID, v.Attempt)
+			def := testDef()
+			edit(&def)
+			cfg := validConfig()
+			cfg.Instances, cfg.Codec, cfg.Clock = h.Instances, h.Codec, h.Clock.Now
+			engine, err := saga.NewEngine(saga.Versions[data]{def}, cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := engine.HandleReply(reply(t, h, cmd, reserved)); !errors.Is(err, saga.ErrUnexpectedReply) {
+				t.Errorf("reply: got error %v, want %v", err, saga.ErrUnexpectedReply)
+			}
+			h.Clock.Advance(time.Hour)
+			engine.ResendOverdue(t.Context())
+			var stateErr *saga.StateError
+			if err := engine.Retry(t.Context(), "s1", "alice"); !errors.As(err, &stateErr) {
+				t.Errorf("retry: got error %v, want a StateError", err)
+			}
+			if got := len(h.Sent()); got != 1 {
+				t.Errorf("got %d commands sent, want 1", got)
+			}
+			if v, _, _ := h.Engine.Instance("s1"); v.Step != 1 || v.PendingCommandID != "s1:reserve:invoke" || v.Attempt != 1 {
+				t.Errorf("got instance at step %d waiting for %s attempt %d, want it unchanged", v.Step, v.PendingCommandID, v.Attempt)
+			}
+		})
 	}
 }
 
