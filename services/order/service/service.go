@@ -14,6 +14,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/order/adapters"
 	"github.com/kafkasaga/kafkasaga/services/order/app"
+	"github.com/kafkasaga/kafkasaga/services/order/app/command"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 	"github.com/kafkasaga/kafkasaga/services/order/ports"
 )
@@ -54,23 +55,19 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	})
 }
 
-// announceEvery is how often orders still PENDING or CANCELLING are
-// announced again, and how long they must have been so: a saga normally
-// ends within milliseconds.
-const announceEvery = time.Minute
-
-// announcePending announces every PENDING or CANCELLING order once the
-// state is restored, then, periodically, those that stayed so, until ctx
-// ends. A failed round is logged and tried again at the next tick.
+// announcePending announces the orders stuck PENDING or CANCELLING
+// (command.StuckAfter) once the state is restored, then every StuckAfter,
+// until ctx ends. A failed round is logged and tried again at the next
+// tick.
 func announcePending(ctx context.Context, application app.Application, logger *slog.Logger) error {
-	announce := func(olderThan time.Duration) {
-		n, err := application.Commands.RepublishPending.Handle(ctx, olderThan)
+	announce := func() {
+		n, err := application.Commands.RepublishPending.Handle(ctx)
 		if err != nil {
 			logger.Warn("announce pending orders", "announced", n, "error", err)
 		} else if n > 0 {
 			logger.Info("announced pending orders again", "orders", n)
 		}
 	}
-	announce(0)
-	return process.Every(ctx, announceEvery, func() { announce(announceEvery) })
+	announce()
+	return process.Every(ctx, command.StuckAfter, announce)
 }

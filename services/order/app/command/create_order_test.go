@@ -150,11 +150,11 @@ func TestAnOrderIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	if !slices.Equal(ev.announced, []string{id}) {
 		t.Fatalf("announced: got %v, want [%s]", ev.announced, id)
 	}
-	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 0 {
+	if n, err := republish.Handle(t.Context()); err != nil || n != 0 {
 		t.Fatalf("republish before a minute: got %d, %v; want 0 announced", n, err)
 	}
 	now = now.Add(time.Minute)
-	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 1 {
+	if n, err := republish.Handle(t.Context()); err != nil || n != 1 {
 		t.Fatalf("republish after a minute: got %d, %v; want 1 announced", n, err)
 	}
 	if !slices.Equal(ev.announced, []string{id, id}) {
@@ -241,11 +241,11 @@ func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	if !slices.Equal(ev.cancels, want) {
 		t.Fatalf("announced: got %v, want %v", ev.cancels, want)
 	}
-	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 0 {
+	if n, err := republish.Handle(t.Context()); err != nil || n != 0 {
 		t.Fatalf("republish before a minute: got %d, %v; want 0 announced", n, err)
 	}
 	now = now.Add(time.Minute)
-	if n, err := republish.Handle(t.Context(), time.Minute); err != nil || n != 1 {
+	if n, err := republish.Handle(t.Context()); err != nil || n != 1 {
 		t.Fatalf("republish after a minute: got %d, %v; want 1 announced", n, err)
 	}
 	if want = append(want, o.ID()+"/1"); !slices.Equal(ev.cancels, want) {

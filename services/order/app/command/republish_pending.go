@@ -25,14 +25,21 @@ func NewRepublishPendingHandler(repo domain.Repository, events domain.Events, no
 	return RepublishPendingHandler{repo: repo, events: events, now: now}
 }
 
+// StuckAfter is how long an order must have been PENDING, or CANCELLING,
+// to be announced again: a saga normally ends within milliseconds. It is
+// also longer than any transaction stays open (the broker aborts one past
+// its timeout, 10 s): a younger order may be one whose write, and its
+// announcement, are not committed yet, and may never be.
+const StuckAfter = time.Minute
+
 // Handle announces the orders PENDING, or CANCELLING, for at least
-// olderThan and returns how many it announced.
-func (h RepublishPendingHandler) Handle(ctx context.Context, olderThan time.Duration) (int, error) {
+// StuckAfter and returns how many it announced.
+func (h RepublishPendingHandler) Handle(ctx context.Context) (int, error) {
 	pending, err := h.repo.Pending(ctx)
 	if err != nil {
 		return 0, err
 	}
-	cutoff := h.now().Add(-olderThan)
+	cutoff := h.now().Add(-StuckAfter)
 	announced := 0
 	for _, o := range pending {
 		if o.CreatedAt().After(cutoff) {
