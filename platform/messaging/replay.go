@@ -42,9 +42,12 @@ const replayReadTimeout = 10 * time.Second
 
 // ReplayDeadLetter publishes the committed record at partition and offset
 // of contracts.TopicDeadLetter again, to the topic it was consumed from
-// (its dlq_topic header) and the partition (dlq_partition; without it,
-// where its key hashes to), with its key, value and headers but the dlq_*
-// ones, and a HeaderReplayedFrom header "deadletter/<partition>/<offset>".
+// (its dlq_topic header) and the partition its key hashes to (murmur2, as
+// every consumer here owns its keys; a record that a producer partitioned
+// otherwise, dead-lettered as on another instance's partition, goes where
+// it belongs), or, if its original had no key, the one it came from
+// (dlq_partition), with its key, value and headers but the dlq_* ones, and
+// a HeaderReplayedFrom header "deadletter/<partition>/<offset>".
 // Its consumers then handle it as any other message: they are idempotent,
 // so a replay of a message handled meanwhile changes nothing.
 //
@@ -72,13 +75,14 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 		return Replayed{}, err
 	}
 	rec := &kgo.Record{Key: dead.Key, Value: dead.Value, Partition: -1}
+	from := int32(-1)
 	for _, h := range dead.Headers {
 		switch {
 		case h.Key == contracts.HeaderDeadLetterTopic:
 			rec.Topic = string(h.Value)
 		case h.Key == contracts.HeaderDeadLetterPartition:
 			if p, err := strconv.ParseInt(string(h.Value), 10, 32); err == nil && p >= 0 {
-				rec.Partition = int32(p)
+				from = int32(p)
 			}
 		}
 		if !slices.Contains(deadLetterHeaders, h.Key) {
@@ -88,6 +92,11 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 	if rec.Topic == "" || rec.Topic == contracts.TopicDeadLetter {
 		return Replayed{}, fmt.Errorf("dead letter %d/%d is %w: its %s header names no topic it came from",
 			partition, offset, ErrNotReplayable, contracts.HeaderDeadLetterTopic)
+	}
+	if len(rec.Key) == 0 || string(rec.Key) == rec.Topic {
+		// Its original had no key (the dead letter is keyed by its topic):
+		// back where it was.
+		rec.Partition = from
 	}
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: contracts.HeaderReplayedFrom,
 		Value: fmt.Appendf(nil, "%s/%d/%d", contracts.TopicDeadLetter, partition, offset)})

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 )
 
 // A dead letter, as the router writes it, goes back to the partition of
@@ -33,13 +35,26 @@ func TestReplayDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatalf("replay %d/%d: %v", dead.Partition, dead.Offset, err)
 	}
-	if want := (messaging.Replayed{Topic: origin, Partition: 3, Offset: 0}); got != want {
+	// Where its key hashes to, where its consumers own it: a producer that
+	// partitioned it otherwise had it dead-lettered.
+	hashed := store.PartitionOf("k1", 4)
+	if want := (messaging.Replayed{Topic: origin, Partition: hashed, Offset: 0}); got != want {
 		t.Errorf("replayed to: got %+v, want %+v", got, want)
 	}
 	replayed := readUntil(t, cfg, origin, func(rs []*kgo.Record) bool { return len(rs) > 0 })[0]
 	wantHeaders := append(own, kgo.RecordHeader{Key: contracts.HeaderReplayedFrom, Value: fmt.Appendf(nil, "deadletter/%d/%d", dead.Partition, dead.Offset)})
-	if replayed.Partition != 3 || string(replayed.Key) != "k1" || string(replayed.Value) != "payload" || !reflect.DeepEqual(replayed.Headers, wantHeaders) {
-		t.Errorf("replayed record: got%s, want on partition 3, key k1, value payload, headers %v", describe([]*kgo.Record{replayed}), wantHeaders)
+	if replayed.Partition != hashed || string(replayed.Key) != "k1" || string(replayed.Value) != "payload" || !reflect.DeepEqual(replayed.Headers, wantHeaders) {
+		t.Errorf("replayed record: got%s, want on partition %d, key k1, value payload, headers %v", describe([]*kgo.Record{replayed}), hashed, wantHeaders)
+	}
+
+	// A record that had no key is keyed by its topic in the dead-letter
+	// topic, and goes back to the partition it came from.
+	from := (store.PartitionOf(origin, 4) + 1) % 4 // not where its dead letter's key hashes to
+	keyless := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte(origin), Value: []byte("keyless"),
+		Headers: []kgo.RecordHeader{{Key: contracts.HeaderDeadLetterTopic, Value: []byte(origin)},
+			{Key: contracts.HeaderDeadLetterPartition, Value: []byte(strconv.Itoa(int(from)))}}})[0]
+	if got, err := messaging.ReplayDeadLetter(t.Context(), cfg, keyless.Partition, keyless.Offset); err != nil || got.Partition != from {
+		t.Errorf("replay of a keyless record: got %+v, %v, want partition %d, where it came from", got, err, from)
 	}
 }
 
