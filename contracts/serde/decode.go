@@ -6,6 +6,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
 )
 
 // Decode returns a new *T of the reader type registered for the record named
@@ -64,10 +66,11 @@ func (s *Serde) resolve(id uint32) (resolvedSchema, error) {
 	if t := got.SchemaType(); t != nil && *t != "" && *t != srclient.Avro {
 		return res, fmt.Errorf("%w: schema id %d is a %s schema, not Avro", ErrUndecodable, id, *t)
 	}
-	// A cache of its own per writer schema: the default one is shared by the
-	// whole process, and another version of a named type must not replace
-	// the one parsed before.
-	writer, err := avro.ParseWithCache(got.Schema(), "", &avro.SchemaCache{})
+	// A cache of its own per writer schema (compat.Parse): the default one
+	// is shared by the whole process, and another version of a named type
+	// must not replace the one parsed before. Nor is a fixed type of any
+	// size allocated.
+	writer, err := compat.Parse(got.Schema())
 	if err != nil {
 		return res, fmt.Errorf("%w: parse schema id %d: %w", ErrUndecodable, id, err)
 	}

@@ -64,6 +64,7 @@ func TestErrorBodies(t *testing.T) {
 		{"POST", "/subjects/raw-value/versions", `{"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}`, 422, 42201},
 		{"POST", "/subjects/raw-value/versions", `{"schema": "{\"type\": \"string\"}", "references": [{"name": "a", "subject": "b", "version": 1}]}`, 422, 42201},
 		{"POST", "/subjects/raw-value/versions", `not json`, 400, 400},
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"fixed","name":"F","size":1099511627776},"default":""}`)), 422, 42201},
 		{"POST", "/subjects/raw-value/versions", schemaBody(record(fieldID, fieldN)), 409, 409},
 		{"PUT", "/config", `{"compatibility": "SOMETIMES"}`, 422, 42203},
 		{"PUT", "/config/raw-value", `{"compatibility": ""}`, 422, 42203},

@@ -6,6 +6,7 @@
 package compat
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,8 +36,48 @@ func ValidLevel(level string) bool {
 // Parse parses one schema on its own. It uses a cache per parse: hamba's
 // default cache is process-wide, and with it a schema could use a named
 // type that only some other schema defines.
+//
+// A fixed type larger than MaxFixedSize is refused before hamba parses it:
+// hamba allocates a fixed's size to check a default of it, and a size of
+// 2^40 stopped the process, out of memory.
 func Parse(text string) (avro.Schema, error) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err == nil {
+		if err := checkFixedSizes(tree); err != nil {
+			return nil, err
+		}
+	}
 	return avro.ParseWithCache(text, "", &avro.SchemaCache{})
+}
+
+// MaxFixedSize is the largest fixed type Parse takes, in bytes.
+const MaxFixedSize = 1 << 20
+
+func checkFixedSizes(node any) error {
+	switch n := node.(type) {
+	case map[string]any:
+		if n["type"] == "fixed" {
+			if size, ok := n["size"].(json.Number); ok {
+				if v, err := size.Int64(); err != nil || v > MaxFixedSize {
+					return fmt.Errorf("fixed %v has size %s, more than %d", n["name"], size, MaxFixedSize)
+				}
+			}
+		}
+		for _, v := range n {
+			if err := checkFixedSizes(v); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, v := range n {
+			if err := checkFixedSizes(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Version is an earlier schema of a subject.
