@@ -18,6 +18,11 @@ const (
 	HeaderDeadLetterOffset    = "dlq_offset"    // its offset there
 	HeaderDeadLetterHandler   = "dlq_handler"   // the handler that gave up on it
 	HeaderDeadLetterError     = "dlq_error"     // why
+	// HeaderDeadLetterValueBytes is set on a dead letter whose value was
+	// too large to write again: the letter has none, and this header its
+	// size. The value is still at dlq_offset of dlq_topic until that
+	// topic's retention.
+	HeaderDeadLetterValueBytes = "dlq_value_bytes"
 )
 
 // HeaderReplayedFrom marks a dead letter replayed to the topic it came

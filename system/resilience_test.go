@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -364,6 +366,22 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		poisoned[origin{p.topic, rec.Partition, rec.Offset}] = value
 	}
 
+	// Larger than a record may be written again (franz-go's and Kafka's
+	// default limits, about 1 MB), compressed to fit in: dead-lettered
+	// without its value.
+	large, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...), kgo.ProducerBatchMaxBytes(4<<20),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer large.Close()
+	huge := &kgo.Record{Topic: contracts.TopicCustomerCommands, Key: []byte("poison"), Value: bytes.Repeat([]byte("x"), 2<<20)}
+	if err := large.ProduceSync(t.Context(), huge).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	tooLarge := origin{huge.Topic, huge.Partition, huge.Offset}
+	poisoned[tooLarge] = nil
+
 	for i := 8; i < 16; i++ {
 		w.place(t, r, i)
 	}
@@ -393,8 +411,11 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 				t.Errorf("dead letter %v with headers %v: not one of the poisons written", o, h)
 				return
 			}
+			if o == tooLarge && (len(rec.Value) != 0 || h[contracts.HeaderDeadLetterValueBytes] != strconv.Itoa(len(huge.Value))) {
+				t.Errorf("dead letter %v: got %d bytes and %s %q, want no value and its size", o, len(rec.Value), contracts.HeaderDeadLetterValueBytes, h[contracts.HeaderDeadLetterValueBytes])
+			}
 			if string(rec.Value) != string(want) || h[contracts.HeaderDeadLetterError] == "" || h[contracts.HeaderDeadLetterHandler] == "" {
-				t.Errorf("dead letter %v: got value %q headers %v, want the original value %q, an error and a handler", o, rec.Value, h, want)
+				t.Errorf("dead letter %v: got value %.40q headers %.200v, want the original value %.40q, an error and a handler", o, rec.Value, h, want)
 			}
 			found[o] = true
 		})

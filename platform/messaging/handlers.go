@@ -187,6 +187,12 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
 		dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
 	}
+	if size := letterSize(dead); size > maxDeadLetterBytes {
+		// Written whole, it would be refused (and the record it stands
+		// for consumed again, for ever): the letter says where it is.
+		dead.Metadata.Set(contracts.HeaderDeadLetterValueBytes, strconv.Itoa(len(dead.Payload)))
+		dead.Payload = nil
+	}
 	if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
 		// Not acked: the message comes back and is tried again.
 		return fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
@@ -195,6 +201,23 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
 	logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
 	return nil
+}
+
+// maxDeadLetterBytes bounds the dead letters written with their value:
+// franz-go refuses a record past its batch limit (1,000,012 bytes by
+// default), and Kafka one past the topic's max.message.bytes (1 MiB by
+// default). A record consumed may be larger, its batch compressed, or
+// written with higher limits.
+const maxDeadLetterBytes = 900 << 10
+
+// letterSize is about what a message takes in a record: its payload and
+// its headers.
+func letterSize(msg *message.Message) int {
+	n := len(msg.Payload)
+	for k, v := range msg.Metadata {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // maxRetries is how many times a failing handler is called again before its

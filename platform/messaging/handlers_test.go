@@ -1,10 +1,12 @@
 package messaging
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
 )
 
 // failing is a handler that fails its first n calls with err, then succeeds.
@@ -161,5 +165,32 @@ func TestAMessageKeyedForAnotherPartitionIsDeadLettered(t *testing.T) {
 	}
 	if len(dead.got) != 1 || calls != 1 {
 		t.Errorf("dead-lettered %d messages after %d calls, want 1 after 1", len(dead.got), calls)
+	}
+}
+
+// A message too large to be written again whole (franz-go refuses a record
+// past its batch limit, and the record would come back for ever) is
+// dead-lettered without its value, with its size.
+func TestATooLargeMessageIsDeadLetteredWithoutItsValue(t *testing.T) {
+	dead := &recordingDeadLetter{}
+	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hs.Wrap("large.in", "in", func(*message.Message) error { return fmt.Errorf("%w: boom", ErrPoison) })
+	for _, size := range []int{100, 2 << 20} {
+		msg := message.NewMessage(watermill.NewUUID(), bytes.Repeat([]byte("x"), size))
+		msg.SetContext(t.Context())
+		if err := h(msg); err != nil {
+			t.Fatalf("handled: %v, want nil: dead-lettered", err)
+		}
+		letter := dead.got[len(dead.got)-1]
+		got, bytesHeader := len(letter.Payload), letter.Metadata.Get(contracts.HeaderDeadLetterValueBytes)
+		switch {
+		case size < maxDeadLetterBytes && (got != size || bytesHeader != ""):
+			t.Errorf("a message of %d bytes: dead-lettered with %d bytes and %s %q, want it whole", size, got, contracts.HeaderDeadLetterValueBytes, bytesHeader)
+		case size > maxDeadLetterBytes && (got != 0 || bytesHeader != strconv.Itoa(size)):
+			t.Errorf("a message of %d bytes: dead-lettered with %d bytes and %s %q, want none and its size", size, got, contracts.HeaderDeadLetterValueBytes, bytesHeader)
+		}
 	}
 }

@@ -21,7 +21,8 @@ import (
 var ErrNoDeadLetter = errors.New("no such dead letter")
 
 // ErrNotReplayable means a dead letter does not say where it came from (no
-// dlq_topic header), so it cannot be sent back there.
+// dlq_topic header), so it cannot be sent back there, or lacks its value,
+// too large to keep (dlq_value_bytes).
 var ErrNotReplayable = errors.New("not replayable")
 
 // Replayed is where a replayed dead letter was published.
@@ -34,7 +35,8 @@ type Replayed struct {
 // deadLetterHeaders are the headers the dead-lettering adds, which a replay
 // takes off again.
 var deadLetterHeaders = []string{contracts.HeaderDeadLetterTopic, contracts.HeaderDeadLetterPartition,
-	contracts.HeaderDeadLetterOffset, contracts.HeaderDeadLetterHandler, contracts.HeaderDeadLetterError}
+	contracts.HeaderDeadLetterOffset, contracts.HeaderDeadLetterHandler, contracts.HeaderDeadLetterError,
+	contracts.HeaderDeadLetterValueBytes}
 
 // replayReadTimeout bounds the read of the dead letter, which lies below
 // the partition's committed end: a fetch returns it at once.
@@ -78,6 +80,9 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 	from := int32(-1)
 	for _, h := range dead.Headers {
 		switch {
+		case h.Key == contracts.HeaderDeadLetterValueBytes:
+			return Replayed{}, fmt.Errorf("dead letter %d/%d is %w: its value (%s bytes) was too large to keep; it is at the dlq_offset of its dlq_topic until that topic's retention",
+				partition, offset, ErrNotReplayable, h.Value)
 		case h.Key == contracts.HeaderDeadLetterTopic:
 			rec.Topic = string(h.Value)
 		case h.Key == contracts.HeaderDeadLetterPartition:
