@@ -38,9 +38,12 @@ bench:
 takeover: build
 	$(GO) run ./system/cmd/takeover
 
+## vet: go vet and gofmt; and every module resolves its packages on its own (GOWORK=off, as Docker and go mod
+## tidy build it): a sibling it needs must be in its go.mod
 vet:
 	$(GO) vet work
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@for m in $$($(GO) list -m -f '{{.Dir}}'); do (cd "$$m" && GOWORK=off $(GO) list -deps -test ./... >/dev/null) || { echo "$$m does not build with GOWORK=off"; exit 1; }; done
 
 lint: vet
 

@@ -913,7 +913,7 @@ func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
 // index now.
 func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 	for name, edit := range map[string]func(def *saga.Definition[data]){
-		"its step renamed":            func(def *saga.Definition[data]) { def.Steps[1].Name = "reserve_v2" },
+		"its step renamed":             func(def *saga.Definition[data]) { def.Steps[1].Name = "reserve_v2" },
 		"its step's command taken out": func(def *saga.Definition[data]) { def.Steps[1].Invoke, def.Steps[1].Replies = saga.Call[data]{}, nil },
 	} {
 		t.Run(name, func(t *testing.T) {
