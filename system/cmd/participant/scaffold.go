@@ -183,6 +183,8 @@ func run(root, name string, out io.Writer) error {
 	}{
 		{".", true, []string{"work", "use", "./services/" + name}},
 		{"system", true, []string{"mod", "edit", "-require=" + module + "@v0.0.0", "-replace=" + module + "=../services/" + name}},
+		// deploy imports system: without GOWORK it needs the replace too.
+		{"deploy", true, []string{"mod", "edit", "-require=" + module + "@v0.0.0", "-replace=" + module + "=../services/" + name}},
 		// Each module builds on its own too (GOWORK=off), from its go.mod.
 		{"services/" + name, false, []string{"mod", "tidy"}},
 		{"contracts", true, []string{"generate", "./..."}},

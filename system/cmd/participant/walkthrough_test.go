@@ -55,11 +55,14 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 			t.Errorf("%s did not pass in the copy:\n%s", test, out)
 		}
 	}
-	// The new module builds on its own too, as every module does.
-	cmd := exec.Command("go", "build", "./...")
-	cmd.Dir = filepath.Join(dir, "services", "inventory")
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("services/inventory with GOWORK=off: %v\n%s", err, out)
+	// The new module builds on its own too, as every module does, and so
+	// do those that now need it.
+	for _, module := range []string{"services/inventory", "system", "deploy"} {
+		cmd := exec.Command("go", "list", "-deps", "-test", "./...")
+		cmd.Dir = filepath.Join(dir, module)
+		cmd.Env = append(os.Environ(), "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s with GOWORK=off: %v\n%s", module, err, out)
+		}
 	}
 }
