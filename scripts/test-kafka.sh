@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir="$(mktemp -d)"
-trap 'scripts/kafka/stop.sh "${dir}" >/dev/null 2>&1 || true; rm -rf "${dir}"' EXIT
+# On a failure, the end of the broker's log, before stop.sh deletes it.
+trap 'status=$?; if [[ ${status} != 0 && -f "${dir}/logs/server.log" ]]; then echo "test-kafka: the end of the broker log:" >&2; tail -n 100 "${dir}/logs/server.log" >&2; fi; scripts/kafka/stop.sh "${dir}" >/dev/null 2>&1 || true; rm -rf "${dir}"' EXIT
 line="$(scripts/kafka/start.sh "${dir}")"
 export "${line?}"
 echo "test-kafka: Apache Kafka at ${KAFKA_BROKERS}"
