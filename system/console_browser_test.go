@@ -44,9 +44,17 @@ func TestConsole(t *testing.T) {
 	t.Run("a saga reaches COMPLETED in the list and on its page without a reload", func(t *testing.T) {
 		b.open(t, r.sagas+"/ui/")
 		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
-		id := r.createOrder(t, ada, 12_000)
-		declined := r.createOrder(t, ada, paymentLimit+1)
-		unknown := r.createOrder(t, uuid.NewString(), 100)
+		// One after the other, each in the list before the next starts: the
+		// list places them from the stream, newest first.
+		var id, declined, unknown string
+		for _, order := range []struct {
+			id       *string
+			customer string
+			total    int64
+		}{{&id, ada, 12_000}, {&declined, ada, paymentLimit + 1}, {&unknown, uuid.NewString(), 100}} {
+			*order.id = r.createOrder(t, order.customer, order.total)
+			b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q]') !== null`, *order.id), "the row of saga "+*order.id)
+		}
 		for id, state := range map[string]string{id: "COMPLETED", declined: "REJECTED", unknown: "REJECTED"} {
 			b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state=%q]') !== null`, id, state),
 				fmt.Sprintf("the row of saga %s to show %s", id, state))
@@ -55,6 +63,20 @@ func TestConsole(t *testing.T) {
 			[...document.querySelectorAll("#chart text")].some(t => t.textContent === want))`, "the chart to count the three sagas")
 		b.stillLoaded(t)
 		b.screenshot(t, "list.png")
+		// Placed from the stream one by one, the rows are in the API's order.
+		var page struct {
+			Sagas []struct {
+				SagaID string `json:"sagaId"`
+			} `json:"sagas"`
+		}
+		r.getJSON(t, r.sagas+"/api/sagas", &page)
+		var apiOrder []string
+		for _, s := range page.Sagas {
+			apiOrder = append(apiOrder, s.SagaID)
+		}
+		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId).join(" ")`); got != strings.Join(apiOrder, " ") {
+			t.Errorf("rows: got %s, want the API's order, %s", got, strings.Join(apiOrder, " "))
+		}
 
 		// Filtered by state, then searched by the start of an id.
 		rows := `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId + " " + tr.dataset.state).sort().join(", ")`

@@ -48,16 +48,25 @@ function card(d) {
     actionsEnabled ? el("p", {}, replay, " ", result) : "");
 }
 
+// loads counts the loads begun: only the latest one's answer is shown, so
+// that a second click on "Older" appends nothing twice.
+let loads = 0;
+
 async function load(append = false) {
+  const seq = ++loads;
+  more.disabled = true;
   try {
     const page = await getJSON(`/api/deadletters${append ? `?before=${encodeURIComponent(next)}` : ""}`);
+    if (seq !== loads) return;
     const cards = page.deadLetters.map(card);
     if (append) list.append(...cards); else list.replaceChildren(...cards);
     next = page.next || "";
     more.hidden = !next;
     show(list.children.length ? "" : "No dead letters.");
   } catch (err) {
-    show(err.message, true);
+    if (seq === loads) show(err.message, true);
+  } finally {
+    if (seq === loads) more.disabled = false;
   }
 }
 

@@ -52,21 +52,22 @@ function row(s) {
 }
 
 // newer orders summaries newest first (by start, then id), as the API does.
-const newer = (a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || (a.sagaId < b.sagaId ? 1 : -1);
+const newer = (a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || (a.sagaId < b.sagaId ? -1 : 1);
 
 function place(s) {
   const old = tbody.querySelector(`tr[data-saga-id="${CSS.escape(s.sagaId)}"]`);
   if (!matches(s, filters())) {
-    if (old) { old.remove(); shown.delete(s.sagaId); }
+    if (old) { old.remove(); shown.delete(s.sagaId); total = Math.max(0, total - 1); counted(); }
     return;
   }
   if (old) { old.replaceWith(row(s)); shown.set(s.sagaId, s); return; }
-  const after = [...shown.values()].find((o) => newer(s, o) < 0);
+  // The first row it is newer than, in the order of the rows.
+  const after = [...tbody.rows].find((tr) => { const o = shown.get(tr.dataset.sagaId); return o && newer(s, o) < 0; });
   if (!after && next) return; // older than the rows shown: on a later page
   shown.set(s.sagaId, s);
   total++;
   const tr = row(s);
-  if (after) tbody.querySelector(`tr[data-saga-id="${CSS.escape(after.sagaId)}"]`).before(tr);
+  if (after) after.before(tr);
   else tbody.append(tr);
   counted();
 }
@@ -75,19 +76,33 @@ function counted() {
   show(`${total} saga${total === 1 ? "" : "s"} match, ${shown.size} shown`);
 }
 
+// loads counts the loads begun: only the latest one's answer is shown, so
+// that a slow answer to an earlier filter, or a second click on "Older",
+// changes nothing.
+let loads = 0;
+
 async function load(append = false) {
   const q = new URLSearchParams(filters());
   if (append) q.set("before", next);
+  const seq = ++loads;
+  more.disabled = true;
   try {
     const page = await getJSON(`/api/sagas?${q}`);
+    if (seq !== loads) return;
     if (!append) { tbody.replaceChildren(); shown.clear(); }
-    for (const s of page.sagas) { shown.set(s.sagaId, s); tbody.append(row(s)); }
+    for (const s of page.sagas) {
+      if (shown.has(s.sagaId)) continue; // placed from the stream already
+      shown.set(s.sagaId, s);
+      tbody.append(row(s));
+    }
     next = page.next || "";
     total = page.total ?? shown.size;
     more.hidden = !next;
     counted();
   } catch (err) {
-    show(err.message, true);
+    if (seq === loads) show(err.message, true);
+  } finally {
+    if (seq === loads) more.disabled = false;
   }
 }
 
