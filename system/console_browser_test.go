@@ -159,8 +159,8 @@ func TestConsole(t *testing.T) {
 		b.signIn(t)
 		b.do(t, chromedp.Click(chromedp.CSS("#retry")))
 		b.await(t, `document.getElementById("action-result").textContent === "Retry: done" &&
-			[...document.querySelectorAll("#timeline li")].some(li => li.dataset.event === "retry" && li.textContent.includes("by ops-carol"))`,
-			"the retry in the timeline, by ops-carol")
+			[...document.querySelectorAll("#timeline li")].some(li => li.dataset.event === "retry" && li.textContent.includes("by ops-José"))`,
+			"the retry in the timeline, by ops-José (a name beyond ASCII)")
 		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
 		b.await(t, `document.getElementById("abort").dataset.armed === "1"`, "the abort button to ask for a second click")
 		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
@@ -309,13 +309,13 @@ func (b *browser) stillLoaded(t *testing.T) {
 	}
 }
 
-// signIn types the admin token and the operator's name, ops-carol, into
+// signIn types the admin token and the operator's name, ops-José, into
 // the page's header, unless this tab has them already.
 func (b *browser) signIn(t *testing.T) {
 	t.Helper()
 	if b.eval(t, `document.querySelector('#admin input[type="password"]').value`) == "" {
 		b.do(t, chromedp.SendKeys(chromedp.CSS(`#admin input[type="password"]`), adminToken),
-			chromedp.SendKeys(chromedp.CSS(`#admin input[aria-label="operator"]`), "ops-carol"))
+			chromedp.SendKeys(chromedp.CSS(`#admin input[aria-label="operator"]`), "ops-José"))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -67,6 +68,15 @@ func Admin(token string, h func(w http.ResponseWriter, r *http.Request, operator
 // operatorOf returns who asked, from X-Operator.
 func operatorOf(r *http.Request) (string, error) {
 	op := strings.TrimSpace(r.Header.Get(HeaderOperator))
+	// A browser sends only Latin-1 in a header: a name beyond it comes
+	// percent-encoded, as RFC 8187's ext-value (UTF-8''Jos%C3%A9).
+	if encoded, ok := strings.CutPrefix(op, "UTF-8''"); ok {
+		decoded, err := url.PathUnescape(encoded)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", HeaderOperator, err)
+		}
+		op = decoded
+	}
 	switch {
 	case op == "":
 		return DefaultOperator, nil

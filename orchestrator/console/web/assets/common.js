@@ -109,7 +109,8 @@ export async function adminEnabled() {
 export async function act(path) {
   const headers = { Authorization: `Bearer ${sessionStorage.getItem(tokenKey) || ""}` };
   const who = sessionStorage.getItem(operatorKey);
-  if (who) headers["X-Operator"] = who;
+  // Percent-encoded (RFC 8187): a header holds Latin-1 only.
+  if (who) headers["X-Operator"] = `UTF-8''${encodeURIComponent(who)}`;
   const res = await fetch(path, { method: "POST", headers });
   const body = await res.json().catch(() => null);
   if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
