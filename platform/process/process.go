@@ -373,7 +373,13 @@ func (p *Process) Run(ctx context.Context) error {
 		cancel()
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.HTTP.Run(ctx) })
+	// The port stays open until the session has left the group: its peers
+	// take a refused connection for a dead instance, evict it and fence its
+	// transactional ids, which would abort the last commit of what it has
+	// in flight. Meanwhile its keys are answered 503 (it serves none).
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	g.Go(func() error { return p.HTTP.Run(httpCtx) })
 	if len(p.topics) == 0 {
 		// Nothing to consume, so no group to share partitions in: it owns
 		// them all, as the one instance.
@@ -396,6 +402,7 @@ func (p *Process) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error {
+		defer stopHTTP()
 		if err := p.session.Run(ctx); err != nil {
 			return fmt.Errorf("%s: %w", p.cfg.Name, err)
 		}

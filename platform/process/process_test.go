@@ -190,6 +190,66 @@ func TestRunDeliversSubscribedMessages(t *testing.T) {
 	}
 }
 
+// A process told to stop keeps its port open until it has finished what
+// it handles and left its group: its peers take a refused connection for a
+// dead instance, and evicting it would abort its last commit.
+func TestAStoppingProcessKeepsItsPortUntilItLeavesItsGroup(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	addr := freeAddr(t)
+	p, err := process.New(process.Config{Name: "customer", HTTPAddr: addr,
+		Kafka: config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true},
+		Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	handling, release := make(chan struct{}), make(chan struct{})
+	if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error {
+		close(handling)
+		<-release // a handler slow to finish, whatever its context says
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitReady(t, p)
+	msg := message.NewMessage(watermill.NewUUID(), []byte("slow"))
+	msg.Metadata.Set(contracts.HeaderPartitionKey, "c1")
+	if err := p.Publisher.Publish(contracts.TopicCustomerCommands, msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handling:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler got nothing within 20s")
+	}
+	cancel()
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Errorf("%v after the stop began, with a message in hand: want the port open until the group is left", err)
+			break
+		}
+		conn.Close()
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of the handler's end")
+	}
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Close()
+		t.Error("the port is still open after Run returned")
+	}
+}
+
 func TestRunReturnsTheErrorOfAFailedRestore(t *testing.T) {
 	t.Parallel()
 	stack := devstack.StartForTest(t)
