@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -62,7 +63,9 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			// Whatever the answer, the client can retry under it.
 			w.Header().Set(HeaderIdempotencyKey, ik)
 		}
-		lookup, cancel := context.WithTimeout(r.Context(), s.cfg.ForwardTimeout)
+		// One deadline for finding the owner and hearing from it.
+		deadline := time.Now().Add(s.cfg.ForwardTimeout)
+		lookup, cancel := context.WithDeadline(r.Context(), deadline)
 		owner, err := s.owner(lookup, k)
 		cancel()
 		switch {
@@ -77,7 +80,7 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			// The key moved while the request travelled; a second hop could loop.
 			s.unavailable(w, "moved", fmt.Sprintf("key %s moved to %s while the request was forwarded", k, owner.Addr))
 		default:
-			s.forward(w, r, k, owner.Addr)
+			s.forward(w, r, k, owner.Addr, deadline)
 		}
 	})
 }
@@ -96,11 +99,12 @@ func (s *Server) unavailable(w http.ResponseWriter, outcome, msg string) {
 }
 
 // forward sends the request to the key's owner and its answer back, all
-// within ForwardTimeout. A 503 after a timeout does not mean the owner did
+// by deadline (ForwardTimeout from the request's arrival, the owner's
+// lookup included). A 503 after a timeout does not mean the owner did
 // nothing: it may have made a write, which a client's retry must find
 // idempotent, as the API's writes by id are.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr string) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ForwardTimeout)
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr string, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

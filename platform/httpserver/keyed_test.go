@@ -350,3 +350,43 @@ func TestACreateAnswersWithItsIdempotencyKey(t *testing.T) {
 		}
 	}
 }
+
+// slowOwners is a fake Owners whose lookup takes a while (a group
+// coordinator slow to describe the group), and names addr as the owner.
+type slowOwners struct {
+	addr  string
+	delay time.Duration
+}
+
+func (o slowOwners) Serves(string) bool { return false }
+
+func (o slowOwners) Owner(ctx context.Context, _ string) (httpserver.Owner, error) {
+	select {
+	case <-time.After(o.delay):
+		return httpserver.Owner{Addr: o.addr}, nil
+	case <-ctx.Done():
+		return httpserver.Owner{}, ctx.Err()
+	}
+}
+
+// ForwardTimeout bounds a keyed request whole: the lookup of its owner
+// and the forward to it, not each in turn.
+func TestForwardTimeoutBoundsTheLookupAndTheForward(t *testing.T) {
+	t.Parallel()
+	silent := listen(t) // an owner that accepts connections and never answers
+	t.Cleanup(func() { silent.Close() })
+	const timeout = time.Second
+	s := newServer(t, httpserver.Config{Owners: slowOwners{addr: silent.Addr().String(), delay: 800 * time.Millisecond}, ForwardTimeout: timeout})
+	s.HandleKeyed("GET /orders/{id}", idInPath, echo("a"))
+	s.MarkReady()
+	url := serve(t, s)
+	start := time.Now()
+	resp, _ := send(t, http.MethodGet, url+"/orders/x", "", false)
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d with Retry-After %q, want 503 with one", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if took > timeout+timeout/2 {
+		t.Errorf("answered after %s, want within about the forward timeout, %s", took.Round(time.Millisecond), timeout)
+	}
+}
