@@ -179,7 +179,8 @@ func (s *Store[T]) Mark(ctx context.Context) error {
 // Demote gives partitions up, as Revoke does, but keeps their records and
 // follows them from where Mark saw their changelog end: what they hold is
 // what was committed up to there, unless one of their writes is not over
-// yet (its transaction still to abort), and then they are dropped.
+// yet (its transaction still to abort) or the store dropped them already,
+// and then they are dropped.
 func (s *Store[T]) Demote(partitions []int32) {
 	s.standby.mu.Lock()
 	marked := s.standby.marked
@@ -188,9 +189,12 @@ func (s *Store[T]) Demote(partitions []int32) {
 	kept := map[int32]int64{}
 	s.mu.Lock()
 	for _, p := range partitions {
+		// One the store dropped already (a write it could not put back)
+		// holds nothing to follow on from.
+		held := s.owned[p]
 		delete(s.owned, p)
 		end, ok := marked[p]
-		if ok && !s.writingLocked(p) {
+		if ok && held && !s.writingLocked(p) {
 			if err := s.flushLocked(p); err == nil {
 				s.forgetLocked(p)
 				kept[p] = end

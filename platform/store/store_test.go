@@ -1111,6 +1111,35 @@ func TestADirectoryAKilledInstanceLeftIsRemoved(t *testing.T) {
 	}
 }
 
+// A partition the store dropped before it was given up (a write it could
+// not put back after an abort) holds nothing to follow on from: taken
+// back, it is read from its start, not from where its changelog ended.
+func TestAPartitionDroppedBeforeItIsGivenUpIsReadAgainWhole(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	first := c.restored(t)
+	follow(t, first)
+	update(t, first, "customer-0", set(customer("customer-0", 7)))
+	p, _ := first.Partition("customer-0")
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if err = first.Mark(t.Context()); err == nil || time.Now().After(deadline) {
+			break // Follow has its client, or it is too late
+		}
+	}
+	if err != nil {
+		t.Fatalf("Mark: %v", err)
+	}
+	first.Revoke([]int32{p}) // dropped, as after a failed put-back
+	first.Demote([]int32{0, 1})
+	if err := first.Assign(t.Context(), []int32{p}); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	if got, ok, err := first.Get("customer-0"); err != nil || !ok || got.CreditLimit != 7 {
+		t.Errorf("Get(customer-0) after its partition was taken back: got %+v, %v, %v; want its record", got, ok, err)
+	}
+}
+
 // A store that gives its partitions up in a rebalance keeps their records
 // and follows them from where their changelogs ended then (Mark, Demote):
 // taking them back reads only what their owner wrote meanwhile. A
