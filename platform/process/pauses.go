@@ -34,16 +34,7 @@ func newPauseWatch(sessionTimeout time.Duration, logger *slog.Logger) *pauseWatc
 const pauseHold = 2 * time.Second
 
 func (w *pauseWatch) run(ctx context.Context) error {
-	ticker := time.NewTicker(w.limit / 4)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-			w.tick()
-		}
-	}
+	return Every(ctx, w.limit/4, w.tick)
 }
 
 func (w *pauseWatch) tick() {

@@ -828,6 +828,21 @@ func (c *changelog) takenOver(t *testing.T) *customers {
 	return s
 }
 
+// mark calls s.Mark once its standby, which follow started, has its
+// client.
+func mark(t *testing.T, s *customers) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if err = s.Mark(t.Context()); err == nil || time.Now().After(deadline) {
+			break // Follow has its client, or it is too late
+		}
+	}
+	if err != nil {
+		t.Fatalf("Mark: %v", err)
+	}
+}
+
 // follow runs s's standby until the test ends.
 func follow(t *testing.T, s *customers) {
 	ctx, cancel := context.WithCancel(t.Context())
@@ -1121,15 +1136,7 @@ func TestAPartitionDroppedBeforeItIsGivenUpIsReadAgainWhole(t *testing.T) {
 	follow(t, first)
 	update(t, first, "customer-0", set(customer("customer-0", 7)))
 	p, _ := first.Partition("customer-0")
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if err = first.Mark(t.Context()); err == nil || time.Now().After(deadline) {
-			break // Follow has its client, or it is too late
-		}
-	}
-	if err != nil {
-		t.Fatalf("Mark: %v", err)
-	}
+	mark(t, first)
 	first.Revoke([]int32{p}) // dropped, as after a failed put-back
 	first.Demote([]int32{0, 1})
 	if err := first.Assign(t.Context(), []int32{p}); err != nil {
@@ -1161,15 +1168,7 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 	open, _ := first.Partition("customer-0")
 	update(t, first, "customer-0", set(customer("customer-0", 99)))
 
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if err = first.Mark(t.Context()); err == nil || time.Now().After(deadline) {
-			break // Follow has its client, or it is too late
-		}
-	}
-	if err != nil {
-		t.Fatalf("Mark: %v", err)
-	}
+	mark(t, first)
 	first.Demote([]int32{0, 1})
 	if _, ok := first.Following(open); ok {
 		t.Errorf("partition %d, with a write not over, is followed; want it dropped", open)
