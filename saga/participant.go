@@ -63,8 +63,13 @@ func Handle[C, R Record](p *Participant, i Interaction[C, R], fn func(ctx contex
 	}
 	p.handlers[t] = func(ctx context.Context, cmd Record) (Record, error) {
 		reply, err := fn(ctx, cmd.(C))
-		if err != nil || any(reply) == nil {
+		if err != nil {
 			return nil, err
+		}
+		// No reply, or a nil pointer in R (var r *CreditReserved; return
+		// r, nil): the command is unexpected, not a reply to encode.
+		if v := reflect.ValueOf(any(reply)); !v.IsValid() || (v.Kind() == reflect.Pointer && v.IsNil()) {
+			return nil, nil
 		}
 		return reply, nil
 	}

@@ -22,6 +22,9 @@ func reserve(_ context.Context, c *ReserveCredit) (ReserveCreditReply, error) {
 		return nil, nil
 	case "down":
 		return nil, errors.New("down")
+	case "typed-nil":
+		var r *CreditReserved // a nil pointer in the interface: no reply either
+		return r, nil
 	}
 	return &CreditReserved{CustomerID: c.CustomerID, OrderID: c.OrderID, Amount: c.Amount}, nil
 }
@@ -77,10 +80,11 @@ func TestParticipantRepliesWithTheSagaHeaders(t *testing.T) {
 		headers message.Metadata
 		want    error
 	}{
-		"no reply_to":                 {&ReserveCredit{CustomerID: "c1"}, message.Metadata{saga.HeaderSagaID: "s1", saga.HeaderCommandID: "x"}, saga.ErrUnexpectedCommand},
-		"no handler for its type":     {&ApproveOrder{OrderID: "s1"}, headers, saga.ErrUnexpectedCommand},
-		"the handler returns nothing": {&ReserveCredit{CustomerID: "silent"}, headers, saga.ErrUnexpectedCommand},
-		"the handler fails":           {&ReserveCredit{CustomerID: "down"}, headers, nil},
+		"no reply_to":                       {&ReserveCredit{CustomerID: "c1"}, message.Metadata{saga.HeaderSagaID: "s1", saga.HeaderCommandID: "x"}, saga.ErrUnexpectedCommand},
+		"no handler for its type":           {&ApproveOrder{OrderID: "s1"}, headers, saga.ErrUnexpectedCommand},
+		"the handler returns nothing":       {&ReserveCredit{CustomerID: "silent"}, headers, saga.ErrUnexpectedCommand},
+		"the handler returns a nil pointer": {&ReserveCredit{CustomerID: "typed-nil"}, headers, saga.ErrUnexpectedCommand},
+		"the handler fails":                 {&ReserveCredit{CustomerID: "down"}, headers, nil},
 		"reply_to a topic that does not take the reply": {&ReserveCredit{CustomerID: "c1"},
 			message.Metadata{saga.HeaderSagaID: "s1", saga.HeaderCommandID: "x", saga.HeaderReplyTo: "customer.state"}, saga.ErrUnexpectedCommand},
 	} {
