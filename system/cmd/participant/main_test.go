@@ -37,6 +37,8 @@ func TestABadNameWritesNothing(t *testing.T) {
 		{"kafka", "system.Config has a field Kafka already"},
 		{"config", "imports github.com/kafkasaga/kafkasaga/platform/config as config already"},
 		{"stock", "services/stock exists already"},
+		{"provision", "system/cmd/provision is a binary of that name already"},
+		{"kafkasaga", "system/cmd/kafkasaga is a binary of that name already"},
 		{"define", "package system declares define already"},
 		{"credit", "contracts/schemas/ReserveCredit.avsc exists already"},
 	}

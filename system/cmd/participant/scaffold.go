@@ -93,6 +93,13 @@ func plan(root, name string) (map[string][]byte, error) {
 	if _, err := os.Stat(filepath.Join(root, "services", name)); !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("name %q: services/%s exists already", name, name)
 	}
+	// make build puts every binary in bin/ by its package's name, and the
+	// Dockerfile builds a SERVICE of such a name from its own package.
+	for _, dir := range []string{"system/cmd", "devstack/cmd"} {
+		if _, err := os.Stat(filepath.Join(root, dir, name)); !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("name %q: %s/%s is a binary of that name already", name, dir, name)
+		}
+	}
 	goVersion, err := workGoVersion(root)
 	if err != nil {
 		return nil, err
