@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +95,7 @@ type Stack struct {
 	served   chan error
 	// maintained is closed when maintenance has stopped; nil without it.
 	maintained chan struct{}
+	maintainer *maintainer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -142,7 +144,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		}
 	}
 	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Stack{cluster: cluster, brokers: brokers, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1)}
+	s := &Stack{cluster: cluster, brokers: brokers, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1),
+		maintainer: m}
 	go func() { s.served <- reg.Serve(serveCtx, ln) }()
 	if m != nil {
 		s.maintained = make(chan struct{})
@@ -169,6 +172,11 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if cfg.MaintainEvery > 0 {
+		// The stack's maintenance compacts (maintain.go): kfake's own
+		// pass would compact past transactions still open.
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(100*365*24*3600*1000, 10)}))
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {

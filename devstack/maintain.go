@@ -19,6 +19,10 @@ package devstack
 //     cleanup.policy. Kafka applies them only to topics whose policy includes
 //     delete: left to kfake, a compacted topic loses the keys written more
 //     than 7 days ago, those of _schemas too.
+//   - It compacts past the last stable offset: a record of a transaction
+//     still open supersedes the earlier records of its key, which are gone
+//     if the transaction then aborts, where Kafka cleans nothing past the
+//     first unstable offset.
 //   - kfake calls the same on its own every log.cleaner.backoff.ms (default
 //     one hour), but only from when a topic has been created or altered since
 //     it started: not after a restart from DataDir until then.
@@ -36,7 +40,10 @@ package devstack
 // and applies Config.Retention, Kafka's log.retention.ms, to the delete-policy
 // topics that set no retention.ms: with DeleteRecords up to the first record
 // younger than it. A compacted topic that sets retention.ms itself still
-// loses old keys.
+// loses old keys. It compacts only when no compacted partition has a
+// transaction open (its last stable offset short of its end), and turns
+// kfake's own pass off (log.cleaner.backoff.ms of a century): under a
+// steady load, compaction waits for a moment without one.
 
 import (
 	"context"
@@ -45,6 +52,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -66,6 +74,8 @@ type maintainer struct {
 	compactedAt      time.Time // the end of the last compaction
 	compactTook      time.Duration
 	compactedWritten int64 // the compacted topics' high watermarks, summed, before it
+
+	rounds atomic.Int64 // maintenance rounds begun
 }
 
 func newMaintainer(cluster *kfake.Cluster, cfg Config) (*maintainer, error) {
@@ -107,6 +117,7 @@ func (m *maintainer) maintain(ctx context.Context) error {
 	}
 	var (
 		written      int64
+		open         bool                           // a compacted partition has a transaction open
 		tombstoneAge = time.Duration(math.MaxInt64) // the shortest delete.retention.ms
 		defaulted    []string                       // delete-policy topics without a retention.ms
 	)
@@ -119,6 +130,7 @@ func (m *maintainer) maintain(ctx context.Context) error {
 		if strings.Contains(policy, "compact") {
 			for _, p := range m.cluster.PartitionInfos(topic) {
 				written += p.HighWatermark
+				open = open || p.LastStableOffset < p.HighWatermark
 			}
 			if ms, err := strconv.ParseInt(topicConfig(info, "delete.retention.ms", "86400000"), 10, 64); err == nil {
 				tombstoneAge = min(tombstoneAge, time.Duration(ms)*time.Millisecond)
@@ -129,7 +141,8 @@ func (m *maintainer) maintain(ctx context.Context) error {
 		}
 	}
 	since := time.Since(m.compactedAt)
-	if since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge) {
+	m.rounds.Add(1)
+	if !open && since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge) {
 		start := time.Now()
 		m.cluster.Compact() // and ApplyRetention
 		m.compactedAt, m.compactTook, m.compactedWritten = time.Now(), time.Since(start), written

@@ -40,6 +40,41 @@ func TestMaintenanceCompactsToTheLatestRecordOfEachKey(t *testing.T) {
 	}
 }
 
+// A record of a transaction still open does not supersede the earlier
+// records of its key: if the transaction aborts, the key keeps its
+// committed value, as Kafka cleans nothing past the last stable offset.
+func TestMaintenanceLeavesWhatAnOpenTransactionWouldSupersede(t *testing.T) {
+	t.Parallel()
+	s, cl := startMaintained(t, "")
+	createTopic(t, cl, "state", map[string]string{"cleanup.policy": "compact"})
+	produce(t, cl, &kgo.Record{Topic: "state", Key: []byte("k"), Value: []byte("committed")})
+	txn, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...), kgo.TransactionalID("maintain-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(txn.Close)
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*kgo.Record{{Topic: "state", Key: []byte("k"), Value: []byte("aborted")}, {Topic: "state", Key: []byte("other")}} {
+		if err := txn.ProduceSync(t.Context(), r).FirstErr(); err != nil { // a batch each
+			t.Fatal(err)
+		}
+	}
+	from := s.MaintenanceRounds()
+	if !poll(t, func() bool { return s.MaintenanceRounds() >= from+3 }) {
+		t.Fatal("no maintenance round ran within 10s")
+	}
+	if err := txn.EndTransaction(t.Context(), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cl, &kgo.Record{Topic: "state", Key: []byte("last")})
+	recs := records(t, s.Brokers(), "state", kgo.FetchIsolationLevel(kgo.ReadCommitted())) // up to "last"
+	if len(recs) == 0 || string(recs[0].Key) != "k" || string(recs[0].Value) != "committed" {
+		t.Errorf("after the abort: got %s, want k's committed value first", describe(recs))
+	}
+}
+
 func TestMaintenanceDeletesRecordsPastRetention(t *testing.T) {
 	t.Parallel()
 	s, cl := startMaintained(t, "") // Config.Retention a minute
@@ -189,12 +224,12 @@ func poll(t *testing.T, cond func() bool) bool {
 }
 
 // records reads partition 0 of the topic from its start to its end.
-func records(t *testing.T, brokers []string, topic string) []*kgo.Record {
+func records(t *testing.T, brokers []string, topic string, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}})}, opts...)...)
 	if err != nil {
 		t.Fatalf("kafka client: %v", err)
 	}
