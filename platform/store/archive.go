@@ -44,6 +44,7 @@ func (a *archiveReader) read(ctx context.Context, opts []kgo.Opt, topic string, 
 		req.Topics = []kmsg.FetchRequestTopic{rt}
 		resp, err := client.Broker(int(leader)).Request(ctx, req)
 		if err != nil {
+			a.forget() // the leader may have gone with its broker
 			return nil, false, err
 		}
 		fetched := resp.(*kmsg.FetchResponse)
