@@ -87,9 +87,15 @@ func (r *OrderRepository) reindex() error {
 	return nil
 }
 
-// Add writes the order and its OrderCreated, in one transaction.
+// Add writes the order and its OrderCreated, in one transaction. The order
+// is indexed first: its transaction may commit though the wait for it ends
+// in an error, and an index that holds more than is PENDING costs a read
+// (indexed drops the others).
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
-	err := r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
+	r.mu.Lock()
+	r.pending[o.ID()] = true
+	r.mu.Unlock()
+	return r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if exists {
 			return nil, fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
 		}
@@ -100,12 +106,6 @@ func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
 		*rec = marshal(o)
 		return []*kgo.Record{event}, nil
 	})
-	if err == nil {
-		r.mu.Lock()
-		r.pending[o.ID()] = true
-		r.mu.Unlock()
-	}
-	return err
 }
 
 func (r *OrderRepository) Get(_ context.Context, id string) (*domain.Order, error) {
@@ -136,8 +136,7 @@ func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *doma
 // UpdateAnnouncingCancel is Update that, when fn asks, writes
 // OrderCancelRequested with the order, in the same transaction.
 func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
-	var announced bool
-	err := r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
+	return r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if !exists {
 			return nil, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
 		}
@@ -154,15 +153,12 @@ func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string,
 		if err != nil {
 			return nil, err
 		}
-		announced = true
-		return []*kgo.Record{event}, nil
-	})
-	if err == nil && announced {
+		// Indexed before the commit, as Add does.
 		r.mu.Lock()
 		r.cancelling[id] = true
 		r.mu.Unlock()
-	}
-	return err
+		return []*kgo.Record{event}, nil
+	})
 }
 
 // Pending returns the indexed orders still PENDING and drops the others

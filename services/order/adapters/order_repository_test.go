@@ -2,6 +2,7 @@ package adapters_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -90,10 +91,58 @@ func TestPendingOrdersAreFoundAfterARestore(t *testing.T) {
 	}
 }
 
+// pendingCommit is a Sender whose writes commit, but whose waits end
+// before they learn it: messaging.ErrCommitPending.
+type pendingCommit struct{ store.Sender }
+
+func (p pendingCommit) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	wait, err := p.Sender.Add(ctx, msgs, over)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		if err := wait(); err != nil {
+			return err
+		}
+		return messaging.ErrCommitPending
+	}, nil
+}
+
+// An order whose write committed though its wait did not learn it (the
+// client got a 503, and its retry finds the order there) is announced
+// again if it stays PENDING, as any other.
+func TestAnOrderWhoseCommitWasNotAwaitedIsIndexed(t *testing.T) {
+	_, r := newRepositoryOn(t, func(s store.Sender) store.Sender { return pendingCommit{s} })()
+	if _, err := r.Pending(context.Background()); err != nil { // the index made, as by an earlier round
+		t.Fatal(err)
+	}
+	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(context.Background(), o); !errors.Is(err, messaging.ErrCommitPending) {
+		t.Fatalf("Add: got %v, want ErrCommitPending", err)
+	}
+	pending, err := r.Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || pending[0].ID() != o.ID() {
+		t.Errorf("Pending: got %d orders, want %s", len(pending), o.ID())
+	}
+}
+
 // newRepository starts the embedded stack and returns a function that
 // builds a store of order.state restored from it and its repository,
 // restored too: another instance each time.
 func newRepository(t *testing.T) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
+	t.Helper()
+	return newRepositoryOn(t, func(s store.Sender) store.Sender { return s })
+}
+
+// newRepositoryOn is newRepository whose stores write through what wrap
+// makes of the producer.
+func newRepositoryOn(t *testing.T, wrap func(store.Sender) store.Sender) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
 	t.Helper()
 	stack := devstack.StartForTest(t)
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
@@ -116,7 +165,7 @@ func newRepository(t *testing.T) func() (*store.Store[contracts.OrderRecord], *a
 	return func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
 		t.Helper()
 		s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
-			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: producer, Codec: codec}, slog.New(slog.DiscardHandler))
+			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: wrap(producer), Codec: codec}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
