@@ -123,7 +123,8 @@ func checkAZombieAnswersNothingStale(t *testing.T, ps *procs, zombie *proc, plan
 	}
 }
 
-// reencoded is a JSON body re-encoded as getBody returns it.
+// reencoded is a JSON body re-encoded, so that two answers compare as
+// values.
 func reencoded(t *testing.T, body []byte) string {
 	t.Helper()
 	var v any
@@ -364,20 +365,17 @@ func baseOf(t *testing.T, p *proc) string {
 // that two answers compare as values.
 func getBody(t *testing.T, r *running, base, path string) string {
 	t.Helper()
-	var v any
+	var body []byte
 	eventually(t, 10*time.Second, func() error {
-		status, body, err := r.try(http.MethodGet, base+path, nil)
+		status, b, err := r.try(http.MethodGet, base+path, nil)
 		if err != nil {
 			return err
 		}
 		if status != http.StatusOK {
-			return fmt.Errorf("GET %s%s: got %d %s, want 200", base, path, status, body)
+			return fmt.Errorf("GET %s%s: got %d %s, want 200", base, path, status, b)
 		}
-		return json.Unmarshal(body, &v)
+		body = b
+		return nil
 	})
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return reencoded(t, body)
 }

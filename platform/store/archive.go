@@ -26,6 +26,10 @@ type archiveReader struct {
 	leaders map[int32]int32 // by partition; nil until learnt, or after a leader moved
 }
 
+// decompressor decompresses the batches of every archived read; it is
+// safe to share, as a kgo.Client shares one among its fetches.
+var decompressor = kgo.DefaultDecompressor()
+
 // read returns the record under key at offset at of partition p of topic:
 // false once retention or compaction removed it.
 func (a *archiveReader) read(ctx context.Context, opts []kgo.Opt, topic string, p int32, at int64, key string) ([]byte, bool, error) {
@@ -55,7 +59,7 @@ func (a *archiveReader) read(ctx context.Context, opts []kgo.Opt, topic string, 
 			for i := range t.Partitions {
 				fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 					Offset: at, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: p,
-				}, &t.Partitions[i], kgo.DefaultDecompressor(), nil)
+				}, &t.Partitions[i], decompressor, nil)
 				switch {
 				case errors.Is(fp.Err, kerr.OffsetOutOfRange):
 					return nil, false, nil // past its retention
