@@ -18,12 +18,13 @@ import (
 // times out (KAFKA_SESSION_TIMEOUT, seconds). Each member advertises its
 // HTTP address and a start id of its own (memberData). An instance is
 // certainly dead when its address refuses connections twice in a row (the
-// port is closed: the process is gone), or when it advertises this
-// instance's address under another start id (it is this instance's
-// predecessor, restarted in its place, as a supervisor does). Anything less
-// certain, such as a timeout, is left to the session timeout: evicting a
-// live member would only cost a rebalance, since the generation fences
-// what it writes afterwards, but it is not done on a guess.
+// port is closed, or its name no longer resolves: the process is gone), or
+// when it advertises this instance's address under another start id (it is
+// this instance's predecessor, restarted in its place, as a supervisor
+// does). Anything less certain, such as a timeout, is left to the session
+// timeout: evicting a live member would only cost a rebalance, since the
+// generation fences what it writes afterwards, but it is not done on a
+// guess.
 func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 	return Every(ctx, peerCheckEvery, func() {
 		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
@@ -92,10 +93,20 @@ const peerCheckEvery = 250 * time.Millisecond
 func refuses(addr string) bool {
 	conn, err := net.DialTimeout("tcp", addr, peerCheckEvery)
 	if err != nil {
-		return errors.Is(err, syscall.ECONNREFUSED)
+		return gone(err)
 	}
 	conn.Close()
 	return false
+}
+
+// gone reports whether a dial's error says nothing is there: the port
+// refused the connection (the process is gone), or the name does not
+// resolve (the container or pod is gone: Docker's and Kubernetes' DNS
+// drop the name of one that stopped). A resolver that did not answer says
+// neither.
+func gone(err error) bool {
+	var dns *net.DNSError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) && dns.IsNotFound
 }
 
 // describeMembers returns the group's members by id, with what each
