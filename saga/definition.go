@@ -123,7 +123,8 @@ type Step[D any] struct {
 	// Success. The one exception is the compensation of a step that never
 	// answered: after MaxAttempts the saga stops waiting for it, since it is
 	// queued behind the step's own command. So Compensate must send to the
-	// same topic, with the same key, as Invoke.
+	// same topic, with the same key, as Invoke: NewEngine checks the topic,
+	// sagatest's Harness.Play the key.
 	Compensate        Call[D]
 	CompensateReplies Replies
 }

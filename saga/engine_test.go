@@ -962,3 +962,53 @@ func TestTimeoutTicksDoNotScanTheStore(t *testing.T) {
 		t.Errorf("store scans by a timeout tick: got %d, want 0", got)
 	}
 }
+
+// errorsOf records a test's errors instead of failing it.
+type errorsOf struct {
+	testing.TB
+	errs []string
+}
+
+func (e *errorsOf) Helper() {}
+
+func (e *errorsOf) Errorf(format string, args ...any) {
+	e.errs = append(e.errs, fmt.Sprintf(format, args...))
+}
+
+// A compensation keyed otherwise than its step's command fails a test that
+// plays the saga: it could reach another partition and overtake the
+// command it undoes.
+func TestPlayChecksThatACompensationSharesItsCommandsKey(t *testing.T) {
+	byOrder := saga.Interaction[*ReleaseCredit, ReleaseCreditReply]{
+		Topic:   "customer",
+		Key:     func(c *ReleaseCredit) string { return c.OrderID }, // not the customer, as ReserveCredit
+		Replies: []ReleaseCreditReply{&CreditReleased{}},
+	}
+	def := testDef()
+	def.Steps = []saga.Step[data]{def.Steps[1], def.Steps[1]}
+	def.Steps[0].Name, def.Steps[1].Name = "hold", "again"
+	for _, c := range []struct {
+		name    string
+		release saga.Interaction[*ReleaseCredit, ReleaseCreditReply]
+		key     string
+		errs    int
+	}{
+		{"same key", ReleaseCreditInteraction, "c1", 0},
+		{"another key", byOrder, "s1", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			def.Steps[0].Compensate = saga.Compensate(c.release, releaseCredit)
+			rec := &errorsOf{TB: t}
+			h := sagatest.NewHarness(rec, def, saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
+			h.Start("s1", sagaData)
+			h.Play("test.replies", []sagatest.Exchange{
+				{Topic: "customer", Key: "c1", Step: "hold", Command: reserveCredit(&sagaData), Reply: reserved},
+				{Topic: "customer", Key: "c1", Step: "again", Command: reserveCredit(&sagaData), Reply: &CreditLimitExceeded{CustomerID: "c1", OrderID: "s1"}},
+				{Topic: "customer", Key: c.key, Step: "hold:compensate", Command: releaseCredit(&sagaData, ""), Reply: &CreditReleased{CustomerID: "c1", OrderID: "s1"}},
+			})
+			if len(rec.errs) != c.errs {
+				t.Errorf("got errors %q, want %d", rec.errs, c.errs)
+			}
+		})
+	}
+}

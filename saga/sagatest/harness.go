@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,9 +113,13 @@ type Exchange struct {
 
 // Play checks that the saga sends the commands of exchanges in order, each
 // on its topic with its key, step and reply topic, answering each with its
-// Reply or letting it time out, and that it sends nothing more.
+// Reply or letting it time out, and that it sends nothing more. It also
+// checks that every command of a step (its retries, its compensation) has
+// the key of the step's first: a compensation keyed otherwise could reach
+// another partition and overtake the command it undoes.
 func (h *Harness[D]) Play(replyTopic string, exchanges []Exchange) {
 	h.t.Helper()
+	keys := map[string]string{} // by step: its first command's key
 	for i, want := range exchanges {
 		if got := len(h.Sent()); got != i+1 {
 			h.t.Fatalf("before command %d (%s): got %d commands sent, want %d", i, want.Step, got, i+1)
@@ -123,8 +128,15 @@ func (h *Harness[D]) Play(replyTopic string, exchanges []Exchange) {
 		if cmd.Topic != want.Topic || cmd.Key != want.Key {
 			h.t.Errorf("command %d: got topic %q key %q, want %q %q", i, cmd.Topic, cmd.Key, want.Topic, want.Key)
 		}
-		if got := cmd.Msg.Metadata.Get(saga.HeaderStep); got != want.Step {
-			h.t.Errorf("command %d step: got %q, want %q", i, got, want.Step)
+		step := cmd.Msg.Metadata.Get(saga.HeaderStep)
+		if step != want.Step {
+			h.t.Errorf("command %d step: got %q, want %q", i, step, want.Step)
+		}
+		name, _, _ := strings.Cut(step, ":") // "reserve_credit:compensate" is reserve_credit's
+		if first, ok := keys[name]; !ok {
+			keys[name] = cmd.Key
+		} else if cmd.Key != first {
+			h.t.Errorf("command %d (%s): key %q, but the step's first command had %q: a step's commands and its compensation must share their key, or the undo may overtake the do", i, step, cmd.Key, first)
 		}
 		if got := cmd.Msg.Metadata.Get(saga.HeaderReplyTo); got != replyTopic {
 			h.t.Errorf("command %d reply_to: got %q, want %q", i, got, replyTopic)
