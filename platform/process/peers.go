@@ -17,14 +17,13 @@ import (
 // once, instead of leaving their partitions unserved until their session
 // times out (KAFKA_SESSION_TIMEOUT, seconds). Each member advertises its
 // HTTP address and a start id of its own (memberData). An instance is
-// certainly dead when its address refuses connections twice in a row (the
-// port is closed, or its name no longer resolves: the process is gone), or
-// when it advertises this instance's address under another start id (it is
-// this instance's predecessor, restarted in its place, as a supervisor
-// does). Anything less certain, such as a timeout, is left to the session
-// timeout: evicting a live member would only cost a rebalance, since the
-// generation fences what it writes afterwards, but it is not done on a
-// guess.
+// certainly dead when its address is gone twice in a row (see peers.saw),
+// or when it advertises this instance's address under another start id
+// (it is this instance's predecessor, restarted in its place, as a
+// supervisor does). Anything less certain, such as a timeout, is left to
+// the session timeout: evicting a live member would only cost a
+// rebalance, since the generation fences what it writes afterwards, but
+// it is not done on a guess.
 func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 	return Every(ctx, peerCheckEvery, func() {
 		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
@@ -37,11 +36,40 @@ func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 // looks at them.
 type peers struct {
 	advertised map[string]string // by member id, as last seen while the group was stable
-	refused    map[string]int    // by member id: refusals in a row
+	gone       map[string]int    // by member id: looks in a row that found its address gone
+	reached    map[string]bool   // by member id: its address took a connection once
 }
 
 func newPeers() *peers {
-	return &peers{advertised: map[string]string{}, refused: map[string]int{}}
+	return &peers{advertised: map[string]string{}, gone: map[string]int{}, reached: map[string]bool{}}
+}
+
+// saw records what a look at member id's address found, and reports
+// whether the member is now certainly dead, or suspect (gone once). An
+// address is gone when its port refuses connections (nothing listens: the
+// process is gone), or when its name no longer resolves after it took a
+// connection before (Docker's and Kubernetes' DNS drop the name of a
+// container or pod that stopped); a name that never resolved is a wrong
+// ADVERTISED_HTTP_ADDR (a default host name the peers cannot resolve),
+// not a dead instance, and evicting it would only make it join again.
+func (w *peers) saw(id string, r reach) (dead, suspect bool) {
+	if r == reachUp {
+		w.reached[id] = true
+	}
+	if r == reachRefused || r == reachUnresolved && w.reached[id] {
+		w.gone[id]++
+		dead = w.gone[id] >= 2
+		return dead, !dead
+	}
+	delete(w.gone, id)
+	return false, false
+}
+
+// forget drops what is remembered of a member that left.
+func (w *peers) forget(id string) {
+	delete(w.advertised, id)
+	delete(w.gone, id)
+	delete(w.reached, id)
 }
 
 // evictBeforeJoining looks at the group twice, a check apart, before this
@@ -50,13 +78,13 @@ func newPeers() *peers {
 // Kafka still shows what they advertise, rather than hold up the join.
 func (p *Process) evictBeforeJoining(ctx context.Context, w *peers) {
 	if p.evictDead(ctx, w) {
-		time.Sleep(peerCheckEvery) // the second refusal that makes one certain
+		time.Sleep(peerCheckEvery) // the second look that makes one certain
 		p.evictDead(ctx, w)
 	}
 }
 
 // evictDead looks at the group's members once and evicts the dead ones. It
-// reports whether a member is suspect (refused once).
+// reports whether a member is suspect (gone once).
 func (p *Process) evictDead(ctx context.Context, w *peers) (suspect bool) {
 	members, err := p.describeMembers(ctx, w)
 	if err != nil {
@@ -68,45 +96,53 @@ func (p *Process) evictDead(ctx context.Context, w *peers) (suspect bool) {
 		}
 		addr := AdvertisedAddr(data)
 		dead := addr == p.advertised
-		if !dead && refuses(addr) {
-			w.refused[id]++
-			dead = w.refused[id] >= 2
-			suspect = suspect || !dead
-		} else {
-			delete(w.refused, id)
+		if !dead {
+			var maybe bool
+			dead, maybe = w.saw(id, probe(addr))
+			suspect = suspect || maybe
 		}
 		if dead {
 			p.evict(ctx, id, addr)
-			delete(w.refused, id)
-			delete(w.advertised, id)
+			w.forget(id)
 		}
 	}
 	return suspect
 }
 
 // peerCheckEvery is how often an instance looks for dead peers; with two
-// refusals in a row, a dead instance leaves the group within about twice
-// that.
+// looks in a row that find its address gone, a dead instance leaves the
+// group within about twice that.
 const peerCheckEvery = 250 * time.Millisecond
 
-// refuses reports whether nothing listens at addr.
-func refuses(addr string) bool {
+// reach is what a dial of a peer's address found.
+type reach int
+
+const (
+	reachUnknown    reach = iota // a timeout, an unreachable network, a resolver that did not answer
+	reachUp                      // a connection
+	reachRefused                 // the port refused it
+	reachUnresolved              // the name does not resolve
+)
+
+func probe(addr string) reach {
 	conn, err := net.DialTimeout("tcp", addr, peerCheckEvery)
 	if err != nil {
-		return gone(err)
+		return reachOf(err)
 	}
 	conn.Close()
-	return false
+	return reachUp
 }
 
-// gone reports whether a dial's error says nothing is there: the port
-// refused the connection (the process is gone), or the name does not
-// resolve (the container or pod is gone: Docker's and Kubernetes' DNS
-// drop the name of one that stopped). A resolver that did not answer says
-// neither.
-func gone(err error) bool {
+// reachOf classifies a dial's error.
+func reachOf(err error) reach {
 	var dns *net.DNSError
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) && dns.IsNotFound
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return reachRefused
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return reachUnresolved
+	}
+	return reachUnknown
 }
 
 // describeMembers returns the group's members by id, with what each
@@ -129,7 +165,7 @@ func (p *Process) describeMembers(ctx context.Context, w *peers) (map[string]str
 	}
 	for id := range w.advertised {
 		if _, ok := g.members[id]; !ok {
-			delete(w.advertised, id) // gone
+			w.forget(id) // left
 		}
 	}
 	return members, nil

@@ -9,35 +9,83 @@ import (
 	"time"
 )
 
-// A peer is gone when its port refuses connections, or when its name no
-// longer resolves, as a stopped container's or pod's does: not when the
-// dial timed out or the resolver did not answer.
-func TestGone(t *testing.T) {
+// A dial's error says a peer's address is gone when its port refused the
+// connection or its name did not resolve; not when the dial timed out or
+// the resolver did not answer.
+func TestReachOf(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		err  error
-		want bool
+		want reach
 	}{
-		{"refused", &net.OpError{Op: "dial", Err: &net.OpError{Err: syscall.ECONNREFUSED}}, true},
-		{"no such host", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "order-2", IsNotFound: true}}, true},
-		{"resolver timed out", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "i/o timeout", Name: "order-2", IsTimeout: true}}, false},
-		{"resolver failed", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "server misbehaving", Name: "order-2", IsTemporary: true}}, false},
-		{"dial timed out", &net.OpError{Op: "dial", Err: context.DeadlineExceeded}, false},
-		{"unreachable", &net.OpError{Op: "dial", Err: syscall.EHOSTUNREACH}, false},
-		{"other", errors.New("x"), false},
+		{"refused", &net.OpError{Op: "dial", Err: &net.OpError{Err: syscall.ECONNREFUSED}}, reachRefused},
+		{"no such host", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "order-2", IsNotFound: true}}, reachUnresolved},
+		{"resolver timed out", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "i/o timeout", Name: "order-2", IsTimeout: true}}, reachUnknown},
+		{"resolver failed", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "server misbehaving", Name: "order-2", IsTemporary: true}}, reachUnknown},
+		{"dial timed out", &net.OpError{Op: "dial", Err: context.DeadlineExceeded}, reachUnknown},
+		{"unreachable", &net.OpError{Op: "dial", Err: syscall.EHOSTUNREACH}, reachUnknown},
+		{"other", errors.New("x"), reachUnknown},
 	} {
-		if got := gone(c.err); got != c.want {
-			t.Errorf("%s: gone = %v, want %v", c.name, got, c.want)
+		if got := reachOf(c.err); got != c.want {
+			t.Errorf("%s: reachOf = %v, want %v", c.name, got, c.want)
 		}
 	}
-	// And through a real dial: a port nothing listens on.
+	// Through real dials: a listener, then the same port closed.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
+	if got := probe(addr); got != reachUp {
+		t.Errorf("a listener: probe = %v, want up", got)
+	}
 	l.Close()
-	if _, err := net.DialTimeout("tcp", addr, time.Second); !gone(err) {
-		t.Errorf("a closed port: gone(%v) = false", err)
+	if _, err := net.DialTimeout("tcp", addr, time.Second); reachOf(err) != reachRefused {
+		t.Errorf("a closed port: reachOf(%v) is not refused", err)
+	}
+}
+
+// A peer is certainly dead when two looks in a row find its address gone:
+// refused, or no longer resolving after it took a connection (a stopped
+// container or pod). A name that never resolved is a wrong advertised
+// address, not a death: evicting a live instance for it would make it
+// join again, and again.
+func TestPeersAreDeadWhenTheirAddressIsGoneTwice(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		looks []reach
+		dead  bool // after the last look
+	}{
+		{"refused twice", []reach{reachRefused, reachRefused}, true},
+		{"refused once", []reach{reachUp, reachRefused}, false},
+		{"refused, then up, then refused", []reach{reachRefused, reachUp, reachRefused}, false},
+		{"refused, then a timeout, then refused", []reach{reachRefused, reachUnknown, reachRefused}, false},
+		{"a name that stopped resolving", []reach{reachUp, reachUnresolved, reachUnresolved}, true},
+		{"a name that never resolved", []reach{reachUnresolved, reachUnresolved, reachUnresolved, reachUnresolved}, false},
+		{"a name that never resolved, its port then refused", []reach{reachUnresolved, reachRefused, reachRefused}, true},
+		{"timeouts", []reach{reachUp, reachUnknown, reachUnknown, reachUnknown}, false},
+	} {
+		w := newPeers()
+		var dead, suspect bool
+		for i, r := range c.looks {
+			dead, suspect = w.saw("m", r)
+			if dead && i < len(c.looks)-1 {
+				t.Errorf("%s: dead after look %d of %d", c.name, i+1, len(c.looks))
+			}
+		}
+		if dead != c.dead {
+			t.Errorf("%s: dead = %v, want %v", c.name, dead, c.dead)
+		}
+		if dead && suspect {
+			t.Errorf("%s: both dead and suspect", c.name)
+		}
+	}
+	// What is remembered of a member that left is dropped.
+	w := newPeers()
+	w.saw("m", reachUp)
+	w.saw("m", reachUnresolved)
+	w.forget("m")
+	if dead, _ := w.saw("m", reachUnresolved); dead || len(w.gone) != 0 || w.reached["m"] {
+		t.Errorf("after forget: dead %v, gone %v, reached %v", dead, w.gone, w.reached)
 	}
 }
