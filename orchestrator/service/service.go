@@ -186,19 +186,21 @@ type Config struct {
 	Kafka    config.Kafka
 	// StepTimeout is how long a step waits for its reply before its command
 	// is sent again; each further attempt waits twice as long.
-	StepTimeout time.Duration `env:"STEP_TIMEOUT" envDefault:"10s"`
+	StepTimeout time.Duration `env:"STEP_TIMEOUT" envDefault:"10s" min:"1ms"`
 	// StepMaxAttempts is how many times a step's command is sent before the
 	// saga gives up on it and compensates.
-	StepMaxAttempts int `env:"STEP_MAX_ATTEMPTS" envDefault:"5"`
+	StepMaxAttempts int `env:"STEP_MAX_ATTEMPTS" envDefault:"5" min:"1"`
 	// SagaRetention is how long an ended saga stays readable (GET
 	// /sagas/{id}) after it ended; then it is gone. Ended sagas leave the
-	// orchestrator's memory at once: they are read from Kafka.
-	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h"`
+	// orchestrator's memory at once: they are read from Kafka. At least a
+	// minute: a late reply, or a replayed OrderCreated, is answered from an
+	// ended saga's archived copy.
+	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h" min:"1m"`
 	// ConsoleMaxEnded is how many ended sagas the console lists, the
 	// newest, beside every running one: each costs about 340 bytes of every
 	// orchestrator instance's memory. An older one is still shown by id
 	// (GET /sagas/{id}, /ui/sagas/{id}) within SAGA_RETENTION. 0 lists all.
-	ConsoleMaxEnded int `env:"CONSOLE_MAX_ENDED" envDefault:"50000"`
+	ConsoleMaxEnded int `env:"CONSOLE_MAX_ENDED" envDefault:"50000" min:"0"`
 	// AdminToken is the bearer token of the operator actions (retry or
 	// abort a saga, replay a dead letter); unset, they are disabled.
 	AdminToken string `env:"ADMIN_TOKEN"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,14 +32,14 @@ type Kafka struct {
 	// SessionTimeout is how long a consumer may be silent before the group
 	// hands its partitions to the others: how soon a crashed instance's
 	// work moves on. Kafka accepts 6s to 30m by default.
-	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"10s"`
+	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"10s" min:"1s"`
 	// FetchMinBytes and FetchMaxWait trade latency for throughput: a fetch
 	// answers once FetchMinBytes are ready or FetchMaxWait has passed. The
 	// defaults answer at once (lowest latency) and cost nearly nothing when
 	// idle; a short FetchMaxWait means a fetch that often, busy or not.
 	// docs/performance.md measures both ends.
-	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1"`
-	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms"`
+	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1" min:"1"`
+	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms" min:"1ms"`
 	// AdvertisedHTTPAddr is the HTTP address (host:port) at which the other
 	// instances of a process reach this one, to forward the requests for
 	// the keys it owns. Empty means HTTP_ADDR's port on this host's name.
@@ -67,7 +68,10 @@ type Kafka struct {
 // environment, applying the defaults in the tags. Variables named in ignore
 // are treated as unset, so their defaults apply. Lists are comma-separated;
 // spaces around an item and empty items are dropped ("a:9092, b:9092,").
-// An unparsable value is reported under its variable's name.
+// An unparsable value is reported under its variable's name, and so is a
+// number or duration below the `min` tag of its field (`min:"1ms"`): a
+// zero or negative one is refused, not taken for the default or left to
+// fail later under a Go field's name.
 func Load(cfg any, ignore ...string) error {
 	environ := env.ToMap(os.Environ())
 	for _, name := range ignore {
@@ -79,7 +83,53 @@ func Load(cfg any, ignore ...string) error {
 	if err := env.ParseWithOptions(cfg, opts); err != nil {
 		return fmt.Errorf("read configuration from the environment: %w", nameVariables(err, reflect.TypeOf(cfg)))
 	}
+	if err := checkMinima(reflect.ValueOf(cfg)); err != nil {
+		return fmt.Errorf("read configuration from the environment: %w", err)
+	}
 	return nil
+}
+
+// checkMinima reports every field of v, and of the structs it holds, that
+// is below its `min` tag, under its variable's name.
+func checkMinima(v reflect.Value) error {
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	var errs []error
+	for i := range v.NumField() {
+		f, field := v.Type().Field(i), v.Field(i)
+		least, ok := f.Tag.Lookup("min")
+		if !ok {
+			errs = append(errs, checkMinima(field))
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		var below bool
+		switch {
+		case f.Type == reflect.TypeFor[time.Duration]():
+			below = time.Duration(field.Int()) < must(time.ParseDuration(least))
+		case field.CanInt():
+			below = field.Int() < must(strconv.ParseInt(least, 10, 64))
+		default:
+			panic(fmt.Sprintf("config: min tag on %s, of type %s", f.Name, f.Type))
+		}
+		if below {
+			errs = append(errs, fmt.Errorf("%s: %v is less than %s, the least it may be", name, field.Interface(), least))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// must returns v, or panics on a `min` tag that does not parse: a mistake
+// in the code, not in the environment.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(fmt.Sprintf("config: min tag: %v", err))
+	}
+	return v
 }
 
 func splitList(v string) []string {

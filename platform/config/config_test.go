@@ -163,3 +163,47 @@ func TestLoggerLevelFromLOG_LEVEL(t *testing.T) {
 		})
 	}
 }
+
+// A number or duration below the least its variable may be is refused
+// under the variable's name, in a service's own struct too: not taken for
+// the default (0), nor left to panic (a negative session timeout made a
+// ticker of a negative period) or to fail later under a Go field's name.
+func TestLoadRefusesValuesBelowTheirMinimum(t *testing.T) {
+	type service struct {
+		Kafka    config.Kafka
+		Attempts int           `env:"STEP_MAX_ATTEMPTS" envDefault:"5" min:"1"`
+		Timeout  time.Duration `env:"STEP_TIMEOUT" envDefault:"10s" min:"1ms"`
+	}
+	for _, c := range []struct{ name, value string }{
+		{"KAFKA_SESSION_TIMEOUT", "-10s"},
+		{"KAFKA_SESSION_TIMEOUT", "0s"},
+		{"KAFKA_SESSION_TIMEOUT", "500ms"},
+		{"KAFKA_FETCH_MAX_WAIT", "0s"},
+		{"KAFKA_FETCH_MIN_BYTES", "0"},
+		{"STEP_MAX_ATTEMPTS", "0"},
+		{"STEP_TIMEOUT", "-1s"},
+	} {
+		t.Run(c.name+"="+c.value, func(t *testing.T) {
+			clearKafkaEnv(t)
+			t.Setenv("STEP_MAX_ATTEMPTS", "")
+			t.Setenv("STEP_TIMEOUT", "")
+			t.Setenv(c.name, c.value)
+			var got service
+			err := config.Load(&got)
+			if err == nil || !strings.Contains(err.Error(), c.name+":") || !strings.Contains(err.Error(), "the least it may be") {
+				t.Errorf("got %v, want an error naming %s and its least value", err, c.name)
+			}
+		})
+	}
+	t.Run("at their minimum", func(t *testing.T) {
+		clearKafkaEnv(t)
+		t.Setenv("KAFKA_SESSION_TIMEOUT", "1s")
+		t.Setenv("KAFKA_FETCH_MIN_BYTES", "1")
+		t.Setenv("STEP_MAX_ATTEMPTS", "1")
+		t.Setenv("STEP_TIMEOUT", "1ms")
+		var got service
+		if err := config.Load(&got); err != nil {
+			t.Errorf("Load: %v", err)
+		}
+	})
+}
