@@ -193,10 +193,15 @@ func (r *CustomerRepository) keep(id string, held int64, restores uint64) {
 }
 
 // ReservationPartitionKey is the key that chooses a decision's partition:
-// its customer's id.
+// its customer's id, all of the key before the order id (a UUID). A
+// customer id is the customer service's UUID, but a ReserveCredit may name
+// any, "a/b" too: its decision must be kept where its command is handled.
 func ReservationPartitionKey(key string) string {
-	customerID, _, _ := strings.Cut(key, "/")
-	return customerID
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return key
+	}
+	return key[:i]
 }
 
 func stripe(id string) int {

@@ -3,6 +3,7 @@ package adapters_test
 import (
 	"context"
 	"errors"
+	"github.com/google/uuid"
 	"log/slog"
 	"testing"
 
@@ -185,4 +186,16 @@ func newStore[T any](t *testing.T, kafka config.Kafka, producer store.Sender, sd
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A decision is partitioned by its customer's id whatever that holds: an
+// order for customer "a/b" has its ReserveCredit handled in the partition
+// of "a/b", and its decision must be kept there, not in that of "a", which
+// another instance may own.
+func TestADecisionIsPartitionedByItsWholeCustomerID(t *testing.T) {
+	for _, customer := range []string{"c1", "a/b", "/", "a//b/"} {
+		if got := adapters.ReservationPartitionKey(customer + "/" + uuid.NewString()); got != customer {
+			t.Errorf("customer %q: partition key %q", customer, got)
+		}
+	}
 }
