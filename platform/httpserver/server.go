@@ -6,9 +6,11 @@
 package httpserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,6 +51,10 @@ type Config struct {
 	// ForwardTimeout bounds a request forwarded to a key's owner (default
 	// 3s): an owner that hangs must give a 503, not a request that hangs.
 	ForwardTimeout time.Duration
+	// BodyTimeout bounds the arrival of a request's body (default 10s): a
+	// client that sends its headers and then stalls gets a 408, rather
+	// than hold a handler, and the stop of the process, for good.
+	BodyTimeout time.Duration
 	// Traces, when set, traces every request of the API (not /healthz,
 	// /readyz or /metrics), continuing the caller's W3C trace context, and
 	// every request forwarded to a key's owner. Nil: no spans, at no cost.
@@ -92,6 +98,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if cfg.ForwardTimeout == 0 {
 		cfg.ForwardTimeout = 3 * time.Second
 	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 10 * time.Second
+	}
 	_ = cfg.Metrics.Register(collectors.NewGoCollector())
 	_ = cfg.Metrics.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	forwarded := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -122,6 +131,9 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc) {
 			WriteUnavailable(w, "starting: state not restored yet")
 			return
 		}
+		if !s.readBody(w, r) {
+			return
+		}
 		h(w, r)
 	})
 	if s.cfg.Traces != nil {
@@ -130,6 +142,37 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc) {
 			otelhttp.WithTracerProvider(s.cfg.Traces), otelhttp.WithPropagators(telemetry.Propagator()))
 	}
 	s.mux.Handle(pattern, handler)
+}
+
+// readBody reads the request's body, up to one byte past maxBody (enough
+// for DecodeJSON to tell it is too large), within BodyTimeout, and puts
+// it back in memory for the handler. It reports whether the handler is
+// to run; if not, it has answered. The deadline is lifted once the body
+// is in: net/http reads on in the background while the handler runs, and
+// a deadline passing then would cancel the request's context.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	rc := http.NewResponseController(w)
+	timed := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)) == nil
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	var timeout net.Error
+	switch {
+	case errors.As(err, &timeout) && timeout.Timeout():
+		// The deadline stays: net/http reads what is left of the body
+		// before it answers, and must fail at once, not wait for it.
+		WriteError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", s.cfg.BodyTimeout))
+		return false
+	case err != nil:
+		WriteError(w, http.StatusBadRequest, fmt.Sprintf("read request body: %v", err))
+		return false
+	}
+	if timed {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return true
 }
 
 // Handler returns the server's routes, for tests.

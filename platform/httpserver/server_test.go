@@ -1,6 +1,7 @@
 package httpserver_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -336,5 +337,78 @@ func TestStopWaitsForARequestInProgress(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Serve: %v, want nil", err)
+	}
+}
+
+// A client that sends its headers and then stalls in the middle of its body
+// gets a 408 with a JSON body once BodyTimeout has passed, and the server
+// then stops without waiting for it.
+func TestAStalledBodyGetsA408(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{Addr: "127.0.0.1:0", BodyTimeout: 200 * time.Millisecond})
+	called := make(chan struct{}, 1)
+	s.Handle("POST /things", func(w http.ResponseWriter, r *http.Request) {
+		called <- struct{}{}
+		var v map[string]any
+		if err := httpserver.DecodeJSON(r, &v); err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		httpserver.WriteJSON(w, http.StatusCreated, v)
+	})
+	s.MarkReady()
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":"); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read the answer to a stalled body: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(errorField(t, string(body)), "not received within 200ms") {
+		t.Errorf("got %d %s, want 408 and an error saying the body did not arrive", resp.StatusCode, body)
+	}
+	if len(called) != 0 {
+		t.Error("the handler ran on a body that never arrived")
+	}
+
+	// A whole body, slower than nothing but within the timeout, is served,
+	// and a handler that outlasts the timeout keeps its request.
+	s.Handle("POST /slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(400 * time.Millisecond):
+			httpserver.WriteJSON(w, http.StatusOK, map[string]string{"status": "done"})
+		case <-r.Context().Done():
+			t.Error("the request's context ended while its handler ran past BodyTimeout")
+		}
+	})
+	resp2, err := http.Post("http://"+ln.Addr().String()+"/slow", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatalf("POST /slow: %v", err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusOK {
+		t.Errorf("POST /slow: got %d, want 200", resp2.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Serve did not return within 10s of cancel")
 	}
 }
