@@ -57,12 +57,23 @@ func writeBad(w http.ResponseWriter, msg string, allowed ...string) {
 	httpserver.WriteJSON(w, http.StatusBadRequest, badValue{Error: msg, Allowed: allowed})
 }
 
-// params reads a request's query, refusing a parameter it does not name.
+// params reads a request's query, refusing one that does not parse (URL
+// values drop the pairs they cannot read, and a filter silently dropped
+// lists what it should not), a parameter it does not name, and one given
+// twice.
 func params(w http.ResponseWriter, r *http.Request, names ...string) (url.Values, bool) {
-	q := r.URL.Query()
-	for name := range q {
-		if !slices.Contains(names, name) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeBad(w, fmt.Sprintf("malformed query: %v", err), names...)
+		return nil, false
+	}
+	for name, vs := range q {
+		switch {
+		case !slices.Contains(names, name):
 			writeBad(w, fmt.Sprintf("unknown parameter %q", name), names...)
+			return nil, false
+		case len(vs) > 1:
+			writeBad(w, fmt.Sprintf("parameter %q given %d times", name, len(vs)), names...)
 			return nil, false
 		}
 	}

@@ -2,7 +2,10 @@ package console
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,5 +158,35 @@ func TestAnEndedSagaLetGoIsNotShownRunningWhenReadLate(t *testing.T) {
 	}
 	if started != 2 {
 		t.Errorf("%d sagas started, want 2", started)
+	}
+}
+
+// A query that does not parse, or gives a parameter twice, is refused: Go's
+// URL values drop the pairs they cannot read, and a filter dropped so
+// listed every saga as if it matched.
+func TestAMalformedQueryIsRefused(t *testing.T) {
+	s := sagas{
+		"running":  instance("r", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
+		"rejected": instance("j", "CreateOrder", saga.StateRejected, "", 0, 0),
+	}
+	c := newApplying(t, s)
+	for key, value := range map[string]string{"r": "running", "j": "rejected"} {
+		if err := c.apply(&kgo.Record{Topic: "x.sagas", Key: []byte(key), Value: []byte(value)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.caughtUp.Store(true)
+	for _, q := range []string{"state=REJECTED%zz", "type=CreateOrder;state=REJECTED", "state=REJECTED&state=RUNNING", "limit=%"} {
+		rec := httptest.NewRecorder()
+		c.listSagas(rec, httptest.NewRequest("GET", "/api/sagas?"+q, nil))
+		var answer badValue
+		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || rec.Code != http.StatusBadRequest || answer.Error == "" {
+			t.Errorf("%s: got %d %s, want 400 with an error", q, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	c.listSagas(rec, httptest.NewRequest("GET", "/api/sagas?state=REJECTED", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"total":1`) {
+		t.Errorf("state=REJECTED: got %d %s, want 200 and the one rejected saga", rec.Code, rec.Body)
 	}
 }
