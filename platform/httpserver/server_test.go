@@ -120,6 +120,23 @@ func TestHealthzAndUnknownRoutes(t *testing.T) {
 	if msg := errorField(t, body); msg != "no route for GET /nowhere" {
 		t.Errorf("GET /nowhere: got error %q, want %q", msg, "no route for GET /nowhere")
 	}
+	// A path with routes for other methods: 405, and what is allowed.
+	for _, c := range []struct{ method, path, allow string }{
+		{http.MethodDelete, "/orders/o1", "GET, HEAD"},
+		{http.MethodPost, "/healthz", "GET, HEAD"},
+	} {
+		req, _ := http.NewRequest(c.method, url+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != c.allow || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: got %d Allow %q %s, want 405 Allow %q with a JSON body", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), b, c.allow)
+		}
+		errorField(t, string(b))
+	}
 }
 
 // Before the state is restored, the API answers 503 rather than from part
