@@ -174,10 +174,10 @@ type Session struct {
 	broken atomic.Bool   // a record of cur failed: it must abort
 	epoch  atomic.Uint64 // Epoch
 	// abandon ends the context of the batch in hand (nil between
-	// batches). A failed write calls it: the batch's handlers stop rather
-	// than retry in a transaction that can only abort (whose producer
-	// franz-go may not recover before the transaction ends), the batch
-	// aborts, and its records come again.
+	// batches). A failed write and a revocation call it: the batch's
+	// handlers stop rather than retry in a transaction that can only abort
+	// (whose producer franz-go may not recover before the transaction
+	// ends), the batch aborts, and its records come again.
 	abandon atomic.Pointer[context.CancelFunc]
 
 	// batch is held while a polled batch is handed out: a revocation
@@ -1162,13 +1162,20 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, ass
 	s.wake()
 }
 
-// revoked stops writes at once, waits for the handlers of the batch in
-// hand, gives the partitions up and lets the loop abort what is open: a
-// transaction begun before a rebalance never commits (groupTxn.fail), and
-// its records come again to their next owner.
+// revoked stops writes at once, abandons the batch in hand and waits for
+// its handlers, gives the partitions up and lets the loop abort what is
+// open: a transaction begun before a rebalance never commits
+// (groupTxn.fail), and its records come again to their next owner. The
+// batch is abandoned rather than finished: its transaction can only
+// abort, and a handler that keeps failing (a dependency down) would
+// otherwise hold the group's rebalance, and this instance's state of
+// partitions the group gives to another, for as long as it fails.
 func (s *Session) revoked(lost bool) {
-	s.batch.Lock() // its handlers' writes go to a transaction that aborts
-	s.open.Store(false)
+	s.open.Store(false) // its handlers' writes go to a transaction that aborts
+	if abandon := s.abandon.Load(); abandon != nil {
+		(*abandon)()
+	}
+	s.batch.Lock()
 	s.cfg.Owner.Revoked(lost)
 	s.batch.Unlock()
 	s.revoking.Store(true)

@@ -1249,3 +1249,42 @@ func TestARestoreUnderWayEndsWithTheSession(t *testing.T) {
 		t.Fatal("Run has not returned 10s after its context ended, with a restore under way")
 	}
 }
+
+// A revocation does not wait for a handler that keeps failing (a registry
+// down, a dependency away): its batch is abandoned, since its transaction
+// can only abort, and the partitions are given up at once. Waiting held
+// the group's rebalance, and left the instance serving state its group
+// had given to another.
+func TestARevocationAbandonsABatchThatKeepsFailing(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "failing.in", Partitions: 1}, contracts.TopicSpec{Name: "failing.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	var failing atomic.Bool
+	failing.Store(true)
+	tried := make(chan struct{}, 1)
+	_, o := startSession(t, cfg, "failing", "failing-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
+		if failing.Load() {
+			select {
+			case tried <- struct{}{}:
+			default:
+			}
+			return errors.New("a dependency is down")
+		}
+		return reply(out.Name)(s, msg)
+	})
+	eventually(t, "the session to own its partition", o.owns)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	<-tried
+
+	evict(t, cfg, "failing")
+	revoked := func() bool { o.mu.Lock(); defer o.mu.Unlock(); return o.revoked > 0 }
+	for deadline := time.Now().Add(5 * time.Second); !revoked(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the partitions were not given up within 5s of the eviction: the revocation waits for the failing handler")
+		}
+	}
+	failing.Store(false)
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if len(got) != 1 || string(got[0].Value) != "v" {
+		t.Errorf("read committed %s: got %s, want the one reply", out.Name, describe(got))
+	}
+}
