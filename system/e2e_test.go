@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/system"
 )
 
@@ -95,11 +96,12 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		}
 		return id
 	}
-	// accepted cancels id and checks the 202: the order CANCELLING, with the
-	// id of its saga.
-	accepted := func(id string) string {
+	// accepted cancels id, under Idempotency-Key key (a client's retries of
+	// a 503 are then the one request), and checks the 202: the order
+	// CANCELLING, with the id of its saga.
+	accepted := func(id, key string) string {
 		t.Helper()
-		status, a := r.cancelOrder(t, id)
+		status, a := r.cancelOrder(t, id, httpserver.HeaderIdempotencyKey, key)
 		if status != http.StatusAccepted || a.OrderID != id || a.State != "CANCELLING" || a.CancelSagaID == "" || a.CancelSagaID == id {
 			t.Fatalf("cancel %s: got %d %+v, want 202 with the order CANCELLING and its cancel saga's id", id, status, a)
 		}
@@ -129,7 +131,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 
 	t.Run("cancelled, payment refunded, credit released", func(t *testing.T) {
 		id := approved(10_000)
-		sagaID := accepted(id)
+		sagaID := accepted(id, uuid.NewString())
 		o := r.awaitOrderEnd(t, id, 30*time.Second)
 		if o.State != "CANCELLED" || o.CancelSagaID != sagaID || o.CancelRefusalReason != "" {
 			t.Errorf("order: got %+v, want CANCELLED by saga %s", o, sagaID)
@@ -148,7 +150,8 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 
 	t.Run("refund refused, order approved again with the reason, credit held", func(t *testing.T) {
 		id := approved(refundLimit + 1) // within the payment limit, above the refund limit
-		first := accepted(id)
+		firstKey := uuid.NewString()
+		first := accepted(id, firstKey)
 		o := r.awaitOrderEnd(t, id, 30*time.Second)
 		if o.State != "APPROVED" || o.CancelRefusalReason != "REFUND_REFUSED" || o.CancelSagaID != first {
 			t.Errorf("order: got %+v, want APPROVED with cancel refusal REFUND_REFUSED by saga %s", o, first)
@@ -158,9 +161,14 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 			t.Errorf("saga: got %s %s %v, want CancelOrder REJECTED %v", s.Type, s.State, events(s), want)
 		}
 		payment(id, "AUTHORIZED")
+		// Its request sent again (a client that did not learn the answer):
+		// the refusal, not a second attempt.
+		if status, a := r.cancelOrder(t, id, httpserver.HeaderIdempotencyKey, firstKey); status != http.StatusOK || a.State != "APPROVED" || a.CancelSagaID != first {
+			t.Errorf("the refused cancellation sent again: got %d %+v, want 200 APPROVED by saga %s", status, a, first)
+		}
 
 		// Cancelled again: a new attempt, a new saga, refused again.
-		second := accepted(id)
+		second := accepted(id, uuid.NewString())
 		if second == first {
 			t.Errorf("the second cancellation runs saga %s again, want a new one", first)
 		}
@@ -175,17 +183,23 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 
 	t.Run("sent twice, one saga", func(t *testing.T) {
 		id := approved(20_000)
-		sagaID := accepted(id)
-		// Sent again at once: CANCELLING still (202) or CANCELLED by now (409).
-		switch status, a := r.cancelOrder(t, id); {
+		key := httpserver.HeaderIdempotencyKey
+		sagaID := accepted(id, "cancel-"+id)
+		// Sent again at once, under its key: CANCELLING still (202) or
+		// CANCELLED by now (200), by the one saga.
+		switch status, a := r.cancelOrder(t, id, key, "cancel-"+id); {
 		case status == http.StatusAccepted && a.State == "CANCELLING" && a.CancelSagaID == sagaID:
-		case status == http.StatusConflict && a.State == "CANCELLED":
+		case status == http.StatusOK && a.State == "CANCELLED" && a.CancelSagaID == sagaID:
 		default:
-			t.Errorf("cancel again: got %d %+v, want 202 CANCELLING by saga %s, or 409 CANCELLED", status, a, sagaID)
+			t.Errorf("cancel again: got %d %+v, want 202 CANCELLING or 200 CANCELLED, by saga %s", status, a, sagaID)
 		}
 		o := r.awaitOrderEnd(t, id, 30*time.Second)
 		if o.State != "CANCELLED" || o.CancelSagaID != sagaID {
 			t.Errorf("order: got %+v, want CANCELLED by saga %s", o, sagaID)
+		}
+		// Sent again once it ended: the order as it ended, no conflict.
+		if status, a := r.cancelOrder(t, id, key, "cancel-"+id); status != http.StatusOK || a.State != "CANCELLED" || a.CancelSagaID != sagaID {
+			t.Errorf("cancel again once cancelled: got %d %+v, want 200 CANCELLED by saga %s", status, a, sagaID)
 		}
 		if s := r.awaitSagaEnd(t, sagaID, 30*time.Second); !reflect.DeepEqual(events(s), []string{"started", "PaymentRefunded", "CreditReleased", "OrderCancelled"}) {
 			t.Errorf("saga: got %v, want it started once and completed", events(s))

@@ -356,9 +356,9 @@ func (r *running) awaitOrderEnd(t *testing.T, id string, within time.Duration) o
 // cancelOrder posts POST /orders/{id}/cancel, retrying a 503 with
 // Retry-After for up to 10 s as the API asks, and returns the status and
 // the body: the order, or an error with the order's state.
-func (r *running) cancelOrder(t *testing.T, id string) (int, cancelAnswer) {
+func (r *running) cancelOrder(t *testing.T, id string, headers ...string) (int, cancelAnswer) {
 	t.Helper()
-	status, body := r.postRetrying(t, r.order+"/orders/"+id+"/cancel", nil)
+	status, body := r.postRetrying(t, r.order+"/orders/"+id+"/cancel", nil, headers...)
 	var a cancelAnswer
 	if err := json.Unmarshal(body, &a); err != nil {
 		t.Fatalf("POST /orders/%s/cancel: %d, body not JSON: %s", id, status, body)
@@ -366,8 +366,9 @@ func (r *running) cancelOrder(t *testing.T, id string) (int, cancelAnswer) {
 	return status, a
 }
 
-// cancelAnswer is the body of POST /orders/{id}/cancel: the order (202),
-// or an error and, for a 409, the order's state.
+// cancelAnswer is the body of POST /orders/{id}/cancel: the order (202,
+// or 200 to the request of an ended cancellation sent again), or an error
+// and, for a 409, the order's state.
 type cancelAnswer struct {
 	orderView
 	Error string `json:"error"`

@@ -213,10 +213,11 @@ func marshal(o *domain.Order) contracts.OrderRecord {
 		OrderID: o.ID(), CustomerID: o.CustomerID(), OrderTotal: o.Total(),
 		State: string(o.State()), RejectionReason: o.RejectionReason(), CreatedAt: o.CreatedAt(),
 		CancelAttempt: o.CancelAttempt(), CancelRequestedAt: o.CancelRequestedAt(), CancelRefusalReason: o.CancelRefusalReason(),
+		CancelKey: o.CancelKey(),
 	}
 }
 
 func unmarshal(rec *contracts.OrderRecord) *domain.Order {
 	return domain.UnmarshalOrder(rec.OrderID, rec.CustomerID, rec.OrderTotal, domain.State(rec.State), rec.RejectionReason, rec.CreatedAt).
-		WithCancellation(rec.CancelAttempt, rec.CancelRequestedAt, rec.CancelRefusalReason)
+		WithCancellation(rec.CancelAttempt, rec.CancelRequestedAt, rec.CancelRefusalReason, rec.CancelKey)
 }

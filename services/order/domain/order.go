@@ -49,6 +49,7 @@ type Order struct {
 	cancelAttempt       int       // cancellations accepted: the attempt of the latest Cancel Order saga
 	cancelRequestedAt   time.Time // when the latest was accepted
 	cancelRefusalReason string    // why the latest was refused, if it was
+	cancelKey           string    // the Idempotency-Key of the request that started the latest
 }
 
 // NewOrder validates a new PENDING order. total is in cents.
@@ -75,8 +76,8 @@ func UnmarshalOrder(id, customerID string, total int64, state State, rejectionRe
 }
 
 // WithCancellation rebuilds the cancellation of an order from storage.
-func (o *Order) WithCancellation(attempt int, requestedAt time.Time, refusalReason string) *Order {
-	o.cancelAttempt, o.cancelRequestedAt, o.cancelRefusalReason = attempt, requestedAt, refusalReason
+func (o *Order) WithCancellation(attempt int, requestedAt time.Time, refusalReason, key string) *Order {
+	o.cancelAttempt, o.cancelRequestedAt, o.cancelRefusalReason, o.cancelKey = attempt, requestedAt, refusalReason, key
 	return o
 }
 
@@ -92,6 +93,7 @@ func (o *Order) CreatedAt() time.Time    { return o.createdAt }
 func (o *Order) CancelAttempt() int           { return o.cancelAttempt }
 func (o *Order) CancelRequestedAt() time.Time { return o.cancelRequestedAt }
 func (o *Order) CancelRefusalReason() string  { return o.cancelRefusalReason }
+func (o *Order) CancelKey() string            { return o.cancelKey }
 
 // Approve moves a PENDING order to APPROVED. An order approved before
 // (then perhaps cancelled) is left as it is.
@@ -124,13 +126,19 @@ func (o *Order) Reject(reason string) error {
 }
 
 // RequestCancel marks an APPROVED order CANCELLING, as its next cancel
-// attempt, and reports that it did: its Cancel Order saga is to start. An
-// order CANCELLING already is left as it is (a request sent twice runs one
-// saga); in any other state the order cannot be cancelled.
-func (o *Order) RequestCancel(now time.Time) (started bool, err error) {
+// attempt started by the request of Idempotency-Key key, and reports that
+// it did: its Cancel Order saga is to start. The request that started the
+// latest attempt, sent again (its key), changes nothing whatever became of
+// the attempt, CANCELLED or refused; so does any request while the order
+// is CANCELLING (a request sent twice runs one saga). In any other state
+// the order cannot be cancelled.
+func (o *Order) RequestCancel(now time.Time, key string) (started bool, err error) {
+	if key != "" && key == o.cancelKey {
+		return false, nil
+	}
 	switch o.state {
 	case Approved:
-		o.state, o.cancelRefusalReason = Cancelling, ""
+		o.state, o.cancelRefusalReason, o.cancelKey = Cancelling, "", key
 		o.cancelAttempt++
 		o.cancelRequestedAt = now
 		return true, nil

@@ -80,19 +80,22 @@ func TestTransitions(t *testing.T) {
 // The cancellation rules: only an APPROVED order can be cancelled; a
 // request while it is CANCELLING changes nothing; its saga ends it
 // CANCELLED, or APPROVED again with the reason; a refused order may be
-// cancelled again, as the next attempt; a command of an earlier attempt
-// changes nothing.
+// cancelled again, as the next attempt, but not by the request (its
+// Idempotency-Key) that started the refused one, sent again; a command of
+// an earlier attempt changes nothing.
 func TestCancellation(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	type op struct {
 		kind    string // "request", "cancel" or "refuse"
 		attempt int    // of cancel and refuse
 		reason  string // of refuse
+		key     string // of request: its Idempotency-Key
 	}
 	var (
-		request = op{kind: "request"}
-		cancel  = func(attempt int) op { return op{kind: "cancel", attempt: attempt} }
-		refuse  = func(attempt int, reason string) op { return op{kind: "refuse", attempt: attempt, reason: reason} }
+		request   = op{kind: "request"}
+		requestAs = func(key string) op { return op{kind: "request", key: key} }
+		cancel    = func(attempt int) op { return op{kind: "cancel", attempt: attempt} }
+		refuse    = func(attempt int, reason string) op { return op{kind: "refuse", attempt: attempt, reason: reason} }
 	)
 	tests := []struct {
 		name        string
@@ -121,6 +124,14 @@ func TestCancellation(t *testing.T) {
 		{"cancel of an order never cancelling", "approve", []op{cancel(0)}, nil, domain.ErrConflict, domain.Approved, 0, ""},
 		{"refuse a cancelled order", "approve", []op{request, cancel(1), refuse(1, "REFUND_REFUSED")}, []bool{true}, domain.ErrConflict, domain.Cancelled, 1, ""},
 		{"refuse without a reason", "approve", []op{request, refuse(1, "")}, []bool{true}, domain.ErrInvalid, domain.Cancelling, 1, ""},
+		{"the request of a refused attempt, again, starts nothing", "approve",
+			[]op{requestAs("k"), refuse(1, "REFUND_REFUSED"), requestAs("k")}, []bool{true, false}, nil, domain.Approved, 1, "REFUND_REFUSED"},
+		{"the request of a cancelled attempt, again, is no conflict", "approve",
+			[]op{requestAs("k"), cancel(1), requestAs("k")}, []bool{true, false}, nil, domain.Cancelled, 1, ""},
+		{"another request after a refusal is the next attempt", "approve",
+			[]op{requestAs("k"), refuse(1, "REFUND_REFUSED"), requestAs("k2")}, []bool{true, true}, nil, domain.Cancelling, 2, ""},
+		{"the request of an earlier attempt is another request", "approve",
+			[]op{requestAs("k"), refuse(1, "REFUND_REFUSED"), requestAs("k2"), refuse(2, "REFUND_REFUSED"), requestAs("k")}, []bool{true, true, true}, nil, domain.Cancelling, 3, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,7 +157,7 @@ func TestCancellation(t *testing.T) {
 				switch op.kind {
 				case "request":
 					var s bool
-					s, last = o.RequestCancel(now)
+					s, last = o.RequestCancel(now, op.key)
 					started = append(started, s)
 				case "cancel":
 					last = o.Cancel(op.attempt)
@@ -173,7 +184,7 @@ func TestCancellation(t *testing.T) {
 func TestApproveAgainAfterACancellation(t *testing.T) {
 	o, _ := domain.NewOrder("o1", "c1", 100, time.Now())
 	_ = o.Approve()
-	if _, err := o.RequestCancel(time.Now()); err != nil {
+	if _, err := o.RequestCancel(time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Approve(); err != nil || o.State() != domain.Cancelling {

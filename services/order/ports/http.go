@@ -67,22 +67,39 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 	// An APPROVED order is marked CANCELLING and its Cancel Order saga
 	// started: 202 with the order, whose cancelSagaId names the saga. Sent
 	// again while the saga runs, it answers the same and starts nothing.
-	s.HandleKeyed("POST /orders/{id}/cancel", httpserver.PathKey("id"), func(w http.ResponseWriter, r *http.Request) {
+	// The request that started the latest cancellation sent again, under
+	// its Idempotency-Key (drawn when the client sent none, and answered),
+	// gets the order as that cancellation left it: 202 while CANCELLING,
+	// 200 once CANCELLED or refused; it never starts another.
+	s.HandleKeyed("POST /orders/{id}/cancel", cancelKey, func(w http.ResponseWriter, r *http.Request) {
 		// A cancellation whose saga cannot start is not accepted.
 		if err := s.Ready(r.Context()); err != nil {
 			httpserver.WriteUnavailable(w, "not ready: "+err.Error())
 			return
 		}
-		o, err := application.Commands.RequestCancel.Handle(r.Context(), r.PathValue("id"))
+		o, err := application.Commands.RequestCancel.Handle(r.Context(), r.PathValue("id"), r.Header.Get(httpserver.HeaderIdempotencyKey))
 		switch {
 		case errors.Is(err, domain.ErrConflict):
 			httpserver.WriteJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "state": string(o.State())})
 		case err != nil:
 			writeError(w, err)
-		default:
+		case o.State() == domain.Cancelling:
 			httpserver.WriteJSON(w, http.StatusAccepted, query.View(o))
+		default:
+			httpserver.WriteJSON(w, http.StatusOK, query.View(o))
 		}
 	})
+}
+
+// cancelKey is the key of a cancellation: its order's id. It draws the
+// request's Idempotency-Key when the client sent none, before the request
+// may be forwarded, so that the answer, whatever it is, names the key to
+// send it again under.
+func cancelKey(r *http.Request) (string, error) {
+	if _, err := httpserver.IdempotencyKey(r); err != nil {
+		return "", err
+	}
+	return r.PathValue("id"), nil
 }
 
 func writeError(w http.ResponseWriter, err error) {

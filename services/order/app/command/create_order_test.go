@@ -215,7 +215,7 @@ func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := cancel.Handle(t.Context(), o.ID()); !errors.Is(err, domain.ErrConflict) || got.State() != domain.Pending {
+	if got, err := cancel.Handle(t.Context(), o.ID(), ""); !errors.Is(err, domain.ErrConflict) || got.State() != domain.Pending {
 		t.Fatalf("cancel a PENDING order: got %v, %v; want the order PENDING and ErrConflict", got, err)
 	}
 	if err := repo.Update(t.Context(), o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
@@ -223,7 +223,7 @@ func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	}
 
 	ev.down = true
-	if _, err := cancel.Handle(t.Context(), o.ID()); err == nil {
+	if _, err := cancel.Handle(t.Context(), o.ID(), ""); err == nil {
 		t.Fatal("cancel with Kafka down: got nil error, want the write refused")
 	}
 	if got, _ := repo.Get(t.Context(), o.ID()); got.State() != domain.Approved {
@@ -232,7 +232,7 @@ func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 
 	ev.down = false
 	for range 2 {
-		got, err := cancel.Handle(t.Context(), o.ID())
+		got, err := cancel.Handle(t.Context(), o.ID(), "")
 		if err != nil || got.State() != domain.Cancelling || got.CancelAttempt() != 1 {
 			t.Fatalf("cancel: got %v, %v; want the order CANCELLING, attempt 1", got, err)
 		}
@@ -250,5 +250,51 @@ func TestACancellationIsAnnouncedWithItsOrderAndAgainIfStuck(t *testing.T) {
 	}
 	if want = append(want, o.ID()+"/1"); !slices.Equal(ev.cancels, want) {
 		t.Errorf("announced: got %v, want %v", ev.cancels, want)
+	}
+}
+
+// The request that started a cancellation, sent again under its
+// Idempotency-Key (a client that did not learn its answer), gets the
+// order as the cancellation left it and announces nothing: a refusal takes
+// milliseconds, so a retry found the order APPROVED again and started a
+// second saga; after a cancellation it got a conflict.
+func TestACancellationSentAgainUnderItsKeyStartsNothing(t *testing.T) {
+	clock := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	ev := &events{}
+	repo := &orders{m: map[string]*domain.Order{}, events: ev}
+	create := command.NewCreateOrderHandler(repo, clock)
+	cancel := command.NewRequestCancelHandler(repo, clock)
+	approved := func() string {
+		o, err := create.Handle(t.Context(), command.CreateOrder{CustomerID: "c1", OrderTotal: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.Update(t.Context(), o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+			t.Fatal(err)
+		}
+		return o.ID()
+	}
+	for _, c := range []struct {
+		name  string
+		end   func(o *domain.Order) error
+		state domain.State
+	}{
+		{"refused", func(o *domain.Order) error { return o.RefuseCancel(1, "REFUND_REFUSED") }, domain.Approved},
+		{"cancelled", func(o *domain.Order) error { return o.Cancel(1) }, domain.Cancelled},
+	} {
+		id := approved()
+		if _, err := cancel.Handle(t.Context(), id, "k-"+c.name); err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.Update(t.Context(), id, c.end); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cancel.Handle(t.Context(), id, "k-"+c.name)
+		if err != nil || got.State() != c.state || got.CancelAttempt() != 1 {
+			t.Errorf("%s, then sent again: got %v, %v; want the order %s, attempt 1, no error", c.name, got, err, c.state)
+		}
+		if want := []string{id + "/1"}; !slices.Equal(ev.cancels[len(ev.cancels)-1:], want) || slices.Contains(ev.cancels, id+"/2") {
+			t.Errorf("%s, then sent again: announced %v, want attempt 1 only", c.name, ev.cancels)
+		}
 	}
 }
