@@ -1068,6 +1068,18 @@ func (s *Session) connect() (txnClient, error) {
 		if err != nil {
 			return txnProducer{}, fmt.Errorf("connect to kafka: %w", err)
 		}
+		// The producer takes its transactional id now rather than at its
+		// first write: that aborts what a client before it left open under
+		// the id (replaced after a failed end, or a restarted instance's
+		// predecessor), whose pending offsets and records would otherwise
+		// hold up the restore of the partitions, and every reader of what
+		// it wrote to, until the transaction timed out. Failing here, it
+		// takes it at its first write.
+		ctx, cancel := context.WithTimeout(s.running, 5*time.Second)
+		defer cancel()
+		if _, _, err := cl.ProducerID(ctx); err != nil {
+			s.logger.Warn("take the transactional id", "transactional_id", txnID, "error", err)
+		}
 		return txnProducer{cl, txnID, aborted}, nil
 	}
 	if len(s.topics) == 0 {

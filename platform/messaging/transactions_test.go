@@ -1288,3 +1288,45 @@ func TestARevocationAbandonsABatchThatKeepsFailing(t *testing.T) {
 		t.Errorf("read committed %s: got %s, want the one reply", out.Name, describe(got))
 	}
 }
+
+// A client replaced after its transaction's end failed leaves that
+// transaction open on the broker, its offsets pending; the new client's
+// producers take the same transactional ids at once, which aborts it,
+// rather than leave the partitions' restore, and every reader of what it
+// wrote to, waiting for the transaction to time out.
+func TestAClientReplacedAfterAFailedEndAbortsWhatItLeftOpen(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "reopened.in", Partitions: 1}, contracts.TopicSpec{Name: "reopened.out", Partitions: 1}
+	stack, cfg := startEmbedded(t, in, out)
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "reopened", TransactionalID: "reopened-1", Owner: o,
+		TransactionTimeout: time.Minute}, quiet())
+	s.AddTopic(in.Name)
+	msgs, err := s.Subscribe(t.Context(), in.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	go func() {
+		for msg := range msgs {
+			if err := reply(out.Name)(s, msg); err != nil {
+				msg.Nack()
+				continue
+			}
+			msg.Ack()
+		}
+	}()
+	eventually(t, "the session to take writes", func() bool { return messaging.TakesWrites(s) })
+	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.InvalidTxnState, Count: 1})
+	began := time.Now()
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	got := readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if fault.Hits() == 0 {
+		t.Fatal("no end failed: the test proves nothing")
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the record was answered %s after the failed end, want within 10s: the transaction left open waited for its timeout", took)
+	}
+	if len(got) != 1 || string(got[0].Value) != "v" {
+		t.Errorf("read committed %s: got %s, want the one reply", out.Name, describe(got))
+	}
+}
