@@ -316,6 +316,7 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 		return nil, err
 	}
 	p.stores = append(p.stores, s)
+	p.closers = append(p.closers, s.Close)
 	if cfg.Archive != nil {
 		p.archives = append(p.archives, cfg.Archive.Topic)
 		p.loops = append(p.loops, func(ctx context.Context) error {

@@ -222,6 +222,14 @@ func (s *Store[T]) forgetRunning(p int32) {
 // Topic is the store's changelog topic.
 func (s *Store[T]) Topic() string { return s.cfg.Topic }
 
+// Close closes the client the store reads archived records with, if it
+// made one. It returns nil; the error is a closer's, as a process keeps
+// them.
+func (s *Store[T]) Close() error {
+	s.archive.close()
+	return nil
+}
+
 // Partition returns the partition of the changelog that holds key, as
 // Kafka's default partitioner (murmur2) chooses it; false before the
 // partition count is known.

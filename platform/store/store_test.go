@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +63,7 @@ type changelog struct {
 	producer messaging.SyncSender
 	archive  *store.Archive[account] // given to the stores it makes
 	sender   store.Sender            // the stores' producer, if not producer
+	opts     []kgo.Opt               // the stores' Kafka options beside the brokers
 }
 
 func newChangelog(t testing.TB, partitions int32) *changelog {
@@ -105,7 +107,7 @@ func (c *changelog) newStoreOn(t testing.TB, registryURL string) *customers {
 		producer = c.sender
 	}
 	st, err := store.New(store.Config[account]{
-		Topic: c.topic, Kgo: []kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, Producer: producer, Codec: codec, Archive: c.archive,
+		Topic: c.topic, Kgo: append([]kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, c.opts...), Producer: producer, Codec: codec, Archive: c.archive,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
@@ -1239,4 +1241,37 @@ func TestAnAnswerMadeFromAnOpenWriteWaitsForIt(t *testing.T) {
 	if held.adds != adds {
 		t.Errorf("an answer from a committed write joined %d transactions, want none", held.adds-adds)
 	}
+}
+
+// closedHook counts the Kafka clients closed.
+type closedHook struct{ n *atomic.Int32 }
+
+func (h closedHook) OnClientClosed(*kgo.Client) { h.n.Add(1) }
+
+// Close closes the client that read archived records: a process's stop
+// left it running, its connections open and its goroutines retrying a
+// broker that had gone.
+func TestCloseClosesTheArchiveReader(t *testing.T) {
+	t.Parallel()
+	c := newArchivingChangelog(t)
+	closed := new(atomic.Int32)
+	c.opts = []kgo.Opt{kgo.WithHooks(closedHook{closed})}
+	s := c.restored(t)
+	ended := customer("closed-1", 200)
+	ended.Name = "closed"
+	update(t, s, "closed-1", set(ended))
+	if got := mustGet(t, s, "closed-1"); got.Name != "closed" {
+		t.Fatalf("Get of the archived record: got %+v", got)
+	}
+	before := closed.Load() // the restore's clients
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := closed.Load() - before; got != 1 {
+		t.Errorf("clients closed by Close: got %d, want 1, the archive's reader", got)
+	}
+	if got := mustGet(t, s, "closed-1"); got.Name != "closed" {
+		t.Errorf("Get of the archived record after Close: got %+v, want it read again", got)
+	}
+	_ = s.Close()
 }
