@@ -946,7 +946,9 @@ func kick(cl txnClient) {
 // set, receives each record's outcome (franz-go sets its Partition and
 // Offset), and the records are sent at once.
 func (s *Session) add(ctx context.Context, records []*kgo.Record, acks chan<- error) (*txn, error) {
-	s.mu.RLock()
+	if err := s.rlock(ctx); err != nil {
+		return nil, err
+	}
 	if !s.open.Load() || s.cl == nil {
 		s.mu.RUnlock()
 		return nil, ErrRebalancing
@@ -981,6 +983,42 @@ func (s *Session) add(ctx context.Context, records []*kgo.Record, acks chan<- er
 	s.mu.RUnlock()
 	s.wake()
 	return tx, nil
+}
+
+// rlock read-locks s.mu, which a commit holds while it ends. A handler's
+// write waits for it as long as it takes (no commit runs while a batch is
+// handled); any other waits AwaitCommit at most, and no longer than ctx
+// allows, as it would for its commit: an end the coordinator keeps
+// refusing is asked again for up to endTimeout, and an HTTP request must
+// get its 503 long before.
+func (s *Session) rlock(ctx context.Context) error {
+	if _, handling := RecordFromCtx(ctx); handling || s.mu.TryRLock() {
+		if handling {
+			s.mu.RLock()
+		}
+		return nil
+	}
+	locked := make(chan struct{})
+	go func() {
+		s.mu.RLock()
+		close(locked)
+	}()
+	limit := time.NewTimer(s.awaitCommit)
+	defer limit.Stop()
+	var err error
+	select {
+	case <-locked:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-limit.C:
+		err = fmt.Errorf("%w (a commit under way did not end within %s)", ErrCommitPending, s.awaitCommit)
+	}
+	go func() {
+		<-locked
+		s.mu.RUnlock()
+	}()
+	return err
 }
 
 // keepPartition marks, in its context, a record whose writer chose its

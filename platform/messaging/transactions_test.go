@@ -1330,3 +1330,32 @@ func TestAClientReplacedAfterAFailedEndAbortsWhatItLeftOpen(t *testing.T) {
 		t.Errorf("read committed %s: got %s, want the one reply", out.Name, describe(got))
 	}
 }
+
+// A write outside a handler while a commit cannot end (the coordinator
+// answers CONCURRENT_TRANSACTIONS, which franz-go asks again for as long as
+// the end may take) returns within AwaitCommit, as one whose commit is
+// held up does, rather than wait for the commit's lock that long.
+func TestAWriteDuringACommitThatCannotEndReturnsInTime(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "stuck.in", Partitions: 1}, contracts.TopicSpec{Name: "stuck.out", Partitions: 1}
+	stack, cfg := startEmbedded(t, in, out)
+	s, _ := startSession(t, cfg, "stuck", "stuck-1", in.Name, reply(out.Name))
+	eventually(t, "the session to take writes", func() bool { return messaging.TakesWrites(s) })
+	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.ConcurrentTransactions, Count: -1})
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
+	if err := fault.Wait(t.Context(), 3); err != nil { // the commit's end, asked again
+		t.Fatal(err)
+	}
+	messaging.SetAwaitCommit(s, 200*time.Millisecond)
+	start := time.Now()
+	err := s.Send(t.Context(), []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte("outside")}})
+	waited := time.Since(start)
+	fault.Remove()
+	if !errors.Is(err, messaging.ErrCommitPending) {
+		t.Errorf("a write while the commit cannot end: got %v, want ErrCommitPending", err)
+	}
+	if waited > 2*time.Second {
+		t.Errorf("a write while the commit cannot end returned after %s, want about 200 ms", waited)
+	}
+	// The commit ends once the coordinator answers; the reply is read.
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
+}
