@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1153,10 +1154,12 @@ func (s *Session) connect() (txnClient, error) {
 		// A member learns of a rebalance from a heartbeat's answer:
 		// frequent ones hand a dead instance's partitions over sooner.
 		kgo.HeartbeatInterval(min(sessionTimeout/5, 300*time.Millisecond)),
-		// Range gives every member the same partition numbers of every
-		// topic it reads (all have one count): the co-partitioning that
-		// lets an instance own a key's command, state and replies together.
-		kgo.Balancers(advertising{kgo.RangeBalancer(), s.cfg.UserData}),
+		// Every member gets the same partition numbers of every topic it
+		// reads (all have one count): the co-partitioning that lets an
+		// instance own a key's command, state and replies together. Range
+		// too, while a member of a build before copartitioned is in the
+		// group.
+		kgo.Balancers(copartitioned{s.cfg.UserData}, advertising{kgo.RangeBalancer(), s.cfg.UserData}),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 			// franz-go ends ctx only once this returns, and closing the
 			// client waits for it: a restore under way ends with Run.
@@ -1275,6 +1278,77 @@ func (c producerOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// copartitioned is the group balancer of the sessions. The partition
+// numbers (one count for every topic read) are shared out among the
+// members in ranges, in the order of their ids, and each member gets, for
+// every number of its range, that partition of every topic it reads. When
+// the members read the same topics, that is what the range balancer
+// gives; when they do not (a rolling deploy that adds a topic, such as a
+// new saga type's replies, or drops one), a member still gets the same
+// numbers of each of its topics, where the range balancer shared each
+// topic among its readers alone. A number's partition of a topic its
+// holder does not read waits, unread, until that member is replaced. Its
+// membership carries the instance's advertised data.
+type copartitioned struct{ userData []byte }
+
+func (copartitioned) ProtocolName() string { return "copartitioned" }
+func (copartitioned) IsCooperative() bool  { return false }
+
+func (b copartitioned) JoinGroupMetadata(topics []string, _ map[string][]int32, generation int32) []byte {
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Version, meta.Topics, meta.Generation, meta.UserData = 3, topics, generation, b.userData
+	return meta.AppendTo(nil)
+}
+
+func (copartitioned) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
+	return kgo.ParseConsumerSyncAssignment(assignment)
+}
+
+func (b copartitioned) MemberBalancer(members []kmsg.JoinGroupResponseMember) (kgo.GroupMemberBalancer, map[string]struct{}, error) {
+	cb, err := kgo.NewConsumerBalancer(b, members)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cb, cb.MemberTopics(), nil
+}
+
+func (copartitioned) Balance(cb *kgo.ConsumerBalancer, counts map[string]int32) kgo.IntoSyncAssignment {
+	type member struct {
+		m      *kmsg.JoinGroupResponseMember
+		topics []string
+	}
+	var members []member
+	cb.EachMember(func(m *kmsg.JoinGroupResponseMember, meta *kmsg.ConsumerMemberMetadata) {
+		members = append(members, member{m, meta.Topics})
+	})
+	plan := cb.NewPlan()
+	if len(members) == 0 {
+		return plan
+	}
+	slices.SortFunc(members, func(x, y member) int { return strings.Compare(x.m.MemberID, y.m.MemberID) })
+	var n int32 // the partition count (Run refuses topics whose counts differ)
+	for _, c := range counts {
+		n = max(n, c)
+	}
+	per, rest := int(n)/len(members), int(n)%len(members)
+	p := int32(0)
+	for i, mb := range members {
+		take := per
+		if i < rest {
+			take++
+		}
+		for range take {
+			for _, topic := range mb.topics {
+				if p < counts[topic] {
+					plan.AddPartition(mb.m, topic, p)
+				}
+			}
+			p++
+		}
+	}
+	return plan
 }
 
 // advertising is a group balancer that puts the instance's advertised data

@@ -1359,3 +1359,56 @@ func TestAWriteDuringACommitThatCannotEndReturnsInTime(t *testing.T) {
 	// The commit ends once the coordinator answers; the reply is read.
 	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 }
+
+// A rolling deploy that adds a topic to what a process reads (a new saga
+// type's replies) has, for a while, members that read it beside members
+// that do not. Each still gets the same partition numbers of every topic it
+// reads: the range balancer shared each topic among its readers alone, so
+// the new member got every partition of the new topic but part of the
+// others, refused that as not co-partitioned, and stopped, again and again.
+func TestMembersReadingDifferentTopicsGetTheSameNumbersOfEach(t *testing.T) {
+	a, b := contracts.TopicSpec{Name: "deploy.a", Partitions: 2}, contracts.TopicSpec{Name: "deploy.b", Partitions: 2}
+	cfg := startKafka(t, a, b)
+	old, oldOwner := startSession(t, cfg, "deploy", "deploy-old", a.Name, func(*messaging.Session, *message.Message) error { return nil })
+	eventually(t, "the old member to take writes", func() bool { return messaging.TakesWrites(old) })
+
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "deploy", TransactionalID: "deploy-new", Owner: o}, quiet())
+	for _, topic := range []string{a.Name, b.Name} {
+		s.AddTopic(topic)
+		msgs, err := s.Subscribe(t.Context(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for msg := range msgs {
+				msg.Ack()
+			}
+		}()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	var runErr error
+	go func() { runErr = s.Run(ctx); close(stopped) }()
+	t.Cleanup(func() {
+		cancel()
+		<-stopped
+	})
+	eventually(t, "both members to own a partition", func() bool {
+		select {
+		case <-stopped:
+			t.Fatalf("the member reading both topics stopped: %v", runErr)
+		default:
+		}
+		return o.owns() && oldOwner.owns() && messaging.TakesWrites(s)
+	})
+	o.mu.Lock()
+	newOwns := slices.Clone(o.assigned)
+	o.mu.Unlock()
+	oldOwner.mu.Lock()
+	oldOwns := slices.Clone(oldOwner.assigned)
+	oldOwner.mu.Unlock()
+	if len(newOwns) != 1 || len(oldOwns) != 1 || newOwns[0] == oldOwns[0] {
+		t.Errorf("partitions: the new member %v, the old %v; want one each, not the same", newOwns, oldOwns)
+	}
+}
