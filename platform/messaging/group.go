@@ -126,7 +126,19 @@ func (g *groupTxn) fail() {
 	g.failed, g.assigned, g.last = true, nil, nil
 }
 
-func (g *groupTxn) Begin() error { return g.producer().BeginTransaction() }
+// Begin begins a transaction. A revocation that found none begun, whose
+// mark (fail) no End cleared, is over once partitions were assigned since:
+// the transaction begins in the new generation, and its mark would abort
+// it for nothing. Begun before an assignment, it keeps the mark, and
+// aborts: it could commit no offsets, so nothing would fence it.
+func (g *groupTxn) Begin() error {
+	g.mu.Lock()
+	if g.assigned != nil {
+		g.failed = false
+	}
+	g.mu.Unlock()
+	return g.producer().BeginTransaction()
+}
 
 // Prepare flushes the transaction's records and sends its offsets: within
 // the transaction, or, when it wrote nothing, committed at once. Nothing

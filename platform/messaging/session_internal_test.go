@@ -107,3 +107,62 @@ func TestAWriteReadBeforeAnAbortIsRefused(t *testing.T) {
 		t.Errorf("a write read after the abort: %v", err)
 	}
 }
+
+// A revocation that found no transaction begun marks the next one to abort
+// (fail); the mark is over once partitions are assigned again, or it
+// aborted the new generation's first transaction for nothing. Before an
+// assignment it stays: such a transaction could commit no offsets, so
+// nothing would fence it.
+func TestARevocationsMarkEndsWithTheNextAssignment(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.TransactionalID("mark"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	g := &groupTxn{producers: []txnProducer{{Client: cl, txnID: "mark"}}}
+	begin := func() bool {
+		t.Helper()
+		if err := g.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.failed
+	}
+	g.fail()
+	if !begin() {
+		t.Error("a transaction begun after a revocation, before an assignment: not marked to abort")
+	}
+	_ = cl.EndTransaction(t.Context(), kgo.TryAbort)
+	g.fail()
+	g.mu.Lock()
+	g.assigned = map[string][]int32{"t": {0}} // as assign does
+	g.mu.Unlock()
+	if begin() {
+		t.Error("a transaction begun after the next assignment: marked to abort by the revocation before it")
+	}
+}
+
+// noOwner owns nothing and restores nothing.
+type noOwner struct{}
+
+func (noOwner) Assigned(context.Context, []int32, int32) error { return nil }
+func (noOwner) Revoked(bool)                                   {}
+func (noOwner) Distrust(error)                                 {}
+func (noOwner) Restore(context.Context) (bool, error)          { return false, nil }
+
+// An assignment the loop had not opened yet when its partitions were
+// revoked stays closed: opened, it took writes for partitions given up.
+func TestARevocationOvertakingAnAssignmentLeavesWritesClosed(t *testing.T) {
+	s := NewSession(SessionConfig{Owner: noOwner{}}, slog.New(slog.DiscardHandler))
+	cl := &endOnly{}
+	s.cl = cl
+	s.reopen.Store(true) // assigned, not opened yet
+	s.revoked(false)
+	if err := s.transitions(cl); err != nil {
+		t.Fatal(err)
+	}
+	if s.open.Load() {
+		t.Error("writes open after the revocation of the assignment that would have opened them")
+	}
+}

@@ -1224,6 +1224,11 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, ass
 // otherwise hold the group's rebalance, and this instance's state of
 // partitions the group gives to another, for as long as it fails.
 func (s *Session) revoked(lost bool) {
+	// An assignment whose transactions the loop has not opened yet is
+	// over too (franz-go revokes as soon as an assignment's callback
+	// returns if the group moved on meanwhile): opened, they would take
+	// writes for partitions given up.
+	s.reopen.Store(false)
 	s.open.Store(false) // its handlers' writes go to a transaction that aborts
 	if abandon := s.abandon.Load(); abandon != nil {
 		(*abandon)()
