@@ -210,7 +210,7 @@ func (c *Console) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 		after = &cur
 	}
-	list, next := c.deadLetters.page(after, limit)
+	list, next := c.deadLetters.page(r.Context(), after, limit)
 	out := deadLetterList{DeadLetters: list}
 	if next != nil {
 		out.Next = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%d:%d", next.Timestamp, next.Partition, next.Offset))

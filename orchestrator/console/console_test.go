@@ -69,7 +69,7 @@ func TestApplyReadsTheStateAndArchiveTopics(t *testing.T) {
 	if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Key: []byte("k"), Value: []byte("ended")}); err != nil {
 		t.Fatal(err)
 	}
-	if list, _ := c.deadLetters.page(nil, 10); len(list) != 1 || list[0].Record != "SagaInstance" {
+	if list, _ := c.deadLetters.page(t.Context(), nil, 10); len(list) != 1 || list[0].Record != "SagaInstance" {
 		t.Errorf("dead letters: got %+v, want the one applied, decoded", list)
 	}
 }

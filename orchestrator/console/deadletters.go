@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -77,27 +78,29 @@ func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
 // decode decodes the payload when its schema is known; a payload that can
 // never be decoded is kept as raw, and one the registry did not answer for
 // is tried again on the next read.
-func (d *DeadLetter) decode(dec Decoder) {
+func (d *DeadLetter) decode(dec Decoder) (retry bool) {
 	if d.payload == nil {
-		return
+		return false
 	}
 	d.Raw = base64.StdEncoding.EncodeToString(d.payload)
 	rec, err := dec.Decode(d.payload)
 	if err != nil {
 		if errors.Is(err, serde.ErrUndecodable) {
 			d.payload = nil
+			return false
 		}
-		return
+		return true
 	}
 	value, err := json.Marshal(rec)
 	if err != nil {
 		d.payload = nil
-		return
+		return false
 	}
 	if named, ok := rec.Schema().(avro.NamedSchema); ok {
 		d.Record = named.Name()
 	}
 	d.Value, d.Raw, d.payload = value, "", nil
+	return false
 }
 
 // DeadLetterCursor is where a page of dead letters ends.
@@ -106,6 +109,13 @@ type DeadLetterCursor struct {
 	Partition int32
 	Offset    int64
 }
+
+// done is a context that has ended.
+var done = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // deadLetters keeps the newest dead letters, newest first.
 type deadLetters struct {
@@ -137,7 +147,7 @@ func (l *deadLetters) add(d *DeadLetter) bool {
 
 // page returns up to limit dead letters after the cursor, newest first,
 // and the cursor of the next page, nil on the last.
-func (l *deadLetters) page(after *DeadLetterCursor, limit int) ([]DeadLetter, *DeadLetterCursor) {
+func (l *deadLetters) page(ctx context.Context, after *DeadLetterCursor, limit int) ([]DeadLetter, *DeadLetterCursor) {
 	l.mu.Lock()
 	i := 0
 	if after != nil {
@@ -154,7 +164,7 @@ func (l *deadLetters) page(after *DeadLetterCursor, limit int) ([]DeadLetter, *D
 	}
 	last := i == len(l.list) || len(out) == 0
 	l.mu.Unlock()
-	l.decode(out, listed)
+	l.decode(ctx, out, listed)
 	if last {
 		return out, nil
 	}
@@ -166,15 +176,24 @@ func (l *deadLetters) page(after *DeadLetterCursor, limit int) ([]DeadLetter, *D
 // did not answer before, outside the list's lock: the registry may take
 // seconds, and the follower adds letters meanwhile. A listed letter is
 // never changed (the stream may be encoding it): a decoded copy replaces
-// it.
-func (l *deadLetters) decode(out []DeadLetter, listed []*DeadLetter) {
+// it. It stops at the first the registry does not answer for (the rest
+// are left raw, for the next read), or once ctx ends: each may wait the
+// registry client's timeout, and a page holds up to 500.
+func (l *deadLetters) decode(ctx context.Context, out []DeadLetter, listed []*DeadLetter) {
 	var decoded []int
 	for j := range out {
-		if out[j].payload != nil {
-			out[j].decode(l.dec)
-			if out[j].payload == nil {
-				decoded = append(decoded, j)
-			}
+		if out[j].payload == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			out[j].Raw = base64.StdEncoding.EncodeToString(out[j].payload)
+			continue
+		}
+		if out[j].decode(l.dec) {
+			ctx = done // the registry is away: the rest raw, without asking
+		}
+		if out[j].payload == nil {
+			decoded = append(decoded, j)
 		}
 	}
 	if len(decoded) == 0 {

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -29,7 +30,7 @@ func TestDeadLettersKeepTheNewestAndPage(t *testing.T) {
 	var got []int64
 	var after *DeadLetterCursor
 	for page := 0; page < 5; page++ {
-		list, next := l.page(after, 2)
+		list, next := l.page(t.Context(), after, 2)
 		for _, d := range list {
 			got = append(got, d.Offset)
 		}
@@ -50,12 +51,12 @@ func TestADeadLetterIsDecodedOnceTheRegistryAnswers(t *testing.T) {
 	dec := &flaky{err: errors.New("registry unreachable")}
 	l := &deadLetters{max: 10, dec: dec}
 	l.add(newDeadLetter(&kgo.Record{Value: []byte("payload"), Timestamp: t0}, dec))
-	list, _ := l.page(nil, 10)
+	list, _ := l.page(t.Context(), nil, 10)
 	if list[0].Raw == "" || list[0].Value != nil {
 		t.Fatalf("registry down: got raw %q value %s, want raw and no value", list[0].Raw, list[0].Value)
 	}
 	dec.err = nil
-	list, _ = l.page(nil, 10)
+	list, _ = l.page(t.Context(), nil, 10)
 	if list[0].Raw != "" || string(list[0].Value) != `{"customerId":"","orderId":"o","amount":0}` || list[0].Record != "ReserveCredit" {
 		t.Errorf("registry back: got record %q raw %q value %s, want ReserveCredit decoded", list[0].Record, list[0].Raw, list[0].Value)
 	}
@@ -95,7 +96,7 @@ func TestAPageWaitingOnTheRegistryDoesNotHoldUpTheFollower(t *testing.T) {
 	paged := make(chan struct{})
 	go func() {
 		defer close(paged)
-		l.page(nil, 10)
+		l.page(t.Context(), nil, 10)
 	}()
 	<-dec.calling // the page is decoding
 	added := make(chan struct{})
@@ -121,8 +122,45 @@ var flakyDown = &flaky{err: errors.New("registry unreachable")}
 func TestADeadLetterFromTheFarFutureCanBeShown(t *testing.T) {
 	l := &deadLetters{max: 10, dec: undecodable{}}
 	l.add(newDeadLetter(&kgo.Record{Value: []byte("x"), Timestamp: time.UnixMilli(t0.UnixMicro())}, undecodable{}))
-	list, _ := l.page(nil, 10)
+	list, _ := l.page(t.Context(), nil, 10)
 	if _, err := json.Marshal(list); err != nil {
 		t.Fatalf("the page does not encode: %v", err)
+	}
+}
+
+// counting fails every decode as a registry that does not answer, after
+// its timeout, and counts the asks.
+type counting struct{ asks *int }
+
+func (c counting) Decode([]byte) (serde.Record, error) {
+	*c.asks++
+	return nil, errors.New("registry: no answer within 5s")
+}
+
+// A page of letters the registry did not decode asks it once, not once a
+// letter: each ask may wait the registry client's timeout, so a page of
+// 500 waited for up to 40 minutes, and went on after its client left. A
+// page whose request ended asks nothing.
+func TestAPageAsksAnAbsentRegistryOnce(t *testing.T) {
+	asks := 0
+	l := &deadLetters{max: 10, dec: undecodable{}}
+	for i := range 5 {
+		l.add(newDeadLetter(&kgo.Record{Value: []byte("p"), Offset: int64(i), Timestamp: t0}, flakyDown))
+	}
+	l.dec = counting{&asks}
+	list, _ := l.page(t.Context(), nil, 10)
+	if asks != 1 {
+		t.Errorf("a page of 5 undecoded letters asked the registry %d times, want once", asks)
+	}
+	for _, d := range list {
+		if d.Raw == "" {
+			t.Errorf("letter %d: no raw value", d.Offset)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	asks = 0
+	if list, _ := l.page(ctx, nil, 10); asks != 0 || len(list) != 5 || list[0].Raw == "" {
+		t.Errorf("a page whose request ended: asked %d times, %d letters; want none asked, 5 letters raw", asks, len(list))
 	}
 }
