@@ -101,6 +101,9 @@ func checkMinima(v reflect.Value) error {
 	var errs []error
 	for i := range v.NumField() {
 		f, field := v.Type().Field(i), v.Field(i)
+		if f.Tag.Get("env") == "-" {
+			continue // not read from the environment
+		}
 		least, ok := f.Tag.Lookup("min")
 		if !ok {
 			errs = append(errs, checkMinima(field))

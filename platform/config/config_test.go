@@ -195,6 +195,16 @@ func TestLoadRefusesValuesBelowTheirMinimum(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a part not read from the environment", func(t *testing.T) {
+		clearKafkaEnv(t)
+		var got struct {
+			Steps int     `env:"STEPS" envDefault:"1" min:"1"`
+			Parts service `env:"-"` // zero, filled by its owner
+		}
+		if err := config.Load(&got); err != nil {
+			t.Errorf("Load: %v", err)
+		}
+	})
 	t.Run("at their minimum", func(t *testing.T) {
 		clearKafkaEnv(t)
 		t.Setenv("KAFKA_SESSION_TIMEOUT", "1s")
