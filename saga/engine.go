@@ -402,9 +402,9 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 // saga_instances_running counts them. It forgets the sagas no longer held.
 // Call it whenever the instances held change (process.OnRestored: at start
 // and after each rebalance), before any reply is handled; transitions wait
-// while it runs. It sends nothing: an instance and the command its
-// transition leads to are written in one transaction, so a stored pending
-// command was sent. An instance of a version the engine was not given is
+// while it runs. The ticks time each out no sooner than a StepTimeout from
+// now. It sends nothing: an instance and the command its transition leads
+// to are written in one transaction, so a stored pending command was sent. An instance of a version the engine was not given is
 // logged as an error and counted, and left as it is. An error means it
 // could not read every instance (the schema registry unreachable, say):
 // the start must fail rather than leave a saga that is never timed out
@@ -413,9 +413,14 @@ func (e *Engine[D]) Resume(context.Context) error {
 	e.resuming.Lock()
 	defer e.resuming.Unlock()
 	index := map[string]inFlight{}
+	// A deadline that passed while no instance drove the saga (a restart,
+	// a takeover) is a step away: its reply may be waiting in the reply
+	// topic, which is handled only after this. Timed out at the first
+	// tick, a step out of attempts would fail although it was answered.
+	grace := e.cfg.Clock().Add(e.cfg.StepTimeout)
 	err := e.cfg.Instances.Range(func(_ string, v SagaInstance) bool {
 		if v.PendingCommandID != "" && v.SagaType == e.latest.Type {
-			index[v.SagaID] = inFlight{deadline: v.Deadline, version: v.Version}
+			index[v.SagaID] = inFlight{deadline: later(v.Deadline, grace), version: v.Version}
 		}
 		return true
 	})
@@ -447,6 +452,13 @@ func (e *Engine[D]) Resume(context.Context) error {
 		e.count(v)
 	}
 	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Run calls ResendOverdue a few times per StepTimeout until ctx ends.

@@ -640,12 +640,14 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 	if err := h.Reply(h.Last(), &OrderRejected{OrderID: "done"}); err != nil {
 		t.Fatal(err)
 	}
-	// "overdue" started 10s ago, "waiting" just now.
-	if err := h.Instances.Update(t.Context(), "overdue", func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
-		v.Deadline = h.Clock.Now()
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
+	// "overdue" is due now, "waiting" in an hour.
+	for id, deadline := range map[string]time.Time{"overdue": h.Clock.Now(), "waiting": h.Clock.Now().Add(time.Hour)} {
+		if err := h.Instances.Update(t.Context(), id, func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
+			v.Deadline = deadline
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before := len(h.Sent())
 
@@ -661,6 +663,11 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 	if got := len(h.Sent()) - before; got != 0 {
 		t.Errorf("commands Resume sent: got %d, want 0 (each was sent with its transition)", got)
 	}
+	restarted.ResendOverdue(t.Context())
+	if got := len(h.Sent()) - before; got != 0 {
+		t.Errorf("commands re-sent at once after Resume: got %d, want 0: a reply may be waiting", got)
+	}
+	h.Clock.Advance(10 * time.Second) // a StepTimeout
 	restarted.ResendOverdue(t.Context())
 
 	got := map[string]string{}
@@ -1010,5 +1017,31 @@ func TestPlayChecksThatACompensationSharesItsCommandsKey(t *testing.T) {
 				t.Errorf("got errors %q, want %d", rec.errs, c.errs)
 			}
 		})
+	}
+}
+
+// A step out of attempts whose deadline passed while no instance drove the
+// saga (a restart, a takeover) is not failed at the first tick after
+// Resume: its reply may be waiting in the reply topic, handled only after
+// the restore. Its order was rejected although the participant answered.
+func TestAStepOutOfAttemptsIsNotFailedBeforeItsWaitingReplyIsRead(t *testing.T) {
+	h := newHarness(t) // StepTimeout 10s, MaxAttempts 3, MaxBackoff 25s
+	h.Start("s1", sagaData)
+	cmd := h.Last()
+	for range 2 {
+		h.Clock.Advance(25 * time.Second)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	if v, _, _ := h.Engine.Instance("s1"); v.Attempt != 3 {
+		t.Fatalf("attempt %d, want 3, the last", v.Attempt)
+	}
+	h.Clock.Advance(30 * time.Second) // past its deadline, while no instance ran it
+	h.Deploy(testDef())
+	h.Engine.ResendOverdue(t.Context())
+	if err := h.Reply(cmd, reserved); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := h.Engine.Instance("s1"); v.State != saga.StateRunning || h.Engine.StepName(v) != "approve" {
+		t.Errorf("after the waiting reply: %s at %q, want RUNNING at approve", v.State, h.Engine.StepName(v))
 	}
 }

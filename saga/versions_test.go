@@ -252,6 +252,7 @@ func TestASagaOfAVersionNotGivenWaitsUntouched(t *testing.T) {
 
 	h.Deploy(testDef(), testDefV2())
 	wantGauges(t, h, map[string]float64{"1": 1, "2": 1}, map[string]float64{"1": 0})
+	h.Clock.Advance(10 * time.Second) // a StepTimeout after the deploy: a reply was not waiting
 	h.Engine.ResendOverdue(t.Context())
 	if got, want := lastTo(t, h, "s1").Msg.Metadata, (map[string]string{saga.HeaderStep: "reserve", saga.HeaderAttempt: "2"}); got.Get(saga.HeaderStep) != want[saga.HeaderStep] || got.Get(saga.HeaderAttempt) != want[saga.HeaderAttempt] {
 		t.Errorf("after the version is back: got step %s attempt %s re-sent, want %v", got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt), want)
