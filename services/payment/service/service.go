@@ -26,11 +26,11 @@ type Config struct {
 	Telemetry telemetry.Config
 	// PaymentLimit is the largest amount, in cents, one payment may
 	// authorize; larger ones are declined.
-	PaymentLimit int64 `env:"PAYMENT_LIMIT" envDefault:"1000000" min:"0"`
+	PaymentLimit int64 `env:"PAYMENT_LIMIT" envDefault:"1000000" min:"1"`
 	// RefundLimit is the largest amount, in cents, one payment may refund
 	// when its order is cancelled; the cancellation of a larger one is
 	// refused.
-	RefundLimit int64 `env:"REFUND_LIMIT" envDefault:"500000" min:"0"`
+	RefundLimit int64 `env:"REFUND_LIMIT" envDefault:"500000" min:"1"`
 }
 
 // New builds the payment service; Run the returned process to start it.
