@@ -126,6 +126,8 @@ type Store[T any] struct {
 	cfg    Config[T]
 	logger *slog.Logger
 	db     *DB
+	ownDB  bool   // db was opened by New, for this store alone: Close closes it
+	closed atomic.Bool
 	prefix string // of the store's keys in db
 
 	// mu guards owned, partitions, pending, recent and undo, and orders
@@ -181,7 +183,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 			return nil, err
 		}
 	}
-	s := &Store[T]{cfg: cfg, logger: logger, db: db, prefix: cfg.Topic + "\x00",
+	s := &Store[T]{cfg: cfg, logger: logger, db: db, ownDB: cfg.DB == nil, prefix: cfg.Topic + "\x00",
 		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}}
 	if cfg.Archive != nil {
 		s.running = map[int32]map[string]struct{}{}
@@ -223,10 +225,13 @@ func (s *Store[T]) forgetRunning(p int32) {
 func (s *Store[T]) Topic() string { return s.cfg.Topic }
 
 // Close closes the client the store reads archived records with, if it
-// made one. It returns nil; the error is a closer's, as a process keeps
-// them.
+// made one, and the database it opened itself (Config.DB nil); a database
+// given is its opener's to close.
 func (s *Store[T]) Close() error {
 	s.archive.close()
+	if s.ownDB && !s.closed.Swap(true) {
+		return s.db.Close()
+	}
 	return nil
 }
 

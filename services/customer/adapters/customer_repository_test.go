@@ -182,6 +182,7 @@ func newStore[T any](t *testing.T, kafka config.Kafka, producer store.Sender, sd
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	if err := s.Restore(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -169,6 +169,7 @@ func newRepositoryOn(t *testing.T, wrap func(store.Sender) store.Sender) func() 
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = s.Close() })
 		ctx := context.Background()
 		if err := s.Restore(ctx); err != nil {
 			t.Fatal(err)
