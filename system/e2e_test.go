@@ -88,7 +88,9 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 	r := startSystem(t)
 	const limit = 5_000_000
 	c := r.createCustomer(t, "Ada", limit)
-	approved := func(total int64) string {
+	// The helpers take the test they run in: a subtest's, whose failure
+	// must not stop the parent's other branches.
+	approved := func(t *testing.T, total int64) string {
 		t.Helper()
 		id := r.createOrder(t, c, total)
 		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "APPROVED" {
@@ -99,7 +101,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 	// accepted cancels id, under Idempotency-Key key (a client's retries of
 	// a 503 are then the one request), and checks the 202: the order
 	// CANCELLING, with the id of its saga.
-	accepted := func(id, key string) string {
+	accepted := func(t *testing.T, id, key string) string {
 		t.Helper()
 		status, a := r.cancelOrder(t, id, httpserver.HeaderIdempotencyKey, key)
 		if status != http.StatusAccepted || a.OrderID != id || a.State != "CANCELLING" || a.CancelSagaID == "" || a.CancelSagaID == id {
@@ -107,7 +109,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		}
 		return a.CancelSagaID
 	}
-	conflict := func(id, state string) {
+	conflict := func(t *testing.T, id, state string) {
 		t.Helper()
 		if status, a := r.cancelOrder(t, id); status != http.StatusConflict || a.State != state || a.Error == "" {
 			t.Errorf("cancel %s: got %d %+v, want 409 with state %s and an error", id, status, a, state)
@@ -120,7 +122,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		}
 		return events
 	}
-	payment := func(id, want string) {
+	payment := func(t *testing.T, id, want string) {
 		t.Helper()
 		status, body := r.get(t, r.payment+"/payments/"+id)
 		if status != http.StatusOK || !strings.Contains(string(body), `"status":"`+want+`"`) {
@@ -130,8 +132,8 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 	var orders []orderView
 
 	t.Run("cancelled, payment refunded, credit released", func(t *testing.T) {
-		id := approved(10_000)
-		sagaID := accepted(id, uuid.NewString())
+		id := approved(t, 10_000)
+		sagaID := accepted(t, id, uuid.NewString())
 		o := r.awaitOrderEnd(t, id, 30*time.Second)
 		if o.State != "CANCELLED" || o.CancelSagaID != sagaID || o.CancelRefusalReason != "" {
 			t.Errorf("order: got %+v, want CANCELLED by saga %s", o, sagaID)
@@ -143,15 +145,15 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		if s := r.awaitSagaEnd(t, id, 30*time.Second); s.Type != "CreateOrder" {
 			t.Errorf("saga %s: got %s, want the order's CreateOrder saga", id, s.Type)
 		}
-		payment(id, "REFUNDED")
-		conflict(id, "CANCELLED")
+		payment(t, id, "REFUNDED")
+		conflict(t, id, "CANCELLED")
 		orders = append(orders, o)
 	})
 
 	t.Run("refund refused, order approved again with the reason, credit held", func(t *testing.T) {
-		id := approved(refundLimit + 1) // within the payment limit, above the refund limit
+		id := approved(t, refundLimit+1) // within the payment limit, above the refund limit
 		firstKey := uuid.NewString()
-		first := accepted(id, firstKey)
+		first := accepted(t, id, firstKey)
 		o := r.awaitOrderEnd(t, id, 30*time.Second)
 		if o.State != "APPROVED" || o.CancelRefusalReason != "REFUND_REFUSED" || o.CancelSagaID != first {
 			t.Errorf("order: got %+v, want APPROVED with cancel refusal REFUND_REFUSED by saga %s", o, first)
@@ -160,7 +162,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		if want := []string{"started", "RefundRefused", "CancelRefused"}; s.Type != "CancelOrder" || s.State != "REJECTED" || !reflect.DeepEqual(events(s), want) {
 			t.Errorf("saga: got %s %s %v, want CancelOrder REJECTED %v", s.Type, s.State, events(s), want)
 		}
-		payment(id, "AUTHORIZED")
+		payment(t, id, "AUTHORIZED")
 		// Its request sent again (a client that did not learn the answer):
 		// the refusal, not a second attempt.
 		if status, a := r.cancelOrder(t, id, httpserver.HeaderIdempotencyKey, firstKey); status != http.StatusOK || a.State != "APPROVED" || a.CancelSagaID != first {
@@ -168,7 +170,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		}
 
 		// Cancelled again: a new attempt, a new saga, refused again.
-		second := accepted(id, uuid.NewString())
+		second := accepted(t, id, uuid.NewString())
 		if second == first {
 			t.Errorf("the second cancellation runs saga %s again, want a new one", first)
 		}
@@ -182,9 +184,9 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 	})
 
 	t.Run("sent twice, one saga", func(t *testing.T) {
-		id := approved(20_000)
+		id := approved(t, 20_000)
 		key := httpserver.HeaderIdempotencyKey
-		sagaID := accepted(id, "cancel-"+id)
+		sagaID := accepted(t, id, "cancel-"+id)
 		// Sent again at once, under its key: CANCELLING still (202) or
 		// CANCELLED by now (200), by the one saga.
 		switch status, a := r.cancelOrder(t, id, key, "cancel-"+id); {
@@ -218,7 +220,7 @@ func TestCancelOrderSagaBranches(t *testing.T) {
 		if o := r.awaitOrderEnd(t, id, 30*time.Second); o.State != "REJECTED" {
 			t.Fatalf("order %s: got %s, want REJECTED", id, o.State)
 		}
-		conflict(id, "REJECTED")
+		conflict(t, id, "REJECTED")
 	})
 
 	checkCredit(t, r, map[string]int64{c: creditLeft(limit, orders...)})
