@@ -128,6 +128,9 @@ func Check(level string, candidate avro.Schema, previous []Version) []Problem {
 			if err := Compatible(candidate, old.Schema); err != nil {
 				field, change := locate(candidate, old.Schema, true, "")
 				problems = append(problems, Problem{Version: old.Number, Backward: true, Field: field, Change: change, Err: err})
+			} else if field := madeNullable(candidate, old.Schema, ""); field != "" {
+				problems = append(problems, Problem{Version: old.Number, Backward: true, Field: field, Change: "made nullable",
+					Err: fmt.Errorf("%s became a union with null: Avro allows it, but hamba/avro, the serde's library, cannot read a value written before into the field's Go pointer (add a new nullable field instead)", field)})
 			}
 		}
 		if forward {
@@ -193,6 +196,51 @@ func locate(reader, writer avro.Schema, readerIsNew bool, path string) (field, c
 		}
 	}
 	return "", ""
+}
+
+// madeNullable names the first field of reader, descending into records,
+// arrays and maps, whose writer type, not a union, became a union of null
+// and that type, a record's excepted. Avro reads such data (the union's
+// branch), but hamba/avro resolves the field to the writer's plain type
+// and then cannot decode it into the Go pointer generated for the union:
+// every message written before would be undecodable.
+func madeNullable(reader, writer avro.Schema, path string) string {
+	switch r := reader.(type) {
+	case *avro.RecordSchema:
+		w, ok := writer.(*avro.RecordSchema)
+		if !ok {
+			return ""
+		}
+		for _, rf := range r.Fields() {
+			if wf := writerField(w, rf); wf != nil {
+				if f := madeNullable(rf.Type(), wf.Type(), strings.TrimPrefix(path+"."+rf.Name(), ".")); f != "" {
+					return f
+				}
+			}
+		}
+	case *avro.ArraySchema:
+		if w, ok := writer.(*avro.ArraySchema); ok {
+			return madeNullable(r.Items(), w.Items(), path+"[]")
+		}
+	case *avro.MapSchema:
+		if w, ok := writer.(*avro.MapSchema); ok {
+			return madeNullable(r.Values(), w.Values(), path+"{}")
+		}
+	case *avro.UnionSchema:
+		if _, union := writer.(*avro.UnionSchema); union || !r.Nullable() || writer.Type() == avro.Null {
+			return ""
+		}
+		if _, record := writer.(*avro.RecordSchema); record {
+			return ""
+		}
+		if ref, ok := writer.(*avro.RefSchema); ok {
+			if _, record := ref.Schema().(*avro.RecordSchema); record {
+				return ""
+			}
+		}
+		return path
+	}
+	return ""
 }
 
 // writerField is the field of w that hamba's checker reads f from: the

@@ -47,6 +47,14 @@ func TestCheck(t *testing.T) {
 		{"nested type changed", "BACKWARD", []string{history}, []string{historyAt},
 			[]string{"backward history[].at: type changed from long to string"}},
 		{"anything under NONE", "NONE", []string{id, n}, []string{nString}, nil},
+		{"made nullable", "BACKWARD", []string{id, n}, []string{id, `{"name":"n","type":["null","int"],"default":null}`},
+			[]string{"backward n: made nullable"}},
+		{"nested, made nullable", "BACKWARD", []string{history},
+			[]string{`{"name":"history","type":{"type":"array","items":{"type":"record","name":"Step","fields":[{"name":"at","type":["null","long"],"default":null}]}}}`},
+			[]string{"backward history[].at: made nullable"}},
+		{"a record made nullable", "BACKWARD", []string{`{"name":"step","type":{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]}}`},
+			[]string{`{"name":"step","type":["null",{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]}],"default":null}`}, nil},
+		{"a nullable field added", "BACKWARD", []string{id}, []string{id, `{"name":"n","type":["null","int"],"default":null}`}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
