@@ -82,13 +82,20 @@ func (s *Serde) resolve(id uint32) (resolvedSchema, error) {
 	if !ok {
 		return res, fmt.Errorf("%w: no reader type for record %s (schema id %d)", ErrUndecodable, named.FullName(), id)
 	}
-	// A fresh checker: a shared one caches its verdicts by Parsing Canonical
-	// Form, which ignores defaults, and resolution depends on them. This runs
-	// once per schema id, so the cache would buy nothing.
-	schema, err := avro.NewSchemaCompatibility().Resolve(reader.schema, writer)
-	if err != nil {
-		return res, fmt.Errorf("%w: writer schema id %d of %s does not resolve against the reader's %s: %w",
-			ErrUndecodable, id, named.FullName(), reader.typ, err)
+	// The reader's own schema, or one that differs from it only where the
+	// wire format does not (defaults, docs: Parsing Canonical Form), is
+	// read as it is: hamba's resolution of a record that refers to itself
+	// recurses for ever.
+	schema := reader.schema
+	if writer.Fingerprint() != reader.schema.Fingerprint() {
+		// A fresh checker: a shared one caches its verdicts by Parsing
+		// Canonical Form, which ignores defaults, and resolution depends on
+		// them. This runs once per schema id, so the cache would buy
+		// nothing.
+		if schema, err = avro.NewSchemaCompatibility().Resolve(reader.schema, writer); err != nil {
+			return res, fmt.Errorf("%w: writer schema id %d of %s does not resolve against the reader's %s: %w",
+				ErrUndecodable, id, named.FullName(), reader.typ, err)
+		}
 	}
 
 	res = resolvedSchema{name: named.FullName(), schema: schema, typ: reader.typ}

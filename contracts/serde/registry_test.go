@@ -488,3 +488,31 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// node is a record that refers to itself.
+type node struct {
+	V    int64 `avro:"v"`
+	Next *node `avro:"next"`
+}
+
+func (*node) Schema() avro.Schema { return nodeSchema }
+
+var nodeSchema = mustParse(`{"type":"record","name":"Node","namespace":"kafkasaga.serdetest","fields":[
+	{"name":"v","type":"long"},{"name":"next","type":["null","Node"],"default":null}]}`)
+
+// A record that refers to itself, written with the reader's own schema, is
+// read: resolving the writer's schema against the reader's recursed for
+// ever, and the process died of it, at every delivery.
+func TestARecursiveRecordIsDecoded(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	producer := newSerde(t, stack.RegistryURL(), serde.Config{AutoRegister: true})
+	consumer := newSerde(t, stack.RegistryURL(), serde.Config{}, &node{})
+	want := &node{V: 1, Next: &node{V: 2}}
+	got, err := consumer.Decode(encode(t, producer, "nodes", want))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
