@@ -48,7 +48,6 @@ type proc struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd has exited and been waited for
 	starts int
-	kills  int
 }
 
 // newProc returns a proc, not started, that is killed when the test ends.
@@ -123,7 +122,6 @@ func (p *proc) kill() {
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		p.t.Fatalf("%s: got %s, want killed by SIGKILL (it ended before the kill)", p.name, p.cmd.ProcessState)
 	}
-	p.kills++
 }
 
 // stop sends SIGTERM and waits for the process to exit cleanly, as a
