@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,5 +181,54 @@ func newRepositoryOn(t *testing.T, wrap func(store.Sender) store.Sender) func() 
 			t.Fatal(err)
 		}
 		return s, r
+	}
+}
+
+// refusingEvents refuses, while refuse is set, every write that holds a
+// record of order.events, as Kafka refuses a transaction one of whose
+// records it refused: all of it.
+type refusingEvents struct {
+	store.Sender
+	refuse *atomic.Bool
+}
+
+func (s refusingEvents) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	if s.refuse.Load() && slices.ContainsFunc(msgs, func(r *kgo.Record) bool { return r.Topic == contracts.TopicOrderEvents }) {
+		return nil, errors.New("order.events refused")
+	}
+	return s.Sender.Add(ctx, msgs, over)
+}
+
+// A cancellation is written with its announcement or not at all: with the
+// announcement refused, the order stays APPROVED, in the instance that
+// tried and in one restored from Kafka, since a CANCELLING order with no
+// Cancel Order saga would wait for the next announcement round.
+func TestACancellationWhoseAnnouncementIsRefusedIsNotWritten(t *testing.T) {
+	refuse := new(atomic.Bool)
+	build := newRepositoryOn(t, func(s store.Sender) store.Sender { return refusingEvents{s, refuse} })
+	_, r := build()
+	ctx := context.Background()
+	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+	refuse.Store(true)
+	err = r.UpdateAnnouncingCancel(ctx, o.ID(), func(o *domain.Order) (bool, error) { return o.RequestCancel(time.Now(), "k") })
+	if err == nil {
+		t.Fatal("a cancellation whose announcement is refused: got nil, want the write refused")
+	}
+	refuse.Store(false)
+	_, restored := build()
+	for name, repo := range map[string]*adapters.OrderRepository{"the instance that tried": r, "a restored instance": restored} {
+		got, err := repo.Get(ctx, o.ID())
+		if err != nil || got.State() != domain.Approved || got.CancelAttempt() != 0 {
+			t.Errorf("%s: got %v, %v; want the order APPROVED, never cancelled", name, got, err)
+		}
 	}
 }
