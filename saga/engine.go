@@ -668,6 +668,12 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 			r.out.Msg.SetContext(withOperator(ctx, ""))
 		}
 		r.after = *v
+		// Indexed here, while the store holds the saga's key: after
+		// Update returns, a write outside a handler has released it to
+		// wait for its commit, and a later transition may have been
+		// indexed meanwhile. A write that fails after this aborts its
+		// transaction, and Resume indexes what is stored again.
+		e.track(r.after)
 		return r.out, nil
 	})
 	event, after, out := r.event, r.after, r.out
@@ -677,7 +683,6 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	if err != nil {
 		return err
 	}
-	e.track(after)
 	e.metrics.transitions.WithLabelValues(event).Inc()
 	if after.PendingCommandID == "" {
 		e.metrics.ended.WithLabelValues(after.State).Inc()

@@ -1045,3 +1045,61 @@ func TestAStepOutOfAttemptsIsNotFailedBeforeItsWaitingReplyIsRead(t *testing.T) 
 		t.Errorf("after the waiting reply: %s at %q, want RUNNING at approve", v.State, h.Engine.StepName(v))
 	}
 }
+
+// racing is a store whose Update runs after, once, between its write and
+// its return: as a write outside a handler, which waits for its commit
+// after it released the key, lets another transition of the saga through.
+type racing struct {
+	*sagatest.Instances
+	after func()
+}
+
+func (r *racing) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
+	err := r.Instances.Update(ctx, id, fn)
+	if after := r.after; after != nil {
+		r.after = nil
+		after()
+	}
+	return err
+}
+
+// A transition that returns after a later one (a tick's re-send whose
+// commit was awaited while the reply to the command was handled) does not
+// put its older deadline, or its saga, back in the index: the next step's
+// timeout came up to a backoff late, and an ended saga was counted running.
+func TestAnOlderTransitionDoesNotOverwriteTheIndex(t *testing.T) {
+	clock := sagatest.NewClock()
+	pub := &sagatest.Publisher{}
+	store := &racing{Instances: sagatest.NewInstances(pub)}
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Clock = store, sagatest.NewCodec(), clock.Now
+	cfg.StepTimeout, cfg.MaxAttempts, cfg.MaxBackoff = 10*time.Second, 3, 25*time.Second
+	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
+		t.Fatal(err)
+	}
+	first := pub.Sent()[0]
+	clock.Advance(10 * time.Second)
+	store.after = func() { // the reply to the first send, handled while the re-send's commit is awaited
+		msg, err := sagatest.Reply(cfg.Codec.(*sagatest.Codec), first.Msg, reserved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := engine.HandleReply(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	engine.ResendOverdue(t.Context()) // reserve re-sent (deadline +20s), then approve sent (deadline +10s)
+	if v, _, _ := store.Get("s1"); engine.StepName(v) != "approve" {
+		t.Fatalf("step %q, want approve", engine.StepName(v))
+	}
+	sent := len(pub.Sent())
+	clock.Advance(10 * time.Second)
+	engine.ResendOverdue(t.Context())
+	if got := pub.Sent()[sent:]; len(got) != 1 || got[0].Msg.Metadata.Get(saga.HeaderStep) != "approve" {
+		t.Errorf("at approve's deadline: got %d commands sent, want approve re-sent", len(got))
+	}
+}
