@@ -312,18 +312,22 @@ func TestAZombieSessionCannotCommit(t *testing.T) {
 	var once sync.Once
 	_, zombie := startSession(t, cfg, "zombie", "zombie-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
 		first := false
-		once.Do(func() { first = true; close(paused) })
+		once.Do(func() { first = true })
 		if !first {
 			return nil // the record again, after the abort: this instance no longer writes
 		}
-		<-resume // paused, mid-handler
 		err := reply(out.Name)(s, msg)
 		wrote <- err
+		close(paused)
+		<-resume // paused, mid-handler, its reply written
 		return err
 	})
 	eventually(t, "the first instance to own the partition", zombie.owns)
 	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("v")})
 	<-paused
+	if err := <-wrote; err != nil {
+		t.Fatalf("the zombie's write was refused before its commit (%v): the test would prove nothing", err)
+	}
 
 	// The group goes on without the paused instance, as after its session
 	// timed out, and a second instance takes the partition and answers.
@@ -334,10 +338,7 @@ func TestAZombieSessionCannotCommit(t *testing.T) {
 	})
 	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 1 })
 
-	close(resume) // the zombie writes its reply, and tries to commit
-	if err := <-wrote; err != nil {
-		t.Fatalf("the zombie's write was refused before its commit (%v): the test would prove nothing", err)
-	}
+	close(resume) // the zombie's handler returns, and it tries to commit
 	eventually(t, "the zombie to learn it lost its partition", func() bool { return !zombie.owns() })
 	// A marker after the zombie's try: once it is read, so would be
 	// anything the zombie committed before it.
