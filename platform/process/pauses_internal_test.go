@@ -11,7 +11,9 @@ import (
 // may have gone on without it.
 func TestAPausedProcessServesNothingForAMoment(t *testing.T) {
 	w := newPauseWatch(2*time.Second, slog.New(slog.DiscardHandler))
-	w.hold = time.Second // long enough that the check right after the tick sees it under -race on a loaded machine
+	// A hold long enough that the check right after the tick sees it, under
+	// -race on a loaded machine.
+	w.hold = time.Second
 	at := func(d time.Duration) { w.start = time.Now().Add(-d) } // as if d had passed since start
 	w.tick()
 	if !w.trusted() {
