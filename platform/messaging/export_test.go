@@ -22,7 +22,7 @@ func WorkerOf(topic, key string) int { return workerOf(&kgo.Record{Topic: topic,
 
 // WithHooks returns cfg with franz-go hooks on its session's client.
 func WithHooks(cfg SessionConfig, hooks ...kgo.Hook) SessionConfig {
-	cfg.hooks = hooks
+	cfg.Hooks = hooks
 	return cfg
 }
 

@@ -244,9 +244,17 @@ func (s SyncSender) Add(ctx context.Context, records []*kgo.Record, over func(co
 // owns no partitions.
 func (SyncSender) Epoch() uint64 { return 0 }
 
-// SendAcked is Send: it always waits for Kafka's acknowledgement.
-func (s SyncSender) SendAcked(ctx context.Context, records []*kgo.Record) error {
-	return s.Send(ctx, records)
+// AddAcked is Send of acked, then of what then builds from them; over
+// learns whether both were written.
+func (s SyncSender) AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(committed bool)) (func() error, error) {
+	err := s.Send(ctx, acked)
+	if err == nil {
+		err = s.Send(ctx, then())
+	}
+	if over != nil {
+		over(err == nil)
+	}
+	return func() error { return nil }, err
 }
 
 // Close closes the producer.

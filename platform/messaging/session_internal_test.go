@@ -42,7 +42,7 @@ func TestAnAbortedTransactionTakesNoWrites(t *testing.T) {
 	if cl.ended != 1 {
 		t.Fatalf("abortOpen ended %d transactions, want 1", cl.ended)
 	}
-	if _, err := s.add(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}}, nil); !errors.Is(err, ErrRebalancing) {
+	if _, err := s.add(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}}); !errors.Is(err, ErrRebalancing) {
 		t.Errorf("a write after the abort: got %v, want ErrRebalancing", err)
 	}
 	if cl.produced != 0 {
@@ -79,7 +79,7 @@ func TestAWriteReadBeforeAnAbortIsRefused(t *testing.T) {
 	s.cl, s.begun = cl, true
 	s.open.Store(true)
 	before := ReadAt(t.Context(), s.Epoch())
-	tx, err := s.add(before, []*kgo.Record{{Topic: "t"}}, nil)
+	tx, err := s.add(before, []*kgo.Record{{Topic: "t"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,10 +100,10 @@ func TestAWriteReadBeforeAnAbortIsRefused(t *testing.T) {
 
 	s.begun = true // the next transaction, as transitions begins it
 	s.open.Store(true)
-	if _, err := s.add(before, []*kgo.Record{{Topic: "t"}}, nil); !errors.Is(err, ErrStaleRead) {
+	if _, err := s.add(before, []*kgo.Record{{Topic: "t"}}); !errors.Is(err, ErrStaleRead) {
 		t.Errorf("a write read before the abort: got %v, want ErrStaleRead", err)
 	}
-	if _, err := s.add(ReadAt(t.Context(), s.Epoch()), []*kgo.Record{{Topic: "t"}}, nil); err != nil {
+	if _, err := s.add(ReadAt(t.Context(), s.Epoch()), []*kgo.Record{{Topic: "t"}}); err != nil {
 		t.Errorf("a write read after the abort: %v", err)
 	}
 }

@@ -53,7 +53,7 @@ var ErrStaleRead = errors.New("the state the write was made from changed since i
 type readAt struct{}
 
 // ReadAt marks ctx as that of a write made from a state read at epoch
-// (Epoch). Add and SendAcked refuse it (ErrStaleRead) once the epoch
+// (Epoch). Add and AddAcked refuse it (ErrStaleRead) once the epoch
 // moved: a transaction with writes aborted, and what was read may have
 // been one of them, visible before its commit and taken back since; or
 // the partitions were assigned again, and the key may be another
@@ -122,7 +122,9 @@ type SessionConfig struct {
 	// Metrics, if set, gets the transactions' metrics (transactionMetrics).
 	Metrics prometheus.Registerer
 
-	hooks []kgo.Hook // a test's view of the client
+	// Hooks are franz-go hooks on the session's clients, its consumer and
+	// its producers (metrics of one's own, or a test's view of them).
+	Hooks []kgo.Hook
 }
 
 // Session is a process's reads and writes on Kafka, on franz-go
@@ -881,7 +883,7 @@ func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
 // its abort.
 func (s *Session) Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (func() error, error) {
 	_, handling := RecordFromCtx(ctx)
-	tx, err := s.add(ctx, msgs, nil)
+	tx, err := s.add(ctx, msgs)
 	if err != nil {
 		return nil, err
 	}
@@ -908,20 +910,51 @@ func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
 	}
 }
 
-// SendAcked adds msgs to the open transaction and returns once Kafka has
-// acknowledged each of them (their Partition and Offset are set), before
-// their commit: a writer that must know where a record landed (store's
-// Archive).
-func (s *Session) SendAcked(ctx context.Context, msgs []*kgo.Record) error {
-	acks := make(chan error, len(msgs))
-	if _, err := s.add(ctx, msgs, acks); err != nil {
-		return err
+// AddAcked adds acked to the open transaction, waits until Kafka has
+// acknowledged each of them (their Partition and Offset are set), then
+// adds what then builds from them, and returns the wait Add does. No
+// commit comes between the two: a record that must know where another
+// landed (an archived record's pointer) commits with it, or neither does.
+// A handler's writes are in one transaction anyway; a write outside one
+// waited for the first's acknowledgement without the transaction's lock,
+// and the loop, woken by it, could commit it alone.
+func (s *Session) AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(committed bool)) (func() error, error) {
+	_, handling := RecordFromCtx(ctx)
+	if err := s.rlock(ctx); err != nil {
+		return nil, err
+	}
+	tx, err := s.addAckedLocked(ctx, acked, then)
+	s.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	s.wake()
+	if over != nil {
+		tx.then(over)
+	}
+	if handling {
+		return func() error { return nil }, nil
+	}
+	return func() error { return s.awaitTxn(ctx, tx) }, nil
+}
+
+func (s *Session) addAckedLocked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record) (*txn, error) {
+	acks := make(chan error, len(acked))
+	tx, err := s.addLocked(ctx, acked, acks)
+	if err != nil {
+		return nil, err
 	}
 	var errs []error
-	for range msgs {
+	for range acked {
 		errs = append(errs, <-acks)
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if _, err := s.addLocked(ctx, then(), nil); err != nil {
+		return nil, err
+	}
+	return tx, nil
 }
 
 // linger is how long a produced record waits before it is sent. The
@@ -930,7 +963,7 @@ func (s *Session) SendAcked(ctx context.Context, msgs []*kgo.Record) error {
 // written went out in two or more, one per handler that wrote while the
 // previous request was in flight. A batch handled for longer sends its
 // records every linger, and a writer that awaits its records
-// (SendAcked) sends them at once.
+// (AddAcked) sends them at once.
 const linger = 5 * time.Millisecond
 
 // kick makes cl send what it holds, without waiting: a Flush whose
@@ -943,19 +976,28 @@ func kick(cl txnClient) {
 	_ = cl.Flush(ctx)
 }
 
-// add produces records into the open transaction and returns it; acks, if
-// set, receives each record's outcome (franz-go sets its Partition and
-// Offset), and the records are sent at once.
-func (s *Session) add(ctx context.Context, records []*kgo.Record, acks chan<- error) (*txn, error) {
+// add produces records into the open transaction and returns it.
+func (s *Session) add(ctx context.Context, records []*kgo.Record) (*txn, error) {
 	if err := s.rlock(ctx); err != nil {
 		return nil, err
 	}
+	tx, err := s.addLocked(ctx, records, nil)
+	s.mu.RUnlock()
+	if err == nil {
+		s.wake()
+	}
+	return tx, err
+}
+
+// addLocked is add, with s.mu read-locked by the caller, who wakes the
+// loop once it unlocks; acks, if set, receives each record's outcome
+// (franz-go sets its Partition and Offset), and the records are sent at
+// once.
+func (s *Session) addLocked(ctx context.Context, records []*kgo.Record, acks chan<- error) (*txn, error) {
 	if !s.open.Load() || s.cl == nil {
-		s.mu.RUnlock()
 		return nil, ErrRebalancing
 	}
 	if Stale(ctx, s.epoch.Load()) {
-		s.mu.RUnlock()
 		return nil, ErrStaleRead
 	}
 	tx := s.cur
@@ -981,8 +1023,6 @@ func (s *Session) add(ctx context.Context, records []*kgo.Record, acks chan<- er
 		kick(s.cl)
 	}
 	s.dirty.Store(true)
-	s.mu.RUnlock()
-	s.wake()
 	return tx, nil
 }
 
@@ -1083,7 +1123,7 @@ func (s *Session) connect() (txnClient, error) {
 	opts = append(opts,
 		kgo.ClientID(s.cfg.Group),
 		kgo.WithLogger(kgoLogger{l: s.logger}),
-		kgo.WithHooks(s.cfg.hooks...),
+		kgo.WithHooks(s.cfg.Hooks...),
 	)
 	txnTimeout := cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
 	producer := func(txnID string) (txnProducer, error) {

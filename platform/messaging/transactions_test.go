@@ -719,7 +719,8 @@ func TestSessionAbandonsABatchWhoseTransactionFailed(t *testing.T) {
 	_, o := startSession(t, cfg, "abandon", "abandon-1", in.Name, func(s *messaging.Session, msg *message.Message) error {
 		r, _ := messaging.RecordFromCtx(msg.Context())
 		// As a store archives: the write must be acknowledged to go on.
-		return s.SendAcked(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}})
+		_, err := s.AddAcked(msg.Context(), []*kgo.Record{{Topic: out.Name, Key: r.Key, Value: msg.Payload}}, func() []*kgo.Record { return nil }, nil)
+		return err
 	})
 	eventually(t, "the partitions to be assigned", o.owns)
 	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out.Name, Err: kerr.OutOfOrderSequenceNumber, Count: 1})
@@ -990,7 +991,7 @@ func TestATransactionsRecordsGoOutInOneProduceRequest(t *testing.T) {
 	}
 }
 
-// A write that awaits its records (SendAcked) sends them at once rather
+// A write that awaits its records (AddAcked) sends them at once rather
 // than after the linger: its offset is known before its handler returns,
 // and so before the commit that would send it otherwise.
 func TestAnAwaitedWriteIsSentAtOnce(t *testing.T) {
@@ -1000,7 +1001,7 @@ func TestAnAwaitedWriteIsSentAtOnce(t *testing.T) {
 		if string(msg.Payload) == "first" { // loads the topic's metadata
 			return s.Send(msg.Context(), []*kgo.Record{r})
 		}
-		if err := s.SendAcked(msg.Context(), []*kgo.Record{r}); err != nil {
+		if _, err := s.AddAcked(msg.Context(), []*kgo.Record{r}, func() []*kgo.Record { return nil }, nil); err != nil {
 			return err
 		}
 		offsets <- r.Offset

@@ -120,8 +120,14 @@ func (discardSender) Add(_ context.Context, _ []*kgo.Record, over func(bool)) (f
 	}
 	return func() error { return nil }, nil
 }
-func (discardSender) SendAcked(context.Context, []*kgo.Record) error { return nil }
-func (discardSender) Epoch() uint64                                  { return 0 }
+func (discardSender) AddAcked(_ context.Context, _ []*kgo.Record, then func() []*kgo.Record, over func(bool)) (func() error, error) {
+	then()
+	if over != nil {
+		over(true)
+	}
+	return func() error { return nil }, nil
+}
+func (discardSender) Epoch() uint64 { return 0 }
 
 // benchStore is a store of accounts, with the real Avro codec, that owns
 // every partition of an empty changelog and sends nowhere.

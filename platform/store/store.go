@@ -43,11 +43,12 @@ type Sender interface {
 	// over, if not nil, is called once their transaction is committed or
 	// aborted.
 	Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (wait func() error, err error)
-	// SendAcked is Send that returns once Kafka has acknowledged every
-	// record, so that its Offset is known.
-	SendAcked(ctx context.Context, msgs []*kgo.Record) error
+	// AddAcked is Add of acked, once Kafka has acknowledged each (so that
+	// its Offset is known), then of what then builds from them, in the
+	// same transaction.
+	AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(committed bool)) (wait func() error, err error)
 	// Epoch moves when what was read may no longer hold (a transaction
-	// with writes aborted, partitions were assigned): Add and SendAcked
+	// with writes aborted, partitions were assigned): Add and AddAcked
 	// refuse a write whose context carries an older one
 	// (messaging.ReadAt) with messaging.ErrStaleRead.
 	Epoch() uint64
@@ -126,7 +127,7 @@ type Store[T any] struct {
 	cfg    Config[T]
 	logger *slog.Logger
 	db     *DB
-	ownDB  bool   // db was opened by New, for this store alone: Close closes it
+	ownDB  bool // db was opened by New, for this store alone: Close closes it
 	closed atomic.Bool
 	prefix string // of the store's keys in db
 
@@ -494,30 +495,34 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		return nil, err
 	}
 	e := entry{value: b, partition: p}
-	records := make([]*kgo.Record, 0, 1+len(extra))
-	switch {
-	case changed && s.cfg.Archive != nil && s.cfg.Archive.Ended(v):
-		// The record first, to learn its offset, then its pointer. Until
-		// the pointer lands the changelog holds the record as it was, so
-		// a crash between the two leaves an orphan in the archive, which
-		// its retention removes, and the change is made again.
-		archived := s.record(s.cfg.Archive.Topic, key, p, b)
-		if err := s.cfg.Producer.SendAcked(ctx, []*kgo.Record{archived}); err != nil {
-			return nil, fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
-		}
-		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
-		pointer := s.record(s.cfg.Topic, key, p, []byte{})
-		pointer.Headers = []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
-		records = append(records, pointer)
-	case changed:
-		records = append(records, s.record(s.cfg.Topic, key, p, b))
-	}
 	var over func(bool)
 	w := &write{partition: p, archivedAt: -1}
 	if changed {
 		over = func(committed bool) { s.over(w, committed) }
 	}
-	wait, err := s.cfg.Producer.Add(ctx, append(records, extra...), over)
+	var wait func() error
+	switch {
+	case changed && s.cfg.Archive != nil && s.cfg.Archive.Ended(v):
+		// The record first, to learn its offset, then its pointer, in one
+		// transaction. Until the pointer lands the changelog holds the
+		// record as it was, so the transaction's abort leaves an orphan
+		// in the archive, which its retention removes, and the change is
+		// made again.
+		archived := s.record(s.cfg.Archive.Topic, key, p, b)
+		wait, err = s.cfg.Producer.AddAcked(ctx, []*kgo.Record{archived}, func() []*kgo.Record {
+			pointer := s.record(s.cfg.Topic, key, p, []byte{})
+			pointer.Headers = []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
+			return append([]*kgo.Record{pointer}, extra...)
+		}, over)
+		if err != nil {
+			return nil, fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
+		}
+		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
+	case changed:
+		wait, err = s.cfg.Producer.Add(ctx, append([]*kgo.Record{s.record(s.cfg.Topic, key, p, b)}, extra...), over)
+	default:
+		wait, err = s.cfg.Producer.Add(ctx, extra, over)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
@@ -64,6 +66,7 @@ type changelog struct {
 	archive  *store.Archive[account] // given to the stores it makes
 	sender   store.Sender            // the stores' producer, if not producer
 	opts     []kgo.Opt               // the stores' Kafka options beside the brokers
+	stack    *devstack.Stack
 }
 
 func newChangelog(t testing.TB, partitions int32) *changelog {
@@ -72,6 +75,7 @@ func newChangelog(t testing.TB, partitions int32) *changelog {
 	c := &changelog{
 		topic: contracts.TopicCustomerState,
 		kafka: config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()},
+		stack: stack,
 	}
 	if err := messaging.EnsureTopics(c.kafka, []contracts.TopicSpec{{Name: c.topic, Partitions: partitions, Compacted: true}}); err != nil {
 		t.Fatalf("EnsureTopics: %v", err)
@@ -980,10 +984,18 @@ func (h *heldSender) Add(ctx context.Context, msgs []*kgo.Record, over func(bool
 	return func() error { return nil }, nil
 }
 
-// SendAcked writes at once: an archived record is written before its
-// transaction, and stays if the transaction aborts.
-func (h *heldSender) SendAcked(ctx context.Context, msgs []*kgo.Record) error {
-	return h.to.SendAcked(ctx, msgs)
+// AddAcked writes acked at once, to learn their offsets (an archived
+// record then stays if the transaction aborts, as an orphan an aborted
+// transaction's record is to a reader of uncommitted records), and holds
+// what then builds from them.
+func (h *heldSender) AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(bool)) (func() error, error) {
+	if messaging.Stale(ctx, h.epoch) {
+		return nil, messaging.ErrStaleRead
+	}
+	if err := h.to.Send(ctx, acked); err != nil {
+		return nil, err
+	}
+	return h.Add(ctx, then(), over)
 }
 
 func (h *heldSender) end(t *testing.T, commit bool) {
@@ -1270,5 +1282,66 @@ func TestCloseClosesTheArchiveReader(t *testing.T) {
 	}
 	if got := closed.Load() - before; got != 1 {
 		t.Errorf("clients closed by Close: got %d, want 1, the archive's reader", got)
+	}
+}
+
+// slowAcks delays the acknowledgement of every record of topic.
+type slowAcks struct {
+	topic string
+	by    time.Duration
+}
+
+func (h slowAcks) OnProduceRecordUnbuffered(r *kgo.Record, _ error) {
+	if r.Topic == h.topic {
+		time.Sleep(h.by)
+	}
+}
+
+// noOwner owns every partition, and restores nothing.
+type noOwner struct{}
+
+func (noOwner) Assigned(context.Context, []int32, int32) error { return nil }
+func (noOwner) Revoked(bool)                                   {}
+func (noOwner) Distrust(error)                                 {}
+func (noOwner) Restore(context.Context) (bool, error)          { return true, nil }
+
+// A record archived outside a handler (a saga a timeout or an operator
+// ended) commits with its pointer, in one transaction: the session's loop,
+// woken by the archived record, committed it alone while its writer waited
+// for its acknowledgement, and an abort of the pointer's transaction left
+// an archived end of a record that then went on.
+func TestAnArchivedRecordCommitsWithItsPointer(t *testing.T) {
+	t.Parallel()
+	c := newArchivingChangelog(t)
+	if c.stack.Cluster() == nil {
+		t.Skip("needs the embedded broker")
+	}
+	session := messaging.NewSession(messaging.SessionConfig{Kafka: c.kafka, Group: "archiving", TransactionalID: "archiving-1",
+		Owner: noOwner{}, Hooks: []kgo.Hook{slowAcks{c.archive.Topic, 50 * time.Millisecond}}}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = session.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	takes := func() bool { _, err := session.Add(context.Background(), nil, nil); return err == nil }
+	for deadline := time.Now().Add(20 * time.Second); !takes(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the session took no writes within 20s")
+		}
+	}
+	c.sender = session
+	s := c.restored(t)
+	update(t, s, "closed-1", set(customer("closed-1", 200)))
+
+	ends := c.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Observe: true, Count: -1})
+	defer ends.Remove()
+	closed := customer("closed-1", 200)
+	closed.Name = "closed"
+	update(t, s, "closed-1", set(closed)) // outside a handler: returns once committed
+	if got := ends.Hits(); got != 1 {
+		t.Errorf("transactions ended by the archiving: got %d, want 1, the archived record with its pointer", got)
+	}
+	c.sender = nil
+	if got := mustGet(t, c.restored(t), "closed-1"); got.Name != "closed" {
+		t.Errorf("a restored store: got %+v, want the archived record", got)
 	}
 }
