@@ -58,7 +58,8 @@ var ErrUnexpectedReply = errors.New("unexpected reply")
 // (saga_instances_unknown_version and an error log naming the saga) until
 // an engine given that version runs it. A reply to it is an
 // ErrUnexpectedReply too: it is dead-lettered, and answered again once
-// the version is back, as the first tick re-sends the overdue command.
+// the version is back, as a tick a StepTimeout after Resume re-sends the
+// overdue command.
 var ErrUnknownVersion = errors.New("saga definition version not given to the engine")
 
 // errStale aborts an Update whose instance moved on: the reply is a duplicate

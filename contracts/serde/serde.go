@@ -5,7 +5,7 @@
 // Several record types share a topic, so subjects follow the
 // TopicRecordNameStrategy: "<topic>-<record full name>". A consumer decodes
 // with the writer's schema, fetched by id, resolved against its own reader
-// type, so producers and consumers evolve their schemas independently within
+// type (or with the reader's, when the two are one on the wire), so producers and consumers evolve their schemas independently within
 // the registry's compatibility rules.
 package serde
 
@@ -71,7 +71,7 @@ type readerType struct {
 
 type resolvedSchema struct {
 	name   string      // the writer's record full name
-	schema avro.Schema // writer resolved against reader: what the payload is decoded with
+	schema avro.Schema // the reader's, or the writer's resolved against it: what the payload is decoded with
 	typ    reflect.Type
 }
 

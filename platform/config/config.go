@@ -30,8 +30,9 @@ type Kafka struct {
 	SASLUser      string `env:"KAFKA_SASL_USER"`
 	SASLPassword  string `env:"KAFKA_SASL_PASSWORD"`
 	// SessionTimeout is how long a consumer may be silent before the group
-	// hands its partitions to the others: how soon a crashed instance's
-	// work moves on. Kafka accepts 6s to 30m by default.
+	// hands its partitions to the others: how soon an instance that stopped
+	// answering without dying loses its work (its peers evict a dead one
+	// sooner). Kafka accepts 6s to 30m by default.
 	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"10s" min:"1s"`
 	// FetchMinBytes and FetchMaxWait trade latency for throughput: a fetch
 	// answers once FetchMinBytes are ready or FetchMaxWait has passed. The

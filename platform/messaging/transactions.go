@@ -81,8 +81,8 @@ func (s *Session) Epoch() uint64 { return s.epoch.Load() }
 const AwaitCommit = 5 * time.Second
 
 // Owner takes and gives up the partitions the consumer group assigns: a
-// process's state by partition. The group's range assignor gives a member
-// the same partition numbers of every topic it reads.
+// process's state by partition. The group's assignor (copartitioned) gives
+// a member the same partition numbers of every topic it reads.
 type Owner interface {
 	// Assigned runs when the group assigns partitions, before any record
 	// of them is handed out and before any write of the generation: the
@@ -1280,8 +1280,10 @@ func (s *Session) revoked(lost bool) {
 	s.wake()
 }
 
-// samePartitions returns the partition numbers assigned, which the range
-// assignor makes the same for every topic.
+// samePartitions returns the partition numbers assigned, which the
+// assignor makes the same for every topic (range too, while a member of a
+// build before copartitioned makes the group use it, as long as every
+// member reads the same topics).
 func samePartitions(assigned map[string][]int32) ([]int32, error) {
 	var first []int32
 	var firstTopic string

@@ -23,7 +23,7 @@ import (
 // partitions owns the process's state by partition, as Kafka Streams'
 // tasks do. Every topic the process reads or keeps state in has one
 // partition count and one partitioner, so partition p of each holds the
-// same keys; the consumer group (range assignor) gives an instance the same
+// same keys; the consumer group (its copartitioned assignor) gives an instance the same
 // partition numbers of every topic it reads. On each assignment it restores
 // the state partitions it was newly assigned and drops the ones it lost,
 // rebuilds what the services derive, and only then lets the process's
@@ -372,7 +372,7 @@ type group struct {
 // group is stable again) and the partitions it is assigned.
 type member struct {
 	data       string
-	partitions []int32 // the same numbers of every topic (range assignor)
+	partitions []int32 // the same numbers of every topic (the copartitioned assignor)
 }
 
 func (p *Process) describeGroup(ctx context.Context) (group, error) {

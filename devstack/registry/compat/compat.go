@@ -1,8 +1,11 @@
 // Package compat decides whether an Avro schema may follow the earlier
 // versions of its subject under a Confluent compatibility level, with
-// hamba/avro's SchemaCompatibility. The embedded registry checks every
-// registration with it, and contracts/cmd/schemas-check checks the
-// contracts' schemas with it before they ship, so both give one verdict.
+// hamba/avro's SchemaCompatibility and one rule of its own: a backward
+// check refuses an existing field of a type other than a record made
+// nullable, which the serde cannot read (madeNullable). The embedded
+// registry checks every registration with it, and
+// contracts/cmd/schemas-check checks the contracts' schemas with it before
+// they ship, so both give one verdict.
 package compat
 
 import (

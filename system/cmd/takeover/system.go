@@ -194,7 +194,7 @@ func owned(g kadm.DescribedGroup, addr string) []int32 {
 		if !ok || len(a.Topics) == 0 {
 			return nil
 		}
-		return a.Topics[0].Partitions // the same numbers of every topic (range assignor)
+		return a.Topics[0].Partitions // the same numbers of every topic (the copartitioned assignor)
 	}
 	return nil
 }
