@@ -54,6 +54,26 @@ func serveOn(t *testing.T, s *httpserver.Server, ln net.Listener) string {
 	return "http://" + ln.Addr().String()
 }
 
+// serveStopping runs s on ln until the test calls stop, which returns
+// Serve's error, or fails the test if Serve has not returned within 10 s.
+func serveStopping(t *testing.T, s *httpserver.Server, ln net.Listener) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	return func() error {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return within 10s of cancel")
+			return nil
+		}
+	}
+}
+
 func newServer(t *testing.T, cfg httpserver.Config) *httpserver.Server {
 	t.Helper()
 	if cfg.Addr == "" {
@@ -293,9 +313,7 @@ func TestStopDoesNotWaitForAConnectionWithoutARequest(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, httpserver.Config{Addr: "127.0.0.1:0"})
 	ln := listen(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	stop := serveStopping(t, s, ln)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -307,8 +325,7 @@ func TestStopDoesNotWaitForAConnectionWithoutARequest(t *testing.T) {
 		t.Fatalf("GET /healthz: %v", err)
 	}
 	resp.Body.Close()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Serve after its context ended with an idle new connection open: %v, want nil", err)
 	}
 }
@@ -375,9 +392,7 @@ func TestAStalledBodyGetsA408(t *testing.T) {
 	})
 	s.MarkReady()
 	ln := listen(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	stop := serveStopping(t, s, ln)
 
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -419,13 +434,7 @@ func TestAStalledBodyGetsA408(t *testing.T) {
 	if resp2.StatusCode != http.StatusOK {
 		t.Errorf("POST /slow: got %d, want 200", resp2.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve: %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("Serve did not return within 10s of cancel")
+	if err := stop(); err != nil {
+		t.Errorf("Serve: %v, want nil", err)
 	}
 }
