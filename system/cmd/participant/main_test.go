@@ -41,6 +41,11 @@ func TestABadNameWritesNothing(t *testing.T) {
 		{"kafkasaga", "system/cmd/kafkasaga is a binary of that name already"},
 		{"define", "package system declares define already"},
 		{"credit", "contracts/schemas/ReserveCredit.avsc exists already"},
+		{"string", "a predeclared Go identifier"},
+		{"any", "a predeclared Go identifier"},
+		{"status", "declares Status twice"},
+		{"service", "docker-compose.yml has an anchor &service"},
+		{"traces", "docker-compose.yml has an anchor &traces"},
 	}
 	for _, tt := range tests {
 		err := run(dir, tt.name, io.Discard)

@@ -10,6 +10,7 @@ import (
 	"go/format"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"io"
 	"os"
 	"os/exec"
@@ -79,6 +80,9 @@ func plan(root, name string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("name %q: want a Go package name of lowercase letters and digits, starting with a letter, "+
 			"not a keyword or main (it names the package, the binary, the topics and the compose services)", name)
 	}
+	if types.Universe.Lookup(name) != nil {
+		return nil, fmt.Errorf("name %q: a predeclared Go identifier (imported as %s into package system, it would hide the built-in there)", name, name)
+	}
 	if slices.Contains(system.Names(), name) {
 		return nil, fmt.Errorf("name %q: system.Processes has a process of that name already", name)
 	}
@@ -129,6 +133,9 @@ func plan(root, name string) (map[string][]byte, error) {
 		}
 		files[path] = text
 	}
+	if err := declaredOnce(files); err != nil {
+		return nil, fmt.Errorf("name %q: %w", name, err)
+	}
 	for _, in := range insertions {
 		text, ok := files[in.file]
 		if !ok {
@@ -139,6 +146,9 @@ func plan(root, name string) (map[string][]byte, error) {
 		add, err := executeFile(in.template, data)
 		if err != nil {
 			return nil, err
+		}
+		if in.file == "docker-compose.yml" && composeAnchor(name).Match(text) {
+			return nil, fmt.Errorf("name %q: docker-compose.yml has an anchor &%s or &%s-env already, which the new services' would shadow", name, name, name)
 		}
 		if text, err = insertBefore(text, in.anchor, add); err != nil {
 			return nil, fmt.Errorf("%s: %w", in.file, err)
@@ -156,6 +166,59 @@ func plan(root, name string) (map[string][]byte, error) {
 		files[in.file] = text
 	}
 	return files, nil
+}
+
+// composeAnchor matches the YAML anchors the new services take in
+// docker-compose.yml: &<name> and &<name>-env.
+func composeAnchor(name string) *regexp.Regexp {
+	return regexp.MustCompile(`&` + regexp.QuoteMeta(name) + `(-env)?\b[^-]`)
+}
+
+// declaredOnce reports a top-level name that the new Go files of one
+// directory declare twice: the name's own type beside one the templates
+// declare (NAME=status in a domain that has its Status).
+func declaredOnce(files map[string][]byte) error {
+	seen := map[string]string{} // "dir name": the file that declares it
+	for path, text := range files {
+		if !strings.HasSuffix(path, ".go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, text, parser.SkipObjectResolution)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		dir := filepath.Dir(path)
+		for _, decl := range f.Decls {
+			var names []string
+			switch d := decl.(type) {
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					switch sp := spec.(type) {
+					case *ast.TypeSpec:
+						names = append(names, sp.Name.Name)
+					case *ast.ValueSpec:
+						for _, n := range sp.Names {
+							names = append(names, n.Name)
+						}
+					}
+				}
+			case *ast.FuncDecl:
+				if d.Recv == nil && d.Name.Name != "init" {
+					names = append(names, d.Name.Name)
+				}
+			}
+			for _, n := range names {
+				if n == "_" {
+					continue
+				}
+				if other, ok := seen[dir+" "+n]; ok {
+					return fmt.Errorf("%s declares %s twice (%s and %s): the name's type and the template's", dir, n, other, path)
+				}
+				seen[dir+" "+n] = path
+			}
+		}
+	}
+	return nil
 }
 
 // run writes what plan returns, then runs the go commands that register
