@@ -57,6 +57,16 @@ func without(names ...string) []string {
 	return slices.DeleteFunc(system.Names(), func(n string) bool { return slices.Contains(names, n) })
 }
 
+// inOrder reports whether got, less the items want never names, is want:
+// what the test expects, each once and in its order, whatever else comes
+// between. A step a user adds to the saga (docs/adding-a-saga-step.md)
+// adds events and exchanges of its own, which the template's tests do not
+// know.
+func inOrder(got, want []string) bool {
+	known := slices.DeleteFunc(slices.Clone(got), func(g string) bool { return !slices.Contains(want, g) })
+	return slices.Equal(known, want)
+}
+
 // startSystem runs the embedded stack (or, with KAFKA_BROKERS set, the
 // registry on that Kafka) and the processes on free ports, waits until every
 // one is ready, and stops them when the test ends.

@@ -69,8 +69,8 @@ func TestOneTraceFollowsASaga(t *testing.T) {
 		}
 	}
 	slices.Sort(services)
-	if want := []string{"customer", "orchestrator", "order", "payment"}; !slices.Equal(services, want) {
-		t.Errorf("processes in the trace: got %v, want %v", services, want)
+	if want := []string{"customer", "orchestrator", "order", "payment"}; !inOrder(services, want) {
+		t.Errorf("processes in the trace: got %v, want %v among them", services, want)
 	}
 
 	for _, s := range spans {
@@ -106,8 +106,16 @@ func TestOneTraceFollowsASaga(t *testing.T) {
 		exchange(contracts.TopicCustomerCommands, "customer", "CreditReserved"),
 		exchange(contracts.TopicPaymentCommands, "payment", "PaymentAuthorized"),
 		exchange(contracts.TopicOrderCommands, "order", "OrderApproved"))
-	if !slices.Equal(path, want) {
-		t.Errorf("from the request to the saga's end:\n got %s\nwant %s", strings.Join(path, "\n     "), strings.Join(want, "\n     "))
+	// In this order, whatever comes between: a step a user adds to the
+	// saga adds an exchange of its own (docs/adding-a-saga-step.md).
+	rest := want
+	for _, p := range path {
+		if len(rest) > 0 && p == rest[0] {
+			rest = rest[1:]
+		}
+	}
+	if len(rest) > 0 || len(path) < len(want) {
+		t.Errorf("from the request to the saga's end:\n got %s\nwant %s, in this order", strings.Join(path, "\n     "), strings.Join(want, "\n     "))
 	}
 }
 

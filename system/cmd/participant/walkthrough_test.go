@@ -44,12 +44,19 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 	goCommand(t, dir, "build", "work")
 	goCommand(t, dir, "vet", "./services/inventory/...", "./orchestrator/...", "./system/...")
 	goCommand(t, dir, "test", "-count=1", "./services/inventory/...", "./orchestrator/...", "./deploy/...")
-	out := goCommand(t, dir, "test", "-count=1", "-v", "-run", "^(TestCreateOrderSagaBranches|TestProcessesTable)$", "./system")
+	// The saga's branches with the new step, and the system tests that
+	// know the saga's steps: they must hold with one more.
+	out := goCommand(t, dir, "test", "-count=1", "-v", "-run", "^(TestCreateOrderSagaBranches|TestProcessesTable|TestOneTraceFollowsASaga|"+
+		"TestAnOperatorAbortsASagaWaitingOnASilentParticipant|TestConsoleShowsASagaWaiting|TestAParticipantThatNeverAnswersTimesOut)$", "./system")
 	for _, test := range []string{
 		"TestCreateOrderSagaBranches/approved",
 		"TestCreateOrderSagaBranches/out_of_stock,_credit_released",
 		"TestCreateOrderSagaBranches/payment_declined,_stock_and_credit_released",
 		"TestProcessesTable",
+		"TestOneTraceFollowsASaga",
+		"TestAnOperatorAbortsASagaWaitingOnASilentParticipant",
+		"TestConsoleShowsASagaWaiting",
+		"TestAParticipantThatNeverAnswersTimesOut",
 	} {
 		if !bytes.Contains(out, []byte("--- PASS: "+test+" ")) {
 			t.Errorf("%s did not pass in the copy:\n%s", test, out)
