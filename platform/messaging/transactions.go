@@ -882,15 +882,20 @@ func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
 // transaction msgs joined is committed or aborted, before a Restore after
 // its abort.
 func (s *Session) Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (func() error, error) {
-	_, handling := RecordFromCtx(ctx)
 	tx, err := s.add(ctx, msgs)
+	return s.waitFor(ctx, tx, err, over)
+}
+
+// waitFor returns the wait of a write that joined tx (or failed with err):
+// none for a handler's, tx's commit otherwise; over learns tx's end.
+func (s *Session) waitFor(ctx context.Context, tx *txn, err error, over func(committed bool)) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
 	if over != nil {
 		tx.then(over)
 	}
-	if handling {
+	if _, handling := RecordFromCtx(ctx); handling {
 		return func() error { return nil }, nil
 	}
 	return func() error { return s.awaitTxn(ctx, tx) }, nil
@@ -919,23 +924,8 @@ func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
 // waited for the first's acknowledgement without the transaction's lock,
 // and the loop, woken by it, could commit it alone.
 func (s *Session) AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(committed bool)) (func() error, error) {
-	_, handling := RecordFromCtx(ctx)
-	if err := s.rlock(ctx); err != nil {
-		return nil, err
-	}
-	tx, err := s.addAckedLocked(ctx, acked, then)
-	s.mu.RUnlock()
-	if err != nil {
-		return nil, err
-	}
-	s.wake()
-	if over != nil {
-		tx.then(over)
-	}
-	if handling {
-		return func() error { return nil }, nil
-	}
-	return func() error { return s.awaitTxn(ctx, tx) }, nil
+	tx, err := s.locked(ctx, func() (*txn, error) { return s.addAckedLocked(ctx, acked, then) })
+	return s.waitFor(ctx, tx, err, over)
 }
 
 func (s *Session) addAckedLocked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record) (*txn, error) {
@@ -978,10 +968,16 @@ func kick(cl txnClient) {
 
 // add produces records into the open transaction and returns it.
 func (s *Session) add(ctx context.Context, records []*kgo.Record) (*txn, error) {
+	return s.locked(ctx, func() (*txn, error) { return s.addLocked(ctx, records, nil) })
+}
+
+// locked runs add with s.mu read-locked (rlock), and wakes the loop once a
+// write joined the transaction.
+func (s *Session) locked(ctx context.Context, add func() (*txn, error)) (*txn, error) {
 	if err := s.rlock(ctx); err != nil {
 		return nil, err
 	}
-	tx, err := s.addLocked(ctx, records, nil)
+	tx, err := add()
 	s.mu.RUnlock()
 	if err == nil {
 		s.wake()
