@@ -125,6 +125,11 @@ type SessionConfig struct {
 	// Hooks are franz-go hooks on the session's clients, its consumer and
 	// its producers (metrics of one's own, or a test's view of them).
 	Hooks []kgo.Hook
+	// Opened, if set, runs each time writes open: once an assignment's
+	// partitions are restored (or, with no group, at the start), when its
+	// first transaction has begun. It runs on the session's loop, which
+	// commits: it must not wait for a commit.
+	Opened func()
 }
 
 // Session is a process's reads and writes on Kafka, on franz-go
@@ -555,14 +560,18 @@ func (s *Session) transitions(cl txnClient) error {
 			return err
 		}
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		if err := cl.Begin(); err != nil {
+			s.mu.Unlock()
 			return fmt.Errorf("begin transaction: %w", err)
 		}
 		s.begun = true
 		s.dirty.Store(false)
 		s.broken.Store(false)
 		s.open.Store(true)
+		s.mu.Unlock()
+		if s.cfg.Opened != nil {
+			s.cfg.Opened()
+		}
 	}
 	return nil
 }

@@ -300,6 +300,47 @@ func TestSessionWriteOutsideAHandlerReturnsOnceCommitted(t *testing.T) {
 	}
 }
 
+// Opened runs once an assignment's partitions are restored and writes are
+// open: a write outside a handler made in it joins the transaction.
+func TestOpenedRunsOnceWritesAreOpen(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "opened.in", Partitions: 2}, contracts.TopicSpec{Name: "opened.out", Partitions: 2}
+	cfg := startKafka(t, in, out)
+	o := &owner{}
+	type outcome struct {
+		owned bool
+		err   error
+		wait  func() error
+	}
+	first := make(chan outcome, 1)
+	var s *messaging.Session
+	s = messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "opened", TransactionalID: "opened-1", Owner: o,
+		Opened: func() {
+			wait, err := s.Add(context.Background(), []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte("opened")}}, nil)
+			select {
+			case first <- outcome{o.owns(), err, wait}:
+			default:
+			}
+		}}, quiet())
+	s.AddTopic(in.Name)
+	if _, err := s.Subscribe(t.Context(), in.Name); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	select {
+	case got := <-first:
+		if !got.owned || got.err != nil {
+			t.Fatalf("a write when Opened ran: assigned %v, error %v; want true and nil", got.owned, got.err)
+		}
+		// A first transaction franz-go aborts is told to the writer
+		// (TestACommitThatFranzGoAbortsIsNoCommit); either way it ends.
+		if err := got.wait(); err != nil && !errors.Is(err, messaging.ErrAborted) {
+			t.Errorf("the write's commit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Opened did not run within 30s")
+	}
+}
+
 // An instance that lost its partitions while it handled a record (a long
 // pause: the group went on without it) cannot commit what it wrote for
 // it: a read_committed reader sees only the new owner's reply.

@@ -144,7 +144,7 @@ func (t *partitions) assign(ctx context.Context, claimed []int32, generation int
 	t.owners.invalidate()
 	t.p.Logger.Info("partitions assigned", "generation", generation, "partitions", claimed,
 		"restored", fresh, "dropped", lost, "took", time.Since(start).Round(time.Millisecond))
-	t.ready.Do(t.p.becameReady)
+	t.ready.Do(t.p.towardReady)
 	return nil
 }
 

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 )
 
 // heldStore is an assignable that holds what it is assigned, and can
@@ -79,4 +83,54 @@ func TestARestoreAfterAnUnknownOutcomeKeepsTheGeneration(t *testing.T) {
 	if len(s.restored) != restores {
 		t.Errorf("the next generation read %v again, want both kept", s.restored[restores:])
 	}
+}
+
+// A process is ready once its first partitions are restored and its
+// writes open, in either order (with no group, the session opens its
+// writes before the process owns its partitions): not before both.
+func TestAProcessIsReadyOnceRestoredAndOpen(t *testing.T) {
+	for _, restoredFirst := range []bool{true, false} {
+		logger := slog.New(slog.DiscardHandler)
+		srv, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &Process{Logger: logger, HTTP: srv, ready: make(chan struct{}), stores: []assignable{&heldStore{}}, partitionCount: 2}
+		tp := &partitions{p: p, gen: -1, assignedGen: -1}
+		steps := []func(){
+			func() {
+				if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func() { p.opened.Do(p.towardReady) }, // the session's Opened
+		}
+		if !restoredFirst {
+			slices.Reverse(steps)
+		}
+		steps[0]()
+		if got := readyz(srv); got != http.StatusServiceUnavailable {
+			t.Errorf("restored first %v, after one step: /readyz %d, want 503", restoredFirst, got)
+		}
+		select {
+		case <-p.ready:
+			t.Errorf("restored first %v, after one step: the loops may start, want them held", restoredFirst)
+		default:
+		}
+		steps[1]()
+		if got := readyz(srv); got != http.StatusOK {
+			t.Errorf("restored first %v, after both: /readyz %d, want 200", restoredFirst, got)
+		}
+		select {
+		case <-p.ready:
+		default:
+			t.Errorf("restored first %v, after both: the loops are held", restoredFirst)
+		}
+	}
+}
+
+func readyz(srv *httpserver.Server) int {
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	return w.Code
 }

@@ -18,6 +18,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,7 +100,9 @@ type Process struct {
 	closers    []func() error // in the order of creation; closed in reverse
 	advertised string
 	member     string        // what it advertises in its group membership (memberData)
-	ready      chan struct{} // closed once the first session's partitions are restored
+	ready      chan struct{} // closed once the first partitions are restored and writes open
+	opened     sync.Once     // writes first opened (towardReady)
+	readiness  atomic.Int32  // of the two steps of towardReady, those taken
 
 	partitions     *partitions
 	partitionCount int32 // of every topic the process reads or keeps state in
@@ -174,6 +178,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		UserData:           []byte(p.member),
 		Owner:              p.partitions,
 		Metrics:            p.Metrics,
+		Opened:             func() { p.opened.Do(p.towardReady) },
 	}, logger)
 	p.closers = append(p.closers, p.session.Close)
 	p.Publisher = messaging.PublisherOn(p.session)
@@ -439,8 +444,15 @@ func (p *Process) standbyLag() float64 {
 	return float64(sum)
 }
 
-// becameReady runs once, when the first session's partitions are restored.
-func (p *Process) becameReady() {
+// towardReady runs once when the first partitions are restored, and once
+// when writes first open: the process is ready after both, when it can
+// answer and write. Ready at the restore alone, the writes of the moment
+// before the first transaction began (a loop's first, a request's) were
+// refused as a rebalance's.
+func (p *Process) towardReady() {
+	if p.readiness.Add(1) < 2 {
+		return
+	}
 	p.HTTP.MarkReady()
 	close(p.ready)
 	p.Logger.Info("ready", "advertised", p.advertised)
