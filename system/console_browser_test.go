@@ -12,12 +12,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,6 +116,64 @@ func TestConsole(t *testing.T) {
 		}
 		b.do(t, chromedp.Evaluate[chromedp.Void](`fetch("/api/admin").then(r => { window.__answered = r.status; })`))
 		b.await(t, `window.__answered === 200`, "GET /api/admin answered")
+	})
+
+	// The browser reconnects by itself only to a dropped stream: a
+	// reconnection refused, as while the orchestrator restarts, closes it.
+	t.Run("a page follows again after its stream's reconnection is refused", func(t *testing.T) {
+		target, err := url.Parse(r.sagas)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		var refusing atomic.Bool
+		var refused atomic.Int32
+		var mu sync.Mutex
+		var streams []context.CancelFunc // ends the streams passed on
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.URL.Path == "/api/sagas/stream" {
+				if refusing.Load() {
+					refused.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					_, _ = w.Write([]byte(`{"error":"not ready"}`))
+					return
+				}
+				ctx, cancel := context.WithCancel(req.Context())
+				mu.Lock()
+				streams = append(streams, cancel)
+				mu.Unlock()
+				req = req.WithContext(ctx)
+			}
+			proxy.ServeHTTP(w, req)
+		}))
+		drop := func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, cancel := range streams {
+				cancel()
+			}
+			streams = nil
+		}
+		t.Cleanup(func() { refusing.Store(true); drop(); front.CloseClientConnections(); front.Close() })
+
+		b.open(t, front.URL+"/ui/")
+		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
+		refusing.Store(true)
+		drop()
+		b.await(t, `document.querySelector("#live.off") !== null`, "the list to see its stream end")
+		for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the browser did not reconnect within 30s")
+			}
+		}
+		refusing.Store(false)
+		id := r.createOrder(t, ada, 100)
+		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
+			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
+			"the list to follow again and show the saga started since, COMPLETED")
+		b.stillLoaded(t)
 	})
 
 	t.Run("a change announced while the saga's page reads the saga is shown", func(t *testing.T) {

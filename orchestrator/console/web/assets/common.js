@@ -28,29 +28,43 @@ export async function getJSON(path) {
 }
 
 // follow calls onData with each event's decoded data from the server-sent
-// events at path, and shows in #live whether the stream is connected; the
-// browser reconnects by itself, and then calls onReconnect, if given: what
-// happened while it was away sent no event.
+// events at path, and shows in #live whether the stream is connected. It
+// reconnects, and then calls onReconnect, if given: what happened while
+// it was away sent no event. The browser reconnects by itself only to a
+// dropped stream; one whose reconnection is refused (a 503 while the
+// orchestrator restarts) it closes for good, and a new one is opened,
+// every second and up to every ten while it is refused.
 export function follow(path, event, onData, onReconnect) {
   const live = document.getElementById("live");
-  const src = new EventSource(path);
-  let opened = false;
-  src.onopen = () => {
-    live.textContent = "live"; live.className = "live on";
-    if (opened && onReconnect) onReconnect();
-    opened = true;
+  let src, missed = false, wait = 1000, left = false;
+  const connect = () => {
+    if (left) return;
+    src = new EventSource(path);
+    src.onopen = () => {
+      live.textContent = "live"; live.className = "live on";
+      wait = 1000;
+      if (missed && onReconnect) onReconnect();
+      missed = false;
+    };
+    src.onerror = () => {
+      live.textContent = "reconnecting"; live.className = "live off";
+      missed = true;
+      if (src.readyState === EventSource.CLOSED) {
+        setTimeout(connect, wait);
+        wait = Math.min(2 * wait, 10000);
+      }
+    };
+    src.addEventListener(event, (e) => {
+      try { onData(JSON.parse(e.data)); } catch (err) { console.error(event, err); }
+    });
   };
-  src.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
+  connect();
   // A page left open in the back-forward cache would keep its stream, and
   // a browser opens six connections to a host at most: after a few pages
   // nothing else would load. Close it on leaving; a page shown again from
   // that cache is read anew.
-  addEventListener("pagehide", () => src.close());
+  addEventListener("pagehide", () => { left = true; src.close(); });
   addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
-  src.addEventListener(event, (e) => {
-    try { onData(JSON.parse(e.data)); } catch (err) { console.error(event, err); }
-  });
-  return src;
 }
 
 // show writes a message (or nothing) into #status.
