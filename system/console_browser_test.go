@@ -176,6 +176,40 @@ func TestConsole(t *testing.T) {
 		b.stillLoaded(t)
 	})
 
+	t.Run("the list shows what the stream says while it reads the list, filtered as submitted", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/")
+		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
+		// The list's next read is held back until the test lets it go: its
+		// answer is older than what the stream says meanwhile.
+		b.do(t, chromedp.Evaluate[chromedp.Void](`(() => {
+			const real = window.fetch;
+			window.__held = 0;
+			const released = new Promise(ok => { window.__release = ok; });
+			window.fetch = async (...args) => {
+				const res = await real(...args);
+				if (String(args[0]).startsWith("/api/sagas?") && window.__held++ === 0) await released;
+				return res;
+			};
+			window.__ended = new Set();
+			const own = new EventSource("/api/sagas/stream");
+			addEventListener("pagehide", () => own.close());
+			own.addEventListener("saga", e => { const s = JSON.parse(e.data); if (s.state === "COMPLETED") window.__ended.add(s.sagaId); });
+		})()`), chromedp.Click(chromedp.CSS(`#filters button`)))
+		b.await(t, `window.__held === 1`, "the list to read itself again")
+		during := r.createOrder(t, ada, 100)
+		b.await(t, fmt.Sprintf(`window.__ended.has(%q)`, during), "the stream to say the saga started during the read ended")
+		b.do(t, chromedp.Evaluate[chromedp.Void](`window.__release()`))
+		b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, during),
+			"the saga the stream announced during the read, COMPLETED")
+
+		// A filter chosen but not submitted filters nothing yet.
+		b.do(t, chromedp.SetValue(chromedp.CSS(`#filters select[name="state"]`), "REJECTED"))
+		after := r.createOrder(t, ada, 100)
+		b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, after),
+			"a COMPLETED saga in the list, its REJECTED filter not submitted")
+		b.stillLoaded(t)
+	})
+
 	t.Run("a change announced while the saga's page reads the saga is shown", func(t *testing.T) {
 		id, _ := aSagaWaitingOnPayment(t, r, ada, 6_000)
 		b.open(t, r.sagas+"/ui/sagas/"+id)

@@ -9,6 +9,12 @@ const more = document.getElementById("more");
 const shown = new Map(); // saga id -> its summary, for the rows on the page
 let next = "";
 let total = 0;
+// applied are the filters of the rows shown: those last submitted, not
+// what the form holds before it is.
+let applied = {};
+// held are the summaries the stream sent while the list was read: the
+// answer may be older than they are, so they are placed once it is shown.
+let held = null;
 
 // filters are the form's non-empty fields, also kept in the page's URL.
 function filters() {
@@ -54,9 +60,14 @@ function row(s) {
 // newer orders summaries newest first (by start, then id), as the API does.
 const newer = (a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || (a.sagaId < b.sagaId ? -1 : 1);
 
-function place(s) {
+// place shows s, a saga's summary from the stream, where it belongs. One
+// held while the list was read is not placed over a row as new or newer.
+function place(s, wasHeld = false) {
+  if (held && !wasHeld) { held.push(s); return; }
+  const known = shown.get(s.sagaId);
+  if (wasHeld && known && Date.parse(s.updatedAt) <= Date.parse(known.updatedAt)) return;
   const old = tbody.querySelector(`tr[data-saga-id="${CSS.escape(s.sagaId)}"]`);
-  if (!matches(s, filters())) {
+  if (!matches(s, applied)) {
     if (old) { old.remove(); shown.delete(s.sagaId); total = Math.max(0, total - 1); counted(); }
     return;
   }
@@ -82,14 +93,16 @@ function counted() {
 let loads = 0;
 
 async function load(append = false) {
-  const q = new URLSearchParams(filters());
+  const f = append ? applied : filters();
+  const q = new URLSearchParams(f);
   if (append) q.set("before", next);
   const seq = ++loads;
   more.disabled = true;
+  held ??= [];
   try {
     const page = await getJSON(`/api/sagas?${q}`);
     if (seq !== loads) return;
-    if (!append) { tbody.replaceChildren(); shown.clear(); }
+    if (!append) { tbody.replaceChildren(); shown.clear(); applied = f; }
     for (const s of page.sagas) {
       if (shown.has(s.sagaId)) continue; // placed from the stream already
       shown.set(s.sagaId, s);
@@ -102,7 +115,12 @@ async function load(append = false) {
   } catch (err) {
     if (seq === loads) show(err.message, true);
   } finally {
-    if (seq === loads) more.disabled = false;
+    if (seq === loads) {
+      more.disabled = false;
+      const stream = held;
+      held = null;
+      for (const s of stream) place(s, true);
+    }
   }
 }
 
@@ -140,4 +158,4 @@ adminEnabled();
 stats();
 setInterval(stats, 15000);
 // Ages and overdue marks move with the clock.
-setInterval(() => { for (const s of shown.values()) place(s); }, 5000);
+setInterval(() => { if (!held) for (const s of shown.values()) place(s); }, 5000);
