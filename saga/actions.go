@@ -34,12 +34,23 @@ func (e *StateError) Error() string {
 
 func (e *StateError) Unwrap() error { return e.Err }
 
+// Operator is who asks for an action (By, for the history) and, if set,
+// the saga as they saw it: the step it waited on, with its direction as
+// StepName names it ("authorize_payment", "reserve_credit:compensate"),
+// and the attempt. A saga that has moved on since is a *StateError, and
+// is left as it is: the action was meant for what the operator saw.
+type Operator struct {
+	By      string
+	Step    string
+	Attempt int
+}
+
 // Retry sends the saga's pending command again now, as its next attempt
 // with a new deadline: what its timeout would do, without waiting for it.
-// A forward command that has used its MaxAttempts gets this one more.
-// by is who asked, for the history. An ended saga is a *StateError.
-func (e *Engine[D]) Retry(ctx context.Context, id, by string) error {
-	return e.act(ctx, id, EventRetry, by, func(v *SagaInstance, now time.Time) error {
+// A forward command that has used its MaxAttempts gets this one more. An
+// ended saga is a *StateError.
+func (e *Engine[D]) Retry(ctx context.Context, id string, op Operator) error {
+	return e.act(ctx, id, EventRetry, op, func(v *SagaInstance, now time.Time) error {
 		if _, _, err := e.pendingStep(*v); err != nil {
 			return err
 		}
@@ -55,13 +66,12 @@ func (e *Engine[D]) Retry(ctx context.Context, id, by string) error {
 // The reply to the aborted command, should it still come, is stale. As for
 // a step that timed out, the step's own compensation is given up after
 // MaxAttempts: it waits in Kafka behind the command, for its participant.
-// by is who asked, for the history.
 //
 // A saga that is compensating already is left as it is (a *StateError):
 // it ends REJECTED once its compensations are answered. So is one past its
 // last step that can fail: it is committed to completing.
-func (e *Engine[D]) Abort(ctx context.Context, id, by string) error {
-	return e.act(ctx, id, EventAbort, by, func(v *SagaInstance, now time.Time) error {
+func (e *Engine[D]) Abort(ctx context.Context, id string, op Operator) error {
+	return e.act(ctx, id, EventAbort, op, func(v *SagaInstance, now time.Time) error {
 		def, _, err := e.pendingStep(*v)
 		switch {
 		case err != nil:
@@ -79,13 +89,17 @@ func (e *Engine[D]) Abort(ctx context.Context, id, by string) error {
 
 // act runs an operator's action on the saga with the given id. change
 // returns why the saga's state does not allow the action, if it does not.
-func (e *Engine[D]) act(ctx context.Context, id, action, by string, change func(v *SagaInstance, now time.Time) error) error {
-	err := e.transition(withOperator(ctx, by), id, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
+func (e *Engine[D]) act(ctx context.Context, id, action string, op Operator, change func(v *SagaInstance, now time.Time) error) error {
+	err := e.transition(withOperator(ctx, op.By), id, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if !exists {
 			return "", fmt.Errorf("%s saga %s: %w", action, id, ErrNoSaga)
 		}
 		if Ended(v) {
 			return "", &StateError{SagaID: id, Action: action, State: v.State, Err: errors.New("it has ended")}
+		}
+		if step := e.StepName(*v); op.Step != "" && op.Step != step || op.Attempt != 0 && op.Attempt != v.Attempt {
+			return "", &StateError{SagaID: id, Action: action, State: v.State, Err: fmt.Errorf(
+				"it has moved on: it waits on %s, attempt %d", step, v.Attempt)}
 		}
 		if err := change(v, now); err != nil {
 			return "", &StateError{SagaID: id, Action: action, State: v.State, Err: err}
@@ -95,7 +109,7 @@ func (e *Engine[D]) act(ctx context.Context, id, action, by string, change func(
 	if err != nil {
 		return err
 	}
-	e.logger.Info("operator action", "saga_id", id, "action", action, "by", by)
+	e.logger.Info("operator action", "saga_id", id, "action", action, "by", op.By)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package saga_test
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +70,7 @@ func TestRetryInEachState(t *testing.T) {
 			before, _, _ := h.Engine.Instance("s1")
 			sent := len(h.Sent())
 
-			err := h.Engine.Retry(t.Context(), "s1", "alice")
+			err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "alice"})
 			if w.step == "" {
 				checkRefused(t, h, "retry", err, w.state, before, sent)
 				return
@@ -102,7 +103,7 @@ func TestRetryAfterTheLastAttemptIsOneMore(t *testing.T) {
 	for range 2 {
 		timeOut(t, h)
 	}
-	if err := h.Engine.Retry(t.Context(), "s1", "alice"); err != nil {
+	if err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	checkSent(t, h, sendState{"reserve", "4", 25 * time.Second, saga.StateRunning}, 4)
@@ -111,6 +112,40 @@ func TestRetryAfterTheLastAttemptIsOneMore(t *testing.T) {
 	checkSent(t, h, sendState{"reserve:compensate", "1", 10 * time.Second, saga.StateCompensating}, 5)
 	if v, _, _ := h.Engine.Instance("s1"); v.FailureReason != "TIMEOUT_RESERVE" {
 		t.Errorf("failure reason: got %q, want TIMEOUT_RESERVE", v.FailureReason)
+	}
+}
+
+// An action names the saga as the operator saw it: the step it waited on
+// and the attempt. One that moved on since is left as it is.
+func TestAnActionForASagaThatMovedOnIsRefused(t *testing.T) {
+	actions := map[string]func(h *sagatest.Harness[data], op saga.Operator) error{
+		"retry": func(h *sagatest.Harness[data], op saga.Operator) error { return h.Engine.Retry(t.Context(), "s1", op) },
+		"abort": func(h *sagatest.Harness[data], op saga.Operator) error { return h.Engine.Abort(t.Context(), "s1", op) },
+	}
+	for name, act := range actions {
+		for _, seen := range []saga.Operator{
+			{By: "alice", Step: "reserve"},             // it moved on to approve
+			{By: "alice", Step: "approve", Attempt: 2}, // on its first attempt
+		} {
+			h := newHarness(t)
+			h.Start("s1", sagaData)
+			mustReply(t, h, reserved) // waits on approve, attempt 1
+			before, _, _ := h.Engine.Instance("s1")
+			err := act(h, seen)
+			checkRefused(t, h, name, err, saga.StateRunning, before, len(h.Sent()))
+			if want := "it has moved on: it waits on approve, attempt 1"; !strings.Contains(err.Error(), want) {
+				t.Errorf("%s of %+v: got %v, want it to say %q", name, seen, err, want)
+			}
+		}
+	}
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	timeOut(t, h) // reserve, attempt 2
+	if err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "alice", Step: "reserve", Attempt: 2}); err != nil {
+		t.Fatalf("retry of the saga as seen: %v", err)
+	}
+	if err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "alice", Step: "reserve", Attempt: 3}); err != nil {
+		t.Fatalf("abort of the saga as seen: %v", err)
 	}
 }
 
@@ -135,7 +170,7 @@ func TestAbortInEachState(t *testing.T) {
 			before, _, _ := h.Engine.Instance("s1")
 			sent := len(h.Sent())
 
-			err := h.Engine.Abort(t.Context(), "s1", "bob")
+			err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "bob"})
 			if w.step == "" {
 				checkRefused(t, h, "abort", err, w.state, before, sent)
 				return
@@ -179,7 +214,7 @@ func TestALateReplyOfAnAbortedStepIsStale(t *testing.T) {
 			h := newHarness(t)
 			h.Start("s1", sagaData)
 			aborted := h.Last()
-			if err := h.Engine.Abort(t.Context(), "s1", "bob"); err != nil {
+			if err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "bob"}); err != nil {
 				t.Fatal(err)
 			}
 			before, _, _ := h.Engine.Instance("s1")
@@ -203,8 +238,8 @@ func TestALateReplyOfAnAbortedStepIsStale(t *testing.T) {
 func TestActionsOnAnUnknownSaga(t *testing.T) {
 	h := newHarness(t)
 	for name, act := range map[string]func() error{
-		"retry": func() error { return h.Engine.Retry(t.Context(), "nope", "alice") },
-		"abort": func() error { return h.Engine.Abort(t.Context(), "nope", "alice") },
+		"retry": func() error { return h.Engine.Retry(t.Context(), "nope", saga.Operator{By: "alice"}) },
+		"abort": func() error { return h.Engine.Abort(t.Context(), "nope", saga.Operator{By: "alice"}) },
 	} {
 		if err := act(); !errors.Is(err, saga.ErrNoSaga) {
 			t.Errorf("%s: got error %v, want ErrNoSaga", name, err)
@@ -232,7 +267,7 @@ func TestAnAbortedStepsCompensationIsGivenUpAfterItsAttempts(t *testing.T) {
 	h := sagatest.NewHarness(t, twoReserves(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
 	h.Start("s1", sagaData)
 	mustReply(t, h, reserved) // reserve answered; reserve_more waits
-	if err := h.Engine.Abort(t.Context(), "s1", "bob"); err != nil {
+	if err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "bob"}); err != nil {
 		t.Fatal(err)
 	}
 	steps := []sendState{

@@ -942,7 +942,7 @@ func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 			h.Clock.Advance(time.Hour)
 			engine.ResendOverdue(t.Context())
 			var stateErr *saga.StateError
-			if err := engine.Retry(t.Context(), "s1", "alice"); !errors.As(err, &stateErr) {
+			if err := engine.Retry(t.Context(), "s1", saga.Operator{By: "alice"}); !errors.As(err, &stateErr) {
 				t.Errorf("retry: got error %v, want a StateError", err)
 			}
 			if got := len(h.Sent()); got != 1 {

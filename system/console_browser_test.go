@@ -246,6 +246,43 @@ func TestConsole(t *testing.T) {
 			"the saga page to show the abort announced while it read the retry")
 	})
 
+	t.Run("an action on a saga that moved on since its page showed it is refused", func(t *testing.T) {
+		id, _ := aSagaWaitingOnPayment(t, r, ada, 5_000)
+		b.open(t, r.sagas+"/ui/sagas/"+id)
+		b.await(t, `document.querySelector('#state[data-state="RUNNING"]') !== null && !document.getElementById("actions").hidden &&
+			document.getElementById("summary").textContent.includes("a reply to AuthorizePayment")`, "the saga page to show it waiting, with its actions")
+		// The page reads nothing new until the test lets it: it shows the
+		// saga on its first attempt while another operator retries it.
+		b.do(t, chromedp.Evaluate[chromedp.Void](`(() => {
+			const real = window.fetch;
+			const released = new Promise(ok => { window.__release = ok; });
+			window.fetch = async (...args) => {
+				const res = await real(...args);
+				if (String(args[0]).startsWith("/sagas/") && (args[1] || {}).method !== "POST") await released;
+				return res;
+			};
+		})()`))
+		if status, body := r.act(t, r.sagas+"/sagas/"+id+"/retry", "ops-dave"); status != http.StatusOK {
+			t.Fatalf("retry: %d %s", status, body)
+		}
+		b.signIn(t)
+		b.do(t, chromedp.Click(chromedp.CSS("#retry")))
+		b.await(t, `document.getElementById("action-result").textContent.startsWith("Retry: ") &&
+			document.getElementById("action-result").textContent !== "Retry: …"`, "the retry answered")
+		if got, want := b.eval(t, `document.getElementById("action-result").textContent`), "it has moved on: it waits on authorize_payment, attempt 2"; !strings.Contains(got, want) {
+			t.Errorf("the page's retry: got %q, want it refused: %q", got, want)
+		}
+		b.do(t, chromedp.Evaluate[chromedp.Void](`window.__release()`))
+		b.await(t, `[...document.querySelectorAll("#summary dd")].some(dd => dd.textContent === "2")`, "the page to show the saga on its second attempt")
+		var got struct {
+			Attempt int `json:"attempt"`
+		}
+		r.getJSON(t, r.sagas+"/sagas/"+id, &got)
+		if got.Attempt != 2 {
+			t.Errorf("attempt: got %d, want 2: the page's retry refused", got.Attempt)
+		}
+	})
+
 	t.Run("a retry and an abort from the saga's page, the saga compensating live", func(t *testing.T) {
 		id, release := aSagaWaitingOnPayment(t, r, ada, 7_000)
 

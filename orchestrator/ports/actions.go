@@ -14,12 +14,12 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
-// Actor acts on the sagas of one type for an operator; by is who asked.
-// An id it does not hold is saga.ErrNoSaga, a saga whose state does not
-// allow the action a *saga.StateError.
+// Actor acts on the sagas of one type for an operator. An id it does not
+// hold is saga.ErrNoSaga, a saga whose state does not allow the action (or
+// has moved on from what the operator saw) a *saga.StateError.
 type Actor interface {
-	Retry(ctx context.Context, id, by string) error
-	Abort(ctx context.Context, id, by string) error
+	Retry(ctx context.Context, id string, op saga.Operator) error
+	Abort(ctx context.Context, id string, op saga.Operator) error
 }
 
 var _ Actor = (*saga.Engine[struct{}])(nil)
@@ -53,9 +53,12 @@ const replayTimeout = 20 * time.Second
 //   - POST /deadletters/{partition}/{offset}/replay publishes a dead letter
 //     to the topic it came from.
 //
-// The saga actions answer 200 with the saga as GET /sagas/{id} shows it, 404
-// for an id no saga type has, and 409 {"error", "state"} for a saga whose
-// state does not allow the action (ended, say). They are keyed by saga id:
+// A saga action's body, optional, is the saga as the operator saw it,
+// {"step", "attempt"} as GET /sagas/{id} shows them: the action runs only
+// if the saga still waits on that step and attempt. The saga actions
+// answer 200 with the saga as GET /sagas/{id} shows it, 404 for an id no
+// saga type has, and 409 {"error", "state"} for a saga whose state does
+// not allow the action (ended, say, or moved on). They are keyed by saga id:
 // an instance that does not own the saga's partition forwards them to the
 // one that does, which the engine's write must run on.
 func RegisterActions(s *httpserver.Server, cfg ActionsConfig) {
@@ -73,11 +76,23 @@ func RegisterActions(s *httpserver.Server, cfg ActionsConfig) {
 
 // sagaAction runs act on the saga of the path's id, with the first actor
 // that holds it.
-func sagaAction(cfg ActionsConfig, act func(a Actor, ctx context.Context, id, by string) error) func(http.ResponseWriter, *http.Request, string) {
+func sagaAction(cfg ActionsConfig, act func(a Actor, ctx context.Context, id string, op saga.Operator) error) func(http.ResponseWriter, *http.Request, string) {
 	return func(w http.ResponseWriter, r *http.Request, operator string) {
 		id := r.PathValue("id")
+		var seen struct {
+			Step    string `json:"step"`
+			Attempt int    `json:"attempt"`
+		}
+		if err := httpserver.DecodeJSON(r, &seen); err != nil && !errors.Is(err, httpserver.ErrEmptyBody) {
+			httpserver.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if seen.Attempt < 0 {
+			httpserver.WriteError(w, http.StatusBadRequest, "attempt must be a whole number from 1 (0 or none: any)")
+			return
+		}
 		for _, a := range cfg.Actors {
-			err := act(a, r.Context(), id, operator)
+			err := act(a, r.Context(), id, saga.Operator{By: operator, Step: seen.Step, Attempt: seen.Attempt})
 			var refused *saga.StateError
 			switch {
 			case errors.Is(err, saga.ErrNoSaga):

@@ -57,7 +57,13 @@ func api(t *testing.T, adminToken string, replayable map[string]messaging.Replay
 // returns the status and the JSON body decoded.
 func call(t *testing.T, method, url string, headers ...string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	return callWith(t, method, url, "", headers...)
+}
+
+// callWith is call with a body.
+func callWith(t *testing.T, method, url, payload string, headers ...string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +187,40 @@ func TestRetryAndAbortOverHTTP(t *testing.T) {
 	}
 	if status, body := call(t, http.MethodGet, url+"/sagas/o1"); status != 200 || body["failureReason"] != saga.ReasonAborted {
 		t.Errorf("GET /sagas/o1: got %d %v, want 200 REJECTED ABORTED", status, body)
+	}
+}
+
+// An action's body names the saga as the operator saw it; one that moved
+// on since is left as it is, and a body that does not say it is refused.
+func TestAnActionNamesTheSagaAsSeen(t *testing.T) {
+	h, url := api(t, token, nil)
+	startOrder(h, "o1") // reserve_credit, attempt 1
+	tests := []struct {
+		body       string
+		wantStatus int
+		wantError  string
+	}{
+		{`{"step":"authorize_payment"}`, 409, "it has moved on: it waits on reserve_credit, attempt 1"},
+		{`{"step":"reserve_credit","attempt":2}`, 409, "it has moved on: it waits on reserve_credit, attempt 1"},
+		{`{"step":"reserve_credit","attempt":-1}`, 400, "attempt must be a whole number from 1 (0 or none: any)"},
+		{`{"step":"reserve_credit","attempts":1}`, 400, `unknown field "attempts"`},
+		{`{"step":1}`, 400, `field "step" must be a string`},
+		{`reserve_credit`, 400, "malformed JSON"},
+	}
+	for _, action := range []string{"retry", "abort"} {
+		for _, tt := range tests {
+			status, body := callWith(t, http.MethodPost, url+"/sagas/o1/"+action, tt.body, admin...)
+			if msg, _ := body["error"].(string); status != tt.wantStatus || !strings.Contains(msg, tt.wantError) {
+				t.Errorf("%s with %s: got %d %v, want %d %q", action, tt.body, status, body, tt.wantStatus, tt.wantError)
+			}
+		}
+	}
+	if got := len(h.Sent()); got != 1 {
+		t.Errorf("commands sent: got %d, want only the first", got)
+	}
+	status, body := callWith(t, http.MethodPost, url+"/sagas/o1/retry", `{"step":"reserve_credit","attempt":1}`, admin...)
+	if status != 200 || body["attempt"] != 2.0 {
+		t.Errorf("retry of the saga as seen: got %d %v, want 200 attempt 2", status, body)
 	}
 }
 

@@ -32,6 +32,10 @@ func WriteUnavailable(w http.ResponseWriter, msg string) {
 // maxBody bounds a request body; the API's bodies are a few dozen bytes.
 const maxBody = 1 << 16
 
+// ErrEmptyBody is DecodeJSON's error for a request with no body, which a
+// handler whose body is optional takes for none.
+var ErrEmptyBody = errors.New("request body is empty")
+
 // DecodeJSON reads one JSON object from the request body into v, rejecting
 // unknown fields, trailing data, and bodies over 64 KiB. Its error message is
 // meant for the client.
@@ -43,7 +47,7 @@ func DecodeJSON(r *http.Request, v any) error {
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
-			return errors.New("request body is empty")
+			return ErrEmptyBody
 		case errors.As(err, &tooLarge):
 			return fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
 		case errors.As(err, &typeErr) && typeErr.Field == "":

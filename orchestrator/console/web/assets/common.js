@@ -118,15 +118,17 @@ export async function adminEnabled() {
   return true;
 }
 
-// act posts an operator action and returns its decoded answer, throwing
-// the API's error.
-export async function act(path) {
+// act posts an operator action, with body as JSON if given, and returns
+// its decoded answer, throwing the API's error.
+export async function act(path, body) {
   const headers = { Authorization: `Bearer ${sessionStorage.getItem(tokenKey) || ""}` };
   const who = sessionStorage.getItem(operatorKey);
   // Percent-encoded (RFC 8187): a header holds Latin-1 only.
   if (who) headers["X-Operator"] = `UTF-8''${encodeURIComponent(who)}`;
-  const res = await fetch(path, { method: "POST", headers });
-  const body = await res.json().catch(() => null);
-  if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
-  return body;
+  const init = { method: "POST", headers };
+  if (body !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  const res = await fetch(path, init);
+  const answer = await res.json().catch(() => null);
+  if (!res.ok) throw new Error((answer && answer.error) || `${res.status} ${res.statusText}`);
+  return answer;
 }

@@ -68,16 +68,20 @@ async function load() {
   return loading;
 }
 
+// run acts on the saga as the page shows it: a saga that has moved on
+// since (a reply came, a timeout re-sent its command) is left as it is,
+// and read again.
 async function run(path, what) {
   const out = document.getElementById("action-result");
   out.textContent = `${what}…`;
   out.className = "status";
   try {
-    render(await act(path));
+    render(await act(path, { step: saga.step, attempt: saga.attempt }));
     out.textContent = `${what}: done`;
   } catch (err) {
     out.textContent = `${what}: ${err.message}`;
     out.className = "status error";
+    load();
   }
 }
 
