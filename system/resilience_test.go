@@ -424,9 +424,17 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 			t.Errorf("poison %v: not in %s", o, contracts.TopicDeadLetter)
 		}
 	}
+	// Counted as each dead letter's transaction commits, just after its
+	// records became readable.
 	var counted float64
-	for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
-		counted += metric(t, base, "messages_dead_lettered_total")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		counted = 0
+		for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
+			counted += metric(t, base, "messages_dead_lettered_total")
+		}
+		if counted >= float64(len(poisoned)) || time.Now().After(deadline) {
+			break
+		}
 	}
 	if counted != float64(len(poisoned)) {
 		t.Errorf("messages_dead_lettered_total over all processes: got %v, want %d", counted, len(poisoned))

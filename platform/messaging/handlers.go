@@ -193,11 +193,23 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 		dead.Metadata.Set(contracts.HeaderDeadLetterValueBytes, strconv.Itoa(len(dead.Payload)))
 		dead.Payload = nil
 	}
-	if perr := pub.Publish(contracts.TopicDeadLetter, dead); perr != nil {
+	// Counted once written for good: a dead letter whose transaction
+	// aborts is written again when its message comes again.
+	count := func(committed bool) {
+		if committed {
+			counter.Inc()
+		}
+	}
+	var perr error
+	if p, ok := pub.(*Publisher); ok {
+		perr = p.PublishThen(contracts.TopicDeadLetter, count, dead)
+	} else if perr = pub.Publish(contracts.TopicDeadLetter, dead); perr == nil {
+		count(true)
+	}
+	if perr != nil {
 		// Not acked: the message comes back and is tried again.
 		return fmt.Errorf("dead-letter %s: %w (after: %w)", msg.UUID, perr, err)
 	}
-	counter.Inc()
 	trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+err.Error())
 	logger.Warn("message dead-lettered", "topic", topic, "uuid", msg.UUID, "error", err)
 	return nil

@@ -169,6 +169,13 @@ func PublisherOn(producer Sender) *Publisher {
 
 // Publish implements message.Publisher.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	return p.PublishThen(topic, nil, msgs...)
+}
+
+// PublishThen is Publish, and over, if not nil, learns whether the
+// transaction the messages joined committed (Session.Add); through a
+// sender outside transactions, they are committed once written.
+func (p *Publisher) PublishThen(topic string, over func(committed bool), msgs ...*message.Message) error {
 	if p.closed.Load() {
 		return errors.New("publisher closed")
 	}
@@ -183,7 +190,16 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) > 0 {
 		ctx = msgs[0].Context()
 	}
-	if err := p.producer.Send(ctx, records); err != nil {
+	var err error
+	if s, ok := p.producer.(*Session); ok {
+		var wait func() error
+		if wait, err = s.Add(ctx, records, over); err == nil {
+			err = wait()
+		}
+	} else if err = p.producer.Send(ctx, records); err == nil && over != nil {
+		over(true)
+	}
+	if err != nil {
 		return fmt.Errorf("publish to %s: %w", topic, err)
 	}
 	return nil

@@ -566,6 +566,44 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 	}
 }
 
+// A dead letter is counted once its transaction commits: one whose
+// transaction aborted is written again when its message comes again, and
+// counted then.
+func TestADeadLetterIsCountedOnceCommitted(t *testing.T) {
+	in := contracts.TopicSpec{Name: "counted.in", Partitions: 1}
+	stack, cfg := startEmbedded(t, in, contracts.TopicSpec{Name: contracts.TopicDeadLetter, Partitions: 1})
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "counted", TransactionalID: "counted-1", Owner: o}, quiet())
+	metrics := prometheus.NewRegistry()
+	handlers, err := messaging.NewHandlers(messaging.HandlersConfig{DeadLetter: messaging.PublisherOn(s), Metrics: metrics,
+		Subscriber: "messaging.Session"}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New("cannot be handled")
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, handlers.Wrap("counted", in.Name, messaging.Poison(func(*message.Message) error { return bad }, bad))); err != nil {
+		t.Fatal(err)
+	}
+	// The first dead letter's write is refused: its transaction aborts.
+	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: contracts.TopicDeadLetter, Err: kerr.TopicAuthorizationFailed})
+	runSession(t, s)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte("poison")})
+	if err := fault.Wait(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	letters := readCommitted(t, cfg, contracts.TopicDeadLetter, func(got []*kgo.Record) bool { return len(got) >= 1 })
+	if len(letters) != 1 {
+		t.Fatalf("dead letters: got %s, want one", describe(letters))
+	}
+	eventually(t, "the dead letter counted", func() bool {
+		return series(t, metrics, "messages_dead_lettered_total", map[string]string{"topic": in.Name}).GetCounter().GetValue() >= 1
+	})
+	if got := series(t, metrics, "messages_dead_lettered_total", map[string]string{"topic": in.Name}).GetCounter().GetValue(); got != 1 {
+		t.Errorf("messages_dead_lettered_total: got %v, want 1: the dead letter of the aborted transaction counted too", got)
+	}
+}
+
 // A transaction known to be aborted says so to Distrust (ErrAborted), and
 // tells each writer's over that it did not commit before the owner is
 // asked to serve again (Restore): a state can put the writes back in over.
