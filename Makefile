@@ -29,7 +29,7 @@ test-kafka:
 ## INSTANCES, PROFILE: see system/cmd/bench), with the services' own settings; its last line is one JSON
 ## object of the figures
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/...
+	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/... ./saga/...
 	$(GO) run ./system/cmd/bench
 
 ## takeover: time from SIGKILL of an instance to its partitions answering on the other, and each instance's

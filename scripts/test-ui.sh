@@ -7,15 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null; then
-	if [ "$(id -u)" != 0 ]; then
-		echo "test-ui: chromium is missing; as root: apt-get install chromium" >&2
-		exit 1
-	fi
-	echo "test-ui: installing chromium"
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
-fi
+. scripts/need.sh
+need chromium chromium
 export CHROMIUM="$(command -v chromium)"
 "${CHROMIUM}" --version
 

@@ -37,7 +37,8 @@ if is_fetched; then
 	exit 0
 fi
 
-command -v mvn >/dev/null || { echo "fetch.sh: mvn not found" >&2; exit 1; }
+. "${root}/scripts/need.sh"
+need mvn maven
 
 tmp="${cache}/${version}/libs.tmp"
 rm -rf "${tmp}"
@@ -45,7 +46,9 @@ echo "fetch.sh: fetching Kafka ${version} into ${libs}" >&2
 # The local repository lives in the cache too, so nothing is downloaded twice
 # and ~/.m2 stays untouched. Maven's own output goes to stderr, less the
 # stray colour resets that Maven 3.8 prints even with -q.
-mvn -B -q -Dstyle.color=never -f "${pom}" \
+# Checksums are checked (-C): a download that does not match fails here,
+# rather than leave broken jars in the cache for every later run.
+mvn -B -q -C -Dstyle.color=never -f "${pom}" \
 	-Dmaven.repo.local="${cache}/m2" \
 	-Dkafka.version="${version}" \
 	dependency:copy-dependencies \

@@ -28,6 +28,17 @@ if [[ -f "${dir}/kafka.pid" ]] && kill -0 "$(cat "${dir}/kafka.pid")" 2>/dev/nul
 	exit 1
 fi
 
+# What the broker and this script need beyond Go, installed when missing
+# (scripts/need.sh): a Java of 17 or later, and Python for two helpers.
+. "${root}/scripts/need.sh"
+need java default-jre-headless
+need python3 python3
+java_major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p')"
+if [[ -z "${java_major}" || "${java_major}" -lt 17 ]]; then
+	log "Kafka needs Java 17 or later; $(command -v java) is ${java_major:-of an unknown version}"
+	exit 1
+fi
+
 libs="$("${here}/fetch.sh")"
 
 heap_opts="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
