@@ -2,7 +2,6 @@ package serde
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/riferrei/srclient"
 )
@@ -19,15 +18,11 @@ var ErrUndecodable = errors.New("undecodable message")
 var ErrNotRegistered = errors.New("schema not registered")
 
 // isNotFound reports whether the registry answered that a subject, version or
-// schema does not exist (HTTP 404, error codes 404xx).
+// schema does not exist: its JSON error, with a code 404xx. A bare 404 (a
+// page, or the code 404 alone) comes from a route that is not there, as a
+// proxy answers while the registry restarts or for a wrong URL: it says
+// nothing of the schema, and is an error to try again.
 func isNotFound(err error) bool {
-	if err == nil {
-		return false
-	}
 	var regErr srclient.Error
-	if errors.As(err, &regErr) {
-		return regErr.Code == 404 || regErr.Code/100 == 404
-	}
-	// srclient reports an error body that is not JSON by its status line only.
-	return strings.HasPrefix(err.Error(), "404 ")
+	return errors.As(err, &regErr) && regErr.Code/100 == 404 && regErr.Code != 404
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -457,6 +458,31 @@ func TestRegistryDown(t *testing.T) {
 	}
 	if got, err := s.Encode("down", &contracts.ReserveCredit{}); err == nil || errors.Is(err, serde.ErrNotRegistered) {
 		t.Errorf("Encode with the registry down: got (%x, %v), want an error that does not wrap ErrNotRegistered", got, err)
+	}
+}
+
+// A 404 from something in front of the registry (a proxy while the
+// registry restarts, a wrong path in the URL) is no registry's answer that
+// a schema does not exist: a message is not dead-lettered for it, nor is a
+// schema said to be unregistered.
+func TestANotFoundFromOtherThanTheRegistryIsNoAnswer(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	data := encode(t, newSerde(t, stack.RegistryURL(), serde.Config{AutoRegister: true}), "proxied", &contracts.ReserveCredit{})
+	for name, h := range map[string]http.HandlerFunc{
+		"a page": http.NotFound,
+		"JSON, 404": func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"error_code":404,"message":"HTTP 404 Not Found"}`, 404)
+		},
+	} {
+		proxy := httptest.NewServer(h)
+		defer proxy.Close()
+		s := newSerde(t, proxy.URL, serde.Config{}, &contracts.ReserveCredit{})
+		if got, err := s.Decode(data); err == nil || errors.Is(err, serde.ErrUndecodable) {
+			t.Errorf("%s: Decode: got (%+v, %v), want an error that does not wrap ErrUndecodable", name, got, err)
+		}
+		if got, err := s.Encode("proxied", &contracts.ReserveCredit{}); err == nil || errors.Is(err, serde.ErrNotRegistered) {
+			t.Errorf("%s: Encode: got (%x, %v), want an error that does not wrap ErrNotRegistered", name, got, err)
+		}
 	}
 }
 

@@ -155,9 +155,9 @@ func TestIsNotFound(t *testing.T) {
 	}{
 		{err: srclient.Error{Code: 40403, Message: "Schema not found"}, want: true},
 		{err: srclient.Error{Code: 40401, Message: "Subject not found"}, want: true},
-		{err: srclient.Error{Code: 404}, want: true},
+		{err: srclient.Error{Code: 404}, want: false}, // a route, not a schema
 		{err: fmt.Errorf("lookup: %w", srclient.Error{Code: 40403}), want: true},
-		{err: errors.New("404 Not Found"), want: true},
+		{err: errors.New("404 Not Found"), want: false}, // not the registry's JSON
 		{err: srclient.Error{Code: 50001, Message: "Error in the backend data store"}, want: false},
 		{err: srclient.Error{Code: 42201, Message: "Invalid schema"}, want: false},
 		{err: errors.New("500 Internal Server Error"), want: false},
