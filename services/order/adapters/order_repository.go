@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,15 +27,25 @@ type OrderRepository struct {
 	events *OrderEvents // the announcements written with an order, in its transaction
 
 	mu         sync.Mutex
-	pending    map[string]bool // order ids
-	cancelling map[string]bool // order ids
-	restored   bool            // the partitions changed since the store was last read for them
+	pending    map[string]uint64 // order id -> when it was last indexed (marks)
+	cancelling map[string]uint64 // order id -> when it was last indexed (marks)
+	marks      uint64            // how many times an order was indexed
+	restored   bool              // the partitions changed since the store was last read for them
 }
 
 var _ domain.Repository = (*OrderRepository)(nil)
 
 func NewOrderRepository(s *store.Store[contracts.OrderRecord], events *OrderEvents) *OrderRepository {
-	return &OrderRepository{store: s, events: events, pending: map[string]bool{}, cancelling: map[string]bool{}}
+	return &OrderRepository{store: s, events: events, pending: map[string]uint64{}, cancelling: map[string]uint64{}}
+}
+
+// mark indexes the order id in index, or notes that it was indexed again:
+// indexed keeps an order marked while it read it.
+func (r *OrderRepository) mark(index map[string]uint64, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.marks++
+	index[id] = r.marks
 }
 
 // Restore notes that the store's partitions changed (process.OnRestored):
@@ -76,13 +85,11 @@ func (r *OrderRepository) reindex() error {
 		r.mu.Unlock()
 		return fmt.Errorf("index the pending and cancelling orders: %w", err)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, id := range pending {
-		r.pending[id] = true
+		r.mark(r.pending, id)
 	}
 	for _, id := range cancelling {
-		r.cancelling[id] = true
+		r.mark(r.cancelling, id)
 	}
 	return nil
 }
@@ -90,11 +97,11 @@ func (r *OrderRepository) reindex() error {
 // Add writes the order and its OrderCreated, in one transaction. The order
 // is indexed first: its transaction may commit though the wait for it ends
 // in an error, and an index that holds more than is PENDING costs a read
-// (indexed drops the others).
+// (indexed drops the others). It is marked again once the write is
+// visible, or never will be: a round that read it before kept it.
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
-	r.mu.Lock()
-	r.pending[o.ID()] = true
-	r.mu.Unlock()
+	r.mark(r.pending, o.ID())
+	defer r.mark(r.pending, o.ID())
 	return r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if exists {
 			return nil, fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
@@ -136,6 +143,12 @@ func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *doma
 // UpdateAnnouncingCancel is Update that, when fn asks, writes
 // OrderCancelRequested with the order, in the same transaction.
 func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
+	announced := false
+	defer func() {
+		if announced { // marked again once the write is visible (Add)
+			r.mark(r.cancelling, id)
+		}
+	}()
 	return r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if !exists {
 			return nil, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
@@ -154,9 +167,8 @@ func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string,
 			return nil, err
 		}
 		// Indexed before the commit, as Add does.
-		r.mu.Lock()
-		r.cancelling[id] = true
-		r.mu.Unlock()
+		r.mark(r.cancelling, id)
+		announced = true
 		return []*kgo.Record{event}, nil
 	})
 }
@@ -175,17 +187,19 @@ func (r *OrderRepository) Cancelling(context.Context) ([]*domain.Order, error) {
 	return r.indexed(r.cancelling, domain.Cancelling)
 }
 
-// indexed returns the orders of index still in state, and drops the others.
-func (r *OrderRepository) indexed(index map[string]bool, state domain.State) ([]*domain.Order, error) {
+// indexed returns the orders of index still in state, and drops the others,
+// unless they were marked again while it read them: a write on its way,
+// not visible yet when it read.
+func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) ([]*domain.Order, error) {
 	if err := r.reindex(); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	ids := slices.Collect(maps.Keys(index))
+	read := maps.Clone(index)
 	r.mu.Unlock()
 	var still []*domain.Order
 	var moved []string
-	for _, id := range ids {
+	for id := range read {
 		rec, ok, err := r.store.Get(id)
 		if errors.Is(err, store.ErrNotOwned) {
 			moved = append(moved, id) // its partition moved: its new owner announces it
@@ -203,7 +217,9 @@ func (r *OrderRepository) indexed(index map[string]bool, state domain.State) ([]
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range moved {
-		delete(index, id)
+		if index[id] == read[id] {
+			delete(index, id)
+		}
 	}
 	return still, nil
 }

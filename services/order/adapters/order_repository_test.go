@@ -134,6 +134,61 @@ func TestAnOrderWhoseCommitWasNotAwaitedIsIndexed(t *testing.T) {
 	}
 }
 
+// roundDuring runs during (an announcement round) as an order's write is
+// sent, before it is visible: a write that waits for a commit in progress.
+type roundDuring struct {
+	store.Sender
+	during *func()
+}
+
+func (s roundDuring) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	if *s.during != nil && slices.ContainsFunc(msgs, func(r *kgo.Record) bool { return r.Topic == contracts.TopicOrderEvents }) {
+		(*s.during)()
+	}
+	return s.Sender.Add(ctx, msgs, over)
+}
+
+// An announcement round while an order's write is on its way does not
+// drop the order from the index: it reads the order as not there yet (or
+// not CANCELLING yet), and the order, once written, would never be
+// announced again.
+func TestAnOrderWrittenDuringARoundStaysIndexed(t *testing.T) {
+	var during func()
+	_, r := newRepositoryOn(t, func(s store.Sender) store.Sender { return roundDuring{s, &during} })()
+	ctx := context.Background()
+	round := func() {
+		if _, err := r.Pending(ctx); err != nil {
+			t.Error(err)
+		}
+		if _, err := r.Cancelling(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	round() // the index made, as by an earlier round
+	during = round
+	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := r.Pending(ctx); err != nil || len(pending) != 1 || pending[0].ID() != o.ID() {
+		t.Errorf("Pending: got %d orders (%v), want %s", len(pending), err, o.ID())
+	}
+	during = nil
+	if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+	during = round
+	if err := r.UpdateAnnouncingCancel(ctx, o.ID(), func(o *domain.Order) (bool, error) { return o.RequestCancel(time.Now(), "k") }); err != nil {
+		t.Fatal(err)
+	}
+	if cancelling, err := r.Cancelling(ctx); err != nil || len(cancelling) != 1 || cancelling[0].ID() != o.ID() {
+		t.Errorf("Cancelling: got %d orders (%v), want %s", len(cancelling), err, o.ID())
+	}
+}
+
 // newRepository starts the embedded stack and returns a function that
 // builds a store of order.state restored from it and its repository,
 // restored too: another instance each time.
