@@ -158,7 +158,7 @@ func sampleRecords() []serde.Record {
 		&contracts.ReleaseCredit{CustomerID: "c1", OrderID: "o1"},
 		&contracts.CustomerRecord{CustomerID: "c1", Name: "Ada", CreditLimit: 10_000},
 		&contracts.ReservationRecord{OrderID: "o1", CustomerID: "c1", Amount: 4200, Status: "RESERVED"},
-		&contracts.OrderRecord{OrderID: "o1", CustomerID: "c1", OrderTotal: 4200, State: "REJECTED", RejectionReason: "INSUFFICIENT_CREDIT", CreatedAt: at},
+		&contracts.OrderRecord{OrderID: "o1", CustomerID: "c1", OrderTotal: 4200, State: "REJECTED", RejectionReason: "INSUFFICIENT_CREDIT", CreatedAt: at, CancelJoinedKeys: []string{}},
 		&saga.SagaInstance{SagaID: "o1", SagaType: contracts.SagaTypeCreateOrder, Version: 2, State: "RUNNING", Step: 1,
 			PendingCommandID: "o1:reserve_credit", Attempt: 2, Deadline: at.Add(time.Minute), Data: []byte{0, 0, 0, 0, 7, 1, 2},
 			History: []saga.SagaTransition{

@@ -225,15 +225,23 @@ func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) (
 }
 
 func marshal(o *domain.Order) contracts.OrderRecord {
-	return contracts.OrderRecord{
+	rec := contracts.OrderRecord{
 		OrderID: o.ID(), CustomerID: o.CustomerID(), OrderTotal: o.Total(),
 		State: string(o.State()), RejectionReason: o.RejectionReason(), CreatedAt: o.CreatedAt(),
 		CancelAttempt: o.CancelAttempt(), CancelRequestedAt: o.CancelRequestedAt(), CancelRefusalReason: o.CancelRefusalReason(),
-		CancelKey: o.CancelKey(),
 	}
+	// The first key started the attempt, the others joined it.
+	if keys := o.CancelKeys(); len(keys) > 0 {
+		rec.CancelKey, rec.CancelJoinedKeys = keys[0], keys[1:]
+	}
+	return rec
 }
 
 func unmarshal(rec *contracts.OrderRecord) *domain.Order {
+	var keys []string
+	if rec.CancelKey != "" || len(rec.CancelJoinedKeys) > 0 {
+		keys = append([]string{rec.CancelKey}, rec.CancelJoinedKeys...)
+	}
 	return domain.UnmarshalOrder(rec.OrderID, rec.CustomerID, rec.OrderTotal, domain.State(rec.State), rec.RejectionReason, rec.CreatedAt).
-		WithCancellation(rec.CancelAttempt, rec.CancelRequestedAt, rec.CancelRefusalReason, rec.CancelKey)
+		WithCancellation(rec.CancelAttempt, rec.CancelRequestedAt, rec.CancelRefusalReason, keys)
 }

@@ -5,6 +5,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -49,8 +50,16 @@ type Order struct {
 	cancelAttempt       int       // cancellations accepted: the attempt of the latest Cancel Order saga
 	cancelRequestedAt   time.Time // when the latest was accepted
 	cancelRefusalReason string    // why the latest was refused, if it was
-	cancelKey           string    // the Idempotency-Key of the request that started the latest
+	// cancelKeys are the Idempotency-Keys of the requests the latest
+	// attempt answered: the one that started it, then those that joined
+	// it while it ran (at most maxCancelKeys in all).
+	cancelKeys []string
 }
+
+// maxCancelKeys bounds the keys an order keeps of its latest cancellation:
+// a request sent more often than that under other keys is a client's bug,
+// and its later keys start the next attempt once this one is over.
+const maxCancelKeys = 17
 
 // NewOrder validates a new PENDING order. total is in cents.
 func NewOrder(id, customerID string, total int64, now time.Time) (*Order, error) {
@@ -76,8 +85,8 @@ func UnmarshalOrder(id, customerID string, total int64, state State, rejectionRe
 }
 
 // WithCancellation rebuilds the cancellation of an order from storage.
-func (o *Order) WithCancellation(attempt int, requestedAt time.Time, refusalReason, key string) *Order {
-	o.cancelAttempt, o.cancelRequestedAt, o.cancelRefusalReason, o.cancelKey = attempt, requestedAt, refusalReason, key
+func (o *Order) WithCancellation(attempt int, requestedAt time.Time, refusalReason string, keys []string) *Order {
+	o.cancelAttempt, o.cancelRequestedAt, o.cancelRefusalReason, o.cancelKeys = attempt, requestedAt, refusalReason, keys
 	return o
 }
 
@@ -93,7 +102,10 @@ func (o *Order) CreatedAt() time.Time    { return o.createdAt }
 func (o *Order) CancelAttempt() int           { return o.cancelAttempt }
 func (o *Order) CancelRequestedAt() time.Time { return o.cancelRequestedAt }
 func (o *Order) CancelRefusalReason() string  { return o.cancelRefusalReason }
-func (o *Order) CancelKey() string            { return o.cancelKey }
+
+// CancelKeys are the Idempotency-Keys of the requests the latest attempt
+// answered: the one that started it first.
+func (o *Order) CancelKeys() []string { return o.cancelKeys }
 
 // Approve moves a PENDING order to APPROVED. An order approved before
 // (then perhaps cancelled) is left as it is.
@@ -127,22 +139,28 @@ func (o *Order) Reject(reason string) error {
 
 // RequestCancel marks an APPROVED order CANCELLING, as its next cancel
 // attempt started by the request of Idempotency-Key key, and reports that
-// it did: its Cancel Order saga is to start. The request that started the
-// latest attempt, sent again (its key), changes nothing whatever became of
-// the attempt, CANCELLED or refused; so does any request while the order
-// is CANCELLING (a request sent twice runs one saga). In any other state
-// the order cannot be cancelled.
+// it did: its Cancel Order saga is to start. A request the latest attempt
+// answered, sent again (its key), changes nothing whatever became of the
+// attempt, CANCELLED or refused; so does any request while the order is
+// CANCELLING (a request sent twice runs one saga), which the attempt then
+// answers. In any other state the order cannot be cancelled.
 func (o *Order) RequestCancel(now time.Time, key string) (started bool, err error) {
-	if key != "" && key == o.cancelKey {
+	if key != "" && slices.Contains(o.cancelKeys, key) {
 		return false, nil
 	}
 	switch o.state {
 	case Approved:
-		o.state, o.cancelRefusalReason, o.cancelKey = Cancelling, "", key
+		o.state, o.cancelRefusalReason, o.cancelKeys = Cancelling, "", nil
+		if key != "" {
+			o.cancelKeys = []string{key}
+		}
 		o.cancelAttempt++
 		o.cancelRequestedAt = now
 		return true, nil
 	case Cancelling:
+		if key != "" && len(o.cancelKeys) < maxCancelKeys {
+			o.cancelKeys = append(o.cancelKeys, key)
+		}
 		return false, nil
 	default:
 		return false, fmt.Errorf("%w: cancel order %s in state %s", ErrConflict, o.id, o.state)

@@ -130,6 +130,8 @@ func TestCancellation(t *testing.T) {
 			[]op{requestAs("k"), cancel(1), requestAs("k")}, []bool{true, false}, nil, domain.Cancelled, 1, ""},
 		{"another request after a refusal is the next attempt", "approve",
 			[]op{requestAs("k"), refuse(1, "REFUND_REFUSED"), requestAs("k2")}, []bool{true, true}, nil, domain.Cancelling, 2, ""},
+		{"a request that joined the running attempt, sent again after its refusal, starts nothing", "approve",
+			[]op{requestAs("k1"), requestAs("k2"), refuse(1, "REFUND_REFUSED"), requestAs("k2")}, []bool{true, false, false}, nil, domain.Approved, 1, "REFUND_REFUSED"},
 		{"the request of an earlier attempt is another request", "approve",
 			[]op{requestAs("k"), refuse(1, "REFUND_REFUSED"), requestAs("k2"), refuse(2, "REFUND_REFUSED"), requestAs("k")}, []bool{true, true, true}, nil, domain.Cancelling, 3, ""},
 	}
