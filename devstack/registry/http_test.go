@@ -65,6 +65,10 @@ func TestErrorBodies(t *testing.T) {
 		{"POST", "/subjects/raw-value/versions", `{"schema": "{\"type\": \"string\"}", "references": [{"name": "a", "subject": "b", "version": 1}]}`, 422, 42201},
 		{"POST", "/subjects/raw-value/versions", `not json`, 400, 400},
 		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"fixed","name":"F","size":1099511627776},"default":""}`)), 422, 42201},
+		// Each default of a 1 MiB fixed is 1 MiB to hamba: 64 of them, 64 MiB.
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"array","items":{"type":"fixed","name":"F","size":1048576}},"default":[` +
+			strings.TrimSuffix(strings.Repeat(`"",`, 64), ",") + `]}`)), 422, 42201},
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"fixed","name":"F","size":-1},"default":""}`)), 422, 42201},
 		{"POST", "/subjects/raw-value/versions", schemaBody(record(fieldID, fieldN)), 409, 409},
 		{"PUT", "/config", `{"compatibility": "SOMETIMES"}`, 422, 42203},
 		{"PUT", "/config/raw-value", `{"compatibility": ""}`, 422, 42203},

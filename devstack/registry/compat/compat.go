@@ -40,42 +40,68 @@ func ValidLevel(level string) bool {
 // default cache is process-wide, and with it a schema could use a named
 // type that only some other schema defines.
 //
-// A fixed type larger than MaxFixedSize is refused before hamba parses it:
-// hamba allocates a fixed's size to check a default of it, and a size of
-// 2^40 stopped the process, out of memory.
+// hamba allocates a fixed type's size for every default value it checks
+// against it: a fixed larger than MaxFixedSize is refused before hamba
+// parses it (a size of 2^40 stopped the process, out of memory), and so
+// is a schema whose defaults would take more than MaxDefaultBytes that
+// way (a thousand empty strings as the default of an array of a 1 MiB
+// fixed took gigabytes).
 func Parse(text string) (avro.Schema, error) {
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.UseNumber()
 	var tree any
 	if err := dec.Decode(&tree); err == nil {
-		if err := checkFixedSizes(tree); err != nil {
+		var w fixedWalk
+		if err := w.walk(tree, false); err != nil {
 			return nil, err
+		}
+		if w.largest*int64(w.defaults) > MaxDefaultBytes {
+			return nil, fmt.Errorf("%d values in defaults, with a fixed type of %d bytes: more than %d bytes to check them",
+				w.defaults, w.largest, MaxDefaultBytes)
 		}
 	}
 	return avro.ParseWithCache(text, "", &avro.SchemaCache{})
 }
 
-// MaxFixedSize is the largest fixed type Parse takes, in bytes.
-const MaxFixedSize = 1 << 20
+const (
+	// MaxFixedSize is the largest fixed type Parse takes, in bytes.
+	MaxFixedSize = 1 << 20
+	// MaxDefaultBytes bounds the values in a schema's defaults times its
+	// largest fixed type: what hamba may allocate to check the defaults.
+	MaxDefaultBytes = 4 * MaxFixedSize
+)
 
-func checkFixedSizes(node any) error {
+// fixedWalk finds a schema's largest fixed type and counts the values
+// (strings) in its defaults.
+type fixedWalk struct {
+	largest  int64
+	defaults int
+}
+
+func (w *fixedWalk) walk(node any, inDefault bool) error {
 	switch n := node.(type) {
+	case string:
+		if inDefault {
+			w.defaults++
+		}
 	case map[string]any:
-		if n["type"] == "fixed" {
+		if n["type"] == "fixed" && !inDefault {
 			if size, ok := n["size"].(json.Number); ok {
-				if v, err := size.Int64(); err != nil || v > MaxFixedSize {
-					return fmt.Errorf("fixed %v has size %s, more than %d", n["name"], size, MaxFixedSize)
+				v, err := size.Int64()
+				if err != nil || v < 0 || v > MaxFixedSize {
+					return fmt.Errorf("fixed %v has size %s: want 0 to %d", n["name"], size, MaxFixedSize)
 				}
+				w.largest = max(w.largest, v)
 			}
 		}
-		for _, v := range n {
-			if err := checkFixedSizes(v); err != nil {
+		for k, v := range n {
+			if err := w.walk(v, inDefault || k == "default"); err != nil {
 				return err
 			}
 		}
 	case []any:
 		for _, v := range n {
-			if err := checkFixedSizes(v); err != nil {
+			if err := w.walk(v, inDefault); err != nil {
 				return err
 			}
 		}
