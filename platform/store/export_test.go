@@ -1,5 +1,8 @@
 package store
 
+// PruneBatch is how many tombstones Prune writes in one transaction at most.
+const PruneBatch = pruneBatch
+
 // RecentSize is how many keys each of a store's two generations in memory
 // holds before the older one goes to the DB.
 const RecentSize = recentSize

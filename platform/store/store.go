@@ -959,7 +959,9 @@ func archivedAt(r *kgo.Record) (int64, bool) {
 
 // Prune deletes the pointers of archived records that the archive topic's
 // retention has dropped: their keys are gone. It writes a tombstone for
-// each, through the store's producer, and returns how many it deleted.
+// each, through the store's producer, pruneBatch at most a transaction,
+// each batch forgotten locally once committed, and returns how many it
+// deleted.
 func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	if s.cfg.Archive == nil {
 		return 0, nil
@@ -973,13 +975,28 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("prune %s: start offsets of %s: %w", s.cfg.Topic, s.cfg.Archive.Topic, err)
 	}
-	var tombstones []*kgo.Record
 	s.mu.RLock()
 	var partitions []int32
 	for p := range s.owned {
 		partitions = append(partitions, p)
 	}
 	s.mu.RUnlock()
+	pruned := 0
+	var batch []*kgo.Record
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := send(ctx, s.cfg.Producer, batch); err != nil {
+			return err
+		}
+		if err := s.forgetPruned(batch); err != nil {
+			return err
+		}
+		pruned += len(batch)
+		batch = nil
+		return nil
+	}
 	for _, p := range partitions {
 		start, ok := starts.Lookup(s.cfg.Archive.Topic, p)
 		if !ok {
@@ -990,19 +1007,30 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 		for first := true; from != nil; first = false {
 			var page []kv
 			if page, from, err = s.scan(p, from, to, first, gone); err != nil {
-				return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
+				return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 			}
 			for _, r := range page {
-				tombstones = append(tombstones, s.record(s.cfg.Topic, r.key, p, nil))
+				batch = append(batch, s.record(s.cfg.Topic, r.key, p, nil))
+				if len(batch) == pruneBatch {
+					if err := flush(); err != nil {
+						return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
+					}
+				}
 			}
 		}
 	}
-	if len(tombstones) == 0 {
-		return 0, nil
+	if err := flush(); err != nil {
+		return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 	}
-	if err := send(ctx, s.cfg.Producer, tombstones); err != nil {
-		return 0, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
-	}
+	return pruned, nil
+}
+
+// pruneBatch bounds the tombstones of one of Prune's transactions.
+const pruneBatch = 1000
+
+// forgetPruned deletes locally the pointers whose tombstones committed,
+// unless they changed meanwhile.
+func (s *Store[T]) forgetPruned(tombstones []*kgo.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range tombstones {
@@ -1022,11 +1050,11 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 			delete(s.recent.young, key)
 			delete(s.recent.old, key)
 			if err := s.db.db.Delete(k, pebble.NoSync); err != nil {
-				return 0, fmt.Errorf("prune %s: local state: %w", s.cfg.Topic, err)
+				return fmt.Errorf("local state: %w", err)
 			}
 		}
 	}
-	return len(tombstones), nil
+	return nil
 }
 
 func stripe(key string) uint8 {

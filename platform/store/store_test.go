@@ -649,6 +649,53 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 	}
 }
 
+// sizedSender records how many records each write holds.
+type sizedSender struct {
+	store.Sender
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *sizedSender) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(msgs))
+	s.mu.Unlock()
+	return s.Sender.Add(ctx, msgs, over)
+}
+
+// Prune deletes in transactions of PruneBatch tombstones at most, each
+// forgotten locally once committed: a backlog of millions (a retention
+// shortened, an instance down for a day) held them all in memory, and
+// in one transaction that could outlast its timeout, for ever.
+func TestPruneDeletesInBatches(t *testing.T) {
+	t.Parallel()
+	c := newArchivingChangelog(t)
+	sized := &sizedSender{Sender: c.producer}
+	c.sender = sized
+	s := c.restored(t)
+	n := store.PruneBatch + 1
+	for i := range n {
+		closed := customer(fmt.Sprint("closed-", i), 1)
+		closed.Name = "closed"
+		update(t, s, closed.CustomerID, set(closed))
+	}
+	c.expireArchive(t)
+	sized.mu.Lock()
+	sized.sizes = nil
+	sized.mu.Unlock()
+	if pruned, err := s.Prune(t.Context()); err != nil || pruned != n {
+		t.Fatalf("Prune: got %d, %v, want %d pointers deleted", pruned, err, n)
+	}
+	sized.mu.Lock()
+	defer sized.mu.Unlock()
+	if len(sized.sizes) < 2 || slices.Max(sized.sizes) > store.PruneBatch {
+		t.Errorf("Prune's writes: got %v records each, want at most %d each", sized.sizes, store.PruneBatch)
+	}
+	if _, ok, err := c.restored(t).Get("closed-0"); ok || err != nil {
+		t.Errorf("a restored store: Get after the retention: got present=%v err=%v, want absent", ok, err)
+	}
+}
+
 // newArchivingChangelog is a changelog of two partitions whose stores
 // archive the records named "closed".
 func newArchivingChangelog(t testing.TB) *changelog {
