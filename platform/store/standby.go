@@ -227,6 +227,9 @@ func (s *Store[T]) Demote(partitions []int32) {
 // writingLocked reports whether a write to partition p is not over yet.
 // Called with mu held.
 func (s *Store[T]) writingLocked(p int32) bool {
+	if s.sending[p] > 0 {
+		return true
+	}
 	for _, u := range s.undo {
 		if u.partition == p {
 			return true

@@ -131,12 +131,13 @@ type Store[T any] struct {
 	closed atomic.Bool
 	prefix string // of the store's keys in db
 
-	// mu guards owned, partitions, pending, recent and undo, and orders
-	// the writes of a partition's records against its drop.
+	// mu guards owned, partitions, pending, recent, undo and sending, and
+	// orders the writes of a partition's records against its drop.
 	mu         sync.RWMutex
 	pending    map[string]entry // archived records whose transaction is not over, with their value
 	recent     recent
 	undo       map[string]*undo // keys written in a transaction not over yet
+	sending    map[int32]int    // by partition, writes sent and not yet kept or tracked
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
@@ -185,7 +186,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 		}
 	}
 	s := &Store[T]{cfg: cfg, logger: logger, db: db, ownDB: cfg.DB == nil, prefix: cfg.Topic + "\x00",
-		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}}
+		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}, sending: map[int32]int{}}
 	if cfg.Archive != nil {
 		s.running = map[int32]map[string]struct{}{}
 	}
@@ -501,6 +502,14 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		over = func(committed bool) { s.over(w, committed) }
 	}
 	var wait func() error
+	if changed {
+		// From its send until it is kept, the write is in neither undo
+		// nor pending: a partition given up meanwhile (Demote) is not
+		// followed from a mark that may be past it.
+		s.mu.Lock()
+		s.sending[p]++
+		s.mu.Unlock()
+	}
 	switch {
 	case changed && s.cfg.Archive != nil && s.cfg.Archive.Ended(v):
 		// The record first, to learn its offset, then its pointer, in one
@@ -514,9 +523,6 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 			pointer.Headers = []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
 			return append([]*kgo.Record{pointer}, extra...)
 		}, over)
-		if err != nil {
-			return nil, fmt.Errorf("archive %s/%s: %w", s.cfg.Topic, key, err)
-		}
 		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
 	case changed:
 		wait, err = s.cfg.Producer.Add(ctx, append([]*kgo.Record{s.record(s.cfg.Topic, key, p, b)}, extra...), over)
@@ -524,10 +530,16 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		wait, err = s.cfg.Producer.Add(ctx, extra, over)
 	}
 	if err != nil {
+		if changed {
+			s.mu.Lock()
+			s.sending[p]--
+			s.mu.Unlock()
+		}
 		return nil, fmt.Errorf("write %s/%s: %w", s.cfg.Topic, key, err)
 	}
 	if changed {
 		s.mu.Lock()
+		s.sending[p]--
 		if s.owned[p] && (!w.over || w.committed) { // not revoked, nor aborted, meanwhile
 			if _, held := s.recent.young[key]; !held {
 				// A copy: a decoded key shares the decoder's slab (Avro's

@@ -1209,6 +1209,50 @@ func TestAPartitionDroppedBeforeItIsGivenUpIsReadAgainWhole(t *testing.T) {
 	}
 }
 
+// hookedSender runs then once, after a write was sent and committed and
+// before it returns to its writer: a rebalance that comes in between.
+type hookedSender struct {
+	messaging.SyncSender
+	then func()
+}
+
+func (h *hookedSender) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	wait, err := h.SyncSender.Add(ctx, msgs, over)
+	if then := h.then; then != nil {
+		h.then = nil
+		then()
+	}
+	return wait, err
+}
+
+// A partition given up while a write of it is between its commit and its
+// writer is dropped, not followed from a mark past that write: taken back,
+// it serves the write, where it served the value before it.
+func TestAPartitionGivenUpDuringAWriteIsReadAgain(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	hooked := &hookedSender{SyncSender: c.producer}
+	c.sender = hooked
+	s := c.restored(t)
+	follow(t, s)
+	update(t, s, "a", set(customer("a", 1)))
+	p, _ := s.Partition("a")
+	hooked.then = func() {
+		mark(t, s)
+		s.Demote([]int32{p})
+	}
+	update(t, s, "a", set(customer("a", 2)))
+	if _, ok := s.Following(p); ok {
+		awaitFollowed(t, s, p, c.records(t)[p])
+	}
+	if err := s.Assign(t.Context(), []int32{p}); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	if got := mustGet(t, s, "a"); got.CreditLimit != 2 {
+		t.Errorf("a, its partition taken back: got credit limit %d, want the committed 2", got.CreditLimit)
+	}
+}
+
 // A store that gives its partitions up in a rebalance keeps their records
 // and follows them from where their changelogs ended then (Mark, Demote):
 // taking them back reads only what their owner wrote meanwhile. A
