@@ -493,8 +493,13 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	}
 	through, consumed := true, len(records) > 0
 	handled, handling := 0, time.Duration(0)
+	// A transaction is ended well before the broker would abort it (and
+	// fence the producer): a handler that keeps failing (a dependency
+	// down) does not hold it open. It aborts, what it wrote is put back,
+	// and its records come again.
+	held := time.Now().Add(s.transactionTimeout() / 2)
 	for len(records) > 0 {
-		batchCtx, cancel := context.WithCancel(ctx)
+		batchCtx, cancel := context.WithDeadline(ctx, held)
 		s.abandon.Store(&cancel)
 		if s.broken.Load() { // a write failed while the loop polled
 			cancel()
@@ -517,9 +522,13 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		handling += time.Since(began)
 		s.batch.Unlock()
 		s.abandon.Store(nil)
+		if errors.Is(batchCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			s.logger.Warn("records not handled within half the transaction timeout: the transaction aborts, and they come again",
+				"after", time.Since(held.Add(-s.transactionTimeout()/2)).Round(time.Millisecond))
+		}
 		cancel()
 		handled += len(records)
-		if !through || handled >= pollMax || s.broken.Load() || s.revoking.Load() {
+		if !through || handled >= pollMax || s.broken.Load() || s.revoking.Load() || time.Now().After(held) {
 			break
 		}
 		// What was fetched meanwhile joins this transaction rather than
@@ -1115,6 +1124,12 @@ func TransactionalIDs(base string) []string {
 	return ids
 }
 
+// transactionTimeout is how long the broker lets a transaction stay open
+// before it aborts it.
+func (s *Session) transactionTimeout() time.Duration {
+	return cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
+}
+
 // connect makes the franz-go clients: a consumer group on the group's
 // topics whose transactions, written by producers in turn, commit its
 // offsets (groupTxn), or a transactional producer alone when there are
@@ -1130,7 +1145,7 @@ func (s *Session) connect() (txnClient, error) {
 		kgo.WithLogger(kgoLogger{l: s.logger}),
 		kgo.WithHooks(s.cfg.Hooks...),
 	)
-	txnTimeout := cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
+	txnTimeout := s.transactionTimeout()
 	producer := func(txnID string) (txnProducer, error) {
 		aborted := new(atomic.Bool)
 		cl, err := kgo.NewClient(append(slices.Clone(opts),

@@ -566,6 +566,50 @@ func TestSessionWritesAllOrNothing(t *testing.T) {
 	}
 }
 
+// A record whose handler keeps failing (a dependency down) does not hold
+// its transaction open past half the transaction's timeout: the broker
+// would abort it and fence the producer, and the client would be
+// replaced. The transaction aborts, what it wrote is put back, and the
+// records come again, until the handler succeeds.
+func TestARecordThatKeepsFailingDoesNotHoldItsTransaction(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "held.in", Partitions: 1}, contracts.TopicSpec{Name: "held.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	var failing atomic.Bool
+	failing.Store(true)
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "held", TransactionalID: "held-1", Owner: o,
+		TransactionTimeout: 2 * time.Second}, quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		if string(msg.Payload) == "fails" && failing.Load() {
+			return errors.New("the registry is down")
+		}
+		return reply(out.Name)(s, msg)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partition to be assigned", o.owns)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("a"), Value: []byte("handled")},
+		&kgo.Record{Topic: in.Name, Key: []byte("b"), Value: []byte("fails")})
+	eventually(t, "the transaction holding the handled record's reply to abort", func() bool { return o.distrusted() > 0 })
+	failing.Store(false)
+	// Once more, after both: every reply the topic holds before it
+	// is there.
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 2 })
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Key: []byte("c"), Value: []byte("last")})
+	var values []string
+	for _, r := range readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool {
+		return slices.ContainsFunc(got, func(r *kgo.Record) bool { return string(r.Value) == "last" })
+	}) {
+		values = append(values, string(r.Value))
+	}
+	slices.Sort(values)
+	if want := []string{"fails", "handled", "last"}; !slices.Equal(values, want) {
+		t.Errorf("%s: got %q, want each reply once: %q", out.Name, values, want)
+	}
+}
+
 // A dead letter is counted once its transaction commits: one whose
 // transaction aborted is written again when its message comes again, and
 // counted then.
