@@ -265,6 +265,12 @@ func retryFailed(h message.HandlerFunc, msg *message.Message, err error, interva
 	waits.Reset()
 	var out []*message.Message
 	for n := 1; n <= maxRetries; n++ {
+		if ctx.Err() != nil || errors.Is(err, ErrRebalancing) {
+			// Stopped by a revocation (or the process's stop): the
+			// message comes again, to its partition's owner. Not an
+			// error, and no use retrying here.
+			return nil, err
+		}
 		wait := waits.NextBackOff()
 		logger.Error("Error occurred, retrying", err, watermill.LogFields{
 			"retry_no": n, "max_retries": maxRetries, "wait_time": wait})

@@ -1,12 +1,15 @@
 package messaging
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -165,4 +168,37 @@ func TestARevocationOvertakingAnAssignmentLeavesWritesClosed(t *testing.T) {
 	if s.open.Load() {
 		t.Error("writes open after the revocation of the assignment that would have opened them")
 	}
+}
+
+// A handler whose write is refused as its partitions are given up, or
+// whose message's context ended, is not retried, nor logged as an error:
+// its work is handed over, as on every rebalance.
+func TestAHandlerStoppedByARevocationIsNotLoggedAsAnError(t *testing.T) {
+	for name, fail := range map[string]func(*message.Message) error{
+		"a write refused": func(*message.Message) error { return fmt.Errorf("publish: %w", ErrRebalancing) },
+		"its context ended": func(msg *message.Message) error {
+			msg.SetContext(canceled())
+			return errors.New("write: context canceled")
+		},
+	} {
+		var buf bytes.Buffer
+		logger := Logger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		calls := 0
+		h := retry(time.Millisecond, time.Millisecond, logger)(func(msg *message.Message) ([]*message.Message, error) {
+			calls++
+			return nil, fail(msg)
+		})
+		if _, err := h(message.NewMessage("1", nil)); err == nil {
+			t.Errorf("%s: got nil, want the error", name)
+		}
+		if calls != 1 || buf.Len() != 0 {
+			t.Errorf("%s: got %d calls and the log %q, want one call and nothing logged", name, calls, buf.String())
+		}
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
