@@ -650,7 +650,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if r.event, err = change(v, exists, now); err != nil {
 			return nil, err
 		}
-		if span.IsRecording() {
+		if span.SpanContext().IsValid() { // recorded or not: an unsampled saga stays so
 			carrier := propagation.MapCarrier{}
 			propagation.TraceContext{}.Inject(ctx, carrier)
 			v.Traceparent = carrier[HeaderTraceparent]

@@ -527,6 +527,31 @@ func TestTransitionsAreTraced(t *testing.T) {
 	checkParent("timeout", last("timeout"), "Test timeout", replied.SpanContext())
 }
 
+// A saga its caller chose not to sample (its traceparent's flags 00) keeps
+// that trace all the same: its timeouts continue it, unsampled, where they
+// began a trace of their own, which the sampler kept.
+func TestAnUnsampledSagaKeepsItsTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)) // parent-based, always on
+	h := sagatest.NewHarness(t, testDef(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, Traces: tp})
+	caller := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Remote: true})
+	if err := h.Engine.Start(trace.ContextWithRemoteSpanContext(t.Context(), caller), "s1", sagaData); err != nil {
+		t.Fatal(err)
+	}
+	v, _, _ := h.Engine.Instance("s1")
+	if want := "00-" + caller.TraceID().String() + "-"; !strings.HasPrefix(v.Traceparent, want) || !strings.HasSuffix(v.Traceparent, "-00") {
+		t.Errorf("stored traceparent: got %q, want the caller's trace, unsampled: %s...-00", v.Traceparent, want)
+	}
+	h.Clock.Advance(time.Hour)
+	h.Engine.ResendOverdue(context.Background())
+	for _, s := range rec.Ended() {
+		t.Errorf("span %q recorded in trace %s: want none, the saga's trace unsampled", s.Name(), s.SpanContext().TraceID())
+	}
+	if got := trace.SpanContextFromContext(h.Last().Msg.Context()).TraceID(); got != caller.TraceID() {
+		t.Errorf("the re-sent command's trace: got %s, want the caller's, %s", got, caller.TraceID())
+	}
+}
+
 // sendState is what a test expects the last command and the instance to be.
 type sendState struct {
 	step     string
