@@ -90,8 +90,10 @@ type Instances interface {
 	// request as the write. An error from fn aborts the write and is
 	// returned; a failed write or send is returned too, and leaves the stored
 	// instance unchanged (though either part may have reached Kafka). Calls
-	// for one id are serialized.
-	Update(ctx context.Context, id string, fn func(v *SagaInstance, exists bool) (*Outgoing, error)) error
+	// for one id are serialized. over, if not nil, learns whether the write
+	// committed, which may be after Update returns (a handler's write
+	// commits with its batch), and is not called if Update fails.
+	Update(ctx context.Context, id string, fn func(v *SagaInstance, exists bool) (*Outgoing, error), over func(committed bool)) error
 	// Range calls fn for every instance until fn returns false; an error
 	// means it could not read them all (the registry unreachable), and may
 	// come after some calls of fn.
@@ -676,6 +678,15 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		// transaction, and Resume indexes what is stored again.
 		e.track(r.after)
 		return r.out, nil
+	}, func(committed bool) {
+		// Counted once committed: a transition whose transaction
+		// aborted is made again, and counted then.
+		if committed {
+			e.metrics.transitions.WithLabelValues(r.event).Inc()
+			if r.after.PendingCommandID == "" {
+				e.metrics.ended.WithLabelValues(r.after.State).Inc()
+			}
+		}
 	})
 	event, after, out := r.event, r.after, r.out
 	if span.IsRecording() {
@@ -683,10 +694,6 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	}
 	if err != nil {
 		return err
-	}
-	e.metrics.transitions.WithLabelValues(event).Inc()
-	if after.PendingCommandID == "" {
-		e.metrics.ended.WithLabelValues(after.State).Inc()
 	}
 	// Checked first: the arguments of a line that is not logged would still
 	// be built, a dozen allocations per transition.

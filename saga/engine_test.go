@@ -670,7 +670,7 @@ func TestResumeTracksPendingCommandsAndTheTickResendsTheOverdue(t *testing.T) {
 		if err := h.Instances.Update(t.Context(), id, func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
 			v.Deadline = deadline
 			return nil, nil
-		}); err != nil {
+		}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -887,7 +887,7 @@ func TestATickForgetsTheDeadlineOfAnEndedSaga(t *testing.T) {
 	if err := store.Update(t.Context(), "s1", func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
 		v.State, v.PendingCommandID = saga.StateRejected, "" // ended
 		return nil, nil
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	store.frozen = map[string]saga.SagaInstance{"s1": pending}
@@ -1079,8 +1079,8 @@ type racing struct {
 	after func()
 }
 
-func (r *racing) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
-	err := r.Instances.Update(ctx, id, fn)
+func (r *racing) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(bool)) error {
+	err := r.Instances.Update(ctx, id, fn, over)
 	if after := r.after; after != nil {
 		r.after = nil
 		after()

@@ -711,3 +711,27 @@ func TestWithoutTheRegistryNothingIsDecidedOnPartOfTheState(t *testing.T) {
 		})
 	}
 }
+
+// The saga metrics count what committed: a transition whose transaction
+// aborted (here its command refused by the broker) is made again, and
+// counted then, once.
+func TestSagaMetricsCountATransitionOnce(t *testing.T) {
+	r := startSystem(t)
+	if r.stack.Cluster() == nil {
+		t.Skip("fault injection needs the embedded broker")
+	}
+	ada := r.createCustomer(t, "Ada", 100_000)
+	fault := r.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: contracts.TopicCustomerCommands,
+		Err: kerr.TopicAuthorizationFailed})
+	id := r.createOrder(t, ada, 1_000)
+	s := r.awaitSagaEnd(t, id, 30*time.Second)
+	if fault.Hits() != 1 {
+		t.Fatalf("the saga's first command was refused %d times, want once", fault.Hits())
+	}
+	if got, want := metric(t, r.sagas, "saga_transitions_total"), float64(len(s.History)); got != want {
+		t.Errorf("saga_transitions_total: got %v, want %v, the saga's transitions", got, want)
+	}
+	if got := metric(t, r.sagas, "saga_ended_total"); got != 1 {
+		t.Errorf("saga_ended_total: got %v, want 1", got)
+	}
+}

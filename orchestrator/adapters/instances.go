@@ -33,8 +33,8 @@ func (i *Instances) Get(id string) (saga.SagaInstance, bool, error) {
 }
 
 // Update writes the instance and its command in one transaction.
-func (i *Instances) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
-	return i.store.UpdateAndSend(ctx, id, func(v *saga.SagaInstance, exists bool) ([]*kgo.Record, error) {
+func (i *Instances) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(committed bool)) error {
+	return i.store.UpdateAndSendThen(ctx, id, func(v *saga.SagaInstance, exists bool) ([]*kgo.Record, error) {
 		out, err := fn(v, exists)
 		if err != nil || out == nil {
 			return nil, err
@@ -45,7 +45,7 @@ func (i *Instances) Update(ctx context.Context, id string, fn func(v *saga.SagaI
 			return nil, err
 		}
 		return []*kgo.Record{pm}, nil
-	})
+	}, over)
 }
 
 func (i *Instances) Range(fn func(id string, v saga.SagaInstance) bool) error {

@@ -412,9 +412,17 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 // assigned again) is refused by the producer, and made again from what
 // the key holds now: fn may run more than once.
 func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error)) error {
-	wait, err := s.updateAndSend(ctx, key, fn)
+	return s.UpdateAndSendThen(ctx, key, fn, nil)
+}
+
+// UpdateAndSendThen is UpdateAndSend, and then, if not nil, learns whether
+// the transaction that holds what it wrote committed (at once, committed,
+// if it wrote nothing): what is counted once done, not each time it is
+// made.
+func (s *Store[T]) UpdateAndSendThen(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error), then func(committed bool)) error {
+	wait, err := s.updateAndSend(ctx, key, fn, then)
 	for try := 1; errors.Is(err, messaging.ErrStaleRead) && try < staleReadTries; try++ {
-		wait, err = s.updateAndSend(ctx, key, fn)
+		wait, err = s.updateAndSend(ctx, key, fn, then)
 	}
 	if err != nil {
 		return err
@@ -435,7 +443,7 @@ const staleReadTries = 3
 // updateAndSend makes the change under the key's lock and returns the wait
 // for its commit, which is not the lock's: a handler of the same stripe of
 // keys must be able to run, as the commit waits for it.
-func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error)) (func() error, error) {
+func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error), then func(committed bool)) (func() error, error) {
 	lock := &s.locks[stripe(key)]
 	lock.Lock()
 	defer lock.Unlock()
@@ -487,6 +495,9 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	}
 	changed := !exists || string(b) != string(oldValue)
 	if !changed && len(extra) == 0 {
+		if then != nil {
+			then(true)
+		}
 		if open {
 			return s.after(ctx, nil)
 		}
@@ -498,8 +509,13 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	e := entry{value: b, partition: p}
 	var over func(bool)
 	w := &write{partition: p, archivedAt: -1}
-	if changed {
+	switch {
+	case changed && then != nil:
+		over = func(committed bool) { s.over(w, committed); then(committed) }
+	case changed:
 		over = func(committed bool) { s.over(w, committed) }
+	default:
+		over = then
 	}
 	var wait func() error
 	if changed {

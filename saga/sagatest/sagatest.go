@@ -71,9 +71,20 @@ func (s *Instances) get(id string) (saga.SagaInstance, bool) {
 	return v, true
 }
 
-// Update runs fn, stores the instance and sends the command fn returned.
-// Calls are serialized; the publisher may read the instances meanwhile.
-func (s *Instances) Update(_ context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
+// Update runs fn, stores the instance and sends the command fn returned;
+// over learns at once that it committed. Calls are serialized; the
+// publisher may read the instances meanwhile.
+func (s *Instances) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(committed bool)) error {
+	if err := s.update(id, fn); err != nil {
+		return err
+	}
+	if over != nil {
+		over(true)
+	}
+	return nil
+}
+
+func (s *Instances) update(id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error)) error {
 	s.updates.Lock()
 	defer s.updates.Unlock()
 	s.mu.Lock()
