@@ -61,6 +61,9 @@ type TopicSpec struct {
 	Name       string
 	Partitions int32
 	Compacted  bool
+	// Archive: written with a state's records and read by offset, never
+	// consumed (platform/store's Archive); deleted by time.
+	Archive bool
 	// Configs are topic settings besides cleanup.policy, given at creation.
 	Configs map[string]string
 	// Records are the record types written to the topic: each has a subject
@@ -81,7 +84,7 @@ func Topics() []TopicSpec {
 	}
 	// Retention deletes whole segments: a segment a day.
 	archive := func(name string, records ...Record) TopicSpec {
-		return TopicSpec{Name: name, Partitions: Partitions, Records: records,
+		return TopicSpec{Name: name, Partitions: Partitions, Records: records, Archive: true,
 			Configs: map[string]string{"retention.ms": "604800000", "segment.ms": "86400000", "segment.bytes": "16777216"}}
 	}
 	return []TopicSpec{

@@ -349,6 +349,7 @@ func TestCeiling(t *testing.T) {
 		want    float64
 	}{
 		{"state only", map[string]int64{contracts.TopicOrderState: 10}, 1},
+		{"archive only", map[string]int64{contracts.TopicCreateOrderSagasEnded: 10}, 1},
 		{"logs only", map[string]int64{contracts.TopicCustomerCommands: 10}, 2 * roundtrips / records},
 		// 10 log records take 10/60000 s, 10 state records 10/180000 s:
 		// 20 records in 4/18000 s, against 20/180000 s for the bound.

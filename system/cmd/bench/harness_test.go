@@ -138,4 +138,12 @@ func TestReportShowsTheHarnessShare(t *testing.T) {
 		!strings.Contains(out.String(), `"cpu_us_per_saga":500`) {
 		t.Errorf("JSON without samples: got %s, want cpu_us_per_saga and neither harness_ nor system_", lines[len(lines)-1])
 	}
+
+	// A run whose sagas did not all end as their inputs dictate gives no
+	// figure: a wrong system's speed means nothing.
+	out.Reset()
+	writeTable(&out, Config{Concurrency: 1}, tgt, b, ph, verification{}, s, fmt.Errorf("%w: saga o1 ended REJECTED, want COMPLETED", errWrongAnswer))
+	if table := out.String(); !strings.Contains(table, "correctness") || regexp.MustCompile(`(?m)^(sagas/s|latency ms|CPU µs/saga|bound: records/s)\s`).MatchString(table) {
+		t.Errorf("table of a wrong run: got\n%s\nwant the correctness row and no figure", table)
+	}
 }
