@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // What an operator may do to a saga in flight, beside what the engine does
@@ -90,7 +93,17 @@ func (e *Engine[D]) Abort(ctx context.Context, id string, op Operator) error {
 // act runs an operator's action on the saga with the given id. change
 // returns why the saga's state does not allow the action, if it does not.
 func (e *Engine[D]) act(ctx context.Context, id, action string, op Operator, change func(v *SagaInstance, now time.Time) error) error {
-	err := e.transition(withOperator(ctx, op.By), id, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
+	asked := operatorAction{by: op.By}
+	if e.tracer != nil {
+		// The action continues the saga's trace, as a timeout does, with
+		// a link to the operator's request rather than as a part of it:
+		// the rest of the saga would follow it into that trace.
+		if seen, ok, err := e.cfg.Instances.Get(id); err == nil && ok && seen.Traceparent != "" {
+			asked.request = trace.LinkFromContext(ctx)
+			ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: seen.Traceparent})
+		}
+	}
+	err := e.transition(context.WithValue(ctx, operatorKey{}, asked), id, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if !exists {
 			return "", fmt.Errorf("%s saga %s: %w", action, id, ErrNoSaga)
 		}
@@ -129,16 +142,25 @@ func abortedUnanswered(v SagaInstance, step string) bool {
 	return false
 }
 
-// operatorKey is the context key of who asked for an operator action.
+// operatorKey is the context key of the operator action a transition is
+// of (an operatorAction).
 type operatorKey struct{}
 
-func withOperator(ctx context.Context, by string) context.Context {
-	return context.WithValue(ctx, operatorKey{}, by)
+// operatorAction is who asked for an operator action, and the span of
+// their request, which the transition's span links to.
+type operatorAction struct {
+	by      string
+	request trace.Link
+}
+
+// withoutOperator is ctx for what a transition leads to: no operator's.
+func withoutOperator(ctx context.Context) context.Context {
+	return context.WithValue(ctx, operatorKey{}, operatorAction{})
 }
 
 // operator returns who asked for the transition ctx is of: "" for the
 // engine's own.
 func operator(ctx context.Context) string {
-	by, _ := ctx.Value(operatorKey{}).(string)
-	return by
+	a, _ := ctx.Value(operatorKey{}).(operatorAction)
+	return a.by
 }

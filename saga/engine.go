@@ -668,7 +668,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if r.out != nil {
 			// Sent on behalf of the transition: its trace, not who asked
 			// for it, which a reply handled in this process would inherit.
-			r.out.Msg.SetContext(withOperator(ctx, ""))
+			r.out.Msg.SetContext(withoutOperator(ctx))
 		}
 		r.after = *v
 		// Indexed here, while the store holds the saga's key: after
@@ -714,8 +714,12 @@ func (e *Engine[D]) startSpan(ctx context.Context, id string) (context.Context, 
 	if e.tracer == nil {
 		return ctx, trace.SpanFromContext(context.Background())
 	}
-	return e.tracer.Start(ctx, e.latest.Type+" transition", trace.WithAttributes(
-		attribute.String("saga.id", id), attribute.String("saga.type", e.latest.Type)))
+	opts := []trace.SpanStartOption{trace.WithAttributes(
+		attribute.String("saga.id", id), attribute.String("saga.type", e.latest.Type))}
+	if a, _ := ctx.Value(operatorKey{}).(operatorAction); a.request.SpanContext.IsValid() {
+		opts = append(opts, trace.WithLinks(a.request))
+	}
+	return e.tracer.Start(ctx, e.latest.Type+" transition", opts...)
 }
 
 // endSpan names a transition's span after its event (e.g. "CreateOrder

@@ -527,6 +527,45 @@ func TestTransitionsAreTraced(t *testing.T) {
 	checkParent("timeout", last("timeout"), "Test timeout", replied.SpanContext())
 }
 
+// An operator's action continues the saga's trace, linked to the
+// operator's request: made a part of the request's trace, it took the rest
+// of the saga with it.
+func TestAnOperatorActionContinuesTheSagasTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	h := sagatest.NewHarness(t, testDef(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, Traces: tp})
+	tracer := tp.Tracer("test")
+	ctx, event := tracer.Start(t.Context(), "process events")
+	if err := h.Engine.Start(ctx, "s1", sagaData); err != nil {
+		t.Fatal(err)
+	}
+	event.End()
+	ctx, request := tracer.Start(t.Context(), "POST /sagas/s1/retry")
+	if err := h.Engine.Retry(ctx, "s1", saga.Operator{By: "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	request.End()
+	var started, retried sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.Name() {
+		case "Test started":
+			started = s
+		case "Test retry":
+			retried = s
+		}
+	}
+	if started == nil || retried == nil {
+		t.Fatalf("spans: got %d, want the start's and the retry's", len(rec.Ended()))
+	}
+	if retried.SpanContext().TraceID() != started.SpanContext().TraceID() || retried.Parent().SpanID() != started.SpanContext().SpanID() {
+		t.Errorf("retry: got trace %s, parent %s; want the saga's trace %s, after its start %s", retried.SpanContext().TraceID(),
+			retried.Parent().SpanID(), started.SpanContext().TraceID(), started.SpanContext().SpanID())
+	}
+	if links := retried.Links(); len(links) != 1 || links[0].SpanContext.SpanID() != request.SpanContext().SpanID() {
+		t.Errorf("retry: got links %v, want one to the operator's request %s", links, request.SpanContext().SpanID())
+	}
+}
+
 // A saga its caller chose not to sample (its traceparent's flags 00) keeps
 // that trace all the same: its timeouts continue it, unsampled, where they
 // began a trace of their own, which the sampler kept.
