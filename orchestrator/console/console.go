@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -93,6 +94,9 @@ type Console struct {
 	deadEvents  *hub
 	caughtUp    atomic.Bool
 	read        atomic.Int64 // records read, reported while catching up
+	// registryAway is when the follower asks the registry again, in Unix
+	// nanoseconds, once it did not answer (deadLetter).
+	registryAway atomic.Int64
 
 	states, ended map[string]bool // the saga types' topics
 }
@@ -141,13 +145,33 @@ func (c *Console) Run(ctx context.Context) error {
 	}, c.cfg.Logger.Warn)
 }
 
+// registryPause is how long the follower leaves the dead letters it reads
+// undecoded once the registry did not answer.
+const registryPause = 30 * time.Second
+
+// deadLetter reads a dead letter, decoded unless the registry did not
+// answer within registryPause: the follower asks it once a while, not once
+// a letter, since each ask may wait the client's timeout and every saga
+// record behind the letters waits with it. A page decodes what it left.
+func (c *Console) deadLetter(r *kgo.Record) *DeadLetter {
+	now := time.Now()
+	if now.UnixNano() < c.registryAway.Load() {
+		return newDeadLetter(r, nil)
+	}
+	d := newDeadLetter(r, c.cfg.DeadLetters)
+	if d.payload != nil { // kept for another try: the registry did not answer
+		c.registryAway.Store(now.Add(registryPause).UnixNano())
+	}
+	return d
+}
+
 // apply adds what a record says to the index or the dead letters; an error
 // means it must be read again (the registry did not answer).
 func (c *Console) apply(r *kgo.Record) error {
 	c.read.Add(1)
 	switch {
 	case r.Topic == contracts.TopicDeadLetter:
-		if d := newDeadLetter(r, c.cfg.DeadLetters); c.deadLetters.add(d) && c.caughtUp.Load() {
+		if d := c.deadLetter(r); c.deadLetters.add(d) && c.caughtUp.Load() {
 			c.publish(c.deadEvents, d)
 		}
 		return nil

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/base64"
@@ -48,6 +49,9 @@ type Decoder interface {
 // digits of year).
 var latestJSONTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
+// newDeadLetter reads the dead letter r, decoded if dec is not nil. It
+// keeps a copy of the value: the record's shares the buffer of the whole
+// fetch it came in, which a letter kept undecoded would keep.
 func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
 	// A producer may write any timestamp (microseconds for milliseconds,
 	// say): one JSON cannot write would break every page it is on.
@@ -58,7 +62,7 @@ func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
 		ts = time.Time{}
 	}
 	d := &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts, Key: string(r.Key),
-		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, payload: r.Value}
+		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, payload: bytes.Clone(r.Value)}
 	for _, h := range r.Headers {
 		d.Headers[h.Key] = string(h.Value)
 	}
@@ -71,7 +75,11 @@ func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
 	if o, err := strconv.ParseInt(d.Headers[contracts.HeaderDeadLetterOffset], 10, 64); err == nil {
 		d.SourceOffset = o
 	}
-	d.decode(dec)
+	if dec != nil {
+		d.decode(dec)
+	} else if d.payload != nil {
+		d.Raw = base64.StdEncoding.EncodeToString(d.payload) // until a page decodes it
+	}
 	return d
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -162,5 +163,39 @@ func TestAPageAsksAnAbsentRegistryOnce(t *testing.T) {
 	asks = 0
 	if list, _ := l.page(ctx, nil, 10); asks != 0 || len(list) != 5 || list[0].Raw == "" {
 		t.Errorf("a page whose request ended: asked %d times, %d letters; want none asked, 5 letters raw", asks, len(list))
+	}
+}
+
+// The follower asks an absent registry once for a while, not once a dead
+// letter: each ask may wait the registry client's timeout, and every saga
+// record behind the letters waits with it. The letters are kept raw, and
+// a page decodes them once the registry is back.
+func TestTheFollowerAsksAnAbsentRegistryOnce(t *testing.T) {
+	asks := 0
+	c := newApplying(t, sagas{})
+	c.cfg.DeadLetters = counting{&asks}
+	for i := range 5 {
+		if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Value: []byte("p"), Offset: int64(i), Timestamp: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if asks != 1 {
+		t.Errorf("5 dead letters with the registry away: asked it %d times, want once", asks)
+	}
+	c.deadLetters.dec = &flaky{}
+	if list, _ := c.deadLetters.page(t.Context(), nil, 10); len(list) != 5 || list[0].Record != "ReserveCredit" {
+		t.Errorf("a page once the registry is back: got %d letters, the first %q; want 5, decoded", len(list), list[0].Record)
+	}
+}
+
+// A dead letter kept undecoded (the registry away) holds a copy of its
+// value, not the fetch's buffer it was read in, which holds every record
+// of the fetch: a thousand of them held gigabytes.
+func TestAnUndecodedDeadLetterKeepsNoFetchBuffer(t *testing.T) {
+	fetched := make([]byte, 1<<20)
+	r := &kgo.Record{Value: fetched[10:20], Timestamp: t0}
+	d := newDeadLetter(r, flakyDown)
+	if d.payload == nil || unsafe.SliceData(d.payload) == unsafe.SliceData(r.Value) {
+		t.Errorf("the undecoded letter's value: shares the fetch's buffer (or is gone), want a copy")
 	}
 }
