@@ -728,10 +728,20 @@ func TestSagaMetricsCountATransitionOnce(t *testing.T) {
 	if fault.Hits() != 1 {
 		t.Fatalf("the saga's first command was refused %d times, want once", fault.Hits())
 	}
-	if got, want := metric(t, r.sagas, "saga_transitions_total"), float64(len(s.History)); got != want {
-		t.Errorf("saga_transitions_total: got %v, want %v, the saga's transitions", got, want)
+	// Counted as each transaction commits, just after its records became
+	// readable: polled until they reach what the saga did, then checked.
+	want := float64(len(s.History))
+	var transitions, ended float64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		transitions, ended = metric(t, r.sagas, "saga_transitions_total"), metric(t, r.sagas, "saga_ended_total")
+		if (transitions >= want && ended >= 1) || time.Now().After(deadline) {
+			break
+		}
 	}
-	if got := metric(t, r.sagas, "saga_ended_total"); got != 1 {
-		t.Errorf("saga_ended_total: got %v, want 1", got)
+	if transitions != want {
+		t.Errorf("saga_transitions_total: got %v, want %v, the saga's transitions", transitions, want)
+	}
+	if ended != 1 {
+		t.Errorf("saga_ended_total: got %v, want 1", ended)
 	}
 }
