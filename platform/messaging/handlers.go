@@ -272,6 +272,9 @@ func retryFailed(h message.HandlerFunc, msg *message.Message, err error, interva
 			return nil, err
 		}
 		wait := waits.NextBackOff()
+		if until, ok := retryUntil(ctx); ok && time.Now().Add(wait).After(until) {
+			return out, err // no time left in the transaction: it aborts (Session.deliver)
+		}
 		logger.Error("Error occurred, retrying", err, watermill.LogFields{
 			"retry_no": n, "max_retries": maxRetries, "wait_time": wait})
 		timer := time.NewTimer(wait)

@@ -495,11 +495,12 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	handled, handling := 0, time.Duration(0)
 	// A transaction is ended well before the broker would abort it (and
 	// fence the producer): a handler that keeps failing (a dependency
-	// down) does not hold it open. It aborts, what it wrote is put back,
-	// and its records come again.
+	// down) is retried until then at most, and the transaction aborts,
+	// what it wrote is put back, and its records come again. A handler
+	// that is slow but succeeds is never cut: no more records join.
 	held := time.Now().Add(s.transactionTimeout() / 2)
 	for len(records) > 0 {
-		batchCtx, cancel := context.WithDeadline(ctx, held)
+		batchCtx, cancel := context.WithCancel(context.WithValue(ctx, retryUntilKey{}, held))
 		s.abandon.Store(&cancel)
 		if s.broken.Load() { // a write failed while the loop polled
 			cancel()
@@ -522,10 +523,6 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		handling += time.Since(began)
 		s.batch.Unlock()
 		s.abandon.Store(nil)
-		if errors.Is(batchCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			s.logger.Warn("records not handled within half the transaction timeout: the transaction aborts, and they come again",
-				"after", time.Since(held.Add(-s.transactionTimeout()/2)).Round(time.Millisecond))
-		}
 		cancel()
 		handled += len(records)
 		if !through || handled >= pollMax || s.broken.Load() || s.revoking.Load() || time.Now().After(held) {
@@ -750,6 +747,11 @@ func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
 		if h(msg) == nil {
 			return true
 		}
+		if until, ok := retryUntil(ctx); ok && !time.Now().Before(until) {
+			s.logger.Warn("a record still failing at half the transaction timeout: the transaction aborts, and its records come again",
+				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			return false
+		}
 		pause := time.NewTimer(nackResendSleep)
 		select {
 		case <-pause.C:
@@ -759,6 +761,18 @@ func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
 		}
 		msg = msg.Copy() // a message is acked or nacked once
 	}
+}
+
+// retryUntilKey is the context key of when the failing handlers of a
+// transaction's records give up (retryUntil).
+type retryUntilKey struct{}
+
+// retryUntil is when the handlers of ctx's records that keep failing stop
+// being retried, so that their transaction aborts well before the broker
+// would abort it.
+func retryUntil(ctx context.Context) (time.Time, bool) {
+	until, ok := ctx.Value(retryUntilKey{}).(time.Time)
+	return until, ok
 }
 
 // toMessage reads a record as watermill-kafka's marshaler does: the

@@ -610,6 +610,35 @@ func TestARecordThatKeepsFailingDoesNotHoldItsTransaction(t *testing.T) {
 	}
 }
 
+// Handlers that are slow but succeed are not cut at half the transaction
+// timeout: their transaction commits, where cutting it made it abort and
+// come again as slow, for ever.
+func TestSlowHandlersThatSucceedCommit(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "slow.in", Partitions: 1}, contracts.TopicSpec{Name: "slow.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "slow", TransactionalID: "slow-1", Owner: o,
+		TransactionTimeout: 2 * time.Second}, quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		time.Sleep(40 * time.Millisecond) // 40 of one key: 1.6 s, more than the 1 s a failing one is given
+		return reply(out.Name)(s, msg)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partition to be assigned", o.owns)
+	var records []*kgo.Record
+	for i := range 40 {
+		records = append(records, &kgo.Record{Topic: in.Name, Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
+	}
+	produce(t, cfg, records...)
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 40 })
+	if n := o.distrusted(); n != 0 {
+		t.Errorf("transactions aborted: %d, want none", n)
+	}
+}
+
 // A dead letter is counted once its transaction commits: one whose
 // transaction aborted is written again when its message comes again, and
 // counted then.
