@@ -92,7 +92,8 @@ type Instances interface {
 	// instance unchanged (though either part may have reached Kafka). Calls
 	// for one id are serialized. over, if not nil, learns whether the write
 	// committed, which may be after Update returns (a handler's write
-	// commits with its batch), and is not called if Update fails.
+	// commits with its batch); it is not called when fn fails, and may
+	// learn of an abort that Update returns as its error.
 	Update(ctx context.Context, id string, fn func(v *SagaInstance, exists bool) (*Outgoing, error), over func(committed bool)) error
 	// Range calls fn for every instance until fn returns false; an error
 	// means it could not read them all (the registry unreachable), and may
