@@ -426,19 +426,16 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 	// Counted as each dead letter's transaction commits, just after its
 	// records became readable.
-	var counted float64
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		counted = 0
+	eventually(t, 5*time.Second, func() error {
+		var counted float64
 		for _, base := range []string{r.order, r.customer, r.payment, r.sagas} {
 			counted += metric(t, base, "messages_dead_lettered_total")
 		}
-		if counted >= float64(len(poisoned)) || time.Now().After(deadline) {
-			break
+		if counted != float64(len(poisoned)) {
+			return fmt.Errorf("messages_dead_lettered_total over all processes: got %v, want %d", counted, len(poisoned))
 		}
-	}
-	if counted != float64(len(poisoned)) {
-		t.Errorf("messages_dead_lettered_total over all processes: got %v, want %d", counted, len(poisoned))
-	}
+		return nil
+	})
 }
 
 // TestSagasSurviveBrokerFaults fails every produce and fetch for a while,
@@ -729,19 +726,12 @@ func TestSagaMetricsCountATransitionOnce(t *testing.T) {
 		t.Fatalf("the saga's first command was refused %d times, want once", fault.Hits())
 	}
 	// Counted as each transaction commits, just after its records became
-	// readable: polled until they reach what the saga did, then checked.
-	want := float64(len(s.History))
-	var transitions, ended float64
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		transitions, ended = metric(t, r.sagas, "saga_transitions_total"), metric(t, r.sagas, "saga_ended_total")
-		if (transitions >= want && ended >= 1) || time.Now().After(deadline) {
-			break
+	// readable.
+	eventually(t, 5*time.Second, func() error {
+		transitions, ended := metric(t, r.sagas, "saga_transitions_total"), metric(t, r.sagas, "saga_ended_total")
+		if want := float64(len(s.History)); transitions != want || ended != 1 {
+			return fmt.Errorf("saga_transitions_total %v and saga_ended_total %v, want %v, the saga's transitions, and 1", transitions, ended, want)
 		}
-	}
-	if transitions != want {
-		t.Errorf("saga_transitions_total: got %v, want %v, the saga's transitions", transitions, want)
-	}
-	if ended != 1 {
-		t.Errorf("saga_ended_total: got %v, want 1", ended)
-	}
+		return nil
+	})
 }
