@@ -173,8 +173,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 }
 
 // PublishThen is Publish, and over, if not nil, learns whether the
-// transaction the messages joined committed (Session.Add); through a
-// sender outside transactions, they are committed once written.
+// transaction the messages joined committed (Sender.Add).
 func (p *Publisher) PublishThen(topic string, over func(committed bool), msgs ...*message.Message) error {
 	if p.closed.Load() {
 		return errors.New("publisher closed")
@@ -190,14 +189,9 @@ func (p *Publisher) PublishThen(topic string, over func(committed bool), msgs ..
 	if len(msgs) > 0 {
 		ctx = msgs[0].Context()
 	}
-	var err error
-	if s, ok := p.producer.(*Session); ok {
-		var wait func() error
-		if wait, err = s.Add(ctx, records, over); err == nil {
-			err = wait()
-		}
-	} else if err = p.producer.Send(ctx, records); err == nil && over != nil {
-		over(true)
+	wait, err := p.producer.Add(ctx, records, over)
+	if err == nil {
+		err = wait()
 	}
 	if err != nil {
 		return fmt.Errorf("publish to %s: %w", topic, err)
@@ -215,9 +209,11 @@ func (p *Publisher) Close() error {
 
 // Sender sends records: a process's Session, or a SyncSender. ctx is the
 // context of the work that sends them (a consumed message's, for a
-// handler: see Session.Send).
+// handler: see Session.Add). Add returns the wait for the records to be
+// written for good (their commit), and over, if not nil, learns whether
+// they were: a SyncSender's are once Kafka acknowledged them.
 type Sender interface {
-	Send(ctx context.Context, records []*kgo.Record) error
+	Add(ctx context.Context, records []*kgo.Record, over func(committed bool)) (func() error, error)
 }
 
 // SyncSender is a Sender outside any transaction, on an idempotent franz-go
