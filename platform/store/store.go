@@ -416,9 +416,9 @@ func (s *Store[T]) UpdateAndSend(ctx context.Context, key string, fn func(v *T, 
 }
 
 // UpdateAndSendThen is UpdateAndSend, and then, if not nil, learns whether
-// the transaction that holds what it wrote committed (at once, committed,
-// if it wrote nothing): what is counted once done, not each time it is
-// made.
+// the transaction that holds what it wrote committed (if it wrote nothing:
+// that of the write it read, if still open, or at once, committed): what
+// is counted once done, not each time it is made.
 func (s *Store[T]) UpdateAndSendThen(ctx context.Context, key string, fn func(v *T, exists bool) ([]*kgo.Record, error), then func(committed bool)) error {
 	wait, err := s.updateAndSend(ctx, key, fn, then)
 	for try := 1; errors.Is(err, messaging.ErrStaleRead) && try < staleReadTries; try++ {
@@ -485,7 +485,7 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	extra, err := fn(v, exists)
 	if err != nil {
 		if open {
-			return s.after(ctx, err)
+			return s.after(ctx, err, nil)
 		}
 		return nil, err
 	}
@@ -495,11 +495,11 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 	}
 	changed := !exists || string(b) != string(oldValue)
 	if !changed && len(extra) == 0 {
+		if open {
+			return s.after(ctx, nil, then)
+		}
 		if then != nil {
 			then(true)
-		}
-		if open {
-			return s.after(ctx, nil)
 		}
 		return noWait, nil
 	}
@@ -584,9 +584,10 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 // after joins the open transaction, writing nothing, and returns the wait
 // for its commit, then for answer: that of a write whose outcome was read
 // from a write of that transaction. If that one aborted meanwhile, the
-// join is refused (ErrStaleRead) and the write is made again.
-func (s *Store[T]) after(ctx context.Context, answer error) (func() error, error) {
-	wait, err := s.cfg.Producer.Add(ctx, nil, nil)
+// join is refused (ErrStaleRead) and the write is made again. over, if
+// not nil, learns how that transaction ended.
+func (s *Store[T]) after(ctx context.Context, answer error, over func(committed bool)) (func() error, error) {
+	wait, err := s.cfg.Producer.Add(ctx, nil, over)
 	if err != nil {
 		return nil, err
 	}

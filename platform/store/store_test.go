@@ -1097,6 +1097,50 @@ func TestAWriteMadeFromAnAbortedRecordIsMadeAgain(t *testing.T) {
 	}
 }
 
+// An update that writes nothing, made from a write whose transaction is
+// still open, learns that transaction's end: it answered from what that
+// transaction wrote. Made again because the transaction aborted meanwhile,
+// it learns once, from the try that counted.
+func TestAnUpdateThatWritesNothingLearnsTheEndOfWhatItRead(t *testing.T) {
+	t.Parallel()
+	c, held := newHeld(t)
+	s := c.restored(t)
+	update(t, s, "a", set(customer("a", 1)))
+	held.end(t, true)
+
+	var ends []bool
+	then := func(committed bool) { ends = append(ends, committed) }
+	unchanged := func(*account, bool) ([]*kgo.Record, error) { return nil, nil }
+
+	update(t, s, "a", set(customer("a", 2))) // not committed yet
+	if err := s.UpdateAndSendThen(t.Context(), "a", unchanged, then); err != nil {
+		t.Fatalf("UpdateAndSendThen: %v", err)
+	}
+	if len(ends) != 0 {
+		t.Errorf("then learnt %v before the transaction it read from ended", ends)
+	}
+	held.end(t, false)
+	if !slices.Equal(ends, []bool{false}) {
+		t.Errorf("then learnt %v, want [false]: the transaction it read from aborted", ends)
+	}
+
+	ends = nil
+	update(t, s, "a", set(customer("a", 3))) // not committed yet
+	tries := 0
+	err := s.UpdateAndSendThen(t.Context(), "a", func(*account, bool) ([]*kgo.Record, error) {
+		if tries++; tries == 1 {
+			held.end(t, false) // the transaction that wrote 3 aborts meanwhile
+		}
+		return nil, nil
+	}, then)
+	if err != nil {
+		t.Fatalf("UpdateAndSendThen: %v", err)
+	}
+	if tries != 2 || !slices.Equal(ends, []bool{true}) {
+		t.Errorf("made %d times, then learnt %v; want made twice, and [true] once: the second try read what committed", tries, ends)
+	}
+}
+
 // A write is read back before its transaction ends; once it aborts, the
 // store holds again what committed, in memory and on disk, without
 // reading Kafka again.
