@@ -176,6 +176,55 @@ func TestConsole(t *testing.T) {
 		b.stillLoaded(t)
 	})
 
+	// A page opens its stream before it reads what it shows: a change
+	// made between a read and a stream opened after it would reach it
+	// neither way.
+	t.Run("a saga that ends while the list opens its stream is listed", func(t *testing.T) {
+		target, err := url.Parse(r.sagas)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		arrived, changed := make(chan struct{}), make(chan struct{})
+		var first atomic.Bool
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.URL.Path == "/api/sagas/stream" && first.CompareAndSwap(false, true) {
+				close(arrived)
+				select { // the test changes a saga before the stream is passed on
+				case <-changed:
+				case <-req.Context().Done():
+					return
+				}
+			}
+			proxy.ServeHTTP(w, req)
+		}))
+		t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+
+		b.open(t, front.URL+"/ui/")
+		select {
+		case <-arrived:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the page did not open its stream within 30s")
+		}
+		id := r.createOrder(t, ada, 100)
+		eventually(t, 30*time.Second, func() error { // in the console's index, so announced already
+			var page struct {
+				Sagas []struct {
+					State string `json:"state"`
+				} `json:"sagas"`
+			}
+			r.getJSON(t, r.sagas+"/api/sagas?q="+id, &page)
+			if len(page.Sagas) != 1 || page.Sagas[0].State != "COMPLETED" {
+				return fmt.Errorf("saga %s in the console's index: %+v", id, page.Sagas)
+			}
+			return nil
+		})
+		close(changed)
+		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
+			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
+			"the list to follow its stream and show the saga that ended as it opened, COMPLETED")
+	})
+
 	t.Run("the list shows what the stream says while it reads the list, filtered as submitted", func(t *testing.T) {
 		b.open(t, r.sagas+"/ui/")
 		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")

@@ -34,19 +34,28 @@ export async function getJSON(path) {
 // dropped stream; one whose reconnection is refused (a 503 while the
 // orchestrator restarts) it closes for good, and a new one is opened,
 // every second and up to every ten while it is refused.
+//
+// It returns a promise settled once the stream is open (or has failed,
+// or after 5 s): a page reads what it shows after that, since a change
+// made between its read and the opening of its stream would reach it
+// neither way.
 export function follow(path, event, onData, onReconnect) {
   const live = document.getElementById("live");
-  let src, missed = false, wait = 1000, left = false;
+  let src, missed = false, wait = 1000, left = false, settle;
+  const settled = new Promise((ok) => { settle = ok; });
+  setTimeout(() => settle(), 5000);
   const connect = () => {
     if (left) return;
     src = new EventSource(path);
     src.onopen = () => {
+      settle();
       live.textContent = "live"; live.className = "live on";
       wait = 1000;
       if (missed && onReconnect) onReconnect();
       missed = false;
     };
     src.onerror = () => {
+      settle();
       live.textContent = "reconnecting"; live.className = "live off";
       missed = true;
       if (src.readyState === EventSource.CLOSED) {
@@ -65,6 +74,7 @@ export function follow(path, event, onData, onReconnect) {
   // that cache is read anew.
   addEventListener("pagehide", () => { left = true; src.close(); });
   addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
+  return settled;
 }
 
 // show writes a message (or nothing) into #status.

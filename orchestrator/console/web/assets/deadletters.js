@@ -48,6 +48,18 @@ function card(d) {
     actionsEnabled ? el("p", {}, replay, " ", result) : "");
 }
 
+// held are the dead letters the stream sent while the list was read: the
+// answer may be older than they are, so they are added once it is shown.
+let held = null;
+
+// add shows d, a dead letter from the stream, first, unless it is shown.
+function add(d) {
+  if (held) { held.push(d); return; }
+  const seen = list.querySelector(`article[data-partition="${CSS.escape(String(d.partition))}"][data-offset="${CSS.escape(String(d.offset))}"]`);
+  if (!seen) list.prepend(card(d));
+  show("");
+}
+
 // loads counts the loads begun: only the latest one's answer is shown, so
 // that a second click on "Older" appends nothing twice.
 let loads = 0;
@@ -55,6 +67,7 @@ let loads = 0;
 async function load(append = false) {
   const seq = ++loads;
   more.disabled = true;
+  if (!append) held ??= [];
   try {
     const page = await getJSON(`/api/deadletters${append ? `?before=${encodeURIComponent(next)}` : ""}`);
     if (seq !== loads) return;
@@ -66,15 +79,19 @@ async function load(append = false) {
   } catch (err) {
     if (seq === loads) show(err.message, true);
   } finally {
-    if (seq === loads) more.disabled = false;
+    if (seq === loads) {
+      more.disabled = false;
+      const stream = held || [];
+      held = null;
+      for (const d of stream) add(d);
+    }
   }
 }
 
 more.addEventListener("click", () => load(true));
 actionsEnabled = await adminEnabled();
+const following = follow("/api/deadletters/stream", "deadletter", add, () => load());
+// Until the first read, what the stream says is held for it.
+held = [];
+await following;
 await load();
-follow("/api/deadletters/stream", "deadletter", (d) => {
-  const seen = list.querySelector(`article[data-partition="${CSS.escape(String(d.partition))}"][data-offset="${CSS.escape(String(d.offset))}"]`);
-  if (!seen) list.prepend(card(d));
-  show("");
-}, () => load());

@@ -147,13 +147,16 @@ form.addEventListener("submit", (e) => {
 more.addEventListener("click", () => load(true));
 
 await fillFilters();
-await load();
 // The chart is read again a second after sagas change, and every 15 s.
 let statsDue = null;
-follow("/api/sagas/stream", "saga", (s) => {
+const following = follow("/api/sagas/stream", "saga", (s) => {
   place(s);
   statsDue ??= setTimeout(() => { statsDue = null; stats(); }, 1000);
 }, () => { load(); stats(); });
+// Until the first read, what the stream says is held for it.
+held = [];
+await following;
+await load();
 adminEnabled();
 stats();
 setInterval(stats, 15000);

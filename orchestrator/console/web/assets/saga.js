@@ -102,6 +102,6 @@ abort.addEventListener("click", () => {
 });
 
 actionsEnabled = await adminEnabled();
-await load();
 // A reconnected stream may have missed changes: read the saga again.
-follow("/api/sagas/stream", "saga", (s) => { if (s.sagaId === id) load(); }, load);
+await follow("/api/sagas/stream", "saga", (s) => { if (s.sagaId === id) load(); }, load);
+await load();
