@@ -80,6 +80,12 @@ func plan(root, name string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("name %q: want a Go package name of lowercase letters and digits, starting with a letter, "+
 			"not a keyword or main (it names the package, the binary, the topics and the compose services)", name)
 	}
+	// init cannot name an import, and the go command gives a directory of
+	// these names a meaning of its own (services/internal could not be
+	// imported by package system; vendor and testdata are not packages).
+	if slices.Contains([]string{"init", "internal", "vendor", "testdata"}, name) {
+		return nil, fmt.Errorf("name %q: not init, internal, vendor or testdata, which Go treats as more than a name", name)
+	}
 	if types.Universe.Lookup(name) != nil {
 		return nil, fmt.Errorf("name %q: a predeclared Go identifier (imported as %s into package system, it would hide the built-in there)", name, name)
 	}
