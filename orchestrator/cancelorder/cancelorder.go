@@ -57,6 +57,14 @@ func Definition() saga.Definition[Data] {
 	}
 }
 
+// Previous returns the earlier versions of the Cancel Order saga that may
+// still have sagas running: each runs to its end under the version it
+// started under. A version leaves the list once saga_instances_running
+// shows none of it.
+func Previous() saga.Versions[Data] {
+	return nil
+}
+
 // Start starts the Cancel Order saga of an order's cancel attempt. An error
 // means the event can never start one.
 func Start(e *contracts.OrderCancelRequested) (sagaID string, d Data, err error) {

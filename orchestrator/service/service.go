@@ -38,6 +38,7 @@ func sagas() []runner {
 		},
 		sagaType[cancelorder.Data, contracts.OrderCancelRequested]{
 			Definition: cancelorder.Definition(),
+			Previous:   cancelorder.Previous(),
 			EndedTopic: contracts.TopicCancelOrderSagasEnded,
 			StartTopic: contracts.TopicOrderEvents,
 			Start:      cancelorder.Start,
