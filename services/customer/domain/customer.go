@@ -131,12 +131,17 @@ func (c *Customer) ReserveCredit(orderID string, amount int64) (bool, error) {
 }
 
 // ReleaseCredit gives back what the order holds. It records the release even
-// if nothing was reserved, so a ReserveCredit that arrives late (after its
-// saga timed out and compensated) cannot hold credit again.
+// if nothing was decided, so a ReserveCredit that arrives late (after its
+// saga timed out and compensated) cannot hold credit again. A decision
+// that held nothing (rejected, or no customer) stays as it is: the command
+// sent again gets the answer it got first.
 func (c *Customer) ReleaseCredit(orderID string) {
-	r := c.reservations[orderID]
-	if r.Status == Reserved {
+	r, decided := c.reservations[orderID]
+	switch {
+	case r.Status == Reserved:
 		c.held -= r.Amount
+	case decided:
+		return
 	}
 	r.Status = Released
 	c.reservations[orderID] = r

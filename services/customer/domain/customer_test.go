@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
@@ -98,5 +99,30 @@ func TestReserveCreditRejectsBadInput(t *testing.T) {
 	}
 	if _, err := c.ReserveCredit("", 10); err == nil {
 		t.Error("ReserveCredit with no order id: got nil error, want one")
+	}
+}
+
+// A release does not change a decision that held nothing: the command
+// sent again afterwards gets the answer it got the first time.
+func TestAReleaseKeepsADecisionThatHeldNothing(t *testing.T) {
+	c, _ := domain.NewCustomer("c1", "Ada", 100)
+	if ok, err := c.ReserveCredit("o1", 150); ok || err != nil {
+		t.Fatalf("ReserveCredit(o1, 150) of 100: got %v, %v; want false, nil", ok, err)
+	}
+	c.ReleaseCredit("o1")
+	if ok, err := c.ReserveCredit("o1", 150); ok || err != nil {
+		t.Errorf("ReserveCredit(o1) again after its release: got %v, %v; want false, nil, as the first time", ok, err)
+	}
+	if c.HeldCredit() != 0 {
+		t.Errorf("held: got %d, want 0", c.HeldCredit())
+	}
+
+	gone := domain.MissingCustomer("c2", map[string]domain.Reservation{})
+	if _, err := gone.ReserveCredit("o2", 10); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("ReserveCredit of a missing customer: got %v, want ErrNotFound", err)
+	}
+	gone.ReleaseCredit("o2")
+	if ok, err := gone.ReserveCredit("o2", 10); ok || !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("ReserveCredit(o2) again after its release: got %v, %v; want false, ErrNotFound, as the first time", ok, err)
 	}
 }
