@@ -83,6 +83,11 @@ func (r *CustomerRepository) Get(_ context.Context, id string) (*domain.Customer
 }
 
 func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, orderID string, fn func(c *domain.Customer) error) error {
+	// A decision's key splits at its last "/" (ReservationPartitionKey):
+	// one in an order id would keep the decision with another customer.
+	if strings.Contains(orderID, "/") {
+		return fmt.Errorf("%w decision: order id %q: a \"/\" in it is not allowed", domain.ErrInvalid, orderID)
+	}
 	lock := &r.locks[stripe(customerID)]
 	lock.Lock()
 	defer lock.Unlock()

@@ -200,3 +200,30 @@ func TestADecisionIsPartitionedByItsWholeCustomerID(t *testing.T) {
 		}
 	}
 }
+
+// A decision's key is its customer's id and its order's, split at the
+// last "/": an order id with a "/" would be kept in another customer's
+// partition, outside what its customer holds. It is refused.
+func TestAnOrderIDWithASlashIsRefused(t *testing.T) {
+	ctx := context.Background()
+	restored := repositories(t)
+	r, _ := restored()
+	c, err := domain.NewCustomer("ada", "ada", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	reserve := func(order string) func(c *domain.Customer) error {
+		return func(c *domain.Customer) error { _, err := c.ReserveCredit(order, 100); return err }
+	}
+	if err := r.UpdateCredit(ctx, "ada", "x/o1", reserve("x/o1")); !errors.Is(err, domain.ErrInvalid) {
+		t.Errorf("ReserveCredit for order x/o1: got %v, want ErrInvalid", err)
+	}
+	for name, r := range map[string]*adapters.CustomerRepository{"the same instance": r, "an instance that restored": restoredRepository(restored)} {
+		if c, err := r.Get(ctx, "ada"); err != nil || c.HeldCredit() != 0 {
+			t.Errorf("%s: ada holds %v (%v), want 0", name, c, err)
+		}
+	}
+}
