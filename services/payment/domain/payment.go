@@ -101,6 +101,20 @@ func (p *Payment) Authorize(customerID string, amount, limit int64, paymentID st
 	return nil
 }
 
+// Answer is what an AuthorizePayment gets, the first time and each time it
+// is sent again: the payment id once it was authorized, whatever followed
+// (a cancellation, a refund); else why it was declined, CANCELLED if it
+// was cancelled before it was decided.
+func (p *Payment) Answer() (paymentID, declined string) {
+	switch {
+	case p.paymentID != "":
+		return p.paymentID, ""
+	case p.status == Cancelled:
+		return "", string(Cancelled)
+	}
+	return "", p.reason
+}
+
 // Cancel voids the authorization. It is recorded even for an undecided
 // payment, so an AuthorizePayment that arrives late authorizes nothing.
 // paymentID, when the caller knows it, names the authorization to void: it

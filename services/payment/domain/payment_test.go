@@ -149,3 +149,52 @@ func TestRefund(t *testing.T) {
 		})
 	}
 }
+
+// An AuthorizePayment sent again gets the answer it got first, whatever
+// followed: authorized under the same id after a cancellation or a
+// refund; declined, CANCELLED, if the cancellation came first.
+func TestAnAuthorizationIsAnsweredAsDecided(t *testing.T) {
+	now := time.Now()
+	authorized := func() *domain.Payment {
+		p := domain.NewPayment("o1")
+		if err := p.Authorize("c1", 10, 1000, "p1", now); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	refunded := authorized()
+	if refusal := refunded.Refund(1, 1000); refusal != "" {
+		t.Fatalf("Refund: refused %s", refusal)
+	}
+	cancelled := authorized()
+	if err := cancelled.Cancel("p1", now); err != nil {
+		t.Fatal(err)
+	}
+	cancelledFirst := domain.NewPayment("o1")
+	if err := cancelledFirst.Cancel("", now); err != nil {
+		t.Fatal(err)
+	}
+	declined := domain.NewPayment("o1")
+	for _, p := range []*domain.Payment{declined, declined} {
+		if err := p.Authorize("c1", 5000, 1000, "p1", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, tt := range map[string]struct {
+		p                   *domain.Payment
+		wantID, wantDecline string
+	}{
+		"authorized":                         {authorized(), "p1", ""},
+		"refunded after it was authorized":   {refunded, "p1", ""},
+		"cancelled after it was authorized":  {cancelled, "p1", ""},
+		"cancelled before it was authorized": {cancelledFirst, "", string(domain.Cancelled)},
+		"declined":                           {declined, "", domain.DeclinedOverLimit},
+	} {
+		if err := tt.p.Authorize("c1", 10, 1000, "p2", now); err != nil {
+			t.Fatalf("%s: Authorize again: %v", name, err)
+		}
+		if id, declined := tt.p.Answer(); id != tt.wantID || declined != tt.wantDecline {
+			t.Errorf("%s: answered %q, declined %q; want %q, %q", name, id, declined, tt.wantID, tt.wantDecline)
+		}
+	}
+}

@@ -39,10 +39,8 @@ func (h AuthorizePaymentHandler) Handle(ctx context.Context, cmd AuthorizePaymen
 		if err := p.Authorize(cmd.CustomerID, cmd.Amount, h.limit, uuid.NewString(), h.now()); err != nil {
 			return err
 		}
-		d = Decision{Authorized: p.Status() == domain.Authorized, PaymentID: p.PaymentID(), Reason: p.Reason()}
-		if p.Status() == domain.Cancelled {
-			d.Reason = string(domain.Cancelled)
-		}
+		id, declined := p.Answer()
+		d = Decision{Authorized: id != "", PaymentID: id, Reason: declined}
 		return nil
 	})
 	return d, err
