@@ -111,6 +111,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr strin
 			pr.SetURL(&url.URL{Scheme: "http", Host: addr})
 			pr.SetXForwarded()
 			pr.Out.Header.Set(HopHeader, "1")
+			// This instance has read the body already: the owner's 100
+			// Continue would go to the client as a second one, and make
+			// the proxy clear the headers of the answer.
+			pr.Out.Header.Del("Expect")
 			// What the request means, even if the client named them in
 			// its Connection header, which the proxy drops them for.
 			for _, h := range endToEnd {
@@ -126,7 +130,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key, addr strin
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			if r.Context().Err() != nil {
-				return // the client left: no one to answer, and the owner is not to blame
+				// The client left, or stopped sending: the owner is not to
+				// blame, and one still reading learns that nothing is known.
+				s.unavailable(w, "client_gone", fmt.Sprintf("owner %s of key %s: the request ended before its answer", addr, key))
+				return
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = fmt.Errorf("no answer within %s", s.cfg.ForwardTimeout)
@@ -158,6 +165,7 @@ const forwardIdle = 256
 func forwarder(traces trace.TracerProvider) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = 0, forwardIdle
+	t.Proxy = nil // an instance reaches its peers directly, whatever HTTP_PROXY says
 	if traces == nil {
 		return t
 	}

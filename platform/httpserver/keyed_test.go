@@ -1,6 +1,7 @@
 package httpserver_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -388,5 +389,100 @@ func TestForwardTimeoutBoundsTheLookupAndTheForward(t *testing.T) {
 	}
 	if took > timeout+timeout/2 {
 		t.Errorf("answered after %s, want within about the forward timeout, %s", took.Round(time.Millisecond), timeout)
+	}
+}
+
+// ownedBy is a fake Owners naming one owner for every key.
+type ownedBy httpserver.Owner
+
+func (o ownedBy) Owner(context.Context, string) (httpserver.Owner, error) {
+	return httpserver.Owner(o), nil
+}
+
+// A create forwarded to its key's owner answers with the Idempotency-Key
+// it was made under, once, even when its client asked to be told to go
+// on (Expect: 100-continue, which the owner would answer too), and when
+// the owner answers too late.
+func TestAForwardedCreateAnswersWithItsIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	lnA, lnB := listen(t), listen(t)
+	a := newServer(t, httpserver.Config{Owners: ownedBy{Addr: lnB.Addr().String()}, ForwardTimeout: 500 * time.Millisecond})
+	b := newServer(t, httpserver.Config{Owners: ownedBy{Self: true}})
+	for _, s := range []*httpserver.Server{a, b} {
+		s.HandleKeyed("POST /customers", httpserver.IdempotencyKey, func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if string(body) == "slow" {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
+			httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"key": r.Header.Get(httpserver.HeaderIdempotencyKey)})
+		})
+		s.MarkReady()
+	}
+	urlA := serveOn(t, a, lnA)
+	serveOn(t, b, lnB)
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Second}}
+	for _, body := range []string{"fast", "slow"} {
+		req, err := http.NewRequest(http.MethodPost, urlA+"/customers", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Expect", "100-continue")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var answer map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&answer)
+		resp.Body.Close()
+		got := resp.Header.Values(httpserver.HeaderIdempotencyKey)
+		want := map[string]int{"fast": http.StatusCreated, "slow": http.StatusServiceUnavailable}[body]
+		if resp.StatusCode != want || len(got) != 1 || got[0] == "" || (body == "fast" && got[0] != answer["key"]) {
+			t.Errorf("%s owner: got %d carrying Idempotency-Key %q (made under %q), want %d carrying the key it was made under, once",
+				body, resp.StatusCode, got, answer["key"], want)
+		}
+	}
+}
+
+// A client that stops sending while it waits for a forwarded request's
+// answer (its side of the connection shut) is not told that the request
+// succeeded: it gets a 503, never an empty 200.
+func TestAForwardWhoseClientStopsSendingIsNotASuccess(t *testing.T) {
+	t.Parallel()
+	lnA, lnB := listen(t), listen(t)
+	a := newServer(t, httpserver.Config{Owners: ownedBy{Addr: lnB.Addr().String()}, ForwardTimeout: 2 * time.Second})
+	b := newServer(t, httpserver.Config{Owners: ownedBy{Self: true}})
+	for _, s := range []*httpserver.Server{a, b} {
+		s.HandleKeyed("GET /orders/{id}", idInPath, func(w http.ResponseWriter, r *http.Request) {
+			select { // the owner answers once the forward is given up, or late
+			case <-r.Context().Done():
+			case <-time.After(time.Second):
+			}
+		})
+		s.MarkReady()
+	}
+	serveOn(t, a, lnA)
+	serveOn(t, b, lnB)
+	conn, err := net.DialTimeout("tcp", lnA.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /orders/o1 HTTP/1.1\r\nHost: a\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read the answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !json.Valid(body) {
+		t.Errorf("answer: got %d %q, want a 503 with a JSON body", resp.StatusCode, body)
 	}
 }
