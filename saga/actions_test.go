@@ -297,3 +297,22 @@ func checkRefused(t *testing.T, h *sagatest.Harness[data], action string, err er
 		t.Errorf("refused %s: got %d commands sent and instance %+v, want %d and %+v", action, len(h.Sent()), after, sent, before)
 	}
 }
+
+// An action whose write fails leaves the saga as it was, its timeout
+// included: the re-send that was due comes when it was due, not a
+// backoff after the failed action.
+func TestAFailedActionKeepsTheSagasTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData) // its command is due again in 10s
+	h.Clock.Advance(9 * time.Second)
+	h.Publisher.Fail(errors.New("broker unreachable"))
+	if err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "alice"}); err == nil {
+		t.Fatal("Retry whose write fails: got nil, want its error")
+	}
+	h.Publisher.Fail(nil)
+	h.Clock.Advance(2 * time.Second)
+	h.Engine.ResendOverdue(t.Context())
+	if n := len(h.Sent()); n != 2 {
+		t.Fatalf("commands sent 11s after the start: got %d, want 2 (the first, and its re-send when due)", n)
+	}
+}

@@ -504,16 +504,25 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 func (e *Engine[D]) reread(id string, now time.Time) (SagaInstance, bool) {
 	e.resuming.RLock()
 	defer e.resuming.RUnlock()
-	v, ok, err := e.cfg.Instances.Get(id)
+	v, err := e.trackStored(id)
 	if err != nil {
 		e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)
 		return v, false // keep its deadline
+	}
+	return v, v.PendingCommandID != "" && !v.Deadline.After(now) && e.versions[v.Version] != nil
+}
+
+// trackStored indexes saga id as it is stored, and returns it.
+func (e *Engine[D]) trackStored(id string) (SagaInstance, error) {
+	v, ok, err := e.cfg.Instances.Get(id)
+	if err != nil {
+		return v, err
 	}
 	if !ok {
 		v = SagaInstance{SagaID: id} // nothing pending: forget it
 	}
 	e.track(v)
-	return v, v.PendingCommandID != "" && !v.Deadline.After(now) && e.versions[v.Version] != nil
+	return v, nil
 }
 
 // track records the deadline and version of v's pending command, or
@@ -639,9 +648,10 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	// What the Update's function leaves, in one variable: it escapes
 	// with the function, one allocation rather than three.
 	var r struct {
-		event string
-		after SagaInstance
-		out   *Outgoing
+		event   string
+		after   SagaInstance
+		out     *Outgoing
+		tracked bool
 	}
 	ctx, span := e.startSpan(ctx, id)
 	defer span.End()
@@ -675,9 +685,12 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		// Indexed here, while the store holds the saga's key: after
 		// Update returns, a write outside a handler has released it to
 		// wait for its commit, and a later transition may have been
-		// indexed meanwhile. A write that fails after this aborts its
-		// transaction, and Resume indexes what is stored again.
+		// indexed meanwhile. A write that fails after this either aborts
+		// its transaction, and Resume indexes what is stored again, or
+		// never joined one (an action whose caller left, a write
+		// refused): then what is stored is indexed again below.
 		e.track(r.after)
+		r.tracked = true
 		return r.out, nil
 	}, func(committed bool) {
 		// Counted once committed: a transition whose transaction
@@ -694,6 +707,13 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		e.endSpan(span, after, event, err)
 	}
 	if err != nil {
+		if r.tracked {
+			// Unread (its partition given up, say), it is indexed again
+			// by Resume or once its deadline comes.
+			if _, rerr := e.trackStored(id); rerr != nil {
+				e.logger.Debug("read saga after a failed transition", "saga_id", id, "error", rerr)
+			}
+		}
 		return err
 	}
 	// Checked first: the arguments of a line that is not logged would still
