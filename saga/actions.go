@@ -98,7 +98,12 @@ func (e *Engine[D]) act(ctx context.Context, id, action string, op Operator, cha
 		// The action continues the saga's trace, as a timeout does, with
 		// a link to the operator's request rather than as a part of it:
 		// the rest of the saga would follow it into that trace.
-		if seen, ok, err := e.cfg.Instances.Get(id); err == nil && ok && seen.Traceparent != "" {
+		seen, ok, err := e.cfg.Instances.Get(id)
+		switch {
+		case err == nil && !ok:
+			// Another saga type's, maybe: no transition, no span.
+			return fmt.Errorf("%s saga %s: %w", action, id, ErrNoSaga)
+		case err == nil && seen.Traceparent != "":
 			asked.request = trace.LinkFromContext(ctx)
 			ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: seen.Traceparent})
 		}

@@ -1167,3 +1167,23 @@ func TestAnOlderTransitionDoesNotOverwriteTheIndex(t *testing.T) {
 		t.Errorf("at approve's deadline: got %d commands sent, want approve re-sent", len(got))
 	}
 }
+
+// An action on a saga this engine does not know (the orchestrator asks
+// each saga type's engine in turn) records no span: there was no
+// transition, and nothing failed.
+func TestAnActionOnAnUnknownSagaRecordsNoSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	h := sagatest.NewHarness(t, testDef(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, Traces: tp})
+	for name, act := range map[string]func() error{
+		"retry": func() error { return h.Engine.Retry(t.Context(), "nope", saga.Operator{By: "alice"}) },
+		"abort": func() error { return h.Engine.Abort(t.Context(), "nope", saga.Operator{By: "alice"}) },
+	} {
+		if err := act(); !errors.Is(err, saga.ErrNoSaga) {
+			t.Errorf("%s of an unknown saga: got %v, want ErrNoSaga", name, err)
+		}
+	}
+	for _, s := range rec.Ended() {
+		t.Errorf("span %q recorded (status %v): want none", s.Name(), s.Status())
+	}
+}
