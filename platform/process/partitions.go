@@ -48,6 +48,10 @@ type partitions struct {
 	// as long as it reads.
 	served atomic.Pointer[[]int32]
 	owners ownersCache
+
+	// stopping is Run's context: once it is done, a revocation is the
+	// process leaving its group, and its standby replicas follow nothing.
+	stopping context.Context
 }
 
 var _ messaging.Owner = (*partitions)(nil)
@@ -192,7 +196,7 @@ func (t *partitions) Revoked(lost bool) {
 		t.drop()
 		return
 	}
-	if t.p.cfg.Kafka.Standby {
+	if t.p.cfg.Kafka.Standby && (t.stopping == nil || t.stopping.Err() == nil) {
 		// Nobody writes to them before this instance rejoins: where their
 		// changelogs end now is where a standby of what it holds goes on.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

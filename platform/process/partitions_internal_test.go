@@ -1,12 +1,14 @@
 package process
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -133,4 +135,47 @@ func readyz(srv *httpserver.Server) int {
 	w := httptest.NewRecorder()
 	srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	return w.Code
+}
+
+// unfollowedStore is a heldStore whose standby does not follow, as a
+// real one once its process stops: Mark fails.
+type unfollowedStore struct {
+	heldStore
+	marks int
+}
+
+func (s *unfollowedStore) Mark(context.Context) error {
+	s.marks++
+	return errors.New("standby held: not following (Follow)")
+}
+
+// A revocation marks where the standby replicas go on from, unless it is
+// the process leaving the group as it stops: nothing follows then, and
+// a clean stop logs no warning.
+func TestAStopRevokesWithoutAWarning(t *testing.T) {
+	for _, stopping := range []bool{false, true} {
+		var logged bytes.Buffer
+		s := &unfollowedStore{}
+		p := &Process{Logger: slog.New(slog.NewTextHandler(&logged, nil)), stores: []assignable{s}, partitionCount: 2}
+		p.cfg.Kafka.Standby = true
+		tp := &partitions{p: p, gen: -1, assignedGen: -1}
+		tp.ready.Do(func() {})
+		ctx, cancel := context.WithCancel(t.Context())
+		tp.stopping = ctx
+		if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
+			t.Fatal(err)
+		}
+		if stopping {
+			cancel()
+		}
+		tp.Revoked(false)
+		cancel()
+		warned := strings.Contains(logged.String(), "level=WARN")
+		if stopping && (s.marks != 0 || warned) {
+			t.Errorf("revoked as the process stops: %d marks, logged %q; want none", s.marks, logged.String())
+		}
+		if !stopping && (s.marks != 1 || !warned) {
+			t.Errorf("revoked by a rebalance: %d marks, logged %q; want one, and its failure warned of", s.marks, logged.String())
+		}
+	}
 }

@@ -379,6 +379,7 @@ func (p *Process) Run(ctx context.Context) error {
 		cancel()
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	p.partitions.stopping = ctx
 	// The port stays open until the session has left the group: its peers
 	// take a refused connection for a dead instance, evict it and fence its
 	// transactional ids, which would abort the last commit of what it has
