@@ -622,20 +622,12 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
 
 // transition changes one instance in a single Update, recording the change
 // in its history, and hands the command it leads to to that Update, which
-// sends it in the same produce request as the instance: one round trip per
-// transition. The two are not atomic, and need not be:
-//
-//   - if the command lands and the instance does not, the Update fails, so
-//     the reply or timeout that caused it is handled again; meanwhile the
-//     participant's reply to the new command is stale (not the pending
-//     command) and ignored, and the pending command is re-sent on its
-//     timeout, the participant answering it again from its recorded
-//     decision;
-//   - if the instance lands and the command does not, the timeout re-sends
-//     it;
-//   - Sarama retries the failed part of a request.
-//
-// So an instance is never acted on before it is saved (write-ahead).
+// writes it with the instance. The orchestrator's Instances write both in
+// one Kafka transaction: a reader sees both or neither, and a failed
+// Update leaves neither, so the reply or timeout that caused it is handled
+// again. A command whose reply is lost is re-sent on its timeout, the
+// participant answering it again from its recorded decision. So an
+// instance is never acted on before it is saved (write-ahead).
 //
 // A transition is traced, when the engine traces, as a child of ctx's span
 // (the handling of a reply or start event, or the saga's stored trace

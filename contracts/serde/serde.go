@@ -140,8 +140,9 @@ func readerTypes(types []Record) (map[string]readerType, error) {
 
 // Register makes sure the schemas of types have ids under their subjects on
 // topic: it registers them when AutoRegister is set and looks them up
-// otherwise. `make schemas` calls it to register every schema ahead; a
-// process calls it at start-up to fail fast on a missing one.
+// otherwise. `make schemas` calls it to register every schema ahead. A
+// process does not: without AutoRegister, a missing schema fails its first
+// Encode (ErrNotRegistered).
 func (s *Serde) Register(topic string, types ...Record) error {
 	var errs []error
 	for _, v := range types {

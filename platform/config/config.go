@@ -43,7 +43,8 @@ type Kafka struct {
 	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms" min:"1ms"`
 	// AdvertisedHTTPAddr is the HTTP address (host:port) at which the other
 	// instances of a process reach this one, to forward the requests for
-	// the keys it owns. Empty means HTTP_ADDR's port on this host's name.
+	// the keys it owns. Empty means HTTP_ADDR itself, or, when HTTP_ADDR
+	// names no host (":8080", 0.0.0.0, ::), its port on this host's name.
 	// It also names the instance's transactions, so it must be unique
 	// among the instances and stay the same across a restart.
 	AdvertisedHTTPAddr string `env:"ADVERTISED_HTTP_ADDR"`

@@ -199,7 +199,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
 // Handler returns the server's routes, for tests.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// MarkReady is called once the process's state is restored.
+// MarkReady is called once the process's state is restored and it can
+// write (process.towardReady).
 func (s *Server) MarkReady() { s.ready.Store(true) }
 
 // Ready reports whether the process is ready and its dependencies answer.

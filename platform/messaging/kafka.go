@@ -1,8 +1,8 @@
 // Package messaging connects a process to Kafka through Watermill: the
 // transactional Session every process consumes and writes through, the
 // client settings (franz-go's and Sarama's), publishers and subscribers,
-// topic creation, the middleware of the handlers, and the command/reply
-// plumbing of a saga participant.
+// topic creation, the middleware of the handlers, and the replay of dead
+// letters.
 package messaging
 
 import (
@@ -93,8 +93,9 @@ func tlsConfig(cfg config.Kafka) (*tls.Config, error) {
 }
 
 // KgoOptions returns the franz-go client options that match SaramaConfig's
-// connection settings (brokers, TLS, SASL), for what Sarama cannot do: a
-// restore that must see transaction markers to know where it ends.
+// connection settings (brokers, TLS, SASL): the base of every franz-go
+// client, the Session's consumer and producers, SyncSender, and the
+// stores' restores and reads.
 func KgoOptions(cfg config.Kafka) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
 	if cfg.TLS {
@@ -143,8 +144,10 @@ func NewRecord(topic string, msg *message.Message) (*kgo.Record, error) {
 }
 
 // Publisher publishes watermill messages to Kafka through a Sender.
-// Publish sends all its messages in one produce call and returns once Kafka
-// has acknowledged every one.
+// Publish sends all its messages in one Sender.Add and returns once its
+// wait does: on a Session, at once from a handler (the messages commit
+// with its offset), otherwise once the transaction commits; on a
+// SyncSender, once Kafka has acknowledged every one.
 type Publisher struct {
 	producer Sender
 	owned    bool // Close closes the producer

@@ -26,7 +26,7 @@ const tracerName = "github.com/kafkasaga/kafkasaga/platform/messaging"
 // trace context of the message it copies.
 //
 // The span comes from the provider of the span in the context, the
-// process's own: ProducerMessage needs no provider passed to it.
+// process's own: NewRecord needs no provider passed to it.
 func traceSend(topic string, msg *message.Message) {
 	ctx := msg.Context()
 	parent := trace.SpanFromContext(ctx)

@@ -1409,7 +1409,7 @@ func (copartitioned) Balance(cb *kgo.ConsumerBalancer, counts map[string]int32) 
 		return plan
 	}
 	slices.SortFunc(members, func(x, y member) int { return strings.Compare(x.m.MemberID, y.m.MemberID) })
-	var n int32 // the partition count (Run refuses topics whose counts differ)
+	var n int32 // the partition count (process.Run refuses topics whose counts differ)
 	for _, c := range counts {
 		n = max(n, c)
 	}

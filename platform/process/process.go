@@ -460,7 +460,8 @@ func (p *Process) towardReady() {
 }
 
 // advertisedAddr is the address the other instances reach this one at:
-// the one configured, or the HTTP address's port on this host's name.
+// the one configured, else the HTTP address, or, if that names no host,
+// its port on this host's name.
 func advertisedAddr(configured, httpAddr string) (string, error) {
 	if configured != "" {
 		return configured, nil

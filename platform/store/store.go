@@ -38,8 +38,10 @@ type Codec[T any] interface {
 // messaging.SyncSender.
 type Sender interface {
 	// Add writes msgs and returns a function that waits until they are
-	// durable and visible (committed): the store holds no lock while it
-	// waits, so the handlers whose records share the commit can go on.
+	// durable and visible (committed), or, for a handler's writes, which
+	// commit with its message's offset, returns at once: the store holds
+	// no lock while it waits, so the handlers whose records share the
+	// commit can go on.
 	// over, if not nil, is called once their transaction is committed or
 	// aborted.
 	Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (wait func() error, err error)
@@ -404,8 +406,9 @@ func (s *Store[T]) Update(ctx context.Context, key string, fn func(v *T, exists 
 //
 // On behalf of a consumed message (ctx is its handler's) the new value is
 // visible to this store's readers once it is in the transaction, before
-// the commit; if the commit fails, the process drops every partition's
-// state and restores it.
+// the commit. If the transaction aborts, the store puts back what the key
+// held before; if whether it committed is not known, the process drops
+// every partition's state and restores it.
 //
 // A write made from a state that changed under it (outside a handler, a
 // record an aborted transaction had written, or a key whose partition was
