@@ -173,14 +173,17 @@ type Session struct {
 	workers []chan job      // started by Run
 	shares  [][]*kgo.Record // a batch's records by worker, reused
 
-	mu     sync.RWMutex // shared by writers while they produce; the loop's to end and begin
-	cl     txnClient
-	begun  bool // a transaction is begun (the loop's)
-	cur    *txn // the transaction writes join
-	open   atomic.Bool
-	dirty  atomic.Bool   // cur holds records
-	broken atomic.Bool   // a record of cur failed: it must abort
-	epoch  atomic.Uint64 // Epoch
+	mu    sync.RWMutex // shared by writers while they produce; the loop's to end and begin
+	cl    txnClient
+	begun bool // a transaction is begun (the loop's)
+	cur   *txn // the transaction writes join
+	open  atomic.Bool
+	dirty atomic.Bool // cur has writers: records, or writes that wait for its end
+	// produced: cur holds records. A transaction with writers but no
+	// records is none to the broker: its offsets are committed alone.
+	produced atomic.Bool
+	broken   atomic.Bool   // a record of cur failed: it must abort
+	epoch    atomic.Uint64 // Epoch
 	// abandon ends the context of the batch in hand (nil between
 	// batches). A failed write and a revocation call it: the batch's
 	// handlers stop rather than retry in a transaction that can only abort
@@ -572,6 +575,7 @@ func (s *Session) transitions(cl txnClient) error {
 		}
 		s.begun = true
 		s.dirty.Store(false)
+		s.produced.Store(false)
 		s.broken.Store(false)
 		s.open.Store(true)
 		s.mu.Unlock()
@@ -593,6 +597,7 @@ func (s *Session) abortOpen(cl txnClient) (dirty bool, err error) {
 	}
 	s.open.Store(false)
 	dirty = s.dirty.Swap(false)
+	s.produced.Store(false)
 	s.broken.Store(false)
 	_, err = cl.End(context.Background(), kgo.TryAbort)
 	s.begun = false
@@ -803,7 +808,7 @@ const endTimeout = 30 * time.Second
 // next one, unless the partitions were revoked meanwhile.
 func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error {
 	s.mu.Lock()
-	tx, dirty := s.cur, s.dirty.Swap(false)
+	tx, dirty, produced := s.cur, s.dirty.Swap(false), s.produced.Swap(false)
 	endCtx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	try := kgo.TryAbort
 	var err error
@@ -812,7 +817,7 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 		// flushes): a commit would keep the writes that landed without
 		// the one that failed.
 		began := time.Now()
-		err = cl.Prepare(endCtx, dirty)
+		err = cl.Prepare(endCtx, produced)
 		s.metrics.prepare.Observe(time.Since(began).Seconds())
 		try = kgo.TryCommit
 	}
@@ -1049,6 +1054,9 @@ func (s *Session) addLocked(ctx context.Context, records []*kgo.Record, acks cha
 	}
 	if acks != nil {
 		kick(s.cl)
+	}
+	if len(records) > 0 {
+		s.produced.Store(true)
 	}
 	s.dirty.Store(true)
 	return tx, nil

@@ -300,6 +300,34 @@ func TestSessionWriteOutsideAHandlerReturnsOnceCommitted(t *testing.T) {
 	}
 }
 
+// A write that joins a transaction with no records (a store's answer
+// read from a write still open, waiting for its outcome) leaves no
+// transaction open on the broker: its commit sends the offsets alone, as
+// a batch that wrote nothing does. Sent in a transaction that produced
+// nothing, they began one there that franz-go did not end.
+func TestAJoinWithoutRecordsLeavesNoTransactionOpen(t *testing.T) {
+	in := contracts.TopicSpec{Name: "join.in", Partitions: 2}
+	cfg := startKafka(t, in)
+	s, o := startSession(t, cfg, "join", "join-1", in.Name, func(*messaging.Session, *message.Message) error { return nil })
+	eventually(t, "the partitions to be assigned", o.owns)
+	eventually(t, "a write without records to be accepted", func() bool {
+		err := s.Send(t.Context(), nil)
+		if err != nil && !errors.Is(err, messaging.ErrRebalancing) && !errors.Is(err, messaging.ErrAborted) {
+			t.Fatalf("write outside a handler: %v", err)
+		}
+		return err == nil
+	})
+	described, err := kadm.NewClient(kgoClient(t, cfg)).DescribeTransactions(t.Context(), messaging.TransactionalIDs("join-1")...)
+	if err != nil {
+		t.Fatalf("describe the transactions: %v", err)
+	}
+	for id, d := range described {
+		if d.Err == nil && d.State == "Ongoing" {
+			t.Errorf("transactional id %s: a transaction is open on the broker (since %d), want none", id, d.StartTimestamp)
+		}
+	}
+}
+
 // Opened runs once an assignment's partitions are restored and writes are
 // open: a write outside a handler made in it joins the transaction.
 func TestOpenedRunsOnceWritesAreOpen(t *testing.T) {
