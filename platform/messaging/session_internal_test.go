@@ -202,3 +202,29 @@ func canceled() context.Context {
 	cancel()
 	return ctx
 }
+
+// restoreCounter is an Owner that counts its restores.
+type restoreCounter struct {
+	noOwner
+	restores int
+}
+
+func (o *restoreCounter) Restore(context.Context) (bool, error) { o.restores++; return true, nil }
+
+// The last commit of a session that stops, if it aborts, is not followed
+// by a restore: the process is going, and a restore would hold its stop
+// for as long as reading its state takes, or for ever with Kafka gone.
+func TestALastCommitThatAbortsRestoresNothing(t *testing.T) {
+	o := &restoreCounter{}
+	s := NewSession(SessionConfig{Owner: o}, slog.New(slog.DiscardHandler))
+	cl := &endOnly{} // every end aborts
+	s.cl, s.begun = cl, true
+	s.open.Store(true)
+	if _, err := s.add(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	s.finish(cl)
+	if o.restores != 0 {
+		t.Errorf("restores after the last commit aborted: got %d, want none", o.restores)
+	}
+}

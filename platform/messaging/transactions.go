@@ -882,10 +882,14 @@ func (s *Session) restoreAfterAbort(ctx context.Context) error {
 	return nil
 }
 
-// finish commits what waits to be committed when the session stops.
+// finish commits what waits to be committed when the session stops. If
+// that aborts, nothing is restored: the process is going (commit's ctx,
+// done, says so).
 func (s *Session) finish(cl txnClient) {
 	if s.begun && s.dirty.Load() {
-		if err := s.commit(context.Background(), cl, true); err != nil {
+		stopping, stop := context.WithCancel(context.Background())
+		stop()
+		if err := s.commit(stopping, cl, true); err != nil {
 			s.logger.Warn("last commit", "error", err)
 		}
 	}
