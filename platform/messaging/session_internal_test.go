@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +228,56 @@ func TestALastCommitThatAbortsRestoresNothing(t *testing.T) {
 	s.finish(cl)
 	if o.restores != 0 {
 		t.Errorf("restores after the last commit aborted: got %d, want none", o.restores)
+	}
+}
+
+// blockedRestore is an Owner whose restore waits until released, holding
+// the lock its Revoked takes, as the process's partitions do.
+type blockedRestore struct {
+	noOwner
+	mu       sync.Mutex
+	entered  chan struct{}
+	released chan struct{}
+}
+
+func (o *blockedRestore) Restore(context.Context) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	close(o.entered)
+	<-o.released
+	return true, nil
+}
+
+func (o *blockedRestore) Revoked(bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+}
+
+// A revocation that comes while a restore after an abort runs leaves
+// writes closed: the restore's end does not open them for partitions
+// given up meanwhile.
+func TestARevocationDuringARestoreLeavesWritesClosed(t *testing.T) {
+	o := &blockedRestore{entered: make(chan struct{}), released: make(chan struct{})}
+	s := NewSession(SessionConfig{Owner: o}, slog.New(slog.DiscardHandler))
+	cl := &endOnly{}
+	s.cl = cl
+	restored := make(chan error)
+	go func() { restored <- s.restoreAfterAbort(context.Background()) }()
+	<-o.entered
+	revoked := make(chan struct{})
+	go func() { s.revoked(false); close(revoked) }()
+	for s.revocations.Load() == 0 { // revoked is under way, waiting for the restore's lock
+		runtime.Gosched()
+	}
+	close(o.released)
+	if err := <-restored; err != nil {
+		t.Fatal(err)
+	}
+	<-revoked
+	if err := s.transitions(cl); err != nil {
+		t.Fatal(err)
+	}
+	if s.open.Load() {
+		t.Error("writes open after a revocation that came during the restore")
 	}
 }

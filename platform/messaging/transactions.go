@@ -195,9 +195,12 @@ type Session struct {
 	// waits for the handlers before the state they use is given up.
 	batch sync.Mutex
 
-	reopen   atomic.Bool // partitions were assigned: begin the generation's transactions
-	revoking atomic.Bool // partitions were revoked: abort the open transaction
-	failed   chan error  // an assignment that could not be restored
+	reopen atomic.Bool // partitions were assigned: begin the generation's transactions
+	// revocations counts the revocations begun: a restore that one
+	// overtook opens nothing.
+	revocations atomic.Uint64
+	revoking    atomic.Bool // partitions were revoked: abort the open transaction
+	failed      chan error  // an assignment that could not be restored
 
 	pollMu     sync.Mutex
 	cancelPoll context.CancelFunc
@@ -872,12 +875,18 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 // restoreAfterAbort restores what is still assigned after Distrust; the
 // transactions begin again once it is, unless a rebalance is under way.
 func (s *Session) restoreAfterAbort(ctx context.Context) error {
+	revocations := s.revocations.Load()
 	serving, err := s.cfg.Owner.Restore(ctx)
 	if err != nil {
 		return restoreError{err}
 	}
 	if serving {
 		s.reopen.Store(true)
+		// Revoked meanwhile (revoked counts before it closes reopen):
+		// what it restored is given up.
+		if s.revocations.Load() != revocations {
+			s.reopen.Store(false)
+		}
 	}
 	return nil
 }
@@ -1314,6 +1323,7 @@ func (s *Session) revoked(lost bool) {
 	// over too (franz-go revokes as soon as an assignment's callback
 	// returns if the group moved on meanwhile): opened, they would take
 	// writes for partitions given up.
+	s.revocations.Add(1)
 	s.reopen.Store(false)
 	s.open.Store(false) // its handlers' writes go to a transaction that aborts
 	if abandon := s.abandon.Load(); abandon != nil {
