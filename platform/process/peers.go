@@ -192,9 +192,20 @@ func (p *Process) evict(ctx context.Context, id, addr string) {
 	}
 	p.partitions.owners.invalidate()
 	p.Logger.Info("evicted a dead instance from the group", "member", id, "advertised", addr)
-	for _, id := range messaging.TransactionalIDs(transactionalID(p.cfg.Name, addr)) {
+	for _, id := range p.toFence(addr) {
 		p.fence(ctx, id)
 	}
+}
+
+// toFence returns the transactional ids of the instance evicted at addr.
+// None for a predecessor at this instance's own address: its ids are this
+// instance's, whose session took them (fencing the predecessor's), and
+// taking them again would fence this instance's own producers.
+func (p *Process) toFence(addr string) []string {
+	if addr == p.advertised {
+		return nil
+	}
+	return messaging.TransactionalIDs(transactionalID(p.cfg.Name, addr))
 }
 
 // fence aborts the transaction a dead instance left open under txnID (one

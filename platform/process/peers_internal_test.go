@@ -89,3 +89,18 @@ func TestPeersAreDeadWhenTheirAddressIsGoneTwice(t *testing.T) {
 		t.Errorf("after forget: dead %v, gone %v, reached %v", dead, w.gone, w.reached)
 	}
 }
+
+// An instance that evicts a dead predecessor at its own address does not
+// take its transactional ids: they are its own, and taking them again
+// would fence its own producers and abort what it has open. A dead peer
+// elsewhere has its ids taken, to abort what it left open.
+func TestAnEvictionFencesNoOwnProducer(t *testing.T) {
+	p := &Process{advertised: "order-1:8081"}
+	p.cfg.Name = "order"
+	if ids := p.toFence("order-1:8081"); len(ids) != 0 {
+		t.Errorf("a predecessor at its own address: fences %v, want none", ids)
+	}
+	if ids := p.toFence("order-2:8081"); len(ids) != 2 {
+		t.Errorf("a peer elsewhere: fences %v, want its two ids", ids)
+	}
+}
