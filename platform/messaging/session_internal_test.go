@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -279,5 +280,40 @@ func TestARevocationDuringARestoreLeavesWritesClosed(t *testing.T) {
 	}
 	if s.open.Load() {
 		t.Error("writes open after a revocation that came during the restore")
+	}
+}
+
+// A callback that joins a transaction as it ends runs after the callbacks
+// that joined before it, as it would had it joined in time: a store keeps
+// the value of the last write it learns committed, and one learnt out of
+// order put an older value back after a later abort.
+func TestACallbackThatJoinsAnEndingTransactionRunsLast(t *testing.T) {
+	x := newTxn()
+	var mu sync.Mutex
+	var order []string
+	ran := func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, name)
+	}
+	release := make(chan struct{})
+	x.then(func(bool) { <-release; ran("joined before") })
+	go x.end(nil)
+	for ended := false; !ended; runtime.Gosched() {
+		x.mu.Lock()
+		ended = x.ended
+		x.mu.Unlock()
+	}
+	late := make(chan struct{})
+	go func() { x.then(func(bool) { ran("joined late") }); close(late) }()
+	select {
+	case <-late:
+		t.Error("the late callback ran while an earlier one was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-late
+	if !slices.Equal(order, []string{"joined before", "joined late"}) {
+		t.Errorf("callbacks ran in the order %v, want the one that joined before first", order)
 	}
 }

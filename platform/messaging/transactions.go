@@ -252,11 +252,14 @@ func (x *txn) end(err error) {
 	close(x.done)
 }
 
-// then calls fn once x is committed or aborted.
+// then calls fn once x is committed or aborted. Called as x ends, it
+// waits for the callbacks registered before it: a store learns of its
+// writes' commits in the order they joined.
 func (x *txn) then(fn func(committed bool)) {
 	x.mu.Lock()
 	if x.ended {
 		x.mu.Unlock()
+		<-x.done
 		fn(x.err == nil)
 		return
 	}
