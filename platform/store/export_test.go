@@ -18,3 +18,7 @@ func (s *Store[T]) Following(p int32) (int64, bool) {
 	next, ok := s.standby.next[p]
 	return next, ok
 }
+
+// OnPruneScanned calls fn each time Prune has scanned a page of pointers,
+// before it writes their tombstones.
+func (s *Store[T]) OnPruneScanned(fn func()) { s.pruneScanned = fn }

@@ -143,6 +143,8 @@ type Store[T any] struct {
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
+	// pruneScanned, if set (tests), runs after Prune scans a page.
+	pruneScanned func()
 
 	standby standby
 	archive archiveReader
@@ -1014,18 +1016,22 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 	}
 	s.mu.RUnlock()
 	pruned := 0
-	var batch []*kgo.Record
+	var batch []kv
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := send(ctx, s.cfg.Producer, batch); err != nil {
+		wait, kept, err := s.addTombstones(ctx, batch)
+		if err != nil {
 			return err
 		}
-		if err := s.forgetPruned(batch); err != nil {
+		if err := wait(); err != nil {
 			return err
 		}
-		pruned += len(batch)
+		if err := s.forgetPruned(kept); err != nil {
+			return err
+		}
+		pruned += len(kept)
 		batch = nil
 		return nil
 	}
@@ -1041,8 +1047,11 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 			if page, from, err = s.scan(p, from, to, first, gone); err != nil {
 				return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 			}
+			if s.pruneScanned != nil {
+				s.pruneScanned()
+			}
 			for _, r := range page {
-				batch = append(batch, s.record(s.cfg.Topic, r.key, p, nil))
+				batch = append(batch, r)
 				if len(batch) == pruneBatch {
 					if err := flush(); err != nil {
 						return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
@@ -1060,25 +1069,61 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 // pruneBatch bounds the tombstones of one of Prune's transactions.
 const pruneBatch = 1000
 
+// addTombstones joins the open transaction with a tombstone for each
+// scanned pointer that is still as scanned: under the keys' locks, and
+// refused if an abort came since they were read, so that a key written
+// after the scan (revived, or archived again) keeps what it holds now. It
+// returns the wait for their commit and the pointers they delete.
+func (s *Store[T]) addTombstones(ctx context.Context, scanned []kv) (func() error, []kv, error) {
+	ctx = messaging.ReadAt(ctx, s.cfg.Producer.Epoch())
+	var stripes [256]bool
+	for _, r := range scanned {
+		stripes[stripe(r.key)] = true
+	}
+	for i := range stripes { // in order: no two Prunes wait for each other
+		if stripes[i] {
+			s.locks[i].Lock()
+			defer s.locks[i].Unlock()
+		}
+	}
+	var kept []kv
+	var tombstones []*kgo.Record
+	for _, r := range scanned {
+		p, e, owned, ok, open, err := s.lookupOpen(r.key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if owned && ok && !open && e.archived() && e.archivedAt == r.e.archivedAt {
+			kept = append(kept, r)
+			tombstones = append(tombstones, s.record(s.cfg.Topic, r.key, p, nil))
+		}
+	}
+	if len(tombstones) == 0 {
+		return noWait, nil, nil
+	}
+	wait, err := s.cfg.Producer.Add(ctx, tombstones, nil)
+	return wait, kept, err
+}
+
 // forgetPruned deletes locally the pointers whose tombstones committed,
 // unless they changed meanwhile.
-func (s *Store[T]) forgetPruned(tombstones []*kgo.Record) error {
+func (s *Store[T]) forgetPruned(pruned []kv) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range tombstones {
-		key := string(r.Key)
-		k := dbKey(s.prefix, r.Partition, key)
+	for _, r := range pruned {
+		key, p := r.key, r.e.partition
+		k := dbKey(s.prefix, p, key)
 		e, ok := s.recent.get(key)
 		if !ok {
 			v, closer, err := s.db.db.Get(k)
 			if err != nil {
 				continue // gone already
 			}
-			e, err = decodeEntry(r.Partition, v)
+			e, err = decodeEntry(p, v)
 			closer.Close()
 			ok = err == nil
 		}
-		if ok && e.archived() && s.owned[r.Partition] { // not changed meanwhile
+		if ok && e.archived() && e.archivedAt == r.e.archivedAt && s.owned[p] { // not changed meanwhile
 			delete(s.recent.young, key)
 			delete(s.recent.old, key)
 			if err := s.db.db.Delete(k, pebble.NoSync); err != nil {
@@ -1093,13 +1138,4 @@ func stripe(key string) uint8 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
 	return uint8(h.Sum32())
-}
-
-// send writes msgs and waits for their commit.
-func send(ctx context.Context, producer Sender, msgs []*kgo.Record) error {
-	wait, err := producer.Add(ctx, msgs, nil)
-	if err != nil {
-		return err
-	}
-	return wait()
 }

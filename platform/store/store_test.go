@@ -738,6 +738,36 @@ func (c *changelog) expireArchive(t *testing.T) {
 	}
 }
 
+// A pointer written again after Prune found it expired (its key revived,
+// or archived again) is not deleted: the tombstone would follow the new
+// record in the changelog, and a restore would lose it.
+func TestPruneKeepsAKeyWrittenSinceItsScan(t *testing.T) {
+	t.Parallel()
+	for name, again := range map[string]*account{"revived": customer("x", 7), "archived again": {CustomerID: "x", Name: "closed", CreditLimit: 7}} {
+		c := newArchivingChangelog(t)
+		s := c.restored(t)
+		closed := customer("x", 1)
+		closed.Name = "closed"
+		update(t, s, "x", set(closed))
+		c.expireArchive(t)
+		once := false
+		s.OnPruneScanned(func() {
+			if !once {
+				once = true
+				update(t, s, "x", set(again))
+			}
+		})
+		if n, err := s.Prune(t.Context()); err != nil || n != 0 {
+			t.Errorf("%s: Prune: got %d, %v, want nothing pruned", name, n, err)
+		}
+		for where, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
+			if got, ok, err := st.Get("x"); !ok || err != nil || got.CreditLimit != 7 {
+				t.Errorf("%s: %s: x: got %+v (present %v, %v), want it as written since the scan", name, where, got, ok, err)
+			}
+		}
+	}
+}
+
 // A record whose archiving aborted is live again, whether or not its
 // pointer reached the disk meanwhile: the archive's retention does not
 // prune it.
