@@ -317,3 +317,48 @@ func TestACallbackThatJoinsAnEndingTransactionRunsLast(t *testing.T) {
 		t.Errorf("callbacks ran in the order %v, want the one that joined before first", order)
 	}
 }
+
+// gatedRevoke is an Owner whose Revoked waits for a gate before it takes
+// the lock its Restore takes: a restore may run in between.
+type gatedRevoke struct {
+	noOwner
+	mu   sync.Mutex
+	gate chan struct{}
+}
+
+func (o *gatedRevoke) Restore(context.Context) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return true, nil
+}
+
+func (o *gatedRevoke) Revoked(bool) {
+	<-o.gate
+	o.mu.Lock()
+	defer o.mu.Unlock()
+}
+
+// A restore after an abort that runs while a revocation is under way,
+// before the owner gives its partitions up, opens no writes either.
+func TestARestoreWhileARevocationIsUnderWayLeavesWritesClosed(t *testing.T) {
+	o := &gatedRevoke{gate: make(chan struct{})}
+	s := NewSession(SessionConfig{Owner: o}, slog.New(slog.DiscardHandler))
+	cl := &endOnly{}
+	s.cl = cl
+	revoked := make(chan struct{})
+	go func() { s.revoked(false); close(revoked) }()
+	for s.revocations.Load() == 0 {
+		runtime.Gosched()
+	}
+	if err := s.restoreAfterAbort(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(o.gate)
+	<-revoked
+	if err := s.transitions(cl); err != nil {
+		t.Fatal(err)
+	}
+	if s.open.Load() {
+		t.Error("writes open after a restore that ran while the partitions were being revoked")
+	}
+}

@@ -196,11 +196,13 @@ type Session struct {
 	batch sync.Mutex
 
 	reopen atomic.Bool // partitions were assigned: begin the generation's transactions
-	// revocations counts the revocations begun: a restore that one
-	// overtook opens nothing.
-	revocations atomic.Uint64
-	revoking    atomic.Bool // partitions were revoked: abort the open transaction
-	failed      chan error  // an assignment that could not be restored
+	// revocations counts the revocations begun, and assignedAt is what it
+	// was at the last assignment: writes open only for an assignment no
+	// revocation has followed (a restore after an abort that one overtook
+	// opens nothing).
+	revocations, assignedAt atomic.Uint64
+	revoking                atomic.Bool // partitions were revoked: abort the open transaction
+	failed                  chan error  // an assignment that could not be restored
 
 	pollMu     sync.Mutex
 	cancelPoll context.CancelFunc
@@ -568,7 +570,7 @@ func (s *Session) transitions(cl txnClient) error {
 			}
 		}
 	}
-	if s.reopen.Swap(false) {
+	if s.reopen.Swap(false) && s.revocations.Load() == s.assignedAt.Load() {
 		// An open transaction here wrote nothing (writes were closed), but
 		// franz-go still marks it to abort for the revocation before.
 		if _, err := s.abortOpen(cl); err != nil {
@@ -878,18 +880,12 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 // restoreAfterAbort restores what is still assigned after Distrust; the
 // transactions begin again once it is, unless a rebalance is under way.
 func (s *Session) restoreAfterAbort(ctx context.Context) error {
-	revocations := s.revocations.Load()
 	serving, err := s.cfg.Owner.Restore(ctx)
 	if err != nil {
 		return restoreError{err}
 	}
 	if serving {
 		s.reopen.Store(true)
-		// Revoked meanwhile (revoked counts before it closes reopen):
-		// what it restored is given up.
-		if s.revocations.Load() != revocations {
-			s.reopen.Store(false)
-		}
 	}
 	return nil
 }
@@ -1309,6 +1305,7 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, ass
 		return
 	}
 	s.epoch.Add(1) // what was read before the assignment may be another's now
+	s.assignedAt.Store(s.revocations.Load())
 	s.reopen.Store(true)
 	s.wake()
 }
