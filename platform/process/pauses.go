@@ -34,6 +34,9 @@ func newPauseWatch(sessionTimeout time.Duration, logger *slog.Logger) *pauseWatc
 const pauseHold = 2 * time.Second
 
 func (w *pauseWatch) run(ctx context.Context) error {
+	// From now: the time before (the look for dead peers before joining)
+	// is no pause.
+	w.last.Store(int64(time.Since(w.start)))
 	return Every(ctx, w.limit/4, w.tick)
 }
 

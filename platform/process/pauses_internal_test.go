@@ -1,6 +1,7 @@
 package process
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -38,5 +39,26 @@ func TestAPausedProcessServesNothingForAMoment(t *testing.T) {
 	var none *pauseWatch
 	if !none.trusted() {
 		t.Error("a process without a group (no watch) is not trusted")
+	}
+}
+
+// The time between the watch's creation and its start (the look for dead
+// peers before joining, up to seconds) is no pause: the first tick sees
+// none.
+func TestTheWatchsStartIsNoPause(t *testing.T) {
+	w := newPauseWatch(2*time.Second, slog.New(slog.DiscardHandler))
+	w.start = time.Now().Add(-1500 * time.Millisecond) // created 1.5 s before it runs
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = w.run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.last.Load() <= int64(1500*time.Millisecond) { // its first tick
+		if time.Now().After(deadline) {
+			t.Fatal("the watch did not tick within 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w.suspect.Load() != 0 {
+		t.Error("the first tick took the time before the watch ran for a pause")
 	}
 }
