@@ -315,7 +315,17 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 	if sendErr != nil && !abortable(sendErr) {
 		return false, sendErr
 	}
+	if generationOver(sendErr) {
+		return false, fmt.Errorf("%w: %w", ErrGenerationOver, sendErr)
+	}
 	return false, nil
+}
+
+// generationOver reports whether a refused offset commit means that the
+// generation the transaction was begun in is over.
+func generationOver(err error) bool {
+	return errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) ||
+		errors.Is(err, kerr.StaleMemberEpoch) || errors.Is(err, kerr.RebalanceInProgress)
 }
 
 // offsetErrors joins the errors of the partitions an offset commit's

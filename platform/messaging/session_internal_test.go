@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -360,5 +361,42 @@ func TestARestoreWhileARevocationIsUnderWayLeavesWritesClosed(t *testing.T) {
 	}
 	if s.open.Load() {
 		t.Error("writes open after a restore that ran while the partitions were being revoked")
+	}
+}
+
+// overEnd is a txnClient whose every end is an abort because the group's
+// generation is over, as groupTxn.End reports a refusal of the offsets
+// with IllegalGeneration.
+type overEnd struct{ endOnly }
+
+func (c *overEnd) End(context.Context, kgo.TransactionEndTry) (bool, error) {
+	return false, fmt.Errorf("%w: %w", ErrGenerationOver, kerr.IllegalGeneration)
+}
+
+// distrusting is an Owner that keeps what Distrust was told.
+type distrusting struct {
+	noOwner
+	told error
+}
+
+func (o *distrusting) Distrust(err error) { o.told = err }
+
+// A commit whose offsets the group refused because its generation is over
+// aborts, known to be aborted (the writes are put back), and tells the
+// Owner that the generation is over; the client is not replaced.
+func TestACommitOfAGenerationOverTellsTheOwner(t *testing.T) {
+	o := &distrusting{}
+	s := NewSession(SessionConfig{Owner: o}, slog.New(slog.DiscardHandler))
+	cl := &overEnd{}
+	s.cl, s.begun = cl, true
+	s.open.Store(true)
+	if _, err := s.add(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.commit(t.Context(), cl, true); err != nil {
+		t.Errorf("commit: got %v, want nil: an abort, not a failure of the client", err)
+	}
+	if !errors.Is(o.told, ErrAborted) || !errors.Is(o.told, ErrGenerationOver) {
+		t.Errorf("Distrust was told %v, want ErrAborted and ErrGenerationOver", o.told)
 	}
 }

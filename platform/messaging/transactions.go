@@ -46,6 +46,12 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // and the state must be read again.
 var ErrAborted = errors.New("transaction known to be aborted")
 
+// ErrGenerationOver marks, with ErrAborted, the abort of a transaction
+// whose offsets the group refused because the generation it was begun in
+// is over (a rebalance, or this member evicted): the partitions may be
+// another's already, and the Owner serves none until the next assignment.
+var ErrGenerationOver = errors.New("the group's generation is over")
+
 // ErrStaleRead is the error of a write made from a state read before it
 // changed under the writer (ReadAt): the writer reads again.
 var ErrStaleRead = errors.New("the state the write was made from changed since it was read: an aborted transaction had written it, or the partitions were assigned again")
@@ -840,10 +846,17 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 	}
 	cancel()
 	s.begun = false
+	var over error // aborted, its generation over
+	if errors.Is(err, ErrGenerationOver) {
+		over, err = err, nil
+	}
 	var txErr error
-	if err != nil {
+	switch {
+	case err != nil:
 		txErr = fmt.Errorf("%w: %w", ErrFenced, err)
-	} else if !committed {
+	case over != nil:
+		txErr = fmt.Errorf("%w (%w: %w)", ErrFenced, ErrAborted, over)
+	case !committed:
 		txErr = fmt.Errorf("%w (%w)", ErrFenced, ErrAborted)
 	}
 	s.cur = newTxn()

@@ -222,6 +222,11 @@ func (t *partitions) Distrust(err error) {
 	if errors.Is(err, messaging.ErrAborted) && t.gen >= 0 {
 		t.p.Logger.Info("putting back what an aborted transaction wrote", "error", err)
 		t.rolledBack = true
+		if errors.Is(err, messaging.ErrGenerationOver) {
+			// The partitions may be another's already: none is served
+			// until the next assignment, which the group will make.
+			t.revoked = true
+		}
 		return
 	}
 	t.p.Logger.Warn("dropping the state of every partition to restore it", "error", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
 // heldStore is an assignable that holds what it is assigned, and can
@@ -176,6 +178,34 @@ func TestAStopRevokesWithoutAWarning(t *testing.T) {
 		}
 		if !stopping && (s.marks != 1 || !warned) {
 			t.Errorf("revoked by a rebalance: %d marks, logged %q; want one, and its failure warned of", s.marks, logged.String())
+		}
+	}
+}
+
+// An abort because the group's generation is over serves nothing until
+// the next assignment: the partitions may be another instance's already.
+// A plain abort serves again once what it wrote is put back.
+func TestAnAbortOfAGenerationOverServesNothingUntilAssigned(t *testing.T) {
+	for name, c := range map[string]struct {
+		err   error
+		serve bool
+	}{
+		"the generation over": {fmt.Errorf("%w (%w: %w)", messaging.ErrFenced, messaging.ErrAborted, messaging.ErrGenerationOver), false},
+		"a plain abort":       {fmt.Errorf("%w (%w)", messaging.ErrFenced, messaging.ErrAborted), true},
+	} {
+		s := &heldStore{}
+		tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
+		tp.ready.Do(func() {})
+		if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
+			t.Fatal(err)
+		}
+		tp.Distrust(c.err)
+		serving, err := tp.Restore(t.Context())
+		if err != nil || serving != c.serve || (tp.served.Load() != nil) != c.serve {
+			t.Errorf("%s: Restore: serving %v (%v), served %v; want serving %v", name, serving, err, tp.served.Load(), c.serve)
+		}
+		if err := tp.Assigned(t.Context(), []int32{0, 1}, 2); err != nil || tp.served.Load() == nil {
+			t.Errorf("%s: the next assignment: %v, served %v; want it served", name, err, tp.served.Load())
 		}
 	}
 }
