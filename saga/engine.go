@@ -59,7 +59,7 @@ var ErrUnexpectedReply = errors.New("unexpected reply")
 // an engine given that version runs it. A reply to it is an
 // ErrUnexpectedReply too: it is dead-lettered, and answered again once
 // the version is back, as a tick a StepTimeout after Resume re-sends the
-// overdue command.
+// overdue command (a step at its last attempt times out instead).
 var ErrUnknownVersion = errors.New("saga definition version not given to the engine")
 
 // errStale aborts an Update whose instance moved on: the reply is a duplicate
