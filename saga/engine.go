@@ -509,7 +509,29 @@ func (e *Engine[D]) reread(id string, now time.Time) (SagaInstance, bool) {
 		e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)
 		return v, false // keep its deadline
 	}
-	return v, v.PendingCommandID != "" && !v.Deadline.After(now) && e.versions[v.Version] != nil
+	if v.PendingCommandID == "" || v.Deadline.After(now) || e.versions[v.Version] == nil {
+		return v, false
+	}
+	if _, _, err := e.pendingStep(v); err != nil {
+		// Its version's definition changed in place: no tick can drive
+		// it, and reading it at each would only warn again.
+		e.logger.Error("saga does not fit its version's definition: left as it is until the orchestrator restarts or rebalances",
+			"saga_id", id, "error", err)
+		e.park(id)
+		return v, false
+	}
+	return v, true
+}
+
+// park keeps saga id in flight, counted, but times it out no more until
+// Resume indexes it again.
+func (e *Engine[D]) park(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f, ok := e.inFlight[id]; ok {
+		f.deadline = time.Unix(1<<62, 0)
+		e.inFlight[id] = f
+	}
 }
 
 // trackStored indexes saga id as it is stored, and returns it.

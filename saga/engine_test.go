@@ -1000,11 +1000,20 @@ func TestAnInstanceThatNoLongerFitsTheDefinitionIsNotDriven(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := engine.Resume(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			if err := engine.HandleReply(reply(t, h, cmd, reserved)); !errors.Is(err, saga.ErrUnexpectedReply) {
 				t.Errorf("reply: got error %v, want %v", err, saga.ErrUnexpectedReply)
 			}
 			h.Clock.Advance(time.Hour)
 			engine.ResendOverdue(t.Context())
+			gets := h.Instances.Gets.Load()
+			h.Clock.Advance(time.Hour)
+			engine.ResendOverdue(t.Context())
+			if got := h.Instances.Gets.Load() - gets; got != 0 {
+				t.Errorf("reads of the saga by the tick after it was found not to fit: got %d, want 0", got)
+			}
 			var stateErr *saga.StateError
 			if err := engine.Retry(t.Context(), "s1", saga.Operator{By: "alice"}); !errors.As(err, &stateErr) {
 				t.Errorf("retry: got error %v, want a StateError", err)
