@@ -51,13 +51,16 @@ func TestTheWatchsStartIsNoPause(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() { _ = w.run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for w.last.Load() <= int64(1500*time.Millisecond) { // its first tick
-		if time.Now().After(deadline) {
-			t.Fatal("the watch did not tick within 5 s")
+	await := func(what string, done func() bool) {
+		for deadline := time.Now().Add(5 * time.Second); !done(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s", what)
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	var started int64
+	await("the watch to run", func() bool { started = w.last.Load(); return started != 0 })
+	await("its first tick", func() bool { return w.last.Load() != started })
 	if w.suspect.Load() != 0 {
 		t.Error("the first tick took the time before the watch ran for a pause")
 	}

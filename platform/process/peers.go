@@ -28,7 +28,7 @@ func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 	return Every(ctx, peerCheckEvery, func() {
 		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 		defer cancel()
-		p.evictDead(ctx, w)
+		p.evictDead(ctx, w, true)
 	})
 }
 
@@ -77,15 +77,16 @@ func (w *peers) forget(id string) {
 // the instances of a deployment that all died) are evicted now, while
 // Kafka still shows what they advertise, rather than hold up the join.
 func (p *Process) evictBeforeJoining(ctx context.Context, w *peers) {
-	if p.evictDead(ctx, w) {
+	if p.evictDead(ctx, w, false) {
 		time.Sleep(peerCheckEvery) // the second look that makes one certain
-		p.evictDead(ctx, w)
+		p.evictDead(ctx, w, false)
 	}
 }
 
 // evictDead looks at the group's members once and evicts the dead ones. It
-// reports whether a member is suspect (gone once).
-func (p *Process) evictDead(ctx context.Context, w *peers) (suspect bool) {
+// reports whether a member is suspect (gone once). joined says whether
+// this instance's session runs, its transactional ids taken.
+func (p *Process) evictDead(ctx context.Context, w *peers, joined bool) (suspect bool) {
 	members, err := p.describeMembers(ctx, w)
 	if err != nil {
 		return false // the coordinator is busy or away: next time
@@ -102,7 +103,7 @@ func (p *Process) evictDead(ctx context.Context, w *peers) (suspect bool) {
 			suspect = suspect || maybe
 		}
 		if dead {
-			p.evict(ctx, id, addr)
+			p.evict(ctx, id, addr, joined)
 			w.forget(id)
 		}
 	}
@@ -173,7 +174,7 @@ func (p *Process) describeMembers(ctx context.Context, w *peers) (map[string]str
 
 // evict removes a member from the group, as its own LeaveGroup would: the
 // coordinator rebalances the group without it.
-func (p *Process) evict(ctx context.Context, id, addr string) {
+func (p *Process) evict(ctx context.Context, id, addr string, joined bool) {
 	req := kmsg.NewPtrLeaveGroupRequest()
 	req.Group = p.cfg.Name
 	leaving := kmsg.NewLeaveGroupRequestMember()
@@ -192,17 +193,18 @@ func (p *Process) evict(ctx context.Context, id, addr string) {
 	}
 	p.partitions.owners.invalidate()
 	p.Logger.Info("evicted a dead instance from the group", "member", id, "advertised", addr)
-	for _, id := range p.toFence(addr) {
+	for _, id := range p.toFence(addr, joined) {
 		p.fence(ctx, id)
 	}
 }
 
 // toFence returns the transactional ids of the instance evicted at addr.
-// None for a predecessor at this instance's own address: its ids are this
-// instance's, whose session took them (fencing the predecessor's), and
-// taking them again would fence this instance's own producers.
-func (p *Process) toFence(addr string) []string {
-	if addr == p.advertised {
+// None for a predecessor at this instance's own address once this
+// instance has joined: its ids are this instance's, whose session took
+// them (fencing the predecessor's), and taking them again would fence
+// this instance's own producers.
+func (p *Process) toFence(addr string, joined bool) []string {
+	if joined && addr == p.advertised {
 		return nil
 	}
 	return messaging.TransactionalIDs(transactionalID(p.cfg.Name, addr))

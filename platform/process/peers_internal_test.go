@@ -90,17 +90,21 @@ func TestPeersAreDeadWhenTheirAddressIsGoneTwice(t *testing.T) {
 	}
 }
 
-// An instance that evicts a dead predecessor at its own address does not
-// take its transactional ids: they are its own, and taking them again
-// would fence its own producers and abort what it has open. A dead peer
-// elsewhere has its ids taken, to abort what it left open.
+// An instance that evicts a dead predecessor at its own address once it
+// has joined does not take its transactional ids: they are its own, and
+// taking them again would fence its own producers and abort what it has
+// open. Before it joins, and for a dead peer elsewhere, the ids are
+// taken, to abort what the dead one left open.
 func TestAnEvictionFencesNoOwnProducer(t *testing.T) {
 	p := &Process{advertised: "order-1:8081"}
 	p.cfg.Name = "order"
-	if ids := p.toFence("order-1:8081"); len(ids) != 0 {
-		t.Errorf("a predecessor at its own address: fences %v, want none", ids)
+	if ids := p.toFence("order-1:8081", true); len(ids) != 0 {
+		t.Errorf("a predecessor at its own address, once joined: fences %v, want none", ids)
 	}
-	if ids := p.toFence("order-2:8081"); len(ids) != 2 {
+	if ids := p.toFence("order-1:8081", false); len(ids) != 2 {
+		t.Errorf("a predecessor at its own address, before joining: fences %v, want its two ids", ids)
+	}
+	if ids := p.toFence("order-2:8081", true); len(ids) != 2 {
 		t.Errorf("a peer elsewhere: fences %v, want its two ids", ids)
 	}
 }
