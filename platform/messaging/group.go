@@ -253,13 +253,17 @@ func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int
 	if err != nil {
 		return err
 	}
-	return offsetErrors(func(add func(string, int32, int16)) {
+	err = offsetErrors(func(add func(string, int32, int16)) {
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
 				add(t.Topic, p.Partition, p.ErrorCode)
 			}
 		}
 	})
+	if generationOver(err) {
+		return &GenerationOver{Generation: req.Generation, Err: err}
+	}
+	return err
 }
 
 // End commits the transaction if asked to, if Prepare's offsets were taken
@@ -315,8 +319,9 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 	if sendErr != nil && !abortable(sendErr) {
 		return false, sendErr
 	}
-	if generationOver(sendErr) {
-		return false, fmt.Errorf("%w: %w", ErrGenerationOver, sendErr)
+	var over *GenerationOver
+	if errors.As(sendErr, &over) {
+		return false, over
 	}
 	return false, nil
 }

@@ -370,7 +370,7 @@ func TestARestoreWhileARevocationIsUnderWayLeavesWritesClosed(t *testing.T) {
 type overEnd struct{ endOnly }
 
 func (c *overEnd) End(context.Context, kgo.TransactionEndTry) (bool, error) {
-	return false, fmt.Errorf("%w: %w", ErrGenerationOver, kerr.IllegalGeneration)
+	return false, &GenerationOver{Generation: 1, Err: kerr.IllegalGeneration}
 }
 
 // distrusting is an Owner that keeps what Distrust was told.

@@ -222,9 +222,11 @@ func (t *partitions) Distrust(err error) {
 	if errors.Is(err, messaging.ErrAborted) && t.gen >= 0 {
 		t.p.Logger.Info("putting back what an aborted transaction wrote", "error", err)
 		t.rolledBack = true
-		if errors.Is(err, messaging.ErrGenerationOver) {
+		var over *messaging.GenerationOver
+		if errors.As(err, &over) && over.Generation >= t.assignedGen {
 			// The partitions may be another's already: none is served
-			// until the next assignment, which the group will make.
+			// until the next assignment, which the group will make
+			// (unless it has, and then they are served again).
 			t.revoked = true
 		}
 		return

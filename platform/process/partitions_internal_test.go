@@ -184,27 +184,37 @@ func TestAStopRevokesWithoutAWarning(t *testing.T) {
 
 // An abort because the group's generation is over serves nothing until
 // the next assignment: the partitions may be another instance's already.
-// A plain abort serves again once what it wrote is put back.
+// A plain abort serves again once what it wrote is put back, and so does
+// one of a generation the group has assigned after already (the abort's
+// end raced the assignment).
 func TestAnAbortOfAGenerationOverServesNothingUntilAssigned(t *testing.T) {
+	over := func(generation int32) error {
+		return fmt.Errorf("%w (%w: %w)", messaging.ErrFenced, messaging.ErrAborted,
+			&messaging.GenerationOver{Generation: generation, Err: errors.New("illegal generation")})
+	}
 	for name, c := range map[string]struct {
-		err   error
-		serve bool
+		assigned int32 // the generation assigned before the abort is told
+		err      error
+		serve    bool
 	}{
-		"the generation over": {fmt.Errorf("%w (%w: %w)", messaging.ErrFenced, messaging.ErrAborted, messaging.ErrGenerationOver), false},
-		"a plain abort":       {fmt.Errorf("%w (%w)", messaging.ErrFenced, messaging.ErrAborted), true},
+		"the generation over":                      {1, over(1), false},
+		"a generation over that a later one ended": {2, over(1), true},
+		"a plain abort":                            {1, fmt.Errorf("%w (%w)", messaging.ErrFenced, messaging.ErrAborted), true},
 	} {
 		s := &heldStore{}
 		tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
 		tp.ready.Do(func() {})
-		if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
-			t.Fatal(err)
+		for g := int32(1); g <= c.assigned; g++ {
+			if err := tp.Assigned(t.Context(), []int32{0, 1}, g); err != nil {
+				t.Fatal(err)
+			}
 		}
 		tp.Distrust(c.err)
 		serving, err := tp.Restore(t.Context())
 		if err != nil || serving != c.serve || (tp.served.Load() != nil) != c.serve {
 			t.Errorf("%s: Restore: serving %v (%v), served %v; want serving %v", name, serving, err, tp.served.Load(), c.serve)
 		}
-		if err := tp.Assigned(t.Context(), []int32{0, 1}, 2); err != nil || tp.served.Load() == nil {
+		if err := tp.Assigned(t.Context(), []int32{0, 1}, c.assigned+1); err != nil || tp.served.Load() == nil {
 			t.Errorf("%s: the next assignment: %v, served %v; want it served", name, err, tp.served.Load())
 		}
 	}
