@@ -101,6 +101,7 @@ func (r *orders) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(
 // events records the announced order ids, or fails while down.
 type events struct {
 	down      bool
+	refused   map[string]bool // the orders whose announcements fail
 	announced []string
 	cancels   []string // order id/attempt
 }
@@ -114,7 +115,7 @@ func (e *events) OrderCancelRequested(_ context.Context, o *domain.Order) error 
 }
 
 func (e *events) OrderCreated(_ context.Context, o *domain.Order) error {
-	if e.down {
+	if e.down || e.refused[o.ID()] {
 		return errors.New("kafka unreachable")
 	}
 	e.announced = append(e.announced, o.ID())
@@ -295,5 +296,35 @@ func TestACancellationSentAgainUnderItsKeyStartsNothing(t *testing.T) {
 		if want := []string{id + "/1"}; !slices.Equal(ev.cancels[len(ev.cancels)-1:], want) || slices.Contains(ev.cancels, id+"/2") {
 			t.Errorf("%s, then sent again: announced %v, want attempt 1 only", c.name, ev.cancels)
 		}
+	}
+}
+
+// An announcement that fails does not hold back the round's others: each
+// stuck order is announced, and the round reports the failures.
+func TestAFailedAnnouncementHoldsBackNoOther(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ev := &events{}
+	repo := &orders{m: map[string]*domain.Order{}, events: ev}
+	create := command.NewCreateOrderHandler(repo, clock)
+	stuck, err := create.Handle(t.Context(), command.CreateOrder{CustomerID: "c1", OrderTotal: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, err := create.Handle(t.Context(), command.CreateOrder{CustomerID: "c2", OrderTotal: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Update(t.Context(), cancelled.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command.NewRequestCancelHandler(repo, clock).Handle(t.Context(), cancelled.ID(), ""); err != nil {
+		t.Fatal(err)
+	}
+	ev.refused, ev.cancels = map[string]bool{stuck.ID(): true}, nil
+	now = now.Add(time.Minute)
+	n, err := command.NewRepublishPendingHandler(repo, ev, clock).Handle(t.Context())
+	if err == nil || n != 1 || !slices.Equal(ev.cancels, []string{cancelled.ID() + "/1"}) {
+		t.Errorf("round: got %d announced (%v), cancellations %v; want the failure, and the stuck cancellation announced", n, err, ev.cancels)
 	}
 }

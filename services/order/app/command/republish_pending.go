@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
@@ -9,9 +10,9 @@ import (
 
 // RepublishPendingHandler announces again the orders that are still PENDING
 // some time after they were created, and those still CANCELLING some time
-// after their cancellation was accepted. Each is written with its
-// announcement, in one transaction; the service runs this when its state is
-// restored and then periodically, so an order whose announcement was lost
+// after their cancellation was accepted. Each was written with its first
+// announcement, in one transaction; the service runs this when its state
+// is restored and then periodically, so an order whose announcement was lost
 // after all (order.events' retention ran out before the orchestrator read
 // it) still gets its saga. The orchestrator ignores the announcements of
 // sagas it already runs.
@@ -33,35 +34,39 @@ func NewRepublishPendingHandler(repo domain.Repository, events domain.Events, no
 const StuckAfter = time.Minute
 
 // Handle announces the orders PENDING, or CANCELLING, for at least
-// StuckAfter and returns how many it announced.
+// StuckAfter and returns how many it announced. An announcement that fails
+// holds back no other: the error counts the failures and names the first.
 func (h RepublishPendingHandler) Handle(ctx context.Context) (int, error) {
-	pending, err := h.repo.Pending(ctx)
-	if err != nil {
-		return 0, err
-	}
 	cutoff := h.now().Add(-StuckAfter)
-	announced := 0
-	for _, o := range pending {
-		if o.CreatedAt().After(cutoff) {
-			continue
+	announced, failed := 0, 0
+	var first error
+	fail := func(err error) {
+		if failed++; first == nil {
+			first = err
 		}
-		if err := h.events.OrderCreated(ctx, o); err != nil {
-			return announced, err
-		}
-		announced++
 	}
-	cancelling, err := h.repo.Cancelling(ctx)
-	if err != nil {
-		return announced, err
+	announce := func(list func(context.Context) ([]*domain.Order, error), since func(*domain.Order) time.Time,
+		event func(context.Context, *domain.Order) error) {
+		orders, err := list(ctx)
+		if err != nil {
+			fail(err)
+			return
+		}
+		for _, o := range orders {
+			if since(o).After(cutoff) {
+				continue
+			}
+			if err := event(ctx, o); err != nil {
+				fail(err)
+				continue
+			}
+			announced++
+		}
 	}
-	for _, o := range cancelling {
-		if o.CancelRequestedAt().After(cutoff) {
-			continue
-		}
-		if err := h.events.OrderCancelRequested(ctx, o); err != nil {
-			return announced, err
-		}
-		announced++
+	announce(h.repo.Pending, (*domain.Order).CreatedAt, h.events.OrderCreated)
+	announce(h.repo.Cancelling, (*domain.Order).CancelRequestedAt, h.events.OrderCancelRequested)
+	if failed > 0 {
+		return announced, fmt.Errorf("%d announcements failed, the first: %w", failed, first)
 	}
 	return announced, nil
 }
