@@ -225,6 +225,57 @@ func TestConsole(t *testing.T) {
 			"the list to follow its stream and show the saga that ended as it opened, COMPLETED")
 	})
 
+	// A stream slow to open (a proxy that holds it) lets the page read
+	// its list first, after 5 s; once the stream opens, the page reads
+	// the list again: a change made in between reached it neither way.
+	t.Run("a saga that ends before a slow stream opens is listed once it does", func(t *testing.T) {
+		target, err := url.Parse(r.sagas)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		read, changed := make(chan struct{}), make(chan struct{})
+		var first, firstRead atomic.Bool
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			switch {
+			case req.URL.Path == "/api/sagas/stream" && first.CompareAndSwap(false, true):
+				select { // held until the test changed a saga after the page's read
+				case <-changed:
+				case <-req.Context().Done():
+					return
+				}
+			case req.URL.Path == "/api/sagas" && firstRead.CompareAndSwap(false, true):
+				defer close(read)
+			}
+			proxy.ServeHTTP(w, req)
+		}))
+		t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+
+		b.open(t, front.URL+"/ui/")
+		select {
+		case <-read:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the page did not read its list within 30s")
+		}
+		id := r.createOrder(t, ada, 100)
+		eventually(t, 30*time.Second, func() error {
+			var page struct {
+				Sagas []struct {
+					State string `json:"state"`
+				} `json:"sagas"`
+			}
+			r.getJSON(t, r.sagas+"/api/sagas?q="+id, &page)
+			if len(page.Sagas) != 1 || page.Sagas[0].State != "COMPLETED" {
+				return fmt.Errorf("saga %s in the console's index: %+v", id, page.Sagas)
+			}
+			return nil
+		})
+		close(changed)
+		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
+			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
+			"the list to show, once its stream opened, the saga that ended before")
+	})
+
 	t.Run("the list shows what the stream says while it reads the list, filtered as submitted", func(t *testing.T) {
 		b.open(t, r.sagas+"/ui/")
 		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")

@@ -38,16 +38,18 @@ export async function getJSON(path) {
 // It returns a promise settled once the stream is open (or has failed,
 // or after 5 s): a page reads what it shows after that, since a change
 // made between its read and the opening of its stream would reach it
-// neither way.
+// neither way. A stream that opens after the page read calls
+// onReconnect, as a reconnected one does.
 export function follow(path, event, onData, onReconnect) {
   const live = document.getElementById("live");
-  let src, missed = false, wait = 1000, left = false, settle;
+  let src, missed = false, opened = false, wait = 1000, left = false, settle;
   const settled = new Promise((ok) => { settle = ok; });
-  setTimeout(() => settle(), 5000);
+  setTimeout(() => { if (!opened) missed = true; settle(); }, 5000);
   const connect = () => {
     if (left) return;
     src = new EventSource(path);
     src.onopen = () => {
+      opened = true;
       settle();
       live.textContent = "live"; live.className = "live on";
       wait = 1000;
