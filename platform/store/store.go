@@ -5,6 +5,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -325,6 +326,40 @@ func (s *Store[T]) Get(key string) (*T, bool, error) {
 		return nil, false, err
 	}
 	b, ok, err := s.value(context.Background(), key, e)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	v, err := s.cfg.Codec.Decode(b)
+	if err != nil {
+		return nil, false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
+	}
+	return v, true, nil
+}
+
+// GetCommitted is Get of what the changelog has committed: a key whose
+// latest write is in a transaction still open reads as it was before
+// that write (absent if it did not exist), since the transaction may
+// abort. It is for answers outside handlers (an HTTP GET); a handler
+// reads its own transaction's writes with Get or Update.
+func (s *Store[T]) GetCommitted(key string) (*T, bool, error) {
+	s.mu.RLock()
+	u, open := s.undo[key]
+	var before entry
+	var existed bool
+	if open {
+		before, existed = u.before, u.existed
+	}
+	s.mu.RUnlock()
+	if !open {
+		return s.Get(key)
+	}
+	if _, _, owned, _, err := s.lookup(key); !owned || err != nil {
+		return nil, false, cmp.Or(err, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned))
+	}
+	if !existed {
+		return nil, false, nil
+	}
+	b, ok, err := s.value(context.Background(), key, before)
 	if err != nil || !ok {
 		return nil, false, err
 	}

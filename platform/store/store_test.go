@@ -1171,6 +1171,46 @@ func TestAnUpdateThatWritesNothingLearnsTheEndOfWhatItRead(t *testing.T) {
 	}
 }
 
+// GetCommitted answers what committed: a key whose write is in an open
+// transaction reads as before it, absent if it was new, and as written
+// once the transaction commits.
+func TestGetCommittedReadsNoOpenWrite(t *testing.T) {
+	t.Parallel()
+	c, held := newHeld(t)
+	s := c.restored(t)
+	update(t, s, "a", set(customer("a", 1)))
+	held.end(t, true)
+	update(t, s, "a", set(customer("a", 2)))
+	update(t, s, "b", set(customer("b", 2)))
+	if got := mustGet(t, s, "a"); got.CreditLimit != 2 {
+		t.Errorf("Get(a) with its write open: got %d, want 2, the open write", got.CreditLimit)
+	}
+	committed := func(key string) (int64, bool) {
+		t.Helper()
+		v, ok, err := s.GetCommitted(key)
+		if err != nil {
+			t.Fatalf("GetCommitted(%s): %v", key, err)
+		}
+		if !ok {
+			return 0, false
+		}
+		return v.CreditLimit, true
+	}
+	if limit, ok := committed("a"); !ok || limit != 1 {
+		t.Errorf("GetCommitted(a) with its write open: got %d (present %v), want 1, as committed", limit, ok)
+	}
+	if _, ok := committed("b"); ok {
+		t.Error("GetCommitted(b), new in an open write: present, want absent")
+	}
+	held.end(t, true)
+	if limit, ok := committed("a"); !ok || limit != 2 {
+		t.Errorf("GetCommitted(a) once committed: got %d (present %v), want 2", limit, ok)
+	}
+	if limit, ok := committed("b"); !ok || limit != 2 {
+		t.Errorf("GetCommitted(b) once committed: got %d (present %v), want 2", limit, ok)
+	}
+}
+
 // A write is read back before its transaction ends; once it aborts, the
 // store holds again what committed, in memory and on disk, without
 // reading Kafka again.

@@ -115,8 +115,10 @@ func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
 	})
 }
 
+// Get returns the order as committed: its answers (GET /orders/{id}, a
+// create sent again) show no write whose transaction may still abort.
 func (r *OrderRepository) Get(_ context.Context, id string) (*domain.Order, error) {
-	rec, ok, err := r.store.Get(id)
+	rec, ok, err := r.store.GetCommitted(id)
 	if err != nil {
 		return nil, err
 	}

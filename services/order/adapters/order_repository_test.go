@@ -287,3 +287,74 @@ func TestACancellationWhoseAnnouncementIsRefusedIsNotWritten(t *testing.T) {
 		}
 	}
 }
+
+// heldOpen keeps, while hold is set, each write's transaction open until
+// the test releases it: its writer waits, and the store learns then that
+// it committed.
+type heldOpen struct {
+	store.Sender
+	hold    *atomic.Bool
+	release chan struct{}
+}
+
+func (s heldOpen) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	if !s.hold.Load() {
+		return s.Sender.Add(ctx, msgs, over)
+	}
+	var committed atomic.Bool
+	wait, err := s.Sender.Add(ctx, msgs, func(c bool) { committed.Store(c) })
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		err := wait()
+		<-s.release
+		if over != nil {
+			over(committed.Load())
+		}
+		return err
+	}, nil
+}
+
+// GET /orders/{id} answers what committed: a cancellation whose
+// transaction is still open (it may abort, and the client that asked
+// for it got a 503 and retries) is not shown yet.
+func TestAnOrderIsReadAsCommitted(t *testing.T) {
+	hold := new(atomic.Bool)
+	release := make(chan struct{})
+	s, r := newRepositoryOn(t, func(s store.Sender) store.Sender { return heldOpen{s, hold, release} })()
+	ctx := context.Background()
+	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+	hold.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.UpdateAnnouncingCancel(ctx, o.ID(), func(o *domain.Order) (bool, error) { return o.RequestCancel(time.Now(), "k") })
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if rec, ok, err := s.Get(o.ID()); err == nil && ok && rec.State == string(domain.Cancelling) {
+			break // the cancellation is in the store, its transaction open
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cancellation did not reach the store within 10 s")
+		}
+	}
+	if got, err := r.Get(ctx, o.ID()); err != nil || got.State() != domain.Approved {
+		t.Errorf("with the cancellation's transaction open: got %v, %v; want the order APPROVED, as committed", got, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, o.ID()); err != nil || got.State() != domain.Cancelling {
+		t.Errorf("once committed: got %v, %v; want the order CANCELLING", got, err)
+	}
+}

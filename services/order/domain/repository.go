@@ -7,6 +7,8 @@ type Repository interface {
 	// Add stores a new order with its announcement (Events.OrderCreated),
 	// in one transaction, both or neither; ErrExists if its id is taken.
 	Add(ctx context.Context, o *Order) error
+	// Get returns the order as committed, without a write whose
+	// transaction is still open.
 	Get(ctx context.Context, id string) (*Order, error)
 	Update(ctx context.Context, id string, fn func(o *Order) error) error
 	// Pending returns every order still PENDING.
