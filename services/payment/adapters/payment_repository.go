@@ -23,8 +23,10 @@ func NewPaymentRepository(s *store.Store[contracts.PaymentRecord]) *PaymentRepos
 	return &PaymentRepository{store: s}
 }
 
+// Get returns the payment as committed: GET /payments/{orderId} shows no
+// decision whose transaction may still abort.
 func (r *PaymentRepository) Get(_ context.Context, orderID string) (*domain.Payment, error) {
-	rec, ok, err := r.store.Get(orderID)
+	rec, ok, err := r.store.GetCommitted(orderID)
 	if err != nil {
 		return nil, err
 	}
