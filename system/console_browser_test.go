@@ -178,7 +178,8 @@ func TestConsole(t *testing.T) {
 
 	// A page opens its stream before it reads what it shows: a change
 	// made between a read and a stream opened after it would reach it
-	// neither way.
+	// neither way. The change is a saga that starts and ends while the
+	// page's stream waits to open: after it, no event tells of it.
 	t.Run("a saga that ends while the list opens its stream is listed", func(t *testing.T) {
 		target, err := url.Parse(r.sagas)
 		if err != nil {
@@ -186,15 +187,20 @@ func TestConsole(t *testing.T) {
 		}
 		proxy := httputil.NewSingleHostReverseProxy(target)
 		arrived, changed := make(chan struct{}), make(chan struct{})
-		var first atomic.Bool
+		var first, held, readWhileHeld atomic.Bool
 		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if req.URL.Path == "/api/sagas/stream" && first.CompareAndSwap(false, true) {
+			switch {
+			case req.URL.Path == "/api/sagas/stream" && first.CompareAndSwap(false, true):
+				held.Store(true)
 				close(arrived)
-				select { // the test changes a saga before the stream is passed on
+				select { // the test changes the saga before the stream is passed on
 				case <-changed:
 				case <-req.Context().Done():
 					return
 				}
+				held.Store(false)
+			case req.URL.Path == "/api/sagas" && held.Load():
+				readWhileHeld.Store(true)
 			}
 			proxy.ServeHTTP(w, req)
 		}))
@@ -219,6 +225,9 @@ func TestConsole(t *testing.T) {
 			}
 			return nil
 		})
+		if readWhileHeld.Load() {
+			t.Fatal("the page read its list while its stream was held (past its 5 s wait): this subtest did not test the order")
+		}
 		close(changed)
 		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
 			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),

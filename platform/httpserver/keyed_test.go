@@ -406,15 +406,15 @@ func (o ownedBy) Owner(context.Context, string) (httpserver.Owner, error) {
 func TestAForwardedCreateAnswersWithItsIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	lnA, lnB := listen(t), listen(t)
-	a := newServer(t, httpserver.Config{Owners: ownedBy{Addr: lnB.Addr().String()}, ForwardTimeout: 500 * time.Millisecond})
+	a := newServer(t, httpserver.Config{Owners: ownedBy{Addr: lnB.Addr().String()}, ForwardTimeout: 2 * time.Second})
 	b := newServer(t, httpserver.Config{Owners: ownedBy{Self: true}})
 	for _, s := range []*httpserver.Server{a, b} {
 		s.HandleKeyed("POST /customers", httpserver.IdempotencyKey, func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			if string(body) == "slow" {
-				select {
+				select { // past the forward's 2 s
 				case <-r.Context().Done():
-				case <-time.After(5 * time.Second):
+				case <-time.After(30 * time.Second):
 				}
 			}
 			httpserver.WriteJSON(w, http.StatusCreated, map[string]string{"key": r.Header.Get(httpserver.HeaderIdempotencyKey)})
@@ -423,7 +423,9 @@ func TestAForwardedCreateAnswersWithItsIdempotencyKey(t *testing.T) {
 	}
 	urlA := serveOn(t, a, lnA)
 	serveOn(t, b, lnB)
-	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Second}}
+	transport := &http.Transport{ExpectContinueTimeout: time.Second}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
 	for _, body := range []string{"fast", "slow"} {
 		req, err := http.NewRequest(http.MethodPost, urlA+"/customers", strings.NewReader(body))
 		if err != nil {

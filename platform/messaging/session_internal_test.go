@@ -238,7 +238,8 @@ func TestALastCommitThatAbortsRestoresNothing(t *testing.T) {
 type blockedRestore struct {
 	noOwner
 	mu       sync.Mutex
-	entered  chan struct{}
+	entered  chan struct{} // the restore holds mu
+	revoking chan struct{} // Revoked was called
 	released chan struct{}
 }
 
@@ -251,6 +252,7 @@ func (o *blockedRestore) Restore(context.Context) (bool, error) {
 }
 
 func (o *blockedRestore) Revoked(bool) {
+	close(o.revoking)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 }
@@ -259,7 +261,7 @@ func (o *blockedRestore) Revoked(bool) {
 // writes closed: the restore's end does not open them for partitions
 // given up meanwhile.
 func TestARevocationDuringARestoreLeavesWritesClosed(t *testing.T) {
-	o := &blockedRestore{entered: make(chan struct{}), released: make(chan struct{})}
+	o := &blockedRestore{entered: make(chan struct{}), revoking: make(chan struct{}), released: make(chan struct{})}
 	s := NewSession(SessionConfig{Owner: o}, slog.New(slog.DiscardHandler))
 	cl := &endOnly{}
 	s.cl = cl
@@ -268,14 +270,15 @@ func TestARevocationDuringARestoreLeavesWritesClosed(t *testing.T) {
 	<-o.entered
 	revoked := make(chan struct{})
 	go func() { s.revoked(false); close(revoked) }()
-	for s.revocations.Load() == 0 { // revoked is under way, waiting for the restore's lock
-		runtime.Gosched()
-	}
+	<-o.revoking // revoked is under way, its writes closed, waiting for the restore's lock
 	close(o.released)
 	if err := <-restored; err != nil {
 		t.Fatal(err)
 	}
 	<-revoked
+	if !s.reopen.Load() {
+		t.Fatal("the restore did not ask to open writes: the case this test is for did not happen")
+	}
 	if err := s.transitions(cl); err != nil {
 		t.Fatal(err)
 	}
@@ -307,10 +310,19 @@ func TestACallbackThatJoinsAnEndingTransactionRunsLast(t *testing.T) {
 	}
 	late := make(chan struct{})
 	go func() { x.then(func(bool) { ran("joined late") }); close(late) }()
-	select {
-	case <-late:
-		t.Error("the late callback ran while an earlier one was still running")
-	case <-time.After(100 * time.Millisecond):
+	waiting := func() bool { // the late callback's goroutine waits in then
+		buf := make([]byte, 1<<20)
+		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*txn).then"))
+	}
+	for deadline := time.Now().Add(10 * time.Second); !waiting(); time.Sleep(time.Millisecond) {
+		select {
+		case <-late:
+			t.Fatal("the late callback ran while an earlier one was still running")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late callback neither ran nor waited within 10 s")
+		}
 	}
 	close(release)
 	<-late
@@ -323,8 +335,9 @@ func TestACallbackThatJoinsAnEndingTransactionRunsLast(t *testing.T) {
 // the lock its Restore takes: a restore may run in between.
 type gatedRevoke struct {
 	noOwner
-	mu   sync.Mutex
-	gate chan struct{}
+	mu       sync.Mutex
+	revoking chan struct{} // Revoked was called
+	gate     chan struct{}
 }
 
 func (o *gatedRevoke) Restore(context.Context) (bool, error) {
@@ -334,6 +347,7 @@ func (o *gatedRevoke) Restore(context.Context) (bool, error) {
 }
 
 func (o *gatedRevoke) Revoked(bool) {
+	close(o.revoking)
 	<-o.gate
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -342,20 +356,21 @@ func (o *gatedRevoke) Revoked(bool) {
 // A restore after an abort that runs while a revocation is under way,
 // before the owner gives its partitions up, opens no writes either.
 func TestARestoreWhileARevocationIsUnderWayLeavesWritesClosed(t *testing.T) {
-	o := &gatedRevoke{gate: make(chan struct{})}
+	o := &gatedRevoke{revoking: make(chan struct{}), gate: make(chan struct{})}
 	s := NewSession(SessionConfig{Owner: o}, slog.New(slog.DiscardHandler))
 	cl := &endOnly{}
 	s.cl = cl
 	revoked := make(chan struct{})
 	go func() { s.revoked(false); close(revoked) }()
-	for s.revocations.Load() == 0 {
-		runtime.Gosched()
-	}
+	<-o.revoking // its writes closed, the partitions not given up yet
 	if err := s.restoreAfterAbort(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	close(o.gate)
 	<-revoked
+	if !s.reopen.Load() {
+		t.Fatal("the restore did not ask to open writes: the case this test is for did not happen")
+	}
 	if err := s.transitions(cl); err != nil {
 		t.Fatal(err)
 	}

@@ -321,10 +321,18 @@ func TestAJoinWithoutRecordsLeavesNoTransactionOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("describe the transactions: %v", err)
 	}
+	seen := 0
 	for id, d := range described {
-		if d.Err == nil && d.State == "Ongoing" {
+		if d.Err != nil {
+			continue
+		}
+		seen++
+		if d.State == "Ongoing" {
 			t.Errorf("transactional id %s: a transaction is open on the broker (since %d), want none", id, d.StartTimestamp)
 		}
+	}
+	if seen == 0 {
+		t.Errorf("described %v: no transactional id of the session, want its own", described)
 	}
 }
 

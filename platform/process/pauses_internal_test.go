@@ -46,8 +46,8 @@ func TestAPausedProcessServesNothingForAMoment(t *testing.T) {
 // peers before joining, up to seconds) is no pause: the first tick sees
 // none.
 func TestTheWatchsStartIsNoPause(t *testing.T) {
-	w := newPauseWatch(2*time.Second, slog.New(slog.DiscardHandler))
-	w.start = time.Now().Add(-1500 * time.Millisecond) // created 1.5 s before it runs
+	w := newPauseWatch(10*time.Second, slog.New(slog.DiscardHandler)) // a pause is a gap past 5 s
+	w.start = time.Now().Add(-7 * time.Second)                        // created 7 s before it runs
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() { _ = w.run(ctx) }()

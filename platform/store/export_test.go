@@ -19,6 +19,6 @@ func (s *Store[T]) Following(p int32) (int64, bool) {
 	return next, ok
 }
 
-// OnPruneScanned calls fn each time Prune has scanned a page of pointers,
-// before it writes their tombstones.
-func (s *Store[T]) OnPruneScanned(fn func()) { s.pruneScanned = fn }
+// OnPruneScanned calls fn with the expired pointers of each page Prune
+// scanned, before it writes their tombstones.
+func (s *Store[T]) OnPruneScanned(fn func(expired int)) { s.pruneScanned = fn }

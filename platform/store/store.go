@@ -144,8 +144,9 @@ type Store[T any] struct {
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
-	// pruneScanned, if set (tests), runs after Prune scans a page.
-	pruneScanned func()
+	// pruneScanned, if set (tests), runs after Prune scans a page, with
+	// the expired pointers it found.
+	pruneScanned func(expired int)
 
 	standby standby
 	archive archiveReader
@@ -1083,7 +1084,7 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 				return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 			}
 			if s.pruneScanned != nil {
-				s.pruneScanned()
+				s.pruneScanned(len(page))
 			}
 			for _, r := range page {
 				batch = append(batch, r)

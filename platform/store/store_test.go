@@ -750,15 +750,15 @@ func TestPruneKeepsAKeyWrittenSinceItsScan(t *testing.T) {
 		closed.Name = "closed"
 		update(t, s, "x", set(closed))
 		c.expireArchive(t)
-		once := false
-		s.OnPruneScanned(func() {
-			if !once {
-				once = true
+		written := false
+		s.OnPruneScanned(func(expired int) {
+			if expired > 0 && !written { // x's partition: x found expired
+				written = true
 				update(t, s, "x", set(again))
 			}
 		})
-		if n, err := s.Prune(t.Context()); err != nil || n != 0 {
-			t.Errorf("%s: Prune: got %d, %v, want nothing pruned", name, n, err)
+		if n, err := s.Prune(t.Context()); err != nil || n != 0 || !written {
+			t.Errorf("%s: Prune: got %d, %v (x written after its scan: %v), want nothing pruned", name, n, err, written)
 		}
 		for where, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
 			if got, ok, err := st.Get("x"); !ok || err != nil || got.CreditLimit != 7 {

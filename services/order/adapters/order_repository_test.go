@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -322,6 +323,9 @@ func (s heldOpen) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) 
 func TestAnOrderIsReadAsCommitted(t *testing.T) {
 	hold := new(atomic.Bool)
 	release := make(chan struct{})
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free) // the held write's goroutine ends, whatever the test found
 	s, r := newRepositoryOn(t, func(s store.Sender) store.Sender { return heldOpen{s, hold, release} })()
 	ctx := context.Background()
 	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
@@ -350,7 +354,7 @@ func TestAnOrderIsReadAsCommitted(t *testing.T) {
 	if got, err := r.Get(ctx, o.ID()); err != nil || got.State() != domain.Approved {
 		t.Errorf("with the cancellation's transaction open: got %v, %v; want the order APPROVED, as committed", got, err)
 	}
-	close(release)
+	free()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
