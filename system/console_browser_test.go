@@ -213,18 +213,7 @@ func TestConsole(t *testing.T) {
 			t.Fatal("the page did not open its stream within 30s")
 		}
 		id := r.createOrder(t, ada, 100)
-		eventually(t, 30*time.Second, func() error { // in the console's index, so announced already
-			var page struct {
-				Sagas []struct {
-					State string `json:"state"`
-				} `json:"sagas"`
-			}
-			r.getJSON(t, r.sagas+"/api/sagas?q="+id, &page)
-			if len(page.Sagas) != 1 || page.Sagas[0].State != "COMPLETED" {
-				return fmt.Errorf("saga %s in the console's index: %+v", id, page.Sagas)
-			}
-			return nil
-		})
+		awaitIndexed(t, r, id, "COMPLETED") // announced already
 		if readWhileHeld.Load() {
 			t.Fatal("the page read its list while its stream was held (past its 5 s wait): this subtest did not test the order")
 		}
@@ -267,18 +256,7 @@ func TestConsole(t *testing.T) {
 			t.Fatal("the page did not read its list within 30s")
 		}
 		id := r.createOrder(t, ada, 100)
-		eventually(t, 30*time.Second, func() error {
-			var page struct {
-				Sagas []struct {
-					State string `json:"state"`
-				} `json:"sagas"`
-			}
-			r.getJSON(t, r.sagas+"/api/sagas?q="+id, &page)
-			if len(page.Sagas) != 1 || page.Sagas[0].State != "COMPLETED" {
-				return fmt.Errorf("saga %s in the console's index: %+v", id, page.Sagas)
-			}
-			return nil
-		})
+		awaitIndexed(t, r, id, "COMPLETED")
 		close(changed)
 		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
 			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
@@ -638,6 +616,24 @@ func awaitStep(t *testing.T, r *running, id, step string) {
 		}
 		if err != nil || s.Step != step {
 			return fmt.Errorf("saga %s: %d %s %v, want it waiting on %s", id, status, body, err, step)
+		}
+		return nil
+	})
+}
+
+// awaitIndexed polls the console's list until it shows saga id in state:
+// the console's index has it, and its stream has announced it.
+func awaitIndexed(t *testing.T, r *running, id, state string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		var page struct {
+			Sagas []struct {
+				State string `json:"state"`
+			} `json:"sagas"`
+		}
+		r.getJSON(t, r.sagas+"/api/sagas?q="+id, &page)
+		if len(page.Sagas) != 1 || page.Sagas[0].State != state {
+			return fmt.Errorf("saga %s in the console's index: %+v, want %s", id, page.Sagas, state)
 		}
 		return nil
 	})

@@ -5,7 +5,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -318,49 +317,35 @@ func (s *Store[T]) OwnsPartition(p int32) bool {
 
 // Get returns the record stored under key; ErrNotOwned if its partition is
 // not this store's.
-func (s *Store[T]) Get(key string) (*T, bool, error) {
-	_, e, owned, ok, err := s.lookup(key)
-	if !owned {
-		return nil, false, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
-	}
-	if err != nil || !ok {
-		return nil, false, err
-	}
-	b, ok, err := s.value(context.Background(), key, e)
-	if err != nil || !ok {
-		return nil, false, err
-	}
-	v, err := s.cfg.Codec.Decode(b)
-	if err != nil {
-		return nil, false, fmt.Errorf("decode %s/%s: %w", s.cfg.Topic, key, err)
-	}
-	return v, true, nil
-}
+func (s *Store[T]) Get(key string) (*T, bool, error) { return s.get(key, false) }
 
 // GetCommitted is Get of what the changelog has committed: a key whose
 // latest write is in a transaction still open reads as it was before
 // that write (absent if it did not exist), since the transaction may
 // abort. It is for answers outside handlers (an HTTP GET); a handler
 // reads its own transaction's writes with Get or Update.
-func (s *Store[T]) GetCommitted(key string) (*T, bool, error) {
-	s.mu.RLock()
-	u, open := s.undo[key]
-	var before entry
-	var existed bool
-	if open {
-		before, existed = u.before, u.existed
+func (s *Store[T]) GetCommitted(key string) (*T, bool, error) { return s.get(key, true) }
+
+// get reads key as written, or as committed: before its open writes.
+func (s *Store[T]) get(key string, committed bool) (*T, bool, error) {
+	_, e, owned, ok, err := s.lookup(key)
+	if !owned {
+		return nil, false, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
-	s.mu.RUnlock()
-	if !open {
-		return s.Get(key)
+	if err != nil {
+		return nil, false, err
 	}
-	if _, _, owned, _, err := s.lookup(key); !owned || err != nil {
-		return nil, false, cmp.Or(err, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned))
+	if committed {
+		s.mu.RLock()
+		if u, open := s.undo[key]; open {
+			e, ok = u.before, u.existed
+		}
+		s.mu.RUnlock()
 	}
-	if !existed {
+	if !ok {
 		return nil, false, nil
 	}
-	b, ok, err := s.value(context.Background(), key, before)
+	b, ok, err := s.value(context.Background(), key, e)
 	if err != nil || !ok {
 		return nil, false, err
 	}
