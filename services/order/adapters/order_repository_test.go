@@ -264,18 +264,9 @@ func TestACancellationWhoseAnnouncementIsRefusedIsNotWritten(t *testing.T) {
 	build := newRepositoryOn(t, func(s store.Sender) store.Sender { return refusingEvents{s, refuse} })
 	_, r := build()
 	ctx := context.Background()
-	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Add(ctx, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
-		t.Fatal(err)
-	}
+	o := anApprovedOrder(t, r)
 	refuse.Store(true)
-	err = r.UpdateAnnouncingCancel(ctx, o.ID(), func(o *domain.Order) (bool, error) { return o.RequestCancel(time.Now(), "k") })
+	err := r.UpdateAnnouncingCancel(ctx, o.ID(), func(o *domain.Order) (bool, error) { return o.RequestCancel(time.Now(), "k") })
 	if err == nil {
 		t.Fatal("a cancellation whose announcement is refused: got nil, want the write refused")
 	}
@@ -328,16 +319,7 @@ func TestAnOrderIsReadAsCommitted(t *testing.T) {
 	t.Cleanup(free) // the held write's goroutine ends, whatever the test found
 	s, r := newRepositoryOn(t, func(s store.Sender) store.Sender { return heldOpen{s, hold, release} })()
 	ctx := context.Background()
-	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Add(ctx, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
-		t.Fatal(err)
-	}
+	o := anApprovedOrder(t, r)
 	hold.Store(true)
 	done := make(chan error, 1)
 	go func() {
@@ -361,4 +343,21 @@ func TestAnOrderIsReadAsCommitted(t *testing.T) {
 	if got, err := r.Get(ctx, o.ID()); err != nil || got.State() != domain.Cancelling {
 		t.Errorf("once committed: got %v, %v; want the order CANCELLING", got, err)
 	}
+}
+
+// anApprovedOrder stores an order, then approves it.
+func anApprovedOrder(t *testing.T, r *adapters.OrderRepository) *domain.Order {
+	t.Helper()
+	ctx := context.Background()
+	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
