@@ -410,7 +410,7 @@ func TestACommitOfAGenerationOverTellsTheOwner(t *testing.T) {
 	if err := s.commit(t.Context(), cl, true); err != nil {
 		t.Errorf("commit: got %v, want nil: an abort, not a failure of the client", err)
 	}
-	if !errors.Is(o.told, ErrAborted) || !errors.Is(o.told, ErrGenerationOver) {
-		t.Errorf("Distrust was told %v, want ErrAborted and ErrGenerationOver", o.told)
+	if over := new(GenerationOver); !errors.Is(o.told, ErrAborted) || !errors.As(o.told, &over) {
+		t.Errorf("Distrust was told %v, want ErrAborted and a GenerationOver", o.told)
 	}
 }

@@ -46,25 +46,20 @@ var ErrFenced = errors.New("transaction aborted: this instance no longer owns it
 // and the state must be read again.
 var ErrAborted = errors.New("transaction known to be aborted")
 
-// ErrGenerationOver marks, with ErrAborted, the abort of a transaction
-// whose offsets the group refused because the generation they were sent
-// in is over (a rebalance, or this member evicted): the partitions may be
-// another's already. The error is a *GenerationOver, which names it.
-var ErrGenerationOver = errors.New("the group's generation is over")
-
-// GenerationOver is the refusal of a transaction's offsets sent in a
-// generation that is over: the Owner serves no partition until an
-// assignment of a later one (which may have come already).
+// GenerationOver marks, with ErrAborted, the abort of a transaction whose
+// offsets the group refused because the generation they were sent in is
+// over (a rebalance, or this member evicted): the partitions may be
+// another's already, and the Owner serves none until an assignment of a
+// later generation (which may have come already).
 type GenerationOver struct {
 	Generation int32 // the offsets were sent in
 	Err        error // the group's answer
 }
 
 func (e *GenerationOver) Error() string {
-	return fmt.Sprintf("%v (generation %d): %v", ErrGenerationOver, e.Generation, e.Err)
+	return fmt.Sprintf("the group's generation %d is over: %v", e.Generation, e.Err)
 }
-func (e *GenerationOver) Is(target error) bool { return target == ErrGenerationOver }
-func (e *GenerationOver) Unwrap() error        { return e.Err }
+func (e *GenerationOver) Unwrap() error { return e.Err }
 
 // ErrStaleRead is the error of a write made from a state read before it
 // changed under the writer (ReadAt): the writer reads again.
@@ -860,9 +855,9 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 	}
 	cancel()
 	s.begun = false
-	var over error // aborted, its generation over
-	if errors.Is(err, ErrGenerationOver) {
-		over, err = err, nil
+	var over *GenerationOver // aborted, its generation over
+	if errors.As(err, &over) {
+		err = nil
 	}
 	var txErr error
 	switch {
