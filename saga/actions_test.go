@@ -316,3 +316,28 @@ func TestAFailedActionKeepsTheSagasTimeout(t *testing.T) {
 		t.Fatalf("commands sent 11s after the start: got %d, want 2 (the first, and its re-send when due)", n)
 	}
 }
+
+// The history's cap keeps the abort and the entry before it, which say
+// which step the abort found pending: after many retries of the aborted
+// step's compensation, that compensation is still given up after its
+// attempts, where it was re-sent for ever once the cap dropped the abort.
+func TestAnAbortOutlivesTheHistorysCap(t *testing.T) {
+	h := sagatest.NewHarness(t, twoReserves(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
+	h.Start("s1", sagaData)
+	mustReply(t, h, reserved) // reserve answered; reserve_more waits
+	if err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 70 {
+		if err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _, _ := h.Engine.Instance("s1"); len(v.History) > 64 {
+		t.Errorf("history: %d entries, want 64 at most", len(v.History))
+	}
+	timeOut(t, h)
+	if got := h.Last().Msg.Metadata.Get(saga.HeaderStep); got != "reserve:compensate" {
+		t.Errorf("after the aborted step's compensation used its attempts: got %s sent, want reserve:compensate: it is given up", got)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,11 +40,32 @@ const (
 )
 
 // maxHistory bounds an instance's history, which keeps its first transition
-// and its latest: a command re-sent until answered (a step after the last
+// and its latest (trimmed): a command re-sent until answered (a step after the last
 // that can fail, a compensation) adds a timeout each time, for as long as
 // its participant is down, and an instance must stay far below Kafka's
 // record size limit.
 const maxHistory = 64
+
+// trimmed returns h with room for one more entry within maxHistory: its
+// first, and its newest, and the latest abort with the entry before it,
+// which names the step the abort found pending (abortedUnanswered).
+func trimmed(h []SagaTransition) []SagaTransition {
+	if len(h) < maxHistory {
+		return h
+	}
+	newest := maxHistory - 2
+	out := append(make([]SagaTransition, 0, maxHistory), h[0])
+	for a := len(h) - 1; a > 1; a-- {
+		if h[a].Event == EventAbort {
+			if a-1 < len(h)-newest { // it would go
+				out = append(out, h[a-1], h[a])
+				newest -= 2
+			}
+			break
+		}
+	}
+	return append(out, h[len(h)-newest:]...)
+}
 
 // ErrUnexpectedReply means a reply answers the pending command with a record
 // type its step does not list, or lacks the saga headers. Retrying cannot
@@ -682,9 +702,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 			propagation.TraceContext{}.Inject(ctx, carrier)
 			v.Traceparent = carrier[HeaderTraceparent]
 		}
-		if len(v.History) >= maxHistory {
-			v.History = slices.Delete(v.History, 1, len(v.History)-maxHistory+2)
-		}
+		v.History = trimmed(v.History)
 		v.History = append(v.History, SagaTransition{At: now, Event: r.event, State: v.State, Step: e.StepName(*v), By: operator(ctx)})
 		// Encoding before saving means a codec failure leaves the saga untouched.
 		if r.out, err = e.command(*v); err != nil {
