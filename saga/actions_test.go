@@ -264,12 +264,7 @@ func twoReserves() saga.Definition[data] {
 // given up after its attempts, as a timed-out step's is; the compensation
 // of a step that answered is sent until it is answered.
 func TestAnAbortedStepsCompensationIsGivenUpAfterItsAttempts(t *testing.T) {
-	h := sagatest.NewHarness(t, twoReserves(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
-	h.Start("s1", sagaData)
-	mustReply(t, h, reserved) // reserve answered; reserve_more waits
-	if err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "bob"}); err != nil {
-		t.Fatal(err)
-	}
+	h := abortedWaiting(t, twoReserves(), true)
 	steps := []sendState{
 		{"reserve_more:compensate", "2", 20 * time.Second, saga.StateCompensating},
 		{"reserve_more:compensate", "3", 25 * time.Second, saga.StateCompensating},
@@ -322,22 +317,40 @@ func TestAFailedActionKeepsTheSagasTimeout(t *testing.T) {
 // step's compensation, that compensation is still given up after its
 // attempts, where it was re-sent for ever once the cap dropped the abort.
 func TestAnAbortOutlivesTheHistorysCap(t *testing.T) {
-	h := sagatest.NewHarness(t, twoReserves(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
+	for name, c := range map[string]struct {
+		h    *sagatest.Harness[data]
+		next string // sent once the aborted step's compensation is given up
+	}{
+		"aborted at its second step that can fail": {abortedWaiting(t, twoReserves(), true), "reserve:compensate"},
+		"aborted at its first transition":          {abortedWaiting(t, testDef(), false), "open:compensate"},
+	} {
+		h := c.h
+		for range 70 {
+			if err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "ops"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, _, _ := h.Engine.Instance("s1"); len(v.History) > 64 {
+			t.Errorf("%s: history: %d entries, want 64 at most", name, len(v.History))
+		}
+		timeOut(t, h)
+		if got := h.Last().Msg.Metadata.Get(saga.HeaderStep); got != c.next {
+			t.Errorf("%s: after the aborted step's compensation used its attempts: got %s sent, want %s: it is given up", name, got, c.next)
+		}
+	}
+}
+
+// abortedWaiting starts saga s1 of def, answers its first step if
+// answered, and aborts it, waiting on its next step.
+func abortedWaiting(t *testing.T, def saga.Definition[data], answered bool) *sagatest.Harness[data] {
+	t.Helper()
+	h := sagatest.NewHarness(t, def, saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
 	h.Start("s1", sagaData)
-	mustReply(t, h, reserved) // reserve answered; reserve_more waits
+	if answered {
+		mustReply(t, h, reserved)
+	}
 	if err := h.Engine.Abort(t.Context(), "s1", saga.Operator{By: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	for range 70 {
-		if err := h.Engine.Retry(t.Context(), "s1", saga.Operator{By: "ops"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v, _, _ := h.Engine.Instance("s1"); len(v.History) > 64 {
-		t.Errorf("history: %d entries, want 64 at most", len(v.History))
-	}
-	timeOut(t, h)
-	if got := h.Last().Msg.Metadata.Get(saga.HeaderStep); got != "reserve:compensate" {
-		t.Errorf("after the aborted step's compensation used its attempts: got %s sent, want reserve:compensate: it is given up", got)
-	}
+	return h
 }

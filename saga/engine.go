@@ -55,11 +55,15 @@ func trimmed(h []SagaTransition) []SagaTransition {
 	}
 	newest := maxHistory - 2
 	out := append(make([]SagaTransition, 0, maxHistory), h[0])
-	for a := len(h) - 1; a > 1; a-- {
+	for a := len(h) - 1; a >= 1; a-- {
 		if h[a].Event == EventAbort {
 			if a-1 < len(h)-newest { // it would go
-				out = append(out, h[a-1], h[a])
-				newest -= 2
+				if a > 1 { // else the entry before it is the first
+					out = append(out, h[a-1])
+					newest--
+				}
+				out = append(out, h[a])
+				newest--
 			}
 			break
 		}
