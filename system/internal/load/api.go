@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,8 +99,15 @@ func (a *API) CreateOrder(ctx context.Context, customerID string, total int64) (
 	if err := a.do(ctx, http.MethodPost, pick(a.order, &a.orders)+"/orders", body, http.StatusCreated, &out); err != nil {
 		return "", err
 	}
-	if out.OrderID == "" || out.State != "PENDING" {
-		return "", fmt.Errorf("POST /orders: got order %q in state %q, want an id and PENDING", out.OrderID, out.State)
+	// A POST sent again after a 503 may find the order its first try
+	// created, and its saga ended since.
+	switch out.State {
+	case "PENDING", "APPROVED", "REJECTED":
+	default:
+		return "", fmt.Errorf("POST /orders: got order %q in state %q, want PENDING, APPROVED or REJECTED", out.OrderID, out.State)
+	}
+	if out.OrderID == "" {
+		return "", errors.New("POST /orders: got no order id")
 	}
 	return out.OrderID, nil
 }

@@ -44,3 +44,42 @@ func TestCreateOrderComesAgainAfterA503WithRetryAfter(t *testing.T) {
 		t.Errorf("CreateOrder answered 503 without Retry-After: got %v after %d requests, want an error after one", err, len(keys)-2)
 	}
 }
+
+// A POST sent again after a 503 may find its order's saga ended already
+// (the first request committed, its answer was lost): the order it
+// created, in whatever state, is the answer. A state no order can be in
+// is still an error.
+func TestCreateOrderAcceptsTheOrderARetryFinds(t *testing.T) {
+	var mu sync.Mutex
+	tries, state := 0, "APPROVED"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tries++
+		n, s := tries, state
+		mu.Unlock()
+		if n%2 == 1 {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"error":"moving"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"orderId":"o1","state":"` + s + `"}`))
+	}))
+	defer srv.Close()
+	a := NewAPI([]string{srv.URL}, []string{srv.URL}, 1)
+	defer a.Close()
+	for _, s := range []string{"APPROVED", "REJECTED"} {
+		mu.Lock()
+		state = s
+		mu.Unlock()
+		if id, err := a.CreateOrder(t.Context(), "c1", 100); err != nil || id != "o1" {
+			t.Errorf("CreateOrder whose retry finds the order %s: got %q, %v; want o1", s, id, err)
+		}
+	}
+	mu.Lock()
+	state = "LOST"
+	mu.Unlock()
+	if _, err := a.CreateOrder(t.Context(), "c1", 100); err == nil {
+		t.Error("CreateOrder answered an order in state LOST: got no error")
+	}
+}
