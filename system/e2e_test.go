@@ -385,7 +385,7 @@ func TestBadRequests(t *testing.T) {
 // TestARetriedOrderIsPlacedOnce: a client that did not learn the outcome of
 // its POST /orders sends it again with the same Idempotency-Key and gets
 // the same order, its credit taken once; the key with another total is a
-// 409, and a key too long a 400.
+// 409, and a key too long a 400. A POST /customers, the same way.
 func TestARetriedOrderIsPlacedOnce(t *testing.T) {
 	r := startSystem(t)
 	c := r.createCustomer(t, "Ada", 100_000)
@@ -429,4 +429,35 @@ func TestARetriedOrderIsPlacedOnce(t *testing.T) {
 		t.Errorf("POST /orders with a key of 256 characters: got %d %q, want 400 with an error", status, msg)
 	}
 	checkCredit(t, r, map[string]int64{c: 95_000})
+
+	// A customer's key, the same way.
+	create := func(limit int64) (int, string, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, r.customer+"/customers",
+			strings.NewReader(fmt.Sprintf(`{"name":"Bo","creditLimit":%d}`, limit)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Idempotency-Key", "signup-1")
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ CustomerID, Error string }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("POST /customers: %d, body not JSON: %v", resp.StatusCode, err)
+		}
+		return resp.StatusCode, body.CustomerID, body.Error
+	}
+	status, bo, _ := create(1_000)
+	if status != http.StatusCreated || bo == "" {
+		t.Fatalf("POST /customers: got %d %q, want 201 and a customer id", status, bo)
+	}
+	if status, again, _ := create(1_000); status != http.StatusCreated || again != bo {
+		t.Errorf("POST /customers again with its key: got %d customer %q, want 201 customer %s", status, again, bo)
+	}
+	if status, _, msg := create(2_000); status != http.StatusConflict || msg == "" {
+		t.Errorf("POST /customers with the key and another limit: got %d %q, want 409 with an error", status, msg)
+	}
 }

@@ -16,6 +16,9 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrExists means a customer with that id is stored already.
 	ErrExists = errors.New("customer exists")
+	// ErrConflict is returned for a request that contradicts what is
+	// stored: an idempotency key sent again with another name or limit.
+	ErrConflict = errors.New("conflict")
 )
 
 // ReservationStatus is what was decided for one order's credit.

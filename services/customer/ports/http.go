@@ -3,6 +3,7 @@
 package ports
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -50,5 +51,9 @@ func RegisterHTTP(s *httpserver.Server, application app.Application) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, domain.ErrConflict) {
+		httpserver.WriteError(w, http.StatusConflict, err.Error())
+		return
+	}
 	httpserver.WriteAppError(w, err, domain.ErrInvalid, domain.ErrNotFound)
 }

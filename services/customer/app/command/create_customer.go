@@ -35,7 +35,8 @@ func NewCreateCustomerHandler(repo domain.Repository) CreateCustomerHandler {
 }
 
 // Handle stores a new customer and returns its id. Sent again with its
-// idempotency key, it returns the id the key created.
+// idempotency key, it returns the id the key created; with that key and
+// another name or credit limit, it is refused (domain.ErrConflict).
 func (h CreateCustomerHandler) Handle(ctx context.Context, cmd CreateCustomer) (string, error) {
 	id := uuid.NewString()
 	if cmd.IdempotencyKey != "" {
@@ -53,7 +54,7 @@ func (h CreateCustomerHandler) Handle(ctx context.Context, cmd CreateCustomer) (
 		}
 		if placed.Name() != c.Name() || placed.CreditLimit() != c.CreditLimit() {
 			return "", fmt.Errorf("%w: idempotency key %q created customer %s with another name or credit limit",
-				domain.ErrInvalid, cmd.IdempotencyKey, id)
+				domain.ErrConflict, cmd.IdempotencyKey, id)
 		}
 		return id, nil
 	}
