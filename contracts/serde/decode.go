@@ -3,6 +3,7 @@ package serde
 import (
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
@@ -23,6 +24,9 @@ func (s *Serde) Decode(data []byte) (Record, error) {
 		return nil, err
 	}
 
+	if err := check(res.writer, payload); err != nil {
+		return nil, fmt.Errorf("%w: decode %s with schema id %d: %w", ErrUndecodable, res.name, id, err)
+	}
 	v := reflect.New(res.typ).Interface().(Record)
 	r := s.readerPool.Get().(*avro.Reader)
 	defer s.putReader(r)
@@ -30,12 +34,6 @@ func (s *Serde) Decode(data []byte) (Record, error) {
 	r.ReadVal(res.schema, v)
 	if r.Error != nil {
 		return nil, fmt.Errorf("%w: decode %s with schema id %d: %w", ErrUndecodable, res.name, id, r.Error)
-	}
-	// Bytes left over mean the payload was not written with this schema.
-	// Peek sets io.EOF only at the end of the payload.
-	r.Peek()
-	if r.Error == nil {
-		return nil, fmt.Errorf("%w: decode %s with schema id %d: bytes left after the record", ErrUndecodable, res.name, id)
 	}
 	return v, nil
 }
@@ -88,6 +86,12 @@ func (s *Serde) resolve(id uint32) (resolvedSchema, error) {
 	// recurses for ever.
 	schema := reader.schema
 	if writer.Fingerprint() != reader.schema.Fingerprint() {
+		// Nor does hamba build the decoder of a part the reader lacks, if
+		// it refers to itself: the process died of it.
+		if name := recursive(writer, nil); name != "" {
+			return res, fmt.Errorf("%w: writer schema id %d of %s differs from the reader's and its %s refers to itself",
+				ErrUndecodable, id, named.FullName(), name)
+		}
 		// A fresh checker: a shared one caches its verdicts by Parsing
 		// Canonical Form, which ignores defaults, and resolution depends on
 		// them. This runs once per schema id, so the cache would buy
@@ -98,9 +102,39 @@ func (s *Serde) resolve(id uint32) (resolvedSchema, error) {
 		}
 	}
 
-	res = resolvedSchema{name: named.FullName(), schema: schema, typ: reader.typ}
+	res = resolvedSchema{name: named.FullName(), writer: writer, schema: schema, typ: reader.typ}
 	s.mu.Lock()
 	s.resolved[id] = res
 	s.mu.Unlock()
 	return res, nil
+}
+
+// recursive returns the name of a type of s that refers to itself, if one
+// does; within names the types s is inside of.
+func recursive(s avro.Schema, within []string) string {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		if slices.Contains(within, s.Schema().FullName()) {
+			return s.Schema().FullName()
+		}
+		return recursive(s.Schema(), within)
+	case *avro.RecordSchema:
+		within = append(within, s.FullName())
+		for _, f := range s.Fields() {
+			if name := recursive(f.Type(), within); name != "" {
+				return name
+			}
+		}
+	case *avro.ArraySchema:
+		return recursive(s.Items(), within)
+	case *avro.MapSchema:
+		return recursive(s.Values(), within)
+	case *avro.UnionSchema:
+		for _, t := range s.Types() {
+			if name := recursive(t, within); name != "" {
+				return name
+			}
+		}
+	}
+	return ""
 }

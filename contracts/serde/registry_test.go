@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -540,5 +541,93 @@ func TestARecursiveRecordIsDecoded(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+// reserveCreditTagged is ReserveCredit as a newer producer writes it, with
+// an array the contracts type does not know, which a reader skips.
+type reserveCreditTagged struct {
+	CustomerID string   `avro:"customerId"`
+	OrderID    string   `avro:"orderId"`
+	Amount     int64    `avro:"amount"`
+	Tags       []string `avro:"tags"`
+}
+
+func (*reserveCreditTagged) Schema() avro.Schema { return reserveCreditTaggedSchema }
+
+var reserveCreditTaggedSchema = mustParse(`{"type":"record","name":"ReserveCredit","namespace":"kafkasaga.customer","fields":[
+	{"name":"customerId","type":"string"},
+	{"name":"orderId","type":"string"},
+	{"name":"amount","type":"long"},
+	{"name":"tags","type":{"type":"array","items":"string"},"default":[]}]}`)
+
+// reserveCreditTree is ReserveCredit with a field the contracts type does
+// not know, of a type that refers to itself.
+type reserveCreditTree struct {
+	CustomerID string `avro:"customerId"`
+	OrderID    string `avro:"orderId"`
+	Amount     int64  `avro:"amount"`
+	Tree       []tree `avro:"tree"`
+}
+
+type tree struct {
+	Kids []tree `avro:"kids"`
+}
+
+func (*reserveCreditTree) Schema() avro.Schema { return reserveCreditTreeSchema }
+
+var reserveCreditTreeSchema = mustParse(`{"type":"record","name":"ReserveCredit","namespace":"kafkasaga.customer","fields":[
+	{"name":"customerId","type":"string"},
+	{"name":"orderId","type":"string"},
+	{"name":"amount","type":"long"},
+	{"name":"tree","type":{"type":"array","items":{"type":"record","name":"T","fields":[
+		{"name":"kids","type":{"type":"array","items":"T"}}]}},"default":[]}]}`)
+
+// A payload the decoder would read wrongly is undecodable, whatever it
+// claims: an array of -2^63 items (hamba made a slice of negative length
+// and wrote outside it), 2^62 items of a field the reader skips (it
+// skipped them one by one past the payload's end, for ever), a writer
+// whose field the reader lacks refers to itself (building its decoder
+// recursed until the process died), values nested deeper than the bound.
+func TestAHostilePayloadIsUndecodable(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	producer := newSerde(t, stack.RegistryURL(), serde.Config{AutoRegister: true})
+	consumer := newSerde(t, stack.RegistryURL(), serde.Config{}, &contracts.ReserveCredit{}, &listed{}, &node{}, &colored{})
+
+	empty := encode(t, producer, "hostile.listed", &listed{}) // the last byte is the array's count, 0
+	tagged := encode(t, producer, "hostile.tagged", &reserveCreditTagged{CustomerID: "c1", OrderID: "o1", Amount: 7, Tags: []string{}})
+	deep := &node{}
+	for range 300 {
+		deep = &node{Next: deep}
+	}
+	red := encode(t, producer, "hostile.colored", &colored{Color: "RED"})
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"an array of -2^63 items", append(binary.AppendVarint(slices.Clone(empty[:len(empty)-1]), math.MinInt64), 0, 0)},
+		{"a block of -2^63 items after one of one", append(binary.AppendVarint(append(slices.Clone(empty[:len(empty)-1]), 2, 2), math.MinInt64), 0, 0)},
+		{"a block whose size is past the end", append(slices.Clone(empty[:len(empty)-1]), 1, 0x7e, 2, 0)},
+		{"2^62 items of a field the reader lacks", binary.AppendVarint(slices.Clone(tagged[:len(tagged)-1]), 1<<62)},
+		{"a writer's field the reader lacks refers to itself", encode(t, producer, "hostile.tree", &reserveCreditTree{CustomerID: "c1", OrderID: "o1", Amount: 7, Tree: []tree{{}}})},
+		{"values nested 300 deep", encode(t, producer, "hostile.nodes", deep)},
+		{"an enum symbol past the last", append(slices.Clone(red[:len(red)-1]), 4)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, err := consumer.Decode(tt.data); done <- err }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, serde.ErrUndecodable) {
+					t.Errorf("Decode(%x): got %v, want an error wrapping ErrUndecodable", tt.data, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("Decode(%x) did not return in 10 s", tt.data)
+			}
+		})
+	}
+	if _, err := consumer.Decode(tagged); err != nil {
+		t.Errorf("Decode of a ReserveCredit with tags: %v", err)
 	}
 }

@@ -71,6 +71,7 @@ type readerType struct {
 
 type resolvedSchema struct {
 	name   string      // the writer's record full name
+	writer avro.Schema // the writer's, which the payload is checked with
 	schema avro.Schema // the reader's, or the writer's resolved against it: what the payload is decoded with
 	typ    reflect.Type
 }
