@@ -143,3 +143,50 @@ func TestAFailedWriteDoesNotHandOutItsSchemaIDAgain(t *testing.T) {
 		t.Errorf("GET /schemas/ids/%d after a restart: got %s, want c's schema %s", reg.ID, body, next)
 	}
 }
+
+// A record the registry cannot apply on restart (here a Protobuf schema
+// from a topic Confluent's registry wrote) still takes its id and its
+// subject's version: handing them out again would give one id two schemas
+// and one key two records, the older of which compaction drops.
+func TestUnreadableRecordKeepsItsIDAndVersion(t *testing.T) {
+	t.Parallel()
+	brokers := newCluster(t)
+	writeTopic(t, brokers, [][2]string{
+		{`{"keytype":"SCHEMA","subject":"a-value","version":1,"magic":1}`, `{"subject":"a-value","version":1,"id":1,"schemaType":"AVRO","schema":"{\"type\":\"string\"}","deleted":false}`},
+		{`{"keytype":"SCHEMA","subject":"b-value","version":1,"magic":1}`, `{"subject":"b-value","version":1,"id":2,"schemaType":"PROTOBUF","schema":"syntax = \"proto3\";\nmessage M { string s = 1; }\n","deleted":false}`},
+	})
+	url, _ := startRegistry(t, brokers)
+	hc := newHTTPClient(t)
+	steps := []struct{ method, path, body, want string }{
+		{"POST", "/subjects/c-value/versions", schemaBody(`{"type":"int"}`), `{"id":3}`},
+		{"POST", "/subjects/b-value/versions", schemaBody(`{"type":"long"}`), `{"id":4}`},
+		{"GET", "/subjects/b-value/versions", "", `[2]`},
+	}
+	for _, s := range steps {
+		if status, body := call(t, hc, s.method, url+s.path, s.body); status != 200 || string(body) != s.want+"\n" {
+			t.Errorf("%s %s: got %d %s, want 200 %s", s.method, s.path, status, body, s.want)
+		}
+	}
+	// It is not served: this registry speaks Avro only.
+	if status, body := call(t, hc, "GET", url+"/schemas/ids/2", ""); status != 404 {
+		t.Errorf("GET /schemas/ids/2: got %d %s, want 404", status, body)
+	}
+}
+
+// A registration whose write failed but landed, retried, leaves two records
+// under one key: the burnt id, then a new one. After a restart the schema
+// keeps the id its subject has, not the burnt one, which the first record's
+// compaction would take away.
+func TestRetriedRegistrationKeepsItsIDAfterRestart(t *testing.T) {
+	t.Parallel()
+	brokers := newCluster(t)
+	writeTopic(t, brokers, [][2]string{
+		{`{"keytype":"SCHEMA","subject":"a-value","version":1,"magic":1}`, `{"subject":"a-value","version":1,"id":1,"schema":"{\"type\":\"string\"}","deleted":false}`},
+		{`{"keytype":"SCHEMA","subject":"a-value","version":1,"magic":1}`, `{"subject":"a-value","version":1,"id":2,"schema":"{\"type\":\"string\"}","deleted":false}`},
+	})
+	url, _ := startRegistry(t, brokers)
+	hc := newHTTPClient(t)
+	if status, body := call(t, hc, "POST", url+"/subjects/b-value/versions", schemaBody(`{"type":"string"}`)); status != 200 || string(body) != `{"id":2}`+"\n" {
+		t.Errorf("register a-value's schema in b-value: got %d %s, want 200 {\"id\":2}", status, body)
+	}
+}

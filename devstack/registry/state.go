@@ -96,6 +96,10 @@ type state struct {
 	global      string                // "" means compat.Default
 	levels      map[string]string     // per subject
 	maxID       int
+	// unreadable holds, by subject, the versions whose records apply
+	// refused: another schema type than Avro, or a text the parser refuses.
+	// They are not served, but their numbers are taken.
+	unreadable map[string]map[int]bool
 }
 
 func newState() *state {
@@ -104,6 +108,7 @@ func newState() *state {
 		byCanonical: make(map[string]*schema),
 		subjects:    make(map[string][]*version),
 		levels:      make(map[string]string),
+		unreadable:  make(map[string]map[int]bool),
 	}
 }
 
@@ -173,33 +178,72 @@ func (st *state) burnIDs(recs []record) {
 }
 
 func (st *state) putVersion(v schemaValue) error {
-	if v.SchemaType != "" && v.SchemaType != "AVRO" {
-		return fmt.Errorf("subject %s version %d has schema type %s; only AVRO is supported", v.Subject, v.Version, v.SchemaType)
-	}
-	s := st.byID[v.ID]
-	if s == nil {
-		p, err := parseSchema(v.Schema)
-		if err != nil {
-			return fmt.Errorf("parse schema %d: %w", v.ID, err)
+	// Whatever the record holds, its id is taken: handing it out again
+	// would give one id two schemas, and consumers would decode old
+	// messages with the wrong writer schema.
+	st.maxID = max(st.maxID, v.ID)
+	s, err := st.schemaOf(v)
+	if err != nil {
+		// The record replaces whatever its key held, and its version number
+		// is taken too: registering that version again would give the key
+		// a second record and compaction would drop the first. It is not
+		// served, not even by id: a Protobuf or JSON schema would reach
+		// clients as if it were Avro, and a text the parser refuses cannot
+		// take part in compatibility checks or lookups.
+		st.removeVersion(v.Subject, v.Version)
+		if st.unreadable[v.Subject] == nil {
+			st.unreadable[v.Subject] = make(map[int]bool)
 		}
-		s = &schema{id: v.ID, parsedSchema: p}
-		st.byID[v.ID] = s
-		if _, ok := st.byCanonical[p.canonical]; !ok {
-			st.byCanonical[p.canonical] = s
-		}
-		st.maxID = max(st.maxID, v.ID)
+		st.unreadable[v.Subject][v.Version] = true
+		return err
 	}
+	st.forgetUnreadable(v.Subject, v.Version)
 	vs := st.subjects[v.Subject]
 	nv := &version{subject: v.Subject, version: v.Version, schema: s, deleted: v.Deleted}
 	if i, found := findVersionIndex(vs, v.Version); found {
+		old := vs[i].schema
 		vs[i] = nv
+		if old != s {
+			// A registration whose write failed but landed, then retried
+			// under a new id: the burnt id is gone, as after compaction.
+			st.forgetIfUnused(old)
+		}
 	} else {
 		st.subjects[v.Subject] = slices.Insert(vs, i, nv)
 	}
 	return nil
 }
 
+// schemaOf returns the schema of v: the one known by its id, or its text
+// parsed and added.
+func (st *state) schemaOf(v schemaValue) (*schema, error) {
+	if v.SchemaType != "" && v.SchemaType != "AVRO" {
+		return nil, fmt.Errorf("subject %s version %d has schema type %s; only AVRO is supported", v.Subject, v.Version, v.SchemaType)
+	}
+	if s := st.byID[v.ID]; s != nil {
+		return s, nil
+	}
+	p, err := parseSchema(v.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("parse schema %d: %w", v.ID, err)
+	}
+	s := &schema{id: v.ID, parsedSchema: p}
+	st.byID[v.ID] = s
+	if _, ok := st.byCanonical[p.canonical]; !ok {
+		st.byCanonical[p.canonical] = s
+	}
+	return s, nil
+}
+
+func (st *state) forgetUnreadable(subject string, ver int) {
+	delete(st.unreadable[subject], ver)
+	if len(st.unreadable[subject]) == 0 {
+		delete(st.unreadable, subject)
+	}
+}
+
 func (st *state) removeVersion(subject string, ver int) {
+	st.forgetUnreadable(subject, ver)
 	vs := st.subjects[subject]
 	i, found := findVersionIndex(vs, ver)
 	if !found {
@@ -212,11 +256,24 @@ func (st *state) removeVersion(subject string, ver int) {
 	} else {
 		st.subjects[subject] = vs
 	}
-	// A schema no version uses any more is gone, as it would be after a restart.
-	if len(st.usages(gone.id, true)) == 0 {
-		delete(st.byID, gone.id)
-		if st.byCanonical[gone.canonical] == gone {
-			delete(st.byCanonical, gone.canonical)
+	st.forgetIfUnused(gone)
+}
+
+// forgetIfUnused removes s if no version uses it any more, as a restart
+// after compaction would. Another id of the same schema, the lowest, then
+// stands for it, so that registering it elsewhere keeps an id in use.
+func (st *state) forgetIfUnused(s *schema) {
+	if len(st.usages(s.id, true)) > 0 {
+		return
+	}
+	delete(st.byID, s.id)
+	if st.byCanonical[s.canonical] != s {
+		return
+	}
+	delete(st.byCanonical, s.canonical)
+	for _, o := range st.byID {
+		if known := st.byCanonical[o.canonical]; o.canonical == s.canonical && (known == nil || o.id < known.id) {
+			st.byCanonical[o.canonical] = o
 		}
 	}
 }
@@ -307,6 +364,9 @@ func (st *state) register(subject string, s parsedSchema) (int, []record, error)
 	next := 1
 	if all := st.subjects[subject]; len(all) > 0 {
 		next = all[len(all)-1].version + 1
+	}
+	for ver := range st.unreadable[subject] {
+		next = max(next, ver+1)
 	}
 	rec, err := newRecord(schemaKey(subject, next), schemaValue{Subject: subject, Version: next, ID: id, Schema: text})
 	return id, []record{rec}, err
