@@ -25,17 +25,22 @@ const (
 // Register serves the console's API on s.
 func (c *Console) Register(s *httpserver.Server) {
 	s.Handle("GET /api/sagas", c.caught(c.listSagas))
-	s.Handle("GET /api/sagas/stream", func(w http.ResponseWriter, r *http.Request) { serveEvents(w, r, c.sagaEvents, "saga") })
+	s.Handle("GET /api/sagas/stream", c.caught(func(w http.ResponseWriter, r *http.Request) {
+		serveEvents(w, r, c.sagaEvents, "saga")
+	}))
 	s.Handle("GET /api/deadletters", c.caught(c.listDeadLetters))
-	s.Handle("GET /api/deadletters/stream", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /api/deadletters/stream", c.caught(func(w http.ResponseWriter, r *http.Request) {
 		serveEvents(w, r, c.deadEvents, "deadletter")
-	})
+	}))
 	s.Handle("GET /api/stats", c.caught(c.stats))
 	s.Handle("GET /api/sagatypes", c.sagaTypes)
 }
 
 // caught answers 503 until the index has read the topics to the end they
-// had at start: a part of them would list part of the sagas.
+// had at start: a part of them would list part of the sagas, and a stream
+// sends nothing of what is read until then, so a page that opened one
+// meanwhile would show its rows stale for good. Refused, it retries, and
+// reads the list again once its stream opens.
 func (c *Console) caught(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !c.caughtUp.Load() {

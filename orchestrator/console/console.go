@@ -156,10 +156,11 @@ const registryPause = 30 * time.Second
 func (c *Console) deadLetter(r *kgo.Record) *DeadLetter {
 	now := time.Now()
 	if now.UnixNano() < c.registryAway.Load() {
-		return newDeadLetter(r, nil)
+		d, _ := newDeadLetter(r, nil)
+		return d
 	}
-	d := newDeadLetter(r, c.cfg.DeadLetters)
-	if d.payload != nil { // kept for another try: the registry did not answer
+	d, away := newDeadLetter(r, c.cfg.DeadLetters)
+	if away {
 		c.registryAway.Store(now.Add(registryPause).UnixNano())
 	}
 	return d

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,11 +34,20 @@ type DeadLetter struct {
 	Handler         string            `json:"handler"`         // that gave up on it
 	Error           string            `json:"error"`           // why
 	Record          string            `json:"record"`          // its record name; "" if it could not be decoded
-	Value           json.RawMessage   `json:"value"`           // the record decoded, or null
-	Raw             string            `json:"raw"`             // base64 of the payload when it could not be decoded
+	// Value is the record decoded, or null; if Cut, a string of the first
+	// maxShown bytes of its JSON.
+	Value json.RawMessage `json:"value"`
+	Raw   string          `json:"raw"`  // base64 of the payload (its first maxShown bytes) when it could not be decoded
+	Cut   bool            `json:"cut"`  // Value or Raw holds the first maxShown bytes only
+	Size  int             `json:"size"` // of the payload, in bytes
 
 	payload []byte // kept until decoded, to try again when the registry did not answer
 }
+
+// maxShown bounds what a dead letter keeps of its payload and of its
+// record's JSON: a letter may be 900 KB, every instance keeps a thousand,
+// and a page lists up to 500. A replay reads the letter from Kafka, whole.
+const maxShown = 64 << 10
 
 // Decoder decodes a payload in the Confluent wire format: a serde.Serde
 // that knows every record of the contracts.
@@ -49,10 +59,12 @@ type Decoder interface {
 // digits of year).
 var latestJSONTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
-// newDeadLetter reads the dead letter r, decoded if dec is not nil. It
+// newDeadLetter reads the dead letter r, decoded if dec is not nil, and
+// reports whether the registry did not answer. A letter left undecoded
 // keeps a copy of the value: the record's shares the buffer of the whole
-// fetch it came in, which a letter kept undecoded would keep.
-func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
+// fetch it came in. A value too large to keep whole is never decoded
+// later: it is shown raw, cut.
+func newDeadLetter(r *kgo.Record, dec Decoder) (d *DeadLetter, away bool) {
 	// A producer may write any timestamp (microseconds for milliseconds,
 	// say): one JSON cannot write would break every page it is on.
 	ts := r.Timestamp.UTC()
@@ -61,8 +73,8 @@ func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
 	} else if ts.Year() < 0 {
 		ts = time.Time{}
 	}
-	d := &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts, Key: string(r.Key),
-		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, payload: bytes.Clone(r.Value)}
+	d = &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts, Key: string(r.Key),
+		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, Size: len(r.Value), payload: r.Value}
 	for _, h := range r.Headers {
 		d.Headers[h.Key] = string(h.Value)
 	}
@@ -76,11 +88,27 @@ func newDeadLetter(r *kgo.Record, dec Decoder) *DeadLetter {
 		d.SourceOffset = o
 	}
 	if dec != nil {
-		d.decode(dec)
-	} else if d.payload != nil {
-		d.Raw = base64.StdEncoding.EncodeToString(d.payload) // until a page decodes it
+		if away = d.decode(dec); !away {
+			return d, false
+		}
 	}
-	return d
+	d.showRaw() // until a page decodes it
+	if len(d.payload) > maxShown {
+		d.payload = nil
+	} else {
+		d.payload = bytes.Clone(d.payload)
+	}
+	return d, away
+}
+
+// showRaw sets Raw to the payload, cut to maxShown bytes.
+func (d *DeadLetter) showRaw() {
+	p := d.payload
+	d.Cut = len(p) > maxShown
+	if d.Cut {
+		p = p[:maxShown]
+	}
+	d.Raw = base64.StdEncoding.EncodeToString(p)
 }
 
 // decode decodes the payload when its schema is known; a payload that can
@@ -90,7 +118,7 @@ func (d *DeadLetter) decode(dec Decoder) (retry bool) {
 	if d.payload == nil {
 		return false
 	}
-	d.Raw = base64.StdEncoding.EncodeToString(d.payload)
+	d.showRaw()
 	rec, err := dec.Decode(d.payload)
 	if err != nil {
 		if errors.Is(err, serde.ErrUndecodable) {
@@ -107,7 +135,17 @@ func (d *DeadLetter) decode(dec Decoder) (retry bool) {
 	if named, ok := rec.Schema().(avro.NamedSchema); ok {
 		d.Record = named.Name()
 	}
-	d.Value, d.Raw, d.payload = value, "", nil
+	d.Value, d.Raw, d.Cut, d.payload = value, "", false, nil
+	if len(value) > maxShown {
+		// A part of JSON is no JSON: shown as a string, cut where a
+		// character starts.
+		n := maxShown
+		for n > 0 && !utf8.RuneStart(value[n]) {
+			n--
+		}
+		d.Value, _ = json.Marshal(string(value[:n])) // a string: cannot fail
+		d.Cut = true
+	}
 	return false
 }
 

@@ -1,10 +1,15 @@
 package console
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -14,6 +19,12 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 )
+
+// letter is newDeadLetter's letter.
+func letter(r *kgo.Record, dec Decoder) *DeadLetter {
+	d, _ := newDeadLetter(r, dec)
+	return d
+}
 
 type undecodable struct{}
 
@@ -26,7 +37,7 @@ func TestDeadLettersKeepTheNewestAndPage(t *testing.T) {
 	l := &deadLetters{max: 5, dec: undecodable{}}
 	for _, i := range []int{3, 0, 7, 1, 6, 2, 5, 4} {
 		r := &kgo.Record{Partition: int32(i % 2), Offset: int64(i), Timestamp: t0.Add(time.Duration(i) * time.Second), Value: []byte{byte(i)}}
-		l.add(newDeadLetter(r, l.dec))
+		l.add(letter(r, l.dec))
 	}
 	var got []int64
 	var after *DeadLetterCursor
@@ -51,7 +62,7 @@ func TestDeadLettersKeepTheNewestAndPage(t *testing.T) {
 func TestADeadLetterIsDecodedOnceTheRegistryAnswers(t *testing.T) {
 	dec := &flaky{err: errors.New("registry unreachable")}
 	l := &deadLetters{max: 10, dec: dec}
-	l.add(newDeadLetter(&kgo.Record{Value: []byte("payload"), Timestamp: t0}, dec))
+	l.add(letter(&kgo.Record{Value: []byte("payload"), Timestamp: t0}, dec))
 	list, _ := l.page(t.Context(), nil, 10)
 	if list[0].Raw == "" || list[0].Value != nil {
 		t.Fatalf("registry down: got raw %q value %s, want raw and no value", list[0].Raw, list[0].Value)
@@ -92,7 +103,7 @@ func (s stalled) Decode([]byte) (serde.Record, error) {
 func TestAPageWaitingOnTheRegistryDoesNotHoldUpTheFollower(t *testing.T) {
 	dec := stalled{calling: make(chan struct{}), release: make(chan struct{})}
 	l := &deadLetters{max: 10, dec: undecodable{}}
-	l.add(newDeadLetter(&kgo.Record{Value: []byte("old"), Timestamp: t0}, flakyDown))
+	l.add(letter(&kgo.Record{Value: []byte("old"), Timestamp: t0}, flakyDown))
 	l.dec = dec
 	paged := make(chan struct{})
 	go func() {
@@ -103,7 +114,7 @@ func TestAPageWaitingOnTheRegistryDoesNotHoldUpTheFollower(t *testing.T) {
 	added := make(chan struct{})
 	go func() {
 		defer close(added)
-		l.add(newDeadLetter(&kgo.Record{Value: nil, Offset: 1, Timestamp: t0.Add(time.Second)}, undecodable{}))
+		l.add(letter(&kgo.Record{Value: nil, Offset: 1, Timestamp: t0.Add(time.Second)}, undecodable{}))
 	}()
 	select {
 	case <-added:
@@ -122,7 +133,7 @@ var flakyDown = &flaky{err: errors.New("registry unreachable")}
 // time it can write, rather than break the page it is on.
 func TestADeadLetterFromTheFarFutureCanBeShown(t *testing.T) {
 	l := &deadLetters{max: 10, dec: undecodable{}}
-	l.add(newDeadLetter(&kgo.Record{Value: []byte("x"), Timestamp: time.UnixMilli(t0.UnixMicro())}, undecodable{}))
+	l.add(letter(&kgo.Record{Value: []byte("x"), Timestamp: time.UnixMilli(t0.UnixMicro())}, undecodable{}))
 	list, _ := l.page(t.Context(), nil, 10)
 	if _, err := json.Marshal(list); err != nil {
 		t.Fatalf("the page does not encode: %v", err)
@@ -146,7 +157,7 @@ func TestAPageAsksAnAbsentRegistryOnce(t *testing.T) {
 	asks := 0
 	l := &deadLetters{max: 10, dec: undecodable{}}
 	for i := range 5 {
-		l.add(newDeadLetter(&kgo.Record{Value: []byte("p"), Offset: int64(i), Timestamp: t0}, flakyDown))
+		l.add(letter(&kgo.Record{Value: []byte("p"), Offset: int64(i), Timestamp: t0}, flakyDown))
 	}
 	l.dec = counting{&asks}
 	list, _ := l.page(t.Context(), nil, 10)
@@ -169,18 +180,23 @@ func TestAPageAsksAnAbsentRegistryOnce(t *testing.T) {
 // The follower asks an absent registry once for a while, not once a dead
 // letter: each ask may wait the registry client's timeout, and every saga
 // record behind the letters waits with it. The letters are kept raw, and
-// a page decodes them once the registry is back.
+// a page decodes them once the registry is back (those too large to keep
+// whole stay raw).
 func TestTheFollowerAsksAnAbsentRegistryOnce(t *testing.T) {
 	asks := 0
 	c := newApplying(t, sagas{})
 	c.cfg.DeadLetters = counting{&asks}
 	for i := range 5 {
-		if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Value: []byte("p"), Offset: int64(i), Timestamp: t0}); err != nil {
+		value := []byte("p")
+		if i < 2 {
+			value = bytes.Repeat([]byte("p"), maxShown+1)
+		}
+		if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Value: value, Offset: int64(i), Timestamp: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if asks != 1 {
-		t.Errorf("5 dead letters with the registry away: asked it %d times, want once", asks)
+		t.Errorf("5 dead letters, the first 2 large, with the registry away: asked it %d times, want once", asks)
 	}
 	c.deadLetters.dec = &flaky{}
 	if list, _ := c.deadLetters.page(t.Context(), nil, 10); len(list) != 5 || list[0].Record != "ReserveCredit" {
@@ -194,8 +210,72 @@ func TestTheFollowerAsksAnAbsentRegistryOnce(t *testing.T) {
 func TestAnUndecodedDeadLetterKeepsNoFetchBuffer(t *testing.T) {
 	fetched := make([]byte, 1<<20)
 	r := &kgo.Record{Value: fetched[10:20], Timestamp: t0}
-	d := newDeadLetter(r, flakyDown)
+	d, _ := newDeadLetter(r, flakyDown)
 	if d.payload == nil || unsafe.SliceData(d.payload) == unsafe.SliceData(r.Value) {
 		t.Errorf("the undecoded letter's value: shares the fetch's buffer (or is gone), want a copy")
+	}
+}
+
+// echo decodes every payload as a ReserveCredit whose order id is the
+// payload.
+type echo struct{}
+
+func (echo) Decode(b []byte) (serde.Record, error) {
+	return &contracts.ReserveCredit{OrderID: string(b)}, nil
+}
+
+// A dead letter may be 900 KB, a thousand are kept on every instance and a
+// page lists up to 500: of its payload, and of its record's JSON when
+// decoded, only the first maxShown bytes are kept and shown, said cut,
+// with the payload's whole size. Its replay reads it from Kafka, whole.
+func TestALargeDeadLetterIsKeptCut(t *testing.T) {
+	payload := bytes.Repeat([]byte("x"), 900<<10)
+	whole, _ := json.Marshal(&contracts.ReserveCredit{OrderID: string(payload)})
+	for name, dec := range map[string]Decoder{"decoded": echo{}, "undecodable": undecodable{}, "registry away": flakyDown} {
+		c := newApplying(t, sagas{})
+		c.cfg.DeadLetters, c.deadLetters.dec = dec, dec
+		c.caughtUp.Store(true)
+		if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Value: payload, Timestamp: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if kept := c.deadLetters.list[0]; len(kept.payload)+len(kept.Raw)+len(kept.Value) > 2*maxShown {
+			t.Errorf("%s: keeps %d bytes of payload, %d of raw, %d of value; want %d at most in all",
+				name, len(kept.payload), len(kept.Raw), len(kept.Value), 2*maxShown)
+		}
+		rec := httptest.NewRecorder()
+		c.listDeadLetters(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters?limit=500", nil))
+		if rec.Code != http.StatusOK || rec.Body.Len() > 2*maxShown {
+			t.Errorf("%s: the page is %d, %d bytes; want 200, %d bytes at most", name, rec.Code, rec.Body.Len(), 2*maxShown)
+			continue
+		}
+		var page struct {
+			DeadLetters []struct {
+				Value json.RawMessage
+				Raw   string
+				Cut   bool
+				Size  int
+			}
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || len(page.DeadLetters) != 1 {
+			t.Fatalf("%s: the page %.200s: %v, want one letter", name, rec.Body, err)
+		}
+		d := page.DeadLetters[0]
+		var shown, want string
+		if name == "decoded" {
+			_ = json.Unmarshal(d.Value, &shown)
+			want = string(whole[:maxShown])
+		} else {
+			b, _ := base64.StdEncoding.DecodeString(d.Raw)
+			shown, want = string(b), string(payload[:maxShown])
+		}
+		if !d.Cut || d.Size != len(payload) || shown != want {
+			t.Errorf("%s: shown %d bytes (%.20q), cut %v, size %d; want its first %d bytes, cut, size %d",
+				name, len(shown), shown, d.Cut, d.Size, maxShown, len(payload))
+		}
+	}
+	l := &deadLetters{max: 10, dec: echo{}}
+	l.add(letter(&kgo.Record{Value: []byte("p"), Timestamp: t0}, echo{}))
+	if list, _ := l.page(t.Context(), nil, 10); list[0].Cut || list[0].Size != 1 || !strings.Contains(string(list[0].Value), `"orderId":"p"`) {
+		t.Errorf("a small letter: got value %s, cut %v, size %d; want it whole, not cut, size 1", list[0].Value, list[0].Cut, list[0].Size)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 )
 
 // keepAlive is how often a stream with nothing to say sends a comment, so
@@ -30,15 +32,15 @@ type hub struct {
 func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
 
 // subscribe returns a channel of the events from now on, closed when the
-// subscriber lags too far or the hub closes, and how to leave.
+// subscriber lags too far or the hub closes, and how to leave; nil if the
+// hub is closed.
 func (h *hub) subscribe() (<-chan []byte, func()) {
-	ch := make(chan []byte, subscriberBuffer)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		close(ch)
-		return ch, func() {}
+		return nil, func() {}
 	}
+	ch := make(chan []byte, subscriberBuffer)
 	h.subs[ch] = struct{}{}
 	return ch, func() {
 		h.mu.Lock()
@@ -90,6 +92,14 @@ func (h *hub) close() {
 func serveEvents(w http.ResponseWriter, r *http.Request, h *hub, event string) {
 	events, leave := h.subscribe()
 	defer leave()
+	if events == nil {
+		// The console has stopped. Refused, as while it starts, the page
+		// retries with a growing wait, and reads the list again once a
+		// stream opens, rather than reconnect every second to one that
+		// ends at once.
+		httpserver.WriteUnavailable(w, "console stopped")
+		return
+	}
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

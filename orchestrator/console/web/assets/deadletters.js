@@ -20,9 +20,11 @@ function readable(raw) {
 function card(d) {
   // The dlq_* headers say what From, Handler and Error show.
   const headers = Object.entries(d.headers || {}).filter(([k]) => !k.startsWith("dlq_"));
+  // A cut value is the start of its JSON, as a string.
   const payload = d.value !== null && d.value !== undefined
-    ? el("pre", { class: "value" }, JSON.stringify(d.value, null, 2))
+    ? el("pre", { class: "value" }, d.cut ? d.value : JSON.stringify(d.value, null, 2))
     : el("pre", { class: "raw" }, d.raw ? `not decoded; ${readable(d.raw)}` : "empty");
+  const cut = d.cut ? el("p", { class: "hint" }, `Cut: only its start is shown, of a payload of ${d.size} bytes.`) : "";
   const replay = el("button", { type: "button", class: "replay" }, "Replay to its topic");
   const result = el("span", { class: "status" });
   replay.addEventListener("click", async () => {
@@ -44,6 +46,7 @@ function card(d) {
       el("dt", {}, "Key"), el("dd", {}, el("code", { class: "key" }, d.key ?? ""))),
     headers.length ? el("table", { class: "headers" },
       el("tbody", {}, headers.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, el("code", {}, v)))))) : "",
+    cut,
     payload,
     actionsEnabled ? el("p", {}, replay, " ", result) : "");
 }
