@@ -16,8 +16,13 @@ const (
 	HeaderDeadLetterTopic     = "dlq_topic"     // where the message was consumed from
 	HeaderDeadLetterPartition = "dlq_partition" // its partition there
 	HeaderDeadLetterOffset    = "dlq_offset"    // its offset there
-	HeaderDeadLetterHandler   = "dlq_handler"   // the handler that gave up on it
-	HeaderDeadLetterError     = "dlq_error"     // why
+	// HeaderDeadLetterTimestamp is the message's record timestamp, in
+	// milliseconds since 1970: a replay writes it with it, so that it is
+	// as old as the message it stands for (a start event older than the
+	// retention of ended sagas starts nothing: orchestrator/ports).
+	HeaderDeadLetterTimestamp = "dlq_timestamp"
+	HeaderDeadLetterHandler   = "dlq_handler" // the handler that gave up on it
+	HeaderDeadLetterError     = "dlq_error"   // why
 	// HeaderDeadLetterValueBytes is set on a dead letter whose value was
 	// too large to write again: the letter has none, and this header its
 	// size. The value is still at dlq_offset of dlq_topic until that

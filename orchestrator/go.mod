@@ -8,6 +8,8 @@ require (
 	github.com/kafkasaga/kafkasaga/contracts v0.0.0
 	github.com/kafkasaga/kafkasaga/platform v0.0.0
 	github.com/kafkasaga/kafkasaga/saga v0.0.0
+	github.com/prometheus/client_golang v1.25.0
+	github.com/riferrei/srclient v0.7.3
 	github.com/tidwall/btree v1.8.2
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
@@ -64,12 +66,10 @@ require (
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
-	github.com/riferrei/srclient v0.7.3 // indirect
 	github.com/rogpeppe/go-internal v1.14.1 // indirect
 	github.com/santhosh-tekuri/jsonschema/v5 v5.0.0 // indirect
 	github.com/sony/gobreaker v1.0.0 // indirect

@@ -3,6 +3,7 @@ package ports
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -37,8 +38,22 @@ func Start[D, E any](engine *saga.Engine[D], start func(*E) (sagaID string, data
 // its type: several saga types may start from one topic, each from its own
 // event. A saga that exists already is left alone. An event no starter
 // takes, or one its starter refuses, is dead-lettered.
-func Starts(s *serde.Serde, starters ...Starter) message.NoPublishHandlerFunc {
+//
+// An event written longer ago than within starts nothing and is passed to
+// stale: an ended saga is forgotten SAGA_RETENTION after it ended, and the
+// saga such an event asks for may have run, ended and been forgotten (an
+// event read again once the group's offsets expired, a dead letter replayed
+// late), and would run again against an order long decided. An event
+// written within it finds its saga if there was one: a saga starts after
+// the event that announces it, so it ended later still, and is kept
+// longer than within after. Within is set below the retention by a
+// margin for the clocks of the event's writer and of the orchestrator.
+func Starts(s *serde.Serde, within time.Duration, stale func(msg *message.Message, written time.Time), starters ...Starter) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
+		if r, ok := messaging.RecordFromCtx(msg.Context()); ok && !r.Timestamp.IsZero() && time.Since(r.Timestamp) > within {
+			stale(msg, r.Timestamp)
+			return nil
+		}
 		rec, err := s.Decode(msg.Payload)
 		if err != nil {
 			return fmt.Errorf("decode event: %w", err)

@@ -11,6 +11,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
 	"github.com/kafkasaga/kafkasaga/orchestrator/cancelorder"
@@ -242,9 +245,23 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			starters[s.startTopic()] = append(starters[s.startTopic()], start)
 		}
 		// One subscription a start topic, which hands each event to the
-		// saga type it starts.
+		// saga type it starts, if it was written within the retention of
+		// ended sagas, less a tenth for the clocks.
+		stale := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "saga_stale_starts_total",
+			Help: "Events that would start a saga, ignored because they were written longer ago than SAGA_RETENTION less a tenth.",
+		}, []string{"topic"})
+		if err := p.Metrics.Register(stale); err != nil {
+			return err
+		}
+		within := cfg.SagaRetention - cfg.SagaRetention/10
 		for _, topic := range startTopics {
-			if err := p.Subscribe(topic, ports.Starts(p.Serde, starters[topic]...)); err != nil {
+			ignore := func(msg *message.Message, written time.Time) {
+				stale.WithLabelValues(topic).Inc()
+				logger.Warn("an event written longer ago than SAGA_RETENTION less a tenth starts no saga: the saga it asks for may have ended and been forgotten",
+					"topic", topic, "uuid", msg.UUID, "written", written)
+			}
+			if err := p.Subscribe(topic, ports.Starts(p.Serde, within, ignore, starters[topic]...)); err != nil {
 				return err
 			}
 		}

@@ -183,6 +183,7 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	if ok {
 		dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
 		dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
+		dead.Metadata.Set(contracts.HeaderDeadLetterTimestamp, strconv.FormatInt(record.Timestamp.UnixMilli(), 10))
 	}
 	if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
 		dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))

@@ -254,6 +254,9 @@ func TestCommands(t *testing.T) {
 				if got := header(d, contracts.HeaderDeadLetterTopic); got != contracts.TopicCustomerCommands {
 					t.Errorf("%s: got %q, want %q", contracts.HeaderDeadLetterTopic, got, contracts.TopicCustomerCommands)
 				}
+				if got, want := header(d, contracts.HeaderDeadLetterTimestamp), strconv.FormatInt(c.record.Timestamp.UnixMilli(), 10); got != want {
+					t.Errorf("%s: got %q, want the record's, %q", contracts.HeaderDeadLetterTimestamp, got, want)
+				}
 				if got := header(d, contracts.HeaderDeadLetterHandler); got != handlerName {
 					t.Errorf("%s: got %q, want %q", contracts.HeaderDeadLetterHandler, got, handlerName)
 				}

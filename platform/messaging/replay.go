@@ -36,7 +36,7 @@ type Replayed struct {
 // takes off again.
 var deadLetterHeaders = []string{contracts.HeaderDeadLetterTopic, contracts.HeaderDeadLetterPartition,
 	contracts.HeaderDeadLetterOffset, contracts.HeaderDeadLetterHandler, contracts.HeaderDeadLetterError,
-	contracts.HeaderDeadLetterValueBytes}
+	contracts.HeaderDeadLetterValueBytes, contracts.HeaderDeadLetterTimestamp}
 
 // replayReadTimeout bounds the read of the dead letter, which lies below
 // the partition's committed end: a fetch returns it at once.
@@ -76,7 +76,9 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 	if err != nil {
 		return Replayed{}, err
 	}
-	rec := &kgo.Record{Key: dead.Key, Value: dead.Value, Partition: -1}
+	// As old as the message it stands for, or, for a letter written
+	// without its time, as the letter.
+	rec := &kgo.Record{Key: dead.Key, Value: dead.Value, Partition: -1, Timestamp: dead.Timestamp}
 	from := int32(-1)
 	for _, h := range dead.Headers {
 		switch {
@@ -85,6 +87,10 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 				partition, offset, ErrNotReplayable, h.Value)
 		case h.Key == contracts.HeaderDeadLetterTopic:
 			rec.Topic = string(h.Value)
+		case h.Key == contracts.HeaderDeadLetterTimestamp:
+			if ms, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && ms > 0 {
+				rec.Timestamp = time.UnixMilli(ms)
+			}
 		case h.Key == contracts.HeaderDeadLetterPartition:
 			if p, err := strconv.ParseInt(string(h.Value), 10, 32); err == nil && p >= 0 {
 				from = int32(p)

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -15,19 +16,22 @@ import (
 )
 
 // A dead letter, as the router writes it, goes back to the partition of
-// the topic it came from, with its key, value and own headers, the dlq_*
-// ones replaced by where it was replayed from.
+// the topic it came from, with its key, value, own headers and the time of
+// the message it stands for, the dlq_* headers replaced by where it was
+// replayed from.
 func TestReplayDeadLetter(t *testing.T) {
 	t.Parallel()
 	const origin = "replay.origin"
 	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicDeadLetter, Partitions: 4},
 		contracts.TopicSpec{Name: origin, Partitions: 4})
+	written := time.Now().Add(-30 * 24 * time.Hour).Truncate(time.Millisecond) // the message's
 	own := []kgo.RecordHeader{{Key: contracts.HeaderPartitionKey, Value: []byte("k1")}, {Key: "saga_id", Value: []byte("s1")}}
 	dead := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte("k1"), Value: []byte("payload"),
 		Headers: append(append([]kgo.RecordHeader{}, own...),
 			kgo.RecordHeader{Key: contracts.HeaderDeadLetterTopic, Value: []byte(origin)},
 			kgo.RecordHeader{Key: contracts.HeaderDeadLetterPartition, Value: []byte("3")}, // not where k1 hashes to
 			kgo.RecordHeader{Key: contracts.HeaderDeadLetterOffset, Value: []byte("41")},
+			kgo.RecordHeader{Key: contracts.HeaderDeadLetterTimestamp, Value: []byte(strconv.FormatInt(written.UnixMilli(), 10))},
 			kgo.RecordHeader{Key: contracts.HeaderDeadLetterHandler, Value: []byte("h")},
 			kgo.RecordHeader{Key: contracts.HeaderDeadLetterError, Value: []byte("poison message: boom")})})[0]
 
@@ -46,6 +50,9 @@ func TestReplayDeadLetter(t *testing.T) {
 	if replayed.Partition != hashed || string(replayed.Key) != "k1" || string(replayed.Value) != "payload" || !reflect.DeepEqual(replayed.Headers, wantHeaders) {
 		t.Errorf("replayed record: got%s, want on partition %d, key k1, value payload, headers %v", describe([]*kgo.Record{replayed}), hashed, wantHeaders)
 	}
+	if !replayed.Timestamp.Equal(written) {
+		t.Errorf("replayed record's time: got %s, want the message's, %s", replayed.Timestamp, written)
+	}
 
 	// A record that had no key is keyed by its topic in the dead-letter
 	// topic, and goes back to the partition it came from.
@@ -55,6 +62,13 @@ func TestReplayDeadLetter(t *testing.T) {
 			{Key: contracts.HeaderDeadLetterPartition, Value: []byte(strconv.Itoa(int(from)))}}})[0]
 	if got, err := messaging.ReplayDeadLetter(t.Context(), cfg, keyless.Partition, keyless.Offset); err != nil || got.Partition != from {
 		t.Errorf("replay of a keyless record: got %+v, %v, want partition %d, where it came from", got, err, from)
+	}
+	// A letter that does not say when its message was written is replayed
+	// as old as the letter.
+	for _, r := range readUntil(t, cfg, origin, func(rs []*kgo.Record) bool { return len(rs) > 1 }) {
+		if string(r.Value) == "keyless" && !r.Timestamp.Equal(keyless.Timestamp.Truncate(time.Millisecond)) {
+			t.Errorf("replayed keyless record's time: got %s, want its letter's, %s", r.Timestamp, keyless.Timestamp)
+		}
 	}
 }
 

@@ -182,8 +182,8 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 			running++
 			go func() {
 				msg, _ := kafka.DefaultMarshaler{}.Unmarshal(m.record) // never fails: headers become metadata
-				rec := Record{Topic: record.Topic, Partition: record.Partition, Offset: record.Offset, Key: record.Key}
-				m.acked = deliver(ctx, h.out, msg, withRecord(ctx, rec), after)
+				rec := Record{Topic: record.Topic, Partition: record.Partition, Offset: record.Offset, Key: record.Key, Timestamp: record.Timestamp}
+				m.acked = deliver(ctx, h.out, msg, WithRecord(ctx, rec), after)
 				close(m.through)
 				finished <- m
 			}()
@@ -259,6 +259,7 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	Key       []byte
+	Timestamp time.Time
 }
 
 // RecordFromCtx returns the record a consumed message was read from.
@@ -267,6 +268,8 @@ func RecordFromCtx(ctx context.Context) (Record, bool) {
 	return r, ok
 }
 
-func withRecord(ctx context.Context, r Record) context.Context {
+// WithRecord returns ctx carrying r, as the context of a message read from
+// r: a Subscriber and a Session set it.
+func WithRecord(ctx context.Context, r Record) context.Context {
 	return context.WithValue(ctx, recordKey{}, r)
 }

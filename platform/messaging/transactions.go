@@ -767,7 +767,7 @@ func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
 		return false
 	}
 	h := s.handlers[r.Topic]
-	msgCtx, cancel := context.WithCancel(withRecord(ctx, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key}))
+	msgCtx, cancel := context.WithCancel(WithRecord(ctx, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Timestamp: r.Timestamp}))
 	defer cancel() // a message's context ends when it is through, as watermill expects
 	msg := toMessage(r)
 	for {
