@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/system"
 )
@@ -459,5 +462,30 @@ func TestARetriedOrderIsPlacedOnce(t *testing.T) {
 	}
 	if status, _, msg := create(2_000); status != http.StatusConflict || msg == "" {
 		t.Errorf("POST /customers with the key and another limit: got %d %q, want 409 with an error", status, msg)
+	}
+}
+
+// An orchestrator whose Config leaves SAGA_RETENTION out, as one made in
+// code may, keeps ended sagas for its default, a week: the archive's
+// retention was set to nothing.
+func TestALeftOutSagaRetentionIsAWeek(t *testing.T) {
+	r := startSystem(t)
+	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	configs, err := kadm.NewClient(client).DescribeTopicConfigs(t.Context(), contracts.TopicCreateOrderSagasEnded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := configs.On(contracts.TopicCreateOrderSagasEnded, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range got.Configs {
+		if c.Key == "retention.ms" && c.MaybeValue() != "604800000" {
+			t.Errorf("retention.ms of %s: got %q, want 604800000", contracts.TopicCreateOrderSagasEnded, c.MaybeValue())
+		}
 	}
 }

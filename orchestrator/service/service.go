@@ -4,6 +4,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -184,6 +185,10 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	return ports.Look(engine, s.versions()...), engine, ports.Start(engine, s.Start), nil
 }
 
+// defaultSagaRetention is SAGA_RETENTION's default, for a Config that
+// leaves it out.
+const defaultSagaRetention = 7 * 24 * time.Hour
+
 // Config is the orchestrator's configuration, read from the environment by main.
 type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8084"`
@@ -214,6 +219,10 @@ type Config struct {
 
 // New builds the orchestrator; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
+	// A Config made in code rather than read from the environment may
+	// leave it out: a retention of nothing would drop every ended saga,
+	// and every event would be too old to start one.
+	cfg.SagaRetention = cmp.Or(cfg.SagaRetention, defaultSagaRetention)
 	all := sagas()
 	var topics []string
 	for _, s := range all {
