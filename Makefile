@@ -7,8 +7,10 @@ GO ?= go
 .PHONY: run test test-ui test-kafka bench takeover lint vet contracts docs participant schemas schemas-check compose-check build clean
 
 ## run: the whole system in one process on the embedded broker and registry
+## (built, then run in make's place, so that Ctrl-C stops it with no error from go run or make)
 run:
-	DEVSTACK_DATA_DIR=$${DEVSTACK_DATA_DIR:-$(CURDIR)/.data/devstack} $(GO) run ./system/cmd/kafkasaga
+	$(GO) build -o bin/kafkasaga ./system/cmd/kafkasaga
+	DEVSTACK_DATA_DIR=$${DEVSTACK_DATA_DIR:-$(CURDIR)/.data/devstack} exec bin/kafkasaga
 
 ## test: the schemas checked against main (schemas-check), then every module's tests with the race detector
 ## (embedded broker and registry)

@@ -47,7 +47,7 @@ func TestABadNameWritesNothing(t *testing.T) {
 		{"credit", "contracts/schemas/ReserveCredit.avsc exists already"},
 		{"string", "a predeclared Go identifier"},
 		{"any", "a predeclared Go identifier"},
-		{"status", "declares Status twice"},
+		{"status", "declares Status twice (both in services/status/domain/status.go)"},
 		{"service", "docker-compose.yml has an anchor &service"},
 		{"traces", "docker-compose.yml has an anchor &traces"},
 	}

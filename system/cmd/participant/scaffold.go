@@ -218,7 +218,11 @@ func declaredOnce(files map[string][]byte) error {
 					continue
 				}
 				if other, ok := seen[dir+" "+n]; ok {
-					return fmt.Errorf("%s declares %s twice (%s and %s): the name's type and the template's", dir, n, other, path)
+					where := other + " and " + path
+					if other == path {
+						where = "both in " + path
+					}
+					return fmt.Errorf("%s declares %s twice (%s): the name's type would be the template's %s; choose another name", dir, n, where, n)
 				}
 				seen[dir+" "+n] = path
 			}
