@@ -297,6 +297,45 @@ func TestConsole(t *testing.T) {
 		b.stillLoaded(t)
 	})
 
+	// Behind a load balancer, a page may follow one instance's stream and
+	// read its list from another, a fetch or so behind: an answer older
+	// than a change the page was streamed before it asked. A saga that
+	// ended then changes no more: shown as the answer says, it would stay
+	// RUNNING until a reload.
+	t.Run("a list answer older than what was streamed does not undo it", func(t *testing.T) {
+		id, release := aSagaWaitingOnPayment(t, r, ada, 100)
+		b.open(t, r.sagas+"/ui/")
+		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
+			document.querySelector('tr[data-saga-id=%q][data-state="RUNNING"]') !== null`, id), "the list to show the saga waiting")
+		// The page's list answers are, once armed, one read now, while the
+		// saga runs: the answer of an instance behind.
+		b.do(t, chromedp.Evaluate[chromedp.Void](`(() => {
+			const real = window.fetch;
+			window.__stale = null;
+			window.__staleServed = 0;
+			real("/api/sagas?").then(res => res.text()).then(body => { window.__stale = body; });
+			window.fetch = async (...args) => {
+				if (window.__armed && String(args[0]).startsWith("/api/sagas?")) {
+					window.__staleServed++;
+					return new Response(window.__stale, { headers: { "Content-Type": "application/json" } });
+				}
+				return real(...args);
+			};
+		})()`))
+		b.await(t, fmt.Sprintf(`window.__stale !== null && JSON.parse(window.__stale).sagas.some(s => s.sagaId === %q && s.state === "RUNNING")`, id),
+			"the list answer of the saga running, kept")
+		release()
+		awaitIndexed(t, r, id, "COMPLETED")
+		b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
+			"the stream to show the saga COMPLETED")
+		b.do(t, chromedp.Evaluate[chromedp.Void](`window.__armed = true`), chromedp.Click(chromedp.CSS(`#filters button`)))
+		// #more is disabled from a read's start until its answer is shown.
+		b.await(t, fmt.Sprintf(`window.__staleServed === 1 && !document.getElementById("more").disabled &&
+			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
+			"the saga COMPLETED, as streamed, after the older answer that says it runs")
+		b.stillLoaded(t)
+	})
+
 	t.Run("a change announced while the saga's page reads the saga is shown", func(t *testing.T) {
 		id, _ := aSagaWaitingOnPayment(t, r, ada, 6_000)
 		b.open(t, r.sagas+"/ui/sagas/"+id)

@@ -199,7 +199,7 @@ func (c *Console) apply(r *kgo.Record) error {
 		return nil
 	}
 	stream := c.caughtUp.Load() && c.sagaEvents.listened()
-	if s, changed := c.index.put(v, stream); changed && stream {
+	if s, changed := c.index.put(v, r.Offset, stream); changed && stream {
 		c.publish(c.sagaEvents, s)
 	}
 	return nil

@@ -74,6 +74,41 @@ func TestApplyReadsTheStateAndArchiveTopics(t *testing.T) {
 	}
 }
 
+// A saga's revision is the same on every instance, so that a page can
+// tell which of two summaries of it, one from an instance's stream and
+// one from another's list, is the later: the offset of its latest record
+// in its state topic, which grows with each record whatever the clocks
+// said, and the highest once it ended.
+func TestTheRevisionGrowsWithEachRecordAndIsHighestOnceEnded(t *testing.T) {
+	authorize := instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 1)
+	authorize.History[1].At = t0.Add(-time.Second) // a new owner's clock behind the old one's
+	s := sagas{
+		"reserve":   instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
+		"authorize": authorize,
+		"ended":     instance("s", "CreateOrder", saga.StateCompleted, "", 0, 0),
+	}
+	c := newApplying(t, s)
+	steps := []struct {
+		rec  *kgo.Record
+		want int64
+	}{
+		{&kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("reserve"), Offset: 3}, 3},
+		{&kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte("authorize"), Offset: 8}, 8},
+		{&kgo.Record{Topic: "x.sagas.ended", Key: []byte("s"), Value: []byte("ended"), Offset: 2}, endedRevision},
+		{&kgo.Record{Topic: "x.sagas", Key: []byte("s"), Value: []byte{}, Offset: 9,
+			Headers: []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("2")}}}, endedRevision},
+	}
+	for _, step := range steps {
+		if err := c.apply(step.rec); err != nil {
+			t.Fatal(err)
+		}
+		p := c.index.List(Query{Limit: 1, Now: t0})
+		if len(p.Sagas) != 1 || p.Sagas[0].Revision != step.want {
+			t.Errorf("after %s at %s/%d: got %+v, want revision %d", step.rec.Value, step.rec.Topic, step.rec.Offset, p.Sagas, step.want)
+		}
+	}
+}
+
 // newApplying returns a console of the CreateOrder saga on the topics
 // x.sagas and x.sagas.ended, decoding with s, for tests that hand it
 // records themselves (its broker address is never dialled).

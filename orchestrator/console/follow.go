@@ -3,7 +3,9 @@ package console
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -24,9 +26,10 @@ const (
 // start and end offsets) and then as they come, handing each record to
 // apply in the order of its partition; of the records one fetch brings,
 // those of the topics later names come after the others. caughtUp is
-// called once every partition was read to the end it had when follow
-// started. An apply that fails (the
-// registry unreachable) is tried again until it succeeds or ctx ends.
+// called once, on any goroutine, when every partition was read to the end
+// it had when follow started, or retention deleted what was left of it to
+// read. An apply that fails (the registry unreachable) is tried again
+// until it succeeds or ctx ends.
 func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topic string, start, end int64) int64,
 	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
 ) error {
@@ -39,9 +42,9 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 	}
 	defer client.Close()
 
+	admin := kadm.NewClient(client)
 	var starts, ends kadm.ListedOffsets
 	for {
-		admin := kadm.NewClient(client)
 		if starts, err = admin.ListStartOffsets(ctx, topics...); err == nil {
 			err = starts.Error()
 		}
@@ -64,7 +67,10 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 		topic     string
 		partition int32
 	}
+	// want and caught are settled by the reader and by the listing below.
+	var mu sync.Mutex
 	want := map[tp]int64{} // the last offset to read before caught up
+	caught := false
 	consume := map[string]map[int32]kgo.Offset{}
 	ends.Each(func(end kadm.ListedOffset) {
 		start, _ := starts.Lookup(end.Topic, end.Partition)
@@ -77,15 +83,64 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 			want[tp{end.Topic, end.Partition}] = end.Offset - 1
 		}
 	})
-	client.AddConsumePartitions(consume)
-	caught := false
-	check := func() {
+	check := func() { // with mu held once the listing below runs
 		if !caught && len(want) == 0 {
 			caught = true
 			caughtUp()
 		}
 	}
+	// passed says that nothing of a partition up to offset is left to
+	// read. A partition whose last record compaction removed ends at the
+	// first record past it.
+	passed := func(topic string, partition int32, offset int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if last, ok := want[tp{topic, partition}]; ok && offset >= last {
+			delete(want, tp{topic, partition})
+		}
+		check()
+	}
 	check()
+	client.AddConsumePartitions(consume)
+
+	// Retention may delete a partition's records after the listing and
+	// before the reader reaches them (an idle dead-letter partition, a
+	// rarely used archive): the reader then starts at the new log start,
+	// past what it awaits, and no record of it may come for days. So,
+	// until caught up, the start offsets are listed again every second:
+	// none of a partition's records before its start is left.
+	relist, stopRelist := context.WithCancel(ctx)
+	var relisting sync.WaitGroup
+	defer relisting.Wait()
+	defer stopRelist()
+	relisting.Go(func() {
+		for {
+			select {
+			case <-relist.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			mu.Lock()
+			left := map[string]bool{}
+			for p := range want {
+				left[p.topic] = true
+			}
+			mu.Unlock()
+			if len(left) == 0 {
+				return
+			}
+			starts, err := admin.ListStartOffsets(relist, slices.Collect(maps.Keys(left))...)
+			if err != nil {
+				continue // again in a second
+			}
+			starts.Each(func(start kadm.ListedOffset) {
+				if start.Err == nil {
+					passed(start.Topic, start.Partition, start.Offset-1)
+				}
+			})
+		}
+	})
+
 	for {
 		fetches := client.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -117,17 +172,14 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 						}
 					}
 				}
-				// A partition whose last record compaction removed ends at
-				// the first record past it.
-				if last, ok := want[tp{r.Topic, r.Partition}]; ok && r.Offset >= last {
-					delete(want, tp{r.Topic, r.Partition})
-				}
+			}
+			if n := len(p.Records); n > 0 {
+				passed(p.Topic, p.Partition, p.Records[n-1].Offset)
 			}
 		})
 		if stop {
 			return nil
 		}
-		check()
 	}
 }
 

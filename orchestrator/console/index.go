@@ -29,7 +29,18 @@ type Summary struct {
 	Deadline      string    `json:"deadline"` // RFC 3339; "" once ended
 	Overdue       bool      `json:"overdue"`  // the deadline has passed
 	Retrying      bool      `json:"retrying"` // attempt > 1 and not ended
+	// Revision orders a saga's summaries as its records were written,
+	// whatever the clocks said, and is the same on every instance: the
+	// offset of its latest record in its state topic while it runs, and
+	// endedRevision once it ended, as it then never changes again. A page
+	// that has a summary from one instance's stream and another's list
+	// shows the one of the higher revision.
+	Revision int64 `json:"revision"`
 }
+
+// endedRevision is the revision of an ended saga: above any offset, and
+// the largest integer a page's JavaScript holds exactly.
+const endedRevision = 1<<53 - 1
 
 // entry is what the index keeps of a saga: small, with the strings that
 // repeat (type, state, step, reason) interned, so a million sagas share a
@@ -39,6 +50,7 @@ type entry struct {
 	typ, state, step, reason   string
 	version, attempt           int32
 	started, updated, deadline int64 // Unix milliseconds; deadline 0 once ended
+	revision                   int64 // Summary.Revision
 }
 
 func (e *entry) ended() bool { return e.deadline == 0 }
@@ -49,11 +61,11 @@ func (e *entry) stepName() string {
 	return name
 }
 
-// newEntry summarizes a stored saga instance. Its id is v's own: the
-// index keeps a copy of it (put).
-func newEntry(v *saga.SagaInstance) entry {
+// newEntry summarizes a stored saga instance, read at offset of its state
+// topic if it runs. Its id is v's own: the index keeps a copy of it (put).
+func newEntry(v *saga.SagaInstance, offset int64) entry {
 	e := entry{id: v.SagaID, typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
-		version: int32(v.Version), attempt: int32(v.Attempt)}
+		version: int32(v.Version), attempt: int32(v.Attempt), revision: offset}
 	if n := len(v.History); n > 0 {
 		e.started, e.updated = v.History[0].At.UnixMilli(), v.History[n-1].At.UnixMilli()
 		e.step = intern(v.History[n-1].Step) // the step after the latest transition, as GET /sagas/{id} shows it
@@ -61,7 +73,7 @@ func newEntry(v *saga.SagaInstance) entry {
 	if v.PendingCommandID != "" {
 		e.deadline = max(v.Deadline.UnixMilli(), 1)
 	} else {
-		e.step, e.attempt = "", 0
+		e.step, e.attempt, e.revision = "", 0, endedRevision
 	}
 	return e
 }
@@ -70,7 +82,8 @@ func intern(s string) string { return unique.Make(s).Value() }
 
 func (e *entry) summary(now time.Time) Summary {
 	s := Summary{SagaID: e.id, Type: e.typ, Version: int(e.version), State: e.state, Step: e.step, Attempt: int(e.attempt),
-		FailureReason: e.reason, StartedAt: time.UnixMilli(e.started).UTC(), UpdatedAt: time.UnixMilli(e.updated).UTC()}
+		FailureReason: e.reason, StartedAt: time.UnixMilli(e.started).UTC(), UpdatedAt: time.UnixMilli(e.updated).UTC(),
+		Revision: e.revision}
 	if !e.ended() {
 		deadline := time.UnixMilli(e.deadline).UTC()
 		s.Deadline = deadline.Format(time.RFC3339Nano)
@@ -166,17 +179,18 @@ func (x *Index) Len() int {
 	return len(x.byID)
 }
 
-// Put records the saga's latest state and reports whether it changed. An
-// ended saga never changes again, and an older state than the one held
-// (a state topic read behind its archive) is ignored.
-func (x *Index) Put(v *saga.SagaInstance) (Summary, bool) {
-	return x.put(v, true)
+// Put records the saga's latest state, read at offset of its state topic
+// if it runs, and reports whether it changed. An ended saga never changes
+// again, and an older state than the one held (a state topic read behind
+// its archive) is ignored.
+func (x *Index) Put(v *saga.SagaInstance, offset int64) (Summary, bool) {
+	return x.put(v, offset, true)
 }
 
 // put is Put, which summarizes the saga only if asked: a console nobody
 // watches has no use for the summary of every transition.
-func (x *Index) put(v *saga.SagaInstance, summarize bool) (Summary, bool) {
-	e := newEntry(v)
+func (x *Index) put(v *saga.SagaInstance, offset int64, summarize bool) (Summary, bool) {
+	e := newEntry(v, offset)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old, ok := x.byID[e.id]

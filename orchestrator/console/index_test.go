@@ -66,7 +66,7 @@ func TestListFiltersPagesAndCounts(t *testing.T) {
 		instance("b3", "CancelOrder", saga.StateRunning, "refund_payment", 60, 1),
 	}
 	for _, v := range put {
-		if _, changed := x.Put(v); !changed {
+		if _, changed := x.Put(v, 0); !changed {
 			t.Fatalf("put %s: not changed", v.SagaID)
 		}
 	}
@@ -109,18 +109,18 @@ func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 	running := instance("s", "CreateOrder", saga.StateRunning, "authorize_payment", 0, 2)
 	ended := instance("s", "CreateOrder", saga.StateCompleted, "", 0, 0)
 	ended.History = append(ended.History, saga.SagaTransition{At: t0.Add(5 * time.Second), Event: "OrderApproved", State: saga.StateCompleted})
-	s, changed := x.Put(running)
+	s, changed := x.Put(running, 0)
 	if !changed || !s.Retrying || s.Attempt != 2 || s.Step != "authorize_payment" || s.Deadline == "" {
 		t.Fatalf("running: got %+v changed %v, want retrying attempt 2 on authorize_payment with a deadline", s, changed)
 	}
-	if _, changed := x.Put(running); changed {
+	if _, changed := x.Put(running, 0); changed {
 		t.Error("the same state again: changed, want unchanged")
 	}
-	if s, changed = x.Put(ended); !changed || s.State != saga.StateCompleted || s.Step != "" || s.Deadline != "" || s.Retrying || s.Overdue {
+	if s, changed = x.Put(ended, 0); !changed || s.State != saga.StateCompleted || s.Step != "" || s.Deadline != "" || s.Retrying || s.Overdue {
 		t.Errorf("ended: got %+v changed %v, want COMPLETED with no step, deadline or flags", s, changed)
 	}
 	// The state topic read behind the archive: the saga stays ended.
-	if _, changed := x.Put(running); changed {
+	if _, changed := x.Put(running, 0); changed {
 		t.Error("a running state after the ended one: changed, want ignored")
 	}
 	if p := x.List(Query{State: saga.StateRunning, Limit: 10, Now: t0}); p.Total != 0 {
@@ -137,8 +137,8 @@ func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 	}
 	// A day later, that minute is forgotten, and a saga of then not counted.
 	x.now = func() time.Time { return t0.Add(statsKept + 2*time.Minute) }
-	x.Put(instance("new", "CreateOrder", saga.StateRunning, "reserve_credit", int(statsKept/time.Second)+60, 1))
-	x.Put(instance("old", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
+	x.Put(instance("new", "CreateOrder", saga.StateRunning, "reserve_credit", int(statsKept/time.Second)+60, 1), 0)
+	x.Put(instance("old", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1), 0)
 	if len(x.minutes) != 1 {
 		t.Errorf("a day later: %d minutes kept, want the one of the new saga", len(x.minutes))
 	}
@@ -148,19 +148,19 @@ func TestPutKeepsTheLatestAndTheEnded(t *testing.T) {
 // every running one, however old: memory bounded by the limit and what runs.
 func TestTheIndexKeepsTheNewestEndedSagas(t *testing.T) {
 	x := NewIndex(3)
-	x.Put(instance("running-old", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
+	x.Put(instance("running-old", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1), 0)
 	for i := range 6 { // started a second apart, newest last
 		state := []string{saga.StateCompleted, saga.StateRejected}[i%2]
-		x.Put(instance(fmt.Sprintf("ended-%d", i), "CreateOrder", state, "", 10+i, 0))
+		x.Put(instance(fmt.Sprintf("ended-%d", i), "CreateOrder", state, "", 10+i, 0), 0)
 	}
 	// One running saga ends: the oldest ended one left goes.
-	x.Put(instance("running-old", "CreateOrder", saga.StateCompleted, "", 0, 0))
+	x.Put(instance("running-old", "CreateOrder", saga.StateCompleted, "", 0, 0), 0)
 	ids, total := listAll(t, x, Query{Limit: 10, Now: t0})
 	if want := []string{"ended-5", "ended-4", "ended-3"}; !slices.Equal(ids, want) || total != 3 || x.Len() != 3 {
 		t.Errorf("got %v (total %d, %d held), want the 3 newest ended: %v", ids, total, x.Len(), want)
 	}
-	x.Put(instance("running-new", "CreateOrder", saga.StateRunning, "reserve_credit", 100, 1))
-	x.Put(instance("running-older", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1))
+	x.Put(instance("running-new", "CreateOrder", saga.StateRunning, "reserve_credit", 100, 1), 0)
+	x.Put(instance("running-older", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1), 0)
 	if got := x.List(Query{State: saga.StateRunning, Limit: 10, Now: t0}).Total; got != 2 || x.Len() != 5 {
 		t.Errorf("running: got %d (%d held), want both, whatever their age", got, x.Len())
 	}
@@ -168,8 +168,8 @@ func TestTheIndexKeepsTheNewestEndedSagas(t *testing.T) {
 
 func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
 	x := NewIndex(0)
-	x.Put(instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1))
-	x.Put(instance("b", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1))
+	x.Put(instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1), 0)
+	x.Put(instance("b", "CreateOrder", saga.StateRunning, "reserve_credit", 1, 1), 0)
 	for _, q := range []Query{{Limit: 0}, {Limit: -1, Prefix: "a"}, {Limit: 0, Prefix: "b"}} {
 		if p := x.List(q); len(p.Sagas) != 1 {
 			t.Errorf("%+v: got %d sagas, want 1", q, len(p.Sagas))
@@ -179,7 +179,7 @@ func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
 
 func TestOverdueIsTheDeadlinePassed(t *testing.T) {
 	x := NewIndex(0)
-	x.Put(instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)) // deadline t0+1m
+	x.Put(instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1), 0) // deadline t0+1m
 	for _, tt := range []struct {
 		now  time.Time
 		want bool
@@ -235,7 +235,7 @@ func fillMillion() *Index {
 			if v.State == saga.StateRunning || v.State == saga.StateCompensating {
 				v.PendingCommandID, v.Attempt, v.Deadline = "x", 1+i%3, at.Add(time.Minute)
 			}
-			x.Put(v)
+			x.Put(v, 0)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -336,7 +336,7 @@ func BenchmarkPutSaga(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		id := fmt.Sprintf("s%d", i)
 		for _, s := range steps {
-			if _, changed := x.Put(instance(id, "CreateOrder", s.state, s.step, i, 1)); !changed {
+			if _, changed := x.Put(instance(id, "CreateOrder", s.state, s.step, i, 1), 0); !changed {
 				b.Fatalf("saga %s to %s %s: unchanged", id, s.state, s.step)
 			}
 		}
@@ -355,7 +355,7 @@ func TestASagaIsListedUnderItsLatestFiltersOnly(t *testing.T) {
 	for i, p := range path {
 		v := instance("s", "CreateOrder", p.state, p.step, 0, 1)
 		v.History[1].At = v.History[1].At.Add(time.Duration(i) * time.Second)
-		if _, changed := x.Put(v); !changed {
+		if _, changed := x.Put(v, 0); !changed {
 			t.Fatalf("%s %s: unchanged", p.state, p.step)
 		}
 		step, _, _ := strings.Cut(p.step, ":")
@@ -388,7 +388,7 @@ func TestTheIndexKeepsNoDecodedString(t *testing.T) {
 	}
 	first, later := decoded("reserve_credit", 10, 1), decoded("authorize_payment", 10, 1)
 	for _, v := range []*saga.SagaInstance{first, later} {
-		if _, changed := x.Put(v); !changed {
+		if _, changed := x.Put(v, 0); !changed {
 			t.Fatalf("put %s at %s: not changed", v.SagaID, v.History[len(v.History)-1].Step)
 		}
 		e := x.byID["a1"]
@@ -409,11 +409,11 @@ func TestAnEndedSagaOfAnotherStateDoesNotStopTheIndex(t *testing.T) {
 	x := NewIndex(1)
 	for i, id := range []string{"s1", "s2"} {
 		v := instance(id, "CreateOrder", "STALLED", "second", i, 1) // no command pending
-		if _, ok := x.Put(v); !ok {
+		if _, ok := x.Put(v, 0); !ok {
 			t.Fatalf("Put(%s) changed nothing", id)
 		}
 	}
-	if _, ok := x.Put(instance("s3", "CreateOrder", saga.StateCompleted, "second", 3, 1)); !ok {
+	if _, ok := x.Put(instance("s3", "CreateOrder", saga.StateCompleted, "second", 3, 1), 0); !ok {
 		t.Fatal("Put(s3) changed nothing")
 	}
 	if x.Len() == 0 {
@@ -427,10 +427,10 @@ func TestAnEndedSagaOfAnotherStateDoesNotStopTheIndex(t *testing.T) {
 // still replaces it.
 func TestALaterTransitionStampedEarlierReplacesTheOneBefore(t *testing.T) {
 	x := NewIndex(10)
-	x.Put(instance("s1", "CreateOrder", saga.StateRunning, "authorize_payment", 10, 1))
+	x.Put(instance("s1", "CreateOrder", saga.StateRunning, "authorize_payment", 10, 1), 0)
 	ended := instance("s1", "CreateOrder", saga.StateCompleted, "approve_order", 10, 1)
 	ended.History[len(ended.History)-1].At = t0.Add(9 * time.Second) // before the RUNNING one's
-	x.Put(ended)
+	x.Put(ended, 0)
 	if ids, _ := listAll(t, x, Query{State: saga.StateCompleted, Limit: 10}); !slices.Equal(ids, []string{"s1"}) {
 		t.Errorf("COMPLETED sagas: got %v, want [s1]", ids)
 	}

@@ -12,9 +12,16 @@ let total = 0;
 // applied are the filters of the rows shown: those last submitted, not
 // what the form holds before it is.
 let applied = {};
-// held are the summaries the stream sent while the list was read: the
-// answer may be older than they are, so they are placed once it is shown.
-let held = null;
+// recent are the summaries the stream sent in the last keepRecent ms, the
+// latest revision of each saga, oldest first. A list answer may be older
+// than they are: read while they came, or from an instance behind the
+// one that streams (a fetch, 100 ms, or so). So each is placed again
+// once an answer is shown.
+const recent = new Map(); // saga id -> {s, at}
+const keepRecent = 10000;
+// holding says the list is being read: what the stream sends meanwhile is
+// placed once the answer is shown. So until the first read.
+let holding = true;
 
 // filters are the form's non-empty fields, also kept in the page's URL.
 function filters() {
@@ -60,12 +67,27 @@ function row(s) {
 // newer orders summaries newest first (by start, then id), as the API does.
 const newer = (a, b) => Date.parse(b.startedAt) - Date.parse(a.startedAt) || (a.sagaId < b.sagaId ? -1 : 1);
 
-// place shows s, a saga's summary from the stream, where it belongs. One
-// held while the list was read is not placed over a row as new or newer.
-function place(s, wasHeld = false) {
-  if (held && !wasHeld) { held.push(s); return; }
+// remember keeps s, a saga's summary from the stream, in recent, unless
+// a later revision of the saga is there, and forgets those past keepRecent.
+function remember(s) {
+  const now = Date.now();
+  const kept = recent.get(s.sagaId);
+  if (!kept || kept.s.revision <= s.revision) {
+    recent.delete(s.sagaId);
+    recent.set(s.sagaId, { s, at: now });
+  }
+  for (const [id, { at }] of recent) {
+    if (now - at <= keepRecent) break;
+    recent.delete(id);
+  }
+}
+
+// place shows s, a saga's summary, where it belongs, unless its row shows
+// a later revision of the saga: revisions, unlike clocks, order a saga's
+// changes as they were made, whichever instance tells of them.
+function place(s) {
   const known = shown.get(s.sagaId);
-  if (wasHeld && known && Date.parse(s.updatedAt) <= Date.parse(known.updatedAt)) return;
+  if (known && s.revision < known.revision) return;
   const old = tbody.querySelector(`tr[data-saga-id="${CSS.escape(s.sagaId)}"]`);
   if (!matches(s, applied)) {
     if (old) { old.remove(); shown.delete(s.sagaId); total = Math.max(0, total - 1); counted(); }
@@ -98,7 +120,7 @@ async function load(append = false) {
   if (append) q.set("before", next);
   const seq = ++loads;
   more.disabled = true;
-  held ??= [];
+  holding = true;
   try {
     const page = await getJSON(`/api/sagas?${q}`);
     if (seq !== loads) return;
@@ -117,9 +139,8 @@ async function load(append = false) {
   } finally {
     if (seq === loads) {
       more.disabled = false;
-      const stream = held;
-      held = null;
-      for (const s of stream) place(s, true);
+      holding = false;
+      for (const { s } of recent.values()) place(s);
     }
   }
 }
@@ -150,15 +171,14 @@ await fillFilters();
 // The chart is read again a second after sagas change, and every 15 s.
 let statsDue = null;
 const following = follow("/api/sagas/stream", "saga", (s) => {
-  place(s);
+  remember(s);
+  if (!holding) place(s);
   statsDue ??= setTimeout(() => { statsDue = null; stats(); }, 1000);
 }, () => { load(); stats(); });
-// Until the first read, what the stream says is held for it.
-held = [];
 await following;
 await load();
 adminEnabled();
 stats();
 setInterval(stats, 15000);
 // Ages and overdue marks move with the clock.
-setInterval(() => { if (!held) for (const s of shown.values()) place(s); }, 5000);
+setInterval(() => { if (!holding) for (const s of shown.values()) place(s); }, 5000);
