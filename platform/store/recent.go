@@ -36,6 +36,9 @@ func (r *recent) get(key string) (entry, bool) {
 // held.
 func (s *Store[T]) keepLocked(key string, e entry) error {
 	s.setRunning(e.partition, key, !e.archived())
+	if oldest, ok := s.oldest[e.partition]; ok && e.archived() && e.archivedAt < oldest {
+		s.oldest[e.partition] = e.archivedAt
+	}
 	e.dirty = true
 	delete(s.recent.old, key)
 	s.recent.young[key] = e

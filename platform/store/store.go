@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,6 +147,13 @@ type Store[T any] struct {
 	// pruneScanned, if set (tests), runs after Prune scans a page, with
 	// the expired pointers it found.
 	pruneScanned func(expired int)
+	// oldest holds, by partition, an offset of the archive topic that no
+	// pointer of the partition points below, once Prune has scanned it:
+	// while the archive starts at or below it, nothing there is expired,
+	// and Prune reads none of the partition's records, which are every
+	// saga ended within the retention. A write of a pointer lowers it
+	// (keepLocked); a restore of the partition forgets it.
+	oldest map[int32]int64
 
 	standby standby
 	archive archiveReader
@@ -191,7 +199,8 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 		}
 	}
 	s := &Store[T]{cfg: cfg, logger: logger, db: db, ownDB: cfg.DB == nil, prefix: cfg.Topic + "\x00",
-		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}, sending: map[int32]int{}}
+		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}, sending: map[int32]int{},
+		oldest: map[int32]int64{}}
 	if cfg.Archive != nil {
 		s.running = map[int32]map[string]struct{}{}
 	}
@@ -933,6 +942,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	s.partitions = n
 	for _, p := range partitions {
 		s.owned[p] = true
+		delete(s.oldest, p)
 	}
 	s.mu.Unlock()
 	s.read.Add(int64(restored))
@@ -1017,7 +1027,7 @@ func archivedAt(r *kgo.Record) (int64, bool) {
 // each, through the store's producer, pruneBatch at most a transaction,
 // each batch forgotten locally once committed, and returns how many it
 // deleted.
-func (s *Store[T]) Prune(ctx context.Context) (int, error) {
+func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 	if s.cfg.Archive == nil {
 		return 0, nil
 	}
@@ -1036,7 +1046,6 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 		partitions = append(partitions, p)
 	}
 	s.mu.RUnlock()
-	pruned := 0
 	var batch []kv
 	flush := func() error {
 		if len(batch) == 0 {
@@ -1056,12 +1065,38 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 		batch = nil
 		return nil
 	}
+	// A failed run forgets what it learnt: a pointer it found expired may
+	// still be there.
+	defer func() {
+		if err != nil {
+			s.mu.Lock()
+			clear(s.oldest)
+			s.mu.Unlock()
+		}
+	}()
 	for _, p := range partitions {
 		start, ok := starts.Lookup(s.cfg.Archive.Topic, p)
 		if !ok {
 			continue
 		}
-		gone := func(e entry) bool { return e.archived() && e.archivedAt < start.Offset }
+		s.mu.Lock()
+		if oldest, known := s.oldest[p]; known && start.Offset <= oldest {
+			s.mu.Unlock()
+			continue
+		}
+		s.oldest[p] = math.MaxInt64 // until the scan is done, lowered by the writes meanwhile
+		s.mu.Unlock()
+		least := int64(math.MaxInt64) // of the pointers kept
+		gone := func(e entry) bool {
+			if !e.archived() {
+				return false
+			}
+			if e.archivedAt < start.Offset {
+				return true
+			}
+			least = min(least, e.archivedAt)
+			return false
+		}
 		from, to := partitionRange(s.prefix, p)
 		for first := true; from != nil; first = false {
 			var page []kv
@@ -1074,14 +1109,19 @@ func (s *Store[T]) Prune(ctx context.Context) (int, error) {
 			for _, r := range page {
 				batch = append(batch, r)
 				if len(batch) == pruneBatch {
-					if err := flush(); err != nil {
+					if err = flush(); err != nil {
 						return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 					}
 				}
 			}
 		}
+		s.mu.Lock()
+		if cur, ok := s.oldest[p]; ok { // not restored meanwhile
+			s.oldest[p] = min(cur, least)
+		}
+		s.mu.Unlock()
 	}
-	if err := flush(); err != nil {
+	if err = flush(); err != nil {
 		return pruned, fmt.Errorf("prune %s: %w", s.cfg.Topic, err)
 	}
 	return pruned, nil

@@ -1550,3 +1550,36 @@ func TestAnArchivedRecordCommitsWithItsPointer(t *testing.T) {
 		t.Errorf("a restored store: got %+v, want the archived record", got)
 	}
 }
+
+// Prune reads a partition's records only when the archive's start has
+// passed a pointer of it: once it has scanned a partition, it knows the
+// oldest offset its pointers point to, and the next runs, with nothing
+// expired, read none of the sagas ended within the retention. A pointer
+// written since is pruned once expired all the same.
+func TestPruneReadsNothingWhileNothingExpired(t *testing.T) {
+	t.Parallel()
+	c := newArchivingChangelog(t)
+	s := c.restored(t)
+	closeAccount := func(key string) {
+		closed := customer(key, 1)
+		closed.Name = "closed"
+		update(t, s, key, set(closed))
+	}
+	for i := range 20 {
+		closeAccount(fmt.Sprint("closed-", i))
+	}
+	pages := 0
+	s.OnPruneScanned(func(int) { pages++ })
+	if n, err := s.Prune(t.Context()); err != nil || n != 0 || pages == 0 {
+		t.Fatalf("the first Prune: got %d, %v after %d pages, want nothing pruned after reading the partitions", n, err, pages)
+	}
+	pages = 0
+	if n, err := s.Prune(t.Context()); err != nil || n != 0 || pages != 0 {
+		t.Errorf("Prune with nothing expired since: got %d, %v after %d pages, want nothing pruned, nothing read", n, err, pages)
+	}
+	closeAccount("closed-late")
+	c.expireArchive(t)
+	if n, err := s.Prune(t.Context()); err != nil || n != 21 {
+		t.Errorf("Prune once the archive expired: got %d, %v, want 21 pruned", n, err)
+	}
+}
