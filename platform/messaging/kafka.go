@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -278,9 +279,13 @@ func (s SyncSender) Close() error {
 	return nil
 }
 
-// EnsureTopics creates the topics that do not exist yet, with their partition
-// counts and cleanup policies, and waits until every partition of them has a
-// leader. Existing topics are left as they are.
+// EnsureTopics creates the topics that do not exist yet, with their cleanup
+// policies, and waits until every partition of them has a leader. A missing
+// topic gets the partition count the existing topics of specs share, if they
+// share one, so that a release adding a topic to a deployment of another count
+// than its specs' keeps the topics co-partitioned; otherwise its spec's count.
+// An existing topic is left as it is, but one whose cleanup.policy would lose
+// records it must keep, or keep those it must drop, fails the start.
 func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	admin, err := clusterAdmin(cfg)
 	if err != nil {
@@ -292,19 +297,39 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 		return fmt.Errorf("list topics: %w", err)
 	}
 	var names []string
+	var found []contracts.TopicSpec
+	counts := map[int32]bool{}
 	for _, t := range specs {
 		names = append(names, t.Name)
+		if d, ok := existing[t.Name]; ok {
+			found = append(found, t)
+			counts[d.NumPartitions] = true
+		}
+	}
+	if err := checkCleanupPolicies(admin, found); err != nil {
+		return err
+	}
+	for _, t := range specs {
 		if _, ok := existing[t.Name]; ok {
 			continue
 		}
-		detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: -1, ConfigEntries: map[string]*string{}}
+		partitions := t.Partitions
+		if len(counts) == 1 {
+			for n := range counts {
+				partitions = n
+			}
+		}
+		detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1, ConfigEntries: map[string]*string{}}
 		for k, v := range t.Configs {
 			detail.ConfigEntries[k] = &v
 		}
+		// Explicit, so that a broker whose default is another policy does
+		// not decide it.
+		policy := "delete"
 		if t.Compacted {
-			compact := "compact"
-			detail.ConfigEntries["cleanup.policy"] = &compact
+			policy = "compact"
 		}
+		detail.ConfigEntries["cleanup.policy"] = &policy
 		err := admin.CreateTopic(t.Name, detail, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t.Name, err)
@@ -314,24 +339,110 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	return awaitLeaders(admin, names, 30*time.Second)
 }
 
-// SetRetention sets a topic's retention.ms, if it differs: the processes
+// checkCleanupPolicies describes the cleanup.policy of the existing topics
+// of specs in one request, and names every one that is wrong for its spec.
+func checkCleanupPolicies(admin sarama.ClusterAdmin, specs []contracts.TopicSpec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	resources := make([]*sarama.ConfigResource, len(specs))
+	for i, t := range specs {
+		resources[i] = &sarama.ConfigResource{Type: sarama.TopicResource, Name: t.Name, ConfigNames: []string{"cleanup.policy"}}
+	}
+	results, err := admin.DescribeConfigs(resources, sarama.DescribeConfigsOptions{})
+	if err != nil {
+		return fmt.Errorf("describe the cleanup.policy of the topics: %w", err)
+	}
+	policies := map[string]string{}
+	for _, r := range results {
+		if r.ErrorCode != sarama.ErrNoError {
+			return fmt.Errorf("describe the cleanup.policy of topic %s (the principal needs DescribeConfigs on it): %w", r.Name, r.ErrorCode)
+		}
+		policies[r.Name] = "delete" // Kafka's default, should the broker name none
+		for _, c := range r.Configs {
+			if c.Name == "cleanup.policy" {
+				policies[r.Name] = c.Value
+			}
+		}
+	}
+	var wrong []string
+	for _, t := range specs {
+		policy, ok := policies[t.Name]
+		if !ok {
+			return fmt.Errorf("describe the cleanup.policy of topic %s: the broker did not answer for it", t.Name)
+		}
+		if need := neededPolicy(t, policy); need != "" {
+			wrong = append(wrong, fmt.Sprintf("%s has cleanup.policy=%s, needs %s", t.Name, policy, need))
+		}
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("topics with the wrong cleanup policy: %s (set it with kafka-configs --alter --entity-type topics --entity-name <topic> --add-config cleanup.policy=<policy>; docs/operations.md, Topics)",
+			strings.Join(wrong, "; "))
+	}
+	return nil
+}
+
+// neededPolicy returns the cleanup.policy a topic of spec t needs if policy
+// is wrong for it, and "" if it will do. Deleting by time would drop live
+// state from a compacted topic; compacting an archive never moves its log
+// start, so nothing ends; compacting a log only would keep it for good.
+func neededPolicy(t contracts.TopicSpec, policy string) string {
+	compact, del := false, false
+	for p := range strings.SplitSeq(policy, ",") {
+		switch strings.TrimSpace(p) {
+		case "compact":
+			compact = true
+		case "delete":
+			del = true
+		}
+	}
+	switch {
+	case t.Compacted && (!compact || del):
+		return "compact"
+	case t.Archive && (compact || !del):
+		return "delete"
+	case !t.Compacted && !t.Archive && !del:
+		return "delete"
+	}
+	return ""
+}
+
+// SetRetention sets a topic's retention.ms, and its segment.ms to a seventh
+// of that between a minute and a day, unless both already are: the processes
 // create their topics with the defaults of contracts.Topics, and a setting
-// such as SAGA_RETENTION changes it at start.
+// such as SAGA_RETENTION changes it at start. Kafka deletes a segment only
+// once its newest record is past retention, so a day's segments would keep
+// the records of an hour's retention for 25 hours.
 func SetRetention(cfg config.Kafka, topic string, retention time.Duration) error {
 	admin, err := clusterAdmin(cfg)
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
-	want := strconv.FormatInt(retention.Milliseconds(), 10)
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
-	if err == nil && len(entries) == 1 && entries[0].Value == want {
+	segment := min(max(retention/7, time.Minute), 24*time.Hour).Truncate(time.Second)
+	want := map[string]string{
+		"retention.ms": strconv.FormatInt(retention.Milliseconds(), 10),
+		"segment.ms":   strconv.FormatInt(segment.Milliseconds(), 10),
+	}
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms", "segment.ms"}})
+	if err != nil {
+		return fmt.Errorf("describe the configs of topic %s (the principal needs DescribeConfigs on it): %w", topic, err)
+	}
+	same := 0
+	for _, e := range entries {
+		if want[e.Name] == e.Value {
+			same++
+		}
+	}
+	if same == len(want) {
 		return nil
 	}
-	err = admin.IncrementalAlterConfig(sarama.TopicResource, topic,
-		map[string]sarama.IncrementalAlterConfigsEntry{"retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &want}}, false)
-	if err != nil {
-		return fmt.Errorf("set retention.ms of %s to %s: %w", topic, retention, err)
+	alter := map[string]sarama.IncrementalAlterConfigsEntry{}
+	for k, v := range want {
+		alter[k] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
+	}
+	if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, alter, false); err != nil {
+		return fmt.Errorf("set retention.ms of topic %s to %s and segment.ms to %s (the principal needs AlterConfigs on it, unless the topic has both already): %w", topic, retention, segment, err)
 	}
 	return nil
 }

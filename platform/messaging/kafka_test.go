@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -122,11 +126,11 @@ func checkSCRAM(mechanism string) func(t *testing.T, c *sarama.Config) {
 
 func TestEnsureTopics(t *testing.T) {
 	t.Parallel()
-	cfg := startKafka(t, contracts.TopicSpec{Name: "existing", Partitions: 2})
+	cfg := startKafka(t)
 	specs := []contracts.TopicSpec{
 		{Name: "events", Partitions: 3},
 		{Name: "state", Partitions: 5, Compacted: true},
-		{Name: "existing", Partitions: 7, Compacted: true}, // left as it is
+		{Name: "ended", Partitions: 3, Archive: true, Configs: map[string]string{"retention.ms": "3600000"}},
 	}
 	for range 2 { // the second call finds them all
 		if err := messaging.EnsureTopics(cfg, specs); err != nil {
@@ -135,33 +139,168 @@ func TestEnsureTopics(t *testing.T) {
 	}
 
 	adm := kadm.NewClient(kgoClient(t, cfg))
-	details, err := adm.ListTopics(t.Context(), "events", "state", "existing")
+	details, err := adm.ListTopics(t.Context(), "events", "state", "ended")
 	if err != nil {
 		t.Fatalf("list topics: %v", err)
 	}
-	for name, want := range map[string]int{"events": 3, "state": 5, "existing": 2} {
+	for name, want := range map[string]int{"events": 3, "state": 5, "ended": 3} {
 		if got := len(details[name].Partitions); got != want {
 			t.Errorf("%s partitions: got %d, want %d", name, got, want)
 		}
 	}
-	configs, err := adm.DescribeTopicConfigs(t.Context(), "events", "state", "existing")
-	if err != nil {
-		t.Fatalf("describe configs: %v", err)
+	for name, want := range map[string]string{"events": "delete", "state": "compact", "ended": "delete"} {
+		// Set on the topic itself, not a broker's default, which may be
+		// another policy.
+		if got, source := topicConfig(t, adm, name, "cleanup.policy"); got != want || source != kmsg.ConfigSourceDynamicTopicConfig {
+			t.Errorf("%s cleanup.policy: got %q from %v, want %q set on the topic", name, got, source, want)
+		}
 	}
-	for name, want := range map[string]string{"events": "delete", "state": "compact", "existing": "delete"} {
-		rc, err := configs.On(name, nil)
-		if err != nil {
-			t.Fatalf("configs of %s: %v", name, err)
+	if got, _ := topicConfig(t, adm, "ended", "retention.ms"); got != "3600000" {
+		t.Errorf("ended retention.ms: got %s, want the spec's 3600000", got)
+	}
+}
+
+// topicConfig returns the value of a topic's setting and where it comes from.
+func topicConfig(t *testing.T, adm *kadm.Client, topic, key string) (string, kmsg.ConfigSource) {
+	t.Helper()
+	configs, err := adm.DescribeTopicConfigs(t.Context(), topic)
+	if err != nil {
+		t.Fatalf("describe the configs of %s: %v", topic, err)
+	}
+	rc, err := configs.On(topic, nil)
+	if err != nil {
+		t.Fatalf("configs of %s: %v", topic, err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == key {
+			return c.MaybeValue(), c.Source
 		}
-		got := "delete" // Kafka's default when the topic sets none
-		for _, c := range rc.Configs {
-			if c.Key == "cleanup.policy" {
-				got = c.MaybeValue()
-			}
+	}
+	t.Fatalf("%s has no %s", topic, key)
+	return "", 0
+}
+
+// Topics an operator created beforehand with a policy that drops what the
+// system must keep (state deleted after retention.ms), or keeps what it
+// must drop (an archive never pruned), fail the start, each named.
+func TestEnsureTopicsRefusesAWrongCleanupPolicy(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t)
+	adm := kadm.NewClient(kgoClient(t, cfg))
+	for name, policy := range map[string]string{
+		"state.deleting": "delete", "state.both": "compact,delete", "state.good": "compact",
+		"ended.compacted": "compact", "ended.good": "delete",
+		"log.compacted": "compact", "log.both": "compact,delete",
+	} {
+		if _, err := adm.CreateTopic(t.Context(), 2, -1, map[string]*string{"cleanup.policy": &policy}, name); err != nil {
+			t.Fatalf("create %s: %v", name, err)
 		}
-		if got != want {
-			t.Errorf("%s cleanup.policy: got %q, want %q", name, got, want)
+	}
+	err := messaging.EnsureTopics(cfg, []contracts.TopicSpec{
+		{Name: "state.deleting", Partitions: 2, Compacted: true},
+		{Name: "state.both", Partitions: 2, Compacted: true},
+		{Name: "state.good", Partitions: 2, Compacted: true},
+		{Name: "ended.compacted", Partitions: 2, Archive: true},
+		{Name: "ended.good", Partitions: 2, Archive: true},
+		{Name: "log.compacted", Partitions: 2},
+		{Name: "log.both", Partitions: 2},
+	})
+	if err == nil {
+		t.Fatal("EnsureTopics over topics with the wrong cleanup.policy: got nil error, want one naming them")
+	}
+	for _, want := range []string{
+		"state.deleting has cleanup.policy=delete, needs compact",
+		"state.both has cleanup.policy=compact,delete, needs compact",
+		"ended.compacted has cleanup.policy=compact, needs delete",
+		"log.compacted has cleanup.policy=compact, needs delete",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q: want it to say %q", err, want)
 		}
+	}
+	for _, good := range []string{"state.good", "ended.good", "log.both"} {
+		if strings.Contains(err.Error(), good) {
+			t.Errorf("error %q names %s, whose policy will do", err, good)
+		}
+	}
+}
+
+// A release that adds a topic to a deployment whose topics have another
+// count than contracts.Partitions creates it with theirs: a process refuses
+// topics of different counts.
+func TestEnsureTopicsCreatesAMissingTopicWithTheCountOfTheOthers(t *testing.T) {
+	t.Parallel()
+	cfg := startKafka(t)
+	specs := contracts.Topics()
+	missing := contracts.TopicCancelOrderSagasEnded
+	var before []contracts.TopicSpec
+	for _, s := range specs {
+		if s.Name != missing {
+			s.Partitions = 16
+			before = append(before, s)
+		}
+	}
+	if err := messaging.EnsureTopics(cfg, before); err != nil {
+		t.Fatalf("EnsureTopics of all but %s with 16 partitions: %v", missing, err)
+	}
+	if err := messaging.EnsureTopics(cfg, specs); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	details, err := kadm.NewClient(kgoClient(t, cfg)).ListTopics(t.Context(), missing)
+	if err != nil {
+		t.Fatalf("list topics: %v", err)
+	}
+	if got := len(details[missing].Partitions); got != 16 {
+		t.Errorf("%s partitions: got %d, want the 16 of the other topics", missing, got)
+	}
+}
+
+// Kafka deletes a segment once its newest record is past retention: the
+// segments must roll well within it, or a short retention keeps ended
+// sagas a day longer.
+func TestSetRetentionRollsSegmentsWithinIt(t *testing.T) {
+	t.Parallel()
+	topic := contracts.TopicCreateOrderSagasEnded
+	cfg := startKafka(t, contracts.TopicSpec{Name: topic, Partitions: 1, Archive: true, Configs: map[string]string{"segment.ms": "86400000"}})
+	if err := messaging.SetRetention(cfg, topic, time.Hour); err != nil {
+		t.Fatalf("SetRetention: %v", err)
+	}
+	adm := kadm.NewClient(kgoClient(t, cfg))
+	if got, _ := topicConfig(t, adm, topic, "retention.ms"); got != "3600000" {
+		t.Errorf("retention.ms: got %s, want 3600000", got)
+	}
+	got, _ := topicConfig(t, adm, topic, "segment.ms")
+	if ms, err := strconv.ParseInt(got, 10, 64); err != nil || ms > 3600000 || ms < 60000 {
+		t.Errorf("segment.ms: got %s, want a minute to an hour", got)
+	}
+}
+
+// SetRetention of what the topic has already alters nothing: the
+// orchestrator's principal then needs no AlterConfigs, when provision set
+// the same SAGA_RETENTION.
+func TestSetRetentionAltersNothingThatMatches(t *testing.T) {
+	t.Parallel()
+	topic := contracts.TopicCreateOrderSagasEnded
+	stack, cfg := startEmbedded(t, contracts.TopicSpec{Name: topic, Partitions: 1, Archive: true})
+	if err := messaging.SetRetention(cfg, topic, time.Hour); err != nil {
+		t.Fatalf("SetRetention: %v", err)
+	}
+	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.IncrementalAlterConfigs, kmsg.AlterConfigs}, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	if err := messaging.SetRetention(cfg, topic, time.Hour); err != nil {
+		t.Errorf("SetRetention of the retention the topic has, without AlterConfigs: %v", err)
+	}
+}
+
+// A topic whose configs cannot be described (no DescribeConfigs, say) fails
+// SetRetention with that reason, not with whatever altering them says.
+func TestSetRetentionFailsWhenItCannotDescribe(t *testing.T) {
+	t.Parallel()
+	topic := contracts.TopicCreateOrderSagasEnded
+	stack, cfg := startEmbedded(t, contracts.TopicSpec{Name: topic, Partitions: 1, Archive: true})
+	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeConfigs}, Resource: topic, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	err := messaging.SetRetention(cfg, topic, time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "describe the configs of topic "+topic) || !strings.Contains(err.Error(), "DescribeConfigs") {
+		t.Errorf("SetRetention without DescribeConfigs: got %v, want an error saying it could not describe %s", err, topic)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Command provision prepares a Kafka cluster and schema registry for the
 // system: it creates every topic of contracts.Topics that is missing, with its
-// partitions and cleanup policy, and registers every record schema under its
+// partitions and cleanup policy, sets the retention of the ended sagas'
+// topics to SAGA_RETENTION, and registers every record schema under its
 // subject. Run it once before the services when they must not create topics
 // or register schemas themselves (AUTO_REGISTER_SCHEMAS=false), as in
 // production and in docker compose. `make schemas` runs it.
@@ -20,6 +21,15 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
+// Config is what provision reads from the environment.
+type Config struct {
+	Kafka config.Kafka
+	// SagaRetention is the orchestrator's (orchestrator/service.Config),
+	// applied here too, so that the orchestrator finds it set and needs no
+	// right to alter topic configs.
+	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h" min:"1m"`
+}
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "provision:", err)
@@ -28,18 +38,25 @@ func main() {
 }
 
 func run() error {
-	var cfg config.Kafka
+	var cfg Config
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
 	logger := config.Logger("provision")
 	topics := contracts.Topics()
-	if err := messaging.EnsureTopics(cfg, topics); err != nil {
+	if err := messaging.EnsureTopics(cfg.Kafka, topics); err != nil {
 		return err
 	}
-	registry := srclient.NewSchemaRegistryClient(cfg.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
-	if cfg.RegistryUser != "" {
-		registry.SetCredentials(cfg.RegistryUser, cfg.RegistryPassword)
+	for _, t := range topics {
+		if t.Archive {
+			if err := messaging.SetRetention(cfg.Kafka, t.Name, cfg.SagaRetention); err != nil {
+				return err
+			}
+		}
+	}
+	registry := srclient.NewSchemaRegistryClient(cfg.Kafka.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
+	if cfg.Kafka.RegistryUser != "" {
+		registry.SetCredentials(cfg.Kafka.RegistryUser, cfg.Kafka.RegistryPassword)
 	}
 	s, err := serde.New(registry, serde.Config{AutoRegister: true})
 	if err != nil {
@@ -52,6 +69,7 @@ func run() error {
 		}
 		subjects += len(t.Records)
 	}
-	logger.Info("provisioned", "topics", len(topics), "subjects", subjects, "kafka", cfg.Brokers, "schema_registry", cfg.SchemaRegistryURL)
+	logger.Info("provisioned", "topics", len(topics), "subjects", subjects, "saga_retention", cfg.SagaRetention,
+		"kafka", cfg.Kafka.Brokers, "schema_registry", cfg.Kafka.SchemaRegistryURL)
 	return nil
 }

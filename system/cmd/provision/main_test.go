@@ -1,0 +1,74 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/orchestrator/service"
+)
+
+// Provision sets the ended sagas' retention to SAGA_RETENTION, so that
+// the orchestrator, started with the same, finds nothing to alter.
+func TestProvisionSetsTheSagaRetention(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("alters the retention of the system's topics: needs the embedded broker")
+	}
+	t.Setenv("KAFKA_BROKERS", strings.Join(stack.Brokers(), ","))
+	t.Setenv("SCHEMA_REGISTRY_URL", stack.RegistryURL())
+	t.Setenv("SAGA_RETENTION", "1h")
+	if err := run(); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var archives []string
+	for _, s := range contracts.Topics() {
+		if s.Archive {
+			archives = append(archives, s.Name)
+		}
+	}
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(t.Context(), archives...)
+	if err != nil {
+		t.Fatalf("describe the configs of %v: %v", archives, err)
+	}
+	for _, topic := range archives {
+		rc, err := configs.On(topic, nil)
+		if err != nil {
+			t.Fatalf("configs of %s: %v", topic, err)
+		}
+		got := ""
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" {
+				got = c.MaybeValue()
+			}
+		}
+		if got != "3600000" {
+			t.Errorf("%s retention.ms: got %s, want SAGA_RETENTION's 3600000", topic, got)
+		}
+	}
+}
+
+// Provision reads SAGA_RETENTION as the orchestrator does, with its default:
+// a provisioned cluster otherwise has another retention than the
+// orchestrator's, which it would then alter at start.
+func TestProvisionReadsSagaRetentionAsTheOrchestrator(t *testing.T) {
+	want, _ := reflect.TypeFor[service.Config]().FieldByName("SagaRetention")
+	got, ok := reflect.TypeFor[Config]().FieldByName("SagaRetention")
+	if !ok {
+		t.Fatalf("provision's Config has no SagaRetention, want one tagged as the orchestrator's: %s", want.Tag)
+	}
+	if got.Tag != want.Tag || got.Type != want.Type {
+		t.Errorf("SagaRetention: got %s `%s`, want the orchestrator's %s `%s`", got.Type, got.Tag, want.Type, want.Tag)
+	}
+}
