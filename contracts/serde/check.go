@@ -24,9 +24,9 @@ func check(schema avro.Schema, payload []byte) error {
 	return c.err
 }
 
-// maxDepth bounds how deep records, arrays, maps and unions nest in a
-// payload: a schema that refers to itself lets a payload nest as deep as
-// it claims, and each level is a call of the decoder.
+// maxDepth bounds how deep records nest in a payload: a schema that
+// refers to itself (only a record can) lets a payload nest as deep as it
+// claims, and each level is a call of the decoder.
 const maxDepth = 256
 
 type checker struct {
@@ -57,9 +57,9 @@ func (c *checker) value(s avro.Schema, depth int) {
 			c.value(f.Type(), depth+1)
 		}
 	case *avro.ArraySchema:
-		c.blocks(depth, func() { c.value(s.Items(), depth+1) })
+		c.blocks(func() { c.value(s.Items(), depth) })
 	case *avro.MapSchema:
-		c.blocks(depth, func() { c.bytes("map key"); c.value(s.Values(), depth+1) })
+		c.blocks(func() { c.bytes("map key"); c.value(s.Values(), depth) })
 	case *avro.UnionSchema:
 		i := c.long()
 		if c.err == nil && (i < 0 || i >= int64(len(s.Types()))) {
@@ -67,10 +67,10 @@ func (c *checker) value(s avro.Schema, depth int) {
 			return
 		}
 		if c.err == nil {
-			c.value(s.Types()[i], depth+1)
+			c.value(s.Types()[i], depth)
 		}
 	case *avro.EnumSchema:
-		i := c.long()
+		i := c.int()
 		if c.err == nil && (i < 0 || i >= int64(len(s.Symbols()))) {
 			c.fail("enum %s: symbol %d of %d", s.FullName(), i, len(s.Symbols()))
 		}
@@ -82,7 +82,9 @@ func (c *checker) value(s avro.Schema, depth int) {
 		case avro.Null:
 		case avro.Boolean:
 			c.skip(1, "boolean")
-		case avro.Int, avro.Long:
+		case avro.Int:
+			c.int()
+		case avro.Long:
 			c.long()
 		case avro.Float:
 			c.skip(4, "float")
@@ -99,20 +101,23 @@ func (c *checker) value(s avro.Schema, depth int) {
 }
 
 // blocks reads an array's or a map's blocks, calling item for each item.
-// A block of -n items is n items preceded by their size in bytes.
-func (c *checker) blocks(depth int, item func()) {
+// A block of -n items is n items preceded by their size in bytes, which
+// they must take exactly: a decoder skipping the field jumps that far, to
+// the next block's count.
+func (c *checker) blocks(item func()) {
 	for c.err == nil {
 		n := c.long()
 		if c.err != nil || n == 0 {
 			return
 		}
+		size := int64(-1)
 		if n < 0 {
 			if n == math.MinInt64 {
 				c.fail("a block of %d items", n)
 				return
 			}
 			n = -n
-			if size := c.long(); c.err == nil && (size < 0 || size > int64(len(c.buf))) {
+			if size = c.long(); c.err == nil && (size < 0 || size > int64(len(c.buf))) {
 				c.fail("a block of %d bytes, %d left", size, len(c.buf))
 				return
 			}
@@ -122,31 +127,47 @@ func (c *checker) blocks(depth int, item func()) {
 			return
 		}
 		c.items += int(n)
+		left := len(c.buf)
 		for range n {
 			if item(); c.err != nil {
 				return
 			}
 		}
+		if size >= 0 && int64(left-len(c.buf)) != size {
+			c.fail("a block said to be %d bytes took %d", size, left-len(c.buf))
+		}
 	}
 }
 
-// long reads a zig-zag varint of at most 64 bits (an int's too: hamba
-// reads an int as a long, and its range is the reader's to check).
-func (c *checker) long() int64 {
+// long reads a zig-zag varint of at most 64 bits.
+func (c *checker) long() int64 { return c.varint(10) }
+
+// int reads a zig-zag varint of at most 32 bits: a decoder skipping an
+// int reads 5 bytes at most, and would take the rest for the next value.
+func (c *checker) int() int64 {
+	v := c.varint(5)
+	if c.err == nil && (v < math.MinInt32 || v > math.MaxInt32) {
+		c.fail("an int of %d", v)
+	}
+	return v
+}
+
+// varint reads a zig-zag varint of at most limit bytes.
+func (c *checker) varint(limit int) int64 {
 	var u uint64
-	for shift := uint(0); shift < 64; shift += 7 {
+	for i := range limit {
 		if len(c.buf) == 0 {
 			c.fail("a number cut short")
 			return 0
 		}
 		b := c.buf[0]
 		c.buf = c.buf[1:]
-		u |= uint64(b&0x7f) << shift
+		u |= uint64(b&0x7f) << (7 * i)
 		if b < 0x80 {
 			return int64(u>>1) ^ -int64(u&1)
 		}
 	}
-	c.fail("a number longer than 64 bits")
+	c.fail("a number longer than %d bytes", limit)
 	return 0
 }
 

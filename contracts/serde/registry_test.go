@@ -586,9 +586,10 @@ var reserveCreditTreeSchema = mustParse(`{"type":"record","name":"ReserveCredit"
 // A payload the decoder would read wrongly is undecodable, whatever it
 // claims: an array of -2^63 items (hamba made a slice of negative length
 // and wrote outside it), 2^62 items of a field the reader skips (it
-// skipped them one by one past the payload's end, for ever), a writer
-// whose field the reader lacks refers to itself (building its decoder
-// recursed until the process died), values nested deeper than the bound.
+// skipped them one by one past the payload's end, for ever, and would
+// after a block whose size is not that of its items), a writer whose field
+// the reader lacks refers to itself (building its decoder recursed until
+// the process died), records nested deeper than the bound.
 func TestAHostilePayloadIsUndecodable(t *testing.T) {
 	stack := devstack.StartForTest(t)
 	producer := newSerde(t, stack.RegistryURL(), serde.Config{AutoRegister: true})
@@ -596,9 +597,12 @@ func TestAHostilePayloadIsUndecodable(t *testing.T) {
 
 	empty := encode(t, producer, "hostile.listed", &listed{}) // the last byte is the array's count, 0
 	tagged := encode(t, producer, "hostile.tagged", &reserveCreditTagged{CustomerID: "c1", OrderID: "o1", Amount: 7, Tags: []string{}})
-	deep := &node{}
-	for range 300 {
-		deep = &node{Next: deep}
+	nodes := func(n int) *node {
+		deep := &node{}
+		for range n - 1 {
+			deep = &node{Next: deep}
+		}
+		return deep
 	}
 	red := encode(t, producer, "hostile.colored", &colored{Color: "RED"})
 	tests := []struct {
@@ -610,8 +614,12 @@ func TestAHostilePayloadIsUndecodable(t *testing.T) {
 		{"a block whose size is past the end", append(slices.Clone(empty[:len(empty)-1]), 1, 0x7e, 2, 0)},
 		{"2^62 items of a field the reader lacks", binary.AppendVarint(slices.Clone(tagged[:len(tagged)-1]), 1<<62)},
 		{"a writer's field the reader lacks refers to itself", encode(t, producer, "hostile.tree", &reserveCreditTree{CustomerID: "c1", OrderID: "o1", Amount: 7, Tree: []tree{{}}})},
-		{"values nested 300 deep", encode(t, producer, "hostile.nodes", deep)},
+		{"records nested 257 deep", encode(t, producer, "hostile.nodes", nodes(257))},
 		{"an enum symbol past the last", append(slices.Clone(red[:len(red)-1]), 4)},
+		{"an enum index of 6 bytes", append(slices.Clone(red[:len(red)-1]), 0x80, 0x80, 0x80, 0x80, 0x80, 0)},
+		// A skipped block of one string said to be one byte: a decoder
+		// jumps one byte, to a count of 2^62 where the string goes on.
+		{"a block said shorter than its items", append(slices.Clone(tagged[:len(tagged)-1]), append(append([]byte{1, 2, 20}, binary.AppendVarint(nil, 1<<62)...), 0)...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -629,5 +637,8 @@ func TestAHostilePayloadIsUndecodable(t *testing.T) {
 	}
 	if _, err := consumer.Decode(tagged); err != nil {
 		t.Errorf("Decode of a ReserveCredit with tags: %v", err)
+	}
+	if _, err := consumer.Decode(encode(t, producer, "hostile.nodes", nodes(256))); err != nil {
+		t.Errorf("Decode of records nested 256 deep: %v", err)
 	}
 }

@@ -38,7 +38,8 @@ func TestAnEventWrittenTooLongAgoStartsNothing(t *testing.T) {
 	if err := h(event(old)); err != nil || started != 0 || len(ignored) != 1 || !ignored[0].Equal(old) {
 		t.Errorf("an event of %s: got %v, %d started, ignored %v; want nil, none started, ignored once with its time", old, err, started, ignored)
 	}
-	for name, written := range map[string]time.Time{"recent": time.Now().Add(-59 * time.Minute), "of unknown time": {}} {
+	for name, written := range map[string]time.Time{"recent": time.Now().Add(-59 * time.Minute), "of unknown time": {},
+		"written with no time, read by franz-go": time.UnixMilli(-1)} {
 		if err := h(event(written)); !errors.Is(err, serde.ErrUndecodable) || len(ignored) != 1 {
 			t.Errorf("a %s event: got %v, ignored %d; want it decoded (ErrUndecodable here), not ignored", name, err, len(ignored))
 		}

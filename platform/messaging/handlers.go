@@ -183,7 +183,9 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	if ok {
 		dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
 		dead.Metadata.Set(contracts.HeaderDeadLetterOffset, strconv.FormatInt(record.Offset, 10))
-		dead.Metadata.Set(contracts.HeaderDeadLetterTimestamp, strconv.FormatInt(record.Timestamp.UnixMilli(), 10))
+		if ms := record.Timestamp.UnixMilli(); ms > 0 { // none if written with none
+			dead.Metadata.Set(contracts.HeaderDeadLetterTimestamp, strconv.FormatInt(ms, 10))
+		}
 	}
 	if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
 		dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
