@@ -70,9 +70,9 @@ participant:
 schemas:
 	$(GO) run ./system/cmd/provision
 
-## schemas-check: check every contracts/schemas/*.avsc and saga/schemas/*.avsc against its previous version with the registry's
-## compatibility checker: main's (the merge base), or with SCHEMA_REGISTRY_URL set the registry's, under each
-## subject's level (COMPATIBILITY overrides it; BACKWARD against main)
+## schemas-check: check every contracts/schemas/*.avsc and saga/schemas/*.avsc against its previous versions with the
+## registry's compatibility checker: every version in main's history (to the merge base), or with SCHEMA_REGISTRY_URL
+## set the registry's, under FULL_TRANSITIVE (COMPATIBILITY overrides it)
 schemas-check:
 	$(GO) run ./contracts/cmd/schemas-check $${COMPATIBILITY:+-level $$COMPATIBILITY}
 

@@ -1,28 +1,39 @@
 // Command schemas-check checks every Avro schema in contracts/schemas and
-// saga/schemas against its previous version, under its subject's
-// compatibility level, with the embedded registry's own checker
-// (devstack/registry/compat). A change it fails is one a registry refuses at
-// `make schemas`, or one that breaks the consumers still reading the
-// previous version.
+// saga/schemas against its previous versions, under FULL_TRANSITIVE unless
+// -level says otherwise, with the embedded registry's own checker
+// (devstack/registry/compat). A change it fails is one that breaks a
+// reader: during a rolling deploy instances of the previous build read
+// what the new ones write and the other way round, and the compacted state
+// topics keep records of every version for good.
 //
-// The previous version is main's, from git: the merge base of HEAD and main
-// (else origin/main), or HEAD's parent when HEAD is on main. With -registry,
-// or SCHEMA_REGISTRY_URL, it is the latest version registered under each of
-// the record's subjects (<topic>-<record full name>, one per topic that
-// contracts/topics.go lists it under), checked under that subject's level.
-// A schema without a previous version passes. `make schemas-check` runs it.
+// The previous versions are main's, from git: every version of the record
+// in the first-parent history of the merge base of HEAD and main (else
+// origin/main), or of HEAD's parent when HEAD is on main. A record is
+// known by its full name and aliases, not by its file, and one main has
+// that is gone fails unless removed.txt beside the schemas lists it. With
+// -registry, or SCHEMA_REGISTRY_URL, they are the versions registered
+// under each of the record's subjects (<topic>-<record full name>, one per
+// topic that contracts/topics.go lists it under). A schema without a
+// previous version passes. `make schemas-check` runs it.
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,11 +45,26 @@ import (
 	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
 )
 
+// defaultLevel is the level every record is checked under unless -level
+// says otherwise, whatever a registry has configured. A rolling deploy has
+// instances of the previous build read records the new ones wrote (the
+// group's assignor does not keep a partition with its instance: one a new
+// instance wrote to can move to an old one, which restores it and goes on)
+// and the new ones read old records, so a change
+// must be readable both ways: FULL. The compacted state topics keep a
+// record of every version for good, so it must be so against every
+// version: FULL_TRANSITIVE.
+const defaultLevel = "FULL_TRANSITIVE"
+
+// removedList is the file, beside the schemas, that lists the full names
+// of the records removed on purpose, one a line.
+const removedList = "removed.txt"
+
 type options struct {
 	dir            string // where the .avsc files are: a list of directories, as in PATH
 	registry       string // the registry's URL; empty compares with git
 	base           string // git ref of the main branch; empty tries main, then origin/main
-	level          string // overrides the subject's level; empty: the registry's, or compat.Default with git
+	level          string // the compatibility level; empty: defaultLevel
 	user, password string // the registry's basic auth
 }
 
@@ -47,9 +73,9 @@ func main() {
 	flag.StringVar(&o.dir, "dir", strings.Join([]string{"contracts/schemas", "saga/schemas"}, string(filepath.ListSeparator)),
 		"the directories of the .avsc files, a list as in PATH")
 	flag.StringVar(&o.registry, "registry", os.Getenv("SCHEMA_REGISTRY_URL"),
-		"compare with the latest versions in this schema registry instead of git (default $SCHEMA_REGISTRY_URL)")
+		"compare with the versions in this schema registry instead of git (default $SCHEMA_REGISTRY_URL)")
 	flag.StringVar(&o.base, "base", "", "the git ref of the main branch (default main, else origin/main)")
-	flag.StringVar(&o.level, "level", "", "the compatibility level (default each subject's in the registry; "+compat.Default+" with git)")
+	flag.StringVar(&o.level, "level", "", "the compatibility level of every record (default "+defaultLevel+", whatever the registry's)")
 	flag.Parse()
 	o.user, o.password = os.Getenv("SCHEMA_REGISTRY_USER"), os.Getenv("SCHEMA_REGISTRY_PASSWORD")
 	if err := run(o, os.Stdout); err != nil {
@@ -63,7 +89,7 @@ type schemaFile struct {
 	path     string
 	name     string   // the record's full name
 	subjects []string // its subjects, one per topic it is written to
-	schema   avro.Schema
+	schema   avro.NamedSchema
 }
 
 // comparison is a schema and the previous versions it must be compatible
@@ -77,38 +103,46 @@ type comparison struct {
 }
 
 func run(o options, out io.Writer) error {
-	if o.level != "" && !compat.ValidLevel(o.level) {
+	if o.level == "" {
+		o.level = defaultLevel
+	}
+	if !compat.ValidLevel(o.level) {
 		return fmt.Errorf("-level %s: not a compatibility level", o.level)
 	}
+	dirs := filepath.SplitList(o.dir)
+	var files []schemaFile
+	for _, dir := range dirs {
+		f, err := readSchemas(dir)
+		if err != nil {
+			return err
+		}
+		files = append(files, f...)
+	}
 	var cmps []comparison
-	for _, dir := range filepath.SplitList(o.dir) {
-		o := o
-		o.dir = dir
-		files, err := readSchemas(dir)
-		if err != nil {
-			return err
-		}
-		var c []comparison
-		if o.registry != "" {
-			c, err = fromRegistry(o, files, out)
-		} else {
-			c, err = fromGit(o, files, out)
-		}
-		if err != nil {
-			return err
-		}
-		cmps = append(cmps, c...)
+	var gone []string
+	var err error
+	if o.registry != "" {
+		cmps, err = fromRegistry(o, files, out)
+	} else {
+		cmps, gone, err = fromGit(o, dirs, files, out)
 	}
-	var problems int
+	if err != nil {
+		return err
+	}
+	failures := len(gone)
+	for _, g := range gone {
+		fmt.Fprintln(out, g)
+	}
 	for _, c := range cmps {
-		for _, p := range compat.Check(c.level, c.file.schema, c.previous) {
+		for _, p := range problems(c) {
 			fmt.Fprintln(out, describe(c, p))
-			problems++
+			failures++
 		}
 	}
-	if problems > 0 {
-		return fmt.Errorf("%d incompatible change(s): give a new field a default, keep the old type, "+
-			"or write the record under a new name", problems)
+	if failures > 0 {
+		return fmt.Errorf("%d incompatible change(s), each named above: give a new field a default and remove only fields "+
+			"that always had one, keep a field's type and a record's name, or add a new record instead "+
+			"(docs/operations.md, \"Schema changes\")", failures)
 	}
 	if len(cmps) == 0 {
 		fmt.Fprintln(out, "schemas-check: no previous versions, nothing compared")
@@ -143,7 +177,7 @@ func readSchemas(dir string) ([]schemaFile, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: a %s schema, not a named record", path, s.Type())
 		}
-		files = append(files, schemaFile{path: path, name: named.FullName(), subjects: subjects[named.FullName()], schema: s})
+		files = append(files, schemaFile{path: path, name: named.FullName(), subjects: subjects[named.FullName()], schema: named})
 	}
 	return files, nil
 }
@@ -160,6 +194,46 @@ func subjectsByRecord() map[string][]string {
 		}
 	}
 	return subjects
+}
+
+// problems returns every problem of c's schema with each of its previous
+// versions under c.level. To the registry's checker it adds the record's
+// name: the checker compares names without their namespace, while the
+// serde finds the Go type of a record by the full name it was written
+// under, among its types' full names and aliases. Where the name already
+// keeps a reader from the data, the checker's verdict in that direction
+// adds nothing.
+func problems(c comparison) []compat.Problem {
+	level := strings.TrimSuffix(c.level, "_TRANSITIVE")
+	backward, forward := level == "BACKWARD" || level == "FULL", level == "FORWARD" || level == "FULL"
+	var found []compat.Problem
+	for _, v := range c.previous {
+		old := v.Schema.(avro.NamedSchema)
+		var named []compat.Problem
+		if backward && !answersTo(c.file.schema, old.FullName()) {
+			named = append(named, compat.Problem{Version: v.Number, Backward: true,
+				Err: fmt.Errorf("written as %s before, which is neither its full name nor one of its aliases: list %q in its aliases",
+					old.FullName(), old.FullName())})
+		}
+		if forward && !answersTo(old, c.file.name) {
+			named = append(named, compat.Problem{Version: v.Number,
+				Err: fmt.Errorf("renamed from %s, whose aliases do not list %s: an instance running that version finds no type "+
+					"for a record written under the new name; keep the name, or add a new record instead", old.FullName(), c.file.name)})
+		}
+		found = append(found, named...)
+		for _, p := range compat.Check(c.level, c.file.schema, []compat.Version{v}) {
+			if !slices.ContainsFunc(named, func(n compat.Problem) bool { return n.Backward == p.Backward }) {
+				found = append(found, p)
+			}
+		}
+	}
+	return found
+}
+
+// answersTo reports whether s is a reader of records written as name: its
+// full name or one of its aliases.
+func answersTo(s avro.NamedSchema, name string) bool {
+	return s.FullName() == name || slices.Contains(s.Aliases(), name)
 }
 
 // describe says which record and field break which rule, and how.
@@ -195,7 +269,8 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 	if o.user != "" {
 		client.SetCredentials(o.user, o.password)
 	}
-	fmt.Fprintf(out, "schemas-check: %s against the schema registry at %s\n", o.dir, url)
+	fmt.Fprintf(out, "schemas-check: %s against the schema registry at %s, under %s\n",
+		strings.Join(filepath.SplitList(o.dir), ", "), url, o.level)
 	var cmps []comparison
 	for _, f := range files {
 		if len(f.subjects) == 0 {
@@ -203,15 +278,7 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 			continue
 		}
 		for _, subject := range f.subjects {
-			level := o.level
-			if level == "" {
-				l, err := client.GetCompatibilityLevel(subject, true)
-				if err != nil {
-					return nil, fmt.Errorf("the compatibility level of %s: %w", subject, err)
-				}
-				level = string(*l)
-			}
-			previous, err := registered(client, subject, strings.HasSuffix(level, "_TRANSITIVE"))
+			previous, err := registered(client, subject, strings.HasSuffix(o.level, "_TRANSITIVE"))
 			if err != nil {
 				return nil, fmt.Errorf("the versions of %s: %w", subject, err)
 			}
@@ -219,7 +286,7 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 				fmt.Fprintf(out, "%s: subject %s is new; nothing to compare with\n", f.path, subject)
 				continue
 			}
-			cmps = append(cmps, comparison{file: f, subject: subject, level: level, previous: previous,
+			cmps = append(cmps, comparison{file: f, subject: subject, level: o.level, previous: previous,
 				label: func(v int) string { return fmt.Sprintf("version %d of %s", v, subject) }})
 		}
 	}
@@ -257,52 +324,272 @@ func registered(client *srclient.SchemaRegistryClient, subject string, all bool)
 		if err != nil {
 			return nil, fmt.Errorf("version %d: %w", s.Version(), err)
 		}
+		if _, ok := parsed.(avro.NamedSchema); !ok {
+			return nil, fmt.Errorf("version %d: a %s schema, not a named record", s.Version(), parsed.Type())
+		}
 		versions = append(versions, compat.Version{Number: s.Version(), Schema: parsed})
 	}
 	return versions, nil
 }
 
-// fromGit compares each schema with its version in main's history (base);
-// git knows no levels, so all are checked under one (compat.Default unless
-// -level says otherwise).
-func fromGit(o options, files []schemaFile, out io.Writer) ([]comparison, error) {
-	level := o.level
-	if level == "" {
-		level = compat.Default
-	}
-	commit, what, err := base(o.dir, o.base)
+// fromGit compares each schema with the versions of its record in main's
+// history up to the base commit: all of them under a transitive level,
+// else those in the base commit. A record is known by its full name and
+// aliases, wherever its file is. A record the base has, that no schema is
+// now known as and that removed.txt does not list, is gone: gone says so.
+func fromGit(o options, dirs []string, files []schemaFile, out io.Writer) (cmps []comparison, gone []string, err error) {
+	commit, what, err := base(dirs[0], o.base)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if commit == "" {
 		fmt.Fprintf(out, "schemas-check: nothing to compare with: %s\n", what)
-		return nil, nil
+		return nil, nil, nil
 	}
-	fmt.Fprintf(out, "schemas-check: %s against %s, under %s\n", o.dir, what, level)
-	listed, err := git(o.dir, "ls-tree", "--name-only", commit, "--", ".")
+	fmt.Fprintf(out, "schemas-check: %s against %s, under %s\n", strings.Join(dirs, ", "), what, o.level)
+	versions, err := history(dirs, commit, out)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	known := strings.Split(listed, "\n")
-	var cmps []comparison
+	byName := make(map[string][]*version)
+	for _, v := range versions {
+		for _, name := range append([]string{v.schema.FullName()}, v.schema.Aliases()...) {
+			byName[name] = append(byName[name], v)
+		}
+	}
+	matched := make(map[*version]bool)
+	transitive := strings.HasSuffix(o.level, "_TRANSITIVE")
 	for _, f := range files {
-		name := filepath.Base(f.path)
-		if !slices.Contains(known, name) {
+		var previous []compat.Version
+		var labels, seen []string
+		for _, v := range related(f.schema, byName) {
+			matched[v] = true
+			if !transitive && !v.atBase || slices.Contains(seen, v.text) {
+				continue
+			}
+			seen = append(seen, v.text)
+			labels = append(labels, fmt.Sprintf("%s as of %.7s", v.path, v.commit))
+			previous = append(previous, compat.Version{Number: len(labels), Schema: v.schema})
+		}
+		if len(previous) == 0 {
 			fmt.Fprintf(out, "%s: new; nothing to compare with\n", f.path)
 			continue
 		}
-		text, err := git(o.dir, "show", commit+":./"+name)
+		cmps = append(cmps, comparison{file: f, level: o.level, previous: previous,
+			label: func(n int) string { return labels[n-1] }})
+	}
+	removed, err := removedRecords(dirs)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, v := range versions {
+		if v.atBase && !matched[v] && !removed[v.schema.FullName()] {
+			gone = append(gone, fmt.Sprintf("%s: %s, in %s, is gone: a record of it still in a topic (in flight, "+
+				"or kept in a compacted state topic) could no longer be decoded, and a store skips it: "+
+				"if it was renamed, list %q in the new schema's aliases; if it is retired, remove it only once no topic holds a record of it, "+
+				"and list its full name in %s", v.path, v.schema.FullName(), what, v.schema.FullName(), filepath.Join(v.dir, removedList)))
+		}
+	}
+	return cmps, gone, nil
+}
+
+// related returns the versions of the record s is, oldest first: those
+// known by its full name or one of its aliases, and, for a record renamed
+// more than once, those known by a name one of them was known by.
+func related(s avro.NamedSchema, byName map[string][]*version) []*version {
+	names := append([]string{s.FullName()}, s.Aliases()...)
+	var found []*version
+	for i := 0; i < len(names); i++ {
+		for _, v := range byName[names[i]] {
+			if slices.Contains(found, v) {
+				continue
+			}
+			found = append(found, v)
+			for _, name := range append([]string{v.schema.FullName()}, v.schema.Aliases()...) {
+				if !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(found, func(a, b *version) int { return b.age - a.age })
+	return found
+}
+
+// removedRecords reads the removed.txt of each directory: the full names
+// of the records removed on purpose, one a line, with # comments.
+func removedRecords(dirs []string) (map[string]bool, error) {
+	removed := make(map[string]bool)
+	for _, dir := range dirs {
+		text, err := os.ReadFile(filepath.Join(dir, removedList))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		s, err := compat.Parse(text)
-		if err != nil {
-			return nil, fmt.Errorf("%s as of %s: %w", f.path, what, err)
+		for _, line := range strings.Split(string(text), "\n") {
+			if line, _, _ = strings.Cut(line, "#"); strings.TrimSpace(line) != "" {
+				removed[strings.TrimSpace(line)] = true
+			}
 		}
-		cmps = append(cmps, comparison{file: f, level: level, previous: []compat.Version{{Number: 1, Schema: s}},
-			label: func(int) string { return "the version in " + what }})
 	}
-	return cmps, nil
+	return removed, nil
+}
+
+// version is one schema file's text at some commit of main.
+type version struct {
+	path   string // relative to the repository's root
+	dir    string // the directory of dirs it is in
+	commit string // the oldest commit of main that has it
+	age    int    // how many commits that one is older than the base: older versions are higher
+	atBase bool   // the base commit has it
+	schema avro.NamedSchema
+	text   string // the schema as JSON, defaults and aliases too: equal for equal versions
+}
+
+// history returns every version of the .avsc files of dirs that main's
+// first-parent history up to commit holds: what main's builds have
+// written. It runs git log (the files each commit changed), ls-tree (those
+// the base has) and cat-file (their texts) once each, however many commits
+// there are: make test runs it every time.
+func history(dirs []string, commit string, out io.Writer) ([]*version, error) {
+	root, err := git(dirs[0], "rev-parse", "--show-toplevel")
+	if err != nil {
+		return nil, err
+	}
+	dirOf := make(map[string]string) // the directory of dirs, by its path from root
+	var pathspecs []string
+	for _, dir := range dirs {
+		r, err := git(dir, "rev-parse", "--show-toplevel")
+		if err != nil {
+			return nil, err
+		}
+		if r != root {
+			return nil, fmt.Errorf("%s and %s are in different git repositories: check them one at a time (-dir)", dirs[0], dir)
+		}
+		prefix, err := git(dir, "rev-parse", "--show-prefix")
+		if err != nil {
+			return nil, err
+		}
+		dirOf[path.Clean(cmp.Or(prefix, "."))] = dir
+		pathspecs = append(pathspecs, cmp.Or(prefix, "."))
+	}
+	wanted := func(p string) bool {
+		_, ok := dirOf[path.Dir(p)]
+		return ok && strings.HasSuffix(p, ".avsc")
+	}
+
+	type file struct{ blob, path string }
+	versions := make(map[file]*version)
+	var order []file
+	logged, err := git(root, append([]string{"-c", "core.quotePath=false", "log", "--first-parent", "--diff-merges=first-parent",
+		"--no-renames", "--root", "--raw", "--no-abbrev", "--format=commit %H", commit, "--"}, pathspecs...)...)
+	if err != nil {
+		return nil, err
+	}
+	var at string // the commit whose changes follow
+	age := -1
+	for _, line := range strings.Split(logged, "\n") {
+		if c, ok := strings.CutPrefix(line, "commit "); ok {
+			at, age = c, age+1
+			continue
+		}
+		meta, p, ok := strings.Cut(line, "\t")
+		fields := strings.Fields(meta)
+		if !ok || !strings.HasPrefix(line, ":") || len(fields) < 4 || strings.Trim(fields[3], "0") == "" || !wanted(p) {
+			continue // not a file, or one deleted
+		}
+		f := file{fields[3], p}
+		if versions[f] == nil {
+			versions[f] = &version{path: p, dir: dirOf[path.Dir(p)]}
+			order = append(order, f)
+		}
+		versions[f].commit, versions[f].age = at, age // the log goes back in time
+	}
+	listed, err := git(root, append([]string{"-c", "core.quotePath=false", "ls-tree", "-r", "--full-tree", commit, "--"}, pathspecs...)...)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(listed, "\n") {
+		meta, p, _ := strings.Cut(line, "\t")
+		fields := strings.Fields(meta)
+		if len(fields) < 3 || fields[1] != "blob" || !wanted(p) {
+			continue
+		}
+		f := file{fields[2], p}
+		if versions[f] == nil { // the log shows every file the base has; should it not, the base's are still compared with
+			versions[f] = &version{path: p, dir: dirOf[path.Dir(p)], commit: commit}
+			order = append(order, f)
+		}
+		versions[f].atBase = true
+	}
+	var blobs []string
+	for _, f := range order {
+		blobs = append(blobs, f.blob)
+	}
+	texts, err := catFiles(root, blobs)
+	if err != nil {
+		return nil, err
+	}
+	var all []*version
+	for _, f := range order {
+		v := versions[f]
+		s, err := compat.Parse(texts[f.blob])
+		if err == nil {
+			if named, ok := s.(avro.NamedSchema); ok {
+				v.schema = named
+			} else {
+				err = fmt.Errorf("a %s schema, not a named record", s.Type())
+			}
+		}
+		if err != nil {
+			// No registry takes a schema that does not parse, so no record
+			// was written with it.
+			fmt.Fprintf(out, "%s as of %.7s: not a schema to compare with: %v\n", v.path, v.commit, err)
+			continue
+		}
+		text, err := json.Marshal(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s as of %.7s: %w", v.path, v.commit, err)
+		}
+		v.text = string(text)
+		all = append(all, v)
+	}
+	return all, nil
+}
+
+// catFiles returns the texts of the blobs, by id, from one git cat-file.
+func catFiles(dir string, blobs []string) (map[string]string, error) {
+	texts := make(map[string]string)
+	if len(blobs) == 0 {
+		return texts, nil
+	}
+	out, err := gitRun(dir, strings.Join(blobs, "\n")+"\n", "cat-file", "--batch")
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(bytes.NewReader(out))
+	for range blobs {
+		header, err := r.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file --batch: %w", err)
+		}
+		fields := strings.Fields(header) // <id> blob <size>
+		if len(fields) != 3 {
+			return nil, fmt.Errorf("git cat-file --batch: %q", strings.TrimSpace(header))
+		}
+		size, err := strconv.Atoi(fields[2])
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file --batch: %q: %w", strings.TrimSpace(header), err)
+		}
+		text := make([]byte, size+1) // and a newline
+		if _, err := io.ReadFull(r, text); err != nil {
+			return nil, fmt.Errorf("git cat-file --batch: %w", err)
+		}
+		texts[fields[0]] = string(text[:size])
+	}
+	return texts, nil
 }
 
 // base returns the commit whose schemas are the previous versions, and
@@ -346,8 +633,15 @@ func base(dir, ref string) (commit, what string, err error) {
 
 // git runs git in dir and returns its trimmed output.
 func git(dir string, args ...string) (string, error) {
+	out, err := gitRun(dir, "", args...)
+	return strings.TrimSpace(string(out)), err
+}
+
+// gitRun runs git in dir with stdin as its input.
+func gitRun(dir, stdin string, args ...string) ([]byte, error) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -355,7 +649,7 @@ func git(dir string, args ...string) (string, error) {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
 		}
-		return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+		return nil, fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
 	}
-	return strings.TrimSpace(string(out)), nil
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,11 +22,13 @@ func orderCreated(fields ...string) string {
 }
 
 const (
-	orderID         = `{"name": "orderId", "type": "string"}`
-	total           = `{"name": "orderTotal", "type": "long"}`
-	totalString     = `{"name": "orderTotal", "type": "string"}`
-	currency        = `{"name": "currency", "type": "string"}`
-	currencyDefault = `{"name": "currency", "type": "string", "default": "EUR"}`
+	orderID            = `{"name": "orderId", "type": "string"}`
+	total              = `{"name": "orderTotal", "type": "long"}`
+	totalDouble        = `{"name": "orderTotal", "type": "double"}`
+	totalString        = `{"name": "orderTotal", "type": "string"}`
+	totalStringDefault = `{"name": "orderTotal", "type": "string", "default": ""}`
+	currency           = `{"name": "currency", "type": "string"}`
+	currencyDefault    = `{"name": "currency", "type": "string", "default": "EUR"}`
 )
 
 var (
@@ -38,20 +41,28 @@ var (
 // line that contains want.
 var changes = []struct {
 	name   string
-	level  string // the subject's level; empty: the registry's default
+	level  string // -level; empty: the check's default, FULL_TRANSITIVE
 	fields []string
 	want   string
 }{
 	{"a field removed without a default", "FULL", []string{orderID},
 		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: removed without a default; FULL forbids it: "},
+	// An instance of the previous build, which still runs during a rolling
+	// deploy, needs the field to read what the new one writes.
+	{"a field removed", "", []string{orderID},
+		"field orderTotal: removed without a default; FULL_TRANSITIVE forbids it: "},
 	// BACKWARD only asks the new schema to read old data, which it does by
-	// skipping the field: a removal breaks the readers of the old schema.
-	{"a field removed, under BACKWARD", "", []string{orderID}, ""},
+	// skipping the field.
+	{"a field removed, under BACKWARD", "BACKWARD", []string{orderID}, ""},
+	// The new schema reads a long as a double, but the previous build cannot
+	// read a double as a long.
+	{"a type promoted", "", []string{orderID, totalDouble},
+		"field orderTotal: type changed from long to double; FULL_TRANSITIVE forbids it: "},
 	{"a type changed", "", []string{orderID, totalString},
-		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: type changed from long to string; BACKWARD forbids it: the new schema cannot read data written with "},
-	{"a field added with a default", "FULL", []string{orderID, total, currencyDefault}, ""},
+		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: type changed from long to string; FULL_TRANSITIVE forbids it: the new schema cannot read data written with "},
+	{"a field added with a default", "", []string{orderID, total, currencyDefault}, ""},
 	{"a field added without a default", "", []string{orderID, total, currency},
-		"field currency: added without a default; BACKWARD forbids it: "},
+		"field currency: added without a default; FULL_TRANSITIVE forbids it: "},
 }
 
 // check runs the command on dir and returns its output and error.
@@ -166,6 +177,85 @@ func TestGitModeWithNothingToCompareWith(t *testing.T) {
 	}
 }
 
+// A record's previous versions are found by its full name and aliases,
+// wherever its file is. A record main has and the branch has not fails:
+// the records of it still in topics could no longer be decoded.
+func TestGitModeFindsARecordByItsName(t *testing.T) {
+	renamed := `{"type": "record", "namespace": "kafkasaga.orders", "name": "OrderCreated", "fields": [` + orderID + `, ` + total + `]}`
+	aliased := `{"type": "record", "namespace": "kafkasaga.orders", "name": "OrderCreated", "aliases": ["kafkasaga.order.OrderCreated"], "fields": [` + orderID + `, ` + total + `]}`
+	brand := `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`
+	for _, tc := range []struct {
+		name   string
+		level  string
+		onMain string            // main's next OrderCreated.avsc, if any
+		files  map[string]string // the branch's schemas/, in place of main's
+		want   string
+	}{
+		{"moved to another file", "", "", map[string]string{"Order.avsc": orderCreated(orderID, totalString)},
+			"schemas/Order.avsc: kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: type changed from long to string"},
+		// The registry's checker compares record names without their
+		// namespace, but the serde finds a record's type by its full name.
+		{"its namespace changed", "", "", map[string]string{"OrderCreated.avsc": renamed},
+			`if it was renamed, list "kafkasaga.order.OrderCreated" in the new schema's aliases`},
+		{"its namespace changed, the old name an alias", "", "", map[string]string{"OrderCreated.avsc": aliased},
+			"kafkasaga.orders.OrderCreated: renamed from kafkasaga.order.OrderCreated, whose aliases do not list kafkasaga.orders.OrderCreated"},
+		{"its namespace changed, the old name an alias, under BACKWARD", "BACKWARD", "", map[string]string{"OrderCreated.avsc": aliased}, ""},
+		// Main's version names the new name, but the new schema, which
+		// reads main's records, does not name theirs.
+		{"renamed to an alias of main's, without the old name", "BACKWARD",
+			`{"type": "record", "namespace": "kafkasaga.order", "name": "OrderCreated", "aliases": ["kafkasaga.orders.OrderCreated"], "fields": [` + orderID + `, ` + total + `]}`,
+			map[string]string{"OrderCreated.avsc": renamed},
+			"kafkasaga.orders.OrderCreated: written as kafkasaga.order.OrderCreated before, which is neither its full name nor one of its aliases"},
+		{"removed", "", "", map[string]string{"Brand.avsc": brand}, "kafkasaga.order.OrderCreated, in main at the merge base "},
+		{"removed, and listed in removed.txt", "", "", map[string]string{"Brand.avsc": brand,
+			"removed.txt": "# no topic holds any since the v2 rollout\nkafkasaga.order.OrderCreated\n"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo := newRepo(t)
+			if tc.onMain != "" {
+				writeSchema(t, repo, "OrderCreated.avsc", tc.onMain)
+				commit(t, repo, "OrderCreated on main")
+			}
+			gitT(t, repo, "switch", "-q", "-c", "change")
+			if err := os.Remove(filepath.Join(repo, "schemas", "OrderCreated.avsc")); err != nil {
+				t.Fatal(err)
+			}
+			for name, text := range tc.files {
+				writeSchema(t, repo, name, text)
+			}
+			commit(t, repo, tc.name)
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas"), level: tc.level})
+			wantVerdict(t, out, err, tc.want)
+			if tc.want == "" && !strings.Contains(tc.name, "removed") && !strings.Contains(out, "1 compared") {
+				t.Errorf("the output does not say the record was compared")
+			}
+		})
+	}
+}
+
+// Under a transitive level every version in main's history counts, not
+// only the merge base's: records of each may still be in a compacted state
+// topic.
+func TestGitModeComparesWithEveryVersion(t *testing.T) {
+	repo := newRepo(t)
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, `{"name": "orderTotal", "type": "long", "default": 0}`))
+	commit(t, repo, "orderTotal gets a default")
+	withDefault := gitT(t, repo, "rev-parse", "--short=7", "HEAD")
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID))
+	commit(t, repo, "remove orderTotal")
+	gitT(t, repo, "switch", "-q", "-c", "change")
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, totalStringDefault))
+	commit(t, repo, "orderTotal again, a string")
+
+	out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+	wantVerdict(t, out, err, "field orderTotal: type changed from long to string; FULL_TRANSITIVE forbids it: "+
+		"the new schema cannot read data written with schemas/OrderCreated.avsc as of "+withDefault)
+	// Compatible with the merge base's version, the only one FULL asks for.
+	out, err = check(t, options{dir: filepath.Join(repo, "schemas"), level: "FULL"})
+	wantVerdict(t, out, err, "")
+}
+
 func TestRegistryMode(t *testing.T) {
 	for _, tc := range changes {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,23 +265,24 @@ func TestRegistryMode(t *testing.T) {
 			if _, err := client.CreateSchema(subject, before, srclient.Avro); err != nil {
 				t.Fatalf("register the previous version: %v", err)
 			}
-			if tc.level != "" {
-				if _, err := client.ChangeSubjectCompatibilityLevel(subject, srclient.CompatibilityLevel(tc.level)); err != nil {
-					t.Fatalf("set the level of %s: %v", subject, err)
-				}
-			}
 			dir := t.TempDir()
 			after := orderCreated(tc.fields...)
 			if err := os.WriteFile(filepath.Join(dir, "OrderCreated.avsc"), []byte(after), 0o644); err != nil {
 				t.Fatal(err)
 			}
 
-			out, err := check(t, options{dir: dir, registry: stack.RegistryURL()})
+			// The subject keeps the registry's default level, BACKWARD: the
+			// check's own default does not come from the registry.
+			out, err := check(t, options{dir: dir, registry: stack.RegistryURL(), level: tc.level})
 			wantVerdict(t, out, err, tc.want)
 			if tc.want != "" && !strings.Contains(out, "version 1 of "+subject) {
 				t.Errorf("the output does not name version 1 of %s", subject)
 			}
-			// The registry's verdict is the same.
+			// The registry's verdict under the same level is the same.
+			level := cmp.Or(tc.level, "FULL_TRANSITIVE")
+			if _, err := client.ChangeSubjectCompatibilityLevel(subject, srclient.CompatibilityLevel(level)); err != nil {
+				t.Fatalf("set the level of %s: %v", subject, err)
+			}
 			_, err = client.CreateSchema(subject, after, srclient.Avro)
 			if refused := err != nil; refused != (tc.want != "") {
 				t.Errorf("the registry refused it: %v (%v), schemas-check: %v", refused, err, tc.want != "")
