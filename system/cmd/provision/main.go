@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -64,6 +65,19 @@ func run() error {
 	}
 	subjects := 0
 	for _, t := range topics {
+		// The level schemas-check holds every change to, so that the
+		// registry refuses one that did not pass it (docs/operations.md,
+		// "Schema changes").
+		for _, r := range t.Records {
+			named, ok := r.Schema().(avro.NamedSchema)
+			if !ok {
+				return fmt.Errorf("topic %s: a record of type %T has no name", t.Name, r)
+			}
+			subject := serde.Subject(t.Name, named.FullName())
+			if _, err := registry.ChangeSubjectCompatibilityLevel(subject, srclient.FullTransitive); err != nil {
+				return fmt.Errorf("set the compatibility of subject %s to %s: %w", subject, srclient.FullTransitive, err)
+			}
+		}
 		if err := s.Register(t.Name, t.Records...); err != nil {
 			return fmt.Errorf("register the schemas of %s: %w", t.Name, err)
 		}

@@ -5,10 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hamba/avro/v2"
+	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/orchestrator/service"
 )
@@ -55,6 +58,17 @@ func TestProvisionSetsTheSagaRetention(t *testing.T) {
 		}
 		if got != "3600000" {
 			t.Errorf("%s retention.ms: got %s, want SAGA_RETENTION's 3600000", topic, got)
+		}
+	}
+
+	// Every subject at the level schemas-check holds changes to.
+	registry := srclient.NewSchemaRegistryClient(stack.RegistryURL())
+	for _, topic := range contracts.Topics() {
+		for _, r := range topic.Records {
+			subject := serde.Subject(topic.Name, r.Schema().(avro.NamedSchema).FullName())
+			if level, err := registry.GetCompatibilityLevel(subject, false); err != nil || *level != srclient.FullTransitive {
+				t.Errorf("subject %s: compatibility %v (%v), want FULL_TRANSITIVE", subject, level, err)
+			}
 		}
 	}
 }
