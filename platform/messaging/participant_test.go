@@ -149,6 +149,13 @@ func raw(key string, headers map[string]string, value []byte) *kgo.Record {
 	return r
 }
 
+// noTime makes r a record written with no time (-1, as a producer that
+// sets none writes it).
+func noTime(r *kgo.Record) *kgo.Record {
+	r.Timestamp = time.UnixMilli(-1)
+	return r
+}
+
 func without(headers map[string]string, name string) map[string]string {
 	out := map[string]string{}
 	for k, v := range headers {
@@ -221,6 +228,7 @@ func TestCommands(t *testing.T) {
 			{"missing header", p.command(t, key, without(headers, saga.HeaderReplyTo), reserve), "has no reply_to header"},
 			{"no handler for the type", p.command(t, key, headers, &contracts.ApproveOrder{OrderID: "o2"}), "no handler for *contracts.ApproveOrder"},
 			{"garbage bytes", raw(key, nil, []byte("definitely not avro")), "magic byte is 100"},
+			{"written with no time", noTime(raw(key, nil, []byte("no time, no avro"))), "magic byte is 110"},
 			{"unknown schema id", raw(key, headers, unknownID), "schema id 12345 is not in the registry"},
 			{"handler panics", p.command(t, "panics", sagaHeaders("saga-panics", "panics"), &contracts.ReserveCredit{CustomerID: "panics"}), `panic occurred: "boom"`},
 			{"handler returns no reply", p.command(t, "silent", sagaHeaders("saga-silent", "silent"), &contracts.ReserveCredit{CustomerID: "silent"}), "returned no reply"},
@@ -254,7 +262,11 @@ func TestCommands(t *testing.T) {
 				if got := header(d, contracts.HeaderDeadLetterTopic); got != contracts.TopicCustomerCommands {
 					t.Errorf("%s: got %q, want %q", contracts.HeaderDeadLetterTopic, got, contracts.TopicCustomerCommands)
 				}
-				if got, want := header(d, contracts.HeaderDeadLetterTimestamp), strconv.FormatInt(c.record.Timestamp.UnixMilli(), 10); got != want {
+				want := strconv.FormatInt(c.record.Timestamp.UnixMilli(), 10)
+				if c.record.Timestamp.UnixMilli() <= 0 {
+					want = "" // it has none
+				}
+				if got := header(d, contracts.HeaderDeadLetterTimestamp); got != want {
 					t.Errorf("%s: got %q, want the record's, %q", contracts.HeaderDeadLetterTimestamp, got, want)
 				}
 				if got := header(d, contracts.HeaderDeadLetterHandler); got != handlerName {

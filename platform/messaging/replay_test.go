@@ -24,7 +24,8 @@ func TestReplayDeadLetter(t *testing.T) {
 	const origin = "replay.origin"
 	cfg := startKafka(t, contracts.TopicSpec{Name: contracts.TopicDeadLetter, Partitions: 4},
 		contracts.TopicSpec{Name: origin, Partitions: 4})
-	written := time.Now().Add(-30 * 24 * time.Hour).Truncate(time.Millisecond) // the message's
+	// The message's: older than the letter, within the topic's retention.
+	written := time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)
 	own := []kgo.RecordHeader{{Key: contracts.HeaderPartitionKey, Value: []byte("k1")}, {Key: "saga_id", Value: []byte("s1")}}
 	dead := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte("k1"), Value: []byte("payload"),
 		Headers: append(append([]kgo.RecordHeader{}, own...),
