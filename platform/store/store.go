@@ -154,6 +154,10 @@ type Store[T any] struct {
 	// saga ended within the retention. A write of a pointer lowers it
 	// (keepLocked); a restore of the partition forgets it.
 	oldest map[int32]int64
+	// restores numbers each partition's restores (restoredAt, by
+	// partition, the latest's): see Owned.
+	restores   uint64
+	restoredAt map[int32]uint64
 
 	standby standby
 	archive archiveReader
@@ -200,7 +204,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 	}
 	s := &Store[T]{cfg: cfg, logger: logger, db: db, ownDB: cfg.DB == nil, prefix: cfg.Topic + "\x00",
 		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}, sending: map[int32]int{},
-		oldest: map[int32]int64{}}
+		oldest: map[int32]int64{}, restoredAt: map[int32]uint64{}}
 	if cfg.Archive != nil {
 		s.running = map[int32]map[string]struct{}{}
 	}
@@ -315,6 +319,21 @@ func (s *Store[T]) Owns(key string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.owned[p]
+}
+
+// Owned returns the partitions the store serves, each with the number of
+// the restore that read it: a number that changed means that the
+// partition was read again (it moved away and back, or was dropped and
+// restored), and that what was derived from it must be derived again.
+// An aborted transaction's writes put back change no number.
+func (s *Store[T]) Owned() map[int32]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	owned := make(map[int32]uint64, len(s.owned))
+	for p := range s.owned {
+		owned[p] = s.restoredAt[p]
+	}
+	return owned
 }
 
 // OwnsPartition reports whether the store owns partition p.
@@ -943,6 +962,8 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	for _, p := range partitions {
 		s.owned[p] = true
 		delete(s.oldest, p)
+		s.restores++
+		s.restoredAt[p] = s.restores
 	}
 	s.mu.Unlock()
 	s.read.Add(int64(restored))

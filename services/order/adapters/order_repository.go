@@ -30,13 +30,14 @@ type OrderRepository struct {
 	pending    map[string]uint64 // order id -> when it was last indexed (marks)
 	cancelling map[string]uint64 // order id -> when it was last indexed (marks)
 	marks      uint64            // how many times an order was indexed
-	restored   bool              // the partitions changed since the store was last read for them
+	read       map[int32]uint64  // the partitions whose orders were read, each with its restore's number (store.Owned)
 }
 
 var _ domain.Repository = (*OrderRepository)(nil)
 
 func NewOrderRepository(s *store.Store[contracts.OrderRecord], events *OrderEvents) *OrderRepository {
-	return &OrderRepository{store: s, events: events, pending: map[string]uint64{}, cancelling: map[string]uint64{}}
+	return &OrderRepository{store: s, events: events, pending: map[string]uint64{}, cancelling: map[string]uint64{},
+		read: map[int32]uint64{}}
 }
 
 // mark indexes the order id in index, or notes that it was indexed again:
@@ -48,29 +49,31 @@ func (r *OrderRepository) mark(index map[string]uint64, id string) {
 	index[id] = r.marks
 }
 
-// Restore notes that the store's partitions changed (process.OnRestored):
-// the next Pending or Cancelling indexes the orders still PENDING or
-// CANCELLING, off the restore's path, which need not read every order.
-func (r *OrderRepository) Restore(context.Context) error {
-	r.mu.Lock()
-	r.restored = true
-	r.mu.Unlock()
-	return nil
-}
-
-// reindex indexes the orders still PENDING or CANCELLING once the
-// partitions changed. An order indexed while it changed is dropped by
-// indexed, which reads it again.
+// reindex indexes the orders still PENDING or CANCELLING of each partition
+// restored since it was last read (store.Owned), and only of those: an
+// abort's writes put back read nothing again, nor does a rebalance the
+// partitions it left in place, however many orders they hold. An order
+// indexed while it changed is dropped by indexed, which reads it again.
 func (r *OrderRepository) reindex() error {
+	owned := r.store.Owned()
+	var fresh []int32
 	r.mu.Lock()
-	restored := r.restored
-	r.restored = false
+	for p := range r.read {
+		if _, ok := owned[p]; !ok {
+			delete(r.read, p) // moved away: read again if it comes back
+		}
+	}
+	for p, at := range owned {
+		if got, ok := r.read[p]; !ok || got != at {
+			fresh = append(fresh, p)
+		}
+	}
 	r.mu.Unlock()
-	if !restored {
+	if len(fresh) == 0 {
 		return nil
 	}
 	var pending, cancelling []string
-	err := r.store.Range(func(id string, rec *contracts.OrderRecord) bool {
+	err := r.store.RangePartitions(fresh, func(id string, rec *contracts.OrderRecord) bool {
 		switch domain.State(rec.State) {
 		case domain.Pending:
 			pending = append(pending, id)
@@ -80,9 +83,6 @@ func (r *OrderRepository) reindex() error {
 		return true
 	})
 	if err != nil {
-		r.mu.Lock()
-		r.restored = true
-		r.mu.Unlock()
 		return fmt.Errorf("index the pending and cancelling orders: %w", err)
 	}
 	for _, id := range pending {
@@ -91,6 +91,11 @@ func (r *OrderRepository) reindex() error {
 	for _, id := range cancelling {
 		r.mark(r.cancelling, id)
 	}
+	r.mu.Lock()
+	for _, p := range fresh {
+		r.read[p] = owned[p]
+	}
+	r.mu.Unlock()
 	return nil
 }
 
@@ -202,7 +207,9 @@ func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) (
 	var still []*domain.Order
 	var moved []string
 	for id := range read {
-		rec, ok, err := r.store.Get(id)
+		// Committed: an order dropped for a change that then aborted
+		// would be PENDING again, and not indexed.
+		rec, ok, err := r.store.GetCommitted(id)
 		if errors.Is(err, store.ErrNotOwned) {
 			moved = append(moved, id) // its partition moved: its new owner announces it
 			continue

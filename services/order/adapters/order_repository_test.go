@@ -202,6 +202,15 @@ func newRepository(t *testing.T) func() (*store.Store[contracts.OrderRecord], *a
 // makes of the producer.
 func newRepositoryOn(t *testing.T, wrap func(store.Sender) store.Sender) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
 	t.Helper()
+	return newRepositoryWith(t, wrap, func(c store.Codec[contracts.OrderRecord]) store.Codec[contracts.OrderRecord] { return c })
+}
+
+// newRepositoryWith is newRepositoryOn whose stores decode through what
+// wrapCodec makes of the codec.
+func newRepositoryWith(t *testing.T, wrap func(store.Sender) store.Sender,
+	wrapCodec func(store.Codec[contracts.OrderRecord]) store.Codec[contracts.OrderRecord],
+) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
+	t.Helper()
 	stack := devstack.StartForTest(t)
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
 	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
@@ -223,7 +232,7 @@ func newRepositoryOn(t *testing.T, wrap func(store.Sender) store.Sender) func() 
 	return func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
 		t.Helper()
 		s, err := store.New(store.Config[contracts.OrderRecord]{Topic: contracts.TopicOrderState,
-			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: wrap(producer), Codec: codec}, slog.New(slog.DiscardHandler))
+			Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: wrap(producer), Codec: wrapCodec(codec)}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,11 +241,7 @@ func newRepositoryOn(t *testing.T, wrap func(store.Sender) store.Sender) func() 
 		if err := s.Restore(ctx); err != nil {
 			t.Fatal(err)
 		}
-		r := adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil)) // events are written with their orders: no publisher
-		if err := r.Restore(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s, r
+		return s, adapters.NewOrderRepository(s, adapters.NewOrderEvents(sd, nil)) // events are written with their orders: no publisher
 	}
 }
 
@@ -360,4 +365,88 @@ func anApprovedOrder(t *testing.T, r *adapters.OrderRepository) *domain.Order {
 		t.Fatal(err)
 	}
 	return o
+}
+
+// decodes counts the orders a store decodes.
+type decodes struct {
+	store.Codec[contracts.OrderRecord]
+	n *atomic.Int64
+}
+
+func (d decodes) Decode(b []byte) (*contracts.OrderRecord, error) {
+	d.n.Add(1)
+	return d.Codec.Decode(b)
+}
+
+// An announcement round reads the orders of the partitions restored since
+// the last round, and only those: every order ever placed was read again
+// after each abort and each rebalance, however few partitions moved.
+func TestARoundReadsOnlyThePartitionsRestoredSinceTheLast(t *testing.T) {
+	var n atomic.Int64
+	instance := newRepositoryWith(t, func(s store.Sender) store.Sender { return s },
+		func(c store.Codec[contracts.OrderRecord]) store.Codec[contracts.OrderRecord] { return decodes{c, &n} })
+	s, r := instance()
+	ctx := context.Background()
+	byPartition := map[int32]int{}
+	var pending string
+	for range 40 {
+		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Add(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if pending == "" {
+			pending = o.ID()
+		} else if err := r.Update(ctx, o.ID(), func(o *domain.Order) error { return o.Approve() }); err != nil {
+			t.Fatal(err)
+		}
+		byPartition[store.PartitionOf(o.ID(), contracts.Partitions)]++
+	}
+	round := func(what string, want ...string) int64 {
+		t.Helper()
+		n.Store(0)
+		got, err := r.Pending(ctx)
+		var ids []string
+		for _, o := range got {
+			ids = append(ids, o.ID())
+		}
+		slices.Sort(ids)
+		slices.Sort(want)
+		if err != nil || !slices.Equal(ids, want) {
+			t.Fatalf("%s: Pending: got %v (%v), want %v", what, ids, err, want)
+		}
+		return n.Load()
+	}
+	round("the first round", pending)
+	if read := round("a round with nothing restored", pending); read > 1 {
+		t.Errorf("a round with nothing restored read %d orders, want the pending one only", read)
+	}
+
+	// A partition moves away, gets an order from its new owner, and
+	// comes back: read again, with the new order.
+	moved := (store.PartitionOf(pending, contracts.Partitions) + 1) % contracts.Partitions
+	s.Revoke([]int32{moved})
+	_, other := instance()
+	var placed string
+	for placed == "" {
+		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if store.PartitionOf(o.ID(), contracts.Partitions) != moved {
+			continue
+		}
+		if err := other.Add(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		placed = o.ID()
+	}
+	if err := s.Assign(ctx, []int32{moved}); err != nil {
+		t.Fatal(err)
+	}
+	if read, want := round("a round after one partition came back", pending, placed), int64(byPartition[moved]+3); read > want {
+		t.Errorf("a round after partition %d came back read %d orders, want its %d and the two pending ones", moved, read, byPartition[moved]+1)
+	}
 }

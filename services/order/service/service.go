@@ -42,7 +42,6 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		}
 		events := adapters.NewOrderEvents(p.Serde, p.Publisher)
 		repo := adapters.NewOrderRepository(orders, events)
-		p.OnRestored(repo.Restore)
 		application := app.New(repo, events, time.Now)
 
 		register := func(sp *saga.Participant) { ports.RegisterCommands(sp, application) }
