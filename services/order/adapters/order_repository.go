@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -73,6 +74,19 @@ func (r *OrderRepository) reindex() error {
 		return nil
 	}
 	var pending, cancelling []string
+	// A key written in a transaction not over yet, before or during the
+	// read, is read as written: its committed state may be PENDING or
+	// CANCELLING still, so it is indexed, and indexed sorts it out.
+	open := r.store.Open()
+	defer func() {
+		maps.Copy(open, r.store.Open())
+		for id, p := range open {
+			if slices.Contains(fresh, p) {
+				r.mark(r.pending, id)
+				r.mark(r.cancelling, id)
+			}
+		}
+	}()
 	err := r.store.RangePartitions(fresh, func(id string, rec *contracts.OrderRecord) bool {
 		switch domain.State(rec.State) {
 		case domain.Pending:
@@ -204,6 +218,10 @@ func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) (
 	r.mu.Lock()
 	read := maps.Clone(index)
 	r.mu.Unlock()
+	// A key written in a transaction not over yet, before or during the
+	// reads, is kept: what committed is about to change (an order whose
+	// writer stopped waiting for its commit is absent until it commits).
+	open := r.store.Open()
 	var still []*domain.Order
 	var moved []string
 	for id := range read {
@@ -223,10 +241,11 @@ func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) (
 			moved = append(moved, id)
 		}
 	}
+	maps.Copy(open, r.store.Open())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range moved {
-		if index[id] == read[id] {
+		if _, writing := open[id]; !writing && index[id] == read[id] {
 			delete(index, id)
 		}
 	}

@@ -450,3 +450,102 @@ func TestARoundReadsOnlyThePartitionsRestoredSinceTheLast(t *testing.T) {
 		t.Errorf("a round after partition %d came back read %d orders, want its %d and the two pending ones", moved, read, byPartition[moved]+1)
 	}
 }
+
+// heldEnd is a Sender whose transactions, while hold is set, end when the
+// test says (end): a write's wait returns at once, unsure of its commit
+// (messaging.ErrCommitPending), as a writer that stopped waiting; the
+// write stays open in the store until then. Nothing held reaches Kafka:
+// what is tested is what the instance holds.
+type heldEnd struct {
+	store.Sender
+	mu    sync.Mutex
+	hold  bool
+	overs []func(bool)
+}
+
+func (h *heldEnd) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.hold {
+		return h.Sender.Add(ctx, msgs, over)
+	}
+	h.overs = append(h.overs, over)
+	return func() error { return messaging.ErrCommitPending }, nil
+}
+
+// end ends the held transactions, committed or aborted, and holds no more.
+func (h *heldEnd) end(committed bool) {
+	h.mu.Lock()
+	overs := h.overs
+	h.overs, h.hold = nil, false
+	h.mu.Unlock()
+	for _, over := range overs {
+		if over != nil {
+			over(committed)
+		}
+	}
+}
+
+// The index keeps an order whose write is open: read before it commits,
+// an order whose writer stopped waiting is not there yet, and one being
+// approved in a transaction that then aborts is PENDING again; either
+// dropped, or not indexed, it would never be announced again.
+func TestAnOrderWhoseWriteIsOpenStaysIndexed(t *testing.T) {
+	held := &heldEnd{}
+	instance := newRepositoryOn(t, func(s store.Sender) store.Sender { held.Sender = s; return held })
+	ctx := context.Background()
+	pendingIDs := func(r *adapters.OrderRepository) []string {
+		t.Helper()
+		got, err := r.Pending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, o := range got {
+			ids = append(ids, o.ID())
+		}
+		return ids
+	}
+	newOrder := func() *domain.Order {
+		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+
+	// Created, its writer gone before the commit.
+	_, r := instance()
+	pendingIDs(r) // the index made, as by an earlier round
+	created := newOrder()
+	held.mu.Lock()
+	held.hold = true
+	held.mu.Unlock()
+	if err := r.Add(ctx, created); !errors.Is(err, messaging.ErrCommitPending) {
+		t.Fatalf("Add whose wait ends before its commit: got %v, want ErrCommitPending", err)
+	}
+	pendingIDs(r) // a round while it is open
+	held.end(true)
+	if ids := pendingIDs(r); !slices.Equal(ids, []string{created.ID()}) {
+		t.Errorf("an order created while a round read: Pending got %v, want [%s]", ids, created.ID())
+	}
+
+	// Approved in a transaction that aborts, read by the first round of
+	// an instance that has just taken the partition.
+	approving := newOrder()
+	if err := r.Add(ctx, approving); err != nil {
+		t.Fatal(err)
+	}
+	_, taker := instance()
+	held.mu.Lock()
+	held.hold = true
+	held.mu.Unlock()
+	if err := taker.Update(ctx, approving.ID(), func(o *domain.Order) error { return o.Approve() }); !errors.Is(err, messaging.ErrCommitPending) {
+		t.Fatalf("Approve whose wait ends before its commit: got %v, want ErrCommitPending", err)
+	}
+	pendingIDs(taker) // its first round: the partitions read while the approval is open
+	held.end(false)
+	if ids := pendingIDs(taker); !slices.Contains(ids, approving.ID()) {
+		t.Errorf("an order whose approval aborted: Pending got %v, want it with %s", ids, approving.ID())
+	}
+}
