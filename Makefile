@@ -71,8 +71,9 @@ schemas:
 	$(GO) run ./system/cmd/provision
 
 ## schemas-check: check every contracts/schemas/*.avsc and saga/schemas/*.avsc against its previous versions with the
-## registry's compatibility checker: every version in main's history (to the merge base), or with SCHEMA_REGISTRY_URL
-## set the registry's, under FULL_TRANSITIVE (COMPATIBILITY overrides it)
+## registry's compatibility checker: every version in main's history (to the merge base; a shallow clone fails), or with
+## SCHEMA_REGISTRY_URL set the registry's, BACKWARD_TRANSITIVE against every version and FORWARD against the latest
+## (COMPATIBILITY=<level> checks under that one level instead)
 schemas-check:
 	$(GO) run ./contracts/cmd/schemas-check $${COMPATIBILITY:+-level $$COMPATIBILITY}
 

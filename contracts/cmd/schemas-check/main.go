@@ -1,20 +1,24 @@
 // Command schemas-check checks every Avro schema in contracts/schemas and
-// saga/schemas against its previous versions, under FULL_TRANSITIVE unless
-// -level says otherwise, with the embedded registry's own checker
-// (devstack/registry/compat). A change it fails is one that breaks a
-// reader: during a rolling deploy instances of the previous build read
-// what the new ones write and the other way round, and the compacted state
-// topics keep records of every version for good.
+// saga/schemas against its previous versions with the embedded registry's
+// own checker (devstack/registry/compat): BACKWARD_TRANSITIVE against every
+// version and FORWARD against the latest, unless -level names one level
+// instead. A change it fails is one that breaks a reader: the compacted
+// state topics keep records of every version for good, which the new build
+// reads, and during a rolling deploy instances of the build running now
+// read what the new ones write.
 //
 // The previous versions are main's, from git: every version of the record
-// in the first-parent history of the merge base of HEAD and main (else
-// origin/main), or of HEAD's parent when HEAD is on main. A record is
-// known by its full name and aliases, not by its file, and one main has
-// that is gone fails unless removed.txt beside the schemas lists it. With
-// -registry, or SCHEMA_REGISTRY_URL, they are the versions registered
-// under each of the record's subjects (<topic>-<record full name>, one per
-// topic that contracts/topics.go lists it under). A schema without a
-// previous version passes. `make schemas-check` runs it.
+// in the first-parent history of the merge base of HEAD and main (the
+// newer of main and origin/main, else of master and origin/master), or of
+// HEAD's parent when HEAD is on main; the latest is the one at that
+// commit. Without that history (a shallow clone, no main, git failing) it
+// fails; only a HEAD that is the repository's first commit has nothing to
+// compare with. A record is known by its full name and aliases, not by its
+// file, and one main has that is gone fails unless removed.txt beside the
+// schemas lists it. With -registry, or SCHEMA_REGISTRY_URL, they are the
+// versions registered under each of the record's subjects (<topic>-<record
+// full name>, one per topic that contracts/topics.go lists it under). A
+// schema without a previous version passes. `make schemas-check` runs it.
 package main
 
 import (
@@ -45,16 +49,23 @@ import (
 	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
 )
 
-// defaultLevel is the level every record is checked under unless -level
-// says otherwise, whatever a registry has configured. A rolling deploy has
-// instances of the previous build read records the new ones wrote (the
-// group's assignor does not keep a partition with its instance: one a new
-// instance wrote to can move to an old one, which restores it and goes on)
-// and the new ones read old records, so a change
-// must be readable both ways: FULL. The compacted state topics keep a
-// record of every version for good, so it must be so against every
-// version: FULL_TRANSITIVE.
-const defaultLevel = "FULL_TRANSITIVE"
+// policy names the default policy every record is checked under unless
+// -level says otherwise, whatever a registry has configured, where latest
+// names the version its forward half is checked against. The compacted
+// state topics keep a record of every version for good, which the new
+// build reads at every restore: BACKWARD_TRANSITIVE, against every version.
+// A rolling deploy has instances of the build running now, the latest
+// version, read records the new ones wrote (the group's assignor does not
+// keep a partition with its instance: one a new instance wrote to can move
+// to an old one, which restores it and goes on): FORWARD against the
+// latest. Forward against every version (FULL_TRANSITIVE) would ask more
+// than any reader needs, and leave no way to promote a field's type or to
+// remove a field that once had no default. The registry can only enforce
+// the backward half (provision sets BACKWARD_TRANSITIVE); this check
+// enforces both.
+func policy(latest string) string {
+	return "BACKWARD_TRANSITIVE (every version) and FORWARD (" + latest + ")"
+}
 
 // removedList is the file, beside the schemas, that lists the full names
 // of the records removed on purpose, one a line.
@@ -63,8 +74,8 @@ const removedList = "removed.txt"
 type options struct {
 	dir            string // where the .avsc files are: a list of directories, as in PATH
 	registry       string // the registry's URL; empty compares with git
-	base           string // git ref of the main branch; empty tries main, then origin/main
-	level          string // the compatibility level; empty: defaultLevel
+	base           string // git ref of the main branch; empty: the newer of main and origin/main, else of master and origin/master
+	level          string // the compatibility level; empty: the default policy
 	user, password string // the registry's basic auth
 }
 
@@ -74,8 +85,8 @@ func main() {
 		"the directories of the .avsc files, a list as in PATH")
 	flag.StringVar(&o.registry, "registry", os.Getenv("SCHEMA_REGISTRY_URL"),
 		"compare with the versions in this schema registry instead of git (default $SCHEMA_REGISTRY_URL)")
-	flag.StringVar(&o.base, "base", "", "the git ref of the main branch (default main, else origin/main)")
-	flag.StringVar(&o.level, "level", "", "the compatibility level of every record (default "+defaultLevel+", whatever the registry's)")
+	flag.StringVar(&o.base, "base", "", "the git ref of the main branch (default the newer of main and origin/main, else of master and origin/master)")
+	flag.StringVar(&o.level, "level", "", "check every record under this one compatibility level (default "+policy("the latest")+", whatever the registry's)")
 	flag.Parse()
 	o.user, o.password = os.Getenv("SCHEMA_REGISTRY_USER"), os.Getenv("SCHEMA_REGISTRY_PASSWORD")
 	if err := run(o, os.Stdout); err != nil {
@@ -93,20 +104,19 @@ type schemaFile struct {
 }
 
 // comparison is a schema and the previous versions it must be compatible
-// with under level.
+// with under level, or under the default policy.
 type comparison struct {
 	file     schemaFile
 	subject  string // the subject compared with; empty when git stands for all of file.subjects
-	level    string
+	level    string // empty: the default policy
 	previous []compat.Version
+	latest   []int                    // the default policy: the numbers of the previous versions it checks forward against
+	latestIs string                   // and what they are ("main's latest")
 	label    func(version int) string // names a previous version in a message
 }
 
 func run(o options, out io.Writer) error {
-	if o.level == "" {
-		o.level = defaultLevel
-	}
-	if !compat.ValidLevel(o.level) {
+	if o.level != "" && !compat.ValidLevel(o.level) {
 		return fmt.Errorf("-level %s: not a compatibility level", o.level)
 	}
 	dirs := filepath.SplitList(o.dir)
@@ -197,17 +207,25 @@ func subjectsByRecord() map[string][]string {
 }
 
 // problems returns every problem of c's schema with each of its previous
-// versions under c.level. To the registry's checker it adds the record's
+// versions under c.level, or the default policy: backward with each,
+// forward with the latest too. To the registry's checker it adds the record's
 // name: the checker compares names without their namespace, while the
 // serde finds the Go type of a record by the full name it was written
 // under, among its types' full names and aliases. Where the name already
 // keeps a reader from the data, the checker's verdict in that direction
 // adds nothing.
 func problems(c comparison) []compat.Problem {
-	level := strings.TrimSuffix(c.level, "_TRANSITIVE")
-	backward, forward := level == "BACKWARD" || level == "FULL", level == "FORWARD" || level == "FULL"
 	var found []compat.Problem
 	for _, v := range c.previous {
+		level := c.level
+		if level == "" {
+			level = "BACKWARD"
+			if slices.Contains(c.latest, v.Number) {
+				level = "FULL"
+			}
+		}
+		base := strings.TrimSuffix(level, "_TRANSITIVE")
+		backward, forward := base == "BACKWARD" || base == "FULL", base == "FORWARD" || base == "FULL"
 		old := v.Schema.(avro.NamedSchema)
 		var named []compat.Problem
 		if backward && !answersTo(c.file.schema, old.FullName()) {
@@ -221,7 +239,7 @@ func problems(c comparison) []compat.Problem {
 					"for a record written under the new name; keep the name, or add a new record instead", old.FullName(), c.file.name)})
 		}
 		found = append(found, named...)
-		for _, p := range compat.Check(c.level, c.file.schema, []compat.Version{v}) {
+		for _, p := range compat.Check(level, c.file.schema, []compat.Version{v}) {
 			if !slices.ContainsFunc(named, func(n compat.Problem) bool { return n.Backward == p.Backward }) {
 				found = append(found, p)
 			}
@@ -254,23 +272,27 @@ func describe(c comparison, p compat.Problem) string {
 		fmt.Fprintf(&b, ": %v", p.Err)
 	}
 	if p.Backward {
-		fmt.Fprintf(&b, "; %s forbids it: the new schema cannot read data written with %s", c.level, c.label(p.Version))
+		fmt.Fprintf(&b, "; %s forbids it: the new schema cannot read data written with %s",
+			cmp.Or(c.level, "BACKWARD_TRANSITIVE"), c.label(p.Version))
 	} else {
-		fmt.Fprintf(&b, "; %s forbids it: %s cannot read data written with the new schema", c.level, c.label(p.Version))
+		fmt.Fprintf(&b, "; %s forbids it: %s cannot read data written with the new schema",
+			cmp.Or(c.level, "FORWARD ("+c.latestIs+")"), c.label(p.Version))
 	}
 	return b.String()
 }
 
-// fromRegistry compares each subject of each schema with its latest
-// version in the registry, or all of its versions under a transitive level.
+// fromRegistry compares each subject of each schema with its versions in
+// the registry: all of them under the default policy or a transitive
+// level, else the latest.
 func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, error) {
 	url := strings.TrimSuffix(o.registry, "/")
 	client := srclient.NewSchemaRegistryClient(url, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
 	if o.user != "" {
 		client.SetCredentials(o.user, o.password)
 	}
+	const latestIs = "the registry's latest"
 	fmt.Fprintf(out, "schemas-check: %s against the schema registry at %s, under %s\n",
-		strings.Join(filepath.SplitList(o.dir), ", "), url, o.level)
+		strings.Join(filepath.SplitList(o.dir), ", "), url, cmp.Or(o.level, policy(latestIs)))
 	var cmps []comparison
 	for _, f := range files {
 		if len(f.subjects) == 0 {
@@ -278,7 +300,7 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 			continue
 		}
 		for _, subject := range f.subjects {
-			previous, err := registered(client, subject, strings.HasSuffix(o.level, "_TRANSITIVE"))
+			previous, err := registered(client, subject, o.level == "" || strings.HasSuffix(o.level, "_TRANSITIVE"))
 			if err != nil {
 				return nil, fmt.Errorf("the versions of %s: %w", subject, err)
 			}
@@ -286,7 +308,9 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 				fmt.Fprintf(out, "%s: subject %s is new; nothing to compare with\n", f.path, subject)
 				continue
 			}
+			latest := slices.MaxFunc(previous, func(a, b compat.Version) int { return a.Number - b.Number }).Number
 			cmps = append(cmps, comparison{file: f, subject: subject, level: o.level, previous: previous,
+				latest: []int{latest}, latestIs: latestIs,
 				label: func(v int) string { return fmt.Sprintf("version %d of %s", v, subject) }})
 		}
 	}
@@ -333,8 +357,9 @@ func registered(client *srclient.SchemaRegistryClient, subject string, all bool)
 }
 
 // fromGit compares each schema with the versions of its record in main's
-// history up to the base commit: all of them under a transitive level,
-// else those in the base commit. A record is known by its full name and
+// history up to the base commit: all of them under the default policy
+// (forward only with those in the base commit, the latest) or a transitive
+// level, else those in the base commit. A record is known by its full name and
 // aliases, wherever its file is. A record the base has, that no schema is
 // now known as and that removed.txt does not list, is gone: gone says so.
 func fromGit(o options, dirs []string, files []schemaFile, out io.Writer) (cmps []comparison, gone []string, err error) {
@@ -346,7 +371,8 @@ func fromGit(o options, dirs []string, files []schemaFile, out io.Writer) (cmps 
 		fmt.Fprintf(out, "schemas-check: nothing to compare with: %s\n", what)
 		return nil, nil, nil
 	}
-	fmt.Fprintf(out, "schemas-check: %s against %s, under %s\n", strings.Join(dirs, ", "), what, o.level)
+	const latestIs = "main's latest"
+	fmt.Fprintf(out, "schemas-check: %s against %s, under %s\n", strings.Join(dirs, ", "), what, cmp.Or(o.level, policy(latestIs)))
 	versions, err := history(dirs, commit, out)
 	if err != nil {
 		return nil, nil, err
@@ -358,24 +384,32 @@ func fromGit(o options, dirs []string, files []schemaFile, out io.Writer) (cmps 
 		}
 	}
 	matched := make(map[*version]bool)
-	transitive := strings.HasSuffix(o.level, "_TRANSITIVE")
+	transitive := o.level == "" || strings.HasSuffix(o.level, "_TRANSITIVE")
 	for _, f := range files {
 		var previous []compat.Version
 		var labels, seen []string
+		var latest []int
 		for _, v := range related(f.schema, byName) {
 			matched[v] = true
-			if !transitive && !v.atBase || slices.Contains(seen, v.text) {
+			if !transitive && !v.atBase {
 				continue
 			}
-			seen = append(seen, v.text)
-			labels = append(labels, fmt.Sprintf("%s as of %.7s", v.path, v.commit))
-			previous = append(previous, compat.Version{Number: len(labels), Schema: v.schema})
+			n := slices.Index(seen, v.text) + 1 // a version the same as an older one is compared as that one
+			if n == 0 {
+				seen = append(seen, v.text)
+				labels = append(labels, fmt.Sprintf("%s as of %.7s", v.path, v.commit))
+				previous = append(previous, compat.Version{Number: len(labels), Schema: v.schema})
+				n = len(labels)
+			}
+			if v.atBase {
+				latest = append(latest, n)
+			}
 		}
 		if len(previous) == 0 {
 			fmt.Fprintf(out, "%s: new; nothing to compare with\n", f.path)
 			continue
 		}
-		cmps = append(cmps, comparison{file: f, level: o.level, previous: previous,
+		cmps = append(cmps, comparison{file: f, level: o.level, previous: previous, latest: latest, latestIs: latestIs,
 			label: func(n int) string { return labels[n-1] }})
 	}
 	removed, err := removedRecords(dirs)
@@ -483,7 +517,9 @@ func history(dirs []string, commit string, out io.Writer) ([]*version, error) {
 	type file struct{ blob, path string }
 	versions := make(map[file]*version)
 	var order []file
-	logged, err := git(root, append([]string{"-c", "core.quotePath=false", "log", "--first-parent", "--diff-merges=first-parent",
+	// -m --first-parent shows a merge's changes against its first parent
+	// only, as --diff-merges=first-parent does, which git before 2.31 lacks.
+	logged, err := git(root, append([]string{"-c", "core.quotePath=false", "log", "--first-parent", "-m",
 		"--no-renames", "--root", "--raw", "--no-abbrev", "--format=commit %H", commit, "--"}, pathspecs...)...)
 	if err != nil {
 		return nil, err
@@ -593,42 +629,97 @@ func catFiles(dir string, blobs []string) (map[string]string, error) {
 }
 
 // base returns the commit whose schemas are the previous versions, and
-// says what it is: the merge base of HEAD and main (ref), or HEAD's parent
-// when HEAD is on main or has no merge base with it (a shallow clone).
-// Without a commit to compare with, commit is empty and what says why.
+// says what it is: the merge base of HEAD and main (ref, else mainRef's),
+// or HEAD's parent when HEAD is on main. Only when HEAD is the
+// repository's first commit is there nothing to compare with: commit is
+// empty and what says so. Without a base (a shallow clone, no main, git
+// failing) it fails, saying how to get one: to pass having compared
+// nothing would let any change through.
 func base(dir, ref string) (commit, what string, err error) {
 	head, err := git(dir, "rev-parse", "--verify", "HEAD")
 	if err != nil {
-		return "", fmt.Sprintf("no git commit (%v)", err), nil
+		return "", "", fmt.Errorf("%w: the check compares with main's history in git: run it in a clone of the repository git can read, "+
+			"or compare with a registry (-registry)", err)
 	}
-	refs := []string{"main", "origin/main"}
+	shallow, err := git(dir, "rev-parse", "--is-shallow-repository")
+	if err != nil {
+		return "", "", err
+	}
+	if shallow == "true" {
+		return "", "", errors.New("a shallow clone: fetch main's history (actions/checkout's fetch-depth: 0, or git fetch --unshallow), " +
+			"every version of which the check compares with")
+	}
+	parents, err := git(dir, "rev-list", "--parents", "-n", "1", "HEAD")
+	if err != nil {
+		return "", "", err
+	}
+	first := len(strings.Fields(parents)) == 1
+	name, full := ref, ref+"^{commit}"
 	if ref != "" {
-		if _, err := git(dir, "rev-parse", "--verify", ref+"^{commit}"); err != nil {
+		if _, err := git(dir, "rev-parse", "--verify", full); err != nil {
 			return "", "", fmt.Errorf("-base %s: %w", ref, err)
 		}
-		refs = []string{ref}
+	} else if name, full, err = mainRef(dir); err != nil {
+		return "", "", err
 	}
-	why := "there is no " + strings.Join(refs, " or ")
-	for _, r := range refs {
-		if _, err := git(dir, "rev-parse", "--verify", r+"^{commit}"); err != nil {
-			continue
-		}
-		mb, err := git(dir, "merge-base", "HEAD", r)
-		if err != nil {
-			why = "HEAD has no merge base with " + r
-			break
-		}
-		if mb != head {
-			return mb, fmt.Sprintf("%s at the merge base %.7s", r, mb), nil
-		}
-		why = "HEAD is on " + r
-		break
+	const fetch = "fetch main (git fetch origin main), or pass -base <commit>"
+	switch {
+	case name == "" && first:
+		return "", "HEAD is the first commit", nil
+	case name == "":
+		return "", "", errors.New("no base to compare with: there is no main, origin/main, master or origin/master: " + fetch)
 	}
-	parent, err := git(dir, "rev-parse", "--verify", "HEAD^")
+	mb, err := git(dir, "merge-base", "HEAD", full)
 	if err != nil {
-		return "", why + ", and HEAD has no parent here (a shallow clone, or the first commit)", nil
+		return "", "", fmt.Errorf("no base to compare with: HEAD has no common history with %s (%v): %s", name, err, fetch)
 	}
-	return parent, fmt.Sprintf("HEAD's parent %.7s (%s)", parent, why), nil
+	switch {
+	case mb != head:
+		return mb, fmt.Sprintf("%s at the merge base %.7s", name, mb), nil
+	case first:
+		return "", "HEAD is the first commit", nil
+	}
+	parent := strings.Fields(parents)[1]
+	return parent, fmt.Sprintf("HEAD's parent %.7s (HEAD is on %s)", parent, name), nil
+}
+
+// mainRef returns the main branch, by name and full ref: the newer of main
+// and origin/main (the descendant when one is an ancestor of the other,
+// else the one committed last), else of master and origin/master; none
+// when there is none of them.
+func mainRef(dir string) (name, full string, err error) {
+	for _, branch := range []string{"main", "master"} {
+		var names, fulls []string
+		for _, r := range [][2]string{{branch, "refs/heads/" + branch}, {"origin/" + branch, "refs/remotes/origin/" + branch}} {
+			if _, err := git(dir, "rev-parse", "--verify", "--quiet", r[1]+"^{commit}"); err == nil {
+				names, fulls = append(names, r[0]), append(fulls, r[1])
+			}
+		}
+		switch len(names) {
+		case 1:
+			return names[0], fulls[0], nil
+		case 2:
+			if _, err := git(dir, "merge-base", "--is-ancestor", fulls[1], fulls[0]); err == nil {
+				return names[0], fulls[0], nil
+			}
+			if _, err := git(dir, "merge-base", "--is-ancestor", fulls[0], fulls[1]); err == nil {
+				return names[1], fulls[1], nil
+			}
+			// Diverged: the one committed last.
+			dates, err := git(dir, "log", "--no-walk=unsorted", "--format=%ct", fulls[0], fulls[1])
+			if err != nil {
+				return "", "", err
+			}
+			d := append(strings.Fields(dates), "", "")
+			at0, _ := strconv.ParseInt(d[0], 10, 64)
+			at1, _ := strconv.ParseInt(d[1], 10, 64)
+			if at0 >= at1 {
+				return names[0], fulls[0], nil
+			}
+			return names[1], fulls[1], nil
+		}
+	}
+	return "", "", nil
 }
 
 // git runs git in dir and returns its trimmed output.

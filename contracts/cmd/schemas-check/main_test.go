@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +42,7 @@ var (
 // line that contains want.
 var changes = []struct {
 	name   string
-	level  string // -level; empty: the check's default, FULL_TRANSITIVE
+	level  string // -level; empty: the check's default policy
 	fields []string
 	want   string
 }{
@@ -50,19 +51,19 @@ var changes = []struct {
 	// An instance of the previous build, which still runs during a rolling
 	// deploy, needs the field to read what the new one writes.
 	{"a field removed", "", []string{orderID},
-		"field orderTotal: removed without a default; FULL_TRANSITIVE forbids it: "},
+		"field orderTotal: removed without a default; FORWARD ("},
 	// BACKWARD only asks the new schema to read old data, which it does by
 	// skipping the field.
 	{"a field removed, under BACKWARD", "BACKWARD", []string{orderID}, ""},
 	// The new schema reads a long as a double, but the previous build cannot
 	// read a double as a long.
 	{"a type promoted", "", []string{orderID, totalDouble},
-		"field orderTotal: type changed from long to double; FULL_TRANSITIVE forbids it: "},
+		"field orderTotal: type changed from long to double; FORWARD ("},
 	{"a type changed", "", []string{orderID, totalString},
-		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: type changed from long to string; FULL_TRANSITIVE forbids it: the new schema cannot read data written with "},
+		"kafkasaga.order.OrderCreated (subject " + subject + ") field orderTotal: type changed from long to string; BACKWARD_TRANSITIVE forbids it: the new schema cannot read data written with "},
 	{"a field added with a default", "", []string{orderID, total, currencyDefault}, ""},
 	{"a field added without a default", "", []string{orderID, total, currency},
-		"field currency: added without a default; FULL_TRANSITIVE forbids it: "},
+		"field currency: added without a default; BACKWARD_TRANSITIVE forbids it: "},
 }
 
 // check runs the command on dir and returns its output and error.
@@ -152,28 +153,123 @@ func TestGitModeOnMain(t *testing.T) {
 	}
 }
 
-// Without history to compare with, or for a new schema, it says so and
-// passes.
-func TestGitModeWithNothingToCompareWith(t *testing.T) {
-	repo := newRepo(t)
-	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, totalString))
-	writeSchema(t, repo, "Brand.avsc", `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`)
-	commit(t, repo, "change the type of orderTotal, add Brand")
-
-	shallow := filepath.Join(t.TempDir(), "shallow")
-	gitT(t, "", "clone", "-q", "--depth", "1", "file://"+repo, shallow)
-	out, err := check(t, options{dir: filepath.Join(shallow, "schemas")})
-	if err != nil || !strings.Contains(out, "nothing to compare with: HEAD is on main, and HEAD has no parent here") {
-		t.Errorf("shallow clone: got %v, want a pass that says there was nothing to compare with", err)
+// The base is the newer of main and origin/main, the descendant when one
+// is an ancestor of the other, else master's when there is no main.
+func TestGitModeBaseIsTheNewestMain(t *testing.T) {
+	withDefault := orderCreated(orderID, `{"name": "orderTotal", "type": "long", "default": 0}`)
+	for _, tc := range []struct {
+		name string
+		// setup makes a repository whose HEAD is a branch that removes
+		// orderTotal, off a commit where it has a default, and returns the
+		// directory of its schemas and the ref that commit is on.
+		setup func(t *testing.T) (dir, ref string)
+	}{
+		{"origin/main ahead of main", func(t *testing.T) (string, string) {
+			repo := newRepo(t)
+			clone := filepath.Join(t.TempDir(), "clone")
+			gitT(t, "", "clone", "-q", repo, clone)
+			writeSchema(t, repo, "OrderCreated.avsc", withDefault)
+			commit(t, repo, "orderTotal gets a default")
+			gitT(t, clone, "fetch", "-q")
+			gitT(t, clone, "switch", "-q", "-c", "change", "origin/main")
+			return clone, "origin/main"
+		}},
+		{"main ahead of origin/main", func(t *testing.T) (string, string) {
+			repo := newRepo(t)
+			clone := filepath.Join(t.TempDir(), "clone")
+			gitT(t, "", "clone", "-q", repo, clone)
+			writeSchema(t, clone, "OrderCreated.avsc", withDefault)
+			commit(t, clone, "orderTotal gets a default")
+			gitT(t, clone, "switch", "-q", "-c", "change")
+			return clone, "main"
+		}},
+		{"master", func(t *testing.T) (string, string) {
+			repo := t.TempDir()
+			gitT(t, repo, "init", "-q", "-b", "master")
+			writeSchema(t, repo, "OrderCreated.avsc", before)
+			commit(t, repo, "OrderCreated")
+			writeSchema(t, repo, "OrderCreated.avsc", withDefault)
+			commit(t, repo, "orderTotal gets a default")
+			gitT(t, repo, "switch", "-q", "-c", "change")
+			return repo, "master"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo, ref := tc.setup(t)
+			writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID))
+			commit(t, repo, "remove orderTotal")
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+			wantVerdict(t, out, err, "")
+			if want := ref + " at the merge base " + gitT(t, repo, "rev-parse", "--short=7", ref); !strings.Contains(out, want) {
+				t.Errorf("the output does not say %q", want)
+			}
+		})
 	}
+}
 
-	gitT(t, repo, "reset", "-q", "--hard", "HEAD^")
-	gitT(t, repo, "switch", "-q", "-c", "brand")
-	writeSchema(t, repo, "Brand.avsc", `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`)
-	commit(t, repo, "add Brand")
-	out, err = check(t, options{dir: filepath.Join(repo, "schemas")})
-	if err != nil || !strings.Contains(out, "Brand.avsc: new; nothing to compare with") {
-		t.Errorf("new schema: got %v, want a pass that says Brand.avsc is new", err)
+// Only a repository whose HEAD is its first commit has nothing to compare
+// with; without a base to compare with (a shallow clone, no main, git
+// failing) the check fails and says how to get one, rather than pass having
+// compared nothing. A new schema has nothing to compare with either.
+func TestGitModeWithNothingToCompareWith(t *testing.T) {
+	brand := `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) (dir string) // the schemas' directory
+		base  string                          // -base
+		want  string                          // the output says it
+		fails bool
+	}{
+		{"the first commit", func(t *testing.T) string {
+			return filepath.Join(newRepo(t), "schemas")
+		}, "", "nothing to compare with: HEAD is the first commit", false},
+		// GitHub Actions' checkout fetches one commit unless told otherwise.
+		{"a shallow clone", func(t *testing.T) string {
+			repo := newRepo(t)
+			writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, totalString))
+			commit(t, repo, "change the type of orderTotal")
+			shallow := filepath.Join(t.TempDir(), "shallow")
+			gitT(t, "", "clone", "-q", "--depth", "1", "file://"+repo, shallow)
+			return filepath.Join(shallow, "schemas")
+		}, "", "a shallow clone: fetch main's history (actions/checkout's fetch-depth: 0, or git fetch --unshallow)", true},
+		{"no main", func(t *testing.T) string {
+			repo := newRepo(t)
+			gitT(t, repo, "branch", "-q", "-m", "trunk")
+			writeSchema(t, repo, "Brand.avsc", brand)
+			commit(t, repo, "add Brand")
+			return filepath.Join(repo, "schemas")
+		}, "", "there is no main, origin/main, master or origin/master: fetch main (git fetch origin main), or pass -base <commit>", true},
+		{"no main, with -base", func(t *testing.T) string {
+			repo := newRepo(t)
+			gitT(t, repo, "branch", "-q", "-m", "trunk")
+			writeSchema(t, repo, "Brand.avsc", brand)
+			commit(t, repo, "add Brand")
+			return filepath.Join(repo, "schemas")
+		}, "trunk", "HEAD's parent", false},
+		{"not a git repository", func(t *testing.T) string {
+			dir := t.TempDir()
+			writeSchema(t, dir, "OrderCreated.avsc", before)
+			return filepath.Join(dir, "schemas")
+		}, "", "git rev-parse --verify HEAD: ", true},
+		{"a new schema", func(t *testing.T) string {
+			repo := newRepo(t)
+			gitT(t, repo, "switch", "-q", "-c", "brand")
+			writeSchema(t, repo, "Brand.avsc", brand)
+			commit(t, repo, "add Brand")
+			return filepath.Join(repo, "schemas")
+		}, "", "Brand.avsc: new; nothing to compare with", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, err := check(t, options{dir: tc.setup(t), base: tc.base})
+			if err != nil {
+				out += err.Error()
+			}
+			if (err != nil) != tc.fails || !strings.Contains(out, tc.want) {
+				t.Errorf("got %v, want it to fail: %v, saying %q", err, tc.fails, tc.want)
+			}
+		})
 	}
 }
 
@@ -249,11 +345,68 @@ func TestGitModeComparesWithEveryVersion(t *testing.T) {
 	commit(t, repo, "orderTotal again, a string")
 
 	out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
-	wantVerdict(t, out, err, "field orderTotal: type changed from long to string; FULL_TRANSITIVE forbids it: "+
+	wantVerdict(t, out, err, "field orderTotal: type changed from long to string; BACKWARD_TRANSITIVE forbids it: "+
 		"the new schema cannot read data written with schemas/OrderCreated.avsc as of "+withDefault)
 	// Compatible with the merge base's version, the only one FULL asks for.
 	out, err = check(t, options{dir: filepath.Join(repo, "schemas"), level: "FULL"})
 	wantVerdict(t, out, err, "")
+}
+
+// Forward, only main's latest version counts: it is the build running
+// now, which reads what the new one writes during a rolling deploy; the
+// state topics' old records are read by the new build, backward. Each case
+// is a history of main, oldest first, after before, and the branch's
+// change; full is what FULL_TRANSITIVE, which asks the forward half of
+// every version, says.
+func TestGitModeChecksForwardAgainstMainsLatestOnly(t *testing.T) {
+	const (
+		quantityInt     = `{"name": "quantity", "type": "int", "default": 0}`
+		quantityLong    = `{"name": "quantity", "type": "long", "default": 0}`
+		totalDefault    = `{"name": "orderTotal", "type": "long", "default": 0}`
+		forwardFails    = "; FORWARD (main's latest) forbids it: schemas/OrderCreated.avsc as of "
+		fullForwardFail = "; FULL_TRANSITIVE forbids it: schemas/OrderCreated.avsc as of "
+	)
+	for _, tc := range []struct {
+		name       string
+		main       [][]string // the fields of each next version on main
+		change     []string   // the branch's
+		want, full string
+	}{
+		// Removed from main once it had a default, then back as a long: the
+		// new schema reads the old ints as longs.
+		{"a field promoted from int to long", [][]string{{orderID, total, quantityInt}, {orderID, total}},
+			[]string{orderID, total, quantityLong}, "", "field quantity: type changed from int to long" + fullForwardFail},
+		{"a field removed that has a default in main's latest, not before", [][]string{{orderID, totalDefault}},
+			[]string{orderID}, "", "field orderTotal: removed without a default" + fullForwardFail},
+		{"a field removed that has no default in main's latest", [][]string{{orderID, totalDefault}, {orderID, total, currencyDefault}},
+			[]string{orderID, currencyDefault}, "field orderTotal: removed without a default" + forwardFails, "removed without a default"},
+		// Main's latest is the same as its first version, and compared as
+		// that one.
+		{"a field removed whose default main's latest dropped again", [][]string{{orderID, totalDefault}, {orderID, total}},
+			[]string{orderID}, "field orderTotal: removed without a default" + forwardFails, "removed without a default"},
+		// A branch merged by rebase leaves each of its commits on main.
+		{"main has a field as an int, then as a long", [][]string{{orderID, total, quantityInt}, {orderID, total, quantityLong}},
+			[]string{orderID, total, quantityLong, currencyDefault}, "", "field quantity: type changed from int to long" + fullForwardFail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo := newRepo(t)
+			for i, fields := range tc.main {
+				writeSchema(t, repo, "OrderCreated.avsc", orderCreated(fields...))
+				commit(t, repo, fmt.Sprintf("version %d", i+2))
+			}
+			gitT(t, repo, "switch", "-q", "-c", "change")
+			writeSchema(t, repo, "OrderCreated.avsc", orderCreated(tc.change...))
+			commit(t, repo, "change")
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+			wantVerdict(t, out, err, tc.want)
+			if want := "under BACKWARD_TRANSITIVE (every version) and FORWARD (main's latest)"; !strings.Contains(out, want) {
+				t.Errorf("the output does not say it checked %q", want)
+			}
+			out, err = check(t, options{dir: filepath.Join(repo, "schemas"), level: "FULL_TRANSITIVE"})
+			wantVerdict(t, out, err, tc.full)
+		})
+	}
 }
 
 func TestRegistryMode(t *testing.T) {
@@ -278,14 +431,64 @@ func TestRegistryMode(t *testing.T) {
 			if tc.want != "" && !strings.Contains(out, "version 1 of "+subject) {
 				t.Errorf("the output does not name version 1 of %s", subject)
 			}
-			// The registry's verdict under the same level is the same.
-			level := cmp.Or(tc.level, "FULL_TRANSITIVE")
+			// The registry's verdict under the same level is the same. With
+			// one version registered, the default policy is FULL.
+			level := cmp.Or(tc.level, "FULL")
 			if _, err := client.ChangeSubjectCompatibilityLevel(subject, srclient.CompatibilityLevel(level)); err != nil {
 				t.Fatalf("set the level of %s: %v", subject, err)
 			}
 			_, err = client.CreateSchema(subject, after, srclient.Avro)
 			if refused := err != nil; refused != (tc.want != "") {
 				t.Errorf("the registry refused it: %v (%v), schemas-check: %v", refused, err, tc.want != "")
+			}
+		})
+	}
+}
+
+// Against a registry, the default policy is the same: backward against
+// every version of the subject, forward against its latest. The registry,
+// at the BACKWARD_TRANSITIVE provision sets, takes what the check passes.
+func TestRegistryModeChecksForwardAgainstTheLatestOnly(t *testing.T) {
+	totalDefault := `{"name": "orderTotal", "type": "long", "default": 0}`
+	for _, tc := range []struct {
+		name       string
+		registered [][]string // the fields of each version, after before
+		fields     []string
+		want, full string // the default policy's verdict, FULL_TRANSITIVE's
+	}{
+		{"a field removed that has a default in the latest version, not before", [][]string{{orderID, totalDefault}},
+			[]string{orderID}, "", "field orderTotal: removed without a default; FULL_TRANSITIVE forbids it: version 1 of " + subject},
+		{"a field removed that has no default in the latest version", [][]string{{orderID, totalDefault}, {orderID, total, currencyDefault}},
+			[]string{orderID, currencyDefault}, "field orderTotal: removed without a default; FORWARD (the registry's latest) forbids it: version 3 of " + subject, "removed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			stack := devstack.StartForTest(t)
+			client := srclient.NewSchemaRegistryClient(stack.RegistryURL())
+			if _, err := client.ChangeSubjectCompatibilityLevel(subject, srclient.BackwardTransitive); err != nil {
+				t.Fatalf("set the level of %s: %v", subject, err)
+			}
+			for _, fields := range append([][]string{{orderID, total}}, tc.registered...) {
+				if _, err := client.CreateSchema(subject, orderCreated(fields...), srclient.Avro); err != nil {
+					t.Fatalf("register a previous version: %v", err)
+				}
+			}
+			dir := t.TempDir()
+			after := orderCreated(tc.fields...)
+			if err := os.WriteFile(filepath.Join(dir, "OrderCreated.avsc"), []byte(after), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := check(t, options{dir: dir, registry: stack.RegistryURL()})
+			wantVerdict(t, out, err, tc.want)
+			if want := "under BACKWARD_TRANSITIVE (every version) and FORWARD (the registry's latest)"; !strings.Contains(out, want) {
+				t.Errorf("the output does not say it checked %q", want)
+			}
+			out, err = check(t, options{dir: dir, registry: stack.RegistryURL(), level: "FULL_TRANSITIVE"})
+			wantVerdict(t, out, err, tc.full)
+			if tc.want == "" {
+				if _, err := client.CreateSchema(subject, after, srclient.Avro); err != nil {
+					t.Errorf("the registry refused what the check passed: %v", err)
+				}
 			}
 		})
 	}

@@ -61,13 +61,13 @@ func TestProvisionSetsTheSagaRetention(t *testing.T) {
 		}
 	}
 
-	// Every subject at the level schemas-check holds changes to.
+	// Every subject at the backward half of schemas-check's rule.
 	registry := srclient.NewSchemaRegistryClient(stack.RegistryURL())
 	for _, topic := range contracts.Topics() {
 		for _, r := range topic.Records {
 			subject := serde.Subject(topic.Name, r.Schema().(avro.NamedSchema).FullName())
-			if level, err := registry.GetCompatibilityLevel(subject, false); err != nil || *level != srclient.FullTransitive {
-				t.Errorf("subject %s: compatibility %v (%v), want FULL_TRANSITIVE", subject, level, err)
+			if level, err := registry.GetCompatibilityLevel(subject, false); err != nil || *level != srclient.BackwardTransitive {
+				t.Errorf("subject %s: compatibility %v (%v), want BACKWARD_TRANSITIVE", subject, level, err)
 			}
 		}
 	}
