@@ -336,19 +336,6 @@ func (s *Store[T]) Owned() map[int32]uint64 {
 	return owned
 }
 
-// Open returns the keys written in transactions not over yet, each with
-// its partition: what Get and a Range read of them may not be what
-// committed, and GetCommitted's answer changes when their transactions end.
-func (s *Store[T]) Open() map[string]int32 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	open := make(map[string]int32, len(s.undo))
-	for key, u := range s.undo {
-		open[key] = u.partition
-	}
-	return open
-}
-
 // OwnsPartition reports whether the store owns partition p.
 func (s *Store[T]) OwnsPartition(p int32) bool {
 	s.mu.RLock()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -20,9 +19,11 @@ import (
 // OrderRepository keeps each order as one record of the compacted topic
 // order.state, keyed by order id. It indexes the orders that may still be
 // PENDING or CANCELLING, so the periodic re-announcement reads those, not
-// every order ever placed: Restore fills the indexes, Add and
-// UpdateAnnouncingCancel add to them, and Pending and Cancelling drop the
-// orders that have moved on.
+// every order ever placed: reindex fills the indexes from each partition
+// restored, Add and UpdateAnnouncingCancel add to them, every write marks
+// its order again when its transaction ends (an abort may put back PENDING
+// or CANCELLING), and Pending and Cancelling drop the orders that have
+// moved on, as committed.
 type OrderRepository struct {
 	store  *store.Store[contracts.OrderRecord]
 	events *OrderEvents // the announcements written with an order, in its transaction
@@ -73,20 +74,9 @@ func (r *OrderRepository) reindex() error {
 	if len(fresh) == 0 {
 		return nil
 	}
+	// An order read as a write not over yet made it is marked again when
+	// that write's transaction ends: see the writes.
 	var pending, cancelling []string
-	// A key written in a transaction not over yet, before or during the
-	// read, is read as written: its committed state may be PENDING or
-	// CANCELLING still, so it is indexed, and indexed sorts it out.
-	open := r.store.Open()
-	defer func() {
-		maps.Copy(open, r.store.Open())
-		for id, p := range open {
-			if slices.Contains(fresh, p) {
-				r.mark(r.pending, id)
-				r.mark(r.cancelling, id)
-			}
-		}
-	}()
 	err := r.store.RangePartitions(fresh, func(id string, rec *contracts.OrderRecord) bool {
 		switch domain.State(rec.State) {
 		case domain.Pending:
@@ -116,12 +106,12 @@ func (r *OrderRepository) reindex() error {
 // Add writes the order and its OrderCreated, in one transaction. The order
 // is indexed first: its transaction may commit though the wait for it ends
 // in an error, and an index that holds more than is PENDING costs a read
-// (indexed drops the others). It is marked again once the write is
-// visible, or never will be: a round that read it before kept it.
+// (indexed drops the others). It is marked again when its transaction
+// ends, which may be after its wait did: a round that read it absent
+// before kept it.
 func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
 	r.mark(r.pending, o.ID())
-	defer r.mark(r.pending, o.ID())
-	return r.store.UpdateAndSend(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
+	return r.store.UpdateAndSendThen(ctx, o.ID(), func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if exists {
 			return nil, fmt.Errorf("%w: %s", domain.ErrExists, o.ID())
 		}
@@ -131,7 +121,19 @@ func (r *OrderRepository) Add(ctx context.Context, o *domain.Order) error {
 		}
 		*rec = marshal(o)
 		return []*kgo.Record{event}, nil
-	})
+	}, func(bool) { r.mark(r.pending, o.ID()) })
+}
+
+// again marks id in both indexes if its write aborted: what it held
+// before, PENDING or CANCELLING perhaps, is put back, and a round may have
+// dropped it for what the write made of it.
+func (r *OrderRepository) again(id string) func(committed bool) {
+	return func(committed bool) {
+		if !committed {
+			r.mark(r.pending, id)
+			r.mark(r.cancelling, id)
+		}
+	}
 }
 
 // Get returns the order as committed: its answers (GET /orders/{id}, a
@@ -148,29 +150,25 @@ func (r *OrderRepository) Get(_ context.Context, id string) (*domain.Order, erro
 }
 
 func (r *OrderRepository) Update(ctx context.Context, id string, fn func(o *domain.Order) error) error {
-	return r.store.Update(ctx, id, func(rec *contracts.OrderRecord, exists bool) error {
+	return r.store.UpdateAndSendThen(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if !exists {
-			return fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
+			return nil, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
 		}
 		o := unmarshal(rec)
 		if err := fn(o); err != nil {
-			return err
+			return nil, err
 		}
 		*rec = marshal(o)
-		return nil
-	})
+		return nil, nil
+	}, r.again(id))
 }
 
 // UpdateAnnouncingCancel is Update that, when fn asks, writes
 // OrderCancelRequested with the order, in the same transaction.
 func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string, fn func(o *domain.Order) (bool, error)) error {
 	announced := false
-	defer func() {
-		if announced { // marked again once the write is visible (Add)
-			r.mark(r.cancelling, id)
-		}
-	}()
-	return r.store.UpdateAndSend(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
+	again := r.again(id)
+	return r.store.UpdateAndSendThen(ctx, id, func(rec *contracts.OrderRecord, exists bool) ([]*kgo.Record, error) {
 		if !exists {
 			return nil, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
 		}
@@ -187,16 +185,22 @@ func (r *OrderRepository) UpdateAnnouncingCancel(ctx context.Context, id string,
 		if err != nil {
 			return nil, err
 		}
-		// Indexed before the commit, as Add does.
+		// Indexed before the commit, and again when it ends, as Add does.
 		r.mark(r.cancelling, id)
 		announced = true
 		return []*kgo.Record{event}, nil
+	}, func(committed bool) {
+		if announced {
+			r.mark(r.cancelling, id)
+		}
+		again(committed)
 	})
 }
 
-// Pending returns the indexed orders still PENDING and drops the others
-// from the index: an order never returns to PENDING, and one whose
-// partition another instance owns now is that instance's to announce.
+// Pending returns the indexed orders still PENDING, as committed, and
+// drops the others from the index: an order returns to PENDING only when
+// a write aborts, which marks it again, and one whose partition another
+// instance owns now is that instance's to announce.
 func (r *OrderRepository) Pending(context.Context) ([]*domain.Order, error) {
 	return r.indexed(r.pending, domain.Pending)
 }
@@ -208,9 +212,9 @@ func (r *OrderRepository) Cancelling(context.Context) ([]*domain.Order, error) {
 	return r.indexed(r.cancelling, domain.Cancelling)
 }
 
-// indexed returns the orders of index still in state, and drops the others,
-// unless they were marked again while it read them: a write on its way,
-// not visible yet when it read.
+// indexed returns the orders of index still in state, as committed, and
+// drops the others, unless they were marked again while it read them: a
+// write on its way, whose transaction ended since, marks its order again.
 func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) ([]*domain.Order, error) {
 	if err := r.reindex(); err != nil {
 		return nil, err
@@ -218,10 +222,6 @@ func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) (
 	r.mu.Lock()
 	read := maps.Clone(index)
 	r.mu.Unlock()
-	// A key written in a transaction not over yet, before or during the
-	// reads, is kept: what committed is about to change (an order whose
-	// writer stopped waiting for its commit is absent until it commits).
-	open := r.store.Open()
 	var still []*domain.Order
 	var moved []string
 	for id := range read {
@@ -241,11 +241,10 @@ func (r *OrderRepository) indexed(index map[string]uint64, state domain.State) (
 			moved = append(moved, id)
 		}
 	}
-	maps.Copy(open, r.store.Open())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range moved {
-		if _, writing := open[id]; !writing && index[id] == read[id] {
+		if index[id] == read[id] {
 			delete(index, id)
 		}
 	}
