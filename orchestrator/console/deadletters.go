@@ -87,12 +87,11 @@ func newDeadLetter(r *kgo.Record, dec Decoder) (d *DeadLetter, away bool) {
 	if o, err := strconv.ParseInt(d.Headers[contracts.HeaderDeadLetterOffset], 10, 64); err == nil {
 		d.SourceOffset = o
 	}
-	if dec != nil {
-		if away = d.decode(dec); !away {
-			return d, false
-		}
+	if dec == nil {
+		d.showRaw() // until a page decodes it
+	} else if away = d.decode(dec); !away { // if away, decode showed it raw
+		return d, false
 	}
-	d.showRaw() // until a page decodes it
 	if len(d.payload) > maxShown {
 		d.payload = nil
 	} else {

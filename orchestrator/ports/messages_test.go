@@ -17,8 +17,8 @@ import (
 
 // An event written longer ago than the bound starts nothing and is told to
 // stale: the saga it asks for may have ended and been forgotten, and would
-// run again. One written within it is decoded and handed to its starter,
-// and so is one whose time is unknown.
+// run again. One written within it is decoded, not ignored, and so is one
+// whose time is unknown (the payload here is undecodable: no starter runs).
 func TestAnEventWrittenTooLongAgoStartsNothing(t *testing.T) {
 	s, err := serde.New(srclient.CreateMockSchemaRegistryClient("http://registry.invalid"), serde.Config{})
 	if err != nil {

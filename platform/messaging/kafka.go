@@ -309,17 +309,17 @@ func EnsureTopics(cfg config.Kafka, specs []contracts.TopicSpec) error {
 	if err := checkCleanupPolicies(admin, found); err != nil {
 		return err
 	}
+	shared := int32(0) // the count the existing topics share, if they share one
+	if len(counts) == 1 {
+		for n := range counts {
+			shared = n
+		}
+	}
 	for _, t := range specs {
 		if _, ok := existing[t.Name]; ok {
 			continue
 		}
-		partitions := t.Partitions
-		if len(counts) == 1 {
-			for n := range counts {
-				partitions = n
-			}
-		}
-		detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1, ConfigEntries: map[string]*string{}}
+		detail := &sarama.TopicDetail{NumPartitions: cmp.Or(shared, t.Partitions), ReplicationFactor: -1, ConfigEntries: map[string]*string{}}
 		for k, v := range t.Configs {
 			detail.ConfigEntries[k] = &v
 		}

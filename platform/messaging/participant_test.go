@@ -288,7 +288,7 @@ func TestCommands(t *testing.T) {
 				}
 			})
 		}
-		eventually(t, "the dead-letter counter to reach 5", func() bool {
+		eventually(t, "the dead-letter counter to reach the cases", func() bool {
 			return p.deadLettered(t, contracts.TopicCustomerCommands) == float64(len(cases))
 		})
 	})

@@ -151,7 +151,7 @@ func run(o options, out io.Writer) error {
 	}
 	if failures > 0 {
 		return fmt.Errorf("%d incompatible change(s), each named above: give a new field a default and remove only fields "+
-			"that always had one, keep a field's type and a record's name, or add a new record instead "+
+			"that have one in main's latest version (give it one first, deployed on its own), keep a field's type and a record's name, or add a new record instead "+
 			"(docs/operations.md, \"Schema changes\")", failures)
 	}
 	if len(cmps) == 0 {

@@ -191,8 +191,8 @@ func TestAnOrderWrittenDuringARoundStaysIndexed(t *testing.T) {
 }
 
 // newRepository starts the embedded stack and returns a function that
-// builds a store of order.state restored from it and its repository,
-// restored too: another instance each time.
+// builds a store of order.state restored from it and its repository:
+// another instance each time.
 func newRepository(t *testing.T) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
 	t.Helper()
 	return newRepositoryOn(t, func(s store.Sender) store.Sender { return s })
