@@ -156,9 +156,6 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 			return nil, nil, nil, fmt.Errorf("saga %q: previous version %d is not below the current one, %d", def.Type, p.Version, def.Version)
 		}
 	}
-	if err := messaging.SetRetention(cfg.Kafka, s.EndedTopic, cfg.SagaRetention); err != nil {
-		return nil, nil, nil, err
-	}
 	instances, err := process.NewStore(p, def.StateTopic, func(c *store.Config[saga.SagaInstance]) {
 		c.Archive = &store.Archive[saga.SagaInstance]{Topic: s.EndedTopic, Ended: saga.Ended}
 	})
@@ -240,7 +237,14 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			actors      []ports.Actor
 			startTopics []string                       // in the order of the list
 			starters    = map[string][]ports.Starter{} // by start topic
+			ended       []string                       // the archive topics
 		)
+		for _, s := range all {
+			ended = append(ended, s.outline().EndedTopic)
+		}
+		if err := messaging.SetRetention(cfg.Kafka, cfg.SagaRetention, ended...); err != nil {
+			return err
+		}
 		for _, s := range all {
 			look, actor, start, err := s.run(p, cfg, logger)
 			if err != nil {

@@ -407,13 +407,14 @@ func neededPolicy(t contracts.TopicSpec, policy string) string {
 	return ""
 }
 
-// SetRetention sets a topic's retention.ms, and its segment.ms to a seventh
-// of that between a minute and a day, unless both already are: the processes
+// SetRetention sets each topic's retention.ms, and its segment.ms to a
+// seventh of that between a minute and a day, unless both already are, on
+// one connection to the cluster: the processes
 // create their topics with the defaults of contracts.Topics, and a setting
 // such as SAGA_RETENTION changes it at start. Kafka deletes a segment only
 // once its newest record is past retention, so a day's segments would keep
 // the records of an hour's retention for 25 hours.
-func SetRetention(cfg config.Kafka, topic string, retention time.Duration) error {
+func SetRetention(cfg config.Kafka, retention time.Duration, topics ...string) error {
 	admin, err := clusterAdmin(cfg)
 	if err != nil {
 		return err
@@ -424,25 +425,27 @@ func SetRetention(cfg config.Kafka, topic string, retention time.Duration) error
 		"retention.ms": strconv.FormatInt(retention.Milliseconds(), 10),
 		"segment.ms":   strconv.FormatInt(segment.Milliseconds(), 10),
 	}
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms", "segment.ms"}})
-	if err != nil {
-		return fmt.Errorf("describe the configs of topic %s (the principal needs DescribeConfigs on it): %w", topic, err)
-	}
-	same := 0
-	for _, e := range entries {
-		if want[e.Name] == e.Value {
-			same++
+	for _, topic := range topics {
+		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms", "segment.ms"}})
+		if err != nil {
+			return fmt.Errorf("describe the configs of topic %s (the principal needs DescribeConfigs on it): %w", topic, err)
 		}
-	}
-	if same == len(want) {
-		return nil
-	}
-	alter := map[string]sarama.IncrementalAlterConfigsEntry{}
-	for k, v := range want {
-		alter[k] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
-	}
-	if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, alter, false); err != nil {
-		return fmt.Errorf("set retention.ms of topic %s to %s and segment.ms to %s (the principal needs AlterConfigs on it, unless the topic has both already): %w", topic, retention, segment, err)
+		same := 0
+		for _, e := range entries {
+			if want[e.Name] == e.Value {
+				same++
+			}
+		}
+		if same == len(want) {
+			continue
+		}
+		alter := map[string]sarama.IncrementalAlterConfigsEntry{}
+		for k, v := range want {
+			alter[k] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
+		}
+		if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, alter, false); err != nil {
+			return fmt.Errorf("set retention.ms of topic %s to %s and segment.ms to %s (the principal needs AlterConfigs on it, unless the topic has both already): %w", topic, retention, segment, err)
+		}
 	}
 	return nil
 }

@@ -262,7 +262,7 @@ func TestSetRetentionRollsSegmentsWithinIt(t *testing.T) {
 	t.Parallel()
 	topic := contracts.TopicCreateOrderSagasEnded
 	cfg := startKafka(t, contracts.TopicSpec{Name: topic, Partitions: 1, Archive: true, Configs: map[string]string{"segment.ms": "86400000"}})
-	if err := messaging.SetRetention(cfg, topic, time.Hour); err != nil {
+	if err := messaging.SetRetention(cfg, time.Hour, topic); err != nil {
 		t.Fatalf("SetRetention: %v", err)
 	}
 	adm := kadm.NewClient(kgoClient(t, cfg))
@@ -282,11 +282,11 @@ func TestSetRetentionAltersNothingThatMatches(t *testing.T) {
 	t.Parallel()
 	topic := contracts.TopicCreateOrderSagasEnded
 	stack, cfg := startEmbedded(t, contracts.TopicSpec{Name: topic, Partitions: 1, Archive: true})
-	if err := messaging.SetRetention(cfg, topic, time.Hour); err != nil {
+	if err := messaging.SetRetention(cfg, time.Hour, topic); err != nil {
 		t.Fatalf("SetRetention: %v", err)
 	}
 	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.IncrementalAlterConfigs, kmsg.AlterConfigs}, Err: kerr.TopicAuthorizationFailed, Count: -1})
-	if err := messaging.SetRetention(cfg, topic, time.Hour); err != nil {
+	if err := messaging.SetRetention(cfg, time.Hour, topic); err != nil {
 		t.Errorf("SetRetention of the retention the topic has, without AlterConfigs: %v", err)
 	}
 }
@@ -298,7 +298,7 @@ func TestSetRetentionFailsWhenItCannotDescribe(t *testing.T) {
 	topic := contracts.TopicCreateOrderSagasEnded
 	stack, cfg := startEmbedded(t, contracts.TopicSpec{Name: topic, Partitions: 1, Archive: true})
 	stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeConfigs}, Resource: topic, Err: kerr.TopicAuthorizationFailed, Count: -1})
-	err := messaging.SetRetention(cfg, topic, time.Hour)
+	err := messaging.SetRetention(cfg, time.Hour, topic)
 	if err == nil || !strings.Contains(err.Error(), "describe the configs of topic "+topic) || !strings.Contains(err.Error(), "DescribeConfigs") {
 		t.Errorf("SetRetention without DescribeConfigs: got %v, want an error saying it could not describe %s", err, topic)
 	}

@@ -79,6 +79,13 @@ type options struct {
 	user, password string // the registry's basic auth
 }
 
+// transitive says whether every earlier version counts: under the default
+// policy (backward against all of them) or a _TRANSITIVE level.
+func (o options) transitive() bool {
+	_, _, transitive := compat.Directions(o.level)
+	return o.level == "" || transitive
+}
+
 func main() {
 	var o options
 	flag.StringVar(&o.dir, "dir", strings.Join([]string{"contracts/schemas", "saga/schemas"}, string(filepath.ListSeparator)),
@@ -224,8 +231,7 @@ func problems(c comparison) []compat.Problem {
 				level = "FULL"
 			}
 		}
-		base := strings.TrimSuffix(level, "_TRANSITIVE")
-		backward, forward := base == "BACKWARD" || base == "FULL", base == "FORWARD" || base == "FULL"
+		backward, forward, _ := compat.Directions(level)
 		old := v.Schema.(avro.NamedSchema)
 		var named []compat.Problem
 		if backward && !answersTo(c.file.schema, old.FullName()) {
@@ -300,7 +306,7 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 			continue
 		}
 		for _, subject := range f.subjects {
-			previous, err := registered(client, subject, o.level == "" || strings.HasSuffix(o.level, "_TRANSITIVE"))
+			previous, err := registered(client, subject, o.transitive())
 			if err != nil {
 				return nil, fmt.Errorf("the versions of %s: %w", subject, err)
 			}
@@ -384,7 +390,7 @@ func fromGit(o options, dirs []string, files []schemaFile, out io.Writer) (cmps 
 		}
 	}
 	matched := make(map[*version]bool)
-	transitive := o.level == "" || strings.HasSuffix(o.level, "_TRANSITIVE")
+	transitive := o.transitive()
 	for _, f := range files {
 		var previous []compat.Version
 		var labels, seen []string

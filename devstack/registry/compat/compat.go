@@ -141,16 +141,23 @@ func (p Problem) Error() string {
 // read what the previous schema wrote; FORWARD: the previous schema can read
 // what the candidate writes; FULL: both. Without _TRANSITIVE only the latest
 // previous schema counts.
+// Directions says what a compatibility level checks: that the candidate
+// reads what earlier schemas wrote (backward), that they read what it
+// writes (forward), and against every earlier schema rather than the
+// latest (transitive).
+func Directions(level string) (backward, forward, transitive bool) {
+	base := strings.TrimSuffix(level, transitiveSuffix)
+	return base == "BACKWARD" || base == "FULL", base == "FORWARD" || base == "FULL", base != level
+}
+
 func Check(level string, candidate avro.Schema, previous []Version) []Problem {
 	if level == None || len(previous) == 0 {
 		return nil
 	}
-	if !strings.HasSuffix(level, transitiveSuffix) {
+	backward, forward, transitive := Directions(level)
+	if !transitive {
 		previous = previous[len(previous)-1:]
 	}
-	base := strings.TrimSuffix(level, transitiveSuffix)
-	backward := base == "BACKWARD" || base == "FULL"
-	forward := base == "FORWARD" || base == "FULL"
 	var problems []Problem
 	for _, old := range previous {
 		if backward {

@@ -32,10 +32,7 @@ func TestPendingSkipsOrdersOfPartitionsMovedAway(t *testing.T) {
 	ctx := context.Background()
 	byPartition := map[int32]string{}
 	for i := 0; len(byPartition) < 2; i++ {
-		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		o := aNewOrder(t)
 		p := store.PartitionOf(o.ID(), contracts.Partitions)
 		if _, seen := byPartition[p]; seen {
 			continue
@@ -72,10 +69,7 @@ func TestPendingOrdersAreFoundAfterARestore(t *testing.T) {
 	_, r := restored()
 	var ids []string
 	for range 2 {
-		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		o := aNewOrder(t)
 		if err := r.Add(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -119,10 +113,7 @@ func TestAnOrderWhoseCommitWasNotAwaitedIsIndexed(t *testing.T) {
 	if _, err := r.Pending(context.Background()); err != nil { // the index made, as by an earlier round
 		t.Fatal(err)
 	}
-	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := aNewOrder(t)
 	if err := r.Add(context.Background(), o); !errors.Is(err, messaging.ErrCommitPending) {
 		t.Fatalf("Add: got %v, want ErrCommitPending", err)
 	}
@@ -167,10 +158,7 @@ func TestAnOrderWrittenDuringARoundStaysIndexed(t *testing.T) {
 	}
 	round() // the index made, as by an earlier round
 	during = round
-	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := aNewOrder(t)
 	if err := r.Add(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -351,13 +339,20 @@ func TestAnOrderIsReadAsCommitted(t *testing.T) {
 }
 
 // anApprovedOrder stores an order, then approves it.
-func anApprovedOrder(t *testing.T, r *adapters.OrderRepository) *domain.Order {
+// aNewOrder is a PENDING order of a customer of its own.
+func aNewOrder(t *testing.T) *domain.Order {
 	t.Helper()
-	ctx := context.Background()
 	o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return o
+}
+
+func anApprovedOrder(t *testing.T, r *adapters.OrderRepository) *domain.Order {
+	t.Helper()
+	ctx := context.Background()
+	o := aNewOrder(t)
 	if err := r.Add(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -390,10 +385,7 @@ func TestARoundReadsOnlyThePartitionsRestoredSinceTheLast(t *testing.T) {
 	byPartition := map[int32]int{}
 	var pending string
 	for range 40 {
-		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		o := aNewOrder(t)
 		if err := r.Add(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -431,10 +423,7 @@ func TestARoundReadsOnlyThePartitionsRestoredSinceTheLast(t *testing.T) {
 	_, other := instance()
 	var placed string
 	for placed == "" {
-		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		o := aNewOrder(t)
 		if store.PartitionOf(o.ID(), contracts.Partitions) != moved {
 			continue
 		}
@@ -506,18 +495,11 @@ func TestAnOrderWhoseWriteIsOpenStaysIndexed(t *testing.T) {
 		}
 		return ids
 	}
-	newOrder := func() *domain.Order {
-		o, err := domain.NewOrder(uuid.NewString(), uuid.NewString(), 100, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return o
-	}
 
 	// Created, its writer gone before the commit.
 	_, r := instance()
 	pendingIDs(r) // the index made, as by an earlier round
-	created := newOrder()
+	created := aNewOrder(t)
 	held.mu.Lock()
 	held.hold = true
 	held.mu.Unlock()
@@ -532,7 +514,7 @@ func TestAnOrderWhoseWriteIsOpenStaysIndexed(t *testing.T) {
 
 	// Approved in a transaction that aborts, read by the first round of
 	// an instance that has just taken the partition.
-	approving := newOrder()
+	approving := aNewOrder(t)
 	if err := r.Add(ctx, approving); err != nil {
 		t.Fatal(err)
 	}

@@ -48,12 +48,14 @@ func run() error {
 	if err := messaging.EnsureTopics(cfg.Kafka, topics); err != nil {
 		return err
 	}
+	var archives []string
 	for _, t := range topics {
 		if t.Archive {
-			if err := messaging.SetRetention(cfg.Kafka, t.Name, cfg.SagaRetention); err != nil {
-				return err
-			}
+			archives = append(archives, t.Name)
 		}
+	}
+	if err := messaging.SetRetention(cfg.Kafka, cfg.SagaRetention, archives...); err != nil {
+		return err
 	}
 	registry := srclient.NewSchemaRegistryClient(cfg.Kafka.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
 	if cfg.Kafka.RegistryUser != "" {
