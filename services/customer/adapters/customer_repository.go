@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
@@ -30,9 +32,10 @@ type CustomerRepository struct {
 	reservations *store.Store[contracts.ReservationRecord]
 	locks        [64]sync.Mutex // one decision at a time per customer (striped by id)
 
-	mu       sync.RWMutex
-	held     map[string]int64 // by customer id, once summed
-	restores uint64           // Restores so far: a sum read before one is not kept
+	mu      sync.RWMutex
+	held    map[string]int64 // by customer id, once summed
+	read    map[int32]uint64 // the restore of each partition the sums were read from (store.Owned)
+	changes uint64           // sums forgotten so far: a sum read before one is not kept
 }
 
 // summed, if set (by tests), runs between a sum of what a customer holds
@@ -42,19 +45,38 @@ var summed func()
 var _ domain.Repository = (*CustomerRepository)(nil)
 
 func NewCustomerRepository(customers *store.Store[contracts.CustomerRecord], reservations *store.Store[contracts.ReservationRecord]) *CustomerRepository {
-	return &CustomerRepository{customers: customers, reservations: reservations, held: map[string]int64{}}
+	return &CustomerRepository{customers: customers, reservations: reservations, held: map[string]int64{}, read: map[int32]uint64{}}
 }
 
-// Restore forgets what customers hold, after the stores' own restore
-// (process.OnRestored): the partitions changed, and each customer's sum is
-// made again from its decisions when first needed, rather than every
-// decision of every partition read before the first command.
+// Restore runs after the stores' own restores (process.OnRestored). It
+// forgets what the customers of each partition read again (store.Owned)
+// or given up hold, and only those: their sums are made again from their
+// decisions when first needed. An abort's writes put back read nothing
+// again; each decision they held forgets its own customer's sum (see
+// UpdateCredit). However long a customer's history, an abort or a
+// rebalance does not make every other customer's next decision sum it.
 func (r *CustomerRepository) Restore(context.Context) error {
+	owned := r.reservations.Owned()
 	r.mu.Lock()
-	r.held = map[string]int64{}
-	r.restores++
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	r.changes++
+	for id := range r.held {
+		p, _ := r.reservations.Partition(id + "/") // the partition of its decisions
+		if at, ok := owned[p]; !ok || at != r.read[p] {
+			delete(r.held, id)
+		}
+	}
+	r.read = owned
 	return nil
+}
+
+// forget forgets what customer id holds, when a decision's transaction
+// aborts: the store put back what the decision replaced.
+func (r *CustomerRepository) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes++
+	delete(r.held, id)
 }
 
 func (r *CustomerRepository) Add(ctx context.Context, c *domain.Customer) error {
@@ -100,16 +122,21 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	if err != nil && !missing {
 		return err
 	}
-	restores := r.restoresSoFar()
-	var before int64
-	if !missing {
-		if before, err = r.heldBy(customerID); err != nil {
-			return err
-		}
-	}
 	var held int64
+	var changes uint64
 	var notFound error
-	err = r.reservations.Update(ctx, customerID+"/"+orderID, func(res *contracts.ReservationRecord, exists bool) error {
+	decide := func(res *contracts.ReservationRecord, exists bool) ([]*kgo.Record, error) {
+		// Read in each try: a write refused as made from a state that
+		// changed (an abort or an assignment meanwhile) is made again
+		// from what the customer holds now.
+		changes = r.changesSoFar()
+		var before int64
+		if !missing {
+			var err error
+			if before, err = r.heldBy(customerID); err != nil {
+				return nil, err
+			}
+		}
 		known := map[string]domain.Reservation{}
 		if exists {
 			known[orderID] = domain.Reservation{Amount: res.Amount, Status: domain.ReservationStatus(res.Status)}
@@ -120,24 +147,30 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		} else {
 			c = domain.UnmarshalCustomer(rec.CustomerID, rec.Name, rec.CreditLimit, before, known)
 		}
+		notFound = nil
 		if err := fn(c); errors.Is(err, domain.ErrNotFound) {
 			notFound = err // an answer: recorded, and given once it is
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		d, ok := c.Reservations()[orderID]
 		if !ok {
-			return fmt.Errorf("customer %s: nothing was decided on order %s", customerID, orderID)
+			return nil, fmt.Errorf("customer %s: nothing was decided on order %s", customerID, orderID)
 		}
 		*res = contracts.ReservationRecord{OrderID: orderID, CustomerID: customerID, Amount: d.Amount, Status: string(d.Status)}
 		held = c.HeldCredit()
-		return nil
-	})
-	if err != nil {
+		return nil, nil
+	}
+	aborted := func(committed bool) {
+		if !committed {
+			r.forget(customerID)
+		}
+	}
+	if err := r.reservations.UpdateAndSendThen(ctx, customerID+"/"+orderID, decide, aborted); err != nil {
 		return err
 	}
 	if !missing {
-		r.keep(customerID, held, restores)
+		r.keep(customerID, held, changes)
 	}
 	return notFound
 }
@@ -159,7 +192,7 @@ func (r *CustomerRepository) customer(id string) (*contracts.CustomerRecord, err
 func (r *CustomerRepository) heldBy(id string) (int64, error) {
 	r.mu.RLock()
 	held, ok := r.held[id]
-	restores := r.restores
+	changes := r.changes
 	r.mu.RUnlock()
 	if ok {
 		return held, nil
@@ -176,23 +209,23 @@ func (r *CustomerRepository) heldBy(id string) (int64, error) {
 	if summed != nil {
 		summed()
 	}
-	r.keep(id, held, restores)
+	r.keep(id, held, changes)
 	return held, nil
 }
 
-func (r *CustomerRepository) restoresSoFar() uint64 {
+func (r *CustomerRepository) changesSoFar() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.restores
+	return r.changes
 }
 
-// keep keeps what customer id holds, unless the stores were restored
-// since it was read (a GET that summed while a rebalance or an abort put
-// the partitions back): then the next read sums it again.
-func (r *CustomerRepository) keep(id string, held int64, restores uint64) {
+// keep keeps what customer id holds, unless a sum was forgotten since it
+// was read (a GET that summed while a rebalance or an abort put the
+// partitions back): then the next read sums it again.
+func (r *CustomerRepository) keep(id string, held int64, changes uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.restores == restores {
+	if r.changes == changes {
 		r.held[own(r.held, id)] = held
 	}
 }

@@ -3,9 +3,12 @@ package adapters_test
 import (
 	"context"
 	"errors"
-	"github.com/google/uuid"
+	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,6 +93,13 @@ func TestWhatACustomerHoldsIsFoundAgainAfterARestore(t *testing.T) {
 // partitions, and returns with it its store of decisions.
 func repositories(t *testing.T) func() (*adapters.CustomerRepository, *store.Store[contracts.ReservationRecord]) {
 	t.Helper()
+	return repositoriesWriting(t, nil)
+}
+
+// repositoriesWriting is repositories whose decisions go through
+// decisions, if not nil, rather than straight to Kafka.
+func repositoriesWriting(t *testing.T, decisions store.Sender) func() (*adapters.CustomerRepository, *store.Store[contracts.ReservationRecord]) {
+	t.Helper()
 	stack := devstack.StartForTest(t)
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
 	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
@@ -108,7 +118,11 @@ func repositories(t *testing.T) func() (*adapters.CustomerRepository, *store.Sto
 	return func() (*adapters.CustomerRepository, *store.Store[contracts.ReservationRecord]) {
 		t.Helper()
 		customers := newStore[contracts.CustomerRecord](t, kafka, producer, sd, contracts.TopicCustomerState, nil)
-		reservations := newStore[contracts.ReservationRecord](t, kafka, producer, sd, contracts.TopicCustomerReservations,
+		var sender store.Sender = producer
+		if decisions != nil {
+			sender = decisions
+		}
+		reservations := newStore[contracts.ReservationRecord](t, kafka, sender, sd, contracts.TopicCustomerReservations,
 			adapters.ReservationPartitionKey)
 		r := adapters.NewCustomerRepository(customers, reservations)
 		if err := r.Restore(context.Background()); err != nil {
@@ -144,7 +158,10 @@ func TestASumReadBeforeARestoreIsNotKept(t *testing.T) {
 		}
 	}
 	reserve(r, "o1", 300)
-	other := restoredRepository(restored)  // the instance that decides meanwhile
+	other := restoredRepository(restored) // the instance that decides meanwhile
+	if err := reservations.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Restore(ctx); err != nil { // forgets the sum: the next read makes it
 		t.Fatal(err)
 	}
@@ -168,6 +185,160 @@ func TestASumReadBeforeARestoreIsNotKept(t *testing.T) {
 	}
 	if c, err := r.Get(ctx, "ada"); err != nil || c.HeldCredit() != 500 {
 		t.Errorf("after the restore, ada holds %v (%v), want 500", c, err)
+	}
+}
+
+// A restore that read no partition again, as after an abort's writes
+// were put back, sums no customer again: a customer with millions of
+// decisions is not summed in the next decision's transaction after every
+// abort. One that read the partitions again sums each customer anew.
+func TestOnlyAPartitionReadAgainIsSummedAgain(t *testing.T) {
+	ctx := context.Background()
+	r, reservations := repositories(t)()
+	for _, id := range []string{"ada", "bob"} {
+		addCustomer(t, r, id, 1000)
+		reserve(t, r, id, "o-"+id, 100)
+	}
+	sums := 0
+	defer adapters.SetSummed(func() { sums++ })()
+	getAll := func(when string) {
+		t.Helper()
+		for _, id := range []string{"ada", "bob"} {
+			if c, err := r.Get(ctx, id); err != nil || c.HeldCredit() != 100 {
+				t.Errorf("%s: customer %s holds %v (%v), want 100", when, id, c, err)
+			}
+		}
+	}
+	if err := r.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	getAll("after a restore that read nothing again")
+	if sums != 0 {
+		t.Errorf("after a restore that read nothing again: %d customers summed again, want none", sums)
+	}
+	if err := reservations.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	getAll("after the partitions were read again")
+	if sums != 2 {
+		t.Errorf("after the partitions were read again: %d customers summed again, want 2", sums)
+	}
+}
+
+// A decision whose transaction aborts is forgotten with what its customer
+// holds, and only its customer's sum. A decision refused because an
+// abort came between its read and its write is made again from what the
+// customer holds after the abort: not rejected for credit that the
+// aborted decision held.
+func TestADecisionIsMadeAgainFromWhatAnAbortLeft(t *testing.T) {
+	ctx := context.Background()
+	held := &heldDecisions{}
+	r, _ := repositoriesWriting(t, held)()
+	addCustomer(t, r, "ada", 1000)
+	addCustomer(t, r, "bob", 1000)
+	reserve(t, r, "bob", "o-bob", 100)
+	held.end(true)
+	reserve(t, r, "ada", "o1", 300) // its transaction is still open
+
+	tries := 0
+	err := r.UpdateCredit(ctx, "ada", "o2", func(c *domain.Customer) error {
+		if tries++; tries == 1 {
+			held.end(false) // o1's transaction aborts between the read and the write
+		}
+		_, err := c.ReserveCredit("o2", 800)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.end(true)
+	if err := r.Restore(ctx); err != nil { // as the process does after an abort
+		t.Fatal(err)
+	}
+	sums := 0
+	defer adapters.SetSummed(func() { sums++ })()
+	if c, err := r.Get(ctx, "ada"); err != nil || c.HeldCredit() != 800 {
+		t.Errorf("ada holds %v (%v), want 800: o1 aborted, o2 reserved (tried %d times)", c, err, tries)
+	}
+	if c, err := r.Get(ctx, "bob"); err != nil || c.HeldCredit() != 100 {
+		t.Errorf("bob holds %v (%v), want 100", c, err)
+	}
+	if sums != 0 {
+		t.Errorf("%d customers summed again after the abort, want none: ada's decision kept its sum, and bob's was not touched", sums)
+	}
+}
+
+func addCustomer(t *testing.T, r *adapters.CustomerRepository, id string, limit int64) {
+	t.Helper()
+	c, err := domain.NewCustomer(id, id, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func reserve(t *testing.T, r *adapters.CustomerRepository, customer, order string, amount int64) {
+	t.Helper()
+	err := r.UpdateCredit(context.Background(), customer, order, func(c *domain.Customer) error {
+		ok, err := c.ReserveCredit(order, amount)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s rejected", order)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("reserve %d for %s/%s: %v", amount, customer, order, err)
+	}
+}
+
+// heldDecisions holds the decisions written, as a handler's open
+// transaction does (they are visible at once), until end commits or
+// aborts them; an abort moves the epoch, as a session's does.
+type heldDecisions struct {
+	mu    sync.Mutex
+	overs []func(bool)
+	epoch uint64
+}
+
+func (h *heldDecisions) Epoch() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.epoch
+}
+
+func (h *heldDecisions) Add(ctx context.Context, _ []*kgo.Record, over func(bool)) (func() error, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if messaging.Stale(ctx, h.epoch) {
+		return nil, messaging.ErrStaleRead
+	}
+	if over != nil {
+		h.overs = append(h.overs, over)
+	}
+	return func() error { return nil }, nil
+}
+
+func (h *heldDecisions) AddAcked(context.Context, []*kgo.Record, func() []*kgo.Record, func(bool)) (func() error, error) {
+	return nil, errors.New("a decision is not archived")
+}
+
+func (h *heldDecisions) end(committed bool) {
+	h.mu.Lock()
+	overs := h.overs
+	h.overs = nil
+	h.mu.Unlock()
+	for _, over := range overs {
+		over(committed)
+	}
+	if !committed {
+		h.mu.Lock()
+		h.epoch++
+		h.mu.Unlock()
 	}
 }
 
