@@ -11,6 +11,10 @@ const HeaderPartitionKey = "partition_key"
 // archived record's offset there (platform/store).
 const HeaderArchivedAt = "archived_at"
 
+// HeaderEnded marks a state record that is over and is deleted once its
+// time is past the store's expiry (platform/store's Expire).
+const HeaderEnded = "ended"
+
 // Headers a dead-lettered message carries besides its own.
 const (
 	HeaderDeadLetterTopic     = "dlq_topic"     // where the message was consumed from

@@ -1,11 +1,14 @@
 package system_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +81,58 @@ func TestCreateOrderSagaBranches(t *testing.T) {
 
 	// Only the approved order holds credit.
 	checkCredit(t, r, map[string]int64{rich: 5_000_000 - 10_000, poor: 1_000})
+}
+
+// The participants' decisions that hold nothing are marked ended, to be
+// deleted after SAGA_RETENTION, and still answer meanwhile: a credit
+// refused, one asked of no customer, one released, and a payment
+// declined. What holds something is not: the approved order's credit
+// and payment.
+func TestADecisionThatHoldsNothingIsMarkedEnded(t *testing.T) {
+	r := startSystem(t)
+	rich := r.createCustomer(t, "Rich", 5_000_000)
+	poor := r.createCustomer(t, "Poor", 1_000)
+	nobody := uuid.NewString()
+	approved := r.createOrder(t, rich, 10_000)
+	refused := r.createOrder(t, poor, 5_000)
+	unknown := r.createOrder(t, nobody, 100)
+	declined := r.createOrder(t, rich, paymentLimit+1)
+	for _, id := range []string{approved, refused, unknown, declined} {
+		r.awaitSagaEnd(t, id, 30*time.Second)
+	}
+	awaitEnded(t, r, contracts.TopicCustomerReservations, map[string]bool{rich + "/" + approved: false,
+		poor + "/" + refused: true, nobody + "/" + unknown: true, rich + "/" + declined: true})
+	awaitEnded(t, r, contracts.TopicPaymentState, map[string]bool{approved: false, declined: true})
+	if status, body := r.get(t, r.payment+"/payments/"+declined); status != http.StatusOK || !strings.Contains(string(body), `"status":"DECLINED"`) {
+		t.Errorf("GET /payments/%s: got %d %s, want it DECLINED", declined, status, body)
+	}
+	checkCredit(t, r, map[string]int64{rich: 5_000_000 - 10_000, poor: 1_000})
+}
+
+// awaitEnded waits until the latest committed record of each key of want
+// on topic is marked ended (contracts.HeaderEnded) as want says.
+func awaitEnded(t *testing.T, r *running, topic string, want map[string]bool) {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	got := map[string]bool{}
+	eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		client.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			if _, ok := want[string(rec.Key)]; ok {
+				got[string(rec.Key)] = slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderEnded })
+			}
+		})
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("%s: records marked ended by key: got %v, want %v", topic, got, want)
+		}
+		return nil
+	})
 }
 
 // TestCancelOrderSagaBranches drives every branch of the Cancel Order saga
@@ -465,9 +520,9 @@ func TestARetriedOrderIsPlacedOnce(t *testing.T) {
 	}
 }
 
-// An orchestrator whose Config leaves SAGA_RETENTION out, as one made in
-// code may, keeps ended sagas for its default, a week: the archive's
-// retention was set to nothing.
+// Processes whose Config leaves SAGA_RETENTION out, as one made in code
+// may, keep what ended for its default, a week: every archive's retention
+// was set to nothing.
 func TestALeftOutSagaRetentionIsAWeek(t *testing.T) {
 	r := startSystem(t)
 	client, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...))
@@ -475,17 +530,29 @@ func TestALeftOutSagaRetentionIsAWeek(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	configs, err := kadm.NewClient(client).DescribeTopicConfigs(t.Context(), contracts.TopicCreateOrderSagasEnded)
+	var archives []string
+	for _, s := range contracts.Topics() {
+		if s.Archive {
+			archives = append(archives, s.Name)
+		}
+	}
+	configs, err := kadm.NewClient(client).DescribeTopicConfigs(t.Context(), archives...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := configs.On(contracts.TopicCreateOrderSagasEnded, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range got.Configs {
-		if c.Key == "retention.ms" && c.MaybeValue() != "604800000" {
-			t.Errorf("retention.ms of %s: got %q, want 604800000", contracts.TopicCreateOrderSagasEnded, c.MaybeValue())
+	for _, topic := range archives {
+		got, err := configs.On(topic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		retention := ""
+		for _, c := range got.Configs {
+			if c.Key == "retention.ms" {
+				retention = c.MaybeValue()
+			}
+		}
+		if retention != "604800000" {
+			t.Errorf("retention.ms of %s: got %q, want 604800000", topic, retention)
 		}
 	}
 }

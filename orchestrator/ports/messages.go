@@ -50,10 +50,8 @@ func Start[D, E any](engine *saga.Engine[D], start func(*E) (sagaID string, data
 // margin for the clocks of the event's writer and of the orchestrator.
 func Starts(s *serde.Serde, within time.Duration, stale func(msg *message.Message, written time.Time), starters ...Starter) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		// A record written with no time has none (franz-go reads it as
-		// 1969): its age is unknown.
-		if r, ok := messaging.RecordFromCtx(msg.Context()); ok && r.Timestamp.UnixMilli() > 0 && time.Since(r.Timestamp) > within {
-			stale(msg, r.Timestamp)
+		if written, old := messaging.WrittenBefore(msg, within); old {
+			stale(msg, written)
 			return nil
 		}
 		rec, err := s.Decode(msg.Payload)

@@ -4,7 +4,6 @@
 package service
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -182,10 +181,6 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 	return ports.Look(engine, s.versions()...), engine, ports.Start(engine, s.Start), nil
 }
 
-// defaultSagaRetention is SAGA_RETENTION's default, for a Config that
-// leaves it out.
-const defaultSagaRetention = 7 * 24 * time.Hour
-
 // Config is the orchestrator's configuration, read from the environment by main.
 type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8084"`
@@ -196,12 +191,6 @@ type Config struct {
 	// StepMaxAttempts is how many times a step's command is sent before the
 	// saga gives up on it and compensates.
 	StepMaxAttempts int `env:"STEP_MAX_ATTEMPTS" envDefault:"5" min:"1"`
-	// SagaRetention is how long an ended saga stays readable (GET
-	// /sagas/{id}) after it ended; then it is gone. Ended sagas leave the
-	// orchestrator's memory at once: they are read from Kafka. At least a
-	// minute: a late reply, or a replayed OrderCreated, is answered from an
-	// ended saga's archived copy.
-	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h" min:"1m"`
 	// ConsoleMaxEnded is how many ended sagas the console lists, the
 	// newest, beside every running one: each costs about 340 bytes of every
 	// orchestrator instance's memory. An older one is still shown by id
@@ -216,10 +205,6 @@ type Config struct {
 
 // New builds the orchestrator; Run the returned process to start it.
 func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
-	// A Config made in code rather than read from the environment may
-	// leave it out: a retention of nothing would drop every ended saga,
-	// and every event would be too old to start one.
-	cfg.SagaRetention = cmp.Or(cfg.SagaRetention, defaultSagaRetention)
 	all := sagas()
 	var topics []string
 	for _, s := range all {
@@ -237,14 +222,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			actors      []ports.Actor
 			startTopics []string                       // in the order of the list
 			starters    = map[string][]ports.Starter{} // by start topic
-			ended       []string                       // the archive topics
 		)
-		for _, s := range all {
-			ended = append(ended, s.outline().EndedTopic)
-		}
-		if err := messaging.SetRetention(cfg.Kafka, cfg.SagaRetention, ended...); err != nil {
-			return err
-		}
 		for _, s := range all {
 			look, actor, start, err := s.run(p, cfg, logger)
 			if err != nil {
@@ -267,7 +245,7 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		if err := p.Metrics.Register(stale); err != nil {
 			return err
 		}
-		within := cfg.SagaRetention - cfg.SagaRetention/10
+		within := p.Within()
 		for _, topic := range startTopics {
 			ignore := func(msg *message.Message, written time.Time) {
 				stale.WithLabelValues(topic).Inc()

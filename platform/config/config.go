@@ -61,6 +61,14 @@ type Kafka struct {
 	// that takes partitions over reads only what it has not followed yet.
 	// It costs each instance the reading of the others' state writes.
 	Standby bool `env:"STANDBY" envDefault:"true"`
+	// SagaRetention is how long what ended stays readable: an ended saga
+	// (GET /sagas/{id}; the retention.ms of the archive topics), and a
+	// participant's decision that holds nothing any more (a credit
+	// refused or released, a payment declined), which answers a command
+	// sent again (store.Expire). Then it is gone. A command, or an event
+	// that would start a saga, written longer ago than it less a tenth is
+	// ignored: what it asks about may be gone. At least a minute.
+	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h" min:"1m"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`
 	RegistryPassword string `env:"SCHEMA_REGISTRY_PASSWORD"`

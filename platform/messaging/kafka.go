@@ -407,6 +407,13 @@ func neededPolicy(t contracts.TopicSpec, policy string) string {
 	return ""
 }
 
+// Segment is how long a segment of a topic of the given retention lasts
+// (segment.ms, SetRetention): a seventh of the retention, between a minute
+// and a day.
+func Segment(retention time.Duration) time.Duration {
+	return min(max(retention/7, time.Minute), 24*time.Hour).Truncate(time.Second)
+}
+
 // SetRetention sets each topic's retention.ms, and its segment.ms to a
 // seventh of that between a minute and a day, unless both already are, on
 // one connection to the cluster: the processes
@@ -420,7 +427,7 @@ func SetRetention(cfg config.Kafka, retention time.Duration, topics ...string) e
 		return err
 	}
 	defer admin.Close()
-	segment := min(max(retention/7, time.Minute), 24*time.Hour).Truncate(time.Second)
+	segment := Segment(retention)
 	want := map[string]string{
 		"retention.ms": strconv.FormatInt(retention.Milliseconds(), 10),
 		"segment.ms":   strconv.FormatInt(segment.Milliseconds(), 10),

@@ -268,6 +268,18 @@ func RecordFromCtx(ctx context.Context) (Record, bool) {
 	return r, ok
 }
 
+// WrittenBefore reports whether the record msg was read from was written
+// longer ago than age, and when it was written. A record written with no
+// time (franz-go reads it as 1969) has no known age, nor has a message
+// that was not read from a record: neither is old.
+func WrittenBefore(msg *message.Message, age time.Duration) (written time.Time, old bool) {
+	r, ok := RecordFromCtx(msg.Context())
+	if !ok || r.Timestamp.UnixMilli() <= 0 {
+		return time.Time{}, false
+	}
+	return r.Timestamp, time.Since(r.Timestamp) > age
+}
+
 // WithRecord returns ctx carrying r, as the context of a message read from
 // r: a Subscriber and a Session set it.
 func WithRecord(ctx context.Context, r Record) context.Context {

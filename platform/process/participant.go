@@ -1,6 +1,9 @@
 package process
 
 import (
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/saga"
@@ -19,5 +22,27 @@ func (p *Process) Participate(topic string, register func(*saga.Participant), po
 	if err != nil {
 		return err
 	}
-	return p.Subscribe(topic, messaging.Poison(commands, append([]error{saga.ErrUnexpectedCommand}, poison...)...))
+	if p.stale == nil {
+		p.stale = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "commands_stale_total",
+			Help: "Commands ignored because they were written longer ago than SAGA_RETENTION less a tenth.",
+		}, []string{"topic"})
+		if err := p.Metrics.Register(p.stale); err != nil {
+			return err
+		}
+	}
+	within, stale := p.Within(), p.stale.WithLabelValues(topic)
+	// A command older than that may ask about a decision that held
+	// nothing and was deleted since (store.Expire), and would be decided
+	// again.
+	recent := func(msg *message.Message) error {
+		if written, old := messaging.WrittenBefore(msg, within); old {
+			stale.Inc()
+			p.Logger.Warn("a command written longer ago than SAGA_RETENTION less a tenth is ignored: what it asks about may have been forgotten",
+				"topic", topic, "uuid", msg.UUID, "written", written)
+			return nil
+		}
+		return commands(msg)
+	}
+	return p.Subscribe(topic, messaging.Poison(recent, append([]error{saga.ErrUnexpectedCommand}, poison...)...))
 }

@@ -94,7 +94,8 @@ type Process struct {
 	topics     []string            // it reads
 	db         *store.DB           // the local state of every store
 	stores     []assignable
-	archives   []string // the archive topics of the stores
+	archives   []string               // the archive topics of the stores
+	stale      *prometheus.CounterVec // the commands Participate ignores as too old
 	restores   []func(context.Context) error
 	loops      []func(context.Context) error
 	closers    []func() error // in the order of creation; closed in reverse
@@ -260,7 +261,35 @@ func Build(cfg Config, logger *slog.Logger, wire func(p *Process) error) (*Proce
 		p.Close()
 		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
 	}
+	if len(p.archives) > 0 {
+		if err := messaging.SetRetention(cfg.Kafka, p.retention(), p.archives...); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+		}
+	}
 	return p, nil
+}
+
+// defaultSagaRetention is SAGA_RETENTION's default, for a Config made in
+// code that leaves it out: a retention of nothing would drop every
+// archived record at once, and every message would be too old.
+const defaultSagaRetention = 7 * 24 * time.Hour
+
+func (p *Process) retention() time.Duration {
+	return cmp.Or(p.cfg.Kafka.SagaRetention, defaultSagaRetention)
+}
+
+// Within is how long ago a message may have been written and still be
+// acted on: SAGA_RETENTION less a tenth, a margin for the clocks of its
+// writer and of this process. What an older one asks about (a saga, a
+// participant's decision) may have ended and been forgotten, so that it
+// would be decided again as new (an event read again once the group's
+// offsets expired, a dead letter replayed late). One written within it
+// finds what it asks about, if that was: it ended later still, and is
+// kept longer than Within after.
+func (p *Process) Within() time.Duration {
+	r := p.retention()
+	return r - r/10
 }
 
 // NewSerde returns a serde on the process's registry client that decodes
@@ -306,7 +335,9 @@ func (p *Process) Go(loop func(ctx context.Context) error) { p.loops = append(p.
 
 // NewStore returns a store on the compacted topic, holding the partitions
 // this instance is assigned. A record whose partition is chosen by another
-// key than its own (store.Config.PartitionKey) is set with opts.
+// key than its own (store.Config.PartitionKey), an archive or an expiry is
+// set with opts; an expiry's After left out is SAGA_RETENTION. A store
+// that archives or expires is pruned every minute.
 func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (*store.Store[T], error) {
 	codec, err := store.AvroCodec[T](p.Serde, topic)
 	if err != nil {
@@ -316,6 +347,9 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 	for _, opt := range opts {
 		opt(&cfg)
 	}
+	if cfg.Expire != nil && cfg.Expire.After == 0 {
+		cfg.Expire.After = p.retention()
+	}
 	s, err := store.New(cfg, p.Logger)
 	if err != nil {
 		return nil, err
@@ -324,6 +358,8 @@ func NewStore[T any](p *Process, topic string, opts ...func(*store.Config[T])) (
 	p.closers = append(p.closers, s.Close)
 	if cfg.Archive != nil {
 		p.archives = append(p.archives, cfg.Archive.Topic)
+	}
+	if cfg.Archive != nil || cfg.Expire != nil {
 		p.loops = append(p.loops, func(ctx context.Context) error {
 			return Every(ctx, time.Minute, func() { p.prune(ctx, s) })
 		})
@@ -353,9 +389,9 @@ func (p *Process) prune(ctx context.Context, s interface {
 	Prune(context.Context) (int, error)
 }) {
 	if n, err := s.Prune(ctx); err != nil {
-		p.Logger.Warn("prune archived records; again at the next tick", "topic", s.Topic(), "error", err)
+		p.Logger.Warn("prune the records over; again at the next tick", "topic", s.Topic(), "error", err)
 	} else if n > 0 {
-		p.Logger.Info("archived records past their retention forgotten", "topic", s.Topic(), "records", n)
+		p.Logger.Info("records over past their retention forgotten", "topic", s.Topic(), "records", n)
 	}
 }
 

@@ -119,10 +119,12 @@ func (quietPebble) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a
 // A record's key in the DB is its store's prefix (the changelog topic and
 // a zero byte), its partition (4 bytes, big-endian), then its own key, so
 // that a partition's records are one range, dropped at once. Its value is
-// a kind byte, then the encoded record or, archived, the archive offset.
+// a kind byte, then the encoded record or, archived, the archive offset,
+// or, ended in a store that expires, its time (8 bytes) and the record.
 const (
 	kindValue    byte = 'v'
 	kindArchived byte = 'a'
+	kindEnded    byte = 'e'
 )
 
 func dbKey(prefix string, p int32, key string) []byte {
@@ -143,8 +145,11 @@ func partitionRange(prefix string, p int32) (start, end []byte) {
 func encodeEntry(e entry) []byte { return appendEntry(nil, e) }
 
 func appendEntry(b []byte, e entry) []byte {
-	if e.archived() {
+	switch {
+	case e.archived():
 		return binary.BigEndian.AppendUint64(append(b, kindArchived), uint64(e.archivedAt))
+	case e.endedAt > 0:
+		return append(binary.BigEndian.AppendUint64(append(b, kindEnded), uint64(e.endedAt)), e.value...)
 	}
 	return append(append(b, kindValue), e.value...)
 }
@@ -156,6 +161,8 @@ func decodeEntry(p int32, v []byte) (entry, error) {
 		return entry{value: append([]byte{}, v[1:]...), partition: p}, nil
 	case len(v) == 9 && v[0] == kindArchived:
 		return entry{partition: p, archivedAt: int64(binary.BigEndian.Uint64(v[1:]))}, nil
+	case len(v) >= 9 && v[0] == kindEnded:
+		return entry{value: append([]byte{}, v[9:]...), partition: p, endedAt: int64(binary.BigEndian.Uint64(v[1:9]))}, nil
 	}
 	return entry{}, fmt.Errorf("local state: an entry of %d bytes, kind %q", len(v), v[:min(len(v), 1)])
 }

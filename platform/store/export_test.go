@@ -1,5 +1,7 @@
 package store
 
+import "time"
+
 // PruneBatch is how many tombstones Prune writes in one transaction at most.
 const PruneBatch = pruneBatch
 
@@ -22,3 +24,6 @@ func (s *Store[T]) Following(p int32) (int64, bool) {
 // OnPruneScanned calls fn with the expired pointers of each page Prune
 // scanned, before it writes their tombstones.
 func (s *Store[T]) OnPruneScanned(fn func(expired int)) { s.pruneScanned = fn }
+
+// SetNow sets the clock Prune expires ended records by.
+func (s *Store[T]) SetNow(now func() time.Time) { s.now = now }

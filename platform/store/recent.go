@@ -36,8 +36,10 @@ func (r *recent) get(key string) (entry, bool) {
 // held.
 func (s *Store[T]) keepLocked(key string, e entry) error {
 	s.setRunning(e.partition, key, !e.archived())
-	if oldest, ok := s.oldest[e.partition]; ok && e.archived() && e.archivedAt < oldest {
-		s.oldest[e.partition] = e.archivedAt
+	if oldest, ok := s.oldest[e.partition]; ok {
+		if at, over := e.due(); over && at < oldest {
+			s.oldest[e.partition] = at
+		}
 	}
 	e.dirty = true
 	delete(s.recent.old, key)

@@ -80,6 +80,9 @@ type Config[T any] struct {
 	// Archive, if set, moves the records that are over out of the live
 	// state (see Archive).
 	Archive *Archive[T]
+	// Expire, if set, deletes the records that are over once they are
+	// old enough (see Expire). Not with Archive.
+	Expire *Expire[T]
 	// DB is the local database the store keeps its records in, shared by
 	// a process's stores (process.NewStore passes the process's); nil: a
 	// DB of the store's own, in memory, for tests.
@@ -99,6 +102,18 @@ type Archive[T any] struct {
 	Ended func(v *T) bool
 }
 
+// Expire deletes a record that Ended says is over once After has passed
+// since it was written: Prune writes its tombstone, and the key is gone.
+// Until then it stays in the changelog as it is, marked (HeaderEnded,
+// with the record's time), and Range leaves it out. For small records
+// that only answer a message sent again (a participant's decision that
+// holds nothing), which an archive would make cost a round trip to Kafka
+// each. An ended record written again, ended or not, starts anew.
+type Expire[T any] struct {
+	Ended func(v *T) bool
+	After time.Duration
+}
+
 // Validate reports every missing setting at once.
 func (c Config[T]) Validate() error {
 	var errs []error
@@ -116,6 +131,12 @@ func (c Config[T]) Validate() error {
 	}
 	if c.Archive != nil && (c.Archive.Topic == "" || c.Archive.Ended == nil) {
 		errs = append(errs, errors.New("store: Archive needs a Topic and an Ended"))
+	}
+	if c.Expire != nil && (c.Expire.Ended == nil || c.Expire.After <= 0) {
+		errs = append(errs, errors.New("store: Expire needs an Ended and a positive After"))
+	}
+	if c.Archive != nil && c.Expire != nil {
+		errs = append(errs, errors.New("store: Archive or Expire, not both"))
 	}
 	return errors.Join(errs...)
 }
@@ -147,12 +168,16 @@ type Store[T any] struct {
 	// pruneScanned, if set (tests), runs after Prune scans a page, with
 	// the expired pointers it found.
 	pruneScanned func(expired int)
+	// now is the time Prune expires ended records by (a test's clock).
+	now func() time.Time
 	// oldest holds, by partition, an offset of the archive topic that no
-	// pointer of the partition points below, once Prune has scanned it:
-	// while the archive starts at or below it, nothing there is expired,
-	// and Prune reads none of the partition's records, which are every
-	// saga ended within the retention. A write of a pointer lowers it
-	// (keepLocked); a restore of the partition forgets it.
+	// pointer of the partition points below (in a store that expires, a
+	// time no ended record of it is older than), once Prune has scanned
+	// it: while the archive starts at or below it, nothing there is
+	// expired, and Prune reads none of the partition's records, which are
+	// every saga ended within the retention. A write of a pointer (of an
+	// ended record) lowers it (keepLocked); a restore of the partition
+	// forgets it.
 	oldest map[int32]int64
 	// restores numbers each partition's restores (restoredAt, by
 	// partition, the latest's): see Owned.
@@ -181,10 +206,34 @@ type entry struct {
 	partition  int32
 	archivedAt int64
 	pending    []byte
-	dirty      bool // in recent, not yet written to the DB
+	dirty      bool  // in recent, not yet written to the DB
+	endedAt    int64 // when an ended record of a store that expires was written, in Unix ms; 0 if live
 }
 
 func (e entry) archived() bool { return e.value == nil }
+
+// over reports whether e is a record that is over: archived, or ended in a
+// store that expires. Range leaves it out.
+func (e entry) over() bool { return e.archived() || e.endedAt > 0 }
+
+// due returns what Prune deletes e by: the offset of an archived record,
+// the time of an ended one; false for a live record.
+func (e entry) due() (int64, bool) {
+	switch {
+	case e.archived():
+		return e.archivedAt, true
+	case e.endedAt > 0:
+		return e.endedAt, true
+	}
+	return 0, false
+}
+
+// sameDue reports whether e is still the record over that scanned was.
+func (e entry) sameDue(scanned entry) bool {
+	at, ok := e.due()
+	was, wasOK := scanned.due()
+	return ok && wasOK && at == was && e.archived() == scanned.archived()
+}
 
 // New returns an empty store that owns no partition; call Assign (or
 // Restore, for all of them) before serving.
@@ -204,7 +253,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 	}
 	s := &Store[T]{cfg: cfg, logger: logger, db: db, ownDB: cfg.DB == nil, prefix: cfg.Topic + "\x00",
 		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}, sending: map[int32]int{},
-		oldest: map[int32]int64{}, restoredAt: map[int32]uint64{}}
+		oldest: map[int32]int64{}, restoredAt: map[int32]uint64{}, now: time.Now}
 	if cfg.Archive != nil {
 		s.running = map[int32]map[string]struct{}{}
 	}
@@ -594,6 +643,13 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 			return append([]*kgo.Record{pointer}, extra...)
 		}, over)
 		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
+	case changed && s.cfg.Expire != nil && s.cfg.Expire.Ended(v):
+		// Its time, for the restores to read, and its mark.
+		now := time.Now()
+		r := s.record(s.cfg.Topic, key, p, b)
+		r.Timestamp, r.Headers = now, []kgo.RecordHeader{{Key: contracts.HeaderEnded}}
+		e.endedAt = max(now.UnixMilli(), 1)
+		wait, err = s.cfg.Producer.Add(ctx, append([]*kgo.Record{r}, extra...), over)
 	case changed:
 		wait, err = s.cfg.Producer.Add(ctx, append([]*kgo.Record{s.record(s.cfg.Topic, key, p, b)}, extra...), over)
 	default:
@@ -760,7 +816,7 @@ func (s *Store[T]) rangeOf(p int32, from, to []byte, fn func(key string, v *T) b
 	for from != nil {
 		var page []kv
 		var err error
-		if page, from, err = s.scan(p, from, to, first, func(e entry) bool { return !e.archived() }); err != nil {
+		if page, from, err = s.scan(p, from, to, first, func(e entry) bool { return !e.over() }); err != nil {
 			return false, err
 		}
 		first = false
@@ -987,7 +1043,11 @@ func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record) ([
 	if r.Value == nil {
 		return kbuf, vbuf, batch.Delete(kbuf, nil)
 	}
-	vbuf = appendEntry(vbuf[:0], entry{value: r.Value})
+	e := entry{value: r.Value}
+	if s.cfg.Expire != nil && slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderEnded }) {
+		e.endedAt = max(r.Timestamp.UnixMilli(), 1)
+	}
+	vbuf = appendEntry(vbuf[:0], e)
 	return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
 }
 
@@ -1044,22 +1104,39 @@ func archivedAt(r *kgo.Record) (int64, bool) {
 }
 
 // Prune deletes the pointers of archived records that the archive topic's
-// retention has dropped: their keys are gone. It writes a tombstone for
-// each, through the store's producer, pruneBatch at most a transaction,
-// each batch forgotten locally once committed, and returns how many it
-// deleted.
+// retention has dropped, or the ended records past their expiry: their
+// keys are gone. It writes a tombstone for each, through the store's
+// producer, pruneBatch at most a transaction, each batch forgotten
+// locally once committed, and returns how many it deleted.
 func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
-	if s.cfg.Archive == nil {
+	// cut says, of each partition, below what an entry's due is deleted,
+	// and below what the oldest must be for the partition to be read.
+	var cut func(p int32) (drop, read int64, ok bool)
+	switch {
+	case s.cfg.Archive != nil:
+		client, err := kgo.NewClient(s.cfg.Kgo...)
+		if err != nil {
+			return 0, fmt.Errorf("prune %s: connect: %w", s.cfg.Topic, err)
+		}
+		defer client.Close()
+		starts, err := listed(kadm.NewClient(client).ListStartOffsets(ctx, s.cfg.Archive.Topic))
+		if err != nil {
+			return 0, fmt.Errorf("prune %s: start offsets of %s: %w", s.cfg.Topic, s.cfg.Archive.Topic, err)
+		}
+		cut = func(p int32) (int64, int64, bool) {
+			start, ok := starts.Lookup(s.cfg.Archive.Topic, p)
+			return start.Offset, start.Offset, ok
+		}
+	case s.cfg.Expire != nil:
+		// A partition is read once its oldest ended record is past the
+		// expiry by as long as an archive's segment lasts, so that it is
+		// read about as often as an archive drops a segment, not every
+		// time a record expires: a record stays that much longer at most.
+		drop := s.now().Add(-s.cfg.Expire.After).UnixMilli()
+		read := drop - messaging.Segment(s.cfg.Expire.After).Milliseconds()
+		cut = func(int32) (int64, int64, bool) { return drop, read, true }
+	default:
 		return 0, nil
-	}
-	client, err := kgo.NewClient(s.cfg.Kgo...)
-	if err != nil {
-		return 0, fmt.Errorf("prune %s: connect: %w", s.cfg.Topic, err)
-	}
-	defer client.Close()
-	starts, err := listed(kadm.NewClient(client).ListStartOffsets(ctx, s.cfg.Archive.Topic))
-	if err != nil {
-		return 0, fmt.Errorf("prune %s: start offsets of %s: %w", s.cfg.Topic, s.cfg.Archive.Topic, err)
 	}
 	s.mu.RLock()
 	var partitions []int32
@@ -1096,12 +1173,12 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 		}
 	}()
 	for _, p := range partitions {
-		start, ok := starts.Lookup(s.cfg.Archive.Topic, p)
+		drop, read, ok := cut(p)
 		if !ok {
 			continue
 		}
 		s.mu.Lock()
-		if oldest, known := s.oldest[p]; known && start.Offset <= oldest {
+		if oldest, known := s.oldest[p]; known && read <= oldest {
 			s.mu.Unlock()
 			continue
 		}
@@ -1109,13 +1186,14 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 		s.mu.Unlock()
 		least := int64(math.MaxInt64) // of the pointers kept
 		gone := func(e entry) bool {
-			if !e.archived() {
+			at, over := e.due()
+			if !over {
 				return false
 			}
-			if e.archivedAt < start.Offset {
+			if at < drop {
 				return true
 			}
-			least = min(least, e.archivedAt)
+			least = min(least, at)
 			return false
 		}
 		from, to := partitionRange(s.prefix, p)
@@ -1152,10 +1230,10 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 const pruneBatch = 1000
 
 // addTombstones joins the open transaction with a tombstone for each
-// scanned pointer that is still as scanned: under the keys' locks, and
-// refused if an abort came since they were read, so that a key written
-// after the scan (revived, or archived again) keeps what it holds now. It
-// returns the wait for their commit and the pointers they delete.
+// scanned record over that is still as scanned: under the keys' locks,
+// and refused if an abort came since they were read, so that a key
+// written after the scan (revived, or over again) keeps what it holds
+// now. It returns the wait for their commit and the records they delete.
 func (s *Store[T]) addTombstones(ctx context.Context, scanned []kv) (func() error, []kv, error) {
 	ctx = messaging.ReadAt(ctx, s.cfg.Producer.Epoch())
 	var stripes [256]bool
@@ -1175,7 +1253,7 @@ func (s *Store[T]) addTombstones(ctx context.Context, scanned []kv) (func() erro
 		if err != nil {
 			return nil, nil, err
 		}
-		if owned && ok && !open && e.archived() && e.archivedAt == r.e.archivedAt {
+		if owned && ok && !open && e.sameDue(r.e) {
 			kept = append(kept, r)
 			tombstones = append(tombstones, s.record(s.cfg.Topic, r.key, p, nil))
 		}
@@ -1187,7 +1265,7 @@ func (s *Store[T]) addTombstones(ctx context.Context, scanned []kv) (func() erro
 	return wait, kept, err
 }
 
-// forgetPruned deletes locally the pointers whose tombstones committed,
+// forgetPruned deletes locally the records whose tombstones committed,
 // unless they changed meanwhile.
 func (s *Store[T]) forgetPruned(pruned []kv) error {
 	s.mu.Lock()
@@ -1205,7 +1283,7 @@ func (s *Store[T]) forgetPruned(pruned []kv) error {
 			closer.Close()
 			ok = err == nil
 		}
-		if ok && e.archived() && e.archivedAt == r.e.archivedAt && s.owned[p] { // not changed meanwhile
+		if ok && e.sameDue(r.e) && s.owned[p] { // not changed meanwhile
 			delete(s.recent.young, key)
 			delete(s.recent.old, key)
 			if err := s.db.db.Delete(k, pebble.NoSync); err != nil {

@@ -64,6 +64,7 @@ type changelog struct {
 	kafka    config.Kafka
 	producer messaging.SyncSender
 	archive  *store.Archive[account] // given to the stores it makes
+	expire   *store.Expire[account]  // the same
 	sender   store.Sender            // the stores' producer, if not producer
 	opts     []kgo.Opt               // the stores' Kafka options beside the brokers
 	stack    *devstack.Stack
@@ -112,6 +113,7 @@ func (c *changelog) newStoreOn(t testing.TB, registryURL string) *customers {
 	}
 	st, err := store.New(store.Config[account]{
 		Topic: c.topic, Kgo: append([]kgo.Opt{kgo.SeedBrokers(c.kafka.Brokers...)}, c.opts...), Producer: producer, Codec: codec, Archive: c.archive,
+		Expire: c.expire,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
@@ -646,6 +648,61 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 		if got := mustGet(t, st, "open"); got.CreditLimit != 100 {
 			t.Errorf("%s: the live record: got %+v", name, got)
 		}
+	}
+}
+
+// A record that is over, in a store that expires, stays in the changelog
+// as it is until its expiry has passed: read from the local state, by a
+// store that restored or took it over too, with its time, and left out of
+// Range. Then Prune deletes it, once the expiry has passed by as long as
+// an archive's segment lasts (a partition is not read every minute), and
+// its key is gone. A live record stays.
+func TestAnEndedRecordExpires(t *testing.T) {
+	t.Parallel()
+	c := newChangelog(t, 2)
+	c.expire = &store.Expire[account]{Ended: func(v *account) bool { return v.Name == "closed" }, After: time.Hour}
+	s := c.restored(t)
+	update(t, s, "open", set(customer("open", 100)))
+	closed := customer("closed-1", 200)
+	closed.Name = "closed"
+	var written time.Time
+	for name, made := range map[string]func(*testing.T) *customers{"the writer": func(*testing.T) *customers { return s },
+		"a restored store": func(t *testing.T) *customers { return c.restored(t) }, "a standby assigned": c.takenOver} {
+		// Changed each time: the writer holds what another store's Prune
+		// deleted, and would not write it again as it is.
+		closed.CreditLimit++
+		written = time.Now()
+		update(t, s, "closed-1", set(closed))
+		st := made(t)
+		if got := mustGet(t, st, "closed-1"); got.CreditLimit != closed.CreditLimit || got.Name != "closed" {
+			t.Errorf("%s: Get of the ended record: got %+v, want %+v", name, got, closed)
+		}
+		if ranged := rangedKeys(t, st); !slices.Equal(ranged, []string{"open"}) {
+			t.Errorf("%s: Range visited %v, want [open]: ended records are over", name, ranged)
+		}
+		for _, at := range []struct {
+			when string
+			now  time.Time
+			want int
+		}{
+			{"now", time.Now(), 0},
+			{"its expiry passed by less than a segment", written.Add(time.Hour + time.Minute), 0},
+			{"its expiry passed by more than a segment", written.Add(time.Hour + messaging.Segment(time.Hour) + time.Second), 1},
+		} {
+			st.SetNow(func() time.Time { return at.now })
+			if n, err := st.Prune(t.Context()); err != nil || n != at.want {
+				t.Errorf("%s: Prune %s: got %d, %v, want %d deleted", name, at.when, n, err, at.want)
+			}
+		}
+		if _, ok, err := st.Get("closed-1"); ok || err != nil {
+			t.Errorf("%s: Get once expired: got present=%v err=%v, want absent", name, ok, err)
+		}
+		if got := mustGet(t, st, "open"); got.CreditLimit != 100 {
+			t.Errorf("%s: the live record: got %+v", name, got)
+		}
+	}
+	if _, ok, err := c.restored(t).Get("open"); !ok || err != nil {
+		t.Errorf("a store restored at the end: open: present=%v err=%v, want present", ok, err)
 	}
 }
 

@@ -230,6 +230,14 @@ func (r *CustomerRepository) keep(id string, held int64, changes uint64) {
 	}
 }
 
+// DecisionOver reports whether a credit decision holds nothing and never
+// will: refused, released, or asked of a customer that did not exist. It
+// only answers its command sent again, so it expires (store.Expire)
+// after SAGA_RETENTION; a decision that holds credit stays.
+func DecisionOver(r *contracts.ReservationRecord) bool {
+	return domain.ReservationStatus(r.Status) != domain.Reserved
+}
+
 // ReservationPartitionKey is the key that chooses a decision's partition:
 // its customer's id, all of the key before the order id (a UUID). A
 // customer id is the customer service's UUID, but a ReserveCredit may name

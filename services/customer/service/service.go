@@ -39,7 +39,10 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 			return err
 		}
 		reservations, err := process.NewStore(p, contracts.TopicCustomerReservations,
-			func(c *store.Config[contracts.ReservationRecord]) { c.PartitionKey = adapters.ReservationPartitionKey })
+			func(c *store.Config[contracts.ReservationRecord]) {
+				c.PartitionKey = adapters.ReservationPartitionKey
+				c.Expire = &store.Expire[contracts.ReservationRecord]{Ended: adapters.DecisionOver}
+			})
 		if err != nil {
 			return err
 		}

@@ -23,6 +23,19 @@ func NewPaymentRepository(s *store.Store[contracts.PaymentRecord]) *PaymentRepos
 	return &PaymentRepository{store: s}
 }
 
+// PaymentOver reports whether a payment was never authorized and never
+// will be: declined, or cancelled before it was decided or after it was
+// declined. It only answers its commands sent again, so it expires
+// (store.Expire) after SAGA_RETENTION. A payment authorized once
+// stays, whatever followed: a refund may yet be undone.
+func PaymentOver(r *contracts.PaymentRecord) bool {
+	switch domain.Status(r.Status) {
+	case domain.Declined, domain.Cancelled:
+		return r.PaymentID == ""
+	}
+	return false
+}
+
 // Get returns the payment as committed: GET /payments/{orderId} shows no
 // decision whose transaction may still abort.
 func (r *PaymentRepository) Get(_ context.Context, orderID string) (*domain.Payment, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/platform/telemetry"
 	"github.com/kafkasaga/kafkasaga/saga"
 	"github.com/kafkasaga/kafkasaga/services/payment/adapters"
@@ -48,7 +49,9 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 		Types:     contracts.Records(contracts.TopicPaymentCommands, contracts.TopicPaymentState),
 		Telemetry: cfg.Telemetry,
 	}, logger, func(p *process.Process) error {
-		payments, err := process.NewStore[contracts.PaymentRecord](p, contracts.TopicPaymentState)
+		payments, err := process.NewStore(p, contracts.TopicPaymentState, func(c *store.Config[contracts.PaymentRecord]) {
+			c.Expire = &store.Expire[contracts.PaymentRecord]{Ended: adapters.PaymentOver}
+		})
 		if err != nil {
 			return err
 		}

@@ -24,11 +24,10 @@ import (
 
 // Config is what provision reads from the environment.
 type Config struct {
+	// Kafka is every process's: SAGA_RETENTION is applied here too, so
+	// that the processes find it set and need no right to alter topic
+	// configs.
 	Kafka config.Kafka
-	// SagaRetention is the orchestrator's (orchestrator/service.Config),
-	// applied here too, so that the orchestrator finds it set and needs no
-	// right to alter topic configs.
-	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h" min:"1m"`
 }
 
 func main() {
@@ -54,7 +53,7 @@ func run() error {
 			archives = append(archives, t.Name)
 		}
 	}
-	if err := messaging.SetRetention(cfg.Kafka, cfg.SagaRetention, archives...); err != nil {
+	if err := messaging.SetRetention(cfg.Kafka, cfg.Kafka.SagaRetention, archives...); err != nil {
 		return err
 	}
 	registry := srclient.NewSchemaRegistryClient(cfg.Kafka.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))
@@ -87,7 +86,7 @@ func run() error {
 		}
 		subjects += len(t.Records)
 	}
-	logger.Info("provisioned", "topics", len(topics), "subjects", subjects, "saga_retention", cfg.SagaRetention,
+	logger.Info("provisioned", "topics", len(topics), "subjects", subjects, "saga_retention", cfg.Kafka.SagaRetention,
 		"kafka", cfg.Kafka.Brokers, "schema_registry", cfg.Kafka.SchemaRegistryURL)
 	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 
@@ -13,11 +12,10 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
-	"github.com/kafkasaga/kafkasaga/orchestrator/service"
 )
 
-// Provision sets the ended sagas' retention to SAGA_RETENTION, so that
-// the orchestrator, started with the same, finds nothing to alter.
+// Provision sets the archive topics' retention to SAGA_RETENTION, so that
+// the processes, started with the same, find nothing to alter.
 func TestProvisionSetsTheSagaRetention(t *testing.T) {
 	stack := devstack.StartForTest(t)
 	if stack.Cluster() == nil {
@@ -70,19 +68,5 @@ func TestProvisionSetsTheSagaRetention(t *testing.T) {
 				t.Errorf("subject %s: compatibility %v (%v), want BACKWARD_TRANSITIVE", subject, level, err)
 			}
 		}
-	}
-}
-
-// Provision reads SAGA_RETENTION as the orchestrator does, with its default:
-// a provisioned cluster otherwise has another retention than the
-// orchestrator's, which it would then alter at start.
-func TestProvisionReadsSagaRetentionAsTheOrchestrator(t *testing.T) {
-	want, _ := reflect.TypeFor[service.Config]().FieldByName("SagaRetention")
-	got, ok := reflect.TypeFor[Config]().FieldByName("SagaRetention")
-	if !ok {
-		t.Fatalf("provision's Config has no SagaRetention, want one tagged as the orchestrator's: %s", want.Tag)
-	}
-	if got.Tag != want.Tag || got.Type != want.Type {
-		t.Errorf("SagaRetention: got %s `%s`, want the orchestrator's %s `%s`", got.Type, got.Tag, want.Type, want.Tag)
 	}
 }
