@@ -107,6 +107,18 @@ func Topics() []TopicSpec {
 	}
 }
 
+// ArchiveTopics returns the names of the archive topics (TopicSpec.Archive):
+// those whose retention SAGA_RETENTION sets.
+func ArchiveTopics() []string {
+	var names []string
+	for _, t := range Topics() {
+		if t.Archive {
+			names = append(names, t.Name)
+		}
+	}
+	return names
+}
+
 // Records returns the record types written to the given topics: what a
 // process that reads them must be able to decode.
 func Records(topics ...string) []Record {

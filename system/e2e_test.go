@@ -530,12 +530,7 @@ func TestALeftOutSagaRetentionIsAWeek(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	var archives []string
-	for _, s := range contracts.Topics() {
-		if s.Archive {
-			archives = append(archives, s.Name)
-		}
-	}
+	archives := contracts.ArchiveTopics()
 	configs, err := kadm.NewClient(client).DescribeTopicConfigs(t.Context(), archives...)
 	if err != nil {
 		t.Fatal(err)

@@ -50,7 +50,7 @@ func Start[D, E any](engine *saga.Engine[D], start func(*E) (sagaID string, data
 // margin for the clocks of the event's writer and of the orchestrator.
 func Starts(s *serde.Serde, within time.Duration, stale func(msg *message.Message, written time.Time), starters ...Starter) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		if written, old := messaging.WrittenBefore(msg, within); old {
+		if written, old := messaging.WrittenBefore(msg.Context(), within); old {
 			stale(msg, written)
 			return nil
 		}

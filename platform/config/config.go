@@ -65,9 +65,10 @@ type Kafka struct {
 	// (GET /sagas/{id}; the retention.ms of the archive topics), and a
 	// participant's decision that holds nothing any more (a credit
 	// refused or released, a payment declined), which answers a command
-	// sent again (store.Expire). Then it is gone. A command, or an event
-	// that would start a saga, written longer ago than it less a tenth is
-	// ignored: what it asks about may be gone. At least a minute.
+	// sent again (store.Expire). Then it is gone. An event that would
+	// start a saga, or a command that would make a decision, written
+	// longer ago than it less a tenth is ignored: the saga or the decision
+	// may have been and be gone. At least a minute.
 	SagaRetention time.Duration `env:"SAGA_RETENTION" envDefault:"168h" min:"1m"`
 	// RegistryUser and RegistryPassword are HTTP basic auth for the registry.
 	RegistryUser     string `env:"SCHEMA_REGISTRY_USER"`

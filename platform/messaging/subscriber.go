@@ -268,12 +268,13 @@ func RecordFromCtx(ctx context.Context) (Record, bool) {
 	return r, ok
 }
 
-// WrittenBefore reports whether the record msg was read from was written
-// longer ago than age, and when it was written. A record written with no
-// time (franz-go reads it as 1969) has no known age, nor has a message
-// that was not read from a record: neither is old.
-func WrittenBefore(msg *message.Message, age time.Duration) (written time.Time, old bool) {
-	r, ok := RecordFromCtx(msg.Context())
+// WrittenBefore reports whether the record a message was read from (ctx
+// is its context, or one made from it) was written longer ago than age,
+// and when it was written. A record written with no time (franz-go reads
+// it as 1969) has no known age, nor has a message that was not read from
+// a record: neither is old.
+func WrittenBefore(ctx context.Context, age time.Duration) (written time.Time, old bool) {
+	r, ok := RecordFromCtx(ctx)
 	if !ok || r.Timestamp.UnixMilli() <= 0 {
 		return time.Time{}, false
 	}

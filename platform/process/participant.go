@@ -1,11 +1,14 @@
 package process
 
 import (
+	"errors"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -25,24 +28,25 @@ func (p *Process) Participate(topic string, register func(*saga.Participant), po
 	if p.stale == nil {
 		p.stale = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "commands_stale_total",
-			Help: "Commands ignored because they were written longer ago than SAGA_RETENTION less a tenth.",
+			Help: "Commands ignored because they were written longer ago than SAGA_RETENTION less a tenth and would make a decision.",
 		}, []string{"topic"})
 		if err := p.Metrics.Register(p.stale); err != nil {
 			return err
 		}
 	}
-	within, stale := p.Within(), p.stale.WithLabelValues(topic)
-	// A command older than that may ask about a decision that held
-	// nothing and was deleted since (store.Expire), and would be decided
-	// again.
+	stale := p.stale.WithLabelValues(topic)
+	// A command that would make a decision its store may have made and
+	// deleted since (store.ErrTooLate) is not answered: it would be
+	// decided again as new.
 	recent := func(msg *message.Message) error {
-		if written, old := messaging.WrittenBefore(msg, within); old {
+		err := commands(msg)
+		if errors.Is(err, store.ErrTooLate) {
 			stale.Inc()
-			p.Logger.Warn("a command written longer ago than SAGA_RETENTION less a tenth is ignored: what it asks about may have been forgotten",
-				"topic", topic, "uuid", msg.UUID, "written", written)
+			p.Logger.Warn("a command too old to make a decision is ignored: the one it asks for may have been made and deleted since",
+				"topic", topic, "uuid", msg.UUID, "error", err)
 			return nil
 		}
-		return commands(msg)
+		return err
 	}
 	return p.Subscribe(topic, messaging.Poison(recent, append([]error{saga.ErrUnexpectedCommand}, poison...)...))
 }

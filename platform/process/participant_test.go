@@ -2,6 +2,7 @@ package process_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/process"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -47,24 +50,39 @@ func TestParticipateNeedsAHandlerForEveryCommandOfItsTopic(t *testing.T) {
 	}
 }
 
-// A command written longer ago than SAGA_RETENTION less a tenth is not
-// handled, and is counted: the decision it asks about may have been
-// deleted, and it would be decided again as new. One written since is
-// handled.
-func TestACommandWrittenTooLongAgoIsIgnored(t *testing.T) {
+// A command written longer ago than SAGA_RETENTION less a tenth that would
+// make a decision in a store that expires is not answered, and is
+// counted: the decision may have been made and deleted since, and would
+// be made again as new. One that changes a decision still there is
+// handled (a compensation late), and so is one written since.
+func TestACommandTooOldToMakeADecisionIsIgnored(t *testing.T) {
 	t.Parallel()
 	stack := devstack.StartForTest(t)
 	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
 		SagaRetention: time.Hour}
-	p := newProcess(t, kafka)
-	handled := make(chan string, 2)
-	err := p.Participate(contracts.TopicCustomerCommands, func(sp *saga.Participant) {
-		saga.Handle(sp, contracts.ReserveCreditInteraction, func(_ context.Context, c *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
-			handled <- c.OrderID
-			return &contracts.CreditReserved{}, nil
+	p, err := process.New(process.Config{Name: "customer", HTTPAddr: "127.0.0.1:0", Kafka: kafka,
+		Types: []serde.Record{&contracts.CustomerRecord{}, &contracts.ReserveCredit{}, &contracts.ReleaseCredit{}}}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	decisions, err := process.NewStore(p, contracts.TopicCustomerState, func(c *store.Config[contracts.CustomerRecord]) {
+		c.Expire = &store.Expire[contracts.CustomerRecord]{Ended: func(*contracts.CustomerRecord) bool { return false }}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decide := func(ctx context.Context, order, name string) error {
+		return decisions.Update(ctx, order, func(v *contracts.CustomerRecord, _ bool) error {
+			*v = contracts.CustomerRecord{CustomerID: order, Name: name}
+			return nil
 		})
-		saga.Handle(sp, contracts.ReleaseCreditInteraction, func(context.Context, *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
-			return &contracts.CreditReleased{}, nil
+	}
+	err = p.Participate(contracts.TopicCustomerCommands, func(sp *saga.Participant) {
+		saga.Handle(sp, contracts.ReserveCreditInteraction, func(ctx context.Context, c *contracts.ReserveCredit) (contracts.ReserveCreditReply, error) {
+			return &contracts.CreditReserved{}, decide(ctx, c.OrderID, "reserved")
+		})
+		saga.Handle(sp, contracts.ReleaseCreditInteraction, func(ctx context.Context, c *contracts.ReleaseCredit) (contracts.ReleaseCreditReply, error) {
+			return &contracts.CreditReleased{}, decide(ctx, c.OrderID, "released")
 		})
 	})
 	if err != nil {
@@ -82,29 +100,41 @@ func TestACommandWrittenTooLongAgoIsIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Both on one key, so one partition: the first is read before the second.
+	// On one key, so one partition: read in this order.
+	old, now := time.Now().Add(-55*time.Minute), time.Now()
 	for _, c := range []struct {
+		cmd     serde.Record
 		order   string
 		written time.Time
-	}{{"old", time.Now().Add(-55 * time.Minute)}, {"new", time.Now()}} {
-		value, err := s.Encode(contracts.TopicCustomerCommands, &contracts.ReserveCredit{CustomerID: "c1", OrderID: c.order, Amount: 1})
+	}{
+		{&contracts.ReserveCredit{CustomerID: "c1", OrderID: "kept", Amount: 1}, "kept", now},
+		{&contracts.ReserveCredit{CustomerID: "c1", OrderID: "old", Amount: 1}, "old", old},
+		{&contracts.ReleaseCredit{CustomerID: "c1", OrderID: "kept"}, "kept", old},
+		{&contracts.ReserveCredit{CustomerID: "c1", OrderID: "new", Amount: 1}, "new", now},
+	} {
+		value, err := s.Encode(contracts.TopicCustomerCommands, c.cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rec := &kgo.Record{Topic: contracts.TopicCustomerCommands, Key: []byte("c1"), Value: value, Timestamp: c.written,
 			Headers: []kgo.RecordHeader{{Key: saga.HeaderReplyTo, Value: []byte(contracts.TopicCreateOrderReplies)},
-				{Key: saga.HeaderSagaID, Value: []byte(c.order)}, {Key: saga.HeaderCommandID, Value: []byte(c.order + ":reserve:invoke")}}}
+				{Key: saga.HeaderSagaID, Value: []byte(c.order)}, {Key: saga.HeaderCommandID, Value: []byte(fmt.Sprintf("%s:%T", c.order, c.cmd))}}}
 		if err := client.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case got := <-handled:
-		if got != "new" {
-			t.Errorf("handled the command of order %s first, want that of new: old was written 55 minutes ago, past SAGA_RETENTION less a tenth", got)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok, err := decisions.GetCommitted("new"); ok || err != nil || time.Now().After(deadline) {
+			break
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no command handled within 20s")
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	for order, want := range map[string]string{"kept": "released", "old": "", "new": "reserved"} {
+		got, ok, err := decisions.GetCommitted(order)
+		if err != nil || (want == "") == ok || (ok && got.Name != want) {
+			t.Errorf("decision of %s: got %+v (present %v, %v), want %q", order, got, ok, err, want)
+		}
 	}
 	families, err := p.Metrics.Gather()
 	if err != nil {
@@ -119,6 +149,6 @@ func TestACommandWrittenTooLongAgoIsIgnored(t *testing.T) {
 		}
 	}
 	if stale != 1 {
-		t.Errorf("commands_stale_total: got %v, want 1", stale)
+		t.Errorf("commands_stale_total: got %v, want 1 (the old command for a decision not there)", stale)
 	}
 }

@@ -57,6 +57,15 @@ type Sender interface {
 	Epoch() uint64
 }
 
+// ErrTooLate is the error of a write on behalf of a message written longer
+// ago than a store's expiry less a tenth (a margin for the clocks) that
+// would create a key: the key may be one that was over and expired since
+// (Expire), and the message one that was handled then, read again (an
+// offset lost, a dead letter replayed late). A message written since
+// finds its key, if it was: over later still, it is kept longer than
+// that after.
+var ErrTooLate = errors.New("written too long ago to create a key that may have expired")
+
 // ErrNotOwned is the error of a read or write of a key whose partition this
 // instance does not own now: another instance serves it. (It is
 // messaging.ErrNotOwned, which a handler's message that meets it is
@@ -108,7 +117,8 @@ type Archive[T any] struct {
 // with the record's time), and Range leaves it out. For small records
 // that only answer a message sent again (a participant's decision that
 // holds nothing), which an archive would make cost a round trip to Kafka
-// each. An ended record written again, ended or not, starts anew.
+// each. An ended record written again, ended or not, starts anew. A
+// message too old to create a key is refused (ErrTooLate).
 type Expire[T any] struct {
 	Ended func(v *T) bool
 	After time.Duration
@@ -562,6 +572,11 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 		return nil, err
 	}
 	had := exists
+	if !had && s.cfg.Expire != nil {
+		if written, old := messaging.WrittenBefore(ctx, s.cfg.Expire.After-s.cfg.Expire.After/10); old {
+			return nil, fmt.Errorf("%s/%s, by a message written at %s: %w", s.cfg.Topic, key, written.Format(time.RFC3339), ErrTooLate)
+		}
+	}
 	var oldValue []byte
 	if exists {
 		var err error

@@ -659,8 +659,7 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 // its key is gone. A live record stays.
 func TestAnEndedRecordExpires(t *testing.T) {
 	t.Parallel()
-	c := newChangelog(t, 2)
-	c.expire = &store.Expire[account]{Ended: func(v *account) bool { return v.Name == "closed" }, After: time.Hour}
+	c := newExpiringChangelog(t)
 	s := c.restored(t)
 	update(t, s, "open", set(customer("open", 100)))
 	closed := customer("closed-1", 200)
@@ -703,6 +702,38 @@ func TestAnEndedRecordExpires(t *testing.T) {
 	}
 	if _, ok, err := c.restored(t).Get("open"); !ok || err != nil {
 		t.Errorf("a store restored at the end: open: present=%v err=%v, want present", ok, err)
+	}
+}
+
+// A write on behalf of a message written longer ago than the expiry less
+// a tenth cannot create a key of a store that expires (ErrTooLate): the
+// key may be one that was over and deleted since. It changes one that is
+// there, over or not, as a message written since creates one.
+func TestAMessageTooOldCannotCreateAKey(t *testing.T) {
+	t.Parallel()
+	c := newExpiringChangelog(t)
+	s := c.restored(t)
+	closed := customer("closed", 1)
+	closed.Name = "closed"
+	update(t, s, "open", set(customer("open", 1)))
+	update(t, s, "closed", set(closed))
+	from := func(written time.Time) context.Context {
+		return messaging.WithRecord(t.Context(), messaging.Record{Topic: "commands", Timestamp: written})
+	}
+	old, recent := from(time.Now().Add(-55*time.Minute)), from(time.Now().Add(-53*time.Minute))
+	for key, want := range map[string]error{"new": store.ErrTooLate, "open": nil, "closed": nil} {
+		err := s.Update(old, key, func(v *account, _ bool) error { v.CreditLimit = 7; return nil })
+		if !errors.Is(err, want) {
+			t.Errorf("a write of %s by a message written 55 minutes ago, 1h expiry: got %v, want %v", key, err, want)
+		}
+	}
+	if err := s.Update(recent, "new", set(customer("new", 7))); err != nil {
+		t.Errorf("a write of a new key by a message written 53 minutes ago: %v", err)
+	}
+	for _, key := range []string{"new", "open", "closed"} {
+		if got := mustGet(t, s, key); got.CreditLimit != 7 {
+			t.Errorf("%s: got %+v, want it written", key, got)
+		}
 	}
 }
 
@@ -763,6 +794,15 @@ func newArchivingChangelog(t testing.TB) *changelog {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
 	c.archive = &store.Archive[account]{Topic: archiveTopic, Ended: func(v *account) bool { return v.Name == "closed" }}
+	return c
+}
+
+// newExpiringChangelog is a changelog of two partitions whose stores
+// expire the records named "closed" an hour after they were written.
+func newExpiringChangelog(t testing.TB) *changelog {
+	t.Helper()
+	c := newChangelog(t, 2)
+	c.expire = &store.Expire[account]{Ended: func(v *account) bool { return v.Name == "closed" }, After: time.Hour}
 	return c
 }
 

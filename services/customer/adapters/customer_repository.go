@@ -114,25 +114,24 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	lock.Lock()
 	defer lock.Unlock()
 
-	// A customer that does not exist is asked all the same: its decision
-	// is recorded (domain.NoCustomer, or a release), so that the command
-	// sent again gets the same answer once the customer exists.
-	rec, err := r.customer(customerID)
-	missing := errors.Is(err, domain.ErrNotFound)
-	if err != nil && !missing {
-		return err
-	}
 	var held int64
 	var changes uint64
+	var missing bool
 	var notFound error
 	decide := func(res *contracts.ReservationRecord, exists bool) ([]*kgo.Record, error) {
 		// Read in each try: a write refused as made from a state that
 		// changed (an abort or an assignment meanwhile) is made again
-		// from what the customer holds now.
+		// from the customer as it is now, and what it holds.
 		changes = r.changesSoFar()
+		// A customer that does not exist is asked all the same: its
+		// decision is recorded (domain.NoCustomer, or a release), so that
+		// the command sent again gets the same answer once it exists.
+		rec, err := r.customer(customerID)
+		if missing = errors.Is(err, domain.ErrNotFound); err != nil && !missing {
+			return nil, err
+		}
 		var before int64
 		if !missing {
-			var err error
 			if before, err = r.heldBy(customerID); err != nil {
 				return nil, err
 			}

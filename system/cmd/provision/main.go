@@ -47,13 +47,7 @@ func run() error {
 	if err := messaging.EnsureTopics(cfg.Kafka, topics); err != nil {
 		return err
 	}
-	var archives []string
-	for _, t := range topics {
-		if t.Archive {
-			archives = append(archives, t.Name)
-		}
-	}
-	if err := messaging.SetRetention(cfg.Kafka, cfg.Kafka.SagaRetention, archives...); err != nil {
+	if err := messaging.SetRetention(cfg.Kafka, cfg.Kafka.SagaRetention, contracts.ArchiveTopics()...); err != nil {
 		return err
 	}
 	registry := srclient.NewSchemaRegistryClient(cfg.Kafka.SchemaRegistryURL, srclient.WithClient(&http.Client{Timeout: 10 * time.Second}))

@@ -33,12 +33,7 @@ func TestProvisionSetsTheSagaRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var archives []string
-	for _, s := range contracts.Topics() {
-		if s.Archive {
-			archives = append(archives, s.Name)
-		}
-	}
+	archives := contracts.ArchiveTopics()
 	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(t.Context(), archives...)
 	if err != nil {
 		t.Fatalf("describe the configs of %v: %v", archives, err)
