@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -115,23 +116,28 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-// Run reads the saga types' state and archive topics from their start, and
-// the newest dead letters, then follows them until ctx ends; then it
-// closes the streams.
+// Run reads the saga types' state topics from their start, of their
+// archive topics what the index keeps (endedFrom), and the newest dead
+// letters, then follows them until ctx ends; then it closes the streams.
 func (c *Console) Run(ctx context.Context) error {
 	defer c.deadEvents.close()
 	defer c.sagaEvents.close()
-	var topics []string
+	var topics, endedTopics []string
 	ended := map[string]bool{}
 	for _, t := range c.cfg.Types {
 		topics = append(topics, t.StateTopic, t.EndedTopic)
+		endedTopics = append(endedTopics, t.EndedTopic)
 		ended[t.EndedTopic] = true
 	}
 	topics = append(topics, contracts.TopicDeadLetter)
 	keep := int64(c.cfg.KeepDeadLetters)
-	from := func(topic string, start, end int64) int64 {
-		if topic == contracts.TopicDeadLetter {
+	endedFrom := c.endedFrom(ctx, endedTopics)
+	from := func(topic string, partition int32, start, end int64) int64 {
+		switch {
+		case topic == contracts.TopicDeadLetter:
 			return max(start, end-keep) // the newest of every partition: enough for the newest of all
+		case ended[topic]:
+			return max(start, endedFrom(topic, partition, end))
 		}
 		return start
 	}
@@ -143,6 +149,45 @@ func (c *Console) Run(ctx context.Context) error {
 		c.caughtUp.Store(true)
 		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
 	}, c.cfg.Logger.Warn)
+}
+
+// endedFrom returns, for a partition of an archive topic that ends at end,
+// where the index starts reading it: at the first saga ended within the
+// minutes the stats count (statsKept), or earlier, to read at least twice
+// the partition's share of the MaxEnded newest (saga ids spread over the
+// partitions evenly, not exactly). What is older is read by id only
+// (GET /sagas/{id}): read at each start, an archive of a week at 100
+// sagas a second was 60 million sagas. With MaxEnded 0 (keep them all),
+// or when the offsets of that time cannot be listed, it is read from its
+// start.
+func (c *Console) endedFrom(ctx context.Context, topics []string) func(topic string, partition int32, end int64) int64 {
+	all := func(string, int32, int64) int64 { return 0 }
+	if c.cfg.MaxEnded == 0 {
+		return all
+	}
+	client, err := kgo.NewClient(c.cfg.Kgo...)
+	if err != nil {
+		c.cfg.Logger.Warn("console: connect; the archives are read from their start", "error", err)
+		return all
+	}
+	defer client.Close()
+	since, err := kadm.NewClient(client).ListOffsetsAfterMilli(ctx, time.Now().Add(-statsKept).UnixMilli(), topics...)
+	if err == nil {
+		err = since.Error()
+	}
+	if err != nil {
+		c.cfg.Logger.Warn("console: list the offsets of the archives' last day; they are read from their start", "error", err)
+		return all
+	}
+	return func(topic string, partition int32, end int64) int64 {
+		o, ok := since.Lookup(topic, partition)
+		if !ok {
+			return 0
+		}
+		n := len(since[topic])
+		share := int64(2 * ((c.cfg.MaxEnded + n - 1) / n))
+		return min(o.Offset, end-share)
+	}
 }
 
 // registryPause is how long the follower leaves the dead letters it reads

@@ -23,14 +23,14 @@ const (
 
 // follow reads every partition of topics outside any consumer group, the
 // committed records only, from where from says (given a partition's topic,
-// start and end offsets) and then as they come, handing each record to
+// number, start and end offsets) and then as they come, handing each record to
 // apply in the order of its partition; of the records one fetch brings,
 // those of the topics later names come after the others. caughtUp is
 // called once, on any goroutine, when every partition was read to the end
 // it had when follow started, or retention deleted what was left of it to
 // read. An apply that fails (the registry unreachable) is tried again
 // until it succeeds or ctx ends.
-func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topic string, start, end int64) int64,
+func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topic string, partition int32, start, end int64) int64,
 	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
 ) error {
 	opts = append(slices.Clone(opts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
@@ -74,7 +74,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 	consume := map[string]map[int32]kgo.Offset{}
 	ends.Each(func(end kadm.ListedOffset) {
 		start, _ := starts.Lookup(end.Topic, end.Partition)
-		at := from(end.Topic, start.Offset, end.Offset)
+		at := from(end.Topic, end.Partition, start.Offset, end.Offset)
 		if consume[end.Topic] == nil {
 			consume[end.Topic] = map[int32]kgo.Offset{}
 		}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // Of what one fetch brings, the archive's records come after the state
@@ -50,7 +54,7 @@ func TestCaughtUpOnceRetentionDeletedWhatWasLeftToRead(t *testing.T) {
 	if err := client.ProduceSync(t.Context(), &kgo.Record{Topic: "dead", Value: []byte("letter")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	from := func(topic string, start, end int64) int64 {
+	from := func(topic string, _ int32, start, end int64) int64 {
 		// Retention runs between the listing and the first fetch.
 		deleted, err := kadm.NewClient(client).DeleteRecords(t.Context(), kadm.Offsets{topic: {0: {Topic: topic, At: end}}})
 		if err == nil {
@@ -76,5 +80,71 @@ func TestCaughtUpOnceRetentionDeletedWhatWasLeftToRead(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// Of an archive, the console reads the sagas ended within the day its
+// stats count, and at least the newest MaxEnded of each partition's
+// share, twice over: not every saga of the retention, which it would
+// read at each start. An older one is still read by id, from Kafka.
+func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "x.sagas", contracts.TopicDeadLetter),
+		kfake.SeedTopics(2, "x.sagas.ended"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	s := sagas{}
+	var recs []*kgo.Record
+	for i := range 60 {
+		id := fmt.Sprintf("s%02d", i)
+		s[id] = instance(id, "CreateOrder", saga.StateCompleted, "", i, 0)
+		written := time.Now().Add(-2 * statsKept) // ended two days ago...
+		if i >= 56 {
+			written = time.Now() // ...but the last four
+		}
+		recs = append(recs, &kgo.Record{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id), Timestamp: written})
+	}
+	if err := client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for name, tt := range map[string]struct {
+		maxEnded int
+		read     func(int64) bool
+	}{
+		"keep 6":   {6, func(n int64) bool { return n >= 6 && n <= 4+2*2*3 }},
+		"keep all": {0, func(n int64) bool { return n == 60 }},
+	} {
+		c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+			Kgo: opts, Sagas: s, DeadLetters: s, MaxEnded: tt.maxEnded})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		deadline := time.Now().Add(30 * time.Second)
+		for !c.caughtUp.Load() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !c.caughtUp.Load() {
+			t.Fatalf("%s: not caught up within 30 s", name)
+		}
+		if n := c.read.Load(); !tt.read(n) {
+			t.Errorf("%s: read %d sagas of the archive's 60", name, n)
+		}
+		if got := c.index.List(Query{Limit: 100, Now: time.Now()}).Sagas; len(got) < min(tt.maxEnded, 4) || (tt.maxEnded > 0 && len(got) > tt.maxEnded) {
+			t.Errorf("%s: the index lists %d sagas, want the newest, at most MaxEnded", name, len(got))
+		}
 	}
 }
