@@ -40,17 +40,7 @@ func TestInOrderPutsTheLaterTopicsLast(t *testing.T) {
 // reader is caught up all the same, once it sees the partition's start
 // past what it awaited.
 func TestCaughtUpOnceRetentionDeletedWhatWasLeftToRead(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "dead"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
-	client, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	opts, client := newCluster(t, kfake.SeedTopics(1, "dead"))
 	if err := client.ProduceSync(t.Context(), &kgo.Record{Topic: "dead", Value: []byte("letter")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,18 +78,7 @@ func TestCaughtUpOnceRetentionDeletedWhatWasLeftToRead(t *testing.T) {
 // share, twice over: not every saga of the retention, which it would
 // read at each start. An older one is still read by id, from Kafka.
 func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "x.sagas", contracts.TopicDeadLetter),
-		kfake.SeedTopics(2, "x.sagas.ended"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
-	client, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", contracts.TopicDeadLetter), kfake.SeedTopics(2, "x.sagas.ended"))
 	s := sagas{}
 	var recs []*kgo.Record
 	for i := range 60 {
@@ -147,4 +126,23 @@ func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
 			t.Errorf("%s: the index lists %d sagas, want the newest, at most MaxEnded", name, len(got))
 		}
 	}
+}
+
+// newCluster starts an embedded broker of one node with the given
+// topics for the test, and returns the client options that reach it and
+// a client on them.
+func newCluster(t *testing.T, topics ...kfake.Opt) ([]kgo.Opt, *kgo.Client) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, topics...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	opts := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return opts, client
 }
