@@ -214,6 +214,13 @@ func TestGitModeBaseIsTheNewestMain(t *testing.T) {
 // compared nothing. A new schema has nothing to compare with either.
 func TestGitModeWithNothingToCompareWith(t *testing.T) {
 	brand := `{"type": "record", "name": "Brand", "fields": [{"name": "n", "type": "int"}]}`
+	onTrunk := func(t *testing.T) string { // a repository whose one branch is not main
+		repo := newRepo(t)
+		gitT(t, repo, "branch", "-q", "-m", "trunk")
+		writeSchema(t, repo, "Brand.avsc", brand)
+		commit(t, repo, "add Brand")
+		return filepath.Join(repo, "schemas")
+	}
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T) (dir string) // the schemas' directory
@@ -233,20 +240,8 @@ func TestGitModeWithNothingToCompareWith(t *testing.T) {
 			gitT(t, "", "clone", "-q", "--depth", "1", "file://"+repo, shallow)
 			return filepath.Join(shallow, "schemas")
 		}, "", "a shallow clone: fetch main's history (actions/checkout's fetch-depth: 0, or git fetch --unshallow)", true},
-		{"no main", func(t *testing.T) string {
-			repo := newRepo(t)
-			gitT(t, repo, "branch", "-q", "-m", "trunk")
-			writeSchema(t, repo, "Brand.avsc", brand)
-			commit(t, repo, "add Brand")
-			return filepath.Join(repo, "schemas")
-		}, "", "there is no main, origin/main, master or origin/master: fetch main (git fetch origin main), or pass -base <commit>", true},
-		{"no main, with -base", func(t *testing.T) string {
-			repo := newRepo(t)
-			gitT(t, repo, "branch", "-q", "-m", "trunk")
-			writeSchema(t, repo, "Brand.avsc", brand)
-			commit(t, repo, "add Brand")
-			return filepath.Join(repo, "schemas")
-		}, "trunk", "HEAD's parent", false},
+		{"no main", onTrunk, "", "there is no main, origin/main, master or origin/master: fetch main (git fetch origin main), or pass -base <commit>", true},
+		{"no main, with -base", onTrunk, "trunk", "HEAD's parent", false},
 		{"not a git repository", func(t *testing.T) string {
 			dir := t.TempDir()
 			writeSchema(t, dir, "OrderCreated.avsc", before)
