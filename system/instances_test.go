@@ -26,7 +26,8 @@ import (
 // does not know, and resumed. Every order ends as its inputs dictate, no
 // saga is stuck, no customer's credit is off by a cent (a credit reserved
 // twice, by the zombie and by the new owner, would show), every
-// instance answers for every key, forwarding to the owner, and the
+// instance answers for every key, forwarding to the owner, makes an order
+// sent without an Idempotency-Key itself, and the
 // orchestrator's instances, between which the partitions moved, count no
 // saga in flight (saga_instances_running) once every saga ended.
 func TestSeveralInstancesShareTheWork(t *testing.T) {
@@ -61,7 +62,27 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 	checkPlan(120 * time.Second)
 	checkAllRunning(t, ps)
 	checkEveryInstanceAnswers(t, ps, plan)
+	checkACreateWithoutAKeyIsMadeWhereItArrives(t, ps)
 	checkNoSagaInFlight(t, ps)
+}
+
+// checkACreateWithoutAKeyIsMadeWhereItArrives posts orders without an
+// Idempotency-Key to each order instance: each is made there, under a key
+// the instance draws for an id it owns, and none is forwarded.
+func checkACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T, ps *procs) {
+	t.Helper()
+	for _, p := range ps.instances["order"] {
+		base := baseOf(t, p)
+		before := metric(t, base, "http_forwarded_total")
+		for range 10 {
+			if status, resp := ps.r.postRetrying(t, base+"/orders", []byte(`{"customerId":"nobody","orderTotal":1}`)); status != http.StatusCreated {
+				t.Fatalf("POST /orders without an Idempotency-Key to %s: got %d %s, want 201", p.name, status, resp)
+			}
+		}
+		if after := metric(t, base, "http_forwarded_total"); after != before {
+			t.Errorf("%s forwarded %v of 10 orders posted to it without an Idempotency-Key, want none", p.name, after-before)
+		}
+	}
 }
 
 // checkAZombieAnswersNothingStale resumes the zombie with a GET of every

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -487,4 +488,84 @@ func TestAForwardWhoseClientStopsSendingIsNotASuccess(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !json.Valid(body) {
 		t.Errorf("answer: got %d %q, want a 503 with a JSON body", resp.StatusCode, body)
 	}
+}
+
+// splitOwners is a fake Owners that splits the keys between two
+// instances by their first character: this one owns those mine accepts,
+// the one at other the rest.
+type splitOwners struct {
+	mine  func(key string) bool
+	other string
+}
+
+func (o splitOwners) Owner(_ context.Context, key string) (httpserver.Owner, error) {
+	if o.mine(key) {
+		return httpserver.Owner{Self: true}, nil
+	}
+	return httpserver.Owner{Addr: o.other}, nil
+}
+
+// A create sent without an Idempotency-Key is made where it arrives,
+// under a key drawn until its id is one the instance owns; one sent with
+// a key goes to that key's owner; an instance that owns no key forwards
+// what it draws to its owner.
+func TestACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T) {
+	t.Parallel()
+	lnA, lnB, lnNone, lnAll := listen(t), listen(t), listen(t), listen(t)
+	firstHalf := func(k string) bool { return k[0] < '8' }
+	servers := map[string]httpserver.Config{
+		"a":    {Owners: splitOwners{mine: firstHalf, other: lnB.Addr().String()}},
+		"b":    {Owners: splitOwners{mine: func(k string) bool { return !firstHalf(k) }, other: lnA.Addr().String()}},
+		"none": {Owners: ownedBy{Addr: lnAll.Addr().String()}},
+		"all":  {Owners: ownedBy{Self: true}},
+	}
+	urls := map[string]string{}
+	for name, ln := range map[string]net.Listener{"a": lnA, "b": lnB, "none": lnNone, "all": lnAll} {
+		s := newServer(t, servers[name])
+		// The id is the key read backwards, so that the id, not the key,
+		// decides the owner.
+		s.HandleCreate("POST /orders", func(*http.Request) (func(string) string, error) {
+			return func(key string) string { return reverse(key) }, nil
+		}, echo(name))
+		s.MarkReady()
+		urls[name] = serveOn(t, s, ln)
+	}
+	post := func(to, key string) (by, hop, answered string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, urls[to]+"/orders", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != "" {
+			req.Header.Set(httpserver.HeaderIdempotencyKey, key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got served
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST to %s with key %q: got %d (%v), want 201", to, key, resp.StatusCode, err)
+		}
+		return got.By, got.Hop, resp.Header.Get(httpserver.HeaderIdempotencyKey)
+	}
+	for i := range 40 {
+		to := []string{"a", "b"}[i%2]
+		if by, hop, key := post(to, ""); by != to || hop != "" || firstHalf(reverse(key)) != (to == "a") {
+			t.Fatalf("POST without a key to %s: made by %s (hop %q) under key %q, want made there, under a key whose id it owns", to, by, hop, key)
+		}
+	}
+	if by, hop, _ := post("a", reverse("f-owned-by-b")); by != "b" || hop == "" {
+		t.Errorf("POST to a with a key b owns: made by %s (hop %q), want forwarded to b", by, hop)
+	}
+	if by, hop, key := post("none", ""); by != "all" || hop == "" || key == "" {
+		t.Errorf("POST without a key to an instance that owns none: made by %s (hop %q) under key %q, want forwarded to the key's owner", by, hop, key)
+	}
+}
+
+func reverse(s string) string {
+	r := []rune(s)
+	slices.Reverse(r)
+	return string(r)
 }

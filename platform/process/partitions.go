@@ -278,6 +278,12 @@ func (t *partitions) serves(p int32) bool {
 	return owned != nil && slices.Contains(*owned, p) && t.pauses.trusted()
 }
 
+// Owns implements httpserver.SelfOwners: whether this instance serves the
+// key's partition now.
+func (t *partitions) Owns(key string) bool {
+	return t.p.partitionCount > 0 && t.serves(store.PartitionOf(key, t.p.partitionCount))
+}
+
 // Owner implements httpserver.Owners: the instance whose session holds the
 // key's partition, from the group's membership, where each member's
 // metadata carries its advertised HTTP address.
@@ -285,10 +291,10 @@ func (t *partitions) Owner(ctx context.Context, key string) (httpserver.Owner, e
 	if t.p.partitionCount == 0 {
 		return httpserver.Owner{}, httpserver.ErrNoOwner
 	}
-	part := store.PartitionOf(key, t.p.partitionCount)
-	if t.serves(part) {
+	if t.Owns(key) {
 		return httpserver.Owner{Self: true}, nil
 	}
+	part := store.PartitionOf(key, t.p.partitionCount)
 	owners, err := t.owners.get(ctx, t.p)
 	if err != nil {
 		return httpserver.Owner{}, err

@@ -22,19 +22,14 @@ type createOrderRequest struct {
 // POST /orders/{id}/cancel.
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
 	// A new order's id derives from its customer and the request's
-	// Idempotency-Key; the instance that receives a request without one
-	// draws one, so that the instance owning the id, to which it forwards
-	// the request, stores it.
-	s.HandleKeyed("POST /orders", func(r *http.Request) (string, error) {
-		key, err := httpserver.IdempotencyKey(r)
-		if err != nil {
-			return "", err
-		}
+	// Idempotency-Key; one drawn for a request without one places the
+	// order on the instance that received it.
+	s.HandleCreate("POST /orders", func(r *http.Request) (func(string) string, error) {
 		var req createOrderRequest
 		if err := httpserver.PeekJSON(r, &req); err != nil {
-			return "", err
+			return nil, err
 		}
-		return command.OrderID(req.CustomerID, key), nil
+		return func(key string) string { return command.OrderID(req.CustomerID, key) }, nil
 	}, func(w http.ResponseWriter, r *http.Request) {
 		var req createOrderRequest
 		if err := httpserver.DecodeJSON(r, &req); err != nil {
