@@ -176,7 +176,8 @@ func TestRun(t *testing.T) {
 		{"closed loop", 0, 1, 200, 50},
 		{"open loop", 400, 1, 200, 50},
 		// Two instances of every process: each request lands on either,
-		// and is forwarded to the owner of its key.
+		// which places a new order itself and forwards a read to the
+		// owner of its key.
 		{"two instances", 0, 2, 40, 10},
 	}
 	for _, tt := range tests {

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // API calls the system's HTTP endpoints with a client that keeps a
@@ -131,8 +129,11 @@ const unavailableTries = 5
 // do sends in as JSON (none if nil) and decodes the answer into out,
 // failing unless the status is want. A 503 with Retry-After (a partition
 // moving, an owner slow to answer) is sent again after the time it says,
-// a POST with the same Idempotency-Key, so that it creates one thing. It
-// reads every answer to its end, so the connection is reused.
+// a POST under the Idempotency-Key its answer carries, so that it creates
+// one thing. A POST is sent first without one, as a client that retries
+// only what it got an answer to may: the instance that receives it draws
+// a key whose id it owns, rather than forward it. It reads every answer
+// to its end, so the connection is reused.
 func (a *API) do(ctx context.Context, method, url string, in any, want int, out any) error {
 	var payload []byte
 	if in != nil {
@@ -142,13 +143,15 @@ func (a *API) do(ctx context.Context, method, url string, in any, want int, out 
 		}
 	}
 	key := ""
-	if method == http.MethodPost {
-		key = uuid.NewString()
-	}
 	for try := 1; ; try++ {
-		status, b, retryAfter, err := a.send(ctx, method, url, payload, key)
+		status, b, next, err := a.send(ctx, method, url, payload, key)
 		if err != nil {
 			return err
+		}
+		retryAfter := next.retryAfter
+		if next.key != "" && method == http.MethodPost {
+			// An answer without one (not ready) made nothing.
+			key = next.key
 		}
 		if status == http.StatusServiceUnavailable && retryAfter > 0 && try < unavailableTries {
 			select {
@@ -168,32 +171,39 @@ func (a *API) do(ctx context.Context, method, url string, in any, want int, out 
 	}
 }
 
-// send sends one request and reads its answer, and how long it says to
-// wait before the next (0 if it does not).
-func (a *API) send(ctx context.Context, method, url string, payload []byte, key string) (int, []byte, time.Duration, error) {
+// answered is what an answer says of the next request: how long to wait
+// before it (0 if it does not say), and the Idempotency-Key to send it
+// under.
+type answered struct {
+	retryAfter time.Duration
+	key        string
+}
+
+// send sends one request and reads its answer.
+func (a *API) send(ctx context.Context, method, url string, payload []byte, key string) (int, []byte, answered, error) {
 	var body io.Reader
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, answered{}, err
 	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, answered{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("%s %s: read the answer: %w", method, url, err)
+		return 0, nil, answered{}, fmt.Errorf("%s %s: read the answer: %w", method, url, err)
 	}
-	var retryAfter time.Duration
+	next := answered{key: resp.Header.Get("Idempotency-Key")}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-		retryAfter = max(time.Duration(s)*time.Second, 100*time.Millisecond)
+		next.retryAfter = max(time.Duration(s)*time.Second, 100*time.Millisecond)
 	}
-	return resp.StatusCode, b, retryAfter, nil
+	return resp.StatusCode, b, next, nil
 }
