@@ -113,6 +113,14 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	lock := &r.locks[stripe(customerID)]
 	lock.Lock()
 	defer lock.Unlock()
+	// A customer's first sum reads each of its decisions: made before the
+	// store locks the decision's key, it holds up no other key of that
+	// lock's stripe. The decision reads it again, kept unless forgotten.
+	if _, err := r.customer(customerID); err == nil {
+		if _, err := r.heldBy(customerID); err != nil {
+			return err
+		}
+	}
 
 	var held int64
 	var changes uint64

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -268,6 +271,75 @@ func TestADecisionIsMadeAgainFromWhatAnAbortLeft(t *testing.T) {
 	}
 	if sums != 0 {
 		t.Errorf("%d customers summed again after the abort, want none: ada's decision kept its sum, and bob's was not touched", sums)
+	}
+}
+
+// A customer's first sum after a restore, which reads each of its
+// decisions, is made before the store locks the decision's key: another
+// customer's decision whose key shares that lock's stripe does not wait
+// for it.
+func TestAFirstSumHoldsNoKeyOfTheStore(t *testing.T) {
+	ctx := context.Background()
+	r, reservations := repositories(t)()
+	addCustomer(t, r, "ada", 1000)
+	addCustomer(t, r, "bob", 1000)
+	reserve(t, r, "ada", "o1", 100)
+	if err := reservations.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(ctx); err != nil { // forgets the sums: the next decisions make them
+		t.Fatal(err)
+	}
+	bobs := storeStripeOf("bob", "ada/o2")
+	summing, resume := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	defer adapters.SetSummed(func() {
+		if first.CompareAndSwap(false, true) {
+			close(summing)
+			<-resume
+		}
+	})()
+	decided := make(chan error, 1)
+	go func() {
+		decided <- r.UpdateCredit(ctx, "ada", "o2", func(c *domain.Customer) error { _, err := c.ReserveCredit("o2", 200); return err })
+	}()
+	<-summing // ada's sum, which stops here
+	bobDecided := make(chan error, 1)
+	go func() {
+		bobDecided <- r.UpdateCredit(ctx, "bob", bobs, func(c *domain.Customer) error { _, err := c.ReserveCredit(bobs, 50); return err })
+	}()
+	select {
+	case err := <-bobDecided:
+		bobDecided <- err
+	case <-time.After(5 * time.Second):
+		t.Errorf("bob's decision on %s waited for ada's sum", bobs)
+	}
+	close(resume)
+	for _, ch := range []chan error{decided, bobDecided} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]int64{"ada": 300, "bob": 50} {
+		if c, err := r.Get(ctx, id); err != nil || c.HeldCredit() != want {
+			t.Errorf("%s holds %v (%v), want %d", id, c, err, want)
+		}
+	}
+}
+
+// storeStripeOf returns an order id whose decision for customer is locked
+// by the store with key: the same stripe of platform/store's locks (the
+// low byte of the key's FNV-1a hash).
+func storeStripeOf(customer, key string) string {
+	low := func(s string) uint8 {
+		h := fnv.New32a()
+		h.Write([]byte(s))
+		return uint8(h.Sum32())
+	}
+	for i := 0; ; i++ {
+		if o := fmt.Sprintf("o-%d", i); low(customer+"/"+o) == low(key) {
+			return o
+		}
 	}
 }
 
