@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 type standby struct {
 	mu     sync.Mutex
 	next   map[int32]int64 // the offset to read next, by partition followed
+	least  map[int32]int64 // the oldest of each partition followed, where known (see Store.oldest)
 	client *kgo.Client     // while Follow runs
 	marked map[int32]int64 // the changelog's ends when Mark was called
 }
@@ -41,7 +43,7 @@ func (s *Store[T]) Standby(partitions []int32) error {
 	s.standby.mu.Lock()
 	defer s.standby.mu.Unlock()
 	if s.standby.next == nil {
-		s.standby.next = map[int32]int64{}
+		s.standby.next, s.standby.least = map[int32]int64{}, map[int32]int64{}
 	}
 	var stop []int32
 	for p := range s.standby.next {
@@ -62,10 +64,11 @@ func (s *Store[T]) Standby(partitions []int32) error {
 	var errs []error
 	for _, p := range stop {
 		delete(s.standby.next, p)
+		delete(s.standby.least, p)
 		errs = append(errs, s.dropFollowed(p))
 	}
 	for p := range start {
-		s.standby.next[p] = 0
+		s.standby.next[p], s.standby.least[p] = 0, math.MaxInt64
 		errs = append(errs, s.dropFollowed(p)) // what an owner left: read it again
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -84,21 +87,25 @@ func (s *Store[T]) dropFollowed(p int32) error {
 
 // take stops following the given partitions and returns where each of
 // those it followed was read up to: their records before that offset are
-// in the DB.
-func (s *Store[T]) take(partitions []int32) map[int32]int64 {
+// in the DB; and the oldest of those whose oldest is known.
+func (s *Store[T]) take(partitions []int32) (taken, least map[int32]int64) {
 	s.standby.mu.Lock()
 	defer s.standby.mu.Unlock()
-	taken := map[int32]int64{}
+	taken, least = map[int32]int64{}, map[int32]int64{}
 	for _, p := range partitions {
 		if next, ok := s.standby.next[p]; ok {
 			taken[p] = next
 			delete(s.standby.next, p)
 		}
+		if l, ok := s.standby.least[p]; ok {
+			least[p] = l
+			delete(s.standby.least, p)
+		}
 	}
 	if c := s.standby.client; c != nil && len(taken) > 0 {
 		c.RemoveConsumePartitions(map[string][]int32{s.cfg.Topic: slices.Collect(maps.Keys(taken))})
 	}
-	return taken
+	return taken, least
 }
 
 // Follow reads the committed records of the partitions Standby set into
@@ -143,7 +150,7 @@ func (s *Store[T]) Follow(ctx context.Context) error {
 			}
 			s.standby.next[r.Partition] = r.Offset + 1
 			if !r.Attrs.IsControl() {
-				kbuf, vbuf, err = s.put(batch, kbuf, vbuf, r)
+				kbuf, vbuf, err = s.put(batch, kbuf, vbuf, r, s.standby.least)
 			}
 		})
 		if err == nil && !batch.Empty() {
@@ -186,7 +193,7 @@ func (s *Store[T]) Demote(partitions []int32) {
 	marked := s.standby.marked
 	s.standby.marked = nil
 	s.standby.mu.Unlock()
-	kept := map[int32]int64{}
+	kept, least := map[int32]int64{}, map[int32]int64{}
 	s.mu.Lock()
 	for _, p := range partitions {
 		// One the store dropped already (a write it could not put back)
@@ -198,6 +205,9 @@ func (s *Store[T]) Demote(partitions []int32) {
 			if err := s.flushLocked(p); err == nil {
 				s.forgetLocked(p)
 				kept[p] = end
+				if l, known := s.oldest[p]; known {
+					least[p] = l
+				}
 				continue
 			}
 		}
@@ -212,11 +222,14 @@ func (s *Store[T]) Demote(partitions []int32) {
 	s.standby.mu.Lock()
 	defer s.standby.mu.Unlock()
 	if s.standby.next == nil {
-		s.standby.next = map[int32]int64{}
+		s.standby.next, s.standby.least = map[int32]int64{}, map[int32]int64{}
 	}
 	from := map[int32]kgo.Offset{}
 	for p, end := range kept {
 		s.standby.next[p] = end
+		if l, known := least[p]; known {
+			s.standby.least[p] = l
+		}
 		from[p] = kgo.NewOffset().At(end)
 	}
 	if c := s.standby.client; c != nil {

@@ -182,12 +182,13 @@ type Store[T any] struct {
 	now func() time.Time
 	// oldest holds, by partition, an offset of the archive topic that no
 	// pointer of the partition points below (in a store that expires, a
-	// time no ended record of it is older than), once Prune has scanned
-	// it: while the archive starts at or below it, nothing there is
-	// expired, and Prune reads none of the partition's records, which are
-	// every saga ended within the retention. A write of a pointer (of an
-	// ended record) lowers it (keepLocked); a restore of the partition
-	// forgets it.
+	// time no ended record of it is older than), once known: from its
+	// records as a restore reads them from the start (or as the standby
+	// did), or once Prune has scanned it. While the archive starts at or
+	// below it, nothing there is expired, and Prune reads none of the
+	// partition's records, which are every saga ended within the
+	// retention. A write of a pointer (of an ended record) lowers it
+	// (keepLocked).
 	oldest map[int32]int64
 	// restores numbers each partition's restores (restoredAt, by
 	// partition, the latest's): see Owned.
@@ -962,16 +963,22 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	// is; any other is read again from the start: what was held is
 	// dropped, and the partitions are not served until they are read to
 	// their end.
-	followed := s.take(partitions)
+	followed, followedLeast := s.take(partitions)
+	least := map[int32]int64{} // see oldest: known for those read from their start
 	s.mu.Lock()
 	for _, p := range partitions {
 		delete(s.owned, p)
 		start, end := starts[s.cfg.Topic][p].Offset, ends[s.cfg.Topic][p].Offset
 		if next, ok := followed[p]; ok && next >= start && next <= end {
 			start = next
+			if l, known := followedLeast[p]; known {
+				least[p] = l
+			}
 		} else if err := s.dropLocked(p); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("restore %s: %w", s.cfg.Topic, err)
+		} else {
+			least[p] = math.MaxInt64
 		}
 		if start < end {
 			want[p] = end - 1
@@ -1002,7 +1009,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 				}
 				if !r.Attrs.IsControl() {
 					restored++
-					kbuf, vbuf, ferr = s.put(batch, kbuf, vbuf, r)
+					kbuf, vbuf, ferr = s.put(batch, kbuf, vbuf, r, least)
 				}
 				if r.Offset == last {
 					delete(want, r.Partition)
@@ -1032,7 +1039,11 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	s.partitions = n
 	for _, p := range partitions {
 		s.owned[p] = true
-		delete(s.oldest, p)
+		if l, known := least[p]; known {
+			s.oldest[p] = l
+		} else {
+			delete(s.oldest, p)
+		}
 		s.restores++
 		s.restoredAt[p] = s.restores
 	}
@@ -1044,23 +1055,28 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 
 // put adds changelog record r to batch: the record, the pointer of an
 // archived one, or the deletion of a tombstone's key. The batch copies
-// what it is given, so kbuf and vbuf are reused.
-func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record) ([]byte, []byte, error) {
+// what it is given, so kbuf and vbuf are reused. A record that is over
+// lowers least's bound of its partition, if least has one (see oldest).
+func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record, least map[int32]int64) ([]byte, []byte, error) {
 	kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
 	at, archived := archivedAt(r)
 	if s.running != nil { // not otherwise: the key's string is a copy, for every record a restore reads
 		s.setRunning(r.Partition, string(r.Key), r.Value != nil && !archived)
 	}
-	if archived {
-		vbuf = appendEntry(vbuf[:0], entry{archivedAt: at})
-		return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
-	}
-	if r.Value == nil {
+	if r.Value == nil && !archived {
 		return kbuf, vbuf, batch.Delete(kbuf, nil)
 	}
 	e := entry{value: r.Value}
-	if s.cfg.Expire != nil && slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderEnded }) {
+	switch {
+	case archived:
+		e = entry{archivedAt: at}
+	case s.cfg.Expire != nil && slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderEnded }):
 		e.endedAt = max(r.Timestamp.UnixMilli(), 1)
+	}
+	if due, over := e.due(); over {
+		if cur, ok := least[r.Partition]; ok && due < cur {
+			least[r.Partition] = due
+		}
 	}
 	vbuf = appendEntry(vbuf[:0], e)
 	return kbuf, vbuf, batch.Set(kbuf, vbuf, nil)
@@ -1230,7 +1246,7 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 			}
 		}
 		s.mu.Lock()
-		if cur, ok := s.oldest[p]; ok { // not restored meanwhile
+		if cur, ok := s.oldest[p]; ok { // not restored meanwhile without a bound
 			s.oldest[p] = min(cur, least)
 		}
 		s.mu.Unlock()

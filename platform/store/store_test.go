@@ -656,7 +656,8 @@ func TestAnEndedRecordIsArchivedThenPruned(t *testing.T) {
 // store that restored or took it over too, with its time, and left out of
 // Range. Then Prune deletes it, once the expiry has passed by as long as
 // an archive's segment lasts (a partition is not read every minute), and
-// its key is gone. A live record stays.
+// its key is gone; until then Prune reads none of the partition's
+// records. A live record stays.
 func TestAnEndedRecordExpires(t *testing.T) {
 	t.Parallel()
 	c := newExpiringChangelog(t)
@@ -689,8 +690,13 @@ func TestAnEndedRecordExpires(t *testing.T) {
 			{"its expiry passed by more than a segment", written.Add(time.Hour + messaging.Segment(time.Hour) + time.Second), 1},
 		} {
 			st.SetNow(func() time.Time { return at.now })
+			pages := 0
+			st.OnPruneScanned(func(int) { pages++ })
 			if n, err := st.Prune(t.Context()); err != nil || n != at.want {
 				t.Errorf("%s: Prune %s: got %d, %v, want %d deleted", name, at.when, n, err, at.want)
+			}
+			if read := pages > 0; read != (at.want > 0) {
+				t.Errorf("%s: Prune %s read pages: %v, want %v: a partition is read once its oldest ended record is due", name, at.when, read, at.want > 0)
 			}
 		}
 		if _, ok, err := st.Get("closed-1"); ok || err != nil {
@@ -1649,10 +1655,12 @@ func TestAnArchivedRecordCommitsWithItsPointer(t *testing.T) {
 }
 
 // Prune reads a partition's records only when the archive's start has
-// passed a pointer of it: once it has scanned a partition, it knows the
-// oldest offset its pointers point to, and the next runs, with nothing
-// expired, read none of the sagas ended within the retention. A pointer
-// written since is pruned once expired all the same.
+// passed a pointer of it: a store knows the oldest offset its pointers
+// point to from what its restore read, from what its standby replica
+// followed before it took the partition over (or what it held before it
+// gave it up), or from Prune's last scan,
+// and with nothing expired it reads none of the sagas ended within the
+// retention. Once expired, each prunes every pointer it holds.
 func TestPruneReadsNothingWhileNothingExpired(t *testing.T) {
 	t.Parallel()
 	c := newArchivingChangelog(t)
@@ -1665,18 +1673,30 @@ func TestPruneReadsNothingWhileNothingExpired(t *testing.T) {
 	for i := range 20 {
 		closeAccount(fmt.Sprint("closed-", i))
 	}
-	pages := 0
-	s.OnPruneScanned(func(int) { pages++ })
-	if n, err := s.Prune(t.Context()); err != nil || n != 0 || pages == 0 {
-		t.Fatalf("the first Prune: got %d, %v after %d pages, want nothing pruned after reading the partitions", n, err, pages)
+	prune := func(name string, st *customers, want int, read bool) {
+		t.Helper()
+		pages := 0
+		st.OnPruneScanned(func(int) { pages++ })
+		if n, err := st.Prune(t.Context()); err != nil || n != want || (pages > 0) != read {
+			t.Errorf("Prune of %s: got %d, %v after reading %d pages, want %d pruned, reading pages %v", name, n, err, pages, want, read)
+		}
 	}
-	pages = 0
-	if n, err := s.Prune(t.Context()); err != nil || n != 0 || pages != 0 {
-		t.Errorf("Prune with nothing expired since: got %d, %v after %d pages, want nothing pruned, nothing read", n, err, pages)
+	prune("the store that wrote them", s, 0, false)
+	prune("a restored store", c.restored(t), 0, false)
+	prune("a store that took the partitions over", c.takenOver(t), 0, false)
+	follow(t, s)
+	mark(t, s)
+	s.Demote([]int32{0, 1})
+	if err := s.Assign(t.Context(), []int32{0, 1}); err != nil {
+		t.Fatal(err)
 	}
+	prune("the store that gave the partitions up and took them back", s, 0, false)
+
 	closeAccount("closed-late")
 	c.expireArchive(t)
-	if n, err := s.Prune(t.Context()); err != nil || n != 21 {
-		t.Errorf("Prune once the archive expired: got %d, %v, want 21 pruned", n, err)
-	}
+	restored, taken := c.restored(t), c.takenOver(t)
+	prune("the store that wrote them, once the archive expired", s, 21, true)
+	prune("a restored store, once the archive expired", restored, 21, true)
+	prune("a store that took the partitions over, once the archive expired", taken, 21, true)
+	prune("the store that wrote them, once pruned", s, 0, false)
 }
