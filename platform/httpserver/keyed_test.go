@@ -360,8 +360,6 @@ type slowOwners struct {
 	delay time.Duration
 }
 
-func (o slowOwners) Serves(string) bool { return false }
-
 func (o slowOwners) Owner(ctx context.Context, _ string) (httpserver.Owner, error) {
 	select {
 	case <-time.After(o.delay):
@@ -505,22 +503,26 @@ func (o splitOwners) Owner(_ context.Context, key string) (httpserver.Owner, err
 	return httpserver.Owner{Addr: o.other}, nil
 }
 
+func (o splitOwners) Owns(key string) bool { return o.mine(key) }
+
 // A create sent without an Idempotency-Key is made where it arrives,
 // under a key drawn until its id is one the instance owns; one sent with
 // a key goes to that key's owner; an instance that owns no key forwards
-// what it draws to its owner.
+// what it draws to its owner, as does one whose Owners cannot say at once
+// what it owns (no SelfOwners: its lookups may take a while).
 func TestACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T) {
 	t.Parallel()
-	lnA, lnB, lnNone, lnAll := listen(t), listen(t), listen(t), listen(t)
+	lnA, lnB, lnNone, lnAll, lnSlow := listen(t), listen(t), listen(t), listen(t), listen(t)
 	firstHalf := func(k string) bool { return k[0] < '8' }
 	servers := map[string]httpserver.Config{
 		"a":    {Owners: splitOwners{mine: firstHalf, other: lnB.Addr().String()}},
 		"b":    {Owners: splitOwners{mine: func(k string) bool { return !firstHalf(k) }, other: lnA.Addr().String()}},
-		"none": {Owners: ownedBy{Addr: lnAll.Addr().String()}},
+		"none": {Owners: splitOwners{mine: func(string) bool { return false }, other: lnAll.Addr().String()}},
 		"all":  {Owners: ownedBy{Self: true}},
+		"slow": {Owners: slowOwners{addr: lnAll.Addr().String(), delay: 100 * time.Millisecond}},
 	}
 	urls := map[string]string{}
-	for name, ln := range map[string]net.Listener{"a": lnA, "b": lnB, "none": lnNone, "all": lnAll} {
+	for name, ln := range map[string]net.Listener{"a": lnA, "b": lnB, "none": lnNone, "all": lnAll, "slow": lnSlow} {
 		s := newServer(t, servers[name])
 		// The id is the key read backwards, so that the id, not the key,
 		// decides the owner.
@@ -559,8 +561,14 @@ func TestACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T) {
 	if by, hop, _ := post("a", reverse("f-owned-by-b")); by != "b" || hop == "" {
 		t.Errorf("POST to a with a key b owns: made by %s (hop %q), want forwarded to b", by, hop)
 	}
-	if by, hop, key := post("none", ""); by != "all" || hop == "" || key == "" {
-		t.Errorf("POST without a key to an instance that owns none: made by %s (hop %q) under key %q, want forwarded to the key's owner", by, hop, key)
+	for _, to := range []string{"none", "slow"} {
+		start := time.Now()
+		if by, hop, key := post(to, ""); by != "all" || hop == "" || key == "" {
+			t.Errorf("POST without a key to %s: made by %s (hop %q) under key %q, want forwarded to the key's owner", to, by, hop, key)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("POST without a key to %s: answered after %s, want one lookup at most", to, took)
+		}
 	}
 }
 

@@ -19,11 +19,14 @@ type createCustomerRequest struct {
 
 // RegisterHTTP adds POST /customers and GET /customers/{id}.
 func RegisterHTTP(s *httpserver.Server, application app.Application) {
-	// A new customer's id derives from the request's Idempotency-Key; one
-	// drawn for a request without one places the customer on the instance
-	// that received it.
-	s.HandleCreate("POST /customers", func(*http.Request) (func(string) string, error) {
-		return command.CustomerID, nil
+	// A new customer's id derives from the request's Idempotency-Key; the
+	// instance that receives a request without one draws one, so that the
+	// instance owning the id, to which it forwards the request, stores it.
+	// Customers are kept for good: unlike orders (HandleCreate), they
+	// spread over the partitions whichever instance gets their requests.
+	s.HandleKeyed("POST /customers", func(r *http.Request) (string, error) {
+		key, err := httpserver.IdempotencyKey(r)
+		return command.CustomerID(key), err
 	}, func(w http.ResponseWriter, r *http.Request) {
 		var req createCustomerRequest
 		if err := httpserver.DecodeJSON(r, &req); err != nil {
