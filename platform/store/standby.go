@@ -205,7 +205,7 @@ func (s *Store[T]) Demote(partitions []int32) {
 			if err := s.flushLocked(p); err == nil {
 				s.forgetLocked(p)
 				kept[p] = end
-				if l, known := s.oldest[p]; known {
+				if l, known := s.oldest[p]; known && s.pruning[p] == 0 {
 					least[p] = l
 				}
 				continue

@@ -190,6 +190,10 @@ type Store[T any] struct {
 	// retention. A write of a pointer (of an ended record) lowers it
 	// (keepLocked).
 	oldest map[int32]int64
+	// pruning counts, by partition, the Prunes running that scanned it:
+	// until their tombstones are written, its oldest says what it will
+	// hold after them, not what it holds, and is not handed on (Demote).
+	pruning map[int32]int
 	// restores numbers each partition's restores (restoredAt, by
 	// partition, the latest's): see Owned.
 	restores   uint64
@@ -264,7 +268,7 @@ func New[T any](cfg Config[T], logger *slog.Logger) (*Store[T], error) {
 	}
 	s := &Store[T]{cfg: cfg, logger: logger, db: db, ownDB: cfg.DB == nil, prefix: cfg.Topic + "\x00",
 		pending: map[string]entry{}, recent: newRecent(), owned: map[int32]bool{}, undo: map[string]*undo{}, sending: map[int32]int{},
-		oldest: map[int32]int64{}, restoredAt: map[int32]uint64{}, now: time.Now}
+		oldest: map[int32]int64{}, pruning: map[int32]int{}, restoredAt: map[int32]uint64{}, now: time.Now}
 	if cfg.Archive != nil {
 		s.running = map[int32]map[string]struct{}{}
 	}
@@ -1196,11 +1200,17 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 	}
 	// A failed run forgets what it learnt: a pointer it found expired may
 	// still be there.
+	var scanned []int32
 	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, p := range scanned {
+			if s.pruning[p]--; s.pruning[p] == 0 {
+				delete(s.pruning, p)
+			}
+		}
 		if err != nil {
-			s.mu.Lock()
 			clear(s.oldest)
-			s.mu.Unlock()
 		}
 	}()
 	for _, p := range partitions {
@@ -1214,6 +1224,8 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 			continue
 		}
 		s.oldest[p] = math.MaxInt64 // until the scan is done, lowered by the writes meanwhile
+		s.pruning[p]++
+		scanned = append(scanned, p)
 		s.mu.Unlock()
 		least := int64(math.MaxInt64) // of the pointers kept
 		gone := func(e entry) bool {

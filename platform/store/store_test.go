@@ -841,6 +841,41 @@ func (c *changelog) expireArchive(t *testing.T) {
 	}
 }
 
+// A partition given up while Prune scans it, or before Prune has written
+// the tombstones it found, hands its standby no oldest: what Prune left of
+// it is not what it counted on, and is read again, once taken back, by
+// the next Prune.
+func TestAPartitionGivenUpDuringPruneIsReadAgain(t *testing.T) {
+	t.Parallel()
+	c := newArchivingChangelog(t)
+	s := c.restored(t)
+	closeAll := func(prefix string) {
+		for i := range 20 {
+			closed := customer(fmt.Sprint(prefix, i), 1)
+			closed.Name = "closed"
+			update(t, s, fmt.Sprint(prefix, i), set(closed))
+		}
+	}
+	closeAll("early-")
+	c.expireArchive(t)
+	closeAll("late-") // the archive now starts past the early ones only
+	follow(t, s)
+	mark(t, s)
+	var once sync.Once
+	s.OnPruneScanned(func(int) { once.Do(func() { s.Demote([]int32{0, 1}) }) })
+	if _, err := s.Prune(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.OnPruneScanned(nil)
+	if err := s.Assign(t.Context(), []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.expireArchive(t)
+	if n, err := s.Prune(t.Context()); err != nil || n != 40 {
+		t.Errorf("Prune once every pointer expired: got %d, %v, want 40: the early ones the first Prune found but could not delete, and the late ones", n, err)
+	}
+}
+
 // A pointer written again after Prune found it expired (its key revived,
 // or archived again) is not deleted: the tombstone would follow the new
 // record in the changelog, and a restore would lose it.
