@@ -332,17 +332,7 @@ func TestACreateAnswersWithItsIdempotencyKey(t *testing.T) {
 	s.MarkReady()
 	url := serve(t, s)
 	for _, sent := range []string{"", "k-1"} {
-		req, err := http.NewRequest(http.MethodPost, url+"/customers", strings.NewReader(`{}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sent != "" {
-			req.Header.Set(httpserver.HeaderIdempotencyKey, sent)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := postUnder(t, url+"/customers", sent)
 		var body map[string]string
 		_ = json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
@@ -351,6 +341,24 @@ func TestACreateAnswersWithItsIdempotencyKey(t *testing.T) {
 			t.Errorf("sent Idempotency-Key %q: the answer carries %q, the create was made under %q", sent, got, body["key"])
 		}
 	}
+}
+
+// postUnder posts {} to url, under the Idempotency-Key key unless it is
+// empty.
+func postUnder(t *testing.T, url, key string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set(httpserver.HeaderIdempotencyKey, key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // slowOwners is a fake Owners whose lookup takes a while (a group
@@ -534,17 +542,7 @@ func TestACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T) {
 	}
 	post := func(to, key string) (by, hop, answered string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, urls[to]+"/orders", strings.NewReader(`{}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if key != "" {
-			req.Header.Set(httpserver.HeaderIdempotencyKey, key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := postUnder(t, urls[to]+"/orders", key)
 		defer resp.Body.Close()
 		var got served
 		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusCreated {
