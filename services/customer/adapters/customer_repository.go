@@ -113,13 +113,8 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 	lock := &r.locks[stripe(customerID)]
 	lock.Lock()
 	defer lock.Unlock()
-	// A customer's first sum reads each of its decisions: made before the
-	// store locks the decision's key, it holds up no other key of that
-	// lock's stripe. The decision reads it again, kept unless forgotten.
-	if _, err := r.customer(customerID); err == nil {
-		if _, err := r.heldBy(customerID); err != nil {
-			return err
-		}
+	if err := r.sumAhead(customerID); err != nil {
+		return err
 	}
 
 	var held int64
@@ -180,6 +175,24 @@ func (r *CustomerRepository) UpdateCredit(ctx context.Context, customerID, order
 		r.keep(customerID, held, changes)
 	}
 	return notFound
+}
+
+// sumAhead makes a customer's first sum, which reads each of its
+// decisions, before the store locks the decision's key: then it holds up
+// no other key of that lock's stripe. The decision reads the sum again,
+// kept unless forgotten meanwhile. Called with the customer's lock held.
+func (r *CustomerRepository) sumAhead(id string) error {
+	r.mu.RLock()
+	_, summed := r.held[id]
+	r.mu.RUnlock()
+	if summed {
+		return nil
+	}
+	if _, err := r.customer(id); err != nil {
+		return nil // the decision finds it missing, or fails reading it
+	}
+	_, err := r.heldBy(id)
+	return err
 }
 
 func (r *CustomerRepository) customer(id string) (*contracts.CustomerRecord, error) {
