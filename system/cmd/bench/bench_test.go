@@ -172,13 +172,16 @@ func TestRun(t *testing.T) {
 		name                     string
 		rate                     float64
 		instances, sagas, warmup int
+		clientKeys               bool
 	}{
-		{"closed loop", 0, 1, 200, 50},
-		{"open loop", 400, 1, 200, 50},
+		{"closed loop", 0, 1, 200, 50, false},
+		{"open loop", 400, 1, 200, 50, false},
 		// Two instances of every process: each request lands on either,
-		// which places a new order itself and forwards a read to the
-		// owner of its key.
-		{"two instances", 0, 2, 40, 10},
+		// which makes a new order itself and forwards a read to the
+		// owner of its key; or, with keys of the clients' own, forwards
+		// an order too.
+		{"two instances", 0, 2, 40, 10, false},
+		{"two instances, the clients' own keys", 0, 2, 40, 10, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,7 +191,7 @@ func TestRun(t *testing.T) {
 			}
 			cfg.ExternalKafka, cfg.ExternalRegistry = false, false
 			cfg.Sagas, cfg.Warmup, cfg.Concurrency, cfg.Rate, cfg.Profile = tt.sagas, tt.warmup, 16, tt.rate, ""
-			cfg.Instances = tt.instances
+			cfg.Instances, cfg.ClientKeys = tt.instances, tt.clientKeys
 			cfg.BoundRecords, cfg.BoundRoundtrips = 2000, 1000
 			var out bytes.Buffer
 			if err := run(t.Context(), cfg, &out, io.Discard); err != nil {

@@ -9,7 +9,9 @@
 // Environment: SAGAS (default 20000), WARMUP (sagas run first and left out
 // of the figures, default 1000), CONCURRENCY (HTTP clients, default
 // 128), RATE (sagas per second: open loop; unset: closed loop), INSTANCES
-// (instances of every process, default 1), PROFILE (a file for the CPU
+// (instances of every process, default 1), CLIENT_KEYS (true: the clients
+// send each order under an Idempotency-Key of their own, which the
+// instances forward to its owner), PROFILE (a file for the CPU
 // profile of the saga phase, which is taken anyway to tell the bench's own
 // share of the CPU), BOUND_RECORDS and
 // BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
@@ -57,6 +59,11 @@ type Config struct {
 	// Instances is how many instances of every process run, sharing the
 	// work by partition; the HTTP clients send to them in turn.
 	Instances int `env:"INSTANCES" envDefault:"1"`
+	// ClientKeys makes the HTTP clients send each order under an
+	// Idempotency-Key of their own, so that one for a key another
+	// instance owns is forwarded there; without it they send none, and
+	// the instance that gets an order makes it.
+	ClientKeys bool `env:"CLIENT_KEYS"`
 	// BoundRecords records are written to measure records_per_s, and
 	// BoundRoundtrips request/reply pairs exchanged for roundtrips_per_s.
 	BoundRecords    int `env:"BOUND_RECORDS" envDefault:"100000"`
@@ -152,6 +159,7 @@ func run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	}
 	fmt.Fprintf(progress, "bench: bound %.0f records/s, %.0f roundtrips/s; system ready, running %d sagas\n", b.recordsPerS, b.roundtripsPerS, cfg.Sagas)
 	a := load.NewAPI(t.order, t.customer, cfg.Concurrency)
+	a.Keys = cfg.ClientKeys
 	defer a.Close()
 	var ph *sagaPhase
 	asHarness(ctx, func(ctx context.Context) { ph, err = runSagas(ctx, cfg, t, a, progress) })

@@ -197,7 +197,11 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 			len(b.rounds), b.rounds[0], b.rounds[len(b.rounds)-1], cfg.BoundRecords, recordSize, inFlight, inFlight/partitions))
 	row("bound: roundtrips/s", fmt.Sprintf("%.0f", s.RoundtripsPerS),
 		fmt.Sprintf("%d request -> reply through two watermill routers, %d clients in flight, each under a key of its own, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
-	row("instances", s.Instances, "of each of the four processes, each a system.Run of its own sharing the work by partition; the HTTP clients send to them in turn")
+	keys := "with no Idempotency-Key: the instance that gets an order makes it (CLIENT_KEYS)"
+	if cfg.ClientKeys {
+		keys = "each order under an Idempotency-Key of their own, forwarded to its owner (CLIENT_KEYS)"
+	}
+	row("instances", s.Instances, "of each of the four processes, each a system.Run of its own sharing the work by partition; the HTTP clients send to them in turn, "+keys)
 	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
 		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {

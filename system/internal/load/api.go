@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // API calls the system's HTTP endpoints with a client that keeps a
@@ -22,6 +24,10 @@ type API struct {
 	client            *http.Client
 	order, customer   []string      // base URLs of the instances
 	orders, customers atomic.Uint64 // requests sent, to pick the next instance
+	// Keys makes each POST carry an Idempotency-Key of the client's own
+	// from its first try, as a client must that retries what it got no
+	// answer to; without it, the instance that gets a POST draws the key.
+	Keys bool
 }
 
 // pick returns the base URL of the instance the next request goes to.
@@ -130,10 +136,10 @@ const unavailableTries = 5
 // failing unless the status is want. A 503 with Retry-After (a partition
 // moving, an owner slow to answer) is sent again after the time it says,
 // a POST under the Idempotency-Key its answer carries, so that it creates
-// one thing. A POST is sent first without one, as a client that retries
-// only what it got an answer to may: the instance that receives it draws
-// a key whose id it owns, rather than forward it. It reads every answer
-// to its end, so the connection is reused.
+// one thing. Unless Keys, a POST is sent first without one, as a client
+// that retries only what it got an answer to may: the instance that
+// receives it draws a key whose id it owns, rather than forward it. It
+// reads every answer to its end, so the connection is reused.
 func (a *API) do(ctx context.Context, method, url string, in any, want int, out any) error {
 	var payload []byte
 	if in != nil {
@@ -143,6 +149,9 @@ func (a *API) do(ctx context.Context, method, url string, in any, want int, out 
 		}
 	}
 	key := ""
+	if a.Keys && method == http.MethodPost {
+		key = uuid.NewString()
+	}
 	for try := 1; ; try++ {
 		status, b, next, err := a.send(ctx, method, url, payload, key)
 		if err != nil {

@@ -47,6 +47,38 @@ func TestCreateOrderComesAgainAfterA503WithRetryAfter(t *testing.T) {
 	}
 }
 
+// With Keys, a POST carries a key of the client's own from its first try,
+// and is sent again under it after a 503 with Retry-After, whatever key
+// the answer names.
+func TestCreateOrderUnderTheClientsOwnKey(t *testing.T) {
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		n := len(keys)
+		mu.Unlock()
+		w.Header().Set("Idempotency-Key", r.Header.Get("Idempotency-Key"))
+		if n == 1 {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"error":"moving"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"orderId":"o1","state":"PENDING"}`))
+	}))
+	defer srv.Close()
+	a := NewAPI([]string{srv.URL}, []string{srv.URL}, 1)
+	a.Keys = true
+	defer a.Close()
+	if id, err := a.CreateOrder(t.Context(), "c1", 100); err != nil || id != "o1" {
+		t.Fatalf("CreateOrder: got %q, %v; want o1", id, err)
+	}
+	if len(keys) != 2 || keys[0] == "" || keys[1] != keys[0] {
+		t.Errorf("Idempotency-Keys sent: got %q, want one of the client's own, twice", keys)
+	}
+}
+
 // A POST sent again after a 503 may find its order's saga ended already
 // (the first request committed, its answer was lost): the order it
 // created, in whatever state, is the answer. A state no order can be in
