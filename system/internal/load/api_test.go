@@ -8,74 +8,52 @@ import (
 )
 
 // A POST is sent without an Idempotency-Key, as the bench's clients send
-// it; answered 503 with Retry-After, it is sent again under the key the
-// answer carries, and its next answer counts; a 503 without Retry-After
+// it, or with Keys under one of the client's own; answered 503 with
+// Retry-After, it is sent again under the key the answer carries (its
+// own, with Keys), and its next answer counts; a 503 without Retry-After
 // is an error at once.
 func TestCreateOrderComesAgainAfterA503WithRetryAfter(t *testing.T) {
-	var mu sync.Mutex
-	var keys []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		keys = append(keys, r.Header.Get("Idempotency-Key"))
-		n := len(keys)
-		mu.Unlock()
-		if n == 1 {
-			w.Header().Set("Idempotency-Key", "drawn-1")
-			w.Header().Set("Retry-After", "0")
-			http.Error(w, `{"error":"moving"}`, http.StatusServiceUnavailable)
-			return
+	for _, clientKeys := range []bool{false, true} {
+		var mu sync.Mutex
+		var keys []string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			keys = append(keys, r.Header.Get("Idempotency-Key"))
+			n := len(keys)
+			mu.Unlock()
+			key := r.Header.Get("Idempotency-Key")
+			if key == "" {
+				key = "drawn-1"
+			}
+			w.Header().Set("Idempotency-Key", key)
+			if n == 1 {
+				w.Header().Set("Retry-After", "0")
+				http.Error(w, `{"error":"moving"}`, http.StatusServiceUnavailable)
+				return
+			}
+			if n > 2 { // the second order: a 503 without Retry-After
+				http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+			w.Write([]byte(`{"orderId":"o1","state":"PENDING"}`))
+		}))
+		a := NewAPI([]string{srv.URL}, []string{srv.URL}, 1)
+		a.Keys = clientKeys
+		id, err := a.CreateOrder(t.Context(), "c1", 100)
+		if err != nil || id != "o1" {
+			t.Fatalf("Keys %v: CreateOrder after a 503 with Retry-After: got %q, %v; want o1", clientKeys, id, err)
 		}
-		if n > 2 { // the second order: a 503 without Retry-After
-			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
-			return
+		ownKey := len(keys) == 2 && keys[0] != "" && keys[1] == keys[0]
+		answeredKey := len(keys) == 2 && keys[0] == "" && keys[1] == "drawn-1"
+		if clientKeys && !ownKey || !clientKeys && !answeredKey {
+			t.Errorf("Keys %v: Idempotency-Keys sent: got %q, want the client's own twice with Keys, else none, then the one answered", clientKeys, keys)
 		}
-		w.WriteHeader(http.StatusCreated)
-		w.Write([]byte(`{"orderId":"o1","state":"PENDING"}`))
-	}))
-	defer srv.Close()
-	a := NewAPI([]string{srv.URL}, []string{srv.URL}, 1)
-	defer a.Close()
-	id, err := a.CreateOrder(t.Context(), "c1", 100)
-	if err != nil || id != "o1" {
-		t.Fatalf("CreateOrder after a 503 with Retry-After: got %q, %v; want o1", id, err)
-	}
-	if len(keys) != 2 || keys[0] != "" || keys[1] != "drawn-1" {
-		t.Errorf("Idempotency-Keys sent: got %q, want none, then the one answered", keys)
-	}
-	if _, err := a.CreateOrder(t.Context(), "c1", 100); err == nil || len(keys) != 3 {
-		t.Errorf("CreateOrder answered 503 without Retry-After: got %v after %d requests, want an error after one", err, len(keys)-2)
-	}
-}
-
-// With Keys, a POST carries a key of the client's own from its first try,
-// and is sent again under it after a 503 with Retry-After, whatever key
-// the answer names.
-func TestCreateOrderUnderTheClientsOwnKey(t *testing.T) {
-	var mu sync.Mutex
-	var keys []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		keys = append(keys, r.Header.Get("Idempotency-Key"))
-		n := len(keys)
-		mu.Unlock()
-		w.Header().Set("Idempotency-Key", r.Header.Get("Idempotency-Key"))
-		if n == 1 {
-			w.Header().Set("Retry-After", "0")
-			http.Error(w, `{"error":"moving"}`, http.StatusServiceUnavailable)
-			return
+		if _, err := a.CreateOrder(t.Context(), "c1", 100); err == nil || len(keys) != 3 {
+			t.Errorf("Keys %v: CreateOrder answered 503 without Retry-After: got %v after %d requests, want an error after one", clientKeys, err, len(keys)-2)
 		}
-		w.WriteHeader(http.StatusCreated)
-		w.Write([]byte(`{"orderId":"o1","state":"PENDING"}`))
-	}))
-	defer srv.Close()
-	a := NewAPI([]string{srv.URL}, []string{srv.URL}, 1)
-	a.Keys = true
-	defer a.Close()
-	if id, err := a.CreateOrder(t.Context(), "c1", 100); err != nil || id != "o1" {
-		t.Fatalf("CreateOrder: got %q, %v; want o1", id, err)
-	}
-	if len(keys) != 2 || keys[0] == "" || keys[1] != keys[0] {
-		t.Errorf("Idempotency-Keys sent: got %q, want one of the client's own, twice", keys)
+		a.Close()
+		srv.Close()
 	}
 }
 
