@@ -216,6 +216,12 @@ func TestRun(t *testing.T) {
 					t.Errorf("%s: got %v (present: %v), want a positive number", k, v, ok)
 				}
 			}
+			// Orders under the clients' own keys are forwarded to their
+			// owners; without keys each is made where it arrives.
+			want = append(want, "forwarded_per_saga")
+			if v, ok := got["forwarded_per_saga"]; !ok || (v > 0) != tt.clientKeys {
+				t.Errorf("forwarded_per_saga: got %v (present: %v), want it above 0 only with the clients' own keys", v, ok)
+			}
 			// A small run's profile may hold no sample of the harness.
 			want = append(want, "harness_cpu_us_per_saga")
 			if v, ok := got["harness_cpu_us_per_saga"]; !ok || v < 0 || v >= got["cpu_us_per_saga"] {

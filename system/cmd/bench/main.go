@@ -10,8 +10,8 @@
 // of the figures, default 1000), CONCURRENCY (HTTP clients, default
 // 128), RATE (sagas per second: open loop; unset: closed loop), INSTANCES
 // (instances of every process, default 1), CLIENT_KEYS (true: the clients
-// send each order under an Idempotency-Key of their own, which the
-// instances forward to its owner), PROFILE (a file for the CPU
+// send each POST under an Idempotency-Key of their own, forwarded when
+// another instance owns it), PROFILE (a file for the CPU
 // profile of the saga phase, which is taken anyway to tell the bench's own
 // share of the CPU), BOUND_RECORDS and
 // BOUND_ROUNDTRIPS (the size of the ceiling measurements), and the
@@ -59,7 +59,7 @@ type Config struct {
 	// Instances is how many instances of every process run, sharing the
 	// work by partition; the HTTP clients send to them in turn.
 	Instances int `env:"INSTANCES" envDefault:"1"`
-	// ClientKeys makes the HTTP clients send each order under an
+	// ClientKeys makes the HTTP clients send each POST under an
 	// Idempotency-Key of their own, so that one for a key another
 	// instance owns is forwarded there; without it they send none, and
 	// the instance that gets an order makes it.

@@ -63,6 +63,9 @@ type summary struct {
 	HandleMs              float64 `json:"handle_ms"`
 	PrepareMs             float64 `json:"prepare_ms"`
 	EndMs                 float64 `json:"end_ms"`
+	// ForwardedPerSaga is the HTTP requests an instance forwarded to the
+	// owner of their key, a saga.
+	ForwardedPerSaga float64 `json:"forwarded_per_saga"`
 }
 
 // errNoCeiling: the sagas wrote records faster than the bound, so the bound
@@ -100,6 +103,7 @@ func summarize(cfg Config, b bound, ph *sagaPhase) summary {
 	all := ph.transactions[allProcesses]
 	s.TransactionsPerSaga, s.RecordsPerTransaction = all.PerSaga, all.Records
 	s.HandleMs, s.PrepareMs, s.EndMs = all.HandleMs, all.PrepareMs, all.EndMs
+	s.ForwardedPerSaga = all.Forwarded
 	if ph.cpuOK {
 		perSaga := float64(ph.cpu.Microseconds()) / float64(len(ph.measured()))
 		s.CPUUsPerSaga = round(perSaga, 1)
@@ -199,9 +203,10 @@ func writeTable(w io.Writer, cfg Config, t *target, b bound, ph *sagaPhase, v ve
 		fmt.Sprintf("%d request -> reply through two watermill routers, %d clients in flight, each under a key of its own, %d partitions", cfg.BoundRoundtrips, inFlight, partitions))
 	keys := "with no Idempotency-Key: the instance that gets an order makes it (CLIENT_KEYS)"
 	if cfg.ClientKeys {
-		keys = "each order under an Idempotency-Key of their own, forwarded to its owner (CLIENT_KEYS)"
+		keys = "each POST under an Idempotency-Key of their own, forwarded when another instance owns it (CLIENT_KEYS)"
 	}
 	row("instances", s.Instances, "of each of the four processes, each a system.Run of its own sharing the work by partition; the HTTP clients send to them in turn, "+keys)
+	row("forwarded/saga", fmt.Sprintf("%.2f", s.ForwardedPerSaga), "HTTP requests an instance forwarded to the owner of their key")
 	row("sagas/s", fmt.Sprintf("%.1f", s.SagasPerS),
 		fmt.Sprintf("%d sagas ended %.1f s after their first POST; all posted after %.1f s; %d warm-up sagas ran before them", s.Sagas, ph.elapsed.Seconds(), ph.posting.Seconds(), ph.warmup))
 	if cfg.Rate > 0 {

@@ -19,15 +19,18 @@ func (h *histo) add(o histo, k float64) { h.sum, h.count = h.sum+k*o.sum, h.coun
 
 // txnTotals adds up the transaction metrics of a process's instances
 // (messaging.Session's transaction_records, whose count is the
-// transactions, and transaction_seconds by phase).
+// transactions, and transaction_seconds by phase), and the HTTP requests
+// they forwarded to the owner of their key.
 type txnTotals struct {
-	records histo
-	phases  map[string]histo
+	records   histo
+	phases    map[string]histo
+	forwarded float64
 }
 
 // add adds o to t, times k (-1 takes it away).
 func (t *txnTotals) add(o txnTotals, k float64) {
 	t.records.add(o.records, k)
+	t.forwarded += k * o.forwarded
 	if t.phases == nil {
 		t.phases = map[string]histo{}
 	}
@@ -43,6 +46,7 @@ type txnStats struct {
 	PerSaga                    float64 // transactions a saga
 	Records                    float64 // records handled a transaction
 	HandleMs, PrepareMs, EndMs float64 // each phase, a transaction on average (prepare: the flush of its records and its offsets)
+	Forwarded                  float64 // HTTP requests forwarded to their key's owner, a saga
 }
 
 // scrapeTransactions reads the transaction metrics of every instance of
@@ -62,7 +66,12 @@ func scrapeTransactions(ctx context.Context, t *target) (map[string]txnTotals, e
 				instance.records = histogramOf(m)
 			}
 			for _, m := range families["transaction_seconds"].GetMetric() {
-				instance.phases[phase(m)] = histogramOf(m)
+				instance.phases[label(m, "phase")] = histogramOf(m)
+			}
+			for _, m := range families["http_forwarded_total"].GetMetric() {
+				if label(m, "outcome") == "forwarded" {
+					instance.forwarded += m.GetCounter().GetValue()
+				}
 			}
 			sum.add(instance, 1)
 		}
@@ -75,9 +84,9 @@ func histogramOf(m *dto.Metric) histo {
 	return histo{sum: m.GetHistogram().GetSampleSum(), count: float64(m.GetHistogram().GetSampleCount())}
 }
 
-func phase(m *dto.Metric) string {
+func label(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
-		if l.GetName() == "phase" {
+		if l.GetName() == name {
 			return l.GetValue()
 		}
 	}
@@ -126,5 +135,6 @@ func (t txnTotals) stats(sagas int) (txnStats, bool) {
 		HandleMs:  ms("handle"),
 		PrepareMs: ms("prepare"),
 		EndMs:     ms("end"),
+		Forwarded: round(t.forwarded/float64(sagas), 3),
 	}, true
 }
