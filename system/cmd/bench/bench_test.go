@@ -217,10 +217,12 @@ func TestRun(t *testing.T) {
 				}
 			}
 			// Orders under the clients' own keys are forwarded to their
-			// owners; without keys each is made where it arrives.
+			// owners, half of them with two instances; without keys each
+			// is made where it arrives (but for 16 draws that miss, 1 in
+			// 65,536).
 			want = append(want, "forwarded_per_saga")
-			if v, ok := got["forwarded_per_saga"]; !ok || (v > 0) != tt.clientKeys {
-				t.Errorf("forwarded_per_saga: got %v (present: %v), want it above 0 only with the clients' own keys", v, ok)
+			if v, ok := got["forwarded_per_saga"]; !ok || tt.clientKeys && v < 0.2 || !tt.clientKeys && v > 0.1 {
+				t.Errorf("forwarded_per_saga: got %v (present: %v), want about 0.5 with the clients' own keys, about 0 without", v, ok)
 			}
 			// A small run's profile may hold no sample of the harness.
 			want = append(want, "harness_cpu_us_per_saga")
