@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -122,16 +123,14 @@ func New(cfg Config) (*Console, error) {
 func (c *Console) Run(ctx context.Context) error {
 	defer c.deadEvents.close()
 	defer c.sagaEvents.close()
-	var topics, endedTopics []string
-	ended := map[string]bool{}
+	var topics []string
 	for _, t := range c.cfg.Types {
 		topics = append(topics, t.StateTopic, t.EndedTopic)
-		endedTopics = append(endedTopics, t.EndedTopic)
-		ended[t.EndedTopic] = true
 	}
 	topics = append(topics, contracts.TopicDeadLetter)
 	keep := int64(c.cfg.KeepDeadLetters)
-	endedFrom := c.endedFrom(ctx, endedTopics)
+	ended := c.ended
+	endedFrom := c.endedFrom(ctx, slices.Collect(maps.Keys(ended)))
 	from := func(topic string, partition int32, start, end int64) int64 {
 		switch {
 		case topic == contracts.TopicDeadLetter:
