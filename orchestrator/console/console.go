@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,7 +58,11 @@ type Config struct {
 	// MaxEnded is how many ended sagas the index keeps, the newest; the
 	// running ones are all kept. 0 keeps every ended saga of the retention.
 	MaxEnded int
-	Logger   *slog.Logger
+	// Group is the consumer group whose committed offsets of the state
+	// topics say where a start reads them from (checkpoint.go); "" reads
+	// them from their start.
+	Group  string
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -101,6 +106,9 @@ type Console struct {
 	registryAway atomic.Int64
 
 	states, ended map[string]bool // the saga types' topics
+
+	mu   sync.Mutex
+	next map[topicPartition]int64 // of each state partition: where reading it goes on (checkpoint.go)
 }
 
 // New returns a console whose index is empty until Run reads the topics.
@@ -110,19 +118,26 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, index: NewIndex(cfg.MaxEnded), deadLetters: &deadLetters{max: cfg.KeepDeadLetters, dec: cfg.DeadLetters},
-		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}}
+		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}, next: map[topicPartition]int64{}}
 	for _, t := range cfg.Types {
 		c.states[t.StateTopic], c.ended[t.EndedTopic] = true, true
 	}
 	return c, nil
 }
 
-// Run reads the saga types' state topics from their start, of their
-// archive topics what the index keeps (endedFrom), and the newest dead
-// letters, then follows them until ctx ends; then it closes the streams.
+// Run reads the saga types' state topics from their checkpoint
+// (checkpoint.go), of their archive topics what the index keeps
+// (endedFrom), and the newest dead letters, then follows them until ctx
+// ends; then it closes the streams.
 func (c *Console) Run(ctx context.Context) error {
 	defer c.deadEvents.close()
 	defer c.sagaEvents.close()
+	client, err := kgo.NewClient(c.cfg.Kgo...)
+	if err != nil {
+		return fmt.Errorf("console: connect: %w", err)
+	}
+	defer client.Close()
+	admin := kadm.NewClient(client)
 	var topics []string
 	for _, t := range c.cfg.Types {
 		topics = append(topics, t.StateTopic, t.EndedTopic)
@@ -130,7 +145,8 @@ func (c *Console) Run(ctx context.Context) error {
 	topics = append(topics, contracts.TopicDeadLetter)
 	keep := int64(c.cfg.KeepDeadLetters)
 	ended := c.ended
-	endedFrom := c.endedFrom(ctx, slices.Collect(maps.Keys(ended)))
+	endedFrom := c.endedFrom(ctx, admin, slices.Collect(maps.Keys(ended)))
+	stateFrom := c.checkpointed(ctx, admin)
 	from := func(topic string, partition int32, start, end int64) int64 {
 		switch {
 		case topic == contracts.TopicDeadLetter:
@@ -138,8 +154,15 @@ func (c *Console) Run(ctx context.Context) error {
 		case ended[topic]:
 			return max(start, endedFrom(topic, partition, end))
 		}
-		return start
+		at := max(start, stateFrom(topic, partition, end))
+		c.readTo(topicPartition{topic, partition}, at)
+		return at
 	}
+	var checkpoints sync.WaitGroup
+	defer checkpoints.Wait() // before the client closes
+	checkpointing, stop := context.WithCancel(ctx)
+	defer stop()
+	checkpoints.Go(func() { c.keepCheckpoints(checkpointing, admin) })
 	// A saga's transitions before its archived end, when one fetch brings
 	// both: read after the end, they would be no news, and a saga that ran
 	// within a fetch's wait would show in the stream as ended at once.
@@ -159,18 +182,12 @@ func (c *Console) Run(ctx context.Context) error {
 // sagas a second was 60 million sagas. With MaxEnded 0 (keep them all),
 // or when the offsets of that time cannot be listed, it is read from its
 // start.
-func (c *Console) endedFrom(ctx context.Context, topics []string) func(topic string, partition int32, end int64) int64 {
+func (c *Console) endedFrom(ctx context.Context, admin *kadm.Client, topics []string) func(topic string, partition int32, end int64) int64 {
 	all := func(string, int32, int64) int64 { return 0 }
 	if c.cfg.MaxEnded == 0 {
 		return all
 	}
-	client, err := kgo.NewClient(c.cfg.Kgo...)
-	if err != nil {
-		c.cfg.Logger.Warn("console: connect; the archives are read from their start", "error", err)
-		return all
-	}
-	defer client.Close()
-	since, err := kadm.NewClient(client).ListOffsetsAfterMilli(ctx, time.Now().Add(-statsKept).UnixMilli(), topics...)
+	since, err := admin.ListOffsetsAfterMilli(ctx, time.Now().Add(-statsKept).UnixMilli(), topics...)
 	if err == nil {
 		err = since.Error()
 	}
@@ -213,6 +230,16 @@ func (c *Console) deadLetter(r *kgo.Record) *DeadLetter {
 // apply adds what a record says to the index or the dead letters; an error
 // means it must be read again (the registry did not answer).
 func (c *Console) apply(r *kgo.Record) error {
+	if err := c.applyRecord(r); err != nil {
+		return err
+	}
+	if c.states[r.Topic] {
+		c.readTo(topicPartition{r.Topic, r.Partition}, r.Offset+1)
+	}
+	return nil
+}
+
+func (c *Console) applyRecord(r *kgo.Record) error {
 	c.read.Add(1)
 	switch {
 	case r.Topic == contracts.TopicDeadLetter:
@@ -243,7 +270,7 @@ func (c *Console) apply(r *kgo.Record) error {
 		return nil
 	}
 	stream := c.caughtUp.Load() && c.sagaEvents.listened()
-	if s, changed := c.index.put(v, r.Offset, stream); changed && stream {
+	if s, changed := c.index.put(v, r.Partition, r.Offset, stream); changed && stream {
 		c.publish(c.sagaEvents, s)
 	}
 	return nil

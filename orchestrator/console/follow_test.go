@@ -105,20 +105,7 @@ func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		deadline := time.Now().Add(30 * time.Second)
-		for !c.caughtUp.Load() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if !c.caughtUp.Load() {
-			t.Fatalf("%s: not caught up within 30 s", name)
-		}
+		runUntilCaughtUp(t, c)
 		if n := c.read.Load(); !tt.read(n) {
 			t.Errorf("%s: read %d sagas of the archive's 60", name, n)
 		}

@@ -51,6 +51,7 @@ type entry struct {
 	version, attempt           int32
 	started, updated, deadline int64 // Unix milliseconds; deadline 0 once ended
 	revision                   int64 // Summary.Revision
+	partition                  int32 // of its state topic, where it was read while it ran
 }
 
 func (e *entry) ended() bool { return e.deadline == 0 }
@@ -61,11 +62,12 @@ func (e *entry) stepName() string {
 	return name
 }
 
-// newEntry summarizes a stored saga instance, read at offset of its state
-// topic if it runs. Its id is v's own: the index keeps a copy of it (put).
-func newEntry(v *saga.SagaInstance, offset int64) entry {
+// newEntry summarizes a stored saga instance, read at offset of a
+// partition of its state topic if it runs. Its id is v's own: the index
+// keeps a copy of it (put).
+func newEntry(v *saga.SagaInstance, partition int32, offset int64) entry {
 	e := entry{id: v.SagaID, typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
-		version: int32(v.Version), attempt: int32(v.Attempt), revision: offset}
+		version: int32(v.Version), attempt: int32(v.Attempt), revision: offset, partition: partition}
 	if n := len(v.History); n > 0 {
 		e.started, e.updated = v.History[0].At.UnixMilli(), v.History[n-1].At.UnixMilli()
 		e.step = intern(v.History[n-1].Step) // the step after the latest transition, as GET /sagas/{id} shows it
@@ -184,13 +186,13 @@ func (x *Index) Len() int {
 // again, and an older state than the one held (a state topic read behind
 // its archive) is ignored.
 func (x *Index) Put(v *saga.SagaInstance, offset int64) (Summary, bool) {
-	return x.put(v, offset, true)
+	return x.put(v, 0, offset, true)
 }
 
 // put is Put, which summarizes the saga only if asked: a console nobody
 // watches has no use for the summary of every transition.
-func (x *Index) put(v *saga.SagaInstance, offset int64, summarize bool) (Summary, bool) {
-	e := newEntry(v, offset)
+func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summarize bool) (Summary, bool) {
+	e := newEntry(v, partition, offset)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old, ok := x.byID[e.id]
@@ -234,6 +236,31 @@ func (x *Index) put(v *saga.SagaInstance, offset int64, summarize bool) (Summary
 		}
 	}
 	return summary, true
+}
+
+// typePartition is a partition of a saga type's state topic.
+type typePartition struct {
+	typ       string
+	partition int32
+}
+
+// oldestRunning returns, for each partition of a saga type's state topic
+// that holds a running saga, the lowest revision of its running sagas:
+// the offset of the oldest record that is a running saga's latest.
+func (x *Index) oldestRunning() map[typePartition]int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := map[typePartition]int64{}
+	for _, e := range x.byID {
+		if e.ended() {
+			continue
+		}
+		k := typePartition{e.typ, e.partition}
+		if o, ok := out[k]; !ok || e.revision < o {
+			out[k] = e.revision
+		}
+	}
+	return out
 }
 
 // oldestEnded returns the ended saga that started first.

@@ -271,6 +271,10 @@ func New(cfg Config, logger *slog.Logger) (*process.Process, error) {
 	})
 }
 
+// consoleGroup is the consumer group in which the console keeps its
+// checkpoint of the state topics: it reads outside the orchestrator's.
+const consoleGroup = "orchestrator-console"
+
 // runConsole serves the console's API on every instance, each reading
 // every saga of every type.
 func runConsole(p *process.Process, all []runner, maxEnded int, logger *slog.Logger) error {
@@ -290,7 +294,7 @@ func runConsole(p *process.Process, all []runner, maxEnded int, logger *slog.Log
 		return err
 	}
 	c, err := console.New(console.Config{Types: types, Kgo: p.KgoOptions(), Sagas: p.Serde, DeadLetters: letters, MaxEnded: maxEnded,
-		Logger: logger})
+		Group: consoleGroup, Logger: logger})
 	if err != nil {
 		return err
 	}
