@@ -2,10 +2,15 @@ package console
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // A state topic holds, for every saga of the archive's retention, its
@@ -23,7 +28,8 @@ import (
 // the ended ones. A running saga writes at each transition and each
 // re-send (a minute apart at most, or STEP_TIMEOUT if longer), so the
 // checkpoint trails the running sagas by about that, whatever ran before
-// them.
+// them. A checkpoint names its topic's id: one of a topic deleted and made
+// again is not the new topic's.
 const checkpointEvery = time.Minute
 
 // topicPartition is a partition of a topic.
@@ -40,30 +46,36 @@ func (c *Console) readTo(p topicPartition, next int64) {
 	c.mu.Unlock()
 }
 
+// placed checks that a saga read from a state topic is of a type kept in
+// it: the checkpoint finds a running saga's topic by its type. One that is
+// not stops the checkpoints, and the next start reads every state topic
+// from its start.
+func (c *Console) placed(v *saga.SagaInstance, topic string) {
+	if c.stateOf[v.SagaType] != topic && c.misplaced.CompareAndSwap(false, true) {
+		c.cfg.Logger.Error("console: a saga of a type not kept in the topic it was read from; the state topics' checkpoint is no longer kept",
+			"saga_id", v.SagaID, "type", v.SagaType, "topic", topic)
+	}
+}
+
 // checkpoint returns the offset a start may read each state partition
-// from. The positions are taken before the running sagas: a saga the index
-// gets in between was read past them.
+// from, with its topic's id. The positions are taken before the running
+// sagas: a saga the index gets in between was read past them.
 func (c *Console) checkpoint() kadm.Offsets {
 	c.mu.Lock()
 	next := maps.Clone(c.next)
 	c.mu.Unlock()
-	topics := map[string]string{} // by saga type
-	for _, t := range c.cfg.Types {
-		topics[t.Type] = t.StateTopic
-	}
 	for k, oldest := range c.index.oldestRunning() {
-		topic, ok := topics[k.typ]
-		if !ok {
-			return nil // a saga of no type listed: where it lies is unknown
-		}
-		p := topicPartition{topic, k.partition}
+		p := topicPartition{c.stateOf[k.typ], k.partition}
 		if at, ok := next[p]; ok && oldest < at {
 			next[p] = oldest
 		}
 	}
+	if c.misplaced.Load() {
+		return nil
+	}
 	offsets := kadm.Offsets{}
 	for p, at := range next {
-		offsets.Add(kadm.Offset{Topic: p.topic, Partition: p.partition, At: at, LeaderEpoch: -1})
+		offsets.Add(kadm.Offset{Topic: p.topic, Partition: p.partition, At: at, LeaderEpoch: -1, Metadata: c.topicIDs[p.topic]})
 	}
 	return offsets
 }
@@ -104,23 +116,45 @@ func (c *Console) commitCheckpoint(ctx context.Context, admin *kadm.Client) {
 }
 
 // checkpointed returns, for a partition of a state topic that ends at end,
-// its checkpoint: 0 (its start) when it has none, or one past its end (the
-// topic was made again).
+// its checkpoint, or 0 (its start) when it has none: none was committed,
+// or it was of another topic of that name, or past the topic's end. It
+// asks until it is answered: a start that read every state topic from its
+// start because the group's coordinator was away would read millions of
+// records.
 func (c *Console) checkpointed(ctx context.Context, admin *kadm.Client) func(topic string, partition int32, end int64) int64 {
 	none := func(string, int32, int64) int64 { return 0 }
 	if c.cfg.Group == "" {
 		return none
 	}
-	committed, err := admin.FetchOffsets(ctx, c.cfg.Group)
-	if err == nil {
-		err = committed.Error()
+	var (
+		committed kadm.OffsetResponses
+		topics    kadm.TopicDetails
+		err       error
+	)
+	for {
+		if topics, err = admin.ListTopics(ctx, slices.Collect(maps.Values(c.stateOf))...); err == nil {
+			err = topics.Error()
+		}
+		if err == nil {
+			committed, err = admin.FetchOffsets(ctx, c.cfg.Group)
+		}
+		if err == nil || errors.Is(err, kerr.GroupIDNotFound) { // never committed
+			break
+		}
+		c.cfg.Logger.Warn("console: read the state topics' checkpoint; again in a second", "group", c.cfg.Group, "error", err)
+		select {
+		case <-ctx.Done():
+			return none
+		case <-time.After(time.Second):
+		}
 	}
-	if err != nil {
-		c.cfg.Logger.Warn("console: read the state topics' checkpoint; they are read from their start", "group", c.cfg.Group, "error", err)
-		return none
+	c.topicIDs = map[string]string{}
+	for name, t := range topics {
+		c.topicIDs[name] = t.ID.String()
 	}
 	return func(topic string, partition int32, end int64) int64 {
-		if o, ok := committed.Lookup(topic, partition); ok && o.Err == nil && o.At <= end {
+		o, ok := committed.Lookup(topic, partition)
+		if ok && o.Err == nil && o.Metadata == c.topicIDs[topic] && o.At <= end {
 			return o.At
 		}
 		return 0

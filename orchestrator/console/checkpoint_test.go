@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -15,43 +16,56 @@ import (
 )
 
 // A start reads each state topic from the checkpoint its console left
-// when it stopped: the oldest record that is a running saga's latest, not
-// the pointers of every saga ended before it. A saga that started before
-// others ended is still listed running, and the ended ones, from the
-// archive, as ended.
+// when it stopped: in each partition, the oldest record that is a running
+// saga's latest, or where it read to if none runs; not the pointers of
+// every saga ended before it. A saga that started before others ended is
+// still listed running, the ended ones, from the archive, as ended.
 func TestAStartReadsTheStateTopicsFromTheCheckpoint(t *testing.T) {
-	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	opts, _ := newCluster(t, kfake.SeedTopics(3, "x.sagas"), kfake.SeedTopics(1, "x.sagas.ended", contracts.TopicDeadLetter))
 	s := sagas{}
+	running := func(id string, started, partition int32) *kgo.Record {
+		s[id+" running"] = instance(id, "CreateOrder", saga.StateRunning, "reserve_credit", int(started), 1)
+		return &kgo.Record{Topic: "x.sagas", Partition: partition, Key: []byte(id), Value: []byte(id + " running")}
+	}
+	ended := func(id string, started, partition int32) []*kgo.Record { // its archived end, the pointer to it
+		s[id] = instance(id, "CreateOrder", saga.StateCompleted, "", int(started), 0)
+		return []*kgo.Record{{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id)},
+			{Topic: "x.sagas", Partition: partition, Key: []byte(id), Value: []byte{},
+				Headers: []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("0")}}}}
+	}
 	var recs []*kgo.Record
-	pointer := []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("0")}}
-	end := func(id string, started int) { // a running state, the archived end, the pointer to it
-		s[id+" running"] = instance(id, "CreateOrder", saga.StateRunning, "reserve_credit", started, 1)
-		s[id] = instance(id, "CreateOrder", saga.StateCompleted, "", started, 0)
-		recs = append(recs, &kgo.Record{Topic: "x.sagas", Key: []byte(id), Value: []byte(id + " running")},
-			&kgo.Record{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id)},
-			&kgo.Record{Topic: "x.sagas", Key: []byte(id), Value: []byte{}, Headers: pointer})
+	for i := range int32(30) { // ten ended sagas in each partition
+		recs = append(append(recs, running(fmt.Sprintf("a%02d", i), i, i%3)), ended(fmt.Sprintf("a%02d", i), i, i%3)...)
 	}
-	for i := range 20 {
-		end(fmt.Sprintf("a%02d", i), i)
+	recs = append(recs, running("r", 30, 1)) // running since before the ten sagas after it ended
+	for i := range int32(10) {
+		recs = append(append(recs, running(fmt.Sprintf("b%02d", i), 31+i, 1)), ended(fmt.Sprintf("b%02d", i), 31+i, 1)...)
 	}
-	s["r"] = instance("r", "CreateOrder", saga.StateRunning, "reserve_credit", 20, 1)
-	recs = append(recs, &kgo.Record{Topic: "x.sagas", Key: []byte("r"), Value: []byte("r")}) // offset 40 of x.sagas
-	for i := range 20 {
-		end(fmt.Sprintf("b%02d", i), 21+i)
+	produce := func(recs ...*kgo.Record) {
+		client, err := kgo.NewClient(append(slices.Clone(opts), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		if err := client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produce(recs...)
 	for _, tt := range []struct {
-		name  string
-		group string
-		read  int64
+		name    string
+		then    []*kgo.Record // produced before the start
+		group   string
+		read    int64
+		running []string
 	}{
-		{"the first start", "console", 81 + 40},  // x.sagas whole, the archive whole
-		{"a start after it", "console", 41 + 40}, // x.sagas from r's state on
-		{"a start with no group", "", 81 + 40},   // x.sagas whole again
-		{"a start with the group again", "console", 41 + 40},
+		{"the first start", nil, "console", 81 + 40, []string{"r"}},          // x.sagas whole, the archive whole
+		{"a start after it", nil, "console", 21 + 40, []string{"r"}},         // partition 1 from r's state on, 0 and 2 nothing
+		{"a start with no group", nil, "", 81 + 40, []string{"r"}},           // x.sagas whole again
+		{"a start once r ended", ended("r", 30, 1), "console", 22 + 41, nil}, // from r's state on still
+		{"a start with none running", nil, "console", 41, nil},               // the archive only
 	} {
+		produce(tt.then...)
 		c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
 			Kgo: opts, Sagas: s, DeadLetters: s, Group: tt.group})
 		if err != nil {
@@ -62,10 +76,81 @@ func TestAStartReadsTheStateTopicsFromTheCheckpoint(t *testing.T) {
 			t.Errorf("%s: read %d records, want %d", tt.name, n, tt.read)
 		}
 		running, _ := listAll(t, c.index, Query{State: saga.StateRunning, Limit: 10, Now: t0})
-		all, total := listAll(t, c.index, Query{Limit: 10, Now: t0})
-		if !slices.Equal(running, []string{"r"}) || total != 41 || len(all) != 41 {
-			t.Errorf("%s: running %q of %d sagas, want r of 41", tt.name, running, total)
+		if _, total := listAll(t, c.index, Query{Limit: 10, Now: t0}); !slices.Equal(running, tt.running) || total != 41 {
+			t.Errorf("%s: running %q of %d sagas, want %q of 41", tt.name, running, total, tt.running)
 		}
+	}
+}
+
+// A checkpoint is of its topic: once the topic is deleted and made again,
+// a start reads the new one from its start, though it has passed the
+// checkpoint an instance running meanwhile committed of the old one.
+func TestACheckpointOfATopicMadeAgainIsNotRead(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	s := sagas{"r": instance("r", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)}
+	for i := range 5 {
+		id := fmt.Sprintf("a%d", i)
+		s[id] = instance(id, "CreateOrder", saga.StateCompleted, "", i, 0)
+	}
+	states := func(ids ...string) {
+		var recs []*kgo.Record
+		for _, id := range ids {
+			recs = append(recs, &kgo.Record{Topic: "x.sagas", Key: []byte(id), Value: []byte(id)})
+		}
+		producer, err := kgo.NewClient(opts...) // a new one: the old one would write to the deleted topic's id
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer producer.Close()
+		if err := producer.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	console := func() *Console {
+		c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+			Kgo: opts, Sagas: s, DeadLetters: s, Group: "console"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	states("a0", "a1", "a2")
+	old := console()
+	runUntilCaughtUp(t, old) // at offset 3
+	admin := kadm.NewClient(client)
+	if _, err := admin.DeleteTopic(t.Context(), "x.sagas"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		created, err := admin.CreateTopic(t.Context(), 1, 1, nil, "x.sagas")
+		if err == nil {
+			err = created.Err
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval: the deletion completes
+	}
+	// An instance running meanwhile commits offset 3 of the topic it read,
+	// once its client has learnt the new topic's id.
+	fresh, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	old.commitCheckpoint(t.Context(), kadm.NewClient(fresh))
+	if committed, err := kadm.NewClient(fresh).FetchOffsets(t.Context(), "console"); err != nil || committed["x.sagas"][0].At != 3 {
+		t.Fatalf("committed %v (%v), want offset 3 of x.sagas", committed, err)
+	}
+	states("r", "a3", "a4", "a0")
+	c := console()
+	runUntilCaughtUp(t, c)
+	if running, _ := listAll(t, c.index, Query{State: saga.StateRunning, Limit: 10, Now: t0}); !slices.Equal(running, []string{"r"}) {
+		t.Errorf("running %q, want r, the new topic's first record", running)
 	}
 }
 
@@ -86,5 +171,36 @@ func runUntilCaughtUp(t *testing.T, c *Console) {
 	}
 	if !c.caughtUp.Load() {
 		t.Fatal("not caught up within 30 s")
+	}
+}
+
+// The checkpoint finds a running saga's topic by its type: a saga read
+// from a state topic its type is not kept in stops the checkpoints, rather
+// than let another topic's checkpoint pass it.
+func TestASagaInAnotherTypesTopicStopsTheCheckpoints(t *testing.T) {
+	s := sagas{
+		"a": instance("a", "A", saga.StateRunning, "first", 0, 1),
+		"b": instance("b", "B", saga.StateRunning, "first", 0, 1),
+	}
+	c, err := New(Config{Types: []SagaType{{Type: "A", StateTopic: "a.sagas", EndedTopic: "a.sagas.ended"},
+		{Type: "B", StateTopic: "b.sagas", EndedTopic: "b.sagas.ended"}},
+		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s, Group: "console"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []topicPartition{{"a.sagas", 0}, {"b.sagas", 0}} {
+		c.readTo(p, 0)
+	}
+	if err := c.apply(&kgo.Record{Topic: "a.sagas", Key: []byte("a"), Value: []byte("a"), Offset: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.checkpoint()["a.sagas"][0].At; got != 5 {
+		t.Errorf("a.sagas's checkpoint: got %d, want 5, a's record", got)
+	}
+	if err := c.apply(&kgo.Record{Topic: "a.sagas", Key: []byte("b"), Value: []byte("b"), Offset: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.checkpoint(); got != nil {
+		t.Errorf("checkpoint once a B saga was read from a.sagas: got %v, want none", got)
 	}
 }

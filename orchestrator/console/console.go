@@ -105,10 +105,17 @@ type Console struct {
 	// nanoseconds, once it did not answer (deadLetter).
 	registryAway atomic.Int64
 
-	states, ended map[string]bool // the saga types' topics
+	states, ended map[string]bool   // the saga types' topics
+	stateOf       map[string]string // each saga type's state topic
 
-	mu   sync.Mutex
-	next map[topicPartition]int64 // of each state partition: where reading it goes on (checkpoint.go)
+	// The checkpoint (checkpoint.go): next is, of each state partition,
+	// where reading it goes on; topicIDs are the state topics' ids, read
+	// before Run reads them; misplaced, a saga of a type not kept in the
+	// topic it was read from.
+	mu        sync.Mutex
+	next      map[topicPartition]int64
+	topicIDs  map[string]string
+	misplaced atomic.Bool
 }
 
 // New returns a console whose index is empty until Run reads the topics.
@@ -118,9 +125,11 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, index: NewIndex(cfg.MaxEnded), deadLetters: &deadLetters{max: cfg.KeepDeadLetters, dec: cfg.DeadLetters},
-		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}, next: map[topicPartition]int64{}}
+		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}, stateOf: map[string]string{},
+		next: map[topicPartition]int64{}}
 	for _, t := range cfg.Types {
 		c.states[t.StateTopic], c.ended[t.EndedTopic] = true, true
+		c.stateOf[t.Type] = t.StateTopic
 	}
 	return c, nil
 }
@@ -268,6 +277,9 @@ func (c *Console) applyRecord(r *kgo.Record) error {
 	if !ok {
 		c.cfg.Logger.Error("console: skip a record that is no saga", "topic", r.Topic, "key", string(r.Key), "record", fmt.Sprintf("%T", rec))
 		return nil
+	}
+	if c.states[r.Topic] {
+		c.placed(v, r.Topic)
 	}
 	stream := c.caughtUp.Load() && c.sagaEvents.listened()
 	if s, changed := c.index.put(v, r.Partition, r.Offset, stream); changed && stream {

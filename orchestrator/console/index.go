@@ -251,13 +251,15 @@ func (x *Index) oldestRunning() map[typePartition]int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := map[typePartition]int64{}
-	for _, e := range x.byID {
-		if e.ended() {
-			continue
-		}
-		k := typePartition{e.typ, e.partition}
-		if o, ok := out[k]; !ok || e.revision < o {
-			out[k] = e.revision
+	for _, state := range []string{saga.StateRunning, saga.StateCompensating} { // not the ended ones kept
+		if t, ok := x.trees[filter{state: state}]; ok {
+			t.Scan(func(e *entry) bool {
+				k := typePartition{e.typ, e.partition}
+				if o, ok := out[k]; !e.ended() && (!ok || e.revision < o) {
+					out[k] = e.revision
+				}
+				return true
+			})
 		}
 	}
 	return out
