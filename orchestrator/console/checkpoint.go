@@ -20,8 +20,9 @@ import (
 // find the few hundred still running. So the console keeps a checkpoint
 // of each partition instead, as the offsets of a consumer group of its own
 // (Config.Group, committed every checkpointEvery and when Run ends, by
-// every instance, whichever commits last): the oldest record that is a
-// running saga's latest, or, with none running, where reading it goes on.
+// every instance caught up, whichever commits last): the oldest record
+// that is a running saga's latest, or, with none running, where reading
+// it goes on.
 // Every saga whose records all lie before a checkpoint had ended when it
 // was taken, and an ended saga never changes again: a start reads the
 // partition from there, and finds every saga still running, the archive
@@ -101,7 +102,14 @@ func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client) {
 	}
 }
 
+// commitCheckpoint commits the checkpoint once the console has caught
+// up. Before, it may lie far behind the others' (an instance restarted
+// without a checkpoint, then stopped within a second or two), and would
+// set theirs back: safe, but the next start reads what they had passed.
 func (c *Console) commitCheckpoint(ctx context.Context, admin *kadm.Client) {
+	if !c.caughtUp.Load() {
+		return
+	}
 	offsets := c.checkpoint()
 	if len(offsets) == 0 {
 		return
@@ -117,10 +125,11 @@ func (c *Console) commitCheckpoint(ctx context.Context, admin *kadm.Client) {
 
 // checkpointed returns, for a partition of a state topic that ends at end,
 // its checkpoint, or 0 (its start) when it has none: none was committed,
-// or it was of another topic of that name, or past the topic's end. It
-// asks until it is answered: a start that read every state topic from its
-// start because the group's coordinator was away would read millions of
-// records.
+// or it was of another topic of that name, or past the topic's end, or
+// Kafka refused to tell (an ACL that does not allow the group, say). It
+// asks again while the answer is an error that may pass: a start that
+// read every state topic from its start because the group's coordinator
+// was away would read millions of records.
 func (c *Console) checkpointed(ctx context.Context, admin *kadm.Client) func(topic string, partition int32, end int64) int64 {
 	none := func(string, int32, int64) int64 { return 0 }
 	if c.cfg.Group == "" {
@@ -140,6 +149,10 @@ func (c *Console) checkpointed(ctx context.Context, admin *kadm.Client) func(top
 		}
 		if err == nil || errors.Is(err, kerr.GroupIDNotFound) { // never committed
 			break
+		}
+		if ke := (*kerr.Error)(nil); errors.As(err, &ke) && !ke.Retriable { // not allowed, say
+			c.cfg.Logger.Error("console: read the state topics' checkpoint; they are read from their start", "group", c.cfg.Group, "error", err)
+			return none
 		}
 		c.cfg.Logger.Warn("console: read the state topics' checkpoint; again in a second", "group", c.cfg.Group, "error", err)
 		select {

@@ -2,14 +2,17 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/saga"
@@ -202,5 +205,84 @@ func TestASagaInAnotherTypesTopicStopsTheCheckpoints(t *testing.T) {
 	}
 	if got := c.checkpoint(); got != nil {
 		t.Errorf("checkpoint once a B saga was read from a.sagas: got %v, want none", got)
+	}
+}
+
+// A start that Kafka refuses the checkpoint for good (an ACL that does not
+// allow the group) reads the state topics from their start, rather than
+// ask forever and never list a saga.
+func TestAStartRefusedItsCheckpointReadsFromTheStart(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cluster.ControlKey(int16(kmsg.OffsetFetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		req := kreq.(*kmsg.OffsetFetchRequest)
+		resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+		resp.Version = req.Version
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		for _, g := range req.Groups {
+			rg := kmsg.NewOffsetFetchResponseGroup()
+			rg.Group, rg.ErrorCode = g.Group, kerr.GroupAuthorizationFailed.Code
+			resp.Groups = append(resp.Groups, rg)
+		}
+		return resp, nil, true
+	})
+	opts := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	s := sagas{"r": instance("r", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.ProduceSync(t.Context(), &kgo.Record{Topic: "x.sagas", Key: []byte("r"), Value: []byte("r")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+		Kgo: opts, Sagas: s, DeadLetters: s, Group: "console"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCaughtUp(t, c)
+	if running, _ := listAll(t, c.index, Query{State: saga.StateRunning, Limit: 10, Now: t0}); !slices.Equal(running, []string{"r"}) {
+		t.Errorf("running %q, want r", running)
+	}
+}
+
+// A console commits its checkpoint once caught up only: restarted without
+// one and stopped a second later, it has read less than the others, and
+// would set theirs back.
+func TestAConsoleNotCaughtUpCommitsNoCheckpoint(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
+		Kgo: opts, Sagas: sagas{}, DeadLetters: sagas{}, Group: "console"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.readTo(topicPartition{"x.sagas", 0}, 7)
+	admin := kadm.NewClient(client)
+	committed := func() int64 {
+		got, err := admin.FetchOffsets(t.Context(), "console")
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return -1
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := got.Lookup("x.sagas", 0); ok {
+			return o.At
+		}
+		return -1
+	}
+	c.commitCheckpoint(t.Context(), admin)
+	if got := committed(); got != -1 {
+		t.Errorf("not caught up, it committed offset %d", got)
+	}
+	c.caughtUp.Store(true)
+	c.commitCheckpoint(t.Context(), admin)
+	if got := committed(); got != 7 {
+		t.Errorf("caught up, it committed offset %d, want 7", got)
 	}
 }
