@@ -22,12 +22,11 @@ import (
 // (Config.Group, committed every checkpointEvery and when Run ends, by
 // every instance caught up, whichever commits last): the oldest record
 // that is a running saga's latest, or, with none running, where reading
-// it goes on.
-// Every saga whose records all lie before a checkpoint had ended when it
-// was taken, and an ended saga never changes again: a start reads the
-// partition from there, and finds every saga still running, the archive
-// the ended ones. A running saga writes at each transition and each
-// re-send (a minute apart at most, or STEP_TIMEOUT if longer), so the
+// it goes on. Every saga whose records all lie before a checkpoint had
+// ended when it was taken, and an ended saga never changes again: a start
+// reads the partition from there, and finds every saga still running, the
+// archive the ended ones. A running saga writes at each transition and
+// each re-send (a minute apart at most, or STEP_TIMEOUT if longer), so the
 // checkpoint trails the running sagas by about that, whatever ran before
 // them. A checkpoint names its topic's id: one of a topic deleted and made
 // again is not the new topic's.
@@ -49,8 +48,8 @@ func (c *Console) readTo(p topicPartition, next int64) {
 
 // placed checks that a saga read from a state topic is of a type kept in
 // it: the checkpoint finds a running saga's topic by its type. One that is
-// not stops the checkpoints, and the next start reads every state topic
-// from its start.
+// not stops the checkpoints as it is read, so the last one committed lies
+// before it, and the next start reads it again.
 func (c *Console) placed(v *saga.SagaInstance, topic string) {
 	if c.stateOf[v.SagaType] != topic && c.misplaced.CompareAndSwap(false, true) {
 		c.cfg.Logger.Error("console: a saga of a type not kept in the topic it was read from; the state topics' checkpoint is no longer kept",
