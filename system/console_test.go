@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -553,23 +554,28 @@ func TestConsoleCountsPerMinute(t *testing.T) {
 
 // TestEveryOrchestratorInstanceListsEverySaga runs a second orchestrator
 // instance beside the system's: the two share the sagas' partitions, and
-// each lists every saga, whichever owns it.
+// each lists every saga, whichever owns it. Stopped, the second commits
+// its console's checkpoint of the state topics (the offsets of the group
+// orchestrator-console, each naming its topic's id); started again, it
+// reads them from there and lists every saga still.
 func TestEveryOrchestratorInstanceListsEverySaga(t *testing.T) {
 	var cfg system.Config
 	r := startSystem(t, func(c *system.Config) { cfg = *c })
 	cfg.Services = []string{"orchestrator"}
 	second := freeAddrs(t, 1)[0]
 	cfg.Orchestrator.HTTPAddr = second
-	runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
+	_, stop := runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
 	eventually(t, 60*time.Second, func() error { return r.ready("http://" + second) })
-	awaitMembers(t, strings.Join(r.stack.Brokers(), ","), "orchestrator", 2)
+	brokers := strings.Join(r.stack.Brokers(), ",")
+	awaitMembers(t, brokers, "orchestrator", 2)
 
 	rich := r.createCustomer(t, "Rich", 50_000_000)
 	var ids []string
 	for range 12 {
 		ids = append(ids, r.createOrder(t, rich, 1_000))
 	}
-	for _, base := range []string{r.sagas, "http://" + second} {
+	listsThem := func(base string) {
+		t.Helper()
 		eventually(t, 60*time.Second, func() error {
 			l, err := listSagas(r, base, "type=CreateOrder&state=COMPLETED&limit=500")
 			if err != nil {
@@ -583,4 +589,28 @@ func TestEveryOrchestratorInstanceListsEverySaga(t *testing.T) {
 			return nil
 		})
 	}
+	for _, base := range []string{r.sagas, "http://" + second} {
+		listsThem(base)
+	}
+
+	stop()
+	client, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	committed, err := kadm.NewClient(client).FetchOffsets(t.Context(), "orchestrator-console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := committed[contracts.TopicCreateOrderSagas]; len(got) != contracts.Partitions {
+		t.Errorf("the console's checkpoint holds %d partitions of %s, want %d", len(got), contracts.TopicCreateOrderSagas, contracts.Partitions)
+	}
+	for p, o := range committed[contracts.TopicCreateOrderSagas] {
+		if o.Err != nil || o.Metadata == "" {
+			t.Errorf("the console's checkpoint of %s/%d: %+v, want an offset naming its topic's id", contracts.TopicCreateOrderSagas, p, o)
+		}
+	}
+	runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
+	listsThem("http://" + second)
 }
