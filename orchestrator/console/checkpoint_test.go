@@ -69,11 +69,7 @@ func TestAStartReadsTheStateTopicsFromTheCheckpoint(t *testing.T) {
 		{"a start with none running", nil, "console", 41, nil},               // the archive only
 	} {
 		produce(tt.then...)
-		c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-			Kgo: opts, Sagas: s, DeadLetters: s, Group: tt.group})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := newConsole(t, Config{Kgo: opts, Sagas: s, Group: tt.group})
 		runUntilCaughtUp(t, c)
 		if n := c.read.Load(); n != tt.read {
 			t.Errorf("%s: read %d records, want %d", tt.name, n, tt.read)
@@ -109,16 +105,8 @@ func TestACheckpointOfATopicMadeAgainIsNotRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	console := func() *Console {
-		c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-			Kgo: opts, Sagas: s, DeadLetters: s, Group: "console"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
 	states("a0", "a1", "a2")
-	old := console()
+	old := newConsole(t, Config{Kgo: opts, Sagas: s, Group: "console"})
 	runUntilCaughtUp(t, old) // at offset 3
 	admin := kadm.NewClient(client)
 	if _, err := admin.DeleteTopic(t.Context(), "x.sagas"); err != nil {
@@ -150,7 +138,7 @@ func TestACheckpointOfATopicMadeAgainIsNotRead(t *testing.T) {
 		t.Fatalf("committed %v (%v), want offset 3 of x.sagas", committed, err)
 	}
 	states("r", "a3", "a4", "a0")
-	c := console()
+	c := newConsole(t, Config{Kgo: opts, Sagas: s, Group: "console"})
 	runUntilCaughtUp(t, c)
 	if running, _ := listAll(t, c.index, Query{State: saga.StateRunning, Limit: 10, Now: t0}); !slices.Equal(running, []string{"r"}) {
 		t.Errorf("running %q, want r, the new topic's first record", running)
@@ -185,12 +173,8 @@ func TestASagaInAnotherTypesTopicStopsTheCheckpoints(t *testing.T) {
 		"a": instance("a", "A", saga.StateRunning, "first", 0, 1),
 		"b": instance("b", "B", saga.StateRunning, "first", 0, 1),
 	}
-	c, err := New(Config{Types: []SagaType{{Type: "A", StateTopic: "a.sagas", EndedTopic: "a.sagas.ended"},
-		{Type: "B", StateTopic: "b.sagas", EndedTopic: "b.sagas.ended"}},
-		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s, Group: "console"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newConsole(t, Config{Types: []SagaType{{Type: "A", StateTopic: "a.sagas", EndedTopic: "a.sagas.ended"},
+		{Type: "B", StateTopic: "b.sagas", EndedTopic: "b.sagas.ended"}}, Sagas: s, Group: "console"})
 	for _, p := range []topicPartition{{"a.sagas", 0}, {"b.sagas", 0}} {
 		c.readTo(p, 0)
 	}
@@ -240,11 +224,7 @@ func TestAStartRefusedItsCheckpointReadsFromTheStart(t *testing.T) {
 	if err := client.ProduceSync(t.Context(), &kgo.Record{Topic: "x.sagas", Key: []byte("r"), Value: []byte("r")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-		Kgo: opts, Sagas: s, DeadLetters: s, Group: "console"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newConsole(t, Config{Kgo: opts, Sagas: s, Group: "console"})
 	runUntilCaughtUp(t, c)
 	if running, _ := listAll(t, c.index, Query{State: saga.StateRunning, Limit: 10, Now: t0}); !slices.Equal(running, []string{"r"}) {
 		t.Errorf("running %q, want r", running)
@@ -256,11 +236,7 @@ func TestAStartRefusedItsCheckpointReadsFromTheStart(t *testing.T) {
 // would set theirs back.
 func TestAConsoleNotCaughtUpCommitsNoCheckpoint(t *testing.T) {
 	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
-	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-		Kgo: opts, Sagas: sagas{}, DeadLetters: sagas{}, Group: "console"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newConsole(t, Config{Kgo: opts, Sagas: sagas{}, Group: "console"})
 	c.readTo(topicPartition{"x.sagas", 0}, 7)
 	admin := kadm.NewClient(client)
 	committed := func() int64 {

@@ -114,8 +114,23 @@ func TestTheRevisionGrowsWithEachRecordAndIsHighestOnceEnded(t *testing.T) {
 // records themselves (its broker address is never dialled).
 func newApplying(t *testing.T, s sagas) *Console {
 	t.Helper()
-	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s})
+	return newConsole(t, Config{Sagas: s})
+}
+
+// newConsole returns a console of cfg, whose types are by default the
+// CreateOrder saga on the topics x.sagas and x.sagas.ended, whose dead
+// letters are decoded as its sagas, and whose broker address is by default
+// one never dialled.
+func newConsole(t *testing.T, cfg Config) *Console {
+	t.Helper()
+	if cfg.Types == nil {
+		cfg.Types = []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}}
+	}
+	if cfg.Kgo == nil {
+		cfg.Kgo = []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}
+	}
+	cfg.DeadLetters = cfg.Sagas
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +180,7 @@ func TestAnEndedSagaLetGoIsNotShownRunningWhenReadLate(t *testing.T) {
 		"b ended":   instance("b", "CreateOrder", saga.StateCompleted, "", 1, 0),
 		"a running": instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1),
 	}
-	c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-		Kgo: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Sagas: s, DeadLetters: s, MaxEnded: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newConsole(t, Config{Sagas: s, MaxEnded: 1})
 	c.index.now = func() time.Time { return t0.Add(time.Minute) }
 	pointer := []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("7")}}
 	for _, r := range []*kgo.Record{

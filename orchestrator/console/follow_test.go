@@ -100,11 +100,7 @@ func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
 		"keep 6":   {6, func(n int64) bool { return n >= 6 && n <= 4+2*2*3 }},
 		"keep all": {0, func(n int64) bool { return n == 60 }},
 	} {
-		c, err := New(Config{Types: []SagaType{{Type: "CreateOrder", StateTopic: "x.sagas", EndedTopic: "x.sagas.ended"}},
-			Kgo: opts, Sagas: s, DeadLetters: s, MaxEnded: tt.maxEnded})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := newConsole(t, Config{Kgo: opts, Sagas: s, MaxEnded: tt.maxEnded})
 		runUntilCaughtUp(t, c)
 		if n := c.read.Load(); !tt.read(n) {
 			t.Errorf("%s: read %d sagas of the archive's 60", name, n)
