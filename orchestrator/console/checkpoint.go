@@ -19,10 +19,10 @@ import (
 // within SAGA_RETENTION (60 million at 100 sagas a second and 7 days), to
 // find the few hundred still running. So the console keeps a checkpoint
 // of each partition instead, as the offsets of a consumer group of its own
-// (Config.Group, committed every checkpointEvery and when Run ends, by
-// every instance caught up, whichever commits last): the oldest record
-// that is a running saga's latest, or, with none running, where reading
-// it goes on. Every saga whose records all lie before a checkpoint had
+// (Config.Group, committed once caught up, then every checkpointEvery and
+// when Run ends, by every instance, whichever commits last): the oldest
+// record that is a running saga's latest, or, with none running, where
+// reading it goes on. Every saga whose records all lie before a checkpoint had
 // ended when it was taken, and an ended saga never changes again: a start
 // reads the partition from there, and finds every saga still running, the
 // archive the ended ones. A running saga writes at each transition and
@@ -80,9 +80,11 @@ func (c *Console) checkpoint() kadm.Offsets {
 	return offsets
 }
 
-// keepCheckpoints commits the checkpoint every checkpointEvery, and once
-// more when ctx ends, so that a restart reads little.
-func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client) {
+// keepCheckpoints commits the checkpoint once the console has caught up
+// (caught closes), then every checkpointEvery, and once more when ctx
+// ends, so that a restart reads little, a kill within the first minute
+// too.
+func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client, caught <-chan struct{}) {
 	if c.cfg.Group == "" {
 		return
 	}
@@ -90,6 +92,9 @@ func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client) {
 	defer tick.Stop()
 	for {
 		select {
+		case <-caught:
+			caught = nil
+			c.commitCheckpoint(ctx, admin)
 		case <-ctx.Done():
 			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			c.commitCheckpoint(last, admin)

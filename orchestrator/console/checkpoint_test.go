@@ -262,3 +262,31 @@ func TestAConsoleNotCaughtUpCommitsNoCheckpoint(t *testing.T) {
 		t.Errorf("caught up, it committed offset %d, want 7", got)
 	}
 }
+
+// A console commits its checkpoint as soon as it has caught up, not a
+// minute later: an instance killed within that minute leaves one all the
+// same.
+func TestACheckpointIsCommittedOnceCaughtUp(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	s := sagas{"a": instance("a", "CreateOrder", saga.StateCompleted, "", 0, 0)}
+	if err := client.ProduceSync(t.Context(), &kgo.Record{Topic: "x.sagas", Key: []byte("a"), Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsole(t, Config{Kgo: opts, Sagas: s, Group: "console"})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	admin := kadm.NewClient(client)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		committed, err := admin.FetchOffsets(t.Context(), "console")
+		if o, ok := committed.Lookup("x.sagas", 0); err == nil && ok && o.At == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint at offset 1 within 30 s of the start, before stopping: %v (%v)", committed, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}

@@ -171,13 +171,15 @@ func (c *Console) Run(ctx context.Context) error {
 	defer checkpoints.Wait() // before the client closes
 	checkpointing, stop := context.WithCancel(ctx)
 	defer stop()
-	checkpoints.Go(func() { c.keepCheckpoints(checkpointing, admin) })
+	caught := make(chan struct{})
+	checkpoints.Go(func() { c.keepCheckpoints(checkpointing, admin, caught) })
 	// A saga's transitions before its archived end, when one fetch brings
 	// both: read after the end, they would be no news, and a saga that ran
 	// within a fetch's wait would show in the stream as ended at once.
 	later := func(topic string) bool { return ended[topic] }
 	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, later, c.apply, func() {
 		c.caughtUp.Store(true)
+		close(caught)
 		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
 	}, c.cfg.Logger.Warn)
 }
