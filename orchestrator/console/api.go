@@ -224,6 +224,10 @@ func (c *Console) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) stats(w http.ResponseWriter, r *http.Request) {
+	if !c.statsReady.Load() {
+		httpserver.WriteUnavailable(w, fmt.Sprintf("console stats loading: %d sagas of the last day read", c.backfilled.Load()))
+		return
+	}
 	q, ok := params(w, r, "minutes")
 	if !ok {
 		return

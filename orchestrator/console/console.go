@@ -101,6 +101,11 @@ type Console struct {
 	deadEvents  *hub
 	caughtUp    atomic.Bool
 	read        atomic.Int64 // records read, reported while catching up
+	// statsReady says the stats have read every saga of the minutes they
+	// count; backfilled counts what they read of the archive once the
+	// index had caught up (backfill).
+	statsReady atomic.Bool
+	backfilled atomic.Int64
 	// registryAway is when the follower asks the registry again, in Unix
 	// nanoseconds, once it did not answer (deadLetter).
 	registryAway atomic.Int64
@@ -154,25 +159,31 @@ func (c *Console) Run(ctx context.Context) error {
 	topics = append(topics, contracts.TopicDeadLetter)
 	keep := int64(c.cfg.KeepDeadLetters)
 	ended := c.ended
-	endedFrom := c.endedFrom(ctx, admin, slices.Collect(maps.Keys(ended)))
+	archiveFrom := c.archiveFrom(ctx, admin, slices.Collect(maps.Keys(ended)))
 	stateFrom := c.checkpointed(ctx, admin)
+	older := map[topicPartition][2]int64{} // of an archive partition, [from, to): what only the stats read (backfill)
 	from := func(topic string, partition int32, start, end int64) int64 {
 		switch {
 		case topic == contracts.TopicDeadLetter:
 			return max(start, end-keep) // the newest of every partition: enough for the newest of all
 		case ended[topic]:
-			return max(start, endedFrom(topic, partition, end))
+			list, stats := archiveFrom(topic, partition, end)
+			list, stats = max(start, list), max(start, stats)
+			if stats < list {
+				older[topicPartition{topic, partition}] = [2]int64{stats, list}
+			}
+			return list
 		}
 		at := max(start, stateFrom(topic, partition, end))
 		c.readTo(topicPartition{topic, partition}, at)
 		return at
 	}
-	var checkpoints sync.WaitGroup
-	defer checkpoints.Wait() // before the client closes
+	var background sync.WaitGroup
+	defer background.Wait() // before the client closes
 	checkpointing, stop := context.WithCancel(ctx)
 	defer stop()
 	caught := make(chan struct{})
-	checkpoints.Go(func() { c.keepCheckpoints(checkpointing, admin, caught) })
+	background.Go(func() { c.keepCheckpoints(checkpointing, admin, caught) })
 	// A saga's transitions before its archived end, when one fetch brings
 	// both: read after the end, they would be no news, and a saga that ran
 	// within a fetch's wait would show in the stream as ended at once.
@@ -181,20 +192,26 @@ func (c *Console) Run(ctx context.Context) error {
 		c.caughtUp.Store(true)
 		close(caught)
 		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
+		if len(older) == 0 {
+			c.statsReady.Store(true)
+			return
+		}
+		background.Go(func() { c.backfill(ctx, older) })
 	}, c.cfg.Logger.Warn)
 }
 
-// endedFrom returns, for a partition of an archive topic that ends at end,
-// where the index starts reading it: at the first saga ended within the
-// minutes the stats count (statsKept), or earlier, to read at least twice
-// the partition's share of the MaxEnded newest (saga ids spread over the
-// partitions evenly, not exactly). What is older is read by id only
-// (GET /sagas/{id}): read at each start, an archive of a week at 100
-// sagas a second was 60 million sagas. With MaxEnded 0 (keep them all),
-// or when the offsets of that time cannot be listed, it is read from its
-// start.
-func (c *Console) endedFrom(ctx context.Context, admin *kadm.Client, topics []string) func(topic string, partition int32, end int64) int64 {
-	all := func(string, int32, int64) int64 { return 0 }
+// archiveFrom returns, for a partition of an archive topic that ends at
+// end, where the index reads it from (list): far enough back for at least
+// twice the partition's share of the MaxEnded newest (saga ids spread over
+// the partitions evenly, not exactly). And where the stats read it from
+// (stats): the first saga ended within the minutes they count
+// (statsKept); what lies between the two is read once the index has
+// caught up (backfill). What is older is read by id only (GET
+// /sagas/{id}): read at each start, an archive of a week at 100 sagas a
+// second was 60 million sagas. With MaxEnded 0 (keep them all), or when
+// the offsets of that time cannot be listed, both read it from its start.
+func (c *Console) archiveFrom(ctx context.Context, admin *kadm.Client, topics []string) func(topic string, partition int32, end int64) (list, stats int64) {
+	all := func(string, int32, int64) (int64, int64) { return 0, 0 }
 	if c.cfg.MaxEnded == 0 {
 		return all
 	}
@@ -206,15 +223,54 @@ func (c *Console) endedFrom(ctx context.Context, admin *kadm.Client, topics []st
 		c.cfg.Logger.Warn("console: list the offsets of the archives' last day; they are read from their start", "error", err)
 		return all
 	}
-	return func(topic string, partition int32, end int64) int64 {
+	return func(topic string, partition int32, end int64) (int64, int64) {
 		o, ok := since.Lookup(topic, partition)
 		if !ok {
-			return 0
+			return 0, 0
 		}
 		n := len(since[topic])
 		share := int64(2 * ((c.cfg.MaxEnded + n - 1) / n))
-		return min(o.Offset, end-share)
+		return end - share, o.Offset
 	}
+}
+
+// backfill reads, of each archive partition, what only the stats read
+// (older, [from, to)): the sagas ended within the minutes they count,
+// older than those the index read to catch up, so that a start lists the
+// sagas without waiting for a day of them (8.6 million at 100 sagas a
+// second). Until it is done, the stats answer 503. It reads them with a
+// reader of its own, and puts them in the index as the index's own reader
+// would (the oldest are let go again past MaxEnded), streaming none.
+func (c *Console) backfill(ctx context.Context, older map[topicPartition][2]int64) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var topics []string
+	for p := range older {
+		topics = append(topics, p.topic)
+	}
+	slices.Sort(topics)
+	from := func(topic string, partition int32, start, end int64) int64 {
+		if r, ok := older[topicPartition{topic, partition}]; ok {
+			return max(start, r[0])
+		}
+		return end
+	}
+	apply := func(r *kgo.Record) error {
+		if rg, ok := older[topicPartition{r.Topic, r.Partition}]; !ok || r.Offset >= rg[1] {
+			return nil // the index's reader has it
+		}
+		v, err := c.decodeSaga(r)
+		if v != nil {
+			c.backfilled.Add(1)
+			c.index.put(v, r.Partition, r.Offset, false)
+		}
+		return err
+	}
+	_ = follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, func(string) bool { return false }, apply, func() {
+		c.statsReady.Store(true)
+		c.cfg.Logger.Info("console stats caught up", "records", c.backfilled.Load())
+		cancel()
+	}, c.cfg.Logger.Warn)
 }
 
 // registryPause is how long the follower leaves the dead letters it reads
@@ -267,18 +323,9 @@ func (c *Console) applyRecord(r *kgo.Record) error {
 	case len(r.Value) == 0:
 		return nil
 	}
-	rec, err := c.cfg.Sagas.Decode(r.Value)
-	if errors.Is(err, serde.ErrUndecodable) {
-		c.cfg.Logger.Error("console: skip an undecodable saga", "topic", r.Topic, "key", string(r.Key), "error", err)
-		return nil
-	}
-	if err != nil {
+	v, err := c.decodeSaga(r)
+	if v == nil {
 		return err
-	}
-	v, ok := rec.(*saga.SagaInstance)
-	if !ok {
-		c.cfg.Logger.Error("console: skip a record that is no saga", "topic", r.Topic, "key", string(r.Key), "record", fmt.Sprintf("%T", rec))
-		return nil
 	}
 	if c.states[r.Topic] {
 		c.placed(v, r.Topic)
@@ -297,4 +344,23 @@ func (c *Console) publish(h *hub, v any) {
 		return
 	}
 	h.publish(data)
+}
+
+// decodeSaga decodes a saga's record: nil if it must be read again (the
+// registry did not answer: the error says so) or skipped (logged).
+func (c *Console) decodeSaga(r *kgo.Record) (*saga.SagaInstance, error) {
+	rec, err := c.cfg.Sagas.Decode(r.Value)
+	if errors.Is(err, serde.ErrUndecodable) {
+		c.cfg.Logger.Error("console: skip an undecodable saga", "topic", r.Topic, "key", string(r.Key), "error", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, ok := rec.(*saga.SagaInstance)
+	if !ok {
+		c.cfg.Logger.Error("console: skip a record that is no saga", "topic", r.Topic, "key", string(r.Key), "record", fmt.Sprintf("%T", rec))
+		return nil, nil
+	}
+	return v, nil
 }

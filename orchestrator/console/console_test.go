@@ -236,3 +236,21 @@ func TestAMalformedQueryIsRefused(t *testing.T) {
 		t.Errorf("state=REJECTED: got %d %s, want 200 and the one rejected saga", rec.Code, rec.Body)
 	}
 }
+
+// Until the stats have read the day they count, /api/stats answers 503
+// with Retry-After, not counts short of the sagas still to read.
+func TestTheStatsAnswer503UntilReady(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.caughtUp.Store(true)
+	rec := httptest.NewRecorder()
+	c.stats(rec, httptest.NewRequest("GET", "/api/stats", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"error"`) {
+		t.Errorf("before ready: got %d %v %s, want 503 with Retry-After and an error", rec.Code, rec.Header(), rec.Body)
+	}
+	c.statsReady.Store(true)
+	rec = httptest.NewRecorder()
+	c.stats(rec, httptest.NewRequest("GET", "/api/stats", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("once ready: got %d %s, want 200", rec.Code, rec.Body)
+	}
+}

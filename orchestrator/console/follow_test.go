@@ -129,3 +129,61 @@ func newCluster(t *testing.T, topics ...kfake.Opt) ([]kgo.Opt, *kgo.Client) {
 	t.Cleanup(client.Close)
 	return opts, client
 }
+
+// A start lists the sagas once it has read the newest of each archive
+// partition, not the whole day of them its stats count: it reads the rest
+// afterwards, and the stats, which answer 503 until then, then count every
+// saga of the day, as those of a console that reads them all first.
+func TestTheListIsReadyBeforeTheDayOfStats(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	s := sagas{}
+	var recs []*kgo.Record
+	for i := range 60 {
+		id := fmt.Sprintf("s%02d", i)
+		state := saga.StateCompleted
+		if i%3 == 0 {
+			state = saga.StateRejected
+		}
+		s[id] = instance(id, "CreateOrder", state, "", 30*i, 0) // half a minute apart, all ended within the day
+		recs = append(recs, &kgo.Record{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id)})
+	}
+	if err := client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Hour)
+	start := func(maxEnded int) *Console {
+		c := newConsole(t, Config{Kgo: opts, Sagas: s, MaxEnded: maxEnded})
+		c.index.now = func() time.Time { return now }
+		return c
+	}
+	all := start(0) // every saga before it lists one
+	runUntilCaughtUp(t, all)
+	if !all.statsReady.Load() {
+		t.Fatal("the stats of a console that read every saga are not ready once it caught up")
+	}
+
+	c := start(6)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !c.statsReady.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+	if !c.statsReady.Load() {
+		t.Fatal("stats not ready within 30 s")
+	}
+	if n := c.read.Load(); n != 12 {
+		t.Errorf("to list the sagas it read %d, want 12: twice MaxEnded of the one partition", n)
+	}
+	if n := c.backfilled.Load(); n != 48 {
+		t.Errorf("for the stats it read %d more, want the 48 older", n)
+	}
+	if got, want := c.index.Stats(now, 62), all.index.Stats(now, 62); !slices.Equal(got, want) {
+		t.Errorf("stats: got %v, want those of the console that read every saga, %v", got, want)
+	}
+	if ids, _ := listAll(t, c.index, Query{Limit: 10, Now: now}); !slices.Equal(ids, []string{"s59", "s58", "s57", "s56", "s55", "s54"}) {
+		t.Errorf("it lists %q, want the 6 newest", ids)
+	}
+}
