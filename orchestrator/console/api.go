@@ -224,16 +224,16 @@ func (c *Console) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) stats(w http.ResponseWriter, r *http.Request) {
-	if !c.statsReady.Load() {
-		httpserver.WriteUnavailable(w, fmt.Sprintf("console stats loading: %d sagas of the last day read", c.backfilled.Load()))
-		return
-	}
 	q, ok := params(w, r, "minutes")
 	if !ok {
 		return
 	}
 	n, ok := number(w, q, "minutes", defaultMinutes, 1, maxMinutes)
 	if !ok {
+		return
+	}
+	if !c.statsReady.Load() {
+		httpserver.WriteUnavailable(w, fmt.Sprintf("console stats loading: %d older sagas of the last day read", c.backfilled.Load()))
 		return
 	}
 	httpserver.WriteJSON(w, http.StatusOK, map[string][]Minute{"minutes": c.index.Stats(time.Now(), n)})

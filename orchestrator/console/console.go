@@ -140,8 +140,9 @@ func New(cfg Config) (*Console, error) {
 }
 
 // Run reads the saga types' state topics from their checkpoint
-// (checkpoint.go), of their archive topics what the index keeps
-// (endedFrom), and the newest dead letters, then follows them until ctx
+// (checkpoint.go), of their archive topics what the list keeps
+// (archiveFrom; then, in the background, what only the stats count:
+// backfill), and the newest dead letters, then follows them until ctx
 // ends; then it closes the streams.
 func (c *Console) Run(ctx context.Context) error {
 	defer c.deadEvents.close()
@@ -262,15 +263,23 @@ func (c *Console) backfill(ctx context.Context, older map[topicPartition][2]int6
 		v, err := c.decodeSaga(r)
 		if v != nil {
 			c.backfilled.Add(1)
-			c.index.put(v, r.Partition, r.Offset, false)
+			// One held running still (its pointer in a transaction the
+			// state topic's listing came before) ends: the pages hear of it.
+			stream := c.sagaEvents.listened() && c.index.running(v.SagaID)
+			if s, changed := c.index.put(v, r.Partition, r.Offset, stream); changed && stream {
+				c.publish(c.sagaEvents, s)
+			}
 		}
 		return err
 	}
-	_ = follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, func(string) bool { return false }, apply, func() {
+	err := follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, func(string) bool { return false }, apply, func() {
 		c.statsReady.Store(true)
 		c.cfg.Logger.Info("console stats caught up", "records", c.backfilled.Load())
 		cancel()
 	}, c.cfg.Logger.Warn)
+	if err != nil {
+		c.cfg.Logger.Error("console: read the archives' last day; the stats answer 503", "error", err)
+	}
 }
 
 // registryPause is how long the follower leaves the dead letters it reads

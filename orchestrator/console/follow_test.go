@@ -3,7 +3,11 @@ package console
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -73,10 +78,11 @@ func TestCaughtUpOnceRetentionDeletedWhatWasLeftToRead(t *testing.T) {
 	}
 }
 
-// Of an archive, the console reads the sagas ended within the day its
-// stats count, and at least the newest MaxEnded of each partition's
-// share, twice over: not every saga of the retention, which it would
-// read at each start. An older one is still read by id, from Kafka.
+// Of an archive, the console reads to list the sagas the newest MaxEnded
+// of each partition's share, twice over, and for its stats those ended
+// within the day they count (here within the first part: nothing more):
+// not every saga of the retention, which it would read at each start. An
+// older one is still read by id, from Kafka.
 func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
 	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", contracts.TopicDeadLetter), kfake.SeedTopics(2, "x.sagas.ended"))
 	s := sagas{}
@@ -97,7 +103,7 @@ func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
 		maxEnded int
 		read     func(int64) bool
 	}{
-		"keep 6":   {6, func(n int64) bool { return n >= 6 && n <= 4+2*2*3 }},
+		"keep 6":   {6, func(n int64) bool { return n >= 6 && n <= 2*2*3 }},
 		"keep all": {0, func(n int64) bool { return n == 60 }},
 	} {
 		c := newConsole(t, Config{Kgo: opts, Sagas: s, MaxEnded: tt.maxEnded})
@@ -132,58 +138,88 @@ func newCluster(t *testing.T, topics ...kfake.Opt) ([]kgo.Opt, *kgo.Client) {
 
 // A start lists the sagas once it has read the newest of each archive
 // partition, not the whole day of them its stats count: it reads the rest
-// afterwards, and the stats, which answer 503 until then, then count every
-// saga of the day, as those of a console that reads them all first.
+// afterwards, while the list is served and the stats answer 503, and the
+// stats then count every saga of the day, and the list holds the newest,
+// as those of a console that reads them all first.
 func TestTheListIsReadyBeforeTheDayOfStats(t *testing.T) {
 	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
 	s := sagas{}
 	var recs []*kgo.Record
 	for i := range 60 {
 		id := fmt.Sprintf("s%02d", i)
-		state := saga.StateCompleted
+		state, started := saga.StateCompleted, 30*i // half a minute apart, all ended within the day
 		if i%3 == 0 {
 			state = saga.StateRejected
 		}
-		s[id] = instance(id, "CreateOrder", state, "", 30*i, 0) // half a minute apart, all ended within the day
+		if i == 5 {
+			started = 30 * 70 // ended among the first, started last: one of the newest
+		}
+		s[id] = instance(id, "CreateOrder", state, "", started, 0)
 		recs = append(recs, &kgo.Record{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id)})
 	}
 	if err := client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	now := t0.Add(time.Hour)
-	start := func(maxEnded int) *Console {
-		c := newConsole(t, Config{Kgo: opts, Sagas: s, MaxEnded: maxEnded})
-		c.index.now = func() time.Time { return now }
-		return c
-	}
-	all := start(0) // every saga before it lists one
+	all := newConsole(t, Config{Kgo: opts, Sagas: s}) // MaxEnded 0: every saga before it lists one
+	all.index.now = func() time.Time { return now }
 	runUntilCaughtUp(t, all)
 	if !all.statsReady.Load() {
 		t.Fatal("the stats of a console that read every saga are not ready once it caught up")
 	}
 
-	c := start(6)
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	c := newConsole(t, Config{Kgo: opts, Sagas: blocking{s, "s00", release}, MaxEnded: 6})
+	c.index.now = func() time.Time { return now }
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !c.statsReady.Load() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	defer func() { releaseOnce(); cancel(); <-done }()
+	await := func(what string, ready *atomic.Bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ready.Load() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+		}
+		if !ready.Load() {
+			t.Fatalf("%s not ready within 30 s", what)
+		}
 	}
-	if !c.statsReady.Load() {
-		t.Fatal("stats not ready within 30 s")
+	await("the list", &c.caughtUp) // while the day's oldest saga, s00, is held
+	list, stats := httptest.NewRecorder(), httptest.NewRecorder()
+	c.listSagas(list, httptest.NewRequest("GET", "/api/sagas", nil))
+	c.stats(stats, httptest.NewRequest("GET", "/api/stats", nil))
+	if list.Code != http.StatusOK || stats.Code != http.StatusServiceUnavailable {
+		t.Errorf("before the day is read: the list answers %d, the stats %d; want 200 and 503", list.Code, stats.Code)
 	}
 	if n := c.read.Load(); n != 12 {
 		t.Errorf("to list the sagas it read %d, want 12: twice MaxEnded of the one partition", n)
 	}
+	releaseOnce()
+	await("the stats", &c.statsReady)
 	if n := c.backfilled.Load(); n != 48 {
 		t.Errorf("for the stats it read %d more, want the 48 older", n)
 	}
 	if got, want := c.index.Stats(now, 62), all.index.Stats(now, 62); !slices.Equal(got, want) {
 		t.Errorf("stats: got %v, want those of the console that read every saga, %v", got, want)
 	}
-	if ids, _ := listAll(t, c.index, Query{Limit: 10, Now: now}); !slices.Equal(ids, []string{"s59", "s58", "s57", "s56", "s55", "s54"}) {
+	if ids, _ := listAll(t, c.index, Query{Limit: 10, Now: now}); !slices.Equal(ids, []string{"s05", "s59", "s58", "s57", "s56", "s55"}) {
 		t.Errorf("it lists %q, want the 6 newest", ids)
 	}
+}
+
+// blocking decodes as its sagas do, but holds the record block until
+// release closes.
+type blocking struct {
+	sagas
+	block   string
+	release <-chan struct{}
+}
+
+func (b blocking) Decode(v []byte) (serde.Record, error) {
+	if string(v) == b.block {
+		<-b.release
+	}
+	return b.sagas.Decode(v)
 }

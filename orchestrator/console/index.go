@@ -238,6 +238,14 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 	return summary, true
 }
 
+// running says whether the index holds saga id as running.
+func (x *Index) running(id string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e, ok := x.byID[id]
+	return ok && !e.ended()
+}
+
 // typePartition is a partition of a saga type's state topic.
 type typePartition struct {
 	typ       string
