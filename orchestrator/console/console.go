@@ -241,7 +241,8 @@ func (c *Console) archiveFrom(ctx context.Context, admin *kadm.Client, topics []
 // sagas without waiting for a day of them (8.6 million at 100 sagas a
 // second). Until it is done, the stats answer 503. It reads them with a
 // reader of its own, and puts them in the index as the index's own reader
-// would (the oldest are let go again past MaxEnded), streaming none.
+// would (the oldest are let go again past MaxEnded), streaming only the
+// end of a saga the index still held running.
 func (c *Console) backfill(ctx context.Context, older map[topicPartition][2]int64) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -257,8 +258,8 @@ func (c *Console) backfill(ctx context.Context, older map[topicPartition][2]int6
 		return end
 	}
 	apply := func(r *kgo.Record) error {
-		if rg, ok := older[topicPartition{r.Topic, r.Partition}]; !ok || r.Offset >= rg[1] {
-			return nil // the index's reader has it
+		if rg, ok := older[topicPartition{r.Topic, r.Partition}]; !ok || r.Offset >= rg[1] || len(r.Value) == 0 {
+			return nil // the index's reader has it, or nothing to read
 		}
 		v, err := c.decodeSaga(r)
 		if v != nil {
