@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,20 +114,13 @@ func TestACheckpointOfATopicMadeAgainIsNotRead(t *testing.T) {
 	if _, err := admin.DeleteTopic(t.Context(), "x.sagas"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, func() error { // the deletion completes
 		created, err := admin.CreateTopic(t.Context(), 1, 1, nil, "x.sagas")
 		if err == nil {
 			err = created.Err
 		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval: the deletion completes
-	}
+		return err
+	})
 	// An instance running meanwhile commits offset 3 of the topic it read,
 	// once its client has learnt the new topic's id.
 	fresh, err := kgo.NewClient(opts...)
@@ -145,24 +140,54 @@ func TestACheckpointOfATopicMadeAgainIsNotRead(t *testing.T) {
 	}
 }
 
-// runUntilCaughtUp runs c until it has caught up, then stops it: Run has
-// returned.
-func runUntilCaughtUp(t *testing.T, c *Console) {
+// run runs c until the test ends or stop is called; stop returns once Run
+// has.
+func run(t *testing.T, c *Console) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	t.Cleanup(stop)
+	return stop
+}
+
+// runUntilCaughtUp runs c until it has caught up, then stops it: Run has
+// returned.
+func runUntilCaughtUp(t *testing.T, c *Console) {
+	t.Helper()
+	defer run(t, c)()
+	eventually(t, func() error { return isSet(&c.caughtUp, "caught up") })
+}
+
+// eventually calls cond until it returns nil, and fails the test with its
+// last error if that takes more than 30 s.
+func eventually(t *testing.T, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !c.caughtUp.Load() && time.Now().Before(deadline) {
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("within 30 s: %v", err)
+		}
 		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+}
+
+// isSet says whether b is set, or that what is not.
+func isSet(b *atomic.Bool, what string) error {
+	if !b.Load() {
+		return fmt.Errorf("not %s", what)
 	}
-	if !c.caughtUp.Load() {
-		t.Fatal("not caught up within 30 s")
-	}
+	return nil
 }
 
 // The checkpoint finds a running saga's topic by its type: a saga read
@@ -273,20 +298,13 @@ func TestACheckpointIsCommittedOnceCaughtUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newConsole(t, Config{Kgo: opts, Sagas: s, Group: "console"})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, c)
 	admin := kadm.NewClient(client)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, func() error {
 		committed, err := admin.FetchOffsets(t.Context(), "console")
 		if o, ok := committed.Lookup("x.sagas", 0); err == nil && ok && o.At == 1 {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint at offset 1 within 30 s of the start, before stopping: %v (%v)", committed, err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
+		return fmt.Errorf("no checkpoint at offset 1 of the start, before stopping: %v (%v)", committed, err)
+	})
 }

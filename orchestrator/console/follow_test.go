@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,21 +171,9 @@ func TestTheListIsReadyBeforeTheDayOfStats(t *testing.T) {
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	c := newConsole(t, Config{Kgo: opts, Sagas: blocking{s, "s00", release}, MaxEnded: 6})
 	c.index.now = func() time.Time { return now }
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { releaseOnce(); cancel(); <-done }()
-	await := func(what string, ready *atomic.Bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !ready.Load() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-		}
-		if !ready.Load() {
-			t.Fatalf("%s not ready within 30 s", what)
-		}
-	}
-	await("the list", &c.caughtUp) // while the day's oldest saga, s00, is held
+	run(t, c)
+	t.Cleanup(releaseOnce)                                                 // before the stop: the held decode would hold it
+	eventually(t, func() error { return isSet(&c.caughtUp, "caught up") }) // while the day's oldest saga, s00, is held
 	list, stats := httptest.NewRecorder(), httptest.NewRecorder()
 	c.listSagas(list, httptest.NewRequest("GET", "/api/sagas", nil))
 	c.stats(stats, httptest.NewRequest("GET", "/api/stats", nil))
@@ -197,7 +184,7 @@ func TestTheListIsReadyBeforeTheDayOfStats(t *testing.T) {
 		t.Errorf("to list the sagas it read %d, want 12: twice MaxEnded of the one partition", n)
 	}
 	releaseOnce()
-	await("the stats", &c.statsReady)
+	eventually(t, func() error { return isSet(&c.statsReady, "stats ready") })
 	if n := c.backfilled.Load(); n != 48 {
 		t.Errorf("for the stats it read %d more, want the 48 older", n)
 	}
