@@ -38,6 +38,11 @@ const (
 	TopicCancelOrderSagasEnded = "cancelorder.sagas.ended" // the ended ones, as createorder.sagas.ended
 	// make participant adds topics above
 
+	// TopicConsoleStats holds the orchestrator console's counts of the
+	// minutes that can no longer change (ConsoleStats), under one key:
+	// compacted, it keeps the latest.
+	TopicConsoleStats = "console.stats"
+
 	// TopicDeadLetter receives every message a consumer could not process
 	// (undecodable, unexpected type), with headers naming its origin and the
 	// error. Keyed by the original key, or the original topic if it had none.
@@ -103,6 +108,7 @@ func Topics() []TopicSpec {
 		state(TopicCancelOrderSagas, &saga.SagaInstance{}, &CancelOrderSagaData{}),
 		archive(TopicCancelOrderSagasEnded, &saga.SagaInstance{}),
 		// make participant adds topic specs above
+		state(TopicConsoleStats, &ConsoleStats{}),
 		log(TopicDeadLetter), // anything, as it was consumed
 	}
 }

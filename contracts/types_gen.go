@@ -175,6 +175,55 @@ func (o *CancelRefused) Marshal() ([]byte, error) {
 	return avro.Marshal(o.Schema(), o)
 }
 
+// The sagas started, completed and rejected in one closed minute; minutes without any are left out.
+type MinuteCounts struct {
+	At        time.Time `avro:"at" json:"at"`
+	Started   int       `avro:"started" json:"started"`
+	Completed int       `avro:"completed" json:"completed"`
+	Rejected  int       `avro:"rejected" json:"rejected"`
+}
+
+var schemaMinuteCounts = avro.MustParse(`{"name":"kafkasaga.orchestrator.MinuteCounts","doc":"The sagas started, completed and rejected in one closed minute; minutes without any are left out.","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"started","type":"int"},{"name":"completed","type":"int"},{"name":"rejected","type":"int"}]}`)
+
+// Schema returns the schema for MinuteCounts.
+func (o *MinuteCounts) Schema() avro.Schema {
+	return schemaMinuteCounts
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *MinuteCounts) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *MinuteCounts) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
+// State: the orchestrator console's counts of the minutes that can no longer change, kept in the compacted topic console.stats under one key, so that a start reads the archives' last day only from closedBefore on. Written by every orchestrator instance; any one of them is whole.
+type ConsoleStats struct {
+	// Every minute before it is closed: its counts are final.
+	ClosedBefore time.Time      `avro:"closedBefore" json:"closedBefore"`
+	Minutes      []MinuteCounts `avro:"minutes" json:"minutes"`
+}
+
+var schemaConsoleStats = avro.MustParse(`{"name":"kafkasaga.orchestrator.ConsoleStats","doc":"State: the orchestrator console's counts of the minutes that can no longer change, kept in the compacted topic console.stats under one key, so that a start reads the archives' last day only from closedBefore on. Written by every orchestrator instance; any one of them is whole.","type":"record","fields":[{"name":"closedBefore","doc":"Every minute before it is closed: its counts are final.","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"minutes","type":{"type":"array","items":{"name":"kafkasaga.orchestrator.MinuteCounts","doc":"The sagas started, completed and rejected in one closed minute; minutes without any are left out.","type":"record","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"started","type":"int"},{"name":"completed","type":"int"},{"name":"rejected","type":"int"}]}}}]}`)
+
+// Schema returns the schema for ConsoleStats.
+func (o *ConsoleStats) Schema() avro.Schema {
+	return schemaConsoleStats
+}
+
+// Unmarshal decodes b into the receiver.
+func (o *ConsoleStats) Unmarshal(b []byte) error {
+	return avro.Unmarshal(o.Schema(), b, o)
+}
+
+// Marshal encodes the receiver.
+func (o *ConsoleStats) Marshal() ([]byte, error) {
+	return avro.Marshal(o.Schema(), o)
+}
+
 // State: the Create Order saga's own data, kept inside its SagaInstance.
 type CreateOrderSagaData struct {
 	OrderID    string `avro:"orderId" json:"orderId"`
