@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
 	"github.com/kafkasaga/kafkasaga/system"
 )
 
@@ -556,9 +558,11 @@ func TestConsoleCountsPerMinute(t *testing.T) {
 // instance beside the system's: the two share the sagas' partitions, and
 // each lists every saga, whichever owns it. Stopped, the second commits
 // its console's checkpoint of the state topics (the offsets of the group
-// orchestrator-console, each naming its topic's id); started again, it
-// reads them from there and lists every saga still.
+// orchestrator-console, each naming its topic's id) and writes the
+// snapshot of its stats' closed minutes, through the registry; started
+// again, it reads them from there and lists every saga still.
 func TestEveryOrchestratorInstanceListsEverySaga(t *testing.T) {
+	began := time.Now()
 	var cfg system.Config
 	r := startSystem(t, func(c *system.Config) { cfg = *c })
 	cfg.Services = []string{"orchestrator"}
@@ -611,6 +615,57 @@ func TestEveryOrchestratorInstanceListsEverySaga(t *testing.T) {
 			t.Errorf("the console's checkpoint of %s/%d: %+v, want an offset naming its topic's id", contracts.TopicCreateOrderSagas, p, o)
 		}
 	}
+	if s := statsSnapshot(t, r, client); s.ClosedBefore.Before(began.Add(-10*time.Minute)) || s.ClosedBefore.After(time.Now().Add(-5*time.Minute)) {
+		t.Errorf("the stats' snapshot closes the minutes before %v, want five to ten minutes before the test's end", s.ClosedBefore)
+	}
 	runInBackground(t, func(ctx context.Context) error { return system.Run(ctx, cfg, quietLogger()) })
 	listsThem("http://" + second)
+}
+
+// statsSnapshot returns the latest snapshot of the console's stats in
+// console.stats, decoded through the registry.
+func statsSnapshot(t *testing.T, r *running, client *kgo.Client) *contracts.ConsoleStats {
+	t.Helper()
+	ends, err := kadm.NewClient(client).ListEndOffsets(t.Context(), contracts.TopicConsoleStats)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(r.stack.RegistryURL()), serde.Config{}, &contracts.ConsoleStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latest *contracts.ConsoleStats
+	ends.Each(func(end kadm.ListedOffset) {
+		if end.Offset == 0 {
+			return
+		}
+		reader, err := kgo.NewClient(kgo.SeedBrokers(r.stack.Brokers()...),
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{end.Topic: {end.Partition: kgo.NewOffset().At(end.Offset - 1)}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reader.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		fetches := reader.PollFetches(ctx)
+		if err := fetches.Err(); err != nil {
+			t.Fatalf("read %s/%d: %v", end.Topic, end.Partition, err)
+		}
+		for _, rec := range fetches.Records() {
+			v, err := sd.Decode(rec.Value)
+			if err != nil {
+				t.Fatalf("decode the stats' snapshot: %v", err)
+			}
+			if s, ok := v.(*contracts.ConsoleStats); ok && (latest == nil || s.ClosedBefore.After(latest.ClosedBefore)) {
+				latest = s
+			}
+		}
+	})
+	if latest == nil {
+		t.Fatalf("no snapshot of the console's stats in %s", contracts.TopicConsoleStats)
+	}
+	return latest
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/saga"
 )
@@ -80,13 +81,15 @@ func (c *Console) checkpoint() kadm.Offsets {
 	return offsets
 }
 
-// keepCheckpoints commits the checkpoint once the console has caught up
-// (caught closes), then every checkpointEvery, and once more when ctx
-// ends, so that a restart reads little, a kill within the first minute
-// too.
-func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client, caught <-chan struct{}) {
-	if c.cfg.Group == "" {
-		return
+// keepCheckpoints commits the checkpoint and writes the stats' snapshot
+// (stats.go) once the console has caught up (caught closes), then every
+// checkpointEvery, and once more when ctx ends, so that a restart reads
+// little, a kill within the first minute too.
+func (c *Console) keepCheckpoints(ctx context.Context, client *kgo.Client, caught <-chan struct{}) {
+	admin := kadm.NewClient(client)
+	keep := func(ctx context.Context) {
+		c.commitCheckpoint(ctx, admin)
+		c.saveStats(ctx, client)
 	}
 	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
@@ -94,14 +97,14 @@ func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client, caugh
 		select {
 		case <-caught:
 			caught = nil
-			c.commitCheckpoint(ctx, admin)
+			keep(ctx)
 		case <-ctx.Done():
 			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			c.commitCheckpoint(last, admin)
+			keep(last)
 			cancel()
 			return
 		case <-tick.C:
-			c.commitCheckpoint(ctx, admin)
+			keep(ctx)
 		}
 	}
 }
@@ -111,7 +114,7 @@ func (c *Console) keepCheckpoints(ctx context.Context, admin *kadm.Client, caugh
 // without a checkpoint, then stopped within a second or two), and would
 // set theirs back: safe, but the next start reads what they had passed.
 func (c *Console) commitCheckpoint(ctx context.Context, admin *kadm.Client) {
-	if !c.caughtUp.Load() {
+	if c.cfg.Group == "" || !c.caughtUp.Load() {
 		return
 	}
 	offsets := c.checkpoint()

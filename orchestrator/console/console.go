@@ -61,7 +61,11 @@ type Config struct {
 	// Group is the consumer group whose committed offsets of the state
 	// topics say where a start reads them from (checkpoint.go); "" reads
 	// them from their start.
-	Group  string
+	Group string
+	// Stats encodes and decodes the snapshot of the stats' closed minutes
+	// (contracts.ConsoleStats, stats.go); nil keeps none, and a start
+	// reads the archives' whole last day.
+	Stats  Codec
 	Logger *slog.Logger
 }
 
@@ -106,6 +110,10 @@ type Console struct {
 	// index had caught up (backfill).
 	statsReady atomic.Bool
 	backfilled atomic.Int64
+	// seen is the time of the newest saga record read, in Unix
+	// milliseconds: the reader has read what was written before it
+	// (stats.go).
+	seen atomic.Int64
 	// registryAway is when the follower asks the registry again, in Unix
 	// nanoseconds, once it did not answer (deadLetter).
 	registryAway atomic.Int64
@@ -160,6 +168,7 @@ func (c *Console) Run(ctx context.Context) error {
 	topics = append(topics, contracts.TopicDeadLetter)
 	keep := int64(c.cfg.KeepDeadLetters)
 	ended := c.ended
+	c.loadStats(ctx)
 	archiveFrom := c.archiveFrom(ctx, admin, slices.Collect(maps.Keys(ended)))
 	stateFrom := c.checkpointed(ctx, admin)
 	older := map[topicPartition][2]int64{} // of an archive partition, [from, to): what only the stats read (backfill)
@@ -184,20 +193,19 @@ func (c *Console) Run(ctx context.Context) error {
 	checkpointing, stop := context.WithCancel(ctx)
 	defer stop()
 	caught := make(chan struct{})
-	background.Go(func() { c.keepCheckpoints(checkpointing, admin, caught) })
+	background.Go(func() { c.keepCheckpoints(checkpointing, client, caught) })
 	// A saga's transitions before its archived end, when one fetch brings
 	// both: read after the end, they would be no news, and a saga that ran
 	// within a fetch's wait would show in the stream as ended at once.
 	later := func(topic string) bool { return ended[topic] }
 	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, later, c.apply, func() {
 		c.caughtUp.Store(true)
+		c.statsReady.Store(len(older) == 0)
 		close(caught)
 		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
-		if len(older) == 0 {
-			c.statsReady.Store(true)
-			return
+		if len(older) > 0 {
+			background.Go(func() { c.backfill(ctx, older) })
 		}
-		background.Go(func() { c.backfill(ctx, older) })
 	}, c.cfg.Logger.Warn)
 }
 
@@ -206,17 +214,17 @@ func (c *Console) Run(ctx context.Context) error {
 // twice the partition's share of the MaxEnded newest (saga ids spread over
 // the partitions evenly, not exactly). And where the stats read it from
 // (stats): the first saga ended within the minutes they count
-// (statsKept); what lies between the two is read once the index has
-// caught up (backfill). What is older is read by id only (GET
-// /sagas/{id}): read at each start, an archive of a week at 100 sagas a
-// second was 60 million sagas. With MaxEnded 0 (keep them all), or when
+// (statsKept) that are not closed (statsFrom); what lies between the two
+// is read once the index has caught up (backfill). What is older is read
+// by id only (GET /sagas/{id}): read at each start, an archive of a week
+// at 100 sagas a second was 60 million sagas. With MaxEnded 0 (keep them all), or when
 // the offsets of that time cannot be listed, both read it from its start.
 func (c *Console) archiveFrom(ctx context.Context, admin *kadm.Client, topics []string) func(topic string, partition int32, end int64) (list, stats int64) {
 	all := func(string, int32, int64) (int64, int64) { return 0, 0 }
 	if c.cfg.MaxEnded == 0 {
 		return all
 	}
-	since, err := admin.ListOffsetsAfterMilli(ctx, time.Now().Add(-statsKept).UnixMilli(), topics...)
+	since, err := admin.ListOffsetsAfterMilli(ctx, c.statsFrom().UnixMilli(), topics...)
 	if err == nil {
 		err = since.Error()
 	}
@@ -309,6 +317,9 @@ func (c *Console) deadLetter(r *kgo.Record) *DeadLetter {
 func (c *Console) apply(r *kgo.Record) error {
 	if err := c.applyRecord(r); err != nil {
 		return err
+	}
+	if at := r.Timestamp.UnixMilli(); at > c.seen.Load() && r.Topic != contracts.TopicDeadLetter { // its one writer
+		c.seen.Store(at)
 	}
 	if c.states[r.Topic] {
 		c.readTo(topicPartition{r.Topic, r.Partition}, r.Offset+1)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidwall/btree"
 
+	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -146,7 +147,11 @@ type Index struct {
 	trees    map[filter]*btree.BTreeG[*entry]
 	ids      *btree.BTreeG[*entry] // by id, for the prefix search
 	minutes  map[int64]*Minute     // by the minute's Unix time
-	now      func() time.Time
+	// closedBefore is the Unix time before which every minute is closed:
+	// its counts are final (taken from the snapshot, or written to it), and
+	// a saga read late counts in none of them.
+	closedBefore int64
+	now          func() time.Time
 	// visits counts the entries the lists read (walked or probed), for the
 	// test that holds a page's cost to its size.
 	visits atomic.Int64
@@ -389,7 +394,7 @@ func (x *Index) count(e *entry) {
 func (x *Index) minute(ms int64) *Minute {
 	at := time.UnixMilli(ms).UTC().Truncate(time.Minute)
 	oldest := x.now().Add(-statsKept).Unix()
-	if at.Unix() < oldest {
+	if at.Unix() < oldest || at.Unix() < x.closedBefore {
 		return &Minute{}
 	}
 	m, ok := x.minutes[at.Unix()]
@@ -403,6 +408,52 @@ func (x *Index) minute(ms int64) *Minute {
 		}
 	}
 	return m
+}
+
+// closeMinutes closes the minutes before before and returns those of
+// them within statsKept that count anything, oldest first: what a
+// snapshot of them holds.
+func (x *Index) closeMinutes(before time.Time) []contracts.MinuteCounts {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.closedBefore = max(x.closedBefore, before.Unix())
+	oldest := x.now().Add(-statsKept).Unix()
+	var out []contracts.MinuteCounts
+	for k, m := range x.minutes {
+		if k >= oldest && k < x.closedBefore && *m != (Minute{At: m.At}) {
+			out = append(out, contracts.MinuteCounts{At: m.At, Started: m.Started, Completed: m.Completed, Rejected: m.Rejected})
+		}
+	}
+	slices.SortFunc(out, func(a, b contracts.MinuteCounts) int { return a.At.Compare(b.At) })
+	return out
+}
+
+// takeClosed takes the counts of a snapshot's closed minutes as they are,
+// in place of any counted, and closes them.
+func (x *Index) takeClosed(s *contracts.ConsoleStats) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	before := s.ClosedBefore.Unix()
+	for k := range x.minutes {
+		if k < before {
+			delete(x.minutes, k)
+		}
+	}
+	oldest := x.now().Add(-statsKept).Unix()
+	for _, m := range s.Minutes {
+		at := m.At.UTC().Truncate(time.Minute)
+		if k := at.Unix(); k >= oldest && k < before {
+			x.minutes[k] = &Minute{At: at, Started: m.Started, Completed: m.Completed, Rejected: m.Rejected}
+		}
+	}
+	x.closedBefore = max(x.closedBefore, before)
+}
+
+// ClosedBefore returns the time before which every minute is closed.
+func (x *Index) ClosedBefore() time.Time {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return time.Unix(x.closedBefore, 0).UTC()
 }
 
 // Stats returns the last n minutes up to now's, oldest first, zeroes

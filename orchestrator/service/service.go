@@ -288,13 +288,14 @@ func runConsole(p *process.Process, all []runner, maxEnded int, logger *slog.Log
 	for _, t := range contracts.Topics() {
 		topicsAll = append(topicsAll, t.Name)
 	}
-	// Dead letters come from every topic: decode whatever record they hold.
+	// Dead letters come from every topic: decode whatever record they
+	// hold. The stats' snapshot is one of them.
 	letters, err := p.NewSerde(contracts.Records(topicsAll...)...)
 	if err != nil {
 		return err
 	}
 	c, err := console.New(console.Config{Types: types, Kgo: p.KgoOptions(), Sagas: p.Serde, DeadLetters: letters, MaxEnded: maxEnded,
-		Group: consoleGroup, Logger: logger})
+		Group: consoleGroup, Stats: letters, Logger: logger})
 	if err != nil {
 		return err
 	}
