@@ -44,7 +44,7 @@ func (c *Console) Register(s *httpserver.Server) {
 func (c *Console) caught(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !c.caughtUp.Load() {
-			httpserver.WriteUnavailable(w, fmt.Sprintf("console index loading: %d records read", c.read.Load()))
+			httpserver.WriteUnavailable(w, fmt.Sprintf("console index loading: %d records read", c.records.Load()))
 			return
 		}
 		h(w, r)

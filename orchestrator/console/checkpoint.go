@@ -39,11 +39,14 @@ type topicPartition struct {
 	partition int32
 }
 
-// readTo notes that reading a partition of a state topic goes on at next:
-// every record before it has been applied.
-func (c *Console) readTo(p topicPartition, next int64) {
+// read notes that reading a partition of a saga type's topic (state or
+// archive) goes on at next: every record before it has been applied.
+func (c *Console) read(topic string, partition int32, next int64) {
+	if !c.states[topic] && !c.ended[topic] {
+		return
+	}
 	c.mu.Lock()
-	c.next[p] = next
+	c.next[topicPartition{topic, partition}] = next
 	c.mu.Unlock()
 }
 
@@ -65,6 +68,7 @@ func (c *Console) checkpoint() kadm.Offsets {
 	c.mu.Lock()
 	next := maps.Clone(c.next)
 	c.mu.Unlock()
+	maps.DeleteFunc(next, func(p topicPartition, _ int64) bool { return !c.states[p.topic] })
 	for k, oldest := range c.index.oldestRunning() {
 		p := topicPartition{c.stateOf[k.typ], k.partition}
 		if at, ok := next[p]; ok && oldest < at {
@@ -87,8 +91,10 @@ func (c *Console) checkpoint() kadm.Offsets {
 // little, a kill within the first minute too.
 func (c *Console) keepCheckpoints(ctx context.Context, client *kgo.Client, caught <-chan struct{}) {
 	admin := kadm.NewClient(client)
+	var ends probe
 	keep := func(ctx context.Context) {
 		c.commitCheckpoint(ctx, admin)
+		c.probeRead(ctx, admin, &ends)
 		c.saveStats(ctx, client)
 	}
 	tick := time.NewTicker(checkpointEvery)

@@ -73,7 +73,7 @@ func TestAStartReadsTheStateTopicsFromTheCheckpoint(t *testing.T) {
 		produce(tt.then...)
 		c := newConsole(t, Config{Kgo: opts, Sagas: s, Group: tt.group})
 		runUntilCaughtUp(t, c)
-		if n := c.read.Load(); n != tt.read {
+		if n := c.records.Load(); n != tt.read {
 			t.Errorf("%s: read %d records, want %d", tt.name, n, tt.read)
 		}
 		running, _ := listAll(t, c.index, Query{State: saga.StateRunning, Limit: 10, Now: t0})
@@ -201,17 +201,19 @@ func TestASagaInAnotherTypesTopicStopsTheCheckpoints(t *testing.T) {
 	c := newConsole(t, Config{Types: []SagaType{{Type: "A", StateTopic: "a.sagas", EndedTopic: "a.sagas.ended"},
 		{Type: "B", StateTopic: "b.sagas", EndedTopic: "b.sagas.ended"}}, Sagas: s, Group: "console"})
 	for _, p := range []topicPartition{{"a.sagas", 0}, {"b.sagas", 0}} {
-		c.readTo(p, 0)
+		c.read(p.topic, p.partition, 0)
 	}
 	if err := c.apply(&kgo.Record{Topic: "a.sagas", Key: []byte("a"), Value: []byte("a"), Offset: 5}); err != nil {
 		t.Fatal(err)
 	}
+	c.read("a.sagas", 0, 6) // as follow does, once the fetch's records of the partition are applied
 	if got := c.checkpoint()["a.sagas"][0].At; got != 5 {
 		t.Errorf("a.sagas's checkpoint: got %d, want 5, a's record", got)
 	}
 	if err := c.apply(&kgo.Record{Topic: "a.sagas", Key: []byte("b"), Value: []byte("b"), Offset: 6}); err != nil {
 		t.Fatal(err)
 	}
+	c.read("a.sagas", 0, 7)
 	if got := c.checkpoint(); got != nil {
 		t.Errorf("checkpoint once a B saga was read from a.sagas: got %v, want none", got)
 	}
@@ -262,7 +264,7 @@ func TestAStartRefusedItsCheckpointReadsFromTheStart(t *testing.T) {
 func TestAConsoleNotCaughtUpCommitsNoCheckpoint(t *testing.T) {
 	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
 	c := newConsole(t, Config{Kgo: opts, Sagas: sagas{}, Group: "console"})
-	c.readTo(topicPartition{"x.sagas", 0}, 7)
+	c.read("x.sagas", 0, 7)
 	admin := kadm.NewClient(client)
 	committed := func() int64 {
 		got, err := admin.FetchOffsets(t.Context(), "console")

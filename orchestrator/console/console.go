@@ -104,16 +104,15 @@ type Console struct {
 	sagaEvents  *hub
 	deadEvents  *hub
 	caughtUp    atomic.Bool
-	read        atomic.Int64 // records read, reported while catching up
+	records     atomic.Int64 // records read, reported while catching up
 	// statsReady says the stats have read every saga of the minutes they
 	// count; backfilled counts what they read of the archive once the
 	// index had caught up (backfill).
 	statsReady atomic.Bool
 	backfilled atomic.Int64
-	// seen is the time of the newest saga record read, in Unix
-	// milliseconds: the reader has read what was written before it
-	// (stats.go).
-	seen atomic.Int64
+	// readAt is when the reader was last known to have read every saga
+	// record written before, in Unix milliseconds (stats.go).
+	readAt atomic.Int64
 	// registryAway is when the follower asks the registry again, in Unix
 	// nanoseconds, once it did not answer (deadLetter).
 	registryAway atomic.Int64
@@ -121,8 +120,8 @@ type Console struct {
 	states, ended map[string]bool   // the saga types' topics
 	stateOf       map[string]string // each saga type's state topic
 
-	// The checkpoint (checkpoint.go): next is, of each state partition,
-	// where reading it goes on; topicIDs are the state topics' ids, read
+	// The checkpoint (checkpoint.go): next is, of each partition of the
+	// saga types' topics, where reading it goes on; topicIDs are the state topics' ids, read
 	// before Run reads them; misplaced, a saga of a type not kept in the
 	// topic it was read from.
 	mu        sync.Mutex
@@ -182,10 +181,11 @@ func (c *Console) Run(ctx context.Context) error {
 			if stats < list {
 				older[topicPartition{topic, partition}] = [2]int64{stats, list}
 			}
+			c.read(topic, partition, list)
 			return list
 		}
 		at := max(start, stateFrom(topic, partition, end))
-		c.readTo(topicPartition{topic, partition}, at)
+		c.read(topic, partition, at)
 		return at
 	}
 	var background sync.WaitGroup
@@ -198,15 +198,17 @@ func (c *Console) Run(ctx context.Context) error {
 	// both: read after the end, they would be no news, and a saga that ran
 	// within a fetch's wait would show in the stream as ended at once.
 	later := func(topic string) bool { return ended[topic] }
-	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, later, c.apply, func() {
+	listed := c.index.now() // before follow lists the ends it catches up to
+	return follow(ctx, c.cfg.Kgo, slices.Compact(topics), reader{from: from, later: later, apply: c.apply, read: c.read, caughtUp: func() {
+		c.readAt.Store(listed.UnixMilli())
 		c.caughtUp.Store(true)
 		c.statsReady.Store(len(older) == 0)
 		close(caught)
-		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.read.Load())
+		c.cfg.Logger.Info("console index caught up", "sagas", c.index.Len(), "records", c.records.Load())
 		if len(older) > 0 {
 			background.Go(func() { c.backfill(ctx, older) })
 		}
-	}, c.cfg.Logger.Warn)
+	}, logf: c.cfg.Logger.Warn})
 }
 
 // archiveFrom returns, for a partition of an archive topic that ends at
@@ -281,11 +283,11 @@ func (c *Console) backfill(ctx context.Context, older map[topicPartition][2]int6
 		}
 		return err
 	}
-	err := follow(ctx, c.cfg.Kgo, slices.Compact(topics), from, func(string) bool { return false }, apply, func() {
+	err := follow(ctx, c.cfg.Kgo, slices.Compact(topics), reader{from: from, apply: apply, caughtUp: func() {
 		c.statsReady.Store(true)
 		c.cfg.Logger.Info("console stats caught up", "records", c.backfilled.Load())
 		cancel()
-	}, c.cfg.Logger.Warn)
+	}, logf: c.cfg.Logger.Warn})
 	if err != nil {
 		c.cfg.Logger.Error("console: read the archives' last day; the stats answer 503", "error", err)
 	}
@@ -318,17 +320,11 @@ func (c *Console) apply(r *kgo.Record) error {
 	if err := c.applyRecord(r); err != nil {
 		return err
 	}
-	if at := r.Timestamp.UnixMilli(); at > c.seen.Load() && r.Topic != contracts.TopicDeadLetter { // its one writer
-		c.seen.Store(at)
-	}
-	if c.states[r.Topic] {
-		c.readTo(topicPartition{r.Topic, r.Partition}, r.Offset+1)
-	}
 	return nil
 }
 
 func (c *Console) applyRecord(r *kgo.Record) error {
-	c.read.Add(1)
+	c.records.Add(1)
 	switch {
 	case r.Topic == contracts.TopicDeadLetter:
 		if d := c.deadLetter(r); c.deadLetters.add(d) && c.caughtUp.Load() {

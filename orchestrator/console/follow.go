@@ -21,18 +21,31 @@ const (
 	followBytes = 1 << 20
 )
 
+// reader says what follow reads and what it does with it.
+type reader struct {
+	// from says where a partition is read from, given its topic, number,
+	// start and end offsets.
+	from func(topic string, partition int32, start, end int64) int64
+	// later names the topics whose records of a fetch come after the
+	// others'; nil names none.
+	later func(topic string) bool
+	// apply takes each record, in the order of its partition; one that
+	// fails (the registry unreachable) is tried again until it succeeds
+	// or ctx ends.
+	apply func(*kgo.Record) error
+	// read, if not nil, says that every record of a partition before next
+	// (transaction markers included) was applied.
+	read func(topic string, partition int32, next int64)
+	// caughtUp is called once, on any goroutine, when every partition was
+	// read to the end it had when follow started, or retention deleted
+	// what was left of it to read.
+	caughtUp func()
+	logf     func(msg string, args ...any)
+}
+
 // follow reads every partition of topics outside any consumer group, the
-// committed records only, from where from says (given a partition's topic,
-// number, start and end offsets) and then as they come, handing each record to
-// apply in the order of its partition; of the records one fetch brings,
-// those of the topics later names come after the others. caughtUp is
-// called once, on any goroutine, when every partition was read to the end
-// it had when follow started, or retention deleted what was left of it to
-// read. An apply that fails (the registry unreachable) is tried again
-// until it succeeds or ctx ends.
-func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topic string, partition int32, start, end int64) int64,
-	later func(topic string) bool, apply func(*kgo.Record) error, caughtUp func(), logf func(msg string, args ...any),
-) error {
+// committed records only, as r says, and then as they come.
+func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) error {
 	opts = append(slices.Clone(opts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(followWait), kgo.FetchMinBytes(followBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())) // past retention: from the oldest left
@@ -56,7 +69,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 		if err == nil {
 			break
 		}
-		logf("console: list offsets; again in a second", "error", err)
+		r.logf("console: list offsets; again in a second", "error", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -74,7 +87,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 	consume := map[string]map[int32]kgo.Offset{}
 	ends.Each(func(end kadm.ListedOffset) {
 		start, _ := starts.Lookup(end.Topic, end.Partition)
-		at := from(end.Topic, end.Partition, start.Offset, end.Offset)
+		at := r.from(end.Topic, end.Partition, start.Offset, end.Offset)
 		if consume[end.Topic] == nil {
 			consume[end.Topic] = map[int32]kgo.Offset{}
 		}
@@ -86,7 +99,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 	check := func() { // with mu held once the listing below runs
 		if !caught && len(want) == 0 {
 			caught = true
-			caughtUp()
+			r.caughtUp()
 		}
 	}
 	// passed says that nothing of a partition up to offset is left to
@@ -147,7 +160,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 			return nil
 		}
 		if errs := fetches.Errors(); len(errs) > 0 && fetches.NumRecords() == 0 {
-			logf("console: fetch; again in a second", "topic", errs[0].Topic, "partition", errs[0].Partition, "error", errs[0].Err)
+			r.logf("console: fetch; again in a second", "topic", errs[0].Topic, "partition", errs[0].Partition, "error", errs[0].Err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -156,14 +169,14 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 			continue
 		}
 		var stop bool
-		inOrder(fetches, later, func(p kgo.FetchTopicPartition) {
-			for _, r := range p.Records {
+		inOrder(fetches, r.later, func(p kgo.FetchTopicPartition) {
+			for _, rec := range p.Records {
 				if stop {
 					return
 				}
-				if !r.Attrs.IsControl() {
-					for err := apply(r); err != nil; err = apply(r) {
-						logf("console: read a record; again in a second", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+				if !rec.Attrs.IsControl() {
+					for err := r.apply(rec); err != nil; err = r.apply(rec) {
+						r.logf("console: read a record; again in a second", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "error", err)
 						select {
 						case <-ctx.Done():
 							stop = true
@@ -175,6 +188,9 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 			}
 			if n := len(p.Records); n > 0 {
 				passed(p.Topic, p.Partition, p.Records[n-1].Offset)
+				if r.read != nil {
+					r.read(p.Topic, p.Partition, p.Records[n-1].Offset+1)
+				}
 			}
 		})
 		if stop {
@@ -186,6 +202,10 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, from func(topi
 // inOrder calls fn with each partition of fetches, those of the topics
 // later names last.
 func inOrder(fetches kgo.Fetches, later func(topic string) bool, fn func(kgo.FetchTopicPartition)) {
+	if later == nil {
+		fetches.EachPartition(fn)
+		return
+	}
 	for _, last := range []bool{false, true} {
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if later(p.Topic) == last {

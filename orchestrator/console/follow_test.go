@@ -62,9 +62,8 @@ func TestCaughtUpOnceRetentionDeletedWhatWasLeftToRead(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	caught, done := make(chan struct{}), make(chan error, 1)
 	go func() {
-		done <- follow(ctx, opts, []string{"dead"}, from, func(string) bool { return false },
-			func(*kgo.Record) error { return nil }, func() { close(caught) },
-			func(msg string, args ...any) { t.Log(append([]any{msg}, args...)...) })
+		done <- follow(ctx, opts, []string{"dead"}, reader{from: from, apply: func(*kgo.Record) error { return nil },
+			caughtUp: func() { close(caught) }, logf: func(msg string, args ...any) { t.Log(append([]any{msg}, args...)...) }})
 	}()
 	select {
 	case <-caught:
@@ -107,7 +106,7 @@ func TestTheConsoleReadsOfTheArchiveWhatItKeeps(t *testing.T) {
 	} {
 		c := newConsole(t, Config{Kgo: opts, Sagas: s, MaxEnded: tt.maxEnded})
 		runUntilCaughtUp(t, c)
-		if n := c.read.Load(); !tt.read(n) {
+		if n := c.records.Load(); !tt.read(n) {
 			t.Errorf("%s: read %d sagas of the archive's 60", name, n)
 		}
 		if got := c.index.List(Query{Limit: 100, Now: time.Now()}).Sagas; len(got) < min(tt.maxEnded, 4) || (tt.maxEnded > 0 && len(got) > tt.maxEnded) {
@@ -180,7 +179,7 @@ func TestTheListIsReadyBeforeTheDayOfStats(t *testing.T) {
 	if list.Code != http.StatusOK || stats.Code != http.StatusServiceUnavailable {
 		t.Errorf("before the day is read: the list answers %d, the stats %d; want 200 and 503", list.Code, stats.Code)
 	}
-	if n := c.read.Load(); n != 12 {
+	if n := c.records.Load(); n != 12 {
 		t.Errorf("to list the sagas it read %d, want 12: twice MaxEnded of the one partition", n)
 	}
 	releaseOnce()

@@ -3,9 +3,12 @@ package console
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -17,11 +20,15 @@ import (
 // 8.6 million at 100 sagas a second, which a start would read from the
 // archives. So the console keeps a snapshot of the minutes that can no
 // longer change, in the compacted topic console.stats: a minute is closed
-// once the reader has read a saga record written statsSettle after its
-// end (a saga's records are written, and their transaction committed,
-// within that of the times they carry, and the reader reads every
-// partition at once). A start takes the closed minutes as they
-// are, counts nothing into them, and reads of the archives only what
+// once the reader has read every saga record written up to statsSettle
+// after its end (a saga's records carry the times of its transitions,
+// and are written and committed within that of them, on clocks that agree
+// within it). The reader knows what it has read by its positions: once
+// caught up, it has read what was written before it listed the ends it
+// caught up to; then, each minute, it lists the ends of every partition
+// again (probe), and once it has read past all of them, it has read what
+// was written before that listing. A start takes the closed minutes as
+// they are, counts nothing into them, and reads of the archives only what
 // ended from statsSettle before the first minute not closed on. Every
 // instance writes its snapshot, with each checkpoint, once its stats have
 // read the day: any one of them is whole, whichever comes last.
@@ -81,16 +88,66 @@ func (c *Console) loadStats(ctx context.Context) {
 		}
 		return nil
 	}
-	err := follow(ctx, c.cfg.Kgo, []string{contracts.TopicConsoleStats}, last, func(string) bool { return false }, apply, func() {
+	err := follow(ctx, c.cfg.Kgo, []string{contracts.TopicConsoleStats}, reader{from: last, apply: apply, caughtUp: func() {
 		read.Store(true)
 		cancel()
-	}, c.cfg.Logger.Warn)
+	}, logf: c.cfg.Logger.Warn})
 	switch {
 	case err != nil || !read.Load():
 		c.cfg.Logger.Warn("console: read the stats' snapshot; the archives' last day is read", "topic", contracts.TopicConsoleStats, "error", err)
 	case newest != nil:
+		// Not past what this clock would close: a snapshot of a writer
+		// whose clock was ahead would close the minutes still counted.
+		closable := c.index.now().Add(-statsSettle).UTC().Truncate(time.Minute)
+		if newest.ClosedBefore.After(closable) {
+			newest.ClosedBefore = closable
+		}
 		c.index.takeClosed(newest)
 	}
+}
+
+// probe is what the ends of the saga types' topics were at a time: once
+// the reader is past all of them, it has read what was written before.
+type probe struct {
+	at   time.Time
+	ends map[topicPartition]int64
+}
+
+// probeRead moves readAt to the time of the last probe once the reader
+// has read past its ends, and takes the next probe.
+func (c *Console) probeRead(ctx context.Context, admin *kadm.Client, p *probe) {
+	if c.cfg.Stats == nil || !c.caughtUp.Load() {
+		return
+	}
+	if p.ends != nil && c.readPast(p.ends) {
+		c.readAt.Store(p.at.UnixMilli())
+	}
+	at := c.index.now()
+	listed, err := admin.ListEndOffsets(ctx, slices.Concat(slices.Collect(maps.Keys(c.states)), slices.Collect(maps.Keys(c.ended)))...)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		c.cfg.Logger.Warn("console: list the ends of the saga topics; the stats close no minute until it is", "error", err)
+		*p = probe{}
+		return
+	}
+	ends := map[topicPartition]int64{}
+	listed.Each(func(o kadm.ListedOffset) { ends[topicPartition{o.Topic, o.Partition}] = o.Offset })
+	*p = probe{at: at, ends: ends}
+}
+
+// readPast says whether the reader has read every partition to its end in
+// ends.
+func (c *Console) readPast(ends map[topicPartition]int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, end := range ends {
+		if c.next[p] < end {
+			return false
+		}
+	}
+	return true
 }
 
 // saveStats closes the minutes that can no longer change and writes them
@@ -100,9 +157,9 @@ func (c *Console) saveStats(ctx context.Context, client *kgo.Client) {
 	if c.cfg.Stats == nil || !c.caughtUp.Load() || !c.statsReady.Load() {
 		return
 	}
-	read := min(c.index.now().UnixMilli(), c.seen.Load()) // a writer's clock ahead closes nothing early
+	read := c.readAt.Load()
 	before := time.UnixMilli(read).Add(-statsSettle).UTC().Truncate(time.Minute)
-	if !before.After(c.index.ClosedBefore()) {
+	if read == 0 || !before.After(c.index.ClosedBefore()) {
 		return
 	}
 	snapshot := &contracts.ConsoleStats{ClosedBefore: before, Minutes: c.index.closeMinutes(before)}

@@ -3,11 +3,15 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -38,7 +42,8 @@ func (c withStats) Decode(b []byte) (serde.Record, error) {
 // saga, a saga whose start a closed minute counts and whose end came
 // later included.
 func TestAStartTakesTheStatsOfTheClosedMinutes(t *testing.T) {
-	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter, contracts.TopicConsoleStats))
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter),
+		kfake.SeedTopics(8, contracts.TopicConsoleStats))
 	s := sagas{}
 	codec := withStats{s}
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -57,21 +62,19 @@ func TestAStartTakesTheStatsOfTheClosedMinutes(t *testing.T) {
 		s[id] = instance(id, "CreateOrder", state, "", 120*i, 0)
 		produce(&kgo.Record{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id), Timestamp: at(time.Duration(120*i+1) * time.Second)})
 	}
-	// Two running: the snapshot closes the minute the first started in.
-	started := 2*time.Hour + 30*time.Minute
+	started := 2*time.Hour + 30*time.Minute // running: its start's minute is closed
 	s["late-running"] = instance("late", "CreateOrder", saga.StateRunning, "reserve_credit", int(started.Seconds()), 0)
-	s["newest"] = instance("newest", "CreateOrder", saga.StateRunning, "reserve_credit", int((3 * time.Hour).Seconds()), 0)
-	produce(&kgo.Record{Topic: "x.sagas", Key: []byte("late"), Value: []byte("late-running"), Timestamp: at(started + time.Second)},
-		&kgo.Record{Topic: "x.sagas", Key: []byte("newest"), Value: []byte("newest"), Timestamp: at(3*time.Hour + time.Second)})
+	produce(&kgo.Record{Topic: "x.sagas", Key: []byte("late"), Value: []byte("late-running"), Timestamp: at(started + time.Second)})
 
-	now := at(5 * time.Hour) // the records read say when the minutes closed, not the clock
+	now := at(3 * time.Hour)
 	first := newConsole(t, Config{Kgo: opts, Sagas: codec, Stats: codec, MaxEnded: 6})
 	first.index.now = func() time.Time { return now }
 	stop := run(t, first)
 	eventually(t, func() error { return isSet(&first.statsReady, "stats ready") })
 	stop() // writes its snapshot
-	if got, want := first.index.ClosedBefore(), at(3*time.Hour-statsSettle); !got.Equal(want) {
-		t.Fatalf("the first console closed the minutes before %v, want %v: %v after the newest saga record read", got, want, statsSettle)
+	closed := at(3*time.Hour - statsSettle)
+	if got := first.index.ClosedBefore(); !got.Equal(closed) {
+		t.Fatalf("the first console closed the minutes before %v, want %v: %v before it caught up", got, closed, statsSettle)
 	}
 
 	// The running saga ends, and five more run, after the minutes closed.
@@ -96,9 +99,111 @@ func TestAStartTakesTheStatsOfTheClosedMinutes(t *testing.T) {
 	run(t, c)
 	eventually(t, func() error { return isSet(&c.statsReady, "stats ready") })
 	if n := c.backfilled.Load(); n != 0 {
-		t.Errorf("for the stats it read %d sagas older than the list's, want none: the snapshot's minutes hold them", n)
+		t.Errorf("for the stats it read %d sagas older than the list's, want none: the snapshot's minutes hold them (in one of 8 partitions)", n)
 	}
 	if got, want := c.index.Stats(now, 400), all.index.Stats(now, 400); !slices.Equal(got, want) {
 		t.Errorf("stats: got %v,\nwant those of the console that read every saga, %v", got, want)
+	}
+}
+
+// A minute closes once every partition has been read past what was
+// written five minutes after it: one partition held behind (its reader
+// waits for the registry) holds the close back, whatever the others read,
+// and the saga it holds counts once read.
+func TestAMinuteClosesOnceEveryPartitionIsReadPastIt(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter, contracts.TopicConsoleStats))
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	slow := instance("slow", "CreateOrder", saga.StateCompleted, "", int((70 * time.Minute).Seconds()), 0)
+	fast := instance("fast", "CreateOrder", saga.StateRunning, "reserve_credit", int((110 * time.Minute).Seconds()), 0)
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	codec := withStats{sagas{"slow": slow, "fast": fast}}
+	var clock atomic.Int64 // Unix ms: the console reads it on its own goroutines
+	clock.Store(at(time.Hour).UnixMilli())
+	c := newConsole(t, Config{Kgo: opts, Sagas: blockingStats{codec, "slow", release}, Stats: codec})
+	c.index.now = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
+	run(t, c)
+	t.Cleanup(releaseOnce) // before the stop: the held decode would hold it
+	statsReady := func() error { return isSet(&c.statsReady, "stats ready") }
+	eventually(t, statsReady)
+
+	clock.Store(at(2 * time.Hour).UnixMilli())
+	if err := client.ProduceSync(t.Context(),
+		&kgo.Record{Topic: "x.sagas.ended", Key: []byte("slow"), Value: []byte("slow"), Timestamp: at(71 * time.Minute)},
+		&kgo.Record{Topic: "x.sagas", Key: []byte("fast"), Value: []byte("fast"), Timestamp: at(110 * time.Minute)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		if c.index.Len() == 0 {
+			return errors.New("the fast saga is not read")
+		}
+		return nil
+	})
+	admin := kadm.NewClient(client)
+	var p probe
+	c.probeRead(t.Context(), admin, &p)
+	c.probeRead(t.Context(), admin, &p) // the archive's partition is not read past the first probe's end
+	c.saveStats(t.Context(), client)
+	if got, want := c.index.ClosedBefore(), at(time.Hour-statsSettle); !got.Equal(want) {
+		t.Fatalf("with the archive held behind, the minutes before %v are closed, want those before %v only", got, want)
+	}
+
+	releaseOnce()
+	eventually(t, func() error {
+		if c.index.Len() < 2 {
+			return errors.New("the slow saga is not read")
+		}
+		return nil
+	})
+	c.probeRead(t.Context(), admin, &p)
+	c.saveStats(t.Context(), client)
+	if got, want := c.index.ClosedBefore(), at(2*time.Hour-statsSettle); !got.Equal(want) {
+		t.Errorf("once read, the minutes before %v are closed, want before %v", got, want)
+	}
+	minutes := c.index.Stats(at(2*time.Hour), 61)
+	if i := slices.IndexFunc(minutes, func(m Minute) bool { return m.At.Equal(at(70 * time.Minute)) }); i < 0 || minutes[i].Started != 1 || minutes[i].Completed != 1 {
+		t.Errorf("the slow saga's start and end are not counted in their minutes: %v", minutes)
+	}
+}
+
+// blockingStats decodes as its codec does, but holds the record block
+// until release closes.
+type blockingStats struct {
+	withStats
+	block   string
+	release <-chan struct{}
+}
+
+func (b blockingStats) Decode(v []byte) (serde.Record, error) {
+	if string(v) == b.block {
+		<-b.release
+	}
+	return b.withStats.Decode(v)
+}
+
+// A snapshot closes no minute this instance's clock would still count
+// into: one written by an instance whose clock ran ahead closes only the
+// minutes before this clock's now less statsSettle.
+func TestASnapshotFromAClockAheadClosesNoMinuteStillCounted(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter, contracts.TopicConsoleStats))
+	now := t0.Add(time.Hour)
+	codec := withStats{sagas{"s": instance("s", "CreateOrder", saga.StateCompleted, "", int((58 * time.Minute).Seconds()), 0)}}
+	ahead, err := codec.Encode(contracts.TopicConsoleStats, &contracts.ConsoleStats{ClosedBefore: now.Add(10 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.ProduceSync(t.Context(),
+		&kgo.Record{Topic: contracts.TopicConsoleStats, Key: []byte(statsKey), Value: ahead},
+		&kgo.Record{Topic: "x.sagas.ended", Key: []byte("s"), Value: []byte("s"), Timestamp: t0.Add(58 * time.Minute)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsole(t, Config{Kgo: opts, Sagas: codec, Stats: codec})
+	c.index.now = func() time.Time { return now }
+	runUntilCaughtUp(t, c)
+	if got, want := c.index.ClosedBefore(), now.Add(-statsSettle); got.After(want) {
+		t.Errorf("the minutes before %v are closed, want none after %v", got, want)
+	}
+	if m := c.index.Stats(now, 3)[0]; m.Started != 1 || m.Completed != 1 { // t0 + 58 min
+		t.Errorf("the saga of %v counts %+v, want its start and end", m.At, m)
 	}
 }
