@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,7 @@ type Console struct {
 
 	states, ended map[string]bool   // the saga types' topics
 	stateOf       map[string]string // each saga type's state topic
+	endedOf       map[string]string // each state topic's archive
 
 	// The checkpoint (checkpoint.go): next is, of each partition of the
 	// saga types' topics, where reading it goes on; topicIDs are the state topics' ids, read
@@ -137,11 +139,11 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, index: NewIndex(cfg.MaxEnded), deadLetters: &deadLetters{max: cfg.KeepDeadLetters, dec: cfg.DeadLetters},
-		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}, stateOf: map[string]string{},
+		sagaEvents: newHub(), deadEvents: newHub(), states: map[string]bool{}, ended: map[string]bool{}, stateOf: map[string]string{}, endedOf: map[string]string{},
 		next: map[topicPartition]int64{}}
 	for _, t := range cfg.Types {
 		c.states[t.StateTopic], c.ended[t.EndedTopic] = true, true
-		c.stateOf[t.Type] = t.StateTopic
+		c.stateOf[t.Type], c.endedOf[t.StateTopic] = t.StateTopic, t.EndedTopic
 	}
 	return c, nil
 }
@@ -332,7 +334,7 @@ func (c *Console) applyRecord(r *kgo.Record) error {
 		}
 		return nil
 	case slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == contracts.HeaderArchivedAt }):
-		c.index.Archived(string(r.Key)) // the archive holds the saga
+		c.index.Archived(string(r.Key), c.copyAhead(r)) // the archive holds the saga
 		return nil
 	case r.Value == nil && c.states[r.Topic]: // a tombstone: past its archive's retention
 		c.index.Remove(string(r.Key))
@@ -352,6 +354,26 @@ func (c *Console) applyRecord(r *kgo.Record) error {
 		c.publish(c.sagaEvents, s)
 	}
 	return nil
+}
+
+// copyAhead says whether the reader has yet to read the archived copy a
+// pointer record points to: the same partition of its type's archive, at
+// the offset its header holds.
+func (c *Console) copyAhead(pointer *kgo.Record) bool {
+	for _, h := range pointer.Headers {
+		if h.Key != contracts.HeaderArchivedAt {
+			continue
+		}
+		at, err := strconv.ParseInt(string(h.Value), 10, 64)
+		if err != nil {
+			return false
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		next, ok := c.next[topicPartition{c.endedOf[pointer.Topic], pointer.Partition}]
+		return ok && at >= next
+	}
+	return false
 }
 
 func (c *Console) publish(h *hub, v any) {

@@ -147,6 +147,12 @@ type Index struct {
 	trees    map[filter]*btree.BTreeG[*entry]
 	ids      *btree.BTreeG[*entry] // by id, for the prefix search
 	minutes  map[int64]*Minute     // by the minute's Unix time
+	// awaiting holds, by id, the start (Unix ms) of each saga dropped at
+	// its pointer to its archived copy while the reader had yet to read
+	// that copy: its start stays counted, and the copy counts it not
+	// again (were it taken back until then, a minute closed meanwhile
+	// would lose it).
+	awaiting map[string]int64
 	// closedBefore is the Unix time before which every minute is closed:
 	// its counts are final (taken from the snapshot, or written to it), and
 	// a saga read late counts in none of them.
@@ -172,7 +178,7 @@ const statsKept = 24 * time.Hour
 // newest maxEnded ended ones (all of them if maxEnded is 0).
 func NewIndex(maxEnded int) *Index {
 	return &Index{maxEnded: maxEnded, byID: map[string]*entry{}, trees: map[filter]*btree.BTreeG[*entry]{},
-		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}, now: time.Now}
+		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}, awaiting: map[string]int64{}, now: time.Now}
 }
 
 func newTree(less func(a, b *entry) bool) *btree.BTreeG[*entry] {
@@ -220,7 +226,11 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 		old = &e
 		x.byID[e.id] = old
 		x.ids.Set(old)
-		x.minute(e.started).Started++
+		if _, ok := x.awaiting[e.id]; ok {
+			delete(x.awaiting, e.id)
+		} else {
+			x.minute(e.started).Started++
+		}
 		if e.ended() {
 			x.count(&e)
 		}
@@ -303,11 +313,15 @@ func (x *Index) Remove(id string) {
 // Archived says that a saga's pointer to its archived copy was read: it
 // ended, as that copy says. Held as running, it is a saga whose copy the
 // index read and let go (past MaxEnded) before its running states, read
-// late, or one whose copy is yet to be read: not running, either way.
-func (x *Index) Archived(id string) {
+// late, or one whose copy is yet to be read (ahead): not running, either
+// way. In the second case its start stays counted (awaiting).
+func (x *Index) Archived(id string, ahead bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if e, ok := x.byID[id]; ok && !e.ended() {
+		if ahead {
+			x.awaiting[id] = e.started
+		}
 		x.forget(e)
 	}
 }
@@ -318,6 +332,8 @@ func (x *Index) forget(e *entry) {
 	delete(x.byID, e.id)
 	if e.ended() {
 		x.ended--
+	} else if _, ok := x.awaiting[e.id]; ok {
+		return // its start stays counted
 	} else if m := x.minute(e.started); m.Started > 0 {
 		m.Started-- // its start counts again when it is read again
 	}
@@ -404,6 +420,11 @@ func (x *Index) minute(ms int64) *Minute {
 		for k := range x.minutes { // once a minute: forget the minutes past
 			if k < oldest {
 				delete(x.minutes, k)
+			}
+		}
+		for id, started := range x.awaiting { // a copy never read (undecodable)
+			if started < oldest*1000 {
+				delete(x.awaiting, id)
 			}
 		}
 	}

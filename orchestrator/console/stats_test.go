@@ -207,3 +207,31 @@ func TestASnapshotFromAClockAheadClosesNoMinuteStillCounted(t *testing.T) {
 		t.Errorf("the saga of %v counts %+v, want its start and end", m.At, m)
 	}
 }
+
+// A saga dropped at its pointer while the reader has yet to read its
+// archived copy keeps its start counted: a minute closed between the two
+// loses none, and the copy counts it not again.
+func TestAStartCountsOnceWhenItsMinuteClosesBetweenPointerAndCopy(t *testing.T) {
+	now := t0.Add(time.Hour)
+	ended := instance("s", "CreateOrder", saga.StateCompleted, "", 0, 0)
+	ended.History[1].At = now.Add(-time.Minute)
+	c := newConsole(t, Config{Sagas: sagas{"running": instance("s", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 0), "ended": ended}})
+	c.index.now = func() time.Time { return now }
+	c.read("x.sagas.ended", 0, 0)
+	for _, r := range []*kgo.Record{
+		{Topic: "x.sagas", Key: []byte("s"), Value: []byte("running")},
+		{Topic: "x.sagas", Key: []byte("s"), Value: []byte{}, Offset: 1, Headers: []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("0")}}},
+	} {
+		if err := c.apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.index.closeMinutes(now.Add(-statsSettle))
+	if err := c.apply(&kgo.Record{Topic: "x.sagas.ended", Key: []byte("s"), Value: []byte("ended")}); err != nil {
+		t.Fatal(err)
+	}
+	minutes := c.index.Stats(now, 61)
+	if minutes[0].Started != 1 || minutes[59].Completed != 1 {
+		t.Errorf("the saga counts %+v at its start and %+v at its end, want one start and one completion", minutes[0], minutes[59])
+	}
+}
