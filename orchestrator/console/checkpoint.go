@@ -40,13 +40,17 @@ type topicPartition struct {
 }
 
 // read notes that reading a partition of a saga type's topic (state or
-// archive) goes on at next: every record before it has been applied.
+// archive) goes on at next, or further: every record before it has been
+// applied.
 func (c *Console) read(topic string, partition int32, next int64) {
 	if !c.states[topic] && !c.ended[topic] {
 		return
 	}
+	p := topicPartition{topic, partition}
 	c.mu.Lock()
-	c.next[topicPartition{topic, partition}] = next
+	if at, ok := c.next[p]; !ok || next > at {
+		c.next[p] = next
+	}
 	c.mu.Unlock()
 }
 

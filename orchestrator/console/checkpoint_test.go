@@ -207,8 +207,12 @@ func TestASagaInAnotherTypesTopicStopsTheCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.read("a.sagas", 0, 6) // as follow does, once the fetch's records of the partition are applied
+	c.read("a.sagas.ended", 0, 9)
 	if got := c.checkpoint()["a.sagas"][0].At; got != 5 {
 		t.Errorf("a.sagas's checkpoint: got %d, want 5, a's record", got)
+	}
+	if got, ok := c.checkpoint()["a.sagas.ended"]; ok {
+		t.Errorf("the checkpoint holds the archive's position %v, want the state topics' only", got)
 	}
 	if err := c.apply(&kgo.Record{Topic: "a.sagas", Key: []byte("b"), Value: []byte("b"), Offset: 6}); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ type reader struct {
 	// or ctx ends.
 	apply func(*kgo.Record) error
 	// read, if not nil, says that every record of a partition before next
-	// (transaction markers included) was applied.
+	// (transaction markers included) was applied, or deleted unread.
 	read func(topic string, partition int32, next int64)
 	// caughtUp is called once, on any goroutine, when every partition was
 	// read to the end it had when follow started, or retention deleted
@@ -149,6 +149,9 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 			starts.Each(func(start kadm.ListedOffset) {
 				if start.Err == nil {
 					passed(start.Topic, start.Partition, start.Offset-1)
+					if r.read != nil {
+						r.read(start.Topic, start.Partition, start.Offset)
+					}
 				}
 			})
 		}

@@ -153,6 +153,13 @@ type Index struct {
 	// again (were it taken back until then, a minute closed meanwhile
 	// would lose it).
 	awaiting map[string]int64
+	// gone holds, by id, the end (Unix ms) of each ended saga let go past
+	// maxEnded whose running records may still be read late (a state
+	// partition read behind its archive's): they are passed over rather
+	// than count its start again. Kept until its pointer is read, or its
+	// end's minute is closed (by then every record written before its end
+	// has been read).
+	gone map[string]int64
 	// closedBefore is the Unix time before which every minute is closed:
 	// its counts are final (taken from the snapshot, or written to it), and
 	// a saga read late counts in none of them.
@@ -178,7 +185,7 @@ const statsKept = 24 * time.Hour
 // newest maxEnded ended ones (all of them if maxEnded is 0).
 func NewIndex(maxEnded int) *Index {
 	return &Index{maxEnded: maxEnded, byID: map[string]*entry{}, trees: map[filter]*btree.BTreeG[*entry]{},
-		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}, awaiting: map[string]int64{}, now: time.Now}
+		ids: newTree(func(a, b *entry) bool { return a.id < b.id }), minutes: map[int64]*Minute{}, awaiting: map[string]int64{}, gone: map[string]int64{}, now: time.Now}
 }
 
 func newTree(less func(a, b *entry) bool) *btree.BTreeG[*entry] {
@@ -217,6 +224,8 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 			x.count(&e)
 		}
 		x.relist(old, e)
+	case !e.ended() && x.gone[e.id] != 0:
+		return Summary{}, false // a running state read after its end, let go
 	default:
 		// A copy of the id: a decoded string shares a block of the
 		// decoder's (Avro's 1 KB slab) with the rest of the record and of
@@ -246,6 +255,9 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 			oldest := x.oldestEnded()
 			if oldest == nil {
 				break // ended in a state of no tree: kept
+			}
+			if oldest.updated >= x.closedBefore*1000 {
+				x.gone[oldest.id] = max(oldest.updated, 1)
 			}
 			x.forget(oldest)
 		}
@@ -318,6 +330,7 @@ func (x *Index) Remove(id string) {
 func (x *Index) Archived(id string, ahead bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	delete(x.gone, id) // its records are read
 	if e, ok := x.byID[id]; ok && !e.ended() {
 		if ahead {
 			x.awaiting[id] = e.started
@@ -427,6 +440,7 @@ func (x *Index) minute(ms int64) *Minute {
 				delete(x.awaiting, id)
 			}
 		}
+		x.forgetGone(oldest)
 	}
 	return m
 }
@@ -438,6 +452,7 @@ func (x *Index) closeMinutes(before time.Time) []contracts.MinuteCounts {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.closedBefore = max(x.closedBefore, before.Unix())
+	x.forgetGone(x.closedBefore)
 	oldest := x.now().Add(-statsKept).Unix()
 	var out []contracts.MinuteCounts
 	for k, m := range x.minutes {
@@ -447,6 +462,16 @@ func (x *Index) closeMinutes(before time.Time) []contracts.MinuteCounts {
 	}
 	slices.SortFunc(out, func(a, b contracts.MinuteCounts) int { return a.At.Compare(b.At) })
 	return out
+}
+
+// forgetGone forgets the sagas let go (gone) that ended before the Unix
+// time before.
+func (x *Index) forgetGone(before int64) {
+	for id, ended := range x.gone {
+		if ended < before*1000 {
+			delete(x.gone, id)
+		}
+	}
 }
 
 // takeClosed takes the counts of a snapshot's closed minutes as they are,

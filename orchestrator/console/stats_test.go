@@ -235,3 +235,77 @@ func TestAStartCountsOnceWhenItsMinuteClosesBetweenPointerAndCopy(t *testing.T) 
 		t.Errorf("the saga counts %+v at its start and %+v at its end, want one start and one completion", minutes[0], minutes[59])
 	}
 }
+
+// An ended saga let go past MaxEnded whose running state is read late (a
+// state partition read behind its archive's) counts its start once, a
+// minute closed before its pointer is read included.
+func TestASagaLetGoCountsItsStartOnceWhenReadLate(t *testing.T) {
+	now := t0.Add(time.Hour)
+	c := newConsole(t, Config{MaxEnded: 1, Sagas: sagas{
+		"a": instance("a", "CreateOrder", saga.StateCompleted, "", 0, 0), "b": instance("b", "CreateOrder", saga.StateCompleted, "", 600, 0),
+		"a running": instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 0),
+	}})
+	c.index.now = func() time.Time { return now }
+	apply := func(r *kgo.Record) {
+		t.Helper()
+		if err := c.apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(&kgo.Record{Topic: "x.sagas.ended", Key: []byte("a"), Value: []byte("a")})
+	apply(&kgo.Record{Topic: "x.sagas.ended", Key: []byte("b"), Value: []byte("b"), Offset: 1}) // a, started first, is let go
+	c.read("x.sagas.ended", 0, 2)
+	apply(&kgo.Record{Topic: "x.sagas", Key: []byte("a"), Value: []byte("a running"), Offset: 5})
+	c.index.closeMinutes(now.Add(-statsSettle))
+	apply(&kgo.Record{Topic: "x.sagas", Key: []byte("a"), Value: []byte{}, Offset: 6, Headers: []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte("0")}}})
+	if m := c.index.Stats(now, 61)[0]; m.Started != 1 {
+		t.Errorf("the minute of a's start counts %+v, want one start", m)
+	}
+}
+
+// The probe's ends count the transactions' markers: the reader, which
+// reads them too, is read past them once it has read a committed
+// transaction and an aborted one, and the minutes close.
+func TestAProbeIsReadPastTheTransactionsMarkers(t *testing.T) {
+	opts, _ := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter, contracts.TopicConsoleStats))
+	writer, err := kgo.NewClient(append(opts, kgo.TransactionalID("writer"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	var clock atomic.Int64
+	clock.Store(t0.Add(time.Hour).UnixMilli())
+	codec := withStats{sagas{"a": instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 3600, 0)}}
+	c := newConsole(t, Config{Kgo: opts, Sagas: codec, Stats: codec})
+	c.index.now = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
+	run(t, c)
+	eventually(t, func() error { return isSet(&c.statsReady, "stats ready") })
+
+	clock.Store(t0.Add(2 * time.Hour).UnixMilli())
+	for _, commit := range []kgo.TransactionEndTry{kgo.TryCommit, kgo.TryAbort} {
+		if err := writer.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.ProduceSync(t.Context(), &kgo.Record{Topic: "x.sagas", Key: []byte("a"), Value: []byte("a")},
+			&kgo.Record{Topic: "x.sagas.ended", Key: []byte("x"), Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.EndTransaction(t.Context(), commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := kadm.NewClient(writer)
+	var p probe
+	c.probeRead(t.Context(), admin, &p)
+	eventually(t, func() error {
+		if !c.readPast(p.ends) {
+			return fmt.Errorf("not read past %v", p.ends)
+		}
+		return nil
+	})
+	c.probeRead(t.Context(), admin, &p)
+	c.saveStats(t.Context(), writer)
+	if got, want := c.index.ClosedBefore(), t0.Add(2*time.Hour-statsSettle); !got.Equal(want) {
+		t.Errorf("the minutes before %v are closed, want before %v", got, want)
+	}
+}
