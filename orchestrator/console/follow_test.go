@@ -195,10 +195,10 @@ func TestTheListIsReadyBeforeTheDayOfStats(t *testing.T) {
 	}
 }
 
-// blocking decodes as its sagas do, but holds the record block until
+// blocking decodes as its decoder does, but holds the record block until
 // release closes.
 type blocking struct {
-	sagas
+	Decoder
 	block   string
 	release <-chan struct{}
 }
@@ -207,5 +207,5 @@ func (b blocking) Decode(v []byte) (serde.Record, error) {
 	if string(v) == b.block {
 		<-b.release
 	}
-	return b.sagas.Decode(v)
+	return b.Decoder.Decode(v)
 }

@@ -120,7 +120,7 @@ func TestAMinuteClosesOnceEveryPartitionIsReadPastIt(t *testing.T) {
 	codec := withStats{sagas{"slow": slow, "fast": fast}}
 	var clock atomic.Int64 // Unix ms: the console reads it on its own goroutines
 	clock.Store(at(time.Hour).UnixMilli())
-	c := newConsole(t, Config{Kgo: opts, Sagas: blockingStats{codec, "slow", release}, Stats: codec})
+	c := newConsole(t, Config{Kgo: opts, Sagas: blocking{codec, "slow", release}, Stats: codec})
 	c.index.now = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
 	run(t, c)
 	t.Cleanup(releaseOnce) // before the stop: the held decode would hold it
@@ -164,21 +164,6 @@ func TestAMinuteClosesOnceEveryPartitionIsReadPastIt(t *testing.T) {
 	if i := slices.IndexFunc(minutes, func(m Minute) bool { return m.At.Equal(at(70 * time.Minute)) }); i < 0 || minutes[i].Started != 1 || minutes[i].Completed != 1 {
 		t.Errorf("the slow saga's start and end are not counted in their minutes: %v", minutes)
 	}
-}
-
-// blockingStats decodes as its codec does, but holds the record block
-// until release closes.
-type blockingStats struct {
-	withStats
-	block   string
-	release <-chan struct{}
-}
-
-func (b blockingStats) Decode(v []byte) (serde.Record, error) {
-	if string(v) == b.block {
-		<-b.release
-	}
-	return b.withStats.Decode(v)
 }
 
 // A snapshot closes no minute this instance's clock would still count
