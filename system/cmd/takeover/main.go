@@ -15,8 +15,7 @@
 // binaries, default bin), LOGS (the processes' logs, default a new
 // temporary directory), KAFKA_BROKERS (a Kafka to run on instead of the
 // embedded broker, which keeps every record in memory: devstack then runs
-// only the registry), CONSOLE_MAX_ENDED (given to the orchestrator's
-// instances, if set).
+// only the registry).
 package main
 
 import (
@@ -69,8 +68,7 @@ type Config struct {
 	Bin         string          `env:"BIN" envDefault:"bin"`
 	Logs        string          `env:"LOGS"`
 	Brokers     string          `env:"KAFKA_BROKERS"`
-	MaxEnded    string          `env:"CONSOLE_MAX_ENDED"` // the orchestrator's, if set
-	Instances   int             `env:"-"`                 // of each process; the last is killed, the first takes over
+	Instances   int             `env:"-"` // of each process; the last is killed, the first takes over
 }
 
 // Validate reports every problem at once.

@@ -102,9 +102,6 @@ func startSystem(ctx context.Context, cfg Config, session time.Duration) (*syste
 					"HTTP_ADDR=" + addr, "ADVERTISED_HTTP_ADDR=" + addr, "LOG_LEVEL=info", "STATE_DIR=" + s.state,
 				},
 			})
-			if cfg.MaxEnded != "" && name == "orchestrator" {
-				s.instances[name][j].env = append(s.instances[name][j].env, "CONSOLE_MAX_ENDED="+cfg.MaxEnded)
-			}
 		}
 	}
 	if err := s.startInstances(ctx, session); err != nil {
