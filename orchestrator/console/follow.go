@@ -34,7 +34,8 @@ type reader struct {
 	// or ctx ends.
 	apply func(*kgo.Record) error
 	// read, if not nil, says that every record of a partition before next
-	// (transaction markers included) was applied, or deleted unread.
+	// (transaction markers included) was applied, or deleted unread; it is
+	// told before caughtUp is called.
 	read func(topic string, partition int32, next int64)
 	// caughtUp is called once, on any goroutine, when every partition was
 	// read to the end it had when follow started, or retention deleted
@@ -148,10 +149,10 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 			}
 			starts.Each(func(start kadm.ListedOffset) {
 				if start.Err == nil {
-					passed(start.Topic, start.Partition, start.Offset-1)
 					if r.read != nil {
 						r.read(start.Topic, start.Partition, start.Offset)
 					}
+					passed(start.Topic, start.Partition, start.Offset-1)
 				}
 			})
 		}
@@ -190,10 +191,10 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 				}
 			}
 			if n := len(p.Records); n > 0 {
-				passed(p.Topic, p.Partition, p.Records[n-1].Offset)
-				if r.read != nil {
+				if r.read != nil { // before passed, which may call caughtUp
 					r.read(p.Topic, p.Partition, p.Records[n-1].Offset+1)
 				}
+				passed(p.Topic, p.Partition, p.Records[n-1].Offset)
 			}
 		})
 		if stop {
