@@ -123,9 +123,10 @@ type Console struct {
 	endedOf       map[string]string // each state topic's archive
 
 	// The checkpoint (checkpoint.go): next is, of each partition of the
-	// saga types' topics, where reading it goes on; topicIDs are the state topics' ids, read
-	// before Run reads them; misplaced, a saga of a type not kept in the
-	// topic it was read from.
+	// saga types' topics, where reading it goes on (the stats' probe reads
+	// it too); topicIDs are the state topics' ids, read before Run reads
+	// them; misplaced, a saga of a type not kept in the topic it was read
+	// from.
 	mu        sync.Mutex
 	next      map[topicPartition]int64
 	topicIDs  map[string]string
@@ -221,8 +222,9 @@ func (c *Console) Run(ctx context.Context) error {
 // (statsKept) that are not closed (statsFrom); what lies between the two
 // is read once the index has caught up (backfill). What is older is read
 // by id only (GET /sagas/{id}): read at each start, an archive of a week
-// at 100 sagas a second was 60 million sagas. With MaxEnded 0 (keep them all), or when
-// the offsets of that time cannot be listed, both read it from its start.
+// at 100 sagas a second was 60 million sagas. With MaxEnded 0 (keep them
+// all), or when the offsets of that time cannot be listed, both read it
+// from its start.
 func (c *Console) archiveFrom(ctx context.Context, admin *kadm.Client, topics []string) func(topic string, partition int32, end int64) (list, stats int64) {
 	all := func(string, int32, int64) (int64, int64) { return 0, 0 }
 	if c.cfg.MaxEnded == 0 {
@@ -319,13 +321,6 @@ func (c *Console) deadLetter(r *kgo.Record) *DeadLetter {
 // apply adds what a record says to the index or the dead letters; an error
 // means it must be read again (the registry did not answer).
 func (c *Console) apply(r *kgo.Record) error {
-	if err := c.applyRecord(r); err != nil {
-		return err
-	}
-	return nil
-}
-
-func (c *Console) applyRecord(r *kgo.Record) error {
 	c.records.Add(1)
 	switch {
 	case r.Topic == contracts.TopicDeadLetter:

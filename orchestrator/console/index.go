@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -435,12 +436,9 @@ func (x *Index) minute(ms int64) *Minute {
 				delete(x.minutes, k)
 			}
 		}
-		for id, started := range x.awaiting { // a copy never read (undecodable)
-			if started < oldest*1000 {
-				delete(x.awaiting, id)
-			}
-		}
-		x.forgetGone(oldest)
+		// A copy never read (undecodable), a pointer never read.
+		maps.DeleteFunc(x.awaiting, func(_ string, started int64) bool { return started < oldest*1000 })
+		maps.DeleteFunc(x.gone, func(_ string, ended int64) bool { return ended < oldest*1000 })
 	}
 	return m
 }
@@ -452,7 +450,7 @@ func (x *Index) closeMinutes(before time.Time) []contracts.MinuteCounts {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.closedBefore = max(x.closedBefore, before.Unix())
-	x.forgetGone(x.closedBefore)
+	maps.DeleteFunc(x.gone, func(_ string, ended int64) bool { return ended < x.closedBefore*1000 })
 	oldest := x.now().Add(-statsKept).Unix()
 	var out []contracts.MinuteCounts
 	for k, m := range x.minutes {
@@ -462,16 +460,6 @@ func (x *Index) closeMinutes(before time.Time) []contracts.MinuteCounts {
 	}
 	slices.SortFunc(out, func(a, b contracts.MinuteCounts) int { return a.At.Compare(b.At) })
 	return out
-}
-
-// forgetGone forgets the sagas let go (gone) that ended before the Unix
-// time before.
-func (x *Index) forgetGone(before int64) {
-	for id, ended := range x.gone {
-		if ended < before*1000 {
-			delete(x.gone, id)
-		}
-	}
 }
 
 // takeClosed takes the counts of a snapshot's closed minutes as they are,
