@@ -172,10 +172,8 @@ func (c *Console) checkpointed(ctx context.Context, admin *kadm.Client) func(top
 			return none
 		}
 		c.cfg.Logger.Warn("console: read the state topics' checkpoint; again in a second", "group", c.cfg.Group, "error", err)
-		select {
-		case <-ctx.Done():
+		if !pause(ctx) {
 			return none
-		case <-time.After(time.Second):
 		}
 	}
 	c.topicIDs = map[string]string{}

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -355,20 +355,14 @@ func (c *Console) apply(r *kgo.Record) error {
 // pointer record points to: the same partition of its type's archive, at
 // the offset its header holds.
 func (c *Console) copyAhead(pointer *kgo.Record) bool {
-	for _, h := range pointer.Headers {
-		if h.Key != contracts.HeaderArchivedAt {
-			continue
-		}
-		at, err := strconv.ParseInt(string(h.Value), 10, 64)
-		if err != nil {
-			return false
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		next, ok := c.next[topicPartition{c.endedOf[pointer.Topic], pointer.Partition}]
-		return ok && at >= next
+	at, ok := store.ArchivedAt(pointer)
+	if !ok {
+		return false
 	}
-	return false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next, ok := c.next[topicPartition{c.endedOf[pointer.Topic], pointer.Partition}]
+	return ok && at >= next
 }
 
 func (c *Console) publish(h *hub, v any) {

@@ -71,10 +71,8 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 			break
 		}
 		r.logf("console: list offsets; again in a second", "error", err)
-		select {
-		case <-ctx.Done():
+		if !pause(ctx) {
 			return nil
-		case <-time.After(time.Second):
 		}
 	}
 	type tp struct {
@@ -128,12 +126,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 	defer relisting.Wait()
 	defer stopRelist()
 	relisting.Go(func() {
-		for {
-			select {
-			case <-relist.Done():
-				return
-			case <-time.After(time.Second):
-			}
+		for pause(relist) {
 			mu.Lock()
 			left := map[string]bool{}
 			for p := range want {
@@ -165,10 +158,8 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 		}
 		if errs := fetches.Errors(); len(errs) > 0 && fetches.NumRecords() == 0 {
 			r.logf("console: fetch; again in a second", "topic", errs[0].Topic, "partition", errs[0].Partition, "error", errs[0].Err)
-			select {
-			case <-ctx.Done():
+			if !pause(ctx) {
 				return nil
-			case <-time.After(time.Second):
 			}
 			continue
 		}
@@ -181,11 +172,9 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 				if !rec.Attrs.IsControl() {
 					for err := r.apply(rec); err != nil; err = r.apply(rec) {
 						r.logf("console: read a record; again in a second", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "error", err)
-						select {
-						case <-ctx.Done():
+						if !pause(ctx) {
 							stop = true
 							return
-						case <-time.After(time.Second):
 						}
 					}
 				}
@@ -200,6 +189,17 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 		if stop {
 			return nil
 		}
+	}
+}
+
+// pause waits a second before a retry, and reports false if ctx ended
+// first.
+func pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Second):
+		return true
 	}
 }
 

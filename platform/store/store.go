@@ -1063,7 +1063,7 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 // lowers least's bound of its partition, if least has one (see oldest).
 func (s *Store[T]) put(batch *pebble.Batch, kbuf, vbuf []byte, r *kgo.Record, least map[int32]int64) ([]byte, []byte, error) {
 	kbuf = appendKey(kbuf[:0], s.prefix, r.Partition, r.Key)
-	at, archived := archivedAt(r)
+	at, archived := ArchivedAt(r)
 	if s.running != nil { // not otherwise: the key's string is a copy, for every record a restore reads
 		s.setRunning(r.Partition, string(r.Key), r.Value != nil && !archived)
 	}
@@ -1126,9 +1126,9 @@ func listed(offsets kadm.ListedOffsets, err error) (kadm.ListedOffsets, error) {
 	return offsets, err
 }
 
-// archivedAt returns the offset a pointer record (HeaderArchivedAt) points
-// to in the archive topic.
-func archivedAt(r *kgo.Record) (int64, bool) {
+// ArchivedAt returns the offset a pointer record (HeaderArchivedAt) points
+// to in the archive topic, in the partition of the pointer's number.
+func ArchivedAt(r *kgo.Record) (int64, bool) {
 	for _, h := range r.Headers {
 		if h.Key == contracts.HeaderArchivedAt {
 			at, err := strconv.ParseInt(string(h.Value), 10, 64)
