@@ -109,6 +109,12 @@ type Instances interface {
 	// Get returns the instance; ok is false if there is none, and an error
 	// says it could not be read (the schema registry unreachable, say).
 	Get(id string) (v SagaInstance, ok bool, err error)
+	// GetCommitted is Get of what committed: an instance whose latest
+	// write is in a transaction still open (which may abort) reads as it
+	// was before that write, absent if it did not exist. It answers
+	// readers outside the engine (GET /sagas/{id}); the engine reads its
+	// own writes with Get.
+	GetCommitted(id string) (v SagaInstance, ok bool, err error)
 	// Update loads the instance, lets fn change it and saves it before
 	// returning, and sends the command fn returns (nil for none) in the same
 	// request as the write. An error from fn aborts the write and is
@@ -244,10 +250,11 @@ func NewEngine[D any](versions Versions[D], cfg EngineConfig, logger *slog.Logge
 	return e, nil
 }
 
-// Instance returns the saga instance with the given id; ok is false if
-// there is none, and an error says it could not be read.
+// Instance returns the saga instance with the given id as committed
+// (Instances.GetCommitted); ok is false if there is none, and an error
+// says it could not be read.
 func (e *Engine[D]) Instance(id string) (v SagaInstance, ok bool, err error) {
-	return e.cfg.Instances.Get(id)
+	return e.cfg.Instances.GetCommitted(id)
 }
 
 // Data decodes the saga data stored in an instance.

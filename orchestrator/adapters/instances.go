@@ -25,7 +25,15 @@ func NewInstances(s *store.Store[saga.SagaInstance]) *Instances {
 }
 
 func (i *Instances) Get(id string) (saga.SagaInstance, bool, error) {
-	v, ok, err := i.store.Get(id)
+	return instance(i.store.Get(id))
+}
+
+// GetCommitted reads the instance as committed (store.GetCommitted).
+func (i *Instances) GetCommitted(id string) (saga.SagaInstance, bool, error) {
+	return instance(i.store.GetCommitted(id))
+}
+
+func instance(v *saga.SagaInstance, ok bool, err error) (saga.SagaInstance, bool, error) {
 	if err != nil || !ok {
 		return saga.SagaInstance{}, false, err
 	}

@@ -59,6 +59,9 @@ func (s *Instances) Get(id string) (saga.SagaInstance, bool, error) {
 	return v, ok, nil
 }
 
+// GetCommitted is Get: an Update here commits before it returns.
+func (s *Instances) GetCommitted(id string) (saga.SagaInstance, bool, error) { return s.Get(id) }
+
 func (s *Instances) get(id string) (saga.SagaInstance, bool) {
 	var v saga.SagaInstance
 	b, ok := s.m[id]

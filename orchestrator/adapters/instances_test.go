@@ -1,0 +1,128 @@
+package adapters_test
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riferrei/srclient"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
+	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/saga"
+)
+
+// GET /sagas/{id} (Engine.Instance) answers what committed: a transition
+// whose transaction is still open, which may abort, is not shown yet;
+// the engine reads it (Get) as it goes on.
+func TestASagaIsReadAsCommitted(t *testing.T) {
+	hold := new(atomic.Bool)
+	release := make(chan struct{})
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free) // the held write's goroutine ends, whatever the test found
+	instances := newInstances(t, func(s store.Sender) store.Sender { return heldOpen{s, hold, release} })
+	ctx := context.Background()
+	const id = "saga-1"
+	move := func(state string) error {
+		return instances.Update(ctx, id, func(v *saga.SagaInstance, _ bool) (*saga.Outgoing, error) {
+			*v = saga.SagaInstance{SagaID: id, SagaType: "T", Version: 1, State: state, Data: []byte{}}
+			return nil, nil
+		}, nil)
+	}
+	if err := move(saga.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	hold.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- move(saga.StateCompensating) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if v, ok, err := instances.Get(id); err == nil && ok && v.State == saga.StateCompensating {
+			break // the transition is in the store, its transaction open
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the transition did not reach the store within 10 s")
+		}
+	}
+	if v, ok, err := instances.GetCommitted(id); err != nil || !ok || v.State != saga.StateRunning {
+		t.Errorf("with the transition's transaction open: got %s, %v, %v; want it RUNNING, as committed", v.State, ok, err)
+	}
+	free()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := instances.GetCommitted(id); err != nil || !ok || v.State != saga.StateCompensating {
+		t.Errorf("once committed: got %s, %v, %v; want it COMPENSATING", v.State, ok, err)
+	}
+}
+
+// newInstances returns the saga instances of a store of its own on the
+// embedded stack, writing through what wrap makes of a producer.
+func newInstances(t *testing.T, wrap func(store.Sender) store.Sender) *adapters.Instances {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := messaging.NewSyncSender(kafka, "instances-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &saga.SagaInstance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := store.AvroCodec[saga.SagaInstance](sd, contracts.TopicCreateOrderSagas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.New(store.Config[saga.SagaInstance]{Topic: contracts.TopicCreateOrderSagas,
+		Kgo: []kgo.Opt{kgo.SeedBrokers(kafka.Brokers...)}, Producer: wrap(producer), Codec: codec}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return adapters.NewInstances(s)
+}
+
+// heldOpen keeps, while hold is set, each write's transaction open until
+// the test releases it: its writer waits, and the store learns then that
+// it committed.
+type heldOpen struct {
+	store.Sender
+	hold    *atomic.Bool
+	release chan struct{}
+}
+
+func (s heldOpen) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	if !s.hold.Load() {
+		return s.Sender.Add(ctx, msgs, over)
+	}
+	var committed atomic.Bool
+	wait, err := s.Sender.Add(ctx, msgs, func(c bool) { committed.Store(c) })
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		err := wait()
+		<-s.release
+		if over != nil {
+			over(committed.Load())
+		}
+		return err
+	}, nil
+}
