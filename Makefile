@@ -12,7 +12,8 @@ run:
 	$(GO) build -o bin/kafkasaga ./system/cmd/kafkasaga
 	DEVSTACK_DATA_DIR=$${DEVSTACK_DATA_DIR:-$(CURDIR)/.data/devstack} exec bin/kafkasaga
 
-## test: the schemas checked against main (schemas-check), then every module's tests with the race detector
+## test: vet (go vet, gofmt, each module built alone), the schemas checked against main (schemas-check), then every
+## module's tests with the race detector
 ## (embedded broker and registry)
 test: vet
 	$(GO) run ./contracts/cmd/schemas-check -registry=

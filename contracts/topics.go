@@ -27,7 +27,7 @@ const (
 
 	TopicOrderState           = "order.state"           // compacted: OrderRecord by order id
 	TopicCustomerState        = "customer.state"        // compacted: CustomerRecord by customer id
-	TopicCustomerReservations = "customer.reservations" // compacted: ReservationRecord by order id
+	TopicCustomerReservations = "customer.reservations" // compacted: ReservationRecord by <customer id>/<order id>, partitioned by customer id
 	TopicPaymentState         = "payment.state"         // compacted: PaymentRecord by order id
 	TopicCreateOrderSagas     = "createorder.sagas"     // compacted: SagaInstance by saga id
 	// TopicCreateOrderSagasEnded holds the ended sagas, by saga id, for

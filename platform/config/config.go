@@ -40,7 +40,7 @@ type Kafka struct {
 	// idle; a short FetchMaxWait means a fetch that often, busy or not.
 	// docs/performance.md measures both ends.
 	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1" min:"1"`
-	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms" min:"1ms"`
+	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms" min:"10ms"` // franz-go's least
 	// AdvertisedHTTPAddr is the HTTP address (host:port) at which the other
 	// instances of a process reach this one, to forward the requests for
 	// the keys it owns. Empty means HTTP_ADDR itself, or, when HTTP_ADDR
@@ -199,19 +199,30 @@ func variablesOf(t reflect.Type, field string, seen map[reflect.Type]bool) []str
 }
 
 // Logger returns a JSON or text logger at the level named by LOG_LEVEL
-// (debug, info, warn, error), in the format named by LOG_FORMAT (text, json),
-// whose lines name the service (unless it is empty).
-func Logger(service string) *slog.Logger {
+// (debug, info, warn, error; info if unset), in the format named by
+// LOG_FORMAT (text, json; text if unset), whose lines name the service
+// (unless it is empty). A value it does not know is refused under its
+// variable's name, as Load refuses one.
+func Logger(service string) (*slog.Logger, error) {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))) // unknown or empty: info
+	if v := os.Getenv("LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return nil, fmt.Errorf("read configuration from the environment: LOG_LEVEL %q: want debug, info, warn or error", v)
+		}
+	}
 	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
-	if strings.EqualFold(os.Getenv("LOG_FORMAT"), "json") {
+	var h slog.Handler
+	switch v := os.Getenv("LOG_FORMAT"); strings.ToLower(v) {
+	case "", "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
 		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("read configuration from the environment: LOG_FORMAT %q: want text or json", v)
 	}
 	logger := slog.New(h)
 	if service != "" {
 		logger = logger.With("service", service)
 	}
-	return logger
+	return logger, nil
 }

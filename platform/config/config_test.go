@@ -147,18 +147,37 @@ func TestLoggerLevelFromLOG_LEVEL(t *testing.T) {
 		{level: "", debug: false, info: true},
 		{level: "debug", debug: true, info: true},
 		{level: "warn", debug: false, info: false},
-		{level: "nonsense", debug: false, info: true},
 	} {
 		t.Run("LOG_LEVEL="+tc.level, func(t *testing.T) {
 			t.Setenv("LOG_LEVEL", tc.level)
 			t.Setenv("LOG_FORMAT", "json")
-			logger := config.Logger("test")
+			logger, err := config.Logger("test")
+			if err != nil {
+				t.Fatal(err)
+			}
 			ctx := context.Background()
 			if got := logger.Enabled(ctx, slog.LevelDebug); got != tc.debug {
 				t.Errorf("debug enabled: got %v, want %v", got, tc.debug)
 			}
 			if got := logger.Enabled(ctx, slog.LevelInfo); got != tc.info {
 				t.Errorf("info enabled: got %v, want %v", got, tc.info)
+			}
+		})
+	}
+}
+
+// A log level or format it does not know fails the start, naming the
+// variable, rather than logging at info or as text unasked.
+func TestLoggerRefusesAnUnknownLevelOrFormat(t *testing.T) {
+	for _, tc := range []struct{ level, format, want string }{
+		{level: "nonsense", want: "LOG_LEVEL"},
+		{format: "yaml", want: "LOG_FORMAT"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Setenv("LOG_LEVEL", tc.level)
+			t.Setenv("LOG_FORMAT", tc.format)
+			if _, err := config.Logger("test"); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error naming %s", err, tc.want)
 			}
 		})
 	}

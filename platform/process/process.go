@@ -243,7 +243,11 @@ func runFromEnv[C any](ctx context.Context, name string, build func(C, *slog.Log
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
-	p, err := build(cfg, config.Logger(name))
+	logger, err := config.Logger(name)
+	if err != nil {
+		return err
+	}
+	p, err := build(cfg, logger)
 	if err != nil {
 		return err
 	}

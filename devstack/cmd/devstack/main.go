@@ -33,9 +33,11 @@ func main() {
 
 func run(ctx context.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	var brokers []string
-	if b := os.Getenv("DEVSTACK_KAFKA_BROKERS"); b != "" {
-		brokers = strings.Split(b, ",")
+	var brokers []string // as KAFKA_BROKERS: spaces around a broker and empty items dropped
+	for b := range strings.SplitSeq(os.Getenv("DEVSTACK_KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
 	}
 	stack, err := devstack.Start(ctx, devstack.Config{
 		KafkaAddr:    os.Getenv("DEVSTACK_KAFKA_ADDR"),

@@ -47,7 +47,10 @@ func run(ctx context.Context) error {
 	cfg.Devstack.KafkaAddr = os.Getenv("DEVSTACK_KAFKA_ADDR")       // default 127.0.0.1:9092
 	cfg.Devstack.RegistryAddr = os.Getenv("DEVSTACK_REGISTRY_ADDR") // default 127.0.0.1:8081
 	cfg.Devstack.DataDir = os.Getenv("DEVSTACK_DATA_DIR")
-	logger := config.Logger("")
+	logger, err := config.Logger("")
+	if err != nil {
+		return err
+	}
 	cfg.Devstack.Logger = logger.With("service", "devstack")
 	logger.Info("console: open it in a browser once the orchestrator is ready", "url", consoleURL(cfg.Orchestrator.HTTPAddr))
 	return system.Run(ctx, cfg, logger)

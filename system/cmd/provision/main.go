@@ -42,7 +42,10 @@ func run() error {
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
-	logger := config.Logger("provision")
+	logger, err := config.Logger("provision")
+	if err != nil {
+		return err
+	}
 	topics := contracts.Topics()
 	if err := messaging.EnsureTopics(cfg.Kafka, topics); err != nil {
 		return err
