@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -13,6 +14,9 @@ import (
 // SetAwaitCommit sets how long s's writes outside a handler wait for their
 // commit.
 func SetAwaitCommit(s *Session, d time.Duration) { s.awaitCommit = d }
+
+// HeldBack is s's partitions_held_back.
+func HeldBack(s *Session) float64 { return testutil.ToFloat64(s.metrics.heldBack) }
 
 // SetLinger sets how long s's records wait to be sent; call it before Run.
 func SetLinger(s *Session, d time.Duration) { s.linger = d }

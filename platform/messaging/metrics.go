@@ -35,6 +35,7 @@ type transactionMetrics struct {
 	records              prometheus.Histogram
 	seconds              *prometheus.HistogramVec
 	handle, prepare, end prometheus.Observer
+	heldBack             prometheus.Gauge // partitions not fetched for now: a record of theirs kept failing
 }
 
 func newTransactionMetrics() transactionMetrics {
@@ -49,13 +50,17 @@ func newTransactionMetrics() transactionMetrics {
 			Help:    "Time a transaction spends in each phase: handle (its records' handlers), prepare (the flush of its records and its offsets), end.",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 		}, []string{"phase"}),
+		heldBack: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "partitions_held_back",
+			Help: "Partitions not fetched for now, since a record of theirs kept failing while records of other partitions were handled beside it.",
+		}),
 	}
 	m.handle, m.prepare, m.end = m.seconds.WithLabelValues("handle"), m.seconds.WithLabelValues("prepare"), m.seconds.WithLabelValues("end")
 	return m
 }
 
 func (m transactionMetrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.records, m.seconds} {
+	for _, c := range []prometheus.Collector{m.records, m.seconds, m.heldBack} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -33,7 +33,9 @@ func (c *endOnly) PollRecords(ctx context.Context, _ int) kgo.Fetches {
 	<-ctx.Done()
 	return nil
 }
-func (c *endOnly) Close() {}
+func (c *endOnly) PauseFetchPartitions(map[string][]int32) map[string][]int32 { return nil }
+func (c *endOnly) ResumeFetchPartitions(map[string][]int32)                   {}
+func (c *endOnly) Close()                                                     {}
 
 // Once the loop aborts the open transaction for a rebalance, nothing is
 // written until the next transaction begins: a write in between would go
@@ -407,10 +409,67 @@ func TestACommitOfAGenerationOverTellsTheOwner(t *testing.T) {
 	if _, err := s.add(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.commit(t.Context(), cl, true); err != nil {
-		t.Errorf("commit: got %v, want nil: an abort, not a failure of the client", err)
+	if committed, err := s.commit(t.Context(), cl, true); committed || err != nil {
+		t.Errorf("commit: got %v, %v; want false, nil: an abort, not a failure of the client", committed, err)
 	}
 	if over := new(GenerationOver); !errors.Is(o.told, ErrAborted) || !errors.As(o.told, &over) {
 		t.Errorf("Distrust was told %v, want ErrAborted and a GenerationOver", o.told)
+	}
+}
+
+// pausing is an endOnly that records the partitions paused and resumed.
+type pausing struct {
+	endOnly
+	paused, resumed []map[string][]int32
+}
+
+func (c *pausing) PauseFetchPartitions(p map[string][]int32) map[string][]int32 {
+	c.paused = append(c.paused, p)
+	return nil
+}
+func (c *pausing) ResumeFetchPartitions(p map[string][]int32) { c.resumed = append(c.resumed, p) }
+
+// A partition held back again waits twice as long, up to heldMax; it is
+// fetched again once its time is up, held no more once a transaction
+// that handled it committed, and released at once by a revocation.
+func TestAPartitionHeldBackAgainWaitsTwiceAsLong(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	cl := &pausing{}
+	p := partitionOf{"t", 3}
+	failing := map[partitionOf]bool{p: true}
+	var waits []time.Duration
+	for range 6 {
+		s.holdBack(cl, failing, nil, false)
+		waits = append(waits, s.held[p].wait)
+		s.held[p] = heldPartition{until: time.Now(), wait: s.held[p].wait, paused: true} // its time is up
+		s.resumeHeld(cl)
+	}
+	if want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute}; !slices.Equal(waits, want) {
+		t.Errorf("waits: got %v, want %v", waits, want)
+	}
+	if len(cl.paused) != 6 || len(cl.resumed) != 6 || !slices.Equal(cl.resumed[0]["t"], []int32{3}) {
+		t.Errorf("paused %v, resumed %v: want t/3 six times each", cl.paused, cl.resumed)
+	}
+	s.holdBack(cl, nil, map[partitionOf]bool{{"t", 4}: true}, true)
+	if _, held := s.held[p]; !held {
+		t.Error("a commit that did not handle the partition forgot it")
+	}
+	s.holdBack(cl, nil, map[partitionOf]bool{p: true}, true)
+	if _, held := s.held[p]; held {
+		t.Error("a commit that handled the partition did not forget it")
+	}
+	s.holdBack(cl, failing, nil, false)
+	if got := s.held[p].wait; got != heldFirst {
+		t.Errorf("held back again once forgotten: waits %v, want %v", got, heldFirst)
+	}
+	if until, ok := s.heldUntil(); !ok || until.Before(time.Now().Add(heldFirst-time.Second)) {
+		t.Errorf("heldUntil: got %v, %v; want about %v from now", until, ok, heldFirst)
+	}
+	s.revoking.Store(true)
+	if err := s.transitions(cl); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.held) != 0 || !slices.Equal(cl.resumed[len(cl.resumed)-1]["t"], []int32{3}) {
+		t.Errorf("after a revocation: held %v, last resumed %v; want none held, t/3 resumed", s.held, cl.resumed[len(cl.resumed)-1])
 	}
 }

@@ -221,7 +221,36 @@ type Session struct {
 
 	pollMu     sync.Mutex
 	cancelPoll context.CancelFunc
+
+	// failing holds the partitions of the records given up on in the
+	// batch in hand (deliver); held, the loop's, the partitions it holds
+	// back (holdBack).
+	failingMu sync.Mutex
+	failing   map[partitionOf]bool
+	held      map[partitionOf]heldPartition
 }
+
+// partitionOf is a partition of a topic.
+type partitionOf struct {
+	topic     string
+	partition int32
+}
+
+// heldPartition is a partition held back since its records kept failing:
+// fetched again at until (paused until then), and held back for twice
+// wait if they fail again.
+type heldPartition struct {
+	until  time.Time
+	wait   time.Duration
+	paused bool
+}
+
+// Holding back a partition whose record keeps failing: first for
+// heldFirst, then twice as long each time it fails again, up to heldMax.
+const (
+	heldFirst = 5 * time.Second
+	heldMax   = time.Minute
+)
 
 // txnClient is what the loop needs of franz-go: a groupTxn, or a
 // transactional producer alone for a process that reads nothing.
@@ -237,6 +266,10 @@ type txnClient interface {
 	Prepare(ctx context.Context, produced bool) error
 	End(ctx context.Context, commit kgo.TransactionEndTry) (bool, error)
 	PollRecords(ctx context.Context, max int) kgo.Fetches
+	// PauseFetchPartitions and ResumeFetchPartitions stop and start
+	// fetching partitions (a partition held back: holdBack).
+	PauseFetchPartitions(map[string][]int32) map[string][]int32
+	ResumeFetchPartitions(map[string][]int32)
 	Close()
 }
 
@@ -290,7 +323,8 @@ func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, ctx: ctx, cancel: cancel, running: ctx,
 		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
-		cur: newTxn(), failed: make(chan error, 1), metrics: newTransactionMetrics()}
+		cur: newTxn(), failed: make(chan error, 1), metrics: newTransactionMetrics(),
+		failing: map[partitionOf]bool{}, held: map[partitionOf]heldPartition{}}
 	if cfg.Metrics != nil {
 		if err := s.metrics.register(cfg.Metrics); err != nil {
 			logger.Warn("transaction metrics not registered", "error", err)
@@ -469,6 +503,8 @@ func (s *Session) runClient(ctx context.Context) error {
 	s.mu.Lock()
 	s.cl = cl
 	s.mu.Unlock()
+	clear(s.held) // paused on the client before this one
+	s.countHeld()
 	defer func() {
 		s.mu.Lock()
 		s.open.Store(false)
@@ -507,6 +543,7 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	if err := s.transitions(cl); err != nil {
 		return err
 	}
+	s.resumeHeld(cl)
 	records := s.poll(ctx, cl)
 	if err := s.transitions(cl); err != nil {
 		return err
@@ -519,6 +556,8 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	}
 	through, consumed := true, len(records) > 0
 	handled, handling := 0, time.Duration(0)
+	var tried map[partitionOf]bool // of the partitions held back, those handled (holdBack)
+	var batches [][]*kgo.Record    // the records handled, by poll
 	// A transaction is ended well before the broker would abort it (and
 	// fence the producer): a handler that keeps failing (a dependency
 	// down) is retried until then at most, and the transaction aborts,
@@ -547,6 +586,15 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		began := time.Now()
 		through = s.handle(batchCtx, records)
 		handling += time.Since(began)
+		batches = append(batches, records)
+		if len(s.held) > 0 {
+			if tried == nil {
+				tried = map[partitionOf]bool{}
+			}
+			for _, r := range records {
+				tried[partitionOf{r.Topic, r.Partition}] = true
+			}
+		}
 		s.batch.Unlock()
 		s.abandon.Store(nil)
 		cancel()
@@ -560,20 +608,135 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		// once. (A revocation meanwhile aborts the transaction.)
 		records = s.fetched(cl.PollRecords(nil, pollMax-handled))
 	}
+	failing := s.takeFailing()
+	if !slices.ContainsFunc(batches, func(b []*kgo.Record) bool {
+		return slices.ContainsFunc(b, func(r *kgo.Record) bool { return !failing[partitionOf{r.Topic, r.Partition}] })
+	}) {
+		// Every partition of the transaction's records failed (a
+		// dependency down, say): holding them back would let nothing
+		// else go on, and would only try them again later. They are
+		// tried again at once.
+		failing = nil
+	}
+	committed := false
 	if consumed || s.dirty.Load() {
 		s.metrics.records.Observe(float64(handled))
 		s.metrics.handle.Observe(handling.Seconds())
-		if err := s.commit(ctx, cl, through); err != nil {
+		var err error
+		if committed, err = s.commit(ctx, cl, through); err != nil {
 			return err
 		}
 	}
+	s.holdBack(cl, failing, tried, committed)
 	return nil
+}
+
+// takeFailing returns the partitions of the records given up on since it
+// was last called.
+func (s *Session) takeFailing() map[partitionOf]bool {
+	s.failingMu.Lock()
+	defer s.failingMu.Unlock()
+	if len(s.failing) == 0 {
+		return nil
+	}
+	failing := s.failing
+	s.failing = map[partitionOf]bool{}
+	return failing
+}
+
+// holdBack stops fetching the partitions whose records kept failing
+// until their transaction aborted (failing: beside records of other
+// partitions, which then go on), for heldFirst, then twice
+// as long each time they fail again: the records of the instance's other
+// partitions, handled again, commit meanwhile, where each abort took
+// them back with it for as long as the failing record failed. A held
+// partition is fetched again when its time is up (resumeHeld), and held
+// no more once a transaction that handled its records (tried) committed.
+func (s *Session) holdBack(cl txnClient, failing, tried map[partitionOf]bool, committed bool) {
+	if committed {
+		for p, h := range s.held {
+			if !h.paused && tried[p] {
+				delete(s.held, p)
+			}
+		}
+		return
+	}
+	if len(failing) == 0 || s.revoking.Load() {
+		return
+	}
+	pause := map[string][]int32{}
+	for p := range failing {
+		h := s.held[p]
+		h.wait = min(max(2*h.wait, heldFirst), heldMax)
+		h.until, h.paused = time.Now().Add(h.wait), true
+		s.held[p] = h
+		pause[p.topic] = append(pause[p.topic], p.partition)
+		s.logger.Warn("a partition whose record keeps failing is held back: the others go on", "topic", p.topic, "partition", p.partition, "for", h.wait)
+	}
+	cl.PauseFetchPartitions(pause)
+	s.countHeld()
+}
+
+// countHeld sets partitions_held_back.
+func (s *Session) countHeld() {
+	n := 0
+	for _, h := range s.held {
+		if h.paused {
+			n++
+		}
+	}
+	s.metrics.heldBack.Set(float64(n))
+}
+
+// resumeHeld fetches again the partitions held back whose time is up.
+func (s *Session) resumeHeld(cl txnClient) {
+	resume := map[string][]int32{}
+	for p, h := range s.held {
+		if h.paused && !time.Now().Before(h.until) {
+			h.paused = false
+			s.held[p] = h
+			resume[p.topic] = append(resume[p.topic], p.partition)
+		}
+	}
+	if len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+		s.countHeld()
+	}
+}
+
+// heldUntil returns when the first partition held back is fetched again,
+// if one is.
+func (s *Session) heldUntil() (until time.Time, ok bool) {
+	for _, h := range s.held {
+		if h.paused && (!ok || h.until.Before(until)) {
+			until, ok = h.until, true
+		}
+	}
+	return until, ok
+}
+
+// releaseHeld fetches every partition held back again, and forgets them:
+// the partitions were revoked. (A restore after an abort keeps them held:
+// they are still this instance's.)
+func (s *Session) releaseHeld(cl txnClient) {
+	resume := map[string][]int32{}
+	for p, h := range s.held {
+		if h.paused {
+			resume[p.topic] = append(resume[p.topic], p.partition)
+		}
+	}
+	clear(s.held)
+	if len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+		s.countHeld()
+	}
 }
 
 // transitions aborts the open transaction when the partitions were
 // revoked, and begins the generation's first once they are assigned.
 func (s *Session) transitions(cl txnClient) error {
 	if s.revoking.Swap(false) {
+		s.releaseHeld(cl)
 		dirty, err := s.abortOpen(cl)
 		if err != nil {
 			return err
@@ -643,6 +806,12 @@ func (s *Session) poll(ctx context.Context, cl txnClient) []*kgo.Record {
 	if s.dirty.Load() || s.revoking.Load() || s.reopen.Load() || len(s.failed) > 0 {
 		cancel()
 		pollCtx, cancel = context.WithTimeout(ctx, pollWhileDirty)
+	} else if until, ok := s.heldUntil(); ok {
+		// Then a partition held back is fetched again; a wake still ends
+		// the poll sooner.
+		var stop context.CancelFunc
+		pollCtx, stop = context.WithDeadline(pollCtx, until)
+		defer stop()
 	}
 	fetches := cl.PollRecords(pollCtx, pollMax)
 	cancel()
@@ -778,6 +947,9 @@ func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
 		if until, ok := retryUntil(ctx); ok && !time.Now().Before(until) {
 			s.logger.Warn("a record still failing at half the transaction timeout: the transaction aborts, and its records come again",
 				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			s.failingMu.Lock()
+			s.failing[partitionOf{r.Topic, r.Partition}] = true
+			s.failingMu.Unlock()
 			return false
 		}
 		pause := time.NewTimer(nackResendSleep)
@@ -828,8 +1000,9 @@ const endTimeout = 30 * time.Second
 // commit ends the open transaction: with a commit if every record was
 // through and every write of it landed, otherwise with an abort, after
 // which the records come again from the committed offsets. It begins the
-// next one, unless the partitions were revoked meanwhile.
-func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error {
+// next one, unless the partitions were revoked meanwhile, and reports
+// whether it committed.
+func (s *Session) commit(ctx context.Context, cl txnClient, through bool) (bool, error) {
 	s.mu.Lock()
 	tx, dirty, produced := s.cur, s.dirty.Swap(false), s.produced.Swap(false)
 	endCtx, cancel := context.WithTimeout(context.Background(), endTimeout)
@@ -894,9 +1067,9 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) error 
 		s.epoch.Add(1)
 	}
 	if err != nil || !failed || ctx.Err() != nil {
-		return err
+		return committed && err == nil, err
 	}
-	return s.restoreAfterAbort(ctx)
+	return false, s.restoreAfterAbort(ctx)
 }
 
 // restoreAfterAbort restores what is still assigned after Distrust; the
@@ -919,7 +1092,7 @@ func (s *Session) finish(cl txnClient) {
 	if s.begun && s.dirty.Load() {
 		stopping, stop := context.WithCancel(context.Background())
 		stop()
-		if err := s.commit(stopping, cl, true); err != nil {
+		if _, err := s.commit(stopping, cl, true); err != nil {
 			s.logger.Warn("last commit", "error", err)
 		}
 	}

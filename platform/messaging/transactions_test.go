@@ -646,6 +646,103 @@ func TestARecordThatKeepsFailingDoesNotHoldItsTransaction(t *testing.T) {
 	}
 }
 
+// A record that keeps failing holds back its partition, not the
+// instance: once its transaction aborted, its partition is not fetched
+// for a while, and the records of the other partitions, handled again,
+// commit while it still fails; it is fetched again, and handled, later.
+func TestARecordThatKeepsFailingHoldsBackOnlyItsPartition(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "stuck.in", Partitions: 2}, contracts.TopicSpec{Name: "stuck.out", Partitions: 1}
+	cfg := startKafka(t, in, out)
+	var failing atomic.Bool
+	failing.Store(true)
+	var tries atomic.Int32
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "stuck", TransactionalID: "stuck-1", Owner: o,
+		TransactionTimeout: 2 * time.Second}, quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(msg *message.Message) error {
+		if err := reply(out.Name)(s, msg); err != nil || string(msg.Payload) != "fails" || !failing.Load() {
+			return err
+		}
+		tries.Add(1)
+		return errors.New("a bug no retry cures") // after a write: the transaction aborts with writes, and the state is restored
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partitions to be assigned", o.owns)
+	manual := kgoClient(t, cfg, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	write := func(p int32, value string) {
+		t.Helper()
+		if err := manual.ProduceSync(t.Context(), &kgo.Record{Topic: in.Name, Partition: p, Key: []byte(value), Value: []byte(value)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, "fails")
+	eventually(t, "the failing record to be tried", func() bool { return tries.Load() > 0 })
+	write(1, "handled") // fetched while the batch of the failing one is in hand
+	// While the other still fails.
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool {
+		return slices.ContainsFunc(got, func(r *kgo.Record) bool { return string(r.Value) == "handled" })
+	})
+	if o.distrusted() == 0 {
+		t.Error("the failing record's transaction did not abort with its writes")
+	}
+	if got := messaging.HeldBack(s); got != 1 {
+		t.Errorf("partitions_held_back: got %v, want 1", got)
+	}
+	// A write outside a handler wakes the loop while it waits for the held
+	// partition's time: it commits at once, not once that time is up.
+	messaging.SetAwaitCommit(s, time.Second)
+	if err := s.Send(context.Background(), []*kgo.Record{{Topic: out.Name, Value: []byte("sent")}}); err != nil {
+		t.Errorf("a write outside a handler while a partition is held back: %v", err)
+	}
+	failing.Store(false)
+	var values []string
+	for _, r := range readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 3 }) {
+		values = append(values, string(r.Value))
+	}
+	slices.Sort(values)
+	if want := []string{"fails", "handled", "sent"}; !slices.Equal(values, want) {
+		t.Errorf("%s: got %q, want each reply once: %q", out.Name, values, want)
+	}
+	if got := messaging.HeldBack(s); got != 0 {
+		t.Errorf("partitions_held_back once it was handled: got %v, want 0", got)
+	}
+}
+
+// A partition is held back only beside others: when every record of the
+// batch fails (a dependency down), nothing else could go on, and the
+// records are tried again as soon as their transaction aborted, not a
+// held-back partition's 5 s later.
+func TestARecordFailingAloneIsTriedAgainAtOnce(t *testing.T) {
+	in := contracts.TopicSpec{Name: "alone.in", Partitions: 1}
+	cfg := startKafka(t, in)
+	var tries atomic.Int32
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "alone", TransactionalID: "alone-1", Owner: o,
+		TransactionTimeout: 2 * time.Second}, quiet())
+	s.AddTopic(in.Name)
+	if err := s.Handle(in.Name, func(*message.Message) error {
+		tries.Add(1)
+		return errors.New("the registry is down")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, "the partition to be assigned", o.owns)
+	produce(t, cfg, &kgo.Record{Topic: in.Name, Value: []byte("fails")})
+	// Tried every 100 ms, for 1 s a transaction: 15 tries are in the
+	// second one, which a partition held back would begin after 6 s.
+	deadline := time.Now().Add(4 * time.Second)
+	for tries.Load() < 15 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tried %d times in 4 s: the record was held back after its transaction aborted", tries.Load())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
 // Handlers that are slow but succeed are not cut at half the transaction
 // timeout: their transaction commits, where cutting it made it abort and
 // come again as slow, for ever.
