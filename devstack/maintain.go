@@ -41,7 +41,8 @@ package devstack
 // topics that set no retention.ms: with DeleteRecords up to the first record
 // younger than it. A compacted topic that sets retention.ms itself still
 // loses old keys. It compacts only when no compacted partition has a
-// transaction open (its last stable offset short of its end), and turns
+// transaction open (its last stable offset short of its end), checked and
+// compacted with no request taken in between (between), and turns
 // kfake's own pass off (log.cleaner.backoff.ms of a century): under a
 // steady load, compaction waits for a moment without one.
 
@@ -58,6 +59,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // compactPause spaces compactions: after one that took d, the next waits at
@@ -67,7 +69,8 @@ const compactPause = 50
 // maintainer compacts and applies retention every so often.
 type maintainer struct {
 	cluster   *kfake.Cluster
-	admin     *kadm.Client // on cluster
+	client    *kgo.Client  // on cluster
+	admin     *kadm.Client // on client
 	retention time.Duration
 	logger    *slog.Logger
 
@@ -76,6 +79,10 @@ type maintainer struct {
 	compactedWritten int64 // the compacted topics' high watermarks, summed, before it
 
 	rounds atomic.Int64 // maintenance rounds begun
+
+	// beforeCompact, if set, is called once, when a compaction is due,
+	// right before it (tests).
+	beforeCompact atomic.Pointer[func()]
 }
 
 func newMaintainer(cluster *kfake.Cluster, cfg Config) (*maintainer, error) {
@@ -86,7 +93,7 @@ func newMaintainer(cluster *kfake.Cluster, cfg Config) (*maintainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker maintenance client: %w", err)
 	}
-	return &maintainer{cluster: cluster, admin: kadm.NewClient(cl), retention: cfg.Retention, logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
+	return &maintainer{cluster: cluster, client: cl, admin: kadm.NewClient(cl), retention: cfg.Retention, logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
 }
 
 // run maintains the broker every interval until ctx ends, then closes its
@@ -116,8 +123,7 @@ func (m *maintainer) maintain(ctx context.Context) error {
 		return fmt.Errorf("list topics: %w", err)
 	}
 	var (
-		written      int64
-		open         bool                           // a compacted partition has a transaction open
+		compacted    []string
 		tombstoneAge = time.Duration(math.MaxInt64) // the shortest delete.retention.ms
 		defaulted    []string                       // delete-policy topics without a retention.ms
 	)
@@ -128,10 +134,7 @@ func (m *maintainer) maintain(ctx context.Context) error {
 		}
 		policy := topicConfig(info, "cleanup.policy", "delete")
 		if strings.Contains(policy, "compact") {
-			for _, p := range m.cluster.PartitionInfos(topic) {
-				written += p.HighWatermark
-				open = open || p.LastStableOffset < p.HighWatermark
-			}
+			compacted = append(compacted, topic)
 			if ms, err := strconv.ParseInt(topicConfig(info, "delete.retention.ms", "86400000"), 10, 64); err == nil {
 				tombstoneAge = min(tombstoneAge, time.Duration(ms)*time.Millisecond)
 			}
@@ -140,9 +143,33 @@ func (m *maintainer) maintain(ctx context.Context) error {
 			defaulted = append(defaulted, topic)
 		}
 	}
-	since := time.Since(m.compactedAt)
 	m.rounds.Add(1)
+	if err := m.between(ctx, func() { m.compact(compacted, tombstoneAge) }); err != nil {
+		return err
+	}
+	return m.expire(ctx, defaulted)
+}
+
+// compact compacts (and applies retention) if no compacted partition has
+// a transaction open and a compaction is due; otherwise it applies
+// retention only. It runs between two requests (between), so no
+// transaction opens after the check.
+func (m *maintainer) compact(compacted []string, tombstoneAge time.Duration) {
+	var (
+		written int64
+		open    bool // a compacted partition has a transaction open
+	)
+	for _, topic := range compacted {
+		for _, p := range m.cluster.PartitionInfos(topic) {
+			written += p.HighWatermark
+			open = open || p.LastStableOffset < p.HighWatermark
+		}
+	}
+	since := time.Since(m.compactedAt)
 	if !open && since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge) {
+		if hook := m.beforeCompact.Swap(nil); hook != nil {
+			(*hook)()
+		}
 		start := time.Now()
 		m.cluster.Compact() // and ApplyRetention
 		m.compactedAt, m.compactTook, m.compactedWritten = time.Now(), time.Since(start), written
@@ -150,7 +177,34 @@ func (m *maintainer) maintain(ctx context.Context) error {
 	} else {
 		m.cluster.ApplyRetention()
 	}
-	return m.expire(ctx, defaulted)
+}
+
+// between runs fn in the broker's loop between two requests: while a
+// control function runs, kfake's loop takes no request, only calls such
+// as PartitionInfos and Compact. It makes a request to run fn on (a
+// Metadata request; another client's may come first), and returns once
+// fn has run, or ctx ended (fn then does nothing if it runs later).
+func (m *maintainer) between(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	m.cluster.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		m.cluster.DropControl()
+		if ctx.Err() == nil {
+			fn()
+		}
+		close(done)
+		return nil, nil, false // the request is answered as usual
+	})
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = []kmsg.MetadataRequestTopic{} // none
+	if _, err := req.RequestWith(ctx, m.client); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // expire deletes from the topics the records older than m.retention, up to

@@ -75,6 +75,54 @@ func TestMaintenanceLeavesWhatAnOpenTransactionWouldSupersede(t *testing.T) {
 	}
 }
 
+// A transaction that opens while the maintainer decides to compact does
+// not get compacted past either: the check that no compacted partition
+// has one open and the compaction run with no request between them.
+// (They were two calls into the broker's loop, and a transaction opened
+// between them lost its key's committed record when it aborted.)
+func TestMaintenanceCompactsNothingOfATransactionOpenedAsItDecides(t *testing.T) {
+	t.Parallel()
+	s, cl := startMaintained(t, "")
+	createTopic(t, cl, "state", map[string]string{"cleanup.policy": "compact"})
+	txn, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...), kgo.TransactionalID("maintain-race-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(txn.Close)
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produced := make(chan error, 1)
+	devstack.BeforeCompaction(s, func() {
+		go func() {
+			var err error
+			for _, r := range []*kgo.Record{{Topic: "state", Key: []byte("k"), Value: []byte("aborted")}, {Topic: "state", Key: []byte("other")}} {
+				if err == nil { // a batch each: the last one supersedes nothing
+					err = txn.ProduceSync(context.Background(), r).FirstErr()
+				}
+			}
+			produced <- err
+		}()
+		select { // the broker takes it now, if it takes requests meanwhile
+		case err := <-produced:
+			produced <- err
+		case <-time.After(500 * time.Millisecond):
+		}
+	})
+	produce(t, cl, &kgo.Record{Topic: "state", Key: []byte("k"), Value: []byte("committed")}) // a compaction is due
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.EndTransaction(t.Context(), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cl, &kgo.Record{Topic: "state", Key: []byte("last")})
+	recs := records(t, s.Brokers(), "state", kgo.FetchIsolationLevel(kgo.ReadCommitted())) // up to "last"
+	if len(recs) == 0 || string(recs[0].Key) != "k" || string(recs[0].Value) != "committed" {
+		t.Errorf("after the abort: got %s, want k's committed value first", describe(recs))
+	}
+}
+
 func TestMaintenanceDeletesRecordsPastRetention(t *testing.T) {
 	t.Parallel()
 	s, cl := startMaintained(t, "") // Config.Retention a minute
