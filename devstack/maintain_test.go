@@ -48,31 +48,15 @@ func TestMaintenanceLeavesWhatAnOpenTransactionWouldSupersede(t *testing.T) {
 	s, cl := startMaintained(t, "")
 	createTopic(t, cl, "state", map[string]string{"cleanup.policy": "compact"})
 	produce(t, cl, &kgo.Record{Topic: "state", Key: []byte("k"), Value: []byte("committed")})
-	txn, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...), kgo.TransactionalID("maintain-test"))
-	if err != nil {
+	txn := beginTransaction(t, s, "maintain-test")
+	if err := supersede(t.Context(), txn); err != nil {
 		t.Fatal(err)
-	}
-	t.Cleanup(txn.Close)
-	if err := txn.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []*kgo.Record{{Topic: "state", Key: []byte("k"), Value: []byte("aborted")}, {Topic: "state", Key: []byte("other")}} {
-		if err := txn.ProduceSync(t.Context(), r).FirstErr(); err != nil { // a batch each
-			t.Fatal(err)
-		}
 	}
 	from := s.MaintenanceRounds()
 	if !poll(t, func() bool { return s.MaintenanceRounds() >= from+3 }) {
 		t.Fatal("no maintenance round ran within 10s")
 	}
-	if err := txn.EndTransaction(t.Context(), kgo.TryAbort); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, cl, &kgo.Record{Topic: "state", Key: []byte("last")})
-	recs := records(t, s.Brokers(), "state", kgo.FetchIsolationLevel(kgo.ReadCommitted())) // up to "last"
-	if len(recs) == 0 || string(recs[0].Key) != "k" || string(recs[0].Value) != "committed" {
-		t.Errorf("after the abort: got %s, want k's committed value first", describe(recs))
-	}
+	abortKeepsCommitted(t, s, cl, txn)
 }
 
 // A transaction that opens while the maintainer decides to compact does
@@ -84,25 +68,10 @@ func TestMaintenanceCompactsNothingOfATransactionOpenedAsItDecides(t *testing.T)
 	t.Parallel()
 	s, cl := startMaintained(t, "")
 	createTopic(t, cl, "state", map[string]string{"cleanup.policy": "compact"})
-	txn, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...), kgo.TransactionalID("maintain-race-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(txn.Close)
-	if err := txn.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
+	txn := beginTransaction(t, s, "maintain-race-test")
 	produced := make(chan error, 1)
 	devstack.BeforeCompaction(s, func() {
-		go func() {
-			var err error
-			for _, r := range []*kgo.Record{{Topic: "state", Key: []byte("k"), Value: []byte("aborted")}, {Topic: "state", Key: []byte("other")}} {
-				if err == nil { // a batch each: the last one supersedes nothing
-					err = txn.ProduceSync(context.Background(), r).FirstErr()
-				}
-			}
-			produced <- err
-		}()
+		go func() { produced <- supersede(context.Background(), txn) }()
 		select { // the broker takes it now, if it takes requests meanwhile
 		case err := <-produced:
 			produced <- err
@@ -113,6 +82,39 @@ func TestMaintenanceCompactsNothingOfATransactionOpenedAsItDecides(t *testing.T)
 	if err := <-produced; err != nil {
 		t.Fatal(err)
 	}
+	abortKeepsCommitted(t, s, cl, txn)
+}
+
+// beginTransaction begins a transaction on the stack's broker.
+func beginTransaction(t *testing.T, s *devstack.Stack, id string) *kgo.Client {
+	t.Helper()
+	txn, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...), kgo.TransactionalID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(txn.Close)
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	return txn
+}
+
+// supersede writes, in txn's transaction, a value of key k of topic
+// state, then a record of another key: a batch each, since the last
+// batch of a partition supersedes nothing.
+func supersede(ctx context.Context, txn *kgo.Client) error {
+	for _, r := range []*kgo.Record{{Topic: "state", Key: []byte("k"), Value: []byte("aborted")}, {Topic: "state", Key: []byte("other")}} {
+		if err := txn.ProduceSync(ctx, r).FirstErr(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abortKeepsCommitted aborts txn and checks that key k of topic state
+// still holds its committed value.
+func abortKeepsCommitted(t *testing.T, s *devstack.Stack, cl, txn *kgo.Client) {
+	t.Helper()
 	if err := txn.EndTransaction(t.Context(), kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package adapters_test
 import (
 	"context"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/store/storetest"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -25,12 +24,8 @@ import (
 // whose transaction is still open, which may abort, is not shown yet;
 // the engine reads it (Get) as it goes on.
 func TestASagaIsReadAsCommitted(t *testing.T) {
-	hold := new(atomic.Bool)
-	release := make(chan struct{})
-	var released sync.Once
-	free := func() { released.Do(func() { close(release) }) }
-	t.Cleanup(free) // the held write's goroutine ends, whatever the test found
-	instances := newInstances(t, func(s store.Sender) store.Sender { return heldOpen{s, hold, release} })
+	holding := storetest.NewHolding(t)
+	instances := newInstances(t, holding.Sender)
 	ctx := context.Background()
 	const id = "saga-1"
 	move := func(state string) error {
@@ -42,7 +37,7 @@ func TestASagaIsReadAsCommitted(t *testing.T) {
 	if err := move(saga.StateRunning); err != nil {
 		t.Fatal(err)
 	}
-	hold.Store(true)
+	holding.Hold()
 	done := make(chan error, 1)
 	go func() { done <- move(saga.StateCompensating) }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
@@ -56,7 +51,7 @@ func TestASagaIsReadAsCommitted(t *testing.T) {
 	if v, ok, err := instances.GetCommitted(id); err != nil || !ok || v.State != saga.StateRunning {
 		t.Errorf("with the transition's transaction open: got %s, %v, %v; want it RUNNING, as committed", v.State, ok, err)
 	}
-	free()
+	holding.LetGo()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -97,32 +92,4 @@ func newInstances(t *testing.T, wrap func(store.Sender) store.Sender) *adapters.
 		t.Fatal(err)
 	}
 	return adapters.NewInstances(s)
-}
-
-// heldOpen keeps, while hold is set, each write's transaction open until
-// the test releases it: its writer waits, and the store learns then that
-// it committed.
-type heldOpen struct {
-	store.Sender
-	hold    *atomic.Bool
-	release chan struct{}
-}
-
-func (s heldOpen) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
-	if !s.hold.Load() {
-		return s.Sender.Add(ctx, msgs, over)
-	}
-	var committed atomic.Bool
-	wait, err := s.Sender.Add(ctx, msgs, func(c bool) { committed.Store(c) })
-	if err != nil {
-		return nil, err
-	}
-	return func() error {
-		err := wait()
-		<-s.release
-		if over != nil {
-			over(committed.Load())
-		}
-		return err
-	}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/store/storetest"
 	"github.com/kafkasaga/kafkasaga/services/order/adapters"
 	"github.com/kafkasaga/kafkasaga/services/order/domain"
 )
@@ -273,47 +274,15 @@ func TestACancellationWhoseAnnouncementIsRefusedIsNotWritten(t *testing.T) {
 	}
 }
 
-// heldOpen keeps, while hold is set, each write's transaction open until
-// the test releases it: its writer waits, and the store learns then that
-// it committed.
-type heldOpen struct {
-	store.Sender
-	hold    *atomic.Bool
-	release chan struct{}
-}
-
-func (s heldOpen) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
-	if !s.hold.Load() {
-		return s.Sender.Add(ctx, msgs, over)
-	}
-	var committed atomic.Bool
-	wait, err := s.Sender.Add(ctx, msgs, func(c bool) { committed.Store(c) })
-	if err != nil {
-		return nil, err
-	}
-	return func() error {
-		err := wait()
-		<-s.release
-		if over != nil {
-			over(committed.Load())
-		}
-		return err
-	}, nil
-}
-
 // GET /orders/{id} answers what committed: a cancellation whose
 // transaction is still open (it may abort, and the client that asked
 // for it got a 503 and retries) is not shown yet.
 func TestAnOrderIsReadAsCommitted(t *testing.T) {
-	hold := new(atomic.Bool)
-	release := make(chan struct{})
-	var released sync.Once
-	free := func() { released.Do(func() { close(release) }) }
-	t.Cleanup(free) // the held write's goroutine ends, whatever the test found
-	s, r := newRepositoryOn(t, func(s store.Sender) store.Sender { return heldOpen{s, hold, release} })()
+	holding := storetest.NewHolding(t)
+	s, r := newRepositoryOn(t, holding.Sender)()
 	ctx := context.Background()
 	o := anApprovedOrder(t, r)
-	hold.Store(true)
+	holding.Hold()
 	done := make(chan error, 1)
 	go func() {
 		done <- r.UpdateAnnouncingCancel(ctx, o.ID(), func(o *domain.Order) (bool, error) { return o.RequestCancel(time.Now(), "k") })
@@ -329,7 +298,7 @@ func TestAnOrderIsReadAsCommitted(t *testing.T) {
 	if got, err := r.Get(ctx, o.ID()); err != nil || got.State() != domain.Approved {
 		t.Errorf("with the cancellation's transaction open: got %v, %v; want the order APPROVED, as committed", got, err)
 	}
-	free()
+	holding.LetGo()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
