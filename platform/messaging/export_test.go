@@ -18,6 +18,10 @@ func SetAwaitCommit(s *Session, d time.Duration) { s.awaitCommit = d }
 // HeldBack is s's partitions_held_back.
 func HeldBack(s *Session) float64 { return testutil.ToFloat64(s.metrics.heldBack) }
 
+// SetHeldFirst sets how long s first holds back a partition whose record
+// keeps failing.
+func SetHeldFirst(s *Session, d time.Duration) { s.heldFirst = d }
+
 // SetLinger sets how long s's records wait to be sent; call it before Run.
 func SetLinger(s *Session, d time.Duration) { s.linger = d }
 

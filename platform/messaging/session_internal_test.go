@@ -473,3 +473,27 @@ func TestAPartitionHeldBackAgainWaitsTwiceAsLong(t *testing.T) {
 		t.Errorf("after a revocation: held %v, last resumed %v; want none held, t/3 resumed", s.held, cl.resumed[len(cl.resumed)-1])
 	}
 }
+
+// A record given up on at the deadline holds back its partition only if
+// it was tried until then: one first tried past it, behind a failing
+// record of its worker, failed once, and may be healthy.
+func TestOnlyARecordTriedUntilTheDeadlineHoldsBackItsPartition(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	s.handlers["t"] = func(*message.Message) error { return errors.New("fails") }
+	for _, tc := range []struct {
+		name  string
+		until time.Time
+		want  bool
+	}{
+		{"tried until the deadline", time.Now().Add(150 * time.Millisecond), true},
+		{"first tried past the deadline", time.Now().Add(-time.Millisecond), false},
+	} {
+		ctx := context.WithValue(t.Context(), retryUntilKey{}, tc.until)
+		if s.deliver(ctx, &kgo.Record{Topic: "t", Partition: 2}) {
+			t.Fatalf("%s: a record whose handler fails was acked", tc.name)
+		}
+		if got := s.takeFailing()[partitionOf{"t", 2}]; got != tc.want {
+			t.Errorf("%s: its partition noted failing: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

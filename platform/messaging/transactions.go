@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -172,6 +173,7 @@ type Session struct {
 	metrics     transactionMetrics
 	awaitCommit time.Duration // AwaitCommit; shorter in tests
 	linger      time.Duration // linger; longer in tests
+	heldFirst   time.Duration // heldFirst; shorter in tests
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -321,7 +323,7 @@ func (x *txn) then(fn func(committed bool)) {
 // subscribe to each, and Run it.
 func NewSession(cfg SessionConfig, logger *slog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, ctx: ctx, cancel: cancel, running: ctx,
+	s := &Session{cfg: cfg, logger: logger, awaitCommit: AwaitCommit, linger: linger, heldFirst: heldFirst, ctx: ctx, cancel: cancel, running: ctx,
 		done: make(chan struct{}), handlers: map[string]func(*message.Message) error{}, handled: make(chan struct{}, 1),
 		cur: newTxn(), failed: make(chan error, 1), metrics: newTransactionMetrics(),
 		failing: map[partitionOf]bool{}, held: map[partitionOf]heldPartition{}}
@@ -615,8 +617,10 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		// Every partition of the transaction's records failed (a
 		// dependency down, say): holding them back would let nothing
 		// else go on, and would only try them again later. They are
-		// tried again at once.
-		failing = nil
+		// tried again at once, but for those held back before, which
+		// keep failing: fetched again, one fails alone, the records
+		// that came meanwhile waiting for it.
+		maps.DeleteFunc(failing, func(p partitionOf, _ bool) bool { _, before := s.held[p]; return !before })
 	}
 	committed := false
 	if consumed || s.dirty.Load() {
@@ -667,7 +671,7 @@ func (s *Session) holdBack(cl txnClient, failing, tried map[partitionOf]bool, co
 	pause := map[string][]int32{}
 	for p := range failing {
 		h := s.held[p]
-		h.wait = min(max(2*h.wait, heldFirst), heldMax)
+		h.wait = min(max(2*h.wait, s.heldFirst), heldMax)
 		h.until, h.paused = time.Now().Add(h.wait), true
 		s.held[p] = h
 		pause[p.topic] = append(pause[p.topic], p.partition)
@@ -939,6 +943,7 @@ func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
 	msgCtx, cancel := context.WithCancel(WithRecord(ctx, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Timestamp: r.Timestamp}))
 	defer cancel() // a message's context ends when it is through, as watermill expects
 	msg := toMessage(r)
+	first := time.Now()
 	for {
 		msg.SetContext(msgCtx)
 		if h(msg) == nil {
@@ -947,9 +952,11 @@ func (s *Session) deliver(ctx context.Context, r *kgo.Record) bool {
 		if until, ok := retryUntil(ctx); ok && !time.Now().Before(until) {
 			s.logger.Warn("a record still failing at half the transaction timeout: the transaction aborts, and its records come again",
 				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
-			s.failingMu.Lock()
-			s.failing[partitionOf{r.Topic, r.Partition}] = true
-			s.failingMu.Unlock()
+			if first.Before(until) { // tried until then, not once past it behind a record of its worker
+				s.failingMu.Lock()
+				s.failing[partitionOf{r.Topic, r.Partition}] = true
+				s.failingMu.Unlock()
+			}
 			return false
 		}
 		pause := time.NewTimer(nackResendSleep)

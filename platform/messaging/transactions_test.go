@@ -659,6 +659,7 @@ func TestARecordThatKeepsFailingHoldsBackOnlyItsPartition(t *testing.T) {
 	o := &owner{}
 	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "stuck", TransactionalID: "stuck-1", Owner: o,
 		TransactionTimeout: 2 * time.Second}, quiet())
+	messaging.SetHeldFirst(s, time.Second)
 	s.AddTopic(in.Name)
 	if err := s.Handle(in.Name, func(msg *message.Message) error {
 		if err := reply(out.Name)(s, msg); err != nil || string(msg.Payload) != "fails" || !failing.Load() {
@@ -697,6 +698,13 @@ func TestARecordThatKeepsFailingHoldsBackOnlyItsPartition(t *testing.T) {
 	if err := s.Send(context.Background(), []*kgo.Record{{Topic: out.Name, Value: []byte("sent")}}); err != nil {
 		t.Errorf("a write outside a handler while a partition is held back: %v", err)
 	}
+	// Fetched again once its time is up, it fails alone in its
+	// transaction: held back before, it is held back again, not tried at
+	// once for as long as it fails, the records that come meanwhile
+	// waiting for it.
+	before := tries.Load()
+	eventually(t, "the held partition to be fetched again", func() bool { return tries.Load() > before })
+	eventually(t, "the partition to be held back again", func() bool { return messaging.HeldBack(s) == 1 })
 	failing.Store(false)
 	var values []string
 	for _, r := range readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) >= 3 }) {
