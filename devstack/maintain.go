@@ -53,6 +53,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -183,27 +184,47 @@ func (m *maintainer) compact(compacted []string, tombstoneAge time.Duration) {
 // control function runs, kfake's loop takes no request, only calls such
 // as PartitionInfos and Compact. It makes a request to run fn on (a
 // Metadata request; another client's may come first), and returns once
-// fn has run, or ctx ended (fn then does nothing if it runs later).
+// fn has run, or, if its request failed or ctx ended first, once fn will
+// not run: a control function that comes later does nothing, and one
+// running is waited for (the stack closes the broker once maintenance
+// stopped).
 func (m *maintainer) between(ctx context.Context, fn func()) error {
-	done := make(chan struct{})
+	var (
+		mu        sync.Mutex
+		abandoned bool
+		done      = make(chan struct{})
+	)
 	m.cluster.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
 		m.cluster.DropControl()
-		if ctx.Err() == nil {
+		mu.Lock()
+		defer mu.Unlock()
+		if !abandoned {
 			fn()
+			close(done)
 		}
-		close(done)
 		return nil, nil, false // the request is answered as usual
 	})
+	abandon := func(err error) error {
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-done:
+			return nil // it ran
+		default:
+			abandoned = true
+			return err
+		}
+	}
 	req := kmsg.NewPtrMetadataRequest()
 	req.Topics = []kmsg.MetadataRequestTopic{} // none
 	if _, err := req.RequestWith(ctx, m.client); err != nil {
-		return fmt.Errorf("metadata: %w", err)
+		return abandon(fmt.Errorf("metadata: %w", err))
 	}
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return abandon(ctx.Err())
 	}
 }
 
