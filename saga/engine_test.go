@@ -962,6 +962,8 @@ func (f *flaky) Get(id string) (saga.SagaInstance, bool, error) {
 	return f.Instances.Get(id)
 }
 
+func (f *flaky) GetCommitted(id string) (saga.SagaInstance, bool, error) { return f.Get(id) }
+
 // A tick that cannot read an overdue saga keeps its deadline: the next tick
 // times it out.
 func TestATickThatCannotReadASagaTriesAgain(t *testing.T) {
@@ -1194,5 +1196,26 @@ func TestAnActionOnAnUnknownSagaRecordsNoSpan(t *testing.T) {
 	}
 	for _, s := range rec.Ended() {
 		t.Errorf("span %q recorded (status %v): want none", s.Name(), s.Status())
+	}
+}
+
+// openWrites is a store whose writes are all in a transaction still open:
+// Get reads them, GetCommitted what was there before them (nothing).
+type openWrites struct{ *sagatest.Instances }
+
+func (openWrites) GetCommitted(string) (saga.SagaInstance, bool, error) {
+	return saga.SagaInstance{}, false, nil
+}
+
+// Engine.Instance, which GET /sagas/{id} answers with, reads what
+// committed, not a transition still open, which may abort.
+func TestInstanceReadsWhatCommitted(t *testing.T) {
+	store := openWrites{sagatest.NewInstances(&sagatest.Publisher{})}
+	engine := startS1(t, store, sagatest.NewClock())
+	if _, ok, err := store.Get("s1"); !ok || err != nil {
+		t.Fatalf("the saga was not stored: %v, %v", ok, err)
+	}
+	if v, ok, err := engine.Instance("s1"); ok || err != nil {
+		t.Errorf("Instance: got %q, %v, %v; want none: its start is not committed", v.State, ok, err)
 	}
 }

@@ -277,6 +277,8 @@ func (p *partitioned) Get(id string) (saga.SagaInstance, bool, error) {
 	return p.Instances.Get(id)
 }
 
+func (p *partitioned) GetCommitted(id string) (saga.SagaInstance, bool, error) { return p.Get(id) }
+
 func (p *partitioned) Range(fn func(id string, v saga.SagaInstance) bool) error {
 	return p.Instances.Range(func(id string, v saga.SagaInstance) bool { return p.lost[id] || fn(id, v) })
 }

@@ -20,9 +20,9 @@ import (
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
-// GET /sagas/{id} (Engine.Instance) answers what committed: a transition
-// whose transaction is still open, which may abort, is not shown yet;
-// the engine reads it (Get) as it goes on.
+// GetCommitted, which Engine.Instance and so GET /sagas/{id} read, answers
+// what committed: a transition whose transaction is still open, which may
+// abort, is not shown yet; the engine reads it (Get) as it goes on.
 func TestASagaIsReadAsCommitted(t *testing.T) {
 	holding := storetest.NewHolding(t)
 	instances := newInstances(t, holding.Sender)
