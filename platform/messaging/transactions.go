@@ -694,6 +694,9 @@ func (s *Session) countHeld() {
 
 // resumeHeld fetches again the partitions held back whose time is up.
 func (s *Session) resumeHeld(cl txnClient) {
+	if len(s.held) == 0 {
+		return
+	}
 	resume := map[string][]int32{}
 	for p, h := range s.held {
 		if h.paused && !time.Now().Before(h.until) {
