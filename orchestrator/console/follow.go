@@ -47,6 +47,9 @@ type reader struct {
 // follow reads every partition of topics outside any consumer group, the
 // committed records only, as r says, and then as they come.
 func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) error {
+	if r.read == nil {
+		r.read = func(string, int32, int64) {}
+	}
 	opts = append(slices.Clone(opts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(followWait), kgo.FetchMinBytes(followBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())) // past retention: from the oldest left
@@ -142,9 +145,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 			}
 			starts.Each(func(start kadm.ListedOffset) {
 				if start.Err == nil {
-					if r.read != nil {
-						r.read(start.Topic, start.Partition, start.Offset)
-					}
+					r.read(start.Topic, start.Partition, start.Offset)
 					passed(start.Topic, start.Partition, start.Offset-1)
 				}
 			})
@@ -180,9 +181,7 @@ func follow(ctx context.Context, opts []kgo.Opt, topics []string, r reader) erro
 				}
 			}
 			if n := len(p.Records); n > 0 {
-				if r.read != nil { // before passed, which may call caughtUp
-					r.read(p.Topic, p.Partition, p.Records[n-1].Offset+1)
-				}
+				r.read(p.Topic, p.Partition, p.Records[n-1].Offset+1) // before passed, which may call caughtUp
 				passed(p.Topic, p.Partition, p.Records[n-1].Offset)
 			}
 		})

@@ -450,11 +450,11 @@ func TestAPartitionHeldBackAgainWaitsTwiceAsLong(t *testing.T) {
 	if len(cl.paused) != 6 || len(cl.resumed) != 6 || !slices.Equal(cl.resumed[0]["t"], []int32{3}) {
 		t.Errorf("paused %v, resumed %v: want t/3 six times each", cl.paused, cl.resumed)
 	}
-	s.holdBack(cl, nil, map[partitionOf]bool{{"t", 4}: true}, true)
+	s.holdBack(cl, nil, [][]*kgo.Record{{{Topic: "t", Partition: 4}}}, true)
 	if _, held := s.held[p]; !held {
 		t.Error("a commit that did not handle the partition forgot it")
 	}
-	s.holdBack(cl, nil, map[partitionOf]bool{p: true}, true)
+	s.holdBack(cl, nil, [][]*kgo.Record{{{Topic: "t", Partition: 3}}}, true)
 	if _, held := s.held[p]; held {
 		t.Error("a commit that handled the partition did not forget it")
 	}

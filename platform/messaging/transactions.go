@@ -558,8 +558,7 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 	}
 	through, consumed := true, len(records) > 0
 	handled, handling := 0, time.Duration(0)
-	var tried map[partitionOf]bool // of the partitions held back, those handled (holdBack)
-	var batches [][]*kgo.Record    // the records handled, by poll
+	var batches [][]*kgo.Record // the records handled, by poll
 	// A transaction is ended well before the broker would abort it (and
 	// fence the producer): a handler that keeps failing (a dependency
 	// down) is retried until then at most, and the transaction aborts,
@@ -589,14 +588,6 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		through = s.handle(batchCtx, records)
 		handling += time.Since(began)
 		batches = append(batches, records)
-		if len(s.held) > 0 {
-			if tried == nil {
-				tried = map[partitionOf]bool{}
-			}
-			for _, r := range records {
-				tried[partitionOf{r.Topic, r.Partition}] = true
-			}
-		}
 		s.batch.Unlock()
 		s.abandon.Store(nil)
 		cancel()
@@ -611,9 +602,7 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 		records = s.fetched(cl.PollRecords(nil, pollMax-handled))
 	}
 	failing := s.takeFailing()
-	if !slices.ContainsFunc(batches, func(b []*kgo.Record) bool {
-		return slices.ContainsFunc(b, func(r *kgo.Record) bool { return !failing[partitionOf{r.Topic, r.Partition}] })
-	}) {
+	if !anyOf(batches, func(p partitionOf) bool { return !failing[p] }) {
 		// Every partition of the transaction's records failed (a
 		// dependency down, say): holding them back would let nothing
 		// else go on, and would only try them again later. They are
@@ -631,8 +620,16 @@ func (s *Session) step(ctx context.Context, cl txnClient) error {
 			return err
 		}
 	}
-	s.holdBack(cl, failing, tried, committed)
+	s.holdBack(cl, failing, batches, committed)
 	return nil
+}
+
+// anyOf reports whether the partition of a record of batches is one f
+// says.
+func anyOf(batches [][]*kgo.Record, f func(partitionOf) bool) bool {
+	return slices.ContainsFunc(batches, func(b []*kgo.Record) bool {
+		return slices.ContainsFunc(b, func(r *kgo.Record) bool { return f(partitionOf{r.Topic, r.Partition}) })
+	})
 }
 
 // takeFailing returns the partitions of the records given up on since it
@@ -655,14 +652,13 @@ func (s *Session) takeFailing() map[partitionOf]bool {
 // partitions, handled again, commit meanwhile, where each abort took
 // them back with it for as long as the failing record failed. A held
 // partition is fetched again when its time is up (resumeHeld), and held
-// no more once a transaction that handled its records (tried) committed.
-func (s *Session) holdBack(cl txnClient, failing, tried map[partitionOf]bool, committed bool) {
+// no more once a transaction that handled its records (batches)
+// committed.
+func (s *Session) holdBack(cl txnClient, failing map[partitionOf]bool, batches [][]*kgo.Record, committed bool) {
 	if committed {
-		for p, h := range s.held {
-			if !h.paused && tried[p] {
-				delete(s.held, p)
-			}
-		}
+		maps.DeleteFunc(s.held, func(p partitionOf, h heldPartition) bool {
+			return !h.paused && anyOf(batches, func(q partitionOf) bool { return q == p })
+		})
 		return
 	}
 	if len(failing) == 0 || s.revoking.Load() {
