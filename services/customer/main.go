@@ -1,5 +1,6 @@
-// Command customer runs the customer service: customers, their credit, and
-// the ReserveCredit / ReleaseCredit commands of the Create Order saga.
+// Command customer runs the customer service: customers, their credit, the
+// ReserveCredit / ReleaseCredit commands of the Create Order saga, and the
+// ReleaseCredit command of the Cancel Order saga.
 // Configuration comes from the environment: see docs/operations.md.
 package main
 

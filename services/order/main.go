@@ -1,5 +1,7 @@
 // Command order runs the order service: POST /orders, GET /orders/{id},
-// and the ApproveOrder / RejectOrder commands of the Create Order saga.
+// POST /orders/{id}/cancel, the ApproveOrder / RejectOrder commands of the
+// Create Order saga and the CancelOrder / RefuseCancel commands of the
+// Cancel Order saga.
 // Configuration comes from the environment: see docs/operations.md.
 package main
 

@@ -116,12 +116,16 @@ func (p *Payment) Answer() (paymentID, declined string) {
 }
 
 // Cancel voids the authorization. It is recorded even for an undecided
-// payment, so an AuthorizePayment that arrives late authorizes nothing.
-// paymentID, when the caller knows it, names the authorization to void: it
-// must be this payment's.
+// payment, so an AuthorizePayment that arrives late authorizes nothing. A
+// declined payment, which authorized nothing, stays declined, and answers
+// as it did. paymentID, when the caller knows it, names the authorization
+// to void: it must be this payment's.
 func (p *Payment) Cancel(paymentID string, now time.Time) error {
 	if paymentID != "" && p.status == Authorized && paymentID != p.paymentID {
 		return fmt.Errorf("%w cancellation of payment %s for order %s, authorized as %s", ErrInvalid, paymentID, p.orderID, p.paymentID)
+	}
+	if p.status == Declined {
+		return nil
 	}
 	if p.status == Undecided {
 		p.decidedAt = now

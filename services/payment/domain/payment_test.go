@@ -25,6 +25,7 @@ func TestPayment(t *testing.T) {
 		{"cancel an authorization", []int64{10, -1}, domain.Cancelled, "", "p1"},
 		{"cancel before authorize blocks the late authorize", []int64{-1, 10}, domain.Cancelled, "", ""},
 		{"cancel twice", []int64{10, -1, -1}, domain.Cancelled, "", "p1"},
+		{"cancel after a decline leaves it declined", []int64{5000, -1}, domain.Declined, domain.DeclinedOverLimit, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,6 +181,13 @@ func TestAnAuthorizationIsAnsweredAsDecided(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	cancelledDeclined := domain.NewPayment("o1")
+	if err := cancelledDeclined.Authorize("c1", 5000, 1000, "p1", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := cancelledDeclined.Cancel("", now); err != nil {
+		t.Fatal(err)
+	}
 	for name, tt := range map[string]struct {
 		p                   *domain.Payment
 		wantID, wantDecline string
@@ -189,6 +197,7 @@ func TestAnAuthorizationIsAnsweredAsDecided(t *testing.T) {
 		"cancelled after it was authorized":  {cancelled, "p1", ""},
 		"cancelled before it was authorized": {cancelledFirst, "", string(domain.Cancelled)},
 		"declined":                           {declined, "", domain.DeclinedOverLimit},
+		"cancelled after it was declined":    {cancelledDeclined, "", domain.DeclinedOverLimit},
 	} {
 		if err := tt.p.Authorize("c1", 10, 1000, "p2", now); err != nil {
 			t.Fatalf("%s: Authorize again: %v", name, err)
