@@ -420,19 +420,12 @@ func (s *Store[T]) GetCommitted(key string) (*T, bool, error) { return s.get(key
 
 // get reads key as written, or as committed: before its open writes.
 func (s *Store[T]) get(key string, committed bool) (*T, bool, error) {
-	_, e, owned, ok, err := s.lookup(key)
+	e, owned, ok, err := s.entryOf(key, committed)
 	if !owned {
 		return nil, false, fmt.Errorf("%s/%s: %w", s.cfg.Topic, key, ErrNotOwned)
 	}
 	if err != nil {
 		return nil, false, err
-	}
-	if committed {
-		s.mu.RLock()
-		if u, open := s.undo[key]; open {
-			e, ok = u.before, u.existed
-		}
-		s.mu.RUnlock()
 	}
 	if !ok {
 		return nil, false, nil
@@ -455,11 +448,31 @@ func (s *Store[T]) lookup(key string) (p int32, e entry, owned, ok bool, err err
 	return p, e, owned, ok, err
 }
 
+// entryOf returns key's entry as written, or as committed (what it held
+// before its open writes), and whether the store owns it, under one read
+// lock: an abort between reading the entry and its open writes would
+// leave the aborted entry read as committed.
+func (s *Store[T]) entryOf(key string, committed bool) (e entry, owned, ok bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, e, owned, ok, open, err := s.lookupOpenLocked(key)
+	if committed && owned && open {
+		u := s.undo[key]
+		e, ok, err = u.before, u.existed, nil
+	}
+	return e, owned, ok, err
+}
+
 // lookupOpen is lookup that also reports whether the entry is a write
 // whose transaction is not over: not committed yet.
 func (s *Store[T]) lookupOpen(key string) (p int32, e entry, owned, ok, open bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.lookupOpenLocked(key)
+}
+
+// lookupOpenLocked is lookupOpen, with mu read-locked by the caller.
+func (s *Store[T]) lookupOpenLocked(key string) (p int32, e entry, owned, ok, open bool, err error) {
 	_, open = s.undo[key]
 	if s.partitions == 0 {
 		return 0, e, false, false, false, nil

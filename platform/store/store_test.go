@@ -1349,6 +1349,41 @@ func TestGetCommittedReadsNoOpenWrite(t *testing.T) {
 	}
 }
 
+// GetCommitted never answers a write whose transaction aborted, even as
+// the abort puts the key back while it reads: it read the entry as
+// written, then, apart, whether its write was open, and an abort between
+// the two left the aborted entry read as committed.
+func TestGetCommittedNeverReadsAnAbortedWrite(t *testing.T) {
+	t.Parallel()
+	c, held := newHeld(t)
+	s := c.restored(t)
+	update(t, s, "a", set(customer("a", 1)))
+	held.end(t, true)
+	var (
+		stop    atomic.Bool
+		aborted atomic.Int64
+		readers sync.WaitGroup
+	)
+	for range 2 {
+		readers.Go(func() {
+			for !stop.Load() {
+				if v, ok, err := s.GetCommitted("a"); err == nil && ok && v.CreditLimit != 1 {
+					aborted.Add(1)
+				}
+			}
+		})
+	}
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && aborted.Load() == 0; {
+		update(t, s, "a", set(customer("a", 2)))
+		held.end(t, false)
+	}
+	stop.Store(true)
+	readers.Wait()
+	if n := aborted.Load(); n > 0 {
+		t.Errorf("GetCommitted(a) answered the aborted write %d times, want never", n)
+	}
+}
+
 // A write is read back before its transaction ends; once it aborts, the
 // store holds again what committed, in memory and on disk, without
 // reading Kafka again.
