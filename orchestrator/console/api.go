@@ -25,15 +25,26 @@ const (
 // Register serves the console's API on s.
 func (c *Console) Register(s *httpserver.Server) {
 	s.Handle("GET /api/sagas", c.caught(c.listSagas))
-	s.Handle("GET /api/sagas/stream", c.caught(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /api/sagas/stream", c.caught(bare(func(w http.ResponseWriter, r *http.Request) {
 		serveEvents(w, r, c.sagaEvents, "saga")
-	}))
+	})))
 	s.Handle("GET /api/deadletters", c.caught(c.listDeadLetters))
-	s.Handle("GET /api/deadletters/stream", c.caught(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /api/deadletters/stream", c.caught(bare(func(w http.ResponseWriter, r *http.Request) {
 		serveEvents(w, r, c.deadEvents, "deadletter")
-	}))
+	})))
 	s.Handle("GET /api/stats", c.caught(c.stats))
-	s.Handle("GET /api/sagatypes", c.sagaTypes)
+	s.Handle("GET /api/sagatypes", bare(c.sagaTypes))
+}
+
+// bare refuses a request with a parameter to a route that takes none, as
+// params refuses one a route does not name: a stream asked for some
+// sagas only would send every one.
+func bare(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := params(w, r); ok {
+			h(w, r)
+		}
+	}
 }
 
 // caught answers 503 until the index has read the topics to the end they

@@ -1,7 +1,9 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 	"github.com/kafkasaga/kafkasaga/saga"
 )
 
@@ -234,6 +237,36 @@ func TestAMalformedQueryIsRefused(t *testing.T) {
 	c.listSagas(rec, httptest.NewRequest("GET", "/api/sagas?state=REJECTED", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"total":1`) {
 		t.Errorf("state=REJECTED: got %d %s, want 200 and the one rejected saga", rec.Code, rec.Body)
+	}
+}
+
+// The routes that take no parameter refuse one, as the others refuse one
+// they do not name: a stream asked for only rejected sagas would send
+// every saga.
+func TestARouteWithoutParametersRefusesOne(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.caughtUp.Store(true)
+	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Register(s)
+	s.MarkReady()
+	for _, path := range []string{"/api/sagas/stream?state=REJECTED", "/api/deadletters/stream?x=1", "/api/sagatypes?type=Nope"} {
+		// Bounded: a stream that takes the request goes on until it ends.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", path, nil))
+		cancel()
+		var answer badValue
+		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || rec.Code != http.StatusBadRequest || answer.Error == "" {
+			t.Errorf("%s: got %d %s, want 400 with an error", path, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/sagatypes", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/api/sagatypes: got %d %s, want 200", rec.Code, rec.Body)
 	}
 }
 
