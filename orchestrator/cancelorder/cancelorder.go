@@ -39,7 +39,8 @@ func Definition() saga.Definition[Data] {
 					saga.On[contracts.PaymentRefunded](saga.Success),
 					saga.On[contracts.RefundRefused](saga.Failure("REFUND_REFUSED")),
 				},
-				// Only a refund that timed out is compensated: its outcome is unknown.
+				// Only a refund whose outcome is unknown is compensated: one
+				// that timed out, or that an operator's abort left waiting.
 				Compensate:        saga.Compensate(contracts.CancelRefundInteraction, cancelRefund),
 				CompensateReplies: saga.Replies{saga.On[contracts.RefundCancelled](saga.Success)},
 			},
