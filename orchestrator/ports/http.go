@@ -92,34 +92,39 @@ func waitingFor(v saga.SagaInstance, versions []saga.Outline) string {
 
 // attempts sets each transition's attempt: a transition that leaves the
 // saga on the step it was on sent that step's command again (a timeout, a
-// retry), any other sent a command for the first time. The history keeps
-// its first transition and its latest, so the run of sends the gap cut
-// is counted from the end (the saga's attempt now), or, when the saga has
-// moved on since, left unknown.
+// retry), any other (an abort's included) sent a command for the first
+// time. A full history keeps its first transition and its latest, and an
+// older abort with the entry before it (saga's trimmed), so it may be cut
+// after its first entry and after an abort at index 1 or 2: the run of
+// sends each such cut may have gone through is counted from the end (the
+// saga's attempt now), or, when the saga has moved on since, left unknown.
 func attempts(h []transitionView, attempt int) {
 	for i := range h {
 		switch {
 		case h[i].Step == "":
 			h[i].Attempt = 0
-		case i > 0 && h[i].Step == h[i-1].Step:
+		case i > 0 && h[i].Step == h[i-1].Step && h[i].Event != saga.EventAbort:
 			h[i].Attempt = h[i-1].Attempt + 1
 		default:
 			h[i].Attempt = 1
 		}
 	}
-	if len(h) < historyKept || h[1].Step == "" {
+	if len(h) < historyKept {
 		return
 	}
-	// Maybe cut after the first: the run of one step from h[1] on may have
-	// begun in the cut.
-	end := 2
-	for end < len(h) && h[end].Step == h[1].Step {
-		end++
-	}
-	for i := 1; i < end; i++ {
-		h[i].Attempt = 0
-		if end == len(h) {
-			h[i].Attempt = attempt - (end - 1 - i)
+	for _, cut := range []int{1, 2, 3} {
+		if cut > 1 && h[cut-1].Event != saga.EventAbort || h[cut].Step == "" || h[cut].Event == saga.EventAbort {
+			continue
+		}
+		end := cut + 1
+		for end < len(h) && h[end].Step == h[cut].Step {
+			end++
+		}
+		for i := cut; i < end; i++ {
+			h[i].Attempt = 0
+			if end == len(h) {
+				h[i].Attempt = attempt - (end - 1 - i)
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
+	"github.com/kafkasaga/kafkasaga/saga"
 )
 
 // history makes transitions on the given steps, n of each, in order.
@@ -38,6 +39,14 @@ func TestAttemptsCountTheSendsOfEachStep(t *testing.T) {
 			slices.Concat([]int{1}, seq(500-(historyKept-2), historyKept-1))},
 		{"cut, then moved on: the run the cut ran through is unknown", history("a", 1, "b", 10, "c", historyKept-11), historyKept - 11,
 			slices.Concat([]int{1}, make([]int, 10), seq(1, historyKept-11))},
+		// An abort older than the newest is kept with the entry before
+		// it, and the cut is then after the abort.
+		{"cut after a kept abort, still on the step the cut ran through", aborted(history("a", 1, "b", 1), "b:c", 0, "a:c", historyKept-3), 118,
+			slices.Concat([]int{1, 0, 1}, seq(118-(historyKept-4), historyKept-3))},
+		{"cut after a kept abort, then moved on", aborted(history("a", 1, "b", 1), "b:c", 10, "a:c", historyKept-13), historyKept - 13,
+			slices.Concat([]int{1, 0, 1}, make([]int, 10), seq(1, historyKept-13))},
+		{"an abort kept as the second entry", aborted(history("a", 1), "a:c", historyKept-2), 200,
+			slices.Concat([]int{1, 1}, seq(200-(historyKept-3), historyKept-2))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +60,13 @@ func TestAttemptsCountTheSendsOfEachStep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// aborted appends to h an abort that leaves the saga on step, then
+// more transitions as history makes them.
+func aborted(h []transitionView, step string, n int, more ...any) []transitionView {
+	h = append(h, transitionView{Event: saga.EventAbort, Step: step})
+	return append(append(h, history(step, n)...), history(more...)...)
 }
 
 // seq returns n numbers from first on.
