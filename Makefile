@@ -41,8 +41,8 @@ bench:
 takeover: build
 	$(GO) run ./system/cmd/takeover
 
-## vet: go vet and gofmt; and every module resolves its packages on its own (GOWORK=off, as Docker and go mod
-## tidy build it): a sibling it needs must be in its go.mod
+## vet: go vet and gofmt; and every module resolves its packages on its own (GOWORK=off, as go mod tidy and a
+## user of one module build it): a sibling it needs must be in its go.mod
 vet:
 	$(GO) vet work
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -77,7 +77,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("OTEL_TRACES_EXPORTER %q: want %s or %s", e, ExporterOTLP, ExporterNone))
 	}
 	if p := c.protocol(); p != ProtocolHTTP && p != ProtocolGRPC {
-		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL %q: want %s or %s", p, ProtocolHTTP, ProtocolGRPC))
+		name := "OTEL_EXPORTER_OTLP_PROTOCOL"
+		if c.TracesProtocol != "" {
+			name = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" // the one read
+		}
+		errs = append(errs, fmt.Errorf("%s %q: want %s or %s", name, p, ProtocolHTTP, ProtocolGRPC))
 	}
 	return errors.Join(errs...)
 }

@@ -53,6 +53,8 @@ func TestWhichSettingsExport(t *testing.T) {
 		{name: "traces protocol", vars: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, exports: true},
 		{name: "unknown exporter", vars: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, err: `OTEL_TRACES_EXPORTER "zipkin"`},
 		{name: "unknown protocol", vars: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, err: `OTEL_EXPORTER_OTLP_PROTOCOL "http/json"`},
+		{name: "unknown traces protocol", vars: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+			err: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL "http/json"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tp, err := telemetry.NewTracerProvider(t.Context(), load(t, tc.vars), "order")
