@@ -155,6 +155,7 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 		// A transaction that wrote nothing is not one to the broker
 		// (franz-go would not end it): its offsets are committed alone,
 		// with the group's generation, as they would be in it.
+		_, generation := g.GroupMetadata()
 		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
 			if err = cerr; err == nil {
 				err = offsetErrors(func(add func(string, int32, int16)) {
@@ -166,6 +167,7 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 				})
 			}
 		})
+		err = overIn(generation, err)
 	}
 	g.mu.Lock()
 	g.sent, g.sendErr = offsets, err
@@ -260,8 +262,14 @@ func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int
 			}
 		}
 	})
+	return overIn(req.Generation, err)
+}
+
+// overIn marks err, the refusal of offsets committed in generation, as the
+// end of that generation when it says so.
+func overIn(generation int32, err error) error {
 	if generationOver(err) {
-		return &GenerationOver{Generation: req.Generation, Err: err}
+		return &GenerationOver{Generation: generation, Err: err}
 	}
 	return err
 }

@@ -1048,16 +1048,19 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) (bool,
 		txErr = fmt.Errorf("%w (%w)", ErrFenced, ErrAborted)
 	}
 	s.cur = newTxn()
+	// The state holds writes that did not commit, or the group's
+	// generation is over: the partitions may be another's already, even
+	// when the transaction wrote nothing.
+	failed := !committed && (dirty || over != nil)
 	if err != nil {
 		err = fmt.Errorf("end transaction: %w", err)
-	} else if (committed || !dirty) && s.open.Load() {
+	} else if !failed && s.open.Load() {
 		if err = cl.Begin(); err != nil {
 			err = fmt.Errorf("begin transaction: %w", err)
 		} else {
 			s.begun = true
 		}
 	}
-	failed := !committed && dirty // the state holds writes that did not commit
 	if err != nil || failed {
 		s.open.Store(false)
 	}

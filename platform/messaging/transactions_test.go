@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1700,5 +1701,50 @@ func TestMembersReadingDifferentTopicsGetTheSameNumbersOfEach(t *testing.T) {
 	oldOwner.mu.Unlock()
 	if len(newOwns) != 1 || len(oldOwns) != 1 || newOwns[0] == oldOwns[0] {
 		t.Errorf("partitions: the new member %v, the old %v; want one each, not the same", newOwns, oldOwns)
+	}
+}
+
+// A transaction that wrote no record commits its offsets alone
+// (OffsetCommit, not TxnOffsetCommit). Refused because the group's
+// generation is over, it tells the Owner so, as one with records does,
+// whether writers waited for it (a store's answer read from a write of
+// it) or only records whose handlers wrote nothing: the partitions may be
+// another's already (process.partitions then serves none until the next
+// assignment). It was told only of an abort, or not at all, and the
+// partitions were served until a heartbeat said they were gone.
+func TestAnOffsetsOnlyCommitOfAGenerationOverTellsTheOwner(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		commit func(t *testing.T, s *messaging.Session, cfg config.Kafka, in string)
+	}{
+		{"writers without records", func(t *testing.T, s *messaging.Session, _ config.Kafka, _ string) {
+			wait, err := s.Add(t.Context(), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wait(); !errors.Is(err, messaging.ErrAborted) {
+				t.Errorf("the writer got %v, want ErrAborted", err)
+			}
+		}},
+		{"records whose handlers wrote nothing", func(t *testing.T, _ *messaging.Session, cfg config.Kafka, in string) {
+			produce(t, cfg, &kgo.Record{Topic: in, Key: []byte("k"), Value: []byte("v")})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			group := strings.ReplaceAll(tt.name, " ", "-")
+			in := contracts.TopicSpec{Name: group + ".in", Partitions: 1}
+			stack, cfg := startEmbedded(t, in)
+			s, o := startSession(t, cfg, group, group+"-1", in.Name, func(*messaging.Session, *message.Message) error { return nil })
+			eventually(t, "writes to open", func() bool { return messaging.TakesWrites(s) })
+			stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.IllegalGeneration, Count: 1})
+			tt.commit(t, s, cfg, in.Name)
+			eventually(t, "the owner to be told", func() bool { return o.distrusted() > 0 })
+			o.mu.Lock()
+			told := o.lastErr
+			o.mu.Unlock()
+			if over := new(messaging.GenerationOver); !errors.Is(told, messaging.ErrAborted) || !errors.As(told, &over) {
+				t.Errorf("Distrust was told %v, want ErrAborted and a GenerationOver", told)
+			}
+		})
 	}
 }
