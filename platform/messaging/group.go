@@ -294,14 +294,25 @@ func (g *groupTxn) End(ctx context.Context, try kgo.TransactionEndTry) (bool, er
 		}
 	}
 	var err error
+	unknown := false // a commit the broker may have made
 	for range 10 {
+		asked := commit
 		commit, err = p.end(ctx, kgo.TransactionEndTry(commit))
+		// UNKNOWN_SERVER_ERROR to a commit leaves it unconfirmed (franz-go
+		// then aborts nothing, and answers the abort asked next with nil).
+		unknown = unknown || asked && errors.Is(err, kerr.UnknownServerError)
 		// franz-go's answers after which the transaction can still be
 		// aborted, as GroupTransactSession does.
 		if err == nil || !(errors.Is(err, kerr.OperationNotAttempted) ||
 			errors.Is(err, kerr.TransactionAbortable) || errors.Is(err, kerr.UnknownServerError)) {
 			break
 		}
+	}
+	if err == nil && unknown && !commit {
+		// Neither committed nor aborted for sure: an error, as a request
+		// that got no answer is, so that the state is read again from
+		// what Kafka holds rather than put back as if it aborted.
+		err = errors.New("end transaction: the broker answered UNKNOWN_SERVER_ERROR to the commit: its outcome is unknown")
 	}
 	if err == nil { // the next transaction is the next producer's
 		g.cur = (g.cur + 1) % len(g.producers)

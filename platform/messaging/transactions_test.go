@@ -1748,3 +1748,60 @@ func TestAnOffsetsOnlyCommitOfAGenerationOverTellsTheOwner(t *testing.T) {
 		})
 	}
 }
+
+// A commit the broker made but answered UNKNOWN_SERVER_ERROR (franz-go:
+// unconfirmed, the broker may or may not have completed it) is not taken
+// for an abort: its writer learns that its outcome is unknown, and the
+// Owner drops the state to read it again, where both were told that it
+// was known to be aborted, and the stores put back what committed.
+func TestACommitAnsweredUnknownServerErrorIsNoKnownAbort(t *testing.T) {
+	in, out := contracts.TopicSpec{Name: "unconfirmed.in", Partitions: 1}, contracts.TopicSpec{Name: "unconfirmed.out", Partitions: 1}
+	stack, cfg := startEmbedded(t, in, out)
+	s, o := startSession(t, cfg, "unconfirmed", "unconfirmed-1", in.Name, func(*messaging.Session, *message.Message) error { return nil })
+	eventually(t, "writes to open", func() bool { return messaging.TakesWrites(s) })
+	// The first commit of the session's producers goes to the broker
+	// through another client, and its answer is replaced.
+	forward := kgoClient(t, cfg)
+	cluster := stack.Cluster()
+	var intercepted, forwarding atomic.Bool
+	cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		r := req.(*kmsg.EndTxnRequest)
+		if forwarding.Load() || intercepted.Load() || !r.Commit || !strings.HasPrefix(r.TransactionalID, "unconfirmed-1") {
+			return nil, nil, false
+		}
+		intercepted.Store(true)
+		var forwarded error
+		cluster.SleepControl(func() {
+			forwarding.Store(true)
+			defer forwarding.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var resp *kmsg.EndTxnResponse
+			if resp, forwarded = r.RequestWith(ctx, forward); forwarded == nil {
+				forwarded = kerr.ErrorForCode(resp.ErrorCode)
+			}
+		})
+		if forwarded != nil {
+			return nil, fmt.Errorf("forward the commit: %w", forwarded), true
+		}
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.Version, resp.ErrorCode = r.Version, kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	err := s.Send(t.Context(), []*kgo.Record{{Topic: out.Name, Key: []byte("k"), Value: []byte("w")}})
+	if !intercepted.Load() {
+		t.Fatal("the commit was not intercepted")
+	}
+	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) == 1 })
+	if err == nil || errors.Is(err, messaging.ErrAborted) {
+		t.Errorf("the writer got %v, want an error that does not say the write aborted", err)
+	}
+	eventually(t, "the owner to be told", func() bool { return o.distrusted() > 0 })
+	o.mu.Lock()
+	told := o.lastErr
+	o.mu.Unlock()
+	if errors.Is(told, messaging.ErrAborted) {
+		t.Errorf("Distrust was told %v, want an error that does not say the transaction aborted", told)
+	}
+}
