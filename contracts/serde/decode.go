@@ -3,7 +3,6 @@ package serde
 import (
 	"fmt"
 	"reflect"
-	"slices"
 
 	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
@@ -80,61 +79,14 @@ func (s *Serde) resolve(id uint32) (resolvedSchema, error) {
 	if !ok {
 		return res, fmt.Errorf("%w: no reader type for record %s (schema id %d)", ErrUndecodable, named.FullName(), id)
 	}
-	// The reader's own schema, or one that differs from it only where the
-	// wire format does not (defaults, docs: Parsing Canonical Form), is
-	// read as it is: hamba's resolution of a record that refers to itself
-	// recurses for ever.
-	schema := reader.schema
-	if writer.Fingerprint() != reader.schema.Fingerprint() {
-		// Nor does hamba build the decoder of a part the reader lacks, if
-		// it refers to itself: the process died of it.
-		if name := recursive(writer, nil); name != "" {
-			return res, fmt.Errorf("%w: writer schema id %d of %s differs from the reader's and its %s refers to itself",
-				ErrUndecodable, id, named.FullName(), name)
-		}
-		// A fresh checker: a shared one caches its verdicts by Parsing
-		// Canonical Form, which ignores defaults, and resolution depends on
-		// them. This runs once per schema id, so the cache would buy
-		// nothing.
-		if schema, err = avro.NewSchemaCompatibility().Resolve(reader.schema, writer); err != nil {
-			return res, fmt.Errorf("%w: writer schema id %d of %s does not resolve against the reader's %s: %w",
-				ErrUndecodable, id, named.FullName(), reader.typ, err)
-		}
+	schema, err := compat.Readable(reader.schema, writer)
+	if err != nil {
+		return res, fmt.Errorf("%w: writer schema id %d of %s does not resolve against the reader's %s: %w",
+			ErrUndecodable, id, named.FullName(), reader.typ, err)
 	}
-
 	res = resolvedSchema{name: named.FullName(), writer: writer, schema: schema, typ: reader.typ}
 	s.mu.Lock()
 	s.resolved[id] = res
 	s.mu.Unlock()
 	return res, nil
-}
-
-// recursive returns the name of a type of s that refers to itself, if one
-// does; within names the types s is inside of.
-func recursive(s avro.Schema, within []string) string {
-	switch s := s.(type) {
-	case *avro.RefSchema:
-		if slices.Contains(within, s.Schema().FullName()) {
-			return s.Schema().FullName()
-		}
-		return recursive(s.Schema(), within)
-	case *avro.RecordSchema:
-		within = append(within, s.FullName())
-		for _, f := range s.Fields() {
-			if name := recursive(f.Type(), within); name != "" {
-				return name
-			}
-		}
-	case *avro.ArraySchema:
-		return recursive(s.Items(), within)
-	case *avro.MapSchema:
-		return recursive(s.Values(), within)
-	case *avro.UnionSchema:
-		for _, t := range s.Types() {
-			if name := recursive(t, within); name != "" {
-				return name
-			}
-		}
-	}
-	return ""
 }

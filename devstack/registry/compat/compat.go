@@ -179,12 +179,66 @@ func Check(level string, candidate avro.Schema, previous []Version) []Problem {
 	return problems
 }
 
-// Compatible reports why reader cannot read what writer wrote, or nil. It
-// uses a fresh checker for every pair: avro.SchemaCompatibility caches its
-// verdicts by Parsing Canonical Form, which ignores defaults, so a shared
-// checker would reuse the verdict for a schema differing only there.
+// Compatible reports why reader cannot read what writer wrote, or nil:
+// Avro's rules, and what hamba/avro, the serde's library, can resolve
+// (Readable). It uses a fresh checker for every pair:
+// avro.SchemaCompatibility caches its verdicts by Parsing Canonical Form,
+// which ignores defaults, so a shared checker would reuse the verdict for
+// a schema differing only there.
 func Compatible(reader, writer avro.Schema) error {
-	return avro.NewSchemaCompatibility().Compatible(reader, writer)
+	if err := avro.NewSchemaCompatibility().Compatible(reader, writer); err != nil {
+		return err
+	}
+	_, err := Readable(reader, writer)
+	return err
+}
+
+// Readable returns the schema that decodes, into reader's types, what
+// writer wrote: reader itself when the two differ only where the wire
+// format does not (defaults, docs: Parsing Canonical Form), else hamba's
+// resolution of the two. It refuses what hamba cannot resolve although
+// Avro allows it: a writer that refers to itself (its resolution recurses
+// for ever), and a union whose resolved branches would repeat a type (a
+// bytes branch read as the string branch beside it).
+func Readable(reader, writer avro.Schema) (avro.Schema, error) {
+	if writer.Fingerprint() == reader.Fingerprint() {
+		return reader, nil
+	}
+	if name := recursive(writer, nil); name != "" {
+		return nil, fmt.Errorf("the writer's %s refers to itself, and differs from the reader: hamba/avro, the serde's library, cannot resolve it", name)
+	}
+	// A fresh checker, as in Compatible: resolution depends on defaults.
+	return avro.NewSchemaCompatibility().Resolve(reader, writer)
+}
+
+// recursive returns the name of a record of s that refers to itself, or
+// "".
+func recursive(s avro.Schema, within []string) string {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		if slices.Contains(within, s.Schema().FullName()) {
+			return s.Schema().FullName()
+		}
+		return recursive(s.Schema(), within)
+	case *avro.RecordSchema:
+		within = append(within, s.FullName())
+		for _, f := range s.Fields() {
+			if name := recursive(f.Type(), within); name != "" {
+				return name
+			}
+		}
+	case *avro.ArraySchema:
+		return recursive(s.Items(), within)
+	case *avro.MapSchema:
+		return recursive(s.Values(), within)
+	case *avro.UnionSchema:
+		for _, t := range s.Types() {
+			if name := recursive(t, within); name != "" {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // locate names the field that keeps reader from reading what writer wrote,

@@ -24,6 +24,8 @@ const (
 	nDefault  = `{"name":"n","type":"int","default":0}`
 	nString   = `{"name":"n","type":"string"}`
 	history   = `{"name":"history","type":{"type":"array","items":{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]}}}`
+	union     = `{"name":"a","type":["null","string","bytes"]}`
+	next      = `{"name":"next","type":["null","Rec"],"default":null}`
 	historyAt = `{"name":"history","type":{"type":"array","items":{"type":"record","name":"Step","fields":[{"name":"at","type":"string"}]}}}`
 )
 
@@ -55,6 +57,12 @@ func TestCheck(t *testing.T) {
 		{"a record made nullable", "BACKWARD", []string{`{"name":"step","type":{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]}}`},
 			[]string{`{"name":"step","type":["null",{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]}],"default":null}`}, nil},
 		{"a nullable field added", "BACKWARD", []string{id}, []string{id, `{"name":"n","type":["null","int"],"default":null}`}, nil},
+		// Avro allows both; hamba/avro, the serde's library, resolves
+		// neither, so the serde could read none of the other's records.
+		{"beside a union holding a type and one it promotes to", "FULL", []string{id, union}, []string{id, union, nDefault},
+			[]string{"backward : ", "forward : "}},
+		{"a record that refers to itself", "FULL", []string{id, next}, []string{id, next, nDefault},
+			[]string{"backward : ", "forward : "}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
