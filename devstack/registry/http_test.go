@@ -69,6 +69,11 @@ func TestErrorBodies(t *testing.T) {
 		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"array","items":{"type":"fixed","name":"F","size":1048576}},"default":[` +
 			strings.TrimSuffix(strings.Repeat(`"",`, 64), ",") + `]}`)), 422, 42201},
 		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"fixed","name":"F","size":-1},"default":""}`)), 422, 42201},
+		// Defaults that are no value of their type (Confluent validates
+		// them), or that the serde would read as another number.
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":"int","default":3000000000}`)), 422, 42201},
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":["long","null"],"default":1.5}`)), 422, 42201},
+		{"POST", "/subjects/raw-value/versions", schemaBody(record(`{"name":"f","type":{"type":"long","logicalType":"timestamp-millis"},"default":9223372036854775807}`)), 422, 42201},
 		{"POST", "/subjects/raw-value/versions", schemaBody(record(fieldID, fieldN)), 409, 409},
 		{"PUT", "/config", `{"compatibility": "SOMETIMES"}`, 422, 42203},
 		{"PUT", "/config/raw-value", `{"compatibility": ""}`, 422, 42203},

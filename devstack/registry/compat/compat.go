@@ -1,8 +1,10 @@
 // Package compat decides whether an Avro schema may follow the earlier
 // versions of its subject under a Confluent compatibility level, with
-// hamba/avro's SchemaCompatibility and one rule of its own: a backward
-// check refuses an existing field of a type other than a record made
-// nullable, which the serde cannot read (madeNullable). The embedded
+// hamba/avro's SchemaCompatibility and rules of its own for what the serde
+// cannot read: a backward check refuses an existing field of a type other
+// than a record made nullable (madeNullable), every check a change that
+// hamba cannot resolve (Readable), and Parse a default that hamba would
+// read as another number (integerDefault). The embedded
 // registry checks every registration with it, and
 // contracts/cmd/schemas-check checks the contracts' schemas with it before
 // they ship, so both give one verdict.
@@ -11,7 +13,9 @@ package compat
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -85,6 +89,9 @@ func (w *fixedWalk) walk(node any, inDefault bool) error {
 			w.defaults++
 		}
 	case map[string]any:
+		if err := integerDefault(n); err != nil && !inDefault {
+			return err
+		}
 		if n["type"] == "fixed" && !inDefault {
 			if size, ok := n["size"].(json.Number); ok {
 				v, err := size.Int64()
@@ -105,6 +112,38 @@ func (w *fixedWalk) walk(node any, inDefault bool) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// integerDefault checks the default of field, if it is one of type int or
+// long (or of a union whose first type is one): hamba reads a JSON number
+// as a float64, so a long past 2^53 would be read back changed (the
+// largest long as the smallest), and a number that is not an integer, or
+// an int past 32 bits, as another one. Confluent refuses the last two.
+func integerDefault(field map[string]any) error {
+	d, ok := field["default"].(json.Number)
+	if !ok {
+		return nil
+	}
+	t := field["type"]
+	if union, ok := t.([]any); ok && len(union) > 0 {
+		t = union[0]
+	}
+	if m, ok := t.(map[string]any); ok {
+		t = m["type"]
+	}
+	var lo, hi int64
+	switch t {
+	case "int":
+		lo, hi = math.MinInt32, math.MaxInt32
+	case "long":
+		lo, hi = -1<<53, 1<<53
+	default:
+		return nil
+	}
+	if v, err := strconv.ParseInt(d.String(), 10, 64); err != nil || v < lo || v > hi {
+		return fmt.Errorf("field %v: default %s: want an integer from %d to %d for a %s", field["name"], d, lo, hi, t)
 	}
 	return nil
 }
