@@ -56,6 +56,8 @@ func TestReadsConfluentTopic(t *testing.T) {
 	cases := []struct{ path, want string }{
 		{"/subjects/c-value/versions", `[2]`},
 		{"/subjects/c-value/versions?deleted=true", `[1,2]`},
+		{"/subjects/c-value/versions?deletedOnly=true", `[1]`},
+		{"/subjects?deletedOnly=true", `["c-value"]`},
 		{"/schemas/ids/9", `{"schema":"{\"type\":\"long\"}"}`},
 		{"/config/c-value", `{"compatibilityLevel":"FORWARD"}`},
 	}

@@ -34,7 +34,7 @@ func (r *Registry) routes() *http.ServeMux {
 	handle("POST /subjects/{subject}/versions", r.register)
 	handle("GET /subjects/{subject}/versions/{version}", r.getVersion)
 	handle("GET /subjects/{subject}/versions/{version}/schema", r.getVersionText)
-	handle("GET /subjects/{subject}/versions/{version}/referencedby", func(*http.Request) (any, error) { return []int{}, nil })
+	handle("GET /subjects/{subject}/versions/{version}/referencedby", r.referencedBy)
 	handle("DELETE /subjects/{subject}/versions/{version}", r.deleteVersion)
 
 	handle("POST /compatibility/subjects/{subject}/versions", r.checkCompatibility)
@@ -213,10 +213,10 @@ func (r *Registry) subjectsByID(req *http.Request) (any, error) {
 
 func (r *Registry) listSubjects(req *http.Request) (any, error) {
 	return r.read(func(st *state) (any, error) {
-		prefix, withDeleted := req.URL.Query().Get("subjectPrefix"), flag(req, "deleted")
+		prefix := req.URL.Query().Get("subjectPrefix")
 		out := []string{}
 		for subject := range st.subjects {
-			if strings.HasPrefix(subject, prefix) && len(st.versions(subject, withDeleted)) > 0 {
+			if strings.HasPrefix(subject, prefix) && len(versionsAsked(st, subject, req)) > 0 {
 				out = append(out, subject)
 			}
 		}
@@ -228,7 +228,7 @@ func (r *Registry) listSubjects(req *http.Request) (any, error) {
 func (r *Registry) listVersions(req *http.Request) (any, error) {
 	return r.read(func(st *state) (any, error) {
 		subject := req.PathValue("subject")
-		vs := st.versions(subject, flag(req, "deleted"))
+		vs := versionsAsked(st, subject, req)
 		if len(vs) == 0 {
 			return nil, errSubjectNotFound(subject)
 		}
@@ -237,6 +237,29 @@ func (r *Registry) listVersions(req *http.Request) (any, error) {
 			out[i] = v.version
 		}
 		return out, nil
+	})
+}
+
+// versionsAsked returns the versions of subject a listing asks for: the
+// live ones, with the soft-deleted ones too (deleted), or only those
+// (deletedOnly), as Confluent's lookup filters.
+func versionsAsked(st *state, subject string, req *http.Request) []*version {
+	if !flag(req, "deletedOnly") {
+		return st.versions(subject, flag(req, "deleted"))
+	}
+	live := st.versions(subject, false)
+	return slices.DeleteFunc(slices.Clone(st.versions(subject, true)), func(v *version) bool { return slices.Contains(live, v) })
+}
+
+// referencedBy answers the ids of the schemas that refer to a version:
+// none, since the registry takes no references, once the version is
+// found.
+func (r *Registry) referencedBy(req *http.Request) (any, error) {
+	return r.read(func(st *state) (any, error) {
+		if _, err := findVersionParam(st, req); err != nil {
+			return nil, err
+		}
+		return []int{}, nil
 	})
 }
 

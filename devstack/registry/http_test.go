@@ -56,6 +56,8 @@ func TestErrorBodies(t *testing.T) {
 		{"GET", "/subjects/missing/versions/latest", "", 404, 40401},
 		{"GET", "/subjects/raw-value/versions/99", "", 404, 40402},
 		{"GET", "/subjects/raw-value/versions/abc", "", 422, 42202},
+		{"GET", "/subjects/missing/versions/1/referencedby", "", 404, 40401},
+		{"GET", "/subjects/raw-value/versions/99/referencedby", "", 404, 40402},
 		{"GET", "/subjects/raw-value/versions/0", "", 422, 42202},
 		{"GET", "/schemas/ids/999", "", 404, 40403},
 		{"GET", "/schemas/ids/notanumber", "", 404, 40403},
@@ -132,6 +134,8 @@ func TestRawEndpoints(t *testing.T) {
 		{"DELETE", "/subjects/raw-value/versions/latest", "", `1`},
 		{"GET", "/subjects", "", `[]`},
 		{"GET", "/subjects?deleted=true", "", `["raw-value"]`},
+		{"GET", "/subjects?deletedOnly=true", "", `["raw-value"]`},
+		{"GET", "/subjects/raw-value/versions?deletedOnly=true", "", `[1]`},
 		{"GET", "/subjects/raw-value/versions/1?deleted=true", "", fmt.Sprintf(`{"subject":"raw-value","version":1,"id":1,"schema":%q}`, text)},
 		{"DELETE", "/subjects/raw-value?permanent=true", "", `[1]`},
 	}
