@@ -334,6 +334,16 @@ func locate(reader, writer avro.Schema, readerIsNew bool, path string) (field, c
 // and then cannot decode it into the Go pointer generated for the union:
 // every message written before would be undecodable.
 func madeNullable(reader, writer avro.Schema, path string) string {
+	if reader.Fingerprint() == writer.Fingerprint() {
+		return "" // the same, a record that refers to itself included
+	}
+	// A named type used again is a reference to it: what it names counts.
+	if ref, ok := reader.(*avro.RefSchema); ok {
+		reader = ref.Schema()
+	}
+	if ref, ok := writer.(*avro.RefSchema); ok {
+		writer = ref.Schema()
+	}
 	switch r := reader.(type) {
 	case *avro.RecordSchema:
 		w, ok := writer.(*avro.RecordSchema)
@@ -361,11 +371,6 @@ func madeNullable(reader, writer avro.Schema, path string) string {
 		}
 		if _, record := writer.(*avro.RecordSchema); record {
 			return ""
-		}
-		if ref, ok := writer.(*avro.RefSchema); ok {
-			if _, record := ref.Schema().(*avro.RecordSchema); record {
-				return ""
-			}
 		}
 		return path
 	}

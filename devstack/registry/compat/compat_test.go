@@ -61,6 +61,11 @@ func TestCheck(t *testing.T) {
 		// neither, so the serde could read none of the other's records.
 		{"beside a union holding a type and one it promotes to", "FULL", []string{id, union}, []string{id, union, nDefault},
 			[]string{"backward : ", "forward : "}},
+		{"made nullable where the writer names its record", "BACKWARD",
+			[]string{`{"name":"cur","type":{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]},"default":{"at":0}}`,
+				`{"name":"hist","type":{"type":"array","items":"Step"}}`},
+			[]string{`{"name":"hist","type":{"type":"array","items":{"type":"record","name":"Step","fields":[{"name":"at","type":["null","long"],"default":null}]}}}`},
+			[]string{"backward hist[].at: made nullable"}},
 		{"a record that refers to itself", "FULL", []string{id, next}, []string{id, next, nDefault},
 			[]string{"backward : ", "forward : "}},
 	}
