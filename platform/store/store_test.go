@@ -1173,6 +1173,18 @@ func newHeld(t *testing.T) (*changelog, *heldSender) {
 	return c, held
 }
 
+// committed returns a store on a changelog of newHeld whose keys hold a
+// customer of limit 1 each, committed.
+func committed(t *testing.T, keys ...string) (*changelog, *heldSender, *customers) {
+	c, held := newHeld(t)
+	s := c.restored(t)
+	for _, key := range keys {
+		update(t, s, key, set(customer(key, 1)))
+	}
+	held.end(t, true)
+	return c, held, s
+}
+
 // heldSender holds what it is given, as an open transaction does, until
 // the test ends it: committed, the records are written to Kafka. As a
 // session does, it refuses a write made from what an aborted transaction
@@ -1235,10 +1247,7 @@ func (h *heldSender) end(t *testing.T, commit bool) {
 // made again from what the key holds after the abort.
 func TestAWriteMadeFromAnAbortedRecordIsMadeAgain(t *testing.T) {
 	t.Parallel()
-	c, held := newHeld(t)
-	s := c.restored(t)
-	update(t, s, "a", set(customer("a", 1)))
-	held.end(t, true)
+	c, held, s := committed(t, "a")
 	update(t, s, "a", set(customer("a", 2))) // not committed yet
 
 	var seen []int64
@@ -1271,10 +1280,7 @@ func TestAWriteMadeFromAnAbortedRecordIsMadeAgain(t *testing.T) {
 // it learns once, from the try that counted.
 func TestAnUpdateThatWritesNothingLearnsTheEndOfWhatItRead(t *testing.T) {
 	t.Parallel()
-	c, held := newHeld(t)
-	s := c.restored(t)
-	update(t, s, "a", set(customer("a", 1)))
-	held.end(t, true)
+	_, held, s := committed(t, "a")
 
 	var ends []bool
 	then := func(committed bool) { ends = append(ends, committed) }
@@ -1314,10 +1320,7 @@ func TestAnUpdateThatWritesNothingLearnsTheEndOfWhatItRead(t *testing.T) {
 // once the transaction commits.
 func TestGetCommittedReadsNoOpenWrite(t *testing.T) {
 	t.Parallel()
-	c, held := newHeld(t)
-	s := c.restored(t)
-	update(t, s, "a", set(customer("a", 1)))
-	held.end(t, true)
+	_, held, s := committed(t, "a")
 	update(t, s, "a", set(customer("a", 2)))
 	update(t, s, "b", set(customer("b", 2)))
 	if got := mustGet(t, s, "a"); got.CreditLimit != 2 {
@@ -1355,10 +1358,7 @@ func TestGetCommittedReadsNoOpenWrite(t *testing.T) {
 // the two left the aborted entry read as committed.
 func TestGetCommittedNeverReadsAnAbortedWrite(t *testing.T) {
 	t.Parallel()
-	c, held := newHeld(t)
-	s := c.restored(t)
-	update(t, s, "a", set(customer("a", 1)))
-	held.end(t, true)
+	_, held, s := committed(t, "a")
 	var (
 		stop    atomic.Bool
 		aborted atomic.Int64
@@ -1389,11 +1389,7 @@ func TestGetCommittedNeverReadsAnAbortedWrite(t *testing.T) {
 // reading Kafka again.
 func TestAnAbortedWriteIsPutBack(t *testing.T) {
 	t.Parallel()
-	c, held := newHeld(t)
-	s := c.restored(t)
-	update(t, s, "a", set(customer("a", 1)))
-	update(t, s, "b", set(customer("b", 1)))
-	held.end(t, true)
+	c, held, s := committed(t, "a", "b")
 
 	update(t, s, "a", set(customer("a", 2)))
 	update(t, s, "c", set(customer("c", 2)))
