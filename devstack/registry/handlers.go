@@ -216,7 +216,8 @@ func (r *Registry) listSubjects(req *http.Request) (any, error) {
 		prefix := req.URL.Query().Get("subjectPrefix")
 		out := []string{}
 		for subject := range st.subjects {
-			if strings.HasPrefix(subject, prefix) && len(versionsAsked(st, subject, req)) > 0 {
+			deletedOnly := flag(req, "deletedOnly") && len(st.versions(subject, false)) > 0
+			if strings.HasPrefix(subject, prefix) && !deletedOnly && len(versionsAsked(st, subject, req)) > 0 {
 				out = append(out, subject)
 			}
 		}
@@ -242,7 +243,9 @@ func (r *Registry) listVersions(req *http.Request) (any, error) {
 
 // versionsAsked returns the versions of subject a listing asks for: the
 // live ones, with the soft-deleted ones too (deleted), or only those
-// (deletedOnly), as Confluent's lookup filters.
+// (deletedOnly), as Confluent's lookup filters. A subject is listed as
+// deleted only once every version of it is (Confluent's
+// extractUniqueSubjects).
 func versionsAsked(st *state, subject string, req *http.Request) []*version {
 	if !flag(req, "deletedOnly") {
 		return st.versions(subject, flag(req, "deleted"))

@@ -70,6 +70,9 @@ type badValue struct {
 }
 
 func writeBad(w http.ResponseWriter, msg string, allowed ...string) {
+	if allowed == nil {
+		allowed = []string{} // a route that takes no parameter: none allowed
+	}
 	httpserver.WriteJSON(w, http.StatusBadRequest, badValue{Error: msg, Allowed: allowed})
 }
 

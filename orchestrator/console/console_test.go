@@ -259,8 +259,8 @@ func TestARouteWithoutParametersRefusesOne(t *testing.T) {
 		s.Handler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", path, nil))
 		cancel()
 		var answer badValue
-		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || rec.Code != http.StatusBadRequest || answer.Error == "" {
-			t.Errorf("%s: got %d %s, want 400 with an error", path, rec.Code, rec.Body)
+		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || rec.Code != http.StatusBadRequest || answer.Error == "" || answer.Allowed == nil {
+			t.Errorf("%s: got %d %s, want 400 with an error and none allowed", path, rec.Code, rec.Body)
 		}
 	}
 	rec := httptest.NewRecorder()

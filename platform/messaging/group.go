@@ -155,8 +155,11 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 		// A transaction that wrote nothing is not one to the broker
 		// (franz-go would not end it): its offsets are committed alone,
 		// with the group's generation, as they would be in it.
-		_, generation := g.GroupMetadata()
-		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
+		_, generation := g.GroupMetadata() // unless the request says which it sent
+		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
+			if req != nil {
+				generation = req.Generation // franz-go sends the one a join in progress ends in
+			}
 			if err = cerr; err == nil {
 				err = offsetErrors(func(add func(string, int32, int16)) {
 					for _, t := range resp.Topics {

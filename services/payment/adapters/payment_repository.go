@@ -24,8 +24,9 @@ func NewPaymentRepository(s *store.Store[contracts.PaymentRecord]) *PaymentRepos
 }
 
 // PaymentOver reports whether a payment was never authorized and never
-// will be: declined, or cancelled before it was decided or after it was
-// declined. It only answers its commands sent again, so it expires
+// will be: declined, or cancelled before it was decided (or, written by
+// a build before a cancellation left a declined payment as it is, after
+// it was declined). It only answers its commands sent again, so it expires
 // (store.Expire) after SAGA_RETENTION. A payment authorized once
 // stays, whatever followed: a refund may yet be undone.
 func PaymentOver(r *contracts.PaymentRecord) bool {
