@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry/compat"
 )
 
 const contentType = "application/vnd.schemaregistry.v1+json"
@@ -114,6 +116,10 @@ func decodeSchema(req *http.Request) (parsedSchema, error) {
 		return parsedSchema{}, errInvalidSchema("Schema references are not supported by this development registry.")
 	}
 	s, err := parseSchema(body.Schema)
+	if err == nil {
+		// Offered, not replayed from _schemas: what was taken stays.
+		err = compat.CheckDefaults(body.Schema)
+	}
 	if err != nil {
 		return parsedSchema{}, errInvalidSchema(fmt.Sprintf("Invalid schema: %v", err))
 	}

@@ -3,8 +3,8 @@
 // hamba/avro's SchemaCompatibility and rules of its own for what the serde
 // cannot read: a backward check refuses an existing field of a type other
 // than a record made nullable (madeNullable), every check a change that
-// hamba cannot resolve (Readable), and Parse a default that hamba would
-// read as another number (integerDefault). The embedded
+// hamba cannot resolve (Readable), and CheckDefaults a default that hamba
+// would read as another number. The embedded
 // registry checks every registration with it, and
 // contracts/cmd/schemas-check checks the contracts' schemas with it before
 // they ship, so both give one verdict.
@@ -89,9 +89,6 @@ func (w *fixedWalk) walk(node any, inDefault bool) error {
 			w.defaults++
 		}
 	case map[string]any:
-		if err := integerDefault(n); err != nil && !inDefault {
-			return err
-		}
 		if n["type"] == "fixed" && !inDefault {
 			if size, ok := n["size"].(json.Number); ok {
 				v, err := size.Int64()
@@ -116,22 +113,92 @@ func (w *fixedWalk) walk(node any, inDefault bool) error {
 	return nil
 }
 
-// integerDefault checks the default of field, if it is one of type int or
-// long (or of a union whose first type is one): hamba reads a JSON number
-// as a float64, so a long past 2^53 would be read back changed (the
-// largest long as the smallest), and a number that is not an integer, or
-// an int past 32 bits, as another one. Confluent refuses the last two.
-func integerDefault(field map[string]any) error {
-	d, ok := field["default"].(json.Number)
-	if !ok {
-		return nil
+// CheckDefaults refuses a schema with a default, or a value within one,
+// for an int or a long (or a union whose first type is one) that hamba,
+// which reads a JSON number as a float64, would read as another number: a
+// number that is not an integer, an int past 32 bits, a long past 2^53
+// (the largest long came back as the smallest). Confluent refuses the
+// first two. For schemas offered to be registered, not for those already
+// written with: a writer's defaults play no part in decoding.
+func CheckDefaults(text string) error {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil // Parse says why
 	}
-	t := field["type"]
+	return fieldDefaults(tree)
+}
+
+// fieldDefaults checks the default of every field within node.
+func fieldDefaults(node any) error {
+	switch n := node.(type) {
+	case map[string]any:
+		if d, ok := n["default"]; ok && n["name"] != nil {
+			if err := integerValue(n["type"], d); err != nil {
+				return fmt.Errorf("field %v: default: %w", n["name"], err)
+			}
+		}
+		for k, v := range n {
+			if k == "default" {
+				continue
+			}
+			if err := fieldDefaults(v); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, v := range n {
+			if err := fieldDefaults(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// integerValue checks v, a default's value of type t (a schema's JSON),
+// where t is or holds an int or a long: through records, arrays and maps
+// defined in place, and a union's first type. A named type used again is
+// not followed.
+func integerValue(t, v any) error {
 	if union, ok := t.([]any); ok && len(union) > 0 {
 		t = union[0]
 	}
-	if m, ok := t.(map[string]any); ok {
-		t = m["type"]
+	m, ok := t.(map[string]any)
+	if ok {
+		switch m["type"] {
+		case "array":
+			items, _ := v.([]any)
+			for _, e := range items {
+				if err := integerValue(m["items"], e); err != nil {
+					return err
+				}
+			}
+			return nil
+		case "map":
+			values, _ := v.(map[string]any)
+			for _, e := range values {
+				if err := integerValue(m["values"], e); err != nil {
+					return err
+				}
+			}
+			return nil
+		case "record":
+			fields, _ := m["fields"].([]any)
+			values, _ := v.(map[string]any)
+			for _, f := range fields {
+				f, _ := f.(map[string]any)
+				name, _ := f["name"].(string)
+				if e, ok := values[name]; ok {
+					if err := integerValue(f["type"], e); err != nil {
+						return fmt.Errorf("%s: %w", name, err)
+					}
+				}
+			}
+			return nil
+		}
+		t = m["type"] // a primitive with a logical type
 	}
 	var lo, hi int64
 	switch t {
@@ -142,8 +209,12 @@ func integerDefault(field map[string]any) error {
 	default:
 		return nil
 	}
-	if v, err := strconv.ParseInt(d.String(), 10, 64); err != nil || v < lo || v > hi {
-		return fmt.Errorf("field %v: default %s: want an integer from %d to %d for a %s", field["name"], d, lo, hi, t)
+	d, ok := v.(json.Number)
+	if !ok {
+		return nil // not a number: hamba's parse says so
+	}
+	if n, err := strconv.ParseInt(d.String(), 10, 64); err != nil || n < lo || n > hi {
+		return fmt.Errorf("%s: want an integer from %d to %d for a %s", d, lo, hi, t)
 	}
 	return nil
 }

@@ -102,3 +102,33 @@ func TestCheckTransitive(t *testing.T) {
 		t.Errorf("BACKWARD_TRANSITIVE: got %+v, want one problem with version 1, field n", p)
 	}
 }
+
+// A default hamba would read as another number is refused when a schema
+// is offered (CheckDefaults), but a schema already written with parses:
+// its records are decoded with the reader's defaults, not its own.
+func TestDefaultsAreCheckedApartFromParsing(t *testing.T) {
+	for _, field := range []string{
+		`{"name":"f","type":"long","default":9223372036854775807}`,
+		`{"name":"f","type":["int","null"],"default":3000000000}`,
+		`{"name":"f","type":{"type":"array","items":"long"},"default":[1.5]}`,
+		`{"name":"f","type":{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]},"default":{"x":3000000000}}`,
+	} {
+		text := `{"type":"record","name":"Rec","fields":[` + field + `]}`
+		if _, err := compat.Parse(text); err != nil {
+			t.Errorf("Parse(%s): %v, want it parsed", field, err)
+		}
+		if err := compat.CheckDefaults(text); err == nil {
+			t.Errorf("CheckDefaults(%s): nil, want an error", field)
+		}
+	}
+	for _, field := range []string{
+		`{"name":"f","type":"long","default":-9007199254740992}`,
+		`{"name":"f","type":["null","long"],"default":null}`,
+		`{"name":"f","type":{"type":"long","logicalType":"timestamp-millis"},"default":-5}`,
+		`{"name":"f","type":{"type":"map","values":"int"},"default":{"a":-2147483648}}`,
+	} {
+		if err := compat.CheckDefaults(`{"type":"record","name":"Rec","fields":[` + field + `]}`); err != nil {
+			t.Errorf("CheckDefaults(%s): %v, want nil", field, err)
+		}
+	}
+}
