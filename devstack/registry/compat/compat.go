@@ -265,6 +265,13 @@ func Check(level string, candidate avro.Schema, previous []Version) []Problem {
 		return nil
 	}
 	backward, forward, transitive := Directions(level)
+	latest := previous[len(previous)-1]
+	if field := promoting(candidate, "", nil); field != "" && candidate.Fingerprint() != latest.Schema.Fingerprint() {
+		// Said where it is, and when it comes: any change of a record
+		// that holds one fails to resolve, so it is refused from the first.
+		return []Problem{{Version: latest.Number, Backward: backward, Field: field, Change: "a union holding a type and one it promotes to",
+			Err: fmt.Errorf("%s is a union holding a type and one it promotes to: Avro allows it, but hamba/avro, the serde's library, resolves the one as the other and then holds a type twice, so no other version of the record could be read", field)}}
+	}
 	if !transitive {
 		previous = previous[len(previous)-1:]
 	}
@@ -444,6 +451,48 @@ func madeNullable(reader, writer avro.Schema, path string) string {
 			return ""
 		}
 		return path
+	}
+	return ""
+}
+
+// promoting returns the path of a union of s that holds a type and one
+// it promotes to (int to long, float or double; long to float or double;
+// float to double; string and bytes either way), or "". within are the
+// records it is in, so that one that refers to itself ends.
+func promoting(s avro.Schema, path string, within []string) string {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		if slices.Contains(within, s.Schema().FullName()) {
+			return ""
+		}
+		return promoting(s.Schema(), path, within)
+	case *avro.RecordSchema:
+		within = append(within, s.FullName())
+		for _, f := range s.Fields() {
+			if p := promoting(f.Type(), strings.TrimPrefix(path+"."+f.Name(), "."), within); p != "" {
+				return p
+			}
+		}
+	case *avro.ArraySchema:
+		return promoting(s.Items(), path+"[]", within)
+	case *avro.MapSchema:
+		return promoting(s.Values(), path+"{}", within)
+	case *avro.UnionSchema:
+		promotes := map[avro.Type][]avro.Type{
+			avro.Int: {avro.Long, avro.Float, avro.Double}, avro.Long: {avro.Float, avro.Double},
+			avro.Float: {avro.Double}, avro.String: {avro.Bytes}, avro.Bytes: {avro.String},
+		}
+		types := s.Types()
+		for _, a := range types {
+			for _, b := range types {
+				if slices.Contains(promotes[a.Type()], b.Type()) {
+					return path
+				}
+			}
+			if p := promoting(a, path, within); p != "" {
+				return p
+			}
+		}
 	}
 	return ""
 }

@@ -60,7 +60,12 @@ func TestCheck(t *testing.T) {
 		// Avro allows both; hamba/avro, the serde's library, resolves
 		// neither, so the serde could read none of the other's records.
 		{"beside a union holding a type and one it promotes to", "FULL", []string{id, union}, []string{id, union, nDefault},
-			[]string{"backward : ", "forward : "}},
+			[]string{"backward a: a union holding a type and one it promotes to"}},
+		{"a union holding a type and one it promotes to, added", "BACKWARD", []string{id},
+			[]string{id, `{"name":"a","type":["null","long","int"],"default":null}`},
+			[]string{"backward a: a union holding a type and one it promotes to"}},
+		{"a union holding a type and one it promotes to, removed", "FULL", []string{id, `{"name":"a","type":["null","string","bytes"],"default":null}`},
+			[]string{id}, nil},
 		{"made nullable where the writer names its record", "BACKWARD",
 			[]string{`{"name":"cur","type":{"type":"record","name":"Step","fields":[{"name":"at","type":"long"}]},"default":{"at":0}}`,
 				`{"name":"hist","type":{"type":"array","items":"Step"}}`},
