@@ -379,9 +379,11 @@ func (r *Registry) checkCompatibility(req *http.Request) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			// Never against a soft-deleted version, whatever ?deleted
+			// says, as Confluent's.
 			switch {
-			case len(st.versions(subject, flag(req, "deleted"))) > 0:
-				v, err := st.findVersion(subject, ref, flag(req, "deleted"))
+			case len(st.versions(subject, false)) > 0:
+				v, err := st.findVersion(subject, ref, false)
 				if err != nil {
 					return nil, err
 				}

@@ -264,3 +264,28 @@ func exchange(t *testing.T, hc *http.Client, url string, steps []step) {
 		}
 	}
 }
+
+// A compatibility check is never made against a soft-deleted version, as
+// Confluent's is not, even when the request says ?deleted=true: such a
+// version is not found.
+func TestACompatibilityCheckSkipsDeletedVersions(t *testing.T) {
+	t.Parallel()
+	url, _ := startRegistry(t, newCluster(t))
+	hc := newHTTPClient(t)
+	for _, step := range []struct{ method, path, body string }{
+		{"POST", "/subjects/cd-value/versions", schemaBody(record(fieldID))},
+		{"POST", "/subjects/cd-value/versions", schemaBody(record(fieldID, fieldNDefault))},
+		{"DELETE", "/subjects/cd-value/versions/1", ""},
+	} {
+		if status, body := call(t, hc, step.method, url+step.path, step.body); status != 200 {
+			t.Fatalf("%s %s: got %d %s, want 200", step.method, step.path, status, body)
+		}
+	}
+	status, body := call(t, hc, "POST", url+"/compatibility/subjects/cd-value/versions/1?deleted=true", schemaBody(record(fieldID, fieldN)))
+	var e struct {
+		ErrorCode int `json:"error_code"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || status != 404 || e.ErrorCode != 40402 {
+		t.Errorf("check against the deleted version 1: got %d %s, want 404 with error_code 40402", status, body)
+	}
+}
