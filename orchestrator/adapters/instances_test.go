@@ -6,15 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/orchestrator/adapters"
-	"github.com/kafkasaga/kafkasaga/platform/config"
-	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/platform/store/storetest"
 	"github.com/kafkasaga/kafkasaga/saga"
@@ -64,20 +59,7 @@ func TestASagaIsReadAsCommitted(t *testing.T) {
 // embedded stack, writing through what wrap makes of a producer.
 func newInstances(t *testing.T, wrap func(store.Sender) store.Sender) *adapters.Instances {
 	t.Helper()
-	stack := devstack.StartForTest(t)
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
-	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	producer, err := messaging.NewSyncSender(kafka, "instances-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { producer.Close() })
-	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &saga.SagaInstance{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kafka, producer, sd := storetest.Stack(t, "instances-test", &saga.SagaInstance{})
 	codec, err := store.AvroCodec[saga.SagaInstance](sd, contracts.TopicCreateOrderSagas)
 	if err != nil {
 		t.Fatal(err)

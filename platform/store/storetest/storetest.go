@@ -7,8 +7,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkasaga/kafkasaga/contracts"
+	"github.com/kafkasaga/kafkasaga/contracts/serde"
+	"github.com/kafkasaga/kafkasaga/devstack"
+	"github.com/kafkasaga/kafkasaga/platform/config"
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 )
 
@@ -61,4 +67,26 @@ func (s held) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (fun
 		}
 		return err
 	}, nil
+}
+
+// Stack starts the embedded broker and registry for t, creates every
+// topic of the contracts, and returns their settings, a producer that
+// writes at once (closed when t ends) and a serde that registers types.
+func Stack(t testing.TB, clientID string, types ...serde.Record) (config.Kafka, messaging.SyncSender, *serde.Serde) {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
+	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := messaging.NewSyncSender(kafka, clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, types...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka, producer, sd
 }

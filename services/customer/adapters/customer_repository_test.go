@@ -13,15 +13,14 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
 	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/devstack"
 	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
+	"github.com/kafkasaga/kafkasaga/platform/store/storetest"
 	"github.com/kafkasaga/kafkasaga/services/customer/adapters"
 	"github.com/kafkasaga/kafkasaga/services/customer/domain"
 )
@@ -103,21 +102,7 @@ func repositories(t *testing.T) func() (*adapters.CustomerRepository, *store.Sto
 // decisions, if not nil, rather than straight to Kafka.
 func repositoriesWriting(t *testing.T, decisions store.Sender) func() (*adapters.CustomerRepository, *store.Store[contracts.ReservationRecord]) {
 	t.Helper()
-	stack := devstack.StartForTest(t)
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
-	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	producer, err := messaging.NewSyncSender(kafka, "customer-repository-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { producer.Close() })
-	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true},
-		&contracts.CustomerRecord{}, &contracts.ReservationRecord{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kafka, producer, sd := storetest.Stack(t, "customer-repository-test", &contracts.CustomerRecord{}, &contracts.ReservationRecord{})
 	return func() (*adapters.CustomerRepository, *store.Store[contracts.ReservationRecord]) {
 		t.Helper()
 		customers := newStore[contracts.CustomerRecord](t, kafka, producer, sd, contracts.TopicCustomerState, nil)

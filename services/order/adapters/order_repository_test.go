@@ -11,13 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/riferrei/srclient"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
-	"github.com/kafkasaga/kafkasaga/contracts/serde"
-	"github.com/kafkasaga/kafkasaga/devstack"
-	"github.com/kafkasaga/kafkasaga/platform/config"
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 	"github.com/kafkasaga/kafkasaga/platform/store"
 	"github.com/kafkasaga/kafkasaga/platform/store/storetest"
@@ -200,20 +196,7 @@ func newRepositoryWith(t *testing.T, wrap func(store.Sender) store.Sender,
 	wrapCodec func(store.Codec[contracts.OrderRecord]) store.Codec[contracts.OrderRecord],
 ) func() (*store.Store[contracts.OrderRecord], *adapters.OrderRepository) {
 	t.Helper()
-	stack := devstack.StartForTest(t)
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL()}
-	if err := messaging.EnsureTopics(kafka, contracts.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	producer, err := messaging.NewSyncSender(kafka, "order-repository-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { producer.Close() })
-	sd, err := serde.New(srclient.NewSchemaRegistryClient(kafka.SchemaRegistryURL), serde.Config{AutoRegister: true}, &contracts.OrderRecord{}, &contracts.OrderCreated{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kafka, producer, sd := storetest.Stack(t, "order-repository-test", &contracts.OrderRecord{}, &contracts.OrderCreated{})
 	codec, err := store.AvroCodec[contracts.OrderRecord](sd, contracts.TopicOrderState)
 	if err != nil {
 		t.Fatal(err)
