@@ -272,12 +272,20 @@ func (r *Registry) referencedBy(req *http.Request) (any, error) {
 	})
 }
 
+// findVersionParam returns the version a read names. As Confluent's, it
+// answers 40402 (version -1) for "latest" when deleted versions are asked
+// for and only those are left.
 func findVersionParam(st *state, req *http.Request) (*version, error) {
 	ref, err := parseVersion(req.PathValue("version"))
 	if err != nil {
 		return nil, err
 	}
-	return st.findVersion(req.PathValue("subject"), ref, flag(req, "deleted"))
+	subject, deleted := req.PathValue("subject"), flag(req, "deleted")
+	v, err := st.findVersion(subject, ref, deleted)
+	if err != nil && ref.latest && deleted && len(st.versions(subject, true)) > 0 {
+		return nil, errVersionNotFound(-1)
+	}
+	return v, err
 }
 
 func (r *Registry) getVersion(req *http.Request) (any, error) {

@@ -83,7 +83,7 @@ func TestErrorBodies(t *testing.T) {
 		{"PUT", "/config", `{"compatibility": "SOMETIMES"}`, 422, 42203},
 		{"PUT", "/config/raw-value", `{"compatibility": ""}`, 422, 42203},
 		{"GET", "/config/raw-value", "", 404, 40408},
-		{"DELETE", "/config/raw-value", "", 404, 40408},
+		{"DELETE", "/config/raw-value", "", 404, 40401},
 		{"DELETE", "/subjects/raw-value?permanent=true", "", 404, 40405},
 		{"DELETE", "/subjects/raw-value/versions/1?permanent=true", "", 404, 40407},
 		{"DELETE", "/subjects/missing", "", 404, 40401},
@@ -234,6 +234,9 @@ func TestLatestIsTheNewestLiveVersion(t *testing.T) {
 		{"DELETE", "/subjects/latest-value/versions/2", "", 200, `2`},
 		{"GET", "/subjects/latest-value/versions/latest?deleted=true", "", 200, fmt.Sprintf(`{"subject":"latest-value","version":1,"id":1,"schema":%q}`, record(fieldID))},
 		{"DELETE", "/subjects/latest-value/versions/latest?permanent=true", "", 404, "40407"},
+		{"DELETE", "/subjects/latest-value/versions/1", "", 200, `1`},
+		{"GET", "/subjects/latest-value/versions/latest?deleted=true", "", 404, "40402"},
+		{"GET", "/subjects/latest-value/versions/latest", "", 404, "40401"},
 	})
 }
 

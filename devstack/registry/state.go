@@ -464,8 +464,8 @@ func (st *state) deleteLevel(subject *string) (string, []record, error) {
 	old := cmp.Or(st.global, compat.Default)
 	if subject != nil {
 		var ok bool
-		if old, ok = st.levels[*subject]; !ok {
-			return "", nil, errSubjectConfigNotFound(*subject)
+		if old, ok = st.levels[*subject]; !ok { // as Confluent's, 40401 where a read answers 40408
+			return "", nil, errSubjectNotFound(*subject)
 		}
 	}
 	rec, err := newRecord(configKey(subject), nil)
