@@ -63,6 +63,12 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			// Whatever the answer, the client can retry under it.
 			w.Header().Set(HeaderIdempotencyKey, ik)
 		}
+		hopped := r.Header.Get(HopHeader) != ""
+		if self, ok := s.cfg.Owners.(SelfOwners); ok && hopped && !self.Owns(k) {
+			// Served here or nowhere: who owns it now need not be asked.
+			s.unavailable(w, "moved", fmt.Sprintf("key %s moved while the request was forwarded", k))
+			return
+		}
 		// One deadline for finding the owner and hearing from it.
 		deadline := time.Now().Add(s.cfg.ForwardTimeout)
 		lookup, cancel := context.WithDeadline(r.Context(), deadline)
@@ -76,7 +82,7 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			s.unavailable(w, "lookup_failed", fmt.Sprintf("owner of key %s: %v", k, err))
 		case owner.Self:
 			h(w, r)
-		case r.Header.Get(HopHeader) != "":
+		case hopped:
 			// The key moved while the request travelled; a second hop could loop.
 			s.unavailable(w, "moved", fmt.Sprintf("key %s moved to %s while the request was forwarded", k, owner.Addr))
 		default:

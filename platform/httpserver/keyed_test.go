@@ -399,6 +399,32 @@ func TestForwardTimeoutBoundsTheLookupAndTheForward(t *testing.T) {
 	}
 }
 
+// A forwarded request that reaches an instance which can tell at once that
+// it no longer owns the key is answered 503 at once, not after a lookup of
+// the owner (a slow coordinator) whose answer it would not use.
+func TestAForwardedRequestToANonOwnerIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	lnA, lnB := listen(t), listen(t)
+	a := newServer(t, httpserver.Config{Owners: ownedBy{Addr: lnB.Addr().String()}, ForwardTimeout: time.Second})
+	b := newServer(t, httpserver.Config{Owners: notOwning{slowOwners{addr: "127.0.0.1:1", delay: 5 * time.Second}}, ForwardTimeout: time.Second})
+	for _, s := range []*httpserver.Server{a, b} {
+		s.HandleKeyed("GET /orders/{id}", idInPath, echo("x"))
+		s.MarkReady()
+	}
+	urlA := serveOn(t, a, lnA)
+	serveOn(t, b, lnB)
+	start := time.Now()
+	resp, body := send(t, http.MethodGet, urlA+"/orders/o1", "", false)
+	if took := time.Since(start); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "moved") || took > 500*time.Millisecond {
+		t.Errorf("got %d %s after %s, want a 503 saying the key moved, at once", resp.StatusCode, body, took.Round(time.Millisecond))
+	}
+}
+
+// notOwning are SelfOwners that own no key.
+type notOwning struct{ slowOwners }
+
+func (notOwning) Owns(string) bool { return false }
+
 // ownedBy is a fake Owners naming one owner for every key.
 type ownedBy httpserver.Owner
 
