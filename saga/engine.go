@@ -578,9 +578,20 @@ func (e *Engine[D]) trackStored(id string) (SagaInstance, error) {
 	return v, nil
 }
 
+// keepLater puts back the later of saga id's indexed deadline and
+// before's, both of one version.
+func (e *Engine[D]) keepLater(id string, before inFlight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f, ok := e.inFlight[id]; ok && f.version == before.version {
+		f.deadline = later(f.deadline, before.deadline)
+		e.inFlight[id] = f
+	}
+}
+
 // track records the deadline and version of v's pending command, or
-// forgets v once it has none.
-func (e *Engine[D]) track(v SagaInstance) {
+// forgets v once it has none, and returns what it replaced.
+func (e *Engine[D]) track(v SagaInstance) (old inFlight) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old, had := e.inFlight[v.SagaID]
@@ -591,7 +602,7 @@ func (e *Engine[D]) track(v SagaInstance) {
 		delete(e.inFlight, v.SagaID)
 	}
 	if had && pending && old.version == v.Version {
-		return // counted already
+		return old // counted already
 	}
 	if had {
 		e.running[old.version]--
@@ -601,6 +612,7 @@ func (e *Engine[D]) track(v SagaInstance) {
 		e.running[v.Version]++
 		e.count(v.Version)
 	}
+	return old
 }
 
 // count sets the gauges of a version to the sagas in flight under it.
@@ -697,6 +709,8 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		after   SagaInstance
 		out     *Outgoing
 		tracked bool
+		was     string   // the pending command change found
+		before  inFlight // and its index, a Resume's grace included
 	}
 	ctx, span := e.startSpan(ctx, id)
 	defer span.End()
@@ -704,6 +718,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 	defer e.resuming.RUnlock()
 	err := e.cfg.Instances.Update(ctx, id, func(v *SagaInstance, exists bool) (*Outgoing, error) {
 		now := e.cfg.Clock()
+		r.was = v.PendingCommandID
 		var err error
 		if r.event, err = change(v, exists, now); err != nil {
 			return nil, err
@@ -732,7 +747,7 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		// its transaction, and Resume indexes what is stored again, or
 		// never joined one (an action whose caller left, a write
 		// refused): then what is stored is indexed again below.
-		e.track(r.after)
+		r.before = e.track(r.after)
 		r.tracked = true
 		return r.out, nil
 	}, func(committed bool) {
@@ -753,8 +768,11 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if r.tracked {
 			// Unread (its partition given up, say), it is indexed again
 			// by Resume or once its deadline comes.
-			if _, rerr := e.trackStored(id); rerr != nil {
+			v, rerr := e.trackStored(id)
+			if rerr != nil {
 				e.logger.Debug("read saga after a failed transition", "saga_id", id, "error", rerr)
+			} else if v.PendingCommandID != "" && v.PendingCommandID == r.was {
+				e.keepLater(id, r.before) // a Resume's grace stays
 			}
 		}
 		return err

@@ -1121,6 +1121,35 @@ func TestAStepOutOfAttemptsIsNotFailedBeforeItsWaitingReplyIsRead(t *testing.T) 
 	}
 }
 
+// A reply whose write fails within that grace (its transaction refused, its
+// handler's context ended by a rebalance) leaves the grace as it was: the
+// next tick timed the saga out, at the stored deadline long past, and the
+// reply, handled again, found it compensating.
+func TestAFailedWriteKeepsTheGraceOfAResume(t *testing.T) {
+	h := newHarness(t)
+	h.Start("s1", sagaData)
+	cmd := h.Last()
+	for range 2 {
+		h.Clock.Advance(25 * time.Second)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	h.Clock.Advance(30 * time.Second)
+	h.Deploy(testDef())
+	h.Publisher.Fail(errors.New("transaction refused"))
+	if err := h.Reply(cmd, reserved); err == nil {
+		t.Fatal("a reply whose write fails: got nil, want its error")
+	}
+	h.Publisher.Fail(nil)
+	h.Clock.Advance(time.Second) // within the grace
+	h.Engine.ResendOverdue(t.Context())
+	if err := h.Reply(cmd, reserved); err != nil { // handled again
+		t.Fatal(err)
+	}
+	if v, _, _ := h.Engine.Instance("s1"); v.State != saga.StateRunning || h.Engine.StepName(v) != "approve" {
+		t.Errorf("after the reply handled again: %s at %q, want RUNNING at approve", v.State, h.Engine.StepName(v))
+	}
+}
+
 // racing is a store whose Update runs after, once, between its write and
 // its return: as a write outside a handler, which waits for its commit
 // after it released the key, lets another transition of the saga through.
