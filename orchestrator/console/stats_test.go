@@ -153,8 +153,8 @@ func TestAMinuteClosesOnceEveryPartitionIsReadPastIt(t *testing.T) {
 	}
 
 	releaseOnce()
-	eventually(t, func() error {
-		if c.index.Len() < 2 {
+	eventually(t, func() error { // applied, then its partition told read
+		if c.index.Len() < 2 || !c.readPast(p.ends) {
 			return errors.New("the slow saga is not read")
 		}
 		return nil
