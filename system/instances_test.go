@@ -70,8 +70,10 @@ func TestSeveralInstancesShareTheWork(t *testing.T) {
 // checkACreateWithoutAKeyIsMadeWhereItArrives posts orders without an
 // Idempotency-Key to each order instance, as the bench's clients do (a
 // 503 sent again under the key its answer carries): each is made there,
-// under a key the instance draws for an id it owns, and none is
-// forwarded.
+// under a key the instance draws for an id it owns. One in all may be
+// forwarded: each POST finds no id of its instance's half of the
+// partitions in its 16 draws once in 65,536 (httpserver's drawTries);
+// creates never drawn again are forwarded half the time.
 func checkACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T, ps *procs) {
 	t.Helper()
 	forwarded := func(base string) float64 {
@@ -90,6 +92,7 @@ func checkACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T, ps *procs) {
 		}
 		return n
 	}
+	var n float64
 	for _, p := range ps.instances["order"] {
 		base := baseOf(t, p)
 		api := load.NewAPI([]string{base}, []string{base}, 1)
@@ -100,9 +103,10 @@ func checkACreateWithoutAKeyIsMadeWhereItArrives(t *testing.T, ps *procs) {
 			}
 		}
 		api.Close()
-		if after := forwarded(base); after != before {
-			t.Errorf("%s forwarded %v of 10 orders posted to it without an Idempotency-Key, want none", p.name, after-before)
-		}
+		n += forwarded(base) - before
+	}
+	if n > 1 {
+		t.Errorf("the order instances forwarded %v of the 10 orders posted to each without an Idempotency-Key, want one at most", n)
 	}
 }
 
