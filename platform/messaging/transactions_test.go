@@ -760,10 +760,10 @@ func TestSlowHandlersThatSucceedCommit(t *testing.T) {
 	cfg := startKafka(t, in, out)
 	o := &owner{}
 	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "slow", TransactionalID: "slow-1", Owner: o,
-		TransactionTimeout: 2 * time.Second}, quiet())
+		TransactionTimeout: 3 * time.Second}, quiet())
 	s.AddTopic(in.Name)
 	if err := s.Handle(in.Name, func(msg *message.Message) error {
-		time.Sleep(40 * time.Millisecond) // 40 of one key: 1.6 s, more than the 1 s a failing one is given
+		time.Sleep(50 * time.Millisecond) // 40 of one key: 2 s, more than the 1.5 s a failing one is given, 1 s within the timeout
 		return reply(out.Name)(s, msg)
 	}); err != nil {
 		t.Fatal(err)
