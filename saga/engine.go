@@ -510,9 +510,16 @@ func (e *Engine[D]) Run(ctx context.Context) error {
 	}
 }
 
+// resendsAtOnce is how many overdue sagas a tick times out at once. A
+// write outside a handler waits for its transaction's commit: one at a
+// time, a backlog of them (a participant down while thousands of sagas
+// were in flight) took a commit each, and the tick after it waited.
+const resendsAtOnce = 64
+
 // ResendOverdue handles the pending commands past their deadline: each is
 // re-sent as its next attempt, unless it is a forward command that has used
-// its MaxAttempts: then the saga fails and compensates.
+// its MaxAttempts: then the saga fails and compensates. It times out up to
+// resendsAtOnce sagas at once, so that their writes share commits.
 func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	now := e.cfg.Clock()
 	var due []SagaInstance
@@ -521,11 +528,18 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 			due = append(due, v)
 		}
 	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, resendsAtOnce)
 	for _, v := range due {
-		if err := e.timeout(ctx, v); err != nil {
-			e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
-		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := e.timeout(ctx, v); err != nil {
+				e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // reread reads an overdue saga again, keeps the index to what is stored,

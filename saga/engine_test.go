@@ -1208,6 +1208,79 @@ func TestAnOlderTransitionDoesNotOverwriteTheIndex(t *testing.T) {
 	}
 }
 
+// committing is a store whose Update, as a write outside a handler that
+// waits for its commit, returns only once another write joined it, or
+// after a second.
+type committing struct {
+	*sagatest.Instances
+	mu     sync.Mutex
+	joined chan struct{} // closed by the second write in flight
+	alone  atomic.Int64  // writes that waited the second out
+}
+
+func (c *committing) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(bool)) error {
+	err := c.Instances.Update(ctx, id, fn, over)
+	c.mu.Lock()
+	if c.joined == nil {
+		c.joined = make(chan struct{})
+	} else {
+		close(c.joined)
+		c.joined = nil
+		c.mu.Unlock()
+		return err
+	}
+	joined := c.joined
+	c.mu.Unlock()
+	select {
+	case <-joined:
+	case <-time.After(time.Second):
+		c.alone.Add(1)
+		c.mu.Lock()
+		if c.joined == joined {
+			c.joined = nil
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// A tick times its overdue sagas out at once, so that their writes share a
+// commit: one at a time, each waited for its own, and a backlog of them
+// (a participant down while thousands of sagas ran) held every timeout
+// behind it.
+func TestATickTimesItsOverdueSagasOutTogether(t *testing.T) {
+	clock := sagatest.NewClock()
+	pub := &sagatest.Publisher{}
+	store := &committing{Instances: sagatest.NewInstances(pub)}
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Clock = store.Instances, sagatest.NewCodec(), clock.Now
+	cfg.StepTimeout, cfg.MaxAttempts = 10*time.Second, 3
+	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"s1", "s2"} {
+		if err := engine.Start(t.Context(), id, sagaData); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Instances = store // from here, writes wait for their commit
+	if engine, err = saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Resume(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	engine.ResendOverdue(t.Context())
+	if n := len(pub.Sent()); n != 4 {
+		t.Fatalf("commands sent: got %d, want 4, each saga's and its re-send", n)
+	}
+	if n := store.alone.Load(); n != 0 {
+		t.Errorf("%d of the tick's 2 re-sends waited for a commit of their own, want none", n)
+	}
+}
+
 // An action on a saga this engine does not know (the orchestrator asks
 // each saga type's engine in turn) records no span: there was no
 // transition, and nothing failed.
