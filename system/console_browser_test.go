@@ -121,59 +121,59 @@ func TestConsole(t *testing.T) {
 	// The browser reconnects by itself only to a dropped stream: a
 	// reconnection refused, as while the orchestrator restarts, closes it.
 	t.Run("a page follows again after its stream's reconnection is refused", func(t *testing.T) {
-		target, err := url.Parse(r.sagas)
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxy := httputil.NewSingleHostReverseProxy(target)
-		var refusing atomic.Bool
-		var refused atomic.Int32
-		var mu sync.Mutex
-		var streams []context.CancelFunc // ends the streams passed on
-		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if req.URL.Path == "/api/sagas/stream" {
-				if refusing.Load() {
-					refused.Add(1)
-					w.Header().Set("Content-Type", "application/json")
-					w.Header().Set("Retry-After", "1")
-					w.WriteHeader(http.StatusServiceUnavailable)
-					_, _ = w.Write([]byte(`{"error":"not ready"}`))
-					return
-				}
-				ctx, cancel := context.WithCancel(req.Context())
-				mu.Lock()
-				streams = append(streams, cancel)
-				mu.Unlock()
-				req = req.WithContext(ctx)
-			}
-			proxy.ServeHTTP(w, req)
-		}))
-		drop := func() {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, cancel := range streams {
-				cancel()
-			}
-			streams = nil
-		}
-		t.Cleanup(func() { refusing.Store(true); drop(); front.CloseClientConnections(); front.Close() })
-
+		front, refusing, refused, drop := refusingFront(t, r)
 		b.open(t, front.URL+"/ui/")
 		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
 		refusing.Store(true)
 		drop()
 		b.await(t, `document.querySelector("#live.off") !== null`, "the list to see its stream end")
-		for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the browser did not reconnect within 30s")
-			}
-		}
+		awaitRefused(t, refused)
 		refusing.Store(false)
 		id := r.createOrder(t, ada, 100)
 		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
 			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
 			"the list to follow again and show the saga started since, COMPLETED")
 		b.stillLoaded(t)
+	})
+
+	// What the stream sent before it dropped is older than the list read
+	// once it is back: a saga that ended in between showed, in a list of
+	// running sagas, as running for good.
+	t.Run("a filtered list read again after its stream dropped leaves out a saga that ended meanwhile", func(t *testing.T) {
+		front, refusing, refused, drop := refusingFront(t, r)
+		id, release := aSagaWaitingOnPayment(t, r, ada, 100)
+		b.open(t, front.URL+"/ui/?state=RUNNING")
+		row := fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q]')`, id)
+		b.await(t, `document.querySelector("#live.on") !== null && `+row+` !== null`, "the list to follow, the waiting saga in it")
+		if status, body := r.act(t, r.sagas+"/sagas/"+id+"/retry", "ops-dave"); status != http.StatusOK { // a fresh event of it
+			t.Fatalf("retry: %d %s", status, body)
+		}
+		b.await(t, row+`.textContent.includes("retrying")`, "the retry streamed to the list")
+		refusing.Store(true)
+		drop()
+		awaitRefused(t, refused)
+		release()
+		awaitIndexed(t, r, id, "COMPLETED")
+		refusing.Store(false)
+		b.await(t, `document.querySelector("#live.on") !== null && !document.getElementById("more").disabled`, "the list to follow again, read anew")
+		if got := b.eval(t, `String(`+row+` !== null)`); got != "false" {
+			t.Errorf("the saga that completed while the stream was down is listed among the RUNNING: %s", got)
+		}
+	})
+
+	// The rows' ages move with the clock in place: a row made anew every
+	// few seconds lost the keyboard's focus on its link.
+	t.Run("the list keeps the focus while its ages move", func(t *testing.T) {
+		r.createOrder(t, ada, 100)
+		b.open(t, r.sagas+"/ui/")
+		link := `document.querySelector("#sagas tbody tr a")`
+		b.await(t, `document.querySelector("#live.on") !== null && `+link+` !== null`, "the list with a saga")
+		b.do(t, chromedp.Focus(chromedp.CSS("#sagas tbody tr a")))
+		before := b.eval(t, `document.querySelector("#sagas tbody tr").cells[6].textContent`)
+		b.await(t, fmt.Sprintf(`document.querySelector("#sagas tbody tr").cells[6].textContent !== %q`, before), "the first row's age to move")
+		if got := b.eval(t, `String(document.activeElement === `+link+`)`); got != "true" {
+			t.Errorf("the first row's link has the focus: %s, want true", got)
+		}
 	})
 
 	// A page opens its stream before it reads what it shows: a change
@@ -424,6 +424,8 @@ func TestConsole(t *testing.T) {
 		b.await(t, `document.getElementById("abort").dataset.armed === "1"`, "the abort button to ask for a second click")
 		b.do(t, chromedp.Click(chromedp.CSS("#abort")))
 		b.await(t, `document.getElementById("action-result").textContent === "Abort: done"`, "the abort answered")
+		b.await(t, `document.querySelector('#state[data-state="COMPENSATING"]') !== null && document.getElementById("abort").hidden &&
+			!document.getElementById("retry").hidden`, "the abort, refused while compensating, no longer offered; the retry still")
 		release()
 		b.await(t, `document.querySelector('#state[data-state="REJECTED"]') !== null && document.getElementById("actions").hidden`,
 			"the saga page to show the saga REJECTED, as it compensated")
@@ -494,9 +496,12 @@ func TestConsole(t *testing.T) {
 		b.signIn(t)
 		b.do(t, chromedp.Click(chromedp.CSS(at+" button.replay")))
 		status := fmt.Sprintf(`document.querySelector(%q).querySelector(".status").textContent`, at)
-		b.await(t, status+` !== ""`, "the replay answered")
+		b.await(t, status+` !== "" && `+status+` !== "replaying…"`, "the replay answered")
 		if got := b.eval(t, status); !strings.HasPrefix(got, "replayed to order.events") {
 			t.Fatalf("replay: got %q, want replayed to order.events", got)
+		}
+		if got := b.eval(t, fmt.Sprintf(`String(document.querySelector(%q).disabled)`, at+" button.replay")); got != "true" {
+			t.Errorf("the replay button once replayed: disabled %s, want true (each click writes the message again)", got)
 		}
 		b.await(t, fmt.Sprintf(`[...document.querySelectorAll("#deadletters article")].some(a =>
 			a.querySelector("pre.value") && a.querySelector("pre.value").textContent.includes(%q) && a.textContent.includes(%q))`,
@@ -625,6 +630,59 @@ func (b *browser) noExceptions(t *testing.T) {
 	defer b.mu.Unlock()
 	for _, e := range b.exceptions {
 		t.Errorf("uncaught in a page: %s", e)
+	}
+}
+
+// refusingFront is a proxy to the orchestrator that passes the saga
+// stream on until refusing is set, then answers each new one 503; drop
+// ends the streams passed on, and refused counts the refusals.
+func refusingFront(t *testing.T, r *running) (front *httptest.Server, refusing *atomic.Bool, refused *atomic.Int32, drop func()) {
+	t.Helper()
+	target, err := url.Parse(r.sagas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	refusing, refused = &atomic.Bool{}, &atomic.Int32{}
+	var mu sync.Mutex
+	var streams []context.CancelFunc // ends the streams passed on
+	front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/api/sagas/stream" {
+			if refusing.Load() {
+				refused.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"error":"not ready"}`))
+				return
+			}
+			ctx, cancel := context.WithCancel(req.Context())
+			mu.Lock()
+			streams = append(streams, cancel)
+			mu.Unlock()
+			req = req.WithContext(ctx)
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	drop = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, cancel := range streams {
+			cancel()
+		}
+		streams = nil
+	}
+	t.Cleanup(func() { refusing.Store(true); drop(); front.CloseClientConnections(); front.Close() })
+	return front, refusing, refused, drop
+}
+
+// awaitRefused waits for the browser to have been refused a stream.
+func awaitRefused(t *testing.T, refused *atomic.Int32) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the browser did not reconnect within 30s")
+		}
 	}
 }
 

@@ -28,13 +28,17 @@ function card(d) {
   const replay = el("button", { type: "button", class: "replay" }, "Replay to its topic");
   const result = el("span", { class: "status" });
   replay.addEventListener("click", async () => {
+    // Once: each click writes the message to its topic again.
+    replay.disabled = true;
+    result.textContent = "replaying…";
+    result.className = "status";
     try {
       const at = await act(`/deadletters/${d.partition}/${d.offset}/replay`);
       result.textContent = `replayed to ${at.topic} [${at.partition}] @ ${at.offset}`;
-      result.className = "status";
     } catch (err) {
       result.textContent = err.message;
       result.className = "status error";
+      replay.disabled = false;
     }
   });
   return el("article", { class: "panel deadletter", data: { partition: String(d.partition), offset: String(d.offset) } },

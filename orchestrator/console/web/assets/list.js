@@ -48,11 +48,15 @@ function overdue(s) {
   return s.overdue || (!ended(s.state) && s.deadline && Date.parse(s.deadline) < Date.now());
 }
 
+function marks(s) {
+  const m = [];
+  if (overdue(s)) m.push(el("span", { class: "mark overdue" }, "overdue"));
+  if (s.retrying) m.push(el("span", { class: "mark retrying" }, `retrying, attempt ${s.attempt}`));
+  if (s.failureReason) m.push(el("span", { class: "mark reason" }, s.failureReason));
+  return m;
+}
+
 function row(s) {
-  const marks = [];
-  if (overdue(s)) marks.push(el("span", { class: "mark overdue" }, "overdue"));
-  if (s.retrying) marks.push(el("span", { class: "mark retrying" }, `retrying, attempt ${s.attempt}`));
-  if (s.failureReason) marks.push(el("span", { class: "mark reason" }, s.failureReason));
   return el("tr", { data: { sagaId: s.sagaId, state: s.state } },
     el("td", {}, el("a", { href: `/ui/sagas/${encodeURIComponent(s.sagaId)}` }, s.sagaId)),
     el("td", {}, `${s.type} v${s.version}`),
@@ -61,7 +65,18 @@ function row(s) {
     el("td", { class: "num" }, s.attempt ? String(s.attempt) : ""),
     el("td", { title: time(s.startedAt) }, ago(s.startedAt)),
     el("td", { title: time(s.updatedAt) }, ago(s.updatedAt)),
-    el("td", {}, marks));
+    el("td", {}, marks(s)));
+}
+
+// age moves tr's ages and overdue mark with the clock, in place: a row
+// made anew every few seconds lost the focus and selection in it, and
+// cost a page of thousands of rows a second each time.
+function age(tr, s) {
+  for (const [i, at] of [[5, s.startedAt], [6, s.updatedAt]]) {
+    const text = ago(at);
+    if (tr.cells[i].textContent !== text) tr.cells[i].textContent = text;
+  }
+  if (overdue(s) !== (tr.cells[7].querySelector(".overdue") !== null)) tr.cells[7].replaceChildren(...marks(s));
 }
 
 // newer orders summaries newest first (by start, then id), as the API does.
@@ -114,8 +129,7 @@ function counted() {
 // changes nothing.
 let loads = 0;
 
-async function load(append = false) {
-  const f = append ? applied : filters();
+async function load(append = false, f = append ? applied : filters()) {
   const q = new URLSearchParams(f);
   if (append) q.set("before", next);
   const seq = ++loads;
@@ -174,11 +188,21 @@ const following = follow("/api/sagas/stream", "saga", (s) => {
   remember(s);
   if (!holding) place(s);
   statsDue ??= setTimeout(() => { statsDue = null; stats(); }, 1000);
-}, () => { load(); stats(); });
+}, () => {
+  // What the stream sent before it dropped is older than the answer read
+  // now: placed again after it, a saga that ended in the gap showed as
+  // running. Read as last submitted, not as the form holds.
+  recent.clear();
+  load(false, applied);
+  stats();
+});
 await following;
 await load();
 adminEnabled();
 stats();
 setInterval(stats, 15000);
 // Ages and overdue marks move with the clock.
-setInterval(() => { if (!holding) for (const s of shown.values()) place(s); }, 5000);
+setInterval(() => {
+  if (holding) return;
+  for (const tr of tbody.rows) { const s = shown.get(tr.dataset.sagaId); if (s) age(tr, s); }
+}, 5000);

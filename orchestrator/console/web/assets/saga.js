@@ -4,6 +4,8 @@ import { el, getJSON, follow, show, time, ended, badge, adminEnabled, act } from
 
 const id = decodeURIComponent(location.pathname.split("/").pop());
 const actions = document.getElementById("actions");
+const abort = document.getElementById("abort");
+let disarm; // the timer that disarms abort
 let actionsEnabled = false;
 let saga = null;
 
@@ -48,6 +50,7 @@ function render(s) {
   if (img.getAttribute("src") !== src) img.src = src;
   img.alt = `The ${s.type} saga, ${step || "no step"} highlighted`;
   actions.hidden = !actionsEnabled || ended(s.state);
+  abort.hidden = s.state === "COMPENSATING"; // refused: it is undoing its steps already
 }
 
 let loading = null;
@@ -75,6 +78,9 @@ async function run(path, what) {
   const out = document.getElementById("action-result");
   out.textContent = `${what}…`;
   out.className = "status";
+  // One action at a time: a second click would act on a saga moved on.
+  const buttons = [document.getElementById("retry"), abort];
+  for (const b of buttons) b.disabled = true;
   try {
     render(await act(path, { step: saga.step, attempt: saga.attempt }));
     out.textContent = `${what}: done`;
@@ -82,13 +88,14 @@ async function run(path, what) {
     out.textContent = `${what}: ${err.message}`;
     out.className = "status error";
     load();
+  } finally {
+    for (const b of buttons) b.disabled = false;
   }
 }
 
 document.getElementById("saga-id").textContent = id;
 document.getElementById("retry").addEventListener("click", () => run(`/sagas/${encodeURIComponent(id)}/retry`, "Retry"));
 // Abort asks to be clicked twice: it cannot be taken back.
-const abort = document.getElementById("abort");
 abort.addEventListener("click", () => {
   if (abort.dataset.armed) {
     delete abort.dataset.armed;
@@ -98,7 +105,8 @@ abort.addEventListener("click", () => {
   }
   abort.dataset.armed = "1";
   abort.textContent = "Click again to abort";
-  setTimeout(() => { delete abort.dataset.armed; abort.textContent = "Abort: compensate and reject"; }, 5000);
+  clearTimeout(disarm); // an earlier arming's would disarm this one early
+  disarm = setTimeout(() => { delete abort.dataset.armed; abort.textContent = "Abort: compensate and reject"; }, 5000);
 });
 
 actionsEnabled = await adminEnabled();
