@@ -110,6 +110,7 @@ func TestThePatchIsSmall(t *testing.T) {
 // patch leaves, and every run of lines the patch adds outside tests is
 // shown, but for imports; its table says how many lines each file gets.
 func TestDocShowsTheScaffoldAndThePatch(t *testing.T) {
+	fromTheTemplate(t)
 	text, err := os.ReadFile(root + "/docs/adding-a-saga-step.md")
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests a copy of the repository: a few minutes")
 	}
+	fromTheTemplate(t)
 	dir := copyRepository(t)
 	t.Setenv("GOWORK", "")
 
@@ -47,7 +48,8 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 	// The saga's branches with the new step, and the system tests that
 	// know the saga's steps: they must hold with one more.
 	out := goCommand(t, dir, "test", "-count=1", "-v", "-run", "^(TestCreateOrderSagaBranches|TestProcessesTable|TestOneTraceFollowsASaga|"+
-		"TestAnOperatorAbortsASagaWaitingOnASilentParticipant|TestConsoleShowsASagaWaiting|TestAParticipantThatNeverAnswersTimesOut)$", "./system")
+		"TestAnOperatorAbortsASagaWaitingOnASilentParticipant|TestConsoleShowsASagaWaiting|TestAParticipantThatNeverAnswersTimesOut|"+
+		"TestConsoleListsSagas|TestConsoleStreamsTransitions)$", "./system")
 	for _, test := range []string{
 		"TestCreateOrderSagaBranches/approved",
 		"TestCreateOrderSagaBranches/out_of_stock,_credit_released",
@@ -57,6 +59,8 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 		"TestAnOperatorAbortsASagaWaitingOnASilentParticipant",
 		"TestConsoleShowsASagaWaiting",
 		"TestAParticipantThatNeverAnswersTimesOut",
+		"TestConsoleListsSagas",
+		"TestConsoleStreamsTransitions",
 	} {
 		if !bytes.Contains(out, []byte("--- PASS: "+test+" ")) {
 			t.Errorf("%s did not pass in the copy:\n%s", test, out)
