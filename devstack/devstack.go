@@ -165,6 +165,10 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 		// Kafka's default minimum is 6s; tests that watch a consumer
 		// group notice a dead member sooner with a shorter session.
 		kfake.GroupMinSessionTimeout(500 * time.Millisecond),
+		// Kafka's default maximum (group.max.session.timeout.ms), where
+		// kfake's is 5 minutes: a longer KAFKA_SESSION_TIMEOUT, which
+		// Kafka takes, failed every join.
+		kfake.GroupMaxSessionTimeout(30 * time.Minute),
 		// Retention of topics without their own retention.ms is the
 		// stack's (Config.Retention): kfake would apply it to compacted
 		// topics too.

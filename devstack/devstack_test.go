@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -85,6 +86,34 @@ func TestStartForTest(t *testing.T) {
 	roundTrip(t, s.Brokers())
 	if status, _ := get(t, s.RegistryURL()+"/schemas/types"); status != 200 {
 		t.Errorf("GET /schemas/types: got %d, want 200", status)
+	}
+}
+
+// Kafka's brokers take consumer sessions up to 30 minutes by default; so
+// does the embedded one, where every join of a longer one than kfake's 5
+// minutes failed with INVALID_SESSION_TIMEOUT.
+func TestTheBrokerTakesKafkasLongestSession(t *testing.T) {
+	t.Parallel()
+	s := devstack.StartForTest(t)
+	if s.Cluster() == nil {
+		t.Skip("the embedded broker's limit")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.ProtocolType = "long", "consumer"
+	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = int32((29*time.Minute)/time.Millisecond), 60000
+	req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range"}}
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A first join answered MEMBER_ID_REQUIRED was taken.
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil && !errors.Is(err, kerr.MemberIDRequired) {
+		t.Errorf("a join with a 29 min session: %v, want it taken, as Kafka does", err)
 	}
 }
 
