@@ -140,9 +140,9 @@ func compensation(o saga.Outline, i int) string {
 	case i > o.Pivot:
 		text += " (never runs: the step is after the pivot)"
 	case i == o.Pivot:
-		text += " (runs only when the step itself timed out, its effect unknown; unanswered too, the saga goes on without it)"
+		text += " (runs only when the step's effect is unknown: it timed out, or an operator aborted the saga while it waited; unanswered too, the saga goes on without it)"
 	case o.Steps[i].Timeout != "":
-		text += " (when the step itself timed out and this goes unanswered too, the saga goes on without it)"
+		text += " (when the step itself timed out, or an operator aborted the saga while it waited, and this goes unanswered too, the saga goes on without it)"
 	}
 	return text
 }

@@ -43,6 +43,24 @@ func TestSagaDocsMatchTheDefinitions(t *testing.T) {
 	}
 }
 
+// The pivot's compensation runs when its step's effect is unknown: the
+// step timed out, or an operator aborted the saga while it waited, as the
+// engine compensates (saga/actions.go); the pages said only the first.
+func TestThePivotsCompensationSaysWhenItRuns(t *testing.T) {
+	for _, o := range service.Outlines() {
+		page := sagadocs.Pages([]service.Outline{o})[sagadocs.FileName(o.Type)]
+		row := ""
+		for line := range strings.Lines(page) {
+			if strings.Contains(line, "(pivot) |") {
+				row = line
+			}
+		}
+		if !strings.Contains(row, "timed out") || !strings.Contains(row, "aborted") {
+			t.Errorf("saga %s: the pivot's row does not say its compensation runs when the step timed out or was aborted: %q", o.Type, row)
+		}
+	}
+}
+
 func TestEverySagaTypeHasAPage(t *testing.T) {
 	outlines := service.Outlines()
 	if len(outlines) < 2 {
