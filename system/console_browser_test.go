@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -173,6 +174,40 @@ func TestConsole(t *testing.T) {
 		b.await(t, fmt.Sprintf(`document.querySelector("#sagas tbody tr").cells[6].textContent !== %q`, before), "the first row's age to move")
 		if got := b.eval(t, `String(document.activeElement === `+link+`)`); got != "true" {
 			t.Errorf("the first row's link has the focus: %s, want true", got)
+		}
+	})
+
+	// A list left open keeps a page's worth of rows as the stream brings
+	// new sagas, letting the oldest go to the next page, where it grew by
+	// every saga started until the tab gave up.
+	t.Run("a list left open keeps a page of rows, the oldest listed again by Older", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/")
+		rows := `document.querySelectorAll("#sagas tbody tr").length`
+		b.await(t, `document.querySelector("#live.on") !== null && !document.getElementById("more").disabled`, "the list read and following")
+		n, err := strconv.Atoi(b.eval(t, `String(`+rows+`)`))
+		if err != nil || n >= 50 {
+			t.Fatalf("rows at the start: %d %v, want fewer than a page (50)", n, err)
+		}
+		var last string
+		for range 50 - n + 3 {
+			last = r.createOrder(t, ada, 100)
+		}
+		b.await(t, fmt.Sprintf(`%s === 50 && !document.getElementById("more").hidden &&
+			document.querySelector("#sagas tbody tr").dataset.sagaId === %q`, rows, last), "a page of rows, the newest on top, Older offered")
+		b.do(t, chromedp.Click(chromedp.CSS("#more")))
+		b.await(t, rows+` === 53`, "Older to list the three let go")
+		var page struct {
+			Sagas []struct {
+				SagaID string `json:"sagaId"`
+			} `json:"sagas"`
+		}
+		r.getJSON(t, r.sagas+"/api/sagas?limit=53", &page)
+		var want []string
+		for _, s := range page.Sagas {
+			want = append(want, s.SagaID)
+		}
+		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId).join(" ")`); got != strings.Join(want, " ") {
+			t.Errorf("rows: got %s,\nwant the API's 53 newest, %s", got, strings.Join(want, " "))
 		}
 	})
 

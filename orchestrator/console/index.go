@@ -38,6 +38,10 @@ type Summary struct {
 	// that has a summary from one instance's stream and another's list
 	// shows the one of the higher revision.
 	Revision int64 `json:"revision"`
+	// Cursor is what GET /api/sagas takes as before to list the sagas
+	// after this one: a page that lets its last rows go lists them again
+	// from there.
+	Cursor string `json:"cursor"`
 }
 
 // endedRevision is the revision of an ended saga: above any offset, and
@@ -87,7 +91,7 @@ func intern(s string) string { return unique.Make(s).Value() }
 func (e *entry) summary(now time.Time) Summary {
 	s := Summary{SagaID: e.id, Type: e.typ, Version: int(e.version), State: e.state, Step: e.step, Attempt: int(e.attempt),
 		FailureReason: e.reason, StartedAt: time.UnixMilli(e.started).UTC(), UpdatedAt: time.UnixMilli(e.updated).UTC(),
-		Revision: e.revision}
+		Revision: e.revision, Cursor: encodeCursor(Cursor{Started: e.started, ID: e.id})}
 	if !e.ended() {
 		deadline := time.UnixMilli(e.deadline).UTC()
 		s.Deadline = deadline.Format(time.RFC3339Nano)

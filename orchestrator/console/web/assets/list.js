@@ -8,6 +8,15 @@ const tbody = document.querySelector("#sagas tbody");
 const more = document.getElementById("more");
 const shown = new Map(); // saga id -> its summary, for the rows on the page
 let next = "";
+// edge is the summary next lists the sagas after: the last row read, or
+// kept (keep). A saga older than every row but newer than it belongs at the
+// end, where a row that moved out of the filters left a gap.
+let edge = null;
+// read is how many rows the answers brought: the page keeps as many, at
+// least a page's worth, letting the oldest go as the stream brings new
+// ones (Older lists them again). Left open, it grew by every saga started.
+let read = 0;
+const pageSize = 50; // the API's default limit
 let total = 0;
 // applied are the filters of the rows shown: those last submitted, not
 // what the form holds before it is.
@@ -111,13 +120,26 @@ function place(s) {
   if (old) { old.replaceWith(row(s)); shown.set(s.sagaId, s); return; }
   // The first row it is newer than, in the order of the rows.
   const after = [...tbody.rows].find((tr) => { const o = shown.get(tr.dataset.sagaId); return o && newer(s, o) < 0; });
-  if (!after && next) return; // older than the rows shown: on a later page
+  if (!after && next && (!edge || newer(s, edge) > 0)) return; // older than the rows shown: on a later page
   shown.set(s.sagaId, s);
   total++;
   const tr = row(s);
   if (after) after.before(tr);
   else tbody.append(tr);
+  keep();
   counted();
+}
+
+// keep lets the oldest rows go past what the answers read.
+function keep() {
+  while (shown.size > Math.max(read, pageSize)) {
+    const last = tbody.rows[tbody.rows.length - 1];
+    shown.delete(last.dataset.sagaId);
+    last.remove();
+    edge = shown.get(tbody.rows[tbody.rows.length - 1].dataset.sagaId);
+    next = edge.cursor;
+    more.hidden = false;
+  }
 }
 
 function counted() {
@@ -138,12 +160,14 @@ async function load(append = false, f = append ? applied : filters()) {
   try {
     const page = await getJSON(`/api/sagas?${q}`);
     if (seq !== loads) return;
-    if (!append) { tbody.replaceChildren(); shown.clear(); applied = f; }
+    if (!append) { tbody.replaceChildren(); shown.clear(); applied = f; read = 0; edge = null; }
     for (const s of page.sagas) {
       if (shown.has(s.sagaId)) continue; // placed from the stream already
       shown.set(s.sagaId, s);
       tbody.append(row(s));
     }
+    read += page.sagas.length;
+    edge = page.sagas.at(-1) ?? edge;
     next = page.next || "";
     total = page.total ?? shown.size;
     more.hidden = !next;
