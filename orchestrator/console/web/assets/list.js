@@ -12,9 +12,10 @@ let next = "";
 // kept (keep). A saga older than every row but newer than it belongs at the
 // end, where a row that moved out of the filters left a gap.
 let edge = null;
-// read is how many rows the answers brought: the page keeps as many, at
-// least a page's worth, letting the oldest go as the stream brings new
-// ones (Older lists them again). Left open, it grew by every saga started.
+// read is how many rows the page showed once its last answer came: it
+// keeps as many, at least a page's worth, letting the oldest go as the
+// stream brings new ones (Older lists them again). Left open, it grew by
+// every saga started.
 let read = 0;
 const pageSize = 50; // the API's default limit
 let total = 0;
@@ -160,13 +161,13 @@ async function load(append = false, f = append ? applied : filters()) {
   try {
     const page = await getJSON(`/api/sagas?${q}`);
     if (seq !== loads) return;
-    if (!append) { tbody.replaceChildren(); shown.clear(); applied = f; read = 0; edge = null; }
+    if (!append) { tbody.replaceChildren(); shown.clear(); applied = f; edge = null; }
     for (const s of page.sagas) {
       if (shown.has(s.sagaId)) continue; // placed from the stream already
       shown.set(s.sagaId, s);
       tbody.append(row(s));
     }
-    read += page.sagas.length;
+    read = shown.size;
     edge = page.sagas.at(-1) ?? edge;
     next = page.next || "";
     total = page.total ?? shown.size;
