@@ -761,7 +761,11 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		// its transaction, and Resume indexes what is stored again, or
 		// never joined one (an action whose caller left, a write
 		// refused): then what is stored is indexed again below.
-		r.before = e.track(r.after)
+		// A store may run this again (a stale read): what the first run
+		// replaced is what a failure puts back.
+		if old := e.track(r.after); !r.tracked {
+			r.before = old
+		}
 		r.tracked = true
 		return r.out, nil
 	}, func(committed bool) {

@@ -1150,6 +1150,46 @@ func TestAFailedWriteKeepsTheGraceOfAResume(t *testing.T) {
 	}
 }
 
+// twice is a store that runs an Update's function once on a copy (a write
+// refused as a stale read, made again), then for real.
+type twice struct{ *sagatest.Instances }
+
+func (s twice) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(bool)) error {
+	v, ok, _ := s.Instances.Get(id)
+	if _, err := fn(&v, ok); err != nil {
+		return err
+	}
+	return s.Instances.Update(ctx, id, fn, over)
+}
+
+// A write that fails after its function ran twice puts back the deadline
+// indexed before the first run, not the one the first run indexed: the
+// re-send that never went out waited a whole backoff.
+func TestAFailedWriteMadeTwiceKeepsTheDeadlineBeforeIt(t *testing.T) {
+	clock := sagatest.NewClock()
+	pub := &sagatest.Publisher{}
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Clock = twice{sagatest.NewInstances(pub)}, sagatest.NewCodec(), clock.Now
+	cfg.StepTimeout, cfg.MaxAttempts, cfg.MaxBackoff = 10*time.Second, 5, time.Hour
+	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(11 * time.Second)
+	pub.Fail(errors.New("transaction refused"))
+	engine.ResendOverdue(t.Context()) // the re-send fails
+	pub.Fail(nil)
+	n := len(pub.Sent())
+	clock.Advance(time.Second)
+	engine.ResendOverdue(t.Context())
+	if got := len(pub.Sent()); got != n+1 {
+		t.Errorf("a tick after a failed re-send: sent %d more, want 1 (the stored command is overdue)", got-n)
+	}
+}
+
 // racing is a store whose Update runs after, once, between its write and
 // its return: as a write outside a handler, which waits for its commit
 // after it released the key, lets another transition of the saga through.
