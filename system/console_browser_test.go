@@ -122,14 +122,14 @@ func TestConsole(t *testing.T) {
 	// The browser reconnects by itself only to a dropped stream: a
 	// reconnection refused, as while the orchestrator restarts, closes it.
 	t.Run("a page follows again after its stream's reconnection is refused", func(t *testing.T) {
-		front, refusing, refused, drop := refusingFront(t, r)
+		front := refusingFront(t, r)
 		b.open(t, front.URL+"/ui/")
 		b.await(t, `document.querySelector("#live.on") !== null`, "the list follows the saga stream")
-		refusing.Store(true)
-		drop()
+		front.refusing.Store(true)
+		front.drop()
 		b.await(t, `document.querySelector("#live.off") !== null`, "the list to see its stream end")
-		awaitRefused(t, refused)
-		refusing.Store(false)
+		awaitRefused(t, &front.refused)
+		front.refusing.Store(false)
 		id := r.createOrder(t, ada, 100)
 		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null &&
 			document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
@@ -141,7 +141,7 @@ func TestConsole(t *testing.T) {
 	// once it is back: a saga that ended in between showed, in a list of
 	// running sagas, as running for good.
 	t.Run("a filtered list read again after its stream dropped leaves out a saga that ended meanwhile", func(t *testing.T) {
-		front, refusing, refused, drop := refusingFront(t, r)
+		front := refusingFront(t, r)
 		id, release := aSagaWaitingOnPayment(t, r, ada, 100)
 		b.open(t, front.URL+"/ui/?state=RUNNING")
 		row := fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q]')`, id)
@@ -150,30 +150,49 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("retry: %d %s", status, body)
 		}
 		b.await(t, row+`.textContent.includes("retrying")`, "the retry streamed to the list")
-		refusing.Store(true)
-		drop()
-		awaitRefused(t, refused)
+		front.refusing.Store(true)
+		front.drop()
+		awaitRefused(t, &front.refused)
 		release()
 		awaitIndexed(t, r, id, "COMPLETED")
-		refusing.Store(false)
+		front.refusing.Store(false)
 		b.await(t, `document.querySelector("#live.on") !== null && !document.getElementById("more").disabled`, "the list to follow again, read anew")
 		if got := b.eval(t, `String(`+row+` !== null)`); got != "false" {
 			t.Errorf("the saga that completed while the stream was down is listed among the RUNNING: %s", got)
 		}
 	})
 
+	// A page whose first read of the list was refused (the console still
+	// catching up) reads it, once its stream opens, with the filters of its
+	// URL: it read every saga, and placed streamed ones against none.
+	t.Run("a list first refused reads with its URL's filters once its stream opens", func(t *testing.T) {
+		front := refusingFront(t, r)
+		front.refusing.Store(true)
+		b.open(t, front.URL+"/ui/?state=REJECTED")
+		awaitRefused(t, &front.refusedLists)
+		front.refusing.Store(false)
+		b.await(t, `document.querySelector("#live.on") !== null && !document.getElementById("more").disabled &&
+			document.querySelectorAll("#sagas tbody tr").length > 0`, "the list read once its stream opened")
+		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.state).filter(s => s !== "REJECTED").join(" ")`); got != "" {
+			t.Errorf("rows of a list filtered by ?state=REJECTED in states %q, want none but REJECTED", got)
+		}
+	})
+
 	// The rows' ages move with the clock in place: a row made anew every
 	// few seconds lost the keyboard's focus on its link.
 	t.Run("the list keeps the focus while its ages move", func(t *testing.T) {
-		r.createOrder(t, ada, 100)
+		id := r.createOrder(t, ada, 100)
 		b.open(t, r.sagas+"/ui/")
-		link := `document.querySelector("#sagas tbody tr a")`
-		b.await(t, `document.querySelector("#live.on") !== null && `+link+` !== null`, "the list with a saga")
-		b.do(t, chromedp.Focus(chromedp.CSS("#sagas tbody tr a")))
-		before := b.eval(t, `document.querySelector("#sagas tbody tr").cells[6].textContent`)
-		b.await(t, fmt.Sprintf(`document.querySelector("#sagas tbody tr").cells[6].textContent !== %q`, before), "the first row's age to move")
+		link := fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q] a')`, id)
+		// Ended: no transition of it makes its row anew meanwhile.
+		b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null && document.querySelector('tr[data-saga-id=%q][data-state="COMPLETED"]') !== null`, id),
+			"the list with the saga, COMPLETED")
+		b.do(t, chromedp.Focus(chromedp.CSS(fmt.Sprintf(`tr[data-saga-id=%q] a`, id))))
+		age := fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q]').cells[6].textContent`, id)
+		before := b.eval(t, age)
+		b.await(t, fmt.Sprintf(`%s !== %q`, age, before), "the saga's age to move")
 		if got := b.eval(t, `String(document.activeElement === `+link+`)`); got != "true" {
-			t.Errorf("the first row's link has the focus: %s, want true", got)
+			t.Errorf("the saga's link has the focus: %s, want true", got)
 		}
 	})
 
@@ -676,50 +695,66 @@ func (b *browser) noExceptions(t *testing.T) {
 	}
 }
 
-// refusingFront is a proxy to the orchestrator that passes the saga
-// stream on until refusing is set, then answers each new one 503; drop
-// ends the streams passed on, and refused counts the refusals.
-func refusingFront(t *testing.T, r *running) (front *httptest.Server, refusing *atomic.Bool, refused *atomic.Int32, drop func()) {
+// front is a proxy to the orchestrator that passes everything on until
+// refusing is set, then answers each new saga stream, and each read of the
+// saga list, 503; drop ends the streams passed on.
+type front struct {
+	*httptest.Server
+	refusing     atomic.Bool
+	refused      atomic.Int32 // streams refused
+	refusedLists atomic.Int32 // reads of GET /api/sagas refused
+	mu           sync.Mutex
+	streams      []context.CancelFunc // ends the streams passed on
+}
+
+func refusingFront(t *testing.T, r *running) *front {
 	t.Helper()
 	target, err := url.Parse(r.sagas)
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	refusing, refused = &atomic.Bool{}, &atomic.Int32{}
-	var mu sync.Mutex
-	var streams []context.CancelFunc // ends the streams passed on
-	front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/api/sagas/stream" {
-			if refusing.Load() {
-				refused.Add(1)
+	f := &front{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/api/sagas/stream", "/api/sagas":
+			if f.refusing.Load() {
+				if req.URL.Path == "/api/sagas" {
+					f.refusedLists.Add(1)
+				} else {
+					f.refused.Add(1)
+				}
 				w.Header().Set("Content-Type", "application/json")
 				w.Header().Set("Retry-After", "1")
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = w.Write([]byte(`{"error":"not ready"}`))
 				return
 			}
+		}
+		if req.URL.Path == "/api/sagas/stream" {
 			ctx, cancel := context.WithCancel(req.Context())
-			mu.Lock()
-			streams = append(streams, cancel)
-			mu.Unlock()
+			f.mu.Lock()
+			f.streams = append(f.streams, cancel)
+			f.mu.Unlock()
 			req = req.WithContext(ctx)
 		}
 		proxy.ServeHTTP(w, req)
 	}))
-	drop = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, cancel := range streams {
-			cancel()
-		}
-		streams = nil
-	}
-	t.Cleanup(func() { refusing.Store(true); drop(); front.CloseClientConnections(); front.Close() })
-	return front, refusing, refused, drop
+	t.Cleanup(func() { f.refusing.Store(true); f.drop(); f.CloseClientConnections(); f.Close() })
+	return f
 }
 
-// awaitRefused waits for the browser to have been refused a stream.
+func (f *front) drop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cancel := range f.streams {
+		cancel()
+	}
+	f.streams = nil
+}
+
+// awaitRefused waits for the browser to have been refused what refused
+// counts.
 func awaitRefused(t *testing.T, refused *atomic.Int32) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {

@@ -19,9 +19,12 @@ let edge = null;
 let read = 0;
 const pageSize = 50; // the API's default limit
 let total = 0;
-// applied are the filters of the rows shown: those last submitted, not
-// what the form holds before it is.
+// applied are the filters of the rows shown; submitted those last
+// submitted (or the page's URL), which every read of a first page uses,
+// a reconnection's before any answer came too: not what the form holds
+// before it is.
 let applied = {};
+let submitted = {};
 // recent are the summaries the stream sent in the last keepRecent ms, the
 // latest revision of each saga, oldest first. A list answer may be older
 // than they are: read while they came, or from an instance behind the
@@ -121,7 +124,9 @@ function place(s) {
   if (old) { old.replaceWith(row(s)); shown.set(s.sagaId, s); return; }
   // The first row it is newer than, in the order of the rows.
   const after = [...tbody.rows].find((tr) => { const o = shown.get(tr.dataset.sagaId); return o && newer(s, o) < 0; });
-  if (!after && next && (!edge || newer(s, edge) > 0)) return; // older than the rows shown: on a later page
+  // Older than the rows shown: on a later page, unless it is the saga
+  // next lists the sagas after.
+  if (!after && next && (!edge || (s.sagaId !== edge.sagaId && newer(s, edge) > 0))) return;
   shown.set(s.sagaId, s);
   total++;
   const tr = row(s);
@@ -152,7 +157,8 @@ function counted() {
 // changes nothing.
 let loads = 0;
 
-async function load(append = false, f = append ? applied : filters()) {
+async function load(append = false) {
+  const f = append ? applied : submitted;
   const q = new URLSearchParams(f);
   if (append) q.set("before", next);
   const seq = ++loads;
@@ -201,12 +207,14 @@ async function stats() {
 
 form.addEventListener("submit", (e) => {
   e.preventDefault();
-  history.replaceState(null, "", `?${new URLSearchParams(filters())}`);
+  submitted = filters();
+  history.replaceState(null, "", `?${new URLSearchParams(submitted)}`);
   load();
 });
 more.addEventListener("click", () => load(true));
 
 await fillFilters();
+submitted = filters();
 // The chart is read again a second after sagas change, and every 15 s.
 let statsDue = null;
 const following = follow("/api/sagas/stream", "saga", (s) => {
@@ -216,9 +224,9 @@ const following = follow("/api/sagas/stream", "saga", (s) => {
 }, () => {
   // What the stream sent before it dropped is older than the answer read
   // now: placed again after it, a saga that ended in the gap showed as
-  // running. Read as last submitted, not as the form holds.
+  // running.
   recent.clear();
-  load(false, applied);
+  load();
   stats();
 });
 await following;
