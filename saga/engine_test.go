@@ -134,6 +134,20 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 	}
 }
 
+// engineOn is an engine of testDef on store, on clock's time: a step
+// times out after 10s, is sent 3 times at most, 25s apart at most.
+func engineOn(t *testing.T, store saga.Instances, clock *sagatest.Clock) *saga.Engine[data] {
+	t.Helper()
+	cfg := validConfig()
+	cfg.Instances, cfg.Codec, cfg.Clock = store, sagatest.NewCodec(), clock.Now
+	cfg.StepTimeout, cfg.MaxAttempts, cfg.MaxBackoff = 10*time.Second, 3, 25*time.Second
+	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine
+}
+
 func validConfig() saga.EngineConfig {
 	pub := &sagatest.Publisher{}
 	return saga.EngineConfig{Instances: sagatest.NewInstances(pub), Codec: sagatest.NewCodec()}
@@ -1168,13 +1182,7 @@ func (s twice) Update(ctx context.Context, id string, fn func(v *saga.SagaInstan
 func TestAFailedWriteMadeTwiceKeepsTheDeadlineBeforeIt(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
-	cfg := validConfig()
-	cfg.Instances, cfg.Codec, cfg.Clock = twice{sagatest.NewInstances(pub)}, sagatest.NewCodec(), clock.Now
-	cfg.StepTimeout, cfg.MaxAttempts, cfg.MaxBackoff = 10*time.Second, 5, time.Hour
-	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	engine := engineOn(t, twice{sagatest.NewInstances(pub)}, clock)
 	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
 		t.Fatal(err)
 	}
@@ -1248,18 +1256,22 @@ func TestAnOlderTransitionDoesNotOverwriteTheIndex(t *testing.T) {
 	}
 }
 
-// committing is a store whose Update, as a write outside a handler that
-// waits for its commit, returns only once another write joined it, or
-// after a second.
+// committing is a store whose Update, once waiting, as a write outside a
+// handler that waits for its commit, returns only once another write
+// joined it, or after a second.
 type committing struct {
 	*sagatest.Instances
-	mu     sync.Mutex
-	joined chan struct{} // closed by the second write in flight
-	alone  atomic.Int64  // writes that waited the second out
+	waiting atomic.Bool
+	mu      sync.Mutex
+	joined  chan struct{} // closed by the second write in flight
+	alone   atomic.Int64  // writes that waited the second out
 }
 
 func (c *committing) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(bool)) error {
 	err := c.Instances.Update(ctx, id, fn, over)
+	if !c.waiting.Load() {
+		return err
+	}
 	c.mu.Lock()
 	if c.joined == nil {
 		c.joined = make(chan struct{})
@@ -1292,22 +1304,13 @@ func TestATickTimesItsOverdueSagasOutTogether(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &committing{Instances: sagatest.NewInstances(pub)}
-	cfg := validConfig()
-	cfg.Instances, cfg.Codec, cfg.Clock = store.Instances, sagatest.NewCodec(), clock.Now
-	cfg.StepTimeout, cfg.MaxAttempts = 10*time.Second, 3
-	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	engine := engineOn(t, store, clock)
 	for _, id := range []string{"s1", "s2"} {
 		if err := engine.Start(t.Context(), id, sagaData); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg.Instances = store // from here, writes wait for their commit
-	if engine, err = saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil); err != nil {
-		t.Fatal(err)
-	}
+	store.waiting.Store(true) // from here, writes wait for their commit
 	if err := engine.Resume(t.Context()); err != nil {
 		t.Fatal(err)
 	}

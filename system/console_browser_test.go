@@ -69,19 +69,7 @@ func TestConsole(t *testing.T) {
 		b.stillLoaded(t)
 		b.screenshot(t, "list.png")
 		// Placed from the stream one by one, the rows are in the API's order.
-		var page struct {
-			Sagas []struct {
-				SagaID string `json:"sagaId"`
-			} `json:"sagas"`
-		}
-		r.getJSON(t, r.sagas+"/api/sagas", &page)
-		var apiOrder []string
-		for _, s := range page.Sagas {
-			apiOrder = append(apiOrder, s.SagaID)
-		}
-		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId).join(" ")`); got != strings.Join(apiOrder, " ") {
-			t.Errorf("rows: got %s, want the API's order, %s", got, strings.Join(apiOrder, " "))
-		}
+		checkRowsAsTheAPI(t, b, r, "")
 
 		// Filtered by state, then searched by the start of an id.
 		rows := `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId + " " + tr.dataset.state).sort().join(", ")`
@@ -217,19 +205,7 @@ func TestConsole(t *testing.T) {
 			document.querySelector('tr[data-saga-id=%q]') !== null`, rows, last), "a page of rows, the newest in it, Older offered")
 		b.do(t, chromedp.Click(chromedp.CSS("#more")))
 		b.await(t, rows+` === 53`, "Older to list the three let go")
-		var page struct {
-			Sagas []struct {
-				SagaID string `json:"sagaId"`
-			} `json:"sagas"`
-		}
-		r.getJSON(t, r.sagas+"/api/sagas?limit=53", &page)
-		var want []string
-		for _, s := range page.Sagas {
-			want = append(want, s.SagaID)
-		}
-		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId).join(" ")`); got != strings.Join(want, " ") {
-			t.Errorf("rows: got %s,\nwant the API's 53 newest, %s", got, strings.Join(want, " "))
-		}
+		checkRowsAsTheAPI(t, b, r, "?limit=53")
 		// What Older listed stays: one more saga lets one row go, not three.
 		last = r.createOrder(t, ada, 100)
 		b.await(t, fmt.Sprintf(`document.querySelector('tr[data-saga-id=%q]') !== null`, last), "the new saga listed")
@@ -692,6 +668,25 @@ func (b *browser) noExceptions(t *testing.T) {
 	defer b.mu.Unlock()
 	for _, e := range b.exceptions {
 		t.Errorf("uncaught in a page: %s", e)
+	}
+}
+
+// checkRowsAsTheAPI fails unless the list's rows are the sagas that
+// GET /api/sagas answers to query, in its order.
+func checkRowsAsTheAPI(t *testing.T, b *browser, r *running, query string) {
+	t.Helper()
+	var page struct {
+		Sagas []struct {
+			SagaID string `json:"sagaId"`
+		} `json:"sagas"`
+	}
+	r.getJSON(t, r.sagas+"/api/sagas"+query, &page)
+	var want []string
+	for _, s := range page.Sagas {
+		want = append(want, s.SagaID)
+	}
+	if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.sagaId).join(" ")`); got != strings.Join(want, " ") {
+		t.Errorf("rows: got %s,\nwant the API's answer to %q, in its order: %s", got, query, strings.Join(want, " "))
 	}
 }
 
