@@ -77,7 +77,7 @@ var (
 
 func newHarness(t *testing.T) *sagatest.Harness[data] {
 	t.Helper()
-	return sagatest.NewHarness(t, testDef(), saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second})
+	return sagatest.NewHarness(t, testDef(), tenSeconds)
 }
 
 func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
@@ -134,19 +134,21 @@ func TestNewEngineRejectsInvalidDefinitions(t *testing.T) {
 	}
 }
 
-// engineOn is an engine of testDef on store, on clock's time: a step
-// times out after 10s, is sent 3 times at most, 25s apart at most.
-func engineOn(t *testing.T, store saga.Instances, clock *sagatest.Clock) *saga.Engine[data] {
+// engineOn is an engine of testDef on store, on clock's time, with cfg's
+// timeouts and attempts.
+func engineOn(t *testing.T, store saga.Instances, clock *sagatest.Clock, cfg saga.EngineConfig) *saga.Engine[data] {
 	t.Helper()
-	cfg := validConfig()
 	cfg.Instances, cfg.Codec, cfg.Clock = store, sagatest.NewCodec(), clock.Now
-	cfg.StepTimeout, cfg.MaxAttempts, cfg.MaxBackoff = 10*time.Second, 3, 25*time.Second
 	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return engine
 }
+
+// tenSeconds is the engine of newHarness: a step times out after 10s, is
+// sent 3 times at most, 25s apart at most.
+var tenSeconds = saga.EngineConfig{StepTimeout: 10 * time.Second, MaxAttempts: 3, MaxBackoff: 25 * time.Second}
 
 func validConfig() saga.EngineConfig {
 	pub := &sagatest.Publisher{}
@@ -895,12 +897,7 @@ func (f *frozenRange) Range(fn func(id string, v saga.SagaInstance) bool) error 
 // after a second of clock.
 func startS1(t *testing.T, instances saga.Instances, clock *sagatest.Clock) *saga.Engine[data] {
 	t.Helper()
-	cfg := validConfig()
-	cfg.Instances, cfg.Clock, cfg.StepTimeout = instances, clock.Now, time.Second
-	engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	engine := engineOn(t, instances, clock, saga.EngineConfig{StepTimeout: time.Second})
 	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
 		t.Fatal(err)
 	}
@@ -1182,7 +1179,7 @@ func (s twice) Update(ctx context.Context, id string, fn func(v *saga.SagaInstan
 func TestAFailedWriteMadeTwiceKeepsTheDeadlineBeforeIt(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
-	engine := engineOn(t, twice{sagatest.NewInstances(pub)}, clock)
+	engine := engineOn(t, twice{sagatest.NewInstances(pub)}, clock, tenSeconds)
 	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
 		t.Fatal(err)
 	}
@@ -1304,7 +1301,7 @@ func TestATickTimesItsOverdueSagasOutTogether(t *testing.T) {
 	clock := sagatest.NewClock()
 	pub := &sagatest.Publisher{}
 	store := &committing{Instances: sagatest.NewInstances(pub)}
-	engine := engineOn(t, store, clock)
+	engine := engineOn(t, store, clock, tenSeconds)
 	for _, id := range []string{"s1", "s2"} {
 		if err := engine.Start(t.Context(), id, sagaData); err != nil {
 			t.Fatal(err)
