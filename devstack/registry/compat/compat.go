@@ -266,7 +266,7 @@ func Check(level string, candidate avro.Schema, previous []Version) []Problem {
 	}
 	backward, forward, transitive := Directions(level)
 	latest := previous[len(previous)-1]
-	if field := promoting(candidate, "", nil); field != "" && candidate.Fingerprint() != latest.Schema.Fingerprint() {
+	if field := promoting(candidate); field != "" && candidate.Fingerprint() != latest.Schema.Fingerprint() {
 		// Said where it is, and when it comes: any change of a record
 		// that holds one fails to resolve, so it is refused from the first.
 		return []Problem{{Version: latest.Number, Backward: backward, Field: field, Change: "a union holding a type and one it promotes to",
@@ -321,7 +321,7 @@ func Readable(reader, writer avro.Schema) (avro.Schema, error) {
 	if writer.Fingerprint() == reader.Fingerprint() {
 		return reader, nil
 	}
-	if name := recursive(writer, nil); name != "" {
+	if name := recursive(writer); name != "" {
 		return nil, fmt.Errorf("the writer's %s refers to itself, and differs from the reader: hamba/avro, the serde's library, cannot resolve it", name)
 	}
 	// A fresh checker, as in Compatible: resolution depends on defaults.
@@ -330,28 +330,45 @@ func Readable(reader, writer avro.Schema) (avro.Schema, error) {
 
 // recursive returns the name of a record of s that refers to itself, or
 // "".
-func recursive(s avro.Schema, within []string) string {
+func recursive(s avro.Schema) string {
+	return find(s, "", nil, func(s avro.Schema, _ string, within []string) string {
+		if ref, ok := s.(*avro.RefSchema); ok && slices.Contains(within, ref.Schema().FullName()) {
+			return ref.Schema().FullName()
+		}
+		return ""
+	})
+}
+
+// find walks s depth first and returns the first of visit's answers that
+// is not "". visit is given each schema, its path (fields by name, []
+// for an array's items, {} for a map's values) and the records it is in;
+// a reference to one of them is visited, not followed, so that a record
+// that refers to itself ends.
+func find(s avro.Schema, path string, within []string, visit func(s avro.Schema, path string, within []string) string) string {
+	if found := visit(s, path, within); found != "" {
+		return found
+	}
 	switch s := s.(type) {
 	case *avro.RefSchema:
 		if slices.Contains(within, s.Schema().FullName()) {
-			return s.Schema().FullName()
+			return ""
 		}
-		return recursive(s.Schema(), within)
+		return find(s.Schema(), path, within, visit)
 	case *avro.RecordSchema:
 		within = append(within, s.FullName())
 		for _, f := range s.Fields() {
-			if name := recursive(f.Type(), within); name != "" {
-				return name
+			if found := find(f.Type(), strings.TrimPrefix(path+"."+f.Name(), "."), within, visit); found != "" {
+				return found
 			}
 		}
 	case *avro.ArraySchema:
-		return recursive(s.Items(), within)
+		return find(s.Items(), path+"[]", within, visit)
 	case *avro.MapSchema:
-		return recursive(s.Values(), within)
+		return find(s.Values(), path+"{}", within, visit)
 	case *avro.UnionSchema:
 		for _, t := range s.Types() {
-			if name := recursive(t, within); name != "" {
-				return name
+			if found := find(t, path, within, visit); found != "" {
+				return found
 			}
 		}
 	}
@@ -457,44 +474,29 @@ func madeNullable(reader, writer avro.Schema, path string) string {
 
 // promoting returns the path of a union of s that holds a type and one
 // it promotes to (int to long, float or double; long to float or double;
-// float to double; string and bytes either way), or "". within are the
-// records it is in, so that one that refers to itself ends.
-func promoting(s avro.Schema, path string, within []string) string {
-	switch s := s.(type) {
-	case *avro.RefSchema:
-		if slices.Contains(within, s.Schema().FullName()) {
+// float to double; string and bytes either way), or "".
+func promoting(s avro.Schema) string {
+	return find(s, "", nil, func(s avro.Schema, path string, _ []string) string {
+		union, ok := s.(*avro.UnionSchema)
+		if !ok {
 			return ""
 		}
-		return promoting(s.Schema(), path, within)
-	case *avro.RecordSchema:
-		within = append(within, s.FullName())
-		for _, f := range s.Fields() {
-			if p := promoting(f.Type(), strings.TrimPrefix(path+"."+f.Name(), "."), within); p != "" {
-				return p
-			}
-		}
-	case *avro.ArraySchema:
-		return promoting(s.Items(), path+"[]", within)
-	case *avro.MapSchema:
-		return promoting(s.Values(), path+"{}", within)
-	case *avro.UnionSchema:
-		promotes := map[avro.Type][]avro.Type{
-			avro.Int: {avro.Long, avro.Float, avro.Double}, avro.Long: {avro.Float, avro.Double},
-			avro.Float: {avro.Double}, avro.String: {avro.Bytes}, avro.Bytes: {avro.String},
-		}
-		types := s.Types()
+		types := union.Types()
 		for _, a := range types {
 			for _, b := range types {
-				if slices.Contains(promotes[a.Type()], b.Type()) {
+				if slices.Contains(promotions[a.Type()], b.Type()) {
 					return path
 				}
 			}
-			if p := promoting(a, path, within); p != "" {
-				return p
-			}
 		}
-	}
-	return ""
+		return ""
+	})
+}
+
+// promotions are the types each type is promoted to when read.
+var promotions = map[avro.Type][]avro.Type{
+	avro.Int: {avro.Long, avro.Float, avro.Double}, avro.Long: {avro.Float, avro.Double},
+	avro.Float: {avro.Double}, avro.String: {avro.Bytes}, avro.Bytes: {avro.String},
 }
 
 // writerField is the field of w that hamba's checker reads f from: the
