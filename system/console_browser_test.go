@@ -10,6 +10,7 @@ package system_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -752,11 +753,12 @@ func (f *front) drop() {
 // counts.
 func awaitRefused(t *testing.T, refused *atomic.Int32) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the browser did not reconnect within 30s")
+	eventually(t, 30*time.Second, func() error {
+		if refused.Load() == 0 {
+			return errors.New("the browser was refused nothing")
 		}
-	}
+		return nil
+	})
 }
 
 // aSagaWaitingOnPayment places an order whose saga then waits on
