@@ -148,7 +148,10 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		p.closers = append(p.closers, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			return traces.Shutdown(ctx)
+			if err := traces.Shutdown(ctx); err != nil {
+				return fmt.Errorf("send the spans still buffered (they are lost): %w", err)
+			}
+			return nil
 		})
 	}
 	p.member = memberData(p.advertised)
@@ -518,12 +521,14 @@ func advertisedAddr(configured, httpAddr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// Close closes the Kafka clients; Run calls it when it returns, so only a
-// process that is never run needs it.
+// Close closes the Kafka clients, the local state and the tracer provider;
+// Run calls it when it returns, so only a process that is never run needs
+// it. What fails to close is logged: the spans lost, a state directory
+// left on disk.
 func (p *Process) Close() {
 	for i := len(p.closers) - 1; i >= 0; i-- {
 		if err := p.closers[i](); err != nil {
-			p.Logger.Debug("close kafka client", "error", err)
+			p.Logger.Warn("close", "error", err)
 		}
 	}
 	p.closers = nil
