@@ -171,7 +171,7 @@ type Store[T any] struct {
 	pending    map[string]entry // archived records whose transaction is not over, with their value
 	recent     recent
 	undo       map[string]*undo // keys written in a transaction not over yet
-	sending    map[int32]int    // by partition, writes sent and not yet kept or tracked
+	sending    map[int32]int    // by partition, writes (and Prune's tombstones) sent and not yet kept, tracked or forgotten
 	owned      map[int32]bool
 	partitions int32           // the topic's partition count, once known
 	locks      [256]sync.Mutex // serialize Update per key (striped by hash)
@@ -1201,6 +1201,7 @@ func (s *Store[T]) Prune(ctx context.Context) (pruned int, err error) {
 		if err != nil {
 			return err
 		}
+		defer s.sent(kept)
 		if err := wait(); err != nil {
 			return err
 		}
@@ -1317,8 +1318,26 @@ func (s *Store[T]) addTombstones(ctx context.Context, scanned []kv) (func() erro
 	if len(tombstones) == 0 {
 		return noWait, nil, nil
 	}
+	s.mu.Lock()
+	for _, r := range kept {
+		s.sending[r.e.partition]++
+	}
+	s.mu.Unlock()
 	wait, err := s.cfg.Producer.Add(ctx, tombstones, nil)
-	return wait, kept, err
+	if err != nil {
+		s.sent(kept)
+		return nil, nil, err
+	}
+	return wait, kept, nil
+}
+
+// sent ends what addTombstones counted as sending.
+func (s *Store[T]) sent(kept []kv) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range kept {
+		s.sending[r.e.partition]--
+	}
 }
 
 // forgetPruned deletes locally the records whose tombstones committed,

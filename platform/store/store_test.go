@@ -1536,6 +1536,39 @@ func TestAPartitionGivenUpDuringAWriteIsReadAgain(t *testing.T) {
 	}
 }
 
+// So is one given up between the commit of Prune's tombstones and their
+// forgetting here: followed from a mark past the tombstones, taken back it
+// would serve again the records they deleted.
+func TestAPartitionGivenUpWhilePruneForgetsIsReadAgain(t *testing.T) {
+	t.Parallel()
+	c := newExpiringChangelog(t)
+	hooked := &hookedSender{SyncSender: c.producer}
+	c.sender = hooked
+	s := c.restored(t)
+	follow(t, s)
+	closed := customer("closed-1", 1)
+	closed.Name = "closed"
+	update(t, s, "closed-1", set(closed))
+	p, _ := s.Partition("closed-1")
+	s.SetNow(func() time.Time { return time.Now().Add(time.Hour + messaging.Segment(time.Hour) + time.Minute) })
+	hooked.then = func() {
+		mark(t, s)
+		s.Demote([]int32{p})
+	}
+	if n, err := s.Prune(t.Context()); err != nil || n != 1 {
+		t.Fatalf("Prune: %d, %v", n, err)
+	}
+	if _, ok := s.Following(p); ok {
+		awaitFollowed(t, s, p, c.records(t)[p])
+	}
+	if err := s.Assign(t.Context(), []int32{p}); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	if _, ok, err := s.Get("closed-1"); ok || err != nil {
+		t.Errorf("closed-1, its partition taken back after its tombstone committed: present %v, %v; want absent", ok, err)
+	}
+}
+
 // A store that gives its partitions up in a rebalance keeps their records
 // and follows them from where their changelogs ended then (Mark, Demote):
 // taking them back reads only what their owner wrote meanwhile. A
