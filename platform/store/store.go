@@ -952,15 +952,11 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	}
 	defer client.Close()
 	admin := kadm.NewClient(client)
-	ends, err := listed(admin.ListEndOffsets(ctx, s.cfg.Topic))
-	if err != nil {
-		return fmt.Errorf("restore %s: end offsets: %w", s.cfg.Topic, err)
-	}
 	starts, err := listed(admin.ListStartOffsets(ctx, s.cfg.Topic))
 	if err != nil {
 		return fmt.Errorf("restore %s: start offsets: %w", s.cfg.Topic, err)
 	}
-	n := int32(len(ends[s.cfg.Topic]))
+	n := int32(len(starts[s.cfg.Topic]))
 	if n == 0 {
 		return fmt.Errorf("restore %s: %w", s.cfg.Topic, kerr.UnknownTopicOrPartition)
 	}
@@ -979,8 +975,14 @@ func (s *Store[T]) Assign(ctx context.Context, partitions []int32) error {
 	// A partition followed (Standby) is read on from where the standby
 	// is; any other is read again from the start: what was held is
 	// dropped, and the partitions are not served until they are read to
-	// their end.
+	// their end. The ends are listed once the standby has stopped, so
+	// that what it read meanwhile (a former owner's last commit) lies
+	// before them: a standby past an end is one of another topic.
 	followed, followedLeast := s.take(partitions)
+	ends, err := listed(admin.ListEndOffsets(ctx, s.cfg.Topic))
+	if err != nil {
+		return fmt.Errorf("restore %s: end offsets: %w", s.cfg.Topic, err)
+	}
 	least := map[int32]int64{} // see oldest: known for those read from their start
 	s.mu.Lock()
 	for _, p := range partitions {

@@ -1091,6 +1091,70 @@ func awaitFollowed(t *testing.T, s *customers, p int32, end int64) {
 	}
 }
 
+// A record the standby reads while a takeover lists the partition's
+// offsets (the former owner's last commit) is not a reason to read the
+// whole partition again: the takeover reads on from where the standby is.
+func TestARecordFollowedWhileATakeoverListsOffsetsIsNotReadAgain(t *testing.T) {
+	t.Parallel()
+	const keys = 20
+	c := newChangelog(t, 1)
+	owner := c.restored(t)
+	for i := range keys {
+		key := fmt.Sprintf("customer-%d", i)
+		update(t, owner, key, set(customer(key, int64(i))))
+	}
+	var armed atomic.Bool
+	var standby *customers
+	var hookErr error
+	c.opts = append(slices.Clone(c.opts), kgo.WithHooks(onListOffsets(func() {
+		if !armed.CompareAndSwap(true, false) {
+			return
+		}
+		before, _ := standby.Following(0)
+		if hookErr = owner.Update(context.Background(), "late", set(customer("late", 1))); hookErr != nil {
+			return
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if next, ok := standby.Following(0); !ok || next > before {
+				return
+			}
+		}
+		hookErr = errors.New("the standby did not read the late record within 10 s")
+	})))
+	standby = c.newStore(t)
+	if err := standby.Standby([]int32{0}); err != nil {
+		t.Fatalf("Standby: %v", err)
+	}
+	follow(t, standby)
+	awaitFollowed(t, standby, 0, c.records(t)[0])
+	armed.Store(true)
+	if err := standby.Assign(t.Context(), []int32{0}); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if armed.Load() {
+		t.Fatal("the takeover listed no offsets")
+	}
+	if n := standby.RecordsRestored(); n > 1 {
+		t.Errorf("the takeover read %d records, want the late one at most: the standby had read them all", n)
+	}
+	if got := mustGet(t, standby, "late"); got.CreditLimit != 1 {
+		t.Errorf("late: got credit limit %d, want 1", got.CreditLimit)
+	}
+}
+
+// onListOffsets is a kgo hook that calls fn each time its client has sent
+// a ListOffsets request.
+type onListOffsets func()
+
+func (fn onListOffsets) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err == nil && key == (&kmsg.ListOffsetsRequest{}).Key() {
+		fn()
+	}
+}
+
 // A store that follows the partitions another instance owns (its standby)
 // reads, when it is assigned them, only the records it has not followed
 // yet, and then holds what a restore from the start would.
