@@ -549,7 +549,7 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 func (e *Engine[D]) reread(id string, now time.Time) (SagaInstance, bool) {
 	e.resuming.RLock()
 	defer e.resuming.RUnlock()
-	v, err := e.trackStored(id)
+	v, err := e.trackStored(id, nil)
 	if err != nil {
 		e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)
 		return v, false // keep its deadline
@@ -579,8 +579,11 @@ func (e *Engine[D]) park(id string) {
 	}
 }
 
-// trackStored indexes saga id as it is stored, and returns it.
-func (e *Engine[D]) trackStored(id string) (SagaInstance, error) {
+// trackStored indexes saga id as it is stored, and returns it. Given a
+// grace, the later of the stored deadline and the grace's stays if the saga
+// still waits on the grace's command: in one step, so that no tick sees
+// the stored deadline alone between the two.
+func (e *Engine[D]) trackStored(id string, g *grace) (SagaInstance, error) {
 	v, ok, err := e.cfg.Instances.Get(id)
 	if err != nil {
 		return v, err
@@ -588,19 +591,23 @@ func (e *Engine[D]) trackStored(id string) (SagaInstance, error) {
 	if !ok {
 		v = SagaInstance{SagaID: id} // nothing pending: forget it
 	}
-	e.track(v)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.trackLocked(v)
+	if g != nil && v.PendingCommandID != "" && v.PendingCommandID == g.command {
+		if f, ok := e.inFlight[id]; ok && f.version == g.before.version {
+			f.deadline = later(f.deadline, g.before.deadline)
+			e.inFlight[id] = f
+		}
+	}
 	return v, nil
 }
 
-// keepLater puts back the later of saga id's indexed deadline and
-// before's, both of one version.
-func (e *Engine[D]) keepLater(id string, before inFlight) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if f, ok := e.inFlight[id]; ok && f.version == before.version {
-		f.deadline = later(f.deadline, before.deadline)
-		e.inFlight[id] = f
-	}
+// grace is what a saga was indexed with before a transition that failed:
+// the deadline it had (a Resume's grace, say) while it waited on command.
+type grace struct {
+	command string
+	before  inFlight
 }
 
 // track records the deadline and version of v's pending command, or
@@ -608,6 +615,11 @@ func (e *Engine[D]) keepLater(id string, before inFlight) {
 func (e *Engine[D]) track(v SagaInstance) (old inFlight) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.trackLocked(v)
+}
+
+// trackLocked is track, with mu held.
+func (e *Engine[D]) trackLocked(v SagaInstance) (old inFlight) {
 	old, had := e.inFlight[v.SagaID]
 	pending := v.PendingCommandID != ""
 	if pending {
@@ -786,11 +798,9 @@ func (e *Engine[D]) transition(ctx context.Context, id string,
 		if r.tracked {
 			// Unread (its partition given up, say), it is indexed again
 			// by Resume or once its deadline comes.
-			v, rerr := e.trackStored(id)
-			if rerr != nil {
+			// A Resume's grace stays.
+			if _, rerr := e.trackStored(id, &grace{command: r.was, before: r.before}); rerr != nil {
 				e.logger.Debug("read saga after a failed transition", "saga_id", id, "error", rerr)
-			} else if v.PendingCommandID != "" && v.PendingCommandID == r.was {
-				e.keepLater(id, r.before) // a Resume's grace stays
 			}
 		}
 		return err
