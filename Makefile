@@ -14,10 +14,11 @@ run:
 
 ## test: vet (go vet, gofmt, each module built alone), the schemas checked against main (schemas-check), then every
 ## module's tests with the race detector
-## (embedded broker and registry)
+## (embedded broker and registry, whatever KAFKA_BROKERS and SCHEMA_REGISTRY_URL the shell exports: the tests of
+## several packages at once would write to that Kafka's topics and registry; test-kafka runs them on a real broker)
 test: vet
 	$(GO) run ./contracts/cmd/schemas-check -registry=
-	$(GO) test -race -count=1 -timeout 15m work
+	env -u KAFKA_BROKERS -u SCHEMA_REGISTRY_URL $(GO) test -race -count=1 -timeout 15m work
 
 ## test-ui: the console in headless Chromium (installed from Debian's packages when missing) against the whole
 ## system on the embedded broker and registry; screenshots under UI_ARTIFACTS (default .data/test-ui)

@@ -435,6 +435,30 @@ func TestEveryProcessIsBuilt(t *testing.T) {
 	}
 }
 
+// TestMakeTestRunsOnTheEmbeddedStack: the tests run the system on any
+// Kafka and registry KAFKA_BROKERS and SCHEMA_REGISTRY_URL name (as
+// test-kafka does, one package at a time), so `make test` must not take
+// them from a shell that exports them for `make run` or compose: the tests
+// of several packages at once would write to that system's topics.
+func TestMakeTestRunsOnTheEmbeddedStack(t *testing.T) {
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(recipe(string(makefile), "test"), "\n") {
+		if !strings.Contains(line, "$(GO) test") {
+			continue
+		}
+		for _, v := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"} {
+			if !strings.Contains(line, "-u "+v+" ") {
+				t.Errorf("Makefile: test: %q runs with the shell's %s, want it unset (env -u %s)", strings.TrimSpace(line), v, v)
+			}
+		}
+		return
+	}
+	t.Fatal("Makefile: test: got no go test line")
+}
+
 // recipe returns the lines of a Makefile's target's recipe, "" if none.
 func recipe(makefile, target string) string {
 	var lines []string
