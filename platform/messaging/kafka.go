@@ -36,6 +36,9 @@ import (
 // what transactions committed, and TLS/SASL when configured. Writes go
 // through franz-go (Session, SyncSender).
 func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
+	if err := checkSecurity(cfg); err != nil {
+		return nil, err
+	}
 	c := sarama.NewConfig()
 	c.ClientID = clientID
 	// Kafka 4 dropped the protocol versions older clients speak by default.
@@ -78,6 +81,24 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	return c, nil
 }
 
+// checkSecurity refuses TLS and SASL settings that the switches would
+// leave unused: a client would then connect in plaintext, or without
+// credentials, and fail with a timeout or a closed connection that names
+// no setting.
+func checkSecurity(cfg config.Kafka) error {
+	var errs []error
+	if cfg.TLSCAFile != "" && !cfg.TLS {
+		errs = append(errs, errors.New("KAFKA_TLS_CA_FILE is set but KAFKA_TLS is not true: set KAFKA_TLS=true to connect with TLS"))
+	}
+	if cfg.SASLMechanism == "" && (cfg.SASLUser != "" || cfg.SASLPassword != "") {
+		errs = append(errs, errors.New("KAFKA_SASL_USER or KAFKA_SASL_PASSWORD is set without KAFKA_SASL_MECHANISM: set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+	}
+	if cfg.SASLMechanism != "" && cfg.SASLUser == "" {
+		errs = append(errs, fmt.Errorf("KAFKA_SASL_MECHANISM is %s but KAFKA_SASL_USER is empty", cfg.SASLMechanism))
+	}
+	return errors.Join(errs...)
+}
+
 func tlsConfig(cfg config.Kafka) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.TLSCAFile != "" {
@@ -98,6 +119,9 @@ func tlsConfig(cfg config.Kafka) (*tls.Config, error) {
 // client, the Session's consumer and producers, SyncSender, and the
 // stores' restores and reads.
 func KgoOptions(cfg config.Kafka) ([]kgo.Opt, error) {
+	if err := checkSecurity(cfg); err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
 	if cfg.TLS {
 		tc, err := tlsConfig(cfg)

@@ -86,12 +86,20 @@ func TestSaramaConfig(t *testing.T) {
 		{name: "SASL SCRAM-SHA-256", cfg: config.Kafka{SASLMechanism: "SCRAM-SHA-256", SASLUser: "u", SASLPassword: "p"}, check: checkSCRAM("SCRAM-SHA-256")},
 		{name: "SASL SCRAM-SHA-512", cfg: config.Kafka{SASLMechanism: "SCRAM-SHA-512", SASLUser: "u", SASLPassword: "p"}, check: checkSCRAM("SCRAM-SHA-512")},
 		{name: "SASL unknown mechanism", cfg: config.Kafka{SASLMechanism: "GSSAPI", SASLUser: "u"}, wantErr: `KAFKA_SASL_MECHANISM "GSSAPI"`},
+		// Settings their switch would leave unused, for the franz-go
+		// clients too.
+		{name: "a CA file without TLS", cfg: config.Kafka{TLSCAFile: caFile}, wantErr: "KAFKA_TLS_CA_FILE is set but KAFKA_TLS is not true"},
+		{name: "credentials without a mechanism", cfg: config.Kafka{SASLUser: "u", SASLPassword: "p"}, wantErr: "without KAFKA_SASL_MECHANISM"},
+		{name: "a mechanism without a user", cfg: config.Kafka{SASLMechanism: "PLAIN"}, wantErr: "KAFKA_SASL_USER is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := messaging.SaramaConfig(tc.cfg, "client-1")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
+				}
+				if _, err := messaging.KgoOptions(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("KgoOptions: got error %v, want one containing %q", err, tc.wantErr)
 				}
 				return
 			}
