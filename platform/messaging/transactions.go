@@ -16,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -453,7 +454,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		var failed restoreError
+		var failed fatalError
 		if errors.As(err, &failed) {
 			return failed.err
 		}
@@ -480,11 +481,35 @@ func (s *Session) allHandled() bool {
 	return s.waiting == 0
 }
 
-// restoreError is an assignment that could not be restored: the process
-// stops rather than serve part of its state.
-type restoreError struct{ err error }
+// fatalError ends Run: an assignment that could not be restored (the
+// process stops rather than serve part of its state), or a group the
+// broker refuses for good.
+type fatalError struct{ err error }
 
-func (e restoreError) Error() string { return e.err.Error() }
+func (e fatalError) Error() string { return e.err.Error() }
+
+// refusedGroup passes to Run the group errors that no retry mends: the
+// broker takes no session timeout outside its range
+// (group.min.session.timeout.ms, group.max.session.timeout.ms), nor a
+// group the client may not join. franz-go would ask again forever, and the
+// process would never be ready.
+type refusedGroup struct{ s *Session }
+
+func (h refusedGroup) OnGroupManageError(err error) {
+	switch {
+	case errors.Is(err, kerr.InvalidSessionTimeout):
+		err = fmt.Errorf("join group %s with KAFKA_SESSION_TIMEOUT %s: %w", h.s.cfg.Group, h.s.sessionTimeout(), err)
+	case errors.Is(err, kerr.GroupAuthorizationFailed), errors.Is(err, kerr.InvalidGroupID):
+		err = fmt.Errorf("join group %s: %w", h.s.cfg.Group, err)
+	default:
+		return
+	}
+	select {
+	case h.s.failed <- err:
+	default:
+	}
+	h.s.wake()
+}
 
 func (s *Session) closeOuts() {
 	s.mu.Lock()
@@ -539,7 +564,7 @@ const pollWhileDirty = time.Millisecond
 func (s *Session) step(ctx context.Context, cl txnClient) error {
 	select {
 	case err := <-s.failed:
-		return restoreError{err}
+		return fatalError{err}
 	default:
 	}
 	if err := s.transitions(cl); err != nil {
@@ -1086,7 +1111,7 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) (bool,
 func (s *Session) restoreAfterAbort(ctx context.Context) error {
 	serving, err := s.cfg.Owner.Restore(ctx)
 	if err != nil {
-		return restoreError{err}
+		return fatalError{err}
 	}
 	if serving {
 		s.reopen.Store(true)
@@ -1368,6 +1393,10 @@ func (s *Session) transactionTimeout() time.Duration {
 	return cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
 }
 
+func (s *Session) sessionTimeout() time.Duration {
+	return cmp.Or(s.cfg.Kafka.SessionTimeout, 10*time.Second)
+}
+
 // connect makes the franz-go clients: a consumer group on the group's
 // topics whose transactions, written by producers in turn, commit its
 // offsets (groupTxn), or a transactional producer alone when there are
@@ -1435,8 +1464,9 @@ func (s *Session) connect() (txnClient, error) {
 		}
 		g.producers = append(g.producers, p)
 	}
-	sessionTimeout := cmp.Or(k.SessionTimeout, 10*time.Second)
+	sessionTimeout := s.sessionTimeout()
 	opts = append(opts,
+		kgo.WithHooks(refusedGroup{s}),
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(s.topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

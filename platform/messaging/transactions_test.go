@@ -1805,3 +1805,38 @@ func TestACommitAnsweredUnknownServerErrorIsNoKnownAbort(t *testing.T) {
 		t.Errorf("Distrust was told %v, want an error that does not say the transaction aborted", told)
 	}
 }
+
+// A group the broker refuses for good (a session timeout outside the
+// range it takes) stops Run with the reason, where the client asked again
+// forever and the process was never ready, nor ended.
+func TestAGroupRefusedForGoodStopsTheSession(t *testing.T) {
+	t.Parallel()
+	in := contracts.TopicSpec{Name: "refused.in", Partitions: 1}
+	cfg := startKafka(t, in)
+	cfg.SessionTimeout = 31 * time.Minute // the embedded broker takes 30 at most, as Kafka does
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "refused", TransactionalID: "refused-1", Owner: &owner{}}, quiet())
+	s.AddTopic(in.Name)
+	msgs, err := s.Subscribe(t.Context(), in.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for msg := range msgs {
+			msg.Ack()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, kerr.InvalidSessionTimeout) || !strings.Contains(err.Error(), "KAFKA_SESSION_TIMEOUT") {
+			t.Errorf("Run: got %v, want INVALID_SESSION_TIMEOUT naming KAFKA_SESSION_TIMEOUT", err)
+		}
+	case <-time.After(20 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("Run still joining after 20 s, want it ended with the broker's refusal")
+	}
+}
