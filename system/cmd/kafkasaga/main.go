@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/kafkasaga/kafkasaga/platform/config"
@@ -44,6 +45,11 @@ func run(ctx context.Context) error {
 	}
 	_, external := os.LookupEnv("KAFKA_BROKERS")
 	cfg.Embedded = !external
+	if cfg.Embedded {
+		if err := embeddedIgnores(cfg.Kafka); err != nil {
+			return err
+		}
+	}
 	cfg.Devstack.KafkaAddr = os.Getenv("DEVSTACK_KAFKA_ADDR")       // default 127.0.0.1:9092
 	cfg.Devstack.RegistryAddr = os.Getenv("DEVSTACK_REGISTRY_ADDR") // default 127.0.0.1:8081
 	cfg.Devstack.DataDir = os.Getenv("DEVSTACK_DATA_DIR")
@@ -54,6 +60,28 @@ func run(ctx context.Context) error {
 	cfg.Devstack.Logger = logger.With("service", "devstack")
 	logger.Info("console: open it in a browser once the orchestrator is ready", "url", consoleURL(cfg.Orchestrator.HTTPAddr))
 	return system.Run(ctx, cfg, logger)
+}
+
+// embeddedIgnores refuses the settings of a Kafka and a registry of one's
+// own without KAFKA_BROKERS: the process then runs its embedded broker and
+// registry, plaintext, which it would use in their place (or, with TLS or
+// SASL, fail to reach).
+func embeddedIgnores(k config.Kafka) error {
+	var set []string
+	if _, ok := os.LookupEnv("SCHEMA_REGISTRY_URL"); ok {
+		set = append(set, "SCHEMA_REGISTRY_URL")
+	}
+	if k.TLS {
+		set = append(set, "KAFKA_TLS")
+	}
+	if k.SASLMechanism != "" {
+		set = append(set, "KAFKA_SASL_MECHANISM")
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s set without KAFKA_BROKERS: with no KAFKA_BROKERS this runs its own broker and registry, plaintext; set KAFKA_BROKERS to run on yours, or unset %s",
+		strings.Join(set, ", "), strings.Join(set, ", "))
 }
 
 // consoleURL is where a browser on this machine finds the console served

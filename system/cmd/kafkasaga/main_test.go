@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"strings"
+	"testing"
+)
 
 func TestConsoleURL(t *testing.T) {
 	for addr, want := range map[string]string{
@@ -13,5 +17,28 @@ func TestConsoleURL(t *testing.T) {
 		if got := consoleURL(addr); got != want {
 			t.Errorf("consoleURL(%q): got %s, want %s", addr, got, want)
 		}
+	}
+}
+
+// Without KAFKA_BROKERS, `make run` starts its own plaintext broker and
+// registry: a registry, TLS or SASL of one's own set alone would be
+// replaced (or fail to reach them) without a word, so the start refuses.
+func TestSettingsOfOnesOwnKafkaWithoutItsBrokersFailTheStart(t *testing.T) {
+	for _, name := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "KAFKA_TLS", "KAFKA_SASL_MECHANISM"} {
+		t.Setenv(name, "")
+		os.Unsetenv(name) // put back when the test ends
+	}
+	for name, value := range map[string]string{
+		"SCHEMA_REGISTRY_URL":  "http://registry.example:8081",
+		"KAFKA_TLS":            "true",
+		"KAFKA_SASL_MECHANISM": "PLAIN",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, value)
+			err := run(t.Context())
+			if err == nil || !strings.Contains(err.Error(), name+" set without KAFKA_BROKERS") {
+				t.Errorf("run with %s=%s and no KAFKA_BROKERS: got %v, want an error naming %s", name, value, err, name)
+			}
+		})
 	}
 }
