@@ -69,6 +69,7 @@ func (p *proc) start() {
 	defer f.Close()
 	fmt.Fprintf(f, "=== %s: start %d at %s\n", p.name, p.starts+1, time.Now().Format(time.StampMilli))
 	cmd := exec.Command(p.bin)
+	diesWithTheTests(cmd)
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
