@@ -4,7 +4,9 @@
 // topics to SAGA_RETENTION, and registers every record schema under its
 // subject. Run it once before the services when they must not create topics
 // or register schemas themselves (AUTO_REGISTER_SCHEMAS=false), as in
-// production and in docker compose. `make schemas` runs it.
+// production; docker compose runs it before the services, which register
+// schemas themselves there unless AUTO_REGISTER_SCHEMAS=false is set.
+// `make schemas` runs it.
 package main
 
 import (
