@@ -9,8 +9,9 @@
 //
 // The previous versions are main's, from git: every version of the record
 // in the first-parent history of the merge base of HEAD and main (the
-// newer of main and origin/main, else of master and origin/master), or of
-// HEAD's parent when HEAD is on main; the latest is the one at that
+// newer of main and origin/main, else of master and origin/master), or,
+// when HEAD is on main, of HEAD if the schemas have changes not committed,
+// else of HEAD's parent; the latest is the one at that
 // commit. Without that history (a shallow clone, no main, git failing) it
 // fails; only a HEAD that is the repository's first commit has nothing to
 // compare with. A record is known by its full name and aliases, not by its
@@ -369,7 +370,7 @@ func registered(client *srclient.SchemaRegistryClient, subject string, all bool)
 // aliases, wherever its file is. A record the base has, that no schema is
 // now known as and that removed.txt does not list, is gone: gone says so.
 func fromGit(o options, dirs []string, files []schemaFile, out io.Writer) (cmps []comparison, gone []string, err error) {
-	commit, what, err := base(dirs[0], o.base)
+	commit, what, err := base(dirs[0], o.base, dirs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -636,12 +637,13 @@ func catFiles(dir string, blobs []string) (map[string]string, error) {
 
 // base returns the commit whose schemas are the previous versions, and
 // says what it is: the merge base of HEAD and main (ref, else mainRef's),
-// or HEAD's parent when HEAD is on main. Only when HEAD is the
+// or, when HEAD is on main, HEAD itself if the schemas in dirs have
+// changes not committed, else HEAD's parent. Only when HEAD is the
 // repository's first commit is there nothing to compare with: commit is
 // empty and what says so. Without a base (a shallow clone, no main, git
 // failing) it fails, saying how to get one: to pass having compared
 // nothing would let any change through.
-func base(dir, ref string) (commit, what string, err error) {
+func base(dir, ref string, dirs []string) (commit, what string, err error) {
 	head, err := git(dir, "rev-parse", "--verify", "HEAD")
 	if err != nil {
 		return "", "", fmt.Errorf("%w: the check compares with main's history in git: run it in a clone of the repository git can read, "+
@@ -679,9 +681,19 @@ func base(dir, ref string) (commit, what string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("no base to compare with: HEAD has no common history with %s (%v): %s", name, err, fetch)
 	}
-	switch {
-	case mb != head:
+	if mb != head {
 		return mb, fmt.Sprintf("%s at the merge base %.7s", name, mb), nil
+	}
+	// HEAD is main's latest: with the schemas changed and not committed
+	// (on main, or a branch made from it with no commit yet), that change
+	// is compared with HEAD; else, as in CI's clone, HEAD's change with
+	// its parent.
+	changed, err := git(dir, append([]string{"status", "--porcelain", "--"}, dirs...)...)
+	switch {
+	case err != nil:
+		return "", "", err
+	case changed != "":
+		return head, fmt.Sprintf("HEAD %.7s (on %s; the schemas' changes not committed yet)", head, name), nil
 	case first:
 		return "", "HEAD is the first commit", nil
 	}

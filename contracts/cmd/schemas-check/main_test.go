@@ -153,6 +153,31 @@ func TestGitModeOnMain(t *testing.T) {
 	}
 }
 
+// On main, or on a branch made from it with no commit yet, a change not
+// committed is compared with HEAD, main's latest, not with HEAD's parent:
+// a change to what HEAD added would otherwise pass.
+func TestGitModeComparesAChangeNotCommittedWithHEAD(t *testing.T) {
+	for _, branch := range []string{"main", "feature"} {
+		t.Run(branch, func(t *testing.T) {
+			t.Parallel()
+			repo := newRepo(t)
+			writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, total, currencyDefault))
+			commit(t, repo, "add currency")
+			if branch != "main" {
+				gitT(t, repo, "switch", "-q", "-c", branch)
+			}
+			head := gitT(t, repo, "rev-parse", "--short=7", "HEAD")
+			// Added with a default, as HEAD's parent would see it.
+			writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, total, `{"name": "currency", "type": "long", "default": 0}`))
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+			wantVerdict(t, out, err, "field currency: type changed from string to long")
+			if want := "HEAD " + head; !strings.Contains(out, want) {
+				t.Errorf("the output does not say it compared with %q", want)
+			}
+		})
+	}
+}
+
 // The base is the newer of main and origin/main, the descendant when one
 // is an ancestor of the other, else master's when there is no main.
 func TestGitModeBaseIsTheNewestMain(t *testing.T) {
