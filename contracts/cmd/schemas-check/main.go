@@ -188,6 +188,11 @@ func readSchemas(dir string) ([]schemaFile, error) {
 			return nil, err
 		}
 		s, err := compat.Parse(string(text))
+		if err == nil {
+			// A default the registry would refuse, or hamba read as
+			// another number.
+			err = compat.CheckDefaults(string(text))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

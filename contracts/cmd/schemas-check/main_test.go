@@ -178,6 +178,18 @@ func TestGitModeComparesAChangeNotCommittedWithHEAD(t *testing.T) {
 	}
 }
 
+// A default the registry refuses, or one hamba would read as another
+// number, fails the check as it would fail the schema's registration,
+// whatever it is compared with.
+func TestGitModeChecksTheDefaults(t *testing.T) {
+	repo := newRepo(t)
+	writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, total, `{"name": "n", "type": "long", "default": 9223372036854775807}`))
+	out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+	if err == nil || !strings.Contains(err.Error(), "OrderCreated.avsc") || !strings.Contains(err.Error(), "field n: default") {
+		t.Errorf("got %v (output %q), want the schema's default of n refused", err, out)
+	}
+}
+
 // The base is the newer of main and origin/main, the descendant when one
 // is an ancestor of the other, else master's when there is no main.
 func TestGitModeBaseIsTheNewestMain(t *testing.T) {
