@@ -4,5 +4,5 @@
 // (interactions.go), and the names of topics and headers.
 package contracts
 
-//go:generate sh -c "go tool avrogen -pkg contracts -o types_gen.go -encoders -fullschema -tags json:camel schemas/*.avsc"
+//go:generate env LC_ALL=C sh -c "go tool avrogen -pkg contracts -o types_gen.go -encoders -fullschema -tags json:camel schemas/*.avsc"
 //go:generate go run github.com/kafkasaga/kafkasaga/saga/cmd/interactions -o interactions_gen.go interactions.go
