@@ -251,6 +251,10 @@ func problems(c comparison) []compat.Problem {
 					"for a record written under the new name; keep the name, or add a new record instead", old.FullName(), c.file.name)})
 		}
 		found = append(found, named...)
+		logicalChanges(old, c.file.schema, "", map[[2]string]bool{}, func(field, from, to string) {
+			found = append(found, compat.Problem{Version: v.Number, Backward: backward, Field: field,
+				Change: fmt.Sprintf("logical type changed from %s to %s", from, to)})
+		})
 		for _, p := range compat.Check(level, c.file.schema, []compat.Version{v}) {
 			if !slices.ContainsFunc(named, func(n compat.Problem) bool { return n.Backward == p.Backward }) {
 				found = append(found, p)
@@ -258,6 +262,96 @@ func problems(c comparison) []compat.Problem {
 		}
 	}
 	return found
+}
+
+// logicalChanges reports each field of cur whose logical type differs from
+// that of its field in old, both of one Avro type: a timestamp in millis
+// made micros, a decimal's precision or scale changed, a long made a
+// timestamp. Avro's resolution, and so the registry's checker, lets such a
+// change through, and each build then reads the other's values as other
+// values (a 2025 time read as the year 56974). Fields are matched by name
+// or alias, union branches by type and name; seen stops at a record
+// compared already.
+func logicalChanges(old, cur avro.Schema, path string, seen map[[2]string]bool, report func(field, from, to string)) {
+	old, cur = deref(old), deref(cur)
+	switch c := cur.(type) {
+	case *avro.RecordSchema:
+		o, ok := old.(*avro.RecordSchema)
+		if !ok || seen[[2]string{o.FullName(), c.FullName()}] {
+			return
+		}
+		seen[[2]string{o.FullName(), c.FullName()}] = true
+		for _, f := range c.Fields() {
+			i := slices.IndexFunc(o.Fields(), func(of *avro.Field) bool {
+				return of.Name() == f.Name() || slices.Contains(f.Aliases(), of.Name())
+			})
+			if i >= 0 {
+				logicalChanges(o.Fields()[i].Type(), f.Type(), strings.TrimPrefix(path+"."+f.Name(), "."), seen, report)
+			}
+		}
+	case *avro.ArraySchema:
+		if o, ok := old.(*avro.ArraySchema); ok {
+			logicalChanges(o.Items(), c.Items(), path+"[]", seen, report)
+		}
+	case *avro.MapSchema:
+		if o, ok := old.(*avro.MapSchema); ok {
+			logicalChanges(o.Values(), c.Values(), path+"{}", seen, report)
+		}
+	case *avro.UnionSchema:
+		for _, branch := range c.Types() {
+			for _, ob := range unionBranches(old) {
+				if sameBranch(deref(ob), deref(branch)) {
+					logicalChanges(ob, branch, path, seen, report)
+				}
+			}
+		}
+	default:
+		if old.Type() == cur.Type() {
+			if from, to := logicalName(old), logicalName(cur); from != to {
+				report(path, from, to)
+			}
+		}
+	}
+}
+
+// deref is the schema a reference names, or s.
+func deref(s avro.Schema) avro.Schema {
+	if r, ok := s.(*avro.RefSchema); ok {
+		return r.Schema()
+	}
+	return s
+}
+
+// unionBranches is s's branches, or s alone.
+func unionBranches(s avro.Schema) []avro.Schema {
+	if u, ok := deref(s).(*avro.UnionSchema); ok {
+		return u.Types()
+	}
+	return []avro.Schema{s}
+}
+
+// sameBranch reports whether a and b are one branch of a union: of one
+// type and, named, of one name (or b's alias).
+func sameBranch(a, b avro.Schema) bool {
+	if a.Type() != b.Type() {
+		return false
+	}
+	an, aNamed := a.(avro.NamedSchema)
+	bn, bNamed := b.(avro.NamedSchema)
+	return !aNamed || !bNamed || answersTo(bn, an.FullName())
+}
+
+// logicalName is s's logical type, a decimal's with its precision and
+// scale, or none.
+func logicalName(s avro.Schema) string {
+	l, ok := s.(avro.LogicalTypeSchema)
+	if !ok || l.Logical() == nil {
+		return "none"
+	}
+	if d, ok := l.Logical().(*avro.DecimalLogicalSchema); ok {
+		return fmt.Sprintf("decimal(%d,%d)", d.Precision(), d.Scale())
+	}
+	return string(l.Logical().Type())
 }
 
 // answersTo reports whether s is a reader of records written as name: its

@@ -190,6 +190,40 @@ func TestGitModeChecksTheDefaults(t *testing.T) {
 	}
 }
 
+// A change of logical type is one of meaning: Avro reads a long as a
+// timestamp and millis as micros, so the registry lets it through, and
+// each build then reads the other's values as other values. The check
+// refuses it, wherever the field is.
+func TestGitModeRefusesAChangeOfLogicalType(t *testing.T) {
+	at := func(logical string) string {
+		return `{"name": "at", "type": ["null", {"type": "array", "items": {"type": "record", "name": "Step", "fields": [
+			{"name": "when", "type": {"type": "long", "logicalType": "` + logical + `"}},
+			{"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}}]}}], "default": null}`
+	}
+	for _, tc := range []struct{ name, before, after, want string }{
+		{"a long made a timestamp", total, `{"name": "orderTotal", "type": {"type": "long", "logicalType": "timestamp-millis"}}`,
+			"field orderTotal: logical type changed from none to timestamp-millis; BACKWARD_TRANSITIVE forbids it"},
+		{"millis made micros, in a union of an array of records", at("timestamp-millis"), at("timestamp-micros"),
+			"field at[].when: logical type changed from timestamp-millis to timestamp-micros"},
+		{"the same", at("timestamp-millis"), at("timestamp-millis"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo := newRepo(t)
+			for _, c := range []struct{ fields, message string }{{tc.before, "before"}, {tc.after, "change"}} {
+				if c.message == "change" {
+					gitT(t, repo, "switch", "-q", "-c", "change")
+				}
+				writeSchema(t, repo, "OrderCreated.avsc", orderCreated(orderID, c.fields))
+				gitT(t, repo, "add", "-A")
+				gitT(t, repo, "commit", "-q", "--allow-empty", "-m", c.message)
+			}
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+			wantVerdict(t, out, err, tc.want)
+		})
+	}
+}
+
 // The base is the newer of main and origin/main, the descendant when one
 // is an ancestor of the other, else master's when there is no main.
 func TestGitModeBaseIsTheNewestMain(t *testing.T) {
