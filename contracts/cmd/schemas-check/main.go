@@ -108,6 +108,7 @@ type schemaFile struct {
 	path     string
 	name     string   // the record's full name
 	subjects []string // its subjects, one per topic it is written to
+	topics   []string // the topics that list it, by its full name or one of its aliases
 	schema   avro.NamedSchema
 }
 
@@ -180,7 +181,7 @@ func readSchemas(dir string) ([]schemaFile, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("no .avsc files in %s", dir)
 	}
-	subjects := subjectsByRecord()
+	topics := topicsByRecord()
 	var files []schemaFile
 	for _, path := range paths {
 		text, err := os.ReadFile(path)
@@ -200,23 +201,32 @@ func readSchemas(dir string) ([]schemaFile, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: a %s schema, not a named record", path, s.Type())
 		}
-		files = append(files, schemaFile{path: path, name: named.FullName(), subjects: subjects[named.FullName()], schema: named})
+		f := schemaFile{path: path, name: named.FullName(), schema: named}
+		for _, t := range topics[f.name] {
+			f.subjects = append(f.subjects, serde.Subject(t, f.name))
+		}
+		for _, name := range append([]string{f.name}, named.Aliases()...) {
+			f.topics = append(f.topics, topics[name]...)
+		}
+		slices.Sort(f.topics)
+		f.topics = slices.Compact(f.topics)
+		files = append(files, f)
 	}
 	return files, nil
 }
 
-// subjectsByRecord names the subjects of every record full name, as
-// `make schemas` registers them: one per topic contracts.Topics lists the
-// record under.
-func subjectsByRecord() map[string][]string {
-	subjects := make(map[string][]string)
+// topicsByRecord names the topics of every record full name, as
+// contracts.Topics lists them: `make schemas` registers the record under
+// one subject in each (<topic>-<record full name>).
+func topicsByRecord() map[string][]string {
+	topics := make(map[string][]string)
 	for _, t := range contracts.Topics() {
 		for _, r := range t.Records {
 			name := r.Schema().(avro.NamedSchema).FullName()
-			subjects[name] = append(subjects[name], serde.Subject(t.Name, name))
+			topics[name] = append(topics[name], t.Name)
 		}
 	}
-	return subjects
+	return topics
 }
 
 // problems returns every problem of c's schema with each of its previous
@@ -401,11 +411,19 @@ func fromRegistry(o options, files []schemaFile, out io.Writer) ([]comparison, e
 		strings.Join(filepath.SplitList(o.dir), ", "), url, cmp.Or(o.level, policy(latestIs)))
 	var cmps []comparison
 	for _, f := range files {
-		if len(f.subjects) == 0 {
-			fmt.Fprintf(out, "%s: %s: no topic in contracts/topics.go lists it, so it has no subject; nothing to compare with\n", f.path, f.name)
-			continue
+		if len(f.topics) == 0 {
+			return nil, fmt.Errorf("%s: %s: no topic in contracts/topics.go lists it, by its name or an alias, so it has no subject to compare with: "+
+				"run make contracts, and list its Go type under the topics it is written to", f.path, f.name)
 		}
-		for _, subject := range f.subjects {
+		// Under its name, and under each of its aliases: the versions of
+		// the record it was before a rename.
+		var subjects []string
+		for _, topic := range f.topics {
+			for _, name := range append([]string{f.name}, f.schema.Aliases()...) {
+				subjects = append(subjects, serde.Subject(topic, name))
+			}
+		}
+		for _, subject := range subjects {
 			previous, err := registered(client, subject, o.transitive())
 			if err != nil {
 				return nil, fmt.Errorf("the versions of %s: %w", subject, err)

@@ -573,6 +573,41 @@ func TestRegistryModeWithANewSubject(t *testing.T) {
 	}
 }
 
+// A record renamed, its old name kept as an alias, is compared with the
+// versions registered under the old name: those are what it reads.
+func TestRegistryModeComparesARenamedRecordWithItsOldSubject(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	client := srclient.NewSchemaRegistryClient(stack.RegistryURL())
+	if _, err := client.CreateSchema(subject, before, srclient.Avro); err != nil {
+		t.Fatalf("register the previous version: %v", err)
+	}
+	dir := t.TempDir()
+	renamed := `{"type": "record", "namespace": "kafkasaga.orders", "name": "OrderCreated", "aliases": ["kafkasaga.order.OrderCreated"], "fields": [` +
+		orderID + `, ` + totalString + `]}`
+	if err := os.WriteFile(filepath.Join(dir, "OrderCreated.avsc"), []byte(renamed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := check(t, options{dir: dir, registry: stack.RegistryURL()})
+	wantVerdict(t, out, err, "field orderTotal: type changed from long to string")
+	if !strings.Contains(out, "version 1 of "+subject) {
+		t.Errorf("the output does not name version 1 of %s, the old name's subject", subject)
+	}
+}
+
+// A record no topic lists, by its name or an alias, has no subject to be
+// compared with: the check fails rather than pass having compared nothing.
+func TestRegistryModeRefusesARecordOfNoTopic(t *testing.T) {
+	stack := devstack.StartForTest(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Stray.avsc"), []byte(`{"type": "record", "name": "Stray", "namespace": "kafkasaga.nowhere", "fields": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := check(t, options{dir: dir, registry: stack.RegistryURL()})
+	if err == nil || !strings.Contains(err.Error(), "no topic in contracts/topics.go lists it") {
+		t.Errorf("got %v (output %q), want the record of no topic refused", err, out)
+	}
+}
+
 // newRepo returns a git repository whose main branch has one commit, with
 // before in schemas/OrderCreated.avsc.
 func newRepo(t *testing.T) string {
