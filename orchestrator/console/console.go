@@ -281,7 +281,7 @@ func (c *Console) backfill(ctx context.Context, older map[topicPartition][2]int6
 			// One held running still (its pointer in a transaction the
 			// state topic's listing came before) ends: the pages hear of it.
 			stream := c.sagaEvents.listened() && c.index.running(v.SagaID)
-			if s, changed := c.index.put(v, r.Partition, r.Offset, stream); changed && stream {
+			if s, changed := c.index.put(v, r.Partition, r.Offset, stream, false); changed && stream {
 				c.publish(c.sagaEvents, s)
 			}
 		}
@@ -345,7 +345,7 @@ func (c *Console) apply(r *kgo.Record) error {
 		c.placed(v, r.Topic)
 	}
 	stream := c.caughtUp.Load() && c.sagaEvents.listened()
-	if s, changed := c.index.put(v, r.Partition, r.Offset, stream); changed && stream {
+	if s, changed := c.index.put(v, r.Partition, r.Offset, stream, true); changed && stream {
 		c.publish(c.sagaEvents, s)
 	}
 	return nil

@@ -209,12 +209,15 @@ func (x *Index) Len() int {
 // again, and an older state than the one held (a state topic read behind
 // its archive) is ignored.
 func (x *Index) Put(v *saga.SagaInstance, offset int64) (Summary, bool) {
-	return x.put(v, 0, offset, true)
+	return x.put(v, 0, offset, true, true)
 }
 
 // put is Put, which summarizes the saga only if asked: a console nobody
 // watches has no use for the summary of every transition.
-func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summarize bool) (Summary, bool) {
+// remember says whether a saga let go past maxEnded may still have running
+// states to read: not one the backfill reads, whose records were all
+// written before the reader's listing, and so read before it caught up.
+func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summarize, remember bool) (Summary, bool) {
 	e := newEntry(v, partition, offset)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -261,7 +264,7 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 			if oldest == nil {
 				break // ended in a state of no tree: kept
 			}
-			if oldest.updated >= x.closedBefore*1000 {
+			if remember && oldest.updated >= x.closedBefore*1000 {
 				x.gone[oldest.id] = max(oldest.updated, 1)
 			}
 			x.forget(oldest)
