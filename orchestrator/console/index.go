@@ -294,16 +294,17 @@ func (x *Index) oldestRunning() map[typePartition]int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := map[typePartition]int64{}
-	for _, state := range []string{saga.StateRunning, saga.StateCompensating} { // not the ended ones kept
-		if t, ok := x.trees[filter{state: state}]; ok {
-			t.Scan(func(e *entry) bool {
-				k := typePartition{e.typ, e.partition}
-				if o, ok := out[k]; !e.ended() && (!ok || e.revision < o) {
-					out[k] = e.revision
-				}
-				return true
-			})
-		}
+	// Every saga's, not only RUNNING and COMPENSATING ones: a saga waits
+	// on a command in whatever state its version names (one a later
+	// version adds), and the checkpoint must not pass its latest record.
+	if t, ok := x.trees[filter{}]; ok {
+		t.Scan(func(e *entry) bool {
+			k := typePartition{e.typ, e.partition}
+			if o, ok := out[k]; !e.ended() && (!ok || e.revision < o) {
+				out[k] = e.revision
+			}
+			return true
+		})
 	}
 	return out
 }

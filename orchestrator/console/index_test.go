@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"maps"
 	"math/bits"
 	"reflect"
 	"runtime"
@@ -182,6 +183,20 @@ func TestTheSagasTheBackfillLetsGoAreNotRemembered(t *testing.T) {
 	}
 	if x.Len() != listed || len(x.gone) != 0 {
 		t.Errorf("the index holds %d sagas and remembers %d as gone; want %d and none", x.Len(), len(x.gone), listed)
+	}
+}
+
+// A saga waits on a command in whatever state its version names: the
+// checkpoint's oldest running record counts one in a state it does not know.
+func TestTheOldestRunningCountsASagaOfAnyState(t *testing.T) {
+	x := NewIndex(0)
+	x.Put(instance("running", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1), 9)
+	paused := instance("paused", "CreateOrder", "PAUSED", "approve_order", 1, 1)
+	paused.PendingCommandID, paused.Deadline = "paused:approve_order", t0.Add(time.Hour)
+	x.Put(paused, 5)
+	x.Put(instance("ended", "CreateOrder", saga.StateCompleted, "", 2, 0), 3)
+	if got, want := x.oldestRunning(), map[typePartition]int64{{"CreateOrder", 0}: 5}; !maps.Equal(got, want) {
+		t.Errorf("oldestRunning: got %v, want %v: the PAUSED saga's record", got, want)
 	}
 }
 
