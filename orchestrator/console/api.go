@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -222,6 +223,9 @@ func (c *Console) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		b, err := base64.RawURLEncoding.DecodeString(v)
 		if err == nil {
 			_, err = fmt.Sscanf(string(b), "%d:%d:%d", &cur.Timestamp, &cur.Partition, &cur.Offset)
+		}
+		if err == nil && fmt.Sprintf("%d:%d:%d", cur.Timestamp, cur.Partition, cur.Offset) != string(b) {
+			err = errors.New("more than a cursor") // Sscanf stops at the third number
 		}
 		if err != nil {
 			writeBad(w, fmt.Sprintf("before %q is not a cursor", v), `the "next" of an earlier answer`)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -232,6 +233,25 @@ func (echo) Decode(b []byte) (serde.Record, error) {
 }
 
 // A dead letter may be 900 KB, a thousand are kept on every instance and a
+// A dead letters' cursor is the "next" of an earlier answer, exactly: one
+// with anything after it, or not a cursor at all, is a 400.
+func TestADeadLettersCursorIsRefusedUnlessWhole(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.caughtUp.Store(true)
+	for before, want := range map[string]int{
+		base64.RawURLEncoding.EncodeToString([]byte("1:0:5")):          http.StatusOK,
+		base64.RawURLEncoding.EncodeToString([]byte("1:0:5 and more")): http.StatusBadRequest,
+		base64.RawURLEncoding.EncodeToString([]byte("1:0")):            http.StatusBadRequest,
+		"not base64!": http.StatusBadRequest,
+	} {
+		rec := httptest.NewRecorder()
+		c.listDeadLetters(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters?before="+url.QueryEscape(before), nil))
+		if rec.Code != want {
+			t.Errorf("before=%s: got %d %s, want %d", before, rec.Code, rec.Body, want)
+		}
+	}
+}
+
 // page lists up to 500: of its payload, and of its record's JSON when
 // decoded, only the first maxShown bytes are kept and shown, said cut,
 // with the payload's whole size. Its replay reads it from Kafka, whole.
