@@ -107,6 +107,23 @@ func startSession(t *testing.T, cfg config.Kafka, group, txnID, in string, handl
 	return s, o
 }
 
+// ackAll adds the topics to s, and acks every message of them.
+func ackAll(t *testing.T, s *messaging.Session, topics ...string) {
+	t.Helper()
+	for _, topic := range topics {
+		s.AddTopic(topic)
+		msgs, err := s.Subscribe(t.Context(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for msg := range msgs {
+				msg.Ack()
+			}
+		}()
+	}
+}
+
 // runSession runs s until the test ends.
 func runSession(t *testing.T, s *messaging.Session) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -1665,18 +1682,7 @@ func TestMembersReadingDifferentTopicsGetTheSameNumbersOfEach(t *testing.T) {
 
 	o := &owner{}
 	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "deploy", TransactionalID: "deploy-new", Owner: o}, quiet())
-	for _, topic := range []string{a.Name, b.Name} {
-		s.AddTopic(topic)
-		msgs, err := s.Subscribe(t.Context(), topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for msg := range msgs {
-				msg.Ack()
-			}
-		}()
-	}
+	ackAll(t, s, a.Name, b.Name)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	var runErr error
@@ -1815,16 +1821,7 @@ func TestAGroupRefusedForGoodStopsTheSession(t *testing.T) {
 	cfg := startKafka(t, in)
 	cfg.SessionTimeout = 31 * time.Minute // the embedded broker takes 30 at most, as Kafka does
 	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "refused", TransactionalID: "refused-1", Owner: &owner{}}, quiet())
-	s.AddTopic(in.Name)
-	msgs, err := s.Subscribe(t.Context(), in.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for msg := range msgs {
-			msg.Ack()
-		}
-	}()
+	ackAll(t, s, in.Name)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
