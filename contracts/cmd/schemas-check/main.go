@@ -805,7 +805,15 @@ func base(dir, ref string, dirs []string) (commit, what string, err error) {
 	// (on main, or a branch made from it with no commit yet), that change
 	// is compared with HEAD; else, as in CI's clone, HEAD's change with
 	// its parent.
-	changed, err := git(dir, append([]string{"status", "--porcelain", "--"}, dirs...)...)
+	status := []string{"status", "--porcelain", "--"}
+	for _, d := range dirs { // git reads a relative pathspec from dir, not from here
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return "", "", err
+		}
+		status = append(status, abs)
+	}
+	changed, err := git(dir, status...)
 	switch {
 	case err != nil:
 		return "", "", err
