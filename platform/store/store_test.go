@@ -1145,11 +1145,12 @@ func TestARecordFollowedWhileATakeoverListsOffsetsIsNotReadAgain(t *testing.T) {
 	}
 }
 
-// onListOffsets is a kgo hook that calls fn each time its client has sent
-// a ListOffsets request.
+// onListOffsets is a kgo hook that calls fn each time its client has read
+// the answer to a ListOffsets request: the offsets are listed, and the
+// client does not go on before fn returns.
 type onListOffsets func()
 
-func (fn onListOffsets) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+func (fn onListOffsets) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
 	if err == nil && key == (&kmsg.ListOffsetsRequest{}).Key() {
 		fn()
 	}
