@@ -294,10 +294,14 @@ func (x *Index) oldestRunning() map[typePartition]int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := map[typePartition]int64{}
-	// Every saga's, not only RUNNING and COMPENSATING ones: a saga waits
-	// on a command in whatever state its version names (one a later
-	// version adds), and the checkpoint must not pass its latest record.
-	if t, ok := x.trees[filter{}]; ok {
+	// The sagas of every state but the ended ones kept, not only RUNNING
+	// and COMPENSATING: a saga waits on a command in whatever state its
+	// version names (one a later version adds), and the checkpoint must
+	// not pass its latest record.
+	for f, t := range x.trees {
+		if f.typ != "" || f.step != "" || f.state == "" || f.state == saga.StateCompleted || f.state == saga.StateRejected {
+			continue
+		}
 		t.Scan(func(e *entry) bool {
 			k := typePartition{e.typ, e.partition}
 			if o, ok := out[k]; !e.ended() && (!ok || e.revision < o) {
