@@ -490,16 +490,17 @@ func (e fatalError) Error() string { return e.err.Error() }
 
 // refusedGroup passes to Run the group errors that no retry mends: the
 // broker takes no session timeout outside its range
-// (group.min.session.timeout.ms, group.max.session.timeout.ms), nor a
-// group the client may not join. franz-go would ask again forever, and the
-// process would never be ready.
+// (group.min.session.timeout.ms, group.max.session.timeout.ms), nor an
+// invalid group id. franz-go would ask again forever, and the process
+// would never be ready. A group not authorized is asked again: an ACL
+// just created may not have reached every broker yet.
 type refusedGroup struct{ s *Session }
 
 func (h refusedGroup) OnGroupManageError(err error) {
 	switch {
 	case errors.Is(err, kerr.InvalidSessionTimeout):
 		err = fmt.Errorf("join group %s with KAFKA_SESSION_TIMEOUT %s: %w", h.s.cfg.Group, h.s.sessionTimeout(), err)
-	case errors.Is(err, kerr.GroupAuthorizationFailed), errors.Is(err, kerr.InvalidGroupID):
+	case errors.Is(err, kerr.InvalidGroupID):
 		err = fmt.Errorf("join group %s: %w", h.s.cfg.Group, err)
 	default:
 		return
