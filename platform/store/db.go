@@ -97,7 +97,8 @@ func removeAbandoned(parent, name string) {
 // Dir is the DB's directory; "" in memory.
 func (d *DB) Dir() string { return d.dir }
 
-// Close closes the DB and removes its directory.
+// Close closes the DB and removes its directory; an error names the
+// local state and its directory, for the log of a stopping process.
 func (d *DB) Close() error {
 	err := d.db.Close()
 	if d.dir != "" {
@@ -105,7 +106,10 @@ func (d *DB) Close() error {
 			err = rerr
 		}
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("close the local state in %q: %w", d.dir, err)
+	}
+	return nil
 }
 
 // quietPebble drops Pebble's informational logging; its errors surface as
