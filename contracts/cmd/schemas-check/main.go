@@ -261,10 +261,12 @@ func problems(c comparison) []compat.Problem {
 					"for a record written under the new name; keep the name, or add a new record instead", old.FullName(), c.file.name)})
 		}
 		found = append(found, named...)
-		logicalChanges(old, c.file.schema, "", map[[2]string]bool{}, func(field, from, to string) {
-			found = append(found, compat.Problem{Version: v.Number, Backward: backward, Field: field,
-				Change: fmt.Sprintf("logical type changed from %s to %s", from, to)})
-		})
+		if backward || forward { // NONE takes any change
+			logicalChanges(old, c.file.schema, "", map[[2]string]bool{}, func(field, from, to string) {
+				found = append(found, compat.Problem{Version: v.Number, Backward: backward, Field: field,
+					Change: fmt.Sprintf("%s from %s to %s", logicalChange, from, to)})
+			})
+		}
 		for _, p := range compat.Check(level, c.file.schema, []compat.Version{v}) {
 			if !slices.ContainsFunc(named, func(n compat.Problem) bool { return n.Backward == p.Backward }) {
 				found = append(found, p)
@@ -310,18 +312,32 @@ func logicalChanges(old, cur avro.Schema, path string, seen map[[2]string]bool, 
 	case *avro.UnionSchema:
 		for _, branch := range c.Types() {
 			for _, ob := range unionBranches(old) {
-				if sameBranch(deref(ob), deref(branch)) {
+				if readsAs(deref(ob), deref(branch)) {
 					logicalChanges(ob, branch, path, seen, report)
 				}
 			}
 		}
 	default:
-		if old.Type() == cur.Type() {
-			if from, to := logicalName(old), logicalName(cur); from != to {
-				report(path, from, to)
+		for _, ob := range unionBranches(old) { // a branch of a union made a field's one type
+			if ob = deref(ob); readsAs(ob, cur) {
+				if from, to := logicalName(ob), logicalName(cur); from != to {
+					report(path, from, to)
+				}
 			}
 		}
 	}
+}
+
+// logicalChange starts the change logicalChanges reports.
+const logicalChange = "logical type changed"
+
+// promotions are the types Avro reads a written type as, besides itself.
+var promotions = map[avro.Type][]avro.Type{
+	avro.Int:    {avro.Long, avro.Float, avro.Double},
+	avro.Long:   {avro.Float, avro.Double},
+	avro.Float:  {avro.Double},
+	avro.String: {avro.Bytes},
+	avro.Bytes:  {avro.String},
 }
 
 // deref is the schema a reference names, or s.
@@ -340,11 +356,11 @@ func unionBranches(s avro.Schema) []avro.Schema {
 	return []avro.Schema{s}
 }
 
-// sameBranch reports whether a and b are one branch of a union: of one
-// type and, named, of one name (or b's alias).
-func sameBranch(a, b avro.Schema) bool {
+// readsAs reports whether b reads what a wrote, a union's branch or not:
+// of one type or a promotion of it and, named, of one name (or b's alias).
+func readsAs(a, b avro.Schema) bool {
 	if a.Type() != b.Type() {
-		return false
+		return slices.Contains(promotions[a.Type()], b.Type())
 	}
 	an, aNamed := a.(avro.NamedSchema)
 	bn, bNamed := b.(avro.NamedSchema)
@@ -387,10 +403,14 @@ func describe(c comparison, p compat.Problem) string {
 	} else {
 		fmt.Fprintf(&b, ": %v", p.Err)
 	}
-	if p.Backward {
+	switch {
+	case strings.HasPrefix(p.Change, logicalChange):
+		fmt.Fprintf(&b, "; the new schema and %s read each other's values of it as other values: add a field instead",
+			c.label(p.Version))
+	case p.Backward:
 		fmt.Fprintf(&b, "; %s forbids it: the new schema cannot read data written with %s",
 			cmp.Or(c.level, "BACKWARD_TRANSITIVE"), c.label(p.Version))
-	} else {
+	default:
 		fmt.Fprintf(&b, "; %s forbids it: %s cannot read data written with the new schema",
 			cmp.Or(c.level, "FORWARD ("+c.latestIs+")"), c.label(p.Version))
 	}

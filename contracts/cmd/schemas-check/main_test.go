@@ -202,12 +202,17 @@ func TestGitModeRefusesAChangeOfLogicalType(t *testing.T) {
 			{"name": "when", "type": {"type": "long", "logicalType": "` + logical + `"}},
 			{"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}}]}}], "default": null}`
 	}
-	for _, tc := range []struct{ name, before, after, want string }{
-		{"a long made a timestamp", total, `{"name": "orderTotal", "type": {"type": "long", "logicalType": "timestamp-millis"}}`,
-			"field orderTotal: logical type changed from none to timestamp-millis; BACKWARD_TRANSITIVE forbids it"},
-		{"millis made micros, in a union of an array of records", at("timestamp-millis"), at("timestamp-micros"),
+	field := func(typ string) string { return `{"name": "t", "type": ` + typ + `, "default": 0}` }
+	for _, tc := range []struct{ name, level, before, after, want string }{
+		{"a long made a timestamp", "", total, `{"name": "orderTotal", "type": {"type": "long", "logicalType": "timestamp-millis"}}`,
+			"field orderTotal: logical type changed from none to timestamp-millis; the new schema and schemas/OrderCreated.avsc as of "},
+		{"millis made micros, in a union of an array of records", "", at("timestamp-millis"), at("timestamp-micros"),
 			"field at[].when: logical type changed from timestamp-millis to timestamp-micros"},
-		{"the same", at("timestamp-millis"), at("timestamp-millis"), ""},
+		{"an int's millis made a long's micros, a promotion", "BACKWARD",
+			field(`{"type": "int", "logicalType": "time-millis"}`), field(`{"type": "long", "logicalType": "time-micros"}`),
+			"field t: logical type changed from time-millis to time-micros"},
+		{"the same", "", at("timestamp-millis"), at("timestamp-millis"), ""},
+		{"under NONE", "NONE", total, `{"name": "orderTotal", "type": {"type": "long", "logicalType": "timestamp-millis"}}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -220,7 +225,7 @@ func TestGitModeRefusesAChangeOfLogicalType(t *testing.T) {
 				gitT(t, repo, "add", "-A")
 				gitT(t, repo, "commit", "-q", "--allow-empty", "-m", c.message)
 			}
-			out, err := check(t, options{dir: filepath.Join(repo, "schemas")})
+			out, err := check(t, options{dir: filepath.Join(repo, "schemas"), level: tc.level})
 			wantVerdict(t, out, err, tc.want)
 		})
 	}
