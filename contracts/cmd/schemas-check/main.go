@@ -262,10 +262,10 @@ func problems(c comparison) []compat.Problem {
 		}
 		found = append(found, named...)
 		if backward || forward { // NONE takes any change
-			logicalChanges(old, c.file.schema, "", map[[2]string]bool{}, func(field, from, to string) {
-				found = append(found, compat.Problem{Version: v.Number, Backward: backward, Field: field,
-					Change: fmt.Sprintf("%s from %s to %s", logicalChange, from, to)})
-			})
+			for _, p := range compat.LogicalTypesChanged(c.file.schema, old) {
+				p.Version, p.Backward = v.Number, backward
+				found = append(found, p)
+			}
 		}
 		for _, p := range compat.Check(level, c.file.schema, []compat.Version{v}) {
 			if !slices.ContainsFunc(named, func(n compat.Problem) bool { return n.Backward == p.Backward }) {
@@ -274,110 +274,6 @@ func problems(c comparison) []compat.Problem {
 		}
 	}
 	return found
-}
-
-// logicalChanges reports each field of cur whose logical type differs from
-// that of its field in old, both of one Avro type: a timestamp in millis
-// made micros, a decimal's precision or scale changed, a long made a
-// timestamp. Avro's resolution, and so the registry's checker, lets such a
-// change through, and each build then reads the other's values as other
-// values (a 2025 time read as the year 56974). Fields are matched by name
-// or alias, union branches by type and name; seen stops at a record
-// compared already.
-func logicalChanges(old, cur avro.Schema, path string, seen map[[2]string]bool, report func(field, from, to string)) {
-	old, cur = deref(old), deref(cur)
-	switch c := cur.(type) {
-	case *avro.RecordSchema:
-		o, ok := old.(*avro.RecordSchema)
-		if !ok || seen[[2]string{o.FullName(), c.FullName()}] {
-			return
-		}
-		seen[[2]string{o.FullName(), c.FullName()}] = true
-		for _, f := range c.Fields() {
-			i := slices.IndexFunc(o.Fields(), func(of *avro.Field) bool {
-				return of.Name() == f.Name() || slices.Contains(f.Aliases(), of.Name())
-			})
-			if i >= 0 {
-				logicalChanges(o.Fields()[i].Type(), f.Type(), strings.TrimPrefix(path+"."+f.Name(), "."), seen, report)
-			}
-		}
-	case *avro.ArraySchema:
-		if o, ok := old.(*avro.ArraySchema); ok {
-			logicalChanges(o.Items(), c.Items(), path+"[]", seen, report)
-		}
-	case *avro.MapSchema:
-		if o, ok := old.(*avro.MapSchema); ok {
-			logicalChanges(o.Values(), c.Values(), path+"{}", seen, report)
-		}
-	case *avro.UnionSchema:
-		for _, branch := range c.Types() {
-			for _, ob := range unionBranches(old) {
-				if readsAs(deref(ob), deref(branch)) {
-					logicalChanges(ob, branch, path, seen, report)
-				}
-			}
-		}
-	default:
-		for _, ob := range unionBranches(old) { // a branch of a union made a field's one type
-			if ob = deref(ob); readsAs(ob, cur) {
-				if from, to := logicalName(ob), logicalName(cur); from != to {
-					report(path, from, to)
-				}
-			}
-		}
-	}
-}
-
-// logicalChange starts the change logicalChanges reports.
-const logicalChange = "logical type changed"
-
-// promotions are the types Avro reads a written type as, besides itself.
-var promotions = map[avro.Type][]avro.Type{
-	avro.Int:    {avro.Long, avro.Float, avro.Double},
-	avro.Long:   {avro.Float, avro.Double},
-	avro.Float:  {avro.Double},
-	avro.String: {avro.Bytes},
-	avro.Bytes:  {avro.String},
-}
-
-// deref is the schema a reference names, or s.
-func deref(s avro.Schema) avro.Schema {
-	if r, ok := s.(*avro.RefSchema); ok {
-		return r.Schema()
-	}
-	return s
-}
-
-// unionBranches is s's branches, or s alone.
-func unionBranches(s avro.Schema) []avro.Schema {
-	if u, ok := deref(s).(*avro.UnionSchema); ok {
-		return u.Types()
-	}
-	return []avro.Schema{s}
-}
-
-// readsAs reports whether b reads what a wrote, a union's branch or not:
-// of one type or a promotion of it and, named, of one name (or b's alias).
-func readsAs(a, b avro.Schema) bool {
-	if a.Type() != b.Type() {
-		return slices.Contains(promotions[a.Type()], b.Type())
-	}
-	an, aNamed := a.(avro.NamedSchema)
-	bn, bNamed := b.(avro.NamedSchema)
-	return !aNamed || !bNamed || answersTo(bn, an.FullName())
-}
-
-// logicalName is s's logical type, a decimal's with its precision and
-// scale, or none.
-func logicalName(s avro.Schema) string {
-	l, ok := s.(avro.LogicalTypeSchema)
-	if !ok || l.Logical() == nil {
-		return "none"
-	}
-	if d, ok := l.Logical().(*avro.DecimalLogicalSchema); ok {
-		return fmt.Sprintf("decimal(%d,%d)", d.Precision(), d.Scale())
-	}
-	return string(l.Logical().Type())
 }
 
 // answersTo reports whether s is a reader of records written as name: its
@@ -404,7 +300,7 @@ func describe(c comparison, p compat.Problem) string {
 		fmt.Fprintf(&b, ": %v", p.Err)
 	}
 	switch {
-	case strings.HasPrefix(p.Change, logicalChange):
+	case strings.HasPrefix(p.Change, compat.LogicalTypeChanged):
 		fmt.Fprintf(&b, "; the new schema and %s read each other's values of it as other values: add a field instead",
 			c.label(p.Version))
 	case p.Backward:

@@ -7,7 +7,8 @@
 // would read as another number. The embedded
 // registry checks every registration with it, and
 // contracts/cmd/schemas-check checks the contracts' schemas with it before
-// they ship, so both give one verdict.
+// they ship, so both give one verdict; schemas-check also refuses what
+// LogicalTypesChanged finds, which Confluent's registry takes.
 package compat
 
 import (
@@ -433,12 +434,7 @@ func madeNullable(reader, writer avro.Schema, path string) string {
 		return "" // the same, a record that refers to itself included
 	}
 	// A named type used again is a reference to it: what it names counts.
-	if ref, ok := reader.(*avro.RefSchema); ok {
-		reader = ref.Schema()
-	}
-	if ref, ok := writer.(*avro.RefSchema); ok {
-		writer = ref.Schema()
-	}
+	reader, writer = deref(reader), deref(writer)
 	switch r := reader.(type) {
 	case *avro.RecordSchema:
 		w, ok := writer.(*avro.RecordSchema)
@@ -470,6 +466,113 @@ func madeNullable(reader, writer avro.Schema, path string) string {
 		return path
 	}
 	return ""
+}
+
+// LogicalTypeChanged starts the Change of each problem LogicalTypesChanged
+// returns.
+const LogicalTypeChanged = "logical type changed"
+
+// LogicalTypesChanged returns a problem (Field and Change, Err; no Version
+// nor direction) for each field of reader whose logical type differs from
+// that of its field in writer, of one Avro type or a promotion of it: a
+// timestamp in millis made micros, a decimal's precision or scale
+// changed, a long made a timestamp. Avro's resolution lets such a change
+// through, and Check with it, as Confluent's registry does, but each side
+// then reads the other's values as other values (a 2025 time in micros
+// read as millis is the year 56974). contracts/cmd/schemas-check refuses
+// them; the registry, which must take what Confluent's takes, does not.
+func LogicalTypesChanged(reader, writer avro.Schema) []Problem {
+	var problems []Problem
+	logicalTypes(reader, writer, "", map[[2]string]bool{}, func(field, from, to string) {
+		problems = append(problems, Problem{Field: field, Change: fmt.Sprintf("%s from %s to %s", LogicalTypeChanged, from, to),
+			Err: fmt.Errorf("%s: logical type %s made %s: each side would read the other's values as other values (add a field instead)", field, from, to)})
+	})
+	return problems
+}
+
+// logicalTypes walks reader and writer as madeNullable does, union
+// branches matched by type (or promotion) and name; seen stops at a pair
+// of records walked already.
+func logicalTypes(reader, writer avro.Schema, path string, seen map[[2]string]bool, report func(field, from, to string)) {
+	reader, writer = deref(reader), deref(writer)
+	switch r := reader.(type) {
+	case *avro.RecordSchema:
+		w, ok := writer.(*avro.RecordSchema)
+		if !ok || seen[[2]string{w.FullName(), r.FullName()}] {
+			return
+		}
+		seen[[2]string{w.FullName(), r.FullName()}] = true
+		for _, rf := range r.Fields() {
+			if wf := writerField(w, rf); wf != nil {
+				logicalTypes(rf.Type(), wf.Type(), strings.TrimPrefix(path+"."+rf.Name(), "."), seen, report)
+			}
+		}
+	case *avro.ArraySchema:
+		if w, ok := writer.(*avro.ArraySchema); ok {
+			logicalTypes(r.Items(), w.Items(), path+"[]", seen, report)
+		}
+	case *avro.MapSchema:
+		if w, ok := writer.(*avro.MapSchema); ok {
+			logicalTypes(r.Values(), w.Values(), path+"{}", seen, report)
+		}
+	case *avro.UnionSchema:
+		for _, branch := range r.Types() {
+			for _, wb := range branches(writer) {
+				if readsAs(deref(branch), deref(wb)) {
+					logicalTypes(branch, wb, path, seen, report)
+				}
+			}
+		}
+	default:
+		for _, wb := range branches(writer) { // a union's branch made a field's one type too
+			if wb = deref(wb); readsAs(reader, wb) {
+				if from, to := logicalName(wb), logicalName(reader); from != to {
+					report(path, from, to)
+				}
+			}
+		}
+	}
+}
+
+// deref is the schema a reference (a named type used again) names, or s.
+func deref(s avro.Schema) avro.Schema {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		return ref.Schema()
+	}
+	return s
+}
+
+// branches is s's branches, or s alone.
+func branches(s avro.Schema) []avro.Schema {
+	if u, ok := deref(s).(*avro.UnionSchema); ok {
+		return u.Types()
+	}
+	return []avro.Schema{s}
+}
+
+// readsAs reports whether reader reads what writer wrote, a union's branch
+// or not: of one type or one it promotes to and, named, of one name (or
+// one of reader's aliases).
+func readsAs(reader, writer avro.Schema) bool {
+	if reader.Type() != writer.Type() {
+		return slices.Contains(promotions[writer.Type()], reader.Type())
+	}
+	r, rNamed := reader.(avro.NamedSchema)
+	w, wNamed := writer.(avro.NamedSchema)
+	return !rNamed || !wNamed || r.FullName() == w.FullName() || slices.Contains(r.Aliases(), w.FullName())
+}
+
+// logicalName is s's logical type, a decimal's with its precision and
+// scale, or none.
+func logicalName(s avro.Schema) string {
+	l, ok := s.(avro.LogicalTypeSchema)
+	if !ok || l.Logical() == nil {
+		return "none"
+	}
+	if d, ok := l.Logical().(*avro.DecimalLogicalSchema); ok {
+		return fmt.Sprintf("decimal(%d,%d)", d.Precision(), d.Scale())
+	}
+	return string(l.Logical().Type())
 }
 
 // promoting returns the path of a union of s that holds a type and one
