@@ -202,6 +202,30 @@ func decodeCursor(s string) (Cursor, error) {
 	return Cursor{Started: started, ID: id}, nil
 }
 
+// A dead letters' cursor is opaque too: base64 of "<timestamp
+// ms>:<partition>:<offset>".
+func encodeDeadLetterCursor(c DeadLetterCursor) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%d:%d", c.Timestamp, c.Partition, c.Offset))
+}
+
+func decodeDeadLetterCursor(s string) (DeadLetterCursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return DeadLetterCursor{}, err
+	}
+	parts := strings.Split(string(b), ":")
+	if len(parts) != 3 {
+		return DeadLetterCursor{}, fmt.Errorf("malformed cursor")
+	}
+	ts, err1 := strconv.ParseInt(parts[0], 10, 64)
+	partition, err2 := strconv.ParseInt(parts[1], 10, 32)
+	offset, err3 := strconv.ParseInt(parts[2], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return DeadLetterCursor{}, fmt.Errorf("malformed cursor: %w", err)
+	}
+	return DeadLetterCursor{Timestamp: ts, Partition: int32(partition), Offset: offset}, nil
+}
+
 // deadLetterList is the JSON of GET /api/deadletters.
 type deadLetterList struct {
 	DeadLetters []DeadLetter `json:"deadLetters"`
@@ -219,14 +243,7 @@ func (c *Console) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	var after *DeadLetterCursor
 	if v := q.Get("before"); v != "" {
-		var cur DeadLetterCursor
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err == nil {
-			_, err = fmt.Sscanf(string(b), "%d:%d:%d", &cur.Timestamp, &cur.Partition, &cur.Offset)
-		}
-		if err == nil && fmt.Sprintf("%d:%d:%d", cur.Timestamp, cur.Partition, cur.Offset) != string(b) {
-			err = errors.New("more than a cursor") // Sscanf stops at the third number
-		}
+		cur, err := decodeDeadLetterCursor(v)
 		if err != nil {
 			writeBad(w, fmt.Sprintf("before %q is not a cursor", v), `the "next" of an earlier answer`)
 			return
@@ -236,7 +253,7 @@ func (c *Console) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	list, next := c.deadLetters.page(r.Context(), after, limit)
 	out := deadLetterList{DeadLetters: list}
 	if next != nil {
-		out.Next = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%d:%d", next.Timestamp, next.Partition, next.Offset))
+		out.Next = encodeDeadLetterCursor(*next)
 	}
 	httpserver.WriteJSON(w, http.StatusOK, out)
 }
