@@ -30,8 +30,7 @@ func TestAChildDiesWithTheTestBinary(t *testing.T) {
 			os.Exit(1)
 		}
 		fmt.Println(cmd.Process.Pid)
-		time.Sleep(10 * time.Minute) // killed by the test before
-		return
+		select {} // until the test kills it
 	}
 	helper := exec.Command(os.Args[0], "-test.run=^TestAChildDiesWithTheTestBinary$")
 	helper.Env = append(os.Environ(), "DIES_WITH_THE_TESTS_HELPER=1")
