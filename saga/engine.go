@@ -193,8 +193,11 @@ type Engine[D any] struct {
 	tracer   trace.Tracer // nil: no spans
 
 	// resuming is held by every transition and every tick's read, and by
-	// Resume alone, so the index Resume rebuilds misses no change.
+	// Resume alone, so the index Resume rebuilds misses no change. resumes
+	// counts the Resumes, under it: a tick's timeout of a saga seen overdue
+	// before one gives way to the grace it gave.
 	resuming sync.RWMutex
+	resumes  uint64
 
 	// inFlight indexes the sagas with a pending command by saga id: its
 	// deadline, so the timeout ticks look at the sagas in flight only, not
@@ -447,6 +450,7 @@ func (e *Engine[D]) HandleReply(msg *message.Message) error {
 func (e *Engine[D]) Resume(context.Context) error {
 	e.resuming.Lock()
 	defer e.resuming.Unlock()
+	e.resumes++
 	index := map[string]inFlight{}
 	// A deadline that passed while no instance drove the saga (a restart,
 	// a takeover) is a step away: its reply may be waiting in the reply
@@ -522,6 +526,9 @@ const resendsAtOnce = 64
 // resendsAtOnce sagas at once, so that their writes share commits.
 func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	now := e.cfg.Clock()
+	e.resuming.RLock()
+	resumes := e.resumes
+	e.resuming.RUnlock()
 	var due []SagaInstance
 	for _, id := range e.overdue(now) {
 		if v, ok := e.reread(id, now); ok {
@@ -534,7 +541,7 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			if err := e.timeout(ctx, v); err != nil {
+			if err := e.timeout(ctx, v, resumes); err != nil {
 				e.logger.Warn("time out pending command", "saga_id", v.SagaID, "step", e.StepName(v), "error", err)
 			}
 		})
@@ -665,10 +672,10 @@ func (e *Engine[D]) overdue(now time.Time) []string {
 	return ids
 }
 
-// timeout handles the overdue command of seen, a snapshot of an instance:
-// re-sends it as the next attempt, or fails the saga when a forward step
-// has used its attempts.
-func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
+// timeout handles the overdue command of seen, a snapshot of an instance
+// taken after the resumes-th Resume: re-sends it as the next attempt, or
+// fails the saga when a forward step has used its attempts.
+func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance, resumes uint64) error {
 	if e.tracer != nil {
 		// No message led here: the re-send continues the saga's trace.
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: seen.Traceparent})
@@ -676,6 +683,11 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance) error {
 	err := e.transition(ctx, seen.SagaID, func(v *SagaInstance, exists bool, now time.Time) (string, error) {
 		if !exists || v.PendingCommandID != seen.PendingCommandID || v.Attempt != seen.Attempt {
 			return "", errStale // answered, or timed out by another call, meanwhile
+		}
+		if e.resumes != resumes {
+			// Resumed meanwhile (an assignment, the restore after an
+			// abort): its grace holds, and a later tick sees it.
+			return "", errStale
 		}
 		def, step, err := e.pendingStep(*v)
 		if err != nil {

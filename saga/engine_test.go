@@ -1161,6 +1161,76 @@ func TestAFailedWriteKeepsTheGraceOfAResume(t *testing.T) {
 	}
 }
 
+// resumeDuring is a store whose first Update, once armed, starts a Resume
+// (an assignment, or the restore after an abort) and holds its wave of
+// transitions until that Resume waits for them.
+type resumeDuring struct {
+	*sagatest.Instances
+	t       *testing.T
+	engine  *saga.Engine[data]
+	armed   atomic.Bool // the next Update starts the Resume
+	holding atomic.Bool // from then on, Updates wait for it
+	held    chan struct{}
+	resumed chan struct{}
+}
+
+func (s *resumeDuring) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(bool)) error {
+	err := s.Instances.Update(ctx, id, fn, over)
+	if s.armed.CompareAndSwap(true, false) {
+		go func() {
+			defer close(s.resumed)
+			if err := s.engine.Resume(context.Background()); err != nil {
+				s.t.Error(err)
+			}
+		}()
+		for deadline := time.Now().Add(10 * time.Second); !saga.Resuming(s.engine); {
+			if time.Now().After(deadline) {
+				s.t.Error("the Resume did not come within 10s")
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		close(s.held)
+	}
+	if s.holding.Load() {
+		<-s.held
+	}
+	return err
+}
+
+// A tick times out its overdue sagas a wave at a time, each from what it
+// read before the first. One that a Resume came before keeps the grace the
+// Resume gave it: it was failed from the tick's old reading, and its
+// waiting reply, read after the Resume, found it compensating.
+func TestATimeoutAfterAResumeKeepsItsGrace(t *testing.T) {
+	clock := sagatest.NewClock()
+	store := &resumeDuring{Instances: sagatest.NewInstances(&sagatest.Publisher{}), t: t,
+		held: make(chan struct{}), resumed: make(chan struct{})}
+	cfg := tenSeconds
+	cfg.MaxAttempts = 1
+	store.engine = engineOn(t, store, clock, cfg)
+	const n = 65 // more than a wave
+	for i := range n {
+		if err := store.engine.Start(t.Context(), fmt.Sprint("s", i), sagaData); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(11 * time.Second) // each at its last attempt, overdue
+	store.holding.Store(true)
+	store.armed.Store(true)
+	store.engine.ResendOverdue(t.Context())
+	<-store.resumed
+	running := 0
+	for i := range n {
+		if v, _, _ := store.engine.Instance(fmt.Sprint("s", i)); v.State == saga.StateRunning {
+			running++
+		}
+	}
+	if running == 0 {
+		t.Errorf("all %d sagas timed out; want those the tick reached after the Resume running, within its grace", n)
+	}
+}
+
 // twice is a store that runs an Update's function once on a copy (a write
 // refused as a stale read, made again), then for real.
 type twice struct{ *sagatest.Instances }
