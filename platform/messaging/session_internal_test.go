@@ -160,6 +160,20 @@ func (noOwner) Revoked(bool)                                   {}
 func (noOwner) Distrust(error)                                 {}
 func (noOwner) Restore(context.Context) (bool, error)          { return false, nil }
 
+// A revocation closes writes before it marks the open transaction to
+// abort: marked first, an end in between cleared the mark, and the loop,
+// finding writes open, began a transaction unmarked that took writes for
+// the partitions given up.
+func TestARevocationClosesWritesBeforeItMarks(t *testing.T) {
+	s := NewSession(SessionConfig{Owner: noOwner{}}, slog.New(slog.DiscardHandler))
+	s.open.Store(true)
+	openAtMark := true
+	s.revoked(true, func() { openAtMark = s.open.Load() })
+	if openAtMark {
+		t.Error("writes open when the revocation marked the transaction to abort")
+	}
+}
+
 // An assignment the loop had not opened yet when its partitions were
 // revoked stays closed: opened, it took writes for partitions given up.
 func TestARevocationOvertakingAnAssignmentLeavesWritesClosed(t *testing.T) {
@@ -167,7 +181,7 @@ func TestARevocationOvertakingAnAssignmentLeavesWritesClosed(t *testing.T) {
 	cl := &endOnly{}
 	s.cl = cl
 	s.reopen.Store(true) // assigned, not opened yet
-	s.revoked(false)
+	s.revoked(false, func() {})
 	if err := s.transitions(cl); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +285,7 @@ func TestARevocationDuringARestoreLeavesWritesClosed(t *testing.T) {
 	go func() { restored <- s.restoreAfterAbort(context.Background()) }()
 	<-o.entered
 	revoked := make(chan struct{})
-	go func() { s.revoked(false); close(revoked) }()
+	go func() { s.revoked(false, func() {}); close(revoked) }()
 	<-o.revoking // revoked is under way, its writes closed, waiting for the restore's lock
 	close(o.released)
 	if err := <-restored; err != nil {
@@ -355,7 +369,7 @@ func TestARestoreWhileARevocationIsUnderWayLeavesWritesClosed(t *testing.T) {
 	cl := &endOnly{}
 	s.cl = cl
 	revoked := make(chan struct{})
-	go func() { s.revoked(false); close(revoked) }()
+	go func() { s.revoked(false, func() {}); close(revoked) }()
 	<-o.revoking // its writes closed, the partitions not given up yet
 	if err := s.restoreAfterAbort(context.Background()); err != nil {
 		t.Fatal(err)

@@ -1498,12 +1498,10 @@ func (s *Session) connect() (txnClient, error) {
 			s.assigned(ctx, cl, g, assigned)
 		}),
 		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) {
-			g.fail()
-			s.revoked(false)
+			s.revoked(false, g.fail)
 		}),
 		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) {
-			g.fail()
-			s.revoked(true)
+			s.revoked(true, g.fail)
 		}),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -1545,15 +1543,19 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, ass
 	s.wake()
 }
 
-// revoked stops writes at once, abandons the batch in hand and waits for
-// its handlers, gives the partitions up and lets the loop abort what is
-// open: a transaction begun before a rebalance never commits
-// (groupTxn.fail), and its records come again to their next owner. The
+// revoked stops writes at once, marks the open transaction to abort
+// (groupTxn.fail), abandons the batch in hand and waits for its handlers,
+// gives the partitions up and lets the loop abort what is open: a
+// transaction begun before a rebalance never commits, and its records come
+// again to their next owner. Writes stop before the mark: an end between
+// the two would clear it, and the loop, finding writes open, begin a
+// transaction unmarked that takes them (after a loss, with no offsets to
+// fence it). The
 // batch is abandoned rather than finished: its transaction can only
 // abort, and a handler that keeps failing (a dependency down) would
 // otherwise hold the group's rebalance, and this instance's state of
 // partitions the group gives to another, for as long as it fails.
-func (s *Session) revoked(lost bool) {
+func (s *Session) revoked(lost bool, mark func()) {
 	// An assignment whose transactions the loop has not opened yet is
 	// over too (franz-go revokes as soon as an assignment's callback
 	// returns if the group moved on meanwhile): opened, they would take
@@ -1561,6 +1563,7 @@ func (s *Session) revoked(lost bool) {
 	s.revocations.Add(1)
 	s.reopen.Store(false)
 	s.open.Store(false) // its handlers' writes go to a transaction that aborts
+	mark()
 	if abandon := s.abandon.Load(); abandon != nil {
 		(*abandon)()
 	}
