@@ -511,3 +511,56 @@ func TestOnlyARecordTriedUntilTheDeadlineHoldsBackItsPartition(t *testing.T) {
 		}
 	}
 }
+
+// A write outside a handler waits AwaitCommit at most in all: for the
+// commit under way, then for its own. Each wait had AwaitCommit of its
+// own, so a write that found a slow commit under way waited nearly twice
+// as long before its 503.
+func TestAWriteOutsideAHandlerWaitsAwaitCommitInAll(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	s.cl, s.begun = &endOnly{}, true // its transactions never end
+	s.open.Store(true)
+	s.awaitCommit = time.Second
+	s.mu.Lock() // a commit under way, which ends after 800 ms
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- s.Send(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}}) }()
+	time.Sleep(800 * time.Millisecond)
+	s.mu.Unlock()
+	err := <-done
+	waited := time.Since(start)
+	if !errors.Is(err, ErrCommitPending) {
+		t.Fatalf("got %v, want ErrCommitPending", err)
+	}
+	if waited > 1500*time.Millisecond {
+		t.Errorf("waited %s, want AwaitCommit (%s) in all", waited, s.awaitCommit)
+	}
+}
+
+// A write outside a handler whose records Kafka does not acknowledge
+// (AddAcked: an archived saga and its pointer) waits AwaitCommit at most
+// too, and its transaction aborts: the pointer cannot join without the
+// records' offsets. It waited for as long as the acknowledgements took.
+func TestAnAckedWriteWaitsAwaitCommitAtMost(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	s.cl, s.begun = &endOnly{}, true // acknowledges nothing
+	s.open.Store(true)
+	s.awaitCommit = 100 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.AddAcked(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}},
+			func() []*kgo.Record { return nil }, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrCommitPending) {
+			t.Errorf("got %v, want ErrCommitPending", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AddAcked still waits for acknowledgements after 10s")
+	}
+	if !s.broken.Load() {
+		t.Error("the transaction holding records without what builds on them is not marked to abort")
+	}
+}

@@ -1161,14 +1161,29 @@ func (s *Session) Send(ctx context.Context, msgs []*kgo.Record) error {
 // transaction msgs joined is committed or aborted, before a Restore after
 // its abort.
 func (s *Session) Add(ctx context.Context, msgs []*kgo.Record, over func(committed bool)) (func() error, error) {
+	ctx, cancel := s.budget(ctx)
 	tx, err := s.add(ctx, msgs)
-	return s.waitFor(ctx, tx, err, over)
+	return s.waitFor(ctx, cancel, tx, err, over)
+}
+
+// budget bounds the waits of a write outside a handler, together, by
+// AwaitCommit: for a commit under way, for its records' acknowledgements,
+// for its own commit. The context it returns ends then, ErrCommitPending
+// its cause.
+func (s *Session) budget(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, handling := RecordFromCtx(ctx); handling {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, s.awaitCommit,
+		fmt.Errorf("%w (waited %s)", ErrCommitPending, s.awaitCommit))
 }
 
 // waitFor returns the wait of a write that joined tx (or failed with err):
-// none for a handler's, tx's commit otherwise; over learns tx's end.
-func (s *Session) waitFor(ctx context.Context, tx *txn, err error, over func(committed bool)) (func() error, error) {
+// none for a handler's, tx's commit otherwise; over learns tx's end. The
+// wait, or the error, ends ctx's budget (cancel).
+func (s *Session) waitFor(ctx context.Context, cancel context.CancelFunc, tx *txn, err error, over func(committed bool)) (func() error, error) {
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	if over != nil {
@@ -1177,21 +1192,15 @@ func (s *Session) waitFor(ctx context.Context, tx *txn, err error, over func(com
 	if _, handling := RecordFromCtx(ctx); handling {
 		return func() error { return nil }, nil
 	}
-	return func() error { return s.awaitTxn(ctx, tx) }, nil
-}
-
-// awaitTxn waits for tx to end, AwaitCommit at most.
-func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
-	limit := time.NewTimer(s.awaitCommit)
-	defer limit.Stop()
-	select {
-	case <-tx.done:
-		return tx.err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-limit.C:
-		return fmt.Errorf("%w (waited %s)", ErrCommitPending, s.awaitCommit)
-	}
+	return func() error {
+		defer cancel()
+		select {
+		case <-tx.done:
+			return tx.err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}, nil
 }
 
 // AddAcked adds acked to the open transaction, waits until Kafka has
@@ -1203,8 +1212,9 @@ func (s *Session) awaitTxn(ctx context.Context, tx *txn) error {
 // waited for the first's acknowledgement without the transaction's lock,
 // and the loop, woken by it, could commit it alone.
 func (s *Session) AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(committed bool)) (func() error, error) {
+	ctx, cancel := s.budget(ctx)
 	tx, err := s.locked(ctx, func() (*txn, error) { return s.addAckedLocked(ctx, acked, then) })
-	return s.waitFor(ctx, tx, err, over)
+	return s.waitFor(ctx, cancel, tx, err, over)
 }
 
 func (s *Session) addAckedLocked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record) (*txn, error) {
@@ -1215,7 +1225,15 @@ func (s *Session) addAckedLocked(ctx context.Context, acked []*kgo.Record, then 
 	}
 	var errs []error
 	for range acked {
-		errs = append(errs, <-acks)
+		select {
+		case err := <-acks:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			// What builds on the records cannot join without them, nor
+			// they commit without it: the transaction aborts.
+			s.broken.Store(true)
+			return nil, context.Cause(ctx)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -1306,10 +1324,9 @@ func (s *Session) addLocked(ctx context.Context, records []*kgo.Record, acks cha
 
 // rlock read-locks s.mu, which a commit holds while it ends. A handler's
 // write waits for it as long as it takes (no commit runs while a batch is
-// handled); any other waits AwaitCommit at most, and no longer than ctx
-// allows, as it would for its commit: an end the coordinator keeps
-// refusing is asked again for up to endTimeout, and an HTTP request must
-// get its 503 long before.
+// handled); any other waits no longer than ctx allows, which its budget
+// ends: an end the coordinator keeps refusing is asked again for up to
+// endTimeout, and an HTTP request must get its 503 long before.
 func (s *Session) rlock(ctx context.Context) error {
 	if _, handling := RecordFromCtx(ctx); handling || s.mu.TryRLock() {
 		if handling {
@@ -1322,22 +1339,16 @@ func (s *Session) rlock(ctx context.Context) error {
 		s.mu.RLock()
 		close(locked)
 	}()
-	limit := time.NewTimer(s.awaitCommit)
-	defer limit.Stop()
-	var err error
 	select {
 	case <-locked:
 		return nil
 	case <-ctx.Done():
-		err = ctx.Err()
-	case <-limit.C:
-		err = fmt.Errorf("%w (a commit under way did not end within %s)", ErrCommitPending, s.awaitCommit)
 	}
 	go func() {
 		<-locked
 		s.mu.RUnlock()
 	}()
-	return err
+	return context.Cause(ctx)
 }
 
 // keepPartition marks, in its context, a record whose writer chose its
