@@ -43,11 +43,12 @@ takeover: build
 	$(GO) run ./system/cmd/takeover
 
 ## vet: go vet and gofmt; and every module resolves its packages on its own (GOWORK=off, as go mod tidy and a
-## user of one module build it): a sibling it needs must be in its go.mod
+## user of one module build it): a sibling it needs must be in its go.mod, which go mod tidy leaves as it is
 vet:
 	$(GO) vet work
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	@for m in $$($(GO) list -m -f '{{.Dir}}'); do (cd "$$m" && GOWORK=off $(GO) list -deps -test ./... >/dev/null) || { echo "$$m does not build with GOWORK=off"; exit 1; }; done
+	@for m in $$($(GO) list -m -f '{{.Dir}}'); do (cd "$$m" && GOWORK=off $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change its go.mod or go.sum (run it there with GOWORK=off)"; exit 1; }; done
 
 lint: vet
 
