@@ -1812,6 +1812,34 @@ func TestACommitAnsweredUnknownServerErrorIsNoKnownAbort(t *testing.T) {
 	}
 }
 
+// A group not authorized for a while (an ACL just created, not yet on
+// every broker) is asked again: the session joins once the broker lets it,
+// and Run goes on. It ended Run, and the process, at the first refusal.
+func TestAGroupNotAuthorizedForAWhileIsAskedAgain(t *testing.T) {
+	in := contracts.TopicSpec{Name: "unauth.in", Partitions: 1}
+	stack, cfg := startEmbedded(t, in)
+	fault := stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.JoinGroup}, Group: "unauth", Err: kerr.GroupAuthorizationFailed, Count: 2})
+	o := &owner{}
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "unauth", TransactionalID: "unauth-1", Owner: o}, quiet())
+	ackAll(t, s, in.Name)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the partition to be assigned after the refusals", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("Run ended with %v, want the join asked again", err)
+		default:
+		}
+		return o.owns()
+	})
+	if fault.Hits() != 2 {
+		t.Fatalf("joins refused: %d, want 2", fault.Hits())
+	}
+}
+
 // A group the broker refuses for good (a session timeout outside the
 // range it takes) stops Run with the reason, where the client asked again
 // forever and the process was never ready, nor ended.
