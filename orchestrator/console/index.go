@@ -303,6 +303,7 @@ func (x *Index) oldestRunning() map[typePartition]int64 {
 			continue
 		}
 		t.Scan(func(e *entry) bool {
+			x.visits.Add(1)
 			k := typePartition{e.typ, e.partition}
 			if o, ok := out[k]; !e.ended() && (!ok || e.revision < o) {
 				out[k] = e.revision

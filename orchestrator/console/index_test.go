@@ -200,6 +200,27 @@ func TestTheOldestRunningCountsASagaOfAnyState(t *testing.T) {
 	}
 }
 
+// The checkpoint, once a minute under the index's read lock, reads the
+// sagas not ended, not the ended ones kept beside them (CONSOLE_MAX_ENDED,
+// 50,000 by default): it walked every saga held.
+func TestTheOldestRunningReadsOnlyTheSagasNotEnded(t *testing.T) {
+	const running, ended = 10, 10_000
+	x := NewIndex(ended)
+	for i := range ended {
+		x.Put(instance(fmt.Sprint("ended-", i), "CreateOrder", saga.StateCompleted, "", i, 0), int64(i))
+	}
+	for i := range running {
+		x.Put(instance(fmt.Sprint("running-", i), "CreateOrder", saga.StateRunning, "reserve_credit", ended+i, 1), int64(ended+i))
+	}
+	x.visits.Store(0)
+	if got, want := x.oldestRunning(), map[typePartition]int64{{"CreateOrder", 0}: ended}; !maps.Equal(got, want) {
+		t.Errorf("oldestRunning: got %v, want %v", got, want)
+	}
+	if visits := x.visits.Load(); visits > running {
+		t.Errorf("oldestRunning read %d sagas, want the %d not ended", visits, running)
+	}
+}
+
 func TestAPageHoldsOneSagaAtLeast(t *testing.T) {
 	x := NewIndex(0)
 	x.Put(instance("a", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1), 0)
