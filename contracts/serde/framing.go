@@ -3,6 +3,7 @@ package serde
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 const (
@@ -19,5 +20,12 @@ func parseFrame(data []byte) (id uint32, payload []byte, err error) {
 	if data[0] != magicByte {
 		return 0, nil, fmt.Errorf("%w: magic byte is %d, want %d", ErrUndecodable, data[0], magicByte)
 	}
-	return binary.BigEndian.Uint32(data[1:headerSize]), data[headerSize:], nil
+	id = binary.BigEndian.Uint32(data[1:headerSize])
+	if id > math.MaxInt32 {
+		// A registry's ids are Java ints: Confluent's answers a bare 404
+		// for one past them, which says nothing of the schema, and the
+		// record would be tried again for ever.
+		return 0, nil, fmt.Errorf("%w: schema id %d is past the registry's ids (at most %d)", ErrUndecodable, id, math.MaxInt32)
+	}
+	return id, data[headerSize:], nil
 }

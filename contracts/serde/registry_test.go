@@ -424,6 +424,24 @@ func TestUndecodable(t *testing.T) {
 	}
 }
 
+// A schema id past the registry's ids (Java ints) is undecodable without
+// asking it: Confluent's registry answers a bare 404 for one, which is
+// taken as a registry away, and the record was tried again for ever,
+// holding back its partition.
+func TestASchemaIDPastTheRegistrysIsUndecodable(t *testing.T) {
+	registry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the registry was asked %s", r.URL.Path)
+		http.Error(w, `{"error_code":404,"message":"HTTP 404 Not Found"}`, http.StatusNotFound)
+	}))
+	defer registry.Close()
+	s := newSerde(t, registry.URL, serde.Config{}, &contracts.ReserveCredit{})
+	for _, data := range [][]byte{{0, 0x80, 0, 0, 0, 2, 0x61}, {0, 0xff, 0xff, 0xff, 0xff, 2, 0x61}} {
+		if _, err := s.Decode(data); !errors.Is(err, serde.ErrUndecodable) {
+			t.Errorf("Decode(%x): got %v, want an error wrapping ErrUndecodable", data, err)
+		}
+	}
+}
+
 func TestEncodeRejectsValueOutsideSchema(t *testing.T) {
 	stack := devstack.StartForTest(t)
 	client, requests := countingClient(t, stack.RegistryURL())
