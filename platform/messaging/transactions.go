@@ -870,12 +870,12 @@ func (s *Session) wake() {
 	s.pollMu.Unlock()
 }
 
-// workerCount is how many records are handled at once, at most: a
+// Workers is how many records a Session handles at once, at most: a
 // record's worker is the one its key hashes to. As many as a Subscriber
 // keeps in flight per partition (MaxInFlight): enough for the handlers
 // that wait on Kafka or the registry to overlap, while an idle worker
 // costs one parked goroutine, whose stack, grown once, serves every record.
-const workerCount = 64
+const Workers = 64
 
 // job is a batch's share of records for one worker, in the batch's order.
 type job struct {
@@ -888,8 +888,8 @@ type job struct {
 // startWorkers starts the workers, and returns what stops them and waits
 // for them to end.
 func (s *Session) startWorkers() (stop func()) {
-	s.workers = make([]chan job, workerCount)
-	s.shares = make([][]*kgo.Record, workerCount)
+	s.workers = make([]chan job, Workers)
+	s.shares = make([][]*kgo.Record, Workers)
 	var wg sync.WaitGroup
 	for i := range s.workers {
 		// One slot: a worker has one job at most, as the loop waits
@@ -955,7 +955,7 @@ func workerOf(r *kgo.Record) int {
 	} else {
 		h = (h ^ uint64(uint32(r.Partition))) * prime
 	}
-	return int(h % workerCount)
+	return int(h % Workers)
 }
 
 // deliver calls the handler of r's topic until it acks the record (true)

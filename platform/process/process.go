@@ -112,6 +112,27 @@ type Process struct {
 // New connects to Kafka and the registry and creates the topics that are
 // missing. It fails if Kafka does not answer; the caller decides whether to
 // try again.
+// registryTimeout bounds a request to the schema registry. A handler that
+// waits for one is retried until half the transaction timeout (5 s by
+// default) at most, and the transaction must end before the broker aborts
+// it: a request begun just before must be answered well within the rest.
+const registryTimeout = 2 * time.Second
+
+// registryClient is the schema registry's client. Every worker of the
+// session may ask it at once (a start with no schema cached): srclient
+// lets 16 requests through at a time by default, and with a registry that
+// does not answer, the last of 64 waited four timeouts, past the
+// transaction's.
+func registryClient(k config.Kafka) *srclient.SchemaRegistryClient {
+	registry := srclient.NewSchemaRegistryClient(k.SchemaRegistryURL,
+		srclient.WithClient(&http.Client{Timeout: registryTimeout}),
+		srclient.WithSemaphoreWeight(messaging.Workers))
+	if k.RegistryUser != "" {
+		registry.SetCredentials(k.RegistryUser, k.RegistryPassword)
+	}
+	return registry
+}
+
 func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -125,11 +146,7 @@ func New(cfg Config, logger *slog.Logger) (*Process, error) {
 		}
 	}()
 
-	registry := srclient.NewSchemaRegistryClient(cfg.Kafka.SchemaRegistryURL,
-		srclient.WithClient(&http.Client{Timeout: 5 * time.Second}))
-	if cfg.Kafka.RegistryUser != "" {
-		registry.SetCredentials(cfg.Kafka.RegistryUser, cfg.Kafka.RegistryPassword)
-	}
+	registry := registryClient(cfg.Kafka)
 	p.registry = registry
 	var err error
 	if p.Serde, err = serde.New(registry, serde.Config{AutoRegister: cfg.Kafka.AutoRegisterSchemas}, cfg.Types...); err != nil {
