@@ -105,9 +105,13 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 			partition, offset, ErrNotReplayable, contracts.HeaderDeadLetterTopic)
 	}
 	if len(rec.Key) == 0 || string(rec.Key) == rec.Topic {
-		// Its original had no key (the dead letter is keyed by its topic):
-		// back where it was.
-		rec.Partition = from
+		// Its original had no key (the dead letter is keyed by its topic,
+		// and says so in a partition_key header): back where it was, as
+		// it was.
+		rec.Key, rec.Partition = nil, from
+		rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool {
+			return h.Key == contracts.HeaderPartitionKey && string(h.Value) == rec.Topic
+		})
 	}
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: contracts.HeaderReplayedFrom,
 		Value: fmt.Appendf(nil, "%s/%d/%d", contracts.TopicDeadLetter, partition, offset)})

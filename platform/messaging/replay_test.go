@@ -56,10 +56,12 @@ func TestReplayDeadLetter(t *testing.T) {
 	}
 
 	// A record that had no key is keyed by its topic in the dead-letter
-	// topic, and goes back to the partition it came from.
+	// topic, with the partition_key header of that key, and goes back
+	// keyless, without that header, to the partition it came from.
 	from := (store.PartitionOf(origin, 4) + 1) % 4 // not where its dead letter's key hashes to
 	keyless := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte(origin), Value: []byte("keyless"),
-		Headers: []kgo.RecordHeader{{Key: contracts.HeaderDeadLetterTopic, Value: []byte(origin)},
+		Headers: []kgo.RecordHeader{{Key: contracts.HeaderPartitionKey, Value: []byte(origin)},
+			{Key: contracts.HeaderDeadLetterTopic, Value: []byte(origin)},
 			{Key: contracts.HeaderDeadLetterPartition, Value: []byte(strconv.Itoa(int(from)))}}})[0]
 	if got, err := messaging.ReplayDeadLetter(t.Context(), cfg, keyless.Partition, keyless.Offset); err != nil || got.Partition != from {
 		t.Errorf("replay of a keyless record: got %+v, %v, want partition %d, where it came from", got, err, from)
@@ -67,8 +69,14 @@ func TestReplayDeadLetter(t *testing.T) {
 	// A letter that does not say when its message was written is replayed
 	// as old as the letter.
 	for _, r := range readUntil(t, cfg, origin, func(rs []*kgo.Record) bool { return len(rs) > 1 }) {
-		if string(r.Value) == "keyless" && !r.Timestamp.Equal(keyless.Timestamp.Truncate(time.Millisecond)) {
+		if string(r.Value) != "keyless" {
+			continue
+		}
+		if !r.Timestamp.Equal(keyless.Timestamp.Truncate(time.Millisecond)) {
 			t.Errorf("replayed keyless record's time: got %s, want its letter's, %s", r.Timestamp, keyless.Timestamp)
+		}
+		if wantHeaders := []kgo.RecordHeader{{Key: contracts.HeaderReplayedFrom, Value: fmt.Appendf(nil, "deadletter/%d/%d", keyless.Partition, keyless.Offset)}}; r.Key != nil || !reflect.DeepEqual(r.Headers, wantHeaders) {
+			t.Errorf("replayed keyless record: got key %q, headers %v; want no key, headers %v", r.Key, r.Headers, wantHeaders)
 		}
 	}
 }
