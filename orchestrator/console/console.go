@@ -177,7 +177,10 @@ func (c *Console) Run(ctx context.Context) error {
 	from := func(topic string, partition int32, start, end int64) int64 {
 		switch {
 		case topic == contracts.TopicDeadLetter:
-			return max(start, end-keep) // the newest of every partition: enough for the newest of all
+			// The newest of every partition, enough for the newest of all:
+			// a letter committed alone is followed by its transaction's
+			// marker, so keep letters take up to twice as many offsets.
+			return max(start, end-2*keep)
 		case ended[topic]:
 			list, stats := archiveFrom(topic, partition, end)
 			list, stats = max(start, list), max(start, stats)

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -304,5 +305,36 @@ func TestALargeDeadLetterIsKeptCut(t *testing.T) {
 	l.add(letter(&kgo.Record{Value: []byte("p"), Timestamp: t0}, echo{}))
 	if list, _ := l.page(t.Context(), nil, 10); list[0].Cut || list[0].Size != 1 || !strings.Contains(string(list[0].Value), `"orderId":"p"`) {
 		t.Errorf("a small letter: got value %s, cut %v, size %d; want it whole, not cut, size 1", list[0].Value, list[0].Cut, list[0].Size)
+	}
+}
+
+// A start reads back enough of each partition of the dead-letter topic for
+// the newest KeepDeadLetters: a letter committed alone is followed by its
+// transaction's marker, and reading back KeepDeadLetters offsets listed
+// half as many.
+func TestAStartListsTheNewestDeadLettersCommittedOneByOne(t *testing.T) {
+	opts, _ := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	producer, err := kgo.NewClient(append(slices.Clone(opts), kgo.TransactionalID("letters"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	const keep = 10
+	for i := range 2 * keep {
+		if err := producer.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := producer.ProduceSync(t.Context(), &kgo.Record{Topic: contracts.TopicDeadLetter, Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := producer.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newConsole(t, Config{Kgo: opts, Sagas: sagas{}, KeepDeadLetters: keep})
+	runUntilCaughtUp(t, c)
+	list, _ := c.deadLetters.page(t.Context(), nil, 2*keep)
+	if len(list) != keep || list[0].Offset != 2*(2*keep-1) {
+		t.Errorf("listed %d dead letters, the newest at offset %d; want %d, the newest at %d", len(list), list[0].Offset, keep, 2*(2*keep-1))
 	}
 }
