@@ -675,7 +675,9 @@ func (s *Store[T]) updateAndSend(ctx context.Context, key string, fn func(v *T, 
 			pointer.Headers = []kgo.RecordHeader{{Key: contracts.HeaderArchivedAt, Value: []byte(strconv.FormatInt(archived.Offset, 10))}}
 			return append([]*kgo.Record{pointer}, extra...)
 		}, over)
-		e = entry{partition: p, archivedAt: archived.Offset, pending: b}
+		if err == nil { // else the record may still be in flight: its offset is franz-go's to write
+			e = entry{partition: p, archivedAt: archived.Offset, pending: b}
+		}
 	case changed && s.cfg.Expire != nil && s.cfg.Expire.Ended(v):
 		// Its time, for the restores to read, and its mark.
 		now := time.Now()

@@ -1864,3 +1864,39 @@ func TestPruneReadsNothingWhileNothingExpired(t *testing.T) {
 	prune("a store that took the partitions over, once the archive expired", taken, 21, true)
 	prune("the store that wrote them, once pruned", s, 0, false)
 }
+
+// lateAcks is a Sender whose AddAcked gives up before Kafka acknowledges
+// its records (a write's budget spent, its batch abandoned): franz-go sets
+// their offsets later, and done says when.
+type lateAcks struct {
+	store.Sender
+	done sync.WaitGroup
+}
+
+func (l *lateAcks) AddAcked(_ context.Context, acked []*kgo.Record, _ func() []*kgo.Record, _ func(bool)) (func() error, error) {
+	l.done.Go(func() {
+		for _, r := range acked {
+			r.Offset = 41
+		}
+	})
+	return nil, messaging.ErrCommitPending
+}
+
+// A write to archive that fails before its record's acknowledgement does
+// not read the record's offset, which franz-go may still be setting (the
+// race detector saw the store read it as the error came back).
+func TestAnArchiveWriteThatGivesUpLeavesItsRecordAlone(t *testing.T) {
+	t.Parallel()
+	c := newArchivingChangelog(t)
+	late := &lateAcks{Sender: c.producer}
+	c.sender = late
+	s := c.restored(t)
+	err := s.Update(t.Context(), "a", set(&account{CustomerID: "a", Name: "closed"}))
+	late.done.Wait()
+	if !errors.Is(err, messaging.ErrCommitPending) {
+		t.Fatalf("Update: got %v, want ErrCommitPending", err)
+	}
+	if _, ok, _ := s.Get("a"); ok {
+		t.Error("a write that failed is read back")
+	}
+}
