@@ -1378,3 +1378,8 @@ func stripe(key string) uint8 {
 	_, _ = h.Write([]byte(key))
 	return uint8(h.Sum32())
 }
+
+// SharesLock reports whether keys a and b share one of a store's lock
+// stripes, so that a write of one waits for a write of the other: what a
+// test of a repository on the store needs to hold one up with the other.
+func SharesLock(a, b string) bool { return stripe(a) == stripe(b) }

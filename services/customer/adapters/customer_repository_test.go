@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -313,16 +312,10 @@ func TestAFirstSumHoldsNoKeyOfTheStore(t *testing.T) {
 }
 
 // storeStripeOf returns an order id whose decision for customer is locked
-// by the store with key: the same stripe of platform/store's locks (the
-// low byte of the key's FNV-1a hash).
+// by the store with key: the same stripe of platform/store's locks.
 func storeStripeOf(customer, key string) string {
-	low := func(s string) uint8 {
-		h := fnv.New32a()
-		h.Write([]byte(s))
-		return uint8(h.Sum32())
-	}
 	for i := 0; ; i++ {
-		if o := fmt.Sprintf("o-%d", i); low(customer+"/"+o) == low(key) {
+		if o := fmt.Sprintf("o-%d", i); store.SharesLock(customer+"/"+o, key) {
 			return o
 		}
 	}
