@@ -1555,17 +1555,17 @@ func (s *Session) assigned(ctx context.Context, cl *kgo.Client, g *groupTxn, ass
 }
 
 // revoked stops writes at once, marks the open transaction to abort
-// (groupTxn.fail), abandons the batch in hand and waits for its handlers,
-// gives the partitions up and lets the loop abort what is open: a
-// transaction begun before a rebalance never commits, and its records come
-// again to their next owner. Writes stop before the mark: an end between
-// the two would clear it, and the loop, finding writes open, begin a
-// transaction unmarked that takes them (after a loss, with no offsets to
-// fence it). The
-// batch is abandoned rather than finished: its transaction can only
-// abort, and a handler that keeps failing (a dependency down) would
-// otherwise hold the group's rebalance, and this instance's state of
-// partitions the group gives to another, for as long as it fails.
+// (mark: groupTxn.fail), abandons the batch in hand and waits for its
+// handlers, gives the partitions up and lets the loop abort what is open:
+// a transaction begun before a rebalance never commits, and its records
+// come again to their next owner. Writes stop before the mark: an end
+// between the two would clear it, and the loop, finding writes open,
+// begin a transaction unmarked that takes them (after a loss, with no
+// offsets to fence it). The batch is abandoned rather than finished: its
+// transaction can only abort, and a handler that keeps failing (a
+// dependency down) would otherwise hold the group's rebalance, and this
+// instance's state of partitions the group gives to another, for as long
+// as it fails.
 func (s *Session) revoked(lost bool, mark func()) {
 	// An assignment whose transactions the loop has not opened yet is
 	// over too (franz-go revokes as soon as an assignment's callback

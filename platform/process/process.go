@@ -109,9 +109,6 @@ type Process struct {
 	partitionCount int32 // of every topic the process reads or keeps state in
 }
 
-// New connects to Kafka and the registry and creates the topics that are
-// missing. It fails if Kafka does not answer; the caller decides whether to
-// try again.
 // registryTimeout bounds a request to the schema registry. A handler that
 // waits for one is retried until half the transaction timeout (5 s by
 // default) at most, and the transaction must end before the broker aborts
@@ -120,8 +117,8 @@ const registryTimeout = 2 * time.Second
 
 // registryClient is the schema registry's client. Every worker of the
 // session may ask it at once (a start with no schema cached): srclient
-// lets 16 requests through at a time by default, and with a registry that
-// does not answer, the last of 64 waited four timeouts, past the
+// lets 16 requests through at a time unless told, and with a registry
+// that does not answer, the last of 64 would wait four timeouts, past the
 // transaction's.
 func registryClient(k config.Kafka) *srclient.SchemaRegistryClient {
 	registry := srclient.NewSchemaRegistryClient(k.SchemaRegistryURL,
@@ -133,6 +130,9 @@ func registryClient(k config.Kafka) *srclient.SchemaRegistryClient {
 	return registry
 }
 
+// New connects to Kafka and the registry and creates the topics that are
+// missing. It fails if Kafka does not answer; the caller decides whether to
+// try again.
 func New(cfg Config, logger *slog.Logger) (*Process, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
