@@ -1188,7 +1188,7 @@ func (s *resumeDuring) Update(ctx context.Context, id string, fn func(v *saga.Sa
 				s.t.Error("the Resume did not come within 10s")
 				break
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // poll interval, not synchronisation
 		}
 		close(s.held)
 	}
