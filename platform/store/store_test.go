@@ -1900,3 +1900,47 @@ func TestAnArchiveWriteThatGivesUpLeavesItsRecordAlone(t *testing.T) {
 		t.Error("a write that failed is read back")
 	}
 }
+
+// A start removes the state directories that killed instances left under
+// its STATE_DIR: those whose Pebble lock no process holds, taken more than
+// a minute ago (a younger one may be a DB being opened). It keeps the
+// others.
+func TestAStartRemovesTheDirectoriesOfKilledInstances(t *testing.T) {
+	parent := t.TempDir()
+	const name = "kafkasaga-x"
+	old := time.Now().Add(-2 * time.Minute)
+	lockAt := func(dir string, at time.Time) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		lock := filepath.Join(dir, "LOCK")
+		if err := os.WriteFile(lock, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(lock, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	killed, young := filepath.Join(parent, name+"-killed"), filepath.Join(parent, name+"-young")
+	lockAt(killed, old)
+	lockAt(young, time.Now())
+	live, err := store.OpenDB(parent, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := os.Chtimes(filepath.Join(live.Dir(), "LOCK"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	next, err := store.OpenDB(parent, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	for dir, kept := range map[string]bool{killed: false, young: true, live.Dir(): true, next.Dir(): true} {
+		if _, err := os.Stat(dir); (err == nil) != kept {
+			t.Errorf("%s: kept %t, want %t (stat: %v)", filepath.Base(dir), err == nil, kept, err)
+		}
+	}
+}
