@@ -34,6 +34,12 @@ const (
 	HeaderDeadLetterValueBytes = "dlq_value_bytes"
 )
 
+// DeadLetterHeaders are the headers the dead-lettering adds to a message's
+// own.
+var DeadLetterHeaders = []string{HeaderDeadLetterTopic, HeaderDeadLetterPartition,
+	HeaderDeadLetterOffset, HeaderDeadLetterHandler, HeaderDeadLetterError,
+	HeaderDeadLetterValueBytes, HeaderDeadLetterTimestamp}
+
 // HeaderReplayedFrom marks a dead letter replayed to the topic it came
 // from (POST /deadletters/{partition}/{offset}/replay): where it was,
 // "deadletter/<partition>/<offset>". The replay drops the dlq_* headers.

@@ -40,6 +40,9 @@ type DeadLetter struct {
 	Raw   string          `json:"raw"`  // base64 of the payload (its first maxShown bytes) when it could not be decoded
 	Cut   bool            `json:"cut"`  // Value or Raw holds the first maxShown bytes only
 	Size  int             `json:"size"` // of the payload, in bytes
+	// Clipped says the key or a header holds its first maxField bytes
+	// only, or headers past maxShown bytes of them were left out.
+	Clipped bool `json:"clipped"`
 
 	payload []byte // kept until decoded, to try again when the registry did not answer
 }
@@ -48,6 +51,20 @@ type DeadLetter struct {
 // record's JSON: a letter may be 900 KB, every instance keeps a thousand,
 // and a page lists up to 500. A replay reads the letter from Kafka, whole.
 const maxShown = 64 << 10
+
+// maxField bounds what a dead letter keeps of its key, and of each
+// header's name and value: the dead-lettering's own headers are kept
+// whatever the others take, of maxShown bytes in all.
+const maxField = 4 << 10
+
+// clip returns b as a string, its first maxField bytes if longer, and
+// whether it was.
+func clip(b []byte) (string, bool) {
+	if len(b) > maxField {
+		return string(b[:maxField]), true
+	}
+	return string(b), false
+}
 
 // Decoder decodes a payload in the Confluent wire format: a serde.Serde
 // that knows every record of the contracts.
@@ -73,10 +90,23 @@ func newDeadLetter(r *kgo.Record, dec Decoder) (d *DeadLetter, away bool) {
 	} else if ts.Year() < 0 {
 		ts = time.Time{}
 	}
-	d = &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts, Key: string(r.Key),
+	d = &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts,
 		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, Size: len(r.Value), payload: r.Value}
+	// The key and the headers as the payload is: any producer may write a
+	// record of large ones, which its letter keeps whole.
+	d.Key, d.Clipped = clip(r.Key)
+	left := maxShown
 	for _, h := range r.Headers {
-		d.Headers[h.Key] = string(h.Value)
+		k, kcut := clip([]byte(h.Key))
+		v, vcut := clip(h.Value)
+		if !slices.Contains(contracts.DeadLetterHeaders, h.Key) {
+			if left -= len(k) + len(v); left < 0 {
+				d.Clipped = true
+				continue
+			}
+		}
+		d.Headers[k] = v
+		d.Clipped = d.Clipped || kcut || vcut
 	}
 	d.SourceTopic = d.Headers[contracts.HeaderDeadLetterTopic]
 	d.Handler = d.Headers[contracts.HeaderDeadLetterHandler]

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -336,5 +337,38 @@ func TestAStartListsTheNewestDeadLettersCommittedOneByOne(t *testing.T) {
 	list, _ := c.deadLetters.page(t.Context(), nil, 2*keep)
 	if len(list) != keep || list[0].Offset != 2*(2*keep-1) {
 		t.Errorf("listed %d dead letters, the newest at offset %d; want %d, the newest at %d", len(list), list[0].Offset, keep, 2*(2*keep-1))
+	}
+}
+
+// A dead letter's key and headers are kept cut too: any producer may
+// write a record of large ones, which its letter keeps whole, and a
+// thousand letters of 800 KB of headers held as much as the payloads the
+// cut above bounds. The dead-lettering's own headers are kept whatever the
+// others take.
+func TestALetterOfLargeHeadersIsKeptCut(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.cfg.DeadLetters, c.deadLetters.dec = undecodable{}, undecodable{}
+	c.caughtUp.Store(true)
+	big := bytes.Repeat([]byte("h"), 100<<10)
+	r := &kgo.Record{Topic: contracts.TopicDeadLetter, Key: big, Timestamp: t0}
+	for i := range 8 {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: fmt.Sprint("x-", i), Value: big})
+	}
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: contracts.HeaderDeadLetterTopic, Value: []byte("customer.commands")})
+	if err := c.apply(r); err != nil {
+		t.Fatal(err)
+	}
+	kept := c.deadLetters.list[0]
+	n := len(kept.Key)
+	for k, v := range kept.Headers {
+		n += len(k) + len(v)
+	}
+	rec := httptest.NewRecorder()
+	c.listDeadLetters(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters?limit=500", nil))
+	if n > 2*maxShown || rec.Body.Len() > 2*maxShown {
+		t.Errorf("keeps %d bytes of key and headers, the page is %d bytes; want %d at most", n, rec.Body.Len(), 2*maxShown)
+	}
+	if !kept.Clipped || kept.SourceTopic != "customer.commands" {
+		t.Errorf("clipped %t, source topic %q; want true and customer.commands", kept.Clipped, kept.SourceTopic)
 	}
 }

@@ -32,12 +32,6 @@ type Replayed struct {
 	Offset    int64  `json:"offset"`
 }
 
-// deadLetterHeaders are the headers the dead-lettering adds, which a replay
-// takes off again.
-var deadLetterHeaders = []string{contracts.HeaderDeadLetterTopic, contracts.HeaderDeadLetterPartition,
-	contracts.HeaderDeadLetterOffset, contracts.HeaderDeadLetterHandler, contracts.HeaderDeadLetterError,
-	contracts.HeaderDeadLetterValueBytes, contracts.HeaderDeadLetterTimestamp}
-
 // replayReadTimeout bounds the read of the dead letter, which lies below
 // the partition's committed end: a fetch returns it at once.
 const replayReadTimeout = 10 * time.Second
@@ -96,7 +90,7 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 				from = int32(p)
 			}
 		}
-		if !slices.Contains(deadLetterHeaders, h.Key) {
+		if !slices.Contains(contracts.DeadLetterHeaders, h.Key) {
 			rec.Headers = append(rec.Headers, h)
 		}
 	}

@@ -25,6 +25,7 @@ function card(d) {
     ? el("pre", { class: "value" }, d.cut ? d.value : JSON.stringify(d.value, null, 2))
     : el("pre", { class: "raw" }, d.raw ? `not decoded; ${readable(d.raw)}` : "empty");
   const cut = d.cut ? el("p", { class: "hint" }, `Cut: only its start is shown, of a payload of ${d.size} bytes.`) : "";
+  const clipped = d.clipped ? el("p", { class: "hint" }, "Clipped: the key or the headers are too large to show whole.") : "";
   const replay = el("button", { type: "button", class: "replay" }, "Replay to its topic");
   const result = el("span", { class: "status" });
   replay.addEventListener("click", async () => {
@@ -50,6 +51,7 @@ function card(d) {
       el("dt", {}, "Key"), el("dd", {}, el("code", { class: "key" }, d.key ?? ""))),
     headers.length ? el("table", { class: "headers" },
       el("tbody", {}, headers.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, el("code", {}, v)))))) : "",
+    clipped,
     cut,
     payload,
     actionsEnabled ? el("p", {}, replay, " ", result) : "");
