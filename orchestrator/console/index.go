@@ -58,6 +58,9 @@ type entry struct {
 	started, updated, deadline int64 // Unix milliseconds; deadline 0 once ended
 	revision                   int64 // Summary.Revision
 	partition                  int32 // of its state topic, where it was read while it ran
+	// pointed says its pointer to its archived copy was read: no running
+	// state of it can come after, so it need not be remembered as gone.
+	pointed bool
 }
 
 func (e *entry) ended() bool { return e.deadline == 0 }
@@ -245,6 +248,7 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 		x.ids.Set(old)
 		if _, ok := x.awaiting[e.id]; ok {
 			delete(x.awaiting, e.id)
+			old.pointed = true
 		} else {
 			x.minute(e.started).Started++
 		}
@@ -264,7 +268,7 @@ func (x *Index) put(v *saga.SagaInstance, partition int32, offset int64, summari
 			if oldest == nil {
 				break // ended in a state of no tree: kept
 			}
-			if remember && oldest.updated >= x.closedBefore*1000 {
+			if remember && !oldest.pointed && oldest.updated >= x.closedBefore*1000 {
 				x.gone[oldest.id] = max(oldest.updated, 1)
 			}
 			x.forget(oldest)
@@ -345,7 +349,11 @@ func (x *Index) Archived(id string, ahead bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	delete(x.gone, id) // its records are read
-	if e, ok := x.byID[id]; ok && !e.ended() {
+	e, ok := x.byID[id]
+	switch {
+	case ok && e.ended():
+		e.pointed = true
+	case ok:
 		if ahead {
 			x.awaiting[id] = e.started
 		}
@@ -383,7 +391,7 @@ func (x *Index) unlist(e *entry) {
 // trees of the filters that changed: a transition changes the state or the
 // step, rarely the type, so it leaves two to eight of its trees alone.
 func (x *Index) relist(old *entry, e entry) {
-	e.id = old.id // the index's copy
+	e.id, e.pointed = old.id, e.pointed || old.pointed // the index's copy, what was read of it
 	if old.started != e.started {
 		x.unlist(old)
 		*old = e
