@@ -267,11 +267,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, err := s.Listen()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
 	return s.Serve(ctx, ln)
+}
+
+// Listen opens the server's port, for Serve.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return ln, nil
 }
 
 // Serve is Run on a listener the caller opened.

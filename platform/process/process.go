@@ -424,6 +424,18 @@ func (p *Process) prune(ctx context.Context, s interface {
 // one of them fails; then it stops them all and closes the Kafka clients.
 func (p *Process) Run(ctx context.Context) error {
 	defer p.Close()
+	// The port first: a start that cannot have it (another instance's, a
+	// live one) evicts nobody from the group as its predecessor.
+	ln, err := p.HTTP.Listen()
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.cfg.Name, err)
+	}
+	served := false
+	defer func() {
+		if !served {
+			ln.Close()
+		}
+	}()
 	topics := append(slices.Clone(p.topics), p.archives...)
 	for _, s := range p.stores {
 		topics = append(topics, s.Topic())
@@ -446,7 +458,8 @@ func (p *Process) Run(ctx context.Context) error {
 	// in flight. Meanwhile its keys are answered 503 (it serves none).
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
-	g.Go(func() error { return p.HTTP.Run(httpCtx) })
+	served = true
+	g.Go(func() error { return p.HTTP.Serve(httpCtx, ln) })
 	if len(p.topics) == 0 {
 		// Nothing to consume, so no group to share partitions in: it owns
 		// them all, as the one instance.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,5 +478,40 @@ func TestTheLocalStateLeavesWithTheProcess(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
 		t.Errorf("STATE_DIR after Run returned: got %v (%v), want it empty", entries, err)
+	}
+}
+
+// A second start at the address of a live instance (the same binary
+// started twice on a host, a supervisor that starts the new process before
+// the old one is gone) fails to listen and evicts nobody: it took the live
+// instance for its dead predecessor, evicted it from the group and fenced
+// its transactional ids, and only then failed to listen.
+func TestAStartThatCannotListenEvictsNobody(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true}
+	first, addr := startKeyed(t, kafka, nil)
+	waitReady(t, first)
+	var leaves atomic.Int32
+	cluster := stack.Cluster()
+	cluster.ControlKey(int16(kmsg.LeaveGroup), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		leaves.Add(1)
+		return nil, nil, false
+	})
+	kafka.AdvertisedHTTPAddr = addr
+	second, err := process.New(process.Config{Name: "customer", HTTPAddr: addr, Kafka: kafka,
+		Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("the second start: got %v, want an error that it cannot listen", err)
+	}
+	if n := leaves.Load(); n != 0 {
+		t.Errorf("the second start sent %d LeaveGroup requests, want none: the live instance was evicted", n)
 	}
 }
