@@ -72,6 +72,11 @@ type Server struct {
 	forwarded *prometheus.CounterVec
 	// inProgress counts the requests being served, for the stop.
 	inProgress atomic.Int64
+	// reading holds the requests still reading their body, which a stop
+	// cuts short (stopping): a stalled one would hold it BodyTimeout.
+	readingMu sync.Mutex
+	reading   map[*http.ResponseController]struct{}
+	stopping  bool
 	// forwarder carries the requests forwarded to keys' owners.
 	forwarder http.RoundTripper
 
@@ -177,9 +182,17 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
 	}
 	rc := http.NewResponseController(w)
 	timed := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)) == nil
+	if !s.startReading(rc) {
+		WriteUnavailable(w, "stopping: send it to another instance, or again")
+		return false
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	stopped := s.doneReading(rc)
 	var timeout net.Error
 	switch {
+	case stopped && err != nil:
+		WriteUnavailable(w, "stopping: send it to another instance, or again")
+		return false
 	case errors.As(err, &timeout) && timeout.Timeout():
 		// The deadline stays: net/http reads what is left of the body
 		// before it answers, and must fail at once, not wait for it.
@@ -194,6 +207,41 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	return true
+}
+
+// startReading notes a request reading its body, unless the server is
+// stopping.
+func (s *Server) startReading(rc *http.ResponseController) bool {
+	s.readingMu.Lock()
+	defer s.readingMu.Unlock()
+	if s.stopping {
+		return false
+	}
+	if s.reading == nil {
+		s.reading = map[*http.ResponseController]struct{}{}
+	}
+	s.reading[rc] = struct{}{}
+	return true
+}
+
+// doneReading forgets a request whose body is read, and reports whether
+// the server began to stop meanwhile.
+func (s *Server) doneReading(rc *http.ResponseController) bool {
+	s.readingMu.Lock()
+	defer s.readingMu.Unlock()
+	delete(s.reading, rc)
+	return s.stopping
+}
+
+// stopReading cuts short the reads of the requests still reading their
+// body, and refuses those that come after.
+func (s *Server) stopReading() {
+	s.readingMu.Lock()
+	defer s.readingMu.Unlock()
+	s.stopping = true
+	for rc := range s.reading {
+		_ = rc.SetReadDeadline(time.Now())
+	}
 }
 
 // Handler returns the server's routes, for tests.
@@ -299,6 +347,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	s.stopReading()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -374,6 +374,50 @@ func TestStopWaitsForARequestInProgress(t *testing.T) {
 	}
 }
 
+// A stop does not wait for a body that stalls: the request is answered
+// 503 at once, for its client to send it again, and the stop succeeds. It
+// waited out the grace period, 5 s, and failed with a request in progress.
+func TestAStopCutsAStalledBodyShort(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{Addr: "127.0.0.1:0"}) // a body may take 10 s
+	s.Handle("POST /things", func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the handler ran on a body that never arrived")
+	})
+	s.MarkReady()
+	ln := listen(t)
+	stop := serveStopping(t, s, ln)
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":"); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); httpserver.ReadingBodies(s) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not start reading its body within 5s")
+		}
+		time.Sleep(time.Millisecond) // poll interval, not synchronisation
+	}
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Errorf("the stop: %v, want none", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the stop took %s, want it not to wait for the body", took)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read the answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
 // A client that sends its headers and then stalls in the middle of its body
 // gets a 408 with a JSON body once BodyTimeout has passed, and the server
 // then stops without waiting for it.
