@@ -564,3 +564,53 @@ func TestAnAckedWriteWaitsAwaitCommitAtMost(t *testing.T) {
 		t.Error("the transaction holding records without what builds on them is not marked to abort")
 	}
 }
+
+// An acknowledged write that gives up marks its transaction to abort and
+// wakes the loop to end it: the loop, waiting in a poll, left the
+// transaction open, holding back its topics' readers, until something
+// else woke it.
+func TestAnAckedWriteThatGivesUpWakesTheLoop(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	s.cl, s.begun = &endOnly{}, true // acknowledges nothing
+	s.open.Store(true)
+	s.awaitCommit = 50 * time.Millisecond
+	poll, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.cancelPoll = cancel // the loop waits in a poll
+	if _, err := s.AddAcked(t.Context(), []*kgo.Record{{Topic: "t", Value: []byte("v")}},
+		func() []*kgo.Record { return nil }, nil); !errors.Is(err, ErrCommitPending) {
+		t.Fatalf("got %v, want ErrCommitPending", err)
+	}
+	select {
+	case <-poll.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop's poll was not woken")
+	}
+}
+
+// ackLater acknowledges each record after a while.
+type ackLater struct {
+	endOnly
+	after time.Duration
+}
+
+func (c *ackLater) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	time.AfterFunc(c.after, func() { promise(r, nil) })
+}
+
+// A caller that goes while its acknowledged write waits for Kafka (a
+// client that disconnects from an operator's abort) does not abort the
+// transaction every writer shares: its records land. It marked the
+// transaction to abort, the batch in hand and the other writers' writes
+// with it.
+func TestACallerGoneDuringAnAckedWriteAbortsNothing(t *testing.T) {
+	s := NewSession(SessionConfig{}, slog.New(slog.DiscardHandler))
+	s.cl, s.begun = &ackLater{after: 100 * time.Millisecond}, true
+	s.open.Store(true)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // gone before the acknowledgement comes
+	_, err := s.AddAcked(ctx, []*kgo.Record{{Topic: "t", Value: []byte("v")}}, func() []*kgo.Record { return nil }, nil)
+	if s.broken.Load() {
+		t.Errorf("AddAcked: %v, and the shared transaction is marked to abort because its caller went", err)
+	}
+}

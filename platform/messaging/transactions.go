@@ -1213,11 +1213,22 @@ func (s *Session) waitFor(ctx context.Context, cancel context.CancelFunc, tx *tx
 // and the loop, woken by it, could commit it alone.
 func (s *Session) AddAcked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record, over func(committed bool)) (func() error, error) {
 	ctx, cancel := s.budget(ctx)
-	tx, err := s.locked(ctx, func() (*txn, error) { return s.addAckedLocked(ctx, acked, then) })
+	// Outside a handler, the acknowledgements are given up on once the
+	// budget is spent, not when the caller goes: giving up aborts the
+	// transaction, every writer's. A handler's batch aborts anyway.
+	acking := ctx
+	if _, handling := RecordFromCtx(ctx); !handling {
+		var stop context.CancelFunc
+		acking, stop = s.budget(context.WithoutCancel(ctx))
+		defer stop()
+	}
+	tx, err := s.locked(ctx, func() (*txn, error) { return s.addAckedLocked(ctx, acking, acked, then) })
 	return s.waitFor(ctx, cancel, tx, err, over)
 }
 
-func (s *Session) addAckedLocked(ctx context.Context, acked []*kgo.Record, then func() []*kgo.Record) (*txn, error) {
+// addAckedLocked is AddAcked's add, which waits for the acknowledgements
+// until acking ends.
+func (s *Session) addAckedLocked(ctx, acking context.Context, acked []*kgo.Record, then func() []*kgo.Record) (*txn, error) {
 	acks := make(chan error, len(acked))
 	tx, err := s.addLocked(ctx, acked, acks)
 	if err != nil {
@@ -1228,11 +1239,13 @@ func (s *Session) addAckedLocked(ctx context.Context, acked []*kgo.Record, then 
 		select {
 		case err := <-acks:
 			errs = append(errs, err)
-		case <-ctx.Done():
+		case <-acking.Done():
 			// What builds on the records cannot join without them, nor
-			// they commit without it: the transaction aborts.
+			// they commit without it: the transaction aborts, and the
+			// loop, which may wait in a poll, must end it.
 			s.broken.Store(true)
-			return nil, context.Cause(ctx)
+			s.wake()
+			return nil, context.Cause(acking)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
