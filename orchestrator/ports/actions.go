@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
@@ -62,6 +63,9 @@ const replayTimeout = 20 * time.Second
 // an instance that does not own the saga's partition forwards them to the
 // one that does, which the engine's write must run on.
 func RegisterActions(s *httpserver.Server, cfg ActionsConfig) {
+	// A token set with a newline (a secret made from a file, say) is the
+	// token without it: a header cannot carry one.
+	cfg.AdminToken = strings.TrimSpace(cfg.AdminToken)
 	enabled := cfg.AdminToken != ""
 	s.Handle("GET /api/admin", func(w http.ResponseWriter, _ *http.Request) {
 		httpserver.WriteJSON(w, http.StatusOK, map[string]bool{"actionsEnabled": enabled})

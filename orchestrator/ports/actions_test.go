@@ -132,7 +132,15 @@ func TestActionsNeedTheAdminToken(t *testing.T) {
 	if got := len(h.Sent()); got != 1 {
 		t.Errorf("commands sent: got %d, want only the first", got)
 	}
-	for base, want := range map[string]bool{url: true, off: false} {
+	// A token set with a newline (a secret made from a file) is the token
+	// without it, which a header can carry; one of white space alone is none.
+	newline, h2 := api(t, token+"\n", nil)
+	startOrder(newline, "o1")
+	if status, body := call(t, http.MethodPost, h2+"/sagas/o1/retry", admin...); status != 200 {
+		t.Errorf("the token, set with a newline: got %d %v, want 200", status, body)
+	}
+	_, blank := api(t, " \n", nil)
+	for base, want := range map[string]bool{url: true, off: false, blank: false} {
 		if status, body := call(t, http.MethodGet, base+"/api/admin"); status != 200 || body["actionsEnabled"] != want {
 			t.Errorf("GET /api/admin: got %d %v, want 200 actionsEnabled %v", status, body, want)
 		}
@@ -206,6 +214,7 @@ func TestAnActionNamesTheSagaAsSeen(t *testing.T) {
 		{`{"step":"reserve_credit","attempts":1}`, 400, `unknown field "attempts"`},
 		{`{"step":1}`, 400, `field "step" must be a string`},
 		{`reserve_credit`, 400, "malformed JSON"},
+		{`null`, 400, "request body must be a JSON object"}, // not the saga whatever it waits on
 	}
 	for _, action := range []string{"retry", "abort"} {
 		for _, tt := range tests {

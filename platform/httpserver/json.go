@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,13 @@ var ErrEmptyBody = errors.New("request body is empty")
 // unknown fields, trailing data, and bodies over 64 KiB. Its error message is
 // meant for the client.
 func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	body := bufio.NewReader(http.MaxBytesReader(nil, r.Body, maxBody))
+	if isNull(body) {
+		// It decodes as nothing at all: into a struct, as the zero value,
+		// a request no field of which was sent.
+		return errors.New("request body must be a JSON object")
+	}
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	var tooLarge *http.MaxBytesError
 	if err := dec.Decode(v); err != nil {
@@ -70,6 +77,21 @@ func DecodeJSON(r *http.Request, v any) error {
 		return errors.New("malformed JSON: more than one value in the body")
 	default:
 		return fmt.Errorf("malformed JSON: %s after the value", strings.TrimSuffix(err.Error(), " looking for beginning of value"))
+	}
+}
+
+// isNull reports whether the body's first value, past white space, is
+// null, leaving the body to be read from its start.
+func isNull(body *bufio.Reader) bool {
+	for {
+		b, err := body.ReadByte()
+		if err != nil {
+			return false
+		}
+		if b != ' ' && b != '\t' && b != '\r' && b != '\n' {
+			_ = body.UnreadByte()
+			return b == 'n'
+		}
 	}
 }
 

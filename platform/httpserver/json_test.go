@@ -33,6 +33,7 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "unknown field", body: `{"customerId":"c1","total":1}`, wantErr: `unknown field "total"`},
 		{name: "wrong type", body: `{"customerId":"c1","orderTotal":"much"}`, wantErr: `field "orderTotal" must be a int64`},
 		{name: "not an object", body: `["c1", 4200]`, wantErr: "request body must be a JSON object"},
+		{name: "null", body: " \nnull", wantErr: "request body must be a JSON object"},
 		{name: "two values", body: `{"customerId":"c1"}{"customerId":"c2"}`, wantErr: "malformed JSON: more than one value in the body"},
 		{name: "too large", body: tooLarge, wantErr: "request body is larger than 65536 bytes"},
 		{name: "a closing brace after the object", body: `{"customerId":"c1","orderTotal":1}}`, wantErr: "malformed JSON: invalid character '}' after the value"},
