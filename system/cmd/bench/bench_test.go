@@ -289,6 +289,14 @@ func TestValidate(t *testing.T) {
 			t.Errorf("SAGAS=0 and INSTANCES=0: got %v, want both reported, %q among them", err, want)
 		}
 	}
+	// Not a rate: it ran a closed loop, and failed at its JSON line.
+	for _, rate := range []float64{math.NaN(), math.Inf(1), -1} {
+		cfg := valid
+		cfg.Rate = rate
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "RATE is") {
+			t.Errorf("RATE=%g: got %v, want it refused", rate, err)
+		}
+	}
 }
 
 func TestPercentile(t *testing.T) {
@@ -372,5 +380,14 @@ func TestCeiling(t *testing.T) {
 		if got := ceiling(tt.written, roundtrips, records); math.Abs(got-tt.want) > 1e-9 {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// A run in which a saga ended twice, or one that no order made ended,
+// fails its check, whatever the sagas its orders made did.
+func TestVerifyRefusesEndsNoOrderExplains(t *testing.T) {
+	_, err := verify(t.Context(), nil, &sagaPhase{again: 1, unposted: []string{"order-dup"}})
+	if !errors.Is(err, errWrongAnswer) || !strings.Contains(err.Error(), "order-dup") {
+		t.Errorf("verify: got %v, want errWrongAnswer naming order-dup", err)
 	}
 }

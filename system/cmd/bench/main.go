@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -116,7 +117,7 @@ func (c Config) Validate() error {
 	if c.Instances < 1 {
 		errs = append(errs, fmt.Errorf("INSTANCES is %d, want at least 1", c.Instances))
 	}
-	if c.Rate < 0 {
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 		errs = append(errs, fmt.Errorf("RATE is %g, want a positive number of sagas per second (or unset for a closed loop)", c.Rate))
 	}
 	if c.BoundRecords < partitions || c.BoundRoundtrips < partitions {

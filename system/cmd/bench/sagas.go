@@ -35,6 +35,11 @@ type sagaPhase struct {
 	// transactions is what each process's transactions did over the
 	// measured sagas, from the instances' metrics.
 	transactions map[string]txnStats
+	// again counts the ends read of sagas that had ended already, and
+	// unposted are the sagas that ended although no order of the run made
+	// them: an order made twice, a saga archived twice.
+	again    int
+	unposted []string
 }
 
 // measured returns the runs the figures are made of.
@@ -150,6 +155,7 @@ func runSagas(ctx context.Context, cfg Config, t *target, a *load.API, progress 
 	_ = bar.Finish()
 
 	ph.runs = tr.Results()
+	ph.again, ph.unposted = tr.Unexpected()
 	var last time.Time
 	for _, r := range ph.measured() {
 		if r.End.Seen.After(last) {

@@ -41,6 +41,13 @@ func verify(ctx context.Context, a *load.API, ph *sagaPhase) (verification, erro
 		}
 	}
 
+	if ph.again > 0 {
+		problems = append(problems, fmt.Sprintf("%d ends read of sagas that had ended already", ph.again))
+	}
+	for _, id := range ph.unposted {
+		problems = append(problems, fmt.Sprintf("saga %s ended, and no order of the run made it", id))
+	}
+
 	step := (len(ph.runs) + ordersSampled - 1) / ordersSampled
 	for i := 0; i < len(ph.runs); i += step {
 		p, id := ph.plans[i], ph.runs[i].ID

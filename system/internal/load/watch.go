@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,7 @@ type Tracker struct {
 	runs    []SagaRun          // by order index
 	index   map[string]int     // order index by saga id, once posted
 	early   map[string]SagaEnd // ended, not yet posted
+	again   int                // ends of a saga that had ended already
 	ended   int
 	lastEnd time.Time
 }
@@ -70,7 +72,8 @@ func (t *Tracker) Posted(i int, id string, sent time.Time) {
 	}
 }
 
-// sagaEnded records the end of saga id; only the first end counts.
+// sagaEnded records the end of saga id; only the first end counts, and
+// those after it are counted (Unexpected).
 func (t *Tracker) SagaEnded(id string, e SagaEnd) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -78,11 +81,28 @@ func (t *Tracker) SagaEnded(id string, e SagaEnd) {
 	switch {
 	case ok && !t.runs[i].Ended:
 		t.complete(i, e)
-	case !ok:
-		if _, seen := t.early[id]; !seen {
+	case ok:
+		t.again++
+	default:
+		if _, seen := t.early[id]; seen {
+			t.again++
+		} else {
 			t.early[id] = e
 		}
 	}
+}
+
+// Unexpected returns what no saga of the run explains: how many ends came
+// for a saga that had ended already, and the sagas that ended although no
+// order of the run made them (an order made twice, say).
+func (t *Tracker) Unexpected() (again int, unposted []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id := range t.early {
+		unposted = append(unposted, id)
+	}
+	slices.Sort(unposted)
+	return t.again, unposted
 }
 
 func (t *Tracker) complete(i int, e SagaEnd) {
