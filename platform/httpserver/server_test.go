@@ -374,6 +374,21 @@ func TestStopWaitsForARequestInProgress(t *testing.T) {
 	}
 }
 
+// stallBody sends ln a POST /things whose body stops short of its length,
+// and returns the connection, for its answer.
+func stallBody(t *testing.T, ln net.Listener) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, "POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":"); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	return conn
+}
+
 // A stop does not wait for a body that stalls: the request is answered
 // 503 at once, for its client to send it again, and the stop succeeds. It
 // waited out the grace period, 5 s, and failed with a request in progress.
@@ -386,14 +401,7 @@ func TestAStopCutsAStalledBodyShort(t *testing.T) {
 	s.MarkReady()
 	ln := listen(t)
 	stop := serveStopping(t, s, ln)
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":"); err != nil {
-		t.Fatalf("write: %v", err)
-	}
+	conn := stallBody(t, ln)
 	for deadline := time.Now().Add(5 * time.Second); httpserver.ReadingBodies(s) == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the request did not start reading its body within 5s")
@@ -438,14 +446,7 @@ func TestAStalledBodyGetsA408(t *testing.T) {
 	ln := listen(t)
 	stop := serveStopping(t, s, ln)
 
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "POST /things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":"); err != nil {
-		t.Fatalf("write: %v", err)
-	}
+	conn := stallBody(t, ln)
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
