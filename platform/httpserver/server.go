@@ -313,15 +313,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Run serves until ctx ends, then shuts down gracefully.
-func (s *Server) Run(ctx context.Context) error {
-	ln, err := s.Listen()
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx, ln)
-}
-
 // Listen opens the server's port, for Serve.
 func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
@@ -331,7 +322,7 @@ func (s *Server) Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve is Run on a listener the caller opened.
+// Serve serves on ln until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inProgress.Add(1)

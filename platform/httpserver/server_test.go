@@ -292,7 +292,7 @@ func TestAHangingCheckFails(t *testing.T) {
 	}
 }
 
-func TestRunFailsOnABusyAddress(t *testing.T) {
+func TestListenFailsOnABusyAddress(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -300,8 +300,9 @@ func TestRunFailsOnABusyAddress(t *testing.T) {
 	}
 	defer ln.Close()
 	s := newServer(t, httpserver.Config{Addr: ln.Addr().String()})
-	if err := s.Run(t.Context()); err == nil {
-		t.Errorf("Run on %s, which is taken: got nil error, want one", ln.Addr())
+	if got, err := s.Listen(); err == nil {
+		got.Close()
+		t.Errorf("Listen on %s, which is taken: got nil error, want one", ln.Addr())
 	}
 }
 
