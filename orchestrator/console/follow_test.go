@@ -1,8 +1,10 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -208,4 +210,52 @@ func (b blocking) Decode(v []byte) (serde.Record, error) {
 		<-b.release
 	}
 	return b.Decoder.Decode(v)
+}
+
+// The backfill passes over a record of no value, as the index's reader
+// does, rather than log it as an undecodable saga at Error, once for
+// every such record of the day, at every start.
+func TestTheBackfillPassesOverARecordOfNoValue(t *testing.T) {
+	opts, client := newCluster(t, kfake.SeedTopics(1, "x.sagas", "x.sagas.ended", contracts.TopicDeadLetter))
+	s := sagas{}
+	recs := []*kgo.Record{{Topic: "x.sagas.ended", Key: []byte("gone")}} // the oldest: the backfill's
+	for i := range 20 {
+		id := fmt.Sprintf("s%02d", i)
+		s[id] = instance(id, "CreateOrder", saga.StateCompleted, "", 30*i, 0)
+		recs = append(recs, &kgo.Record{Topic: "x.sagas.ended", Key: []byte(id), Value: []byte(id)})
+	}
+	if err := client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	log := &lockedBuffer{}
+	c := newConsole(t, Config{Kgo: opts, Sagas: s, MaxEnded: 6,
+		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))})
+	c.index.now = func() time.Time { return t0.Add(time.Hour) }
+	run(t, c)
+	eventually(t, func() error { return isSet(&c.statsReady, "stats ready") })
+	if n := c.backfilled.Load(); n != 8 {
+		t.Errorf("the backfill read %d sagas, want the 8 older ones", n)
+	}
+	if logged := log.String(); logged != "" {
+		t.Errorf("logged at Error:\n%s", logged)
+	}
+}
+
+// lockedBuffer is a buffer the console's goroutines may write a log to
+// while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
