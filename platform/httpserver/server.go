@@ -183,7 +183,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
 	rc := http.NewResponseController(w)
 	timed := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)) == nil
 	if !s.startReading(rc) {
-		WriteUnavailable(w, "stopping: send it to another instance, or again")
+		WriteUnavailable(w, stoppingMsg)
 		return false
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
@@ -191,7 +191,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
 	var timeout net.Error
 	switch {
 	case stopped && err != nil:
-		WriteUnavailable(w, "stopping: send it to another instance, or again")
+		WriteUnavailable(w, stoppingMsg)
 		return false
 	case errors.As(err, &timeout) && timeout.Timeout():
 		// The deadline stays: net/http reads what is left of the body
@@ -208,6 +208,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) bool {
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	return true
 }
+
+// stoppingMsg answers a request whose body a stop cut short, or came after.
+const stoppingMsg = "stopping: send it to another instance, or again"
 
 // startReading notes a request reading its body, unless the server is
 // stopping.

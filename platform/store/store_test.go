@@ -134,6 +134,13 @@ func (c *changelog) restored(t testing.TB) *customers {
 	return s
 }
 
+// restoredThrough is restored, the store writing through sender.
+func (c *changelog) restoredThrough(t testing.TB, sender store.Sender) *customers {
+	t.Helper()
+	c.sender = sender
+	return c.restored(t)
+}
+
 // records counts the records on the changelog, by partition.
 func (c *changelog) records(t *testing.T) map[int32]int64 {
 	t.Helper()
@@ -765,8 +772,7 @@ func TestPruneDeletesInBatches(t *testing.T) {
 	t.Parallel()
 	c := newArchivingChangelog(t)
 	sized := &sizedSender{Sender: c.producer}
-	c.sender = sized
-	s := c.restored(t)
+	s := c.restoredThrough(t, sized)
 	n := store.PruneBatch + 1
 	for i := range n {
 		closed := customer(fmt.Sprint("closed-", i), 1)
@@ -913,8 +919,7 @@ func TestARecordWhoseArchivingAbortedIsNotPruned(t *testing.T) {
 	t.Parallel()
 	c := newArchivingChangelog(t)
 	held := &heldSender{to: c.producer}
-	c.sender = held
-	s := c.restored(t)
+	s := c.restoredThrough(t, held)
 	update(t, s, "x", set(customer("x", 1)))
 	held.end(t, true)
 
@@ -1580,8 +1585,7 @@ func TestAPartitionGivenUpDuringAWriteIsReadAgain(t *testing.T) {
 	t.Parallel()
 	c := newChangelog(t, 2)
 	hooked := &hookedSender{SyncSender: c.producer}
-	c.sender = hooked
-	s := c.restored(t)
+	s := c.restoredThrough(t, hooked)
 	follow(t, s)
 	update(t, s, "a", set(customer("a", 1)))
 	p, _ := s.Partition("a")
@@ -1608,8 +1612,7 @@ func TestAPartitionGivenUpWhilePruneForgetsIsReadAgain(t *testing.T) {
 	t.Parallel()
 	c := newExpiringChangelog(t)
 	hooked := &hookedSender{SyncSender: c.producer}
-	c.sender = hooked
-	s := c.restored(t)
+	s := c.restoredThrough(t, hooked)
 	follow(t, s)
 	closed := customer("closed-1", 1)
 	closed.Name = "closed"
@@ -1643,8 +1646,7 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 	const keys = 40
 	c := newChangelog(t, 2)
 	held := &heldSender{to: c.producer}
-	c.sender = held
-	first := c.restored(t)
+	first := c.restoredThrough(t, held)
 	follow(t, first)
 	for i := range keys {
 		key := fmt.Sprintf("customer-%d", i)
@@ -1668,8 +1670,7 @@ func TestAPartitionGivenUpIsFollowedFromWhereItWasLeft(t *testing.T) {
 		t.Errorf("Len after Demote: got %d, want 0", first.Len())
 	}
 
-	c.sender = nil
-	second := c.restored(t)
+	second := c.restoredThrough(t, nil)
 	for i := range keys / 2 {
 		key := fmt.Sprintf("customer-%d", i)
 		update(t, second, key, set(customer(key, int64(1000+i))))
@@ -1800,8 +1801,7 @@ func TestAnArchivedRecordCommitsWithItsPointer(t *testing.T) {
 			t.Fatal("the session took no writes within 20s")
 		}
 	}
-	c.sender = session
-	s := c.restored(t)
+	s := c.restoredThrough(t, session)
 	update(t, s, "closed-1", set(customer("closed-1", 200)))
 
 	ends := c.stack.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Observe: true, Count: -1})
@@ -1889,8 +1889,7 @@ func TestAnArchiveWriteThatGivesUpLeavesItsRecordAlone(t *testing.T) {
 	t.Parallel()
 	c := newArchivingChangelog(t)
 	late := &lateAcks{Sender: c.producer}
-	c.sender = late
-	s := c.restored(t)
+	s := c.restoredThrough(t, late)
 	err := s.Update(t.Context(), "a", set(&account{CustomerID: "a", Name: "closed"}))
 	late.done.Wait()
 	if !errors.Is(err, messaging.ErrCommitPending) {
