@@ -135,8 +135,11 @@ func parse(name string, v ast.Expr) (in interaction, ok bool, err error) {
 				return in, true, fmt.Errorf("%s: a reply is not &Record{}", name)
 			}
 			rlit, isRLit := ref.X.(*ast.CompositeLit)
-			ident, isName := rlit.Type.(*ast.Ident)
-			if !isRLit || !isName {
+			var ident *ast.Ident
+			if isRLit {
+				ident, _ = rlit.Type.(*ast.Ident)
+			}
+			if ident == nil {
 				return in, true, fmt.Errorf("%s: a reply is not &Record{}", name)
 			}
 			in.replies = append(in.replies, ident.Name)
