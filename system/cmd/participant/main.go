@@ -19,16 +19,23 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
 	name := flag.String("name", "", "the participant's name: a lowercase Go package name, e.g. inventory")
 	root := flag.String("root", ".", "the repository's root, where go.work is")
 	flag.Parse()
-	if err := run(*root, *name, os.Stdout); err != nil {
+	// An interrupt ends the go commands under way, and run puts the
+	// files back.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *root, *name, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "participant:", err)
 		os.Exit(1)
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -50,15 +51,58 @@ func TestABadNameWritesNothing(t *testing.T) {
 		{"status", "declares Status twice (both in services/status/domain/status.go)"},
 		{"service", "docker-compose.yml has an anchor &service"},
 		{"traces", "docker-compose.yml has an anchor &traces"},
+		{"api", "avrogen would name the record ReserveApi's Go type ReserveAPI"},
+		{"id", "avrogen would name the record ReserveId's Go type ReserveID"},
+		{"aux", `"aux" disallowed as path element component on Windows`},
+		{"v2", "invalid version"},
 	}
 	for _, tt := range tests {
-		err := run(dir, tt.name, io.Discard)
+		err := run(t.Context(), dir, tt.name, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), `name "`+tt.name+`"`) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("make participant NAME=%s: got %v, want an error naming it and saying %q", tt.name, err, tt.want)
 		}
 		if after := tree(t, dir); !maps.Equal(after, before) {
 			t.Fatalf("make participant NAME=%s: the tree changed, want nothing written", tt.name)
 		}
+	}
+}
+
+// TestAFailureOnTheWayPutsEverythingBack: a go command that fails once
+// the files are written (offline, say) leaves the tree as it was, the go
+// commands' own edits of go.work and go.mod included, so that make
+// participant runs again.
+func TestAFailureOnTheWayPutsEverythingBack(t *testing.T) {
+	dir := copyRepository(t)
+	before := tree(t, dir)
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	script := "#!/bin/sh\nif [ \"$1\" = generate ]; then echo offline >&2; exit 1; fi\nexec " + goCmd + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	err = run(t.Context(), dir, "inventory", io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "offline") || !strings.Contains(err.Error(), "every file is as it was before") {
+		t.Fatalf("got %v, want the go command's error and the files put back", err)
+	}
+	after := tree(t, dir)
+	var changed []string
+	for p, h := range after {
+		if was, ok := before[p]; !ok || was != h {
+			changed = append(changed, p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) > 0 {
+		slices.Sort(changed)
+		t.Errorf("%d paths written, changed or removed: %v", len(changed), changed)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"go/token"
 	"go/types"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,9 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/ettle/strcase"
+	"golang.org/x/mod/module"
 
 	"github.com/kafkasaga/kafkasaga/system"
 )
@@ -92,6 +97,11 @@ func plan(root, name string) (map[string][]byte, error) {
 	if slices.Contains(system.Names(), name) {
 		return nil, fmt.Errorf("name %q: system.Processes has a process of that name already", name)
 	}
+	// A name Windows reserves (aux, con) or a major version (v2) cannot
+	// end the module path that go mod edit requires at v0.0.0.
+	if err := module.Check(modulePath(name), "v0.0.0"); err != nil {
+		return nil, fmt.Errorf("name %q: %w", name, err)
+	}
 	Name := strings.ToUpper(name[:1]) + name[1:]
 	if _, taken := reflect.TypeFor[system.Config]().FieldByName(Name); taken {
 		return nil, fmt.Errorf("name %q: system.Config has a field %s already", name, Name)
@@ -135,6 +145,14 @@ func plan(root, name string) (map[string][]byte, error) {
 		if strings.HasSuffix(path, ".go") {
 			if text, err = format.Source(text); err != nil {
 				return nil, fmt.Errorf("template %s: %w", f[0], err)
+			}
+		}
+		// avrogen names a record's Go type with golint's initialisms
+		// (strcase): the schema ReserveApi would be the type ReserveAPI,
+		// and the templates' ReserveApi would name nothing.
+		if rec, ok := strings.CutSuffix(strings.TrimPrefix(path, "contracts/schemas/"), ".avsc"); ok {
+			if typ := strcase.NewCaser(true, nil, nil).ToPascal(rec); typ != rec {
+				return nil, fmt.Errorf("name %q: avrogen would name the record %s's Go type %s (a Go initialism): choose another name", name, rec, typ)
 			}
 		}
 		files[path] = text
@@ -232,19 +250,30 @@ func declaredOnce(files map[string][]byte) error {
 }
 
 // run writes what plan returns, then runs the go commands that register
-// the module and generate the contracts' types.
-func run(root, name string, out io.Writer) error {
+// the module and generate the contracts' types. Should any of it fail, or
+// ctx end (an interrupt), it puts every file back as it was: half a
+// participant leaves the workspace broken, this command's own build
+// included.
+func run(ctx context.Context, root, name string, out io.Writer) (err error) {
 	files, err := plan(root, name)
 	if err != nil {
 		return err
 	}
-	paths := slices.Sorted(func(yield func(string) bool) {
-		for p := range files {
-			if !yield(p) {
-				return
+	paths := slices.Sorted(maps.Keys(files))
+	undo, err := snapshot(root, slices.Concat(paths, touchedByGo))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			// plan refused a name whose services/<name> exists: it is this run's.
+			if uerr := errors.Join(undo(), os.RemoveAll(filepath.Join(root, "services", name))); uerr != nil {
+				err = fmt.Errorf("%w\nand putting the files back failed (git status shows what is left): %w", err, uerr)
+			} else {
+				err = fmt.Errorf("%w\n(every file is as it was before)", err)
 			}
 		}
-	})
+	}()
 	for _, p := range paths {
 		full := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -255,16 +284,16 @@ func run(root, name string, out io.Writer) error {
 		}
 		fmt.Fprintln(out, "wrote", p)
 	}
-	module := "github.com/kafkasaga/kafkasaga/services/" + name
+	mod := modulePath(name)
 	steps := []struct {
 		dir    string
 		gowork bool
 		args   []string
 	}{
 		{".", true, []string{"work", "use", "./services/" + name}},
-		{"system", true, []string{"mod", "edit", "-require=" + module + "@v0.0.0", "-replace=" + module + "=../services/" + name}},
+		{"system", true, []string{"mod", "edit", "-require=" + mod + "@v0.0.0", "-replace=" + mod + "=../services/" + name}},
 		// deploy imports system: without GOWORK it needs the replace too.
-		{"deploy", true, []string{"mod", "edit", "-require=" + module + "@v0.0.0", "-replace=" + module + "=../services/" + name}},
+		{"deploy", true, []string{"mod", "edit", "-require=" + mod + "@v0.0.0", "-replace=" + mod + "=../services/" + name}},
 		// Each module builds on its own too (GOWORK=off), from its go.mod.
 		{"services/" + name, false, []string{"mod", "tidy"}},
 		{"contracts", true, []string{"generate", "./..."}},
@@ -274,19 +303,54 @@ func run(root, name string, out io.Writer) error {
 		{"deploy", false, []string{"mod", "tidy"}},
 	}
 	for _, s := range steps {
-		cmd := exec.Command("go", s.args...)
+		cmd := exec.CommandContext(ctx, "go", s.args...)
 		cmd.Dir = filepath.Join(root, s.dir)
 		cmd.Env = os.Environ()
 		if !s.gowork {
 			cmd.Env = append(cmd.Env, "GOWORK=off")
 		}
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("in %s, go %s: %w\n%s", s.dir, strings.Join(s.args, " "), err, b)
+			return fmt.Errorf("in %s, go %s: %w\n%s", s.dir, strings.Join(s.args, " "), cmp.Or(ctx.Err(), err), b)
 		}
 		fmt.Fprintf(out, "ran go %s in %s\n", strings.Join(s.args, " "), s.dir)
 	}
 	fmt.Fprintf(out, "services/%s is a participant of no saga yet: docs/adding-a-saga-step.md adds its step\n", name)
 	return nil
+}
+
+// modulePath is the module path of the participant name.
+func modulePath(name string) string { return "github.com/kafkasaga/kafkasaga/services/" + name }
+
+// touchedByGo are the files run's go commands may change, besides the
+// new module's.
+var touchedByGo = []string{"go.work", "go.work.sum", "system/go.mod", "system/go.sum", "deploy/go.mod", "deploy/go.sum",
+	"contracts/types_gen.go", "contracts/interactions_gen.go"}
+
+// snapshot reads the files of paths under root and returns what writes
+// them back, and removes those that did not exist.
+func snapshot(root string, paths []string) (undo func() error, err error) {
+	was := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		switch {
+		case err == nil:
+			was[p] = b
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+	}
+	return func() error {
+		var errs []error
+		for _, p := range paths {
+			full := filepath.Join(root, p)
+			if b, ok := was[p]; ok {
+				errs = append(errs, os.WriteFile(full, b, 0o644))
+			} else if err := os.Remove(full); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}, nil
 }
 
 // nextPort is the port after the highest of system.Processes, skipping the

@@ -27,7 +27,7 @@ func TestWalkthroughAddsTheInventoryStep(t *testing.T) {
 	dir := copyRepository(t)
 	t.Setenv("GOWORK", "")
 
-	if err := run(dir, "inventory", io.Discard); err != nil {
+	if err := run(t.Context(), dir, "inventory", io.Discard); err != nil {
 		t.Fatalf("make participant NAME=inventory: %v", err)
 	}
 	patch, err := filepath.Abs(patchFile)
