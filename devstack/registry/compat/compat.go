@@ -2,7 +2,8 @@
 // versions of its subject under a Confluent compatibility level, with
 // hamba/avro's SchemaCompatibility and rules of its own for what the serde
 // cannot read: a backward check refuses an existing field of a type other
-// than a record made nullable (madeNullable), every check a change that
+// than a record made nullable (madeNullable), a forward check such a field
+// made not nullable, every check a change that
 // hamba cannot resolve (Readable), and CheckDefaults a default that hamba
 // would read as another number. The embedded
 // registry checks every registration with it, and
@@ -128,15 +129,49 @@ func CheckDefaults(text string) error {
 	if err := dec.Decode(&tree); err != nil {
 		return nil // Parse says why
 	}
-	return fieldDefaults(tree)
+	named := map[string]any{}
+	collectNamed(tree, "", named)
+	return fieldDefaults(tree, named)
+}
+
+// collectNamed indexes the records, enums and fixed types defined in node
+// by full name and by name, so that a default given for a named type used
+// again is checked as one given in place.
+func collectNamed(node any, ns string, named map[string]any) {
+	switch n := node.(type) {
+	case map[string]any:
+		if name, ok := n["name"].(string); ok && (n["type"] == "record" || n["type"] == "enum" || n["type"] == "fixed") {
+			if s, ok := n["namespace"].(string); ok {
+				ns = s
+			}
+			full := name
+			if !strings.Contains(name, ".") && ns != "" {
+				full = ns + "." + name
+			}
+			if i := strings.LastIndex(full, "."); i >= 0 {
+				ns = full[:i]
+			}
+			named[full] = n
+			named[full[strings.LastIndex(full, ".")+1:]] = n
+		}
+		for k, v := range n {
+			if k != "default" {
+				collectNamed(v, ns, named)
+			}
+		}
+	case []any:
+		for _, v := range n {
+			collectNamed(v, ns, named)
+		}
+	}
 }
 
 // fieldDefaults checks the default of every field within node.
-func fieldDefaults(node any) error {
+func fieldDefaults(node any, named map[string]any) error {
 	switch n := node.(type) {
 	case map[string]any:
 		if d, ok := n["default"]; ok && n["name"] != nil {
-			if err := integerValue(n["type"], d); err != nil {
+			if err := integerValue(n["type"], d, named); err != nil {
 				return fmt.Errorf("field %v: default: %w", n["name"], err)
 			}
 		}
@@ -144,13 +179,13 @@ func fieldDefaults(node any) error {
 			if k == "default" {
 				continue
 			}
-			if err := fieldDefaults(v); err != nil {
+			if err := fieldDefaults(v, named); err != nil {
 				return err
 			}
 		}
 	case []any:
 		for _, v := range n {
-			if err := fieldDefaults(v); err != nil {
+			if err := fieldDefaults(v, named); err != nil {
 				return err
 			}
 		}
@@ -160,11 +195,13 @@ func fieldDefaults(node any) error {
 
 // integerValue checks v, a default's value of type t (a schema's JSON),
 // where t is or holds an int or a long: through records, arrays and maps
-// defined in place, and a union's first type. A named type used again is
-// not followed.
-func integerValue(t, v any) error {
+// defined in place or named again, and a union's first type.
+func integerValue(t, v any, named map[string]any) error {
 	if union, ok := t.([]any); ok && len(union) > 0 {
 		t = union[0]
+	}
+	if name, ok := t.(string); ok && named[name] != nil {
+		t = named[name]
 	}
 	m, ok := t.(map[string]any)
 	if ok {
@@ -172,7 +209,7 @@ func integerValue(t, v any) error {
 		case "array":
 			items, _ := v.([]any)
 			for _, e := range items {
-				if err := integerValue(m["items"], e); err != nil {
+				if err := integerValue(m["items"], e, named); err != nil {
 					return err
 				}
 			}
@@ -180,7 +217,7 @@ func integerValue(t, v any) error {
 		case "map":
 			values, _ := v.(map[string]any)
 			for _, e := range values {
-				if err := integerValue(m["values"], e); err != nil {
+				if err := integerValue(m["values"], e, named); err != nil {
 					return err
 				}
 			}
@@ -192,7 +229,7 @@ func integerValue(t, v any) error {
 				f, _ := f.(map[string]any)
 				name, _ := f["name"].(string)
 				if e, ok := values[name]; ok {
-					if err := integerValue(f["type"], e); err != nil {
+					if err := integerValue(f["type"], e, named); err != nil {
 						return fmt.Errorf("%s: %w", name, err)
 					}
 				}
@@ -291,6 +328,9 @@ func Check(level string, candidate avro.Schema, previous []Version) []Problem {
 			if err := Compatible(old.Schema, candidate); err != nil {
 				field, change := locate(old.Schema, candidate, false, "")
 				problems = append(problems, Problem{Version: old.Number, Field: field, Change: change, Err: err})
+			} else if field := madeNullable(old.Schema, candidate, ""); field != "" {
+				problems = append(problems, Problem{Version: old.Number, Field: field, Change: "made not nullable",
+					Err: fmt.Errorf("%s is a union with null in version %d and not in the new schema: hamba/avro, the serde's library, cannot read the new value into that version's Go pointer", field, old.Number)})
 			}
 		}
 	}
@@ -424,39 +464,60 @@ func locate(reader, writer avro.Schema, readerIsNew bool, path string) (field, c
 }
 
 // madeNullable names the first field of reader, descending into records,
-// arrays and maps, whose writer type, not a union, became a union of null
+// arrays, maps and the branches of unions, whose writer type, not a union, became a union of null
 // and that type, a record's excepted. Avro reads such data (the union's
 // branch), but hamba/avro resolves the field to the writer's plain type
 // and then cannot decode it into the Go pointer generated for the union:
 // every message written before would be undecodable.
 func madeNullable(reader, writer avro.Schema, path string) string {
+	return nullableIn(reader, writer, path, map[[2]string]bool{})
+}
+
+// nullableIn is madeNullable; seen stops at a pair of records walked
+// already (a record that refers to itself).
+func nullableIn(reader, writer avro.Schema, path string, seen map[[2]string]bool) string {
 	if reader.Fingerprint() == writer.Fingerprint() {
-		return "" // the same, a record that refers to itself included
+		return "" // the same
 	}
 	// A named type used again is a reference to it: what it names counts.
 	reader, writer = deref(reader), deref(writer)
 	switch r := reader.(type) {
 	case *avro.RecordSchema:
 		w, ok := writer.(*avro.RecordSchema)
-		if !ok {
+		if !ok || seen[[2]string{w.FullName(), r.FullName()}] {
 			return ""
 		}
+		seen[[2]string{w.FullName(), r.FullName()}] = true
 		for _, rf := range r.Fields() {
 			if wf := writerField(w, rf); wf != nil {
-				if f := madeNullable(rf.Type(), wf.Type(), strings.TrimPrefix(path+"."+rf.Name(), ".")); f != "" {
+				if f := nullableIn(rf.Type(), wf.Type(), strings.TrimPrefix(path+"."+rf.Name(), "."), seen); f != "" {
 					return f
 				}
 			}
 		}
 	case *avro.ArraySchema:
 		if w, ok := writer.(*avro.ArraySchema); ok {
-			return madeNullable(r.Items(), w.Items(), path+"[]")
+			return nullableIn(r.Items(), w.Items(), path+"[]", seen)
 		}
 	case *avro.MapSchema:
 		if w, ok := writer.(*avro.MapSchema); ok {
-			return madeNullable(r.Values(), w.Values(), path+"{}")
+			return nullableIn(r.Values(), w.Values(), path+"{}", seen)
 		}
 	case *avro.UnionSchema:
+		// Within a branch that reads a record, an array or a map the
+		// writer wrote (as a branch or not), a field counts as anywhere.
+		for _, rb := range r.Types() {
+			for _, wb := range branches(writer) {
+				switch deref(wb).(type) {
+				case *avro.RecordSchema, *avro.ArraySchema, *avro.MapSchema:
+					if readsAs(deref(rb), deref(wb)) {
+						if f := nullableIn(rb, wb, path, seen); f != "" {
+							return f
+						}
+					}
+				}
+			}
+		}
 		if _, union := writer.(*avro.UnionSchema); union || !r.Nullable() || writer.Type() == avro.Null {
 			return ""
 		}
@@ -490,9 +551,8 @@ func LogicalTypesChanged(reader, writer avro.Schema) []Problem {
 	return problems
 }
 
-// logicalTypes walks reader and writer as madeNullable does, union
-// branches matched by type (or promotion) and name; seen stops at a pair
-// of records walked already.
+// logicalTypes walks reader and writer as madeNullable does; seen stops
+// at a pair of records walked already.
 func logicalTypes(reader, writer avro.Schema, path string, seen map[[2]string]bool, report func(field, from, to string)) {
 	reader, writer = deref(reader), deref(writer)
 	switch r := reader.(type) {

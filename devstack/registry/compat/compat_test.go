@@ -73,6 +73,14 @@ func TestCheck(t *testing.T) {
 			[]string{"backward hist[].at: made nullable"}},
 		{"a record that refers to itself", "FULL", []string{id, next}, []string{id, next, nDefault},
 			[]string{"backward : ", "forward : "}},
+		{"made nullable within a nullable record", "BACKWARD",
+			[]string{`{"name":"addr","type":["null",{"type":"record","name":"Addr","fields":[{"name":"street","type":"string"}]}],"default":null}`},
+			[]string{`{"name":"addr","type":["null",{"type":"record","name":"Addr","fields":[{"name":"street","type":["null","string"],"default":null}]}],"default":null}`},
+			[]string{"backward addr.street: made nullable"}},
+		// The previous schema reads the new records: its Go pointer
+		// cannot take the plain value.
+		{"made not nullable, forward", "FORWARD", []string{id, `{"name":"n","type":["null","int"],"default":null}`}, []string{id, n},
+			[]string{"forward n: made not nullable"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,6 +125,8 @@ func TestDefaultsAreCheckedApartFromParsing(t *testing.T) {
 		`{"name":"f","type":["int","null"],"default":3000000000}`,
 		`{"name":"f","type":{"type":"array","items":"long"},"default":[1.5]}`,
 		`{"name":"f","type":{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]},"default":{"x":3000000000}}`,
+		`{"name":"a","type":{"type":"record","name":"R","fields":[{"name":"x","type":"long"}]}},{"name":"f","type":"R","default":{"x":1.5}}`,
+		`{"name":"a","type":{"type":"record","name":"R","namespace":"other","fields":[{"name":"x","type":"long"}]}},{"name":"f","type":"other.R","default":{"x":9007199254740993}}`,
 	} {
 		text := `{"type":"record","name":"Rec","fields":[` + field + `]}`
 		if _, err := compat.Parse(text); err != nil {
