@@ -43,6 +43,9 @@ type DeadLetter struct {
 	// Clipped says the key or a header holds its first maxField bytes
 	// only, or headers past maxShown bytes of them were left out.
 	Clipped bool `json:"clipped"`
+	// Cursor is what GET /api/deadletters takes as before to list the
+	// letters older than this one (a page that let it go lists it again).
+	Cursor string `json:"cursor"`
 
 	payload []byte // kept until decoded, to try again when the registry did not answer
 }
@@ -91,7 +94,8 @@ func newDeadLetter(r *kgo.Record, dec Decoder) (d *DeadLetter, away bool) {
 		ts = time.Time{}
 	}
 	d = &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts,
-		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, Size: len(r.Value), payload: r.Value}
+		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, Size: len(r.Value), payload: r.Value,
+		Cursor: encodeDeadLetterCursor(DeadLetterCursor{Timestamp: ts.UnixMilli(), Partition: r.Partition, Offset: r.Offset})}
 	// The key and the headers as the payload is: any producer may write a
 	// record of large ones, which its letter keeps whole.
 	d.Key, d.Clipped = clip(r.Key)
@@ -220,8 +224,14 @@ func (l *deadLetters) add(d *DeadLetter) bool {
 	return true
 }
 
+// maxPage bounds the JSON of a page of dead letters, which is made whole
+// in memory: a letter keeps up to about 130 KB, and JSON writes a control
+// byte of it in six.
+const maxPage = 4 << 20
+
 // page returns up to limit dead letters after the cursor, newest first,
-// and the cursor of the next page, nil on the last.
+// as many as fit in maxPage bytes of JSON (one at least), and the cursor
+// of the next page, nil on the last.
 func (l *deadLetters) page(ctx context.Context, after *DeadLetterCursor, limit int) ([]DeadLetter, *DeadLetterCursor) {
 	l.mu.Lock()
 	i := 0
@@ -240,6 +250,14 @@ func (l *deadLetters) page(ctx context.Context, after *DeadLetterCursor, limit i
 	last := i == len(l.list) || len(out) == 0
 	l.mu.Unlock()
 	l.decode(ctx, out, listed)
+	size := 0
+	for n, d := range out {
+		b, _ := json.Marshal(d) // of strings, numbers and JSON: cannot fail
+		if size += len(b); size > maxPage && n > 0 {
+			out, last = out[:n], false
+			break
+		}
+	}
 	if last {
 		return out, nil
 	}

@@ -372,3 +372,76 @@ func TestALetterOfLargeHeadersIsKeptCut(t *testing.T) {
 		t.Errorf("clipped %t, source topic %q; want true and customer.commands", kept.Clipped, kept.SourceTopic)
 	}
 }
+
+// TestAPageOfDeadLettersIsBoundedInBytes: a page holds as many letters as
+// fit in maxPage bytes of JSON, whatever the limit asked, and its next
+// lists the rest, each letter once. JSON writes a control byte in six,
+// so letters of them, each kept cut, made a page of 500 about 150 MB.
+func TestAPageOfDeadLettersIsBoundedInBytes(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.cfg.DeadLetters, c.deadLetters.dec = undecodable{}, undecodable{}
+	c.caughtUp.Store(true)
+	big := bytes.Repeat([]byte{1}, 100<<10)
+	const letters = 40
+	for o := range letters {
+		r := &kgo.Record{Topic: contracts.TopicDeadLetter, Key: big, Value: big, Timestamp: t0.Add(time.Duration(o) * time.Second), Offset: int64(o)}
+		for i := range 8 {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: fmt.Sprint("x-", i), Value: big})
+		}
+		if err := c.apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[int64]bool{}
+	before, pages := "", 0
+	for {
+		rec := httptest.NewRecorder()
+		c.listDeadLetters(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters?limit=500&before="+before, nil))
+		var page deadLetterList
+		if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+			t.Fatal(err)
+		}
+		if pages++; rec.Body.Len() > maxPage+maxPage/8 || len(page.DeadLetters) == 0 {
+			t.Fatalf("page %d: %d bytes, %d letters; want at most about %d bytes, one letter at least", pages, rec.Body.Len(), len(page.DeadLetters), maxPage)
+		}
+		for _, d := range page.DeadLetters {
+			if seen[d.Offset] {
+				t.Fatalf("letter %d listed twice", d.Offset)
+			}
+			seen[d.Offset] = true
+		}
+		if before = page.Next; before == "" {
+			break
+		}
+	}
+	if len(seen) != letters || pages < 2 {
+		t.Errorf("%d letters in %d pages; want all %d, in more than one page", len(seen), pages, letters)
+	}
+}
+
+// TestADeadLettersCursorListsTheOlderOnes: a letter's cursor, which its
+// page keeps to list again a letter it let go, lists those older than it.
+func TestADeadLettersCursorListsTheOlderOnes(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.cfg.DeadLetters, c.deadLetters.dec = undecodable{}, undecodable{}
+	c.caughtUp.Store(true)
+	for o := range 5 {
+		if err := c.apply(&kgo.Record{Topic: contracts.TopicDeadLetter, Value: []byte("x"), Timestamp: t0.Add(time.Duration(o) * time.Second), Offset: int64(o)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cursor := c.deadLetters.list[1].Cursor // offset 3: the second newest
+	rec := httptest.NewRecorder()
+	c.listDeadLetters(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters?before="+cursor, nil))
+	var page deadLetterList
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, d := range page.DeadLetters {
+		got = append(got, d.Offset)
+	}
+	if !slices.Equal(got, []int64{2, 1, 0}) {
+		t.Errorf("listed after %s: %v; want 2, 1, 0", cursor, got)
+	}
+}
