@@ -10,7 +10,6 @@ package system_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -165,6 +164,46 @@ func TestConsole(t *testing.T) {
 		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.state).filter(s => s !== "REJECTED").join(" ")`); got != "" {
 			t.Errorf("rows of a list filtered by ?state=REJECTED in states %q, want none but REJECTED", got)
 		}
+	})
+
+	// A list read refused while the stream is open (an instance behind a
+	// balancer still loading its index): the streamed sagas were placed
+	// against the filters of no answer, so a list of REJECTED showed a
+	// RUNNING saga, the error gone, and the list was not read again.
+	t.Run("a list whose read is refused holds what its stream sends and reads again", func(t *testing.T) {
+		front := refusingFront(t, r)
+		front.refusingReads.Store(true)
+		b.open(t, front.URL+"/ui/?state=REJECTED")
+		b.await(t, `document.querySelector("#live.on") !== null && document.getElementById("status").textContent === "not ready"`,
+			"the list to follow its stream, its read refused")
+		id, release := aSagaWaitingOnPayment(t, r, ada, 100)
+		defer release()
+		awaitIndexed(t, r, id, "RUNNING")
+		refusedBefore := front.refusedLists.Load()
+		awaitRefused(t, &front.refusedLists, refusedBefore+1) // read again since the saga was streamed
+		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.state).join(" ") + "|" +
+			document.getElementById("status").textContent`); got != "|not ready" {
+			t.Errorf("rows and status of a list of REJECTED whose read is refused: %q, want none and the error", got)
+		}
+		front.refusingReads.Store(false)
+		b.await(t, `document.getElementById("status").textContent.includes("match")`, "the list read once it is answered")
+		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.state).filter(s => s !== "REJECTED").join(" ")`); got != "" {
+			t.Errorf("rows of a list filtered by ?state=REJECTED in states %q, want none but REJECTED", got)
+		}
+	})
+
+	// A saga's read refused (its partition moving): an ended saga's page
+	// waits for no change, so it showed the error until reloaded.
+	t.Run("a saga's page whose read is refused reads it again", func(t *testing.T) {
+		front := refusingFront(t, r)
+		id := r.createOrder(t, ada, 100)
+		awaitIndexed(t, r, id, "COMPLETED")
+		front.refusingReads.Store(true)
+		b.open(t, front.URL+"/ui/sagas/"+id)
+		b.await(t, `document.getElementById("status").textContent === "not ready"`, "the saga's read refused")
+		front.refusingReads.Store(false)
+		b.await(t, `document.querySelector('#state[data-state="COMPLETED"]') !== null && document.getElementById("status").textContent === ""`,
+			"the saga read again, COMPLETED")
 	})
 
 	// The rows' ages move with the clock in place: a row made anew every
@@ -547,7 +586,66 @@ func TestConsole(t *testing.T) {
 			orderID, contracts.HeaderReplayedFrom), "the replayed message dead-lettered again, marked "+contracts.HeaderReplayedFrom)
 	})
 
+	// A dead-letter list read refused while the stream is open: a letter
+	// streamed then cleared the error and was shown alone, as if it were
+	// every letter, and the list was not read again.
+	t.Run("a dead-letter page whose read is refused holds what its stream sends and reads again", func(t *testing.T) {
+		front := refusingFront(t, r)
+		front.refusingReads.Store(true)
+		b.open(t, front.URL+"/ui/deadletters")
+		b.await(t, `document.querySelector("#live.on") !== null && document.getElementById("status").textContent === "not ready"`,
+			"the page to follow its stream, its read refused")
+		key := deadLetters(t, r, 1)[0]
+		refusedBefore := front.refusedLists.Load()
+		awaitRefused(t, &front.refusedLists, refusedBefore+1)
+		if got := b.eval(t, `document.querySelectorAll("#deadletters article").length + "|" + document.getElementById("status").textContent`); got != "0|not ready" {
+			t.Errorf("letters and status of a page whose read is refused: %q, want none and the error", got)
+		}
+		front.refusingReads.Store(false)
+		b.await(t, fmt.Sprintf(`[...document.querySelectorAll("#deadletters code.key")].some(e => e.textContent === %q) &&
+			document.getElementById("status").textContent === ""`, key), "the letters read once they are answered, the new one among them")
+	})
+
+	// Left open, the page kept every letter its stream sent, each up to
+	// some hundred KB: it keeps as many as it read, or 50, and Older lists
+	// those it let go.
+	t.Run("a dead-letter page left open keeps a page of letters, the oldest listed again by Older", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/deadletters")
+		b.await(t, `document.querySelector("#live.on") !== null && !document.getElementById("more").disabled`, "the page read, following its stream")
+		read := b.eval(t, `String(document.querySelectorAll("#deadletters article").length)`)
+		if read != "50" && b.eval(t, `String(document.getElementById("more").hidden)`) != "true" {
+			t.Fatalf("read %s letters with more to list: the page's first read lists 50", read)
+		}
+		keys := deadLetters(t, r, 60)
+		cards := `document.querySelectorAll("#deadletters article")`
+		b.await(t, fmt.Sprintf(`[...%s].some(a => a.querySelector("code.key").textContent === %q)`, cards, keys[len(keys)-1]), "the last letter streamed")
+		if got := b.eval(t, fmt.Sprintf(`%s.length + " " + document.getElementById("more").hidden`, cards)); got != "50 false" {
+			t.Fatalf("letters shown and Older hidden: %s, want 50 false", got)
+		}
+		b.do(t, chromedp.Click(chromedp.CSS("#more")))
+		b.await(t, fmt.Sprintf(`%s.length > 50`, cards), "Older to list the letters let go")
+		if got := b.eval(t, fmt.Sprintf(`String(new Set([...%s].map(a => a.dataset.partition + "/" + a.dataset.offset)).size === %s.length)`, cards, cards)); got != "true" {
+			t.Errorf("a letter listed twice after Older")
+		}
+	})
+
 	b.noExceptions(t)
+}
+
+// deadLetters writes n records that the orchestrator's start of sagas
+// cannot decode, and so dead-letters, and returns their keys in order.
+func deadLetters(t *testing.T, r *running, n int) []string {
+	t.Helper()
+	client, _ := rawClients(t, r)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "dead-" + uuid.NewString()
+		rec := &kgo.Record{Topic: contracts.TopicOrderEvents, Key: []byte(keys[i]), Value: []byte("not avro")}
+		if err := client.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
 }
 
 // browser is one headless Chromium tab.
@@ -693,14 +791,17 @@ func checkRowsAsTheAPI(t *testing.T, b *browser, r *running, query string) {
 
 // front is a proxy to the orchestrator that passes everything on until
 // refusing is set, then answers each new saga stream, and each read of the
-// saga list, 503; drop ends the streams passed on.
+// saga list, 503; refusingReads refuses the reads of the saga and
+// dead-letter lists and of a saga (GET /sagas/{id}) alone. drop ends the
+// streams passed on.
 type front struct {
 	*httptest.Server
-	refusing     atomic.Bool
-	refused      atomic.Int32 // streams refused
-	refusedLists atomic.Int32 // reads of GET /api/sagas refused
-	mu           sync.Mutex
-	streams      []context.CancelFunc // ends the streams passed on
+	refusing      atomic.Bool
+	refusingReads atomic.Bool
+	refused       atomic.Int32 // streams refused
+	refusedLists  atomic.Int32 // reads of GET /api/sagas, /api/deadletters or /sagas/{id} refused
+	mu            sync.Mutex
+	streams       []context.CancelFunc // ends the streams passed on
 }
 
 func refusingFront(t *testing.T, r *running) *front {
@@ -712,10 +813,15 @@ func refusingFront(t *testing.T, r *running) *front {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	f := &front{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		switch req.URL.Path {
-		case "/api/sagas/stream", "/api/sagas":
-			if f.refusing.Load() {
-				if req.URL.Path == "/api/sagas" {
+		path := req.URL.Path
+		if req.Method == http.MethodGet && strings.HasPrefix(path, "/sagas/") {
+			path = "/sagas/{id}"
+		}
+		switch path {
+		case "/api/sagas/stream", "/api/sagas", "/api/deadletters", "/sagas/{id}":
+			read := path != "/api/sagas/stream"
+			if f.refusing.Load() && path == "/api/sagas" || f.refusing.Load() && !read || f.refusingReads.Load() && read {
+				if read {
 					f.refusedLists.Add(1)
 				} else {
 					f.refused.Add(1)
@@ -750,12 +856,13 @@ func (f *front) drop() {
 }
 
 // awaitRefused waits for the browser to have been refused what refused
-// counts.
-func awaitRefused(t *testing.T, refused *atomic.Int32) {
+// counts, at least times (once if not given).
+func awaitRefused(t *testing.T, refused *atomic.Int32, times ...int32) {
 	t.Helper()
+	want := append(times, 1)[0]
 	eventually(t, 30*time.Second, func() error {
-		if refused.Load() == 0 {
-			return errors.New("the browser was refused nothing")
+		if n := refused.Load(); n < want {
+			return fmt.Errorf("the browser was refused %d times, want %d", n, want)
 		}
 		return nil
 	})

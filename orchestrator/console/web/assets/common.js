@@ -19,12 +19,30 @@ export function el(tag, props = {}, ...children) {
   return e;
 }
 
-// getJSON fetches path and decodes its JSON, throwing the API's error.
+// getJSON fetches path and decodes its JSON, throwing the API's error,
+// with the answer's status.
 export async function getJSON(path) {
   const res = await fetch(path, { headers: { Accept: "application/json" } });
   const body = await res.json().catch(() => null);
-  if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
+  if (!res.ok) throw Object.assign(new Error((body && body.error) || `${res.status} ${res.statusText}`), { status: res.status });
   return body;
+}
+
+// retrier reads again what failed in a way that may pass (a 503 while a
+// partition moves, the network), after a second and up to every ten;
+// not what a 4xx refused, which the same request would get again.
+export function retrier() {
+  let wait = 1000;
+  return {
+    ok() { wait = 1000; },
+    // after calls again later, if err may pass, and says whether it will.
+    after(err, again) {
+      if (err.status >= 400 && err.status < 500) return false;
+      setTimeout(again, wait);
+      wait = Math.min(2 * wait, 10000);
+      return true;
+    },
+  };
 }
 
 // follow calls onData with each event's decoded data from the server-sent

@@ -1,6 +1,6 @@
 // The dead-letter topic: each message with where it came from, why it was
 // set aside and its payload, newest first, new ones added live.
-import { el, getJSON, follow, show, time, adminEnabled, act } from "./common.js";
+import { el, getJSON, retrier, follow, show, time, adminEnabled, act } from "./common.js";
 
 const list = document.getElementById("deadletters");
 const more = document.getElementById("more");
@@ -42,7 +42,7 @@ function card(d) {
       replay.disabled = false;
     }
   });
-  return el("article", { class: "panel deadletter", data: { partition: String(d.partition), offset: String(d.offset) } },
+  return el("article", { class: "panel deadletter", data: { partition: String(d.partition), offset: String(d.offset), timestamp: d.timestamp, cursor: d.cursor } },
     el("h2", {}, d.record || "unknown record", " ", el("small", {}, `${time(d.timestamp)}, dead letter ${d.partition}/${d.offset}`)),
     el("dl", { class: "summary" },
       el("dt", {}, "From"), el("dd", {}, `${d.sourceTopic} [${d.sourcePartition}] @ ${d.sourceOffset}`),
@@ -57,42 +57,81 @@ function card(d) {
     actionsEnabled ? el("p", {}, replay, " ", result) : "");
 }
 
-// held are the dead letters the stream sent while the list was read: the
-// answer may be older than they are, so they are added once it is shown.
+// held are the dead letters the stream sent while the list was read, or
+// since a read failed: the answer may be older than they are, so they are
+// added once one is shown. The newest keep of them do: the list has them
+// too.
 let held = null;
 
-// add shows d, a dead letter from the stream, first, unless it is shown.
+// read is how many letters the page showed once its last answer came: it
+// keeps as many, at least keep, letting the oldest go as the stream
+// brings new ones (Older lists them again). Left open, it grew by every
+// letter, each up to some hundred KB.
+let read = 0;
+const keep = 50; // the API's default limit
+
+// newer orders letters (or their cards' data) newest first, as the API
+// does: by time, then partition, then offset. The stream brings them in
+// the order each partition's were read.
+const newer = (a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp) || b.partition - a.partition || b.offset - a.offset;
+
+// add shows d, a dead letter from the stream, where it belongs, unless it
+// is shown or older than every letter shown while Older lists more.
 function add(d) {
-  if (held) { held.push(d); return; }
+  if (held) {
+    held.push(d);
+    if (held.length > 1000) held.shift();
+    return;
+  }
   const seen = list.querySelector(`article[data-partition="${CSS.escape(String(d.partition))}"][data-offset="${CSS.escape(String(d.offset))}"]`);
-  if (!seen) list.prepend(card(d));
+  const after = seen ? null : [...list.children].find((a) => newer(d, a.dataset) < 0);
+  if (after) after.before(card(d));
+  else if (!seen && !next) list.append(card(d));
+  while (list.children.length > Math.max(read, keep)) {
+    list.lastElementChild.remove();
+    next = list.lastElementChild.dataset.cursor;
+    more.hidden = false;
+  }
   show("");
 }
 
 // loads counts the loads begun: only the latest one's answer is shown, so
 // that a second click on "Older" appends nothing twice.
 let loads = 0;
+const again = retrier();
 
+// load reads a page of letters. A first page that failed keeps the
+// stream's letters held, and its error shown, until one is read: added
+// alone, they looked like every letter there is.
 async function load(append = false) {
   const seq = ++loads;
   more.disabled = true;
   if (!append) held ??= [];
+  let failed = false;
   try {
     const page = await getJSON(`/api/deadletters${append ? `?before=${encodeURIComponent(next)}` : ""}`);
     if (seq !== loads) return;
+    again.ok();
     const cards = page.deadLetters.map(card);
     if (append) list.append(...cards); else list.replaceChildren(...cards);
+    read = list.children.length;
     next = page.next || "";
     more.hidden = !next;
     show(list.children.length ? "" : "No dead letters.");
   } catch (err) {
-    if (seq === loads) show(err.message, true);
+    if (seq === loads) {
+      show(err.message, true);
+      failed = !append;
+      if (failed) again.after(err, () => { if (seq === loads) load(); });
+    }
   } finally {
     if (seq === loads) {
       more.disabled = false;
-      const stream = held || [];
-      held = null;
-      for (const d of stream) add(d);
+      if (!failed) {
+        const stream = held || [];
+        held = null;
+        for (const d of stream) add(d);
+      }
     }
   }
 }

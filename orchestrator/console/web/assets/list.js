@@ -1,6 +1,6 @@
 // The list of sagas: filters, newest first, updated live from the saga
 // stream, and a chart of the last minutes.
-import { el, getJSON, follow, show, time, ago, ended, badge, adminEnabled } from "./common.js";
+import { el, getJSON, retrier, follow, show, time, ago, ended, badge, adminEnabled } from "./common.js";
 import { drawChart } from "./chart.js";
 
 const form = document.getElementById("filters");
@@ -156,7 +156,11 @@ function counted() {
 // that a slow answer to an earlier filter, or a second click on "Older",
 // changes nothing.
 let loads = 0;
+const again = retrier();
 
+// load reads a page of the list. A first page that failed keeps the
+// stream's sagas held, and its error shown, until one is read: placed
+// against the filters of no answer, they were shown unfiltered.
 async function load(append = false) {
   const f = append ? applied : submitted;
   const q = new URLSearchParams(f);
@@ -164,9 +168,11 @@ async function load(append = false) {
   const seq = ++loads;
   more.disabled = true;
   holding = true;
+  let failed = false;
   try {
     const page = await getJSON(`/api/sagas?${q}`);
     if (seq !== loads) return;
+    again.ok();
     if (!append) { tbody.replaceChildren(); shown.clear(); applied = f; edge = null; }
     for (const s of page.sagas) {
       if (shown.has(s.sagaId)) continue; // placed from the stream already
@@ -180,12 +186,18 @@ async function load(append = false) {
     more.hidden = !next;
     counted();
   } catch (err) {
-    if (seq === loads) show(err.message, true);
+    if (seq === loads) {
+      show(err.message, true);
+      failed = !append;
+      if (failed) again.after(err, () => { if (seq === loads) load(); });
+    }
   } finally {
     if (seq === loads) {
       more.disabled = false;
-      holding = false;
-      for (const { s } of recent.values()) place(s);
+      if (!failed) {
+        holding = false;
+        for (const { s } of recent.values()) place(s);
+      }
     }
   }
 }
@@ -197,7 +209,14 @@ async function fillFilters() {
   options("type", types.map((t) => t.type));
   options("state", ["RUNNING", "COMPENSATING", "COMPLETED", "REJECTED"]);
   options("step", [...new Set(types.flatMap((t) => t.steps))]);
-  for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+  // A value the page's URL names, which the types read did not bring (it
+  // failed, or the type is gone), is kept: dropped, the filter was.
+  for (const [k, v] of params) {
+    const field = form.elements[k];
+    if (!field) continue;
+    if (field.tagName === "SELECT" && ![...field.options].some((o) => o.value === v)) field.append(el("option", { value: v }, v));
+    field.value = v;
+  }
 }
 
 async function stats() {

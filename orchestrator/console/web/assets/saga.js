@@ -1,6 +1,6 @@
 // One saga: its summary, its history as a timeline, its diagram with the
 // current step highlighted and its data, updated live from the saga stream.
-import { el, getJSON, follow, show, time, ended, badge, adminEnabled, act } from "./common.js";
+import { el, getJSON, retrier, follow, show, time, ended, badge, adminEnabled, act } from "./common.js";
 
 const id = decodeURIComponent(location.pathname.split("/").pop());
 const actions = document.getElementById("actions");
@@ -55,16 +55,19 @@ function render(s) {
 
 let loading = null;
 let reloadAfter = false;
+const again = retrier();
 // load reads the saga and shows it. One request at a time: a change
 // announced during one is read by another right after it, so the last
-// change is never missed.
+// change is never missed. A read that failed in a way that may pass (a
+// 503 while its partition moves) is made again: an ended saga has no
+// change to announce.
 async function load() {
   if (loading) { reloadAfter = true; return loading; }
   loading = (async () => {
     do {
       reloadAfter = false;
-      try { render(await getJSON(`/sagas/${encodeURIComponent(id)}`)); show(""); }
-      catch (err) { show(err.message, true); }
+      try { render(await getJSON(`/sagas/${encodeURIComponent(id)}`)); show(""); again.ok(); }
+      catch (err) { show(err.message, true); again.after(err, load); }
     } while (reloadAfter);
     loading = null;
   })();
