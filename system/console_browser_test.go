@@ -173,7 +173,7 @@ func TestConsole(t *testing.T) {
 	t.Run("a list whose read is refused holds what its stream sends and reads again", func(t *testing.T) {
 		front := refusingFront(t, r)
 		front.refusingReads.Store(true)
-		b.open(t, front.URL+"/ui/?state=REJECTED")
+		b.open(t, front.URL+"/ui/?state=REJECTED&step=approve_order")
 		b.await(t, `document.querySelector("#live.on") !== null && document.getElementById("status").textContent === "not ready"`,
 			"the list to follow its stream, its read refused")
 		id, release := aSagaWaitingOnPayment(t, r, ada, 100)
@@ -189,6 +189,11 @@ func TestConsole(t *testing.T) {
 		b.await(t, `document.getElementById("status").textContent.includes("match")`, "the list read once it is answered")
 		if got := b.eval(t, `[...document.querySelectorAll("#sagas tbody tr")].map(tr => tr.dataset.state).filter(s => s !== "REJECTED").join(" ")`); got != "" {
 			t.Errorf("rows of a list filtered by ?state=REJECTED in states %q, want none but REJECTED", got)
+		}
+		// The saga types' read was refused too: the URL's step, which
+		// they bring, is kept all the same.
+		if got := b.eval(t, `document.querySelector('#filters [name="step"]').value`); got != "approve_order" {
+			t.Errorf("the step filter of the page's URL, the saga types' read refused: %q, want approve_order", got)
 		}
 	})
 
@@ -792,14 +797,15 @@ func checkRowsAsTheAPI(t *testing.T, b *browser, r *running, query string) {
 // front is a proxy to the orchestrator that passes everything on until
 // refusing is set, then answers each new saga stream, and each read of the
 // saga list, 503; refusingReads refuses the reads of the saga and
-// dead-letter lists and of a saga (GET /sagas/{id}) alone. drop ends the
+// dead-letter lists, of the saga types and of a saga (GET /sagas/{id})
+// alone. drop ends the
 // streams passed on.
 type front struct {
 	*httptest.Server
 	refusing      atomic.Bool
 	refusingReads atomic.Bool
 	refused       atomic.Int32 // streams refused
-	refusedLists  atomic.Int32 // reads of GET /api/sagas, /api/deadletters or /sagas/{id} refused
+	refusedLists  atomic.Int32 // reads refused
 	mu            sync.Mutex
 	streams       []context.CancelFunc // ends the streams passed on
 }
@@ -818,7 +824,7 @@ func refusingFront(t *testing.T, r *running) *front {
 			path = "/sagas/{id}"
 		}
 		switch path {
-		case "/api/sagas/stream", "/api/sagas", "/api/deadletters", "/sagas/{id}":
+		case "/api/sagas/stream", "/api/sagas", "/api/deadletters", "/sagas/{id}", "/api/sagatypes":
 			read := path != "/api/sagas/stream"
 			if f.refusing.Load() && path == "/api/sagas" || f.refusing.Load() && !read || f.refusingReads.Load() && read {
 				if read {
