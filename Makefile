@@ -17,6 +17,7 @@ run:
 ## (embedded broker and registry, whatever KAFKA_BROKERS and SCHEMA_REGISTRY_URL the shell exports: the tests of
 ## several packages at once would write to that Kafka's topics and registry; test-kafka runs them on a real broker)
 test: vet
+	@NEED_FOR="make test" && . scripts/need.sh && need gcc gcc # the race detector builds with it
 	$(GO) run ./contracts/cmd/schemas-check -registry=
 	env -u KAFKA_BROKERS -u SCHEMA_REGISTRY_URL $(GO) test -race -count=1 -timeout 15m work
 
@@ -29,11 +30,11 @@ test-ui:
 test-kafka:
 	scripts/test-kafka.sh
 
-## bench: Go benchmarks of the hot paths, then the whole system under load (SAGAS, CONCURRENCY, RATE,
-## INSTANCES, PROFILE: see system/cmd/bench), with the services' own settings; its last line is one JSON
-## object of the figures
+## bench: Go benchmarks of the hot paths (on the embedded broker and registry, as make test), then the whole
+## system under load (SAGAS, CONCURRENCY, RATE, INSTANCES, PROFILE, KAFKA_BROKERS: see system/cmd/bench), with
+## the services' own settings; its last line is one JSON object of the figures
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/... ./saga/...
+	env -u KAFKA_BROKERS -u SCHEMA_REGISTRY_URL $(GO) test -run '^$$' -bench . -benchmem ./contracts/... ./orchestrator/... ./platform/... ./saga/...
 	$(GO) run ./system/cmd/bench
 
 ## takeover: time from SIGKILL of an instance to its partitions answering on the other, and each instance's
@@ -46,7 +47,7 @@ takeover: build
 ## user of one module build it): a sibling it needs must be in its go.mod, which go mod tidy leaves as it is
 vet:
 	$(GO) vet work
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@files=$$(git ls-files '*.go'); out=$$(gofmt -l $$files); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	@for m in $$($(GO) list -m -f '{{.Dir}}'); do (cd "$$m" && GOWORK=off $(GO) list -deps -test ./... >/dev/null) || { echo "$$m does not build with GOWORK=off"; exit 1; }; done
 	@for m in $$($(GO) list -m -f '{{.Dir}}'); do (cd "$$m" && GOWORK=off $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change its go.mod or go.sum (run it there with GOWORK=off)"; exit 1; }; done
 

@@ -437,26 +437,41 @@ func TestEveryProcessIsBuilt(t *testing.T) {
 
 // TestMakeTestRunsOnTheEmbeddedStack: the tests run the system on any
 // Kafka and registry KAFKA_BROKERS and SCHEMA_REGISTRY_URL name (as
-// test-kafka does, one package at a time), so `make test` must not take
-// them from a shell that exports them for `make run` or compose: the tests
-// of several packages at once would write to that system's topics.
+// test-kafka does, one package at a time), so `make test`, `make test-ui`
+// and `make bench`'s Go benchmarks must not take them from a shell that
+// exports them for `make run` or compose: the tests of several packages at
+// once would write to that system's topics, join its groups and write its
+// registry, and test-ui would skip what needs the embedded broker.
 func TestMakeTestRunsOnTheEmbeddedStack(t *testing.T) {
 	makefile, err := os.ReadFile("../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.SplitSeq(recipe(string(makefile), "test"), "\n") {
-		if !strings.Contains(line, "$(GO) test") {
-			continue
-		}
-		for _, v := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"} {
-			if !strings.Contains(line, "-u "+v+" ") {
-				t.Errorf("Makefile: test: %q runs with the shell's %s, want it unset (env -u %s)", strings.TrimSpace(line), v, v)
+	ui, err := os.ReadFile("../scripts/test-ui.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for where, text := range map[string]string{
+		"Makefile: test":     recipe(string(makefile), "test"),
+		"Makefile: bench":    recipe(string(makefile), "bench"),
+		"scripts/test-ui.sh": string(ui),
+	} {
+		found := false
+		for line := range strings.SplitSeq(text, "\n") {
+			if !strings.Contains(line, "go test") && !strings.Contains(line, "$(GO) test") || strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			found = true
+			for _, v := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"} {
+				if !strings.Contains(line, "-u "+v+" ") {
+					t.Errorf("%s: %q runs with the shell's %s, want it unset (env -u %s)", where, strings.TrimSpace(line), v, v)
+				}
 			}
 		}
-		return
+		if !found {
+			t.Errorf("%s: got no go test line", where)
+		}
 	}
-	t.Fatal("Makefile: test: got no go test line")
 }
 
 // recipe returns the lines of a Makefile's target's recipe, "" if none.

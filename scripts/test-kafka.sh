@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/need.sh
+need gcc gcc # the race detector builds with it: checked before the broker starts
+
 dir="$(mktemp -d)"
 # On a failure, the end of the broker's log, before stop.sh deletes it.
 trap 'status=$?; if [[ ${status} != 0 && -f "${dir}/logs/server.log" ]]; then echo "test-kafka: the end of the broker log:" >&2; tail -n 100 "${dir}/logs/server.log" >&2; fi; scripts/kafka/stop.sh "${dir}" >/dev/null 2>&1 || true; rm -rf "${dir}"' EXIT
