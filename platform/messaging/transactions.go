@@ -488,6 +488,13 @@ type fatalError struct{ err error }
 
 func (e fatalError) Error() string { return e.err.Error() }
 
+// refusedSettings is franz-go's refusal of the client's settings (it
+// checks them and connects to nothing): no retry mends it, so it ends Run.
+// A session timeout past its range is one.
+func refusedSettings(err error) error {
+	return fatalError{fmt.Errorf("kafka client settings (KAFKA_* variables): %w", err)}
+}
+
 // refusedGroup passes to Run the group errors that no retry mends: the
 // broker takes no session timeout outside its range
 // (group.min.session.timeout.ms, group.max.session.timeout.ms), nor an
@@ -1457,7 +1464,7 @@ func (s *Session) connect() (txnClient, error) {
 			kgo.MaxVersions(groupVersions()),
 		)...)
 		if err != nil {
-			return txnProducer{}, fmt.Errorf("connect to kafka: %w", err)
+			return txnProducer{}, refusedSettings(err)
 		}
 		// The producer takes its transactional id now rather than at its
 		// first write: that aborts what a client before it left open under
@@ -1531,7 +1538,7 @@ func (s *Session) connect() (txnClient, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		g.closeProducers()
-		return nil, fmt.Errorf("connect to kafka: %w", err)
+		return nil, refusedSettings(err)
 	}
 	g.Client = cl
 	return g, nil

@@ -1840,6 +1840,32 @@ func TestAGroupNotAuthorizedForAWhileIsAskedAgain(t *testing.T) {
 	}
 }
 
+// Settings franz-go refuses (a session timeout past the 596 hours it
+// takes) stop Run with the reason, where it connected a new client every
+// second, for ever.
+func TestSettingsTheClientRefusesStopTheSession(t *testing.T) {
+	t.Parallel()
+	in := contracts.TopicSpec{Name: "unsettled.in", Partitions: 1}
+	cfg := startKafka(t, in)
+	cfg.SessionTimeout = 600 * time.Hour
+	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "unsettled", TransactionalID: "unsettled-1", Owner: &owner{}}, quiet())
+	ackAll(t, s, in.Name)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "session timeout") || !strings.Contains(err.Error(), "KAFKA_") {
+			t.Errorf("Run: got %v, want franz-go's refusal of the session timeout, naming the KAFKA_ variables", err)
+		}
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("Run still connecting after 10 s, want it ended with the client's refusal")
+	}
+}
+
 // A group the broker refuses for good (a session timeout outside the
 // range it takes) stops Run with the reason, where the client asked again
 // forever and the process was never ready, nor ended.
