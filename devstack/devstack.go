@@ -175,6 +175,13 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 		kfake.BrokerConfigs(map[string]string{"log.retention.ms": "-1"}),
 	}
 	if cfg.DataDir != "" {
+		restored, err := restoreCompacting(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("devstack: put back the partitions a compaction kept: %w", err)
+		}
+		if restored {
+			cfg.Logger.Warn("a crash ended a compaction: the broker's partitions are back as they were before it", "data_dir", cfg.DataDir)
+		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	}
 	if cfg.MaintainEvery > 0 {

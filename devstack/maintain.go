@@ -45,12 +45,24 @@ package devstack
 // compacted with no request taken in between (between), and turns
 // kfake's own pass off (log.cleaner.backoff.ms of a century): under a
 // steady load, compaction waits for a moment without one.
+//
+// kfake's compaction removes a partition's segment files before it writes
+// their compacted copies: a crash in between lost every record not yet
+// written again (Kafka's cleaner swaps its .cleaned files in). With a
+// DataDir, a compaction first links every file of the partitions into
+// compacting/ and drops it once done (renamed first: removed half, it
+// would be put back half); a start that finds it puts the partitions
+// back as they were before the compaction (restoreCompacting).
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +86,7 @@ type maintainer struct {
 	admin     *kadm.Client // on client
 	retention time.Duration
 	logger    *slog.Logger
+	dataDir   string // the broker's, or ""
 
 	compactedAt      time.Time // the end of the last compaction
 	compactTook      time.Duration
@@ -94,7 +107,8 @@ func newMaintainer(cluster *kfake.Cluster, cfg Config) (*maintainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker maintenance client: %w", err)
 	}
-	return &maintainer{cluster: cluster, client: cl, admin: kadm.NewClient(cl), retention: cfg.Retention, logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
+	return &maintainer{cluster: cluster, client: cl, admin: kadm.NewClient(cl), retention: cfg.Retention, dataDir: cfg.DataDir,
+		logger: cfg.Logger.With("component", "kafka-maintenance")}, nil
 }
 
 // run maintains the broker every interval until ctx ends, then closes its
@@ -167,17 +181,95 @@ func (m *maintainer) compact(compacted []string, tombstoneAge time.Duration) {
 		}
 	}
 	since := time.Since(m.compactedAt)
-	if !open && since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge) {
-		if hook := m.beforeCompact.Swap(nil); hook != nil {
-			(*hook)()
+	due := !open && since >= compactPause*m.compactTook && (written != m.compactedWritten || since >= tombstoneAge)
+	if due && m.dataDir != "" {
+		if err := keepPartitions(m.dataDir); err != nil {
+			m.logger.Warn("compaction put off: the partitions' files could not be kept while it runs", "error", err)
+			due = false
 		}
-		start := time.Now()
-		m.cluster.Compact() // and ApplyRetention
-		m.compactedAt, m.compactTook, m.compactedWritten = time.Now(), time.Since(start), written
-		m.logger.Debug("compacted", "took", m.compactTook)
-	} else {
-		m.cluster.ApplyRetention()
 	}
+	if !due {
+		m.cluster.ApplyRetention()
+		return
+	}
+	if hook := m.beforeCompact.Swap(nil); hook != nil {
+		(*hook)()
+	}
+	start := time.Now()
+	m.cluster.Compact() // and ApplyRetention
+	m.compactedAt, m.compactTook, m.compactedWritten = time.Now(), time.Since(start), written
+	m.logger.Debug("compacted", "took", m.compactTook)
+	if m.dataDir != "" {
+		if err := dropKept(m.dataDir); err != nil {
+			m.logger.Warn("the partitions' files kept during a compaction are left on disk", "error", err)
+		}
+	}
+}
+
+// compacting is where, under the DataDir, a compaction keeps the
+// partitions' files as they were before it, hard links; done the name
+// it takes once the compaction is over, to be removed.
+const (
+	compacting = "compacting"
+	kept       = "compacting.done"
+)
+
+// keepPartitions links every file of the broker's partitions into
+// compacting/: kfake removes a file it rewrites and writes a new one, so
+// the links keep what was there.
+func keepPartitions(dataDir string) error {
+	if err := dropKept(dataDir); err != nil {
+		return err
+	}
+	from, to := filepath.Join(dataDir, "partitions"), filepath.Join(dataDir, compacting)
+	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		return os.Link(path, filepath.Join(to, rel))
+	})
+	if errors.Is(err, fs.ErrNotExist) && !exists(from) {
+		return os.MkdirAll(to, 0o755) // no partition yet
+	}
+	return err
+}
+
+// dropKept removes what a compaction kept, once it is over.
+func dropKept(dataDir string) error {
+	if err := os.Rename(filepath.Join(dataDir, compacting), filepath.Join(dataDir, kept)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(dataDir, kept))
+}
+
+// restoreCompacting puts back the partitions' files a compaction kept, if
+// a crash ended it: kfake had removed files it had not written again.
+// It reports whether it did.
+func restoreCompacting(dataDir string) (bool, error) {
+	if err := os.RemoveAll(filepath.Join(dataDir, kept)); err != nil {
+		return false, err
+	}
+	before := filepath.Join(dataDir, compacting)
+	if !exists(before) {
+		return false, nil
+	}
+	partitions := filepath.Join(dataDir, "partitions")
+	if err := os.RemoveAll(partitions); err != nil {
+		return false, err
+	}
+	return true, os.Rename(before, partitions)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // between runs fn in the broker's loop between two requests: while a
