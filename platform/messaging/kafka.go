@@ -96,6 +96,12 @@ func checkSecurity(cfg config.Kafka) error {
 	if cfg.SASLMechanism != "" && cfg.SASLUser == "" {
 		errs = append(errs, fmt.Errorf("KAFKA_SASL_MECHANISM is %s but KAFKA_SASL_USER is empty", cfg.SASLMechanism))
 	}
+	// The registry's client sends credentials only when it has both: one
+	// alone would be every request unauthenticated, refused with a 401
+	// that names no variable.
+	if (cfg.RegistryUser == "") != (cfg.RegistryPassword == "") {
+		errs = append(errs, errors.New("one of SCHEMA_REGISTRY_USER and SCHEMA_REGISTRY_PASSWORD is set: set both, or neither"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -91,6 +91,8 @@ func TestSaramaConfig(t *testing.T) {
 		{name: "a CA file without TLS", cfg: config.Kafka{TLSCAFile: caFile}, wantErr: "KAFKA_TLS_CA_FILE is set but KAFKA_TLS is not true"},
 		{name: "credentials without a mechanism", cfg: config.Kafka{SASLUser: "u", SASLPassword: "p"}, wantErr: "without KAFKA_SASL_MECHANISM"},
 		{name: "a mechanism without a user", cfg: config.Kafka{SASLMechanism: "PLAIN"}, wantErr: "KAFKA_SASL_USER is empty"},
+		{name: "a registry user without a password", cfg: config.Kafka{RegistryUser: "u"}, wantErr: "set both, or neither"},
+		{name: "a registry password without a user", cfg: config.Kafka{RegistryPassword: "p"}, wantErr: "set both, or neither"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := messaging.SaramaConfig(tc.cfg, "client-1")

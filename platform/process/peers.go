@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -23,13 +24,25 @@ import (
 // supervisor does). Anything less certain, such as a timeout, is left to
 // the session timeout: evicting a live member would only cost a
 // rebalance, since the generation fences what it writes afterwards, but
-// it is not done on a guess.
+// it is not done on a guess. A predecessor evicted that joins again is
+// no predecessor but a live instance given this one's address: that ends
+// the watch, and the process, with the reason.
 func (p *Process) watchPeers(ctx context.Context, w *peers) error {
-	return Every(ctx, peerCheckEvery, func() {
-		ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-		defer cancel()
-		p.evictDead(ctx, w, true)
-	})
+	ticker := time.NewTicker(peerCheckEvery)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		look, cancel := context.WithTimeout(ctx, adminTimeout)
+		_, err := p.evictDead(look, w, true)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // peers is what an instance remembers of its group's members between two
@@ -38,10 +51,13 @@ type peers struct {
 	advertised map[string]string // by member id, as last seen while the group was stable
 	gone       map[string]int    // by member id: looks in a row that found its address gone
 	reached    map[string]bool   // by member id: its address took a connection once
+	// evicted are the member data of the predecessors evicted: a dead
+	// one never joins again, as its start id died with it.
+	evicted map[string]bool
 }
 
 func newPeers() *peers {
-	return &peers{advertised: map[string]string{}, gone: map[string]int{}, reached: map[string]bool{}}
+	return &peers{advertised: map[string]string{}, gone: map[string]int{}, reached: map[string]bool{}, evicted: map[string]bool{}}
 }
 
 // saw records what a look at member id's address found, and reports
@@ -76,38 +92,49 @@ func (w *peers) forget(id string) {
 // instance joins it: the dead members a stable group shows (a predecessor,
 // the instances of a deployment that all died) are evicted now, while
 // Kafka still shows what they advertise, rather than hold up the join.
-func (p *Process) evictBeforeJoining(ctx context.Context, w *peers) {
-	if p.evictDead(ctx, w, false) {
+func (p *Process) evictBeforeJoining(ctx context.Context, w *peers) error {
+	suspect, err := p.evictDead(ctx, w, false)
+	if suspect && err == nil {
 		time.Sleep(peerCheckEvery) // the second look that makes one certain
-		p.evictDead(ctx, w, false)
+		_, err = p.evictDead(ctx, w, false)
 	}
+	return err
 }
 
 // evictDead looks at the group's members once and evicts the dead ones. It
-// reports whether a member is suspect (gone once). joined says whether
-// this instance's session runs, its transactional ids taken.
-func (p *Process) evictDead(ctx context.Context, w *peers, joined bool) (suspect bool) {
+// reports whether a member is suspect (gone once), and fails when a
+// predecessor it evicted is back: a live instance with this one's
+// address. joined says whether this instance's session runs, its
+// transactional ids taken.
+func (p *Process) evictDead(ctx context.Context, w *peers, joined bool) (suspect bool, err error) {
 	members, err := p.describeMembers(ctx, w)
 	if err != nil {
-		return false // the coordinator is busy or away: next time
+		return false, nil // the coordinator is busy or away: next time
 	}
 	for id, data := range members {
 		if data == p.member {
 			continue
 		}
 		addr := AdvertisedAddr(data)
-		dead := addr == p.advertised
+		predecessor := addr == p.advertised
+		if predecessor && w.evicted[data] {
+			return suspect, fmt.Errorf("ADVERTISED_HTTP_ADDR %s is another live instance's too: evicted as this one's predecessor, it joined again; "+
+				"each instance needs an address of its own (they would evict each other, and fence each other's transactions, for ever)", addr)
+		}
+		dead := predecessor
 		if !dead {
 			var maybe bool
 			dead, maybe = w.saw(id, probe(addr))
 			suspect = suspect || maybe
 		}
 		if dead {
-			p.evict(ctx, id, addr, joined)
+			if p.evict(ctx, id, addr, joined) && predecessor {
+				w.evicted[data] = true
+			}
 			w.forget(id)
 		}
 	}
-	return suspect
+	return suspect, nil
 }
 
 // peerCheckEvery is how often an instance looks for dead peers; with two
@@ -173,8 +200,8 @@ func (p *Process) describeMembers(ctx context.Context, w *peers) (map[string]str
 }
 
 // evict removes a member from the group, as its own LeaveGroup would: the
-// coordinator rebalances the group without it.
-func (p *Process) evict(ctx context.Context, id, addr string, joined bool) {
+// coordinator rebalances the group without it. It reports whether it did.
+func (p *Process) evict(ctx context.Context, id, addr string, joined bool) bool {
 	req := kmsg.NewPtrLeaveGroupRequest()
 	req.Group = p.cfg.Name
 	leaving := kmsg.NewLeaveGroupRequestMember()
@@ -189,13 +216,14 @@ func (p *Process) evict(ctx context.Context, id, addr string, joined bool) {
 	}
 	if err != nil {
 		p.Logger.Warn("evict a dead instance", "member", id, "advertised", addr, "error", err)
-		return
+		return false
 	}
 	p.partitions.owners.invalidate()
 	p.Logger.Info("evicted a dead instance from the group", "member", id, "advertised", addr)
 	for _, id := range p.toFence(addr, joined) {
 		p.fence(ctx, id)
 	}
+	return true
 }
 
 // toFence returns the transactional ids of the instance evicted at addr.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -106,5 +107,21 @@ func TestAnEvictionFencesNoOwnProducer(t *testing.T) {
 	}
 	if ids := p.toFence("order-2:8081", true); len(ids) != 2 {
 		t.Errorf("a peer elsewhere: fences %v, want its two ids", ids)
+	}
+}
+
+// A configured advertised address is one the others can dial as it is:
+// a host and a port, no scheme; one that is not failed no start, and the
+// keys of the instance's partitions answered 503 through every other.
+func TestAdvertisedAddr(t *testing.T) {
+	for _, bad := range []string{"http://127.0.0.1:8082", "customer-1", "127.0.0.1:notaport", "127.0.0.1:0", "127.0.0.1:70000", ":8082", "0.0.0.0:8082"} {
+		if got, err := advertisedAddr(bad, ":8082"); err == nil || !strings.Contains(err.Error(), "ADVERTISED_HTTP_ADDR") {
+			t.Errorf("ADVERTISED_HTTP_ADDR=%s: got %q, %v; want an error naming the variable", bad, got, err)
+		}
+	}
+	for _, good := range []string{"customer-1:8082", "10.0.0.7:8082", "[::1]:8082"} {
+		if got, err := advertisedAddr(good, ":8082"); err != nil || got != good {
+			t.Errorf("ADVERTISED_HTTP_ADDR=%s: got %q, %v; want it as it is", good, got, err)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -447,8 +448,11 @@ func (p *Process) Run(ctx context.Context) error {
 	if len(p.topics) > 0 {
 		p.partitions.pauses = newPauseWatch(cmp.Or(p.cfg.Kafka.SessionTimeout, 10*time.Second), p.Logger)
 		look, cancel := context.WithTimeout(ctx, 2*adminTimeout)
-		p.evictBeforeJoining(look, watch)
+		err := p.evictBeforeJoining(look, watch)
 		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	p.partitions.stopping = ctx
@@ -537,6 +541,18 @@ func (p *Process) towardReady() {
 // its port on this host's name.
 func advertisedAddr(configured, httpAddr string) (string, error) {
 	if configured != "" {
+		// Others dial it as it is: no scheme, a host, a port.
+		host, port, err := net.SplitHostPort(configured)
+		if err == nil {
+			if n, perr := strconv.ParseUint(port, 10, 16); perr != nil || n == 0 {
+				err = fmt.Errorf("port %q is no port number", port)
+			} else if host == "" || host == "0.0.0.0" || host == "::" {
+				err = errors.New("it names no host the others can reach")
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("ADVERTISED_HTTP_ADDR %q: want host:port: %w", configured, err)
+		}
 		return configured, nil
 	}
 	host, port, err := net.SplitHostPort(httpAddr)

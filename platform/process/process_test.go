@@ -515,3 +515,44 @@ func TestAStartThatCannotListenEvictsNobody(t *testing.T) {
 		t.Errorf("the second start sent %d LeaveGroup requests, want none: the live instance was evicted", n)
 	}
 }
+
+// Two live instances given one ADVERTISED_HTTP_ADDR (a copied compose
+// service, a Kubernetes Service's name on every replica): each took the
+// other for its dead predecessor and evicted it, and the group never
+// settled, both instances ready all the while. A predecessor evicted that
+// joins again is live: one of them stops, naming the variable.
+func TestTwoLiveInstancesOfOneAdvertisedAddressStop(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	shared := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for range 2 {
+		kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
+			AdvertisedHTTPAddr: shared}
+		p, err := process.New(process.Config{Name: "customer", HTTPAddr: freeAddr(t), Kafka: kafka,
+			Types: []serde.Record{&contracts.ReserveCredit{}}}, quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Subscribe(contracts.TopicCustomerCommands, func(*message.Message) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- p.Run(ctx) }()
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "ADVERTISED_HTTP_ADDR "+shared+" is another live instance's too") {
+			t.Errorf("the first Run to return: got %v, want an error that another live instance advertises %s", err, shared)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("both instances still running after 30 s, evicting each other")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("the other instance did not stop within 10 s of cancel")
+	}
+}
