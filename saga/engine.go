@@ -83,7 +83,7 @@ var ErrUnexpectedReply = errors.New("unexpected reply")
 // an engine given that version runs it. A reply to it is an
 // ErrUnexpectedReply too: it is dead-lettered, and answered again once
 // the version is back, as a tick a StepTimeout after Resume re-sends the
-// overdue command (a step at its last attempt times out instead).
+// overdue command (at its last attempt too: once more after a Resume).
 var ErrUnknownVersion = errors.New("saga definition version not given to the engine")
 
 // errStale aborts an Update whose instance moved on: the reply is a duplicate
@@ -198,6 +198,10 @@ type Engine[D any] struct {
 	// before one gives way to the grace it gave.
 	resuming sync.RWMutex
 	resumes  uint64
+	// resumedAt is when the latest Resume ran: a saga whose last
+	// transition is older was driven by another instance, or before a
+	// restart, when its command was last sent.
+	resumedAt time.Time
 
 	// inFlight indexes the sagas with a pending command by saga id: its
 	// deadline, so the timeout ticks look at the sagas in flight only, not
@@ -451,6 +455,7 @@ func (e *Engine[D]) Resume(context.Context) error {
 	e.resuming.Lock()
 	defer e.resuming.Unlock()
 	e.resumes++
+	e.resumedAt = e.cfg.Clock()
 	index := map[string]inFlight{}
 	// A deadline that passed while no instance drove the saga (a restart,
 	// a takeover) is a step away: its reply may be waiting in the reply
@@ -693,7 +698,13 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance, resumes uint
 		if err != nil {
 			return "", err
 		}
-		outOfAttempts := v.Attempt >= e.cfg.MaxAttempts
+		// A command sent before this engine resumed the saga (a takeover,
+		// a restart) is re-sent once more before its step is given up: its
+		// reply may have reached an instance that could not apply it (one
+		// not given the saga's version, in a rolling deploy, dead-letters
+		// it), and the participant answers again from its decision.
+		resent := len(v.History) > 0 && !v.History[len(v.History)-1].At.After(e.resumedAt)
+		outOfAttempts := v.Attempt >= e.cfg.MaxAttempts && !resent
 		switch {
 		case v.State == StateRunning && outOfAttempts && !def.committed(v.Step):
 			v.FailureReason = timeoutReason(step.Name)

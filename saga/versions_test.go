@@ -262,6 +262,43 @@ func TestASagaOfAVersionNotGivenWaitsUntouched(t *testing.T) {
 	checkEnded(t, h, "s1", 1, []string{"reserve", "reserve", "approve"})
 }
 
+// A reply dead-lettered by an instance not given the saga's version (a
+// rolling deploy moved the saga's partition to an older build, then back)
+// leaves a step at its last attempt answered but not known to be: the
+// command is sent once more after the Resume, where the saga failed with
+// TIMEOUT_RESERVE and compensated a credit reserved.
+func TestAStepAtItsLastAttemptIsSentOnceMoreAfterAResume(t *testing.T) {
+	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
+	h.Deploy(testDef(), testDefV2())
+	h.Start("s1", dataOf("s1")) // version 2
+	for range 2 {
+		h.Clock.Advance(time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	if v, _, _ := h.Engine.Instance("s1"); v.Attempt != 3 || h.Engine.StepName(v) != "reserve" {
+		t.Fatalf("setup: step %s attempt %d, want reserve 3", h.Engine.StepName(v), v.Attempt)
+	}
+	cmd := lastTo(t, h, "s1")
+	deployLogged(t, h, testDef()) // an instance of the build before version 2
+	if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
+		t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
+	}
+	h.Deploy(testDef(), testDefV2())
+	h.Clock.Advance(time.Minute) // past the deadline and the grace
+	h.Engine.ResendOverdue(t.Context())
+	v, _, _ := h.Engine.Instance("s1")
+	if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderStep) != "reserve" || got.Get(saga.HeaderAttempt) != "4" {
+		t.Fatalf("after the Resume: failure %q, state %s, last sent step %s attempt %s; want reserve sent again, attempt 4",
+			v.FailureReason, v.State, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
+	}
+	// Unanswered again, it is given up: once more, not for ever.
+	h.Clock.Advance(time.Minute)
+	h.Engine.ResendOverdue(t.Context())
+	if v, _, _ := h.Engine.Instance("s1"); v.FailureReason != "TIMEOUT_RESERVE" {
+		t.Errorf("the attempt after the Resume's unanswered too: failure %q, want TIMEOUT_RESERVE", v.FailureReason)
+	}
+}
+
 // partitioned is a store that holds only some of the instances, as an
 // instance of the orchestrator holds those of its partitions: the others
 // are neither read nor ranged over.
