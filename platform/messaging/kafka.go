@@ -415,7 +415,9 @@ func checkCleanupPolicies(admin sarama.ClusterAdmin, specs []contracts.TopicSpec
 // neededPolicy returns the cleanup.policy a topic of spec t needs if policy
 // is wrong for it, and "" if it will do. Deleting by time would drop live
 // state from a compacted topic; compacting an archive never moves its log
-// start, so nothing ends; compacting a log only would keep it for good.
+// start, so nothing ends; compacting a log would drop a command, an event
+// or a reply not yet read behind a later one of its key, and keep the
+// last of each key for good.
 func neededPolicy(t contracts.TopicSpec, policy string) string {
 	compact, del := false, false
 	for p := range strings.SplitSeq(policy, ",") {
@@ -431,7 +433,7 @@ func neededPolicy(t contracts.TopicSpec, policy string) string {
 		return "compact"
 	case t.Archive && (compact || !del):
 		return "delete"
-	case !t.Compacted && !t.Archive && !del:
+	case !t.Compacted && !t.Archive && (compact || !del):
 		return "delete"
 	}
 	return ""

@@ -223,12 +223,14 @@ func TestEnsureTopicsRefusesAWrongCleanupPolicy(t *testing.T) {
 		"state.both has cleanup.policy=compact,delete, needs compact",
 		"ended.compacted has cleanup.policy=compact, needs delete",
 		"log.compacted has cleanup.policy=compact, needs delete",
+		// A command not yet read would go, behind a later one of its key.
+		"log.both has cleanup.policy=compact,delete, needs delete",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q: want it to say %q", err, want)
 		}
 	}
-	for _, good := range []string{"state.good", "ended.good", "log.both"} {
+	for _, good := range []string{"state.good", "ended.good"} {
 		if strings.Contains(err.Error(), good) {
 			t.Errorf("error %q names %s, whose policy will do", err, good)
 		}
