@@ -1840,54 +1840,46 @@ func TestAGroupNotAuthorizedForAWhileIsAskedAgain(t *testing.T) {
 	}
 }
 
-// Settings franz-go refuses (a session timeout past the 596 hours it
-// takes) stop Run with the reason, where it connected a new client every
-// second, for ever.
-func TestSettingsTheClientRefusesStopTheSession(t *testing.T) {
+// What no retry mends stops Run with the reason, where the session
+// asked again for ever and the process was never ready, nor ended: a
+// group the broker refuses for good (a session timeout outside the range
+// it takes), and settings franz-go refuses (one past the 596 hours it
+// takes), for which it connected a new client every second.
+func TestWhatNoRetryMendsStopsTheSession(t *testing.T) {
 	t.Parallel()
-	in := contracts.TopicSpec{Name: "unsettled.in", Partitions: 1}
-	cfg := startKafka(t, in)
-	cfg.SessionTimeout = 600 * time.Hour
-	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "unsettled", TransactionalID: "unsettled-1", Owner: &owner{}}, quiet())
-	ackAll(t, s, in.Name)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "session timeout") || !strings.Contains(err.Error(), "KAFKA_") {
-			t.Errorf("Run: got %v, want franz-go's refusal of the session timeout, naming the KAFKA_ variables", err)
-		}
-	case <-time.After(10 * time.Second):
-		cancel()
-		<-done
-		t.Fatal("Run still connecting after 10 s, want it ended with the client's refusal")
-	}
-}
-
-// A group the broker refuses for good (a session timeout outside the
-// range it takes) stops Run with the reason, where the client asked again
-// forever and the process was never ready, nor ended.
-func TestAGroupRefusedForGoodStopsTheSession(t *testing.T) {
-	t.Parallel()
-	in := contracts.TopicSpec{Name: "refused.in", Partitions: 1}
-	cfg := startKafka(t, in)
-	cfg.SessionTimeout = 31 * time.Minute // the embedded broker takes 30 at most, as Kafka does
-	s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "refused", TransactionalID: "refused-1", Owner: &owner{}}, quiet())
-	ackAll(t, s, in.Name)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, kerr.InvalidSessionTimeout) || !strings.Contains(err.Error(), "KAFKA_SESSION_TIMEOUT") {
-			t.Errorf("Run: got %v, want INVALID_SESSION_TIMEOUT naming KAFKA_SESSION_TIMEOUT", err)
-		}
-	case <-time.After(20 * time.Second):
-		cancel()
-		<-done
-		t.Fatal("Run still joining after 20 s, want it ended with the broker's refusal")
+	for _, c := range []struct {
+		name           string
+		sessionTimeout time.Duration
+		want           func(error) bool
+	}{
+		{"a group refused", 31 * time.Minute, func(err error) bool { // the embedded broker takes 30 at most, as Kafka does
+			return errors.Is(err, kerr.InvalidSessionTimeout) && strings.Contains(err.Error(), "KAFKA_SESSION_TIMEOUT")
+		}},
+		{"settings refused", 600 * time.Hour, func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), "session timeout") && strings.Contains(err.Error(), "KAFKA_")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			in := contracts.TopicSpec{Name: "refused.in", Partitions: 1}
+			cfg := startKafka(t, in)
+			cfg.SessionTimeout = c.sessionTimeout
+			s := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: "refused", TransactionalID: "refused-1", Owner: &owner{}}, quiet())
+			ackAll(t, s, in.Name)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			select {
+			case err := <-done:
+				if !c.want(err) {
+					t.Errorf("Run: got %v, want the refusal, naming the variable", err)
+				}
+			case <-time.After(20 * time.Second):
+				cancel()
+				<-done
+				t.Fatal("Run still going after 20 s, want it ended with the refusal")
+			}
+		})
 	}
 }
