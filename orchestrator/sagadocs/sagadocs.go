@@ -67,8 +67,10 @@ func Page(o service.Outline) string {
 		"its step fails and is undone too, since its effect is unknown. ")
 	if o.Pivot >= 0 {
 		b.WriteString("The thick step is the pivot, the last step that can fail: the steps after it are re-sent until " +
-			"answered. Compensations run from the failed step back to the first, each re-sent until answered, " +
-			"then the saga is `REJECTED` with the failure reason.\n\n")
+			"answered. Compensations run from the failed step back to the first, each re-sent until answered " +
+			"but that of a step itself left unanswered (it timed out, or an operator aborted the saga while it waited): " +
+			"after `STEP_MAX_ATTEMPTS` sends the saga goes on without it (dotted). " +
+			"Then the saga is `REJECTED` with the failure reason.\n\n")
 	} else {
 		b.WriteString("No step can fail: every command is re-sent until answered.\n\n")
 	}
