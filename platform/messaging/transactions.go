@@ -1425,6 +1425,11 @@ func (s *Session) transactionTimeout() time.Duration {
 	return cmp.Or(s.cfg.TransactionTimeout, 10*time.Second)
 }
 
+// RebalanceTimeout is how long a member of a group that rebalances has to
+// join it again (franz-go's default): one that does not, paused say, loses
+// its partitions then, however long its session timeout.
+const RebalanceTimeout = time.Minute
+
 func (s *Session) sessionTimeout() time.Duration {
 	return cmp.Or(s.cfg.Kafka.SessionTimeout, 10*time.Second)
 }
@@ -1511,6 +1516,7 @@ func (s *Session) connect() (txnClient, error) {
 		kgo.FetchMinBytes(int32(max(k.FetchMinBytes, 1))),
 		kgo.FetchMaxWait(max(cmp.Or(k.FetchMaxWait, 500*time.Millisecond), 10*time.Millisecond)),
 		kgo.SessionTimeout(sessionTimeout),
+		kgo.RebalanceTimeout(RebalanceTimeout),
 		// A member learns of a rebalance from a heartbeat's answer:
 		// frequent ones hand a dead instance's partitions over sooner.
 		kgo.HeartbeatInterval(min(sessionTimeout/5, 300*time.Millisecond)),

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
 // pauseWatch notices that the process did not run for a while: stopped
@@ -13,8 +15,11 @@ import (
 // so only at its next heartbeat: until then, and for a moment after, it
 // serves no key from its state, so that a request gets a 503 with
 // Retry-After rather than what it held before the pause. Only a pause
-// near the session timeout can cost the partitions: the coordinator
-// evicts a member that sent no heartbeat for that long.
+// near the session timeout can cost the partitions, or, while the group
+// rebalances (another instance joins or leaves), near the rebalance
+// timeout: the coordinator evicts a member that sent no heartbeat for
+// the one, or did not join again within the other. A gap past half the
+// shorter is a pause.
 type pauseWatch struct {
 	start   time.Time     // the watch's clock: monotonic time since
 	limit   time.Duration // a gap between ticks past it is a pause
@@ -25,7 +30,7 @@ type pauseWatch struct {
 }
 
 func newPauseWatch(sessionTimeout time.Duration, logger *slog.Logger) *pauseWatch {
-	return &pauseWatch{start: time.Now(), limit: sessionTimeout / 2, hold: pauseHold, logger: logger}
+	return &pauseWatch{start: time.Now(), limit: min(sessionTimeout, messaging.RebalanceTimeout) / 2, hold: pauseHold, logger: logger}
 }
 
 // pauseHold is how long a process serves nothing after a pause: a few of

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
 
 // A process that did not run for longer than half its session timeout
@@ -63,5 +65,21 @@ func TestTheWatchsStartIsNoPause(t *testing.T) {
 	await("its first tick", func() bool { return w.last.Load() != started })
 	if w.suspect.Load() != 0 {
 		t.Error("the first tick took the time before the watch ran for a pause")
+	}
+}
+
+// With a session timeout past twice the rebalance timeout, a pause
+// shorter than half the session could still cost the partitions: a
+// rebalance meanwhile (another instance joined or left) dropped the
+// member that did not join again within the rebalance timeout, and the
+// watch, at half the session timeout (150 s of a 5 min one), let the
+// process answer from what it held once it ran again.
+func TestAPauseLongerThanHalfTheRebalanceTimeoutIsOne(t *testing.T) {
+	w := newPauseWatch(5*time.Minute, slog.New(slog.DiscardHandler))
+	w.tick()
+	w.start = w.start.Add(-(messaging.RebalanceTimeout/2 + time.Second)) // paused that long, before the watch ticks
+	w.tick()
+	if w.trusted() {
+		t.Errorf("trusted after a pause of %s, half the rebalance timeout and a second, with a session timeout of 5 min", messaging.RebalanceTimeout/2+time.Second)
 	}
 }
