@@ -198,9 +198,10 @@ type Engine[D any] struct {
 	// before one gives way to the grace it gave.
 	resuming sync.RWMutex
 	resumes  uint64
-	// resumedAt is when the latest Resume ran: a saga whose last
-	// transition is older was driven by another instance, or before a
-	// restart, when its command was last sent.
+	// resumedAt is when the latest Resume ran, and taken the sagas in
+	// flight it found that the engine did not hold before it (all, after
+	// a restart): one whose last transition is older than it was sent by
+	// another instance, or before the restart.
 	resumedAt time.Time
 
 	// inFlight indexes the sagas with a pending command by saga id: its
@@ -211,6 +212,7 @@ type Engine[D any] struct {
 	mu       sync.Mutex
 	inFlight map[string]inFlight
 	running  map[int]int
+	taken    map[string]bool
 }
 
 // inFlight is what the engine keeps in memory of a saga in flight.
@@ -479,6 +481,12 @@ func (e *Engine[D]) Resume(context.Context) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.taken = map[string]bool{}
+	for id := range index {
+		if _, held := e.inFlight[id]; !held {
+			e.taken[id] = true
+		}
+	}
 	e.inFlight = index
 	versions := map[int]bool{}
 	for v := range e.versions {
@@ -698,13 +706,16 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance, resumes uint
 		if err != nil {
 			return "", err
 		}
-		// A command sent before this engine resumed the saga (a takeover,
-		// a restart) is re-sent once more before its step is given up: its
-		// reply may have reached an instance that could not apply it (one
-		// not given the saga's version, in a rolling deploy, dead-letters
-		// it), and the participant answers again from its decision.
-		resent := len(v.History) > 0 && !v.History[len(v.History)-1].At.After(e.resumedAt)
-		outOfAttempts := v.Attempt >= e.cfg.MaxAttempts && !resent
+		// A command another instance sent, or this one before a restart,
+		// is sent once more before its step is given up: its reply may
+		// have reached an instance that could not apply it (one not given
+		// the saga's version, in a rolling deploy, dead-letters it), and
+		// the participant answers again from its decision.
+		e.mu.Lock()
+		taken := e.taken[v.SagaID]
+		e.mu.Unlock()
+		once := taken && len(v.History) > 0 && !v.History[len(v.History)-1].At.After(e.resumedAt)
+		outOfAttempts := v.Attempt > e.cfg.MaxAttempts || v.Attempt == e.cfg.MaxAttempts && !once
 		switch {
 		case v.State == StateRunning && outOfAttempts && !def.committed(v.Step):
 			v.FailureReason = timeoutReason(step.Name)

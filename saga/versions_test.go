@@ -299,6 +299,46 @@ func TestAStepAtItsLastAttemptIsSentOnceMoreAfterAResume(t *testing.T) {
 	}
 }
 
+// A Resume that finds the sagas it held already (a rebalance that left
+// the partitions where they were) gives them no attempt more; nor do
+// Resumes again and again: a saga taken over gets one, once. An attempt
+// more at every Resume kept a saga of a participant down from failing
+// for as long as the group rebalanced more often than its backoff.
+func TestResumesGiveNoAttemptsBeyondOne(t *testing.T) {
+	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
+	h.Start("s1", dataOf("s1"))
+	for range 2 {
+		h.Clock.Advance(time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	for range 6 {
+		h.Clock.Advance(time.Second)
+		if err := h.Engine.Resume(t.Context()); err != nil { // a rebalance; the partitions kept
+			t.Fatal(err)
+		}
+		h.Clock.Advance(2 * time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	if v, _, _ := h.Engine.Instance("s1"); v.FailureReason != "TIMEOUT_RESERVE" || v.State != saga.StateCompensating && v.State != saga.StateRejected {
+		t.Errorf("after 6 rebalances that kept its partition: failure %q, state %s; want TIMEOUT_RESERVE", v.FailureReason, v.State)
+	}
+
+	h = newHarness(t)
+	h.Start("s2", dataOf("s2"))
+	for range 2 {
+		h.Clock.Advance(time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	for range 3 { // taken over again and again (an engine new each time)
+		h.Deploy(testDef(), testDefV2())
+		h.Clock.Advance(2 * time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	if v, _, _ := h.Engine.Instance("s2"); v.FailureReason != "TIMEOUT_RESERVE" {
+		t.Errorf("after 3 takeovers: failure %q, attempt %d; want TIMEOUT_RESERVE after attempt 4", v.FailureReason, v.Attempt)
+	}
+}
+
 // partitioned is a store that holds only some of the instances, as an
 // instance of the orchestrator holds those of its partitions: the others
 // are neither read nor ranged over.
