@@ -50,9 +50,10 @@ package devstack
 // their compacted copies: a crash in between lost every record not yet
 // written again (Kafka's cleaner swaps its .cleaned files in). With a
 // DataDir, a compaction first links every file of the partitions into
-// compacting/ and drops it once done (renamed first: removed half, it
-// would be put back half); a start that finds it puts the partitions
-// back as they were before the compaction (restoreCompacting).
+// compacting/ (made aside, then renamed: only a whole copy is kept) and
+// drops it once done (renamed first: removed half, it would be put back
+// half); a start that finds it puts the partitions back as they were
+// before the compaction (restoreCompacting).
 
 import (
 	"context"
@@ -207,10 +208,13 @@ func (m *maintainer) compact(compacted []string, tombstoneAge time.Duration) {
 }
 
 // compacting is where, under the DataDir, a compaction keeps the
-// partitions' files as they were before it, hard links; done the name
-// it takes once the compaction is over, to be removed.
+// partitions' files as they were before it, hard links; linking the name
+// they are made under (whole, they are renamed compacting, in one step),
+// and kept the name they take once the compaction is over, to be
+// removed. Only a whole compacting/ is ever put back.
 const (
 	compacting = "compacting"
+	linking    = "compacting.new"
 	kept       = "compacting.done"
 )
 
@@ -221,7 +225,19 @@ func keepPartitions(dataDir string) error {
 	if err := dropKept(dataDir); err != nil {
 		return err
 	}
-	from, to := filepath.Join(dataDir, "partitions"), filepath.Join(dataDir, compacting)
+	to := filepath.Join(dataDir, linking)
+	if err := linkPartitions(dataDir, to); err != nil {
+		return errors.Join(err, os.RemoveAll(to))
+	}
+	return os.Rename(to, filepath.Join(dataDir, compacting))
+}
+
+// linkPartitions links every file of the broker's partitions into to.
+func linkPartitions(dataDir, to string) error {
+	if err := os.RemoveAll(to); err != nil {
+		return err
+	}
+	from := filepath.Join(dataDir, "partitions")
 	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -233,13 +249,16 @@ func keepPartitions(dataDir string) error {
 		if d.IsDir() {
 			return os.MkdirAll(filepath.Join(to, rel), 0o755)
 		}
-		return os.Link(path, filepath.Join(to, rel))
+		return link(path, filepath.Join(to, rel))
 	})
 	if errors.Is(err, fs.ErrNotExist) && !exists(from) {
 		return os.MkdirAll(to, 0o755) // no partition yet
 	}
 	return err
 }
+
+// link is os.Link; a test makes it fail.
+var link = os.Link
 
 // dropKept removes what a compaction kept, once it is over.
 func dropKept(dataDir string) error {
@@ -253,7 +272,7 @@ func dropKept(dataDir string) error {
 // a crash ended it: kfake had removed files it had not written again.
 // It reports whether it did.
 func restoreCompacting(dataDir string) (bool, error) {
-	if err := os.RemoveAll(filepath.Join(dataDir, kept)); err != nil {
+	if err := errors.Join(os.RemoveAll(filepath.Join(dataDir, kept)), os.RemoveAll(filepath.Join(dataDir, linking))); err != nil {
 		return false, err
 	}
 	before := filepath.Join(dataDir, compacting)
