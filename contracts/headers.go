@@ -32,13 +32,17 @@ const (
 	// size. The value is still at dlq_offset of dlq_topic until that
 	// topic's retention.
 	HeaderDeadLetterValueBytes = "dlq_value_bytes"
+	// HeaderDeadLetterKeyBytes is set on a dead letter whose key was too
+	// large to write again (its partition key, the record's key, is its
+	// dlq_topic instead): this header is the key's size.
+	HeaderDeadLetterKeyBytes = "dlq_key_bytes"
 )
 
 // DeadLetterHeaders are the headers the dead-lettering adds to a message's
 // own.
 var DeadLetterHeaders = []string{HeaderDeadLetterTopic, HeaderDeadLetterPartition,
 	HeaderDeadLetterOffset, HeaderDeadLetterHandler, HeaderDeadLetterError,
-	HeaderDeadLetterValueBytes, HeaderDeadLetterTimestamp}
+	HeaderDeadLetterValueBytes, HeaderDeadLetterKeyBytes, HeaderDeadLetterTimestamp}
 
 // HeaderReplayedFrom marks a dead letter replayed to the topic it came
 // from (POST /deadletters/{partition}/{offset}/replay): where it was,

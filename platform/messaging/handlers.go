@@ -190,11 +190,26 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	if dead.Metadata.Get(contracts.HeaderPartitionKey) == "" {
 		dead.Metadata.Set(contracts.HeaderPartitionKey, cmp.Or(string(record.Key), topic))
 	}
-	if size := letterSize(dead); size > maxDeadLetterBytes {
-		// Written whole, it would be refused (and the record it stands
-		// for consumed again, for ever): the letter says where it is.
+	// Written whole, a letter too large would be refused (and the record
+	// it stands for consumed again, for ever): the letter says where it
+	// is. Its partition key is written twice, as a header and as the
+	// record's key. The larger of the value and the key goes first.
+	dropValue := func() {
 		dead.Metadata.Set(contracts.HeaderDeadLetterValueBytes, strconv.Itoa(len(dead.Payload)))
 		dead.Payload = nil
+	}
+	dropKey := func() {
+		dead.Metadata.Set(contracts.HeaderDeadLetterKeyBytes, strconv.Itoa(len(dead.Metadata.Get(contracts.HeaderPartitionKey))))
+		dead.Metadata.Set(contracts.HeaderPartitionKey, topic)
+	}
+	drops := []func(){dropValue, dropKey}
+	if len(dead.Metadata.Get(contracts.HeaderPartitionKey)) > len(dead.Payload) {
+		drops = []func(){dropKey, dropValue}
+	}
+	for _, drop := range drops {
+		if letterSize(dead)+len(dead.Metadata.Get(contracts.HeaderPartitionKey)) > maxDeadLetterBytes {
+			drop()
+		}
 	}
 	// Counted once written for good: a dead letter whose transaction
 	// aborts is written again when its message comes again.

@@ -168,6 +168,47 @@ func TestAMessageKeyedForAnotherPartitionIsDeadLettered(t *testing.T) {
 	}
 }
 
+// A message whose key is too large to be written again, twice (the
+// letter's partition key header and its record key), is dead-lettered
+// under its topic, with the key's size, without its value: written with
+// both, the letter was refused, and the record came back for ever.
+func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
+	dead := &recordingDeadLetter{}
+	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hs.Wrap("large.in", "in", func(*message.Message) error { return fmt.Errorf("%w: boom", ErrPoison) })
+	for _, c := range []struct {
+		key, value int
+		keyKept    bool
+		valueKept  bool
+	}{
+		{100 << 10, 100 << 10, true, true},
+		{100 << 10, 800 << 10, true, false}, // 900 KiB of key and value, but the key twice
+		{600 << 10, 10, false, true},
+	} {
+		msg := message.NewMessage(watermill.NewUUID(), bytes.Repeat([]byte("v"), c.value))
+		key := bytes.Repeat([]byte("k"), c.key)
+		msg.SetContext(WithRecord(t.Context(), Record{Topic: "large.in", Key: key}))
+		if err := h(msg); err != nil {
+			t.Fatalf("handled: %v, want nil: dead-lettered", err)
+		}
+		letter := dead.got[len(dead.got)-1]
+		pk := letter.Metadata.Get(contracts.HeaderPartitionKey)
+		if size := letterSize(letter) + len(pk); size > maxDeadLetterBytes {
+			t.Errorf("key %d, value %d: a letter of %d bytes, key counted twice; want at most %d", c.key, c.value, size, maxDeadLetterBytes)
+		}
+		if keyKept := pk == string(key); keyKept != c.keyKept || !keyKept && (pk != letter.Metadata.Get(contracts.HeaderDeadLetterTopic) || letter.Metadata.Get(contracts.HeaderDeadLetterKeyBytes) != strconv.Itoa(c.key)) {
+			t.Errorf("key %d, value %d: partition key of %d bytes, %s %q; want the key kept %t, else the topic and its size",
+				c.key, c.value, len(pk), contracts.HeaderDeadLetterKeyBytes, letter.Metadata.Get(contracts.HeaderDeadLetterKeyBytes), c.keyKept)
+		}
+		if valueKept := len(letter.Payload) == c.value; valueKept != c.valueKept {
+			t.Errorf("key %d, value %d: value of %d bytes kept; want it kept %t", c.key, c.value, len(letter.Payload), c.valueKept)
+		}
+	}
+}
+
 // A message too large to be written again whole (franz-go refuses a record
 // past its batch limit, and the record would come back for ever) is
 // dead-lettered without its value, with its size.

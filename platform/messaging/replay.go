@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -76,9 +77,9 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 	from := int32(-1)
 	for _, h := range dead.Headers {
 		switch {
-		case h.Key == contracts.HeaderDeadLetterValueBytes:
-			return Replayed{}, fmt.Errorf("dead letter %d/%d is %w: its value (%s bytes) was too large to keep; it is at the dlq_offset of its dlq_topic until that topic's retention",
-				partition, offset, ErrNotReplayable, h.Value)
+		case h.Key == contracts.HeaderDeadLetterValueBytes, h.Key == contracts.HeaderDeadLetterKeyBytes:
+			return Replayed{}, fmt.Errorf("dead letter %d/%d is %w: its %s (%s bytes) was too large to keep; it is at the dlq_offset of its dlq_topic until that topic's retention",
+				partition, offset, ErrNotReplayable, strings.TrimSuffix(strings.TrimPrefix(h.Key, "dlq_"), "_bytes"), h.Value)
 		case h.Key == contracts.HeaderDeadLetterTopic:
 			rec.Topic = string(h.Value)
 		case h.Key == contracts.HeaderDeadLetterTimestamp:
