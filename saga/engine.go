@@ -198,11 +198,6 @@ type Engine[D any] struct {
 	// before one gives way to the grace it gave.
 	resuming sync.RWMutex
 	resumes  uint64
-	// resumedAt is when the latest Resume ran, and taken the sagas in
-	// flight it found that the engine did not hold before it (all, after
-	// a restart): one whose last transition is older than it was sent by
-	// another instance, or before the restart.
-	resumedAt time.Time
 
 	// inFlight indexes the sagas with a pending command by saga id: its
 	// deadline, so the timeout ticks look at the sagas in flight only, not
@@ -212,7 +207,11 @@ type Engine[D any] struct {
 	mu       sync.Mutex
 	inFlight map[string]inFlight
 	running  map[int]int
-	taken    map[string]bool
+	// taken are the sagas in flight a Resume found that the engine did
+	// not hold before (all, after a restart), with when: one whose last
+	// transition is not later was sent by another instance, or before
+	// the restart. Kept while in flight, through the Resumes after.
+	taken map[string]time.Time
 }
 
 // inFlight is what the engine keeps in memory of a saga in flight.
@@ -457,13 +456,13 @@ func (e *Engine[D]) Resume(context.Context) error {
 	e.resuming.Lock()
 	defer e.resuming.Unlock()
 	e.resumes++
-	e.resumedAt = e.cfg.Clock()
+	now := e.cfg.Clock()
 	index := map[string]inFlight{}
 	// A deadline that passed while no instance drove the saga (a restart,
 	// a takeover) is a step away: its reply may be waiting in the reply
 	// topic, which is handled only after this. Timed out at the first
 	// tick, a step out of attempts would fail although it was answered.
-	grace := e.cfg.Clock().Add(e.cfg.StepTimeout)
+	grace := now.Add(e.cfg.StepTimeout)
 	err := e.cfg.Instances.Range(func(_ string, v SagaInstance) bool {
 		if v.PendingCommandID != "" && v.SagaType == e.latest.Type {
 			index[v.SagaID] = inFlight{deadline: later(v.Deadline, grace), version: v.Version}
@@ -481,13 +480,15 @@ func (e *Engine[D]) Resume(context.Context) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.taken = map[string]bool{}
+	taken := map[string]time.Time{}
 	for id := range index {
-		if _, held := e.inFlight[id]; !held {
-			e.taken[id] = true
+		if at, ok := e.taken[id]; ok {
+			taken[id] = at
+		} else if _, held := e.inFlight[id]; !held {
+			taken[id] = now
 		}
 	}
-	e.inFlight = index
+	e.taken, e.inFlight = taken, index
 	versions := map[int]bool{}
 	for v := range e.versions {
 		versions[v] = true
@@ -712,9 +713,9 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance, resumes uint
 		// the saga's version, in a rolling deploy, dead-letters it), and
 		// the participant answers again from its decision.
 		e.mu.Lock()
-		taken := e.taken[v.SagaID]
+		takenAt, taken := e.taken[v.SagaID]
 		e.mu.Unlock()
-		once := taken && len(v.History) > 0 && !v.History[len(v.History)-1].At.After(e.resumedAt)
+		once := taken && len(v.History) > 0 && !v.History[len(v.History)-1].At.After(takenAt)
 		outOfAttempts := v.Attempt > e.cfg.MaxAttempts || v.Attempt == e.cfg.MaxAttempts && !once
 		switch {
 		case v.State == StateRunning && outOfAttempts && !def.committed(v.Step):

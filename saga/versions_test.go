@@ -299,6 +299,36 @@ func TestAStepAtItsLastAttemptIsSentOnceMoreAfterAResume(t *testing.T) {
 	}
 }
 
+// A saga taken over keeps its attempt more through the Resumes after
+// (the next instance of a rolling deploy joining, the restore after an
+// abort), until the engine sends its command itself: the mark was made
+// again at each Resume, and the one seconds after the takeover cleared it.
+func TestATakeoverKeepsItsAttemptThroughTheResumesAfter(t *testing.T) {
+	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
+	h.Deploy(testDef(), testDefV2())
+	h.Start("s1", dataOf("s1"))
+	for range 2 {
+		h.Clock.Advance(time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	cmd := lastTo(t, h, "s1")
+	deployLogged(t, h, testDef())
+	if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
+		t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
+	}
+	h.Deploy(testDef(), testDefV2())
+	h.Clock.Advance(3 * time.Second)
+	if err := h.Engine.Resume(t.Context()); err != nil { // the deploy's next instance joins
+		t.Fatal(err)
+	}
+	h.Clock.Advance(time.Minute)
+	h.Engine.ResendOverdue(t.Context())
+	v, _, _ := h.Engine.Instance("s1")
+	if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderAttempt) != "4" {
+		t.Fatalf("failure %q, last sent step %s attempt %s; want reserve sent again, attempt 4", v.FailureReason, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
+	}
+}
+
 // A Resume that finds the sagas it held already (a rebalance that left
 // the partitions where they were) gives them no attempt more; nor do
 // Resumes again and again: a saga taken over gets one, once. An attempt
