@@ -240,6 +240,11 @@ func (s *Stack) Close() error {
 		s.registry.Close()
 		if s.maintained != nil {
 			<-s.maintained
+			// What a compaction kept and could not drop would be put
+			// back at the next start, over what was written since.
+			if dir := s.maintainer.dataDir; dir != "" {
+				s.closeErr = errors.Join(s.closeErr, dropKept(dir))
+			}
 		}
 		if s.cluster != nil {
 			s.cluster.Close()

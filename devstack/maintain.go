@@ -226,19 +226,36 @@ func keepPartitions(dataDir string) error {
 		return err
 	}
 	to := filepath.Join(dataDir, linking)
-	if err := linkPartitions(dataDir, to); err != nil {
+	size, err := linkPartitions(dataDir, to)
+	if err == nil {
+		err = roomFor(dataDir, size)
+	}
+	if err != nil {
 		return errors.Join(err, os.RemoveAll(to))
 	}
 	return os.Rename(to, filepath.Join(dataDir, compacting))
 }
 
-// linkPartitions links every file of the broker's partitions into to.
-func linkPartitions(dataDir, to string) error {
+// roomFor fails unless the file system of dataDir has size bytes free:
+// the links hold the partitions' blocks while kfake writes their
+// compacted copies, and kfake, short of room, only logs that a copy is
+// cut short (its records lost once the links are dropped).
+func roomFor(dataDir string, size int64) error {
+	free, err := freeSpace(dataDir)
+	if err != nil || free >= uint64(size) {
+		return nil // unknown: as kfake alone would
+	}
+	return fmt.Errorf("%d bytes free in %s, and a compaction may write %d while the partitions are kept", free, dataDir, size)
+}
+
+// linkPartitions links every file of the broker's partitions into to, and
+// returns their size.
+func linkPartitions(dataDir, to string) (size int64, err error) {
 	if err := os.RemoveAll(to); err != nil {
-		return err
+		return 0, err
 	}
 	from := filepath.Join(dataDir, "partitions")
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -249,16 +266,23 @@ func linkPartitions(dataDir, to string) error {
 		if d.IsDir() {
 			return os.MkdirAll(filepath.Join(to, rel), 0o755)
 		}
+		if info, err := d.Info(); err == nil {
+			size += info.Size()
+		}
 		return link(path, filepath.Join(to, rel))
 	})
 	if errors.Is(err, fs.ErrNotExist) && !exists(from) {
-		return os.MkdirAll(to, 0o755) // no partition yet
+		return 0, os.MkdirAll(to, 0o755) // no partition yet
 	}
-	return err
+	return size, err
 }
 
-// link is os.Link; a test makes it fail.
-var link = os.Link
+// link is os.Link, and freeSpace says how many bytes the file system of
+// a directory has free; tests replace them.
+var (
+	link      = os.Link
+	freeSpace = diskFree
+)
 
 // dropKept removes what a compaction kept, once it is over.
 func dropKept(dataDir string) error {

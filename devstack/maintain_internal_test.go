@@ -62,3 +62,32 @@ func TestAKeepHalfMadeIsNotPutBack(t *testing.T) {
 		}
 	}
 }
+
+// A compaction needs room for the compacted copies while the links hold
+// the partitions' blocks: without it, kfake cuts a copy short and only
+// logs it, and dropping the links then lost the records. Short of room,
+// the compaction is put off, and nothing is kept.
+func TestACompactionShortOfRoomIsPutOff(t *testing.T) {
+	dir := t.TempDir()
+	part := filepath.Join(dir, "partitions", "state-0")
+	if err := os.MkdirAll(part, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(part, "0.dat"), make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	freeSpace = func(string) (uint64, error) { return 4095, nil }
+	defer func() { freeSpace = diskFree }()
+	if err := keepPartitions(dir); err == nil {
+		t.Error("keep with 4,095 bytes free for 4,096 of partitions: got nil, want the compaction put off")
+	}
+	for _, left := range []string{compacting, linking, kept} {
+		if exists(filepath.Join(dir, left)) {
+			t.Errorf("%s left on disk", left)
+		}
+	}
+	freeSpace = func(string) (uint64, error) { return 4096, nil }
+	if err := keepPartitions(dir); err != nil || !exists(filepath.Join(dir, compacting, "state-0", "0.dat")) {
+		t.Errorf("keep with room: %v, want the partitions kept", err)
+	}
+}
