@@ -507,6 +507,21 @@ func (e *Engine[D]) Resume(context.Context) error {
 	return nil
 }
 
+// Forget drops what the engine knows of the sagas in flight, as if it
+// held none: their partitions were lost (process.OnLost), and another
+// instance may have driven them since. The next Resume indexes the sagas
+// held then as taken over. It takes no lock a transition holds.
+func (e *Engine[D]) Forget() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.inFlight)
+	clear(e.taken)
+	for v := range e.running {
+		e.running[v] = 0
+		e.count(v)
+	}
+}
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a

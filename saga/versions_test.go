@@ -329,6 +329,37 @@ func TestATakeoverKeepsItsAttemptThroughTheResumesAfter(t *testing.T) {
 	}
 }
 
+// Partitions lost (the group went on without the instance, paused say)
+// and given back are taken over too: another instance may have had them
+// meanwhile, and an older build among them dead-lettered the reply. The
+// engine still indexed the saga as held, no Resume between, and failed it.
+func TestASagaLostAndGivenBackIsTakenOver(t *testing.T) {
+	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
+	h.Deploy(testDef(), testDefV2())
+	h.Start("s1", dataOf("s1"))
+	for range 2 {
+		h.Clock.Advance(time.Minute)
+		h.Engine.ResendOverdue(t.Context())
+	}
+	newer := h.Engine
+	newer.Forget() // its partitions lost
+	cmd := lastTo(t, h, "s1")
+	deployLogged(t, h, testDef()) // an instance of the build before took them meanwhile
+	if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
+		t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
+	}
+	h.Engine = newer
+	if err := h.Engine.Resume(t.Context()); err != nil { // given back
+		t.Fatal(err)
+	}
+	h.Clock.Advance(time.Minute)
+	h.Engine.ResendOverdue(t.Context())
+	v, _, _ := h.Engine.Instance("s1")
+	if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderAttempt) != "4" {
+		t.Fatalf("failure %q, last sent step %s attempt %s; want reserve sent again, attempt 4", v.FailureReason, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
+	}
+}
+
 // A Resume that finds the sagas it held already (a rebalance that left
 // the partitions where they were) gives them no attempt more; nor do
 // Resumes again and again: a saga taken over gets one, once. An attempt

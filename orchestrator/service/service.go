@@ -177,6 +177,7 @@ func (s sagaType[D, E]) run(p *process.Process, cfg Config, logger *slog.Logger)
 		return nil, nil, nil, err
 	}
 	p.OnRestored(engine.Resume)
+	p.OnLost(engine.Forget)
 	p.Go(engine.Run)
 	return ports.Look(engine, s.versions()...), engine, ports.Start(engine, s.Start), nil
 }

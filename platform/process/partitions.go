@@ -194,6 +194,9 @@ func (t *partitions) Revoked(lost bool) {
 	t.served.Store(nil)
 	if lost {
 		t.drop()
+		for _, fn := range t.p.losses {
+			fn()
+		}
 		return
 	}
 	if t.p.cfg.Kafka.Standby && (t.stopping == nil || t.stopping.Err() == nil) {

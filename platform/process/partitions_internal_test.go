@@ -219,3 +219,25 @@ func TestAnAbortOfAGenerationOverServesNothingUntilAssigned(t *testing.T) {
 		}
 	}
 }
+
+// Partitions lost run the OnLost hooks, once their state is dropped, so
+// that a service forgets what it derived from them (the saga engine, the
+// sagas it held, to take them over when given back); partitions revoked
+// in a rebalance do not: the next assignment derives again.
+func TestLostPartitionsRunTheOnLostHooks(t *testing.T) {
+	for _, lost := range []bool{false, true} {
+		s := &heldStore{}
+		p := &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}
+		var ran []int
+		p.OnLost(func() { ran = append(ran, len(s.owned)) })
+		tp := &partitions{p: p, gen: -1, assignedGen: -1}
+		tp.ready.Do(func() {})
+		if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
+			t.Fatal(err)
+		}
+		tp.Revoked(lost)
+		if want := map[bool][]int{false: nil, true: {0}}[lost]; !slices.Equal(ran, want) {
+			t.Errorf("revoked, lost %t: the hooks ran with %v partitions held, want %v", lost, ran, want)
+		}
+	}
+}

@@ -98,6 +98,7 @@ type Process struct {
 	archives   []string               // the archive topics of the stores
 	stale      *prometheus.CounterVec // the commands Participate ignores as too old
 	restores   []func(context.Context) error
+	losses     []func()
 	loops      []func(context.Context) error
 	closers    []func() error // in the order of creation; closed in reverse
 	advertised string
@@ -353,6 +354,12 @@ func (p *Process) Send(topic, key string, msg *message.Message) error {
 // hold the newly assigned ones and before any message of them is handled:
 // to rebuild what a service derives from its stores.
 func (p *Process) OnRestored(fn func(ctx context.Context) error) { p.restores = append(p.restores, fn) }
+
+// OnLost runs fn when the partitions are lost (the instance learns that
+// its group went on without it: another instance may have written to them
+// since), after their state is dropped: to forget what a service derived
+// from them. It must not wait for a handler.
+func (p *Process) OnLost(fn func()) { p.losses = append(p.losses, fn) }
 
 // Go runs loop beside the consumer and the HTTP server, after the state is
 // restored, until the process stops.
