@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -264,99 +265,67 @@ func TestASagaOfAVersionNotGivenWaitsUntouched(t *testing.T) {
 
 // A reply dead-lettered by an instance not given the saga's version (a
 // rolling deploy moved the saga's partition to an older build, then back)
-// leaves a step at its last attempt answered but not known to be: the
-// command is sent once more after the Resume, where the saga failed with
-// TIMEOUT_RESERVE and compensated a credit reserved.
-func TestAStepAtItsLastAttemptIsSentOnceMoreAfterAResume(t *testing.T) {
-	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
-	h.Deploy(testDef(), testDefV2())
-	h.Start("s1", dataOf("s1")) // version 2
-	for range 2 {
-		h.Clock.Advance(time.Minute)
-		h.Engine.ResendOverdue(t.Context())
-	}
-	if v, _, _ := h.Engine.Instance("s1"); v.Attempt != 3 || h.Engine.StepName(v) != "reserve" {
-		t.Fatalf("setup: step %s attempt %d, want reserve 3", h.Engine.StepName(v), v.Attempt)
-	}
-	cmd := lastTo(t, h, "s1")
-	deployLogged(t, h, testDef()) // an instance of the build before version 2
-	if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
-		t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
-	}
-	h.Deploy(testDef(), testDefV2())
-	h.Clock.Advance(time.Minute) // past the deadline and the grace
-	h.Engine.ResendOverdue(t.Context())
-	v, _, _ := h.Engine.Instance("s1")
-	if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderStep) != "reserve" || got.Get(saga.HeaderAttempt) != "4" {
-		t.Fatalf("after the Resume: failure %q, state %s, last sent step %s attempt %s; want reserve sent again, attempt 4",
-			v.FailureReason, v.State, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
-	}
-	// Unanswered again, it is given up: once more, not for ever.
-	h.Clock.Advance(time.Minute)
-	h.Engine.ResendOverdue(t.Context())
-	if v, _, _ := h.Engine.Instance("s1"); v.FailureReason != "TIMEOUT_RESERVE" {
-		t.Errorf("the attempt after the Resume's unanswered too: failure %q, want TIMEOUT_RESERVE", v.FailureReason)
-	}
-}
-
-// A saga taken over keeps its attempt more through the Resumes after
-// (the next instance of a rolling deploy joining, the restore after an
-// abort), until the engine sends its command itself: the mark was made
-// again at each Resume, and the one seconds after the takeover cleared it.
-func TestATakeoverKeepsItsAttemptThroughTheResumesAfter(t *testing.T) {
-	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
-	h.Deploy(testDef(), testDefV2())
-	h.Start("s1", dataOf("s1"))
-	for range 2 {
-		h.Clock.Advance(time.Minute)
-		h.Engine.ResendOverdue(t.Context())
-	}
-	cmd := lastTo(t, h, "s1")
-	deployLogged(t, h, testDef())
-	if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
-		t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
-	}
-	h.Deploy(testDef(), testDefV2())
-	h.Clock.Advance(3 * time.Second)
-	if err := h.Engine.Resume(t.Context()); err != nil { // the deploy's next instance joins
-		t.Fatal(err)
-	}
-	h.Clock.Advance(time.Minute)
-	h.Engine.ResendOverdue(t.Context())
-	v, _, _ := h.Engine.Instance("s1")
-	if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderAttempt) != "4" {
-		t.Fatalf("failure %q, last sent step %s attempt %s; want reserve sent again, attempt 4", v.FailureReason, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
-	}
-}
-
-// Partitions lost (the group went on without the instance, paused say)
-// and given back are taken over too: another instance may have had them
-// meanwhile, and an older build among them dead-lettered the reply. The
-// engine still indexed the saga as held, no Resume between, and failed it.
-func TestASagaLostAndGivenBackIsTakenOver(t *testing.T) {
-	h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
-	h.Deploy(testDef(), testDefV2())
-	h.Start("s1", dataOf("s1"))
-	for range 2 {
-		h.Clock.Advance(time.Minute)
-		h.Engine.ResendOverdue(t.Context())
-	}
-	newer := h.Engine
-	newer.Forget() // its partitions lost
-	cmd := lastTo(t, h, "s1")
-	deployLogged(t, h, testDef()) // an instance of the build before took them meanwhile
-	if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
-		t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
-	}
-	h.Engine = newer
-	if err := h.Engine.Resume(t.Context()); err != nil { // given back
-		t.Fatal(err)
-	}
-	h.Clock.Advance(time.Minute)
-	h.Engine.ResendOverdue(t.Context())
-	v, _, _ := h.Engine.Instance("s1")
-	if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderAttempt) != "4" {
-		t.Fatalf("failure %q, last sent step %s attempt %s; want reserve sent again, attempt 4", v.FailureReason, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
+// leaves a step at its last attempt answered but not known to be: a saga
+// taken over is sent its command once more, where it failed with
+// TIMEOUT_RESERVE and compensated a credit reserved. So it is when its
+// partition goes to an engine new (a restart), when a Resume follows the
+// takeover seconds after (the deploy's next instance joining: the mark
+// was made anew at each Resume, and cleared), and when the partition was
+// lost and given back (still indexed as held, no Resume between). Once
+// more, not for ever: unanswered again, the step is given up.
+func TestASagaTakenOverAtItsLastAttemptIsSentOnceMore(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		back func(h *sagatest.Harness[data], newer *saga.Engine[data]) error
+	}{
+		{"to an engine new", func(h *sagatest.Harness[data], _ *saga.Engine[data]) error {
+			h.Deploy(testDef(), testDefV2())
+			return nil
+		}},
+		{"then a Resume seconds after", func(h *sagatest.Harness[data], _ *saga.Engine[data]) error {
+			h.Deploy(testDef(), testDefV2())
+			h.Clock.Advance(3 * time.Second)
+			return h.Engine.Resume(context.Background())
+		}},
+		{"lost and given back", func(h *sagatest.Harness[data], newer *saga.Engine[data]) error {
+			h.Engine = newer
+			return h.Engine.Resume(context.Background())
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t) // StepTimeout 10 s, MaxAttempts 3
+			h.Deploy(testDef(), testDefV2())
+			h.Start("s1", dataOf("s1")) // version 2
+			for range 2 {
+				h.Clock.Advance(time.Minute)
+				h.Engine.ResendOverdue(t.Context())
+			}
+			if v, _, _ := h.Engine.Instance("s1"); v.Attempt != 3 || h.Engine.StepName(v) != "reserve" {
+				t.Fatalf("setup: step %s attempt %d, want reserve 3", h.Engine.StepName(v), v.Attempt)
+			}
+			newer := h.Engine
+			newer.Forget() // its partitions lost
+			cmd := lastTo(t, h, "s1")
+			deployLogged(t, h, testDef()) // an instance of the build before version 2 has them
+			if err := h.Reply(cmd, reservedOf("s1")); !errors.Is(err, saga.ErrUnknownVersion) {
+				t.Fatalf("the reply on the older build: got %v, want it dead-lettered", err)
+			}
+			if err := c.back(h, newer); err != nil {
+				t.Fatal(err)
+			}
+			h.Clock.Advance(time.Minute) // past the deadline and the grace
+			h.Engine.ResendOverdue(t.Context())
+			v, _, _ := h.Engine.Instance("s1")
+			if got := lastTo(t, h, "s1").Msg.Metadata; v.FailureReason != "" || got.Get(saga.HeaderStep) != "reserve" || got.Get(saga.HeaderAttempt) != "4" {
+				t.Fatalf("taken over: failure %q, state %s, last sent step %s attempt %s; want reserve sent again, attempt 4",
+					v.FailureReason, v.State, got.Get(saga.HeaderStep), got.Get(saga.HeaderAttempt))
+			}
+			h.Clock.Advance(time.Minute)
+			h.Engine.ResendOverdue(t.Context())
+			if v, _, _ := h.Engine.Instance("s1"); v.FailureReason != "TIMEOUT_RESERVE" {
+				t.Errorf("the attempt more unanswered too: failure %q, want TIMEOUT_RESERVE", v.FailureReason)
+			}
+		})
 	}
 }
 
