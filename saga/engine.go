@@ -212,6 +212,10 @@ type Engine[D any] struct {
 	// transition is not later was sent by another instance, or before
 	// the restart. Kept while in flight, through the Resumes after.
 	taken map[string]time.Time
+	// forgot says Forget ran since the last Resume: every saga that
+	// Resume finds is taken over, an index entry a transition racing the
+	// loss put back included.
+	forgot bool
 }
 
 // inFlight is what the engine keeps in memory of a saga in flight.
@@ -484,11 +488,11 @@ func (e *Engine[D]) Resume(context.Context) error {
 	for id := range index {
 		if at, ok := e.taken[id]; ok {
 			taken[id] = at
-		} else if _, held := e.inFlight[id]; !held {
+		} else if _, held := e.inFlight[id]; !held || e.forgot {
 			taken[id] = now
 		}
 	}
-	e.taken, e.inFlight = taken, index
+	e.taken, e.inFlight, e.forgot = taken, index, false
 	versions := map[int]bool{}
 	for v := range e.versions {
 		versions[v] = true
@@ -516,6 +520,7 @@ func (e *Engine[D]) Forget() {
 	defer e.mu.Unlock()
 	clear(e.inFlight)
 	clear(e.taken)
+	e.forgot = true
 	for v := range e.running {
 		e.running[v] = 0
 		e.count(v)

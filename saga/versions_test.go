@@ -447,3 +447,66 @@ func TestSagasInFlightAreCountedByVersion(t *testing.T) {
 	engine.ResendOverdue(t.Context())
 	wantGauges(t, h, map[string]float64{"1": 0, "2": 0}, none)
 }
+
+// losing is a store whose partition is lost in the middle of the next
+// Update, after its ownership was checked: onLose (the engine's Forget, as
+// process.OnLost calls it) runs before the engine's change indexes the
+// saga, and the write is then refused.
+type losing struct {
+	*sagatest.Instances
+	onLose     func()
+	lose, lost bool
+}
+
+var errLost = errors.New("not owned")
+
+func (l *losing) Get(id string) (saga.SagaInstance, bool, error) {
+	if l.lost {
+		return saga.SagaInstance{}, false, errLost
+	}
+	return l.Instances.Get(id)
+}
+
+func (l *losing) Update(ctx context.Context, id string, fn func(*saga.SagaInstance, bool) (*saga.Outgoing, error), over func(bool)) error {
+	if !l.lose {
+		return l.Instances.Update(ctx, id, fn, over)
+	}
+	l.lose = false
+	return l.Instances.Update(ctx, id, func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error) {
+		l.onLose()
+		l.lost = true
+		if _, err := fn(v, exists); err != nil {
+			return nil, err
+		}
+		return nil, errLost
+	}, over)
+}
+
+// A timeout running as the partitions are lost indexes its saga again
+// after Forget cleared it: given back, the saga counted as held, was not
+// taken over, and failed at its last attempt.
+func TestALossDuringATimeoutStillTakesTheSagaOver(t *testing.T) {
+	clock := sagatest.NewClock()
+	store := &losing{Instances: sagatest.NewInstances(&sagatest.Publisher{})}
+	engine := engineOn(t, store, clock, tenSeconds) // MaxAttempts 3
+	store.onLose = engine.Forget
+	if err := engine.Start(t.Context(), "s1", sagaData); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		clock.Advance(time.Minute)
+		engine.ResendOverdue(t.Context())
+	}
+	clock.Advance(time.Minute)
+	store.lose = true
+	engine.ResendOverdue(t.Context()) // the tick meets the loss
+	store.lost = false                // given back
+	if err := engine.Resume(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	engine.ResendOverdue(t.Context())
+	if v, _, _ := store.Get("s1"); v.FailureReason != "" || v.Attempt != 4 {
+		t.Fatalf("failure %q, attempt %d; want the command sent once more, attempt 4", v.FailureReason, v.Attempt)
+	}
+}
