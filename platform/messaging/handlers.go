@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -178,7 +179,7 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	dead.SetContext(ctx) // written on behalf of msg, in its transaction
 	dead.Metadata.Set(contracts.HeaderDeadLetterTopic, topic)
 	dead.Metadata.Set(contracts.HeaderDeadLetterHandler, handler)
-	dead.Metadata.Set(contracts.HeaderDeadLetterError, err.Error())
+	dead.Metadata.Set(contracts.HeaderDeadLetterError, cut(err.Error(), maxErrorBytes))
 	record, ok := RecordFromCtx(ctx)
 	if ok {
 		dead.Metadata.Set(contracts.HeaderDeadLetterPartition, strconv.Itoa(int(record.Partition)))
@@ -239,6 +240,19 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 // default). A record consumed may be larger, its batch compressed, or
 // written with higher limits.
 const maxDeadLetterBytes = 900 << 10
+
+// maxErrorBytes bounds a dead letter's dlq_error: an error may quote the
+// message's key (a store's "topic/key: ..."), which may be most of what a
+// record holds.
+const maxErrorBytes = 4 << 10
+
+// cut is s, or its first n bytes and an ellipsis, as valid UTF-8.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
 
 // letterSize is about what a message takes in a record: its payload and
 // its headers.

@@ -178,7 +178,11 @@ func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hs.Wrap("large.in", "in", func(*message.Message) error { return fmt.Errorf("%w: boom", ErrPoison) })
+	// The error quotes the key, as a store's does.
+	h := hs.Wrap("large.in", "in", func(m *message.Message) error {
+		record, _ := RecordFromCtx(m.Context())
+		return fmt.Errorf("large.in/%s: %w", record.Key, ErrPoison)
+	})
 	for _, c := range []struct {
 		key, value int
 		keyKept    bool
@@ -187,6 +191,7 @@ func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
 		{100 << 10, 100 << 10, true, true},
 		{100 << 10, 800 << 10, true, false}, // 900 KiB of key and value, but the key twice
 		{600 << 10, 10, false, true},
+		{950 << 10, 10, false, true}, // and 950 KiB in the error
 	} {
 		msg := message.NewMessage(watermill.NewUUID(), bytes.Repeat([]byte("v"), c.value))
 		key := bytes.Repeat([]byte("k"), c.key)
