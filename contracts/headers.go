@@ -36,13 +36,17 @@ const (
 	// large to write again (its partition key, the record's key, is its
 	// dlq_topic instead): this header is the key's size.
 	HeaderDeadLetterKeyBytes = "dlq_key_bytes"
+	// HeaderDeadLetterHeaderBytes is set on a dead letter whose headers
+	// were too large to write again: each of the message's own is cut to
+	// its first 4 KiB, and this header is their size before.
+	HeaderDeadLetterHeaderBytes = "dlq_header_bytes"
 )
 
 // DeadLetterHeaders are the headers the dead-lettering adds to a message's
 // own.
 var DeadLetterHeaders = []string{HeaderDeadLetterTopic, HeaderDeadLetterPartition,
 	HeaderDeadLetterOffset, HeaderDeadLetterHandler, HeaderDeadLetterError,
-	HeaderDeadLetterValueBytes, HeaderDeadLetterKeyBytes, HeaderDeadLetterTimestamp}
+	HeaderDeadLetterValueBytes, HeaderDeadLetterKeyBytes, HeaderDeadLetterHeaderBytes, HeaderDeadLetterTimestamp}
 
 // HeaderReplayedFrom marks a dead letter replayed to the topic it came
 // from (POST /deadletters/{partition}/{offset}/replay): where it was,

@@ -203,9 +203,20 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 		dead.Metadata.Set(contracts.HeaderDeadLetterKeyBytes, strconv.Itoa(len(dead.Metadata.Get(contracts.HeaderPartitionKey))))
 		dead.Metadata.Set(contracts.HeaderPartitionKey, topic)
 	}
-	drops := []func(){dropValue, dropKey}
+	// Then, if need be, its own headers are cut.
+	cutHeaders := func() {
+		before := 0
+		for k, v := range dead.Metadata {
+			if k != contracts.HeaderPartitionKey && !slices.Contains(contracts.DeadLetterHeaders, k) {
+				before += len(k) + len(v)
+				dead.Metadata[k] = cut(v, maxErrorBytes)
+			}
+		}
+		dead.Metadata.Set(contracts.HeaderDeadLetterHeaderBytes, strconv.Itoa(before))
+	}
+	drops := []func(){dropValue, dropKey, cutHeaders}
 	if len(dead.Metadata.Get(contracts.HeaderPartitionKey)) > len(dead.Payload) {
-		drops = []func(){dropKey, dropValue}
+		drops = []func(){dropKey, dropValue, cutHeaders}
 	}
 	for _, drop := range drops {
 		if letterSize(dead)+len(dead.Metadata.Get(contracts.HeaderPartitionKey)) > maxDeadLetterBytes {
@@ -241,9 +252,9 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 // written with higher limits.
 const maxDeadLetterBytes = 900 << 10
 
-// maxErrorBytes bounds a dead letter's dlq_error: an error may quote the
-// message's key (a store's "topic/key: ..."), which may be most of what a
-// record holds.
+// maxErrorBytes bounds a dead letter's dlq_error, and each of its own
+// headers when they are too large: an error may quote the message's key
+// (a store's "topic/key: ..."), which may be most of what a record holds.
 const maxErrorBytes = 4 << 10
 
 // cut is s, or its first n bytes and an ellipsis, as valid UTF-8.

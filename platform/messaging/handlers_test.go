@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,6 +212,32 @@ func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
 		if valueKept := len(letter.Payload) == c.value; valueKept != c.valueKept {
 			t.Errorf("key %d, value %d: value of %d bytes kept; want it kept %t", c.key, c.value, len(letter.Payload), c.valueKept)
 		}
+	}
+}
+
+// A message whose own headers are too large (any producer may write large
+// ones) is dead-lettered with each cut to 4 KiB, their size before in
+// dlq_header_bytes: dropping its value and its key left the letter too
+// large, refused, and the record came back for ever.
+func TestAMessageOfTooLargeHeadersIsDeadLetteredWithThemCut(t *testing.T) {
+	dead := &recordingDeadLetter{}
+	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hs.Wrap("large.in", "in", func(*message.Message) error { return fmt.Errorf("%w: boom", ErrPoison) })
+	msg := message.NewMessage(watermill.NewUUID(), []byte("v"))
+	msg.Metadata.Set("x-baggage", strings.Repeat("b", 950<<10))
+	msg.SetContext(WithRecord(t.Context(), Record{Topic: "large.in", Key: []byte("k")}))
+	if err := h(msg); err != nil {
+		t.Fatalf("handled: %v, want nil: dead-lettered", err)
+	}
+	letter := dead.got[len(dead.got)-1]
+	if size := letterSize(letter) + len(letter.Metadata.Get(contracts.HeaderPartitionKey)); size > maxDeadLetterBytes {
+		t.Errorf("a letter of %d bytes; want at most %d", size, maxDeadLetterBytes)
+	}
+	if got := letter.Metadata.Get(contracts.HeaderDeadLetterHeaderBytes); got != strconv.Itoa(len("x-baggage")+950<<10) || len(letter.Metadata.Get("x-baggage")) > 5<<10 {
+		t.Errorf("%s %q, x-baggage of %d bytes; want its size before, and it cut", contracts.HeaderDeadLetterHeaderBytes, got, len(letter.Metadata.Get("x-baggage")))
 	}
 }
 

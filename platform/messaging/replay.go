@@ -77,7 +77,7 @@ func ReplayDeadLetter(ctx context.Context, cfg config.Kafka, partition int32, of
 	from := int32(-1)
 	for _, h := range dead.Headers {
 		switch {
-		case h.Key == contracts.HeaderDeadLetterValueBytes, h.Key == contracts.HeaderDeadLetterKeyBytes:
+		case h.Key == contracts.HeaderDeadLetterValueBytes, h.Key == contracts.HeaderDeadLetterKeyBytes, h.Key == contracts.HeaderDeadLetterHeaderBytes:
 			return Replayed{}, fmt.Errorf("dead letter %d/%d is %w: its %s (%s bytes) was too large to keep; it is at the dlq_offset of its dlq_topic until that topic's retention",
 				partition, offset, ErrNotReplayable, strings.TrimSuffix(strings.TrimPrefix(h.Key, "dlq_"), "_bytes"), h.Value)
 		case h.Key == contracts.HeaderDeadLetterTopic:

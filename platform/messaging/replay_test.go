@@ -91,6 +91,9 @@ func TestReplayDeadLetterRefuses(t *testing.T) {
 	noKey := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte("k"), Value: []byte("v"),
 		Headers: []kgo.RecordHeader{{Key: contracts.HeaderDeadLetterTopic, Value: []byte("anywhere")},
 			{Key: contracts.HeaderDeadLetterKeyBytes, Value: []byte("614400")}}})[0]
+	cutHeaders := produce(t, cfg, &kgo.Record{Topic: contracts.TopicDeadLetter, Partition: 0, Key: []byte("k"), Value: []byte("v"),
+		Headers: []kgo.RecordHeader{{Key: contracts.HeaderDeadLetterTopic, Value: []byte("anywhere")},
+			{Key: contracts.HeaderDeadLetterHeaderBytes, Value: []byte("972800")}}})[0]
 
 	// A record of an aborted transaction is in the log, but no dead letter.
 	txn := kgoClient(t, cfg, kgo.TransactionalID("replay-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -112,12 +115,13 @@ func TestReplayDeadLetterRefuses(t *testing.T) {
 		offset    int64
 		want      error
 	}{
-		{"an offset not written yet", 0, noKey.Offset + 1, messaging.ErrNoDeadLetter},
+		{"an offset not written yet", 0, cutHeaders.Offset + 1, messaging.ErrNoDeadLetter},
 		{"a partition the topic lacks", 7, 0, messaging.ErrNoDeadLetter},
 		{"an aborted record", 1, aborted.Offset, messaging.ErrNoDeadLetter},
 		{"a record that does not say where it came from", 0, noOrigin.Offset, messaging.ErrNotReplayable},
 		{"a record whose value was too large to keep", 0, noValue.Offset, messaging.ErrNotReplayable},
 		{"a record whose key was too large to keep", 0, noKey.Offset, messaging.ErrNotReplayable},
+		{"a record whose headers were too large to keep", 0, cutHeaders.Offset, messaging.ErrNotReplayable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := messaging.ReplayDeadLetter(t.Context(), cfg, tt.partition, tt.offset)
