@@ -216,7 +216,7 @@ func sendDeadLetter(pub message.Publisher, counter prometheus.Counter, logger *s
 	}
 	drops := []func(){dropValue, dropKey, cutHeaders}
 	if len(dead.Metadata.Get(contracts.HeaderPartitionKey)) > len(dead.Payload) {
-		drops = []func(){dropKey, dropValue, cutHeaders}
+		drops[0], drops[1] = dropKey, dropValue
 	}
 	for _, drop := range drops {
 		if letterSize(dead)+len(dead.Metadata.Get(contracts.HeaderPartitionKey)) > maxDeadLetterBytes {

@@ -169,21 +169,30 @@ func TestAMessageKeyedForAnotherPartitionIsDeadLettered(t *testing.T) {
 	}
 }
 
-// A message whose key is too large to be written again, twice (the
-// letter's partition key header and its record key), is dead-lettered
-// under its topic, with the key's size, without its value: written with
-// both, the letter was refused, and the record came back for ever.
-func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
+// deadLetterOf is the letter a handler of large.in writes for msg when it
+// fails with poison, its error quoting the record's key, as a store's does.
+func deadLetterOf(t *testing.T, msg *message.Message) *message.Message {
+	t.Helper()
 	dead := &recordingDeadLetter{}
 	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The error quotes the key, as a store's does.
 	h := hs.Wrap("large.in", "in", func(m *message.Message) error {
 		record, _ := RecordFromCtx(m.Context())
 		return fmt.Errorf("large.in/%s: %w", record.Key, ErrPoison)
 	})
+	if err := h(msg); err != nil || len(dead.got) != 1 {
+		t.Fatalf("handled: %v, %d letters; want nil: dead-lettered", err, len(dead.got))
+	}
+	return dead.got[0]
+}
+
+// A message whose key is too large to be written again, twice (the
+// letter's partition key header and its record key), is dead-lettered
+// under its topic, with the key's size, without its value: written with
+// both, the letter was refused, and the record came back for ever.
+func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
 	for _, c := range []struct {
 		key, value int
 		keyKept    bool
@@ -197,10 +206,7 @@ func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
 		msg := message.NewMessage(watermill.NewUUID(), bytes.Repeat([]byte("v"), c.value))
 		key := bytes.Repeat([]byte("k"), c.key)
 		msg.SetContext(WithRecord(t.Context(), Record{Topic: "large.in", Key: key}))
-		if err := h(msg); err != nil {
-			t.Fatalf("handled: %v, want nil: dead-lettered", err)
-		}
-		letter := dead.got[len(dead.got)-1]
+		letter := deadLetterOf(t, msg)
 		pk := letter.Metadata.Get(contracts.HeaderPartitionKey)
 		if size := letterSize(letter) + len(pk); size > maxDeadLetterBytes {
 			t.Errorf("key %d, value %d: a letter of %d bytes, key counted twice; want at most %d", c.key, c.value, size, maxDeadLetterBytes)
@@ -220,19 +226,10 @@ func TestAMessageOfATooLargeKeyIsDeadLetteredWithoutIt(t *testing.T) {
 // dlq_header_bytes: dropping its value and its key left the letter too
 // large, refused, and the record came back for ever.
 func TestAMessageOfTooLargeHeadersIsDeadLetteredWithThemCut(t *testing.T) {
-	dead := &recordingDeadLetter{}
-	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hs.Wrap("large.in", "in", func(*message.Message) error { return fmt.Errorf("%w: boom", ErrPoison) })
 	msg := message.NewMessage(watermill.NewUUID(), []byte("v"))
 	msg.Metadata.Set("x-baggage", strings.Repeat("b", 950<<10))
 	msg.SetContext(WithRecord(t.Context(), Record{Topic: "large.in", Key: []byte("k")}))
-	if err := h(msg); err != nil {
-		t.Fatalf("handled: %v, want nil: dead-lettered", err)
-	}
-	letter := dead.got[len(dead.got)-1]
+	letter := deadLetterOf(t, msg)
 	if size := letterSize(letter) + len(letter.Metadata.Get(contracts.HeaderPartitionKey)); size > maxDeadLetterBytes {
 		t.Errorf("a letter of %d bytes; want at most %d", size, maxDeadLetterBytes)
 	}
@@ -245,19 +242,10 @@ func TestAMessageOfTooLargeHeadersIsDeadLetteredWithThemCut(t *testing.T) {
 // past its batch limit, and the record would come back for ever) is
 // dead-lettered without its value, with its size.
 func TestATooLargeMessageIsDeadLetteredWithoutItsValue(t *testing.T) {
-	dead := &recordingDeadLetter{}
-	hs, err := NewHandlers(HandlersConfig{DeadLetter: dead}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hs.Wrap("large.in", "in", func(*message.Message) error { return fmt.Errorf("%w: boom", ErrPoison) })
 	for _, size := range []int{100, 2 << 20} {
 		msg := message.NewMessage(watermill.NewUUID(), bytes.Repeat([]byte("x"), size))
 		msg.SetContext(t.Context())
-		if err := h(msg); err != nil {
-			t.Fatalf("handled: %v, want nil: dead-lettered", err)
-		}
-		letter := dead.got[len(dead.got)-1]
+		letter := deadLetterOf(t, msg)
 		got, bytesHeader := len(letter.Payload), letter.Metadata.Get(contracts.HeaderDeadLetterValueBytes)
 		switch {
 		case size < maxDeadLetterBytes && (got != size || bytesHeader != ""):

@@ -60,7 +60,8 @@ export function retrier() {
 // onReconnect, as a reconnected one does.
 export function follow(path, event, onData, onReconnect) {
   const live = document.getElementById("live");
-  let src, missed = false, opened = false, wait = 1000, left = false, settle;
+  let src, missed = false, opened = false, left = false, settle;
+  const again = retrier();
   const settled = new Promise((ok) => { settle = ok; });
   setTimeout(() => { if (!opened) missed = true; settle(); }, 5000);
   const connect = () => {
@@ -70,7 +71,7 @@ export function follow(path, event, onData, onReconnect) {
       opened = true;
       settle();
       live.textContent = "live"; live.className = "live on";
-      wait = 1000;
+      again.ok();
       if (missed && onReconnect) onReconnect();
       missed = false;
     };
@@ -78,10 +79,7 @@ export function follow(path, event, onData, onReconnect) {
       settle();
       live.textContent = "reconnecting"; live.className = "live off";
       missed = true;
-      if (src.readyState === EventSource.CLOSED) {
-        setTimeout(connect, wait);
-        wait = Math.min(2 * wait, 10000);
-      }
+      if (src.readyState === EventSource.CLOSED) again.after({}, connect); // an EventSource tells no status
     };
     src.addEventListener(event, (e) => {
       try { onData(JSON.parse(e.data)); } catch (err) { console.error(event, err); }
