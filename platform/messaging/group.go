@@ -453,3 +453,31 @@ func fetchedOffsets(resp *kmsg.OffsetFetchResponse) (map[string]map[int32]kgo.Ep
 	}
 	return out, nil
 }
+
+// errNotMember is Heartbeat's error while the session has no group
+// client, or its client no membership.
+var errNotMember = errors.New("not a member of the group")
+
+// Heartbeat asks the group's coordinator whether the session is still the
+// member it was: nil when it answers without error, for the member and
+// generation franz-go holds now. The member the coordinator answered at
+// time t keeps its partitions until at least t plus the shorter of its
+// session and rebalance timeouts, unless it gives them up itself (see
+// process's lease). franz-go heartbeats the group itself; this is a
+// question whose answer its caller sees.
+func (s *Session) Heartbeat(ctx context.Context) error {
+	g := s.group.Load()
+	if g == nil {
+		return errNotMember
+	}
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group = g.group
+	if req.MemberID, req.Generation = g.GroupMetadata(); req.MemberID == "" {
+		return errNotMember
+	}
+	resp, err := req.RequestWith(ctx, g.Client)
+	if err != nil {
+		return err
+	}
+	return kerr.ErrorForCode(resp.ErrorCode)
+}

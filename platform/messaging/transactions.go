@@ -193,8 +193,9 @@ type Session struct {
 
 	mu    sync.RWMutex // shared by writers while they produce; the loop's to end and begin
 	cl    txnClient
-	begun bool // a transaction is begun (the loop's)
-	cur   *txn // the transaction writes join
+	group atomic.Pointer[groupTxn] // cl, in a group: Heartbeat's, without mu
+	begun bool                     // a transaction is begun (the loop's)
+	cur   *txn                     // the transaction writes join
 	open  atomic.Bool
 	dirty atomic.Bool // cur has writers: records, or writes that wait for its end
 	// produced: cur holds records. A transaction with writers but no
@@ -538,6 +539,9 @@ func (s *Session) runClient(ctx context.Context) error {
 	s.mu.Lock()
 	s.cl = cl
 	s.mu.Unlock()
+	if g, ok := cl.(*groupTxn); ok {
+		s.group.Store(g)
+	}
 	clear(s.held) // paused on the client before this one
 	s.countHeld()
 	defer func() {
@@ -548,6 +552,7 @@ func (s *Session) runClient(ctx context.Context) error {
 		s.cur = newTxn()
 		s.cl = nil
 		s.mu.Unlock()
+		s.group.Store(nil)
 		cl.Close() // leaves the group
 	}()
 	for {
@@ -1430,6 +1435,13 @@ func (s *Session) transactionTimeout() time.Duration {
 // its partitions then, however long its session timeout.
 const RebalanceTimeout = time.Minute
 
+// HeartbeatInterval is how often a member of a group of that session
+// timeout heartbeats: five times a session at least, and at most 300 ms
+// apart.
+func HeartbeatInterval(sessionTimeout time.Duration) time.Duration {
+	return min(sessionTimeout/5, 300*time.Millisecond)
+}
+
 func (s *Session) sessionTimeout() time.Duration {
 	return cmp.Or(s.cfg.Kafka.SessionTimeout, 10*time.Second)
 }
@@ -1519,7 +1531,7 @@ func (s *Session) connect() (txnClient, error) {
 		kgo.RebalanceTimeout(RebalanceTimeout),
 		// A member learns of a rebalance from a heartbeat's answer:
 		// frequent ones hand a dead instance's partitions over sooner.
-		kgo.HeartbeatInterval(min(sessionTimeout/5, 300*time.Millisecond)),
+		kgo.HeartbeatInterval(HeartbeatInterval(sessionTimeout)),
 		// Every member gets the same partition numbers of every topic it
 		// reads (all have one count): the co-partitioning that lets an
 		// instance own a key's command, state and replies together. Range

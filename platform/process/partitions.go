@@ -29,8 +29,8 @@ import (
 // rebuilds what the services derive, and only then lets the process's
 // session begin the generation's transactions and hand out records.
 type partitions struct {
-	p      *Process
-	pauses *pauseWatch // nil without a group
+	p     *Process
+	lease *lease // nil without a group
 
 	mu          sync.Mutex
 	assigned    []int32 // by the group, in generation assignedGen
@@ -74,6 +74,7 @@ type assignable interface {
 // process, for its supervisor to start it again, rather than serve part of
 // its state.
 func (t *partitions) Assigned(ctx context.Context, claimed []int32, generation int32) error {
+	t.lease.renewNow() // while it restores
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.assigned, t.assignedGen, t.revoked = claimed, generation, false
@@ -275,10 +276,10 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 // serves reports whether this instance serves partition p now. It does
 // not wait for a restore: a request for a key of a partition being
 // restored is answered at once, by its owner or with a 503. Nor does it
-// serve one right after a pause, which the group may have taken it from.
+// serve one past its lease, which the group may have taken it from.
 func (t *partitions) serves(p int32) bool {
 	owned := t.served.Load()
-	return owned != nil && slices.Contains(*owned, p) && t.pauses.trusted()
+	return owned != nil && slices.Contains(*owned, p) && t.lease.held()
 }
 
 // Owns implements httpserver.SelfOwners: whether this instance serves the

@@ -453,7 +453,7 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 	watch := newPeers()
 	if len(p.topics) > 0 {
-		p.partitions.pauses = newPauseWatch(cmp.Or(p.cfg.Kafka.SessionTimeout, 10*time.Second), p.Logger)
+		p.partitions.lease = newLease(cmp.Or(p.cfg.Kafka.SessionTimeout, 10*time.Second), p.session.Heartbeat, p.Logger)
 		look, cancel := context.WithTimeout(ctx, 2*adminTimeout)
 		err := p.evictBeforeJoining(look, watch)
 		cancel()
@@ -478,7 +478,7 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 	if len(p.topics) > 0 {
 		g.Go(func() error { return p.watchPeers(ctx, watch) })
-		g.Go(func() error { return p.partitions.pauses.run(ctx) })
+		g.Go(func() error { return p.partitions.lease.run(ctx) })
 		if p.cfg.Kafka.Standby {
 			for _, s := range p.stores {
 				g.Go(func() error { return s.Follow(ctx) })

@@ -18,6 +18,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkasaga/kafkasaga/contracts"
@@ -357,18 +359,7 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 	second, secondAddr := startKeyed(t, kafka, nil)
 	waitReady(t, second)
 
-	var theirs string // a key the second instance owns
-	for deadline := time.Now().Add(30 * time.Second); theirs == ""; {
-		for i := range 32 {
-			if w := getThing(t, first, fmt.Sprint("k", i)); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
-				theirs = fmt.Sprint("k", i)
-				break
-			}
-		}
-		if theirs == "" && time.Now().After(deadline) {
-			t.Fatal("no key was answered by the second instance within 30s")
-		}
-	}
+	theirs := keyAnsweredBy(t, first, secondAddr)
 
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the processes stop
@@ -393,6 +384,84 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("still forwarded 20s after the coordinator stopped answering")
+		}
+	}
+}
+
+// An instance cut off from its group's coordinator while its clients
+// still reach it answers none of its keys from its state once its lease
+// is over, before the group gives them to another instance. franz-go
+// learns it later: its heartbeat, unanswered, waits out the request's
+// timeout (10 s) first, past a session timeout of 2 s.
+func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *testing.T) {
+	t.Parallel()
+	stack := devstack.StartForTest(t)
+	cluster := stack.Cluster()
+	if cluster == nil {
+		t.Skip("holding the coordinator's answers needs the embedded broker")
+	}
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
+		SessionTimeout: 2 * time.Second}
+	first, firstAddr := startKeyed(t, kafka, nil)
+	waitReady(t, first)
+	second, secondAddr := startKeyed(t, kafka, nil)
+	waitReady(t, second)
+	theirs := keyAnsweredBy(t, first, secondAddr)
+
+	var member string
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	d, err := kadm.NewClient(cl).DescribeGroups(t.Context(), "customer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range d["customer"].Members {
+		if meta, ok := m.Join.AsConsumer(); ok && process.AdvertisedAddr(string(meta.UserData)) == secondAddr {
+			member = m.MemberID
+		}
+	}
+	if member == "" {
+		t.Fatalf("no member of the group advertises %s", secondAddr)
+	}
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the processes stop
+	cluster.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if req.(*kmsg.HeartbeatRequest).MemberID == member {
+			cluster.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	// The group drops the second instance after its session timeout, and
+	// the first restores its partitions and answers for them.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if w := getThing(t, first, theirs); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == firstAddr {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first instance did not answer for %s within 20s", theirs)
+		}
+	}
+	if w := getThing(t, second, theirs); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
+		t.Errorf("the second instance answered for %s from its state after the first took it over", theirs)
+	}
+}
+
+// keyAnsweredBy returns a key that p has the instance at addr answer (p
+// itself, or the instance it forwards to), once the group has settled.
+func keyAnsweredBy(t *testing.T, p *process.Process, addr string) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		for i := range 32 {
+			if w := getThing(t, p, fmt.Sprint("k", i)); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == addr {
+				return fmt.Sprint("k", i)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s answered no key itself within 30s", addr)
 		}
 	}
 }
