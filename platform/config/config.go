@@ -40,7 +40,7 @@ type Kafka struct {
 	// idle; a short FetchMaxWait means a fetch that often, busy or not.
 	// docs/performance.md measures both ends.
 	FetchMinBytes int32         `env:"KAFKA_FETCH_MIN_BYTES" envDefault:"1" min:"1"`
-	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms" min:"10ms"` // franz-go's least
+	FetchMaxWait  time.Duration `env:"KAFKA_FETCH_MAX_WAIT" envDefault:"500ms" min:"10ms" max:"596h"` // franz-go's least; its most, in int32 ms
 	// AdvertisedHTTPAddr is the HTTP address (host:port) at which the other
 	// instances of a process reach this one, to forward the requests for
 	// the keys it owns. Empty means HTTP_ADDR itself, or, when HTTP_ADDR
@@ -80,9 +80,9 @@ type Kafka struct {
 // are treated as unset, so their defaults apply. Lists are comma-separated;
 // spaces around an item and empty items are dropped ("a:9092, b:9092,").
 // An unparsable value is reported under its variable's name, and so is a
-// number or duration below the `min` tag of its field (`min:"1ms"`): a
-// zero or negative one is refused, not taken for the default or left to
-// fail later under a Go field's name.
+// number or duration below the `min` tag of its field (`min:"1ms"`) or
+// above its `max` tag: a zero or negative one is refused, not taken for the
+// default or left to fail later under a Go field's name.
 func Load(cfg any, ignore ...string) error {
 	environ := env.ToMap(os.Environ())
 	for _, name := range ignore {
@@ -94,15 +94,15 @@ func Load(cfg any, ignore ...string) error {
 	if err := env.ParseWithOptions(cfg, opts); err != nil {
 		return fmt.Errorf("read configuration from the environment: %w", nameVariables(err, reflect.TypeOf(cfg)))
 	}
-	if err := checkMinima(reflect.ValueOf(cfg)); err != nil {
+	if err := checkBounds(reflect.ValueOf(cfg)); err != nil {
 		return fmt.Errorf("read configuration from the environment: %w", err)
 	}
 	return nil
 }
 
-// checkMinima reports every field of v, and of the structs it holds, that
-// is below its `min` tag, under its variable's name.
-func checkMinima(v reflect.Value) error {
+// checkBounds reports every field of v, and of the structs it holds, that
+// is below its `min` tag or above its `max` tag, under its variable's name.
+func checkBounds(v reflect.Value) error {
 	if v.Kind() == reflect.Pointer {
 		v = v.Elem()
 	}
@@ -115,33 +115,37 @@ func checkMinima(v reflect.Value) error {
 		if f.Tag.Get("env") == "-" {
 			continue // not read from the environment
 		}
-		least, ok := f.Tag.Lookup("min")
-		if !ok {
-			errs = append(errs, checkMinima(field))
+		least, hasMin := f.Tag.Lookup("min")
+		most, hasMax := f.Tag.Lookup("max")
+		if !hasMin && !hasMax {
+			errs = append(errs, checkBounds(field))
 			continue
 		}
 		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		var below bool
-		switch {
-		case f.Type == reflect.TypeFor[time.Duration]():
-			below = time.Duration(field.Int()) < must(time.ParseDuration(least))
-		case field.CanInt():
-			below = field.Int() < must(strconv.ParseInt(least, 10, 64))
-		default:
-			panic(fmt.Sprintf("config: min tag on %s, of type %s", f.Name, f.Type))
+		parse := func(bound string) int64 {
+			switch {
+			case f.Type == reflect.TypeFor[time.Duration]():
+				return int64(must(time.ParseDuration(bound)))
+			case field.CanInt():
+				return must(strconv.ParseInt(bound, 10, 64))
+			}
+			panic(fmt.Sprintf("config: bound tag on %s, of type %s", f.Name, f.Type))
 		}
-		if below {
+		if hasMin && field.Int() < parse(least) {
 			errs = append(errs, fmt.Errorf("%s: %v is less than %s, the least it may be", name, field.Interface(), least))
+		}
+		if hasMax && field.Int() > parse(most) {
+			errs = append(errs, fmt.Errorf("%s: %v is more than %s, the most it may be", name, field.Interface(), most))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// must returns v, or panics on a `min` tag that does not parse: a mistake
-// in the code, not in the environment.
+// must returns v, or panics on a `min` or `max` tag that does not parse: a
+// mistake in the code, not in the environment.
 func must[T any](v T, err error) T {
 	if err != nil {
-		panic(fmt.Sprintf("config: min tag: %v", err))
+		panic(fmt.Sprintf("config: bound tag: %v", err))
 	}
 	return v
 }

@@ -236,3 +236,23 @@ func TestLoadRefusesValuesBelowTheirMinimum(t *testing.T) {
 		}
 	})
 }
+
+// A duration past what its client can send is refused under its
+// variable's name: franz-go sends a fetch's wait in int32 milliseconds, and
+// 597 h wrapped to a wait of about 500 ms, silently.
+func TestLoadRefusesValuesAboveTheirMaximum(t *testing.T) {
+	for value, refused := range map[string]bool{"597h": true, "596h": false} {
+		t.Run(value, func(t *testing.T) {
+			clearKafkaEnv(t)
+			t.Setenv("KAFKA_FETCH_MAX_WAIT", value)
+			var got config.Kafka
+			err := config.Load(&got)
+			if refused && (err == nil || !strings.Contains(err.Error(), "KAFKA_FETCH_MAX_WAIT:") || !strings.Contains(err.Error(), "the most it may be")) {
+				t.Errorf("got %v, want an error naming KAFKA_FETCH_MAX_WAIT and its most", err)
+			}
+			if !refused && err != nil {
+				t.Errorf("Load: %v", err)
+			}
+		})
+	}
+}
