@@ -207,7 +207,9 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 }
 
 // deliver hands msg out once after is closed, again after every nack,
-// until it is acked (true) or ctx ends.
+// until it is acked (true) or ctx ends. Once ctx ended it hands out
+// nothing: after also closes when the message before ends unacked with
+// the session, and this one must not overtake it.
 func deliver(ctx context.Context, out chan<- *message.Message, msg *message.Message, msgCtx context.Context, after <-chan struct{}) bool {
 	if after != nil {
 		select {
@@ -219,6 +221,9 @@ func deliver(ctx context.Context, out chan<- *message.Message, msg *message.Mess
 	msgCtx, cancel := context.WithCancel(msgCtx)
 	defer cancel() // a message's context ends when it is through, as watermill expects
 	for {
+		if ctx.Err() != nil { // the select below could pick either
+			return false
+		}
 		msg.SetContext(msgCtx)
 		select {
 		case out <- msg:
