@@ -105,6 +105,9 @@ func serveEvents(w http.ResponseWriter, r *http.Request, h *hub, event string) {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not hold events back
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead { // the headers alone: a stream would hold the connection
+		return
+	}
 	write := func(format string, args ...any) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // where the server allows it
 		_, err := fmt.Fprintf(w, format, args...)

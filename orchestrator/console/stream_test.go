@@ -146,3 +146,33 @@ func TestTheStreamsAreRefusedUntilTheIndexCaughtUp(t *testing.T) {
 	c.deadEvents.close()
 	get("stopped", http.StatusServiceUnavailable)
 }
+
+// A HEAD of a stream answers its headers and ends: streaming on, it held
+// the client's connection, and the next request on it got no answer.
+func TestAHeadOfAStreamEnds(t *testing.T) {
+	c := newApplying(t, sagas{})
+	c.caughtUp.Store(true)
+	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Register(s)
+	s.MarkReady()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	defer c.deadEvents.close() // so that a stream still held ends
+	defer c.sagaEvents.close()
+	for _, path := range []string{"/api/sagas/stream", "/api/deadletters/stream", "/api/sagas/stream"} { // one connection
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, srv.URL+path, nil)
+		resp, err := srv.Client().Do(req)
+		cancel()
+		if err != nil {
+			t.Fatalf("HEAD %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Errorf("HEAD %s: got %d %s, want 200 text/event-stream", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+}
