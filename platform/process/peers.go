@@ -18,15 +18,17 @@ import (
 // once, instead of leaving their partitions unserved until their session
 // times out (KAFKA_SESSION_TIMEOUT, seconds). Each member advertises its
 // HTTP address and a start id of its own (memberData). An instance is
-// certainly dead when its address is gone twice in a row (see peers.saw),
-// or when it advertises this instance's address under another start id
-// (it is this instance's predecessor, restarted in its place, as a
-// supervisor does). Anything less certain, such as a timeout, is left to
-// the session timeout: evicting a live member would only cost a
-// rebalance, since the generation fences what it writes afterwards, but
-// it is not done on a guess. A predecessor evicted that joins again is
-// no predecessor but a live instance given this one's address: that ends
-// the watch, and the process, with the reason.
+// certainly dead when its port refuses connections twice in a row (see
+// peers.saw), or when it advertises this instance's address under another
+// start id (it is this instance's predecessor, restarted in its place, as
+// a supervisor does). Anything less certain, such as a timeout or a name
+// that no longer resolves, is left to the session timeout: the generation
+// would fence what an evicted live member writes, but not what it reads,
+// and it would answer reads of its partitions' keys from its state until
+// its next heartbeat (see lease) while their new owner changes them. A
+// predecessor evicted that joins again is no predecessor but a live
+// instance given this one's address: that ends the watch, and the
+// process, with the reason.
 func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 	ticker := time.NewTicker(peerCheckEvery)
 	defer ticker.Stop()
@@ -49,30 +51,24 @@ func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 // looks at them.
 type peers struct {
 	advertised map[string]string // by member id, as last seen while the group was stable
-	gone       map[string]int    // by member id: looks in a row that found its address gone
-	reached    map[string]bool   // by member id: its address took a connection once
+	gone       map[string]int    // by member id: looks in a row that found its port refusing
 	// evicted are the member data of the predecessors evicted: a dead
 	// one never joins again, as its start id died with it.
 	evicted map[string]bool
 }
 
 func newPeers() *peers {
-	return &peers{advertised: map[string]string{}, gone: map[string]int{}, reached: map[string]bool{}, evicted: map[string]bool{}}
+	return &peers{advertised: map[string]string{}, gone: map[string]int{}, evicted: map[string]bool{}}
 }
 
 // saw records what a look at member id's address found, and reports
-// whether the member is now certainly dead, or suspect (gone once). An
-// address is gone when its port refuses connections (nothing listens: the
-// process is gone), or when its name no longer resolves after it took a
-// connection before (Docker's and Kubernetes' DNS drop the name of a
-// container or pod that stopped); a name that never resolved is a wrong
-// ADVERTISED_HTTP_ADDR (a default host name the peers cannot resolve),
-// not a dead instance, and evicting it would only make it join again.
+// whether the member is now certainly dead, or suspect (refused once): its
+// port refuses connections, nothing listens there, and the process, if it
+// runs at all, answers no request. A name that does not resolve is not
+// enough: Kubernetes drops the name of a pod that fails its readiness
+// probe, a live one.
 func (w *peers) saw(id string, r reach) (dead, suspect bool) {
-	if r == reachUp {
-		w.reached[id] = true
-	}
-	if r == reachRefused || r == reachUnresolved && w.reached[id] {
+	if r == reachRefused {
 		w.gone[id]++
 		dead = w.gone[id] >= 2
 		return dead, !dead
@@ -85,7 +81,6 @@ func (w *peers) saw(id string, r reach) (dead, suspect bool) {
 func (w *peers) forget(id string) {
 	delete(w.advertised, id)
 	delete(w.gone, id)
-	delete(w.reached, id)
 }
 
 // evictBeforeJoining looks at the group twice, a check apart, before this
@@ -146,10 +141,9 @@ const peerCheckEvery = 250 * time.Millisecond
 type reach int
 
 const (
-	reachUnknown    reach = iota // a timeout, an unreachable network, a resolver that did not answer
-	reachUp                      // a connection
-	reachRefused                 // the port refused it
-	reachUnresolved              // the name does not resolve
+	reachUnknown reach = iota // a timeout, an unreachable network, a name that does not resolve
+	reachUp                   // a connection
+	reachRefused              // the port refused it
 )
 
 func probe(addr string) reach {
@@ -163,12 +157,8 @@ func probe(addr string) reach {
 
 // reachOf classifies a dial's error.
 func reachOf(err error) reach {
-	var dns *net.DNSError
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		return reachRefused
-	case errors.As(err, &dns) && dns.IsNotFound:
-		return reachUnresolved
 	}
 	return reachUnknown
 }
