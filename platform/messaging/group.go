@@ -454,30 +454,55 @@ func fetchedOffsets(resp *kmsg.OffsetFetchResponse) (map[string]map[int32]kgo.Ep
 	return out, nil
 }
 
-// errNotMember is Heartbeat's error while the session has no group
+// ErrNotMember is Heartbeat's error while the session has no group
 // client, or its client no membership.
-var errNotMember = errors.New("not a member of the group")
+var ErrNotMember = errors.New("not a member of the group")
 
 // Heartbeat asks the group's coordinator whether the session is still the
 // member it was: nil when it answers without error, for the member and
-// generation franz-go holds now. The member the coordinator answered at
+// generation franz-go holds now, and then lists the member. The member the coordinator answered at
 // time t keeps its partitions until at least t plus the shorter of its
 // session and rebalance timeouts, unless it gives them up itself (see
 // process's lease). franz-go heartbeats the group itself; this is a
 // question whose answer its caller sees.
+//
+// Apache Kafka's coordinator answers a heartbeat without error, blindly,
+// while it loads the group (after it moved to another broker), even for a
+// member the group dropped. So a heartbeat answered without error is
+// followed by a DescribeGroups, which a loading coordinator refuses
+// (COORDINATOR_LOAD_IN_PROGRESS), and which must list the member.
 func (s *Session) Heartbeat(ctx context.Context) error {
 	g := s.group.Load()
 	if g == nil {
-		return errNotMember
+		return ErrNotMember
 	}
 	req := kmsg.NewPtrHeartbeatRequest()
 	req.Group = g.group
 	if req.MemberID, req.Generation = g.GroupMetadata(); req.MemberID == "" {
-		return errNotMember
+		return ErrNotMember
 	}
 	resp, err := req.RequestWith(ctx, g.Client)
 	if err != nil {
 		return err
 	}
-	return kerr.ErrorForCode(resp.ErrorCode)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	describe := kmsg.NewPtrDescribeGroupsRequest()
+	describe.Groups = []string{g.group}
+	described, err := describe.RequestWith(ctx, g.Client)
+	if err != nil {
+		return err
+	}
+	for _, group := range described.Groups {
+		if err := kerr.ErrorForCode(group.ErrorCode); err != nil {
+			return err
+		}
+		for _, m := range group.Members {
+			if m.MemberID == req.MemberID {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: the coordinator answered member %s's heartbeat, but does not list it", ErrNotMember, req.MemberID)
 }

@@ -3,9 +3,12 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafkasaga/kafkasaga/platform/messaging"
 )
@@ -80,5 +83,32 @@ func TestALeaseRenewsWhenAsked(t *testing.T) {
 	case <-asked:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no heartbeat within 5 s of being asked")
+	}
+}
+
+// An answer that the process is not the group's member, or not in its
+// generation, ends the lease at once: a peer may have evicted it, and its
+// partitions may be another instance's. Other errors (a coordinator away
+// or moving) leave it to run out.
+func TestALeaseEndsWhenTheCoordinatorNoLongerKnowsTheMember(t *testing.T) {
+	for _, gone := range []error{kerr.UnknownMemberID, kerr.IllegalGeneration, kerr.FencedInstanceID, messaging.ErrNotMember} {
+		var answer error
+		l := newLease(10*time.Second, func(context.Context) error { return answer }, slog.New(slog.DiscardHandler))
+		l.renew(t.Context())
+		answer = kerr.NotCoordinator
+		l.renew(t.Context())
+		if !l.held() {
+			t.Fatalf("%v: not held after NOT_COORDINATOR, within the lease", gone)
+		}
+		answer = fmt.Errorf("heartbeat: %w", gone)
+		l.renew(t.Context())
+		if l.held() {
+			t.Errorf("%v: held after the coordinator answered it", gone)
+		}
+		answer = nil
+		l.renew(t.Context())
+		if !l.held() {
+			t.Errorf("%v: not held after an answer without error", gone)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -426,12 +427,38 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 	if member == "" {
 		t.Fatalf("no member of the group advertises %s", secondAddr)
 	}
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) }) // before the processes stop
+	hold := make(chan struct{})
+	var holding sync.Once
+	stopHolding := func() { holding.Do(func() { close(hold) }) }
+	t.Cleanup(stopHolding)        // before the processes stop
+	var blind atomic.Bool         // answer the second's heartbeats without error, unheard
+	var blindAnswers atomic.Int32 // how many, of those sent since
 	cluster.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
-		if req.(*kmsg.HeartbeatRequest).MemberID == member {
-			cluster.SleepControl(func() { <-release })
+		if req.(*kmsg.HeartbeatRequest).MemberID != member {
+			return nil, nil, false
+		}
+		if blind.Load() {
+			blindAnswers.Add(1)
+		} else {
+			cluster.SleepControl(func() { <-hold })
+		}
+		if blind.Load() {
+			return &kmsg.HeartbeatResponse{Version: req.GetVersion()}, nil, true
+		}
+		return nil, nil, false
+	})
+	// Nor does it hear the second join again, as a new member, once a
+	// held heartbeat timed out (10 s): that member would own partitions
+	// again, and answer for them rightly.
+	cluster.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		for _, proto := range req.(*kmsg.JoinGroupRequest).Protocols {
+			var meta kmsg.ConsumerMemberMetadata
+			if meta.ReadFrom(proto.Metadata) == nil && process.AdvertisedAddr(string(meta.UserData)) == secondAddr {
+				cluster.SleepControl(func() { <-hold })
+				break
+			}
 		}
 		return nil, nil, false
 	})
@@ -447,6 +474,20 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 	}
 	if w := getThing(t, second, theirs); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
 		t.Errorf("the second instance answered for %s from its state after the first took it over", theirs)
+	}
+
+	// Nor when a coordinator loading the group (moved to another broker)
+	// answers its heartbeats without error, blindly, as Apache Kafka's
+	// does: the group it loads does not list the second.
+	blind.Store(true)
+	stopHolding()
+	for deadline := time.Now().Add(5 * time.Second); blindAnswers.Load() < 6; { // three of the lease's, or so
+		if w := getThing(t, second, theirs); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
+			t.Fatalf("the second instance answered for %s from its state after heartbeats answered blindly", theirs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d heartbeats of the second instance within 5s, want 6", blindAnswers.Load())
+		}
 	}
 }
 
