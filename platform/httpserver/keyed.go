@@ -81,7 +81,7 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			s.logger.Warn("owner lookup failed", "key", k, "err", err)
 			s.unavailable(w, "lookup_failed", fmt.Sprintf("owner of key %s: %v", k, err))
 		case owner.Self:
-			h(w, r)
+			h(s.stillOwned(w, r, k), r)
 		case hopped:
 			// The key moved while the request travelled; a second hop could loop.
 			s.unavailable(w, "moved", fmt.Sprintf("key %s moved to %s while the request was forwarded", k, owner.Addr))
@@ -145,6 +145,60 @@ type SelfOwners interface {
 	Owners
 	Owns(key string) bool
 }
+
+// stillOwned returns what a read of key answers through: with Owners that
+// are SelfOwners, it asks again, as the handler begins its answer, whether
+// this instance owns the key, and answers 503 instead if not. The lookup
+// and the handler's read of its state are two steps: an instance paused
+// between them, whose partition moved meanwhile, would answer what the
+// new owner may have changed. A write is answered as made: the
+// transaction that made it was fenced if the partition had moved.
+func (s *Server) stillOwned(w http.ResponseWriter, r *http.Request, key string) http.ResponseWriter {
+	self, ok := s.cfg.Owners.(SelfOwners)
+	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return w
+	}
+	return &ownedAnswer{ResponseWriter: w, owns: func() bool { return self.Owns(key) }, lost: func() {
+		clear(w.Header()) // the handler's, for an answer it does not give
+		s.unavailable(w, "moved", fmt.Sprintf("key %s moved while it was read", key))
+	}}
+}
+
+// ownedAnswer gives the handler's answer only if owns still holds when it
+// begins; lost answers instead.
+type ownedAnswer struct {
+	http.ResponseWriter
+	owns    func() bool
+	lost    func()
+	decided bool
+	kept    bool
+}
+
+func (w *ownedAnswer) keep() bool {
+	if !w.decided {
+		w.decided = true
+		if w.kept = w.owns(); !w.kept {
+			w.lost()
+		}
+	}
+	return w.kept
+}
+
+func (w *ownedAnswer) WriteHeader(code int) {
+	if w.keep() {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *ownedAnswer) Write(b []byte) (int, error) {
+	if !w.keep() {
+		return len(b), nil // the answer given instead stands
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *ownedAnswer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) owner(ctx context.Context, key string) (Owner, error) {
 	if s.cfg.Owners == nil {

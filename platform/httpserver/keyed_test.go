@@ -614,3 +614,43 @@ func reverse(s string) string {
 	slices.Reverse(r)
 	return string(r)
 }
+
+// flipOwners are SelfOwners that own every key until owned is false.
+type flipOwners struct{ owned *atomic.Bool }
+
+func (o flipOwners) Owner(context.Context, string) (httpserver.Owner, error) {
+	if o.owned.Load() {
+		return httpserver.Owner{Self: true}, nil
+	}
+	return httpserver.Owner{}, httpserver.ErrNoOwner
+}
+
+func (o flipOwners) Owns(string) bool { return o.owned.Load() }
+
+// A read whose key's partition moves away between the owner's lookup and
+// the handler's answer (the instance paused between the two) answers 503,
+// not what it read; a write is answered as made.
+func TestAReadOfAKeyThatMovedWhileItWasReadIsNotAnswered(t *testing.T) {
+	t.Parallel()
+	var owned atomic.Bool
+	s := newServer(t, httpserver.Config{Owners: flipOwners{owned: &owned}})
+	moves := func(w http.ResponseWriter, r *http.Request) {
+		owned.Store(false) // after the lookup, before the answer
+		w.Header().Set("ETag", `"1"`)
+		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"by": "here"})
+	}
+	s.HandleKeyed("GET /orders/{id}", idInPath, moves)
+	s.HandleKeyed("POST /orders/{id}", idInPath, moves)
+	s.MarkReady()
+	url := serve(t, s)
+
+	owned.Store(true)
+	resp, body := send(t, http.MethodGet, url+"/orders/o1", "", false)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "moved") || resp.Header.Get("ETag") != "" || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("GET: got %d %s (ETag %q), want a 503 saying the key moved, without the handler's headers", resp.StatusCode, body, resp.Header.Get("ETag"))
+	}
+	owned.Store(true)
+	if resp, body := send(t, http.MethodPost, url+"/orders/o1", "", false); resp.StatusCode != http.StatusOK {
+		t.Errorf("POST: got %d %s, want the handler's 200", resp.StatusCode, body)
+	}
+}
