@@ -11,4 +11,5 @@ const (
 	HeaderAttempt     = "attempt"     // 1 for the first send, 2 for the first re-send, ...
 	HeaderReplyTo     = "reply_to"    // the topic the participant replies on
 	HeaderTraceparent = "traceparent" // W3C trace context of the span that sent the record, when its process traces
+	HeaderTracestate  = "tracestate"  // its W3C vendor state, when it has any
 )

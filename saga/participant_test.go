@@ -57,7 +57,7 @@ func TestParticipantRepliesWithTheSagaHeaders(t *testing.T) {
 	}
 	headers := message.Metadata{saga.HeaderSagaID: "s1", saga.HeaderSagaType: "Test", saga.HeaderStep: "reserve",
 		saga.HeaderCommandID: "s1:reserve:invoke", saga.HeaderAttempt: "2", saga.HeaderReplyTo: "test.replies",
-		saga.HeaderTraceparent: "00-trace-01"}
+		saga.HeaderTraceparent: "00-trace-01", saga.HeaderTracestate: "vendor=1"}
 	if err := handle(command(t, codec, &ReserveCredit{CustomerID: "c1", OrderID: "s1", Amount: 5}, headers)); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,8 @@ func TestParticipantRepliesWithTheSagaHeaders(t *testing.T) {
 		t.Fatalf("got %+v sent, want one reply to test.replies keyed s1", sent)
 	}
 	want := message.Metadata{saga.HeaderSagaID: "s1", saga.HeaderSagaType: "Test", saga.HeaderStep: "reserve",
-		saga.HeaderCommandID: "s1:reserve:invoke", saga.HeaderAttempt: "2", saga.HeaderTraceparent: "00-trace-01"}
+		saga.HeaderCommandID: "s1:reserve:invoke", saga.HeaderAttempt: "2", saga.HeaderTraceparent: "00-trace-01",
+		saga.HeaderTracestate: "vendor=1"}
 	if got := sent[0].Msg.Metadata; !reflect.DeepEqual(got, want) {
 		t.Errorf("reply headers: got %v, want %v", got, want)
 	}

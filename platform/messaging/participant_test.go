@@ -128,6 +128,7 @@ func sagaHeaders(sagaID, key string) map[string]string {
 		saga.HeaderAttempt:           "2",
 		saga.HeaderReplyTo:           contracts.TopicCreateOrderReplies,
 		saga.HeaderTraceparent:       "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		saga.HeaderTracestate:        "vendor=1",
 		contracts.HeaderPartitionKey: key,
 	}
 }
@@ -205,7 +206,7 @@ func TestCommands(t *testing.T) {
 			t.Errorf("reply key: got %q, want the saga id saga-1", r.Key)
 		}
 		for _, h := range []string{saga.HeaderSagaID, saga.HeaderSagaType, saga.HeaderStep,
-			saga.HeaderCommandID, saga.HeaderAttempt, saga.HeaderTraceparent} {
+			saga.HeaderCommandID, saga.HeaderAttempt, saga.HeaderTraceparent, saga.HeaderTracestate} {
 			if got := header(r, h); got != headers[h] {
 				t.Errorf("reply header %s: got %q, want %q", h, got, headers[h])
 			}
