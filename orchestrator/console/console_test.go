@@ -246,17 +246,12 @@ func TestAMalformedQueryIsRefused(t *testing.T) {
 func TestARouteWithoutParametersRefusesOne(t *testing.T) {
 	c := newApplying(t, sagas{})
 	c.caughtUp.Store(true)
-	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Register(s)
-	s.MarkReady()
+	h := handler(t, c)
 	for _, path := range []string{"/api/sagas/stream?state=REJECTED", "/api/deadletters/stream?x=1", "/api/sagatypes?type=Nope"} {
 		// Bounded: a stream that takes the request goes on until it ends.
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", path, nil))
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", path, nil))
 		cancel()
 		var answer badValue
 		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || rec.Code != http.StatusBadRequest || answer.Error == "" || answer.Allowed == nil {
@@ -264,7 +259,7 @@ func TestARouteWithoutParametersRefusesOne(t *testing.T) {
 		}
 	}
 	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/sagatypes", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/sagatypes", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("/api/sagatypes: got %d %s, want 200", rec.Code, rec.Body)
 	}
@@ -286,4 +281,16 @@ func TestTheStatsAnswer503UntilReady(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Errorf("once ready: got %d %s, want 200", rec.Code, rec.Body)
 	}
+}
+
+// handler is the HTTP handler of a ready server with c's routes.
+func handler(t *testing.T, c *Console) http.Handler {
+	t.Helper()
+	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Register(s)
+	s.MarkReady()
+	return s.Handler()
 }

@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 )
 
 // TestASubscriberThatLagsIsDropped publishes to two subscribers, one that
@@ -107,13 +104,7 @@ func TestServeEventsWritesEachEventAndEndsWithTheHub(t *testing.T) {
 // stopped they are refused again, rather than open and end at once.
 func TestTheStreamsAreRefusedUntilTheIndexCaughtUp(t *testing.T) {
 	c := newApplying(t, sagas{})
-	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Register(s)
-	s.MarkReady()
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(t, c))
 	defer srv.Close()
 	get := func(when string, want int) {
 		t.Helper()
@@ -152,13 +143,7 @@ func TestTheStreamsAreRefusedUntilTheIndexCaughtUp(t *testing.T) {
 func TestAHeadOfAStreamEnds(t *testing.T) {
 	c := newApplying(t, sagas{})
 	c.caughtUp.Store(true)
-	s, err := httpserver.New(httpserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Register(s)
-	s.MarkReady()
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(t, c))
 	defer srv.Close()
 	defer c.deadEvents.close() // so that a stream still held ends
 	defer c.sagaEvents.close()
