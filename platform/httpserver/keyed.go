@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -81,7 +82,11 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			s.logger.Warn("owner lookup failed", "key", k, "err", err)
 			s.unavailable(w, "lookup_failed", fmt.Sprintf("owner of key %s: %v", k, err))
 		case owner.Self:
-			h(s.stillOwned(w, r, k), r)
+			answer := s.stillOwned(w, r, k)
+			h(answer, r)
+			if a, ok := answer.(*ownedAnswer); ok {
+				a.keep() // a handler that wrote nothing answers an empty 200, if still owned
+			}
 		case hopped:
 			// The key moved while the request travelled; a second hop could loop.
 			s.unavailable(w, "moved", fmt.Sprintf("key %s moved to %s while the request was forwarded", k, owner.Addr))
@@ -158,8 +163,10 @@ func (s *Server) stillOwned(w http.ResponseWriter, r *http.Request, key string) 
 	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return w
 	}
+	before := w.Header().Clone() // Idempotency-Key: set for whatever answer
 	return &ownedAnswer{ResponseWriter: w, owns: func() bool { return self.Owns(key) }, lost: func() {
 		clear(w.Header()) // the handler's, for an answer it does not give
+		maps.Copy(w.Header(), before)
 		s.unavailable(w, "moved", fmt.Sprintf("key %s moved while it was read", key))
 	}}
 }
@@ -197,7 +204,14 @@ func (w *ownedAnswer) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// Unwrap lets http.ResponseController reach the connection's writer.
+// FlushError sends what the handler has written, which begins its answer.
+func (w *ownedAnswer) FlushError() error {
+	w.keep()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer for
+// what else it does (deadlines, hijacking).
 func (w *ownedAnswer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) owner(ctx context.Context, key string) (Owner, error) {

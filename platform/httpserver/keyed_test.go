@@ -641,13 +641,33 @@ func TestAReadOfAKeyThatMovedWhileItWasReadIsNotAnswered(t *testing.T) {
 	}
 	s.HandleKeyed("GET /orders/{id}", idInPath, moves)
 	s.HandleKeyed("POST /orders/{id}", idInPath, moves)
+	s.HandleKeyed("GET /silent/{id}", idInPath, func(w http.ResponseWriter, r *http.Request) {
+		owned.Store(false)
+		w.Header().Set("ETag", `"1"`) // and an empty 200, by returning
+	})
+	s.HandleKeyed("GET /flushed/{id}", idInPath, func(w http.ResponseWriter, r *http.Request) {
+		owned.Store(false)
+		w.Header().Set("ETag", `"1"`)
+		_ = http.NewResponseController(w).Flush()
+	})
 	s.MarkReady()
 	url := serve(t, s)
 
-	owned.Store(true)
-	resp, body := send(t, http.MethodGet, url+"/orders/o1", "", false)
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "moved") || resp.Header.Get("ETag") != "" || resp.Header.Get("Retry-After") != "1" {
-		t.Errorf("GET: got %d %s (ETag %q), want a 503 saying the key moved, without the handler's headers", resp.StatusCode, body, resp.Header.Get("ETag"))
+	for _, path := range []string{"/orders/o1", "/silent/o1", "/flushed/o1"} {
+		owned.Store(true)
+		req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+		req.Header.Set(httpserver.HeaderIdempotencyKey, "k1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "moved") || resp.Header.Get("ETag") != "" ||
+			resp.Header.Get("Retry-After") != "1" || resp.Header.Get(httpserver.HeaderIdempotencyKey) != "k1" {
+			t.Errorf("GET %s: got %d %s (ETag %q, Idempotency-Key %q), want a 503 saying the key moved, with the request's key and not the handler's headers",
+				path, resp.StatusCode, body, resp.Header.Get("ETag"), resp.Header.Get(httpserver.HeaderIdempotencyKey))
+		}
 	}
 	owned.Store(true)
 	if resp, body := send(t, http.MethodPost, url+"/orders/o1", "", false); resp.StatusCode != http.StatusOK {
