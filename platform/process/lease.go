@@ -18,8 +18,10 @@ import (
 // the group: one the member joins itself, after its session revoked them,
 // or one without it, once it was silent for its session timeout, did not
 // join within the rebalance timeout of a rebalance begun while it was a
-// member, or was evicted by a peer (watchPeers, which evicts only an
-// instance whose port refuses connections, and so serves nobody). So a
+// member, or was evicted by a peer (watchPeers: an instance whose
+// advertised address refuses connections, or which advertises another's
+// address; a live one only when misconfigured, and it learns at its next
+// heartbeat, answered UNKNOWN_MEMBER_ID, which ends its lease). So a
 // member whose heartbeat, sent at time t, the coordinator answered
 // without error keeps its partitions until at least t plus the shorter of
 // the two timeouts: its lease. Stopped (SIGSTOP), starved of CPU, or cut
@@ -53,12 +55,12 @@ func (l *lease) run(ctx context.Context) error {
 	defer tick.Stop()
 	held := false
 	for {
-		l.renew(ctx)
+		err := l.renew(ctx)
 		if now := l.held(); now != held {
 			held = now
 			if !held {
-				l.logger.Warn("the group's coordinator did not answer for longer than the lease; the process serves no key from its state until it does",
-					"lease", l.length)
+				l.logger.Warn("the group's coordinator has not confirmed this instance as its member within the lease; the process serves no key from its state until it does",
+					"lease", l.length, "last_answer", err)
 			} else {
 				l.logger.Info("the group's coordinator answered; the process serves its keys again")
 			}
@@ -89,11 +91,12 @@ func (l *lease) renewNow() {
 // process is not the group's member, or not in its generation, it ends
 // the lease at once: the group may have given its partitions away (a
 // peer evicted it, its session timed out).
-func (l *lease) renew(ctx context.Context) {
+func (l *lease) renew(ctx context.Context) error {
 	sent := int64(time.Since(l.start))
 	ctx, cancel := context.WithTimeout(ctx, l.length)
 	defer cancel()
-	switch err := l.ask(ctx); {
+	err := l.ask(ctx)
+	switch {
 	case err == nil:
 		until := sent + int64(l.length)
 		for was := l.until.Load(); was < until && !l.until.CompareAndSwap(was, until); was = l.until.Load() {
@@ -102,6 +105,7 @@ func (l *lease) renew(ctx context.Context) {
 		for was := l.until.Load(); was > sent && !l.until.CompareAndSwap(was, sent); was = l.until.Load() {
 		}
 	}
+	return err
 }
 
 // notMember reports whether a heartbeat's error says that the process is

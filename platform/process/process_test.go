@@ -427,12 +427,15 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 	if member == "" {
 		t.Fatalf("no member of the group advertises %s", secondAddr)
 	}
-	hold := make(chan struct{})
+	hold := make(chan struct{}) // the second's heartbeats, until they are answered blindly
 	var holding sync.Once
 	stopHolding := func() { holding.Do(func() { close(hold) }) }
-	t.Cleanup(stopHolding)        // before the processes stop
+	t.Cleanup(stopHolding) // before the processes stop
+	holdJoins := make(chan struct{})
+	t.Cleanup(func() { close(holdJoins) })
 	var blind atomic.Bool         // answer the second's heartbeats without error, unheard
 	var blindAnswers atomic.Int32 // how many, of those sent since
+	var rejoining atomic.Bool     // the second's client gave its partitions up and joins again
 	cluster.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		if req.(*kmsg.HeartbeatRequest).MemberID != member {
@@ -448,15 +451,16 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 		}
 		return nil, nil, false
 	})
-	// Nor does it hear the second join again, as a new member, once a
-	// held heartbeat timed out (10 s): that member would own partitions
-	// again, and answer for them rightly.
+	// Nor does it hear the second join again, as a new member, once
+	// franz-go's held heartbeat timed out (10 s): that member would own
+	// partitions again, and answer for them rightly.
 	cluster.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		for _, proto := range req.(*kmsg.JoinGroupRequest).Protocols {
 			var meta kmsg.ConsumerMemberMetadata
 			if meta.ReadFrom(proto.Metadata) == nil && process.AdvertisedAddr(string(meta.UserData)) == secondAddr {
-				cluster.SleepControl(func() { <-hold })
+				rejoining.Store(true)
+				cluster.SleepControl(func() { <-holdJoins })
 				break
 			}
 		}
@@ -471,6 +475,7 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 		if time.Now().After(deadline) {
 			t.Fatalf("the first instance did not answer for %s within 20s", theirs)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if w := getThing(t, second, theirs); w.Code == http.StatusOK && w.Header().Get("X-Answered-By") == secondAddr {
 		t.Errorf("the second instance answered for %s from its state after the first took it over", theirs)
@@ -488,6 +493,10 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 		if time.Now().After(deadline) {
 			t.Fatalf("%d heartbeats of the second instance within 5s, want 6", blindAnswers.Load())
 		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rejoining.Load() {
+		t.Fatal("the second instance's client gave its partitions up (its held heartbeat timed out) before its heartbeats were answered blindly: nothing was tested")
 	}
 }
 
