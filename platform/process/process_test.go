@@ -349,22 +349,11 @@ func TestAKeyedRequestIsAnsweredWhileARebalanceRestores(t *testing.T) {
 // 503 with Retry-After, not a wait for the coordinator.
 func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 	t.Parallel()
-	stack := devstack.StartForTest(t)
-	if stack.Cluster() == nil {
-		t.Skip("holding the coordinator's answers needs the embedded broker")
-	}
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
-		SessionTimeout: 6 * time.Second}
-	first, _ := startKeyed(t, kafka, nil)
-	waitReady(t, first)
-	second, secondAddr := startKeyed(t, kafka, nil)
-	waitReady(t, second)
-
-	theirs := keyAnsweredBy(t, first, secondAddr)
+	both := startTwo(t, 6*time.Second)
+	first, theirs, cluster := both.first, both.theirs, both.stack.Cluster()
 
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the processes stop
-	cluster := stack.Cluster()
 	cluster.ControlKey(int16(kmsg.DescribeGroups), func(kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		cluster.SleepControl(func() { <-release })
@@ -396,18 +385,9 @@ func TestAKeyedRequestIsAnsweredWhileTheCoordinatorHangs(t *testing.T) {
 // timeout (10 s) first, past a session timeout of 2 s.
 func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *testing.T) {
 	t.Parallel()
-	stack := devstack.StartForTest(t)
-	cluster := stack.Cluster()
-	if cluster == nil {
-		t.Skip("holding the coordinator's answers needs the embedded broker")
-	}
-	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
-		SessionTimeout: 2 * time.Second}
-	first, firstAddr := startKeyed(t, kafka, nil)
-	waitReady(t, first)
-	second, secondAddr := startKeyed(t, kafka, nil)
-	waitReady(t, second)
-	theirs := keyAnsweredBy(t, first, secondAddr)
+	both := startTwo(t, 2*time.Second)
+	stack, cluster := both.stack, both.stack.Cluster()
+	first, second, firstAddr, secondAddr, theirs := both.first, both.second, both.firstAddr, both.secondAddr, both.theirs
 
 	var member string
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.Brokers()...))
@@ -498,6 +478,35 @@ func TestAnInstanceItsCoordinatorDoesNotHearServesNothingOnceItsLeaseIsOver(t *t
 	if rejoining.Load() {
 		t.Fatal("the second instance's client gave its partitions up (its held heartbeat timed out) before its heartbeats were answered blindly: nothing was tested")
 	}
+}
+
+// pair is two instances of a keyed process on an embedded broker, both
+// ready, and a key the second owns.
+type pair struct {
+	stack                 *devstack.Stack
+	first, second         *process.Process
+	firstAddr, secondAddr string
+	theirs                string // a key the second owns, which the first forwards
+}
+
+// startTwo starts two instances of a session timeout of session on an
+// embedded broker, whose coordinator's answers a test holds (skipped on
+// another Kafka).
+func startTwo(t *testing.T, session time.Duration) pair {
+	t.Helper()
+	stack := devstack.StartForTest(t)
+	if stack.Cluster() == nil {
+		t.Skip("holding the coordinator's answers needs the embedded broker")
+	}
+	kafka := config.Kafka{Brokers: stack.Brokers(), SchemaRegistryURL: stack.RegistryURL(), AutoRegisterSchemas: true,
+		SessionTimeout: session}
+	w := pair{stack: stack}
+	w.first, w.firstAddr = startKeyed(t, kafka, nil)
+	waitReady(t, w.first)
+	w.second, w.secondAddr = startKeyed(t, kafka, nil)
+	waitReady(t, w.second)
+	w.theirs = keyAnsweredBy(t, w.first, w.secondAddr)
+	return w
 }
 
 // keyAnsweredBy returns a key that p has the instance at addr answer (p
