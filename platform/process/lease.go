@@ -62,7 +62,7 @@ func (l *lease) run(ctx context.Context) error {
 				l.logger.Warn("the group's coordinator has not confirmed this instance as its member within the lease; the process serves no key from its state until it does",
 					"lease", l.length, "last_answer", err)
 			} else {
-				l.logger.Info("the group's coordinator answered; the process serves its keys again")
+				l.logger.Info("the group's coordinator confirmed this instance as its member; the process serves its keys", "lease", l.length)
 			}
 		}
 		select {
