@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -74,6 +75,19 @@ func TestParticipantRepliesWithTheSagaHeaders(t *testing.T) {
 	body, err := codec.Decode(sent[0].Msg.Payload)
 	if err != nil || !reflect.DeepEqual(body, &CreditReserved{CustomerID: "c1", OrderID: "s1", Amount: 5}) {
 		t.Errorf("reply: got %#v (%v)", body, err)
+	}
+	// A command without a trace gets a reply without one, not an empty
+	// traceparent.
+	untraced := maps.Clone(headers)
+	delete(untraced, saga.HeaderTraceparent)
+	delete(untraced, saga.HeaderTracestate)
+	if err := handle(command(t, codec, &ReserveCredit{CustomerID: "c1", OrderID: "s2", Amount: 5}, untraced)); err != nil {
+		t.Fatal(err)
+	}
+	if sent := pub.Sent(); len(sent) != 2 {
+		t.Fatalf("got %d sent, want a second reply", len(sent))
+	} else if md := sent[1].Msg.Metadata; md[saga.HeaderTraceparent] != "" || md[saga.HeaderTracestate] != "" || len(md) != 5 {
+		t.Errorf("reply headers of a command without a trace: got %v, want the five saga headers only", md)
 	}
 
 	for name, tc := range map[string]struct {

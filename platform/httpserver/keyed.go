@@ -51,8 +51,9 @@ var ErrNoOwner = errors.New("no owner")
 // is forwarded to, reads it again.
 //
 // A key whose partition is moving, an owner that cannot be learnt or does
-// not answer within ForwardTimeout, and a forwarded request that reaches an
-// instance which no longer owns its key all get a 503 with Retry-After: 1.
+// not answer within ForwardTimeout, a forwarded request that reaches an
+// instance which no longer owns its key, and, with SelfOwners, a request
+// whose key moved while h handled it all get a 503 with Retry-After: 1.
 func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, error), h http.HandlerFunc) {
 	s.Handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 		k, err := key(r)
@@ -82,7 +83,7 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			s.logger.Warn("owner lookup failed", "key", k, "err", err)
 			s.unavailable(w, "lookup_failed", fmt.Sprintf("owner of key %s: %v", k, err))
 		case owner.Self:
-			answer := s.stillOwned(w, r, k)
+			answer := s.stillOwned(w, k)
 			h(answer, r)
 			if a, ok := answer.(*ownedAnswer); ok {
 				a.keep() // a handler that wrote nothing answers an empty 200, if still owned
@@ -151,23 +152,25 @@ type SelfOwners interface {
 	Owns(key string) bool
 }
 
-// stillOwned returns what a read of key answers through: with Owners that
-// are SelfOwners, it asks again, as the handler begins its answer, whether
-// this instance owns the key, and answers 503 instead if not. The lookup
-// and the handler's read of its state are two steps: an instance paused
-// between them, whose partition moved meanwhile, would answer what the
-// new owner may have changed. A write is answered as made: the
-// transaction that made it was fenced if the partition had moved.
-func (s *Server) stillOwned(w http.ResponseWriter, r *http.Request, key string) http.ResponseWriter {
+// stillOwned returns what a request of key answers through: with Owners
+// that are SelfOwners, it asks again, as the handler begins its answer,
+// whether this instance owns the key, and answers 503 instead if not. The
+// lookup and the handler's read of its state are two steps: an instance
+// paused between them, whose partition moved meanwhile, would answer what
+// the new owner may have changed, a write refused or repeated from state
+// as much as a read. A write it made was fenced if the partition had
+// moved, or was committed: a client that retries the 503 under its
+// Idempotency-Key gets it.
+func (s *Server) stillOwned(w http.ResponseWriter, key string) http.ResponseWriter {
 	self, ok := s.cfg.Owners.(SelfOwners)
-	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if !ok {
 		return w
 	}
 	before := w.Header().Clone() // Idempotency-Key: set for whatever answer
 	return &ownedAnswer{ResponseWriter: w, owns: func() bool { return self.Owns(key) }, lost: func() {
 		clear(w.Header()) // the handler's, for an answer it does not give
 		maps.Copy(w.Header(), before)
-		s.unavailable(w, "moved", fmt.Sprintf("key %s moved while it was read", key))
+		s.unavailable(w, "moved", fmt.Sprintf("key %s moved while its request was handled", key))
 	}}
 }
 

@@ -24,7 +24,7 @@ import (
 // heartbeat, answered UNKNOWN_MEMBER_ID, which ends its lease). So a
 // member whose heartbeat, sent at time t, the coordinator answered
 // without error keeps its partitions until at least t plus the shorter of
-// the two timeouts: its lease. Stopped (SIGSTOP), starved of CPU, or cut
+// the two timeouts, unless a peer evicts it: its lease. Stopped (SIGSTOP), starved of CPU, or cut
 // off from Kafka while its clients still reach it, the process serves no
 // key from its state once the lease is over, until the coordinator
 // answers again: a request gets a 503 with Retry-After, never what it

@@ -97,7 +97,7 @@ func (p *Process) evictBeforeJoining(ctx context.Context, w *peers) error {
 }
 
 // evictDead looks at the group's members once and evicts the dead ones. It
-// reports whether a member is suspect (gone once), and fails when a
+// reports whether a member is suspect (refused once), and fails when a
 // predecessor it evicted is back: a live instance with this one's
 // address. joined says whether this instance's session runs, its
 // transactional ids taken.
@@ -133,7 +133,7 @@ func (p *Process) evictDead(ctx context.Context, w *peers, joined bool) (suspect
 }
 
 // peerCheckEvery is how often an instance looks for dead peers; with two
-// looks in a row that find its address gone, a dead instance leaves the
+// looks in a row that find its port refusing, a dead instance leaves the
 // group within about twice that.
 const peerCheckEvery = 250 * time.Millisecond
 
