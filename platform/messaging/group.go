@@ -463,8 +463,9 @@ var ErrNotMember = errors.New("not a member of the group")
 // generation franz-go holds now, and then lists the member. The member the
 // coordinator answered at time t keeps its partitions until at least t
 // plus the shorter of its session and rebalance timeouts, unless it gives
-// them up itself or a peer evicts it (see process's lease). franz-go heartbeats the group itself; this is a
-// question whose answer its caller sees.
+// them up itself or a peer evicts it (see process's lease). franz-go
+// heartbeats the group itself; this is a question whose answer its caller
+// sees.
 //
 // Apache Kafka's coordinator answers a heartbeat without error, blindly,
 // while it loads the group (after it moved to another broker), even for a

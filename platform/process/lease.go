@@ -24,11 +24,11 @@ import (
 // heartbeat, answered UNKNOWN_MEMBER_ID, which ends its lease). So a
 // member whose heartbeat, sent at time t, the coordinator answered
 // without error keeps its partitions until at least t plus the shorter of
-// the two timeouts, unless a peer evicts it: its lease. Stopped (SIGSTOP), starved of CPU, or cut
-// off from Kafka while its clients still reach it, the process serves no
-// key from its state once the lease is over, until the coordinator
-// answers again: a request gets a 503 with Retry-After, never what it
-// held before. franz-go's own heartbeats would tell it later: one that
+// the two timeouts, unless a peer evicts it: its lease. Stopped (SIGSTOP),
+// starved of CPU, or cut off from Kafka while its clients still reach it,
+// the process serves no key from its state once the lease is over, until
+// the coordinator answers again: a request gets a 503 with Retry-After,
+// never what it held before. franz-go's own heartbeats would tell it later: one that
 // gets no answer waits out its request's timeout (10 s) first.
 type lease struct {
 	start  time.Time     // the lease's clock: monotonic time since

@@ -51,36 +51,36 @@ func (p *Process) watchPeers(ctx context.Context, w *peers) error {
 // looks at them.
 type peers struct {
 	advertised map[string]string // by member id, as last seen while the group was stable
-	gone       map[string]int    // by member id: looks in a row that found its port refusing
+	refused    map[string]int    // by member id: looks in a row that found its port refusing
 	// evicted are the member data of the predecessors evicted: a dead
 	// one never joins again, as its start id died with it.
 	evicted map[string]bool
 }
 
 func newPeers() *peers {
-	return &peers{advertised: map[string]string{}, gone: map[string]int{}, evicted: map[string]bool{}}
+	return &peers{advertised: map[string]string{}, refused: map[string]int{}, evicted: map[string]bool{}}
 }
 
 // saw records what a look at member id's address found, and reports
 // whether the member is now certainly dead, or suspect (refused once): its
-// port refuses connections, nothing listens there, and the process, if it
-// runs at all, answers no request. A name that does not resolve is not
-// enough: Kubernetes drops the name of a pod that fails its readiness
-// probe, a live one.
+// port refuses connections, nothing listens there, so the process is gone
+// (or misconfigured, advertised where it does not listen). A name that
+// does not resolve is not enough: Kubernetes drops the name of a pod that
+// fails its readiness probe, a live one.
 func (w *peers) saw(id string, r reach) (dead, suspect bool) {
 	if r == reachRefused {
-		w.gone[id]++
-		dead = w.gone[id] >= 2
+		w.refused[id]++
+		dead = w.refused[id] >= 2
 		return dead, !dead
 	}
-	delete(w.gone, id)
+	delete(w.refused, id)
 	return false, false
 }
 
 // forget drops what is remembered of a member that left.
 func (w *peers) forget(id string) {
 	delete(w.advertised, id)
-	delete(w.gone, id)
+	delete(w.refused, id)
 }
 
 // evictBeforeJoining looks at the group twice, a check apart, before this

@@ -81,7 +81,7 @@ func TestPeersAreDeadWhenTheirAddressIsGoneTwice(t *testing.T) {
 	w.saw("m", reachRefused)
 	w.forget("m")
 	if dead, _ := w.saw("m", reachRefused); dead {
-		t.Errorf("after forget: dead after one refusal, gone %v", w.gone)
+		t.Errorf("after forget: dead after one refusal, refused %v", w.refused)
 	}
 }
 
