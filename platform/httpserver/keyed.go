@@ -83,10 +83,11 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			s.logger.Warn("owner lookup failed", "key", k, "err", err)
 			s.unavailable(w, "lookup_failed", fmt.Sprintf("owner of key %s: %v", k, err))
 		case owner.Self:
-			answer := s.stillOwned(w, k)
-			h(answer, r)
-			if a, ok := answer.(*ownedAnswer); ok {
+			if a := s.stillOwned(w, k); a != nil {
+				h(a, r)
 				a.keep() // a handler that wrote nothing answers an empty 200, if still owned
+			} else {
+				h(w, r)
 			}
 		case hopped:
 			// The key moved while the request travelled; a second hop could loop.
@@ -152,8 +153,8 @@ type SelfOwners interface {
 	Owns(key string) bool
 }
 
-// stillOwned returns what a request of key answers through: with Owners
-// that are SelfOwners, it asks again, as the handler begins its answer,
+// stillOwned returns what a request of key answers through (nil without
+// SelfOwners, which cannot tell at once): it asks again, as the handler begins its answer,
 // whether this instance owns the key, and answers 503 instead if not. The
 // lookup and the handler's read of its state are two steps: an instance
 // paused between them, whose partition moved meanwhile, would answer what
@@ -161,10 +162,10 @@ type SelfOwners interface {
 // as much as a read. A write it made was fenced if the partition had
 // moved, or was committed: a client that retries the 503 under its
 // Idempotency-Key gets it.
-func (s *Server) stillOwned(w http.ResponseWriter, key string) http.ResponseWriter {
+func (s *Server) stillOwned(w http.ResponseWriter, key string) *ownedAnswer {
 	self, ok := s.cfg.Owners.(SelfOwners)
 	if !ok {
-		return w
+		return nil
 	}
 	before := w.Header().Clone() // Idempotency-Key: set for whatever answer
 	return &ownedAnswer{ResponseWriter: w, owns: func() bool { return self.Owns(key) }, lost: func() {

@@ -615,18 +615,6 @@ func reverse(s string) string {
 	return string(r)
 }
 
-// flipOwners are SelfOwners that own every key until owned is false.
-type flipOwners struct{ owned *atomic.Bool }
-
-func (o flipOwners) Owner(context.Context, string) (httpserver.Owner, error) {
-	if o.owned.Load() {
-		return httpserver.Owner{Self: true}, nil
-	}
-	return httpserver.Owner{}, httpserver.ErrNoOwner
-}
-
-func (o flipOwners) Owns(string) bool { return o.owned.Load() }
-
 // A request whose key's partition moves away between the owner's lookup
 // and the handler's answer (the instance paused between the two) answers
 // 503, not what the handler read: a read, or a write refused or repeated
@@ -634,7 +622,7 @@ func (o flipOwners) Owns(string) bool { return o.owned.Load() }
 func TestARequestWhoseKeyMovedWhileItWasHandledIsNotAnswered(t *testing.T) {
 	t.Parallel()
 	var owned atomic.Bool
-	s := newServer(t, httpserver.Config{Owners: flipOwners{owned: &owned}})
+	s := newServer(t, httpserver.Config{Owners: splitOwners{mine: func(string) bool { return owned.Load() }, other: "127.0.0.1:1"}})
 	moves := func(w http.ResponseWriter, r *http.Request) {
 		owned.Store(false) // after the lookup, before the answer
 		w.Header().Set("ETag", `"1"`)

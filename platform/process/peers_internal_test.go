@@ -49,7 +49,7 @@ func TestReachOf(t *testing.T) {
 
 // A peer is certainly dead when two looks in a row find its port
 // refusing connections.
-func TestPeersAreDeadWhenTheirAddressIsGoneTwice(t *testing.T) {
+func TestPeersAreDeadWhenTheirPortRefusesTwice(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		looks []reach
