@@ -1345,7 +1345,8 @@ func (s *Store[T]) sent(kept []kv) {
 }
 
 // forgetPruned deletes locally the records whose tombstones committed,
-// unless they changed meanwhile.
+// unless they changed meanwhile; a write that changed one since puts back,
+// should it abort, nothing.
 func (s *Store[T]) forgetPruned(pruned []kv) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1362,12 +1363,19 @@ func (s *Store[T]) forgetPruned(pruned []kv) error {
 			closer.Close()
 			ok = err == nil
 		}
-		if ok && e.sameDue(r.e) && s.owned[p] { // not changed meanwhile
+		if !s.owned[p] {
+			continue
+		}
+		if ok && e.sameDue(r.e) { // not changed meanwhile
 			delete(s.recent.young, key)
 			delete(s.recent.old, key)
 			if err := s.db.db.Delete(k, pebble.NoSync); err != nil {
 				return fmt.Errorf("local state: %w", err)
 			}
+		} else if u := s.undo[key]; u != nil && u.existed && u.before.sameDue(r.e) {
+			// Changed by a write that opened after the tombstone committed:
+			// should it abort, the key holds nothing.
+			u.before, u.existed = entry{}, false
 		}
 	}
 	return nil

@@ -912,6 +912,57 @@ func TestPruneKeepsAKeyWrittenSinceItsScan(t *testing.T) {
 	}
 }
 
+// A write of a key that opens between the commit of Prune's tombstone of
+// it and its forgetting here, and then aborts, leaves the key absent, as
+// the changelog has it: what it put back was the record the tombstone
+// deleted.
+func TestAnAbortedWriteOfAKeyJustPrunedLeavesItAbsent(t *testing.T) {
+	t.Parallel()
+	c := newExpiringChangelog(t)
+	held := &heldSender{to: c.producer}
+	racing := &tombstonesAtOnce{heldSender: held}
+	s := c.restoredThrough(t, racing)
+	closed := customer("k", 1)
+	closed.Name = "closed"
+	written := time.Now()
+	update(t, s, "k", set(closed))
+	held.end(t, true)
+	racing.committed = func() { update(t, s, "k", set(customer("k", 5))) }
+	s.SetNow(func() time.Time { return written.Add(time.Hour + messaging.Segment(time.Hour) + time.Second) })
+	if n, err := s.Prune(t.Context()); err != nil || n != 1 || racing.committed != nil {
+		t.Fatalf("Prune: got %d, %v (the write in between made: %v), want 1 pruned", n, err, racing.committed == nil)
+	}
+	held.end(t, false)
+	for where, st := range map[string]*customers{"the writer": s, "a restored store": c.restored(t)} {
+		if got, ok, err := st.Get("k"); ok || err != nil {
+			t.Errorf("%s: k: got %+v (present %v, %v), want absent: pruned, and the write since aborted", where, got, ok, err)
+		}
+	}
+}
+
+// tombstonesAtOnce commits Prune's tombstones as they are added and runs
+// committed once as they are waited for; every other write is held.
+type tombstonesAtOnce struct {
+	*heldSender
+	committed func()
+}
+
+func (r *tombstonesAtOnce) Add(ctx context.Context, msgs []*kgo.Record, over func(bool)) (func() error, error) {
+	if len(msgs) == 0 || slices.ContainsFunc(msgs, func(m *kgo.Record) bool { return m.Value != nil }) {
+		return r.heldSender.Add(ctx, msgs, over)
+	}
+	if err := r.to.Send(ctx, msgs); err != nil {
+		return nil, err
+	}
+	return func() error {
+		if committed := r.committed; committed != nil {
+			r.committed = nil
+			committed()
+		}
+		return nil
+	}, nil
+}
+
 // A record whose archiving aborted is live again, whether or not its
 // pointer reached the disk meanwhile: the archive's retention does not
 // prune it.
