@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,6 +151,51 @@ func TestARevocationsMarkEndsWithTheNextAssignment(t *testing.T) {
 	if begin() {
 		t.Error("a transaction begun after the next assignment: marked to abort by the revocation before it")
 	}
+}
+
+// A revocation that runs whole while the loop is between its check of the
+// revocations and its Begin, franz-go's next assignment taking its
+// partitions meanwhile (which clears the mark for the transaction begun),
+// leaves writes closed: opened, they would take a write read in the
+// generation revoked, before the next one's restore.
+func TestARevocationBetweenTheCheckAndTheBeginLeavesWritesClosed(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.TransactionalID("between"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	g := &groupTxn{producers: []txnProducer{{Client: cl, txnID: "between", aborted: new(atomic.Bool)}}}
+	g.assigned = map[string][]int32{"t": {0}}
+	s := NewSession(SessionConfig{Owner: noOwner{}}, slog.New(slog.DiscardHandler))
+	read := ReadAt(t.Context(), s.Epoch())
+	hooked := beginHook{g, func() {
+		s.revoked(false, g.fail)
+		g.mu.Lock()
+		g.assigned = map[string][]int32{"t": {0}} // the next assignment's, as assign does
+		g.mu.Unlock()
+	}}
+	s.cl = hooked
+	s.reopen.Store(true) // the assignment revoked, not opened yet
+	if err := s.transitions(hooked); err != nil {
+		t.Fatal(err)
+	}
+	if s.open.Load() {
+		t.Error("writes open after a revocation that came before the transaction began")
+	}
+	if _, err := s.add(read, []*kgo.Record{{Topic: "t", Value: []byte("v")}}); err == nil {
+		t.Error("a write read in the generation revoked joined the transaction")
+	}
+}
+
+// beginHook is a groupTxn whose Begin runs before first.
+type beginHook struct {
+	*groupTxn
+	before func()
+}
+
+func (b beginHook) Begin() error {
+	b.before()
+	return b.groupTxn.Begin()
 }
 
 // noOwner owns nothing and restores nothing.

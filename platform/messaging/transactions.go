@@ -805,8 +805,16 @@ func (s *Session) transitions(cl txnClient) error {
 		s.produced.Store(false)
 		s.broken.Store(false)
 		s.open.Store(true)
+		// A revocation since the check (with franz-go's next assignment
+		// under way, Begin cleared its mark) keeps writes closed: the
+		// next transitions aborts what began. Checked after opening,
+		// since revoked counts before it closes.
+		opened := s.revocations.Load() == s.assignedAt.Load()
+		if !opened {
+			s.open.Store(false)
+		}
 		s.mu.Unlock()
-		if s.cfg.Opened != nil {
+		if opened && s.cfg.Opened != nil {
 			s.cfg.Opened()
 		}
 	}
