@@ -1352,19 +1352,17 @@ func (s *Store[T]) forgetPruned(pruned []kv) error {
 	defer s.mu.Unlock()
 	for _, r := range pruned {
 		key, p := r.key, r.e.partition
+		if !s.owned[p] {
+			continue
+		}
 		k := dbKey(s.prefix, p, key)
 		e, ok := s.recent.get(key)
 		if !ok {
-			v, closer, err := s.db.db.Get(k)
-			if err != nil {
-				continue // gone already
+			if v, closer, err := s.db.db.Get(k); err == nil { // else gone already
+				e, err = decodeEntry(p, v)
+				closer.Close()
+				ok = err == nil
 			}
-			e, err = decodeEntry(p, v)
-			closer.Close()
-			ok = err == nil
-		}
-		if !s.owned[p] {
-			continue
 		}
 		if ok && e.sameDue(r.e) { // not changed meanwhile
 			delete(s.recent.young, key)
