@@ -130,7 +130,10 @@ func (g *groupTxn) fail() {
 // mark (fail) no End cleared, is over once partitions were assigned since:
 // the transaction begins in the new generation, and its mark would abort
 // it for nothing. Begun before an assignment, it keeps the mark, and
-// aborts: it could commit no offsets, so nothing would fence it.
+// aborts: it could commit no offsets, so nothing would fence it. Begun
+// for an assignment revoked meanwhile, with the next one's partitions
+// taken already, it loses the mark all the same: the loop then leaves
+// its writes closed (Session.transitions).
 func (g *groupTxn) Begin() error {
 	g.mu.Lock()
 	if g.assigned != nil {

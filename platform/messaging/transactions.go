@@ -789,7 +789,7 @@ func (s *Session) transitions(cl txnClient) error {
 			}
 		}
 	}
-	if s.reopen.Swap(false) && s.revocations.Load() == s.assignedAt.Load() {
+	if s.reopen.Swap(false) && s.unrevoked() {
 		// An open transaction here wrote nothing (writes were closed), but
 		// franz-go still marks it to abort for the revocation before.
 		if _, err := s.abortOpen(cl); err != nil {
@@ -809,7 +809,7 @@ func (s *Session) transitions(cl txnClient) error {
 		// under way, Begin cleared its mark) keeps writes closed: the
 		// next transitions aborts what began. Checked after opening,
 		// since revoked counts before it closes.
-		opened := s.revocations.Load() == s.assignedAt.Load()
+		opened := s.unrevoked()
 		if !opened {
 			s.open.Store(false)
 		}
@@ -820,6 +820,10 @@ func (s *Session) transitions(cl txnClient) error {
 	}
 	return nil
 }
+
+// unrevoked reports whether no revocation has followed the last
+// assignment: only then may writes open.
+func (s *Session) unrevoked() bool { return s.revocations.Load() == s.assignedAt.Load() }
 
 // abortOpen aborts the open transaction, if one is begun, failing its
 // writers, and reports whether it held writes. Writes are refused until
