@@ -25,6 +25,10 @@ func SetHeldFirst(s *Session, d time.Duration) { s.heldFirst = d }
 // SetLinger sets how long s's records wait to be sent; call it before Run.
 func SetLinger(s *Session, d time.Duration) { s.linger = d }
 
+// SetOffsetsRead sets what s's commits run once they have read the
+// offsets they send, before they send them; call it before Run.
+func SetOffsetsRead(s *Session, f func()) { s.offsetsRead = f }
+
 // WorkerOf returns the worker that handles the records of key in topic.
 func WorkerOf(topic, key string) int { return workerOf(&kgo.Record{Topic: topic, Key: []byte(key)}) }
 

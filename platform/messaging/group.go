@@ -53,6 +53,8 @@ type groupTxn struct {
 	last     map[string]map[int32]kgo.EpochOffset // committed: read on assignment, then each commit
 	sent     map[string]map[int32]kgo.EpochOffset // by Prepare, for End
 	sendErr  error                                // of Prepare's offsets: End aborts
+
+	offsetsRead func() // tests: runs in Prepare once the offsets are read
 }
 
 // txnProducer is a transactional producer and its id.
@@ -144,25 +146,31 @@ func (g *groupTxn) Begin() error {
 }
 
 // Prepare flushes the transaction's records and sends its offsets: within
-// the transaction, or, when it wrote nothing, committed at once. Nothing
-// written is visible before End.
+// the transaction, or, when it wrote nothing, committed at once. Either
+// way they go with the membership they were read in: franz-go's own
+// commit takes the generation current when it sends, and holds a commit
+// while a join is under way, so offsets read before a rebalance would
+// commit in the next generation, those of a partition given up meanwhile
+// over its new owner's. Nothing written is visible before End.
 func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
-	offsets := g.offsets()
+	member, generation, offsets := g.offsets()
+	if g.offsetsRead != nil {
+		g.offsetsRead()
+	}
 	var err error
 	if produced {
 		if err := g.Flush(ctx); err != nil {
 			return err
 		}
-		err = g.commitOffsets(ctx, offsets)
+		err = g.commitOffsets(ctx, member, generation, offsets)
 	} else {
 		// A transaction that wrote nothing is not one to the broker
-		// (franz-go would not end it): its offsets are committed alone,
-		// with the group's generation, as they would be in it.
-		_, generation := g.GroupMetadata() // unless the request says which it sent
-		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
-			if req != nil {
-				generation = req.Generation // franz-go sends the one a join in progress ends in
-			}
+		// (franz-go would not end it): its offsets are committed alone.
+		ctx := kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+			req.MemberID, req.Generation = member, generation
+			return nil
+		})
+		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
 			if err = cerr; err == nil {
 				err = offsetErrors(func(add func(string, int32, int16)) {
 					for _, t := range resp.Topics {
@@ -181,12 +189,16 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	return nil
 }
 
-// offsets returns what a commit sends: the position of every partition
-// assigned that was read past its last commit; if none was, the last
-// commit of every partition assigned, which the broker takes only from
-// the group's current generation all the same (the fence of a write of
-// an HTTP request or a timer).
-func (g *groupTxn) offsets() map[string]map[int32]kgo.EpochOffset {
+// offsets returns what a commit sends, and the group membership (member
+// id, generation) read before it, so that offsets read after a rebalance
+// go with the generation before it, which the broker refuses, and never
+// the other way round: the position of every partition assigned that was
+// read past its last commit; if none was, the last commit of every
+// partition assigned, which the broker takes only from the group's
+// current generation all the same (the fence of a write of an HTTP
+// request or a timer).
+func (g *groupTxn) offsets() (string, int32, map[string]map[int32]kgo.EpochOffset) {
+	member, generation := g.GroupMetadata()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	last := g.lastLocked()
@@ -206,9 +218,9 @@ func (g *groupTxn) offsets() map[string]map[int32]kgo.EpochOffset {
 		}
 	}
 	if out == nil {
-		return last
+		return member, generation, last
 	}
-	return out
+	return member, generation, out
 }
 
 // lastLocked returns the last commit of every partition assigned: read on
@@ -230,9 +242,9 @@ func (g *groupTxn) lastLocked() map[string]map[int32]kgo.EpochOffset {
 	return out
 }
 
-// commitOffsets sends offsets in the open transaction, with the group's
-// generation. An instance assigned no partition has none to send.
-func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+// commitOffsets sends offsets in the open transaction, as member of the
+// group's generation. An instance assigned no partition has none to send.
+func (g *groupTxn) commitOffsets(ctx context.Context, member string, generation int32, offsets map[string]map[int32]kgo.EpochOffset) error {
 	if len(offsets) == 0 {
 		return nil
 	}
@@ -245,7 +257,7 @@ func (g *groupTxn) commitOffsets(ctx context.Context, offsets map[string]map[int
 	req.TransactionalID = p.txnID
 	req.Group = g.group
 	req.ProducerID, req.ProducerEpoch = id, epoch
-	req.MemberID, req.Generation = g.GroupMetadata()
+	req.MemberID, req.Generation = member, generation
 	for topic, parts := range offsets {
 		t := kmsg.NewTxnOffsetCommitRequestTopic()
 		t.Topic = topic

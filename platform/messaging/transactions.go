@@ -175,6 +175,7 @@ type Session struct {
 	awaitCommit time.Duration // AwaitCommit; shorter in tests
 	linger      time.Duration // linger; longer in tests
 	heldFirst   time.Duration // heldFirst; shorter in tests
+	offsetsRead func()        // tests: groupTxn's
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -1516,7 +1517,7 @@ func (s *Session) connect() (txnClient, error) {
 		}
 		return producerOnly{p}, nil
 	}
-	g := &groupTxn{group: s.cfg.Group, logger: s.logger}
+	g := &groupTxn{group: s.cfg.Group, logger: s.logger, offsetsRead: s.offsetsRead}
 	for _, id := range TransactionalIDs(s.cfg.TransactionalID) {
 		p, err := producer(id)
 		if err != nil {

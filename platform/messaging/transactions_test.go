@@ -1755,6 +1755,69 @@ func TestAnOffsetsOnlyCommitOfAGenerationOverTellsTheOwner(t *testing.T) {
 	}
 }
 
+// Offsets a commit read before a rebalance go with the generation they
+// were read in. A batch that wrote nothing, whose commit of its offsets
+// went out only once the rebalance was over (franz-go holds a commit while
+// a join is under way), does not commit them in the next generation over
+// what the new owner of one of its partitions committed since: that owner
+// would read the partition's records again from there after its restart.
+func TestOffsetsReadBeforeARebalanceDoNotCommitInTheNext(t *testing.T) {
+	in := contracts.TopicSpec{Name: "reread.in", Partitions: 2}
+	cfg := startKafka(t, in)
+	const group = "reread"
+	var armed atomic.Bool
+	reached, release := make(chan struct{}), make(chan struct{})
+	first := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: group + "-1", Owner: &owner{}}, quiet())
+	messaging.SetOffsetsRead(first, func() {
+		if armed.CompareAndSwap(true, false) {
+			close(reached)
+			<-release
+		}
+	})
+	ackAll(t, first, in.Name)
+	runSession(t, first)
+	var released sync.Once
+	t.Cleanup(func() { released.Do(func() { close(release) }) }) // before the session stops
+	eventually(t, "the first instance to take writes", func() bool { return messaging.TakesWrites(first) })
+
+	toEach := func(value string) {
+		cl := kgoClient(t, cfg, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		for p := range int32(2) {
+			if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: in.Name, Partition: p, Value: []byte(value)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	committed := func(p int32) int64 {
+		offsets, err := kadm.NewClient(kgoClient(t, cfg)).FetchOffsets(t.Context(), group)
+		if err != nil {
+			return -1
+		}
+		o, _ := offsets.Lookup(in.Name, p)
+		return o.At
+	}
+	armed.Store(true)
+	toEach("read before the rebalance")
+	<-reached // the first instance's commit read offset 1 of each partition, and waits
+
+	second, o := startSession(t, cfg, group, group+"-2", in.Name, func(*messaging.Session, *message.Message) error { return nil })
+	eventually(t, "the second instance to take writes", func() bool { return o.owns() && messaging.TakesWrites(second) })
+	o.mu.Lock()
+	moved := o.assigned[0]
+	o.mu.Unlock()
+	kept := 1 - moved
+	toEach("read after it")
+	eventually(t, fmt.Sprintf("the second instance to commit partition %d's offset 2", moved), func() bool { return committed(moved) == 2 })
+
+	released.Do(func() { close(release) })
+	// The first instance's loop goes on once its commit is over: it
+	// commits the partition it kept past both records.
+	eventually(t, fmt.Sprintf("the first instance to commit partition %d's offset 2", kept), func() bool { return committed(kept) == 2 })
+	if got := committed(moved); got != 2 {
+		t.Errorf("partition %d's committed offset is %d once the first instance's commit was over, want 2, its new owner's", moved, got)
+	}
+}
+
 // A commit the broker made but answered UNKNOWN_SERVER_ERROR (franz-go:
 // unconfirmed, the broker may or may not have completed it) is not taken
 // for an abort: its writer learns that its outcome is unknown, and the
