@@ -40,6 +40,12 @@ var ErrCommitPending = errors.New("transaction not committed in time: it may sti
 // a read_committed consumer.
 var ErrFenced = errors.New("transaction aborted: this instance no longer owns its partitions")
 
+// ErrOutcomeUnknown is the error of a write whose transaction ended with
+// no answer to go by (its flush or its end failed, or the broker answered
+// UNKNOWN_SERVER_ERROR to the commit): it may have committed. The client
+// is replaced, and the state read again from Kafka.
+var ErrOutcomeUnknown = errors.New("transaction's outcome unknown: it may have committed")
+
 // ErrAborted marks the error given to Owner.Distrust when the transaction
 // is known to be aborted (Kafka answered the end of the transaction, or it
 // was aborted on purpose): the writers' callbacks (Add's over) have been
@@ -1092,7 +1098,7 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) (bool,
 	var txErr error
 	switch {
 	case err != nil:
-		txErr = fmt.Errorf("%w: %w", ErrFenced, err)
+		txErr = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	case over != nil:
 		txErr = fmt.Errorf("%w (%w: %w)", ErrFenced, ErrAborted, over)
 	case !committed:
@@ -1119,7 +1125,7 @@ func (s *Session) commit(ctx context.Context, cl txnClient, through bool) (bool,
 	if failed {
 		// Dropped before their writers learn of the failure, so that none
 		// of them reads its own write afterwards.
-		s.logger.Warn("transaction aborted", "error", txErr)
+		s.logger.Warn("transaction not committed", "error", txErr)
 		s.cfg.Owner.Distrust(txErr)
 	}
 	tx.end(txErr)

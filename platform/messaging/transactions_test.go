@@ -1863,8 +1863,8 @@ func TestACommitAnsweredUnknownServerErrorIsNoKnownAbort(t *testing.T) {
 		t.Fatal("the commit was not intercepted")
 	}
 	readCommitted(t, cfg, out.Name, func(got []*kgo.Record) bool { return len(got) == 1 })
-	if err == nil || errors.Is(err, messaging.ErrAborted) {
-		t.Errorf("the writer got %v, want an error that does not say the write aborted", err)
+	if !errors.Is(err, messaging.ErrOutcomeUnknown) || errors.Is(err, messaging.ErrAborted) || errors.Is(err, messaging.ErrFenced) {
+		t.Errorf("the writer got %v, want ErrOutcomeUnknown, not an error that says the write aborted", err)
 	}
 	eventually(t, "the owner to be told", func() bool { return o.distrusted() > 0 })
 	o.mu.Lock()
