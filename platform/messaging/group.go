@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -170,12 +171,16 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 			req.MemberID, req.Generation = member, generation
 			return nil
 		})
-		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
+		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
 			if err = cerr; err == nil {
+				names := map[[16]byte]string{} // v10's answer names topics by id only
+				for _, t := range req.Topics {
+					names[t.TopicID] = t.Topic
+				}
 				err = offsetErrors(func(add func(string, int32, int16)) {
 					for _, t := range resp.Topics {
 						for _, p := range t.Partitions {
-							add(t.Topic, p.Partition, p.ErrorCode)
+							add(cmp.Or(t.Topic, names[t.TopicID]), p.Partition, p.ErrorCode)
 						}
 					}
 				})

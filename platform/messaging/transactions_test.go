@@ -1767,7 +1767,8 @@ func TestOffsetsReadBeforeARebalanceDoNotCommitInTheNext(t *testing.T) {
 	const group = "reread"
 	var armed atomic.Bool
 	reached, release := make(chan struct{}), make(chan struct{})
-	first := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: group + "-1", Owner: &owner{}}, quiet())
+	firstOwner := &owner{}
+	first := messaging.NewSession(messaging.SessionConfig{Kafka: cfg, Group: group, TransactionalID: group + "-1", Owner: firstOwner}, quiet())
 	messaging.SetOffsetsRead(first, func() {
 		if armed.CompareAndSwap(true, false) {
 			close(reached)
@@ -1815,6 +1816,13 @@ func TestOffsetsReadBeforeARebalanceDoNotCommitInTheNext(t *testing.T) {
 	eventually(t, fmt.Sprintf("the first instance to commit partition %d's offset 2", kept), func() bool { return committed(kept) == 2 })
 	if got := committed(moved); got != 2 {
 		t.Errorf("partition %d's committed offset is %d once the first instance's commit was over, want 2, its new owner's", moved, got)
+	}
+	firstOwner.mu.Lock()
+	told := firstOwner.lastErr
+	firstOwner.mu.Unlock()
+	// The broker's answer names topics by id only.
+	if want := "offset of " + in.Name + " partition"; told == nil || !strings.Contains(told.Error(), want) {
+		t.Errorf("the first instance's owner was told %v, want the refusal of its offsets, naming the topic (%q)", told, want)
 	}
 }
 
