@@ -77,6 +77,11 @@ func errInvalidLevel(level string) error {
 		"Invalid compatibility level %q. Valid values are NONE, BACKWARD, FORWARD, FULL, BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE and FULL_TRANSITIVE.", level)}
 }
 
+func errNotImportMode(subject string) error {
+	return &apiError{http.StatusUnprocessableEntity, 42205, fmt.Sprintf(
+		"Subject %s is not in import mode: this development registry gives ids and versions itself, and a registration cannot ask for them.", subject)}
+}
+
 func errInvalidMode(mode string) error {
 	return &apiError{http.StatusUnprocessableEntity, 42204, fmt.Sprintf("Invalid mode %q: this development registry supports only READWRITE.", mode)}
 }

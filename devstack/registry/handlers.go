@@ -99,15 +99,23 @@ func decodeBody(req *http.Request, into any) error {
 	return nil
 }
 
-// decodeSchema reads a schema request body and parses its schema.
-func decodeSchema(req *http.Request) (parsedSchema, error) {
-	var body struct {
+// decodeSchema reads a schema request body and parses its schema. A
+// registration (register) that asks for its id or version is refused, as
+// Confluent's registry refuses one outside IMPORT mode, which this one
+// does not have: it gives both itself.
+func decodeSchema(req *http.Request, register bool) (parsedSchema, error) {
+	body := struct {
 		Schema     string            `json:"schema"`
 		SchemaType string            `json:"schemaType"`
 		References []json.RawMessage `json:"references"`
-	}
+		ID         int               `json:"id"`
+		Version    int               `json:"version"`
+	}{ID: -1}
 	if err := decodeBody(req, &body); err != nil {
 		return parsedSchema{}, err
+	}
+	if register && (body.ID >= 0 || body.Version > 0) {
+		return parsedSchema{}, errNotImportMode(req.PathValue("subject"))
 	}
 	if t := strings.ToUpper(body.SchemaType); t != "" && t != "AVRO" {
 		return parsedSchema{}, errInvalidSchema(fmt.Sprintf("Schema type %s is not supported: this development registry stores AVRO schemas only.", body.SchemaType))
@@ -309,7 +317,7 @@ func (r *Registry) getVersionText(req *http.Request) (any, error) {
 }
 
 func (r *Registry) lookup(req *http.Request) (any, error) {
-	s, err := decodeSchema(req)
+	s, err := decodeSchema(req, false)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +337,7 @@ func (r *Registry) lookup(req *http.Request) (any, error) {
 }
 
 func (r *Registry) register(req *http.Request) (any, error) {
-	s, err := decodeSchema(req)
+	s, err := decodeSchema(req, true)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +383,7 @@ func (r *Registry) deleteVersion(req *http.Request) (any, error) {
 // checkCompatibility checks a schema against one version of a subject or,
 // without a version, against what registering it would be checked against.
 func (r *Registry) checkCompatibility(req *http.Request) (any, error) {
-	s, err := decodeSchema(req)
+	s, err := decodeSchema(req, false)
 	if err != nil {
 		return nil, err
 	}

@@ -88,6 +88,10 @@ func TestErrorBodies(t *testing.T) {
 		{"DELETE", "/subjects/raw-value/versions/1?permanent=true", "", 404, 40407},
 		{"DELETE", "/subjects/missing", "", 404, 40401},
 		{"PUT", "/mode", `{"mode": "IMPORT"}`, 422, 42204},
+		// An id or a version asked for is taken in IMPORT mode only.
+		{"POST", "/subjects/raw-value/versions", `{"schema": "{\"type\": \"string\"}", "id": 42}`, 422, 42205},
+		{"POST", "/subjects/raw-value/versions", `{"schema": "{\"type\": \"string\"}", "id": 0}`, 422, 42205},
+		{"POST", "/subjects/raw-value/versions", `{"schema": "{\"type\": \"string\"}", "version": 7}`, 422, 42205},
 	}
 	for _, tc := range cases {
 		status, body := call(t, hc, tc.method, url+tc.path, tc.body)
