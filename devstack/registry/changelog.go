@@ -37,14 +37,48 @@ func openChangelog(ctx context.Context, brokers []string, topic string) (*change
 	return l, nil
 }
 
+// ensureTopic creates the topic, or checks the one there, as Confluent's
+// registry does: one partition, so that the records keep their order, and
+// compacted alone, so that no schema is ever deleted (a restart would then
+// hand its id out again, to another schema).
 func (l *changelog) ensureTopic(ctx context.Context) error {
 	compact := "compact"
-	resp, err := kadm.NewClient(l.client).CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, l.topic)
+	admin := kadm.NewClient(l.client)
+	resp, err := admin.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, l.topic)
 	if err == nil {
 		err = resp.Err
 	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create topic %s: %w", l.topic, err)
+	}
+	topics, err := admin.ListTopics(ctx, l.topic)
+	if err == nil {
+		err = topics.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("describe topic %s: %w", l.topic, err)
+	}
+	if n := len(topics[l.topic].Partitions); n != 1 {
+		return fmt.Errorf("topic %s has %d partitions: the registry's topic must have one", l.topic, n)
+	}
+	configs, err := admin.DescribeTopicConfigs(ctx, l.topic)
+	if err != nil {
+		return fmt.Errorf("describe the configs of topic %s: %w", l.topic, err)
+	}
+	c, err := configs.On(l.topic, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return fmt.Errorf("describe the configs of topic %s: %w", l.topic, err)
+	}
+	for _, e := range c.Configs {
+		if e.Key == "cleanup.policy" && (e.Value == nil || *e.Value != compact) {
+			return fmt.Errorf("topic %s has cleanup.policy %s: the registry's topic must be compact alone, or Kafka deletes schemas whose ids messages still carry", l.topic, e.MaybeValue())
+		}
 	}
 	return nil
 }

@@ -99,7 +99,8 @@ func writeTopic(t *testing.T, brokers []string, records [][2]string) {
 		t.Fatalf("kafka client: %v", err)
 	}
 	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), 1, -1, nil, "_schemas"); err != nil {
+	compact := "compact" // as Confluent's registry makes it
+	if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), 1, -1, map[string]*string{"cleanup.policy": &compact}, "_schemas"); err != nil {
 		t.Fatalf("create _schemas: %v", err)
 	}
 	krs := make([]*kgo.Record, len(records))

@@ -9,10 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkasaga/kafkasaga/devstack/registry"
 )
 
 // TestRestartRestoresState checks that a registry started on the broker of a
@@ -188,5 +191,48 @@ func TestRetriedRegistrationKeepsItsIDAfterRestart(t *testing.T) {
 	hc := newHTTPClient(t)
 	if status, body := call(t, hc, "POST", url+"/subjects/b-value/versions", schemaBody(`{"type":"string"}`)); status != 200 || string(body) != `{"id":2}`+"\n" {
 		t.Errorf("register a-value's schema in b-value: got %d %s, want 200 {\"id\":2}", status, body)
+	}
+}
+
+// A schemas topic made beforehand that could lose schemas or reorder
+// them (deleted past its retention, or spread over partitions) is
+// refused, as Confluent's registry refuses it: a restart would rebuild
+// the schemas without those deleted and give their ids to others.
+func TestARegistryRefusesASchemasTopicThatWouldLoseSchemas(t *testing.T) {
+	t.Parallel()
+	deleted, compact := "delete", "compact"
+	for _, tc := range []struct {
+		name       string
+		partitions int32
+		policy     *string
+		refused    bool
+	}{
+		{"deleted past its retention", 1, &deleted, true},
+		{"three partitions", 3, &compact, true},
+		{"one partition, compacted", 1, &compact, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			brokers := newCluster(t)
+			client, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			resp, err := kadm.NewClient(client).CreateTopic(t.Context(), tc.partitions, 1, map[string]*string{"cleanup.policy": tc.policy}, "_schemas")
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg, err := registry.New(t.Context(), registry.Config{Brokers: brokers}, nil)
+			if err == nil {
+				reg.Close()
+			}
+			if refused := err != nil; refused != tc.refused || refused && !strings.Contains(err.Error(), "_schemas") {
+				t.Errorf("a registry on it: got error %v, want refused %v, naming the topic", err, tc.refused)
+			}
+		})
 	}
 }
