@@ -139,9 +139,11 @@ func (r *Registry) Close() {
 func (r *Registry) change(ctx context.Context, plan func(*state) ([]record, error)) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	r.mu.RLock()
-	recs, err := plan(r.st)
-	r.mu.RUnlock()
+	recs, err := func() ([]record, error) {
+		r.mu.RLock()
+		defer r.mu.RUnlock() // a plan that panics (the server recovers) leaves no lock held
+		return plan(r.st)
+	}()
 	if err != nil || len(recs) == 0 {
 		return err
 	}
