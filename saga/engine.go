@@ -192,7 +192,7 @@ type Engine[D any] struct {
 	metrics  *metrics
 	tracer   trace.Tracer // nil: no spans
 
-	// resuming is held by every transition and every tick's read, and by
+	// resuming is held by every transition and each tick's reads, and by
 	// Resume alone, so the index Resume rebuilds misses no change. resumes
 	// counts the Resumes, under it: a tick's timeout of a saga seen overdue
 	// before one gives way to the grace it gave.
@@ -560,15 +560,18 @@ const resendsAtOnce = 64
 // resendsAtOnce sagas at once, so that their writes share commits.
 func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 	now := e.cfg.Clock()
+	// A Resume comes before the reads or after them all: one between two
+	// would have the reads after it index their stored deadlines over
+	// the grace it gave, and the timeouts, finding it came, leave them.
 	e.resuming.RLock()
 	resumes := e.resumes
-	e.resuming.RUnlock()
 	var due []SagaInstance
 	for _, id := range e.overdue(now) {
 		if v, ok := e.reread(id, now); ok {
 			due = append(due, v)
 		}
 	}
+	e.resuming.RUnlock()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, resendsAtOnce)
 	for _, v := range due {
@@ -586,10 +589,8 @@ func (e *Engine[D]) ResendOverdue(ctx context.Context) {
 // reread reads an overdue saga again, keeps the index to what is stored,
 // and returns the saga if it is overdue still. A reply or another tick may
 // have moved it on since, or recorded its deadline before an earlier
-// transition recorded an older one.
+// transition recorded an older one. The caller holds resuming.
 func (e *Engine[D]) reread(id string, now time.Time) (SagaInstance, bool) {
-	e.resuming.RLock()
-	defer e.resuming.RUnlock()
 	v, err := e.trackStored(id, nil)
 	if err != nil {
 		e.logger.Warn("read overdue saga; again at the next tick", "saga_id", id, "error", err)

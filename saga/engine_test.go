@@ -1431,3 +1431,61 @@ func TestInstanceReadsWhatCommitted(t *testing.T) {
 		t.Errorf("Instance: got %q, %v, %v; want none: its start is not committed", v.State, ok, err)
 	}
 }
+
+// resumeOnRead is a store whose next Get, once armed, starts a Resume (an
+// assignment, or the restore after an abort) and returns once it waits.
+type resumeOnRead struct {
+	*sagatest.Instances
+	t       *testing.T
+	engine  *saga.Engine[data]
+	armed   atomic.Bool
+	resumed chan struct{}
+}
+
+func (s *resumeOnRead) Get(id string) (saga.SagaInstance, bool, error) {
+	if s.armed.CompareAndSwap(true, false) {
+		go func() {
+			defer close(s.resumed)
+			if err := s.engine.Resume(context.Background()); err != nil {
+				s.t.Error(err)
+			}
+		}()
+		for deadline := time.Now().Add(10 * time.Second); !saga.Resuming(s.engine); {
+			if time.Now().After(deadline) {
+				s.t.Error("the Resume did not come within 10s")
+				break
+			}
+			time.Sleep(time.Millisecond) // poll interval, not synchronisation
+		}
+	}
+	return s.Instances.Get(id)
+}
+
+// A Resume that comes while a tick reads its overdue sagas again keeps the
+// grace it gave every one of them: the reads after it indexed their stored
+// deadlines over it, the tick's timeouts left them to a later tick, and
+// that one failed the steps at their last attempt whose replies waited.
+func TestAResumeDuringATicksReadsKeepsItsGrace(t *testing.T) {
+	clock := sagatest.NewClock()
+	store := &resumeOnRead{Instances: sagatest.NewInstances(&sagatest.Publisher{}), t: t, resumed: make(chan struct{})}
+	cfg := tenSeconds
+	cfg.MaxAttempts = 1
+	store.engine = engineOn(t, store, clock, cfg)
+	const n = 3
+	for i := range n {
+		if err := store.engine.Start(t.Context(), fmt.Sprint("s", i), sagaData); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(11 * time.Second) // each at its last attempt, overdue
+	store.armed.Store(true)
+	store.engine.ResendOverdue(t.Context())
+	<-store.resumed
+	clock.Advance(time.Second) // within the Resume's grace
+	store.engine.ResendOverdue(t.Context())
+	for i := range n {
+		if v, _, _ := store.engine.Instance(fmt.Sprint("s", i)); v.State != saga.StateRunning {
+			t.Errorf("s%d: %s (%s) a second after a Resume, want RUNNING within its grace", i, v.State, v.FailureReason)
+		}
+	}
+}
