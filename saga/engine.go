@@ -208,14 +208,22 @@ type Engine[D any] struct {
 	inFlight map[string]inFlight
 	running  map[int]int
 	// taken are the sagas in flight a Resume found that the engine did
-	// not hold before (all, after a restart), with when: one whose last
-	// transition is not later was sent by another instance, or before
-	// the restart. Kept while in flight, through the Resumes after.
-	taken map[string]time.Time
+	// not hold before (all, after a restart), with the command then
+	// pending: while it still is, it was sent by another instance, or
+	// before the restart. (Not the time it was taken, against the time of
+	// the saga's last transition: that one is the other host's clock.)
+	// Kept while in flight, through the Resumes after.
+	taken map[string]sent
 	// forgot says Forget ran since the last Resume: every saga that
 	// Resume finds is taken over, an index entry a transition racing the
 	// loss put back included.
 	forgot bool
+}
+
+// sent is a command sent, by its id and attempt.
+type sent struct {
+	command string
+	attempt int
 }
 
 // inFlight is what the engine keeps in memory of a saga in flight.
@@ -461,7 +469,7 @@ func (e *Engine[D]) Resume(context.Context) error {
 	defer e.resuming.Unlock()
 	e.resumes++
 	now := e.cfg.Clock()
-	index := map[string]inFlight{}
+	index, pending := map[string]inFlight{}, map[string]sent{}
 	// A deadline that passed while no instance drove the saga (a restart,
 	// a takeover) is a step away: its reply may be waiting in the reply
 	// topic, which is handled only after this. Timed out at the first
@@ -470,6 +478,7 @@ func (e *Engine[D]) Resume(context.Context) error {
 	err := e.cfg.Instances.Range(func(_ string, v SagaInstance) bool {
 		if v.PendingCommandID != "" && v.SagaType == e.latest.Type {
 			index[v.SagaID] = inFlight{deadline: later(v.Deadline, grace), version: v.Version}
+			pending[v.SagaID] = sent{v.PendingCommandID, v.Attempt}
 		}
 		return true
 	})
@@ -484,12 +493,12 @@ func (e *Engine[D]) Resume(context.Context) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	taken := map[string]time.Time{}
+	taken := map[string]sent{}
 	for id := range index {
-		if at, ok := e.taken[id]; ok {
-			taken[id] = at
+		if was, ok := e.taken[id]; ok {
+			taken[id] = was
 		} else if _, held := e.inFlight[id]; !held || e.forgot {
-			taken[id] = now
+			taken[id] = pending[id]
 		}
 	}
 	e.taken, e.inFlight, e.forgot = taken, index, false
@@ -734,9 +743,9 @@ func (e *Engine[D]) timeout(ctx context.Context, seen SagaInstance, resumes uint
 		// the saga's version, in a rolling deploy, dead-letters it), and
 		// the participant answers again from its decision.
 		e.mu.Lock()
-		takenAt, taken := e.taken[v.SagaID]
+		was, taken := e.taken[v.SagaID]
 		e.mu.Unlock()
-		once := taken && len(v.History) > 0 && !v.History[len(v.History)-1].At.After(takenAt)
+		once := taken && was == sent{v.PendingCommandID, v.Attempt}
 		outOfAttempts := v.Attempt > e.cfg.MaxAttempts || v.Attempt == e.cfg.MaxAttempts && !once
 		switch {
 		case v.State == StateRunning && outOfAttempts && !def.committed(v.Step):

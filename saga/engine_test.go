@@ -1489,3 +1489,36 @@ func TestAResumeDuringATicksReadsKeepsItsGrace(t *testing.T) {
 		}
 	}
 }
+
+// A saga taken over at its last attempt is sent its command once more
+// whatever the clocks of the two instances say: the one that sent it,
+// its clock ahead, recorded the send later than this one took the saga
+// over, and the step was given up.
+func TestATakeoverFromAnInstanceWhoseClockIsAheadSendsOnceMore(t *testing.T) {
+	store, codec := sagatest.NewInstances(&sagatest.Publisher{}), sagatest.NewCodec()
+	on := func(clock *sagatest.Clock) *saga.Engine[data] {
+		cfg := tenSeconds
+		cfg.MaxAttempts = 1
+		cfg.Instances, cfg.Codec, cfg.Clock = store, codec, clock.Now
+		engine, err := saga.NewEngine(saga.Versions[data]{testDef()}, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return engine
+	}
+	ahead, behind := sagatest.NewClock(), sagatest.NewClock()
+	ahead.Advance(2 * time.Second)
+	if err := on(ahead).Start(t.Context(), "s1", sagaData); err != nil {
+		t.Fatal(err)
+	}
+	behind.Advance(time.Second) // a second after the send, by the other clock before it
+	taker := on(behind)
+	if err := taker.Resume(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	behind.Advance(12 * time.Second) // past the deadline and the grace
+	taker.ResendOverdue(t.Context())
+	if v, _, _ := store.Get("s1"); v.State != saga.StateRunning || v.Attempt != 2 {
+		t.Errorf("taken over: %s at attempt %d (%s), want RUNNING, the command sent once more, attempt 2", v.State, v.Attempt, v.FailureReason)
+	}
+}
