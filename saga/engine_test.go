@@ -1177,19 +1177,7 @@ type resumeDuring struct {
 func (s *resumeDuring) Update(ctx context.Context, id string, fn func(v *saga.SagaInstance, exists bool) (*saga.Outgoing, error), over func(bool)) error {
 	err := s.Instances.Update(ctx, id, fn, over)
 	if s.armed.CompareAndSwap(true, false) {
-		go func() {
-			defer close(s.resumed)
-			if err := s.engine.Resume(context.Background()); err != nil {
-				s.t.Error(err)
-			}
-		}()
-		for deadline := time.Now().Add(10 * time.Second); !saga.Resuming(s.engine); {
-			if time.Now().After(deadline) {
-				s.t.Error("the Resume did not come within 10s")
-				break
-			}
-			time.Sleep(time.Millisecond) // poll interval, not synchronisation
-		}
+		startResume(s.t, s.engine, s.resumed)
 		close(s.held)
 	}
 	if s.holding.Load() {
@@ -1444,21 +1432,28 @@ type resumeOnRead struct {
 
 func (s *resumeOnRead) Get(id string) (saga.SagaInstance, bool, error) {
 	if s.armed.CompareAndSwap(true, false) {
-		go func() {
-			defer close(s.resumed)
-			if err := s.engine.Resume(context.Background()); err != nil {
-				s.t.Error(err)
-			}
-		}()
-		for deadline := time.Now().Add(10 * time.Second); !saga.Resuming(s.engine); {
-			if time.Now().After(deadline) {
-				s.t.Error("the Resume did not come within 10s")
-				break
-			}
-			time.Sleep(time.Millisecond) // poll interval, not synchronisation
-		}
+		startResume(s.t, s.engine, s.resumed)
 	}
 	return s.Instances.Get(id)
+}
+
+// startResume starts a Resume of engine (an assignment, or the restore
+// after an abort), which closes resumed once done, and returns once it
+// waits for, or holds, the engine's resuming lock.
+func startResume(t *testing.T, engine *saga.Engine[data], resumed chan struct{}) {
+	go func() {
+		defer close(resumed)
+		if err := engine.Resume(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !saga.Resuming(engine); {
+		if time.Now().After(deadline) {
+			t.Error("the Resume did not come within 10s")
+			return
+		}
+		time.Sleep(time.Millisecond) // poll interval, not synchronisation
+	}
 }
 
 // A Resume that comes while a tick reads its overdue sagas again keeps the
