@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,8 +44,10 @@ type Config struct {
 	// to Kafka and the registry each time.
 	CheckEvery time.Duration
 	// CheckTimeout is how long a check may take before it counts as failed
-	// (default 3s), whether or not it honours its context: a dependency
-	// that hangs must give a 503, not a request that hangs with it.
+	// (default 2s), whether or not it honours its context: a dependency
+	// that hangs must give a 503, not a request that hangs with it. Below
+	// ForwardTimeout, so that an owner's 503 naming the dependency reaches
+	// the instance that forwarded the request before it gives up.
 	CheckTimeout time.Duration
 	// Owners finds the instance that owns a key, for HandleKeyed; nil
 	// means a single instance, which owns every key.
@@ -99,7 +102,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		cfg.CheckEvery = time.Second
 	}
 	if cfg.CheckTimeout == 0 {
-		cfg.CheckTimeout = 3 * time.Second
+		cfg.CheckTimeout = 2 * time.Second
 	}
 	if cfg.ForwardTimeout == 0 {
 		cfg.ForwardTimeout = 3 * time.Second
@@ -152,7 +155,9 @@ func (s *Server) allowed(r *http.Request) []string {
 // It answers 503 until MarkReady: before the state is restored, a read
 // would miss records and a write could be decided on part of the state.
 func (s *Server) Handle(pattern string, h http.HandlerFunc) {
-	var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var handler http.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w := &answering{ResponseWriter: rw}
+		defer s.recoverFrom(w, pattern)
 		if !s.ready.Load() {
 			WriteUnavailable(w, "starting: state not restored yet")
 			return
@@ -250,6 +255,51 @@ func (s *Server) stopReading() {
 // Handler returns the server's routes, for tests.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// recoverFrom answers a handler's panic with a 500 {"error"}, when the
+// handler wrote nothing yet (otherwise the connection is cut, as net/http
+// cuts it), and logs it with its stack: the client learns that the
+// request failed here, not that the instance is unreachable (which a
+// forwarder would say, and a client retry).
+func (s *Server) recoverFrom(w *answering, pattern string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if p == http.ErrAbortHandler { // net/http's sentinel: the connection is cut, quietly
+		panic(p)
+	}
+	s.logger.Error("handler panicked", "route", pattern, "panic", p, "stack", string(debug.Stack()))
+	if w.answered {
+		panic(http.ErrAbortHandler)
+	}
+	WriteError(w, http.StatusInternalServerError, fmt.Sprintf("internal error serving %s", pattern))
+}
+
+// answering is a ResponseWriter that knows whether an answer was begun.
+type answering struct {
+	http.ResponseWriter
+	answered bool
+}
+
+func (a *answering) WriteHeader(code int) {
+	a.answered = true
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *answering) Write(b []byte) (int, error) {
+	a.answered = true
+	return a.ResponseWriter.Write(b)
+}
+
+// FlushError sends what was written, the status at least: an answer begun.
+func (a *answering) FlushError() error {
+	a.answered = true
+	return http.NewResponseController(a.ResponseWriter).Flush()
+}
+
+// Unwrap gives http.ResponseController the ResponseWriter underneath.
+func (a *answering) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
 // MarkReady is called once the process's state is restored and it can
 // write (process.towardReady).
 func (s *Server) MarkReady() { s.ready.Store(true) }
@@ -306,10 +356,11 @@ func (s *Server) runChecks() error {
 	return errors.Join(errs...)
 }
 
+// readyz answers whether the process is ready, and if not why: the checks
+// end within CheckTimeout, naming one that did not answer, so it waits for
+// them (a deadline of its own would fire first and name none).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	if err := s.Ready(ctx); err != nil {
+	if err := s.Ready(r.Context()); err != nil {
 		WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}

@@ -484,3 +484,52 @@ func TestAStalledBodyGetsA408(t *testing.T) {
 		t.Errorf("Serve: %v, want nil", err)
 	}
 }
+
+// A handler that panics gets its request a 500 with a JSON error, and the
+// server goes on; one that panics after it began its answer has its
+// connection cut. The connection was cut either way, which a forwarding
+// instance reported as an owner unreachable, for its client to retry.
+func TestAHandlerThatPanicsAnswers500(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{})
+	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("id") == "begun" {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte("{"))
+		}
+		var m map[string]int
+		m["x"] = 1 // a nil map: panics
+	})
+	s.MarkReady()
+	url := serve(t, s)
+	status, _, body := get(t, url+"/orders/o1")
+	if status != http.StatusInternalServerError || !strings.Contains(errorField(t, body), "GET /orders/{id}") {
+		t.Errorf("GET a handler that panics: got %d %s, want 500 with a JSON error naming the route", status, body)
+	}
+	if resp, err := http.Get(url + "/orders/begun"); err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("GET a handler that panics after it began its answer: got %d and its body whole, want the connection cut", resp.StatusCode)
+		}
+	}
+	if status, _, _ := get(t, url+"/healthz"); status != http.StatusOK {
+		t.Errorf("GET /healthz after a panic: got %d, want 200", status)
+	}
+}
+
+// /readyz names the check that does not answer, even when it takes as long
+// as its deadline: a deadline of /readyz's own (3s) ended the wait first,
+// and the answer named no dependency.
+func TestReadyzNamesACheckThatHangsPastThreeSeconds(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	s := newServer(t, httpserver.Config{CheckTimeout: 3500 * time.Millisecond, Checks: map[string]httpserver.Check{
+		"kafka": func(context.Context) error { <-release; return nil },
+	}})
+	s.MarkReady()
+	if status, _, body := get(t, serve(t, s)+"/readyz"); status != http.StatusServiceUnavailable || errorField(t, body) != "kafka: no answer within 3.5s" {
+		t.Errorf("GET /readyz with a check that hangs: got %d %s, want 503 kafka: no answer within 3.5s", status, body)
+	}
+}
