@@ -10,11 +10,18 @@ import (
 	"strings"
 )
 
-// WriteJSON writes v as JSON with the given status.
+// WriteJSON writes v as JSON with the given status; a v that JSON cannot
+// write (a time past year 9999, say) answers 500 with the reason, not the
+// status with an empty body.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body, _ = json.Marshal(map[string]string{"error": "encode the answer: " + err.Error()})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // WriteError writes {"error": msg} with the given status.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafkasaga/kafkasaga/platform/httpserver"
 )
@@ -74,6 +75,17 @@ func TestWriteErrorWritesAJSONBody(t *testing.T) {
 	}
 	if body["error"] != `order "o1" exists` {
 		t.Errorf("error: got %q, want %q", body["error"], `order "o1" exists`)
+	}
+}
+
+// A value JSON cannot write answers 500 with the reason: it answered the
+// status asked for with an empty body, which a client cannot read.
+func TestWriteJSONOfWhatJSONCannotWriteAnswers500(t *testing.T) {
+	w := httptest.NewRecorder()
+	httpserver.WriteJSON(w, http.StatusOK, map[string]time.Time{"at": time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); w.Code != http.StatusInternalServerError || err != nil || !strings.Contains(body["error"], "year outside of range") {
+		t.Errorf("got %d %q, want 500 with a JSON error that says why", w.Code, w.Body)
 	}
 }
 
