@@ -79,20 +79,27 @@ type Decoder interface {
 // digits of year).
 var latestJSONTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
+// jsonTime is t, in UTC, within the years JSON can write: a producer may
+// write any timestamp (microseconds for milliseconds, say), a host any
+// clock, and one time JSON cannot write would break every page it is on.
+func jsonTime(t time.Time) time.Time {
+	t = t.UTC()
+	if t.After(latestJSONTime) {
+		return latestJSONTime
+	}
+	if t.Year() < 0 {
+		return time.Time{}
+	}
+	return t
+}
+
 // newDeadLetter reads the dead letter r, decoded if dec is not nil, and
 // reports whether the registry did not answer. A letter left undecoded
 // keeps a copy of the value: the record's shares the buffer of the whole
 // fetch it came in. A value too large to keep whole is never decoded
 // later: it is shown raw, cut.
 func newDeadLetter(r *kgo.Record, dec Decoder) (d *DeadLetter, away bool) {
-	// A producer may write any timestamp (microseconds for milliseconds,
-	// say): one JSON cannot write would break every page it is on.
-	ts := r.Timestamp.UTC()
-	if ts.After(latestJSONTime) {
-		ts = latestJSONTime
-	} else if ts.Year() < 0 {
-		ts = time.Time{}
-	}
+	ts := jsonTime(r.Timestamp)
 	d = &DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: ts,
 		Headers: map[string]string{}, SourcePartition: -1, SourceOffset: -1, Size: len(r.Value), payload: r.Value,
 		Cursor: encodeDeadLetterCursor(DeadLetterCursor{Timestamp: ts.UnixMilli(), Partition: r.Partition, Offset: r.Offset})}

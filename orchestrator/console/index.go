@@ -78,7 +78,7 @@ func newEntry(v *saga.SagaInstance, partition int32, offset int64) entry {
 	e := entry{id: v.SagaID, typ: intern(v.SagaType), state: intern(v.State), reason: intern(v.FailureReason),
 		version: int32(v.Version), attempt: int32(v.Attempt), revision: offset, partition: partition}
 	if n := len(v.History); n > 0 {
-		e.started, e.updated = v.History[0].At.UnixMilli(), v.History[n-1].At.UnixMilli()
+		e.started, e.updated = jsonTime(v.History[0].At).UnixMilli(), jsonTime(v.History[n-1].At).UnixMilli()
 		e.step = intern(v.History[n-1].Step) // the step after the latest transition, as GET /sagas/{id} shows it
 	}
 	if v.PendingCommandID != "" {

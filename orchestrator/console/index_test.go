@@ -1,9 +1,12 @@
 package console
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/bits"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"runtime"
 	"slices"
@@ -12,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkasaga/kafkasaga/saga"
 )
@@ -511,5 +516,29 @@ func TestALaterTransitionStampedEarlierReplacesTheOneBefore(t *testing.T) {
 	x.Put(ended, 0)
 	if ids, _ := listAll(t, x, Query{State: saga.StateCompleted, Limit: 10}); !slices.Equal(ids, []string{"s1"}) {
 		t.Errorf("COMPLETED sagas: got %v, want [s1]", ids)
+	}
+}
+
+// A saga stamped past the years JSON can write (a host's clock far off, a
+// record written wrong) is listed with the latest time it can: it made
+// every page it was on, the first included, answer 200 with an empty body.
+func TestASagaStampedPastYear9999IsListed(t *testing.T) {
+	far := instance("f", "CreateOrder", saga.StateRunning, "reserve_credit", 0, 1)
+	far.History[1].At = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newApplying(t, sagas{"far": far})
+	if err := c.apply(&kgo.Record{Topic: "x.sagas", Key: []byte("f"), Value: []byte("far")}); err != nil {
+		t.Fatal(err)
+	}
+	c.caughtUp.Store(true)
+	rec := httptest.NewRecorder()
+	handler(t, c).ServeHTTP(rec, httptest.NewRequest("GET", "/api/sagas", nil))
+	var page struct {
+		Sagas []struct {
+			SagaID    string    `json:"sagaId"`
+			UpdatedAt time.Time `json:"updatedAt"`
+		} `json:"sagas"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); rec.Code != http.StatusOK || err != nil || len(page.Sagas) != 1 || page.Sagas[0].UpdatedAt.Year() != 9999 {
+		t.Errorf("GET /api/sagas: got %d %s, want 200 with the saga, updated in 9999", rec.Code, rec.Body)
 	}
 }
