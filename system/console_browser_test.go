@@ -655,6 +655,49 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	// A letter streamed while Older reads is added once its answer is:
+	// added at once, it let the oldest letter shown go, whose cursor
+	// Older's request had already sent, and that letter was listed no
+	// more, by Older either.
+	t.Run("a letter streamed while Older reads lets no letter go unlisted", func(t *testing.T) {
+		b.open(t, r.sagas+"/ui/deadletters")
+		cards := `document.querySelectorAll("#deadletters article")`
+		b.await(t, `document.querySelector("#live.on") !== null && !document.getElementById("more").disabled`, "the page read, following its stream")
+		if b.eval(t, `String(document.getElementById("more").hidden)`) == "true" {
+			deadLetters(t, r, 51)
+			b.open(t, r.sagas+"/ui/deadletters")
+			b.await(t, fmt.Sprintf(`document.querySelector("#live.on") !== null && !document.getElementById("more").hidden && %s.length === 50`, cards),
+				"the page read, with more to list")
+		}
+		last := b.eval(t, fmt.Sprintf(`(() => { const a = %s[%s.length - 1]; return a.dataset.partition + "/" + a.dataset.offset; })()`, cards, cards))
+		// Older's answer waits until released; a stream of the page's own
+		// says when the new letter was sent.
+		b.do(t, chromedp.Evaluate[chromedp.Void](`(() => {
+			const real = window.fetch;
+			window.__olderAsked = 0;
+			window.__streamed = [];
+			window.__release = null;
+			const released = new Promise(resolve => { window.__release = resolve; });
+			window.fetch = async (...args) => {
+				if (String(args[0]).startsWith("/api/deadletters?before=")) {
+					window.__olderAsked++;
+					await released;
+				}
+				return real(...args);
+			};
+			new EventSource("/api/deadletters/stream").addEventListener("deadletter", e => window.__streamed.push(JSON.parse(e.data).key));
+		})()`), chromedp.Click(chromedp.CSS("#more")))
+		b.await(t, `window.__olderAsked === 1`, "Older to ask for the letters before the oldest shown")
+		key := deadLetters(t, r, 1)[0]
+		b.await(t, fmt.Sprintf(`window.__streamed.includes(%q)`, key), "the new letter streamed")
+		b.do(t, chromedp.Evaluate[chromedp.Void](`window.__release()`))
+		b.await(t, fmt.Sprintf(`!document.getElementById("more").disabled && %s.length > 50 &&
+			%s[0].querySelector("code.key").textContent === %q`, cards, cards, key), "Older's letters listed, the new letter first")
+		if got := b.eval(t, fmt.Sprintf(`String([...%s].some(a => a.dataset.partition + "/" + a.dataset.offset === %q))`, cards, last)); got != "true" {
+			t.Errorf("letter %s, the oldest shown when Older was clicked, is listed no more", last)
+		}
+	})
+
 	b.noExceptions(t)
 }
 

@@ -57,10 +57,12 @@ function card(d) {
     actionsEnabled ? el("p", {}, replay, " ", result) : "");
 }
 
-// held are the dead letters the stream sent while the list was read, or
-// since a read failed: the answer may be older than they are, so they are
-// added once one is shown. The newest keep of them do: the list has them
-// too.
+// held are the dead letters the stream sent while the list was read (a
+// first page, or Older's), or since a first read failed: the answer may
+// be older than they are, so they are added once one is shown. The newest
+// keep of them do: the list has them too. Added while Older read, one let
+// the oldest letter shown go, and Older's answer began after it: that
+// letter was listed no more.
 let held = null;
 
 // read is how many letters the page showed once its last answer came: it
@@ -106,7 +108,7 @@ const again = retrier();
 async function load(append = false) {
   const seq = ++loads;
   more.disabled = true;
-  if (!append) held ??= [];
+  held ??= [];
   let failed = false;
   try {
     const page = await getJSON(`/api/deadletters${append ? `?before=${encodeURIComponent(next)}` : ""}`);
