@@ -66,7 +66,7 @@ func (s *Server) HandleKeyed(pattern string, key func(r *http.Request) (string, 
 			w.Header().Set(HeaderIdempotencyKey, ik)
 		}
 		hopped := r.Header.Get(HopHeader) != ""
-		if self, ok := s.cfg.Owners.(SelfOwners); ok && hopped && !self.Owns(k) {
+		if self, ok := s.cfg.Owners.(SelfOwners); ok && hopped && !owns(self, k) {
 			// Served here or nowhere: who owns it now need not be asked.
 			s.unavailable(w, "moved", fmt.Sprintf("key %s moved while the request was forwarded", k))
 			return
@@ -129,7 +129,7 @@ func (s *Server) HandleCreate(pattern string, prepare func(r *http.Request) (id 
 			return k, nil
 		}
 		for range drawTries - 1 {
-			if self.Owns(k) {
+			if owns(self, k) {
 				break
 			}
 			ik = uuid.NewString()
@@ -146,29 +146,43 @@ func (s *Server) HandleCreate(pattern string, prepare func(r *http.Request) (id 
 // 65,536 at a half, 1 in 657 at a third; the rest are forwarded.
 const drawTries = 16
 
-// SelfOwners are Owners that can tell at once, without asking anyone,
-// whether this instance owns a key now.
+// SelfOwners are Owners that also tell at once, without a lookup,
+// whether this instance owns a key now: Owns answers, while it does, its
+// stint, which stays the same until the key's partition is assigned or
+// restored again (ok false when it does not own it).
 type SelfOwners interface {
 	Owners
-	Owns(key string) bool
+	Owns(key string) (stint any, ok bool)
+}
+
+// owns reports whether self owns key now.
+func owns(self SelfOwners, key string) bool {
+	_, ok := self.Owns(key)
+	return ok
 }
 
 // stillOwned returns what a request of key answers through (nil without
-// SelfOwners, which cannot tell at once): it asks again, as the handler begins its answer,
-// whether this instance owns the key, and answers 503 instead if not. The
-// lookup and the handler's read of its state are two steps: an instance
-// paused between them, whose partition moved meanwhile, would answer what
-// the new owner may have changed, a write refused or repeated from state
-// as much as a read. A write it made was fenced if the partition had
-// moved, or was committed: a client that retries the 503 under its
-// Idempotency-Key gets it.
+// SelfOwners, which cannot tell at once): it asks again, as the handler
+// begins its answer, whether this instance owns the key in the stint it
+// did before the handler ran, and answers 503 instead if not. The lookup
+// and the handler's read of its state are two steps: an instance paused
+// between them, whose partition moved meanwhile (and perhaps came back,
+// restored with what another owner wrote), would answer what the new
+// owner may have changed, a write refused or repeated from state as much
+// as a read. A write it made was fenced if the partition had moved, or
+// was committed: a client that retries the 503 under its Idempotency-Key
+// gets it.
 func (s *Server) stillOwned(w http.ResponseWriter, key string) *ownedAnswer {
 	self, ok := s.cfg.Owners.(SelfOwners)
 	if !ok {
 		return nil
 	}
+	stint, _ := self.Owns(key)
 	before := w.Header().Clone() // Idempotency-Key: set for whatever answer
-	return &ownedAnswer{ResponseWriter: w, owns: func() bool { return self.Owns(key) }, lost: func() {
+	return &ownedAnswer{ResponseWriter: w, owns: func() bool {
+		now, ok := self.Owns(key)
+		return ok && now == stint
+	}, lost: func() {
 		clear(w.Header()) // the handler's, for an answer it does not give
 		maps.Copy(w.Header(), before)
 		s.unavailable(w, "moved", fmt.Sprintf("key %s moved while its request was handled", key))

@@ -423,7 +423,7 @@ func TestAForwardedRequestToANonOwnerIsAnsweredAtOnce(t *testing.T) {
 // notOwning are SelfOwners that own no key.
 type notOwning struct{ slowOwners }
 
-func (notOwning) Owns(string) bool { return false }
+func (notOwning) Owns(string) (any, bool) { return nil, false }
 
 // ownedBy is a fake Owners naming one owner for every key.
 type ownedBy httpserver.Owner
@@ -528,6 +528,9 @@ func TestAForwardWhoseClientStopsSendingIsNotASuccess(t *testing.T) {
 type splitOwners struct {
 	mine  func(key string) bool
 	other string
+	// stints, if set, numbers this instance's stints: a key's partition
+	// assigned or restored again is one more.
+	stints *atomic.Int64
 }
 
 func (o splitOwners) Owner(_ context.Context, key string) (httpserver.Owner, error) {
@@ -537,7 +540,13 @@ func (o splitOwners) Owner(_ context.Context, key string) (httpserver.Owner, err
 	return httpserver.Owner{Addr: o.other}, nil
 }
 
-func (o splitOwners) Owns(key string) bool { return o.mine(key) }
+func (o splitOwners) Owns(key string) (any, bool) {
+	var stint int64
+	if o.stints != nil {
+		stint = o.stints.Load()
+	}
+	return stint, o.mine(key)
+}
 
 // A create sent without an Idempotency-Key is made where it arrives,
 // under a key drawn until its id is one the instance owns; one sent with
@@ -616,13 +625,15 @@ func reverse(s string) string {
 }
 
 // A request whose key's partition moves away between the owner's lookup
-// and the handler's answer (the instance paused between the two) answers
-// 503, not what the handler read: a read, or a write refused or repeated
-// from state.
+// and the handler's answer (the instance paused between the two), or away
+// and back (assigned again, restored with what another owner wrote),
+// answers 503, not what the handler read: a read, or a write refused or
+// repeated from state.
 func TestARequestWhoseKeyMovedWhileItWasHandledIsNotAnswered(t *testing.T) {
 	t.Parallel()
 	var owned atomic.Bool
-	s := newServer(t, httpserver.Config{Owners: splitOwners{mine: func(string) bool { return owned.Load() }, other: "127.0.0.1:1"}})
+	var stints atomic.Int64
+	s := newServer(t, httpserver.Config{Owners: splitOwners{mine: func(string) bool { return owned.Load() }, other: "127.0.0.1:1", stints: &stints}})
 	moves := func(w http.ResponseWriter, r *http.Request) {
 		owned.Store(false) // after the lookup, before the answer
 		w.Header().Set("ETag", `"1"`)
@@ -639,10 +650,15 @@ func TestARequestWhoseKeyMovedWhileItWasHandledIsNotAnswered(t *testing.T) {
 		w.Header().Set("ETag", `"1"`)
 		_ = http.NewResponseController(w).Flush()
 	})
+	s.HandleKeyed("GET /back/{id}", idInPath, func(w http.ResponseWriter, r *http.Request) {
+		stints.Add(1) // away and back, still owned
+		w.Header().Set("ETag", `"1"`)
+		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"by": "here, the stint before"})
+	})
 	s.MarkReady()
 	url := serve(t, s)
 
-	for _, path := range []string{"GET /orders/o1", "POST /orders/o1", "GET /silent/o1", "GET /flushed/o1"} {
+	for _, path := range []string{"GET /orders/o1", "POST /orders/o1", "GET /silent/o1", "GET /flushed/o1", "GET /back/o1"} {
 		owned.Store(true)
 		method, path, _ := strings.Cut(path, " ")
 		req, _ := http.NewRequest(method, url+path, nil)

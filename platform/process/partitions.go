@@ -273,19 +273,23 @@ func (t *partitions) Restore(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// serves reports whether this instance serves partition p now. It does
-// not wait for a restore: a request for a key of a partition being
+// serves reports whether this instance serves partition p now, and the
+// served set it does in (a new one at each assignment and restore). It
+// does not wait for a restore: a request for a key of a partition being
 // restored is answered at once, by its owner or with a 503. Nor does it
 // serve one past its lease, which the group may have taken it from.
-func (t *partitions) serves(p int32) bool {
+func (t *partitions) serves(p int32) (*[]int32, bool) {
 	owned := t.served.Load()
-	return owned != nil && slices.Contains(*owned, p) && t.lease.held()
+	return owned, owned != nil && slices.Contains(*owned, p) && t.lease.held()
 }
 
 // Owns implements httpserver.SelfOwners: whether this instance serves the
-// key's partition now.
-func (t *partitions) Owns(key string) bool {
-	return t.p.partitionCount > 0 && t.serves(store.PartitionOf(key, t.p.partitionCount))
+// key's partition now, and since which assignment or restore.
+func (t *partitions) Owns(key string) (any, bool) {
+	if t.p.partitionCount == 0 {
+		return nil, false
+	}
+	return t.serves(store.PartitionOf(key, t.p.partitionCount))
 }
 
 // Owner implements httpserver.Owners: the instance whose session holds the
@@ -295,7 +299,7 @@ func (t *partitions) Owner(ctx context.Context, key string) (httpserver.Owner, e
 	if t.p.partitionCount == 0 {
 		return httpserver.Owner{}, httpserver.ErrNoOwner
 	}
-	if t.Owns(key) {
+	if _, ok := t.Owns(key); ok {
 		return httpserver.Owner{Self: true}, nil
 	}
 	part := store.PartitionOf(key, t.p.partitionCount)

@@ -241,3 +241,38 @@ func TestLostPartitionsRunTheOnLostHooks(t *testing.T) {
 		}
 	}
 }
+
+// A partition revoked and assigned again is another stint of it: a keyed
+// request's handler that read its state in the first is not answered in
+// the second (httpserver's stillOwned), and neither is one that read it
+// before a restore.
+func TestAPartitionAssignedAgainIsAnotherStint(t *testing.T) {
+	s := &heldStore{}
+	tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
+	tp.ready.Do(func() {})
+	if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
+		t.Fatal(err)
+	}
+	first, ok := tp.Owns("k")
+	if !ok {
+		t.Fatal("the key not owned once its partition is assigned")
+	}
+	tp.Revoked(false)
+	if _, ok := tp.Owns("k"); ok {
+		t.Fatal("the key owned once its partition is revoked")
+	}
+	if err := tp.Assigned(t.Context(), []int32{0, 1}, 3); err != nil {
+		t.Fatal(err)
+	}
+	second, ok := tp.Owns("k")
+	if !ok || second == first {
+		t.Errorf("assigned again: owned %v in stint %p, want owned in another stint than %p", ok, second, first)
+	}
+	tp.Distrust(fmt.Errorf("%w (%w)", messaging.ErrFenced, messaging.ErrAborted))
+	if serving, err := tp.Restore(t.Context()); !serving || err != nil {
+		t.Fatalf("Restore: %v %v", serving, err)
+	}
+	if third, ok := tp.Owns("k"); !ok || third == second {
+		t.Errorf("restored: owned %v in stint %p, want owned in another stint than %p", ok, third, second)
+	}
+}
