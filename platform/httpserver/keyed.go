@@ -336,7 +336,7 @@ const HeaderIdempotencyKey = "Idempotency-Key"
 func IdempotencyKey(r *http.Request) (string, error) {
 	key := r.Header.Get(HeaderIdempotencyKey)
 	if len(key) > 255 {
-		return "", errors.New("Idempotency-Key is longer than 255 characters")
+		return "", errors.New("Idempotency-Key is longer than 255 bytes")
 	}
 	if key == "" {
 		key = uuid.NewString()

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -367,6 +368,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// cleanPath is p as net/http's mux cleans it: rooted, without empty or
+// dot segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
+}
+
 // Listen opens the server's port, for Serve.
 func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
@@ -381,6 +395,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inProgress.Add(1)
 		defer s.inProgress.Add(-1)
+		if p := r.URL.Path; cleanPath(p) != p {
+			// net/http's mux redirects it to its clean form, with no
+			// JSON body: /orders//cancel (an id left empty) to
+			// /orders/cancel, which a client following it posts to.
+			WriteError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s: the path has an empty or dot segment", r.Method, p))
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
 	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 5 * time.Second}

@@ -533,3 +533,36 @@ func TestReadyzNamesACheckThatHangsPastThreeSeconds(t *testing.T) {
 		t.Errorf("GET /readyz with a check that hangs: got %d %s, want 503 kafka: no answer within 3.5s", status, body)
 	}
 }
+
+// A path with an empty or dot segment (an id left empty: /orders//cancel)
+// gets a 404 with a JSON error, where net/http's mux redirected it, with
+// no body, to its clean form: another route, which a client following the
+// redirect posted to.
+func TestAPathWithAnEmptySegmentIsNoRoute(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, httpserver.Config{})
+	s.Handle("POST /orders/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteJSON(w, http.StatusAccepted, map[string]string{"id": r.PathValue("id")})
+	})
+	s.Handle("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id")})
+	})
+	s.MarkReady()
+	url := serve(t, s)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, c := range []struct{ method, path string }{{"POST", "/orders//cancel"}, {"GET", "/orders/o1/.."}, {"GET", "/orders/./o1"}} {
+		req, _ := http.NewRequest(c.method, url+c.path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(errorField(t, string(body)), "empty or dot segment") {
+			t.Errorf("%s %s: got %d %q (Location %q), want 404 with a JSON error", c.method, c.path, resp.StatusCode, body, resp.Header.Get("Location"))
+		}
+	}
+	if status, _, body := get(t, url+"/orders/o1"); status != http.StatusOK {
+		t.Errorf("GET /orders/o1: got %d %s, want 200", status, body)
+	}
+}
