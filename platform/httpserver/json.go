@@ -2,11 +2,14 @@ package httpserver
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 )
 
@@ -45,10 +48,26 @@ const maxBody = 1 << 16
 var ErrEmptyBody = errors.New("request body is empty")
 
 // DecodeJSON reads one JSON object from the request body into v, rejecting
-// unknown fields, trailing data, and bodies over 64 KiB. Its error message is
-// meant for the client.
+// unknown fields, trailing data, bodies over 64 KiB, a member given twice
+// in an object and a field of v named in another case than its own (which
+// encoding/json would take, the last one given winning). Its error
+// message is meant for the client.
 func DecodeJSON(r *http.Request, v any) error {
-	body := bufio.NewReader(http.MaxBytesReader(nil, r.Body, maxBody))
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+		return fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
+	} else if err != nil {
+		return fmt.Errorf("read the request body: %w", err)
+	}
+	if err := decodeJSON(data, v); err != nil {
+		return err
+	}
+	return exactMembers(data, v)
+}
+
+// decodeJSON is DecodeJSON but for exactMembers.
+func decodeJSON(data []byte, v any) error {
+	body := bufio.NewReader(bytes.NewReader(data))
 	if isNull(body) {
 		// It decodes as nothing at all: into a struct, as the zero value,
 		// a request no field of which was sent.
@@ -56,14 +75,11 @@ func DecodeJSON(r *http.Request, v any) error {
 	}
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
-	var tooLarge *http.MaxBytesError
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
 			return ErrEmptyBody
-		case errors.As(err, &tooLarge):
-			return fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
 		case errors.As(err, &typeErr) && typeErr.Field == "":
 			return errors.New("request body must be a JSON object")
 		case errors.As(err, &typeErr):
@@ -78,12 +94,68 @@ func DecodeJSON(r *http.Request, v any) error {
 	switch _, err := dec.Token(); {
 	case errors.Is(err, io.EOF):
 		return nil
-	case errors.As(err, &tooLarge):
-		return fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
 	case err == nil:
 		return errors.New("malformed JSON: more than one value in the body")
 	default:
 		return fmt.Errorf("malformed JSON: %s after the value", strings.TrimSuffix(err.Error(), " looking for beginning of value"))
+	}
+}
+
+// exactMembers refuses what encoding/json took without a word from data,
+// a valid JSON value: an object's member given twice (under one name as
+// it matches names, ignoring case), and a member of the top object named
+// in another case than the field of v, a pointer to a struct, it fills.
+func exactMembers(data []byte, v any) error {
+	fields := map[string]string{} // by lower case name
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		for _, f := range reflect.VisibleFields(t.Elem()) {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || f.Anonymous || name == "-" {
+				continue
+			}
+			fields[strings.ToLower(cmp.Or(name, f.Name))] = cmp.Or(name, f.Name)
+		}
+	}
+	type container struct {
+		members map[string]bool // an object's, by lower case name; nil for an array
+		key     bool            // an object's next token is a member name
+	}
+	var open []*container
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end (data decoded already)
+		}
+		var in *container
+		if len(open) > 0 {
+			in = open[len(open)-1]
+		}
+		if name, ok := tok.(string); ok && in != nil && in.key {
+			folded := strings.ToLower(name)
+			if in.members[folded] {
+				return fmt.Errorf("field %q is given twice", name)
+			}
+			in.members[folded] = true
+			if exact, ok := fields[folded]; ok && len(open) == 1 && exact != name {
+				return fmt.Errorf("unknown field %q (field names are case-sensitive: %q)", name, exact)
+			}
+			in.key = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			open = append(open, &container{members: map[string]bool{}, key: true})
+			continue
+		case json.Delim('['):
+			open = append(open, &container{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			open = open[:len(open)-1]
+		}
+		if len(open) > 0 && open[len(open)-1].members != nil {
+			open[len(open)-1].key = true // a member's value is over
+		}
 	}
 }
 

@@ -39,6 +39,10 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "too large", body: tooLarge, wantErr: "request body is larger than 65536 bytes"},
 		{name: "a closing brace after the object", body: `{"customerId":"c1","orderTotal":1}}`, wantErr: "malformed JSON: invalid character '}' after the value"},
 		{name: "a closing bracket after the object", body: `{"customerId":"c1","orderTotal":1}]`, wantErr: "malformed JSON: invalid character ']' after the value"},
+		// encoding/json matches names ignoring case, and keeps the last.
+		{name: "a field given twice", body: `{"customerId":"c1","orderTotal":1,"orderTotal":900}`, wantErr: `field "orderTotal" is given twice`},
+		{name: "a field given twice in two cases", body: `{"customerId":"A","CustomerID":"B","orderTotal":1}`, wantErr: `field "CustomerID" is given twice`},
+		{name: "a field in another case", body: `{"CUSTOMERID":"c1","orderTotal":1}`, wantErr: `unknown field "CUSTOMERID" (field names are case-sensitive: "customerId")`},
 		{name: "too large after padding", body: `{"customerId":"c1","orderTotal":1}` + strings.Repeat(" ", 70_000) + "x", wantErr: "request body is larger than 65536 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
