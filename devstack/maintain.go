@@ -39,7 +39,9 @@ package devstack
 // to apply only the retention.ms and retention.bytes topics set themselves,
 // and applies Config.Retention, Kafka's log.retention.ms, to the delete-policy
 // topics that set no retention.ms: with DeleteRecords up to the first record
-// younger than it. A compacted topic that sets retention.ms itself still
+// younger than it, or the last record of a partition (kfake drops every
+// segment file before the log start offset, and a partition left with none
+// starts again from offset 0 after a restart). A compacted topic that sets retention.ms itself still
 // loses old keys. It compacts only when no compacted partition has a
 // transaction open (its last stable offset short of its end), checked and
 // compacted with no request taken in between (between), and turns
@@ -364,7 +366,7 @@ func (m *maintainer) between(ctx context.Context, fn func()) error {
 }
 
 // expire deletes from the topics the records older than m.retention, up to
-// the first younger one.
+// the first younger one, or up to the last of a partition.
 func (m *maintainer) expire(ctx context.Context, topics []string) error {
 	if m.retention < 0 || len(topics) == 0 {
 		return nil
@@ -392,7 +394,11 @@ func (m *maintainer) expire(ctx context.Context, topics []string) error {
 		if !ok1 || !ok2 || o.Err != nil || start.Err != nil || end.Err != nil {
 			return
 		}
-		if at := min(o.Offset, end.Offset); at > start.Offset {
+		// The last record stays, however old: kfake drops a partition's
+		// segment files up to the log start offset, and one that has
+		// none starts again from offset 0, below the offsets groups
+		// committed, which then skip the records written after.
+		if at := min(o.Offset, end.Offset-1); at > start.Offset {
 			expired.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: at})
 		}
 	})

@@ -369,3 +369,37 @@ func TestMaintenanceKeepsRecordsWrittenWhileItRuns(t *testing.T) {
 		})
 	}
 }
+
+// A partition whose records all expired keeps its end offset across a
+// restart: its last record stays. kfake dropped every segment file, and
+// the partition started again from offset 0, below the offsets groups
+// had committed: a group skipped the records written after.
+func TestAnExpiredPartitionKeepsItsEndAcrossARestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, cl := startMaintained(t, dir)
+	createTopic(t, cl, "stack-retention", nil)
+	old := time.Now().Add(-time.Hour)
+	for i := range 5 {
+		produce(t, cl, &kgo.Record{Topic: "stack-retention", Value: fmt.Appendf(nil, "old %d", i), Timestamp: old})
+	}
+	awaitRecords(t, s.Brokers(), "stack-retention", "the last record alone", func(recs []*kgo.Record) bool {
+		return len(recs) == 1 && recs[0].Offset == 4
+	})
+	cl.Close()
+	s.Close()
+
+	s, cl = startMaintained(t, dir)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(t.Context(), "stack-retention")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end, _ := ends.Lookup("stack-retention", 0); end.Offset != 5 {
+		t.Errorf("end offset after a restart: got %d, want 5", end.Offset)
+	}
+	r := &kgo.Record{Topic: "stack-retention", Value: []byte("new")}
+	produce(t, cl, r)
+	if r.Offset != 5 {
+		t.Errorf("a record written after the restart got offset %d, want 5", r.Offset)
+	}
+}
