@@ -96,6 +96,9 @@ type Stack struct {
 	// maintained is closed when maintenance has stopped; nil without it.
 	maintained chan struct{}
 	maintainer *maintainer
+	// closeBroker closes the embedded broker, and lets go of its data
+	// directory's lock.
+	closeBroker func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -111,9 +114,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	brokers := cfg.Brokers
 	var cluster *kfake.Cluster
+	unlock := func() {}
 	if len(brokers) == 0 {
 		var err error
-		if cluster, err = startBroker(cfg); err != nil {
+		if cluster, unlock, err = startBroker(cfg); err != nil {
 			return nil, err
 		}
 		brokers = cluster.ListenAddrs()
@@ -122,6 +126,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		if cluster != nil {
 			cluster.Close()
 		}
+		unlock()
 	}
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.RegistryAddr)
 	if err != nil {
@@ -145,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Stack{cluster: cluster, brokers: brokers, registry: reg, regURL: "http://" + ln.Addr().String(), stop: stop, served: make(chan error, 1),
-		maintainer: m}
+		maintainer: m, closeBroker: closeBroker}
 	go func() { s.served <- reg.Serve(serveCtx, ln) }()
 	if m != nil {
 		s.maintained = make(chan struct{})
@@ -157,7 +162,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	return s, nil
 }
 
-func startBroker(cfg Config) (*kfake.Cluster, error) {
+// startBroker starts the embedded broker, on its data directory, whose
+// lock it holds until unlock.
+func startBroker(cfg Config) (_ *kfake.Cluster, unlock func(), err error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, cfg.KafkaAddr) }),
@@ -174,10 +181,15 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 		// topics too.
 		kfake.BrokerConfigs(map[string]string{"log.retention.ms": "-1"}),
 	}
+	unlock = func() {}
 	if cfg.DataDir != "" {
+		if unlock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, nil, fmt.Errorf("devstack: %w", err)
+		}
 		restored, err := restoreCompacting(cfg.DataDir)
 		if err != nil {
-			return nil, fmt.Errorf("devstack: put back the partitions a compaction kept: %w", err)
+			unlock()
+			return nil, nil, fmt.Errorf("devstack: put back the partitions a compaction kept: %w", err)
 		}
 		if restored {
 			cfg.Logger.Warn("a crash ended a compaction: the broker's partitions are back as they were before it", "data_dir", cfg.DataDir)
@@ -191,9 +203,10 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.KafkaAddr, err)
+		unlock()
+		return nil, nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.KafkaAddr, err)
 	}
-	return cluster, nil
+	return cluster, unlock, nil
 }
 
 // StartForTest starts a stack on free ports, with its data in memory, and
@@ -246,9 +259,7 @@ func (s *Stack) Close() error {
 				s.closeErr = errors.Join(s.closeErr, dropKept(dir))
 			}
 		}
-		if s.cluster != nil {
-			s.cluster.Close()
-		}
+		s.closeBroker()
 	})
 	return s.closeErr
 }

@@ -80,6 +80,32 @@ func TestDataDirKeepsSchemasAcrossRestarts(t *testing.T) {
 	}
 }
 
+// A second stack on a data directory in use is refused: started, it put
+// back under the running broker the partitions of a compaction under way,
+// and then served the same files.
+func TestASecondStackOnADataDirInUseIsRefused(t *testing.T) {
+	t.Parallel()
+	cfg := devstack.Config{KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet()}
+	first, err := devstack.Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if second, err := devstack.Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "in use") {
+		if second != nil {
+			second.Close()
+		}
+		t.Errorf("a second stack on the data directory: got %v, want refused, the directory in use", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	second, err := devstack.Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("a stack on the data directory once the first closed: %v", err)
+	}
+	second.Close()
+}
+
 func TestStartForTest(t *testing.T) {
 	t.Parallel()
 	s := devstack.StartForTest(t)
