@@ -21,6 +21,10 @@ func errNotFound() error {
 	return &apiError{http.StatusNotFound, http.StatusNotFound, "HTTP 404 Not Found"}
 }
 
+func errMethodNotAllowed() error {
+	return &apiError{http.StatusMethodNotAllowed, http.StatusMethodNotAllowed, "HTTP 405 Method Not Allowed"}
+}
+
 func errBadRequest(err error) error {
 	return &apiError{http.StatusBadRequest, http.StatusBadRequest, fmt.Sprintf("Invalid request body: %v", err)}
 }

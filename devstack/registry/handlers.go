@@ -55,7 +55,18 @@ func (r *Registry) routes() *http.ServeMux {
 	handle("PUT /mode", putMode)
 	handle("PUT /mode/{subject}", putMode)
 
-	handle("/", func(*http.Request) (any, error) { return nil, errNotFound() })
+	handle("/", func(req *http.Request) (any, error) {
+		// A route of the path under another method: 405, as Confluent's
+		// registry answers, not 404.
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			probe := req.Clone(req.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); m != req.Method && pattern != "/" && pattern != "" {
+				return nil, errMethodNotAllowed()
+			}
+		}
+		return nil, errNotFound()
+	})
 	return mux
 }
 

@@ -52,6 +52,8 @@ func TestErrorBodies(t *testing.T) {
 		status, code       int
 	}{
 		{"GET", "/no/such/route", "", 404, 404},
+		{"PUT", "/subjects/raw-value/versions", "", 405, 405},
+		{"GET", "/compatibility/subjects/raw-value/versions/1", "", 405, 405},
 		{"GET", "/subjects/missing/versions", "", 404, 40401},
 		{"GET", "/subjects/missing/versions/latest", "", 404, 40401},
 		{"GET", "/subjects/raw-value/versions/99", "", 404, 40402},
