@@ -41,12 +41,12 @@ package devstack
 // topics that set no retention.ms: with DeleteRecords up to the first record
 // younger than it, or the last record of a partition (kfake drops every
 // segment file before the log start offset, and a partition left with none
-// starts again from offset 0 after a restart). A compacted topic that sets retention.ms itself still
-// loses old keys. It compacts only when no compacted partition has a
-// transaction open (its last stable offset short of its end), checked and
-// compacted with no request taken in between (between), and turns
-// kfake's own pass off (log.cleaner.backoff.ms of a century): under a
-// steady load, compaction waits for a moment without one.
+// starts again from offset 0 after a restart). A compacted topic that sets
+// retention.ms itself still loses old keys. It compacts only when no
+// compacted partition has a transaction open (its last stable offset short
+// of its end), checked and compacted with no request taken in between
+// (between), and turns kfake's own pass off (log.cleaner.backoff.ms of a
+// century): under a steady load, compaction waits for a moment without one.
 //
 // kfake's compaction removes a partition's segment files before it writes
 // their compacted copies: a crash in between lost every record not yet
