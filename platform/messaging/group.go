@@ -1,7 +1,6 @@
 package messaging
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -173,14 +172,12 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 		})
 		g.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
 			if err = cerr; err == nil {
-				names := map[[16]byte]string{} // v10's answer names topics by id only
-				for _, t := range req.Topics {
-					names[t.TopicID] = t.Topic
-				}
 				err = offsetErrors(func(add func(string, int32, int16)) {
 					for _, t := range resp.Topics {
 						for _, p := range t.Partitions {
-							add(cmp.Or(t.Topic, names[t.TopicID]), p.Partition, p.ErrorCode)
+							if p.ErrorCode != 0 {
+								add(topicOf(req, t), p.Partition, p.ErrorCode)
+							}
 						}
 					}
 				})
@@ -192,6 +189,20 @@ func (g *groupTxn) Prepare(ctx context.Context, produced bool) error {
 	g.sent, g.sendErr = offsets, err
 	g.mu.Unlock()
 	return nil
+}
+
+// topicOf is the name of t, a topic of the answer to req: v10's answer
+// names topics by id only.
+func topicOf(req *kmsg.OffsetCommitRequest, t kmsg.OffsetCommitResponseTopic) string {
+	if t.Topic != "" {
+		return t.Topic
+	}
+	for _, rt := range req.Topics {
+		if rt.TopicID == t.TopicID {
+			return rt.Topic
+		}
+	}
+	return ""
 }
 
 // offsets returns what a commit sends, and the group membership (member

@@ -39,6 +39,15 @@ func (s *heldStore) Demote(ps []int32)                         { s.Revoke(ps) }
 func (s *heldStore) StandbyLag(context.Context) (int64, error) { return 0, nil }
 func (s *heldStore) OwnsPartition(p int32) bool                { return slices.Contains(s.owned, p) }
 
+// heldPartitions are the partitions, two, of a process ready since its
+// start whose one store is s.
+func heldPartitions() (s *heldStore, tp *partitions) {
+	s = &heldStore{}
+	tp = &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
+	tp.ready.Do(func() {})
+	return s, tp
+}
+
 // A partition held across a rebalance is kept without a restore only if
 // every store still holds it: one that a store dropped (a write it could
 // not put back) is restored, not served with no state.
@@ -67,9 +76,7 @@ func TestAPartitionAStoreDroppedIsRestoredWhenKept(t *testing.T) {
 // abort's writes are put back rather than every partition read again,
 // and the next generation keeps what it still assigns.
 func TestARestoreAfterAnUnknownOutcomeKeepsTheGeneration(t *testing.T) {
-	s := &heldStore{}
-	tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
-	tp.ready.Do(func() {})
+	s, tp := heldPartitions()
 	if err := tp.Assigned(t.Context(), []int32{0, 1}, 5); err != nil {
 		t.Fatal(err)
 	}
@@ -201,9 +208,7 @@ func TestAnAbortOfAGenerationOverServesNothingUntilAssigned(t *testing.T) {
 		"a generation over that a later one ended": {2, over(1), true},
 		"a plain abort":                            {1, fmt.Errorf("%w (%w)", messaging.ErrFenced, messaging.ErrAborted), true},
 	} {
-		s := &heldStore{}
-		tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
-		tp.ready.Do(func() {})
+		_, tp := heldPartitions()
 		for g := int32(1); g <= c.assigned; g++ {
 			if err := tp.Assigned(t.Context(), []int32{0, 1}, g); err != nil {
 				t.Fatal(err)
@@ -247,9 +252,7 @@ func TestLostPartitionsRunTheOnLostHooks(t *testing.T) {
 // the second (httpserver's stillOwned), and neither is one that read it
 // before a restore.
 func TestAPartitionAssignedAgainIsAnotherStint(t *testing.T) {
-	s := &heldStore{}
-	tp := &partitions{p: &Process{Logger: slog.New(slog.DiscardHandler), stores: []assignable{s}, partitionCount: 2}, gen: -1, assignedGen: -1}
-	tp.ready.Do(func() {})
+	_, tp := heldPartitions()
 	if err := tp.Assigned(t.Context(), []int32{0, 1}, 1); err != nil {
 		t.Fatal(err)
 	}
